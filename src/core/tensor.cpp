@@ -1,0 +1,325 @@
+// Tensor and Buffer implementation (CPU side; device copies go through registered hooks).
+#include "core/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace mamba {
+
+namespace {
+std::map<Device, DeviceAllocator>& allocators() {
+  static std::map<Device, DeviceAllocator> table;
+  return table;
+}
+
+Shape contiguous_strides(const Shape& shape) {
+  Shape strides(shape.size());
+  int64_t s = 1;
+  for (size_t i = shape.size(); i-- > 0;) {
+    strides[i] = s;
+    s *= shape[i];
+  }
+  return strides;
+}
+
+float load_as_f32(const void* p, DType dtype) {
+  switch (dtype) {
+    case DType::f32: return *static_cast<const float*>(p);
+    case DType::bf16: return bf16_to_f32(*static_cast<const uint16_t*>(p));
+    case DType::f16: return f16_to_f32(*static_cast<const uint16_t*>(p));
+    case DType::i64: return static_cast<float>(*static_cast<const int64_t*>(p));
+    case DType::i32: return static_cast<float>(*static_cast<const int32_t*>(p));
+    case DType::u8: return static_cast<float>(*static_cast<const uint8_t*>(p));
+  }
+  return 0.0f;
+}
+
+void store_from_f32(void* p, DType dtype, float v) {
+  switch (dtype) {
+    case DType::f32: *static_cast<float*>(p) = v; break;
+    case DType::bf16: *static_cast<uint16_t*>(p) = f32_to_bf16(v); break;
+    case DType::f16: *static_cast<uint16_t*>(p) = f32_to_f16(v); break;
+    case DType::i64: *static_cast<int64_t*>(p) = static_cast<int64_t>(v); break;
+    case DType::i32: *static_cast<int32_t*>(p) = static_cast<int32_t>(v); break;
+    case DType::u8: *static_cast<uint8_t*>(p) = static_cast<uint8_t>(v); break;
+  }
+}
+
+// Calls fn(linear_index, element_offset) for every element of a strided layout.
+template <typename Fn>
+void for_each_offset(const Shape& shape, const Shape& strides, Fn fn) {
+  const int64_t n = shape_numel(shape);
+  if (n == 0) return;
+  std::vector<int64_t> idx(shape.size(), 0);
+  int64_t off = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    fn(i, off);
+    for (size_t d = shape.size(); d-- > 0;) {
+      if (++idx[d] < shape[d]) {
+        off += strides[d];
+        break;
+      }
+      off -= strides[d] * (shape[d] - 1);
+      idx[d] = 0;
+    }
+  }
+}
+}  // namespace
+
+std::string shape_str(const Shape& shape) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  os << "]";
+  return os.str();
+}
+
+int64_t shape_numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  return n;
+}
+
+void register_device_allocator(Device device, DeviceAllocator allocator) {
+  allocators()[device] = std::move(allocator);
+}
+
+const DeviceAllocator* device_allocator(Device device) {
+  auto it = allocators().find(device);
+  return it == allocators().end() ? nullptr : &it->second;
+}
+
+std::shared_ptr<Buffer> Buffer::allocate(size_t bytes, Device device) {
+  std::shared_ptr<Buffer> buf(new Buffer());
+  buf->bytes_ = bytes;
+  buf->device_ = device;
+  buf->owned_ = true;
+  const size_t padded = ((bytes + 63) / 64) * 64 + 64;
+  if (device == Device::cpu) {
+    buf->data_ = std::aligned_alloc(64, padded);
+    if (!buf->data_) throw_error(ErrorCode::io, "out of memory allocating ", bytes, " bytes");
+  } else {
+    const DeviceAllocator* a = device_allocator(device);
+    if (!a) throw_error(ErrorCode::unsupported, "this build has no CUDA backend");
+    buf->data_ = a->alloc(padded);
+  }
+  return buf;
+}
+
+std::shared_ptr<Buffer> Buffer::borrow(void* data, size_t bytes, std::shared_ptr<void> keep_alive) {
+  std::shared_ptr<Buffer> buf(new Buffer());
+  buf->data_ = data;
+  buf->bytes_ = bytes;
+  buf->keep_alive_ = std::move(keep_alive);
+  return buf;
+}
+
+Buffer::~Buffer() {
+  if (!owned_ || !data_) return;
+  if (device_ == Device::cpu) {
+    std::free(data_);
+  } else if (const DeviceAllocator* a = device_allocator(device_)) {
+    a->free(data_);
+  }
+}
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  for (int64_t s : shape) MAMBA_CHECK(s >= 0, "negative dimension in " << shape_str(shape));
+  Tensor t;
+  t.buffer_ = Buffer::allocate(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype), device);
+  t.dtype_ = dtype;
+  t.shape_ = shape;
+  t.strides_ = contiguous_strides(shape);
+  return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  t.zero();
+  return t;
+}
+
+Tensor Tensor::full(const Shape& shape, float value) {
+  Tensor t = empty(shape);
+  t.fill(value);
+  return t;
+}
+
+Tensor Tensor::from_buffer(std::shared_ptr<Buffer> buffer, size_t byte_offset, const Shape& shape,
+                           DType dtype) {
+  Tensor t;
+  MAMBA_CHECK(byte_offset + static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype) <= buffer->bytes());
+  t.buffer_ = std::move(buffer);
+  t.offset_ = byte_offset;
+  t.dtype_ = dtype;
+  t.shape_ = shape;
+  t.strides_ = contiguous_strides(shape);
+  return t;
+}
+
+Tensor Tensor::from_vector(const std::vector<float>& values, const Shape& shape) {
+  MAMBA_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape));
+  Tensor t = empty(shape);
+  std::memcpy(t.raw(), values.data(), values.size() * 4);
+  return t;
+}
+
+int64_t Tensor::size(int64_t d) const {
+  if (d < 0) d += dim();
+  MAMBA_CHECK(d >= 0 && d < dim(), "dim " << d << " of " << shape_str(shape_));
+  return shape_[d];
+}
+
+int64_t Tensor::stride(int64_t d) const {
+  if (d < 0) d += dim();
+  MAMBA_CHECK(d >= 0 && d < dim());
+  return strides_[d];
+}
+
+bool Tensor::is_contiguous() const {
+  int64_t s = 1;
+  for (size_t i = shape_.size(); i-- > 0;) {
+    if (shape_[i] != 1 && strides_[i] != s) return false;
+    s *= shape_[i];
+  }
+  return true;
+}
+
+void* Tensor::raw() const {
+  MAMBA_CHECK(buffer_ != nullptr, "undefined tensor");
+  return static_cast<char*>(buffer_->data()) + offset_;
+}
+
+float* Tensor::f32() const {
+  MAMBA_CHECK(dtype_ == DType::f32, "expected f32, got " << dtype_name(dtype_));
+  return data<float>();
+}
+
+Tensor Tensor::view(const Shape& shape) const {
+  MAMBA_CHECK(is_contiguous(), "view of a non-contiguous tensor");
+  Shape s = shape;
+  int64_t known = 1, infer = -1;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == -1) {
+      MAMBA_CHECK(infer < 0, "two -1 in view");
+      infer = static_cast<int64_t>(i);
+    } else {
+      known *= s[i];
+    }
+  }
+  if (infer >= 0) s[infer] = known ? numel() / known : 0;
+  MAMBA_CHECK(shape_numel(s) == numel(), "view " << shape_str(shape) << " of " << shape_str(shape_));
+  Tensor t = *this;
+  t.shape_ = s;
+  t.strides_ = contiguous_strides(s);
+  return t;
+}
+
+Tensor Tensor::slice(int64_t d, int64_t start, int64_t end) const {
+  if (d < 0) d += dim();
+  MAMBA_CHECK(d >= 0 && d < dim() && 0 <= start && start <= end && end <= shape_[d],
+              "slice dim " << d << " [" << start << "," << end << ") of " << shape_str(shape_));
+  Tensor t = *this;
+  t.offset_ += static_cast<size_t>(start * strides_[d]) * dtype_size(dtype_);
+  t.shape_[d] = end - start;
+  return t;
+}
+
+Tensor Tensor::select(int64_t d, int64_t index) const {
+  if (d < 0) d += dim();
+  Tensor t = slice(d, index, index + 1);
+  t.shape_.erase(t.shape_.begin() + d);
+  t.strides_.erase(t.strides_.begin() + d);
+  return t;
+}
+
+Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
+  if (d0 < 0) d0 += dim();
+  if (d1 < 0) d1 += dim();
+  Tensor t = *this;
+  std::swap(t.shape_[d0], t.shape_[d1]);
+  std::swap(t.strides_[d0], t.strides_[d1]);
+  return t;
+}
+
+Tensor Tensor::contiguous() const { return is_contiguous() ? *this : copy(); }
+
+Tensor Tensor::copy() const {
+  Tensor t = empty(shape_, dtype_, device());
+  t.copy_from(*this);
+  return t;
+}
+
+Tensor Tensor::to(DType dtype) const {
+  if (dtype == dtype_) return *this;
+  Tensor t = empty(shape_, dtype, device());
+  t.copy_from(*this);
+  return t;
+}
+
+Tensor Tensor::to(Device device) const {
+  if (device == this->device()) return *this;
+  Tensor src = contiguous();
+  Tensor t = empty(shape_, dtype_, device);
+  const DeviceAllocator* a = device_allocator(device == Device::cpu ? src.device() : device);
+  if (!a) throw_error(ErrorCode::unsupported, "this build has no CUDA backend");
+  a->copy(t.raw(), device, src.raw(), src.device(), nbytes());
+  return t;
+}
+
+void Tensor::copy_from(const Tensor& src) {
+  MAMBA_CHECK(src.shape_ == shape_, "copy_from " << shape_str(src.shape_) << " -> " << shape_str(shape_));
+  if (device() != Device::cpu || src.device() != Device::cpu) {
+    MAMBA_CHECK(dtype_ == src.dtype_ && is_contiguous() && src.is_contiguous(),
+                "device copies need the same dtype and contiguous tensors");
+    const DeviceAllocator* a = device_allocator(device() != Device::cpu ? device() : src.device());
+    MAMBA_CHECK(a != nullptr);
+    a->copy(raw(), device(), src.raw(), src.device(), nbytes());
+    return;
+  }
+  if (dtype_ == src.dtype_ && is_contiguous() && src.is_contiguous()) {
+    std::memmove(raw(), src.raw(), nbytes());
+    return;
+  }
+  const size_t ss = dtype_size(src.dtype_), ds = dtype_size(dtype_);
+  const char* sbase = static_cast<const char*>(src.raw());
+  char* dbase = static_cast<char*>(raw());
+  std::vector<int64_t> doffs(static_cast<size_t>(numel()));
+  for_each_offset(shape_, strides_, [&](int64_t i, int64_t off) { doffs[i] = off; });
+  for_each_offset(src.shape_, src.strides_, [&](int64_t i, int64_t off) {
+    store_from_f32(dbase + doffs[i] * ds, dtype_, load_as_f32(sbase + off * ss, src.dtype_));
+  });
+}
+
+void Tensor::fill(float value) {
+  MAMBA_CHECK(device() == Device::cpu);
+  const size_t ds = dtype_size(dtype_);
+  char* base = static_cast<char*>(raw());
+  for_each_offset(shape_, strides_, [&](int64_t, int64_t off) { store_from_f32(base + off * ds, dtype_, value); });
+}
+
+void Tensor::zero() {
+  if (is_contiguous() && device() == Device::cpu) {
+    std::memset(raw(), 0, nbytes());
+  } else if (device() == Device::cpu) {
+    fill(0.0f);
+  } else {
+    Tensor z = zeros(shape_, dtype_, Device::cpu);
+    copy_from(z);
+  }
+}
+
+std::vector<float> Tensor::to_vector() const {
+  Tensor src = device() == Device::cpu ? *this : to(Device::cpu);
+  std::vector<float> out(static_cast<size_t>(numel()));
+  const size_t ss = dtype_size(dtype_);
+  const char* base = static_cast<const char*>(src.raw());
+  for_each_offset(shape_, strides_, [&](int64_t i, int64_t off) { out[i] = load_as_f32(base + off * ss, dtype_); });
+  return out;
+}
+
+}  // namespace mamba

@@ -1,0 +1,33 @@
+// Test helpers shared by every test executable: fixture lookup (MAMBACPP_FIXTURES, else
+// ../shared/fixtures next to the checkout), random tensors, and error metrics.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace mamba::testing {
+
+// The fixtures folder, or nullopt when neither location exists (tests then GTEST_SKIP
+// with a message saying so).
+std::optional<std::string> fixtures_dir();
+
+Tensor random_tensor(const Shape& shape, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f);
+float max_abs_diff(const Tensor& a, const Tensor& b);
+float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b);
+float rel_error(const Tensor& a, const Tensor& ref);  // ||a - ref|| / ||ref||
+
+}  // namespace mamba::testing
+
+// Skips the current test when fixtures are absent; sets `dir` otherwise.
+#define MAMBA_REQUIRE_FIXTURES(dir)                                                   \
+  std::string dir;                                                                    \
+  do {                                                                                \
+    auto mamba_fx_ = ::mamba::testing::fixtures_dir();                                \
+    if (!mamba_fx_) GTEST_SKIP() << "fixtures not found: set MAMBACPP_FIXTURES or "   \
+                                    "provide ../shared/fixtures";                     \
+    dir = *mamba_fx_;                                                                 \
+  } while (0)
