@@ -1,0 +1,46 @@
+// Mamba-3 scan (SPEC.md §3.4-§3.5): the exponential-trapezoidal recurrence over pre-rotated
+// queries/keys, SISO (mimo_rank 1) and MIMO (any rank). Continues from and updates an explicit
+// state, so a whole-sequence call, a chunked prefill and a one-token step share one contract.
+#pragma once
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace mamba::ops {
+
+// Recurrent state of one Mamba-3 layer, carried between calls. All f32, contiguous.
+// A fresh sequence has all three zeroed (then the beta term of the first token vanishes).
+struct Mamba3ScanState {
+  Tensor ssm;     // [batch, n_heads, head_dim, d_state]  S after the last token seen
+  Tensor k_prev;  // [batch, mimo_rank, n_heads, d_state] rotated, biased key of the last token
+  Tensor v_prev;  // [batch, n_heads, head_dim]           raw x of the last token
+};
+
+// Inputs of one call. All f32, contiguous. Per token t, head h, rank r:
+//   v_{t,r} = x_t ⊙ mimo_x[h, r, :]   (x_t itself when mimo_x is undefined: SISO)
+//   alpha_t = exp(adt_t), beta_t = (1 - trap_t)·dt_t·alpha_t, gamma_t = trap_t·dt_t
+//   S_t = alpha_t·S_{t-1} + beta_t·Σ_r v_{t-1,r} k_{t-1,r}ᵀ + gamma_t·Σ_r v_{t,r} k_{t,r}ᵀ
+//   y_{t,r} = S_t·q_{t,r} + D_h·v_{t,r}
+// where token -1 is the state's (k_prev, v_prev).
+struct Mamba3ScanArgs {
+  Tensor x;       // [batch, seq_len, n_heads, head_dim]
+  Tensor q;       // [batch, seq_len, mimo_rank, n_heads, d_state]  rotated, biased
+  Tensor k;       // [batch, seq_len, mimo_rank, n_heads, d_state]  rotated, biased
+  Tensor adt;     // [batch, seq_len, n_heads]  Δ·A (<= 0)
+  Tensor dt;      // [batch, seq_len, n_heads]  Δ (> 0)
+  Tensor trap;    // [batch, seq_len, n_heads]  λ = sigmoid(trap_raw), already applied
+  Tensor D;       // [n_heads]
+  Tensor mimo_x;  // [n_heads, mimo_rank, head_dim], or undefined for SISO
+  int64_t chunk_size = 64;
+};
+
+// Whole-sequence chunked form (§3.5). y: [batch, seq_len, mimo_rank, n_heads, head_dim].
+void mamba3_scan_fwd(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
+
+// Naive sequential recurrence, token by token (the definition above); the test oracle.
+void mamba3_scan_ref(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
+
+// One token (seq_len == 1) fast path used by decode; same contract.
+void mamba3_scan_step(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
+
+}  // namespace mamba::ops
