@@ -1,0 +1,53 @@
+// `mambacpp logits`: int64 [batch, seq_len] ids -> float32 [batch, seq_len, vocab] logits, either
+// one whole-sequence pass, or (--prefill K) a pass over the first K tokens then one-token steps.
+#include <cstring>
+#include <string>
+
+#include <mambacpp/mambacpp.h>
+
+#include "commands.h"
+
+namespace mambacpp::cli {
+
+namespace {
+struct LogitsArgs {
+  std::string model, input, output;
+  int64_t prefill = -1;
+  int threads = 0;
+};
+}  // namespace
+
+Runner add_logits(CLI::App& app) {
+  auto a = std::make_shared<LogitsArgs>();
+  app.add_option("-m,--model", a->model, "model directory")->required();
+  app.add_option("-i,--input", a->input, "int64 [batch, seq_len] .npy of token ids")->required();
+  app.add_option("-o,--output", a->output, "float32 [batch, seq_len, vocab] .npy to write")->required();
+  app.add_option("--prefill", a->prefill, "whole-sequence pass over the first K tokens, then one-token steps");
+  app.add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
+  return [a]() {
+    set_num_threads(a->threads);
+    const Model model = Model::load(a->model);
+    const Tensor ids = read_npy(a->input);
+    if (ids.dim() != 2 || (ids.dtype() != DType::i64 && ids.dtype() != DType::i32))
+      mamba::throw_error(ErrorCode::shape, a->input, ": expected int64 token ids of shape [batch, seq_len], found ",
+                         mamba::dtype_name(ids.dtype()), " ", mamba::shape_str(ids.shape()));
+    const int64_t batch = ids.size(0), seq_len = ids.size(1), vocab = model.config().vocab_padded;
+    if (a->prefill > seq_len)
+      mamba::throw_error(ErrorCode::invalid_argument, "--prefill ", a->prefill, " is larger than seq_len ", seq_len);
+    State state = model.new_state(batch);
+    Tensor logits;
+    if (a->prefill < 0) {
+      logits = model.forward(ids, state);
+    } else {
+      logits = Tensor::empty({batch, seq_len, vocab});
+      const int64_t k = a->prefill;
+      if (k > 0) logits.slice(1, 0, k).copy_from(model.forward(ids.slice(1, 0, k), state));
+      for (int64_t t = k; t < seq_len; ++t)
+        logits.select(1, t).copy_from(model.step(ids.select(1, t).contiguous(), state));
+    }
+    write_npy(a->output, logits);
+    return 0;
+  };
+}
+
+}  // namespace mambacpp::cli

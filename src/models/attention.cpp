@@ -1,0 +1,114 @@
+// Multi-head attention mixer of hybrid models (SPEC.md §4.5): in_proj -> [q | k | v | mlp up |
+// mlp gate] -> optional causal conv (bias, no activation) over qkv -> rotary -> causal GQA
+// attention over a growing KV cache -> concat with the MLP part -> out_proj. Decode attends all
+// cached keys and its conv state holds pre-conv inputs (intended semantics, SPEC §8.14).
+#include <algorithm>
+#include <cstring>
+
+#include "models/architectures.h"
+#include "ops/attention/attention.h"
+#include "ops/causal_conv1d/causal_conv1d.h"
+#include "ops/elementwise/activations.h"
+#include "ops/linear/linear.h"
+
+namespace mamba::models {
+namespace {
+
+class Attention final : public Mixer {
+public:
+  Attention(const io::ModelConfig& config, int64_t) : c_(config.attn), d_model_(config.d_model) {}
+
+  io::MixerKind kind() const override { return io::MixerKind::attention; }
+
+  void visit_params(const ParamVisitor& fn) override {
+    const int64_t in_out = c_.qkv_dim + c_.mlp_dim;
+    fn({"mixer.in_proj.weight", &in_proj_weight, {in_out, d_model_}});
+    if (c_.qkv_proj_bias) fn({"mixer.in_proj.bias", &in_proj_bias, {in_out}, true});
+    if (c_.d_conv > 0) {
+      fn({"mixer.conv1d.weight", &conv1d_weight, {c_.qkv_dim, 1, c_.d_conv}});
+      fn({"mixer.conv1d.bias", &conv1d_bias, {c_.qkv_dim}, true});
+    }
+    fn({"mixer.out_proj.weight", &out_proj_weight, {d_model_, c_.out_dim + c_.mlp_dim / 2}});
+    if (c_.out_proj_bias) fn({"mixer.out_proj.bias", &out_proj_bias, {d_model_}, true});
+  }
+
+  void prepare() override {
+    if (c_.d_conv > 0) conv_w = conv1d_weight.view({c_.qkv_dim, c_.d_conv});
+  }
+
+  LayerState new_state(int64_t batch) const override {
+    LayerState s;
+    if (c_.d_conv > 0) s.conv = Tensor::zeros({batch, c_.qkv_dim, c_.d_conv - 1});
+    s.k_cache = Tensor::zeros({batch, 0, c_.num_heads_kv, c_.head_dim});
+    s.v_cache = Tensor::zeros({batch, 0, c_.num_heads_kv, c_.head_dim});
+    return s;
+  }
+
+  Tensor forward(const Tensor& u, LayerState& st, int64_t pos) const override {
+    const int64_t batch = u.size(0), seq_len = u.size(1), hd = c_.head_dim, nh = c_.num_heads, nkv = c_.num_heads_kv;
+    Tensor proj = ops::linear(u, in_proj_weight, in_proj_bias);  // [batch, seq_len, qkv_dim + mlp_dim]
+    Tensor qkv = columns(proj, 0, c_.qkv_dim);
+    if (c_.d_conv > 0) qkv = ops::causal_conv1d_fwd(qkv, conv_w, conv1d_bias, st.conv, /*silu=*/false);
+    Tensor q = columns(qkv, 0, nh * hd).contiguous().view({batch, seq_len, nh, hd});
+    Tensor k = columns(qkv, nh * hd, nkv * hd).contiguous().view({batch, seq_len, nkv, hd});
+    Tensor v = columns(qkv, (nh + nkv) * hd, nkv * hd).contiguous().view({batch, seq_len, nkv, hd});
+    const float base = static_cast<float>(c_.rotary_emb_base);
+    ops::rotary_apply(q, c_.rotary_emb_dim, pos, base, c_.rotary_emb_interleaved);
+    ops::rotary_apply(k, c_.rotary_emb_dim, pos, base, c_.rotary_emb_interleaved);
+    append_kv(st, k, v, pos);
+    Tensor attn = ops::attention_fwd(q, st.k_cache, st.v_cache, pos, static_cast<float>(c_.softmax_scale));
+    Tensor context = attn.view({batch, seq_len, nh * hd});
+    if (c_.mlp_dim > 0) context = append_mlp(context, proj);
+    return ops::linear(context, out_proj_weight, out_proj_bias);
+  }
+
+  Tensor step(const Tensor& u, LayerState& st, int64_t pos) const override {
+    return forward(u.view({u.size(0), 1, d_model_}), st, pos).view({u.size(0), d_model_});
+  }
+
+  int64_t state_bytes_fixed() const override { return 4 * c_.qkv_dim * std::max<int64_t>(c_.d_conv - 1, 0); }
+  int64_t state_bytes_per_token() const override { return 4 * 2 * c_.num_heads_kv * c_.head_dim; }
+
+private:
+  // Writes k, v at positions [pos, pos + seq_len), growing the cache geometrically.
+  static void append_kv(LayerState& st, const Tensor& k, const Tensor& v, int64_t pos) {
+    const int64_t batch = k.size(0), seq_len = k.size(1), nkv = k.size(2), hd = k.size(3);
+    const int64_t cap = st.k_cache.size(1), need = pos + seq_len;
+    if (need > cap) {
+      const int64_t new_cap = std::max<int64_t>(need, std::max<int64_t>(2 * cap, 64));
+      for (Tensor* cache : {&st.k_cache, &st.v_cache}) {
+        Tensor grown = Tensor::zeros({batch, new_cap, nkv, hd});
+        if (pos > 0) grown.slice(1, 0, pos).copy_from(cache->slice(1, 0, pos));
+        *cache = grown;
+      }
+    }
+    st.k_cache.slice(1, pos, need).copy_from(k);
+    st.v_cache.slice(1, pos, need).copy_from(v);
+  }
+
+  // concat([attention (n_heads·head_dim), up·silu(gate)]) (§4.5).
+  Tensor append_mlp(const Tensor& context, const Tensor& proj) const {
+    const int64_t rows = context.numel() / context.size(-1), ctx = c_.out_dim, half = c_.mlp_dim / 2;
+    Tensor out = Tensor::empty({context.size(0), context.size(1), ctx + half});
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* p = proj.f32() + r * proj.size(-1) + c_.qkv_dim;
+      float* o = out.f32() + r * (ctx + half);
+      std::memcpy(o, context.f32() + r * ctx, static_cast<size_t>(ctx) * 4);
+      for (int64_t i = 0; i < half; ++i) o[ctx + i] = p[i] * ops::silu(p[half + i]);
+    }
+    return out;
+  }
+
+  io::AttentionConfig c_;
+  int64_t d_model_;
+  Tensor in_proj_weight, in_proj_bias, conv1d_weight, conv1d_bias, out_proj_weight, out_proj_bias;
+  Tensor conv_w;  // derived: conv weight as [qkv_dim, d_conv]
+};
+
+}  // namespace
+
+std::unique_ptr<Mixer> make_attention(const io::ModelConfig& config, int64_t layer) {
+  return std::make_unique<Attention>(config, layer);
+}
+
+}  // namespace mamba::models

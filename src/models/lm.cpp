@@ -1,0 +1,242 @@
+// The language-model skeleton shared by every architecture (SPEC.md §4.2-§4.4): residual
+// stream, norms, gated MLP, embedding and head, loading and random initialization.
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "io/safetensors.h"
+#include "models/model.h"
+#include "ops/elementwise/activations.h"
+#include "ops/linear/linear.h"
+#include "ops/norm/norm.h"
+
+namespace mamba::models {
+
+State State::copy() const {
+  State s;
+  s.batch = batch;
+  s.position = position;
+  s.layers = layers;
+  for (LayerState& l : s.layers) l.visit([](const char*, Tensor& t) { t = t.copy(); });
+  return s;
+}
+
+int64_t State::bytes() const {
+  int64_t total = 0;
+  for (LayerState l : layers) l.visit([&](const char*, Tensor& t) { total += static_cast<int64_t>(t.nbytes()); });
+  return total;
+}
+
+Tensor GatedMlp::forward(const Tensor& x) const {
+  Tensor h = ops::linear(x, fc1_weight);  // [..., 2·hidden]
+  const int64_t hidden = fc2_weight.size(1), rows = h.numel() / (2 * hidden);
+  Shape shape = x.shape();
+  shape.back() = hidden;
+  Tensor g = Tensor::empty(shape);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* hr = h.f32() + r * 2 * hidden;
+    for (int64_t i = 0; i < hidden; ++i) g.f32()[r * hidden + i] = hr[i] * ops::silu(hr[hidden + i]);
+  }
+  return ops::linear(g, fc2_weight);
+}
+
+void Model::build() {
+  const int64_t n_layer = config_.n_layer;
+  blocks_.clear();
+  blocks_.resize(static_cast<size_t>(n_layer));
+  for (int64_t i = 0; i < n_layer; ++i) {
+    blocks_[i].mixer = make_mixer(config_.layer_kind(i), config_, i);
+    if (config_.d_intermediate > 0) blocks_[i].mlp = std::make_unique<GatedMlp>();
+  }
+}
+
+void Model::visit_params(const ParamVisitor& fn) {
+  const int64_t D = config_.d_model, V = config_.vocab_padded;
+  const bool ln = !config_.rms_norm;
+  fn({config_.embedding_name(), &embedding, {V, D}});
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    Block& b = blocks_[i];
+    const std::string prefix = "backbone.layers." + std::to_string(i) + ".";
+    auto prefixed = [&](const ParamRef& p) { fn({prefix + p.name, p.tensor, p.shape, p.no_weight_decay}); };
+    prefixed({"norm.weight", &b.norm_weight, {D}, true});
+    if (ln) prefixed({"norm.bias", &b.norm_bias, {D}, true});
+    b.mixer->visit_params(prefixed);
+    if (b.mlp) {
+      prefixed({"norm2.weight", &b.norm2_weight, {D}, true});
+      if (ln) prefixed({"norm2.bias", &b.norm2_bias, {D}, true});
+      prefixed({"mlp.fc1.weight", &b.mlp->fc1_weight, {2 * config_.mlp_hidden, D}});
+      prefixed({"mlp.fc2.weight", &b.mlp->fc2_weight, {D, config_.mlp_hidden}});
+    }
+  }
+  fn({"backbone.norm_f.weight", &norm_f_weight, {D}, true});
+  if (ln) fn({"backbone.norm_f.bias", &norm_f_bias, {D}, true});
+  if (!config_.tie_embeddings) fn({"lm_head.weight", &lm_head_weight, {V, D}});
+}
+
+int64_t Model::n_params() const {
+  int64_t n = 0;
+  const_cast<Model*>(this)->visit_params([&](const ParamRef& p) { n += shape_numel(p.shape); });
+  return n;
+}
+
+void Model::prepare() {
+  if (config_.tie_embeddings) lm_head_weight = embedding;
+  for (Block& b : blocks_) b.mixer->prepare();
+}
+
+Model Model::load(const std::string& dir) {
+  Model m;
+  m.config_ = io::load_model_config(dir);
+  m.build();
+  const io::SafeTensors st = io::SafeTensors::open(dir);
+  m.visit_params([&](const ParamRef& p) {
+    if (!st.contains(p.name))
+      throw_error(ErrorCode::not_found, st.path(), ": missing tensor '", p.name, "' (expected shape ",
+                  shape_str(p.shape), ")");
+    *p.tensor = st.get_f32(p.name, p.shape);
+  });
+  m.prepare();
+  return m;
+}
+
+// From-scratch initialization following the reference (SPEC §1.1, §2.1, §3.2, §4.6).
+Model Model::random(const io::ModelConfig& config, uint64_t seed) {
+  Model m;
+  m.config_ = config;
+  m.build();
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  auto ends_with = [](const std::string& s, const char* suffix) {
+    const size_t n = std::strlen(suffix);
+    return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+  };
+  // dt ~ log-uniform in [dt_min, dt_max), floored, stored as its inverse softplus.
+  auto dt_bias_value = [&](double dt_min, double dt_max, double floor) {
+    const double dt = std::max(std::exp(unit(rng) * (std::log(dt_max) - std::log(dt_min)) + std::log(dt_min)), floor);
+    return static_cast<float>(dt + std::log(-std::expm1(-dt)));
+  };
+  const double inv_sqrt_layers = 1.0 / std::sqrt(static_cast<double>(config.n_layer));
+  m.visit_params([&](const ParamRef& p) {
+    Tensor t = Tensor::empty(p.shape);
+    float* v = t.f32();
+    const int64_t n = t.numel();
+    const std::string& name = p.name;
+    const int64_t fan_in = p.shape.size() >= 2 ? shape_numel(p.shape) / p.shape[0] : 1;
+    const float bound = 1.0f / std::sqrt(static_cast<float>(fan_in));
+    auto uniform = [&](float b) {
+      for (int64_t i = 0; i < n; ++i) v[i] = (2.0f * unit(rng) - 1.0f) * b;
+    };
+    if (name == config.embedding_name()) {
+      for (int64_t i = 0; i < n; ++i) v[i] = normal(rng);
+    } else if (ends_with(name, "A_log") && p.shape.size() == 2) {  // Mamba-1: S4D-real ln(n+1)
+      for (int64_t i = 0; i < n; ++i) v[i] = std::log(static_cast<float>(i % p.shape[1] + 1));
+    } else if (ends_with(name, "A_log")) {  // Mamba-2: ln U(A_init_range)
+      for (int64_t i = 0; i < n; ++i)
+        v[i] = std::log(static_cast<float>(config.mamba2.A_init_lo + unit(rng) * (config.mamba2.A_init_hi - config.mamba2.A_init_lo)));
+    } else if (ends_with(name, "dt_bias") || ends_with(name, "dt_proj.bias")) {
+      for (int64_t i = 0; i < n; ++i) v[i] = dt_bias_value(0.001, 0.1, 1e-4);
+    } else if (ends_with(name, ".D") || ends_with(name, "norm.weight") || ends_with(name, "norm2.weight") ||
+               ends_with(name, "norm_f.weight") || ends_with(name, "B_bias") || ends_with(name, "C_bias") ||
+               ends_with(name, "mimo_z")) {
+      t.fill(1.0f);
+    } else if (ends_with(name, "mimo_x") || ends_with(name, "mimo_o")) {
+      t.fill(1.0f / static_cast<float>(p.shape[1]));
+    } else if (ends_with(name, "conv1d.weight") || ends_with(name, "conv1d.bias")) {
+      uniform(1.0f / std::sqrt(static_cast<float>(name.find("weight") != std::string::npos ? p.shape[2] : 4)));
+    } else if (ends_with(name, ".bias")) {
+      t.zero();
+    } else if (ends_with(name, "out_proj.weight") || ends_with(name, "fc2.weight")) {
+      uniform(static_cast<float>(bound * inv_sqrt_layers));
+    } else if (ends_with(name, "dt_proj.weight")) {
+      uniform(static_cast<float>(std::pow(static_cast<double>(p.shape[1]), -0.5)));
+    } else {
+      uniform(bound);
+    }
+    *p.tensor = t;
+  });
+  m.prepare();
+  return m;
+}
+
+State Model::new_state(int64_t batch) const {
+  State s;
+  s.batch = batch;
+  for (const Block& b : blocks_) s.layers.push_back(b.mixer->new_state(batch));
+  return s;
+}
+
+Tensor Model::embed(const Tensor& ids) const {
+  const int64_t n = ids.numel(), D = config_.d_model, V = config_.vocab_padded;
+  Shape shape = ids.shape();
+  shape.push_back(D);
+  Tensor out = Tensor::empty(shape);
+  const Tensor idc = ids.contiguous();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t id = idc.dtype() == DType::i64 ? idc.data<int64_t>()[i] : idc.data<int32_t>()[i];
+    if (id < 0 || id >= V)
+      throw_error(ErrorCode::out_of_range, "token id ", id, " at position ", i, " is outside the vocabulary [0, ", V, ")");
+    std::memcpy(out.f32() + i * D, embedding.f32() + id * D, static_cast<size_t>(D) * 4);
+  }
+  return out;
+}
+
+Tensor Model::norm(const Tensor& x, const Tensor& w, const Tensor& b) const {
+  const float eps = static_cast<float>(config_.norm_eps);
+  return config_.rms_norm ? ops::rms_norm(x, w, eps) : ops::layer_norm(x, w, b, eps);
+}
+
+namespace {
+void add_inplace(Tensor& residual, const Tensor& h) {
+  float* r = residual.f32();
+  const float* hp = h.f32();
+  for (int64_t i = 0; i < residual.numel(); ++i) r[i] += hp[i];
+}
+}  // namespace
+
+Tensor Model::head(const Tensor& residual) const {
+  return ops::linear(norm(residual, norm_f_weight, norm_f_bias), lm_head_weight);
+}
+
+Tensor Model::forward(const Tensor& ids, State& state, int64_t num_last) const {
+  MAMBA_CHECK(ids.dim() == 2 && ids.size(0) == state.batch, "ids " << shape_str(ids.shape()));
+  const int64_t seq_len = ids.size(1);
+  // residual = hidden + residual; hidden = Norm(residual); hidden = Mixer(hidden) (§4.3).
+  Tensor residual = embed(ids);  // [batch, seq_len, d_model]
+  Tensor hidden;
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const Block& b = blocks_[i];
+    if (hidden.defined()) add_inplace(residual, hidden);
+    hidden = b.mixer->forward(norm(residual, b.norm_weight, b.norm_bias), state.layers[i], state.position);
+    if (b.mlp) {
+      add_inplace(residual, hidden);
+      hidden = b.mlp->forward(norm(residual, b.norm2_weight, b.norm2_bias));
+    }
+  }
+  add_inplace(residual, hidden);
+  state.position += seq_len;
+  if (num_last > 0 && num_last < seq_len) residual = residual.slice(1, seq_len - num_last, seq_len).contiguous();
+  return head(residual);
+}
+
+Tensor Model::step(const Tensor& ids, State& state) const {
+  MAMBA_CHECK(ids.dim() == 1 && ids.size(0) == state.batch);
+  Tensor residual = embed(ids);  // [batch, d_model]
+  Tensor hidden;
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const Block& b = blocks_[i];
+    if (hidden.defined()) add_inplace(residual, hidden);
+    hidden = b.mixer->step(norm(residual, b.norm_weight, b.norm_bias), state.layers[i], state.position);
+    if (b.mlp) {
+      add_inplace(residual, hidden);
+      hidden = b.mlp->forward(norm(residual, b.norm2_weight, b.norm2_bias));
+    }
+  }
+  add_inplace(residual, hidden);
+  state.position += 1;
+  return head(residual);
+}
+
+}  // namespace mamba::models

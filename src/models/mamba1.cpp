@@ -1,0 +1,87 @@
+// Mamba-1 (S6) mixer, SPEC.md §1: in_proj -> causal conv + silu -> x_proj -> dt_proj ->
+// selective scan gated by silu(z) -> out_proj. The step is the same pipeline on one token.
+#include <cmath>
+
+#include "models/architectures.h"
+#include "ops/causal_conv1d/causal_conv1d.h"
+#include "ops/linear/linear.h"
+#include "ops/selective_scan/selective_scan.h"
+
+namespace mamba::models {
+namespace {
+
+class Mamba1 final : public Mixer {
+public:
+  Mamba1(const io::ModelConfig& config, int64_t) : c_(config.mamba1), d_model_(config.d_model) {}
+
+  io::MixerKind kind() const override { return io::MixerKind::mamba1; }
+
+  void visit_params(const ParamVisitor& fn) override {
+    const int64_t di = c_.d_inner, n = c_.d_state, r = c_.dt_rank;
+    fn({"mixer.A_log", &A_log, {di, n}, true});
+    fn({"mixer.D", &D, {di}, true});
+    fn({"mixer.in_proj.weight", &in_proj_weight, {2 * di, d_model_}});
+    if (c_.bias) fn({"mixer.in_proj.bias", &in_proj_bias, {2 * di}, true});
+    fn({"mixer.conv1d.weight", &conv1d_weight, {di, 1, c_.d_conv}});
+    if (c_.conv_bias) fn({"mixer.conv1d.bias", &conv1d_bias, {di}, true});
+    fn({"mixer.x_proj.weight", &x_proj_weight, {r + 2 * n, di}});
+    fn({"mixer.dt_proj.weight", &dt_proj_weight, {di, r}});
+    fn({"mixer.dt_proj.bias", &dt_proj_bias, {di}, true});
+    fn({"mixer.out_proj.weight", &out_proj_weight, {d_model_, di}});
+    if (c_.bias) fn({"mixer.out_proj.bias", &out_proj_bias, {d_model_}, true});
+  }
+
+  void prepare() override {
+    A = Tensor::empty(A_log.shape());
+    for (int64_t i = 0; i < A.numel(); ++i) A.f32()[i] = -std::exp(A_log.f32()[i]);
+    conv_w = conv1d_weight.view({c_.d_inner, c_.d_conv});
+  }
+
+  LayerState new_state(int64_t batch) const override {
+    LayerState s;
+    s.conv = Tensor::zeros({batch, c_.d_inner, c_.d_conv - 1});
+    s.ssm = Tensor::zeros({batch, c_.d_inner, c_.d_state});
+    return s;
+  }
+
+  Tensor forward(const Tensor& u, LayerState& st, int64_t) const override {
+    const int64_t di = c_.d_inner, n = c_.d_state, r = c_.dt_rank;
+    Tensor xz = ops::linear(u, in_proj_weight, in_proj_bias);  // [batch, seq_len, 2·d_inner]
+    Tensor x = ops::causal_conv1d_fwd(columns(xz, 0, di), conv_w, conv1d_bias, st.conv, /*silu=*/true);
+    Tensor x_dbl = ops::linear(x, x_proj_weight);  // [batch, seq_len, dt_rank + 2·d_state]
+    ops::SelectiveScanArgs args;
+    args.u = x;
+    args.delta = ops::linear(columns(x_dbl, 0, r).contiguous(), dt_proj_weight);  // bias goes in the scan
+    args.delta_bias = dt_proj_bias;
+    args.A = A;
+    args.B = columns(x_dbl, r, n);
+    args.C = columns(x_dbl, r + n, n);
+    args.D = D;
+    args.z = columns(xz, di, di);
+    Tensor y = ops::selective_scan_fwd(args, st.ssm);  // [batch, seq_len, d_inner]
+    return ops::linear(y, out_proj_weight, out_proj_bias);
+  }
+
+  Tensor step(const Tensor& u, LayerState& st, int64_t pos) const override {
+    return forward(u.view({u.size(0), 1, d_model_}), st, pos).view({u.size(0), d_model_});
+  }
+
+  int64_t state_bytes_fixed() const override {
+    return 4 * c_.d_inner * ((c_.d_conv - 1) + c_.d_state);
+  }
+
+private:
+  io::Mamba1Config c_;
+  int64_t d_model_;
+  Tensor A_log, D, in_proj_weight, in_proj_bias, conv1d_weight, conv1d_bias, x_proj_weight, dt_proj_weight,
+      dt_proj_bias, out_proj_weight, out_proj_bias;
+  Tensor A, conv_w;  // derived: −exp(A_log) [d_inner, d_state]; conv weight as [d_inner, d_conv]
+};
+
+}  // namespace
+
+std::unique_ptr<Mixer> make_mamba1(const io::ModelConfig& config, int64_t layer) {
+  return std::make_unique<Mamba1>(config, layer);
+}
+
+}  // namespace mamba::models

@@ -1,0 +1,132 @@
+// Mamba-2 (SSD) mixer, SPEC.md §2: in_proj -> [z0 | x0 | z | xBC | dt] -> causal conv + silu on
+// xBC -> chunked SSD -> gated grouped RMSNorm (or silu(z) gate) -> optional gated-MLP part
+// placed first -> out_proj. dt_limit is applied in forward AND step (intended semantics, §8.8).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "models/architectures.h"
+#include "ops/causal_conv1d/causal_conv1d.h"
+#include "ops/elementwise/activations.h"
+#include "ops/linear/linear.h"
+#include "ops/norm/norm.h"
+#include "ops/ssd/ssd.h"
+
+namespace mamba::models {
+namespace {
+
+class Mamba2 final : public Mixer {
+public:
+  Mamba2(const io::ModelConfig& config, int64_t) : c_(config.mamba2), d_model_(config.d_model) {}
+
+  io::MixerKind kind() const override { return io::MixerKind::mamba2; }
+
+  void visit_params(const ParamVisitor& fn) override {
+    const int64_t H = c_.n_heads;
+    fn({"mixer.dt_bias", &dt_bias, {H}, true});
+    fn({"mixer.A_log", &A_log, {H}, true});
+    fn({"mixer.D", &D, {c_.D_has_hdim ? c_.d_ssm : H}, true});
+    fn({"mixer.in_proj.weight", &in_proj_weight, {c_.d_in_proj, d_model_}});
+    if (c_.bias) fn({"mixer.in_proj.bias", &in_proj_bias, {c_.d_in_proj}, true});
+    fn({"mixer.conv1d.weight", &conv1d_weight, {c_.conv_dim, 1, c_.d_conv}});
+    if (c_.conv_bias) fn({"mixer.conv1d.bias", &conv1d_bias, {c_.conv_dim}, true});
+    if (c_.rmsnorm) fn({"mixer.norm.weight", &norm_weight, {c_.d_ssm}, true});
+    fn({"mixer.out_proj.weight", &out_proj_weight, {d_model_, c_.d_inner}});
+    if (c_.bias) fn({"mixer.out_proj.bias", &out_proj_bias, {d_model_}, true});
+  }
+
+  void prepare() override {
+    A = Tensor::empty(A_log.shape());
+    for (int64_t i = 0; i < A.numel(); ++i) A.f32()[i] = -std::exp(A_log.f32()[i]);
+    conv_w = conv1d_weight.view({c_.conv_dim, c_.d_conv});
+  }
+
+  LayerState new_state(int64_t batch) const override {
+    LayerState s;
+    s.conv = Tensor::zeros({batch, c_.conv_dim, c_.d_conv - 1});
+    s.ssm = Tensor::zeros({batch, c_.n_heads, c_.head_dim, c_.d_state});
+    return s;
+  }
+
+  Tensor forward(const Tensor& u, LayerState& st, int64_t) const override {
+    const int64_t batch = u.size(0), seq_len = u.size(1);
+    const int64_t H = c_.n_heads, P = c_.head_dim, G = c_.n_groups, N = c_.d_state, dm = c_.d_mlp, ds = c_.d_ssm;
+    Tensor zxbcdt = ops::linear(u, in_proj_weight, in_proj_bias);  // [batch, seq_len, d_in_proj]
+    const Tensor z = columns(zxbcdt, 2 * dm, ds);
+    Tensor xbc = ops::causal_conv1d_fwd(columns(zxbcdt, 2 * dm + ds, c_.conv_dim), conv_w, conv1d_bias, st.conv,
+                                        /*silu=*/true);  // [batch, seq_len, conv_dim]
+    ops::SsdArgs args;
+    args.x = columns(xbc, 0, ds).contiguous().view({batch, seq_len, H, P});
+    args.B = columns(xbc, ds, G * N).contiguous().view({batch, seq_len, G, N});
+    args.C = columns(xbc, ds + G * N, G * N).contiguous().view({batch, seq_len, G, N});
+    args.dt = discretize_dt(columns(zxbcdt, 2 * dm + ds + c_.conv_dim, H));
+    args.A = A;
+    args.D = D;
+    args.chunk_size = c_.chunk_size;
+    Tensor y = (seq_len == 1 ? ops::ssd_ref(args, st.ssm) : ops::ssd_fwd(args, st.ssm)).view({batch, seq_len, ds});
+    if (c_.rmsnorm) {
+      y = ops::rms_norm_gated(y, z, norm_weight, ds / c_.norm_n_groups, c_.norm_before_gate, static_cast<float>(c_.norm_eps));
+    } else {
+      gate_silu(y, z);
+    }
+    if (dm > 0) y = prepend_mlp(zxbcdt, y);
+    return ops::linear(y, out_proj_weight, out_proj_bias);
+  }
+
+  Tensor step(const Tensor& u, LayerState& st, int64_t pos) const override {
+    return forward(u.view({u.size(0), 1, d_model_}), st, pos).view({u.size(0), d_model_});
+  }
+
+  int64_t state_bytes_fixed() const override {
+    return 4 * (c_.conv_dim * (c_.d_conv - 1) + c_.n_heads * c_.head_dim * c_.d_state);
+  }
+
+private:
+  // dt = clamp(softplus(dt_raw + dt_bias), dt_limit) in f32 (§2.2 step 4). [batch, seq_len, n_heads]
+  Tensor discretize_dt(const Tensor& dt_raw) const {
+    const int64_t batch = dt_raw.size(0), seq_len = dt_raw.size(1), H = c_.n_heads;
+    Tensor dt = Tensor::empty({batch, seq_len, H});
+    const float lo = static_cast<float>(c_.dt_limit_lo), hi = static_cast<float>(c_.dt_limit_hi);
+    for (int64_t bt = 0; bt < batch * seq_len; ++bt) {
+      const float* src = dt_raw.f32() + (bt / seq_len) * dt_raw.stride(0) + (bt % seq_len) * dt_raw.stride(1);
+      for (int64_t h = 0; h < H; ++h)
+        dt.f32()[bt * H + h] = std::clamp(ops::softplus(src[h] + dt_bias.f32()[h]), lo, hi);
+    }
+    return dt;
+  }
+
+  static void gate_silu(Tensor& y, const Tensor& z) {
+    const int64_t rows = y.numel() / y.size(-1), n = y.size(-1), seq_len = y.size(1);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* zr = z.f32() + (r / seq_len) * z.stride(0) + (r % seq_len) * z.stride(1);
+      for (int64_t i = 0; i < n; ++i) y.f32()[r * n + i] *= ops::silu(zr[i]);
+    }
+  }
+
+  // concat([silu(z0)·x0, y]) (§2.2 step 7). -> [batch, seq_len, d_inner]
+  Tensor prepend_mlp(const Tensor& zxbcdt, const Tensor& y) const {
+    const int64_t batch = y.size(0), seq_len = y.size(1), dm = c_.d_mlp, ds = c_.d_ssm;
+    Tensor out = Tensor::empty({batch, seq_len, dm + ds});
+    for (int64_t bt = 0; bt < batch * seq_len; ++bt) {
+      const float* row = zxbcdt.f32() + bt * zxbcdt.size(-1);
+      float* o = out.f32() + bt * (dm + ds);
+      for (int64_t i = 0; i < dm; ++i) o[i] = ops::silu(row[i]) * row[dm + i];
+      std::memcpy(o + dm, y.f32() + bt * ds, static_cast<size_t>(ds) * 4);
+    }
+    return out;
+  }
+
+  io::Mamba2Config c_;
+  int64_t d_model_;
+  Tensor dt_bias, A_log, D, in_proj_weight, in_proj_bias, conv1d_weight, conv1d_bias, norm_weight, out_proj_weight,
+      out_proj_bias;
+  Tensor A, conv_w;  // derived: −exp(A_log) [n_heads]; conv weight as [conv_dim, d_conv]
+};
+
+}  // namespace
+
+std::unique_ptr<Mixer> make_mamba2(const io::ModelConfig& config, int64_t layer) {
+  return std::make_unique<Mamba2>(config, layer);
+}
+
+}  // namespace mamba::models

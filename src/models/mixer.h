@@ -1,0 +1,66 @@
+// The mixer interface every architecture file implements, and the per-layer recurrent state.
+// Weights are immutable after loading (a `const Model&` is shared across threads); everything
+// that changes while a sequence runs lives in `LayerState`.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "core/tensor.h"
+#include "io/model_config.h"
+
+namespace mamba::models {
+
+// Called once per parameter with its checkpoint name relative to the block ("mixer.A_log"),
+// the tensor to fill and the shape it must have. `optional` tensors may be absent from a file.
+struct ParamRef {
+  std::string name;
+  Tensor* tensor;
+  Shape shape;
+  bool no_weight_decay = false;  // biases, norms, A_log, D, dt_bias (SPEC §1.1 / optimizer)
+};
+using ParamVisitor = std::function<void(const ParamRef&)>;
+
+// Per-layer state of one batch of sequences. Which fields are used depends on the mixer; all f32.
+struct LayerState {
+  Tensor conv;     // [batch, conv_channels, d_conv - 1]     last pre-conv inputs (Mamba-1/2, MHA d_conv)
+  Tensor ssm;      // Mamba-1: [batch, d_inner, d_state]; Mamba-2/3: [batch, n_heads, head_dim, d_state]
+  Tensor angle;    // Mamba-3: [batch, n_heads, n_rope_angles]  cumulative rotation φ (mod 2π)
+  Tensor k_prev;   // Mamba-3: [batch, mimo_rank, n_heads, d_state]  rotated, biased key of the last token
+  Tensor v_prev;   // Mamba-3: [batch, n_heads, head_dim]    x of the last token
+  Tensor k_cache;  // MHA: [batch, capacity, n_kv_heads, head_dim]
+  Tensor v_cache;  // MHA: [batch, capacity, n_kv_heads, head_dim]
+
+  // Visits every defined tensor with a stable name (serialization, copies, size accounting).
+  template <typename Fn>
+  void visit(Fn&& fn) {
+    for (auto [name, t] : {std::pair<const char*, Tensor*>{"conv", &conv}, {"ssm", &ssm}, {"angle", &angle},
+                           {"k_prev", &k_prev}, {"v_prev", &v_prev}, {"k_cache", &k_cache}, {"v_cache", &v_cache}})
+      if (t->defined()) fn(name, *t);
+  }
+};
+
+class Mixer {
+public:
+  virtual ~Mixer() = default;
+  virtual io::MixerKind kind() const = 0;
+  // Every parameter, in checkpoint order, names relative to "mixer.".
+  virtual void visit_params(const ParamVisitor& fn) = 0;
+  // Derived constants (A = −exp(A_log), reshaped conv weights, ...) after params are filled.
+  virtual void prepare() {}
+  virtual LayerState new_state(int64_t batch) const = 0;
+  // Whole-sequence pass continuing from `state` (a fresh state = a new sequence) at token
+  // position `pos`. u: [batch, seq_len, d_model] -> [batch, seq_len, d_model].
+  virtual Tensor forward(const Tensor& u, LayerState& state, int64_t pos) const = 0;
+  // One token. u: [batch, d_model] -> [batch, d_model].
+  virtual Tensor step(const Tensor& u, LayerState& state, int64_t pos) const = 0;
+  // Bytes of state per sequence that do not grow with its length / that do (per token).
+  virtual int64_t state_bytes_fixed() const = 0;
+  virtual int64_t state_bytes_per_token() const { return 0; }
+};
+
+// Registry: one line per architecture (models/registry.cpp).
+std::unique_ptr<Mixer> make_mixer(io::MixerKind kind, const io::ModelConfig& config, int64_t layer);
+
+}  // namespace mamba::models

@@ -1,0 +1,18 @@
+// Causal multi-head attention with grouped KV heads over a KV cache, and rotary embeddings
+// (SPEC.md §4.5). Query t of a call at position `pos` attends keys 0 .. pos+t.
+#pragma once
+#include "core/tensor.h"
+
+namespace mamba::ops {
+
+// q: [batch, seq_len, n_heads, head_dim]; k_cache, v_cache: [batch, capacity, n_kv_heads, head_dim]
+// holding valid keys for positions [0, pos + seq_len). Head i uses kv head i / (n_heads / n_kv_heads).
+// Returns [batch, seq_len, n_heads, head_dim].
+Tensor attention_fwd(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t pos, float scale);
+
+// In-place rotary on the first `rotary_dim` dims of every head of x: [batch, seq_len, heads, head_dim],
+// token t at position pos0 + t; inv_freq_j = base^(−2j/rotary_dim). GPT-NeoX half-split pairs
+// (j, j + rotary_dim/2), or interleaved pairs (2j, 2j+1).
+void rotary_apply(Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool interleaved);
+
+}  // namespace mamba::ops

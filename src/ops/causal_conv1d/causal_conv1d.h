@@ -1,0 +1,17 @@
+// Depthwise causal conv1d (SPEC.md §0): out[c,t] = b[c] + Σ_k w[c,k]·in[c, t-(K-1)+k], optionally
+// followed by silu. The state holds the K-1 inputs before the call (zeros for a fresh
+// sequence), so whole-sequence calls, chunked prefill and one-token steps compose exactly.
+#pragma once
+#include "core/tensor.h"
+
+namespace mamba::ops {
+
+// x: [batch, seq_len, channels] (rows may be strided, last dim contiguous); weight: [channels, width];
+// bias: [channels] or undefined; state: [batch, channels, width-1], updated to the last width-1
+// inputs. Returns y: [batch, seq_len, channels].
+Tensor causal_conv1d_fwd(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& state, bool silu);
+
+// One token: x: [batch, channels] (rows may be strided) -> y: [batch, channels].
+Tensor causal_conv1d_step(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& state, bool silu);
+
+}  // namespace mamba::ops

@@ -1,0 +1,20 @@
+// Activations against their closed forms, including softplus's threshold branch.
+#include "ops/elementwise/activations.h"
+
+#include <gtest/gtest.h>
+
+namespace mamba::ops {
+namespace {
+
+TEST(Activations, Values) {
+  EXPECT_NEAR(softplus(0.0f), std::log(2.0f), 1e-7);
+  EXPECT_NEAR(softplus(-30.0f), std::exp(-30.0), 1e-18);
+  EXPECT_FLOAT_EQ(softplus(25.0f), 25.0f);  // threshold: identity above 20
+  EXPECT_NEAR(softplus(19.0f), 19.0f + std::log1p(std::exp(-19.0)), 1e-5);
+  EXPECT_NEAR(silu(1.0f), 1.0f / (1.0f + std::exp(-1.0f)), 1e-7);
+  EXPECT_NEAR(sigmoid(-2.0f), 1.0 / (1.0 + std::exp(2.0)), 1e-7);
+  EXPECT_FLOAT_EQ(silu(0.0f), 0.0f);
+}
+
+}  // namespace
+}  // namespace mamba::ops

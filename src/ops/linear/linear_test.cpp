@@ -1,0 +1,40 @@
+// linear vs a naive triple loop on random inputs (odd sizes, batch of rows, with/without bias).
+#include "ops/linear/linear.h"
+
+#include <gtest/gtest.h>
+
+#include "testing.h"
+
+namespace mamba::ops {
+namespace {
+
+Tensor naive_linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  const int64_t in = w.size(1), out = w.size(0), rows = x.numel() / in;
+  Shape shape = x.shape();
+  shape.back() = out;
+  Tensor y = Tensor::empty(shape);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t o = 0; o < out; ++o) {
+      double acc = b.defined() ? b.f32()[o] : 0.0;
+      for (int64_t i = 0; i < in; ++i) acc += double(x.f32()[r * in + i]) * w.f32()[o * in + i];
+      y.f32()[r * out + o] = static_cast<float>(acc);
+    }
+  return y;
+}
+
+TEST(Linear, MatchesNaive) {
+  std::mt19937 rng(1);
+  for (auto [rows, in, out] : {std::tuple{1, 7, 5}, {3, 17, 33}, {65, 64, 31}}) {
+    for (bool with_bias : {false, true}) {
+      Tensor x = testing::random_tensor({rows, 1, in}, rng);
+      Tensor w = testing::random_tensor({out, in}, rng);
+      Tensor b = with_bias ? testing::random_tensor({out}, rng) : Tensor();
+      Tensor y = linear(x, w, b);
+      EXPECT_EQ(y.shape(), (Shape{rows, 1, out}));
+      EXPECT_LT(testing::max_abs_diff(y, naive_linear(x, w, b)), 1e-4f);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mamba::ops

@@ -1,0 +1,20 @@
+// Normalizations over the last dimension: RMSNorm, LayerNorm and the gated, grouped RMSNorm of
+// Mamba-2/Mamba-3 (SPEC.md §0, §2.5). All computed in f32.
+#pragma once
+#include "core/tensor.h"
+
+namespace mamba::ops {
+
+// y = x·rsqrt(mean(x²) + eps)·weight over the last dim. x: [..., n]; weight: [n].
+Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps);
+
+// y = (x - mean)·rsqrt(var + eps)·weight + bias over the last dim.
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps);
+
+// RMSNormGated (§2.5): x, z: [..., n]; weight: [n]; groups of `group_size` contiguous channels
+// each get their own rstd. norm_before_gate=false: y = norm(x·silu(z))·w; true: norm(x)·w·silu(z).
+// z may be undefined (no gate).
+Tensor rms_norm_gated(const Tensor& x, const Tensor& z, const Tensor& weight, int64_t group_size,
+                      bool norm_before_gate, float eps);
+
+}  // namespace mamba::ops

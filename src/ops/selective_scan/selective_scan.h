@@ -1,0 +1,25 @@
+// Mamba-1 selective scan (SPEC.md §1.2 step 5, §1.3 step 4), f32 throughout:
+//   δ = softplus(δ_raw + δ_bias); h_t = exp(δ_t·A)·h_{t-1} + δ_t·B_t·u_t;
+//   y_t = C_t·h_t + D·u_t; y_t ← y_t·silu(z_t) (if z is given).
+// Continues from and updates an explicit state (zeros for a fresh sequence).
+#pragma once
+#include "core/tensor.h"
+
+namespace mamba::ops {
+
+struct SelectiveScanArgs {
+  Tensor u;           // [batch, seq_len, d_inner]   post-conv x (contiguous)
+  Tensor delta;       // [batch, seq_len, d_inner]   δ_raw, before bias and softplus (contiguous)
+  Tensor delta_bias;  // [d_inner]
+  Tensor A;           // [d_inner, d_state]          −exp(A_log)
+  Tensor B;           // [batch, seq_len, d_state]   rows may be strided, last dim contiguous
+  Tensor C;           // [batch, seq_len, d_state]   rows may be strided, last dim contiguous
+  Tensor D;           // [d_inner]
+  Tensor z;           // [batch, seq_len, d_inner] gate (rows may be strided), or undefined
+};
+
+// state: [batch, d_inner, d_state] (f32), updated to h after the last token.
+// Returns y: [batch, seq_len, d_inner].
+Tensor selective_scan_fwd(const SelectiveScanArgs& args, Tensor& state);
+
+}  // namespace mamba::ops

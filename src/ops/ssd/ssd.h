@@ -1,0 +1,25 @@
+// Mamba-2 state-space dual scan (SPEC.md §2.2 step 5, §2.3): per head h, channel p, state n
+//   h_t[p,n] = exp(dt_t·A_h)·h_{t-1}[p,n] + dt_t·x_t[p]·B_t[g(h),n]
+//   y_t[p]   = Σ_n C_t[g(h),n]·h_t[p,n] + D·x_t[p]
+// `ssd_fwd` is the chunked form (§2.3); `ssd_ref` the sequential definition (also the step).
+#pragma once
+#include "core/tensor.h"
+
+namespace mamba::ops {
+
+struct SsdArgs {
+  Tensor x;   // [batch, seq_len, n_heads, head_dim]   (contiguous)
+  Tensor dt;  // [batch, seq_len, n_heads]             softplus(dt_raw + dt_bias), clamped
+  Tensor A;   // [n_heads]                             −exp(A_log)
+  Tensor B;   // [batch, seq_len, n_groups, d_state]   (contiguous)
+  Tensor C;   // [batch, seq_len, n_groups, d_state]   (contiguous)
+  Tensor D;   // [n_heads] or [n_heads * head_dim] (D_has_hdim)
+  int64_t chunk_size = 256;
+};
+
+// state: [batch, n_heads, head_dim, d_state] f32, continued and updated.
+// Returns y: [batch, seq_len, n_heads, head_dim].
+Tensor ssd_fwd(const SsdArgs& args, Tensor& state);
+Tensor ssd_ref(const SsdArgs& args, Tensor& state);
+
+}  // namespace mamba::ops
