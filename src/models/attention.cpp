@@ -3,12 +3,11 @@
 // attention over a growing KV cache -> concat with the MLP part -> out_proj. Decode attends all
 // cached keys and its conv state holds pre-conv inputs (intended semantics, SPEC §8.14).
 #include <algorithm>
-#include <cstring>
 
 #include "models/architectures.h"
 #include "ops/attention/attention.h"
 #include "ops/causal_conv1d/causal_conv1d.h"
-#include "ops/elementwise/activations.h"
+#include "ops/elementwise/elementwise.h"
 #include "ops/linear/linear.h"
 
 namespace mamba::models {
@@ -58,7 +57,7 @@ public:
     append_kv(st, k, v, pos);
     Tensor attn = ops::attention_fwd(q, st.k_cache, st.v_cache, pos, static_cast<float>(c_.softmax_scale));
     Tensor context = attn.view({batch, seq_len, nh * hd});
-    if (c_.mlp_dim > 0) context = append_mlp(context, proj);
+    if (c_.mlp_dim > 0) context = ops::concat_last(context, ops::swiglu(columns(proj, c_.qkv_dim, c_.mlp_dim), false));
     return ops::linear(context, out_proj_weight, out_proj_bias);
   }
 
@@ -84,19 +83,6 @@ private:
     }
     st.k_cache.slice(1, pos, need).copy_from(k);
     st.v_cache.slice(1, pos, need).copy_from(v);
-  }
-
-  // concat([attention (n_heads·head_dim), up·silu(gate)]) (§4.5).
-  Tensor append_mlp(const Tensor& context, const Tensor& proj) const {
-    const int64_t rows = context.numel() / context.size(-1), ctx = c_.out_dim, half = c_.mlp_dim / 2;
-    Tensor out = Tensor::empty({context.size(0), context.size(1), ctx + half});
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* p = proj.f32() + r * proj.size(-1) + c_.qkv_dim;
-      float* o = out.f32() + r * (ctx + half);
-      std::memcpy(o, context.f32() + r * ctx, static_cast<size_t>(ctx) * 4);
-      for (int64_t i = 0; i < half; ++i) o[ctx + i] = p[i] * ops::silu(p[half + i]);
-    }
-    return out;
   }
 
   io::AttentionConfig c_;

@@ -8,7 +8,7 @@
 #include "core/parallel.h"
 #include "io/safetensors.h"
 #include "models/model.h"
-#include "ops/elementwise/activations.h"
+#include "ops/elementwise/elementwise.h"
 #include "ops/linear/linear.h"
 #include "ops/norm/norm.h"
 
@@ -30,16 +30,8 @@ int64_t State::bytes() const {
 }
 
 Tensor GatedMlp::forward(const Tensor& x) const {
-  Tensor h = ops::linear(x, fc1_weight);  // [..., 2·hidden]
-  const int64_t hidden = fc2_weight.size(1), rows = h.numel() / (2 * hidden);
-  Shape shape = x.shape();
-  shape.back() = hidden;
-  Tensor g = Tensor::empty(shape);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* hr = h.f32() + r * 2 * hidden;
-    for (int64_t i = 0; i < hidden; ++i) g.f32()[r * hidden + i] = hr[i] * ops::silu(hr[hidden + i]);
-  }
-  return ops::linear(g, fc2_weight);
+  const Tensor h = ops::linear(x, fc1_weight);  // [..., 2·hidden] = [y | gate]
+  return ops::linear(ops::swiglu(h, /*gate_first=*/false), fc2_weight);
 }
 
 void Model::build() {
@@ -168,33 +160,12 @@ State Model::new_state(int64_t batch) const {
   return s;
 }
 
-Tensor Model::embed(const Tensor& ids) const {
-  const int64_t n = ids.numel(), D = config_.d_model, V = config_.vocab_padded;
-  Shape shape = ids.shape();
-  shape.push_back(D);
-  Tensor out = Tensor::empty(shape);
-  const Tensor idc = ids.contiguous();
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t id = idc.dtype() == DType::i64 ? idc.data<int64_t>()[i] : idc.data<int32_t>()[i];
-    if (id < 0 || id >= V)
-      throw_error(ErrorCode::out_of_range, "token id ", id, " at position ", i, " is outside the vocabulary [0, ", V, ")");
-    std::memcpy(out.f32() + i * D, embedding.f32() + id * D, static_cast<size_t>(D) * 4);
-  }
-  return out;
-}
+Tensor Model::embed(const Tensor& ids) const { return ops::embedding(ids, embedding); }
 
 Tensor Model::norm(const Tensor& x, const Tensor& w, const Tensor& b) const {
   const float eps = static_cast<float>(config_.norm_eps);
   return config_.rms_norm ? ops::rms_norm(x, w, eps) : ops::layer_norm(x, w, b, eps);
 }
-
-namespace {
-void add_inplace(Tensor& residual, const Tensor& h) {
-  float* r = residual.f32();
-  const float* hp = h.f32();
-  for (int64_t i = 0; i < residual.numel(); ++i) r[i] += hp[i];
-}
-}  // namespace
 
 Tensor Model::head(const Tensor& residual) const {
   return ops::linear(norm(residual, norm_f_weight, norm_f_bias), lm_head_weight);
@@ -208,14 +179,14 @@ Tensor Model::forward(const Tensor& ids, State& state, int64_t num_last) const {
   Tensor hidden;
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& b = blocks_[i];
-    if (hidden.defined()) add_inplace(residual, hidden);
+    if (hidden.defined()) ops::add_(residual, hidden);
     hidden = b.mixer->forward(norm(residual, b.norm_weight, b.norm_bias), state.layers[i], state.position);
     if (b.mlp) {
-      add_inplace(residual, hidden);
+      ops::add_(residual, hidden);
       hidden = b.mlp->forward(norm(residual, b.norm2_weight, b.norm2_bias));
     }
   }
-  add_inplace(residual, hidden);
+  ops::add_(residual, hidden);
   state.position += seq_len;
   if (num_last > 0 && num_last < seq_len) residual = residual.slice(1, seq_len - num_last, seq_len).contiguous();
   return head(residual);
@@ -227,14 +198,14 @@ Tensor Model::step(const Tensor& ids, State& state) const {
   Tensor hidden;
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& b = blocks_[i];
-    if (hidden.defined()) add_inplace(residual, hidden);
+    if (hidden.defined()) ops::add_(residual, hidden);
     hidden = b.mixer->step(norm(residual, b.norm_weight, b.norm_bias), state.layers[i], state.position);
     if (b.mlp) {
-      add_inplace(residual, hidden);
+      ops::add_(residual, hidden);
       hidden = b.mlp->forward(norm(residual, b.norm2_weight, b.norm2_bias));
     }
   }
-  add_inplace(residual, hidden);
+  ops::add_(residual, hidden);
   state.position += 1;
   return head(residual);
 }

@@ -1,13 +1,11 @@
 // Mamba-2 (SSD) mixer, SPEC.md §2: in_proj -> [z0 | x0 | z | xBC | dt] -> causal conv + silu on
 // xBC -> chunked SSD -> gated grouped RMSNorm (or silu(z) gate) -> optional gated-MLP part
 // placed first -> out_proj. dt_limit is applied in forward AND step (intended semantics, §8.8).
-#include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "models/architectures.h"
 #include "ops/causal_conv1d/causal_conv1d.h"
-#include "ops/elementwise/activations.h"
+#include "ops/elementwise/elementwise.h"
 #include "ops/linear/linear.h"
 #include "ops/norm/norm.h"
 #include "ops/ssd/ssd.h"
@@ -59,7 +57,8 @@ public:
     args.x = columns(xbc, 0, ds).contiguous().view({batch, seq_len, H, P});
     args.B = columns(xbc, ds, G * N).contiguous().view({batch, seq_len, G, N});
     args.C = columns(xbc, ds + G * N, G * N).contiguous().view({batch, seq_len, G, N});
-    args.dt = discretize_dt(columns(zxbcdt, 2 * dm + ds + c_.conv_dim, H));
+    args.dt = ops::softplus_bias_clamp(columns(zxbcdt, 2 * dm + ds + c_.conv_dim, H), dt_bias,
+                                       static_cast<float>(c_.dt_limit_lo), static_cast<float>(c_.dt_limit_hi));
     args.A = A;
     args.D = D;
     args.chunk_size = c_.chunk_size;
@@ -67,9 +66,9 @@ public:
     if (c_.rmsnorm) {
       y = ops::rms_norm_gated(y, z, norm_weight, ds / c_.norm_n_groups, c_.norm_before_gate, static_cast<float>(c_.norm_eps));
     } else {
-      gate_silu(y, z);
+      ops::mul_silu_(y, z);
     }
-    if (dm > 0) y = prepend_mlp(zxbcdt, y);
+    if (dm > 0) y = ops::concat_last(ops::swiglu(columns(zxbcdt, 0, 2 * dm), /*gate_first=*/true), y);
     return ops::linear(y, out_proj_weight, out_proj_bias);
   }
 
@@ -82,40 +81,6 @@ public:
   }
 
 private:
-  // dt = clamp(softplus(dt_raw + dt_bias), dt_limit) in f32 (§2.2 step 4). [batch, seq_len, n_heads]
-  Tensor discretize_dt(const Tensor& dt_raw) const {
-    const int64_t batch = dt_raw.size(0), seq_len = dt_raw.size(1), H = c_.n_heads;
-    Tensor dt = Tensor::empty({batch, seq_len, H});
-    const float lo = static_cast<float>(c_.dt_limit_lo), hi = static_cast<float>(c_.dt_limit_hi);
-    for (int64_t bt = 0; bt < batch * seq_len; ++bt) {
-      const float* src = dt_raw.f32() + (bt / seq_len) * dt_raw.stride(0) + (bt % seq_len) * dt_raw.stride(1);
-      for (int64_t h = 0; h < H; ++h)
-        dt.f32()[bt * H + h] = std::clamp(ops::softplus(src[h] + dt_bias.f32()[h]), lo, hi);
-    }
-    return dt;
-  }
-
-  static void gate_silu(Tensor& y, const Tensor& z) {
-    const int64_t rows = y.numel() / y.size(-1), n = y.size(-1), seq_len = y.size(1);
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* zr = z.f32() + (r / seq_len) * z.stride(0) + (r % seq_len) * z.stride(1);
-      for (int64_t i = 0; i < n; ++i) y.f32()[r * n + i] *= ops::silu(zr[i]);
-    }
-  }
-
-  // concat([silu(z0)·x0, y]) (§2.2 step 7). -> [batch, seq_len, d_inner]
-  Tensor prepend_mlp(const Tensor& zxbcdt, const Tensor& y) const {
-    const int64_t batch = y.size(0), seq_len = y.size(1), dm = c_.d_mlp, ds = c_.d_ssm;
-    Tensor out = Tensor::empty({batch, seq_len, dm + ds});
-    for (int64_t bt = 0; bt < batch * seq_len; ++bt) {
-      const float* row = zxbcdt.f32() + bt * zxbcdt.size(-1);
-      float* o = out.f32() + bt * (dm + ds);
-      for (int64_t i = 0; i < dm; ++i) o[i] = ops::silu(row[i]) * row[dm + i];
-      std::memcpy(o + dm, y.f32() + bt * ds, static_cast<size_t>(ds) * 4);
-    }
-    return out;
-  }
-
   io::Mamba2Config c_;
   int64_t d_model_;
   Tensor dt_bias, A_log, D, in_proj_weight, in_proj_bias, conv1d_weight, conv1d_bias, norm_weight, out_proj_weight,

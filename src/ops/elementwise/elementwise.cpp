@@ -1,0 +1,99 @@
+// CPU elementwise ops (see elementwise.h).
+#include "ops/elementwise/elementwise.h"
+
+#include <cstring>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "ops/elementwise/activations.h"
+
+namespace mamba::ops {
+
+namespace {
+// Pointer to row r of a [batch, seq_len, n] tensor whose rows may be strided.
+inline const float* row3(const Tensor& t, int64_t r) {
+  const int64_t seq_len = t.size(1);
+  return t.f32() + (r / seq_len) * t.stride(0) + (r % seq_len) * t.stride(1);
+}
+}  // namespace
+
+void add_(Tensor& a, const Tensor& b) {
+  MAMBA_CHECK(a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous());
+  float* ap = a.f32();
+  const float* bp = b.f32();
+  const int64_t n = a.numel();
+  for (int64_t i = 0; i < n; ++i) ap[i] += bp[i];
+}
+
+Tensor swiglu(const Tensor& h_in, bool gate_first) {
+  MAMBA_CHECK(h_in.stride(-1) == 1 && h_in.size(-1) % 2 == 0);
+  const Tensor h = h_in.contiguous();
+  const int64_t n = h.size(-1) / 2, rows = h.numel() / (2 * n);
+  Shape shape = h.shape();
+  shape.back() = n;
+  Tensor out = Tensor::empty(shape);
+  const float* hp = h.f32();
+  float* op = out.f32();
+  parallel_for(rows, [&](int64_t r) {
+    const float* a = hp + r * 2 * n;
+    for (int64_t i = 0; i < n; ++i)
+      op[r * n + i] = gate_first ? silu(a[i]) * a[n + i] : a[i] * silu(a[n + i]);
+  });
+  return out;
+}
+
+void mul_silu_(Tensor& y, const Tensor& z) {
+  MAMBA_CHECK(y.is_contiguous() && y.dim() == 3 && z.dim() == 3 && z.stride(2) == 1 && y.shape() == z.shape());
+  const int64_t n = y.size(2), rows = y.size(0) * y.size(1);
+  float* yp = y.f32();
+  parallel_for(rows, [&](int64_t r) {
+    const float* zr = row3(z, r);
+    for (int64_t i = 0; i < n; ++i) yp[r * n + i] *= silu(zr[i]);
+  });
+}
+
+Tensor softplus_bias_clamp(const Tensor& raw, const Tensor& bias, float lo, float hi) {
+  MAMBA_CHECK(raw.dim() == 3 && raw.stride(2) == 1 && bias.numel() == raw.size(2));
+  const int64_t n = raw.size(2), rows = raw.size(0) * raw.size(1);
+  Tensor out = Tensor::empty({raw.size(0), raw.size(1), n});
+  const float* bp = bias.f32();
+  float* op = out.f32();
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = row3(raw, r);
+    for (int64_t i = 0; i < n; ++i) op[r * n + i] = std::min(std::max(softplus(src[i] + bp[i]), lo), hi);
+  }
+  return out;
+}
+
+Tensor concat_last(const Tensor& a_in, const Tensor& b_in) {
+  const Tensor a = a_in.contiguous(), b = b_in.contiguous();
+  const int64_t n1 = a.size(-1), n2 = b.size(-1), rows = a.numel() / n1;
+  MAMBA_CHECK(b.numel() / n2 == rows);
+  Shape shape = a.shape();
+  shape.back() = n1 + n2;
+  Tensor out = Tensor::empty(shape);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::memcpy(out.f32() + r * (n1 + n2), a.f32() + r * n1, static_cast<size_t>(n1) * 4);
+    std::memcpy(out.f32() + r * (n1 + n2) + n1, b.f32() + r * n2, static_cast<size_t>(n2) * 4);
+  }
+  return out;
+}
+
+Tensor embedding(const Tensor& ids_in, const Tensor& table) {
+  const Tensor ids = ids_in.contiguous();
+  MAMBA_CHECK(ids.dtype() == DType::i64 || ids.dtype() == DType::i32);
+  const int64_t n = ids.numel(), d = table.size(1), vocab = table.size(0);
+  Shape shape = ids.shape();
+  shape.push_back(d);
+  Tensor out = Tensor::empty(shape);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t id = ids.dtype() == DType::i64 ? ids.data<int64_t>()[i] : ids.data<int32_t>()[i];
+    if (id < 0 || id >= vocab)
+      throw_error(ErrorCode::out_of_range, "token id ", id, " at position ", i, " is outside the vocabulary [0, ",
+                  vocab, ")");
+    std::memcpy(out.f32() + i * d, table.f32() + id * d, static_cast<size_t>(d) * 4);
+  }
+  return out;
+}
+
+}  // namespace mamba::ops
