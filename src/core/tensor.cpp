@@ -274,11 +274,15 @@ Tensor Tensor::to(Device device) const {
 void Tensor::copy_from(const Tensor& src) {
   MAMBA_CHECK(src.shape_ == shape_, "copy_from " << shape_str(src.shape_) << " -> " << shape_str(shape_));
   if (device() != Device::cpu || src.device() != Device::cpu) {
-    MAMBA_CHECK(dtype_ == src.dtype_ && is_contiguous() && src.is_contiguous(),
-                "device copies need the same dtype and contiguous tensors");
     const DeviceAllocator* a = device_allocator(device() != Device::cpu ? device() : src.device());
     MAMBA_CHECK(a != nullptr);
-    a->copy(raw(), device(), src.raw(), src.device(), nbytes());
+    if (dtype_ == src.dtype_ && is_contiguous() && src.is_contiguous()) {
+      a->copy(raw(), device(), src.raw(), src.device(), nbytes());
+    } else if (device() != src.device()) {
+      copy_from(src.to(device()));  // stage on this device, then convert/scatter there
+    } else if (numel() > 0) {
+      a->copy_strided(raw(), dtype_, strides_, src.raw(), src.dtype_, src.strides_, shape_);
+    }
     return;
   }
   if (dtype_ == src.dtype_ && is_contiguous() && src.is_contiguous()) {

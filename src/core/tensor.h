@@ -49,6 +49,11 @@ struct DeviceAllocator {
   std::function<void*(size_t)> alloc;
   std::function<void(void*)> free;
   std::function<void(void* dst, Device dst_dev, const void* src, Device src_dev, size_t)> copy;
+  // Element-wise copy within the device between two strided layouts of `shape` (strides in
+  // elements), converting dtype when they differ: Tensor::copy_from / contiguous() on the device.
+  std::function<void(void* dst, DType dst_dtype, const Shape& dst_strides, const void* src, DType src_dtype,
+                     const Shape& src_strides, const Shape& shape)>
+      copy_strided;
 };
 void register_device_allocator(Device device, DeviceAllocator allocator);
 const DeviceAllocator* device_allocator(Device device);

@@ -1,10 +1,12 @@
 // The language-model skeleton shared by every architecture (SPEC.md §4.2-§4.4): residual
 // stream, norms, gated MLP, embedding and head, loading and random initialization.
 #include <cmath>
+#include <filesystem>
 #include <cstring>
 #include <random>
 
 #include "core/error.h"
+#include "core/file_util.h"
 #include "core/parallel.h"
 #include "io/safetensors.h"
 #include "models/model.h"
@@ -83,9 +85,11 @@ Model Model::load(const std::string& dir) {
   m.config_ = io::load_model_config(dir);
   m.build();
   const io::SafeTensors st = io::SafeTensors::open(dir);
+  const std::string single = path_join(dir, "model.safetensors");
+  const std::string source = file_exists(single) ? single : path_join(dir, "model.safetensors.index.json");
   m.visit_params([&](const ParamRef& p) {
     if (!st.contains(p.name))
-      throw_error(ErrorCode::not_found, st.path(), ": missing tensor '", p.name, "' (expected shape ",
+      throw_error(ErrorCode::not_found, source, ": missing tensor '", p.name, "' (expected shape ",
                   shape_str(p.shape), ")");
     *p.tensor = st.get_f32(p.name, p.shape);
   });
@@ -151,6 +155,18 @@ Model Model::random(const io::ModelConfig& config, uint64_t seed) {
   });
   m.prepare();
   return m;
+}
+
+void Model::save(const std::string& dir) const {
+  std::filesystem::create_directories(dir);
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  // Always the state-spaces/mamba names (an HF checkpoint is saved in that family too).
+  const_cast<Model*>(this)->visit_params([&](const ParamRef& p) {
+    tensors.emplace_back(p.name == config_.embedding_name() ? "backbone.embedding.weight" : p.name, *p.tensor);
+  });
+  if (config_.tie_embeddings) tensors.emplace_back("lm_head.weight", embedding);
+  io::save_safetensors(path_join(dir, "model.safetensors"), tensors, {{"format", "pt"}});
+  write_file_atomic(path_join(dir, "config.json"), io::to_mamba_ssm_json(config_).dump(4) + "\n");
 }
 
 State Model::new_state(int64_t batch) const {

@@ -49,6 +49,10 @@ public:
   static Model load(const std::string& dir);
   // Random weights with the reference's from-scratch initialization scheme (bench, training).
   static Model random(const io::ModelConfig& config, uint64_t seed);
+  // Writes config.json (state-spaces/mamba format) and model.safetensors into `dir`
+  // (created if missing), each atomically. A tied head is stored under both names, as the
+  // reference's state dict holds both.
+  void save(const std::string& dir) const;
 
   const io::ModelConfig& config() const { return config_; }
   State new_state(int64_t batch) const;

@@ -222,7 +222,7 @@ void PreTokenizer::apply(const Step& step, std::string_view piece, std::vector<S
                          std::vector<std::string>& out) const {
   std::string prefixed;
   if (step.is_byte_level && step.add_prefix_space && piece.front() != ' ') {
-    prefixed = " " + std::string(piece);
+    prefixed.append(1, ' ').append(piece);  // not " " + string: GCC 12 -O3 -Wrestrict false positive
     piece = prefixed;
   }
   if (step.is_byte_level && !step.regex) {

@@ -6,6 +6,9 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/elementwise/activations.h"
+#if MAMBACPP_HAVE_CUDA
+#include "ops/elementwise/elementwise_cuda.h"
+#endif
 
 namespace mamba::ops {
 
@@ -18,6 +21,9 @@ inline const float* row3(const Tensor& t, int64_t r) {
 }  // namespace
 
 void add_(Tensor& a, const Tensor& b) {
+#if MAMBACPP_HAVE_CUDA
+  if (a.device() == Device::cuda) return add_cuda_(a, b);
+#endif
   MAMBA_CHECK(a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous());
   float* ap = a.f32();
   const float* bp = b.f32();
@@ -26,6 +32,9 @@ void add_(Tensor& a, const Tensor& b) {
 }
 
 Tensor swiglu(const Tensor& h_in, bool gate_first) {
+#if MAMBACPP_HAVE_CUDA
+  if (h_in.device() == Device::cuda) return swiglu_cuda(h_in, gate_first);
+#endif
   MAMBA_CHECK(h_in.stride(-1) == 1 && h_in.size(-1) % 2 == 0);
   const Tensor h = h_in.contiguous();
   const int64_t n = h.size(-1) / 2, rows = h.numel() / (2 * n);
@@ -43,6 +52,9 @@ Tensor swiglu(const Tensor& h_in, bool gate_first) {
 }
 
 void mul_silu_(Tensor& y, const Tensor& z) {
+#if MAMBACPP_HAVE_CUDA
+  if (y.device() == Device::cuda) return mul_silu_cuda_(y, z);
+#endif
   MAMBA_CHECK(y.is_contiguous() && y.dim() == 3 && z.dim() == 3 && z.stride(2) == 1 && y.shape() == z.shape());
   const int64_t n = y.size(2), rows = y.size(0) * y.size(1);
   float* yp = y.f32();
@@ -53,6 +65,9 @@ void mul_silu_(Tensor& y, const Tensor& z) {
 }
 
 Tensor softplus_bias_clamp(const Tensor& raw, const Tensor& bias, float lo, float hi) {
+#if MAMBACPP_HAVE_CUDA
+  if (raw.device() == Device::cuda) return softplus_bias_clamp_cuda(raw, bias, lo, hi);
+#endif
   MAMBA_CHECK(raw.dim() == 3 && raw.stride(2) == 1 && bias.numel() == raw.size(2));
   const int64_t n = raw.size(2), rows = raw.size(0) * raw.size(1);
   Tensor out = Tensor::empty({raw.size(0), raw.size(1), n});
@@ -66,6 +81,9 @@ Tensor softplus_bias_clamp(const Tensor& raw, const Tensor& bias, float lo, floa
 }
 
 Tensor concat_last(const Tensor& a_in, const Tensor& b_in) {
+#if MAMBACPP_HAVE_CUDA
+  if (a_in.device() == Device::cuda) return concat_last_cuda(a_in, b_in);
+#endif
   const Tensor a = a_in.contiguous(), b = b_in.contiguous();
   const int64_t n1 = a.size(-1), n2 = b.size(-1), rows = a.numel() / n1;
   MAMBA_CHECK(b.numel() / n2 == rows);
@@ -80,6 +98,9 @@ Tensor concat_last(const Tensor& a_in, const Tensor& b_in) {
 }
 
 Tensor embedding(const Tensor& ids_in, const Tensor& table) {
+#if MAMBACPP_HAVE_CUDA
+  if (table.device() == Device::cuda) return embedding_cuda(ids_in, table);
+#endif
   const Tensor ids = ids_in.contiguous();
   MAMBA_CHECK(ids.dtype() == DType::i64 || ids.dtype() == DType::i32);
   const int64_t n = ids.numel(), d = table.size(1), vocab = table.size(0);

@@ -26,4 +26,21 @@ Tensor concat_last(const Tensor& a, const Tensor& b);
 // Error(out_of_range) naming the position for an id outside [0, vocab).
 Tensor embedding(const Tensor& ids, const Tensor& table);
 
+// ---- Backward (elementwise_bwd.cpp). Input gradients are returned as new contiguous tensors. ----
+
+// d/dh of swiglu: dout [..., n], h [..., 2n] -> dh [..., 2n].
+Tensor swiglu_bwd(const Tensor& dout, const Tensor& h, bool gate_first);
+
+// Of out = y·silu(z) with y the value before the gate: sets dy = dout·silu(z), dz = dout·y·silu'(z)
+// ([batch, seq_len, n]; y, z may have strided rows).
+void mul_silu_bwd(const Tensor& dout, const Tensor& y, const Tensor& z, Tensor& dy, Tensor& dz);
+
+// Returns d raw [batch, seq_len, n] and accumulates dbias [n]; the clamp passes the gradient where
+// lo ≤ softplus(raw + bias) ≤ hi (PyTorch's clamp), softplus' = σ below the threshold 20.
+Tensor softplus_bias_clamp_bwd(const Tensor& dout, const Tensor& raw, const Tensor& bias, float lo, float hi,
+                               Tensor& dbias);
+
+// Scatter-add: dtable[ids[i]] += dout[i] (dout: [ids..., d], dtable: [vocab, d]).
+void embedding_bwd(const Tensor& ids, const Tensor& dout, Tensor& dtable);
+
 }  // namespace mamba::ops

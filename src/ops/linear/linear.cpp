@@ -4,10 +4,16 @@
 #include <cblas.h>
 
 #include "core/error.h"
+#if MAMBACPP_HAVE_CUDA
+#include "ops/linear/linear_cuda.h"
+#endif
 
 namespace mamba::ops {
 
 void linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y) {
+#if MAMBACPP_HAVE_CUDA
+  if (x.device() == Device::cuda) return linear_into_cuda(x, weight, bias, y);
+#endif
   MAMBA_CHECK(x.is_contiguous() && weight.is_contiguous() && y.is_contiguous());
   const int64_t in = weight.size(1), out = weight.size(0);
   MAMBA_CHECK(x.size(-1) == in, "linear: x " << shape_str(x.shape()) << " weight " << shape_str(weight.shape()));
@@ -31,6 +37,9 @@ void linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias, Tens
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+#if MAMBACPP_HAVE_CUDA
+  if (x.device() == Device::cuda) return linear_cuda(x, weight, bias);
+#endif
   Shape shape = x.shape();
   shape.back() = weight.size(0);
   Tensor y = Tensor::empty(shape);

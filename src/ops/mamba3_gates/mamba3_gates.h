@@ -35,4 +35,20 @@ void mamba3_prepare_fwd(const Tensor& proj, const Mamba3Gates& g, Tensor& angle,
 Tensor mamba3_combine_fwd(const Tensor& y, const Tensor& z, const Tensor& norm_weight, const Tensor& mimo_z,
                           const Tensor& mimo_o);
 
+// ---- Backward (mamba3_gates_bwd.cpp), for a whole sequence from a zero angle state. ----
+
+// From the scan-input gradients, writes the columns [B | C | dd_dt | dd_A | trap | angles] of
+// dproj ([batch, seq_len, d_in_proj], contiguous; z and x columns untouched) and accumulates into
+// grads.dt_bias, B_bias, C_bias, B_norm_weight, C_norm_weight (a Mamba3Gates holding gradients).
+// The angle is a cumsum of ω·Δ, so its gradient reaches both the angle columns and dd_dt.
+void mamba3_prepare_bwd(const Tensor& proj, const Mamba3Gates& g, const Mamba3ScanGrads& dscan, Tensor& dproj,
+                        Mamba3Gates& grads);
+
+// dout: [batch, seq_len, n_heads·head_dim] -> returns dy [batch, seq_len, rank, n_heads, head_dim],
+// sets dz [batch, seq_len, n_heads·head_dim]; accumulates dnorm_weight, dmimo_z, dmimo_o (those
+// whose parameter is defined).
+Tensor mamba3_combine_bwd(const Tensor& dout, const Tensor& y, const Tensor& z, const Tensor& norm_weight,
+                          const Tensor& mimo_z, const Tensor& mimo_o, Tensor& dz, Tensor& dnorm_weight,
+                          Tensor& dmimo_z, Tensor& dmimo_o);
+
 }  // namespace mamba::ops

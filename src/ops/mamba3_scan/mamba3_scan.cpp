@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <utility>
 #include <vector>
 
@@ -26,44 +27,53 @@ namespace mamba::ops {
 
 namespace {
 
+constexpr int64_t kMaxRank = 16;  // the step keeps per-rank coefficients on the stack
+
 struct Dims {
   int64_t batch, seq_len, mimo_rank, n_heads, head_dim, d_state;
 };
+
+// Shape test without building a Shape (the step validates per token and must not allocate).
+bool has_shape(const Tensor& t, std::initializer_list<int64_t> dims) {
+  if (!t.defined() || t.dim() != static_cast<int64_t>(dims.size())) return false;
+  int64_t i = 0;
+  for (int64_t size : dims) {
+    if (t.size(i++) != size) return false;
+  }
+  return true;
+}
 
 Dims check_args(const Mamba3ScanArgs& a, const Mamba3ScanState& s, Tensor& y) {
   MAMBA_CHECK(a.x.defined() && a.x.dim() == 4, "x must be [batch, seq_len, n_heads, head_dim]");
   MAMBA_CHECK(a.q.defined() && a.q.dim() == 5, "q must be [batch, seq_len, mimo_rank, n_heads, d_state]");
   const Dims d{a.x.size(0), a.x.size(1), a.q.size(2), a.x.size(2), a.x.size(3), a.q.size(4)};
-  MAMBA_CHECK(d.seq_len >= 1 && a.chunk_size >= 1, "seq_len " << d.seq_len << ", chunk_size " << a.chunk_size);
-  const Shape qk{d.batch, d.seq_len, d.mimo_rank, d.n_heads, d.d_state};
-  const Shape per_token{d.batch, d.seq_len, d.n_heads};
-  MAMBA_CHECK(a.q.shape() == qk && a.k.shape() == qk, "q " << shape_str(a.q.shape()) << ", k "
-                                                          << shape_str(a.k.shape()) << ", expected "
-                                                          << shape_str(qk));
-  MAMBA_CHECK(a.adt.shape() == per_token && a.dt.shape() == per_token && a.trap.shape() == per_token,
-              "adt/dt/trap must be " << shape_str(per_token));
-  MAMBA_CHECK(a.D.defined() && a.D.shape() == Shape{d.n_heads}, "D must be [n_heads]");
+  const int64_t B = d.batch, L = d.seq_len, R = d.mimo_rank, H = d.n_heads, P = d.head_dim, N = d.d_state;
+  MAMBA_CHECK(L >= 1 && a.chunk_size >= 1, "seq_len " << L << ", chunk_size " << a.chunk_size);
+  MAMBA_CHECK(has_shape(a.q, {B, L, R, H, N}) && has_shape(a.k, {B, L, R, H, N}),
+              "q " << shape_str(a.q.shape()) << " and k " << shape_str(a.k.shape())
+                   << " must be [batch, seq_len, mimo_rank, n_heads, d_state] with x "
+                   << shape_str(a.x.shape()));
+  MAMBA_CHECK(has_shape(a.adt, {B, L, H}) && has_shape(a.dt, {B, L, H}) && has_shape(a.trap, {B, L, H}),
+              "adt/dt/trap must be [batch, seq_len, n_heads]");
+  MAMBA_CHECK(has_shape(a.D, {H}), "D must be [n_heads]");
   if (a.mimo_x.defined()) {
-    MAMBA_CHECK(a.mimo_x.shape() == (Shape{d.n_heads, d.mimo_rank, d.head_dim}),
-                "mimo_x " << shape_str(a.mimo_x.shape()) << " must be [n_heads, mimo_rank, head_dim]");
+    MAMBA_CHECK(has_shape(a.mimo_x, {H, R, P}) && a.mimo_x.dtype() == DType::f32 && a.mimo_x.is_contiguous(),
+                "mimo_x " << shape_str(a.mimo_x.shape()) << " must be f32 [n_heads, mimo_rank, head_dim]");
   } else {
-    MAMBA_CHECK(d.mimo_rank == 1, "SISO (no mimo_x) needs mimo_rank 1, got " << d.mimo_rank);
+    MAMBA_CHECK(R == 1, "SISO (no mimo_x) needs mimo_rank 1, got " << R);
   }
-  MAMBA_CHECK(s.ssm.defined() && s.ssm.shape() == (Shape{d.batch, d.n_heads, d.head_dim, d.d_state}),
-              "state.ssm must be [batch, n_heads, head_dim, d_state]");
-  MAMBA_CHECK(s.k_prev.defined() && s.k_prev.shape() == (Shape{d.batch, d.mimo_rank, d.n_heads, d.d_state}),
-              "state.k_prev must be [batch, mimo_rank, n_heads, d_state]");
-  MAMBA_CHECK(s.v_prev.defined() && s.v_prev.shape() == (Shape{d.batch, d.n_heads, d.head_dim}),
-              "state.v_prev must be [batch, n_heads, head_dim]");
-  const Shape y_shape{d.batch, d.seq_len, d.mimo_rank, d.n_heads, d.head_dim};
-  if (!y.defined()) y = Tensor::empty(y_shape);
-  MAMBA_CHECK(y.shape() == y_shape, "y " << shape_str(y.shape()) << ", expected " << shape_str(y_shape));
+  MAMBA_CHECK(R <= kMaxRank, "mimo_rank " << R << " > " << kMaxRank);
+  MAMBA_CHECK(has_shape(s.ssm, {B, H, P, N}), "state.ssm must be [batch, n_heads, head_dim, d_state]");
+  MAMBA_CHECK(has_shape(s.k_prev, {B, R, H, N}), "state.k_prev must be [batch, mimo_rank, n_heads, d_state]");
+  MAMBA_CHECK(has_shape(s.v_prev, {B, H, P}), "state.v_prev must be [batch, n_heads, head_dim]");
+  if (!y.defined()) y = Tensor::empty({B, L, R, H, P});
+  MAMBA_CHECK(has_shape(y, {B, L, R, H, P}),
+              "y " << shape_str(y.shape()) << " must be [batch, seq_len, mimo_rank, n_heads, head_dim]");
   for (const Tensor* t : {&a.x, &a.q, &a.k, &a.adt, &a.dt, &a.trap, &a.D, &s.ssm, &s.k_prev, &s.v_prev,
                           static_cast<const Tensor*>(&y)}) {
     MAMBA_CHECK(t->dtype() == DType::f32 && t->is_contiguous() && t->device() == Device::cpu,
                 "mamba3_scan: CPU tensors must be f32 and contiguous");
   }
-  if (a.mimo_x.defined()) MAMBA_CHECK(a.mimo_x.dtype() == DType::f32 && a.mimo_x.is_contiguous());
   return d;
 }
 
@@ -115,11 +125,56 @@ void save_last_token(const HeadView& v, const Dims& d) {
   std::memcpy(v.v_prev, v.x + last * v.xy_row, d.head_dim * sizeof(float));
 }
 
+// Row p of one token of the recurrence for a compile-time rank (1, 2 or 4): one pass over d_state
+// applies S_p = α S_p + Σ_r (c_before[r] k_{t-1,r} + c_now[r] k_{t,r}) and accumulates the
+// outputs dots[r] = S_p·q_r (scalar accumulators: omp simd keeps them in vector registers).
+template <int64_t kRank>
+MAMBA_INLINE void token_row(float* Sp, int64_t N, int64_t qk_row, float alpha, const float* c_before,
+                            const float* c_now, const float* k_before, const float* k, const float* q,
+                            float* dots) {
+  static_assert(kRank == 1 || kRank == 2 || kRank == 4);
+  float acc0 = 0.0f, acc1 = 0.0f, acc2 = 0.0f, acc3 = 0.0f;
+#pragma omp simd reduction(+ : acc0, acc1, acc2, acc3)
+  for (int64_t n = 0; n < N; ++n) {
+    float s = alpha * Sp[n];
+#pragma GCC unroll 4
+    for (int64_t r = 0; r < kRank; ++r)
+      s += c_before[r] * k_before[r * qk_row + n] + c_now[r] * k[r * qk_row + n];
+    Sp[n] = s;
+    acc0 += s * q[n];
+    if constexpr (kRank >= 2) acc1 += s * q[qk_row + n];
+    if constexpr (kRank == 4) {
+      acc2 += s * q[2 * qk_row + n];
+      acc3 += s * q[3 * qk_row + n];
+    }
+  }
+  const float acc[4] = {acc0, acc1, acc2, acc3};
+  for (int64_t r = 0; r < kRank; ++r) dots[r] = acc[r];
+}
+
+// The same for any rank: a pass per rank, then a pass per output.
+MAMBA_INLINE void token_row_any_rank(float* Sp, int64_t N, int64_t R, int64_t qk_row, float alpha,
+                                     const float* c_before, const float* c_now, const float* k_before,
+                                     const float* k, const float* q, float* dots) {
+  for (int64_t r = 0; r < R; ++r) {  // α is folded into the pass of rank 0
+    const float decay = r == 0 ? alpha : 1.0f;
+    const float *kb = k_before + r * qk_row, *kt = k + r * qk_row;
+    for (int64_t n = 0; n < N; ++n) Sp[n] = decay * Sp[n] + c_before[r] * kb[n] + c_now[r] * kt[n];
+  }
+  for (int64_t r = 0; r < R; ++r) {
+    const float* qr = q + r * qk_row;
+    float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t n = 0; n < N; ++n) acc += Sp[n] * qr[n];
+    dots[r] = acc;
+  }
+}
+
 // One token of the recurrence (§3.4), S [head_dim, d_state] updated in place:
 //   S = α S + β Σ_r v_{t-1,r} k_{t-1,r}ᵀ + γ Σ_r v_{t,r} k_{t,r}ᵀ,   y_r = S q_r + D v_r
 // k_before/x_before: the previous token's key rows (at qk_row) and raw x. Allocation-free.
 MAMBA_CPU_CLONES void recurrence_token(const HeadView& v, const Dims& d, int64_t t, const float* k_before,
-                      const float* x_before, float* S) {
+                                       const float* x_before, float* S) {
   const int64_t P = d.head_dim, N = d.d_state, R = d.mimo_rank;
   const float dt = v.dt[t * d.n_heads], lambda = v.trap[t * d.n_heads];
   const float alpha = std::exp(v.adt[t * d.n_heads]);
@@ -129,21 +184,27 @@ MAMBA_CPU_CLONES void recurrence_token(const HeadView& v, const Dims& d, int64_t
   const float* q = v.q + t * R * v.qk_row;
   float* y = v.y + t * R * v.xy_row;
   for (int64_t p = 0; p < P; ++p) {
+    float scale[kMaxRank], c_before[kMaxRank], c_now[kMaxRank], dots[kMaxRank];
+    for (int64_t r = 0; r < R; ++r) {  // v_{t,r}[p] = x_t[p]·mimo_x[r, p]
+      scale[r] = v.mimo_x ? v.mimo_x[r * P + p] : 1.0f;
+      c_before[r] = beta * x_before[p] * scale[r];
+      c_now[r] = gamma * x[p] * scale[r];
+    }
     float* Sp = S + p * N;
-    for (int64_t n = 0; n < N; ++n) Sp[n] *= alpha;
-    for (int64_t r = 0; r < R; ++r) {
-      const float scale = v.mimo_x ? v.mimo_x[r * P + p] : 1.0f;
-      const float cb = beta * x_before[p] * scale, cg = gamma * x[p] * scale;
-      const float *kb = k_before + r * v.qk_row, *kt = k + r * v.qk_row;
-      for (int64_t n = 0; n < N; ++n) Sp[n] += cb * kb[n] + cg * kt[n];
+    switch (R) {
+      case 1:
+        token_row<1>(Sp, N, v.qk_row, alpha, c_before, c_now, k_before, k, q, dots);
+        break;
+      case 2:
+        token_row<2>(Sp, N, v.qk_row, alpha, c_before, c_now, k_before, k, q, dots);
+        break;
+      case 4:
+        token_row<4>(Sp, N, v.qk_row, alpha, c_before, c_now, k_before, k, q, dots);
+        break;
+      default:
+        token_row_any_rank(Sp, N, R, v.qk_row, alpha, c_before, c_now, k_before, k, q, dots);
     }
-    for (int64_t r = 0; r < R; ++r) {
-      const float* qr = q + r * v.qk_row;
-      float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t n = 0; n < N; ++n) acc += Sp[n] * qr[n];
-      y[r * v.xy_row + p] = acc + v.D * x[p] * (v.mimo_x ? v.mimo_x[r * P + p] : 1.0f);
-    }
+    for (int64_t r = 0; r < R; ++r) y[r * v.xy_row + p] = dots[r] + v.D * x[p] * scale[r];
   }
 }
 
@@ -163,9 +224,8 @@ MAMBA_INLINE void add_scaled16(float* c, float s, const Vec16& acc) {
 }
 
 template <int64_t kRows>
-MAMBA_INLINE void gemm_tile(int64_t depth, const float* A, int64_t lda,
-                                                     const float* B, int64_t ldb, float* C, int64_t ldc,
-                                                     const float* row_scale) {
+MAMBA_INLINE void gemm_tile(int64_t depth, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+                            int64_t ldc, const float* row_scale) {
   Vec16 acc[kRows][2] = {};
   for (int64_t kk = 0; kk < depth; ++kk) {
     Vec16 b0, b1;
@@ -187,9 +247,8 @@ MAMBA_INLINE void gemm_tile(int64_t depth, const float* A, int64_t lda,
 }
 
 // Columns past the last full tile (odd head_dim, chunk tails): one row at a time.
-MAMBA_INLINE void gemm_tail(int64_t rows, int64_t cols, int64_t depth, const float* A,
-                                                     int64_t lda, const float* B, int64_t ldb, float* C,
-                                                     int64_t ldc, const float* row_scale) {
+MAMBA_INLINE void gemm_tail(int64_t rows, int64_t cols, int64_t depth, const float* A, int64_t lda,
+                            const float* B, int64_t ldb, float* C, int64_t ldc, const float* row_scale) {
   float acc[kTileCols];
   for (int64_t i = 0; i < rows; ++i) {
     std::fill(acc, acc + cols, 0.0f);
@@ -212,10 +271,18 @@ MAMBA_CPU_CLONES void gemm_acc(int64_t m, int64_t n, int64_t depth, const float*
     const float* si = row_scale ? row_scale + i0 : nullptr;
     for (int64_t j0 = 0; j0 < n_full; j0 += kTileCols) {
       switch (rows) {
-        case 4: gemm_tile<4>(depth, Ai, lda, B + j0, ldb, Ci + j0, ldc, si); break;
-        case 3: gemm_tile<3>(depth, Ai, lda, B + j0, ldb, Ci + j0, ldc, si); break;
-        case 2: gemm_tile<2>(depth, Ai, lda, B + j0, ldb, Ci + j0, ldc, si); break;
-        default: gemm_tile<1>(depth, Ai, lda, B + j0, ldb, Ci + j0, ldc, si); break;
+        case 4:
+          gemm_tile<4>(depth, Ai, lda, B + j0, ldb, Ci + j0, ldc, si);
+          break;
+        case 3:
+          gemm_tile<3>(depth, Ai, lda, B + j0, ldb, Ci + j0, ldc, si);
+          break;
+        case 2:
+          gemm_tile<2>(depth, Ai, lda, B + j0, ldb, Ci + j0, ldc, si);
+          break;
+        default:
+          gemm_tile<1>(depth, Ai, lda, B + j0, ldb, Ci + j0, ldc, si);
+          break;
       }
     }
     if (n_full < n) gemm_tail(rows, n - n_full, depth, Ai, lda, B + n_full, ldb, Ci + n_full, ldc, si);
@@ -228,15 +295,15 @@ MAMBA_CPU_CLONES void gemm_acc(int64_t m, int64_t n, int64_t depth, const float*
 struct ChunkScratch {
   int64_t chunk_size, rows_max;
   std::vector<float> storage;
-  float* k_t;        // [d_state, M]       keys of the chunk, transposed
-  float* v;          // [M, head_dim]      v_{t,r} = x_t ⊙ mimo_x[r]
-  float* v_weighted; // [M, head_dim]      exp(a_last − a_s)·σ_s·v_s, for the state update
-  float* scores;     // [M, M]             decayed, masked q·k
-  float* coef;       // [Q, M]             exp(a_t − a_s)·σ_s (s < t), γ_t (s = t), 0 (s > t)
-  float* decay;      // [Q, Q]             exp(a_t − a_s) for s ≤ t
-  float* row_decay;  // [M]                exp(a_t) of the row's token
-  float* sigma;      // [Q]                γ_t + Δ_{t+1}(1 − λ_{t+1})
-  float* gamma;      // [Q]
+  float* k_t;         // [d_state, M]       keys of the chunk, transposed
+  float* v;           // [M, head_dim]      v_{t,r} = x_t ⊙ mimo_x[r]
+  float* v_weighted;  // [M, head_dim]      exp(a_last − a_s)·σ_s·v_s, for the state update
+  float* scores;      // [M, M]             decayed, masked q·k
+  float* coef;        // [Q, M]             exp(a_t − a_s)·σ_s (s < t), γ_t (s = t), 0 (s > t)
+  float* decay;       // [Q, Q]             exp(a_t − a_s) for s ≤ t
+  float* row_decay;   // [M]                exp(a_t) of the row's token
+  float* sigma;       // [Q]                γ_t + Δ_{t+1}(1 − λ_{t+1})
+  float* gamma;       // [Q]
 
   ChunkScratch(const Dims& d, int64_t Q) : chunk_size(Q), rows_max(Q * d.mimo_rank) {
     const int64_t M = rows_max, P = d.head_dim, N = d.d_state;
@@ -260,7 +327,8 @@ struct ChunkScratch {
 // α_u = exp(adt_u), s < u ≤ t (one exp per token, the same products as the recurrence). The β of
 // token t+1 is moved onto token t's key (σ_t) only when t+1 is in this call; a later call takes
 // it from the state's (k_prev, v_prev) instead.
-MAMBA_INLINE void chunk_coefficients(const HeadView& v, const Dims& d, int64_t c0, int64_t len, ChunkScratch& w) {
+MAMBA_INLINE void chunk_coefficients(const HeadView& v, const Dims& d, int64_t c0, int64_t len,
+                                     ChunkScratch& w) {
   const int64_t H = d.n_heads, R = d.mimo_rank, M = len * R, Q = w.chunk_size;
   float entry_decay = 1.0f;
   for (int64_t t = 0; t < len; ++t) {
@@ -321,8 +389,8 @@ MAMBA_INLINE void prefetch_rows(const HeadView& v, const Dims& d, int64_t begin,
 
 // y += exp(a_t)·S_in q (inter-chunk) + Σ_{s ≤ t} coef[t, s]·(q_t·k_s) v_s (intra-chunk), then
 // S_out = exp(a_last)·S_in + Σ_s exp(a_last − a_s)·σ_s·v_s k_sᵀ.
-MAMBA_INLINE void chunk_compute(const HeadView& v, const Dims& d, int64_t c0, int64_t len, ChunkScratch& w, float* state_t,
-                   const HeadView& next, int64_t next_row) {
+MAMBA_INLINE void chunk_compute(const HeadView& v, const Dims& d, int64_t c0, int64_t len, ChunkScratch& w,
+                                float* state_t, const HeadView& next, int64_t next_row) {
   const int64_t R = d.mimo_rank, P = d.head_dim, N = d.d_state, M = len * R;
   const float* q = v.q + c0 * R * v.qk_row;
   float* y = v.y + c0 * R * v.xy_row;
@@ -373,8 +441,8 @@ void load_state(const HeadView& v, const Dims& d, float* state_t) {
 // The chunk loop over a thread's work items (batch, head), chunk-major: every head of a chunk is
 // done before the next chunk, so the heads share the pages of their interleaved rows (one TLB
 // walk per page and chunk instead of one per head). states: [n_items, d_state, head_dim].
-MAMBA_CPU_CLONES void scan_chunks(const std::vector<HeadView>& views, const Dims& d, int64_t Q, ChunkScratch& w,
-                                  float* states) {
+MAMBA_CPU_CLONES void scan_chunks(const std::vector<HeadView>& views, const Dims& d, int64_t Q,
+                                  ChunkScratch& w, float* states) {
   const int64_t n_items = static_cast<int64_t>(views.size()), R = d.mimo_rank;
   for (int64_t c0 = 0; c0 < d.seq_len; c0 += Q) {
     const int64_t len = std::min(Q, d.seq_len - c0);

@@ -34,13 +34,30 @@ struct Mamba3ScanArgs {
   int64_t chunk_size = 64;
 };
 
-// Whole-sequence chunked form (§3.5). y: [batch, seq_len, mimo_rank, n_heads, head_dim].
+// Whole-sequence chunked form (§3.5). y: [batch, seq_len, mimo_rank, n_heads, head_dim], allocated
+// when undefined (all three functions); given, it is written in place.
 void mamba3_scan_fwd(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
 
 // Naive sequential recurrence, token by token (the definition above); the test oracle.
 void mamba3_scan_ref(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
 
-// One token (seq_len == 1) fast path used by decode; same contract.
+// One token (seq_len == 1) fast path used by decode; same contract. Allocation-free when y is given.
 void mamba3_scan_step(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
+
+// Gradients of a whole-sequence call from a zero state (training; mamba3_scan_bwd.cpp).
+struct Mamba3ScanGrads {
+  Tensor dx;              // [batch, seq_len, n_heads, head_dim]
+  Tensor dq, dk;          // [batch, seq_len, mimo_rank, n_heads, d_state]
+  Tensor dadt, ddt;       // [batch, seq_len, n_heads]
+  Tensor dtrap;           // [batch, seq_len, n_heads]  w.r.t. λ (args.trap, after the sigmoid)
+  Tensor dD;              // [n_heads]
+  Tensor dmimo_x;         // [n_heads, mimo_rank, head_dim] (MIMO only)
+};
+
+// Reverse of the recurrence, token by token (dS_{t-1} = α_t·dS_t; the pending β term makes the
+// key/value gradient of token t γ_t·dS_t + β_{t+1}·dS_{t+1}), re-running the forward one chunk
+// of `chunk_size` tokens at a time from saved chunk-entry states.
+// dy: [batch, seq_len, mimo_rank, n_heads, head_dim].
+Mamba3ScanGrads mamba3_scan_bwd(const Mamba3ScanArgs& args, const Tensor& dy);
 
 }  // namespace mamba::ops

@@ -60,7 +60,8 @@ double chunked_flops(int64_t seq_len, int64_t rank, int64_t chunk_size) {
 }
 
 void report(benchmark::State& st, int64_t tokens, double flops) {
-  st.counters["tokens/s"] = benchmark::Counter(static_cast<double>(tokens), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(tokens), benchmark::Counter::kIsIterationInvariantRate);
   st.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
@@ -75,8 +76,12 @@ void BM_mamba3_scan_fwd(benchmark::State& st) {
   }
   report(st, seq_len, chunked_flops(seq_len, rank, chunk_size));
 }
-BENCHMARK(BM_mamba3_scan_fwd)->ArgNames({"L", "R", "Q"})->Args({2048, 1, 64})->Args({2048, 4, 16})
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_mamba3_scan_fwd)
+    ->ArgNames({"L", "R", "Q"})
+    ->Args({2048, 1, 64})
+    ->Args({2048, 4, 16})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void BM_mamba3_scan_ref(benchmark::State& st) {
   const int64_t seq_len = st.range(0), rank = st.range(1);
@@ -89,8 +94,12 @@ void BM_mamba3_scan_ref(benchmark::State& st) {
   // The recurrence: per token, head and rank, 2 rank-1 updates and S·q (3·2·P·N) + α·S.
   report(st, seq_len, static_cast<double>(seq_len * kHeads) * (6.0 * rank + 1.0) * kHeadDim * kDState);
 }
-BENCHMARK(BM_mamba3_scan_ref)->ArgNames({"L", "R"})->Args({2048, 1})->Args({2048, 4})
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_mamba3_scan_ref)
+    ->ArgNames({"L", "R"})
+    ->Args({2048, 1})
+    ->Args({2048, 4})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void BM_mamba3_scan_step(benchmark::State& st) {
   const int64_t rank = st.range(0);

@@ -5,13 +5,35 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <new>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "testing.h"
+
+// Counts every heap allocation of the test binary, to check that the step allocates nothing.
+// (release is out of line so that GCC does not pair the inlined free with operator new.)
+static std::atomic<int64_t> g_allocations{0};
+[[gnu::noinline]] static void release(void* p) noexcept {
+  std::free(p);
+}
+void* operator new(std::size_t bytes) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(bytes ? bytes : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept {
+  release(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  release(p);
+}
 
 namespace mamba::ops {
 namespace {
@@ -57,7 +79,9 @@ Mamba3ScanState make_state(const Config& c, std::mt19937& rng) {
   return {random_tensor(ssm, rng), random_tensor(k_prev, rng), random_tensor(v_prev, rng)};
 }
 
-Mamba3ScanState copy_state(const Mamba3ScanState& s) { return {s.ssm.copy(), s.k_prev.copy(), s.v_prev.copy()}; }
+Mamba3ScanState copy_state(const Mamba3ScanState& s) {
+  return {s.ssm.copy(), s.k_prev.copy(), s.v_prev.copy()};
+}
 
 // Tokens [start, end) of every per-token tensor (copied contiguous); weights shared.
 Mamba3ScanArgs slice_tokens(const Mamba3ScanArgs& a, int64_t start, int64_t end) {
@@ -66,7 +90,8 @@ Mamba3ScanArgs slice_tokens(const Mamba3ScanArgs& a, int64_t start, int64_t end)
   return s;
 }
 
-void expect_states_near(const Mamba3ScanState& got, const Mamba3ScanState& want, float tol, const std::string& what) {
+void expect_states_near(const Mamba3ScanState& got, const Mamba3ScanState& want, float tol,
+                        const std::string& what) {
   EXPECT_LT(rel_error(got.ssm, want.ssm), tol) << what << ": ssm";
   EXPECT_EQ(max_abs_diff(got.k_prev, want.k_prev), 0.0f) << what << ": k_prev";
   EXPECT_EQ(max_abs_diff(got.v_prev, want.v_prev), 0.0f) << what << ": v_prev";
@@ -169,6 +194,30 @@ TEST(Mamba3Scan, FwdMatchesRef) {
   std::printf("fwd vs ref: %d cases, max relative error %.3g\n", cases, worst);
 }
 
+// Model-sized heads, so the GEMMs run their full register tiles (32 columns) and their tails
+// (head_dim 48 = 32 + 16), at the recommended chunk sizes (64 SISO, 16 for rank 4).
+TEST(Mamba3Scan, FwdMatchesRefModelShapes) {
+  std::mt19937 rng(4321);
+  for (const Config& c :
+       {Config{1, 130, 1, 2, 64, 128, 64, false, false}, Config{1, 130, 4, 2, 64, 128, 16, true, false},
+        Config{2, 75, 2, 2, 48, 64, 32, true, false}}) {
+    Mamba3ScanArgs a = random_args(c, rng);
+    // Keep |q·k| ~ 1 at d_state 128, as the normalized keys of a model are.
+    for (Tensor* t : {&a.q, &a.k}) {
+      for (float& e : std::span(t->f32(), static_cast<size_t>(t->numel()))) e *= 0.1f;
+    }
+    Mamba3ScanState s_ref = make_state(c, rng), s_fwd = copy_state(s_ref);
+    Tensor y_ref, y_fwd;
+    mamba3_scan_ref(a, s_ref, y_ref);
+    mamba3_scan_fwd(a, s_fwd, y_fwd);
+    const float err = rel_error(y_fwd, y_ref);
+    EXPECT_LT(err, 1e-5f) << describe(c);
+    expect_states_near(s_fwd, s_ref, 1e-5f, describe(c));
+    std::printf("fwd vs ref, %s: relative error %.3g, max abs %.3g\n", describe(c).c_str(), err,
+                max_abs_diff(y_fwd, y_ref));
+  }
+}
+
 // A call over the whole sequence == a call over a prefix continued by a call over the rest,
 // for the reference and for the chunked forward (whose split lands inside a chunk).
 TEST(Mamba3Scan, SplitEqualsWhole) {
@@ -207,6 +256,11 @@ TEST(Mamba3Scan, StepMatchesRef) {
       EXPECT_LT(rel_error(y_step, y_ref.slice(1, t, t + 1).contiguous()), 1e-6f) << describe(c) << " t=" << t;
     }
     expect_states_near(s_step, s_ref, 1e-6f, describe(c));
+    // With y given, the decode path allocates nothing.
+    const Mamba3ScanArgs one = slice_tokens(a, 0, 1);
+    const int64_t before = g_allocations.load();
+    mamba3_scan_step(one, s_step, y_step);
+    EXPECT_EQ(g_allocations.load() - before, 0) << describe(c);
   }
 }
 

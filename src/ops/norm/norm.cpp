@@ -5,6 +5,9 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#if MAMBACPP_HAVE_CUDA
+#include "ops/norm/norm_cuda.h"
+#endif
 
 namespace mamba::ops {
 
@@ -17,6 +20,9 @@ Tensor rms_norm(const Tensor& x_in, const Tensor& weight, float eps) {
 }
 
 Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, float eps) {
+#if MAMBACPP_HAVE_CUDA
+  if (x_in.device() == Device::cuda) return layer_norm_cuda(x_in, weight, bias, eps);
+#endif
   const Tensor x = x_in.contiguous();
   const int64_t n = x.size(-1), rows = x.numel() / n;
   MAMBA_CHECK(weight.numel() == n);
@@ -38,6 +44,9 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, 
 
 Tensor rms_norm_gated(const Tensor& x_in, const Tensor& z_in, const Tensor& weight, int64_t group_size,
                       bool norm_before_gate, float eps) {
+#if MAMBACPP_HAVE_CUDA
+  if (x_in.device() == Device::cuda) return rms_norm_gated_cuda(x_in, z_in, weight, group_size, norm_before_gate, eps);
+#endif
   const Tensor x = x_in.contiguous();
   const Tensor z = z_in.defined() ? z_in.contiguous() : Tensor();
   const int64_t n = x.size(-1), rows = x.numel() / n;

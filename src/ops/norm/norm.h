@@ -17,4 +17,12 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, flo
 Tensor rms_norm_gated(const Tensor& x, const Tensor& z, const Tensor& weight, int64_t group_size,
                       bool norm_before_gate, float eps);
 
+// Backward (norm_bwd.cpp): each returns dx [..., n] and accumulates dweight (and dbias) [n].
+Tensor rms_norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight, float eps, Tensor& dweight);
+Tensor layer_norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight, float eps, Tensor& dweight,
+                      Tensor& dbias);
+// Also sets dz (a new tensor shaped like z) when z is defined.
+Tensor rms_norm_gated_bwd(const Tensor& dy, const Tensor& x, const Tensor& z, const Tensor& weight,
+                          int64_t group_size, bool norm_before_gate, float eps, Tensor& dweight, Tensor& dz);
+
 }  // namespace mamba::ops

@@ -22,4 +22,19 @@ struct SelectiveScanArgs {
 // Returns y: [batch, seq_len, d_inner].
 Tensor selective_scan_fwd(const SelectiveScanArgs& args, Tensor& state);
 
+// Gradients of a whole-sequence call from a zero state (training; selective_scan_bwd.cpp).
+struct SelectiveScanGrads {
+  Tensor du;           // [batch, seq_len, d_inner]
+  Tensor ddelta;       // [batch, seq_len, d_inner]  w.r.t. δ_raw (before bias and softplus)
+  Tensor ddelta_bias;  // [d_inner]
+  Tensor dA;           // [d_inner, d_state]
+  Tensor dB;           // [batch, seq_len, d_state]
+  Tensor dC;           // [batch, seq_len, d_state]
+  Tensor dD;           // [d_inner]
+  Tensor dz;           // [batch, seq_len, d_inner], when args.z is defined
+};
+
+// Reverse-time scan: dy [batch, seq_len, d_inner] -> the gradients of every input.
+SelectiveScanGrads selective_scan_bwd(const SelectiveScanArgs& args, const Tensor& dy);
+
 }  // namespace mamba::ops

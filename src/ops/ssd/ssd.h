@@ -22,4 +22,18 @@ struct SsdArgs {
 Tensor ssd_fwd(const SsdArgs& args, Tensor& state);
 Tensor ssd_ref(const SsdArgs& args, Tensor& state);
 
+// Gradients of a whole-sequence call from a zero state (training; ssd_bwd.cpp).
+struct SsdGrads {
+  Tensor dx;   // [batch, seq_len, n_heads, head_dim]
+  Tensor ddt;  // [batch, seq_len, n_heads]
+  Tensor dA;   // [n_heads]
+  Tensor dB;   // [batch, seq_len, n_groups, d_state]
+  Tensor dC;   // [batch, seq_len, n_groups, d_state]
+  Tensor dD;   // shaped like args.D
+};
+
+// Sequential reverse recurrence (dS_{t-1} = exp(dt_t·A)·dS_t), re-running the forward one chunk
+// at a time from states kept at chunk starts. dy: [batch, seq_len, n_heads, head_dim].
+SsdGrads ssd_bwd(const SsdArgs& args, const Tensor& dy);
+
 }  // namespace mamba::ops

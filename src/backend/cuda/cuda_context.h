@@ -1,0 +1,37 @@
+// The device context every CUDA op uses: one stream for the process (ops run in order on it, so
+// the caching allocator may reuse a freed block at once), the cuBLAS / cuBLASLt handles bound to
+// it with default (no TF32) math, and a growable GEMM workspace. Only .cu files include this.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_device.h"
+#include "core/tensor.h"
+
+namespace mamba::cuda {
+
+cudaStream_t stream();
+cublasHandle_t cublas();
+cublasLtHandle_t cublaslt();
+
+// Scratch memory for cuBLASLt, at least `bytes`, valid until the next call (stream-ordered).
+void* workspace(size_t bytes);
+
+// dst[i] = src[i] over two strided layouts of `shape` on the device, converting dtype when they
+// differ (strided_copy.cu; core's copy_strided hook).
+void copy_strided(void* dst, DType dst_dtype, const Shape& dst_strides, const void* src, DType src_dtype,
+                  const Shape& src_strides, const Shape& shape);
+
+// Aborts unless t is a defined CUDA tensor (named in the message).
+void check_cuda_tensor(const Tensor& t, const char* name);
+
+inline unsigned int ceil_div(int64_t n, int64_t d) { return static_cast<unsigned int>((n + d - 1) / d); }
+
+// Blocks for a grid-stride loop over n elements (at least 1, capped: the loop covers the rest).
+inline unsigned int grid_for(int64_t n, int threads = 256) {
+  const int64_t blocks = (n + threads - 1) / threads;
+  return static_cast<unsigned int>(blocks < 1 ? 1 : blocks > (1 << 20) ? (1 << 20) : blocks);
+}
+
+}  // namespace mamba::cuda

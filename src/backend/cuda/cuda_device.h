@@ -1,0 +1,36 @@
+// The CUDA backend's plain C++ face (no CUDA headers): whether a device is usable, what it is,
+// and start-up registration of Device::cuda with core's allocator hooks. Code above the ops
+// reaches these through ops/device.h.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace mamba::cuda {
+
+// True when the runtime finds at least one CUDA device (never throws; false without a driver).
+bool available();
+
+struct DeviceInfo {
+  std::string name;            // "NVIDIA H100 80GB HBM3"
+  int compute_capability = 0;  // 90 for sm_90
+  int multiprocessors = 0;
+  size_t global_memory = 0;    // bytes
+  size_t l2_cache = 0;         // bytes
+  size_t shared_memory_per_block_optin = 0;  // bytes a block may use after cudaFuncSetAttribute
+};
+// Properties of the current device (throws Error(unsupported) when there is none).
+const DeviceInfo& device_info();
+
+// Installs the Device::cuda allocator, copy and strided-copy hooks in core (idempotent; runs at
+// start-up, touches no CUDA API until the first allocation).
+void register_backend();
+
+// Waits for all work queued on the backend's stream.
+void synchronize();
+
+// Bytes currently handed out by the caching allocator / held in its cache (tests, bench).
+size_t allocated_bytes();
+size_t cached_bytes();
+
+}  // namespace mamba::cuda

@@ -1,0 +1,88 @@
+// Normalizations on CUDA: one block per (row, group), f32 sums reduced over the block; the
+// values are re-read for the output pass rather than held (rows are at most a few thousand wide).
+#include "backend/cuda/cuda_context.h"
+#include "backend/cuda/kernel_utils.cuh"
+#include "core/error.h"
+#include "ops/norm/norm_cuda.h"
+
+namespace mamba::ops {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+// y = norm(x·silu(z))·w or norm(x)·w·silu(z) per group of `group_size` channels (SPEC §2.5).
+// x, z, y: [rows, n] contiguous; weight: [n]; z may be null. Block = one (row, group).
+__global__ void rms_norm_gated_kernel(const float* x, const float* z, const float* weight, float* y,
+                                      int64_t n, int64_t group_size, bool norm_before_gate, float eps) {
+  __shared__ float scratch[32];
+  const int64_t n_groups = n / group_size;
+  const int64_t off = blockIdx.x * group_size;  // (row·n_groups + group)·group_size
+  const int64_t w_off = (blockIdx.x % n_groups) * group_size;
+  const bool gate_first = z != nullptr && !norm_before_gate;
+  float ss = 0.0f;
+  for (int64_t i = threadIdx.x; i < group_size; i += blockDim.x) {
+    float v = x[off + i];
+    if (gate_first) v *= mamba::cuda::silu_f(z[off + i]);
+    ss += v * v;
+  }
+  ss = mamba::cuda::block_sum(ss, scratch);
+  const float rstd = 1.0f / sqrtf(ss / static_cast<float>(group_size) + eps);
+  for (int64_t i = threadIdx.x; i < group_size; i += blockDim.x) {
+    float v = x[off + i];
+    if (gate_first) v *= mamba::cuda::silu_f(z[off + i]);
+    v = v * rstd * weight[w_off + i];
+    if (z != nullptr && norm_before_gate) v *= mamba::cuda::silu_f(z[off + i]);
+    y[off + i] = v;
+  }
+}
+
+// y = (x − mean)·rsqrt(var + eps)·w + b per row; block = one row.
+__global__ void layer_norm_kernel(const float* x, const float* weight, const float* bias, float* y, int64_t n,
+                                  float eps) {
+  __shared__ float scratch[32];
+  const float* xr = x + blockIdx.x * n;
+  float* yr = y + blockIdx.x * n;
+  float sum = 0.0f;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) sum += xr[i];
+  const float mean = mamba::cuda::block_sum(sum, scratch) / static_cast<float>(n);
+  float var = 0.0f;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) var += (xr[i] - mean) * (xr[i] - mean);
+  const float rstd = 1.0f / sqrtf(mamba::cuda::block_sum(var, scratch) / static_cast<float>(n) + eps);
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+    yr[i] = (xr[i] - mean) * rstd * weight[i] + (bias ? bias[i] : 0.0f);
+}
+
+}  // namespace
+
+Tensor rms_norm_gated_cuda(const Tensor& x_in, const Tensor& z_in, const Tensor& weight, int64_t group_size,
+                           bool norm_before_gate, float eps) {
+  const Tensor x = x_in.contiguous();
+  const Tensor z = z_in.defined() ? z_in.contiguous() : Tensor();
+  const int64_t n = x.size(-1), rows = x.numel() / n;
+  cuda::check_cuda_tensor(weight, "rms_norm: weight");
+  MAMBA_CHECK(weight.numel() == n && group_size > 0 && n % group_size == 0);
+  MAMBA_CHECK(!z.defined() || (z.shape() == x.shape() && z.device() == Device::cuda));
+  Tensor y = Tensor::empty(x.shape(), DType::f32, Device::cuda);
+  const int64_t blocks = rows * (n / group_size);
+  if (blocks == 0) return y;
+  rms_norm_gated_kernel<<<static_cast<unsigned int>(blocks), kThreads, 0, cuda::stream()>>>(
+      x.f32(), z.defined() ? z.f32() : nullptr, weight.f32(), y.f32(), n, group_size, norm_before_gate, eps);
+  CUDA_CHECK_LAUNCH();
+  return y;
+}
+
+Tensor layer_norm_cuda(const Tensor& x_in, const Tensor& weight, const Tensor& bias, float eps) {
+  const Tensor x = x_in.contiguous();
+  const int64_t n = x.size(-1), rows = x.numel() / n;
+  cuda::check_cuda_tensor(weight, "layer_norm: weight");
+  MAMBA_CHECK(weight.numel() == n && (!bias.defined() || bias.numel() == n));
+  Tensor y = Tensor::empty(x.shape(), DType::f32, Device::cuda);
+  if (rows == 0) return y;
+  layer_norm_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, cuda::stream()>>>(
+      x.f32(), weight.f32(), bias.defined() ? bias.f32() : nullptr, y.f32(), n, eps);
+  CUDA_CHECK_LAUNCH();
+  return y;
+}
+
+}  // namespace mamba::ops

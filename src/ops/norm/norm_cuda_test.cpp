@@ -1,0 +1,52 @@
+// Norms on CUDA vs the CPU ops: RMSNorm, LayerNorm (with/without bias) and the gated, grouped
+// RMSNorm in both gate orders, over odd widths and batches. Label `cuda`.
+#include <gtest/gtest.h>
+
+#include "cuda_testing.h"
+#include "ops/norm/norm.h"
+#include "testing.h"
+
+namespace mamba::ops {
+namespace {
+
+using testing::on_cuda;
+using testing::scaled_max_diff;
+
+TEST(NormCuda, RmsAndLayerNorm) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(1);
+  for (auto [rows, n] : {std::pair{1, 7}, {3, 64}, {17, 769}, {2, 4096}}) {
+    const Tensor x = testing::random_tensor({rows, 1, n}, rng, -3.0f, 3.0f);
+    const Tensor w = testing::random_tensor({n}, rng), b = testing::random_tensor({n}, rng);
+    EXPECT_LT(scaled_max_diff(rms_norm(on_cuda(x), on_cuda(w), 1e-5f), rms_norm(x, w, 1e-5f)), 1e-5f) << n;
+    EXPECT_LT(scaled_max_diff(layer_norm(on_cuda(x), on_cuda(w), on_cuda(b), 1e-5f), layer_norm(x, w, b, 1e-5f)),
+              1e-5f) << n;
+    EXPECT_LT(scaled_max_diff(layer_norm(on_cuda(x), on_cuda(w), Tensor(), 1e-5f), layer_norm(x, w, Tensor(), 1e-5f)),
+              1e-5f) << n;
+  }
+}
+
+TEST(NormCuda, GatedGrouped) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(2);
+  for (auto [rows, n, group] : {std::tuple{1, 16, 16}, {5, 96, 32}, {3, 1536, 768}, {2, 33, 11}}) {
+    const Tensor x = testing::random_tensor({rows, 2, n}, rng, -2.0f, 2.0f);
+    const Tensor z = testing::random_tensor({rows, 2, n}, rng, -2.0f, 2.0f);
+    const Tensor w = testing::random_tensor({n}, rng);
+    for (bool before : {false, true}) {
+      const Tensor ref = rms_norm_gated(x, z, w, group, before, 1e-5f);
+      EXPECT_LT(scaled_max_diff(rms_norm_gated(on_cuda(x), on_cuda(z), on_cuda(w), group, before, 1e-5f), ref), 1e-5f)
+          << n << "/" << group << " before " << before;
+    }
+    // A strided z (column view) is made contiguous on the device.
+    const Tensor wide = testing::random_tensor({rows, 2, n + 5}, rng);
+    const Tensor ref = rms_norm_gated(x, wide.slice(-1, 5, n + 5).contiguous(), w, group, false, 1e-5f);
+    EXPECT_LT(scaled_max_diff(rms_norm_gated(on_cuda(x), on_cuda(wide).slice(-1, 5, n + 5), on_cuda(w), group, false,
+                                             1e-5f),
+                              ref),
+              1e-5f);
+  }
+}
+
+}  // namespace
+}  // namespace mamba::ops
