@@ -13,6 +13,7 @@
 
 #include <mambacpp/mambacpp.h>
 
+#include "bench_generate.h"
 #include "commands.h"
 
 namespace mambacpp::cli {
@@ -24,6 +25,9 @@ struct BenchArgs {
   std::vector<int> threads = {1, 2};
   int64_t seq_len = 2048, decode_tokens = 32, n_layer = 24, d_model = 768;
   std::string json_path;
+  std::string device = "cpu";
+  bool generate = false;                // --generate: batched generation instead (bench_generate.cpp)
+  std::vector<int64_t> batches = {1, 8};
 };
 
 ModelConfig bench_config(const std::string& name, const BenchArgs& a) {
@@ -70,10 +74,14 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // "threads prefill_tok_s decode_tok_s".
 std::string run_model(const std::string& name, const BenchArgs& a) {
   const ModelConfig c = bench_config(name, a);
-  const Model model = Model::random(c, 1234);
+  const Device device = parse_device(a.device);
+  Model model = Model::random(c, 1234);
+  model.to(device);
   std::ostringstream out;
   out << model.n_params() << "\n";
-  for (int threads : a.threads) {
+  // On the GPU the thread count only drives host-side work: one row, at the first count.
+  const std::vector<int> thread_counts = device == Device::cpu ? a.threads : std::vector<int>{a.threads.front()};
+  for (int threads : thread_counts) {
     set_num_threads(threads);
     Tensor ids = Tensor::empty({1, a.seq_len}, DType::i64);
     for (int64_t t = 0; t < a.seq_len; ++t) ids.data<int64_t>()[t] = (t * 7919) % c.vocab_size;
@@ -84,11 +92,13 @@ std::string run_model(const std::string& name, const BenchArgs& a) {
     State state = model.new_state(1);
     auto t0 = std::chrono::steady_clock::now();
     Tensor logits = model.forward(ids, state, /*num_last=*/1);
+    device_synchronize(device);  // device work is asynchronous: wait before reading the clock
     const double prefill_s = seconds_since(t0);
     Tensor next = Tensor::empty({1}, DType::i64);
     next.data<int64_t>()[0] = 42;
     t0 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < a.decode_tokens; ++i) model.step(next, state);
+    device_synchronize(device);
     const double decode_s = seconds_since(t0);
     out << threads << " " << a.seq_len / prefill_s << " " << a.decode_tokens / decode_s << "\n";
   }
@@ -106,10 +116,20 @@ Runner add_bench(CLI::App& app) {
   app.add_option("--n-layer", a->n_layer, "layers (default 24)");
   app.add_option("--d-model", a->d_model, "model width (default 768)");
   app.add_option("--json", a->json_path, "also write JSON lines to this file");
+  app.add_option("--device", a->device, "cpu or cuda (default cpu; on cuda one row per model)");
+  app.add_flag("--generate", a->generate, "benchmark generation: decode tok/s per sequence and total at each --batch");
+  app.add_option("--batch", a->batches, "batch sizes for --generate (default 1 8)");
   return [a]() {
     for (const auto& name : a->models) bench_config(name, *a);  // validate names before forking
-    std::printf("mambacpp bench: random weights, d_model %lld, %lld layers, vocab 50277, f32, batch 1\n",
-                static_cast<long long>(a->d_model), static_cast<long long>(a->n_layer));
+    if (a->generate)
+      return bench_generate({a->models, a->threads, a->batches, a->decode_tokens,
+                             [a](const std::string& name) { return bench_config(name, *a); }});
+    // The parent must not touch the CUDA runtime: a child forked after CUDA initialized cannot use
+    // it. Only the name is checked here; each child opens the device itself.
+    if (a->device != "cpu" && a->device != "cuda")
+      mamba::throw_error(ErrorCode::invalid_argument, "unknown device '", a->device, "' (expected cpu or cuda)");
+    std::printf("mambacpp bench: random weights, d_model %lld, %lld layers, vocab 50277, f32, batch 1, %s\n",
+                static_cast<long long>(a->d_model), static_cast<long long>(a->n_layer), a->device.c_str());
     std::printf("prefill = whole-sequence pass over %lld tokens; decode = %lld one-token steps after it\n\n",
                 static_cast<long long>(a->seq_len), static_cast<long long>(a->decode_tokens));
     std::printf("| model       | params (M) | threads | prefill tok/s | decode tok/s | peak RSS (MiB) |\n");
@@ -156,7 +176,8 @@ Runner add_bench(CLI::App& app) {
                     prefill, decode, rss_mib);
         std::fflush(stdout);
         std::ostringstream js;
-        js << "{\"model\":\"" << name << "\",\"params\":" << params << ",\"threads\":" << threads
+        js << "{\"model\":\"" << name << "\",\"device\":\"" << a->device << "\",\"params\":" << params
+           << ",\"threads\":" << threads
            << ",\"seq_len\":" << a->seq_len << ",\"prefill_tok_s\":" << prefill << ",\"decode_tok_s\":" << decode
            << ",\"peak_rss_mib\":" << rss_mib << "}\n";
         json += js.str();

@@ -14,6 +14,7 @@ struct LogitsArgs {
   std::string model, input, output;
   int64_t prefill = -1;
   int threads = 0;
+  std::string device = "cpu";
 };
 }  // namespace
 
@@ -24,9 +25,12 @@ Runner add_logits(CLI::App& app) {
   app.add_option("-o,--output", a->output, "float32 [batch, seq_len, vocab] .npy to write")->required();
   app.add_option("--prefill", a->prefill, "whole-sequence pass over the first K tokens, then one-token steps");
   app.add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
+  app.add_option("--device", a->device, "cpu or cuda (default cpu)");
   return [a]() {
     set_num_threads(a->threads);
-    const Model model = Model::load(a->model);
+    const Device device = parse_device(a->device);
+    Model model = Model::load(a->model);
+    model.to(device);
     const Tensor ids = read_npy(a->input);
     if (ids.dim() != 2 || (ids.dtype() != DType::i64 && ids.dtype() != DType::i32))
       mamba::throw_error(ErrorCode::shape, a->input, ": expected int64 token ids of shape [batch, seq_len], found ",
@@ -53,7 +57,7 @@ Runner add_logits(CLI::App& app) {
       for (int64_t t = k; t < seq_len; ++t)
         logits.select(1, t).copy_from(model.step(ids.select(1, t).contiguous(), state));
     }
-    write_npy(a->output, logits);
+    write_npy(a->output, logits.to(Device::cpu));
     return 0;
   };
 }

@@ -10,5 +10,9 @@ using Runner = std::function<int()>;
 Runner add_info(CLI::App& app);
 Runner add_logits(CLI::App& app);
 Runner add_bench(CLI::App& app);
+Runner add_generate(CLI::App& app);
+Runner add_chat(CLI::App& app);
+Runner add_tokenize(CLI::App& app);
+Runner add_grads(CLI::App& app);
 
 }  // namespace mambacpp::cli

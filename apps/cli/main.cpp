@@ -19,6 +19,10 @@ int main(int argc, char** argv) {
   add("info", "print a model's architecture, parameter count and state size", mambacpp::cli::add_info);
   add("logits", "compute logits for token ids from a .npy file", mambacpp::cli::add_logits);
   add("bench", "benchmark prefill and decode on random-weight models", mambacpp::cli::add_bench);
+  add("generate", "generate text (or token ids) from a prompt, streaming it", mambacpp::cli::add_generate);
+  add("chat", "interactive chat on stdin, the conversation kept in the state", mambacpp::cli::add_chat);
+  add("tokenize", "text -> token ids, or ids -> text with --decode", mambacpp::cli::add_tokenize);
+  add("grads", "next-token loss and d loss / d parameter for token ids from a .npy file", mambacpp::cli::add_grads);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

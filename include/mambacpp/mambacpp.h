@@ -3,10 +3,19 @@
 //
 //   #include <mambacpp/mambacpp.h>
 //   auto model = mambacpp::Model::load("path/to/checkpoint");       // config.json + *.safetensors
+//   model.to(mambacpp::Device::cuda);                                // optional: run on the GPU
 //   mambacpp::State state = model.new_state(/*batch=*/1);
 //   mambacpp::Tensor ids = mambacpp::read_npy("ids.npy");            // int64 [batch, seq_len]
 //   mambacpp::Tensor logits = model.forward(ids, state);             // [batch, seq_len, vocab]
 //   mambacpp::Tensor next = model.step(last_ids, state);             // [batch, vocab]
+//
+// Text generation (runtime/session.h): a Session holds one sequence's state over a shared model.
+//   auto tokenizer = mambacpp::load_tokenizer("path/to/checkpoint");  // DIR/tokenizer.json
+//   mambacpp::Session session(model);
+//   mambacpp::Sampler sampler({.temperature = 0.8f, .seed = 1}, model.config().vocab_size);
+//   session.generate(tokenizer->encode("Hello"), {.max_tokens = 32}, sampler, tokenizer.get(),
+//                    [](int32_t, std::string_view text) { std::cout << text; return true; });
+//   session.save_state("hello.mstate");                               // load_state() continues it
 //
 // Errors in inputs (files, configs, token ids) throw mambacpp::Error with a one-line message.
 #pragma once
@@ -19,10 +28,23 @@
 #include "io/npy.h"
 #include "io/safetensors.h"
 #include "models/model.h"
+#include "ops/device.h"
+#include "runtime/batch.h"
+#include "runtime/model_files.h"
+#include "runtime/session.h"
+#include "runtime/state_io.h"
+#include "sampling/sampler.h"
+#include "sampling/stop_criteria.h"
+#include "tokenizer/tokenizer.h"
 
 namespace mambacpp {
 
+using mamba::Device;
 using mamba::DType;
+using mamba::ops::device_available;
+using mamba::ops::device_description;
+using mamba::ops::device_synchronize;
+using mamba::ops::parse_device;
 using mamba::Error;
 using mamba::ErrorCode;
 using mamba::Shape;
@@ -32,8 +54,26 @@ using mamba::io::MixerKind;
 using mamba::io::ModelConfig;
 using mamba::io::read_npy;
 using mamba::io::write_npy;
+using mamba::io::save_safetensors;
+using mamba::models::Activations;
 using mamba::models::Model;
+using mamba::models::next_token_targets;
 using mamba::models::State;
+using mamba::runtime::BatchResult;
+using mamba::runtime::eos_token_ids;
+using mamba::runtime::Fingerprint;
+using mamba::runtime::generate_batch;
+using mamba::runtime::GenerateParams;
+using mamba::runtime::GenerateResult;
+using mamba::runtime::load_tokenizer;
+using mamba::runtime::Session;
+using mamba::runtime::SessionOptions;
+using mamba::runtime::StopReason;
+using mamba::sampling::Sampler;
+using mamba::sampling::SamplingParams;
+using mamba::sampling::StopCriteria;
+using mamba::tok::StreamDecoder;
+using mamba::tok::Tokenizer;
 
 inline void set_num_threads(int n) { mamba::set_num_threads(n); }
 

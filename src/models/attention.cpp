@@ -43,7 +43,60 @@ public:
     return s;
   }
 
-  Tensor forward(const Tensor& u, LayerState& st, int64_t pos) const override {
+  Tensor forward(const Tensor& u, LayerState& st, int64_t pos) const override { return run(u, st, pos, nullptr); }
+
+  Tensor forward_train(const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
+    LayerState st = new_state(u.size(0));
+    return run(u, st, 0, &saved_as<Saved>(saved));
+  }
+
+  // out_proj -> MLP part / attention -> rotary -> conv -> in_proj, in reverse.
+  Tensor backward(const Tensor& dout, const MixerSaved& saved, Mixer& grads) const override {
+    const Saved& s = static_cast<const Saved&>(saved);
+    Attention& g = static_cast<Attention&>(grads);
+    const int64_t batch = s.u.size(0), seq_len = s.u.size(1), hd = c_.head_dim, nh = c_.num_heads;
+    const int64_t nkv = c_.num_heads_kv, qkv = c_.qkv_dim;
+    const Tensor dctx = ops::linear_bwd(dout, s.context, out_proj_weight, g.out_proj_weight, g.out_proj_bias);
+    Tensor dproj = Tensor::zeros(s.proj.shape());  // [batch, seq_len, qkv_dim + mlp_dim]
+    if (c_.mlp_dim > 0)
+      columns(dproj, qkv, c_.mlp_dim)
+          .copy_from(ops::swiglu_bwd(columns(dctx, nh * hd, c_.mlp_dim / 2), columns(s.proj, qkv, c_.mlp_dim), false));
+    Tensor dq, dk, dv;
+    ops::attention_bwd(columns(dctx, 0, nh * hd).contiguous().view({batch, seq_len, nh, hd}), s.q, s.k, s.v,
+                       static_cast<float>(c_.softmax_scale), dq, dk, dv);
+    const float base = static_cast<float>(c_.rotary_emb_base);
+    ops::rotary_bwd(dq, c_.rotary_emb_dim, 0, base, c_.rotary_emb_interleaved);
+    ops::rotary_bwd(dk, c_.rotary_emb_dim, 0, base, c_.rotary_emb_interleaved);
+    Tensor dqkv = ops::concat_last(ops::concat_last(dq.view({batch, seq_len, nh * hd}), dk.view({batch, seq_len, nkv * hd})),
+                                   dv.view({batch, seq_len, nkv * hd}));
+    if (c_.d_conv > 0) {
+      Tensor dconv_w = g.conv1d_weight.view({qkv, c_.d_conv});
+      dqkv = ops::causal_conv1d_bwd(dqkv, columns(s.proj, 0, qkv), conv_w, conv1d_bias, /*silu=*/false, dconv_w,
+                                    g.conv1d_bias);
+    }
+    columns(dproj, 0, qkv).copy_from(dqkv);
+    return ops::linear_bwd(dproj, s.u, in_proj_weight, g.in_proj_weight, g.in_proj_bias);
+  }
+
+  Tensor step(const Tensor& u, LayerState& st, int64_t pos) const override {
+    return forward(u.view({u.size(0), 1, d_model_}), st, pos).view({u.size(0), d_model_});
+  }
+
+  int64_t state_bytes_fixed() const override { return 4 * c_.qkv_dim * std::max<int64_t>(c_.d_conv - 1, 0); }
+  int64_t state_bytes_per_token() const override { return 4 * 2 * c_.num_heads_kv * c_.head_dim; }
+
+private:
+  // What forward_train keeps for backward.
+  struct Saved final : MixerSaved {
+    Tensor u;        // [batch, seq_len, d_model]
+    Tensor proj;     // [batch, seq_len, qkv_dim + mlp_dim]  in_proj output
+    Tensor q;        // [batch, seq_len, num_heads, head_dim]     after rotary
+    Tensor k, v;     // [batch, seq_len, num_heads_kv, head_dim]  after rotary (k)
+    Tensor context;  // [batch, seq_len, out_dim + mlp_dim / 2]  out_proj input
+  };
+
+  // The forward pass (SPEC §4.5) at position `pos`; keeps its activations in `saved` when given.
+  Tensor run(const Tensor& u, LayerState& st, int64_t pos, Saved* saved) const {
     const int64_t batch = u.size(0), seq_len = u.size(1), hd = c_.head_dim, nh = c_.num_heads, nkv = c_.num_heads_kv;
     Tensor proj = ops::linear(u, in_proj_weight, in_proj_bias);  // [batch, seq_len, qkv_dim + mlp_dim]
     Tensor qkv = columns(proj, 0, c_.qkv_dim);
@@ -58,17 +111,17 @@ public:
     Tensor attn = ops::attention_fwd(q, st.k_cache, st.v_cache, pos, static_cast<float>(c_.softmax_scale));
     Tensor context = attn.view({batch, seq_len, nh * hd});
     if (c_.mlp_dim > 0) context = ops::concat_last(context, ops::swiglu(columns(proj, c_.qkv_dim, c_.mlp_dim), false));
+    if (saved) {
+      saved->u = u;
+      saved->proj = proj;
+      saved->q = q;
+      saved->k = k;
+      saved->v = v;
+      saved->context = context;
+    }
     return ops::linear(context, out_proj_weight, out_proj_bias);
   }
 
-  Tensor step(const Tensor& u, LayerState& st, int64_t pos) const override {
-    return forward(u.view({u.size(0), 1, d_model_}), st, pos).view({u.size(0), d_model_});
-  }
-
-  int64_t state_bytes_fixed() const override { return 4 * c_.qkv_dim * std::max<int64_t>(c_.d_conv - 1, 0); }
-  int64_t state_bytes_per_token() const override { return 4 * 2 * c_.num_heads_kv * c_.head_dim; }
-
-private:
   // Writes k, v at positions [pos, pos + seq_len), growing the cache geometrically.
   static void append_kv(LayerState& st, const Tensor& k, const Tensor& v, int64_t pos) {
     const int64_t batch = k.size(0), seq_len = k.size(1), nkv = k.size(2), hd = k.size(3);
@@ -76,7 +129,7 @@ private:
     if (need > cap) {
       const int64_t new_cap = std::max<int64_t>(need, std::max<int64_t>(2 * cap, 64));
       for (Tensor* cache : {&st.k_cache, &st.v_cache}) {
-        Tensor grown = Tensor::zeros({batch, new_cap, nkv, hd});
+        Tensor grown = Tensor::zeros({batch, new_cap, nkv, hd}, DType::f32, cache->device());
         if (pos > 0) grown.slice(1, 0, pos).copy_from(cache->slice(1, 0, pos));
         *cache = grown;
       }

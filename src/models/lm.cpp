@@ -10,6 +10,7 @@
 #include "core/parallel.h"
 #include "io/safetensors.h"
 #include "models/model.h"
+#include "ops/cross_entropy/cross_entropy.h"
 #include "ops/elementwise/elementwise.h"
 #include "ops/linear/linear.h"
 #include "ops/norm/norm.h"
@@ -34,6 +35,20 @@ int64_t State::bytes() const {
 Tensor GatedMlp::forward(const Tensor& x) const {
   const Tensor h = ops::linear(x, fc1_weight);  // [..., 2·hidden] = [y | gate]
   return ops::linear(ops::swiglu(h, /*gate_first=*/false), fc2_weight);
+}
+
+Tensor GatedMlp::forward_train(const Tensor& x, MlpSaved& saved) const {
+  saved.x = x;
+  saved.h = ops::linear(x, fc1_weight);
+  saved.a = ops::swiglu(saved.h, /*gate_first=*/false);
+  return ops::linear(saved.a, fc2_weight);
+}
+
+Tensor GatedMlp::backward(const Tensor& dout, const MlpSaved& saved, GatedMlp& grads) const {
+  Tensor no_bias;
+  const Tensor da = ops::linear_bwd(dout, saved.a, fc2_weight, grads.fc2_weight, no_bias);
+  const Tensor dh = ops::swiglu_bwd(da, saved.h, /*gate_first=*/false);
+  return ops::linear_bwd(dh, saved.x, fc1_weight, grads.fc1_weight, no_bias);
 }
 
 void Model::build() {
@@ -169,10 +184,31 @@ void Model::save(const std::string& dir) const {
   write_file_atomic(path_join(dir, "config.json"), io::to_mamba_ssm_json(config_).dump(4) + "\n");
 }
 
+Model Model::new_grads() const {
+  Model g;
+  g.config_ = config_;
+  g.build();
+  g.visit_params([](const ParamRef& p) { *p.tensor = Tensor::zeros(p.shape); });
+  g.lm_head_weight = config_.tie_embeddings ? g.embedding : g.lm_head_weight;
+  return g;
+}
+
+void Model::to(Device device) {
+  if (device == device_) return;
+  visit_params([&](const ParamRef& p) {
+    if (p.tensor->defined()) *p.tensor = p.tensor->to(device);
+  });
+  device_ = device;
+  prepare();  // re-derives the tied head and each mixer's constants from the moved parameters
+}
+
 State Model::new_state(int64_t batch) const {
   State s;
   s.batch = batch;
-  for (const Block& b : blocks_) s.layers.push_back(b.mixer->new_state(batch));
+  for (const Block& b : blocks_) {
+    s.layers.push_back(b.mixer->new_state(batch));
+    if (device_ != Device::cpu) s.layers.back().visit([&](const char*, Tensor& t) { t = t.to(device_); });
+  }
   return s;
 }
 
@@ -181,6 +217,11 @@ Tensor Model::embed(const Tensor& ids) const { return ops::embedding(ids, embedd
 Tensor Model::norm(const Tensor& x, const Tensor& w, const Tensor& b) const {
   const float eps = static_cast<float>(config_.norm_eps);
   return config_.rms_norm ? ops::rms_norm(x, w, eps) : ops::layer_norm(x, w, b, eps);
+}
+
+Tensor Model::norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dw, Tensor& db) const {
+  const float eps = static_cast<float>(config_.norm_eps);
+  return config_.rms_norm ? ops::rms_norm_bwd(dy, x, w, eps, dw) : ops::layer_norm_bwd(dy, x, w, eps, dw, db);
 }
 
 Tensor Model::head(const Tensor& residual) const {
@@ -206,6 +247,68 @@ Tensor Model::forward(const Tensor& ids, State& state, int64_t num_last) const {
   state.position += seq_len;
   if (num_last > 0 && num_last < seq_len) residual = residual.slice(1, seq_len - num_last, seq_len).contiguous();
   return head(residual);
+}
+
+// The stream is R_{k+1} = R_k + f_k(norm_k(R_k)) over the sublayers k (mixers and MLPs), so
+// backward adds norm_k_bwd(f_k_bwd(dR)) to dR in reverse order (§4.3). Each R_k is kept.
+Tensor Model::forward_train(const Tensor& ids, Activations& acts) const {
+  MAMBA_CHECK(ids.dim() == 2, "ids " << shape_str(ids.shape()));
+  acts.ids = ids;
+  acts.blocks.resize(blocks_.size());
+  Tensor stream = embed(ids);  // [batch, seq_len, d_model]
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const Block& b = blocks_[i];
+    BlockActivations& a = acts.blocks[i];
+    a.residual = stream;
+    stream = stream.copy();
+    ops::add_(stream, b.mixer->forward_train(norm(a.residual, b.norm_weight, b.norm_bias), a.mixer));
+    if (b.mlp) {
+      a.residual2 = stream;
+      stream = stream.copy();
+      ops::add_(stream, b.mlp->forward_train(norm(a.residual2, b.norm2_weight, b.norm2_bias), a.mlp));
+    }
+  }
+  acts.final_residual = stream;
+  acts.final_normed = norm(stream, norm_f_weight, norm_f_bias);
+  return ops::linear(acts.final_normed, lm_head_weight);
+}
+
+void Model::backward(const Tensor& dlogits, const Activations& acts, Model& grads) const {
+  MAMBA_CHECK(acts.blocks.size() == blocks_.size() && grads.blocks_.size() == blocks_.size());
+  Tensor no_bias;  // grads.lm_head_weight is the embedding's gradient when tied
+  const Tensor dnormed = ops::linear_bwd(dlogits, acts.final_normed, lm_head_weight, grads.lm_head_weight, no_bias);
+  Tensor dstream = norm_bwd(dnormed, acts.final_residual, norm_f_weight, grads.norm_f_weight, grads.norm_f_bias);
+  for (size_t i = blocks_.size(); i-- > 0;) {
+    const Block& b = blocks_[i];
+    Block& g = grads.blocks_[i];
+    const BlockActivations& a = acts.blocks[i];
+    if (b.mlp) {
+      const Tensor dh = b.mlp->backward(dstream, a.mlp, *g.mlp);
+      ops::add_(dstream, norm_bwd(dh, a.residual2, b.norm2_weight, g.norm2_weight, g.norm2_bias));
+    }
+    const Tensor dh = b.mixer->backward(dstream, *a.mixer, *g.mixer);
+    ops::add_(dstream, norm_bwd(dh, a.residual, b.norm_weight, g.norm_weight, g.norm_bias));
+  }
+  ops::embedding_bwd(acts.ids, dstream, grads.embedding);
+}
+
+double Model::loss_and_grads(const Tensor& ids, const Tensor& targets, Model& grads, Activations& acts) const {
+  const Tensor logits = forward_train(ids, acts);
+  const double loss = ops::cross_entropy_fwd(logits, targets);
+  backward(ops::cross_entropy_bwd(logits, targets), acts, grads);
+  return loss;
+}
+
+Tensor next_token_targets(const Tensor& ids_in) {
+  MAMBA_CHECK(ids_in.dim() == 2);
+  const Tensor ids = ids_in.contiguous().to(DType::i64);
+  const int64_t batch = ids.size(0), seq_len = ids.size(1);
+  Tensor targets = Tensor::empty({batch, seq_len}, DType::i64);
+  const int64_t* src = ids.data<int64_t>();
+  int64_t* dst = targets.data<int64_t>();
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t t = 0; t < seq_len; ++t) dst[b * seq_len + t] = t + 1 < seq_len ? src[b * seq_len + t + 1] : -1;
+  return targets;
 }
 
 Tensor Model::step(const Tensor& ids, State& state) const {

@@ -1,9 +1,11 @@
 // Mamba-1 (S6) mixer, SPEC.md §1: in_proj -> causal conv + silu -> x_proj -> dt_proj ->
-// selective scan gated by silu(z) -> out_proj. The step is the same pipeline on one token.
+// selective scan gated by silu(z) -> out_proj. The step is the same pipeline on one token;
+// backward runs it in reverse from the activations forward_train kept.
 #include <cmath>
 
 #include "models/architectures.h"
 #include "ops/causal_conv1d/causal_conv1d.h"
+#include "ops/elementwise/elementwise.h"
 #include "ops/linear/linear.h"
 #include "ops/selective_scan/selective_scan.h"
 
@@ -32,8 +34,11 @@ public:
   }
 
   void prepare() override {
+    // A = −exp(A_log) is computed on the host (same bits on every device), then placed beside A_log.
+    const Tensor a_log = A_log.to(Device::cpu);
     A = Tensor::empty(A_log.shape());
-    for (int64_t i = 0; i < A.numel(); ++i) A.f32()[i] = -std::exp(A_log.f32()[i]);
+    for (int64_t i = 0; i < A.numel(); ++i) A.f32()[i] = -std::exp(a_log.f32()[i]);
+    A = A.to(A_log.device());
     conv_w = conv1d_weight.view({c_.d_inner, c_.d_conv});
   }
 
@@ -44,22 +49,32 @@ public:
     return s;
   }
 
-  Tensor forward(const Tensor& u, LayerState& st, int64_t) const override {
-    const int64_t di = c_.d_inner, n = c_.d_state, r = c_.dt_rank;
-    Tensor xz = ops::linear(u, in_proj_weight, in_proj_bias);  // [batch, seq_len, 2·d_inner]
-    Tensor x = ops::causal_conv1d_fwd(columns(xz, 0, di), conv_w, conv1d_bias, st.conv, /*silu=*/true);
-    Tensor x_dbl = ops::linear(x, x_proj_weight);  // [batch, seq_len, dt_rank + 2·d_state]
-    ops::SelectiveScanArgs args;
-    args.u = x;
-    args.delta = ops::linear(columns(x_dbl, 0, r).contiguous(), dt_proj_weight);  // bias goes in the scan
-    args.delta_bias = dt_proj_bias;
-    args.A = A;
-    args.B = columns(x_dbl, r, n);
-    args.C = columns(x_dbl, r + n, n);
-    args.D = D;
-    args.z = columns(xz, di, di);
-    Tensor y = ops::selective_scan_fwd(args, st.ssm);  // [batch, seq_len, d_inner]
-    return ops::linear(y, out_proj_weight, out_proj_bias);
+  Tensor forward(const Tensor& u, LayerState& st, int64_t) const override { return run(u, st, nullptr); }
+
+  Tensor forward_train(const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
+    LayerState st = new_state(u.size(0));
+    return run(u, st, &saved_as<Saved>(saved));
+  }
+
+  // in_proj <- conv <- x_proj/dt_proj <- selective scan <- out_proj, in reverse.
+  Tensor backward(const Tensor& dout, const MixerSaved& saved, Mixer& grads) const override {
+    const Saved& s = static_cast<const Saved&>(saved);
+    Mamba1& g = static_cast<Mamba1&>(grads);
+    const int64_t di = c_.d_inner;
+    Tensor none;
+    const Tensor dy = ops::linear_bwd(dout, s.y, out_proj_weight, g.out_proj_weight, g.out_proj_bias);
+    const ops::SelectiveScanGrads ds = ops::selective_scan_bwd(s.scan, dy);
+    ops::neg_exp_bwd(ds.dA, A, g.A_log);
+    ops::add_(g.D, ds.dD);
+    ops::add_(g.dt_proj_bias, ds.ddelta_bias);
+    const Tensor ddelta_low = ops::linear_bwd(ds.ddelta, s.delta_low, dt_proj_weight, g.dt_proj_weight, none);
+    const Tensor dx_dbl = ops::concat_last(ops::concat_last(ddelta_low, ds.dB), ds.dC);  // [.., dt_rank + 2·d_state]
+    Tensor dx = ops::linear_bwd(dx_dbl, s.scan.u, x_proj_weight, g.x_proj_weight, none);
+    ops::add_(dx, ds.du);
+    Tensor dconv_w = g.conv1d_weight.view({di, c_.d_conv});
+    const Tensor dx_in = ops::causal_conv1d_bwd(dx, columns(s.xz, 0, di), conv_w, conv1d_bias, /*silu=*/true,
+                                                dconv_w, g.conv1d_bias);
+    return ops::linear_bwd(ops::concat_last(dx_in, ds.dz), s.u, in_proj_weight, g.in_proj_weight, g.in_proj_bias);
   }
 
   Tensor step(const Tensor& u, LayerState& st, int64_t pos) const override {
@@ -71,6 +86,42 @@ public:
   }
 
 private:
+  // What forward_train keeps for backward.
+  struct Saved final : MixerSaved {
+    Tensor u;                     // [batch, seq_len, d_model]
+    Tensor xz;                    // [batch, seq_len, 2·d_inner]  in_proj output [x | z]
+    Tensor delta_low;             // [batch, seq_len, dt_rank]    dt_proj input
+    ops::SelectiveScanArgs scan;  // u = post-conv x, δ_raw, B, C, z: the scan's inputs
+    Tensor y;                     // [batch, seq_len, d_inner]    out_proj input
+  };
+
+  // The forward pass (SPEC §1.2); keeps its activations in `saved` when given.
+  Tensor run(const Tensor& u, LayerState& st, Saved* saved) const {
+    const int64_t di = c_.d_inner, n = c_.d_state, r = c_.dt_rank;
+    Tensor xz = ops::linear(u, in_proj_weight, in_proj_bias);  // [batch, seq_len, 2·d_inner]
+    Tensor x = ops::causal_conv1d_fwd(columns(xz, 0, di), conv_w, conv1d_bias, st.conv, /*silu=*/true);
+    Tensor x_dbl = ops::linear(x, x_proj_weight);  // [batch, seq_len, dt_rank + 2·d_state]
+    const Tensor delta_low = columns(x_dbl, 0, r).contiguous();
+    ops::SelectiveScanArgs args;
+    args.u = x;
+    args.delta = ops::linear(delta_low, dt_proj_weight);  // bias goes in the scan
+    args.delta_bias = dt_proj_bias;
+    args.A = A;
+    args.B = columns(x_dbl, r, n);
+    args.C = columns(x_dbl, r + n, n);
+    args.D = D;
+    args.z = columns(xz, di, di);
+    Tensor y = ops::selective_scan_fwd(args, st.ssm);  // [batch, seq_len, d_inner]
+    if (saved) {
+      saved->u = u;
+      saved->xz = xz;
+      saved->delta_low = delta_low;
+      saved->scan = args;
+      saved->y = y;
+    }
+    return ops::linear(y, out_proj_weight, out_proj_bias);
+  }
+
   io::Mamba1Config c_;
   int64_t d_model_;
   Tensor A_log, D, in_proj_weight, in_proj_bias, conv1d_weight, conv1d_bias, x_proj_weight, dt_proj_weight,

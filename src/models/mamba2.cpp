@@ -34,8 +34,11 @@ public:
   }
 
   void prepare() override {
+    // A = −exp(A_log) is computed on the host (same bits on every device), then placed beside A_log.
+    const Tensor a_log = A_log.to(Device::cpu);
     A = Tensor::empty(A_log.shape());
-    for (int64_t i = 0; i < A.numel(); ++i) A.f32()[i] = -std::exp(A_log.f32()[i]);
+    for (int64_t i = 0; i < A.numel(); ++i) A.f32()[i] = -std::exp(a_log.f32()[i]);
+    A = A.to(A_log.device());
     conv_w = conv1d_weight.view({c_.conv_dim, c_.d_conv});
   }
 
@@ -46,7 +49,70 @@ public:
     return s;
   }
 
-  Tensor forward(const Tensor& u, LayerState& st, int64_t) const override {
+  Tensor forward(const Tensor& u, LayerState& st, int64_t) const override { return run(u, st, nullptr); }
+
+  Tensor forward_train(const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
+    LayerState st = new_state(u.size(0));
+    return run(u, st, &saved_as<Saved>(saved));
+  }
+
+  // out_proj -> MLP part / gated norm -> SSD -> dt and conv -> in_proj, in reverse; the input
+  // gradients of every stage land in their columns of d zxbcdt.
+  Tensor backward(const Tensor& dout, const MixerSaved& saved, Mixer& grads) const override {
+    const Saved& s = static_cast<const Saved&>(saved);
+    Mamba2& g = static_cast<Mamba2&>(grads);
+    const int64_t batch = s.u.size(0), seq_len = s.u.size(1), dm = c_.d_mlp, ds = c_.d_ssm, H = c_.n_heads;
+    const int64_t off_xbc = 2 * dm + ds, off_dt = off_xbc + c_.conv_dim;
+    const Tensor dcat = ops::linear_bwd(dout, s.y_cat, out_proj_weight, g.out_proj_weight, g.out_proj_bias);
+    Tensor dzxbcdt = Tensor::zeros(s.zxbcdt.shape());  // [batch, seq_len, d_in_proj]
+    if (dm > 0)
+      columns(dzxbcdt, 0, 2 * dm).copy_from(ops::swiglu_bwd(columns(dcat, 0, dm), columns(s.zxbcdt, 0, 2 * dm), true));
+    const Tensor dy = columns(dcat, dm, ds), z = columns(s.zxbcdt, 2 * dm, ds);
+    Tensor dy_ssd, dz;
+    if (c_.rmsnorm) {
+      dy_ssd = ops::rms_norm_gated_bwd(dy, s.y_ssd, z, norm_weight, ds / c_.norm_n_groups, c_.norm_before_gate,
+                                       static_cast<float>(c_.norm_eps), g.norm_weight, dz);
+    } else {
+      ops::mul_silu_bwd(dy, s.y_ssd, z, dy_ssd, dz);
+    }
+    columns(dzxbcdt, 2 * dm, ds).copy_from(dz);
+    const ops::SsdGrads d = ops::ssd_bwd(s.ssd, dy_ssd.view({batch, seq_len, H, c_.head_dim}));
+    ops::neg_exp_bwd(d.dA, A, g.A_log);
+    ops::add_(g.D, d.dD);
+    columns(dzxbcdt, off_dt, H)
+        .copy_from(ops::softplus_bias_clamp_bwd(d.ddt, columns(s.zxbcdt, off_dt, H), dt_bias,
+                                                static_cast<float>(c_.dt_limit_lo), static_cast<float>(c_.dt_limit_hi),
+                                                g.dt_bias));
+    const int64_t gn = c_.n_groups * c_.d_state;
+    const Tensor dxbc = ops::concat_last(ops::concat_last(d.dx.view({batch, seq_len, ds}), d.dB.view({batch, seq_len, gn})),
+                                         d.dC.view({batch, seq_len, gn}));
+    Tensor dconv_w = g.conv1d_weight.view({c_.conv_dim, c_.d_conv});
+    columns(dzxbcdt, off_xbc, c_.conv_dim)
+        .copy_from(ops::causal_conv1d_bwd(dxbc, columns(s.zxbcdt, off_xbc, c_.conv_dim), conv_w, conv1d_bias,
+                                          /*silu=*/true, dconv_w, g.conv1d_bias));
+    return ops::linear_bwd(dzxbcdt, s.u, in_proj_weight, g.in_proj_weight, g.in_proj_bias);
+  }
+
+  Tensor step(const Tensor& u, LayerState& st, int64_t pos) const override {
+    return forward(u.view({u.size(0), 1, d_model_}), st, pos).view({u.size(0), d_model_});
+  }
+
+  int64_t state_bytes_fixed() const override {
+    return 4 * (c_.conv_dim * (c_.d_conv - 1) + c_.n_heads * c_.head_dim * c_.d_state);
+  }
+
+private:
+  // What forward_train keeps for backward.
+  struct Saved final : MixerSaved {
+    Tensor u;        // [batch, seq_len, d_model]
+    Tensor zxbcdt;   // [batch, seq_len, d_in_proj]  in_proj output
+    ops::SsdArgs ssd;  // x, dt, B, C (post conv), A, D: the scan's inputs
+    Tensor y_ssd;    // [batch, seq_len, d_ssm]      scan output, before the gate / norm
+    Tensor y_cat;    // [batch, seq_len, d_inner]    out_proj input
+  };
+
+  // The forward pass (SPEC §2.2); keeps its activations in `saved` when given.
+  Tensor run(const Tensor& u, LayerState& st, Saved* saved) const {
     const int64_t batch = u.size(0), seq_len = u.size(1);
     const int64_t H = c_.n_heads, P = c_.head_dim, G = c_.n_groups, N = c_.d_state, dm = c_.d_mlp, ds = c_.d_ssm;
     Tensor zxbcdt = ops::linear(u, in_proj_weight, in_proj_bias);  // [batch, seq_len, d_in_proj]
@@ -63,24 +129,22 @@ public:
     args.D = D;
     args.chunk_size = c_.chunk_size;
     Tensor y = (seq_len == 1 ? ops::ssd_ref(args, st.ssm) : ops::ssd_fwd(args, st.ssm)).view({batch, seq_len, ds});
+    if (saved) {
+      saved->u = u;
+      saved->zxbcdt = zxbcdt;
+      saved->ssd = args;
+      saved->y_ssd = c_.rmsnorm ? y : y.copy();  // mul_silu_ below works in place
+    }
     if (c_.rmsnorm) {
       y = ops::rms_norm_gated(y, z, norm_weight, ds / c_.norm_n_groups, c_.norm_before_gate, static_cast<float>(c_.norm_eps));
     } else {
       ops::mul_silu_(y, z);
     }
     if (dm > 0) y = ops::concat_last(ops::swiglu(columns(zxbcdt, 0, 2 * dm), /*gate_first=*/true), y);
+    if (saved) saved->y_cat = y;
     return ops::linear(y, out_proj_weight, out_proj_bias);
   }
 
-  Tensor step(const Tensor& u, LayerState& st, int64_t pos) const override {
-    return forward(u.view({u.size(0), 1, d_model_}), st, pos).view({u.size(0), d_model_});
-  }
-
-  int64_t state_bytes_fixed() const override {
-    return 4 * (c_.conv_dim * (c_.d_conv - 1) + c_.n_heads * c_.head_dim * c_.d_state);
-  }
-
-private:
   io::Mamba2Config c_;
   int64_t d_model_;
   Tensor dt_bias, A_log, D, in_proj_weight, in_proj_bias, conv1d_weight, conv1d_bias, norm_weight, out_proj_weight,

@@ -4,6 +4,7 @@
 // -> silu(z) gate or head-wise RMSNorm, MIMO contraction -> out_proj. The cumulative angle is
 // kept mod 2π after every token (§8.2: the reference's step lets it grow; same math).
 #include "models/architectures.h"
+#include "ops/elementwise/elementwise.h"
 #include "ops/linear/linear.h"
 #include "ops/mamba3_gates/mamba3_gates.h"
 #include "ops/mamba3_scan/mamba3_scan.h"
@@ -50,21 +51,37 @@ public:
               dt_bias, B_bias, C_bias, B_norm_weight, C_norm_weight};
   }
 
-  Tensor forward(const Tensor& u, LayerState& st, int64_t) const override {
-    const int64_t batch = u.size(0), seq_len = u.size(1), H = c_.n_heads, P = c_.head_dim, di = c_.d_inner;
-    Tensor proj = ops::linear(u, in_proj_weight);  // [batch, seq_len, d_in_proj]
-    ops::Mamba3ScanArgs args;
-    args.x = columns(proj, di, di).contiguous().view({batch, seq_len, H, P});
-    args.D = D;
-    args.mimo_x = mimo_x;
-    args.chunk_size = c_.chunk_size;
-    ops::mamba3_prepare_fwd(proj, gates_, st.angle, args);
-    Tensor y = Tensor::empty({batch, seq_len, c_.rank, H, P});  // per-rank outputs
-    ops::Mamba3ScanState scan_state{st.ssm, st.k_prev, st.v_prev};  // shares the buffers
-    if (seq_len == 1) ops::mamba3_scan_step(args, scan_state, y);
-    else ops::mamba3_scan_fwd(args, scan_state, y);
-    const Tensor o = ops::mamba3_combine_fwd(y, columns(proj, 0, di), norm_weight, mimo_z, mimo_o);
-    return ops::linear(o, out_proj_weight);
+  Tensor forward(const Tensor& u, LayerState& st, int64_t) const override { return run(u, st, nullptr); }
+
+  Tensor forward_train(const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
+    LayerState st = new_state(u.size(0));
+    return run(u, st, &saved_as<Saved>(saved));
+  }
+
+  // out_proj -> combine (gate / head norm, MIMO contraction) -> scan -> gates (norms, biases,
+  // rotation, angle cumsum) -> in_proj, in reverse; input gradients land in their columns of dproj.
+  Tensor backward(const Tensor& dout, const MixerSaved& saved, Mixer& grads) const override {
+    const Saved& s = static_cast<const Saved&>(saved);
+    Mamba3& g = static_cast<Mamba3&>(grads);
+    const int64_t batch = s.u.size(0), seq_len = s.u.size(1), di = c_.d_inner;
+    Tensor none, dz;
+    const Tensor d_o = ops::linear_bwd(dout, s.o, out_proj_weight, g.out_proj_weight, none);
+    const Tensor dy = ops::mamba3_combine_bwd(d_o, s.y, columns(s.proj, 0, di), norm_weight, mimo_z, mimo_o, dz,
+                                              g.norm_weight, g.mimo_z, g.mimo_o);
+    const ops::Mamba3ScanGrads d = ops::mamba3_scan_bwd(s.scan, dy);
+    ops::add_(g.D, d.dD);
+    if (c_.is_mimo) ops::add_(g.mimo_x, d.dmimo_x);
+    Tensor dproj = Tensor::zeros(s.proj.shape());  // [batch, seq_len, d_in_proj]
+    columns(dproj, 0, di).copy_from(dz);
+    columns(dproj, di, di).copy_from(d.dx.view({batch, seq_len, di}));
+    ops::Mamba3Gates dgates = gates_;  // the same shapes, holding g's gradient tensors
+    dgates.dt_bias = g.dt_bias;
+    dgates.B_bias = g.B_bias;
+    dgates.C_bias = g.C_bias;
+    dgates.B_norm_weight = g.B_norm_weight;
+    dgates.C_norm_weight = g.C_norm_weight;
+    ops::mamba3_prepare_bwd(s.proj, gates_, d, dproj, dgates);
+    return ops::linear_bwd(dproj, s.u, in_proj_weight, g.in_proj_weight, none);
   }
 
   Tensor step(const Tensor& u, LayerState& st, int64_t pos) const override {
@@ -77,6 +94,40 @@ public:
   }
 
 private:
+  // What forward_train keeps for backward.
+  struct Saved final : MixerSaved {
+    Tensor u;                   // [batch, seq_len, d_model]
+    Tensor proj;                // [batch, seq_len, d_in_proj]  in_proj output
+    ops::Mamba3ScanArgs scan;   // x, rotated q/k, adt, dt, λ: the scan's inputs
+    Tensor y;                   // [batch, seq_len, rank, n_heads, head_dim]  per-rank scan outputs
+    Tensor o;                   // [batch, seq_len, d_inner]    out_proj input
+  };
+
+  // The forward pass (SPEC §3.6); keeps its activations in `saved` when given.
+  Tensor run(const Tensor& u, LayerState& st, Saved* saved) const {
+    const int64_t batch = u.size(0), seq_len = u.size(1), H = c_.n_heads, P = c_.head_dim, di = c_.d_inner;
+    Tensor proj = ops::linear(u, in_proj_weight);  // [batch, seq_len, d_in_proj]
+    ops::Mamba3ScanArgs args;
+    args.x = columns(proj, di, di).contiguous().view({batch, seq_len, H, P});
+    args.D = D;
+    args.mimo_x = mimo_x;
+    args.chunk_size = c_.chunk_size;
+    ops::mamba3_prepare_fwd(proj, gates_, st.angle, args);
+    Tensor y = Tensor::empty({batch, seq_len, c_.rank, H, P}, DType::f32, u.device());  // per-rank outputs
+    ops::Mamba3ScanState scan_state{st.ssm, st.k_prev, st.v_prev};  // shares the buffers
+    if (seq_len == 1) ops::mamba3_scan_step(args, scan_state, y);
+    else ops::mamba3_scan_fwd(args, scan_state, y);
+    const Tensor o = ops::mamba3_combine_fwd(y, columns(proj, 0, di), norm_weight, mimo_z, mimo_o);
+    if (saved) {
+      saved->u = u;
+      saved->proj = proj;
+      saved->scan = args;
+      saved->y = y;
+      saved->o = o;
+    }
+    return ops::linear(o, out_proj_weight);
+  }
+
   static ops::Mamba3Rope rope_mode(io::RopeMode m) {
     return m == io::RopeMode::none ? ops::Mamba3Rope::none
          : m == io::RopeMode::data_independent ? ops::Mamba3Rope::data_independent

@@ -41,6 +41,18 @@ struct LayerState {
   }
 };
 
+// Activations one mixer's forward_train keeps for its backward. Each architecture file derives
+// its own; forward_train creates it on first use and refills it on every step (`saved_as`).
+struct MixerSaved {
+  virtual ~MixerSaved() = default;
+};
+
+template <typename T>
+T& saved_as(std::unique_ptr<MixerSaved>& saved) {
+  if (!dynamic_cast<T*>(saved.get())) saved = std::make_unique<T>();
+  return static_cast<T&>(*saved);
+}
+
 class Mixer {
 public:
   virtual ~Mixer() = default;
@@ -55,6 +67,12 @@ public:
   virtual Tensor forward(const Tensor& u, LayerState& state, int64_t pos) const = 0;
   // One token. u: [batch, d_model] -> [batch, d_model].
   virtual Tensor step(const Tensor& u, LayerState& state, int64_t pos) const = 0;
+  // Training: the forward of whole sequences from a fresh state, keeping in `saved` what
+  // backward needs. u: [batch, seq_len, d_model] -> [batch, seq_len, d_model].
+  virtual Tensor forward_train(const Tensor& u, std::unique_ptr<MixerSaved>& saved) const = 0;
+  // Backward of forward_train: dout [batch, seq_len, d_model] -> du. Accumulates d loss / d param
+  // into `grads`, a mixer of the same kind whose parameters hold gradients (Model::new_grads).
+  virtual Tensor backward(const Tensor& dout, const MixerSaved& saved, Mixer& grads) const = 0;
   // Bytes of state per sequence that do not grow with its length / that do (per token).
   virtual int64_t state_bytes_fixed() const = 0;
   virtual int64_t state_bytes_per_token() const { return 0; }

@@ -28,11 +28,21 @@ struct State {
   int64_t bytes() const;  // total bytes held
 };
 
+// What GatedMlp::forward_train keeps for backward.
+struct MlpSaved {
+  Tensor x;  // [batch, seq_len, d_model]   input (normed stream)
+  Tensor h;  // [batch, seq_len, 2·hidden]  fc1 output [y | gate]
+  Tensor a;  // [batch, seq_len, hidden]    y·silu(gate), fc2 input
+};
+
 // Gated MLP (SPEC §4.2): fc1 -> [y | gate] -> fc2(y·silu(gate)).
 struct GatedMlp {
   Tensor fc1_weight;  // [2·hidden, d_model]
   Tensor fc2_weight;  // [d_model, hidden]
   Tensor forward(const Tensor& x) const;
+  Tensor forward_train(const Tensor& x, MlpSaved& saved) const;
+  // dout -> dx; accumulates into grads.fc1_weight, grads.fc2_weight.
+  Tensor backward(const Tensor& dout, const MlpSaved& saved, GatedMlp& grads) const;
 };
 
 struct Block {
@@ -41,6 +51,24 @@ struct Block {
   Tensor norm2_weight, norm2_bias;  // [d_model], only with an MLP
   std::unique_ptr<GatedMlp> mlp;    // null when d_intermediate == 0
 };
+
+// What Model::forward_train keeps for backward, per block: the residual stream entering each
+// norm and the sublayers' own activations. Reused across training steps (refilled each time).
+struct BlockActivations {
+  Tensor residual;                    // [batch, seq_len, d_model]  input of norm
+  std::unique_ptr<MixerSaved> mixer;
+  Tensor residual2;                   // [batch, seq_len, d_model]  input of norm2 (MLP blocks)
+  MlpSaved mlp;
+};
+struct Activations {
+  Tensor ids;                          // [batch, seq_len]
+  std::vector<BlockActivations> blocks;
+  Tensor final_residual, final_normed;  // [batch, seq_len, d_model]  input / output of norm_f
+};
+
+// Targets of the next-token loss: targets[:, t] = ids[:, t + 1], and -1 (not counted) at the
+// last position — the fixtures' loss.json definition. ids: [batch, seq_len] -> i64 [batch, seq_len].
+Tensor next_token_targets(const Tensor& ids);
 
 class Model {
 public:
@@ -55,7 +83,11 @@ public:
   void save(const std::string& dir) const;
 
   const io::ModelConfig& config() const { return config_; }
-  State new_state(int64_t batch) const;
+  // Moves every parameter and derived constant to `device` (Device::cuda needs a CUDA build and a
+  // GPU); states, activations and logits then live there too. Explicit and whole-model.
+  void to(Device device);
+  Device device() const { return device_; }
+  State new_state(int64_t batch) const;  // on the model's device
 
   // ids: [batch, seq_len] i64 or i32. Continues from `state` (fresh = new sequences) and
   // advances it. Returns logits [batch, seq_len, vocab_padded] (only the last `num_last` positions
@@ -64,8 +96,23 @@ public:
   // One token per sequence: ids [batch]. Returns logits [batch, vocab_padded].
   Tensor step(const Tensor& ids, State& state) const;
 
+  // ---- Training (whole sequences from a fresh state). ----
+  // Zero gradients shaped like the parameters (llm.c's grads beside params): its visit_params
+  // names each gradient as its parameter; a tied head shares the embedding's gradient.
+  Model new_grads() const;
+  // Forward keeping activations: ids [batch, seq_len] -> logits [batch, seq_len, vocab_padded].
+  Tensor forward_train(const Tensor& ids, Activations& acts) const;
+  // Backward from dlogits [batch, seq_len, vocab_padded]: accumulates d loss / d param into grads.
+  void backward(const Tensor& dlogits, const Activations& acts, Model& grads) const;
+  // Mean cross-entropy of the logits against targets (negative = not counted) and its
+  // gradients accumulated into grads; returns the loss.
+  double loss_and_grads(const Tensor& ids, const Tensor& targets, Model& grads, Activations& acts) const;
+
   // Every parameter with its full checkpoint name (ForEachTensor: loading, saving, gradients).
   void visit_params(const ParamVisitor& fn);
+  // Re-derives what is computed from parameters (A = −exp(A_log), the tied head, ...) after
+  // they were written in place through visit_params (an optimizer step).
+  void params_updated() { prepare(); }
   int64_t n_params() const;
   const std::vector<Block>& blocks() const { return blocks_; }
 
@@ -75,9 +122,12 @@ private:
   void prepare();   // derived constants after weights are filled
   Tensor embed(const Tensor& ids) const;
   Tensor norm(const Tensor& x, const Tensor& w, const Tensor& b) const;
+  // Backward of norm: dy -> dx, accumulating dw (and db for LayerNorm).
+  Tensor norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dw, Tensor& db) const;
   Tensor head(const Tensor& residual) const;
 
   io::ModelConfig config_;
+  Device device_ = Device::cpu;
   Tensor embedding;    // [vocab_padded, d_model]
   std::vector<Block> blocks_;
   Tensor norm_f_weight, norm_f_bias;

@@ -9,8 +9,12 @@ namespace {
 
 constexpr uint64_t k1 = 0x9E3779B185EBCA87ull, k2 = 0xC2B2AE3D27D4EB4Full, k3 = 0x165667B19E3779F9ull;
 
-inline uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
-inline uint64_t round(uint64_t lane, uint64_t word) { return rotl(lane + word * k2, 31) * k1; }
+inline uint64_t rotl(uint64_t x, int r) {
+  return (x << r) | (x >> (64 - r));
+}
+inline uint64_t round(uint64_t lane, uint64_t word) {
+  return rotl(lane + word * k2, 31) * k1;
+}
 inline uint64_t load64(const unsigned char* p) {
   uint64_t w;
   std::memcpy(&w, p, 8);
@@ -43,6 +47,8 @@ uint64_t hash_bytes(const void* data, size_t bytes, uint64_t seed) {
   return avalanche(h);
 }
 
-uint64_t hash_combine(uint64_t h, uint64_t value) { return avalanche(rotl(h, 27) * k1 + value * k2 + k3); }
+uint64_t hash_combine(uint64_t h, uint64_t value) {
+  return avalanche(rotl(h, 27) * k1 + value * k2 + k3);
+}
 
 }  // namespace mamba::runtime

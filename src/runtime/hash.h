@@ -9,7 +9,9 @@
 namespace mamba::runtime {
 
 uint64_t hash_bytes(const void* data, size_t bytes, uint64_t seed = 0);
-inline uint64_t hash_string(std::string_view s, uint64_t seed = 0) { return hash_bytes(s.data(), s.size(), seed); }
+inline uint64_t hash_string(std::string_view s, uint64_t seed = 0) {
+  return hash_bytes(s.data(), s.size(), seed);
+}
 // Order-dependent combination of two hashes.
 uint64_t hash_combine(uint64_t h, uint64_t value);
 

@@ -41,12 +41,14 @@ public:
     const sampling::StopCheck c = stop_.check(text_, search_from_);
     search_from_ = c.text_end;
     stopped_ = c.stopped;
+    stop_index_ = c.stop_index;
     const size_t end = (final && !c.stopped) ? text_.size() : c.text_end;
     std::string visible = text_.substr(shown_, end - shown_);
     shown_ = end;
     return visible;
   }
   bool stopped() const { return stopped_; }
+  int stop_index() const { return stop_index_; }
   std::string shown() const { return text_.substr(0, shown_); }
 
 private:
@@ -55,16 +57,21 @@ private:
   std::string text_;
   size_t shown_ = 0, search_from_ = 0;
   bool stopped_ = false;
+  int stop_index_ = -1;
 };
 
 }  // namespace
 
 const char* stop_reason_name(StopReason reason) {
   switch (reason) {
-    case StopReason::length: return "length";
-    case StopReason::eos: return "eos";
-    case StopReason::stop_string: return "stop string";
-    case StopReason::callback: return "callback";
+    case StopReason::length:
+      return "length";
+    case StopReason::eos:
+      return "eos";
+    case StopReason::stop_string:
+      return "stop string";
+    case StopReason::callback:
+      return "callback";
   }
   return "?";
 }
@@ -80,7 +87,9 @@ void Session::reset() {
   s_.tokens.clear();
 }
 
-Tensor Session::logits() const { return s_.logits.defined() ? s_.logits.select(0, 0) : Tensor(); }
+Tensor Session::logits() const {
+  return s_.logits.defined() ? s_.logits.select(0, 0) : Tensor();
+}
 
 void Session::check_ids(std::span<const int32_t> tokens) const {
   const int64_t vocab = model_->config().vocab_padded;
@@ -131,7 +140,8 @@ GenerateResult Session::generate(std::span<const int32_t> prompt, const Generate
   prefill(prompt);
   r.prefill_seconds = seconds_since(t0);
   if (params.max_tokens > 0 && !s_.logits.defined())
-    throw_error(ErrorCode::invalid_argument, "generate: empty prompt and empty state: nothing to continue from");
+    throw_error(ErrorCode::invalid_argument,
+                "generate: empty prompt and empty state: nothing to continue from");
   VisibleText text(tokenizer, params.stop);
   t0 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < params.max_tokens; ++i) {
@@ -140,8 +150,12 @@ GenerateResult Session::generate(std::span<const int32_t> prompt, const Generate
     const bool eos = params.stop.is_eos(token);
     const std::string visible = text.push(token, /*hidden=*/eos, /*final=*/eos || i + 1 == params.max_tokens);
     if (eos) r.reason = StopReason::eos;
-    if (text.stopped()) r.reason = StopReason::stop_string;
-    if (on_token && !on_token(token, visible) && r.reason == StopReason::length) r.reason = StopReason::callback;
+    if (text.stopped()) {
+      r.reason = StopReason::stop_string;
+      r.stop_index = text.stop_index();
+    }
+    if (on_token && !on_token(token, visible) && r.reason == StopReason::length)
+      r.reason = StopReason::callback;
     decode(token);  // consumed even when it ends the generation: the state covers everything shown
     if (r.reason != StopReason::length) break;
   }
@@ -164,9 +178,13 @@ const Fingerprint& Session::fingerprint() const {
   return fingerprint_->value;
 }
 
-void Session::save_state(const std::string& path) const { runtime::save_state(path, *model_, fingerprint(), s_); }
+void Session::save_state(const std::string& path) const {
+  runtime::save_state(path, *model_, fingerprint(), s_);
+}
 
-std::string Session::state_bytes() const { return state_to_bytes(*model_, fingerprint(), s_); }
+std::string Session::state_bytes() const {
+  return state_to_bytes(*model_, fingerprint(), s_);
+}
 
 void Session::set_loaded(SessionState loaded, const std::string& source) {
   if (loaded.state.batch != 1)

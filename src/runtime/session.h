@@ -5,7 +5,8 @@
 //   Session session(model);
 //   Sampler sampler({.temperature = 0}, model.config().vocab_size);
 //   GenerateResult r = session.generate(prompt_ids, {.max_tokens = 64}, sampler, &tokenizer,
-//                                       [](int32_t id, std::string_view text) { std::cout << text; return true; });
+//                                       [](int32_t id, std::string_view text) { std::cout << text; return
+//                                       true; });
 //   session.save_state("chat.state");   // everything consumed so far, generated tokens included
 #pragma once
 #include <cstdint>
@@ -33,7 +34,7 @@ struct SessionOptions {
 
 struct GenerateParams {
   int64_t max_tokens = 128;
-  sampling::StopCriteria stop;  // eos ids, and stop strings (matched only when a tokenizer is given)
+  sampling::StopCriteria stop = {};  // eos ids, and stop strings (matched only when a tokenizer is given)
 };
 
 enum class StopReason { length, eos, stop_string, callback };
@@ -43,6 +44,7 @@ struct GenerateResult {
   std::vector<int32_t> tokens;  // generated, the final eos / stop-string token included
   std::string text;             // the text shown (a stop string excluded); empty without a tokenizer
   StopReason reason = StopReason::length;
+  int stop_index = -1;  // which of params.stop.stop_strings ended it (reason stop_string)
   int64_t n_prompt = 0;
   double prefill_seconds = 0, decode_seconds = 0;
 };
@@ -69,8 +71,9 @@ public:
   // Prefills `prompt` (may be empty to continue from the current state), then samples up to
   // params.max_tokens tokens. Every sampled token is consumed before returning, so the state
   // afterwards covers prompt + generation and a later call (or a saved state) continues exactly.
-  GenerateResult generate(std::span<const int32_t> prompt, const GenerateParams& params, sampling::Sampler& sampler,
-                          const tok::Tokenizer* tokenizer = nullptr, const TokenCallback& on_token = {});
+  GenerateResult generate(std::span<const int32_t> prompt, const GenerateParams& params,
+                          sampling::Sampler& sampler, const tok::Tokenizer* tokenizer = nullptr,
+                          const TokenCallback& on_token = {});
 
   // An independent copy of the sequence so far (State::copy: costs one state's bytes).
   Session fork() const;

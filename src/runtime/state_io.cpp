@@ -21,9 +21,13 @@ constexpr size_t kHeaderBytes = 8 + 4 + 4 + 3 * 8 + 8 + 8 + 8;
 constexpr size_t kFingerprintBlock = size_t(1) << 20;  // weights are hashed in 1 MiB blocks
 
 // KV caches grow with the sequence: stored trimmed to `position` entries along dim 1.
-bool grows_with_sequence(std::string_view name) { return name == "k_cache" || name == "v_cache"; }
+bool grows_with_sequence(std::string_view name) {
+  return name == "k_cache" || name == "v_cache";
+}
 
-uint32_t dtype_code(DType d) { return static_cast<uint32_t>(d); }
+uint32_t dtype_code(DType d) {
+  return static_cast<uint32_t>(d);
+}
 
 class Writer {
 public:
@@ -65,8 +69,8 @@ public:
   }
   std::string_view take(size_t n, const char* what) {
     if (n > bytes_.size() - pos_)
-      throw_error(ErrorCode::parse, source_, ": truncated state file (", what, " needs ", n, " bytes at offset ", pos_,
-                  ", ", bytes_.size() - pos_, " left)");
+      throw_error(ErrorCode::parse, source_, ": truncated state file (", what, " needs ", n,
+                  " bytes at offset ", pos_, ", ", bytes_.size() - pos_, " left)");
     std::string_view s = bytes_.substr(pos_, n);
     pos_ += n;
     return s;
@@ -76,10 +80,12 @@ public:
     std::string name(take(name_len, "record name"));
     Record r;
     const auto dtype = get<uint32_t>("dtype");
-    if (dtype > dtype_code(DType::u8)) throw_error(ErrorCode::parse, source_, ": tensor '", name, "' has unknown dtype code ", dtype);
+    if (dtype > dtype_code(DType::u8))
+      throw_error(ErrorCode::parse, source_, ": tensor '", name, "' has unknown dtype code ", dtype);
     r.dtype = static_cast<DType>(dtype);
     const auto ndim = get<uint32_t>("ndim");
-    if (ndim > 8) throw_error(ErrorCode::parse, source_, ": tensor '", name, "' has ", ndim, " dims (at most 8)");
+    if (ndim > 8)
+      throw_error(ErrorCode::parse, source_, ": tensor '", name, "' has ", ndim, " dims (at most 8)");
     uint64_t bytes = dtype_size(r.dtype);
     for (uint32_t i = 0; i < ndim; ++i) {
       const auto d = get<int64_t>("shape");
@@ -108,8 +114,9 @@ Tensor adopt(std::map<std::string, Record>& records, const std::string& name, DT
                 shape_str(shape), ")");
   Record& r = it->second;
   if (r.dtype != dtype || r.shape != shape)
-    throw_error(ErrorCode::shape, source, ": tensor '", name, "' is ", dtype_name(r.dtype), " ", shape_str(r.shape),
-                ", this model's state expects ", dtype_name(dtype), " ", shape_str(shape));
+    throw_error(ErrorCode::shape, source, ": tensor '", name, "' is ", dtype_name(r.dtype), " ",
+                shape_str(r.shape), ", this model's state expects ", dtype_name(dtype), " ",
+                shape_str(shape));
   r.used = true;
   Tensor t = Tensor::empty(shape, dtype);
   if (t.nbytes() > 0) std::memcpy(t.raw(), r.data.data(), t.nbytes());
@@ -121,8 +128,8 @@ void check_fingerprint(const Fingerprint& found, const Fingerprint& expected, co
   const char* what = found.config != expected.config   ? "config"
                      : found.params != expected.params ? "parameter names or shapes"
                                                        : "weights";
-  throw_error(ErrorCode::invalid_argument, source, ": state was saved by model ", found.str(), ", not by this model ",
-              expected.str(), " (", what, " differ)");
+  throw_error(ErrorCode::invalid_argument, source, ": state was saved by model ", found.str(),
+              ", not by this model ", expected.str(), " (", what, " differ)");
 }
 
 // Checks magic, version and checksum; returns the bytes before the checksum.
@@ -130,13 +137,13 @@ std::string_view check_envelope(std::string_view bytes, const std::string& sourc
   if (bytes.size() < 8 || std::memcmp(bytes.data(), kMagic, 8) != 0)
     throw_error(ErrorCode::parse, source, ": not a mambacpp state file (bad magic)");
   if (bytes.size() < kHeaderBytes + 8)
-    throw_error(ErrorCode::parse, source, ": truncated state file (", bytes.size(), " bytes, the header alone needs ",
-                kHeaderBytes + 8, ")");
+    throw_error(ErrorCode::parse, source, ": truncated state file (", bytes.size(),
+                " bytes, the header alone needs ", kHeaderBytes + 8, ")");
   uint32_t version;
   std::memcpy(&version, bytes.data() + 8, 4);
   if (version != kVersion)
-    throw_error(ErrorCode::unsupported, source, ": state format version ", version, ", this build reads version ",
-                kVersion);
+    throw_error(ErrorCode::unsupported, source, ": state format version ", version,
+                ", this build reads version ", kVersion);
   const std::string_view body = bytes.substr(0, bytes.size() - 8);
   uint64_t stored;
   std::memcpy(&stored, bytes.data() + body.size(), 8);
@@ -147,7 +154,9 @@ std::string_view check_envelope(std::string_view bytes, const std::string& sourc
 
 }  // namespace
 
-uint64_t Fingerprint::combined() const { return hash_combine(hash_combine(config, params), weights); }
+uint64_t Fingerprint::combined() const {
+  return hash_combine(hash_combine(config, params), weights);
+}
 
 std::string Fingerprint::str() const {
   char buf[17];
@@ -174,7 +183,8 @@ Fingerprint fingerprint(const models::Model& model) {
   });
   for (const Tensor& w : weights)
     for (size_t off = 0; off < w.nbytes(); off += kFingerprintBlock)
-      blocks.push_back({static_cast<const char*>(w.raw()) + off, std::min(kFingerprintBlock, w.nbytes() - off)});
+      blocks.push_back(
+          {static_cast<const char*>(w.raw()) + off, std::min(kFingerprintBlock, w.nbytes() - off)});
   std::vector<uint64_t> block_hash(blocks.size());
   parallel_for(static_cast<int64_t>(blocks.size()),
                [&](int64_t i) { block_hash[i] = hash_bytes(blocks[i].data, blocks[i].bytes); });
@@ -229,7 +239,8 @@ SessionState state_from_bytes(const models::Model& model, const Fingerprint& fp,
   s.state.position = in.get<int64_t>("position");
   s.state.batch = in.get<int64_t>("batch");
   if (s.state.position < 0 || s.state.batch < 1)
-    throw_error(ErrorCode::parse, source, ": invalid position ", s.state.position, " or batch ", s.state.batch);
+    throw_error(ErrorCode::parse, source, ": invalid position ", s.state.position, " or batch ",
+                s.state.batch);
   const auto n_records = in.get<uint64_t>("record count");
   std::map<std::string, Record> records;
   for (uint64_t i = 0; i < n_records; ++i) {
@@ -240,10 +251,12 @@ SessionState state_from_bytes(const models::Model& model, const Fingerprint& fp,
   const int64_t batch = s.state.batch;
   if (records.count("logits"))
     s.logits = adopt(records, "logits", DType::f32, {batch, model.config().vocab_padded}, source);
-  const Tensor tokens = records.count("tokens") ? adopt(records, "tokens", DType::i32, records["tokens"].shape, source)
-                                                : Tensor();
+  const Tensor tokens = records.count("tokens")
+                            ? adopt(records, "tokens", DType::i32, records["tokens"].shape, source)
+                            : Tensor();
   if (tokens.defined() && tokens.dim() != 1)
-    throw_error(ErrorCode::shape, source, ": 'tokens' has shape ", shape_str(tokens.shape()), ", expected [n]");
+    throw_error(ErrorCode::shape, source, ": 'tokens' has shape ", shape_str(tokens.shape()),
+                ", expected [n]");
   if (tokens.defined()) s.tokens.assign(tokens.data<int32_t>(), tokens.data<int32_t>() + tokens.numel());
   for (size_t i = 0; i < s.state.layers.size(); ++i) {
     s.state.layers[i].visit([&](const char* name, Tensor& t) {
@@ -254,13 +267,16 @@ SessionState state_from_bytes(const models::Model& model, const Fingerprint& fp,
     });
   }
   for (const auto& [name, r] : records)
-    if (!r.used) throw_error(ErrorCode::parse, source, ": unexpected tensor '", name, "' (not part of this model's state)");
+    if (!r.used)
+      throw_error(ErrorCode::parse, source, ": unexpected tensor '", name,
+                  "' (not part of this model's state)");
   if (in.offset() != bytes.size() - 8)
     throw_error(ErrorCode::parse, source, ": ", bytes.size() - 8 - in.offset(), " unexpected trailing bytes");
   return s;
 }
 
-void save_state(const std::string& path, const models::Model& model, const Fingerprint& fp, const SessionState& s) {
+void save_state(const std::string& path, const models::Model& model, const Fingerprint& fp,
+                const SessionState& s) {
   write_file_atomic(path, state_to_bytes(model, fp, s));
 }
 

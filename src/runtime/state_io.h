@@ -47,7 +47,8 @@ std::string state_to_bytes(const models::Model& model, const Fingerprint& fp, co
 SessionState state_from_bytes(const models::Model& model, const Fingerprint& fp, std::string_view bytes,
                               const std::string& source = "<bytes>");
 // Written atomically (temp file + rename): a crash never leaves a half-written state file.
-void save_state(const std::string& path, const models::Model& model, const Fingerprint& fp, const SessionState& s);
+void save_state(const std::string& path, const models::Model& model, const Fingerprint& fp,
+                const SessionState& s);
 SessionState load_state(const std::string& path, const models::Model& model, const Fingerprint& fp);
 
 }  // namespace mamba::runtime

@@ -68,4 +68,29 @@ inline void expect_grads_match(const std::function<double()>& loss, const std::v
   }
 }
 
+// Whole-model check, one scalar per input: along the analytic gradient's direction ĝ the central
+// difference (L(θ + εĝ) − L(θ − εĝ)) / 2ε must equal ||g|| (a wrong gradient has a smaller
+// projection on the true one, or the wrong length). Every gradient must be nonzero.
+inline void expect_directional_derivatives(const std::function<double()>& loss, const std::vector<GradInput>& inputs,
+                                           float eps = 1e-2f, float tol = 1e-2f) {
+  for (const GradInput& in : inputs) {
+    ASSERT_TRUE(in.grad.defined()) << in.name << ": no analytic gradient";
+    ASSERT_EQ(in.value.numel(), in.grad.numel()) << in.name;
+    const std::vector<float> g = in.grad.to_vector();
+    double norm = 0;
+    for (float v : g) norm += double(v) * v;
+    norm = std::sqrt(norm);
+    ASSERT_GT(norm, 0.0) << in.name << ": zero gradient";
+    float* v = in.value.f32();
+    const std::vector<float> keep(v, v + in.value.numel());
+    auto shifted = [&](double step) {
+      for (size_t i = 0; i < g.size(); ++i) v[i] = static_cast<float>(keep[i] + step * g[i] / norm);
+      return loss();
+    };
+    const double fd = (shifted(eps) - shifted(-eps)) / (2.0 * double(eps));
+    std::copy(keep.begin(), keep.end(), v);
+    EXPECT_NEAR(fd / norm, 1.0, tol) << in.name << ": ||g|| = " << norm << ", directional difference " << fd;
+  }
+}
+
 }  // namespace mamba::testing

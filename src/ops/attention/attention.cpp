@@ -6,10 +6,16 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#if MAMBACPP_HAVE_CUDA
+#include "ops/attention/attention_cuda.h"
+#endif
 
 namespace mamba::ops {
 
 Tensor attention_fwd(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t pos, float scale) {
+#if MAMBACPP_HAVE_CUDA
+  if (q.device() == Device::cuda) return attention_fwd_cuda(q, k_cache, v_cache, pos, scale);
+#endif
   MAMBA_CHECK(q.is_contiguous() && k_cache.is_contiguous() && v_cache.is_contiguous());
   const int64_t batch = q.size(0), seq_len = q.size(1), n_heads = q.size(2), head_dim = q.size(3);
   const int64_t cap = k_cache.size(1), n_kv = k_cache.size(2);
@@ -45,6 +51,9 @@ Tensor attention_fwd(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
 }
 
 void rotary_apply(Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool interleaved) {
+#if MAMBACPP_HAVE_CUDA
+  if (x.device() == Device::cuda) return rotary_apply_cuda(x, rotary_dim, pos0, base, interleaved);
+#endif
   MAMBA_CHECK(x.is_contiguous() && x.dim() == 4 && rotary_dim % 2 == 0 && rotary_dim <= x.size(3));
   if (rotary_dim == 0) return;
   const int64_t batch = x.size(0), seq_len = x.size(1), heads = x.size(2), head_dim = x.size(3);

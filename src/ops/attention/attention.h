@@ -15,4 +15,14 @@ Tensor attention_fwd(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
 // (j, j + rotary_dim/2), or interleaved pairs (2j, 2j+1).
 void rotary_apply(Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool interleaved);
 
+// ---- Backward (attention_bwd.cpp), whole sequences from position 0 (training). ----
+
+// q: [batch, seq_len, n_heads, head_dim]; k, v: [batch, seq_len, n_kv_heads, head_dim] (the keys of
+// this call only); dout like q. Sets dq, dk, dv (new tensors shaped like q, k, v).
+void attention_bwd(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, float scale, Tensor& dq,
+                   Tensor& dk, Tensor& dv);
+
+// Backward of rotary_apply: rotates the gradient dx back by the same angles, in place.
+void rotary_bwd(Tensor& dx, int64_t rotary_dim, int64_t pos0, float base, bool interleaved);
+
 }  // namespace mamba::ops

@@ -7,10 +7,16 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/elementwise/activations.h"
+#if MAMBACPP_HAVE_CUDA
+#include "ops/causal_conv1d/causal_conv1d_cuda.h"
+#endif
 
 namespace mamba::ops {
 
 Tensor causal_conv1d_fwd(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& state, bool act) {
+#if MAMBACPP_HAVE_CUDA
+  if (x.device() == Device::cuda) return causal_conv1d_fwd_cuda(x, weight, bias, state, act);
+#endif
   MAMBA_CHECK(x.dim() == 3 && x.stride(2) == 1, "x " << shape_str(x.shape()));
   const int64_t batch = x.size(0), seq_len = x.size(1), channels = x.size(2), width = weight.size(1);
   MAMBA_CHECK(weight.size(0) == channels && state.is_contiguous() &&
@@ -38,6 +44,9 @@ Tensor causal_conv1d_fwd(const Tensor& x, const Tensor& weight, const Tensor& bi
 }
 
 Tensor causal_conv1d_step(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& state, bool act) {
+#if MAMBACPP_HAVE_CUDA
+  if (x.device() == Device::cuda) return causal_conv1d_step_cuda(x, weight, bias, state, act);
+#endif
   MAMBA_CHECK(x.dim() == 2 && x.stride(1) == 1);
   const int64_t batch = x.size(0), channels = x.size(1), width = weight.size(1), hist = width - 1;
   MAMBA_CHECK(state.shape() == (Shape{batch, channels, hist}));

@@ -16,5 +16,17 @@ TEST(Activations, Values) {
   EXPECT_FLOAT_EQ(silu(0.0f), 0.0f);
 }
 
+TEST(Activations, ExpNonpositiveIsAccurate) {
+  double worst = 0;
+  for (float x = -87.0f; x <= 0.0f; x += 0.0137f) {
+    const double ref = std::exp(double(x));
+    worst = std::max(worst, std::fabs(exp_nonpositive(x) - ref) / ref);
+  }
+  EXPECT_LT(worst, 3e-7);
+  EXPECT_EQ(exp_nonpositive(0.0f), 1.0f);
+  EXPECT_EQ(exp_nonpositive(-1000.0f), exp_nonpositive(-87.0f));
+  EXPECT_EQ(exp_nonpositive(5.0f), 1.0f);  // clamped: only defined for x <= 0
+}
+
 }  // namespace
 }  // namespace mamba::ops

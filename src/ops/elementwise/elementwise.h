@@ -43,4 +43,7 @@ Tensor softplus_bias_clamp_bwd(const Tensor& dout, const Tensor& raw, const Tens
 // Scatter-add: dtable[ids[i]] += dout[i] (dout: [ids..., d], dtable: [vocab, d]).
 void embedding_bwd(const Tensor& ids, const Tensor& dout, Tensor& dtable);
 
+// Of A = −exp(A_log), given A: dA_log += dA·A (same shapes).
+void neg_exp_bwd(const Tensor& dA, const Tensor& A, Tensor& dA_log);
+
 }  // namespace mamba::ops

@@ -86,4 +86,9 @@ void embedding_bwd(const Tensor& ids_in, const Tensor& dout_in, Tensor& dtable) 
   });
 }
 
+void neg_exp_bwd(const Tensor& dA, const Tensor& A, Tensor& dA_log) {
+  MAMBA_CHECK(dA.shape() == A.shape() && dA_log.numel() == A.numel() && dA.is_contiguous() && A.is_contiguous());
+  for (int64_t i = 0; i < A.numel(); ++i) dA_log.f32()[i] += dA.f32()[i] * A.f32()[i];
+}
+
 }  // namespace mamba::ops

@@ -11,7 +11,7 @@ namespace mamba::ops {
 
 namespace {
 
-using cuda::grid_for;
+using mamba::cuda::grid_for;
 
 // A [outer, inner, n] f32 view with a contiguous last dim: row r starts at
 // data + (r / inner)·outer_stride + (r % inner)·inner_stride.
@@ -23,7 +23,7 @@ struct Rows {
 
 // Rows of t (made contiguous first when its layout does not fit the descriptor).
 Rows rows_of(const Tensor& t, Tensor& keep) {
-  cuda::check_cuda_tensor(t, "elementwise input");
+  mamba::cuda::check_cuda_tensor(t, "elementwise input");
   MAMBA_CHECK(t.dtype() == DType::f32, "elementwise ops take f32, got " << dtype_name(t.dtype()));
   keep = (t.stride(-1) == 1 && t.dim() <= 3) ? t : t.contiguous();
   const int64_t d = keep.dim();
@@ -73,11 +73,11 @@ __global__ void embedding_kernel(const Id* ids, const float* table, float* out, 
 }  // namespace
 
 void add_cuda_(Tensor& a, const Tensor& b) {
-  cuda::check_cuda_tensor(b, "add_: b");
+  mamba::cuda::check_cuda_tensor(b, "add_: b");
   MAMBA_CHECK(a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous());
   const int64_t n = a.numel();
   if (n == 0) return;
-  add_kernel<<<grid_for(n), 256, 0, cuda::stream()>>>(a.f32(), b.f32(), n);
+  add_kernel<<<grid_for(n), 256, 0, mamba::cuda::stream()>>>(a.f32(), b.f32(), n);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -90,7 +90,7 @@ Tensor swiglu_cuda(const Tensor& h, bool gate_first) {
   shape.back() = n;
   Tensor out = Tensor::empty(shape, DType::f32, Device::cuda);
   if (rows * n == 0) return out;
-  swiglu_kernel<<<grid_for(rows * n), 256, 0, cuda::stream()>>>(rows_h, out.f32(), rows, n, gate_first);
+  swiglu_kernel<<<grid_for(rows * n), 256, 0, mamba::cuda::stream()>>>(rows_h, out.f32(), rows, n, gate_first);
   CUDA_CHECK_LAUNCH();
   return out;
 }
@@ -101,19 +101,19 @@ void mul_silu_cuda_(Tensor& y, const Tensor& z) {
   const Rows rows_z = rows_of(z, keep);
   const int64_t n = y.size(2), rows = y.size(0) * y.size(1);
   if (rows * n == 0) return;
-  mul_silu_kernel<<<grid_for(rows * n), 256, 0, cuda::stream()>>>(y.f32(), rows_z, rows, n);
+  mul_silu_kernel<<<grid_for(rows * n), 256, 0, mamba::cuda::stream()>>>(y.f32(), rows_z, rows, n);
   CUDA_CHECK_LAUNCH();
 }
 
 Tensor softplus_bias_clamp_cuda(const Tensor& raw, const Tensor& bias, float lo, float hi) {
   MAMBA_CHECK(raw.dim() == 3 && bias.numel() == raw.size(2));
-  cuda::check_cuda_tensor(bias, "softplus_bias_clamp: bias");
+  mamba::cuda::check_cuda_tensor(bias, "softplus_bias_clamp: bias");
   Tensor keep;
   const Rows rows_raw = rows_of(raw, keep);
   const int64_t n = raw.size(2), rows = raw.size(0) * raw.size(1);
   Tensor out = Tensor::empty({raw.size(0), raw.size(1), n}, DType::f32, Device::cuda);
   if (rows * n == 0) return out;
-  softplus_bias_clamp_kernel<<<grid_for(rows * n), 256, 0, cuda::stream()>>>(rows_raw, bias.f32(), out.f32(), rows, n,
+  softplus_bias_clamp_kernel<<<grid_for(rows * n), 256, 0, mamba::cuda::stream()>>>(rows_raw, bias.f32(), out.f32(), rows, n,
                                                                               lo, hi);
   CUDA_CHECK_LAUNCH();
   return out;
@@ -128,7 +128,7 @@ Tensor concat_last_cuda(const Tensor& a, const Tensor& b) {
   shape.back() = n1 + n2;
   Tensor out = Tensor::empty(shape, DType::f32, Device::cuda);
   if (rows == 0) return out;
-  concat_last_kernel<<<grid_for(rows * (n1 + n2)), 256, 0, cuda::stream()>>>(rows_a, rows_b, out.f32(), rows, n1, n2);
+  concat_last_kernel<<<grid_for(rows * (n1 + n2)), 256, 0, mamba::cuda::stream()>>>(rows_a, rows_b, out.f32(), rows, n1, n2);
   CUDA_CHECK_LAUNCH();
   return out;
 }
@@ -152,9 +152,9 @@ Tensor embedding_cuda(const Tensor& ids_in, const Tensor& table) {
   Tensor out = Tensor::empty(shape, DType::f32, Device::cuda);
   if (n * d == 0) return out;
   if (ids.dtype() == DType::i64) {
-    embedding_kernel<<<grid_for(n * d), 256, 0, cuda::stream()>>>(ids.data<int64_t>(), table.f32(), out.f32(), n, d);
+    embedding_kernel<<<grid_for(n * d), 256, 0, mamba::cuda::stream()>>>(ids.data<int64_t>(), table.f32(), out.f32(), n, d);
   } else {
-    embedding_kernel<<<grid_for(n * d), 256, 0, cuda::stream()>>>(ids.data<int32_t>(), table.f32(), out.f32(), n, d);
+    embedding_kernel<<<grid_for(n * d), 256, 0, mamba::cuda::stream()>>>(ids.data<int32_t>(), table.f32(), out.f32(), n, d);
   }
   CUDA_CHECK_LAUNCH();
   return out;

@@ -40,9 +40,9 @@ int64_t row_stride(const Tensor& x) {
 }  // namespace
 
 void linear_into_cuda(const Tensor& x_in, const Tensor& weight, const Tensor& bias, Tensor& y) {
-  cuda::check_cuda_tensor(x_in, "linear: x");
-  cuda::check_cuda_tensor(weight, "linear: weight");
-  cuda::check_cuda_tensor(y, "linear: y");
+  mamba::cuda::check_cuda_tensor(x_in, "linear: x");
+  mamba::cuda::check_cuda_tensor(weight, "linear: weight");
+  mamba::cuda::check_cuda_tensor(y, "linear: y");
   const int64_t in = weight.size(1), out = weight.size(0);
   MAMBA_CHECK(x_in.size(-1) == in, "linear: x " << shape_str(x_in.shape()) << " weight " << shape_str(weight.shape()));
   MAMBA_CHECK(weight.is_contiguous() && y.is_contiguous() && y.dtype() == DType::f32);
@@ -60,14 +60,14 @@ void linear_into_cuda(const Tensor& x_in, const Tensor& weight, const Tensor& bi
   const float alpha = 1.0f, beta = 0.0f;
   const cudaDataType_t t = cuda_type(weight.dtype());
   // Column-major view: yᵀ[out, rows] = W[in, out]ᵀ · xᵀ[in, rows].
-  CUBLAS_CHECK(cublasGemmEx(cuda::cublas(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out), static_cast<int>(rows),
+  CUBLAS_CHECK(cublasGemmEx(mamba::cuda::cublas(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out), static_cast<int>(rows),
                             static_cast<int>(in), &alpha, weight.raw(), t, static_cast<int>(in), x.raw(), t,
                             static_cast<int>(ld), &beta, y.raw(), CUDA_R_32F, static_cast<int>(out),
                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   if (bias.defined()) {
-    cuda::check_cuda_tensor(bias, "linear: bias");
+    mamba::cuda::check_cuda_tensor(bias, "linear: bias");
     MAMBA_CHECK(bias.numel() == out && bias.dtype() == DType::f32 && bias.is_contiguous());
-    add_bias_kernel<<<cuda::grid_for(rows * out), 256, 0, cuda::stream()>>>(y.f32(), bias.f32(), rows, out);
+    add_bias_kernel<<<mamba::cuda::grid_for(rows * out), 256, 0, mamba::cuda::stream()>>>(y.f32(), bias.f32(), rows, out);
     CUDA_CHECK_LAUNCH();
   }
 }

@@ -12,6 +12,9 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#if MAMBACPP_HAVE_CUDA
+#include "ops/mamba3_scan/mamba3_scan_cuda.h"
+#endif
 
 // The GEMM kernel is compiled for AVX-512, AVX2 and the baseline, picked at load time (GCC
 // function multiversioning), so a portable build still runs the wide kernel.
@@ -460,6 +463,9 @@ MAMBA_CPU_CLONES void scan_chunks(const std::vector<HeadView>& views, const Dims
 }  // namespace
 
 void mamba3_scan_fwd(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y) {
+#if MAMBACPP_HAVE_CUDA
+  if (args.x.device() == Device::cuda) return mamba3_scan_cuda(args, state, y);
+#endif
   const Dims d = check_args(args, state, y);
   const int64_t Q = std::min(args.chunk_size, d.seq_len), P = d.head_dim, N = d.d_state;
   const int64_t n_items = d.batch * d.n_heads;
@@ -485,6 +491,9 @@ void mamba3_scan_fwd(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor&
 }
 
 void mamba3_scan_ref(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y) {
+#if MAMBACPP_HAVE_CUDA
+  if (args.x.device() == Device::cuda) return mamba3_scan_cuda(args, state, y);
+#endif
   const Dims d = check_args(args, state, y);
   parallel_for(d.batch * d.n_heads, [&](int64_t bh) {
     const HeadView v = head_view(args, state, y, d, bh / d.n_heads, bh % d.n_heads);
@@ -499,6 +508,9 @@ void mamba3_scan_ref(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor&
 }
 
 void mamba3_scan_step(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y) {
+#if MAMBACPP_HAVE_CUDA
+  if (args.x.device() == Device::cuda) return mamba3_scan_cuda(args, state, y);
+#endif
   const Dims d = check_args(args, state, y);
   MAMBA_CHECK(d.seq_len == 1, "mamba3_scan_step takes one token, got seq_len " << d.seq_len);
   parallel_for(d.batch * d.n_heads, [&](int64_t bh) {

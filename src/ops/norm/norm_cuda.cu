@@ -60,13 +60,13 @@ Tensor rms_norm_gated_cuda(const Tensor& x_in, const Tensor& z_in, const Tensor&
   const Tensor x = x_in.contiguous();
   const Tensor z = z_in.defined() ? z_in.contiguous() : Tensor();
   const int64_t n = x.size(-1), rows = x.numel() / n;
-  cuda::check_cuda_tensor(weight, "rms_norm: weight");
+  mamba::cuda::check_cuda_tensor(weight, "rms_norm: weight");
   MAMBA_CHECK(weight.numel() == n && group_size > 0 && n % group_size == 0);
   MAMBA_CHECK(!z.defined() || (z.shape() == x.shape() && z.device() == Device::cuda));
   Tensor y = Tensor::empty(x.shape(), DType::f32, Device::cuda);
   const int64_t blocks = rows * (n / group_size);
   if (blocks == 0) return y;
-  rms_norm_gated_kernel<<<static_cast<unsigned int>(blocks), kThreads, 0, cuda::stream()>>>(
+  rms_norm_gated_kernel<<<static_cast<unsigned int>(blocks), kThreads, 0, mamba::cuda::stream()>>>(
       x.f32(), z.defined() ? z.f32() : nullptr, weight.f32(), y.f32(), n, group_size, norm_before_gate, eps);
   CUDA_CHECK_LAUNCH();
   return y;
@@ -75,11 +75,11 @@ Tensor rms_norm_gated_cuda(const Tensor& x_in, const Tensor& z_in, const Tensor&
 Tensor layer_norm_cuda(const Tensor& x_in, const Tensor& weight, const Tensor& bias, float eps) {
   const Tensor x = x_in.contiguous();
   const int64_t n = x.size(-1), rows = x.numel() / n;
-  cuda::check_cuda_tensor(weight, "layer_norm: weight");
+  mamba::cuda::check_cuda_tensor(weight, "layer_norm: weight");
   MAMBA_CHECK(weight.numel() == n && (!bias.defined() || bias.numel() == n));
   Tensor y = Tensor::empty(x.shape(), DType::f32, Device::cuda);
   if (rows == 0) return y;
-  layer_norm_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, cuda::stream()>>>(
+  layer_norm_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, mamba::cuda::stream()>>>(
       x.f32(), weight.f32(), bias.defined() ? bias.f32() : nullptr, y.f32(), n, eps);
   CUDA_CHECK_LAUNCH();
   return y;

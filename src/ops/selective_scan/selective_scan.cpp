@@ -6,10 +6,16 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/elementwise/activations.h"
+#if MAMBACPP_HAVE_CUDA
+#include "ops/selective_scan/selective_scan_cuda.h"
+#endif
 
 namespace mamba::ops {
 
 Tensor selective_scan_fwd(const SelectiveScanArgs& a, Tensor& state) {
+#if MAMBACPP_HAVE_CUDA
+  if (a.u.device() == Device::cuda) return selective_scan_fwd_cuda(a, state);
+#endif
   const int64_t batch = a.u.size(0), seq_len = a.u.size(1), d_inner = a.u.size(2), d_state = a.A.size(1);
   MAMBA_CHECK(a.u.is_contiguous() && a.delta.is_contiguous() && a.delta.shape() == a.u.shape());
   MAMBA_CHECK(a.B.stride(2) == 1 && a.C.stride(2) == 1 && a.B.size(2) == d_state && a.C.size(2) == d_state);
@@ -33,7 +39,7 @@ Tensor selective_scan_fwd(const SelectiveScanArgs& a, Tensor& state) {
       const float* Cv = Cp + b * Cb + t * Ct;
       float acc = 0.0f;
       for (int64_t n = 0; n < d_state; ++n) {
-        h[n] = std::exp(delta * A[n]) * h[n] + du * Bv[n];
+        h[n] = exp_nonpositive(delta * A[n]) * h[n] + du * Bv[n];  // δ > 0, A < 0
         acc += Cv[n] * h[n];
       }
       float out = acc + Dp[d] * u;

@@ -6,8 +6,13 @@
 #include <cmath>
 #include <vector>
 
+#include <cblas.h>
+
 #include "core/error.h"
 #include "core/parallel.h"
+#if MAMBACPP_HAVE_CUDA
+#include "ops/ssd/ssd_cuda.h"
+#endif
 
 namespace mamba::ops {
 
@@ -39,6 +44,9 @@ Dims check_args(const SsdArgs& a, const Tensor& state) {
 }  // namespace
 
 Tensor ssd_ref(const SsdArgs& a, Tensor& state) {
+#if MAMBACPP_HAVE_CUDA
+  if (a.x.device() == Device::cuda) return ssd_scan_cuda(a, state);
+#endif
   const Dims d = check_args(a, state);
   Tensor y = Tensor::empty(a.x.shape());
   const float *xp = a.x.f32(), *dtp = a.dt.f32(), *Ap = a.A.f32(), *Bp = a.B.f32(), *Cp = a.C.f32();
@@ -70,72 +78,70 @@ Tensor ssd_ref(const SsdArgs& a, Tensor& state) {
   return y;
 }
 
+// Per (batch, head), per chunk of Q tokens, with small single-threaded GEMMs (OpenBLAS's OpenMP
+// build runs serially inside our parallel region):
+//   W = (C·Bᵀ) ⊙ decay ⊙ dt_s (lower triangle), decay[t,s] = Π_{s<k≤t} exp(dt_k·A)
+//   Y = W·X + diag(exp(cs_t))·C·S_inᵀ + D·X;  S_out = exp(cs_last)·S_in + (w ⊙ X)ᵀ·B.
 Tensor ssd_fwd(const SsdArgs& a, Tensor& state) {
   const Dims d = check_args(a, state);
   Tensor y = Tensor::empty(a.x.shape());
   const float *xp = a.x.f32(), *dtp = a.dt.f32(), *Ap = a.A.f32(), *Bp = a.B.f32(), *Cp = a.C.f32();
   const float* Dp = a.D.f32();
   float *yp = y.f32(), *sp = state.f32();
-  const int64_t P = d.head_dim, N = d.d_state, H = d.n_heads, G = d.n_groups;
+  const int64_t P = d.head_dim, N = d.d_state, H = d.n_heads, G = d.n_groups, L = d.seq_len;
   // Chunks of at most 64 tokens on CPU: the same math for any chunk size (SPEC §2.3 differs
   // only in rounding), and the quadratic intra-chunk work stays below the state updates'.
   const int64_t Q = std::clamp<int64_t>(a.chunk_size, 1, 64);
+  const int ldx = static_cast<int>(H * P), ldb = static_cast<int>(G * N);
   parallel_for(d.batch * H, [&](int64_t bh) {
     const int64_t b = bh / H, h = bh % H, g = h / d.heads_per_group;
     float* S = sp + bh * P * N;  // [head_dim, d_state], the state entering the current chunk
-    std::vector<float> cs(Q), W(Q * Q), yc(Q * P);
-    for (int64_t c0 = 0; c0 < d.seq_len; c0 += Q) {
-      const int64_t len = std::min(Q, d.seq_len - c0);
-      auto B_at = [&](int64_t t) { return Bp + ((b * d.seq_len + c0 + t) * G + g) * N; };
-      auto C_at = [&](int64_t t) { return Cp + ((b * d.seq_len + c0 + t) * G + g) * N; };
-      auto x_at = [&](int64_t t) { return xp + ((b * d.seq_len + c0 + t) * H + h) * P; };
-      auto dt_at = [&](int64_t t) { return dtp[(b * d.seq_len + c0 + t) * H + h]; };
-      // 1. inclusive cumsum of dt·A inside the chunk.
+    std::vector<float> alpha(Q), cs(Q), W(Q * Q), xw(Q * P);
+    for (int64_t c0 = 0; c0 < L; c0 += Q) {
+      const int64_t len = std::min(Q, L - c0);
+      const int n_len = static_cast<int>(len);
+      const float* Bc = Bp + ((b * L + c0) * G + g) * N;  // rows strided by G·N
+      const float* Cc = Cp + ((b * L + c0) * G + g) * N;
+      const float* Xc = xp + ((b * L + c0) * H + h) * P;  // rows strided by H·P
+      float* Yc = yp + ((b * L + c0) * H + h) * P;
+      const float* dtc = dtp + (b * L + c0) * H + h;      // stride H
       float run = 0.0f;
-      for (int64_t t = 0; t < len; ++t) cs[t] = run += dt_at(t) * Ap[h];
-      // 2. W[t,s] = (C_t·B_s)·exp(cs_t − cs_s)·dt_s for s ≤ t (the intra-chunk "attention").
       for (int64_t t = 0; t < len; ++t) {
-        const float* Cv = C_at(t);
-        for (int64_t s = 0; s <= t; ++s) {
-          const float* Bv = B_at(s);
-          float dot = 0.0f;
-          for (int64_t n = 0; n < N; ++n) dot += Cv[n] * Bv[n];
-          W[t * Q + s] = dot * std::exp(std::min(cs[t] - cs[s], 0.0f)) * dt_at(s);
-        }
+        alpha[t] = std::exp(dtc[t * H] * Ap[h]);
+        cs[t] = run += dtc[t * H] * Ap[h];
       }
-      // 3. y_t = exp(cs_t)·(C_t·S_in) + Σ_s W[t,s]·x_s + D·x_t.
+      // W = C·Bᵀ, then the decay-and-dt weights on the lower triangle (zero above).
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_len, n_len, static_cast<int>(N), 1.0f, Cc, ldb, Bc, ldb,
+                  0.0f, W.data(), static_cast<int>(Q));
       for (int64_t t = 0; t < len; ++t) {
-        const float* Cv = C_at(t);
+        float* Wt = W.data() + t * Q;
+        float decay = 1.0f;
+        for (int64_t s = t; s >= 0; --s) {
+          Wt[s] *= decay * dtc[s * H];
+          decay *= alpha[s];
+        }
+        for (int64_t s = t + 1; s < len; ++s) Wt[s] = 0.0f;
+      }
+      // Y = C·S_inᵀ (scaled per row by exp(cs_t) below) + W·X.
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_len, static_cast<int>(P), static_cast<int>(N), 1.0f, Cc,
+                  ldb, S, static_cast<int>(N), 0.0f, Yc, ldx);
+      for (int64_t t = 0; t < len; ++t) {
         const float e = std::exp(cs[t]);
-        float* yt = yc.data() + t * P;
-        for (int64_t p = 0; p < P; ++p) {
-          const float* Sp = S + p * N;
-          float acc = 0.0f;
-          for (int64_t n = 0; n < N; ++n) acc += Cv[n] * Sp[n];
-          yt[p] = e * acc;
-        }
-        for (int64_t s = 0; s <= t; ++s) {
-          const float w = W[t * Q + s];
-          const float* xs = x_at(s);
-          for (int64_t p = 0; p < P; ++p) yt[p] += w * xs[p];
-        }
-        const float* xt = x_at(t);
-        float* out = yp + ((b * d.seq_len + c0 + t) * H + h) * P;
-        for (int64_t p = 0; p < P; ++p) out[p] = yt[p] + (d.d_per_channel ? Dp[h * P + p] : Dp[h]) * xt[p];
+        for (int64_t p = 0; p < P; ++p) Yc[t * ldx + p] *= e;
       }
-      // 4. S_out = exp(cs_last)·S_in + Σ_s exp(cs_last − cs_s)·dt_s·x_s·B_sᵀ.
-      const float last = cs[len - 1], e_last = std::exp(last);
-      for (int64_t i = 0; i < P * N; ++i) S[i] *= e_last;
-      for (int64_t s = 0; s < len; ++s) {
-        const float w = std::exp(std::min(last - cs[s], 0.0f)) * dt_at(s);
-        const float* xs = x_at(s);
-        const float* Bv = B_at(s);
-        for (int64_t p = 0; p < P; ++p) {
-          const float wx = w * xs[p];
-          float* Sp = S + p * N;
-          for (int64_t n = 0; n < N; ++n) Sp[n] += wx * Bv[n];
-        }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_len, static_cast<int>(P), n_len, 1.0f, W.data(),
+                  static_cast<int>(Q), Xc, ldx, 1.0f, Yc, ldx);
+      for (int64_t t = 0; t < len; ++t)
+        for (int64_t p = 0; p < P; ++p) Yc[t * ldx + p] += (d.d_per_channel ? Dp[h * P + p] : Dp[h]) * Xc[t * ldx + p];
+      // S_out = exp(cs_last)·S_in + Σ_s (exp(cs_last − cs_s)·dt_s·x_s) B_sᵀ.
+      float w_last = 1.0f;
+      for (int64_t s = len - 1; s >= 0; --s) {
+        const float w = w_last * dtc[s * H];
+        for (int64_t p = 0; p < P; ++p) xw[s * P + p] = w * Xc[s * ldx + p];
+        w_last *= alpha[s];
       }
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(P), static_cast<int>(N), n_len, 1.0f,
+                  xw.data(), static_cast<int>(P), Bc, ldb, std::exp(cs[len - 1]), S, static_cast<int>(N));
     }
   });
   return y;

@@ -1,0 +1,23 @@
+// `mambacpp bench --generate` (bench_generate.cpp): batched generation throughput on the bench's
+// random-weight model shapes; cmd_bench.cpp owns the flags and the configs.
+#pragma once
+#include <mambacpp/mambacpp.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace mambacpp::cli {
+
+struct GenerateBenchArgs {
+  std::vector<std::string> models;
+  std::vector<int> threads;
+  std::vector<int64_t> batches;
+  int64_t decode_tokens = 0;
+  std::function<ModelConfig(const std::string&)> config;  // the bench's config of a model name
+};
+
+int bench_generate(const GenerateBenchArgs& a);
+
+}  // namespace mambacpp::cli

@@ -1,0 +1,46 @@
+// `mambacpp grads`: the next-token loss of int64 [batch, seq_len] ids (mean cross-entropy over all
+// vocabulary columns, the fixtures' loss.json definition) and d loss / d parameter, written as
+// safetensors keyed by checkpoint names (a tied head's gradient is under the embedding's name).
+#include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <mambacpp/mambacpp.h>
+
+#include "commands.h"
+
+namespace mambacpp::cli {
+
+namespace {
+struct GradsArgs {
+  std::string model, input, output;
+  int threads = 0;
+};
+}  // namespace
+
+Runner add_grads(CLI::App& app) {
+  auto a = std::make_shared<GradsArgs>();
+  app.add_option("-m,--model", a->model, "model directory")->required();
+  app.add_option("-i,--input", a->input, "int64 [batch, seq_len] .npy of token ids")->required();
+  app.add_option("-o,--output", a->output, ".safetensors of float32 gradients to write")->required();
+  app.add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
+  return [a]() {
+    set_num_threads(a->threads);
+    const Model model = Model::load(a->model);
+    const Tensor ids = read_npy(a->input);
+    if (ids.dim() != 2 || (ids.dtype() != DType::i64 && ids.dtype() != DType::i32))
+      mamba::throw_error(ErrorCode::shape, a->input, ": expected int64 token ids of shape [batch, seq_len], found ",
+                         mamba::dtype_name(ids.dtype()), " ", mamba::shape_str(ids.shape()));
+    Model grads = model.new_grads();
+    Activations acts;
+    const double loss = model.loss_and_grads(ids, next_token_targets(ids), grads, acts);
+    std::vector<std::pair<std::string, Tensor>> tensors;
+    grads.visit_params([&](const mamba::models::ParamRef& p) { tensors.emplace_back(p.name, *p.tensor); });
+    save_safetensors(a->output, tensors, {{"loss", std::to_string(loss)}});
+    std::printf("loss %.9g\n", loss);
+    return 0;
+  };
+}
+
+}  // namespace mambacpp::cli

@@ -1,0 +1,36 @@
+// Flags shared by `generate` and `chat` (llama.cpp names and defaults) and what they build:
+// sampler parameters, session options, stop criteria; token-id lists; peak memory.
+#pragma once
+#include <mambacpp/mambacpp.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mambacpp::cli {
+
+struct GenerationFlags {
+  std::string model, tokenizer;
+  int64_t n_predict = 128, prefill_chunk = 512, seed = -1;  // seed -1: a random one (printed)
+  float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.0f;
+  float presence_penalty = 0.0f, frequency_penalty = 0.0f;
+  int top_k = 40, repeat_last_n = 64, threads = 0;
+  std::vector<std::string> stop;
+  bool ignore_eos = false;
+};
+
+void add_generation_flags(CLI::App& app, GenerationFlags& f, int64_t default_n_predict);
+// Resolves seed -1 to a random seed, once: f.seed is set to the one used.
+SamplingParams sampling_params(GenerationFlags& f);
+SessionOptions session_options(const GenerationFlags& f);
+// eos ids of the model folder (unless --ignore-eos); stop strings: `extra` first, then --stop.
+StopCriteria stop_criteria(const GenerationFlags& f, const Tokenizer* tokenizer,
+                           const std::vector<std::string>& extra = {});
+
+// "1,2,3" or "1 2 3" -> ids; `flag` names the option in errors.
+std::vector<int32_t> parse_ids(const std::string& text, const std::string& flag);
+// Peak resident memory of this process so far (getrusage), MiB.
+double peak_rss_mib();
+
+}  // namespace mambacpp::cli

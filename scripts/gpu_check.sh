@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# GPU check: configure with the CUDA backend, build, run the `cuda` tests (op parity and the
+# fixtures on the GPU) and the CPU golden tests, compute-sanitizer on small CUDA tests, and the
+# end-to-end GPU bench; logs and a summary go to $OUT (default ./gpu_check_out).
+#
+#   scripts/gpu_check.sh prepare   # here: copy the fixtures and the build dependencies (.deb) into
+#                                  # .device_fixtures/ and .device_deps/ (both git-ignored)
+#   scripts/gpu_check.sh [phases]  # on the GPU machine; phases: build test sanitize bench (default all)
+#
+# With the device tool: run(command="scripts/gpu_check.sh", carry=[".device_fixtures", ".device_deps"]).
+# The GPU machine has no package registry: missing build dependencies are unpacked from the
+# carried Debian packages into a private prefix (never into /).
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$ROOT/gpu_check_out}
+BUILD=${BUILD:-$ROOT/build/gpu-check}
+DEPS_PREFIX=/tmp/mambacpp-deps
+DEB_PACKAGES="libopenblas-dev libopenblas0-pthread libopenblas-pthread-dev libopenblas0 libgfortran5 libquadmath0
+  libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 nlohmann-json3-dev libcli11-dev libgtest-dev
+  pkgconf pkgconf-bin libpkgconf3 pkg-config"
+
+prepare() {
+  mkdir -p "$ROOT/.device_deps"
+  rm -rf "$ROOT/.device_fixtures"
+  cp -r "${MAMBACPP_FIXTURES:-$ROOT/../shared/fixtures}" "$ROOT/.device_fixtures"
+  (cd "$ROOT/.device_deps" && apt-get download $DEB_PACKAGES)
+  for p in /.device_fixtures/ /.device_deps/; do
+    grep -qxF "$p" "$ROOT/.git/info/exclude" 2>/dev/null || echo "$p" >>"$ROOT/.git/info/exclude"
+  done
+  du -sh "$ROOT/.device_fixtures" "$ROOT/.device_deps"
+}
+
+# Uses the carried packages when the machine lacks a dependency; sets CMAKE_ARGS and the
+# library path for the tests.
+setup_deps() {
+  CMAKE_ARGS=()
+  local missing=0
+  command -v pkg-config >/dev/null || missing=1
+  [ $missing = 0 ] && ! pkg-config --exists openblas libpcre2-8 && missing=1
+  [ -f /usr/include/gtest/gtest.h ] && [ -f /usr/include/nlohmann/json.hpp ] && [ -f /usr/include/CLI/CLI.hpp ] || missing=1
+  [ $missing = 0 ] && return 0
+  if ! ls "$ROOT"/.device_deps/*.deb >/dev/null 2>&1; then
+    echo "missing build dependencies and no .device_deps/ carried (run: scripts/gpu_check.sh prepare)"
+    return 1
+  fi
+  echo "unpacking carried build dependencies into $DEPS_PREFIX"
+  rm -rf "$DEPS_PREFIX" && mkdir -p "$DEPS_PREFIX"
+  for f in "$ROOT"/.device_deps/*.deb; do dpkg -x "$f" "$DEPS_PREFIX"; done
+  local lib=$DEPS_PREFIX/usr/lib/x86_64-linux-gnu
+  export LD_LIBRARY_PATH=$lib/openblas-pthread:$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  export PKG_CONFIG_SYSROOT_DIR=$DEPS_PREFIX
+  export PKG_CONFIG_LIBDIR=$lib/openblas-pthread/pkgconfig:$lib/pkgconfig:$DEPS_PREFIX/usr/share/pkgconfig
+  local pc=pkg-config
+  command -v pkg-config >/dev/null || pc=$DEPS_PREFIX/usr/bin/pkgconf
+  CMAKE_ARGS=(-DPKG_CONFIG_EXECUTABLE="$pc" -DCMAKE_PREFIX_PATH="$DEPS_PREFIX/usr")
+}
+
+build() {
+  nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
+  { nvcc --version || /usr/local/cuda/bin/nvcc --version; cmake --version; c++ --version; } >"$OUT/toolchain.txt" 2>&1
+  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DMAMBACPP_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DMAMBACPP_BUILD_BENCH=OFF \
+    -DCMAKE_CUDA_ARCHITECTURES=90a "${CMAKE_ARGS[@]}" >"$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; return 1; }
+  local t0=$SECONDS
+  cmake --build "$BUILD" -j"$(nproc)" -- -k 0 >"$OUT/build.log" 2>&1
+  local rc=$?
+  echo "build: rc $rc in $((SECONDS - t0)) s"
+  grep -E "FAILED|error" "$OUT/build.log" | head -20
+  return 0  # run whatever built
+}
+
+run_tests() {
+  export MAMBACPP_FIXTURES=${MAMBACPP_FIXTURES:-$ROOT/.device_fixtures}
+  (cd "$BUILD" && ctest -L cuda --output-on-failure --timeout 300 -j4) >"$OUT/ctest_cuda.log" 2>&1
+  echo "ctest -L cuda: rc $?"; grep -E "tests passed|tests failed|Failed|\*\*\*" "$OUT/ctest_cuda.log" | head -20
+  grep -h "cuda-golden" "$BUILD"/Testing/Temporary/LastTest.log 2>/dev/null | sort -u | head -10
+  (cd "$BUILD" && ctest -L golden --output-on-failure --timeout 600 -j4) >"$OUT/ctest_golden.log" 2>&1
+  echo "ctest -L golden (CPU): rc $?"; grep -E "tests passed|tests failed|Failed" "$OUT/ctest_golden.log" | head -10
+}
+
+sanitize() {
+  local cs=compute-sanitizer
+  command -v $cs >/dev/null || cs=/usr/local/cuda/bin/compute-sanitizer
+  local tests=(ops/causal_conv1d/causal_conv1d_cuda_test ops/elementwise/elementwise_cuda_test ops/norm/norm_cuda_test)
+  for t in "${tests[@]}"; do
+    $cs --tool memcheck --error-exitcode 3 "$BUILD/src/$t" >"$OUT/sanitizer_$(basename "$t").log" 2>&1
+    echo "memcheck $(basename "$t"): rc $? $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer_$(basename "$t").log")"
+  done
+  $cs --tool racecheck --error-exitcode 3 "$BUILD/src/ops/norm/norm_cuda_test" >"$OUT/racecheck_norm.log" 2>&1
+  echo "racecheck norm_cuda_test: rc $? $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/racecheck_norm.log")"
+}
+
+bench() {
+  "$BUILD/bin/mambacpp" bench --device cuda --seq-len 2048 --decode-tokens 64 --json "$OUT/bench_cuda.json" \
+    2>&1 | tee "$OUT/bench_cuda.log"
+}
+
+if [ "${1:-}" = prepare ]; then
+  prepare
+  exit $?
+fi
+mkdir -p "$OUT"
+setup_deps || exit 1
+phases=${*:-build test sanitize bench}
+for phase in $phases; do
+  echo "=== $phase"
+  case $phase in
+    build) build ;;
+    test) run_tests ;;
+    sanitize) sanitize ;;
+    bench) bench ;;
+    *) echo "unknown phase $phase (build test sanitize bench prepare)"; exit 2 ;;
+  esac
+done

@@ -1,0 +1,85 @@
+// CPU cross-entropy: one row per work item, log-sum-exp with max subtraction, sums in double.
+#include "ops/cross_entropy/cross_entropy.h"
+
+#include <cmath>
+#include <vector>
+
+#include "core/error.h"
+#include "core/parallel.h"
+
+namespace mamba::ops {
+
+namespace {
+
+// Targets as i64 with the row count checked; counts the rows that take part in the mean.
+std::vector<int64_t> read_targets(const Tensor& logits, const Tensor& targets_in, int64_t& n_counted) {
+  const Tensor targets = targets_in.contiguous();
+  MAMBA_CHECK(targets.dtype() == DType::i64 || targets.dtype() == DType::i32);
+  const int64_t vocab = logits.size(-1), rows = logits.numel() / vocab;
+  MAMBA_CHECK(targets.numel() == rows, "targets " << shape_str(targets.shape()) << " logits "
+                                                  << shape_str(logits.shape()));
+  std::vector<int64_t> out(static_cast<size_t>(rows));
+  n_counted = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    out[r] = targets.dtype() == DType::i64 ? targets.data<int64_t>()[r] : targets.data<int32_t>()[r];
+    if (out[r] >= vocab)
+      throw_error(ErrorCode::out_of_range, "target id ", out[r], " at row ", r, " is outside the vocabulary [0, ",
+                  vocab, ")");
+    if (out[r] >= 0) ++n_counted;
+  }
+  return out;
+}
+
+// max and log Σ exp(x − max) of one row.
+double log_sum_exp(const float* x, int64_t n, float& mx) {
+  mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(x[i]) - mx);
+  return std::log(sum);
+}
+
+}  // namespace
+
+double cross_entropy_fwd(const Tensor& logits_in, const Tensor& targets) {
+  const Tensor logits = logits_in.contiguous();
+  int64_t n_counted = 0;
+  const std::vector<int64_t> tgt = read_targets(logits, targets, n_counted);
+  const int64_t vocab = logits.size(-1), rows = logits.numel() / vocab;
+  std::vector<double> row_loss(static_cast<size_t>(rows), 0.0);
+  parallel_for(rows, [&](int64_t r) {
+    if (tgt[r] < 0) return;
+    const float* x = logits.f32() + r * vocab;
+    float mx;
+    const double lse = log_sum_exp(x, vocab, mx);
+    row_loss[r] = lse + mx - x[tgt[r]];
+  });
+  double total = 0;
+  for (double v : row_loss) total += v;
+  return n_counted > 0 ? total / static_cast<double>(n_counted) : 0.0;
+}
+
+Tensor cross_entropy_bwd(const Tensor& logits_in, const Tensor& targets) {
+  const Tensor logits = logits_in.contiguous();
+  int64_t n_counted = 0;
+  const std::vector<int64_t> tgt = read_targets(logits, targets, n_counted);
+  const int64_t vocab = logits.size(-1), rows = logits.numel() / vocab;
+  Tensor dlogits = Tensor::empty(logits.shape());
+  const double inv_n = n_counted > 0 ? 1.0 / static_cast<double>(n_counted) : 0.0;
+  parallel_for(rows, [&](int64_t r) {
+    const float* x = logits.f32() + r * vocab;
+    float* g = dlogits.f32() + r * vocab;
+    if (tgt[r] < 0) {
+      for (int64_t i = 0; i < vocab; ++i) g[i] = 0.0f;
+      return;
+    }
+    float mx;
+    const double lse = log_sum_exp(x, vocab, mx);
+    for (int64_t i = 0; i < vocab; ++i)
+      g[i] = static_cast<float>(std::exp(static_cast<double>(x[i]) - mx - lse) * inv_n);
+    g[tgt[r]] -= static_cast<float>(inv_n);
+  });
+  return dlogits;
+}
+
+}  // namespace mamba::ops

@@ -1,0 +1,63 @@
+// Elementwise ops on CUDA vs the CPU ops, with column-view (row-strided) inputs where the models
+// pass them, ids on the host and on the device, and the out-of-vocabulary error. Label `cuda`.
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "cuda_testing.h"
+#include "ops/elementwise/elementwise.h"
+#include "testing.h"
+
+namespace mamba::ops {
+namespace {
+
+using testing::on_cuda;
+using testing::scaled_max_diff;
+
+TEST(ElementwiseCuda, AddSwigluMulSilu) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(1);
+  for (auto [batch, seq_len, n] : {std::tuple{1, 1, 5}, {2, 7, 33}, {3, 129, 64}}) {
+    Tensor a = testing::random_tensor({batch, seq_len, n}, rng), b = testing::random_tensor({batch, seq_len, n}, rng);
+    Tensor ga = on_cuda(a);
+    add_(ga, on_cuda(b));
+    add_(a, b);
+    EXPECT_LT(scaled_max_diff(ga, a), 1e-6f);
+    // swiglu and mul_silu_ read column views of a wider projection.
+    const Tensor wide = testing::random_tensor({batch, seq_len, 2 * n + 3}, rng, -4.0f, 4.0f);
+    const Tensor h = wide.slice(-1, 3, 2 * n + 3), gh = on_cuda(wide).slice(-1, 3, 2 * n + 3);
+    for (bool gate_first : {false, true})
+      EXPECT_LT(scaled_max_diff(swiglu(gh, gate_first), swiglu(h, gate_first)), 1e-6f);
+    Tensor y = testing::random_tensor({batch, seq_len, n}, rng), gy = on_cuda(y);
+    mul_silu_(gy, gh.slice(-1, 0, n));
+    mul_silu_(y, h.slice(-1, 0, n));
+    EXPECT_LT(scaled_max_diff(gy, y), 1e-6f);
+  }
+}
+
+TEST(ElementwiseCuda, SoftplusConcatEmbedding) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(2);
+  const Tensor wide = testing::random_tensor({2, 9, 40}, rng, -30.0f, 30.0f);  // both softplus branches
+  const Tensor bias = testing::random_tensor({8}, rng);
+  for (auto [lo, hi] : {std::pair{0.0f, INFINITY}, {0.01f, 0.5f}})
+    EXPECT_LT(scaled_max_diff(softplus_bias_clamp(on_cuda(wide).slice(-1, 30, 38), on_cuda(bias), lo, hi),
+                              softplus_bias_clamp(wide.slice(-1, 30, 38), bias, lo, hi)),
+              1e-6f);
+  EXPECT_LT(scaled_max_diff(concat_last(on_cuda(wide).slice(-1, 0, 7), on_cuda(wide).slice(-1, 20, 40)),
+                            concat_last(wide.slice(-1, 0, 7), wide.slice(-1, 20, 40))),
+            0.0f + 1e-7f);
+
+  const Tensor table = testing::random_tensor({50, 12}, rng);
+  Tensor ids = Tensor::empty({2, 5}, DType::i64);
+  for (int64_t i = 0; i < 10; ++i) ids.data<int64_t>()[i] = (i * 17) % 50;
+  const Tensor ref = embedding(ids, table);
+  EXPECT_LT(scaled_max_diff(embedding(ids, on_cuda(table)), ref), 1e-7f);            // ids on the host
+  EXPECT_LT(scaled_max_diff(embedding(on_cuda(ids), on_cuda(table)), ref), 1e-7f);  // ids on the device
+  const Tensor ids32 = ids.to(DType::i32);
+  EXPECT_LT(scaled_max_diff(embedding(ids32, on_cuda(table)), ref), 1e-7f);
+  ids.data<int64_t>()[7] = 50;
+  EXPECT_THROW(embedding(ids, on_cuda(table)), Error);
+}
+
+}  // namespace
+}  // namespace mamba::ops

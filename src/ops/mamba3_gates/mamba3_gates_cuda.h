@@ -1,0 +1,11 @@
+// CUDA entry points of the Mamba-3 gates (mamba3_gates_cuda.cu), called by mamba3_gates.cpp.
+#pragma once
+#include "ops/mamba3_gates/mamba3_gates.h"
+
+namespace mamba::ops {
+
+void mamba3_prepare_fwd_cuda(const Tensor& proj, const Mamba3Gates& g, Tensor& angle, Mamba3ScanArgs& args);
+Tensor mamba3_combine_fwd_cuda(const Tensor& y, const Tensor& z, const Tensor& norm_weight, const Tensor& mimo_z,
+                               const Tensor& mimo_o);
+
+}  // namespace mamba::ops

@@ -1,0 +1,90 @@
+// Mamba-3 gates on CUDA vs the CPU ops: SISO (interleaved pairs) and MIMO ranks 1/2/4/8
+// (half-split pairs), n_groups 1/2, d_state 16..256, all three rope modes, the angle state
+// carried across calls; combine with and without the head-wise norm. Label `cuda`.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "cuda_testing.h"
+#include "ops/mamba3_gates/mamba3_gates.h"
+#include "testing.h"
+
+namespace mamba::ops {
+namespace {
+
+using testing::on_cuda;
+using testing::random_tensor;
+using testing::scaled_max_diff;
+
+struct Dims {
+  int64_t batch, seq_len, n_heads, head_dim, d_state, n_groups, rank;
+  bool mimo;
+};
+
+Mamba3Gates make_gates(const Dims& d, Mamba3Rope rope, std::mt19937& rng) {
+  const int64_t S = d.d_state / 4;  // rope_fraction 0.5
+  return {d.n_heads, d.head_dim, d.d_state, d.n_groups, d.rank, S, 1e-4f, d.mimo, rope,
+          random_tensor({d.n_heads}, rng), random_tensor({d.n_heads, d.rank, d.d_state}, rng),
+          random_tensor({d.n_heads, d.rank, d.d_state}, rng), random_tensor({d.d_state}, rng),
+          random_tensor({d.d_state}, rng)};
+}
+
+Mamba3Gates on_device(Mamba3Gates g) {
+  for (Tensor* t : {&g.dt_bias, &g.B_bias, &g.C_bias, &g.B_norm_weight, &g.C_norm_weight}) *t = on_cuda(*t);
+  return g;
+}
+
+TEST(Mamba3GatesCuda, PrepareMatchesCpu) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(3);
+  for (const Dims d : {Dims{1, 1, 2, 4, 16, 1, 1, false}, {2, 23, 4, 8, 32, 2, 1, false}, {1, 9, 2, 4, 256, 1, 1, false},
+                       {2, 13, 4, 8, 64, 2, 2, true}, {1, 7, 2, 4, 128, 1, 4, true}, {2, 5, 2, 4, 16, 2, 8, true},
+                       {1, 6, 2, 4, 64, 1, 1, true}}) {
+    for (Mamba3Rope rope : {Mamba3Rope::data_dependent, Mamba3Rope::none, Mamba3Rope::data_independent}) {
+      const std::string what = "N=" + std::to_string(d.d_state) + " R=" + std::to_string(d.rank) +
+                               " G=" + std::to_string(d.n_groups) + " rope " + std::to_string(int(rope));
+      const Mamba3Gates g = make_gates(d, rope, rng), gg = on_device(g);
+      const int64_t S = g.n_rope_angles;
+      const int64_t width = 2 * d.n_heads * d.head_dim + 2 * d.rank * d.n_groups * d.d_state + 3 * d.n_heads + S;
+      const Tensor proj = random_tensor({d.batch, d.seq_len, width}, rng, -2.0f, 2.0f);
+      const Tensor angle0 = random_tensor({d.batch, d.n_heads, S}, rng, 0.0f, 6.0f);
+      // Two calls (the second continues the angle state), CPU and CUDA.
+      Tensor angle = angle0.copy(), gangle = on_cuda(angle0);
+      for (int call = 0; call < 2; ++call) {
+        Mamba3ScanArgs a, ga;
+        mamba3_prepare_fwd(proj, g, angle, a);
+        mamba3_prepare_fwd(on_cuda(proj), gg, gangle, ga);
+        EXPECT_LT(scaled_max_diff(ga.adt, a.adt), 1e-5f) << what;
+        EXPECT_LT(scaled_max_diff(ga.dt, a.dt), 1e-6f) << what;
+        EXPECT_LT(scaled_max_diff(ga.trap, a.trap), 1e-6f) << what;
+        EXPECT_LT(scaled_max_diff(ga.q, a.q), 1e-4f) << what;
+        EXPECT_LT(scaled_max_diff(ga.k, a.k), 1e-4f) << what;
+        EXPECT_LT(scaled_max_diff(gangle, angle), 1e-4f) << what << " call " << call;
+      }
+    }
+  }
+}
+
+TEST(Mamba3GatesCuda, CombineMatchesCpu) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(4);
+  for (auto [batch, seq_len, rank, n_heads, head_dim] :
+       {std::tuple{1, 1, 1, 2, 16}, {2, 9, 1, 3, 64}, {2, 7, 2, 2, 32}, {1, 5, 4, 4, 64}, {1, 3, 8, 2, 33}}) {
+    const bool mimo = rank > 1;
+    const int64_t di = n_heads * head_dim;
+    const Tensor y = random_tensor({batch, seq_len, rank, n_heads, head_dim}, rng, -3.0f, 3.0f);
+    const Tensor proj = random_tensor({batch, seq_len, 2 * di + 5}, rng, -3.0f, 3.0f);
+    const Tensor z = proj.slice(-1, 0, di), gz = on_cuda(proj).slice(-1, 0, di);  // z is a column view
+    const Tensor mz = mimo ? random_tensor({n_heads, rank, head_dim}, rng) : Tensor();
+    const Tensor mo = mimo ? random_tensor({n_heads, rank, head_dim}, rng) : Tensor();
+    for (bool norm : {false, true}) {
+      const Tensor w = norm ? random_tensor({di}, rng) : Tensor();
+      const Tensor ref = mamba3_combine_fwd(y, z, w, mz, mo);
+      EXPECT_LT(scaled_max_diff(mamba3_combine_fwd(on_cuda(y), gz, on_cuda(w), on_cuda(mz), on_cuda(mo)), ref), 1e-5f)
+          << "rank " << rank << " norm " << norm;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mamba::ops

@@ -1,0 +1,157 @@
+// Simple Mamba-3 scan on CUDA (SPEC §3.4, the recurrence of mamba3_scan.h): one warp per (batch,
+// head, pair of head_dim rows); lane l holds state entries n = l, l+32, ... (d_state <= 256) in
+// registers; each rank's output S·q_r is a warp sum. The previous token's key and x are re-read
+// from the inputs (or the state at t = 0); k_prev/v_prev are saved by a second launch, after every
+// warp has read them.
+#include <initializer_list>
+
+#include "backend/cuda/cuda_context.h"
+#include "backend/cuda/kernel_utils.cuh"
+#include "core/error.h"
+#include "ops/mamba3_scan/mamba3_scan_cuda.h"
+
+namespace mamba::ops {
+
+namespace {
+
+constexpr int kRows = 2;      // head_dim rows per warp
+constexpr int kMaxSlots = 8;  // state entries per lane and row: d_state <= 32·kMaxSlots
+constexpr int kWarps = 4;     // warps per block
+
+struct Mamba3Params {
+  const float *x, *q, *k, *adt, *dt, *trap, *D, *mimo_x;  // mimo_x null for SISO
+  float *y, *ssm, *k_prev, *v_prev;
+  int64_t batch, seq_len, rank, n_heads, head_dim, d_state;
+};
+
+__global__ void mamba3_scan_kernel(Mamba3Params p) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warp = blockIdx.x * int64_t(kWarps) + (threadIdx.x >> 5);
+  const int64_t row_tiles = (p.head_dim + kRows - 1) / kRows;
+  if (warp >= p.batch * p.n_heads * row_tiles) return;
+  const int64_t p0 = (warp % row_tiles) * kRows, bh = warp / row_tiles;
+  const int64_t b = bh / p.n_heads, h = bh % p.n_heads;
+  const int64_t R = p.rank, H = p.n_heads, P = p.head_dim, N = p.d_state, L = p.seq_len;
+  float s[kRows][kMaxSlots];
+#pragma unroll
+  for (int i = 0; i < kRows; ++i)
+#pragma unroll
+    for (int j = 0; j < kMaxSlots; ++j) {
+      const int64_t n = lane + 32 * j, row = p0 + i;
+      s[i][j] = (n < N && row < P) ? p.ssm[(bh * P + row) * N + n] : 0.0f;
+    }
+  const float D = p.D[h];
+  for (int64_t t = 0; t < L; ++t) {
+    const int64_t bt = b * L + t;
+    const float dt = p.dt[bt * H + h], lambda = p.trap[bt * H + h];
+    const float alpha = expf(p.adt[bt * H + h]);
+    const float beta = (1.0f - lambda) * dt * alpha, gamma = lambda * dt;
+    float x_now[kRows], x_before[kRows];
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) {
+      const int64_t row = p0 + i < P ? p0 + i : P - 1;
+      x_now[i] = p.x[(bt * H + h) * P + row];
+      x_before[i] = t == 0 ? p.v_prev[bh * P + row] : p.x[((bt - 1) * H + h) * P + row];
+    }
+    // S = α·S + Σ_r (β·v_{t−1,r}[p]·k_{t−1,r} + γ·v_{t,r}[p]·k_{t,r}),  v_{t,r} = x_t ⊙ mimo_x[h, r].
+#pragma unroll
+    for (int i = 0; i < kRows; ++i)
+#pragma unroll
+      for (int j = 0; j < kMaxSlots; ++j) s[i][j] *= alpha;
+    for (int64_t r = 0; r < R; ++r) {
+      const float* k_before = t == 0 ? p.k_prev + ((b * R + r) * H + h) * N : p.k + (((bt - 1) * R + r) * H + h) * N;
+      const float* k_now = p.k + ((bt * R + r) * H + h) * N;
+      float kb[kMaxSlots], kn[kMaxSlots];
+#pragma unroll
+      for (int j = 0; j < kMaxSlots; ++j) {
+        const int64_t n = lane + 32 * j;
+        kb[j] = n < N ? k_before[n] : 0.0f;
+        kn[j] = n < N ? k_now[n] : 0.0f;
+      }
+#pragma unroll
+      for (int i = 0; i < kRows; ++i) {
+        const int64_t row = p0 + i < P ? p0 + i : P - 1;
+        const float scale = p.mimo_x ? p.mimo_x[(h * R + r) * P + row] : 1.0f;
+        const float c_before = beta * x_before[i] * scale, c_now = gamma * x_now[i] * scale;
+#pragma unroll
+        for (int j = 0; j < kMaxSlots; ++j) s[i][j] += c_before * kb[j] + c_now * kn[j];
+      }
+    }
+    // y_{t,r}[p] = S_p·q_{t,r} + D·v_{t,r}[p].
+    for (int64_t r = 0; r < R; ++r) {
+      const float* q = p.q + ((bt * R + r) * H + h) * N;
+      float qn[kMaxSlots];
+#pragma unroll
+      for (int j = 0; j < kMaxSlots; ++j) qn[j] = lane + 32 * j < N ? q[lane + 32 * j] : 0.0f;
+#pragma unroll
+      for (int i = 0; i < kRows; ++i) {
+        const int64_t row = p0 + i;
+        float acc = 0.0f;
+#pragma unroll
+        for (int j = 0; j < kMaxSlots; ++j) acc += s[i][j] * qn[j];
+        acc = mamba::cuda::warp_sum(acc);
+        if (lane == 0 && row < P) {
+          const float scale = p.mimo_x ? p.mimo_x[(h * R + r) * P + row] : 1.0f;
+          p.y[((bt * R + r) * H + h) * P + row] = acc + D * x_now[i] * scale;
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kRows; ++i)
+#pragma unroll
+    for (int j = 0; j < kMaxSlots; ++j) {
+      const int64_t n = lane + 32 * j, row = p0 + i;
+      if (n < N && row < P) p.ssm[(bh * P + row) * N + n] = s[i][j];
+    }
+}
+
+// k_prev[b, r, h, :] = k[b, L−1, r, h, :];  v_prev[b, h, :] = x[b, L−1, h, :]  (SPEC §3.5).
+__global__ void mamba3_save_last_kernel(Mamba3Params p) {
+  const int64_t R = p.rank, H = p.n_heads, P = p.head_dim, N = p.d_state, L = p.seq_len;
+  const int64_t n_k = p.batch * R * H * N;
+  MAMBA_GRID_STRIDE_LOOP(i, n_k + p.batch * H * P) {
+    if (i < n_k) {
+      const int64_t b = i / (R * H * N), rhn = i % (R * H * N);
+      p.k_prev[i] = p.k[(b * L + L - 1) * R * H * N + rhn];
+    } else {
+      const int64_t j = i - n_k, b = j / (H * P), hp = j % (H * P);
+      p.v_prev[j] = p.x[(b * L + L - 1) * H * P + hp];
+    }
+  }
+}
+
+}  // namespace
+
+void mamba3_scan_cuda(const Mamba3ScanArgs& a, Mamba3ScanState& s, Tensor& y) {
+  MAMBA_CHECK(a.x.dim() == 4 && a.q.dim() == 5, "mamba3_scan: x must be [batch, seq_len, n_heads, head_dim]");
+  const int64_t B = a.x.size(0), L = a.x.size(1), H = a.x.size(2), P = a.x.size(3), R = a.q.size(2), N = a.q.size(4);
+  MAMBA_CHECK(L >= 1, "mamba3_scan: seq_len " << L);
+  MAMBA_CHECK(a.q.shape() == (Shape{B, L, R, H, N}) && a.k.shape() == a.q.shape(),
+              "q " << shape_str(a.q.shape()) << " and k " << shape_str(a.k.shape()) << " with x "
+                   << shape_str(a.x.shape()));
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&a.adt, &a.dt, &a.trap}) MAMBA_CHECK(t->shape() == (Shape{B, L, H}));
+  MAMBA_CHECK(a.D.numel() == H && (a.mimo_x.defined() ? a.mimo_x.shape() == (Shape{H, R, P}) : R == 1));
+  MAMBA_CHECK(s.ssm.shape() == (Shape{B, H, P, N}) && s.k_prev.shape() == (Shape{B, R, H, N}) &&
+              s.v_prev.shape() == (Shape{B, H, P}));
+  MAMBA_CHECK(N <= 32 * kMaxSlots, "mamba3_scan (CUDA): d_state " << N << " > " << 32 * kMaxSlots);
+  if (!y.defined()) y = Tensor::empty({B, L, R, H, P}, DType::f32, Device::cuda);
+  MAMBA_CHECK(y.shape() == (Shape{B, L, R, H, P}));
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&a.x, &a.q, &a.k, &a.adt, &a.dt, &a.trap, &a.D, &s.ssm, &s.k_prev, &s.v_prev,
+                          &y}) {
+    mamba::cuda::check_cuda_tensor(*t, "mamba3_scan argument");
+    MAMBA_CHECK(t->dtype() == DType::f32 && t->is_contiguous(), "mamba3_scan: tensors must be f32 and contiguous");
+  }
+  if (a.mimo_x.defined()) mamba::cuda::check_cuda_tensor(a.mimo_x, "mamba3_scan: mimo_x");
+  const Mamba3Params p{a.x.f32(), a.q.f32(), a.k.f32(), a.adt.f32(), a.dt.f32(), a.trap.f32(), a.D.f32(),
+                       a.mimo_x.defined() ? a.mimo_x.f32() : nullptr,
+                       y.f32(), s.ssm.f32(), s.k_prev.f32(), s.v_prev.f32(), B, L, R, H, P, N};
+  const int64_t warps = B * H * ((P + kRows - 1) / kRows);
+  if (warps == 0) return;
+  mamba3_scan_kernel<<<mamba::cuda::ceil_div(warps, kWarps), 32 * kWarps, 0, mamba::cuda::stream()>>>(p);
+  CUDA_CHECK_LAUNCH();
+  mamba3_save_last_kernel<<<mamba::cuda::grid_for(B * (R * H * N + H * P)), 256, 0, mamba::cuda::stream()>>>(p);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace mamba::ops

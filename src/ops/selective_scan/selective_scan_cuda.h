@@ -1,0 +1,9 @@
+// CUDA entry point of the selective scan (selective_scan_cuda.cu), called by selective_scan.cpp.
+#pragma once
+#include "ops/selective_scan/selective_scan.h"
+
+namespace mamba::ops {
+
+Tensor selective_scan_fwd_cuda(const SelectiveScanArgs& args, Tensor& state);
+
+}  // namespace mamba::ops

@@ -1,0 +1,63 @@
+// SSD on CUDA vs the CPU ops (chunked ssd_fwd and sequential ssd_ref): n_groups 1..4, d_state
+// 16..256, head_dim not a multiple of the warp's rows, D per head or per channel, odd lengths,
+// and a prefill followed by one-token calls continuing the state. Label `cuda`.
+#include <gtest/gtest.h>
+
+#include "cuda_testing.h"
+#include "ops/ssd/ssd.h"
+#include "testing.h"
+
+namespace mamba::ops {
+namespace {
+
+using testing::on_cuda;
+using testing::scaled_max_diff;
+
+SsdArgs on_device(const SsdArgs& a) {
+  SsdArgs g = a;
+  for (Tensor* t : {&g.x, &g.dt, &g.A, &g.B, &g.C, &g.D}) *t = on_cuda(*t);
+  return g;
+}
+
+SsdArgs tokens(const SsdArgs& a, int64_t t0, int64_t t1) {
+  SsdArgs s = a;
+  for (Tensor* t : {&s.x, &s.dt, &s.B, &s.C}) *t = t->slice(1, t0, t1).contiguous();
+  return s;
+}
+
+TEST(SsdCuda, MatchesCpuAndContinuesState) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(1);
+  struct Shape6 { int64_t batch, seq_len, n_heads, head_dim, n_groups, d_state; };
+  for (const Shape6 s : {Shape6{1, 1, 2, 4, 1, 16}, {2, 37, 8, 16, 2, 16}, {1, 70, 4, 5, 4, 32}, {2, 19, 6, 64, 3, 128},
+                         {1, 9, 2, 8, 1, 256}, {3, 33, 4, 16, 1, 48}}) {
+    for (bool d_per_channel : {false, true}) {
+      SsdArgs a;
+      a.x = testing::random_tensor({s.batch, s.seq_len, s.n_heads, s.head_dim}, rng);
+      a.dt = testing::random_tensor({s.batch, s.seq_len, s.n_heads}, rng, 0.001f, 0.5f);
+      a.A = testing::random_tensor({s.n_heads}, rng, -8.0f, -0.5f);
+      a.B = testing::random_tensor({s.batch, s.seq_len, s.n_groups, s.d_state}, rng);
+      a.C = testing::random_tensor({s.batch, s.seq_len, s.n_groups, s.d_state}, rng);
+      a.D = testing::random_tensor({d_per_channel ? s.n_heads * s.head_dim : s.n_heads}, rng);
+      a.chunk_size = 16;
+      const SsdArgs g = on_device(a);
+      const Tensor s0 = testing::random_tensor({s.batch, s.n_heads, s.head_dim, s.d_state}, rng);
+      Tensor st = s0.copy(), st_ref = s0.copy(), gst = on_cuda(s0), gst_ref = on_cuda(s0);
+      const Tensor y = ssd_fwd(a, st), y_ref = ssd_ref(a, st_ref);
+      EXPECT_LT(scaled_max_diff(ssd_fwd(g, gst), y), 1e-4f) << s.d_state << " G " << s.n_groups;
+      EXPECT_LT(scaled_max_diff(ssd_ref(g, gst_ref), y_ref), 1e-5f);
+      EXPECT_LT(scaled_max_diff(gst, st), 1e-4f);
+      Tensor gst2 = on_cuda(s0);
+      const int64_t k = s.seq_len / 2;
+      if (k > 0) {
+        EXPECT_LT(scaled_max_diff(ssd_fwd(tokens(g, 0, k), gst2), y_ref.slice(1, 0, k).contiguous()), 1e-5f);
+      }
+      for (int64_t t = k; t < s.seq_len; ++t)
+        EXPECT_LT(scaled_max_diff(ssd_ref(tokens(g, t, t + 1), gst2), y_ref.slice(1, t, t + 1).contiguous()), 1e-5f);
+      EXPECT_LT(scaled_max_diff(gst2, st_ref), 1e-5f);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mamba::ops

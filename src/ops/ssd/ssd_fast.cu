@@ -1,0 +1,603 @@
+// Chunked scan on tensor cores (SPEC §2.3, §3.5), parallel over (batch, head, chunk) in 3 launches:
+// chunk_state (local state of each chunk), state_passing (sequential over chunks, elementwise),
+// chunk_scan (outputs from the entering state). Inside a chunk, 64-token tiles carry the state in
+// registers, so the stored states are 4× fewer than with 64-token chunks. mma.sync m16n8k16 bf16.
+#include "ops/ssd/ssd_fast.cuh"
+
+#include <cstddef>
+#include <initializer_list>
+
+#include "backend/cuda/cuda_check.h"
+#include "core/error.h"
+
+namespace mamba::ops::cuda {
+
+namespace {
+
+constexpr int kTile = 64;      // tokens per tile (the Mamba-3 chunk; 4 tiles per Mamba-2 chunk)
+constexpr int kThreads = 256;  // 8 warps; a warp's rows: [16w, 16w+16) of the tile or of head_dim
+constexpr int kRowWarps = 4;   // warps that cover the 64 rows of a tile (head_dim = 64 likewise)
+constexpr int kPad = 8;       // bf16 row padding: row strides ≡ 16 B (mod 128 B), no bank conflicts
+constexpr float kLog2e = 1.4426950408889634f;
+
+// ---- Tensor-core fragments (PTX ISA, mma.m16n8k16 .bf16): lane = 4·g + qd; an A fragment holds
+// rows {g, g+8} × cols {2qd, 2qd+1, 2qd+8, 2qd+9}; a C fragment rows {g, g+8} × cols {2qd, 2qd+1}. ----
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// Four 8×8 b16 matrices; lanes 8i..8i+7 give the row addresses of matrix i.
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const __nv_bfloat16* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p))
+               : "memory");
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const __nv_bfloat16* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p))
+               : "memory");
+}
+
+// d += a·b, 16×8×16, fp32 accumulators (registers only: not volatile, free to schedule).
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+__device__ __forceinline__ uint32_t scale_bf16x2(uint32_t v, float lo, float hi) {
+  const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v));
+  return pack_bf16(f.x * lo, f.y * hi);
+}
+
+// 16 bytes global → shared, zero-filled when !valid (tokens past seq_len).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(valid ? 16 : 0)
+               : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int kPending>  // waits until at most kPending committed groups are still in flight
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory"); }
+
+// ---- One pipeline stage in shared memory: a tile of 64 tokens of one (batch, head) ----
+
+template <int P, int N, bool kWithQ>
+struct TileStage {
+  static constexpr int kP = P, kN = N, kQK = N + kPad, kX = P + kPad;
+  static constexpr bool kHasQ = kWithQ;
+  __nv_bfloat16 k[kTile * kQK];  // [token, d_state]
+  __nv_bfloat16 x[kTile * kX];   // [token, head_dim]
+  float a2[kTile];     // inclusive cumsum of adt inside the tile, in log2 units
+  float sigma[kTile];  // off-diagonal weight σ_s
+  float gamma[kTile];  // diagonal weight γ_t
+  __nv_bfloat16 q[kWithQ ? kTile * kQK : 8];  // [token, d_state]; warp w's rows then stage its y rows
+};
+
+struct HeadCoords {
+  int b, h, c;  // batch, head, chunk (state_chunk tokens)
+};
+
+// Starts the copies of tile rows [t0, t0 + 64) of k, x (and q) into a stage, as one commit group.
+// The kLoaders threads with index `loader` share the copies.
+template <int kLoaders, class Stage>
+__device__ void load_tile_async(const ChunkedScanParams& p, const HeadCoords& hc, int t0, Stage& s, int loader) {
+  constexpr int P = Stage::kP, N = Stage::kN;
+  const int g = hc.h / p.heads_per_group;
+  const __nv_bfloat16* k_base = p.k + hc.b * p.k_batch_stride + g * p.k_group_stride;
+  const __nv_bfloat16* q_base = p.q + hc.b * p.q_batch_stride + g * p.q_group_stride;
+  const __nv_bfloat16* x_base = p.x + hc.b * p.x_batch_stride + hc.h * p.x_head_stride;
+  constexpr int kVecN = N / 8, kVecP = P / 8;
+  for (int i = loader; i < kTile * kVecN; i += kLoaders) {
+    const int row = i / kVecN, col = (i % kVecN) * 8, t = t0 + row;
+    const bool valid = t < p.seq_len;
+    const int64_t tt = valid ? t : 0;
+    cp_async16(&s.k[row * Stage::kQK + col], k_base + tt * p.k_seq_stride + col, valid);
+    if constexpr (Stage::kHasQ) cp_async16(&s.q[row * Stage::kQK + col], q_base + tt * p.q_seq_stride + col, valid);
+  }
+  for (int i = loader; i < kTile * kVecP; i += kLoaders) {
+    const int row = i / kVecP, col = (i % kVecP) * 8, t = t0 + row;
+    const bool valid = t < p.seq_len;
+    cp_async16(&s.x[row * Stage::kX + col], x_base + (valid ? t : 0) * p.x_seq_stride + col, valid);
+  }
+  cp_async_commit();
+}
+
+// Per-token inputs of a tile as loaded by warp 0: lane l holds tokens 2l, 2l+1 and 2l+2 (the
+// next token's dt and λ give the folded β). Zero past seq_len. Loaded into registers one tile
+// ahead and stored after the barrier, so the loads' latency hides behind a tile's compute.
+struct TileCoefLoads {
+  float dt[3], trap[3], adt[2];
+};
+
+__device__ TileCoefLoads load_coefficients(const ChunkedScanParams& p, const HeadCoords& hc, int t0) {
+  TileCoefLoads c = {};
+  const int lane = threadIdx.x & 31;
+  const int64_t base = hc.b * p.dt_batch_stride + hc.h * p.dt_head_stride;
+#pragma unroll
+  for (int i = 0; i < 3; ++i) {
+    const int t = t0 + 2 * lane + i;
+    if (t >= p.seq_len) continue;
+    const int64_t at = base + t * p.dt_seq_stride;
+    c.dt[i] = p.dt[at];
+    if (p.weights == ScanWeights::trapezoid) {
+      c.trap[i] = p.trap[at];
+      if (i < 2) c.adt[i] = p.adt[at];
+    }
+  }
+  return c;
+}
+
+// Warp 0: the weights σ, γ and the tile's inclusive cumsum of adt (log2 units). Tokens past
+// seq_len have adt = σ = γ = 0, so they neither decay nor contribute.
+template <class Stage>
+__device__ void store_coefficients(const ChunkedScanParams& p, int h, const TileCoefLoads& c, Stage& s) {
+  const int lane = threadIdx.x & 31;
+  float log_decay[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    float adt, sigma, gamma;
+    if (p.weights == ScanWeights::ssd) {
+      adt = c.dt[i] * p.A[h];
+      sigma = gamma = c.dt[i];
+    } else {  // β of token t+1 folded into token t's key (§3.5); none after the last token
+      adt = c.adt[i];
+      gamma = c.trap[i] * c.dt[i];
+      sigma = gamma + c.dt[i + 1] * (1.0f - c.trap[i + 1]);
+    }
+    log_decay[i] = adt * kLog2e;
+    s.sigma[2 * lane + i] = sigma;
+    s.gamma[2 * lane + i] = gamma;
+  }
+  float run = log_decay[0] + log_decay[1];
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const float up = __shfl_up_sync(0xffffffffu, run, off);
+    if (lane >= off) run += up;
+  }
+  s.a2[2 * lane] = run - log_decay[1];
+  s.a2[2 * lane + 1] = run;
+}
+
+// H ← exp(a_last)·H + Σ_s exp(a_last − a_s)·σ_s·x_s k_sᵀ for the warp's 16 state rows [row0, row0+16)
+// (head_dim) and kCols columns [col0, col0 + kCols) (d_state).
+template <int kCols, class Stage>
+__device__ void update_state(const Stage& s, float (&H)[kCols / 8][4], int row0, int col0) {
+  using Smem = Stage;
+  const int lane = threadIdx.x & 31, qd = lane & 3;
+  const float a_last = s.a2[kTile - 1], decay = exp2f(a_last);
+#pragma unroll
+  for (int nt = 0; nt < kCols / 8; ++nt) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) H[nt][i] *= decay;
+  }
+  auto weight = [&](int t) { return exp2f(fminf(a_last - s.a2[t], 0.0f)) * s.sigma[t]; };
+#pragma unroll
+  for (int ks = 0; ks < kTile / 16; ++ks) {
+    // A = (x·weight)ᵀ [head_dim, token], from x [token, head_dim] by a transposing load.
+    uint32_t a[4];
+    ldsm_x4_trans(a, &s.x[(ks * 16 + (lane & 7) + (lane >> 4) * 8) * Smem::kX + row0 + ((lane >> 3) & 1) * 8]);
+    const int t = ks * 16 + 2 * qd;
+    const float w0 = weight(t), w1 = weight(t + 1), w8 = weight(t + 8), w9 = weight(t + 9);
+    a[0] = scale_bf16x2(a[0], w0, w1);
+    a[1] = scale_bf16x2(a[1], w0, w1);
+    a[2] = scale_bf16x2(a[2], w8, w9);
+    a[3] = scale_bf16x2(a[3], w8, w9);
+#pragma unroll
+    for (int nt2 = 0; nt2 < kCols / 16; ++nt2) {
+      uint32_t bk[4];  // k [token, d_state] is B = [k-dim, n]: transposing load
+      ldsm_x4_trans(bk, &s.k[(ks * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * Smem::kQK + col0 + nt2 * 16 + (lane >> 4) * 8]);
+      mma_bf16(H[2 * nt2], a, bk[0], bk[1]);
+      mma_bf16(H[2 * nt2 + 1], a, bk[2], bk[3]);
+    }
+  }
+}
+
+// The warp's accumulator block (rows [row0, row0+16), columns [col0, col0+kCols)) of a
+// [head_dim, d_state] fp32 state in global memory.
+template <int N, int kCols>
+__device__ void load_state_rows(const float* state, float (&H)[kCols / 8][4], int row0, int col0) {
+  const int lane = threadIdx.x & 31, row = row0 + (lane >> 2), col = col0 + 2 * (lane & 3);
+#pragma unroll
+  for (int nt = 0; nt < kCols / 8; ++nt) {
+    const float2 lo = *reinterpret_cast<const float2*>(state + row * N + nt * 8 + col);
+    const float2 hi = *reinterpret_cast<const float2*>(state + (row + 8) * N + nt * 8 + col);
+    H[nt][0] = lo.x, H[nt][1] = lo.y, H[nt][2] = hi.x, H[nt][3] = hi.y;
+  }
+}
+template <int N, int kCols>
+__device__ void store_state_rows(float* state, const float (&H)[kCols / 8][4], int row0, int col0) {
+  const int lane = threadIdx.x & 31, row = row0 + (lane >> 2), col = col0 + 2 * (lane & 3);
+#pragma unroll
+  for (int nt = 0; nt < kCols / 8; ++nt) {
+    *reinterpret_cast<float2*>(state + row * N + nt * 8 + col) = make_float2(H[nt][0], H[nt][1]);
+    *reinterpret_cast<float2*>(state + (row + 8) * N + nt * 8 + col) = make_float2(H[nt][2], H[nt][3]);
+  }
+}
+// H_s: [head_dim, d_state + kPad] bf16 in shared memory.
+template <int N>
+__device__ void store_state_bf16(__nv_bfloat16* H_s, const float (&H)[N / 8][4], int row0) {
+  constexpr int kQK = N + kPad;
+  const int lane = threadIdx.x & 31, row = row0 + (lane >> 2), col = 2 * (lane & 3);
+#pragma unroll
+  for (int nt = 0; nt < N / 8; ++nt) {
+    *reinterpret_cast<uint32_t*>(&H_s[row * kQK + nt * 8 + col]) = pack_bf16(H[nt][0], H[nt][1]);
+    *reinterpret_cast<uint32_t*>(&H_s[(row + 8) * kQK + nt * 8 + col]) = pack_bf16(H[nt][2], H[nt][3]);
+  }
+}
+
+// Workspace: states [batch, n_heads, n_chunks, head_dim, d_state] fp32, then the chunk decays
+// [batch, n_heads, n_chunks] (Σ adt over the chunk, log2 units).
+struct Workspace {
+  float* states;
+  float* chunk_decay;
+};
+__host__ __device__ inline int n_chunks(const ChunkedScanParams& p) {
+  return (p.seq_len + p.state_chunk - 1) / p.state_chunk;
+}
+__host__ __device__ inline size_t states_elems(const ChunkedScanParams& p) {
+  return size_t(p.batch) * p.n_heads * n_chunks(p) * p.head_dim * p.d_state;
+}
+__host__ __device__ inline Workspace workspace_of(const ChunkedScanParams& p) {
+  float* states = static_cast<float*>(p.workspace);
+  return {states, states + states_elems(p)};
+}
+__device__ inline int64_t chunk_index(const ChunkedScanParams& p, const HeadCoords& hc) {
+  return (int64_t(hc.b) * p.n_heads + hc.h) * n_chunks(p) + hc.c;
+}
+
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+struct TileRange {
+  int t_begin, n_tiles;  // the block's chunk: tiles [t_begin + 64j, t_begin + 64j + 64)
+};
+__device__ inline TileRange tile_range(const ChunkedScanParams& p, const HeadCoords& hc) {
+  const int t_begin = hc.c * p.state_chunk, t_end = min(t_begin + p.state_chunk, p.seq_len);
+  return {t_begin, (t_end - t_begin + kTile - 1) / kTile};
+}
+
+// ---- Kernel 1: local state of each chunk, S_c = Σ_s exp(a_end − a_s)·σ_s·x_s k_sᵀ (from zero) ----
+// 8 warps: rows [16(w mod 4), +16) × d_state half w / 4. Two stages: the copies and per-token loads
+// of tile j+1 are in flight while tile j is accumulated.
+template <int P, int N>
+__global__ void __launch_bounds__(kThreads) chunk_state_kernel(const ChunkedScanParams p) {
+  using Stage = TileStage<P, N, false>;
+  constexpr int kCols = N / 2;
+  static_assert(P == 16 * kRowWarps && kThreads == 2 * 32 * kRowWarps, "warp layout");
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  Stage* stages = reinterpret_cast<Stage*>(smem_raw);
+  const HeadCoords hc{static_cast<int>(blockIdx.z), static_cast<int>(blockIdx.x), static_cast<int>(blockIdx.y)};
+  const int warp = threadIdx.x >> 5, row0 = (warp % kRowWarps) * 16, col0 = (warp / kRowWarps) * kCols;
+  const bool coef_warp = warp == 0;
+  const TileRange tr = tile_range(p, hc);
+  float H[kCols / 8][4] = {};
+  float log_decay = 0.0f;
+  load_tile_async<kThreads>(p, hc, tr.t_begin, stages[0], threadIdx.x);
+  if (coef_warp) store_coefficients(p, hc.h, load_coefficients(p, hc, tr.t_begin), stages[0]);
+  for (int j = 0; j < tr.n_tiles; ++j) {
+    const bool has_next = j + 1 < tr.n_tiles;
+    const int t_next = tr.t_begin + (j + 1) * kTile;
+    TileCoefLoads next = {};
+    if (has_next) {
+      load_tile_async<kThreads>(p, hc, t_next, stages[(j + 1) % 2], threadIdx.x);
+      if (coef_warp) next = load_coefficients(p, hc, t_next);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // tile j and its coefficients are visible
+    if (has_next && coef_warp) store_coefficients(p, hc.h, next, stages[(j + 1) % 2]);
+    update_state<kCols>(stages[j % 2], H, row0, col0);
+    log_decay += stages[j % 2].a2[kTile - 1];
+    __syncthreads();  // stage j % 2 may be refilled
+  }
+  const Workspace ws = workspace_of(p);
+  const int64_t ci = chunk_index(p, hc);
+  store_state_rows<N, kCols>(ws.states + ci * P * N, H, row0, col0);
+  if (threadIdx.x == 0) ws.chunk_decay[ci] = log_decay;
+}
+
+// ---- Kernel 2: H_0 = initial state (+ pending β term); states[c] ← H_c; H_{c+1} = e^{A_c} H_c + S_c ----
+template <int P, int N>
+__global__ void __launch_bounds__(256) state_passing_kernel(const ChunkedScanParams p) {
+  const int e = (blockIdx.x * blockDim.x + threadIdx.x) * 4;  // first of 4 state elements
+  if (e >= P * N) return;
+  const int b = blockIdx.z, h = blockIdx.y, row = e / N, col = e % N;
+  float4 H = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  if (p.initial_state) {
+    H = *reinterpret_cast<const float4*>(p.initial_state + b * p.initial_state_batch_stride +
+                                         h * p.initial_state_head_stride + e);
+  }
+  if (p.k_prev) {  // S_in = S_prev + Δ_0(1 − λ_0)·v_prev k_prevᵀ (§3.5); α_0 comes with exp(a_0)
+    const int64_t at = b * p.dt_batch_stride + h * p.dt_head_stride;
+    const float pending = p.dt[at] * (1.0f - p.trap[at]) *
+                          p.v_prev[b * p.v_prev_batch_stride + h * p.v_prev_head_stride + row];
+    const float* kp = p.k_prev + b * p.k_prev_batch_stride + h * p.k_prev_head_stride + col;
+    H.x += pending * kp[0], H.y += pending * kp[1], H.z += pending * kp[2], H.w += pending * kp[3];
+  }
+  const Workspace ws = workspace_of(p);
+  const int nc = n_chunks(p);
+  float* states = ws.states + (int64_t(b) * p.n_heads + h) * nc * P * N + e;
+  const float* decays = ws.chunk_decay + (int64_t(b) * p.n_heads + h) * nc;
+  constexpr int kAhead = 4;  // loads in flight per thread
+  for (int c0 = 0; c0 < nc; c0 += kAhead) {
+    float4 S[kAhead];
+    float decay[kAhead];
+#pragma unroll
+    for (int i = 0; i < kAhead; ++i) {
+      if (c0 + i < nc) {
+        S[i] = __ldcs(reinterpret_cast<const float4*>(states + int64_t(c0 + i) * P * N));
+        decay[i] = exp2f(decays[c0 + i]);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kAhead; ++i) {
+      if (c0 + i < nc) {
+        *reinterpret_cast<float4*>(states + int64_t(c0 + i) * P * N) = H;
+        H.x = decay[i] * H.x + S[i].x, H.y = decay[i] * H.y + S[i].y;
+        H.z = decay[i] * H.z + S[i].z, H.w = decay[i] * H.w + S[i].w;
+      }
+    }
+  }
+  if (p.final_state) {
+    *reinterpret_cast<float4*>(p.final_state + b * p.final_state_batch_stride + h * p.final_state_head_stride + e) = H;
+  }
+}
+
+// y for the warp's 16 tile rows: exp(a_t)·q_t·H_in + Σ_s coef(t, s)·(q_t·k_s)·x_s + D·x_t, then
+// written as bf16 through the warp's own q rows (16-byte stores).
+template <int P, int N>
+__device__ void tile_output(const ChunkedScanParams& p, const HeadCoords& hc, int t0, TileStage<P, N, true>& s,
+                            const __nv_bfloat16* H_s) {
+  using Smem = TileStage<P, N, true>;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, qd = lane & 3;
+  const int r0 = warp * 16;  // called by warps 0..3
+  float acc[P / 8][4] = {};       // y rows [r0, r0+16) × head_dim
+  float score[kTile / 8][4] = {};  // (q·k) rows [r0, r0+16) × tile tokens (causal: st ≤ warp)
+#pragma unroll
+  for (int ks = 0; ks < N / 16; ++ks) {
+    uint32_t a[4];
+    ldsm_x4(a, &s.q[(r0 + (lane & 15)) * Smem::kQK + ks * 16 + (lane >> 4) * 8]);
+#pragma unroll
+    for (int pt = 0; pt < P / 16; ++pt) {
+      uint32_t bh[4];
+      ldsm_x4(bh, &H_s[(pt * 16 + (lane & 7) + (lane >> 4) * 8) * Smem::kQK + ks * 16 + ((lane >> 3) & 1) * 8]);
+      mma_bf16(acc[2 * pt], a, bh[0], bh[1]);
+      mma_bf16(acc[2 * pt + 1], a, bh[2], bh[3]);
+    }
+#pragma unroll
+    for (int st = 0; st < kTile / 16; ++st) {
+      if (st > warp) continue;
+      uint32_t bk[4];
+      ldsm_x4(bk, &s.k[(st * 16 + (lane & 7) + (lane >> 4) * 8) * Smem::kQK + ks * 16 + ((lane >> 3) & 1) * 8]);
+      mma_bf16(score[2 * st], a, bk[0], bk[1]);
+      mma_bf16(score[2 * st + 1], a, bk[2], bk[3]);
+    }
+  }
+  const int t_lo = r0 + g, t_hi = t_lo + 8;
+  const float a_lo = s.a2[t_lo], a_hi = s.a2[t_hi];
+  const float e_lo = exp2f(a_lo), e_hi = exp2f(a_hi);
+#pragma unroll
+  for (int nt = 0; nt < P / 8; ++nt) {
+    acc[nt][0] *= e_lo, acc[nt][1] *= e_lo, acc[nt][2] *= e_hi, acc[nt][3] *= e_hi;
+  }
+  // coef(t, s) = exp(a_t − a_s)·σ_s (s < t), γ_t (s = t), 0 (s > t).
+  auto coef = [&](int t, float a_t, int u) {
+    return u < t ? exp2f(fminf(a_t - s.a2[u], 0.0f)) * s.sigma[u] : (u == t ? s.gamma[t] : 0.0f);
+  };
+#pragma unroll
+  for (int st = 0; st < kTile / 16; ++st) {
+    if (st > warp) continue;
+    uint32_t a[4];
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      float(&c)[4] = score[2 * st + half];
+      const int u = st * 16 + half * 8 + 2 * qd;
+      a[2 * half] = pack_bf16(c[0] * coef(t_lo, a_lo, u), c[1] * coef(t_lo, a_lo, u + 1));
+      a[2 * half + 1] = pack_bf16(c[2] * coef(t_hi, a_hi, u), c[3] * coef(t_hi, a_hi, u + 1));
+    }
+#pragma unroll
+    for (int pt = 0; pt < P / 16; ++pt) {
+      uint32_t bx[4];  // x [token, head_dim] is B = [k-dim, n]: transposing load
+      ldsm_x4_trans(bx, &s.x[(st * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * Smem::kX + pt * 16 + (lane >> 4) * 8]);
+      mma_bf16(acc[2 * pt], a, bx[0], bx[1]);
+      mma_bf16(acc[2 * pt + 1], a, bx[2], bx[3]);
+    }
+  }
+  const float D = p.D ? p.D[hc.h] : 0.0f;
+  __syncwarp();  // every lane is done reading the warp's q rows: they now stage y
+#pragma unroll
+  for (int nt = 0; nt < P / 8; ++nt) {
+    const int col = nt * 8 + 2 * qd;
+    const float2 x_lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.x[t_lo * Smem::kX + col]));
+    const float2 x_hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.x[t_hi * Smem::kX + col]));
+    *reinterpret_cast<uint32_t*>(&s.q[t_lo * Smem::kQK + col]) = pack_bf16(acc[nt][0] + D * x_lo.x, acc[nt][1] + D * x_lo.y);
+    *reinterpret_cast<uint32_t*>(&s.q[t_hi * Smem::kQK + col]) = pack_bf16(acc[nt][2] + D * x_hi.x, acc[nt][3] + D * x_hi.y);
+  }
+  __syncwarp();
+  __nv_bfloat16* y_base = p.y + hc.b * p.y_batch_stride + hc.h * p.y_head_stride;
+  constexpr int kVecP = P / 8;
+#pragma unroll
+  for (int i = lane; i < 16 * kVecP; i += 32) {
+    const int row = r0 + i / kVecP, col = (i % kVecP) * 8, t = t0 + row;
+    if (t < p.seq_len) {
+      *reinterpret_cast<uint4*>(y_base + int64_t(t) * p.y_seq_stride + col) =
+          *reinterpret_cast<const uint4*>(&s.q[row * Smem::kQK + col]);
+    }
+  }
+}
+
+// ---- Kernel 3: outputs of each chunk from its entering state, carried through the 64-token tiles ----
+// Warp-specialized, 8 warps: warps 0-3 compute y of tile j (rows 16w..) from H_j (bf16 in shared
+// memory) while warps 4-7 advance the fp32 state H_j → H_{j+1} (rows 16(w−4)..) in registers and
+// own the copies (two stages: tile j+1 lands while tile j computes). Named barriers: 1 = tile j
+// and H_j ready, 2 = tile j and H_j consumed.
+template <int P, int N>
+__global__ void __launch_bounds__(kThreads, 2) chunk_scan_kernel(const ChunkedScanParams p) {
+  using Stage = TileStage<P, N, true>;
+  static_assert(P == 16 * kRowWarps && kThreads == 2 * 32 * kRowWarps, "warp layout");
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  Stage* stages = reinterpret_cast<Stage*>(smem_raw);
+  __nv_bfloat16* H_s = reinterpret_cast<__nv_bfloat16*>(smem_raw + 2 * sizeof(Stage));
+  const HeadCoords hc{static_cast<int>(blockIdx.z), static_cast<int>(blockIdx.x), static_cast<int>(blockIdx.y)};
+  const TileRange tr = tile_range(p, hc);
+  const int warp = threadIdx.x >> 5;
+  if (warp < kRowWarps) {
+    for (int j = 0; j < tr.n_tiles; ++j) {
+      named_barrier_sync(1, kThreads);
+      tile_output<P, N>(p, hc, tr.t_begin + j * kTile, stages[j % 2], H_s);
+      named_barrier_sync(2, kThreads);
+    }
+    return;
+  }
+  const int loader = threadIdx.x - 32 * kRowWarps, row0 = (warp - kRowWarps) * 16;
+  const bool coef_warp = warp == kRowWarps;
+  float H[N / 8][4];
+  load_state_rows<N, N>(workspace_of(p).states + chunk_index(p, hc) * P * N, H, row0, 0);
+  store_state_bf16<N>(H_s, H, row0);
+  load_tile_async<32 * kRowWarps>(p, hc, tr.t_begin, stages[0], loader);
+  if (coef_warp) store_coefficients(p, hc.h, load_coefficients(p, hc, tr.t_begin), stages[0]);
+  for (int j = 0; j < tr.n_tiles; ++j) {
+    const bool has_next = j + 1 < tr.n_tiles;
+    const int t_next = tr.t_begin + (j + 1) * kTile;
+    TileCoefLoads next = {};
+    if (has_next) {  // stage (j+1) % 2 was released at barrier 2 of tile j − 1
+      load_tile_async<32 * kRowWarps>(p, hc, t_next, stages[(j + 1) % 2], loader);
+      if (coef_warp) next = load_coefficients(p, hc, t_next);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    named_barrier_sync(1, kThreads);
+    if (has_next) {
+      if (coef_warp) store_coefficients(p, hc.h, next, stages[(j + 1) % 2]);
+      update_state<N>(stages[j % 2], H, row0, 0);
+    }
+    named_barrier_sync(2, kThreads);
+    if (has_next) store_state_bf16<N>(H_s, H, row0);
+  }
+}
+
+template <int P, int N>
+void launch(const ChunkedScanParams& p, cudaStream_t stream) {
+  const dim3 chunk_grid(p.n_heads, n_chunks(p), p.batch);
+  const size_t smem_state = 2 * sizeof(TileStage<P, N, false>);
+  const size_t smem_scan = 2 * sizeof(TileStage<P, N, true>) + P * (N + kPad) * sizeof(__nv_bfloat16);
+  static const bool smem_opt_in = [&] {  // once per process (current device)
+    CUDA_CHECK(cudaFuncSetAttribute(chunk_state_kernel<P, N>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(smem_state)));
+    CUDA_CHECK(cudaFuncSetAttribute(chunk_scan_kernel<P, N>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(smem_scan)));
+    return true;
+  }();
+  (void)smem_opt_in;
+  chunk_state_kernel<P, N><<<chunk_grid, kThreads, smem_state, stream>>>(p);
+  CUDA_CHECK_LAUNCH();
+  const dim3 pass_grid((P * N / 4 + 255) / 256, p.n_heads, p.batch);
+  state_passing_kernel<P, N><<<pass_grid, 256, 0, stream>>>(p);
+  CUDA_CHECK_LAUNCH();
+  chunk_scan_kernel<P, N><<<chunk_grid, kThreads, smem_scan, stream>>>(p);
+  CUDA_CHECK_LAUNCH();
+}
+
+bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+
+}  // namespace
+
+void check_chunked_scan_dims(int head_dim, int d_state, const char* op) {
+  if (!(head_dim == 64 && d_state == 128)) {
+    throw_error(ErrorCode::unsupported, op, ": tensor-core kernel compiled for head_dim 64, d_state 128; got head_dim ",
+                head_dim, ", d_state ", d_state);
+  }
+}
+
+size_t chunked_scan_workspace_bytes(const ChunkedScanParams& p) {
+  return (states_elems(p) + size_t(p.batch) * p.n_heads * n_chunks(p)) * sizeof(float);
+}
+
+void chunked_scan_fwd(const ChunkedScanParams& p, cudaStream_t stream) {
+  if (p.batch == 0 || p.seq_len == 0) return;
+  check_chunked_scan_dims(p.head_dim, p.d_state, "chunked_scan_fwd");
+  launch<64, 128>(p, stream);
+}
+
+// ---- Mamba-2 front end ----
+
+namespace {
+
+ChunkedScanParams engine_params(const SsdFastParams& s) {
+  ChunkedScanParams p;
+  p.batch = s.batch, p.seq_len = s.seq_len, p.n_heads = s.n_heads, p.head_dim = s.head_dim;
+  p.d_state = s.d_state, p.heads_per_group = s.n_heads / s.n_groups, p.state_chunk = s.chunk_size;
+  p.weights = ScanWeights::ssd;
+  p.x = s.x, p.x_batch_stride = s.x_batch_stride, p.x_seq_stride = s.x_seq_stride, p.x_head_stride = s.x_head_stride;
+  p.q = s.C, p.q_batch_stride = s.C_batch_stride, p.q_seq_stride = s.C_seq_stride, p.q_group_stride = s.C_group_stride;
+  p.k = s.B, p.k_batch_stride = s.B_batch_stride, p.k_seq_stride = s.B_seq_stride, p.k_group_stride = s.B_group_stride;
+  p.dt = s.dt, p.dt_batch_stride = s.dt_batch_stride, p.dt_seq_stride = s.dt_seq_stride;
+  p.dt_head_stride = s.dt_head_stride, p.A = s.A, p.D = s.D;
+  p.initial_state = s.initial_state, p.initial_state_batch_stride = s.initial_state_batch_stride;
+  p.initial_state_head_stride = s.initial_state_head_stride;
+  p.final_state = s.final_state, p.final_state_batch_stride = s.final_state_batch_stride;
+  p.final_state_head_stride = s.final_state_head_stride;
+  p.y = s.y, p.y_batch_stride = s.y_batch_stride, p.y_seq_stride = s.y_seq_stride, p.y_head_stride = s.y_head_stride;
+  p.workspace = s.workspace;
+  return p;
+}
+
+void check_vec_rows(const void* ptr, std::initializer_list<int64_t> strides, const char* name) {
+  if (!ptr) throw_error(ErrorCode::invalid_argument, "ssd_fast_fwd: ", name, " is null");
+  bool ok = aligned16(ptr);
+  for (int64_t s : strides) ok = ok && s % 8 == 0;
+  if (!ok) throw_error(ErrorCode::invalid_argument, "ssd_fast_fwd: ", name, " rows must be 16-byte aligned (strides multiples of 8)");
+}
+
+void check_state(const float* ptr, int64_t batch_stride, int64_t head_stride, const char* name) {
+  if (ptr && !(aligned16(ptr) && batch_stride % 4 == 0 && head_stride % 4 == 0)) {
+    throw_error(ErrorCode::invalid_argument, "ssd_fast_fwd: ", name, " must be 16-byte aligned (strides multiples of 4)");
+  }
+}
+
+}  // namespace
+
+size_t ssd_fast_workspace_bytes(const SsdFastParams& s) {
+  if (s.n_groups <= 0 || s.chunk_size <= 0) return 0;
+  return chunked_scan_workspace_bytes(engine_params(s));
+}
+
+void ssd_fast_fwd(const SsdFastParams& s, cudaStream_t stream) {
+  if (s.batch < 0 || s.seq_len < 0 || s.n_heads <= 0 || s.n_groups <= 0 || s.n_heads % s.n_groups != 0) {
+    throw_error(ErrorCode::shape, "ssd_fast_fwd: batch ", s.batch, ", seq_len ", s.seq_len, ", n_heads ", s.n_heads,
+                ", n_groups ", s.n_groups, " (n_heads must be a multiple of n_groups)");
+  }
+  check_chunked_scan_dims(s.head_dim, s.d_state, "ssd_fast_fwd");
+  if (s.chunk_size <= 0 || s.chunk_size % kTile != 0) {
+    throw_error(ErrorCode::unsupported, "ssd_fast_fwd: chunk_size ", s.chunk_size, " must be a positive multiple of ", kTile);
+  }
+  check_vec_rows(s.x, {s.x_batch_stride, s.x_seq_stride, s.x_head_stride}, "x");
+  check_vec_rows(s.B, {s.B_batch_stride, s.B_seq_stride, s.B_group_stride}, "B");
+  check_vec_rows(s.C, {s.C_batch_stride, s.C_seq_stride, s.C_group_stride}, "C");
+  check_vec_rows(s.y, {s.y_batch_stride, s.y_seq_stride, s.y_head_stride}, "y");
+  if (!s.dt || !s.A) throw_error(ErrorCode::invalid_argument, "ssd_fast_fwd: dt and A are required");
+  check_state(s.initial_state, s.initial_state_batch_stride, s.initial_state_head_stride, "initial_state");
+  check_state(s.final_state, s.final_state_batch_stride, s.final_state_head_stride, "final_state");
+  const size_t need = ssd_fast_workspace_bytes(s);
+  if (!s.workspace || !aligned16(s.workspace) || s.workspace_bytes < need) {
+    throw_error(ErrorCode::invalid_argument, "ssd_fast_fwd: workspace of ", s.workspace_bytes, " bytes, need ", need,
+                " (16-byte aligned)");
+  }
+  chunked_scan_fwd(engine_params(s), stream);
+}
+
+}  // namespace mamba::ops::cuda

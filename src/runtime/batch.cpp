@@ -1,0 +1,164 @@
+// Batched generation (see batch.h): states stacked along the batch for pure-SSM models, one
+// state per sequence otherwise. A finished row is copied back to its session at once; later steps
+// still compute it (a fixed batch shape) but its outputs are ignored.
+#include "runtime/batch.h"
+
+#include <chrono>
+#include <string>
+
+#include "core/error.h"
+
+namespace mamba::runtime {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Tensors of one state by "<layer>.<name>", in visit order (the same for every state of a model).
+std::vector<std::pair<std::string, Tensor>> tensors_of(const models::State& state) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (size_t i = 0; i < state.layers.size(); ++i) {
+    models::LayerState layer = state.layers[i];  // shallow copy: visit() needs a mutable object
+    layer.visit([&](const char* name, Tensor& t) { out.emplace_back(std::to_string(i) + "." + name, t); });
+  }
+  return out;
+}
+
+// Rebuilds a state of `like`'s structure from tensors in tensors_of() order.
+models::State with_tensors(const models::State& like, const std::vector<Tensor>& tensors, int64_t batch) {
+  models::State s;
+  s.batch = batch;
+  s.layers = like.layers;
+  size_t k = 0;
+  for (models::LayerState& layer : s.layers) layer.visit([&](const char*, Tensor& t) { t = tensors[k++]; });
+  MAMBA_CHECK(k == tensors.size());
+  return s;
+}
+
+// Stacked decoding: one Model::step per token for the whole batch.
+void decode_stacked(std::span<Session> sessions, const GenerateParams& params,
+                    std::span<sampling::Sampler> samplers, const BatchCallback& on_token, BatchResult& r) {
+  const models::Model& model = sessions[0].model();
+  const int64_t batch = static_cast<int64_t>(sessions.size()), vocab = model.config().vocab_padded;
+  std::vector<const models::State*> states;
+  std::vector<int64_t> position;
+  Tensor logits = Tensor::empty({batch, vocab});  // [batch, vocab_padded]
+  for (int64_t b = 0; b < batch; ++b) {
+    states.push_back(&sessions[b].session_state().state);
+    position.push_back(sessions[b].position());
+    logits.select(0, b).copy_from(sessions[b].logits());
+  }
+  models::State state = stack_states(states);
+  Tensor ids = Tensor::zeros({batch}, DType::i32);  // [batch]; finished rows keep their last token
+  std::vector<bool> done(static_cast<size_t>(batch), params.max_tokens <= 0);
+  int64_t active = params.max_tokens > 0 ? batch : 0;
+  for (int64_t i = 0; active > 0; ++i) {
+    std::vector<int64_t> finishing;
+    for (int64_t b = 0; b < batch; ++b) {
+      if (done[b]) continue;
+      const int32_t token = samplers[b].sample(logits.select(0, b).f32(), sessions[b].history());
+      r.sequences[b].tokens.push_back(token);
+      sessions[b].remember(token);
+      ids.data<int32_t>()[b] = token;
+      if (on_token) on_token(static_cast<size_t>(b), token);
+      const bool eos = params.stop.is_eos(token);
+      if (eos) r.sequences[b].reason = StopReason::eos;
+      if (eos || i + 1 == params.max_tokens) finishing.push_back(b);
+    }
+    logits = model.step(ids, state);
+    ++r.decode_steps;
+    for (int64_t b = 0; b < batch; ++b) position[b] += done[b] ? 0 : 1;
+    for (int64_t b : finishing) {  // the final token is consumed: hand the row back
+      SessionState& s = sessions[b].session_state();
+      s.state = state_row(state, b, position[b]);
+      s.logits = logits.slice(0, b, b + 1).copy();
+      done[b] = true;
+      --active;
+    }
+  }
+}
+
+}  // namespace
+
+bool can_stack(const models::Model& model) {
+  for (int64_t i = 0; i < model.config().n_layer; ++i)
+    if (model.config().layer_kind(i) == io::MixerKind::attention) return false;
+  return true;
+}
+
+models::State stack_states(std::span<const models::State* const> states) {
+  MAMBA_CHECK(!states.empty());
+  int64_t batch = 0;
+  for (const models::State* s : states) batch += s->batch;
+  const auto first = tensors_of(*states[0]);
+  std::vector<Tensor> stacked;
+  for (const auto& [name, t] : first) {
+    Shape shape = t.shape();
+    shape[0] = batch;
+    stacked.push_back(Tensor::empty(shape, t.dtype()));
+  }
+  int64_t row = 0;
+  for (const models::State* s : states) {
+    const auto parts = tensors_of(*s);
+    MAMBA_CHECK(parts.size() == first.size(), "states of different models");
+    for (size_t k = 0; k < parts.size(); ++k) {
+      MAMBA_CHECK(parts[k].first == first[k].first, parts[k].first << " vs " << first[k].first);
+      stacked[k].slice(0, row, row + s->batch).copy_from(parts[k].second);  // shapes checked by copy_from
+    }
+    row += s->batch;
+  }
+  return with_tensors(*states[0], stacked, batch);
+}
+
+models::State state_row(const models::State& state, int64_t row, int64_t position) {
+  std::vector<Tensor> rows;
+  for (const auto& [name, t] : tensors_of(state)) rows.push_back(t.slice(0, row, row + 1).copy());
+  models::State s = with_tensors(state, rows, 1);
+  s.position = position;
+  return s;
+}
+
+BatchResult generate_batch(std::span<Session> sessions, std::span<const std::vector<int32_t>> prompts,
+                           const GenerateParams& params, std::span<sampling::Sampler> samplers,
+                           const BatchCallback& on_token) {
+  if (sessions.empty() || prompts.size() != sessions.size() || samplers.size() != sessions.size())
+    throw_error(ErrorCode::invalid_argument, "generate_batch: ", sessions.size(), " sessions, ",
+                prompts.size(), " prompts and ", samplers.size(),
+                " samplers (expected the same number, at least 1)");
+  const models::Model& model = sessions[0].model();
+  for (const Session& s : sessions)
+    if (&s.model() != &model)
+      throw_error(ErrorCode::invalid_argument, "generate_batch: sessions of different models");
+  BatchResult r;
+  r.sequences.resize(sessions.size());
+  r.stacked = can_stack(model);
+  if (!r.stacked) {  // one sequence at a time: same tokens as batch 1, by construction
+    for (size_t b = 0; b < sessions.size(); ++b) {
+      r.sequences[b] = sessions[b].generate(prompts[b], params, samplers[b], nullptr,
+                                            [&](int32_t token, std::string_view) {
+                                              if (on_token) on_token(b, token);
+                                              return true;
+                                            });
+      r.prefill_seconds += r.sequences[b].prefill_seconds;
+      r.decode_seconds += r.sequences[b].decode_seconds;
+      r.decode_steps += static_cast<int64_t>(r.sequences[b].tokens.size());
+    }
+    return r;
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  for (size_t b = 0; b < sessions.size(); ++b) {
+    r.sequences[b].n_prompt = static_cast<int64_t>(prompts[b].size());
+    sessions[b].prefill(prompts[b]);
+    if (params.max_tokens > 0 && !sessions[b].logits().defined())
+      throw_error(ErrorCode::invalid_argument, "generate_batch: sequence ", b,
+                  " has an empty prompt and empty state");
+  }
+  r.prefill_seconds = seconds_since(t0);
+  t0 = std::chrono::steady_clock::now();
+  decode_stacked(sessions, params, samplers, on_token, r);
+  r.decode_seconds = seconds_since(t0);
+  return r;
+}
+
+}  // namespace mamba::runtime

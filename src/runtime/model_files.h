@@ -1,0 +1,22 @@
+// What generation reads from a model folder besides the weights: the tokenizer
+// (DIR/tokenizer.json) and the end-of-sequence ids (generation_config.json, config.json, then
+// the tokenizer's own).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tokenizer/tokenizer.h"
+
+namespace mamba::runtime {
+
+// `path` if given (it must load), else DIR/tokenizer.json if present, else null.
+std::unique_ptr<tok::Tokenizer> load_tokenizer(const std::string& model_dir, const std::string& path = "");
+
+// eos_token_id (a number or a list) of DIR/generation_config.json, else of DIR/config.json, else
+// the tokenizer's eos_id(), else its "<|endoftext|>" token (the GPT-NeoX tokenizer of the
+// state-spaces checkpoints); empty when none of these exists.
+std::vector<int32_t> eos_token_ids(const std::string& model_dir, const tok::Tokenizer* tokenizer);
+
+}  // namespace mamba::runtime

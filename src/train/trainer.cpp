@@ -1,0 +1,213 @@
+// The training loop (see trainer.h): one step, evaluation, checkpoints and the CSV log.
+#include "train/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <vector>
+
+#include "core/error.h"
+#include "core/file_util.h"
+#include "ops/cross_entropy/cross_entropy.h"
+#include "train/checkpoint.h"
+
+namespace mamba::train {
+
+using nlohmann::json;
+
+namespace {
+
+// Independent random streams of one seed: training batches and held-out evaluation batches.
+constexpr uint64_t train_stream = 1, eval_stream = 2;
+constexpr const char* format_tag = "mambacpp-train-1";
+constexpr const char* csv_header = "step,lr,loss,acc,tokens_per_s,grad_norm,max_length,eval_acc,eval_scaled_acc\n";
+
+// Answer positions (target >= 0) whose argmax over all logits columns is the target.
+// logits: [batch, seq_len, vocab] f32 CPU; targets: [batch, seq_len] i64.
+int64_t count_correct(const Tensor& logits_in, const Tensor& targets, int64_t& counted) {
+  const Tensor logits = logits_in.contiguous();
+  const int64_t vocab = logits.size(-1), rows = targets.numel();
+  const float* x = logits.f32();
+  const int64_t* tgt = targets.data<int64_t>();
+  int64_t correct = 0;
+  counted = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (tgt[r] < 0) continue;
+    const float* row = x + r * vocab;
+    int64_t best = 0;
+    for (int64_t v = 1; v < vocab; ++v)
+      if (row[v] > row[best]) best = v;
+    correct += best == tgt[r];
+    ++counted;
+  }
+  return correct;
+}
+
+}  // namespace
+
+EvalStats evaluate(const models::Model& model, const Task& task, int64_t length, int64_t batch, int64_t n_batches,
+                   uint64_t seed) {
+  EvalStats out;
+  out.length = nearest_valid_length(task, length);
+  if (out.length < task.min_length())
+    throw_error(ErrorCode::invalid_argument, task.name(), ": no valid evaluation length <= ", length);
+  int64_t correct = 0;
+  double loss_sum = 0;
+  for (int64_t i = 0; i < n_batches; ++i) {
+    Rng rng = Rng::for_index(seed, eval_stream, static_cast<uint64_t>(i));
+    const Batch b = sample_batch(task, batch, out.length, out.length, rng);
+    models::State state = model.new_state(batch);
+    const Tensor logits = model.forward(b.ids, state).to(Device::cpu);
+    int64_t counted = 0;
+    correct += count_correct(logits, b.targets, counted);
+    loss_sum += ops::cross_entropy_fwd(logits, b.targets) * static_cast<double>(counted);
+    out.answers += counted;
+  }
+  const double n = static_cast<double>(std::max<int64_t>(out.answers, 1));
+  out.loss = loss_sum / n;
+  out.accuracy = static_cast<double>(correct) / n;
+  out.scaled_accuracy = (out.accuracy - task.chance()) / (1.0 - task.chance());
+  return out;
+}
+
+Trainer::Trainer(const TrainConfig& config) : config_(config) {
+  init();
+  model_ = std::make_unique<models::Model>(models::Model::random(model_config_for(config_, *task_), config_.seed));
+  grads_ = std::make_unique<models::Model>(model_->new_grads());
+  optimizer_ = std::make_unique<AdamW>(*model_, config_.adamw);
+}
+
+Trainer::Trainer(const TrainConfig& config, const std::string& checkpoint) : config_(config) {
+  init();
+  const std::string dir = resolve_checkpoint(checkpoint);
+  model_ = std::make_unique<models::Model>(models::Model::load(dir));
+  const json expected = io::to_mamba_ssm_json(model_config_for(config_, *task_));
+  if (expected != io::to_mamba_ssm_json(model_->config()))
+    throw_error(ErrorCode::invalid_argument, dir, ": the checkpoint's model differs from the training config's model");
+  grads_ = std::make_unique<models::Model>(model_->new_grads());
+  optimizer_ = std::make_unique<AdamW>(*model_, config_.adamw);
+  optimizer_->load(path_join(dir, "optimizer.safetensors"));
+  step_ = optimizer_->steps();
+}
+
+Trainer::~Trainer() {
+  if (log_) std::fclose(log_);
+}
+
+void Trainer::init() {
+  validate(config_, "training config");
+  config_.schedule.total_steps = config_.steps;
+  task_ = make_task(config_.task, config_.task_options);
+}
+
+StepStats Trainer::step() {
+  const auto start = std::chrono::steady_clock::now();
+  StepStats s;
+  s.max_length = config_.curriculum.max_length(step_);
+  Rng rng = Rng::for_index(config_.seed, train_stream, static_cast<uint64_t>(step_));
+  const Batch b = sample_batch(*task_, config_.batch, config_.curriculum.min_length, s.max_length, rng);
+  zero_grads(*grads_);
+  // Mean cross-entropy over the answer positions only (targets −1 elsewhere).
+  const Tensor logits = model_->forward_train(b.ids, acts_);
+  s.loss = ops::cross_entropy_fwd(logits, b.targets);
+  int64_t counted = 0;
+  const int64_t correct = count_correct(logits, b.targets, counted);
+  s.accuracy = counted > 0 ? static_cast<double>(correct) / static_cast<double>(counted) : 0.0;
+  model_->backward(ops::cross_entropy_bwd(logits, b.targets), acts_, *grads_);
+  s.grad_norm = clip_grad_norm(*grads_, config_.clip);
+  s.lr = config_.schedule.at(step_);
+  optimizer_->step(*model_, *grads_, s.lr);
+  model_->params_updated();
+  s.step = ++step_;
+  s.tokens = b.n_tokens;
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return s;
+}
+
+EvalStats Trainer::evaluate_now() const {
+  const int64_t length = config_.eval_length > 0 ? config_.eval_length : config_.curriculum.end_max;
+  const int64_t batch = config_.eval_batch > 0 ? config_.eval_batch : config_.batch;
+  return evaluate(*model_, *task_, length, batch, config_.eval_batches, config_.seed);
+}
+
+std::string Trainer::save_checkpoint() const {
+  MAMBA_CHECK(!config_.checkpoint_dir.empty());
+  return write_checkpoint(config_.checkpoint_dir, step_, config_.keep_checkpoints, [&](const std::string& dir) {
+    model_->save(dir);
+    // Batch i is a function of (seed, i): the data position is the step.
+    optimizer_->save(path_join(dir, "optimizer.safetensors"),
+                     {{"format", format_tag}, {"data_seed", std::to_string(config_.seed)},
+                      {"data_step", std::to_string(step_)}});
+    const json trainer = {{"format", format_tag}, {"step", step_}, {"config", to_json(config_)}};
+    write_file_atomic(path_join(dir, "trainer.json"), trainer.dump(2) + "\n");
+  });
+}
+
+// A fresh run starts the log; a resumed one keeps the rows up to its step (rows written after
+// the checkpoint by an interrupted run are dropped) and appends.
+void Trainer::open_log() {
+  if (config_.log_csv.empty() || log_) return;
+  std::string kept = csv_header;
+  if (step_ > 0 && file_exists(config_.log_csv)) {
+    std::istringstream in(read_file(config_.log_csv));
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      const long long row_step = std::atoll(line.c_str());
+      if (row_step <= step_) kept += line + "\n";
+    }
+  }
+  write_file_atomic(config_.log_csv, kept);
+  log_ = std::fopen(config_.log_csv.c_str(), "a");
+  if (!log_) throw_error(ErrorCode::io, config_.log_csv, ": cannot open the log for appending");
+}
+
+void Trainer::log_row(const StepStats& s, const EvalStats* eval) {
+  if (!log_) return;
+  const double tps = s.seconds > 0 ? static_cast<double>(s.tokens) / s.seconds : 0.0;
+  std::fprintf(log_, "%lld,%.6g,%.6f,%.4f,%.1f,%.4g,%lld,", static_cast<long long>(s.step), s.lr, s.loss, s.accuracy,
+               tps, s.grad_norm, static_cast<long long>(s.max_length));
+  if (eval) std::fprintf(log_, "%.4f,%.4f\n", eval->accuracy, eval->scaled_accuracy);
+  else std::fprintf(log_, ",\n");
+  std::fflush(log_);
+}
+
+void Trainer::run(const RunCallbacks& cb) {
+  open_log();
+  while (step_ < config_.steps) {
+    const StepStats s = step();
+    if (cb.on_step) cb.on_step(s);
+    const bool last = step_ == config_.steps;
+    EvalStats eval;
+    const bool do_eval = last || (config_.eval_every > 0 && step_ % config_.eval_every == 0);
+    if (do_eval) {
+      eval = evaluate_now();
+      if (cb.on_eval) cb.on_eval(step_, eval);
+    }
+    log_row(s, do_eval ? &eval : nullptr);
+    const bool do_save = !config_.checkpoint_dir.empty() &&
+                         (last || (config_.checkpoint_every > 0 && step_ % config_.checkpoint_every == 0));
+    if (do_save) {
+      const std::string dir = save_checkpoint();
+      if (cb.on_checkpoint) cb.on_checkpoint(dir);
+    }
+  }
+}
+
+TrainConfig load_checkpoint_config(const std::string& checkpoint) {
+  const std::string file = path_join(resolve_checkpoint(checkpoint), "trainer.json");
+  json j;
+  try {
+    j = json::parse(read_file(file));
+  } catch (const json::parse_error& e) {
+    throw_error(ErrorCode::parse, file, ": malformed JSON: ", e.what());
+  }
+  if (!j.is_object() || !j.contains("config"))
+    throw_error(ErrorCode::parse, file, ": expected an object with a 'config' field");
+  return parse_train_config(j.at("config"), file + " (config)");
+}
+
+}  // namespace mamba::train

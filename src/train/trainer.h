@@ -1,0 +1,86 @@
+// The training loop: batch i = f(seed, i) from the task and curriculum -> forward_train ->
+// masked cross-entropy -> backward -> clip -> AdamW -> (eval, checkpoint, CSV row). Because a
+// batch depends only on (seed, step), resuming from a checkpoint replays the same loss curve
+// as an uninterrupted run.
+//
+//   Trainer trainer(config);                                       // or Trainer(config, ckpt)
+//   trainer.run({.on_step = [](const StepStats& s) { ... }});
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "models/model.h"
+#include "train/optimizer.h"
+#include "train/tasks.h"
+#include "train/train_config.h"
+
+namespace mamba::train {
+
+struct StepStats {
+  int64_t step = 0;  // steps done, this one included
+  double lr = 0, loss = 0, accuracy = 0, grad_norm = 0;
+  int64_t max_length = 0;  // curriculum maximum at this step
+  int64_t tokens = 0;      // non-pad positions of the batch
+  double seconds = 0;      // wall time of the step
+};
+
+struct EvalStats {
+  int64_t length = 0;  // the evaluated (valid) length
+  double loss = 0, accuracy = 0, scaled_accuracy = 0;  // accuracies in [0, 1]; scaled = (acc − chance)/(1 − chance)
+  int64_t answers = 0;
+};
+
+// Accuracy of `model` on `n_batches` held-out batches of `task` at one length (the largest valid
+// one <= length), batch i drawn from (seed, i) on a stream separate from training.
+EvalStats evaluate(const models::Model& model, const Task& task, int64_t length, int64_t batch, int64_t n_batches,
+                   uint64_t seed);
+
+struct RunCallbacks {
+  std::function<void(const StepStats&)> on_step;
+  std::function<void(int64_t step, const EvalStats&)> on_eval;
+  std::function<void(const std::string& dir)> on_checkpoint;
+};
+
+class Trainer {
+public:
+  // A fresh run: random weights from config.seed (Model::random, SPEC §4.6).
+  explicit Trainer(const TrainConfig& config);
+  // Continues from a checkpoint folder (resolve_checkpoint): weights, optimizer state and step.
+  // `config` is normally the checkpoint's trainer.json config (load_checkpoint_config), possibly
+  // with more steps; its model must match the checkpoint's.
+  Trainer(const TrainConfig& config, const std::string& checkpoint);
+  ~Trainer();
+
+  StepStats step();
+  EvalStats evaluate_now() const;  // at the config's eval length
+  // Writes a checkpoint of the current step under config.checkpoint_dir; returns its folder.
+  std::string save_checkpoint() const;
+  // Runs the remaining steps up to config.steps with evaluation, checkpoints and the CSV log.
+  void run(const RunCallbacks& callbacks = {});
+
+  int64_t steps_done() const { return step_; }
+  const TrainConfig& config() const { return config_; }
+  const Task& task() const { return *task_; }
+  const models::Model& model() const { return *model_; }
+
+private:
+  void init();
+  void open_log();
+  void log_row(const StepStats& s, const EvalStats* eval);
+
+  TrainConfig config_;
+  std::unique_ptr<Task> task_;
+  std::unique_ptr<models::Model> model_, grads_;
+  models::Activations acts_;
+  std::unique_ptr<AdamW> optimizer_;
+  int64_t step_ = 0;
+  std::FILE* log_ = nullptr;
+};
+
+// The training config saved in a checkpoint (its trainer.json).
+TrainConfig load_checkpoint_config(const std::string& checkpoint);
+
+}  // namespace mamba::train
