@@ -63,7 +63,8 @@ TEST_P(Golden, ThroughCli) {
   const std::string dir = path_join(root, GetParam());
   const Tensor ref = io::read_npy(path_join(dir, "logits.npy"));
   const int64_t seq_len = ref.size(1);
-  for (int64_t k : {int64_t(-1), int64_t(0), seq_len / 2}) {
+  // Whole sequence, then --prefill K for K = 0, 1, a chunk boundary and the last position.
+  for (int64_t k : {int64_t(-1), int64_t(0), int64_t(1), std::min<int64_t>(16, seq_len), seq_len - 1}) {
     const std::string out = ::testing::TempDir() + "/golden_" + GetParam() + ".npy";
     std::string cmd = std::string(MAMBACPP_CLI) + " logits --model " + dir + " --input " + dir +
                       "/input_ids.npy --output " + out + " --threads 2";

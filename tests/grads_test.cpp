@@ -6,9 +6,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <map>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "core/file_util.h"
 #include "io/npy.h"
@@ -32,7 +31,8 @@ double reference_loss(const std::string& dir) {
 }
 
 // Compares `grads` (name -> tensor) with the fixture's grads.safetensors, both ways.
-void expect_grads_match(const std::map<std::string, Tensor>& grads, const std::string& dir, const std::string& what) {
+void expect_grads_match(const std::map<std::string, Tensor>& grads, const std::string& dir,
+                        const std::string& what) {
   const std::string fixture = dir.substr(dir.find_last_of('/') + 1);
   const io::SafeTensors ref = io::SafeTensors::open(path_join(dir, "grads.safetensors"));
   EXPECT_EQ(grads.size(), ref.size()) << what;
@@ -67,7 +67,8 @@ TEST_P(Grads, LossAndGradientsMatchReference) {
   const double loss = model.loss_and_grads(ids, models::next_token_targets(ids), grads, acts);
   const double ref_loss = reference_loss(dir);
   EXPECT_NEAR(loss, ref_loss, kLossTolerance);
-  std::printf("[ %s ] loss %.7f, reference %.7f (|diff| %.1e)\n", GetParam(), loss, ref_loss, std::fabs(loss - ref_loss));
+  std::printf("[ %s ] loss %.7f, reference %.7f (|diff| %.1e)\n", GetParam(), loss, ref_loss,
+              std::fabs(loss - ref_loss));
   std::map<std::string, Tensor> named;
   grads.visit_params([&](const models::ParamRef& p) { named[p.name] = *p.tensor; });
   expect_grads_match(named, dir, "library");

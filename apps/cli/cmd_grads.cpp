@@ -1,12 +1,12 @@
 // `mambacpp grads`: the next-token loss of int64 [batch, seq_len] ids (mean cross-entropy over all
 // vocabulary columns, the fixtures' loss.json definition) and d loss / d parameter, written as
 // safetensors keyed by checkpoint names (a tied head's gradient is under the embedding's name).
+#include <mambacpp/mambacpp.h>
+
 #include <cstdio>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <mambacpp/mambacpp.h>
 
 #include "commands.h"
 
@@ -30,7 +30,8 @@ Runner add_grads(CLI::App& app) {
     const Model model = Model::load(a->model);
     const Tensor ids = read_npy(a->input);
     if (ids.dim() != 2 || (ids.dtype() != DType::i64 && ids.dtype() != DType::i32))
-      mamba::throw_error(ErrorCode::shape, a->input, ": expected int64 token ids of shape [batch, seq_len], found ",
+      mamba::throw_error(ErrorCode::shape, a->input,
+                         ": expected int64 token ids of shape [batch, seq_len], found ",
                          mamba::dtype_name(ids.dtype()), " ", mamba::shape_str(ids.shape()));
     Model grads = model.new_grads();
     Activations acts;

@@ -14,5 +14,7 @@ Runner add_generate(CLI::App& app);
 Runner add_chat(CLI::App& app);
 Runner add_tokenize(CLI::App& app);
 Runner add_grads(CLI::App& app);
+Runner add_train(CLI::App& app);
+Runner add_eval(CLI::App& app);
 
 }  // namespace mambacpp::cli

@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
   add("chat", "interactive chat on stdin, the conversation kept in the state", mambacpp::cli::add_chat);
   add("tokenize", "text -> token ids, or ids -> text with --decode", mambacpp::cli::add_tokenize);
   add("grads", "next-token loss and d loss / d parameter for token ids from a .npy file", mambacpp::cli::add_grads);
+  add("train", "train a model from scratch on a synthetic task or byte-level text", mambacpp::cli::add_train);
+  add("eval", "accuracy and scaled accuracy of a trained model on a task at given lengths", mambacpp::cli::add_eval);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -36,6 +36,8 @@
 #include "sampling/sampler.h"
 #include "sampling/stop_criteria.h"
 #include "tokenizer/tokenizer.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
 
 namespace mambacpp {
 
@@ -76,5 +78,8 @@ using mamba::tok::StreamDecoder;
 using mamba::tok::Tokenizer;
 
 inline void set_num_threads(int n) { mamba::set_num_threads(n); }
+
+// Training (train/trainer.h): tasks, AdamW, checkpoints, the loop: mambacpp::train::Trainer.
+namespace train = mamba::train;
 
 }  // namespace mambacpp

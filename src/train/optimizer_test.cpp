@@ -91,14 +91,14 @@ TEST(Schedule, WarmupCosineAndConstant) {
 TEST(AdamW, StateRoundTripContinuesIdentically) {
   models::Model a = tiny_model(), c = tiny_model();
   models::Model grads = a.new_grads();
-  AdamW opt_a(a, {.weight_decay = 0.01});
+  AdamW opt_a(a, {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01});
   for (float g : {0.3f, -0.1f}) {
     fill_all(grads, g);
     opt_a.step(a, grads, 1e-2);
   }
   const std::string path = ::testing::TempDir() + "/mamba_optimizer_test.safetensors";
   opt_a.save(path, {{"data_step", "7"}});
-  AdamW opt_c(c, {.weight_decay = 0.01});
+  AdamW opt_c(c, {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01});
   const auto meta = opt_c.load(path);
   EXPECT_EQ(meta.at("data_step"), "7");
   EXPECT_EQ(opt_c.steps(), 2);

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <sstream>
 #include <vector>
 
@@ -149,6 +150,9 @@ std::string Trainer::save_checkpoint() const {
 // the checkpoint by an interrupted run are dropped) and appends.
 void Trainer::open_log() {
   if (config_.log_csv.empty() || log_) return;
+  const std::filesystem::path parent = std::filesystem::path(config_.log_csv).parent_path();
+  std::error_code ec;
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
   std::string kept = csv_header;
   if (step_ > 0 && file_exists(config_.log_csv)) {
     std::istringstream in(read_file(config_.log_csv));

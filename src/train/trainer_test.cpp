@@ -33,7 +33,9 @@ TrainConfig tiny_config(const std::string& model_layer) {
 
 std::vector<double> losses(Trainer& t) {
   std::vector<double> out;
-  t.run({.on_step = [&](const StepStats& s) { out.push_back(s.loss); }});
+  RunCallbacks callbacks;
+  callbacks.on_step = [&](const StepStats& s) { out.push_back(s.loss); };
+  t.run(callbacks);
   return out;
 }
 

@@ -11,14 +11,16 @@
 #include "ops/device.h"
 
 // Skips the current test (reported as skipped by CTest) when there is no CUDA device.
-#define MAMBA_REQUIRE_CUDA()                                                                   \
-  do {                                                                                         \
+#define MAMBA_REQUIRE_CUDA()                                                                      \
+  do {                                                                                            \
     if (!::mamba::ops::device_available(::mamba::Device::cuda)) GTEST_SKIP() << "no CUDA device"; \
   } while (0)
 
 namespace mamba::testing {
 
-inline Tensor on_cuda(const Tensor& t) { return t.defined() ? t.to(Device::cuda) : t; }
+inline Tensor on_cuda(const Tensor& t) {
+  return t.defined() ? t.to(Device::cuda) : t;
+}
 
 // max |gpu - cpu| / max(1, max |cpu|): absolute for O(1) values, relative for large ones.
 inline float scaled_max_diff(const Tensor& gpu, const Tensor& cpu) {

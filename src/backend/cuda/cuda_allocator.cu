@@ -109,7 +109,11 @@ void register_backend() {
   });
 }
 
-size_t allocated_bytes() { return allocator().allocated(); }
-size_t cached_bytes() { return allocator().cached(); }
+size_t allocated_bytes() {
+  return allocator().allocated();
+}
+size_t cached_bytes() {
+  return allocator().cached();
+}
 
 }  // namespace mamba::cuda

@@ -14,18 +14,18 @@ namespace mamba::cuda {
 
 }  // namespace mamba::cuda
 
-#define CUDA_CHECK(expr)                                                          \
-  do {                                                                            \
-    const cudaError_t mamba_cuda_err_ = (expr);                                   \
-    if (mamba_cuda_err_ != cudaSuccess)                                           \
-      ::mamba::cuda::cuda_failed(mamba_cuda_err_, __FILE__, __LINE__, #expr);     \
+#define CUDA_CHECK(expr)                                                      \
+  do {                                                                        \
+    const cudaError_t mamba_cuda_err_ = (expr);                               \
+    if (mamba_cuda_err_ != cudaSuccess)                                       \
+      ::mamba::cuda::cuda_failed(mamba_cuda_err_, __FILE__, __LINE__, #expr); \
   } while (0)
 
-#define CUBLAS_CHECK(expr)                                                        \
-  do {                                                                            \
-    const cublasStatus_t mamba_cublas_st_ = (expr);                               \
-    if (mamba_cublas_st_ != CUBLAS_STATUS_SUCCESS)                                \
-      ::mamba::cuda::cublas_failed(mamba_cublas_st_, __FILE__, __LINE__, #expr);  \
+#define CUBLAS_CHECK(expr)                                                       \
+  do {                                                                           \
+    const cublasStatus_t mamba_cublas_st_ = (expr);                              \
+    if (mamba_cublas_st_ != CUBLAS_STATUS_SUCCESS)                               \
+      ::mamba::cuda::cublas_failed(mamba_cublas_st_, __FILE__, __LINE__, #expr); \
   } while (0)
 
 // After every <<<...>>>: catches bad launch configurations at once (execution errors surface at

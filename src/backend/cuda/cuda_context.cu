@@ -15,7 +15,8 @@ void cuda_failed(cudaError_t err, const char* file, int line, const char* expr) 
   }
   if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver)
     throw_error(ErrorCode::unsupported, "no usable CUDA device: ", cudaGetErrorString(err));
-  check_failed(file, line, expr, std::string("CUDA error ") + cudaGetErrorName(err) + ": " + cudaGetErrorString(err));
+  check_failed(file, line, expr,
+               std::string("CUDA error ") + cudaGetErrorName(err) + ": " + cudaGetErrorString(err));
 }
 
 void cublas_failed(cublasStatus_t status, const char* file, int line, const char* expr) {
@@ -85,9 +86,15 @@ const DeviceInfo& device_info() {
   return info;
 }
 
-cudaStream_t stream() { return context().stream; }
-cublasHandle_t cublas() { return context().cublas; }
-cublasLtHandle_t cublaslt() { return context().cublaslt; }
+cudaStream_t stream() {
+  return context().stream;
+}
+cublasHandle_t cublas() {
+  return context().cublas;
+}
+cublasLtHandle_t cublaslt() {
+  return context().cublaslt;
+}
 
 void* workspace(size_t bytes) {
   std::lock_guard<std::mutex> lock(workspace_mutex());
@@ -101,7 +108,9 @@ void* workspace(size_t bytes) {
   return c.workspace;
 }
 
-void synchronize() { CUDA_CHECK(cudaStreamSynchronize(stream())); }
+void synchronize() {
+  CUDA_CHECK(cudaStreamSynchronize(stream()));
+}
 
 void check_cuda_tensor(const Tensor& t, const char* name) {
   MAMBA_CHECK(t.defined() && t.device() == Device::cuda, name << " must be a CUDA tensor");

@@ -26,7 +26,9 @@ void copy_strided(void* dst, DType dst_dtype, const Shape& dst_strides, const vo
 // Aborts unless t is a defined CUDA tensor (named in the message).
 void check_cuda_tensor(const Tensor& t, const char* name);
 
-inline unsigned int ceil_div(int64_t n, int64_t d) { return static_cast<unsigned int>((n + d - 1) / d); }
+inline unsigned int ceil_div(int64_t n, int64_t d) {
+  return static_cast<unsigned int>((n + d - 1) / d);
+}
 
 // Blocks for a grid-stride loop over n elements (at least 1, capped: the loop covers the rest).
 inline unsigned int grid_for(int64_t n, int threads = 256) {

@@ -15,8 +15,8 @@ struct DeviceInfo {
   std::string name;            // "NVIDIA H100 80GB HBM3"
   int compute_capability = 0;  // 90 for sm_90
   int multiprocessors = 0;
-  size_t global_memory = 0;    // bytes
-  size_t l2_cache = 0;         // bytes
+  size_t global_memory = 0;                  // bytes
+  size_t l2_cache = 0;                       // bytes
   size_t shared_memory_per_block_optin = 0;  // bytes a block may use after cudaFuncSetAttribute
 };
 // Properties of the current device (throws Error(unsupported) when there is none).

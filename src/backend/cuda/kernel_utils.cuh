@@ -6,9 +6,15 @@
 
 namespace mamba::cuda {
 
-__device__ __forceinline__ float sigmoid_f(float v) { return 1.0f / (1.0f + expf(-v)); }
-__device__ __forceinline__ float silu_f(float v) { return v / (1.0f + expf(-v)); }
-__device__ __forceinline__ float softplus_f(float v) { return v <= 20.0f ? log1pf(expf(v)) : v; }
+__device__ __forceinline__ float sigmoid_f(float v) {
+  return 1.0f / (1.0f + expf(-v));
+}
+__device__ __forceinline__ float silu_f(float v) {
+  return v / (1.0f + expf(-v));
+}
+__device__ __forceinline__ float softplus_f(float v) {
+  return v <= 20.0f ? log1pf(expf(v)) : v;
+}
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
@@ -45,7 +51,8 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
 }
 
 // Grid-stride loop bound for 1-D elementwise kernels.
-#define MAMBA_GRID_STRIDE_LOOP(i, n) \
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
+#define MAMBA_GRID_STRIDE_LOOP(i, n)                                        \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); \
+       i += int64_t(gridDim.x) * blockDim.x)
 
 }  // namespace mamba::cuda

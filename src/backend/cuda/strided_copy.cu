@@ -34,7 +34,8 @@ __device__ inline void offsets(const StridedLayout& l, int64_t i, int64_t& dst_o
 
 template <typename T>
 __global__ void strided_copy_kernel(T* dst, const T* src, StridedLayout l, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
     int64_t d, s;
     offsets(l, i, d, s);
     dst[d] = src[s];
@@ -43,30 +44,49 @@ __global__ void strided_copy_kernel(T* dst, const T* src, StridedLayout l, int64
 
 __device__ inline float load_f32(const void* p, int64_t i, DType t) {
   switch (t) {
-    case DType::f32: return static_cast<const float*>(p)[i];
-    case DType::bf16: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-    case DType::f16: return __half2float(static_cast<const __half*>(p)[i]);
-    case DType::i64: return static_cast<float>(static_cast<const int64_t*>(p)[i]);
-    case DType::i32: return static_cast<float>(static_cast<const int32_t*>(p)[i]);
-    case DType::u8: return static_cast<float>(static_cast<const uint8_t*>(p)[i]);
+    case DType::f32:
+      return static_cast<const float*>(p)[i];
+    case DType::bf16:
+      return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+    case DType::f16:
+      return __half2float(static_cast<const __half*>(p)[i]);
+    case DType::i64:
+      return static_cast<float>(static_cast<const int64_t*>(p)[i]);
+    case DType::i32:
+      return static_cast<float>(static_cast<const int32_t*>(p)[i]);
+    case DType::u8:
+      return static_cast<float>(static_cast<const uint8_t*>(p)[i]);
   }
   return 0.0f;
 }
 
 __device__ inline void store_f32(void* p, int64_t i, DType t, float v) {
   switch (t) {
-    case DType::f32: static_cast<float*>(p)[i] = v; break;
-    case DType::bf16: static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v); break;
-    case DType::f16: static_cast<__half*>(p)[i] = __float2half_rn(v); break;
-    case DType::i64: static_cast<int64_t*>(p)[i] = static_cast<int64_t>(v); break;
-    case DType::i32: static_cast<int32_t*>(p)[i] = static_cast<int32_t>(v); break;
-    case DType::u8: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(v); break;
+    case DType::f32:
+      static_cast<float*>(p)[i] = v;
+      break;
+    case DType::bf16:
+      static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
+      break;
+    case DType::f16:
+      static_cast<__half*>(p)[i] = __float2half_rn(v);
+      break;
+    case DType::i64:
+      static_cast<int64_t*>(p)[i] = static_cast<int64_t>(v);
+      break;
+    case DType::i32:
+      static_cast<int32_t*>(p)[i] = static_cast<int32_t>(v);
+      break;
+    case DType::u8:
+      static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(v);
+      break;
   }
 }
 
-__global__ void convert_copy_kernel(void* dst, DType dst_dtype, const void* src, DType src_dtype, StridedLayout l,
-                                    int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+__global__ void convert_copy_kernel(void* dst, DType dst_dtype, const void* src, DType src_dtype,
+                                    StridedLayout l, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
     int64_t d, s;
     offsets(l, i, d, s);
     store_f32(dst, d, dst_dtype, load_f32(src, s, src_dtype));
@@ -104,7 +124,8 @@ StridedLayout make_layout(const Shape& shape, const Shape& dst_strides, const Sh
 
 template <typename T>
 void launch_raw(void* dst, const void* src, const StridedLayout& l, int64_t n, unsigned int blocks) {
-  strided_copy_kernel<T><<<blocks, 256, 0, stream()>>>(static_cast<T*>(dst), static_cast<const T*>(src), l, n);
+  strided_copy_kernel<T>
+      <<<blocks, 256, 0, stream()>>>(static_cast<T*>(dst), static_cast<const T*>(src), l, n);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -122,16 +143,25 @@ void copy_strided(void* dst, DType dst_dtype, const Shape& dst_strides, const vo
     return;
   }
   if (l.ndim == 1 && l.dst_stride[0] == 1 && l.src_stride[0] == 1) {  // contiguous runs: plain copy
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * dtype_size(dst_dtype), cudaMemcpyDeviceToDevice,
-                               stream()));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * dtype_size(dst_dtype),
+                               cudaMemcpyDeviceToDevice, stream()));
     return;
   }
   switch (dtype_size(dst_dtype)) {
-    case 1: launch_raw<uint8_t>(dst, src, l, n, blocks); break;
-    case 2: launch_raw<uint16_t>(dst, src, l, n, blocks); break;
-    case 4: launch_raw<uint32_t>(dst, src, l, n, blocks); break;
-    case 8: launch_raw<uint64_t>(dst, src, l, n, blocks); break;
-    default: MAMBA_CHECK(false, "element size " << dtype_size(dst_dtype));
+    case 1:
+      launch_raw<uint8_t>(dst, src, l, n, blocks);
+      break;
+    case 2:
+      launch_raw<uint16_t>(dst, src, l, n, blocks);
+      break;
+    case 4:
+      launch_raw<uint32_t>(dst, src, l, n, blocks);
+      break;
+    case 8:
+      launch_raw<uint64_t>(dst, src, l, n, blocks);
+      break;
+    default:
+      MAMBA_CHECK(false, "element size " << dtype_size(dst_dtype));
   }
 }
 

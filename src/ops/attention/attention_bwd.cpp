@@ -10,13 +10,14 @@
 
 namespace mamba::ops {
 
-void attention_bwd(const Tensor& dout_in, const Tensor& q, const Tensor& k, const Tensor& v, float scale, Tensor& dq,
-                   Tensor& dk, Tensor& dv) {
+void attention_bwd(const Tensor& dout_in, const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+                   Tensor& dq, Tensor& dk, Tensor& dv) {
   MAMBA_CHECK(q.is_contiguous() && k.is_contiguous() && v.is_contiguous() && k.shape() == v.shape());
   const Tensor dout = dout_in.contiguous();
   const int64_t batch = q.size(0), seq_len = q.size(1), n_heads = q.size(2), head_dim = q.size(3);
   const int64_t n_kv = k.size(2), group = n_heads / n_kv;
-  MAMBA_CHECK(dout.shape() == q.shape() && k.size(1) == seq_len && k.size(3) == head_dim && n_heads % n_kv == 0);
+  MAMBA_CHECK(dout.shape() == q.shape() && k.size(1) == seq_len && k.size(3) == head_dim &&
+              n_heads % n_kv == 0);
   dq = Tensor::empty(q.shape());
   dk = Tensor::zeros(k.shape());
   dv = Tensor::zeros(v.shape());

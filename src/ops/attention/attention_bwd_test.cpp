@@ -14,8 +14,10 @@ namespace {
 TEST(AttentionBwd, CausalGroupedHeads) {
   std::mt19937 rng(1);
   const int64_t batch = 2, L = 6, nh = 4, nkv = 2, hd = 3;
-  Tensor q = testing::random_tensor({batch, L, nh, hd}, rng), k = testing::random_tensor({batch, L, nkv, hd}, rng);
-  Tensor v = testing::random_tensor({batch, L, nkv, hd}, rng), dout = testing::random_tensor({batch, L, nh, hd}, rng);
+  Tensor q = testing::random_tensor({batch, L, nh, hd}, rng),
+         k = testing::random_tensor({batch, L, nkv, hd}, rng);
+  Tensor v = testing::random_tensor({batch, L, nkv, hd}, rng),
+         dout = testing::random_tensor({batch, L, nh, hd}, rng);
   const float scale = 1.0f / std::sqrt(3.0f);
   Tensor dq, dk, dv;
   attention_bwd(dout, q, k, v, scale, dq, dk, dv);

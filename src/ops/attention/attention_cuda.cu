@@ -14,13 +14,14 @@ namespace mamba::ops {
 namespace {
 
 constexpr int kThreads = 128;
-constexpr int kTile = 256;       // keys per tile
+constexpr int kTile = 256;  // keys per tile
 constexpr int kMaxHeadDim = 256;
 constexpr int kDimsPerThread = kMaxHeadDim / kThreads;
 
 struct AttentionParams {
-  const float *q, *k, *v;  // q [batch, seq_len, n_heads, head_dim]; k, v [batch, capacity, n_kv_heads, head_dim]
-  float* out;              // [batch, seq_len, n_heads, head_dim]
+  const float *q, *k,
+      *v;      // q [batch, seq_len, n_heads, head_dim]; k, v [batch, capacity, n_kv_heads, head_dim]
+  float* out;  // [batch, seq_len, n_heads, head_dim]
   int64_t batch, seq_len, n_heads, n_kv_heads, head_dim, capacity, pos;
   float scale;
 };
@@ -92,7 +93,8 @@ __global__ void rotary_kernel(float* x, int64_t batch, int64_t seq_len, int64_t 
 
 }  // namespace
 
-Tensor attention_fwd_cuda(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t pos, float scale) {
+Tensor attention_fwd_cuda(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t pos,
+                          float scale) {
   for (const Tensor* t : std::initializer_list<const Tensor*>{&q, &k_cache, &v_cache}) {
     mamba::cuda::check_cuda_tensor(*t, "attention argument");
     MAMBA_CHECK(t->is_contiguous() && t->dtype() == DType::f32 && t->dim() == 4);
@@ -105,8 +107,8 @@ Tensor attention_fwd_cuda(const Tensor& q, const Tensor& k_cache, const Tensor& 
   Tensor out = Tensor::empty(q.shape(), DType::f32, Device::cuda);
   const int64_t blocks = batch * seq_len * n_heads;
   if (blocks == 0) return out;
-  const AttentionParams p{q.f32(), k_cache.f32(), v_cache.f32(), out.f32(), batch, seq_len, n_heads,
-                          n_kv,    head_dim,      cap,           pos,       scale};
+  const AttentionParams p{q.f32(), k_cache.f32(), v_cache.f32(), out.f32(), batch, seq_len,
+                          n_heads, n_kv,          head_dim,      cap,       pos,   scale};
   attention_fwd_kernel<<<static_cast<unsigned int>(blocks), kThreads, 0, mamba::cuda::stream()>>>(p);
   CUDA_CHECK_LAUNCH();
   return out;
@@ -117,9 +119,8 @@ void rotary_apply_cuda(Tensor& x, int64_t rotary_dim, int64_t pos0, float base, 
   MAMBA_CHECK(x.is_contiguous() && x.dim() == 4 && rotary_dim % 2 == 0 && rotary_dim <= x.size(3));
   const int64_t n = x.size(0) * x.size(1) * x.size(2) * (rotary_dim / 2);
   if (n == 0) return;
-  rotary_kernel<<<mamba::cuda::grid_for(n), 256, 0, mamba::cuda::stream()>>>(x.f32(), x.size(0), x.size(1), x.size(2),
-                                                                             x.size(3), rotary_dim, pos0, base,
-                                                                             interleaved);
+  rotary_kernel<<<mamba::cuda::grid_for(n), 256, 0, mamba::cuda::stream()>>>(
+      x.f32(), x.size(0), x.size(1), x.size(2), x.size(3), rotary_dim, pos0, base, interleaved);
   CUDA_CHECK_LAUNCH();
 }
 

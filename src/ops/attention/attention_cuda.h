@@ -4,7 +4,8 @@
 
 namespace mamba::ops {
 
-Tensor attention_fwd_cuda(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t pos, float scale);
+Tensor attention_fwd_cuda(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t pos,
+                          float scale);
 void rotary_apply_cuda(Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool interleaved);
 
 }  // namespace mamba::ops

@@ -16,9 +16,15 @@ using testing::scaled_max_diff;
 TEST(AttentionCuda, MatchesCpu) {
   MAMBA_REQUIRE_CUDA();
   std::mt19937 rng(1);
-  struct Case { int64_t batch, seq_len, n_heads, n_kv, head_dim, pos, capacity; };
-  for (const Case c : {Case{1, 1, 2, 1, 8, 0, 4}, {2, 17, 4, 2, 16, 0, 20}, {1, 5, 6, 3, 64, 700, 800},
-                       {2, 1, 4, 4, 128, 300, 301}, {1, 3, 2, 1, 256, 9, 12}, {1, 300, 2, 2, 32, 0, 300}}) {
+  struct Case {
+    int64_t batch, seq_len, n_heads, n_kv, head_dim, pos, capacity;
+  };
+  for (const Case c : {Case{1, 1, 2, 1, 8, 0, 4},
+                       {2, 17, 4, 2, 16, 0, 20},
+                       {1, 5, 6, 3, 64, 700, 800},
+                       {2, 1, 4, 4, 128, 300, 301},
+                       {1, 3, 2, 1, 256, 9, 12},
+                       {1, 300, 2, 2, 32, 0, 300}}) {
     const Tensor q = random_tensor({c.batch, c.seq_len, c.n_heads, c.head_dim}, rng);
     const Tensor k = random_tensor({c.batch, c.capacity, c.n_kv, c.head_dim}, rng, -2.0f, 2.0f);
     const Tensor v = random_tensor({c.batch, c.capacity, c.n_kv, c.head_dim}, rng);

@@ -1,6 +1,7 @@
 // Backward of the causal depthwise conv1d on CPU, from a zero initial state. Work item = one
 // channel (all batches), so its weight and bias gradients need no reduction across threads:
-//   dpre[t] = dy[t]·silu'(pre[t]);  dx[τ] = Σ_k w[k]·dpre[τ + K−1 − k];  dw[k] = Σ_t dpre[t]·x[t − (K−1) + k].
+//   dpre[t] = dy[t]·silu'(pre[t]);  dx[τ] = Σ_k w[k]·dpre[τ + K−1 − k];  dw[k] = Σ_t dpre[t]·x[t − (K−1) +
+//   k].
 #include <vector>
 
 #include "core/error.h"
@@ -10,8 +11,8 @@
 
 namespace mamba::ops {
 
-Tensor causal_conv1d_bwd(const Tensor& dy_in, const Tensor& x, const Tensor& weight, const Tensor& bias, bool act,
-                         Tensor& dweight, Tensor& dbias) {
+Tensor causal_conv1d_bwd(const Tensor& dy_in, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                         bool act, Tensor& dweight, Tensor& dbias) {
   MAMBA_CHECK(x.dim() == 3 && x.stride(2) == 1, "x " << shape_str(x.shape()));
   const Tensor dy = dy_in.contiguous();
   const int64_t batch = x.size(0), seq_len = x.size(1), channels = x.size(2), width = weight.size(1);

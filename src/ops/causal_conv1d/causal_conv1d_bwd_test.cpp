@@ -31,9 +31,15 @@ void check(int64_t seq_len, bool act, bool with_bias, uint32_t seed) {
   testing::expect_grads_match(loss, inputs);
 }
 
-TEST(CausalConv1dBwd, SiluWithBias) { check(9, true, true, 1); }
-TEST(CausalConv1dBwd, NoActivationNoBias) { check(9, false, false, 2); }
-TEST(CausalConv1dBwd, ShorterThanKernel) { check(2, true, true, 3); }
+TEST(CausalConv1dBwd, SiluWithBias) {
+  check(9, true, true, 1);
+}
+TEST(CausalConv1dBwd, NoActivationNoBias) {
+  check(9, false, false, 2);
+}
+TEST(CausalConv1dBwd, ShorterThanKernel) {
+  check(2, true, true, 3);
+}
 
 }  // namespace
 }  // namespace mamba::ops

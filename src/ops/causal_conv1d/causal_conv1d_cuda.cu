@@ -25,7 +25,8 @@ struct ConvParams {
 __global__ void causal_conv1d_fwd_kernel(ConvParams p) {
   const int64_t hist = p.width - 1;
   MAMBA_GRID_STRIDE_LOOP(idx, p.batch * p.seq_len * p.channels) {
-    const int64_t c = idx % p.channels, t = (idx / p.channels) % p.seq_len, b = idx / (p.channels * p.seq_len);
+    const int64_t c = idx % p.channels, t = (idx / p.channels) % p.seq_len,
+                  b = idx / (p.channels * p.seq_len);
     const float* w = p.weight + c * p.width;
     const float* st = p.state + (b * p.channels + c) * hist;
     float acc = p.bias ? p.bias[c] : 0.0f;
@@ -85,7 +86,8 @@ ConvParams make_params(const Tensor& x, const Tensor& weight, const Tensor& bias
 
 }  // namespace
 
-Tensor causal_conv1d_fwd_cuda(const Tensor& x_in, const Tensor& weight, const Tensor& bias, Tensor& state, bool silu) {
+Tensor causal_conv1d_fwd_cuda(const Tensor& x_in, const Tensor& weight, const Tensor& bias, Tensor& state,
+                              bool silu) {
   MAMBA_CHECK(x_in.dim() == 3, "x " << shape_str(x_in.shape()));
   const Tensor x = x_in.stride(2) == 1 ? x_in : x_in.contiguous();
   const int64_t batch = x.size(0), seq_len = x.size(1), channels = x.size(2), width = weight.size(1);
@@ -109,7 +111,8 @@ Tensor causal_conv1d_fwd_cuda(const Tensor& x_in, const Tensor& weight, const Te
   return y;
 }
 
-Tensor causal_conv1d_step_cuda(const Tensor& x_in, const Tensor& weight, const Tensor& bias, Tensor& state, bool silu) {
+Tensor causal_conv1d_step_cuda(const Tensor& x_in, const Tensor& weight, const Tensor& bias, Tensor& state,
+                               bool silu) {
   MAMBA_CHECK(x_in.dim() == 2);
   const Tensor x = x_in.stride(1) == 1 ? x_in : x_in.contiguous();
   const int64_t batch = x.size(0), channels = x.size(1), width = weight.size(1);

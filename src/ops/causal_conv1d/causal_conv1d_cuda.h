@@ -4,7 +4,9 @@
 
 namespace mamba::ops {
 
-Tensor causal_conv1d_fwd_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& state, bool silu);
-Tensor causal_conv1d_step_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& state, bool silu);
+Tensor causal_conv1d_fwd_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& state,
+                              bool silu);
+Tensor causal_conv1d_step_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& state,
+                               bool silu);
 
 }  // namespace mamba::ops

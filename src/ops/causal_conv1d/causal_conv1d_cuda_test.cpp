@@ -15,7 +15,8 @@ using testing::scaled_max_diff;
 TEST(CausalConv1dCuda, PrefillThenSteps) {
   MAMBA_REQUIRE_CUDA();
   std::mt19937 rng(1);
-  for (auto [batch, seq_len, channels, width] : {std::tuple{1, 1, 5, 4}, {2, 13, 33, 4}, {3, 70, 64, 2}, {2, 9, 17, 5}}) {
+  for (auto [batch, seq_len, channels, width] :
+       {std::tuple{1, 1, 5, 4}, {2, 13, 33, 4}, {3, 70, 64, 2}, {2, 9, 17, 5}}) {
     for (bool with_bias : {false, true}) {
       const bool silu = with_bias;  // both activations, both bias settings
       const Tensor wide = testing::random_tensor({batch, seq_len, channels + 6}, rng);

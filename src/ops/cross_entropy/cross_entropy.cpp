@@ -16,15 +16,15 @@ std::vector<int64_t> read_targets(const Tensor& logits, const Tensor& targets_in
   const Tensor targets = targets_in.contiguous();
   MAMBA_CHECK(targets.dtype() == DType::i64 || targets.dtype() == DType::i32);
   const int64_t vocab = logits.size(-1), rows = logits.numel() / vocab;
-  MAMBA_CHECK(targets.numel() == rows, "targets " << shape_str(targets.shape()) << " logits "
-                                                  << shape_str(logits.shape()));
+  MAMBA_CHECK(targets.numel() == rows,
+              "targets " << shape_str(targets.shape()) << " logits " << shape_str(logits.shape()));
   std::vector<int64_t> out(static_cast<size_t>(rows));
   n_counted = 0;
   for (int64_t r = 0; r < rows; ++r) {
     out[r] = targets.dtype() == DType::i64 ? targets.data<int64_t>()[r] : targets.data<int32_t>()[r];
     if (out[r] >= vocab)
-      throw_error(ErrorCode::out_of_range, "target id ", out[r], " at row ", r, " is outside the vocabulary [0, ",
-                  vocab, ")");
+      throw_error(ErrorCode::out_of_range, "target id ", out[r], " at row ", r,
+                  " is outside the vocabulary [0, ", vocab, ")");
     if (out[r] >= 0) ++n_counted;
   }
   return out;

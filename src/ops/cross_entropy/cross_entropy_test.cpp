@@ -43,8 +43,8 @@ TEST(CrossEntropy, GradientMatchesFiniteDifferences) {
   const Tensor targets = make_targets({3, 0, -1, 6, -1, 2}, {2, 3});
   const Tensor dlogits = cross_entropy_bwd(logits, targets);
   for (int64_t i = 14; i < 21; ++i) EXPECT_EQ(dlogits.f32()[i], 0.0f) << "ignored row";
-  testing::expect_grads_match([&] { return cross_entropy_fwd(logits, targets); }, {{"logits", logits, dlogits}},
-                              1e-3f, 1e-2f, 42);
+  testing::expect_grads_match([&] { return cross_entropy_fwd(logits, targets); },
+                              {{"logits", logits, dlogits}}, 1e-3f, 1e-2f, 42);
 }
 
 TEST(CrossEntropy, TargetOutsideVocabularyThrows) {

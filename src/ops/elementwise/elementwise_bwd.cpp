@@ -45,8 +45,8 @@ void mul_silu_bwd(const Tensor& dout_in, const Tensor& y_in, const Tensor& z_in,
   });
 }
 
-Tensor softplus_bias_clamp_bwd(const Tensor& dout_in, const Tensor& raw_in, const Tensor& bias, float lo, float hi,
-                               Tensor& dbias) {
+Tensor softplus_bias_clamp_bwd(const Tensor& dout_in, const Tensor& raw_in, const Tensor& bias, float lo,
+                               float hi, Tensor& dbias) {
   const Tensor dout = dout_in.contiguous(), raw = raw_in.contiguous();
   const int64_t n = raw.size(-1), rows = raw.numel() / n;
   MAMBA_CHECK(dout.shape() == raw.shape() && bias.numel() == n && dbias.numel() == n);
@@ -87,7 +87,8 @@ void embedding_bwd(const Tensor& ids_in, const Tensor& dout_in, Tensor& dtable) 
 }
 
 void neg_exp_bwd(const Tensor& dA, const Tensor& A, Tensor& dA_log) {
-  MAMBA_CHECK(dA.shape() == A.shape() && dA_log.numel() == A.numel() && dA.is_contiguous() && A.is_contiguous());
+  MAMBA_CHECK(dA.shape() == A.shape() && dA_log.numel() == A.numel() && dA.is_contiguous() &&
+              A.is_contiguous());
   for (int64_t i = 0; i < A.numel(); ++i) dA_log.f32()[i] += dA.f32()[i] * A.f32()[i];
 }
 

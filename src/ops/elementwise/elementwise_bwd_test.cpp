@@ -18,7 +18,8 @@ TEST(ElementwiseBwd, SwigluBothOrders) {
   for (bool gate_first : {false, true}) {
     Tensor h = testing::random_tensor({2, 3, 8}, rng, -3, 3), dout = testing::random_tensor({2, 3, 4}, rng);
     const Tensor dh = swiglu_bwd(dout, h, gate_first);
-    testing::expect_grads_match([&] { return testing::weighted_sum(swiglu(h, gate_first), dout); }, {{"h", h, dh}});
+    testing::expect_grads_match([&] { return testing::weighted_sum(swiglu(h, gate_first), dout); },
+                                {{"h", h, dh}});
   }
 }
 
@@ -40,11 +41,13 @@ TEST(ElementwiseBwd, SoftplusBiasClamp) {
   std::mt19937 rng(3);
   // Values around the clamp bounds (0.3, 2) and past the threshold 20 (with hi = infinity).
   for (auto [lo, hi, offset] : {std::tuple{0.3f, 2.0f, 0.0f}, std::tuple{0.0f, INFINITY, 21.0f}}) {
-    Tensor raw = testing::random_tensor({2, 4, 6}, rng, -3 + offset, 3 + offset), bias = testing::random_tensor({6}, rng);
+    Tensor raw = testing::random_tensor({2, 4, 6}, rng, -3 + offset, 3 + offset),
+           bias = testing::random_tensor({6}, rng);
     Tensor dout = testing::random_tensor({2, 4, 6}, rng), dbias = Tensor::zeros({6});
     const Tensor draw = softplus_bias_clamp_bwd(dout, raw, bias, lo, hi, dbias);
-    testing::expect_grads_match([&] { return testing::weighted_sum(softplus_bias_clamp(raw, bias, lo, hi), dout); },
-                                {{"raw", raw, draw}, {"bias", bias, dbias}});
+    testing::expect_grads_match(
+        [&] { return testing::weighted_sum(softplus_bias_clamp(raw, bias, lo, hi), dout); },
+        {{"raw", raw, draw}, {"bias", bias, dbias}});
   }
 }
 

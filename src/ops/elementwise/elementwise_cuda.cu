@@ -18,7 +18,9 @@ using mamba::cuda::grid_for;
 struct Rows {
   const float* data;
   int64_t inner, outer_stride, inner_stride;
-  __device__ const float* row(int64_t r) const { return data + (r / inner) * outer_stride + (r % inner) * inner_stride; }
+  __device__ const float* row(int64_t r) const {
+    return data + (r / inner) * outer_stride + (r % inner) * inner_stride;
+  }
 };
 
 // Rows of t (made contiguous first when its layout does not fit the descriptor).
@@ -33,7 +35,9 @@ Rows rows_of(const Tensor& t, Tensor& keep) {
 }
 
 __global__ void add_kernel(float* a, const float* b, int64_t n) {
-  MAMBA_GRID_STRIDE_LOOP(i, n) { a[i] += b[i]; }
+  MAMBA_GRID_STRIDE_LOOP(i, n) {
+    a[i] += b[i];
+  }
 }
 
 // out[r, i] = gate_first ? silu(h[r, i])·h[r, n + i] : h[r, i]·silu(h[r, n + i]).
@@ -46,11 +50,13 @@ __global__ void swiglu_kernel(Rows h, float* out, int64_t rows, int64_t n, bool 
 }
 
 __global__ void mul_silu_kernel(float* y, Rows z, int64_t rows, int64_t n) {
-  MAMBA_GRID_STRIDE_LOOP(idx, rows * n) { y[idx] *= mamba::cuda::silu_f(z.row(idx / n)[idx % n]); }
+  MAMBA_GRID_STRIDE_LOOP(idx, rows * n) {
+    y[idx] *= mamba::cuda::silu_f(z.row(idx / n)[idx % n]);
+  }
 }
 
-__global__ void softplus_bias_clamp_kernel(Rows raw, const float* bias, float* out, int64_t rows, int64_t n, float lo,
-                                           float hi) {
+__global__ void softplus_bias_clamp_kernel(Rows raw, const float* bias, float* out, int64_t rows, int64_t n,
+                                           float lo, float hi) {
   MAMBA_GRID_STRIDE_LOOP(idx, rows * n) {
     const int64_t i = idx % n;
     out[idx] = fminf(fmaxf(mamba::cuda::softplus_f(raw.row(idx / n)[i] + bias[i]), lo), hi);
@@ -67,7 +73,9 @@ __global__ void concat_last_kernel(Rows a, Rows b, float* out, int64_t rows, int
 
 template <typename Id>
 __global__ void embedding_kernel(const Id* ids, const float* table, float* out, int64_t n, int64_t d) {
-  MAMBA_GRID_STRIDE_LOOP(idx, n * d) { out[idx] = table[static_cast<int64_t>(ids[idx / d]) * d + idx % d]; }
+  MAMBA_GRID_STRIDE_LOOP(idx, n * d) {
+    out[idx] = table[static_cast<int64_t>(ids[idx / d]) * d + idx % d];
+  }
 }
 
 }  // namespace
@@ -90,7 +98,8 @@ Tensor swiglu_cuda(const Tensor& h, bool gate_first) {
   shape.back() = n;
   Tensor out = Tensor::empty(shape, DType::f32, Device::cuda);
   if (rows * n == 0) return out;
-  swiglu_kernel<<<grid_for(rows * n), 256, 0, mamba::cuda::stream()>>>(rows_h, out.f32(), rows, n, gate_first);
+  swiglu_kernel<<<grid_for(rows * n), 256, 0, mamba::cuda::stream()>>>(rows_h, out.f32(), rows, n,
+                                                                       gate_first);
   CUDA_CHECK_LAUNCH();
   return out;
 }
@@ -113,8 +122,8 @@ Tensor softplus_bias_clamp_cuda(const Tensor& raw, const Tensor& bias, float lo,
   const int64_t n = raw.size(2), rows = raw.size(0) * raw.size(1);
   Tensor out = Tensor::empty({raw.size(0), raw.size(1), n}, DType::f32, Device::cuda);
   if (rows * n == 0) return out;
-  softplus_bias_clamp_kernel<<<grid_for(rows * n), 256, 0, mamba::cuda::stream()>>>(rows_raw, bias.f32(), out.f32(), rows, n,
-                                                                              lo, hi);
+  softplus_bias_clamp_kernel<<<grid_for(rows * n), 256, 0, mamba::cuda::stream()>>>(
+      rows_raw, bias.f32(), out.f32(), rows, n, lo, hi);
   CUDA_CHECK_LAUNCH();
   return out;
 }
@@ -128,7 +137,8 @@ Tensor concat_last_cuda(const Tensor& a, const Tensor& b) {
   shape.back() = n1 + n2;
   Tensor out = Tensor::empty(shape, DType::f32, Device::cuda);
   if (rows == 0) return out;
-  concat_last_kernel<<<grid_for(rows * (n1 + n2)), 256, 0, mamba::cuda::stream()>>>(rows_a, rows_b, out.f32(), rows, n1, n2);
+  concat_last_kernel<<<grid_for(rows * (n1 + n2)), 256, 0, mamba::cuda::stream()>>>(rows_a, rows_b, out.f32(),
+                                                                                    rows, n1, n2);
   CUDA_CHECK_LAUNCH();
   return out;
 }
@@ -138,13 +148,15 @@ Tensor embedding_cuda(const Tensor& ids_in, const Tensor& table) {
   MAMBA_CHECK(table.dtype() == DType::f32 && table.is_contiguous());
   // Ids are validated on the host (the contract: Error(out_of_range) naming the position), then
   // copied to the device; a decode step moves a few bytes.
-  const Tensor host_ids = ids_in.device() == Device::cpu ? ids_in.contiguous() : ids_in.to(Device::cpu).contiguous();
+  const Tensor host_ids =
+      ids_in.device() == Device::cpu ? ids_in.contiguous() : ids_in.to(Device::cpu).contiguous();
   const int64_t n = host_ids.numel(), d = table.size(1), vocab = table.size(0);
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t id = host_ids.dtype() == DType::i64 ? host_ids.data<int64_t>()[i] : host_ids.data<int32_t>()[i];
+    const int64_t id =
+        host_ids.dtype() == DType::i64 ? host_ids.data<int64_t>()[i] : host_ids.data<int32_t>()[i];
     if (id < 0 || id >= vocab)
-      throw_error(ErrorCode::out_of_range, "token id ", id, " at position ", i, " is outside the vocabulary [0, ",
-                  vocab, ")");
+      throw_error(ErrorCode::out_of_range, "token id ", id, " at position ", i,
+                  " is outside the vocabulary [0, ", vocab, ")");
   }
   const Tensor ids = ids_in.device() == Device::cuda ? ids_in.contiguous() : host_ids.to(Device::cuda);
   Shape shape = ids.shape();
@@ -152,9 +164,11 @@ Tensor embedding_cuda(const Tensor& ids_in, const Tensor& table) {
   Tensor out = Tensor::empty(shape, DType::f32, Device::cuda);
   if (n * d == 0) return out;
   if (ids.dtype() == DType::i64) {
-    embedding_kernel<<<grid_for(n * d), 256, 0, mamba::cuda::stream()>>>(ids.data<int64_t>(), table.f32(), out.f32(), n, d);
+    embedding_kernel<<<grid_for(n * d), 256, 0, mamba::cuda::stream()>>>(ids.data<int64_t>(), table.f32(),
+                                                                         out.f32(), n, d);
   } else {
-    embedding_kernel<<<grid_for(n * d), 256, 0, mamba::cuda::stream()>>>(ids.data<int32_t>(), table.f32(), out.f32(), n, d);
+    embedding_kernel<<<grid_for(n * d), 256, 0, mamba::cuda::stream()>>>(ids.data<int32_t>(), table.f32(),
+                                                                         out.f32(), n, d);
   }
   CUDA_CHECK_LAUNCH();
   return out;

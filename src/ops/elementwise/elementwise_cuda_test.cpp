@@ -17,7 +17,8 @@ TEST(ElementwiseCuda, AddSwigluMulSilu) {
   MAMBA_REQUIRE_CUDA();
   std::mt19937 rng(1);
   for (auto [batch, seq_len, n] : {std::tuple{1, 1, 5}, {2, 7, 33}, {3, 129, 64}}) {
-    Tensor a = testing::random_tensor({batch, seq_len, n}, rng), b = testing::random_tensor({batch, seq_len, n}, rng);
+    Tensor a = testing::random_tensor({batch, seq_len, n}, rng),
+           b = testing::random_tensor({batch, seq_len, n}, rng);
     Tensor ga = on_cuda(a);
     add_(ga, on_cuda(b));
     add_(a, b);
@@ -51,7 +52,7 @@ TEST(ElementwiseCuda, SoftplusConcatEmbedding) {
   Tensor ids = Tensor::empty({2, 5}, DType::i64);
   for (int64_t i = 0; i < 10; ++i) ids.data<int64_t>()[i] = (i * 17) % 50;
   const Tensor ref = embedding(ids, table);
-  EXPECT_LT(scaled_max_diff(embedding(ids, on_cuda(table)), ref), 1e-7f);            // ids on the host
+  EXPECT_LT(scaled_max_diff(embedding(ids, on_cuda(table)), ref), 1e-7f);           // ids on the host
   EXPECT_LT(scaled_max_diff(embedding(on_cuda(ids), on_cuda(table)), ref), 1e-7f);  // ids on the device
   const Tensor ids32 = ids.to(DType::i32);
   EXPECT_LT(scaled_max_diff(embedding(ids32, on_cuda(table)), ref), 1e-7f);

@@ -8,7 +8,8 @@
 
 namespace mamba::ops {
 
-Tensor linear_bwd(const Tensor& dy_in, const Tensor& x_in, const Tensor& weight, Tensor& dweight, Tensor& dbias) {
+Tensor linear_bwd(const Tensor& dy_in, const Tensor& x_in, const Tensor& weight, Tensor& dweight,
+                  Tensor& dbias) {
   const Tensor dy = dy_in.contiguous(), x = x_in.contiguous();
   const int64_t in = weight.size(1), out = weight.size(0), rows = x.numel() / in;
   MAMBA_CHECK(x.size(-1) == in && dy.size(-1) == out && dy.numel() == rows * out,
@@ -19,11 +20,11 @@ Tensor linear_bwd(const Tensor& dy_in, const Tensor& x_in, const Tensor& weight,
   if (rows == 0) return dx;
   const int m = static_cast<int>(rows), n_out = static_cast<int>(out), n_in = static_cast<int>(in);
   // dx[rows, in] = dy[rows, out] · W[out, in]
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n_in, n_out, 1.0f, dy.f32(), n_out, weight.f32(), n_in,
-              0.0f, dx.f32(), n_in);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n_in, n_out, 1.0f, dy.f32(), n_out, weight.f32(),
+              n_in, 0.0f, dx.f32(), n_in);
   // dW[out, in] += dyᵀ[out, rows] · x[rows, in]
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_out, n_in, m, 1.0f, dy.f32(), n_out, x.f32(), n_in, 1.0f,
-              dweight.f32(), n_in);
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_out, n_in, m, 1.0f, dy.f32(), n_out, x.f32(), n_in,
+              1.0f, dweight.f32(), n_in);
   if (dbias.defined()) {
     MAMBA_CHECK(dbias.numel() == out && dbias.is_contiguous());
     const float* dyp = dy.f32();

@@ -22,7 +22,8 @@ TEST(LinearBwd, AccumulatesParameterGradients) {
   std::mt19937 rng(2);
   Tensor x = testing::random_tensor({4, 3}, rng), w = testing::random_tensor({2, 3}, rng);
   Tensor dout = testing::random_tensor({4, 2}, rng);
-  Tensor dw1 = Tensor::zeros({2, 3}), db1 = Tensor::zeros({2}), dw2 = Tensor::zeros({2, 3}), db2 = Tensor::zeros({2});
+  Tensor dw1 = Tensor::zeros({2, 3}), db1 = Tensor::zeros({2}), dw2 = Tensor::zeros({2, 3}),
+         db2 = Tensor::zeros({2});
   linear_bwd(dout, x, w, dw1, db1);
   linear_bwd(dout, x, w, dw2, db2);
   linear_bwd(dout, x, w, dw2, db2);

@@ -13,15 +13,21 @@ namespace {
 
 // y[row, o] += bias[o]; y: [rows, out] contiguous.
 __global__ void add_bias_kernel(float* y, const float* bias, int64_t rows, int64_t out) {
-  MAMBA_GRID_STRIDE_LOOP(i, rows * out) { y[i] += bias[i % out]; }
+  MAMBA_GRID_STRIDE_LOOP(i, rows * out) {
+    y[i] += bias[i % out];
+  }
 }
 
 cudaDataType_t cuda_type(DType t) {
   switch (t) {
-    case DType::f32: return CUDA_R_32F;
-    case DType::bf16: return CUDA_R_16BF;
-    case DType::f16: return CUDA_R_16F;
-    default: MAMBA_CHECK(false, "linear: unsupported dtype " << dtype_name(t));
+    case DType::f32:
+      return CUDA_R_32F;
+    case DType::bf16:
+      return CUDA_R_16BF;
+    case DType::f16:
+      return CUDA_R_16F;
+    default:
+      MAMBA_CHECK(false, "linear: unsupported dtype " << dtype_name(t));
   }
   return CUDA_R_32F;
 }
@@ -44,7 +50,8 @@ void linear_into_cuda(const Tensor& x_in, const Tensor& weight, const Tensor& bi
   mamba::cuda::check_cuda_tensor(weight, "linear: weight");
   mamba::cuda::check_cuda_tensor(y, "linear: y");
   const int64_t in = weight.size(1), out = weight.size(0);
-  MAMBA_CHECK(x_in.size(-1) == in, "linear: x " << shape_str(x_in.shape()) << " weight " << shape_str(weight.shape()));
+  MAMBA_CHECK(x_in.size(-1) == in,
+              "linear: x " << shape_str(x_in.shape()) << " weight " << shape_str(weight.shape()));
   MAMBA_CHECK(weight.is_contiguous() && y.is_contiguous() && y.dtype() == DType::f32);
   // Operands of one GEMM share the weight's dtype (x is rounded to bf16 for a bf16 weight).
   Tensor x = x_in.dtype() == weight.dtype() ? x_in : x_in.to(weight.dtype());
@@ -60,14 +67,15 @@ void linear_into_cuda(const Tensor& x_in, const Tensor& weight, const Tensor& bi
   const float alpha = 1.0f, beta = 0.0f;
   const cudaDataType_t t = cuda_type(weight.dtype());
   // Column-major view: yᵀ[out, rows] = W[in, out]ᵀ · xᵀ[in, rows].
-  CUBLAS_CHECK(cublasGemmEx(mamba::cuda::cublas(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out), static_cast<int>(rows),
-                            static_cast<int>(in), &alpha, weight.raw(), t, static_cast<int>(in), x.raw(), t,
-                            static_cast<int>(ld), &beta, y.raw(), CUDA_R_32F, static_cast<int>(out),
-                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  CUBLAS_CHECK(cublasGemmEx(mamba::cuda::cublas(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out),
+                            static_cast<int>(rows), static_cast<int>(in), &alpha, weight.raw(), t,
+                            static_cast<int>(in), x.raw(), t, static_cast<int>(ld), &beta, y.raw(),
+                            CUDA_R_32F, static_cast<int>(out), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   if (bias.defined()) {
     mamba::cuda::check_cuda_tensor(bias, "linear: bias");
     MAMBA_CHECK(bias.numel() == out && bias.dtype() == DType::f32 && bias.is_contiguous());
-    add_bias_kernel<<<mamba::cuda::grid_for(rows * out), 256, 0, mamba::cuda::stream()>>>(y.f32(), bias.f32(), rows, out);
+    add_bias_kernel<<<mamba::cuda::grid_for(rows * out), 256, 0, mamba::cuda::stream()>>>(y.f32(), bias.f32(),
+                                                                                          rows, out);
     CUDA_CHECK_LAUNCH();
   }
 }

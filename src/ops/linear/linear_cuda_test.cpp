@@ -15,13 +15,15 @@ using testing::scaled_max_diff;
 TEST(LinearCuda, MatchesCpu) {
   MAMBA_REQUIRE_CUDA();
   std::mt19937 rng(1);
-  for (auto [batch, seq_len, in, out] : {std::tuple{1, 1, 7, 5}, {2, 3, 17, 33}, {3, 65, 64, 31}, {1, 257, 768, 1536}}) {
+  for (auto [batch, seq_len, in, out] :
+       {std::tuple{1, 1, 7, 5}, {2, 3, 17, 33}, {3, 65, 64, 31}, {1, 257, 768, 1536}}) {
     for (bool with_bias : {false, true}) {
       const Tensor x = testing::random_tensor({batch, seq_len, in}, rng);
       const Tensor w = testing::random_tensor({out, in}, rng);
       const Tensor b = with_bias ? testing::random_tensor({out}, rng) : Tensor();
       const Tensor y = linear(on_cuda(x), on_cuda(w), on_cuda(b));
-      EXPECT_LT(scaled_max_diff(y, linear(x, w, b)), 1e-5f) << batch << "x" << seq_len << " " << in << "->" << out;
+      EXPECT_LT(scaled_max_diff(y, linear(x, w, b)), 1e-5f)
+          << batch << "x" << seq_len << " " << in << "->" << out;
     }
   }
 }

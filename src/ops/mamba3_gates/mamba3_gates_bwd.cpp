@@ -48,7 +48,8 @@ void rms_row_bwd(const float* x, const float* w, const float* dy, int64_t n, flo
 
 // Rotation backward for one vector: `in` the unrotated values, dv the gradient of the rotated
 // ones (turned in place into the gradient of `in`); dphi[i] += d loss / d φ_i.
-void rotate_bwd(const float* in, float* dv, const float* phi, int64_t S, int64_t N, bool half_split, float* dphi) {
+void rotate_bwd(const float* in, float* dv, const float* phi, int64_t S, int64_t N, bool half_split,
+                float* dphi) {
   for (int64_t i = 0; i < S; ++i) {
     const int64_t i0 = half_split ? i : 2 * i, i1 = half_split ? i + N / 2 : 2 * i + 1;
     const float cs = std::cos(phi[i]), sn = std::sin(phi[i]);
@@ -85,12 +86,24 @@ std::vector<float> angles(const float* rows, const Mamba3Gates& g, const Layout&
   return phi;
 }
 
+// Per-sequence scratch of token_bwd: normalized B/C rows and their gradients [rank·groups·d_state],
+// one unrotated key/query and its gradient [d_state].
+struct TokenScratch {
+  std::vector<float> bn, cn, dbn, dcn, tilde, grad;
+  explicit TokenScratch(const Layout& l)
+      : bn(l.R * l.G * l.N), cn(bn.size()), dbn(bn.size()), dcn(bn.size()), tilde(l.N), grad(l.N) {}
+};
+
 // Token t of sequence b: q/k back through rotation, biases and the B/C RMSNorm; A, λ columns;
 // dφ [n_heads, S] and ddt [n_heads] (Δ's gradient so far) for the angle pass.
 void token_bwd(const Mamba3Gates& g, const Mamba3ScanGrads& ds, const Layout& l, int64_t bt, const float* row,
-               const float* phi, float* drow, float* dphi, float* ddt, Partials& part) {
-  const int64_t H = l.H, R = l.R, N = l.N, RGN = l.R * l.G * l.N;
-  std::vector<float> bn(RGN), cn(RGN), dbn(RGN, 0.0f), dcn(RGN, 0.0f), tilde(N), grad(N);
+               const float* phi, float* drow, float* dphi, float* ddt, TokenScratch& scratch,
+               Partials& part) {
+  const int64_t H = l.H, R = l.R, N = l.N;
+  std::vector<float>&bn = scratch.bn, &cn = scratch.cn, &dbn = scratch.dbn, &dcn = scratch.dcn;
+  std::vector<float>&tilde = scratch.tilde, &grad = scratch.grad;
+  std::fill(dbn.begin(), dbn.end(), 0.0f);
+  std::fill(dcn.begin(), dcn.end(), 0.0f);
   for (int64_t row_i = 0; row_i < R * l.G; ++row_i) {  // normalized B and C rows
     for (auto [src, w, dst] : {std::tuple{row + l.off_b, g.B_norm_weight.f32(), bn.data()},
                                std::tuple{row + l.off_c, g.C_norm_weight.f32(), cn.data()}}) {
@@ -111,7 +124,8 @@ void token_bwd(const Mamba3Gates& g, const Mamba3ScanGrads& ds, const Layout& l,
           tilde[n] = normed[rg + n] + bias[hr + n];
           grad[n] = dscan[at + n];
         }
-        if (g.rope != Mamba3Rope::none) rotate_bwd(tilde.data(), grad.data(), phi + h * l.S, l.S, N, g.half_split_pairs, dphi + h * l.S);
+        if (g.rope != Mamba3Rope::none)
+          rotate_bwd(tilde.data(), grad.data(), phi + h * l.S, l.S, N, g.half_split_pairs, dphi + h * l.S);
         for (int64_t n = 0; n < N; ++n) {
           dbias[hr + n] += grad[n];
           dnormed[rg + n] += grad[n];
@@ -131,8 +145,10 @@ void token_bwd(const Mamba3Gates& g, const Mamba3ScanGrads& ds, const Layout& l,
   }
   for (int64_t row_i = 0; row_i < R * l.G; ++row_i) {
     const int64_t o = row_i * N;
-    rms_row_bwd(row + l.off_b + o, g.B_norm_weight.f32(), dbn.data() + o, N, drow + l.off_b + o, part.B_norm.data());
-    rms_row_bwd(row + l.off_c + o, g.C_norm_weight.f32(), dcn.data() + o, N, drow + l.off_c + o, part.C_norm.data());
+    rms_row_bwd(row + l.off_b + o, g.B_norm_weight.f32(), dbn.data() + o, N, drow + l.off_b + o,
+                part.B_norm.data());
+    rms_row_bwd(row + l.off_c + o, g.C_norm_weight.f32(), dcn.data() + o, N, drow + l.off_c + o,
+                part.C_norm.data());
   }
 }
 
@@ -169,9 +185,19 @@ void angle_and_dt_bwd(const Mamba3Gates& g, const Layout& l, int64_t seq_len, co
 
 void mamba3_prepare_bwd(const Tensor& proj, const Mamba3Gates& g, const Mamba3ScanGrads& ds, Tensor& dproj,
                         Mamba3Gates& grads) {
-  MAMBA_CHECK(proj.is_contiguous() && proj.dim() == 3 && dproj.is_contiguous() && dproj.shape() == proj.shape());
+  MAMBA_CHECK(proj.is_contiguous() && proj.dim() == 3 && dproj.is_contiguous() &&
+              dproj.shape() == proj.shape());
   const int64_t batch = proj.size(0), seq_len = proj.size(1);
-  Layout l{g.n_heads, g.head_dim, g.d_state, g.n_groups, g.rank, g.n_rope_angles, 0, 0, 0, proj.size(2),
+  Layout l{g.n_heads,
+           g.head_dim,
+           g.d_state,
+           g.n_groups,
+           g.rank,
+           g.n_rope_angles,
+           0,
+           0,
+           0,
+           proj.size(2),
            g.n_heads / g.n_groups};
   l.off_b = 2 * l.H * l.P;
   l.off_c = l.off_b + l.R * l.G * l.N;
@@ -184,9 +210,10 @@ void mamba3_prepare_bwd(const Tensor& proj, const Mamba3Gates& g, const Mamba3Sc
     float* drows = dproj.f32() + b * seq_len * l.width;
     const std::vector<float> phi = angles(rows, g, l, seq_len);
     std::vector<float> dphi(phi.size(), 0.0f), ddt(static_cast<size_t>(seq_len * l.H));
+    TokenScratch w(l);
     for (int64_t t = 0; t < seq_len; ++t)
-      token_bwd(g, ds, l, b * seq_len + t, rows + t * l.width, phi.data() + t * l.H * l.S, drows + t * l.width,
-                dphi.data() + t * l.H * l.S, ddt.data() + t * l.H, parts[b]);
+      token_bwd(g, ds, l, b * seq_len + t, rows + t * l.width, phi.data() + t * l.H * l.S,
+                drows + t * l.width, dphi.data() + t * l.H * l.S, ddt.data() + t * l.H, w, parts[b]);
     angle_and_dt_bwd(g, l, seq_len, rows, drows, dphi.data(), ddt.data(), parts[b]);
   });
   for (const Partials& p : parts) {
@@ -209,9 +236,11 @@ Tensor mamba3_combine_bwd(const Tensor& dout_in, const Tensor& y, const Tensor& 
   const bool mimo = mimo_o.defined(), outproj_norm = norm_weight.defined();
   Tensor dy = Tensor::empty(y.shape());
   dz = Tensor::zeros({batch, seq_len, H * P});
-  const int64_t n_items = batch * seq_len, n_groups = std::max<int64_t>(1, std::min<int64_t>(n_items, num_threads()));
+  const int64_t n_items = batch * seq_len,
+                n_groups = std::max<int64_t>(1, std::min<int64_t>(n_items, num_threads()));
   // Per-group sums of the parameter gradients: [n_groups, H·P] norm, [n_groups, H·R·P] mimo_z, mimo_o.
-  std::vector<double> dnw(static_cast<size_t>(n_groups * H * P), 0.0), dmz(static_cast<size_t>(n_groups * H * R * P), 0.0);
+  std::vector<double> dnw(static_cast<size_t>(n_groups * H * P), 0.0),
+      dmz(static_cast<size_t>(n_groups * H * R * P), 0.0);
   std::vector<double> dmo(dmz.size(), 0.0);
   parallel_for(n_groups, [&](int64_t grp) {
     std::vector<float> dn(static_cast<size_t>(P));
@@ -245,7 +274,8 @@ Tensor mamba3_combine_bwd(const Tensor& dout_in, const Tensor& y, const Tensor& 
             mean_dn_n += dn[p] * n;
           }
           mean_dn_n /= static_cast<float>(P);
-          for (int64_t p = 0; p < P; ++p) dyr[p] = outproj_norm ? rstd * (dn[p] - yr[p] * rstd * mean_dn_n) : dn[p];
+          for (int64_t p = 0; p < P; ++p)
+            dyr[p] = outproj_norm ? rstd * (dn[p] - yr[p] * rstd * mean_dn_n) : dn[p];
         }
     }
   });

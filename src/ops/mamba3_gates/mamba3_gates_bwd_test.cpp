@@ -13,9 +13,20 @@ namespace {
 void check_prepare(bool mimo, Mamba3Rope rope, uint32_t seed) {
   std::mt19937 rng(seed);
   const int64_t batch = 2, L = 5, H = 4, P = 3, N = 8, G = mimo ? 2 : 1, R = mimo ? 2 : 1, S = 2;
-  Mamba3Gates g{H, P, N, G, R, S, 1e-4f, mimo, rope, testing::random_tensor({H}, rng),
-                testing::random_tensor({H, R, N}, rng), testing::random_tensor({H, R, N}, rng),
-                testing::random_tensor({N}, rng), testing::random_tensor({N}, rng)};
+  Mamba3Gates g{H,
+                P,
+                N,
+                G,
+                R,
+                S,
+                1e-4f,
+                mimo,
+                rope,
+                testing::random_tensor({H}, rng),
+                testing::random_tensor({H, R, N}, rng),
+                testing::random_tensor({H, R, N}, rng),
+                testing::random_tensor({N}, rng),
+                testing::random_tensor({N}, rng)};
   Tensor proj = testing::random_tensor({batch, L, 2 * H * P + 2 * R * G * N + 3 * H + S}, rng, -2, 2);
   Mamba3ScanGrads d;  // the loss weights are the incoming gradients
   d.dq = testing::random_tensor({batch, L, R, H, N}, rng);
@@ -39,19 +50,28 @@ void check_prepare(bool mimo, Mamba3Rope rope, uint32_t seed) {
            testing::weighted_sum(a.adt, d.dadt) + testing::weighted_sum(a.dt, d.ddt) +
            testing::weighted_sum(a.trap, d.dtrap);
   };
-  testing::expect_grads_match(loss, {{"proj", proj, dproj},
-                                     {"dt_bias", g.dt_bias, dg.dt_bias},
-                                     {"B_bias", g.B_bias, dg.B_bias},
-                                     {"C_bias", g.C_bias, dg.C_bias},
-                                     {"B_norm_weight", g.B_norm_weight, dg.B_norm_weight},
-                                     {"C_norm_weight", g.C_norm_weight, dg.C_norm_weight}},
+  testing::expect_grads_match(loss,
+                              {{"proj", proj, dproj},
+                               {"dt_bias", g.dt_bias, dg.dt_bias},
+                               {"B_bias", g.B_bias, dg.B_bias},
+                               {"C_bias", g.C_bias, dg.C_bias},
+                               {"B_norm_weight", g.B_norm_weight, dg.B_norm_weight},
+                               {"C_norm_weight", g.C_norm_weight, dg.C_norm_weight}},
                               1e-3f, 1e-2f, 96);
 }
 
-TEST(Mamba3GatesBwd, PrepareSiso) { check_prepare(false, Mamba3Rope::data_dependent, 1); }
-TEST(Mamba3GatesBwd, PrepareMimo) { check_prepare(true, Mamba3Rope::data_dependent, 2); }
-TEST(Mamba3GatesBwd, PrepareNoRotation) { check_prepare(false, Mamba3Rope::none, 3); }
-TEST(Mamba3GatesBwd, PrepareFixedRotation) { check_prepare(true, Mamba3Rope::data_independent, 4); }
+TEST(Mamba3GatesBwd, PrepareSiso) {
+  check_prepare(false, Mamba3Rope::data_dependent, 1);
+}
+TEST(Mamba3GatesBwd, PrepareMimo) {
+  check_prepare(true, Mamba3Rope::data_dependent, 2);
+}
+TEST(Mamba3GatesBwd, PrepareNoRotation) {
+  check_prepare(false, Mamba3Rope::none, 3);
+}
+TEST(Mamba3GatesBwd, PrepareFixedRotation) {
+  check_prepare(true, Mamba3Rope::data_independent, 4);
+}
 
 void check_combine(bool mimo, bool outproj_norm, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -74,14 +94,22 @@ void check_combine(bool mimo, bool outproj_norm, uint32_t seed) {
     inputs.push_back({"mimo_z", mz, dmz});
     inputs.push_back({"mimo_o", mo, dmo});
   }
-  testing::expect_grads_match([&] { return testing::weighted_sum(mamba3_combine_fwd(y, z, nw, mz, mo), dout); },
-                              inputs);
+  testing::expect_grads_match(
+      [&] { return testing::weighted_sum(mamba3_combine_fwd(y, z, nw, mz, mo), dout); }, inputs);
 }
 
-TEST(Mamba3GatesBwd, CombineSisoGate) { check_combine(false, false, 5); }
-TEST(Mamba3GatesBwd, CombineSisoNorm) { check_combine(false, true, 6); }
-TEST(Mamba3GatesBwd, CombineMimoGate) { check_combine(true, false, 7); }
-TEST(Mamba3GatesBwd, CombineMimoNorm) { check_combine(true, true, 8); }
+TEST(Mamba3GatesBwd, CombineSisoGate) {
+  check_combine(false, false, 5);
+}
+TEST(Mamba3GatesBwd, CombineSisoNorm) {
+  check_combine(false, true, 6);
+}
+TEST(Mamba3GatesBwd, CombineMimoGate) {
+  check_combine(true, false, 7);
+}
+TEST(Mamba3GatesBwd, CombineMimoNorm) {
+  check_combine(true, true, 8);
+}
 
 }  // namespace
 }  // namespace mamba::ops

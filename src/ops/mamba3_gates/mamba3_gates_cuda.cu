@@ -2,9 +2,8 @@
 // scalars (A·Δ, Δ, λ); the cumulative angle, sequential over tokens per (batch, head, angle) and
 // reduced mod 2π after every token like the CPU op; then one block per (token, rank, head) for
 // the RMS-normed, biased and rotated q and k. Combine: one block per (token, head).
-#include <numbers>
-
 #include <initializer_list>
+#include <numbers>
 
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
@@ -98,8 +97,10 @@ __global__ void mamba3_qk_kernel(PrepareParams p) {
     const int64_t half = N / 2;
     int64_t i = -1, role = 0;
     if (p.half_split) {
-      if (n < S) i = n;
-      else if (n >= half && n < half + S) i = n - half, role = 1;
+      if (n < S)
+        i = n;
+      else if (n >= half && n < half + S)
+        i = n - half, role = 1;
     } else if (n / 2 < S) {
       i = n / 2, role = n % 2;
     }
@@ -145,14 +146,17 @@ __global__ void mamba3_combine_kernel(CombineParams p) {
   if (pi < P) p.o[bt * H * P + h * P + pi] = out;
 }
 
-unsigned int threads_for(int64_t n) { return static_cast<unsigned int>((n + 31) / 32 * 32); }
+unsigned int threads_for(int64_t n) {
+  return static_cast<unsigned int>((n + 31) / 32 * 32);
+}
 
 }  // namespace
 
 void mamba3_prepare_fwd_cuda(const Tensor& proj, const Mamba3Gates& g, Tensor& angle, Mamba3ScanArgs& a) {
   mamba::cuda::check_cuda_tensor(proj, "mamba3_prepare: proj");
   mamba::cuda::check_cuda_tensor(angle, "mamba3_prepare: angle");
-  for (const Tensor* t : std::initializer_list<const Tensor*>{&g.dt_bias, &g.B_bias, &g.C_bias, &g.B_norm_weight, &g.C_norm_weight})
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&g.dt_bias, &g.B_bias, &g.C_bias,
+                                                              &g.B_norm_weight, &g.C_norm_weight})
     mamba::cuda::check_cuda_tensor(*t, "mamba3_prepare: gate parameter");
   MAMBA_CHECK(proj.is_contiguous() && proj.dim() == 3 && angle.is_contiguous());
   const int64_t batch = proj.size(0), seq_len = proj.size(1), width = proj.size(2);
@@ -207,8 +211,8 @@ void mamba3_prepare_fwd_cuda(const Tensor& proj, const Mamba3Gates& g, Tensor& a
   CUDA_CHECK_LAUNCH();
 }
 
-Tensor mamba3_combine_fwd_cuda(const Tensor& y, const Tensor& z, const Tensor& norm_weight, const Tensor& mimo_z,
-                               const Tensor& mimo_o) {
+Tensor mamba3_combine_fwd_cuda(const Tensor& y, const Tensor& z, const Tensor& norm_weight,
+                               const Tensor& mimo_z, const Tensor& mimo_o) {
   mamba::cuda::check_cuda_tensor(y, "mamba3_combine: y");
   mamba::cuda::check_cuda_tensor(z, "mamba3_combine: z");
   MAMBA_CHECK(y.is_contiguous() && y.dim() == 5 && z.dim() == 3 && z.stride(2) == 1);
@@ -226,7 +230,13 @@ Tensor mamba3_combine_fwd_cuda(const Tensor& y, const Tensor& z, const Tensor& n
                         mimo_z.defined() ? mimo_z.f32() : nullptr,
                         mimo_o.defined() ? mimo_o.f32() : nullptr,
                         o.f32(),
-                        batch, seq_len, R, H, P, z.stride(0), z.stride(1)};
+                        batch,
+                        seq_len,
+                        R,
+                        H,
+                        P,
+                        z.stride(0),
+                        z.stride(1)};
   mamba3_combine_kernel<<<static_cast<unsigned int>(batch * seq_len * H), threads_for(P), 0,
                           mamba::cuda::stream()>>>(p);
   CUDA_CHECK_LAUNCH();

@@ -5,7 +5,7 @@
 namespace mamba::ops {
 
 void mamba3_prepare_fwd_cuda(const Tensor& proj, const Mamba3Gates& g, Tensor& angle, Mamba3ScanArgs& args);
-Tensor mamba3_combine_fwd_cuda(const Tensor& y, const Tensor& z, const Tensor& norm_weight, const Tensor& mimo_z,
-                               const Tensor& mimo_o);
+Tensor mamba3_combine_fwd_cuda(const Tensor& y, const Tensor& z, const Tensor& norm_weight,
+                               const Tensor& mimo_z, const Tensor& mimo_o);
 
 }  // namespace mamba::ops

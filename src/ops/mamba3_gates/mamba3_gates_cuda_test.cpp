@@ -23,9 +23,19 @@ struct Dims {
 
 Mamba3Gates make_gates(const Dims& d, Mamba3Rope rope, std::mt19937& rng) {
   const int64_t S = d.d_state / 4;  // rope_fraction 0.5
-  return {d.n_heads, d.head_dim, d.d_state, d.n_groups, d.rank, S, 1e-4f, d.mimo, rope,
-          random_tensor({d.n_heads}, rng), random_tensor({d.n_heads, d.rank, d.d_state}, rng),
-          random_tensor({d.n_heads, d.rank, d.d_state}, rng), random_tensor({d.d_state}, rng),
+  return {d.n_heads,
+          d.head_dim,
+          d.d_state,
+          d.n_groups,
+          d.rank,
+          S,
+          1e-4f,
+          d.mimo,
+          rope,
+          random_tensor({d.n_heads}, rng),
+          random_tensor({d.n_heads, d.rank, d.d_state}, rng),
+          random_tensor({d.n_heads, d.rank, d.d_state}, rng),
+          random_tensor({d.d_state}, rng),
           random_tensor({d.d_state}, rng)};
 }
 
@@ -37,15 +47,20 @@ Mamba3Gates on_device(Mamba3Gates g) {
 TEST(Mamba3GatesCuda, PrepareMatchesCpu) {
   MAMBA_REQUIRE_CUDA();
   std::mt19937 rng(3);
-  for (const Dims d : {Dims{1, 1, 2, 4, 16, 1, 1, false}, {2, 23, 4, 8, 32, 2, 1, false}, {1, 9, 2, 4, 256, 1, 1, false},
-                       {2, 13, 4, 8, 64, 2, 2, true}, {1, 7, 2, 4, 128, 1, 4, true}, {2, 5, 2, 4, 16, 2, 8, true},
+  for (const Dims d : {Dims{1, 1, 2, 4, 16, 1, 1, false},
+                       {2, 23, 4, 8, 32, 2, 1, false},
+                       {1, 9, 2, 4, 256, 1, 1, false},
+                       {2, 13, 4, 8, 64, 2, 2, true},
+                       {1, 7, 2, 4, 128, 1, 4, true},
+                       {2, 5, 2, 4, 16, 2, 8, true},
                        {1, 6, 2, 4, 64, 1, 1, true}}) {
     for (Mamba3Rope rope : {Mamba3Rope::data_dependent, Mamba3Rope::none, Mamba3Rope::data_independent}) {
       const std::string what = "N=" + std::to_string(d.d_state) + " R=" + std::to_string(d.rank) +
                                " G=" + std::to_string(d.n_groups) + " rope " + std::to_string(int(rope));
       const Mamba3Gates g = make_gates(d, rope, rng), gg = on_device(g);
       const int64_t S = g.n_rope_angles;
-      const int64_t width = 2 * d.n_heads * d.head_dim + 2 * d.rank * d.n_groups * d.d_state + 3 * d.n_heads + S;
+      const int64_t width =
+          2 * d.n_heads * d.head_dim + 2 * d.rank * d.n_groups * d.d_state + 3 * d.n_heads + S;
       const Tensor proj = random_tensor({d.batch, d.seq_len, width}, rng, -2.0f, 2.0f);
       const Tensor angle0 = random_tensor({d.batch, d.n_heads, S}, rng, 0.0f, 6.0f);
       // Two calls (the second continues the angle state), CPU and CUDA.
@@ -80,7 +95,9 @@ TEST(Mamba3GatesCuda, CombineMatchesCpu) {
     for (bool norm : {false, true}) {
       const Tensor w = norm ? random_tensor({di}, rng) : Tensor();
       const Tensor ref = mamba3_combine_fwd(y, z, w, mz, mo);
-      EXPECT_LT(scaled_max_diff(mamba3_combine_fwd(on_cuda(y), gz, on_cuda(w), on_cuda(mz), on_cuda(mo)), ref), 1e-5f)
+      EXPECT_LT(
+          scaled_max_diff(mamba3_combine_fwd(on_cuda(y), gz, on_cuda(w), on_cuda(mz), on_cuda(mo)), ref),
+          1e-5f)
           << "rank " << rank << " norm " << norm;
     }
   }

@@ -165,11 +165,17 @@ void head_bwd(HeadSlice& s, const Sizes& z) {
 
 Mamba3ScanGrads mamba3_scan_bwd(const Mamba3ScanArgs& a, const Tensor& dy_in) {
   const Tensor dy = dy_in.contiguous();
-  const Sizes z{a.x.size(0), a.x.size(1), a.q.size(2), a.x.size(2), a.x.size(3), a.q.size(4),
+  const Sizes z{a.x.size(0),
+                a.x.size(1),
+                a.q.size(2),
+                a.x.size(2),
+                a.x.size(3),
+                a.q.size(4),
                 std::max<int64_t>(1, a.chunk_size)};
   const int64_t B = z.batch, L = z.L, R = z.R, H = z.H, P = z.P, N = z.N;
   MAMBA_CHECK(a.q.shape() == (Shape{B, L, R, H, N}) && a.k.shape() == a.q.shape());
-  MAMBA_CHECK(a.adt.shape() == (Shape{B, L, H}) && a.dt.shape() == a.adt.shape() && a.trap.shape() == a.adt.shape());
+  MAMBA_CHECK(a.adt.shape() == (Shape{B, L, H}) && a.dt.shape() == a.adt.shape() &&
+              a.trap.shape() == a.adt.shape());
   MAMBA_CHECK(dy.shape() == (Shape{B, L, R, H, P}), "dy " << shape_str(dy.shape()));
   MAMBA_CHECK(a.mimo_x.defined() || R == 1);
   for (const Tensor* t : {&a.x, &a.q, &a.k, &a.adt, &a.dt, &a.trap})
@@ -212,7 +218,8 @@ Mamba3ScanGrads mamba3_scan_bwd(const Mamba3ScanArgs& a, const Tensor& dy_in) {
     const int64_t h = bh % H;
     g.dD.f32()[h] += static_cast<float>(dD_part[bh]);
     if (a.mimo_x.defined())
-      for (int64_t i = 0; i < R * P; ++i) g.dmimo_x.f32()[h * R * P + i] += static_cast<float>(dmx_part[bh * R * P + i]);
+      for (int64_t i = 0; i < R * P; ++i)
+        g.dmimo_x.f32()[h * R * P + i] += static_cast<float>(dmx_part[bh * R * P + i]);
   }
   return g;
 }

@@ -25,20 +25,25 @@ void check(int64_t R, uint32_t seed) {
   Tensor dout = testing::random_tensor({batch, L, R, H, P}, rng);
   const Mamba3ScanGrads g = mamba3_scan_bwd(a, dout);
   auto loss = [&] {
-    Mamba3ScanState s{Tensor::zeros({batch, H, P, N}), Tensor::zeros({batch, R, H, N}), Tensor::zeros({batch, H, P})};
+    Mamba3ScanState s{Tensor::zeros({batch, H, P, N}), Tensor::zeros({batch, R, H, N}),
+                      Tensor::zeros({batch, H, P})};
     Tensor y;
     mamba3_scan_fwd(a, s, y);
     return testing::weighted_sum(y, dout);
   };
-  std::vector<testing::GradInput> inputs = {{"x", a.x, g.dx},       {"q", a.q, g.dq},     {"k", a.k, g.dk},
-                                            {"adt", a.adt, g.dadt}, {"dt", a.dt, g.ddt}, {"trap", a.trap, g.dtrap},
-                                            {"D", a.D, g.dD}};
+  std::vector<testing::GradInput> inputs = {
+      {"x", a.x, g.dx},    {"q", a.q, g.dq},          {"k", a.k, g.dk}, {"adt", a.adt, g.dadt},
+      {"dt", a.dt, g.ddt}, {"trap", a.trap, g.dtrap}, {"D", a.D, g.dD}};
   if (R > 1) inputs.push_back({"mimo_x", a.mimo_x, g.dmimo_x});
   testing::expect_grads_match(loss, inputs);
 }
 
-TEST(Mamba3ScanBwd, Siso) { check(1, 1); }
-TEST(Mamba3ScanBwd, MimoRank2) { check(2, 2); }
+TEST(Mamba3ScanBwd, Siso) {
+  check(1, 1);
+}
+TEST(Mamba3ScanBwd, MimoRank2) {
+  check(2, 2);
+}
 
 }  // namespace
 }  // namespace mamba::ops

@@ -59,7 +59,8 @@ __global__ void mamba3_scan_kernel(Mamba3Params p) {
 #pragma unroll
       for (int j = 0; j < kMaxSlots; ++j) s[i][j] *= alpha;
     for (int64_t r = 0; r < R; ++r) {
-      const float* k_before = t == 0 ? p.k_prev + ((b * R + r) * H + h) * N : p.k + (((bt - 1) * R + r) * H + h) * N;
+      const float* k_before =
+          t == 0 ? p.k_prev + ((b * R + r) * H + h) * N : p.k + (((bt - 1) * R + r) * H + h) * N;
       const float* k_now = p.k + ((bt * R + r) * H + h) * N;
       float kb[kMaxSlots], kn[kMaxSlots];
 #pragma unroll
@@ -125,32 +126,51 @@ __global__ void mamba3_save_last_kernel(Mamba3Params p) {
 
 void mamba3_scan_cuda(const Mamba3ScanArgs& a, Mamba3ScanState& s, Tensor& y) {
   MAMBA_CHECK(a.x.dim() == 4 && a.q.dim() == 5, "mamba3_scan: x must be [batch, seq_len, n_heads, head_dim]");
-  const int64_t B = a.x.size(0), L = a.x.size(1), H = a.x.size(2), P = a.x.size(3), R = a.q.size(2), N = a.q.size(4);
+  const int64_t B = a.x.size(0), L = a.x.size(1), H = a.x.size(2), P = a.x.size(3), R = a.q.size(2),
+                N = a.q.size(4);
   MAMBA_CHECK(L >= 1, "mamba3_scan: seq_len " << L);
   MAMBA_CHECK(a.q.shape() == (Shape{B, L, R, H, N}) && a.k.shape() == a.q.shape(),
               "q " << shape_str(a.q.shape()) << " and k " << shape_str(a.k.shape()) << " with x "
                    << shape_str(a.x.shape()));
-  for (const Tensor* t : std::initializer_list<const Tensor*>{&a.adt, &a.dt, &a.trap}) MAMBA_CHECK(t->shape() == (Shape{B, L, H}));
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&a.adt, &a.dt, &a.trap})
+    MAMBA_CHECK(t->shape() == (Shape{B, L, H}));
   MAMBA_CHECK(a.D.numel() == H && (a.mimo_x.defined() ? a.mimo_x.shape() == (Shape{H, R, P}) : R == 1));
   MAMBA_CHECK(s.ssm.shape() == (Shape{B, H, P, N}) && s.k_prev.shape() == (Shape{B, R, H, N}) &&
               s.v_prev.shape() == (Shape{B, H, P}));
   MAMBA_CHECK(N <= 32 * kMaxSlots, "mamba3_scan (CUDA): d_state " << N << " > " << 32 * kMaxSlots);
   if (!y.defined()) y = Tensor::empty({B, L, R, H, P}, DType::f32, Device::cuda);
   MAMBA_CHECK(y.shape() == (Shape{B, L, R, H, P}));
-  for (const Tensor* t : std::initializer_list<const Tensor*>{&a.x, &a.q, &a.k, &a.adt, &a.dt, &a.trap, &a.D, &s.ssm, &s.k_prev, &s.v_prev,
-                          &y}) {
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&a.x, &a.q, &a.k, &a.adt, &a.dt, &a.trap, &a.D,
+                                                              &s.ssm, &s.k_prev, &s.v_prev, &y}) {
     mamba::cuda::check_cuda_tensor(*t, "mamba3_scan argument");
-    MAMBA_CHECK(t->dtype() == DType::f32 && t->is_contiguous(), "mamba3_scan: tensors must be f32 and contiguous");
+    MAMBA_CHECK(t->dtype() == DType::f32 && t->is_contiguous(),
+                "mamba3_scan: tensors must be f32 and contiguous");
   }
   if (a.mimo_x.defined()) mamba::cuda::check_cuda_tensor(a.mimo_x, "mamba3_scan: mimo_x");
-  const Mamba3Params p{a.x.f32(), a.q.f32(), a.k.f32(), a.adt.f32(), a.dt.f32(), a.trap.f32(), a.D.f32(),
+  const Mamba3Params p{a.x.f32(),
+                       a.q.f32(),
+                       a.k.f32(),
+                       a.adt.f32(),
+                       a.dt.f32(),
+                       a.trap.f32(),
+                       a.D.f32(),
                        a.mimo_x.defined() ? a.mimo_x.f32() : nullptr,
-                       y.f32(), s.ssm.f32(), s.k_prev.f32(), s.v_prev.f32(), B, L, R, H, P, N};
+                       y.f32(),
+                       s.ssm.f32(),
+                       s.k_prev.f32(),
+                       s.v_prev.f32(),
+                       B,
+                       L,
+                       R,
+                       H,
+                       P,
+                       N};
   const int64_t warps = B * H * ((P + kRows - 1) / kRows);
   if (warps == 0) return;
   mamba3_scan_kernel<<<mamba::cuda::ceil_div(warps, kWarps), 32 * kWarps, 0, mamba::cuda::stream()>>>(p);
   CUDA_CHECK_LAUNCH();
-  mamba3_save_last_kernel<<<mamba::cuda::grid_for(B * (R * H * N + H * P)), 256, 0, mamba::cuda::stream()>>>(p);
+  mamba3_save_last_kernel<<<mamba::cuda::grid_for(B * (R * H * N + H * P)), 256, 0, mamba::cuda::stream()>>>(
+      p);
   CUDA_CHECK_LAUNCH();
 }
 

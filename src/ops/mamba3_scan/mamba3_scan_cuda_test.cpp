@@ -61,9 +61,15 @@ void expect_state_near(const Mamba3ScanState& g, const Mamba3ScanState& c, const
 TEST(Mamba3ScanCuda, MatchesCpuReference) {
   MAMBA_REQUIRE_CUDA();
   std::mt19937 rng(7);
-  for (const Config c : {Config{1, 1, 1, 2, 8, 16, false}, {2, 37, 1, 3, 16, 32, false}, {1, 70, 1, 2, 64, 128, false},
-                         {2, 21, 1, 2, 5, 256, false}, {2, 19, 1, 2, 16, 16, true}, {1, 33, 2, 2, 32, 64, true},
-                         {2, 17, 4, 3, 16, 128, true}, {1, 9, 8, 2, 64, 64, true}, {1, 12, 4, 1, 7, 256, true}}) {
+  for (const Config c : {Config{1, 1, 1, 2, 8, 16, false},
+                         {2, 37, 1, 3, 16, 32, false},
+                         {1, 70, 1, 2, 64, 128, false},
+                         {2, 21, 1, 2, 5, 256, false},
+                         {2, 19, 1, 2, 16, 16, true},
+                         {1, 33, 2, 2, 32, 64, true},
+                         {2, 17, 4, 3, 16, 128, true},
+                         {1, 9, 8, 2, 64, 64, true},
+                         {1, 12, 4, 1, 7, 256, true}}) {
     const std::string what = std::string(c.mimo ? "MIMO" : "SISO") + " R=" + std::to_string(c.rank) +
                              " L=" + std::to_string(c.seq_len) + " P=" + std::to_string(c.head_dim) +
                              " N=" + std::to_string(c.d_state);
@@ -77,8 +83,10 @@ TEST(Mamba3ScanCuda, MatchesCpuReference) {
     for (int variant = 0; variant < 2; ++variant) {  // fwd and ref both run the CUDA recurrence
       Mamba3ScanState gs = copy_state(s0, Device::cuda);
       Tensor gy;
-      if (variant == 0) mamba3_scan_fwd(g, gs, gy);
-      else mamba3_scan_ref(g, gs, gy);
+      if (variant == 0)
+        mamba3_scan_fwd(g, gs, gy);
+      else
+        mamba3_scan_ref(g, gs, gy);
       EXPECT_LT(scaled_max_diff(gy, y), 1e-4f) << what;
       expect_state_near(gs, cs, what);
     }

@@ -1,21 +1,20 @@
 // Mamba-3 SISO scan on tensor cores: maps the trapezoid recurrence (§3.5: σ_t = γ_t + Δ_{t+1}(1 − λ_{t+1})
 // off the diagonal, γ_t on it, the pending β term of (k_prev, v_prev) on entry) onto the chunked-scan
 // engine of ops/ssd/ssd_fast.cu, then saves the last token's key and value as the next call's state.
-#include "ops/mamba3_scan/mamba3_scan_fast.cuh"
-
 #include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 
 #include "backend/cuda/cuda_check.h"
 #include "core/error.h"
+#include "ops/mamba3_scan/mamba3_scan_fast.cuh"
 #include "ops/ssd/ssd_fast.cuh"
 
 namespace mamba::ops::cuda {
 
 namespace {
 
-constexpr int kTile = 64;        // the engine's intra-chunk tile
+constexpr int kTile = 64;         // the engine's intra-chunk tile
 constexpr int kStateChunk = 256;  // tokens between stored states (4 tiles)
 
 // k_prev ← k_{T−1}, v_prev ← x_{T−1} as f32 (§3.5: rotated, biased, unscaled key; raw x).
@@ -37,24 +36,33 @@ ChunkedScanParams engine_params(const Mamba3ScanFastParams& m) {
   p.batch = m.batch, p.seq_len = m.seq_len, p.n_heads = m.n_heads, p.head_dim = m.head_dim;
   p.d_state = m.d_state, p.heads_per_group = 1, p.state_chunk = kStateChunk;
   p.weights = ScanWeights::trapezoid;
-  p.x = m.x, p.x_batch_stride = m.x_batch_stride, p.x_seq_stride = m.x_seq_stride, p.x_head_stride = m.x_head_stride;
-  p.q = m.q, p.q_batch_stride = m.q_batch_stride, p.q_seq_stride = m.q_seq_stride, p.q_group_stride = m.q_head_stride;
-  p.k = m.k, p.k_batch_stride = m.k_batch_stride, p.k_seq_stride = m.k_seq_stride, p.k_group_stride = m.k_head_stride;
+  p.x = m.x, p.x_batch_stride = m.x_batch_stride, p.x_seq_stride = m.x_seq_stride,
+  p.x_head_stride = m.x_head_stride;
+  p.q = m.q, p.q_batch_stride = m.q_batch_stride, p.q_seq_stride = m.q_seq_stride,
+  p.q_group_stride = m.q_head_stride;
+  p.k = m.k, p.k_batch_stride = m.k_batch_stride, p.k_seq_stride = m.k_seq_stride,
+  p.k_group_stride = m.k_head_stride;
   p.dt = m.dt, p.adt = m.adt, p.trap = m.trap;
-  p.dt_batch_stride = m.dt_batch_stride, p.dt_seq_stride = m.dt_seq_stride, p.dt_head_stride = m.dt_head_stride;
+  p.dt_batch_stride = m.dt_batch_stride, p.dt_seq_stride = m.dt_seq_stride,
+  p.dt_head_stride = m.dt_head_stride;
   p.D = m.D;
   p.initial_state = m.ssm_in, p.initial_state_batch_stride = m.ssm_batch_stride;
   p.initial_state_head_stride = m.ssm_head_stride;
   p.final_state = m.ssm_out, p.final_state_batch_stride = m.ssm_batch_stride;
   p.final_state_head_stride = m.ssm_head_stride;
-  p.k_prev = m.k_prev_in, p.k_prev_batch_stride = m.k_prev_batch_stride, p.k_prev_head_stride = m.k_prev_head_stride;
-  p.v_prev = m.v_prev_in, p.v_prev_batch_stride = m.v_prev_batch_stride, p.v_prev_head_stride = m.v_prev_head_stride;
-  p.y = m.y, p.y_batch_stride = m.y_batch_stride, p.y_seq_stride = m.y_seq_stride, p.y_head_stride = m.y_head_stride;
+  p.k_prev = m.k_prev_in, p.k_prev_batch_stride = m.k_prev_batch_stride,
+  p.k_prev_head_stride = m.k_prev_head_stride;
+  p.v_prev = m.v_prev_in, p.v_prev_batch_stride = m.v_prev_batch_stride,
+  p.v_prev_head_stride = m.v_prev_head_stride;
+  p.y = m.y, p.y_batch_stride = m.y_batch_stride, p.y_seq_stride = m.y_seq_stride,
+  p.y_head_stride = m.y_head_stride;
   p.workspace = m.workspace;
   return p;
 }
 
-bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+bool aligned16(const void* ptr) {
+  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
+}
 
 void check_vec_rows(const void* ptr, std::initializer_list<int64_t> strides, const char* name) {
   if (!ptr) throw_error(ErrorCode::invalid_argument, "mamba3_scan_fast_fwd: ", name, " is null");
@@ -74,31 +82,35 @@ size_t mamba3_scan_fast_workspace_bytes(const Mamba3ScanFastParams& m) {
 
 void mamba3_scan_fast_fwd(const Mamba3ScanFastParams& m, cudaStream_t stream) {
   if (m.batch < 0 || m.seq_len < 0 || m.n_heads <= 0) {
-    throw_error(ErrorCode::shape, "mamba3_scan_fast_fwd: batch ", m.batch, ", seq_len ", m.seq_len, ", n_heads ",
-                m.n_heads);
+    throw_error(ErrorCode::shape, "mamba3_scan_fast_fwd: batch ", m.batch, ", seq_len ", m.seq_len,
+                ", n_heads ", m.n_heads);
   }
   check_chunked_scan_dims(m.head_dim, m.d_state, "mamba3_scan_fast_fwd");
   if (m.chunk_size != kTile) {
-    throw_error(ErrorCode::unsupported, "mamba3_scan_fast_fwd: chunk_size ", m.chunk_size, ", compiled for ", kTile);
+    throw_error(ErrorCode::unsupported, "mamba3_scan_fast_fwd: chunk_size ", m.chunk_size, ", compiled for ",
+                kTile);
   }
+  if (m.batch == 0 || m.seq_len == 0) return;
   check_vec_rows(m.x, {m.x_batch_stride, m.x_seq_stride, m.x_head_stride}, "x");
   check_vec_rows(m.q, {m.q_batch_stride, m.q_seq_stride, m.q_head_stride}, "q");
   check_vec_rows(m.k, {m.k_batch_stride, m.k_seq_stride, m.k_head_stride}, "k");
   check_vec_rows(m.y, {m.y_batch_stride, m.y_seq_stride, m.y_head_stride}, "y");
-  if (!m.adt || !m.dt || !m.trap) throw_error(ErrorCode::invalid_argument, "mamba3_scan_fast_fwd: adt, dt and trap are required");
+  if (!m.adt || !m.dt || !m.trap)
+    throw_error(ErrorCode::invalid_argument, "mamba3_scan_fast_fwd: adt, dt and trap are required");
   if (!m.k_prev_in != !m.v_prev_in) {
     throw_error(ErrorCode::invalid_argument, "mamba3_scan_fast_fwd: k_prev_in and v_prev_in go together");
   }
-  const bool ssm_ok = aligned16(m.ssm_in) && aligned16(m.ssm_out) && m.ssm_batch_stride % 4 == 0 && m.ssm_head_stride % 4 == 0;
+  const bool ssm_ok = aligned16(m.ssm_in) && aligned16(m.ssm_out) && m.ssm_batch_stride % 4 == 0 &&
+                      m.ssm_head_stride % 4 == 0;
   if ((m.ssm_in || m.ssm_out) && !ssm_ok) {
-    throw_error(ErrorCode::invalid_argument, "mamba3_scan_fast_fwd: ssm state must be 16-byte aligned (strides multiples of 4)");
+    throw_error(ErrorCode::invalid_argument,
+                "mamba3_scan_fast_fwd: ssm state must be 16-byte aligned (strides multiples of 4)");
   }
   const size_t need = mamba3_scan_fast_workspace_bytes(m);
   if (!m.workspace || !aligned16(m.workspace) || m.workspace_bytes < need) {
-    throw_error(ErrorCode::invalid_argument, "mamba3_scan_fast_fwd: workspace of ", m.workspace_bytes, " bytes, need ",
-                need, " (16-byte aligned)");
+    throw_error(ErrorCode::invalid_argument, "mamba3_scan_fast_fwd: workspace of ", m.workspace_bytes,
+                " bytes, need ", need, " (16-byte aligned)");
   }
-  if (m.batch == 0 || m.seq_len == 0) return;
   chunked_scan_fwd(engine_params(m), stream);
   if (m.k_prev_out || m.v_prev_out) {  // after the engine, which reads k_prev_in/v_prev_in (may alias)
     const int threads = (std::max(m.head_dim, m.d_state) + 31) / 32 * 32;

@@ -12,8 +12,9 @@
 namespace mamba::ops::cuda {
 
 // Strides are in elements; the last dimension of every tensor is contiguous, and rows of x, q, k
-// and y start 16-byte aligned (strides multiples of 8). A state input and its output share their
-// strides and may alias (in-place update); null inputs mean a fresh sequence (zeros).
+// and y start 16-byte aligned (strides multiples of 8); a head's ssm state [head_dim, d_state] is
+// contiguous and 16-byte aligned. A state input and its output share their strides and may alias
+// (in-place update); null inputs mean a fresh sequence (zeros).
 struct Mamba3ScanFastParams {
   int batch = 0, seq_len = 0, n_heads = 0, head_dim = 0, d_state = 0;
   int chunk_size = 64;  // the tile of the intra-chunk form; states are passed every 4 chunks
@@ -28,7 +29,7 @@ struct Mamba3ScanFastParams {
   const float* dt = nullptr;    // [batch, seq_len, n_heads]  Δ (> 0)
   const float* trap = nullptr;  // [batch, seq_len, n_heads]  λ = sigmoid(trap_raw)
   int64_t dt_batch_stride = 0, dt_seq_stride = 0, dt_head_stride = 0;  // shared by adt, dt, trap
-  const float* D = nullptr;  // [n_heads], or null
+  const float* D = nullptr;                                            // [n_heads], or null
 
   const float* ssm_in = nullptr;  // [batch, n_heads, head_dim, d_state]  S before the first token
   float* ssm_out = nullptr;       // [batch, n_heads, head_dim, d_state]  S after the last token

@@ -29,8 +29,8 @@ Tensor rms_norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight, flo
   return rms_norm_gated_bwd(dy, x, Tensor(), weight, x.size(-1), false, eps, dweight, no_dz);
 }
 
-Tensor layer_norm_bwd(const Tensor& dy_in, const Tensor& x_in, const Tensor& weight, float eps, Tensor& dweight,
-                      Tensor& dbias) {
+Tensor layer_norm_bwd(const Tensor& dy_in, const Tensor& x_in, const Tensor& weight, float eps,
+                      Tensor& dweight, Tensor& dbias) {
   const Tensor x = x_in.contiguous(), dy = dy_in.contiguous();
   const int64_t n = x.size(-1), rows = x.numel() / n;
   MAMBA_CHECK(dy.shape() == x.shape() && weight.numel() == n && dweight.numel() == n);
@@ -81,7 +81,9 @@ Tensor rms_norm_gated_bwd(const Tensor& dy_in, const Tensor& x_in, const Tensor&
   parallel_for(rows * n_groups, [&](int64_t rg) {
     const int64_t off = rg * group_size, w_off = (rg % n_groups) * group_size;
     // v: the normalized input (x, or x·silu(z) when gating first).
-    auto v_at = [&](int64_t i) { return zp && !norm_before_gate ? xp[off + i] * silu(zp[off + i]) : xp[off + i]; };
+    auto v_at = [&](int64_t i) {
+      return zp && !norm_before_gate ? xp[off + i] * silu(zp[off + i]) : xp[off + i];
+    };
     float ss = 0.0f;
     for (int64_t i = 0; i < group_size; ++i) ss += v_at(i) * v_at(i);
     const float rstd = 1.0f / std::sqrt(ss / static_cast<float>(group_size) + eps);

@@ -19,10 +19,14 @@ TEST(NormCuda, RmsAndLayerNorm) {
     const Tensor x = testing::random_tensor({rows, 1, n}, rng, -3.0f, 3.0f);
     const Tensor w = testing::random_tensor({n}, rng), b = testing::random_tensor({n}, rng);
     EXPECT_LT(scaled_max_diff(rms_norm(on_cuda(x), on_cuda(w), 1e-5f), rms_norm(x, w, 1e-5f)), 1e-5f) << n;
-    EXPECT_LT(scaled_max_diff(layer_norm(on_cuda(x), on_cuda(w), on_cuda(b), 1e-5f), layer_norm(x, w, b, 1e-5f)),
-              1e-5f) << n;
-    EXPECT_LT(scaled_max_diff(layer_norm(on_cuda(x), on_cuda(w), Tensor(), 1e-5f), layer_norm(x, w, Tensor(), 1e-5f)),
-              1e-5f) << n;
+    EXPECT_LT(
+        scaled_max_diff(layer_norm(on_cuda(x), on_cuda(w), on_cuda(b), 1e-5f), layer_norm(x, w, b, 1e-5f)),
+        1e-5f)
+        << n;
+    EXPECT_LT(scaled_max_diff(layer_norm(on_cuda(x), on_cuda(w), Tensor(), 1e-5f),
+                              layer_norm(x, w, Tensor(), 1e-5f)),
+              1e-5f)
+        << n;
   }
 }
 
@@ -35,14 +39,16 @@ TEST(NormCuda, GatedGrouped) {
     const Tensor w = testing::random_tensor({n}, rng);
     for (bool before : {false, true}) {
       const Tensor ref = rms_norm_gated(x, z, w, group, before, 1e-5f);
-      EXPECT_LT(scaled_max_diff(rms_norm_gated(on_cuda(x), on_cuda(z), on_cuda(w), group, before, 1e-5f), ref), 1e-5f)
+      EXPECT_LT(
+          scaled_max_diff(rms_norm_gated(on_cuda(x), on_cuda(z), on_cuda(w), group, before, 1e-5f), ref),
+          1e-5f)
           << n << "/" << group << " before " << before;
     }
     // A strided z (column view) is made contiguous on the device.
     const Tensor wide = testing::random_tensor({rows, 2, n + 5}, rng);
     const Tensor ref = rms_norm_gated(x, wide.slice(-1, 5, n + 5).contiguous(), w, group, false, 1e-5f);
-    EXPECT_LT(scaled_max_diff(rms_norm_gated(on_cuda(x), on_cuda(wide).slice(-1, 5, n + 5), on_cuda(w), group, false,
-                                             1e-5f),
+    EXPECT_LT(scaled_max_diff(rms_norm_gated(on_cuda(x), on_cuda(wide).slice(-1, 5, n + 5), on_cuda(w), group,
+                                             false, 1e-5f),
                               ref),
               1e-5f);
   }

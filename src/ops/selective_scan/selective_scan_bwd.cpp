@@ -17,10 +17,80 @@ namespace {
 
 // Per-work-item partial sums, reduced after the parallel loop.
 struct ScanPartials {
-  std::vector<float> dB, dC;  // [n_items, seq_len, d_state]
-  std::vector<float> dA;      // [batch, d_inner, d_state]
+  std::vector<float> dB, dC;     // [n_items, seq_len, d_state]
+  std::vector<float> dA;         // [batch, d_inner, d_state]
   std::vector<float> dD, dbias;  // [batch, d_inner]
 };
+
+// Raw pointers and strides of the inputs, as the forward reads them.
+struct ScanView {
+  int64_t batch, L, DI, N;
+  const float *u, *delta, *delta_bias, *A, *B, *C, *D, *z, *dy;
+  int64_t B_b, B_t, C_b, C_t, z_b, z_t;
+};
+
+// Per-thread scratch of one channel: h_t for every t, δ_t, the running dh and the dA sums.
+struct ChannelScratch {
+  std::vector<float> hs, delta, dh;
+  std::vector<double> dA;
+  explicit ChannelScratch(const ScanView& v) : hs(v.L * v.N), delta(v.L), dh(v.N), dA(v.N) {}
+};
+
+// Channel d of sequence b: forward again keeping h_t, then the reverse-time pass. Writes du,
+// dδ_raw, dz; adds into this item's dB/dC rows and the channel's slots of the partials.
+void channel_bwd(const ScanView& v, int64_t b, int64_t d, ChannelScratch& w, float* dB_loc, float* dC_loc,
+                 SelectiveScanGrads& g, ScanPartials& part) {
+  const int64_t L = v.L, DI = v.DI, N = v.N;
+  const float* A = v.A + d * N;
+  for (int64_t t = 0; t < L; ++t) {
+    const int64_t i = (b * L + t) * DI + d;
+    w.delta[t] = softplus(v.delta[i] + v.delta_bias[d]);
+    const float du = w.delta[t] * v.u[i];
+    const float* Bv = v.B + b * v.B_b + t * v.B_t;
+    float* h = w.hs.data() + t * N;
+    for (int64_t n = 0; n < N; ++n)
+      h[n] = (t > 0 ? std::exp(w.delta[t] * A[n]) * h[n - N] : 0.0f) + du * Bv[n];
+  }
+  std::fill(w.dh.begin(), w.dh.end(), 0.0f);
+  std::vector<double>& dA = w.dA;
+  std::fill(dA.begin(), dA.end(), 0.0);
+  double dD = 0, dbias = 0;
+  for (int64_t t = L - 1; t >= 0; --t) {
+    const int64_t i = (b * L + t) * DI + d;
+    const float u = v.u[i], dl = w.delta[t];
+    const float* Bv = v.B + b * v.B_b + t * v.B_t;
+    const float* Cv = v.C + b * v.C_b + t * v.C_t;
+    const float* h = w.hs.data() + t * N;
+    float dy0 = v.dy[i];
+    if (v.z) {  // y = y0·silu(z)
+      float y0 = v.D[d] * u;
+      for (int64_t n = 0; n < N; ++n) y0 += Cv[n] * h[n];
+      const float zv = v.z[b * v.z_b + t * v.z_t + d];
+      g.dz.f32()[i] = dy0 * y0 * silu_grad(zv);
+      dy0 *= silu(zv);
+    }
+    dD += static_cast<double>(dy0) * u;
+    float du = v.D[d] * dy0, ddelta = 0.0f;
+    for (int64_t n = 0; n < N; ++n) {
+      float& dh = w.dh[n];
+      dh += dy0 * Cv[n];
+      dC_loc[t * N + n] += dy0 * h[n];
+      const float decay = std::exp(dl * A[n]), h_prev = t > 0 ? h[n - N] : 0.0f;
+      ddelta += dh * (A[n] * decay * h_prev + Bv[n] * u);
+      dA[n] += static_cast<double>(dh) * dl * decay * h_prev;
+      dB_loc[t * N + n] += dh * dl * u;
+      du += dh * dl * Bv[n];
+      dh *= decay;  // dh_{t-1} = exp(δ_t·A)·dh_t
+    }
+    g.du.f32()[i] = du;
+    const float draw = ddelta * softplus_grad(v.delta[i] + v.delta_bias[d]);
+    g.ddelta.f32()[i] = draw;
+    dbias += draw;
+  }
+  for (int64_t n = 0; n < N; ++n) part.dA[(b * DI + d) * N + n] = static_cast<float>(dA[n]);
+  part.dD[b * DI + d] = static_cast<float>(dD);
+  part.dbias[b * DI + d] = static_cast<float>(dbias);
+}
 
 }  // namespace
 
@@ -31,10 +101,31 @@ SelectiveScanGrads selective_scan_bwd(const SelectiveScanArgs& a, const Tensor& 
   MAMBA_CHECK(!a.z.defined() || a.z.stride(2) == 1);
   const Tensor dy = dy_in.contiguous();
   MAMBA_CHECK(dy.shape() == a.u.shape());
+  const bool gated = a.z.defined();
+  const ScanView v{batch,
+                   L,
+                   DI,
+                   N,
+                   a.u.f32(),
+                   a.delta.f32(),
+                   a.delta_bias.f32(),
+                   a.A.f32(),
+                   a.B.f32(),
+                   a.C.f32(),
+                   a.D.f32(),
+                   gated ? a.z.f32() : nullptr,
+                   dy.f32(),
+                   a.B.stride(0),
+                   a.B.stride(1),
+                   a.C.stride(0),
+                   a.C.stride(1),
+                   gated ? a.z.stride(0) : 0,
+                   gated ? a.z.stride(1) : 0};
   SelectiveScanGrads g;
   g.du = Tensor::empty({batch, L, DI});
   g.ddelta = Tensor::empty({batch, L, DI});
-  if (a.z.defined()) g.dz = Tensor::empty({batch, L, DI});
+  if (gated) g.dz = Tensor::empty({batch, L, DI});
+  // Work item = (batch, block of channels); enough blocks to use every thread.
   const int64_t n_blocks = std::max<int64_t>(1, std::min<int64_t>(DI, (num_threads() + batch - 1) / batch));
   const int64_t n_items = batch * n_blocks;
   ScanPartials part;
@@ -43,68 +134,11 @@ SelectiveScanGrads selective_scan_bwd(const SelectiveScanArgs& a, const Tensor& 
   part.dA.assign(static_cast<size_t>(batch * DI * N), 0.0f);
   part.dD.assign(static_cast<size_t>(batch * DI), 0.0f);
   part.dbias.assign(static_cast<size_t>(batch * DI), 0.0f);
-  const float *up = a.u.f32(), *dp = a.delta.f32(), *dbp = a.delta_bias.f32(), *Ap = a.A.f32();
-  const float *Bp = a.B.f32(), *Cp = a.C.f32(), *Dp = a.D.f32(), *zp = a.z.defined() ? a.z.f32() : nullptr;
-  const float* dyp = dy.f32();
-  const int64_t Bb = a.B.stride(0), Bt = a.B.stride(1), Cb = a.C.stride(0), Ct = a.C.stride(1);
-  const int64_t zb = zp ? a.z.stride(0) : 0, zt = zp ? a.z.stride(1) : 0;
   parallel_for(n_items, [&](int64_t item) {
     const int64_t b = item / n_blocks, blk = item % n_blocks;
-    float* dB_loc = part.dB.data() + item * L * N;
-    float* dC_loc = part.dC.data() + item * L * N;
-    std::vector<float> hs(static_cast<size_t>(L * N)), delta(static_cast<size_t>(L)), dh(static_cast<size_t>(N));
-    std::vector<double> dA(static_cast<size_t>(N));
-    for (int64_t d = DI * blk / n_blocks; d < DI * (blk + 1) / n_blocks; ++d) {
-      const float* A = Ap + d * N;
-      // Forward again, keeping every h_t ([seq_len, d_state]).
-      for (int64_t t = 0; t < L; ++t) {
-        const int64_t i = (b * L + t) * DI + d;
-        delta[t] = softplus(dp[i] + dbp[d]);
-        const float du = delta[t] * up[i];
-        const float* Bv = Bp + b * Bb + t * Bt;
-        float* h = hs.data() + t * N;
-        const float* h_prev = t > 0 ? h - N : nullptr;
-        for (int64_t n = 0; n < N; ++n) h[n] = (h_prev ? std::exp(delta[t] * A[n]) * h_prev[n] : 0.0f) + du * Bv[n];
-      }
-      std::fill(dh.begin(), dh.end(), 0.0f);
-      std::fill(dA.begin(), dA.end(), 0.0);
-      double dD = 0, dbias = 0;
-      for (int64_t t = L - 1; t >= 0; --t) {
-        const int64_t i = (b * L + t) * DI + d;
-        const float u = up[i], dl = delta[t];
-        const float* Bv = Bp + b * Bb + t * Bt;
-        const float* Cv = Cp + b * Cb + t * Ct;
-        const float* h = hs.data() + t * N;
-        const float* h_prev = t > 0 ? h - N : nullptr;
-        float dy0 = dyp[i];
-        if (zp) {  // y = y0·silu(z)
-          float y0 = Dp[d] * u;
-          for (int64_t n = 0; n < N; ++n) y0 += Cv[n] * h[n];
-          const float zv = zp[b * zb + t * zt + d];
-          g.dz.f32()[i] = dy0 * y0 * silu_grad(zv);
-          dy0 *= silu(zv);
-        }
-        dD += static_cast<double>(dy0) * u;
-        float du = Dp[d] * dy0, ddelta = 0.0f;
-        for (int64_t n = 0; n < N; ++n) {
-          dh[n] += dy0 * Cv[n];
-          dC_loc[t * N + n] += dy0 * h[n];
-          const float decay = std::exp(dl * A[n]), hp = h_prev ? h_prev[n] : 0.0f;
-          ddelta += dh[n] * (A[n] * decay * hp + Bv[n] * u);
-          dA[n] += static_cast<double>(dh[n]) * dl * decay * hp;
-          dB_loc[t * N + n] += dh[n] * dl * u;
-          du += dh[n] * dl * Bv[n];
-          dh[n] *= decay;
-        }
-        g.du.f32()[i] = du;
-        const float draw = ddelta * softplus_grad(dp[i] + dbp[d]);
-        g.ddelta.f32()[i] = draw;
-        dbias += draw;
-      }
-      for (int64_t n = 0; n < N; ++n) part.dA[(b * DI + d) * N + n] = static_cast<float>(dA[n]);
-      part.dD[b * DI + d] = static_cast<float>(dD);
-      part.dbias[b * DI + d] = static_cast<float>(dbias);
-    }
+    ChannelScratch w(v);
+    for (int64_t d = DI * blk / n_blocks; d < DI * (blk + 1) / n_blocks; ++d)
+      channel_bwd(v, b, d, w, part.dB.data() + item * L * N, part.dC.data() + item * L * N, g, part);
   });
   // Reductions: dB, dC over the channel blocks of each batch; parameters over the batch.
   g.dB = Tensor::zeros({batch, L, N});

@@ -31,16 +31,19 @@ void check(bool gated, uint32_t seed) {
     Tensor state = Tensor::zeros({batch, DI, N});
     return testing::weighted_sum(selective_scan_fwd(a, state), dout);
   };
-  std::vector<testing::GradInput> inputs = {{"u", a.u, g.du},         {"delta", a.delta, g.ddelta},
-                                            {"delta_bias", a.delta_bias, g.ddelta_bias},
-                                            {"A", a.A, g.dA},         {"B and C", bc, dbc},
-                                            {"D", a.D, g.dD}};
+  std::vector<testing::GradInput> inputs = {
+      {"u", a.u, g.du}, {"delta", a.delta, g.ddelta}, {"delta_bias", a.delta_bias, g.ddelta_bias},
+      {"A", a.A, g.dA}, {"B and C", bc, dbc},         {"D", a.D, g.dD}};
   if (gated) inputs.push_back({"z", a.z, g.dz});
   testing::expect_grads_match(loss, inputs);
 }
 
-TEST(SelectiveScanBwd, Gated) { check(true, 1); }
-TEST(SelectiveScanBwd, Ungated) { check(false, 2); }
+TEST(SelectiveScanBwd, Gated) {
+  check(true, 1);
+}
+TEST(SelectiveScanBwd, Ungated) {
+  check(false, 2);
+}
 
 }  // namespace
 }  // namespace mamba::ops

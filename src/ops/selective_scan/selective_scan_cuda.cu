@@ -70,7 +70,8 @@ __global__ void selective_scan_fwd_kernel(ScanParams p) {
 
 Tensor selective_scan_fwd_cuda(const SelectiveScanArgs& a, Tensor& state) {
   const int64_t batch = a.u.size(0), seq_len = a.u.size(1), d_inner = a.u.size(2), d_state = a.A.size(1);
-  for (const Tensor* t : std::initializer_list<const Tensor*>{&a.u, &a.delta, &a.delta_bias, &a.A, &a.B, &a.C, &a.D, &state})
+  for (const Tensor* t :
+       std::initializer_list<const Tensor*>{&a.u, &a.delta, &a.delta_bias, &a.A, &a.B, &a.C, &a.D, &state})
     mamba::cuda::check_cuda_tensor(*t, "selective_scan argument");
   MAMBA_CHECK(a.u.is_contiguous() && a.delta.is_contiguous() && a.delta.shape() == a.u.shape());
   MAMBA_CHECK(a.A.is_contiguous() && a.A.size(0) == d_inner);
@@ -101,7 +102,8 @@ Tensor selective_scan_fwd_cuda(const SelectiveScanArgs& a, Tensor& state) {
   p.z_batch_stride = p.z ? a.z.stride(0) : 0;
   p.z_seq_stride = p.z ? a.z.stride(1) : 0;
   constexpr int kThreads = 128;
-  selective_scan_fwd_kernel<<<mamba::cuda::ceil_div(batch * d_inner, kThreads), kThreads, 0, mamba::cuda::stream()>>>(p);
+  selective_scan_fwd_kernel<<<mamba::cuda::ceil_div(batch * d_inner, kThreads), kThreads, 0,
+                              mamba::cuda::stream()>>>(p);
   CUDA_CHECK_LAUNCH();
   return y;
 }

@@ -20,7 +20,8 @@ struct Case {
   Tensor x_dbl, gx_dbl, xz, gxz;  // owners of the B/C and z column views
 };
 
-Case make_case(int64_t batch, int64_t seq_len, int64_t d_inner, int64_t d_state, bool gate, std::mt19937& rng) {
+Case make_case(int64_t batch, int64_t seq_len, int64_t d_inner, int64_t d_state, bool gate,
+               std::mt19937& rng) {
   Case c;
   c.cpu.u = testing::random_tensor({batch, seq_len, d_inner}, rng);
   c.cpu.delta = testing::random_tensor({batch, seq_len, d_inner}, rng, -4.0f, 1.0f);
@@ -56,8 +57,12 @@ SelectiveScanArgs tokens(const SelectiveScanArgs& a, int64_t t0, int64_t t1) {
 TEST(SelectiveScanCuda, MatchesCpuAndContinuesState) {
   MAMBA_REQUIRE_CUDA();
   std::mt19937 rng(1);
-  for (auto [batch, seq_len, d_inner, d_state] :
-       {std::tuple{1, 1, 8, 16}, {2, 37, 33, 16}, {3, 9, 16, 24}, {1, 130, 64, 64}, {2, 5, 7, 1}, {1, 17, 12, 256}}) {
+  for (auto [batch, seq_len, d_inner, d_state] : {std::tuple{1, 1, 8, 16},
+                                                  {2, 37, 33, 16},
+                                                  {3, 9, 16, 24},
+                                                  {1, 130, 64, 64},
+                                                  {2, 5, 7, 1},
+                                                  {1, 17, 12, 256}}) {
     for (bool gate : {false, true}) {
       const Case c = make_case(batch, seq_len, d_inner, d_state, gate, rng);
       const Tensor s0 = testing::random_tensor({batch, d_inner, d_state}, rng);
@@ -69,10 +74,13 @@ TEST(SelectiveScanCuda, MatchesCpuAndContinuesState) {
       Tensor gs2 = on_cuda(s0);
       const int64_t k = seq_len / 2;
       if (k > 0) {
-        EXPECT_LT(scaled_max_diff(selective_scan_fwd(tokens(c.gpu, 0, k), gs2), y.slice(1, 0, k).contiguous()), 1e-5f);
+        EXPECT_LT(
+            scaled_max_diff(selective_scan_fwd(tokens(c.gpu, 0, k), gs2), y.slice(1, 0, k).contiguous()),
+            1e-5f);
       }
       for (int64_t t = k; t < seq_len; ++t)
-        EXPECT_LT(scaled_max_diff(selective_scan_fwd(tokens(c.gpu, t, t + 1), gs2), y.slice(1, t, t + 1).contiguous()),
+        EXPECT_LT(scaled_max_diff(selective_scan_fwd(tokens(c.gpu, t, t + 1), gs2),
+                                  y.slice(1, t, t + 1).contiguous()),
                   1e-5f);
       EXPECT_LT(scaled_max_diff(gs2, s), 1e-5f);
     }

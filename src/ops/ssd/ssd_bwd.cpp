@@ -24,11 +24,11 @@ struct Sizes {
 struct HeadSlice {
   const float *x, *dt, *B, *C, *dy;  // rows at stride H·P (x, dy), H (dt), G·N (B, C)
   float A;
-  const float* D;                    // [head_dim] (per channel) or [1]
-  float *dx, *ddt;                   // like x, dt
-  float *dB, *dC;                    // [seq_len, d_state] this head's share
+  const float* D;   // [head_dim] (per channel) or [1]
+  float *dx, *ddt;  // like x, dt
+  float *dB, *dC;   // [seq_len, d_state] this head's share
   double dA;
-  std::vector<double> dD;            // [head_dim] or [1]
+  std::vector<double> dD;  // [head_dim] or [1]
 };
 
 // S ← exp(dt_t·A)·S + dt_t·x_t·B_tᵀ for token t.
@@ -43,10 +43,12 @@ void advance(const HeadSlice& s, const Sizes& z, int64_t t, float* S) {
 
 // One token of the reverse recurrence; dS enters as the gradient from the future (already
 // multiplied by α_{t+1}) and leaves multiplied by α_t.
-void reverse_token(HeadSlice& s, const Sizes& z, int64_t t, const float* S_t, const float* S_prev, float* dS) {
+void reverse_token(HeadSlice& s, const Sizes& z, int64_t t, const float* S_t, const float* S_prev,
+                   float* dS) {
   const int64_t P = z.P, N = z.N;
   const float dt = s.dt[t * z.H], decay = std::exp(dt * s.A);
-  const float *xv = s.x + t * z.H * P, *Bv = s.B + t * z.G * N, *Cv = s.C + t * z.G * N, *dyv = s.dy + t * z.H * P;
+  const float *xv = s.x + t * z.H * P, *Bv = s.B + t * z.G * N, *Cv = s.C + t * z.G * N,
+              *dyv = s.dy + t * z.H * P;
   float* dxv = s.dx + t * z.H * P;
   float sum_sS = 0.0f, sum_xB = 0.0f;  // Σ dS⊙S_{t−1}, Σ dS⊙(x Bᵀ)
   for (int64_t p = 0; p < P; ++p) {
@@ -98,20 +100,29 @@ void head_bwd(HeadSlice& s, const Sizes& z) {
 
 SsdGrads ssd_bwd(const SsdArgs& a, const Tensor& dy_in) {
   const Tensor dy = dy_in.contiguous();
-  Sizes z{a.x.size(0), a.x.size(1), a.x.size(2), a.x.size(3), a.B.size(2), a.B.size(3),
-          std::max<int64_t>(1, a.chunk_size), false};
+  Sizes z{a.x.size(0),
+          a.x.size(1),
+          a.x.size(2),
+          a.x.size(3),
+          a.B.size(2),
+          a.B.size(3),
+          std::max<int64_t>(1, a.chunk_size),
+          false};
   MAMBA_CHECK(a.x.is_contiguous() && a.B.is_contiguous() && a.C.is_contiguous() && a.dt.is_contiguous());
   MAMBA_CHECK(a.B.shape() == a.C.shape() && z.H % z.G == 0 && dy.shape() == a.x.shape());
   MAMBA_CHECK(a.dt.shape() == (Shape{z.batch, z.L, z.H}));
   z.d_per_channel = a.D.numel() == z.H * z.P;
   MAMBA_CHECK(z.d_per_channel || a.D.numel() == z.H);
-  const int64_t L = z.L, H = z.H, P = z.P, G = z.G, N = z.N, heads_per_group = H / G, nD = z.d_per_channel ? P : 1;
+  const int64_t L = z.L, H = z.H, P = z.P, G = z.G, N = z.N, heads_per_group = H / G,
+                nD = z.d_per_channel ? P : 1;
   SsdGrads g;
   g.dx = Tensor::empty(a.x.shape());
   g.ddt = Tensor::empty(a.dt.shape());
-  std::vector<float> dB_heads(static_cast<size_t>(z.batch * H * L * N), 0.0f);  // [batch, n_heads, seq_len, d_state]
+  std::vector<float> dB_heads(static_cast<size_t>(z.batch * H * L * N),
+                              0.0f);  // [batch, n_heads, seq_len, d_state]
   std::vector<float> dC_heads(dB_heads.size(), 0.0f);
-  std::vector<double> dA_part(static_cast<size_t>(z.batch * H)), dD_part(static_cast<size_t>(z.batch * H * nD));
+  std::vector<double> dA_part(static_cast<size_t>(z.batch * H)),
+      dD_part(static_cast<size_t>(z.batch * H * nD));
   parallel_for(z.batch * H, [&](int64_t bh) {
     const int64_t b = bh / H, h = bh % H, grp = h / heads_per_group;
     HeadSlice s{};
@@ -147,7 +158,8 @@ SsdGrads ssd_bwd(const SsdArgs& a, const Tensor& dy_in) {
   g.dD = Tensor::zeros(a.D.shape());
   for (int64_t bh = 0; bh < z.batch * H; ++bh) {
     g.dA.f32()[bh % H] += static_cast<float>(dA_part[bh]);
-    for (int64_t i = 0; i < nD; ++i) g.dD.f32()[(bh % H) * nD + i] += static_cast<float>(dD_part[bh * nD + i]);
+    for (int64_t i = 0; i < nD; ++i)
+      g.dD.f32()[(bh % H) * nD + i] += static_cast<float>(dD_part[bh * nD + i]);
   }
   return g;
 }

@@ -34,8 +34,12 @@ void check(bool d_per_channel, uint32_t seed) {
                                      {"D", a.D, g.dD}});
 }
 
-TEST(SsdBwd, DPerHead) { check(false, 1); }
-TEST(SsdBwd, DPerChannel) { check(true, 2); }
+TEST(SsdBwd, DPerHead) {
+  check(false, 1);
+}
+TEST(SsdBwd, DPerChannel) {
+  check(true, 2);
+}
 
 }  // namespace
 }  // namespace mamba::ops

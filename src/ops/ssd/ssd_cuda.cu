@@ -12,9 +12,9 @@ namespace mamba::ops {
 
 namespace {
 
-constexpr int kRows = 2;       // head_dim rows per warp
-constexpr int kMaxSlots = 8;   // state entries per lane and row: d_state <= 32·kMaxSlots
-constexpr int kWarps = 4;      // warps per block
+constexpr int kRows = 2;      // head_dim rows per warp
+constexpr int kMaxSlots = 8;  // state entries per lane and row: d_state <= 32·kMaxSlots
+constexpr int kWarps = 4;     // warps per block
 
 struct SsdParams {
   const float *x, *dt, *A, *B, *C, *D;
@@ -80,7 +80,8 @@ __global__ void ssd_scan_kernel(SsdParams p) {
 }  // namespace
 
 Tensor ssd_scan_cuda(const SsdArgs& a, Tensor& state) {
-  for (const Tensor* t : std::initializer_list<const Tensor*>{&a.x, &a.dt, &a.A, &a.B, &a.C, &a.D, &state}) mamba::cuda::check_cuda_tensor(*t, "ssd argument");
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&a.x, &a.dt, &a.A, &a.B, &a.C, &a.D, &state})
+    mamba::cuda::check_cuda_tensor(*t, "ssd argument");
   const int64_t batch = a.x.size(0), seq_len = a.x.size(1), H = a.x.size(2), P = a.x.size(3);
   const int64_t G = a.B.size(2), N = a.B.size(3);
   MAMBA_CHECK(a.x.is_contiguous() && a.B.is_contiguous() && a.C.is_contiguous() && a.dt.is_contiguous());
@@ -92,8 +93,9 @@ Tensor ssd_scan_cuda(const SsdArgs& a, Tensor& state) {
   Tensor y = Tensor::empty(a.x.shape(), DType::f32, Device::cuda);
   const int64_t warps = batch * H * ((P + kRows - 1) / kRows);
   if (y.numel() == 0 || warps == 0) return y;
-  const SsdParams p{a.x.f32(), a.dt.f32(), a.A.f32(), a.B.f32(), a.C.f32(), a.D.f32(), y.f32(), state.f32(),
-                    batch,     seq_len,    H,          P,          G,          N,          d_per_channel};
+  const SsdParams p{a.x.f32(), a.dt.f32(), a.A.f32(),   a.B.f32(), a.C.f32(),
+                    a.D.f32(), y.f32(),    state.f32(), batch,     seq_len,
+                    H,         P,          G,           N,         d_per_channel};
   ssd_scan_kernel<<<mamba::cuda::ceil_div(warps, kWarps), 32 * kWarps, 0, mamba::cuda::stream()>>>(p);
   CUDA_CHECK_LAUNCH();
   return y;

@@ -28,9 +28,15 @@ SsdArgs tokens(const SsdArgs& a, int64_t t0, int64_t t1) {
 TEST(SsdCuda, MatchesCpuAndContinuesState) {
   MAMBA_REQUIRE_CUDA();
   std::mt19937 rng(1);
-  struct Shape6 { int64_t batch, seq_len, n_heads, head_dim, n_groups, d_state; };
-  for (const Shape6 s : {Shape6{1, 1, 2, 4, 1, 16}, {2, 37, 8, 16, 2, 16}, {1, 70, 4, 5, 4, 32}, {2, 19, 6, 64, 3, 128},
-                         {1, 9, 2, 8, 1, 256}, {3, 33, 4, 16, 1, 48}}) {
+  struct Shape6 {
+    int64_t batch, seq_len, n_heads, head_dim, n_groups, d_state;
+  };
+  for (const Shape6 s : {Shape6{1, 1, 2, 4, 1, 16},
+                         {2, 37, 8, 16, 2, 16},
+                         {1, 70, 4, 5, 4, 32},
+                         {2, 19, 6, 64, 3, 128},
+                         {1, 9, 2, 8, 1, 256},
+                         {3, 33, 4, 16, 1, 48}}) {
     for (bool d_per_channel : {false, true}) {
       SsdArgs a;
       a.x = testing::random_tensor({s.batch, s.seq_len, s.n_heads, s.head_dim}, rng);
@@ -53,7 +59,8 @@ TEST(SsdCuda, MatchesCpuAndContinuesState) {
         EXPECT_LT(scaled_max_diff(ssd_fwd(tokens(g, 0, k), gst2), y_ref.slice(1, 0, k).contiguous()), 1e-5f);
       }
       for (int64_t t = k; t < s.seq_len; ++t)
-        EXPECT_LT(scaled_max_diff(ssd_ref(tokens(g, t, t + 1), gst2), y_ref.slice(1, t, t + 1).contiguous()), 1e-5f);
+        EXPECT_LT(scaled_max_diff(ssd_ref(tokens(g, t, t + 1), gst2), y_ref.slice(1, t, t + 1).contiguous()),
+                  1e-5f);
       EXPECT_LT(scaled_max_diff(gst2, st_ref), 1e-5f);
     }
   }

@@ -2,22 +2,21 @@
 // chunk_state (local state of each chunk), state_passing (sequential over chunks, elementwise),
 // chunk_scan (outputs from the entering state). Inside a chunk, 64-token tiles carry the state in
 // registers, so the stored states are 4× fewer than with 64-token chunks. mma.sync m16n8k16 bf16.
-#include "ops/ssd/ssd_fast.cuh"
-
 #include <cstddef>
 #include <initializer_list>
 
 #include "backend/cuda/cuda_check.h"
 #include "core/error.h"
+#include "ops/ssd/ssd_fast.cuh"
 
 namespace mamba::ops::cuda {
 
 namespace {
 
-constexpr int kTile = 64;      // tokens per tile (the Mamba-3 chunk; 4 tiles per Mamba-2 chunk)
-constexpr int kThreads = 256;  // 8 warps; a warp's rows: [16w, 16w+16) of the tile or of head_dim
-constexpr int kRowWarps = 4;   // warps that cover the 64 rows of a tile (head_dim = 64 likewise)
-constexpr int kPad = 8;       // bf16 row padding: row strides ≡ 16 B (mod 128 B), no bank conflicts
+constexpr int kTile = 64;  // tokens per tile (the Mamba-3 chunk; 4 tiles per Mamba-2 chunk)
+constexpr int kWarps = 4;  // warp w owns tile rows [16w, 16w+16) and state rows [16w, 16w+16)
+constexpr int kThreads = 32 * kWarps;
+constexpr int kPad = 8;  // bf16 row padding: row strides ≡ 16 B (mod 128 B), no bank conflicts
 constexpr float kLog2e = 1.4426950408889634f;
 
 // ---- Tensor-core fragments (PTX ISA, mma.m16n8k16 .bf16): lane = 4·g + qd; an A fragment holds
@@ -43,8 +42,7 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const __nv_bfloa
 
 // d += a·b, 16×8×16, fp32 accumulators (registers only: not volatile, free to schedule).
 __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
       "{%0,%1,%2,%3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
@@ -66,9 +64,13 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool vali
                : "memory");
 }
 
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
 template <int kPending>  // waits until at most kPending committed groups are still in flight
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory"); }
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
 
 // ---- One pipeline stage in shared memory: a tile of 64 tokens of one (batch, head) ----
 
@@ -76,11 +78,11 @@ template <int P, int N, bool kWithQ>
 struct TileStage {
   static constexpr int kP = P, kN = N, kQK = N + kPad, kX = P + kPad;
   static constexpr bool kHasQ = kWithQ;
-  __nv_bfloat16 k[kTile * kQK];  // [token, d_state]
-  __nv_bfloat16 x[kTile * kX];   // [token, head_dim]
-  float a2[kTile];     // inclusive cumsum of adt inside the tile, in log2 units
-  float sigma[kTile];  // off-diagonal weight σ_s
-  float gamma[kTile];  // diagonal weight γ_t
+  __nv_bfloat16 k[kTile * kQK];               // [token, d_state]
+  __nv_bfloat16 x[kTile * kX];                // [token, head_dim]
+  float a2[kTile];                            // inclusive cumsum of adt inside the tile, in log2 units
+  float sigma[kTile];                         // off-diagonal weight σ_s
+  float gamma[kTile];                         // diagonal weight γ_t
   __nv_bfloat16 q[kWithQ ? kTile * kQK : 8];  // [token, d_state]; warp w's rows then stage its y rows
 };
 
@@ -88,34 +90,43 @@ struct HeadCoords {
   int b, h, c;  // batch, head, chunk (state_chunk tokens)
 };
 
+// Copies rows [t0, t0 + 64) of a [token, kCols] bf16 matrix (rows seq_stride apart) into shared
+// rows of kLd elements. A thread's column is fixed and its rows step by a constant, so the
+// addresses advance by constants (the index arithmetic once cost more instructions than the mma).
+template <int kCols, int kLd>
+__device__ __forceinline__ void copy_rows_async(__nv_bfloat16* dst, const __nv_bfloat16* src,
+                                                int64_t seq_stride, int t0, int seq_len) {
+  constexpr int kVec = kCols / 8, kRowStep = kThreads / kVec;
+  static_assert(kThreads % kVec == 0 && kTile % kRowStep == 0, "tile copy layout");
+  const int row = threadIdx.x / kVec, col = (threadIdx.x % kVec) * 8;
+  const __nv_bfloat16* from = src + (t0 + row) * seq_stride + col;
+  const int64_t step = kRowStep * seq_stride;
+#pragma unroll
+  for (int j = 0; j < kTile / kRowStep; ++j) {
+    const bool valid = t0 + row + j * kRowStep < seq_len;
+    cp_async16(dst + (row + j * kRowStep) * kLd + col, valid ? from : src, valid);
+    from += step;
+  }
+}
+
 // Starts the copies of tile rows [t0, t0 + 64) of k, x (and q) into a stage, as one commit group.
-// The kLoaders threads with index `loader` share the copies.
-template <int kLoaders, class Stage>
-__device__ void load_tile_async(const ChunkedScanParams& p, const HeadCoords& hc, int t0, Stage& s, int loader) {
-  constexpr int P = Stage::kP, N = Stage::kN;
+template <class Stage>
+__device__ void load_tile_async(const ChunkedScanParams& p, const HeadCoords& hc, int t0, Stage& s) {
   const int g = hc.h / p.heads_per_group;
-  const __nv_bfloat16* k_base = p.k + hc.b * p.k_batch_stride + g * p.k_group_stride;
-  const __nv_bfloat16* q_base = p.q + hc.b * p.q_batch_stride + g * p.q_group_stride;
-  const __nv_bfloat16* x_base = p.x + hc.b * p.x_batch_stride + hc.h * p.x_head_stride;
-  constexpr int kVecN = N / 8, kVecP = P / 8;
-  for (int i = loader; i < kTile * kVecN; i += kLoaders) {
-    const int row = i / kVecN, col = (i % kVecN) * 8, t = t0 + row;
-    const bool valid = t < p.seq_len;
-    const int64_t tt = valid ? t : 0;
-    cp_async16(&s.k[row * Stage::kQK + col], k_base + tt * p.k_seq_stride + col, valid);
-    if constexpr (Stage::kHasQ) cp_async16(&s.q[row * Stage::kQK + col], q_base + tt * p.q_seq_stride + col, valid);
+  copy_rows_async<Stage::kN, Stage::kQK>(s.k, p.k + hc.b * p.k_batch_stride + g * p.k_group_stride,
+                                         p.k_seq_stride, t0, p.seq_len);
+  if constexpr (Stage::kHasQ) {
+    copy_rows_async<Stage::kN, Stage::kQK>(s.q, p.q + hc.b * p.q_batch_stride + g * p.q_group_stride,
+                                           p.q_seq_stride, t0, p.seq_len);
   }
-  for (int i = loader; i < kTile * kVecP; i += kLoaders) {
-    const int row = i / kVecP, col = (i % kVecP) * 8, t = t0 + row;
-    const bool valid = t < p.seq_len;
-    cp_async16(&s.x[row * Stage::kX + col], x_base + (valid ? t : 0) * p.x_seq_stride + col, valid);
-  }
+  copy_rows_async<Stage::kP, Stage::kX>(s.x, p.x + hc.b * p.x_batch_stride + hc.h * p.x_head_stride,
+                                        p.x_seq_stride, t0, p.seq_len);
   cp_async_commit();
 }
 
 // Per-token inputs of a tile as loaded by warp 0: lane l holds tokens 2l, 2l+1 and 2l+2 (the
-// next token's dt and λ give the folded β). Zero past seq_len. Loaded into registers one tile
-// ahead and stored after the barrier, so the loads' latency hides behind a tile's compute.
+// next token's dt and λ give the folded β). Zero past seq_len. Loaded while the tile's copies
+// are in flight.
 struct TileCoefLoads {
   float dt[3], trap[3], adt[2];
 };
@@ -169,15 +180,14 @@ __device__ void store_coefficients(const ChunkedScanParams& p, int h, const Tile
   s.a2[2 * lane + 1] = run;
 }
 
-// H ← exp(a_last)·H + Σ_s exp(a_last − a_s)·σ_s·x_s k_sᵀ for the warp's 16 state rows [row0, row0+16)
-// (head_dim) and kCols columns [col0, col0 + kCols) (d_state).
-template <int kCols, class Stage>
-__device__ void update_state(const Stage& s, float (&H)[kCols / 8][4], int row0, int col0) {
+// H ← exp(a_last)·H + Σ_s exp(a_last − a_s)·σ_s·x_s k_sᵀ for the warp's 16 state rows (head_dim).
+template <int P, int N, class Stage>
+__device__ void update_state(const Stage& s, float (&H)[N / 8][4]) {
   using Smem = Stage;
-  const int lane = threadIdx.x & 31, qd = lane & 3;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, qd = lane & 3;
   const float a_last = s.a2[kTile - 1], decay = exp2f(a_last);
 #pragma unroll
-  for (int nt = 0; nt < kCols / 8; ++nt) {
+  for (int nt = 0; nt < N / 8; ++nt) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) H[nt][i] *= decay;
   }
@@ -186,7 +196,8 @@ __device__ void update_state(const Stage& s, float (&H)[kCols / 8][4], int row0,
   for (int ks = 0; ks < kTile / 16; ++ks) {
     // A = (x·weight)ᵀ [head_dim, token], from x [token, head_dim] by a transposing load.
     uint32_t a[4];
-    ldsm_x4_trans(a, &s.x[(ks * 16 + (lane & 7) + (lane >> 4) * 8) * Smem::kX + row0 + ((lane >> 3) & 1) * 8]);
+    ldsm_x4_trans(
+        a, &s.x[(ks * 16 + (lane & 7) + (lane >> 4) * 8) * Smem::kX + warp * 16 + ((lane >> 3) & 1) * 8]);
     const int t = ks * 16 + 2 * qd;
     const float w0 = weight(t), w1 = weight(t + 1), w8 = weight(t + 8), w9 = weight(t + 9);
     a[0] = scale_bf16x2(a[0], w0, w1);
@@ -194,41 +205,41 @@ __device__ void update_state(const Stage& s, float (&H)[kCols / 8][4], int row0,
     a[2] = scale_bf16x2(a[2], w8, w9);
     a[3] = scale_bf16x2(a[3], w8, w9);
 #pragma unroll
-    for (int nt2 = 0; nt2 < kCols / 16; ++nt2) {
+    for (int nt2 = 0; nt2 < N / 16; ++nt2) {
       uint32_t bk[4];  // k [token, d_state] is B = [k-dim, n]: transposing load
-      ldsm_x4_trans(bk, &s.k[(ks * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * Smem::kQK + col0 + nt2 * 16 + (lane >> 4) * 8]);
+      ldsm_x4_trans(
+          bk, &s.k[(ks * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * Smem::kQK + nt2 * 16 + (lane >> 4) * 8]);
       mma_bf16(H[2 * nt2], a, bk[0], bk[1]);
       mma_bf16(H[2 * nt2 + 1], a, bk[2], bk[3]);
     }
   }
 }
 
-// The warp's accumulator block (rows [row0, row0+16), columns [col0, col0+kCols)) of a
-// [head_dim, d_state] fp32 state in global memory.
-template <int N, int kCols>
-__device__ void load_state_rows(const float* state, float (&H)[kCols / 8][4], int row0, int col0) {
-  const int lane = threadIdx.x & 31, row = row0 + (lane >> 2), col = col0 + 2 * (lane & 3);
+// The warp's 16 accumulator rows of a [head_dim, d_state] fp32 state in global memory.
+template <int N>
+__device__ void load_state_rows(const float* state, float (&H)[N / 8][4]) {
+  const int lane = threadIdx.x & 31, row = (threadIdx.x >> 5) * 16 + (lane >> 2), col = 2 * (lane & 3);
 #pragma unroll
-  for (int nt = 0; nt < kCols / 8; ++nt) {
+  for (int nt = 0; nt < N / 8; ++nt) {
     const float2 lo = *reinterpret_cast<const float2*>(state + row * N + nt * 8 + col);
     const float2 hi = *reinterpret_cast<const float2*>(state + (row + 8) * N + nt * 8 + col);
     H[nt][0] = lo.x, H[nt][1] = lo.y, H[nt][2] = hi.x, H[nt][3] = hi.y;
   }
 }
-template <int N, int kCols>
-__device__ void store_state_rows(float* state, const float (&H)[kCols / 8][4], int row0, int col0) {
-  const int lane = threadIdx.x & 31, row = row0 + (lane >> 2), col = col0 + 2 * (lane & 3);
+template <int N>
+__device__ void store_state_rows(float* state, const float (&H)[N / 8][4]) {
+  const int lane = threadIdx.x & 31, row = (threadIdx.x >> 5) * 16 + (lane >> 2), col = 2 * (lane & 3);
 #pragma unroll
-  for (int nt = 0; nt < kCols / 8; ++nt) {
+  for (int nt = 0; nt < N / 8; ++nt) {
     *reinterpret_cast<float2*>(state + row * N + nt * 8 + col) = make_float2(H[nt][0], H[nt][1]);
     *reinterpret_cast<float2*>(state + (row + 8) * N + nt * 8 + col) = make_float2(H[nt][2], H[nt][3]);
   }
 }
 // H_s: [head_dim, d_state + kPad] bf16 in shared memory.
 template <int N>
-__device__ void store_state_bf16(__nv_bfloat16* H_s, const float (&H)[N / 8][4], int row0) {
+__device__ void store_state_bf16(__nv_bfloat16* H_s, const float (&H)[N / 8][4]) {
   constexpr int kQK = N + kPad;
-  const int lane = threadIdx.x & 31, row = row0 + (lane >> 2), col = 2 * (lane & 3);
+  const int lane = threadIdx.x & 31, row = (threadIdx.x >> 5) * 16 + (lane >> 2), col = 2 * (lane & 3);
 #pragma unroll
   for (int nt = 0; nt < N / 8; ++nt) {
     *reinterpret_cast<uint32_t*>(&H_s[row * kQK + nt * 8 + col]) = pack_bf16(H[nt][0], H[nt][1]);
@@ -256,56 +267,46 @@ __device__ inline int64_t chunk_index(const ChunkedScanParams& p, const HeadCoor
   return (int64_t(hc.b) * p.n_heads + hc.h) * n_chunks(p) + hc.c;
 }
 
-__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
-
-struct TileRange {
-  int t_begin, n_tiles;  // the block's chunk: tiles [t_begin + 64j, t_begin + 64j + 64)
-};
-__device__ inline TileRange tile_range(const ChunkedScanParams& p, const HeadCoords& hc) {
+// Runs compute(stage, t0, has_next) over the 64-token tiles of the block's chunk, then
+// after(has_next) past the closing barrier. One stage: latency is hidden by the 3 blocks per SM
+// (a second stage, tried, cost a block per SM and gained nothing).
+template <class Stage, class Compute, class After>
+__device__ void pipeline_tiles(const ChunkedScanParams& p, const HeadCoords& hc, Stage& s, Compute&& compute,
+                               After&& after) {
   const int t_begin = hc.c * p.state_chunk, t_end = min(t_begin + p.state_chunk, p.seq_len);
-  return {t_begin, (t_end - t_begin + kTile - 1) / kTile};
+  const bool coef_warp = threadIdx.x < 32;
+  for (int t0 = t_begin; t0 < t_end; t0 += kTile) {
+    load_tile_async(p, hc, t0, s);
+    if (coef_warp) store_coefficients(p, hc.h, load_coefficients(p, hc, t0), s);
+    cp_async_wait<0>();
+    __syncthreads();
+    const bool has_next = t0 + kTile < t_end;
+    compute(s, t0, has_next);
+    __syncthreads();  // the stage may be refilled; H (bf16) may be rewritten
+    after(has_next);
+  }
 }
 
 // ---- Kernel 1: local state of each chunk, S_c = Σ_s exp(a_end − a_s)·σ_s·x_s k_sᵀ (from zero) ----
-// 8 warps: rows [16(w mod 4), +16) × d_state half w / 4. Two stages: the copies and per-token loads
-// of tile j+1 are in flight while tile j is accumulated.
 template <int P, int N>
 __global__ void __launch_bounds__(kThreads) chunk_state_kernel(const ChunkedScanParams p) {
   using Stage = TileStage<P, N, false>;
-  constexpr int kCols = N / 2;
-  static_assert(P == 16 * kRowWarps && kThreads == 2 * 32 * kRowWarps, "warp layout");
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  Stage* stages = reinterpret_cast<Stage*>(smem_raw);
-  const HeadCoords hc{static_cast<int>(blockIdx.z), static_cast<int>(blockIdx.x), static_cast<int>(blockIdx.y)};
-  const int warp = threadIdx.x >> 5, row0 = (warp % kRowWarps) * 16, col0 = (warp / kRowWarps) * kCols;
-  const bool coef_warp = warp == 0;
-  const TileRange tr = tile_range(p, hc);
-  float H[kCols / 8][4] = {};
+  Stage& stage = *reinterpret_cast<Stage*>(smem_raw);
+  const HeadCoords hc{static_cast<int>(blockIdx.z), static_cast<int>(blockIdx.x),
+                      static_cast<int>(blockIdx.y)};
+  float H[N / 8][4] = {};
   float log_decay = 0.0f;
-  load_tile_async<kThreads>(p, hc, tr.t_begin, stages[0], threadIdx.x);
-  if (coef_warp) store_coefficients(p, hc.h, load_coefficients(p, hc, tr.t_begin), stages[0]);
-  for (int j = 0; j < tr.n_tiles; ++j) {
-    const bool has_next = j + 1 < tr.n_tiles;
-    const int t_next = tr.t_begin + (j + 1) * kTile;
-    TileCoefLoads next = {};
-    if (has_next) {
-      load_tile_async<kThreads>(p, hc, t_next, stages[(j + 1) % 2], threadIdx.x);
-      if (coef_warp) next = load_coefficients(p, hc, t_next);
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();  // tile j and its coefficients are visible
-    if (has_next && coef_warp) store_coefficients(p, hc.h, next, stages[(j + 1) % 2]);
-    update_state<kCols>(stages[j % 2], H, row0, col0);
-    log_decay += stages[j % 2].a2[kTile - 1];
-    __syncthreads();  // stage j % 2 may be refilled
-  }
+  pipeline_tiles(
+      p, hc, stage,
+      [&](const Stage& s, int, bool) {
+        update_state<P, N>(s, H);
+        log_decay += s.a2[kTile - 1];
+      },
+      [](bool) {});
   const Workspace ws = workspace_of(p);
   const int64_t ci = chunk_index(p, hc);
-  store_state_rows<N, kCols>(ws.states + ci * P * N, H, row0, col0);
+  store_state_rows<N>(ws.states + ci * P * N, H);
   if (threadIdx.x == 0) ws.chunk_decay[ci] = log_decay;
 }
 
@@ -322,8 +323,8 @@ __global__ void __launch_bounds__(256) state_passing_kernel(const ChunkedScanPar
   }
   if (p.k_prev) {  // S_in = S_prev + Δ_0(1 − λ_0)·v_prev k_prevᵀ (§3.5); α_0 comes with exp(a_0)
     const int64_t at = b * p.dt_batch_stride + h * p.dt_head_stride;
-    const float pending = p.dt[at] * (1.0f - p.trap[at]) *
-                          p.v_prev[b * p.v_prev_batch_stride + h * p.v_prev_head_stride + row];
+    const float pending =
+        p.dt[at] * (1.0f - p.trap[at]) * p.v_prev[b * p.v_prev_batch_stride + h * p.v_prev_head_stride + row];
     const float* kp = p.k_prev + b * p.k_prev_batch_stride + h * p.k_prev_head_stride + col;
     H.x += pending * kp[0], H.y += pending * kp[1], H.z += pending * kp[2], H.w += pending * kp[3];
   }
@@ -352,19 +353,20 @@ __global__ void __launch_bounds__(256) state_passing_kernel(const ChunkedScanPar
     }
   }
   if (p.final_state) {
-    *reinterpret_cast<float4*>(p.final_state + b * p.final_state_batch_stride + h * p.final_state_head_stride + e) = H;
+    *reinterpret_cast<float4*>(p.final_state + b * p.final_state_batch_stride +
+                               h * p.final_state_head_stride + e) = H;
   }
 }
 
 // y for the warp's 16 tile rows: exp(a_t)·q_t·H_in + Σ_s coef(t, s)·(q_t·k_s)·x_s + D·x_t, then
 // written as bf16 through the warp's own q rows (16-byte stores).
 template <int P, int N>
-__device__ void tile_output(const ChunkedScanParams& p, const HeadCoords& hc, int t0, TileStage<P, N, true>& s,
-                            const __nv_bfloat16* H_s) {
+__device__ void tile_output(const ChunkedScanParams& p, const HeadCoords& hc, int t0,
+                            TileStage<P, N, true>& s, const __nv_bfloat16* H_s) {
   using Smem = TileStage<P, N, true>;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, qd = lane & 3;
-  const int r0 = warp * 16;  // called by warps 0..3
-  float acc[P / 8][4] = {};       // y rows [r0, r0+16) × head_dim
+  const int r0 = warp * 16;
+  float acc[P / 8][4] = {};        // y rows [r0, r0+16) × head_dim
   float score[kTile / 8][4] = {};  // (q·k) rows [r0, r0+16) × tile tokens (causal: st ≤ warp)
 #pragma unroll
   for (int ks = 0; ks < N / 16; ++ks) {
@@ -373,7 +375,8 @@ __device__ void tile_output(const ChunkedScanParams& p, const HeadCoords& hc, in
 #pragma unroll
     for (int pt = 0; pt < P / 16; ++pt) {
       uint32_t bh[4];
-      ldsm_x4(bh, &H_s[(pt * 16 + (lane & 7) + (lane >> 4) * 8) * Smem::kQK + ks * 16 + ((lane >> 3) & 1) * 8]);
+      ldsm_x4(bh,
+              &H_s[(pt * 16 + (lane & 7) + (lane >> 4) * 8) * Smem::kQK + ks * 16 + ((lane >> 3) & 1) * 8]);
       mma_bf16(acc[2 * pt], a, bh[0], bh[1]);
       mma_bf16(acc[2 * pt + 1], a, bh[2], bh[3]);
     }
@@ -381,7 +384,8 @@ __device__ void tile_output(const ChunkedScanParams& p, const HeadCoords& hc, in
     for (int st = 0; st < kTile / 16; ++st) {
       if (st > warp) continue;
       uint32_t bk[4];
-      ldsm_x4(bk, &s.k[(st * 16 + (lane & 7) + (lane >> 4) * 8) * Smem::kQK + ks * 16 + ((lane >> 3) & 1) * 8]);
+      ldsm_x4(bk,
+              &s.k[(st * 16 + (lane & 7) + (lane >> 4) * 8) * Smem::kQK + ks * 16 + ((lane >> 3) & 1) * 8]);
       mma_bf16(score[2 * st], a, bk[0], bk[1]);
       mma_bf16(score[2 * st + 1], a, bk[2], bk[3]);
     }
@@ -393,9 +397,11 @@ __device__ void tile_output(const ChunkedScanParams& p, const HeadCoords& hc, in
   for (int nt = 0; nt < P / 8; ++nt) {
     acc[nt][0] *= e_lo, acc[nt][1] *= e_lo, acc[nt][2] *= e_hi, acc[nt][3] *= e_hi;
   }
-  // coef(t, s) = exp(a_t − a_s)·σ_s (s < t), γ_t (s = t), 0 (s > t).
-  auto coef = [&](int t, float a_t, int u) {
-    return u < t ? exp2f(fminf(a_t - s.a2[u], 0.0f)) * s.sigma[u] : (u == t ? s.gamma[t] : 0.0f);
+  // coef(t, s) = exp(a_t − a_s)·σ_s (s < t), γ_t (s = t), 0 (s > t); selects, no branches.
+  const float gamma_lo = s.gamma[t_lo], gamma_hi = s.gamma[t_hi];
+  auto coef = [&](int t, float a_t, float gamma_t, int u) {
+    const float decayed = exp2f(fminf(a_t - s.a2[u], 0.0f)) * s.sigma[u];
+    return u < t ? decayed : (u == t ? gamma_t : 0.0f);
   };
 #pragma unroll
   for (int st = 0; st < kTile / 16; ++st) {
@@ -405,13 +411,15 @@ __device__ void tile_output(const ChunkedScanParams& p, const HeadCoords& hc, in
     for (int half = 0; half < 2; ++half) {
       float(&c)[4] = score[2 * st + half];
       const int u = st * 16 + half * 8 + 2 * qd;
-      a[2 * half] = pack_bf16(c[0] * coef(t_lo, a_lo, u), c[1] * coef(t_lo, a_lo, u + 1));
-      a[2 * half + 1] = pack_bf16(c[2] * coef(t_hi, a_hi, u), c[3] * coef(t_hi, a_hi, u + 1));
+      a[2 * half] = pack_bf16(c[0] * coef(t_lo, a_lo, gamma_lo, u), c[1] * coef(t_lo, a_lo, gamma_lo, u + 1));
+      a[2 * half + 1] =
+          pack_bf16(c[2] * coef(t_hi, a_hi, gamma_hi, u), c[3] * coef(t_hi, a_hi, gamma_hi, u + 1));
     }
 #pragma unroll
     for (int pt = 0; pt < P / 16; ++pt) {
       uint32_t bx[4];  // x [token, head_dim] is B = [k-dim, n]: transposing load
-      ldsm_x4_trans(bx, &s.x[(st * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * Smem::kX + pt * 16 + (lane >> 4) * 8]);
+      ldsm_x4_trans(
+          bx, &s.x[(st * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * Smem::kX + pt * 16 + (lane >> 4) * 8]);
       mma_bf16(acc[2 * pt], a, bx[0], bx[1]);
       mma_bf16(acc[2 * pt + 1], a, bx[2], bx[3]);
     }
@@ -421,80 +429,58 @@ __device__ void tile_output(const ChunkedScanParams& p, const HeadCoords& hc, in
 #pragma unroll
   for (int nt = 0; nt < P / 8; ++nt) {
     const int col = nt * 8 + 2 * qd;
-    const float2 x_lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.x[t_lo * Smem::kX + col]));
-    const float2 x_hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.x[t_hi * Smem::kX + col]));
-    *reinterpret_cast<uint32_t*>(&s.q[t_lo * Smem::kQK + col]) = pack_bf16(acc[nt][0] + D * x_lo.x, acc[nt][1] + D * x_lo.y);
-    *reinterpret_cast<uint32_t*>(&s.q[t_hi * Smem::kQK + col]) = pack_bf16(acc[nt][2] + D * x_hi.x, acc[nt][3] + D * x_hi.y);
+    const float2 x_lo =
+        __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.x[t_lo * Smem::kX + col]));
+    const float2 x_hi =
+        __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.x[t_hi * Smem::kX + col]));
+    *reinterpret_cast<uint32_t*>(&s.q[t_lo * Smem::kQK + col]) =
+        pack_bf16(acc[nt][0] + D * x_lo.x, acc[nt][1] + D * x_lo.y);
+    *reinterpret_cast<uint32_t*>(&s.q[t_hi * Smem::kQK + col]) =
+        pack_bf16(acc[nt][2] + D * x_hi.x, acc[nt][3] + D * x_hi.y);
   }
   __syncwarp();
-  __nv_bfloat16* y_base = p.y + hc.b * p.y_batch_stride + hc.h * p.y_head_stride;
-  constexpr int kVecP = P / 8;
+  constexpr int kVecP = P / 8, kRowStep = 32 / kVecP;  // a lane's column is fixed
+  const int row = r0 + lane / kVecP, col = (lane % kVecP) * 8;
+  __nv_bfloat16* y_row =
+      p.y + hc.b * p.y_batch_stride + hc.h * p.y_head_stride + (t0 + row) * p.y_seq_stride + col;
 #pragma unroll
-  for (int i = lane; i < 16 * kVecP; i += 32) {
-    const int row = r0 + i / kVecP, col = (i % kVecP) * 8, t = t0 + row;
-    if (t < p.seq_len) {
-      *reinterpret_cast<uint4*>(y_base + int64_t(t) * p.y_seq_stride + col) =
-          *reinterpret_cast<const uint4*>(&s.q[row * Smem::kQK + col]);
+  for (int j = 0; j < 16 / kRowStep; ++j) {
+    if (t0 + row + j * kRowStep < p.seq_len) {
+      *reinterpret_cast<uint4*>(y_row) =
+          *reinterpret_cast<const uint4*>(&s.q[(row + j * kRowStep) * Smem::kQK + col]);
     }
+    y_row += kRowStep * p.y_seq_stride;
   }
 }
 
 // ---- Kernel 3: outputs of each chunk from its entering state, carried through the 64-token tiles ----
-// Warp-specialized, 8 warps: warps 0-3 compute y of tile j (rows 16w..) from H_j (bf16 in shared
-// memory) while warps 4-7 advance the fp32 state H_j → H_{j+1} (rows 16(w−4)..) in registers and
-// own the copies (two stages: tile j+1 lands while tile j computes). Named barriers: 1 = tile j
-// and H_j ready, 2 = tile j and H_j consumed.
 template <int P, int N>
-__global__ void __launch_bounds__(kThreads, 2) chunk_scan_kernel(const ChunkedScanParams p) {
+__global__ void __launch_bounds__(kThreads) chunk_scan_kernel(const ChunkedScanParams p) {
   using Stage = TileStage<P, N, true>;
-  static_assert(P == 16 * kRowWarps && kThreads == 2 * 32 * kRowWarps, "warp layout");
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  Stage* stages = reinterpret_cast<Stage*>(smem_raw);
-  __nv_bfloat16* H_s = reinterpret_cast<__nv_bfloat16*>(smem_raw + 2 * sizeof(Stage));
-  const HeadCoords hc{static_cast<int>(blockIdx.z), static_cast<int>(blockIdx.x), static_cast<int>(blockIdx.y)};
-  const TileRange tr = tile_range(p, hc);
-  const int warp = threadIdx.x >> 5;
-  if (warp < kRowWarps) {
-    for (int j = 0; j < tr.n_tiles; ++j) {
-      named_barrier_sync(1, kThreads);
-      tile_output<P, N>(p, hc, tr.t_begin + j * kTile, stages[j % 2], H_s);
-      named_barrier_sync(2, kThreads);
-    }
-    return;
-  }
-  const int loader = threadIdx.x - 32 * kRowWarps, row0 = (warp - kRowWarps) * 16;
-  const bool coef_warp = warp == kRowWarps;
+  Stage& stage = *reinterpret_cast<Stage*>(smem_raw);
+  __nv_bfloat16* H_s = reinterpret_cast<__nv_bfloat16*>(smem_raw + sizeof(Stage));
+  const HeadCoords hc{static_cast<int>(blockIdx.z), static_cast<int>(blockIdx.x),
+                      static_cast<int>(blockIdx.y)};
   float H[N / 8][4];
-  load_state_rows<N, N>(workspace_of(p).states + chunk_index(p, hc) * P * N, H, row0, 0);
-  store_state_bf16<N>(H_s, H, row0);
-  load_tile_async<32 * kRowWarps>(p, hc, tr.t_begin, stages[0], loader);
-  if (coef_warp) store_coefficients(p, hc.h, load_coefficients(p, hc, tr.t_begin), stages[0]);
-  for (int j = 0; j < tr.n_tiles; ++j) {
-    const bool has_next = j + 1 < tr.n_tiles;
-    const int t_next = tr.t_begin + (j + 1) * kTile;
-    TileCoefLoads next = {};
-    if (has_next) {  // stage (j+1) % 2 was released at barrier 2 of tile j − 1
-      load_tile_async<32 * kRowWarps>(p, hc, t_next, stages[(j + 1) % 2], loader);
-      if (coef_warp) next = load_coefficients(p, hc, t_next);
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    named_barrier_sync(1, kThreads);
-    if (has_next) {
-      if (coef_warp) store_coefficients(p, hc.h, next, stages[(j + 1) % 2]);
-      update_state<N>(stages[j % 2], H, row0, 0);
-    }
-    named_barrier_sync(2, kThreads);
-    if (has_next) store_state_bf16<N>(H_s, H, row0);
-  }
+  load_state_rows<N>(workspace_of(p).states + chunk_index(p, hc) * P * N, H);
+  store_state_bf16<N>(H_s, H);
+  pipeline_tiles(
+      p, hc, stage,
+      [&](Stage& s, int t0, bool has_next) {
+        tile_output<P, N>(p, hc, t0, s, H_s);
+        if (has_next) update_state<P, N>(s, H);
+      },
+      [&](bool has_next) {
+        if (has_next) store_state_bf16<N>(H_s, H);
+      });
 }
 
 template <int P, int N>
 void launch(const ChunkedScanParams& p, cudaStream_t stream) {
   const dim3 chunk_grid(p.n_heads, n_chunks(p), p.batch);
-  const size_t smem_state = 2 * sizeof(TileStage<P, N, false>);
-  const size_t smem_scan = 2 * sizeof(TileStage<P, N, true>) + P * (N + kPad) * sizeof(__nv_bfloat16);
+  const size_t smem_state = sizeof(TileStage<P, N, false>);
+  const size_t smem_scan = sizeof(TileStage<P, N, true>) + P * (N + kPad) * sizeof(__nv_bfloat16);
   static const bool smem_opt_in = [&] {  // once per process (current device)
     CUDA_CHECK(cudaFuncSetAttribute(chunk_state_kernel<P, N>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     static_cast<int>(smem_state)));
@@ -512,14 +498,17 @@ void launch(const ChunkedScanParams& p, cudaStream_t stream) {
   CUDA_CHECK_LAUNCH();
 }
 
-bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+bool aligned16(const void* ptr) {
+  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
+}
 
 }  // namespace
 
 void check_chunked_scan_dims(int head_dim, int d_state, const char* op) {
   if (!(head_dim == 64 && d_state == 128)) {
-    throw_error(ErrorCode::unsupported, op, ": tensor-core kernel compiled for head_dim 64, d_state 128; got head_dim ",
-                head_dim, ", d_state ", d_state);
+    throw_error(ErrorCode::unsupported, op,
+                ": tensor-core kernel compiled for head_dim 64, d_state 128; got head_dim ", head_dim,
+                ", d_state ", d_state);
   }
 }
 
@@ -530,6 +519,10 @@ size_t chunked_scan_workspace_bytes(const ChunkedScanParams& p) {
 void chunked_scan_fwd(const ChunkedScanParams& p, cudaStream_t stream) {
   if (p.batch == 0 || p.seq_len == 0) return;
   check_chunked_scan_dims(p.head_dim, p.d_state, "chunked_scan_fwd");
+  if (n_chunks(p) > 65535 || p.batch > 65535) {  // grid y and z limits
+    throw_error(ErrorCode::unsupported, "chunked_scan_fwd: ", n_chunks(p), " chunks of ", p.state_chunk,
+                " tokens and batch ", p.batch, " (at most 65535 each)");
+  }
   launch<64, 128>(p, stream);
 }
 
@@ -542,16 +535,20 @@ ChunkedScanParams engine_params(const SsdFastParams& s) {
   p.batch = s.batch, p.seq_len = s.seq_len, p.n_heads = s.n_heads, p.head_dim = s.head_dim;
   p.d_state = s.d_state, p.heads_per_group = s.n_heads / s.n_groups, p.state_chunk = s.chunk_size;
   p.weights = ScanWeights::ssd;
-  p.x = s.x, p.x_batch_stride = s.x_batch_stride, p.x_seq_stride = s.x_seq_stride, p.x_head_stride = s.x_head_stride;
-  p.q = s.C, p.q_batch_stride = s.C_batch_stride, p.q_seq_stride = s.C_seq_stride, p.q_group_stride = s.C_group_stride;
-  p.k = s.B, p.k_batch_stride = s.B_batch_stride, p.k_seq_stride = s.B_seq_stride, p.k_group_stride = s.B_group_stride;
+  p.x = s.x, p.x_batch_stride = s.x_batch_stride, p.x_seq_stride = s.x_seq_stride,
+  p.x_head_stride = s.x_head_stride;
+  p.q = s.C, p.q_batch_stride = s.C_batch_stride, p.q_seq_stride = s.C_seq_stride,
+  p.q_group_stride = s.C_group_stride;
+  p.k = s.B, p.k_batch_stride = s.B_batch_stride, p.k_seq_stride = s.B_seq_stride,
+  p.k_group_stride = s.B_group_stride;
   p.dt = s.dt, p.dt_batch_stride = s.dt_batch_stride, p.dt_seq_stride = s.dt_seq_stride;
   p.dt_head_stride = s.dt_head_stride, p.A = s.A, p.D = s.D;
   p.initial_state = s.initial_state, p.initial_state_batch_stride = s.initial_state_batch_stride;
   p.initial_state_head_stride = s.initial_state_head_stride;
   p.final_state = s.final_state, p.final_state_batch_stride = s.final_state_batch_stride;
   p.final_state_head_stride = s.final_state_head_stride;
-  p.y = s.y, p.y_batch_stride = s.y_batch_stride, p.y_seq_stride = s.y_seq_stride, p.y_head_stride = s.y_head_stride;
+  p.y = s.y, p.y_batch_stride = s.y_batch_stride, p.y_seq_stride = s.y_seq_stride,
+  p.y_head_stride = s.y_head_stride;
   p.workspace = s.workspace;
   return p;
 }
@@ -560,12 +557,15 @@ void check_vec_rows(const void* ptr, std::initializer_list<int64_t> strides, con
   if (!ptr) throw_error(ErrorCode::invalid_argument, "ssd_fast_fwd: ", name, " is null");
   bool ok = aligned16(ptr);
   for (int64_t s : strides) ok = ok && s % 8 == 0;
-  if (!ok) throw_error(ErrorCode::invalid_argument, "ssd_fast_fwd: ", name, " rows must be 16-byte aligned (strides multiples of 8)");
+  if (!ok)
+    throw_error(ErrorCode::invalid_argument, "ssd_fast_fwd: ", name,
+                " rows must be 16-byte aligned (strides multiples of 8)");
 }
 
 void check_state(const float* ptr, int64_t batch_stride, int64_t head_stride, const char* name) {
   if (ptr && !(aligned16(ptr) && batch_stride % 4 == 0 && head_stride % 4 == 0)) {
-    throw_error(ErrorCode::invalid_argument, "ssd_fast_fwd: ", name, " must be 16-byte aligned (strides multiples of 4)");
+    throw_error(ErrorCode::invalid_argument, "ssd_fast_fwd: ", name,
+                " must be 16-byte aligned (strides multiples of 4)");
   }
 }
 
@@ -578,13 +578,15 @@ size_t ssd_fast_workspace_bytes(const SsdFastParams& s) {
 
 void ssd_fast_fwd(const SsdFastParams& s, cudaStream_t stream) {
   if (s.batch < 0 || s.seq_len < 0 || s.n_heads <= 0 || s.n_groups <= 0 || s.n_heads % s.n_groups != 0) {
-    throw_error(ErrorCode::shape, "ssd_fast_fwd: batch ", s.batch, ", seq_len ", s.seq_len, ", n_heads ", s.n_heads,
-                ", n_groups ", s.n_groups, " (n_heads must be a multiple of n_groups)");
+    throw_error(ErrorCode::shape, "ssd_fast_fwd: batch ", s.batch, ", seq_len ", s.seq_len, ", n_heads ",
+                s.n_heads, ", n_groups ", s.n_groups, " (n_heads must be a multiple of n_groups)");
   }
   check_chunked_scan_dims(s.head_dim, s.d_state, "ssd_fast_fwd");
   if (s.chunk_size <= 0 || s.chunk_size % kTile != 0) {
-    throw_error(ErrorCode::unsupported, "ssd_fast_fwd: chunk_size ", s.chunk_size, " must be a positive multiple of ", kTile);
+    throw_error(ErrorCode::unsupported, "ssd_fast_fwd: chunk_size ", s.chunk_size,
+                " must be a positive multiple of ", kTile);
   }
+  if (s.batch == 0 || s.seq_len == 0) return;
   check_vec_rows(s.x, {s.x_batch_stride, s.x_seq_stride, s.x_head_stride}, "x");
   check_vec_rows(s.B, {s.B_batch_stride, s.B_seq_stride, s.B_group_stride}, "B");
   check_vec_rows(s.C, {s.C_batch_stride, s.C_seq_stride, s.C_group_stride}, "C");
@@ -594,8 +596,8 @@ void ssd_fast_fwd(const SsdFastParams& s, cudaStream_t stream) {
   check_state(s.final_state, s.final_state_batch_stride, s.final_state_head_stride, "final_state");
   const size_t need = ssd_fast_workspace_bytes(s);
   if (!s.workspace || !aligned16(s.workspace) || s.workspace_bytes < need) {
-    throw_error(ErrorCode::invalid_argument, "ssd_fast_fwd: workspace of ", s.workspace_bytes, " bytes, need ", need,
-                " (16-byte aligned)");
+    throw_error(ErrorCode::invalid_argument, "ssd_fast_fwd: workspace of ", s.workspace_bytes,
+                " bytes, need ", need, " (16-byte aligned)");
   }
   chunked_scan_fwd(engine_params(s), stream);
 }

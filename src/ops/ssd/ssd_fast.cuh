@@ -12,8 +12,9 @@
 namespace mamba::ops::cuda {
 
 // y = SSD(x, dt, A, B, C) + D·x, continuing from initial_state and returning the final state.
-// The last dimension of x, B, C, y and of the states is contiguous; every row start is 16-byte
-// aligned (strides of x, B, C, y multiples of 8 elements).
+// The last dimension of x, B, C and y is contiguous and every row starts 16-byte aligned (their
+// strides are multiples of 8 elements); a head's state [head_dim, d_state] is contiguous and
+// 16-byte aligned (state strides multiples of 4).
 struct SsdFastParams {
   int batch = 0, seq_len = 0, n_heads = 0, head_dim = 0, n_groups = 0, d_state = 0;
   int chunk_size = 256;  // tokens between stored inter-chunk states; a multiple of 64
@@ -22,7 +23,7 @@ struct SsdFastParams {
   int64_t x_batch_stride = 0, x_seq_stride = 0, x_head_stride = 0;
   const float* dt = nullptr;  // [batch, seq_len, n_heads]  softplus(dt_raw + dt_bias), clamped
   int64_t dt_batch_stride = 0, dt_seq_stride = 0, dt_head_stride = 0;
-  const float* A = nullptr;  // [n_heads]  −exp(A_log)
+  const float* A = nullptr;          // [n_heads]  −exp(A_log)
   const __nv_bfloat16* B = nullptr;  // [batch, seq_len, n_groups, d_state]
   int64_t B_batch_stride = 0, B_seq_stride = 0, B_group_stride = 0;
   const __nv_bfloat16* C = nullptr;  // [batch, seq_len, n_groups, d_state]
@@ -64,7 +65,7 @@ struct ChunkedScanParams {
   int64_t q_batch_stride = 0, q_seq_stride = 0, q_group_stride = 0;
   const __nv_bfloat16* k = nullptr;  // [batch, seq_len, n_heads / heads_per_group, d_state]
   int64_t k_batch_stride = 0, k_seq_stride = 0, k_group_stride = 0;
-  const float* dt = nullptr;  // [batch, seq_len, n_heads]; adt and trap share these strides
+  const float* dt = nullptr;    // [batch, seq_len, n_heads]; adt and trap share these strides
   const float* adt = nullptr;   // trapezoid only
   const float* trap = nullptr;  // trapezoid only: λ = sigmoid(trap_raw)
   int64_t dt_batch_stride = 0, dt_seq_stride = 0, dt_head_stride = 0;

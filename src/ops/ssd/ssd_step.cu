@@ -1,14 +1,13 @@
 // Mamba-2 step kernel: one warp per 4 rows (head_dim) of a head's state, each lane 4 consecutive
 // d_state entries per row, so the 4 rows' 16-byte loads are in flight together; y[p] is a warp
 // sum. The state streams through once (cache-streaming loads and stores keep it out of L2).
-#include "ops/ssd/ssd_step.cuh"
-
 #include <cuda_bf16.h>
 
 #include <cstdint>
 
 #include "backend/cuda/cuda_check.h"
 #include "core/error.h"
+#include "ops/ssd/ssd_step.cuh"
 
 namespace mamba::ops::cuda {
 
@@ -17,12 +16,22 @@ namespace {
 constexpr int kRowsPerWarp = 4;
 constexpr int kWarps = 8;
 
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ void from_float(float v, float* out) { *out = v; }
-__device__ __forceinline__ void from_float(float v, __nv_bfloat16* out) { *out = __float2bfloat16(v); }
+__device__ __forceinline__ float to_float(float v) {
+  return v;
+}
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
+__device__ __forceinline__ void from_float(float v, float* out) {
+  *out = v;
+}
+__device__ __forceinline__ void from_float(float v, __nv_bfloat16* out) {
+  *out = __float2bfloat16(v);
+}
 
-__device__ __forceinline__ float4 load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+__device__ __forceinline__ float4 load4(const float* p) {
+  return *reinterpret_cast<const float4*>(p);
+}
 __device__ __forceinline__ float4 load4(const __nv_bfloat16* p) {
   const uint2 raw = *reinterpret_cast<const uint2*>(p);
   const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
@@ -55,7 +64,8 @@ __global__ void __launch_bounds__(32 * kWarps) ssd_step_kernel(const SsdStepPara
     float4 s[kRowsPerWarp];
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r) {
-      if (p0 + r < p.head_dim) s[r] = __ldcs(reinterpret_cast<const float4*>(state + (p0 + r) * int64_t(p.d_state) + n));
+      if (p0 + r < p.head_dim)
+        s[r] = __ldcs(reinterpret_cast<const float4*>(state + (p0 + r) * int64_t(p.d_state) + n));
     }
     const float4 Bn = load4(B + n), Cn = load4(C + n);
 #pragma unroll
@@ -82,15 +92,17 @@ __global__ void __launch_bounds__(32 * kWarps) ssd_step_kernel(const SsdStepPara
   }
 }
 
-bool aligned(const void* ptr, int bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
+bool aligned(const void* ptr, int bytes) {
+  return reinterpret_cast<uintptr_t>(ptr) % bytes == 0;
+}
 
 }  // namespace
 
 void ssd_step(const SsdStepParams& p, cudaStream_t stream) {
   if (p.batch < 0 || p.n_heads <= 0 || p.head_dim <= 0 || p.n_groups <= 0 || p.n_heads % p.n_groups != 0 ||
       p.d_state <= 0 || p.d_state % 4 != 0) {
-    throw_error(ErrorCode::shape, "ssd_step: batch ", p.batch, ", n_heads ", p.n_heads, ", head_dim ", p.head_dim,
-                ", n_groups ", p.n_groups, ", d_state ", p.d_state,
+    throw_error(ErrorCode::shape, "ssd_step: batch ", p.batch, ", n_heads ", p.n_heads, ", head_dim ",
+                p.head_dim, ", n_groups ", p.n_groups, ", d_state ", p.d_state,
                 " (n_heads a multiple of n_groups, d_state a multiple of 4)");
   }
   if (!p.x || !p.dt || !p.A || !p.B || !p.C || !p.state || !p.y) {
@@ -101,7 +113,8 @@ void ssd_step(const SsdStepParams& p, cudaStream_t stream) {
   const bool ok = aligned(p.B, vec_bytes) && aligned(p.C, vec_bytes) && aligned(p.state, 16) &&
                   p.B_batch_stride % 4 == 0 && p.B_group_stride % 4 == 0 && p.C_batch_stride % 4 == 0 &&
                   p.C_group_stride % 4 == 0 && p.state_batch_stride % 4 == 0 && p.state_head_stride % 4 == 0;
-  if (!ok) throw_error(ErrorCode::invalid_argument, "ssd_step: B, C and state rows must be aligned to 4 elements");
+  if (!ok)
+    throw_error(ErrorCode::invalid_argument, "ssd_step: B, C and state rows must be aligned to 4 elements");
   if (p.batch == 0) return;
   const dim3 grid((p.head_dim + kWarps * kRowsPerWarp - 1) / (kWarps * kRowsPerWarp), p.n_heads, p.batch);
   if (p.dtype == StepDType::bf16) {

@@ -11,10 +11,11 @@ namespace mamba::ops::cuda {
 
 enum class StepDType { bf16, f32 };
 
-// Strides in elements; the last dimension of every tensor is contiguous.
+// Strides in elements; the last dimension of every tensor is contiguous, and so is a head's state
+// [head_dim, d_state]. B, C and state rows are read 4 elements at a time (aligned to 4 elements).
 struct SsdStepParams {
   int batch = 0, n_heads = 0, head_dim = 0, n_groups = 0, d_state = 0;  // d_state a multiple of 4
-  StepDType dtype = StepDType::bf16;  // of x, dt, B, C and y
+  StepDType dtype = StepDType::bf16;                                    // of x, dt, B, C and y
 
   const void* x = nullptr;  // [batch, n_heads, head_dim]
   int64_t x_batch_stride = 0, x_head_stride = 0;
@@ -23,7 +24,7 @@ struct SsdStepParams {
   const float* dt_bias = nullptr;  // [n_heads], or null; added before the softplus
   bool dt_softplus = false;        // dt ← softplus(dt + dt_bias) (§2.4: no dt_limit in the step)
   const float* A = nullptr;        // [n_heads]  −exp(A_log)
-  const void* B = nullptr;  // [batch, n_groups, d_state]
+  const void* B = nullptr;         // [batch, n_groups, d_state]
   int64_t B_batch_stride = 0, B_group_stride = 0;
   const void* C = nullptr;  // [batch, n_groups, d_state]
   int64_t C_batch_stride = 0, C_group_stride = 0;

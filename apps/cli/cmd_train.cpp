@@ -1,0 +1,340 @@
+// `mambacpp train`: train a model from scratch on a synthetic task or byte-level text (CPU), from
+// a JSON config and/or flags (a flag overrides the config; --resume continues a checkpoint with
+// its own config), with a one-line progress bar on stderr and a CSV log. `mambacpp eval`
+// reports accuracy and scaled accuracy of a trained model at held-out lengths.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <mambacpp/mambacpp.h>
+
+#include "commands.h"
+
+namespace mambacpp::cli {
+
+namespace {
+
+using nlohmann::json;
+
+// Every flag is optional: only the ones given change the config.
+struct TrainFlags {
+  std::string config_path, resume;
+  int threads = 0;
+  bool print_config = false;
+  // Model shape (ssm_cfg fields of a state-spaces/mamba config.json).
+  std::optional<std::string> layer, rope;
+  std::optional<int64_t> d_model, n_layer, d_state, headdim, mimo_rank, d_intermediate, chunk_size;
+  std::optional<double> expand;
+  std::optional<bool> mimo;
+  // Task and curriculum.
+  std::optional<std::string> task;
+  std::vector<std::string> text_files;
+  std::optional<int64_t> n_data, mqar_vocab, mqar_pairs, group_order;
+  std::optional<int64_t> length, min_length, start_max, max_length, stages, steps_per_stage;
+  // Optimization.
+  std::optional<int64_t> batch, steps, warmup, seed;
+  std::optional<double> lr, min_lr, weight_decay, clip, beta1, beta2;
+  std::optional<std::string> schedule;
+  // Evaluation, checkpoints, log.
+  std::optional<int64_t> eval_every, eval_length, eval_batches, checkpoint_every, keep_checkpoints;
+  std::optional<std::string> checkpoint_dir, log;
+};
+
+void add_model_flags(CLI::App& app, TrainFlags& f) {
+  app.add_option("--layer", f.layer, "SSM layer kind: Mamba1, Mamba2 or Mamba3");
+  app.add_option("--d-model", f.d_model, "model width");
+  app.add_option("--n-layer", f.n_layer, "number of blocks");
+  app.add_option("--d-state", f.d_state, "SSM state size N");
+  app.add_option("--headdim", f.headdim, "head dimension (Mamba-2/3)");
+  app.add_option("--expand", f.expand, "d_inner / d_model");
+  app.add_option("--chunk-size", f.chunk_size, "chunk size of the scan (Mamba-2/3)");
+  app.add_option("--mimo", f.mimo, "Mamba-3 MIMO (true/false)");
+  app.add_option("--mimo-rank", f.mimo_rank, "Mamba-3 MIMO rank R");
+  app.add_option("--rope", f.rope, "Mamba-3 state rotation: data_dependent, none or data_independent");
+  app.add_option("--d-intermediate", f.d_intermediate, "gated-MLP width per block (0 = none)");
+}
+
+void add_task_flags(CLI::App& app, TrainFlags& f) {
+  std::string names;
+  for (const std::string& n : train::task_names()) names += (names.empty() ? "" : ", ") + n;
+  app.add_option("--task", f.task, "task: " + names);
+  app.add_option("--text", f.text_files, "text files for --task text (byte-level, ids 0..255)");
+  app.add_option("--n-data", f.n_data, "selective_copy: data tokens");
+  app.add_option("--mqar-vocab", f.mqar_vocab, "mqar: vocabulary size");
+  app.add_option("--mqar-pairs", f.mqar_pairs, "mqar: key-value pairs");
+  app.add_option("--group-order", f.group_order, "group: order n of the cyclic group Z_n");
+  app.add_option("--length", f.length, "fixed training length (min = max = L, no curriculum)");
+  app.add_option("--min-length", f.min_length, "curriculum: shortest sequence");
+  app.add_option("--start-max-length", f.start_max, "curriculum: longest sequence of the first stage");
+  app.add_option("--max-length", f.max_length, "curriculum: longest sequence of the last stage");
+  app.add_option("--stages", f.stages, "curriculum: number of stages (1 = fixed range)");
+  app.add_option("--steps-per-stage", f.steps_per_stage, "curriculum: steps per stage");
+}
+
+void add_optim_flags(CLI::App& app, TrainFlags& f) {
+  app.add_option("--batch", f.batch, "sequences per step");
+  app.add_option("--steps", f.steps, "total optimizer steps");
+  app.add_option("--lr", f.lr, "peak learning rate");
+  app.add_option("--schedule", f.schedule, "constant or cosine (after linear warm-up)");
+  app.add_option("--warmup", f.warmup, "warm-up steps");
+  app.add_option("--min-lr", f.min_lr, "final learning rate of the cosine schedule");
+  app.add_option("--weight-decay", f.weight_decay, "AdamW weight decay (not on biases, norms, A_log, D, dt_bias)");
+  app.add_option("--clip", f.clip, "global gradient-norm clipping (0 = off)");
+  app.add_option("--beta1", f.beta1, "AdamW beta1");
+  app.add_option("--beta2", f.beta2, "AdamW beta2");
+  app.add_option("--seed", f.seed, "seed of the initialization and of every batch");
+  app.add_option("--eval-every", f.eval_every, "evaluate every N steps (0 = at the end only)");
+  app.add_option("--eval-length", f.eval_length, "evaluation length (default: the curriculum's maximum)");
+  app.add_option("--eval-batches", f.eval_batches, "evaluation batches");
+  app.add_option("--checkpoint-dir", f.checkpoint_dir, "checkpoint folder (ROOT/step_N + ROOT/latest)");
+  app.add_option("--checkpoint-every", f.checkpoint_every, "checkpoint every N steps (0 = at the end only)");
+  app.add_option("--keep-checkpoints", f.keep_checkpoints, "newest checkpoints kept");
+  app.add_option("--log", f.log, "CSV log: step, lr, loss, acc, tokens/s, ...");
+}
+
+template <typename T>
+void set_if(const std::optional<T>& flag, T& field) {
+  if (flag) field = *flag;
+}
+
+void apply_model_flags(const TrainFlags& f, json& m) {
+  auto set = [](json& j, const char* key, const auto& v) {
+    if (v) j[key] = *v;
+  };
+  set(m, "d_model", f.d_model);
+  set(m, "n_layer", f.n_layer);
+  set(m, "d_intermediate", f.d_intermediate);
+  json& ssm = m["ssm_cfg"];
+  if (!ssm.is_object()) ssm = json::object();
+  set(ssm, "layer", f.layer);
+  set(ssm, "d_state", f.d_state);
+  set(ssm, "headdim", f.headdim);
+  set(ssm, "expand", f.expand);
+  set(ssm, "chunk_size", f.chunk_size);
+  set(ssm, "is_mimo", f.mimo);
+  set(ssm, "mimo_rank", f.mimo_rank);
+  set(ssm, "rope_mode", f.rope);
+}
+
+train::TrainConfig resolve_config(const TrainFlags& f) {
+  train::TrainConfig c;
+  if (!f.resume.empty()) c = train::load_checkpoint_config(f.resume);
+  else if (!f.config_path.empty()) c = train::load_train_config(f.config_path);
+  apply_model_flags(f, c.model);
+  set_if(f.task, c.task);
+  if (!f.text_files.empty()) c.task_options.text_files = f.text_files;
+  set_if(f.n_data, c.task_options.n_data);
+  set_if(f.mqar_vocab, c.task_options.vocab);
+  set_if(f.mqar_pairs, c.task_options.n_pairs);
+  set_if(f.group_order, c.task_options.group_order);
+  if (f.length) {
+    c.curriculum.min_length = c.curriculum.start_max = c.curriculum.end_max = *f.length;
+    c.curriculum.n_stages = 1;
+  }
+  set_if(f.min_length, c.curriculum.min_length);
+  set_if(f.start_max, c.curriculum.start_max);
+  set_if(f.max_length, c.curriculum.end_max);
+  set_if(f.stages, c.curriculum.n_stages);
+  set_if(f.steps_per_stage, c.curriculum.steps_per_stage);
+  set_if(f.batch, c.batch);
+  set_if(f.steps, c.steps);
+  set_if(f.lr, c.schedule.lr);
+  if (f.schedule) c.schedule.kind = train::parse_schedule_kind(*f.schedule);
+  set_if(f.warmup, c.schedule.warmup_steps);
+  set_if(f.min_lr, c.schedule.min_lr);
+  set_if(f.weight_decay, c.adamw.weight_decay);
+  set_if(f.clip, c.clip);
+  set_if(f.beta1, c.adamw.beta1);
+  set_if(f.beta2, c.adamw.beta2);
+  if (f.seed) {
+    if (*f.seed < 0) mamba::throw_error(ErrorCode::invalid_argument, "--seed expected >= 0, found ", *f.seed);
+    c.seed = static_cast<uint64_t>(*f.seed);
+  }
+  set_if(f.eval_every, c.eval_every);
+  set_if(f.eval_length, c.eval_length);
+  set_if(f.eval_batches, c.eval_batches);
+  set_if(f.checkpoint_dir, c.checkpoint_dir);
+  set_if(f.checkpoint_every, c.checkpoint_every);
+  set_if(f.keep_checkpoints, c.keep_checkpoints);
+  set_if(f.log, c.log_csv);
+  train::validate(c, "command line");
+  return c;
+}
+
+std::string duration_text(double seconds) {
+  const long s = static_cast<long>(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, (s / 60) % 60);
+  else std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
+  return buf;
+}
+
+// The progress line: rewritten in place on a terminal, else printed every ~2% of the run.
+class Progress {
+public:
+  Progress(int64_t first_step, int64_t total) : first_(first_step), total_(total), tty_(isatty(2) != 0) {}
+
+  void step(const train::StepStats& s) {
+    tokens_ += s.tokens;
+    seconds_ += s.seconds;
+    const int64_t done = s.step - first_;
+    const int64_t every = std::max<int64_t>(1, (total_ - first_) / 50);
+    if (!tty_ && s.step % every != 0 && s.step != total_) return;
+    const double eta = done > 0 ? seconds_ / static_cast<double>(done) * static_cast<double>(total_ - s.step) : 0.0;
+    std::fprintf(stderr, "%sstep %lld/%lld | loss %.4f | acc %5.1f%% | len <= %lld | %.0f tok/s | eta %s%s",
+                 tty_ ? "\r\033[K" : "", static_cast<long long>(s.step), static_cast<long long>(total_), s.loss,
+                 100.0 * s.accuracy, static_cast<long long>(s.max_length),
+                 seconds_ > 0 ? static_cast<double>(tokens_) / seconds_ : 0.0, duration_text(eta).c_str(),
+                 tty_ ? "" : "\n");
+    std::fflush(stderr);
+  }
+  void line(const std::string& text) {
+    std::fprintf(stderr, "%s%s\n", tty_ ? "\r\033[K" : "", text.c_str());
+  }
+  void finish() {
+    if (tty_) std::fprintf(stderr, "\n");
+  }
+
+private:
+  int64_t first_, total_;
+  bool tty_;
+  int64_t tokens_ = 0;
+  double seconds_ = 0;
+};
+
+std::string eval_text(int64_t step, const train::EvalStats& e) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "eval @ step %lld: length %lld, loss %.4f, accuracy %.2f%%, scaled accuracy %.2f%%",
+                static_cast<long long>(step), static_cast<long long>(e.length), e.loss, 100.0 * e.accuracy,
+                100.0 * e.scaled_accuracy);
+  return buf;
+}
+
+int run_train(const TrainFlags& f) {
+  set_num_threads(f.threads);
+  const train::TrainConfig config = resolve_config(f);
+  if (f.print_config) {
+    std::printf("%s\n", train::to_json(config).dump(2).c_str());
+    return 0;
+  }
+  train::Trainer trainer = f.resume.empty() ? train::Trainer(config)
+                                                   : train::Trainer(config, f.resume);
+  const Model& model = trainer.model();
+  std::fprintf(stderr, "train: task %s, %s x %lld, d_model %lld, %lld parameters, batch %lld, %s %lld steps\n",
+               config.task.c_str(), mamba::io::mixer_kind_name(model.config().ssm_layer),
+               static_cast<long long>(model.config().n_layer), static_cast<long long>(model.config().d_model),
+               static_cast<long long>(model.n_params()), static_cast<long long>(config.batch),
+               f.resume.empty() ? "from scratch," : "resuming,", static_cast<long long>(config.steps));
+  Progress progress(trainer.steps_done(), config.steps);
+  train::EvalStats last_eval;
+  train::RunCallbacks callbacks;
+  callbacks.on_step = [&](const train::StepStats& s) { progress.step(s); };
+  callbacks.on_eval = [&](int64_t step, const train::EvalStats& e) {
+    last_eval = e;
+    progress.line(eval_text(step, e));
+  };
+  callbacks.on_checkpoint = [&](const std::string& dir) { progress.line("checkpoint: " + dir); };
+  const auto start = std::chrono::steady_clock::now();
+  trainer.run(callbacks);
+  progress.finish();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("trained to step %lld in %s; final eval at length %lld: accuracy %.2f%%, scaled accuracy %.2f%%\n",
+              static_cast<long long>(trainer.steps_done()), duration_text(seconds).c_str(),
+              static_cast<long long>(last_eval.length), 100.0 * last_eval.accuracy, 100.0 * last_eval.scaled_accuracy);
+  return 0;
+}
+
+}  // namespace
+
+Runner add_train(CLI::App& app) {
+  auto f = std::make_shared<TrainFlags>();
+  app.add_option("-c,--config", f->config_path, "training config (JSON); flags override its fields");
+  app.add_option("--resume", f->resume, "continue from a checkpoint (ROOT or ROOT/step_N) with its config");
+  app.add_option("-t,--threads", f->threads, "CPU threads (default: all cores)");
+  app.add_flag("--print-config", f->print_config, "print the resolved config as JSON and exit");
+  add_model_flags(app, *f);
+  add_task_flags(app, *f);
+  add_optim_flags(app, *f);
+  return [f]() { return run_train(*f); };
+}
+
+namespace {
+
+struct EvalFlags {
+  std::string model;
+  std::optional<std::string> task;
+  std::vector<int64_t> lengths;
+  int64_t batches = 8, batch = 64;
+  int64_t seed = 0;
+  int threads = 0;
+  std::optional<int64_t> mqar_vocab, mqar_pairs, n_data, group_order;
+  std::vector<std::string> text_files;
+};
+
+// The task of an evaluation: the flags, else the training config saved beside the weights.
+std::unique_ptr<train::Task> eval_task(const EvalFlags& f, const std::string& dir) {
+  train::TaskOptions options;
+  std::string name;
+  if (mamba::file_exists(mamba::path_join(dir, "trainer.json"))) {
+    const train::TrainConfig c = train::load_checkpoint_config(dir);
+    options = c.task_options;
+    name = c.task;
+  }
+  if (f.task) name = *f.task;
+  if (name.empty()) mamba::throw_error(ErrorCode::invalid_argument, "eval: --task is required (", dir, " holds no trainer.json)");
+  set_if(f.mqar_vocab, options.vocab);
+  set_if(f.mqar_pairs, options.n_pairs);
+  set_if(f.n_data, options.n_data);
+  set_if(f.group_order, options.group_order);
+  if (!f.text_files.empty()) options.text_files = f.text_files;
+  return train::make_task(name, options);
+}
+
+int run_eval(const EvalFlags& f) {
+  set_num_threads(f.threads);
+  if (f.batches < 1 || f.batch < 1 || f.seed < 0)
+    mamba::throw_error(ErrorCode::invalid_argument, "eval: --batches and --batch must be positive and --seed >= 0");
+  const std::string dir = train::resolve_model_dir(f.model);
+  const Model model = Model::load(dir);
+  const auto task = eval_task(f, dir);
+  if (model.config().vocab_size < task->vocab_size())
+    mamba::throw_error(ErrorCode::invalid_argument, dir, ": vocab_size ", model.config().vocab_size, " is smaller than the ",
+                       task->name(), " vocabulary (", task->vocab_size(), ")");
+  std::vector<int64_t> lengths = f.lengths;
+  if (lengths.empty()) lengths.push_back(task->default_length());
+  std::printf("model %s, task %s (chance %.4f), %lld x %lld sequences per length\n", dir.c_str(), task->name().c_str(),
+              task->chance(), static_cast<long long>(f.batches), static_cast<long long>(f.batch));
+  std::printf("%8s %10s %10s %12s %10s\n", "length", "loss", "accuracy", "scaled_acc", "answers");
+  for (int64_t length : lengths) {
+    const train::EvalStats e =
+        train::evaluate(model, *task, length, f.batch, f.batches, static_cast<uint64_t>(f.seed));
+    std::printf("%8lld %10.4f %9.2f%% %11.2f%% %10lld\n", static_cast<long long>(e.length), e.loss,
+                100.0 * e.accuracy, 100.0 * e.scaled_accuracy, static_cast<long long>(e.answers));
+  }
+  return 0;
+}
+
+}  // namespace
+
+Runner add_eval(CLI::App& app) {
+  auto f = std::make_shared<EvalFlags>();
+  app.add_option("-m,--model", f->model, "model folder, or a checkpoint ROOT (its latest step)")->required();
+  app.add_option("--task", f->task, "task (default: the checkpoint's training task)");
+  app.add_option("--length", f->lengths, "evaluation lengths (several allowed)");
+  app.add_option("--batches", f->batches, "batches per length");
+  app.add_option("--batch", f->batch, "sequences per batch");
+  app.add_option("--seed", f->seed, "seed of the held-out batches");
+  app.add_option("--mqar-vocab", f->mqar_vocab, "mqar: vocabulary size");
+  app.add_option("--mqar-pairs", f->mqar_pairs, "mqar: key-value pairs");
+  app.add_option("--n-data", f->n_data, "selective_copy: data tokens");
+  app.add_option("--group-order", f->group_order, "group: order n of Z_n");
+  app.add_option("--text", f->text_files, "text files for --task text");
+  app.add_option("-t,--threads", f->threads, "CPU threads (default: all cores)");
+  return [f]() { return run_eval(*f); };
+}
+
+}  // namespace mambacpp::cli
