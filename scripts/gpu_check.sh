@@ -5,7 +5,8 @@
 #
 #   scripts/gpu_check.sh prepare   # here: copy the fixtures and the build dependencies (.deb) into
 #                                  # .device_fixtures/ and .device_deps/ (both git-ignored)
-#   scripts/gpu_check.sh [phases]  # on the GPU machine; phases: build test sanitize bench (default all)
+#   scripts/gpu_check.sh [phases]  # on the GPU machine; phases: build test sanitize bench (the
+#                                  # default) and golden (the CPU golden tests)
 #
 # With the device tool: run(command="scripts/gpu_check.sh", carry=[".device_fixtures", ".device_deps"]).
 # The GPU machine has no package registry: missing build dependencies are unpacked from the
@@ -24,8 +25,11 @@ prepare() {
   rm -rf "$ROOT/.device_fixtures"
   cp -r "${MAMBACPP_FIXTURES:-$ROOT/../shared/fixtures}" "$ROOT/.device_fixtures"
   (cd "$ROOT/.device_deps" && apt-get download $DEB_PACKAGES)
+  local exclude
+  exclude=$(cd "$ROOT" && git rev-parse --path-format=absolute --git-path info/exclude)
+  mkdir -p "$(dirname "$exclude")"
   for p in /.device_fixtures/ /.device_deps/; do
-    grep -qxF "$p" "$ROOT/.git/info/exclude" 2>/dev/null || echo "$p" >>"$ROOT/.git/info/exclude"
+    grep -qxF "$p" "$exclude" 2>/dev/null || echo "$p" >>"$exclude"
   done
   du -sh "$ROOT/.device_fixtures" "$ROOT/.device_deps"
 }
@@ -73,6 +77,11 @@ run_tests() {
   (cd "$BUILD" && ctest -L cuda --output-on-failure --timeout 300 -j4) >"$OUT/ctest_cuda.log" 2>&1
   echo "ctest -L cuda: rc $?"; grep -E "tests passed|tests failed|Failed|\*\*\*" "$OUT/ctest_cuda.log" | head -20
   grep -h "cuda-golden" "$BUILD"/Testing/Temporary/LastTest.log 2>/dev/null | sort -u | head -10
+}
+
+# The CPU golden tests (CI runs them too; optional here to save device time).
+run_golden_cpu() {
+  export MAMBACPP_FIXTURES=${MAMBACPP_FIXTURES:-$ROOT/.device_fixtures}
   (cd "$BUILD" && ctest -L golden --output-on-failure --timeout 600 -j4) >"$OUT/ctest_golden.log" 2>&1
   echo "ctest -L golden (CPU): rc $?"; grep -E "tests passed|tests failed|Failed" "$OUT/ctest_golden.log" | head -10
 }
@@ -90,8 +99,10 @@ sanitize() {
 }
 
 bench() {
-  "$BUILD/bin/mambacpp" bench --device cuda --seq-len 2048 --decode-tokens 64 --json "$OUT/bench_cuda.json" \
-    2>&1 | tee "$OUT/bench_cuda.log"
+  for dtype in f32 bf16; do
+    "$BUILD/bin/mambacpp" bench --device cuda --dtype $dtype --seq-len 2048 --decode-tokens 64 \
+      --json "$OUT/bench_cuda_$dtype.json" 2>&1 | tee "$OUT/bench_cuda_$dtype.log"
+  done
 }
 
 if [ "${1:-}" = prepare ]; then
@@ -106,8 +117,9 @@ for phase in $phases; do
   case $phase in
     build) build ;;
     test) run_tests ;;
+    golden) run_golden_cpu ;;
     sanitize) sanitize ;;
     bench) bench ;;
-    *) echo "unknown phase $phase (build test sanitize bench prepare)"; exit 2 ;;
+    *) echo "unknown phase $phase (build test golden sanitize bench prepare)"; exit 2 ;;
   esac
 done

@@ -119,12 +119,12 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GenerateCli, ::testing::ValuesIn(kFixtures),
 TEST(GenerateCliErrors, ForeignAndDamagedStatesAreRefused) {
   MAMBA_REQUIRE_FIXTURES(root);
   const std::string state = ::testing::TempDir() + "/foreign.mstate";
-  const std::string m2 = path_join(root, "ssm-mamba2"), gen_m2 = std::string("generate -m ") + m2;
+  const std::string m2 = path_join(root, "ssm-mamba2"), gen_m2 = std::string("generate -t 1 -m ") + m2;
   ASSERT_EQ(run(gen_m2 + " --prompt-ids 1,2,3 -n 0 --save-state " + state).status, 0);
   for (const char* other : {"ssm-mamba1", "hf-mamba2", "ssm-hybrid"}) {
     const std::string other_dir = path_join(root, other);
     const Result r =
-        run(std::string("generate -m ") + other_dir + " --load-state " + state + " -n 2 --temp 0");
+        run(std::string("generate -t 1 -m ") + other_dir + " --load-state " + state + " -n 2 --temp 0");
     EXPECT_EQ(r.status, 1);
     EXPECT_EQ(r.err.rfind("error: " + state + ": state was saved by model ", 0), 0u) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
@@ -194,7 +194,7 @@ TEST(GenerateCliText, StreamsTheDecodedIds) {
   MAMBA_REQUIRE_FIXTURES(root);
   const std::string dir = model_with_tokenizer(root);
   const std::string base =
-      "generate -m " + dir + " -p " + quote("the cat sat on") + " -n 16 --temp 0 --ignore-eos";
+      "generate -t 1 -m " + dir + " -p " + quote("the cat sat on") + " -n 16 --temp 0 --ignore-eos";
   const Result text = run(base);
   const Result ids = run(base + " --print-ids");
   ASSERT_EQ(text.status, 0) << text.err;

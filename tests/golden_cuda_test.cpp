@@ -67,6 +67,32 @@ TEST_P(GoldenCuda, WholeSequenceAndPrefillThenSteps) {
   std::printf("[ cuda-golden ] %-16s whole %.3g  steps %.3g\n", GetParam(), whole, worst_steps);
 }
 
+// bf16 linear-layer weights (GEMM operands rounded to bf16, fp32 everywhere else): within 2e-2 of
+// the reference, relative to its largest logit.
+TEST_P(GoldenCuda, Bf16Weights) {
+  MAMBA_REQUIRE_CUDA();
+  MAMBA_REQUIRE_FIXTURES(root);
+  const std::string dir = path_join(root, GetParam());
+  models::Model model = models::Model::load(dir);
+  model.to(Device::cuda);
+  model.set_matmul_dtype(DType::bf16);
+  const Tensor ids = io::read_npy(path_join(dir, "input_ids.npy"));
+  const Tensor ref = io::read_npy(path_join(dir, "logits.npy"));
+  const int64_t batch = ids.size(0), seq_len = ids.size(1), k = seq_len / 2;
+  models::State state = model.new_state(batch);
+  const float whole = testing::scaled_max_diff(model.forward(ids, state), ref);
+  EXPECT_LT(whole, 2e-2f) << "whole sequence";
+  models::State st = model.new_state(batch);
+  model.forward(ids.slice(1, 0, k), st);
+  float steps = 0.0f;
+  for (int64_t t = k; t < seq_len; ++t)
+    steps = std::max(steps, testing::scaled_max_diff(model.step(ids.select(1, t).contiguous(), st),
+                                                     ref.select(1, t).contiguous()));
+  EXPECT_LT(steps, 2e-2f) << "steps after prefill K=" << k;
+  std::printf("[ cuda-golden-bf16 ] %-16s whole %.3g  steps %.3g (relative to max |logit|)\n", GetParam(),
+              whole, steps);
+}
+
 TEST_P(GoldenCuda, ThroughCli) {
   MAMBA_REQUIRE_CUDA();
   MAMBA_REQUIRE_FIXTURES(root);

@@ -47,10 +47,10 @@ int bench_generate(const GenerateBenchArgs& a) {
       "batch B = B prompts of 8, 12, 16, ... tokens, each prefilled alone, then decoded together\n\n",
       static_cast<long long>(a.decode_tokens));
   std::printf(
-      "| model       | params (M) | threads | batch | decoding    | decode tok/s per seq | decode tok/s "
+      "| model       | params (M) | threads | batch | decoding     | decode tok/s per seq | decode tok/s "
       "total |\n");
   std::printf(
-      "|-------------|-----------:|--------:|------:|-------------|---------------------:|-------------------"
+      "|-------------|-----------:|--------:|------:|--------------|---------------------:|-------------------"
       ":|\n");
   std::fflush(stdout);
   for (const std::string& name : a.models) {
@@ -62,7 +62,7 @@ int bench_generate(const GenerateBenchArgs& a) {
         if (batch < 1)
           mamba::throw_error(ErrorCode::invalid_argument, "--batch: expected >= 1, found ", batch);
         const Row row = run_batch(model, batch, a.decode_tokens);
-        std::printf("| %-11s | %10.1f | %7d | %5lld | %-11s | %20.2f | %18.2f |\n", name.c_str(),
+        std::printf("| %-11s | %10.1f | %7d | %5lld | %-12s | %20.2f | %18.2f |\n", name.c_str(),
                     static_cast<double>(model.n_params()) / 1e6, threads, static_cast<long long>(batch),
                     row.stacked ? "stacked" : "per-sequence", row.per_seq_tok_s, row.total_tok_s);
         std::fflush(stdout);

@@ -26,6 +26,7 @@ struct BenchArgs {
   int64_t seq_len = 2048, decode_tokens = 32, n_layer = 24, d_model = 768;
   std::string json_path;
   std::string device = "cpu";
+  std::string dtype = "f32";  // linear-layer weights (bf16: CUDA only)
   bool generate = false;                // --generate: batched generation instead (bench_generate.cpp)
   std::vector<int64_t> batches = {1, 8};
 };
@@ -77,10 +78,12 @@ std::string run_model(const std::string& name, const BenchArgs& a) {
   const Device device = parse_device(a.device);
   Model model = Model::random(c, 1234);
   model.to(device);
+  model.set_matmul_dtype(a.dtype == "bf16" ? DType::bf16 : DType::f32);
   std::ostringstream out;
   out << model.n_params() << "\n";
   // On the GPU the thread count only drives host-side work: one row, at the first count.
-  const std::vector<int> thread_counts = device == Device::cpu ? a.threads : std::vector<int>{a.threads.front()};
+  const std::vector<int> thread_counts =
+      device == Device::cpu ? a.threads : std::vector<int>{a.threads.front()};
   for (int threads : thread_counts) {
     set_num_threads(threads);
     Tensor ids = Tensor::empty({1, a.seq_len}, DType::i64);
@@ -117,6 +120,8 @@ Runner add_bench(CLI::App& app) {
   app.add_option("--d-model", a->d_model, "model width (default 768)");
   app.add_option("--json", a->json_path, "also write JSON lines to this file");
   app.add_option("--device", a->device, "cpu or cuda (default cpu; on cuda one row per model)");
+  app.add_option("--dtype", a->dtype, "linear-layer weights: f32 or bf16 (cuda only; default f32)")
+      ->check(CLI::IsMember({"f32", "bf16"}));
   app.add_flag("--generate", a->generate, "benchmark generation: decode tok/s per sequence and total at each --batch");
   app.add_option("--batch", a->batches, "batch sizes for --generate (default 1 8)");
   return [a]() {
@@ -128,8 +133,10 @@ Runner add_bench(CLI::App& app) {
     // it. Only the name is checked here; each child opens the device itself.
     if (a->device != "cpu" && a->device != "cuda")
       mamba::throw_error(ErrorCode::invalid_argument, "unknown device '", a->device, "' (expected cpu or cuda)");
-    std::printf("mambacpp bench: random weights, d_model %lld, %lld layers, vocab 50277, f32, batch 1, %s\n",
-                static_cast<long long>(a->d_model), static_cast<long long>(a->n_layer), a->device.c_str());
+    std::printf("mambacpp bench: random weights, d_model %lld, %lld layers, vocab 50277, %s GEMM weights, "
+                "batch 1, %s\n",
+                static_cast<long long>(a->d_model), static_cast<long long>(a->n_layer), a->dtype.c_str(),
+                a->device.c_str());
     std::printf("prefill = whole-sequence pass over %lld tokens; decode = %lld one-token steps after it\n\n",
                 static_cast<long long>(a->seq_len), static_cast<long long>(a->decode_tokens));
     std::printf("| model       | params (M) | threads | prefill tok/s | decode tok/s | peak RSS (MiB) |\n");
@@ -176,7 +183,8 @@ Runner add_bench(CLI::App& app) {
                     prefill, decode, rss_mib);
         std::fflush(stdout);
         std::ostringstream js;
-        js << "{\"model\":\"" << name << "\",\"device\":\"" << a->device << "\",\"params\":" << params
+        js << "{\"model\":\"" << name << "\",\"device\":\"" << a->device << "\",\"dtype\":\"" << a->dtype
+           << "\",\"params\":" << params
            << ",\"threads\":" << threads
            << ",\"seq_len\":" << a->seq_len << ",\"prefill_tok_s\":" << prefill << ",\"decode_tok_s\":" << decode
            << ",\"peak_rss_mib\":" << rss_mib << "}\n";

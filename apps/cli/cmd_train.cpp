@@ -2,6 +2,7 @@
 // a JSON config and/or flags (a flag overrides the config; --resume continues a checkpoint with
 // its own config), with a one-line progress bar on stderr and a CSV log. `mambacpp eval`
 // reports accuracy and scaled accuracy of a trained model at held-out lengths.
+#include <mambacpp/mambacpp.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -9,8 +10,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <mambacpp/mambacpp.h>
 
 #include "commands.h"
 
@@ -82,7 +81,8 @@ void add_optim_flags(CLI::App& app, TrainFlags& f) {
   app.add_option("--schedule", f.schedule, "constant or cosine (after linear warm-up)");
   app.add_option("--warmup", f.warmup, "warm-up steps");
   app.add_option("--min-lr", f.min_lr, "final learning rate of the cosine schedule");
-  app.add_option("--weight-decay", f.weight_decay, "AdamW weight decay (not on biases, norms, A_log, D, dt_bias)");
+  app.add_option("--weight-decay", f.weight_decay,
+                 "AdamW weight decay (not on biases, norms, A_log, D, dt_bias)");
   app.add_option("--clip", f.clip, "global gradient-norm clipping (0 = off)");
   app.add_option("--beta1", f.beta1, "AdamW beta1");
   app.add_option("--beta2", f.beta2, "AdamW beta2");
@@ -122,8 +122,10 @@ void apply_model_flags(const TrainFlags& f, json& m) {
 
 train::TrainConfig resolve_config(const TrainFlags& f) {
   train::TrainConfig c;
-  if (!f.resume.empty()) c = train::load_checkpoint_config(f.resume);
-  else if (!f.config_path.empty()) c = train::load_train_config(f.config_path);
+  if (!f.resume.empty())
+    c = train::load_checkpoint_config(f.resume);
+  else if (!f.config_path.empty())
+    c = train::load_train_config(f.config_path);
   apply_model_flags(f, c.model);
   set_if(f.task, c.task);
   if (!f.text_files.empty()) c.task_options.text_files = f.text_files;
@@ -168,8 +170,10 @@ train::TrainConfig resolve_config(const TrainFlags& f) {
 std::string duration_text(double seconds) {
   const long s = static_cast<long>(seconds + 0.5);
   char buf[32];
-  if (s >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, (s / 60) % 60);
-  else std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, (s / 60) % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
   return buf;
 }
 
@@ -184,17 +188,16 @@ public:
     const int64_t done = s.step - first_;
     const int64_t every = std::max<int64_t>(1, (total_ - first_) / 50);
     if (!tty_ && s.step % every != 0 && s.step != total_) return;
-    const double eta = done > 0 ? seconds_ / static_cast<double>(done) * static_cast<double>(total_ - s.step) : 0.0;
+    const double eta =
+        done > 0 ? seconds_ / static_cast<double>(done) * static_cast<double>(total_ - s.step) : 0.0;
     std::fprintf(stderr, "%sstep %lld/%lld | loss %.4f | acc %5.1f%% | len <= %lld | %.0f tok/s | eta %s%s",
-                 tty_ ? "\r\033[K" : "", static_cast<long long>(s.step), static_cast<long long>(total_), s.loss,
-                 100.0 * s.accuracy, static_cast<long long>(s.max_length),
+                 tty_ ? "\r\033[K" : "", static_cast<long long>(s.step), static_cast<long long>(total_),
+                 s.loss, 100.0 * s.accuracy, static_cast<long long>(s.max_length),
                  seconds_ > 0 ? static_cast<double>(tokens_) / seconds_ : 0.0, duration_text(eta).c_str(),
                  tty_ ? "" : "\n");
     std::fflush(stderr);
   }
-  void line(const std::string& text) {
-    std::fprintf(stderr, "%s%s\n", tty_ ? "\r\033[K" : "", text.c_str());
-  }
+  void line(const std::string& text) { std::fprintf(stderr, "%s%s\n", tty_ ? "\r\033[K" : "", text.c_str()); }
   void finish() {
     if (tty_) std::fprintf(stderr, "\n");
   }
@@ -208,7 +211,8 @@ private:
 
 std::string eval_text(int64_t step, const train::EvalStats& e) {
   char buf[160];
-  std::snprintf(buf, sizeof buf, "eval @ step %lld: length %lld, loss %.4f, accuracy %.2f%%, scaled accuracy %.2f%%",
+  std::snprintf(buf, sizeof buf,
+                "eval @ step %lld: length %lld, loss %.4f, accuracy %.2f%%, scaled accuracy %.2f%%",
                 static_cast<long long>(step), static_cast<long long>(e.length), e.loss, 100.0 * e.accuracy,
                 100.0 * e.scaled_accuracy);
   return buf;
@@ -221,10 +225,10 @@ int run_train(const TrainFlags& f) {
     std::printf("%s\n", train::to_json(config).dump(2).c_str());
     return 0;
   }
-  train::Trainer trainer = f.resume.empty() ? train::Trainer(config)
-                                                   : train::Trainer(config, f.resume);
+  train::Trainer trainer = f.resume.empty() ? train::Trainer(config) : train::Trainer(config, f.resume);
   const Model& model = trainer.model();
-  std::fprintf(stderr, "train: task %s, %s x %lld, d_model %lld, %lld parameters, batch %lld, %s %lld steps\n",
+  std::fprintf(stderr,
+               "train: task %s, %s x %lld, d_model %lld, %lld parameters, batch %lld, %s %lld steps\n",
                config.task.c_str(), mamba::io::mixer_kind_name(model.config().ssm_layer),
                static_cast<long long>(model.config().n_layer), static_cast<long long>(model.config().d_model),
                static_cast<long long>(model.n_params()), static_cast<long long>(config.batch),
@@ -242,9 +246,16 @@ int run_train(const TrainFlags& f) {
   trainer.run(callbacks);
   progress.finish();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("trained to step %lld in %s; final eval at length %lld: accuracy %.2f%%, scaled accuracy %.2f%%\n",
-              static_cast<long long>(trainer.steps_done()), duration_text(seconds).c_str(),
-              static_cast<long long>(last_eval.length), 100.0 * last_eval.accuracy, 100.0 * last_eval.scaled_accuracy);
+  if (last_eval.answers == 0) {
+    std::printf("nothing to do: the run is at step %lld of %lld (raise --steps to continue)\n",
+                static_cast<long long>(trainer.steps_done()), static_cast<long long>(config.steps));
+    return 0;
+  }
+  std::printf(
+      "trained to step %lld in %s; final eval at length %lld: accuracy %.2f%%, scaled accuracy %.2f%%\n",
+      static_cast<long long>(trainer.steps_done()), duration_text(seconds).c_str(),
+      static_cast<long long>(last_eval.length), 100.0 * last_eval.accuracy,
+      100.0 * last_eval.scaled_accuracy);
   return 0;
 }
 
@@ -285,7 +296,9 @@ std::unique_ptr<train::Task> eval_task(const EvalFlags& f, const std::string& di
     name = c.task;
   }
   if (f.task) name = *f.task;
-  if (name.empty()) mamba::throw_error(ErrorCode::invalid_argument, "eval: --task is required (", dir, " holds no trainer.json)");
+  if (name.empty())
+    mamba::throw_error(ErrorCode::invalid_argument, "eval: --task is required (", dir,
+                       " holds no trainer.json)");
   set_if(f.mqar_vocab, options.vocab);
   set_if(f.mqar_pairs, options.n_pairs);
   set_if(f.n_data, options.n_data);
@@ -297,17 +310,19 @@ std::unique_ptr<train::Task> eval_task(const EvalFlags& f, const std::string& di
 int run_eval(const EvalFlags& f) {
   set_num_threads(f.threads);
   if (f.batches < 1 || f.batch < 1 || f.seed < 0)
-    mamba::throw_error(ErrorCode::invalid_argument, "eval: --batches and --batch must be positive and --seed >= 0");
+    mamba::throw_error(ErrorCode::invalid_argument,
+                       "eval: --batches and --batch must be positive and --seed >= 0");
   const std::string dir = train::resolve_model_dir(f.model);
   const Model model = Model::load(dir);
   const auto task = eval_task(f, dir);
   if (model.config().vocab_size < task->vocab_size())
-    mamba::throw_error(ErrorCode::invalid_argument, dir, ": vocab_size ", model.config().vocab_size, " is smaller than the ",
-                       task->name(), " vocabulary (", task->vocab_size(), ")");
+    mamba::throw_error(ErrorCode::invalid_argument, dir, ": vocab_size ", model.config().vocab_size,
+                       " is smaller than the ", task->name(), " vocabulary (", task->vocab_size(), ")");
   std::vector<int64_t> lengths = f.lengths;
   if (lengths.empty()) lengths.push_back(task->default_length());
-  std::printf("model %s, task %s (chance %.4f), %lld x %lld sequences per length\n", dir.c_str(), task->name().c_str(),
-              task->chance(), static_cast<long long>(f.batches), static_cast<long long>(f.batch));
+  std::printf("model %s, task %s (chance %.4f), %lld x %lld sequences per length\n", dir.c_str(),
+              task->name().c_str(), task->chance(), static_cast<long long>(f.batches),
+              static_cast<long long>(f.batch));
   std::printf("%8s %10s %10s %12s %10s\n", "length", "loss", "accuracy", "scaled_acc", "answers");
   for (int64_t length : lengths) {
     const train::EvalStats e =

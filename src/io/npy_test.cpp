@@ -127,7 +127,10 @@ TEST_F(NpyTest, EveryDescrAndVersion) {
 
   // Versions 2.0 and 3.0 (4-byte header length), keys in any order, double quotes, Python 2 longs.
   for (int major : {2, 3}) {
-    t = read_npy(write_raw("v" + std::to_string(major) + ".npy",
+    std::string name = "v";  // built in steps: GCC 12 reports a false -Wrestrict on "v" + to_string(...)
+    name += std::to_string(major);
+    name += ".npy";
+    t = read_npy(write_raw(name,
                            "{\"shape\": (2L, 2L), \"fortran_order\": False, \"descr\": \"<i8\"}",
                            as_bytes(std::vector<int64_t>{1, -2, 3, -4}), major));
     EXPECT_EQ(t.dtype(), DType::i64);

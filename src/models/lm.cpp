@@ -1,5 +1,6 @@
 // The language-model skeleton shared by every architecture (SPEC.md §4.2-§4.4): residual
-// stream, norms, gated MLP, embedding and head, loading and random initialization.
+// stream, norms, gated MLP, embedding and head, loading and random initialization, and the
+// training forward / backward / loss over the same walk.
 #include <cmath>
 #include <filesystem>
 #include <cstring>
@@ -195,11 +196,33 @@ Model Model::new_grads() const {
 
 void Model::to(Device device) {
   if (device == device_) return;
+  if (device == Device::cpu && matmul_dtype_ != DType::f32)
+    throw_error(ErrorCode::unsupported, "the CPU ops take f32 weights: set_matmul_dtype(f32) before to(cpu)");
   visit_params([&](const ParamRef& p) {
     if (p.tensor->defined()) *p.tensor = p.tensor->to(device);
   });
   device_ = device;
   prepare();  // re-derives the tied head and each mixer's constants from the moved parameters
+}
+
+void Model::set_matmul_dtype(DType dtype) {
+  if (dtype == matmul_dtype_) return;
+  if (dtype != DType::f32 && dtype != DType::bf16)
+    throw_error(ErrorCode::unsupported, "matmul dtype ", dtype_name(dtype), " (expected f32 or bf16)");
+  if (dtype != DType::f32 && device_ == Device::cpu)
+    throw_error(ErrorCode::unsupported, "bf16 weights run on CUDA only: move the model to cuda first");
+  auto ends_with = [](const std::string& s, const char* suffix) {
+    const size_t n = std::strlen(suffix);
+    return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+  };
+  visit_params([&](const ParamRef& p) {
+    const bool gemm = ends_with(p.name, "proj.weight") || ends_with(p.name, "fc1.weight") ||
+                      ends_with(p.name, "fc2.weight") || p.name == "lm_head.weight";
+    if (gemm)
+      *p.tensor = p.tensor->to(dtype);
+  });
+  if (config_.tie_embeddings) lm_head_weight = embedding.to(dtype);  // the embedding itself stays f32
+  matmul_dtype_ = dtype;
 }
 
 State Model::new_state(int64_t batch) const {
@@ -253,6 +276,8 @@ Tensor Model::forward(const Tensor& ids, State& state, int64_t num_last) const {
 // backward adds norm_k_bwd(f_k_bwd(dR)) to dR in reverse order (§4.3). Each R_k is kept.
 Tensor Model::forward_train(const Tensor& ids, Activations& acts) const {
   MAMBA_CHECK(ids.dim() == 2, "ids " << shape_str(ids.shape()));
+  if (device_ != Device::cpu)
+    throw_error(ErrorCode::unsupported, "training runs on the CPU only (no CUDA backward yet): the model is on cuda");
   acts.ids = ids;
   acts.blocks.resize(blocks_.size());
   Tensor stream = embed(ids);  // [batch, seq_len, d_model]

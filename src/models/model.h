@@ -87,6 +87,11 @@ public:
   // GPU); states, activations and logits then live there too. Explicit and whole-model.
   void to(Device device);
   Device device() const { return device_; }
+  // Storage dtype of the linear layers' weights (in_proj, x_proj, dt_proj, out_proj, MLP, head).
+  // bf16 (CUDA only, after to(Device::cuda)) rounds both GEMM operands to bf16 with fp32
+  // accumulation; embedding, norms, conv, scans and all state stay fp32. Lossy: convert once.
+  void set_matmul_dtype(DType dtype);
+  DType matmul_dtype() const { return matmul_dtype_; }
   State new_state(int64_t batch) const;  // on the model's device
 
   // ids: [batch, seq_len] i64 or i32. Continues from `state` (fresh = new sequences) and
@@ -128,6 +133,7 @@ private:
 
   io::ModelConfig config_;
   Device device_ = Device::cpu;
+  DType matmul_dtype_ = DType::f32;
   Tensor embedding;    // [vocab_padded, d_model]
   std::vector<Block> blocks_;
   Tensor norm_f_weight, norm_f_bias;

@@ -58,7 +58,8 @@ std::string write_checkpoint(const std::string& root, int64_t step, int64_t keep
   write(tmp_dir.string());
   fs::remove_all(final_dir);
   fs::rename(tmp_dir, final_dir, ec);
-  if (ec) throw_error(ErrorCode::io, final_dir.string(), ": cannot move the checkpoint into place: ", ec.message());
+  if (ec)
+    throw_error(ErrorCode::io, final_dir.string(), ": cannot move the checkpoint into place: ", ec.message());
   write_file_atomic(path_join(root, "latest"), name + "\n");
   prune(root, keep, name);
   return final_dir.string();
@@ -73,7 +74,8 @@ std::string resolve_checkpoint(const std::string& path) {
     return dir;
   }
   if (file_exists(path_join(path, "trainer.json"))) return path;
-  throw_error(ErrorCode::not_found, path, ": not a training checkpoint (no 'latest' file and no trainer.json)");
+  throw_error(ErrorCode::not_found, path,
+              ": not a training checkpoint (no 'latest' file and no trainer.json)");
 }
 
 std::string resolve_model_dir(const std::string& path) {

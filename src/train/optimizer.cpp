@@ -15,7 +15,8 @@ constexpr double pi = 3.14159265358979323846;
 
 void require_cpu(const Tensor& t, const std::string& name) {
   if (t.device() != Device::cpu)
-    throw_error(ErrorCode::unsupported, "optimizer: parameter '", name, "' is not on the CPU (training runs on the CPU)");
+    throw_error(ErrorCode::unsupported, "optimizer: parameter '", name,
+                "' is not on the CPU (training runs on the CPU)");
 }
 
 std::string exact(double v) {
@@ -40,7 +41,9 @@ ScheduleKind parse_schedule_kind(const std::string& name) {
   throw_error(ErrorCode::invalid_argument, "schedule: expected constant or cosine, found '", name, "'");
 }
 
-const char* schedule_kind_name(ScheduleKind kind) { return kind == ScheduleKind::constant ? "constant" : "cosine"; }
+const char* schedule_kind_name(ScheduleKind kind) {
+  return kind == ScheduleKind::constant ? "constant" : "cosine";
+}
 
 double clip_grad_norm(models::Model& grads, double max_norm) {
   double sum_sq = 0;
@@ -124,7 +127,8 @@ std::map<std::string, std::string> AdamW::load(const std::string& path) {
   for (Slot& s : slots_) {
     for (auto [prefix, dst] : {std::pair<const char*, Tensor*>{"exp_avg.", &s.m}, {"exp_avg_sq.", &s.v}}) {
       const std::string name = prefix + s.name;
-      if (!st.contains(name)) throw_error(ErrorCode::not_found, path, ": missing optimizer tensor '", name, "'");
+      if (!st.contains(name))
+        throw_error(ErrorCode::not_found, path, ": missing optimizer tensor '", name, "'");
       *dst = st.get_f32(name, s.m.shape());
     }
   }

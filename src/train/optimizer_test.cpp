@@ -1,5 +1,7 @@
 // AdamW against hand-computed numbers (two steps, with and without weight decay), clipping,
 // schedules, and the optimizer state round trip.
+#include "train/optimizer.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,14 +10,13 @@
 
 #include "core/error.h"
 #include "io/model_config.h"
-#include "train/optimizer.h"
 
 namespace mamba::train {
 namespace {
 
 models::Model tiny_model() {
-  const nlohmann::json j = {{"d_model", 8}, {"n_layer", 1}, {"vocab_size", 5},
-                            {"ssm_cfg", {{"layer", "Mamba1"}, {"d_state", 4}}}};
+  const nlohmann::json j = {
+      {"d_model", 8}, {"n_layer", 1}, {"vocab_size", 5}, {"ssm_cfg", {{"layer", "Mamba1"}, {"d_state", 4}}}};
   return models::Model::random(io::parse_model_config(j, "test"), 1);
 }
 
@@ -73,7 +74,8 @@ TEST(AdamW, ClipScalesToTheMaximumNorm) {
 }
 
 TEST(Schedule, WarmupCosineAndConstant) {
-  LrSchedule s{.kind = ScheduleKind::cosine, .lr = 1e-3, .warmup_steps = 10, .total_steps = 110, .min_lr = 1e-4};
+  LrSchedule s{
+      .kind = ScheduleKind::cosine, .lr = 1e-3, .warmup_steps = 10, .total_steps = 110, .min_lr = 1e-4};
   EXPECT_DOUBLE_EQ(s.at(0), 1e-4);
   EXPECT_DOUBLE_EQ(s.at(4), 5e-4);
   EXPECT_DOUBLE_EQ(s.at(9), 1e-3);

@@ -13,7 +13,9 @@
 namespace mamba::train {
 namespace {
 
-int64_t mod(int64_t a, int64_t m) { return ((a % m) + m) % m; }
+int64_t mod(int64_t a, int64_t m) {
+  return ((a % m) + m) % m;
+}
 
 // k distinct integers from [0, n), in random order (partial Fisher-Yates).
 std::vector<int64_t> distinct(int64_t k, int64_t n, Rng& rng) {
@@ -119,10 +121,18 @@ private:
     }
     const int64_t t = rng.uniform_int(0, 4);
     switch (length) {
-      case 1: out.insert(out.end(), {t}); return t;
-      case 2: out.insert(out.end(), {minus, t}); return mod(-t, 5);
-      case 3: out.insert(out.end(), {open, t, close}); return t;
-      default: out.insert(out.end(), {open, minus, t, close}); return mod(-t, 5);
+      case 1:
+        out.insert(out.end(), {t});
+        return t;
+      case 2:
+        out.insert(out.end(), {minus, t});
+        return mod(-t, 5);
+      case 3:
+        out.insert(out.end(), {open, t, close});
+        return t;
+      default:
+        out.insert(out.end(), {open, minus, t, close});
+        return mod(-t, 5);
     }
   }
 };
@@ -132,7 +142,8 @@ private:
 class SelectiveCopy final : public Task {
 public:
   explicit SelectiveCopy(int64_t n_data) : n_data_(n_data) {
-    if (n_data < 1) throw_error(ErrorCode::invalid_argument, "selective_copy: n_data must be positive, found ", n_data);
+    if (n_data < 1)
+      throw_error(ErrorCode::invalid_argument, "selective_copy: n_data must be positive, found ", n_data);
   }
   std::string name() const override { return "selective_copy"; }
   int64_t vocab_size() const override { return 16; }
@@ -186,9 +197,10 @@ class Mqar final : public Task {
 public:
   Mqar(int64_t vocab, int64_t n_pairs, double power_a) : vocab_(vocab), n_pairs_(n_pairs), power_a_(power_a) {
     if (n_pairs < 1 || vocab / 2 - 1 < n_pairs)
-      throw_error(ErrorCode::invalid_argument, "mqar: n_pairs must be in [1, vocab/2 − 1] = [1, ", vocab / 2 - 1,
-                  "], found ", n_pairs);
-    if (power_a <= 0) throw_error(ErrorCode::invalid_argument, "mqar: power_a must be positive, found ", power_a);
+      throw_error(ErrorCode::invalid_argument, "mqar: n_pairs must be in [1, vocab/2 − 1] = [1, ",
+                  vocab / 2 - 1, "], found ", n_pairs);
+    if (power_a <= 0)
+      throw_error(ErrorCode::invalid_argument, "mqar: power_a must be positive, found ", power_a);
   }
   std::string name() const override { return "mqar"; }
   int64_t vocab_size() const override { return vocab_; }
@@ -198,7 +210,8 @@ public:
   Example make(int64_t n, Rng& rng) const override {
     const int64_t half = vocab_ / 2, context = 2 * n_pairs_, space = (n - context) / 2;
     Example e{std::vector<int64_t>(n, 0), std::vector<int64_t>(n, -1)};
-    std::vector<int64_t> keys = distinct(n_pairs_, half - 1, rng), values = distinct(n_pairs_, vocab_ - half, rng);
+    std::vector<int64_t> keys = distinct(n_pairs_, half - 1, rng),
+                         values = distinct(n_pairs_, vocab_ - half, rng);
     for (int64_t i = 0; i < n_pairs_; ++i) {
       keys[i] += 1;
       values[i] += half;
@@ -261,7 +274,8 @@ public:
   explicit ByteText(const std::vector<std::string>& files) {
     if (files.empty()) throw_error(ErrorCode::invalid_argument, "text: no text files given (--text FILE)");
     for (const std::string& f : files) bytes_ += read_file(f);
-    if (bytes_.size() < 2) throw_error(ErrorCode::invalid_argument, "text: the text files hold fewer than 2 bytes");
+    if (bytes_.size() < 2)
+      throw_error(ErrorCode::invalid_argument, "text: the text files hold fewer than 2 bytes");
   }
   std::string name() const override { return "text"; }
   int64_t vocab_size() const override { return 256; }
@@ -288,7 +302,8 @@ private:
 }  // namespace
 
 std::vector<std::string> task_names() {
-  return {"parity", "arithmetic", "arithmetic_brackets", "selective_copy", "induction_heads", "mqar", "group", "text"};
+  return {"parity", "arithmetic", "arithmetic_brackets", "selective_copy", "induction_heads", "mqar",
+          "group",  "text"};
 }
 
 std::unique_ptr<Task> make_task(const std::string& name, const TaskOptions& o) {
@@ -315,8 +330,8 @@ Batch sample_batch(const Task& task, int64_t batch, int64_t min_length, int64_t 
   MAMBA_CHECK(batch > 0);
   const int64_t lo = std::max(min_length, task.min_length());
   if (nearest_valid_length(task, max_length) < lo)
-    throw_error(ErrorCode::invalid_argument, task.name(), ": no valid sequence length in [", lo, ", ", max_length,
-                "] (the task needs at least ", task.min_length(), ")");
+    throw_error(ErrorCode::invalid_argument, task.name(), ": no valid sequence length in [", lo, ", ",
+                max_length, "] (the task needs at least ", task.min_length(), ")");
   std::vector<Example> examples;
   int64_t seq_len = 0;
   for (int64_t b = 0; b < batch; ++b) {
@@ -357,13 +372,15 @@ int64_t Curriculum::max_length(int64_t step) const {
 
 void Curriculum::validate() const {
   auto bad = [](const char* field, const char* expected, int64_t found) {
-    throw_error(ErrorCode::invalid_argument, "curriculum: field '", field, "' expected ", expected, ", found ", found);
+    throw_error(ErrorCode::invalid_argument, "curriculum: field '", field, "' expected ", expected,
+                ", found ", found);
   };
   if (min_length < 1) bad("min_length", ">= 1", min_length);
   if (n_stages < 1) bad("n_stages", ">= 1", n_stages);
   if (steps_per_stage < 1) bad("steps_per_stage", ">= 1", steps_per_stage);
   if (end_max < min_length) bad("end_max", ">= min_length", end_max);
-  if (n_stages > 1 && (start_max < min_length || start_max > end_max)) bad("start_max", "in [min_length, end_max]", start_max);
+  if (n_stages > 1 && (start_max < min_length || start_max > end_max))
+    bad("start_max", "in [min_length, end_max]", start_max);
 }
 
 }  // namespace mamba::train

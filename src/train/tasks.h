@@ -29,11 +29,11 @@ struct Batch {
 
 // Task-specific sizes; each field applies to the tasks named beside it.
 struct TaskOptions {
-  int64_t n_data = 16;       // selective_copy: data tokens to copy
-  int64_t vocab = 8192;      // mqar: vocabulary (keys [1, V/2), values [V/2, V))
-  int64_t n_pairs = 8;       // mqar: key-value pairs
-  double power_a = 0.01;     // mqar: query gaps ~ i^(a-1) (Zoology's default)
-  int64_t group_order = 60;  // group: the cyclic group Z_n of the word problem
+  int64_t n_data = 16;                  // selective_copy: data tokens to copy
+  int64_t vocab = 8192;                 // mqar: vocabulary (keys [1, V/2), values [V/2, V))
+  int64_t n_pairs = 8;                  // mqar: key-value pairs
+  double power_a = 0.01;                // mqar: query gaps ~ i^(a-1) (Zoology's default)
+  int64_t group_order = 60;             // group: the cyclic group Z_n of the word problem
   std::vector<std::string> text_files;  // text: UTF-8 or any bytes, read whole
 };
 

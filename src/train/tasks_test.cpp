@@ -1,5 +1,7 @@
 // Task generators: every answer is recomputed here by an independent method (a shunting-yard
 // evaluator, a recursive-descent parser, direct counting), plus determinism and length bounds.
+#include "train/tasks.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -9,7 +11,6 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
-#include "train/tasks.h"
 
 namespace mamba::train {
 namespace {
@@ -38,9 +39,12 @@ std::vector<int64_t> answer_positions(const Row& r) {
   return out;
 }
 
-int64_t mod5(int64_t a) { return ((a % 5) + 5) % 5; }
+int64_t mod5(int64_t a) {
+  return ((a % 5) + 5) % 5;
+}
 
-Batch sample(const std::string& task, int64_t batch, int64_t lo, int64_t hi, uint64_t seed, TaskOptions o = {}) {
+Batch sample(const std::string& task, int64_t batch, int64_t lo, int64_t hi, uint64_t seed,
+             TaskOptions o = {}) {
   const auto t = make_task(task, o);
   Rng rng(seed);
   return sample_batch(*t, batch, lo, hi, rng);
@@ -102,7 +106,8 @@ TEST(Tasks, ArithmeticWithoutBracketsFollowsPrecedence) {
     EXPECT_LE(n, 41);
     ASSERT_EQ(r.ids[eq], 4);  // '='
     const std::vector<int64_t> expr(r.ids.begin(), r.ids.begin() + eq);
-    for (size_t i = 0; i < expr.size(); ++i) ASSERT_EQ(i % 2 == 0, expr[i] >= 5) << "digits and operators alternate";
+    for (size_t i = 0; i < expr.size(); ++i)
+      ASSERT_EQ(i % 2 == 0, expr[i] >= 5) << "digits and operators alternate";
     EXPECT_EQ(r.targets[eq], 5 + shunting_yard(expr));
     EXPECT_EQ(r.ids[n - 1], r.targets[eq]);
     answers.insert(r.targets[eq]);
@@ -252,7 +257,8 @@ TEST(Tasks, TextWindowsPredictTheNextByte) {
 
 TEST(Tasks, DeterministicPerSeed) {
   for (const char* name : {"parity", "arithmetic", "arithmetic_brackets", "induction_heads", "group"}) {
-    const Batch a = sample(name, 8, 3, 30, 42), b = sample(name, 8, 3, 30, 42), c = sample(name, 8, 3, 30, 43);
+    const Batch a = sample(name, 8, 3, 30, 42), b = sample(name, 8, 3, 30, 42),
+                c = sample(name, 8, 3, 30, 43);
     EXPECT_EQ(a.ids.to_vector(), b.ids.to_vector()) << name;
     EXPECT_EQ(a.targets.to_vector(), b.targets.to_vector()) << name;
     EXPECT_NE(a.ids.to_vector(), c.ids.to_vector()) << name;

@@ -22,7 +22,8 @@ struct Fields {
 
   std::string where(const std::string& key) const { return source + ": field '" + prefix + key + "'"; }
   [[noreturn]] void bad(const std::string& key, const char* expected) const {
-    throw_error(ErrorCode::invalid_argument, where(key), " expected ", expected, ", found ", j.at(key).dump());
+    throw_error(ErrorCode::invalid_argument, where(key), " expected ", expected, ", found ",
+                j.at(key).dump());
   }
   const json* find(const std::string& key) {
     used.insert(key);
@@ -71,7 +72,9 @@ struct Fields {
 };
 
 void require(bool ok, const std::string& source, const char* field, const char* expected, double found) {
-  if (!ok) throw_error(ErrorCode::invalid_argument, source, ": field '", field, "' expected ", expected, ", found ", found);
+  if (!ok)
+    throw_error(ErrorCode::invalid_argument, source, ": field '", field, "' expected ", expected, ", found ",
+                found);
 }
 
 }  // namespace
@@ -81,7 +84,8 @@ json TrainConfig::default_model() {
 }
 
 TrainConfig parse_train_config(const json& j, const std::string& source) {
-  if (!j.is_object()) throw_error(ErrorCode::invalid_argument, source, ": expected a JSON object, found ", j.type_name());
+  if (!j.is_object())
+    throw_error(ErrorCode::invalid_argument, source, ": expected a JSON object, found ", j.type_name());
   TrainConfig c;
   Fields f{j, source, "", {}};
   if (const json* m = f.find("model")) {
@@ -137,7 +141,8 @@ void validate(const TrainConfig& c, const std::string& source) {
   require(c.steps >= 0, source, "steps", ">= 0", d(c.steps));
   require(c.schedule.lr > 0, source, "lr", "> 0", c.schedule.lr);
   require(c.schedule.warmup_steps >= 0, source, "warmup", ">= 0", d(c.schedule.warmup_steps));
-  require(c.schedule.min_lr >= 0 && c.schedule.min_lr <= c.schedule.lr, source, "min_lr", "in [0, lr]", c.schedule.min_lr);
+  require(c.schedule.min_lr >= 0 && c.schedule.min_lr <= c.schedule.lr, source, "min_lr", "in [0, lr]",
+          c.schedule.min_lr);
   require(c.adamw.beta1 >= 0 && c.adamw.beta1 < 1, source, "beta1", "in [0, 1)", c.adamw.beta1);
   require(c.adamw.beta2 >= 0 && c.adamw.beta2 < 1, source, "beta2", "in [0, 1)", c.adamw.beta2);
   require(c.adamw.eps > 0, source, "eps", "> 0", c.adamw.eps);
@@ -165,23 +170,41 @@ TrainConfig load_train_config(const std::string& path) {
 json to_json(const TrainConfig& c) {
   const TaskOptions& o = c.task_options;
   const Curriculum& cu = c.curriculum;
-  return json{
-      {"model", c.model},
-      {"task", c.task},
-      {"task_options", {{"n_data", o.n_data}, {"vocab", o.vocab}, {"n_pairs", o.n_pairs}, {"power_a", o.power_a},
-                        {"group_order", o.group_order}, {"text_files", o.text_files}}},
-      {"curriculum", {{"min_length", cu.min_length}, {"start_max", cu.start_max}, {"end_max", cu.end_max},
-                      {"n_stages", cu.n_stages}, {"steps_per_stage", cu.steps_per_stage}}},
-      {"batch", c.batch}, {"steps", c.steps},
-      {"lr", c.schedule.lr}, {"schedule", schedule_kind_name(c.schedule.kind)},
-      {"warmup", c.schedule.warmup_steps}, {"min_lr", c.schedule.min_lr},
-      {"beta1", c.adamw.beta1}, {"beta2", c.adamw.beta2}, {"eps", c.adamw.eps},
-      {"weight_decay", c.adamw.weight_decay}, {"clip", c.clip},
-      {"seed", c.seed},
-      {"eval_every", c.eval_every}, {"eval_length", c.eval_length}, {"eval_batches", c.eval_batches},
-      {"eval_batch", c.eval_batch},
-      {"checkpoint_dir", c.checkpoint_dir}, {"checkpoint_every", c.checkpoint_every},
-      {"keep_checkpoints", c.keep_checkpoints}, {"log", c.log_csv}};
+  return json{{"model", c.model},
+              {"task", c.task},
+              {"task_options",
+               {{"n_data", o.n_data},
+                {"vocab", o.vocab},
+                {"n_pairs", o.n_pairs},
+                {"power_a", o.power_a},
+                {"group_order", o.group_order},
+                {"text_files", o.text_files}}},
+              {"curriculum",
+               {{"min_length", cu.min_length},
+                {"start_max", cu.start_max},
+                {"end_max", cu.end_max},
+                {"n_stages", cu.n_stages},
+                {"steps_per_stage", cu.steps_per_stage}}},
+              {"batch", c.batch},
+              {"steps", c.steps},
+              {"lr", c.schedule.lr},
+              {"schedule", schedule_kind_name(c.schedule.kind)},
+              {"warmup", c.schedule.warmup_steps},
+              {"min_lr", c.schedule.min_lr},
+              {"beta1", c.adamw.beta1},
+              {"beta2", c.adamw.beta2},
+              {"eps", c.adamw.eps},
+              {"weight_decay", c.adamw.weight_decay},
+              {"clip", c.clip},
+              {"seed", c.seed},
+              {"eval_every", c.eval_every},
+              {"eval_length", c.eval_length},
+              {"eval_batches", c.eval_batches},
+              {"eval_batch", c.eval_batch},
+              {"checkpoint_dir", c.checkpoint_dir},
+              {"checkpoint_every", c.checkpoint_every},
+              {"keep_checkpoints", c.keep_checkpoints},
+              {"log", c.log_csv}};
 }
 
 io::ModelConfig model_config_for(const TrainConfig& c, const Task& task) {
@@ -189,8 +212,8 @@ io::ModelConfig model_config_for(const TrainConfig& c, const Task& task) {
   const std::string source = "training config field 'model'";
   if (m.contains("vocab_size")) {
     if (!m.at("vocab_size").is_number_integer() || m.at("vocab_size").get<int64_t>() < task.vocab_size())
-      throw_error(ErrorCode::invalid_argument, source, ": vocab_size ", m.at("vocab_size").dump(), " is smaller than the ",
-                  task.name(), " vocabulary (", task.vocab_size(), ")");
+      throw_error(ErrorCode::invalid_argument, source, ": vocab_size ", m.at("vocab_size").dump(),
+                  " is smaller than the ", task.name(), " vocabulary (", task.vocab_size(), ")");
   } else {
     m["vocab_size"] = task.vocab_size();
   }

@@ -4,9 +4,8 @@
 // as trainer.json so a resumed run continues exactly.
 #pragma once
 #include <cstdint>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "io/model_config.h"
 #include "train/optimizer.h"
@@ -25,16 +24,16 @@ struct TrainConfig {
   int64_t steps = 1000;
   LrSchedule schedule;  // lr, warm-up, kind, min_lr; total_steps = steps
   AdamWOptions adamw;
-  double clip = 1.0;    // global gradient norm; <= 0: no clipping
-  uint64_t seed = 0;    // model initialization and every batch (batch i = f(seed, i))
-  int64_t eval_every = 0;    // steps; 0 = only at the end
-  int64_t eval_length = 0;   // 0 = curriculum.end_max
+  double clip = 1.0;        // global gradient norm; <= 0: no clipping
+  uint64_t seed = 0;        // model initialization and every batch (batch i = f(seed, i))
+  int64_t eval_every = 0;   // steps; 0 = only at the end
+  int64_t eval_length = 0;  // 0 = curriculum.end_max
   int64_t eval_batches = 4;
-  int64_t eval_batch = 0;    // 0 = batch
-  std::string checkpoint_dir;     // empty = no checkpoints
-  int64_t checkpoint_every = 0;   // steps; 0 = only at the end (when checkpoint_dir is set)
-  int64_t keep_checkpoints = 2;   // newest step_* folders kept
-  std::string log_csv;            // empty = no CSV log
+  int64_t eval_batch = 0;        // 0 = batch
+  std::string checkpoint_dir;    // empty = no checkpoints
+  int64_t checkpoint_every = 0;  // steps; 0 = only at the end (when checkpoint_dir is set)
+  int64_t keep_checkpoints = 2;  // newest step_* folders kept
+  std::string log_csv;           // empty = no CSV log
 
   // 1 layer, d_model 32, Mamba-3 SISO, d_state 64 (the parity setup of TASKS.md §1).
   static nlohmann::json default_model();

@@ -23,7 +23,8 @@ namespace {
 // Independent random streams of one seed: training batches and held-out evaluation batches.
 constexpr uint64_t train_stream = 1, eval_stream = 2;
 constexpr const char* format_tag = "mambacpp-train-1";
-constexpr const char* csv_header = "step,lr,loss,acc,tokens_per_s,grad_norm,max_length,eval_acc,eval_scaled_acc\n";
+constexpr const char* csv_header =
+    "step,lr,loss,acc,tokens_per_s,grad_norm,max_length,eval_acc,eval_scaled_acc\n";
 
 // Answer positions (target >= 0) whose argmax over all logits columns is the target.
 // logits: [batch, seq_len, vocab] f32 CPU; targets: [batch, seq_len] i64.
@@ -48,8 +49,8 @@ int64_t count_correct(const Tensor& logits_in, const Tensor& targets, int64_t& c
 
 }  // namespace
 
-EvalStats evaluate(const models::Model& model, const Task& task, int64_t length, int64_t batch, int64_t n_batches,
-                   uint64_t seed) {
+EvalStats evaluate(const models::Model& model, const Task& task, int64_t length, int64_t batch,
+                   int64_t n_batches, uint64_t seed) {
   EvalStats out;
   out.length = nearest_valid_length(task, length);
   if (out.length < task.min_length())
@@ -75,7 +76,8 @@ EvalStats evaluate(const models::Model& model, const Task& task, int64_t length,
 
 Trainer::Trainer(const TrainConfig& config) : config_(config) {
   init();
-  model_ = std::make_unique<models::Model>(models::Model::random(model_config_for(config_, *task_), config_.seed));
+  model_ =
+      std::make_unique<models::Model>(models::Model::random(model_config_for(config_, *task_), config_.seed));
   grads_ = std::make_unique<models::Model>(model_->new_grads());
   optimizer_ = std::make_unique<AdamW>(*model_, config_.adamw);
 }
@@ -86,7 +88,8 @@ Trainer::Trainer(const TrainConfig& config, const std::string& checkpoint) : con
   model_ = std::make_unique<models::Model>(models::Model::load(dir));
   const json expected = io::to_mamba_ssm_json(model_config_for(config_, *task_));
   if (expected != io::to_mamba_ssm_json(model_->config()))
-    throw_error(ErrorCode::invalid_argument, dir, ": the checkpoint's model differs from the training config's model");
+    throw_error(ErrorCode::invalid_argument, dir,
+                ": the checkpoint's model differs from the training config's model");
   grads_ = std::make_unique<models::Model>(model_->new_grads());
   optimizer_ = std::make_unique<AdamW>(*model_, config_.adamw);
   optimizer_->load(path_join(dir, "optimizer.safetensors"));
@@ -135,15 +138,17 @@ EvalStats Trainer::evaluate_now() const {
 
 std::string Trainer::save_checkpoint() const {
   MAMBA_CHECK(!config_.checkpoint_dir.empty());
-  return write_checkpoint(config_.checkpoint_dir, step_, config_.keep_checkpoints, [&](const std::string& dir) {
-    model_->save(dir);
-    // Batch i is a function of (seed, i): the data position is the step.
-    optimizer_->save(path_join(dir, "optimizer.safetensors"),
-                     {{"format", format_tag}, {"data_seed", std::to_string(config_.seed)},
-                      {"data_step", std::to_string(step_)}});
-    const json trainer = {{"format", format_tag}, {"step", step_}, {"config", to_json(config_)}};
-    write_file_atomic(path_join(dir, "trainer.json"), trainer.dump(2) + "\n");
-  });
+  return write_checkpoint(
+      config_.checkpoint_dir, step_, config_.keep_checkpoints, [&](const std::string& dir) {
+        model_->save(dir);
+        // Batch i is a function of (seed, i): the data position is the step.
+        optimizer_->save(path_join(dir, "optimizer.safetensors"),
+                         {{"format", format_tag},
+                          {"data_seed", std::to_string(config_.seed)},
+                          {"data_step", std::to_string(step_)}});
+        const json trainer = {{"format", format_tag}, {"step", step_}, {"config", to_json(config_)}};
+        write_file_atomic(path_join(dir, "trainer.json"), trainer.dump(2) + "\n");
+      });
 }
 
 // A fresh run starts the log; a resumed one keeps the rows up to its step (rows written after
@@ -172,10 +177,12 @@ void Trainer::open_log() {
 void Trainer::log_row(const StepStats& s, const EvalStats* eval) {
   if (!log_) return;
   const double tps = s.seconds > 0 ? static_cast<double>(s.tokens) / s.seconds : 0.0;
-  std::fprintf(log_, "%lld,%.6g,%.6f,%.4f,%.1f,%.4g,%lld,", static_cast<long long>(s.step), s.lr, s.loss, s.accuracy,
-               tps, s.grad_norm, static_cast<long long>(s.max_length));
-  if (eval) std::fprintf(log_, "%.4f,%.4f\n", eval->accuracy, eval->scaled_accuracy);
-  else std::fprintf(log_, ",\n");
+  std::fprintf(log_, "%lld,%.6g,%.6f,%.4f,%.1f,%.4g,%lld,", static_cast<long long>(s.step), s.lr, s.loss,
+               s.accuracy, tps, s.grad_norm, static_cast<long long>(s.max_length));
+  if (eval)
+    std::fprintf(log_, "%.4f,%.4f\n", eval->accuracy, eval->scaled_accuracy);
+  else
+    std::fprintf(log_, ",\n");
   std::fflush(log_);
 }
 

@@ -29,14 +29,15 @@ struct StepStats {
 
 struct EvalStats {
   int64_t length = 0;  // the evaluated (valid) length
-  double loss = 0, accuracy = 0, scaled_accuracy = 0;  // accuracies in [0, 1]; scaled = (acc − chance)/(1 − chance)
+  double loss = 0, accuracy = 0,
+         scaled_accuracy = 0;  // accuracies in [0, 1]; scaled = (acc − chance)/(1 − chance)
   int64_t answers = 0;
 };
 
 // Accuracy of `model` on `n_batches` held-out batches of `task` at one length (the largest valid
 // one <= length), batch i drawn from (seed, i) on a stream separate from training.
-EvalStats evaluate(const models::Model& model, const Task& task, int64_t length, int64_t batch, int64_t n_batches,
-                   uint64_t seed);
+EvalStats evaluate(const models::Model& model, const Task& task, int64_t length, int64_t batch,
+                   int64_t n_batches, uint64_t seed);
 
 struct RunCallbacks {
   std::function<void(const StepStats&)> on_step;

@@ -1,5 +1,7 @@
 // Training config parsing, checkpoint files, and the resume guarantee: a run interrupted at a
 // checkpoint and resumed gives the same losses, bit for bit, as an uninterrupted run.
+#include "train/trainer.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -8,7 +10,6 @@
 #include "core/error.h"
 #include "core/file_util.h"
 #include "train/checkpoint.h"
-#include "train/trainer.h"
 
 namespace mamba::train {
 namespace {
@@ -40,8 +41,12 @@ std::vector<double> losses(Trainer& t) {
 }
 
 TEST(TrainConfig, ParsesValidatesAndRoundTrips) {
-  const nlohmann::json j = {{"task", "arithmetic"}, {"batch", 8}, {"lr", 3e-3}, {"schedule", "constant"},
-                            {"curriculum", {{"end_max", 64}, {"n_stages", 1}}}, {"seed", 5}};
+  const nlohmann::json j = {{"task", "arithmetic"},
+                            {"batch", 8},
+                            {"lr", 3e-3},
+                            {"schedule", "constant"},
+                            {"curriculum", {{"end_max", 64}, {"n_stages", 1}}},
+                            {"seed", 5}};
   const TrainConfig c = parse_train_config(j, "cfg.json");
   EXPECT_EQ(c.task, "arithmetic");
   EXPECT_EQ(c.batch, 8);

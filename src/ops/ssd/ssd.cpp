@@ -83,6 +83,9 @@ Tensor ssd_ref(const SsdArgs& a, Tensor& state) {
 //   W = (C·Bᵀ) ⊙ decay ⊙ dt_s (lower triangle), decay[t,s] = Π_{s<k≤t} exp(dt_k·A)
 //   Y = W·X + diag(exp(cs_t))·C·S_inᵀ + D·X;  S_out = exp(cs_last)·S_in + (w ⊙ X)ᵀ·B.
 Tensor ssd_fwd(const SsdArgs& a, Tensor& state) {
+#if MAMBACPP_HAVE_CUDA
+  if (a.x.device() == Device::cuda) return ssd_scan_cuda(a, state);
+#endif
   const Dims d = check_args(a, state);
   Tensor y = Tensor::empty(a.x.shape());
   const float *xp = a.x.f32(), *dtp = a.dt.f32(), *Ap = a.A.f32(), *Bp = a.B.f32(), *Cp = a.C.f32();
