@@ -17,6 +17,11 @@
 //                    [](int32_t, std::string_view text) { std::cout << text; return true; });
 //   session.save_state("hello.mstate");                               // load_state() continues it
 //
+// Training from scratch (train/trainer.h; `mambacpp train`):
+//   auto config = mambacpp::train::load_train_config("parity.json");  // or fill a TrainConfig
+//   mambacpp::train::Trainer trainer(config);                         // (config, "ckpt/") resumes
+//   trainer.run();                                                     // steps, evals, checkpoints
+//
 // Errors in inputs (files, configs, token ids) throw mambacpp::Error with a one-line message.
 #pragma once
 

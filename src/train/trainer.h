@@ -51,7 +51,7 @@ public:
   explicit Trainer(const TrainConfig& config);
   // Continues from a checkpoint folder (resolve_checkpoint): weights, optimizer state and step.
   // `config` is normally the checkpoint's trainer.json config (load_checkpoint_config), possibly
-  // with more steps; its model must match the checkpoint's.
+  // with more steps (a cosine schedule then stretches to the new total); its model must match.
   Trainer(const TrainConfig& config, const std::string& checkpoint);
   ~Trainer();
 
