@@ -73,7 +73,8 @@ protected:
   // and containing `what`.
   void expect_error(const std::string& model, const std::string& ids, const std::string& file,
                     const std::string& what) {
-    const Result r = run("logits --model " + model + " --input " + ids + " --output " + (root_ / "out.npy").string());
+    const Result r =
+        run("logits --model " + model + " --input " + ids + " --output " + (root_ / "out.npy").string());
     EXPECT_EQ(r.status, 1) << r.output;
     EXPECT_EQ(r.output.rfind("error: ", 0), 0u) << r.output;
     EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
@@ -92,7 +93,8 @@ protected:
 };
 
 TEST_F(BadInput, GoodModelRuns) {
-  const Result r = run("logits --model " + good_ + " --input " + ids_ + " --output " + (root_ / "ok.npy").string());
+  const Result r =
+      run("logits --model " + good_ + " --input " + ids_ + " --output " + (root_ / "ok.npy").string());
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(io::read_npy((root_ / "ok.npy").string()).shape(), (Shape{1, 5, 56}));
 }

@@ -42,7 +42,8 @@ TEST_P(Golden, WholeSequenceAndPrefillThenSteps) {
   EXPECT_LT(testing::max_abs_diff(logits, ref), kTolerance) << "whole sequence";
 
   const int64_t chunk = chunk_of(model.config());
-  for (int64_t k : {int64_t(0), int64_t(1), std::min(chunk, seq_len), std::min(chunk + 1, seq_len), seq_len - 1}) {
+  for (int64_t k :
+       {int64_t(0), int64_t(1), std::min(chunk, seq_len), std::min(chunk + 1, seq_len), seq_len - 1}) {
     models::State st = model.new_state(batch);
     if (k > 0) {
       const Tensor pre = model.forward(ids.slice(1, 0, k), st);

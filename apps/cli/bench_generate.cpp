@@ -50,7 +50,8 @@ int bench_generate(const GenerateBenchArgs& a) {
       "| model       | params (M) | threads | batch | decoding     | decode tok/s per seq | decode tok/s "
       "total |\n");
   std::printf(
-      "|-------------|-----------:|--------:|------:|--------------|---------------------:|-------------------"
+      "|-------------|-----------:|--------:|------:|--------------|---------------------:|------------------"
+      "-"
       ":|\n");
   std::fflush(stdout);
   for (const std::string& name : a.models) {

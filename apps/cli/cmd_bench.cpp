@@ -1,6 +1,7 @@
 // `mambacpp bench`: end-to-end throughput on random-weight models of realistic shape (d_model 768,
 // 24 layers): whole-sequence prefill tokens/s, batch-1 decode tokens/s, for each thread count,
 // and the peak resident memory. Each model runs in a forked child so its peak RSS is its own.
+#include <mambacpp/mambacpp.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,8 +11,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <mambacpp/mambacpp.h>
 
 #include "bench_generate.h"
 #include "commands.h"
@@ -27,7 +26,7 @@ struct BenchArgs {
   std::string json_path;
   std::string device = "cpu";
   std::string dtype = "f32";  // linear-layer weights (bf16: CUDA only)
-  bool generate = false;                // --generate: batched generation instead (bench_generate.cpp)
+  bool generate = false;      // --generate: batched generation instead (bench_generate.cpp)
   std::vector<int64_t> batches = {1, 8};
 };
 
@@ -122,7 +121,8 @@ Runner add_bench(CLI::App& app) {
   app.add_option("--device", a->device, "cpu or cuda (default cpu; on cuda one row per model)");
   app.add_option("--dtype", a->dtype, "linear-layer weights: f32 or bf16 (cuda only; default f32)")
       ->check(CLI::IsMember({"f32", "bf16"}));
-  app.add_flag("--generate", a->generate, "benchmark generation: decode tok/s per sequence and total at each --batch");
+  app.add_flag("--generate", a->generate,
+               "benchmark generation: decode tok/s per sequence and total at each --batch");
   app.add_option("--batch", a->batches, "batch sizes for --generate (default 1 8)");
   return [a]() {
     for (const auto& name : a->models) bench_config(name, *a);  // validate names before forking
@@ -132,11 +132,13 @@ Runner add_bench(CLI::App& app) {
     // The parent must not touch the CUDA runtime: a child forked after CUDA initialized cannot use
     // it. Only the name is checked here; each child opens the device itself.
     if (a->device != "cpu" && a->device != "cuda")
-      mamba::throw_error(ErrorCode::invalid_argument, "unknown device '", a->device, "' (expected cpu or cuda)");
-    std::printf("mambacpp bench: random weights, d_model %lld, %lld layers, vocab 50277, %s GEMM weights, "
-                "batch 1, %s\n",
-                static_cast<long long>(a->d_model), static_cast<long long>(a->n_layer), a->dtype.c_str(),
-                a->device.c_str());
+      mamba::throw_error(ErrorCode::invalid_argument, "unknown device '", a->device,
+                         "' (expected cpu or cuda)");
+    std::printf(
+        "mambacpp bench: random weights, d_model %lld, %lld layers, vocab 50277, %s GEMM weights, "
+        "batch 1, %s\n",
+        static_cast<long long>(a->d_model), static_cast<long long>(a->n_layer), a->dtype.c_str(),
+        a->device.c_str());
     std::printf("prefill = whole-sequence pass over %lld tokens; decode = %lld one-token steps after it\n\n",
                 static_cast<long long>(a->seq_len), static_cast<long long>(a->decode_tokens));
     std::printf("| model       | params (M) | threads | prefill tok/s | decode tok/s | peak RSS (MiB) |\n");
@@ -179,14 +181,13 @@ Runner add_bench(CLI::App& app) {
       int threads;
       double prefill, decode;
       while (in >> threads >> prefill >> decode) {
-        std::printf("| %-11s | %10.1f | %7d | %13.1f | %12.2f | %14.0f |\n", name.c_str(), params / 1e6, threads,
-                    prefill, decode, rss_mib);
+        std::printf("| %-11s | %10.1f | %7d | %13.1f | %12.2f | %14.0f |\n", name.c_str(), params / 1e6,
+                    threads, prefill, decode, rss_mib);
         std::fflush(stdout);
         std::ostringstream js;
         js << "{\"model\":\"" << name << "\",\"device\":\"" << a->device << "\",\"dtype\":\"" << a->dtype
-           << "\",\"params\":" << params
-           << ",\"threads\":" << threads
-           << ",\"seq_len\":" << a->seq_len << ",\"prefill_tok_s\":" << prefill << ",\"decode_tok_s\":" << decode
+           << "\",\"params\":" << params << ",\"threads\":" << threads << ",\"seq_len\":" << a->seq_len
+           << ",\"prefill_tok_s\":" << prefill << ",\"decode_tok_s\":" << decode
            << ",\"peak_rss_mib\":" << rss_mib << "}\n";
         json += js.str();
       }

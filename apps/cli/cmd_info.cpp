@@ -1,8 +1,8 @@
 // `mambacpp info --model DIR`: architecture, layer kinds, parameters, state bytes.
+#include <mambacpp/mambacpp.h>
+
 #include <cstdio>
 #include <string>
-
-#include <mambacpp/mambacpp.h>
 
 #include "commands.h"
 
@@ -15,13 +15,15 @@ Runner add_info(CLI::App& app) {
     const Model model = Model::load(*model_dir);
     const ModelConfig& c = model.config();
     std::printf("model:        %s\n", model_dir->c_str());
-    std::printf("format:       %s\n", c.format == CheckpointFormat::hf ? "HF transformers" : "state-spaces/mamba");
+    std::printf("format:       %s\n",
+                c.format == CheckpointFormat::hf ? "HF transformers" : "state-spaces/mamba");
     std::printf("d_model:      %lld\n", static_cast<long long>(c.d_model));
     std::printf("n_layer:      %lld\n", static_cast<long long>(c.n_layer));
     std::printf("vocab:        %lld (padded to %lld)\n", static_cast<long long>(c.vocab_size),
                 static_cast<long long>(c.vocab_padded));
     std::printf("norm:         %s, eps %g\n", c.rms_norm ? "RMSNorm" : "LayerNorm", c.norm_eps);
-    std::printf("mlp:          %s\n", c.d_intermediate > 0 ? ("gated, hidden " + std::to_string(c.mlp_hidden)).c_str() : "none");
+    std::printf("mlp:          %s\n",
+                c.d_intermediate > 0 ? ("gated, hidden " + std::to_string(c.mlp_hidden)).c_str() : "none");
     std::printf("tied head:    %s\n", c.tie_embeddings ? "yes" : "no");
     std::printf("layers:      ");
     int64_t fixed = 0, per_token = 0;
@@ -33,7 +35,8 @@ Runner add_info(CLI::App& app) {
     std::printf("\n");
     std::printf("parameters:   %lld\n", static_cast<long long>(model.n_params()));
     std::printf("state bytes:  %lld per sequence", static_cast<long long>(fixed));
-    if (per_token > 0) std::printf(" + %lld per token (attention KV cache)", static_cast<long long>(per_token));
+    if (per_token > 0)
+      std::printf(" + %lld per token (attention KV cache)", static_cast<long long>(per_token));
     std::printf("\n");
     return 0;
   };

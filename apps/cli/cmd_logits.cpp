@@ -1,9 +1,9 @@
 // `mambacpp logits`: int64 [batch, seq_len] ids -> float32 [batch, seq_len, vocab] logits, either
 // one whole-sequence pass, or (--prefill K) a pass over the first K tokens then one-token steps.
+#include <mambacpp/mambacpp.h>
+
 #include <cstring>
 #include <string>
-
-#include <mambacpp/mambacpp.h>
 
 #include "commands.h"
 
@@ -24,7 +24,8 @@ Runner add_logits(CLI::App& app) {
   app.add_option("-m,--model", a->model, "model directory")->required();
   app.add_option("-i,--input", a->input, "int64 [batch, seq_len] .npy of token ids")->required();
   app.add_option("-o,--output", a->output, "float32 [batch, seq_len, vocab] .npy to write")->required();
-  app.add_option("--prefill", a->prefill, "whole-sequence pass over the first K tokens, then one-token steps");
+  app.add_option("--prefill", a->prefill,
+                 "whole-sequence pass over the first K tokens, then one-token steps");
   app.add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
   app.add_option("--device", a->device, "cpu or cuda (default cpu)");
   app.add_option("--dtype", a->dtype, "linear-layer weights: f32 or bf16 (cuda only; default f32)")
@@ -37,7 +38,8 @@ Runner add_logits(CLI::App& app) {
     model.set_matmul_dtype(a->dtype == "bf16" ? DType::bf16 : DType::f32);
     const Tensor ids = read_npy(a->input);
     if (ids.dim() != 2 || (ids.dtype() != DType::i64 && ids.dtype() != DType::i32))
-      mamba::throw_error(ErrorCode::shape, a->input, ": expected int64 token ids of shape [batch, seq_len], found ",
+      mamba::throw_error(ErrorCode::shape, a->input,
+                         ": expected int64 token ids of shape [batch, seq_len], found ",
                          mamba::dtype_name(ids.dtype()), " ", mamba::shape_str(ids.shape()));
     const int64_t batch = ids.size(0), seq_len = ids.size(1), vocab = model.config().vocab_padded;
     const Tensor flat = ids.to(DType::i64);
@@ -49,7 +51,8 @@ Runner add_logits(CLI::App& app) {
                            model.config().vocab_padded, ")");
     }
     if (a->prefill > seq_len)
-      mamba::throw_error(ErrorCode::invalid_argument, "--prefill ", a->prefill, " is larger than seq_len ", seq_len);
+      mamba::throw_error(ErrorCode::invalid_argument, "--prefill ", a->prefill, " is larger than seq_len ",
+                         seq_len);
     State state = model.new_state(batch);
     Tensor logits;
     if (a->prefill < 0) {

@@ -1,10 +1,10 @@
 // mambacpp command-line entry: dispatches to subcommands; the only place errors are caught
 // (printed as one line `error: ...`, exit status 1).
+#include <mambacpp/mambacpp.h>
+
 #include <cstdio>
 #include <exception>
 #include <map>
-
-#include <mambacpp/mambacpp.h>
 
 #include "commands.h"
 
@@ -22,9 +22,11 @@ int main(int argc, char** argv) {
   add("generate", "generate text (or token ids) from a prompt, streaming it", mambacpp::cli::add_generate);
   add("chat", "interactive chat on stdin, the conversation kept in the state", mambacpp::cli::add_chat);
   add("tokenize", "text -> token ids, or ids -> text with --decode", mambacpp::cli::add_tokenize);
-  add("grads", "next-token loss and d loss / d parameter for token ids from a .npy file", mambacpp::cli::add_grads);
+  add("grads", "next-token loss and d loss / d parameter for token ids from a .npy file",
+      mambacpp::cli::add_grads);
   add("train", "train a model from scratch on a synthetic task or byte-level text", mambacpp::cli::add_train);
-  add("eval", "accuracy and scaled accuracy of a trained model on a task at given lengths", mambacpp::cli::add_eval);
+  add("eval", "accuracy and scaled accuracy of a trained model on a task at given lengths",
+      mambacpp::cli::add_eval);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

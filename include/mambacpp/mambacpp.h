@@ -48,10 +48,6 @@ namespace mambacpp {
 
 using mamba::Device;
 using mamba::DType;
-using mamba::ops::device_available;
-using mamba::ops::device_description;
-using mamba::ops::device_synchronize;
-using mamba::ops::parse_device;
 using mamba::Error;
 using mamba::ErrorCode;
 using mamba::Shape;
@@ -60,12 +56,16 @@ using mamba::io::CheckpointFormat;
 using mamba::io::MixerKind;
 using mamba::io::ModelConfig;
 using mamba::io::read_npy;
-using mamba::io::write_npy;
 using mamba::io::save_safetensors;
+using mamba::io::write_npy;
 using mamba::models::Activations;
 using mamba::models::Model;
 using mamba::models::next_token_targets;
 using mamba::models::State;
+using mamba::ops::device_available;
+using mamba::ops::device_description;
+using mamba::ops::device_synchronize;
+using mamba::ops::parse_device;
 using mamba::runtime::BatchResult;
 using mamba::runtime::eos_token_ids;
 using mamba::runtime::Fingerprint;
@@ -82,7 +82,9 @@ using mamba::sampling::StopCriteria;
 using mamba::tok::StreamDecoder;
 using mamba::tok::Tokenizer;
 
-inline void set_num_threads(int n) { mamba::set_num_threads(n); }
+inline void set_num_threads(int n) {
+  mamba::set_num_threads(n);
+}
 
 // Training (train/trainer.h): tasks, AdamW, checkpoints, the loop: mambacpp::train::Trainer.
 namespace train = mamba::train;

@@ -33,6 +33,8 @@ float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);
 
 // Rounds a float through bf16 / f16 and back (used where the reference rounds).
-inline float round_bf16(float f) { return bf16_to_f32(f32_to_bf16(f)); }
+inline float round_bf16(float f) {
+  return bf16_to_f32(f32_to_bf16(f));
+}
 
 }  // namespace mamba

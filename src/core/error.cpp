@@ -8,14 +8,22 @@ namespace mamba {
 
 const char* error_code_name(ErrorCode code) {
   switch (code) {
-    case ErrorCode::invalid_argument: return "invalid_argument";
-    case ErrorCode::io: return "io";
-    case ErrorCode::parse: return "parse";
-    case ErrorCode::shape: return "shape";
-    case ErrorCode::dtype: return "dtype";
-    case ErrorCode::unsupported: return "unsupported";
-    case ErrorCode::out_of_range: return "out_of_range";
-    case ErrorCode::not_found: return "not_found";
+    case ErrorCode::invalid_argument:
+      return "invalid_argument";
+    case ErrorCode::io:
+      return "io";
+    case ErrorCode::parse:
+      return "parse";
+    case ErrorCode::shape:
+      return "shape";
+    case ErrorCode::dtype:
+      return "dtype";
+    case ErrorCode::unsupported:
+      return "unsupported";
+    case ErrorCode::out_of_range:
+      return "out_of_range";
+    case ErrorCode::not_found:
+      return "not_found";
   }
   return "unknown";
 }

@@ -32,11 +32,11 @@ template <typename... Args>
 
 }  // namespace mamba
 
-#define MAMBA_CHECK(cond, ...)                                                          \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      std::ostringstream mamba_check_os_;                                               \
-      mamba_check_os_ << "" __VA_OPT__(<< __VA_ARGS__);                                \
-      ::mamba::check_failed(__FILE__, __LINE__, #cond, mamba_check_os_.str());          \
-    }                                                                                   \
+#define MAMBA_CHECK(cond, ...)                                                 \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      std::ostringstream mamba_check_os_;                                      \
+      mamba_check_os_ << "" __VA_OPT__(<< __VA_ARGS__);                        \
+      ::mamba::check_failed(__FILE__, __LINE__, #cond, mamba_check_os_.str()); \
+    }                                                                          \
   } while (0)

@@ -28,24 +28,42 @@ Shape contiguous_strides(const Shape& shape) {
 
 float load_as_f32(const void* p, DType dtype) {
   switch (dtype) {
-    case DType::f32: return *static_cast<const float*>(p);
-    case DType::bf16: return bf16_to_f32(*static_cast<const uint16_t*>(p));
-    case DType::f16: return f16_to_f32(*static_cast<const uint16_t*>(p));
-    case DType::i64: return static_cast<float>(*static_cast<const int64_t*>(p));
-    case DType::i32: return static_cast<float>(*static_cast<const int32_t*>(p));
-    case DType::u8: return static_cast<float>(*static_cast<const uint8_t*>(p));
+    case DType::f32:
+      return *static_cast<const float*>(p);
+    case DType::bf16:
+      return bf16_to_f32(*static_cast<const uint16_t*>(p));
+    case DType::f16:
+      return f16_to_f32(*static_cast<const uint16_t*>(p));
+    case DType::i64:
+      return static_cast<float>(*static_cast<const int64_t*>(p));
+    case DType::i32:
+      return static_cast<float>(*static_cast<const int32_t*>(p));
+    case DType::u8:
+      return static_cast<float>(*static_cast<const uint8_t*>(p));
   }
   return 0.0f;
 }
 
 void store_from_f32(void* p, DType dtype, float v) {
   switch (dtype) {
-    case DType::f32: *static_cast<float*>(p) = v; break;
-    case DType::bf16: *static_cast<uint16_t*>(p) = f32_to_bf16(v); break;
-    case DType::f16: *static_cast<uint16_t*>(p) = f32_to_f16(v); break;
-    case DType::i64: *static_cast<int64_t*>(p) = static_cast<int64_t>(v); break;
-    case DType::i32: *static_cast<int32_t*>(p) = static_cast<int32_t>(v); break;
-    case DType::u8: *static_cast<uint8_t*>(p) = static_cast<uint8_t>(v); break;
+    case DType::f32:
+      *static_cast<float*>(p) = v;
+      break;
+    case DType::bf16:
+      *static_cast<uint16_t*>(p) = f32_to_bf16(v);
+      break;
+    case DType::f16:
+      *static_cast<uint16_t*>(p) = f32_to_f16(v);
+      break;
+    case DType::i64:
+      *static_cast<int64_t*>(p) = static_cast<int64_t>(v);
+      break;
+    case DType::i32:
+      *static_cast<int32_t*>(p) = static_cast<int32_t>(v);
+      break;
+    case DType::u8:
+      *static_cast<uint8_t*>(p) = static_cast<uint8_t>(v);
+      break;
   }
 }
 
@@ -246,7 +264,9 @@ Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
   return t;
 }
 
-Tensor Tensor::contiguous() const { return is_contiguous() ? *this : copy(); }
+Tensor Tensor::contiguous() const {
+  return is_contiguous() ? *this : copy();
+}
 
 Tensor Tensor::copy() const {
   Tensor t = empty(shape_, dtype_, device());
@@ -303,7 +323,8 @@ void Tensor::fill(float value) {
   MAMBA_CHECK(device() == Device::cpu);
   const size_t ds = dtype_size(dtype_);
   char* base = static_cast<char*>(raw());
-  for_each_offset(shape_, strides_, [&](int64_t, int64_t off) { store_from_f32(base + off * ds, dtype_, value); });
+  for_each_offset(shape_, strides_,
+                  [&](int64_t, int64_t off) { store_from_f32(base + off * ds, dtype_, value); });
 }
 
 void Tensor::zero() {
@@ -322,7 +343,8 @@ std::vector<float> Tensor::to_vector() const {
   std::vector<float> out(static_cast<size_t>(numel()));
   const size_t ss = dtype_size(dtype_);
   const char* base = static_cast<const char*>(src.raw());
-  for_each_offset(shape_, strides_, [&](int64_t i, int64_t off) { out[i] = load_as_f32(base + off * ss, dtype_); });
+  for_each_offset(shape_, strides_,
+                  [&](int64_t i, int64_t off) { out[i] = load_as_f32(base + off * ss, dtype_); });
   return out;
 }
 

@@ -22,8 +22,10 @@ std::string quote_nonfinite(const std::string& text) {
     const char c = text[i];
     if (in_string) {
       out += c;
-      if (c == '\\' && i + 1 < text.size()) out += text[++i];
-      else if (c == '"') in_string = false;
+      if (c == '\\' && i + 1 < text.size())
+        out += text[++i];
+      else if (c == '"')
+        in_string = false;
       continue;
     }
     if (c == '"') in_string = true;
@@ -48,7 +50,8 @@ struct Reader {
   std::string where(const std::string& key) const { return source + ": field '" + prefix + key + "'"; }
 
   [[noreturn]] void type_error(const std::string& key, const char* expected, const json& v) const {
-    throw_error(ErrorCode::parse, where(key), " expected ", expected, ", found ", v.type_name(), " ", v.dump());
+    throw_error(ErrorCode::parse, where(key), " expected ", expected, ", found ", v.type_name(), " ",
+                v.dump());
   }
 
   bool has(const std::string& key) const { return j.contains(key) && !j.at(key).is_null(); }
@@ -72,7 +75,8 @@ struct Reader {
     if (!has(key)) return def;
     const json& v = j.at(key);
     if (v.is_number_integer()) return v.get<int64_t>();
-    if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) return static_cast<int64_t>(v.get<double>());
+    if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>())
+      return static_cast<int64_t>(v.get<double>());
     type_error(key, "an integer", v);
   }
   bool boolean(const std::string& key, bool def) const {
@@ -108,7 +112,8 @@ void parse_mamba1(const Reader& r, Mamba1Config& m) {
   m.d_conv = r.integer("d_conv", m.d_conv);
   m.expand = r.number("expand", m.expand);
   if (r.has("dt_rank") && r.j.at("dt_rank").is_string()) {
-    if (r.string("dt_rank", "auto") != "auto") r.type_error("dt_rank", "an integer or \"auto\"", r.j.at("dt_rank"));
+    if (r.string("dt_rank", "auto") != "auto")
+      r.type_error("dt_rank", "an integer or \"auto\"", r.j.at("dt_rank"));
   } else {
     m.dt_rank = r.integer("dt_rank", 0);
   }
@@ -166,10 +171,15 @@ void parse_mamba3(const Reader& r, Mamba3Config& m) {
   m.mimo_rank = r.integer("mimo_rank", m.mimo_rank);
   m.chunk_size = r.integer("chunk_size", m.chunk_size);
   const std::string rope = r.string("rope_mode", "data_dependent");  // mambacpp extension (ablations)
-  if (rope == "data_dependent") m.rope_mode = RopeMode::data_dependent;
-  else if (rope == "none") m.rope_mode = RopeMode::none;
-  else if (rope == "data_independent") m.rope_mode = RopeMode::data_independent;
-  else throw_error(ErrorCode::parse, r.where("rope_mode"), " expected data_dependent, none or data_independent, found '", rope, "'");
+  if (rope == "data_dependent")
+    m.rope_mode = RopeMode::data_dependent;
+  else if (rope == "none")
+    m.rope_mode = RopeMode::none;
+  else if (rope == "data_independent")
+    m.rope_mode = RopeMode::data_independent;
+  else
+    throw_error(ErrorCode::parse, r.where("rope_mode"),
+                " expected data_dependent, none or data_independent, found '", rope, "'");
 }
 
 void parse_attention(const Reader& r, AttentionConfig& a) {
@@ -209,10 +219,15 @@ ModelConfig parse_mamba_ssm(const Reader& r) {
   }
   const Reader ssm = r.child("ssm_cfg");
   const std::string layer = ssm.string("layer", "Mamba1");
-  if (layer == "Mamba1") c.ssm_layer = MixerKind::mamba1;
-  else if (layer == "Mamba2") c.ssm_layer = MixerKind::mamba2;
-  else if (layer == "Mamba3") c.ssm_layer = MixerKind::mamba3;
-  else throw_error(ErrorCode::unsupported, r.source, ": field 'ssm_cfg.layer' expected Mamba1, Mamba2 or Mamba3, found '", layer, "'");
+  if (layer == "Mamba1")
+    c.ssm_layer = MixerKind::mamba1;
+  else if (layer == "Mamba2")
+    c.ssm_layer = MixerKind::mamba2;
+  else if (layer == "Mamba3")
+    c.ssm_layer = MixerKind::mamba3;
+  else
+    throw_error(ErrorCode::unsupported, r.source,
+                ": field 'ssm_cfg.layer' expected Mamba1, Mamba2 or Mamba3, found '", layer, "'");
   if (c.ssm_layer == MixerKind::mamba1) parse_mamba1(ssm, c.mamba1);
   if (c.ssm_layer == MixerKind::mamba2) parse_mamba2(ssm, c.mamba2);
   if (c.ssm_layer == MixerKind::mamba3) parse_mamba3(ssm, c.mamba3);
@@ -237,8 +252,10 @@ ModelConfig parse_hf(const Reader& r, const std::string& model_type) {
     m.d_state = r.integer("state_size", 16);
     m.d_conv = r.integer("conv_kernel", 4);
     m.expand = expand;
-    if (r.has("time_step_rank") && r.j.at("time_step_rank").is_string()) m.dt_rank = 0;
-    else m.dt_rank = r.integer("time_step_rank", 0);
+    if (r.has("time_step_rank") && r.j.at("time_step_rank").is_string())
+      m.dt_rank = 0;
+    else
+      m.dt_rank = r.integer("time_step_rank", 0);
     m.conv_bias = r.boolean("use_conv_bias", true);
     m.bias = r.boolean("use_bias", false);
     const int64_t inter = r.integer("intermediate_size", static_cast<int64_t>(expand * c.d_model));
@@ -266,8 +283,9 @@ ModelConfig parse_hf(const Reader& r, const std::string& model_type) {
     }
     const int64_t heads = r.integer("num_heads", 0);
     if (heads > 0 && heads * m.head_dim != static_cast<int64_t>(expand * c.d_model))
-      inconsistent(r.source, "num_heads " + std::to_string(heads) + " * head_dim " + std::to_string(m.head_dim) +
-                                 " != expand * hidden_size " + std::to_string(static_cast<int64_t>(expand * c.d_model)));
+      inconsistent(r.source, "num_heads " + std::to_string(heads) + " * head_dim " +
+                                 std::to_string(m.head_dim) + " != expand * hidden_size " +
+                                 std::to_string(static_cast<int64_t>(expand * c.d_model)));
   }
   return c;
 }
@@ -276,10 +294,14 @@ ModelConfig parse_hf(const Reader& r, const std::string& model_type) {
 
 const char* mixer_kind_name(MixerKind kind) {
   switch (kind) {
-    case MixerKind::mamba1: return "Mamba1";
-    case MixerKind::mamba2: return "Mamba2";
-    case MixerKind::mamba3: return "Mamba3";
-    case MixerKind::attention: return "MHA";
+    case MixerKind::mamba1:
+      return "Mamba1";
+    case MixerKind::mamba2:
+      return "Mamba2";
+    case MixerKind::mamba3:
+      return "Mamba3";
+    case MixerKind::attention:
+      return "MHA";
   }
   return "?";
 }
@@ -304,7 +326,8 @@ void finalize_model_config(ModelConfig& c, const std::string& src) {
   c.mlp_hidden = c.d_intermediate > 0 ? (c.d_intermediate + 127) / 128 * 128 : 0;
   for (int64_t i : c.attn_layer_idx)
     if (i < 0 || i >= c.n_layer)
-      throw_error(ErrorCode::parse, src, ": attn_layer_idx entry ", i, " is outside [0, n_layer=", c.n_layer, ")");
+      throw_error(ErrorCode::parse, src, ": attn_layer_idx entry ", i, " is outside [0, n_layer=", c.n_layer,
+                  ")");
   const bool has_ssm = static_cast<int64_t>(c.attn_layer_idx.size()) < c.n_layer;
   if (has_ssm && c.ssm_layer == MixerKind::mamba1) {
     Mamba1Config& m1 = c.mamba1;
@@ -324,10 +347,12 @@ void finalize_model_config(ModelConfig& c, const std::string& src) {
     require_positive(src, "d_conv", m2.d_conv);
     require_positive(src, "chunk_size", m2.chunk_size);
     if (m2.d_ssm % m2.head_dim != 0)
-      inconsistent(src, "d_ssm " + std::to_string(m2.d_ssm) + " is not divisible by headdim " + std::to_string(m2.head_dim));
+      inconsistent(src, "d_ssm " + std::to_string(m2.d_ssm) + " is not divisible by headdim " +
+                            std::to_string(m2.head_dim));
     m2.n_heads = m2.d_ssm / m2.head_dim;
     if (m2.n_heads % m2.n_groups != 0)
-      inconsistent(src, "n_heads " + std::to_string(m2.n_heads) + " is not divisible by ngroups " + std::to_string(m2.n_groups));
+      inconsistent(src, "n_heads " + std::to_string(m2.n_heads) + " is not divisible by ngroups " +
+                            std::to_string(m2.n_groups));
     if (m2.d_ssm > m2.d_inner) inconsistent(src, "d_ssm is larger than d_inner");
     if (m2.norm_n_groups <= 0) m2.norm_n_groups = m2.n_groups;
     m2.d_mlp = m2.d_inner - m2.d_ssm;
@@ -342,29 +367,34 @@ void finalize_model_config(ModelConfig& c, const std::string& src) {
     require_positive(src, "ngroups", m3.n_groups);
     require_positive(src, "chunk_size", m3.chunk_size);
     if (m3.d_inner % m3.head_dim != 0)
-      inconsistent(src, "d_inner " + std::to_string(m3.d_inner) + " is not divisible by headdim " + std::to_string(m3.head_dim));
+      inconsistent(src, "d_inner " + std::to_string(m3.d_inner) + " is not divisible by headdim " +
+                            std::to_string(m3.head_dim));
     m3.n_heads = m3.d_inner / m3.head_dim;
     if (m3.n_heads % m3.n_groups != 0)
-      inconsistent(src, "n_heads " + std::to_string(m3.n_heads) + " is not divisible by ngroups " + std::to_string(m3.n_groups));
+      inconsistent(src, "n_heads " + std::to_string(m3.n_heads) + " is not divisible by ngroups " +
+                            std::to_string(m3.n_groups));
     if (m3.rope_fraction != 0.5 && m3.rope_fraction != 1.0)
-      throw_error(ErrorCode::unsupported, src, ": field 'ssm_cfg.rope_fraction' expected 0.5 or 1.0, found ", m3.rope_fraction);
+      throw_error(ErrorCode::unsupported, src, ": field 'ssm_cfg.rope_fraction' expected 0.5 or 1.0, found ",
+                  m3.rope_fraction);
     m3.rank = m3.is_mimo ? m3.mimo_rank : 1;
     require_positive(src, "mimo_rank", m3.rank);
     int64_t split = static_cast<int64_t>(static_cast<double>(m3.d_state) * m3.rope_fraction);
     if (split % 2 != 0) split -= 1;
     m3.n_rope_angles = split / 2;
-    if (m3.n_rope_angles <= 0) inconsistent(src, "d_state " + std::to_string(m3.d_state) + " leaves no rotary angles");
+    if (m3.n_rope_angles <= 0)
+      inconsistent(src, "d_state " + std::to_string(m3.d_state) + " leaves no rotary angles");
     if (m3.is_mimo && 2 * m3.n_rope_angles > m3.d_state)
       inconsistent(src, "MIMO rotation needs n_rope_angles <= d_state / 2");
-    m3.d_in_proj = 2 * m3.d_inner + 2 * m3.d_state * m3.n_groups * m3.rank + 3 * m3.n_heads + m3.n_rope_angles;
+    m3.d_in_proj =
+        2 * m3.d_inner + 2 * m3.d_state * m3.n_groups * m3.rank + 3 * m3.n_heads + m3.n_rope_angles;
   }
   if (!c.attn_layer_idx.empty()) {
     AttentionConfig& a = c.attn;
     require_positive(src, "attn_cfg.num_heads", a.num_heads);
     if (a.num_heads_kv <= 0) a.num_heads_kv = a.num_heads;
     if (a.num_heads % a.num_heads_kv != 0)
-      inconsistent(src, "attn_cfg.num_heads " + std::to_string(a.num_heads) + " is not divisible by num_heads_kv " +
-                            std::to_string(a.num_heads_kv));
+      inconsistent(src, "attn_cfg.num_heads " + std::to_string(a.num_heads) +
+                            " is not divisible by num_heads_kv " + std::to_string(a.num_heads_kv));
     if (a.head_dim == 0) {
       if (c.d_model % a.num_heads != 0) inconsistent(src, "d_model is not divisible by attn_cfg.num_heads");
       a.head_dim = c.d_model / a.num_heads;
@@ -375,20 +405,23 @@ void finalize_model_config(ModelConfig& c, const std::string& src) {
     if (a.rotary_emb_dim % 2 != 0 || a.rotary_emb_dim > a.head_dim)
       inconsistent(src, "attn_cfg.rotary_emb_dim must be even and <= head_dim");
     if (!a.causal)
-      throw_error(ErrorCode::unsupported, src, ": field 'attn_cfg.causal' is false: a language model needs causal "
+      throw_error(ErrorCode::unsupported, src,
+                  ": field 'attn_cfg.causal' is false: a language model needs causal "
                   "attention (set \"causal\": true)");
     if (a.softmax_scale == 0.0) a.softmax_scale = 1.0 / std::sqrt(static_cast<double>(a.head_dim));
   }
 }
 
 ModelConfig parse_model_config(const json& j, const std::string& source) {
-  if (!j.is_object()) throw_error(ErrorCode::parse, source, ": expected a JSON object, found ", j.type_name());
+  if (!j.is_object())
+    throw_error(ErrorCode::parse, source, ": expected a JSON object, found ", j.type_name());
   const Reader r{j, source, ""};
   ModelConfig c;
   if (j.contains("model_type")) {
     const std::string type = r.string("model_type", "");
     if (type != "mamba" && type != "mamba2")
-      throw_error(ErrorCode::unsupported, source, ": field 'model_type' expected mamba or mamba2, found '", type, "'");
+      throw_error(ErrorCode::unsupported, source, ": field 'model_type' expected mamba or mamba2, found '",
+                  type, "'");
     c = parse_hf(r, type);
   } else {
     c = parse_mamba_ssm(r);
@@ -414,43 +447,69 @@ json to_mamba_ssm_json(const ModelConfig& c) {
   switch (c.ssm_layer) {
     case MixerKind::mamba1: {
       const Mamba1Config& m = c.mamba1;
-      ssm = {{"layer", "Mamba1"}, {"d_state", m.d_state}, {"d_conv", m.d_conv}, {"expand", m.expand},
+      ssm = {{"layer", "Mamba1"},    {"d_state", m.d_state},     {"d_conv", m.d_conv}, {"expand", m.expand},
              {"dt_rank", m.dt_rank}, {"conv_bias", m.conv_bias}, {"bias", m.bias}};
       break;
     }
     case MixerKind::mamba2: {
       const Mamba2Config& m = c.mamba2;
-      ssm = {{"layer", "Mamba2"}, {"d_state", m.d_state}, {"d_conv", m.d_conv}, {"expand", m.expand},
-             {"headdim", m.head_dim}, {"ngroups", m.n_groups}, {"chunk_size", m.chunk_size},
-             {"D_has_hdim", m.D_has_hdim}, {"rmsnorm", m.rmsnorm}, {"norm_before_gate", m.norm_before_gate},
-             {"bias", m.bias}, {"conv_bias", m.conv_bias}};
+      ssm = {{"layer", "Mamba2"},
+             {"d_state", m.d_state},
+             {"d_conv", m.d_conv},
+             {"expand", m.expand},
+             {"headdim", m.head_dim},
+             {"ngroups", m.n_groups},
+             {"chunk_size", m.chunk_size},
+             {"D_has_hdim", m.D_has_hdim},
+             {"rmsnorm", m.rmsnorm},
+             {"norm_before_gate", m.norm_before_gate},
+             {"bias", m.bias},
+             {"conv_bias", m.conv_bias}};
       if (m.d_ssm != m.d_inner) ssm["d_ssm"] = m.d_ssm;
       if (m.dt_limit_lo != 0.0 || std::isfinite(m.dt_limit_hi))
-        ssm["dt_limit"] = {m.dt_limit_lo, std::isfinite(m.dt_limit_hi) ? json(m.dt_limit_hi) : json("Infinity")};
+        ssm["dt_limit"] = {m.dt_limit_lo,
+                           std::isfinite(m.dt_limit_hi) ? json(m.dt_limit_hi) : json("Infinity")};
       break;
     }
     case MixerKind::mamba3: {
       const Mamba3Config& m = c.mamba3;
-      ssm = {{"layer", "Mamba3"}, {"d_state", m.d_state}, {"expand", m.expand}, {"headdim", m.head_dim},
-             {"ngroups", m.n_groups}, {"rope_fraction", m.rope_fraction}, {"A_floor", m.A_floor},
-             {"is_outproj_norm", m.is_outproj_norm}, {"is_mimo", m.is_mimo}, {"mimo_rank", m.mimo_rank},
+      ssm = {{"layer", "Mamba3"},         {"d_state", m.d_state},
+             {"expand", m.expand},        {"headdim", m.head_dim},
+             {"ngroups", m.n_groups},     {"rope_fraction", m.rope_fraction},
+             {"A_floor", m.A_floor},      {"is_outproj_norm", m.is_outproj_norm},
+             {"is_mimo", m.is_mimo},      {"mimo_rank", m.mimo_rank},
              {"chunk_size", m.chunk_size}};
       if (m.rope_mode != RopeMode::data_dependent)
         ssm["rope_mode"] = m.rope_mode == RopeMode::none ? "none" : "data_independent";
       break;
     }
-    case MixerKind::attention: break;
+    case MixerKind::attention:
+      break;
   }
-  json j = {{"d_model", c.d_model}, {"d_intermediate", c.d_intermediate}, {"n_layer", c.n_layer},
-            {"vocab_size", c.vocab_size}, {"ssm_cfg", ssm}, {"attn_layer_idx", c.attn_layer_idx},
-            {"rms_norm", c.rms_norm}, {"residual_in_fp32", c.residual_in_fp32}, {"fused_add_norm", true},
-            {"pad_vocab_size_multiple", c.pad_vocab_size_multiple}, {"tie_embeddings", c.tie_embeddings}};
+  json j = {{"d_model", c.d_model},
+            {"d_intermediate", c.d_intermediate},
+            {"n_layer", c.n_layer},
+            {"vocab_size", c.vocab_size},
+            {"ssm_cfg", ssm},
+            {"attn_layer_idx", c.attn_layer_idx},
+            {"rms_norm", c.rms_norm},
+            {"residual_in_fp32", c.residual_in_fp32},
+            {"fused_add_norm", true},
+            {"pad_vocab_size_multiple", c.pad_vocab_size_multiple},
+            {"tie_embeddings", c.tie_embeddings}};
   if (!c.attn_layer_idx.empty()) {
     const AttentionConfig& a = c.attn;
-    j["attn_cfg"] = {{"num_heads", a.num_heads}, {"num_heads_kv", a.num_heads_kv}, {"head_dim", a.head_dim},
-                     {"mlp_dim", a.mlp_dim}, {"qkv_proj_bias", a.qkv_proj_bias}, {"out_proj_bias", a.out_proj_bias},
-                     {"causal", a.causal}, {"d_conv", a.d_conv}, {"rotary_emb_dim", a.rotary_emb_dim},
-                     {"rotary_emb_base", a.rotary_emb_base}, {"rotary_emb_interleaved", a.rotary_emb_interleaved}};
+    j["attn_cfg"] = {{"num_heads", a.num_heads},
+                     {"num_heads_kv", a.num_heads_kv},
+                     {"head_dim", a.head_dim},
+                     {"mlp_dim", a.mlp_dim},
+                     {"qkv_proj_bias", a.qkv_proj_bias},
+                     {"out_proj_bias", a.out_proj_bias},
+                     {"causal", a.causal},
+                     {"d_conv", a.d_conv},
+                     {"rotary_emb_dim", a.rotary_emb_dim},
+                     {"rotary_emb_base", a.rotary_emb_base},
+                     {"rotary_emb_interleaved", a.rotary_emb_interleaved}};
   } else {
     j["attn_cfg"] = json::object();
   }

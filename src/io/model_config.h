@@ -4,10 +4,9 @@
 #pragma once
 #include <cstdint>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace mamba::io {
 
@@ -18,7 +17,7 @@ enum class RopeMode { data_dependent, none, data_independent };
 
 const char* mixer_kind_name(MixerKind kind);
 
-struct Mamba1Config {  // SPEC §1.1
+struct Mamba1Config {                             // SPEC §1.1
   int64_t d_state = 16, d_conv = 4, dt_rank = 0;  // dt_rank 0 = "auto" = ceil(d_model / 16)
   double expand = 2;
   bool conv_bias = true, bias = false;

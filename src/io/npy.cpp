@@ -78,7 +78,8 @@ private:
     std::string shown;  // the header on one line, control characters replaced
     for (char c : text_.substr(0, 200)) shown += std::isprint(static_cast<unsigned char>(c)) ? c : ' ';
     while (!shown.empty() && shown.back() == ' ') shown.pop_back();
-    fail(ErrorCode::parse, file_, "cannot parse the header dict at character ", pos_, " (", what, "): ", shown);
+    fail(ErrorCode::parse, file_, "cannot parse the header dict at character ", pos_, " (", what,
+         "): ", shown);
   }
 
   void skip_space() {
@@ -105,7 +106,8 @@ private:
 
   std::string parse_string() {
     skip_space();
-    if (pos_ >= text_.size() || (text_[pos_] != '\'' && text_[pos_] != '"')) error("expected a quoted string");
+    if (pos_ >= text_.size() || (text_[pos_] != '\'' && text_[pos_] != '"'))
+      error("expected a quoted string");
     const char quote = text_[pos_++];
     const size_t end = text_.find(quote, pos_);
     if (end == std::string::npos) error("unterminated string");
@@ -162,16 +164,18 @@ Tensor read_npy(const std::string& path) {
     fail(ErrorCode::parse, path, "not a .npy file (bad magic; expected \\x93NUMPY)");
   const int major = static_cast<unsigned char>(bytes[6]), minor = static_cast<unsigned char>(bytes[7]);
   if (major < 1 || major > 3 || minor != 0)
-    fail(ErrorCode::unsupported, path, "unsupported .npy version ", major, ".", minor, ", expected 1.0, 2.0 or 3.0");
+    fail(ErrorCode::unsupported, path, "unsupported .npy version ", major, ".", minor,
+         ", expected 1.0, 2.0 or 3.0");
   const size_t len_bytes = major == 1 ? 2 : 4;
   const size_t prefix = 8 + len_bytes;
   if (bytes.size() < prefix)
-    fail(ErrorCode::parse, path, "truncated header: file is ", bytes.size(), " bytes, the preamble needs ", prefix);
+    fail(ErrorCode::parse, path, "truncated header: file is ", bytes.size(), " bytes, the preamble needs ",
+         prefix);
   uint32_t header_len = 0;
   std::memcpy(&header_len, bytes.data() + 8, len_bytes);
   if (prefix + header_len > bytes.size())
-    fail(ErrorCode::parse, path, "truncated header: header length ", header_len, " runs past the end of the file (",
-         bytes.size(), " bytes)");
+    fail(ErrorCode::parse, path, "truncated header: header length ", header_len,
+         " runs past the end of the file (", bytes.size(), " bytes)");
 
   const std::string text = bytes.substr(prefix, header_len);
   const NpyHeader header = HeaderParser(path, text).parse();
@@ -197,8 +201,8 @@ Tensor read_npy(const std::string& path) {
   const size_t needed = numel * descr->item_size;
   const size_t found = bytes.size() - prefix - header_len;
   if (found < needed)
-    fail(ErrorCode::parse, path, "data is ", found, " bytes, expected ", needed, " for shape ", shape_str(shape),
-         " of '", descr->descr, "'");
+    fail(ErrorCode::parse, path, "data is ", found, " bytes, expected ", needed, " for shape ",
+         shape_str(shape), " of '", descr->descr, "'");
 
   Tensor out = Tensor::empty(shape, descr->dtype);
   const char* src = bytes.data() + prefix + header_len;
@@ -222,8 +226,8 @@ void write_npy(const std::string& path, const Tensor& tensor) {
     if (d.dtype == tensor.dtype() && d.item_size == dtype_size(d.dtype)) descr = d.descr;
   if (!descr) fail(ErrorCode::unsupported, path, "cannot write ", dtype_name(tensor.dtype()), " to .npy");
 
-  std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': " +
-                       shape_tuple(tensor.shape()) + ", }";
+  std::string header = std::string("{'descr': '") + descr +
+                       "', 'fortran_order': False, 'shape': " + shape_tuple(tensor.shape()) + ", }";
   // NumPy pads so the data starts on a 64-byte boundary; the header ends with '\n'.
   const size_t preamble = kMagicLen + 2 + 2;
   header.append(63 - (preamble + header.size()) % 64, ' ');

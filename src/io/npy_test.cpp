@@ -34,7 +34,8 @@ protected:
   std::string file(const std::string& name) const { return path_join(dir_, name); }
 
   // A .npy file of the given version from a raw header dict and data (as NumPy lays it out).
-  std::string write_raw(const std::string& name, const std::string& dict, const std::string& data, int major = 1) {
+  std::string write_raw(const std::string& name, const std::string& dict, const std::string& data,
+                        int major = 1) {
     const size_t len_bytes = major == 1 ? 2 : 4;
     std::string header = dict;
     while ((8 + len_bytes + header.size() + 1) % 64 != 0) header += ' ';
@@ -52,7 +53,8 @@ protected:
   std::string dir_;
 };
 
-void expect_error(const std::function<void()>& fn, ErrorCode code, const std::vector<std::string>& fragments) {
+void expect_error(const std::function<void()>& fn, ErrorCode code,
+                  const std::vector<std::string>& fragments) {
   try {
     fn();
     ADD_FAILURE() << "no error thrown; expected " << error_code_name(code);
@@ -60,7 +62,8 @@ void expect_error(const std::function<void()>& fn, ErrorCode code, const std::ve
     const std::string msg = e.what();
     EXPECT_EQ(e.code(), code) << msg;
     EXPECT_EQ(msg.find('\n'), std::string::npos) << "multi-line message: " << msg;
-    for (const std::string& f : fragments) EXPECT_NE(msg.find(f), std::string::npos) << "'" << f << "' not in: " << msg;
+    for (const std::string& f : fragments)
+      EXPECT_NE(msg.find(f), std::string::npos) << "'" << f << "' not in: " << msg;
   }
 }
 
@@ -90,7 +93,8 @@ TEST_F(NpyTest, RoundTrip) {
     write_npy(path, tensor);
     const std::string bytes = read_file(path);
     EXPECT_EQ(bytes.substr(0, 8), std::string("\x93NUMPY\x01\x00", 8));
-    const size_t header_end = 10 + static_cast<unsigned char>(bytes[8]) + 256 * static_cast<unsigned char>(bytes[9]);
+    const size_t header_end =
+        10 + static_cast<unsigned char>(bytes[8]) + 256 * static_cast<unsigned char>(bytes[9]);
     EXPECT_EQ(header_end % 64, 0u);
     EXPECT_EQ(bytes[header_end - 1], '\n');
     const Tensor back = read_npy(path);
@@ -101,12 +105,14 @@ TEST_F(NpyTest, RoundTrip) {
   EXPECT_NE(read_file(file("vector.npy")).find("'shape': (5,), }"), std::string::npos);
   EXPECT_NE(read_file(file("scalar.npy")).find("'shape': (), }"), std::string::npos);
   EXPECT_EQ(read_npy(file("i64.npy")).data<int64_t>()[9], 9 * 7919 - 20000000000LL);
-  expect_error([&] { write_npy(file("b.npy"), f.to(DType::bf16)); }, ErrorCode::unsupported, {"b.npy", "bf16"});
+  expect_error([&] { write_npy(file("b.npy"), f.to(DType::bf16)); }, ErrorCode::unsupported,
+               {"b.npy", "bf16"});
 }
 
 TEST_F(NpyTest, EveryDescrAndVersion) {
   const std::vector<double> f8 = {0.5, -1e10, 3.141592653589793};
-  Tensor t = read_npy(write_raw("f8.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }", as_bytes(f8)));
+  Tensor t = read_npy(
+      write_raw("f8.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }", as_bytes(f8)));
   EXPECT_EQ(t.dtype(), DType::f32);
   EXPECT_EQ(t.to_vector(), (std::vector<float>{0.5f, -1e10f, 3.14159265f}));
 
@@ -121,7 +127,8 @@ TEST_F(NpyTest, EveryDescrAndVersion) {
   EXPECT_EQ(t.dtype(), DType::f16);
   EXPECT_EQ(t.to_vector(), (std::vector<float>{1.5f, -2.25f}));
 
-  t = read_npy(write_raw("u1.npy", "{'descr': '|u1', 'fortran_order': False, 'shape': (3,), }", "\x01\x02\xff"));
+  t = read_npy(
+      write_raw("u1.npy", "{'descr': '|u1', 'fortran_order': False, 'shape': (3,), }", "\x01\x02\xff"));
   EXPECT_EQ(t.dtype(), DType::u8);
   EXPECT_EQ(t.to_vector(), (std::vector<float>{1, 2, 255}));
 
@@ -130,8 +137,7 @@ TEST_F(NpyTest, EveryDescrAndVersion) {
     std::string name = "v";  // built in steps: GCC 12 reports a false -Wrestrict on "v" + to_string(...)
     name += std::to_string(major);
     name += ".npy";
-    t = read_npy(write_raw(name,
-                           "{\"shape\": (2L, 2L), \"fortran_order\": False, \"descr\": \"<i8\"}",
+    t = read_npy(write_raw(name, "{\"shape\": (2L, 2L), \"fortran_order\": False, \"descr\": \"<i8\"}",
                            as_bytes(std::vector<int64_t>{1, -2, 3, -4}), major));
     EXPECT_EQ(t.dtype(), DType::i64);
     EXPECT_EQ(t.shape(), (Shape{2, 2}));
@@ -168,13 +174,13 @@ TEST_F(NpyTest, RejectsBadInput) {
   write_file_atomic(file("v4.npy"), bytes);
   check(file("v4.npy"), ErrorCode::unsupported, {"version 4.0"});
 
-  check(write_raw("dict1.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3}", data), ErrorCode::parse,
-        {"cannot parse the header dict", "'shape': (2, 3}"});
-  check(write_raw("dict2.npy", "{'descr': '<f4', 'fortran_order': Maybe, 'shape': (2,)}", data), ErrorCode::parse,
-        {"cannot parse the header dict", "True or False"});
+  check(write_raw("dict1.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3}", data),
+        ErrorCode::parse, {"cannot parse the header dict", "'shape': (2, 3}"});
+  check(write_raw("dict2.npy", "{'descr': '<f4', 'fortran_order': Maybe, 'shape': (2,)}", data),
+        ErrorCode::parse, {"cannot parse the header dict", "True or False"});
   check(write_raw("dict3.npy", "['descr', '<f4']", data), ErrorCode::parse, {"cannot parse the header dict"});
-  check(write_raw("dict4.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (-2,)}", data), ErrorCode::parse,
-        {"cannot parse the header dict", "non-negative integer"});
+  check(write_raw("dict4.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (-2,)}", data),
+        ErrorCode::parse, {"cannot parse the header dict", "non-negative integer"});
   check(write_raw("nokey.npy", "{'descr': '<f4', 'fortran_order': False}", data), ErrorCode::parse,
         {"header dict has no 'shape'"});
   check(write_raw("fortran.npy", "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", data),

@@ -39,11 +39,11 @@ struct DTypeEntry {
   std::optional<DType> dtype;
 };
 constexpr DTypeEntry kDTypes[] = {
-    {"F32", 4, DType::f32},    {"BF16", 2, DType::bf16},  {"F16", 2, DType::f16},
-    {"I64", 8, DType::i64},    {"I32", 4, DType::i32},    {"U8", 1, DType::u8},
-    {"F64", 8, std::nullopt},  {"I16", 2, std::nullopt},  {"I8", 1, std::nullopt},
-    {"U64", 8, std::nullopt},  {"U32", 4, std::nullopt},  {"U16", 2, std::nullopt},
-    {"BOOL", 1, std::nullopt}, {"C64", 8, std::nullopt},  {"F8_E4M3", 1, std::nullopt},
+    {"F32", 4, DType::f32},       {"BF16", 2, DType::bf16},     {"F16", 2, DType::f16},
+    {"I64", 8, DType::i64},       {"I32", 4, DType::i32},       {"U8", 1, DType::u8},
+    {"F64", 8, std::nullopt},     {"I16", 2, std::nullopt},     {"I8", 1, std::nullopt},
+    {"U64", 8, std::nullopt},     {"U32", 4, std::nullopt},     {"U16", 2, std::nullopt},
+    {"BOOL", 1, std::nullopt},    {"C64", 8, std::nullopt},     {"F8_E4M3", 1, std::nullopt},
     {"F8_E5M2", 1, std::nullopt}, {"F8_E8M0", 1, std::nullopt},
 };
 
@@ -97,7 +97,8 @@ std::shared_ptr<Buffer> map_file(const std::string& path) {
   void* data = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   const int err = errno;
   ::close(fd);
-  if (data == MAP_FAILED) fail(ErrorCode::io, path, "cannot mmap ", size, " bytes (", std::strerror(err), ")");
+  if (data == MAP_FAILED)
+    fail(ErrorCode::io, path, "cannot mmap ", size, " bytes (", std::strerror(err), ")");
   auto mapping = std::make_shared<MappedFile>(data, size);
   return Buffer::borrow(data, size, mapping);
 }
@@ -110,7 +111,8 @@ bool as_size(const json& j, uint64_t& out) {
 }
 
 // One header entry -> TensorInfo (offset relative to the data section until the caller adds it).
-TensorInfo parse_entry(const std::string& file, const std::string& name, const json& entry, size_t data_size) {
+TensorInfo parse_entry(const std::string& file, const std::string& name, const json& entry,
+                       size_t data_size) {
   if (!entry.is_object())
     fail(ErrorCode::parse, file, "entry '", name, "' is a JSON ", entry.type_name(),
          ", expected an object with dtype, shape and data_offsets");
@@ -121,7 +123,8 @@ TensorInfo parse_entry(const std::string& file, const std::string& name, const j
   info.name = name;
   const json& dtype = entry["dtype"];
   if (!dtype.is_string())
-    fail(ErrorCode::parse, file, "tensor '", name, "' dtype is a JSON ", dtype.type_name(), ", expected a string");
+    fail(ErrorCode::parse, file, "tensor '", name, "' dtype is a JSON ", dtype.type_name(),
+         ", expected a string");
   info.stored_dtype = dtype.get<std::string>();
   const DTypeEntry* dt = find_dtype(info.stored_dtype);
   if (!dt) fail(ErrorCode::dtype, file, "tensor '", name, "' has unknown dtype '", info.stored_dtype, "'");
@@ -129,7 +132,8 @@ TensorInfo parse_entry(const std::string& file, const std::string& name, const j
 
   const json& shape = entry["shape"];
   if (!shape.is_array())
-    fail(ErrorCode::parse, file, "tensor '", name, "' shape is a JSON ", shape.type_name(), ", expected an array");
+    fail(ErrorCode::parse, file, "tensor '", name, "' shape is a JSON ", shape.type_name(),
+         ", expected an array");
   uint64_t numel = 1;
   for (const json& d : shape) {
     uint64_t n = 0;
@@ -143,8 +147,8 @@ TensorInfo parse_entry(const std::string& file, const std::string& name, const j
 
   const json& offsets = entry["data_offsets"];
   uint64_t begin = 0, end = 0;
-  if (!offsets.is_array() || offsets.size() != 2 || !as_size(offsets[0], begin) || !as_size(offsets[1], end) ||
-      begin > end)
+  if (!offsets.is_array() || offsets.size() != 2 || !as_size(offsets[0], begin) ||
+      !as_size(offsets[1], end) || begin > end)
     fail(ErrorCode::parse, file, "tensor '", name, "' data_offsets ", offsets.dump(),
          ", expected [begin, end] with 0 <= begin <= end");
   if (end > data_size)
@@ -152,8 +156,8 @@ TensorInfo parse_entry(const std::string& file, const std::string& name, const j
          ") run past the end of the data (", data_size, " bytes)");
   const uint64_t expected = numel * dt->size;
   if (end - begin != expected)
-    fail(ErrorCode::shape, file, "tensor '", name, "' has ", end - begin, " bytes, expected ", expected, " (shape ",
-         shape_str(info.shape), " of ", dt->name, ")");
+    fail(ErrorCode::shape, file, "tensor '", name, "' has ", end - begin, " bytes, expected ", expected,
+         " (shape ", shape_str(info.shape), " of ", dt->name, ")");
   info.file = file;
   info.offset = begin;
   info.bytes = end - begin;
@@ -180,7 +184,8 @@ std::map<std::string, TensorInfo> parse_header(const std::string& file, const Bu
   } catch (const json::parse_error& e) {
     fail(ErrorCode::parse, file, "header is not valid JSON (", json_error(e), ")");
   }
-  if (!header.is_object()) fail(ErrorCode::parse, file, "header is a JSON ", header.type_name(), ", expected an object");
+  if (!header.is_object())
+    fail(ErrorCode::parse, file, "header is a JSON ", header.type_name(), ", expected an object");
 
   const size_t data_begin = 8 + header_len;
   const size_t data_size = size - data_begin;
@@ -210,8 +215,8 @@ std::map<std::string, TensorInfo> parse_header(const std::string& file, const Bu
     const TensorInfo& a = *by_offset[i - 1];
     const TensorInfo& b = *by_offset[i];
     if (b.offset < a.offset + a.bytes)
-      fail(ErrorCode::parse, file, "tensors '", a.name, "' [", a.offset, ", ", a.offset + a.bytes, ") and '", b.name,
-           "' [", b.offset, ", ", b.offset + b.bytes, ") overlap");
+      fail(ErrorCode::parse, file, "tensors '", a.name, "' [", a.offset, ", ", a.offset + a.bytes, ") and '",
+           b.name, "' [", b.offset, ", ", b.offset + b.bytes, ") overlap");
   }
   for (auto& [name, info] : tensors) info.offset += data_begin;
   return tensors;
@@ -242,7 +247,8 @@ std::map<std::string, std::string> read_weight_map(const std::string& index_path
   std::map<std::string, std::string> weight_map;
   for (const auto& [name, shard] : index["weight_map"].items()) {
     if (!shard.is_string() || shard.get<std::string>().empty())
-      fail(ErrorCode::parse, index_path, "weight_map '", name, "' is ", shard.dump(), ", expected a file name");
+      fail(ErrorCode::parse, index_path, "weight_map '", name, "' is ", shard.dump(),
+           ", expected a file name");
     weight_map.emplace(name, path_join(dir, shard.get<std::string>()));
   }
   return weight_map;
@@ -299,14 +305,16 @@ SafeTensors SafeTensors::open(const std::string& path) {
     for (auto& [name, info] : parse_header(file, *mapping, st.metadata_)) {
       auto [it, inserted] = st.tensors_.emplace(name, info);
       if (!inserted)
-        fail(ErrorCode::parse, index_path, "tensor '", name, "' is stored in both ", it->second.file, " and ", file);
+        fail(ErrorCode::parse, index_path, "tensor '", name, "' is stored in both ", it->second.file, " and ",
+             file);
     }
     st.files_.emplace(file, std::move(mapping));
   }
   for (const auto& [name, shard] : weight_map) {
     auto it = st.tensors_.find(name);
     if (it == st.tensors_.end() || it->second.file != shard)
-      fail(ErrorCode::parse, index_path, "weight_map puts tensor '", name, "' in ", shard, ", which does not hold it");
+      fail(ErrorCode::parse, index_path, "weight_map puts tensor '", name, "' in ", shard,
+           ", which does not hold it");
   }
   return st;
 }
@@ -346,7 +354,8 @@ Tensor SafeTensors::get(const std::string& name) const {
 Tensor SafeTensors::get_f32(const std::string& name) const {
   const TensorInfo& info = lookup(name);
   if (info.dtype != DType::f32 && info.dtype != DType::bf16 && info.dtype != DType::f16)
-    fail(ErrorCode::dtype, info.file, "tensor '", name, "' is ", info.stored_dtype, ", expected F32, BF16 or F16");
+    fail(ErrorCode::dtype, info.file, "tensor '", name, "' is ", info.stored_dtype,
+         ", expected F32, BF16 or F16");
   Tensor out = Tensor::empty(info.shape);
   const auto* src = static_cast<const unsigned char*>(files_.at(info.file)->data()) + info.offset;
   copy_to_f32(info, src, out.f32());

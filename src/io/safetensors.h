@@ -19,8 +19,8 @@ struct TensorInfo {
   std::string stored_dtype;    // as written in the header: "BF16", "F64", ...
   std::optional<DType> dtype;  // nullopt: a valid safetensors dtype we cannot load (F64, I8, ...)
   Shape shape;
-  std::string file;            // the .safetensors file holding it
-  size_t offset = 0;           // absolute byte offset in that file
+  std::string file;   // the .safetensors file holding it
+  size_t offset = 0;  // absolute byte offset in that file
   size_t bytes = 0;
 };
 

@@ -47,7 +47,8 @@ protected:
 };
 
 // Runs fn, expecting an Error with `code` whose one-line message holds every fragment.
-void expect_error(const std::function<void()>& fn, ErrorCode code, const std::vector<std::string>& fragments) {
+void expect_error(const std::function<void()>& fn, ErrorCode code,
+                  const std::vector<std::string>& fragments) {
   try {
     fn();
     ADD_FAILURE() << "no error thrown; expected " << error_code_name(code);
@@ -55,13 +56,15 @@ void expect_error(const std::function<void()>& fn, ErrorCode code, const std::ve
     const std::string msg = e.what();
     EXPECT_EQ(e.code(), code) << msg;
     EXPECT_EQ(msg.find('\n'), std::string::npos) << "multi-line message: " << msg;
-    for (const std::string& f : fragments) EXPECT_NE(msg.find(f), std::string::npos) << "'" << f << "' not in: " << msg;
+    for (const std::string& f : fragments)
+      EXPECT_NE(msg.find(f), std::string::npos) << "'" << f << "' not in: " << msg;
   }
 }
 
 Tensor make(const Shape& shape, DType dtype, float start = 0.5f) {
   Tensor t = Tensor::empty(shape, DType::f32);
-  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = start + 0.25f * static_cast<float>(i) * (i % 2 ? -1 : 1);
+  for (int64_t i = 0; i < t.numel(); ++i)
+    t.f32()[i] = start + 0.25f * static_cast<float>(i) * (i % 2 ? -1 : 1);
   return t.to(dtype);
 }
 
@@ -73,9 +76,14 @@ bool same_bytes(const Tensor& a, const Tensor& b) {
 
 TEST_F(SafeTensorsTest, RoundTripEachDtype) {
   std::vector<std::pair<std::string, Tensor>> tensors = {
-      {"f32", make({2, 3}, DType::f32)},   {"bf16", make({4}, DType::bf16)}, {"f16", make({2, 2}, DType::f16)},
-      {"i64", make({3}, DType::i64, 7.0f)}, {"i32", make({5}, DType::i32, 3.0f)}, {"u8", make({3}, DType::u8, 9.0f)},
-      {"scalar", make({}, DType::f32)},    {"empty", make({0, 4}, DType::f32)},
+      {"f32", make({2, 3}, DType::f32)},
+      {"bf16", make({4}, DType::bf16)},
+      {"f16", make({2, 2}, DType::f16)},
+      {"i64", make({3}, DType::i64, 7.0f)},
+      {"i32", make({5}, DType::i32, 3.0f)},
+      {"u8", make({3}, DType::u8, 9.0f)},
+      {"scalar", make({}, DType::f32)},
+      {"empty", make({0, 4}, DType::f32)},
       {"strided", make({3, 2}, DType::f32).transpose(0, 1)},
   };
   const std::string path = file("model.safetensors");
@@ -106,10 +114,16 @@ TEST_F(SafeTensorsTest, RoundTripEachDtype) {
 
 TEST_F(SafeTensorsTest, SaveRejectsBadNames) {
   const Tensor t = make({2}, DType::f32);
-  expect_error([&] { save_safetensors(file("a.safetensors"), {{"x", t}, {"x", t}}); }, ErrorCode::invalid_argument,
-               {"a.safetensors", "'x'", "twice"});
-  expect_error([&] { save_safetensors(file("b.safetensors"), {{"__metadata__", t}}); }, ErrorCode::invalid_argument,
-               {"b.safetensors", "__metadata__"});
+  expect_error(
+      [&] {
+        save_safetensors(file("a.safetensors"), {{"x", t}, {"x", t}});
+      },
+      ErrorCode::invalid_argument, {"a.safetensors", "'x'", "twice"});
+  expect_error(
+      [&] {
+        save_safetensors(file("b.safetensors"), {{"__metadata__", t}});
+      },
+      ErrorCode::invalid_argument, {"b.safetensors", "__metadata__"});
   EXPECT_FALSE(file_exists(file("a.safetensors")));
 }
 
@@ -150,8 +164,8 @@ TEST_F(SafeTensorsTest, UnalignedDataIsCopied) {
   std::string header = R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
   while (header.size() % 8 != 1) header += ' ';
   ASSERT_EQ(header.size() % 8, 1u);
-  const SafeTensors st =
-      SafeTensors::open(write_raw("u.safetensors", header, std::string(reinterpret_cast<const char*>(values), 8)));
+  const SafeTensors st = SafeTensors::open(
+      write_raw("u.safetensors", header, std::string(reinterpret_cast<const char*>(values), 8)));
   const Tensor view = st.get("w");
   EXPECT_EQ(reinterpret_cast<uintptr_t>(view.raw()) % 4, 0u);
   EXPECT_EQ(view.to_vector(), (std::vector<float>{1.0f, -2.0f}));
@@ -166,9 +180,13 @@ TEST_F(SafeTensorsTest, GetErrors) {
   EXPECT_FALSE(st.contains("nope"));
   expect_error([&] { st.get("nope"); }, ErrorCode::not_found, {path, "missing tensor 'nope'"});
   expect_error([&] { st.get_f32("nope", {1}); }, ErrorCode::not_found, {path, "missing tensor 'nope'"});
-  expect_error([&] { st.get_f32("w", {3, 2}); }, ErrorCode::shape,
-               {path + ": tensor 'w' has shape [2, 3], expected [3, 2]"});
-  expect_error([&] { st.get_f32("ids"); }, ErrorCode::dtype, {path, "'ids'", "I64", "expected F32, BF16 or F16"});
+  expect_error(
+      [&] {
+        st.get_f32("w", {3, 2});
+      },
+      ErrorCode::shape, {path + ": tensor 'w' has shape [2, 3], expected [3, 2]"});
+  expect_error([&] { st.get_f32("ids"); }, ErrorCode::dtype,
+               {path, "'ids'", "I64", "expected F32, BF16 or F16"});
 }
 
 TEST_F(SafeTensorsTest, UnsupportedDtypeThrowsOnlyWhenRequested) {
@@ -196,45 +214,87 @@ TEST_F(SafeTensorsTest, MalformedFiles) {
       {"not_json", "{\"a\": ", "", ErrorCode::parse, {"not valid JSON"}},
       {"not_object", "[1, 2]", "", ErrorCode::parse, {"header is a JSON array, expected an object"}},
       {"entry_not_object", R"({"a": 3})", "", ErrorCode::parse, {"'a'", "expected an object"}},
-      {"no_dtype", R"({"a":{"shape":[2],"data_offsets":[0,8]}})", std::string(8, '\0'), ErrorCode::parse,
+      {"no_dtype",
+       R"({"a":{"shape":[2],"data_offsets":[0,8]}})",
+       std::string(8, '\0'),
+       ErrorCode::parse,
        {"tensor 'a' has no 'dtype'"}},
-      {"no_shape", R"({"a":{"dtype":"F32","data_offsets":[0,8]}})", std::string(8, '\0'), ErrorCode::parse,
+      {"no_shape",
+       R"({"a":{"dtype":"F32","data_offsets":[0,8]}})",
+       std::string(8, '\0'),
+       ErrorCode::parse,
        {"tensor 'a' has no 'shape'"}},
-      {"no_offsets", R"({"a":{"dtype":"F32","shape":[2]}})", std::string(8, '\0'), ErrorCode::parse,
+      {"no_offsets",
+       R"({"a":{"dtype":"F32","shape":[2]}})",
+       std::string(8, '\0'),
+       ErrorCode::parse,
        {"tensor 'a' has no 'data_offsets'"}},
-      {"unknown_dtype", R"({"a":{"dtype":"Q7","shape":[2],"data_offsets":[0,8]}})", std::string(8, '\0'),
-       ErrorCode::dtype, {"tensor 'a' has unknown dtype 'Q7'"}},
-      {"dtype_not_string", R"({"a":{"dtype":4,"shape":[2],"data_offsets":[0,8]}})", std::string(8, '\0'),
-       ErrorCode::parse, {"'a'", "dtype", "expected a string"}},
-      {"shape_negative", R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", std::string(8, '\0'),
-       ErrorCode::parse, {"'a'", "shape [-2]", "non-negative"}},
-      {"shape_not_array", R"({"a":{"dtype":"F32","shape":"2","data_offsets":[0,8]}})", std::string(8, '\0'),
-       ErrorCode::parse, {"'a'", "shape", "expected an array"}},
-      {"offsets_reversed", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", std::string(8, '\0'),
-       ErrorCode::parse, {"'a'", "data_offsets [8,0]", "begin <= end"}},
-      {"offsets_one", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8]}})", std::string(8, '\0'),
-       ErrorCode::parse, {"'a'", "data_offsets [8]"}},
-      {"offsets_float", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8.0]}})", std::string(8, '\0'),
-       ErrorCode::parse, {"'a'", "data_offsets"}},
-      {"past_end", "{\"x\":{" + ok_entry + "}}", std::string(4, '\0'), ErrorCode::parse,
+      {"unknown_dtype",
+       R"({"a":{"dtype":"Q7","shape":[2],"data_offsets":[0,8]}})",
+       std::string(8, '\0'),
+       ErrorCode::dtype,
+       {"tensor 'a' has unknown dtype 'Q7'"}},
+      {"dtype_not_string",
+       R"({"a":{"dtype":4,"shape":[2],"data_offsets":[0,8]}})",
+       std::string(8, '\0'),
+       ErrorCode::parse,
+       {"'a'", "dtype", "expected a string"}},
+      {"shape_negative",
+       R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})",
+       std::string(8, '\0'),
+       ErrorCode::parse,
+       {"'a'", "shape [-2]", "non-negative"}},
+      {"shape_not_array",
+       R"({"a":{"dtype":"F32","shape":"2","data_offsets":[0,8]}})",
+       std::string(8, '\0'),
+       ErrorCode::parse,
+       {"'a'", "shape", "expected an array"}},
+      {"offsets_reversed",
+       R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})",
+       std::string(8, '\0'),
+       ErrorCode::parse,
+       {"'a'", "data_offsets [8,0]", "begin <= end"}},
+      {"offsets_one",
+       R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8]}})",
+       std::string(8, '\0'),
+       ErrorCode::parse,
+       {"'a'", "data_offsets [8]"}},
+      {"offsets_float",
+       R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8.0]}})",
+       std::string(8, '\0'),
+       ErrorCode::parse,
+       {"'a'", "data_offsets"}},
+      {"past_end",
+       "{\"x\":{" + ok_entry + "}}",
+       std::string(4, '\0'),
+       ErrorCode::parse,
        {"tensor 'x' bytes [0, 8) run past the end of the data (4 bytes)"}},
-      {"byte_count", R"({"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, '\0'),
-       ErrorCode::shape, {"tensor 'x' has 8 bytes, expected 12", "[3]", "F32"}},
+      {"byte_count",
+       R"({"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",
+       std::string(8, '\0'),
+       ErrorCode::shape,
+       {"tensor 'x' has 8 bytes, expected 12", "[3]", "F32"}},
       {"overlap",
        "{\"x\":{" + ok_entry + R"(},"y":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
-       std::string(12, '\0'), ErrorCode::parse, {"'x'", "'y'", "overlap"}},
-      {"metadata_not_string", R"({"__metadata__":{"format":1}})", "", ErrorCode::parse,
+       std::string(12, '\0'),
+       ErrorCode::parse,
+       {"'x'", "'y'", "overlap"}},
+      {"metadata_not_string",
+       R"({"__metadata__":{"format":1}})",
+       "",
+       ErrorCode::parse,
        {"__metadata__ 'format'", "expected a string"}},
       {"metadata_not_object", R"({"__metadata__":[]})", "", ErrorCode::parse, {"__metadata__", "string map"}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
     const std::string path = write_raw(c.name + ".safetensors", c.header, c.data);
-    expect_error([&] { SafeTensors::open(path); }, c.code, [&] {
-      std::vector<std::string> f = c.fragments;
-      f.push_back(path + ": ");
-      return f;
-    }());
+    expect_error([&] { SafeTensors::open(path); }, c.code,
+                 [&] {
+                   std::vector<std::string> f = c.fragments;
+                   f.push_back(path + ": ");
+                   return f;
+                 }());
   }
 }
 
@@ -252,7 +312,8 @@ TEST_F(SafeTensorsTest, MalformedLengths) {
 
   bytes[5] = 1;  // header length 2^40 + 100
   write_file_atomic(past, bytes);
-  expect_error([&] { SafeTensors::open(past); }, ErrorCode::parse, {past, "header length", "100000000-byte limit"});
+  expect_error([&] { SafeTensors::open(past); }, ErrorCode::parse,
+               {past, "header length", "100000000-byte limit"});
 
   expect_error([&] { SafeTensors::open(file("absent.safetensors")); }, ErrorCode::io,
                {file("absent.safetensors"), "cannot open"});
@@ -297,7 +358,8 @@ TEST_F(SafeTensorsTest, ShardedIndex) {
                {index_path, "weight_map puts tensor 'c' in", shard1, "does not hold it"});
   index["weight_map"]["c"] = "model-00003-of-00002.safetensors";
   write_file_atomic(index_path, index.dump());
-  expect_error([&] { SafeTensors::open(dir_); }, ErrorCode::io, {"model-00003-of-00002.safetensors", "cannot open"});
+  expect_error([&] { SafeTensors::open(dir_); }, ErrorCode::io,
+               {"model-00003-of-00002.safetensors", "cannot open"});
   write_file_atomic(index_path, std::string(R"({"metadata": {}})"));
   expect_error([&] { SafeTensors::open(dir_); }, ErrorCode::parse, {index_path, "weight_map"});
   write_file_atomic(index_path, std::string("{"));
@@ -349,8 +411,9 @@ TEST(SafeTensorsFixtures, EveryFixtureFileOpensAndResaves) {
     const SafeTensors st = SafeTensors::open(entry.path().string());
     std::vector<std::pair<std::string, Tensor>> tensors;
     for (const std::string& name : st.names()) tensors.emplace_back(name, st.get(name));
-    const std::string copy = (fs::temp_directory_path() / ("mambacpp_io_resave_" + std::to_string(::getpid()) +
-                                                           ".safetensors")).string();
+    const std::string copy =
+        (fs::temp_directory_path() / ("mambacpp_io_resave_" + std::to_string(::getpid()) + ".safetensors"))
+            .string();
     save_safetensors(copy, tensors, st.metadata());
     const SafeTensors again = SafeTensors::open(copy);
     EXPECT_EQ(again.names(), st.names());

@@ -12,6 +12,8 @@ std::unique_ptr<Mixer> make_mamba3(const io::ModelConfig& config, int64_t layer)
 std::unique_ptr<Mixer> make_attention(const io::ModelConfig& config, int64_t layer);
 
 // Columns [start, start + len) of the last dim (a strided view).
-inline Tensor columns(const Tensor& t, int64_t start, int64_t len) { return t.slice(-1, start, start + len); }
+inline Tensor columns(const Tensor& t, int64_t start, int64_t len) {
+  return t.slice(-1, start, start + len);
+}
 
 }  // namespace mamba::models

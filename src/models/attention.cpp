@@ -2,10 +2,11 @@
 // mlp gate] -> optional causal conv (bias, no activation) over qkv -> rotary -> causal GQA
 // attention over a growing KV cache -> concat with the MLP part -> out_proj. Decode attends all
 // cached keys and its conv state holds pre-conv inputs (intended semantics, SPEC §8.14).
+#include "ops/attention/attention.h"
+
 #include <algorithm>
 
 #include "models/architectures.h"
-#include "ops/attention/attention.h"
 #include "ops/causal_conv1d/causal_conv1d.h"
 #include "ops/elementwise/elementwise.h"
 #include "ops/linear/linear.h"
@@ -43,7 +44,9 @@ public:
     return s;
   }
 
-  Tensor forward(const Tensor& u, LayerState& st, int64_t pos) const override { return run(u, st, pos, nullptr); }
+  Tensor forward(const Tensor& u, LayerState& st, int64_t pos) const override {
+    return run(u, st, pos, nullptr);
+  }
 
   Tensor forward_train(const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
     LayerState st = new_state(u.size(0));
@@ -60,19 +63,21 @@ public:
     Tensor dproj = Tensor::zeros(s.proj.shape());  // [batch, seq_len, qkv_dim + mlp_dim]
     if (c_.mlp_dim > 0)
       columns(dproj, qkv, c_.mlp_dim)
-          .copy_from(ops::swiglu_bwd(columns(dctx, nh * hd, c_.mlp_dim / 2), columns(s.proj, qkv, c_.mlp_dim), false));
+          .copy_from(ops::swiglu_bwd(columns(dctx, nh * hd, c_.mlp_dim / 2), columns(s.proj, qkv, c_.mlp_dim),
+                                     false));
     Tensor dq, dk, dv;
     ops::attention_bwd(columns(dctx, 0, nh * hd).contiguous().view({batch, seq_len, nh, hd}), s.q, s.k, s.v,
                        static_cast<float>(c_.softmax_scale), dq, dk, dv);
     const float base = static_cast<float>(c_.rotary_emb_base);
     ops::rotary_bwd(dq, c_.rotary_emb_dim, 0, base, c_.rotary_emb_interleaved);
     ops::rotary_bwd(dk, c_.rotary_emb_dim, 0, base, c_.rotary_emb_interleaved);
-    Tensor dqkv = ops::concat_last(ops::concat_last(dq.view({batch, seq_len, nh * hd}), dk.view({batch, seq_len, nkv * hd})),
-                                   dv.view({batch, seq_len, nkv * hd}));
+    Tensor dqkv = ops::concat_last(
+        ops::concat_last(dq.view({batch, seq_len, nh * hd}), dk.view({batch, seq_len, nkv * hd})),
+        dv.view({batch, seq_len, nkv * hd}));
     if (c_.d_conv > 0) {
       Tensor dconv_w = g.conv1d_weight.view({qkv, c_.d_conv});
-      dqkv = ops::causal_conv1d_bwd(dqkv, columns(s.proj, 0, qkv), conv_w, conv1d_bias, /*silu=*/false, dconv_w,
-                                    g.conv1d_bias);
+      dqkv = ops::causal_conv1d_bwd(dqkv, columns(s.proj, 0, qkv), conv_w, conv1d_bias, /*silu=*/false,
+                                    dconv_w, g.conv1d_bias);
     }
     columns(dproj, 0, qkv).copy_from(dqkv);
     return ops::linear_bwd(dproj, s.u, in_proj_weight, g.in_proj_weight, g.in_proj_bias);
@@ -97,7 +102,8 @@ private:
 
   // The forward pass (SPEC §4.5) at position `pos`; keeps its activations in `saved` when given.
   Tensor run(const Tensor& u, LayerState& st, int64_t pos, Saved* saved) const {
-    const int64_t batch = u.size(0), seq_len = u.size(1), hd = c_.head_dim, nh = c_.num_heads, nkv = c_.num_heads_kv;
+    const int64_t batch = u.size(0), seq_len = u.size(1), hd = c_.head_dim, nh = c_.num_heads,
+                  nkv = c_.num_heads_kv;
     Tensor proj = ops::linear(u, in_proj_weight, in_proj_bias);  // [batch, seq_len, qkv_dim + mlp_dim]
     Tensor qkv = columns(proj, 0, c_.qkv_dim);
     if (c_.d_conv > 0) qkv = ops::causal_conv1d_fwd(qkv, conv_w, conv1d_bias, st.conv, /*silu=*/false);
@@ -110,7 +116,8 @@ private:
     append_kv(st, k, v, pos);
     Tensor attn = ops::attention_fwd(q, st.k_cache, st.v_cache, pos, static_cast<float>(c_.softmax_scale));
     Tensor context = attn.view({batch, seq_len, nh * hd});
-    if (c_.mlp_dim > 0) context = ops::concat_last(context, ops::swiglu(columns(proj, c_.qkv_dim, c_.mlp_dim), false));
+    if (c_.mlp_dim > 0)
+      context = ops::concat_last(context, ops::swiglu(columns(proj, c_.qkv_dim, c_.mlp_dim), false));
     if (saved) {
       saved->u = u;
       saved->proj = proj;

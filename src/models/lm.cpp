@@ -2,8 +2,8 @@
 // stream, norms, gated MLP, embedding and head, loading and random initialization, and the
 // training forward / backward / loss over the same walk.
 #include <cmath>
-#include <filesystem>
 #include <cstring>
+#include <filesystem>
 #include <random>
 
 #include "core/error.h"
@@ -29,7 +29,8 @@ State State::copy() const {
 
 int64_t State::bytes() const {
   int64_t total = 0;
-  for (LayerState l : layers) l.visit([&](const char*, Tensor& t) { total += static_cast<int64_t>(t.nbytes()); });
+  for (LayerState l : layers)
+    l.visit([&](const char*, Tensor& t) { total += static_cast<int64_t>(t.nbytes()); });
   return total;
 }
 
@@ -127,7 +128,8 @@ Model Model::random(const io::ModelConfig& config, uint64_t seed) {
   };
   // dt ~ log-uniform in [dt_min, dt_max), floored, stored as its inverse softplus.
   auto dt_bias_value = [&](double dt_min, double dt_max, double floor) {
-    const double dt = std::max(std::exp(unit(rng) * (std::log(dt_max) - std::log(dt_min)) + std::log(dt_min)), floor);
+    const double dt =
+        std::max(std::exp(unit(rng) * (std::log(dt_max) - std::log(dt_min)) + std::log(dt_min)), floor);
     return static_cast<float>(dt + std::log(-std::expm1(-dt)));
   };
   const double inv_sqrt_layers = 1.0 / std::sqrt(static_cast<double>(config.n_layer));
@@ -147,7 +149,8 @@ Model Model::random(const io::ModelConfig& config, uint64_t seed) {
       for (int64_t i = 0; i < n; ++i) v[i] = std::log(static_cast<float>(i % p.shape[1] + 1));
     } else if (ends_with(name, "A_log")) {  // Mamba-2: ln U(A_init_range)
       for (int64_t i = 0; i < n; ++i)
-        v[i] = std::log(static_cast<float>(config.mamba2.A_init_lo + unit(rng) * (config.mamba2.A_init_hi - config.mamba2.A_init_lo)));
+        v[i] = std::log(static_cast<float>(config.mamba2.A_init_lo +
+                                           unit(rng) * (config.mamba2.A_init_hi - config.mamba2.A_init_lo)));
     } else if (ends_with(name, "dt_bias") || ends_with(name, "dt_proj.bias")) {
       for (int64_t i = 0; i < n; ++i) v[i] = dt_bias_value(0.001, 0.1, 1e-4);
     } else if (ends_with(name, ".D") || ends_with(name, "norm.weight") || ends_with(name, "norm2.weight") ||
@@ -157,7 +160,8 @@ Model Model::random(const io::ModelConfig& config, uint64_t seed) {
     } else if (ends_with(name, "mimo_x") || ends_with(name, "mimo_o")) {
       t.fill(1.0f / static_cast<float>(p.shape[1]));
     } else if (ends_with(name, "conv1d.weight") || ends_with(name, "conv1d.bias")) {
-      uniform(1.0f / std::sqrt(static_cast<float>(name.find("weight") != std::string::npos ? p.shape[2] : 4)));
+      uniform(1.0f /
+              std::sqrt(static_cast<float>(name.find("weight") != std::string::npos ? p.shape[2] : 4)));
     } else if (ends_with(name, ".bias")) {
       t.zero();
     } else if (ends_with(name, "out_proj.weight") || ends_with(name, "fc2.weight")) {
@@ -178,7 +182,8 @@ void Model::save(const std::string& dir) const {
   std::vector<std::pair<std::string, Tensor>> tensors;
   // Always the state-spaces/mamba names (an HF checkpoint is saved in that family too).
   const_cast<Model*>(this)->visit_params([&](const ParamRef& p) {
-    tensors.emplace_back(p.name == config_.embedding_name() ? "backbone.embedding.weight" : p.name, *p.tensor);
+    tensors.emplace_back(p.name == config_.embedding_name() ? "backbone.embedding.weight" : p.name,
+                         *p.tensor);
   });
   if (config_.tie_embeddings) tensors.emplace_back("lm_head.weight", embedding);
   io::save_safetensors(path_join(dir, "model.safetensors"), tensors, {{"format", "pt"}});
@@ -218,8 +223,7 @@ void Model::set_matmul_dtype(DType dtype) {
   visit_params([&](const ParamRef& p) {
     const bool gemm = ends_with(p.name, "proj.weight") || ends_with(p.name, "fc1.weight") ||
                       ends_with(p.name, "fc2.weight") || p.name == "lm_head.weight";
-    if (gemm)
-      *p.tensor = p.tensor->to(dtype);
+    if (gemm) *p.tensor = p.tensor->to(dtype);
   });
   if (config_.tie_embeddings) lm_head_weight = embedding.to(dtype);  // the embedding itself stays f32
   matmul_dtype_ = dtype;
@@ -235,7 +239,9 @@ State Model::new_state(int64_t batch) const {
   return s;
 }
 
-Tensor Model::embed(const Tensor& ids) const { return ops::embedding(ids, embedding); }
+Tensor Model::embed(const Tensor& ids) const {
+  return ops::embedding(ids, embedding);
+}
 
 Tensor Model::norm(const Tensor& x, const Tensor& w, const Tensor& b) const {
   const float eps = static_cast<float>(config_.norm_eps);
@@ -268,7 +274,8 @@ Tensor Model::forward(const Tensor& ids, State& state, int64_t num_last) const {
   }
   ops::add_(residual, hidden);
   state.position += seq_len;
-  if (num_last > 0 && num_last < seq_len) residual = residual.slice(1, seq_len - num_last, seq_len).contiguous();
+  if (num_last > 0 && num_last < seq_len)
+    residual = residual.slice(1, seq_len - num_last, seq_len).contiguous();
   return head(residual);
 }
 
@@ -277,7 +284,8 @@ Tensor Model::forward(const Tensor& ids, State& state, int64_t num_last) const {
 Tensor Model::forward_train(const Tensor& ids, Activations& acts) const {
   MAMBA_CHECK(ids.dim() == 2, "ids " << shape_str(ids.shape()));
   if (device_ != Device::cpu)
-    throw_error(ErrorCode::unsupported, "training runs on the CPU only (no CUDA backward yet): the model is on cuda");
+    throw_error(ErrorCode::unsupported,
+                "training runs on the CPU only (no CUDA backward yet): the model is on cuda");
   acts.ids = ids;
   acts.blocks.resize(blocks_.size());
   Tensor stream = embed(ids);  // [batch, seq_len, d_model]
@@ -301,8 +309,10 @@ Tensor Model::forward_train(const Tensor& ids, Activations& acts) const {
 void Model::backward(const Tensor& dlogits, const Activations& acts, Model& grads) const {
   MAMBA_CHECK(acts.blocks.size() == blocks_.size() && grads.blocks_.size() == blocks_.size());
   Tensor no_bias;  // grads.lm_head_weight is the embedding's gradient when tied
-  const Tensor dnormed = ops::linear_bwd(dlogits, acts.final_normed, lm_head_weight, grads.lm_head_weight, no_bias);
-  Tensor dstream = norm_bwd(dnormed, acts.final_residual, norm_f_weight, grads.norm_f_weight, grads.norm_f_bias);
+  const Tensor dnormed =
+      ops::linear_bwd(dlogits, acts.final_normed, lm_head_weight, grads.lm_head_weight, no_bias);
+  Tensor dstream =
+      norm_bwd(dnormed, acts.final_residual, norm_f_weight, grads.norm_f_weight, grads.norm_f_bias);
   for (size_t i = blocks_.size(); i-- > 0;) {
     const Block& b = blocks_[i];
     Block& g = grads.blocks_[i];
@@ -317,7 +327,8 @@ void Model::backward(const Tensor& dlogits, const Activations& acts, Model& grad
   ops::embedding_bwd(acts.ids, dstream, grads.embedding);
 }
 
-double Model::loss_and_grads(const Tensor& ids, const Tensor& targets, Model& grads, Activations& acts) const {
+double Model::loss_and_grads(const Tensor& ids, const Tensor& targets, Model& grads,
+                             Activations& acts) const {
   const Tensor logits = forward_train(ids, acts);
   const double loss = ops::cross_entropy_fwd(logits, targets);
   backward(ops::cross_entropy_bwd(logits, targets), acts, grads);
@@ -332,7 +343,8 @@ Tensor next_token_targets(const Tensor& ids_in) {
   const int64_t* src = ids.data<int64_t>();
   int64_t* dst = targets.data<int64_t>();
   for (int64_t b = 0; b < batch; ++b)
-    for (int64_t t = 0; t < seq_len; ++t) dst[b * seq_len + t] = t + 1 < seq_len ? src[b * seq_len + t + 1] : -1;
+    for (int64_t t = 0; t < seq_len; ++t)
+      dst[b * seq_len + t] = t + 1 < seq_len ? src[b * seq_len + t + 1] : -1;
   return targets;
 }
 

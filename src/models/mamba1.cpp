@@ -68,22 +68,22 @@ public:
     ops::add_(g.D, ds.dD);
     ops::add_(g.dt_proj_bias, ds.ddelta_bias);
     const Tensor ddelta_low = ops::linear_bwd(ds.ddelta, s.delta_low, dt_proj_weight, g.dt_proj_weight, none);
-    const Tensor dx_dbl = ops::concat_last(ops::concat_last(ddelta_low, ds.dB), ds.dC);  // [.., dt_rank + 2·d_state]
+    const Tensor dx_dbl =
+        ops::concat_last(ops::concat_last(ddelta_low, ds.dB), ds.dC);  // [.., dt_rank + 2·d_state]
     Tensor dx = ops::linear_bwd(dx_dbl, s.scan.u, x_proj_weight, g.x_proj_weight, none);
     ops::add_(dx, ds.du);
     Tensor dconv_w = g.conv1d_weight.view({di, c_.d_conv});
     const Tensor dx_in = ops::causal_conv1d_bwd(dx, columns(s.xz, 0, di), conv_w, conv1d_bias, /*silu=*/true,
                                                 dconv_w, g.conv1d_bias);
-    return ops::linear_bwd(ops::concat_last(dx_in, ds.dz), s.u, in_proj_weight, g.in_proj_weight, g.in_proj_bias);
+    return ops::linear_bwd(ops::concat_last(dx_in, ds.dz), s.u, in_proj_weight, g.in_proj_weight,
+                           g.in_proj_bias);
   }
 
   Tensor step(const Tensor& u, LayerState& st, int64_t pos) const override {
     return forward(u.view({u.size(0), 1, d_model_}), st, pos).view({u.size(0), d_model_});
   }
 
-  int64_t state_bytes_fixed() const override {
-    return 4 * c_.d_inner * ((c_.d_conv - 1) + c_.d_state);
-  }
+  int64_t state_bytes_fixed() const override { return 4 * c_.d_inner * ((c_.d_conv - 1) + c_.d_state); }
 
 private:
   // What forward_train keeps for backward.

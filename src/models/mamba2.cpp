@@ -66,12 +66,14 @@ public:
     const Tensor dcat = ops::linear_bwd(dout, s.y_cat, out_proj_weight, g.out_proj_weight, g.out_proj_bias);
     Tensor dzxbcdt = Tensor::zeros(s.zxbcdt.shape());  // [batch, seq_len, d_in_proj]
     if (dm > 0)
-      columns(dzxbcdt, 0, 2 * dm).copy_from(ops::swiglu_bwd(columns(dcat, 0, dm), columns(s.zxbcdt, 0, 2 * dm), true));
+      columns(dzxbcdt, 0, 2 * dm)
+          .copy_from(ops::swiglu_bwd(columns(dcat, 0, dm), columns(s.zxbcdt, 0, 2 * dm), true));
     const Tensor dy = columns(dcat, dm, ds), z = columns(s.zxbcdt, 2 * dm, ds);
     Tensor dy_ssd, dz;
     if (c_.rmsnorm) {
-      dy_ssd = ops::rms_norm_gated_bwd(dy, s.y_ssd, z, norm_weight, ds / c_.norm_n_groups, c_.norm_before_gate,
-                                       static_cast<float>(c_.norm_eps), g.norm_weight, dz);
+      dy_ssd =
+          ops::rms_norm_gated_bwd(dy, s.y_ssd, z, norm_weight, ds / c_.norm_n_groups, c_.norm_before_gate,
+                                  static_cast<float>(c_.norm_eps), g.norm_weight, dz);
     } else {
       ops::mul_silu_bwd(dy, s.y_ssd, z, dy_ssd, dz);
     }
@@ -81,11 +83,12 @@ public:
     ops::add_(g.D, d.dD);
     columns(dzxbcdt, off_dt, H)
         .copy_from(ops::softplus_bias_clamp_bwd(d.ddt, columns(s.zxbcdt, off_dt, H), dt_bias,
-                                                static_cast<float>(c_.dt_limit_lo), static_cast<float>(c_.dt_limit_hi),
-                                                g.dt_bias));
+                                                static_cast<float>(c_.dt_limit_lo),
+                                                static_cast<float>(c_.dt_limit_hi), g.dt_bias));
     const int64_t gn = c_.n_groups * c_.d_state;
-    const Tensor dxbc = ops::concat_last(ops::concat_last(d.dx.view({batch, seq_len, ds}), d.dB.view({batch, seq_len, gn})),
-                                         d.dC.view({batch, seq_len, gn}));
+    const Tensor dxbc =
+        ops::concat_last(ops::concat_last(d.dx.view({batch, seq_len, ds}), d.dB.view({batch, seq_len, gn})),
+                         d.dC.view({batch, seq_len, gn}));
     Tensor dconv_w = g.conv1d_weight.view({c_.conv_dim, c_.d_conv});
     columns(dzxbcdt, off_xbc, c_.conv_dim)
         .copy_from(ops::causal_conv1d_bwd(dxbc, columns(s.zxbcdt, off_xbc, c_.conv_dim), conv_w, conv1d_bias,
@@ -104,31 +107,35 @@ public:
 private:
   // What forward_train keeps for backward.
   struct Saved final : MixerSaved {
-    Tensor u;        // [batch, seq_len, d_model]
-    Tensor zxbcdt;   // [batch, seq_len, d_in_proj]  in_proj output
+    Tensor u;          // [batch, seq_len, d_model]
+    Tensor zxbcdt;     // [batch, seq_len, d_in_proj]  in_proj output
     ops::SsdArgs ssd;  // x, dt, B, C (post conv), A, D: the scan's inputs
-    Tensor y_ssd;    // [batch, seq_len, d_ssm]      scan output, before the gate / norm
-    Tensor y_cat;    // [batch, seq_len, d_inner]    out_proj input
+    Tensor y_ssd;      // [batch, seq_len, d_ssm]      scan output, before the gate / norm
+    Tensor y_cat;      // [batch, seq_len, d_inner]    out_proj input
   };
 
   // The forward pass (SPEC §2.2); keeps its activations in `saved` when given.
   Tensor run(const Tensor& u, LayerState& st, Saved* saved) const {
     const int64_t batch = u.size(0), seq_len = u.size(1);
-    const int64_t H = c_.n_heads, P = c_.head_dim, G = c_.n_groups, N = c_.d_state, dm = c_.d_mlp, ds = c_.d_ssm;
+    const int64_t H = c_.n_heads, P = c_.head_dim, G = c_.n_groups, N = c_.d_state, dm = c_.d_mlp,
+                  ds = c_.d_ssm;
     Tensor zxbcdt = ops::linear(u, in_proj_weight, in_proj_bias);  // [batch, seq_len, d_in_proj]
     const Tensor z = columns(zxbcdt, 2 * dm, ds);
-    Tensor xbc = ops::causal_conv1d_fwd(columns(zxbcdt, 2 * dm + ds, c_.conv_dim), conv_w, conv1d_bias, st.conv,
-                                        /*silu=*/true);  // [batch, seq_len, conv_dim]
+    Tensor xbc =
+        ops::causal_conv1d_fwd(columns(zxbcdt, 2 * dm + ds, c_.conv_dim), conv_w, conv1d_bias, st.conv,
+                               /*silu=*/true);  // [batch, seq_len, conv_dim]
     ops::SsdArgs args;
     args.x = columns(xbc, 0, ds).contiguous().view({batch, seq_len, H, P});
     args.B = columns(xbc, ds, G * N).contiguous().view({batch, seq_len, G, N});
     args.C = columns(xbc, ds + G * N, G * N).contiguous().view({batch, seq_len, G, N});
-    args.dt = ops::softplus_bias_clamp(columns(zxbcdt, 2 * dm + ds + c_.conv_dim, H), dt_bias,
-                                       static_cast<float>(c_.dt_limit_lo), static_cast<float>(c_.dt_limit_hi));
+    args.dt =
+        ops::softplus_bias_clamp(columns(zxbcdt, 2 * dm + ds + c_.conv_dim, H), dt_bias,
+                                 static_cast<float>(c_.dt_limit_lo), static_cast<float>(c_.dt_limit_hi));
     args.A = A;
     args.D = D;
     args.chunk_size = c_.chunk_size;
-    Tensor y = (seq_len == 1 ? ops::ssd_ref(args, st.ssm) : ops::ssd_fwd(args, st.ssm)).view({batch, seq_len, ds});
+    Tensor y =
+        (seq_len == 1 ? ops::ssd_ref(args, st.ssm) : ops::ssd_fwd(args, st.ssm)).view({batch, seq_len, ds});
     if (saved) {
       saved->u = u;
       saved->zxbcdt = zxbcdt;
@@ -136,7 +143,8 @@ private:
       saved->y_ssd = c_.rmsnorm ? y : y.copy();  // mul_silu_ below works in place
     }
     if (c_.rmsnorm) {
-      y = ops::rms_norm_gated(y, z, norm_weight, ds / c_.norm_n_groups, c_.norm_before_gate, static_cast<float>(c_.norm_eps));
+      y = ops::rms_norm_gated(y, z, norm_weight, ds / c_.norm_n_groups, c_.norm_before_gate,
+                              static_cast<float>(c_.norm_eps));
     } else {
       ops::mul_silu_(y, z);
     }
@@ -147,8 +155,8 @@ private:
 
   io::Mamba2Config c_;
   int64_t d_model_;
-  Tensor dt_bias, A_log, D, in_proj_weight, in_proj_bias, conv1d_weight, conv1d_bias, norm_weight, out_proj_weight,
-      out_proj_bias;
+  Tensor dt_bias, A_log, D, in_proj_weight, in_proj_bias, conv1d_weight, conv1d_bias, norm_weight,
+      out_proj_weight, out_proj_bias;
   Tensor A, conv_w;  // derived: −exp(A_log) [n_heads]; conv weight as [conv_dim, d_conv]
 };
 

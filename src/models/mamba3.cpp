@@ -46,9 +46,20 @@ public:
   }
 
   void prepare() override {
-    gates_ = {c_.n_heads, c_.head_dim, c_.d_state, c_.n_groups, c_.rank, c_.n_rope_angles,
-              static_cast<float>(c_.A_floor), c_.is_mimo, rope_mode(c_.rope_mode),
-              dt_bias, B_bias, C_bias, B_norm_weight, C_norm_weight};
+    gates_ = {c_.n_heads,
+              c_.head_dim,
+              c_.d_state,
+              c_.n_groups,
+              c_.rank,
+              c_.n_rope_angles,
+              static_cast<float>(c_.A_floor),
+              c_.is_mimo,
+              rope_mode(c_.rope_mode),
+              dt_bias,
+              B_bias,
+              C_bias,
+              B_norm_weight,
+              C_norm_weight};
   }
 
   Tensor forward(const Tensor& u, LayerState& st, int64_t) const override { return run(u, st, nullptr); }
@@ -66,8 +77,8 @@ public:
     const int64_t batch = s.u.size(0), seq_len = s.u.size(1), di = c_.d_inner;
     Tensor none, dz;
     const Tensor d_o = ops::linear_bwd(dout, s.o, out_proj_weight, g.out_proj_weight, none);
-    const Tensor dy = ops::mamba3_combine_bwd(d_o, s.y, columns(s.proj, 0, di), norm_weight, mimo_z, mimo_o, dz,
-                                              g.norm_weight, g.mimo_z, g.mimo_o);
+    const Tensor dy = ops::mamba3_combine_bwd(d_o, s.y, columns(s.proj, 0, di), norm_weight, mimo_z, mimo_o,
+                                              dz, g.norm_weight, g.mimo_z, g.mimo_o);
     const ops::Mamba3ScanGrads d = ops::mamba3_scan_bwd(s.scan, dy);
     ops::add_(g.D, d.dD);
     if (c_.is_mimo) ops::add_(g.mimo_x, d.dmimo_x);
@@ -96,11 +107,11 @@ public:
 private:
   // What forward_train keeps for backward.
   struct Saved final : MixerSaved {
-    Tensor u;                   // [batch, seq_len, d_model]
-    Tensor proj;                // [batch, seq_len, d_in_proj]  in_proj output
-    ops::Mamba3ScanArgs scan;   // x, rotated q/k, adt, dt, λ: the scan's inputs
-    Tensor y;                   // [batch, seq_len, rank, n_heads, head_dim]  per-rank scan outputs
-    Tensor o;                   // [batch, seq_len, d_inner]    out_proj input
+    Tensor u;                  // [batch, seq_len, d_model]
+    Tensor proj;               // [batch, seq_len, d_in_proj]  in_proj output
+    ops::Mamba3ScanArgs scan;  // x, rotated q/k, adt, dt, λ: the scan's inputs
+    Tensor y;                  // [batch, seq_len, rank, n_heads, head_dim]  per-rank scan outputs
+    Tensor o;                  // [batch, seq_len, d_inner]    out_proj input
   };
 
   // The forward pass (SPEC §3.6); keeps its activations in `saved` when given.
@@ -114,9 +125,11 @@ private:
     args.chunk_size = c_.chunk_size;
     ops::mamba3_prepare_fwd(proj, gates_, st.angle, args);
     Tensor y = Tensor::empty({batch, seq_len, c_.rank, H, P}, DType::f32, u.device());  // per-rank outputs
-    ops::Mamba3ScanState scan_state{st.ssm, st.k_prev, st.v_prev};  // shares the buffers
-    if (seq_len == 1) ops::mamba3_scan_step(args, scan_state, y);
-    else ops::mamba3_scan_fwd(args, scan_state, y);
+    ops::Mamba3ScanState scan_state{st.ssm, st.k_prev, st.v_prev};                      // shares the buffers
+    if (seq_len == 1)
+      ops::mamba3_scan_step(args, scan_state, y);
+    else
+      ops::mamba3_scan_fwd(args, scan_state, y);
     const Tensor o = ops::mamba3_combine_fwd(y, columns(proj, 0, di), norm_weight, mimo_z, mimo_o);
     if (saved) {
       saved->u = u;
@@ -129,9 +142,9 @@ private:
   }
 
   static ops::Mamba3Rope rope_mode(io::RopeMode m) {
-    return m == io::RopeMode::none ? ops::Mamba3Rope::none
-         : m == io::RopeMode::data_independent ? ops::Mamba3Rope::data_independent
-                                               : ops::Mamba3Rope::data_dependent;
+    return m == io::RopeMode::none               ? ops::Mamba3Rope::none
+           : m == io::RopeMode::data_independent ? ops::Mamba3Rope::data_independent
+                                                 : ops::Mamba3Rope::data_dependent;
   }
 
   io::Mamba3Config c_;

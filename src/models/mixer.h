@@ -35,8 +35,13 @@ struct LayerState {
   // Visits every defined tensor with a stable name (serialization, copies, size accounting).
   template <typename Fn>
   void visit(Fn&& fn) {
-    for (auto [name, t] : {std::pair<const char*, Tensor*>{"conv", &conv}, {"ssm", &ssm}, {"angle", &angle},
-                           {"k_prev", &k_prev}, {"v_prev", &v_prev}, {"k_cache", &k_cache}, {"v_cache", &v_cache}})
+    for (auto [name, t] : {std::pair<const char*, Tensor*>{"conv", &conv},
+                           {"ssm", &ssm},
+                           {"angle", &angle},
+                           {"k_prev", &k_prev},
+                           {"v_prev", &v_prev},
+                           {"k_cache", &k_cache},
+                           {"v_cache", &v_cache}})
       if (t->defined()) fn(name, *t);
   }
 };

@@ -46,7 +46,7 @@ struct GatedMlp {
 };
 
 struct Block {
-  Tensor norm_weight, norm_bias;    // [d_model] (bias only with LayerNorm)
+  Tensor norm_weight, norm_bias;  // [d_model] (bias only with LayerNorm)
   std::unique_ptr<Mixer> mixer;
   Tensor norm2_weight, norm2_bias;  // [d_model], only with an MLP
   std::unique_ptr<GatedMlp> mlp;    // null when d_intermediate == 0
@@ -55,13 +55,13 @@ struct Block {
 // What Model::forward_train keeps for backward, per block: the residual stream entering each
 // norm and the sublayers' own activations. Reused across training steps (refilled each time).
 struct BlockActivations {
-  Tensor residual;                    // [batch, seq_len, d_model]  input of norm
+  Tensor residual;  // [batch, seq_len, d_model]  input of norm
   std::unique_ptr<MixerSaved> mixer;
-  Tensor residual2;                   // [batch, seq_len, d_model]  input of norm2 (MLP blocks)
+  Tensor residual2;  // [batch, seq_len, d_model]  input of norm2 (MLP blocks)
   MlpSaved mlp;
 };
 struct Activations {
-  Tensor ids;                          // [batch, seq_len]
+  Tensor ids;  // [batch, seq_len]
   std::vector<BlockActivations> blocks;
   Tensor final_residual, final_normed;  // [batch, seq_len, d_model]  input / output of norm_f
 };
@@ -123,8 +123,8 @@ public:
 
 private:
   Model() = default;
-  void build();     // allocates the block structure from config_
-  void prepare();   // derived constants after weights are filled
+  void build();    // allocates the block structure from config_
+  void prepare();  // derived constants after weights are filled
   Tensor embed(const Tensor& ids) const;
   Tensor norm(const Tensor& x, const Tensor& w, const Tensor& b) const;
   // Backward of norm: dy -> dx, accumulating dw (and db for LayerNorm).
@@ -134,7 +134,7 @@ private:
   io::ModelConfig config_;
   Device device_ = Device::cpu;
   DType matmul_dtype_ = DType::f32;
-  Tensor embedding;    // [vocab_padded, d_model]
+  Tensor embedding;  // [vocab_padded, d_model]
   std::vector<Block> blocks_;
   Tensor norm_f_weight, norm_f_bias;
   Tensor lm_head_weight;  // [vocab_padded, d_model]; shares the embedding's buffer when tied

@@ -58,7 +58,7 @@ void validate(const SamplingParams& params);
 //   Sampler sampler({.temperature = 0.8f, .top_p = 0.95f, .seed = 42}, config.vocab_size);
 //   int32_t token = sampler.sample(logits_row, generated_so_far);
 class Sampler {
- public:
+public:
   // `vocab_size`: how many leading columns of a logits row are candidates. A row may be wider
   // (padded vocabulary); the columns past vocab_size are never sampled. Validates `params`.
   Sampler(const SamplingParams& params, int32_t vocab_size);
@@ -78,7 +78,7 @@ class Sampler {
   const SamplingParams& params() const { return params_; }
   int32_t vocab_size() const { return vocab_size_; }
 
- private:
+private:
   struct Candidate {
     int32_t id;
     float logit;

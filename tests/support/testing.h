@@ -23,11 +23,12 @@ float rel_error(const Tensor& a, const Tensor& ref);  // ||a - ref|| / ||ref||
 }  // namespace mamba::testing
 
 // Skips the current test when fixtures are absent; sets `dir` otherwise.
-#define MAMBA_REQUIRE_FIXTURES(dir)                                                   \
-  std::string dir;                                                                    \
-  do {                                                                                \
-    auto mamba_fx_ = ::mamba::testing::fixtures_dir();                                \
-    if (!mamba_fx_) GTEST_SKIP() << "fixtures not found: set MAMBACPP_FIXTURES or "   \
-                                    "provide ../shared/fixtures";                     \
-    dir = *mamba_fx_;                                                                 \
+#define MAMBA_REQUIRE_FIXTURES(dir)                                   \
+  std::string dir;                                                    \
+  do {                                                                \
+    auto mamba_fx_ = ::mamba::testing::fixtures_dir();                \
+    if (!mamba_fx_)                                                   \
+      GTEST_SKIP() << "fixtures not found: set MAMBACPP_FIXTURES or " \
+                      "provide ../shared/fixtures";                   \
+    dir = *mamba_fx_;                                                 \
   } while (0)

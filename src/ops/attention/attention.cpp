@@ -12,7 +12,8 @@
 
 namespace mamba::ops {
 
-Tensor attention_fwd(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t pos, float scale) {
+Tensor attention_fwd(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t pos,
+                     float scale) {
 #if MAMBACPP_HAVE_CUDA
   if (q.device() == Device::cuda) return attention_fwd_cuda(q, k_cache, v_cache, pos, scale);
 #endif

@@ -19,8 +19,8 @@ void rotary_apply(Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool 
 
 // q: [batch, seq_len, n_heads, head_dim]; k, v: [batch, seq_len, n_kv_heads, head_dim] (the keys of
 // this call only); dout like q. Sets dq, dk, dv (new tensors shaped like q, k, v).
-void attention_bwd(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, float scale, Tensor& dq,
-                   Tensor& dk, Tensor& dv);
+void attention_bwd(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+                   Tensor& dq, Tensor& dk, Tensor& dv);
 
 // Backward of rotary_apply: rotates the gradient dx back by the same angles, in place.
 void rotary_bwd(Tensor& dx, int64_t rotary_dim, int64_t pos0, float base, bool interleaved);

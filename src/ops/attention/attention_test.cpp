@@ -26,14 +26,16 @@ TEST(Attention, MatchesNaiveCausalGqa) {
         for (int64_t s = 0; s <= pos + t; ++s) {
           double dot = 0;
           for (int64_t e = 0; e < E; ++e)
-            dot += double(q.f32()[((b * L + t) * H + h) * E + e]) * k.f32()[((b * cap + s) * KV + kh) * E + e];
+            dot +=
+                double(q.f32()[((b * L + t) * H + h) * E + e]) * k.f32()[((b * cap + s) * KV + kh) * E + e];
           w.push_back(dot * scale);
           mx = std::max(mx, w.back());
         }
         for (double& x : w) sum += x = std::exp(x - mx);
         for (int64_t e = 0; e < E; ++e) {
           double acc = 0;
-          for (size_t s = 0; s < w.size(); ++s) acc += w[s] / sum * v.f32()[((b * cap + s) * KV + kh) * E + e];
+          for (size_t s = 0; s < w.size(); ++s)
+            acc += w[s] / sum * v.f32()[((b * cap + s) * KV + kh) * E + e];
           EXPECT_NEAR(out.f32()[((b * L + t) * H + h) * E + e], acc, 1e-5);
         }
       }

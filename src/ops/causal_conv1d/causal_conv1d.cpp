@@ -43,7 +43,8 @@ Tensor causal_conv1d_fwd(const Tensor& x, const Tensor& weight, const Tensor& bi
   return y;
 }
 
-Tensor causal_conv1d_step(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& state, bool act) {
+Tensor causal_conv1d_step(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& state,
+                          bool act) {
 #if MAMBACPP_HAVE_CUDA
   if (x.device() == Device::cuda) return causal_conv1d_step_cuda(x, weight, bias, state, act);
 #endif

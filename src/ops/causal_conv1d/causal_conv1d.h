@@ -12,12 +12,13 @@ namespace mamba::ops {
 Tensor causal_conv1d_fwd(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& state, bool silu);
 
 // One token: x: [batch, channels] (rows may be strided) -> y: [batch, channels].
-Tensor causal_conv1d_step(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& state, bool silu);
+Tensor causal_conv1d_step(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& state,
+                          bool silu);
 
 // Backward of a whole-sequence call from a zero state (training; causal_conv1d_bwd.cpp):
 // dy [batch, seq_len, channels], x as in the forward. Returns dx [batch, seq_len, channels];
 // accumulates dweight [channels, width] and dbias [channels] (when defined).
-Tensor causal_conv1d_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& bias, bool silu,
-                         Tensor& dweight, Tensor& dbias);
+Tensor causal_conv1d_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                         bool silu, Tensor& dweight, Tensor& dbias);
 
 }  // namespace mamba::ops

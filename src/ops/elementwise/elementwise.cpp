@@ -55,7 +55,8 @@ void mul_silu_(Tensor& y, const Tensor& z) {
 #if MAMBACPP_HAVE_CUDA
   if (y.device() == Device::cuda) return mul_silu_cuda_(y, z);
 #endif
-  MAMBA_CHECK(y.is_contiguous() && y.dim() == 3 && z.dim() == 3 && z.stride(2) == 1 && y.shape() == z.shape());
+  MAMBA_CHECK(y.is_contiguous() && y.dim() == 3 && z.dim() == 3 && z.stride(2) == 1 &&
+              y.shape() == z.shape());
   const int64_t n = y.size(2), rows = y.size(0) * y.size(1);
   float* yp = y.f32();
   parallel_for(rows, [&](int64_t r) {
@@ -110,8 +111,8 @@ Tensor embedding(const Tensor& ids_in, const Tensor& table) {
   for (int64_t i = 0; i < n; ++i) {
     const int64_t id = ids.dtype() == DType::i64 ? ids.data<int64_t>()[i] : ids.data<int32_t>()[i];
     if (id < 0 || id >= vocab)
-      throw_error(ErrorCode::out_of_range, "token id ", id, " at position ", i, " is outside the vocabulary [0, ",
-                  vocab, ")");
+      throw_error(ErrorCode::out_of_range, "token id ", id, " at position ", i,
+                  " is outside the vocabulary [0, ", vocab, ")");
     std::memcpy(out.f32() + i * d, table.f32() + id * d, static_cast<size_t>(d) * 4);
   }
   return out;

@@ -38,7 +38,8 @@ TEST(Elementwise, StridedColumnsAndClamp) {
   Tensor y = testing::random_tensor({2, 3, 4}, rng), y0 = y.copy();
   mul_silu_(y, raw);
   for (int64_t r = 0; r < 6; ++r)
-    for (int64_t i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(y.f32()[r * 4 + i], y0.f32()[r * 4 + i] * silu(wide.f32()[r * 9 + 4 + i]));
+    for (int64_t i = 0; i < 4; ++i)
+      EXPECT_FLOAT_EQ(y.f32()[r * 4 + i], y0.f32()[r * 4 + i] * silu(wide.f32()[r * 9 + 4 + i]));
 }
 
 TEST(Elementwise, ConcatAddEmbedding) {

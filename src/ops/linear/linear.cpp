@@ -16,7 +16,8 @@ void linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias, Tens
 #endif
   MAMBA_CHECK(x.is_contiguous() && weight.is_contiguous() && y.is_contiguous());
   const int64_t in = weight.size(1), out = weight.size(0);
-  MAMBA_CHECK(x.size(-1) == in, "linear: x " << shape_str(x.shape()) << " weight " << shape_str(weight.shape()));
+  MAMBA_CHECK(x.size(-1) == in,
+              "linear: x " << shape_str(x.shape()) << " weight " << shape_str(weight.shape()));
   const int64_t rows = x.numel() / in;
   MAMBA_CHECK(y.numel() == rows * out);
   float* yp = y.f32();

@@ -20,9 +20,20 @@ struct GateCase {
 GateCase make(std::mt19937& rng, bool mimo, int64_t batch, int64_t seq_len) {
   GateCase s;
   const int64_t H = 4, P = 3, N = 8, G = 2, R = mimo ? 2 : 1, S = 2;
-  s.g = {H, P, N, G, R, S, 1e-4f, mimo, Mamba3Rope::data_dependent, testing::random_tensor({H}, rng),
-         testing::random_tensor({H, R, N}, rng), testing::random_tensor({H, R, N}, rng),
-         testing::random_tensor({N}, rng), testing::random_tensor({N}, rng)};
+  s.g = {H,
+         P,
+         N,
+         G,
+         R,
+         S,
+         1e-4f,
+         mimo,
+         Mamba3Rope::data_dependent,
+         testing::random_tensor({H}, rng),
+         testing::random_tensor({H, R, N}, rng),
+         testing::random_tensor({H, R, N}, rng),
+         testing::random_tensor({N}, rng),
+         testing::random_tensor({N}, rng)};
   s.proj = testing::random_tensor({batch, seq_len, 2 * H * P + 2 * R * G * N + 3 * H + S}, rng, -2, 2);
   return s;
 }
@@ -49,7 +60,8 @@ TEST(Mamba3Gates, PrepareMatchesDefinition) {
           const int64_t i3 = (b * L + t) * H + h;
           EXPECT_NEAR(a.adt.f32()[i3], -std::max(f, 1e-4) * dt, 1e-5);
           EXPECT_NEAR(a.trap.f32()[i3], 1 / (1 + std::exp(-double(row[off_dt + 2 * H + h]))), 1e-6);
-          for (int64_t i = 0; i < S; ++i) phi[h * S + i] += std::numbers::pi * std::tanh(double(row[off_dt + 3 * H + i])) * dt;
+          for (int64_t i = 0; i < S; ++i)
+            phi[h * S + i] += std::numbers::pi * std::tanh(double(row[off_dt + 3 * H + i])) * dt;
           const int64_t grp = h / (H / G);
           for (int64_t r = 0; r < R; ++r) {
             const float* braw = row + off_b + (r * G + grp) * N;
@@ -57,7 +69,8 @@ TEST(Mamba3Gates, PrepareMatchesDefinition) {
             for (int64_t n = 0; n < N; ++n) ss += double(braw[n]) * braw[n];
             std::vector<double> k(N);
             for (int64_t n = 0; n < N; ++n)
-              k[n] = braw[n] / std::sqrt(ss / N + 1e-5) * g.B_norm_weight.f32()[n] + g.B_bias.f32()[(h * R + r) * N + n];
+              k[n] = braw[n] / std::sqrt(ss / N + 1e-5) * g.B_norm_weight.f32()[n] +
+                     g.B_bias.f32()[(h * R + r) * N + n];
             for (int64_t i = 0; i < S; ++i) {
               const int64_t i0 = mimo ? i : 2 * i, i1 = mimo ? i + N / 2 : 2 * i + 1;
               const double p = phi[h * S + i], x0 = k[i0], x1 = k[i1];

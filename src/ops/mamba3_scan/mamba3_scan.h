@@ -46,12 +46,12 @@ void mamba3_scan_step(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor
 
 // Gradients of a whole-sequence call from a zero state (training; mamba3_scan_bwd.cpp).
 struct Mamba3ScanGrads {
-  Tensor dx;              // [batch, seq_len, n_heads, head_dim]
-  Tensor dq, dk;          // [batch, seq_len, mimo_rank, n_heads, d_state]
-  Tensor dadt, ddt;       // [batch, seq_len, n_heads]
-  Tensor dtrap;           // [batch, seq_len, n_heads]  w.r.t. λ (args.trap, after the sigmoid)
-  Tensor dD;              // [n_heads]
-  Tensor dmimo_x;         // [n_heads, mimo_rank, head_dim] (MIMO only)
+  Tensor dx;         // [batch, seq_len, n_heads, head_dim]
+  Tensor dq, dk;     // [batch, seq_len, mimo_rank, n_heads, d_state]
+  Tensor dadt, ddt;  // [batch, seq_len, n_heads]
+  Tensor dtrap;      // [batch, seq_len, n_heads]  w.r.t. λ (args.trap, after the sigmoid)
+  Tensor dD;         // [n_heads]
+  Tensor dmimo_x;    // [n_heads, mimo_rank, head_dim] (MIMO only)
 };
 
 // Reverse of the recurrence, token by token (dS_{t-1} = α_t·dS_t; the pending β term makes the

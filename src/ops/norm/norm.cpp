@@ -12,7 +12,9 @@
 namespace mamba::ops {
 
 namespace {
-inline float silu(float v) { return v / (1.0f + std::exp(-v)); }
+inline float silu(float v) {
+  return v / (1.0f + std::exp(-v));
+}
 }  // namespace
 
 Tensor rms_norm(const Tensor& x_in, const Tensor& weight, float eps) {
@@ -45,7 +47,8 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, 
 Tensor rms_norm_gated(const Tensor& x_in, const Tensor& z_in, const Tensor& weight, int64_t group_size,
                       bool norm_before_gate, float eps) {
 #if MAMBACPP_HAVE_CUDA
-  if (x_in.device() == Device::cuda) return rms_norm_gated_cuda(x_in, z_in, weight, group_size, norm_before_gate, eps);
+  if (x_in.device() == Device::cuda)
+    return rms_norm_gated_cuda(x_in, z_in, weight, group_size, norm_before_gate, eps);
 #endif
   const Tensor x = x_in.contiguous();
   const Tensor z = z_in.defined() ? z_in.contiguous() : Tensor();

@@ -10,7 +10,9 @@
 namespace mamba::ops {
 namespace {
 
-double silu_d(double v) { return v / (1.0 + std::exp(-v)); }
+double silu_d(double v) {
+  return v / (1.0 + std::exp(-v));
+}
 
 TEST(Norm, RmsNormMatchesNaive) {
   std::mt19937 rng(2);
@@ -21,7 +23,8 @@ TEST(Norm, RmsNormMatchesNaive) {
     double ss = 0;
     for (int i = 0; i < 37; ++i) ss += double(x.f32()[r * 37 + i]) * x.f32()[r * 37 + i];
     const double rstd = 1.0 / std::sqrt(ss / 37 + 1e-5);
-    for (int i = 0; i < 37; ++i) EXPECT_NEAR(y.f32()[r * 37 + i], x.f32()[r * 37 + i] * rstd * w.f32()[i], 1e-5);
+    for (int i = 0; i < 37; ++i)
+      EXPECT_NEAR(y.f32()[r * 37 + i], x.f32()[r * 37 + i] * rstd * w.f32()[i], 1e-5);
   }
 }
 

@@ -2,11 +2,11 @@
 // (attention-like) form, and the state is passed between chunks (SPEC §2.3 steps 1-4).
 #include "ops/ssd/ssd.h"
 
+#include <cblas.h>
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
-
-#include <cblas.h>
 
 #include "core/error.h"
 #include "core/parallel.h"
@@ -107,15 +107,15 @@ Tensor ssd_fwd(const SsdArgs& a, Tensor& state) {
       const float* Cc = Cp + ((b * L + c0) * G + g) * N;
       const float* Xc = xp + ((b * L + c0) * H + h) * P;  // rows strided by H·P
       float* Yc = yp + ((b * L + c0) * H + h) * P;
-      const float* dtc = dtp + (b * L + c0) * H + h;      // stride H
+      const float* dtc = dtp + (b * L + c0) * H + h;  // stride H
       float run = 0.0f;
       for (int64_t t = 0; t < len; ++t) {
         alpha[t] = std::exp(dtc[t * H] * Ap[h]);
         cs[t] = run += dtc[t * H] * Ap[h];
       }
       // W = C·Bᵀ, then the decay-and-dt weights on the lower triangle (zero above).
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_len, n_len, static_cast<int>(N), 1.0f, Cc, ldb, Bc, ldb,
-                  0.0f, W.data(), static_cast<int>(Q));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_len, n_len, static_cast<int>(N), 1.0f, Cc, ldb,
+                  Bc, ldb, 0.0f, W.data(), static_cast<int>(Q));
       for (int64_t t = 0; t < len; ++t) {
         float* Wt = W.data() + t * Q;
         float decay = 1.0f;
@@ -126,16 +126,17 @@ Tensor ssd_fwd(const SsdArgs& a, Tensor& state) {
         for (int64_t s = t + 1; s < len; ++s) Wt[s] = 0.0f;
       }
       // Y = C·S_inᵀ (scaled per row by exp(cs_t) below) + W·X.
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_len, static_cast<int>(P), static_cast<int>(N), 1.0f, Cc,
-                  ldb, S, static_cast<int>(N), 0.0f, Yc, ldx);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_len, static_cast<int>(P), static_cast<int>(N),
+                  1.0f, Cc, ldb, S, static_cast<int>(N), 0.0f, Yc, ldx);
       for (int64_t t = 0; t < len; ++t) {
         const float e = std::exp(cs[t]);
         for (int64_t p = 0; p < P; ++p) Yc[t * ldx + p] *= e;
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_len, static_cast<int>(P), n_len, 1.0f, W.data(),
-                  static_cast<int>(Q), Xc, ldx, 1.0f, Yc, ldx);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_len, static_cast<int>(P), n_len, 1.0f,
+                  W.data(), static_cast<int>(Q), Xc, ldx, 1.0f, Yc, ldx);
       for (int64_t t = 0; t < len; ++t)
-        for (int64_t p = 0; p < P; ++p) Yc[t * ldx + p] += (d.d_per_channel ? Dp[h * P + p] : Dp[h]) * Xc[t * ldx + p];
+        for (int64_t p = 0; p < P; ++p)
+          Yc[t * ldx + p] += (d.d_per_channel ? Dp[h * P + p] : Dp[h]) * Xc[t * ldx + p];
       // S_out = exp(cs_last)·S_in + Σ_s (exp(cs_last − cs_s)·dt_s·x_s) B_sᵀ.
       float w_last = 1.0f;
       for (int64_t s = len - 1; s >= 0; --s) {
@@ -143,8 +144,9 @@ Tensor ssd_fwd(const SsdArgs& a, Tensor& state) {
         for (int64_t p = 0; p < P; ++p) xw[s * P + p] = w * Xc[s * ldx + p];
         w_last *= alpha[s];
       }
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(P), static_cast<int>(N), n_len, 1.0f,
-                  xw.data(), static_cast<int>(P), Bc, ldb, std::exp(cs[len - 1]), S, static_cast<int>(N));
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(P), static_cast<int>(N), n_len,
+                  1.0f, xw.data(), static_cast<int>(P), Bc, ldb, std::exp(cs[len - 1]), S,
+                  static_cast<int>(N));
     }
   });
   return y;

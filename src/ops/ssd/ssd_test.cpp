@@ -63,8 +63,11 @@ SsdArgs slice_args(const SsdArgs& a, int64_t t0, int64_t t1) {
 
 TEST(Ssd, ChunkedMatchesSequentialAndNaive) {
   std::mt19937 rng(7);
-  for (auto [L, chunk, G, dpc] : {std::tuple{1, 4, 1, false}, {7, 4, 2, false}, {33, 8, 2, true}, {64, 16, 1, false},
-                                   {50, 256, 4, true}}) {
+  for (auto [L, chunk, G, dpc] : {std::tuple{1, 4, 1, false},
+                                  {7, 4, 2, false},
+                                  {33, 8, 2, true},
+                                  {64, 16, 1, false},
+                                  {50, 256, 4, true}}) {
     const int64_t B = 2, H = 4, P = 5, N = 6;
     SsdArgs a = make_args(rng, B, L, H, P, G, N, dpc, chunk);
     Tensor init = testing::random_tensor({B, H, P, N}, rng);
