@@ -97,6 +97,13 @@ TEST_F(BadInput, GoodModelRuns) {
       run("logits --model " + good_ + " --input " + ids_ + " --output " + (root_ / "ok.npy").string());
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(io::read_npy((root_ / "ok.npy").string()).shape(), (Shape{1, 5, 56}));
+  // `info` on the same checkpoint: kinds, parameter count and state bytes per sequence.
+  const Result info = run("info --model " + good_);
+  EXPECT_EQ(info.status, 0) << info.output;
+  const int64_t n_params = models::Model::load(good_).n_params();
+  EXPECT_NE(info.output.find("parameters:   " + std::to_string(n_params)), std::string::npos) << info.output;
+  EXPECT_NE(info.output.find("Mamba2 Mamba2"), std::string::npos) << info.output;
+  EXPECT_NE(info.output.find("state bytes:"), std::string::npos) << info.output;
 }
 
 TEST_F(BadInput, TruncatedHeader) {
