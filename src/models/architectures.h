@@ -11,6 +11,9 @@ std::unique_ptr<Mixer> make_mamba2(const io::ModelConfig& config, int64_t layer)
 std::unique_ptr<Mixer> make_mamba3(const io::ModelConfig& config, int64_t layer);
 std::unique_ptr<Mixer> make_attention(const io::ModelConfig& config, int64_t layer);
 
+// A = −exp(A_log), computed on the host (the same bits on every device), placed beside A_log.
+Tensor neg_exp(const Tensor& A_log);
+
 // Columns [start, start + len) of the last dim (a strided view).
 inline Tensor columns(const Tensor& t, int64_t start, int64_t len) {
   return t.slice(-1, start, start + len);

@@ -83,10 +83,6 @@ public:
     return ops::linear_bwd(dproj, s.u, in_proj_weight, g.in_proj_weight, g.in_proj_bias);
   }
 
-  Tensor step(const Tensor& u, LayerState& st, int64_t pos) const override {
-    return forward(u.view({u.size(0), 1, d_model_}), st, pos).view({u.size(0), d_model_});
-  }
-
   int64_t state_bytes_fixed() const override { return 4 * c_.qkv_dim * std::max<int64_t>(c_.d_conv - 1, 0); }
   int64_t state_bytes_per_token() const override { return 4 * 2 * c_.num_heads_kv * c_.head_dim; }
 

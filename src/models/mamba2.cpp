@@ -34,11 +34,7 @@ public:
   }
 
   void prepare() override {
-    // A = −exp(A_log) is computed on the host (same bits on every device), then placed beside A_log.
-    const Tensor a_log = A_log.to(Device::cpu);
-    A = Tensor::empty(A_log.shape());
-    for (int64_t i = 0; i < A.numel(); ++i) A.f32()[i] = -std::exp(a_log.f32()[i]);
-    A = A.to(A_log.device());
+    A = neg_exp(A_log);
     conv_w = conv1d_weight.view({c_.conv_dim, c_.d_conv});
   }
 
@@ -94,10 +90,6 @@ public:
         .copy_from(ops::causal_conv1d_bwd(dxbc, columns(s.zxbcdt, off_xbc, c_.conv_dim), conv_w, conv1d_bias,
                                           /*silu=*/true, dconv_w, g.conv1d_bias));
     return ops::linear_bwd(dzxbcdt, s.u, in_proj_weight, g.in_proj_weight, g.in_proj_bias);
-  }
-
-  Tensor step(const Tensor& u, LayerState& st, int64_t pos) const override {
-    return forward(u.view({u.size(0), 1, d_model_}), st, pos).view({u.size(0), d_model_});
   }
 
   int64_t state_bytes_fixed() const override {

@@ -95,10 +95,6 @@ public:
     return ops::linear_bwd(dproj, s.u, in_proj_weight, g.in_proj_weight, none);
   }
 
-  Tensor step(const Tensor& u, LayerState& st, int64_t pos) const override {
-    return forward(u.view({u.size(0), 1, d_model_}), st, pos).view({u.size(0), d_model_});
-  }
-
   int64_t state_bytes_fixed() const override {
     const int64_t H = c_.n_heads;
     return 4 * H * (c_.n_rope_angles + c_.head_dim * c_.d_state + c_.rank * c_.d_state + c_.head_dim);

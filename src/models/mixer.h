@@ -70,8 +70,12 @@ public:
   // Whole-sequence pass continuing from `state` (a fresh state = a new sequence) at token
   // position `pos`. u: [batch, seq_len, d_model] -> [batch, seq_len, d_model].
   virtual Tensor forward(const Tensor& u, LayerState& state, int64_t pos) const = 0;
-  // One token. u: [batch, d_model] -> [batch, d_model].
-  virtual Tensor step(const Tensor& u, LayerState& state, int64_t pos) const = 0;
+  // One token. u: [batch, d_model] -> [batch, d_model]. By default the whole-sequence pass on a
+  // length-1 sequence (every op takes its one-token path there); a mixer may override it with a
+  // fused kernel.
+  virtual Tensor step(const Tensor& u, LayerState& state, int64_t pos) const {
+    return forward(u.view({u.size(0), 1, u.size(1)}), state, pos).view({u.size(0), u.size(1)});
+  }
   // Training: the forward of whole sequences from a fresh state, keeping in `saved` what
   // backward needs. u: [batch, seq_len, d_model] -> [batch, seq_len, d_model].
   virtual Tensor forward_train(const Tensor& u, std::unique_ptr<MixerSaved>& saved) const = 0;
