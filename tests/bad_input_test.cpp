@@ -19,22 +19,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int status;
-  std::string output;  // stdout + stderr
-};
+using Result = testing::CliResult;
 
 Result run(const std::string& args) {
-  const std::string cmd = std::string(MAMBACPP_CLI) + " " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  Result r{-1, ""};
-  if (!pipe) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) r.output.append(buf, n);
-  const int status = pclose(pipe);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return testing::run_cli(MAMBACPP_CLI, args);
 }
 
 class BadInput : public ::testing::Test {

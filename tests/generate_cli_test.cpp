@@ -25,29 +25,11 @@ namespace fs = std::filesystem;
 const char* const kFixtures[] = {"hf-mamba1",       "hf-mamba2",       "ssm-mamba1", "ssm-mamba2",
                                  "ssm-mamba3-siso", "ssm-mamba3-mimo", "ssm-hybrid"};
 
-struct Result {
-  int status = -1;
-  std::string out, err;
-};
+using Result = testing::CliResult;
 
 // Runs `mambacpp ARGS` (stdin from `input` when given); stdout and stderr kept apart.
 Result run(const std::string& args, const std::string& input = "") {
-  const std::string tmp = ::testing::TempDir() + "/cli_" + std::to_string(::getpid());
-  std::string cmd = std::string(MAMBACPP_CLI) + " " + args + " 2>" + tmp + ".err";
-  if (!input.empty()) {
-    write_file_atomic(tmp + ".in", input);
-    cmd += " <" + tmp + ".in";
-  }
-  Result r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) r.out.append(buf, n);
-  const int status = pclose(pipe);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.err = read_file(tmp + ".err");
-  return r;
+  return testing::run_cli(MAMBACPP_CLI, args, input);
 }
 
 std::string quote(const std::string& s) {  // for sh: '...' with ' written as '\''

@@ -1,7 +1,12 @@
 // Test helpers (see testing.h).
 #include "testing.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 
 #include "core/error.h"
@@ -51,6 +56,30 @@ float rel_error(const Tensor& a, const Tensor& ref) {
     den += double(vr[i]) * vr[i];
   }
   return static_cast<float>(std::sqrt(num / (den > 0 ? den : 1)));
+}
+
+CliResult run_cli(const std::string& binary, const std::string& args, const std::string& input) {
+  static std::atomic<int> counter{0};
+  const std::string tmp = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") +
+                          "/mambacpp_cli_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+  std::string cmd = binary + " " + args + " 2>" + tmp + ".err";
+  if (!input.empty()) {
+    write_file_atomic(tmp + ".in", input);
+    cmd += " <" + tmp + ".in";
+  }
+  CliResult r;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (!pipe) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) r.out.append(buf, n);
+  const int status = pclose(pipe);
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.err = file_exists(tmp + ".err") ? read_file(tmp + ".err") : "";
+  r.output = r.out + r.err;
+  std::remove((tmp + ".err").c_str());
+  std::remove((tmp + ".in").c_str());
+  return r;
 }
 
 }  // namespace mamba::testing

@@ -20,6 +20,15 @@ float max_abs_diff(const Tensor& a, const Tensor& b);
 float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b);
 float rel_error(const Tensor& a, const Tensor& ref);  // ||a - ref|| / ||ref||
 
+// Result of running a command-line program: exit status (-1 if it did not exit normally),
+// stdout and stderr apart, and `output` = stdout followed by stderr.
+struct CliResult {
+  int status = -1;
+  std::string out, err, output;
+};
+// Runs `binary ARGS` through the shell, feeding `input` on stdin when it is not empty.
+CliResult run_cli(const std::string& binary, const std::string& args, const std::string& input = "");
+
 }  // namespace mamba::testing
 
 // Skips the current test when fixtures are absent; sets `dir` otherwise.
