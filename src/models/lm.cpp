@@ -133,6 +133,16 @@ Model Model::random(const io::ModelConfig& config, uint64_t seed) {
     return static_cast<float>(dt + std::log(-std::expm1(-dt)));
   };
   const double inv_sqrt_layers = 1.0 / std::sqrt(static_cast<double>(config.n_layer));
+  // dt_min, dt_max, dt_init_floor of the configured SSM layer (SPEC §1.1, §2.1, §3.2).
+  const double dt_range[3] = {config.ssm_layer == io::MixerKind::mamba1   ? config.mamba1.dt_min
+                              : config.ssm_layer == io::MixerKind::mamba2 ? config.mamba2.dt_min
+                                                                          : config.mamba3.dt_min,
+                              config.ssm_layer == io::MixerKind::mamba1   ? config.mamba1.dt_max
+                              : config.ssm_layer == io::MixerKind::mamba2 ? config.mamba2.dt_max
+                                                                          : config.mamba3.dt_max,
+                              config.ssm_layer == io::MixerKind::mamba1   ? config.mamba1.dt_init_floor
+                              : config.ssm_layer == io::MixerKind::mamba2 ? config.mamba2.dt_init_floor
+                                                                          : config.mamba3.dt_init_floor};
   m.visit_params([&](const ParamRef& p) {
     Tensor t = Tensor::empty(p.shape);
     float* v = t.f32();
@@ -152,7 +162,7 @@ Model Model::random(const io::ModelConfig& config, uint64_t seed) {
         v[i] = std::log(static_cast<float>(config.mamba2.A_init_lo +
                                            unit(rng) * (config.mamba2.A_init_hi - config.mamba2.A_init_lo)));
     } else if (ends_with(name, "dt_bias") || ends_with(name, "dt_proj.bias")) {
-      for (int64_t i = 0; i < n; ++i) v[i] = dt_bias_value(0.001, 0.1, 1e-4);
+      for (int64_t i = 0; i < n; ++i) v[i] = dt_bias_value(dt_range[0], dt_range[1], dt_range[2]);
     } else if (ends_with(name, ".D") || ends_with(name, "norm.weight") || ends_with(name, "norm2.weight") ||
                ends_with(name, "norm_f.weight") || ends_with(name, "B_bias") || ends_with(name, "C_bias") ||
                ends_with(name, "mimo_z")) {
