@@ -25,9 +25,9 @@ struct BenchArgs {
   int64_t seq_len = 2048, decode_tokens = 32, n_layer = 24, d_model = 768;
   std::string json_path;
   std::string device = "cpu";
-  std::string dtype = "f32";  // linear-layer weights (bf16: CUDA only)
-  bool generate = false;      // --generate: batched generation instead (bench_generate.cpp)
-  std::vector<int64_t> batches = {1, 8};
+  std::string dtype = "f32";              // linear-layer weights (bf16: CUDA only)
+  bool generate = false;                  // --generate: batched generation instead (bench_generate.cpp)
+  std::vector<int64_t> batches = {1, 8};  // --generate: each; else the first is the batch
 };
 
 ModelConfig bench_config(const std::string& name, const BenchArgs& a) {
@@ -71,7 +71,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 // Runs one model at every thread count; returns one line per thread count:
-// "threads prefill_tok_s decode_tok_s".
+// "threads prefill_tok_s decode_tok_s" (tokens of the whole batch per second).
 std::string run_model(const std::string& name, const BenchArgs& a) {
   const ModelConfig c = bench_config(name, a);
   const Device device = parse_device(a.device);
@@ -83,26 +83,27 @@ std::string run_model(const std::string& name, const BenchArgs& a) {
   // On the GPU the thread count only drives host-side work: one row, at the first count.
   const std::vector<int> thread_counts =
       device == Device::cpu ? a.threads : std::vector<int>{a.threads.front()};
+  const int64_t batch = a.batches.front();  // without --generate: the first --batch value (default 1)
   for (int threads : thread_counts) {
     set_num_threads(threads);
-    Tensor ids = Tensor::empty({1, a.seq_len}, DType::i64);
-    for (int64_t t = 0; t < a.seq_len; ++t) ids.data<int64_t>()[t] = (t * 7919) % c.vocab_size;
+    Tensor ids = Tensor::empty({batch, a.seq_len}, DType::i64);
+    for (int64_t i = 0; i < batch * a.seq_len; ++i) ids.data<int64_t>()[i] = (i * 7919) % c.vocab_size;
     {  // warm-up: page in weights, size the thread pool
-      State warm = model.new_state(1);
+      State warm = model.new_state(batch);
       model.forward(ids.slice(1, 0, 16).contiguous(), warm, 1);
     }
-    State state = model.new_state(1);
+    State state = model.new_state(batch);
     auto t0 = std::chrono::steady_clock::now();
     Tensor logits = model.forward(ids, state, /*num_last=*/1);
     device_synchronize(device);  // device work is asynchronous: wait before reading the clock
     const double prefill_s = seconds_since(t0);
-    Tensor next = Tensor::empty({1}, DType::i64);
-    next.data<int64_t>()[0] = 42;
+    Tensor next = Tensor::full({batch}, 42.0f).to(DType::i64);
     t0 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < a.decode_tokens; ++i) model.step(next, state);
     device_synchronize(device);
     const double decode_s = seconds_since(t0);
-    out << threads << " " << a.seq_len / prefill_s << " " << a.decode_tokens / decode_s << "\n";
+    out << threads << " " << batch * a.seq_len / prefill_s << " " << batch * a.decode_tokens / decode_s
+        << "\n";
   }
   return out.str();
 }
@@ -123,7 +124,8 @@ Runner add_bench(CLI::App& app) {
       ->check(CLI::IsMember({"f32", "bf16"}));
   app.add_flag("--generate", a->generate,
                "benchmark generation: decode tok/s per sequence and total at each --batch");
-  app.add_option("--batch", a->batches, "batch sizes for --generate (default 1 8)");
+  app.add_option("--batch", a->batches,
+                 "batch sizes for --generate (default 1 8); without it, the first is the batch (default 1)");
   return [a]() {
     for (const auto& name : a->models) bench_config(name, *a);  // validate names before forking
     if (a->generate)
@@ -136,9 +138,9 @@ Runner add_bench(CLI::App& app) {
                          "' (expected cpu or cuda)");
     std::printf(
         "mambacpp bench: random weights, d_model %lld, %lld layers, vocab 50277, %s GEMM weights, "
-        "batch 1, %s\n",
+        "batch %lld, %s\n",
         static_cast<long long>(a->d_model), static_cast<long long>(a->n_layer), a->dtype.c_str(),
-        a->device.c_str());
+        static_cast<long long>(a->batches.front()), a->device.c_str());
     std::printf("prefill = whole-sequence pass over %lld tokens; decode = %lld one-token steps after it\n\n",
                 static_cast<long long>(a->seq_len), static_cast<long long>(a->decode_tokens));
     std::printf("| model       | params (M) | threads | prefill tok/s | decode tok/s | peak RSS (MiB) |\n");
@@ -186,9 +188,9 @@ Runner add_bench(CLI::App& app) {
         std::fflush(stdout);
         std::ostringstream js;
         js << "{\"model\":\"" << name << "\",\"device\":\"" << a->device << "\",\"dtype\":\"" << a->dtype
-           << "\",\"params\":" << params << ",\"threads\":" << threads << ",\"seq_len\":" << a->seq_len
-           << ",\"prefill_tok_s\":" << prefill << ",\"decode_tok_s\":" << decode
-           << ",\"peak_rss_mib\":" << rss_mib << "}\n";
+           << "\",\"params\":" << params << ",\"threads\":" << threads << ",\"batch\":" << a->batches.front()
+           << ",\"seq_len\":" << a->seq_len << ",\"prefill_tok_s\":" << prefill
+           << ",\"decode_tok_s\":" << decode << ",\"peak_rss_mib\":" << rss_mib << "}\n";
         json += js.str();
       }
     }

@@ -126,6 +126,7 @@ private:
     args.A = A;
     args.D = D;
     args.chunk_size = c_.chunk_size;
+    args.fast_bf16 = in_proj_weight.dtype() == DType::bf16;  // bf16 weights: bf16 scan operands too
     Tensor y =
         (seq_len == 1 ? ops::ssd_ref(args, st.ssm) : ops::ssd_fwd(args, st.ssm)).view({batch, seq_len, ds});
     if (saved) {

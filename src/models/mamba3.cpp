@@ -119,6 +119,7 @@ private:
     args.D = D;
     args.mimo_x = mimo_x;
     args.chunk_size = c_.chunk_size;
+    args.fast_bf16 = in_proj_weight.dtype() == DType::bf16;  // bf16 weights: bf16 scan operands too
     ops::mamba3_prepare_fwd(proj, gates_, st.angle, args);
     Tensor y = Tensor::empty({batch, seq_len, c_.rank, H, P}, DType::f32, u.device());  // per-rank outputs
     ops::Mamba3ScanState scan_state{st.ssm, st.k_prev, st.v_prev};                      // shares the buffers

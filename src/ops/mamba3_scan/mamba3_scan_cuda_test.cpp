@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
 
 #include "cuda_testing.h"
 #include "ops/mamba3_scan/mamba3_scan.h"
@@ -104,6 +105,37 @@ TEST(Mamba3ScanCuda, MatchesCpuReference) {
       EXPECT_LT(scaled_max_diff(gy, y.slice(1, t, t + 1).contiguous()), 1e-4f) << what << " step " << t;
     }
     expect_state_near(gs, cs, what + " after steps");
+  }
+}
+
+// The bf16 tensor-core scan (fast_bf16, SISO, head_dim 64, d_state 128) against the simple fp32
+// scan, from random (ssm, k_prev, v_prev): within bf16 rounding (1e-2 of the largest value), a
+// second call continuing the state, then one-token steps from the fast path's state.
+TEST(Mamba3ScanCuda, FastBf16MatchesSimple) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(8);
+  const Config c{2, 333, 1, 3, 64, 128, false};
+  const Mamba3ScanArgs a = random_args(c, rng), simple = on_device(a);
+  Mamba3ScanArgs fast = simple;
+  fast.fast_bf16 = true;
+  const Mamba3ScanState s0{random_tensor({c.batch, c.n_heads, c.head_dim, c.d_state}, rng),
+                           random_tensor({c.batch, c.rank, c.n_heads, c.d_state}, rng),
+                           random_tensor({c.batch, c.n_heads, c.head_dim}, rng)};
+  Mamba3ScanState fs = copy_state(s0, Device::cuda), ss = copy_state(s0, Device::cuda);
+  for (const auto& [t0, t1] : {std::pair<int64_t, int64_t>{0, 200}, {200, 330}}) {
+    Tensor fy, sy;
+    mamba3_scan_fwd(tokens(fast, t0, t1), fs, fy);
+    mamba3_scan_fwd(tokens(simple, t0, t1), ss, sy);
+    EXPECT_LT(scaled_max_diff(fy, sy), 1e-2f) << "tokens " << t0;
+    EXPECT_LT(scaled_max_diff(fs.ssm, ss.ssm), 1e-2f) << "tokens " << t0;
+    EXPECT_LT(scaled_max_diff(fs.k_prev, ss.k_prev), 1e-2f) << "tokens " << t0;
+    EXPECT_LT(scaled_max_diff(fs.v_prev, ss.v_prev), 1e-2f) << "tokens " << t0;
+  }
+  for (int64_t t = 330; t < c.seq_len; ++t) {
+    Tensor fy, sy;
+    mamba3_scan_step(tokens(fast, t, t + 1), fs, fy);
+    mamba3_scan_step(tokens(simple, t, t + 1), ss, sy);
+    EXPECT_LT(scaled_max_diff(fy, sy), 1e-2f) << "step " << t;
   }
 }
 

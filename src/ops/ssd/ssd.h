@@ -15,6 +15,9 @@ struct SsdArgs {
   Tensor C;   // [batch, seq_len, n_groups, d_state]   (contiguous)
   Tensor D;   // [n_heads] or [n_heads * head_dim] (D_has_hdim)
   int64_t chunk_size = 256;
+  // CUDA only: may run the bf16 tensor-core scan (ssd_fast.cu: bf16 x/B/C/y, fp32 state) where it
+  // has a kernel (head_dim 64, d_state 128, D per head); the model sets it with bf16 weights.
+  bool fast_bf16 = false;
 };
 
 // state: [batch, n_heads, head_dim, d_state] f32, continued and updated.

@@ -1,12 +1,18 @@
-// Simple SSD scan on CUDA (the definition of ssd.h, token by token): one warp per (batch, head,
-// pair of head_dim rows); lane l holds state entries n = l, l+32, ... (d_state <= 256) of both
-// rows in registers, and y_t[p] is a warp sum. No shared memory, no block synchronization.
+// SSD on CUDA. Dispatch: one token -> ssd_step (fp32, exact); a sequence with args.fast_bf16 at a
+// compiled shape -> the tensor-core chunked scan (ssd_fast.cu, bf16 x/B/C/y, fp32 state); else the
+// simple scan below: one warp per (batch, head, pair of head_dim rows), lane l holding state entries
+// n = l, l+32, ... (d_state <= 256) of both rows in registers, y_t[p] a warp sum.
+#include <cuda_bf16.h>
+
+#include <cstdint>
 #include <initializer_list>
 
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
 #include "ops/ssd/ssd_cuda.h"
+#include "ops/ssd/ssd_fast.cuh"
+#include "ops/ssd/ssd_step.cuh"
 
 namespace mamba::ops {
 
@@ -77,6 +83,59 @@ __global__ void ssd_scan_kernel(SsdParams p) {
     }
 }
 
+bool aligned16(const Tensor& t) {
+  return reinterpret_cast<uintptr_t>(t.raw()) % 16 == 0;
+}
+
+const __nv_bfloat16* bf16_ptr(const Tensor& t) {
+  return static_cast<const __nv_bfloat16*>(t.raw());
+}
+
+// Tensor-core chunked scan: x, B, C rounded to bf16 on the way in, y (bf16) widened to f32 on the
+// way out; the state is read and written in fp32, in place.
+Tensor ssd_fast_path(const SsdArgs& a, Tensor& state) {
+  const int64_t L = a.x.size(1), H = a.x.size(2), P = a.x.size(3), G = a.B.size(2), N = a.B.size(3);
+  const Tensor x = a.x.to(DType::bf16), B = a.B.to(DType::bf16), C = a.C.to(DType::bf16);
+  Tensor y = Tensor::empty(a.x.shape(), DType::bf16, Device::cuda);  // [batch, seq_len, n_heads, head_dim]
+  cuda::SsdFastParams p;
+  p.batch = static_cast<int>(a.x.size(0)), p.seq_len = static_cast<int>(L), p.n_heads = static_cast<int>(H);
+  p.head_dim = static_cast<int>(P), p.n_groups = static_cast<int>(G), p.d_state = static_cast<int>(N);
+  p.chunk_size = 256;
+  p.x = bf16_ptr(x), p.x_batch_stride = L * H * P, p.x_seq_stride = H * P, p.x_head_stride = P;
+  p.dt = a.dt.f32(), p.dt_batch_stride = L * H, p.dt_seq_stride = H, p.dt_head_stride = 1;
+  p.A = a.A.f32(), p.D = a.D.f32();
+  p.B = bf16_ptr(B), p.B_batch_stride = L * G * N, p.B_seq_stride = G * N, p.B_group_stride = N;
+  p.C = bf16_ptr(C), p.C_batch_stride = L * G * N, p.C_seq_stride = G * N, p.C_group_stride = N;
+  p.initial_state = state.f32(), p.final_state = state.f32();
+  p.initial_state_batch_stride = p.final_state_batch_stride = H * P * N;
+  p.initial_state_head_stride = p.final_state_head_stride = P * N;
+  p.y = static_cast<__nv_bfloat16*>(y.raw()), p.y_batch_stride = L * H * P, p.y_seq_stride = H * P,
+  p.y_head_stride = P;
+  p.workspace_bytes = cuda::ssd_fast_workspace_bytes(p);
+  const Tensor workspace = Tensor::empty({static_cast<int64_t>(p.workspace_bytes)}, DType::u8, Device::cuda);
+  p.workspace = workspace.raw();
+  cuda::ssd_fast_fwd(p, mamba::cuda::stream());
+  return y.to(DType::f32);
+}
+
+// One token (SPEC §2.4): the memory-bound fp32 state update of ssd_step.cu.
+Tensor ssd_step_path(const SsdArgs& a, Tensor& state) {
+  const int64_t H = a.x.size(2), P = a.x.size(3), G = a.B.size(2), N = a.B.size(3);
+  Tensor y = Tensor::empty(a.x.shape(), DType::f32, Device::cuda);  // [batch, 1, n_heads, head_dim]
+  cuda::SsdStepParams p;
+  p.batch = static_cast<int>(a.x.size(0)), p.n_heads = static_cast<int>(H), p.head_dim = static_cast<int>(P);
+  p.n_groups = static_cast<int>(G), p.d_state = static_cast<int>(N), p.dtype = cuda::StepDType::f32;
+  p.x = a.x.f32(), p.x_batch_stride = H * P, p.x_head_stride = P;
+  p.dt = a.dt.f32(), p.dt_batch_stride = H, p.dt_head_stride = 1;
+  p.A = a.A.f32(), p.D = a.D.f32();
+  p.B = a.B.f32(), p.B_batch_stride = G * N, p.B_group_stride = N;
+  p.C = a.C.f32(), p.C_batch_stride = G * N, p.C_group_stride = N;
+  p.state = state.f32(), p.state_batch_stride = H * P * N, p.state_head_stride = P * N;
+  p.y = y.f32(), p.y_batch_stride = H * P, p.y_head_stride = P;
+  cuda::ssd_step(p, mamba::cuda::stream());
+  return y;
+}
+
 }  // namespace
 
 Tensor ssd_scan_cuda(const SsdArgs& a, Tensor& state) {
@@ -90,6 +149,11 @@ Tensor ssd_scan_cuda(const SsdArgs& a, Tensor& state) {
   MAMBA_CHECK(N <= 32 * kMaxSlots, "ssd (CUDA): d_state " << N << " > " << 32 * kMaxSlots);
   const bool d_per_channel = a.D.numel() == H * P;
   MAMBA_CHECK(d_per_channel || a.D.numel() == H);
+  if (batch == 0 || seq_len == 0) return Tensor::empty(a.x.shape(), DType::f32, Device::cuda);
+  // Both fast kernels take D per head and 4-element-aligned B/C/state rows.
+  const bool vec_ok = !d_per_channel && N % 4 == 0 && aligned16(a.B) && aligned16(a.C) && aligned16(state);
+  if (seq_len == 1 && vec_ok) return ssd_step_path(a, state);
+  if (a.fast_bf16 && vec_ok && P == 64 && N == 128) return ssd_fast_path(a, state);
   Tensor y = Tensor::empty(a.x.shape(), DType::f32, Device::cuda);
   const int64_t warps = batch * H * ((P + kRows - 1) / kRows);
   if (y.numel() == 0 || warps == 0) return y;
