@@ -89,13 +89,15 @@ run_golden_cpu() {
 sanitize() {
   local cs=compute-sanitizer
   command -v $cs >/dev/null || cs=/usr/local/cuda/bin/compute-sanitizer
-  local tests=(ops/causal_conv1d/causal_conv1d_cuda_test ops/elementwise/elementwise_cuda_test ops/norm/norm_cuda_test)
-  for t in "${tests[@]}"; do
-    $cs --tool memcheck --error-exitcode 3 "$BUILD/src/$t" >"$OUT/sanitizer_$(basename "$t").log" 2>&1
-    echo "memcheck $(basename "$t"): rc $? $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer_$(basename "$t").log")"
-  done
-  $cs --tool racecheck --error-exitcode 3 "$BUILD/src/ops/norm/norm_cuda_test" >"$OUT/racecheck_norm.log" 2>&1
-  echo "racecheck norm_cuda_test: rc $? $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/racecheck_norm.log")"
+  export MAMBACPP_FIXTURES=${MAMBACPP_FIXTURES:-$ROOT/.device_fixtures}
+  # memcheck on every CUDA test binary (8 at a time), racecheck on those with shared-memory kernels.
+  find "$BUILD" -name '*_cuda_test' -type f -perm -u+x | sort >"$OUT/sanitize_tests.txt"
+  export cs OUT
+  xargs -P 8 -I{} bash -c 'n=$(basename {}); timeout 150 $cs --tool memcheck --error-exitcode 3 {} >"$OUT/memcheck_$n.log" 2>&1;
+    echo "memcheck $n: rc $? $(grep -E "ERROR SUMMARY" "$OUT/memcheck_$n.log")"' <"$OUT/sanitize_tests.txt"
+  grep -E 'ssd_cuda_test|mamba3_scan_cuda_test|norm_cuda_test|cross_entropy' "$OUT/sanitize_tests.txt" |
+    xargs -P 4 -I{} bash -c 'n=$(basename {}); timeout 150 $cs --tool racecheck --error-exitcode 3 {} >"$OUT/racecheck_$n.log" 2>&1;
+    echo "racecheck $n: rc $? $(grep -E "RACECHECK SUMMARY|ERROR SUMMARY" "$OUT/racecheck_$n.log")"'
 }
 
 bench() {
