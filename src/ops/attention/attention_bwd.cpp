@@ -7,11 +7,17 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/attention/attention.h"
+#if MAMBACPP_HAVE_CUDA
+#include "ops/attention/attention_cuda.h"
+#endif
 
 namespace mamba::ops {
 
 void attention_bwd(const Tensor& dout_in, const Tensor& q, const Tensor& k, const Tensor& v, float scale,
                    Tensor& dq, Tensor& dk, Tensor& dv) {
+#if MAMBACPP_HAVE_CUDA
+  if (q.device() == Device::cuda) return attention_bwd_cuda(dout_in, q, k, v, scale, dq, dk, dv);
+#endif
   MAMBA_CHECK(q.is_contiguous() && k.is_contiguous() && v.is_contiguous() && k.shape() == v.shape());
   const Tensor dout = dout_in.contiguous();
   const int64_t batch = q.size(0), seq_len = q.size(1), n_heads = q.size(2), head_dim = q.size(3);
@@ -67,6 +73,9 @@ void attention_bwd(const Tensor& dout_in, const Tensor& q, const Tensor& k, cons
 }
 
 void rotary_bwd(Tensor& dx, int64_t rotary_dim, int64_t pos0, float base, bool interleaved) {
+#if MAMBACPP_HAVE_CUDA
+  if (dx.device() == Device::cuda) return rotary_bwd_cuda(dx, rotary_dim, pos0, base, interleaved);
+#endif
   MAMBA_CHECK(dx.is_contiguous() && dx.dim() == 4 && rotary_dim % 2 == 0 && rotary_dim <= dx.size(3));
   if (rotary_dim == 0) return;
   const int64_t batch = dx.size(0), seq_len = dx.size(1), heads = dx.size(2), head_dim = dx.size(3);

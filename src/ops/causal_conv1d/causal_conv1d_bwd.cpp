@@ -8,11 +8,17 @@
 #include "core/parallel.h"
 #include "ops/causal_conv1d/causal_conv1d.h"
 #include "ops/elementwise/activations.h"
+#if MAMBACPP_HAVE_CUDA
+#include "ops/causal_conv1d/causal_conv1d_cuda.h"
+#endif
 
 namespace mamba::ops {
 
 Tensor causal_conv1d_bwd(const Tensor& dy_in, const Tensor& x, const Tensor& weight, const Tensor& bias,
                          bool act, Tensor& dweight, Tensor& dbias) {
+#if MAMBACPP_HAVE_CUDA
+  if (x.device() == Device::cuda) return causal_conv1d_bwd_cuda(dy_in, x, weight, bias, act, dweight, dbias);
+#endif
   MAMBA_CHECK(x.dim() == 3 && x.stride(2) == 1, "x " << shape_str(x.shape()));
   const Tensor dy = dy_in.contiguous();
   const int64_t batch = x.size(0), seq_len = x.size(1), channels = x.size(2), width = weight.size(1);

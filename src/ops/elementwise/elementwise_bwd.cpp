@@ -7,10 +7,16 @@
 #include "core/parallel.h"
 #include "ops/elementwise/activations.h"
 #include "ops/elementwise/elementwise.h"
+#if MAMBACPP_HAVE_CUDA
+#include "ops/elementwise/elementwise_cuda.h"
+#endif
 
 namespace mamba::ops {
 
 Tensor swiglu_bwd(const Tensor& dout_in, const Tensor& h_in, bool gate_first) {
+#if MAMBACPP_HAVE_CUDA
+  if (h_in.device() == Device::cuda) return swiglu_bwd_cuda(dout_in, h_in, gate_first);
+#endif
   const Tensor h = h_in.contiguous(), dout = dout_in.contiguous();
   const int64_t n = h.size(-1) / 2, rows = h.numel() / (2 * n);
   MAMBA_CHECK(dout.numel() == rows * n && dout.size(-1) == n);
@@ -33,6 +39,9 @@ Tensor swiglu_bwd(const Tensor& dout_in, const Tensor& h_in, bool gate_first) {
 }
 
 void mul_silu_bwd(const Tensor& dout_in, const Tensor& y_in, const Tensor& z_in, Tensor& dy, Tensor& dz) {
+#if MAMBACPP_HAVE_CUDA
+  if (y_in.device() == Device::cuda) return mul_silu_bwd_cuda(dout_in, y_in, z_in, dy, dz);
+#endif
   const Tensor dout = dout_in.contiguous(), y = y_in.contiguous(), z = z_in.contiguous();
   MAMBA_CHECK(dout.shape() == y.shape() && z.shape() == y.shape());
   dy = Tensor::empty(y.shape());
@@ -47,6 +56,10 @@ void mul_silu_bwd(const Tensor& dout_in, const Tensor& y_in, const Tensor& z_in,
 
 Tensor softplus_bias_clamp_bwd(const Tensor& dout_in, const Tensor& raw_in, const Tensor& bias, float lo,
                                float hi, Tensor& dbias) {
+#if MAMBACPP_HAVE_CUDA
+  if (raw_in.device() == Device::cuda)
+    return softplus_bias_clamp_bwd_cuda(dout_in, raw_in, bias, lo, hi, dbias);
+#endif
   const Tensor dout = dout_in.contiguous(), raw = raw_in.contiguous();
   const int64_t n = raw.size(-1), rows = raw.numel() / n;
   MAMBA_CHECK(dout.shape() == raw.shape() && bias.numel() == n && dbias.numel() == n);
@@ -67,6 +80,9 @@ Tensor softplus_bias_clamp_bwd(const Tensor& dout_in, const Tensor& raw_in, cons
 }
 
 void embedding_bwd(const Tensor& ids_in, const Tensor& dout_in, Tensor& dtable) {
+#if MAMBACPP_HAVE_CUDA
+  if (dtable.device() == Device::cuda) return embedding_bwd_cuda(ids_in, dout_in, dtable);
+#endif
   const Tensor ids = ids_in.contiguous(), dout = dout_in.contiguous();
   MAMBA_CHECK(ids.dtype() == DType::i64 || ids.dtype() == DType::i32);
   const int64_t n = ids.numel(), d = dtable.size(1), vocab = dtable.size(0);
@@ -87,6 +103,9 @@ void embedding_bwd(const Tensor& ids_in, const Tensor& dout_in, Tensor& dtable) 
 }
 
 void neg_exp_bwd(const Tensor& dA, const Tensor& A, Tensor& dA_log) {
+#if MAMBACPP_HAVE_CUDA
+  if (dA_log.device() == Device::cuda) return neg_exp_bwd_cuda(dA, A, dA_log);
+#endif
   MAMBA_CHECK(dA.shape() == A.shape() && dA_log.numel() == A.numel() && dA.is_contiguous() &&
               A.is_contiguous());
   for (int64_t i = 0; i < A.numel(); ++i) dA_log.f32()[i] += dA.f32()[i] * A.f32()[i];

@@ -11,4 +11,12 @@ Tensor softplus_bias_clamp_cuda(const Tensor& raw, const Tensor& bias, float lo,
 Tensor concat_last_cuda(const Tensor& a, const Tensor& b);
 Tensor embedding_cuda(const Tensor& ids, const Tensor& table);
 
+// Backward (elementwise_bwd_cuda.cu), same contracts as the *_bwd functions of elementwise.h.
+Tensor swiglu_bwd_cuda(const Tensor& dout, const Tensor& h, bool gate_first);
+void mul_silu_bwd_cuda(const Tensor& dout, const Tensor& y, const Tensor& z, Tensor& dy, Tensor& dz);
+Tensor softplus_bias_clamp_bwd_cuda(const Tensor& dout, const Tensor& raw, const Tensor& bias, float lo,
+                                    float hi, Tensor& dbias);
+void embedding_bwd_cuda(const Tensor& ids, const Tensor& dout, Tensor& dtable);
+void neg_exp_bwd_cuda(const Tensor& dA, const Tensor& A, Tensor& dA_log);
+
 }  // namespace mamba::ops

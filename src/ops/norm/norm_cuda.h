@@ -7,5 +7,11 @@ namespace mamba::ops {
 Tensor layer_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps);
 Tensor rms_norm_gated_cuda(const Tensor& x, const Tensor& z, const Tensor& weight, int64_t group_size,
                            bool norm_before_gate, float eps);
+// Backward (norm_bwd_cuda.cu), same contracts as layer_norm_bwd / rms_norm_gated_bwd.
+Tensor layer_norm_bwd_cuda(const Tensor& dy, const Tensor& x, const Tensor& weight, float eps,
+                           Tensor& dweight, Tensor& dbias);
+Tensor rms_norm_gated_bwd_cuda(const Tensor& dy, const Tensor& x, const Tensor& z, const Tensor& weight,
+                               int64_t group_size, bool norm_before_gate, float eps, Tensor& dweight,
+                               Tensor& dz);
 
 }  // namespace mamba::ops

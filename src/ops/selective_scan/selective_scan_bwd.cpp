@@ -10,6 +10,9 @@
 #include "core/parallel.h"
 #include "ops/elementwise/activations.h"
 #include "ops/selective_scan/selective_scan.h"
+#if MAMBACPP_HAVE_CUDA
+#include "ops/selective_scan/selective_scan_cuda.h"
+#endif
 
 namespace mamba::ops {
 
@@ -95,6 +98,9 @@ void channel_bwd(const ScanView& v, int64_t b, int64_t d, ChannelScratch& w, flo
 }  // namespace
 
 SelectiveScanGrads selective_scan_bwd(const SelectiveScanArgs& a, const Tensor& dy_in) {
+#if MAMBACPP_HAVE_CUDA
+  if (a.u.device() == Device::cuda) return selective_scan_bwd_cuda(a, dy_in);
+#endif
   const int64_t batch = a.u.size(0), L = a.u.size(1), DI = a.u.size(2), N = a.A.size(1);
   MAMBA_CHECK(a.u.is_contiguous() && a.delta.is_contiguous() && a.delta.shape() == a.u.shape());
   MAMBA_CHECK(a.B.stride(2) == 1 && a.C.stride(2) == 1 && a.B.size(2) == N && a.C.size(2) == N);

@@ -6,4 +6,7 @@ namespace mamba::ops {
 
 Tensor selective_scan_fwd_cuda(const SelectiveScanArgs& args, Tensor& state);
 
+// Same contract as selective_scan_bwd (selective_scan_bwd_cuda.cu).
+SelectiveScanGrads selective_scan_bwd_cuda(const SelectiveScanArgs& args, const Tensor& dy);
+
 }  // namespace mamba::ops

@@ -10,6 +10,9 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/ssd/ssd.h"
+#if MAMBACPP_HAVE_CUDA
+#include "ops/ssd/ssd_cuda.h"
+#endif
 
 namespace mamba::ops {
 
@@ -99,6 +102,9 @@ void head_bwd(HeadSlice& s, const Sizes& z) {
 }  // namespace
 
 SsdGrads ssd_bwd(const SsdArgs& a, const Tensor& dy_in) {
+#if MAMBACPP_HAVE_CUDA
+  if (a.x.device() == Device::cuda) return ssd_bwd_cuda(a, dy_in);
+#endif
   const Tensor dy = dy_in.contiguous();
   Sizes z{a.x.size(0),
           a.x.size(1),

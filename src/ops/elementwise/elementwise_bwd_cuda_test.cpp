@@ -1,0 +1,90 @@
+// Elementwise backward on CUDA vs the CPU ops: swiglu (both orders, column-view h), mul_silu
+// (strided y, z), softplus_bias_clamp (values on both sides of the clamp and of the softplus
+// threshold, dbias accumulated into nonzero values), the embedding scatter (repeated ids, i64
+// and i32, ids on the host and on the device, nonzero dtable) and neg_exp. Label `cuda`.
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "cuda_testing.h"
+#include "ops/elementwise/elementwise.h"
+#include "testing.h"
+
+namespace mamba::ops {
+namespace {
+
+using testing::on_cuda;
+using testing::scaled_max_diff;
+
+TEST(ElementwiseBwdCuda, SwigluMulSilu) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(1);
+  for (auto [batch, seq_len, n] : {std::tuple{1, 1, 5}, {2, 7, 33}, {3, 129, 64}}) {
+    // h: a column view of a wider projection, as the models pass it.
+    const Tensor wide = testing::random_tensor({batch, seq_len, 2 * n + 3}, rng, -6.0f, 6.0f);
+    const Tensor h = wide.slice(-1, 3, 2 * n + 3), gh = on_cuda(wide).slice(-1, 3, 2 * n + 3);
+    const Tensor dout = testing::random_tensor({batch, seq_len, n}, rng);
+    for (bool gate_first : {false, true}) {
+      const Tensor gdh = swiglu_bwd(on_cuda(dout), gh, gate_first);
+      EXPECT_EQ(gdh.shape(), h.shape());
+      EXPECT_LT(scaled_max_diff(gdh, swiglu_bwd(dout, h, gate_first)), 1e-6f) << n << " " << gate_first;
+    }
+    const Tensor y = wide.slice(-1, 0, n), z = wide.slice(-1, n, 2 * n);
+    const Tensor gwide = on_cuda(wide);
+    Tensor dy, dz, gdy, gdz;
+    mul_silu_bwd(on_cuda(dout), gwide.slice(-1, 0, n), gwide.slice(-1, n, 2 * n), gdy, gdz);
+    mul_silu_bwd(dout, y, z, dy, dz);
+    EXPECT_LT(scaled_max_diff(gdy, dy), 1e-6f) << n;
+    EXPECT_LT(scaled_max_diff(gdz, dz), 1e-6f) << n;
+  }
+}
+
+TEST(ElementwiseBwdCuda, SoftplusBiasClamp) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(2);
+  for (auto [batch, seq_len, n] : {std::tuple{1, 1, 3}, {2, 37, 24}, {3, 100, 65}}) {
+    // Wide range: some values clamp at lo/hi, some pass the softplus threshold 20.
+    const Tensor wide = testing::random_tensor({batch, seq_len, n + 4}, rng, -12.0f, 25.0f);
+    const Tensor raw = wide.slice(-1, 4, n + 4), graw = on_cuda(wide).slice(-1, 4, n + 4);
+    const Tensor bias = testing::random_tensor({n}, rng, -1.0f, 1.0f);
+    const Tensor dout = testing::random_tensor({batch, seq_len, n}, rng);
+    Tensor db = testing::random_tensor({n}, rng), gdb = on_cuda(db);
+    const Tensor gdraw = softplus_bias_clamp_bwd(on_cuda(dout), graw, on_cuda(bias), 1e-3f, 22.0f, gdb);
+    const Tensor draw = softplus_bias_clamp_bwd(dout, raw, bias, 1e-3f, 22.0f, db);
+    EXPECT_LT(scaled_max_diff(gdraw, draw), 1e-6f) << n;
+    EXPECT_LT(scaled_max_diff(gdb, db), 1e-5f) << n;
+  }
+}
+
+TEST(ElementwiseBwdCuda, EmbeddingScatter) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(3);
+  const int64_t vocab = 50, d = 37;
+  Tensor ids = Tensor::empty({3, 67}, DType::i64);
+  for (int64_t i = 0; i < ids.numel(); ++i) ids.data<int64_t>()[i] = (i * 17) % 23;  // many repeats
+  const Tensor dout = testing::random_tensor({3, 67, d}, rng);
+  const Tensor start = testing::random_tensor({vocab, d}, rng);
+  Tensor ref = start.copy();
+  embedding_bwd(ids, dout, ref);
+  for (const Tensor& gids : {ids, on_cuda(ids), ids.to(DType::i32), on_cuda(ids.to(DType::i32))}) {
+    Tensor gtable = on_cuda(start);
+    embedding_bwd(gids, on_cuda(dout), gtable);
+    EXPECT_LT(scaled_max_diff(gtable, ref), 1e-5f) << dtype_name(gids.dtype());
+  }
+  ids.data<int64_t>()[5] = vocab;
+  Tensor gtable = on_cuda(start);
+  EXPECT_THROW(embedding_bwd(ids, on_cuda(dout), gtable), Error);
+}
+
+TEST(ElementwiseBwdCuda, NegExp) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(4);
+  const Tensor dA = testing::random_tensor({33, 16}, rng),
+               A = testing::random_tensor({33, 16}, rng, -5.0f, -0.1f);
+  Tensor dA_log = testing::random_tensor({33, 16}, rng), gdA_log = on_cuda(dA_log);
+  neg_exp_bwd(on_cuda(dA), on_cuda(A), gdA_log);
+  neg_exp_bwd(dA, A, dA_log);
+  EXPECT_LT(scaled_max_diff(gdA_log, dA_log), 1e-6f);
+}
+
+}  // namespace
+}  // namespace mamba::ops

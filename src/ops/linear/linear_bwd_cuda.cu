@@ -1,0 +1,110 @@
+// Backward of the linear layer on CUDA through cuBLAS, mirroring linear_cuda.cu: fp32
+// accumulation (CUBLAS_COMPUTE_32F, default math, so no TF32), GEMM operands in the weight's
+// dtype (dy and x rounded to bf16/f16 for a half weight, the forward's rounding point) and f32
+// results. dx = dy·W is returned; dW += dyᵀ·x accumulates through beta = 1; db += Σ_rows dy is a
+// deterministic column sum. Row-strided x is read in place through the leading dimension.
+#include "backend/cuda/cuda_context.h"
+#include "backend/cuda/kernel_utils.cuh"
+#include "core/error.h"
+#include "ops/linear/linear_cuda.h"
+
+namespace mamba::ops {
+
+namespace {
+
+constexpr int kCols = 32, kRowLanes = 32;
+
+// out[c] += Σ_r m[r, c]; m: [rows, cols] contiguous. Block = kCols columns × kRowLanes row lanes,
+// each lane sums a fixed subset of rows and the lanes are reduced in a fixed order.
+__global__ void column_sum_add_kernel(const float* m, int64_t rows, int64_t cols, float* out) {
+  __shared__ float part[kRowLanes][kCols + 1];
+  const int64_t c = blockIdx.x * int64_t(kCols) + threadIdx.x;
+  float acc = 0.0f;
+  if (c < cols)
+    for (int64_t r = threadIdx.y; r < rows; r += kRowLanes) acc += m[r * cols + c];
+  part[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < cols) {
+    float sum = 0.0f;
+    for (int i = 0; i < kRowLanes; ++i) sum += part[i][threadIdx.x];
+    out[c] += sum;
+  }
+}
+
+cudaDataType_t cuda_type(DType t) {
+  switch (t) {
+    case DType::f32:
+      return CUDA_R_32F;
+    case DType::bf16:
+      return CUDA_R_16BF;
+    case DType::f16:
+      return CUDA_R_16F;
+    default:
+      MAMBA_CHECK(false, "linear_bwd: unsupported dtype " << dtype_name(t));
+  }
+  return CUDA_R_32F;
+}
+
+// Row stride of x seen as a [rows, in] matrix with unit column stride, or 0 when its leading
+// dims cannot be collapsed into one strided row index (same rule as linear_cuda.cu).
+int64_t row_stride(const Tensor& x) {
+  if (x.stride(-1) != 1) return 0;
+  if (x.dim() == 1) return x.size(0);
+  for (int64_t d = 0; d + 2 < x.dim(); ++d) {
+    if (x.size(d) != 1 && x.stride(d) != x.stride(d + 1) * x.size(d + 1)) return 0;
+  }
+  return x.stride(-2);
+}
+
+}  // namespace
+
+Tensor linear_bwd_cuda(const Tensor& dy_in, const Tensor& x_in, const Tensor& weight, Tensor& dweight,
+                       Tensor& dbias) {
+  mamba::cuda::check_cuda_tensor(dy_in, "linear_bwd: dy");
+  mamba::cuda::check_cuda_tensor(x_in, "linear_bwd: x");
+  mamba::cuda::check_cuda_tensor(weight, "linear_bwd: weight");
+  mamba::cuda::check_cuda_tensor(dweight, "linear_bwd: dweight");
+  const int64_t in = weight.size(1), out = weight.size(0);
+  MAMBA_CHECK(x_in.size(-1) == in && dy_in.size(-1) == out && dy_in.numel() / out == x_in.numel() / in,
+              "linear_bwd: x " << shape_str(x_in.shape()) << " dy " << shape_str(dy_in.shape()) << " weight "
+                               << shape_str(weight.shape()));
+  MAMBA_CHECK(weight.is_contiguous() && dweight.shape() == weight.shape() && dweight.is_contiguous() &&
+                  dweight.dtype() == DType::f32,
+              "linear_bwd: dweight must be a contiguous f32 tensor shaped like weight");
+  Tensor dx = Tensor::empty(x_in.shape(), DType::f32, Device::cuda);
+  const int64_t rows = x_in.numel() / in;
+  if (rows == 0) return dx;
+  MAMBA_CHECK(rows < (int64_t(1) << 31) && out < (int64_t(1) << 31) && in < (int64_t(1) << 31));
+  const DType wt = weight.dtype();
+  const cudaDataType_t t = cuda_type(wt);
+  // Operands of one GEMM share the weight's dtype.
+  const Tensor dy_f32 = dy_in.contiguous();
+  const Tensor dy = wt == DType::f32 ? dy_f32 : dy_f32.to(wt);
+  Tensor x = x_in.dtype() == wt ? x_in : x_in.to(wt);
+  int64_t ldx = row_stride(x);
+  if (ldx == 0 || ldx < in) {
+    x = x.contiguous();
+    ldx = in;
+  }
+  const float one = 1.0f, zero = 0.0f;
+  const int m_rows = static_cast<int>(rows), n_out = static_cast<int>(out), n_in = static_cast<int>(in);
+  // Column-major views: dxᵀ[in, rows] = W(col-major [in, out]) · dyᵀ[out, rows].
+  CUBLAS_CHECK(cublasGemmEx(mamba::cuda::cublas(), CUBLAS_OP_N, CUBLAS_OP_N, n_in, m_rows, n_out, &one,
+                            weight.raw(), t, n_in, dy.raw(), t, n_out, &zero, dx.raw(), CUDA_R_32F, n_in,
+                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  // dWᵀ[in, out] += xᵀ[in, rows] · (dyᵀ[out, rows])ᵀ.
+  CUBLAS_CHECK(cublasGemmEx(mamba::cuda::cublas(), CUBLAS_OP_N, CUBLAS_OP_T, n_in, n_out, m_rows, &one,
+                            x.raw(), t, static_cast<int>(ldx), dy.raw(), t, n_out, &one, dweight.raw(),
+                            CUDA_R_32F, n_in, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  if (dbias.defined()) {
+    mamba::cuda::check_cuda_tensor(dbias, "linear_bwd: dbias");
+    MAMBA_CHECK(dbias.numel() == out && dbias.is_contiguous() && dbias.dtype() == DType::f32);
+    // The bias gradient sums the f32 dy (never the rounded GEMM operand).
+    column_sum_add_kernel<<<mamba::cuda::ceil_div(out, kCols), dim3(kCols, kRowLanes), 0,
+                            mamba::cuda::stream()>>>(dy_f32.f32(), rows, out, dbias.f32());
+    CUDA_CHECK_LAUNCH();
+  }
+  return dx;
+}
+
+}  // namespace mamba::ops
