@@ -107,6 +107,31 @@ bench() {
   done
 }
 
+# Forward + backward of the scans at the shapes (bench/cuda_bwd_bench.cu).
+bwd_bench() {
+  "$BUILD/bin/cuda_bwd_bench" 2>&1 | tee "$OUT/cuda_bwd_bench.log"
+}
+
+# GPU training throughput: the realistic shapes of `mambacpp bench` on byte-level text (f32 and bf16
+# mixed precision), and a tiny state-tracking model (Table 5b shape).
+train_bench() {
+  local m=$BUILD/bin/mambacpp
+  for layer in Mamba2 Mamba3 Mamba1; do
+    for dtype in f32 bf16; do
+      echo "--- train $layer d768x24 $dtype"
+      "$m" train --task text --text "$ROOT/README.md" "$ROOT/docs/architecture.md" --layer $layer --d-model 768 --n-layer 24 \
+        --d-state $([ $layer = Mamba1 ] && echo 16 || echo 128) --headdim 64 --length 512 --batch 8 --steps 12 --warmup 0 \
+        --device cuda --dtype $dtype --checkpoint-dir /tmp/tb_${layer}_${dtype} --checkpoint-every 0 2>&1 | grep -E "parameters|throughput|rror" | tee -a "$OUT/train_bench.log"
+    done
+  done
+  for model in "Mamba3 --rope data_dependent" "Mamba2"; do
+    echo "--- train parity $model d64 batch 256"
+    "$m" train --task parity --layer $model --n-layer 1 --d-model 64 --d-state 64 --min-length 3 --max-length 160 \
+      --stages 1 --steps 300 --batch 256 --lr 3e-3 --warmup 10 --device cuda --eval-every 0 --eval-batches 1 \
+      --checkpoint-dir /tmp/tb_parity --checkpoint-every 0 2>&1 | grep -E "parameters|throughput|rror" | tee -a "$OUT/train_bench.log"
+  done
+}
+
 if [ "${1:-}" = prepare ]; then
   prepare
   exit $?
@@ -122,6 +147,8 @@ for phase in $phases; do
     golden) run_golden_cpu ;;
     sanitize) sanitize ;;
     bench) bench ;;
-    *) echo "unknown phase $phase (build test golden sanitize bench prepare)"; exit 2 ;;
+    bwdbench) bwd_bench ;;
+    train) train_bench ;;
+    *) echo "unknown phase $phase (build test golden sanitize bench bwdbench train prepare)"; exit 2 ;;
   esac
 done

@@ -11,7 +11,7 @@
 # Environment: MAMBACPP (binary), OUTDIR (runs + table; default runs/state_tracking), JOBS (parallel
 # runs, default nproc), DEVICE (cpu|cuda), THREADS (per run, default 1), STEPS (total, 4 equal
 # curriculum stages 40/80/120/160), BATCH, WARMUP, LRS, DMODELS, MODELS (names below), TASKS,
-# EVAL_BATCHES (× 256 sequences), SEED, DEADLINE (epoch seconds: runs still going then are stopped
+# LRS_<task> (that task's grid), EVAL_BATCHES (× 256 sequences), SEED, DEADLINE (epoch seconds: runs still going then are stopped
 # and evaluated from their last checkpoint).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -58,7 +58,8 @@ device_flag=""
 for task in $TASKS; do
   for model in $MODELS; do
     for d in $DMODELS; do
-      for lr in $LRS; do
+      lrs_var=LRS_$task  # a per-task grid, e.g. LRS_parity="3e-3", overrides LRS
+      for lr in ${!lrs_var:-$LRS}; do
         run=$OUTDIR/$task-$model-d$d-lr$lr
         echo "$run|$(model_flags "$model") $(task_flags "$task") \
 --task $task --d-model $d --d-state 64 --min-length 3 --start-max-length 40 --max-length 160 --stages 4 \
@@ -97,10 +98,11 @@ while IFS= read -r line; do
   d=${d%-lr*}
   lr=${name##*-lr}
   [ -e "$run/latest" ] || { echo "$task,$model,$d,$lr,0,nan" >>"$results"; continue; }
+  # shellcheck disable=SC2086
   out=$("$MAMBACPP" eval --model "$run" --length "$(eval_length "$task")" --batches "$EVAL_BATCHES" --batch 256 \
-    -t "$(nproc)" 2>&1)
+    $device_flag-t "$(nproc)" 2>&1)
   acc=$(echo "$out" | awk '/^ +[0-9]+ +[0-9.]+ +[0-9.]+% +-?[0-9.]+%/ {gsub("%", "", $4); print $4}' | tail -1)
-  steps=$(tail -1 "$run/log.csv" 2>/dev/null | cut -d, -f1)
+  steps=$(sed 's/^step_0*//' "$run/latest")  # the evaluated checkpoint's step
   echo "$task,$model,$d,$lr,${steps:-0},${acc:-nan}" >>"$results"
 done <"$jobs_file"
 

@@ -1,6 +1,7 @@
 // Conformance on the GPU: every model fixture moved to CUDA (Model::to) matches the reference
 // logits within 1e-4, for the whole sequence and for prefills of K tokens followed by one-token
-// steps, and through `mambacpp logits --device cuda`. Label `cuda` (skipped without a device).
+// steps, and through `mambacpp logits --device cuda`; bf16 and f16 GEMM weights within 2e-2. Label
+// `cuda` (skipped without a device).
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -67,30 +68,39 @@ TEST_P(GoldenCuda, WholeSequenceAndPrefillThenSteps) {
   std::printf("[ cuda-golden ] %-16s whole %.3g  steps %.3g\n", GetParam(), whole, worst_steps);
 }
 
-// bf16 linear-layer weights (GEMM operands rounded to bf16, fp32 everywhere else): within 2e-2 of
-// the reference, relative to its largest logit.
-TEST_P(GoldenCuda, Bf16Weights) {
-  MAMBA_REQUIRE_CUDA();
+// bf16 or f16 linear-layer weights (GEMM operands rounded to that type, fp32 accumulation; bf16 also
+// runs the bf16 tensor-core scans): within 2e-2 of the reference, relative to its largest logit.
+void expect_reduced_precision_matches(const char* fixture, DType dtype) {
   MAMBA_REQUIRE_FIXTURES(root);
-  const std::string dir = path_join(root, GetParam());
+  const std::string dir = path_join(root, fixture);
   models::Model model = models::Model::load(dir);
   model.to(Device::cuda);
-  model.set_matmul_dtype(DType::bf16);
+  model.set_matmul_dtype(dtype);
   const Tensor ids = io::read_npy(path_join(dir, "input_ids.npy"));
   const Tensor ref = io::read_npy(path_join(dir, "logits.npy"));
   const int64_t batch = ids.size(0), seq_len = ids.size(1), k = seq_len / 2;
   models::State state = model.new_state(batch);
   const float whole = testing::scaled_max_diff(model.forward(ids, state), ref);
-  EXPECT_LT(whole, 2e-2f) << "whole sequence";
+  EXPECT_LT(whole, 2e-2f) << dtype_name(dtype) << " whole sequence";
   models::State st = model.new_state(batch);
   model.forward(ids.slice(1, 0, k), st);
   float steps = 0.0f;
   for (int64_t t = k; t < seq_len; ++t)
     steps = std::max(steps, testing::scaled_max_diff(model.step(ids.select(1, t).contiguous(), st),
                                                      ref.select(1, t).contiguous()));
-  EXPECT_LT(steps, 2e-2f) << "steps after prefill K=" << k;
-  std::printf("[ cuda-golden-bf16 ] %-16s whole %.3g  steps %.3g (relative to max |logit|)\n", GetParam(),
-              whole, steps);
+  EXPECT_LT(steps, 2e-2f) << dtype_name(dtype) << " steps after prefill K=" << k;
+  std::printf("[ cuda-golden-%s ] %-16s whole %.3g  steps %.3g (relative to max |logit|)\n",
+              dtype_name(dtype), fixture, whole, steps);
+}
+
+TEST_P(GoldenCuda, Bf16Weights) {
+  MAMBA_REQUIRE_CUDA();
+  expect_reduced_precision_matches(GetParam(), DType::bf16);
+}
+
+TEST_P(GoldenCuda, F16Weights) {
+  MAMBA_REQUIRE_CUDA();
+  expect_reduced_precision_matches(GetParam(), DType::f16);
 }
 
 TEST_P(GoldenCuda, ThroughCli) {
@@ -107,6 +117,12 @@ TEST_P(GoldenCuda, ThroughCli) {
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
     EXPECT_LT(testing::max_abs_diff(io::read_npy(out), ref), kTolerance) << cmd;
   }
+  // --dtype f16 (f16 GEMM weights): within the reduced-precision tolerance above.
+  const std::string out = ::testing::TempDir() + "/golden_cuda_f16_" + GetParam() + ".npy";
+  const std::string cmd = std::string(MAMBACPP_CLI) + " logits --device cuda --dtype f16 --model " + dir +
+                          " --input " + dir + "/input_ids.npy --output " + out + " --threads 2";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  EXPECT_LT(testing::scaled_max_diff(io::read_npy(out).to(Device::cuda), ref), 2e-2f) << cmd;
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenCuda, ::testing::ValuesIn(kFixtures),

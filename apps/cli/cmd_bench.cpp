@@ -25,8 +25,9 @@ struct BenchArgs {
   int64_t seq_len = 2048, decode_tokens = 32, n_layer = 24, d_model = 768;
   std::string json_path;
   std::string device = "cpu";
-  std::string dtype = "f32";              // linear-layer weights (bf16: CUDA only)
+  std::string dtype = "f32";              // linear-layer weights (bf16, f16: CUDA only)
   bool generate = false;                  // --generate: batched generation instead (bench_generate.cpp)
+  bool eager = false;                     // --eager: cuda decode without the captured graph
   std::vector<int64_t> batches = {1, 8};  // --generate: each; else the first is the batch
 };
 
@@ -77,7 +78,7 @@ std::string run_model(const std::string& name, const BenchArgs& a) {
   const Device device = parse_device(a.device);
   Model model = Model::random(c, 1234);
   model.to(device);
-  model.set_matmul_dtype(a.dtype == "bf16" ? DType::bf16 : DType::f32);
+  model.set_matmul_dtype(a.dtype == "bf16" ? DType::bf16 : a.dtype == "f16" ? DType::f16 : DType::f32);
   std::ostringstream out;
   out << model.n_params() << "\n";
   // On the GPU the thread count only drives host-side work: one row, at the first count.
@@ -98,8 +99,15 @@ std::string run_model(const std::string& name, const BenchArgs& a) {
     device_synchronize(device);  // device work is asynchronous: wait before reading the clock
     const double prefill_s = seconds_since(t0);
     Tensor next = Tensor::full({batch}, 42.0f).to(DType::i64);
+    // On cuda (no attention) decode replays a captured graph of the step (StepGraph); its first
+    // two steps (eager warm-up, capture) run before the clock, in both modes.
+    StepGraph graph(model);
+    const bool use_graph = !a.eager && StepGraph::supported(model);
+    auto step = [&] { return use_graph ? graph.step(next, state) : model.step(next, state); };
+    for (int i = 0; i < 2; ++i) step();
+    device_synchronize(device);
     t0 = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < a.decode_tokens; ++i) model.step(next, state);
+    for (int64_t i = 0; i < a.decode_tokens; ++i) step();
     device_synchronize(device);
     const double decode_s = seconds_since(t0);
     out << threads << " " << batch * a.seq_len / prefill_s << " " << batch * a.decode_tokens / decode_s
@@ -120,8 +128,9 @@ Runner add_bench(CLI::App& app) {
   app.add_option("--d-model", a->d_model, "model width (default 768)");
   app.add_option("--json", a->json_path, "also write JSON lines to this file");
   app.add_option("--device", a->device, "cpu or cuda (default cpu; on cuda one row per model)");
-  app.add_option("--dtype", a->dtype, "linear-layer weights: f32 or bf16 (cuda only; default f32)")
-      ->check(CLI::IsMember({"f32", "bf16"}));
+  app.add_option("--dtype", a->dtype, "linear-layer weights: f32, bf16 or f16 (cuda only; default f32)")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
+  app.add_flag("--eager", a->eager, "cuda: decode with eager launches (default: a captured CUDA graph)");
   app.add_flag("--generate", a->generate,
                "benchmark generation: decode tok/s per sequence and total at each --batch");
   app.add_option("--batch", a->batches,
@@ -138,9 +147,12 @@ Runner add_bench(CLI::App& app) {
                          "' (expected cpu or cuda)");
     std::printf(
         "mambacpp bench: random weights, d_model %lld, %lld layers, vocab 50277, %s GEMM weights, "
-        "batch %lld, %s\n",
+        "batch %lld, %s%s\n",
         static_cast<long long>(a->d_model), static_cast<long long>(a->n_layer), a->dtype.c_str(),
-        static_cast<long long>(a->batches.front()), a->device.c_str());
+        static_cast<long long>(a->batches.front()), a->device.c_str(),
+        a->device == "cpu" ? ""
+        : a->eager         ? " (eager decode)"
+                           : " (decode through a CUDA graph)");
     std::printf("prefill = whole-sequence pass over %lld tokens; decode = %lld one-token steps after it\n\n",
                 static_cast<long long>(a->seq_len), static_cast<long long>(a->decode_tokens));
     std::printf("| model       | params (M) | threads | prefill tok/s | decode tok/s | peak RSS (MiB) |\n");

@@ -1,6 +1,7 @@
 // `mambacpp grads`: the next-token loss of int64 [batch, seq_len] ids (mean cross-entropy over all
 // vocabulary columns, the fixtures' loss.json definition) and d loss / d parameter, written as
 // safetensors keyed by checkpoint names (a tied head's gradient is under the embedding's name).
+// --device cuda runs the forward and backward there (the file is written through the host).
 #include <mambacpp/mambacpp.h>
 
 #include <cstdio>
@@ -14,7 +15,7 @@ namespace mambacpp::cli {
 
 namespace {
 struct GradsArgs {
-  std::string model, input, output;
+  std::string model, input, output, device = "cpu";
   int threads = 0;
 };
 }  // namespace
@@ -25,9 +26,12 @@ Runner add_grads(CLI::App& app) {
   app.add_option("-i,--input", a->input, "int64 [batch, seq_len] .npy of token ids")->required();
   app.add_option("-o,--output", a->output, ".safetensors of float32 gradients to write")->required();
   app.add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
+  app.add_option("--device", a->device, "cpu or cuda (default cpu; f32 either way)");
   return [a]() {
     set_num_threads(a->threads);
-    const Model model = Model::load(a->model);
+    const Device device = parse_device(a->device);
+    Model model = Model::load(a->model);
+    model.to(device);  // the gradients are allocated beside the parameters
     const Tensor ids = read_npy(a->input);
     if (ids.dim() != 2 || (ids.dtype() != DType::i64 && ids.dtype() != DType::i32))
       mamba::throw_error(ErrorCode::shape, a->input,

@@ -1,6 +1,7 @@
-// `mambacpp train`: train a model from scratch on a synthetic task or byte-level text (CPU), from
-// a JSON config and/or flags (a flag overrides the config; --resume continues a checkpoint with
-// its own config), with a one-line progress bar on stderr and a CSV log. `mambacpp eval`
+// `mambacpp train`: train a model from scratch on a synthetic task or byte-level text (CPU, or
+// --device cuda with optional --dtype bf16 mixed precision), from a JSON config and/or flags (a
+// flag overrides the config; --resume continues a checkpoint with its own config), with a
+// one-line progress bar on stderr, a CSV log and the final training throughput. `mambacpp eval`
 // reports accuracy and scaled accuracy of a trained model at held-out lengths.
 #include <mambacpp/mambacpp.h>
 #include <unistd.h>
@@ -24,6 +25,8 @@ struct TrainFlags {
   std::string config_path, resume;
   int threads = 0;
   bool print_config = false;
+  // Where the run computes (not saved in the checkpoint: give them again on --resume).
+  std::string device = "cpu", dtype = "f32";
   // Model shape (ssm_cfg fields of a state-spaces/mamba config.json).
   std::optional<std::string> layer, rope;
   std::optional<int64_t> d_model, n_layer, d_state, headdim, mimo_rank, d_intermediate, chunk_size;
@@ -225,18 +228,38 @@ int run_train(const TrainFlags& f) {
     std::printf("%s\n", train::to_json(config).dump(2).c_str());
     return 0;
   }
-  train::Trainer trainer = f.resume.empty() ? train::Trainer(config) : train::Trainer(config, f.resume);
+  train::TrainDevice where;
+  where.device = parse_device(f.device);
+  if (f.dtype == "bf16")
+    where.matmul_dtype = DType::bf16;
+  else if (f.dtype != "f32")
+    mamba::throw_error(ErrorCode::invalid_argument, "--dtype expected f32 or bf16, found '", f.dtype, "'");
+  train::Trainer trainer =
+      f.resume.empty() ? train::Trainer(config, where) : train::Trainer(config, f.resume, where);
   const Model& model = trainer.model();
-  std::fprintf(stderr,
-               "train: task %s, %s x %lld, d_model %lld, %lld parameters, batch %lld, %s %lld steps\n",
-               config.task.c_str(), mamba::io::mixer_kind_name(model.config().ssm_layer),
-               static_cast<long long>(model.config().n_layer), static_cast<long long>(model.config().d_model),
-               static_cast<long long>(model.n_params()), static_cast<long long>(config.batch),
-               f.resume.empty() ? "from scratch," : "resuming,", static_cast<long long>(config.steps));
+  std::fprintf(
+      stderr, "train: task %s, %s x %lld, d_model %lld, %lld parameters, batch %lld, %s %lld steps on %s%s\n",
+      config.task.c_str(), mamba::io::mixer_kind_name(model.config().ssm_layer),
+      static_cast<long long>(model.config().n_layer), static_cast<long long>(model.config().d_model),
+      static_cast<long long>(model.n_params()), static_cast<long long>(config.batch),
+      f.resume.empty() ? "from scratch," : "resuming,", static_cast<long long>(config.steps),
+      f.device.c_str(), where.matmul_dtype == DType::bf16 ? " (bf16 mixed precision)" : "");
   Progress progress(trainer.steps_done(), config.steps);
   train::EvalStats last_eval;
   train::RunCallbacks callbacks;
-  callbacks.on_step = [&](const train::StepStats& s) { progress.step(s); };
+  // Training steps only (no evaluation or checkpoints), the run's first step left out when there
+  // are more: it pays the one-time costs (cuBLAS handles, the allocator's first blocks).
+  int64_t step_tokens = 0, timed_steps = 0;
+  double step_seconds = 0;
+  const int64_t first_timed = trainer.steps_done() + (config.steps - trainer.steps_done() > 1 ? 2 : 1);
+  callbacks.on_step = [&](const train::StepStats& s) {
+    if (s.step >= first_timed) {
+      step_tokens += s.tokens;
+      step_seconds += s.seconds;
+      ++timed_steps;
+    }
+    progress.step(s);
+  };
   callbacks.on_eval = [&](int64_t step, const train::EvalStats& e) {
     last_eval = e;
     progress.line(eval_text(step, e));
@@ -256,6 +279,12 @@ int run_train(const TrainFlags& f) {
       static_cast<long long>(trainer.steps_done()), duration_text(seconds).c_str(),
       static_cast<long long>(last_eval.length), 100.0 * last_eval.accuracy,
       100.0 * last_eval.scaled_accuracy);
+  // Training throughput: answer-bearing (non-pad) tokens per second of training steps, each
+  // timed to the device's completion (docs/benchmarks.md, training throughput).
+  std::printf("throughput: %.0f tokens/s over %lld steps, %lld tokens (%s%s, training steps only)\n",
+              step_seconds > 0 ? static_cast<double>(step_tokens) / step_seconds : 0.0,
+              static_cast<long long>(timed_steps), static_cast<long long>(step_tokens), f.device.c_str(),
+              where.matmul_dtype == DType::bf16 ? ", bf16 mixed precision" : "");
   return 0;
 }
 
@@ -267,6 +296,10 @@ Runner add_train(CLI::App& app) {
   app.add_option("--resume", f->resume, "continue from a checkpoint (ROOT or ROOT/step_N) with its config");
   app.add_option("-t,--threads", f->threads, "CPU threads (default: all cores)");
   app.add_flag("--print-config", f->print_config, "print the resolved config as JSON and exit");
+  app.add_option("--device", f->device, "cpu or cuda (default cpu; not saved: repeat it on --resume)");
+  app.add_option(
+      "--dtype", f->dtype,
+      "f32, or bf16 on cuda: mixed precision (fp32 master weights and optimizer state, bf16 GEMMs)");
   add_model_flags(app, *f);
   add_task_flags(app, *f);
   add_optim_flags(app, *f);
@@ -282,6 +315,7 @@ struct EvalFlags {
   int64_t batches = 8, batch = 64;
   int64_t seed = 0;
   int threads = 0;
+  std::string device = "cpu";
   std::optional<int64_t> mqar_vocab, mqar_pairs, n_data, group_order;
   std::vector<std::string> text_files;
 };
@@ -313,7 +347,8 @@ int run_eval(const EvalFlags& f) {
     mamba::throw_error(ErrorCode::invalid_argument,
                        "eval: --batches and --batch must be positive and --seed >= 0");
   const std::string dir = train::resolve_model_dir(f.model);
-  const Model model = Model::load(dir);
+  Model model = Model::load(dir);
+  model.to(parse_device(f.device));
   const auto task = eval_task(f, dir);
   if (model.config().vocab_size < task->vocab_size())
     mamba::throw_error(ErrorCode::invalid_argument, dir, ": vocab_size ", model.config().vocab_size,
@@ -349,6 +384,7 @@ Runner add_eval(CLI::App& app) {
   app.add_option("--group-order", f->group_order, "group: order n of Z_n");
   app.add_option("--text", f->text_files, "text files for --task text");
   app.add_option("-t,--threads", f->threads, "CPU threads (default: all cores)");
+  app.add_option("--device", f->device, "cpu or cuda (default cpu)");
   return [f]() { return run_eval(*f); };
 }
 

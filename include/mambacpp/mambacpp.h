@@ -33,6 +33,7 @@
 #include "io/npy.h"
 #include "io/safetensors.h"
 #include "models/model.h"
+#include "models/step_graph.h"
 #include "ops/device.h"
 #include "runtime/batch.h"
 #include "runtime/model_files.h"
@@ -62,6 +63,7 @@ using mamba::models::Activations;
 using mamba::models::Model;
 using mamba::models::next_token_targets;
 using mamba::models::State;
+using mamba::models::StepGraph;
 using mamba::ops::device_available;
 using mamba::ops::device_description;
 using mamba::ops::device_synchronize;

@@ -332,6 +332,8 @@ void Tensor::zero() {
     std::memset(raw(), 0, nbytes());
   } else if (device() == Device::cpu) {
     fill(0.0f);
+  } else if (const DeviceAllocator* a = device_allocator(device()); a && a->zero && is_contiguous()) {
+    a->zero(raw(), nbytes());
   } else {
     Tensor z = zeros(shape_, dtype_, Device::cpu);
     copy_from(z);
@@ -343,7 +345,8 @@ std::vector<float> Tensor::to_vector() const {
   std::vector<float> out(static_cast<size_t>(numel()));
   const size_t ss = dtype_size(dtype_);
   const char* base = static_cast<const char*>(src.raw());
-  for_each_offset(shape_, strides_,
+  // A device tensor was made contiguous on its way to the host: read it with the copy's strides.
+  for_each_offset(shape_, src.strides_,
                   [&](int64_t i, int64_t off) { out[i] = load_as_f32(base + off * ss, dtype_); });
   return out;
 }

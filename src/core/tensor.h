@@ -54,6 +54,8 @@ struct DeviceAllocator {
   std::function<void(void* dst, DType dst_dtype, const Shape& dst_strides, const void* src, DType src_dtype,
                      const Shape& src_strides, const Shape& shape)>
       copy_strided;
+  // Sets `bytes` bytes at `dst` to zero on the device (stream-ordered; Tensor::zero()).
+  std::function<void(void* dst, size_t bytes)> zero;
 };
 void register_device_allocator(Device device, DeviceAllocator allocator);
 const DeviceAllocator* device_allocator(Device device);

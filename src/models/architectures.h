@@ -14,6 +14,13 @@ std::unique_ptr<Mixer> make_attention(const io::ModelConfig& config, int64_t lay
 // A = −exp(A_log), computed on the host (the same bits on every device), placed beside A_log.
 Tensor neg_exp(const Tensor& A_log);
 
+// `state` with every tensor moved to `device` (forward_train starts from a fresh state on the
+// input's device; new_state allocates on the host).
+inline LayerState state_on(LayerState state, Device device) {
+  if (device != Device::cpu) state.visit([&](const char*, Tensor& t) { t = t.to(device); });
+  return state;
+}
+
 // Columns [start, start + len) of the last dim (a strided view).
 inline Tensor columns(const Tensor& t, int64_t start, int64_t len) {
   return t.slice(-1, start, start + len);

@@ -49,7 +49,7 @@ public:
   }
 
   Tensor forward_train(const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
-    LayerState st = new_state(u.size(0));
+    LayerState st = state_on(new_state(u.size(0)), u.device());
     return run(u, st, 0, &saved_as<Saved>(saved));
   }
 
@@ -60,7 +60,8 @@ public:
     const int64_t batch = s.u.size(0), seq_len = s.u.size(1), hd = c_.head_dim, nh = c_.num_heads;
     const int64_t nkv = c_.num_heads_kv, qkv = c_.qkv_dim;
     const Tensor dctx = ops::linear_bwd(dout, s.context, out_proj_weight, g.out_proj_weight, g.out_proj_bias);
-    Tensor dproj = Tensor::zeros(s.proj.shape());  // [batch, seq_len, qkv_dim + mlp_dim]
+    Tensor dproj =
+        Tensor::zeros(s.proj.shape(), DType::f32, dout.device());  // [batch, seq_len, qkv_dim + mlp_dim]
     if (c_.mlp_dim > 0)
       columns(dproj, qkv, c_.mlp_dim)
           .copy_from(ops::swiglu_bwd(columns(dctx, nh * hd, c_.mlp_dim / 2), columns(s.proj, qkv, c_.mlp_dim),

@@ -203,8 +203,10 @@ void Model::save(const std::string& dir) const {
 Model Model::new_grads() const {
   Model g;
   g.config_ = config_;
+  g.device_ = device_;
   g.build();
-  g.visit_params([](const ParamRef& p) { *p.tensor = Tensor::zeros(p.shape); });
+  // f32 on the model's device, whatever the matmul dtype: gradients accumulate in fp32.
+  g.visit_params([&](const ParamRef& p) { *p.tensor = Tensor::zeros(p.shape, DType::f32, device_); });
   g.lm_head_weight = config_.tie_embeddings ? g.embedding : g.lm_head_weight;
   return g;
 }
@@ -222,10 +224,11 @@ void Model::to(Device device) {
 
 void Model::set_matmul_dtype(DType dtype) {
   if (dtype == matmul_dtype_) return;
-  if (dtype != DType::f32 && dtype != DType::bf16)
-    throw_error(ErrorCode::unsupported, "matmul dtype ", dtype_name(dtype), " (expected f32 or bf16)");
+  if (dtype != DType::f32 && dtype != DType::bf16 && dtype != DType::f16)
+    throw_error(ErrorCode::unsupported, "matmul dtype ", dtype_name(dtype), " (expected f32, bf16 or f16)");
   if (dtype != DType::f32 && device_ == Device::cpu)
-    throw_error(ErrorCode::unsupported, "bf16 weights run on CUDA only: move the model to cuda first");
+    throw_error(ErrorCode::unsupported, dtype_name(dtype),
+                " weights run on CUDA only: move the model to cuda first");
   auto ends_with = [](const std::string& s, const char* suffix) {
     const size_t n = std::strlen(suffix);
     return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
@@ -293,12 +296,11 @@ Tensor Model::forward(const Tensor& ids, State& state, int64_t num_last) const {
 // backward adds norm_k_bwd(f_k_bwd(dR)) to dR in reverse order (§4.3). Each R_k is kept.
 Tensor Model::forward_train(const Tensor& ids, Activations& acts) const {
   MAMBA_CHECK(ids.dim() == 2, "ids " << shape_str(ids.shape()));
-  if (device_ != Device::cpu)
-    throw_error(ErrorCode::unsupported,
-                "training runs on the CPU only (no CUDA backward yet): the model is on cuda");
-  acts.ids = ids;
+  // Runs on the model's device (every op dispatches on its input). The ids go there too, so
+  // that the embedding's backward finds its ids and gradients on one device.
+  acts.ids = ids.device() == device_ ? ids : ids.to(device_);
   acts.blocks.resize(blocks_.size());
-  Tensor stream = embed(ids);  // [batch, seq_len, d_model]
+  Tensor stream = embed(acts.ids);  // [batch, seq_len, d_model]
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& b = blocks_[i];
     BlockActivations& a = acts.blocks[i];
@@ -360,7 +362,11 @@ Tensor next_token_targets(const Tensor& ids_in) {
 
 Tensor Model::step(const Tensor& ids, State& state) const {
   MAMBA_CHECK(ids.dim() == 1 && ids.size(0) == state.batch);
-  Tensor residual = embed(ids);  // [batch, d_model]
+  return step_residual(embed(ids), state);  // [batch, d_model]
+}
+
+Tensor Model::step_residual(Tensor residual, State& state) const {
+  MAMBA_CHECK(residual.dim() == 2 && residual.size(0) == state.batch);
   Tensor hidden;
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& b = blocks_[i];

@@ -48,7 +48,7 @@ public:
   Tensor forward(const Tensor& u, LayerState& st, int64_t) const override { return run(u, st, nullptr); }
 
   Tensor forward_train(const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
-    LayerState st = new_state(u.size(0));
+    LayerState st = state_on(new_state(u.size(0)), u.device());
     return run(u, st, &saved_as<Saved>(saved));
   }
 

@@ -48,7 +48,7 @@ public:
   Tensor forward(const Tensor& u, LayerState& st, int64_t) const override { return run(u, st, nullptr); }
 
   Tensor forward_train(const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
-    LayerState st = new_state(u.size(0));
+    LayerState st = state_on(new_state(u.size(0)), u.device());
     return run(u, st, &saved_as<Saved>(saved));
   }
 
@@ -60,7 +60,8 @@ public:
     const int64_t batch = s.u.size(0), seq_len = s.u.size(1), dm = c_.d_mlp, ds = c_.d_ssm, H = c_.n_heads;
     const int64_t off_xbc = 2 * dm + ds, off_dt = off_xbc + c_.conv_dim;
     const Tensor dcat = ops::linear_bwd(dout, s.y_cat, out_proj_weight, g.out_proj_weight, g.out_proj_bias);
-    Tensor dzxbcdt = Tensor::zeros(s.zxbcdt.shape());  // [batch, seq_len, d_in_proj]
+    Tensor dzxbcdt =
+        Tensor::zeros(s.zxbcdt.shape(), DType::f32, dout.device());  // [batch, seq_len, d_in_proj]
     if (dm > 0)
       columns(dzxbcdt, 0, 2 * dm)
           .copy_from(ops::swiglu_bwd(columns(dcat, 0, dm), columns(s.zxbcdt, 0, 2 * dm), true));

@@ -8,6 +8,7 @@
 #include "ops/linear/linear.h"
 #include "ops/mamba3_gates/mamba3_gates.h"
 #include "ops/mamba3_scan/mamba3_scan.h"
+#include "ops/mamba3_step/mamba3_step.h"
 
 namespace mamba::models {
 namespace {
@@ -64,8 +65,18 @@ public:
 
   Tensor forward(const Tensor& u, LayerState& st, int64_t) const override { return run(u, st, nullptr); }
 
+  // One token (decode): in_proj -> the fused step (gates, scan, output stage: one kernel on CUDA,
+  // the ops of run() in sequence on the CPU) -> out_proj.
+  Tensor step(const Tensor& u, LayerState& st, int64_t) const override {
+    const Tensor proj = ops::linear(u, in_proj_weight);             // [batch, d_in_proj]
+    ops::Mamba3ScanState scan_state{st.ssm, st.k_prev, st.v_prev};  // shares the buffers
+    const Tensor o =
+        ops::mamba3_step(proj, gates_, {D, mimo_x, mimo_z, mimo_o, norm_weight}, st.angle, scan_state);
+    return ops::linear(o, out_proj_weight);
+  }
+
   Tensor forward_train(const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
-    LayerState st = new_state(u.size(0));
+    LayerState st = state_on(new_state(u.size(0)), u.device());
     return run(u, st, &saved_as<Saved>(saved));
   }
 
@@ -82,7 +93,7 @@ public:
     const ops::Mamba3ScanGrads d = ops::mamba3_scan_bwd(s.scan, dy);
     ops::add_(g.D, d.dD);
     if (c_.is_mimo) ops::add_(g.mimo_x, d.dmimo_x);
-    Tensor dproj = Tensor::zeros(s.proj.shape());  // [batch, seq_len, d_in_proj]
+    Tensor dproj = Tensor::zeros(s.proj.shape(), DType::f32, dout.device());  // [batch, seq_len, d_in_proj]
     columns(dproj, 0, di).copy_from(dz);
     columns(dproj, di, di).copy_from(d.dx.view({batch, seq_len, di}));
     ops::Mamba3Gates dgates = gates_;  // the same shapes, holding g's gradient tensors

@@ -88,8 +88,9 @@ public:
   void to(Device device);
   Device device() const { return device_; }
   // Storage dtype of the linear layers' weights (in_proj, x_proj, dt_proj, out_proj, MLP, head).
-  // bf16 (CUDA only, after to(Device::cuda)) rounds both GEMM operands to bf16 with fp32
-  // accumulation; embedding, norms, conv, scans and all state stay fp32. Lossy: convert once.
+  // bf16 or f16 (CUDA only, after to(Device::cuda)) rounds both GEMM operands to that type with fp32
+  // accumulation; embedding, norms, conv and all state stay fp32 (bf16 also runs the bf16
+  // tensor-core scans where they have a kernel; f16 keeps the fp32 scans). Lossy: convert once.
   void set_matmul_dtype(DType dtype);
   DType matmul_dtype() const { return matmul_dtype_; }
   State new_state(int64_t batch) const;  // on the model's device
@@ -126,6 +127,10 @@ private:
   void build();    // allocates the block structure from config_
   void prepare();  // derived constants after weights are filled
   Tensor embed(const Tensor& ids) const;
+  // Model::step after the embedding: `residual` [batch, d_model] holds the token rows and is
+  // updated in place (StepGraph embeds outside its graph, then replays this part).
+  Tensor step_residual(Tensor residual, State& state) const;
+  friend class StepGraph;
   Tensor norm(const Tensor& x, const Tensor& w, const Tensor& b) const;
   // Backward of norm: dy -> dx, accumulating dw (and db for LayerNorm).
   Tensor norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dw, Tensor& db) const;

@@ -3,6 +3,7 @@
 #include "ops/device.h"
 
 #include <cstdio>
+#include <utility>
 
 #include "core/error.h"
 #if MAMBACPP_HAVE_CUDA
@@ -49,6 +50,61 @@ Device parse_device(const std::string& name) {
     return Device::cuda;
   }
   throw_error(ErrorCode::invalid_argument, "unknown device '", name, "' (expected cpu or cuda)");
+}
+
+DeviceGraph::~DeviceGraph() {
+  reset();
+}
+
+DeviceGraph::DeviceGraph(DeviceGraph&& other) noexcept
+    : handle_(std::exchange(other.handle_, nullptr)), capturing_(std::exchange(other.capturing_, false)) {}
+
+DeviceGraph& DeviceGraph::operator=(DeviceGraph&& other) noexcept {
+  if (this != &other) {
+    reset();
+    handle_ = std::exchange(other.handle_, nullptr);
+    capturing_ = std::exchange(other.capturing_, false);
+  }
+  return *this;
+}
+
+void DeviceGraph::begin_capture(Device device) {
+  reset();
+  if (device != Device::cuda || !device_available(device))
+    throw_error(ErrorCode::unsupported, "device graphs need a CUDA device");
+#if MAMBACPP_HAVE_CUDA
+  handle_ = cuda::begin_graph_capture();
+  capturing_ = true;
+#endif
+}
+
+void DeviceGraph::end_capture() {
+  MAMBA_CHECK(handle_ && capturing_, "DeviceGraph::end_capture without begin_capture");
+#if MAMBACPP_HAVE_CUDA
+  capturing_ = false;
+  try {
+    cuda::end_graph_capture(static_cast<cuda::Graph*>(handle_));
+  } catch (...) {
+    reset();
+    throw;
+  }
+#endif
+}
+
+void DeviceGraph::replay() {
+  MAMBA_CHECK(ready(), "DeviceGraph::replay before a capture ended");
+#if MAMBACPP_HAVE_CUDA
+  cuda::replay_graph(static_cast<cuda::Graph*>(handle_));
+#endif
+}
+
+void DeviceGraph::reset() {
+  if (!handle_) return;
+#if MAMBACPP_HAVE_CUDA
+  cuda::release_graph(static_cast<cuda::Graph*>(handle_));
+#endif
+  handle_ = nullptr;
+  capturing_ = false;
 }
 
 }  // namespace mamba::ops

@@ -20,4 +20,35 @@ void device_synchronize(Device device);
 // "cpu" / "cuda" -> Device; throws Error(invalid_argument) otherwise.
 Device parse_device(const std::string& name);
 
+// A recorded sequence of device work replayed as one launch (a CUDA graph): the launch overhead
+// of many small kernels is paid once per replay. Between begin_capture and end_capture the ops'
+// device work is recorded, not run; it must not read device data on the host (no copies to the
+// CPU), and host-to-device copies must be done before (their source would not be re-read). Every
+// device block allocated or freed during the capture stays reserved for the graph until it is
+// reset or destroyed: tensors made in the capture and kept (its outputs) are rewritten by each
+// replay, and the buffers it read or wrote (inputs, states) must stay alive and in place.
+// Warm up first with one eager run, so that lazily created handles and workspaces exist.
+class DeviceGraph {
+public:
+  DeviceGraph() = default;
+  ~DeviceGraph();
+  DeviceGraph(const DeviceGraph&) = delete;
+  DeviceGraph& operator=(const DeviceGraph&) = delete;
+  DeviceGraph(DeviceGraph&& other) noexcept;
+  DeviceGraph& operator=(DeviceGraph&& other) noexcept;
+
+  // Throws Error(unsupported) for the CPU or a build without CUDA. Ends any earlier graph.
+  void begin_capture(Device device);
+  void end_capture();
+  // Queues one run of the captured work (asynchronous, ordered with the ops).
+  void replay();
+  bool ready() const { return handle_ != nullptr && !capturing_; }
+  // Drops the graph (ending an open capture, e.g. after an op threw inside it).
+  void reset();
+
+private:
+  void* handle_ = nullptr;
+  bool capturing_ = false;
+};
+
 }  // namespace mamba::ops

@@ -50,6 +50,7 @@ void decode_stacked(std::span<Session> sessions, const GenerateParams& params,
     logits.select(0, b).copy_from(sessions[b].logits());
   }
   models::State state = stack_states(states);
+  models::StepGraph graph(model);                   // the stacked state keeps its buffers: one capture
   Tensor ids = Tensor::zeros({batch}, DType::i32);  // [batch]; finished rows keep their last token
   std::vector<bool> done(static_cast<size_t>(batch), params.max_tokens <= 0);
   int64_t active = params.max_tokens > 0 ? batch : 0;
@@ -66,7 +67,7 @@ void decode_stacked(std::span<Session> sessions, const GenerateParams& params,
       if (eos) r.sequences[b].reason = StopReason::eos;
       if (eos || i + 1 == params.max_tokens) finishing.push_back(b);
     }
-    logits = model.step(ids, state);
+    logits = graph.step(ids, state);  // a captured CUDA graph where the model allows
     ++r.decode_steps;
     for (int64_t b = 0; b < batch; ++b) position[b] += done[b] ? 0 : 1;
     for (int64_t b : finishing) {  // the final token is consumed: hand the row back

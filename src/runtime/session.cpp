@@ -78,6 +78,7 @@ const char* stop_reason_name(StopReason reason) {
 
 Session::Session(const models::Model& model, SessionOptions options)
     : model_(&model), options_(options), fingerprint_(std::make_shared<FingerprintCache>()) {
+  if (models::StepGraph::supported(model)) graph_ = std::make_unique<models::StepGraph>(model);
   reset();
 }
 
@@ -126,7 +127,7 @@ Tensor Session::decode(int32_t token) {
   check_ids({&token, 1});
   Tensor ids = Tensor::empty({1}, DType::i32);  // [batch=1]
   ids.data<int32_t>()[0] = token;
-  s_.logits = model_->step(ids, s_.state);  // [1, vocab_padded]
+  s_.logits = graph_ ? graph_->step(ids, s_.state) : model_->step(ids, s_.state);  // [1, vocab_padded]
   remember(token);
   return logits();
 }

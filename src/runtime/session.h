@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "models/model.h"
+#include "models/step_graph.h"
 #include "runtime/state_io.h"
 #include "sampling/sampler.h"
 #include "sampling/stop_criteria.h"
@@ -108,6 +109,9 @@ private:
   SessionOptions options_;
   SessionState s_;
   std::shared_ptr<FingerprintCache> fingerprint_;
+  // Decode replays a captured CUDA graph of the step where the model allows (StepGraph);
+  // null for CPU models and models with attention layers.
+  std::unique_ptr<models::StepGraph> graph_;
 };
 
 }  // namespace mamba::runtime

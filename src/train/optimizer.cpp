@@ -1,5 +1,6 @@
 // AdamW, clipping and schedules (see optimizer.h). The update follows torch.optim.AdamW
-// operation for operation, in double per element, so hand-computed numbers match it.
+// operation for operation, in double per element, so hand-computed numbers match it; the element
+// loops are ops (ops/optim), which run where the tensors live, so this file stays device-free.
 #include "train/optimizer.h"
 
 #include <cmath>
@@ -7,17 +8,12 @@
 
 #include "core/error.h"
 #include "io/safetensors.h"
+#include "ops/optim/optim.h"
 
 namespace mamba::train {
 namespace {
 
 constexpr double pi = 3.14159265358979323846;
-
-void require_cpu(const Tensor& t, const std::string& name) {
-  if (t.device() != Device::cpu)
-    throw_error(ErrorCode::unsupported, "optimizer: parameter '", name,
-                "' is not on the CPU (training runs on the CPU)");
-}
 
 std::string exact(double v) {
   char buf[40];
@@ -47,30 +43,24 @@ const char* schedule_kind_name(ScheduleKind kind) {
 
 double clip_grad_norm(models::Model& grads, double max_norm) {
   double sum_sq = 0;
-  grads.visit_params([&](const models::ParamRef& p) {
-    require_cpu(*p.tensor, p.name);
-    const float* g = p.tensor->f32();
-    for (int64_t i = 0; i < p.tensor->numel(); ++i) sum_sq += static_cast<double>(g[i]) * g[i];
-  });
+  grads.visit_params([&](const models::ParamRef& p) { sum_sq += ops::sum_squares(*p.tensor); });
   const double norm = std::sqrt(sum_sq);
   const double coef = max_norm / (norm + 1e-6);
-  if (max_norm > 0 && coef < 1.0) {
-    grads.visit_params([&](const models::ParamRef& p) {
-      float* g = p.tensor->f32();
-      for (int64_t i = 0; i < p.tensor->numel(); ++i) g[i] = static_cast<float>(g[i] * coef);
-    });
-  }
+  if (max_norm > 0 && coef < 1.0)
+    grads.visit_params([&](const models::ParamRef& p) { ops::scale_(*p.tensor, coef); });
   return norm;
 }
 
 void zero_grads(models::Model& grads) {
-  grads.visit_params([](const models::ParamRef& p) { p.tensor->zero(); });
+  grads.visit_params([](const models::ParamRef& p) { ops::zero_(*p.tensor); });
 }
 
 AdamW::AdamW(models::Model& params, const AdamWOptions& options) : options_(options) {
+  // The moments live beside their parameter (on the model's device), in f32.
   params.visit_params([&](const models::ParamRef& p) {
-    require_cpu(*p.tensor, p.name);
-    slots_.push_back({p.name, Tensor::zeros(p.shape), Tensor::zeros(p.shape), !p.no_weight_decay});
+    const Device device = p.tensor->device();
+    slots_.push_back({p.name, Tensor::zeros(p.shape, DType::f32, device),
+                      Tensor::zeros(p.shape, DType::f32, device), !p.no_weight_decay});
   });
 }
 
@@ -89,21 +79,14 @@ void AdamW::step(models::Model& params, models::Model& grads, double lr) {
     Slot& s = slots_[k];
     const Tensor& grad = g_list[k++];
     MAMBA_CHECK(s.name == p.name && grad.numel() == p.tensor->numel(), s.name << " vs " << p.name);
-    require_cpu(*p.tensor, p.name);
-    float* w = p.tensor->f32();
-    const float* g = grad.f32();
-    float* m = s.m.f32();
-    float* v = s.v.f32();
-    const double decay = s.decay ? 1.0 - lr * options_.weight_decay : 1.0;
-    for (int64_t i = 0; i < p.tensor->numel(); ++i) {
-      const double gi = g[i];
-      const double wi = w[i] * decay;
-      const double mi = m[i] + (gi - m[i]) * (1.0 - b1);
-      const double vi = b2 * v[i] + (1.0 - b2) * gi * gi;
-      m[i] = static_cast<float>(mi);
-      v[i] = static_cast<float>(vi);
-      w[i] = static_cast<float>(wi - step_size * mi / (std::sqrt(vi) / bc2_sqrt + options_.eps));
-    }
+    ops::AdamWScalars sc;
+    sc.beta1 = b1;
+    sc.beta2 = b2;
+    sc.eps = options_.eps;
+    sc.decay = s.decay ? 1.0 - lr * options_.weight_decay : 1.0;
+    sc.step_size = step_size;
+    sc.bc2_sqrt = bc2_sqrt;
+    ops::adamw_update(*p.tensor, grad, s.m, s.v, sc);
   });
 }
 
@@ -129,7 +112,8 @@ std::map<std::string, std::string> AdamW::load(const std::string& path) {
       const std::string name = prefix + s.name;
       if (!st.contains(name))
         throw_error(ErrorCode::not_found, path, ": missing optimizer tensor '", name, "'");
-      *dst = st.get_f32(name, s.m.shape());
+      const Device device = dst->device();  // saved and loaded through the host
+      *dst = st.get_f32(name, s.m.shape()).to(device);
     }
   }
   const auto& meta = st.metadata();

@@ -1,7 +1,8 @@
 // AdamW (PyTorch's torch.optim.AdamW update, decoupled weight decay) over a Model's parameters,
 // global-norm gradient clipping and the learning-rate schedules. Weight decay skips the
 // no-decay set (ParamRef::no_weight_decay: biases, norms, A_log, D, dt_bias; SPEC §1.1).
-// CPU tensors only (the training loop runs on the CPU for now).
+// Parameters, gradients and moments live on the model's device (CPU or CUDA; the element loops
+// are ops/optim); the optimizer state is saved and loaded through the host.
 #pragma once
 #include <cstdint>
 #include <map>

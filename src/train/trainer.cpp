@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/file_util.h"
 #include "ops/cross_entropy/cross_entropy.h"
+#include "ops/device.h"
 #include "train/checkpoint.h"
 
 namespace mamba::train {
@@ -27,9 +28,10 @@ constexpr const char* csv_header =
     "step,lr,loss,acc,tokens_per_s,grad_norm,max_length,eval_acc,eval_scaled_acc\n";
 
 // Answer positions (target >= 0) whose argmax over all logits columns is the target.
-// logits: [batch, seq_len, vocab] f32 CPU; targets: [batch, seq_len] i64.
+// logits: [batch, seq_len, vocab] f32 (device logits are copied to the host: the task
+// vocabularies are small); targets: [batch, seq_len] i64 on the host.
 int64_t count_correct(const Tensor& logits_in, const Tensor& targets, int64_t& counted) {
-  const Tensor logits = logits_in.contiguous();
+  const Tensor logits = logits_in.to(Device::cpu).contiguous();
   const int64_t vocab = logits.size(-1), rows = targets.numel();
   const float* x = logits.f32();
   const int64_t* tgt = targets.data<int64_t>();
@@ -74,15 +76,15 @@ EvalStats evaluate(const models::Model& model, const Task& task, int64_t length,
   return out;
 }
 
-Trainer::Trainer(const TrainConfig& config) : config_(config) {
+Trainer::Trainer(const TrainConfig& config, const TrainDevice& where) : config_(config), where_(where) {
   init();
   model_ =
       std::make_unique<models::Model>(models::Model::random(model_config_for(config_, *task_), config_.seed));
-  grads_ = std::make_unique<models::Model>(model_->new_grads());
-  optimizer_ = std::make_unique<AdamW>(*model_, config_.adamw);
+  place();
 }
 
-Trainer::Trainer(const TrainConfig& config, const std::string& checkpoint) : config_(config) {
+Trainer::Trainer(const TrainConfig& config, const std::string& checkpoint, const TrainDevice& where)
+    : config_(config), where_(where) {
   init();
   const std::string dir = resolve_checkpoint(checkpoint);
   model_ = std::make_unique<models::Model>(models::Model::load(dir));
@@ -90,9 +92,8 @@ Trainer::Trainer(const TrainConfig& config, const std::string& checkpoint) : con
   if (expected != io::to_mamba_ssm_json(model_->config()))
     throw_error(ErrorCode::invalid_argument, dir,
                 ": the checkpoint's model differs from the training config's model");
-  grads_ = std::make_unique<models::Model>(model_->new_grads());
-  optimizer_ = std::make_unique<AdamW>(*model_, config_.adamw);
-  optimizer_->load(path_join(dir, "optimizer.safetensors"));
+  place();
+  optimizer_->load(path_join(dir, "optimizer.safetensors"));  // onto the moments' device
   step_ = optimizer_->steps();
 }
 
@@ -106,6 +107,52 @@ void Trainer::init() {
   task_ = make_task(config_.task, config_.task_options);
 }
 
+void Trainer::place() {
+  if (where_.matmul_dtype != DType::f32 && where_.device != Device::cuda)
+    throw_error(ErrorCode::unsupported, "train: ", dtype_name(where_.matmul_dtype),
+                " mixed precision runs on CUDA only (add --device cuda)");
+  model_->to(where_.device);
+  make_compute_model();
+  grads_ = std::make_unique<models::Model>((compute_ ? *compute_ : *model_).new_grads());  // fp32
+  optimizer_ = std::make_unique<AdamW>(*model_, config_.adamw);  // beside the master
+}
+
+// Mixed precision: the optimizer updates the fp32 master (model_); forward and backward run on
+// compute_, a second Model whose parameters share the master's buffers except the GEMM weights
+// (in_proj, x_proj, dt_proj, out_proj, MLP, head), which Model::set_matmul_dtype holds as bf16
+// copies: cuBLASLt then multiplies bf16 operands (x rounded to bf16 inside the linear op) with
+// fp32 accumulation, and the Mamba-2/3 scans take their bf16 tensor-core path. The copies are
+// refreshed from the master after each optimizer step. Gradients and moments stay fp32.
+// A shadow copy rather than rounding inside the linear op: one rounding per weight per step
+// instead of one per GEMM call (forward and backward), no change to the op layer, and an f32
+// run pays nothing. A tied head stays the f32 embedding (Model::prepare re-ties it after
+// set_matmul_dtype's bf16 copy), so that one GEMM runs in f32 on every step alike.
+void Trainer::make_compute_model() {
+  compute_.reset();
+  if (where_.matmul_dtype == DType::f32) return;
+  compute_ = std::make_unique<models::Model>(models::Model::random(model_->config(), 0));
+  compute_->to(where_.device);
+  std::vector<Tensor> master;
+  model_->visit_params([&](const models::ParamRef& p) { master.push_back(*p.tensor); });
+  size_t k = 0;
+  compute_->visit_params([&](const models::ParamRef& p) { *p.tensor = master[k++]; });  // shared buffers
+  compute_->params_updated();
+  compute_->set_matmul_dtype(where_.matmul_dtype);
+  compute_->params_updated();  // as after every refresh (the tied head back to the embedding)
+}
+
+void Trainer::refresh_compute_model() {
+  if (!compute_) return;
+  std::vector<Tensor> master;
+  model_->visit_params([&](const models::ParamRef& p) { master.push_back(*p.tensor); });
+  size_t k = 0;
+  compute_->visit_params([&](const models::ParamRef& p) {
+    const Tensor& m = master[k++];
+    if (p.tensor->dtype() != m.dtype()) p.tensor->copy_from(m);  // f32 -> bf16 on the device
+  });
+  compute_->params_updated();
+}
+
 StepStats Trainer::step() {
   const auto start = std::chrono::steady_clock::now();
   StepStats s;
@@ -113,17 +160,20 @@ StepStats Trainer::step() {
   Rng rng = Rng::for_index(config_.seed, train_stream, static_cast<uint64_t>(step_));
   const Batch b = sample_batch(*task_, config_.batch, config_.curriculum.min_length, s.max_length, rng);
   zero_grads(*grads_);
+  const models::Model& net = compute_ ? *compute_ : *model_;
   // Mean cross-entropy over the answer positions only (targets −1 elsewhere).
-  const Tensor logits = model_->forward_train(b.ids, acts_);
+  const Tensor logits = net.forward_train(b.ids, acts_);
   s.loss = ops::cross_entropy_fwd(logits, b.targets);
   int64_t counted = 0;
   const int64_t correct = count_correct(logits, b.targets, counted);
   s.accuracy = counted > 0 ? static_cast<double>(correct) / static_cast<double>(counted) : 0.0;
-  model_->backward(ops::cross_entropy_bwd(logits, b.targets), acts_, *grads_);
+  net.backward(ops::cross_entropy_bwd(logits, b.targets), acts_, *grads_);
   s.grad_norm = clip_grad_norm(*grads_, config_.clip);
   s.lr = config_.schedule.at(step_);
   optimizer_->step(*model_, *grads_, s.lr);
   model_->params_updated();
+  refresh_compute_model();
+  ops::device_synchronize(where_.device);  // device work is asynchronous: the step's time includes it
   s.step = ++step_;
   s.tokens = b.n_tokens;
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -133,6 +183,7 @@ StepStats Trainer::step() {
 EvalStats Trainer::evaluate_now() const {
   const int64_t length = config_.eval_length > 0 ? config_.eval_length : config_.curriculum.end_max;
   const int64_t batch = config_.eval_batch > 0 ? config_.eval_batch : config_.batch;
+  // The fp32 master: a mixed-precision run evaluates the weights its checkpoints hold.
   return evaluate(*model_, *task_, length, batch, config_.eval_batches, config_.seed);
 }
 

@@ -39,6 +39,14 @@ struct EvalStats {
 EvalStats evaluate(const models::Model& model, const Task& task, int64_t length, int64_t batch,
                    int64_t n_batches, uint64_t seed);
 
+// Where a run computes; not part of its definition (trainer.json), so a checkpoint resumes on
+// either device. matmul_dtype bf16 (CUDA only) is mixed precision: fp32 master weights and AdamW
+// moments, GEMMs with bf16 operands and fp32 accumulation (see Trainer::make_compute_model).
+struct TrainDevice {
+  Device device = Device::cpu;
+  DType matmul_dtype = DType::f32;
+};
+
 struct RunCallbacks {
   std::function<void(const StepStats&)> on_step;
   std::function<void(int64_t step, const EvalStats&)> on_eval;
@@ -48,11 +56,11 @@ struct RunCallbacks {
 class Trainer {
 public:
   // A fresh run: random weights from config.seed (Model::random, SPEC §4.6).
-  explicit Trainer(const TrainConfig& config);
+  explicit Trainer(const TrainConfig& config, const TrainDevice& where = {});
   // Continues from a checkpoint folder (resolve_checkpoint): weights, optimizer state and step.
   // `config` is normally the checkpoint's trainer.json config (load_checkpoint_config), possibly
   // with more steps (a cosine schedule then stretches to the new total); its model must match.
-  Trainer(const TrainConfig& config, const std::string& checkpoint);
+  Trainer(const TrainConfig& config, const std::string& checkpoint, const TrainDevice& where = {});
   ~Trainer();
 
   StepStats step();
@@ -65,16 +73,23 @@ public:
   int64_t steps_done() const { return step_; }
   const TrainConfig& config() const { return config_; }
   const Task& task() const { return *task_; }
+  // The fp32 master weights (on the run's device).
   const models::Model& model() const { return *model_; }
+  const TrainDevice& device() const { return where_; }
 
 private:
   void init();
+  void place();  // moves the model to where_.device, then grads, optimizer, compute model
+  void make_compute_model();
+  void refresh_compute_model();
   void open_log();
   void log_row(const StepStats& s, const EvalStats* eval);
 
   TrainConfig config_;
   std::unique_ptr<Task> task_;
+  TrainDevice where_;
   std::unique_ptr<models::Model> model_, grads_;
+  std::unique_ptr<models::Model> compute_;  // bf16 GEMM weights (mixed precision), else null
   models::Activations acts_;
   std::unique_ptr<AdamW> optimizer_;
   int64_t step_ = 0;

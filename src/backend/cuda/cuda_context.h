@@ -23,6 +23,13 @@ void* workspace(size_t bytes);
 void copy_strided(void* dst, DType dst_dtype, const Shape& dst_strides, const void* src, DType src_dtype,
                   const Shape& src_strides, const Shape& shape);
 
+// The caching allocator's side of a graph capture (cuda_graph.cu): between begin and end, every
+// block handed out or freed joins a new private pool (returned), kept from other users until
+// release_pool.
+int begin_pool_capture();
+void end_pool_capture();
+void release_pool(int pool);
+
 // Aborts unless t is a defined CUDA tensor (named in the message).
 void check_cuda_tensor(const Tensor& t, const char* name);
 

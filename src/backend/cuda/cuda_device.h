@@ -29,6 +29,17 @@ void register_backend();
 // Waits for all work queued on the backend's stream.
 void synchronize();
 
+// CUDA graphs of the backend's stream (ops/device.h's DeviceGraph). Between begin and end the
+// work queued on the stream is recorded, not run, and the device memory allocated or freed
+// meanwhile stays reserved for the graph (its replays write it) until release_graph.
+struct Graph;
+Graph* begin_graph_capture();
+// Ends the capture and instantiates the graph; on failure releases it and throws / aborts.
+void end_graph_capture(Graph* graph);
+void replay_graph(Graph* graph);
+// Ends an open capture (discarding it) or destroys the instantiated graph; frees `graph`.
+void release_graph(Graph* graph);
+
 // Bytes currently handed out by the caching allocator / held in its cache (tests, bench).
 size_t allocated_bytes();
 size_t cached_bytes();

@@ -1,4 +1,5 @@
-// CPU cross-entropy: one row per work item, log-sum-exp with max subtraction, sums in double.
+// Cross-entropy on CPU: one row per work item, log-sum-exp with max subtraction, sums in double.
+// CUDA logits go to cross_entropy_cuda.cu.
 #include "ops/cross_entropy/cross_entropy.h"
 
 #include <cmath>
@@ -6,6 +7,9 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#if MAMBACPP_HAVE_CUDA
+#include "ops/cross_entropy/cross_entropy_cuda.h"
+#endif
 
 namespace mamba::ops {
 
@@ -42,6 +46,9 @@ double log_sum_exp(const float* x, int64_t n, float& mx) {
 }  // namespace
 
 double cross_entropy_fwd(const Tensor& logits_in, const Tensor& targets) {
+#if MAMBACPP_HAVE_CUDA
+  if (logits_in.device() == Device::cuda) return cross_entropy_fwd_cuda(logits_in, targets);
+#endif
   const Tensor logits = logits_in.contiguous();
   int64_t n_counted = 0;
   const std::vector<int64_t> tgt = read_targets(logits, targets, n_counted);
@@ -60,6 +67,9 @@ double cross_entropy_fwd(const Tensor& logits_in, const Tensor& targets) {
 }
 
 Tensor cross_entropy_bwd(const Tensor& logits_in, const Tensor& targets) {
+#if MAMBACPP_HAVE_CUDA
+  if (logits_in.device() == Device::cuda) return cross_entropy_bwd_cuda(logits_in, targets);
+#endif
   const Tensor logits = logits_in.contiguous();
   int64_t n_counted = 0;
   const std::vector<int64_t> tgt = read_targets(logits, targets, n_counted);

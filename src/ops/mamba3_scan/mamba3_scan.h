@@ -33,7 +33,8 @@ struct Mamba3ScanArgs {
   Tensor mimo_x;  // [n_heads, mimo_rank, head_dim], or undefined for SISO
   int64_t chunk_size = 64;
   // CUDA only: a whole-sequence call may run the bf16 tensor-core scan (mamba3_scan_fast.cu: bf16
-  // x/q/k/y, fp32 state) where it has a kernel (SISO, head_dim 64, d_state 128); bf16 weights set it.
+  // x/q/k/y, fp32 state) where it has a kernel (SISO or MIMO rank 2/4, head_dim 64, d_state 128);
+  // bf16 weights set it.
   bool fast_bf16 = false;
 };
 

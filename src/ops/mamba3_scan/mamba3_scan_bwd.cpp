@@ -10,6 +10,9 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/mamba3_scan/mamba3_scan.h"
+#if MAMBACPP_HAVE_CUDA
+#include "ops/mamba3_scan/mamba3_scan_cuda.h"
+#endif
 
 namespace mamba::ops {
 
@@ -164,6 +167,9 @@ void head_bwd(HeadSlice& s, const Sizes& z) {
 }  // namespace
 
 Mamba3ScanGrads mamba3_scan_bwd(const Mamba3ScanArgs& a, const Tensor& dy_in) {
+#if MAMBACPP_HAVE_CUDA
+  if (a.x.device() == Device::cuda) return mamba3_scan_bwd_cuda(a, dy_in);
+#endif
   const Tensor dy = dy_in.contiguous();
   const Sizes z{a.x.size(0),
                 a.x.size(1),

@@ -1,5 +1,6 @@
-// Mamba-3 scan on CUDA (SPEC §3.4). A SISO sequence with args.fast_bf16 at a compiled shape runs the
-// tensor-core chunked scan (mamba3_scan_fast.cu: bf16 x/q/k/y, fp32 state). Else the simple scan:
+// Mamba-3 scan on CUDA (SPEC §3.4). A sequence with args.fast_bf16 at a compiled shape (SISO, or MIMO
+// rank 2 or 4) runs the tensor-core chunked scan (mamba3_scan_fast.cu: bf16 x/q/k/y, fp32 state and
+// mimo_x). Else the simple scan:
 // one warp per (batch, head, pair of head_dim rows), lane l holding state entries n = l, l+32, ...
 // (d_state <= 256) in registers, each rank's S·q_r a warp sum; k_prev/v_prev saved by a second launch.
 #include <cuda_bf16.h>
@@ -128,26 +129,32 @@ const __nv_bfloat16* bf16_ptr(const Tensor& t) {
   return static_cast<const __nv_bfloat16*>(t.raw());
 }
 
-// Tensor-core chunked scan (SISO): x, q, k rounded to bf16 on the way in, y (bf16) widened into
-// the caller's f32 y; ssm, k_prev and v_prev are read and written in fp32, in place.
+// Tensor-core chunked scan (SISO, or MIMO with mimo_x): x, q, k rounded to bf16 on the way in, y
+// (bf16) widened into the caller's f32 y; ssm, k_prev and v_prev are read and written in fp32, in
+// place. Contiguous [batch, seq_len, R, n_heads, ·] q, k, y and [batch, R, n_heads, d_state] k_prev.
 void mamba3_fast_path(const Mamba3ScanArgs& a, Mamba3ScanState& s, Tensor& y) {
-  const int64_t L = a.x.size(1), H = a.x.size(2), P = a.x.size(3), N = a.q.size(4);
+  const int64_t L = a.x.size(1), R = a.q.size(2), H = a.x.size(2), P = a.x.size(3), N = a.q.size(4);
   const Tensor x = a.x.to(DType::bf16), q = a.q.to(DType::bf16), k = a.k.to(DType::bf16);
+  const Tensor mimo_x = R > 1 ? a.mimo_x.contiguous() : Tensor();  // [n_heads, R, head_dim]
   Tensor y_bf16 =
-      Tensor::empty(y.shape(), DType::bf16, Device::cuda);  // [batch, seq_len, 1, n_heads, head_dim]
+      Tensor::empty(y.shape(), DType::bf16, Device::cuda);  // [batch, seq_len, R, n_heads, head_dim]
   cuda::Mamba3ScanFastParams p;
   p.batch = static_cast<int>(a.x.size(0)), p.seq_len = static_cast<int>(L), p.n_heads = static_cast<int>(H);
-  p.head_dim = static_cast<int>(P), p.d_state = static_cast<int>(N), p.chunk_size = 64;
+  p.head_dim = static_cast<int>(P), p.d_state = static_cast<int>(N);
+  p.mimo_rank = static_cast<int>(R), p.chunk_size = static_cast<int>(64 / R);
   p.x = bf16_ptr(x), p.x_batch_stride = L * H * P, p.x_seq_stride = H * P, p.x_head_stride = P;
-  p.q = bf16_ptr(q), p.q_batch_stride = L * H * N, p.q_seq_stride = H * N, p.q_head_stride = N;
-  p.k = bf16_ptr(k), p.k_batch_stride = L * H * N, p.k_seq_stride = H * N, p.k_head_stride = N;
+  p.q = bf16_ptr(q), p.q_batch_stride = L * R * H * N, p.q_seq_stride = R * H * N, p.q_head_stride = N;
+  p.k = bf16_ptr(k), p.k_batch_stride = L * R * H * N, p.k_seq_stride = R * H * N, p.k_head_stride = N;
+  p.q_rank_stride = p.k_rank_stride = H * N;
+  if (R > 1) p.mimo_x = mimo_x.f32(), p.mimo_x_head_stride = R * P, p.mimo_x_rank_stride = P;
   p.adt = a.adt.f32(), p.dt = a.dt.f32(), p.trap = a.trap.f32(), p.D = a.D.f32();
   p.dt_batch_stride = L * H, p.dt_seq_stride = H, p.dt_head_stride = 1;
   p.ssm_in = p.ssm_out = s.ssm.f32(), p.ssm_batch_stride = H * P * N, p.ssm_head_stride = P * N;
-  p.k_prev_in = p.k_prev_out = s.k_prev.f32(), p.k_prev_batch_stride = H * N, p.k_prev_head_stride = N;
+  p.k_prev_in = p.k_prev_out = s.k_prev.f32(), p.k_prev_batch_stride = R * H * N, p.k_prev_head_stride = N;
+  p.k_prev_rank_stride = H * N;
   p.v_prev_in = p.v_prev_out = s.v_prev.f32(), p.v_prev_batch_stride = H * P, p.v_prev_head_stride = P;
   p.y = static_cast<__nv_bfloat16*>(y_bf16.raw());
-  p.y_batch_stride = L * H * P, p.y_seq_stride = H * P, p.y_head_stride = P;
+  p.y_batch_stride = L * R * H * P, p.y_seq_stride = R * H * P, p.y_head_stride = P, p.y_rank_stride = H * P;
   p.workspace_bytes = cuda::mamba3_scan_fast_workspace_bytes(p);
   const Tensor workspace = Tensor::empty({static_cast<int64_t>(p.workspace_bytes)}, DType::u8, Device::cuda);
   p.workspace = workspace.raw();
@@ -180,8 +187,9 @@ void mamba3_scan_cuda(const Mamba3ScanArgs& a, Mamba3ScanState& s, Tensor& y) {
                 "mamba3_scan: tensors must be f32 and contiguous");
   }
   if (a.mimo_x.defined()) mamba::cuda::check_cuda_tensor(a.mimo_x, "mamba3_scan: mimo_x");
-  const bool siso = !a.mimo_x.defined() && R == 1;
-  if (a.fast_bf16 && siso && L > 1 && P == 64 && N == 128 && B > 0) return mamba3_fast_path(a, s, y);
+  const bool siso = !a.mimo_x.defined() && R == 1, mimo = a.mimo_x.defined() && (R == 2 || R == 4);
+  if (a.fast_bf16 && (siso || mimo) && L > 1 && P == 64 && N == 128 && B > 0)
+    return mamba3_fast_path(a, s, y);
   const Mamba3Params p{a.x.f32(),
                        a.q.f32(),
                        a.k.f32(),

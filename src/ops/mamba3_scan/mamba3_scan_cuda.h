@@ -9,4 +9,7 @@ namespace mamba::ops {
 // Same contract as mamba3_scan_ref / _fwd / _step (y allocated on the device when undefined).
 void mamba3_scan_cuda(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
 
+// Same contract as mamba3_scan_bwd (mamba3_scan_bwd_cuda.cu): fp32, chunks in parallel.
+Mamba3ScanGrads mamba3_scan_bwd_cuda(const Mamba3ScanArgs& args, const Tensor& dy);
+
 }  // namespace mamba::ops

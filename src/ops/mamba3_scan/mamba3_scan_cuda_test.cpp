@@ -139,5 +139,40 @@ TEST(Mamba3ScanCuda, FastBf16MatchesSimple) {
   }
 }
 
+// The MIMO tensor-core scan (fast_bf16, ranks 2 and 4: 64/R-token chunks of (token, rank) rows)
+// against the simple fp32 scan, as above: from random (ssm, k_prev, v_prev), within bf16 rounding, a
+// second call continuing the state, then one-token steps from the fast path's state. The lengths
+// leave partial chunks; 2 × 3 heads × 200 tokens run as several stored-state chunks.
+TEST(Mamba3ScanCuda, FastBf16MimoMatchesSimple) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(9);
+  for (int64_t rank : {2, 4}) {
+    const Config c{2, 333, rank, 3, 64, 128, true};
+    const Mamba3ScanArgs a = random_args(c, rng), simple = on_device(a);
+    Mamba3ScanArgs fast = simple;
+    fast.fast_bf16 = true;
+    const Mamba3ScanState s0{random_tensor({c.batch, c.n_heads, c.head_dim, c.d_state}, rng),
+                             random_tensor({c.batch, c.rank, c.n_heads, c.d_state}, rng),
+                             random_tensor({c.batch, c.n_heads, c.head_dim}, rng)};
+    Mamba3ScanState fs = copy_state(s0, Device::cuda), ss = copy_state(s0, Device::cuda);
+    const std::string what = "R=" + std::to_string(rank) + " tokens ";
+    for (const auto& [t0, t1] : {std::pair<int64_t, int64_t>{0, 200}, {200, 330}}) {
+      Tensor fy, sy;
+      mamba3_scan_fwd(tokens(fast, t0, t1), fs, fy);
+      mamba3_scan_fwd(tokens(simple, t0, t1), ss, sy);
+      EXPECT_LT(scaled_max_diff(fy, sy), 1e-2f) << what << t0;
+      EXPECT_LT(scaled_max_diff(fs.ssm, ss.ssm), 1e-2f) << what << t0;
+      EXPECT_LT(scaled_max_diff(fs.k_prev, ss.k_prev), 1e-2f) << what << t0;
+      EXPECT_LT(scaled_max_diff(fs.v_prev, ss.v_prev), 1e-2f) << what << t0;
+    }
+    for (int64_t t = 330; t < c.seq_len; ++t) {
+      Tensor fy, sy;
+      mamba3_scan_step(tokens(fast, t, t + 1), fs, fy);
+      mamba3_scan_step(tokens(simple, t, t + 1), ss, sy);
+      EXPECT_LT(scaled_max_diff(fy, sy), 1e-2f) << what << "step " << t;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace mamba::ops

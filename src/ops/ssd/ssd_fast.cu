@@ -2,6 +2,7 @@
 // chunk_state (local state of each chunk), state_passing (sequential over chunks, elementwise),
 // chunk_scan (outputs from the entering state). Inside a chunk, 64-token tiles carry the state in
 // registers, so the stored states are 4× fewer than with 64-token chunks. mma.sync m16n8k16 bf16.
+// Mamba-3 MIMO runs the same kernels over (token, rank) rows (template parameter R, see ssd_fast.cuh).
 #include <cstddef>
 #include <initializer_list>
 
@@ -13,11 +14,15 @@ namespace mamba::ops::cuda {
 
 namespace {
 
-constexpr int kTile = 64;  // tokens per tile (the Mamba-3 chunk; 4 tiles per Mamba-2 chunk)
+constexpr int kTile = 64;  // rows per tile: tokens, or MIMO (token, rank) rows (the Mamba-3 chunk)
 constexpr int kWarps = 4;  // warp w owns tile rows [16w, 16w+16) and state rows [16w, 16w+16)
 constexpr int kThreads = 32 * kWarps;
 constexpr int kPad = 8;  // bf16 row padding: row strides ≡ 16 B (mod 128 B), no bank conflicts
 constexpr float kLog2e = 1.4426950408889634f;
+
+__host__ __device__ constexpr int log2_of(int r) {
+  return r <= 1 ? 0 : 1 + log2_of(r / 2);
+}
 
 // ---- Tensor-core fragments (PTX ISA, mma.m16n8k16 .bf16): lane = 4·g + qd; an A fragment holds
 // rows {g, g+8} × cols {2qd, 2qd+1, 2qd+8, 2qd+9}; a C fragment rows {g, g+8} × cols {2qd, 2qd+1}. ----
@@ -72,14 +77,14 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
-// ---- One pipeline stage in shared memory: a tile of 64 tokens of one (batch, head) ----
+// ---- One pipeline stage in shared memory: a tile of 64 rows (tokens, or (token, rank) pairs) ----
 
 template <int P, int N, bool kWithQ>
 struct TileStage {
   static constexpr int kP = P, kN = N, kQK = N + kPad, kX = P + kPad;
   static constexpr bool kHasQ = kWithQ;
   __nv_bfloat16 k[kTile * kQK];               // [token, d_state]
-  __nv_bfloat16 x[kTile * kX];                // [token, head_dim]
+  __nv_bfloat16 x[kTile * kX];                // [token, head_dim]; MIMO: v = x ⊙ mimo_x per row
   float a2[kTile];                            // inclusive cumsum of adt inside the tile, in log2 units
   float sigma[kTile];                         // off-diagonal weight σ_s
   float gamma[kTile];                         // diagonal weight γ_t
@@ -90,83 +95,113 @@ struct HeadCoords {
   int b, h, c;  // batch, head, chunk (state_chunk tokens)
 };
 
-// Copies rows [t0, t0 + 64) of a [token, kCols] bf16 matrix (rows seq_stride apart) into shared
-// rows of kLd elements. A thread's column is fixed and its rows step by a constant, so the
-// addresses advance by constants (the index arithmetic once cost more instructions than the mma).
-template <int kCols, int kLd>
+// Copies the 64 tile rows of a bf16 matrix with kCols columns into shared rows of kLd elements:
+// tile row j is (token t0 + j/R, rank j%R), at token·seq_stride + rank·rank_stride (rank_stride 0
+// repeats a token's row R times). A thread's column and rank are fixed and its rows step by a
+// constant, so the addresses advance by constants (the index arithmetic once cost more
+// instructions than the mma).
+template <int kCols, int kLd, int R>
 __device__ __forceinline__ void copy_rows_async(__nv_bfloat16* dst, const __nv_bfloat16* src,
-                                                int64_t seq_stride, int t0, int seq_len) {
-  constexpr int kVec = kCols / 8, kRowStep = kThreads / kVec;
-  static_assert(kThreads % kVec == 0 && kTile % kRowStep == 0, "tile copy layout");
-  const int row = threadIdx.x / kVec, col = (threadIdx.x % kVec) * 8;
-  const __nv_bfloat16* from = src + (t0 + row) * seq_stride + col;
-  const int64_t step = kRowStep * seq_stride;
+                                                int64_t seq_stride, int64_t rank_stride, int t0,
+                                                int seq_len) {
+  constexpr int kVec = kCols / 8, kRowStep = kThreads / kVec, kTokStep = kRowStep / R;
+  static_assert(kThreads % kVec == 0 && kTile % kRowStep == 0 && kRowStep % R == 0, "tile copy layout");
+  const int row = threadIdx.x / kVec, col = (threadIdx.x % kVec) * 8, tok = t0 + row / R;
+  const __nv_bfloat16* from = src + tok * seq_stride + (row % R) * rank_stride + col;
+  const int64_t step = kTokStep * seq_stride;
 #pragma unroll
   for (int j = 0; j < kTile / kRowStep; ++j) {
-    const bool valid = t0 + row + j * kRowStep < seq_len;
+    const bool valid = tok + j * kTokStep < seq_len;
     cp_async16(dst + (row + j * kRowStep) * kLd + col, valid ? from : src, valid);
     from += step;
   }
 }
 
-// Starts the copies of tile rows [t0, t0 + 64) of k, x (and q) into a stage, as one commit group.
-template <class Stage>
+// Starts the copies of the tile's rows (tokens [t0, t0 + 64/R)) of k, x (and q) into a stage, as
+// one commit group. x is copied once per (token, rank) row: scale_x_rows turns it into v.
+template <int R, class Stage>
 __device__ void load_tile_async(const ChunkedScanParams& p, const HeadCoords& hc, int t0, Stage& s) {
   const int g = hc.h / p.heads_per_group;
-  copy_rows_async<Stage::kN, Stage::kQK>(s.k, p.k + hc.b * p.k_batch_stride + g * p.k_group_stride,
-                                         p.k_seq_stride, t0, p.seq_len);
+  copy_rows_async<Stage::kN, Stage::kQK, R>(s.k, p.k + hc.b * p.k_batch_stride + g * p.k_group_stride,
+                                            p.k_seq_stride, p.k_rank_stride, t0, p.seq_len);
   if constexpr (Stage::kHasQ) {
-    copy_rows_async<Stage::kN, Stage::kQK>(s.q, p.q + hc.b * p.q_batch_stride + g * p.q_group_stride,
-                                           p.q_seq_stride, t0, p.seq_len);
+    copy_rows_async<Stage::kN, Stage::kQK, R>(s.q, p.q + hc.b * p.q_batch_stride + g * p.q_group_stride,
+                                              p.q_seq_stride, p.q_rank_stride, t0, p.seq_len);
   }
-  copy_rows_async<Stage::kP, Stage::kX>(s.x, p.x + hc.b * p.x_batch_stride + hc.h * p.x_head_stride,
-                                        p.x_seq_stride, t0, p.seq_len);
+  copy_rows_async<Stage::kP, Stage::kX, R>(s.x, p.x + hc.b * p.x_batch_stride + hc.h * p.x_head_stride,
+                                           p.x_seq_stride, 0, t0, p.seq_len);
   cp_async_commit();
 }
 
-// Per-token inputs of a tile as loaded by warp 0: lane l holds tokens 2l, 2l+1 and 2l+2 (the
-// next token's dt and λ give the folded β). Zero past seq_len. Loaded while the tile's copies
-// are in flight.
+// MIMO: x rows → v_{t,r} = x_t ⊙ mimo_x[h, r, :], rounded to bf16 in place. Each thread scales the
+// 16-byte pieces it copied itself (the layout of copy_rows_async: fixed column and rank), which its
+// own cp.async.wait_group has made visible to it, so no barrier is needed before this.
+template <int R, class Stage>
+__device__ void scale_x_rows(const ChunkedScanParams& p, int h, Stage& s) {
+  constexpr int kVec = Stage::kP / 8, kRowStep = kThreads / kVec;
+  const int row = threadIdx.x / kVec, col = (threadIdx.x % kVec) * 8;
+  const float* mx = p.mimo_x + h * p.mimo_x_head_stride + (row % R) * p.mimo_x_rank_stride + col;
+  float m[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) m[i] = __ldg(mx + i);
+#pragma unroll
+  for (int j = 0; j < kTile / kRowStep; ++j) {
+    uint4* v = reinterpret_cast<uint4*>(&s.x[(row + j * kRowStep) * Stage::kX + col]);
+    uint4 u = *v;
+    u.x = scale_bf16x2(u.x, m[0], m[1]), u.y = scale_bf16x2(u.y, m[2], m[3]);
+    u.z = scale_bf16x2(u.z, m[4], m[5]), u.w = scale_bf16x2(u.w, m[6], m[7]);
+    *v = u;
+  }
+}
+
+// Per-token inputs of a tile as loaded by warp 0: lane l holds rows 2l and 2l+1. R = 1: tokens
+// 2l, 2l+1 and 2l+2 (the next token's dt and λ give the folded β); R > 1: both rows are token
+// 2l/R, loaded with the next token. Zero past seq_len. Loaded while the tile's copies are in flight.
 struct TileCoefLoads {
   float dt[3], trap[3], adt[2];
 };
 
+template <int R>
 __device__ TileCoefLoads load_coefficients(const ChunkedScanParams& p, const HeadCoords& hc, int t0) {
+  constexpr int kTokens = R == 1 ? 3 : 2;
   TileCoefLoads c = {};
-  const int lane = threadIdx.x & 31;
+  const int lane = threadIdx.x & 31, first = t0 + (2 * lane) / R;
   const int64_t base = hc.b * p.dt_batch_stride + hc.h * p.dt_head_stride;
 #pragma unroll
-  for (int i = 0; i < 3; ++i) {
-    const int t = t0 + 2 * lane + i;
+  for (int i = 0; i < kTokens; ++i) {
+    const int t = first + i;
     if (t >= p.seq_len) continue;
     const int64_t at = base + t * p.dt_seq_stride;
     c.dt[i] = p.dt[at];
     if (p.weights == ScanWeights::trapezoid) {
       c.trap[i] = p.trap[at];
-      if (i < 2) c.adt[i] = p.adt[at];
+      if (i < kTokens - 1) c.adt[i] = p.adt[at];
     }
   }
   return c;
 }
 
-// Warp 0: the weights σ, γ and the tile's inclusive cumsum of adt (log2 units). Tokens past
-// seq_len have adt = σ = γ = 0, so they neither decay nor contribute.
-template <class Stage>
+// Warp 0: the weights σ, γ of each row and the tile's inclusive cumsum of adt (log2 units). Tokens
+// past seq_len have adt = σ = γ = 0, so they neither decay nor contribute. A token's decay counts
+// once, on its rank-0 row, so all R rows of a token see the token's cumsum.
+template <int R, class Stage>
 __device__ void store_coefficients(const ChunkedScanParams& p, int h, const TileCoefLoads& c, Stage& s) {
   const int lane = threadIdx.x & 31;
   float log_decay[2];
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
+    const int cur = R == 1 ? i : 0;  // the row's token among the loaded ones
     float adt, sigma, gamma;
     if (p.weights == ScanWeights::ssd) {
-      adt = c.dt[i] * p.A[h];
-      sigma = gamma = c.dt[i];
+      adt = c.dt[cur] * p.A[h];
+      sigma = gamma = c.dt[cur];
     } else {  // β of token t+1 folded into token t's key (§3.5); none after the last token
-      adt = c.adt[i];
-      gamma = c.trap[i] * c.dt[i];
-      sigma = gamma + c.dt[i + 1] * (1.0f - c.trap[i + 1]);
+      adt = c.adt[cur];
+      gamma = c.trap[cur] * c.dt[cur];
+      sigma = gamma + c.dt[cur + 1] * (1.0f - c.trap[cur + 1]);
     }
-    log_decay[i] = adt * kLog2e;
+    const bool rank0 = R == 1 || (i == 0 && (2 * lane) % R == 0);
+    log_decay[i] = rank0 ? adt * kLog2e : 0.0f;
     s.sigma[2 * lane + i] = sigma;
     s.gamma[2 * lane + i] = gamma;
   }
@@ -267,20 +302,22 @@ __device__ inline int64_t chunk_index(const ChunkedScanParams& p, const HeadCoor
   return (int64_t(hc.b) * p.n_heads + hc.h) * n_chunks(p) + hc.c;
 }
 
-// Runs compute(stage, t0, has_next) over the 64-token tiles of the block's chunk, then
+// Runs compute(stage, t0, has_next) over the 64-row tiles (64/R tokens) of the block's chunk, then
 // after(has_next) past the closing barrier. One stage: latency is hidden by the 3 blocks per SM
 // (a second stage, tried, cost a block per SM and gained nothing).
-template <class Stage, class Compute, class After>
+template <int R, class Stage, class Compute, class After>
 __device__ void pipeline_tiles(const ChunkedScanParams& p, const HeadCoords& hc, Stage& s, Compute&& compute,
                                After&& after) {
+  constexpr int kTokens = kTile / R;
   const int t_begin = hc.c * p.state_chunk, t_end = min(t_begin + p.state_chunk, p.seq_len);
   const bool coef_warp = threadIdx.x < 32;
-  for (int t0 = t_begin; t0 < t_end; t0 += kTile) {
-    load_tile_async(p, hc, t0, s);
-    if (coef_warp) store_coefficients(p, hc.h, load_coefficients(p, hc, t0), s);
+  for (int t0 = t_begin; t0 < t_end; t0 += kTokens) {
+    load_tile_async<R>(p, hc, t0, s);
+    if (coef_warp) store_coefficients<R>(p, hc.h, load_coefficients<R>(p, hc, t0), s);
     cp_async_wait<0>();
+    if constexpr (R > 1) scale_x_rows<R>(p, hc.h, s);
     __syncthreads();
-    const bool has_next = t0 + kTile < t_end;
+    const bool has_next = t0 + kTokens < t_end;
     compute(s, t0, has_next);
     __syncthreads();  // the stage may be refilled; H (bf16) may be rewritten
     after(has_next);
@@ -288,7 +325,7 @@ __device__ void pipeline_tiles(const ChunkedScanParams& p, const HeadCoords& hc,
 }
 
 // ---- Kernel 1: local state of each chunk, S_c = Σ_s exp(a_end − a_s)·σ_s·x_s k_sᵀ (from zero) ----
-template <int P, int N>
+template <int P, int N, int R>
 __global__ void __launch_bounds__(kThreads) chunk_state_kernel(const ChunkedScanParams p) {
   using Stage = TileStage<P, N, false>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -297,7 +334,7 @@ __global__ void __launch_bounds__(kThreads) chunk_state_kernel(const ChunkedScan
                       static_cast<int>(blockIdx.y)};
   float H[N / 8][4] = {};
   float log_decay = 0.0f;
-  pipeline_tiles(
+  pipeline_tiles<R>(
       p, hc, stage,
       [&](const Stage& s, int, bool) {
         update_state<P, N>(s, H);
@@ -311,7 +348,7 @@ __global__ void __launch_bounds__(kThreads) chunk_state_kernel(const ChunkedScan
 }
 
 // ---- Kernel 2: H_0 = initial state (+ pending β term); states[c] ← H_c; H_{c+1} = e^{A_c} H_c + S_c ----
-template <int P, int N>
+template <int P, int N, int R>
 __global__ void __launch_bounds__(256) state_passing_kernel(const ChunkedScanParams p) {
   const int e = (blockIdx.x * blockDim.x + threadIdx.x) * 4;  // first of 4 state elements
   if (e >= P * N) return;
@@ -321,12 +358,18 @@ __global__ void __launch_bounds__(256) state_passing_kernel(const ChunkedScanPar
     H = *reinterpret_cast<const float4*>(p.initial_state + b * p.initial_state_batch_stride +
                                          h * p.initial_state_head_stride + e);
   }
-  if (p.k_prev) {  // S_in = S_prev + Δ_0(1 − λ_0)·v_prev k_prevᵀ (§3.5); α_0 comes with exp(a_0)
+  if (p.k_prev) {  // S_in = S_prev + Δ_0(1 − λ_0)·Σ_r v_prev,r k_prev,rᵀ (§3.5); α_0 comes with exp(a_0)
     const int64_t at = b * p.dt_batch_stride + h * p.dt_head_stride;
     const float pending =
         p.dt[at] * (1.0f - p.trap[at]) * p.v_prev[b * p.v_prev_batch_stride + h * p.v_prev_head_stride + row];
-    const float* kp = p.k_prev + b * p.k_prev_batch_stride + h * p.k_prev_head_stride + col;
-    H.x += pending * kp[0], H.y += pending * kp[1], H.z += pending * kp[2], H.w += pending * kp[3];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {  // v_prev,r = v_prev ⊙ mimo_x[h, r] (MIMO)
+      const float w =
+          R == 1 ? pending : pending * p.mimo_x[h * p.mimo_x_head_stride + r * p.mimo_x_rank_stride + row];
+      const float* kp =
+          p.k_prev + b * p.k_prev_batch_stride + h * p.k_prev_head_stride + r * p.k_prev_rank_stride + col;
+      H.x += w * kp[0], H.y += w * kp[1], H.z += w * kp[2], H.w += w * kp[3];
+    }
   }
   const Workspace ws = workspace_of(p);
   const int nc = n_chunks(p);
@@ -359,8 +402,9 @@ __global__ void __launch_bounds__(256) state_passing_kernel(const ChunkedScanPar
 }
 
 // y for the warp's 16 tile rows: exp(a_t)·q_t·H_in + Σ_s coef(t, s)·(q_t·k_s)·x_s + D·x_t, then
-// written as bf16 through the warp's own q rows (16-byte stores).
-template <int P, int N>
+// written as bf16 through the warp's own q rows (16-byte stores). A warp's 16 rows hold whole
+// tokens (R divides 16), so the token-block-causal scores also need only the tiles st ≤ warp.
+template <int P, int N, int R>
 __device__ void tile_output(const ChunkedScanParams& p, const HeadCoords& hc, int t0,
                             TileStage<P, N, true>& s, const __nv_bfloat16* H_s) {
   using Smem = TileStage<P, N, true>;
@@ -397,11 +441,13 @@ __device__ void tile_output(const ChunkedScanParams& p, const HeadCoords& hc, in
   for (int nt = 0; nt < P / 8; ++nt) {
     acc[nt][0] *= e_lo, acc[nt][1] *= e_lo, acc[nt][2] *= e_hi, acc[nt][3] *= e_hi;
   }
-  // coef(t, s) = exp(a_t − a_s)·σ_s (s < t), γ_t (s = t), 0 (s > t); selects, no branches.
+  // coef(t, s) = exp(a_t − a_s)·σ_s (s < t), γ_t (s = t), 0 (s > t), comparing the rows' tokens;
+  // selects, no branches.
+  constexpr int kShift = log2_of(R);
   const float gamma_lo = s.gamma[t_lo], gamma_hi = s.gamma[t_hi];
   auto coef = [&](int t, float a_t, float gamma_t, int u) {
     const float decayed = exp2f(fminf(a_t - s.a2[u], 0.0f)) * s.sigma[u];
-    return u < t ? decayed : (u == t ? gamma_t : 0.0f);
+    return (u >> kShift) < (t >> kShift) ? decayed : ((u >> kShift) == (t >> kShift) ? gamma_t : 0.0f);
   };
 #pragma unroll
   for (int st = 0; st < kTile / 16; ++st) {
@@ -439,22 +485,23 @@ __device__ void tile_output(const ChunkedScanParams& p, const HeadCoords& hc, in
         pack_bf16(acc[nt][2] + D * x_hi.x, acc[nt][3] + D * x_hi.y);
   }
   __syncwarp();
-  constexpr int kVecP = P / 8, kRowStep = 32 / kVecP;  // a lane's column is fixed
-  const int row = r0 + lane / kVecP, col = (lane % kVecP) * 8;
-  __nv_bfloat16* y_row =
-      p.y + hc.b * p.y_batch_stride + hc.h * p.y_head_stride + (t0 + row) * p.y_seq_stride + col;
+  constexpr int kVecP = P / 8, kRowStep = 32 / kVecP, kTokStep = kRowStep / R;  // a lane's column is fixed
+  static_assert(kRowStep % R == 0, "y rows of a lane keep their rank");
+  const int row = r0 + lane / kVecP, col = (lane % kVecP) * 8, tok = t0 + (row >> kShift);
+  __nv_bfloat16* y_row = p.y + hc.b * p.y_batch_stride + hc.h * p.y_head_stride + tok * p.y_seq_stride +
+                         (row % R) * p.y_rank_stride + col;
 #pragma unroll
   for (int j = 0; j < 16 / kRowStep; ++j) {
-    if (t0 + row + j * kRowStep < p.seq_len) {
+    if (tok + j * kTokStep < p.seq_len) {
       *reinterpret_cast<uint4*>(y_row) =
           *reinterpret_cast<const uint4*>(&s.q[(row + j * kRowStep) * Smem::kQK + col]);
     }
-    y_row += kRowStep * p.y_seq_stride;
+    y_row += kTokStep * p.y_seq_stride;
   }
 }
 
-// ---- Kernel 3: outputs of each chunk from its entering state, carried through the 64-token tiles ----
-template <int P, int N>
+// ---- Kernel 3: outputs of each chunk from its entering state, carried through the 64-row tiles ----
+template <int P, int N, int R>
 __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(const ChunkedScanParams p) {
   using Stage = TileStage<P, N, true>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -465,10 +512,10 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(const ChunkedScanP
   float H[N / 8][4];
   load_state_rows<N>(workspace_of(p).states + chunk_index(p, hc) * P * N, H);
   store_state_bf16<N>(H_s, H);
-  pipeline_tiles(
+  pipeline_tiles<R>(
       p, hc, stage,
       [&](Stage& s, int t0, bool has_next) {
-        tile_output<P, N>(p, hc, t0, s, H_s);
+        tile_output<P, N, R>(p, hc, t0, s, H_s);
         if (has_next) update_state<P, N>(s, H);
       },
       [&](bool has_next) {
@@ -476,25 +523,25 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(const ChunkedScanP
       });
 }
 
-template <int P, int N>
+template <int P, int N, int R>
 void launch(const ChunkedScanParams& p, cudaStream_t stream) {
   const dim3 chunk_grid(p.n_heads, n_chunks(p), p.batch);
   const size_t smem_state = sizeof(TileStage<P, N, false>);
   const size_t smem_scan = sizeof(TileStage<P, N, true>) + P * (N + kPad) * sizeof(__nv_bfloat16);
   static const bool smem_opt_in = [&] {  // once per process (current device)
-    CUDA_CHECK(cudaFuncSetAttribute(chunk_state_kernel<P, N>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    CUDA_CHECK(cudaFuncSetAttribute(chunk_state_kernel<P, N, R>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     static_cast<int>(smem_state)));
-    CUDA_CHECK(cudaFuncSetAttribute(chunk_scan_kernel<P, N>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    CUDA_CHECK(cudaFuncSetAttribute(chunk_scan_kernel<P, N, R>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     static_cast<int>(smem_scan)));
     return true;
   }();
   (void)smem_opt_in;
-  chunk_state_kernel<P, N><<<chunk_grid, kThreads, smem_state, stream>>>(p);
+  chunk_state_kernel<P, N, R><<<chunk_grid, kThreads, smem_state, stream>>>(p);
   CUDA_CHECK_LAUNCH();
   const dim3 pass_grid((P * N / 4 + 255) / 256, p.n_heads, p.batch);
-  state_passing_kernel<P, N><<<pass_grid, 256, 0, stream>>>(p);
+  state_passing_kernel<P, N, R><<<pass_grid, 256, 0, stream>>>(p);
   CUDA_CHECK_LAUNCH();
-  chunk_scan_kernel<P, N><<<chunk_grid, kThreads, smem_scan, stream>>>(p);
+  chunk_scan_kernel<P, N, R><<<chunk_grid, kThreads, smem_scan, stream>>>(p);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -504,12 +551,14 @@ bool aligned16(const void* ptr) {
 
 }  // namespace
 
-void check_chunked_scan_dims(int head_dim, int d_state, const char* op) {
+void check_chunked_scan_dims(int head_dim, int d_state, const char* op, int rank) {
   if (!(head_dim == 64 && d_state == 128)) {
     throw_error(ErrorCode::unsupported, op,
                 ": tensor-core kernel compiled for head_dim 64, d_state 128; got head_dim ", head_dim,
                 ", d_state ", d_state);
   }
+  if (rank != 1 && rank != 2 && rank != 4)
+    throw_error(ErrorCode::unsupported, op, ": tensor-core kernel compiled for rank 1, 2 or 4; got ", rank);
 }
 
 size_t chunked_scan_workspace_bytes(const ChunkedScanParams& p) {
@@ -518,12 +567,24 @@ size_t chunked_scan_workspace_bytes(const ChunkedScanParams& p) {
 
 void chunked_scan_fwd(const ChunkedScanParams& p, cudaStream_t stream) {
   if (p.batch == 0 || p.seq_len == 0) return;
-  check_chunked_scan_dims(p.head_dim, p.d_state, "chunked_scan_fwd");
+  check_chunked_scan_dims(p.head_dim, p.d_state, "chunked_scan_fwd", p.rank);
+  if (p.state_chunk <= 0 || p.state_chunk * p.rank % kTile != 0 ||
+      (p.rank > 1 && (p.weights != ScanWeights::trapezoid || !p.mimo_x))) {
+    throw_error(ErrorCode::invalid_argument, "chunked_scan_fwd: state_chunk ", p.state_chunk, " at rank ",
+                p.rank, " (a multiple of ", kTile,
+                "/rank tokens; rank > 1 is the trapezoid scan with mimo_x)");
+  }
   if (n_chunks(p) > 65535 || p.batch > 65535) {  // grid y and z limits
     throw_error(ErrorCode::unsupported, "chunked_scan_fwd: ", n_chunks(p), " chunks of ", p.state_chunk,
                 " tokens and batch ", p.batch, " (at most 65535 each)");
   }
-  launch<64, 128>(p, stream);
+  if (p.rank == 4) {
+    launch<64, 128, 4>(p, stream);
+  } else if (p.rank == 2) {
+    launch<64, 128, 2>(p, stream);
+  } else {
+    launch<64, 128, 1>(p, stream);
+  }
 }
 
 // ---- Mamba-2 front end ----

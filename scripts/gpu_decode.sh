@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Decode on the GPU (issue 4): builds only what it needs, runs the graph-decode and fused
+# Mamba-3 step tests and the CUDA fixtures, then the decode benches — 1.3B-class Mamba-3 at
+# batch 1 (CUDA graph vs eager) and the batch-128 prefill 2048 + decode 2048 workload.
+# With the device tool: run(command="scripts/gpu_decode.sh", carry=[".device_fixtures", ".device_deps"]).
+#   scripts/gpu_decode.sh         # build, tests, all benches
+#   scripts/gpu_decode.sh quick   # build, tests, batch-1 decode only (GEMV vs cuBLAS GEMV)
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$ROOT/gpu_decode_out}
+BUILD=${BUILD:-$ROOT/build/gpu-decode}
+mkdir -p "$OUT"
+# The build dependencies, as scripts/gpu_check.sh unpacks them.
+DEPS_PREFIX=/tmp/mambacpp-deps
+CMAKE_ARGS=()
+if ! { command -v pkg-config >/dev/null && pkg-config --exists openblas libpcre2-8 && [ -f /usr/include/gtest/gtest.h ] &&
+  [ -f /usr/include/nlohmann/json.hpp ] && [ -f /usr/include/CLI/CLI.hpp ]; }; then
+  rm -rf "$DEPS_PREFIX" && mkdir -p "$DEPS_PREFIX"
+  for f in "$ROOT"/.device_deps/*.deb; do dpkg -x "$f" "$DEPS_PREFIX"; done
+  lib=$DEPS_PREFIX/usr/lib/x86_64-linux-gnu
+  export LD_LIBRARY_PATH=$lib/openblas-pthread:$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  export PKG_CONFIG_SYSROOT_DIR=$DEPS_PREFIX
+  export PKG_CONFIG_LIBDIR=$lib/openblas-pthread/pkgconfig:$lib/pkgconfig:$DEPS_PREFIX/usr/share/pkgconfig
+  pc=pkg-config
+  command -v pkg-config >/dev/null || pc=$DEPS_PREFIX/usr/bin/pkgconf
+  CMAKE_ARGS=(-DPKG_CONFIG_EXECUTABLE="$pc" -DCMAKE_PREFIX_PATH="$DEPS_PREFIX/usr")
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+t0=$SECONDS
+cmake -S "$ROOT" -B "$BUILD" -G Ninja -DMAMBACPP_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DMAMBACPP_BUILD_BENCH=OFF \
+  -DCMAKE_CUDA_ARCHITECTURES=90a "${CMAKE_ARGS[@]}" >"$OUT/configure.log" 2>&1 || { tail -20 "$OUT/configure.log"; exit 1; }
+cmake --build "$BUILD" -j"$(nproc)" --target mambacpp step_graph_cuda_test mamba3_step_cuda_test golden_cuda_test \
+  linear_gemv_cuda_test linear_cuda_test \
+  >"$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -20; exit 1; }
+echo "build: $((SECONDS - t0)) s"
+export MAMBACPP_FIXTURES=$ROOT/.device_fixtures
+for t in src/ops/linear/linear_gemv_cuda_test src/ops/linear/linear_cuda_test tests/step_graph_cuda_test \
+  src/ops/mamba3_step/mamba3_step_cuda_test tests/golden_cuda_test; do
+  timeout 120 "$BUILD/$t" --gtest_filter=-*ThroughCli* >"$OUT/$(basename $t).log" 2>&1
+  echo "$(basename $t): rc $? $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/$(basename $t).log" | tr '\n' ' ')"
+  grep -E "Failure|Expected|Which is|actual|error" "$OUT/$(basename $t).log" | head -12
+done
+B="$BUILD/bin/mambacpp bench --device cuda --models mamba3-siso --d-model 2048 --n-layer 48 --dtype bf16"
+run() { echo "\$ $*" | sed "s|$BUILD/bin/||"; timeout "$1" "${@:2}" 2>&1 | tee -a "$OUT/bench.log" | grep -E "^\| mamba|error"; }
+run 90 $B --seq-len 16 --decode-tokens 512 --json "$OUT/b1_graph.json"
+if [ "${1:-}" = quick ]; then
+  MAMBACPP_CUBLAS_GEMV=1 run 90 $B --seq-len 16 --decode-tokens 256 --json "$OUT/b1_graph_cublas.json"
+  cat "$OUT"/b*.json
+  echo "total: $((SECONDS - t0)) s"
+  exit 0
+fi
+run 90 $B --seq-len 16 --decode-tokens 128 --eager --json "$OUT/b1_eager.json"
+run 150 $B --batch 128 --seq-len 2048 --decode-tokens 2048 --json "$OUT/b128_graph.json"
+run 60 $B --batch 128 --seq-len 16 --decode-tokens 64 --eager --json "$OUT/b128_eager.json"
+cat "$OUT"/b*.json
+echo "total: $((SECONDS - t0)) s"

@@ -1,0 +1,62 @@
+// CUDA graphs of the backend's one stream: capture in relaxed mode (the caching allocator may
+// still reach cudaMalloc for a block size it has not cached yet), private allocator pool per
+// graph, one instantiation, replays on the same stream (ordered with every eager op).
+#include "backend/cuda/cuda_context.h"
+#include "core/error.h"
+
+namespace mamba::cuda {
+
+struct Graph {
+  int pool = 0;
+  bool capturing = false;
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+};
+
+Graph* begin_graph_capture() {
+  cudaStream_t s = stream();
+  auto* g = new Graph();
+  g->pool = begin_pool_capture();
+  const cudaError_t err = cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed);
+  if (err != cudaSuccess) {
+    end_pool_capture();
+    release_pool(g->pool);
+    delete g;
+    CUDA_CHECK(err);
+  }
+  g->capturing = true;
+  return g;
+}
+
+void end_graph_capture(Graph* g) {
+  MAMBA_CHECK(g && g->capturing, "end_graph_capture without an open capture");
+  const cudaError_t err = cudaStreamEndCapture(stream(), &g->graph);
+  g->capturing = false;
+  end_pool_capture();
+  CUDA_CHECK(err);
+  // cuBLAS may allocate its workspace inside the capture (stream-ordered allocation nodes); a
+  // relaunch frees what the previous launch left allocated.
+  CUDA_CHECK(cudaGraphInstantiateWithFlags(&g->exec, g->graph, cudaGraphInstantiateFlagAutoFreeOnLaunch));
+}
+
+void replay_graph(Graph* g) {
+  MAMBA_CHECK(g && g->exec, "replay of a graph that was not captured");
+  CUDA_CHECK(cudaGraphLaunch(g->exec, stream()));
+}
+
+void release_graph(Graph* g) {
+  if (!g) return;
+  if (g->capturing) {  // an op threw during the capture: end it and drop what was recorded
+    cudaGraph_t partial = nullptr;
+    const cudaError_t err = cudaStreamEndCapture(stream(), &partial);
+    if (err != cudaSuccess) (void)cudaGetLastError();
+    if (partial) (void)cudaGraphDestroy(partial);
+    end_pool_capture();
+  }
+  if (g->exec) CUDA_CHECK(cudaGraphExecDestroy(g->exec));
+  if (g->graph) CUDA_CHECK(cudaGraphDestroy(g->graph));
+  release_pool(g->pool);
+  delete g;
+}
+
+}  // namespace mamba::cuda

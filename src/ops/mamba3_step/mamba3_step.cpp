@@ -1,0 +1,37 @@
+// Mamba-3 decode step: the fused CUDA kernel where it applies, else the three ops in sequence.
+#include "ops/mamba3_step/mamba3_step.h"
+
+#include "core/error.h"
+#if MAMBACPP_HAVE_CUDA
+#include "ops/mamba3_step/mamba3_step_cuda.h"
+#endif
+
+namespace mamba::ops {
+
+Tensor mamba3_step_composed(const Tensor& proj, const Mamba3Gates& g, const Mamba3StepParams& w,
+                            Tensor& angle, Mamba3ScanState& state) {
+  MAMBA_CHECK(proj.dim() == 2, "mamba3_step: proj " << shape_str(proj.shape()));
+  const int64_t batch = proj.size(0), H = g.n_heads, P = g.head_dim, di = H * P;
+  const Tensor proj3 = proj.contiguous().view({batch, 1, proj.size(1)});
+  Mamba3ScanArgs args;
+  args.x = proj3.slice(-1, di, 2 * di).contiguous().view({batch, 1, H, P});
+  args.D = w.D;
+  args.mimo_x = w.mimo_x;
+  mamba3_prepare_fwd(proj3, g, angle, args);
+  Tensor y = Tensor::empty({batch, 1, g.rank, H, P}, DType::f32, proj.device());
+  mamba3_scan_step(args, state, y);
+  return mamba3_combine_fwd(y, proj3.slice(-1, 0, di), w.norm_weight, w.mimo_z, w.mimo_o).view({batch, di});
+}
+
+Tensor mamba3_step(const Tensor& proj, const Mamba3Gates& g, const Mamba3StepParams& w, Tensor& angle,
+                   Mamba3ScanState& state) {
+#if MAMBACPP_HAVE_CUDA
+  if (proj.device() == Device::cuda) {
+    Tensor o;
+    if (mamba3_step_cuda(proj, g, w, angle, state, o)) return o;
+  }
+#endif
+  return mamba3_step_composed(proj, g, w, angle, state);
+}
+
+}  // namespace mamba::ops

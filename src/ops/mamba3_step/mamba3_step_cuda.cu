@@ -1,0 +1,292 @@
+// Fused Mamba-3 decode step: one block per (head, batch row) does the whole token — gate scalars,
+// angle advance, RMS-normed biased rotated q/k (in shared memory with the previous key), the
+// state update, y = S·q + D·v and the output stage — so a layer's step is one launch instead of
+// six. The state streams through once as 16-byte cache-streaming loads and stores (each warp 4
+// head_dim rows, each lane 4 consecutive d_state entries per row; y a warp sum). The arithmetic
+// is that of mamba3_gates_cuda.cu and mamba3_scan_cuda.cu expression by expression; only the
+// order of the RMS and S·q sums differs.
+#include <initializer_list>
+#include <numbers>
+
+#include "backend/cuda/cuda_context.h"
+#include "backend/cuda/kernel_utils.cuh"
+#include "core/error.h"
+#include "ops/mamba3_step/mamba3_step_cuda.h"
+
+namespace mamba::ops {
+
+namespace {
+
+constexpr float kPi = std::numbers::pi_v<float>;
+constexpr float kTwoPi = 2.0f * std::numbers::pi_v<float>;
+constexpr int kThreads = 256;
+constexpr int kRowsPerWarp = 4;
+constexpr int kMaxRank = 8;
+constexpr size_t kMaxSmem = 48 * 1024;
+
+struct StepParams {
+  const float* proj;  // [batch, width] rows [z | x | B | C | dd_dt | dd_A | trap | angles]
+  int64_t proj_stride;
+  const float *dt_bias, *B_bias, *C_bias, *B_norm_weight, *C_norm_weight, *D;
+  const float *mimo_x, *mimo_z, *mimo_o, *norm_weight;  // null when undefined
+  float *angle, *ssm, *k_prev, *v_prev;                 // state, updated in place
+  float* o;                                             // [batch, n_heads·head_dim]
+  int n_heads, head_dim, d_state, n_groups, rank, n_angles;
+  int64_t off_b, off_c, off_dt;
+  float A_floor;
+  bool half_split;
+  Mamba3Rope rope;
+};
+
+__device__ __forceinline__ float4 ld4(const float* p) {
+  return *reinterpret_cast<const float4*>(p);
+}
+
+// kRanks: ranks compiled in (1 for SISO, kMaxRank for MIMO); p.rank <= kRanks.
+template <int kRanks>
+__global__ void __launch_bounds__(kThreads) mamba3_step_kernel(const StepParams p) {
+  extern __shared__ float4 smem4[];
+  __shared__ float scratch[32];
+  const int H = p.n_heads, P = p.head_dim, N = p.d_state, R = p.rank, S = p.n_angles, G = p.n_groups;
+  const int h = blockIdx.x, b = blockIdx.y, tid = threadIdx.x, nt = blockDim.x;
+  const int g = h / (H / G);
+  const int64_t bh = int64_t(b) * H + h;
+  float* k_s = reinterpret_cast<float*>(smem4);  // [R][N] this token's key
+  float* q_s = k_s + R * N;                      // [R][N] query
+  float* kp_s = q_s + R * N;                     // [R][N] previous key
+  float* x_s = kp_s + R * N;                     // [P]    x
+  float* xp_s = x_s + P;                         // [P]    previous x
+  float* y_s = xp_s + P;                         // [R][P] scan output per rank
+  float* phi_s = y_s + R * P;                    // [S]    angle after this token
+  const float* row = p.proj + b * p.proj_stride;
+
+  // A = −max(f(dd_A), A_floor), Δ = softplus(dd_dt + dt_bias), λ = sigmoid(trap) (§3.3 items 1-3).
+  const float dd_a = row[p.off_dt + H + h];
+  const float A = -fmaxf(fmaxf(dd_a, 0.0f) + 1.0f / (1.0f - fminf(dd_a, 0.0f)), p.A_floor);
+  const float dt = mamba::cuda::softplus_f(row[p.off_dt + h] + p.dt_bias[h]);
+  const float adt = dt * A;
+  const float lambda = mamba::cuda::sigmoid_f(row[p.off_dt + 2 * H + h]);
+
+  // φ = (φ + ω·Δ) mod 2π per angle.
+  for (int a = tid; a < S; a += nt) {
+    const float fixed = powf(10000.0f, -static_cast<float>(a) / static_cast<float>(S));
+    const float omega =
+        p.rope == Mamba3Rope::data_independent ? fixed : kPi * tanhf(row[p.off_dt + 3 * H + a]);
+    const float scale = p.rope == Mamba3Rope::data_dependent ? dt : 1.0f;
+    float ph = p.angle[bh * S + a];
+    ph += omega * scale;
+    ph -= kTwoPi * floorf(ph / kTwoPi);
+    p.angle[bh * S + a] = ph;
+    phi_s[a] = ph;
+  }
+  for (int i = tid; i < P; i += nt) {
+    x_s[i] = row[int64_t(H) * P + h * P + i];
+    xp_s[i] = p.v_prev[bh * P + i];
+  }
+  for (int i = tid; i < R * N; i += nt) {
+    const int r = i / N, n = i % N;
+    kp_s[i] = p.k_prev[((int64_t(b) * R + r) * H + h) * N + n];
+  }
+  // k̃/q̃ = RMSNorm(B/C)·w + bias (§3.3 items 4-6).
+  for (int r = 0; r < R; ++r) {
+    const float* Br = row + p.off_b + (r * G + g) * N;
+    const float* Cr = row + p.off_c + (r * G + g) * N;
+    float ssb = 0.0f, ssc = 0.0f;
+    for (int n = tid; n < N; n += nt) ssb += Br[n] * Br[n], ssc += Cr[n] * Cr[n];
+    const float rstd_b = 1.0f / sqrtf(mamba::cuda::block_sum(ssb, scratch) / static_cast<float>(N) + 1e-5f);
+    const float rstd_c = 1.0f / sqrtf(mamba::cuda::block_sum(ssc, scratch) / static_cast<float>(N) + 1e-5f);
+    for (int n = tid; n < N; n += nt) {
+      k_s[r * N + n] = Br[n] * rstd_b * p.B_norm_weight[n] + p.B_bias[(h * R + r) * N + n];
+      q_s[r * N + n] = Cr[n] * rstd_c * p.C_norm_weight[n] + p.C_bias[(h * R + r) * N + n];
+    }
+  }
+  __syncthreads();
+  // Rotation of S pairs by φ (§3.3 item 7): one thread per (rank, pair), both members at once.
+  if (p.rope != Mamba3Rope::none) {
+    for (int i = tid; i < R * S; i += nt) {
+      const int r = i / S, a = i % S;
+      const int i0 = p.half_split ? a : 2 * a, i1 = p.half_split ? a + N / 2 : 2 * a + 1;
+      const float ph = phi_s[a], cs = cosf(ph), sn = sinf(ph);
+      float* kr = k_s + r * N;
+      float* qr = q_s + r * N;
+      const float k0 = kr[i0], k1 = kr[i1], q0 = qr[i0], q1 = qr[i1];
+      kr[i0] = k0 * cs - k1 * sn;
+      kr[i1] = k0 * sn + k1 * cs;
+      qr[i0] = q0 * cs - q1 * sn;
+      qr[i1] = q0 * sn + q1 * cs;
+    }
+  }
+  __syncthreads();
+  // This block owns (b, h): the old key / x are in shared memory, so the new ones go out now.
+  for (int i = tid; i < R * N; i += nt) {
+    const int r = i / N, n = i % N;
+    p.k_prev[((int64_t(b) * R + r) * H + h) * N + n] = k_s[i];
+  }
+  for (int i = tid; i < P; i += nt) p.v_prev[bh * P + i] = x_s[i];
+
+  // S = α·S + Σ_r (β·v_{t−1,r}[p]·k_{t−1,r} + γ·v_{t,r}[p]·k_{t,r});  y_r[p] = S_p·q_r + D·v_r[p].
+  const float alpha = expf(adt);
+  const float beta = (1.0f - lambda) * dt * alpha, gamma = lambda * dt;
+  const float D = p.D[h];
+  const int lane = tid & 31, warp = tid >> 5, n_warps = nt >> 5;
+  float* state = p.ssm + bh * P * N;
+  for (int p0 = warp * kRowsPerWarp; p0 < P; p0 += n_warps * kRowsPerWarp) {
+    float acc[kRowsPerWarp][kRanks];
+    float c_before[kRowsPerWarp][kRanks], c_now[kRowsPerWarp][kRanks];
+#pragma unroll
+    for (int i = 0; i < kRowsPerWarp; ++i) {
+      const int prow = p0 + i < P ? p0 + i : P - 1;
+#pragma unroll
+      for (int r = 0; r < kRanks; ++r) {
+        acc[i][r] = 0.0f;
+        const float scale = r < R && p.mimo_x ? p.mimo_x[(h * R + r) * P + prow] : 1.0f;
+        c_before[i][r] = beta * xp_s[prow] * scale;
+        c_now[i][r] = gamma * x_s[prow] * scale;
+      }
+    }
+    for (int n = 4 * lane; n < N; n += 128) {
+      float4 s[kRowsPerWarp];
+#pragma unroll
+      for (int i = 0; i < kRowsPerWarp; ++i)
+        if (p0 + i < P) s[i] = __ldcs(reinterpret_cast<const float4*>(state + int64_t(p0 + i) * N + n));
+#pragma unroll
+      for (int i = 0; i < kRowsPerWarp; ++i) {
+        if (p0 + i >= P) continue;
+        float4 v = s[i];
+        v.x *= alpha, v.y *= alpha, v.z *= alpha, v.w *= alpha;
+#pragma unroll
+        for (int r = 0; r < kRanks; ++r) {
+          if (r >= R) break;
+          const float4 kb = ld4(kp_s + r * N + n), kn = ld4(k_s + r * N + n);
+          const float cb = c_before[i][r], cn = c_now[i][r];
+          v.x += cb * kb.x + cn * kn.x;
+          v.y += cb * kb.y + cn * kn.y;
+          v.z += cb * kb.z + cn * kn.z;
+          v.w += cb * kb.w + cn * kn.w;
+        }
+        __stcs(reinterpret_cast<float4*>(state + int64_t(p0 + i) * N + n), v);
+#pragma unroll
+        for (int r = 0; r < kRanks; ++r) {
+          if (r >= R) break;
+          const float4 q = ld4(q_s + r * N + n);
+          acc[i][r] += v.x * q.x + v.y * q.y + v.z * q.z + v.w * q.w;
+        }
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kRowsPerWarp; ++i) {
+#pragma unroll
+      for (int r = 0; r < kRanks; ++r) {
+        if (r >= R) break;
+        const float sum = mamba::cuda::warp_sum(acc[i][r]);
+        const int prow = p0 + i;
+        if (lane == 0 && prow < P) {
+          const float scale = p.mimo_x ? p.mimo_x[(h * R + r) * P + prow] : 1.0f;
+          y_s[r * P + prow] = sum + D * x_s[prow] * scale;
+        }
+      }
+    }
+  }
+  __syncthreads();
+
+  // o[h·P + p] = Σ_r mimo_o·(y_r·rstd_r·w)·silu(z·mimo_z), rstd over the head's P channels only
+  // with is_outproj_norm (§3.4).
+  float rstd[kRanks];
+#pragma unroll
+  for (int r = 0; r < kRanks; ++r) {
+    rstd[r] = 1.0f;
+    if (r < R && p.norm_weight) {
+      float ss = 0.0f;
+      for (int i = tid; i < P; i += nt) ss += y_s[r * P + i] * y_s[r * P + i];
+      rstd[r] = 1.0f / sqrtf(mamba::cuda::block_sum(ss, scratch) / static_cast<float>(P) + 1e-5f);
+    }
+  }
+  const float* z = row + h * P;
+  for (int i = tid; i < P; i += nt) {
+    float out = 0.0f;
+#pragma unroll
+    for (int r = 0; r < kRanks; ++r) {
+      if (r >= R) break;
+      const int hrp = (h * R + r) * P + i;
+      float v = y_s[r * P + i] * rstd[r];
+      if (p.norm_weight) v *= p.norm_weight[h * P + i];
+      v *= mamba::cuda::silu_f(z[i] * (p.mimo_z ? p.mimo_z[hrp] : 1.0f));
+      out += p.mimo_o ? p.mimo_o[hrp] * v : v;
+    }
+    p.o[bh * P + i] = out;
+  }
+}
+
+const float* opt(const Tensor& t) {
+  if (!t.defined()) return nullptr;
+  mamba::cuda::check_cuda_tensor(t, "mamba3_step: parameter");
+  MAMBA_CHECK(t.dtype() == DType::f32 && t.is_contiguous());
+  return t.f32();
+}
+
+}  // namespace
+
+bool mamba3_step_cuda(const Tensor& proj, const Mamba3Gates& g, const Mamba3StepParams& w, Tensor& angle,
+                      Mamba3ScanState& state, Tensor& o) {
+  mamba::cuda::check_cuda_tensor(proj, "mamba3_step: proj");
+  MAMBA_CHECK(proj.dim() == 2 && proj.stride(1) == 1 && proj.dtype() == DType::f32,
+              "mamba3_step: proj " << shape_str(proj.shape()));
+  const int64_t batch = proj.size(0), width = proj.size(1);
+  const int64_t H = g.n_heads, P = g.head_dim, R = g.rank, G = g.n_groups, N = g.d_state, S = g.n_rope_angles;
+  const int64_t di = H * P, off_b = 2 * di, off_c = off_b + R * G * N, off_dt = off_c + R * G * N;
+  MAMBA_CHECK(width == off_dt + 3 * H + S && H % G == 0, "mamba3_step: proj width " << width);
+  MAMBA_CHECK(angle.shape() == (Shape{batch, H, S}) && state.ssm.shape() == (Shape{batch, H, P, N}) &&
+              state.k_prev.shape() == (Shape{batch, R, H, N}) &&
+              state.v_prev.shape() == (Shape{batch, H, P}));
+  MAMBA_CHECK(w.mimo_x.defined() == w.mimo_o.defined() && (w.mimo_o.defined() || R == 1));
+  const size_t smem =
+      static_cast<size_t>(3 * R * N + 2 * P + R * P + std::max<int64_t>(S, 1)) * sizeof(float);
+  if (N % 4 != 0 || N > 256 || R > kMaxRank || smem > kMaxSmem || batch > 65535 || H > (1 << 30))
+    return false;
+  for (const Tensor* t :
+       std::initializer_list<const Tensor*>{&angle, &state.ssm, &state.k_prev, &state.v_prev}) {
+    mamba::cuda::check_cuda_tensor(*t, "mamba3_step: state");
+    MAMBA_CHECK(t->dtype() == DType::f32 && t->is_contiguous());
+  }
+  o = Tensor::empty({batch, di}, DType::f32, Device::cuda);
+  if (batch == 0) return true;
+  const StepParams p{.proj = proj.f32(),
+                     .proj_stride = proj.stride(0),
+                     .dt_bias = opt(g.dt_bias),
+                     .B_bias = opt(g.B_bias),
+                     .C_bias = opt(g.C_bias),
+                     .B_norm_weight = opt(g.B_norm_weight),
+                     .C_norm_weight = opt(g.C_norm_weight),
+                     .D = opt(w.D),
+                     .mimo_x = opt(w.mimo_x),
+                     .mimo_z = opt(w.mimo_z),
+                     .mimo_o = opt(w.mimo_o),
+                     .norm_weight = opt(w.norm_weight),
+                     .angle = angle.f32(),
+                     .ssm = state.ssm.f32(),
+                     .k_prev = state.k_prev.f32(),
+                     .v_prev = state.v_prev.f32(),
+                     .o = o.f32(),
+                     .n_heads = static_cast<int>(H),
+                     .head_dim = static_cast<int>(P),
+                     .d_state = static_cast<int>(N),
+                     .n_groups = static_cast<int>(G),
+                     .rank = static_cast<int>(R),
+                     .n_angles = static_cast<int>(S),
+                     .off_b = off_b,
+                     .off_c = off_c,
+                     .off_dt = off_dt,
+                     .A_floor = g.A_floor,
+                     .half_split = g.half_split_pairs,
+                     .rope = g.rope};
+  MAMBA_CHECK(p.dt_bias && p.B_bias && p.C_bias && p.B_norm_weight && p.C_norm_weight && p.D);
+  const dim3 grid(static_cast<unsigned int>(H), static_cast<unsigned int>(batch));
+  if (R == 1)
+    mamba3_step_kernel<1><<<grid, kThreads, smem, mamba::cuda::stream()>>>(p);
+  else
+    mamba3_step_kernel<kMaxRank><<<grid, kThreads, smem, mamba::cuda::stream()>>>(p);
+  CUDA_CHECK_LAUNCH();
+  return true;
+}
+
+}  // namespace mamba::ops

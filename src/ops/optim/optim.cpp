@@ -1,0 +1,77 @@
+// Optimizer kernels on CPU and the device dispatch (see optim.h). The arithmetic is
+// torch.optim.AdamW's, operation for operation, in double per element.
+#include "ops/optim/optim.h"
+
+#include <cmath>
+#include <cstring>
+#include <initializer_list>
+
+#include "core/error.h"
+#if MAMBACPP_HAVE_CUDA
+#include "ops/optim/optim_cuda.h"
+#endif
+
+namespace mamba::ops {
+
+namespace {
+void check_f32(const Tensor& t, const char* what) {
+  MAMBA_CHECK(t.defined() && t.dtype() == DType::f32 && t.is_contiguous(),
+              what << ": expected a contiguous f32 tensor");
+}
+}  // namespace
+
+void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWScalars& s) {
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&param, &grad, &m, &v}) {
+    check_f32(*t, "adamw_update");
+    MAMBA_CHECK(t->numel() == param.numel() && t->device() == param.device(),
+                "adamw_update: param " << shape_str(param.shape()) << " vs " << shape_str(t->shape())
+                                       << " (all on one device)");
+  }
+#if MAMBACPP_HAVE_CUDA
+  if (param.device() == Device::cuda) return adamw_update_cuda(param, grad, m, v, s);
+#endif
+  float* w = param.f32();
+  const float* g = grad.f32();
+  float* mp = m.f32();
+  float* vp = v.f32();
+  const double b1 = s.beta1, b2 = s.beta2;
+  for (int64_t i = 0; i < param.numel(); ++i) {
+    const double gi = g[i];
+    const double wi = w[i] * s.decay;
+    const double mi = mp[i] + (gi - mp[i]) * (1.0 - b1);
+    const double vi = b2 * vp[i] + (1.0 - b2) * gi * gi;
+    mp[i] = static_cast<float>(mi);
+    vp[i] = static_cast<float>(vi);
+    w[i] = static_cast<float>(wi - s.step_size * mi / (std::sqrt(vi) / s.bc2_sqrt + s.eps));
+  }
+}
+
+double sum_squares(const Tensor& t) {
+  check_f32(t, "sum_squares");
+#if MAMBACPP_HAVE_CUDA
+  if (t.device() == Device::cuda) return sum_squares_cuda(t);
+#endif
+  const float* g = t.f32();
+  double sum = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) sum += static_cast<double>(g[i]) * g[i];
+  return sum;
+}
+
+void scale_(Tensor& t, double coef) {
+  check_f32(t, "scale_");
+#if MAMBACPP_HAVE_CUDA
+  if (t.device() == Device::cuda) return scale_cuda_(t, coef);
+#endif
+  float* g = t.f32();
+  for (int64_t i = 0; i < t.numel(); ++i) g[i] = static_cast<float>(g[i] * coef);
+}
+
+void zero_(Tensor& t) {
+  MAMBA_CHECK(t.defined() && t.is_contiguous(), "zero_: expected a contiguous tensor");
+#if MAMBACPP_HAVE_CUDA
+  if (t.device() == Device::cuda) return zero_cuda_(t);
+#endif
+  if (t.nbytes() > 0) std::memset(t.raw(), 0, t.nbytes());
+}
+
+}  // namespace mamba::ops

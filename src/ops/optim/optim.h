@@ -1,0 +1,31 @@
+// Optimizer kernels (the device-free train layer calls these): the AdamW element update, the
+// sum of squares behind global-norm clipping, in-place scaling and zeroing. Every op takes f32
+// tensors on one device, CPU or CUDA (dispatch on the parameter's / input's device), and does its
+// per-element arithmetic in double so both devices give the same bits as torch's formulas.
+#pragma once
+#include "core/tensor.h"
+
+namespace mamba::ops {
+
+// One AdamW step's scalars (torch.optim.AdamW, single-tensor path), computed by the caller.
+struct AdamWScalars {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double decay = 1.0;      // 1 − lr·weight_decay (1 for the no-decay set)
+  double step_size = 0.0;  // lr / (1 − β1^t)
+  double bc2_sqrt = 1.0;   // √(1 − β2^t)
+};
+
+// In place over contiguous tensors of one shape: p ← p·decay; m ← m + (g − m)(1 − β1);
+// v ← β2·v + (1 − β2)·g²; p ← p − step_size · m / (√v / bc2_sqrt + eps).
+void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWScalars& s);
+
+// Σ t² in double over a contiguous f32 tensor (0 for an empty one). CUDA: returns after a sync.
+double sum_squares(const Tensor& t);
+
+// t ← float(t · coef), in place over a contiguous f32 tensor.
+void scale_(Tensor& t, double coef);
+
+// t ← 0, in place over a contiguous tensor (a memset on the device, no host staging).
+void zero_(Tensor& t);
+
+}  // namespace mamba::ops

@@ -1,0 +1,12 @@
+// CUDA entry points of the optimizer kernels (optim_cuda.cu), called by optim.cpp.
+#pragma once
+#include "ops/optim/optim.h"
+
+namespace mamba::ops {
+
+void adamw_update_cuda(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWScalars& s);
+double sum_squares_cuda(const Tensor& t);
+void scale_cuda_(Tensor& t, double coef);
+void zero_cuda_(Tensor& t);
+
+}  // namespace mamba::ops

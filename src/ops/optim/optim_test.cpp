@@ -1,0 +1,60 @@
+// Optimizer kernels on CPU: AdamW's first step is lr·g/(|g| + eps) after decay (m, v from zero),
+// the second against a hand evaluation of torch's formulas; sum of squares, scaling, zeroing.
+#include "ops/optim/optim.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "testing.h"
+
+namespace mamba::ops {
+namespace {
+
+AdamWScalars scalars(double lr, double wd, int64_t t) {
+  AdamWScalars s;
+  s.decay = 1.0 - lr * wd;
+  s.step_size = lr / (1.0 - std::pow(s.beta1, static_cast<double>(t)));
+  s.bc2_sqrt = std::sqrt(1.0 - std::pow(s.beta2, static_cast<double>(t)));
+  return s;
+}
+
+TEST(Optim, AdamWFirstAndSecondStep) {
+  Tensor p = Tensor::from_vector({1.0f, -2.0f, 0.5f}, {3});
+  const Tensor g1 = Tensor::from_vector({0.3f, -4.0f, 0.0f}, {3});
+  Tensor m = Tensor::zeros({3}), v = Tensor::zeros({3});
+  const double lr = 0.1, wd = 0.01;
+  adamw_update(p, g1, m, v, scalars(lr, wd, 1));
+  const float g1v[3] = {0.3f, -4.0f, 0.0f}, p0[3] = {1.0f, -2.0f, 0.5f};
+  for (int i = 0; i < 3; ++i) {
+    const double expect = p0[i] * (1 - lr * wd) - lr * g1v[i] / (std::fabs(double(g1v[i])) + 1e-8);
+    EXPECT_NEAR(p.f32()[i], expect, 1e-6) << i;
+    EXPECT_NEAR(m.f32()[i], 0.1 * g1v[i], 1e-7);
+    EXPECT_NEAR(v.f32()[i], 0.001 * g1v[i] * g1v[i], 1e-9);
+  }
+  // Second step by hand (torch.optim.AdamW, single-tensor path).
+  const float g2v[3] = {-0.1f, 1.0f, 2.0f};
+  const Tensor g2 = Tensor::from_vector({g2v[0], g2v[1], g2v[2]}, {3});
+  float pp[3], mm[3], vv[3];
+  for (int i = 0; i < 3; ++i) pp[i] = p.f32()[i], mm[i] = m.f32()[i], vv[i] = v.f32()[i];
+  adamw_update(p, g2, m, v, scalars(lr, wd, 2));
+  for (int i = 0; i < 3; ++i) {
+    const double mi = 0.9 * mm[i] + 0.1 * g2v[i], vi = 0.999 * vv[i] + 0.001 * double(g2v[i]) * g2v[i];
+    const double expect =
+        pp[i] * (1 - lr * wd) - lr / (1 - 0.81) * mi / (std::sqrt(vi / (1 - 0.998001)) + 1e-8);
+    EXPECT_NEAR(p.f32()[i], expect, 1e-6) << i;
+  }
+}
+
+TEST(Optim, SumSquaresScaleZero) {
+  Tensor t = Tensor::from_vector({3.0f, -4.0f, 0.5f}, {3});
+  EXPECT_DOUBLE_EQ(sum_squares(t), 25.25);
+  EXPECT_EQ(sum_squares(Tensor::zeros({0})), 0.0);
+  scale_(t, 0.5);
+  EXPECT_EQ(t.f32()[1], -2.0f);
+  zero_(t);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(t.f32()[i], 0.0f);
+}
+
+}  // namespace
+}  // namespace mamba::ops
