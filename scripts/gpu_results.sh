@@ -7,7 +7,7 @@
 #   run(command="scripts/gpu_results.sh", carry=[".device_fixtures", ".device_deps"])
 #
 # Environment: TRAIN_SECONDS (wall time for training, default 330), ST_STEPS, ST_LRS_PARITY,
-# ST_LRS_ARITH, IND_STEPS, SKIP_CHECKS=1 (training only).
+# ST_LRS_ARITH, ST_JOBS, ST_STEPS, IND_STEPS, SKIP_CHECKS=1 (training only; NO_BUILD=1: use $BUILD as is).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export OUT=${OUT:-$ROOT/gpu_results_out}
@@ -18,7 +18,7 @@ TRAIN_SECONDS=${TRAIN_SECONDS:-330}
 M=$BUILD/bin/mambacpp
 
 if [ "${SKIP_CHECKS:-0}" = 1 ]; then
-  "$ROOT/scripts/gpu_check.sh" build
+  [ "${NO_BUILD:-0}" = 1 ] || "$ROOT/scripts/gpu_check.sh" build
 else
   "$ROOT/scripts/gpu_check.sh" build test bwdbench
   echo "=== decode bench (1.3B-class Mamba-3 SISO, bf16, batch 1)"
@@ -36,17 +36,20 @@ echo "=== training for ${TRAIN_SECONDS} s"
 deadline=$(($(date +%s) + TRAIN_SECONDS))
 runs=/tmp/runs  # checkpoints stay on the machine; logs and tables are copied to $OUT
 mkdir -p "$runs"
+# Runs carried from an earlier call (.device_runs, git-excluded) are resumed where they stopped.
+[ -d "$ROOT/.device_runs" ] && cp -r "$ROOT/.device_runs/." "$runs/"
 # Induction heads (TASKS.md §3): the published recipe, as many steps as the deadline allows.
 ind=$runs/induction-mamba1
-(timeout --signal=INT $((TRAIN_SECONDS - 5))s "$M" train --task induction_heads --layer Mamba1 --n-layer 2 \
+ind_args=(train --task induction_heads --layer Mamba1 --n-layer 2 \
   --d-model 64 --d-state 16 --length 256 --batch 8 --steps "${IND_STEPS:-204800}" --lr 1e-3 --schedule constant \
   --warmup 0 --weight-decay 0 --clip 0 --seed 1 --eval-every 2000 --eval-batches 4 --eval-length 256 \
-  --checkpoint-dir "$ind" --checkpoint-every 2000 --keep-checkpoints 2 --log "$ind/log.csv" --device cuda -t 1 \
-  >"$OUT/induction_train.out" 2>&1) &
+  --checkpoint-dir "$ind" --checkpoint-every 1000 --keep-checkpoints 2 --log "$ind/log.csv" --device cuda -t 1)
+[ -e "$ind/latest" ] && ind_args=(train --resume "$ind" --device cuda -t 1)
+(timeout --signal=INT $((TRAIN_SECONDS - 5))s "$M" "${ind_args[@]}" >>"$OUT/induction_train.out" 2>&1) &
 ind_pid=$!
-MAMBACPP=$M OUTDIR=$runs/state_tracking DEVICE=cuda JOBS=${ST_JOBS:-12} DEADLINE=$deadline \
+MAMBACPP=$M OUTDIR=$runs/state_tracking DEVICE=cuda JOBS=${ST_JOBS:-16} DEADLINE=$deadline \
   STEPS=${ST_STEPS:-4000} WARMUP=${ST_WARMUP:-200} DMODELS=${ST_DMODELS:-64} BATCH=256 EVAL_BATCHES=4 \
-  LRS_parity=${ST_LRS_PARITY:-3e-3} LRS_arithmetic=${ST_LRS_ARITH:-1.39e-3} \
+  LRS_parity=${ST_LRS_PARITY:-"3e-3 1e-2"} LRS_arithmetic=${ST_LRS_ARITH:-1.39e-3} \
   LRS_arithmetic_brackets=${ST_LRS_ARITH:-1.39e-3} \
   "$ROOT/scripts/state_tracking.sh" 2>&1 | tee "$OUT/state_tracking.log"
 wait $ind_pid
@@ -61,3 +64,6 @@ for f in "$runs"/state_tracking/*/log.csv; do
   [ -f "$f" ] && cp "$f" "$OUT/log_$(basename "$(dirname "$f")").csv"
 done
 cp "$ind/log.csv" "$OUT/log_induction.csv" 2>/dev/null
+# The run folders (newest checkpoints, logs) for a next call: copy $OUT/runs to .device_runs here.
+mkdir -p "$OUT/runs" && cp -r "$runs/." "$OUT/runs/"
+du -sh "$OUT/runs"

@@ -12,7 +12,8 @@
 # runs, default nproc), DEVICE (cpu|cuda), THREADS (per run, default 1), STEPS (total, 4 equal
 # curriculum stages 40/80/120/160), BATCH, WARMUP, LRS, DMODELS, MODELS (names below), TASKS,
 # LRS_<task> (that task's grid), EVAL_BATCHES (× 256 sequences), SEED, DEADLINE (epoch seconds: runs still going then are stopped
-# and evaluated from their last checkpoint).
+# and evaluated from their last checkpoint). A run folder that already holds a checkpoint is resumed,
+# so calling the script again continues the grid.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MAMBACPP=${MAMBACPP:-$ROOT/build/release/bin/mambacpp}
@@ -77,12 +78,17 @@ run_one() {
   mkdir -p "$run"
   local timeout_cmd=()
   if [ "$DEADLINE" -gt 0 ]; then timeout_cmd=(timeout --signal=INT $((DEADLINE - $(date +%s)))s); fi
-  # shellcheck disable=SC2086
-  "${timeout_cmd[@]}" "$MAMBACPP" train $flags >"$run/train.out" 2>&1
+  if [ -e "$run/latest" ]; then  # an earlier call's checkpoint: continue it (same config, same curve)
+    "${timeout_cmd[@]}" "$MAMBACPP" train --resume "$run" $RESUME_FLAGS >>"$run/train.out" 2>&1
+  else
+    # shellcheck disable=SC2086
+    "${timeout_cmd[@]}" "$MAMBACPP" train $flags >"$run/train.out" 2>&1
+  fi
   echo "$(basename "$run"): train rc $?"
 }
 export -f run_one
-export MAMBACPP DEADLINE
+RESUME_FLAGS="$device_flag-t $THREADS"
+export MAMBACPP DEADLINE RESUME_FLAGS
 xargs -P "$JOBS" -d '\n' -I{} bash -c 'run_one "$@"' _ {} <"$jobs_file"
 
 # Evaluate every run's newest checkpoint; one row per (task, model, d, lr).
