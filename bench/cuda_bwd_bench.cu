@@ -1,13 +1,15 @@
 // Times the training scans on CUDA through the ops API: Mamba-2 SSD forward (the bf16 tensor-core
-// chunked scan, fast_bf16) + ssd_bwd (fp32, chunk-parallel) at the issue's shapes (n_heads 32,
-// head_dim 64, d_state 128, n_groups 1), and the Mamba-1 selective scan forward + backward at one
-// training shape, and the Mamba-3 SISO scan forward (bf16 tensor cores) + mamba3_scan_bwd (fp32) at
-// its issue shapes. Inputs are f32 tensors on the GPU (the forward rounds x/B/C to bf16 itself; the
-// official kernels take bf16): CUDA events on the ops' stream, warm-ups, median of the reps.
+// chunked scan, fast_bf16) + each backward (the exact fp32 scan, the GEMM form in fp32 and in
+// bf16/TF32) at the issue's shapes (n_heads 32, head_dim 64, d_state 128, n_groups 1), the
+// Mamba-1 selective scan forward + backward at one training shape, and the Mamba-3 SISO scan
+// forward (bf16 tensor cores) + each fp32 backward (the exact scan, the GEMM form) at its issue
+// shapes. Inputs are f32 tensors on the GPU (the forward rounds x/B/C to bf16 itself; the official
+// kernels take bf16): CUDA events on the ops' stream, warm-ups, median of the reps.
 // Usage: cuda_bwd_bench [--quick]   (--quick: fewer reps)
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -16,8 +18,10 @@
 #include "backend/cuda/cuda_context.h"
 #include "core/tensor.h"
 #include "ops/mamba3_scan/mamba3_scan.h"
+#include "ops/mamba3_scan/mamba3_scan_cuda.h"
 #include "ops/selective_scan/selective_scan.h"
 #include "ops/ssd/ssd.h"
+#include "ops/ssd/ssd_cuda.h"
 
 namespace {
 
@@ -31,6 +35,23 @@ Tensor random_cuda(const Shape& shape, std::mt19937& rng, float lo, float hi) {
   std::vector<float> v(static_cast<size_t>(n));
   for (float& e : v) e = dist(rng);
   return Tensor::from_vector(v, shape).to(Device::cuda);
+}
+
+// max |a − b| / max(1, max |b|) over the gradients (a sanity check of the timed paths).
+float scaled_diff(const Tensor& a, const Tensor& b) {
+  const std::vector<float> va = a.to_vector(), vb = b.to_vector();
+  float diff = 0.0f, scale = 1.0f;
+  for (size_t i = 0; i < va.size(); ++i) {
+    diff = std::max(diff, std::fabs(va[i] - vb[i]));
+    scale = std::max(scale, std::fabs(vb[i]));
+  }
+  return diff / scale;
+}
+
+void print_diffs(const char* name, const SsdGrads& g, const SsdGrads& ref) {
+  std::fprintf(stderr, "%s vs exact: dx %.1e ddt %.1e dA %.1e dB %.1e dC %.1e dD %.1e\n", name,
+               scaled_diff(g.dx, ref.dx), scaled_diff(g.ddt, ref.ddt), scaled_diff(g.dA, ref.dA),
+               scaled_diff(g.dB, ref.dB), scaled_diff(g.dC, ref.dC), scaled_diff(g.dD, ref.dD));
 }
 
 template <class F>
@@ -81,18 +102,36 @@ int main(int argc, char** argv) {
       Tensor state = Tensor::zeros({s.batch, H, P, N}, DType::f32, Device::cuda);
       (void)ssd_fwd(a, state);
     };
-    auto bwd = [&] { (void)ssd_bwd(a, dy); };
-    const double f = median_ms(fwd, reps), b = median_ms(bwd, reps);
-    const double fb = median_ms(
-        [&] {
-          fwd();
-          bwd();
-        },
-        reps);
-    std::printf("| Mamba-2 SSD | %lld×%lld | %.3f | %.3f | %.3f | %.2f |\n", static_cast<long long>(s.batch),
-                static_cast<long long>(s.seq_len), f, b, fb, s.official_ms);
+    // Backwards: the exact chunk-parallel scan, and the GEMM (chunked matrix) form in fp32 and with
+    // bf16/TF32 tensor cores (fast_bf16, what ssd_bwd runs for this forward).
+    SsdArgs a32 = a;
+    a32.fast_bf16 = false;
+    struct Bwd {
+      const char* name;
+      SsdGrads (*fn)(const SsdArgs&, const Tensor&);
+      const SsdArgs* args;
+    };
+    const double f = median_ms(fwd, reps);
+    for (const Bwd& v :
+         {Bwd{"exact fp32 scan", ssd_bwd_cuda_exact, &a}, Bwd{"GEMM form fp32", ssd_bwd_cuda_gemm, &a32},
+          Bwd{"GEMM form bf16/TF32", ssd_bwd_cuda_gemm, &a}}) {
+      auto bwd = [&] { (void)v.fn(*v.args, dy); };
+      const double b = median_ms(bwd, reps);
+      const double fb = median_ms(
+          [&] {
+            fwd();
+            bwd();
+          },
+          reps);
+      std::printf("| Mamba-2 SSD, bwd %s | %lld×%lld | %.3f | %.3f | %.3f | %.2f |\n", v.name,
+                  static_cast<long long>(s.batch), static_cast<long long>(s.seq_len), f, b, fb,
+                  s.official_ms);
+    }
+    const SsdGrads ref = ssd_bwd_cuda_exact(a, dy);
+    print_diffs("GEMM fp32", ssd_bwd_cuda_gemm(a32, dy), ref);
+    print_diffs("GEMM bf16/TF32", ssd_bwd_cuda_gemm(a, dy), ref);
   }
-  // Mamba-3 SISO: the bf16 tensor-core forward (fast_bf16) + mamba3_scan_bwd (fp32, chunk-parallel).
+  // Mamba-3 SISO: the bf16 tensor-core forward (fast_bf16) + each fp32 backward.
   for (const Ssd s : {Ssd{8, 2048, 3.31}, {2, 8192, 3.99}, {1, 32768, 14.53}}) {
     Mamba3ScanArgs a;
     a.x = random_cuda({s.batch, s.seq_len, H, P}, rng, -1.0f, 1.0f);
@@ -112,16 +151,33 @@ int main(int argc, char** argv) {
                          Tensor::zeros({s.batch, H, P}, DType::f32, Device::cuda)};
       mamba3_scan_fwd(a, st, y);
     };
-    auto bwd = [&] { (void)mamba3_scan_bwd(a, dy); };
-    const double f = median_ms(fwd, reps), b = median_ms(bwd, reps);
-    const double fb = median_ms(
-        [&] {
-          fwd();
-          bwd();
-        },
-        reps);
-    std::printf("| Mamba-3 SISO, chunk 64 | %lld×%lld | %.3f | %.3f | %.3f | %.2f |\n",
-                static_cast<long long>(s.batch), static_cast<long long>(s.seq_len), f, b, fb, s.official_ms);
+    // Backwards: the exact chunk-parallel scan, and the GEMM (chunked matrix) form, both fp32
+    // (mamba3_scan_bwd runs the GEMM form for SISO unless MAMBACPP_M3_BWD=exact).
+    struct M3Bwd {
+      const char* name;
+      Mamba3ScanGrads (*fn)(const Mamba3ScanArgs&, const Tensor&);
+    };
+    const double f = median_ms(fwd, reps);
+    for (const M3Bwd& v : {M3Bwd{"exact fp32 scan", mamba3_scan_bwd_cuda_exact},
+                           M3Bwd{"GEMM form fp32", mamba3_scan_bwd_cuda_gemm}}) {
+      auto bwd = [&] { (void)v.fn(a, dy); };
+      const double b = median_ms(bwd, reps);
+      const double fb = median_ms(
+          [&] {
+            fwd();
+            bwd();
+          },
+          reps);
+      std::printf("| Mamba-3 SISO, chunk 64, bwd %s | %lld×%lld | %.3f | %.3f | %.3f | %.2f |\n", v.name,
+                  static_cast<long long>(s.batch), static_cast<long long>(s.seq_len), f, b, fb,
+                  s.official_ms);
+    }
+    const Mamba3ScanGrads ref = mamba3_scan_bwd_cuda_exact(a, dy), g = mamba3_scan_bwd_cuda_gemm(a, dy);
+    std::fprintf(stderr,
+                 "Mamba-3 GEMM vs exact: dx %.1e dq %.1e dk %.1e dadt %.1e ddt %.1e dtrap %.1e dD %.1e\n",
+                 scaled_diff(g.dx, ref.dx), scaled_diff(g.dq, ref.dq), scaled_diff(g.dk, ref.dk),
+                 scaled_diff(g.dadt, ref.dadt), scaled_diff(g.ddt, ref.ddt), scaled_diff(g.dtrap, ref.dtrap),
+                 scaled_diff(g.dD, ref.dD));
   }
   {
     const int64_t batch = 8, L = 2048, DI = 2048, NS = 16;

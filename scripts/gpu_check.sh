@@ -132,6 +132,18 @@ train_bench() {
   done
 }
 
+# Where a training step of the small state-tracking model spends its GPU time (nsys kernel summary).
+profile_train() {
+  local nsys=nsys
+  command -v nsys >/dev/null || nsys=$(ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems*/bin/nsys 2>/dev/null | head -1)
+  [ -n "$nsys" ] || { echo "no nsys"; return 0; }
+  "$nsys" profile --stats=false -o /tmp/train_prof --force-overwrite true "$BUILD/bin/mambacpp" train --task parity \
+    --layer Mamba3 --n-layer 1 --d-model 64 --d-state 64 --min-length 3 --max-length 160 --stages 1 --steps 60 \
+    --batch 256 --device cuda --eval-every 0 --eval-batches 1 --checkpoint-dir /tmp/prof_ckpt >/dev/null 2>&1
+  "$nsys" stats --report cuda_gpu_kern_sum,cuda_api_sum --format csv /tmp/train_prof.nsys-rep >"$OUT/train_profile.csv" 2>&1
+  head -25 "$OUT/train_profile.csv"
+}
+
 if [ "${1:-}" = prepare ]; then
   prepare
   exit $?
@@ -149,6 +161,7 @@ for phase in $phases; do
     bench) bench ;;
     bwdbench) bwd_bench ;;
     train) train_bench ;;
-    *) echo "unknown phase $phase (build test golden sanitize bench bwdbench train prepare)"; exit 2 ;;
+    profile) profile_train ;;
+    *) echo "unknown phase $phase (build test golden sanitize bench bwdbench train profile prepare)"; exit 2 ;;
   esac
 done

@@ -30,12 +30,13 @@ t0=$SECONDS
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DMAMBACPP_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DMAMBACPP_BUILD_BENCH=OFF \
   -DCMAKE_CUDA_ARCHITECTURES=90a "${CMAKE_ARGS[@]}" >"$OUT/configure.log" 2>&1 || { tail -20 "$OUT/configure.log"; exit 1; }
 cmake --build "$BUILD" -j"$(nproc)" --target mambacpp step_graph_cuda_test mamba3_step_cuda_test golden_cuda_test \
-  linear_gemv_cuda_test linear_cuda_test \
+  linear_gemv_cuda_test linear_cuda_test norm_cuda_test decode_fused_cuda_test \
   >"$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -20; exit 1; }
 echo "build: $((SECONDS - t0)) s"
 export MAMBACPP_FIXTURES=$ROOT/.device_fixtures
 for t in src/ops/linear/linear_gemv_cuda_test src/ops/linear/linear_cuda_test tests/step_graph_cuda_test \
-  src/ops/mamba3_step/mamba3_step_cuda_test tests/golden_cuda_test; do
+  src/ops/mamba3_step/mamba3_step_cuda_test tests/golden_cuda_test src/ops/norm/norm_cuda_test \
+  tests/decode_fused_cuda_test; do
   timeout 120 "$BUILD/$t" --gtest_filter=-*ThroughCli* >"$OUT/$(basename $t).log" 2>&1
   echo "$(basename $t): rc $? $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/$(basename $t).log" | tr '\n' ' ')"
   grep -E "Failure|Expected|Which is|actual|error" "$OUT/$(basename $t).log" | head -12
@@ -45,6 +46,8 @@ run() { echo "\$ $*" | sed "s|$BUILD/bin/||"; timeout "$1" "${@:2}" 2>&1 | tee -
 run 90 $B --seq-len 16 --decode-tokens 512 --json "$OUT/b1_graph.json"
 if [ "${1:-}" = quick ]; then
   MAMBACPP_CUBLAS_GEMV=1 run 90 $B --seq-len 16 --decode-tokens 256 --json "$OUT/b1_graph_cublas.json"
+  # The decode GEMV without its norm prologue / residual-add epilogue (add + norm kernel instead).
+  MAMBACPP_UNFUSED_DECODE=1 run 90 $B --seq-len 16 --decode-tokens 512 --json "$OUT/b1_graph_unfused.json"
   cat "$OUT"/b*.json
   echo "total: $((SECONDS - t0)) s"
   exit 0

@@ -20,13 +20,19 @@ M=$BUILD/bin/mambacpp
 if [ "${SKIP_CHECKS:-0}" = 1 ]; then
   [ "${NO_BUILD:-0}" = 1 ] || "$ROOT/scripts/gpu_check.sh" build
 else
-  "$ROOT/scripts/gpu_check.sh" build test bwdbench
+  "$ROOT/scripts/gpu_check.sh" build test bwdbench profile
   echo "=== decode bench (1.3B-class Mamba-3 SISO, bf16, batch 1)"
   for mode in "" "--eager"; do
     # shellcheck disable=SC2086
     "$M" bench --device cuda --models mamba3-siso --d-model 2048 --n-layer 48 --dtype bf16 --seq-len 16 \
       --decode-tokens 512 $mode 2>&1 | tail -4 | tee -a "$OUT/decode_bench.log"
   done
+fi
+# A new fast backward whose parity test failed here is switched off for the training runs.
+if [ -f "$OUT/ctest_cuda.log" ]; then
+  grep -qE "ssd_bwd_cuda_test .*(Failed|\*\*\*)" "$OUT/ctest_cuda.log" && export MAMBACPP_SSD_BWD=exact
+  grep -qE "mamba3_scan_bwd_cuda_test .*(Failed|\*\*\*)" "$OUT/ctest_cuda.log" && export MAMBACPP_M3_BWD=exact
+  echo "training backward: MAMBACPP_SSD_BWD=${MAMBACPP_SSD_BWD:-gemm} MAMBACPP_M3_BWD=${MAMBACPP_M3_BWD:-gemm}"
 fi
 # The dependencies gpu_check unpacked (a bare machine has no OpenBLAS).
 lib=/tmp/mambacpp-deps/usr/lib/x86_64-linux-gnu

@@ -365,21 +365,40 @@ Tensor Model::step(const Tensor& ids, State& state) const {
   return step_residual(embed(ids), state);  // [batch, d_model]
 }
 
+// Decode keeps each sublayer's output pending and adds it into the residual inside the next
+// norm's kernel (ops::add_rms_norm_); a mixer with a fused residual step (Mixer::step_residual)
+// normalizes and adds within its own projections instead. Same values as Model::forward's walk.
 Tensor Model::step_residual(Tensor residual, State& state) const {
   MAMBA_CHECK(residual.dim() == 2 && residual.size(0) == state.batch);
-  Tensor hidden;
+  const float eps = static_cast<float>(config_.norm_eps);
+  const bool rms = config_.rms_norm;
+  Tensor hidden;  // [batch, d_model] the last sublayer's output, not yet in the residual
+  auto add_norm = [&](const Tensor& w, const Tensor& b) {
+    const Tensor normed = rms ? ops::add_rms_norm_(residual, hidden, w, eps)
+                              : ops::add_layer_norm_(residual, hidden, w, b, eps);
+    hidden = Tensor();
+    return normed;
+  };
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& b = blocks_[i];
-    if (hidden.defined()) ops::add_(residual, hidden);
-    hidden = b.mixer->step(norm(residual, b.norm_weight, b.norm_bias), state.layers[i], state.position);
+    if (rms && b.mixer->fuses_residual_step(state.batch)) {
+      if (hidden.defined()) ops::add_(residual, hidden);  // an MLP's output: the fused step reads the sum
+      hidden = Tensor();
+      b.mixer->step_residual(residual, b.norm_weight, eps, state.layers[i], state.position);
+    } else {
+      const Tensor normed = add_norm(b.norm_weight, b.norm_bias);
+      hidden = b.mixer->step(normed, state.layers[i], state.position);
+    }
     if (b.mlp) {
-      ops::add_(residual, hidden);
-      hidden = b.mlp->forward(norm(residual, b.norm2_weight, b.norm2_bias));
+      const Tensor normed = add_norm(b.norm2_weight, b.norm2_bias);
+      hidden = b.mlp->forward(normed);
     }
   }
-  ops::add_(residual, hidden);
   state.position += 1;
-  return head(residual);
+  // norm_f inside the head's GEMV where the residual is complete and the GEMV applies.
+  if (rms && !hidden.defined() && ops::decode_gemv_applies(state.batch, lm_head_weight))
+    return ops::rms_norm_linear(residual, norm_f_weight, eps, lm_head_weight);
+  return ops::linear(add_norm(norm_f_weight, norm_f_bias), lm_head_weight);
 }
 
 }  // namespace mamba::models

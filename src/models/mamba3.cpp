@@ -68,11 +68,20 @@ public:
   // One token (decode): in_proj -> the fused step (gates, scan, output stage: one kernel on CUDA,
   // the ops of run() in sequence on the CPU) -> out_proj.
   Tensor step(const Tensor& u, LayerState& st, int64_t) const override {
-    const Tensor proj = ops::linear(u, in_proj_weight);             // [batch, d_in_proj]
-    ops::Mamba3ScanState scan_state{st.ssm, st.k_prev, st.v_prev};  // shares the buffers
-    const Tensor o =
-        ops::mamba3_step(proj, gates_, {D, mimo_x, mimo_z, mimo_o, norm_weight}, st.angle, scan_state);
-    return ops::linear(o, out_proj_weight);
+    return ops::linear(step_inner(ops::linear(u, in_proj_weight), st), out_proj_weight);
+  }
+
+  // Decode in the residual stream with the bf16 GEMV: the block's RMSNorm runs in the in_proj
+  // GEMV's prologue and the residual add in the out_proj GEMV's epilogue, so a layer is three
+  // kernels (the unfused norm and add would be two more).
+  bool fuses_residual_step(int64_t batch) const override {
+    return ops::decode_gemv_applies(batch, in_proj_weight) &&
+           ops::decode_gemv_applies(batch, out_proj_weight);
+  }
+  void step_residual(Tensor& residual, const Tensor& block_norm_weight, float eps, LayerState& st,
+                     int64_t) const override {
+    const Tensor proj = ops::rms_norm_linear(residual, block_norm_weight, eps, in_proj_weight);
+    ops::linear_add_(residual, step_inner(proj, st), out_proj_weight);
   }
 
   Tensor forward_train(const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
@@ -120,6 +129,12 @@ private:
     Tensor y;                  // [batch, seq_len, rank, n_heads, head_dim]  per-rank scan outputs
     Tensor o;                  // [batch, seq_len, d_inner]    out_proj input
   };
+
+  // One token between the projections: proj [batch, d_in_proj] -> out_proj input [batch, d_inner].
+  Tensor step_inner(const Tensor& proj, LayerState& st) const {
+    ops::Mamba3ScanState scan_state{st.ssm, st.k_prev, st.v_prev};  // shares the buffers
+    return ops::mamba3_step(proj, gates_, {D, mimo_x, mimo_z, mimo_o, norm_weight}, st.angle, scan_state);
+  }
 
   // The forward pass (SPEC §3.6); keeps its activations in `saved` when given.
   Tensor run(const Tensor& u, LayerState& st, Saved* saved) const {

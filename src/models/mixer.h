@@ -76,6 +76,13 @@ public:
   virtual Tensor step(const Tensor& u, LayerState& state, int64_t pos) const {
     return forward(u.view({u.size(0), 1, u.size(1)}), state, pos).view({u.size(0), u.size(1)});
   }
+  // One token inside the pre-norm residual stream of an RMSNorm model, for a mixer with a fused
+  // decode path: residual += step(rms_norm(residual, norm_weight, eps)), in place. Model::step
+  // calls it only where fuses_residual_step(batch) says so, and runs the norm and step() itself
+  // otherwise; the values are those of that unfused sequence.
+  virtual bool fuses_residual_step(int64_t /*batch*/) const { return false; }
+  virtual void step_residual(Tensor& /*residual*/, const Tensor& /*norm_weight*/, float /*eps*/,
+                             LayerState& /*state*/, int64_t /*pos*/) const {}
   // Training: the forward of whole sequences from a fresh state, keeping in `saved` what
   // backward needs. u: [batch, seq_len, d_model] -> [batch, seq_len, d_model].
   virtual Tensor forward_train(const Tensor& u, std::unique_ptr<MixerSaved>& saved) const = 0;

@@ -1,17 +1,14 @@
 // Mixer registry: adding an architecture = its file + one line here + fixtures. Also the
 // helpers the architecture files share.
-#include <cmath>
-
 #include "core/error.h"
 #include "models/architectures.h"
+#include "ops/elementwise/elementwise.h"
 
 namespace mamba::models {
 
+// On A_log's device (ops::neg_exp): a CUDA model refreshes A without a host round trip.
 Tensor neg_exp(const Tensor& A_log) {
-  const Tensor a_log = A_log.to(Device::cpu);
-  Tensor A = Tensor::empty(A_log.shape());
-  for (int64_t i = 0; i < A.numel(); ++i) A.f32()[i] = -std::exp(a_log.f32()[i]);
-  return A.to(A_log.device());
+  return ops::neg_exp(A_log);
 }
 
 std::unique_ptr<Mixer> make_mixer(io::MixerKind kind, const io::ModelConfig& config, int64_t layer) {

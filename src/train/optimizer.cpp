@@ -42,13 +42,19 @@ const char* schedule_kind_name(ScheduleKind kind) {
 }
 
 double clip_grad_norm(models::Model& grads, double max_norm) {
-  double sum_sq = 0;
-  grads.visit_params([&](const models::ParamRef& p) { sum_sq += ops::sum_squares(*p.tensor); });
-  const double norm = std::sqrt(sum_sq);
-  const double coef = max_norm / (norm + 1e-6);
-  if (max_norm > 0 && coef < 1.0)
-    grads.visit_params([&](const models::ParamRef& p) { ops::scale_(*p.tensor, coef); });
-  return norm;
+  const Tensor total = clip_grad_norm_sq(grads, max_norm).to(Device::cpu);
+  return std::sqrt(*static_cast<const double*>(total.raw()));
+}
+
+// The sum of squares and the scale stay where the gradients live: on CUDA one host sync per
+// parameter (each norm read back) became none.
+Tensor clip_grad_norm_sq(models::Model& grads, double max_norm) {
+  std::vector<Tensor> list;
+  grads.visit_params([&](const models::ParamRef& p) { list.push_back(*p.tensor); });
+  const Tensor total = ops::sum_squares_total(list);
+  if (max_norm > 0)
+    grads.visit_params([&](const models::ParamRef& p) { ops::clip_scale_(*p.tensor, total, max_norm); });
+  return total;
 }
 
 void zero_grads(models::Model& grads) {

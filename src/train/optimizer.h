@@ -38,6 +38,10 @@ const char* schedule_kind_name(ScheduleKind kind);
 // Scales every gradient by max_norm / (norm + 1e-6) when the global L2 norm exceeds max_norm
 // (torch.nn.utils.clip_grad_norm_); max_norm <= 0 only measures. Returns the norm before.
 double clip_grad_norm(models::Model& grads, double max_norm);
+// The same clipping without reading the norm back (no host sync on CUDA): returns the squared
+// global norm as ops::sum_squares_total does (a 1-element i64 tensor on the gradients' device
+// holding a double); the norm is its square root.
+Tensor clip_grad_norm_sq(models::Model& grads, double max_norm);
 
 // Sets every gradient to zero (before accumulating the next step's).
 void zero_grads(models::Model& grads);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -161,19 +162,31 @@ StepStats Trainer::step() {
   const Batch b = sample_batch(*task_, config_.batch, config_.curriculum.min_length, s.max_length, rng);
   zero_grads(*grads_);
   const models::Model& net = compute_ ? *compute_ : *model_;
-  // Mean cross-entropy over the answer positions only (targets −1 elsewhere).
+  // Mean cross-entropy over the answer positions only (targets −1 elsewhere). The loss, the
+  // correct count and the gradient norm stay on the model's device until the step's end, where one
+  // copy brings all three back: on CUDA the step syncs the host once, not per loss read, logits
+  // read and parameter norm.
   const Tensor logits = net.forward_train(b.ids, acts_);
-  s.loss = ops::cross_entropy_fwd(logits, b.targets);
-  int64_t counted = 0;
-  const int64_t correct = count_correct(logits, b.targets, counted);
-  s.accuracy = counted > 0 ? static_cast<double>(correct) / static_cast<double>(counted) : 0.0;
-  net.backward(ops::cross_entropy_bwd(logits, b.targets), acts_, *grads_);
-  s.grad_norm = clip_grad_norm(*grads_, config_.clip);
+  Tensor dlogits;
+  const Tensor ce = ops::cross_entropy_train(logits, b.targets, dlogits);  // {loss, correct}
+  net.backward(dlogits, acts_, *grads_);
+  const Tensor norm_sq = clip_grad_norm_sq(*grads_, config_.clip);
   s.lr = config_.schedule.at(step_);
   optimizer_->step(*model_, *grads_, s.lr);
   model_->params_updated();
   refresh_compute_model();
-  ops::device_synchronize(where_.device);  // device work is asynchronous: the step's time includes it
+  Tensor packed = Tensor::empty({3}, DType::i64, ce.device());  // 8-byte slots holding doubles
+  packed.slice(0, 0, 2).copy_from(ce);
+  packed.slice(0, 2, 3).copy_from(norm_sq);
+  const Tensor host = packed.to(Device::cpu);  // synchronizes: the step's time includes its device work
+  ops::device_synchronize(where_.device);
+  const double* v = static_cast<const double*>(host.raw());
+  int64_t counted = 0;
+  const int64_t* tgt = b.targets.data<int64_t>();
+  for (int64_t r = 0; r < b.targets.numel(); ++r) counted += tgt[r] >= 0;
+  s.loss = v[0];
+  s.accuracy = counted > 0 ? v[1] / static_cast<double>(counted) : 0.0;
+  s.grad_norm = std::sqrt(v[2]);
   s.step = ++step_;
   s.tokens = b.n_tokens;
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

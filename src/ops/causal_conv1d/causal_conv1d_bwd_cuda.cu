@@ -1,9 +1,11 @@
 // Backward of the causal depthwise conv1d on CUDA, from a zero initial state (same formulas as
 // causal_conv1d_bwd.cpp): dpre = dy·silu'(pre) per (batch, token, channel) into a buffer; dx as
 // a transposed conv of dpre, one thread per element; the weight and bias gradients as
-// deterministic per-channel sums over all (batch, token) rows, 32 channels × 32 row lanes a block.
+// deterministic two-stage per-channel sums over all (batch, token) rows: per-chunk partials
+// (32 channels × 8 row lanes a block, in double) then the chunks in order (backend/cuda/reduce.h).
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
+#include "backend/cuda/reduce.h"
 #include "core/error.h"
 #include "ops/causal_conv1d/causal_conv1d_cuda.h"
 
@@ -11,7 +13,7 @@ namespace mamba::ops {
 
 namespace {
 
-constexpr int kCols = 32, kRowLanes = 32;
+constexpr int kCols = 32, kRowLanes = 8;
 constexpr int kMaxWidth = 16;  // taps per channel held in registers by the weight-gradient kernel
 
 struct ConvBwdParams {
@@ -64,32 +66,38 @@ __global__ void conv_dx_kernel(ConvBwdParams p) {
   }
 }
 
-// dweight[c,k] += Σ_{b,t} dpre[b,t,c]·x[b, t−(K−1)+k, c]; dbias[c] += Σ_{b,t} dpre[b,t,c].
-__global__ void conv_dweight_kernel(ConvBwdParams p, float* dweight, float* dbias) {
-  __shared__ float part[kRowLanes][kCols + 1];
+// Stage 1 of dweight[c,k] += Σ_{b,t} dpre[b,t,c]·x[b, t−(K−1)+k, c] and dbias[c] += Σ_{b,t} dpre[b,t,c]:
+// a block per (kCols channels, chunk of rows); row lanes accumulate in double and reduce in order
+// into pw [chunk, channels·width] and pb [chunk, channels] (pb null without a bias gradient).
+__global__ void conv_dweight_partial_kernel(ConvBwdParams p, int64_t rows_per_chunk, float* pw, float* pb) {
+  __shared__ double part[kRowLanes][kCols + 1];
   const int64_t hist = p.width - 1, rows = p.batch * p.seq_len;
   const int64_t c = blockIdx.x * int64_t(kCols) + threadIdx.x;
-  float dw[kMaxWidth + 1] = {};  // taps, then the bias
+  const int64_t begin = blockIdx.y * rows_per_chunk;
+  const int64_t end = begin + rows_per_chunk < rows ? begin + rows_per_chunk : rows;
+  double dw[kMaxWidth + 1] = {};  // taps, then the bias
   if (c < p.channels) {
-    for (int64_t r = threadIdx.y; r < rows; r += kRowLanes) {
+    for (int64_t r = begin + threadIdx.y; r < end; r += kRowLanes) {
       const int64_t b = r / p.seq_len, t = r % p.seq_len;
       const float g = p.dpre[r * p.channels + c];
-      for (int64_t k = 0; k < p.width; ++k) dw[k] += g * x_at(p, b, t - hist + k, c);
+#pragma unroll
+      for (int k = 0; k < kMaxWidth; ++k)
+        if (k < p.width) dw[k] += static_cast<double>(g) * x_at(p, b, t - hist + k, c);
       dw[kMaxWidth] += g;
     }
   }
   for (int k = 0; k <= kMaxWidth; ++k) {
     if (k < kMaxWidth && k >= p.width) continue;  // uniform across the block
-    if (k == kMaxWidth && dbias == nullptr) break;
+    if (k == kMaxWidth && pb == nullptr) break;
     part[threadIdx.y][threadIdx.x] = dw[k];
     __syncthreads();
     if (threadIdx.y == 0 && c < p.channels) {
-      float sum = 0.0f;
+      double sum = 0.0;
       for (int i = 0; i < kRowLanes; ++i) sum += part[i][threadIdx.x];
       if (k == kMaxWidth)
-        dbias[c] += sum;
+        pb[blockIdx.y * p.channels + c] = static_cast<float>(sum);
       else
-        dweight[c * p.width + k] += sum;
+        pw[blockIdx.y * p.channels * p.width + c * p.width + k] = static_cast<float>(sum);
     }
     __syncthreads();  // part is rewritten for the next tap
   }
@@ -134,9 +142,20 @@ Tensor causal_conv1d_bwd_cuda(const Tensor& dy_in, const Tensor& x_in, const Ten
   CUDA_CHECK_LAUNCH();
   conv_dx_kernel<<<mamba::cuda::grid_for(n), 256, 0, s>>>(p);
   CUDA_CHECK_LAUNCH();
-  conv_dweight_kernel<<<mamba::cuda::ceil_div(channels, kCols), dim3(kCols, kRowLanes), 0, s>>>(
-      p, dweight.f32(), dbias.defined() ? dbias.f32() : nullptr);
+  // Weight and bias gradients: chunks of rows over many blocks (a few channels over every token
+  // in one block per 32 channels was a long serial loop), then the chunks summed in order.
+  const int64_t rows = batch * seq_len, col_tiles = (channels + kCols - 1) / kCols;
+  const mamba::cuda::RowChunks rc = mamba::cuda::row_chunks(rows, col_tiles, 16 * kRowLanes);
+  const Tensor pw = Tensor::empty({rc.chunks, channels * width}, DType::f32, Device::cuda);
+  const Tensor pb =
+      dbias.defined() ? Tensor::empty({rc.chunks, channels}, DType::f32, Device::cuda) : Tensor();
+  conv_dweight_partial_kernel<<<dim3(static_cast<unsigned int>(col_tiles),
+                                     static_cast<unsigned int>(rc.chunks)),
+                                dim3(kCols, kRowLanes), 0, s>>>(p, rc.rows_per_chunk, pw.f32(),
+                                                                dbias.defined() ? pb.f32() : nullptr);
   CUDA_CHECK_LAUNCH();
+  mamba::cuda::column_sum_add(pw.f32(), rc.chunks, channels * width, channels * width, dweight.f32(), s);
+  if (dbias.defined()) mamba::cuda::column_sum_add(pb.f32(), rc.chunks, channels, channels, dbias.f32(), s);
   return dx;
 }
 

@@ -22,7 +22,8 @@ TEST(CausalConv1dBwdCuda, MatchesCpu) {
                                                  {2, 9, 37, 4},
                                                  {3, 150, 70, 4},
                                                  {1, 33, 17, 2},
-                                                 {2, 64, 40, 1}}) {
+                                                 {2, 64, 40, 1},
+                                                 {64, 300, 5, 4}}) {  // many rows, few channels
     for (bool act : {false, true}) {
       for (bool with_bias : {false, true}) {
         // x: columns [3, 3 + channels) of a wider tensor, rows at stride channels + 5.

@@ -92,4 +92,30 @@ Tensor cross_entropy_bwd(const Tensor& logits_in, const Tensor& targets) {
   return dlogits;
 }
 
+Tensor cross_entropy_train(const Tensor& logits_in, const Tensor& targets, Tensor& dlogits) {
+#if MAMBACPP_HAVE_CUDA
+  if (logits_in.device() == Device::cuda) return cross_entropy_train_cuda(logits_in, targets, dlogits);
+#endif
+  const Tensor logits = logits_in.contiguous();
+  const double loss = cross_entropy_fwd(logits, targets);
+  dlogits = cross_entropy_bwd(logits, targets);
+  int64_t n_counted = 0;
+  const std::vector<int64_t> tgt = read_targets(logits, targets, n_counted);
+  const int64_t vocab = logits.size(-1), rows = logits.numel() / vocab;
+  double correct = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (tgt[r] < 0) continue;
+    const float* row = logits.f32() + r * vocab;
+    int64_t best = 0;
+    for (int64_t v = 1; v < vocab; ++v)
+      if (row[v] > row[best]) best = v;
+    correct += best == tgt[r] ? 1.0 : 0.0;
+  }
+  Tensor stats = Tensor::empty({2}, DType::i64);
+  double* out = static_cast<double*>(stats.raw());
+  out[0] = loss;
+  out[1] = correct;
+  return stats;
+}
+
 }  // namespace mamba::ops

@@ -13,4 +13,10 @@ double cross_entropy_fwd(const Tensor& logits, const Tensor& targets);
 // d mean / d logits: (softmax(row) − onehot(target)) / n_counted on counted rows, 0 elsewhere.
 Tensor cross_entropy_bwd(const Tensor& logits, const Tensor& targets);
 
+// The training step's loss, gradient and accuracy in one pass, without reading anything back to
+// the host: sets dlogits as cross_entropy_bwd and returns a 2-element i64 tensor on the logits'
+// device whose 8-byte slots hold doubles: {the loss of cross_entropy_fwd, the number of counted
+// rows whose first maximal logit is the target}. The caller reads it when it needs the numbers.
+Tensor cross_entropy_train(const Tensor& logits, const Tensor& targets, Tensor& dlogits);
+
 }  // namespace mamba::ops

@@ -1,7 +1,9 @@
-// Cross-entropy on CUDA: one block per row, the CPU's arithmetic (float max, Σ exp(x − max) and
-// the log in double). The targets are checked on the host (the same errors as the CPU op; they
-// are a few ids per row) and uploaded as i64. The loss copies one double per row back and sums
-// on the host in row order, so it is deterministic and matches the CPU's double sum.
+// Cross-entropy on CUDA: the CPU's arithmetic (float max, Σ exp(x − max) and the log in double),
+// a warp per row for vocabularies up to kWarpVocab (a block of 256 threads on a 3-symbol row left
+// 253 idle) and a block per row above. The targets are checked on the host (the same errors as the
+// CPU op; they are a few ids per row) and uploaded as i64. The per-row losses are summed on the
+// device by one block in a fixed order (deterministic), so the loss comes back as one double; the
+// training entry (cross_entropy_train) does not read it back at all.
 #include <cmath>
 #include <vector>
 
@@ -15,6 +17,8 @@ namespace mamba::ops {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int64_t kWarpVocab = 1024;
+constexpr int kFinishThreads = 1024;
 
 __device__ __forceinline__ double warp_sum_d(double v) {
 #pragma unroll
@@ -64,6 +68,89 @@ __global__ void cross_entropy_kernel(const float* __restrict__ logits, const int
   if (threadIdx.x == 0) g[t] -= static_cast<float>(inv_n);
 }
 
+// A warp per row, same results as cross_entropy_kernel; also (when row_hit) 1 where the row's first
+// maximal logit is its target (the trainer's accuracy), 0 otherwise.
+__global__ void cross_entropy_warp_kernel(const float* __restrict__ logits,
+                                          const int64_t* __restrict__ targets, int64_t rows, int64_t vocab,
+                                          double inv_n, double* __restrict__ row_loss,
+                                          double* __restrict__ row_hit, float* __restrict__ dlogits) {
+  const int64_t r = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x & 31;
+  if (r >= rows) return;  // uniform over the warp
+  const int64_t t = targets[r];
+  const float* x = logits + r * vocab;
+  float* g = dlogits ? dlogits + r * vocab : nullptr;
+  if (t < 0) {
+    if (lane == 0 && row_loss) row_loss[r] = 0.0;
+    if (lane == 0 && row_hit) row_hit[r] = 0.0;
+    if (g)
+      for (int64_t i = lane; i < vocab; i += 32) g[i] = 0.0f;
+    return;
+  }
+  float mx = -INFINITY, best_v = -INFINITY;
+  int64_t best = -1;  // this lane's first maximum
+  for (int64_t i = lane; i < vocab; i += 32) {
+    const float v = x[i];
+    mx = fmaxf(mx, v);
+    if (best < 0 || v > best_v) best_v = v, best = i;
+  }
+  mx = mamba::cuda::warp_max(mx);
+  double sum = 0.0;
+  for (int64_t i = lane; i < vocab; i += 32) sum += exp(static_cast<double>(x[i]) - mx);
+  const double lse = log(warp_sum_d(sum));
+  if (row_hit) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, best_v, off);
+      const int64_t oi = __shfl_xor_sync(0xffffffffu, best, off);
+      if (oi >= 0 && (best < 0 || ov > best_v || (ov == best_v && oi < best))) best_v = ov, best = oi;
+    }
+    if (lane == 0) row_hit[r] = best == t ? 1.0 : 0.0;
+  }
+  if (lane == 0 && row_loss) row_loss[r] = lse + mx - x[t];
+  if (!g) return;
+  for (int64_t i = lane; i < vocab; i += 32) {
+    float gi = static_cast<float>(exp(static_cast<double>(x[i]) - mx - lse) * inv_n);
+    if (i == t) gi -= static_cast<float>(inv_n);
+    g[i] = gi;
+  }
+}
+
+// One block: stats[0] = Σ row_loss / n_counted (0 when none), stats[1] = Σ row_hit (when given),
+// each thread summing a fixed stride of rows, then a fixed tree.
+__global__ void cross_entropy_finish_kernel(const double* __restrict__ row_loss,
+                                            const double* __restrict__ row_hit, int64_t rows,
+                                            double n_counted, double* __restrict__ stats) {
+  __shared__ double scratch[32];
+  double loss = 0.0, hits = 0.0;
+  for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) {
+    loss += row_loss[r];
+    if (row_hit) hits += row_hit[r];
+  }
+  loss = block_sum_d(loss, scratch);
+  hits = block_sum_d(hits, scratch);
+  if (threadIdx.x == 0) {
+    stats[0] = n_counted > 0 ? loss / n_counted : 0.0;
+    stats[1] = hits;
+  }
+}
+
+// Per-row losses (and hits, gradient) by the warp kernel or, for large vocabularies without hits,
+// the block kernel.
+void launch_rows(const Tensor& logits, const Tensor& tgt, int64_t rows, int64_t vocab, double inv_n,
+                 double* row_loss, double* row_hit, float* dlogits) {
+  cudaStream_t stream = mamba::cuda::stream();
+  if (vocab <= kWarpVocab || row_hit) {
+    constexpr int kRowsPerBlock = kThreads / 32;
+    cross_entropy_warp_kernel<<<mamba::cuda::ceil_div(rows, kRowsPerBlock), kThreads, 0, stream>>>(
+        logits.f32(), tgt.data<int64_t>(), rows, vocab, inv_n, row_loss, row_hit, dlogits);
+  } else {
+    cross_entropy_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, stream>>>(
+        logits.f32(), tgt.data<int64_t>(), vocab, inv_n, row_loss, dlogits);
+  }
+  CUDA_CHECK_LAUNCH();
+}
+
 // Targets checked on the host as the CPU op does, uploaded as contiguous i64.
 Tensor upload_targets(const Tensor& logits, const Tensor& targets_in, int64_t& n_counted) {
   const Tensor targets = targets_in.to(Device::cpu).contiguous();
@@ -100,14 +187,14 @@ double cross_entropy_fwd_cuda(const Tensor& logits_in, const Tensor& targets) {
   const int64_t vocab = logits.size(-1), rows = logits.numel() / vocab;
   if (rows == 0 || n_counted == 0) return 0.0;
   Tensor row_loss = Tensor::empty({rows}, DType::i64, Device::cuda);  // 8-byte slots holding doubles
-  cross_entropy_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, mamba::cuda::stream()>>>(
-      logits.f32(), tgt.data<int64_t>(), vocab, 0.0, static_cast<double*>(row_loss.raw()), nullptr);
+  Tensor stats = Tensor::empty({2}, DType::i64, Device::cuda);
+  launch_rows(logits, tgt, rows, vocab, 0.0, static_cast<double*>(row_loss.raw()), nullptr, nullptr);
+  cross_entropy_finish_kernel<<<1, kFinishThreads, 0, mamba::cuda::stream()>>>(
+      static_cast<const double*>(row_loss.raw()), nullptr, rows, static_cast<double>(n_counted),
+      static_cast<double*>(stats.raw()));
   CUDA_CHECK_LAUNCH();
-  const Tensor host = row_loss.to(Device::cpu);  // synchronizes
-  const double* v = static_cast<const double*>(host.raw());
-  double total = 0;
-  for (int64_t r = 0; r < rows; ++r) total += v[r];
-  return total / static_cast<double>(n_counted);
+  const Tensor host = stats.to(Device::cpu);  // synchronizes
+  return static_cast<const double*>(host.raw())[0];
 }
 
 Tensor cross_entropy_bwd_cuda(const Tensor& logits_in, const Tensor& targets) {
@@ -118,10 +205,28 @@ Tensor cross_entropy_bwd_cuda(const Tensor& logits_in, const Tensor& targets) {
   Tensor dlogits = Tensor::empty(logits.shape(), DType::f32, Device::cuda);
   if (rows == 0 || vocab == 0) return dlogits;
   const double inv_n = n_counted > 0 ? 1.0 / static_cast<double>(n_counted) : 0.0;
-  cross_entropy_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, mamba::cuda::stream()>>>(
-      logits.f32(), tgt.data<int64_t>(), vocab, inv_n, nullptr, dlogits.f32());
-  CUDA_CHECK_LAUNCH();
+  launch_rows(logits, tgt, rows, vocab, inv_n, nullptr, nullptr, dlogits.f32());
   return dlogits;
+}
+
+Tensor cross_entropy_train_cuda(const Tensor& logits_in, const Tensor& targets, Tensor& dlogits) {
+  const Tensor logits = checked_logits(logits_in);
+  int64_t n_counted = 0;
+  const Tensor tgt = upload_targets(logits, targets, n_counted);
+  const int64_t vocab = logits.size(-1), rows = logits.numel() / vocab;
+  dlogits = Tensor::empty(logits.shape(), DType::f32, Device::cuda);
+  Tensor stats = Tensor::zeros({2}, DType::i64, Device::cuda);  // all-zero bits: 0.0, 0.0
+  if (rows == 0 || vocab == 0) return stats;
+  const double inv_n = n_counted > 0 ? 1.0 / static_cast<double>(n_counted) : 0.0;
+  Tensor row_loss = Tensor::empty({rows}, DType::i64, Device::cuda),
+         row_hit = Tensor::empty({rows}, DType::i64, Device::cuda);
+  launch_rows(logits, tgt, rows, vocab, inv_n, static_cast<double*>(row_loss.raw()),
+              static_cast<double*>(row_hit.raw()), dlogits.f32());
+  cross_entropy_finish_kernel<<<1, kFinishThreads, 0, mamba::cuda::stream()>>>(
+      static_cast<const double*>(row_loss.raw()), static_cast<const double*>(row_hit.raw()), rows,
+      static_cast<double>(n_counted), static_cast<double*>(stats.raw()));
+  CUDA_CHECK_LAUNCH();
+  return stats;
 }
 
 }  // namespace mamba::ops

@@ -7,5 +7,6 @@ namespace mamba::ops {
 
 double cross_entropy_fwd_cuda(const Tensor& logits, const Tensor& targets);
 Tensor cross_entropy_bwd_cuda(const Tensor& logits, const Tensor& targets);
+Tensor cross_entropy_train_cuda(const Tensor& logits, const Tensor& targets, Tensor& dlogits);
 
 }  // namespace mamba::ops

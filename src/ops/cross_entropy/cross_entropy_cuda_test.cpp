@@ -1,6 +1,7 @@
 // Cross-entropy on CUDA vs the CPU op: loss and gradient on random logits of odd shapes (rows
 // ignored, i32 and i64 targets on the host and on the device, vocabularies smaller and larger
-// than a block, large logits), the all-ignored case and the out-of-vocabulary error. Label `cuda`.
+// than a block, large logits), the training entry (20480 rows of 3 symbols), the all-ignored case
+// and the out-of-vocabulary error. Label `cuda`.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -51,6 +52,42 @@ TEST(CrossEntropyCuda, MatchesCpu) {
       }
       EXPECT_LE(diff, 1e-6f * std::max(mx, 1e-30f)) << vocab;
     }
+  }
+}
+
+double slot(const Tensor& stats, int64_t i) {
+  const Tensor host = stats.to(Device::cpu);
+  return static_cast<const double*>(host.raw())[i];
+}
+
+// The training entry (loss, gradient and correct count left on the device) vs the CPU, from the
+// state-tracking shape (20480 rows of 3 symbols) to a vocabulary above the warp-per-row limit.
+TEST(CrossEntropyCuda, TrainMatchesCpu) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(5);
+  for (auto [rows, vocab, scale] : {std::tuple{int64_t(20480), int64_t(3), 3.0f},
+                                    {int64_t(50), int64_t(7), 4.0f},
+                                    {int64_t(300), int64_t(1500), 10.0f},
+                                    {int64_t(1), int64_t(1), 1.0f}}) {
+    const Tensor logits = testing::random_tensor({rows, vocab}, rng, -scale, scale);
+    const Tensor targets = random_targets(rows, vocab, rng);
+    Tensor dref, d;
+    const Tensor ref = cross_entropy_train(logits, targets, dref);
+    const Tensor got = cross_entropy_train(on_cuda(logits), targets, d);
+    ASSERT_EQ(got.device(), Device::cuda);
+    ASSERT_EQ(d.device(), Device::cuda);
+    EXPECT_NEAR(slot(ref, 0), cross_entropy_fwd(logits, targets), 1e-12) << vocab;
+    EXPECT_NEAR(slot(got, 0), slot(ref, 0), 1e-9 * std::max(1.0, std::fabs(slot(ref, 0)))) << vocab;
+    EXPECT_EQ(slot(got, 1), slot(ref, 1)) << vocab;  // exact: the same argmax per row
+    EXPECT_NEAR(cross_entropy_fwd(on_cuda(logits), targets), slot(ref, 0),
+                1e-9 * std::max(1.0, slot(ref, 0)));
+    const std::vector<float> g = d.to_vector(), c = dref.to_vector();
+    float diff = 0.0f, mx = 0.0f;
+    for (size_t i = 0; i < g.size(); ++i) {
+      diff = std::max(diff, std::fabs(g[i] - c[i]));
+      mx = std::max(mx, std::fabs(c[i]));
+    }
+    EXPECT_LE(diff, 1e-6f * std::max(mx, 1e-30f)) << vocab;
   }
 }
 

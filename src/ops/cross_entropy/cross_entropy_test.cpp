@@ -52,5 +52,24 @@ TEST(CrossEntropy, TargetOutsideVocabularyThrows) {
   EXPECT_THROW(cross_entropy_fwd(logits, make_targets({1, 4}, {2})), Error);
 }
 
+TEST(CrossEntropy, TrainGivesLossGradientAndCorrectCount) {
+  std::mt19937 rng(3);
+  Tensor logits = testing::random_tensor({2, 3, 7}, rng, -4, 4);
+  const Tensor targets = make_targets({3, 0, -1, 6, -1, 2}, {2, 3});
+  logits.f32()[0 * 7 + 3] = 9.0f;  // row 0: the target is the maximum
+  logits.f32()[1 * 7 + 5] = 9.0f;  // row 1: another column is
+  logits.f32()[3 * 7 + 6] = 9.0f;
+  logits.f32()[3 * 7 + 1] = 9.0f;  // row 3: a tie, won by the first (1), not the target (6)
+  logits.f32()[5 * 7 + 2] = 9.0f;
+  Tensor dlogits;
+  const Tensor stats = cross_entropy_train(logits, targets, dlogits);
+  ASSERT_EQ(stats.numel(), 2);
+  const double* v = static_cast<const double*>(stats.raw());
+  EXPECT_EQ(v[0], cross_entropy_fwd(logits, targets));
+  EXPECT_EQ(v[1], 2.0);  // rows 0 and 5
+  const Tensor ref = cross_entropy_bwd(logits, targets);
+  for (int64_t i = 0; i < ref.numel(); ++i) EXPECT_EQ(dlogits.f32()[i], ref.f32()[i]) << i;
+}
+
 }  // namespace
 }  // namespace mamba::ops

@@ -1,6 +1,7 @@
 // CPU elementwise ops (see elementwise.h).
 #include "ops/elementwise/elementwise.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "core/error.h"
@@ -115,6 +116,17 @@ Tensor embedding(const Tensor& ids_in, const Tensor& table) {
                   " is outside the vocabulary [0, ", vocab, ")");
     std::memcpy(out.f32() + i * d, table.f32() + id * d, static_cast<size_t>(d) * 4);
   }
+  return out;
+}
+
+Tensor neg_exp(const Tensor& x_in) {
+  MAMBA_CHECK(x_in.dtype() == DType::f32, "neg_exp takes f32, got " << dtype_name(x_in.dtype()));
+#if MAMBACPP_HAVE_CUDA
+  if (x_in.device() == Device::cuda) return neg_exp_cuda(x_in);
+#endif
+  const Tensor x = x_in.contiguous();
+  Tensor out = Tensor::empty(x.shape());
+  for (int64_t i = 0; i < x.numel(); ++i) out.f32()[i] = -std::exp(x.f32()[i]);
   return out;
 }
 

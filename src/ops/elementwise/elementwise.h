@@ -26,6 +26,10 @@ Tensor concat_last(const Tensor& a, const Tensor& b);
 // Error(out_of_range) naming the position for an id outside [0, vocab).
 Tensor embedding(const Tensor& ids, const Tensor& table);
 
+// −exp(x) elementwise (A = −exp(A_log)) -> a new contiguous f32 tensor on x's device (f32 x). On
+// CUDA it runs on the device, so refreshing A after each optimizer step needs no host round trip.
+Tensor neg_exp(const Tensor& x);
+
 // ---- Backward (elementwise_bwd.cpp). Input gradients are returned as new contiguous tensors. ----
 
 // d/dh of swiglu: dout [..., n], h [..., 2n] -> dh [..., 2n].
@@ -40,7 +44,9 @@ void mul_silu_bwd(const Tensor& dout, const Tensor& y, const Tensor& z, Tensor& 
 Tensor softplus_bias_clamp_bwd(const Tensor& dout, const Tensor& raw, const Tensor& bias, float lo, float hi,
                                Tensor& dbias);
 
-// Scatter-add: dtable[ids[i]] += dout[i] (dout: [ids..., d], dtable: [vocab, d]).
+// Scatter-add: dtable[ids[i]] += dout[i] (dout: [ids..., d], dtable: [vocab, d]). A CUDA table
+// with host ids checks them (Error(out_of_range)); device ids are not read back (no host sync in
+// the training step; the forward's embedding checked them) and an id outside the table is skipped.
 void embedding_bwd(const Tensor& ids, const Tensor& dout, Tensor& dtable);
 
 // Of A = −exp(A_log), given A: dA_log += dA·A (same shapes).

@@ -1,9 +1,10 @@
 // Backward of the elementwise ops on CUDA (see elementwise.h): one thread per element
 // (grid-stride) on contiguous copies of the inputs (column views are made contiguous on the
-// device); the softplus bias gradient is a deterministic column sum, and the embedding gradient
-// an atomicAdd scatter into the table (repeated ids add in any order).
+// device); the softplus bias gradient is a deterministic two-stage column sum, and the embedding
+// gradient a chunked deterministic sum for small tables or an atomicAdd scatter into large ones.
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
+#include "backend/cuda/reduce.h"
 #include "core/error.h"
 #include "ops/elementwise/elementwise_cuda.h"
 
@@ -14,7 +15,10 @@ namespace {
 using mamba::cuda::grid_for;
 using mamba::cuda::silu_f;
 
-constexpr int kCols = 32, kRowLanes = 32;
+// Embedding tables of at most kSmallVocab rows take the chunked path (embedding_bwd_chunk_kernel).
+constexpr int64_t kSmallVocab = 32;
+constexpr int kEmbCols = 32, kEmbLanes = 8;
+constexpr int64_t kEmbChunkRows = 256;  // tokens per chunk (at least)
 
 __device__ __forceinline__ float silu_grad_f(float v) {
   const float s = mamba::cuda::sigmoid_f(v);
@@ -60,27 +64,63 @@ __global__ void softplus_bias_clamp_bwd_kernel(const float* dout, const float* r
   }
 }
 
-// out[c] += Σ_r m[r, c]; m: [rows, cols] contiguous. Block = kCols columns × kRowLanes lanes.
-__global__ void column_sum_add_kernel(const float* m, int64_t rows, int64_t cols, float* out) {
-  __shared__ float part[kRowLanes][kCols + 1];
-  const int64_t c = blockIdx.x * int64_t(kCols) + threadIdx.x;
-  float acc = 0.0f;
-  if (c < cols)
-    for (int64_t r = threadIdx.y; r < rows; r += kRowLanes) acc += m[r * cols + c];
-  part[threadIdx.y][threadIdx.x] = acc;
+// Large vocabularies: a scatter with atomicAdd (ids spread over many rows, little contention).
+// An id outside the table is skipped (device ids are not read back to the host; see below).
+template <typename Id>
+__global__ void embedding_bwd_kernel(const Id* ids, const float* dout, float* dtable, int64_t n, int64_t d,
+                                     int64_t vocab) {
+  MAMBA_GRID_STRIDE_LOOP(idx, n * d) {
+    const int64_t id = static_cast<int64_t>(ids[idx / d]);
+    if (id >= 0 && id < vocab) atomicAdd(dtable + id * d + idx % d, dout[idx]);
+  }
+}
+
+// Small vocabularies (a task's few symbols): every token adds into the same few rows, so atomics
+// serialize on a handful of addresses. Instead a block per (32-column tile, chunk of tokens) sums
+// its chunk per table row in shared memory, each thread owning one column of one row lane (no
+// races), and reduces the lanes in order into partial [chunk, vocab, d]; column_sum_add then sums
+// the chunks into the table. Deterministic. blockDim = (kEmbCols, kEmbLanes).
+template <typename Id>
+__global__ void embedding_bwd_chunk_kernel(const Id* ids, const float* dout, int64_t n, int64_t d,
+                                           int64_t vocab, int64_t rows_per_chunk, float* partial) {
+  extern __shared__ float acc[];  // [kEmbLanes, vocab, kEmbCols]
+  const int64_t c = blockIdx.x * int64_t(kEmbCols) + threadIdx.x;
+  const int64_t begin = blockIdx.y * rows_per_chunk;
+  const int64_t end = begin + rows_per_chunk < n ? begin + rows_per_chunk : n;
+  float* mine = acc + threadIdx.y * vocab * kEmbCols + threadIdx.x;
+  for (int64_t v = 0; v < vocab; ++v) mine[v * kEmbCols] = 0.0f;
+  if (c < d)
+    for (int64_t i = begin + threadIdx.y; i < end; i += kEmbLanes) {
+      const int64_t id = static_cast<int64_t>(ids[i]);
+      if (id >= 0 && id < vocab) mine[id * kEmbCols] += dout[i * d + c];
+    }
   __syncthreads();
-  if (threadIdx.y == 0 && c < cols) {
+  for (int64_t v = threadIdx.y; v < vocab; v += kEmbLanes) {
     float sum = 0.0f;
-    for (int i = 0; i < kRowLanes; ++i) sum += part[i][threadIdx.x];
-    out[c] += sum;
+    for (int l = 0; l < kEmbLanes; ++l) sum += acc[(l * vocab + v) * kEmbCols + threadIdx.x];
+    if (c < d) partial[(blockIdx.y * vocab + v) * d + c] = sum;
   }
 }
 
 template <typename Id>
-__global__ void embedding_bwd_kernel(const Id* ids, const float* dout, float* dtable, int64_t n, int64_t d) {
-  MAMBA_GRID_STRIDE_LOOP(idx, n * d) {
-    atomicAdd(dtable + static_cast<int64_t>(ids[idx / d]) * d + idx % d, dout[idx]);
+void embedding_bwd_launch(const Id* ids, const float* dout, float* dtable, int64_t n, int64_t d,
+                          int64_t vocab) {
+  cudaStream_t stream = mamba::cuda::stream();
+  if (vocab > kSmallVocab) {
+    embedding_bwd_kernel<<<grid_for(n * d), 256, 0, stream>>>(ids, dout, dtable, n, d, vocab);
+    CUDA_CHECK_LAUNCH();
+    return;
   }
+  const int64_t col_tiles = (d + kEmbCols - 1) / kEmbCols;
+  const mamba::cuda::RowChunks rc = mamba::cuda::row_chunks(n, col_tiles, kEmbChunkRows);
+  const Tensor partial = Tensor::empty({rc.chunks, vocab, d}, DType::f32, Device::cuda);
+  const size_t smem = static_cast<size_t>(kEmbLanes * vocab * kEmbCols) * sizeof(float);
+  embedding_bwd_chunk_kernel<<<dim3(static_cast<unsigned int>(col_tiles),
+                                    static_cast<unsigned int>(rc.chunks)),
+                               dim3(kEmbCols, kEmbLanes), smem, stream>>>(ids, dout, n, d, vocab,
+                                                                          rc.rows_per_chunk, partial.f32());
+  CUDA_CHECK_LAUNCH();
+  mamba::cuda::column_sum_add(partial.f32(), rc.chunks, vocab * d, vocab * d, dtable, stream);
 }
 
 __global__ void neg_exp_bwd_kernel(const float* dA, const float* A, float* dA_log, int64_t n) {
@@ -134,9 +174,9 @@ Tensor softplus_bias_clamp_bwd_cuda(const Tensor& dout_in, const Tensor& raw_in,
   softplus_bias_clamp_bwd_kernel<<<grid_for(rows * n), 256, 0, mamba::cuda::stream()>>>(
       dout.f32(), raw.f32(), bias.f32(), draw.f32(), rows * n, n, lo, hi);
   CUDA_CHECK_LAUNCH();
-  column_sum_add_kernel<<<mamba::cuda::ceil_div(n, kCols), dim3(kCols, kRowLanes), 0,
-                          mamba::cuda::stream()>>>(draw.f32(), rows, n, dbias.f32());
-  CUDA_CHECK_LAUNCH();
+  // Few columns (one per head) over every token: the two-stage reduction spreads the rows over
+  // many blocks, in double as the CPU.
+  mamba::cuda::column_sum_add(draw.f32(), rows, n, n, dbias.f32(), mamba::cuda::stream());
   return draw;
 }
 
@@ -145,30 +185,28 @@ void embedding_bwd_cuda(const Tensor& ids_in, const Tensor& dout_in, Tensor& dta
   mamba::cuda::check_cuda_tensor(dtable, "embedding_bwd: dtable");
   MAMBA_CHECK(dtable.dtype() == DType::f32 && dtable.is_contiguous() && dtable.dim() == 2);
   const Tensor dout = contiguous_f32(dout_in, "embedding_bwd: dout");
-  // Ids are checked on the host like the forward's, with its Error(out_of_range) (an id out of
-  // range would scatter out of bounds), then used from the device.
-  const Tensor host_ids =
-      ids_in.device() == Device::cpu ? ids_in.contiguous() : ids_in.to(Device::cpu).contiguous();
-  const int64_t n = host_ids.numel(), d = dtable.size(1), vocab = dtable.size(0);
+  const int64_t n = ids_in.numel(), d = dtable.size(1), vocab = dtable.size(0);
   MAMBA_CHECK(dout.numel() == n * d,
               "embedding_bwd: dout " << shape_str(dout.shape()) << " for " << n << " ids");
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t id =
-        host_ids.dtype() == DType::i64 ? host_ids.data<int64_t>()[i] : host_ids.data<int32_t>()[i];
-    if (id < 0 || id >= vocab)
-      throw_error(ErrorCode::out_of_range, "token id ", id, " at position ", i,
-                  " is outside the vocabulary [0, ", vocab, ")");
+  // Host ids are checked like the forward's, with its Error(out_of_range). Device ids (the
+  // training step's, already checked by the forward's embedding) are not read back: that would
+  // synchronize the host with the whole backward once per step; the kernels skip an id outside
+  // the table instead of writing out of bounds.
+  Tensor ids = ids_in.contiguous();
+  if (ids.device() == Device::cpu) {
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t id = ids.dtype() == DType::i64 ? ids.data<int64_t>()[i] : ids.data<int32_t>()[i];
+      if (id < 0 || id >= vocab)
+        throw_error(ErrorCode::out_of_range, "token id ", id, " at position ", i,
+                    " is outside the vocabulary [0, ", vocab, ")");
+    }
+    ids = ids.to(Device::cuda);
   }
   if (n * d == 0) return;
-  const Tensor ids = ids_in.device() == Device::cuda ? ids_in.contiguous() : host_ids.to(Device::cuda);
-  if (ids.dtype() == DType::i64) {
-    embedding_bwd_kernel<<<grid_for(n * d), 256, 0, mamba::cuda::stream()>>>(ids.data<int64_t>(), dout.f32(),
-                                                                             dtable.f32(), n, d);
-  } else {
-    embedding_bwd_kernel<<<grid_for(n * d), 256, 0, mamba::cuda::stream()>>>(ids.data<int32_t>(), dout.f32(),
-                                                                             dtable.f32(), n, d);
-  }
-  CUDA_CHECK_LAUNCH();
+  if (ids.dtype() == DType::i64)
+    embedding_bwd_launch(ids.data<int64_t>(), dout.f32(), dtable.f32(), n, d, vocab);
+  else
+    embedding_bwd_launch(ids.data<int32_t>(), dout.f32(), dtable.f32(), n, d, vocab);
 }
 
 void neg_exp_bwd_cuda(const Tensor& dA, const Tensor& A, Tensor& dA_log) {

@@ -1,7 +1,8 @@
 // Elementwise backward on CUDA vs the CPU ops: swiglu (both orders, column-view h), mul_silu
 // (strided y, z), softplus_bias_clamp (values on both sides of the clamp and of the softplus
 // threshold, dbias accumulated into nonzero values), the embedding scatter (repeated ids, i64
-// and i32, ids on the host and on the device, nonzero dtable) and neg_exp. Label `cuda`.
+// and i32, ids on the host and on the device, nonzero dtable; a 3-symbol table under 20000 tokens)
+// and neg_exp. Label `cuda`.
 #include <gtest/gtest.h>
 
 #include "core/error.h"
@@ -41,7 +42,7 @@ TEST(ElementwiseBwdCuda, SwigluMulSilu) {
 TEST(ElementwiseBwdCuda, SoftplusBiasClamp) {
   MAMBA_REQUIRE_CUDA();
   std::mt19937 rng(2);
-  for (auto [batch, seq_len, n] : {std::tuple{1, 1, 3}, {2, 37, 24}, {3, 100, 65}}) {
+  for (auto [batch, seq_len, n] : {std::tuple{1, 1, 3}, {2, 37, 24}, {3, 100, 65}, {256, 80, 2}}) {
     // Wide range: some values clamp at lo/hi, some pass the softplus threshold 20.
     const Tensor wide = testing::random_tensor({batch, seq_len, n + 4}, rng, -12.0f, 25.0f);
     const Tensor raw = wide.slice(-1, 4, n + 4), graw = on_cuda(wide).slice(-1, 4, n + 4);
@@ -73,6 +74,30 @@ TEST(ElementwiseBwdCuda, EmbeddingScatter) {
   ids.data<int64_t>()[5] = vocab;
   Tensor gtable = on_cuda(start);
   EXPECT_THROW(embedding_bwd(ids, on_cuda(dout), gtable), Error);
+}
+
+// A task's vocabulary (3 symbols, at most 32: the chunked, atomic-free path) under many tokens, an
+// odd width and one wider than a 32-column tile; ids on the host and on the device, i64 and i32.
+// The CPU adds 20000 rows per entry in float in token order, so the tolerance allows its rounding.
+TEST(ElementwiseBwdCuda, EmbeddingScatterSmallVocab) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(5);
+  for (auto [vocab, d, n] : {std::tuple{int64_t(3), int64_t(64), int64_t(20000)},
+                             {int64_t(32), int64_t(37), int64_t(4099)},
+                             {int64_t(1), int64_t(5), int64_t(7)}}) {
+    Tensor ids = Tensor::empty({n}, DType::i64);
+    std::uniform_int_distribution<int64_t> id(0, vocab - 1);
+    for (int64_t i = 0; i < n; ++i) ids.data<int64_t>()[i] = id(rng);
+    const Tensor dout = testing::random_tensor({n, d}, rng);
+    const Tensor start = testing::random_tensor({vocab, d}, rng);
+    Tensor ref = start.copy();
+    embedding_bwd(ids, dout, ref);
+    for (const Tensor& gids : {ids, on_cuda(ids), on_cuda(ids.to(DType::i32))}) {
+      Tensor gtable = on_cuda(start);
+      embedding_bwd(gids, on_cuda(dout), gtable);
+      EXPECT_LT(scaled_max_diff(gtable, ref), 5e-5f) << vocab << " " << dtype_name(gids.dtype());
+    }
+  }
 }
 
 TEST(ElementwiseBwdCuda, NegExp) {

@@ -78,6 +78,14 @@ __global__ void embedding_kernel(const Id* ids, const float* table, float* out, 
   }
 }
 
+// −exp through double: the float rounding of a (nearly) correctly rounded exp, i.e. the host's
+// std::exp(float) bits except on rare double-rounding ties.
+__global__ void neg_exp_kernel(const float* x, float* out, int64_t n) {
+  MAMBA_GRID_STRIDE_LOOP(i, n) {
+    out[i] = -static_cast<float>(exp(static_cast<double>(x[i])));
+  }
+}
+
 }  // namespace
 
 void add_cuda_(Tensor& a, const Tensor& b) {
@@ -170,6 +178,17 @@ Tensor embedding_cuda(const Tensor& ids_in, const Tensor& table) {
     embedding_kernel<<<grid_for(n * d), 256, 0, mamba::cuda::stream()>>>(ids.data<int32_t>(), table.f32(),
                                                                          out.f32(), n, d);
   }
+  CUDA_CHECK_LAUNCH();
+  return out;
+}
+
+Tensor neg_exp_cuda(const Tensor& x_in) {
+  mamba::cuda::check_cuda_tensor(x_in, "neg_exp: x");
+  const Tensor x = x_in.contiguous();
+  Tensor out = Tensor::empty(x.shape(), DType::f32, Device::cuda);
+  const int64_t n = x.numel();
+  if (n == 0) return out;
+  neg_exp_kernel<<<grid_for(n), 256, 0, mamba::cuda::stream()>>>(x.f32(), out.f32(), n);
   CUDA_CHECK_LAUNCH();
   return out;
 }

@@ -10,6 +10,7 @@ void mul_silu_cuda_(Tensor& y, const Tensor& z);
 Tensor softplus_bias_clamp_cuda(const Tensor& raw, const Tensor& bias, float lo, float hi);
 Tensor concat_last_cuda(const Tensor& a, const Tensor& b);
 Tensor embedding_cuda(const Tensor& ids, const Tensor& table);
+Tensor neg_exp_cuda(const Tensor& x);
 
 // Backward (elementwise_bwd_cuda.cu), same contracts as the *_bwd functions of elementwise.h.
 Tensor swiglu_bwd_cuda(const Tensor& dout, const Tensor& h, bool gate_first);

@@ -60,5 +60,16 @@ TEST(ElementwiseCuda, SoftplusConcatEmbedding) {
   EXPECT_THROW(embedding(ids, on_cuda(table)), Error);
 }
 
+// neg_exp (A = −exp(A_log), refreshed on the device after each optimizer step) vs the CPU.
+TEST(ElementwiseCuda, NegExp) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(7);
+  const Tensor x = testing::random_tensor({33, 17}, rng, -9.0f, 4.0f);
+  const Tensor g = neg_exp(on_cuda(x));
+  EXPECT_EQ(g.device(), Device::cuda);
+  EXPECT_LT(scaled_max_diff(g, neg_exp(x)), 1e-6f);
+  EXPECT_EQ(neg_exp(on_cuda(Tensor::zeros({0}))).numel(), 0);
+}
+
 }  // namespace
 }  // namespace mamba::ops

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "core/error.h"
 #include "ops/elementwise/activations.h"
 #include "testing.h"
@@ -66,6 +68,15 @@ TEST(Elementwise, ConcatAddEmbedding) {
     EXPECT_EQ(err.code(), ErrorCode::out_of_range);
     EXPECT_NE(std::string(err.what()).find("token id 5 at position 1"), std::string::npos) << err.what();
   }
+}
+
+TEST(Elementwise, NegExp) {
+  std::mt19937 rng(9);
+  const Tensor x = testing::random_tensor({4, 7}, rng, -5.0f, 2.0f);
+  const Tensor a = neg_exp(x.transpose(0, 1));  // made contiguous inside
+  ASSERT_EQ(a.shape(), (Shape{7, 4}));
+  for (int64_t i = 0; i < 7; ++i)
+    for (int64_t j = 0; j < 4; ++j) EXPECT_EQ(a.f32()[i * 4 + j], -std::exp(x.f32()[j * 7 + i]));
 }
 
 }  // namespace

@@ -3,7 +3,11 @@
 
 #include <cblas.h>
 
+#include <cstdlib>
+
 #include "core/error.h"
+#include "ops/elementwise/elementwise.h"
+#include "ops/norm/norm.h"
 #if MAMBACPP_HAVE_CUDA
 #include "ops/linear/linear_cuda.h"
 #endif
@@ -46,6 +50,34 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Tensor y = Tensor::empty(shape);
   linear_into(x.contiguous(), weight, bias, y);
   return y;
+}
+
+bool decode_gemv_applies(int64_t rows, const Tensor& weight) {
+  static const bool unfused = std::getenv("MAMBACPP_UNFUSED_DECODE") != nullptr;
+  if (unfused) return false;
+#if MAMBACPP_HAVE_CUDA
+  if (weight.device() == Device::cuda) return decode_gemv_applies_cuda(rows, weight);
+#endif
+  (void)rows;
+  return false;
+}
+
+Tensor rms_norm_linear(const Tensor& x, const Tensor& norm_weight, float eps, const Tensor& weight) {
+#if MAMBACPP_HAVE_CUDA
+  Tensor y;
+  if (x.device() == Device::cuda && rms_norm_linear_cuda(x, norm_weight, eps, weight, y)) return y;
+#endif
+  return linear(rms_norm(x, norm_weight, eps), weight);
+}
+
+void linear_add_(Tensor& residual, const Tensor& x, const Tensor& weight) {
+#if MAMBACPP_HAVE_CUDA
+  if (x.device() == Device::cuda && linear_add_cuda_(residual, x, weight)) return;
+#endif
+  const Tensor y = linear(x, weight);
+  MAMBA_CHECK(residual.is_contiguous() && residual.shape() == y.shape(),
+              "linear_add_: residual " << shape_str(residual.shape()) << " y " << shape_str(y.shape()));
+  add_(residual, y);
 }
 
 }  // namespace mamba::ops

@@ -2,34 +2,17 @@
 // accumulation (CUBLAS_COMPUTE_32F, default math, so no TF32), GEMM operands in the weight's
 // dtype (dy and x rounded to bf16/f16 for a half weight, the forward's rounding point) and f32
 // results. dx = dy·W is returned; dW += dyᵀ·x accumulates through beta = 1; db += Σ_rows dy is a
-// deterministic column sum. Row-strided x is read in place through the leading dimension.
+// deterministic two-stage column sum in double (backend/cuda/reduce.h). Row-strided x is read in place
+// through the leading dimension.
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
+#include "backend/cuda/reduce.h"
 #include "core/error.h"
 #include "ops/linear/linear_cuda.h"
 
 namespace mamba::ops {
 
 namespace {
-
-constexpr int kCols = 32, kRowLanes = 32;
-
-// out[c] += Σ_r m[r, c]; m: [rows, cols] contiguous. Block = kCols columns × kRowLanes row lanes,
-// each lane sums a fixed subset of rows and the lanes are reduced in a fixed order.
-__global__ void column_sum_add_kernel(const float* m, int64_t rows, int64_t cols, float* out) {
-  __shared__ float part[kRowLanes][kCols + 1];
-  const int64_t c = blockIdx.x * int64_t(kCols) + threadIdx.x;
-  float acc = 0.0f;
-  if (c < cols)
-    for (int64_t r = threadIdx.y; r < rows; r += kRowLanes) acc += m[r * cols + c];
-  part[threadIdx.y][threadIdx.x] = acc;
-  __syncthreads();
-  if (threadIdx.y == 0 && c < cols) {
-    float sum = 0.0f;
-    for (int i = 0; i < kRowLanes; ++i) sum += part[i][threadIdx.x];
-    out[c] += sum;
-  }
-}
 
 cudaDataType_t cuda_type(DType t) {
   switch (t) {
@@ -100,9 +83,7 @@ Tensor linear_bwd_cuda(const Tensor& dy_in, const Tensor& x_in, const Tensor& we
     mamba::cuda::check_cuda_tensor(dbias, "linear_bwd: dbias");
     MAMBA_CHECK(dbias.numel() == out && dbias.is_contiguous() && dbias.dtype() == DType::f32);
     // The bias gradient sums the f32 dy (never the rounded GEMM operand).
-    column_sum_add_kernel<<<mamba::cuda::ceil_div(out, kCols), dim3(kCols, kRowLanes), 0,
-                            mamba::cuda::stream()>>>(dy_f32.f32(), rows, out, dbias.f32());
-    CUDA_CHECK_LAUNCH();
+    mamba::cuda::column_sum_add(dy_f32.f32(), rows, out, out, dbias.f32(), mamba::cuda::stream());
   }
   return dx;
 }

@@ -61,79 +61,151 @@ void add_bias(const Tensor& bias, Tensor& y, int64_t rows, int64_t out) {
 // Decode GEMV (a few rows, bf16 weight): y[r, o] = Σ_i bf16(x[r, i])·W[o, i], fp32 accumulation —
 // the cuBLAS path's rounding point, without its x conversion launch, and a bandwidth-bound read
 // of W (one warp per output, 16-byte streaming loads; x, a few KB, comes from L1).
+// Two decode fusions ride on it (one kernel where there were two):
+// - kNorm: x is the un-normed residual; the block computes each row's RMSNorm in a prologue
+//   (256 threads in norm_cuda.cu's order, so the normed values are rms_norm's bits) and stages
+//   bf16(x·rstd·w_norm) in shared memory for the main loop.
+// - kAccumulate: y[r, o] += the sum (out_proj adding into the residual stream).
 constexpr int kGemvMaxRows = 4;
 constexpr int kGemvWarps = 8;
+constexpr int kGemvThreads = 32 * kGemvWarps;
+static_assert(kGemvThreads == 256, "the fused norm reduces like norm_cuda.cu's 256-thread blocks");
+constexpr size_t kGemvMaxSmem = 48 * 1024;  // staged normed rows (no opt-in above the default)
+
+struct GemvArgs {
+  const float* x;            // [rows, in] at row stride ldx (kNorm: contiguous)
+  int64_t ldx;               // row stride of x
+  const __nv_bfloat16* w;    // [out, in]
+  float* y;                  // [rows, out]
+  const float* norm_weight;  // [in], kNorm only
+  float eps;                 // kNorm only
+  int in, out;
+};
 
 __device__ __forceinline__ float round_bf16(float v) {
   return __bfloat162float(__float2bfloat16(v));
 }
 
-template <int kRows>
-__global__ void __launch_bounds__(32 * kGemvWarps)
-    gemv_bf16_kernel(const float* __restrict__ x, int64_t ldx, const __nv_bfloat16* __restrict__ w,
-                     float* __restrict__ y, int in, int out) {
+// Eight consecutive bf16 as floats.
+__device__ __forceinline__ void bf16x8_to_float(const uint4& raw, float* f) {
+  const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 v = __bfloat1622float2(pairs[j]);
+    f[2 * j] = v.x, f[2 * j + 1] = v.y;
+  }
+}
+
+template <int kRows, bool kNorm, bool kAccumulate>
+__global__ void __launch_bounds__(kGemvThreads) gemv_bf16_kernel(const GemvArgs a) {
+  extern __shared__ __align__(16) unsigned char gemv_smem[];
+  __nv_bfloat16* xs_normed = reinterpret_cast<__nv_bfloat16*>(gemv_smem);  // [kRows, in], kNorm only
   const int lane = threadIdx.x & 31;
   const int o = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
-  if (o >= out) return;
-  const __nv_bfloat16* wr = w + int64_t(o) * in;
+  const int in = a.in;
+  const __nv_bfloat16* wr = a.w + int64_t(o) * in;
+  if constexpr (kNorm) {
+    __shared__ float scratch[32];
+    // Pull this warp's weight row towards L2 while the block normalizes x.
+    if (o < a.out)
+      for (int i = lane * 64; i < in; i += 32 * 64) asm volatile("prefetch.global.L2 [%0];" ::"l"(wr + i));
+    for (int r = 0; r < kRows; ++r) {  // every thread takes part (block-wide sums)
+      const float* xr = a.x + r * a.ldx;
+      float ss = 0.0f;
+      for (int64_t i = threadIdx.x; i < in; i += blockDim.x) {
+        const float v = xr[i];
+        ss += v * v;
+      }
+      ss = mamba::cuda::block_sum(ss, scratch);
+      const float rstd = 1.0f / sqrtf(ss / static_cast<float>(in) + a.eps);
+      for (int64_t i = threadIdx.x; i < in; i += blockDim.x)
+        xs_normed[r * in + i] = __float2bfloat16(xr[i] * rstd * a.norm_weight[i]);
+    }
+    __syncthreads();
+  }
+  if (o >= a.out) return;
   float acc[kRows];
 #pragma unroll
   for (int r = 0; r < kRows; ++r) acc[r] = 0.0f;
 #pragma unroll 4
   for (int i = lane * 8; i < in; i += 256) {
-    const uint4 raw = __ldcs(reinterpret_cast<const uint4*>(wr + i));
-    const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&raw);
     float wf[8];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float2 f = __bfloat1622float2(pairs[j]);
-      wf[2 * j] = f.x, wf[2 * j + 1] = f.y;
-    }
+    bf16x8_to_float(__ldcs(reinterpret_cast<const uint4*>(wr + i)), wf);
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
-      const float4 a = __ldg(reinterpret_cast<const float4*>(x + r * ldx + i));
-      const float4 b = __ldg(reinterpret_cast<const float4*>(x + r * ldx + i + 4));
-      const float xs[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+      float xf[8];
+      if constexpr (kNorm) {
+        bf16x8_to_float(*reinterpret_cast<const uint4*>(xs_normed + r * in + i), xf);
+      } else {
+        const float4 lo = __ldg(reinterpret_cast<const float4*>(a.x + r * a.ldx + i));
+        const float4 hi = __ldg(reinterpret_cast<const float4*>(a.x + r * a.ldx + i + 4));
+        const float xs[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
 #pragma unroll
-      for (int j = 0; j < 8; ++j) acc[r] += round_bf16(xs[j]) * wf[j];
+        for (int j = 0; j < 8; ++j) xf[j] = round_bf16(xs[j]);
+      }
+#pragma unroll
+      for (int j = 0; j < 8; ++j) acc[r] += xf[j] * wf[j];
     }
   }
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
     const float sum = mamba::cuda::warp_sum(acc[r]);
-    if (lane == 0) y[int64_t(r) * out + o] = sum;
+    if (lane == 0) {
+      float& out = a.y[int64_t(r) * a.out + o];
+      out = kAccumulate ? out + sum : sum;
+    }
   }
 }
 
-// The GEMV applies to f32 x of at most kGemvMaxRows 16-byte-aligned rows and a bf16 weight whose
-// rows are 16-byte multiples. MAMBACPP_CUBLAS_GEMV=1 keeps cuBLAS (timing comparisons).
-bool gemv_bf16(const Tensor& x, const Tensor& weight, Tensor& y) {
+bool gemv_disabled() {
   static const bool disabled = std::getenv("MAMBACPP_CUBLAS_GEMV") != nullptr;
-  const int64_t in = weight.size(1), out = weight.size(0), rows = x.numel() / std::max<int64_t>(in, 1);
-  const int64_t ld = row_stride(x);
-  if (disabled || weight.dtype() != DType::bf16 || x.dtype() != DType::f32 || rows < 1 ||
-      rows > kGemvMaxRows || in % 8 != 0 || in == 0 || (rows > 1 && (ld < in || ld % 4 != 0)) ||
-      out >= (int64_t(1) << 31) || reinterpret_cast<uintptr_t>(x.raw()) % 16 != 0)
+  return disabled;
+}
+
+// The weight side of the GEMV's conditions: bf16 [out, in] with rows of 16-byte multiples, 1-4
+// rows (for the kNorm variant, `staged`: whose normed bf16 copies fit its shared memory).
+bool gemv_weight_fits(int64_t rows, const Tensor& weight, bool staged) {
+  if (gemv_disabled() || weight.device() != Device::cuda || weight.dtype() != DType::bf16 ||
+      weight.dim() != 2 || !weight.is_contiguous())
     return false;
-  const float* xp = x.f32();
-  const auto* wp = static_cast<const __nv_bfloat16*>(weight.raw());
-  const unsigned int blocks = mamba::cuda::ceil_div(out, kGemvWarps);
+  const int64_t in = weight.size(1), out = weight.size(0);
+  return rows >= 1 && rows <= kGemvMaxRows && in > 0 && in % 8 == 0 && out < (int64_t(1) << 31) &&
+         (!staged || static_cast<size_t>(rows * in) * sizeof(__nv_bfloat16) <= kGemvMaxSmem);
+}
+
+template <bool kNorm, bool kAccumulate>
+void launch_gemv(int64_t rows, const GemvArgs& a) {
+  const unsigned int blocks = mamba::cuda::ceil_div(a.out, kGemvWarps);
+  const size_t smem = kNorm ? static_cast<size_t>(rows * a.in) * sizeof(__nv_bfloat16) : 0;
   cudaStream_t s = mamba::cuda::stream();
-  const int i = static_cast<int>(in), o = static_cast<int>(out);
   switch (rows) {
     case 1:
-      gemv_bf16_kernel<1><<<blocks, 32 * kGemvWarps, 0, s>>>(xp, ld, wp, y.f32(), i, o);
+      gemv_bf16_kernel<1, kNorm, kAccumulate><<<blocks, kGemvThreads, smem, s>>>(a);
       break;
     case 2:
-      gemv_bf16_kernel<2><<<blocks, 32 * kGemvWarps, 0, s>>>(xp, ld, wp, y.f32(), i, o);
+      gemv_bf16_kernel<2, kNorm, kAccumulate><<<blocks, kGemvThreads, smem, s>>>(a);
       break;
     case 3:
-      gemv_bf16_kernel<3><<<blocks, 32 * kGemvWarps, 0, s>>>(xp, ld, wp, y.f32(), i, o);
+      gemv_bf16_kernel<3, kNorm, kAccumulate><<<blocks, kGemvThreads, smem, s>>>(a);
       break;
     default:
-      gemv_bf16_kernel<4><<<blocks, 32 * kGemvWarps, 0, s>>>(xp, ld, wp, y.f32(), i, o);
+      gemv_bf16_kernel<4, kNorm, kAccumulate><<<blocks, kGemvThreads, smem, s>>>(a);
   }
   CUDA_CHECK_LAUNCH();
+}
+
+// The GEMV (accumulating into y or not) where it applies: f32 x of at most kGemvMaxRows
+// 16-byte-aligned rows. MAMBACPP_CUBLAS_GEMV=1 keeps cuBLAS (timing comparisons).
+template <bool kAccumulate>
+bool gemv_bf16(const Tensor& x, const Tensor& weight, Tensor& y) {
+  const int64_t in = weight.size(1), out = weight.size(0), rows = x.numel() / std::max<int64_t>(in, 1);
+  const int64_t ld = row_stride(x);
+  if (!gemv_weight_fits(rows, weight, false) || x.dtype() != DType::f32 ||
+      (rows > 1 && (ld < in || ld % 4 != 0)) || reinterpret_cast<uintptr_t>(x.raw()) % 16 != 0)
+    return false;
+  launch_gemv<false, kAccumulate>(
+      rows, {x.f32(), ld, static_cast<const __nv_bfloat16*>(weight.raw()), y.f32(), nullptr, 0.0f,
+             static_cast<int>(in), static_cast<int>(out)});
   return true;
 }
 
@@ -149,7 +221,7 @@ void linear_into_cuda(const Tensor& x_in, const Tensor& weight, const Tensor& bi
   MAMBA_CHECK(weight.is_contiguous() && y.is_contiguous() && y.dtype() == DType::f32);
   MAMBA_CHECK(y.numel() == x_in.numel() / std::max<int64_t>(in, 1) * out,
               "linear: y " << shape_str(y.shape()));
-  if (x_in.numel() > 0 && gemv_bf16(x_in, weight, y)) return add_bias(bias, y, x_in.numel() / in, out);
+  if (x_in.numel() > 0 && gemv_bf16<false>(x_in, weight, y)) return add_bias(bias, y, x_in.numel() / in, out);
   // Operands of one GEMM share the weight's dtype (x is rounded to bf16 for a bf16 weight).
   Tensor x = x_in.dtype() == weight.dtype() ? x_in : x_in.to(weight.dtype());
   int64_t ld = row_stride(x);
@@ -176,6 +248,40 @@ Tensor linear_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Tensor y = Tensor::empty(shape, DType::f32, Device::cuda);
   linear_into_cuda(x, weight, bias, y);
   return y;
+}
+
+bool decode_gemv_applies_cuda(int64_t rows, const Tensor& weight) {
+  return gemv_weight_fits(rows, weight, true);
+}
+
+bool rms_norm_linear_cuda(const Tensor& x, const Tensor& norm_weight, float eps, const Tensor& weight,
+                          Tensor& y) {
+  mamba::cuda::check_cuda_tensor(x, "rms_norm_linear: x");
+  mamba::cuda::check_cuda_tensor(norm_weight, "rms_norm_linear: norm_weight");
+  const int64_t in = weight.size(1), out = weight.size(0);
+  MAMBA_CHECK(x.dim() == 2 && x.size(1) == in && norm_weight.numel() == in,
+              "rms_norm_linear: x " << shape_str(x.shape()) << " weight " << shape_str(weight.shape()));
+  const int64_t rows = x.size(0);
+  if (!gemv_weight_fits(rows, weight, true) || !x.is_contiguous() || x.dtype() != DType::f32 ||
+      !norm_weight.is_contiguous() || norm_weight.dtype() != DType::f32)
+    return false;
+  y = Tensor::empty({rows, out}, DType::f32, Device::cuda);
+  launch_gemv<true, false>(rows, {x.f32(), in, static_cast<const __nv_bfloat16*>(weight.raw()), y.f32(),
+                                  norm_weight.f32(), eps, static_cast<int>(in), static_cast<int>(out)});
+  return true;
+}
+
+bool linear_add_cuda_(Tensor& residual, const Tensor& x, const Tensor& weight) {
+  mamba::cuda::check_cuda_tensor(residual, "linear_add_: residual");
+  mamba::cuda::check_cuda_tensor(x, "linear_add_: x");
+  const int64_t in = weight.size(1), out = weight.size(0);
+  MAMBA_CHECK(x.dim() == 2 && x.size(1) == in && residual.dim() == 2 && residual.size(0) == x.size(0) &&
+                  residual.size(1) == out,
+              "linear_add_: x " << shape_str(x.shape()) << " weight " << shape_str(weight.shape())
+                                << " residual " << shape_str(residual.shape()));
+  MAMBA_CHECK(residual.raw() != x.raw(), "linear_add_: x aliases the residual");
+  if (!residual.is_contiguous() || residual.dtype() != DType::f32) return false;
+  return gemv_bf16<true>(x, weight, residual);
 }
 
 }  // namespace mamba::ops

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "ops/elementwise/elementwise.h"
+#include "ops/norm/norm.h"
 #include "testing.h"
 
 namespace mamba::ops {
@@ -34,6 +36,21 @@ TEST(Linear, MatchesNaive) {
       EXPECT_LT(testing::max_abs_diff(y, naive_linear(x, w, b)), 1e-4f);
     }
   }
+}
+
+// The decode fusions on the CPU are the ops they fuse, in sequence: the same bits.
+TEST(Linear, DecodeFusionsComposeOnCpu) {
+  std::mt19937 rng(9);
+  const Tensor x = testing::random_tensor({3, 40}, rng, -2, 2), norm_w = testing::random_tensor({40}, rng);
+  const Tensor w = testing::random_tensor({17, 40}, rng), r0 = testing::random_tensor({3, 17}, rng);
+  EXPECT_FALSE(decode_gemv_applies(3, w));
+  EXPECT_EQ(
+      testing::max_abs_diff(rms_norm_linear(x, norm_w, 1e-5f, w), linear(rms_norm(x, norm_w, 1e-5f), w)),
+      0.0f);
+  Tensor r = r0.copy(), expected = r0.copy();
+  linear_add_(r, x, w);
+  add_(expected, linear(x, w));
+  EXPECT_EQ(testing::max_abs_diff(r, expected), 0.0f);
 }
 
 }  // namespace

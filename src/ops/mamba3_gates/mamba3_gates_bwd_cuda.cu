@@ -1,7 +1,7 @@
 // Backward of the Mamba-3 gates on CUDA (SPEC §3.3, §3.4 output): the gradients of
 // mamba3_gates_bwd.cpp, whole sequence from a zero angle state. Parameter gradients are written per
-// token (or per token and group row) into scratch and summed over tokens by a last launch in double,
-// so the result does not depend on scheduling.
+// token (or per token and group row) into scratch and summed over tokens in double by a two-stage
+// deterministic reduction (backend/cuda/reduce.h), so the result does not depend on scheduling.
 // prepare: (1) the angles φ re-run forward, sequential over tokens per (batch, head, angle); (2) one
 // block per (token, rank, group) takes dq/dk of the group's heads back through the rotation (dφ per
 // rank) and the biases, sums them onto the normalized B/C row and goes back through its RMSNorm;
@@ -14,6 +14,7 @@
 
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
+#include "backend/cuda/reduce.h"
 #include "core/error.h"
 #include "ops/mamba3_gates/mamba3_gates_cuda.h"
 
@@ -222,20 +223,11 @@ __global__ void angle_cols_kernel(PrepareBwdParams p, bool with_angles) {
   }
 }
 
-// Σ over `items` of src[item·stride + e] for each e < n, added (in double) to dst[e].
-__global__ void sum_rows_kernel(const float* src, int64_t items, int64_t stride, int64_t n, float* dst) {
-  MAMBA_GRID_STRIDE_LOOP(e, n) {
-    double s = 0.0;
-    for (int64_t it = 0; it < items; ++it) s += src[it * stride + e];
-    dst[e] += static_cast<float>(s);
-  }
-}
-
-// dst[n] += Σ over `items` rows of src[item·n_cols + n] (norm weights: rows of every token, rank, group).
+// dst[n] += Σ over `items` rows of src[item·stride + n], in double: two-stage and deterministic
+// (backend/cuda/reduce.h), so tens of thousands of tokens are summed by many blocks, not one
+// thread per column.
 void sum_rows(const float* src, int64_t items, int64_t stride, int64_t n, float* dst, cudaStream_t stream) {
-  if (n == 0) return;
-  sum_rows_kernel<<<mamba::cuda::grid_for(n, 128), 128, 0, stream>>>(src, items, stride, n, dst);
-  CUDA_CHECK_LAUNCH();
+  mamba::cuda::column_sum_add(src, items, stride, n, dst, stream);
 }
 
 unsigned int threads_for(int64_t n) {

@@ -65,6 +65,36 @@ Mamba3Gates copy_grads(const Mamba3Gates& d, Device device) {
   return c;
 }
 
+void check_prepare(const Dims& d, Mamba3Rope rope, std::mt19937& rng) {
+  const std::string what = "B=" + std::to_string(d.batch) + " L=" + std::to_string(d.seq_len) +
+                           " N=" + std::to_string(d.d_state) + " R=" + std::to_string(d.rank) +
+                           " G=" + std::to_string(d.n_groups) + " rope " +
+                           std::to_string(static_cast<int>(rope));
+  const Mamba3Gates g = make_gates(d, rope, rng), gg = on_device(g);
+  const int64_t S = g.n_rope_angles, H = d.n_heads, R = d.rank, N = d.d_state;
+  const int64_t width = 2 * H * d.head_dim + 2 * R * d.n_groups * N + 3 * H + S;
+  const Tensor proj = random_tensor({d.batch, d.seq_len, width}, rng, -2.0f, 2.0f);
+  Mamba3ScanGrads ds;
+  ds.dq = random_tensor({d.batch, d.seq_len, R, H, N}, rng);
+  ds.dk = random_tensor({d.batch, d.seq_len, R, H, N}, rng);
+  ds.dadt = random_tensor({d.batch, d.seq_len, H}, rng);
+  ds.ddt = random_tensor({d.batch, d.seq_len, H}, rng);
+  ds.dtrap = random_tensor({d.batch, d.seq_len, H}, rng);
+  Mamba3ScanGrads gds = ds;
+  for (Tensor* t : {&gds.dq, &gds.dk, &gds.dadt, &gds.ddt, &gds.dtrap}) *t = on_cuda(*t);
+  const Mamba3Gates grads0 = random_grads(g, rng);
+  Mamba3Gates cg = copy_grads(grads0, Device::cpu), gg_grads = copy_grads(grads0, Device::cuda);
+  Tensor dproj = Tensor::zeros(proj.shape()), gdproj = Tensor::zeros(proj.shape(), DType::f32, Device::cuda);
+  mamba3_prepare_bwd(proj, g, ds, dproj, cg);
+  mamba3_prepare_bwd(on_cuda(proj), gg, gds, gdproj, gg_grads);
+  EXPECT_LT(scaled_max_diff(gdproj, dproj), kTol) << what << " dproj";
+  EXPECT_LT(scaled_max_diff(gg_grads.dt_bias, cg.dt_bias), kTol) << what << " dt_bias";
+  EXPECT_LT(scaled_max_diff(gg_grads.B_bias, cg.B_bias), kTol) << what << " B_bias";
+  EXPECT_LT(scaled_max_diff(gg_grads.C_bias, cg.C_bias), kTol) << what << " C_bias";
+  EXPECT_LT(scaled_max_diff(gg_grads.B_norm_weight, cg.B_norm_weight), kTol) << what << " B_norm_weight";
+  EXPECT_LT(scaled_max_diff(gg_grads.C_norm_weight, cg.C_norm_weight), kTol) << what << " C_norm_weight";
+}
+
 TEST(Mamba3GatesBwdCuda, PrepareMatchesCpu) {
   MAMBA_REQUIRE_CUDA();
   std::mt19937 rng(21);
@@ -77,36 +107,16 @@ TEST(Mamba3GatesBwdCuda, PrepareMatchesCpu) {
       for (Mamba3Rope rope : {Mamba3Rope::data_dependent, Mamba3Rope::none, Mamba3Rope::data_independent}) {
         Dims d = base;
         d.seq_len = L;
-        const std::string what = "L=" + std::to_string(L) + " N=" + std::to_string(d.d_state) +
-                                 " R=" + std::to_string(d.rank) + " G=" + std::to_string(d.n_groups) +
-                                 " rope " + std::to_string(static_cast<int>(rope));
-        const Mamba3Gates g = make_gates(d, rope, rng), gg = on_device(g);
-        const int64_t S = g.n_rope_angles, H = d.n_heads, R = d.rank, N = d.d_state;
-        const int64_t width = 2 * H * d.head_dim + 2 * R * d.n_groups * N + 3 * H + S;
-        const Tensor proj = random_tensor({d.batch, L, width}, rng, -2.0f, 2.0f);
-        Mamba3ScanGrads ds;
-        ds.dq = random_tensor({d.batch, L, R, H, N}, rng);
-        ds.dk = random_tensor({d.batch, L, R, H, N}, rng);
-        ds.dadt = random_tensor({d.batch, L, H}, rng);
-        ds.ddt = random_tensor({d.batch, L, H}, rng);
-        ds.dtrap = random_tensor({d.batch, L, H}, rng);
-        Mamba3ScanGrads gds = ds;
-        for (Tensor* t : {&gds.dq, &gds.dk, &gds.dadt, &gds.ddt, &gds.dtrap}) *t = on_cuda(*t);
-        const Mamba3Gates grads0 = random_grads(g, rng);
-        Mamba3Gates cg = copy_grads(grads0, Device::cpu), gg_grads = copy_grads(grads0, Device::cuda);
-        Tensor dproj = Tensor::zeros(proj.shape()),
-               gdproj = Tensor::zeros(proj.shape(), DType::f32, Device::cuda);
-        mamba3_prepare_bwd(proj, g, ds, dproj, cg);
-        mamba3_prepare_bwd(on_cuda(proj), gg, gds, gdproj, gg_grads);
-        EXPECT_LT(scaled_max_diff(gdproj, dproj), kTol) << what << " dproj";
-        EXPECT_LT(scaled_max_diff(gg_grads.dt_bias, cg.dt_bias), kTol) << what << " dt_bias";
-        EXPECT_LT(scaled_max_diff(gg_grads.B_bias, cg.B_bias), kTol) << what << " B_bias";
-        EXPECT_LT(scaled_max_diff(gg_grads.C_bias, cg.C_bias), kTol) << what << " C_bias";
-        EXPECT_LT(scaled_max_diff(gg_grads.B_norm_weight, cg.B_norm_weight), kTol)
-            << what << " B_norm_weight";
-        EXPECT_LT(scaled_max_diff(gg_grads.C_norm_weight, cg.C_norm_weight), kTol)
-            << what << " C_norm_weight";
+        check_prepare(d, rope, rng);
       }
+}
+
+// The state-tracking shape: 2 heads, d_state 64, 64 × 160 = 10240 tokens, so every parameter sum
+// spans many chunks of the two-stage reduction (and few columns: dt_bias has 2).
+TEST(Mamba3GatesBwdCuda, PrepareManyTokens) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(23);
+  check_prepare(Dims{64, 160, 2, 64, 64, 1, 1, false}, Mamba3Rope::data_dependent, rng);
 }
 
 TEST(Mamba3GatesBwdCuda, CombineMatchesCpu) {

@@ -1,6 +1,8 @@
 // Backward of the Mamba-3 scan on CUDA (SPEC §3.4): the gradients of mamba3_scan_bwd.cpp, whole
-// sequence from a zero state, fp32. The official kernel parallelizes over (batch, head) only; here
-// chunks run in parallel too, in five launches:
+// sequence from a zero state, fp32. mamba3_scan_bwd_cuda sends SISO to the GEMM form
+// (mamba3_scan_bwd_gemm.cu); this file's exact kernels take MIMO, and SISO too under
+// MAMBACPP_M3_BWD=exact. The official kernel parallelizes over (batch, head) only; here chunks run
+// in parallel too, in five launches:
 //  1. chunk_local: per chunk, the end state from a zero entry (S_loc), the gradient of the chunk's
 //     first state from the chunk's own dy (D_loc), both as weighted sums over the chunk's tokens,
 //     and the chunk's two decay products;
@@ -15,7 +17,9 @@
 //  5. weights: dD and dmimo_x summed over the (batch, chunk) partials.
 // Chunk blocks: 16 warps; warp w holds state rows p = w·RPW + i, lane l entries n = l + 32·j.
 #include <algorithm>
+#include <cstdlib>
 #include <initializer_list>
+#include <string_view>
 
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
@@ -497,7 +501,7 @@ void launch_by_state(const BwdParams& p, cudaStream_t stream) {
 
 }  // namespace
 
-Mamba3ScanGrads mamba3_scan_bwd_cuda(const Mamba3ScanArgs& a, const Tensor& dy_in) {
+Mamba3ScanGrads mamba3_scan_bwd_cuda_exact(const Mamba3ScanArgs& a, const Tensor& dy_in) {
   MAMBA_CHECK(a.x.dim() == 4 && a.q.dim() == 5,
               "mamba3_scan_bwd: x must be [batch, seq_len, n_heads, head_dim]");
   const Tensor dy = dy_in.contiguous();
@@ -584,6 +588,17 @@ Mamba3ScanGrads mamba3_scan_bwd_cuda(const Mamba3ScanArgs& a, const Tensor& dy_i
       p, g.dD.f32(), a.mimo_x.defined() ? g.dmimo_x.f32() : nullptr);
   CUDA_CHECK_LAUNCH();
   return g;
+}
+
+// The GEMM path (mamba3_scan_bwd_gemm.cu) where it applies; MAMBACPP_M3_BWD=exact keeps this file's
+// kernels (the fallback, and the path MIMO always takes).
+Mamba3ScanGrads mamba3_scan_bwd_cuda(const Mamba3ScanArgs& a, const Tensor& dy) {
+  static const bool exact = [] {
+    const char* env = std::getenv("MAMBACPP_M3_BWD");
+    return env && std::string_view(env) == "exact";
+  }();
+  if (!exact && mamba3_scan_bwd_cuda_gemm_supported(a)) return mamba3_scan_bwd_cuda_gemm(a, dy);
+  return mamba3_scan_bwd_cuda_exact(a, dy);
 }
 
 }  // namespace mamba::ops

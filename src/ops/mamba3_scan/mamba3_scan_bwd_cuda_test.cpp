@@ -1,8 +1,11 @@
 // Mamba-3 scan backward on CUDA vs the CPU mamba3_scan_bwd on random inputs: lengths 1, 7, 65, 200
 // (one chunk, a partial one, several with a partial tail), SISO and MIMO ranks 2 and 4, d_state 16
-// and 64, head_dim from 5 to 64, chunk sizes 16, 64 and 100 (the CUDA op caps its chunk at 64), every
-// field of Mamba3ScanGrads. Tolerance 1e-4 of the largest reference value per field: every output
-// is an fp32 sum over at most a few hundred tokens of O(1) terms, summed in another order. Label `cuda`.
+// and 64, head_dim from 5 to 64, chunk sizes 1, 16, 64 and 100 (the CUDA paths cap their chunk at
+// 64), every field of Mamba3ScanGrads. Each case runs the dispatching mamba3_scan_bwd, the exact
+// kernels, and for SISO the GEMM path (mamba3_scan_bwd_gemm.cu) directly. Tolerance 1e-4 of the
+// largest reference value per field: every output is an fp32 sum over at most a few hundred tokens
+// of O(1) terms, summed in another order (the GEMM path's dadt is a suffix sum of row-minus-column
+// sums of the chunk's mask gradient, the same order of terms). Label `cuda`.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -10,6 +13,7 @@
 
 #include "cuda_testing.h"
 #include "ops/mamba3_scan/mamba3_scan.h"
+#include "ops/mamba3_scan/mamba3_scan_cuda.h"
 #include "testing.h"
 
 namespace mamba::ops {
@@ -58,12 +62,47 @@ std::vector<Config> sweep() {
       }
   out.push_back({1, 130, 1, 2, 128, 128, 64, false});  // the largest head_dim, d_state over 64
   out.push_back({1, 40, 2, 1, 33, 256, 16, true});
+  out.push_back({2, 9, 1, 2, 8, 16, 1, false});       // one-token chunks: every β term crosses one
+  out.push_back({1, 193, 1, 4, 64, 128, 64, false});  // the benchmark's head shape, a 1-token tail
+  out.push_back({3, 50, 1, 2, 7, 33, 100, false});    // odd sizes (not multiples of 4 or 32)
   return out;
+}
+
+using BwdFn = Mamba3ScanGrads (*)(const Mamba3ScanArgs&, const Tensor&);
+
+struct Path {
+  const char* name;
+  BwdFn fn;
+};
+
+// The paths a case runs: the dispatcher, the exact kernels, and the GEMM path where it applies.
+std::vector<Path> paths_for(const Mamba3ScanArgs& a) {
+  std::vector<Path> out{{"dispatch", mamba3_scan_bwd}, {"exact", mamba3_scan_bwd_cuda_exact}};
+  if (mamba3_scan_bwd_cuda_gemm_supported(a)) out.push_back({"gemm", mamba3_scan_bwd_cuda_gemm});
+  return out;
+}
+
+void expect_close(const Mamba3ScanGrads& got, const Mamba3ScanGrads& ref, bool mimo, const std::string& what,
+                  float tol = 1e-4f) {
+  EXPECT_LT(scaled_max_diff(got.dx, ref.dx), tol) << what << " dx";
+  EXPECT_LT(scaled_max_diff(got.dq, ref.dq), tol) << what << " dq";
+  EXPECT_LT(scaled_max_diff(got.dk, ref.dk), tol) << what << " dk";
+  EXPECT_LT(scaled_max_diff(got.dadt, ref.dadt), tol) << what << " dadt";
+  EXPECT_LT(scaled_max_diff(got.ddt, ref.ddt), tol) << what << " ddt";
+  EXPECT_LT(scaled_max_diff(got.dtrap, ref.dtrap), tol) << what << " dtrap";
+  EXPECT_LT(scaled_max_diff(got.dD, ref.dD), tol) << what << " dD";
+  if (mimo) {
+    ASSERT_TRUE(got.dmimo_x.defined()) << what;
+    EXPECT_LT(scaled_max_diff(got.dmimo_x, ref.dmimo_x), tol) << what << " dmimo_x";
+  } else {
+    EXPECT_FALSE(got.dmimo_x.defined()) << what;
+  }
 }
 
 TEST(Mamba3ScanBwdCuda, MatchesCpu) {
   MAMBA_REQUIRE_CUDA();
   std::mt19937 rng(11);
+  int gemm_cases = 0;
   for (const Config& c : sweep()) {
     const std::string what = std::string(c.mimo ? "MIMO" : "SISO") + " R=" + std::to_string(c.rank) +
                              " L=" + std::to_string(c.seq_len) + " P=" + std::to_string(c.head_dim) +
@@ -71,22 +110,14 @@ TEST(Mamba3ScanBwdCuda, MatchesCpu) {
     const Mamba3ScanArgs a = random_args(c, rng);
     const Tensor dy = random_tensor({c.batch, c.seq_len, c.rank, c.n_heads, c.head_dim}, rng);
     const Mamba3ScanGrads ref = mamba3_scan_bwd(a, dy);
-    const Mamba3ScanGrads got = mamba3_scan_bwd(on_device(a), on_cuda(dy));
-    constexpr float tol = 1e-4f;
-    EXPECT_LT(scaled_max_diff(got.dx, ref.dx), tol) << what << " dx";
-    EXPECT_LT(scaled_max_diff(got.dq, ref.dq), tol) << what << " dq";
-    EXPECT_LT(scaled_max_diff(got.dk, ref.dk), tol) << what << " dk";
-    EXPECT_LT(scaled_max_diff(got.dadt, ref.dadt), tol) << what << " dadt";
-    EXPECT_LT(scaled_max_diff(got.ddt, ref.ddt), tol) << what << " ddt";
-    EXPECT_LT(scaled_max_diff(got.dtrap, ref.dtrap), tol) << what << " dtrap";
-    EXPECT_LT(scaled_max_diff(got.dD, ref.dD), tol) << what << " dD";
-    if (c.mimo) {
-      ASSERT_TRUE(got.dmimo_x.defined()) << what;
-      EXPECT_LT(scaled_max_diff(got.dmimo_x, ref.dmimo_x), tol) << what << " dmimo_x";
-    } else {
-      EXPECT_FALSE(got.dmimo_x.defined()) << what;
+    const Mamba3ScanArgs da = on_device(a);
+    const Tensor ddy = on_cuda(dy);
+    for (const Path& path : paths_for(da)) {
+      expect_close(path.fn(da, ddy), ref, c.mimo, what + " [" + path.name + "]");
+      gemm_cases += std::string(path.name) == "gemm";
     }
   }
+  EXPECT_EQ(gemm_cases, 12);  // every SISO case took the GEMM path too
 }
 
 // A wider sequence than the sweep (many chunks, values carried far) with the state decaying slowly
@@ -99,14 +130,29 @@ TEST(Mamba3ScanBwdCuda, LongSlowDecay) {
   a.adt = random_tensor({1, c.seq_len, c.n_heads}, rng, -0.02f, 0.0f);
   const Tensor dy = random_tensor({1, c.seq_len, 1, c.n_heads, c.head_dim}, rng);
   const Mamba3ScanGrads ref = mamba3_scan_bwd(a, dy);
-  const Mamba3ScanGrads got = mamba3_scan_bwd(on_device(a), on_cuda(dy));
-  EXPECT_LT(scaled_max_diff(got.dx, ref.dx), 1e-4f);
-  EXPECT_LT(scaled_max_diff(got.dq, ref.dq), 1e-4f);
-  EXPECT_LT(scaled_max_diff(got.dk, ref.dk), 1e-4f);
-  EXPECT_LT(scaled_max_diff(got.dadt, ref.dadt), 1e-4f);
-  EXPECT_LT(scaled_max_diff(got.ddt, ref.ddt), 1e-4f);
-  EXPECT_LT(scaled_max_diff(got.dtrap, ref.dtrap), 1e-4f);
-  EXPECT_LT(scaled_max_diff(got.dD, ref.dD), 1e-4f);
+  const Mamba3ScanArgs da = on_device(a);
+  const Tensor ddy = on_cuda(dy);
+  for (const Path& path : paths_for(da)) expect_close(path.fn(da, ddy), ref, false, path.name);
+}
+
+// The bench's value ranges (dt up to 0.1, adt down to −0.8, λ over [0, 1]) at d_state 128 over
+// several chunks, batch 2: the GEMM path against the exact kernels and the CPU.
+TEST(Mamba3ScanBwdCuda, GemmPathBenchRanges) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(13);
+  const Config c{2, 300, 1, 3, 64, 128, 64, false};
+  Mamba3ScanArgs a = random_args(c, rng);
+  a.adt = random_tensor({c.batch, c.seq_len, c.n_heads}, rng, -0.8f, -0.001f);
+  a.dt = random_tensor({c.batch, c.seq_len, c.n_heads}, rng, 0.001f, 0.1f);
+  a.trap = random_tensor({c.batch, c.seq_len, c.n_heads}, rng, 0.0f, 1.0f);
+  const Tensor dy = random_tensor({c.batch, c.seq_len, 1, c.n_heads, c.head_dim}, rng);
+  const Mamba3ScanGrads ref = mamba3_scan_bwd(a, dy);
+  const Mamba3ScanArgs da = on_device(a);
+  const Tensor ddy = on_cuda(dy);
+  const Mamba3ScanGrads exact = mamba3_scan_bwd_cuda_exact(da, ddy),
+                        gemm = mamba3_scan_bwd_cuda_gemm(da, ddy);
+  expect_close(gemm, ref, false, "gemm vs cpu");
+  expect_close(gemm, exact, false, "gemm vs exact");
 }
 
 }  // namespace

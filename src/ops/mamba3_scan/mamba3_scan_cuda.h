@@ -9,7 +9,16 @@ namespace mamba::ops {
 // Same contract as mamba3_scan_ref / _fwd / _step (y allocated on the device when undefined).
 void mamba3_scan_cuda(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
 
-// Same contract as mamba3_scan_bwd (mamba3_scan_bwd_cuda.cu): fp32, chunks in parallel.
+// Same contract as mamba3_scan_bwd, fp32: the GEMM path where it applies (SISO), else the exact
+// kernels; the environment variable MAMBACPP_M3_BWD=exact forces the exact kernels.
 Mamba3ScanGrads mamba3_scan_bwd_cuda(const Mamba3ScanArgs& args, const Tensor& dy);
+
+// The exact kernels (mamba3_scan_bwd_cuda.cu): chunks in parallel, sequential in time within a
+// chunk; any rank.
+Mamba3ScanGrads mamba3_scan_bwd_cuda_exact(const Mamba3ScanArgs& args, const Tensor& dy);
+
+// The chunked matrix form on cuBLAS batched GEMMs (mamba3_scan_bwd_gemm.cu); SISO only.
+bool mamba3_scan_bwd_cuda_gemm_supported(const Mamba3ScanArgs& args);
+Mamba3ScanGrads mamba3_scan_bwd_cuda_gemm(const Mamba3ScanArgs& args, const Tensor& dy);
 
 }  // namespace mamba::ops

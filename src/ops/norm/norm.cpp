@@ -44,6 +44,36 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, 
   return y;
 }
 
+namespace {
+// residual += x in place (x may be undefined): the CPU half of the fused decode ops below.
+void add_into(Tensor& residual, const Tensor& x) {
+  MAMBA_CHECK(residual.is_contiguous() && residual.dtype() == DType::f32);
+  if (!x.defined()) return;
+  MAMBA_CHECK(x.shape() == residual.shape() && x.is_contiguous());
+  float* rp = residual.f32();
+  const float* xp = x.f32();
+  const int64_t n = residual.numel();
+  for (int64_t i = 0; i < n; ++i) rp[i] += xp[i];
+}
+}  // namespace
+
+Tensor add_rms_norm_(Tensor& residual, const Tensor& x, const Tensor& weight, float eps) {
+#if MAMBACPP_HAVE_CUDA
+  if (residual.device() == Device::cuda) return add_norm_cuda_(residual, x, weight, Tensor(), eps, false);
+#endif
+  add_into(residual, x);
+  return rms_norm(residual, weight, eps);
+}
+
+Tensor add_layer_norm_(Tensor& residual, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                       float eps) {
+#if MAMBACPP_HAVE_CUDA
+  if (residual.device() == Device::cuda) return add_norm_cuda_(residual, x, weight, bias, eps, true);
+#endif
+  add_into(residual, x);
+  return layer_norm(residual, weight, bias, eps);
+}
+
 Tensor rms_norm_gated(const Tensor& x_in, const Tensor& z_in, const Tensor& weight, int64_t group_size,
                       bool norm_before_gate, float eps) {
 #if MAMBACPP_HAVE_CUDA

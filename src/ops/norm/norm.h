@@ -11,6 +11,13 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps);
 // y = (x - mean)·rsqrt(var + eps)·weight + bias over the last dim.
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps);
 
+// Decode's residual step in one pass (SPEC §4.3): residual += x (skipped when x is undefined),
+// then returns rms_norm / layer_norm of the updated residual — the values of add_ then the norm,
+// bit for bit on either device. residual: [..., n] contiguous, updated in place; x: its shape.
+Tensor add_rms_norm_(Tensor& residual, const Tensor& x, const Tensor& weight, float eps);
+Tensor add_layer_norm_(Tensor& residual, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                       float eps);
+
 // RMSNormGated (§2.5): x, z: [..., n]; weight: [n]; groups of `group_size` contiguous channels
 // each get their own rstd. norm_before_gate=false: y = norm(x·silu(z))·w; true: norm(x)·w·silu(z).
 // z may be undefined (no gate).

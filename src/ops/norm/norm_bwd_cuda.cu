@@ -4,6 +4,7 @@
 // column sums (fixed order, deterministic) are added to dweight / dbias.
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
+#include "backend/cuda/reduce.h"
 #include "core/error.h"
 #include "ops/norm/norm_cuda.h"
 
@@ -14,34 +15,18 @@ namespace {
 using mamba::cuda::silu_f;
 
 constexpr int kThreads = 256;
-constexpr int kCols = 32, kRowLanes = 32;
 
 __device__ __forceinline__ float silu_grad_f(float v) {
   const float s = mamba::cuda::sigmoid_f(v);
   return s * (1.0f + v * (1.0f - s));
 }
 
-// out[c] += Σ_r m[r, c]; m: [rows, cols] contiguous. Block = kCols columns × kRowLanes lanes.
-__global__ void column_sum_add_kernel(const float* m, int64_t rows, int64_t cols, float* out) {
-  __shared__ float part[kRowLanes][kCols + 1];
-  const int64_t c = blockIdx.x * int64_t(kCols) + threadIdx.x;
-  float acc = 0.0f;
-  if (c < cols)
-    for (int64_t r = threadIdx.y; r < rows; r += kRowLanes) acc += m[r * cols + c];
-  part[threadIdx.y][threadIdx.x] = acc;
-  __syncthreads();
-  if (threadIdx.y == 0 && c < cols) {
-    float sum = 0.0f;
-    for (int i = 0; i < kRowLanes; ++i) sum += part[i][threadIdx.x];
-    out[c] += sum;
-  }
-}
-
+// out[c] += Σ_r m[r, c]; m: [rows, cols] contiguous.
 void add_column_sums(const float* m, int64_t rows, int64_t cols, float* out) {
   if (rows == 0 || cols == 0) return;
-  column_sum_add_kernel<<<mamba::cuda::ceil_div(cols, kCols), dim3(kCols, kRowLanes), 0,
-                          mamba::cuda::stream()>>>(m, rows, cols, out);
-  CUDA_CHECK_LAUNCH();
+  // Two-stage (per-chunk partials, then a fixed-order sum): a few blocks looping over every token
+  // are latency-bound when d_model is small and the batch long (training of small models).
+  mamba::cuda::column_sum_add(m, rows, cols, cols, out, mamba::cuda::stream());
 }
 
 // Gated, grouped RMSNorm backward (same formulas as norm_bwd.cpp). v = x·silu(z) when gating

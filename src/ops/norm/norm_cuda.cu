@@ -1,5 +1,7 @@
 // Normalizations on CUDA: one block per (row, group), f32 sums reduced over the block; the
 // values are re-read for the output pass rather than held (rows are at most a few thousand wide).
+#include <algorithm>
+
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
@@ -53,7 +55,71 @@ __global__ void layer_norm_kernel(const float* x, const float* weight, const flo
     yr[i] = (xr[i] - mean) * rstd * weight[i] + (bias ? bias[i] : 0.0f);
 }
 
+// Decode's residual step: residual += x (x may be null), then y = RMSNorm or LayerNorm of the
+// updated row; block = one row. Each thread re-reads only the elements it wrote, and the sums run
+// in the order of the kernels above (same block size), so y has their bits.
+template <bool kLayer>
+__global__ void add_norm_kernel(float* residual, const float* x, const float* weight, const float* bias,
+                                float* y, int64_t n, float eps) {
+  __shared__ float scratch[32];
+  float* rr = residual + blockIdx.x * n;
+  const float* xr = x ? x + blockIdx.x * n : nullptr;
+  float* yr = y + blockIdx.x * n;
+  float sum = 0.0f;  // Σ v (LayerNorm) or Σ v² (RMSNorm)
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    float v = rr[i];
+    if (xr) {
+      v += xr[i];
+      rr[i] = v;
+    }
+    if constexpr (kLayer)
+      sum += v;
+    else
+      sum += v * v;
+  }
+  sum = mamba::cuda::block_sum(sum, scratch);
+  if constexpr (kLayer) {
+    const float mean = sum / static_cast<float>(n);
+    float var = 0.0f;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) var += (rr[i] - mean) * (rr[i] - mean);
+    const float rstd = 1.0f / sqrtf(mamba::cuda::block_sum(var, scratch) / static_cast<float>(n) + eps);
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+      yr[i] = (rr[i] - mean) * rstd * weight[i] + (bias ? bias[i] : 0.0f);
+  } else {
+    const float rstd = 1.0f / sqrtf(sum / static_cast<float>(n) + eps);
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) yr[i] = rr[i] * rstd * weight[i];
+  }
+}
+
 }  // namespace
+
+Tensor add_norm_cuda_(Tensor& residual, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
+                      bool layer) {
+  mamba::cuda::check_cuda_tensor(residual, "add_norm: residual");
+  mamba::cuda::check_cuda_tensor(weight, "add_norm: weight");
+  const int64_t n = residual.size(-1), rows = residual.numel() / std::max<int64_t>(n, 1);
+  MAMBA_CHECK(residual.is_contiguous() && residual.dtype() == DType::f32,
+              "add_norm: residual " << shape_str(residual.shape()));
+  MAMBA_CHECK(weight.numel() == n && (!bias.defined() || (layer && bias.numel() == n)));
+  if (x.defined()) {
+    mamba::cuda::check_cuda_tensor(x, "add_norm: x");
+    MAMBA_CHECK(x.shape() == residual.shape() && x.is_contiguous() && x.raw() != residual.raw(),
+                "add_norm: x " << shape_str(x.shape()));
+  }
+  Tensor y = Tensor::empty(residual.shape(), DType::f32, Device::cuda);
+  if (rows == 0 || n == 0) return y;
+  const float* xp = x.defined() ? x.f32() : nullptr;
+  const float* bp = bias.defined() ? bias.f32() : nullptr;
+  const unsigned int blocks = static_cast<unsigned int>(rows);
+  if (layer)
+    add_norm_kernel<true><<<blocks, kThreads, 0, mamba::cuda::stream()>>>(residual.f32(), xp, weight.f32(),
+                                                                          bp, y.f32(), n, eps);
+  else
+    add_norm_kernel<false><<<blocks, kThreads, 0, mamba::cuda::stream()>>>(residual.f32(), xp, weight.f32(),
+                                                                           bp, y.f32(), n, eps);
+  CUDA_CHECK_LAUNCH();
+  return y;
+}
 
 Tensor rms_norm_gated_cuda(const Tensor& x_in, const Tensor& z_in, const Tensor& weight, int64_t group_size,
                            bool norm_before_gate, float eps) {

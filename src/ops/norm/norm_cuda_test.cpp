@@ -1,8 +1,12 @@
 // Norms on CUDA vs the CPU ops: RMSNorm, LayerNorm (with/without bias) and the gated, grouped
-// RMSNorm in both gate orders, over odd widths and batches. Label `cuda`.
+// RMSNorm in both gate orders, and decode's fused residual add + norm, over odd widths and batches.
+// Label `cuda`.
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "cuda_testing.h"
+#include "ops/elementwise/elementwise.h"
 #include "ops/norm/norm.h"
 #include "testing.h"
 
@@ -51,6 +55,39 @@ TEST(NormCuda, GatedGrouped) {
                                              false, 1e-5f),
                               ref),
               1e-5f);
+  }
+}
+
+// Decode's fused residual add + norm: the same bits as add_ then the norm on the device (same
+// reduction order), the CPU values within rounding, the residual updated in place; no x too.
+TEST(NormCuda, AddNormFused) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(3);
+  for (auto [rows, n] : {std::pair{1, 2048}, {3, 769}, {4, 64}, {2, 5}}) {
+    const Tensor r0 = testing::random_tensor({rows, n}, rng, -3.0f, 3.0f);
+    const Tensor x = testing::random_tensor({rows, n}, rng);
+    const Tensor w = testing::random_tensor({n}, rng), b = testing::random_tensor({n}, rng);
+    for (bool layer : {false, true}) {
+      for (bool with_x : {true, false}) {
+        const std::string what = std::to_string(rows) + "x" + std::to_string(n) +
+                                 (layer ? " layer" : " rms") + (with_x ? " +x" : " no x");
+        Tensor unfused_r = on_cuda(r0).copy();
+        if (with_x) add_(unfused_r, on_cuda(x));
+        const Tensor unfused = layer ? layer_norm(unfused_r, on_cuda(w), on_cuda(b), 1e-5f)
+                                     : rms_norm(unfused_r, on_cuda(w), 1e-5f);
+        Tensor r = on_cuda(r0).copy();
+        const Tensor xin = with_x ? on_cuda(x) : Tensor();
+        const Tensor y = layer ? add_layer_norm_(r, xin, on_cuda(w), on_cuda(b), 1e-5f)
+                               : add_rms_norm_(r, xin, on_cuda(w), 1e-5f);
+        EXPECT_EQ(testing::max_abs_diff(r.to(Device::cpu), unfused_r.to(Device::cpu)), 0.0f) << what;
+        EXPECT_EQ(testing::max_abs_diff(y.to(Device::cpu), unfused.to(Device::cpu)), 0.0f) << what;
+        Tensor cpu_r = r0.copy();
+        const Tensor cpu_y = layer ? add_layer_norm_(cpu_r, with_x ? x : Tensor(), w, b, 1e-5f)
+                                   : add_rms_norm_(cpu_r, with_x ? x : Tensor(), w, 1e-5f);
+        EXPECT_LT(scaled_max_diff(y, cpu_y), 1e-5f) << what;
+        EXPECT_LT(scaled_max_diff(r, cpu_r), 1e-6f) << what;
+      }
+    }
   }
 }
 

@@ -69,5 +69,25 @@ TEST(Norm, GatedGroupedBothOrders) {
   }
 }
 
+// The fused decode step equals add then norm bit for bit, and updates the residual in place.
+TEST(Norm, AddNormEqualsAddThenNorm) {
+  std::mt19937 rng(5);
+  for (bool layer : {false, true}) {
+    for (bool with_x : {true, false}) {
+      const Tensor r0 = testing::random_tensor({3, 45}, rng, -2, 2), x = testing::random_tensor({3, 45}, rng);
+      const Tensor w = testing::random_tensor({45}, rng), b = testing::random_tensor({45}, rng);
+      Tensor expected_r = r0.copy();
+      if (with_x)
+        for (int64_t i = 0; i < expected_r.numel(); ++i) expected_r.f32()[i] += x.f32()[i];
+      const Tensor expected = layer ? layer_norm(expected_r, w, b, 1e-5f) : rms_norm(expected_r, w, 1e-5f);
+      Tensor r = r0.copy();
+      const Tensor xin = with_x ? x : Tensor();
+      const Tensor y = layer ? add_layer_norm_(r, xin, w, b, 1e-5f) : add_rms_norm_(r, xin, w, 1e-5f);
+      EXPECT_EQ(testing::max_abs_diff(r, expected_r), 0.0f) << "layer " << layer << " x " << with_x;
+      EXPECT_EQ(testing::max_abs_diff(y, expected), 0.0f) << "layer " << layer << " x " << with_x;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace mamba::ops

@@ -57,6 +57,36 @@ double sum_squares(const Tensor& t) {
   return sum;
 }
 
+Tensor sum_squares_total(const std::vector<Tensor>& ts) {
+  const Device device = ts.empty() ? Device::cpu : ts.front().device();
+  for (const Tensor& t : ts) {
+    check_f32(t, "sum_squares_total");
+    MAMBA_CHECK(t.device() == device, "sum_squares_total: tensors on different devices");
+  }
+#if MAMBACPP_HAVE_CUDA
+  if (device == Device::cuda) return sum_squares_total_cuda(ts);
+#endif
+  double sum = 0;
+  for (const Tensor& t : ts) sum += sum_squares(t);
+  Tensor out = Tensor::empty({1}, DType::i64);
+  *static_cast<double*>(out.raw()) = sum;
+  return out;
+}
+
+void clip_scale_(Tensor& t, const Tensor& total, double max_norm) {
+  check_f32(t, "clip_scale_");
+  MAMBA_CHECK(
+      total.defined() && total.dtype() == DType::i64 && total.numel() == 1 && total.device() == t.device(),
+      "clip_scale_: expected sum_squares_total's result on the tensor's device");
+  if (max_norm <= 0) return;
+#if MAMBACPP_HAVE_CUDA
+  if (t.device() == Device::cuda) return clip_scale_cuda_(t, total, max_norm);
+#endif
+  const double norm = std::sqrt(*static_cast<const double*>(total.raw()));
+  const double coef = max_norm / (norm + 1e-6);
+  if (coef < 1.0) scale_(t, coef);
+}
+
 void scale_(Tensor& t, double coef) {
   check_f32(t, "scale_");
 #if MAMBACPP_HAVE_CUDA

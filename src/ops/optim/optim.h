@@ -3,6 +3,8 @@
 // tensors on one device, CPU or CUDA (dispatch on the parameter's / input's device), and does its
 // per-element arithmetic in double so both devices give the same bits as torch's formulas.
 #pragma once
+#include <vector>
+
 #include "core/tensor.h"
 
 namespace mamba::ops {
@@ -21,6 +23,15 @@ void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const
 
 // Σ t² in double over a contiguous f32 tensor (0 for an empty one). CUDA: returns after a sync.
 double sum_squares(const Tensor& t);
+
+// Σ over `ts` (in order) of sum_squares(t): the squared global gradient norm, as a 1-element i64
+// tensor on the tensors' device whose 8 bytes hold the double. On CUDA nothing is read back (one
+// partials workspace, two finishing launches, deterministic); all tensors on one device.
+Tensor sum_squares_total(const std::vector<Tensor>& ts);
+
+// Global-norm clipping with the total of sum_squares_total read where it lives: with
+// coef = max_norm / (√total + 1e-6), t ← float(t · coef) when max_norm > 0 and coef < 1.
+void clip_scale_(Tensor& t, const Tensor& total, double max_norm);
 
 // t ← float(t · coef), in place over a contiguous f32 tensor.
 void scale_(Tensor& t, double coef);

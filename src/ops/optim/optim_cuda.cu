@@ -1,7 +1,10 @@
 // Optimizer kernels on CUDA: grid-stride element loops in double (the CPU's arithmetic; double
 // sqrt and division are correctly rounded, so the AdamW update gives the CPU's bits). The sum of
 // squares reduces per block in double, then sums the block partials on the host in block order
-// (deterministic for a given size).
+// (deterministic for a given size). The global norm (sum_squares_total) keeps every tensor's block
+// partials in one workspace and finishes on the device: a block per tensor sums its partials in a
+// fixed tree, then one thread sums the tensors in order; clipping reads that total on the device,
+// so a training step needs no host sync for its gradient norm.
 #include <vector>
 
 #include "backend/cuda/cuda_context.h"
@@ -52,6 +55,48 @@ __global__ void sum_squares_kernel(const float* __restrict__ x, int64_t n, doubl
   }
 }
 
+// A fixed-order sum over the block in double (blockDim.x a multiple of 32); thread 0 gets it.
+__device__ double block_sum_d(double v, double* scratch) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  double total = 0.0;
+  if (threadIdx.x == 0)
+    for (int k = 0; k < (blockDim.x >> 5); ++k) total += scratch[k];
+  return total;
+}
+
+// Block j: per_tensor[j] = Σ of the first counts[j] partials of slot row j (kMaxSumBlocks each).
+__global__ void sum_partials_kernel(const double* __restrict__ partial, const int64_t* __restrict__ counts,
+                                    double* __restrict__ per_tensor) {
+  __shared__ double scratch[32];
+  const int64_t j = blockIdx.x, count = counts[j];
+  double acc = 0.0;
+  for (int64_t k = threadIdx.x; k < count; k += blockDim.x) acc += partial[j * kMaxSumBlocks + k];
+  acc = block_sum_d(acc, scratch);
+  if (threadIdx.x == 0) per_tensor[j] = acc;
+}
+
+__global__ void sum_tensors_kernel(const double* __restrict__ per_tensor, int64_t n,
+                                   double* __restrict__ total) {
+  double sum = 0.0;
+  for (int64_t j = 0; j < n; ++j) sum += per_tensor[j];
+  *total = sum;
+}
+
+// The host's clip_grad_norm arithmetic (double sqrt and division are correctly rounded).
+__global__ void clip_scale_kernel(float* __restrict__ x, int64_t n, const double* __restrict__ total,
+                                  double max_norm) {
+  const double coef = max_norm / (sqrt(*total) + 1e-6);
+  if (!(coef < 1.0)) return;
+  MAMBA_GRID_STRIDE_LOOP(i, n) {
+    x[i] = static_cast<float>(x[i] * coef);
+  }
+}
+
 __global__ void scale_kernel(float* __restrict__ x, int64_t n, double coef) {
   MAMBA_GRID_STRIDE_LOOP(i, n) {
     x[i] = static_cast<float>(x[i] * coef);
@@ -80,6 +125,40 @@ double sum_squares_cuda(const Tensor& t) {
   double sum = 0.0;
   for (unsigned int b = 0; b < blocks; ++b) sum += p[b];
   return sum;
+}
+
+Tensor sum_squares_total_cuda(const std::vector<Tensor>& ts) {
+  Tensor total = Tensor::zeros({1}, DType::i64, Device::cuda);  // all-zero bits: 0.0
+  const int64_t n_tensors = static_cast<int64_t>(ts.size());
+  if (n_tensors == 0) return total;
+  Tensor counts = Tensor::empty({n_tensors}, DType::i64);
+  Tensor partial = Tensor::empty({n_tensors * kMaxSumBlocks}, DType::i64, Device::cuda);  // doubles
+  Tensor per_tensor = Tensor::empty({n_tensors}, DType::i64, Device::cuda);
+  double* part = static_cast<double*>(partial.raw());
+  for (int64_t j = 0; j < n_tensors; ++j) {
+    const int64_t n = ts[j].numel();
+    const unsigned int blocks = n == 0 ? 0 : std::min<unsigned int>(grid_for(n, kThreads), kMaxSumBlocks);
+    counts.data<int64_t>()[j] = blocks;
+    if (blocks == 0) continue;
+    sum_squares_kernel<<<blocks, kThreads, 0, stream()>>>(ts[j].f32(), n, part + j * kMaxSumBlocks);
+    CUDA_CHECK_LAUNCH();
+  }
+  const Tensor dcounts = counts.to(Device::cuda);  // host -> device: staged, no sync
+  sum_partials_kernel<<<static_cast<unsigned int>(n_tensors), kThreads, 0, stream()>>>(
+      part, dcounts.data<int64_t>(), static_cast<double*>(per_tensor.raw()));
+  CUDA_CHECK_LAUNCH();
+  sum_tensors_kernel<<<1, 1, 0, stream()>>>(static_cast<const double*>(per_tensor.raw()), n_tensors,
+                                            static_cast<double*>(total.raw()));
+  CUDA_CHECK_LAUNCH();
+  return total;
+}
+
+void clip_scale_cuda_(Tensor& t, const Tensor& total, double max_norm) {
+  const int64_t n = t.numel();
+  if (n == 0) return;
+  clip_scale_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(
+      t.f32(), n, static_cast<const double*>(total.raw()), max_norm);
+  CUDA_CHECK_LAUNCH();
 }
 
 void scale_cuda_(Tensor& t, double coef) {

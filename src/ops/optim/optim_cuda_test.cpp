@@ -53,5 +53,32 @@ TEST(OptimCuda, SumSquaresScaleZero) {
   }
 }
 
+// The global norm over many tensors finished on the device, and clipping that reads it there.
+TEST(OptimCuda, SumSquaresTotalAndClip) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(7);
+  std::vector<Tensor> cpu, gpu;
+  for (int64_t n : {int64_t(37), int64_t(0), int64_t(1), int64_t(1000003), int64_t(255), int64_t(300001)}) {
+    cpu.push_back(testing::random_tensor({n}, rng, -2.0f, 2.0f));
+    gpu.push_back(on_cuda(cpu.back()));
+  }
+  const Tensor ref = sum_squares_total(cpu), got = sum_squares_total(gpu);
+  ASSERT_EQ(got.device(), Device::cuda);
+  const double r = *static_cast<const double*>(ref.raw());
+  const double g = *static_cast<const double*>(got.to(Device::cpu).raw());
+  EXPECT_NEAR(g, r, 1e-12 * r);
+  const double norm = std::sqrt(r);
+  for (double max_norm : {2.0 * norm, 0.0, 0.25 * norm}) {  // unchanged, only measured, scaled
+    for (size_t k = 0; k < cpu.size(); ++k) {
+      clip_scale_(cpu[k], ref, max_norm);
+      clip_scale_(gpu[k], got, max_norm);
+      if (cpu[k].numel() > 0) {
+        EXPECT_LT(scaled_max_diff(gpu[k], cpu[k]), 1e-7f) << k << " " << max_norm;
+      }
+    }
+  }
+  EXPECT_EQ(*static_cast<const double*>(sum_squares_total({}).raw()), 0.0);
+}
+
 }  // namespace
 }  // namespace mamba::ops

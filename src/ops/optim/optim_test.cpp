@@ -56,5 +56,20 @@ TEST(Optim, SumSquaresScaleZero) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(t.f32()[i], 0.0f);
 }
 
+TEST(Optim, SumSquaresTotalAndClipScale) {
+  std::vector<Tensor> ts = {Tensor::from_vector({3.0f, -4.0f}, {2}), Tensor::zeros({0}),
+                            Tensor::from_vector({12.0f}, {1})};
+  const Tensor total = sum_squares_total(ts);
+  ASSERT_EQ(total.numel(), 1);
+  EXPECT_EQ(*static_cast<const double*>(total.raw()), 169.0);  // norm 13
+  clip_scale_(ts[0], total, 26.0);                             // coef > 1: unchanged
+  EXPECT_EQ(ts[0].f32()[0], 3.0f);
+  clip_scale_(ts[0], total, 0.0);  // max_norm 0 only measures
+  EXPECT_EQ(ts[0].f32()[0], 3.0f);
+  clip_scale_(ts[2], total, 6.5);  // coef = 6.5 / (13 + 1e-6)
+  EXPECT_EQ(ts[2].f32()[0], static_cast<float>(12.0f * (6.5 / (13.0 + 1e-6))));
+  EXPECT_EQ(*static_cast<const double*>(sum_squares_total({}).raw()), 0.0);
+}
+
 }  // namespace
 }  // namespace mamba::ops

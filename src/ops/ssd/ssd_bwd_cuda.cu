@@ -16,6 +16,8 @@
 // heads of a group: their gradients are summed over the block's rows in shared memory, kSub
 // tokens at a time, then added to the (zeroed) outputs with atomics, as are ddt, dA and dD.
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <initializer_list>
 
 #include "backend/cuda/cuda_context.h"
@@ -363,7 +365,17 @@ void launch_rows(const BwdParams& p, int warps, int64_t tiles) {
 
 }  // namespace
 
-SsdGrads ssd_bwd_cuda(const SsdArgs& a, const Tensor& dy_in) {
+SsdGrads ssd_bwd_cuda(const SsdArgs& a, const Tensor& dy) {
+  // MAMBACPP_SSD_BWD=exact keeps the scan below (a fallback for the GEMM form).
+  static const bool exact = [] {
+    const char* v = std::getenv("MAMBACPP_SSD_BWD");
+    return v != nullptr && std::strcmp(v, "exact") == 0;
+  }();
+  if (!exact && ssd_bwd_gemm_supported(a)) return ssd_bwd_cuda_gemm(a, dy);
+  return ssd_bwd_cuda_exact(a, dy);
+}
+
+SsdGrads ssd_bwd_cuda_exact(const SsdArgs& a, const Tensor& dy_in) {
   for (const Tensor* t : std::initializer_list<const Tensor*>{&a.x, &a.dt, &a.A, &a.B, &a.C, &a.D, &dy_in})
     mamba::cuda::check_cuda_tensor(*t, "ssd_bwd argument");
   const Tensor dy = dy_in.contiguous();
