@@ -74,7 +74,7 @@ build() {
 
 run_tests() {
   export MAMBACPP_FIXTURES=${MAMBACPP_FIXTURES:-$ROOT/.device_fixtures}
-  (cd "$BUILD" && ctest -L cuda --output-on-failure --timeout 300 -j4) >"$OUT/ctest_cuda.log" 2>&1
+  (cd "$BUILD" && ctest -L cuda ${CUDA_TEST_REGEX:+-R "$CUDA_TEST_REGEX"} --output-on-failure --timeout 300 -j4) >"$OUT/ctest_cuda.log" 2>&1
   echo "ctest -L cuda: rc $?"; grep -E "tests passed|tests failed|Failed|\*\*\*" "$OUT/ctest_cuda.log" | head -20
   grep -h "cuda-golden" "$BUILD"/Testing/Temporary/LastTest.log 2>/dev/null | sort -u | head -10
 }

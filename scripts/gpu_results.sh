@@ -7,7 +7,7 @@
 #   run(command="scripts/gpu_results.sh", carry=[".device_fixtures", ".device_deps"])
 #
 # Environment: TRAIN_SECONDS (wall time for training, default 330), ST_STEPS, ST_LRS_PARITY,
-# ST_LRS_ARITH, ST_JOBS, ST_STEPS, IND_STEPS, SKIP_CHECKS=1 (training only; NO_BUILD=1: use $BUILD as is).
+# ST_LRS_ARITH, ST_JOBS, ST_STEPS, ST_MODELS, ST_TASKS, ST_NAME (run folder), IND_STEPS, SKIP_CHECKS=1 (training only; NO_BUILD=1: use $BUILD as is).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export OUT=${OUT:-$ROOT/gpu_results_out}
@@ -20,12 +20,14 @@ M=$BUILD/bin/mambacpp
 if [ "${SKIP_CHECKS:-0}" = 1 ]; then
   [ "${NO_BUILD:-0}" = 1 ] || "$ROOT/scripts/gpu_check.sh" build
 else
-  "$ROOT/scripts/gpu_check.sh" build test bwdbench profile
+  "$ROOT/scripts/gpu_check.sh" ${CHECK_PHASES:-build test bwdbench profile}
   echo "=== decode bench (1.3B-class Mamba-3 SISO, bf16, batch 1)"
-  for mode in "" "--eager"; do
+  for mode in ${DECODE_MODES-graph eager}; do  # DECODE_MODES="" skips the bench
+    flag=""
+    [ "$mode" = eager ] && flag=--eager
     # shellcheck disable=SC2086
     "$M" bench --device cuda --models mamba3-siso --d-model 2048 --n-layer 48 --dtype bf16 --seq-len 16 \
-      --decode-tokens 512 $mode 2>&1 | tail -4 | tee -a "$OUT/decode_bench.log"
+      --decode-tokens 512 $flag 2>&1 | tail -4 | tee -a "$OUT/decode_bench.log"
   done
 fi
 # A new fast backward whose parity test failed here is switched off for the training runs.
@@ -53,7 +55,8 @@ ind_args=(train --task induction_heads --layer Mamba1 --n-layer 2 \
 [ -e "$ind/latest" ] && ind_args=(train --resume "$ind" --device cuda -t 1)
 (timeout --signal=INT $((TRAIN_SECONDS - 5))s "$M" "${ind_args[@]}" >>"$OUT/induction_train.out" 2>&1) &
 ind_pid=$!
-MAMBACPP=$M OUTDIR=$runs/state_tracking DEVICE=cuda JOBS=${ST_JOBS:-16} DEADLINE=$deadline \
+MAMBACPP=$M OUTDIR=$runs/${ST_NAME:-state_tracking} MODELS=${ST_MODELS:-"m3-dd m3-di m3-none m2"} \
+  TASKS=${ST_TASKS:-"parity arithmetic arithmetic_brackets"} DEVICE=cuda JOBS=${ST_JOBS:-16} DEADLINE=$deadline \
   STEPS=${ST_STEPS:-4000} WARMUP=${ST_WARMUP:-200} DMODELS=${ST_DMODELS:-64} BATCH=256 EVAL_BATCHES=4 \
   LRS_parity=${ST_LRS_PARITY:-"3e-3 1e-2"} LRS_arithmetic=${ST_LRS_ARITH:-1.39e-3} \
   LRS_arithmetic_brackets=${ST_LRS_ARITH:-1.39e-3} \
@@ -65,11 +68,7 @@ echo "=== induction heads: evaluation of the newest checkpoint"
   2>&1 | tee "$OUT/induction_eval_short.log"
 "$M" eval --model "$ind" --length 32768 65536 131072 262144 524288 1048576 --batches 4 --batch 4 --device cuda \
   2>&1 | tee "$OUT/induction_eval_long.log"
-cp "$runs"/state_tracking/results.csv "$OUT/state_tracking_results.csv" 2>/dev/null
-for f in "$runs"/state_tracking/*/log.csv; do
-  [ -f "$f" ] && cp "$f" "$OUT/log_$(basename "$(dirname "$f")").csv"
-done
-cp "$ind/log.csv" "$OUT/log_induction.csv" 2>/dev/null
-# The run folders (newest checkpoints, logs) for a next call: copy $OUT/runs to .device_runs here.
-mkdir -p "$OUT/runs" && cp -r "$runs/." "$OUT/runs/"
-du -sh "$OUT/runs"
+cp "$runs/${ST_NAME:-state_tracking}/results.csv" "$OUT/state_tracking_results.csv" 2>/dev/null
+# The run folders (newest checkpoints, logs, CSV curves) in one archive (few files come back): for a
+# next call, unpack it into .device_runs here.
+tar czf "$OUT/runs.tgz" -C "$runs" . && du -sh "$OUT/runs.tgz"

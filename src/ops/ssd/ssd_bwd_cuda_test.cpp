@@ -44,10 +44,12 @@ std::string describe(const Case& s, bool d_per_channel) {
          " N " + std::to_string(s.d_state) + (d_per_channel ? " D/channel" : " D/head");
 }
 
-void expect_close(const SsdGrads& got, const SsdGrads& ref, float tol, const std::string& where) {
+// tol_dA (default tol): dA sums one head's terms over every token of the batch.
+void expect_close(const SsdGrads& got, const SsdGrads& ref, float tol, const std::string& where,
+                  float tol_dA = 0.0f) {
   EXPECT_LT(scaled_max_diff(got.dx, ref.dx), tol) << "dx " << where;
   EXPECT_LT(scaled_max_diff(got.ddt, ref.ddt), tol) << "ddt " << where;
-  EXPECT_LT(scaled_max_diff(got.dA, ref.dA), tol) << "dA " << where;
+  EXPECT_LT(scaled_max_diff(got.dA, ref.dA), tol_dA > 0 ? tol_dA : tol) << "dA " << where;
   EXPECT_LT(scaled_max_diff(got.dB, ref.dB), tol) << "dB " << where;
   EXPECT_LT(scaled_max_diff(got.dC, ref.dC), tol) << "dC " << where;
   EXPECT_LT(scaled_max_diff(got.dD, ref.dD), tol) << "dD " << where;
@@ -85,7 +87,9 @@ TEST(SsdBwdCuda, MatchesCpu) {
 
 // fast_bf16 gives the GEMM form bf16 operands (M, dM, dy, dt·x) in its per-head Q×Q products and
 // TF32 elsewhere: checked against the exact scan with a bf16 bound (8 mantissa bits, relative
-// error ~4e-3 per operand, sums over up to 256 terms).
+// error ~4e-3 per operand, sums over up to 256 terms). dA gets 5e-2: it sums a head's bf16-rounded
+// terms over all batch × seq_len tokens (600 to 1100 here), so the roundings add up (2.03e-2 seen on an
+// H100 at B 2 L 512; the other gradients stay ≤ 4e-3 at the bench shapes).
 TEST(SsdBwdCuda, FastModeMatchesExact) {
   MAMBA_REQUIRE_CUDA();
   std::mt19937 rng(5);
@@ -97,7 +101,7 @@ TEST(SsdBwdCuda, FastModeMatchesExact) {
     const Tensor dy = on_cuda(testing::random_tensor({s.batch, s.seq_len, s.n_heads, s.head_dim}, rng));
     const SsdGrads ref = ssd_bwd_cuda_exact(g, dy);
     g.fast_bf16 = true;
-    expect_close(ssd_bwd_cuda_gemm(g, dy), ref, 2e-2f, "fast " + describe(s, false));
+    expect_close(ssd_bwd_cuda_gemm(g, dy), ref, 2e-2f, "fast " + describe(s, false), 5e-2f);
   }
 }
 
