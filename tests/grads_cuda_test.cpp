@@ -14,6 +14,7 @@
 
 #include "core/file_util.h"
 #include "cuda_testing.h"
+#include "fixture_grads.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
 #include "models/model.h"
@@ -22,48 +23,11 @@
 namespace mamba {
 namespace {
 
-constexpr double kLossTolerance = 1e-5;
-constexpr float kGradTolerance = 1e-3f;
-
-const char* const kFixtures[] = {"hf-mamba1",       "hf-mamba2",       "ssm-mamba1", "ssm-mamba2",
-                                 "ssm-mamba3-siso", "ssm-mamba3-mimo", "ssm-hybrid"};
+using testing::expect_grads_match;
+using testing::kLossTolerance;
+using testing::reference_loss;
 
 class GradsCuda : public ::testing::TestWithParam<const char*> {};
-
-double reference_loss(const std::string& dir) {
-  return nlohmann::json::parse(read_file(path_join(dir, "loss.json"))).at("loss").get<double>();
-}
-
-// Compares `grads` (name -> tensor, any device) with the fixture's grads.safetensors, both ways.
-void expect_grads_match(const std::map<std::string, Tensor>& grads, const std::string& dir,
-                        const std::string& what, float scale = 1.0f) {
-  const io::SafeTensors ref = io::SafeTensors::open(path_join(dir, "grads.safetensors"));
-  EXPECT_EQ(grads.size(), ref.size()) << what;
-  float worst = 0.0f;
-  std::string worst_name;
-  for (const std::string& name : ref.names()) {
-    const auto it = grads.find(name);
-    if (it == grads.end()) {
-      ADD_FAILURE() << what << ": no gradient for " << name;
-      continue;
-    }
-    const Tensor r = ref.get_f32(name);
-    ASSERT_EQ(it->second.numel(), r.numel()) << what << ": " << name;
-    Tensor g = it->second.to(Device::cpu).contiguous().view(r.shape());
-    if (scale != 1.0f) {
-      g = g.copy();
-      for (int64_t i = 0; i < g.numel(); ++i) g.f32()[i] /= scale;
-    }
-    const float err = testing::rel_error(g, r);
-    EXPECT_LE(err, kGradTolerance) << what << ": " << name;
-    if (!(err <= worst)) {
-      worst = err;
-      worst_name = name;
-    }
-  }
-  std::printf("[ %s ] %s: worst relative gradient error %.2e (%s)\n",
-              dir.substr(dir.find_last_of('/') + 1).c_str(), what.c_str(), worst, worst_name.c_str());
-}
 
 TEST_P(GradsCuda, LossAndGradientsMatchReference) {
   MAMBA_REQUIRE_CUDA();
@@ -101,28 +65,11 @@ TEST_P(GradsCuda, ThroughCli) {
   MAMBA_REQUIRE_FIXTURES(root);
   const std::string dir = path_join(root, GetParam());
   if (!file_exists(path_join(dir, "grads.safetensors"))) GTEST_SKIP() << "no grads.safetensors";
-  const std::string out = ::testing::TempDir() + "/grads_cuda_" + GetParam() + ".safetensors";
-  const std::string log = out + ".log";
-  const std::string cmd = std::string(MAMBACPP_CLI) + " grads --device cuda --model " + dir + " --input " +
-                          dir + "/input_ids.npy --output " + out + " > " + log;
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  const std::string printed = read_file(log);
-  const size_t at = printed.find("loss ");
-  ASSERT_NE(at, std::string::npos) << printed;
-  EXPECT_NEAR(std::stod(printed.substr(at + 5)), reference_loss(dir), kLossTolerance) << printed;
-  const io::SafeTensors written = io::SafeTensors::open(out);
-  std::map<std::string, Tensor> named;
-  for (const std::string& name : written.names()) named[name] = written.get_f32(name);
-  expect_grads_match(named, dir, "cuda cli");
+  testing::expect_cli_grads_match(dir, "--device cuda", "cuda");
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, GradsCuda, ::testing::ValuesIn(kFixtures),
-                         [](const ::testing::TestParamInfo<const char*>& p) {
-                           std::string s = p.param;
-                           for (char& ch : s)
-                             if (ch == '-') ch = '_';
-                           return s;
-                         });
+INSTANTIATE_TEST_SUITE_P(Fixtures, GradsCuda, ::testing::ValuesIn(testing::kGradFixtures),
+                         testing::fixture_param_name);
 
 }  // namespace
 }  // namespace mamba

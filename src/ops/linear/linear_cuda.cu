@@ -12,6 +12,7 @@
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
 #include "ops/linear/linear_cuda.h"
+#include "ops/linear/linear_cuda_util.cuh"
 
 namespace mamba::ops {
 
@@ -24,30 +25,8 @@ __global__ void add_bias_kernel(float* y, const float* bias, int64_t rows, int64
   }
 }
 
-cudaDataType_t cuda_type(DType t) {
-  switch (t) {
-    case DType::f32:
-      return CUDA_R_32F;
-    case DType::bf16:
-      return CUDA_R_16BF;
-    case DType::f16:
-      return CUDA_R_16F;
-    default:
-      MAMBA_CHECK(false, "linear: unsupported dtype " << dtype_name(t));
-  }
-  return CUDA_R_32F;
-}
-
-// Row stride of x seen as a [rows, in] matrix with unit column stride, or 0 when its leading
-// dims cannot be collapsed into one strided row index.
-int64_t row_stride(const Tensor& x) {
-  if (x.stride(-1) != 1) return 0;
-  if (x.dim() == 1) return x.size(0);
-  for (int64_t d = 0; d + 2 < x.dim(); ++d) {
-    if (x.size(d) != 1 && x.stride(d) != x.stride(d + 1) * x.size(d + 1)) return 0;
-  }
-  return x.stride(-2);
-}
+using linear_detail::cuda_type;
+using linear_detail::row_stride;
 
 void add_bias(const Tensor& bias, Tensor& y, int64_t rows, int64_t out) {
   if (!bias.defined()) return;
