@@ -51,9 +51,9 @@ Tensor attention_fwd(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
   return out;
 }
 
-void rotary_apply(Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool interleaved) {
+void rotary_rotate(Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool interleaved, float sign) {
 #if MAMBACPP_HAVE_CUDA
-  if (x.device() == Device::cuda) return rotary_apply_cuda(x, rotary_dim, pos0, base, interleaved);
+  if (x.device() == Device::cuda) return rotary_rotate_cuda(x, rotary_dim, pos0, base, interleaved, sign);
 #endif
   MAMBA_CHECK(x.is_contiguous() && x.dim() == 4 && rotary_dim % 2 == 0 && rotary_dim <= x.size(3));
   if (rotary_dim == 0) return;
@@ -67,7 +67,7 @@ void rotary_apply(Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool 
     const float position = static_cast<float>(pos0 + bt % seq_len);
     for (int64_t j = 0; j < half; ++j) {
       const float angle = position * inv_freq[j];
-      const float c = std::cos(angle), s = std::sin(angle);
+      const float c = std::cos(angle), s = sign * std::sin(angle);
       for (int64_t h = 0; h < heads; ++h) {
         float* v = xp + (bt * heads + h) * head_dim;
         const int64_t i0 = interleaved ? 2 * j : j, i1 = interleaved ? 2 * j + 1 : j + half;
@@ -77,6 +77,10 @@ void rotary_apply(Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool 
       }
     }
   });
+}
+
+void rotary_apply(Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool interleaved) {
+  rotary_rotate(x, rotary_dim, pos0, base, interleaved, 1.0f);
 }
 
 }  // namespace mamba::ops

@@ -14,6 +14,8 @@ Tensor attention_fwd(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
 // token t at position pos0 + t; inv_freq_j = base^(−2j/rotary_dim). GPT-NeoX half-split pairs
 // (j, j + rotary_dim/2), or interleaved pairs (2j, 2j+1).
 void rotary_apply(Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool interleaved);
+// The same pairs rotated by sign·angle (sign +1: rotary_apply; −1: its inverse, rotary_bwd).
+void rotary_rotate(Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool interleaved, float sign);
 
 // ---- Backward (attention_bwd.cpp), whole sequences from position 0 (training). ----
 

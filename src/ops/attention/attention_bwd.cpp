@@ -72,32 +72,9 @@ void attention_bwd(const Tensor& dout_in, const Tensor& q, const Tensor& k, cons
   });
 }
 
+// The transpose of the rotation [c −s; s c] is the rotation by the opposite angle.
 void rotary_bwd(Tensor& dx, int64_t rotary_dim, int64_t pos0, float base, bool interleaved) {
-#if MAMBACPP_HAVE_CUDA
-  if (dx.device() == Device::cuda) return rotary_bwd_cuda(dx, rotary_dim, pos0, base, interleaved);
-#endif
-  MAMBA_CHECK(dx.is_contiguous() && dx.dim() == 4 && rotary_dim % 2 == 0 && rotary_dim <= dx.size(3));
-  if (rotary_dim == 0) return;
-  const int64_t batch = dx.size(0), seq_len = dx.size(1), heads = dx.size(2), head_dim = dx.size(3);
-  const int64_t half = rotary_dim / 2;
-  std::vector<float> inv_freq(static_cast<size_t>(half));
-  for (int64_t j = 0; j < half; ++j)
-    inv_freq[j] = 1.0f / std::pow(base, static_cast<float>(2 * j) / static_cast<float>(rotary_dim));
-  float* gp = dx.f32();
-  parallel_for(batch * seq_len, [&](int64_t bt) {
-    const float position = static_cast<float>(pos0 + bt % seq_len);
-    for (int64_t j = 0; j < half; ++j) {
-      const float angle = position * inv_freq[j];
-      const float c = std::cos(angle), s = std::sin(angle);
-      for (int64_t h = 0; h < heads; ++h) {
-        float* g = gp + (bt * heads + h) * head_dim;
-        const int64_t i0 = interleaved ? 2 * j : j, i1 = interleaved ? 2 * j + 1 : j + half;
-        const float g0 = g[i0], g1 = g[i1];  // transpose of the rotation [c −s; s c]
-        g[i0] = g0 * c + g1 * s;
-        g[i1] = -g0 * s + g1 * c;
-      }
-    }
-  });
+  rotary_rotate(dx, rotary_dim, pos0, base, interleaved, -1.0f);
 }
 
 }  // namespace mamba::ops

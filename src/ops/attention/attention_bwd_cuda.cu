@@ -1,5 +1,6 @@
-// Backward of causal GQA attention and of rotary on CUDA (whole sequences from position 0, the
-// formulas of attention_bwd.cpp). Two deterministic kernels, no atomics, keys streamed in tiles:
+// Backward of causal GQA attention on CUDA (whole sequences from position 0, the formulas of
+// attention_bwd.cpp; rotary_bwd is rotary_rotate_cuda with sign −1). Two deterministic kernels, no
+// atomics, keys streamed in tiles:
 //  - per (batch, query, head): the softmax max and sum (online over tiles), D = Σ_s p_s·dp_s
 //    with dp_s = dout·v_s, and dq = scale·Σ_s p_s·(dp_s − D)·k_s; it saves max, sum and D.
 //  - per (batch, key, kv head): over the query heads of its group and the queries t ≥ s,
@@ -158,23 +159,6 @@ __global__ void attention_bwd_key_kernel(AttentionBwdParams p) {
   }
 }
 
-// Transpose of the forward rotation [c −s; s c] on pairs (j, j + rotary_dim/2) or (2j, 2j+1).
-__global__ void rotary_bwd_kernel(float* x, int64_t batch, int64_t seq_len, int64_t heads, int64_t head_dim,
-                                  int64_t rotary_dim, int64_t pos0, float base, bool interleaved) {
-  const int64_t half = rotary_dim / 2;
-  MAMBA_GRID_STRIDE_LOOP(i, batch * seq_len * heads * half) {
-    const int64_t j = i % half, bth = i / half, t = (bth / heads) % seq_len;
-    const float inv_freq = 1.0f / powf(base, static_cast<float>(2 * j) / static_cast<float>(rotary_dim));
-    const float angle = static_cast<float>(pos0 + t) * inv_freq;
-    const float c = cosf(angle), s = sinf(angle);
-    float* v = x + bth * head_dim;
-    const int64_t i0 = interleaved ? 2 * j : j, i1 = interleaved ? 2 * j + 1 : j + half;
-    const float g0 = v[i0], g1 = v[i1];
-    v[i0] = g0 * c + g1 * s;
-    v[i1] = -g0 * s + g1 * c;
-  }
-}
-
 }  // namespace
 
 void attention_bwd_cuda(const Tensor& dout_in, const Tensor& q, const Tensor& k, const Tensor& v, float scale,
@@ -220,17 +204,6 @@ void attention_bwd_cuda(const Tensor& dout_in, const Tensor& q, const Tensor& k,
   attention_bwd_query_kernel<<<static_cast<unsigned int>(q_blocks), kThreads, 0, mamba::cuda::stream()>>>(p);
   CUDA_CHECK_LAUNCH();
   attention_bwd_key_kernel<<<static_cast<unsigned int>(k_blocks), kThreads, 0, mamba::cuda::stream()>>>(p);
-  CUDA_CHECK_LAUNCH();
-}
-
-void rotary_bwd_cuda(Tensor& dx, int64_t rotary_dim, int64_t pos0, float base, bool interleaved) {
-  mamba::cuda::check_cuda_tensor(dx, "rotary_bwd: dx");
-  MAMBA_CHECK(dx.is_contiguous() && dx.dim() == 4 && dx.dtype() == DType::f32 && rotary_dim % 2 == 0 &&
-              rotary_dim <= dx.size(3));
-  const int64_t n = dx.size(0) * dx.size(1) * dx.size(2) * (rotary_dim / 2);
-  if (n == 0) return;
-  rotary_bwd_kernel<<<mamba::cuda::grid_for(n), 256, 0, mamba::cuda::stream()>>>(
-      dx.f32(), dx.size(0), dx.size(1), dx.size(2), dx.size(3), rotary_dim, pos0, base, interleaved);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -74,15 +74,16 @@ __global__ void attention_fwd_kernel(AttentionParams p) {
   }
 }
 
-// Rotates pairs (j, j + rotary_dim/2) or (2j, 2j+1) of every head by position·base^(−2j/rotary_dim).
+// Rotates pairs (j, j + rotary_dim/2) or (2j, 2j+1) of every head by sign·position·base^(−2j/rotary_dim)
+// (sign −1: the inverse rotation, the backward).
 __global__ void rotary_kernel(float* x, int64_t batch, int64_t seq_len, int64_t heads, int64_t head_dim,
-                              int64_t rotary_dim, int64_t pos0, float base, bool interleaved) {
+                              int64_t rotary_dim, int64_t pos0, float base, bool interleaved, float sign) {
   const int64_t half = rotary_dim / 2;
   MAMBA_GRID_STRIDE_LOOP(i, batch * seq_len * heads * half) {
     const int64_t j = i % half, bth = i / half, t = (bth / heads) % seq_len;
     const float inv_freq = 1.0f / powf(base, static_cast<float>(2 * j) / static_cast<float>(rotary_dim));
     const float angle = static_cast<float>(pos0 + t) * inv_freq;
-    const float c = cosf(angle), s = sinf(angle);
+    const float c = cosf(angle), s = sign * sinf(angle);
     float* v = x + bth * head_dim;
     const int64_t i0 = interleaved ? 2 * j : j, i1 = interleaved ? 2 * j + 1 : j + half;
     const float a = v[i0], bb = v[i1];
@@ -114,13 +115,15 @@ Tensor attention_fwd_cuda(const Tensor& q, const Tensor& k_cache, const Tensor& 
   return out;
 }
 
-void rotary_apply_cuda(Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool interleaved) {
+void rotary_rotate_cuda(Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool interleaved,
+                        float sign) {
   mamba::cuda::check_cuda_tensor(x, "rotary: x");
-  MAMBA_CHECK(x.is_contiguous() && x.dim() == 4 && rotary_dim % 2 == 0 && rotary_dim <= x.size(3));
+  MAMBA_CHECK(x.is_contiguous() && x.dim() == 4 && x.dtype() == DType::f32 && rotary_dim % 2 == 0 &&
+              rotary_dim <= x.size(3));
   const int64_t n = x.size(0) * x.size(1) * x.size(2) * (rotary_dim / 2);
   if (n == 0) return;
   rotary_kernel<<<mamba::cuda::grid_for(n), 256, 0, mamba::cuda::stream()>>>(
-      x.f32(), x.size(0), x.size(1), x.size(2), x.size(3), rotary_dim, pos0, base, interleaved);
+      x.f32(), x.size(0), x.size(1), x.size(2), x.size(3), rotary_dim, pos0, base, interleaved, sign);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -6,10 +6,10 @@ namespace mamba::ops {
 
 Tensor attention_fwd_cuda(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t pos,
                           float scale);
-void rotary_apply_cuda(Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool interleaved);
-// Backward (attention_bwd_cuda.cu), same contracts as attention_bwd / rotary_bwd.
+void rotary_rotate_cuda(Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool interleaved,
+                        float sign);
+// Backward (attention_bwd_cuda.cu), same contract as attention_bwd.
 void attention_bwd_cuda(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, float scale,
                         Tensor& dq, Tensor& dk, Tensor& dv);
-void rotary_bwd_cuda(Tensor& dx, int64_t rotary_dim, int64_t pos0, float base, bool interleaved);
 
 }  // namespace mamba::ops
