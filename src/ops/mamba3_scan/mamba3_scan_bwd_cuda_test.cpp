@@ -14,6 +14,7 @@
 #include "cuda_testing.h"
 #include "ops/mamba3_scan/mamba3_scan.h"
 #include "ops/mamba3_scan/mamba3_scan_cuda.h"
+#include "ops/mamba3_scan/mamba3_scan_testing.h"
 #include "testing.h"
 
 namespace mamba::ops {
@@ -29,24 +30,12 @@ struct Config {
 };
 
 Mamba3ScanArgs random_args(const Config& c, std::mt19937& rng) {
-  Mamba3ScanArgs a;
-  const Shape qk{c.batch, c.seq_len, c.rank, c.n_heads, c.d_state}, per_token{c.batch, c.seq_len, c.n_heads};
-  a.x = random_tensor({c.batch, c.seq_len, c.n_heads, c.head_dim}, rng);
-  a.q = random_tensor(qk, rng);
-  a.k = random_tensor(qk, rng);
-  a.adt = random_tensor(per_token, rng, -1.0f, 0.0f);
-  a.dt = random_tensor(per_token, rng, 0.01f, 0.5f);
-  a.trap = random_tensor(per_token, rng, 0.01f, 0.99f);
-  a.D = random_tensor({c.n_heads}, rng);
-  if (c.mimo) a.mimo_x = random_tensor({c.n_heads, c.rank, c.head_dim}, rng, 0.0f, 1.0f);
-  a.chunk_size = c.chunk;
-  return a;
+  return testing_m3::random_scan_args(
+      {c.batch, c.seq_len, c.rank, c.n_heads, c.head_dim, c.d_state, c.mimo, c.chunk}, rng);
 }
 
 Mamba3ScanArgs on_device(const Mamba3ScanArgs& a) {
-  Mamba3ScanArgs g = a;
-  for (Tensor* t : {&g.x, &g.q, &g.k, &g.adt, &g.dt, &g.trap, &g.D, &g.mimo_x}) *t = on_cuda(*t);
-  return g;
+  return testing_m3::scan_args_on(a, Device::cuda);
 }
 
 std::vector<Config> sweep() {

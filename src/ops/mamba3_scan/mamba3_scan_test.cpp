@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/mamba3_scan/mamba3_scan_testing.h"
 #include "testing.h"
 
 // Counts every heap allocation of the test binary, to check that the step allocates nothing.
@@ -56,19 +57,8 @@ std::string describe(const Config& c) {
 }
 
 Mamba3ScanArgs random_args(const Config& c, std::mt19937& rng) {
-  Mamba3ScanArgs a;
-  const Shape qk{c.batch, c.seq_len, c.mimo_rank, c.n_heads, c.d_state};
-  const Shape per_token{c.batch, c.seq_len, c.n_heads};
-  a.x = random_tensor({c.batch, c.seq_len, c.n_heads, c.head_dim}, rng);
-  a.q = random_tensor(qk, rng);
-  a.k = random_tensor(qk, rng);
-  a.adt = random_tensor(per_token, rng, -1.0f, 0.0f);
-  a.dt = random_tensor(per_token, rng, 0.01f, 0.5f);
-  a.trap = random_tensor(per_token, rng, 0.01f, 0.99f);
-  a.D = random_tensor({c.n_heads}, rng);
-  if (c.mimo) a.mimo_x = random_tensor({c.n_heads, c.mimo_rank, c.head_dim}, rng, 0.0f, 1.0f);
-  a.chunk_size = c.chunk_size;
-  return a;
+  return testing_m3::random_scan_args(
+      {c.batch, c.seq_len, c.mimo_rank, c.n_heads, c.head_dim, c.d_state, c.mimo, c.chunk_size}, rng);
 }
 
 Mamba3ScanState make_state(const Config& c, std::mt19937& rng) {
