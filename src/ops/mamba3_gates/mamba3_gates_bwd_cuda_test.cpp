@@ -11,6 +11,7 @@
 
 #include "cuda_testing.h"
 #include "ops/mamba3_gates/mamba3_gates.h"
+#include "ops/mamba3_gates/mamba3_gates_testing.h"
 #include "testing.h"
 
 namespace mamba::ops {
@@ -22,32 +23,14 @@ using testing::scaled_max_diff;
 
 constexpr float kTol = 1e-4f;
 
-struct Dims {
-  int64_t batch, seq_len, n_heads, head_dim, d_state, n_groups, rank;
-  bool mimo;
-};
+using Dims = testing_m3::GateDims;
 
 Mamba3Gates make_gates(const Dims& d, Mamba3Rope rope, std::mt19937& rng) {
-  const int64_t S = d.d_state / 4;  // rope_fraction 0.5
-  return {d.n_heads,
-          d.head_dim,
-          d.d_state,
-          d.n_groups,
-          d.rank,
-          S,
-          1e-4f,
-          d.mimo,
-          rope,
-          random_tensor({d.n_heads}, rng),
-          random_tensor({d.n_heads, d.rank, d.d_state}, rng),
-          random_tensor({d.n_heads, d.rank, d.d_state}, rng),
-          random_tensor({d.d_state}, rng),
-          random_tensor({d.d_state}, rng)};
+  return testing_m3::random_gates(d, rope, rng);
 }
 
-Mamba3Gates on_device(Mamba3Gates g) {
-  for (Tensor* t : {&g.dt_bias, &g.B_bias, &g.C_bias, &g.B_norm_weight, &g.C_norm_weight}) *t = on_cuda(*t);
-  return g;
+Mamba3Gates on_device(const Mamba3Gates& g) {
+  return testing_m3::gates_on_cuda(g);
 }
 
 // Gradient holders with random starting values (accumulation), as the parameters' shapes.
