@@ -11,9 +11,6 @@ std::unique_ptr<Mixer> make_mamba2(const io::ModelConfig& config, int64_t layer)
 std::unique_ptr<Mixer> make_mamba3(const io::ModelConfig& config, int64_t layer);
 std::unique_ptr<Mixer> make_attention(const io::ModelConfig& config, int64_t layer);
 
-// A = −exp(A_log), computed on the host (the same bits on every device), placed beside A_log.
-Tensor neg_exp(const Tensor& A_log);
-
 // `state` with every tensor moved to `device` (forward_train starts from a fresh state on the
 // input's device; new_state allocates on the host).
 inline LayerState state_on(LayerState state, Device device) {

@@ -34,7 +34,7 @@ public:
   }
 
   void prepare() override {
-    A = neg_exp(A_log);
+    A = ops::neg_exp(A_log);  // on A_log's device
     conv_w = conv1d_weight.view({c_.conv_dim, c_.d_conv});
   }
 

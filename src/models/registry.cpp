@@ -1,15 +1,8 @@
-// Mixer registry: adding an architecture = its file + one line here + fixtures. Also the
-// helpers the architecture files share.
+// Mixer registry: adding an architecture = its file + one line here + fixtures.
 #include "core/error.h"
 #include "models/architectures.h"
-#include "ops/elementwise/elementwise.h"
 
 namespace mamba::models {
-
-// On A_log's device (ops::neg_exp): a CUDA model refreshes A without a host round trip.
-Tensor neg_exp(const Tensor& A_log) {
-  return ops::neg_exp(A_log);
-}
 
 std::unique_ptr<Mixer> make_mixer(io::MixerKind kind, const io::ModelConfig& config, int64_t layer) {
   switch (kind) {
