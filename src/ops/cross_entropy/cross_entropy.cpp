@@ -15,9 +15,20 @@ namespace mamba::ops {
 
 namespace {
 
-// Targets as i64 with the row count checked; counts the rows that take part in the mean.
-std::vector<int64_t> read_targets(const Tensor& logits, const Tensor& targets_in, int64_t& n_counted) {
-  const Tensor targets = targets_in.contiguous();
+// max and log Σ exp(x − max) of one row.
+double log_sum_exp(const float* x, int64_t n, float& mx) {
+  mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(x[i]) - mx);
+  return std::log(sum);
+}
+
+}  // namespace
+
+std::vector<int64_t> cross_entropy_targets(const Tensor& logits, const Tensor& targets_in,
+                                           int64_t& n_counted) {
+  const Tensor targets = targets_in.to(Device::cpu).contiguous();
   MAMBA_CHECK(targets.dtype() == DType::i64 || targets.dtype() == DType::i32);
   const int64_t vocab = logits.size(-1), rows = logits.numel() / vocab;
   MAMBA_CHECK(targets.numel() == rows,
@@ -34,24 +45,13 @@ std::vector<int64_t> read_targets(const Tensor& logits, const Tensor& targets_in
   return out;
 }
 
-// max and log Σ exp(x − max) of one row.
-double log_sum_exp(const float* x, int64_t n, float& mx) {
-  mx = -INFINITY;
-  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
-  double sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(x[i]) - mx);
-  return std::log(sum);
-}
-
-}  // namespace
-
 double cross_entropy_fwd(const Tensor& logits_in, const Tensor& targets) {
 #if MAMBACPP_HAVE_CUDA
   if (logits_in.device() == Device::cuda) return cross_entropy_fwd_cuda(logits_in, targets);
 #endif
   const Tensor logits = logits_in.contiguous();
   int64_t n_counted = 0;
-  const std::vector<int64_t> tgt = read_targets(logits, targets, n_counted);
+  const std::vector<int64_t> tgt = cross_entropy_targets(logits, targets, n_counted);
   const int64_t vocab = logits.size(-1), rows = logits.numel() / vocab;
   std::vector<double> row_loss(static_cast<size_t>(rows), 0.0);
   parallel_for(rows, [&](int64_t r) {
@@ -72,7 +72,7 @@ Tensor cross_entropy_bwd(const Tensor& logits_in, const Tensor& targets) {
 #endif
   const Tensor logits = logits_in.contiguous();
   int64_t n_counted = 0;
-  const std::vector<int64_t> tgt = read_targets(logits, targets, n_counted);
+  const std::vector<int64_t> tgt = cross_entropy_targets(logits, targets, n_counted);
   const int64_t vocab = logits.size(-1), rows = logits.numel() / vocab;
   Tensor dlogits = Tensor::empty(logits.shape());
   const double inv_n = n_counted > 0 ? 1.0 / static_cast<double>(n_counted) : 0.0;
@@ -100,7 +100,7 @@ Tensor cross_entropy_train(const Tensor& logits_in, const Tensor& targets, Tenso
   const double loss = cross_entropy_fwd(logits, targets);
   dlogits = cross_entropy_bwd(logits, targets);
   int64_t n_counted = 0;
-  const std::vector<int64_t> tgt = read_targets(logits, targets, n_counted);
+  const std::vector<int64_t> tgt = cross_entropy_targets(logits, targets, n_counted);
   const int64_t vocab = logits.size(-1), rows = logits.numel() / vocab;
   double correct = 0;
   for (int64_t r = 0; r < rows; ++r) {

@@ -1,6 +1,9 @@
 // Language-model loss: mean cross-entropy of logits against target ids over every vocabulary
 // column (padding included, as the fixtures define it), and its gradient.
 #pragma once
+#include <cstdint>
+#include <vector>
+
 #include "core/tensor.h"
 
 namespace mamba::ops {
@@ -18,5 +21,9 @@ Tensor cross_entropy_bwd(const Tensor& logits, const Tensor& targets);
 // device whose 8-byte slots hold doubles: {the loss of cross_entropy_fwd, the number of counted
 // rows whose first maximal logit is the target}. The caller reads it when it needs the numbers.
 Tensor cross_entropy_train(const Tensor& logits, const Tensor& targets, Tensor& dlogits);
+
+// The targets (any device) as i64 on the host, checked against the logits' rows and vocabulary
+// (Error(out_of_range) naming the row); n_counted = the rows that take part in the mean.
+std::vector<int64_t> cross_entropy_targets(const Tensor& logits, const Tensor& targets, int64_t& n_counted);
 
 }  // namespace mamba::ops

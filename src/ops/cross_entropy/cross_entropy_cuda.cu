@@ -4,12 +4,14 @@
 // CPU op; they are a few ids per row) and uploaded as i64. The per-row losses are summed on the
 // device by one block in a fixed order (deterministic), so the loss comes back as one double; the
 // training entry (cross_entropy_train) does not read it back at all.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
+#include "ops/cross_entropy/cross_entropy.h"
 #include "ops/cross_entropy/cross_entropy_cuda.h"
 
 namespace mamba::ops {
@@ -153,21 +155,9 @@ void launch_rows(const Tensor& logits, const Tensor& tgt, int64_t rows, int64_t 
 
 // Targets checked on the host as the CPU op does, uploaded as contiguous i64.
 Tensor upload_targets(const Tensor& logits, const Tensor& targets_in, int64_t& n_counted) {
-  const Tensor targets = targets_in.to(Device::cpu).contiguous();
-  MAMBA_CHECK(targets.dtype() == DType::i64 || targets.dtype() == DType::i32);
-  const int64_t vocab = logits.size(-1), rows = logits.numel() / vocab;
-  MAMBA_CHECK(targets.numel() == rows,
-              "targets " << shape_str(targets.shape()) << " logits " << shape_str(logits.shape()));
-  Tensor host = Tensor::empty({rows}, DType::i64);
-  int64_t* out = host.data<int64_t>();
-  n_counted = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    out[r] = targets.dtype() == DType::i64 ? targets.data<int64_t>()[r] : targets.data<int32_t>()[r];
-    if (out[r] >= vocab)
-      throw_error(ErrorCode::out_of_range, "target id ", out[r], " at row ", r,
-                  " is outside the vocabulary [0, ", vocab, ")");
-    if (out[r] >= 0) ++n_counted;
-  }
+  const std::vector<int64_t> targets = cross_entropy_targets(logits, targets_in, n_counted);
+  Tensor host = Tensor::empty({static_cast<int64_t>(targets.size())}, DType::i64);
+  std::copy(targets.begin(), targets.end(), host.data<int64_t>());
   return host.to(Device::cuda);
 }
 
