@@ -12,7 +12,7 @@
 # The GPU machine has no package registry: missing build dependencies are unpacked from the
 # carried Debian packages into a private prefix (never into /).
 set -uo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-$ROOT/gpu_check_out}
 BUILD=${BUILD:-$ROOT/build/gpu-check}
 DEPS_PREFIX=/tmp/mambacpp-deps
@@ -143,6 +143,9 @@ profile_train() {
   "$nsys" stats --report cuda_gpu_kern_sum,cuda_api_sum --format csv /tmp/train_prof.nsys-rep >"$OUT/train_profile.csv" 2>&1
   head -25 "$OUT/train_profile.csv"
 }
+
+# Sourced (scripts/gpu_decode.sh, gpu_results.sh): the functions above only, e.g. setup_deps.
+[[ "${BASH_SOURCE[0]}" != "$0" ]] && return 0
 
 if [ "${1:-}" = prepare ]; then
   prepare

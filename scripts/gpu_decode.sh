@@ -10,21 +10,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/gpu_decode_out}
 BUILD=${BUILD:-$ROOT/build/gpu-decode}
 mkdir -p "$OUT"
-# The build dependencies, as scripts/gpu_check.sh unpacks them.
-DEPS_PREFIX=/tmp/mambacpp-deps
-CMAKE_ARGS=()
-if ! { command -v pkg-config >/dev/null && pkg-config --exists openblas libpcre2-8 && [ -f /usr/include/gtest/gtest.h ] &&
-  [ -f /usr/include/nlohmann/json.hpp ] && [ -f /usr/include/CLI/CLI.hpp ]; }; then
-  rm -rf "$DEPS_PREFIX" && mkdir -p "$DEPS_PREFIX"
-  for f in "$ROOT"/.device_deps/*.deb; do dpkg -x "$f" "$DEPS_PREFIX"; done
-  lib=$DEPS_PREFIX/usr/lib/x86_64-linux-gnu
-  export LD_LIBRARY_PATH=$lib/openblas-pthread:$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-  export PKG_CONFIG_SYSROOT_DIR=$DEPS_PREFIX
-  export PKG_CONFIG_LIBDIR=$lib/openblas-pthread/pkgconfig:$lib/pkgconfig:$DEPS_PREFIX/usr/share/pkgconfig
-  pc=pkg-config
-  command -v pkg-config >/dev/null || pc=$DEPS_PREFIX/usr/bin/pkgconf
-  CMAKE_ARGS=(-DPKG_CONFIG_EXECUTABLE="$pc" -DCMAKE_PREFIX_PATH="$DEPS_PREFIX/usr")
-fi
+# The build dependencies (unpacked from the carried .deb files when the machine lacks them).
+# shellcheck source=gpu_check.sh
+source "$ROOT/scripts/gpu_check.sh"
+setup_deps || exit 1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 t0=$SECONDS
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DMAMBACPP_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DMAMBACPP_BUILD_BENCH=OFF \

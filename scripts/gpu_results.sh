@@ -36,9 +36,10 @@ if [ -f "$OUT/ctest_cuda.log" ]; then
   grep -qE "mamba3_scan_bwd_cuda_test .*(Failed|\*\*\*)" "$OUT/ctest_cuda.log" && export MAMBACPP_M3_BWD=exact
   echo "training backward: MAMBACPP_SSD_BWD=${MAMBACPP_SSD_BWD:-gemm} MAMBACPP_M3_BWD=${MAMBACPP_M3_BWD:-gemm}"
 fi
-# The dependencies gpu_check unpacked (a bare machine has no OpenBLAS).
-lib=/tmp/mambacpp-deps/usr/lib/x86_64-linux-gnu
-[ -d "$lib" ] && export LD_LIBRARY_PATH=$lib/openblas-pthread:$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# The dependencies' library path (a bare machine has no OpenBLAS).
+# shellcheck source=gpu_check.sh
+source "$ROOT/scripts/gpu_check.sh"
+setup_deps || exit 1
 
 echo "=== training for ${TRAIN_SECONDS} s"
 deadline=$(($(date +%s) + TRAIN_SECONDS))
