@@ -5,6 +5,8 @@
 # With the device tool: run(command="scripts/gpu_decode.sh", carry=[".device_fixtures", ".device_deps"]).
 #   scripts/gpu_decode.sh         # build, tests, all benches
 #   scripts/gpu_decode.sh quick   # build, tests, batch-1 decode only (GEMV vs cuBLAS GEMV)
+#   scripts/gpu_decode.sh profile # build, tests, batch-1 decode with and without programmatic
+#                                 # dependent launch, device time per op at batch 1 and 128
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/gpu_decode_out}
@@ -37,6 +39,15 @@ if [ "${1:-}" = quick ]; then
   MAMBACPP_CUBLAS_GEMV=1 run 90 $B --seq-len 16 --decode-tokens 256 --json "$OUT/b1_graph_cublas.json"
   # The decode GEMV without its norm prologue / residual-add epilogue (add + norm kernel instead).
   MAMBACPP_UNFUSED_DECODE=1 run 90 $B --seq-len 16 --decode-tokens 512 --json "$OUT/b1_graph_unfused.json"
+  cat "$OUT"/b*.json
+  echo "total: $((SECONDS - t0)) s"
+  exit 0
+fi
+if [ "${1:-}" = profile ]; then
+  MAMBACPP_NO_PDL=1 run 90 $B --seq-len 16 --decode-tokens 512 --json "$OUT/b1_graph_nopdl.json"
+  timeout 90 $B --seq-len 16 --decode-tokens 64 --profile >"$OUT/profile_b1.log" 2>&1
+  timeout 150 $B --batch 128 --seq-len 2048 --decode-tokens 16 --profile >"$OUT/profile_b128.log" 2>&1
+  cat "$OUT/profile_b1.log" "$OUT/profile_b128.log"
   cat "$OUT"/b*.json
   echo "total: $((SECONDS - t0)) s"
   exit 0

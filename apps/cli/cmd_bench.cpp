@@ -28,6 +28,8 @@ struct BenchArgs {
   std::string dtype = "f32";              // linear-layer weights (bf16, f16: CUDA only)
   bool generate = false;                  // --generate: batched generation instead (bench_generate.cpp)
   bool eager = false;                     // --eager: cuda decode without the captured graph
+  int64_t d_intermediate = 0;             // --d-intermediate: a gated MLP after each mixer
+  bool profile = false;                   // --profile: device time per op (eager), to stderr
   std::vector<int64_t> batches = {1, 8};  // --generate: each; else the first is the batch
 };
 
@@ -37,6 +39,7 @@ ModelConfig bench_config(const std::string& name, const BenchArgs& a) {
   c.n_layer = a.n_layer;
   c.vocab_size = 50277;
   c.pad_vocab_size_multiple = 8;
+  c.d_intermediate = a.d_intermediate;
   if (name == "mamba1") {
     c.ssm_layer = MixerKind::mamba1;
     c.mamba1.d_state = 16;
@@ -94,22 +97,35 @@ std::string run_model(const std::string& name, const BenchArgs& a) {
       model.forward(ids.slice(1, 0, 16).contiguous(), warm, 1);
     }
     State state = model.new_state(batch);
+    set_op_profiling(a.profile);
+    op_profile_reset();
     auto t0 = std::chrono::steady_clock::now();
     Tensor logits = model.forward(ids, state, /*num_last=*/1);
     device_synchronize(device);  // device work is asynchronous: wait before reading the clock
     const double prefill_s = seconds_since(t0);
+    const std::string prefill_profile = op_profile_report();
     Tensor next = Tensor::full({batch}, 42.0f).to(DType::i64);
     // On cuda (no attention) decode replays a captured graph of the step (StepGraph); its first
     // two steps (eager warm-up, capture) run before the clock, in both modes.
     StepGraph graph(model);
-    const bool use_graph = !a.eager && StepGraph::supported(model);
+    const bool use_graph = !a.eager && !a.profile && StepGraph::supported(model);
     auto step = [&] { return use_graph ? graph.step(next, state) : model.step(next, state); };
     for (int i = 0; i < 2; ++i) step();
     device_synchronize(device);
+    op_profile_reset();
     t0 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < a.decode_tokens; ++i) step();
     device_synchronize(device);
     const double decode_s = seconds_since(t0);
+    if (a.profile)
+      std::fprintf(
+          stderr,
+          "\n%s prefill (batch %lld x %lld tokens), device time per op:\n%s\n%s decode (%lld steps), "
+          "device time per op:\n%s\n",
+          name.c_str(), static_cast<long long>(batch), static_cast<long long>(a.seq_len),
+          prefill_profile.c_str(), name.c_str(), static_cast<long long>(a.decode_tokens),
+          op_profile_report().c_str());
+    set_op_profiling(false);
     out << threads << " " << batch * a.seq_len / prefill_s << " " << batch * a.decode_tokens / decode_s
         << "\n";
   }
@@ -126,11 +142,15 @@ Runner add_bench(CLI::App& app) {
   app.add_option("--decode-tokens", a->decode_tokens, "decode steps timed (default 32)");
   app.add_option("--n-layer", a->n_layer, "layers (default 24)");
   app.add_option("--d-model", a->d_model, "model width (default 768)");
+  app.add_option("--d-intermediate", a->d_intermediate,
+                 "gated-MLP width after each mixer (default 0: none; the hybrid model has none)");
   app.add_option("--json", a->json_path, "also write JSON lines to this file");
   app.add_option("--device", a->device, "cpu or cuda (default cpu; on cuda one row per model)");
   app.add_option("--dtype", a->dtype, "linear-layer weights: f32, bf16 or f16 (cuda only; default f32)")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));
   app.add_flag("--eager", a->eager, "cuda: decode with eager launches (default: a captured CUDA graph)");
+  app.add_flag("--profile", a->profile,
+               "cuda: print device time per op for prefill and decode to stderr (decode runs eager)");
   app.add_flag("--generate", a->generate,
                "benchmark generation: decode tok/s per sequence and total at each --batch");
   app.add_option("--batch", a->batches,
@@ -146,10 +166,13 @@ Runner add_bench(CLI::App& app) {
       mamba::throw_error(ErrorCode::invalid_argument, "unknown device '", a->device,
                          "' (expected cpu or cuda)");
     std::printf(
-        "mambacpp bench: random weights, d_model %lld, %lld layers, vocab 50277, %s GEMM weights, "
+        "mambacpp bench: random weights, d_model %lld, %lld layers%s, vocab 50277, %s GEMM weights, "
         "batch %lld, %s%s\n",
-        static_cast<long long>(a->d_model), static_cast<long long>(a->n_layer), a->dtype.c_str(),
-        static_cast<long long>(a->batches.front()), a->device.c_str(),
+        static_cast<long long>(a->d_model), static_cast<long long>(a->n_layer),
+        a->d_intermediate > 0
+            ? (" (each with a gated MLP of " + std::to_string(a->d_intermediate) + ")").c_str()
+            : "",
+        a->dtype.c_str(), static_cast<long long>(a->batches.front()), a->device.c_str(),
         a->device == "cpu" ? ""
         : a->eager         ? " (eager decode)"
                            : " (decode through a CUDA graph)");

@@ -52,6 +52,54 @@ Device parse_device(const std::string& name) {
   throw_error(ErrorCode::invalid_argument, "unknown device '", name, "' (expected cpu or cuda)");
 }
 
+namespace {
+thread_local int op_timer_depth = 0;
+}  // namespace
+
+void set_op_profiling(bool on) {
+  OpTimer::profiling_ = on && device_available(Device::cuda);
+}
+
+bool op_profiling() {
+  return OpTimer::profiling_;
+}
+
+void OpTimer::start(const char* name, int64_t tag) {
+  if (op_timer_depth++ > 0) {
+    outer_ = false;
+    mark_ = nullptr;
+    --op_timer_depth;  // inner timers only mark their presence through the depth of the outer one
+    return;
+  }
+  outer_ = true;
+  name_ = tag >= 0 ? std::string(name) + "[" + std::to_string(tag) + "]" : std::string(name);
+#if MAMBACPP_HAVE_CUDA
+  mark_ = cuda::op_timer_start();
+#endif
+}
+
+void OpTimer::stop() {
+  --op_timer_depth;
+#if MAMBACPP_HAVE_CUDA
+  cuda::op_timer_stop(mark_, std::move(name_));
+#endif
+  mark_ = nullptr;
+  outer_ = false;
+}
+
+std::string op_profile_report() {
+#if MAMBACPP_HAVE_CUDA
+  if (device_available(Device::cuda)) return cuda::op_profile_report();
+#endif
+  return "";
+}
+
+void op_profile_reset() {
+#if MAMBACPP_HAVE_CUDA
+  if (device_available(Device::cuda)) cuda::op_profile_reset();
+#endif
+}
+
 DeviceGraph::~DeviceGraph() {
   reset();
 }

@@ -1,6 +1,7 @@
 // Which devices this build and machine can run ops on, for code above the ops layer (models,
 // apps, tests), which never sees a device API.
 #pragma once
+#include <cstdint>
 #include <string>
 
 #include "core/tensor.h"
@@ -19,6 +20,41 @@ void device_synchronize(Device device);
 
 // "cpu" / "cuda" -> Device; throws Error(invalid_argument) otherwise.
 Device parse_device(const std::string& name);
+
+// Device time per op, to see where a forward or a decode step spends it (`mambacpp bench
+// --profile`). While on, each op's device work outside graph captures is bracketed by a pair of
+// events and filed under the op's name (an op called inside another counts in the outer one
+// only); the timing adds a little host work per op, so profiled runs are not the benchmark.
+void set_op_profiling(bool on);
+bool op_profiling();
+// Markdown table of device ms per op since the last reset, largest first (waits for the device);
+// "" when nothing was timed.
+std::string op_profile_report();
+void op_profile_reset();
+
+// Times the enclosing scope's device work as `name` (with `tag` >= 0: "name[tag]", e.g. a
+// linear's output features) when profiling is on and `device` is cuda; free otherwise.
+class OpTimer {
+public:
+  OpTimer(const char* name, Device device, int64_t tag = -1) {
+    if (profiling_ && device == Device::cuda) start(name, tag);
+  }
+  ~OpTimer() {
+    if (mark_ || outer_) stop();
+  }
+  OpTimer(const OpTimer&) = delete;
+  OpTimer& operator=(const OpTimer&) = delete;
+
+private:
+  friend void set_op_profiling(bool on);
+  friend bool op_profiling();
+  void start(const char* name, int64_t tag);
+  void stop();
+  static inline bool profiling_ = false;
+  void* mark_ = nullptr;
+  bool outer_ = false;  // this timer is the outermost one (it owns the depth count)
+  std::string name_;
+};
 
 // A recorded sequence of device work replayed as one launch (a CUDA graph): the launch overhead
 // of many small kernels is paid once per replay. Between begin_capture and end_capture the ops'

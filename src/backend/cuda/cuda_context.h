@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_device.h"
@@ -41,6 +42,27 @@ inline unsigned int ceil_div(int64_t n, int64_t d) {
 inline unsigned int grid_for(int64_t n, int threads = 256) {
   const int64_t blocks = (n + threads - 1) / threads;
   return static_cast<unsigned int>(blocks < 1 ? 1 : blocks > (1 << 20) ? (1 << 20) : blocks);
+}
+
+// Whether kernels launch as programmatic dependents (sm_90+ with MAMBACPP_PDL set).
+bool dependent_launch_enabled();
+
+// Launches kernel<<<grid, block, smem, stream()>>>(args...) as a programmatic dependent of the
+// kernel before it where enabled (kernel_utils.cuh: the kernel must call grid_dependency_wait()
+// before touching what earlier kernels write), plainly otherwise.
+template <typename... KArgs, typename... Args>
+void launch_dependent(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, Args&&... args) {
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream();
+  cfg.attrs = attr;
+  cfg.numAttrs = dependent_launch_enabled() ? 1 : 0;
+  CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
 }
 
 }  // namespace mamba::cuda

@@ -40,6 +40,14 @@ void replay_graph(Graph* graph);
 // Ends an open capture (discarding it) or destroys the instantiated graph; frees `graph`.
 void release_graph(Graph* graph);
 
+// Per-op device timing (ops/device.h's OpTimer). start returns an event recorded on the stream, or
+// null inside a graph capture; stop records the end and files the pair under `name`.
+void* op_timer_start();
+void op_timer_stop(void* start, std::string name);
+// Table of the totals since the last reset (waits for the pending events), largest first.
+std::string op_profile_report();
+void op_profile_reset();
+
 // Bytes currently handed out by the caching allocator / held in its cache (tests, bench).
 size_t allocated_bytes();
 size_t cached_bytes();

@@ -50,6 +50,31 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
   return warp_max(v);
 }
 
+// Programmatic dependent launch (sm_90+, launch_dependent below): a kernel so launched may start
+// while the kernel before it on the stream still runs. Before grid_dependency_wait() it may only
+// touch memory no running kernel writes — in practice, prefetch weights or its own state into L2
+// (L2 is coherent, so a prefetch is never stale); after it, everything earlier on the stream is
+// complete and visible. allow_dependents() lets the next such kernel start (placed after the wait,
+// so at most two kernels overlap). Both are no-ops before sm_90.
+__device__ __forceinline__ void grid_dependency_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void allow_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Prefetches [p, p + bytes) into L2, the block's threads striding over 128-byte lines.
+__device__ __forceinline__ void prefetch_l2(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t off = int64_t(threadIdx.x) * 128; off < bytes; off += int64_t(blockDim.x) * 128)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(c + off));
+}
+
 // Grid-stride loop bound for 1-D elementwise kernels.
 #define MAMBA_GRID_STRIDE_LOOP(i, n)                                        \
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); \

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "ops/device.h"
 #if MAMBACPP_HAVE_CUDA
 #include "ops/attention/attention_cuda.h"
 #endif
@@ -15,6 +16,7 @@ namespace mamba::ops {
 Tensor attention_fwd(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t pos,
                      float scale) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("attention_fwd", q.device());
   if (q.device() == Device::cuda) return attention_fwd_cuda(q, k_cache, v_cache, pos, scale);
 #endif
   MAMBA_CHECK(q.is_contiguous() && k_cache.is_contiguous() && v_cache.is_contiguous());
@@ -53,6 +55,7 @@ Tensor attention_fwd(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
 
 void rotary_rotate(Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool interleaved, float sign) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("rotary_rotate", x.device());
   if (x.device() == Device::cuda) return rotary_rotate_cuda(x, rotary_dim, pos0, base, interleaved, sign);
 #endif
   MAMBA_CHECK(x.is_contiguous() && x.dim() == 4 && rotary_dim % 2 == 0 && rotary_dim <= x.size(3));

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/attention/attention.h"
+#include "ops/device.h"
 #if MAMBACPP_HAVE_CUDA
 #include "ops/attention/attention_cuda.h"
 #endif
@@ -16,6 +17,7 @@ namespace mamba::ops {
 void attention_bwd(const Tensor& dout_in, const Tensor& q, const Tensor& k, const Tensor& v, float scale,
                    Tensor& dq, Tensor& dk, Tensor& dv) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("attention_bwd", q.device());
   if (q.device() == Device::cuda) return attention_bwd_cuda(dout_in, q, k, v, scale, dq, dk, dv);
 #endif
   MAMBA_CHECK(q.is_contiguous() && k.is_contiguous() && v.is_contiguous() && k.shape() == v.shape());

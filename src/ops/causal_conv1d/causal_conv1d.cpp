@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "ops/device.h"
 #include "ops/elementwise/activations.h"
 #if MAMBACPP_HAVE_CUDA
 #include "ops/causal_conv1d/causal_conv1d_cuda.h"
@@ -15,6 +16,7 @@ namespace mamba::ops {
 
 Tensor causal_conv1d_fwd(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& state, bool act) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("causal_conv1d_fwd", x.device());
   if (x.device() == Device::cuda) return causal_conv1d_fwd_cuda(x, weight, bias, state, act);
 #endif
   MAMBA_CHECK(x.dim() == 3 && x.stride(2) == 1, "x " << shape_str(x.shape()));
@@ -46,6 +48,7 @@ Tensor causal_conv1d_fwd(const Tensor& x, const Tensor& weight, const Tensor& bi
 Tensor causal_conv1d_step(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& state,
                           bool act) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("causal_conv1d_step", x.device());
   if (x.device() == Device::cuda) return causal_conv1d_step_cuda(x, weight, bias, state, act);
 #endif
   MAMBA_CHECK(x.dim() == 2 && x.stride(1) == 1);

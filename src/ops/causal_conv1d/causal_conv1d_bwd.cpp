@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/causal_conv1d/causal_conv1d.h"
+#include "ops/device.h"
 #include "ops/elementwise/activations.h"
 #if MAMBACPP_HAVE_CUDA
 #include "ops/causal_conv1d/causal_conv1d_cuda.h"
@@ -17,6 +18,7 @@ namespace mamba::ops {
 Tensor causal_conv1d_bwd(const Tensor& dy_in, const Tensor& x, const Tensor& weight, const Tensor& bias,
                          bool act, Tensor& dweight, Tensor& dbias) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("causal_conv1d_bwd", x.device());
   if (x.device() == Device::cuda) return causal_conv1d_bwd_cuda(dy_in, x, weight, bias, act, dweight, dbias);
 #endif
   MAMBA_CHECK(x.dim() == 3 && x.stride(2) == 1, "x " << shape_str(x.shape()));

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "ops/device.h"
 #if MAMBACPP_HAVE_CUDA
 #include "ops/cross_entropy/cross_entropy_cuda.h"
 #endif
@@ -47,6 +48,7 @@ std::vector<int64_t> cross_entropy_targets(const Tensor& logits, const Tensor& t
 
 double cross_entropy_fwd(const Tensor& logits_in, const Tensor& targets) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("cross_entropy_fwd", logits_in.device());
   if (logits_in.device() == Device::cuda) return cross_entropy_fwd_cuda(logits_in, targets);
 #endif
   const Tensor logits = logits_in.contiguous();
@@ -68,6 +70,7 @@ double cross_entropy_fwd(const Tensor& logits_in, const Tensor& targets) {
 
 Tensor cross_entropy_bwd(const Tensor& logits_in, const Tensor& targets) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("cross_entropy_bwd", logits_in.device());
   if (logits_in.device() == Device::cuda) return cross_entropy_bwd_cuda(logits_in, targets);
 #endif
   const Tensor logits = logits_in.contiguous();
@@ -94,6 +97,7 @@ Tensor cross_entropy_bwd(const Tensor& logits_in, const Tensor& targets) {
 
 Tensor cross_entropy_train(const Tensor& logits_in, const Tensor& targets, Tensor& dlogits) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("cross_entropy_train", logits_in.device());
   if (logits_in.device() == Device::cuda) return cross_entropy_train_cuda(logits_in, targets, dlogits);
 #endif
   const Tensor logits = logits_in.contiguous();

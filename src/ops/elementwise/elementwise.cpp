@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "ops/device.h"
 #include "ops/elementwise/activations.h"
 #if MAMBACPP_HAVE_CUDA
 #include "ops/elementwise/elementwise_cuda.h"
@@ -23,6 +24,7 @@ inline const float* row3(const Tensor& t, int64_t r) {
 
 void add_(Tensor& a, const Tensor& b) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("add_", a.device());
   if (a.device() == Device::cuda) return add_cuda_(a, b);
 #endif
   MAMBA_CHECK(a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous());
@@ -34,6 +36,7 @@ void add_(Tensor& a, const Tensor& b) {
 
 Tensor swiglu(const Tensor& h_in, bool gate_first) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("swiglu", h_in.device());
   if (h_in.device() == Device::cuda) return swiglu_cuda(h_in, gate_first);
 #endif
   MAMBA_CHECK(h_in.stride(-1) == 1 && h_in.size(-1) % 2 == 0);
@@ -54,6 +57,7 @@ Tensor swiglu(const Tensor& h_in, bool gate_first) {
 
 void mul_silu_(Tensor& y, const Tensor& z) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("mul_silu_", y.device());
   if (y.device() == Device::cuda) return mul_silu_cuda_(y, z);
 #endif
   MAMBA_CHECK(y.is_contiguous() && y.dim() == 3 && z.dim() == 3 && z.stride(2) == 1 &&
@@ -68,6 +72,7 @@ void mul_silu_(Tensor& y, const Tensor& z) {
 
 Tensor softplus_bias_clamp(const Tensor& raw, const Tensor& bias, float lo, float hi) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("softplus_bias_clamp", raw.device());
   if (raw.device() == Device::cuda) return softplus_bias_clamp_cuda(raw, bias, lo, hi);
 #endif
   MAMBA_CHECK(raw.dim() == 3 && raw.stride(2) == 1 && bias.numel() == raw.size(2));
@@ -84,6 +89,7 @@ Tensor softplus_bias_clamp(const Tensor& raw, const Tensor& bias, float lo, floa
 
 Tensor concat_last(const Tensor& a_in, const Tensor& b_in) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("concat_last", a_in.device());
   if (a_in.device() == Device::cuda) return concat_last_cuda(a_in, b_in);
 #endif
   const Tensor a = a_in.contiguous(), b = b_in.contiguous();
@@ -101,6 +107,7 @@ Tensor concat_last(const Tensor& a_in, const Tensor& b_in) {
 
 Tensor embedding(const Tensor& ids_in, const Tensor& table) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("embedding", table.device());
   if (table.device() == Device::cuda) return embedding_cuda(ids_in, table);
 #endif
   const Tensor ids = ids_in.contiguous();
@@ -122,6 +129,7 @@ Tensor embedding(const Tensor& ids_in, const Tensor& table) {
 Tensor neg_exp(const Tensor& x_in) {
   MAMBA_CHECK(x_in.dtype() == DType::f32, "neg_exp takes f32, got " << dtype_name(x_in.dtype()));
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("neg_exp", x_in.device());
   if (x_in.device() == Device::cuda) return neg_exp_cuda(x_in);
 #endif
   const Tensor x = x_in.contiguous();

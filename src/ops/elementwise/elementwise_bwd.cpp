@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "ops/device.h"
 #include "ops/elementwise/activations.h"
 #include "ops/elementwise/elementwise.h"
 #if MAMBACPP_HAVE_CUDA
@@ -15,6 +16,7 @@ namespace mamba::ops {
 
 Tensor swiglu_bwd(const Tensor& dout_in, const Tensor& h_in, bool gate_first) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("swiglu_bwd", h_in.device());
   if (h_in.device() == Device::cuda) return swiglu_bwd_cuda(dout_in, h_in, gate_first);
 #endif
   const Tensor h = h_in.contiguous(), dout = dout_in.contiguous();
@@ -40,6 +42,7 @@ Tensor swiglu_bwd(const Tensor& dout_in, const Tensor& h_in, bool gate_first) {
 
 void mul_silu_bwd(const Tensor& dout_in, const Tensor& y_in, const Tensor& z_in, Tensor& dy, Tensor& dz) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("mul_silu_bwd", y_in.device());
   if (y_in.device() == Device::cuda) return mul_silu_bwd_cuda(dout_in, y_in, z_in, dy, dz);
 #endif
   const Tensor dout = dout_in.contiguous(), y = y_in.contiguous(), z = z_in.contiguous();
@@ -57,6 +60,7 @@ void mul_silu_bwd(const Tensor& dout_in, const Tensor& y_in, const Tensor& z_in,
 Tensor softplus_bias_clamp_bwd(const Tensor& dout_in, const Tensor& raw_in, const Tensor& bias, float lo,
                                float hi, Tensor& dbias) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("softplus_bias_clamp_bwd", raw_in.device());
   if (raw_in.device() == Device::cuda)
     return softplus_bias_clamp_bwd_cuda(dout_in, raw_in, bias, lo, hi, dbias);
 #endif
@@ -81,6 +85,7 @@ Tensor softplus_bias_clamp_bwd(const Tensor& dout_in, const Tensor& raw_in, cons
 
 void embedding_bwd(const Tensor& ids_in, const Tensor& dout_in, Tensor& dtable) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("embedding_bwd", dtable.device());
   if (dtable.device() == Device::cuda) return embedding_bwd_cuda(ids_in, dout_in, dtable);
 #endif
   const Tensor ids = ids_in.contiguous(), dout = dout_in.contiguous();
@@ -104,6 +109,7 @@ void embedding_bwd(const Tensor& ids_in, const Tensor& dout_in, Tensor& dtable) 
 
 void neg_exp_bwd(const Tensor& dA, const Tensor& A, Tensor& dA_log) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("neg_exp_bwd", dA_log.device());
   if (dA_log.device() == Device::cuda) return neg_exp_bwd_cuda(dA, A, dA_log);
 #endif
   MAMBA_CHECK(dA.shape() == A.shape() && dA_log.numel() == A.numel() && dA.is_contiguous() &&

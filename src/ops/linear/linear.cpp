@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "core/error.h"
+#include "ops/device.h"
 #include "ops/elementwise/elementwise.h"
 #include "ops/norm/norm.h"
 #if MAMBACPP_HAVE_CUDA
@@ -16,6 +17,7 @@ namespace mamba::ops {
 
 void linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("linear_into", x.device(), weight.size(0));
   if (x.device() == Device::cuda) return linear_into_cuda(x, weight, bias, y);
 #endif
   MAMBA_CHECK(x.is_contiguous() && weight.is_contiguous() && y.is_contiguous());
@@ -43,6 +45,7 @@ void linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias, Tens
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("linear", x.device(), weight.size(0));
   if (x.device() == Device::cuda) return linear_cuda(x, weight, bias);
 #endif
   Shape shape = x.shape();
@@ -64,6 +67,7 @@ bool decode_gemv_applies(int64_t rows, const Tensor& weight) {
 
 Tensor rms_norm_linear(const Tensor& x, const Tensor& norm_weight, float eps, const Tensor& weight) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("rms_norm_linear", x.device(), weight.size(0));
   Tensor y;
   if (x.device() == Device::cuda && rms_norm_linear_cuda(x, norm_weight, eps, weight, y)) return y;
 #endif
@@ -72,6 +76,7 @@ Tensor rms_norm_linear(const Tensor& x, const Tensor& norm_weight, float eps, co
 
 void linear_add_(Tensor& residual, const Tensor& x, const Tensor& weight) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("linear_add_", x.device(), weight.size(0));
   if (x.device() == Device::cuda && linear_add_cuda_(residual, x, weight)) return;
 #endif
   const Tensor y = linear(x, weight);

@@ -75,19 +75,26 @@ __device__ __forceinline__ void bf16x8_to_float(const uint4& raw, float* f) {
   }
 }
 
-template <int kRows, bool kNorm, bool kAccumulate>
+// kOut outputs per warp (consecutive rows of W): more loads in flight per lane and fewer blocks,
+// so a large `out` fits the GPU in one wave.
+template <int kRows, int kOut, bool kNorm, bool kAccumulate>
 __global__ void __launch_bounds__(kGemvThreads) gemv_bf16_kernel(const GemvArgs a) {
   extern __shared__ __align__(16) unsigned char gemv_smem[];
   __nv_bfloat16* xs_normed = reinterpret_cast<__nv_bfloat16*>(gemv_smem);  // [kRows, in], kNorm only
   const int lane = threadIdx.x & 31;
-  const int o = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
+  const int o0 = (blockIdx.x * kGemvWarps + (threadIdx.x >> 5)) * kOut;
   const int in = a.in;
-  const __nv_bfloat16* wr = a.w + int64_t(o) * in;
+  // Launched as a programmatic dependent: pull this warp's weight rows towards L2 while the kernel
+  // before still runs (and, kNorm, while the block normalizes x), then wait for x.
+#pragma unroll
+  for (int j = 0; j < kOut; ++j)
+    if (o0 + j < a.out)
+      for (int i = lane * 64; i < in; i += 32 * 64)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w + int64_t(o0 + j) * in + i));
+  mamba::cuda::grid_dependency_wait();
+  mamba::cuda::allow_dependents();
   if constexpr (kNorm) {
     __shared__ float scratch[32];
-    // Pull this warp's weight row towards L2 while the block normalizes x.
-    if (o < a.out)
-      for (int i = lane * 64; i < in; i += 32 * 64) asm volatile("prefetch.global.L2 [%0];" ::"l"(wr + i));
     for (int r = 0; r < kRows; ++r) {  // every thread takes part (block-wide sums)
       const float* xr = a.x + r * a.ldx;
       float ss = 0.0f;
@@ -102,14 +109,20 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_bf16_kernel(const GemvArgs 
     }
     __syncthreads();
   }
-  if (o >= a.out) return;
-  float acc[kRows];
+  if (o0 >= a.out) return;
+  const __nv_bfloat16* wr[kOut];
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) acc[r] = 0.0f;
+  for (int j = 0; j < kOut; ++j) wr[j] = a.w + int64_t(o0 + j < a.out ? o0 + j : o0) * in;
+  float acc[kRows][kOut];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r)
+#pragma unroll
+    for (int j = 0; j < kOut; ++j) acc[r][j] = 0.0f;
 #pragma unroll 4
   for (int i = lane * 8; i < in; i += 256) {
-    float wf[8];
-    bf16x8_to_float(__ldcs(reinterpret_cast<const uint4*>(wr + i)), wf);
+    float wf[kOut][8];
+#pragma unroll
+    for (int j = 0; j < kOut; ++j) bf16x8_to_float(__ldcs(reinterpret_cast<const uint4*>(wr[j] + i)), wf[j]);
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
       float xf[8];
@@ -120,18 +133,23 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_bf16_kernel(const GemvArgs 
         const float4 hi = __ldg(reinterpret_cast<const float4*>(a.x + r * a.ldx + i + 4));
         const float xs[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
 #pragma unroll
-        for (int j = 0; j < 8; ++j) xf[j] = round_bf16(xs[j]);
+        for (int k = 0; k < 8; ++k) xf[k] = round_bf16(xs[k]);
       }
 #pragma unroll
-      for (int j = 0; j < 8; ++j) acc[r] += xf[j] * wf[j];
+      for (int j = 0; j < kOut; ++j)
+#pragma unroll
+        for (int k = 0; k < 8; ++k) acc[r][j] += xf[k] * wf[j][k];
     }
   }
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
-    const float sum = mamba::cuda::warp_sum(acc[r]);
-    if (lane == 0) {
-      float& out = a.y[int64_t(r) * a.out + o];
-      out = kAccumulate ? out + sum : sum;
+#pragma unroll
+    for (int j = 0; j < kOut; ++j) {
+      const float sum = mamba::cuda::warp_sum(acc[r][j]);
+      if (lane == 0 && o0 + j < a.out) {
+        float& out = a.y[int64_t(r) * a.out + o0 + j];
+        out = kAccumulate ? out + sum : sum;
+      }
     }
   }
 }
@@ -152,25 +170,42 @@ bool gemv_weight_fits(int64_t rows, const Tensor& weight, bool staged) {
          (!staged || static_cast<size_t>(rows * in) * sizeof(__nv_bfloat16) <= kGemvMaxSmem);
 }
 
-template <bool kNorm, bool kAccumulate>
-void launch_gemv(int64_t rows, const GemvArgs& a) {
-  const unsigned int blocks = mamba::cuda::ceil_div(a.out, kGemvWarps);
+// Outputs per warp: 2 when one per warp would need more than one wave of blocks (8 resident
+// 256-thread blocks per SM), else 1; MAMBACPP_GEMV_OUT_PER_WARP=1|2 overrides (timing comparisons).
+int gemv_out_per_warp(int64_t out) {
+  static const char* env = std::getenv("MAMBACPP_GEMV_OUT_PER_WARP");
+  if (env) return std::atoi(env) == 2 ? 2 : 1;
+  const int64_t resident = int64_t(8) * mamba::cuda::device_info().multiprocessors;
+  return mamba::cuda::ceil_div(out, kGemvWarps) > resident ? 2 : 1;
+}
+
+template <int kOut, bool kNorm, bool kAccumulate>
+void launch_gemv_rows(int64_t rows, const GemvArgs& a) {
+  const unsigned int blocks = mamba::cuda::ceil_div(a.out, kGemvWarps * kOut);
   const size_t smem = kNorm ? static_cast<size_t>(rows * a.in) * sizeof(__nv_bfloat16) : 0;
-  cudaStream_t s = mamba::cuda::stream();
+  using mamba::cuda::launch_dependent;
   switch (rows) {
     case 1:
-      gemv_bf16_kernel<1, kNorm, kAccumulate><<<blocks, kGemvThreads, smem, s>>>(a);
+      launch_dependent(gemv_bf16_kernel<1, kOut, kNorm, kAccumulate>, blocks, kGemvThreads, smem, a);
       break;
     case 2:
-      gemv_bf16_kernel<2, kNorm, kAccumulate><<<blocks, kGemvThreads, smem, s>>>(a);
+      launch_dependent(gemv_bf16_kernel<2, kOut, kNorm, kAccumulate>, blocks, kGemvThreads, smem, a);
       break;
     case 3:
-      gemv_bf16_kernel<3, kNorm, kAccumulate><<<blocks, kGemvThreads, smem, s>>>(a);
+      launch_dependent(gemv_bf16_kernel<3, kOut, kNorm, kAccumulate>, blocks, kGemvThreads, smem, a);
       break;
     default:
-      gemv_bf16_kernel<4, kNorm, kAccumulate><<<blocks, kGemvThreads, smem, s>>>(a);
+      launch_dependent(gemv_bf16_kernel<4, kOut, kNorm, kAccumulate>, blocks, kGemvThreads, smem, a);
   }
   CUDA_CHECK_LAUNCH();
+}
+
+template <bool kNorm, bool kAccumulate>
+void launch_gemv(int64_t rows, const GemvArgs& a) {
+  if (gemv_out_per_warp(a.out) == 2)
+    launch_gemv_rows<2, kNorm, kAccumulate>(rows, a);
+  else
+    launch_gemv_rows<1, kNorm, kAccumulate>(rows, a);
 }
 
 // The GEMV (accumulating into y or not) where it applies: f32 x of at most kGemvMaxRows

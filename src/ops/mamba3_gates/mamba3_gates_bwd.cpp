@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "ops/device.h"
 #include "ops/elementwise/activations.h"
 #include "ops/mamba3_gates/mamba3_gates.h"
 #if MAMBACPP_HAVE_CUDA
@@ -189,6 +190,7 @@ void angle_and_dt_bwd(const Mamba3Gates& g, const Layout& l, int64_t seq_len, co
 void mamba3_prepare_bwd(const Tensor& proj, const Mamba3Gates& g, const Mamba3ScanGrads& ds, Tensor& dproj,
                         Mamba3Gates& grads) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("mamba3_prepare_bwd", proj.device());
   if (proj.device() == Device::cuda) return mamba3_prepare_bwd_cuda(proj, g, ds, dproj, grads);
 #endif
   MAMBA_CHECK(proj.is_contiguous() && proj.dim() == 3 && dproj.is_contiguous() &&
@@ -236,6 +238,7 @@ Tensor mamba3_combine_bwd(const Tensor& dout_in, const Tensor& y, const Tensor& 
                           const Tensor& mimo_z, const Tensor& mimo_o, Tensor& dz, Tensor& dnorm_weight,
                           Tensor& dmimo_z, Tensor& dmimo_o) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("mamba3_combine_bwd", y.device());
   if (y.device() == Device::cuda)
     return mamba3_combine_bwd_cuda(dout_in, y, z, norm_weight, mimo_z, mimo_o, dz, dnorm_weight, dmimo_z,
                                    dmimo_o);

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "ops/device.h"
 #if MAMBACPP_HAVE_CUDA
 #include "ops/mamba3_scan/mamba3_scan_cuda.h"
 #endif
@@ -464,6 +465,7 @@ MAMBA_CPU_CLONES void scan_chunks(const std::vector<HeadView>& views, const Dims
 
 void mamba3_scan_fwd(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("mamba3_scan_fwd", args.x.device());
   if (args.x.device() == Device::cuda) return mamba3_scan_cuda(args, state, y);
 #endif
   const Dims d = check_args(args, state, y);
@@ -492,6 +494,7 @@ void mamba3_scan_fwd(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor&
 
 void mamba3_scan_ref(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("mamba3_scan_ref", args.x.device());
   if (args.x.device() == Device::cuda) return mamba3_scan_cuda(args, state, y);
 #endif
   const Dims d = check_args(args, state, y);
@@ -509,6 +512,7 @@ void mamba3_scan_ref(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor&
 
 void mamba3_scan_step(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("mamba3_scan_step", args.x.device());
   if (args.x.device() == Device::cuda) return mamba3_scan_cuda(args, state, y);
 #endif
   const Dims d = check_args(args, state, y);

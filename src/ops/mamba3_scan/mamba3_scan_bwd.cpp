@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "ops/device.h"
 #include "ops/mamba3_scan/mamba3_scan.h"
 #if MAMBACPP_HAVE_CUDA
 #include "ops/mamba3_scan/mamba3_scan_cuda.h"
@@ -168,6 +169,7 @@ void head_bwd(HeadSlice& s, const Sizes& z) {
 
 Mamba3ScanGrads mamba3_scan_bwd(const Mamba3ScanArgs& a, const Tensor& dy_in) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("mamba3_scan_bwd", a.x.device());
   if (a.x.device() == Device::cuda) return mamba3_scan_bwd_cuda(a, dy_in);
 #endif
   const Tensor dy = dy_in.contiguous();

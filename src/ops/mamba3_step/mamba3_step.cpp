@@ -2,6 +2,7 @@
 #include "ops/mamba3_step/mamba3_step.h"
 
 #include "core/error.h"
+#include "ops/device.h"
 #if MAMBACPP_HAVE_CUDA
 #include "ops/mamba3_step/mamba3_step_cuda.h"
 #endif
@@ -26,6 +27,7 @@ Tensor mamba3_step_composed(const Tensor& proj, const Mamba3Gates& g, const Mamb
 Tensor mamba3_step(const Tensor& proj, const Mamba3Gates& g, const Mamba3StepParams& w, Tensor& angle,
                    Mamba3ScanState& state) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("mamba3_step", proj.device());
   if (proj.device() == Device::cuda) {
     Tensor o;
     if (mamba3_step_cuda(proj, g, w, angle, state, o)) return o;

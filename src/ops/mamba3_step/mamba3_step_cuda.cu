@@ -21,6 +21,7 @@ constexpr float kPi = std::numbers::pi_v<float>;
 constexpr float kTwoPi = 2.0f * std::numbers::pi_v<float>;
 constexpr int kThreads = 256;
 constexpr int kRowsPerWarp = 4;
+constexpr int kWarps = kThreads / 32;
 constexpr int kMaxRank = 8;
 constexpr size_t kMaxSmem = 48 * 1024;
 
@@ -42,13 +43,79 @@ __device__ __forceinline__ float4 ld4(const float* p) {
   return *reinterpret_cast<const float4*>(p);
 }
 
-// kRanks: ranks compiled in (1 for SISO, kMaxRank for MIMO); p.rank <= kRanks.
+// What a warp needs to update rows of one head's state (shared-memory vectors and gate scalars).
+struct RowCoefs {
+  float alpha, beta, gamma, D;
+  const float *xp_s, *x_s, *k_s, *q_s, *kp_s;  // previous x, x, key, query, previous key
+  float* y_s;                                  // [R][P] outputs
+  const float* mimo_x;                         // [R][P] of this head, null for SISO
+  int P, N, R;
+};
+
+// Rows p0..p0+3 (those < P) at columns n..n+3: s holds their old values; writes the new ones back
+// (streaming stores) and adds each row's S·q_r partial sum into acc.
 template <int kRanks>
+__device__ __forceinline__ void update_rows(const RowCoefs& c, float* state, int p0, int n,
+                                            const float4 (&s)[kRowsPerWarp],
+                                            float (&acc)[kRowsPerWarp][kRanks]) {
+#pragma unroll
+  for (int i = 0; i < kRowsPerWarp; ++i) {
+    const int prow = p0 + i;
+    if (prow >= c.P) continue;
+    float4 v = s[i];
+    v.x *= c.alpha, v.y *= c.alpha, v.z *= c.alpha, v.w *= c.alpha;
+#pragma unroll
+    for (int r = 0; r < kRanks; ++r) {
+      if (r >= c.R) break;
+      const float scale = c.mimo_x ? c.mimo_x[r * c.P + prow] : 1.0f;
+      const float cb = c.beta * c.xp_s[prow] * scale, cn = c.gamma * c.x_s[prow] * scale;
+      const float4 kb = ld4(c.kp_s + r * c.N + n), kn = ld4(c.k_s + r * c.N + n);
+      v.x += cb * kb.x + cn * kn.x;
+      v.y += cb * kb.y + cn * kn.y;
+      v.z += cb * kb.z + cn * kn.z;
+      v.w += cb * kb.w + cn * kn.w;
+    }
+    __stcs(reinterpret_cast<float4*>(state + int64_t(prow) * c.N + n), v);
+#pragma unroll
+    for (int r = 0; r < kRanks; ++r) {
+      if (r >= c.R) break;
+      const float4 q = ld4(c.q_s + r * c.N + n);
+      acc[i][r] += v.x * q.x + v.y * q.y + v.z * q.z + v.w * q.w;
+    }
+  }
+}
+
+// y_r[p] = (the warp's sum of acc) + D·v_r[p] for rows p0..p0+3, into y_s.
+template <int kRanks>
+__device__ __forceinline__ void finish_rows(const RowCoefs& c, int p0, int lane,
+                                            float (&acc)[kRowsPerWarp][kRanks]) {
+#pragma unroll
+  for (int i = 0; i < kRowsPerWarp; ++i) {
+#pragma unroll
+    for (int r = 0; r < kRanks; ++r) {
+      if (r >= c.R) break;
+      const float sum = mamba::cuda::warp_sum(acc[i][r]);
+      const int prow = p0 + i;
+      if (lane == 0 && prow < c.P) {
+        const float scale = c.mimo_x ? c.mimo_x[r * c.P + prow] : 1.0f;
+        c.y_s[r * c.P + prow] = sum + c.D * c.x_s[prow] * scale;
+      }
+      acc[i][r] = 0.0f;
+    }
+  }
+}
+
+// kRanks: ranks compiled in (1 for SISO, kMaxRank for MIMO); p.rank <= kRanks. kPasses > 0: the
+// shape d_state 128, head_dim 32·kPasses, whose state slice (kPasses·4 float4 per thread) is loaded
+// into registers first, so its DRAM latency overlaps the gate prologue; 0: any shape, loaded in
+// the update loop.
+template <int kRanks, int kPasses>
 __global__ void __launch_bounds__(kThreads) mamba3_step_kernel(const StepParams p) {
   extern __shared__ float4 smem4[];
   __shared__ float scratch[32];
   const int H = p.n_heads, P = p.head_dim, N = p.d_state, R = p.rank, S = p.n_angles, G = p.n_groups;
-  const int h = blockIdx.x, b = blockIdx.y, tid = threadIdx.x, nt = blockDim.x;
+  const int h = blockIdx.x, b = blockIdx.y, tid = threadIdx.x, nt = kThreads;
+  const int lane = tid & 31, warp = tid >> 5;
   const int g = h / (H / G);
   const int64_t bh = int64_t(b) * H + h;
   float* k_s = reinterpret_cast<float*>(smem4);  // [R][N] this token's key
@@ -58,6 +125,22 @@ __global__ void __launch_bounds__(kThreads) mamba3_step_kernel(const StepParams 
   float* xp_s = x_s + P;                         // [P]    previous x
   float* y_s = xp_s + P;                         // [R][P] scan output per rank
   float* phi_s = y_s + R * P;                    // [S]    angle after this token
+  // The state is written only by this layer's previous step, long finished: its loads may start
+  // before the wait for the in_proj kernel (a programmatic dependent launch).
+  float* state = p.ssm + bh * P * N;
+  float4 pre[kPasses > 0 ? kPasses : 1][kRowsPerWarp];
+  if constexpr (kPasses > 0) {
+#pragma unroll
+    for (int j = 0; j < kPasses; ++j)
+#pragma unroll
+      for (int i = 0; i < kRowsPerWarp; ++i)
+        pre[j][i] = __ldcs(reinterpret_cast<const float4*>(
+            state + int64_t((warp + j * kWarps) * kRowsPerWarp + i) * N + 4 * lane));
+  } else {
+    mamba::cuda::prefetch_l2(state, int64_t(P) * N * sizeof(float));
+  }
+  mamba::cuda::grid_dependency_wait();
+  mamba::cuda::allow_dependents();
   const float* row = p.proj + b * p.proj_stride;
 
   // A = −max(f(dd_A), A_floor), Δ = softplus(dd_dt + dt_bias), λ = sigmoid(trap) (§3.3 items 1-3).
@@ -128,63 +211,39 @@ __global__ void __launch_bounds__(kThreads) mamba3_step_kernel(const StepParams 
   const float alpha = expf(adt);
   const float beta = (1.0f - lambda) * dt * alpha, gamma = lambda * dt;
   const float D = p.D[h];
-  const int lane = tid & 31, warp = tid >> 5, n_warps = nt >> 5;
-  float* state = p.ssm + bh * P * N;
-  for (int p0 = warp * kRowsPerWarp; p0 < P; p0 += n_warps * kRowsPerWarp) {
-    float acc[kRowsPerWarp][kRanks];
-    float c_before[kRowsPerWarp][kRanks], c_now[kRowsPerWarp][kRanks];
+  const RowCoefs c{alpha,
+                   beta,
+                   gamma,
+                   D,
+                   xp_s,
+                   x_s,
+                   k_s,
+                   q_s,
+                   kp_s,
+                   y_s,
+                   p.mimo_x ? p.mimo_x + int64_t(h) * R * P : nullptr,
+                   P,
+                   N,
+                   R};
+  float acc[kRowsPerWarp][kRanks] = {};
+  if constexpr (kPasses > 0) {
 #pragma unroll
-    for (int i = 0; i < kRowsPerWarp; ++i) {
-      const int prow = p0 + i < P ? p0 + i : P - 1;
-#pragma unroll
-      for (int r = 0; r < kRanks; ++r) {
-        acc[i][r] = 0.0f;
-        const float scale = r < R && p.mimo_x ? p.mimo_x[(h * R + r) * P + prow] : 1.0f;
-        c_before[i][r] = beta * xp_s[prow] * scale;
-        c_now[i][r] = gamma * x_s[prow] * scale;
-      }
+    for (int j = 0; j < kPasses; ++j) {
+      const int p0 = (warp + j * kWarps) * kRowsPerWarp;
+      update_rows<kRanks>(c, state, p0, 4 * lane, pre[j], acc);
+      finish_rows<kRanks>(c, p0, lane, acc);
     }
-    for (int n = 4 * lane; n < N; n += 128) {
-      float4 s[kRowsPerWarp];
+  } else {
+    for (int p0 = warp * kRowsPerWarp; p0 < P; p0 += kWarps * kRowsPerWarp) {
+      for (int n = 4 * lane; n < N; n += 128) {
+        float4 s[kRowsPerWarp];
 #pragma unroll
-      for (int i = 0; i < kRowsPerWarp; ++i)
-        if (p0 + i < P) s[i] = __ldcs(reinterpret_cast<const float4*>(state + int64_t(p0 + i) * N + n));
-#pragma unroll
-      for (int i = 0; i < kRowsPerWarp; ++i) {
-        if (p0 + i >= P) continue;
-        float4 v = s[i];
-        v.x *= alpha, v.y *= alpha, v.z *= alpha, v.w *= alpha;
-#pragma unroll
-        for (int r = 0; r < kRanks; ++r) {
-          if (r >= R) break;
-          const float4 kb = ld4(kp_s + r * N + n), kn = ld4(k_s + r * N + n);
-          const float cb = c_before[i][r], cn = c_now[i][r];
-          v.x += cb * kb.x + cn * kn.x;
-          v.y += cb * kb.y + cn * kn.y;
-          v.z += cb * kb.z + cn * kn.z;
-          v.w += cb * kb.w + cn * kn.w;
-        }
-        __stcs(reinterpret_cast<float4*>(state + int64_t(p0 + i) * N + n), v);
-#pragma unroll
-        for (int r = 0; r < kRanks; ++r) {
-          if (r >= R) break;
-          const float4 q = ld4(q_s + r * N + n);
-          acc[i][r] += v.x * q.x + v.y * q.y + v.z * q.z + v.w * q.w;
-        }
+        for (int i = 0; i < kRowsPerWarp; ++i)
+          s[i] = p0 + i < P ? __ldcs(reinterpret_cast<const float4*>(state + int64_t(p0 + i) * N + n))
+                            : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        update_rows<kRanks>(c, state, p0, n, s, acc);
       }
-    }
-#pragma unroll
-    for (int i = 0; i < kRowsPerWarp; ++i) {
-#pragma unroll
-      for (int r = 0; r < kRanks; ++r) {
-        if (r >= R) break;
-        const float sum = mamba::cuda::warp_sum(acc[i][r]);
-        const int prow = p0 + i;
-        if (lane == 0 && prow < P) {
-          const float scale = p.mimo_x ? p.mimo_x[(h * R + r) * P + prow] : 1.0f;
-          y_s[r * P + prow] = sum + D * x_s[prow] * scale;
-        }
-      }
+      finish_rows<kRanks>(c, p0, lane, acc);
     }
   }
   __syncthreads();
@@ -281,10 +340,19 @@ bool mamba3_step_cuda(const Tensor& proj, const Mamba3Gates& g, const Mamba3Step
                      .rope = g.rope};
   MAMBA_CHECK(p.dt_bias && p.B_bias && p.C_bias && p.B_norm_weight && p.C_norm_weight && p.D);
   const dim3 grid(static_cast<unsigned int>(H), static_cast<unsigned int>(batch));
-  if (R == 1)
-    mamba3_step_kernel<1><<<grid, kThreads, smem, mamba::cuda::stream()>>>(p);
+  // The register-resident state slice: d_state 128, head_dim 64 (2 passes of 32 rows) or 128 (4).
+  const int passes = N == 128 && (P == 64 || P == 128) ? static_cast<int>(P / (kWarps * kRowsPerWarp)) : 0;
+  using mamba::cuda::launch_dependent;
+  if (R == 1 && passes == 2)
+    launch_dependent(mamba3_step_kernel<1, 2>, grid, kThreads, smem, p);
+  else if (R == 1 && passes == 4)
+    launch_dependent(mamba3_step_kernel<1, 4>, grid, kThreads, smem, p);
+  else if (R == 1)
+    launch_dependent(mamba3_step_kernel<1, 0>, grid, kThreads, smem, p);
+  else if (passes == 2)
+    launch_dependent(mamba3_step_kernel<kMaxRank, 2>, grid, kThreads, smem, p);
   else
-    mamba3_step_kernel<kMaxRank><<<grid, kThreads, smem, mamba::cuda::stream()>>>(p);
+    launch_dependent(mamba3_step_kernel<kMaxRank, 0>, grid, kThreads, smem, p);
   CUDA_CHECK_LAUNCH();
   return true;
 }

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "ops/device.h"
 #if MAMBACPP_HAVE_CUDA
 #include "ops/norm/norm_cuda.h"
 #endif
@@ -23,6 +24,7 @@ Tensor rms_norm(const Tensor& x_in, const Tensor& weight, float eps) {
 
 Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, float eps) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("layer_norm", x_in.device());
   if (x_in.device() == Device::cuda) return layer_norm_cuda(x_in, weight, bias, eps);
 #endif
   const Tensor x = x_in.contiguous();
@@ -59,6 +61,7 @@ void add_into(Tensor& residual, const Tensor& x) {
 
 Tensor add_rms_norm_(Tensor& residual, const Tensor& x, const Tensor& weight, float eps) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("add_rms_norm_", residual.device());
   if (residual.device() == Device::cuda) return add_norm_cuda_(residual, x, weight, Tensor(), eps, false);
 #endif
   add_into(residual, x);
@@ -68,6 +71,7 @@ Tensor add_rms_norm_(Tensor& residual, const Tensor& x, const Tensor& weight, fl
 Tensor add_layer_norm_(Tensor& residual, const Tensor& x, const Tensor& weight, const Tensor& bias,
                        float eps) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("add_layer_norm_", residual.device());
   if (residual.device() == Device::cuda) return add_norm_cuda_(residual, x, weight, bias, eps, true);
 #endif
   add_into(residual, x);
@@ -77,6 +81,7 @@ Tensor add_layer_norm_(Tensor& residual, const Tensor& x, const Tensor& weight, 
 Tensor rms_norm_gated(const Tensor& x_in, const Tensor& z_in, const Tensor& weight, int64_t group_size,
                       bool norm_before_gate, float eps) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("rms_norm_gated", x_in.device());
   if (x_in.device() == Device::cuda)
     return rms_norm_gated_cuda(x_in, z_in, weight, group_size, norm_before_gate, eps);
 #endif

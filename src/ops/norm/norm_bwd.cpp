@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "ops/device.h"
 #include "ops/elementwise/activations.h"
 #include "ops/norm/norm.h"
 #if MAMBACPP_HAVE_CUDA
@@ -35,6 +36,7 @@ Tensor rms_norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight, flo
 Tensor layer_norm_bwd(const Tensor& dy_in, const Tensor& x_in, const Tensor& weight, float eps,
                       Tensor& dweight, Tensor& dbias) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("layer_norm_bwd", x_in.device());
   if (x_in.device() == Device::cuda) return layer_norm_bwd_cuda(dy_in, x_in, weight, eps, dweight, dbias);
 #endif
   const Tensor x = x_in.contiguous(), dy = dy_in.contiguous();
@@ -74,6 +76,7 @@ Tensor layer_norm_bwd(const Tensor& dy_in, const Tensor& x_in, const Tensor& wei
 Tensor rms_norm_gated_bwd(const Tensor& dy_in, const Tensor& x_in, const Tensor& z_in, const Tensor& weight,
                           int64_t group_size, bool norm_before_gate, float eps, Tensor& dweight, Tensor& dz) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("rms_norm_gated_bwd", x_in.device());
   if (x_in.device() == Device::cuda)
     return rms_norm_gated_bwd_cuda(dy_in, x_in, z_in, weight, group_size, norm_before_gate, eps, dweight, dz);
 #endif

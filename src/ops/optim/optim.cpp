@@ -7,6 +7,7 @@
 #include <initializer_list>
 
 #include "core/error.h"
+#include "ops/device.h"
 #if MAMBACPP_HAVE_CUDA
 #include "ops/optim/optim_cuda.h"
 #endif
@@ -28,6 +29,7 @@ void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const
                                        << " (all on one device)");
   }
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("adamw_update", param.device());
   if (param.device() == Device::cuda) return adamw_update_cuda(param, grad, m, v, s);
 #endif
   float* w = param.f32();
@@ -49,6 +51,7 @@ void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const
 double sum_squares(const Tensor& t) {
   check_f32(t, "sum_squares");
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("sum_squares", t.device());
   if (t.device() == Device::cuda) return sum_squares_cuda(t);
 #endif
   const float* g = t.f32();
@@ -64,6 +67,7 @@ Tensor sum_squares_total(const std::vector<Tensor>& ts) {
     MAMBA_CHECK(t.device() == device, "sum_squares_total: tensors on different devices");
   }
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("sum_squares_total", device);
   if (device == Device::cuda) return sum_squares_total_cuda(ts);
 #endif
   double sum = 0;
@@ -80,6 +84,7 @@ void clip_scale_(Tensor& t, const Tensor& total, double max_norm) {
       "clip_scale_: expected sum_squares_total's result on the tensor's device");
   if (max_norm <= 0) return;
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("clip_scale_", t.device());
   if (t.device() == Device::cuda) return clip_scale_cuda_(t, total, max_norm);
 #endif
   const double norm = std::sqrt(*static_cast<const double*>(total.raw()));
@@ -90,6 +95,7 @@ void clip_scale_(Tensor& t, const Tensor& total, double max_norm) {
 void scale_(Tensor& t, double coef) {
   check_f32(t, "scale_");
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("scale_", t.device());
   if (t.device() == Device::cuda) return scale_cuda_(t, coef);
 #endif
   float* g = t.f32();
@@ -99,6 +105,7 @@ void scale_(Tensor& t, double coef) {
 void zero_(Tensor& t) {
   MAMBA_CHECK(t.defined() && t.is_contiguous(), "zero_: expected a contiguous tensor");
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("zero_", t.device());
   if (t.device() == Device::cuda) return zero_cuda_(t);
 #endif
   if (t.nbytes() > 0) std::memset(t.raw(), 0, t.nbytes());

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "ops/device.h"
 #include "ops/elementwise/activations.h"
 #include "ops/selective_scan/selective_scan.h"
 #if MAMBACPP_HAVE_CUDA
@@ -99,6 +100,7 @@ void channel_bwd(const ScanView& v, int64_t b, int64_t d, ChannelScratch& w, flo
 
 SelectiveScanGrads selective_scan_bwd(const SelectiveScanArgs& a, const Tensor& dy_in) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("selective_scan_bwd", a.u.device());
   if (a.u.device() == Device::cuda) return selective_scan_bwd_cuda(a, dy_in);
 #endif
   const int64_t batch = a.u.size(0), L = a.u.size(1), DI = a.u.size(2), N = a.A.size(1);

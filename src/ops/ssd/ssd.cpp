@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "ops/device.h"
 #if MAMBACPP_HAVE_CUDA
 #include "ops/ssd/ssd_cuda.h"
 #endif
@@ -45,6 +46,7 @@ Dims check_args(const SsdArgs& a, const Tensor& state) {
 
 Tensor ssd_ref(const SsdArgs& a, Tensor& state) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("ssd_ref", a.x.device());
   if (a.x.device() == Device::cuda) return ssd_scan_cuda(a, state);
 #endif
   const Dims d = check_args(a, state);
@@ -84,6 +86,7 @@ Tensor ssd_ref(const SsdArgs& a, Tensor& state) {
 //   Y = W·X + diag(exp(cs_t))·C·S_inᵀ + D·X;  S_out = exp(cs_last)·S_in + (w ⊙ X)ᵀ·B.
 Tensor ssd_fwd(const SsdArgs& a, Tensor& state) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("ssd_fwd", a.x.device());
   if (a.x.device() == Device::cuda) return ssd_scan_cuda(a, state);
 #endif
   const Dims d = check_args(a, state);

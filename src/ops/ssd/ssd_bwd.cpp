@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "ops/device.h"
 #include "ops/ssd/ssd.h"
 #if MAMBACPP_HAVE_CUDA
 #include "ops/ssd/ssd_cuda.h"
@@ -103,6 +104,7 @@ void head_bwd(HeadSlice& s, const Sizes& z) {
 
 SsdGrads ssd_bwd(const SsdArgs& a, const Tensor& dy_in) {
 #if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("ssd_bwd", a.x.device());
   if (a.x.device() == Device::cuda) return ssd_bwd_cuda(a, dy_in);
 #endif
   const Tensor dy = dy_in.contiguous();
