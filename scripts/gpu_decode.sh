@@ -44,11 +44,16 @@ if [ "${1:-}" = quick ]; then
   exit 0
 fi
 if [ "${1:-}" = profile ]; then
-  MAMBACPP_NO_PDL=1 run 90 $B --seq-len 16 --decode-tokens 512 --json "$OUT/b1_graph_nopdl.json"
+  # A/B of the launch options, the 1.5B-class layout (24 Mamba-3 layers, each followed by a gated
+  # MLP), then where the time goes (eager, device time per op).
+  MAMBACPP_PDL=1 run 90 $B --seq-len 16 --decode-tokens 512 --json "$OUT/b1_graph_pdl.json"
+  run 90 ${B/--n-layer 48/--n-layer 24 --d-intermediate 5632} --seq-len 16 --decode-tokens 512 \
+    --json "$OUT/b1_graph_mlp.json"
   timeout 90 $B --seq-len 16 --decode-tokens 64 --profile >"$OUT/profile_b1.log" 2>&1
   timeout 150 $B --batch 128 --seq-len 2048 --decode-tokens 16 --profile >"$OUT/profile_b128.log" 2>&1
-  cat "$OUT/profile_b1.log" "$OUT/profile_b128.log"
+  grep -hE "^\| [a-z_0-9]+(\[[0-9]+\])? \||^\| all|device time per op" "$OUT/profile_b1.log" "$OUT/profile_b128.log"
   cat "$OUT"/b*.json
+  (cd "$OUT" && tar czf logs.tgz ./*.log ./*.json && rm -f ./*.log ./*.json)
   echo "total: $((SECONDS - t0)) s"
   exit 0
 fi

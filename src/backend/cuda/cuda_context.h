@@ -47,21 +47,34 @@ inline unsigned int grid_for(int64_t n, int threads = 256) {
 // Whether kernels launch as programmatic dependents (sm_90+ with MAMBACPP_PDL set).
 bool dependent_launch_enabled();
 
+// A launch's shape; cluster_x > 1 groups that many consecutive blocks along x into a thread-block
+// cluster (sm_90+: they are co-scheduled and may sync and read each other's shared memory).
+struct LaunchShape {
+  dim3 grid, block;
+  size_t smem = 0;
+  unsigned int cluster_x = 1;
+};
+
 // Launches kernel<<<grid, block, smem, stream()>>>(args...) as a programmatic dependent of the
 // kernel before it where enabled (kernel_utils.cuh: the kernel must call grid_dependency_wait()
 // before touching what earlier kernels write), plainly otherwise.
 template <typename... KArgs, typename... Args>
-void launch_dependent(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, Args&&... args) {
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
+void launch_dependent(const LaunchShape& shape, void (*kernel)(KArgs...), Args&&... args) {
+  cudaLaunchAttribute attr[2];
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.dynamicSmemBytes = smem;
+  cfg.gridDim = shape.grid;
+  cfg.blockDim = shape.block;
+  cfg.dynamicSmemBytes = shape.smem;
   cfg.stream = stream();
   cfg.attrs = attr;
-  cfg.numAttrs = dependent_launch_enabled() ? 1 : 0;
+  if (dependent_launch_enabled()) {
+    attr[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[cfg.numAttrs++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (shape.cluster_x > 1) {
+    attr[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
+    attr[cfg.numAttrs++].val.clusterDim = {shape.cluster_x, 1, 1};
+  }
   CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
 }
 

@@ -75,21 +75,25 @@ __device__ __forceinline__ void bf16x8_to_float(const uint4& raw, float* f) {
   }
 }
 
-// kOut outputs per warp (consecutive rows of W): more loads in flight per lane and fewer blocks,
-// so a large `out` fits the GPU in one wave.
-template <int kRows, int kOut, bool kNorm, bool kAccumulate>
+// Work split: kOut outputs per warp (consecutive rows of W: more loads in flight per lane, fewer
+// blocks, so a large `out` fits the GPU in one wave) and kSplit warps per output group, each
+// taking every kSplit-th 256-element slice of the row (more warps for a small `out`); the kSplit
+// partial sums are added in a fixed order through shared memory, so results are deterministic.
+template <int kRows, int kOut, int kSplit, bool kNorm, bool kAccumulate>
 __global__ void __launch_bounds__(kGemvThreads) gemv_bf16_kernel(const GemvArgs a) {
   extern __shared__ __align__(16) unsigned char gemv_smem[];
   __nv_bfloat16* xs_normed = reinterpret_cast<__nv_bfloat16*>(gemv_smem);  // [kRows, in], kNorm only
-  const int lane = threadIdx.x & 31;
-  const int o0 = (blockIdx.x * kGemvWarps + (threadIdx.x >> 5)) * kOut;
+  __shared__ float partial[kSplit > 1 ? kGemvWarps : 1][kRows][kOut];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, part = warp % kSplit;
+  const int o0 = (blockIdx.x * (kGemvWarps / kSplit) + warp / kSplit) * kOut;
   const int in = a.in;
-  // Launched as a programmatic dependent: pull this warp's weight rows towards L2 while the kernel
-  // before still runs (and, kNorm, while the block normalizes x), then wait for x.
+  // Pull this warp's slices of its weight rows towards L2 (a lane per 128-byte line, 4 lines per
+  // 256-element slice) while, kNorm, the block normalizes x — and, as a programmatic dependent,
+  // while the kernel before still runs — then wait for x.
 #pragma unroll
   for (int j = 0; j < kOut; ++j)
     if (o0 + j < a.out)
-      for (int i = lane * 64; i < in; i += 32 * 64)
+      for (int i = (part + lane / 4 * kSplit) * 256 + lane % 4 * 64; i < in; i += 8 * kSplit * 256)
         asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w + int64_t(o0 + j) * in + i));
   mamba::cuda::grid_dependency_wait();
   mamba::cuda::allow_dependents();
@@ -109,7 +113,7 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_bf16_kernel(const GemvArgs 
     }
     __syncthreads();
   }
-  if (o0 >= a.out) return;
+  if (kSplit == 1 && o0 >= a.out) return;
   const __nv_bfloat16* wr[kOut];
 #pragma unroll
   for (int j = 0; j < kOut; ++j) wr[j] = a.w + int64_t(o0 + j < a.out ? o0 + j : o0) * in;
@@ -118,8 +122,9 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_bf16_kernel(const GemvArgs 
   for (int r = 0; r < kRows; ++r)
 #pragma unroll
     for (int j = 0; j < kOut; ++j) acc[r][j] = 0.0f;
+  const int end = o0 < a.out ? in : 0;  // kSplit > 1: a warp past `out` still joins the barrier
 #pragma unroll 4
-  for (int i = lane * 8; i < in; i += 256) {
+  for (int i = part * 256 + lane * 8; i < end; i += kSplit * 256) {
     float wf[kOut][8];
 #pragma unroll
     for (int j = 0; j < kOut; ++j) bf16x8_to_float(__ldcs(reinterpret_cast<const uint4*>(wr[j] + i)), wf[j]);
@@ -142,10 +147,29 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_bf16_kernel(const GemvArgs 
     }
   }
 #pragma unroll
+  for (int r = 0; r < kRows; ++r)
+#pragma unroll
+    for (int j = 0; j < kOut; ++j) {
+      acc[r][j] = mamba::cuda::warp_sum(acc[r][j]);
+      if (kSplit > 1 && lane == 0) partial[kSplit > 1 ? warp : 0][r][j] = acc[r][j];
+    }
+  if constexpr (kSplit > 1) {
+    __syncthreads();
+    if (part != 0) return;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+#pragma unroll
+      for (int j = 0; j < kOut; ++j) {
+        acc[r][j] = partial[warp][r][j];
+#pragma unroll
+        for (int k = 1; k < kSplit; ++k) acc[r][j] += partial[warp + k][r][j];
+      }
+  }
+#pragma unroll
   for (int r = 0; r < kRows; ++r) {
 #pragma unroll
     for (int j = 0; j < kOut; ++j) {
-      const float sum = mamba::cuda::warp_sum(acc[r][j]);
+      const float sum = acc[r][j];
       if (lane == 0 && o0 + j < a.out) {
         float& out = a.y[int64_t(r) * a.out + o0 + j];
         out = kAccumulate ? out + sum : sum;
@@ -170,42 +194,66 @@ bool gemv_weight_fits(int64_t rows, const Tensor& weight, bool staged) {
          (!staged || static_cast<size_t>(rows * in) * sizeof(__nv_bfloat16) <= kGemvMaxSmem);
 }
 
-// Outputs per warp: 2 when one per warp would need more than one wave of blocks (8 resident
-// 256-thread blocks per SM), else 1; MAMBACPP_GEMV_OUT_PER_WARP=1|2 overrides (timing comparisons).
-int gemv_out_per_warp(int64_t out) {
-  static const char* env = std::getenv("MAMBACPP_GEMV_OUT_PER_WARP");
-  if (env) return std::atoi(env) == 2 ? 2 : 1;
-  const int64_t resident = int64_t(8) * mamba::cuda::device_info().multiprocessors;
-  return mamba::cuda::ceil_div(out, kGemvWarps) > resident ? 2 : 1;
+// The work split for `out` rows of `in`: 2 outputs per warp when one per warp would need more than
+// one wave of blocks (8 resident 256-thread blocks per SM); else as many warps per output (4, 2)
+// as still fit one wave. MAMBACPP_GEMV_SPLIT=21|11|12|14 (outputs per warp, warps per output)
+// overrides it (timing comparisons).
+struct GemvSplit {
+  int out_per_warp, warps_per_out;
+};
+
+GemvSplit gemv_split(int64_t out, int64_t in) {
+  static const char* env = std::getenv("MAMBACPP_GEMV_SPLIT");
+  if (env) {
+    const int v = std::atoi(env);
+    return v == 21   ? GemvSplit{2, 1}
+           : v == 12 ? GemvSplit{1, 2}
+           : v == 14 ? GemvSplit{1, 4}
+                     : GemvSplit{1, 1};
+  }
+  const int64_t resident_warps = int64_t(8) * kGemvWarps * mamba::cuda::device_info().multiprocessors;
+  if (out > resident_warps) return {2, 1};
+  for (int split : {4, 2})
+    if (out * split <= resident_warps && in % (256 * split) == 0) return {1, split};
+  return {1, 1};
 }
 
-template <int kOut, bool kNorm, bool kAccumulate>
+template <int kOut, int kSplit, bool kNorm, bool kAccumulate>
 void launch_gemv_rows(int64_t rows, const GemvArgs& a) {
-  const unsigned int blocks = mamba::cuda::ceil_div(a.out, kGemvWarps * kOut);
+  const unsigned int blocks = mamba::cuda::ceil_div(a.out, kGemvWarps / kSplit * kOut);
   const size_t smem = kNorm ? static_cast<size_t>(rows * a.in) * sizeof(__nv_bfloat16) : 0;
   using mamba::cuda::launch_dependent;
   switch (rows) {
     case 1:
-      launch_dependent(gemv_bf16_kernel<1, kOut, kNorm, kAccumulate>, blocks, kGemvThreads, smem, a);
+      launch_dependent({blocks, kGemvThreads, smem}, gemv_bf16_kernel<1, kOut, kSplit, kNorm, kAccumulate>,
+                       a);
       break;
     case 2:
-      launch_dependent(gemv_bf16_kernel<2, kOut, kNorm, kAccumulate>, blocks, kGemvThreads, smem, a);
+      launch_dependent({blocks, kGemvThreads, smem}, gemv_bf16_kernel<2, kOut, kSplit, kNorm, kAccumulate>,
+                       a);
       break;
     case 3:
-      launch_dependent(gemv_bf16_kernel<3, kOut, kNorm, kAccumulate>, blocks, kGemvThreads, smem, a);
+      launch_dependent({blocks, kGemvThreads, smem}, gemv_bf16_kernel<3, kOut, kSplit, kNorm, kAccumulate>,
+                       a);
       break;
     default:
-      launch_dependent(gemv_bf16_kernel<4, kOut, kNorm, kAccumulate>, blocks, kGemvThreads, smem, a);
+      launch_dependent({blocks, kGemvThreads, smem}, gemv_bf16_kernel<4, kOut, kSplit, kNorm, kAccumulate>,
+                       a);
   }
   CUDA_CHECK_LAUNCH();
 }
 
 template <bool kNorm, bool kAccumulate>
 void launch_gemv(int64_t rows, const GemvArgs& a) {
-  if (gemv_out_per_warp(a.out) == 2)
-    launch_gemv_rows<2, kNorm, kAccumulate>(rows, a);
+  const GemvSplit split = gemv_split(a.out, a.in);
+  if (split.out_per_warp == 2)
+    launch_gemv_rows<2, 1, kNorm, kAccumulate>(rows, a);
+  else if (split.warps_per_out == 4)
+    launch_gemv_rows<1, 4, kNorm, kAccumulate>(rows, a);
+  else if (split.warps_per_out == 2)
+    launch_gemv_rows<1, 2, kNorm, kAccumulate>(rows, a);
   else
-    launch_gemv_rows<1, kNorm, kAccumulate>(rows, a);
+    launch_gemv_rows<1, 1, kNorm, kAccumulate>(rows, a);
 }
 
 // The GEMV (accumulating into y or not) where it applies: f32 x of at most kGemvMaxRows

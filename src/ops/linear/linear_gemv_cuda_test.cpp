@@ -1,6 +1,8 @@
 // The decode GEMV of linear_cuda.cu (bf16 weight, 1-4 f32 rows, x rounded to bf16 on the fly)
 // against the CPU op on bf16-rounded operands, and against the cuBLAS path (5 rows): odd output
-// counts, row-strided views, bias; and its decode fusions (norm prologue, residual-add epilogue).
+// counts, row-strided views, bias, each work split (on an H100: 2 outputs per warp for 8544
+// outputs, 2 warps per output for 1536 -> 3000, 4 for 4096 -> 2048); and its decode fusions (norm
+// prologue, residual-add epilogue).
 // Label `cuda`.
 #include <gtest/gtest.h>
 
@@ -30,6 +32,7 @@ TEST(LinearGemvCuda, Bf16WeightsFewRows) {
                                {1, 2048, 8544},
                                {2, 264, 37},
                                {3, 4096, 2048},
+                               {2, 1536, 3000},
                                {4, 1024, 1001},
                                {5, 512, 300}}) {
     for (bool with_bias : {false, true}) {
@@ -60,6 +63,7 @@ TEST(LinearGemvCuda, DecodeFusions) {
                                {1, 2048, 8544},
                                {2, 264, 37},
                                {3, 4096, 2048},
+                               {2, 1536, 3000},
                                {4, 2048, 1001},
                                {5, 512, 300},
                                {4, 8192, 64}}) {

@@ -5,6 +5,8 @@
 // head_dim rows, each lane 4 consecutive d_state entries per row; y a warp sum). The arithmetic
 // is that of mamba3_gates_cuda.cu and mamba3_scan_cuda.cu expression by expression; only the
 // order of the RMS and S·q sums differs.
+#include <cooperative_groups.h>
+
 #include <initializer_list>
 #include <numbers>
 
@@ -105,16 +107,40 @@ __device__ __forceinline__ void finish_rows(const RowCoefs& c, int p0, int lane,
   }
 }
 
+// A barrier over the cluster of blocks sharing a head (kSplit > 1, sm_90+), else over the block.
+template <int kSplit>
+__device__ __forceinline__ void head_barrier() {
+  if constexpr (kSplit > 1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    cooperative_groups::this_cluster().sync();
+#else
+    __trap();  // never launched before sm_90 (mamba3_step_cuda)
+#endif
+  } else {
+    __syncthreads();
+  }
+}
+
 // kRanks: ranks compiled in (1 for SISO, kMaxRank for MIMO); p.rank <= kRanks. kPasses > 0: the
-// shape d_state 128, head_dim 32·kPasses, whose state slice (kPasses·4 float4 per thread) is loaded
-// into registers first, so its DRAM latency overlaps the gate prologue; 0: any shape, loaded in
-// the update loop.
-template <int kRanks, int kPasses>
-__global__ void __launch_bounds__(kThreads) mamba3_step_kernel(const StepParams p) {
+// shape d_state 128, head_dim kSplit·32·kPasses, whose state slice (kPasses·4 float4 per thread) is
+// loaded into registers first, so its DRAM latency overlaps the gate prologue; 0: any shape, loaded
+// in the update loop. kSplit > 1 (small batches, sm_90+): a cluster of kSplit blocks shares a head,
+// each updating head_dim/kSplit rows of its state — more SMs stream the state — and computing the
+// gates and q/k itself; they read the old angle, key and x before a cluster barrier, after which
+// the first block writes the new ones, and exchange the head norm's partial sums through
+// distributed shared memory.
+template <int kRanks, int kPasses, int kSplit>
+// SISO is held to 64 registers a thread, 4 blocks per SM: at large batches the blocks' serial
+// gate prologues then overlap more of each other's state streaming.
+__global__ void __launch_bounds__(kThreads, kRanks == 1 && kPasses <= 2 ? 4 : 1)
+    mamba3_step_kernel(const StepParams p) {
   extern __shared__ float4 smem4[];
   __shared__ float scratch[32];
+  __shared__ float ss_part[kRanks];  // this block's Σ y² per rank (head norm with kSplit > 1)
   const int H = p.n_heads, P = p.head_dim, N = p.d_state, R = p.rank, S = p.n_angles, G = p.n_groups;
-  const int h = blockIdx.x, b = blockIdx.y, tid = threadIdx.x, nt = kThreads;
+  const int h = blockIdx.x / kSplit, split = blockIdx.x % kSplit, b = blockIdx.y, tid = threadIdx.x,
+            nt = kThreads;
+  const int rows = P / kSplit, row0 = split * rows;  // this block's head_dim rows
   const int lane = tid & 31, warp = tid >> 5;
   const int g = h / (H / G);
   const int64_t bh = int64_t(b) * H + h;
@@ -125,6 +151,7 @@ __global__ void __launch_bounds__(kThreads) mamba3_step_kernel(const StepParams 
   float* xp_s = x_s + P;                         // [P]    previous x
   float* y_s = xp_s + P;                         // [R][P] scan output per rank
   float* phi_s = y_s + R * P;                    // [S]    angle after this token
+  float* ang_s = phi_s + S;                      // [S]    angle inputs of this token
   // The state is written only by this layer's previous step, long finished: its loads may start
   // before the wait for the in_proj kernel (a programmatic dependent launch).
   float* state = p.ssm + bh * P * N;
@@ -135,7 +162,7 @@ __global__ void __launch_bounds__(kThreads) mamba3_step_kernel(const StepParams 
 #pragma unroll
       for (int i = 0; i < kRowsPerWarp; ++i)
         pre[j][i] = __ldcs(reinterpret_cast<const float4*>(
-            state + int64_t((warp + j * kWarps) * kRowsPerWarp + i) * N + 4 * lane));
+            state + int64_t(row0 + (warp + j * kWarps) * kRowsPerWarp + i) * N + 4 * lane));
   } else {
     mamba::cuda::prefetch_l2(state, int64_t(P) * N * sizeof(float));
   }
@@ -143,45 +170,76 @@ __global__ void __launch_bounds__(kThreads) mamba3_step_kernel(const StepParams 
   mamba::cuda::allow_dependents();
   const float* row = p.proj + b * p.proj_stride;
 
+  // Every global read of the gate prologue is issued first, as predicated loads in one pass, so
+  // their latencies overlap: the gate scalars, the old angle and the angle inputs, x and the
+  // previous x, the previous key, the raw B/C rows (staged in k_s/q_s) and, for this thread's
+  // first B/C entry, its norm weights and biases.
+  const float dd_a = row[p.off_dt + H + h], dd_dt = row[p.off_dt + h], dt_bias = p.dt_bias[h];
+  const float trap = row[p.off_dt + 2 * H + h], D = p.D[h];
+  const int first_n = tid % N, first_r = tid / N;
+  const bool has_first = tid < R * N;
+  const float bw0 = has_first ? p.B_norm_weight[first_n] : 0.0f;
+  const float cw0 = has_first ? p.C_norm_weight[first_n] : 0.0f;
+  const float bb0 = has_first ? p.B_bias[(h * R + first_r) * N + first_n] : 0.0f;
+  const float cb0 = has_first ? p.C_bias[(h * R + first_r) * N + first_n] : 0.0f;
+  const int items = max(R * N, max(P, S));
+  for (int i = tid; i < items; i += nt) {
+    const int r = i / N, n = i % N;
+    const bool is_angle = i < S, is_row = i < P, is_key = i < R * N;
+    const float angle_old = is_angle ? p.angle[bh * S + i] : 0.0f;
+    const float angle_in = is_angle ? row[p.off_dt + 3 * H + i] : 0.0f;
+    const float x = is_row ? row[int64_t(H) * P + h * P + i] : 0.0f;
+    const float x_prev = is_row ? p.v_prev[bh * P + i] : 0.0f;
+    const float k_prev = is_key ? p.k_prev[((int64_t(b) * R + r) * H + h) * N + n] : 0.0f;
+    const float b_raw = is_key ? row[p.off_b + (r * G + g) * N + n] : 0.0f;
+    const float c_raw = is_key ? row[p.off_c + (r * G + g) * N + n] : 0.0f;
+    if (is_angle) phi_s[i] = angle_old, ang_s[i] = angle_in;
+    if (is_row) x_s[i] = x, xp_s[i] = x_prev;
+    if (is_key) kp_s[i] = k_prev, k_s[i] = b_raw, q_s[i] = c_raw;
+  }
+  __syncthreads();
+
   // A = −max(f(dd_A), A_floor), Δ = softplus(dd_dt + dt_bias), λ = sigmoid(trap) (§3.3 items 1-3).
-  const float dd_a = row[p.off_dt + H + h];
   const float A = -fmaxf(fmaxf(dd_a, 0.0f) + 1.0f / (1.0f - fminf(dd_a, 0.0f)), p.A_floor);
-  const float dt = mamba::cuda::softplus_f(row[p.off_dt + h] + p.dt_bias[h]);
+  const float dt = mamba::cuda::softplus_f(dd_dt + dt_bias);
   const float adt = dt * A;
-  const float lambda = mamba::cuda::sigmoid_f(row[p.off_dt + 2 * H + h]);
+  const float lambda = mamba::cuda::sigmoid_f(trap);
 
   // φ = (φ + ω·Δ) mod 2π per angle.
   for (int a = tid; a < S; a += nt) {
     const float fixed = powf(10000.0f, -static_cast<float>(a) / static_cast<float>(S));
-    const float omega =
-        p.rope == Mamba3Rope::data_independent ? fixed : kPi * tanhf(row[p.off_dt + 3 * H + a]);
+    const float omega = p.rope == Mamba3Rope::data_independent ? fixed : kPi * tanhf(ang_s[a]);
     const float scale = p.rope == Mamba3Rope::data_dependent ? dt : 1.0f;
-    float ph = p.angle[bh * S + a];
+    float ph = phi_s[a];
     ph += omega * scale;
     ph -= kTwoPi * floorf(ph / kTwoPi);
-    p.angle[bh * S + a] = ph;
     phi_s[a] = ph;
   }
-  for (int i = tid; i < P; i += nt) {
-    x_s[i] = row[int64_t(H) * P + h * P + i];
-    xp_s[i] = p.v_prev[bh * P + i];
+  // k̃/q̃ = RMSNorm(B/C)·w + bias (§3.3 items 4-6), in place over the staged rows.
+  float rstd_b[kRanks], rstd_c[kRanks];
+#pragma unroll
+  for (int r = 0; r < kRanks; ++r) {
+    if (r >= R) break;
+    float ssb = 0.0f, ssc = 0.0f;
+    for (int n = tid; n < N; n += nt) {
+      const float bv = k_s[r * N + n], cv = q_s[r * N + n];
+      ssb += bv * bv, ssc += cv * cv;
+    }
+    rstd_b[r] = 1.0f / sqrtf(mamba::cuda::block_sum(ssb, scratch) / static_cast<float>(N) + 1e-5f);
+    rstd_c[r] = 1.0f / sqrtf(mamba::cuda::block_sum(ssc, scratch) / static_cast<float>(N) + 1e-5f);
   }
   for (int i = tid; i < R * N; i += nt) {
     const int r = i / N, n = i % N;
-    kp_s[i] = p.k_prev[((int64_t(b) * R + r) * H + h) * N + n];
-  }
-  // k̃/q̃ = RMSNorm(B/C)·w + bias (§3.3 items 4-6).
-  for (int r = 0; r < R; ++r) {
-    const float* Br = row + p.off_b + (r * G + g) * N;
-    const float* Cr = row + p.off_c + (r * G + g) * N;
-    float ssb = 0.0f, ssc = 0.0f;
-    for (int n = tid; n < N; n += nt) ssb += Br[n] * Br[n], ssc += Cr[n] * Cr[n];
-    const float rstd_b = 1.0f / sqrtf(mamba::cuda::block_sum(ssb, scratch) / static_cast<float>(N) + 1e-5f);
-    const float rstd_c = 1.0f / sqrtf(mamba::cuda::block_sum(ssc, scratch) / static_cast<float>(N) + 1e-5f);
-    for (int n = tid; n < N; n += nt) {
-      k_s[r * N + n] = Br[n] * rstd_b * p.B_norm_weight[n] + p.B_bias[(h * R + r) * N + n];
-      q_s[r * N + n] = Cr[n] * rstd_c * p.C_norm_weight[n] + p.C_bias[(h * R + r) * N + n];
-    }
+    const bool first = i == tid;  // its weights and biases were loaded up front
+    float rb = rstd_b[0], rc = rstd_c[0];
+#pragma unroll
+    for (int k = 1; k < kRanks; ++k)
+      if (k == r) rb = rstd_b[k], rc = rstd_c[k];
+    const float bw = first ? bw0 : p.B_norm_weight[n], cw = first ? cw0 : p.C_norm_weight[n];
+    const float bb = first ? bb0 : p.B_bias[(h * R + r) * N + n],
+                cb = first ? cb0 : p.C_bias[(h * R + r) * N + n];
+    k_s[i] = k_s[i] * rb * bw + bb;
+    q_s[i] = q_s[i] * rc * cw + cb;
   }
   __syncthreads();
   // Rotation of S pairs by φ (§3.3 item 7): one thread per (rank, pair), both members at once.
@@ -199,18 +257,20 @@ __global__ void __launch_bounds__(kThreads) mamba3_step_kernel(const StepParams 
       qr[i1] = q0 * sn + q1 * cs;
     }
   }
-  __syncthreads();
-  // This block owns (b, h): the old key / x are in shared memory, so the new ones go out now.
-  for (int i = tid; i < R * N; i += nt) {
-    const int r = i / N, n = i % N;
-    p.k_prev[((int64_t(b) * R + r) * H + h) * N + n] = k_s[i];
+  // The old angle / key / x are in every sharing block's shared memory: the new ones go out now.
+  head_barrier<kSplit>();
+  if (split == 0) {
+    for (int a = tid; a < S; a += nt) p.angle[bh * S + a] = phi_s[a];
+    for (int i = tid; i < R * N; i += nt) {
+      const int r = i / N, n = i % N;
+      p.k_prev[((int64_t(b) * R + r) * H + h) * N + n] = k_s[i];
+    }
+    for (int i = tid; i < P; i += nt) p.v_prev[bh * P + i] = x_s[i];
   }
-  for (int i = tid; i < P; i += nt) p.v_prev[bh * P + i] = x_s[i];
 
   // S = α·S + Σ_r (β·v_{t−1,r}[p]·k_{t−1,r} + γ·v_{t,r}[p]·k_{t,r});  y_r[p] = S_p·q_r + D·v_r[p].
   const float alpha = expf(adt);
   const float beta = (1.0f - lambda) * dt * alpha, gamma = lambda * dt;
-  const float D = p.D[h];
   const RowCoefs c{alpha,
                    beta,
                    gamma,
@@ -229,12 +289,12 @@ __global__ void __launch_bounds__(kThreads) mamba3_step_kernel(const StepParams 
   if constexpr (kPasses > 0) {
 #pragma unroll
     for (int j = 0; j < kPasses; ++j) {
-      const int p0 = (warp + j * kWarps) * kRowsPerWarp;
+      const int p0 = row0 + (warp + j * kWarps) * kRowsPerWarp;
       update_rows<kRanks>(c, state, p0, 4 * lane, pre[j], acc);
       finish_rows<kRanks>(c, p0, lane, acc);
     }
   } else {
-    for (int p0 = warp * kRowsPerWarp; p0 < P; p0 += kWarps * kRowsPerWarp) {
+    for (int p0 = row0 + warp * kRowsPerWarp; p0 < row0 + rows; p0 += kWarps * kRowsPerWarp) {
       for (int n = 4 * lane; n < N; n += 128) {
         float4 s[kRowsPerWarp];
 #pragma unroll
@@ -256,12 +316,33 @@ __global__ void __launch_bounds__(kThreads) mamba3_step_kernel(const StepParams 
     rstd[r] = 1.0f;
     if (r < R && p.norm_weight) {
       float ss = 0.0f;
-      for (int i = tid; i < P; i += nt) ss += y_s[r * P + i] * y_s[r * P + i];
-      rstd[r] = 1.0f / sqrtf(mamba::cuda::block_sum(ss, scratch) / static_cast<float>(P) + 1e-5f);
+      for (int i = row0 + tid; i < row0 + rows; i += nt) ss += y_s[r * P + i] * y_s[r * P + i];
+      ss = mamba::cuda::block_sum(ss, scratch);
+      if constexpr (kSplit > 1) {
+        if (tid == 0) ss_part[r] = ss;
+      } else {
+        rstd[r] = 1.0f / sqrtf(ss / static_cast<float>(P) + 1e-5f);
+      }
+    }
+  }
+  if constexpr (kSplit > 1) {
+    if (p.norm_weight) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+      cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
+      cluster.sync();  // every block's partial sums are written
+#pragma unroll
+      for (int r = 0; r < kRanks; ++r) {
+        if (r >= R) break;
+        float ss = 0.0f;
+        for (int k = 0; k < kSplit; ++k) ss += cluster.map_shared_rank(ss_part, k)[r];
+        rstd[r] = 1.0f / sqrtf(ss / static_cast<float>(P) + 1e-5f);
+      }
+      cluster.sync();  // no block leaves (freeing its shared memory) while another still reads it
+#endif
     }
   }
   const float* z = row + h * P;
-  for (int i = tid; i < P; i += nt) {
+  for (int i = row0 + tid; i < row0 + rows; i += nt) {
     float out = 0.0f;
 #pragma unroll
     for (int r = 0; r < kRanks; ++r) {
@@ -299,7 +380,7 @@ bool mamba3_step_cuda(const Tensor& proj, const Mamba3Gates& g, const Mamba3Step
               state.v_prev.shape() == (Shape{batch, H, P}));
   MAMBA_CHECK(w.mimo_x.defined() == w.mimo_o.defined() && (w.mimo_o.defined() || R == 1));
   const size_t smem =
-      static_cast<size_t>(3 * R * N + 2 * P + R * P + std::max<int64_t>(S, 1)) * sizeof(float);
+      static_cast<size_t>(3 * R * N + 2 * P + R * P + 2 * std::max<int64_t>(S, 1)) * sizeof(float);
   if (N % 4 != 0 || N > 256 || R > kMaxRank || smem > kMaxSmem || batch > 65535 || H > (1 << 30))
     return false;
   for (const Tensor* t :
@@ -339,20 +420,31 @@ bool mamba3_step_cuda(const Tensor& proj, const Mamba3Gates& g, const Mamba3Step
                      .half_split = g.half_split_pairs,
                      .rope = g.rope};
   MAMBA_CHECK(p.dt_bias && p.B_bias && p.C_bias && p.B_norm_weight && p.C_norm_weight && p.D);
-  const dim3 grid(static_cast<unsigned int>(H), static_cast<unsigned int>(batch));
-  // The register-resident state slice: d_state 128, head_dim 64 (2 passes of 32 rows) or 128 (4).
-  const int passes = N == 128 && (P == 64 || P == 128) ? static_cast<int>(P / (kWarps * kRowsPerWarp)) : 0;
+  // Small batches leave most SMs idle (one block per head): a cluster of 2 blocks per head then
+  // splits its rows (sm_90+, head_dim 64, d_state 128).
+  const int split = mamba::cuda::device_info().compute_capability >= 90 && N == 128 && P == 64 &&
+                            batch * H < mamba::cuda::device_info().multiprocessors
+                        ? 2
+                        : 1;
+  // The register-resident state slice: d_state 128, head_dim 64 or 128 (32 rows per pass).
+  const int passes =
+      N == 128 && (P == 64 || P == 128) ? static_cast<int>(P / split / (kWarps * kRowsPerWarp)) : 0;
+  const mamba::cuda::LaunchShape shape{
+      dim3(static_cast<unsigned int>(H * split), static_cast<unsigned int>(batch)), dim3(kThreads), smem,
+      static_cast<unsigned int>(split)};
   using mamba::cuda::launch_dependent;
-  if (R == 1 && passes == 2)
-    launch_dependent(mamba3_step_kernel<1, 2>, grid, kThreads, smem, p);
+  if (split == 2)
+    launch_dependent(shape, R == 1 ? mamba3_step_kernel<1, 1, 2> : mamba3_step_kernel<kMaxRank, 1, 2>, p);
+  else if (R == 1 && passes == 2)
+    launch_dependent(shape, mamba3_step_kernel<1, 2, 1>, p);
   else if (R == 1 && passes == 4)
-    launch_dependent(mamba3_step_kernel<1, 4>, grid, kThreads, smem, p);
+    launch_dependent(shape, mamba3_step_kernel<1, 4, 1>, p);
   else if (R == 1)
-    launch_dependent(mamba3_step_kernel<1, 0>, grid, kThreads, smem, p);
+    launch_dependent(shape, mamba3_step_kernel<1, 0, 1>, p);
   else if (passes == 2)
-    launch_dependent(mamba3_step_kernel<kMaxRank, 2>, grid, kThreads, smem, p);
+    launch_dependent(shape, mamba3_step_kernel<kMaxRank, 2, 1>, p);
   else
-    launch_dependent(mamba3_step_kernel<kMaxRank, 0>, grid, kThreads, smem, p);
+    launch_dependent(shape, mamba3_step_kernel<kMaxRank, 0, 1>, p);
   CUDA_CHECK_LAUNCH();
   return true;
 }

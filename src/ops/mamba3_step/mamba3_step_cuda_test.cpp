@@ -1,8 +1,8 @@
 // Fused Mamba-3 decode step on CUDA vs the CPU composition (prepare -> scan step -> combine) and
 // vs the same composition on CUDA: SISO (interleaved pairs) and MIMO ranks 2/4/8 (half-split),
-// n_groups 1/2, d_state 16..256, head_dim 4..128, all three rope modes, with and without the
-// head-wise output norm, from a random state, over several tokens (output and every state tensor
-// compared after each). Label `cuda`.
+// n_groups 1/2, d_state 16..256, head_dim 4..128, batch 1..40 (every launch variant), all three
+// rope modes, with and without the head-wise output norm, from a random state, over several tokens
+// (output and every state tensor compared after each). Label `cuda`.
 #include "ops/mamba3_step/mamba3_step_cuda.h"
 
 #include <gtest/gtest.h>
@@ -84,7 +84,12 @@ TEST(Mamba3StepCuda, FusedMatchesComposition) {
                        {1, 2, 128, 256, 2, 1, false, false},
                        {2, 4, 16, 64, 2, 2, true, false},
                        {1, 2, 64, 128, 1, 4, true, true},
-                       {2, 2, 8, 16, 2, 8, true, false}}) {
+                       {2, 2, 8, 16, 2, 8, true, false},
+                       // batch × heads >= the SM count: one block per head, state in registers
+                       // (the small ones above split a head over a 2-block cluster on sm_90)
+                       {40, 4, 64, 128, 1, 1, false, true},
+                       {36, 4, 64, 128, 1, 2, true, true},
+                       {1, 2, 128, 128, 1, 1, false, true}}) {
     for (Mamba3Rope rope : {Mamba3Rope::data_dependent, Mamba3Rope::none, Mamba3Rope::data_independent}) {
       const std::string what = "P=" + std::to_string(d.head_dim) + " N=" + std::to_string(d.d_state) +
                                " R=" + std::to_string(d.rank) + " G=" + std::to_string(d.n_groups) +
