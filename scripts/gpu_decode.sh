@@ -7,6 +7,9 @@
 #   scripts/gpu_decode.sh quick   # build, tests, batch-1 decode only (GEMV vs cuBLAS GEMV)
 #   scripts/gpu_decode.sh profile # build, tests, batch-1 decode with and without programmatic
 #                                 # dependent launch, device time per op at batch 1 and 128
+#   scripts/gpu_decode.sh e2e     # build, tests, batch-1 decode (both launch modes) and the batch-128
+#                                 # prefill 2048 + decode 2048 workload, for the 48-layer shape and
+#                                 # the 1.5B layout (24 Mamba-3 layers, each with a gated MLP)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/gpu_decode_out}
@@ -46,12 +49,25 @@ fi
 if [ "${1:-}" = profile ]; then
   # A/B of the launch options, the 1.5B-class layout (24 Mamba-3 layers, each followed by a gated
   # MLP), then where the time goes (eager, device time per op).
-  MAMBACPP_PDL=1 run 90 $B --seq-len 16 --decode-tokens 512 --json "$OUT/b1_graph_pdl.json"
+  MAMBACPP_NO_PDL=1 run 90 $B --seq-len 16 --decode-tokens 512 --json "$OUT/b1_graph_nopdl.json"
   run 90 ${B/--n-layer 48/--n-layer 24 --d-intermediate 5632} --seq-len 16 --decode-tokens 512 \
     --json "$OUT/b1_graph_mlp.json"
   timeout 90 $B --seq-len 16 --decode-tokens 64 --profile >"$OUT/profile_b1.log" 2>&1
   timeout 150 $B --batch 128 --seq-len 2048 --decode-tokens 16 --profile >"$OUT/profile_b128.log" 2>&1
   grep -hE "^\| [a-z_0-9]+(\[[0-9]+\])? \||^\| all|device time per op" "$OUT/profile_b1.log" "$OUT/profile_b128.log"
+  cat "$OUT"/b*.json
+  (cd "$OUT" && tar czf logs.tgz ./*.log ./*.json && rm -f ./*.log ./*.json)
+  echo "total: $((SECONDS - t0)) s"
+  exit 0
+fi
+if [ "${1:-}" = e2e ]; then
+  M2=${B/--n-layer 48/--n-layer 24 --d-intermediate 5632}
+  MAMBACPP_NO_PDL=1 run 90 $B --seq-len 16 --decode-tokens 512 --json "$OUT/b1_graph_nopdl.json"
+  run 90 $M2 --seq-len 16 --decode-tokens 512 --json "$OUT/b1_graph_mlp.json"
+  run 200 $B --batch 128 --seq-len 2048 --decode-tokens 2048 --json "$OUT/b128_e2e.json"
+  run 200 $M2 --batch 128 --seq-len 2048 --decode-tokens 2048 --json "$OUT/b128_e2e_mlp.json"
+  timeout 100 $B --batch 128 --seq-len 2048 --decode-tokens 16 --profile >"$OUT/profile_b128.log" 2>&1
+  grep -hE "^\| [a-z_0-9]+(\[[0-9]+\])? \||^\| all|device time per op" "$OUT/profile_b128.log"
   cat "$OUT"/b*.json
   (cd "$OUT" && tar czf logs.tgz ./*.log ./*.json && rm -f ./*.log ./*.json)
   echo "total: $((SECONDS - t0)) s"

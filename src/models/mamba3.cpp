@@ -141,11 +141,19 @@ private:
     const int64_t batch = u.size(0), seq_len = u.size(1), H = c_.n_heads, P = c_.head_dim, di = c_.d_inner;
     Tensor proj = ops::linear(u, in_proj_weight);  // [batch, seq_len, d_in_proj]
     ops::Mamba3ScanArgs args;
-    args.x = columns(proj, di, di).contiguous().view({batch, seq_len, H, P});
     args.D = D;
     args.mimo_x = mimo_x;
     args.chunk_size = c_.chunk_size;
     args.fast_bf16 = in_proj_weight.dtype() == DType::bf16;  // bf16 weights: bf16 scan operands too
+    // Inference on CUDA where the tensor-core scan runs: the prepare writes q/k in bf16 and x is
+    // converted once from its proj columns, so the scan reads them as they are. Training keeps
+    // f32 operands for the backward.
+    args.bf16_operands =
+        args.fast_bf16 && saved == nullptr && u.device() == Device::cuda &&
+        ops::mamba3_scan_fast_bf16_applies(seq_len, c_.rank, mimo_x.defined(), P, c_.d_state);
+    const Tensor x_columns = columns(proj, di, di);  // [batch, seq_len, d_inner], rows strided
+    args.x = (args.bf16_operands ? x_columns.to(DType::bf16) : x_columns.contiguous())
+                 .view({batch, seq_len, H, P});
     ops::mamba3_prepare_fwd(proj, gates_, st.angle, args);
     Tensor y = Tensor::empty({batch, seq_len, c_.rank, H, P}, DType::f32, u.device());  // per-rank outputs
     ops::Mamba3ScanState scan_state{st.ssm, st.k_prev, st.v_prev};                      // shares the buffers

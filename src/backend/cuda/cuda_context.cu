@@ -88,8 +88,8 @@ const DeviceInfo& device_info() {
 }
 
 bool dependent_launch_enabled() {
-  // Opt-in: on the 1.3B decode graph it measured slower (2.23 vs 2.08 ms/token, H100, 2026-11-27).
-  static const bool on = device_info().compute_capability >= 90 && std::getenv("MAMBACPP_PDL") != nullptr;
+  // On the 1.3B decode graph: 1.68 vs 1.75 ms/token (H100, 2026-11-27; docs/benchmarks.md).
+  static const bool on = device_info().compute_capability >= 90 && std::getenv("MAMBACPP_NO_PDL") == nullptr;
   return on;
 }
 

@@ -44,7 +44,7 @@ inline unsigned int grid_for(int64_t n, int threads = 256) {
   return static_cast<unsigned int>(blocks < 1 ? 1 : blocks > (1 << 20) ? (1 << 20) : blocks);
 }
 
-// Whether kernels launch as programmatic dependents (sm_90+ with MAMBACPP_PDL set).
+// Whether kernels launch as programmatic dependents (sm_90+, unless MAMBACPP_NO_PDL is set).
 bool dependent_launch_enabled();
 
 // A launch's shape; cluster_x > 1 groups that many consecutive blocks along x into a thread-block

@@ -1,9 +1,13 @@
 // Mamba-3 gates on CUDA (SPEC §3.3, §3.4 output). Prepare runs three launches: per-(token, head)
 // scalars (A·Δ, Δ, λ); the cumulative angle, sequential over tokens per (batch, head, angle) and
-// reduced mod 2π after every token like the CPU op; then one block per (token, rank, head) for
-// the RMS-normed, biased and rotated q and k. Combine: one block per (token, head).
+// reduced mod 2π after every token like the CPU op; then one block per (token, rank) for the
+// RMS-normed, biased and rotated q and k of all heads (f32, or bf16 with bf16_operands). Combine:
+// one warp per (token, head).
+#include <cuda_bf16.h>
+
 #include <initializer_list>
 #include <numbers>
+#include <type_traits>
 
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
@@ -20,9 +24,9 @@ constexpr float kTwoPi = 2.0f * std::numbers::pi_v<float>;
 struct PrepareParams {
   const float* proj;  // [batch, seq_len, width]  [z | x | B | C | dd_dt | dd_A | trap | angles]
   const float *dt_bias, *B_bias, *C_bias, *B_norm_weight, *C_norm_weight;
-  float *q, *k, *adt, *dt, *trap;  // outputs (see Mamba3ScanArgs)
-  float* angle;                    // [batch, n_heads, n_rope_angles], advanced
-  float* phi;                      // [batch, seq_len, n_heads, n_rope_angles] scratch: φ after each token
+  float *adt, *dt, *trap;  // outputs (see Mamba3ScanArgs); q and k are kernel arguments (f32 or bf16)
+  float* angle;            // [batch, n_heads, n_rope_angles], advanced
+  float* phi;              // [batch, seq_len, n_heads, n_rope_angles] scratch: φ after each token
   int64_t batch, seq_len, width, n_heads, rank, n_groups, d_state, n_angles;
   int64_t off_b, off_c, off_dt;  // column offsets of B, C and dd_dt in a proj row
   float A_floor;
@@ -47,73 +51,132 @@ __global__ void mamba3_scalars_kernel(PrepareParams p) {
 }
 
 // φ_t = (φ_{t−1} + ω_t·Δ_t) mod 2π with ω = π·tanh(angles) (or the fixed RoPE frequency, or no Δ
-// scaling, for the ablations), sequential over tokens. One thread per (batch, head, angle).
+// scaling, for the ablations), sequential over tokens. One thread per (batch, head, angle). The
+// loads of a group of kAngleAhead tokens (and their tanh) do not depend on the carried φ, so they
+// are issued together before the group's sequential updates: one memory latency per group rather
+// than per token.
+constexpr int kAngleAhead = 16;
+
 __global__ void mamba3_angle_kernel(PrepareParams p) {
-  const int64_t H = p.n_heads, S = p.n_angles;
+  const int64_t H = p.n_heads, S = p.n_angles, L = p.seq_len;
   MAMBA_GRID_STRIDE_LOOP(i, p.batch * H * S) {
     const int64_t b = i / (H * S), h = (i / S) % H, a = i % S;
     const float fixed = powf(10000.0f, -static_cast<float>(a) / static_cast<float>(S));
+    const float* angles = p.proj + b * L * p.width + p.off_dt + 3 * H + a;  // token stride: width
+    const float* dt = p.dt + b * L * H + h;                                 // token stride: H
+    float* phi = p.phi + (b * L * H + h) * S + a;                           // token stride: H·S
     float ph = p.angle[i];
-    for (int64_t t = 0; t < p.seq_len; ++t) {
-      const int64_t bt = b * p.seq_len + t;
-      const float omega = p.rope == Mamba3Rope::data_independent
-                              ? fixed
-                              : kPi * tanhf(p.proj[bt * p.width + p.off_dt + 3 * H + a]);
-      const float scale = p.rope == Mamba3Rope::data_dependent ? p.dt[bt * H + h] : 1.0f;
-      ph += omega * scale;
-      ph -= kTwoPi * floorf(ph / kTwoPi);
-      p.phi[(bt * H + h) * S + a] = ph;
+    for (int64_t t0 = 0; t0 < L; t0 += kAngleAhead) {
+      float omega[kAngleAhead], scale[kAngleAhead];
+#pragma unroll
+      for (int j = 0; j < kAngleAhead; ++j) {
+        const int64_t t = t0 + j < L ? t0 + j : L - 1;  // past the end: a valid, unused token
+        omega[j] = p.rope == Mamba3Rope::data_independent ? fixed : kPi * tanhf(angles[t * p.width]);
+        scale[j] = p.rope == Mamba3Rope::data_dependent ? dt[t * H] : 1.0f;
+      }
+#pragma unroll
+      for (int j = 0; j < kAngleAhead; ++j) {
+        if (t0 + j >= L) break;
+        ph += omega[j] * scale[j];
+        ph -= kTwoPi * floorf(ph / kTwoPi);
+        phi[(t0 + j) * H * S] = ph;
+      }
     }
     p.angle[i] = ph;
   }
 }
 
+template <typename T>
+__device__ __forceinline__ void store_one(T* dst, float v) {
+  if constexpr (std::is_same_v<T, float>)
+    *dst = v;
+  else
+    *dst = __float2bfloat16_rn(v);  // round to nearest, as Tensor::to(bf16)
+}
+
+// Two adjacent outputs (dst 8-byte aligned for f32, 4-byte for bf16): one store per thread.
+template <typename T>
+__device__ __forceinline__ void store_two(T* dst, float v0, float v1) {
+  if constexpr (std::is_same_v<T, float>)
+    *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
+  else
+    *reinterpret_cast<__nv_bfloat162*>(dst) = __floats2bfloat162_rn(v0, v1);
+}
+
+constexpr int kQkThreads = 256;
+
 // q/k[b,t,r,h,:] = rot_φ(RMSNorm(C/B[b,t,r,g(h),:])·w + bias[h,r,:]) (§3.3 items 4-7). One block
-// per (batch, token, rank, head), one thread per state entry; the rotation partner is read from
-// shared memory.
-__global__ void mamba3_qk_kernel(PrepareParams p) {
-  extern __shared__ float smem[];  // [2, d_state]: biased k̃ then q̃
+// per (batch, token, rank): the RMSNorm of B and C depends on the group only, so each group is
+// normalized once into shared memory; then one thread per (head, rotation pair) adds the head's
+// biases and rotates both members of its pair (interleaved pairs (2i, 2i+1), stored as one
+// vector; half-split pairs (i, i + N/2)). The block's outputs are one contiguous [n_heads, d_state]
+// run of q and of k. T: f32, or bf16 for the tensor-core scan (bf16_operands).
+template <typename T>
+__global__ void __launch_bounds__(kQkThreads) mamba3_qk_kernel(PrepareParams p, T* q, T* k) {
+  extern __shared__ float smem[];  // [2, n_groups, d_state]: normed B·w, then normed C·w
   __shared__ float scratch[32];
-  const int64_t H = p.n_heads, R = p.rank, G = p.n_groups, N = p.d_state, S = p.n_angles;
-  const int64_t h = blockIdx.x % H, r = (blockIdx.x / H) % R, bt = blockIdx.x / (H * R);
-  const int64_t g = h / (H / G), n = threadIdx.x;
+  const int H = static_cast<int>(p.n_heads), R = static_cast<int>(p.rank), G = static_cast<int>(p.n_groups);
+  const int N = static_cast<int>(p.d_state), S = static_cast<int>(p.n_angles);
+  const int64_t btr = blockIdx.x, bt = btr / R;
+  const int r = static_cast<int>(btr % R);
   const float* row = p.proj + bt * p.width;
-  const bool active = n < N;
-  const float bv = active ? row[p.off_b + (r * G + g) * N + n] : 0.0f;
-  const float cv = active ? row[p.off_c + (r * G + g) * N + n] : 0.0f;
-  const float rstd_b = 1.0f / sqrtf(mamba::cuda::block_sum(bv * bv, scratch) / static_cast<float>(N) + 1e-5f);
-  const float rstd_c = 1.0f / sqrtf(mamba::cuda::block_sum(cv * cv, scratch) / static_cast<float>(N) + 1e-5f);
-  float* kt = smem;
-  float* qt = smem + N;
-  if (active) {
-    kt[n] = bv * rstd_b * p.B_norm_weight[n] + p.B_bias[(h * R + r) * N + n];
-    qt[n] = cv * rstd_c * p.C_norm_weight[n] + p.C_bias[(h * R + r) * N + n];
+  float* bn = smem;
+  float* cn = smem + G * N;
+  for (int g = 0; g < G; ++g) {
+    const float* b_row = row + p.off_b + (r * G + g) * N;
+    const float* c_row = row + p.off_c + (r * G + g) * N;
+    float ss_b = 0.0f, ss_c = 0.0f;
+    for (int n = threadIdx.x; n < N; n += blockDim.x) {
+      const float bv = b_row[n], cv = c_row[n];
+      bn[g * N + n] = bv;
+      cn[g * N + n] = cv;
+      ss_b += bv * bv;
+      ss_c += cv * cv;
+    }
+    const float rstd_b = 1.0f / sqrtf(mamba::cuda::block_sum(ss_b, scratch) / static_cast<float>(N) + 1e-5f);
+    const float rstd_c = 1.0f / sqrtf(mamba::cuda::block_sum(ss_c, scratch) / static_cast<float>(N) + 1e-5f);
+    for (int n = threadIdx.x; n < N; n += blockDim.x) {  // the entries this thread wrote above
+      bn[g * N + n] = bn[g * N + n] * rstd_b * p.B_norm_weight[n];
+      cn[g * N + n] = cn[g * N + n] * rstd_c * p.C_norm_weight[n];
+    }
   }
   __syncthreads();
-  if (!active) return;
-  float k_out = kt[n], q_out = qt[n];
-  if (p.rope != Mamba3Rope::none) {
-    // Pair i: (i, i + N/2) half-split (MIMO) or (2i, 2i+1) interleaved (SISO), for i < S.
-    const int64_t half = N / 2;
-    int64_t i = -1, role = 0;
-    if (p.half_split) {
-      if (n < S)
-        i = n;
-      else if (n >= half && n < half + S)
-        i = n - half, role = 1;
-    } else if (n / 2 < S) {
-      i = n / 2, role = n % 2;
+  // Pair u of a head: (2u, 2u+1) interleaved, (u, u + N/2) half-split; rotated by φ_u for u < S.
+  // An odd d_state leaves a last unpaired entry (e1 < 0). Without rope the pairing is free, so
+  // the interleaved one (vector stores) is used.
+  const bool rope = p.rope != Mamba3Rope::none, split = p.half_split && rope;
+  const int half = N / 2, units = (N + 1) / 2, heads_per_group = H / G;
+  const int64_t out0 = btr * H * N;  // ((bt·R + r)·H + h)·N at h = 0
+  for (int i = threadIdx.x; i < H * units; i += blockDim.x) {
+    const int h = i / units, u = i - h * units, g = h / heads_per_group;
+    const int e0 = split ? (u < half ? u : N - 1) : 2 * u;
+    const int e1 = split ? (u < half ? u + half : -1) : (2 * u + 1 < N ? 2 * u + 1 : -1);
+    const float* b_bias = p.B_bias + (h * R + r) * N;
+    const float* c_bias = p.C_bias + (h * R + r) * N;
+    const float* bg = bn + g * N;
+    const float* cg = cn + g * N;
+    float k0 = bg[e0] + b_bias[e0], q0 = cg[e0] + c_bias[e0];
+    float k1 = e1 >= 0 ? bg[e1] + b_bias[e1] : 0.0f, q1 = e1 >= 0 ? cg[e1] + c_bias[e1] : 0.0f;
+    if (rope && u < S && e1 >= 0) {
+      const float ph = p.phi[(bt * H + h) * S + u], cs = cosf(ph), sn = sinf(ph);
+      const float k0r = k0 * cs - k1 * sn, k1r = k0 * sn + k1 * cs;
+      const float q0r = q0 * cs - q1 * sn, q1r = q0 * sn + q1 * cs;
+      k0 = k0r, k1 = k1r, q0 = q0r, q1 = q1r;
     }
-    if (i >= 0) {
-      const int64_t i0 = p.half_split ? i : 2 * i, i1 = p.half_split ? i + half : 2 * i + 1;
-      const float ph = p.phi[(bt * H + h) * S + i], cs = cosf(ph), sn = sinf(ph);
-      k_out = role == 0 ? kt[i0] * cs - kt[i1] * sn : kt[i0] * sn + kt[i1] * cs;
-      q_out = role == 0 ? qt[i0] * cs - qt[i1] * sn : qt[i0] * sn + qt[i1] * cs;
+    T* kh = k + out0 + h * N;
+    T* qh = q + out0 + h * N;
+    if (!split && e1 >= 0 && N % 2 == 0) {  // adjacent, and e0 even in an even-length row: aligned
+      store_two(kh + e0, k0, k1);
+      store_two(qh + e0, q0, q1);
+    } else {
+      store_one(kh + e0, k0);
+      store_one(qh + e0, q0);
+      if (e1 >= 0) {
+        store_one(kh + e1, k1);
+        store_one(qh + e1, q1);
+      }
     }
   }
-  const int64_t out = ((bt * R + r) * H + h) * N + n;
-  p.k[out] = k_out;
-  p.q[out] = q_out;
 }
 
 struct CombineParams {
@@ -122,32 +185,37 @@ struct CombineParams {
   int64_t batch, seq_len, rank, n_heads, head_dim, z_batch_stride, z_seq_stride;
 };
 
+constexpr int kCombineWarps = 8;  // (token, head) pairs per block
+
 // o[b,t,h·P+p] = Σ_r mimo_o[h,r,p]·(y_r[p]·rstd_r·w[h·P+p])·silu(z[p]·mimo_z[h,r,p]) with the
-// head-wise RMSNorm (rstd over P) only for is_outproj_norm (§3.4). One block per (b, t, h).
-__global__ void mamba3_combine_kernel(CombineParams p) {
-  __shared__ float scratch[32];
+// head-wise RMSNorm (rstd over P) only for is_outproj_norm (§3.4). One warp per (b, t, h), lane l
+// holding entries p = l, l + 32, ...; kCombineWarps of them per block (a block per (b, t, h)
+// made the launch scheduling-bound at large batch × seq_len).
+__global__ void __launch_bounds__(32 * kCombineWarps) mamba3_combine_kernel(CombineParams p) {
   const int64_t H = p.n_heads, P = p.head_dim, R = p.rank;
-  const int64_t h = blockIdx.x % H, bt = blockIdx.x / H, pi = threadIdx.x;
+  const int64_t pair = blockIdx.x * int64_t(kCombineWarps) + (threadIdx.x >> 5);
+  if (pair >= p.batch * p.seq_len * H) return;  // whole warps leave: the warp sums stay full
+  const int64_t h = pair % H, bt = pair / H;
+  const int lane = threadIdx.x & 31;
   const float* zr = p.z + (bt / p.seq_len) * p.z_batch_stride + (bt % p.seq_len) * p.z_seq_stride;
-  float out = 0.0f;
+  float* o = p.o + bt * H * P + h * P;
   for (int64_t r = 0; r < R; ++r) {
-    const float yv = pi < P ? p.y[((bt * R + r) * H + h) * P + pi] : 0.0f;
+    const float* yr = p.y + ((bt * R + r) * H + h) * P;
     float rstd = 1.0f;
-    if (p.norm_weight)
-      rstd = 1.0f / sqrtf(mamba::cuda::block_sum(yv * yv, scratch) / static_cast<float>(P) + 1e-5f);
-    if (pi < P) {
+    if (p.norm_weight) {
+      float ss = 0.0f;
+      for (int64_t pi = lane; pi < P; pi += 32) ss += yr[pi] * yr[pi];
+      rstd = 1.0f / sqrtf(mamba::cuda::warp_sum(ss) / static_cast<float>(P) + 1e-5f);
+    }
+    for (int64_t pi = lane; pi < P; pi += 32) {
       const int64_t hrp = (h * R + r) * P + pi;
-      float v = yv * rstd;
+      float v = yr[pi] * rstd;
       if (p.norm_weight) v *= p.norm_weight[h * P + pi];
       v *= mamba::cuda::silu_f(zr[h * P + pi] * (p.mimo_z ? p.mimo_z[hrp] : 1.0f));
-      out += p.mimo_o ? p.mimo_o[hrp] * v : v;
+      const float term = p.mimo_o ? p.mimo_o[hrp] * v : v;
+      o[pi] = r == 0 ? term : o[pi] + term;  // the rank sum, in o (this lane's own entries)
     }
   }
-  if (pi < P) p.o[bt * H * P + h * P + pi] = out;
-}
-
-unsigned int threads_for(int64_t n) {
-  return static_cast<unsigned int>((n + 31) / 32 * 32);
 }
 
 }  // namespace
@@ -164,9 +232,13 @@ void mamba3_prepare_fwd_cuda(const Tensor& proj, const Mamba3Gates& g, Tensor& a
   const int64_t di = H * g.head_dim, off_b = 2 * di, off_c = off_b + R * G * N, off_dt = off_c + R * G * N;
   MAMBA_CHECK(width == off_dt + 3 * H + S && angle.shape() == (Shape{batch, H, S}) && H % G == 0);
   MAMBA_CHECK(N <= 1024, "mamba3_prepare (CUDA): d_state " << N << " > 1024");
+  MAMBA_CHECK(2 * S <= N, "mamba3_prepare: " << S << " rope angles with d_state " << N);
+  MAMBA_CHECK(2 * G * N * sizeof(float) <= 48 * 1024,
+              "mamba3_prepare (CUDA): n_groups " << G << " × d_state " << N << " too large");
   auto dev = [](const Shape& s) { return Tensor::empty(s, DType::f32, Device::cuda); };
-  a.q = dev({batch, seq_len, R, H, N});
-  a.k = dev({batch, seq_len, R, H, N});
+  const bool bf16_out = a.bf16_operands && a.fast_bf16;  // q/k only feed the tensor-core scan
+  a.q = Tensor::empty({batch, seq_len, R, H, N}, bf16_out ? DType::bf16 : DType::f32, Device::cuda);
+  a.k = Tensor::empty({batch, seq_len, R, H, N}, bf16_out ? DType::bf16 : DType::f32, Device::cuda);
   a.adt = dev({batch, seq_len, H});
   a.dt = dev({batch, seq_len, H});
   a.trap = dev({batch, seq_len, H});
@@ -178,8 +250,6 @@ void mamba3_prepare_fwd_cuda(const Tensor& proj, const Mamba3Gates& g, Tensor& a
                         .C_bias = g.C_bias.f32(),
                         .B_norm_weight = g.B_norm_weight.f32(),
                         .C_norm_weight = g.C_norm_weight.f32(),
-                        .q = a.q.f32(),
-                        .k = a.k.f32(),
                         .adt = a.adt.f32(),
                         .dt = a.dt.f32(),
                         .trap = a.trap.f32(),
@@ -206,8 +276,13 @@ void mamba3_prepare_fwd_cuda(const Tensor& proj, const Mamba3Gates& g, Tensor& a
     mamba3_angle_kernel<<<mamba::cuda::grid_for(batch * H * S, 128), 128, 0, stream>>>(p);
     CUDA_CHECK_LAUNCH();
   }
-  const int64_t blocks = batch * seq_len * R * H;
-  mamba3_qk_kernel<<<static_cast<unsigned int>(blocks), threads_for(N), 2 * N * sizeof(float), stream>>>(p);
+  const auto blocks = static_cast<unsigned int>(batch * seq_len * R);
+  const size_t smem = 2 * G * N * sizeof(float);
+  if (bf16_out)
+    mamba3_qk_kernel<__nv_bfloat16><<<blocks, kQkThreads, smem, stream>>>(
+        p, static_cast<__nv_bfloat16*>(a.q.raw()), static_cast<__nv_bfloat16*>(a.k.raw()));
+  else
+    mamba3_qk_kernel<float><<<blocks, kQkThreads, smem, stream>>>(p, a.q.f32(), a.k.f32());
   CUDA_CHECK_LAUNCH();
 }
 
@@ -237,8 +312,9 @@ Tensor mamba3_combine_fwd_cuda(const Tensor& y, const Tensor& z, const Tensor& n
                         P,
                         z.stride(0),
                         z.stride(1)};
-  mamba3_combine_kernel<<<static_cast<unsigned int>(batch * seq_len * H), threads_for(P), 0,
-                          mamba::cuda::stream()>>>(p);
+  mamba3_combine_kernel<<<static_cast<unsigned int>(
+                              mamba::cuda::ceil_div(batch * seq_len * H, kCombineWarps)),
+                          32 * kCombineWarps, 0, mamba::cuda::stream()>>>(p);
   CUDA_CHECK_LAUNCH();
   return o;
 }

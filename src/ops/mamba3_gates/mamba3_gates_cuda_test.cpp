@@ -1,9 +1,12 @@
 // Mamba-3 gates on CUDA vs the CPU ops: SISO (interleaved pairs) and MIMO ranks 1/2/4/8
-// (half-split pairs), n_groups 1/2, d_state 16..256, all three rope modes, the angle state
-// carried across calls; combine with and without the head-wise norm. Label `cuda`.
+// (half-split pairs), 2..64 heads, n_groups 1..4, d_state 15..256, all three rope modes, the angle
+// state carried across calls; bf16 q/k (bf16_operands) against the f32 ones rounded; combine
+// with and without the head-wise norm. Label `cuda`.
 #include <gtest/gtest.h>
 
 #include <string>
+#include <tuple>
+#include <utility>
 
 #include "cuda_testing.h"
 #include "ops/mamba3_gates/mamba3_gates.h"
@@ -36,10 +39,21 @@ TEST(Mamba3GatesCuda, PrepareMatchesCpu) {
                        {2, 13, 4, 8, 64, 2, 2, true},
                        {1, 7, 2, 4, 128, 1, 4, true},
                        {2, 5, 2, 4, 16, 2, 8, true},
-                       {1, 6, 2, 4, 64, 1, 1, true}}) {
+                       {1, 6, 2, 4, 64, 1, 1, true},
+                       // Many heads per block (the q/k kernel loops over (head, pair) units),
+                       // groups of several heads, rank 2, odd lengths (the angle kernel's
+                       // look-ahead groups of 16 tokens end mid-group), odd d_state.
+                       {1, 37, 64, 64, 128, 1, 1, false},
+                       {2, 17, 8, 16, 128, 1, 1, false},
+                       {1, 11, 6, 8, 64, 2, 1, false},
+                       {2, 9, 8, 8, 32, 4, 2, true},
+                       {1, 19, 6, 8, 64, 3, 2, false},
+                       {1, 7, 3, 8, 15, 1, 1, false},
+                       {2, 5, 3, 8, 15, 1, 2, true}}) {
     for (Mamba3Rope rope : {Mamba3Rope::data_dependent, Mamba3Rope::none, Mamba3Rope::data_independent}) {
-      const std::string what = "N=" + std::to_string(d.d_state) + " R=" + std::to_string(d.rank) +
-                               " G=" + std::to_string(d.n_groups) + " rope " + std::to_string(int(rope));
+      const std::string what = "H=" + std::to_string(d.n_heads) + " N=" + std::to_string(d.d_state) +
+                               " R=" + std::to_string(d.rank) + " G=" + std::to_string(d.n_groups) +
+                               " L=" + std::to_string(d.seq_len) + " rope " + std::to_string(int(rope));
       const Mamba3Gates g = make_gates(d, rope, rng), gg = on_device(g);
       const int64_t S = g.n_rope_angles;
       const int64_t width =
@@ -63,11 +77,63 @@ TEST(Mamba3GatesCuda, PrepareMatchesCpu) {
   }
 }
 
+// bf16_operands with fast_bf16: q and k come out bf16, each the round-to-nearest of the f32
+// prepare's value (what the tensor-core scan's own conversion would give), the other outputs and
+// the angle state unchanged. Without fast_bf16, or on the CPU, the flag changes nothing.
+TEST(Mamba3GatesCuda, PrepareBf16OperandsRoundF32) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(5);
+  for (const Dims d : {Dims{2, 37, 8, 64, 128, 1, 1, false}, {1, 21, 4, 64, 128, 2, 2, true}}) {
+    for (Mamba3Rope rope : {Mamba3Rope::data_dependent, Mamba3Rope::none, Mamba3Rope::data_independent}) {
+      const std::string what = "R=" + std::to_string(d.rank) + " rope " + std::to_string(int(rope));
+      const Mamba3Gates g = make_gates(d, rope, rng), gg = on_device(g);
+      const int64_t S = g.n_rope_angles;
+      const int64_t width =
+          2 * d.n_heads * d.head_dim + 2 * d.rank * d.n_groups * d.d_state + 3 * d.n_heads + S;
+      const Tensor proj = on_cuda(random_tensor({d.batch, d.seq_len, width}, rng, -2.0f, 2.0f));
+      const Tensor angle0 = on_cuda(random_tensor({d.batch, d.n_heads, S}, rng, 0.0f, 6.0f));
+      Tensor angle32 = angle0.copy(), angle16 = angle0.copy(), angle_flag_only = angle0.copy();
+      Mamba3ScanArgs a32, a16, flag_only;
+      a32.fast_bf16 = true;
+      a16.fast_bf16 = a16.bf16_operands = true;
+      flag_only.bf16_operands = true;  // without fast_bf16: f32 as before
+      mamba3_prepare_fwd(proj, gg, angle32, a32);
+      mamba3_prepare_fwd(proj, gg, angle16, a16);
+      mamba3_prepare_fwd(proj, gg, angle_flag_only, flag_only);
+      ASSERT_EQ(a16.q.dtype(), DType::bf16) << what;
+      ASSERT_EQ(a16.k.dtype(), DType::bf16) << what;
+      EXPECT_EQ(a16.q.shape(), a32.q.shape()) << what;
+      EXPECT_EQ(a16.q.to_vector(), a32.q.to(DType::bf16).to_vector()) << what << " q";
+      EXPECT_EQ(a16.k.to_vector(), a32.k.to(DType::bf16).to_vector()) << what << " k";
+      EXPECT_EQ(flag_only.q.dtype(), DType::f32) << what;
+      EXPECT_EQ(flag_only.q.to_vector(), a32.q.to_vector()) << what << " q without fast_bf16";
+      for (auto [x, y] :
+           {std::pair{&a16.adt, &a32.adt}, {&a16.dt, &a32.dt}, {&a16.trap, &a32.trap}, {&angle16, &angle32}})
+        EXPECT_EQ(x->to_vector(), y->to_vector()) << what;
+    }
+  }
+  // The CPU prepare ignores the flag.
+  const Dims d{1, 5, 2, 8, 16, 1, 1, false};
+  const Mamba3Gates g = make_gates(d, Mamba3Rope::data_dependent, rng);
+  const Tensor proj = random_tensor({1, 5, 2 * 2 * 8 + 2 * 16 + 3 * 2 + 4}, rng);
+  Tensor angle = Tensor::zeros({1, 2, 4});
+  Mamba3ScanArgs a;
+  a.fast_bf16 = a.bf16_operands = true;
+  mamba3_prepare_fwd(proj, g, angle, a);
+  EXPECT_EQ(a.q.dtype(), DType::f32);
+  EXPECT_EQ(a.k.dtype(), DType::f32);
+}
+
 TEST(Mamba3GatesCuda, CombineMatchesCpu) {
   MAMBA_REQUIRE_CUDA();
   std::mt19937 rng(4);
-  for (auto [batch, seq_len, rank, n_heads, head_dim] :
-       {std::tuple{1, 1, 1, 2, 16}, {2, 9, 1, 3, 64}, {2, 7, 2, 2, 32}, {1, 5, 4, 4, 64}, {1, 3, 8, 2, 33}}) {
+  for (auto [batch, seq_len, rank, n_heads, head_dim] : {std::tuple{1, 1, 1, 2, 16},
+                                                         {2, 9, 1, 3, 64},
+                                                         {2, 7, 2, 2, 32},
+                                                         {1, 5, 4, 4, 64},
+                                                         {1, 3, 8, 2, 33},
+                                                         {2, 13, 1, 64, 64},
+                                                         {1, 3, 2, 5, 100}}) {
     const bool mimo = rank > 1;
     const int64_t di = n_heads * head_dim;
     const Tensor y = random_tensor({batch, seq_len, rank, n_heads, head_dim}, rng, -3.0f, 3.0f);

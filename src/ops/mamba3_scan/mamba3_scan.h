@@ -16,7 +16,8 @@ struct Mamba3ScanState {
   Tensor v_prev;  // [batch, n_heads, head_dim]           raw x of the last token
 };
 
-// Inputs of one call. All f32, contiguous. Per token t, head h, rank r:
+// Inputs of one call. All f32 (x, q, k may be bf16 on CUDA: bf16_operands), contiguous. Per
+// token t, head h, rank r:
 //   v_{t,r} = x_t ⊙ mimo_x[h, r, :]   (x_t itself when mimo_x is undefined: SISO)
 //   alpha_t = exp(adt_t), beta_t = (1 - trap_t)·dt_t·alpha_t, gamma_t = trap_t·dt_t
 //   S_t = alpha_t·S_{t-1} + beta_t·Σ_r v_{t-1,r} k_{t-1,r}ᵀ + gamma_t·Σ_r v_{t,r} k_{t,r}ᵀ
@@ -36,7 +37,22 @@ struct Mamba3ScanArgs {
   // x/q/k/y, fp32 state) where it has a kernel (SISO or MIMO rank 2/4, head_dim 64, d_state 128);
   // bf16 weights set it.
   bool fast_bf16 = false;
+  // CUDA inference only: with fast_bf16, mamba3_prepare_fwd writes q and k as bf16 (same shapes,
+  // rounded to nearest: what the tensor-core scan would round them to) and the caller may pass x
+  // as bf16, so the scan reads them without a conversion pass. The CUDA scan accepts bf16 x/q/k
+  // on every path (widening them to f32 where it has no bf16 kernel); the CPU ops and the backward
+  // take f32 only (the CPU prepare ignores the flag; the backward rejects bf16 operands).
+  bool bf16_operands = false;
 };
+
+// Whether a CUDA call with fast_bf16 runs the tensor-core scan (mamba3_scan_fast.cu) at these
+// sizes: a sequence (seq_len > 1), head_dim 64, d_state 128, SISO (rank 1 without mimo_x) or
+// MIMO rank 2 or 4. Where it does not, bf16 operands only cost a rounding and a widening.
+inline bool mamba3_scan_fast_bf16_applies(int64_t seq_len, int64_t rank, bool has_mimo_x, int64_t head_dim,
+                                          int64_t d_state) {
+  const bool siso = !has_mimo_x && rank == 1, mimo = has_mimo_x && (rank == 2 || rank == 4);
+  return (siso || mimo) && seq_len > 1 && head_dim == 64 && d_state == 128;
+}
 
 // Whole-sequence chunked form (§3.5). y: [batch, seq_len, mimo_rank, n_heads, head_dim], allocated
 // when undefined (all three functions); given, it is written in place.

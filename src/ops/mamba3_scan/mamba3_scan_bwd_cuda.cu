@@ -516,6 +516,10 @@ Mamba3ScanGrads mamba3_scan_bwd_cuda_exact(const Mamba3ScanArgs& a, const Tensor
   MAMBA_CHECK(a.D.numel() == H && (a.mimo_x.defined() ? a.mimo_x.shape() == (Shape{H, R, P}) : R == 1));
   MAMBA_CHECK(N <= 256 && P <= 8 * kWarps,
               "mamba3_scan_bwd (CUDA): d_state " << N << " > 256 or head_dim " << P << " > " << 8 * kWarps);
+  if (a.x.dtype() == DType::bf16 || a.q.dtype() == DType::bf16 || a.k.dtype() == DType::bf16)
+    throw_error(ErrorCode::invalid_argument,
+                "mamba3_scan_bwd: bf16 x/q/k (bf16_operands, an inference-only forward) have no backward; "
+                "run the forward with f32 operands (bf16_operands = false) for training");
   for (const Tensor* t :
        std::initializer_list<const Tensor*>{&a.x, &a.q, &a.k, &a.adt, &a.dt, &a.trap, &a.D, &dy}) {
     mamba::cuda::check_cuda_tensor(*t, "mamba3_scan_bwd argument");

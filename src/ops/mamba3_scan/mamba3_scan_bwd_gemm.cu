@@ -343,6 +343,10 @@ Mamba3ScanGrads mamba3_scan_bwd_cuda_gemm(const Mamba3ScanArgs& a, const Tensor&
   for (const Tensor* t : {&a.adt, &a.dt, &a.trap}) MAMBA_CHECK(t->shape() == (Shape{B, L, H}));
   MAMBA_CHECK(dy.shape() == (Shape{B, L, 1, H, P}), "dy " << shape_str(dy.shape()));
   MAMBA_CHECK(a.D.numel() == H);
+  if (a.x.dtype() == DType::bf16 || a.q.dtype() == DType::bf16 || a.k.dtype() == DType::bf16)
+    throw_error(ErrorCode::invalid_argument,
+                "mamba3_scan_bwd: bf16 x/q/k (bf16_operands, an inference-only forward) have no backward; "
+                "run the forward with f32 operands (bf16_operands = false) for training");
   for (const Tensor* t : {&a.x, &a.q, &a.k, &a.adt, &a.dt, &a.trap, &a.D, &dy}) {
     mamba::cuda::check_cuda_tensor(*t, "mamba3_scan_bwd argument");
     MAMBA_CHECK(t->dtype() == DType::f32 && t->is_contiguous(),

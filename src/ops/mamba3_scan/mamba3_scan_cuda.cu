@@ -1,6 +1,7 @@
 // Mamba-3 scan on CUDA (SPEC §3.4). A sequence with args.fast_bf16 at a compiled shape (SISO, or MIMO
 // rank 2 or 4) runs the tensor-core chunked scan (mamba3_scan_fast.cu: bf16 x/q/k/y, fp32 state and
-// mimo_x). Else the simple scan:
+// mimo_x; bf16 x/q/k from bf16_operands are read as they are). Else the simple scan (bf16 operands
+// widened to f32 first):
 // one warp per (batch, head, pair of head_dim rows), lane l holding state entries n = l, l+32, ...
 // (d_state <= 256) in registers, each rank's S·q_r a warp sum; k_prev/v_prev saved by a second launch.
 #include <cuda_bf16.h>
@@ -129,9 +130,10 @@ const __nv_bfloat16* bf16_ptr(const Tensor& t) {
   return static_cast<const __nv_bfloat16*>(t.raw());
 }
 
-// Tensor-core chunked scan (SISO, or MIMO with mimo_x): x, q, k rounded to bf16 on the way in, y
-// (bf16) widened into the caller's f32 y; ssm, k_prev and v_prev are read and written in fp32, in
-// place. Contiguous [batch, seq_len, R, n_heads, ·] q, k, y and [batch, R, n_heads, d_state] k_prev.
+// Tensor-core chunked scan (SISO, or MIMO with mimo_x): x, q, k rounded to bf16 on the way in (used
+// as they are when already bf16: bf16_operands), y (bf16) widened into the caller's f32 y; ssm,
+// k_prev and v_prev are read and written in fp32, in place. Contiguous [batch, seq_len, R,
+// n_heads, ·] q, k, y and [batch, R, n_heads, d_state] k_prev.
 void mamba3_fast_path(const Mamba3ScanArgs& a, Mamba3ScanState& s, Tensor& y) {
   const int64_t L = a.x.size(1), R = a.q.size(2), H = a.x.size(2), P = a.x.size(3), N = a.q.size(4);
   const Tensor x = a.x.to(DType::bf16), q = a.q.to(DType::bf16), k = a.k.to(DType::bf16);
@@ -183,21 +185,31 @@ void mamba3_scan_cuda(const Mamba3ScanArgs& a, Mamba3ScanState& s, Tensor& y) {
   for (const Tensor* t : std::initializer_list<const Tensor*>{&a.x, &a.q, &a.k, &a.adt, &a.dt, &a.trap, &a.D,
                                                               &s.ssm, &s.k_prev, &s.v_prev, &y}) {
     mamba::cuda::check_cuda_tensor(*t, "mamba3_scan argument");
-    MAMBA_CHECK(t->dtype() == DType::f32 && t->is_contiguous(),
-                "mamba3_scan: tensors must be f32 and contiguous");
+    // x, q and k may be bf16 (bf16_operands: the prepare's output for the tensor-core scan).
+    const bool operand = t == &a.x || t == &a.q || t == &a.k;
+    MAMBA_CHECK((t->dtype() == DType::f32 || (operand && t->dtype() == DType::bf16)) && t->is_contiguous(),
+                "mamba3_scan: tensors must be contiguous and f32 (x, q, k: f32 or bf16)");
   }
   if (a.mimo_x.defined()) mamba::cuda::check_cuda_tensor(a.mimo_x, "mamba3_scan: mimo_x");
-  const bool siso = !a.mimo_x.defined() && R == 1, mimo = a.mimo_x.defined() && (R == 2 || R == 4);
-  if (a.fast_bf16 && (siso || mimo) && L > 1 && P == 64 && N == 128 && B > 0)
+  if (a.fast_bf16 && mamba3_scan_fast_bf16_applies(L, R, a.mimo_x.defined(), P, N) && B > 0)
     return mamba3_fast_path(a, s, y);
-  const Mamba3Params p{a.x.f32(),
-                       a.q.f32(),
-                       a.k.f32(),
-                       a.adt.f32(),
-                       a.dt.f32(),
-                       a.trap.f32(),
-                       a.D.f32(),
-                       a.mimo_x.defined() ? a.mimo_x.f32() : nullptr,
+  // The simple kernel reads f32: widen bf16 operands (exact), so every path stays correct.
+  Mamba3ScanArgs wide;
+  const bool has_bf16 =
+      a.x.dtype() == DType::bf16 || a.q.dtype() == DType::bf16 || a.k.dtype() == DType::bf16;
+  if (has_bf16) {
+    wide = a;
+    for (Tensor* t : {&wide.x, &wide.q, &wide.k}) *t = t->to(DType::f32);
+  }
+  const Mamba3ScanArgs& f = has_bf16 ? wide : a;
+  const Mamba3Params p{f.x.f32(),
+                       f.q.f32(),
+                       f.k.f32(),
+                       f.adt.f32(),
+                       f.dt.f32(),
+                       f.trap.f32(),
+                       f.D.f32(),
+                       f.mimo_x.defined() ? f.mimo_x.f32() : nullptr,
                        y.f32(),
                        s.ssm.f32(),
                        s.k_prev.f32(),

@@ -1,12 +1,16 @@
 // Mamba-3 scan on CUDA vs the CPU reference: SISO and MIMO ranks 1/2/4/8, d_state 16..256,
 // head_dim odd and even, batch > 1, odd lengths, random input states; whole sequence through
-// fwd/ref, and a prefill followed by one-token steps continuing the state. Label `cuda`.
+// fwd/ref, and a prefill followed by one-token steps continuing the state; bf16 operands from the
+// prepare (bf16_operands) against f32 ones. Label `cuda`.
 #include <gtest/gtest.h>
 
 #include <string>
 #include <utility>
 
+#include "core/error.h"
 #include "cuda_testing.h"
+#include "ops/mamba3_gates/mamba3_gates.h"
+#include "ops/mamba3_gates/mamba3_gates_testing.h"
 #include "ops/mamba3_scan/mamba3_scan.h"
 #include "ops/mamba3_scan/mamba3_scan_testing.h"
 #include "testing.h"
@@ -160,6 +164,65 @@ TEST(Mamba3ScanCuda, FastBf16MimoMatchesSimple) {
       mamba3_scan_step(tokens(simple, t, t + 1), ss, sy);
       EXPECT_LT(scaled_max_diff(fy, sy), 1e-2f) << what << "step " << t;
     }
+  }
+}
+
+// bf16 operands (bf16_operands: q/k written bf16 by the prepare, x converted once) against f32
+// operands. The fast scan rounds f32 ones to bf16 itself, the same round-to-nearest, so the two
+// agree to the last bit (tight tolerance); the other paths (one-token step, a shape without a
+// tensor-core kernel) widen bf16 operands to f32 and match the simple scan on the widened values.
+// The backward refuses bf16 operands.
+TEST(Mamba3ScanCuda, Bf16OperandsMatchF32) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(10);
+  for (const testing_m3::GateDims d : {testing_m3::GateDims{2, 203, 3, 64, 128, 1, 1, false},
+                                       {1, 77, 2, 64, 128, 1, 2, true},
+                                       {2, 45, 3, 32, 64, 1, 1, false}}) {
+    const std::string what = "R=" + std::to_string(d.rank) + " P=" + std::to_string(d.head_dim);
+    const Mamba3Gates g =
+        testing_m3::gates_on_cuda(testing_m3::random_gates(d, Mamba3Rope::data_dependent, rng));
+    const int64_t S = g.n_rope_angles, H = d.n_heads, P = d.head_dim, N = d.d_state, R = d.rank;
+    const int64_t width = 2 * H * P + 2 * R * d.n_groups * N + 3 * H + S;
+    const Tensor proj = on_cuda(random_tensor({d.batch, d.seq_len, width}, rng, -2.0f, 2.0f));
+    const Tensor x = proj.slice(-1, H * P, 2 * H * P);  // the x columns, as the model takes them
+    Mamba3ScanArgs a32;
+    a32.D = on_cuda(random_tensor({H}, rng));
+    a32.mimo_x = d.mimo ? on_cuda(random_tensor({H, R, P}, rng, 0.0f, 1.0f)) : Tensor();
+    a32.fast_bf16 = true;
+    Mamba3ScanArgs a16 = a32;
+    a16.bf16_operands = true;
+    a32.x = x.contiguous().view({d.batch, d.seq_len, H, P});
+    a16.x = x.to(DType::bf16).view({d.batch, d.seq_len, H, P});
+    Tensor angle32 = Tensor::zeros({d.batch, H, S}, DType::f32, Device::cuda), angle16 = angle32.copy();
+    mamba3_prepare_fwd(proj, g, angle32, a32);
+    mamba3_prepare_fwd(proj, g, angle16, a16);
+    ASSERT_EQ(a16.q.dtype(), DType::bf16) << what;
+    const Mamba3ScanState s0{random_tensor({d.batch, H, P, N}, rng), random_tensor({d.batch, R, H, N}, rng),
+                             random_tensor({d.batch, H, P}, rng)};
+    // The f32 reference of the paths without a bf16 kernel: the bf16-rounded operands, widened.
+    Mamba3ScanArgs w32 = a32;
+    for (Tensor* t : {&w32.x, &w32.q, &w32.k}) *t = t->to(DType::bf16).to(DType::f32);
+    // Whole sequence (the fast path where P = 64: from the unrounded f32 operands), then steps
+    // continuing the state.
+    Mamba3ScanState s32 = copy_state(s0, Device::cuda), s16 = copy_state(s0, Device::cuda);
+    const int64_t k = d.seq_len - 3;
+    const bool fast = mamba3_scan_fast_bf16_applies(k, R, d.mimo, P, N);
+    Tensor y32, y16;
+    mamba3_scan_fwd(tokens(fast ? a32 : w32, 0, k), s32, y32);
+    mamba3_scan_fwd(tokens(a16, 0, k), s16, y16);
+    EXPECT_LT(scaled_max_diff(y16, y32.to(Device::cpu)), 1e-6f) << what;
+    EXPECT_LT(scaled_max_diff(s16.ssm, s32.ssm.to(Device::cpu)), 1e-6f) << what;
+    EXPECT_LT(scaled_max_diff(s16.k_prev, s32.k_prev.to(Device::cpu)), 1e-6f) << what;
+    EXPECT_LT(scaled_max_diff(s16.v_prev, s32.v_prev.to(Device::cpu)), 1e-6f) << what;
+    for (int64_t t = k; t < d.seq_len; ++t) {
+      Tensor z32, z16;
+      mamba3_scan_step(tokens(w32, t, t + 1), s32, z32);
+      mamba3_scan_step(tokens(a16, t, t + 1), s16, z16);
+      EXPECT_LT(scaled_max_diff(z16, z32.to(Device::cpu)), 1e-6f) << what << " step " << t;
+    }
+    EXPECT_LT(scaled_max_diff(s16.ssm, s32.ssm.to(Device::cpu)), 1e-6f) << what << " after steps";
+    const Tensor dy = on_cuda(random_tensor({d.batch, d.seq_len, R, H, P}, rng));
+    EXPECT_THROW(static_cast<void>(mamba3_scan_bwd(a16, dy)), Error) << what;
   }
 }
 
