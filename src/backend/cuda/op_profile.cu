@@ -92,7 +92,8 @@ std::string op_profile_report() {
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
   double all = 0.0;
   for (const auto& r : rows) all += r.second.ms;
-  std::string out = "| op (device time, eager) | calls | total ms | mean us | share |\n|---|---:|---:|---:|---:|\n";
+  std::string out =
+      "| op (device time, eager) | calls | total ms | mean us | share |\n|---|---:|---:|---:|---:|\n";
   char line[512];
   for (const auto& [name, t] : rows) {
     std::snprintf(line, sizeof line, "| %s | %lld | %.3f | %.2f | %.1f%% |\n", name.c_str(),
