@@ -64,6 +64,9 @@ if [ "${1:-}" = e2e ]; then
   M2=${B/--n-layer 48/--n-layer 24 --d-intermediate 5632}
   MAMBACPP_NO_PDL=1 run 90 $B --seq-len 16 --decode-tokens 512 --json "$OUT/b1_graph_nopdl.json"
   run 90 $M2 --seq-len 16 --decode-tokens 512 --json "$OUT/b1_graph_mlp.json"
+  # Batch-128 decode, the streaming Mamba-3 step against the fused one (short prefill).
+  run 90 $B --batch 128 --seq-len 16 --decode-tokens 256 --json "$OUT/b128_stream.json"
+  MAMBACPP_M3_STEP=fused run 90 $B --batch 128 --seq-len 16 --decode-tokens 256 --json "$OUT/b128_fused.json"
   run 200 $B --batch 128 --seq-len 2048 --decode-tokens 2048 --json "$OUT/b128_e2e.json"
   run 200 $M2 --batch 128 --seq-len 2048 --decode-tokens 2048 --json "$OUT/b128_e2e_mlp.json"
   timeout 100 $B --batch 128 --seq-len 2048 --decode-tokens 16 --profile >"$OUT/profile_b128.log" 2>&1

@@ -390,6 +390,10 @@ bool mamba3_step_cuda(const Tensor& proj, const Mamba3Gates& g, const Mamba3Step
   }
   o = Tensor::empty({batch, di}, DType::f32, Device::cuda);
   if (batch == 0) return true;
+  if (mamba3_step_stream_applies(batch, g, w)) {
+    mamba3_step_stream_cuda(proj, g, w, angle, state, o);
+    return true;
+  }
   const StepParams p{.proj = proj.f32(),
                      .proj_stride = proj.stride(0),
                      .dt_bias = opt(g.dt_bias),

@@ -9,4 +9,12 @@ namespace mamba::ops {
 bool mamba3_step_cuda(const Tensor& proj, const Mamba3Gates& g, const Mamba3StepParams& w, Tensor& angle,
                       Mamba3ScanState& state, Tensor& o);
 
+// The large-batch SISO path (mamba3_step_stream_cuda.cu: prepare, a streaming state update, a
+// store of the new key and x), which mamba3_step_cuda takes where it applies: rank 1 without the
+// head norm, d_state 128, head_dim a multiple of 32, batch·heads >= 8 per SM
+// (MAMBACPP_M3_STEP=fused|stream forces one path). o: [batch, n_heads·head_dim], allocated.
+bool mamba3_step_stream_applies(int64_t batch, const Mamba3Gates& g, const Mamba3StepParams& w);
+void mamba3_step_stream_cuda(const Tensor& proj, const Mamba3Gates& g, const Mamba3StepParams& w,
+                             Tensor& angle, Mamba3ScanState& state, Tensor& o);
+
 }  // namespace mamba::ops

@@ -89,7 +89,10 @@ TEST(Mamba3StepCuda, FusedMatchesComposition) {
                        // (the small ones above split a head over a 2-block cluster on sm_90)
                        {40, 4, 64, 128, 1, 1, false, true},
                        {36, 4, 64, 128, 1, 2, true, true},
-                       {1, 2, 128, 128, 1, 1, false, true}}) {
+                       {1, 2, 128, 128, 1, 1, false, true},
+                       // batch × heads >= 8 per SM, SISO without the head norm: the streaming path
+                       // (prepare, state update, key store)
+                       {300, 4, 64, 128, 1, 1, false, false}}) {
     for (Mamba3Rope rope : {Mamba3Rope::data_dependent, Mamba3Rope::none, Mamba3Rope::data_independent}) {
       const std::string what = "P=" + std::to_string(d.head_dim) + " N=" + std::to_string(d.d_state) +
                                " R=" + std::to_string(d.rank) + " G=" + std::to_string(d.n_groups) +
