@@ -95,8 +95,8 @@ sanitize() {
   export cs OUT
   xargs -P 8 -I{} bash -c 'n=$(basename {}); timeout 150 $cs --tool memcheck --error-exitcode 3 {} >"$OUT/memcheck_$n.log" 2>&1;
     echo "memcheck $n: rc $? $(grep -E "ERROR SUMMARY" "$OUT/memcheck_$n.log")"' <"$OUT/sanitize_tests.txt"
-  grep -E 'ssd_cuda_test|mamba3_scan_cuda_test|norm_cuda_test|cross_entropy' "$OUT/sanitize_tests.txt" |
-    xargs -P 4 -I{} bash -c 'n=$(basename {}); timeout 150 $cs --tool racecheck --error-exitcode 3 {} >"$OUT/racecheck_$n.log" 2>&1;
+  grep -E 'ssd_cuda_test|mamba3_scan_cuda_test|norm_cuda_test|cross_entropy|mamba3_step_cuda|linear_gemv|mamba3_gates_cuda' "$OUT/sanitize_tests.txt" |
+    xargs -P 8 -I{} bash -c 'n=$(basename {}); timeout 240 $cs --tool racecheck --error-exitcode 3 {} >"$OUT/racecheck_$n.log" 2>&1;
     echo "racecheck $n: rc $? $(grep -E "RACECHECK SUMMARY|ERROR SUMMARY" "$OUT/racecheck_$n.log")"'
 }
 

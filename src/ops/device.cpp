@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <utility>
+#include <vector>
 
 #include "core/error.h"
 #if MAMBACPP_HAVE_CUDA
@@ -53,7 +54,9 @@ Device parse_device(const std::string& name) {
 }
 
 namespace {
-thread_local int op_timer_depth = 0;
+// The names of the open timers, outermost first: an op called inside another is filed as
+// "outer > inner" (shown indented; the report's total counts outermost ops only).
+thread_local std::vector<std::string> open_timers;
 }  // namespace
 
 void set_op_profiling(bool on) {
@@ -65,21 +68,17 @@ bool op_profiling() {
 }
 
 void OpTimer::start(const char* name, int64_t tag) {
-  if (op_timer_depth++ > 0) {
-    outer_ = false;
-    mark_ = nullptr;
-    --op_timer_depth;  // inner timers only mark their presence through the depth of the outer one
-    return;
-  }
-  outer_ = true;
-  name_ = tag >= 0 ? std::string(name) + "[" + std::to_string(tag) + "]" : std::string(name);
+  std::string own = tag >= 0 ? std::string(name) + "[" + std::to_string(tag) + "]" : std::string(name);
+  name_ = open_timers.empty() ? own : open_timers.back() + " > " + own;
+  open_timers.push_back(name_);
+  outer_ = true;  // this timer owns an entry of the stack
 #if MAMBACPP_HAVE_CUDA
   mark_ = cuda::op_timer_start();
 #endif
 }
 
 void OpTimer::stop() {
-  --op_timer_depth;
+  open_timers.pop_back();
 #if MAMBACPP_HAVE_CUDA
   cuda::op_timer_stop(mark_, std::move(name_));
 #endif

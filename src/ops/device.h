@@ -23,8 +23,9 @@ Device parse_device(const std::string& name);
 
 // Device time per op, to see where a forward or a decode step spends it (`mambacpp bench
 // --profile`). While on, each op's device work outside graph captures is bracketed by a pair of
-// events and filed under the op's name (an op called inside another counts in the outer one
-// only); the timing adds a little host work per op, so profiled runs are not the benchmark.
+// events and filed under the op's name (an op called inside another also under "outer > inner",
+// which the total leaves out); the timing adds a little host work per op, so profiled runs are
+// not the benchmark.
 void set_op_profiling(bool on);
 bool op_profiling();
 // Markdown table of device ms per op since the last reset, largest first (waits for the device);
@@ -52,7 +53,7 @@ private:
   void stop();
   static inline bool profiling_ = false;
   void* mark_ = nullptr;
-  bool outer_ = false;  // this timer is the outermost one (it owns the depth count)
+  bool outer_ = false;  // started (owns an entry of the open-timer stack)
   std::string name_;
 };
 

@@ -90,8 +90,9 @@ std::string op_profile_report() {
   std::vector<std::pair<std::string, Total>> rows(p.totals.begin(), p.totals.end());
   if (rows.empty()) return "";
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
-  double all = 0.0;
-  for (const auto& r : rows) all += r.second.ms;
+  double all = 0.0;  // outermost ops only (a nested one is also inside its outer op's time)
+  for (const auto& r : rows)
+    if (r.first.find(" > ") == std::string::npos) all += r.second.ms;
   std::string out =
       "| op (device time, eager) | calls | total ms | mean us | share |\n|---|---:|---:|---:|---:|\n";
   char line[512];
