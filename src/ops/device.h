@@ -38,7 +38,7 @@ void op_profile_reset();
 class OpTimer {
 public:
   OpTimer(const char* name, Device device, int64_t tag = -1) {
-    if (profiling_ && device == Device::cuda) start(name, tag);
+    if (device == Device::cuda && op_profiling()) start(name, tag);
   }
   ~OpTimer() {
     if (mark_ || outer_) stop();
@@ -47,11 +47,8 @@ public:
   OpTimer& operator=(const OpTimer&) = delete;
 
 private:
-  friend void set_op_profiling(bool on);
-  friend bool op_profiling();
   void start(const char* name, int64_t tag);
   void stop();
-  static inline bool profiling_ = false;
   void* mark_ = nullptr;
   bool outer_ = false;  // started (owns an entry of the open-timer stack)
   std::string name_;

@@ -5,6 +5,7 @@
 // one warp per (token, head).
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <initializer_list>
 #include <numbers>
 #include <type_traits>
@@ -29,6 +30,7 @@ struct PrepareParams {
   float* phi;              // [batch, seq_len, n_heads, n_rope_angles] scratch: φ after each token
   int64_t batch, seq_len, width, n_heads, rank, n_groups, d_state, n_angles;
   int64_t off_b, off_c, off_dt;  // column offsets of B, C and dd_dt in a proj row
+  int64_t heads_per_block;       // q/k kernel: heads per block (grid y covers n_heads)
   float A_floor;
   bool half_split;
   Mamba3Rope rope;
@@ -147,8 +149,10 @@ __global__ void __launch_bounds__(kQkThreads) mamba3_qk_kernel(PrepareParams p, 
   const bool rope = p.rope != Mamba3Rope::none, split = p.half_split && rope;
   const int half = N / 2, units = (N + 1) / 2, heads_per_group = H / G;
   const int64_t out0 = btr * H * N;  // ((bt·R + r)·H + h)·N at h = 0
-  for (int i = threadIdx.x; i < H * units; i += blockDim.x) {
-    const int h = i / units, u = i - h * units, g = h / heads_per_group;
+  // This block's heads: all, or (few rows: decode) a slice of heads_per_block (blockIdx.y).
+  const int h0 = blockIdx.y * p.heads_per_block, n_h = min(H - h0, static_cast<int>(p.heads_per_block));
+  for (int i = threadIdx.x; i < n_h * units; i += blockDim.x) {
+    const int h = h0 + i / units, u = i % units, g = h / heads_per_group;
     const int e0 = split ? (u < half ? u : N - 1) : 2 * u;
     const int e1 = split ? (u < half ? u + half : -1) : (2 * u + 1 < N ? 2 * u + 1 : -1);
     const float* b_bias = p.B_bias + (h * R + r) * N;
@@ -244,31 +248,32 @@ void mamba3_prepare_fwd_cuda(const Tensor& proj, const Mamba3Gates& g, Tensor& a
   a.trap = dev({batch, seq_len, H});
   const Tensor phi = dev({batch, seq_len, H, std::max<int64_t>(S, 1)});
   if (batch * seq_len == 0) return;
-  const PrepareParams p{.proj = proj.f32(),
-                        .dt_bias = g.dt_bias.f32(),
-                        .B_bias = g.B_bias.f32(),
-                        .C_bias = g.C_bias.f32(),
-                        .B_norm_weight = g.B_norm_weight.f32(),
-                        .C_norm_weight = g.C_norm_weight.f32(),
-                        .adt = a.adt.f32(),
-                        .dt = a.dt.f32(),
-                        .trap = a.trap.f32(),
-                        .angle = angle.f32(),
-                        .phi = phi.f32(),
-                        .batch = batch,
-                        .seq_len = seq_len,
-                        .width = width,
-                        .n_heads = H,
-                        .rank = R,
-                        .n_groups = G,
-                        .d_state = N,
-                        .n_angles = S,
-                        .off_b = off_b,
-                        .off_c = off_c,
-                        .off_dt = off_dt,
-                        .A_floor = g.A_floor,
-                        .half_split = g.half_split_pairs,
-                        .rope = g.rope};
+  PrepareParams p{.proj = proj.f32(),
+                  .dt_bias = g.dt_bias.f32(),
+                  .B_bias = g.B_bias.f32(),
+                  .C_bias = g.C_bias.f32(),
+                  .B_norm_weight = g.B_norm_weight.f32(),
+                  .C_norm_weight = g.C_norm_weight.f32(),
+                  .adt = a.adt.f32(),
+                  .dt = a.dt.f32(),
+                  .trap = a.trap.f32(),
+                  .angle = angle.f32(),
+                  .phi = phi.f32(),
+                  .batch = batch,
+                  .seq_len = seq_len,
+                  .width = width,
+                  .n_heads = H,
+                  .rank = R,
+                  .n_groups = G,
+                  .d_state = N,
+                  .n_angles = S,
+                  .off_b = off_b,
+                  .off_c = off_c,
+                  .off_dt = off_dt,
+                  .heads_per_block = H,
+                  .A_floor = g.A_floor,
+                  .half_split = g.half_split_pairs,
+                  .rope = g.rope};
   cudaStream_t stream = mamba::cuda::stream();
   mamba3_scalars_kernel<<<mamba::cuda::grid_for(batch * seq_len * H), 256, 0, stream>>>(p);
   CUDA_CHECK_LAUNCH();
@@ -276,7 +281,11 @@ void mamba3_prepare_fwd_cuda(const Tensor& proj, const Mamba3Gates& g, Tensor& a
     mamba3_angle_kernel<<<mamba::cuda::grid_for(batch * H * S, 128), 128, 0, stream>>>(p);
     CUDA_CHECK_LAUNCH();
   }
-  const auto blocks = static_cast<unsigned int>(batch * seq_len * R);
+  // Few rows (decode): also split the heads over blocks, so that the GPU fills (each block
+  // recomputes its rows' norms, a few hundred values).
+  const int64_t rows = batch * seq_len * R, min_blocks = 2 * mamba::cuda::device_info().multiprocessors;
+  p.heads_per_block = rows >= min_blocks ? H : std::max<int64_t>(1, H * rows / min_blocks);
+  const dim3 blocks(static_cast<unsigned int>(rows), mamba::cuda::ceil_div(H, p.heads_per_block));
   const size_t smem = 2 * G * N * sizeof(float);
   if (bf16_out)
     mamba3_qk_kernel<__nv_bfloat16><<<blocks, kQkThreads, smem, stream>>>(

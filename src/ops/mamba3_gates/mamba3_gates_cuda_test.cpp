@@ -49,7 +49,11 @@ TEST(Mamba3GatesCuda, PrepareMatchesCpu) {
                        {2, 9, 8, 8, 32, 4, 2, true},
                        {1, 19, 6, 8, 64, 3, 2, false},
                        {1, 7, 3, 8, 15, 1, 1, false},
-                       {2, 5, 3, 8, 15, 1, 2, true}}) {
+                       {2, 5, 3, 8, 15, 1, 2, true},
+                       // Rows (batch·seq_len·rank) >= 2 per SM: one q/k block per row over all heads
+                       // (fewer rows split the heads over blocks).
+                       {3, 100, 4, 8, 32, 1, 1, false},
+                       {2, 150, 8, 16, 64, 2, 2, true}}) {
     for (Mamba3Rope rope : {Mamba3Rope::data_dependent, Mamba3Rope::none, Mamba3Rope::data_independent}) {
       const std::string what = "H=" + std::to_string(d.n_heads) + " N=" + std::to_string(d.d_state) +
                                " R=" + std::to_string(d.rank) + " G=" + std::to_string(d.n_groups) +
