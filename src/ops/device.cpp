@@ -57,8 +57,6 @@ namespace {
 // The names of the open timers, outermost first: an op called inside another is filed as
 // "outer > inner" (shown indented; the report's total counts outermost ops only).
 thread_local std::vector<std::string> open_timers;
-// One flag for the process, behind a function: an inline static member read from a CUDA
-// translation unit did not see the flag set in the host one.
 bool profiling = false;
 }  // namespace
 

@@ -112,7 +112,11 @@ void mamba3_step_stream_cuda(const Tensor& proj_in, const Mamba3Gates& g, const 
   const int64_t batch = proj_in.size(0), H = g.n_heads, P = g.head_dim;
   const Tensor proj = proj_in.is_contiguous() ? proj_in : proj_in.contiguous();  // the prepare's layout
   Mamba3ScanArgs a;                                                              // f32 q/k
-  mamba3_prepare_fwd_cuda(proj.view({batch, 1, proj.size(1)}), g, angle, a);
+  {
+    const OpTimer timer("prepare", Device::cuda);
+    mamba3_prepare_fwd_cuda(proj.view({batch, 1, proj.size(1)}), g, angle, a);
+  }
+  const OpTimer timer("state update + key store", Device::cuda);
   const StreamParams p{proj.f32(),          proj.stride(0),     a.q.f32(),       a.k.f32(),
                        a.adt.f32(),         a.dt.f32(),         a.trap.f32(),    w.D.f32(),
                        state.k_prev.f32(),  state.v_prev.f32(), state.ssm.f32(), o.f32(),
