@@ -60,7 +60,7 @@ bool run_command(const std::string& line, Session& session, bool& after_user_mar
 
 int run_chat(ChatArgs& a) {
   set_num_threads(a.g.threads);
-  const Model model = Model::load(a.g.model);
+  const Model model = load_model(a.g);
   const auto tokenizer = load_tokenizer(a.g.model, a.g.tokenizer);
   if (!tokenizer)
     mamba::throw_error(ErrorCode::invalid_argument, "chat needs a tokenizer: ", a.g.model,

@@ -75,7 +75,7 @@ void print_summary(const GenerateArgs& a, const GenerateResult& r, const Session
 
 int run_generate(GenerateArgs& a) {
   set_num_threads(a.g.threads);
-  const Model model = Model::load(a.g.model);
+  const Model model = load_model(a.g);
   const auto tokenizer = load_tokenizer(a.g.model, a.g.tokenizer);
   const std::vector<int32_t> prompt = prompt_ids(a, tokenizer.get());
   const SamplingParams sp = sampling_params(a.g);

@@ -18,12 +18,15 @@ struct GenerationFlags {
   int top_k = 40, repeat_last_n = 64, threads = 0;
   std::vector<std::string> stop;
   bool ignore_eos = false;
+  std::string device = "cpu", dtype = "f32";  // --device, --dtype (linear-layer weights; cuda only)
 };
 
 void add_generation_flags(CLI::App& app, GenerationFlags& f, int64_t default_n_predict);
 // Resolves seed -1 to a random seed, once: f.seed is set to the one used.
 SamplingParams sampling_params(GenerationFlags& f);
 SessionOptions session_options(const GenerationFlags& f);
+// Loads --model onto --device with --dtype linear-layer weights.
+Model load_model(const GenerationFlags& f);
 // eos ids of the model folder (unless --ignore-eos); stop strings: `extra` first, then --stop.
 StopCriteria stop_criteria(const GenerationFlags& f, const Tokenizer* tokenizer,
                            const std::vector<std::string>& extra = {});

@@ -60,6 +60,12 @@ private:
   int stop_index_ = -1;
 };
 
+// The logits a session keeps live on the host (the sampler reads them; a device model's are copied,
+// 4 bytes per vocabulary entry per token).
+Tensor on_host(const Tensor& logits) {
+  return logits.device() == Device::cpu ? logits : logits.to(Device::cpu);
+}
+
 }  // namespace
 
 const char* stop_reason_name(StopReason reason) {
@@ -117,7 +123,7 @@ Tensor Session::prefill(std::span<const int32_t> tokens) {
     Tensor ids = Tensor::empty({1, len}, DType::i32);  // [batch=1, len]
     std::memcpy(ids.raw(), tokens.data() + start, static_cast<size_t>(len) * sizeof(int32_t));
     // Only the last position's logits are kept: memory is independent of the prompt length.
-    s_.logits = model_->forward(ids, s_.state, /*num_last=*/1).view({1, -1});  // [1, vocab_padded]
+    s_.logits = on_host(model_->forward(ids, s_.state, /*num_last=*/1).view({1, -1}));  // [1, vocab_padded]
   }
   for (int32_t t : tokens) remember(t);
   return logits();
@@ -127,7 +133,8 @@ Tensor Session::decode(int32_t token) {
   check_ids({&token, 1});
   Tensor ids = Tensor::empty({1}, DType::i32);  // [batch=1]
   ids.data<int32_t>()[0] = token;
-  s_.logits = graph_ ? graph_->step(ids, s_.state) : model_->step(ids, s_.state);  // [1, vocab_padded]
+  s_.logits =
+      on_host(graph_ ? graph_->step(ids, s_.state) : model_->step(ids, s_.state));  // [1, vocab_padded]
   remember(token);
   return logits();
 }

@@ -36,7 +36,7 @@ public:
     out_.append(reinterpret_cast<const char*>(&value), sizeof value);
   }
   void put_record(const std::string& name, const Tensor& tensor) {
-    const Tensor t = tensor.contiguous();
+    const Tensor t = (tensor.device() == Device::cpu ? tensor : tensor.to(Device::cpu)).contiguous();
     put<uint32_t>(static_cast<uint32_t>(name.size()));
     out_ += name;
     put<uint32_t>(dtype_code(t.dtype()));
@@ -179,7 +179,8 @@ Fingerprint fingerprint(const models::Model& model) {
   const_cast<models::Model&>(model).visit_params([&](const models::ParamRef& p) {
     fp.params = hash_combine(fp.params, hash_string(p.name));
     for (int64_t d : p.shape) fp.params = hash_combine(fp.params, static_cast<uint64_t>(d));
-    weights.push_back(p.tensor->contiguous());
+    const Tensor& w = *p.tensor;  // a device model's weights are hashed from a host copy
+    weights.push_back((w.device() == Device::cpu ? w : w.to(Device::cpu)).contiguous());
   });
   for (const Tensor& w : weights)
     for (size_t off = 0; off < w.nbytes(); off += kFingerprintBlock)
@@ -264,6 +265,7 @@ SessionState state_from_bytes(const models::Model& model, const Fingerprint& fp,
       shape[0] = batch;
       if (grows_with_sequence(name)) shape[1] = s.state.position;
       t = adopt(records, "layers." + std::to_string(i) + "." + name, DType::f32, shape, source);
+      if (model.device() != Device::cpu) t = t.to(model.device());
     });
   }
   for (const auto& [name, r] : records)
