@@ -1,8 +1,9 @@
 // Mamba-3 gates on CUDA (SPEC §3.3, §3.4 output). Prepare runs three launches: per-(token, head)
 // scalars (A·Δ, Δ, λ); the cumulative angle, sequential over tokens per (batch, head, angle) and
 // reduced mod 2π after every token like the CPU op; then one block per (token, rank) for the
-// RMS-normed, biased and rotated q and k of all heads (f32, or bf16 with bf16_operands). Combine:
-// one warp per (token, head).
+// RMS-normed, biased and rotated q and k of all heads (f32, or bf16 with bf16_operands) — one
+// launch for a single token of rank 1 (decode), whose q/k blocks do the scalars and the angle of
+// their heads too. Combine: one warp per (token, head).
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -31,6 +32,7 @@ struct PrepareParams {
   int64_t batch, seq_len, width, n_heads, rank, n_groups, d_state, n_angles;
   int64_t off_b, off_c, off_dt;  // column offsets of B, C and dd_dt in a proj row
   int64_t heads_per_block;       // q/k kernel: heads per block (grid y covers n_heads)
+  bool one_token;                // q/k kernel also does the scalars and the angle (seq_len 1, rank 1)
   float A_floor;
   bool half_split;
   Mamba3Rope rope;
@@ -38,18 +40,34 @@ struct PrepareParams {
 
 // A = −max(f(dd_A), A_floor), f(a) = max(a,0) + 1/(1 − min(a,0)); Δ = softplus(dd_dt + dt_bias);
 // λ = sigmoid(trap) (§3.3 items 1-3). One thread per (batch, token, head).
+// Writes the scalars of (row bt, head h); returns Δ.
+__device__ __forceinline__ float gate_scalars(const PrepareParams& p, int64_t bt, int64_t h) {
+  const int64_t H = p.n_heads, i = bt * H + h;
+  const float* row = p.proj + bt * p.width;
+  const float dd_a = row[p.off_dt + H + h];
+  const float A = -fmaxf(fmaxf(dd_a, 0.0f) + 1.0f / (1.0f - fminf(dd_a, 0.0f)), p.A_floor);
+  const float dt = mamba::cuda::softplus_f(row[p.off_dt + h] + p.dt_bias[h]);
+  p.adt[i] = dt * A;
+  p.dt[i] = dt;
+  p.trap[i] = mamba::cuda::sigmoid_f(row[p.off_dt + 2 * H + h]);
+  return dt;
+}
+
 __global__ void mamba3_scalars_kernel(PrepareParams p) {
   const int64_t H = p.n_heads;
   MAMBA_GRID_STRIDE_LOOP(i, p.batch * p.seq_len * H) {
-    const int64_t bt = i / H, h = i % H;
-    const float* row = p.proj + bt * p.width;
-    const float dd_a = row[p.off_dt + H + h];
-    const float A = -fmaxf(fmaxf(dd_a, 0.0f) + 1.0f / (1.0f - fminf(dd_a, 0.0f)), p.A_floor);
-    const float dt = mamba::cuda::softplus_f(row[p.off_dt + h] + p.dt_bias[h]);
-    p.adt[i] = dt * A;
-    p.dt[i] = dt;
-    p.trap[i] = mamba::cuda::sigmoid_f(row[p.off_dt + 2 * H + h]);
+    gate_scalars(p, i / H, i % H);
   }
+}
+
+// ω of angle a for the token of proj row `row` (the fixed RoPE frequency for data_independent).
+__device__ __forceinline__ float angle_omega(const PrepareParams& p, const float* row, float fixed,
+                                             int64_t a) {
+  return p.rope == Mamba3Rope::data_independent ? fixed : kPi * tanhf(row[p.off_dt + 3 * p.n_heads + a]);
+}
+
+__device__ __forceinline__ float fixed_frequency(int64_t a, int64_t S) {
+  return powf(10000.0f, -static_cast<float>(a) / static_cast<float>(S));
 }
 
 // φ_t = (φ_{t−1} + ω_t·Δ_t) mod 2π with ω = π·tanh(angles) (or the fixed RoPE frequency, or no Δ
@@ -63,17 +81,17 @@ __global__ void mamba3_angle_kernel(PrepareParams p) {
   const int64_t H = p.n_heads, S = p.n_angles, L = p.seq_len;
   MAMBA_GRID_STRIDE_LOOP(i, p.batch * H * S) {
     const int64_t b = i / (H * S), h = (i / S) % H, a = i % S;
-    const float fixed = powf(10000.0f, -static_cast<float>(a) / static_cast<float>(S));
-    const float* angles = p.proj + b * L * p.width + p.off_dt + 3 * H + a;  // token stride: width
-    const float* dt = p.dt + b * L * H + h;                                 // token stride: H
-    float* phi = p.phi + (b * L * H + h) * S + a;                           // token stride: H·S
+    const float fixed = fixed_frequency(a, S);
+    const float* rows = p.proj + b * L * p.width;  // token stride: width
+    const float* dt = p.dt + b * L * H + h;        // token stride: H
+    float* phi = p.phi + (b * L * H + h) * S + a;  // token stride: H·S
     float ph = p.angle[i];
     for (int64_t t0 = 0; t0 < L; t0 += kAngleAhead) {
       float omega[kAngleAhead], scale[kAngleAhead];
 #pragma unroll
       for (int j = 0; j < kAngleAhead; ++j) {
         const int64_t t = t0 + j < L ? t0 + j : L - 1;  // past the end: a valid, unused token
-        omega[j] = p.rope == Mamba3Rope::data_independent ? fixed : kPi * tanhf(angles[t * p.width]);
+        omega[j] = angle_omega(p, rows + t * p.width, fixed, a);
         scale[j] = p.rope == Mamba3Rope::data_dependent ? dt[t * H] : 1.0f;
       }
 #pragma unroll
@@ -115,7 +133,7 @@ constexpr int kQkThreads = 256;
 // run of q and of k. T: f32, or bf16 for the tensor-core scan (bf16_operands).
 template <typename T>
 __global__ void __launch_bounds__(kQkThreads) mamba3_qk_kernel(PrepareParams p, T* q, T* k) {
-  extern __shared__ float smem[];  // [2, n_groups, d_state]: normed B·w, then normed C·w
+  extern __shared__ float smem[];  // [2, n_groups, d_state]: normed B·w, then normed C·w; one_token: φ, Δ
   __shared__ float scratch[32];
   const int H = static_cast<int>(p.n_heads), R = static_cast<int>(p.rank), G = static_cast<int>(p.n_groups);
   const int N = static_cast<int>(p.d_state), S = static_cast<int>(p.n_angles);
@@ -124,6 +142,24 @@ __global__ void __launch_bounds__(kQkThreads) mamba3_qk_kernel(PrepareParams p, 
   const float* row = p.proj + bt * p.width;
   float* bn = smem;
   float* cn = smem + G * N;
+  // This block's heads: all, or (few rows: decode) a slice of heads_per_block (blockIdx.y).
+  const int h0 = blockIdx.y * p.heads_per_block, n_h = min(H - h0, static_cast<int>(p.heads_per_block));
+  float* phi_s = cn + G * N;      // one_token: [n_h, S] the angle after this token
+  float* dt_s = phi_s + n_h * S;  // one_token: [n_h] Δ
+  if (p.one_token) {              // the scalars and the angle advance of this (single) token, for these heads
+    for (int j = threadIdx.x; j < n_h; j += blockDim.x) dt_s[j] = gate_scalars(p, bt, h0 + j);
+    __syncthreads();
+    for (int i = threadIdx.x; i < n_h * S; i += blockDim.x) {
+      const int j = i / S, a = i % S;
+      const int64_t ai = (bt * H + h0 + j) * S + a;  // seq_len 1: row bt is batch bt
+      float ph = p.angle[ai];
+      ph += angle_omega(p, row, fixed_frequency(a, S), a) *
+            (p.rope == Mamba3Rope::data_dependent ? dt_s[j] : 1.0f);
+      ph -= kTwoPi * floorf(ph / kTwoPi);
+      p.angle[ai] = ph;
+      phi_s[i] = ph;
+    }
+  }
   for (int g = 0; g < G; ++g) {
     const float* b_row = row + p.off_b + (r * G + g) * N;
     const float* c_row = row + p.off_c + (r * G + g) * N;
@@ -149,8 +185,6 @@ __global__ void __launch_bounds__(kQkThreads) mamba3_qk_kernel(PrepareParams p, 
   const bool rope = p.rope != Mamba3Rope::none, split = p.half_split && rope;
   const int half = N / 2, units = (N + 1) / 2, heads_per_group = H / G;
   const int64_t out0 = btr * H * N;  // ((bt·R + r)·H + h)·N at h = 0
-  // This block's heads: all, or (few rows: decode) a slice of heads_per_block (blockIdx.y).
-  const int h0 = blockIdx.y * p.heads_per_block, n_h = min(H - h0, static_cast<int>(p.heads_per_block));
   for (int i = threadIdx.x; i < n_h * units; i += blockDim.x) {
     const int h = h0 + i / units, u = i % units, g = h / heads_per_group;
     const int e0 = split ? (u < half ? u : N - 1) : 2 * u;
@@ -162,7 +196,8 @@ __global__ void __launch_bounds__(kQkThreads) mamba3_qk_kernel(PrepareParams p, 
     float k0 = bg[e0] + b_bias[e0], q0 = cg[e0] + c_bias[e0];
     float k1 = e1 >= 0 ? bg[e1] + b_bias[e1] : 0.0f, q1 = e1 >= 0 ? cg[e1] + c_bias[e1] : 0.0f;
     if (rope && u < S && e1 >= 0) {
-      const float ph = p.phi[(bt * H + h) * S + u], cs = cosf(ph), sn = sinf(ph);
+      const float ph = p.one_token ? phi_s[(h - h0) * S + u] : p.phi[(bt * H + h) * S + u];
+      const float cs = cosf(ph), sn = sinf(ph);
       const float k0r = k0 * cs - k1 * sn, k1r = k0 * sn + k1 * cs;
       const float q0r = q0 * cs - q1 * sn, q1r = q0 * sn + q1 * cs;
       k0 = k0r, k1 = k1r, q0 = q0r, q1 = q1r;
@@ -246,7 +281,15 @@ void mamba3_prepare_fwd_cuda(const Tensor& proj, const Mamba3Gates& g, Tensor& a
   a.adt = dev({batch, seq_len, H});
   a.dt = dev({batch, seq_len, H});
   a.trap = dev({batch, seq_len, H});
-  const Tensor phi = dev({batch, seq_len, H, std::max<int64_t>(S, 1)});
+  // Few rows (decode): also split the heads over blocks, so that the GPU fills (each block
+  // recomputes its rows' norms, a few hundred values). One token of rank 1: the q/k kernel also
+  // computes the scalars and advances the angle of its heads (one launch instead of three).
+  const int64_t rows = batch * seq_len * R, min_blocks = 2 * mamba::cuda::device_info().multiprocessors;
+  const int64_t heads_per_block = rows >= min_blocks ? H : std::max<int64_t>(1, H * rows / min_blocks);
+  const size_t smem_norms = 2 * G * N * sizeof(float);
+  const size_t smem_token = static_cast<size_t>(heads_per_block * (S + 1)) * sizeof(float);
+  const bool one_token = seq_len == 1 && R == 1 && smem_norms + smem_token <= 48 * 1024;
+  const Tensor phi = dev({one_token ? 1 : batch, seq_len, H, std::max<int64_t>(S, 1)});
   if (batch * seq_len == 0) return;
   PrepareParams p{.proj = proj.f32(),
                   .dt_bias = g.dt_bias.f32(),
@@ -270,23 +313,22 @@ void mamba3_prepare_fwd_cuda(const Tensor& proj, const Mamba3Gates& g, Tensor& a
                   .off_b = off_b,
                   .off_c = off_c,
                   .off_dt = off_dt,
-                  .heads_per_block = H,
+                  .heads_per_block = heads_per_block,
+                  .one_token = one_token,
                   .A_floor = g.A_floor,
                   .half_split = g.half_split_pairs,
                   .rope = g.rope};
   cudaStream_t stream = mamba::cuda::stream();
-  mamba3_scalars_kernel<<<mamba::cuda::grid_for(batch * seq_len * H), 256, 0, stream>>>(p);
-  CUDA_CHECK_LAUNCH();
-  if (S > 0) {
-    mamba3_angle_kernel<<<mamba::cuda::grid_for(batch * H * S, 128), 128, 0, stream>>>(p);
+  if (!one_token) {
+    mamba3_scalars_kernel<<<mamba::cuda::grid_for(batch * seq_len * H), 256, 0, stream>>>(p);
     CUDA_CHECK_LAUNCH();
+    if (S > 0) {
+      mamba3_angle_kernel<<<mamba::cuda::grid_for(batch * H * S, 128), 128, 0, stream>>>(p);
+      CUDA_CHECK_LAUNCH();
+    }
   }
-  // Few rows (decode): also split the heads over blocks, so that the GPU fills (each block
-  // recomputes its rows' norms, a few hundred values).
-  const int64_t rows = batch * seq_len * R, min_blocks = 2 * mamba::cuda::device_info().multiprocessors;
-  p.heads_per_block = rows >= min_blocks ? H : std::max<int64_t>(1, H * rows / min_blocks);
-  const dim3 blocks(static_cast<unsigned int>(rows), mamba::cuda::ceil_div(H, p.heads_per_block));
-  const size_t smem = 2 * G * N * sizeof(float);
+  const dim3 blocks(static_cast<unsigned int>(rows), mamba::cuda::ceil_div(H, heads_per_block));
+  const size_t smem = smem_norms + (one_token ? smem_token : 0);
   if (bf16_out)
     mamba3_qk_kernel<__nv_bfloat16><<<blocks, kQkThreads, smem, stream>>>(
         p, static_cast<__nv_bfloat16*>(a.q.raw()), static_cast<__nv_bfloat16*>(a.k.raw()));

@@ -53,7 +53,10 @@ TEST(Mamba3GatesCuda, PrepareMatchesCpu) {
                        // Rows (batch·seq_len·rank) >= 2 per SM: one q/k block per row over all heads
                        // (fewer rows split the heads over blocks).
                        {3, 100, 4, 8, 32, 1, 1, false},
-                       {2, 150, 8, 16, 64, 2, 2, true}}) {
+                       {2, 150, 8, 16, 64, 2, 2, true},
+                       // One token of rank 1 (decode): the q/k kernel also advances the angle.
+                       {5, 1, 64, 16, 128, 1, 1, false},
+                       {300, 1, 8, 16, 64, 2, 1, false}}) {
     for (Mamba3Rope rope : {Mamba3Rope::data_dependent, Mamba3Rope::none, Mamba3Rope::data_independent}) {
       const std::string what = "H=" + std::to_string(d.n_heads) + " N=" + std::to_string(d.d_state) +
                                " R=" + std::to_string(d.rank) + " G=" + std::to_string(d.n_groups) +
