@@ -81,7 +81,7 @@ std::string run_model(const std::string& name, const BenchArgs& a) {
   const Device device = parse_device(a.device);
   Model model = Model::random(c, 1234);
   model.to(device);
-  model.set_matmul_dtype(a.dtype == "bf16" ? DType::bf16 : a.dtype == "f16" ? DType::f16 : DType::f32);
+  model.set_matmul_dtype(matmul_dtype(a.dtype));
   std::ostringstream out;
   out << model.n_params() << "\n";
   // On the GPU the thread count only drives host-side work: one row, at the first count.
@@ -146,8 +146,7 @@ Runner add_bench(CLI::App& app) {
                  "gated-MLP width after each mixer (default 0: none; the hybrid model has none)");
   app.add_option("--json", a->json_path, "also write JSON lines to this file");
   app.add_option("--device", a->device, "cpu or cuda (default cpu; on cuda one row per model)");
-  app.add_option("--dtype", a->dtype, "linear-layer weights: f32, bf16 or f16 (cuda only; default f32)")
-      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
+  add_dtype_option(app, a->dtype);
   app.add_flag("--eager", a->eager, "cuda: decode with eager launches (default: a captured CUDA graph)");
   app.add_flag("--profile", a->profile,
                "cuda: print device time per op for prefill and decode to stderr (decode runs eager)");

@@ -28,14 +28,13 @@ Runner add_logits(CLI::App& app) {
                  "whole-sequence pass over the first K tokens, then one-token steps");
   app.add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
   app.add_option("--device", a->device, "cpu or cuda (default cpu)");
-  app.add_option("--dtype", a->dtype, "linear-layer weights: f32, bf16 or f16 (cuda only; default f32)")
-      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
+  add_dtype_option(app, a->dtype);
   return [a]() {
     set_num_threads(a->threads);
     const Device device = parse_device(a->device);
     Model model = Model::load(a->model);
     model.to(device);
-    model.set_matmul_dtype(a->dtype == "bf16" ? DType::bf16 : a->dtype == "f16" ? DType::f16 : DType::f32);
+    model.set_matmul_dtype(matmul_dtype(a->dtype));
     const Tensor ids = read_npy(a->input);
     if (ids.dim() != 2 || (ids.dtype() != DType::i64 && ids.dtype() != DType::i32))
       mamba::throw_error(ErrorCode::shape, a->input,

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <random>
 
+#include "commands.h"
+
 namespace mambacpp::cli {
 
 void add_generation_flags(CLI::App& app, GenerationFlags& f, int64_t default_n_predict) {
@@ -34,15 +36,14 @@ void add_generation_flags(CLI::App& app, GenerationFlags& f, int64_t default_n_p
       ->capture_default_str();
   app.add_option("-t,--threads", f.threads, "CPU threads (default: all cores)");
   app.add_option("--device", f.device, "cpu or cuda (default cpu; cuda decodes through a CUDA graph)");
-  app.add_option("--dtype", f.dtype, "linear-layer weights: f32, bf16 or f16 (cuda only; default f32)")
-      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
+  add_dtype_option(app, f.dtype);
 }
 
 Model load_model(const GenerationFlags& f) {
   const Device device = parse_device(f.device);
   Model model = Model::load(f.model);
   model.to(device);
-  model.set_matmul_dtype(f.dtype == "bf16" ? DType::bf16 : f.dtype == "f16" ? DType::f16 : DType::f32);
+  model.set_matmul_dtype(matmul_dtype(f.dtype));
   return model;
 }
 
