@@ -11,21 +11,14 @@
 #include "core/file_util.h"
 #include "io/npy.h"
 #include "runtime/batch.h"
+#include "runtime/session_testing.h"
 #include "testing.h"
 
 namespace mamba::runtime {
 namespace {
 
-const char* const kFixtures[] = {"hf-mamba1",       "hf-mamba2",       "ssm-mamba1", "ssm-mamba2",
-                                 "ssm-mamba3-siso", "ssm-mamba3-mimo", "ssm-hybrid"};
-
-// Row 0 of the fixture's input_ids.npy.
-std::vector<int32_t> fixture_ids(const std::string& dir) {
-  const Tensor ids = io::read_npy(path_join(dir, "input_ids.npy"));
-  std::vector<int32_t> out;
-  for (int64_t t = 0; t < ids.size(1); ++t) out.push_back(static_cast<int32_t>(ids.data<int64_t>()[t]));
-  return out;
-}
+using testing_support::fixture_ids;
+using testing_support::kFixtures;
 
 sampling::Sampler greedy(const models::Model& model) {
   return sampling::Sampler({.temperature = 0.0f}, static_cast<int32_t>(model.config().vocab_size));
