@@ -9,7 +9,6 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
-#include "io/npy.h"
 #include "runtime/batch.h"
 #include "runtime/session_testing.h"
 #include "testing.h"
