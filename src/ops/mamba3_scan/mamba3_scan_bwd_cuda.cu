@@ -501,10 +501,9 @@ void launch_by_state(const BwdParams& p, cudaStream_t stream) {
 
 }  // namespace
 
-Mamba3ScanGrads mamba3_scan_bwd_cuda_exact(const Mamba3ScanArgs& a, const Tensor& dy_in) {
+Mamba3ScanGrads mamba3_scan_bwd_cuda_grads(const Mamba3ScanArgs& a, const Tensor& dy) {
   MAMBA_CHECK(a.x.dim() == 4 && a.q.dim() == 5,
               "mamba3_scan_bwd: x must be [batch, seq_len, n_heads, head_dim]");
-  const Tensor dy = dy_in.contiguous();
   const int64_t B = a.x.size(0), L = a.x.size(1), H = a.x.size(2), P = a.x.size(3), R = a.q.size(2),
                 N = a.q.size(4);
   MAMBA_CHECK(a.q.shape() == (Shape{B, L, R, H, N}) && a.k.shape() == a.q.shape(),
@@ -514,8 +513,6 @@ Mamba3ScanGrads mamba3_scan_bwd_cuda_exact(const Mamba3ScanArgs& a, const Tensor
     MAMBA_CHECK(t->shape() == (Shape{B, L, H}));
   MAMBA_CHECK(dy.shape() == (Shape{B, L, R, H, P}), "dy " << shape_str(dy.shape()));
   MAMBA_CHECK(a.D.numel() == H && (a.mimo_x.defined() ? a.mimo_x.shape() == (Shape{H, R, P}) : R == 1));
-  MAMBA_CHECK(N <= 256 && P <= 8 * kWarps,
-              "mamba3_scan_bwd (CUDA): d_state " << N << " > 256 or head_dim " << P << " > " << 8 * kWarps);
   if (a.x.dtype() == DType::bf16 || a.q.dtype() == DType::bf16 || a.k.dtype() == DType::bf16)
     throw_error(ErrorCode::invalid_argument,
                 "mamba3_scan_bwd: bf16 x/q/k (bf16_operands, an inference-only forward) have no backward; "
@@ -540,7 +537,18 @@ Mamba3ScanGrads mamba3_scan_bwd_cuda_exact(const Mamba3ScanArgs& a, const Tensor
   g.dtrap = dev(a.adt.shape());
   g.dD = Tensor::zeros({H}, DType::f32, Device::cuda);
   if (a.mimo_x.defined()) g.dmimo_x = Tensor::zeros({H, R, P}, DType::f32, Device::cuda);
+  return g;
+}
+
+Mamba3ScanGrads mamba3_scan_bwd_cuda_exact(const Mamba3ScanArgs& a, const Tensor& dy_in) {
+  const Tensor dy = dy_in.contiguous();
+  Mamba3ScanGrads g = mamba3_scan_bwd_cuda_grads(a, dy);
+  const int64_t B = a.x.size(0), L = a.x.size(1), H = a.x.size(2), P = a.x.size(3), R = a.q.size(2),
+                N = a.q.size(4);
+  MAMBA_CHECK(N <= 256 && P <= 8 * kWarps,
+              "mamba3_scan_bwd (CUDA): d_state " << N << " > 256 or head_dim " << P << " > " << 8 * kWarps);
   if (B * L * H == 0) return g;
+  auto dev = [](const Shape& s) { return Tensor::empty(s, DType::f32, Device::cuda); };
   // The chunk length only splits the work (the gradients are the same for any); capped so that
   // the per-token partials of a chunk fit in shared memory.
   const int64_t Q = std::clamp<int64_t>(a.chunk_size, 1, kMaxChunk), nc = (L + Q - 1) / Q;

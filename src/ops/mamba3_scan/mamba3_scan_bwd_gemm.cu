@@ -332,36 +332,12 @@ bool mamba3_scan_bwd_cuda_gemm_supported(const Mamba3ScanArgs& a) {
 }
 
 Mamba3ScanGrads mamba3_scan_bwd_cuda_gemm(const Mamba3ScanArgs& a, const Tensor& dy_in) {
-  MAMBA_CHECK(a.x.dim() == 4 && a.q.dim() == 5,
-              "mamba3_scan_bwd: x must be [batch, seq_len, n_heads, head_dim]");
   MAMBA_CHECK(mamba3_scan_bwd_cuda_gemm_supported(a), "mamba3_scan_bwd (CUDA, GEMM path): SISO only");
   const Tensor dy = dy_in.contiguous();
+  Mamba3ScanGrads g = mamba3_scan_bwd_cuda_grads(a, dy);
   const int64_t B = a.x.size(0), L = a.x.size(1), H = a.x.size(2), P = a.x.size(3), N = a.q.size(4);
-  MAMBA_CHECK(a.q.shape() == (Shape{B, L, 1, H, N}) && a.k.shape() == a.q.shape(),
-              "q " << shape_str(a.q.shape()) << " and k " << shape_str(a.k.shape()) << " with x "
-                   << shape_str(a.x.shape()));
-  for (const Tensor* t : {&a.adt, &a.dt, &a.trap}) MAMBA_CHECK(t->shape() == (Shape{B, L, H}));
-  MAMBA_CHECK(dy.shape() == (Shape{B, L, 1, H, P}), "dy " << shape_str(dy.shape()));
-  MAMBA_CHECK(a.D.numel() == H);
-  if (a.x.dtype() == DType::bf16 || a.q.dtype() == DType::bf16 || a.k.dtype() == DType::bf16)
-    throw_error(ErrorCode::invalid_argument,
-                "mamba3_scan_bwd: bf16 x/q/k (bf16_operands, an inference-only forward) have no backward; "
-                "run the forward with f32 operands (bf16_operands = false) for training");
-  for (const Tensor* t : {&a.x, &a.q, &a.k, &a.adt, &a.dt, &a.trap, &a.D, &dy}) {
-    mamba::cuda::check_cuda_tensor(*t, "mamba3_scan_bwd argument");
-    MAMBA_CHECK(t->dtype() == DType::f32 && t->is_contiguous(),
-                "mamba3_scan_bwd: tensors must be f32 and contiguous");
-  }
-  auto dev = [](const Shape& s) { return Tensor::empty(s, DType::f32, Device::cuda); };
-  Mamba3ScanGrads g;
-  g.dx = dev(a.x.shape());
-  g.dq = dev(a.q.shape());
-  g.dk = dev(a.k.shape());
-  g.dadt = dev(a.adt.shape());
-  g.ddt = dev(a.adt.shape());
-  g.dtrap = dev(a.adt.shape());
-  g.dD = Tensor::zeros({H}, DType::f32, Device::cuda);
   if (B * L * H == 0) return g;
+  auto dev = [](const Shape& s) { return Tensor::empty(s, DType::f32, Device::cuda); };
   // Any chunk length gives the same gradients; capped so that the mask kernel's tiles fit.
   const int64_t Q = std::clamp<int64_t>(a.chunk_size, 1, kMaxQ), nc = (L + Q - 1) / Q, C = B * H * nc;
   MAMBA_CHECK(C < (int64_t(1) << 31) && P * N < (int64_t(1) << 31));

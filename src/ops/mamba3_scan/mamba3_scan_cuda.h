@@ -17,6 +17,11 @@ Mamba3ScanGrads mamba3_scan_bwd_cuda(const Mamba3ScanArgs& args, const Tensor& d
 // chunk; any rank.
 Mamba3ScanGrads mamba3_scan_bwd_cuda_exact(const Mamba3ScanArgs& args, const Tensor& dy);
 
+// What both backward paths start with: checks the arguments (shapes, CUDA f32 contiguous operands;
+// bf16 operands of an inference forward are an error) and allocates the gradients (dD, dmimo_x
+// zeroed). dy: the contiguous upstream gradient.
+Mamba3ScanGrads mamba3_scan_bwd_cuda_grads(const Mamba3ScanArgs& args, const Tensor& dy);
+
 // The chunked matrix form on cuBLAS batched GEMMs (mamba3_scan_bwd_gemm.cu); SISO only.
 bool mamba3_scan_bwd_cuda_gemm_supported(const Mamba3ScanArgs& args);
 Mamba3ScanGrads mamba3_scan_bwd_cuda_gemm(const Mamba3ScanArgs& args, const Tensor& dy);
