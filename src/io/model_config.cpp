@@ -274,7 +274,9 @@ ModelConfig parse_hf(const Reader& r, const std::string& model_type) {
     m.bias = r.boolean("use_bias", false);
     m.rmsnorm = r.boolean("rms_norm", true);
     m.norm_eps = c.norm_eps;
-    m.norm_n_groups = 1;  // HF's MambaRMSNormGated normalizes the whole row (checked against hf-mamba2)
+    // The gated RMSNorm is per group (d_ssm / n_groups), as mamba_ssm, llama.cpp and the checkpoints'
+    // own training compute it; transformers <= 5.17 normalizes the whole row (a bug there, issue 11).
+    m.norm_n_groups = m.n_groups;
     if (r.has("time_step_limit")) {
       const json& v = r.j.at("time_step_limit");
       if (!v.is_array() || v.size() != 2) r.type_error("time_step_limit", "a pair [lo, hi]", v);
