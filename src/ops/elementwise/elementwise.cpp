@@ -8,6 +8,8 @@
 #include "core/parallel.h"
 #include "ops/device.h"
 #include "ops/elementwise/activations.h"
+#include "ops/elementwise/cpu_rows.h"
+#include "ops/elementwise/gate_act.h"
 #if MAMBACPP_HAVE_CUDA
 #include "ops/elementwise/elementwise_cuda.h"
 #endif
@@ -32,6 +34,66 @@ void add_(Tensor& a, const Tensor& b) {
   const float* bp = b.f32();
   const int64_t n = a.numel();
   for (int64_t i = 0; i < n; ++i) ap[i] += bp[i];
+}
+
+void scale_(Tensor& x, float s) {
+#if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("scale_", x.device());
+  if (x.device() == Device::cuda) throw_error(ErrorCode::unsupported, "scale_: no CUDA kernel yet");
+#endif
+  MAMBA_CHECK(x.is_contiguous() && x.dtype() == DType::f32,
+              "scale_: expected a contiguous f32 tensor, got " << dtype_name(x.dtype()));
+  float* p = x.f32();
+  const int64_t n = x.numel();
+  parallel_row_blocks(1, n, [&](int64_t, int64_t c0, int64_t c1) {
+    for (int64_t i = c0; i < c1; ++i) p[i] *= s;
+  });
+}
+
+Tensor gated_act(const Tensor& h, GateAct act, bool gate_first) {
+  if (act == GateAct::silu) return swiglu(h, gate_first);
+#if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("gated_act", h.device());
+  if (h.device() == Device::cuda) throw_error(ErrorCode::unsupported, "gated_act: no CUDA kernel yet");
+#endif
+  const RowReader rows_h(h, "gated_act: h");
+  MAMBA_CHECK(rows_h.n() % 2 == 0, "gated_act: odd last dim in " << shape_str(h.shape()));
+  const int64_t n = rows_h.n() / 2;
+  Shape shape = h.shape();
+  shape.back() = n;
+  Tensor out = Tensor::empty(shape);
+  float* op = out.f32();
+  gate_act::dispatch(act, [&](auto a) {
+    constexpr GateAct A = decltype(a)::value;
+    parallel_row_blocks(rows_h.rows(), n, [&](int64_t r, int64_t c0, int64_t c1) {
+      const float* row = rows_h.row(r);
+      const float* gate = row + (gate_first ? 0 : n);
+      const float* value = row + (gate_first ? n : 0);
+      float* o = op + r * n;
+      for (int64_t i = c0; i < c1; ++i) o[i] = gate_act::value<A>(gate[i]) * value[i];
+    });
+  });
+  return out;
+}
+
+Tensor activation(const Tensor& x, GateAct act) {
+#if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("activation", x.device());
+  if (x.device() == Device::cuda) throw_error(ErrorCode::unsupported, "activation: no CUDA kernel yet");
+#endif
+  const RowReader rows_x(x, "activation: x");
+  const int64_t n = rows_x.n();
+  Tensor out = Tensor::empty(x.shape());
+  float* op = out.f32();
+  gate_act::dispatch(act, [&](auto a) {
+    constexpr GateAct A = decltype(a)::value;
+    parallel_row_blocks(rows_x.rows(), n, [&](int64_t r, int64_t c0, int64_t c1) {
+      const float* src = rows_x.row(r);
+      float* o = op + r * n;
+      for (int64_t i = c0; i < c1; ++i) o[i] = gate_act::value<A>(src[i]);
+    });
+  });
+  return out;
 }
 
 Tensor swiglu(const Tensor& h_in, bool gate_first) {

@@ -9,9 +9,29 @@ namespace mamba::ops {
 // a += b (same shape, both contiguous).
 void add_(Tensor& a, const Tensor& b);
 
+// x *= s in place. x contiguous (f32 on CPU; f32 on CUDA).
+void scale_(Tensor& x, float s);
+
 // h: [..., 2n] -> [..., n]. gate_first=false: h[:n]·silu(h[n:]) (GatedMLP, MHA mlp: value first);
 // gate_first=true: silu(h[:n])·h[n:] (Mamba-2's fused MLP part, SPEC §2.2 step 7).
 Tensor swiglu(const Tensor& h, bool gate_first);
+
+// Activation of a gated MLP (and of a plain one, `activation`); computed in f32.
+enum class GateAct {
+  silu,
+  gelu /* exact: 0.5·x·(1+erf(x/√2)) */,
+  gelu_tanh /* PyTorch's approximate='tanh' */,
+  relu2 /* relu(x)² */
+};
+
+// h: [..., 2n] (rows may be strided views like swiglu accepts) -> [..., n] contiguous.
+// gate_first=true: act(h[:n])·h[n:]; false: h[:n]·act(h[n:]). With GateAct::silu this is
+// swiglu(h, gate_first) (the same code path, bit for bit).
+Tensor gated_act(const Tensor& h, GateAct act, bool gate_first);
+
+// Elementwise activation (non-gated MLPs, e.g. Nemotron-H's relu²): x [..., n] (rows may be
+// strided) -> a new contiguous tensor.
+Tensor activation(const Tensor& x, GateAct act);
 
 // y ← y·silu(z); y contiguous [batch, seq_len, n], z [batch, seq_len, n] (rows may be strided).
 void mul_silu_(Tensor& y, const Tensor& z);
@@ -34,6 +54,12 @@ Tensor neg_exp(const Tensor& x);
 
 // d/dh of swiglu: dout [..., n], h [..., 2n] -> dh [..., 2n].
 Tensor swiglu_bwd(const Tensor& dout, const Tensor& h, bool gate_first);
+
+// d/dh of gated_act: dout [..., n], h [..., 2n] -> dh [..., 2n] (GateAct::silu: swiglu_bwd).
+Tensor gated_act_bwd(const Tensor& dout, const Tensor& h, GateAct act, bool gate_first);
+
+// d/dx of activation: dout [..., n], x [..., n] (rows may be strided) -> dx [..., n].
+Tensor activation_bwd(const Tensor& dout, const Tensor& x, GateAct act);
 
 // Of out = y·silu(z) with y the value before the gate: sets dy = dout·silu(z), dz = dout·y·silu'(z)
 // ([batch, seq_len, n]; y, z may have strided rows).
