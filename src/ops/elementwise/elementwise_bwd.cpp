@@ -7,7 +7,9 @@
 #include "core/parallel.h"
 #include "ops/device.h"
 #include "ops/elementwise/activations.h"
+#include "ops/elementwise/cpu_rows.h"
 #include "ops/elementwise/elementwise.h"
+#include "ops/elementwise/gate_act.h"
 #if MAMBACPP_HAVE_CUDA
 #include "ops/elementwise/elementwise_cuda.h"
 #endif
@@ -38,6 +40,58 @@ Tensor swiglu_bwd(const Tensor& dout_in, const Tensor& h_in, bool gate_first) {
     }
   });
   return dh;
+}
+
+Tensor gated_act_bwd(const Tensor& dout_in, const Tensor& h, GateAct act, bool gate_first) {
+  if (act == GateAct::silu) return swiglu_bwd(dout_in, h, gate_first);
+#if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("gated_act_bwd", h.device());
+  if (h.device() == Device::cuda) throw_error(ErrorCode::unsupported, "gated_act_bwd: no CUDA kernel yet");
+#endif
+  const RowReader rows_h(h, "gated_act_bwd: h"), rows_d(dout_in, "gated_act_bwd: dout");
+  MAMBA_CHECK(rows_h.n() % 2 == 0, "gated_act_bwd: odd last dim in " << shape_str(h.shape()));
+  const int64_t n = rows_h.n() / 2, rows = rows_h.rows();
+  MAMBA_CHECK(rows_d.n() == n && rows_d.rows() == rows,
+              "gated_act_bwd: dout " << shape_str(dout_in.shape()) << " h " << shape_str(h.shape()));
+  Tensor dh = Tensor::empty(h.shape());  // [..., 2n]
+  float* gp = dh.f32();
+  // gate at row[gate_off + i], value at row[value_off + i]
+  const int64_t gate_off = gate_first ? 0 : n, value_off = gate_first ? n : 0;
+  gate_act::dispatch(act, [&](auto a) {
+    constexpr GateAct A = decltype(a)::value;
+    parallel_row_blocks(rows, n, [&](int64_t r, int64_t c0, int64_t c1) {
+      const float *row = rows_h.row(r), *d = rows_d.row(r);
+      float* g = gp + r * 2 * n;
+      for (int64_t i = c0; i < c1; ++i) {
+        const float gate = row[gate_off + i], value = row[value_off + i];
+        g[value_off + i] = d[i] * gate_act::value<A>(gate);
+        g[gate_off + i] = d[i] * value * gate_act::grad<A>(gate);
+      }
+    });
+  });
+  return dh;
+}
+
+Tensor activation_bwd(const Tensor& dout_in, const Tensor& x, GateAct act) {
+#if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("activation_bwd", x.device());
+  if (x.device() == Device::cuda) throw_error(ErrorCode::unsupported, "activation_bwd: no CUDA kernel yet");
+#endif
+  const RowReader rows_x(x, "activation_bwd: x"), rows_d(dout_in, "activation_bwd: dout");
+  const int64_t n = rows_x.n(), rows = rows_x.rows();
+  MAMBA_CHECK(rows_d.n() == n && rows_d.rows() == rows,
+              "activation_bwd: dout " << shape_str(dout_in.shape()) << " x " << shape_str(x.shape()));
+  Tensor dx = Tensor::empty(x.shape());
+  float* gp = dx.f32();
+  gate_act::dispatch(act, [&](auto a) {
+    constexpr GateAct A = decltype(a)::value;
+    parallel_row_blocks(rows, n, [&](int64_t r, int64_t c0, int64_t c1) {
+      const float *src = rows_x.row(r), *d = rows_d.row(r);
+      float* g = gp + r * n;
+      for (int64_t i = c0; i < c1; ++i) g[i] = d[i] * gate_act::grad<A>(src[i]);
+    });
+  });
+  return dx;
 }
 
 void mul_silu_bwd(const Tensor& dout_in, const Tensor& y_in, const Tensor& z_in, Tensor& dy, Tensor& dz) {
