@@ -39,17 +39,18 @@ AddedTokens::AddedTokens(std::vector<AddedToken> tokens) : tokens_(std::move(tok
   static const auto word_char = std::make_shared<const Regex>(R"(\w)", "word regex");
   word_char_ = word_char;
   for (size_t i = 0; i < tokens_.size(); ++i) {
-    const AddedToken& token = tokens_[i];
+    AddedToken& token = tokens_[i];
     by_content_.emplace(token.content, token.id);
-    if (token.content.empty()) continue;
+    if (token.pattern.empty()) token.pattern = token.content;
+    if (token.pattern.empty()) continue;
     Matcher& matcher = token.normalized ? normalized_ : raw_;
-    matcher.by_first_byte[static_cast<uint8_t>(token.content[0])].push_back(static_cast<int32_t>(i));
+    matcher.by_first_byte[static_cast<uint8_t>(token.pattern[0])].push_back(static_cast<int32_t>(i));
     matcher.empty = false;
   }
   for (Matcher* matcher : {&raw_, &normalized_}) {
     for (auto& list : matcher->by_first_byte) {
       std::stable_sort(list.begin(), list.end(), [&](int32_t a, int32_t b) {
-        return tokens_[a].content.size() > tokens_[b].content.size();
+        return tokens_[a].pattern.size() > tokens_[b].pattern.size();
       });
     }
   }
@@ -95,8 +96,8 @@ void AddedTokens::split_pass(std::string_view text, const Matcher& matcher,
     const auto& candidates = matcher.by_first_byte[static_cast<uint8_t>(text[pos])];
     const AddedToken* hit = nullptr;
     for (int32_t index : candidates) {
-      const std::string& content = tokens_[index].content;
-      if (text.compare(pos, content.size(), content) == 0) {
+      const std::string& pattern = tokens_[index].pattern;
+      if (text.compare(pos, pattern.size(), pattern) == 0) {
         hit = &tokens_[index];
         break;  // longest first
       }
@@ -105,7 +106,7 @@ void AddedTokens::split_pass(std::string_view text, const Matcher& matcher,
       ++pos;
       continue;
     }
-    size_t begin = pos, end = pos + hit->content.size();
+    size_t begin = pos, end = pos + hit->pattern.size();
     pos = end;
     if (hit->single_word && (is_word_char_before(text, begin) || is_word_char_at(text, end))) continue;
     if (hit->lstrip) begin -= whitespace_before(text, begin, emitted);

@@ -1,7 +1,7 @@
 // HF "added_tokens" (special and not): found in the raw text before pre-tokenization,
-// leftmost-longest, honouring single_word / lstrip / rstrip. With the identity normalizer
-// (the only one we support) `normalized` only changes the order: non-normalized tokens are
-// split out first, then normalized ones in what is left, as HF's AddedVocabulary does.
+// leftmost-longest, honouring single_word / lstrip / rstrip. As in HF's AddedVocabulary,
+// non-normalized tokens are split out of the raw text first; normalized ones are then found in
+// the normalized form of each remaining piece (their pattern is their normalized content).
 #pragma once
 #include <array>
 #include <cstdint>
@@ -23,6 +23,7 @@ struct AddedToken {
   bool lstrip = false;       // swallow whitespace on the left
   bool rstrip = false;       // swallow whitespace on the right
   bool normalized = true;
+  std::string pattern;  // what is matched: the normalized content, or empty for `content`
 };
 
 // A piece of the input: plain text (id < 0) or one added token.
@@ -36,8 +37,14 @@ public:
   AddedTokens();
   explicit AddedTokens(std::vector<AddedToken> tokens);
 
-  // Cuts `text` into segments covering it in order (empty text: no segments).
+  // Cuts `text` into segments covering it in order (empty text: no segments): both passes,
+  // for the identity normalizer.
   void split(std::string_view text, std::vector<TextSegment>& out) const;
+  // One pass: the non-normalized tokens in raw text, or the normalized ones in normalized text.
+  void split_raw(std::string_view text, std::vector<TextSegment>& out) const { split_pass(text, raw_, out); }
+  void split_normalized(std::string_view text, std::vector<TextSegment>& out) const {
+    split_pass(text, normalized_, out);
+  }
 
   std::optional<int32_t> find(std::string_view content) const;
   const std::vector<AddedToken>& tokens() const { return tokens_; }

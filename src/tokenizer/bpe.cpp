@@ -1,7 +1,8 @@
-// Byte-level BPE (see bpe.h): loading tokenizer.json, and encode = added-token split ->
-// pre-tokenizer words -> per-word merges (cached).
+// BPE (see bpe.h): loading tokenizer.json, encode = added-token split -> normalizer ->
+// pre-tokenizer words -> per-word merges (cached), and decode through the decoder chain.
 #include "tokenizer/bpe.h"
 
+#include <algorithm>
 #include <queue>
 
 #include "tokenizer/utf8.h"
@@ -11,24 +12,6 @@ namespace {
 
 uint64_t pair_key(int32_t left, int32_t right) {
   return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
-}
-
-// Only the identity normalizer is supported: null, or an empty Sequence.
-void check_normalizer(const json& root, const JsonPlace& place) {
-  const json* normalizer = find_field(root, "normalizer");
-  if (!normalizer) return;
-  const json* list = find_field(*normalizer, "normalizers");
-  if (normalizer->value("type", "") == "Sequence" && list && list->is_array() && list->empty()) return;
-  place.fail(ErrorCode::unsupported, "only a null normalizer is supported, found ", normalizer->dump());
-}
-
-void check_decoder(const json& root, const JsonPlace& place) {
-  const json* decoder = find_field(root, "decoder");
-  const std::string type = decoder && decoder->is_object() ? decoder->value("type", "") : "";
-  if (type != "ByteLevel") {
-    place.fail(ErrorCode::unsupported, "expected a ByteLevel decoder, found ",
-               decoder ? decoder->dump() : "null");
-  }
 }
 
 // BOS/EOS as the post_processor would add them: special tokens before / after the text.
@@ -86,16 +69,19 @@ std::pair<std::string, std::string> parse_merge(const json& entry, const JsonPla
 
 BpeTokenizer::BpeTokenizer(const json& root, const std::string& path) {
   const JsonPlace file{path, ""};
-  check_normalizer(root, file / "normalizer");
+  const json* normalizer = find_field(root, "normalizer");
+  normalizer_ = Normalizer::from_json(normalizer ? *normalizer : json(), file / "normalizer");
   const json* pre = find_field(root, "pre_tokenizer");
   pre_tokenizer_ = PreTokenizer::from_json(pre ? *pre : json(), file / "pre_tokenizer");
-  if (!pre_tokenizer_.byte_level()) {
-    (file / "pre_tokenizer")
-        .fail(ErrorCode::unsupported, "no ByteLevel step: only byte-level BPE is supported");
-  }
-  check_decoder(root, file / "decoder");
+  byte_level_ = pre_tokenizer_.byte_level();
+  const json* decoder = find_field(root, "decoder");
+  decoder_ = Decoder::from_json(decoder ? *decoder : json(), file / "decoder");
   load_model(require_field(root, "model", file), file / "model");
   load_added_tokens(root, file / "added_tokens");
+  token_bytes_.resize(token_strings_.size());
+  for (size_t id = 0; id < token_strings_.size(); ++id) {
+    if (known_[id]) token_bytes_[id] = decoder_.token_piece(token_strings_[id]);
+  }
   if (const json* processor = find_field(root, "post_processor")) {
     find_bos_eos(*processor, file / "post_processor", bos_id_, eos_id_);
   }
@@ -113,10 +99,7 @@ void BpeTokenizer::load_model(const json& model, const JsonPlace& place) {
       (place / key).fail(ErrorCode::unsupported, "expected null for byte-level BPE, found ", affix->dump());
     }
   }
-  if (get_bool(model, "byte_fallback", false, place)) {
-    (place / "byte_fallback")
-        .fail(ErrorCode::unsupported, "byte_fallback (sentencepiece-style) BPE is not supported");
-  }
+  byte_fallback_ = get_bool(model, "byte_fallback", false, place);
   fuse_unk_ = get_bool(model, "fuse_unk", false, place);
   ignore_merges_ = get_bool(model, "ignore_merges", false, place);
 
@@ -131,20 +114,28 @@ void BpeTokenizer::load_model(const json& model, const JsonPlace& place) {
     written.emplace(token, id);
     max_id = std::max(max_id, id);
   }
-  token_bytes_.assign(static_cast<size_t>(max_id + 1), std::string());
+  token_strings_.assign(static_cast<size_t>(max_id + 1), std::string());
+  known_.assign(static_cast<size_t>(max_id + 1), false);
   std::string bytes;
   for (const auto& [token, id] : written) {
-    if (unicode_to_bytes(token, bytes)) {
+    token_strings_[id] = token;
+    known_[id] = true;
+    if (!byte_level_) {
+      vocab_.emplace(token, id);
+    } else if (unicode_to_bytes(token, bytes)) {
       vocab_.emplace(bytes, id);
-      token_bytes_[id] = bytes;
     } else {
-      unmapped_vocab_.emplace(token, id);
-      token_bytes_[id] = token;  // the ByteLevel decoder passes such tokens through as UTF-8
+      unmapped_vocab_.emplace(token, id);  // the ByteLevel decoder passes such tokens through as UTF-8
     }
   }
   for (int b = 0; b < 256; ++b) {
-    auto it = vocab_.find(std::string(1, static_cast<char>(b)));
+    auto it = byte_level_ ? vocab_.find(std::string(1, static_cast<char>(b))) : vocab_.end();
     byte_ids_[b] = it == vocab_.end() ? -1 : it->second;
+    static constexpr char kHex[] = "0123456789ABCDEF";
+    const std::string name =
+        std::string("<0x") + kHex[b >> 4] + kHex[b & 15] + ">";  // HF: format!("<{b:#04X}>")
+    auto fallback = written.find(name);
+    fallback_ids_[b] = fallback == written.end() ? -1 : fallback->second;
   }
   if (const json* unk = find_field(model, "unk_token")) {
     const std::string name = get_string(*unk, place / "unk_token");
@@ -178,7 +169,6 @@ void BpeTokenizer::load_added_tokens(const json& root, const JsonPlace& place) {
   if (!list) return;
   if (!list->is_array()) place.fail(ErrorCode::parse, "expected an array, found ", list->type_name());
   std::vector<AddedToken> tokens;
-  std::string bytes;
   for (size_t i = 0; i < list->size(); ++i) {
     const json& entry = (*list)[i];
     const JsonPlace at = place.at(i);
@@ -191,9 +181,14 @@ void BpeTokenizer::load_added_tokens(const json& root, const JsonPlace& place) {
     token.lstrip = get_bool(entry, "lstrip", false, at);
     token.rstrip = get_bool(entry, "rstrip", false, at);
     token.normalized = get_bool(entry, "normalized", !token.special, at);
-    if (static_cast<size_t>(token.id) >= token_bytes_.size()) token_bytes_.resize(token.id + 1);
-    // Decoding looks added tokens up first, then runs them through the ByteLevel decoder.
-    token_bytes_[token.id] = unicode_to_bytes(token.content, bytes) ? bytes : token.content;
+    if (static_cast<size_t>(token.id) >= token_strings_.size()) {
+      token_strings_.resize(token.id + 1);
+      known_.resize(token.id + 1, false);
+    }
+    // Decoding looks added tokens up first (their content), then runs the decoder chain.
+    token_strings_[token.id] = token.content;
+    known_[token.id] = true;
+    if (token.normalized && !normalizer_.identity()) token.pattern = normalizer_.apply(token.content);
     tokens.push_back(std::move(token));
   }
   added_ = AddedTokens(std::move(tokens));
@@ -206,18 +201,47 @@ std::vector<int32_t> BpeTokenizer::encode(std::string_view text) const {
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 1);
   std::vector<TextSegment> segments;
-  added_.split(text, segments);
   std::vector<std::string> words;
+  if (normalizer_.identity()) {
+    added_.split(text, segments);
+    for (const TextSegment& segment : segments) {
+      if (segment.id >= 0) {
+        ids.push_back(segment.id);
+      } else {
+        encode_piece(text.substr(segment.begin, segment.end - segment.begin), segment.begin == 0, words, ids);
+      }
+    }
+    return ids;
+  }
+  // As HF: raw added tokens first, then each remaining piece is normalized on its own and
+  // searched for the normalized added tokens.
+  added_.split_raw(text, segments);
+  std::vector<TextSegment> inner;
   for (const TextSegment& segment : segments) {
     if (segment.id >= 0) {
       ids.push_back(segment.id);
       continue;
     }
-    words.clear();
-    pre_tokenizer_.split(text.substr(segment.begin, segment.end - segment.begin), words);
-    for (const std::string& word : words) encode_word(word, ids);
+    const std::string normalized = normalizer_.apply(text.substr(segment.begin, segment.end - segment.begin));
+    inner.clear();
+    added_.split_normalized(normalized, inner);
+    for (const TextSegment& piece : inner) {
+      if (piece.id >= 0) {
+        ids.push_back(piece.id);
+      } else {
+        encode_piece(std::string_view(normalized).substr(piece.begin, piece.end - piece.begin),
+                     segment.begin == 0 && piece.begin == 0, words, ids);
+      }
+    }
   }
   return ids;
+}
+
+void BpeTokenizer::encode_piece(std::string_view piece, bool at_start, std::vector<std::string>& words,
+                                std::vector<int32_t>& ids) const {
+  words.clear();
+  pre_tokenizer_.split(piece, words, at_start);
+  for (const std::string& word : words) encode_word(word, ids);
 }
 
 void BpeTokenizer::encode_word(std::string_view word, std::vector<int32_t>& ids) const {
@@ -256,19 +280,51 @@ void BpeTokenizer::merge_word(std::string_view word, std::vector<int32_t>& ids) 
   };
   std::vector<Symbol> symbols;
   symbols.reserve(word.size());
-  bool previous_unk = false;
-  for (char c : word) {
-    int32_t id = byte_ids_[static_cast<uint8_t>(c)];
-    const bool is_unk = id < 0;
-    if (is_unk) {
-      if (!unk_id_) continue;  // HF drops a byte that is neither in the vocab nor unk
-      if (fuse_unk_ && previous_unk) continue;
-      id = *unk_id_;
-    }
-    previous_unk = is_unk;
+  auto add = [&](int32_t id) {
     const auto index = static_cast<int32_t>(symbols.size());
     symbols.push_back({id, index - 1, -1, true});
     if (index > 0) symbols[index - 1].next = index;
+  };
+  if (byte_level_) {
+    bool previous_unk = false;
+    for (char c : word) {
+      int32_t id = byte_ids_[static_cast<uint8_t>(c)];
+      const bool is_unk = id < 0;
+      if (is_unk) {
+        if (!unk_id_) continue;  // HF drops a byte that is neither in the vocab nor unk
+        if (fuse_unk_ && previous_unk) continue;
+        id = *unk_id_;
+      }
+      previous_unk = is_unk;
+      add(id);
+    }
+  } else {
+    // Characters as written; else their bytes as <0xXX> tokens (byte_fallback); else unk. As in
+    // HF model.rs, a pending unk is added when the next known character comes, not before
+    // byte-fallback tokens.
+    bool pending_unk = false;
+    for (size_t pos = 0; pos < word.size();) {
+      size_t next = pos;
+      utf8_decode_at(word, next);
+      const std::string_view ch = word.substr(pos, next - pos);
+      pos = next;
+      if (auto it = vocab_.find(ch); it != vocab_.end()) {
+        if (pending_unk) add(*unk_id_);
+        pending_unk = false;
+        add(it->second);
+        continue;
+      }
+      if (byte_fallback_ && std::all_of(ch.begin(), ch.end(), [&](char b) {
+            return fallback_ids_[static_cast<uint8_t>(b)] >= 0;
+          })) {
+        for (char b : ch) add(fallback_ids_[static_cast<uint8_t>(b)]);
+        continue;
+      }
+      if (!unk_id_) continue;
+      if (pending_unk && !fuse_unk_) add(*unk_id_);
+      pending_unk = true;
+    }
+    if (pending_unk) add(*unk_id_);
   }
   if (symbols.empty()) return;
 
@@ -308,8 +364,48 @@ std::string BpeTokenizer::token_text(int32_t id) const {
   return token_bytes_[id];
 }
 
+std::string BpeTokenizer::decode(const std::vector<int32_t>& ids) const {
+  for (int32_t id : ids) {
+    if (!known(id)) {
+      throw_error(ErrorCode::out_of_range, "decode: token id ", id, " is not in the vocabulary (",
+                  vocab_size(), " ids)");
+    }
+  }
+  if (decoder_.byte_level_only()) {  // fast path: the bytes of each token, then lossy UTF-8
+    std::string bytes;
+    for (int32_t id : ids) bytes += token_bytes_[id];
+    return utf8_lossy(bytes);
+  }
+  std::vector<std::string_view> tokens;
+  tokens.reserve(ids.size());
+  for (int32_t id : ids) tokens.emplace_back(token_strings_[id]);
+  return decoder_.decode(tokens);
+}
+
+class BpeTokenizer::Stream final : public DecodeStream {
+public:
+  explicit Stream(const BpeTokenizer& tokenizer) : tokenizer_(tokenizer), stream_(tokenizer.decoder_) {}
+  std::string push(int32_t id) override {
+    return tokenizer_.known(id) ? stream_.push(tokenizer_.token_strings_[id]) : std::string();
+  }
+  std::string flush() override { return stream_.flush(); }
+
+private:
+  const BpeTokenizer& tokenizer_;
+  Decoder::Stream stream_;
+};
+
+std::unique_ptr<DecodeStream> BpeTokenizer::decode_stream() const {
+  if (decoder_.byte_level_only()) return nullptr;  // token bytes + UTF-8 holdback suffice
+  return std::make_unique<Stream>(*this);
+}
+
 std::optional<int32_t> BpeTokenizer::token_id(std::string_view token) const {
   if (auto id = added_.find(token)) return id;
+  if (!byte_level_) {
+    if (auto it = vocab_.find(token); it != vocab_.end()) return it->second;
+    return std::nullopt;
+  }
   std::string bytes;
   if (unicode_to_bytes(token, bytes)) {
     if (auto it = vocab_.find(bytes); it != vocab_.end()) return it->second;

@@ -198,44 +198,89 @@ void PreTokenizer::add_steps(const json& value, const JsonPlace& place) {
     }
     step.behavior = parse_behavior(require_field(value, "behavior", place), place / "behavior");
     step.invert = get_bool(value, "invert", false, place);
+  } else if (type == "Metaspace") {
+    step.is_metaspace = true;
+    const json* replacement = find_field(value, "replacement");
+    step.replacement = replacement ? get_string(*replacement, place / "replacement") : "\xE2\x96\x81";
+    if (step.replacement.empty() || utf8_first_invalid(step.replacement) != std::string::npos) {
+      (place / "replacement")
+          .fail(ErrorCode::parse, "expected a single character, found \"", step.replacement, "\"");
+    }
+    if (const json* scheme = find_field(value, "prepend_scheme")) {
+      const std::string name = get_string(*scheme, place / "prepend_scheme");
+      if (name == "always") {
+        step.prepend = Prepend::always;
+      } else if (name == "first") {
+        step.prepend = Prepend::first;
+      } else if (name == "never") {
+        step.prepend = Prepend::never;
+      } else {
+        (place / "prepend_scheme")
+            .fail(ErrorCode::parse, "expected \"always\", \"first\" or \"never\", found \"", name, "\"");
+      }
+    } else {  // files from before prepend_scheme: add_prefix_space (default true)
+      step.prepend = get_bool(value, "add_prefix_space", true, place) ? Prepend::always : Prepend::never;
+    }
+    step.split = get_bool(value, "split", true, place);
+    step.behavior = SplitBehavior::merged_with_next;
   } else {
     (place / "type")
         .fail(ErrorCode::unsupported, "pre-tokenizer \"", type,
-              "\" is not supported (expected ByteLevel, Split or Sequence)");
+              "\" is not supported (expected ByteLevel, Split, Metaspace or Sequence)");
   }
   steps_.push_back(std::move(step));
 }
 
-void PreTokenizer::split(std::string_view text, std::vector<std::string>& words) const {
+void PreTokenizer::split(std::string_view text, std::vector<std::string>& words, bool at_start) const {
   if (text.empty()) return;
-  std::vector<std::string> pieces{std::string(text)}, next;
+  std::vector<Piece> pieces{Piece{std::string(text), at_start}}, next;
   std::vector<Span> scratch;
   for (const Step& step : steps_) {
     next.clear();
-    for (const std::string& piece : pieces) apply(step, piece, scratch, next);
+    for (const Piece& piece : pieces) apply(step, piece, scratch, next);
     pieces.swap(next);
   }
-  for (std::string& piece : pieces) words.push_back(std::move(piece));
+  for (Piece& piece : pieces) words.push_back(std::move(piece.text));
 }
 
-void PreTokenizer::apply(const Step& step, std::string_view piece, std::vector<Span>& scratch,
-                         std::vector<std::string>& out) const {
-  std::string prefixed;
+void PreTokenizer::apply(const Step& step, const Piece& input, std::vector<Span>& scratch,
+                         std::vector<Piece>& out) const {
+  std::string_view piece = input.text;
+  std::string rewritten;
   if (step.is_byte_level && step.add_prefix_space && piece.front() != ' ') {
-    prefixed.append(1, ' ').append(piece);  // not " " + string: GCC 12 -O3 -Wrestrict false positive
-    piece = prefixed;
+    rewritten.append(1, ' ').append(piece);  // not " " + string: GCC 12 -O3 -Wrestrict false positive
+    piece = rewritten;
+  }
+  if (step.is_metaspace) {  // HF: spaces become the replacement, then the prefix per prepend_scheme
+    size_t from = 0;
+    for (size_t at = piece.find(' '); at != std::string_view::npos; at = piece.find(' ', from)) {
+      rewritten.append(piece.substr(from, at - from)).append(step.replacement);
+      from = at + 1;
+    }
+    rewritten.append(piece.substr(from));
+    const bool starts_with_replacement = rewritten.compare(0, step.replacement.size(), step.replacement) == 0;
+    if (!starts_with_replacement &&
+        (step.prepend == Prepend::always || (step.prepend == Prepend::first && input.at_start))) {
+      rewritten.insert(0, step.replacement);
+    }
+    piece = rewritten;
+    if (!step.split) {
+      out.push_back({std::string(piece), input.at_start});
+      return;
+    }
   }
   if (step.is_byte_level && !step.regex) {
-    out.emplace_back(piece);
+    out.push_back({std::string(piece), input.at_start});
     return;
   }
   scratch.clear();
+  const std::string& literal = step.is_metaspace ? step.replacement : step.literal;
   if (step.regex) {
     step.regex->find_all(piece, scratch);
-  } else if (!step.literal.empty()) {
-    for (size_t at = piece.find(step.literal); at != std::string_view::npos;
-         at = piece.find(step.literal, at + step.literal.size())) {
-      scratch.push_back({at, at + step.literal.size()});
+  } else if (!literal.empty()) {
+    for (size_t at = piece.find(literal); at != std::string_view::npos;
+         at = piece.find(literal, at + literal.size())) {
+      scratch.push_back({at, at + literal.size()});
     }
   }
   std::vector<Segment> segments;
@@ -247,7 +292,10 @@ void PreTokenizer::apply(const Step& step, std::string_view piece, std::vector<S
   }
   if (previous < piece.size()) segments.push_back({{previous, piece.size()}, step.invert});
   for (const Span& span : arrange(segments, step.behavior)) {
-    if (span.end > span.begin) out.emplace_back(piece.substr(span.begin, span.end - span.begin));
+    if (span.end > span.begin) {
+      out.push_back(
+          {std::string(piece.substr(span.begin, span.end - span.begin)), input.at_start && span.begin == 0});
+    }
   }
 }
 

@@ -1,5 +1,5 @@
-// Pre-tokenization of HF tokenizer.json (ByteLevel, Split, and Sequences of them): splits
-// text into words before BPE. Words stay raw UTF-8 bytes; the byte->unicode mapping of
+// Pre-tokenization of HF tokenizer.json (ByteLevel, Split, Metaspace, and Sequences of them):
+// splits text into words before BPE. Words stay raw UTF-8 bytes; the byte->unicode mapping of
 // ByteLevel is folded into the vocabulary at load time (see bpe.cpp). PCRE2 with UTF+UCP
 // stands in for HF's Oniguruma; input must be valid UTF-8 (checked once by the caller).
 // Known gap: PCRE2 10.42 counts U+180E as \s, Oniguruma (Unicode White_Space) does not.
@@ -45,15 +45,21 @@ public:
   // Parses the "pre_tokenizer" value (null allowed). Throws Error naming `place`.
   static PreTokenizer from_json(const json& value, const JsonPlace& place);
 
-  // Appends the words of `text` (raw bytes, never empty) to `words`.
-  void split(std::string_view text, std::vector<std::string>& words) const;
+  // Appends the words of `text` (raw bytes, never empty) to `words`. `at_start`: `text` begins
+  // at offset 0 of the input (Metaspace's prepend_scheme "first" prepends only there).
+  void split(std::string_view text, std::vector<std::string>& words, bool at_start = true) const;
 
   // Whether a ByteLevel step is present (the only case we support for BPE).
   bool byte_level() const { return byte_level_; }
 
 private:
+  enum class Prepend { always, first, never };
   struct Step {
     bool is_byte_level = false;
+    bool is_metaspace = false;
+    std::string replacement;  // Metaspace: stands for ' ' (usually U+2581)
+    Prepend prepend = Prepend::always;
+    bool split = true;                   // Metaspace: cut before each replacement
     bool add_prefix_space = false;       // ByteLevel
     std::shared_ptr<const Regex> regex;  // Split (or ByteLevel's GPT-2 regex); may be null
     std::string literal;                 // Split with a String pattern
@@ -61,8 +67,11 @@ private:
     bool invert = false;
   };
   void add_steps(const json& value, const JsonPlace& place);
-  void apply(const Step& step, std::string_view piece, std::vector<Span>& scratch,
-             std::vector<std::string>& out) const;
+  struct Piece {
+    std::string text;
+    bool at_start;  // begins at offset 0 of the input
+  };
+  void apply(const Step& step, const Piece& piece, std::vector<Span>& scratch, std::vector<Piece>& out) const;
 
   std::vector<Step> steps_;
   bool byte_level_ = false;

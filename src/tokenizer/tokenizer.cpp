@@ -10,7 +10,13 @@ namespace mamba::tok {
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
   std::string bytes;
-  for (int32_t id : ids) bytes += token_text(id);
+  for (int32_t id : ids) {
+    if (id < 0 || id >= vocab_size()) {
+      throw_error(ErrorCode::out_of_range, "decode: token id ", id, " is not in the vocabulary (",
+                  vocab_size(), " ids)");
+    }
+    bytes += token_text(id);
+  }
   return utf8_lossy(bytes);
 }
 
@@ -34,7 +40,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_file(const std::string& path) {
   if (const json* field = find_field(model, "type")) type = get_string(*field, file / "model" / "type");
   if (type != "BPE") {
     (file / "model" / "type")
-        .fail(ErrorCode::unsupported, "model \"", type, "\" is not supported (expected BPE, byte-level)");
+        .fail(ErrorCode::unsupported, "model \"", type, "\" is not supported (expected BPE)");
   }
   try {
     return std::make_unique<BpeTokenizer>(root, path);
@@ -60,6 +66,8 @@ std::optional<int32_t> ByteTokenizer::token_id(std::string_view token) const {
 }
 
 std::string StreamDecoder::push(int32_t id) {
+  if (stream_) return stream_->push(id);
+  if (id < 0 || id >= tokenizer_.vocab_size()) return {};
   pending_ += tokenizer_.token_text(id);
   std::string out;
   const size_t used = utf8_append_lossy(pending_, out, /*final=*/false);
@@ -68,6 +76,7 @@ std::string StreamDecoder::push(int32_t id) {
 }
 
 std::string StreamDecoder::flush() {
+  if (stream_) return stream_->flush();
   std::string out = utf8_lossy(pending_);
   pending_.clear();
   return out;

@@ -88,6 +88,12 @@ TEST(TokenizerFixture, Gpt2StyleEveryCase) {
 TEST(TokenizerFixture, Llama3StyleEveryCase) {
   check_fixture("bpe-llama3-style");
 }
+TEST(TokenizerFixture, SpmLegacyEveryCase) {
+  check_fixture("spm-legacy");
+}
+TEST(TokenizerFixture, SpmMetaspaceEveryCase) {
+  check_fixture("spm-metaspace");
+}
 
 TEST(TokenizerFixture, TokenLookupAndVocab) {
   MAMBA_REQUIRE_FIXTURES(dir);
@@ -332,9 +338,9 @@ TEST(TokenizerErrors, BadFilesNameFileAndProblem) {
   json bad_vocab = tiny_bpe({"a b"});
   bad_vocab["model"]["vocab"]["a"] = "zero";
   expect_error(bad_vocab.dump(), "badid.json", ErrorCode::parse, "model.vocab.a: expected a token id");
-  json metaspace = tiny_bpe({"a b"});
-  metaspace["pre_tokenizer"] = {{"type", "Metaspace"}};
-  expect_error(metaspace.dump(), "metaspace.json", ErrorCode::unsupported, "pre_tokenizer.type");
+  json bert = tiny_bpe({"a b"});
+  bert["pre_tokenizer"] = {{"type", "BertPreTokenizer"}};
+  expect_error(bert.dump(), "bert.json", ErrorCode::unsupported, "pre_tokenizer.type");
   json bad_regex = tiny_bpe({"a b"});
   bad_regex["pre_tokenizer"] = {
       {"type", "Sequence"},
