@@ -1,0 +1,540 @@
+// MoE on the CPU, and the expert pipeline both devices share: sort the T·k (token, slot) pairs by
+// expert, gather their rows, two ops::linear per expert with the activation between (over all
+// routed rows at once), then the weighted combination per token in slot order. CUDA tensors run
+// the steps between the GEMMs as kernels (moe_cuda.cu).
+#include "ops/moe/moe.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "ops/device.h"
+#include "ops/elementwise/activations.h"
+#include "ops/linear/linear.h"
+#include "ops/moe/moe_common.h"
+#if MAMBACPP_HAVE_CUDA
+#include "ops/moe/moe_cuda.h"
+#endif
+
+namespace mamba::ops {
+
+namespace {
+
+using moe_detail::after;
+
+// ---- Router ----
+
+void check_router(const Tensor& logits, const MoeRouterParams& p) {
+  if (logits.dim() != 2 || logits.dtype() != DType::f32)
+    throw_error(ErrorCode::shape, "moe_route: logits must be f32 [T, E], got ", dtype_name(logits.dtype()),
+                " ", shape_str(logits.shape()));
+  const int64_t n = logits.size(1);
+  if (p.top_k < 1 || p.top_k > n)
+    throw_error(ErrorCode::invalid_argument, "moe_route: top_k ", p.top_k, " outside [1, ", n, "]");
+  if (p.kind == MoeRouter::sigmoid_grouped) {
+    if (p.n_group < 1 || p.n_group > 32 || n % p.n_group != 0 || p.topk_group < 1 || p.topk_group > p.n_group)
+      throw_error(ErrorCode::invalid_argument, "moe_route: n_group ", p.n_group, " / topk_group ",
+                  p.topk_group, " invalid for ", n,
+                  " experts (n_group divides E, at most 32; 1 <= topk_group <= n_group)");
+    if (p.correction_bias.defined() &&
+        (p.correction_bias.numel() != n || p.correction_bias.dtype() != DType::f32 ||
+         p.correction_bias.device() != logits.device()))
+      throw_error(ErrorCode::shape, "moe_route: correction_bias must be f32 [", n, "] on the logits' device");
+  }
+}
+
+// The best entry of v[0, n) after (pv, pi) in top-k order (pi < 0: the best of all); -1 if none.
+int64_t next_best(const float* v, int64_t n, float pv, int64_t pi) {
+  int64_t bi = -1;
+  float bv = 0.0f;
+  for (int64_t e = 0; e < n; ++e) {
+    const float x = v[e];
+    if (std::isnan(x) || (pi >= 0 && !after(x, e, pv, pi))) continue;
+    if (bi < 0 || x > bv) {
+      bi = e;
+      bv = x;
+    }
+  }
+  return bi;
+}
+
+// One token: l [E] -> idx [k], w [k]. scratch: E floats.
+void route_token(const float* l, int64_t n, const MoeRouterParams& p, const float* bias, float* scratch,
+                 int32_t* idx, float* w) {
+  const int64_t k = p.top_k;
+  const float* vals = l;
+  if (p.kind == MoeRouter::softmax_topk) {
+    float m = -INFINITY;
+    for (int64_t e = 0; e < n; ++e) m = std::max(m, l[e]);
+    float s = 0.0f;
+    for (int64_t e = 0; e < n; ++e) {
+      scratch[e] = std::exp(l[e] - m);
+      s += scratch[e];
+    }
+    for (int64_t e = 0; e < n; ++e) scratch[e] /= s;
+    vals = scratch;
+  } else if (p.kind == MoeRouter::sigmoid_grouped) {
+    for (int64_t e = 0; e < n; ++e) scratch[e] = sigmoid(l[e]) + (bias ? bias[e] : 0.0f);
+    const int64_t gs = n / p.n_group;
+    if (p.topk_group < p.n_group) {
+      float score[32];
+      for (int64_t g = 0; g < p.n_group; ++g) score[g] = moe_detail::group_score(scratch + g * gs, gs);
+      for (int64_t g = 0; g < p.n_group; ++g) {
+        int64_t rank = 0;
+        for (int64_t h = 0; h < p.n_group; ++h) rank += after(score[g], g, score[h], h) ? 1 : 0;
+        if (rank >= p.topk_group) std::fill(scratch + g * gs, scratch + (g + 1) * gs, 0.0f);
+      }
+    }
+    vals = scratch;
+  }
+  float pv = 0.0f;
+  int64_t pi = -1;
+  for (int64_t j = 0; j < k; ++j) {
+    const int64_t i = next_best(vals, n, pv, pi);
+    idx[j] = static_cast<int32_t>(i);
+    if (i < 0) {
+      w[j] = 0.0f;
+      continue;
+    }
+    pv = vals[i];
+    pi = i;
+    w[j] = p.kind == MoeRouter::sigmoid_grouped ? sigmoid(l[i]) : vals[i];
+  }
+  moe_detail::finish_weights(p.kind, p.norm_topk, p.routed_scaling, k, w);
+}
+
+// ---- Expert pipeline, CPU steps ----
+
+bool gated(MoeActivation act) {
+  return act != MoeActivation::relu2;
+}
+
+inline float gelu(float v) {
+  return 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f));
+}
+inline float gelu_grad(float v) {
+  const float cdf = 0.5f * (1.0f + std::erf(v * 0.70710678118654752f));
+  return cdf + v * 0.39894228040143268f * std::exp(-0.5f * v * v);
+}
+
+std::vector<int64_t> sort_cpu(const Tensor& experts, int64_t n_experts, Tensor& rows_of, Tensor& pos_of) {
+  const int64_t n = experts.numel();
+  const int32_t* ids = experts.data<int32_t>();
+  std::vector<int64_t> counts(static_cast<size_t>(n_experts), 0);
+  for (int64_t i = 0; i < n; ++i) {
+    if (ids[i] < 0 || ids[i] >= n_experts)
+      throw_error(ErrorCode::out_of_range, "moe_experts: expert id ", ids[i], " at slot ", i, " outside [0, ",
+                  n_experts, ")");
+    ++counts[ids[i]];
+  }
+  std::vector<int64_t> next(static_cast<size_t>(n_experts), 0);
+  for (int64_t e = 1; e < n_experts; ++e) next[e] = next[e - 1] + counts[e - 1];
+  rows_of = Tensor::empty({n}, DType::i32);
+  pos_of = Tensor::empty({n}, DType::i32);
+  int32_t *ro = rows_of.data<int32_t>(), *po = pos_of.data<int32_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t p = next[ids[i]]++;
+    ro[p] = static_cast<int32_t>(i);
+    po[i] = static_cast<int32_t>(p);
+  }
+  return counts;
+}
+
+void gather_cpu(const Tensor& src, const Tensor& rows_of, const Tensor& weights, int64_t k, Tensor& out) {
+  const int64_t d = src.size(-1);
+  const float* sp = src.f32();
+  const float* wp = weights.defined() ? weights.f32() : nullptr;
+  const int32_t* ro = rows_of.data<int32_t>();
+  float* op = out.f32();
+  parallel_for(rows_of.numel(), [&](int64_t p) {
+    const int64_t slot = ro[p];
+    const float* s = sp + (slot / k) * d;
+    float* o = op + p * d;
+    if (wp) {
+      const float scale = wp[slot];
+      for (int64_t i = 0; i < d; ++i) o[i] = scale * s[i];
+    } else {
+      std::copy(s, s + d, o);
+    }
+  });
+}
+
+void combine_cpu(const Tensor& rows, const Tensor& pos_of, const Tensor& weights, int64_t k, Tensor& y) {
+  const int64_t d = y.size(-1), tokens = y.size(0);
+  const float* rp = rows.f32();
+  const float* wp = weights.defined() ? weights.f32() : nullptr;
+  const int32_t* po = pos_of.data<int32_t>();
+  float* yp = y.f32();
+  parallel_for(tokens, [&](int64_t t) {
+    float* yr = yp + t * d;
+    std::fill(yr, yr + d, 0.0f);
+    for (int64_t j = 0; j < k; ++j) {
+      const float* r = rp + static_cast<int64_t>(po[t * k + j]) * d;
+      const float scale = wp ? wp[t * k + j] : 1.0f;
+      for (int64_t i = 0; i < d; ++i) yr[i] += scale * r[i];
+    }
+  });
+}
+
+void dweights_cpu(const Tensor& dy, const Tensor& o, const Tensor& pos_of, int64_t k, Tensor& dweights) {
+  const int64_t d = dy.size(-1);
+  const float *dyp = dy.f32(), *op = o.f32();
+  const int32_t* po = pos_of.data<int32_t>();
+  float* dw = dweights.f32();
+  parallel_for(pos_of.numel(), [&](int64_t slot) {
+    const float* a = dyp + (slot / k) * d;
+    const float* b = op + static_cast<int64_t>(po[slot]) * d;
+    double acc = 0;
+    for (int64_t i = 0; i < d; ++i) acc += double(a[i]) * b[i];
+    dw[slot] = static_cast<float>(acc);
+  });
+}
+
+void act_cpu(const Tensor& h, MoeActivation act, Tensor& a) {
+  const int64_t inter = a.size(-1), rows = a.size(0);
+  const int64_t hw = h.size(-1);
+  const float* hp = h.f32();
+  float* ap = a.f32();
+  parallel_for(rows, [&](int64_t r) {
+    const float* hr = hp + r * hw;
+    float* ar = ap + r * inter;
+    for (int64_t i = 0; i < inter; ++i) {
+      switch (act) {
+        case MoeActivation::swiglu:
+          ar[i] = silu(hr[i]) * hr[inter + i];
+          break;
+        case MoeActivation::gelu_gated:
+          ar[i] = gelu(hr[i]) * hr[inter + i];
+          break;
+        case MoeActivation::relu2: {
+          const float v = std::max(hr[i], 0.0f);
+          ar[i] = v * v;
+          break;
+        }
+      }
+    }
+  });
+}
+
+void act_bwd_cpu(const Tensor& da, const Tensor& h, MoeActivation act, Tensor& dh) {
+  const int64_t inter = da.size(-1), rows = da.size(0);
+  const int64_t hw = h.size(-1);
+  const float *hp = h.f32(), *dap = da.f32();
+  float* dhp = dh.f32();
+  parallel_for(rows, [&](int64_t r) {
+    const float* hr = hp + r * hw;
+    const float* dar = dap + r * inter;
+    float* dhr = dhp + r * hw;
+    for (int64_t i = 0; i < inter; ++i) {
+      switch (act) {
+        case MoeActivation::swiglu:
+          dhr[i] = dar[i] * hr[inter + i] * silu_grad(hr[i]);
+          dhr[inter + i] = dar[i] * silu(hr[i]);
+          break;
+        case MoeActivation::gelu_gated:
+          dhr[i] = dar[i] * hr[inter + i] * gelu_grad(hr[i]);
+          dhr[inter + i] = dar[i] * gelu(hr[i]);
+          break;
+        case MoeActivation::relu2:
+          dhr[i] = dar[i] * 2.0f * std::max(hr[i], 0.0f);
+          break;
+      }
+    }
+  });
+}
+
+// ---- Device dispatch of the steps ----
+
+bool on_cuda(const Tensor& t) {
+  return t.device() == Device::cuda;
+}
+
+#if !MAMBACPP_HAVE_CUDA
+[[noreturn]] void no_cuda(const char* what) {
+  throw_error(ErrorCode::unsupported, what, ": this build has no CUDA backend");
+}
+#endif
+
+std::vector<int64_t> sort(const Tensor& experts, int64_t n_experts, Tensor& rows_of, Tensor& pos_of) {
+  if (!on_cuda(experts)) return sort_cpu(experts, n_experts, rows_of, pos_of);
+#if MAMBACPP_HAVE_CUDA
+  return moe_sort_cuda(experts, n_experts, rows_of, pos_of);
+#else
+  no_cuda("moe_experts");
+#endif
+}
+
+void gather(const Tensor& src, const Tensor& rows_of, const Tensor& weights, int64_t k, Tensor& out) {
+  if (!on_cuda(src)) return gather_cpu(src, rows_of, weights, k, out);
+#if MAMBACPP_HAVE_CUDA
+  moe_gather_cuda(src, rows_of, weights, k, out);
+#endif
+}
+
+void combine(const Tensor& rows, const Tensor& pos_of, const Tensor& weights, int64_t k, Tensor& y) {
+  if (!on_cuda(rows)) return combine_cpu(rows, pos_of, weights, k, y);
+#if MAMBACPP_HAVE_CUDA
+  moe_combine_cuda(rows, pos_of, weights, k, y);
+#endif
+}
+
+void activation(const Tensor& h, MoeActivation act, Tensor& a) {
+  if (!on_cuda(h)) return act_cpu(h, act, a);
+#if MAMBACPP_HAVE_CUDA
+  moe_act_cuda(h, act, a);
+#endif
+}
+
+void activation_bwd(const Tensor& da, const Tensor& h, MoeActivation act, Tensor& dh) {
+  if (!on_cuda(h)) return act_bwd_cpu(da, h, act, dh);
+#if MAMBACPP_HAVE_CUDA
+  moe_act_bwd_cuda(da, h, act, dh);
+#endif
+}
+
+void dweights_of(const Tensor& dy, const Tensor& o, const Tensor& pos_of, int64_t k, Tensor& dweights) {
+  if (!on_cuda(dy)) return dweights_cpu(dy, o, pos_of, k, dweights);
+#if MAMBACPP_HAVE_CUDA
+  moe_dweights_cuda(dy, o, pos_of, k, dweights);
+#endif
+}
+
+// Shapes of the expert weights: (I, width of h).
+std::pair<int64_t, int64_t> check_experts(const Tensor& x, const MoeRouting& r, const MoeExperts& e) {
+  if (x.dim() != 2 || x.dtype() != DType::f32)
+    throw_error(ErrorCode::shape, "moe_experts: x must be f32 [T, D], got ", shape_str(x.shape()));
+  const int64_t tokens = x.size(0), d = x.size(1);
+  if (!r.experts.defined() || !r.weights.defined() || r.experts.dim() != 2 ||
+      r.experts.dtype() != DType::i32 || r.weights.dtype() != DType::f32 ||
+      r.experts.shape() != r.weights.shape() || r.experts.size(0) != tokens)
+    throw_error(ErrorCode::shape, "moe_experts: routing must be i32 / f32 [", tokens, ", k]");
+  if (r.experts.device() != x.device() || r.weights.device() != x.device())
+    throw_error(ErrorCode::invalid_argument, "moe_experts: routing and x on different devices");
+  if (e.w_in.empty() || e.w_in.size() != e.w_out.size())
+    throw_error(ErrorCode::invalid_argument, "moe_experts: ", e.w_in.size(), " w_in and ", e.w_out.size(),
+                " w_out");
+  const int64_t hw = e.w_in[0].dim() == 2 ? e.w_in[0].size(0) : 0;
+  const int64_t inter = gated(e.act) ? hw / 2 : hw;
+  for (size_t i = 0; i < e.w_in.size(); ++i) {
+    const Tensor &wi = e.w_in[i], &wo = e.w_out[i];
+    if (wi.shape() != Shape{hw, d} || wo.shape() != Shape{d, inter} || inter == 0 ||
+        (gated(e.act) && hw % 2 != 0))
+      throw_error(ErrorCode::shape, "moe_experts: expert ", i, " w_in ", shape_str(wi.shape()), " w_out ",
+                  shape_str(wo.shape()), " for D = ", d, " (all experts alike; gated w_in has 2·I rows)");
+    if (wi.device() != x.device() || wo.device() != x.device())
+      throw_error(ErrorCode::invalid_argument, "moe_experts: expert ", i, " weights not on x's device");
+    if (x.device() == Device::cpu && (wi.dtype() != DType::f32 || wo.dtype() != DType::f32))
+      throw_error(ErrorCode::dtype, "moe_experts: CPU expert weights must be f32");
+  }
+  return {inter, hw};
+}
+
+Tensor run_experts(const Tensor& x_in, const MoeRouting& r, const MoeExperts& e, MoeSaved* saved) {
+  const auto [inter, hw] = check_experts(x_in, r, e);
+  const Device dev = x_in.device();
+  const Tensor x = x_in.contiguous();
+  const Tensor experts = r.experts.contiguous(), weights = r.weights.contiguous();
+  const int64_t tokens = x.size(0), d = x.size(1), k = experts.size(1), n = tokens * k;
+  const int64_t n_experts = static_cast<int64_t>(e.w_in.size());
+  Tensor y = Tensor::empty({tokens, d}, DType::f32, dev);
+  if (n == 0 || d == 0) {
+    y.zero();
+    if (saved) {
+      *saved = MoeSaved();
+      saved->tokens = tokens;
+      saved->top_k = k;
+      saved->d_model = d;
+      saved->counts.assign(static_cast<size_t>(n_experts), 0);
+    }
+    return y;
+  }
+  Tensor rows_of, pos_of;
+  std::vector<int64_t> counts = sort(experts, n_experts, rows_of, pos_of);
+  Tensor xs = Tensor::empty({n, d}, DType::f32, dev);
+  gather(x, rows_of, Tensor(), k, xs);
+  Tensor h = Tensor::empty({n, hw}, DType::f32, dev);
+  int64_t off = 0;
+  for (int64_t i = 0; i < n_experts; ++i) {
+    if (counts[i] == 0) continue;
+    Tensor hv = h.slice(0, off, off + counts[i]);
+    linear_into(xs.slice(0, off, off + counts[i]), e.w_in[i], Tensor(), hv);
+    off += counts[i];
+  }
+  Tensor a = Tensor::empty({n, inter}, DType::f32, dev);
+  activation(h, e.act, a);
+  Tensor o = Tensor::empty({n, d}, DType::f32, dev);
+  off = 0;
+  for (int64_t i = 0; i < n_experts; ++i) {
+    if (counts[i] == 0) continue;
+    Tensor ov = o.slice(0, off, off + counts[i]);
+    linear_into(a.slice(0, off, off + counts[i]), e.w_out[i], Tensor(), ov);
+    off += counts[i];
+  }
+  combine(o, pos_of, weights, k, y);
+  if (saved) {
+    saved->tokens = tokens;
+    saved->top_k = k;
+    saved->d_model = d;
+    saved->counts = std::move(counts);
+    saved->rows_of = rows_of;
+    saved->pos_of = pos_of;
+    saved->weights = weights;
+    saved->xs = xs;
+    saved->h = h;
+    saved->a = a;
+    saved->o = o;
+  }
+  return y;
+}
+
+}  // namespace
+
+MoeRouting moe_route(const Tensor& logits_in, const MoeRouterParams& p) {
+  check_router(logits_in, p);
+#if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("moe_route", logits_in.device());
+  if (logits_in.device() == Device::cuda) return moe_route_cuda(logits_in, p);
+#else
+  if (logits_in.device() == Device::cuda) no_cuda("moe_route");
+#endif
+  const Tensor logits = logits_in.contiguous();
+  const int64_t tokens = logits.size(0), n = logits.size(1), k = p.top_k;
+  MoeRouting r{Tensor::empty({tokens, k}, DType::i32), Tensor::empty({tokens, k})};
+  const float* lp = logits.f32();
+  const float* bias = p.kind == MoeRouter::sigmoid_grouped && p.correction_bias.defined()
+                          ? p.correction_bias.contiguous().f32()
+                          : nullptr;
+  int32_t* ip = r.experts.data<int32_t>();
+  float* wp = r.weights.f32();
+  parallel_for(tokens, [&](int64_t t) {
+    std::vector<float> scratch(static_cast<size_t>(n));
+    route_token(lp + t * n, n, p, bias, scratch.data(), ip + t * k, wp + t * k);
+  });
+  return r;
+}
+
+Tensor moe_experts(const Tensor& x, const MoeRouting& r, const MoeExperts& e) {
+  OpTimer op_timer("moe_experts", x.device());
+  return run_experts(x, r, e, nullptr);
+}
+
+Tensor moe_experts_train(const Tensor& x, const MoeRouting& r, const MoeExperts& e, MoeSaved& saved) {
+  OpTimer op_timer("moe_experts", x.device());
+  return run_experts(x, r, e, &saved);
+}
+
+Tensor moe_experts_bwd(const Tensor& dy_in, const MoeSaved& s, const MoeExperts& e, Tensor& dweights,
+                       std::vector<Tensor>& dw_in, std::vector<Tensor>& dw_out) {
+  OpTimer op_timer("moe_experts_bwd", dy_in.device());
+  const Device dev = dy_in.device();
+  const int64_t tokens = s.tokens, k = s.top_k, d = s.d_model, n = tokens * k;
+  const int64_t n_experts = static_cast<int64_t>(e.w_in.size());
+  if (dy_in.shape() != Shape{tokens, d} || dy_in.dtype() != DType::f32)
+    throw_error(ErrorCode::shape, "moe_experts_bwd: dy ", shape_str(dy_in.shape()), " for [", tokens, ", ", d,
+                "]");
+  if (static_cast<int64_t>(s.counts.size()) != n_experts || dw_in.size() != e.w_in.size() ||
+      dw_out.size() != e.w_out.size())
+    throw_error(ErrorCode::invalid_argument, "moe_experts_bwd: ", n_experts, " experts, ", s.counts.size(),
+                " saved counts, ", dw_in.size(), " dw_in, ", dw_out.size(), " dw_out");
+  Tensor dx = Tensor::empty({tokens, d}, DType::f32, dev);
+  dweights = Tensor::empty({tokens, k}, DType::f32, dev);
+  if (n == 0 || d == 0) {
+    dx.zero();
+    dweights.zero();
+    return dx;
+  }
+  const Tensor dy = dy_in.contiguous();
+  dweights_of(dy, s.o, s.pos_of, k, dweights);
+  // d o = weight·dy per routed row.
+  Tensor d_o = Tensor::empty({n, d}, DType::f32, dev);
+  gather(dy, s.rows_of, s.weights, k, d_o);
+  Tensor da = Tensor::empty(s.a.shape(), DType::f32, dev);
+  Tensor no_bias;
+  int64_t off = 0;
+  for (int64_t i = 0; i < n_experts; ++i) {
+    const int64_t c = s.counts[i];
+    if (c == 0) continue;
+    Tensor dst = da.slice(0, off, off + c);
+    dst.copy_from(
+        linear_bwd(d_o.slice(0, off, off + c), s.a.slice(0, off, off + c), e.w_out[i], dw_out[i], no_bias));
+    off += c;
+  }
+  Tensor dh = Tensor::empty(s.h.shape(), DType::f32, dev);
+  activation_bwd(da, s.h, e.act, dh);
+  Tensor dxs = Tensor::empty({n, d}, DType::f32, dev);
+  off = 0;
+  for (int64_t i = 0; i < n_experts; ++i) {
+    const int64_t c = s.counts[i];
+    if (c == 0) continue;
+    Tensor dst = dxs.slice(0, off, off + c);
+    dst.copy_from(
+        linear_bwd(dh.slice(0, off, off + c), s.xs.slice(0, off, off + c), e.w_in[i], dw_in[i], no_bias));
+    off += c;
+  }
+  combine(dxs, s.pos_of, Tensor(), k, dx);
+  return dx;
+}
+
+Tensor moe_route_bwd(const Tensor& dweights_in, const Tensor& logits_in, const MoeRouting& r,
+                     const MoeRouterParams& p) {
+  check_router(logits_in, p);
+  const int64_t tokens = logits_in.size(0), n = logits_in.size(1), k = p.top_k;
+  if (dweights_in.shape() != Shape{tokens, k} || r.experts.shape() != Shape{tokens, k} ||
+      dweights_in.dtype() != DType::f32 || r.experts.dtype() != DType::i32)
+    throw_error(ErrorCode::shape, "moe_route_bwd: dweights / experts must be f32 / i32 [", tokens, ", ", k,
+                "]");
+#if MAMBACPP_HAVE_CUDA
+  OpTimer op_timer("moe_route_bwd", logits_in.device());
+  if (logits_in.device() == Device::cuda) return moe_route_bwd_cuda(dweights_in, logits_in, r, p);
+#else
+  if (logits_in.device() == Device::cuda) no_cuda("moe_route_bwd");
+#endif
+  const Tensor logits = logits_in.contiguous(), dweights = dweights_in.contiguous();
+  const Tensor experts = r.experts.contiguous();
+  Tensor dl = Tensor::zeros({tokens, n});
+  const float *lp = logits.f32(), *dwp = dweights.f32();
+  const int32_t* ip = experts.data<int32_t>();
+  float* dlp = dl.f32();
+  for (int64_t i = 0; i < tokens * k; ++i)
+    if (ip[i] < 0 || ip[i] >= n)
+      throw_error(ErrorCode::out_of_range, "moe_route_bwd: expert id ", ip[i], " outside [0, ", n, ")");
+  parallel_for(tokens, [&](int64_t t) {
+    const float* l = lp + t * n;
+    const int32_t* idx = ip + t * k;
+    float* g = dlp + t * n;
+    std::vector<float> q(static_cast<size_t>(k)), dq(static_cast<size_t>(k));
+    float m = -INFINITY, s = 0.0f;
+    switch (p.kind) {
+      case MoeRouter::softmax_topk:
+        for (int64_t e = 0; e < n; ++e) m = std::max(m, l[e]);
+        for (int64_t e = 0; e < n; ++e) s += std::exp(l[e] - m);
+        for (int64_t j = 0; j < k; ++j) q[j] = std::exp(l[idx[j]] - m) / s;
+        break;
+      case MoeRouter::topk_softmax:
+        for (int64_t j = 0; j < k; ++j) m = std::max(m, l[idx[j]]);
+        for (int64_t j = 0; j < k; ++j) {
+          q[j] = std::exp(l[idx[j]] - m);
+          s += q[j];
+        }
+        for (int64_t j = 0; j < k; ++j) q[j] /= s;
+        break;
+      case MoeRouter::sigmoid_grouped:
+        for (int64_t j = 0; j < k; ++j) q[j] = sigmoid(l[idx[j]]);
+        break;
+    }
+    const float c =
+        moe_detail::weights_bwd(p.kind, p.norm_topk, p.routed_scaling, k, q.data(), dwp + t * k, dq.data());
+    if (p.kind == MoeRouter::softmax_topk)
+      for (int64_t e = 0; e < n; ++e) g[e] = -std::exp(l[e] - m) / s * c;
+    for (int64_t j = 0; j < k; ++j) {
+      if (p.kind == MoeRouter::sigmoid_grouped)
+        g[idx[j]] = dq[j] * q[j] * (1.0f - q[j]);
+      else
+        g[idx[j]] = q[j] * (dq[j] - c);
+    }
+  });
+  return dl;
+}
+
+}  // namespace mamba::ops
