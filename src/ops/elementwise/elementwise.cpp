@@ -39,7 +39,7 @@ void add_(Tensor& a, const Tensor& b) {
 void scale_(Tensor& x, float s) {
 #if MAMBACPP_HAVE_CUDA
   OpTimer op_timer("scale_", x.device());
-  if (x.device() == Device::cuda) throw_error(ErrorCode::unsupported, "scale_: no CUDA kernel yet");
+  if (x.device() == Device::cuda) return scale_cuda_(x, s);
 #endif
   MAMBA_CHECK(x.is_contiguous() && x.dtype() == DType::f32,
               "scale_: expected a contiguous f32 tensor, got " << dtype_name(x.dtype()));
@@ -54,7 +54,7 @@ Tensor gated_act(const Tensor& h, GateAct act, bool gate_first) {
   if (act == GateAct::silu) return swiglu(h, gate_first);
 #if MAMBACPP_HAVE_CUDA
   OpTimer op_timer("gated_act", h.device());
-  if (h.device() == Device::cuda) throw_error(ErrorCode::unsupported, "gated_act: no CUDA kernel yet");
+  if (h.device() == Device::cuda) return gated_act_cuda(h, act, gate_first);
 #endif
   const RowReader rows_h(h, "gated_act: h");
   MAMBA_CHECK(rows_h.n() % 2 == 0, "gated_act: odd last dim in " << shape_str(h.shape()));
@@ -79,7 +79,7 @@ Tensor gated_act(const Tensor& h, GateAct act, bool gate_first) {
 Tensor activation(const Tensor& x, GateAct act) {
 #if MAMBACPP_HAVE_CUDA
   OpTimer op_timer("activation", x.device());
-  if (x.device() == Device::cuda) throw_error(ErrorCode::unsupported, "activation: no CUDA kernel yet");
+  if (x.device() == Device::cuda) return activation_cuda(x, act);
 #endif
   const RowReader rows_x(x, "activation: x");
   const int64_t n = rows_x.n();

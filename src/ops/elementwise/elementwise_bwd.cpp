@@ -46,7 +46,7 @@ Tensor gated_act_bwd(const Tensor& dout_in, const Tensor& h, GateAct act, bool g
   if (act == GateAct::silu) return swiglu_bwd(dout_in, h, gate_first);
 #if MAMBACPP_HAVE_CUDA
   OpTimer op_timer("gated_act_bwd", h.device());
-  if (h.device() == Device::cuda) throw_error(ErrorCode::unsupported, "gated_act_bwd: no CUDA kernel yet");
+  if (h.device() == Device::cuda) return gated_act_bwd_cuda(dout_in, h, act, gate_first);
 #endif
   const RowReader rows_h(h, "gated_act_bwd: h"), rows_d(dout_in, "gated_act_bwd: dout");
   MAMBA_CHECK(rows_h.n() % 2 == 0, "gated_act_bwd: odd last dim in " << shape_str(h.shape()));
@@ -75,7 +75,7 @@ Tensor gated_act_bwd(const Tensor& dout_in, const Tensor& h, GateAct act, bool g
 Tensor activation_bwd(const Tensor& dout_in, const Tensor& x, GateAct act) {
 #if MAMBACPP_HAVE_CUDA
   OpTimer op_timer("activation_bwd", x.device());
-  if (x.device() == Device::cuda) throw_error(ErrorCode::unsupported, "activation_bwd: no CUDA kernel yet");
+  if (x.device() == Device::cuda) return activation_bwd_cuda(dout_in, x, act);
 #endif
   const RowReader rows_x(x, "activation_bwd: x"), rows_d(dout_in, "activation_bwd: dout");
   const int64_t n = rows_x.n(), rows = rows_x.rows();

@@ -7,6 +7,7 @@
 #include "backend/cuda/reduce.h"
 #include "core/error.h"
 #include "ops/elementwise/elementwise_cuda.h"
+#include "ops/elementwise/gate_act.h"
 
 namespace mamba::ops {
 
@@ -43,6 +44,27 @@ __global__ void swiglu_bwd_kernel(const float* dout, const float* h, float* dh, 
     const float gate = a[gate_off + i], value = a[value_off + i], d = dout[idx];
     g[value_off + i] = d * silu_f(gate);
     g[gate_off + i] = d * value * silu_grad_f(gate);
+  }
+}
+
+// g[value] = d·act(gate), g[gate] = d·value·act'(gate) per row of h [rows, 2n].
+template <GateAct A>
+__global__ void gated_act_bwd_kernel(const float* dout, const float* h, float* dh, int64_t rows, int64_t n,
+                                     int64_t gate_off, int64_t value_off) {
+  MAMBA_GRID_STRIDE_LOOP(idx, rows * n) {
+    const int64_t r = idx / n, i = idx % n;
+    const float* a = h + r * 2 * n;
+    float* g = dh + r * 2 * n;
+    const float gate = a[gate_off + i], value = a[value_off + i], d = dout[idx];
+    g[value_off + i] = d * gate_act::value<A>(gate);
+    g[gate_off + i] = d * value * gate_act::grad<A>(gate);
+  }
+}
+
+template <GateAct A>
+__global__ void activation_bwd_kernel(const float* dout, const float* x, float* dx, int64_t n) {
+  MAMBA_GRID_STRIDE_LOOP(i, n) {
+    dx[i] = dout[i] * gate_act::grad<A>(x[i]);
   }
 }
 
@@ -143,6 +165,40 @@ Tensor swiglu_bwd_cuda(const Tensor& dout_in, const Tensor& h_in, bool gate_firs
                                                                            rows, n, gate_first);
   CUDA_CHECK_LAUNCH();
   return dh;
+}
+
+Tensor gated_act_bwd_cuda(const Tensor& dout_in, const Tensor& h_in, GateAct act, bool gate_first) {
+  const Tensor h = contiguous_f32(h_in, "gated_act_bwd: h"),
+               dout = contiguous_f32(dout_in, "gated_act_bwd: dout");
+  MAMBA_CHECK(h.dim() >= 1 && h.size(-1) % 2 == 0, "gated_act_bwd: odd last dim in " << shape_str(h.shape()));
+  const int64_t n = h.size(-1) / 2, rows = n == 0 ? 0 : h.numel() / (2 * n);
+  MAMBA_CHECK(dout.numel() == rows * n && dout.size(-1) == n,
+              "gated_act_bwd: dout " << shape_str(dout.shape()) << " h " << shape_str(h.shape()));
+  Tensor dh = Tensor::empty(h.shape(), DType::f32, Device::cuda);
+  if (rows * n == 0) return dh;
+  const int64_t gate_off = gate_first ? 0 : n, value_off = gate_first ? n : 0;
+  gate_act::dispatch(act, [&](auto a) {
+    gated_act_bwd_kernel<decltype(a)::value><<<grid_for(rows * n), 256, 0, mamba::cuda::stream()>>>(
+        dout.f32(), h.f32(), dh.f32(), rows, n, gate_off, value_off);
+  });
+  CUDA_CHECK_LAUNCH();
+  return dh;
+}
+
+Tensor activation_bwd_cuda(const Tensor& dout_in, const Tensor& x_in, GateAct act) {
+  const Tensor x = contiguous_f32(x_in, "activation_bwd: x"),
+               dout = contiguous_f32(dout_in, "activation_bwd: dout");
+  MAMBA_CHECK(dout.numel() == x.numel() && x.dim() >= 1 && dout.size(-1) == x.size(-1),
+              "activation_bwd: dout " << shape_str(dout.shape()) << " x " << shape_str(x.shape()));
+  Tensor dx = Tensor::empty(x.shape(), DType::f32, Device::cuda);
+  const int64_t n = x.numel();
+  if (n == 0) return dx;
+  gate_act::dispatch(act, [&](auto a) {
+    activation_bwd_kernel<decltype(a)::value>
+        <<<grid_for(n), 256, 0, mamba::cuda::stream()>>>(dout.f32(), x.f32(), dx.f32(), n);
+  });
+  CUDA_CHECK_LAUNCH();
+  return dx;
 }
 
 void mul_silu_bwd_cuda(const Tensor& dout_in, const Tensor& y_in, const Tensor& z_in, Tensor& dy,

@@ -5,6 +5,10 @@
 // and neg_exp. Label `cuda`.
 #include <gtest/gtest.h>
 
+#include <tuple>
+#include <utility>
+#include <vector>
+
 #include "core/error.h"
 #include "cuda_testing.h"
 #include "ops/elementwise/elementwise.h"
@@ -36,6 +40,37 @@ TEST(ElementwiseBwdCuda, SwigluMulSilu) {
     mul_silu_bwd(dout, y, z, dy, dz);
     EXPECT_LT(scaled_max_diff(gdy, dy), 1e-6f) << n;
     EXPECT_LT(scaled_max_diff(gdz, dz), 1e-6f) << n;
+  }
+}
+
+// gated_act_bwd (every activation, both orders) and activation_bwd on column views and a
+// transposed view (non-nesting leading strides), including a row of 5000.
+TEST(ElementwiseBwdCuda, GatedActActivation) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(6);
+  for (auto [batch, seq_len, n] : {std::tuple{1, 1, 5}, {2, 7, 33}, {3, 129, 64}, {1, 2, 5000}}) {
+    const Tensor wide = testing::random_tensor({batch, seq_len, 2 * n + 3}, rng, -6.0f, 6.0f),
+                 gwide = on_cuda(wide);
+    const std::vector<std::pair<Tensor, Tensor>> inputs = {
+        {wide.slice(-1, 3, 2 * n + 3), gwide.slice(-1, 3, 2 * n + 3)},
+        {wide.slice(-1, 1, 2 * n + 1).transpose(0, 1), gwide.slice(-1, 1, 2 * n + 1).transpose(0, 1)}};
+    for (const auto& [h, gh] : inputs) {
+      Shape dshape = h.shape();
+      dshape.back() = n;
+      const Tensor dout = testing::random_tensor(dshape, rng),
+                   dx_out = testing::random_tensor(h.shape(), rng);
+      for (GateAct act : {GateAct::silu, GateAct::gelu, GateAct::gelu_tanh, GateAct::relu2}) {
+        for (bool gate_first : {false, true}) {
+          const Tensor gdh = gated_act_bwd(on_cuda(dout), gh, act, gate_first);
+          EXPECT_EQ(gdh.shape(), h.shape());
+          EXPECT_LT(scaled_max_diff(gdh, gated_act_bwd(dout, h, act, gate_first)), 1e-6f)
+              << int(act) << " " << gate_first << " " << shape_str(h.shape());
+        }
+        EXPECT_LT(scaled_max_diff(activation_bwd(on_cuda(dx_out), gh, act), activation_bwd(dx_out, h, act)),
+                  1e-6f)
+            << int(act) << " " << shape_str(h.shape());
+      }
+    }
   }
 }
 

@@ -6,6 +6,7 @@
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
 #include "ops/elementwise/elementwise_cuda.h"
+#include "ops/elementwise/gate_act.h"
 
 namespace mamba::ops {
 
@@ -37,6 +38,30 @@ Rows rows_of(const Tensor& t, Tensor& keep) {
 __global__ void add_kernel(float* a, const float* b, int64_t n) {
   MAMBA_GRID_STRIDE_LOOP(i, n) {
     a[i] += b[i];
+  }
+}
+
+__global__ void scale_kernel(float* x, float s, int64_t n) {
+  MAMBA_GRID_STRIDE_LOOP(i, n) {
+    x[i] *= s;
+  }
+}
+
+// out[r, i] = act(gate)·value with gate = h[r, gate_off + i], value = h[r, value_off + i].
+template <GateAct A>
+__global__ void gated_act_kernel(Rows h, float* out, int64_t rows, int64_t n, int64_t gate_off,
+                                 int64_t value_off) {
+  MAMBA_GRID_STRIDE_LOOP(idx, rows * n) {
+    const int64_t r = idx / n, i = idx % n;
+    const float* a = h.row(r);
+    out[idx] = gate_act::value<A>(a[gate_off + i]) * a[value_off + i];
+  }
+}
+
+template <GateAct A>
+__global__ void activation_kernel(Rows x, float* out, int64_t rows, int64_t n) {
+  MAMBA_GRID_STRIDE_LOOP(idx, rows * n) {
+    out[idx] = gate_act::value<A>(x.row(idx / n)[idx % n]);
   }
 }
 
@@ -95,6 +120,49 @@ void add_cuda_(Tensor& a, const Tensor& b) {
   if (n == 0) return;
   add_kernel<<<grid_for(n), 256, 0, mamba::cuda::stream()>>>(a.f32(), b.f32(), n);
   CUDA_CHECK_LAUNCH();
+}
+
+void scale_cuda_(Tensor& x, float s) {
+  mamba::cuda::check_cuda_tensor(x, "scale_: x");
+  MAMBA_CHECK(x.is_contiguous() && x.dtype() == DType::f32,
+              "scale_: expected a contiguous f32 tensor, got " << dtype_name(x.dtype()));
+  const int64_t n = x.numel();
+  if (n == 0) return;
+  scale_kernel<<<grid_for(n), 256, 0, mamba::cuda::stream()>>>(x.f32(), s, n);
+  CUDA_CHECK_LAUNCH();
+}
+
+Tensor gated_act_cuda(const Tensor& h, GateAct act, bool gate_first) {
+  MAMBA_CHECK(h.dim() >= 1 && h.size(-1) % 2 == 0, "gated_act: odd last dim in " << shape_str(h.shape()));
+  Tensor keep;
+  const Rows rows_h = rows_of(h, keep);
+  const int64_t n = h.size(-1) / 2, rows = n == 0 ? 0 : h.numel() / (2 * n);
+  Shape shape = h.shape();
+  shape.back() = n;
+  Tensor out = Tensor::empty(shape, DType::f32, Device::cuda);
+  if (rows * n == 0) return out;
+  const int64_t gate_off = gate_first ? 0 : n, value_off = gate_first ? n : 0;
+  gate_act::dispatch(act, [&](auto a) {
+    gated_act_kernel<decltype(a)::value><<<grid_for(rows * n), 256, 0, mamba::cuda::stream()>>>(
+        rows_h, out.f32(), rows, n, gate_off, value_off);
+  });
+  CUDA_CHECK_LAUNCH();
+  return out;
+}
+
+Tensor activation_cuda(const Tensor& x, GateAct act) {
+  MAMBA_CHECK(x.dim() >= 1, "activation: expected at least one dimension");
+  Tensor keep;
+  const Rows rows_x = rows_of(x, keep);
+  const int64_t n = x.size(-1), rows = n == 0 ? 0 : x.numel() / n;
+  Tensor out = Tensor::empty(x.shape(), DType::f32, Device::cuda);
+  if (rows * n == 0) return out;
+  gate_act::dispatch(act, [&](auto a) {
+    activation_kernel<decltype(a)::value>
+        <<<grid_for(rows * n), 256, 0, mamba::cuda::stream()>>>(rows_x, out.f32(), rows, n);
+  });
+  CUDA_CHECK_LAUNCH();
+  return out;
 }
 
 Tensor swiglu_cuda(const Tensor& h, bool gate_first) {

@@ -2,6 +2,10 @@
 // pass them, ids on the host and on the device, and the out-of-vocabulary error. Label `cuda`.
 #include <gtest/gtest.h>
 
+#include <tuple>
+#include <utility>
+#include <vector>
+
 #include "core/error.h"
 #include "cuda_testing.h"
 #include "ops/elementwise/elementwise.h"
@@ -33,6 +37,46 @@ TEST(ElementwiseCuda, AddSwigluMulSilu) {
     mul_silu_(y, h.slice(-1, 0, n));
     EXPECT_LT(scaled_max_diff(gy, y), 1e-6f);
   }
+}
+
+constexpr GateAct kActs[] = {GateAct::silu, GateAct::gelu, GateAct::gelu_tanh, GateAct::relu2};
+
+// gated_act (every activation, both orders) and activation on column views of a wider projection,
+// a view with non-nesting leading strides (transposed) and a 4-D one; scale_.
+TEST(ElementwiseCuda, GatedActActivationScale) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(3);
+  for (auto [batch, seq_len, n] : {std::tuple{1, 1, 5}, {2, 7, 33}, {3, 129, 64}, {1, 2, 5000}}) {
+    const Tensor wide = testing::random_tensor({batch, seq_len, 2 * n + 3}, rng, -6.0f, 6.0f),
+                 gwide = on_cuda(wide);
+    const std::vector<std::pair<Tensor, Tensor>> inputs = {
+        {wide.slice(-1, 3, 2 * n + 3), gwide.slice(-1, 3, 2 * n + 3)},
+        {wide.slice(-1, 1, 2 * n + 1).transpose(0, 1), gwide.slice(-1, 1, 2 * n + 1).transpose(0, 1)},
+        {wide.view({batch, seq_len, 1, 2 * n + 3}).slice(-1, 0, 2 * n),
+         gwide.view({batch, seq_len, 1, 2 * n + 3}).slice(-1, 0, 2 * n)}};
+    for (const auto& [h, gh] : inputs) {
+      for (GateAct act : kActs) {
+        for (bool gate_first : {false, true}) {
+          const Tensor g = gated_act(gh, act, gate_first);
+          EXPECT_EQ(g.device(), Device::cuda);
+          EXPECT_LT(scaled_max_diff(g, gated_act(h, act, gate_first)), 1e-6f)
+              << int(act) << " " << gate_first << " " << shape_str(h.shape());
+        }
+        EXPECT_LT(scaled_max_diff(activation(gh, act), activation(h, act)), 1e-6f)
+            << int(act) << " " << shape_str(h.shape());
+      }
+      for (bool gate_first : {false, true})  // GateAct::silu is swiglu, bit for bit
+        EXPECT_EQ(gated_act(gh, GateAct::silu, gate_first).to_vector(), swiglu(gh, gate_first).to_vector());
+    }
+    Tensor x = testing::random_tensor({batch, seq_len, n}, rng), gx = on_cuda(x);
+    scale_(gx, -0.37f);
+    scale_(x, -0.37f);
+    EXPECT_EQ(scaled_max_diff(gx, x), 0.0f);
+  }
+  Tensor empty = on_cuda(Tensor::zeros({0, 4}));
+  scale_(empty, 2.0f);
+  EXPECT_EQ(gated_act(empty, GateAct::gelu, true).shape(), (Shape{0, 2}));
+  EXPECT_EQ(activation(empty, GateAct::relu2).shape(), (Shape{0, 4}));
 }
 
 TEST(ElementwiseCuda, SoftplusConcatEmbedding) {
