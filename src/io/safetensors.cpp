@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/file_util.h"
 #include "core/parallel.h"
+#include "io/torch_pickle.h"
 
 namespace mamba::io {
 
@@ -30,6 +31,12 @@ using nlohmann::json;
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // safetensors' own limit
 constexpr const char* kSingleFile = "model.safetensors";
 constexpr const char* kIndexFile = "model.safetensors.index.json";
+constexpr const char* kTorchFile = "pytorch_model.bin";
+constexpr const char* kTorchIndexFile = "pytorch_model.bin.index.json";
+
+bool is_torch_file(const std::string& path) {
+  return path.ends_with(".bin") || path.ends_with(".pt") || path.ends_with(".pth");
+}
 
 // Every dtype the safetensors format defines with a whole-byte element; only those with a
 // DType can be loaded, the rest are indexed (so the file still validates) and throw on get.
@@ -285,8 +292,13 @@ SafeTensors SafeTensors::open(const std::string& path) {
       files.push_back(path_join(path, kSingleFile));
     } else if (file_exists(path_join(path, kIndexFile))) {
       index_path = path_join(path, kIndexFile);
+    } else if (file_exists(path_join(path, kTorchFile))) {
+      files.push_back(path_join(path, kTorchFile));
+    } else if (file_exists(path_join(path, kTorchIndexFile))) {
+      index_path = path_join(path, kTorchIndexFile);
     } else {
-      fail(ErrorCode::not_found, path, "directory holds neither ", kSingleFile, " nor ", kIndexFile);
+      fail(ErrorCode::not_found, path, "directory holds neither ", kSingleFile, " nor ", kIndexFile, " (nor ",
+           kTorchFile, " or ", kTorchIndexFile, ")");
     }
   } else if (path.ends_with(".json")) {
     index_path = path;
@@ -301,6 +313,17 @@ SafeTensors SafeTensors::open(const std::string& path) {
   }
 
   for (const std::string& file : files) {
+    if (is_torch_file(file)) {
+      for (TorchTensor& t : read_torch_checkpoint(file).tensors) {
+        TensorInfo info{t.name, t.stored_dtype, t.dtype, t.shape, file, 0, t.bytes};
+        auto [it, inserted] = st.tensors_.emplace(t.name, std::move(info));
+        if (!inserted)
+          fail(ErrorCode::parse, index_path, "tensor '", t.name, "' is stored in both ", it->second.file,
+               " and ", file);
+        st.torch_data_.emplace(t.name, std::move(t.data));
+      }
+      continue;
+    }
     std::shared_ptr<Buffer> mapping = map_file(file);
     for (auto& [name, info] : parse_header(file, *mapping, st.metadata_)) {
       auto [it, inserted] = st.tensors_.emplace(name, info);
@@ -331,6 +354,14 @@ const TensorInfo* SafeTensors::find(const std::string& name) const {
   return it == tensors_.end() ? nullptr : &it->second;
 }
 
+const std::shared_ptr<Buffer>& SafeTensors::data_of(const TensorInfo& info) const {
+  if (!torch_data_.empty()) {
+    auto it = torch_data_.find(info.name);
+    if (it != torch_data_.end()) return it->second;
+  }
+  return files_.at(info.file);
+}
+
 const TensorInfo& SafeTensors::lookup(const std::string& name) const {
   const TensorInfo* info = find(name);
   if (!info) fail(ErrorCode::not_found, path_, "missing tensor '", name, "'");
@@ -342,7 +373,7 @@ Tensor SafeTensors::get(const std::string& name) const {
   if (!info.dtype)
     fail(ErrorCode::unsupported, info.file, "tensor '", name, "' has dtype ", info.stored_dtype,
          ", which is not supported (F32, BF16, F16, I64, I32, U8)");
-  const std::shared_ptr<Buffer>& mapping = files_.at(info.file);
+  const std::shared_ptr<Buffer>& mapping = data_of(info);
   const char* src = static_cast<const char*>(mapping->data()) + info.offset;
   if (reinterpret_cast<uintptr_t>(src) % dtype_size(*info.dtype) == 0)
     return Tensor::from_buffer(mapping, info.offset, info.shape, *info.dtype);
@@ -357,7 +388,7 @@ Tensor SafeTensors::get_f32(const std::string& name) const {
     fail(ErrorCode::dtype, info.file, "tensor '", name, "' is ", info.stored_dtype,
          ", expected F32, BF16 or F16");
   Tensor out = Tensor::empty(info.shape);
-  const auto* src = static_cast<const unsigned char*>(files_.at(info.file)->data()) + info.offset;
+  const auto* src = static_cast<const unsigned char*>(data_of(info)->data()) + info.offset;
   copy_to_f32(info, src, out.f32());
   return out;
 }

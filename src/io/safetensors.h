@@ -32,6 +32,8 @@ public:
   // `path`: a .safetensors file, a model.safetensors.index.json, or a directory holding either
   // (model.safetensors is preferred when both exist). Every file is validated at open;
   // a tensor of an unsupported dtype (F64, I8, ...) only throws when it is requested.
+  // Fallback: a directory with neither opens pytorch_model.bin or pytorch_model.bin.index.json,
+  // and a .bin/.pt/.pth file (or shard) is read as a torch.save checkpoint (torch_pickle.h).
   static SafeTensors open(const std::string& path);
 
   const std::string& path() const { return path_; }
@@ -51,11 +53,13 @@ public:
 
 private:
   const TensorInfo& lookup(const std::string& name) const;
+  const std::shared_ptr<Buffer>& data_of(const TensorInfo& info) const;
 
   std::string path_;
   std::map<std::string, TensorInfo> tensors_;
   std::map<std::string, std::shared_ptr<Buffer>> files_;  // file path -> whole-file mapping
   std::map<std::string, std::string> metadata_;
+  std::map<std::string, std::shared_ptr<Buffer>> torch_data_;  // tensor -> its bytes, for torch.save files
 };
 
 // Writes F32/BF16/F16/I64/I32/U8 tensors (any device or layout; copied as needed) in the
