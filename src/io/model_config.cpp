@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "io/config_reader.h"
 
 namespace mamba::io {
 
@@ -42,62 +43,6 @@ std::string quote_nonfinite(const std::string& text) {
   }
   return out;
 }
-
-struct Reader {
-  const json& j;
-  std::string source, prefix;
-
-  std::string where(const std::string& key) const { return source + ": field '" + prefix + key + "'"; }
-
-  [[noreturn]] void type_error(const std::string& key, const char* expected, const json& v) const {
-    throw_error(ErrorCode::parse, where(key), " expected ", expected, ", found ", v.type_name(), " ",
-                v.dump());
-  }
-
-  bool has(const std::string& key) const { return j.contains(key) && !j.at(key).is_null(); }
-
-  double number(const std::string& key, double def) const {
-    if (!has(key)) return def;
-    return to_number(key, j.at(key));
-  }
-  double to_number(const std::string& key, const json& v) const {
-    if (v.is_number()) return v.get<double>();
-    // HF writes {"__float__": "Infinity"}; Python's json writes bare Infinity (quoted above).
-    const json& s = v.is_object() && v.contains("__float__") ? v.at("__float__") : v;
-    if (s.is_string()) {
-      const std::string t = s.get<std::string>();
-      if (t == "Infinity" || t == "inf") return INFINITY;
-      if (t == "-Infinity" || t == "-inf") return -INFINITY;
-    }
-    type_error(key, "a number", v);
-  }
-  int64_t integer(const std::string& key, int64_t def) const {
-    if (!has(key)) return def;
-    const json& v = j.at(key);
-    if (v.is_number_integer()) return v.get<int64_t>();
-    if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>())
-      return static_cast<int64_t>(v.get<double>());
-    type_error(key, "an integer", v);
-  }
-  bool boolean(const std::string& key, bool def) const {
-    if (!has(key)) return def;
-    const json& v = j.at(key);
-    if (!v.is_boolean()) type_error(key, "true or false", v);
-    return v.get<bool>();
-  }
-  std::string string(const std::string& key, const std::string& def) const {
-    if (!has(key)) return def;
-    const json& v = j.at(key);
-    if (!v.is_string()) type_error(key, "a string", v);
-    return v.get<std::string>();
-  }
-  Reader child(const std::string& key) const {
-    static const json empty = json::object();
-    if (!has(key)) return Reader{empty, source, prefix + key + "."};
-    if (!j.at(key).is_object()) type_error(key, "an object", j.at(key));
-    return Reader{j.at(key), source, prefix + key + "."};
-  }
-};
 
 void require_positive(const std::string& source, const char* name, int64_t v) {
   if (v <= 0) throw_error(ErrorCode::parse, source, ": ", name, " must be positive, found ", v);
@@ -246,7 +191,7 @@ ModelConfig parse_hf(const Reader& r, const std::string& model_type) {
   c.norm_eps = r.number("layer_norm_epsilon", 1e-5);
   c.residual_in_fp32 = r.boolean("residual_in_fp32", true);
   const double expand = r.number("expand", 2);
-  if (model_type == "mamba") {
+  if (model_type == "mamba" || model_type == "falcon_mamba") {
     c.ssm_layer = MixerKind::mamba1;
     Mamba1Config& m = c.mamba1;
     m.d_state = r.integer("state_size", 16);
@@ -258,6 +203,10 @@ ModelConfig parse_hf(const Reader& r, const std::string& model_type) {
       m.dt_rank = r.integer("time_step_rank", 0);
     m.conv_bias = r.boolean("use_conv_bias", true);
     m.bias = r.boolean("use_bias", false);
+    if (model_type == "falcon_mamba") {
+      m.bcdt_norm = Mamba1Config::BcdtNorm::weightless;
+      m.bcdt_norm_eps = r.number("mixer_rms_eps", 1e-6);
+    }
     const int64_t inter = r.integer("intermediate_size", static_cast<int64_t>(expand * c.d_model));
     if (inter != static_cast<int64_t>(expand * c.d_model))
       inconsistent(r.source, "intermediate_size " + std::to_string(inter) + " != expand * hidden_size");
@@ -421,9 +370,13 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
   ModelConfig c;
   if (j.contains("model_type")) {
     const std::string type = r.string("model_type", "");
-    if (type != "mamba" && type != "mamba2")
-      throw_error(ErrorCode::unsupported, source, ": field 'model_type' expected mamba or mamba2, found '",
-                  type, "'");
+    if (type != "mamba" && type != "mamba2" && type != "falcon_mamba") {
+      // A hybrid family: models/families/ validates it (Model::load) and fills the shared fields.
+      c.format = CheckpointFormat::hf;
+      c.family = type;
+      c.family_json = j;
+      return c;
+    }
     c = parse_hf(r, type);
   } else {
     c = parse_mamba_ssm(r);

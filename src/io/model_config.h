@@ -23,6 +23,10 @@ struct Mamba1Config {                             // SPEC §1.1
   bool conv_bias = true, bias = false;
   double dt_min = 0.001, dt_max = 0.1, dt_init_floor = 1e-4, dt_scale = 1.0;
   std::string dt_init = "random";
+  // RMSNorm of dt_low, B and C after x_proj: none (Mamba-1), weightless (Falcon-Mamba, eps
+  // `mixer_rms_eps`) or with learned weights dt_layernorm / b_layernorm / c_layernorm (Jamba).
+  enum class BcdtNorm { none, weightless, learned } bcdt_norm = BcdtNorm::none;
+  double bcdt_norm_eps = 1e-6;
   // Derived.
   int64_t d_inner = 0;
 };
@@ -61,6 +65,15 @@ struct AttentionConfig {  // SPEC §4.5
 
 struct ModelConfig {
   CheckpointFormat format = CheckpointFormat::mamba_ssm;
+  // A model family of models/families/ (HF `model_type`: nemotron_h, jamba, ...), empty for the
+  // state-spaces and HF mamba / mamba2 / falcon_mamba layouts handled here. The family reads its
+  // own fields from `family_json` (the whole config.json) and sets the shared fields below.
+  std::string family;
+  nlohmann::json family_json;
+  // Multipliers of µP-style families: embeddings ·embed_scale, logits ·logits_scale.
+  double embed_scale = 1.0, logits_scale = 1.0;
+  // Per-layer kind names for `info` (a family sets them; empty = from layer_kind).
+  std::vector<std::string> layer_names;
   int64_t d_model = 2560, n_layer = 64, vocab_size = 50277, pad_vocab_size_multiple = 8;
   int64_t d_intermediate = 0;  // gated-MLP width per block (0 = no MLP)
   bool rms_norm = true, residual_in_fp32 = true, tie_embeddings = true;
@@ -75,6 +88,8 @@ struct ModelConfig {
   int64_t vocab_padded = 0, mlp_hidden = 0;
 
   MixerKind layer_kind(int64_t layer) const;
+  // Does layer `layer` hold an attention KV cache (any mixer of the block)?
+  bool layer_has_attention(int64_t layer) const { return layer_kind(layer) == MixerKind::attention; }
   // Tensor-name prefixes of this family ("backbone.embedding" vs HF's "backbone.embeddings").
   std::string embedding_name() const;
 };

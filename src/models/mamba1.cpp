@@ -7,12 +7,15 @@
 #include "ops/causal_conv1d/causal_conv1d.h"
 #include "ops/elementwise/elementwise.h"
 #include "ops/linear/linear.h"
+#include "ops/norm/norm.h"
 #include "ops/selective_scan/selective_scan.h"
 
 namespace mamba::models {
 namespace {
 
 class Mamba1 final : public Mixer {
+  using Norm = io::Mamba1Config::BcdtNorm;
+
 public:
   Mamba1(const io::ModelConfig& config, int64_t) : c_(config.mamba1), d_model_(config.d_model) {}
 
@@ -31,11 +34,21 @@ public:
     fn({"mixer.dt_proj.bias", &dt_proj_bias, {di}, true});
     fn({"mixer.out_proj.weight", &out_proj_weight, {d_model_, di}});
     if (c_.bias) fn({"mixer.out_proj.bias", &out_proj_bias, {d_model_}, true});
+    if (c_.bcdt_norm == Norm::learned) {
+      fn({"mixer.dt_layernorm.weight", &dt_norm_weight, {r}, true});
+      fn({"mixer.b_layernorm.weight", &b_norm_weight, {n}, true});
+      fn({"mixer.c_layernorm.weight", &c_norm_weight, {n}, true});
+    }
   }
 
   void prepare() override {
     A = ops::neg_exp(A_log);  // on A_log's device
     conv_w = conv1d_weight.view({c_.d_inner, c_.d_conv});
+    if (c_.bcdt_norm == Norm::weightless) {  // unit weights: the same RMSNorm op without a weight
+      dt_norm_weight = Tensor::full({c_.dt_rank}, 1.0f).to(A_log.device());
+      b_norm_weight = Tensor::full({c_.d_state}, 1.0f).to(A_log.device());
+      c_norm_weight = b_norm_weight;
+    }
   }
 
   LayerState new_state(int64_t batch) const override {
@@ -63,9 +76,20 @@ public:
     ops::neg_exp_bwd(ds.dA, A, g.A_log);
     ops::add_(g.D, ds.dD);
     ops::add_(g.dt_proj_bias, ds.ddelta_bias);
-    const Tensor ddelta_low = ops::linear_bwd(ds.ddelta, s.delta_low, dt_proj_weight, g.dt_proj_weight, none);
+    Tensor ddelta_low = ops::linear_bwd(ds.ddelta, s.delta_low, dt_proj_weight, g.dt_proj_weight, none);
+    Tensor dB = ds.dB, dC = ds.dC;
+    if (c_.bcdt_norm != Norm::none) {  // back through the RMSNorms of dt_low, B, C
+      const float eps = static_cast<float>(c_.bcdt_norm_eps);
+      const bool learned = c_.bcdt_norm == Norm::learned;
+      Tensor scratch_dt = learned ? g.dt_norm_weight : Tensor::zeros({c_.dt_rank}, DType::f32, dout.device());
+      Tensor scratch_b = learned ? g.b_norm_weight : Tensor::zeros({c_.d_state}, DType::f32, dout.device());
+      Tensor scratch_c = learned ? g.c_norm_weight : Tensor::zeros({c_.d_state}, DType::f32, dout.device());
+      ddelta_low = ops::rms_norm_bwd(ddelta_low, s.dt_raw, dt_norm_weight, eps, scratch_dt);
+      dB = ops::rms_norm_bwd(dB.contiguous(), s.B_raw, b_norm_weight, eps, scratch_b);
+      dC = ops::rms_norm_bwd(dC.contiguous(), s.C_raw, c_norm_weight, eps, scratch_c);
+    }
     const Tensor dx_dbl =
-        ops::concat_last(ops::concat_last(ddelta_low, ds.dB), ds.dC);  // [.., dt_rank + 2·d_state]
+        ops::concat_last(ops::concat_last(ddelta_low, dB), dC);  // [.., dt_rank + 2·d_state]
     Tensor dx = ops::linear_bwd(dx_dbl, s.scan.u, x_proj_weight, g.x_proj_weight, none);
     ops::add_(dx, ds.du);
     Tensor dconv_w = g.conv1d_weight.view({di, c_.d_conv});
@@ -83,6 +107,7 @@ private:
     Tensor u;                     // [batch, seq_len, d_model]
     Tensor xz;                    // [batch, seq_len, 2·d_inner]  in_proj output [x | z]
     Tensor delta_low;             // [batch, seq_len, dt_rank]    dt_proj input
+    Tensor dt_raw, B_raw, C_raw;  // x_proj's dt_low, B, C before their RMSNorms (bcdt_norm only)
     ops::SelectiveScanArgs scan;  // u = post-conv x, δ_raw, B, C, z: the scan's inputs
     Tensor y;                     // [batch, seq_len, d_inner]    out_proj input
   };
@@ -93,14 +118,24 @@ private:
     Tensor xz = ops::linear(u, in_proj_weight, in_proj_bias);  // [batch, seq_len, 2·d_inner]
     Tensor x = ops::causal_conv1d_fwd(columns(xz, 0, di), conv_w, conv1d_bias, st.conv, /*silu=*/true);
     Tensor x_dbl = ops::linear(x, x_proj_weight);  // [batch, seq_len, dt_rank + 2·d_state]
-    const Tensor delta_low = columns(x_dbl, 0, r).contiguous();
+    Tensor delta_low = columns(x_dbl, 0, r).contiguous();
     ops::SelectiveScanArgs args;
+    args.B = columns(x_dbl, r, n);
+    args.C = columns(x_dbl, r + n, n);
+    Tensor dt_raw, B_raw, C_raw;
+    if (c_.bcdt_norm != Norm::none) {  // Falcon-Mamba / Jamba: RMSNorm on dt_low, B, C
+      const float eps = static_cast<float>(c_.bcdt_norm_eps);
+      dt_raw = delta_low;
+      B_raw = args.B.contiguous();
+      C_raw = args.C.contiguous();
+      delta_low = ops::rms_norm(dt_raw, dt_norm_weight, eps);
+      args.B = ops::rms_norm(B_raw, b_norm_weight, eps);
+      args.C = ops::rms_norm(C_raw, c_norm_weight, eps);
+    }
     args.u = x;
     args.delta = ops::linear(delta_low, dt_proj_weight);  // bias goes in the scan
     args.delta_bias = dt_proj_bias;
     args.A = A;
-    args.B = columns(x_dbl, r, n);
-    args.C = columns(x_dbl, r + n, n);
     args.D = D;
     args.z = columns(xz, di, di);
     Tensor y = ops::selective_scan_fwd(args, st.ssm);  // [batch, seq_len, d_inner]
@@ -108,6 +143,9 @@ private:
       saved->u = u;
       saved->xz = xz;
       saved->delta_low = delta_low;
+      saved->dt_raw = dt_raw;
+      saved->B_raw = B_raw;
+      saved->C_raw = C_raw;
       saved->scan = args;
       saved->y = y;
     }
@@ -118,6 +156,7 @@ private:
   int64_t d_model_;
   Tensor A_log, D, in_proj_weight, in_proj_bias, conv1d_weight, conv1d_bias, x_proj_weight, dt_proj_weight,
       dt_proj_bias, out_proj_weight, out_proj_bias;
+  Tensor dt_norm_weight, b_norm_weight, c_norm_weight;  // learned (Jamba) or derived unit weights
   Tensor A, conv_w;  // derived: −exp(A_log) [d_inner, d_state]; conv weight as [d_inner, d_conv]
 };
 
