@@ -253,6 +253,10 @@ const char* mixer_kind_name(MixerKind kind) {
       return "Mamba3";
     case MixerKind::attention:
       return "MHA";
+    case MixerKind::mlp:
+      return "MLP";
+    case MixerKind::moe:
+      return "MoE";
   }
   return "?";
 }
@@ -264,6 +268,7 @@ MixerKind ModelConfig::layer_kind(int64_t layer) const {
 }
 
 std::string ModelConfig::embedding_name() const {
+  if (!embedding_tensor.empty()) return embedding_tensor;
   return format == CheckpointFormat::hf ? "backbone.embeddings.weight" : "backbone.embedding.weight";
 }
 
@@ -439,6 +444,8 @@ json to_mamba_ssm_json(const ModelConfig& c) {
       break;
     }
     case MixerKind::attention:
+    case MixerKind::mlp:
+    case MixerKind::moe:
       break;
   }
   json j = {{"d_model", c.d_model},

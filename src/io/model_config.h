@@ -11,7 +11,8 @@
 namespace mamba::io {
 
 enum class CheckpointFormat { mamba_ssm, hf };
-enum class MixerKind { mamba1, mamba2, mamba3, attention };
+// mlp / moe: the FFN sublayers of the families, as stateless mixers (never an ssm_layer).
+enum class MixerKind { mamba1, mamba2, mamba3, attention, mlp, moe };
 // Mamba-3 ablation switch (training issue): how the state rotates.
 enum class RopeMode { data_dependent, none, data_independent };
 
@@ -74,6 +75,8 @@ struct ModelConfig {
   double embed_scale = 1.0, logits_scale = 1.0;
   // Per-layer kind names for `info` (a family sets them; empty = from layer_kind).
   std::vector<std::string> layer_names;
+  // Checkpoint names a family overrides (empty = the state-spaces / HF mamba names).
+  std::string embedding_tensor, layer_prefix, final_norm_tensor, lm_head_tensor;
   int64_t d_model = 2560, n_layer = 64, vocab_size = 50277, pad_vocab_size_multiple = 8;
   int64_t d_intermediate = 0;  // gated-MLP width per block (0 = no MLP)
   bool rms_norm = true, residual_in_fp32 = true, tie_embeddings = true;
@@ -92,6 +95,11 @@ struct ModelConfig {
   bool layer_has_attention(int64_t layer) const { return layer_kind(layer) == MixerKind::attention; }
   // Tensor-name prefixes of this family ("backbone.embedding" vs HF's "backbone.embeddings").
   std::string embedding_name() const;
+  std::string layers_name() const { return layer_prefix.empty() ? "backbone.layers." : layer_prefix; }
+  std::string final_norm_name() const {
+    return final_norm_tensor.empty() ? "backbone.norm_f.weight" : final_norm_tensor;
+  }
+  std::string lm_head_name() const { return lm_head_tensor.empty() ? "lm_head.weight" : lm_head_tensor; }
 };
 
 // Parses and validates; `source` names the file in error messages ("DIR/config.json").

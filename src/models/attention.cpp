@@ -126,22 +126,6 @@ private:
     return ops::linear(context, out_proj_weight, out_proj_bias);
   }
 
-  // Writes k, v at positions [pos, pos + seq_len), growing the cache geometrically.
-  static void append_kv(LayerState& st, const Tensor& k, const Tensor& v, int64_t pos) {
-    const int64_t batch = k.size(0), seq_len = k.size(1), nkv = k.size(2), hd = k.size(3);
-    const int64_t cap = st.k_cache.size(1), need = pos + seq_len;
-    if (need > cap) {
-      const int64_t new_cap = std::max<int64_t>(need, std::max<int64_t>(2 * cap, 64));
-      for (Tensor* cache : {&st.k_cache, &st.v_cache}) {
-        Tensor grown = Tensor::zeros({batch, new_cap, nkv, hd}, DType::f32, cache->device());
-        if (pos > 0) grown.slice(1, 0, pos).copy_from(cache->slice(1, 0, pos));
-        *cache = grown;
-      }
-    }
-    st.k_cache.slice(1, pos, need).copy_from(k);
-    st.v_cache.slice(1, pos, need).copy_from(v);
-  }
-
   io::AttentionConfig c_;
   int64_t d_model_;
   Tensor in_proj_weight, in_proj_bias, conv1d_weight, conv1d_bias, out_proj_weight, out_proj_bias;

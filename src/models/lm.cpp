@@ -10,6 +10,7 @@
 #include "core/file_util.h"
 #include "core/parallel.h"
 #include "io/safetensors.h"
+#include "models/families/family.h"
 #include "models/model.h"
 #include "ops/cross_entropy/cross_entropy.h"
 #include "ops/elementwise/elementwise.h"
@@ -57,6 +58,11 @@ void Model::build() {
   const int64_t n_layer = config_.n_layer;
   blocks_.clear();
   blocks_.resize(static_cast<size_t>(n_layer));
+  if (!config_.family.empty()) {
+    const Family& family = find_family(config_.family, "config.json");
+    for (int64_t i = 0; i < n_layer; ++i) family.build_block(config_, i, blocks_[i]);
+    return;
+  }
   for (int64_t i = 0; i < n_layer; ++i) {
     blocks_[i].mixer = make_mixer(config_.layer_kind(i), config_, i);
     if (config_.d_intermediate > 0) blocks_[i].mlp = std::make_unique<GatedMlp>();
@@ -69,21 +75,34 @@ void Model::visit_params(const ParamVisitor& fn) {
   fn({config_.embedding_name(), &embedding, {V, D}});
   for (size_t i = 0; i < blocks_.size(); ++i) {
     Block& b = blocks_[i];
-    const std::string prefix = "backbone.layers." + std::to_string(i) + ".";
+    const std::string prefix = config_.layers_name() + std::to_string(i) + ".";
     auto prefixed = [&](const ParamRef& p) { fn({prefix + p.name, p.tensor, p.shape, p.no_weight_decay}); };
-    prefixed({"norm.weight", &b.norm_weight, {D}, true});
-    if (ln) prefixed({"norm.bias", &b.norm_bias, {D}, true});
-    b.mixer->visit_params(prefixed);
+    // A mixer's "mixer.X" names as the family spells them ("mamba.X").
+    auto renamed = [&](const ParamRef& p) {
+      if (!b.mixer_prefix.empty() && p.name.rfind("mixer.", 0) == 0)
+        prefixed({b.mixer_prefix + p.name.substr(6), p.tensor, p.shape, p.no_weight_decay});
+      else
+        prefixed(p);
+    };
+    if (b.has_norm) {
+      prefixed({b.norm_name + ".weight", &b.norm_weight, {D}, true});
+      if (ln) prefixed({b.norm_name + ".bias", &b.norm_bias, {D}, true});
+    }
+    b.mixer->visit_params(renamed);
+    if (b.mixer_par) b.mixer_par->visit_params(renamed);
+    if (b.mlp || b.ffn) {
+      prefixed({b.norm2_name + ".weight", &b.norm2_weight, {D}, true});
+      if (ln) prefixed({b.norm2_name + ".bias", &b.norm2_bias, {D}, true});
+    }
     if (b.mlp) {
-      prefixed({"norm2.weight", &b.norm2_weight, {D}, true});
-      if (ln) prefixed({"norm2.bias", &b.norm2_bias, {D}, true});
       prefixed({"mlp.fc1.weight", &b.mlp->fc1_weight, {2 * config_.mlp_hidden, D}});
       prefixed({"mlp.fc2.weight", &b.mlp->fc2_weight, {D, config_.mlp_hidden}});
     }
+    if (b.ffn) b.ffn->visit_params(renamed);
   }
-  fn({"backbone.norm_f.weight", &norm_f_weight, {D}, true});
+  fn({config_.final_norm_name(), &norm_f_weight, {D}, true});
   if (ln) fn({"backbone.norm_f.bias", &norm_f_bias, {D}, true});
-  if (!config_.tie_embeddings) fn({"lm_head.weight", &lm_head_weight, {V, D}});
+  if (!config_.tie_embeddings) fn({config_.lm_head_name(), &lm_head_weight, {V, D}});
 }
 
 int64_t Model::n_params() const {
@@ -94,12 +113,19 @@ int64_t Model::n_params() const {
 
 void Model::prepare() {
   if (config_.tie_embeddings) lm_head_weight = embedding;
-  for (Block& b : blocks_) b.mixer->prepare();
+  for (Block& b : blocks_) {
+    b.mixer->prepare();
+    if (b.mixer_par) b.mixer_par->prepare();
+    if (b.ffn) b.ffn->prepare();
+  }
 }
 
 Model Model::load(const std::string& dir) {
   Model m;
   m.config_ = io::load_model_config(dir);
+  if (!m.config_.family.empty())
+    find_family(m.config_.family, path_join(dir, "config.json"))
+        .configure(m.config_, path_join(dir, "config.json"));
   m.build();
   const io::SafeTensors st = io::SafeTensors::open(dir);
   const std::string single = path_join(dir, "model.safetensors");
@@ -188,6 +214,9 @@ Model Model::random(const io::ModelConfig& config, uint64_t seed) {
 }
 
 void Model::save(const std::string& dir) const {
+  if (!config_.family.empty())
+    throw_error(ErrorCode::unsupported, dir, ": saving a ", config_.family,
+                " model is not supported (checkpoints are written in the state-spaces/mamba layout)");
   std::filesystem::create_directories(dir);
   std::vector<std::pair<std::string, Tensor>> tensors;
   // Always the state-spaces/mamba names (an HF checkpoint is saved in that family too).
@@ -235,11 +264,13 @@ void Model::set_matmul_dtype(DType dtype) {
   };
   visit_params([&](const ParamRef& p) {
     const bool gemm = ends_with(p.name, "proj.weight") || ends_with(p.name, "fc1.weight") ||
-                      ends_with(p.name, "fc2.weight") || p.name == "lm_head.weight";
+                      ends_with(p.name, "fc2.weight") || ends_with(p.name, "_linear.weight") ||
+                      p.name == config_.lm_head_name();
     if (gemm) *p.tensor = p.tensor->to(dtype);
   });
-  if (config_.tie_embeddings) lm_head_weight = embedding.to(dtype);  // the embedding itself stays f32
   matmul_dtype_ = dtype;
+  if (!config_.family.empty()) prepare();  // the families' fused weights (q|k|v, gate|up) follow
+  if (config_.tie_embeddings) lm_head_weight = embedding.to(dtype);  // the embedding itself stays f32
 }
 
 State Model::new_state(int64_t batch) const {
@@ -247,13 +278,36 @@ State Model::new_state(int64_t batch) const {
   s.batch = batch;
   for (const Block& b : blocks_) {
     s.layers.push_back(b.mixer->new_state(batch));
+    if (b.mixer_par) {  // both mixers of a parallel block share one LayerState (disjoint fields)
+      LayerState par = b.mixer_par->new_state(batch);
+      LayerState& into = s.layers.back();
+      par.visit([&](const char* name, Tensor& t) {
+        into.visit([&](const char* other, Tensor&) {
+          MAMBA_CHECK(std::strcmp(name, other) != 0, "parallel mixers both keep state '" << name << "'");
+        });
+      });
+      if (par.conv.defined()) into.conv = par.conv;
+      if (par.ssm.defined()) into.ssm = par.ssm;
+      if (par.k_cache.defined()) into.k_cache = par.k_cache;
+      if (par.v_cache.defined()) into.v_cache = par.v_cache;
+      if (par.angle.defined() || par.k_prev.defined() || par.v_prev.defined())
+        throw_error(ErrorCode::unsupported, "a Mamba-3 mixer in a parallel block");
+    }
     if (device_ != Device::cpu) s.layers.back().visit([&](const char*, Tensor& t) { t = t.to(device_); });
   }
   return s;
 }
 
+bool Model::reads_embeddings() const {
+  for (const Block& b : blocks_)
+    if (b.mixer->reads_embeddings()) return true;
+  return false;
+}
+
 Tensor Model::embed(const Tensor& ids) const {
-  return ops::embedding(ids, embedding);
+  Tensor e = ops::embedding(ids, embedding);
+  if (config_.embed_scale != 1.0) ops::scale_(e, static_cast<float>(config_.embed_scale));
+  return e;
 }
 
 Tensor Model::norm(const Tensor& x, const Tensor& w, const Tensor& b) const {
@@ -267,7 +321,9 @@ Tensor Model::norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, Tenso
 }
 
 Tensor Model::head(const Tensor& residual) const {
-  return ops::linear(norm(residual, norm_f_weight, norm_f_bias), lm_head_weight);
+  Tensor logits = ops::linear(norm(residual, norm_f_weight, norm_f_bias), lm_head_weight);
+  if (config_.logits_scale != 1.0) ops::scale_(logits, static_cast<float>(config_.logits_scale));
+  return logits;
 }
 
 Tensor Model::forward(const Tensor& ids, State& state, int64_t num_last) const {
@@ -275,14 +331,25 @@ Tensor Model::forward(const Tensor& ids, State& state, int64_t num_last) const {
   const int64_t seq_len = ids.size(1);
   // residual = hidden + residual; hidden = Norm(residual); hidden = Mixer(hidden) (§4.3).
   Tensor residual = embed(ids);  // [batch, seq_len, d_model]
+  const Tensor emb = reads_embeddings() ? residual.copy() : Tensor();
   Tensor hidden;
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& b = blocks_[i];
     if (hidden.defined()) ops::add_(residual, hidden);
-    hidden = b.mixer->forward(norm(residual, b.norm_weight, b.norm_bias), state.layers[i], state.position);
+    LayerState& st = state.layers[i];
+    const Tensor x = b.has_norm ? norm(residual, b.norm_weight, b.norm_bias) : residual;
+    hidden = b.mixer->reads_embeddings() ? b.mixer->forward_emb(x, emb, st, state.position)
+                                         : b.mixer->forward(x, st, state.position);
+    if (b.mixer_par) ops::add_(hidden, b.mixer_par->forward(x, st, state.position));
+    if (b.mixer_scale != 1.0f) ops::scale_(hidden, b.mixer_scale);
     if (b.mlp) {
       ops::add_(residual, hidden);
       hidden = b.mlp->forward(norm(residual, b.norm2_weight, b.norm2_bias));
+    }
+    if (b.ffn) {
+      ops::add_(residual, hidden);
+      hidden = b.ffn->forward(norm(residual, b.norm2_weight, b.norm2_bias), st, state.position);
+      if (b.ffn_scale != 1.0f) ops::scale_(hidden, b.ffn_scale);
     }
   }
   ops::add_(residual, hidden);
@@ -301,12 +368,25 @@ Tensor Model::forward_train(const Tensor& ids, Activations& acts) const {
   acts.ids = ids.device() == device_ ? ids : ids.to(device_);
   acts.blocks.resize(blocks_.size());
   Tensor stream = embed(acts.ids);  // [batch, seq_len, d_model]
+  acts.emb = reads_embeddings() ? stream.copy() : Tensor();
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& b = blocks_[i];
     BlockActivations& a = acts.blocks[i];
     a.residual = stream;
     stream = stream.copy();
-    ops::add_(stream, b.mixer->forward_train(norm(a.residual, b.norm_weight, b.norm_bias), a.mixer));
+    const Tensor x = b.has_norm ? norm(a.residual, b.norm_weight, b.norm_bias) : a.residual;
+    Tensor h = b.mixer->reads_embeddings() ? b.mixer->forward_train_emb(x, acts.emb, a.mixer)
+                                           : b.mixer->forward_train(x, a.mixer);
+    if (b.mixer_par) ops::add_(h, b.mixer_par->forward_train(x, a.mixer_par));
+    if (b.mixer_scale != 1.0f) ops::scale_(h, b.mixer_scale);
+    ops::add_(stream, h);
+    if (b.ffn) {
+      a.residual2 = stream;
+      stream = stream.copy();
+      Tensor f = b.ffn->forward_train(norm(a.residual2, b.norm2_weight, b.norm2_bias), a.ffn);
+      if (b.ffn_scale != 1.0f) ops::scale_(f, b.ffn_scale);
+      ops::add_(stream, f);
+    }
     if (b.mlp) {
       a.residual2 = stream;
       stream = stream.copy();
@@ -315,14 +395,22 @@ Tensor Model::forward_train(const Tensor& ids, Activations& acts) const {
   }
   acts.final_residual = stream;
   acts.final_normed = norm(stream, norm_f_weight, norm_f_bias);
-  return ops::linear(acts.final_normed, lm_head_weight);
+  Tensor logits = ops::linear(acts.final_normed, lm_head_weight);
+  if (config_.logits_scale != 1.0) ops::scale_(logits, static_cast<float>(config_.logits_scale));
+  return logits;
 }
 
 void Model::backward(const Tensor& dlogits, const Activations& acts, Model& grads) const {
   MAMBA_CHECK(acts.blocks.size() == blocks_.size() && grads.blocks_.size() == blocks_.size());
   Tensor no_bias;  // grads.lm_head_weight is the embedding's gradient when tied
+  Tensor dlogits_scaled = dlogits;
+  if (config_.logits_scale != 1.0) {
+    dlogits_scaled = dlogits.copy();
+    ops::scale_(dlogits_scaled, static_cast<float>(config_.logits_scale));
+  }
   const Tensor dnormed =
-      ops::linear_bwd(dlogits, acts.final_normed, lm_head_weight, grads.lm_head_weight, no_bias);
+      ops::linear_bwd(dlogits_scaled, acts.final_normed, lm_head_weight, grads.lm_head_weight, no_bias);
+  Tensor demb;  // d loss / d embeddings through the mixers that read them (Zamba2)
   Tensor dstream =
       norm_bwd(dnormed, acts.final_residual, norm_f_weight, grads.norm_f_weight, grads.norm_f_bias);
   for (size_t i = blocks_.size(); i-- > 0;) {
@@ -333,9 +421,32 @@ void Model::backward(const Tensor& dlogits, const Activations& acts, Model& grad
       const Tensor dh = b.mlp->backward(dstream, a.mlp, *g.mlp);
       ops::add_(dstream, norm_bwd(dh, a.residual2, b.norm2_weight, g.norm2_weight, g.norm2_bias));
     }
-    const Tensor dh = b.mixer->backward(dstream, *a.mixer, *g.mixer);
-    ops::add_(dstream, norm_bwd(dh, a.residual, b.norm_weight, g.norm_weight, g.norm_bias));
+    if (b.ffn) {
+      Tensor dout = dstream;
+      if (b.ffn_scale != 1.0f) {
+        dout = dstream.copy();
+        ops::scale_(dout, b.ffn_scale);
+      }
+      const Tensor dh = b.ffn->backward(dout, *a.ffn, *g.ffn);
+      ops::add_(dstream, norm_bwd(dh, a.residual2, b.norm2_weight, g.norm2_weight, g.norm2_bias));
+    }
+    Tensor dout = dstream;
+    if (b.mixer_scale != 1.0f) {
+      dout = dstream.copy();
+      ops::scale_(dout, b.mixer_scale);
+    }
+    Tensor dh;
+    if (b.mixer->reads_embeddings()) {
+      if (!demb.defined()) demb = Tensor::zeros(dstream.shape(), DType::f32, dstream.device());
+      dh = b.mixer->backward_emb(dout, *a.mixer, *g.mixer, demb);
+    } else {
+      dh = b.mixer->backward(dout, *a.mixer, *g.mixer);
+    }
+    if (b.mixer_par) ops::add_(dh, b.mixer_par->backward(dout, *a.mixer_par, *g.mixer_par));
+    ops::add_(dstream, b.has_norm ? norm_bwd(dh, a.residual, b.norm_weight, g.norm_weight, g.norm_bias) : dh);
   }
+  if (demb.defined()) ops::add_(dstream, demb);
+  if (config_.embed_scale != 1.0) ops::scale_(dstream, static_cast<float>(config_.embed_scale));
   ops::embedding_bwd(acts.ids, dstream, grads.embedding);
 }
 
@@ -362,7 +473,48 @@ Tensor next_token_targets(const Tensor& ids_in) {
 
 Tensor Model::step(const Tensor& ids, State& state) const {
   MAMBA_CHECK(ids.dim() == 1 && ids.size(0) == state.batch);
+  if (!config_.family.empty()) return step_family(embed(ids), state);
   return step_residual(embed(ids), state);  // [batch, d_model]
+}
+
+// One token through a family's blocks: the whole-sequence pass on length-1 views (every op takes
+// its one-token path there), with the pending-output and fused-norm structure of step_residual.
+Tensor Model::step_family(Tensor residual, State& state) const {
+  const int64_t batch = residual.size(0), D = residual.size(1);
+  const Tensor emb = reads_embeddings() ? residual.copy().view({batch, 1, D}) : Tensor();
+  residual = residual.view({batch, 1, D});
+  const float eps = static_cast<float>(config_.norm_eps);
+  Tensor hidden;
+  auto add_norm = [&](const Tensor& w) {
+    const Tensor normed = ops::add_rms_norm_(residual, hidden, w, eps);
+    hidden = Tensor();
+    return normed;
+  };
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const Block& b = blocks_[i];
+    LayerState& st = state.layers[i];
+    Tensor x;
+    if (b.has_norm) {
+      x = add_norm(b.norm_weight);
+    } else {
+      if (hidden.defined()) ops::add_(residual, hidden);
+      hidden = Tensor();
+      x = residual;
+    }
+    hidden = b.mixer->reads_embeddings() ? b.mixer->forward_emb(x, emb, st, state.position)
+                                         : b.mixer->forward(x, st, state.position);
+    if (b.mixer_par) ops::add_(hidden, b.mixer_par->forward(x, st, state.position));
+    if (b.mixer_scale != 1.0f) ops::scale_(hidden, b.mixer_scale);
+    if (b.ffn) {
+      const Tensor normed = add_norm(b.norm2_weight);
+      hidden = b.ffn->forward(normed, st, state.position);
+      if (b.ffn_scale != 1.0f) ops::scale_(hidden, b.ffn_scale);
+    }
+  }
+  state.position += 1;
+  Tensor logits = ops::linear(add_norm(norm_f_weight), lm_head_weight).view({batch, -1});
+  if (config_.logits_scale != 1.0) ops::scale_(logits, static_cast<float>(config_.logits_scale));
+  return logits;
 }
 
 // Decode keeps each sublayer's output pending and adds it into the residual inside the next

@@ -89,6 +89,23 @@ public:
   // Backward of forward_train: dout [batch, seq_len, d_model] -> du. Accumulates d loss / d param
   // into `grads`, a mixer of the same kind whose parameters hold gradients (Model::new_grads).
   virtual Tensor backward(const Tensor& dout, const MixerSaved& saved, Mixer& grads) const = 0;
+  // ---- Mixers that also read the model's token embeddings (Zamba2's shared transformer reads
+  // concat(stream, embeddings)). Model calls the *_emb variants where reads_embeddings(). ----
+  virtual bool reads_embeddings() const { return false; }
+  virtual Tensor forward_emb(const Tensor& u, const Tensor& /*emb*/, LayerState& state, int64_t pos) const {
+    return forward(u, state, pos);
+  }
+  virtual Tensor forward_train_emb(const Tensor& u, const Tensor& /*emb*/,
+                                   std::unique_ptr<MixerSaved>& saved) const {
+    return forward_train(u, saved);
+  }
+  // Adds d loss / d embeddings into demb.
+  virtual Tensor backward_emb(const Tensor& dout, const MixerSaved& saved, Mixer& grads,
+                              Tensor& /*demb*/) const {
+    return backward(dout, saved, grads);
+  }
+  // A name for `info` ("Mamba2", "MHA", "MoE", ...).
+  virtual std::string label() const { return io::mixer_kind_name(kind()); }
   // Bytes of state per sequence that do not grow with its length / that do (per token).
   virtual int64_t state_bytes_fixed() const = 0;
   virtual int64_t state_bytes_per_token() const { return 0; }

@@ -45,23 +45,37 @@ struct GatedMlp {
   Tensor backward(const Tensor& dout, const MlpSaved& saved, GatedMlp& grads) const;
 };
 
+// One layer: residual += s1·(mixer(x) [+ mixer_par(x)]) with x = norm(residual), then, with an MLP
+// or FFN, residual += s2·ffn(norm2(residual)). The families (models/families/) fill the optional
+// parts; the state-spaces / HF mamba layouts use norm, mixer and mlp only.
 struct Block {
   Tensor norm_weight, norm_bias;  // [d_model] (bias only with LayerNorm)
   std::unique_ptr<Mixer> mixer;
-  Tensor norm2_weight, norm2_bias;  // [d_model], only with an MLP
+  Tensor norm2_weight, norm2_bias;  // [d_model], only with an MLP / FFN
   std::unique_ptr<GatedMlp> mlp;    // null when d_intermediate == 0
+  // ---- Families. ----
+  // A second mixer on the same normed input, its output added to the mixer's (Falcon-H1's
+  // attention beside Mamba-2). Its state fields must not overlap the mixer's: both share one LayerState.
+  std::unique_ptr<Mixer> mixer_par;
+  std::unique_ptr<Mixer> ffn;  // a stateless second sublayer (MLP / MoE) after norm2
+  bool has_norm = true;        // false: the mixer reads the raw stream (it holds its own norms)
+  float mixer_scale = 1.0f, ffn_scale = 1.0f;  // residual multipliers (Granite's residual_multiplier)
+  // Checkpoint names, relative to the layer: the norms' modules and what replaces a mixer's
+  // "mixer." prefix (e.g. "mamba.").
+  std::string norm_name = "norm", norm2_name = "norm2", mixer_prefix;
 };
 
 // What Model::forward_train keeps for backward, per block: the residual stream entering each
 // norm and the sublayers' own activations. Reused across training steps (refilled each time).
 struct BlockActivations {
   Tensor residual;  // [batch, seq_len, d_model]  input of norm
-  std::unique_ptr<MixerSaved> mixer;
+  std::unique_ptr<MixerSaved> mixer, mixer_par, ffn;
   Tensor residual2;  // [batch, seq_len, d_model]  input of norm2 (MLP blocks)
   MlpSaved mlp;
 };
 struct Activations {
   Tensor ids;  // [batch, seq_len]
+  Tensor emb;  // [batch, seq_len, d_model]  scaled embeddings (mixers that read them: Zamba2)
   std::vector<BlockActivations> blocks;
   Tensor final_residual, final_normed;  // [batch, seq_len, d_model]  input / output of norm_f
 };
@@ -127,9 +141,11 @@ private:
   void build();    // allocates the block structure from config_
   void prepare();  // derived constants after weights are filled
   Tensor embed(const Tensor& ids) const;
+  bool reads_embeddings() const;  // does any mixer read the token embeddings (Zamba2)?
   // Model::step after the embedding: `residual` [batch, d_model] holds the token rows and is
   // updated in place (StepGraph embeds outside its graph, then replays this part).
   Tensor step_residual(Tensor residual, State& state) const;
+  Tensor step_family(Tensor residual, State& state) const;  // the same for a family's blocks
   friend class StepGraph;
   Tensor norm(const Tensor& x, const Tensor& w, const Tensor& b) const;
   // Backward of norm: dy -> dx, accumulating dw (and db for LayerNorm).

@@ -14,6 +14,9 @@ std::unique_ptr<Mixer> make_mixer(io::MixerKind kind, const io::ModelConfig& con
       return make_mamba3(config, layer);
     case io::MixerKind::attention:
       return make_attention(config, layer);
+    case io::MixerKind::mlp:
+    case io::MixerKind::moe:
+      break;  // built by a family (models/families/), never from a kind alone
   }
   MAMBA_CHECK(false, "unknown mixer kind");
   return nullptr;

@@ -1,0 +1,128 @@
+// What the family files share: the common HF config fields, the hybrids' Mamba-2 and RoPE keys,
+// layer-kind checks, and the family registry.
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "models/architectures.h"
+#include "models/families/family.h"
+
+namespace mamba::models {
+
+// One line per family (its file defines it).
+extern const Family kBamba, kNemotronH, kGraniteMoeHybrid, kJamba, kZamba2, kFalconH1;
+
+const Family& find_family(const std::string& model_type, const std::string& source) {
+  static const Family* const kFamilies[] = {&kBamba, &kNemotronH, &kGraniteMoeHybrid,
+                                            &kJamba, &kZamba2,    &kFalconH1};
+  std::string known = "mamba, mamba2, falcon_mamba";
+  for (const Family* f : kFamilies) {
+    if (model_type == f->model_type) return *f;
+    known += std::string(", ") + f->model_type;
+  }
+  throw_error(ErrorCode::unsupported, source, ": field 'model_type' expected one of ", known, ", found '",
+              model_type, "'");
+}
+
+void configure_common(const io::Reader& r, io::ModelConfig& c, const char* eps_key) {
+  c.format = io::CheckpointFormat::hf;
+  c.d_model = r.integer("hidden_size", 0);
+  c.n_layer = r.integer("num_hidden_layers", 0);
+  c.vocab_size = r.integer("vocab_size", 0);
+  for (auto [key, v] : {std::pair<const char*, int64_t>{"hidden_size", c.d_model},
+                        {"num_hidden_layers", c.n_layer},
+                        {"vocab_size", c.vocab_size}})
+    if (v <= 0) throw_error(ErrorCode::parse, r.where(key), " expected a positive integer, found ", v);
+  c.pad_vocab_size_multiple = 1;
+  c.vocab_padded = c.vocab_size;
+  c.tie_embeddings = r.boolean("tie_word_embeddings", true);
+  c.norm_eps = r.number(eps_key, 1e-5);
+  c.rms_norm = true;
+  c.d_intermediate = 0;
+  c.embedding_tensor = "model.embed_tokens.weight";
+  c.layer_prefix = "model.layers.";
+  c.final_norm_tensor = "model.final_layernorm.weight";
+  c.lm_head_tensor = "lm_head.weight";
+  c.ssm_layer = io::MixerKind::mamba2;
+  c.attn_layer_idx.clear();
+  c.layer_names.clear();
+}
+
+void read_time_step_limit(const io::Reader& r, Mamba2Spec& s) {
+  if (!r.has("time_step_limit")) return;
+  const nlohmann::json& v = r.j.at("time_step_limit");
+  if (!v.is_array() || v.size() != 2) r.type_error("time_step_limit", "a pair [lo, hi]", v);
+  s.dt_limit_lo = r.to_number("time_step_limit", v[0]);
+  s.dt_limit_hi = r.to_number("time_step_limit", v[1]);
+}
+
+std::unique_ptr<Mixer> make_hf_mamba2(const Mamba2Spec& s, const std::string& source) {
+  auto positive = [&](const char* what, int64_t v) {
+    if (v <= 0) throw_error(ErrorCode::parse, source, ": Mamba-2 ", what, " must be positive, found ", v);
+  };
+  positive("heads", s.n_heads);
+  positive("head_dim", s.head_dim);
+  positive("n_groups", s.n_groups);
+  positive("d_state", s.d_state);
+  positive("d_conv", s.d_conv);
+  positive("chunk_size", s.chunk_size);
+  if (s.n_heads % s.n_groups != 0)
+    throw_error(ErrorCode::shape, source, ": inconsistent dimensions: Mamba-2 heads ", s.n_heads,
+                " is not divisible by n_groups ", s.n_groups);
+  io::ModelConfig c;
+  c.d_model = s.d_model;
+  io::Mamba2Config& m = c.mamba2;
+  m.d_state = s.d_state;
+  m.d_conv = s.d_conv;
+  m.head_dim = s.head_dim;
+  m.n_groups = s.n_groups;
+  m.chunk_size = s.chunk_size;
+  m.conv_bias = s.conv_bias;
+  m.bias = s.proj_bias;
+  m.rmsnorm = s.rmsnorm;
+  m.norm_before_gate = s.norm_before_gate;
+  m.norm_eps = s.norm_eps;
+  m.dt_limit_lo = s.dt_limit_lo;
+  m.dt_limit_hi = s.dt_limit_hi;
+  m.n_heads = s.n_heads;
+  m.d_inner = m.d_ssm = s.n_heads * s.head_dim;
+  m.expand = static_cast<double>(m.d_inner) / static_cast<double>(s.d_model);
+  m.norm_n_groups = s.n_groups;  // grouped gated norm (mamba_ssm semantics)
+  m.d_mlp = 0;
+  m.conv_dim = m.d_ssm + 2 * m.n_groups * m.d_state;
+  m.d_in_proj = 2 * m.d_inner + 2 * m.n_groups * m.d_state + m.n_heads;
+  return make_mamba2(c, 0);
+}
+
+void read_rope(const io::Reader& r, AttentionSpec& s) {
+  const io::Reader rp = r.child("rope_parameters");
+  s.rope_theta = rp.has("rope_theta") ? rp.number("rope_theta", 10000.0) : r.number("rope_theta", 10000.0);
+  const std::string type = rp.string("rope_type", "default");
+  if (type != "default")
+    throw_error(ErrorCode::unsupported, rp.where("rope_type"), " expected default, found '", type, "'");
+  const double frac = rp.has("partial_rotary_factor") ? rp.number("partial_rotary_factor", 1.0)
+                                                      : r.number("partial_rotary_factor", 1.0);
+  if (!(frac > 0.0 && frac <= 1.0))
+    throw_error(ErrorCode::parse, r.where("partial_rotary_factor"), " expected a value in (0, 1], found ",
+                frac);
+  s.rotary_dim = static_cast<int64_t>(static_cast<double>(s.head_dim) * frac);
+  if (s.rotary_dim % 2 != 0)
+    throw_error(ErrorCode::shape, r.source, ": inconsistent dimensions: rotary dims ", s.rotary_dim,
+                " (head_dim x partial_rotary_factor) must be even");
+}
+
+void check_layer_kinds(const std::vector<std::string>& kinds, const std::vector<std::string>& allowed,
+                       int64_t n_layer, const std::string& source, const char* key) {
+  if (static_cast<int64_t>(kinds.size()) != n_layer)
+    throw_error(ErrorCode::shape, source, ": field '", key, "' has ", kinds.size(),
+                " entries, expected num_hidden_layers = ", n_layer);
+  for (size_t i = 0; i < kinds.size(); ++i)
+    if (std::find(allowed.begin(), allowed.end(), kinds[i]) == allowed.end()) {
+      std::string list;
+      for (const std::string& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      throw_error(ErrorCode::unsupported, source, ": field '", key, "[", i, "]' expected one of ", list,
+                  ", found '", kinds[i], "'");
+    }
+}
+
+}  // namespace mamba::models
