@@ -128,8 +128,13 @@ Model Model::load(const std::string& dir) {
         .configure(m.config_, path_join(dir, "config.json"));
   m.build();
   const io::SafeTensors st = io::SafeTensors::open(dir);
-  const std::string single = path_join(dir, "model.safetensors");
-  const std::string source = file_exists(single) ? single : path_join(dir, "model.safetensors.index.json");
+  std::string source = path_join(dir, "model.safetensors");  // the file the tensors come from, for errors
+  for (const char* name : {"model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                           "pytorch_model.bin.index.json"})
+    if (file_exists(path_join(dir, name))) {
+      source = path_join(dir, name);
+      break;
+    }
   m.visit_params([&](const ParamRef& p) {
     if (!st.contains(p.name))
       throw_error(ErrorCode::not_found, source, ": missing tensor '", p.name, "' (expected shape ",
