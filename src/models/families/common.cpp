@@ -24,10 +24,10 @@ const Family& find_family(const std::string& model_type, const std::string& sour
               model_type, "'");
 }
 
-void configure_common(const io::Reader& r, io::ModelConfig& c, const char* eps_key) {
+void configure_common(const io::Reader& r, io::ModelConfig& c, const char* eps_key, int64_t default_layers) {
   c.format = io::CheckpointFormat::hf;
   c.d_model = r.integer("hidden_size", 0);
-  c.n_layer = r.integer("num_hidden_layers", 0);
+  c.n_layer = r.integer("num_hidden_layers", default_layers);
   c.vocab_size = r.integer("vocab_size", 0);
   for (auto [key, v] : {std::pair<const char*, int64_t>{"hidden_size", c.d_model},
                         {"num_hidden_layers", c.n_layer},

@@ -30,7 +30,9 @@ const Family& find_family(const std::string& model_type, const std::string& sour
 
 // The fields every HF family has (hidden_size, num_hidden_layers, vocab_size, tie_word_embeddings,
 // `eps_key`), validated; names default to the Llama-style "model." layout.
-void configure_common(const io::Reader& r, io::ModelConfig& c, const char* eps_key);
+// `default_layers` when num_hidden_layers is absent (Nemotron-H derives it from its pattern).
+void configure_common(const io::Reader& r, io::ModelConfig& c, const char* eps_key,
+                      int64_t default_layers = 0);
 
 // A Mamba-2 mixer of the HF hybrids (in_proj -> [z | xBC | dt], no MLP part), d_inner = heads·head_dim.
 struct Mamba2Spec {
