@@ -73,6 +73,8 @@ struct ModelConfig {
   nlohmann::json family_json;
   // Multipliers of µP-style families: embeddings ·embed_scale, logits ·logits_scale.
   double embed_scale = 1.0, logits_scale = 1.0;
+  // nn.Embedding(padding_idx): the lookup gives this row no gradient (-1 = none).
+  int64_t embedding_pad_id = -1;
   // Per-layer kind names for `info` (a family sets them; empty = from layer_kind).
   std::vector<std::string> layer_names;
   // Checkpoint names a family overrides (empty = the state-spaces / HF mamba names).

@@ -452,7 +452,17 @@ void Model::backward(const Tensor& dlogits, const Activations& acts, Model& grad
   }
   if (demb.defined()) ops::add_(dstream, demb);
   if (config_.embed_scale != 1.0) ops::scale_(dstream, static_cast<float>(config_.embed_scale));
-  ops::embedding_bwd(acts.ids, dstream, grads.embedding);
+  const int64_t pad = config_.embedding_pad_id;
+  if (pad < 0 || pad >= config_.vocab_padded) {
+    ops::embedding_bwd(acts.ids, dstream, grads.embedding);
+    return;
+  }
+  // padding_idx: the lookup's gradient without the pad row (a tied head's gradient keeps it).
+  Tensor lookup = Tensor::zeros(grads.embedding.shape(), DType::f32, dstream.device());
+  ops::embedding_bwd(acts.ids, dstream, lookup);
+  Tensor pad_row = lookup.slice(0, pad, pad + 1);
+  pad_row.zero();
+  ops::add_(grads.embedding, lookup);
 }
 
 double Model::loss_and_grads(const Tensor& ids, const Tensor& targets, Model& grads,

@@ -36,6 +36,7 @@ void configure_common(const io::Reader& r, io::ModelConfig& c, const char* eps_k
   c.pad_vocab_size_multiple = 1;
   c.vocab_padded = c.vocab_size;
   c.tie_embeddings = r.boolean("tie_word_embeddings", true);
+  c.embedding_pad_id = r.integer("pad_token_id", -1);  // HF builds nn.Embedding(..., padding_idx)
   c.norm_eps = r.number(eps_key, 1e-5);
   c.rms_norm = true;
   c.d_intermediate = 0;

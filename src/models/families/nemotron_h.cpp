@@ -72,6 +72,7 @@ void configure(io::ModelConfig& c, const std::string& source) {
   c.layer_prefix = "backbone.layers.";
   c.final_norm_tensor = "backbone.norm_f.weight";
   c.tie_embeddings = r.boolean("tie_word_embeddings", false);
+  c.embedding_pad_id = -1;  // NemotronHModel's embedding has no padding_idx
   const std::vector<std::string> kinds = layer_kinds(r, c.n_layer);
   if (r.has("moe_latent_size"))
     throw_error(ErrorCode::unsupported, r.where("moe_latent_size"),
