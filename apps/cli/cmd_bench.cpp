@@ -6,8 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -33,7 +35,150 @@ struct BenchArgs {
   std::vector<int64_t> batches = {1, 8};  // --generate: each; else the first is the batch
 };
 
+// The families' layer patterns at reduced width (d_model --d-model, heads of 64): Nemotron-Nano-9B-v2
+// (56 layers, M/-/*), Nemotron-3-Nano-30B-A3B (52 layers with MoE), Granite-4.0-H-Tiny (40 layers,
+// attention every 10th, MoE on every layer), Jamba (attention 1 in 8, MoE every other layer),
+// Zamba2 (shared blocks every 6th layer), Bamba, Falcon-H1, Falcon-Mamba and Codestral (Mamba-2,
+// 8 groups). Empty for the other names.
+nlohmann::json family_bench_json(const std::string& name, const BenchArgs& a) {
+  using nlohmann::json;
+  const int64_t d = a.d_model, heads = 2 * d / 64, attn_heads = d / 64;
+  json j = {{"hidden_size", d}, {"vocab_size", 50277}, {"tie_word_embeddings", false}, {"pad_token_id", 0}};
+  const json mamba2 = {{"mamba_n_heads", heads},  {"mamba_d_head", 64},      {"mamba_n_groups", 1},
+                       {"mamba_d_state", 128},    {"mamba_d_conv", 4},       {"mamba_expand", 2},
+                       {"mamba_chunk_size", 256}, {"mamba_conv_bias", true}, {"mamba_proj_bias", false}};
+  if (name == "nemotron-h" || name == "nemotron-h-moe") {
+    j.update({{"model_type", "nemotron_h"},
+              {"hybrid_override_pattern", name == "nemotron-h"
+                                              ? "M-M-M-MM-M-M-M*-M-M-M*-M-M-M-M*-M-M-M-M*-M-MM-M-M-M-M-M-"
+                                              : "MEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEMEM*EMEMEMEME"},
+              {"mamba_num_heads", heads},
+              {"mamba_head_dim", 64},
+              {"n_groups", 8},
+              {"ssm_state_size", 128},
+              {"conv_kernel", 4},
+              {"chunk_size", 256},
+              {"num_attention_heads", attn_heads},
+              {"num_key_value_heads", std::max<int64_t>(attn_heads / 4, 1)},
+              {"head_dim", 64},
+              {"intermediate_size", 3 * d + d / 2},
+              {"mlp_hidden_act", "relu2"},
+              {"n_routed_experts", 32},
+              {"num_experts_per_tok", 6},
+              {"moe_intermediate_size", d / 3},
+              {"moe_shared_expert_intermediate_size", d},
+              {"n_group", 1},
+              {"topk_group", 1},
+              {"norm_topk_prob", true},
+              {"routed_scaling_factor", 2.5}});
+  } else if (name == "granite-4-h") {
+    json types = json::array();
+    for (int i = 0; i < 40; ++i) types.push_back(i % 10 == 5 ? "attention" : "mamba");
+    j.update(mamba2);
+    j.update({{"model_type", "granitemoehybrid"},
+              {"num_hidden_layers", 40},
+              {"layer_types", types},
+              {"num_attention_heads", attn_heads},
+              {"num_key_value_heads", std::max<int64_t>(attn_heads / 4, 1)},
+              {"num_local_experts", 64},
+              {"num_experts_per_tok", 6},
+              {"intermediate_size", d / 3},
+              {"shared_intermediate_size", 4 * d / 3},
+              {"embedding_multiplier", 12.0},
+              {"residual_multiplier", 0.22},
+              {"logits_scaling", 6.0},
+              {"attention_multiplier", 0.0078125}});
+  } else if (name == "jamba") {
+    j.update({{"model_type", "jamba"},
+              {"num_hidden_layers", 32},
+              {"attn_layer_period", 8},
+              {"attn_layer_offset", 4},
+              {"expert_layer_period", 2},
+              {"expert_layer_offset", 1},
+              {"num_experts", 16},
+              {"num_experts_per_tok", 2},
+              {"intermediate_size", 3 * d + d / 2},
+              {"num_attention_heads", attn_heads},
+              {"num_key_value_heads", std::max<int64_t>(attn_heads / 4, 1)},
+              {"mamba_d_state", 16},
+              {"mamba_d_conv", 4},
+              {"mamba_expand", 2},
+              {"mamba_dt_rank", (d + 15) / 16}});
+  } else if (name == "zamba2") {
+    json kinds = json::array(), ids = json::array();
+    for (int i = 0; i < 24; ++i) {
+      kinds.push_back(i % 6 == 5 ? "hybrid" : "mamba");
+      if (i % 6 == 5) ids.push_back(i);
+    }
+    j.update({{"model_type", "zamba2"},
+              {"num_hidden_layers", 24},
+              {"layers_block_type", kinds},
+              {"hybrid_layer_ids", ids},
+              {"num_mem_blocks", 2},
+              {"n_mamba_heads", heads},
+              {"mamba_headdim", 64},
+              {"mamba_ngroups", 1},
+              {"mamba_d_state", 128},
+              {"mamba_d_conv", 4},
+              {"mamba_expand", 2},
+              {"chunk_size", 256},
+              {"num_attention_heads", attn_heads},
+              {"num_key_value_heads", attn_heads},
+              {"adapter_rank", 128},
+              {"intermediate_size", 4 * d},
+              {"hidden_act", "gelu"},
+              {"use_mem_rope", true},
+              {"tie_word_embeddings", true}});
+  } else if (name == "bamba") {
+    j.update(mamba2);
+    j.update({{"model_type", "bamba"},
+              {"num_hidden_layers", 32},
+              {"attn_layer_indices", {9, 18, 27}},
+              {"num_attention_heads", attn_heads},
+              {"num_key_value_heads", std::max<int64_t>(attn_heads / 4, 1)},
+              {"intermediate_size", 3 * d + d / 2},
+              {"partial_rotary_factor", 0.5}});
+  } else if (name == "falcon-h1") {
+    j.update(mamba2);
+    j.update({{"model_type", "falcon_h1"},
+              {"num_hidden_layers", 24},
+              {"mamba_d_ssm", 2 * d},
+              {"mamba_rms_norm", true},
+              {"num_attention_heads", attn_heads},
+              {"num_key_value_heads", std::max<int64_t>(attn_heads / 4, 1)},
+              {"head_dim", 64},
+              {"intermediate_size", 3 * d},
+              {"embedding_multiplier", 5.6},
+              {"lm_head_multiplier", 0.04},
+              {"ssm_multipliers", {0.5, 0.7, 0.8, 0.6, 1.2}},
+              {"mlp_multipliers", {0.88, 0.59}}});
+  } else if (name == "falcon-mamba") {
+    j.update({{"model_type", "falcon_mamba"},
+              {"num_hidden_layers", 24},
+              {"state_size", 16},
+              {"expand", 2},
+              {"conv_kernel", 4},
+              {"intermediate_size", 2 * d},
+              {"mixer_rms_eps", 1e-6}});
+  } else if (name == "codestral") {
+    j.update({{"model_type", "mamba2"},
+              {"num_hidden_layers", 24},
+              {"num_heads", heads},
+              {"head_dim", 64},
+              {"n_groups", 8},
+              {"state_size", 128},
+              {"expand", 2},
+              {"conv_kernel", 4},
+              {"chunk_size", 256}});
+  } else {
+    return nullptr;
+  }
+  return j;
+}
+
 ModelConfig bench_config(const std::string& name, const BenchArgs& a) {
+  if (const nlohmann::json j = family_bench_json(name, a); !j.is_null())
+    return Model::config_from_json(j, "bench:" + name);
   ModelConfig c;
   c.d_model = a.d_model;
   c.n_layer = a.n_layer;
@@ -63,8 +208,10 @@ ModelConfig bench_config(const std::string& name, const BenchArgs& a) {
     c.mamba3.mimo_rank = 4;
     c.mamba3.chunk_size = c.mamba3.is_mimo ? 16 : 64;
   } else {
-    mamba::throw_error(ErrorCode::invalid_argument, "bench: unknown model '", name,
-                       "' (expected mamba1, mamba2, mamba3-siso, mamba3-mimo or hybrid)");
+    mamba::throw_error(
+        ErrorCode::invalid_argument, "bench: unknown model '", name,
+        "' (expected mamba1, mamba2, mamba3-siso, mamba3-mimo, hybrid, or a family: nemotron-h, "
+        "nemotron-h-moe, granite-4-h, jamba, zamba2, bamba, falcon-h1, falcon-mamba, codestral)");
   }
   mamba::io::finalize_model_config(c, "bench:" + name);
   return c;
@@ -72,6 +219,35 @@ ModelConfig bench_config(const std::string& name, const BenchArgs& a) {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// A families' model: share of each sublayer kind (MoE, Mamba2, Attn, MLP, ...) in the wall time of
+// a prefill and of decode steps, timed with a device sync around every sublayer (a separate run).
+std::string sublayer_shares(Model& model, const ModelConfig& c, const BenchArgs& a, int64_t batch) {
+  auto report = [](const mamba::models::SublayerTimes& t, double wall) {
+    std::ostringstream s;
+    for (const auto& [label, sec] : t.seconds)
+      s << " " << label << " " << static_cast<int>(100 * sec / wall + 0.5) << "%";
+    return s.str();
+  };
+  Tensor ids = Tensor::empty({batch, a.seq_len}, DType::i64);
+  for (int64_t i = 0; i < batch * a.seq_len; ++i) ids.data<int64_t>()[i] = (i * 7919) % c.vocab_size;
+  const Device device = model.device();
+  mamba::models::SublayerTimes prefill, decode;
+  State state = model.new_state(batch);
+  model.set_sublayer_timing(&prefill);
+  auto t0 = std::chrono::steady_clock::now();
+  model.forward(ids, state, 1);
+  device_synchronize(device);
+  const double prefill_s = seconds_since(t0);
+  model.set_sublayer_timing(&decode);
+  const Tensor next = Tensor::full({batch}, 42.0f).to(DType::i64);
+  t0 = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < a.decode_tokens; ++i) model.step(next, state);
+  device_synchronize(device);
+  const double decode_s = seconds_since(t0);
+  model.set_sublayer_timing(nullptr);
+  return "prefill:" + report(prefill, prefill_s) + "; decode:" + report(decode, decode_s);
 }
 
 // Runs one model at every thread count; returns one line per thread count:
@@ -129,6 +305,7 @@ std::string run_model(const std::string& name, const BenchArgs& a) {
     out << threads << " " << batch * a.seq_len / prefill_s << " " << batch * a.decode_tokens / decode_s
         << "\n";
   }
+  if (!c.family.empty()) out << "#" << sublayer_shares(model, c, a, batch);
   return out.str();
 }
 
@@ -136,7 +313,10 @@ std::string run_model(const std::string& name, const BenchArgs& a) {
 
 Runner add_bench(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
-  app.add_option("--models", a->models, "models to run: mamba1 mamba2 mamba3-siso mamba3-mimo hybrid");
+  app.add_option(
+      "--models", a->models,
+      "models to run: mamba1 mamba2 mamba3-siso mamba3-mimo hybrid, or families: nemotron-h nemotron-h-moe "
+      "granite-4-h jamba zamba2 bamba falcon-h1 falcon-mamba codestral");
   app.add_option("--threads", a->threads, "thread counts to measure (default 1 2)");
   app.add_option("--seq-len", a->seq_len, "prefill length (default 2048)");
   app.add_option("--decode-tokens", a->decode_tokens, "decode steps timed (default 32)");
@@ -211,6 +391,11 @@ Runner add_bench(CLI::App& app) {
       if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         mamba::throw_error(ErrorCode::io, "bench: model '", name, "' failed");
       const double rss_mib = static_cast<double>(usage.ru_maxrss) / 1024.0;
+      std::string shares;
+      if (const size_t hash = result.find('#'); hash != std::string::npos) {
+        shares = result.substr(hash + 1);
+        result.resize(hash);
+      }
       std::istringstream in(result);
       long long params = 0;
       in >> params;
@@ -226,6 +411,10 @@ Runner add_bench(CLI::App& app) {
            << ",\"seq_len\":" << a->seq_len << ",\"prefill_tok_s\":" << prefill
            << ",\"decode_tok_s\":" << decode << ",\"peak_rss_mib\":" << rss_mib << "}\n";
         json += js.str();
+      }
+      if (!shares.empty()) {
+        std::printf("|   share of time (%s, sync per sublayer): %s |\n", name.c_str(), shares.c_str());
+        std::fflush(stdout);
       }
     }
     if (!a->json_path.empty()) mamba::write_file_atomic(a->json_path, json);

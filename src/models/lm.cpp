@@ -1,6 +1,7 @@
 // The language-model skeleton shared by every architecture (SPEC.md §4.2-§4.4): residual
 // stream, norms, gated MLP, embedding and head, loading and random initialization, and the
 // training forward / backward / loss over the same walk.
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include "models/families/family.h"
 #include "models/model.h"
 #include "ops/cross_entropy/cross_entropy.h"
+#include "ops/device.h"
 #include "ops/elementwise/elementwise.h"
 #include "ops/linear/linear.h"
 #include "ops/norm/norm.h"
@@ -303,6 +305,29 @@ State Model::new_state(int64_t batch) const {
   return s;
 }
 
+double SublayerTimes::total() const {
+  double t = 0;
+  for (const auto& [label, s] : seconds) t += s;
+  return t;
+}
+
+template <typename F>
+Tensor Model::timed(const std::string& label, F&& f) const {
+  if (!timing_) return f();
+  ops::device_synchronize(device_);
+  const auto t0 = std::chrono::steady_clock::now();
+  Tensor out = f();
+  ops::device_synchronize(device_);
+  timing_->seconds[label] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
+
+io::ModelConfig Model::config_from_json(const nlohmann::json& j, const std::string& source) {
+  io::ModelConfig c = io::parse_model_config(j, source);
+  if (!c.family.empty()) find_family(c.family, source).configure(c, source);
+  return c;
+}
+
 bool Model::reads_embeddings() const {
   for (const Block& b : blocks_)
     if (b.mixer->reads_embeddings()) return true;
@@ -343,9 +368,13 @@ Tensor Model::forward(const Tensor& ids, State& state, int64_t num_last) const {
     if (hidden.defined()) ops::add_(residual, hidden);
     LayerState& st = state.layers[i];
     const Tensor x = b.has_norm ? norm(residual, b.norm_weight, b.norm_bias) : residual;
-    hidden = b.mixer->reads_embeddings() ? b.mixer->forward_emb(x, emb, st, state.position)
+    hidden = timed(b.mixer->label(), [&] {
+      return b.mixer->reads_embeddings() ? b.mixer->forward_emb(x, emb, st, state.position)
                                          : b.mixer->forward(x, st, state.position);
-    if (b.mixer_par) ops::add_(hidden, b.mixer_par->forward(x, st, state.position));
+    });
+    if (b.mixer_par)
+      ops::add_(hidden,
+                timed(b.mixer_par->label(), [&] { return b.mixer_par->forward(x, st, state.position); }));
     if (b.mixer_scale != 1.0f) ops::scale_(hidden, b.mixer_scale);
     if (b.mlp) {
       ops::add_(residual, hidden);
@@ -353,7 +382,8 @@ Tensor Model::forward(const Tensor& ids, State& state, int64_t num_last) const {
     }
     if (b.ffn) {
       ops::add_(residual, hidden);
-      hidden = b.ffn->forward(norm(residual, b.norm2_weight, b.norm2_bias), st, state.position);
+      const Tensor x2 = norm(residual, b.norm2_weight, b.norm2_bias);
+      hidden = timed(b.ffn->label(), [&] { return b.ffn->forward(x2, st, state.position); });
       if (b.ffn_scale != 1.0f) ops::scale_(hidden, b.ffn_scale);
     }
   }
@@ -516,13 +546,17 @@ Tensor Model::step_family(Tensor residual, State& state) const {
       hidden = Tensor();
       x = residual;
     }
-    hidden = b.mixer->reads_embeddings() ? b.mixer->forward_emb(x, emb, st, state.position)
+    hidden = timed(b.mixer->label(), [&] {
+      return b.mixer->reads_embeddings() ? b.mixer->forward_emb(x, emb, st, state.position)
                                          : b.mixer->forward(x, st, state.position);
-    if (b.mixer_par) ops::add_(hidden, b.mixer_par->forward(x, st, state.position));
+    });
+    if (b.mixer_par)
+      ops::add_(hidden,
+                timed(b.mixer_par->label(), [&] { return b.mixer_par->forward(x, st, state.position); }));
     if (b.mixer_scale != 1.0f) ops::scale_(hidden, b.mixer_scale);
     if (b.ffn) {
       const Tensor normed = add_norm(b.norm2_weight);
-      hidden = b.ffn->forward(normed, st, state.position);
+      hidden = timed(b.ffn->label(), [&] { return b.ffn->forward(normed, st, state.position); });
       if (b.ffn_scale != 1.0f) ops::scale_(hidden, b.ffn_scale);
     }
   }

@@ -7,6 +7,7 @@
 //   Tensor next = model.step(last_ids, state);  // decode:  [batch, vocab_padded]
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -84,6 +85,14 @@ struct Activations {
 // last position — the fixtures' loss.json definition. ids: [batch, seq_len] -> i64 [batch, seq_len].
 Tensor next_token_targets(const Tensor& ids);
 
+// Wall time per sublayer kind (Mixer::label(): "Mamba2", "MoE", "MLP", ...) of Model::forward and
+// Model::step, for `bench`'s share-of-time columns. Timing synchronizes the device around every
+// sublayer, so a timed run is slower than the benchmark itself.
+struct SublayerTimes {
+  std::map<std::string, double> seconds;
+  double total() const;
+};
+
 class Model {
 public:
   // Loads config.json + model.safetensors (or a sharded index) from `dir`; all weights are
@@ -135,6 +144,10 @@ public:
   void params_updated() { prepare(); }
   int64_t n_params() const;
   const std::vector<Block>& blocks() const { return blocks_; }
+  // The config of a config.json object (either checkpoint layout or a family), validated.
+  static io::ModelConfig config_from_json(const nlohmann::json& j, const std::string& source);
+  // Times every sublayer of forward / step into `times` (null: off). Not for concurrent use.
+  void set_sublayer_timing(SublayerTimes* times) { timing_ = times; }
 
 private:
   Model() = default;
@@ -152,7 +165,12 @@ private:
   Tensor norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dw, Tensor& db) const;
   Tensor head(const Tensor& residual) const;
 
+  // Runs f() and files its wall time under `label` when timing is on.
+  template <typename F>
+  Tensor timed(const std::string& label, F&& f) const;
+
   io::ModelConfig config_;
+  SublayerTimes* timing_ = nullptr;
   Device device_ = Device::cpu;
   DType matmul_dtype_ = DType::f32;
   Tensor embedding;  // [vocab_padded, d_model]
