@@ -107,6 +107,17 @@ bench() {
   done
 }
 
+# The model families at reduced width (cmd_bench.cpp): prefill / decode and each sublayer's share.
+family_bench() {
+  local models="nemotron-h nemotron-h-moe granite-4-h jamba zamba2 bamba falcon-h1 falcon-mamba codestral"
+  for dtype in f32 bf16; do
+    "$BUILD/bin/mambacpp" bench --device cuda --dtype $dtype --models $models --seq-len 2048 --decode-tokens 64 \
+      --json "$OUT/bench_family_cuda_$dtype.json" 2>&1 | tee "$OUT/bench_family_cuda_$dtype.log"
+  done
+  "$BUILD/bin/mambacpp" bench --models $models --threads 16 --seq-len 512 --decode-tokens 16 \
+    --json "$OUT/bench_family_cpu.json" 2>&1 | tee "$OUT/bench_family_cpu.log"
+}
+
 # Forward + backward of the scans at the shapes (bench/cuda_bwd_bench.cu).
 bwd_bench() {
   "$BUILD/bin/cuda_bwd_bench" 2>&1 | tee "$OUT/cuda_bwd_bench.log"
@@ -162,6 +173,7 @@ for phase in $phases; do
     golden) run_golden_cpu ;;
     sanitize) sanitize ;;
     bench) bench ;;
+    familybench) family_bench ;;
     bwdbench) bwd_bench ;;
     train) train_bench ;;
     profile) profile_train ;;
