@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
   add("train", "train a model from scratch on a synthetic task or byte-level text", mambacpp::cli::add_train);
   add("eval", "accuracy and scaled accuracy of a trained model on a task at given lengths",
       mambacpp::cli::add_eval);
+  add("serve", "OpenAI-compatible HTTP server: continuous batching, prefix-state cache",
+      mambacpp::cli::add_serve);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
