@@ -18,7 +18,8 @@ BUILD=${BUILD:-$ROOT/build/gpu-check}
 DEPS_PREFIX=/tmp/mambacpp-deps
 DEB_PACKAGES="libopenblas-dev libopenblas0-pthread libopenblas-pthread-dev libopenblas0 libgfortran5 libquadmath0
   libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 nlohmann-json3-dev libcli11-dev libgtest-dev
-  pkgconf pkgconf-bin libpkgconf3 pkg-config"
+  pkgconf pkgconf-bin libpkgconf3 pkg-config libcpp-httplib-dev libcpp-httplib0.11 libssl-dev libssl3 zlib1g-dev
+  zlib1g libbrotli-dev libbrotli1"
 
 prepare() {
   mkdir -p "$ROOT/.device_deps"
@@ -42,6 +43,7 @@ setup_deps() {
   command -v pkg-config >/dev/null || missing=1
   [ $missing = 0 ] && ! pkg-config --exists openblas libpcre2-8 && missing=1
   [ -f /usr/include/gtest/gtest.h ] && [ -f /usr/include/nlohmann/json.hpp ] && [ -f /usr/include/CLI/CLI.hpp ] || missing=1
+  [ $missing = 0 ] && ! pkg-config --exists cpp-httplib && missing=1
   [ $missing = 0 ] && return 0
   if ! ls "$ROOT"/.device_deps/*.deb >/dev/null 2>&1; then
     echo "missing build dependencies and no .device_deps/ carried (run: scripts/gpu_check.sh prepare)"
