@@ -457,7 +457,10 @@ const std::unordered_map<std::string, FilterFn>& filters() {
        }},
       {"attr",
        [](const Value& v, CallArgs& a) {
+         // Jinja2's attr looks up attributes only: a dict's keys are not attributes.
          auto p = bind("attr", a, {{"name", Value::string("")}});
+         if (v.is_dict() && !v.dict->find(to_str(p[0]))) return get_attr(v, to_str(p[0]));
+         if (v.is_dict()) return Value::undefined("'dict object' has no attribute '" + to_str(p[0]) + "'");
          return get_attr(v, to_str(p[0]));
        }},
   };

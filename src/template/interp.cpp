@@ -248,7 +248,7 @@ private:
       scope.set(p.name, p.default_value ? eval(*p.default_value, scope)
                                         : Value::undefined("parameter '" + p.name + "' was not provided"));
     }
-    scope.set("varargs", Value::make_list(std::move(varargs)));
+    scope.set("varargs", Value::make_list(std::move(varargs), true));
     scope.set("kwargs", kwargs);
     std::string text = capture(n.body, scope);
     --macro_depth_;
