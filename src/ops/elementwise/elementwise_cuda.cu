@@ -32,6 +32,7 @@ Rows rows_of(const Tensor& t, Tensor& keep) {
   const int64_t d = keep.dim();
   if (d == 3) return {keep.f32(), keep.size(1), keep.stride(0), keep.stride(1)};
   if (d == 2) return {keep.f32(), keep.size(0), 0, keep.stride(0)};
+  if (d > 3) return {keep.f32(), keep.numel() / keep.size(-1), 0, keep.size(-1)};  // contiguous (above)
   return {keep.f32(), 1, 0, 0};
 }
 
