@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -300,6 +302,33 @@ TEST_F(ServerTest, ChatStreamFraming) {
   EXPECT_EQ(body["object"], "chat.completion");
   EXPECT_EQ(body["choices"][0]["message"]["role"], "assistant");
   EXPECT_EQ(body["choices"][0]["message"]["content"], completion_of(res, true).text);
+}
+
+// The model's own chat template (tokenizer_config.json) renders the prompt: a copy of the fixture
+// folder with a template whose output length is known.
+TEST_F(ServerTest, ChatUsesTheModelsTemplate) {
+#if !MAMBACPP_HAVE_CHAT_TEMPLATE
+  GTEST_SKIP() << "built without the chat-template engine (MAMBACPP_SERVER_CHAT_TEMPLATE=OFF)";
+#endif
+  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "serve-chat-model";
+  std::filesystem::create_directories(dir);
+  for (const char* file : {"config.json", "model.safetensors", "generation_config.json"})
+    std::filesystem::copy_file(path_join(dir_, file), dir / file,
+                               std::filesystem::copy_options::overwrite_existing);
+  const json config = {
+      {"bos_token", "<s>"},
+      {"eos_token", {{"content", "</s>"}}},
+      {"chat_template",
+       "{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] | trim }}{{ eos_token }}"
+       "{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}"}};
+  std::ofstream(dir / "tokenizer_config.json") << config.dump();
+  ServerOptions o = options();
+  o.model_dir = dir.string();
+  TestServer server(*model_, tokenizer_, o);
+  const json request = {{"messages", {{{"role", "user"}, {"content", "  Hi there "}}}}, {"max_tokens", 2}};
+  const Completion c = completion_of(post(*server.client(), "/v1/chat/completions", request), false);
+  const std::string rendered = "<s>[user] Hi there</s>[assistant] ";
+  EXPECT_EQ(c.prompt_tokens, static_cast<int64_t>(tokenizer_->encode(rendered).size()));
 }
 
 TEST_F(ServerTest, ErrorsHaveOpenAiBodies) {
