@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "core/file_util.h"
+#include "io/model_config.h"
 #include "runtime/model_files.h"
 #include "runtime/session.h"
 #include "testing.h"
@@ -563,6 +564,39 @@ TEST_F(ServerTest, ShutdownFinishesInFlightStreams) {
   EXPECT_EQ(c.tokens.size(), 300u);
   EXPECT_EQ(c.finish_reason, "length");
   EXPECT_FALSE(server.client()->Get("/health"));  // no longer listening
+}
+
+// A real client: the official `openai` npm package under Node streams a chat completion. Needs a
+// model whose vocabulary covers a real tokenizer: random Mamba-2 weights sized for the
+// GPT-2-style fixture tokenizer.
+TEST_F(ServerTest, OpenAiNodeClient) {
+  if (testing::run_cli("node", "--version").status != 0)
+    GTEST_SKIP() << "node not found: the openai client test needs Node";
+  if (testing::run_cli("node", "-e \"require.resolve('openai')\"").status != 0)
+    GTEST_SKIP() << "the npm package 'openai' is not installed (npm install openai, or set NODE_PATH)";
+  const std::string tokenizer_file =
+      path_join(*testing::fixtures_dir(), "tokenizers/bpe-gpt2-style/tokenizer.json");
+  std::shared_ptr<const tok::Tokenizer> tokenizer = tok::Tokenizer::from_file(tokenizer_file);
+  const json config = {
+      {"d_model", 64},
+      {"n_layer", 2},
+      {"vocab_size", tokenizer->vocab_size()},
+      {"ssm_cfg", {{"layer", "Mamba2"}, {"d_state", 16}, {"headdim", 16}, {"chunk_size", 16}}}};
+  const models::Model model = models::Model::random(io::parse_model_config(config, "test config"), 1);
+  ServerOptions o = options();
+  o.model_name = "node-model";
+  o.api_key = "node-key";
+  TestServer server(model, tokenizer, o);
+  const testing::CliResult r =
+      testing::run_cli("node", std::string(MAMBACPP_SERVER_DIR) + "/openai_client_test.cjs " +
+                                   std::to_string(server.port()) + " node-model node-key");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const json out = json::parse(r.out);
+  EXPECT_EQ(out["role"], "assistant");
+  EXPECT_EQ(out["text"], out["whole"]);
+  EXPECT_TRUE(out["finish"] == "stop" || out["finish"] == "length") << out.dump();
+  EXPECT_GT(out["usage"]["prompt_tokens"].get<int>(), 0);
+  EXPECT_EQ(out["model"], "node-model");
 }
 
 }  // namespace
