@@ -24,6 +24,7 @@ enum class ExprKind {
   test,       // children[0] is name(children[1..], kwargs)
   unary,      // op children[0]: "not", "-", "+"
   binary,     // children[0] op children[1]
+  compare,    // children[0] ops[0] children[1] ops[1] children[2] ... (Python's chained comparison)
   condition,  // children[1] if children[0] else children[2] (null: undefined)
 };
 
@@ -34,7 +35,8 @@ struct Expr {
   ExprKind kind;
   int line = 0, col = 0;
   Value value;
-  std::string name;  // the name, attribute, filter, test, or operator
+  std::string name;              // the name, attribute, filter, test, or operator
+  std::vector<std::string> ops;  // compare: the operators between the children
   std::vector<ExprPtr> children;
   std::vector<std::pair<std::string, ExprPtr>> kwargs;
 };

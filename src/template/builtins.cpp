@@ -82,6 +82,7 @@ Value select_or_reject(const Value& seq, CallArgs& args, bool select, bool by_at
   }
   CallArgs test_args = rest_args(args, skip + 1);
   List out;
+  if (!truthy(seq)) return Value::make_list();  // Jinja2 iterates only truthy values
   for (const Value& item : iterate(seq)) {
     Value v = by_attr ? attr_path(item, attribute) : item;
     bool ok = test.empty() ? truthy(v) : apply_test(test, v, test_args);
@@ -92,6 +93,7 @@ Value select_or_reject(const Value& seq, CallArgs& args, bool select, bool by_at
 
 Value do_map(const Value& seq, CallArgs& args) {
   List out;
+  if (!truthy(seq)) return Value::make_list();  // Jinja2 iterates only truthy values
   const Value* attribute = nullptr;
   Value fallback;
   for (const auto& [k, v] : args.kw) {
@@ -159,6 +161,7 @@ Value do_length(const Value& v) {
 // int("3.7") fails in Python, so Jinja2 tries float next; both failing gives the default.
 Value do_int(const Value& v, CallArgs& args) {
   auto p = bind("int", args, {{"default", Value::integer(0)}, {"base", Value::integer(10)}});
+  if (v.is_undefined()) fail_undefined(v);
   if (v.kind == Kind::integer) return v;
   if (v.kind == Kind::boolean) return Value::integer(v.b);
   if (v.kind == Kind::floating) return std::isfinite(v.f) ? Value::integer(static_cast<int64_t>(v.f)) : p[0];
@@ -182,6 +185,7 @@ Value do_int(const Value& v, CallArgs& args) {
 
 Value do_float(const Value& v, CallArgs& args) {
   auto p = bind("float", args, {{"default", Value::floating(0.0)}});
+  if (v.is_undefined()) fail_undefined(v);
   if (v.is_number()) return Value::floating(v.as_double());
   if (!v.is_string()) return p[0];
   std::string s = py_strip(v.s, nullptr, true, true);
@@ -469,6 +473,17 @@ const std::unordered_map<std::string, FilterFn>& filters() {
 
 using TestFn = bool (*)(const Value&, CallArgs&);
 
+// str.islower() / str.isupper(): some cased character, and all cased characters in that case.
+bool cased_as(const std::string& s, bool upper) {
+  bool any_cased = false;
+  for (char32_t c : utf8_decode(s)) {
+    if (!is_cased(c)) continue;
+    any_cased = true;
+    if ((upper ? to_upper_cp(c) : to_lower_cp(c)) != c) return false;
+  }
+  return any_cased;
+}
+
 const Value& arg0(const CallArgs& a, const char* test) {
   if (a.pos.empty()) throw TemplateError(std::string("test '") + test + "' needs an argument");
   return a.pos[0];
@@ -491,13 +506,16 @@ const std::unordered_map<std::string, TestFn>& tests() {
       {"mapping", [](const Value& v, CallArgs&) { return v.is_dict(); }},
       {"iterable", [](const Value& v,
                       CallArgs&) { return v.is_undefined() || v.is_string() || v.is_list() || v.is_dict(); }},
-      {"sequence", [](const Value& v, CallArgs&) { return v.is_string() || v.is_list() || v.is_dict(); }},
+      {"sequence", [](const Value& v,
+                      CallArgs&) { return v.is_undefined() || v.is_string() || v.is_list() || v.is_dict(); }},
       {"callable", [](const Value& v, CallArgs&) { return v.kind == Kind::function; }},
       {"escaped", [](const Value&, CallArgs&) { return false; }},
-      {"lower", [](const Value& v, CallArgs&) { return v.is_string() && py_lower(v.s) == v.s; }},
-      {"upper", [](const Value& v, CallArgs&) { return v.is_string() && py_upper(v.s) == v.s; }},
-      {"odd", [](const Value& v, CallArgs&) { return as_int(v, "odd") % 2 != 0; }},
-      {"even", [](const Value& v, CallArgs&) { return as_int(v, "even") % 2 == 0; }},
+      {"lower", [](const Value& v, CallArgs&) { return cased_as(to_str(v), false); }},
+      {"upper", [](const Value& v, CallArgs&) { return cased_as(to_str(v), true); }},
+      {"odd", [](const Value& v,
+                 CallArgs&) { return equals(arithmetic("%", v, Value::integer(2)), Value::integer(1)); }},
+      {"even", [](const Value& v,
+                  CallArgs&) { return equals(arithmetic("%", v, Value::integer(2)), Value::integer(0)); }},
       {"divisibleby",
        [](const Value& v, CallArgs& a) {
          int64_t d = as_int(arg0(a, "divisibleby"), "divisibleby");

@@ -321,6 +321,15 @@ private:
       }
       case ExprKind::unary:
         return eval_unary(e, scope);
+      case ExprKind::compare: {
+        Value left = eval(*e.children[0], scope);
+        for (size_t k = 0; k < e.ops.size(); ++k) {
+          Value right = eval(*e.children[k + 1], scope);
+          if (!compare_op(e.ops[k], left, right)) return Value::boolean(false);
+          left = std::move(right);
+        }
+        return Value::boolean(true);
+      }
       case ExprKind::binary:
         return eval_binary(e, scope);
       case ExprKind::condition:
@@ -348,16 +357,19 @@ private:
     if (op == "and") return truthy(l) ? eval(*e.children[1], scope) : l;
     if (op == "or") return truthy(l) ? l : eval(*e.children[1], scope);
     Value r = eval(*e.children[1], scope);
-    if (op == "==") return Value::boolean(equals(l, r));
-    if (op == "!=") return Value::boolean(!equals(l, r));
-    if (op == "<") return Value::boolean(ordered(l, r, op) < 0);
-    if (op == ">") return Value::boolean(ordered(l, r, op) > 0);
-    if (op == "<=") return Value::boolean(ordered(l, r, op) <= 0);
-    if (op == ">=") return Value::boolean(ordered(l, r, op) >= 0);
-    if (op == "in") return Value::boolean(value_contains(r, l));
-    if (op == "not in") return Value::boolean(!value_contains(r, l));
     if (op == "~") return Value::string(to_str(l) + to_str(r));
     return arithmetic(op, l, r);
+  }
+
+  static bool compare_op(const std::string& op, const Value& l, const Value& r) {
+    if (op == "==") return equals(l, r);
+    if (op == "!=") return !equals(l, r);
+    if (op == "<") return ordered(l, r, op) < 0;
+    if (op == ">") return ordered(l, r, op) > 0;
+    if (op == "<=") return ordered(l, r, op) <= 0;
+    if (op == ">=") return ordered(l, r, op) >= 0;
+    if (op == "in") return value_contains(r, l);
+    return !value_contains(r, l);  // not in
   }
 
   static int ordered(const Value& l, const Value& r, const std::string& op) {

@@ -411,9 +411,10 @@ private:
   }
 
   ExprPtr parse_compare() {
-    ExprPtr l = parse_math1();
+    const Token start = cur();
+    ExprPtr first = parse_math1();
+    ExprPtr chain;
     while (true) {
-      const Token at = cur();
       std::string op;
       if (cur().type == Tok::op && (cur().text == "==" || cur().text == "!=" || cur().text == "<" ||
                                     cur().text == ">" || cur().text == "<=" || cur().text == ">=")) {
@@ -427,10 +428,16 @@ private:
         advance();
         advance();
       } else {
-        return l;
+        break;
       }
-      l = binary(at, op, std::move(l), parse_math1());
+      if (!chain) {
+        chain = make(ExprKind::compare, start);
+        chain->children.push_back(std::move(first));
+      }
+      chain->ops.push_back(op);
+      chain->children.push_back(parse_math1());
     }
+    return chain ? std::move(chain) : std::move(first);
   }
 
   ExprPtr parse_math1() {

@@ -445,6 +445,8 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
         for (int64_t k = 0; k < e && !overflow; ++k) overflow = __builtin_mul_overflow(r, base, &r);
         if (!overflow) return Value::integer(r);
       }
+      if (a.as_double() == 0 && b.as_double() < 0)
+        throw TemplateError("0.0 cannot be raised to a negative power");
       return Value::floating(std::pow(a.as_double(), b.as_double()));
     }
   }
@@ -505,7 +507,7 @@ std::string percent_format(const std::string& fmt, const Value& args) {
       throw TemplateError(std::string("unsupported format character '") + conv + "'");
     }
   }
-  if (next < items.size() && args.is_list() && args.tuple)
+  if (next < items.size() && !args.is_dict())
     throw TemplateError("not all arguments converted during string formatting");
   return out;
 }
