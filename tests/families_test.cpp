@@ -79,7 +79,16 @@ TEST_P(Family, ThroughCli) {
   }
   const std::string info = ::testing::TempDir() + "/family_info.txt";
   ASSERT_EQ(std::system((std::string(MAMBACPP_CLI) + " info --model " + dir + " > " + info).c_str()), 0);
-  EXPECT_NE(read_file(info).find("layers:"), std::string::npos);
+  // The layer pattern: each layer's mixers and FFN.
+  const std::map<std::string, std::string> expected = {{"falcon-mamba", "layers:       Mamba1 Mamba1"},
+                                                       {"mamba2-grouped", "layers:       Mamba2 Mamba2"},
+                                                       {"jamba", "Mamba1+MLP Mamba1+MoE Attn(NoPE)+MLP"},
+                                                       {"zamba2", "Mamba2 Hybrid Mamba2"},
+                                                       {"nemotron-h", "Mamba2 MLP Mamba2 Attn(NoPE) MoE"},
+                                                       {"granite-4-h", "Mamba2+MoE Attn(NoPE)+MoE"},
+                                                       {"bamba", "Mamba2+MLP Attn(RoPE)+MLP"},
+                                                       {"falcon-h1", "Mamba2|Attn(RoPE)+MLP"}};
+  EXPECT_NE(read_file(info).find(expected.at(GetParam())), std::string::npos) << read_file(info);
 }
 
 TEST_P(Family, LossAndGradients) {
