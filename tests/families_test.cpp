@@ -13,6 +13,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/error.h"
@@ -243,6 +244,45 @@ TEST(FamilyCli, GenerateAndContinueFromState) {
   std::vector<std::string> joined = ids_of(first), tail = ids_of(rest);
   joined.insert(joined.end(), tail.begin(), tail.end());
   EXPECT_EQ(ids_of(whole), joined) << whole << " | " << first << " | " << rest;
+}
+
+// Zamba2 with one shared block used by both hybrid layers (num_mem_blocks 1): the checkpoint holds
+// the block once, under the first user's names, and both uses' adapters there. It must compute what
+// a two-block checkpoint computes whose second block is a copy of the first.
+TEST(FamilyConfig, Zamba2SharedBlockAcrossLayers) {
+  MAMBA_REQUIRE_FIXTURES(root);
+  const std::string src = path_join(root, "families/zamba2");
+  const io::SafeTensors st = io::SafeTensors::open(path_join(src, "model.safetensors"));
+  const std::string shared4 = "model.layers.4.shared_transformer.";
+  std::vector<std::pair<std::string, Tensor>> one_block, two_copies;
+  for (const std::string& name : st.names()) {
+    const Tensor t = st.get_f32(name);
+    const bool in4 = name.rfind(shared4, 0) == 0, adapter = name.find("adapter_list.") != std::string::npos;
+    if (!in4) {
+      one_block.emplace_back(name, t);
+      two_copies.emplace_back(name, t);
+      if (name.rfind("model.layers.1.shared_transformer.", 0) == 0 && !adapter)  // block 1 := block 0
+        two_copies.emplace_back(shared4 + name.substr(shared4.size()), t);
+    } else if (adapter) {  // use 1's adapters: under layer 1 in the shared layout, kept at layer 4 in the
+                           // other
+      one_block.emplace_back("model.layers.1.shared_transformer." + name.substr(shared4.size()), t);
+      two_copies.emplace_back(name, t);
+    }
+  }
+  const std::string a = ::testing::TempDir() + "/zamba2_one_block",
+                    b = ::testing::TempDir() + "/zamba2_two_copies";
+  for (const auto& [dir, tensors, blocks] : {std::tuple{a, &one_block, 1}, std::tuple{b, &two_copies, 2}}) {
+    std::filesystem::create_directories(dir);
+    io::save_safetensors(path_join(dir, "model.safetensors"), *tensors, {{"format", "pt"}});
+    nlohmann::json j = nlohmann::json::parse(read_file(path_join(src, "config.json")));
+    j["num_mem_blocks"] = blocks;
+    std::ofstream(path_join(dir, "config.json")) << j.dump();
+  }
+  const models::Model shared = models::Model::load(a), copies = models::Model::load(b);
+  EXPECT_LT(shared.n_params(), copies.n_params());
+  const Tensor ids = io::read_npy(path_join(src, "input_ids.npy"));
+  models::State s1 = shared.new_state(ids.size(0)), s2 = copies.new_state(ids.size(0));
+  EXPECT_EQ(testing::max_abs_diff(shared.forward(ids, s1), copies.forward(ids, s2)), 0.0f);
 }
 
 TEST(FamilyBadConfig, MissingTensorNamed) {

@@ -62,7 +62,8 @@ void Model::build() {
   blocks_.resize(static_cast<size_t>(n_layer));
   if (!config_.family.empty()) {
     const Family& family = find_family(config_.family, "config.json");
-    for (int64_t i = 0; i < n_layer; ++i) family.build_block(config_, i, blocks_[i]);
+    BuildContext ctx;
+    for (int64_t i = 0; i < n_layer; ++i) family.build_block(config_, i, blocks_[i], ctx);
     return;
   }
   for (int64_t i = 0; i < n_layer; ++i) {

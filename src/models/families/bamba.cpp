@@ -45,7 +45,7 @@ void configure(io::ModelConfig& c, const std::string& source) {
     c.layer_names.push_back(c.layer_kind(i) == io::MixerKind::attention ? "Attn" : "Mamba2");
 }
 
-void build_block(const io::ModelConfig& c, int64_t layer, Block& b) {
+void build_block(const io::ModelConfig& c, int64_t layer, Block& b, BuildContext&) {
   const io::Reader r{c.family_json, "config.json", ""};
   b.norm_name = "input_layernorm";
   b.norm2_name = "pre_ff_layernorm";

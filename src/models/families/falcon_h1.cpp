@@ -229,7 +229,7 @@ void configure(io::ModelConfig& c, const std::string& source) {
   }
 }
 
-void build_block(const io::ModelConfig& c, int64_t, Block& b) {
+void build_block(const io::ModelConfig& c, int64_t, Block& b, BuildContext&) {
   const io::Reader r{c.family_json, "config.json", ""};
   const FalconSpec f = read_spec(r, c);
   b.norm_name = "input_layernorm";

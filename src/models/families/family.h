@@ -3,6 +3,8 @@
 // Block of shared mixers (build_block); the block stack, the mixers and the ops are shared.
 // Adding a family = its file + one line in families/registry.cpp + fixtures.
 #pragma once
+#include <map>
+#include <memory>
 #include <string>
 
 #include "io/config_reader.h"
@@ -13,6 +15,12 @@
 
 namespace mamba::models {
 
+// What the layers of one Model::build share while they are created (Zamba2's shared blocks,
+// found by a family-chosen key); it lives for that build only.
+struct BuildContext {
+  std::map<std::string, std::shared_ptr<void>> shared;
+};
+
 struct Family {
   const char* model_type;
   // Validates c.family_json (errors name `source` and the key) and sets the shared fields of c:
@@ -20,7 +28,7 @@ struct Family {
   // multipliers, attn_layer_idx (the layers that keep a KV cache), layer_names, ssm_layer.
   void (*configure)(io::ModelConfig& c, const std::string& source);
   // Creates layer `layer`'s norms, mixers and FFN (names relative to "<layers_name()><layer>.").
-  void (*build_block)(const io::ModelConfig& c, int64_t layer, Block& b);
+  void (*build_block)(const io::ModelConfig& c, int64_t layer, Block& b, BuildContext& ctx);
 };
 
 // The family of `model_type`; an unknown one is an error naming `source` and the known types.

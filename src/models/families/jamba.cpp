@@ -64,7 +64,7 @@ void configure(io::ModelConfig& c, const std::string& source) {
     if (v <= 0) throw_error(ErrorCode::parse, r.where(key), " must be positive, found ", v);
 }
 
-void build_block(const io::ModelConfig& c, int64_t layer, Block& b) {
+void build_block(const io::ModelConfig& c, int64_t layer, Block& b, BuildContext&) {
   const io::Reader r{c.family_json, "config.json", ""};
   b.norm_name = "input_layernorm";
   b.norm2_name = "pre_ff_layernorm";

@@ -101,7 +101,7 @@ void configure(io::ModelConfig& c, const std::string& source) {
     }
 }
 
-void build_block(const io::ModelConfig& c, int64_t layer, Block& b) {
+void build_block(const io::ModelConfig& c, int64_t layer, Block& b, BuildContext&) {
   const io::Reader r{c.family_json, "config.json", ""};
   const std::string kind = layer_kinds(r, c.n_layer)[static_cast<size_t>(layer)];
   if (kind == "mamba") {

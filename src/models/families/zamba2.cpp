@@ -24,7 +24,6 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
-#include <mutex>
 
 #include "core/error.h"
 #include "models/architectures.h"
@@ -106,17 +105,6 @@ class Zamba2Hybrid;
 struct SharedGroup {
   std::vector<Zamba2Hybrid*> users;
 };
-
-// Groups under construction: Model::build creates the layers in order, so a block's first user
-// (which creates the group) is always built before its later users, which look it up here.
-struct GroupRegistry {
-  std::mutex mu;
-  std::map<const io::ModelConfig*, std::vector<std::weak_ptr<SharedGroup>>> groups;
-};
-GroupRegistry& registry() {
-  static GroupRegistry r;
-  return r;
-}
 
 bool is_adapter(const std::string& name) {
   return name.find("adapter_list.") != std::string::npos;
@@ -324,7 +312,7 @@ void configure(io::ModelConfig& c, const std::string& source) {
     c.layer_names.push_back(std::find(hybrid.begin(), hybrid.end(), i) != hybrid.end() ? "Hybrid" : "Mamba2");
 }
 
-void build_block(const io::ModelConfig& c, int64_t layer, Block& b) {
+void build_block(const io::ModelConfig& c, int64_t layer, Block& b, BuildContext& ctx) {
   const io::Reader r{c.family_json, "config.json", ""};
   const std::vector<int64_t> hybrid = hybrid_ids(r, c);
   const auto it = std::find(hybrid.begin(), hybrid.end(), layer);
@@ -335,22 +323,14 @@ void build_block(const io::ModelConfig& c, int64_t layer, Block& b) {
     return;
   }
   const int64_t use = it - hybrid.begin(), n_blocks = r.integer("num_mem_blocks", 1), block = use % n_blocks;
-  std::shared_ptr<SharedGroup> group;
-  {
-    GroupRegistry& reg = registry();
-    std::lock_guard<std::mutex> lock(reg.mu);
-    auto& groups = reg.groups[&c];
-    groups.resize(static_cast<size_t>(n_blocks));
-    if (use < n_blocks) {  // the block's first user: a new group (replaces any from an earlier model)
-      group = std::make_shared<SharedGroup>();
-      groups[block] = group;
-    } else {
-      group = groups[block].lock();
-      if (!group)
-        throw_error(ErrorCode::unsupported, "zamba2: layer ", layer,
-                    " built before the first user of shared block ", block);
-    }
-  }
+  // Model::build creates the layers in order, so a block's first user (which creates the group)
+  // is built before its later users, which find it in the build's context.
+  std::shared_ptr<void>& slot = ctx.shared["zamba2.shared_block." + std::to_string(block)];
+  if (use < n_blocks) slot = std::make_shared<SharedGroup>();
+  auto group = std::static_pointer_cast<SharedGroup>(slot);
+  if (!group)
+    throw_error(ErrorCode::unsupported, "zamba2: layer ", layer,
+                " built before the first user of shared block ", block);
   b.has_norm = false;
   b.mixer = std::make_unique<Zamba2Hybrid>(c, r, use, group);
 }
