@@ -98,7 +98,12 @@ std::string shape_str(const Shape& shape) {
 
 int64_t shape_numel(const Shape& shape) {
   int64_t n = 1;
-  for (int64_t s : shape) n *= s;
+  for (int64_t s : shape) {
+    // A negative size or a product past 2^63 (a hostile config's dimensions) is an error, not UB.
+    if (s < 0 || __builtin_mul_overflow(n, s, &n))
+      throw_error(ErrorCode::shape, "tensor shape ", shape_str(shape),
+                  " has a negative size or too many elements");
+  }
   return n;
 }
 

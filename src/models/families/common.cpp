@@ -2,6 +2,7 @@
 // layer-kind checks, and the family registry.
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include "core/error.h"
 #include "models/architectures.h"
@@ -29,10 +30,29 @@ void configure_common(const io::Reader& r, io::ModelConfig& c, const char* eps_k
   c.d_model = r.integer("hidden_size", 0);
   c.n_layer = r.integer("num_hidden_layers", default_layers);
   c.vocab_size = r.integer("vocab_size", 0);
-  for (auto [key, v] : {std::pair<const char*, int64_t>{"hidden_size", c.d_model},
-                        {"num_hidden_layers", c.n_layer},
-                        {"vocab_size", c.vocab_size}})
-    if (v <= 0) throw_error(ErrorCode::parse, r.where(key), " expected a positive integer, found ", v);
+  // Bounds far above any real model, so that no product of dimensions can overflow (2^20 · 2^20 ·
+  // 2^20 < 2^63) and a hostile config fails here rather than in an allocation.
+  for (auto [key, v, max] :
+       {std::tuple<const char*, int64_t, int64_t>{"hidden_size", c.d_model, int64_t(1) << 20},
+        {"num_hidden_layers", c.n_layer, int64_t(1) << 16},
+        {"vocab_size", c.vocab_size, int64_t(1) << 28}})
+    if (v <= 0 || v > max)
+      throw_error(ErrorCode::parse, r.where(key), " expected an integer in [1, ", max, "], found ", v);
+  auto size_like = [](const std::string& key) {
+    if (key == "vocab_size" || key.find("token_id") != std::string::npos ||
+        key.find("theta") != std::string::npos)
+      return false;
+    for (const char* part : {"size", "dim", "head", "layer", "expert", "rank", "group", "state", "conv",
+                             "block", "intermediate", "channels"})
+      if (key.find(part) != std::string::npos) return true;
+    return false;
+  };
+  for (auto it = r.j.begin(); it != r.j.end(); ++it)  // every other dimension: at most 2^20
+    if (it.value().is_number_integer() && size_like(it.key())) {
+      const int64_t v = it.value().get<int64_t>();
+      if (v < -1 || v > (int64_t(1) << 20))
+        throw_error(ErrorCode::parse, r.where(it.key()), " expected an integer in [-1, 2^20], found ", v);
+    }
   c.pad_vocab_size_multiple = 1;
   c.vocab_padded = c.vocab_size;
   c.tie_embeddings = r.boolean("tie_word_embeddings", true);
