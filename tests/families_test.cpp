@@ -191,6 +191,16 @@ TEST(FamilyBadConfig, RefusedWithTheKey) {
                     "model_type");
   expect_load_error(edited_copy(root, "bamba", "mamba", [](nlohmann::json& j) { j["mamba_n_heads"] = 7; }),
                     "mamba_n_heads");
+  // Absurd sizes: refused by name before anything is allocated (no overflow, no OOM abort).
+  expect_load_error(edited_copy(root, "bamba", "layers",
+                                [](nlohmann::json& j) { j["num_hidden_layers"] = int64_t(1) << 31; }),
+                    "num_hidden_layers");
+  expect_load_error(
+      edited_copy(root, "jamba", "state", [](nlohmann::json& j) { j["mamba_d_state"] = int64_t(1) << 40; }),
+      "mamba_d_state");
+  expect_load_error(edited_copy(root, "granite-4-h", "experts",
+                                [](nlohmann::json& j) { j["num_local_experts"] = int64_t(1) << 33; }),
+                    "num_local_experts");
 }
 
 // Nemotron-H's older config spelling (hybrid_override_pattern: M Mamba-2, - MLP, * attention, E MoE)
