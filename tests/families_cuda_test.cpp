@@ -21,13 +21,6 @@ namespace {
 
 class FamilyCuda : public ::testing::TestWithParam<const char*> {};
 
-std::string param_name(const ::testing::TestParamInfo<const char*>& p) {
-  std::string s = p.param;
-  for (char& ch : s)
-    if (ch == '-') ch = '_';
-  return s;
-}
-
 TEST_P(FamilyCuda, F32WholeAndPrefillThenSteps) {
   MAMBA_REQUIRE_CUDA();
   MAMBA_REQUIRE_FIXTURES(root);
@@ -98,7 +91,8 @@ TEST_P(FamilyCuda, LossAndGradients) {
   testing::expect_family_grads_match(named, dir, "cuda");
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, FamilyCuda, ::testing::ValuesIn(testing::kFamilyFixtures), param_name);
+INSTANTIATE_TEST_SUITE_P(Fixtures, FamilyCuda, ::testing::ValuesIn(testing::kFamilyFixtures),
+                         testing::family_param_name);
 
 }  // namespace
 }  // namespace mamba

@@ -32,13 +32,6 @@ constexpr float kTolerance = 1e-4f;
 
 class Family : public ::testing::TestWithParam<const char*> {};
 
-std::string param_name(const ::testing::TestParamInfo<const char*>& p) {
-  std::string s = p.param;
-  for (char& ch : s)
-    if (ch == '-') ch = '_';
-  return s;
-}
-
 TEST_P(Family, LogitsWholeSequenceAndPrefillThenSteps) {
   MAMBA_REQUIRE_FIXTURES(root);
   const std::string dir = path_join(root, std::string("families/") + GetParam());
@@ -134,7 +127,8 @@ TEST_P(Family, StateFileRoundTrip) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, Family, ::testing::ValuesIn(testing::kFamilyFixtures), param_name);
+INSTANTIATE_TEST_SUITE_P(Fixtures, Family, ::testing::ValuesIn(testing::kFamilyFixtures),
+                         testing::family_param_name);
 
 // ---- Bad configs: one line naming the file and the key, never a crash. ----
 

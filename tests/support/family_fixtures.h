@@ -24,6 +24,14 @@ namespace mamba::testing {
 inline const char* const kFamilyFixtures[] = {"falcon-mamba", "mamba2-grouped", "jamba", "zamba2",
                                               "nemotron-h",   "granite-4-h",    "bamba", "falcon-h1"};
 
+// gtest parameter name of a family fixture ("nemotron-h" -> "nemotron_h").
+inline std::string family_param_name(const ::testing::TestParamInfo<const char*>& p) {
+  std::string s = p.param;
+  for (char& ch : s)
+    if (ch == '-') ch = '_';
+  return s;
+}
+
 // Our gradients (checkpoint names) under the reference's names: per-expert matrices stacked,
 // [gate; up] concatenated per expert, prefixes renamed.
 // `backbone_to_model`: the reference names "backbone.X" as "model.X" (Nemotron-H in transformers 5).

@@ -77,6 +77,29 @@ void read_time_step_limit(const io::Reader& r, Mamba2Spec& s) {
   s.dt_limit_hi = r.to_number("time_step_limit", v[1]);
 }
 
+Mamba2Spec read_mamba_keys(const io::Reader& r, const io::ModelConfig& c) {
+  Mamba2Spec s;
+  s.d_model = c.d_model;
+  s.n_heads = r.integer("mamba_n_heads", 128);
+  if (s.n_heads <= 0)
+    throw_error(ErrorCode::parse, r.where("mamba_n_heads"), " must be positive, found ", s.n_heads);
+  const int64_t d_inner = static_cast<int64_t>(r.number("mamba_expand", 2) * static_cast<double>(c.d_model));
+  s.head_dim = r.has("mamba_d_head") && r.j.at("mamba_d_head").is_string() ? d_inner / s.n_heads
+                                                                           : r.integer("mamba_d_head", 0);
+  if (s.head_dim * s.n_heads != d_inner)
+    throw_error(ErrorCode::shape, r.source, ": inconsistent dimensions: mamba_n_heads ", s.n_heads,
+                " x mamba_d_head ", s.head_dim, " != mamba_expand x hidden_size ", d_inner);
+  s.n_groups = r.integer("mamba_n_groups", 1);
+  s.d_state = r.integer("mamba_d_state", 256);
+  s.d_conv = r.integer("mamba_d_conv", 4);
+  s.chunk_size = r.integer("mamba_chunk_size", 256);
+  s.conv_bias = r.boolean("mamba_conv_bias", true);
+  s.proj_bias = r.boolean("mamba_proj_bias", false);
+  s.norm_eps = c.norm_eps;
+  read_time_step_limit(r, s);
+  return s;
+}
+
 std::unique_ptr<Mixer> make_hf_mamba2(const Mamba2Spec& s, const std::string& source) {
   auto positive = [&](const char* what, int64_t v) {
     if (v <= 0) throw_error(ErrorCode::parse, source, ": Mamba-2 ", what, " must be positive, found ", v);

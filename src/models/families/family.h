@@ -50,6 +50,10 @@ struct Mamba2Spec {
 };
 // Reads the usual `mamba_*` keys with the given names; `source` for errors.
 std::unique_ptr<Mixer> make_hf_mamba2(const Mamba2Spec& s, const std::string& source);
+// The Mamba-2 of the `mamba_*` keys (Bamba, Granite-4.0-H): mamba_n_heads, mamba_d_head (or "auto"),
+// mamba_expand, mamba_n_groups, mamba_d_state, mamba_d_conv, mamba_chunk_size, mamba_conv_bias,
+// mamba_proj_bias, time_step_limit; validated against hidden_size.
+Mamba2Spec read_mamba_keys(const io::Reader& r, const io::ModelConfig& c);
 // The (lo, hi) of `time_step_limit` when present.
 void read_time_step_limit(const io::Reader& r, Mamba2Spec& s);
 

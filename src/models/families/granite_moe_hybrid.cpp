@@ -20,27 +20,6 @@ std::vector<std::string> layer_kinds(const io::Reader& r, int64_t n_layer) {
   return kinds;
 }
 
-Mamba2Spec mamba_spec(const io::Reader& r, const io::ModelConfig& c) {
-  Mamba2Spec s;
-  s.d_model = c.d_model;
-  s.n_heads = r.integer("mamba_n_heads", 128);
-  const int64_t d_inner = static_cast<int64_t>(r.number("mamba_expand", 2) * static_cast<double>(c.d_model));
-  s.head_dim = r.has("mamba_d_head") && r.j.at("mamba_d_head").is_string() ? d_inner / s.n_heads
-                                                                           : r.integer("mamba_d_head", 0);
-  if (s.head_dim * s.n_heads != d_inner)
-    throw_error(ErrorCode::shape, r.source, ": inconsistent dimensions: mamba_n_heads ", s.n_heads,
-                " x mamba_d_head ", s.head_dim, " != mamba_expand x hidden_size ", d_inner);
-  s.n_groups = r.integer("mamba_n_groups", 1);
-  s.d_state = r.integer("mamba_d_state", 256);
-  s.d_conv = r.integer("mamba_d_conv", 4);
-  s.chunk_size = r.integer("mamba_chunk_size", 256);
-  s.conv_bias = r.boolean("mamba_conv_bias", true);
-  s.proj_bias = r.boolean("mamba_proj_bias", false);
-  s.norm_eps = c.norm_eps;
-  read_time_step_limit(r, s);
-  return s;
-}
-
 void configure(io::ModelConfig& c, const std::string& source) {
   const io::Reader r{c.family_json, source, ""};
   configure_common(r, c, "rms_norm_eps");
@@ -62,7 +41,7 @@ void configure(io::ModelConfig& c, const std::string& source) {
         throw_error(ErrorCode::shape, r.where("num_key_value_heads"), " ", kv,
                     " must divide num_attention_heads ", heads, ", which must divide hidden_size");
     } else {
-      mamba_spec(r, c);
+      read_mamba_keys(r, c);
     }
     c.layer_names.push_back(kinds[static_cast<size_t>(i)] == "mamba" ? "Mamba2" : "Attn");
   }
@@ -90,7 +69,7 @@ void build_block(const io::ModelConfig& c, int64_t layer, Block& b, BuildContext
     if (r.string("position_embedding_type", "nope") == "rope") read_rope(r, a);
     b.mixer = make_attention_hf(a);
   } else {
-    b.mixer = make_hf_mamba2(mamba_spec(r, c), r.source);
+    b.mixer = make_hf_mamba2(read_mamba_keys(r, c), r.source);
     b.mixer_prefix = "mamba.";
   }
   MlpSpec shared;
