@@ -16,6 +16,7 @@
 
 #include "bench_generate.h"
 #include "commands.h"
+#include "flags.h"
 
 namespace mambacpp::cli {
 
@@ -317,13 +318,15 @@ Runner add_bench(CLI::App& app) {
       "--models", a->models,
       "models to run: mamba1 mamba2 mamba3-siso mamba3-mimo hybrid, or families: nemotron-h nemotron-h-moe "
       "granite-4-h jamba zamba2 bamba falcon-h1 falcon-mamba codestral");
-  app.add_option("--threads", a->threads, "thread counts to measure (default 1 2)");
-  app.add_option("--seq-len", a->seq_len, "prefill length (default 2048)");
-  app.add_option("--decode-tokens", a->decode_tokens, "decode steps timed (default 32)");
-  app.add_option("--n-layer", a->n_layer, "layers (default 24)");
-  app.add_option("--d-model", a->d_model, "model width (default 768)");
+  app.add_option("--threads", a->threads, "thread counts to measure (default 1 2)")
+      ->check(int_range(1, kMaxThreads));
+  app.add_option("--seq-len", a->seq_len, "prefill length (default 2048)")->check(int_range(1));
+  app.add_option("--decode-tokens", a->decode_tokens, "decode steps timed (default 32)")->check(int_range(1));
+  app.add_option("--n-layer", a->n_layer, "layers (default 24)")->check(int_range(1));
+  app.add_option("--d-model", a->d_model, "model width (default 768)")->check(int_range(1));
   app.add_option("--d-intermediate", a->d_intermediate,
-                 "gated-MLP width after each mixer (default 0: none; the hybrid model has none)");
+                 "gated-MLP width after each mixer (default 0: none; the hybrid model has none)")
+      ->check(int_range(0));
   app.add_option("--json", a->json_path, "also write JSON lines to this file");
   app.add_option("--device", a->device, "cpu or cuda (default cpu; on cuda one row per model)");
   add_dtype_option(app, a->dtype);
@@ -333,8 +336,11 @@ Runner add_bench(CLI::App& app) {
   app.add_flag("--generate", a->generate,
                "benchmark generation: decode tok/s per sequence and total at each --batch");
   app.add_option("--batch", a->batches,
-                 "batch sizes for --generate (default 1 8); without it, the first is the batch (default 1)");
+                 "batch sizes for --generate (default 1 8); without it, the first is the batch (default 1)")
+      ->check(int_range(1));
   return [a]() {
+    check_dtype_device(a->dtype, a->device);
+    check_output_path("--json", a->json_path);
     for (const auto& name : a->models) bench_config(name, *a);  // validate names before forking
     if (a->generate)
       return bench_generate({a->models, a->threads, a->batches, a->decode_tokens,

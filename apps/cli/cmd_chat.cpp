@@ -59,12 +59,13 @@ bool run_command(const std::string& line, Session& session, bool& after_user_mar
 }
 
 int run_chat(ChatArgs& a) {
+  a.g.model = resolve_model(a.g.model);
   set_num_threads(a.g.threads);
   const Model model = load_model(a.g);
-  const auto tokenizer = load_tokenizer(a.g.model, a.g.tokenizer);
+  const auto tokenizer = open_tokenizer(a.g.model, a.g.tokenizer);
   if (!tokenizer)
     mamba::throw_error(ErrorCode::invalid_argument, "chat needs a tokenizer: ", a.g.model,
-                       "/tokenizer.json not found (pass --tokenizer FILE)");
+                       "/tokenizer.json not found (pass --tokenizer FILE or --tokenizer byte)");
   Sampler sampler(sampling_params(a.g), static_cast<int32_t>(model.config().vocab_size));
   const GenerateParams params{.max_tokens = a.g.n_predict,
                               .stop = stop_criteria(a.g, tokenizer.get(), {kUserStop})};
@@ -93,6 +94,10 @@ int run_chat(ChatArgs& a) {
         });
     std::printf("\n");
     std::fflush(stdout);
+    const double rate = r.decode_seconds > 0 ? static_cast<double>(r.tokens.size()) / r.decode_seconds : 0.0;
+    std::fprintf(stderr, "[%zu tokens, %.1f tok/s; prompt %lld tokens, %.3f s; %s]\n", r.tokens.size(), rate,
+                 static_cast<long long>(r.n_prompt), r.prefill_seconds,
+                 mamba::runtime::stop_reason_name(r.reason));
     after_user_marker = r.reason == StopReason::stop_string && r.stop_index == 0;
   }
   std::fprintf(stderr, "\n");

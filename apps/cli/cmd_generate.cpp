@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "flags.h"
 #include "generation_flags.h"
 
 namespace mambacpp::cli {
@@ -36,8 +37,9 @@ std::vector<int32_t> prompt_ids(const GenerateArgs& a, const Tokenizer* tokenize
   if (a.prompt.empty() && a.prompt_file.empty()) return {};
   const std::string text = a.prompt_file.empty() ? a.prompt : mamba::read_file(a.prompt_file);
   if (!tokenizer)
-    mamba::throw_error(ErrorCode::invalid_argument, "generate: a text prompt needs a tokenizer: ", a.g.model,
-                       "/tokenizer.json not found (pass --tokenizer FILE, or --prompt-ids)");
+    mamba::throw_error(
+        ErrorCode::invalid_argument, "generate: a text prompt needs a tokenizer: ", a.g.model,
+        "/tokenizer.json not found (pass --tokenizer FILE, --tokenizer byte, or --prompt-ids)");
   std::vector<int32_t> ids;
   if (auto bos = tokenizer->bos_id()) ids.push_back(*bos);
   const std::vector<int32_t> body = tokenizer->encode(text);
@@ -74,9 +76,11 @@ void print_summary(const GenerateArgs& a, const GenerateResult& r, const Session
 }
 
 int run_generate(GenerateArgs& a) {
+  check_output_path("--save-state", a.save_state);
+  a.g.model = resolve_model(a.g.model);
   set_num_threads(a.g.threads);
   const Model model = load_model(a.g);
-  const auto tokenizer = load_tokenizer(a.g.model, a.g.tokenizer);
+  const auto tokenizer = open_tokenizer(a.g.model, a.g.tokenizer);
   const std::vector<int32_t> prompt = prompt_ids(a, tokenizer.get());
   const SamplingParams sp = sampling_params(a.g);
   GenerateParams params{.max_tokens = a.g.n_predict, .stop = stop_criteria(a.g, tokenizer.get())};
@@ -119,7 +123,8 @@ Runner add_generate(CLI::App& app) {
   app.add_option("-f,--file", a->prompt_file, "read the prompt text from a file");
   app.add_option("--prompt-ids", a->prompt_ids, "prompt as token ids: 1,2,3");
   app.add_option("--prompt-random", a->prompt_random,
-                 "prompt of N random ids, streamed (prefill memory benchmark)");
+                 "prompt of N random ids, streamed (prefill memory benchmark)")
+      ->check(int_range(0));
   app.add_option("--load-state", a->load_state,
                  "continue a state saved by --save-state (the prompt is appended)");
   app.add_option("--save-state", a->save_state, "save the state after the prompt and all generated tokens");

@@ -4,12 +4,15 @@
 // --device cuda runs the forward and backward there (the file is written through the host).
 #include <mambacpp/mambacpp.h>
 
+#include <chrono>
 #include <cstdio>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "commands.h"
+#include "flags.h"
+#include "generation_flags.h"
 
 namespace mambacpp::cli {
 
@@ -22,21 +25,24 @@ struct GradsArgs {
 
 Runner add_grads(CLI::App& app) {
   auto a = std::make_shared<GradsArgs>();
-  app.add_option("-m,--model", a->model, "model directory")->required();
+  app.add_option("-m,--model", a->model, "model directory, or a training checkpoint ROOT (its latest step)")
+      ->required();
   app.add_option("-i,--input", a->input, "int64 [batch, seq_len] .npy of token ids")->required();
   app.add_option("-o,--output", a->output, ".safetensors of float32 gradients to write")->required();
-  app.add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
+  add_threads_option(app, a->threads);
   app.add_option("--device", a->device, "cpu or cuda (default cpu; f32 either way)");
   return [a]() {
+    check_output_path("--output", a->output);
     set_num_threads(a->threads);
     const Device device = parse_device(a->device);
-    Model model = Model::load(a->model);
+    Model model = Model::load(resolve_model(a->model));
     model.to(device);  // the gradients are allocated beside the parameters
     const Tensor ids = read_npy(a->input);
     if (ids.dim() != 2 || (ids.dtype() != DType::i64 && ids.dtype() != DType::i32))
       mamba::throw_error(ErrorCode::shape, a->input,
                          ": expected int64 token ids of shape [batch, seq_len], found ",
                          mamba::dtype_name(ids.dtype()), " ", mamba::shape_str(ids.shape()));
+    const auto t0 = std::chrono::steady_clock::now();
     Model grads = model.new_grads();
     Activations acts;
     const double loss = model.loss_and_grads(ids, next_token_targets(ids), grads, acts);
@@ -44,6 +50,13 @@ Runner add_grads(CLI::App& app) {
     grads.visit_params([&](const mamba::models::ParamRef& p) { tensors.emplace_back(p.name, *p.tensor); });
     save_safetensors(a->output, tensors, {{"loss", std::to_string(loss)}});
     std::printf("loss %.9g\n", loss);
+    std::fflush(stdout);
+    int64_t n_values = 0;
+    for (const auto& t : tensors) n_values += t.second.numel();
+    std::fprintf(stderr, "grads: %lld x %lld tokens, loss %.6g -> %s (%zu tensors, %lld values), %.3f s\n",
+                 static_cast<long long>(ids.size(0)), static_cast<long long>(ids.size(1)), loss,
+                 a->output.c_str(), tensors.size(), static_cast<long long>(n_values),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     return 0;
   };
 }

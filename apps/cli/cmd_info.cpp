@@ -1,18 +1,99 @@
-// `mambacpp info --model DIR`: architecture, layer kinds, parameters, state bytes.
+// `mambacpp info --model DIR`: architecture, layer kinds, the dimensions of each mixer kind,
+// parameters, the stored weight dtype, state bytes. DIR may be a training checkpoint ROOT (its
+// latest step), as for `eval`.
 #include <mambacpp/mambacpp.h>
 
 #include <cstdio>
+#include <map>
+#include <set>
 #include <string>
 
 #include "commands.h"
+#include "io/safetensors.h"
 
 namespace mambacpp::cli {
 
+namespace {
+
+const char* rope_mode_name(mamba::io::RopeMode m) {
+  switch (m) {
+    case mamba::io::RopeMode::data_dependent:
+      return "data_dependent";
+    case mamba::io::RopeMode::none:
+      return "none";
+    case mamba::io::RopeMode::data_independent:
+      return "data_independent";
+  }
+  return "?";
+}
+
+// One line per SSM / attention kind present, for the layouts configured here (a family's mixers
+// read their own fields from its config.json, which info does not interpret).
+void print_mixer_dims(const ModelConfig& c, const std::set<std::string>& kinds) {
+  auto has = [&](const char* prefix) {
+    for (const std::string& k : kinds)
+      if (k.rfind(prefix, 0) == 0) return true;
+    return false;
+  };
+  if (has("Mamba1")) {
+    const auto& m = c.mamba1;
+    std::printf("mamba1:       d_state %lld, expand %g (d_inner %lld), d_conv %lld, dt_rank %lld\n",
+                static_cast<long long>(m.d_state), m.expand, static_cast<long long>(m.d_inner),
+                static_cast<long long>(m.d_conv), static_cast<long long>(m.dt_rank));
+  }
+  if (has("Mamba2")) {
+    const auto& m = c.mamba2;
+    std::printf(
+        "mamba2:       d_state %lld, head_dim %lld, heads %lld, n_groups %lld, expand %g (d_inner %lld), "
+        "d_conv "
+        "%lld, chunk %lld\n",
+        static_cast<long long>(m.d_state), static_cast<long long>(m.head_dim),
+        static_cast<long long>(m.n_heads), static_cast<long long>(m.n_groups), m.expand,
+        static_cast<long long>(m.d_inner), static_cast<long long>(m.d_conv),
+        static_cast<long long>(m.chunk_size));
+  }
+  if (has("Mamba3")) {
+    const auto& m = c.mamba3;
+    std::printf(
+        "mamba3:       d_state %lld, head_dim %lld, heads %lld, n_groups %lld, expand %g (d_inner %lld), %s, "
+        "rope %s, chunk %lld\n",
+        static_cast<long long>(m.d_state), static_cast<long long>(m.head_dim),
+        static_cast<long long>(m.n_heads), static_cast<long long>(m.n_groups), m.expand,
+        static_cast<long long>(m.d_inner),
+        m.is_mimo ? ("MIMO rank " + std::to_string(m.mimo_rank)).c_str() : "SISO (rank 1)",
+        rope_mode_name(m.rope_mode), static_cast<long long>(m.chunk_size));
+  }
+  if (!c.attn_layer_idx.empty()) {
+    const auto& a = c.attn;
+    std::printf("attention:    heads %lld, kv heads %lld, head_dim %lld, rotary dims %lld\n",
+                static_cast<long long>(a.num_heads), static_cast<long long>(a.num_heads_kv),
+                static_cast<long long>(a.head_dim), static_cast<long long>(a.rotary_emb_dim));
+  }
+}
+
+// The stored dtypes of the weights file(s): "BF16 (412 tensors)" or "F32 10, BF16 402 tensors".
+std::string stored_dtypes(const std::string& dir) {
+  const auto st = mamba::io::SafeTensors::open(dir);
+  std::map<std::string, int64_t> count;
+  for (const std::string& name : st.names()) ++count[st.find(name)->stored_dtype];
+  std::string s;
+  for (const auto& [dtype, n] : count) s += (s.empty() ? "" : ", ") + dtype + " " + std::to_string(n);
+  if (count.size() == 1)
+    return count.begin()->first + " (" + std::to_string(count.begin()->second) + " tensors)";
+  return s + " tensors";
+}
+
+}  // namespace
+
 Runner add_info(CLI::App& app) {
-  auto model_dir = std::make_shared<std::string>();
-  app.add_option("-m,--model", *model_dir, "model directory (config.json + model.safetensors)")->required();
-  return [model_dir]() {
-    const Model model = Model::load(*model_dir);
+  auto model_arg = std::make_shared<std::string>();
+  app.add_option("-m,--model", *model_arg,
+                 "model directory (config.json + weights), or a training checkpoint ROOT (its latest step)")
+      ->required();
+  return [model_arg]() {
+    const std::string dir = train::resolve_model_dir(*model_arg);
+    const std::string* model_dir = &dir;
+    const Model model = Model::load(dir);
     const ModelConfig& c = model.config();
     std::printf("model:        %s\n", model_dir->c_str());
     std::printf("format:       %s%s\n",
@@ -29,12 +110,15 @@ Runner add_info(CLI::App& app) {
     std::printf("tied head:    %s\n", c.tie_embeddings ? "yes" : "no");
     std::printf("layers:      ");
     int64_t fixed = 0, per_token = 0;
+    std::set<std::string> kinds;
     for (const auto& b : model.blocks()) {  // e.g. "Mamba2", "Attn(NoPE)+MoE", "Mamba2|Attn(RoPE)+MLP"
       std::string layer = b.mixer->label();
       if (b.mixer_par) layer += "|" + b.mixer_par->label();
       if (b.ffn) layer += "+" + b.ffn->label();
       if (b.mlp) layer += "+MLP";
       std::printf(" %s", layer.c_str());
+      kinds.insert(b.mixer->label());
+      if (b.mixer_par) kinds.insert(b.mixer_par->label());
       for (const auto* m : {b.mixer.get(), b.mixer_par.get()})
         if (m) {
           fixed += m->state_bytes_fixed();
@@ -42,6 +126,8 @@ Runner add_info(CLI::App& app) {
         }
     }
     std::printf("\n");
+    if (c.family.empty()) print_mixer_dims(c, kinds);
+    std::printf("weights:      %s\n", stored_dtypes(dir).c_str());
     std::printf("parameters:   %lld\n", static_cast<long long>(model.n_params()));
     std::printf("state bytes:  %lld per sequence", static_cast<long long>(fixed));
     if (per_token > 0)

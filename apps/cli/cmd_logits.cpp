@@ -2,10 +2,14 @@
 // one whole-sequence pass, or (--prefill K) a pass over the first K tokens then one-token steps.
 #include <mambacpp/mambacpp.h>
 
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
 #include "commands.h"
+#include "flags.h"
+#include "generation_flags.h"
 
 namespace mambacpp::cli {
 
@@ -21,18 +25,21 @@ struct LogitsArgs {
 
 Runner add_logits(CLI::App& app) {
   auto a = std::make_shared<LogitsArgs>();
-  app.add_option("-m,--model", a->model, "model directory")->required();
+  app.add_option("-m,--model", a->model, "model directory, or a training checkpoint ROOT (its latest step)")
+      ->required();
   app.add_option("-i,--input", a->input, "int64 [batch, seq_len] .npy of token ids")->required();
   app.add_option("-o,--output", a->output, "float32 [batch, seq_len, vocab] .npy to write")->required();
-  app.add_option("--prefill", a->prefill,
-                 "whole-sequence pass over the first K tokens, then one-token steps");
-  app.add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
+  app.add_option("--prefill", a->prefill, "whole-sequence pass over the first K tokens, then one-token steps")
+      ->check(int_range(0));
+  add_threads_option(app, a->threads);
   app.add_option("--device", a->device, "cpu or cuda (default cpu)");
   add_dtype_option(app, a->dtype);
   return [a]() {
+    check_dtype_device(a->dtype, a->device);
+    check_output_path("--output", a->output);
     set_num_threads(a->threads);
     const Device device = parse_device(a->device);
-    Model model = Model::load(a->model);
+    Model model = Model::load(resolve_model(a->model));
     model.to(device);
     model.set_matmul_dtype(matmul_dtype(a->dtype));
     const Tensor ids = read_npy(a->input);
@@ -52,6 +59,7 @@ Runner add_logits(CLI::App& app) {
     if (a->prefill > seq_len)
       mamba::throw_error(ErrorCode::invalid_argument, "--prefill ", a->prefill, " is larger than seq_len ",
                          seq_len);
+    const auto t0 = std::chrono::steady_clock::now();
     State state = model.new_state(batch);
     Tensor logits;
     if (a->prefill < 0) {
@@ -64,6 +72,15 @@ Runner add_logits(CLI::App& app) {
         logits.select(1, t).copy_from(model.step(ids.select(1, t).contiguous(), state));
     }
     write_npy(a->output, logits.to(Device::cpu));
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const std::string how = a->prefill < 0 ? "whole-sequence pass"
+                                           : "prefill " + std::to_string(a->prefill) + " + " +
+                                                 std::to_string(seq_len - a->prefill) + " steps";
+    std::fprintf(
+        stderr, "logits: %lld x %lld tokens (%s) -> %s [%lld, %lld, %lld] float32, %.3f s (%.1f tok/s)\n",
+        static_cast<long long>(batch), static_cast<long long>(seq_len), how.c_str(), a->output.c_str(),
+        static_cast<long long>(batch), static_cast<long long>(seq_len), static_cast<long long>(vocab),
+        seconds, seconds > 0 ? static_cast<double>(batch * seq_len) / seconds : 0.0);
     return 0;
   };
 }

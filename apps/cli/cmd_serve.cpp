@@ -5,9 +5,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <thread>
 
 #include "commands.h"
+#include "flags.h"
+#include "generation_flags.h"
 #include "server/server.h"
 
 namespace mambacpp::cli {
@@ -35,11 +38,17 @@ int run_serve(ServeArgs& a) {
   sigaction(SIGINT, &action, nullptr);
   signal(SIGPIPE, SIG_IGN);  // a client that hangs up is noticed by the failed write
 
+  check_dtype_device(a.dtype, a.device);
+  if (const std::string dir = resolve_model(a.server.model_dir); dir != a.server.model_dir) {
+    if (a.server.model_name.empty())  // a checkpoint ROOT: named after it, not after step_N
+      a.server.model_name = std::filesystem::path(a.server.model_dir).lexically_normal().filename().string();
+    a.server.model_dir = dir;
+  }
   set_num_threads(a.threads);
   Model model = Model::load(a.server.model_dir);
   model.to(parse_device(a.device));
   model.set_matmul_dtype(matmul_dtype(a.dtype));
-  std::shared_ptr<const Tokenizer> tokenizer = load_tokenizer(a.server.model_dir, a.tokenizer);
+  std::shared_ptr<const Tokenizer> tokenizer = open_tokenizer(a.server.model_dir, a.tokenizer);
   mamba::server::Server server(model, tokenizer, a.server);
   server.bind();
 
@@ -66,23 +75,35 @@ Runner add_serve(CLI::App& app) {
   mamba::server::ServerOptions& s = a->server;
   app.add_option("-m,--model", s.model_dir, "model directory (config.json, *.safetensors, tokenizer.json)")
       ->required();
-  app.add_option("--tokenizer", a->tokenizer,
-                 "tokenizer.json to use (default: MODEL/tokenizer.json if present)");
+  app.add_option(
+      "--tokenizer", a->tokenizer,
+      "tokenizer.json to use, or 'byte' (default: MODEL/tokenizer.json if present, else 'byte' for a "
+      "model trained with --task text)");
   app.add_option("--alias", s.model_name, "model id in /v1/models and requests (default: the folder's name)");
   app.add_option("--host", s.host, "address to listen on")->capture_default_str();
-  app.add_option("--port", s.port, "port to listen on; 0: any free port")->capture_default_str();
-  app.add_option("--parallel", s.parallel, "slots: requests decoded together")->capture_default_str();
-  app.add_option("--queue", s.max_queue, "requests waiting for a slot before 429")->capture_default_str();
+  app.add_option("--port", s.port, "port to listen on; 0: any free port")
+      ->capture_default_str()
+      ->check(int_range(0, 65535));
+  app.add_option("--parallel", s.parallel, "slots: requests decoded together")
+      ->capture_default_str()
+      ->check(int_range(1, 4096));
+  app.add_option("--queue", s.max_queue, "requests waiting for a slot before 429")
+      ->capture_default_str()
+      ->check(int_range(0));
   app.add_option("--cache-mib", s.cache_mib, "prefix-state cache budget in MiB; 0: off")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(int_range(0));
   app.add_option("--cache-every", s.cache_every, "also snapshot long prompts every N tokens")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(int_range(0));
   app.add_option("--api-key", s.api_key, "require 'Authorization: Bearer KEY' on /v1/");
   app.add_option("--ctx-size", s.ctx_size, "maximum prompt + completion tokens per request; 0: unlimited")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(int_range(0));
   app.add_option("--prefill-chunk", s.prefill_chunk, "tokens per prefill pass (and per scheduler step)")
-      ->capture_default_str();
-  app.add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
+      ->capture_default_str()
+      ->check(int_range(1));
+  add_threads_option(app, a->threads);
   app.add_option("--device", a->device, "cpu or cuda")->capture_default_str();
   add_dtype_option(app, a->dtype);
   return [a]() { return run_serve(*a); };

@@ -19,14 +19,14 @@ struct TokenizeArgs {
 
 Runner add_tokenize(CLI::App& app) {
   auto a = std::make_shared<TokenizeArgs>();
-  app.add_option("--tokenizer", a->tokenizer, "tokenizer.json");
+  app.add_option("--tokenizer", a->tokenizer, "tokenizer.json, or 'byte': one token per byte");
   app.add_option("-m,--model", a->model, "model directory holding tokenizer.json (instead of --tokenizer)");
   app.add_option("--text", a->text, "text to encode, or ids to decode (\"1 2 3\")")->required();
   app.add_flag("--decode", a->decode, "decode ids given in --text");
   return [a]() {
     if (a->tokenizer.empty() == a->model.empty())
       mamba::throw_error(ErrorCode::invalid_argument, "tokenize: give one of --tokenizer FILE or -m DIR");
-    const auto tokenizer = load_tokenizer(a->model, a->tokenizer);
+    const auto tokenizer = open_tokenizer(resolve_model(a->model), a->tokenizer);
     if (!tokenizer)
       mamba::throw_error(ErrorCode::not_found, "tokenize: ", a->model, "/tokenizer.json not found");
     if (a->decode) {

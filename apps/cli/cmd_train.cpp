@@ -8,11 +8,13 @@
 
 #include <chrono>
 #include <cstdio>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "commands.h"
+#include "flags.h"
 
 namespace mambacpp::cli {
 
@@ -48,16 +50,18 @@ struct TrainFlags {
 
 void add_model_flags(CLI::App& app, TrainFlags& f) {
   app.add_option("--layer", f.layer, "SSM layer kind: Mamba1, Mamba2 or Mamba3");
-  app.add_option("--d-model", f.d_model, "model width");
-  app.add_option("--n-layer", f.n_layer, "number of blocks");
-  app.add_option("--d-state", f.d_state, "SSM state size N");
-  app.add_option("--headdim", f.headdim, "head dimension (Mamba-2/3)");
-  app.add_option("--expand", f.expand, "d_inner / d_model");
-  app.add_option("--chunk-size", f.chunk_size, "chunk size of the scan (Mamba-2/3)");
+  app.add_option("--d-model", f.d_model, "model width")->check(int_range(1));
+  app.add_option("--n-layer", f.n_layer, "number of blocks")->check(int_range(1));
+  app.add_option("--d-state", f.d_state, "SSM state size N")->check(int_range(1));
+  app.add_option("--headdim", f.headdim, "head dimension (Mamba-2/3)")->check(int_range(1));
+  app.add_option("--expand", f.expand, "d_inner / d_model")
+      ->check(real_range(0, std::numeric_limits<double>::infinity(), true));
+  app.add_option("--chunk-size", f.chunk_size, "chunk size of the scan (Mamba-2/3)")->check(int_range(1));
   app.add_option("--mimo", f.mimo, "Mamba-3 MIMO (true/false)");
-  app.add_option("--mimo-rank", f.mimo_rank, "Mamba-3 MIMO rank R");
+  app.add_option("--mimo-rank", f.mimo_rank, "Mamba-3 MIMO rank R")->check(int_range(1));
   app.add_option("--rope", f.rope, "Mamba-3 state rotation: data_dependent, none or data_independent");
-  app.add_option("--d-intermediate", f.d_intermediate, "gated-MLP width per block (0 = none)");
+  app.add_option("--d-intermediate", f.d_intermediate, "gated-MLP width per block (0 = none)")
+      ->check(int_range(0));
 }
 
 void add_task_flags(CLI::App& app, TrainFlags& f) {
@@ -65,37 +69,48 @@ void add_task_flags(CLI::App& app, TrainFlags& f) {
   for (const std::string& n : train::task_names()) names += (names.empty() ? "" : ", ") + n;
   app.add_option("--task", f.task, "task: " + names);
   app.add_option("--text", f.text_files, "text files for --task text (byte-level, ids 0..255)");
-  app.add_option("--n-data", f.n_data, "selective_copy: data tokens");
-  app.add_option("--mqar-vocab", f.mqar_vocab, "mqar: vocabulary size");
-  app.add_option("--mqar-pairs", f.mqar_pairs, "mqar: key-value pairs");
-  app.add_option("--group-order", f.group_order, "group: order n of the cyclic group Z_n");
-  app.add_option("--length", f.length, "fixed training length (min = max = L, no curriculum)");
-  app.add_option("--min-length", f.min_length, "curriculum: shortest sequence");
-  app.add_option("--start-max-length", f.start_max, "curriculum: longest sequence of the first stage");
-  app.add_option("--max-length", f.max_length, "curriculum: longest sequence of the last stage");
-  app.add_option("--stages", f.stages, "curriculum: number of stages (1 = fixed range)");
-  app.add_option("--steps-per-stage", f.steps_per_stage, "curriculum: steps per stage");
+  app.add_option("--n-data", f.n_data, "selective_copy: data tokens")->check(int_range(1));
+  app.add_option("--mqar-vocab", f.mqar_vocab, "mqar: vocabulary size")->check(int_range(1));
+  app.add_option("--mqar-pairs", f.mqar_pairs, "mqar: key-value pairs")->check(int_range(1));
+  app.add_option("--group-order", f.group_order, "group: order n of the cyclic group Z_n")
+      ->check(int_range(1));
+  app.add_option("--length", f.length, "fixed training length (min = max = L, no curriculum)")
+      ->check(int_range(1));
+  app.add_option("--min-length", f.min_length, "curriculum: shortest sequence")->check(int_range(1));
+  app.add_option("--start-max-length", f.start_max, "curriculum: longest sequence of the first stage")
+      ->check(int_range(1));
+  app.add_option("--max-length", f.max_length, "curriculum: longest sequence of the last stage")
+      ->check(int_range(1));
+  app.add_option("--stages", f.stages, "curriculum: number of stages (1 = fixed range)")->check(int_range(1));
+  app.add_option("--steps-per-stage", f.steps_per_stage, "curriculum: steps per stage")->check(int_range(1));
 }
 
 void add_optim_flags(CLI::App& app, TrainFlags& f) {
-  app.add_option("--batch", f.batch, "sequences per step");
-  app.add_option("--steps", f.steps, "total optimizer steps");
-  app.add_option("--lr", f.lr, "peak learning rate");
+  app.add_option("--batch", f.batch, "sequences per step")->check(int_range(1));
+  app.add_option("--steps", f.steps, "total optimizer steps")->check(int_range(1));
+  app.add_option("--lr", f.lr, "peak learning rate")
+      ->check(real_range(0, std::numeric_limits<double>::infinity(), true));
   app.add_option("--schedule", f.schedule, "constant or cosine (after linear warm-up)");
-  app.add_option("--warmup", f.warmup, "warm-up steps");
-  app.add_option("--min-lr", f.min_lr, "final learning rate of the cosine schedule");
+  app.add_option("--warmup", f.warmup, "warm-up steps")->check(int_range(0));
+  app.add_option("--min-lr", f.min_lr, "final learning rate of the cosine schedule")
+      ->check(real_range(0, std::numeric_limits<double>::infinity()));
   app.add_option("--weight-decay", f.weight_decay,
-                 "AdamW weight decay (not on biases, norms, A_log, D, dt_bias)");
-  app.add_option("--clip", f.clip, "global gradient-norm clipping (0 = off)");
-  app.add_option("--beta1", f.beta1, "AdamW beta1");
-  app.add_option("--beta2", f.beta2, "AdamW beta2");
-  app.add_option("--seed", f.seed, "seed of the initialization and of every batch");
-  app.add_option("--eval-every", f.eval_every, "evaluate every N steps (0 = at the end only)");
-  app.add_option("--eval-length", f.eval_length, "evaluation length (default: the curriculum's maximum)");
-  app.add_option("--eval-batches", f.eval_batches, "evaluation batches");
+                 "AdamW weight decay (not on biases, norms, A_log, D, dt_bias)")
+      ->check(real_range(0, std::numeric_limits<double>::infinity()));
+  app.add_option("--clip", f.clip, "global gradient-norm clipping (0 = off)")
+      ->check(real_range(0, std::numeric_limits<double>::infinity()));
+  app.add_option("--beta1", f.beta1, "AdamW beta1")->check(real_range(0, 1, false, true));
+  app.add_option("--beta2", f.beta2, "AdamW beta2")->check(real_range(0, 1, false, true));
+  app.add_option("--seed", f.seed, "seed of the initialization and of every batch")->check(int_range(0));
+  app.add_option("--eval-every", f.eval_every, "evaluate every N steps (0 = at the end only)")
+      ->check(int_range(0));
+  app.add_option("--eval-length", f.eval_length, "evaluation length (default: the curriculum's maximum)")
+      ->check(int_range(1));
+  app.add_option("--eval-batches", f.eval_batches, "evaluation batches")->check(int_range(1));
   app.add_option("--checkpoint-dir", f.checkpoint_dir, "checkpoint folder (ROOT/step_N + ROOT/latest)");
-  app.add_option("--checkpoint-every", f.checkpoint_every, "checkpoint every N steps (0 = at the end only)");
-  app.add_option("--keep-checkpoints", f.keep_checkpoints, "newest checkpoints kept");
+  app.add_option("--checkpoint-every", f.checkpoint_every, "checkpoint every N steps (0 = at the end only)")
+      ->check(int_range(0));
+  app.add_option("--keep-checkpoints", f.keep_checkpoints, "newest checkpoints kept")->check(int_range(1));
   app.add_option("--log", f.log, "CSV log: step, lr, loss, acc, tokens/s, ...");
 }
 
@@ -234,6 +249,7 @@ int run_train(const TrainFlags& f) {
     where.matmul_dtype = DType::bf16;
   else if (f.dtype != "f32")
     mamba::throw_error(ErrorCode::invalid_argument, "--dtype expected f32 or bf16, found '", f.dtype, "'");
+  check_dtype_device(f.dtype, f.device);
   train::Trainer trainer =
       f.resume.empty() ? train::Trainer(config, where) : train::Trainer(config, f.resume, where);
   const Model& model = trainer.model();
@@ -294,7 +310,7 @@ Runner add_train(CLI::App& app) {
   auto f = std::make_shared<TrainFlags>();
   app.add_option("-c,--config", f->config_path, "training config (JSON); flags override its fields");
   app.add_option("--resume", f->resume, "continue from a checkpoint (ROOT or ROOT/step_N) with its config");
-  app.add_option("-t,--threads", f->threads, "CPU threads (default: all cores)");
+  add_threads_option(app, f->threads);
   app.add_flag("--print-config", f->print_config, "print the resolved config as JSON and exit");
   app.add_option("--device", f->device, "cpu or cuda (default cpu; not saved: repeat it on --resume)");
   app.add_option(
@@ -374,16 +390,16 @@ Runner add_eval(CLI::App& app) {
   auto f = std::make_shared<EvalFlags>();
   app.add_option("-m,--model", f->model, "model folder, or a checkpoint ROOT (its latest step)")->required();
   app.add_option("--task", f->task, "task (default: the checkpoint's training task)");
-  app.add_option("--length", f->lengths, "evaluation lengths (several allowed)");
-  app.add_option("--batches", f->batches, "batches per length");
-  app.add_option("--batch", f->batch, "sequences per batch");
-  app.add_option("--seed", f->seed, "seed of the held-out batches");
-  app.add_option("--mqar-vocab", f->mqar_vocab, "mqar: vocabulary size");
-  app.add_option("--mqar-pairs", f->mqar_pairs, "mqar: key-value pairs");
-  app.add_option("--n-data", f->n_data, "selective_copy: data tokens");
-  app.add_option("--group-order", f->group_order, "group: order n of Z_n");
+  app.add_option("--length", f->lengths, "evaluation lengths (several allowed)")->check(int_range(1));
+  app.add_option("--batches", f->batches, "batches per length")->check(int_range(1));
+  app.add_option("--batch", f->batch, "sequences per batch")->check(int_range(1));
+  app.add_option("--seed", f->seed, "seed of the held-out batches")->check(int_range(0));
+  app.add_option("--mqar-vocab", f->mqar_vocab, "mqar: vocabulary size")->check(int_range(1));
+  app.add_option("--mqar-pairs", f->mqar_pairs, "mqar: key-value pairs")->check(int_range(1));
+  app.add_option("--n-data", f->n_data, "selective_copy: data tokens")->check(int_range(1));
+  app.add_option("--group-order", f->group_order, "group: order n of Z_n")->check(int_range(1));
   app.add_option("--text", f->text_files, "text files for --task text");
-  app.add_option("-t,--threads", f->threads, "CPU threads (default: all cores)");
+  add_threads_option(app, f->threads);
   app.add_option("--device", f->device, "cpu or cuda (default cpu)");
   return [f]() { return run_eval(*f); };
 }

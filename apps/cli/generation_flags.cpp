@@ -5,9 +5,11 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <limits>
 #include <random>
 
 #include "commands.h"
+#include "flags.h"
 
 namespace mambacpp::cli {
 
@@ -15,31 +17,64 @@ void add_generation_flags(CLI::App& app, GenerationFlags& f, int64_t default_n_p
   f.n_predict = default_n_predict;
   app.add_option("-m,--model", f.model, "model directory (config.json, *.safetensors, tokenizer.json)")
       ->required();
-  app.add_option("--tokenizer", f.tokenizer,
-                 "tokenizer.json to use (default: MODEL/tokenizer.json if present)");
-  app.add_option("-n,--n-predict", f.n_predict, "tokens to generate")->capture_default_str();
-  app.add_option("--temp", f.temp, "temperature; <= 0: greedy")->capture_default_str();
-  app.add_option("--top-k", f.top_k, "keep the k most likely tokens; <= 0: off")->capture_default_str();
-  app.add_option("--top-p", f.top_p, "nucleus sampling threshold; 1: off")->capture_default_str();
-  app.add_option("--min-p", f.min_p, "keep tokens with p >= min_p * p_max; 0: off")->capture_default_str();
-  app.add_option("--repeat-penalty", f.repeat_penalty, "repetition penalty; 1: off")->capture_default_str();
+  app.add_option(
+      "--tokenizer", f.tokenizer,
+      "tokenizer.json to use, or 'byte': one token per byte (default: MODEL/tokenizer.json if present, "
+      "else 'byte' for a model trained with --task text)");
+  app.add_option("-n,--n-predict", f.n_predict, "tokens to generate")
+      ->capture_default_str()
+      ->check(int_range(0));
+  app.add_option("--temp", f.temp, "temperature; <= 0: greedy")->capture_default_str()->check(any_real());
+  app.add_option("--top-k", f.top_k, "keep the k most likely tokens; <= 0: off")
+      ->capture_default_str()
+      ->check(int_range(std::numeric_limits<int>::min(), std::numeric_limits<int>::max()));
+  app.add_option("--top-p", f.top_p, "nucleus sampling threshold; 1: off")
+      ->capture_default_str()
+      ->check(real_range(0, 1));
+  app.add_option("--min-p", f.min_p, "keep tokens with p >= min_p * p_max; 0: off")
+      ->capture_default_str()
+      ->check(real_range(0, 1));
+  app.add_option("--repeat-penalty", f.repeat_penalty, "repetition penalty; 1: off")
+      ->capture_default_str()
+      ->check(real_range(0, std::numeric_limits<double>::infinity(), true));
   app.add_option("--repeat-last-n", f.repeat_last_n, "penalty window in tokens; -1: everything")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(int_range(-1, std::numeric_limits<int>::max()));
   app.add_option("--presence-penalty", f.presence_penalty, "subtracted once per repeated token")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(any_real());
   app.add_option("--frequency-penalty", f.frequency_penalty, "subtracted per occurrence")
-      ->capture_default_str();
-  app.add_option("-s,--seed", f.seed, "sampler seed; -1: random")->capture_default_str();
+      ->capture_default_str()
+      ->check(any_real());
+  app.add_option("-s,--seed", f.seed, "sampler seed; -1: random")
+      ->capture_default_str()
+      ->check(int_range(-1));
   app.add_option("--stop", f.stop, "stop when this text is generated (repeatable; never printed)");
   app.add_flag("--ignore-eos", f.ignore_eos, "keep generating past end-of-sequence tokens");
   app.add_option("--prefill-chunk", f.prefill_chunk, "tokens per whole-sequence prefill pass")
-      ->capture_default_str();
-  app.add_option("-t,--threads", f.threads, "CPU threads (default: all cores)");
+      ->capture_default_str()
+      ->check(int_range(1));
+  add_threads_option(app, f.threads);
   app.add_option("--device", f.device, "cpu or cuda (default cpu; cuda decodes through a CUDA graph)");
   add_dtype_option(app, f.dtype);
 }
 
+std::unique_ptr<Tokenizer> open_tokenizer(const std::string& model_dir, const std::string& flag) {
+  if (flag == "byte") return std::make_unique<mamba::tok::ByteTokenizer>();
+  std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(model_dir, flag);
+  if (!tokenizer && flag.empty() && !model_dir.empty() &&
+      mamba::file_exists(mamba::path_join(model_dir, "trainer.json")) &&
+      train::load_checkpoint_config(model_dir).task == "text")
+    return std::make_unique<mamba::tok::ByteTokenizer>();
+  return tokenizer;
+}
+
+std::string resolve_model(const std::string& model) {
+  return model.empty() ? model : train::resolve_model_dir(model);
+}
+
 Model load_model(const GenerationFlags& f) {
+  check_dtype_device(f.dtype, f.device);
   const Device device = parse_device(f.device);
   Model model = Model::load(f.model);
   model.to(device);

@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,12 @@ void add_generation_flags(CLI::App& app, GenerationFlags& f, int64_t default_n_p
 // Resolves seed -1 to a random seed, once: f.seed is set to the one used.
 SamplingParams sampling_params(GenerationFlags& f);
 SessionOptions session_options(const GenerationFlags& f);
+// --tokenizer: "byte" (ids 0..255 are the bytes, as `train --task text` models read them), a
+// tokenizer.json, or (not given) MODEL/tokenizer.json, else the byte tokenizer when MODEL is a
+// checkpoint trained on --task text; null when none applies.
+std::unique_ptr<Tokenizer> open_tokenizer(const std::string& model_dir, const std::string& flag);
+// --model as given, or the latest step of a training checkpoint ROOT.
+std::string resolve_model(const std::string& model);
 // Loads --model onto --device with --dtype linear-layer weights.
 Model load_model(const GenerationFlags& f);
 // eos ids of the model folder (unless --ignore-eos); stop strings: `extra` first, then --stop.
