@@ -150,6 +150,8 @@ TEST_F(CliFlags, LogitsAndGradsFlags) {
   expect_usage_error(base + " --dtype f16", {"--dtype f16", "--device cuda"});
   expect_usage_error("generate -m " + model() + " --prompt-ids 1 --dtype bf16", {"--device cuda"});
   expect_usage_error("bench --dtype bf16", {"--device cuda"});
+  expect_usage_error(base + " --device gpu", {"--device", "gpu", "cpu", "cuda"});
+  expect_usage_error("train --task parity --steps 1 --dtype f16", {"--dtype", "f16", "bf16"});
   EXPECT_FALSE(fs::exists(out("l.npy")));
   const Result ok = run(base + " --prefill 2 -t 1");
   EXPECT_EQ(ok.status, 0) << ok.output;

@@ -79,6 +79,21 @@ TEST_F(CliReport, InfoPrintsEveryDimension) {
   expect_has(r, "state bytes:");
 }
 
+// A family's dimensions come from its config.json (fixtures: skipped without them).
+TEST_F(CliReport, InfoPrintsAFamilysDimensions) {
+  MAMBA_REQUIRE_FIXTURES(fx);
+  const std::string dir = fx + "/families/nemotron-h";
+  if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";
+  const Result r = run("info -m " + dir);
+  ASSERT_EQ(r.status, 0) << r.output;
+  expect_has(r, "layers:       ");
+  expect_has(r, "mamba:        d_state ");
+  expect_has(r, ", head_dim ");
+  expect_has(r, ", n_groups ");
+  expect_has(r, "attention:    heads ");
+  expect_has(r, "weights:      ");
+}
+
 TEST_F(CliReport, LogitsAndGradsPrintOneLineSummaries) {
   Result r = run("logits -m " + model() + " -i " + ids_path() + " -o " + out("l.npy") + " -t 1");
   ASSERT_EQ(r.status, 0) << r.output;

@@ -328,7 +328,7 @@ Runner add_bench(CLI::App& app) {
                  "gated-MLP width after each mixer (default 0: none; the hybrid model has none)")
       ->check(int_range(0));
   app.add_option("--json", a->json_path, "also write JSON lines to this file");
-  app.add_option("--device", a->device, "cpu or cuda (default cpu; on cuda one row per model)");
+  add_device_option(app, a->device, "cpu or cuda (default cpu; on cuda one row per model)");
   add_dtype_option(app, a->dtype);
   app.add_flag("--eager", a->eager, "cuda: decode with eager launches (default: a captured CUDA graph)");
   app.add_flag("--profile", a->profile,

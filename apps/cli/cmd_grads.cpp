@@ -30,7 +30,7 @@ Runner add_grads(CLI::App& app) {
   app.add_option("-i,--input", a->input, "int64 [batch, seq_len] .npy of token ids")->required();
   app.add_option("-o,--output", a->output, ".safetensors of float32 gradients to write")->required();
   add_threads_option(app, a->threads);
-  app.add_option("--device", a->device, "cpu or cuda (default cpu; f32 either way)");
+  add_device_option(app, a->device, "cpu or cuda (default cpu; f32 either way)");
   return [a]() {
     check_output_path("--output", a->output);
     set_num_threads(a->threads);

@@ -5,8 +5,10 @@
 
 #include <cstdio>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "commands.h"
 #include "io/safetensors.h"
@@ -71,6 +73,55 @@ void print_mixer_dims(const ModelConfig& c, const std::set<std::string>& kinds) 
   }
 }
 
+// A family's dimensions as its config.json names them (the first key present of each list).
+void print_family_dims(const nlohmann::json& j) {
+  struct Field {
+    const char* label;
+    std::vector<const char*> keys;
+  };
+  auto first = [&](const std::vector<const char*>& keys) -> const nlohmann::json* {
+    for (const char* k : keys)
+      if (j.contains(k) && j.at(k).is_number()) return &j.at(k);
+    return nullptr;
+  };
+  // With heads given, d_inner is heads x head_dim (some configs carry a stale `expand`).
+  const std::vector<const char*> heads_keys = {"mamba_num_heads", "mamba_n_heads", "n_mamba_heads"},
+                                 head_dim_keys = {"mamba_head_dim", "mamba_d_head", "mamba_headdim"};
+  const nlohmann::json *heads = first(heads_keys), *head_dim = first(head_dim_keys);
+  auto line = [&](const char* title, const std::vector<Field>& fields, const std::string& extra = "") {
+    std::string s;
+    for (const Field& f : fields)
+      for (const char* k : f.keys)
+        if (j.contains(k) && j.at(k).is_number()) {
+          s += (s.empty() ? "" : ", ") + std::string(f.label) + " " + j.at(k).dump();
+          break;
+        }
+    if (!extra.empty()) s += (s.empty() ? "" : ", ") + extra;
+    if (!s.empty()) std::printf("%-14s%s\n", title, s.c_str());
+  };
+  std::string d_inner;
+  if (heads && head_dim && heads->is_number_integer() && head_dim->is_number_integer())
+    d_inner = "d_inner " + std::to_string(heads->get<int64_t>() * head_dim->get<int64_t>());
+  std::vector<Field> mamba = {{"d_state", {"ssm_state_size", "mamba_d_state", "state_size"}},
+                              {"head_dim", head_dim_keys},
+                              {"heads", heads_keys},
+                              {"n_groups", {"n_groups", "mamba_n_groups", "mamba_ngroups"}}};
+  if (d_inner.empty()) mamba.push_back({"expand", {"mamba_expand", "expand"}});
+  for (const Field& f : std::vector<Field>{{"d_ssm", {"mamba_d_ssm"}},
+                                           {"dt_rank", {"mamba_dt_rank"}},
+                                           {"d_conv", {"mamba_d_conv", "conv_kernel"}},
+                                           {"chunk", {"mamba_chunk_size", "chunk_size"}}})
+    mamba.push_back(f);
+  line("mamba:", mamba, d_inner);
+  line("attention:", {{"heads", {"num_attention_heads"}},
+                      {"kv heads", {"num_key_value_heads"}},
+                      {"head_dim", {"attention_head_dim", "head_dim"}}});
+  line("mlp / moe:", {{"intermediate", {"intermediate_size"}},
+                      {"experts", {"n_routed_experts", "num_local_experts", "num_experts"}},
+                      {"per token", {"num_experts_per_tok"}},
+                      {"expert width", {"moe_intermediate_size"}}});
+}
+
 // The stored dtypes of the weights file(s): "BF16 (412 tensors)" or "F32 10, BF16 402 tensors".
 std::string stored_dtypes(const std::string& dir) {
   const auto st = mamba::io::SafeTensors::open(dir);
@@ -126,7 +177,10 @@ Runner add_info(CLI::App& app) {
         }
     }
     std::printf("\n");
-    if (c.family.empty()) print_mixer_dims(c, kinds);
+    if (c.family.empty())
+      print_mixer_dims(c, kinds);
+    else
+      print_family_dims(c.family_json);
     std::printf("weights:      %s\n", stored_dtypes(dir).c_str());
     std::printf("parameters:   %lld\n", static_cast<long long>(model.n_params()));
     std::printf("state bytes:  %lld per sequence", static_cast<long long>(fixed));

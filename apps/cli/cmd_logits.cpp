@@ -32,7 +32,7 @@ Runner add_logits(CLI::App& app) {
   app.add_option("--prefill", a->prefill, "whole-sequence pass over the first K tokens, then one-token steps")
       ->check(int_range(0));
   add_threads_option(app, a->threads);
-  app.add_option("--device", a->device, "cpu or cuda (default cpu)");
+  add_device_option(app, a->device, "cpu or cuda (default cpu)");
   add_dtype_option(app, a->dtype);
   return [a]() {
     check_dtype_device(a->dtype, a->device);

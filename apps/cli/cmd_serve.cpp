@@ -104,7 +104,7 @@ Runner add_serve(CLI::App& app) {
       ->capture_default_str()
       ->check(int_range(1));
   add_threads_option(app, a->threads);
-  app.add_option("--device", a->device, "cpu or cuda")->capture_default_str();
+  add_device_option(app, a->device, "cpu or cuda")->capture_default_str();
   add_dtype_option(app, a->dtype);
   return [a]() { return run_serve(*a); };
 }

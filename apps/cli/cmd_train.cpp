@@ -312,10 +312,11 @@ Runner add_train(CLI::App& app) {
   app.add_option("--resume", f->resume, "continue from a checkpoint (ROOT or ROOT/step_N) with its config");
   add_threads_option(app, f->threads);
   app.add_flag("--print-config", f->print_config, "print the resolved config as JSON and exit");
-  app.add_option("--device", f->device, "cpu or cuda (default cpu; not saved: repeat it on --resume)");
+  add_device_option(app, f->device, "cpu or cuda (default cpu; not saved: repeat it on --resume)");
   app.add_option(
-      "--dtype", f->dtype,
-      "f32, or bf16 on cuda: mixed precision (fp32 master weights and optimizer state, bf16 GEMMs)");
+         "--dtype", f->dtype,
+         "f32, or bf16 on cuda: mixed precision (fp32 master weights and optimizer state, bf16 GEMMs)")
+      ->check(CLI::IsMember({"f32", "bf16"}));
   add_model_flags(app, *f);
   add_task_flags(app, *f);
   add_optim_flags(app, *f);
@@ -400,7 +401,7 @@ Runner add_eval(CLI::App& app) {
   app.add_option("--group-order", f->group_order, "group: order n of Z_n")->check(int_range(1));
   app.add_option("--text", f->text_files, "text files for --task text");
   add_threads_option(app, f->threads);
-  app.add_option("--device", f->device, "cpu or cuda (default cpu)");
+  add_device_option(app, f->device, "cpu or cuda (default cpu)");
   return [f]() { return run_eval(*f); };
 }
 

@@ -79,6 +79,11 @@ inline CLI::Validator any_real() {
   return real_range(-inf, inf);
 }
 
+// --device: cpu or cuda.
+inline CLI::Option* add_device_option(CLI::App& app, std::string& device, const std::string& help) {
+  return app.add_option("--device", device, help)->check(CLI::IsMember({"cpu", "cuda"}));
+}
+
 // -t/--threads: 1..kMaxThreads when given (not given: all cores).
 inline CLI::Option* add_threads_option(CLI::App& app, int& threads) {
   return app.add_option("-t,--threads", threads, "CPU threads (default: all cores)")

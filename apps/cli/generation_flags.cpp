@@ -55,7 +55,7 @@ void add_generation_flags(CLI::App& app, GenerationFlags& f, int64_t default_n_p
       ->capture_default_str()
       ->check(int_range(1));
   add_threads_option(app, f.threads);
-  app.add_option("--device", f.device, "cpu or cuda (default cpu; cuda decodes through a CUDA graph)");
+  add_device_option(app, f.device, "cpu or cuda (default cpu; cuda decodes through a CUDA graph)");
   add_dtype_option(app, f.dtype);
 }
 
