@@ -79,6 +79,7 @@ std::string* CliFlags::root_ = nullptr;
 TEST_F(CliFlags, NoArgumentsPrintsUsage) {
   const Result r = run("");
   EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(run("help").out, r.out);
   EXPECT_NE(r.out.find("Usage: mambacpp"), std::string::npos) << r.output;
   for (const char* cmd : {"info", "generate", "bench", "train", "serve"})
     EXPECT_NE(r.out.find(cmd), std::string::npos) << r.output;

@@ -125,6 +125,7 @@ TEST_F(CliReport, ByteTokenizer) {
   EXPECT_EQ(r.output.rfind("error: ", 0), 0u) << r.output;
   EXPECT_EQ(count_lines(r.output), 1u) << r.output;
   expect_has(r, "300");
+  expect_has(r, "--decode --text");
   // Text generation with the byte tokenizer on a model of a larger vocabulary.
   r = run("generate -m " + model() + " --tokenizer byte -p Hi -n 3 --temp 0 --ignore-eos -t 1");
   ASSERT_EQ(r.status, 0) << r.output;

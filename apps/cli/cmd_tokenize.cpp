@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "commands.h"
 #include "generation_flags.h"
@@ -30,7 +31,13 @@ Runner add_tokenize(CLI::App& app) {
     if (!tokenizer)
       mamba::throw_error(ErrorCode::not_found, "tokenize: ", a->model, "/tokenizer.json not found");
     if (a->decode) {
-      const std::string text = tokenizer->decode(parse_ids(a->text, "--text"));
+      const std::vector<int32_t> ids = parse_ids(a->text, "--text");
+      std::string text;
+      try {
+        text = tokenizer->decode(ids);
+      } catch (const Error& e) {  // an id the tokenizer does not have: name the flag
+        mamba::throw_error(e.code(), "tokenize --decode --text: ", e.what());
+      }
       std::fwrite(text.data(), 1, text.size(), stdout);
       std::printf("\n");
       return 0;

@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
       mambacpp::cli::add_eval);
   add("serve", "OpenAI-compatible HTTP server: continuous batching, prefix-state cache",
       mambacpp::cli::add_serve);
-  if (argc <= 1) {  // no arguments: usage
+  if (argc <= 1 || (argc == 2 && std::string(argv[1]) == "help")) {  // no arguments: usage
     std::fputs(app.help().c_str(), stdout);
     return 0;
   }
