@@ -111,6 +111,7 @@ struct Scheduler::Slot {
   std::optional<sampling::Sampler> sampler;
   std::optional<VisibleText> text;
   std::vector<int32_t> generated;
+  uint64_t admitted = 0;  // arrival order of the slot's request (prefill is first come, first served)
   int64_t prefilled = 0;  // prompt tokens consumed, cached ones included
   int64_t cached = 0;
   int64_t position = 0;  // the sequence's position while its state is a stacked row
@@ -243,6 +244,7 @@ void Scheduler::admit() {
 void Scheduler::start(Slot& slot, std::shared_ptr<Job> job) {
   const JobSpec& spec = job->spec();
   slot.job = std::move(job);
+  slot.admitted = admitted_++;
   slot.session.emplace(model_, runtime::SessionOptions{.prefill_chunk = options_.prefill_chunk,
                                                        .history_limit = options_.history_limit});
   slot.sampler.emplace(spec.sampling, static_cast<int32_t>(model_.config().vocab_size));
@@ -264,15 +266,19 @@ void Scheduler::start(Slot& slot, std::shared_ptr<Job> job) {
   metrics_.cached_prompt_tokens += static_cast<uint64_t>(slot.cached);
 }
 
-// One chunk of one prefilling slot (round-robin). Chunk boundaries fall on multiples of
-// prefill_chunk from the sequence's start, as Session::generate's do, so a cache miss computes
-// exactly what a lone Session would. Returns whether any prefill work was done.
+// One chunk of the earliest-admitted prefilling slot (first come, first served: the oldest request
+// reaches its first token first, as vLLM schedules, instead of every prompt finishing together).
+// Chunk boundaries fall on multiples of prefill_chunk from the sequence's start, as
+// Session::generate's do, so a cache miss computes exactly what a lone Session would. Returns
+// whether any prefill work was done.
 bool Scheduler::prefill_step() {
-  const size_t n = slots_.size();
-  for (size_t k = 0; k < n; ++k) {
-    Slot& slot = *slots_[(next_prefill_ + k) % n];
-    if (!slot.busy() || slot.decoding || slot.job->cancelled()) continue;
-    next_prefill_ = (next_prefill_ + k + 1) % n;
+  Slot* first = nullptr;
+  for (const auto& candidate : slots_) {
+    if (!candidate->busy() || candidate->decoding || candidate->job->cancelled()) continue;
+    if (!first || candidate->admitted < first->admitted) first = candidate.get();
+  }
+  if (first) {
+    Slot& slot = *first;
     const std::vector<int32_t>& prompt = slot.job->spec().prompt;
     const int64_t total = static_cast<int64_t>(prompt.size());
     if (slot.prefilled < total) {

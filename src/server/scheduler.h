@@ -140,9 +140,9 @@ private:
 
   // Scheduler thread only.
   std::vector<std::unique_ptr<Slot>> slots_;
-  size_t next_prefill_ = 0;  // round-robin among prefilling slots
-  models::State stacked_;    // decoding slots' states stacked along the batch (rows_)
-  std::vector<int> rows_;    // slot index of each stacked row; -1: left
+  uint64_t admitted_ = 0;  // requests started so far: prefill goes first come, first served
+  models::State stacked_;  // decoding slots' states stacked along the batch (rows_)
+  std::vector<int> rows_;  // slot index of each stacked row; -1: left
   std::unique_ptr<models::StepGraph> graph_;
   std::thread thread_;
 };
