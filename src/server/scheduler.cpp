@@ -343,6 +343,22 @@ void Scheduler::sample(Slot& slot) {
   slot.job->push(token, visible);
 }
 
+namespace {
+
+// Copies a batch-1 state into row `row` of a stacked state of the same model (same tensors).
+void write_row(models::State& stacked, int64_t row, models::State& single) {
+  MAMBA_CHECK(stacked.layers.size() == single.layers.size());
+  for (size_t l = 0; l < stacked.layers.size(); ++l) {
+    std::vector<Tensor*> dst, src;
+    stacked.layers[l].visit([&](const char*, Tensor& t) { dst.push_back(&t); });
+    single.layers[l].visit([&](const char*, Tensor& t) { src.push_back(&t); });
+    MAMBA_CHECK(dst.size() == src.size());
+    for (size_t k = 0; k < dst.size(); ++k) dst[k]->slice(0, row, row + 1).copy_from(*src[k]);
+  }
+}
+
+}  // namespace
+
 // Writes the stacked rows back to their slots' sessions.
 void Scheduler::unstack() {
   for (size_t row = 0; row < rows_.size(); ++row) {
@@ -376,17 +392,33 @@ void Scheduler::decode_step() {
       slot.session->decode(slot.generated.back());
     }
   } else {
-    if (rows_ != decoding) {
+    // A slot that joins takes the row of one that left (one row copied in; the rows of a pure-SSM
+    // model are independent and position-free); the stack is rebuilt only when there are more
+    // joiners than free rows, or when free rows would be more than half of the batch.
+    std::vector<int> joining;
+    for (int i : decoding)
+      if (std::find(rows_.begin(), rows_.end(), i) == rows_.end()) joining.push_back(i);
+    const auto holes = static_cast<size_t>(std::count(rows_.begin(), rows_.end(), -1));
+    if (rows_.empty() || joining.size() > holes || 2 * (holes - joining.size()) > rows_.size()) {
       unstack();
       std::vector<const models::State*> states;
       for (int i : decoding)
         states.push_back(&slots_[static_cast<size_t>(i)]->session->session_state().state);
       stacked_ = runtime::stack_states(states);
       rows_ = decoding;
+    } else {
+      for (int i : joining) {
+        const auto hole = static_cast<size_t>(std::find(rows_.begin(), rows_.end(), -1) - rows_.begin());
+        write_row(stacked_, static_cast<int64_t>(hole),
+                  slots_[static_cast<size_t>(i)]->session->session_state().state);
+        rows_[hole] = i;
+      }
     }
     const int64_t batch = static_cast<int64_t>(rows_.size());
-    Tensor ids = Tensor::empty({batch}, DType::i32);  // [batch]
+    Tensor ids = Tensor::empty({batch}, DType::i32);  // [batch]; a free row steps token 0, ignored
     for (int64_t b = 0; b < batch; ++b) {
+      ids.data<int32_t>()[b] = 0;
+      if (rows_[b] < 0) continue;
       Slot& slot = *slots_[static_cast<size_t>(rows_[b])];
       ids.data<int32_t>()[b] = slot.generated.back();
       slot.session->remember(slot.generated.back());
@@ -394,6 +426,7 @@ void Scheduler::decode_step() {
     Tensor logits = graph_->step(ids, stacked_);  // [batch, vocab_padded]
     if (logits.device() != Device::cpu) logits = logits.to(Device::cpu);
     for (int64_t b = 0; b < batch; ++b) {
+      if (rows_[b] < 0) continue;
       Slot& slot = *slots_[static_cast<size_t>(rows_[b])];
       slot.session->session_state().logits = logits.slice(0, b, b + 1).copy();  // [1, vocab_padded]
       ++slot.position;
