@@ -381,7 +381,10 @@ void Scheduler::decode_step() {
   std::vector<int> decoding;
   for (auto& slot : slots_)
     if (slot->busy() && slot->decoding) decoding.push_back(slot->index);
-  if (decoding.empty()) return;
+  if (decoding.empty()) {
+    if (!rows_.empty()) unstack();  // every row has left: free the stacked state
+    return;
+  }
   for (int i : decoding) sample(*slots_[static_cast<size_t>(i)]);
 
   // Consume the sampled tokens (the final one too: the state then covers prompt + reply).
