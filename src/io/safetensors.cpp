@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/file_util.h"
 #include "core/parallel.h"
+#include "io/mapped_file.h"
 #include "io/torch_pickle.h"
 
 namespace mamba::io {
@@ -76,38 +77,6 @@ std::string json_error(const json::exception& e) {
 template <typename... Args>
 [[noreturn]] void fail(ErrorCode code, const std::string& file, const Args&... args) {
   throw_error(code, file, ": ", args...);
-}
-
-// Unmaps on destruction; tensors borrowing the mapping hold it through Buffer's keep_alive.
-struct MappedFile {
-  void* data = nullptr;
-  size_t size = 0;
-  MappedFile(void* d, size_t n) : data(d), size(n) {}
-  ~MappedFile() { ::munmap(data, size); }
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-};
-
-std::shared_ptr<Buffer> map_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(ErrorCode::io, path, "cannot open (", std::strerror(errno), ")");
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail(ErrorCode::io, path, "not a regular file");
-  }
-  const size_t size = static_cast<size_t>(st.st_size);
-  if (size < 8) {
-    ::close(fd);
-    fail(ErrorCode::parse, path, "file is ", size, " bytes, shorter than the 8-byte header length");
-  }
-  void* data = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int err = errno;
-  ::close(fd);
-  if (data == MAP_FAILED)
-    fail(ErrorCode::io, path, "cannot mmap ", size, " bytes (", std::strerror(err), ")");
-  auto mapping = std::make_shared<MappedFile>(data, size);
-  return Buffer::borrow(data, size, mapping);
 }
 
 // A non-negative JSON integer (floats and negatives are rejected).
@@ -324,7 +293,7 @@ SafeTensors SafeTensors::open(const std::string& path) {
       }
       continue;
     }
-    std::shared_ptr<Buffer> mapping = map_file(file);
+    std::shared_ptr<Buffer> mapping = map_file(file, 8, "shorter than the 8-byte header length");
     for (auto& [name, info] : parse_header(file, *mapping, st.metadata_)) {
       auto [it, inserted] = st.tensors_.emplace(name, info);
       if (!inserted)
