@@ -26,9 +26,7 @@ Result run(const std::string& args, const std::string& input = "") {
   return testing::run_cli(MAMBACPP_CLI, args, input);
 }
 
-size_t count_lines(const std::string& s) {
-  return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
-}
+using testing::count_lines;
 
 void expect_has(const Result& r, const std::string& what) {
   EXPECT_NE(r.output.find(what), std::string::npos) << "expected '" << what << "' in:\n" << r.output;
@@ -37,10 +35,7 @@ void expect_has(const Result& r, const std::string& what) {
 class CliReport : public ::testing::Test {
 protected:
   static void SetUpTestSuite() {
-    root_ = new std::string(
-        (fs::path(::testing::TempDir()) / ("mambacpp_cli_report_" + std::to_string(::getpid()))).string());
-    fs::remove_all(*root_);
-    fs::create_directories(*root_);
+    root_ = new std::string(testing::fresh_temp_dir("mambacpp_cli_report"));
     io::ModelConfig c;
     c.d_model = 16;
     c.n_layer = 2;

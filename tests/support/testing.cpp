@@ -1,13 +1,16 @@
 // Test helpers (see testing.h).
 #include "testing.h"
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 
 #include "core/error.h"
 #include "core/file_util.h"
@@ -56,6 +59,18 @@ float rel_error(const Tensor& a, const Tensor& ref) {
     den += double(vr[i]) * vr[i];
   }
   return static_cast<float>(std::sqrt(num / (den > 0 ? den : 1)));
+}
+
+size_t count_lines(const std::string& s) {
+  return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
+}
+
+std::string fresh_temp_dir(const std::string& prefix) {
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) / (prefix + "_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
 }
 
 CliResult run_cli(const std::string& binary, const std::string& args, const std::string& input) {

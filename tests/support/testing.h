@@ -28,6 +28,10 @@ struct CliResult {
 };
 // Runs `binary ARGS` through the shell, feeding `input` on stdin when it is not empty.
 CliResult run_cli(const std::string& binary, const std::string& args, const std::string& input = "");
+// Newlines in s (the lines a command printed).
+size_t count_lines(const std::string& s);
+// An empty directory TempDir()/<prefix>_<pid> (removed first if it exists).
+std::string fresh_temp_dir(const std::string& prefix);
 
 }  // namespace mamba::testing
 
