@@ -157,6 +157,30 @@ profile_train() {
   head -25 "$OUT/train_profile.csv"
 }
 
+# The server on the GPU (issue 12): a 1.3B-class Mamba-2 (d_model 2048, 48 layers, random weights +
+# one AdamW step), `bench --generate` at the same shape as the reference, then total decode tok/s
+# against 1/8/32/128 concurrent streams. Phase serveturns: 10 turns to a 32K-token conversation,
+# cache on and off, on the 1.3B model (GPU) and on the 129M bench model (CPU, 16 threads).
+serve_bench() {
+  local m=$BUILD/bin/mambacpp
+  local sb=(python3 "$ROOT/scripts/serve_bench.py" --bin "$m" --json "$OUT/serve_gpu.jsonl" --log-dir "$OUT")
+  [ -f /tmp/sb/m13b/model.safetensors ] ||
+    "${sb[@]}" -t 8 make-model /tmp/sb/m13b --d-model 2048 --n-layer 48 --train-args "--device cuda" 2>&1 | tail -3
+  "$m" bench --generate --models mamba2 --device cuda --dtype bf16 --d-model 2048 --n-layer 48 --batch 1 8 32 128 \
+    --decode-tokens 128 --json "$OUT/bench_generate_13b.json" 2>&1 | tee "$OUT/bench_generate_13b.log"
+  "${sb[@]}" -t 8 --server-args "--device cuda --dtype bf16" concurrency -m /tmp/sb/m13b --streams 1 8 32 128 \
+    --prompt-tokens 16 --gen-tokens ${SERVE_GEN:-256} 2>&1 | tee "$OUT/serve_concurrency_gpu.log"
+}
+serve_turns() {
+  local m=$BUILD/bin/mambacpp
+  local sb=(python3 "$ROOT/scripts/serve_bench.py" --bin "$m" --json "$OUT/serve_turns.jsonl" --log-dir "$OUT")
+  "${sb[@]}" -t 8 --server-args "--device cuda --dtype bf16" multiturn -m /tmp/sb/m13b --turns 10 \
+    --user-tokens 3200 --reply-tokens 32 2>&1 | tee "$OUT/serve_multiturn_gpu.log"
+  [ -f /tmp/sb/m129/model.safetensors ] || "${sb[@]}" -t 16 make-model /tmp/sb/m129 2>&1 | tail -2
+  "${sb[@]}" -t 16 multiturn -m /tmp/sb/m129 --turns 10 --user-tokens 3200 --reply-tokens 32 2>&1 |
+    tee "$OUT/serve_multiturn_cpu.log"
+}
+
 # Sourced (scripts/gpu_decode.sh, gpu_results.sh): the functions above only, e.g. setup_deps.
 [[ "${BASH_SOURCE[0]}" != "$0" ]] && return 0
 
@@ -179,6 +203,8 @@ for phase in $phases; do
     bwdbench) bwd_bench ;;
     train) train_bench ;;
     profile) profile_train ;;
+    serve) serve_bench ;;
+    serveturns) serve_turns ;;
     *) echo "unknown phase $phase (build test golden sanitize bench bwdbench train profile prepare)"; exit 2 ;;
   esac
 done

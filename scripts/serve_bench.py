@@ -72,7 +72,7 @@ class Server:
         self.port = free_port()
         self.log_path = os.path.join(args.log_dir, "serve-%s-%d.log" % (tag, self.port))
         cmd = [args.bin, "serve", "-m", args.model, "--host", "127.0.0.1", "--port", str(self.port),
-               "-t", str(args.threads)] + [str(x) for x in extra]
+               "-t", str(args.threads)] + [str(x) for x in extra] + args.server_args.split()
         self.cmd = cmd
         env = dict(os.environ)
         env.setdefault("OMP_WAIT_POLICY", "passive")  # the cores are shared (docs/benchmarks.md)
@@ -200,9 +200,9 @@ def stream_completion(port, body, cancel_after=None, timeout=900):
 def cmd_make_model(args):
     tmp = args.out.rstrip("/") + ".train"
     cmd = [args.bin, "train", "--task", "mqar", "--mqar-vocab", "50277", "--layer", "Mamba2",
-           "--d-model", "768", "--n-layer", "24", "--d-state", "128", "--headdim", "64", "--expand", "2",
-           "--length", "64", "--batch", "1", "--steps", "1", "--warmup", "0", "--eval-batches", "1",
-           "--checkpoint-dir", tmp, "-t", str(args.threads)]
+           "--d-model", str(args.d_model), "--n-layer", str(args.n_layer), "--d-state", "128", "--headdim", "64",
+           "--expand", "2", "--length", "64", "--batch", "1", "--steps", "1", "--warmup", "0", "--eval-batches", "1",
+           "--checkpoint-dir", tmp, "-t", str(args.threads)] + args.train_args.split()
     log("$ " + " ".join(cmd))
     subprocess.run(cmd, check=True)
     step = os.path.join(tmp, sorted(d for d in os.listdir(tmp) if d.startswith("step_"))[-1])
@@ -422,10 +422,14 @@ def main():
     p.add_argument("--json", help="append JSON lines here")
     p.add_argument("--log-dir", default="/tmp", help="server logs (one line per request)")
     p.add_argument("--seed", type=int, default=12)
+    p.add_argument("--server-args", default="", help="more serve flags, e.g. '--device cuda --dtype bf16'")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("make-model")
     s.add_argument("out")
+    s.add_argument("--d-model", type=int, default=768, help="2048 with --n-layer 48: the 1.3B-class shape")
+    s.add_argument("--n-layer", type=int, default=24)
+    s.add_argument("--train-args", default="", help="more train flags, e.g. '--device cuda'")
 
     s = sub.add_parser("multiturn")
     s.add_argument("-m", "--model", required=True)
