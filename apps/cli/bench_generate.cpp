@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cstdio>
 
+#include "commands.h"
+
 namespace mambacpp::cli {
 
 namespace {
@@ -43,9 +45,10 @@ Row run_batch(const Model& model, int64_t batch, int64_t decode_tokens) {
 
 int bench_generate(const GenerateBenchArgs& a) {
   std::printf(
-      "mambacpp bench --generate: random weights (the bench shapes), f32, greedy, %lld tokens per sequence;\n"
-      "batch B = B prompts of 8, 12, 16, ... tokens, each prefilled alone, then decoded together\n\n",
-      static_cast<long long>(a.decode_tokens));
+      "mambacpp bench --generate: random weights (the bench shapes), %s on %s, greedy, %lld tokens per "
+      "sequence;\nbatch B = B prompts of 8, 12, 16, ... tokens, each prefilled alone, then decoded "
+      "together\n\n",
+      a.dtype.c_str(), a.device.c_str(), static_cast<long long>(a.decode_tokens));
   std::printf(
       "| model       | params (M) | threads | batch | decoding     | decode tok/s per seq | decode tok/s "
       "total |\n");
@@ -55,8 +58,14 @@ int bench_generate(const GenerateBenchArgs& a) {
       ":|\n");
   std::fflush(stdout);
   for (const std::string& name : a.models) {
-    const Model model = Model::random(a.config(name), 1234);
-    for (int threads : a.threads) {
+    Model model = Model::random(a.config(name), 1234);
+    const Device device = parse_device(a.device);
+    model.to(device);
+    model.set_matmul_dtype(matmul_dtype(a.dtype));
+    // On cuda the host threads only sample: one row.
+    const std::vector<int> thread_counts =
+        device == Device::cpu ? a.threads : std::vector<int>{a.threads.front()};
+    for (int threads : thread_counts) {
       set_num_threads(threads);
       run_batch(model, 1, 2);  // warm-up: page in weights, size the thread pool
       for (int64_t batch : a.batches) {

@@ -15,6 +15,8 @@ struct GenerateBenchArgs {
   std::vector<int> threads;
   std::vector<int64_t> batches;
   int64_t decode_tokens = 0;
+  std::string device = "cpu";  // cpu or cuda (the model is moved there; decode replays a graph)
+  std::string dtype = "f32";   // linear-layer weights: f32, or bf16 / f16 on cuda
   std::function<ModelConfig(const std::string&)> config;  // the bench's config of a model name
 };
 

@@ -343,7 +343,7 @@ Runner add_bench(CLI::App& app) {
     check_output_path("--json", a->json_path);
     for (const auto& name : a->models) bench_config(name, *a);  // validate names before forking
     if (a->generate)
-      return bench_generate({a->models, a->threads, a->batches, a->decode_tokens,
+      return bench_generate({a->models, a->threads, a->batches, a->decode_tokens, a->device, a->dtype,
                              [a](const std::string& name) { return bench_config(name, *a); }});
     // The parent must not touch the CUDA runtime: a child forked after CUDA initialized cannot use
     // it. Only the name is checked here; each child opens the device itself.

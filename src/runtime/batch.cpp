@@ -68,6 +68,7 @@ void decode_stacked(std::span<Session> sessions, const GenerateParams& params,
       if (eos || i + 1 == params.max_tokens) finishing.push_back(b);
     }
     logits = graph.step(ids, state);  // a captured CUDA graph where the model allows
+    if (logits.device() != Device::cpu) logits = logits.to(Device::cpu);  // the samplers read the host
     ++r.decode_steps;
     for (int64_t b = 0; b < batch; ++b) position[b] += done[b] ? 0 : 1;
     for (int64_t b : finishing) {  // the final token is consumed: hand the row back
@@ -97,7 +98,7 @@ models::State stack_states(std::span<const models::State* const> states) {
   for (const auto& [name, t] : first) {
     Shape shape = t.shape();
     shape[0] = batch;
-    stacked.push_back(Tensor::empty(shape, t.dtype()));
+    stacked.push_back(Tensor::empty(shape, t.dtype(), t.device()));
   }
   int64_t row = 0;
   for (const models::State* s : states) {

@@ -12,6 +12,7 @@
 
 #include "core/file_util.h"
 #include "cuda_testing.h"
+#include "runtime/batch.h"
 #include "runtime/session.h"
 #include "runtime/session_testing.h"
 #include "testing.h"
@@ -56,6 +57,38 @@ TEST_P(SessionCuda, GreedyGenerationAndStatesMatchTheCpu) {
   greedy(replay, head, 12);
   cpu_to_gpu.load_state_bytes(replay.state_bytes());
   EXPECT_EQ(greedy(cpu_to_gpu, tail, 8), cpu_next);
+}
+
+// Batched generation on the GPU (what `bench --generate --device cuda` and the server's stacked
+// decode run): the stacked state lives on the device, each row's tokens equal the GPU session's
+// alone, and each session continues its own sequence afterwards.
+TEST_P(SessionCuda, BatchedGenerationEqualsEachSequenceAlone) {
+  MAMBA_REQUIRE_CUDA();
+  auto root = testing::fixtures_dir();
+  if (!root) GTEST_SKIP() << "fixtures not found: set MAMBACPP_FIXTURES or provide ../shared/fixtures";
+  const std::string dir = path_join(*root, GetParam());
+  models::Model gpu = models::Model::load(dir);
+  gpu.to(Device::cuda);
+  const std::vector<int32_t> ids = fixture_ids(dir);
+  const std::vector<std::vector<int32_t>> prompts = {
+      ids,
+      {ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(ids.size() / 2)},
+      {ids.begin() + 2, ids.end()}};
+  const int32_t vocab = static_cast<int32_t>(gpu.config().vocab_size);
+  std::vector<Session> sessions;
+  std::vector<sampling::Sampler> samplers;
+  std::vector<std::vector<int32_t>> alone;
+  for (const auto& p : prompts) {
+    Session s(gpu);
+    alone.push_back(greedy(s, p, 10));
+    sessions.emplace_back(gpu);
+    samplers.emplace_back(sampling::SamplingParams{.temperature = 0.0f}, vocab);
+  }
+  const BatchResult r = generate_batch(sessions, prompts, {.max_tokens = 10}, samplers);
+  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(r.sequences[i].tokens, alone[i]) << "sequence " << i;
+  Session ref(gpu);
+  const std::vector<int32_t> more = greedy(ref, prompts[1], 13);
+  EXPECT_EQ(greedy(sessions[1], {}, 3), std::vector<int32_t>(more.begin() + 10, more.end()));
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, SessionCuda, ::testing::ValuesIn(kFixtures),
