@@ -67,7 +67,7 @@ build() {
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DMAMBACPP_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DMAMBACPP_BUILD_BENCH=OFF \
     -DCMAKE_CUDA_ARCHITECTURES=90a "${CMAKE_ARGS[@]}" >"$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; return 1; }
   local t0=$SECONDS
-  cmake --build "$BUILD" -j"$(nproc)" -- -k 0 >"$OUT/build.log" 2>&1
+  cmake --build "$BUILD" -j"$(nproc)" -- -k 0 ${TARGETS:-} >"$OUT/build.log" 2>&1  # TARGETS: a subset
   local rc=$?
   echo "build: rc $rc in $((SECONDS - t0)) s"
   grep -E "FAILED|error" "$OUT/build.log" | head -20
@@ -169,7 +169,7 @@ serve_bench() {
   "$m" bench --generate --models mamba2 --device cuda --dtype bf16 --d-model 2048 --n-layer 48 --batch 1 8 32 128 \
     --decode-tokens 128 --json "$OUT/bench_generate_13b.json" 2>&1 | tee "$OUT/bench_generate_13b.log"
   "${sb[@]}" -t 8 --server-args "--device cuda --dtype bf16" concurrency -m /tmp/sb/m13b --streams 1 8 32 128 \
-    --prompt-tokens 16 --gen-tokens ${SERVE_GEN:-256} 2>&1 | tee "$OUT/serve_concurrency_gpu.log"
+    --prompt-tokens 16 --gen-tokens ${SERVE_GEN:-256} --temperature ${SERVE_TEMP:-0} 2>&1 | tee "$OUT/serve_concurrency_gpu.log"
 }
 serve_turns() {
   local m=$BUILD/bin/mambacpp

@@ -299,6 +299,9 @@ def cmd_concurrency(args):
                                          "max_tokens": 4, "ignore_eos": True, "seed": 1})
             bodies = [{"prompt": [rng.randrange(vocab) for _ in range(args.prompt_tokens)],
                        "max_tokens": args.gen_tokens, "ignore_eos": True, "seed": i} for i in range(n)]
+            if args.temperature is not None:
+                for b in bodies:
+                    b["temperature"] = args.temperature
             t0 = time.perf_counter()
             rs = run_concurrent(srv.port, bodies)
             wall = time.perf_counter() - t0
@@ -445,6 +448,7 @@ def main():
     s.add_argument("--streams", type=int, nargs="+", default=[1, 8, 32, 128])
     s.add_argument("--prompt-tokens", type=int, default=16)
     s.add_argument("--gen-tokens", type=int, default=32)
+    s.add_argument("--temperature", type=float, help="0: greedy, as bench --generate (default: the server's, 1)")
     s.add_argument("--cache-mib", type=int, default=256)
 
     s = sub.add_parser("load")

@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "runtime/batch.h"
 #include "runtime/session.h"
 
@@ -319,10 +320,8 @@ bool Scheduler::prefill_step() {
 }
 
 // Samples the slot's next token from its logits and hands the visible text to the job.
-void Scheduler::sample(Slot& slot) {
-  runtime::Session& session = *slot.session;
+void Scheduler::sample(Slot& slot, int32_t token) {
   const JobSpec& spec = slot.job->spec();
-  const int32_t token = slot.sampler->sample(session.session_state().logits.f32(), session.history());
   slot.generated.push_back(token);
   const bool eos = spec.stop.is_eos(token);
   const bool last = static_cast<int64_t>(slot.generated.size()) >= spec.max_tokens;
@@ -385,7 +384,16 @@ void Scheduler::decode_step() {
     if (!rows_.empty()) unstack();  // every row has left: free the stacked state
     return;
   }
-  for (int i : decoding) sample(*slots_[static_cast<size_t>(i)]);
+  // The tokens are drawn in parallel (each slot has its own sampler and logits; with 128 streams
+  // and a 50K vocabulary the draws alone cost milliseconds per step), the bookkeeping in order.
+  std::vector<int32_t> tokens(decoding.size());
+  parallel_for(static_cast<int64_t>(decoding.size()), [&](int64_t k) {
+    Slot& slot = *slots_[static_cast<size_t>(decoding[static_cast<size_t>(k)])];
+    runtime::Session& session = *slot.session;
+    tokens[static_cast<size_t>(k)] =
+        slot.sampler->sample(session.session_state().logits.f32(), session.history());
+  });
+  for (size_t k = 0; k < decoding.size(); ++k) sample(*slots_[static_cast<size_t>(decoding[k])], tokens[k]);
 
   // Consume the sampled tokens (the final one too: the state then covers prompt + reply).
   if (!stackable_ || decoding.size() == 1) {
@@ -431,7 +439,9 @@ void Scheduler::decode_step() {
     for (int64_t b = 0; b < batch; ++b) {
       if (rows_[b] < 0) continue;
       Slot& slot = *slots_[static_cast<size_t>(rows_[b])];
-      slot.session->session_state().logits = logits.slice(0, b, b + 1).copy();  // [1, vocab_padded]
+      // A view of the step's logits (fresh every step, never written): the rows of finishing
+      // slots are copied out below so that nothing kept holds the whole batch's buffer.
+      slot.session->session_state().logits = logits.slice(0, b, b + 1);  // [1, vocab_padded]
       ++slot.position;
     }
   }
@@ -441,7 +451,9 @@ void Scheduler::decode_step() {
     if (slot.finishing == FinishReason::none) continue;
     auto row = std::find(rows_.begin(), rows_.end(), i);
     if (row != rows_.end()) {
-      slot.session->session_state().state = runtime::state_row(stacked_, row - rows_.begin(), slot.position);
+      runtime::SessionState& st = slot.session->session_state();
+      st.state = runtime::state_row(stacked_, row - rows_.begin(), slot.position);
+      st.logits = st.logits.copy();
       *row = -1;
     }
     release(slot, slot.finishing);

@@ -121,7 +121,7 @@ private:
   void start(Slot& slot, std::shared_ptr<Job> job);
   bool prefill_step();
   void decode_step();
-  void sample(Slot& slot);
+  void sample(Slot& slot, int32_t token);  // records a drawn token: text, stop, metrics, the job
   void release(Slot& slot, FinishReason reason, const std::string& error = "");
   void unstack();
 
