@@ -161,5 +161,45 @@ TEST_F(CliReport, TextCheckpointRoot) {
   EXPECT_EQ(r.out, "102 111 120\n");
 }
 
+// A fixture-sized tokenizer/model pair made here: a byte-level Mamba-3 trained on a periodic text
+// learns it, and generate / chat take text with the byte tokenizer its config.json records (no
+// flag, no trainer.json needed), as the demo's model does.
+TEST_F(CliReport, ByteModelTrainedHereTakesText) {
+  const std::string text = out("abc.txt"), ckpt = out("abc");
+  std::string body;
+  for (int i = 0; i < 200; ++i) body += "abcdefgh ";
+  write_file_atomic(text, body);
+  Result r = run("train --task text --text " + text +
+                 " --layer Mamba3 --d-model 32 --headdim 16 --d-state 16 --n-layer 1 --batch 8 --length 24"
+                 " --steps 120 --lr 1e-2 --eval-batches 1 --seed 3 -t 1 --checkpoint-dir " +
+                 ckpt + " --log " + out("abc.csv") + " --plot " + out("abc.png"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  const std::string step = ckpt + "/step_00000120";
+  EXPECT_NE(read_file(step + "/config.json").find("\"tokenizer\": \"byte\""), std::string::npos);
+  EXPECT_EQ(read_file(out("abc.png")).substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  // The model folder alone (config.json + weights, as a user would copy it).
+  const std::string copy = out("abc_model");
+  fs::create_directories(copy);
+  for (const char* f : {"config.json", "model.safetensors"}) fs::copy_file(step + "/" + f, copy + "/" + f);
+  r = run("info -m " + copy);
+  ASSERT_EQ(r.status, 0) << r.output;
+  expect_has(r, "tokenizer:    byte");
+  // Greedy decoding continues the period it learned.
+  r = run("generate -m " + copy + " -p 'abcdefgh abcd' -n 14 --temp 0 -t 1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(r.out, "efgh abcdefgh \n") << r.output;
+  r = run("chat -m " + copy + " -n 6 --temp 0 -t 1", "abcdefgh abc\n");
+  ASSERT_EQ(r.status, 0) << r.output;
+  expect_has(r, "tok/s");
+  EXPECT_EQ(count_lines(r.out), 1u) << r.out;
+  // A config.json naming a tokenizer other than "byte" is refused, naming the file and the value.
+  std::string config = read_file(copy + "/config.json");
+  config.replace(config.find("\"byte\""), 6, "\"gpt2\"");
+  write_file_atomic(copy + "/config.json", config);
+  r = run("generate -m " + copy + " -p abc -n 2");
+  EXPECT_EQ(r.status, 1) << r.output;
+  expect_has(r, copy + "/config.json: tokenizer: expected \"byte\", found 'gpt2'");
+}
+
 }  // namespace
 }  // namespace mamba

@@ -1,5 +1,5 @@
 // `mambacpp info --model DIR`: architecture, layer kinds, the dimensions of each mixer kind,
-// parameters, the stored weight dtype, state bytes. DIR may be a training checkpoint ROOT (its
+// parameters, the stored weight dtype, the tokenizer, state bytes. DIR may be a training checkpoint ROOT (its
 // latest step), as for `eval`.
 #include <mambacpp/mambacpp.h>
 
@@ -183,6 +183,13 @@ Runner add_info(CLI::App& app) {
       print_family_dims(c.family_json);
     std::printf("weights:      %s\n", stored_dtypes(dir).c_str());
     std::printf("parameters:   %lld\n", static_cast<long long>(model.n_params()));
+    if (mamba::file_exists(mamba::path_join(dir, "tokenizer.json")))
+      std::printf("tokenizer:    tokenizer.json, %lld tokens\n",
+                  static_cast<long long>(load_tokenizer(dir)->vocab_size()));
+    else if (load_tokenizer(dir))
+      std::printf("tokenizer:    byte (one token per byte; config.json \"tokenizer\")\n");
+    else
+      std::printf("tokenizer:    none (generate takes --prompt-ids, or --tokenizer FILE|byte)\n");
     std::printf("state bytes:  %lld per sequence", static_cast<long long>(fixed));
     if (per_token > 0)
       std::printf(" + %lld per token (attention KV cache)", static_cast<long long>(per_token));

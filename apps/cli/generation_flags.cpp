@@ -60,8 +60,8 @@ void add_generation_flags(CLI::App& app, GenerationFlags& f, int64_t default_n_p
 }
 
 std::unique_ptr<Tokenizer> open_tokenizer(const std::string& model_dir, const std::string& flag) {
-  if (flag == "byte") return std::make_unique<mamba::tok::ByteTokenizer>();
   std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(model_dir, flag);
+  // Checkpoints of --task text written before config.json named the tokenizer.
   if (!tokenizer && flag.empty() && !model_dir.empty() &&
       mamba::file_exists(mamba::path_join(model_dir, "trainer.json")) &&
       train::load_checkpoint_config(model_dir).task == "text")

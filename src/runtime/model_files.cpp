@@ -30,9 +30,20 @@ std::optional<std::vector<int32_t>> eos_in(const std::string& path) {
 }  // namespace
 
 std::unique_ptr<tok::Tokenizer> load_tokenizer(const std::string& model_dir, const std::string& path) {
+  if (path == "byte") return std::make_unique<tok::ByteTokenizer>();
   if (!path.empty()) return tok::Tokenizer::from_file(path);
   const std::string in_dir = path_join(model_dir, "tokenizer.json");
-  return file_exists(in_dir) ? tok::Tokenizer::from_file(in_dir) : nullptr;
+  if (file_exists(in_dir)) return tok::Tokenizer::from_file(in_dir);
+  const std::string config = path_join(model_dir, "config.json");
+  if (model_dir.empty() || !file_exists(config)) return nullptr;
+  const nlohmann::json j = nlohmann::json::parse(read_file(config), nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("tokenizer"))
+    return nullptr;  // a malformed file is Model::load's to report
+  const nlohmann::json& v = j["tokenizer"];
+  if (v != "byte")
+    throw_error(ErrorCode::parse, config, ": tokenizer: expected \"byte\", found ",
+                v.is_string() ? "'" + v.get<std::string>().substr(0, 40) + "'" : std::string(v.type_name()));
+  return std::make_unique<tok::ByteTokenizer>();
 }
 
 std::vector<int32_t> eos_token_ids(const std::string& model_dir, const tok::Tokenizer* tokenizer) {

@@ -11,7 +11,9 @@
 
 namespace mamba::runtime {
 
-// `path` if given (it must load), else DIR/tokenizer.json if present, else null.
+// `path` if given (it must load; "byte": one token per byte), else DIR/tokenizer.json if present,
+// else the byte tokenizer when DIR/config.json says "tokenizer": "byte" (byte-level models that
+// `train --task text` writes), else null.
 std::unique_ptr<tok::Tokenizer> load_tokenizer(const std::string& model_dir, const std::string& path = "");
 
 // eos_token_id (a number or a list) of DIR/generation_config.json, else of DIR/config.json, else

@@ -205,6 +205,14 @@ std::string Trainer::save_checkpoint() const {
   return write_checkpoint(
       config_.checkpoint_dir, step_, config_.keep_checkpoints, [&](const std::string& dir) {
         model_->save(dir);
+        // A byte-level model names its tokenizer in config.json, so `generate`, `chat` and `serve`
+        // take text without a tokenizer.json (runtime::load_tokenizer reads the key).
+        if (task_->name() == "text") {
+          const std::string file = path_join(dir, "config.json");
+          json model_config = json::parse(read_file(file));
+          model_config["tokenizer"] = "byte";
+          write_file_atomic(file, model_config.dump(4) + "\n");
+        }
         // Batch i is a function of (seed, i): the data position is the step.
         optimizer_->save(path_join(dir, "optimizer.safetensors"),
                          {{"format", format_tag},
