@@ -163,6 +163,9 @@ TEST_F(CliFlags, BenchFlags) {
   expect_usage_error("bench --n-layer 0", {"--n-layer", ">= 1", "'0'"});
   expect_usage_error("bench --d-model -1", {"--d-model", ">= 1", "'-1'"});
   expect_usage_error("bench --d-intermediate -1", {"--d-intermediate", ">= 0", "'-1'"});
+  expect_usage_error("bench --repeat 0", {"--repeat", "1 to 1000", "'0'"});
+  expect_usage_error("bench --repeat x", {"--repeat", "'x'"});
+  expect_usage_error("bench --generate --repeat 2", {"--repeat", "not to --generate"});
   expect_usage_error("bench --models mamba1 --seq-len 8 --json " + missing() + "/b.json",
                      {"--json", missing(), "does not exist"});
 }
@@ -184,6 +187,7 @@ TEST_F(CliFlags, ServeTrainEvalFlags) {
   expect_usage_error(train + " --d-model 0", {"--d-model", ">= 1", "'0'"});
   expect_usage_error(train + " --seed -1", {"--seed", ">= 0", "'-1'"});
   expect_usage_error(train + " --dtype bf16", {"--device cuda"});
+  expect_usage_error(train + " --plot " + *root_, {"--plot", "is a folder"});
   const std::string eval = "eval -m " + model() + " --task parity";
   expect_usage_error(eval + " --length 0", {"--length", ">= 1", "'0'"});
   expect_usage_error(eval + " --batches 0", {"--batches", ">= 1", "'0'"});

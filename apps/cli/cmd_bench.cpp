@@ -1,6 +1,7 @@
 // `mambacpp bench`: end-to-end throughput on random-weight models of realistic shape (d_model 768,
 // 24 layers): whole-sequence prefill tokens/s, batch-1 decode tokens/s, for each thread count,
 // and the peak resident memory. Each model runs in a forked child so its peak RSS is its own.
+// Every measurement is repeated (--repeat, default 3): the table gives the median and the range.
 #include <mambacpp/mambacpp.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -26,6 +27,7 @@ struct BenchArgs {
   std::vector<std::string> models = {"mamba1", "mamba2", "mamba3-siso", "mamba3-mimo", "hybrid"};
   std::vector<int> threads = {1, 2};
   int64_t seq_len = 2048, decode_tokens = 32, n_layer = 24, d_model = 768;
+  int64_t repeat = 3;  // --repeat: timed runs of each prefill and decode measurement
   std::string json_path;
   std::string device = "cpu";
   std::string dtype = "f32";              // linear-layer weights (bf16, f16: CUDA only)
@@ -193,11 +195,12 @@ ModelConfig bench_config(const std::string& name, const BenchArgs& a) {
     c.ssm_layer = MixerKind::mamba2;
     c.mamba2.d_state = 128;
     c.mamba2.head_dim = 64;
-    if (name == "hybrid") {  // attention every 6th layer, GQA 12/4 heads, rotary on 64 dims
+    if (name ==
+        "hybrid") {  // attention every 6th layer, GQA heads of 64 (12/4 at d_model 768), rotary on 64 dims
       for (int64_t i = 5; i < c.n_layer; i += 6) c.attn_layer_idx.push_back(i);
-      c.attn.num_heads = 12;
-      c.attn.num_heads_kv = 4;
-      c.attn.rotary_emb_dim = 64;
+      c.attn.num_heads = std::max<int64_t>(1, a.d_model / 64);
+      c.attn.num_heads_kv = std::max<int64_t>(1, c.attn.num_heads / 3);
+      c.attn.rotary_emb_dim = std::min<int64_t>(64, a.d_model / c.attn.num_heads / 2 * 2);
       c.attn.causal = true;
       c.d_intermediate = 0;
     }
@@ -216,6 +219,22 @@ ModelConfig bench_config(const std::string& name, const BenchArgs& a) {
   }
   mamba::io::finalize_model_config(c, "bench:" + name);
   return c;
+}
+
+// Median and range of repeated measurements.
+struct Spread {
+  double median = 0, min = 0, max = 0;
+};
+Spread spread_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  if (n == 0) return {};
+  return {n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]), v.front(), v.back()};
+}
+std::string range_text(const Spread& s, int decimals) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f-%.*f", decimals, s.min, decimals, s.max);
+  return buf;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -252,7 +271,7 @@ std::string sublayer_shares(Model& model, const ModelConfig& c, const BenchArgs&
 }
 
 // Runs one model at every thread count; returns one line per thread count:
-// "threads prefill_tok_s decode_tok_s" (tokens of the whole batch per second).
+// "threads prefill_tok_s x repeat decode_tok_s x repeat" (tokens of the whole batch per second).
 std::string run_model(const std::string& name, const BenchArgs& a) {
   const ModelConfig c = bench_config(name, a);
   const Device device = parse_device(a.device);
@@ -273,38 +292,47 @@ std::string run_model(const std::string& name, const BenchArgs& a) {
       State warm = model.new_state(batch);
       model.forward(ids.slice(1, 0, 16).contiguous(), warm, 1);
     }
-    State state = model.new_state(batch);
-    set_op_profiling(a.profile);
-    op_profile_reset();
-    auto t0 = std::chrono::steady_clock::now();
-    Tensor logits = model.forward(ids, state, /*num_last=*/1);
-    device_synchronize(device);  // device work is asynchronous: wait before reading the clock
-    const double prefill_s = seconds_since(t0);
-    const std::string prefill_profile = op_profile_report();
-    Tensor next = Tensor::full({batch}, 42.0f).to(DType::i64);
-    // On cuda (no attention) decode replays a captured graph of the step (StepGraph); its first
-    // two steps (eager warm-up, capture) run before the clock, in both modes.
-    StepGraph graph(model);
-    const bool use_graph = !a.eager && !a.profile && StepGraph::supported(model);
-    auto step = [&] { return use_graph ? graph.step(next, state) : model.step(next, state); };
-    for (int i = 0; i < 2; ++i) step();
-    device_synchronize(device);
-    op_profile_reset();
-    t0 = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < a.decode_tokens; ++i) step();
-    device_synchronize(device);
-    const double decode_s = seconds_since(t0);
-    if (a.profile)
-      std::fprintf(
-          stderr,
-          "\n%s prefill (batch %lld x %lld tokens), device time per op:\n%s\n%s decode (%lld steps), "
-          "device time per op:\n%s\n",
-          name.c_str(), static_cast<long long>(batch), static_cast<long long>(a.seq_len),
-          prefill_profile.c_str(), name.c_str(), static_cast<long long>(a.decode_tokens),
-          op_profile_report().c_str());
-    set_op_profiling(false);
-    out << threads << " " << batch * a.seq_len / prefill_s << " " << batch * a.decode_tokens / decode_s
-        << "\n";
+    // The runs alternate prefill and decode, so a slow spell of a shared machine shows as spread.
+    std::vector<double> prefill_rates, decode_rates;
+    for (int64_t run = 0; run < a.repeat; ++run) {
+      const bool profile = a.profile && run == 0;
+      State state = model.new_state(batch);
+      set_op_profiling(profile);
+      op_profile_reset();
+      auto t0 = std::chrono::steady_clock::now();
+      Tensor logits = model.forward(ids, state, /*num_last=*/1);
+      device_synchronize(device);  // device work is asynchronous: wait before reading the clock
+      const double prefill_s = seconds_since(t0);
+      const std::string prefill_profile = op_profile_report();
+      Tensor next = Tensor::full({batch}, 42.0f).to(DType::i64);
+      // On cuda (no attention) decode replays a captured graph of the step (StepGraph); its first
+      // two steps (eager warm-up, capture) run before the clock, in both modes.
+      StepGraph graph(model);
+      const bool use_graph = !a.eager && !a.profile && StepGraph::supported(model);
+      auto step = [&] { return use_graph ? graph.step(next, state) : model.step(next, state); };
+      for (int i = 0; i < 2; ++i) step();
+      device_synchronize(device);
+      op_profile_reset();
+      t0 = std::chrono::steady_clock::now();
+      for (int64_t i = 0; i < a.decode_tokens; ++i) step();
+      device_synchronize(device);
+      const double decode_s = seconds_since(t0);
+      if (profile)
+        std::fprintf(
+            stderr,
+            "\n%s prefill (batch %lld x %lld tokens), device time per op:\n%s\n%s decode (%lld steps), "
+            "device time per op:\n%s\n",
+            name.c_str(), static_cast<long long>(batch), static_cast<long long>(a.seq_len),
+            prefill_profile.c_str(), name.c_str(), static_cast<long long>(a.decode_tokens),
+            op_profile_report().c_str());
+      set_op_profiling(false);
+      prefill_rates.push_back(static_cast<double>(batch * a.seq_len) / prefill_s);
+      decode_rates.push_back(static_cast<double>(batch * a.decode_tokens) / decode_s);
+    }
+    out << threads;
+    for (double r : prefill_rates) out << " " << r;
+    for (double r : decode_rates) out << " " << r;
+    out << "\n";
   }
   if (!c.family.empty()) out << "#" << sublayer_shares(model, c, a, batch);
   return out.str();
@@ -327,6 +355,10 @@ Runner add_bench(CLI::App& app) {
   app.add_option("--d-intermediate", a->d_intermediate,
                  "gated-MLP width after each mixer (default 0: none; the hybrid model has none)")
       ->check(int_range(0));
+  CLI::Option* repeat = app.add_option("--repeat", a->repeat,
+                                       "timed runs of each measurement; the table gives median and range "
+                                       "(default 3)")
+                            ->check(int_range(1, 1000));
   app.add_option("--json", a->json_path, "also write JSON lines to this file");
   add_device_option(app, a->device, "cpu or cuda (default cpu; on cuda one row per model)");
   add_dtype_option(app, a->dtype);
@@ -338,10 +370,14 @@ Runner add_bench(CLI::App& app) {
   app.add_option("--batch", a->batches,
                  "batch sizes for --generate (default 1 8); without it, the first is the batch (default 1)")
       ->check(int_range(1));
-  return [a]() {
+  return [a, repeat]() {
     check_dtype_device(a->dtype, a->device);
     check_output_path("--json", a->json_path);
     for (const auto& name : a->models) bench_config(name, *a);  // validate names before forking
+    if (a->generate && repeat->count() > 0)
+      mamba::throw_error(ErrorCode::invalid_argument,
+                         "bench: --repeat applies to the prefill/decode table, "
+                         "not to --generate");
     if (a->generate)
       return bench_generate({a->models, a->threads, a->batches, a->decode_tokens, a->device, a->dtype,
                              [a](const std::string& name) { return bench_config(name, *a); }});
@@ -361,10 +397,19 @@ Runner add_bench(CLI::App& app) {
         a->device == "cpu" ? ""
         : a->eager         ? " (eager decode)"
                            : " (decode through a CUDA graph)");
-    std::printf("prefill = whole-sequence pass over %lld tokens; decode = %lld one-token steps after it\n\n",
-                static_cast<long long>(a->seq_len), static_cast<long long>(a->decode_tokens));
-    std::printf("| model       | params (M) | threads | prefill tok/s | decode tok/s | peak RSS (MiB) |\n");
-    std::printf("|-------------|-----------:|--------:|--------------:|-------------:|---------------:|\n");
+    std::printf(
+        "prefill = whole-sequence pass over %lld tokens; decode = %lld one-token steps after it;\n"
+        "each the median of %lld runs, with the range (min-max) of those runs\n\n",
+        static_cast<long long>(a->seq_len), static_cast<long long>(a->decode_tokens),
+        static_cast<long long>(a->repeat));
+    std::printf(
+        "| model       | params (M) | threads | prefill tok/s | prefill range   | decode tok/s | decode "
+        "range  "
+        "| peak RSS (MiB) |\n");
+    std::printf(
+        "|-------------|-----------:|--------:|--------------:|----------------:|-------------:|-------------"
+        "-:"
+        "|---------------:|\n");
     std::fflush(stdout);
     std::string json;
     for (const auto& name : a->models) {
@@ -406,17 +451,36 @@ Runner add_bench(CLI::App& app) {
       long long params = 0;
       in >> params;
       int threads;
-      double prefill, decode;
-      while (in >> threads >> prefill >> decode) {
-        std::printf("| %-11s | %10.1f | %7d | %13.1f | %12.2f | %14.0f |\n", name.c_str(), params / 1e6,
-                    threads, prefill, decode, rss_mib);
+      while (in >> threads) {
+        std::vector<double> runs(static_cast<size_t>(2 * a->repeat));
+        for (double& r : runs) in >> r;
+        if (!in) mamba::throw_error(ErrorCode::io, "bench: model '", name, "' returned a malformed result");
+        const std::vector<double> prefill_runs(runs.begin(), runs.begin() + a->repeat),
+            decode_runs(runs.begin() + a->repeat, runs.end());
+        const Spread prefill = spread_of(prefill_runs), decode = spread_of(decode_runs);
+        std::printf("| %-11s | %10.1f | %7d | %13.1f | %15s | %12.2f | %13s | %14.0f |\n", name.c_str(),
+                    static_cast<double>(params) / 1e6, threads, prefill.median,
+                    range_text(prefill, 1).c_str(), decode.median, range_text(decode, 2).c_str(), rss_mib);
         std::fflush(stdout);
-        std::ostringstream js;
-        js << "{\"model\":\"" << name << "\",\"device\":\"" << a->device << "\",\"dtype\":\"" << a->dtype
-           << "\",\"params\":" << params << ",\"threads\":" << threads << ",\"batch\":" << a->batches.front()
-           << ",\"seq_len\":" << a->seq_len << ",\"prefill_tok_s\":" << prefill
-           << ",\"decode_tok_s\":" << decode << ",\"peak_rss_mib\":" << rss_mib << "}\n";
-        json += js.str();
+        // prefill_tok_s / decode_tok_s: the medians (the fields scripts read); every run follows.
+        nlohmann::json js = {{"model", name},
+                             {"device", a->device},
+                             {"dtype", a->dtype},
+                             {"params", params},
+                             {"threads", threads},
+                             {"batch", a->batches.front()},
+                             {"seq_len", a->seq_len},
+                             {"repeat", a->repeat},
+                             {"prefill_tok_s", prefill.median},
+                             {"prefill_tok_s_min", prefill.min},
+                             {"prefill_tok_s_max", prefill.max},
+                             {"prefill_tok_s_runs", prefill_runs},
+                             {"decode_tok_s", decode.median},
+                             {"decode_tok_s_min", decode.min},
+                             {"decode_tok_s_max", decode.max},
+                             {"decode_tok_s_runs", decode_runs},
+                             {"peak_rss_mib", rss_mib}};
+        json += js.dump() + "\n";
       }
       if (!shares.empty()) {
         std::printf("|   share of time (%s, sync per sublayer): %s |\n", name.c_str(), shares.c_str());
