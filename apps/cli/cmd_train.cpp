@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <limits>
 #include <optional>
 #include <string>
@@ -15,6 +16,7 @@
 
 #include "commands.h"
 #include "flags.h"
+#include "loss_plot.h"
 
 namespace mambacpp::cli {
 
@@ -24,7 +26,7 @@ using nlohmann::json;
 
 // Every flag is optional: only the ones given change the config.
 struct TrainFlags {
-  std::string config_path, resume;
+  std::string config_path, resume, plot;
   int threads = 0;
   bool print_config = false;
   // Where the run computes (not saved in the checkpoint: give them again on --resume).
@@ -236,7 +238,25 @@ std::string eval_text(int64_t step, const train::EvalStats& e) {
   return buf;
 }
 
+// --plot: the loss curve of the log (the whole run, resumed or not), else of the steps run here.
+void write_plot(const std::string& path, const train::TrainConfig& config, const Model& model,
+                const LossCurve& here) {
+  const LossCurve curve = config.log_csv.empty() ? here : read_loss_csv(config.log_csv);
+  char title[160];
+  std::snprintf(title, sizeof title, "training loss: %s, %s x %lld, d_model %lld", config.task.c_str(),
+                mamba::io::mixer_kind_name(model.config().ssm_layer),
+                static_cast<long long>(model.config().n_layer),
+                static_cast<long long>(model.config().d_model));
+  mamba::write_file_atomic(path, loss_plot_png(curve, title));
+}
+
 int run_train(const TrainFlags& f) {
+  if (!f.plot.empty()) {  // its folder is made, as the log's and the checkpoints' are, and checked first
+    std::error_code ec;
+    const std::filesystem::path parent = std::filesystem::path(f.plot).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+    check_output_path("--plot", f.plot);
+  }
   set_num_threads(f.threads);
   const train::TrainConfig config = resolve_config(f);
   if (f.print_config) {
@@ -267,8 +287,11 @@ int run_train(const TrainFlags& f) {
   // are more: it pays the one-time costs (cuBLAS handles, the allocator's first blocks).
   int64_t step_tokens = 0, timed_steps = 0;
   double step_seconds = 0;
+  LossCurve curve;
   const int64_t first_timed = trainer.steps_done() + (config.steps - trainer.steps_done() > 1 ? 2 : 1);
   callbacks.on_step = [&](const train::StepStats& s) {
+    curve.steps.push_back(static_cast<double>(s.step));
+    curve.loss.push_back(s.loss);
     if (s.step >= first_timed) {
       step_tokens += s.tokens;
       step_seconds += s.seconds;
@@ -284,6 +307,7 @@ int run_train(const TrainFlags& f) {
   const auto start = std::chrono::steady_clock::now();
   trainer.run(callbacks);
   progress.finish();
+  if (!f.plot.empty()) write_plot(f.plot, config, model, curve);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (last_eval.answers == 0) {
     std::printf("nothing to do: the run is at step %lld of %lld (raise --steps to continue)\n",
@@ -311,6 +335,7 @@ Runner add_train(CLI::App& app) {
   app.add_option("-c,--config", f->config_path, "training config (JSON); flags override its fields");
   app.add_option("--resume", f->resume, "continue from a checkpoint (ROOT or ROOT/step_N) with its config");
   add_threads_option(app, f->threads);
+  app.add_option("--plot", f->plot, "write the training-loss curve to this PNG at the end");
   app.add_flag("--print-config", f->print_config, "print the resolved config as JSON and exit");
   add_device_option(app, f->device, "cpu or cuda (default cpu; not saved: repeat it on --resume)");
   app.add_option(
