@@ -16,11 +16,33 @@
 namespace mamba {
 
 std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw_error(ErrorCode::io, path, ": cannot open (", std::strerror(errno), ")");
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
+  // O_NONBLOCK: a FIFO would otherwise block the open until a writer appears; only regular files
+  // are read (a FIFO, device or directory named as a config or tokenizer is an error).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) throw_error(ErrorCode::io, path, ": cannot open (", std::strerror(errno), ")");
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw_error(ErrorCode::io, path, ": not a regular file");
+  }
+  std::string out;
+  out.resize(static_cast<size_t>(st.st_size));
+  size_t got = 0;
+  while (true) {
+    if (got == out.size()) out.resize(out.size() + 4096);  // the file grew since fstat
+    const ssize_t n = ::read(fd, out.data() + got, out.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      throw_error(ErrorCode::io, path, ": read failed (", std::strerror(err), ")");
+    }
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  out.resize(got);
+  return out;
 }
 
 void write_file_atomic(const std::string& path, const void* data, size_t bytes) {

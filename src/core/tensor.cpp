@@ -6,6 +6,7 @@
 #include <map>
 #include <sstream>
 
+#include "core/checked.h"
 #include "core/error.h"
 
 namespace mamba {
@@ -121,8 +122,11 @@ std::shared_ptr<Buffer> Buffer::allocate(size_t bytes, Device device) {
   buf->bytes_ = bytes;
   buf->device_ = device;
   buf->owned_ = true;
+  if (bytes > (size_t{1} << 62))
+    throw_error(ErrorCode::out_of_range, "tensor allocation of ", bytes, " bytes");
   const size_t padded = ((bytes + 63) / 64) * 64 + 64;
   if (device == Device::cpu) {
+    check_allocation(bytes, "tensor allocation");
     buf->data_ = std::aligned_alloc(64, padded);
     if (!buf->data_) throw_error(ErrorCode::io, "out of memory allocating ", bytes, " bytes");
   } else {
@@ -153,7 +157,9 @@ Buffer::~Buffer() {
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   for (int64_t s : shape) MAMBA_CHECK(s >= 0, "negative dimension in " << shape_str(shape));
   Tensor t;
-  t.buffer_ = Buffer::allocate(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype), device);
+  const uint64_t bytes = checked_mul(static_cast<uint64_t>(shape_numel(shape)),
+                                     static_cast<uint64_t>(dtype_size(dtype)), "tensor bytes");
+  t.buffer_ = Buffer::allocate(static_cast<size_t>(bytes), device);
   t.dtype_ = dtype;
   t.shape_ = shape;
   t.strides_ = contiguous_strides(shape);

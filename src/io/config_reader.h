@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/json_guard.h"
 
 namespace mamba::io {
 
@@ -21,7 +22,7 @@ struct Reader {
 
   [[noreturn]] void type_error(const std::string& key, const char* expected, const json& v) const {
     throw_error(ErrorCode::parse, where(key), " expected ", expected, ", found ", v.type_name(), " ",
-                v.dump());
+                json_excerpt(v));
   }
 
   bool has(const std::string& key) const { return j.contains(key) && !j.at(key).is_null(); }

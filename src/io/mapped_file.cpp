@@ -27,7 +27,9 @@ struct MappedFile {
 }  // namespace
 
 std::shared_ptr<Buffer> map_file(const std::string& path, size_t min_size, const std::string& too_short) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever; the
+  // fstat below then refuses anything that is not a regular file.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw_error(ErrorCode::io, path, ": cannot open (", std::strerror(errno), ")");
   struct stat st;
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -2,9 +2,13 @@
 #include "io/model_config.h"
 
 #include <cmath>
+#include <limits>
+#include <utility>
 
+#include "core/checked.h"
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_guard.h"
 #include "io/config_reader.h"
 
 namespace mamba::io {
@@ -46,6 +50,21 @@ std::string quote_nonfinite(const std::string& text) {
 
 void require_positive(const std::string& source, const char* name, int64_t v) {
   if (v <= 0) throw_error(ErrorCode::parse, source, ": ", name, " must be positive, found ", v);
+}
+
+// Upper bounds far above any real model, checked before anything derived from them is computed or
+// allocated: products of a few of them stay far below 2^63, and a hostile config (2^31 layers,
+// expand = 1e308) fails here with the field's name instead of overflowing or exhausting memory.
+constexpr int64_t kMaxDim = int64_t{1} << 20, kMaxLayers = int64_t{1} << 16, kMaxVocab = int64_t{1} << 28;
+
+void require_at_most(const std::string& source, const char* name, int64_t v, int64_t max) {
+  if (v > max) throw_error(ErrorCode::parse, source, ": ", name, " is ", v, ", above the limit of ", max);
+}
+
+// expand · d_model as an integer width (d_inner), refusing NaN, infinities and absurd sizes.
+int64_t expanded(double expand, int64_t d_model, const std::string& source) {
+  return checked_to_int64(expand * static_cast<double>(d_model), std::numeric_limits<int64_t>::min() / 2,
+                          kMaxDim * 4, source + ": expand * d_model");
 }
 
 [[noreturn]] void inconsistent(const std::string& source, const std::string& what) {
@@ -207,8 +226,9 @@ ModelConfig parse_hf(const Reader& r, const std::string& model_type) {
       m.bcdt_norm = Mamba1Config::BcdtNorm::weightless;
       m.bcdt_norm_eps = r.number("mixer_rms_eps", 1e-6);
     }
-    const int64_t inter = r.integer("intermediate_size", static_cast<int64_t>(expand * c.d_model));
-    if (inter != static_cast<int64_t>(expand * c.d_model))
+    const int64_t inner = expanded(expand, c.d_model, r.source);
+    const int64_t inter = r.integer("intermediate_size", inner);
+    if (inter != inner)
       inconsistent(r.source, "intermediate_size " + std::to_string(inter) + " != expand * hidden_size");
   } else {
     c.ssm_layer = MixerKind::mamba2;
@@ -233,10 +253,13 @@ ModelConfig parse_hf(const Reader& r, const std::string& model_type) {
       m.dt_limit_hi = r.to_number("time_step_limit", v[1]);
     }
     const int64_t heads = r.integer("num_heads", 0);
-    if (heads > 0 && heads * m.head_dim != static_cast<int64_t>(expand * c.d_model))
+    const int64_t inner = expanded(expand, c.d_model, r.source);
+    require_at_most(r.source, "num_heads", heads, kMaxDim);
+    require_at_most(r.source, "head_dim", m.head_dim, kMaxDim);
+    if (heads > 0 && m.head_dim >= 0 && heads * m.head_dim != inner)
       inconsistent(r.source, "num_heads " + std::to_string(heads) + " * head_dim " +
                                  std::to_string(m.head_dim) + " != expand * hidden_size " +
-                                 std::to_string(static_cast<int64_t>(expand * c.d_model)));
+                                 std::to_string(inner));
   }
   return c;
 }
@@ -277,6 +300,35 @@ void finalize_model_config(ModelConfig& c, const std::string& src) {
   require_positive(src, "n_layer", c.n_layer);
   require_positive(src, "vocab_size", c.vocab_size);
   require_positive(src, "pad_vocab_size_multiple", c.pad_vocab_size_multiple);
+  require_at_most(src, "d_model", c.d_model, kMaxDim);
+  require_at_most(src, "n_layer", c.n_layer, kMaxLayers);
+  require_at_most(src, "vocab_size", c.vocab_size, kMaxVocab);
+  require_at_most(src, "pad_vocab_size_multiple", c.pad_vocab_size_multiple, kMaxDim);
+  require_at_most(src, "d_intermediate", c.d_intermediate, kMaxDim * 16);
+  for (const auto& [name, v] : {std::pair<const char*, int64_t>{"ssm_cfg.d_state", c.mamba1.d_state},
+                                {"ssm_cfg.d_conv", c.mamba1.d_conv},
+                                {"ssm_cfg.dt_rank", c.mamba1.dt_rank},
+                                {"ssm_cfg.d_state", c.mamba2.d_state},
+                                {"ssm_cfg.d_conv", c.mamba2.d_conv},
+                                {"ssm_cfg.headdim", c.mamba2.head_dim},
+                                {"ssm_cfg.d_ssm", c.mamba2.d_ssm},
+                                {"ssm_cfg.ngroups", c.mamba2.n_groups},
+                                {"ssm_cfg.chunk_size", c.mamba2.chunk_size},
+                                {"ssm_cfg.d_state", c.mamba3.d_state},
+                                {"ssm_cfg.headdim", c.mamba3.head_dim},
+                                {"ssm_cfg.ngroups", c.mamba3.n_groups},
+                                {"ssm_cfg.mimo_rank", c.mamba3.mimo_rank},
+                                {"ssm_cfg.chunk_size", c.mamba3.chunk_size},
+                                {"attn_cfg.num_heads", c.attn.num_heads},
+                                {"attn_cfg.num_heads_kv", c.attn.num_heads_kv},
+                                {"attn_cfg.head_dim", c.attn.head_dim},
+                                {"attn_cfg.mlp_dim", c.attn.mlp_dim},
+                                {"attn_cfg.d_conv", c.attn.d_conv},
+                                {"attn_cfg.rotary_emb_dim", c.attn.rotary_emb_dim}})
+    require_at_most(src, name, v, kMaxDim);
+  if (c.attn.mlp_dim < 0 || c.attn.head_dim < 0 || c.attn.d_conv < 0 || c.attn.rotary_emb_dim < 0)
+    throw_error(ErrorCode::parse, src, ": attn_cfg sizes must not be negative");
+  if (c.mamba1.dt_rank < 0) throw_error(ErrorCode::parse, src, ": ssm_cfg.dt_rank must not be negative");
   const int64_t m = c.pad_vocab_size_multiple;
   c.vocab_padded = (c.vocab_size + m - 1) / m * m;
   c.mlp_hidden = c.d_intermediate > 0 ? (c.d_intermediate + 127) / 128 * 128 : 0;
@@ -287,7 +339,7 @@ void finalize_model_config(ModelConfig& c, const std::string& src) {
   const bool has_ssm = static_cast<int64_t>(c.attn_layer_idx.size()) < c.n_layer;
   if (has_ssm && c.ssm_layer == MixerKind::mamba1) {
     Mamba1Config& m1 = c.mamba1;
-    m1.d_inner = static_cast<int64_t>(m1.expand * static_cast<double>(c.d_model));
+    m1.d_inner = expanded(m1.expand, c.d_model, src);
     if (m1.dt_rank == 0) m1.dt_rank = (c.d_model + 15) / 16;
     require_positive(src, "d_state", m1.d_state);
     require_positive(src, "d_conv", m1.d_conv);
@@ -295,7 +347,7 @@ void finalize_model_config(ModelConfig& c, const std::string& src) {
   }
   if (has_ssm && c.ssm_layer == MixerKind::mamba2) {
     Mamba2Config& m2 = c.mamba2;
-    m2.d_inner = static_cast<int64_t>(m2.expand * static_cast<double>(c.d_model));
+    m2.d_inner = expanded(m2.expand, c.d_model, src);
     if (m2.d_ssm < 0) m2.d_ssm = m2.d_inner;
     require_positive(src, "d_state", m2.d_state);
     require_positive(src, "headdim", m2.head_dim);
@@ -317,7 +369,7 @@ void finalize_model_config(ModelConfig& c, const std::string& src) {
   }
   if (has_ssm && c.ssm_layer == MixerKind::mamba3) {
     Mamba3Config& m3 = c.mamba3;
-    m3.d_inner = static_cast<int64_t>(m3.expand * static_cast<double>(c.d_model));
+    m3.d_inner = expanded(m3.expand, c.d_model, src);
     require_positive(src, "d_state", m3.d_state);
     require_positive(src, "headdim", m3.head_dim);
     require_positive(src, "ngroups", m3.n_groups);
@@ -393,10 +445,11 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
 ModelConfig load_model_config(const std::string& model_dir) {
   const std::string path = path_join(model_dir, "config.json");
   const std::string text = read_file(path);
+  check_json_depth(text, path);
   json j;
   try {
     j = json::parse(quote_nonfinite(text));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw_error(ErrorCode::parse, path, ": not valid JSON (", e.what(), ")");
   }
   return parse_model_config(j, path);

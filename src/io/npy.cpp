@@ -76,7 +76,7 @@ public:
 private:
   [[noreturn]] void error(const std::string& what) const {
     std::string shown;  // the header on one line, control characters replaced
-    for (char c : text_.substr(0, 200)) shown += std::isprint(static_cast<unsigned char>(c)) ? c : ' ';
+    for (char c : text_.substr(0, 60)) shown += std::isprint(static_cast<unsigned char>(c)) ? c : ' ';
     while (!shown.empty() && shown.back() == ' ') shown.pop_back();
     fail(ErrorCode::parse, file_, "cannot parse the header dict at character ", pos_, " (", what,
          "): ", shown);

@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_guard.h"
 #include "core/parallel.h"
 #include "io/mapped_file.h"
 #include "io/torch_pickle.h"
@@ -114,10 +115,10 @@ TensorInfo parse_entry(const std::string& file, const std::string& name, const j
   for (const json& d : shape) {
     uint64_t n = 0;
     if (!as_size(d, n) || n > (uint64_t{1} << 62))
-      fail(ErrorCode::parse, file, "tensor '", name, "' shape ", shape.dump(),
+      fail(ErrorCode::parse, file, "tensor '", name, "' shape ", json_excerpt(shape),
            " must hold non-negative integers");
     if (__builtin_mul_overflow(numel, n, &numel) || numel > (uint64_t{1} << 62))
-      fail(ErrorCode::parse, file, "tensor '", name, "' shape ", shape.dump(), " is too large");
+      fail(ErrorCode::parse, file, "tensor '", name, "' shape of ", shape.size(), " dimensions is too large");
     info.shape.push_back(static_cast<int64_t>(n));
   }
 
@@ -125,7 +126,7 @@ TensorInfo parse_entry(const std::string& file, const std::string& name, const j
   uint64_t begin = 0, end = 0;
   if (!offsets.is_array() || offsets.size() != 2 || !as_size(offsets[0], begin) ||
       !as_size(offsets[1], end) || begin > end)
-    fail(ErrorCode::parse, file, "tensor '", name, "' data_offsets ", offsets.dump(),
+    fail(ErrorCode::parse, file, "tensor '", name, "' data_offsets ", json_excerpt(offsets),
          ", expected [begin, end] with 0 <= begin <= end");
   if (end > data_size)
     fail(ErrorCode::parse, file, "tensor '", name, "' bytes [", begin, ", ", end,
@@ -154,10 +155,11 @@ std::map<std::string, TensorInfo> parse_header(const std::string& file, const Bu
     fail(ErrorCode::parse, file, "header length ", header_len, " runs past the end of the file (", size,
          " bytes)");
 
+  check_json_depth(std::string_view(reinterpret_cast<const char*>(bytes) + 8, header_len), file);
   json header;
   try {
     header = json::parse(bytes + 8, bytes + 8 + header_len);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     fail(ErrorCode::parse, file, "header is not valid JSON (", json_error(e), ")");
   }
   if (!header.is_object())
@@ -213,8 +215,10 @@ std::string parent_dir(const std::string& path) {
 std::map<std::string, std::string> read_weight_map(const std::string& index_path) {
   json index;
   try {
-    index = json::parse(read_file(index_path));
-  } catch (const json::parse_error& e) {
+    const std::string text = read_file(index_path);
+    check_json_depth(text, index_path);
+    index = json::parse(text);
+  } catch (const json::exception& e) {
     fail(ErrorCode::parse, index_path, "not valid JSON (", json_error(e), ")");
   }
   if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
@@ -223,7 +227,7 @@ std::map<std::string, std::string> read_weight_map(const std::string& index_path
   std::map<std::string, std::string> weight_map;
   for (const auto& [name, shard] : index["weight_map"].items()) {
     if (!shard.is_string() || shard.get<std::string>().empty())
-      fail(ErrorCode::parse, index_path, "weight_map '", name, "' is ", shard.dump(),
+      fail(ErrorCode::parse, index_path, "weight_map '", name, "' is ", json_excerpt(shard),
            ", expected a file name");
     weight_map.emplace(name, path_join(dir, shard.get<std::string>()));
   }

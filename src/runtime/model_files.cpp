@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_guard.h"
 
 namespace mamba::runtime {
 namespace {
@@ -13,7 +14,9 @@ namespace {
 // eos_token_id of a JSON file as a list of ids; nullopt when the file or the field is absent.
 std::optional<std::vector<int32_t>> eos_in(const std::string& path) {
   if (!file_exists(path)) return std::nullopt;
-  const nlohmann::json j = nlohmann::json::parse(read_file(path), nullptr, /*allow_exceptions=*/false);
+  const std::string text = read_file(path);
+  check_json_depth(text, path);
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) throw_error(ErrorCode::parse, path, ": not valid JSON");
   if (!j.is_object() || !j.contains("eos_token_id") || j["eos_token_id"].is_null()) return std::nullopt;
   const nlohmann::json& v = j["eos_token_id"];
@@ -21,7 +24,7 @@ std::optional<std::vector<int32_t>> eos_in(const std::string& path) {
   for (const nlohmann::json& id : v.is_array() ? v : nlohmann::json::array({v})) {
     if (!id.is_number_integer())
       throw_error(ErrorCode::parse, path, ": eos_token_id: expected an integer or a list of integers, found ",
-                  v.dump());
+                  json_excerpt(v));
     ids.push_back(id.get<int32_t>());
   }
   return ids;

@@ -4,8 +4,10 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <sstream>
 
 #include "core/error.h"
+#include "core/json_guard.h"
 
 #if MAMBACPP_HAVE_CHAT_TEMPLATE
 #include "template/chat_template.h"
@@ -27,7 +29,10 @@ std::string special_token(const nlohmann::json& config, const char* name) {
 nlohmann::json tokenizer_config(const std::string& dir) {
   std::ifstream in(std::filesystem::path(dir) / "tokenizer_config.json");
   if (!in) return nlohmann::json::object();
-  nlohmann::json config = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  std::ostringstream text;
+  text << in.rdbuf();
+  check_json_depth(text.str(), (std::filesystem::path(dir) / "tokenizer_config.json").string());
+  nlohmann::json config = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
   return config.is_object() ? config : nlohmann::json::object();
 }
 

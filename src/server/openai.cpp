@@ -6,6 +6,8 @@
 #include <cmath>
 #include <limits>
 
+#include "core/json_guard.h"
+
 namespace mamba::server {
 namespace {
 
@@ -24,8 +26,8 @@ std::optional<double> number_field(const json& body, const char* name, double lo
   if (!v->is_number()) bad_field(name, "expected a number, found " + std::string(v->type_name()));
   const double x = v->get<double>();
   if (!(x >= lo && x <= hi))
-    bad_field(name,
-              "expected a number in [" + json(lo).dump() + ", " + json(hi).dump() + "], found " + v->dump());
+    bad_field(name, "expected a number in [" + json(lo).dump() + ", " + json(hi).dump() + "], found " +
+                        json_excerpt(*v));
   return x;
 }
 
@@ -33,18 +35,18 @@ std::optional<int64_t> integer_field(const json& body, const char* name, int64_t
   const json* v = field(body, name);
   if (!v) return std::nullopt;
   if (!v->is_number_integer() && !(v->is_number_float() && std::floor(v->get<double>()) == v->get<double>()))
-    bad_field(name, "expected an integer, found " + v->dump());
+    bad_field(name, "expected an integer, found " + json_excerpt(*v));
   const double x = v->get<double>();
   if (!(x >= static_cast<double>(lo) && x <= static_cast<double>(hi)))
     bad_field(name, "expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                        "], found " + v->dump());
+                        "], found " + json_excerpt(*v));
   return v->is_number_integer() ? v->get<int64_t>() : static_cast<int64_t>(x);
 }
 
 std::optional<bool> bool_field(const json& body, const char* name) {
   const json* v = field(body, name);
   if (!v) return std::nullopt;
-  if (!v->is_boolean()) bad_field(name, "expected a boolean, found " + v->dump());
+  if (!v->is_boolean()) bad_field(name, "expected a boolean, found " + json_excerpt(*v));
   return v->get<bool>();
 }
 
@@ -88,7 +90,7 @@ std::vector<int32_t> token_ids(const json& array, const char* name) {
   for (const json& t : array) {
     if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
         t.get<int64_t>() > std::numeric_limits<int32_t>::max())
-      bad_field(name, "expected a string or an array of token ids, found " + t.dump());
+      bad_field(name, "expected a string or an array of token ids, found " + json_excerpt(t));
     ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
   }
   return ids;
@@ -107,6 +109,19 @@ json error_body(const std::string& message, const std::string& type, const std::
 
 json error_body(const RequestError& e) {
   return error_body(e.what(), e.type, e.param, e.code);
+}
+
+CompletionRequest parse_request_body(const std::string& body, Endpoint endpoint) {
+  if (json_nesting_depth(body) > kMaxJsonDepth)
+    throw RequestError(400,
+                       "the request body is nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  const json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded())
+    throw RequestError(
+        400,
+        "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+        "using your HTTP library correctly. The OpenAI API expects a JSON payload.)");
+  return parse_completion_request(parsed, endpoint);
 }
 
 CompletionRequest parse_completion_request(const json& body, Endpoint endpoint) {
@@ -179,7 +194,7 @@ CompletionRequest parse_completion_request(const json& body, Endpoint endpoint) 
     } else if (stop->is_array()) {
       for (const json& s_ : *stop) {
         if (!s_.is_string())
-          bad_field("stop", "expected a string or an array of strings, found " + s_.dump());
+          bad_field("stop", "expected a string or an array of strings, found " + json_excerpt(s_));
         r.stop.push_back(s_.get<std::string>());
       }
     } else {

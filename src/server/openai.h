@@ -51,6 +51,9 @@ struct CompletionRequest {
 
 // Throws RequestError (400) naming the field for a wrong type or value.
 CompletionRequest parse_completion_request(const json& body, Endpoint endpoint);
+// The raw HTTP body -> a validated request: nesting depth checked before parsing (nlohmann
+// recurses per level), then JSON, then parse_completion_request. RequestError (400) otherwise.
+CompletionRequest parse_request_body(const std::string& body, Endpoint endpoint);
 
 // Response pieces. `id`, `created` and `model` repeat in every chunk of one stream.
 struct ResponseHeader {

@@ -270,13 +270,7 @@ struct Server::Impl {
     CompletionRequest r;
     try {
       if (draining) throw RequestError(503, "The server is shutting down", "server_error");
-      const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-      if (body.is_discarded())
-        throw RequestError(
-            400,
-            "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
-            "using your HTTP library correctly. The OpenAI API expects a JSON payload.)");
-      r = parse_completion_request(body, endpoint);
+      r = parse_request_body(req.body, endpoint);
       if (!r.model.empty() && r.model != options.model_name)
         throw RequestError(404, "The model '" + r.model + "' does not exist", "invalid_request_error",
                            "model", "model_not_found");

@@ -25,7 +25,7 @@ std::vector<Value> bind(const std::string& fn, CallArgs& args, std::initializer_
     throw TemplateError(fn + "() takes at most " + std::to_string(out.size()) + " argument(s)");
   for (size_t k = 0; k < args.pos.size(); ++k) out[k] = args.pos[k];
   for (const auto& [key, v] : args.kw) {
-    auto it = std::find_if(names.begin(), names.end(), [&](const char* n) { return key == n; });
+    auto it = std::find_if(names.begin(), names.end(), [&k = key](const char* n) { return k == n; });
     if (it == names.end()) throw TemplateError(fn + "() got an unexpected keyword argument '" + key + "'");
     out[it - names.begin()] = v;
   }

@@ -3,6 +3,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_guard.h"
 #include "template/interp.h"
 #include "template/parser.h"
 
@@ -70,7 +71,9 @@ std::optional<ChatTemplate> ChatTemplate::from_model_dir(const std::string& dir)
   if (file_exists(config_path)) {
     nlohmann::json config;
     try {
-      config = nlohmann::json::parse(read_file(config_path));
+      const std::string text = read_file(config_path);
+      check_json_depth(text, config_path);
+      config = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
       throw_error(ErrorCode::parse, config_path, ": ", e.what());
     }

@@ -233,8 +233,8 @@ private:
     }
     Value kwargs = Value::make_dict();
     for (const auto& [key, v] : args.kw) {
-      auto it =
-          std::find_if(n.params.begin(), n.params.end(), [&](const MacroParam& p) { return p.name == key; });
+      auto it = std::find_if(n.params.begin(), n.params.end(),
+                             [&k = key](const MacroParam& p) { return p.name == k; });
       if (it == n.params.end()) {
         kwargs.dict->set(key, v);
         continue;

@@ -62,7 +62,8 @@ std::pair<std::string, std::string> parse_merge(const json& entry, const JsonPla
   if (entry.is_array() && entry.size() == 2 && entry[0].is_string() && entry[1].is_string()) {
     return {entry[0].get<std::string>(), entry[1].get<std::string>()};
   }
-  place.fail(ErrorCode::parse, "expected \"left right\" or [\"left\", \"right\"], found ", entry.dump());
+  place.fail(ErrorCode::parse, "expected \"left right\" or [\"left\", \"right\"], found ",
+             json_excerpt(entry));
 }
 
 }  // namespace
@@ -91,12 +92,14 @@ void BpeTokenizer::load_model(const json& model, const JsonPlace& place) {
   require_object(model, place);
   if (const json* dropout = find_field(model, "dropout");
       dropout && !(dropout->is_number() && dropout->get<double>() == 0.0)) {
-    (place / "dropout").fail(ErrorCode::unsupported, "BPE dropout is not supported, found ", dropout->dump());
+    (place / "dropout")
+        .fail(ErrorCode::unsupported, "BPE dropout is not supported, found ", json_excerpt(*dropout));
   }
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     const json* affix = find_field(model, key);
     if (affix && !(affix->is_string() && affix->get<std::string>().empty())) {
-      (place / key).fail(ErrorCode::unsupported, "expected null for byte-level BPE, found ", affix->dump());
+      (place / key)
+          .fail(ErrorCode::unsupported, "expected null for byte-level BPE, found ", json_excerpt(*affix));
     }
   }
   byte_fallback_ = get_bool(model, "byte_fallback", false, place);

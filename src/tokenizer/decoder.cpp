@@ -51,7 +51,7 @@ size_t get_count(const json& obj, const char* key, const JsonPlace& place) {
   const json* value = find_field(obj, key);
   if (!value) return 0;
   if (!value->is_number_unsigned()) {
-    (place / key).fail(ErrorCode::parse, "expected an integer >= 0, found ", value->dump());
+    (place / key).fail(ErrorCode::parse, "expected an integer >= 0, found ", json_excerpt(*value));
   }
   return value->get<size_t>();
 }
@@ -104,7 +104,7 @@ void Decoder::add_stages(const json& value, const JsonPlace& place) {
       if (stage.pattern.empty()) (pattern_place / "String").fail(ErrorCode::unsupported, "empty pattern");
     } else {
       pattern_place.fail(ErrorCode::parse, "expected {\"Regex\": ...} or {\"String\": ...}, found ",
-                         pattern.dump());
+                         json_excerpt(pattern));
     }
     stage.content = get_string(require_field(value, "content", place), place / "content");
   } else if (type == "ByteFallback") {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/json_guard.h"
 
 namespace mamba::tok {
 
@@ -55,7 +56,7 @@ inline bool get_bool(const json& obj, const char* key, bool fallback, const Json
 
 inline int32_t get_id(const json& value, const JsonPlace& place) {
   if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<int64_t>() > INT32_MAX) {
-    place.fail(ErrorCode::parse, "expected a token id (integer >= 0), found ", value.dump());
+    place.fail(ErrorCode::parse, "expected a token id (integer >= 0), found ", json_excerpt(value));
   }
   return static_cast<int32_t>(value.get<int64_t>());
 }

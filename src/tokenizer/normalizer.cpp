@@ -64,7 +64,7 @@ void Normalizer::add_steps(const json& value, const JsonPlace& place) {
       if (step.text.empty()) (pattern_place / "String").fail(ErrorCode::unsupported, "empty pattern");
     } else {
       pattern_place.fail(ErrorCode::parse, "expected {\"Regex\": ...} or {\"String\": ...}, found ",
-                         pattern.dump());
+                         json_excerpt(pattern));
     }
     step.content = get_string(require_field(value, "content", place), place / "content");
   } else if (type == "Strip") {

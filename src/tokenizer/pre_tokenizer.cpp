@@ -194,7 +194,7 @@ void PreTokenizer::add_steps(const json& value, const JsonPlace& place) {
       step.literal = get_string(*literal, pattern_place / "String");
     } else {
       pattern_place.fail(ErrorCode::parse, "expected {\"Regex\": ...} or {\"String\": ...}, found ",
-                         pattern.dump());
+                         json_excerpt(pattern));
     }
     step.behavior = parse_behavior(require_field(value, "behavior", place), place / "behavior");
     step.invert = get_bool(value, "invert", false, place);

@@ -3,6 +3,7 @@
 #include "tokenizer/tokenizer.h"
 
 #include "core/file_util.h"
+#include "core/json_guard.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/utf8.h"
 
@@ -22,10 +23,11 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
 
 std::unique_ptr<Tokenizer> Tokenizer::from_file(const std::string& path) {
   const std::string text = read_file(path);
+  check_json_depth(text, path);
   json root;
   try {
     root = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw_error(ErrorCode::parse, path, ": not valid JSON (", e.what(), ")");
   }
   if (!root.is_object()) {

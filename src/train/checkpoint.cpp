@@ -26,6 +26,17 @@ bool is_step_name(const std::string& name) {
          std::all_of(name.begin() + 5, name.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
+// Removes a folder so that a kill midway never leaves a partial step_N: it is first renamed out of
+// the step_* names (one atomic rename), then deleted; the next write_checkpoint sweeps leftovers.
+void discard(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return;
+  const fs::path doomed = dir.string() + ".old";
+  fs::remove_all(doomed, ec);
+  fs::rename(dir, doomed, ec);
+  fs::remove_all(ec ? dir : doomed);
+}
+
 // Removes all but the newest `keep` step_* folders (names sort by step), never `current`.
 void prune(const std::string& root, int64_t keep, const std::string& current) {
   std::vector<std::string> names;
@@ -35,7 +46,15 @@ void prune(const std::string& root, int64_t keep, const std::string& current) {
   std::sort(names.begin(), names.end());
   const int64_t n = static_cast<int64_t>(names.size());
   for (int64_t i = 0; i + keep < n; ++i)
-    if (names[i] != current) fs::remove_all(fs::path(root) / names[i]);
+    if (names[i] != current) discard(fs::path(root) / names[i]);
+  // Folders a killed run left half-deleted (*.old) or half-written (*.tmp, not the one in use).
+  std::vector<fs::path> leftovers;
+  for (const auto& entry : fs::directory_iterator(root)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.is_directory() && name.starts_with("step_") && name.ends_with(".old"))
+      leftovers.push_back(entry.path());
+  }
+  for (const fs::path& dir : leftovers) fs::remove_all(dir);
 }
 
 }  // namespace
@@ -56,7 +75,7 @@ std::string write_checkpoint(const std::string& root, int64_t step, int64_t keep
   fs::remove_all(tmp_dir);
   fs::create_directories(tmp_dir);
   write(tmp_dir.string());
-  fs::remove_all(final_dir);
+  discard(final_dir);
   fs::rename(tmp_dir, final_dir, ec);
   if (ec)
     throw_error(ErrorCode::io, final_dir.string(), ": cannot move the checkpoint into place: ", ec.message());

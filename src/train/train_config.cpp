@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_guard.h"
 
 namespace mamba::train {
 
@@ -23,7 +24,7 @@ struct Fields {
   std::string where(const std::string& key) const { return source + ": field '" + prefix + key + "'"; }
   [[noreturn]] void bad(const std::string& key, const char* expected) const {
     throw_error(ErrorCode::invalid_argument, where(key), " expected ", expected, ", found ",
-                j.at(key).dump());
+                json_excerpt(j.at(key)));
   }
   const json* find(const std::string& key) {
     used.insert(key);
@@ -158,10 +159,11 @@ void validate(const TrainConfig& c, const std::string& source) {
 
 TrainConfig load_train_config(const std::string& path) {
   const std::string text = read_file(path);
+  check_json_depth(text, path);
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw_error(ErrorCode::parse, path, ": malformed JSON: ", e.what());
   }
   return parse_train_config(j, path);
@@ -212,7 +214,7 @@ io::ModelConfig model_config_for(const TrainConfig& c, const Task& task) {
   const std::string source = "training config field 'model'";
   if (m.contains("vocab_size")) {
     if (!m.at("vocab_size").is_number_integer() || m.at("vocab_size").get<int64_t>() < task.vocab_size())
-      throw_error(ErrorCode::invalid_argument, source, ": vocab_size ", m.at("vocab_size").dump(),
+      throw_error(ErrorCode::invalid_argument, source, ": vocab_size ", json_excerpt(m.at("vocab_size")),
                   " is smaller than the ", task.name(), " vocabulary (", task.vocab_size(), ")");
   } else {
     m["vocab_size"] = task.vocab_size();

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_guard.h"
 #include "ops/cross_entropy/cross_entropy.h"
 #include "ops/device.h"
 #include "train/checkpoint.h"
@@ -284,8 +285,10 @@ TrainConfig load_checkpoint_config(const std::string& checkpoint) {
   const std::string file = path_join(resolve_checkpoint(checkpoint), "trainer.json");
   json j;
   try {
-    j = json::parse(read_file(file));
-  } catch (const json::parse_error& e) {
+    const std::string text = read_file(file);
+    check_json_depth(text, file);
+    j = json::parse(text);
+  } catch (const json::exception& e) {
     throw_error(ErrorCode::parse, file, ": malformed JSON: ", e.what());
   }
   if (!j.is_object() || !j.contains("config"))

@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Writes the small hand-made seed corpora of fuzz/seeds/<surface>/ (committed; rerun to refresh).
+
+The fuzzers also start from the fixtures (scripts/fuzz.sh copies them), but those are large (a
+tokenizer.json is 100-190 KB); these seeds are small versions of every structure, so that mutations
+stay within a modest -max_len. State seeds come from `mambacpp_fuzz_replay --write-state-seeds`.
+Usage: fuzz/make_seeds.py FIXTURES_DIR   (e.g. ../shared/fixtures)
+"""
+import json
+import os
+import struct
+import sys
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+FIX = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "..", "..", "shared", "fixtures")
+
+
+def out(surface, name, data):
+    d = os.path.join(ROOT, "seeds", surface)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+
+
+# safetensors: header length, JSON header, data.
+def safetensors(tensors, metadata=None):
+    header, data = {}, b""
+    if metadata:
+        header["__metadata__"] = metadata
+    for name, dtype, shape, raw in tensors:
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    return struct.pack("<Q", len(h)) + h + data
+
+
+f32 = lambda *v: struct.pack("<%df" % len(v), *v)
+out("safetensors", "two_f32", safetensors([("a", "F32", [2, 2], f32(1, 2, 3, 4)), ("b", "F32", [1], f32(5))]))
+out("safetensors", "mixed", safetensors([("w", "BF16", [3], b"\x80\x3f" * 3), ("h", "F16", [2], b"\x00\x3c" * 2),
+                                          ("i", "I64", [2], struct.pack("<2q", 1, -1)),
+                                          ("n", "I32", [1, 1], struct.pack("<i", 7)), ("u", "U8", [4], b"abcd"),
+                                          ("d", "F64", [1], struct.pack("<d", 1.5)),
+                                          ("e", "F32", [0, 3], b"")], {"format": "pt"}))
+out("safetensors", "empty", safetensors([]))
+out("safetensors", "scalar", safetensors([("s", "F32", [], f32(3.0))]))
+
+# config.json: every fixture's, plus the families'.
+for root, _, files in os.walk(FIX):
+    if "config.json" in files and "tokenizers" not in root:
+        name = os.path.relpath(root, FIX).replace("/", "_")
+        with open(os.path.join(root, "config.json"), "rb") as f:
+            out("config", name, f.read())
+out("config", "defaults", "{}")
+out("config", "hf_mamba_inf", '{"model_type": "mamba2", "hidden_size": 32, "num_hidden_layers": 1, '
+    '"vocab_size": 50, "head_dim": 16, "time_step_limit": [0.0, Infinity]}')
+
+
+# .npy: magic, version, header length, dict header padded to 64 bytes, data.
+def npy(descr, shape, raw, version=1):
+    h = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (descr, repr(tuple(shape)))
+    head_len_size = 2 if version == 1 else 4
+    total = 6 + 2 + head_len_size + len(h) + 1
+    h += " " * ((64 - total % 64) % 64) + "\n"
+    size = struct.pack("<H" if version == 1 else "<I", len(h))
+    return b"\x93NUMPY" + bytes([version, 0]) + size + h.encode("latin1") + raw
+
+
+out("npy", "f4_2x2", npy("<f4", [2, 2], f32(1, 2, 3, 4)))
+out("npy", "i8_3", npy("<i8", [3], struct.pack("<3q", 1, 2, 3)))
+out("npy", "f8_v2", npy("<f8", [2], struct.pack("<2d", 1, 2), version=2))
+out("npy", "u1_scalar", npy("|u1", [], b"\x07"))
+out("npy", "i4_v3", npy("<i4", [1, 2], struct.pack("<2i", 4, 5), version=3))
+out("npy", "f2_empty", npy("<f2", [0], b""))
+with open(os.path.join(FIX, "ssm-mamba1", "input_ids.npy"), "rb") as f:
+    out("npy", "fixture_input_ids", f.read())
+
+
+# tokenizer.json: each fixture tokenizer cut down to its first tokens (and the merges among them).
+def small_tokenizer(name, keep):
+    with open(os.path.join(FIX, "tokenizers", name, "tokenizer.json"), encoding="utf-8") as f:
+        j = json.load(f)
+    m = j["model"]
+    vocab = {t: i for t, i in m["vocab"].items() if i < keep}
+    merges = []
+    for mg in m["merges"]:
+        left, right = mg.split(" ", 1) if isinstance(mg, str) else mg
+        if left in vocab and right in vocab and left + right in vocab:
+            merges.append(mg)
+    m["vocab"], m["merges"] = vocab, merges[:40]
+    j["added_tokens"] = [t for t in j.get("added_tokens", []) if t["id"] < keep or t["special"]][:6]
+    return json.dumps(j, ensure_ascii=False, separators=(",", ":"))
+
+
+for name, keep in [("bpe-gpt2-style", 300), ("bpe-llama3-style", 300), ("spm-metaspace", 300),
+                   ("spm-legacy", 300)]:
+    out("tokenizer_json", name, small_tokenizer(name, keep))
+
+# tokenize: byte 0 picks the tokenizer (0-3 fixtures, 4 bytes), then text.
+for i, text in enumerate(["Hello world!", " \u2581 caf\u00e9  <|endoftext|> 123", "<s>\n\n\t x</s>",
+                          "\u4f60\u597d \U0001F600 \u00ff", "don't   stop 1234567"]):
+    out("tokenize", "t%d" % i, bytes([i]) + text.encode())
+out("tokenize", "bad_utf8", b"\x01ab\xff\xfe\xc3")
+
+# chat templates: small ones (the model templates of tests/data/chat_templates are added by fuzz.sh).
+out("chat_template", "loop", "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+out("chat_template", "macro", "{% macro f(x, y=2) %}{{ x ~ y }}{% endmacro %}{% set ns = namespace(a=0) %}"
+    "{% for i in range(3) %}{% set ns.a = ns.a + i %}{{ f(i) }}{% endfor %}{{ ns.a }}{{ messages | length }}"
+    "{{ tools | tojson }}{{ 'x' | upper }}{{ messages[0]['content'][:3] }}{% raw %}{{{% endraw %}")
+out("chat_template", "errors", "{% if messages[0].role != 'system' %}{{ raise_exception('no') }}{% endif %}"
+    "{{ bos_token }}{%- for m in messages if m.role == 'user' -%}{{ loop.index }}{{ m.content is string }}"
+    "{%- endfor -%}{{ strftime_now('%Y') }}{{ 7 // 2 }}{{ 2 ** 3 }}{{ 'a' in 'abc' }}")
+
+# requests: byte 0 even = /v1/completions, odd = /v1/chat/completions.
+out("request", "completion", b"\x00" + json.dumps({"model": "m", "prompt": "Hello", "max_tokens": 8,
+                                                    "temperature": 0.5, "top_p": 0.9, "stop": ["\n"],
+                                                    "stream": True, "stream_options": {"include_usage": True},
+                                                    "seed": 3, "top_k": 40, "logprobs": None}).encode())
+out("request", "completion_ids", b"\x00" + json.dumps({"prompt": [1, 2, 3], "max_tokens": 2,
+                                                        "repeat_penalty": 1.1, "ignore_eos": True}).encode())
+out("request", "chat", b"\x01" + json.dumps({"model": "m", "messages": [
+    {"role": "system", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+    {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Again"}],
+    "max_tokens": 4, "chat_template_kwargs": {"enable_thinking": False}, "frequency_penalty": 0.5}).encode())
+out("request", "chat_tools", b"\x01" + json.dumps({"messages": [{"role": "user", "content": "x"}],
+                                                    "tools": [{"type": "function", "function": {"name": "f"}}],
+                                                    "n": 1, "presence_penalty": -1}).encode())
