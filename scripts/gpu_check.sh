@@ -168,7 +168,7 @@ serve_bench() {
     "${sb[@]}" -t 8 make-model /tmp/sb/m13b --d-model 2048 --n-layer 48 --train-args "--device cuda" 2>&1 | tail -3
   "$m" bench --generate --models mamba2 --device cuda --dtype bf16 --d-model 2048 --n-layer 48 --batch 1 8 32 128 \
     --decode-tokens 128 --json "$OUT/bench_generate_13b.json" 2>&1 | tee "$OUT/bench_generate_13b.log"
-  "${sb[@]}" -t 8 --server-args "--device cuda --dtype bf16" concurrency -m /tmp/sb/m13b --streams 1 8 32 128 \
+  "${sb[@]}" -t 8 --server-args "--device cuda --dtype bf16" concurrency -m /tmp/sb/m13b --streams ${SERVE_STREAMS:-128 32 8 1} \
     --prompt-tokens 16 --gen-tokens ${SERVE_GEN:-256} --temperature ${SERVE_TEMP:-0} 2>&1 | tee "$OUT/serve_concurrency_gpu.log"
 }
 serve_turns() {
