@@ -47,12 +47,14 @@ int main(int argc, char** argv) {
     for (const auto& e : fs::directory_iterator(dir))
       if (e.is_regular_file() && e.path().filename() != "README.md") inputs.push_back(e.path());
     std::sort(inputs.begin(), inputs.end());
+    int accepted = 0;
     for (const fs::path& input : inputs) {
       const std::string bytes = mamba::read_file(input.string());
       const bool want_ok = input.filename().string().ends_with(".ok");
       ++files;
       try {
         const bool ok = entry(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+        accepted += ok;
         if (!any && ok != want_ok) {
           std::fprintf(stderr, "%s: %s, expected %s\n", input.c_str(), ok ? "accepted" : "refused",
                        want_ok ? "acceptance" : "a clean refusal");
@@ -63,6 +65,8 @@ int main(int argc, char** argv) {
         ++failures;
       }
     }
+    std::printf("%-15s %3zu inputs: %d accepted, %zu refused cleanly\n", surface.c_str(), inputs.size(),
+                accepted, inputs.size() - static_cast<size_t>(accepted));
   }
   std::printf("replayed %d inputs from %zu surfaces: %d failures\n", files, surfaces.size(), failures);
   return failures == 0 && files > 0 ? 0 : 1;

@@ -20,7 +20,7 @@ command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -
 tests=(io_safetensors_test io_npy_test io_torch_pickle_test tokenizer_test chat_template_test runtime_test
        server_test sampler_test hostile_input_test)
 cmake --preset fuzz "${launcher[@]}" >/dev/null
-cmake --build "$dir" -j "$(nproc)" --target fuzzers mambacpp_fuzz_replay "${tests[@]}"
+cmake --build "$dir" -j "$(nproc)" --target fuzzers mambacpp_fuzz_replay mamba_test_gate "${tests[@]}"
 built=$(date +%s)
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 regex="^($(IFS='|'; echo "${tests[*]}")|fuzz_regressions|fuzz_seeds)$"

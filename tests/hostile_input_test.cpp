@@ -88,7 +88,7 @@ TEST(HostileInput, CheckedArithmetic) {
 }
 
 TEST(HostileInput, JsonDepthAndExcerpts) {
-  EXPECT_EQ(json_nesting_depth("{\"a\": [1, {\"b\": []}]}"), 3);
+  EXPECT_EQ(json_nesting_depth("{\"a\": [1, {\"b\": []}]}"), 4);
   EXPECT_EQ(json_nesting_depth("\"[[[[\\\"[[\" [1]"), 1);  // brackets inside strings do not count
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
   EXPECT_EQ(json_nesting_depth(deep), kMaxJsonDepth + 1);  // the scan stops past the limit
