@@ -1,5 +1,6 @@
 // Factories of the architecture files (one per file), used by the registry only.
 #pragma once
+#include <cmath>
 #include <memory>
 #include <vector>
 
@@ -11,6 +12,15 @@ std::unique_ptr<Mixer> make_mamba1(const io::ModelConfig& config, int64_t layer)
 std::unique_ptr<Mixer> make_mamba2(const io::ModelConfig& config, int64_t layer);
 std::unique_ptr<Mixer> make_mamba3(const io::ModelConfig& config, int64_t layer);
 std::unique_ptr<Mixer> make_attention(const io::ModelConfig& config, int64_t layer);
+
+// The depthwise conv's initialisation (nn.Conv1d's default, fan_in = d_conv). The bias bound
+// takes fan_in 4 whatever d_conv is, as mambacpp always has (kept so random models do not change).
+inline Init conv_weight_init(int64_t d_conv) {
+  return Init::uniform(1.0f / std::sqrt(static_cast<float>(d_conv)));
+}
+inline Init conv_bias_init() {
+  return Init::uniform(1.0f / std::sqrt(4.0f));
+}
 
 // `state` with every tensor moved to `device` (forward_train starts from a fresh state on the
 // input's device; new_state allocates on the host).

@@ -23,13 +23,21 @@ public:
   void visit_params(const ParamVisitor& fn) override {
     const int64_t in_out = c_.qkv_dim + c_.mlp_dim;
     fn({"mixer.in_proj.weight", &in_proj_weight, {in_out, d_model_}});
-    if (c_.qkv_proj_bias) fn({"mixer.in_proj.bias", &in_proj_bias, {in_out}, true});
+    if (c_.qkv_proj_bias) fn({"mixer.in_proj.bias", &in_proj_bias, {in_out}, true, Init::zeros()});
     if (c_.d_conv > 0) {
-      fn({"mixer.conv1d.weight", &conv1d_weight, {c_.qkv_dim, 1, c_.d_conv}});
-      fn({"mixer.conv1d.bias", &conv1d_bias, {c_.qkv_dim}, true});
+      fn({"mixer.conv1d.weight",
+          &conv1d_weight,
+          {c_.qkv_dim, 1, c_.d_conv},
+          false,
+          conv_weight_init(c_.d_conv)});
+      fn({"mixer.conv1d.bias", &conv1d_bias, {c_.qkv_dim}, true, conv_bias_init()});
     }
-    fn({"mixer.out_proj.weight", &out_proj_weight, {d_model_, c_.out_dim + c_.mlp_dim / 2}});
-    if (c_.out_proj_bias) fn({"mixer.out_proj.bias", &out_proj_bias, {d_model_}, true});
+    fn({"mixer.out_proj.weight",
+        &out_proj_weight,
+        {d_model_, c_.out_dim + c_.mlp_dim / 2},
+        false,
+        Init::residual_out()});
+    if (c_.out_proj_bias) fn({"mixer.out_proj.bias", &out_proj_bias, {d_model_}, true, Init::zeros()});
   }
 
   void prepare() override {

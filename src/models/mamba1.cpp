@@ -23,21 +23,26 @@ public:
 
   void visit_params(const ParamVisitor& fn) override {
     const int64_t di = c_.d_inner, n = c_.d_state, r = c_.dt_rank;
-    fn({"mixer.A_log", &A_log, {di, n}, true});
-    fn({"mixer.D", &D, {di}, true});
+    const Init dt = Init::dt_bias(c_.dt_min, c_.dt_max, c_.dt_init_floor);
+    fn({"mixer.A_log", &A_log, {di, n}, true, {Init::Kind::a_log_s4d}});
+    fn({"mixer.D", &D, {di}, true, Init::ones()});
     fn({"mixer.in_proj.weight", &in_proj_weight, {2 * di, d_model_}});
-    if (c_.bias) fn({"mixer.in_proj.bias", &in_proj_bias, {2 * di}, true});
-    fn({"mixer.conv1d.weight", &conv1d_weight, {di, 1, c_.d_conv}});
-    if (c_.conv_bias) fn({"mixer.conv1d.bias", &conv1d_bias, {di}, true});
+    if (c_.bias) fn({"mixer.in_proj.bias", &in_proj_bias, {2 * di}, true, Init::zeros()});
+    fn({"mixer.conv1d.weight", &conv1d_weight, {di, 1, c_.d_conv}, false, conv_weight_init(c_.d_conv)});
+    if (c_.conv_bias) fn({"mixer.conv1d.bias", &conv1d_bias, {di}, true, conv_bias_init()});
     fn({"mixer.x_proj.weight", &x_proj_weight, {r + 2 * n, di}});
-    fn({"mixer.dt_proj.weight", &dt_proj_weight, {di, r}});
-    fn({"mixer.dt_proj.bias", &dt_proj_bias, {di}, true});
-    fn({"mixer.out_proj.weight", &out_proj_weight, {d_model_, di}});
-    if (c_.bias) fn({"mixer.out_proj.bias", &out_proj_bias, {d_model_}, true});
+    fn({"mixer.dt_proj.weight",
+        &dt_proj_weight,
+        {di, r},
+        false,
+        Init::uniform(static_cast<float>(std::pow(static_cast<double>(r), -0.5)))});
+    fn({"mixer.dt_proj.bias", &dt_proj_bias, {di}, true, dt});
+    fn({"mixer.out_proj.weight", &out_proj_weight, {d_model_, di}, false, Init::residual_out()});
+    if (c_.bias) fn({"mixer.out_proj.bias", &out_proj_bias, {d_model_}, true, Init::zeros()});
     if (c_.bcdt_norm == Norm::learned) {
-      fn({"mixer.dt_layernorm.weight", &dt_norm_weight, {r}, true});
-      fn({"mixer.b_layernorm.weight", &b_norm_weight, {n}, true});
-      fn({"mixer.c_layernorm.weight", &c_norm_weight, {n}, true});
+      fn({"mixer.dt_layernorm.weight", &dt_norm_weight, {r}, true, Init::ones()});
+      fn({"mixer.b_layernorm.weight", &b_norm_weight, {n}, true, Init::ones()});
+      fn({"mixer.c_layernorm.weight", &c_norm_weight, {n}, true, Init::ones()});
     }
   }
 

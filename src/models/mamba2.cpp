@@ -21,16 +21,20 @@ public:
 
   void visit_params(const ParamVisitor& fn) override {
     const int64_t H = c_.n_heads;
-    fn({"mixer.dt_bias", &dt_bias, {H}, true});
-    fn({"mixer.A_log", &A_log, {H}, true});
-    fn({"mixer.D", &D, {c_.D_has_hdim ? c_.d_ssm : H}, true});
+    fn({"mixer.dt_bias", &dt_bias, {H}, true, Init::dt_bias(c_.dt_min, c_.dt_max, c_.dt_init_floor)});
+    fn({"mixer.A_log", &A_log, {H}, true, {Init::Kind::a_log_range, c_.A_init_lo, c_.A_init_hi}});
+    fn({"mixer.D", &D, {c_.D_has_hdim ? c_.d_ssm : H}, true, Init::ones()});
     fn({"mixer.in_proj.weight", &in_proj_weight, {c_.d_in_proj, d_model_}});
-    if (c_.bias) fn({"mixer.in_proj.bias", &in_proj_bias, {c_.d_in_proj}, true});
-    fn({"mixer.conv1d.weight", &conv1d_weight, {c_.conv_dim, 1, c_.d_conv}});
-    if (c_.conv_bias) fn({"mixer.conv1d.bias", &conv1d_bias, {c_.conv_dim}, true});
-    if (c_.rmsnorm) fn({"mixer.norm.weight", &norm_weight, {c_.d_ssm}, true});
-    fn({"mixer.out_proj.weight", &out_proj_weight, {d_model_, c_.d_inner}});
-    if (c_.bias) fn({"mixer.out_proj.bias", &out_proj_bias, {d_model_}, true});
+    if (c_.bias) fn({"mixer.in_proj.bias", &in_proj_bias, {c_.d_in_proj}, true, Init::zeros()});
+    fn({"mixer.conv1d.weight",
+        &conv1d_weight,
+        {c_.conv_dim, 1, c_.d_conv},
+        false,
+        conv_weight_init(c_.d_conv)});
+    if (c_.conv_bias) fn({"mixer.conv1d.bias", &conv1d_bias, {c_.conv_dim}, true, conv_bias_init()});
+    if (c_.rmsnorm) fn({"mixer.norm.weight", &norm_weight, {c_.d_ssm}, true, Init::ones()});
+    fn({"mixer.out_proj.weight", &out_proj_weight, {d_model_, c_.d_inner}, false, Init::residual_out()});
+    if (c_.bias) fn({"mixer.out_proj.bias", &out_proj_bias, {d_model_}, true, Init::zeros()});
   }
 
   void prepare() override {

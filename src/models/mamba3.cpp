@@ -21,20 +21,21 @@ public:
 
   void visit_params(const ParamVisitor& fn) override {
     const int64_t H = c_.n_heads, R = c_.rank, N = c_.d_state, P = c_.head_dim;
-    fn({"mixer.dt_bias", &dt_bias, {H}, true});
-    fn({"mixer.B_bias", &B_bias, {H, R, N}, true});
-    fn({"mixer.C_bias", &C_bias, {H, R, N}, true});
-    if (c_.is_mimo) {
-      fn({"mixer.mimo_x", &mimo_x, {H, R, P}, true});
-      fn({"mixer.mimo_z", &mimo_z, {H, R, P}, true});
-      fn({"mixer.mimo_o", &mimo_o, {H, R, P}, true});
+    fn({"mixer.dt_bias", &dt_bias, {H}, true, Init::dt_bias(c_.dt_min, c_.dt_max, c_.dt_init_floor)});
+    fn({"mixer.B_bias", &B_bias, {H, R, N}, true, Init::ones()});
+    fn({"mixer.C_bias", &C_bias, {H, R, N}, true, Init::ones()});
+    if (c_.is_mimo) {  // x and o average the ranks, z gates each
+      const Init mean = Init::constant(1.0f / static_cast<float>(R));
+      fn({"mixer.mimo_x", &mimo_x, {H, R, P}, true, mean});
+      fn({"mixer.mimo_z", &mimo_z, {H, R, P}, true, Init::ones()});
+      fn({"mixer.mimo_o", &mimo_o, {H, R, P}, true, mean});
     }
-    fn({"mixer.D", &D, {H}, true});
+    fn({"mixer.D", &D, {H}, true, Init::ones()});
     fn({"mixer.in_proj.weight", &in_proj_weight, {c_.d_in_proj, d_model_}});
-    fn({"mixer.B_norm.weight", &B_norm_weight, {N}, true});
-    fn({"mixer.C_norm.weight", &C_norm_weight, {N}, true});
-    if (c_.is_outproj_norm) fn({"mixer.norm.weight", &norm_weight, {c_.d_inner}, true});
-    fn({"mixer.out_proj.weight", &out_proj_weight, {d_model_, c_.d_inner}});
+    fn({"mixer.B_norm.weight", &B_norm_weight, {N}, true, Init::ones()});
+    fn({"mixer.C_norm.weight", &C_norm_weight, {N}, true, Init::ones()});
+    if (c_.is_outproj_norm) fn({"mixer.norm.weight", &norm_weight, {c_.d_inner}, true, Init::ones()});
+    fn({"mixer.out_proj.weight", &out_proj_weight, {d_model_, c_.d_inner}, false, Init::residual_out()});
   }
 
   LayerState new_state(int64_t batch) const override {

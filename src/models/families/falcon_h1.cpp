@@ -58,7 +58,11 @@ public:
   io::MixerKind kind() const override { return inner_->kind(); }
   std::string label() const override { return inner_->label(); }
   void visit_params(const ParamVisitor& fn) override {
-    for (Slot& s : slots_) fn({s.ref.name, &s.real, s.ref.shape, s.ref.no_weight_decay});
+    for (Slot& s : slots_) {
+      ParamRef real = s.ref;
+      real.tensor = &s.real;
+      fn(real);
+    }
   }
   void prepare() override {
     for (Slot& s : slots_)

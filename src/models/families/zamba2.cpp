@@ -158,20 +158,20 @@ public:
 
   void visit_params(const ParamVisitor& fn) override {
     if (owner()) {
-      fn({"shared_transformer.input_layernorm.weight", &norm_in_, {2 * D_}, true});
+      fn({"shared_transformer.input_layernorm.weight", &norm_in_, {2 * D_}, true, Init::ones()});
       for (Zamba2Hybrid* u : group_->users)
         if (u != this) u->norm_in_ = norm_in_;
       visit_shared(fn, &Zamba2Hybrid::attn_);
-      fn({"shared_transformer.pre_ff_layernorm.weight", &norm_ff_, {D_}, true});
+      fn({"shared_transformer.pre_ff_layernorm.weight", &norm_ff_, {D_}, true, Init::ones()});
       for (Zamba2Hybrid* u : group_->users)
         if (u != this) u->norm_ff_ = norm_ff_;
       visit_shared(fn, &Zamba2Hybrid::mlp_);
     }
     fn({"linear.weight", &linear_, {D_, D_}});
-    fn({"mamba_decoder.input_layernorm.weight", &norm_dec_, {D_}, true});
+    fn({"mamba_decoder.input_layernorm.weight", &norm_dec_, {D_}, true, Init::ones()});
     mamba_->visit_params([&](const ParamRef& p) {
       const std::string name = p.name.rfind("mixer.", 0) == 0 ? p.name.substr(6) : p.name;
-      fn({"mamba_decoder.mamba." + name, p.tensor, p.shape, p.no_weight_decay});
+      fn(p.renamed("mamba_decoder.mamba." + name));
     });
   }
 
