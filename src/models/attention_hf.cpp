@@ -59,7 +59,7 @@ public:
     if (s_.softmax_scale == 0.0) s_.softmax_scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim));
   }
 
-  io::MixerKind kind() const override { return io::MixerKind::attention; }
+  MixerKind kind() const override { return MixerKind::attention; }
   std::string label() const override { return s_.rotary_dim > 0 ? "Attn(RoPE)" : "Attn(NoPE)"; }
 
   void visit_params(const ParamVisitor& fn) override {

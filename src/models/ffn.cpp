@@ -22,7 +22,7 @@ class Mlp final : public Mixer {
 public:
   explicit Mlp(const MlpSpec& s) : s_(s) {}
 
-  io::MixerKind kind() const override { return io::MixerKind::mlp; }
+  MixerKind kind() const override { return MixerKind::mlp; }
   void visit_params(const ParamVisitor& fn) override {
     const int64_t D = s_.d_model, I = s_.hidden;
     if (!s_.gated) {
@@ -140,7 +140,7 @@ public:
     down_.resize(E);
   }
 
-  io::MixerKind kind() const override { return io::MixerKind::moe; }
+  MixerKind kind() const override { return MixerKind::moe; }
 
   void visit_params(const ParamVisitor& fn) override {
     const int64_t D = s_.d_model, I = s_.hidden, E = s_.n_experts;

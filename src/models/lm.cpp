@@ -125,7 +125,7 @@ void Model::prepare() {
 
 Model Model::load(const std::string& dir) {
   Model m;
-  m.config_ = io::load_model_config(dir);
+  m.config_ = load_model_config(dir);
   if (!m.config_.family.empty())
     find_family(m.config_.family, path_join(dir, "config.json"))
         .configure(m.config_, path_join(dir, "config.json"));
@@ -151,7 +151,7 @@ Model Model::load(const std::string& dir) {
 // From-scratch initialization following the reference (SPEC §1.1, §2.1, §3.2, §4.6): each
 // parameter carries its rule (ParamRef::init, chosen by the file that declares it); the draws
 // follow visit order, so a seed gives the same model on every build.
-Model Model::random(const io::ModelConfig& config, uint64_t seed) {
+Model Model::random(const ModelConfig& config, uint64_t seed) {
   Model m;
   m.config_ = config;
   m.build();
@@ -219,7 +219,7 @@ void Model::save(const std::string& dir) const {
   });
   if (config_.tie_embeddings) tensors.emplace_back("lm_head.weight", embedding);
   io::save_safetensors(path_join(dir, "model.safetensors"), tensors, {{"format", "pt"}});
-  write_file_atomic(path_join(dir, "config.json"), io::to_mamba_ssm_json(config_).dump(4) + "\n");
+  write_file_atomic(path_join(dir, "config.json"), to_mamba_ssm_json(config_).dump(4) + "\n");
 }
 
 Model Model::new_grads() const {
@@ -308,8 +308,8 @@ Tensor Model::timed(const std::string& label, F&& f) const {
   return out;
 }
 
-io::ModelConfig Model::config_from_json(const nlohmann::json& j, const std::string& source) {
-  io::ModelConfig c = io::parse_model_config(j, source);
+ModelConfig Model::config_from_json(const nlohmann::json& j, const std::string& source) {
+  ModelConfig c = parse_model_config(j, source);
   if (!c.family.empty()) find_family(c.family, source).configure(c, source);
   return c;
 }

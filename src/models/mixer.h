@@ -8,7 +8,7 @@
 #include <string>
 
 #include "core/tensor.h"
-#include "io/model_config.h"
+#include "models/config.h"
 
 namespace mamba::models {
 
@@ -96,7 +96,7 @@ T& saved_as(std::unique_ptr<MixerSaved>& saved) {
 class Mixer {
 public:
   virtual ~Mixer() = default;
-  virtual io::MixerKind kind() const = 0;
+  virtual MixerKind kind() const = 0;
   // Every parameter, in checkpoint order, names relative to "mixer.".
   virtual void visit_params(const ParamVisitor& fn) = 0;
   // Derived constants (A = −exp(A_log), reshaped conv weights, ...) after params are filled.
@@ -140,13 +140,13 @@ public:
     return backward(dout, saved, grads);
   }
   // A name for `info` ("Mamba2", "MHA", "MoE", ...).
-  virtual std::string label() const { return io::mixer_kind_name(kind()); }
+  virtual std::string label() const { return mixer_kind_name(kind()); }
   // Bytes of state per sequence that do not grow with its length / that do (per token).
   virtual int64_t state_bytes_fixed() const = 0;
   virtual int64_t state_bytes_per_token() const { return 0; }
 };
 
 // Registry: one line per architecture (models/registry.cpp).
-std::unique_ptr<Mixer> make_mixer(io::MixerKind kind, const io::ModelConfig& config, int64_t layer);
+std::unique_ptr<Mixer> make_mixer(MixerKind kind, const ModelConfig& config, int64_t layer);
 
 }  // namespace mamba::models
