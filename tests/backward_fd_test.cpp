@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "grad_check.h"
-#include "io/model_config.h"
+#include "models/config.h"
 #include "models/model.h"
 #include "ops/cross_entropy/cross_entropy.h"
 
@@ -54,8 +54,8 @@ const Case kCases[] = {
 class BackwardFd : public ::testing::TestWithParam<Case> {};
 
 TEST_P(BackwardFd, EveryParameterAlongItsGradient) {
-  const io::ModelConfig config =
-      io::parse_model_config(nlohmann::json::parse(GetParam().config), GetParam().name);
+  const models::ModelConfig config =
+      models::parse_model_config(nlohmann::json::parse(GetParam().config), GetParam().name);
   models::Model model = models::Model::random(config, 7);
   // Δ ≈ softplus(0) instead of the init's 0.001..0.1, so that A, Δ and the angles matter.
   model.visit_params([](const models::ParamRef& p) {

@@ -31,15 +31,15 @@ protected:
     root_ = fs::path(::testing::TempDir()) / ("mambacpp_bad_input_" + std::to_string(::getpid()));
     fs::remove_all(root_);
     fs::create_directories(root_);
-    io::ModelConfig c;
+    models::ModelConfig c;
     c.d_model = 16;
     c.n_layer = 2;
     c.vocab_size = 50;
-    c.ssm_layer = io::MixerKind::mamba2;
+    c.ssm_layer = models::MixerKind::mamba2;
     c.mamba2.d_state = 8;
     c.mamba2.head_dim = 8;
     c.mamba2.chunk_size = 4;
-    io::finalize_model_config(c, "test");
+    models::finalize_model_config(c, "test");
     good_ = (root_ / "good").string();
     models::Model::random(c, 1).save(good_);
     ids_ = (root_ / "ids.npy").string();

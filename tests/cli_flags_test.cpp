@@ -43,15 +43,15 @@ class CliFlags : public ::testing::Test {
 protected:
   static void SetUpTestSuite() {
     root_ = new std::string(testing::fresh_temp_dir("mambacpp_cli_flags"));
-    io::ModelConfig c;
+    models::ModelConfig c;
     c.d_model = 16;
     c.n_layer = 2;
     c.vocab_size = 300;
-    c.ssm_layer = io::MixerKind::mamba2;
+    c.ssm_layer = models::MixerKind::mamba2;
     c.mamba2.d_state = 8;
     c.mamba2.head_dim = 8;
     c.mamba2.chunk_size = 4;
-    io::finalize_model_config(c, "test");
+    models::finalize_model_config(c, "test");
     models::Model::random(c, 1).save(model());
     Tensor ids = Tensor::empty({1, 5}, DType::i64);
     for (int64_t i = 0; i < 5; ++i) ids.data<int64_t>()[i] = i * 3;

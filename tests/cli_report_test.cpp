@@ -36,17 +36,17 @@ class CliReport : public ::testing::Test {
 protected:
   static void SetUpTestSuite() {
     root_ = new std::string(testing::fresh_temp_dir("mambacpp_cli_report"));
-    io::ModelConfig c;
+    models::ModelConfig c;
     c.d_model = 16;
     c.n_layer = 2;
     c.vocab_size = 300;
-    c.ssm_layer = io::MixerKind::mamba3;
+    c.ssm_layer = models::MixerKind::mamba3;
     c.mamba3.d_state = 8;
     c.mamba3.head_dim = 8;
     c.mamba3.is_mimo = true;
     c.mamba3.mimo_rank = 2;
     c.mamba3.chunk_size = 4;
-    io::finalize_model_config(c, "test");
+    models::finalize_model_config(c, "test");
     models::Model::random(c, 1).save(model());
     Tensor ids = Tensor::empty({1, 5}, DType::i64);
     for (int64_t i = 0; i < 5; ++i) ids.data<int64_t>()[i] = 65 + i;

@@ -50,7 +50,7 @@ void expect_mamba3_layers_fused(const std::string& dir, int64_t batch) {
   model.to(Device::cuda);
   model.set_matmul_dtype(DType::bf16);
   for (const models::Block& b : model.blocks())
-    if (b.mixer->kind() == io::MixerKind::mamba3) {
+    if (b.mixer->kind() == models::MixerKind::mamba3) {
       EXPECT_TRUE(b.mixer->fuses_residual_step(batch)) << dir;
     }
 }
@@ -80,16 +80,16 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, DecodeFusedCuda, ::testing::ValuesIn(kFixture
 // MLP, whose pending output is added before the fused step reads the residual. Batch 3.
 TEST(DecodeFusedCudaRandom, Mamba3WithMlp) {
   MAMBA_REQUIRE_CUDA();
-  io::ModelConfig c;
+  models::ModelConfig c;
   c.d_model = 64;
   c.n_layer = 3;
   c.vocab_size = 100;
   c.d_intermediate = 96;
-  c.ssm_layer = io::MixerKind::mamba3;
+  c.ssm_layer = models::MixerKind::mamba3;
   c.mamba3.d_state = 32;
   c.mamba3.head_dim = 16;
   c.mamba3.chunk_size = 16;
-  io::finalize_model_config(c, "test:mamba3-mlp");
+  models::finalize_model_config(c, "test:mamba3-mlp");
   const std::string dir = ::testing::TempDir() + "/decode_fused_mamba3_mlp";
   models::Model::random(c, 5).save(dir);
   std::mt19937 rng(3);

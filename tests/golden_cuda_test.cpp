@@ -24,9 +24,9 @@ const char* const kFixtures[] = {"hf-mamba1",       "hf-mamba2",       "ssm-mamb
 
 class GoldenCuda : public ::testing::TestWithParam<const char*> {};
 
-int64_t chunk_of(const io::ModelConfig& c) {
-  if (c.ssm_layer == io::MixerKind::mamba2) return c.mamba2.chunk_size;
-  if (c.ssm_layer == io::MixerKind::mamba3) return c.mamba3.chunk_size;
+int64_t chunk_of(const models::ModelConfig& c) {
+  if (c.ssm_layer == models::MixerKind::mamba2) return c.mamba2.chunk_size;
+  if (c.ssm_layer == models::MixerKind::mamba3) return c.mamba3.chunk_size;
   return 4;
 }
 

@@ -24,17 +24,17 @@ class Mamba3PrefillBf16 : public ::testing::TestWithParam<bool> {};  // MIMO?
 TEST_P(Mamba3PrefillBf16, Bf16OperandsMatchF32Operands) {
   MAMBA_REQUIRE_CUDA();
   const bool mimo = GetParam();
-  io::ModelConfig c;
+  models::ModelConfig c;
   c.d_model = 128;  // d_inner 256: 4 heads of 64
   c.n_layer = 2;
   c.vocab_size = 100;
-  c.ssm_layer = io::MixerKind::mamba3;
+  c.ssm_layer = models::MixerKind::mamba3;
   c.mamba3.d_state = 128;
   c.mamba3.head_dim = 64;
   c.mamba3.chunk_size = 64;
   c.mamba3.is_mimo = mimo;
   c.mamba3.mimo_rank = 2;
-  io::finalize_model_config(c, mimo ? "test:mamba3-mimo-64x128" : "test:mamba3-siso-64x128");
+  models::finalize_model_config(c, mimo ? "test:mamba3-mimo-64x128" : "test:mamba3-siso-64x128");
   const models::Model cpu = models::Model::random(c, 11);
   models::Model gpu = models::Model::random(c, 11);
   gpu.to(Device::cuda);

@@ -12,8 +12,8 @@
 namespace mamba {
 namespace {
 
-io::ModelConfig small_config(io::MixerKind kind) {
-  io::ModelConfig c;
+models::ModelConfig small_config(models::MixerKind kind) {
+  models::ModelConfig c;
   c.d_model = 32;
   c.n_layer = 4;
   c.vocab_size = 64;
@@ -25,12 +25,12 @@ io::ModelConfig small_config(io::MixerKind kind) {
   c.mamba2.head_dim = 8;
   c.mamba2.dt_min = 0.01;
   c.mamba2.dt_max = 0.02;
-  io::finalize_model_config(c, "test");
+  models::finalize_model_config(c, "test");
   return c;
 }
 
 TEST(ModelInit, FollowsTheReferenceScheme) {
-  for (io::MixerKind kind : {io::MixerKind::mamba1, io::MixerKind::mamba2}) {
+  for (models::MixerKind kind : {models::MixerKind::mamba1, models::MixerKind::mamba2}) {
     models::Model model = models::Model::random(small_config(kind), 7);
     int checked = 0;
     model.visit_params([&](const models::ParamRef& p) {

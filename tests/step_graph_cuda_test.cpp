@@ -18,16 +18,16 @@ namespace {
 
 constexpr int kSteps = 20;
 
-io::ModelConfig small_config(const std::string& name) {
-  io::ModelConfig c;
+models::ModelConfig small_config(const std::string& name) {
+  models::ModelConfig c;
   c.d_model = 64;
   c.n_layer = 3;
   c.vocab_size = 100;
   if (name == "mamba1") {
-    c.ssm_layer = io::MixerKind::mamba1;
+    c.ssm_layer = models::MixerKind::mamba1;
     c.mamba1.d_state = 16;
   } else if (name == "mamba2" || name == "hybrid") {
-    c.ssm_layer = io::MixerKind::mamba2;
+    c.ssm_layer = models::MixerKind::mamba2;
     c.mamba2.d_state = 32;
     c.mamba2.head_dim = 16;
     c.d_intermediate = name == "mamba2" ? 96 : 0;
@@ -39,7 +39,7 @@ io::ModelConfig small_config(const std::string& name) {
       c.attn.causal = true;
     }
   } else {
-    c.ssm_layer = io::MixerKind::mamba3;
+    c.ssm_layer = models::MixerKind::mamba3;
     c.mamba3.d_state = 32;
     c.mamba3.head_dim = 16;
     c.mamba3.is_mimo = name == "mamba3-mimo";
@@ -47,7 +47,7 @@ io::ModelConfig small_config(const std::string& name) {
     c.mamba3.chunk_size = 16;
     c.mamba3.is_outproj_norm = name == "mamba3-siso";
   }
-  io::finalize_model_config(c, "test:" + name);
+  models::finalize_model_config(c, "test:" + name);
   return c;
 }
 

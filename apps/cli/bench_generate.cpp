@@ -69,8 +69,7 @@ int bench_generate(const GenerateBenchArgs& a) {
       set_num_threads(threads);
       run_batch(model, 1, 2);  // warm-up: page in weights, size the thread pool
       for (int64_t batch : a.batches) {
-        if (batch < 1)
-          mamba::throw_error(ErrorCode::invalid_argument, "--batch: expected >= 1, found ", batch);
+        if (batch < 1) throw_error(ErrorCode::invalid_argument, "--batch: expected >= 1, found ", batch);
         const Row row = run_batch(model, batch, a.decode_tokens);
         std::printf("| %-11s | %10.1f | %7d | %5lld | %-12s | %20.2f | %18.2f |\n", name.c_str(),
                     static_cast<double>(model.n_params()) / 1e6, threads, static_cast<long long>(batch),

@@ -183,41 +183,13 @@ ModelConfig bench_config(const std::string& name, const BenchArgs& a) {
   if (const nlohmann::json j = family_bench_json(name, a); !j.is_null())
     return Model::config_from_json(j, "bench:" + name);
   ModelConfig c;
-  c.d_model = a.d_model;
-  c.n_layer = a.n_layer;
-  c.vocab_size = 50277;
-  c.pad_vocab_size_multiple = 8;
-  c.d_intermediate = a.d_intermediate;
-  if (name == "mamba1") {
-    c.ssm_layer = MixerKind::mamba1;
-    c.mamba1.d_state = 16;
-  } else if (name == "mamba2" || name == "hybrid") {
-    c.ssm_layer = MixerKind::mamba2;
-    c.mamba2.d_state = 128;
-    c.mamba2.head_dim = 64;
-    if (name ==
-        "hybrid") {  // attention every 6th layer, GQA heads of 64 (12/4 at d_model 768), rotary on 64 dims
-      for (int64_t i = 5; i < c.n_layer; i += 6) c.attn_layer_idx.push_back(i);
-      c.attn.num_heads = std::max<int64_t>(1, a.d_model / 64);
-      c.attn.num_heads_kv = std::max<int64_t>(1, c.attn.num_heads / 3);
-      c.attn.rotary_emb_dim = std::min<int64_t>(64, a.d_model / c.attn.num_heads / 2 * 2);
-      c.attn.causal = true;
-      c.d_intermediate = 0;
-    }
-  } else if (name == "mamba3-siso" || name == "mamba3-mimo") {
-    c.ssm_layer = MixerKind::mamba3;
-    c.mamba3.d_state = 128;
-    c.mamba3.head_dim = 64;
-    c.mamba3.is_mimo = name == "mamba3-mimo";
-    c.mamba3.mimo_rank = 4;
-    c.mamba3.chunk_size = c.mamba3.is_mimo ? 16 : 64;
-  } else {
-    mamba::throw_error(
-        ErrorCode::invalid_argument, "bench: unknown model '", name,
-        "' (expected mamba1, mamba2, mamba3-siso, mamba3-mimo, hybrid, or a family: nemotron-h, "
-        "nemotron-h-moe, granite-4-h, jamba, zamba2, bamba, falcon-h1, falcon-mamba, codestral)");
+  if (!bench_model_config(name, a.d_model, a.n_layer, a.d_intermediate, c)) {
+    std::string known;
+    for (const std::string& n : bench_model_names()) known += n + ", ";
+    throw_error(ErrorCode::invalid_argument, "bench: unknown model '", name, "' (expected ", known,
+                "or a family: nemotron-h, nemotron-h-moe, granite-4-h, jamba, zamba2, bamba, falcon-h1, "
+                "falcon-mamba, codestral)");
   }
-  mamba::io::finalize_model_config(c, "bench:" + name);
   return c;
 }
 
@@ -244,7 +216,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // A families' model: share of each sublayer kind (MoE, Mamba2, Attn, MLP, ...) in the wall time of
 // a prefill and of decode steps, timed with a device sync around every sublayer (a separate run).
 std::string sublayer_shares(Model& model, const ModelConfig& c, const BenchArgs& a, int64_t batch) {
-  auto report = [](const mamba::models::SublayerTimes& t, double wall) {
+  auto report = [](const SublayerTimes& t, double wall) {
     std::ostringstream s;
     for (const auto& [label, sec] : t.seconds)
       s << " " << label << " " << static_cast<int>(100 * sec / wall + 0.5) << "%";
@@ -253,7 +225,7 @@ std::string sublayer_shares(Model& model, const ModelConfig& c, const BenchArgs&
   Tensor ids = Tensor::empty({batch, a.seq_len}, DType::i64);
   for (int64_t i = 0; i < batch * a.seq_len; ++i) ids.data<int64_t>()[i] = (i * 7919) % c.vocab_size;
   const Device device = model.device();
-  mamba::models::SublayerTimes prefill, decode;
+  SublayerTimes prefill, decode;
   State state = model.new_state(batch);
   model.set_sublayer_timing(&prefill);
   auto t0 = std::chrono::steady_clock::now();
@@ -384,8 +356,7 @@ Runner add_bench(CLI::App& app) {
     // The parent must not touch the CUDA runtime: a child forked after CUDA initialized cannot use
     // it. Only the name is checked here; each child opens the device itself.
     if (a->device != "cpu" && a->device != "cuda")
-      mamba::throw_error(ErrorCode::invalid_argument, "unknown device '", a->device,
-                         "' (expected cpu or cuda)");
+      throw_error(ErrorCode::invalid_argument, "unknown device '", a->device, "' (expected cpu or cuda)");
     std::printf(
         "mambacpp bench: random weights, d_model %lld, %lld layers%s, vocab 50277, %s GEMM weights, "
         "batch %lld, %s%s\n",
@@ -414,7 +385,7 @@ Runner add_bench(CLI::App& app) {
     std::string json;
     for (const auto& name : a->models) {
       int fds[2];
-      if (pipe(fds) != 0) mamba::throw_error(ErrorCode::io, "bench: pipe failed");
+      if (pipe(fds) != 0) throw_error(ErrorCode::io, "bench: pipe failed");
       const pid_t pid = fork();
       if (pid == 0) {
         close(fds[0]);
@@ -440,7 +411,7 @@ Runner add_bench(CLI::App& app) {
       struct rusage usage {};
       wait4(pid, &status, 0, &usage);
       if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        mamba::throw_error(ErrorCode::io, "bench: model '", name, "' failed");
+        throw_error(ErrorCode::io, "bench: model '", name, "' failed");
       const double rss_mib = static_cast<double>(usage.ru_maxrss) / 1024.0;
       std::string shares;
       if (const size_t hash = result.find('#'); hash != std::string::npos) {
@@ -487,7 +458,7 @@ Runner add_bench(CLI::App& app) {
         std::fflush(stdout);
       }
     }
-    if (!a->json_path.empty()) mamba::write_file_atomic(a->json_path, json);
+    if (!a->json_path.empty()) write_file_atomic(a->json_path, json);
     return 0;
   };
 }

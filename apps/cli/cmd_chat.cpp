@@ -64,8 +64,8 @@ int run_chat(ChatArgs& a) {
   const Model model = load_model(a.g);
   const auto tokenizer = open_tokenizer(a.g.model, a.g.tokenizer);
   if (!tokenizer)
-    mamba::throw_error(ErrorCode::invalid_argument, "chat needs a tokenizer: ", a.g.model,
-                       "/tokenizer.json not found (pass --tokenizer FILE or --tokenizer byte)");
+    throw_error(ErrorCode::invalid_argument, "chat needs a tokenizer: ", a.g.model,
+                "/tokenizer.json not found (pass --tokenizer FILE or --tokenizer byte)");
   Sampler sampler(sampling_params(a.g), static_cast<int32_t>(model.config().vocab_size));
   const GenerateParams params{.max_tokens = a.g.n_predict,
                               .stop = stop_criteria(a.g, tokenizer.get(), {kUserStop})};
@@ -96,8 +96,7 @@ int run_chat(ChatArgs& a) {
     std::fflush(stdout);
     const double rate = r.decode_seconds > 0 ? static_cast<double>(r.tokens.size()) / r.decode_seconds : 0.0;
     std::fprintf(stderr, "[%zu tokens, %.1f tok/s; prompt %lld tokens, %.3f s; %s]\n", r.tokens.size(), rate,
-                 static_cast<long long>(r.n_prompt), r.prefill_seconds,
-                 mamba::runtime::stop_reason_name(r.reason));
+                 static_cast<long long>(r.n_prompt), r.prefill_seconds, stop_reason_name(r.reason));
     after_user_marker = r.reason == StopReason::stop_string && r.stop_index == 0;
   }
   std::fprintf(stderr, "\n");

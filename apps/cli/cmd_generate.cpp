@@ -31,15 +31,13 @@ std::vector<int32_t> prompt_ids(const GenerateArgs& a, const Tokenizer* tokenize
   const int given =
       !a.prompt.empty() + !a.prompt_file.empty() + !a.prompt_ids.empty() + (a.prompt_random > 0);
   if (given > 1)
-    mamba::throw_error(ErrorCode::invalid_argument,
-                       "generate: give one of -p, -f, --prompt-ids, --prompt-random");
+    throw_error(ErrorCode::invalid_argument, "generate: give one of -p, -f, --prompt-ids, --prompt-random");
   if (!a.prompt_ids.empty()) return parse_ids(a.prompt_ids, "--prompt-ids");
   if (a.prompt.empty() && a.prompt_file.empty()) return {};
-  const std::string text = a.prompt_file.empty() ? a.prompt : mamba::read_file(a.prompt_file);
+  const std::string text = a.prompt_file.empty() ? a.prompt : read_file(a.prompt_file);
   if (!tokenizer)
-    mamba::throw_error(
-        ErrorCode::invalid_argument, "generate: a text prompt needs a tokenizer: ", a.g.model,
-        "/tokenizer.json not found (pass --tokenizer FILE, --tokenizer byte, or --prompt-ids)");
+    throw_error(ErrorCode::invalid_argument, "generate: a text prompt needs a tokenizer: ", a.g.model,
+                "/tokenizer.json not found (pass --tokenizer FILE, --tokenizer byte, or --prompt-ids)");
   std::vector<int32_t> ids;
   if (auto bos = tokenizer->bos_id()) ids.push_back(*bos);
   const std::vector<int32_t> body = tokenizer->encode(text);
@@ -69,10 +67,10 @@ void print_summary(const GenerateArgs& a, const GenerateResult& r, const Session
                static_cast<long long>(r.n_prompt), r.prefill_seconds, rate(r.n_prompt, r.prefill_seconds));
   std::fprintf(stderr, "generated: %zu tokens, decode %.3f s (%.1f tok/s), stop: %s\n", r.tokens.size(),
                r.decode_seconds, rate(static_cast<int64_t>(r.tokens.size()), r.decode_seconds),
-               mamba::runtime::stop_reason_name(r.reason));
+               stop_reason_name(r.reason));
   std::fprintf(stderr, "state: position %lld%s%s | seed %lld | threads %d | peak RSS %.1f MiB\n",
                static_cast<long long>(session.position()), a.save_state.empty() ? "" : ", saved to ",
-               a.save_state.c_str(), static_cast<long long>(a.g.seed), mamba::num_threads(), peak_rss_mib());
+               a.save_state.c_str(), static_cast<long long>(a.g.seed), num_threads(), peak_rss_mib());
 }
 
 int run_generate(GenerateArgs& a) {
@@ -87,7 +85,7 @@ int run_generate(GenerateArgs& a) {
   Session session(model, session_options(a.g));
   if (!a.load_state.empty()) session.load_state(a.load_state);
   if (prompt.empty() && a.prompt_random <= 0 && session.position() == 0 && a.g.n_predict > 0)
-    mamba::throw_error(
+    throw_error(
         ErrorCode::invalid_argument,
         "generate: no prompt: pass -p TEXT, -f FILE, --prompt-ids or --prompt-random (or --load-state)");
   const double random_seconds = a.prompt_random > 0 ? prefill_random(session, a.prompt_random, sp.seed) : 0.0;

@@ -39,15 +39,14 @@ Runner add_grads(CLI::App& app) {
     model.to(device);  // the gradients are allocated beside the parameters
     const Tensor ids = read_npy(a->input);
     if (ids.dim() != 2 || (ids.dtype() != DType::i64 && ids.dtype() != DType::i32))
-      mamba::throw_error(ErrorCode::shape, a->input,
-                         ": expected int64 token ids of shape [batch, seq_len], found ",
-                         mamba::dtype_name(ids.dtype()), " ", mamba::shape_str(ids.shape()));
+      throw_error(ErrorCode::shape, a->input, ": expected int64 token ids of shape [batch, seq_len], found ",
+                  dtype_name(ids.dtype()), " ", shape_str(ids.shape()));
     const auto t0 = std::chrono::steady_clock::now();
     Model grads = model.new_grads();
     Activations acts;
     const double loss = model.loss_and_grads(ids, next_token_targets(ids), grads, acts);
     std::vector<std::pair<std::string, Tensor>> tensors;
-    grads.visit_params([&](const mamba::models::ParamRef& p) { tensors.emplace_back(p.name, *p.tensor); });
+    grads.visit_params([&](const ParamRef& p) { tensors.emplace_back(p.name, *p.tensor); });
     save_safetensors(a->output, tensors, {{"loss", std::to_string(loss)}});
     std::printf("loss %.9g\n", loss);
     std::fflush(stdout);

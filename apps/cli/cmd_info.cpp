@@ -11,19 +11,18 @@
 #include <vector>
 
 #include "commands.h"
-#include "io/safetensors.h"
 
 namespace mambacpp::cli {
 
 namespace {
 
-const char* rope_mode_name(mamba::io::RopeMode m) {
+const char* rope_mode_name(RopeMode m) {
   switch (m) {
-    case mamba::io::RopeMode::data_dependent:
+    case RopeMode::data_dependent:
       return "data_dependent";
-    case mamba::io::RopeMode::none:
+    case RopeMode::none:
       return "none";
-    case mamba::io::RopeMode::data_independent:
+    case RopeMode::data_independent:
       return "data_independent";
   }
   return "?";
@@ -124,7 +123,7 @@ void print_family_dims(const nlohmann::json& j) {
 
 // The stored dtypes of the weights file(s): "BF16 (412 tensors)" or "F32 10, BF16 402 tensors".
 std::string stored_dtypes(const std::string& dir) {
-  const auto st = mamba::io::SafeTensors::open(dir);
+  const auto st = SafeTensors::open(dir);
   std::map<std::string, int64_t> count;
   for (const std::string& name : st.names()) ++count[st.find(name)->stored_dtype];
   std::string s;

@@ -15,10 +15,12 @@
 
 namespace mambacpp::cli {
 
+namespace server = mamba::server;  // the HTTP server layer (src/server), below the app
+
 namespace {
 
 struct ServeArgs {
-  mamba::server::ServerOptions server;
+  server::ServerOptions server;
   std::string tokenizer, device = "cpu", dtype = "f32";
   int threads = 0;
 };
@@ -49,7 +51,7 @@ int run_serve(ServeArgs& a) {
   model.to(parse_device(a.device));
   model.set_matmul_dtype(matmul_dtype(a.dtype));
   std::shared_ptr<const Tokenizer> tokenizer = open_tokenizer(a.server.model_dir, a.tokenizer);
-  mamba::server::Server server(model, tokenizer, a.server);
+  server::Server server(model, tokenizer, a.server);
   server.bind();
 
   std::atomic<bool> done{false};
@@ -72,7 +74,7 @@ int run_serve(ServeArgs& a) {
 
 Runner add_serve(CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
-  mamba::server::ServerOptions& s = a->server;
+  server::ServerOptions& s = a->server;
   app.add_option("-m,--model", s.model_dir, "model directory (config.json, *.safetensors, tokenizer.json)")
       ->required();
   app.add_option(

@@ -26,17 +26,16 @@ Runner add_tokenize(CLI::App& app) {
   app.add_flag("--decode", a->decode, "decode ids given in --text");
   return [a]() {
     if (a->tokenizer.empty() == a->model.empty())
-      mamba::throw_error(ErrorCode::invalid_argument, "tokenize: give one of --tokenizer FILE or -m DIR");
+      throw_error(ErrorCode::invalid_argument, "tokenize: give one of --tokenizer FILE or -m DIR");
     const auto tokenizer = open_tokenizer(resolve_model(a->model), a->tokenizer);
-    if (!tokenizer)
-      mamba::throw_error(ErrorCode::not_found, "tokenize: ", a->model, "/tokenizer.json not found");
+    if (!tokenizer) throw_error(ErrorCode::not_found, "tokenize: ", a->model, "/tokenizer.json not found");
     if (a->decode) {
       const std::vector<int32_t> ids = parse_ids(a->text, "--text");
       std::string text;
       try {
         text = tokenizer->decode(ids);
       } catch (const Error& e) {  // an id the tokenizer does not have: name the flag
-        mamba::throw_error(e.code(), "tokenize --decode --text: ", e.what());
+        throw_error(e.code(), "tokenize --decode --text: ", e.what());
       }
       std::fwrite(text.data(), 1, text.size(), stdout);
       std::printf("\n");

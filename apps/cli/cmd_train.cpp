@@ -173,7 +173,7 @@ train::TrainConfig resolve_config(const TrainFlags& f) {
   set_if(f.beta1, c.adamw.beta1);
   set_if(f.beta2, c.adamw.beta2);
   if (f.seed) {
-    if (*f.seed < 0) mamba::throw_error(ErrorCode::invalid_argument, "--seed expected >= 0, found ", *f.seed);
+    if (*f.seed < 0) throw_error(ErrorCode::invalid_argument, "--seed expected >= 0, found ", *f.seed);
     c.seed = static_cast<uint64_t>(*f.seed);
   }
   set_if(f.eval_every, c.eval_every);
@@ -268,14 +268,14 @@ int run_train(const TrainFlags& f) {
   if (f.dtype == "bf16")
     where.matmul_dtype = DType::bf16;
   else if (f.dtype != "f32")
-    mamba::throw_error(ErrorCode::invalid_argument, "--dtype expected f32 or bf16, found '", f.dtype, "'");
+    throw_error(ErrorCode::invalid_argument, "--dtype expected f32 or bf16, found '", f.dtype, "'");
   check_dtype_device(f.dtype, f.device);
   train::Trainer trainer =
       f.resume.empty() ? train::Trainer(config, where) : train::Trainer(config, f.resume, where);
   const Model& model = trainer.model();
   std::fprintf(
       stderr, "train: task %s, %s x %lld, d_model %lld, %lld parameters, batch %lld, %s %lld steps on %s%s\n",
-      config.task.c_str(), mamba::io::mixer_kind_name(model.config().ssm_layer),
+      config.task.c_str(), mixer_kind_name(model.config().ssm_layer),
       static_cast<long long>(model.config().n_layer), static_cast<long long>(model.config().d_model),
       static_cast<long long>(model.n_params()), static_cast<long long>(config.batch),
       f.resume.empty() ? "from scratch," : "resuming,", static_cast<long long>(config.steps),
@@ -366,15 +366,14 @@ struct EvalFlags {
 std::unique_ptr<train::Task> eval_task(const EvalFlags& f, const std::string& dir) {
   train::TaskOptions options;
   std::string name;
-  if (mamba::file_exists(mamba::path_join(dir, "trainer.json"))) {
+  if (file_exists(path_join(dir, "trainer.json"))) {
     const train::TrainConfig c = train::load_checkpoint_config(dir);
     options = c.task_options;
     name = c.task;
   }
   if (f.task) name = *f.task;
   if (name.empty())
-    mamba::throw_error(ErrorCode::invalid_argument, "eval: --task is required (", dir,
-                       " holds no trainer.json)");
+    throw_error(ErrorCode::invalid_argument, "eval: --task is required (", dir, " holds no trainer.json)");
   set_if(f.mqar_vocab, options.vocab);
   set_if(f.mqar_pairs, options.n_pairs);
   set_if(f.n_data, options.n_data);
@@ -386,15 +385,14 @@ std::unique_ptr<train::Task> eval_task(const EvalFlags& f, const std::string& di
 int run_eval(const EvalFlags& f) {
   set_num_threads(f.threads);
   if (f.batches < 1 || f.batch < 1 || f.seed < 0)
-    mamba::throw_error(ErrorCode::invalid_argument,
-                       "eval: --batches and --batch must be positive and --seed >= 0");
+    throw_error(ErrorCode::invalid_argument, "eval: --batches and --batch must be positive and --seed >= 0");
   const std::string dir = train::resolve_model_dir(f.model);
   Model model = Model::load(dir);
   model.to(parse_device(f.device));
   const auto task = eval_task(f, dir);
   if (model.config().vocab_size < task->vocab_size())
-    mamba::throw_error(ErrorCode::invalid_argument, dir, ": vocab_size ", model.config().vocab_size,
-                       " is smaller than the ", task->name(), " vocabulary (", task->vocab_size(), ")");
+    throw_error(ErrorCode::invalid_argument, dir, ": vocab_size ", model.config().vocab_size,
+                " is smaller than the ", task->name(), " vocabulary (", task->vocab_size(), ")");
   std::vector<int64_t> lengths = f.lengths;
   if (lengths.empty()) lengths.push_back(task->default_length());
   std::printf("model %s, task %s (chance %.4f), %lld x %lld sequences per length\n", dir.c_str(),

@@ -98,16 +98,16 @@ inline void check_output_path(const std::string& flag, const std::string& path) 
   const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
   std::error_code ec;
   if (!fs::is_directory(dir, ec))
-    mamba::throw_error(ErrorCode::not_found, flag, " ", path, ": folder ", dir.string(), " does not exist");
+    throw_error(ErrorCode::not_found, flag, " ", path, ": folder ", dir.string(), " does not exist");
   if (fs::is_directory(p, ec))
-    mamba::throw_error(ErrorCode::invalid_argument, flag, " ", path, ": is a folder, expected a file path");
+    throw_error(ErrorCode::invalid_argument, flag, " ", path, ": is a folder, expected a file path");
 }
 
 // --dtype bf16/f16 computes on CUDA only.
 inline void check_dtype_device(const std::string& dtype, const std::string& device) {
   if (dtype != "f32" && device != "cuda")
-    mamba::throw_error(ErrorCode::invalid_argument, "--dtype ", dtype,
-                       " runs on CUDA only: add --device cuda (on the CPU weights are f32)");
+    throw_error(ErrorCode::invalid_argument, "--dtype ", dtype,
+                " runs on CUDA only: add --device cuda (on the CPU weights are f32)");
 }
 
 // The closest of `names` to `word` within a few edits, or "".

@@ -62,10 +62,9 @@ void add_generation_flags(CLI::App& app, GenerationFlags& f, int64_t default_n_p
 std::unique_ptr<Tokenizer> open_tokenizer(const std::string& model_dir, const std::string& flag) {
   std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(model_dir, flag);
   // Checkpoints of --task text written before config.json named the tokenizer.
-  if (!tokenizer && flag.empty() && !model_dir.empty() &&
-      mamba::file_exists(mamba::path_join(model_dir, "trainer.json")) &&
+  if (!tokenizer && flag.empty() && !model_dir.empty() && file_exists(path_join(model_dir, "trainer.json")) &&
       train::load_checkpoint_config(model_dir).task == "text")
-    return std::make_unique<mamba::tok::ByteTokenizer>();
+    return std::make_unique<ByteTokenizer>();
   return tokenizer;
 }
 
@@ -99,8 +98,7 @@ SamplingParams sampling_params(GenerationFlags& f) {
 
 SessionOptions session_options(const GenerationFlags& f) {
   if (f.prefill_chunk < 1)
-    mamba::throw_error(ErrorCode::invalid_argument, "--prefill-chunk: expected at least 1, found ",
-                       f.prefill_chunk);
+    throw_error(ErrorCode::invalid_argument, "--prefill-chunk: expected at least 1, found ", f.prefill_chunk);
   // The penalty window is all the sampler reads of the history: keep no more (constant memory).
   return {.prefill_chunk = f.prefill_chunk, .history_limit = f.repeat_last_n < 0 ? -1 : f.repeat_last_n};
 }
@@ -112,8 +110,8 @@ StopCriteria stop_criteria(const GenerationFlags& f, const Tokenizer* tokenizer,
   stop.stop_strings = extra;
   stop.stop_strings.insert(stop.stop_strings.end(), f.stop.begin(), f.stop.end());
   if (!stop.stop_strings.empty() && !tokenizer)
-    mamba::throw_error(ErrorCode::invalid_argument, "--stop needs a tokenizer: ", f.model,
-                       "/tokenizer.json not found (pass --tokenizer FILE)");
+    throw_error(ErrorCode::invalid_argument, "--stop needs a tokenizer: ", f.model,
+                "/tokenizer.json not found (pass --tokenizer FILE)");
   return stop;
 }
 
@@ -133,8 +131,7 @@ std::vector<int32_t> parse_ids(const std::string& text, const std::string& flag)
     errno = 0;
     const long long v = std::strtoll(item.c_str(), &stop, 10);
     if (*stop != '\0' || errno != 0 || v < 0 || v > INT32_MAX)
-      mamba::throw_error(ErrorCode::invalid_argument, flag, ": expected token ids like 1,2,3, found '", item,
-                         "'");
+      throw_error(ErrorCode::invalid_argument, flag, ": expected token ids like 1,2,3, found '", item, "'");
     ids.push_back(static_cast<int32_t>(v));
     i = end;
   }

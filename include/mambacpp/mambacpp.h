@@ -23,15 +23,24 @@
 //   trainer.run();                                                     // steps, evals, checkpoints
 //
 // Errors in inputs (files, configs, token ids) throw mambacpp::Error with a one-line message.
+//
+// Threading: a `const Model&` is immutable and may be shared by any number of threads. Everything
+// that changes while a model runs belongs to one thread at a time: a State, a Session, a StepGraph
+// and the execution context that carries the device stream and kernel plan (ops::Exec) — one
+// Session (and one Exec) per thread. Model::to, set_matmul_dtype and set_sublayer_timing change
+// the model: call them before sharing it.
+//
+// Applications spell every name of the library through this namespace (mambacpp::), never
+// mamba::; the headers below are its implementation.
 #pragma once
 
 #include "core/error.h"
 #include "core/file_util.h"
 #include "core/parallel.h"
 #include "core/tensor.h"
-#include "io/model_config.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
+#include "models/config.h"
 #include "models/model.h"
 #include "models/step_graph.h"
 #include "ops/device.h"
@@ -49,21 +58,36 @@ namespace mambacpp {
 
 using mamba::Device;
 using mamba::DType;
+using mamba::dtype_name;
 using mamba::Error;
 using mamba::ErrorCode;
+using mamba::file_exists;
+using mamba::num_threads;
+using mamba::path_join;
+using mamba::read_file;
 using mamba::Shape;
+using mamba::shape_str;
 using mamba::Tensor;
+using mamba::throw_error;
+using mamba::write_file_atomic;
 using mamba::io::CheckpointFormat;
-using mamba::io::MixerKind;
-using mamba::io::ModelConfig;
 using mamba::io::read_npy;
+using mamba::io::SafeTensors;
 using mamba::io::save_safetensors;
 using mamba::io::write_npy;
 using mamba::models::Activations;
+using mamba::models::bench_model_config;
+using mamba::models::bench_model_names;
+using mamba::models::mixer_kind_name;
+using mamba::models::MixerKind;
 using mamba::models::Model;
+using mamba::models::ModelConfig;
 using mamba::models::next_token_targets;
+using mamba::models::ParamRef;
+using mamba::models::RopeMode;
 using mamba::models::State;
 using mamba::models::StepGraph;
+using mamba::models::SublayerTimes;
 using mamba::ops::device_available;
 using mamba::ops::device_description;
 using mamba::ops::device_synchronize;
@@ -80,10 +104,12 @@ using mamba::runtime::GenerateResult;
 using mamba::runtime::load_tokenizer;
 using mamba::runtime::Session;
 using mamba::runtime::SessionOptions;
+using mamba::runtime::stop_reason_name;
 using mamba::runtime::StopReason;
 using mamba::sampling::Sampler;
 using mamba::sampling::SamplingParams;
 using mamba::sampling::StopCriteria;
+using mamba::tok::ByteTokenizer;
 using mamba::tok::StreamDecoder;
 using mamba::tok::Tokenizer;
 

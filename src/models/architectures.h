@@ -1,16 +1,51 @@
-// Factories of the architecture files (one per file), used by the registry only.
+// What an architecture is, in one struct: each architecture file (mamba1.cpp, mamba2.cpp,
+// mamba3.cpp, attention.cpp) defines one ArchSpec next to its mixer, and registry.cpp lists them in
+// one line. Its config schema (the data) is in models/config.h; its parameters carry their
+// initialisation rules (ParamRef::init); Mamba-3's in_proj layout is ops/mamba3_gates/mamba3_layout.h.
 #pragma once
+#include <cmath>
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "io/config_reader.h"
 #include "models/mixer.h"
 
 namespace mamba::models {
 
-std::unique_ptr<Mixer> make_mamba1(const io::ModelConfig& config, int64_t layer);
-std::unique_ptr<Mixer> make_mamba2(const io::ModelConfig& config, int64_t layer);
-std::unique_ptr<Mixer> make_mamba3(const io::ModelConfig& config, int64_t layer);
-std::unique_ptr<Mixer> make_attention(const io::ModelConfig& config, int64_t layer);
+struct ArchSpec {
+  MixerKind kind;
+  const char* name;  // ssm_cfg.layer of a state-spaces config ("Mamba3"); "MHA" for attention
+  // Which section of a state-spaces config.json it reads: "ssm_cfg" (the SSM mixer of the layers
+  // not in attn_layer_idx, picked by ssm_cfg.layer) or "attn_cfg" (the layers in attn_layer_idx).
+  const char* section;
+  void (*parse)(const io::Reader& section, ModelConfig& c);
+  // HF transformers checkpoints whose model_type this architecture reads (from the whole
+  // config.json, after the shared fields); empty = none.
+  std::vector<std::string> hf_model_types;
+  void (*parse_hf)(const io::Reader& root, const std::string& model_type, ModelConfig& c);
+  // Derived dimensions and validation (one-line errors naming the key).
+  void (*finalize)(ModelConfig& c, const std::string& source);
+  // Its section of a state-spaces config.json.
+  nlohmann::json (*to_json)(const ModelConfig& c);
+  std::unique_ptr<Mixer> (*make_mixer)(const ModelConfig& c, int64_t layer);
+  // `mambacpp bench` models of this architecture, and their shapes (the shared fields are set).
+  std::vector<std::string> bench_names;
+  void (*bench_shapes)(const std::string& name, ModelConfig& c);
+};
+
+// Every registered architecture, in registry order (registry.cpp), and one by kind.
+const std::vector<const ArchSpec*>& architectures();
+const ArchSpec& arch_spec(MixerKind kind);
+
+// The depthwise conv's initialisation (nn.Conv1d's default, fan_in = d_conv). The bias bound
+// takes fan_in 4 whatever d_conv is, as mambacpp always has (kept so random models do not change).
+inline Init conv_weight_init(int64_t d_conv) {
+  return Init::uniform(1.0f / std::sqrt(static_cast<float>(d_conv)));
+}
+inline Init conv_bias_init() {
+  return Init::uniform(1.0f / std::sqrt(4.0f));
+}
 
 // `state` with every tensor moved to `device` (forward_train starts from a fresh state on the
 // input's device; new_state allocates on the host).

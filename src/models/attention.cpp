@@ -16,20 +16,28 @@ namespace {
 
 class Attention final : public Mixer {
 public:
-  Attention(const io::ModelConfig& config, int64_t) : c_(config.attn), d_model_(config.d_model) {}
+  Attention(const ModelConfig& config, int64_t) : c_(config.attn), d_model_(config.d_model) {}
 
-  io::MixerKind kind() const override { return io::MixerKind::attention; }
+  MixerKind kind() const override { return MixerKind::attention; }
 
   void visit_params(const ParamVisitor& fn) override {
     const int64_t in_out = c_.qkv_dim + c_.mlp_dim;
     fn({"mixer.in_proj.weight", &in_proj_weight, {in_out, d_model_}});
-    if (c_.qkv_proj_bias) fn({"mixer.in_proj.bias", &in_proj_bias, {in_out}, true});
+    if (c_.qkv_proj_bias) fn({"mixer.in_proj.bias", &in_proj_bias, {in_out}, true, Init::zeros()});
     if (c_.d_conv > 0) {
-      fn({"mixer.conv1d.weight", &conv1d_weight, {c_.qkv_dim, 1, c_.d_conv}});
-      fn({"mixer.conv1d.bias", &conv1d_bias, {c_.qkv_dim}, true});
+      fn({"mixer.conv1d.weight",
+          &conv1d_weight,
+          {c_.qkv_dim, 1, c_.d_conv},
+          false,
+          conv_weight_init(c_.d_conv)});
+      fn({"mixer.conv1d.bias", &conv1d_bias, {c_.qkv_dim}, true, conv_bias_init()});
     }
-    fn({"mixer.out_proj.weight", &out_proj_weight, {d_model_, c_.out_dim + c_.mlp_dim / 2}});
-    if (c_.out_proj_bias) fn({"mixer.out_proj.bias", &out_proj_bias, {d_model_}, true});
+    fn({"mixer.out_proj.weight",
+        &out_proj_weight,
+        {d_model_, c_.out_dim + c_.mlp_dim / 2},
+        false,
+        Init::residual_out()});
+    if (c_.out_proj_bias) fn({"mixer.out_proj.bias", &out_proj_bias, {d_model_}, true, Init::zeros()});
   }
 
   void prepare() override {
@@ -126,16 +134,96 @@ private:
     return ops::linear(context, out_proj_weight, out_proj_bias);
   }
 
-  io::AttentionConfig c_;
+  AttentionConfig c_;
   int64_t d_model_;
   Tensor in_proj_weight, in_proj_bias, conv1d_weight, conv1d_bias, out_proj_weight, out_proj_bias;
   Tensor conv_w;  // derived: conv weight as [qkv_dim, d_conv]
 };
 
-}  // namespace
+// ---- The architecture: attn_cfg, derived dimensions, JSON, bench shapes. ----
 
-std::unique_ptr<Mixer> make_attention(const io::ModelConfig& config, int64_t layer) {
+void parse(const io::Reader& r, ModelConfig& c) {
+  AttentionConfig& a = c.attn;
+  a.num_heads = r.integer("num_heads", a.num_heads);
+  a.num_heads_kv = r.integer("num_heads_kv", a.num_heads);
+  a.head_dim = r.integer("head_dim", 0);
+  a.mlp_dim = r.integer("mlp_dim", 0);
+  a.qkv_proj_bias = r.boolean("qkv_proj_bias", a.qkv_proj_bias);
+  a.out_proj_bias = r.boolean("out_proj_bias", a.out_proj_bias);
+  a.softmax_scale = r.number("softmax_scale", 0.0);
+  a.causal = r.boolean("causal", a.causal);
+  a.d_conv = r.integer("d_conv", 0);
+  a.rotary_emb_dim = r.integer("rotary_emb_dim", 0);
+  a.rotary_emb_base = r.number("rotary_emb_base", a.rotary_emb_base);
+  a.rotary_emb_interleaved = r.boolean("rotary_emb_interleaved", a.rotary_emb_interleaved);
+}
+
+void finalize(ModelConfig& c, const std::string& src) {
+  AttentionConfig& a = c.attn;
+  io::require_positive(src, "attn_cfg.num_heads", a.num_heads);
+  if (a.num_heads_kv <= 0) a.num_heads_kv = a.num_heads;
+  if (a.num_heads % a.num_heads_kv != 0)
+    io::inconsistent(src, "attn_cfg.num_heads " + std::to_string(a.num_heads) +
+                              " is not divisible by num_heads_kv " + std::to_string(a.num_heads_kv));
+  if (a.head_dim == 0) {
+    if (c.d_model % a.num_heads != 0) io::inconsistent(src, "d_model is not divisible by attn_cfg.num_heads");
+    a.head_dim = c.d_model / a.num_heads;
+  }
+  a.mlp_dim = (a.mlp_dim + 255) / 256 * 256;
+  a.qkv_dim = a.head_dim * (a.num_heads + 2 * a.num_heads_kv);
+  a.out_dim = a.head_dim * a.num_heads;
+  if (a.rotary_emb_dim % 2 != 0 || a.rotary_emb_dim > a.head_dim)
+    io::inconsistent(src, "attn_cfg.rotary_emb_dim must be even and <= head_dim");
+  if (!a.causal)
+    throw_error(ErrorCode::unsupported, src,
+                ": field 'attn_cfg.causal' is false: a language model needs causal "
+                "attention (set \"causal\": true)");
+  if (a.softmax_scale == 0.0) a.softmax_scale = 1.0 / std::sqrt(static_cast<double>(a.head_dim));
+}
+
+nlohmann::json to_json(const ModelConfig& c) {
+  const AttentionConfig& a = c.attn;
+  return {{"num_heads", a.num_heads},
+          {"num_heads_kv", a.num_heads_kv},
+          {"head_dim", a.head_dim},
+          {"mlp_dim", a.mlp_dim},
+          {"qkv_proj_bias", a.qkv_proj_bias},
+          {"out_proj_bias", a.out_proj_bias},
+          {"causal", a.causal},
+          {"d_conv", a.d_conv},
+          {"rotary_emb_dim", a.rotary_emb_dim},
+          {"rotary_emb_base", a.rotary_emb_base},
+          {"rotary_emb_interleaved", a.rotary_emb_interleaved}};
+}
+
+// "hybrid": the Mamba-2 bench model with attention every 6th layer, GQA 12/4 heads, rotary on 64
+// dims, no MLP.
+void bench_shapes(const std::string&, ModelConfig& c) {
+  arch_spec(MixerKind::mamba2).bench_shapes("mamba2", c);
+  for (int64_t i = 5; i < c.n_layer; i += 6) c.attn_layer_idx.push_back(i);
+  c.attn.num_heads = std::max<int64_t>(1, c.d_model / 64);  // heads of 64 (12/4 at d_model 768)
+  c.attn.num_heads_kv = std::max<int64_t>(1, c.attn.num_heads / 3);
+  c.attn.rotary_emb_dim = std::min<int64_t>(64, c.d_model / c.attn.num_heads / 2 * 2);
+  c.attn.causal = true;
+  c.d_intermediate = 0;
+}
+
+std::unique_ptr<Mixer> make(const ModelConfig& config, int64_t layer) {
   return std::make_unique<Attention>(config, layer);
 }
+
+}  // namespace
+
+extern const ArchSpec attention_arch = {.kind = MixerKind::attention,
+                                        .name = "MHA",
+                                        .section = "attn_cfg",
+                                        .parse = parse,
+                                        .hf_model_types = {},
+                                        .parse_hf = nullptr,
+                                        .finalize = finalize,
+                                        .to_json = to_json,
+                                        .make_mixer = make,
+                                        .bench_names = {"hybrid"},
+                                        .bench_shapes = bench_shapes};
 
 }  // namespace mamba::models

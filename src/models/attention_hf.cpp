@@ -59,7 +59,7 @@ public:
     if (s_.softmax_scale == 0.0) s_.softmax_scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim));
   }
 
-  io::MixerKind kind() const override { return io::MixerKind::attention; }
+  MixerKind kind() const override { return MixerKind::attention; }
   std::string label() const override { return s_.rotary_dim > 0 ? "Attn(RoPE)" : "Attn(NoPE)"; }
 
   void visit_params(const ParamVisitor& fn) override {
@@ -68,12 +68,12 @@ public:
     fn({p + "k_proj.weight", &wk, {kv_dim_, s_.d_in}});
     fn({p + "v_proj.weight", &wv, {kv_dim_, s_.d_in}});
     if (s_.qkv_bias) {
-      fn({p + "q_proj.bias", &bq, {q_dim_}, true});
-      fn({p + "k_proj.bias", &bk, {kv_dim_}, true});
-      fn({p + "v_proj.bias", &bv, {kv_dim_}, true});
+      fn({p + "q_proj.bias", &bq, {q_dim_}, true, Init::zeros()});
+      fn({p + "k_proj.bias", &bk, {kv_dim_}, true, Init::zeros()});
+      fn({p + "v_proj.bias", &bv, {kv_dim_}, true, Init::zeros()});
     }
     fn({p + "o_proj.weight", &wo, {s_.d_out, q_dim_}});
-    if (s_.o_bias) fn({p + "o_proj.bias", &bo, {s_.d_out}, true});
+    if (s_.o_bias) fn({p + "o_proj.bias", &bo, {s_.d_out}, true, Init::zeros()});
     if (s_.adapter_rank > 0) {
       const int64_t r = s_.adapter_rank;
       const std::string* names[3] = {&s_.adapter_q, &s_.adapter_k, &s_.adapter_v};

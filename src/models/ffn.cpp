@@ -22,25 +22,25 @@ class Mlp final : public Mixer {
 public:
   explicit Mlp(const MlpSpec& s) : s_(s) {}
 
-  io::MixerKind kind() const override { return io::MixerKind::mlp; }
+  MixerKind kind() const override { return MixerKind::mlp; }
   void visit_params(const ParamVisitor& fn) override {
     const int64_t D = s_.d_model, I = s_.hidden;
     if (!s_.gated) {
       fn({s_.up, &w_up, {I, D}});
-      if (s_.bias) fn({bias_name(s_.up), &b_up, {I}, true});
+      if (s_.bias) fn({bias_name(s_.up), &b_up, {I}, true, Init::zeros()});
     } else if (!s_.gate_up.empty()) {
       fn({s_.gate_up, &w_gate_up, {2 * I, D}});
-      if (s_.bias) fn({bias_name(s_.gate_up), &b_gate_up, {2 * I}, true});
+      if (s_.bias) fn({bias_name(s_.gate_up), &b_gate_up, {2 * I}, true, Init::zeros()});
     } else {
       fn({s_.gate, &w_gate, {I, D}});
       fn({s_.up, &w_up, {I, D}});
       if (s_.bias) {
-        fn({bias_name(s_.gate), &b_gate, {I}, true});
-        fn({bias_name(s_.up), &b_up, {I}, true});
+        fn({bias_name(s_.gate), &b_gate, {I}, true, Init::zeros()});
+        fn({bias_name(s_.up), &b_up, {I}, true, Init::zeros()});
       }
     }
     fn({s_.down, &w_down, {D, I}});
-    if (s_.bias) fn({bias_name(s_.down), &b_down, {D}, true});
+    if (s_.bias) fn({bias_name(s_.down), &b_down, {D}, true, Init::zeros()});
     if (s_.adapter_rank > 0) {
       fn({s_.adapter + ".0.weight", &adapter_a, {s_.adapter_rank, D}});
       fn({s_.adapter + ".1.weight", &adapter_b, {(s_.gated ? 2 : 1) * I, s_.adapter_rank}});
@@ -140,7 +140,7 @@ public:
     down_.resize(E);
   }
 
-  io::MixerKind kind() const override { return io::MixerKind::moe; }
+  MixerKind kind() const override { return MixerKind::moe; }
 
   void visit_params(const ParamVisitor& fn) override {
     const int64_t D = s_.d_model, I = s_.hidden, E = s_.n_experts;

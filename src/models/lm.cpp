@@ -75,36 +75,36 @@ void Model::build() {
 void Model::visit_params(const ParamVisitor& fn) {
   const int64_t D = config_.d_model, V = config_.vocab_padded;
   const bool ln = !config_.rms_norm;
-  fn({config_.embedding_name(), &embedding, {V, D}});
+  fn({config_.embedding_name(), &embedding, {V, D}, false, {Init::Kind::embedding}});
   for (size_t i = 0; i < blocks_.size(); ++i) {
     Block& b = blocks_[i];
     const std::string prefix = config_.layers_name() + std::to_string(i) + ".";
-    auto prefixed = [&](const ParamRef& p) { fn({prefix + p.name, p.tensor, p.shape, p.no_weight_decay}); };
+    auto prefixed = [&](const ParamRef& p) { fn(p.renamed(prefix + p.name)); };
     // A mixer's "mixer.X" names as the family spells them ("mamba.X").
     auto renamed = [&](const ParamRef& p) {
       if (!b.mixer_prefix.empty() && p.name.rfind("mixer.", 0) == 0)
-        prefixed({b.mixer_prefix + p.name.substr(6), p.tensor, p.shape, p.no_weight_decay});
+        prefixed(p.renamed(b.mixer_prefix + p.name.substr(6)));
       else
         prefixed(p);
     };
     if (b.has_norm) {
-      prefixed({b.norm_name + ".weight", &b.norm_weight, {D}, true});
-      if (ln) prefixed({b.norm_name + ".bias", &b.norm_bias, {D}, true});
+      prefixed({b.norm_name + ".weight", &b.norm_weight, {D}, true, Init::ones()});
+      if (ln) prefixed({b.norm_name + ".bias", &b.norm_bias, {D}, true, Init::zeros()});
     }
     b.mixer->visit_params(renamed);
     if (b.mixer_par) b.mixer_par->visit_params(renamed);
     if (b.mlp || b.ffn) {
-      prefixed({b.norm2_name + ".weight", &b.norm2_weight, {D}, true});
-      if (ln) prefixed({b.norm2_name + ".bias", &b.norm2_bias, {D}, true});
+      prefixed({b.norm2_name + ".weight", &b.norm2_weight, {D}, true, Init::ones()});
+      if (ln) prefixed({b.norm2_name + ".bias", &b.norm2_bias, {D}, true, Init::zeros()});
     }
     if (b.mlp) {
       prefixed({"mlp.fc1.weight", &b.mlp->fc1_weight, {2 * config_.mlp_hidden, D}});
-      prefixed({"mlp.fc2.weight", &b.mlp->fc2_weight, {D, config_.mlp_hidden}});
+      prefixed({"mlp.fc2.weight", &b.mlp->fc2_weight, {D, config_.mlp_hidden}, false, Init::residual_out()});
     }
     if (b.ffn) b.ffn->visit_params(renamed);
   }
-  fn({config_.final_norm_name(), &norm_f_weight, {D}, true});
-  if (ln) fn({"backbone.norm_f.bias", &norm_f_bias, {D}, true});
+  fn({config_.final_norm_name(), &norm_f_weight, {D}, true, Init::ones()});
+  if (ln) fn({"backbone.norm_f.bias", &norm_f_bias, {D}, true, Init::zeros()});
   if (!config_.tie_embeddings) fn({config_.lm_head_name(), &lm_head_weight, {V, D}});
 }
 
@@ -125,7 +125,7 @@ void Model::prepare() {
 
 Model Model::load(const std::string& dir) {
   Model m;
-  m.config_ = io::load_model_config(dir);
+  m.config_ = load_model_config(dir);
   if (!m.config_.family.empty())
     find_family(m.config_.family, path_join(dir, "config.json"))
         .configure(m.config_, path_join(dir, "config.json"));
@@ -148,72 +148,57 @@ Model Model::load(const std::string& dir) {
   return m;
 }
 
-// From-scratch initialization following the reference (SPEC §1.1, §2.1, §3.2, §4.6).
-Model Model::random(const io::ModelConfig& config, uint64_t seed) {
+// From-scratch initialization following the reference (SPEC §1.1, §2.1, §3.2, §4.6): each
+// parameter carries its rule (ParamRef::init, chosen by the file that declares it); the draws
+// follow visit order, so a seed gives the same model on every build.
+Model Model::random(const ModelConfig& config, uint64_t seed) {
   Model m;
   m.config_ = config;
   m.build();
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> unit(0.0f, 1.0f);
   std::normal_distribution<float> normal(0.0f, 0.02f);
-  auto ends_with = [](const std::string& s, const char* suffix) {
-    const size_t n = std::strlen(suffix);
-    return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
-  };
-  // dt ~ log-uniform in [dt_min, dt_max), floored, stored as its inverse softplus.
-  auto dt_bias_value = [&](double dt_min, double dt_max, double floor) {
-    const double dt =
-        std::max(std::exp(unit(rng) * (std::log(dt_max) - std::log(dt_min)) + std::log(dt_min)), floor);
-    return static_cast<float>(dt + std::log(-std::expm1(-dt)));
-  };
   const double inv_sqrt_layers = 1.0 / std::sqrt(static_cast<double>(config.n_layer));
-  // dt_min, dt_max, dt_init_floor of the configured SSM layer (SPEC §1.1, §2.1, §3.2).
-  const double dt_range[3] = {config.ssm_layer == io::MixerKind::mamba1   ? config.mamba1.dt_min
-                              : config.ssm_layer == io::MixerKind::mamba2 ? config.mamba2.dt_min
-                                                                          : config.mamba3.dt_min,
-                              config.ssm_layer == io::MixerKind::mamba1   ? config.mamba1.dt_max
-                              : config.ssm_layer == io::MixerKind::mamba2 ? config.mamba2.dt_max
-                                                                          : config.mamba3.dt_max,
-                              config.ssm_layer == io::MixerKind::mamba1   ? config.mamba1.dt_init_floor
-                              : config.ssm_layer == io::MixerKind::mamba2 ? config.mamba2.dt_init_floor
-                                                                          : config.mamba3.dt_init_floor};
   m.visit_params([&](const ParamRef& p) {
     Tensor t = Tensor::empty(p.shape);
     float* v = t.f32();
     const int64_t n = t.numel();
-    const std::string& name = p.name;
+    const Init& init = p.init;
     const int64_t fan_in = p.shape.size() >= 2 ? shape_numel(p.shape) / p.shape[0] : 1;
     const float bound = 1.0f / std::sqrt(static_cast<float>(fan_in));
     auto uniform = [&](float b) {
       for (int64_t i = 0; i < n; ++i) v[i] = (2.0f * unit(rng) - 1.0f) * b;
     };
-    if (name == config.embedding_name()) {
-      for (int64_t i = 0; i < n; ++i) v[i] = normal(rng);
-    } else if (ends_with(name, "A_log") && p.shape.size() == 2) {  // Mamba-1: S4D-real ln(n+1)
-      for (int64_t i = 0; i < n; ++i) v[i] = std::log(static_cast<float>(i % p.shape[1] + 1));
-    } else if (ends_with(name, "A_log")) {  // Mamba-2: ln U(A_init_range)
-      for (int64_t i = 0; i < n; ++i)
-        v[i] = std::log(static_cast<float>(config.mamba2.A_init_lo +
-                                           unit(rng) * (config.mamba2.A_init_hi - config.mamba2.A_init_lo)));
-    } else if (ends_with(name, "dt_bias") || ends_with(name, "dt_proj.bias")) {
-      for (int64_t i = 0; i < n; ++i) v[i] = dt_bias_value(dt_range[0], dt_range[1], dt_range[2]);
-    } else if (ends_with(name, ".D") || ends_with(name, "norm.weight") || ends_with(name, "norm2.weight") ||
-               ends_with(name, "norm_f.weight") || ends_with(name, "B_bias") || ends_with(name, "C_bias") ||
-               ends_with(name, "mimo_z")) {
-      t.fill(1.0f);
-    } else if (ends_with(name, "mimo_x") || ends_with(name, "mimo_o")) {
-      t.fill(1.0f / static_cast<float>(p.shape[1]));
-    } else if (ends_with(name, "conv1d.weight") || ends_with(name, "conv1d.bias")) {
-      uniform(1.0f /
-              std::sqrt(static_cast<float>(name.find("weight") != std::string::npos ? p.shape[2] : 4)));
-    } else if (ends_with(name, ".bias")) {
-      t.zero();
-    } else if (ends_with(name, "out_proj.weight") || ends_with(name, "fc2.weight")) {
-      uniform(static_cast<float>(bound * inv_sqrt_layers));
-    } else if (ends_with(name, "dt_proj.weight")) {
-      uniform(static_cast<float>(std::pow(static_cast<double>(p.shape[1]), -0.5)));
-    } else {
-      uniform(bound);
+    switch (init.kind) {
+      case Init::Kind::fan_in:
+        uniform(bound);
+        break;
+      case Init::Kind::residual_out:
+        uniform(static_cast<float>(bound * inv_sqrt_layers));
+        break;
+      case Init::Kind::embedding:
+        for (int64_t i = 0; i < n; ++i) v[i] = normal(rng);
+        break;
+      case Init::Kind::constant:
+        t.fill(static_cast<float>(init.a));
+        break;
+      case Init::Kind::uniform:
+        uniform(static_cast<float>(init.a));
+        break;
+      case Init::Kind::a_log_s4d:
+        for (int64_t i = 0; i < n; ++i) v[i] = std::log(static_cast<float>(i % p.shape.back() + 1));
+        break;
+      case Init::Kind::a_log_range:
+        for (int64_t i = 0; i < n; ++i)
+          v[i] = std::log(static_cast<float>(init.a + unit(rng) * (init.b - init.a)));
+        break;
+      case Init::Kind::dt_bias:  // dt ~ log-uniform in [a, b), floored at c, stored as its inverse softplus
+        for (int64_t i = 0; i < n; ++i) {
+          const double dt = std::max(
+              std::exp(unit(rng) * (std::log(init.b) - std::log(init.a)) + std::log(init.a)), init.c);
+          v[i] = static_cast<float>(dt + std::log(-std::expm1(-dt)));
+        }
+        break;
     }
     *p.tensor = t;
   });
@@ -234,7 +219,7 @@ void Model::save(const std::string& dir) const {
   });
   if (config_.tie_embeddings) tensors.emplace_back("lm_head.weight", embedding);
   io::save_safetensors(path_join(dir, "model.safetensors"), tensors, {{"format", "pt"}});
-  write_file_atomic(path_join(dir, "config.json"), io::to_mamba_ssm_json(config_).dump(4) + "\n");
+  write_file_atomic(path_join(dir, "config.json"), to_mamba_ssm_json(config_).dump(4) + "\n");
 }
 
 Model Model::new_grads() const {
@@ -323,8 +308,8 @@ Tensor Model::timed(const std::string& label, F&& f) const {
   return out;
 }
 
-io::ModelConfig Model::config_from_json(const nlohmann::json& j, const std::string& source) {
-  io::ModelConfig c = io::parse_model_config(j, source);
+ModelConfig Model::config_from_json(const nlohmann::json& j, const std::string& source) {
+  ModelConfig c = parse_model_config(j, source);
   if (!c.family.empty()) find_family(c.family, source).configure(c, source);
   return c;
 }

@@ -14,30 +14,35 @@ namespace mamba::models {
 namespace {
 
 class Mamba1 final : public Mixer {
-  using Norm = io::Mamba1Config::BcdtNorm;
+  using Norm = Mamba1Config::BcdtNorm;
 
 public:
-  Mamba1(const io::ModelConfig& config, int64_t) : c_(config.mamba1), d_model_(config.d_model) {}
+  Mamba1(const ModelConfig& config, int64_t) : c_(config.mamba1), d_model_(config.d_model) {}
 
-  io::MixerKind kind() const override { return io::MixerKind::mamba1; }
+  MixerKind kind() const override { return MixerKind::mamba1; }
 
   void visit_params(const ParamVisitor& fn) override {
     const int64_t di = c_.d_inner, n = c_.d_state, r = c_.dt_rank;
-    fn({"mixer.A_log", &A_log, {di, n}, true});
-    fn({"mixer.D", &D, {di}, true});
+    const Init dt = Init::dt_bias(c_.dt_min, c_.dt_max, c_.dt_init_floor);
+    fn({"mixer.A_log", &A_log, {di, n}, true, {Init::Kind::a_log_s4d}});
+    fn({"mixer.D", &D, {di}, true, Init::ones()});
     fn({"mixer.in_proj.weight", &in_proj_weight, {2 * di, d_model_}});
-    if (c_.bias) fn({"mixer.in_proj.bias", &in_proj_bias, {2 * di}, true});
-    fn({"mixer.conv1d.weight", &conv1d_weight, {di, 1, c_.d_conv}});
-    if (c_.conv_bias) fn({"mixer.conv1d.bias", &conv1d_bias, {di}, true});
+    if (c_.bias) fn({"mixer.in_proj.bias", &in_proj_bias, {2 * di}, true, Init::zeros()});
+    fn({"mixer.conv1d.weight", &conv1d_weight, {di, 1, c_.d_conv}, false, conv_weight_init(c_.d_conv)});
+    if (c_.conv_bias) fn({"mixer.conv1d.bias", &conv1d_bias, {di}, true, conv_bias_init()});
     fn({"mixer.x_proj.weight", &x_proj_weight, {r + 2 * n, di}});
-    fn({"mixer.dt_proj.weight", &dt_proj_weight, {di, r}});
-    fn({"mixer.dt_proj.bias", &dt_proj_bias, {di}, true});
-    fn({"mixer.out_proj.weight", &out_proj_weight, {d_model_, di}});
-    if (c_.bias) fn({"mixer.out_proj.bias", &out_proj_bias, {d_model_}, true});
+    fn({"mixer.dt_proj.weight",
+        &dt_proj_weight,
+        {di, r},
+        false,
+        Init::uniform(static_cast<float>(std::pow(static_cast<double>(r), -0.5)))});
+    fn({"mixer.dt_proj.bias", &dt_proj_bias, {di}, true, dt});
+    fn({"mixer.out_proj.weight", &out_proj_weight, {d_model_, di}, false, Init::residual_out()});
+    if (c_.bias) fn({"mixer.out_proj.bias", &out_proj_bias, {d_model_}, true, Init::zeros()});
     if (c_.bcdt_norm == Norm::learned) {
-      fn({"mixer.dt_layernorm.weight", &dt_norm_weight, {r}, true});
-      fn({"mixer.b_layernorm.weight", &b_norm_weight, {n}, true});
-      fn({"mixer.c_layernorm.weight", &c_norm_weight, {n}, true});
+      fn({"mixer.dt_layernorm.weight", &dt_norm_weight, {r}, true, Init::ones()});
+      fn({"mixer.b_layernorm.weight", &b_norm_weight, {n}, true, Init::ones()});
+      fn({"mixer.c_layernorm.weight", &c_norm_weight, {n}, true, Init::ones()});
     }
   }
 
@@ -152,7 +157,7 @@ private:
     return ops::linear(y, out_proj_weight, out_proj_bias);
   }
 
-  io::Mamba1Config c_;
+  Mamba1Config c_;
   int64_t d_model_;
   Tensor A_log, D, in_proj_weight, in_proj_bias, conv1d_weight, conv1d_bias, x_proj_weight, dt_proj_weight,
       dt_proj_bias, out_proj_weight, out_proj_bias;
@@ -160,10 +165,86 @@ private:
   Tensor A, conv_w;  // derived: −exp(A_log) [d_inner, d_state]; conv weight as [d_inner, d_conv]
 };
 
-}  // namespace
+// ---- The architecture: config section, HF fields, derived dimensions, JSON, bench shapes. ----
 
-std::unique_ptr<Mixer> make_mamba1(const io::ModelConfig& config, int64_t layer) {
+void parse(const io::Reader& r, ModelConfig& c) {
+  Mamba1Config& m = c.mamba1;
+  m.d_state = r.integer("d_state", m.d_state);
+  m.d_conv = r.integer("d_conv", m.d_conv);
+  m.expand = r.number("expand", m.expand);
+  if (r.has("dt_rank") && r.j.at("dt_rank").is_string()) {
+    if (r.string("dt_rank", "auto") != "auto")
+      r.type_error("dt_rank", "an integer or \"auto\"", r.j.at("dt_rank"));
+  } else {
+    m.dt_rank = r.integer("dt_rank", 0);
+  }
+  m.conv_bias = r.boolean("conv_bias", m.conv_bias);
+  m.bias = r.boolean("bias", m.bias);
+  m.dt_min = r.number("dt_min", m.dt_min);
+  m.dt_max = r.number("dt_max", m.dt_max);
+  m.dt_init_floor = r.number("dt_init_floor", m.dt_init_floor);
+  m.dt_scale = r.number("dt_scale", m.dt_scale);
+  m.dt_init = r.string("dt_init", m.dt_init);
+}
+
+void parse_hf(const io::Reader& r, const std::string& model_type, ModelConfig& c) {
+  const double expand = r.number("expand", 2);
+  Mamba1Config& m = c.mamba1;
+  m.d_state = r.integer("state_size", 16);
+  m.d_conv = r.integer("conv_kernel", 4);
+  m.expand = expand;
+  if (r.has("time_step_rank") && r.j.at("time_step_rank").is_string())
+    m.dt_rank = 0;
+  else
+    m.dt_rank = r.integer("time_step_rank", 0);
+  m.conv_bias = r.boolean("use_conv_bias", true);
+  m.bias = r.boolean("use_bias", false);
+  if (model_type == "falcon_mamba") {
+    m.bcdt_norm = Mamba1Config::BcdtNorm::weightless;
+    m.bcdt_norm_eps = r.number("mixer_rms_eps", 1e-6);
+  }
+  const int64_t inner = io::expanded(expand, c.d_model, r.source);
+  const int64_t inter = r.integer("intermediate_size", inner);
+  if (inter != inner)
+    io::inconsistent(r.source, "intermediate_size " + std::to_string(inter) + " != expand * hidden_size");
+}
+
+void finalize(ModelConfig& c, const std::string& src) {
+  Mamba1Config& m1 = c.mamba1;
+  m1.d_inner = io::expanded(m1.expand, c.d_model, src);
+  if (m1.dt_rank == 0) m1.dt_rank = (c.d_model + 15) / 16;
+  io::require_positive(src, "d_state", m1.d_state);
+  io::require_positive(src, "d_conv", m1.d_conv);
+  io::require_positive(src, "d_inner", m1.d_inner);
+}
+
+nlohmann::json to_json(const ModelConfig& c) {
+  const Mamba1Config& m = c.mamba1;
+  return {{"layer", "Mamba1"},    {"d_state", m.d_state},     {"d_conv", m.d_conv}, {"expand", m.expand},
+          {"dt_rank", m.dt_rank}, {"conv_bias", m.conv_bias}, {"bias", m.bias}};
+}
+
+void bench_shapes(const std::string&, ModelConfig& c) {
+  c.ssm_layer = MixerKind::mamba1;
+  c.mamba1.d_state = 16;
+}
+
+std::unique_ptr<Mixer> make(const ModelConfig& config, int64_t layer) {
   return std::make_unique<Mamba1>(config, layer);
 }
+
+}  // namespace
+
+extern const ArchSpec mamba1_arch = {.kind = MixerKind::mamba1,
+                                     .name = "Mamba1",
+                                     .section = "ssm_cfg",
+                                     .parse = parse,
+                                     .hf_model_types = {"mamba", "falcon_mamba"},
+                                     .parse_hf = parse_hf,
+                                     .finalize = finalize,
+                                     .to_json = to_json,
+                                     .make_mixer = make,
+                                     .bench_names = {"mamba1"},
+                                     .bench_shapes = bench_shapes};
 
 }  // namespace mamba::models

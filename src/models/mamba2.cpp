@@ -15,22 +15,26 @@ namespace {
 
 class Mamba2 final : public Mixer {
 public:
-  Mamba2(const io::ModelConfig& config, int64_t) : c_(config.mamba2), d_model_(config.d_model) {}
+  Mamba2(const ModelConfig& config, int64_t) : c_(config.mamba2), d_model_(config.d_model) {}
 
-  io::MixerKind kind() const override { return io::MixerKind::mamba2; }
+  MixerKind kind() const override { return MixerKind::mamba2; }
 
   void visit_params(const ParamVisitor& fn) override {
     const int64_t H = c_.n_heads;
-    fn({"mixer.dt_bias", &dt_bias, {H}, true});
-    fn({"mixer.A_log", &A_log, {H}, true});
-    fn({"mixer.D", &D, {c_.D_has_hdim ? c_.d_ssm : H}, true});
+    fn({"mixer.dt_bias", &dt_bias, {H}, true, Init::dt_bias(c_.dt_min, c_.dt_max, c_.dt_init_floor)});
+    fn({"mixer.A_log", &A_log, {H}, true, {Init::Kind::a_log_range, c_.A_init_lo, c_.A_init_hi}});
+    fn({"mixer.D", &D, {c_.D_has_hdim ? c_.d_ssm : H}, true, Init::ones()});
     fn({"mixer.in_proj.weight", &in_proj_weight, {c_.d_in_proj, d_model_}});
-    if (c_.bias) fn({"mixer.in_proj.bias", &in_proj_bias, {c_.d_in_proj}, true});
-    fn({"mixer.conv1d.weight", &conv1d_weight, {c_.conv_dim, 1, c_.d_conv}});
-    if (c_.conv_bias) fn({"mixer.conv1d.bias", &conv1d_bias, {c_.conv_dim}, true});
-    if (c_.rmsnorm) fn({"mixer.norm.weight", &norm_weight, {c_.d_ssm}, true});
-    fn({"mixer.out_proj.weight", &out_proj_weight, {d_model_, c_.d_inner}});
-    if (c_.bias) fn({"mixer.out_proj.bias", &out_proj_bias, {d_model_}, true});
+    if (c_.bias) fn({"mixer.in_proj.bias", &in_proj_bias, {c_.d_in_proj}, true, Init::zeros()});
+    fn({"mixer.conv1d.weight",
+        &conv1d_weight,
+        {c_.conv_dim, 1, c_.d_conv},
+        false,
+        conv_weight_init(c_.d_conv)});
+    if (c_.conv_bias) fn({"mixer.conv1d.bias", &conv1d_bias, {c_.conv_dim}, true, conv_bias_init()});
+    if (c_.rmsnorm) fn({"mixer.norm.weight", &norm_weight, {c_.d_ssm}, true, Init::ones()});
+    fn({"mixer.out_proj.weight", &out_proj_weight, {d_model_, c_.d_inner}, false, Init::residual_out()});
+    if (c_.bias) fn({"mixer.out_proj.bias", &out_proj_bias, {d_model_}, true, Init::zeros()});
   }
 
   void prepare() override {
@@ -147,17 +151,147 @@ private:
     return ops::linear(y, out_proj_weight, out_proj_bias);
   }
 
-  io::Mamba2Config c_;
+  Mamba2Config c_;
   int64_t d_model_;
   Tensor dt_bias, A_log, D, in_proj_weight, in_proj_bias, conv1d_weight, conv1d_bias, norm_weight,
       out_proj_weight, out_proj_bias;
   Tensor A, conv_w;  // derived: −exp(A_log) [n_heads]; conv weight as [conv_dim, d_conv]
 };
 
-}  // namespace
+// ---- The architecture: config section, HF fields, derived dimensions, JSON, bench shapes. ----
 
-std::unique_ptr<Mixer> make_mamba2(const io::ModelConfig& config, int64_t layer) {
+void parse(const io::Reader& r, ModelConfig& c) {
+  using nlohmann::json;
+  Mamba2Config& m = c.mamba2;
+  m.d_state = r.integer("d_state", m.d_state);
+  m.d_conv = r.integer("d_conv", m.d_conv);
+  m.expand = r.number("expand", m.expand);
+  m.head_dim = r.integer("headdim", m.head_dim);
+  m.d_ssm = r.integer("d_ssm", m.d_ssm);
+  m.n_groups = r.integer("ngroups", m.n_groups);
+  m.chunk_size = r.integer("chunk_size", m.chunk_size);
+  m.D_has_hdim = r.boolean("D_has_hdim", m.D_has_hdim);
+  m.rmsnorm = r.boolean("rmsnorm", m.rmsnorm);
+  m.norm_before_gate = r.boolean("norm_before_gate", m.norm_before_gate);
+  m.bias = r.boolean("bias", m.bias);
+  m.conv_bias = r.boolean("conv_bias", m.conv_bias);
+  if (r.has("dt_limit")) {
+    const json& v = r.j.at("dt_limit");
+    if (!v.is_array() || v.size() != 2) r.type_error("dt_limit", "a pair [lo, hi]", v);
+    m.dt_limit_lo = r.to_number("dt_limit", v[0]);
+    m.dt_limit_hi = r.to_number("dt_limit", v[1]);
+  }
+  m.dt_min = r.number("dt_min", m.dt_min);
+  m.dt_max = r.number("dt_max", m.dt_max);
+  m.dt_init_floor = r.number("dt_init_floor", m.dt_init_floor);
+  if (r.has("A_init_range")) {
+    const json& v = r.j.at("A_init_range");
+    if (!v.is_array() || v.size() != 2) r.type_error("A_init_range", "a pair [lo, hi]", v);
+    m.A_init_lo = r.to_number("A_init_range", v[0]);
+    m.A_init_hi = r.to_number("A_init_range", v[1]);
+  }
+}
+
+void parse_hf(const io::Reader& r, const std::string&, ModelConfig& c) {
+  using nlohmann::json;
+  const double expand = r.number("expand", 2);
+  Mamba2Config& m = c.mamba2;
+  m.d_state = r.integer("state_size", 128);
+  m.d_conv = r.integer("conv_kernel", 4);
+  m.expand = expand;
+  m.head_dim = r.integer("head_dim", 64);
+  m.n_groups = r.integer("n_groups", 1);
+  m.chunk_size = r.integer("chunk_size", 256);
+  m.conv_bias = r.boolean("use_conv_bias", true);
+  m.bias = r.boolean("use_bias", false);
+  m.rmsnorm = r.boolean("rms_norm", true);
+  m.norm_eps = c.norm_eps;
+  // The gated RMSNorm is per group (d_ssm / n_groups), as mamba_ssm, llama.cpp and the checkpoints'
+  // own training compute it; transformers <= 5.17 normalizes the whole row (a bug there, issue 11).
+  m.norm_n_groups = m.n_groups;
+  if (r.has("time_step_limit")) {
+    const json& v = r.j.at("time_step_limit");
+    if (!v.is_array() || v.size() != 2) r.type_error("time_step_limit", "a pair [lo, hi]", v);
+    m.dt_limit_lo = r.to_number("time_step_limit", v[0]);
+    m.dt_limit_hi = r.to_number("time_step_limit", v[1]);
+  }
+  const int64_t heads = r.integer("num_heads", 0);
+  const int64_t inner = io::expanded(expand, c.d_model, r.source);
+  io::require_at_most(r.source, "num_heads", heads, io::kMaxDim);
+  io::require_at_most(r.source, "head_dim", m.head_dim, io::kMaxDim);
+  if (heads > 0 && m.head_dim >= 0 && heads * m.head_dim != inner)
+    io::inconsistent(r.source, "num_heads " + std::to_string(heads) + " * head_dim " +
+                                   std::to_string(m.head_dim) + " != expand * hidden_size " +
+                                   std::to_string(inner));
+}
+
+void finalize(ModelConfig& c, const std::string& src) {
+  Mamba2Config& m2 = c.mamba2;
+  m2.d_inner = io::expanded(m2.expand, c.d_model, src);
+  if (m2.d_ssm < 0) m2.d_ssm = m2.d_inner;
+  io::require_positive(src, "d_state", m2.d_state);
+  io::require_positive(src, "headdim", m2.head_dim);
+  io::require_positive(src, "ngroups", m2.n_groups);
+  io::require_positive(src, "d_conv", m2.d_conv);
+  io::require_positive(src, "chunk_size", m2.chunk_size);
+  if (m2.d_ssm % m2.head_dim != 0)
+    io::inconsistent(src, "d_ssm " + std::to_string(m2.d_ssm) + " is not divisible by headdim " +
+                              std::to_string(m2.head_dim));
+  m2.n_heads = m2.d_ssm / m2.head_dim;
+  if (m2.n_heads % m2.n_groups != 0)
+    io::inconsistent(src, "n_heads " + std::to_string(m2.n_heads) + " is not divisible by ngroups " +
+                              std::to_string(m2.n_groups));
+  if (m2.d_ssm > m2.d_inner) io::inconsistent(src, "d_ssm is larger than d_inner");
+  if (m2.norm_n_groups <= 0) m2.norm_n_groups = m2.n_groups;
+  // in_proj: [z0 | x0 | z | xBC | dt], widths d_mlp, d_mlp, d_ssm, conv_dim, n_heads.
+  m2.d_mlp = m2.d_inner - m2.d_ssm;
+  m2.conv_dim = m2.d_ssm + 2 * m2.n_groups * m2.d_state;
+  m2.d_in_proj = 2 * m2.d_inner + 2 * m2.n_groups * m2.d_state + m2.n_heads;
+}
+
+nlohmann::json to_json(const ModelConfig& c) {
+  using nlohmann::json;
+  const Mamba2Config& m = c.mamba2;
+  json ssm = {{"layer", "Mamba2"},
+              {"d_state", m.d_state},
+              {"d_conv", m.d_conv},
+              {"expand", m.expand},
+              {"headdim", m.head_dim},
+              {"ngroups", m.n_groups},
+              {"chunk_size", m.chunk_size},
+              {"D_has_hdim", m.D_has_hdim},
+              {"rmsnorm", m.rmsnorm},
+              {"norm_before_gate", m.norm_before_gate},
+              {"bias", m.bias},
+              {"conv_bias", m.conv_bias}};
+  if (m.d_ssm != m.d_inner) ssm["d_ssm"] = m.d_ssm;
+  if (m.dt_limit_lo != 0.0 || std::isfinite(m.dt_limit_hi))
+    ssm["dt_limit"] = {m.dt_limit_lo, std::isfinite(m.dt_limit_hi) ? json(m.dt_limit_hi) : json("Infinity")};
+  return ssm;
+}
+
+void bench_shapes(const std::string&, ModelConfig& c) {
+  c.ssm_layer = MixerKind::mamba2;
+  c.mamba2.d_state = 128;
+  c.mamba2.head_dim = 64;
+}
+
+std::unique_ptr<Mixer> make(const ModelConfig& config, int64_t layer) {
   return std::make_unique<Mamba2>(config, layer);
 }
+
+}  // namespace
+
+extern const ArchSpec mamba2_arch = {.kind = MixerKind::mamba2,
+                                     .name = "Mamba2",
+                                     .section = "ssm_cfg",
+                                     .parse = parse,
+                                     .hf_model_types = {"mamba2"},
+                                     .parse_hf = parse_hf,
+                                     .finalize = finalize,
+                                     .to_json = to_json,
+                                     .make_mixer = make,
+                                     .bench_names = {"mamba2"},
+                                     .bench_shapes = bench_shapes};
 
 }  // namespace mamba::models

@@ -15,26 +15,27 @@ namespace {
 
 class Mamba3 final : public Mixer {
 public:
-  Mamba3(const io::ModelConfig& config, int64_t) : c_(config.mamba3), d_model_(config.d_model) {}
+  Mamba3(const ModelConfig& config, int64_t) : c_(config.mamba3), d_model_(config.d_model) {}
 
-  io::MixerKind kind() const override { return io::MixerKind::mamba3; }
+  MixerKind kind() const override { return MixerKind::mamba3; }
 
   void visit_params(const ParamVisitor& fn) override {
     const int64_t H = c_.n_heads, R = c_.rank, N = c_.d_state, P = c_.head_dim;
-    fn({"mixer.dt_bias", &dt_bias, {H}, true});
-    fn({"mixer.B_bias", &B_bias, {H, R, N}, true});
-    fn({"mixer.C_bias", &C_bias, {H, R, N}, true});
-    if (c_.is_mimo) {
-      fn({"mixer.mimo_x", &mimo_x, {H, R, P}, true});
-      fn({"mixer.mimo_z", &mimo_z, {H, R, P}, true});
-      fn({"mixer.mimo_o", &mimo_o, {H, R, P}, true});
+    fn({"mixer.dt_bias", &dt_bias, {H}, true, Init::dt_bias(c_.dt_min, c_.dt_max, c_.dt_init_floor)});
+    fn({"mixer.B_bias", &B_bias, {H, R, N}, true, Init::ones()});
+    fn({"mixer.C_bias", &C_bias, {H, R, N}, true, Init::ones()});
+    if (c_.is_mimo) {  // x and o average the ranks, z gates each
+      const Init mean = Init::constant(1.0f / static_cast<float>(R));
+      fn({"mixer.mimo_x", &mimo_x, {H, R, P}, true, mean});
+      fn({"mixer.mimo_z", &mimo_z, {H, R, P}, true, Init::ones()});
+      fn({"mixer.mimo_o", &mimo_o, {H, R, P}, true, mean});
     }
-    fn({"mixer.D", &D, {H}, true});
+    fn({"mixer.D", &D, {H}, true, Init::ones()});
     fn({"mixer.in_proj.weight", &in_proj_weight, {c_.d_in_proj, d_model_}});
-    fn({"mixer.B_norm.weight", &B_norm_weight, {N}, true});
-    fn({"mixer.C_norm.weight", &C_norm_weight, {N}, true});
-    if (c_.is_outproj_norm) fn({"mixer.norm.weight", &norm_weight, {c_.d_inner}, true});
-    fn({"mixer.out_proj.weight", &out_proj_weight, {d_model_, c_.d_inner}});
+    fn({"mixer.B_norm.weight", &B_norm_weight, {N}, true, Init::ones()});
+    fn({"mixer.C_norm.weight", &C_norm_weight, {N}, true, Init::ones()});
+    if (c_.is_outproj_norm) fn({"mixer.norm.weight", &norm_weight, {c_.d_inner}, true, Init::ones()});
+    fn({"mixer.out_proj.weight", &out_proj_weight, {d_model_, c_.d_inner}, false, Init::residual_out()});
   }
 
   LayerState new_state(int64_t batch) const override {
@@ -172,23 +173,116 @@ private:
     return ops::linear(o, out_proj_weight);
   }
 
-  static ops::Mamba3Rope rope_mode(io::RopeMode m) {
-    return m == io::RopeMode::none               ? ops::Mamba3Rope::none
-           : m == io::RopeMode::data_independent ? ops::Mamba3Rope::data_independent
-                                                 : ops::Mamba3Rope::data_dependent;
+  static ops::Mamba3Rope rope_mode(RopeMode m) {
+    return m == RopeMode::none               ? ops::Mamba3Rope::none
+           : m == RopeMode::data_independent ? ops::Mamba3Rope::data_independent
+                                             : ops::Mamba3Rope::data_dependent;
   }
 
-  io::Mamba3Config c_;
+  Mamba3Config c_;
   int64_t d_model_;
   Tensor dt_bias, B_bias, C_bias, mimo_x, mimo_z, mimo_o, D, in_proj_weight, B_norm_weight, C_norm_weight,
       norm_weight, out_proj_weight;
   ops::Mamba3Gates gates_{};  // derived in prepare(): shapes and the gate parameters
 };
 
-}  // namespace
+// ---- The architecture: config section, derived dimensions and in_proj layout, JSON, bench shapes. ----
 
-std::unique_ptr<Mixer> make_mamba3(const io::ModelConfig& config, int64_t layer) {
+void parse(const io::Reader& r, ModelConfig& c) {
+  Mamba3Config& m = c.mamba3;
+  m.d_state = r.integer("d_state", m.d_state);
+  m.expand = r.number("expand", m.expand);
+  m.head_dim = r.integer("headdim", m.head_dim);
+  m.n_groups = r.integer("ngroups", m.n_groups);
+  m.rope_fraction = r.number("rope_fraction", m.rope_fraction);
+  m.A_floor = r.number("A_floor", m.A_floor);
+  m.dt_min = r.number("dt_min", m.dt_min);
+  m.dt_max = r.number("dt_max", m.dt_max);
+  m.dt_init_floor = r.number("dt_init_floor", m.dt_init_floor);
+  m.is_outproj_norm = r.boolean("is_outproj_norm", m.is_outproj_norm);
+  m.is_mimo = r.boolean("is_mimo", m.is_mimo);
+  m.mimo_rank = r.integer("mimo_rank", m.mimo_rank);
+  m.chunk_size = r.integer("chunk_size", m.chunk_size);
+  const std::string rope = r.string("rope_mode", "data_dependent");  // mambacpp extension (ablations)
+  if (rope == "data_dependent")
+    m.rope_mode = RopeMode::data_dependent;
+  else if (rope == "none")
+    m.rope_mode = RopeMode::none;
+  else if (rope == "data_independent")
+    m.rope_mode = RopeMode::data_independent;
+  else
+    throw_error(ErrorCode::parse, r.where("rope_mode"),
+                " expected data_dependent, none or data_independent, found '", rope, "'");
+}
+
+void finalize(ModelConfig& c, const std::string& src) {
+  Mamba3Config& m3 = c.mamba3;
+  m3.d_inner = io::expanded(m3.expand, c.d_model, src);
+  io::require_positive(src, "d_state", m3.d_state);
+  io::require_positive(src, "headdim", m3.head_dim);
+  io::require_positive(src, "ngroups", m3.n_groups);
+  io::require_positive(src, "chunk_size", m3.chunk_size);
+  if (m3.d_inner % m3.head_dim != 0)
+    io::inconsistent(src, "d_inner " + std::to_string(m3.d_inner) + " is not divisible by headdim " +
+                              std::to_string(m3.head_dim));
+  m3.n_heads = m3.d_inner / m3.head_dim;
+  if (m3.n_heads % m3.n_groups != 0)
+    io::inconsistent(src, "n_heads " + std::to_string(m3.n_heads) + " is not divisible by ngroups " +
+                              std::to_string(m3.n_groups));
+  if (m3.rope_fraction != 0.5 && m3.rope_fraction != 1.0)
+    throw_error(ErrorCode::unsupported, src, ": field 'ssm_cfg.rope_fraction' expected 0.5 or 1.0, found ",
+                m3.rope_fraction);
+  m3.rank = m3.is_mimo ? m3.mimo_rank : 1;
+  io::require_positive(src, "mimo_rank", m3.rank);
+  int64_t split = static_cast<int64_t>(static_cast<double>(m3.d_state) * m3.rope_fraction);
+  if (split % 2 != 0) split -= 1;
+  m3.n_rope_angles = split / 2;
+  if (m3.n_rope_angles <= 0)
+    io::inconsistent(src, "d_state " + std::to_string(m3.d_state) + " leaves no rotary angles");
+  if (m3.is_mimo && 2 * m3.n_rope_angles > m3.d_state)
+    io::inconsistent(src, "MIMO rotation needs n_rope_angles <= d_state / 2");
+  m3.d_in_proj =
+      ops::mamba3_layout(m3.n_heads, m3.head_dim, m3.d_state, m3.n_groups, m3.rank, m3.n_rope_angles).width;
+}
+
+nlohmann::json to_json(const ModelConfig& c) {
+  const Mamba3Config& m = c.mamba3;
+  nlohmann::json ssm = {{"layer", "Mamba3"},         {"d_state", m.d_state},
+                        {"expand", m.expand},        {"headdim", m.head_dim},
+                        {"ngroups", m.n_groups},     {"rope_fraction", m.rope_fraction},
+                        {"A_floor", m.A_floor},      {"is_outproj_norm", m.is_outproj_norm},
+                        {"is_mimo", m.is_mimo},      {"mimo_rank", m.mimo_rank},
+                        {"chunk_size", m.chunk_size}};
+  if (m.rope_mode != RopeMode::data_dependent)
+    ssm["rope_mode"] = m.rope_mode == RopeMode::none ? "none" : "data_independent";
+  return ssm;
+}
+
+void bench_shapes(const std::string& name, ModelConfig& c) {
+  c.ssm_layer = MixerKind::mamba3;
+  c.mamba3.d_state = 128;
+  c.mamba3.head_dim = 64;
+  c.mamba3.is_mimo = name == "mamba3-mimo";
+  c.mamba3.mimo_rank = 4;
+  c.mamba3.chunk_size = c.mamba3.is_mimo ? 16 : 64;
+}
+
+std::unique_ptr<Mixer> make(const ModelConfig& config, int64_t layer) {
   return std::make_unique<Mamba3>(config, layer);
 }
+
+}  // namespace
+
+extern const ArchSpec mamba3_arch = {.kind = MixerKind::mamba3,
+                                     .name = "Mamba3",
+                                     .section = "ssm_cfg",
+                                     .parse = parse,
+                                     .hf_model_types = {},
+                                     .parse_hf = nullptr,
+                                     .finalize = finalize,
+                                     .to_json = to_json,
+                                     .make_mixer = make,
+                                     .bench_names = {"mamba3-siso", "mamba3-mimo"},
+                                     .bench_shapes = bench_shapes};
 
 }  // namespace mamba::models

@@ -8,17 +8,52 @@
 #include <string>
 
 #include "core/tensor.h"
-#include "io/model_config.h"
+#include "models/config.h"
 
 namespace mamba::models {
 
+// How Model::random fills a parameter: the reference's from-scratch scheme (SPEC §1.1, §2.1,
+// §3.2, §4.6). The file that declares a parameter chooses its rule, so a renamed tensor keeps its
+// initialisation and the skeleton knows no architecture. Bounds are floats stored exactly.
+struct Init {
+  enum class Kind {
+    fan_in,        // U(±1/√fan_in), fan_in = numel / shape[0]: nn.Linear's default (and the fallback)
+    residual_out,  // U(±1/√fan_in)/√n_layer: projections into the residual stream (out_proj, fc2)
+    embedding,     // N(0, 0.02)
+    constant,      // `a` everywhere: norm weights and D (1), biases (0)
+    uniform,       // U(±a): conv weights and biases, dt_proj.weight
+    a_log_s4d,     // ln(n + 1) along the last dim: Mamba-1's S4D-real A
+    a_log_range,   // ln U[a, b): Mamba-2's A_init_range
+    dt_bias,       // inverse softplus of dt ~ log-uniform [a, b), floored at c
+  };
+  Kind kind = Kind::fan_in;
+  double a = 0, b = 0, c = 0;
+
+  static Init ones() { return {Kind::constant, 1.0}; }
+  static Init zeros() { return {Kind::constant, 0.0}; }
+  static Init constant(float v) { return {Kind::constant, v}; }
+  static Init uniform(float bound) { return {Kind::uniform, bound}; }
+  static Init residual_out() { return {Kind::residual_out}; }
+  static Init dt_bias(double dt_min, double dt_max, double floor) {
+    return {Kind::dt_bias, dt_min, dt_max, floor};
+  }
+};
+
 // Called once per parameter with its checkpoint name relative to the block ("mixer.A_log"),
-// the tensor to fill and the shape it must have. `optional` tensors may be absent from a file.
+// the tensor to fill, the shape it must have and its initialisation rule.
 struct ParamRef {
   std::string name;
   Tensor* tensor;
   Shape shape;
   bool no_weight_decay = false;  // biases, norms, A_log, D, dt_bias (SPEC §1.1 / optimizer)
+  Init init = {};
+
+  // The same parameter under another name (a family's or a block's prefix).
+  ParamRef renamed(std::string new_name) const {
+    ParamRef r = *this;
+    r.name = std::move(new_name);
+    return r;
+  }
 };
 using ParamVisitor = std::function<void(const ParamRef&)>;
 
@@ -61,7 +96,7 @@ T& saved_as(std::unique_ptr<MixerSaved>& saved) {
 class Mixer {
 public:
   virtual ~Mixer() = default;
-  virtual io::MixerKind kind() const = 0;
+  virtual MixerKind kind() const = 0;
   // Every parameter, in checkpoint order, names relative to "mixer.".
   virtual void visit_params(const ParamVisitor& fn) = 0;
   // Derived constants (A = −exp(A_log), reshaped conv weights, ...) after params are filled.
@@ -105,13 +140,13 @@ public:
     return backward(dout, saved, grads);
   }
   // A name for `info` ("Mamba2", "MHA", "MoE", ...).
-  virtual std::string label() const { return io::mixer_kind_name(kind()); }
+  virtual std::string label() const { return mixer_kind_name(kind()); }
   // Bytes of state per sequence that do not grow with its length / that do (per token).
   virtual int64_t state_bytes_fixed() const = 0;
   virtual int64_t state_bytes_per_token() const { return 0; }
 };
 
 // Registry: one line per architecture (models/registry.cpp).
-std::unique_ptr<Mixer> make_mixer(io::MixerKind kind, const io::ModelConfig& config, int64_t layer);
+std::unique_ptr<Mixer> make_mixer(MixerKind kind, const ModelConfig& config, int64_t layer);
 
 }  // namespace mamba::models

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "core/tensor.h"
-#include "io/model_config.h"
+#include "models/config.h"
 #include "models/mixer.h"
 
 namespace mamba::models {
@@ -99,13 +99,13 @@ public:
   // validated by name, shape and dtype and converted to f32.
   static Model load(const std::string& dir);
   // Random weights with the reference's from-scratch initialization scheme (bench, training).
-  static Model random(const io::ModelConfig& config, uint64_t seed);
+  static Model random(const ModelConfig& config, uint64_t seed);
   // Writes config.json (state-spaces/mamba format) and model.safetensors into `dir`
   // (created if missing), each atomically. A tied head is stored under both names, as the
   // reference's state dict holds both.
   void save(const std::string& dir) const;
 
-  const io::ModelConfig& config() const { return config_; }
+  const ModelConfig& config() const { return config_; }
   // Moves every parameter and derived constant to `device` (Device::cuda needs a CUDA build and a
   // GPU); states, activations and logits then live there too. Explicit and whole-model.
   void to(Device device);
@@ -145,7 +145,7 @@ public:
   int64_t n_params() const;
   const std::vector<Block>& blocks() const { return blocks_; }
   // The config of a config.json object (either checkpoint layout or a family), validated.
-  static io::ModelConfig config_from_json(const nlohmann::json& j, const std::string& source);
+  static ModelConfig config_from_json(const nlohmann::json& j, const std::string& source);
   // Times every sublayer of forward / step into `times` (null: off). Not for concurrent use.
   void set_sublayer_timing(SublayerTimes* times) { timing_ = times; }
 
@@ -169,7 +169,7 @@ private:
   template <typename F>
   Tensor timed(const std::string& label, F&& f) const;
 
-  io::ModelConfig config_;
+  ModelConfig config_;
   SublayerTimes* timing_ = nullptr;
   Device device_ = Device::cpu;
   DType matmul_dtype_ = DType::f32;

@@ -85,7 +85,7 @@ void decode_stacked(std::span<Session> sessions, const GenerateParams& params,
 
 bool can_stack(const models::Model& model) {
   for (int64_t i = 0; i < model.config().n_layer; ++i)
-    if (model.config().layer_kind(i) == io::MixerKind::attention) return false;
+    if (model.config().layer_kind(i) == models::MixerKind::attention) return false;
   return true;
 }
 

@@ -166,8 +166,8 @@ std::string Fingerprint::str() const {
 
 Fingerprint fingerprint(const models::Model& model) {
   Fingerprint fp;
-  const io::ModelConfig& c = model.config();
-  fp.config = hash_string(io::to_mamba_ssm_json(c).dump(), static_cast<uint64_t>(c.format));
+  const models::ModelConfig& c = model.config();
+  fp.config = hash_string(models::to_mamba_ssm_json(c).dump(), static_cast<uint64_t>(c.format));
   fp.params = hash_string("params");
   struct Block {
     const char* data;

@@ -125,12 +125,12 @@ TEST(StateFileErrors, ValidChecksumWrongShapeIsRefused) {
 }
 
 TEST(Fingerprint, DependsOnWeightsAndIsStable) {
-  io::ModelConfig c;
+  models::ModelConfig c;
   c.d_model = 32;
   c.n_layer = 2;
   c.vocab_size = 64;
   c.mamba1.d_state = 4;
-  io::finalize_model_config(c, "test");
+  models::finalize_model_config(c, "test");
   const models::Model a = models::Model::random(c, 1), b = models::Model::random(c, 1),
                       d = models::Model::random(c, 2);
   EXPECT_EQ(fingerprint(a), fingerprint(b));

@@ -17,7 +17,7 @@
 #include <thread>
 
 #include "core/file_util.h"
-#include "io/model_config.h"
+#include "models/config.h"
 #include "runtime/model_files.h"
 #include "runtime/session.h"
 #include "testing.h"
@@ -582,7 +582,7 @@ TEST_F(ServerTest, OpenAiNodeClient) {
       {"n_layer", 2},
       {"vocab_size", tokenizer->vocab_size()},
       {"ssm_cfg", {{"layer", "Mamba2"}, {"d_state", 16}, {"headdim", 16}, {"chunk_size", 16}}}};
-  const models::Model model = models::Model::random(io::parse_model_config(config, "test config"), 1);
+  const models::Model model = models::Model::random(models::parse_model_config(config, "test config"), 1);
   ServerOptions o = options();
   o.model_name = "node-model";
   o.api_key = "node-key";

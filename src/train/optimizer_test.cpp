@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "io/model_config.h"
+#include "models/config.h"
 
 namespace mamba::train {
 namespace {
@@ -17,7 +17,7 @@ namespace {
 models::Model tiny_model() {
   const nlohmann::json j = {
       {"d_model", 8}, {"n_layer", 1}, {"vocab_size", 5}, {"ssm_cfg", {{"layer", "Mamba1"}, {"d_state", 4}}}};
-  return models::Model::random(io::parse_model_config(j, "test"), 1);
+  return models::Model::random(models::parse_model_config(j, "test"), 1);
 }
 
 // Sets every element of every parameter (or gradient) to `value`.

@@ -209,7 +209,7 @@ json to_json(const TrainConfig& c) {
               {"log", c.log_csv}};
 }
 
-io::ModelConfig model_config_for(const TrainConfig& c, const Task& task) {
+models::ModelConfig model_config_for(const TrainConfig& c, const Task& task) {
   json m = c.model;
   const std::string source = "training config field 'model'";
   if (m.contains("vocab_size")) {
@@ -219,7 +219,7 @@ io::ModelConfig model_config_for(const TrainConfig& c, const Task& task) {
   } else {
     m["vocab_size"] = task.vocab_size();
   }
-  return io::parse_model_config(m, source);
+  return models::parse_model_config(m, source);
 }
 
 }  // namespace mamba::train

@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "io/model_config.h"
+#include "models/config.h"
 #include "train/optimizer.h"
 #include "train/tasks.h"
 
@@ -50,6 +50,6 @@ void validate(const TrainConfig& config, const std::string& source);
 
 // The model config of a run: config.model with vocab_size set to the task's vocabulary (a
 // vocab_size given in the config must be at least that).
-io::ModelConfig model_config_for(const TrainConfig& config, const Task& task);
+models::ModelConfig model_config_for(const TrainConfig& config, const Task& task);
 
 }  // namespace mamba::train

@@ -90,8 +90,8 @@ Trainer::Trainer(const TrainConfig& config, const std::string& checkpoint, const
   init();
   const std::string dir = resolve_checkpoint(checkpoint);
   model_ = std::make_unique<models::Model>(models::Model::load(dir));
-  const json expected = io::to_mamba_ssm_json(model_config_for(config_, *task_));
-  if (expected != io::to_mamba_ssm_json(model_->config()))
+  const json expected = models::to_mamba_ssm_json(model_config_for(config_, *task_));
+  if (expected != models::to_mamba_ssm_json(model_->config()))
     throw_error(ErrorCode::invalid_argument, dir,
                 ": the checkpoint's model differs from the training config's model");
   place();

@@ -69,9 +69,9 @@ TEST(TrainConfig, ModelVocabularyComesFromTheTask) {
   TrainConfig c = tiny_config("Mamba3");
   c.model["ssm_cfg"]["rope_mode"] = "none";
   const auto task = make_task("arithmetic_brackets");
-  const io::ModelConfig m = model_config_for(c, *task);
+  const models::ModelConfig m = model_config_for(c, *task);
   EXPECT_EQ(m.vocab_size, 12);
-  EXPECT_EQ(m.mamba3.rope_mode, io::RopeMode::none);
+  EXPECT_EQ(m.mamba3.rope_mode, models::RopeMode::none);
   c.model["vocab_size"] = 4;
   EXPECT_THROW(model_config_for(c, *task), Error);
 }

@@ -6,7 +6,7 @@
 namespace mamba::models {
 namespace {
 
-void configure(io::ModelConfig& c, const std::string& source) {
+void configure(ModelConfig& c, const std::string& source) {
   const io::Reader r{c.family_json, source, ""};
   configure_common(r, c, "rms_norm_eps");
   c.attn_layer_idx = io::int_list(r, "attn_layer_indices");
@@ -21,14 +21,14 @@ void configure(io::ModelConfig& c, const std::string& source) {
           0)
     throw_error(ErrorCode::shape, r.where("num_key_value_heads"), " must divide num_attention_heads");
   for (int64_t i = 0; i < c.n_layer; ++i)
-    c.layer_names.push_back(c.layer_kind(i) == io::MixerKind::attention ? "Attn" : "Mamba2");
+    c.layer_names.push_back(c.layer_kind(i) == MixerKind::attention ? "Attn" : "Mamba2");
 }
 
-void build_block(const io::ModelConfig& c, int64_t layer, Block& b, BuildContext&) {
+void build_block(const ModelConfig& c, int64_t layer, Block& b, BuildContext&) {
   const io::Reader r{c.family_json, "config.json", ""};
   b.norm_name = "input_layernorm";
   b.norm2_name = "pre_ff_layernorm";
-  if (c.layer_kind(layer) == io::MixerKind::attention) {
+  if (c.layer_kind(layer) == MixerKind::attention) {
     AttentionSpec a;
     a.d_in = a.d_out = c.d_model;
     a.n_heads = r.integer("num_attention_heads", 0);

@@ -25,7 +25,7 @@ const Family& find_family(const std::string& model_type, const std::string& sour
               model_type, "'");
 }
 
-void configure_common(const io::Reader& r, io::ModelConfig& c, const char* eps_key, int64_t default_layers) {
+void configure_common(const io::Reader& r, ModelConfig& c, const char* eps_key, int64_t default_layers) {
   c.format = io::CheckpointFormat::hf;
   c.d_model = r.integer("hidden_size", 0);
   c.n_layer = r.integer("num_hidden_layers", default_layers);
@@ -64,7 +64,7 @@ void configure_common(const io::Reader& r, io::ModelConfig& c, const char* eps_k
   c.layer_prefix = "model.layers.";
   c.final_norm_tensor = "model.final_layernorm.weight";
   c.lm_head_tensor = "lm_head.weight";
-  c.ssm_layer = io::MixerKind::mamba2;
+  c.ssm_layer = MixerKind::mamba2;
   c.attn_layer_idx.clear();
   c.layer_names.clear();
 }
@@ -77,7 +77,7 @@ void read_time_step_limit(const io::Reader& r, Mamba2Spec& s) {
   s.dt_limit_hi = r.to_number("time_step_limit", v[1]);
 }
 
-Mamba2Spec read_mamba_keys(const io::Reader& r, const io::ModelConfig& c) {
+Mamba2Spec read_mamba_keys(const io::Reader& r, const ModelConfig& c) {
   Mamba2Spec s;
   s.d_model = c.d_model;
   s.n_heads = r.integer("mamba_n_heads", 128);
@@ -113,9 +113,9 @@ std::unique_ptr<Mixer> make_hf_mamba2(const Mamba2Spec& s, const std::string& so
   if (s.n_heads % s.n_groups != 0)
     throw_error(ErrorCode::shape, source, ": inconsistent dimensions: Mamba-2 heads ", s.n_heads,
                 " is not divisible by n_groups ", s.n_groups);
-  io::ModelConfig c;
+  ModelConfig c;
   c.d_model = s.d_model;
-  io::Mamba2Config& m = c.mamba2;
+  Mamba2Config& m = c.mamba2;
   m.d_state = s.d_state;
   m.d_conv = s.d_conv;
   m.head_dim = s.head_dim;
@@ -135,7 +135,7 @@ std::unique_ptr<Mixer> make_hf_mamba2(const Mamba2Spec& s, const std::string& so
   m.d_mlp = 0;
   m.conv_dim = m.d_ssm + 2 * m.n_groups * m.d_state;
   m.d_in_proj = 2 * m.d_inner + 2 * m.n_groups * m.d_state + m.n_heads;
-  return make_mamba2(c, 0);
+  return make_mixer(MixerKind::mamba2, c, 0);
 }
 
 void read_rope(const io::Reader& r, AttentionSpec& s) {

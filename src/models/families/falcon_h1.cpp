@@ -55,10 +55,14 @@ public:
     MAMBA_CHECK(matched == scales.size(), "a scaled parameter is not a parameter of the mixer");
   }
 
-  io::MixerKind kind() const override { return inner_->kind(); }
+  MixerKind kind() const override { return inner_->kind(); }
   std::string label() const override { return inner_->label(); }
   void visit_params(const ParamVisitor& fn) override {
-    for (Slot& s : slots_) fn({s.ref.name, &s.real, s.ref.shape, s.ref.no_weight_decay});
+    for (Slot& s : slots_) {
+      ParamRef real = s.ref;
+      real.tensor = &s.real;
+      fn(real);
+    }
   }
   void prepare() override {
     for (Slot& s : slots_)
@@ -132,7 +136,7 @@ std::vector<double> multipliers(const io::Reader& r, const char* key, size_t n) 
   return v;
 }
 
-FalconSpec read_spec(const io::Reader& r, const io::ModelConfig& c) {
+FalconSpec read_spec(const io::Reader& r, const ModelConfig& c) {
   FalconSpec f;
   const std::string act = r.string("hidden_act", "silu");
   if (act != "silu" && act != "swish")
@@ -216,7 +220,7 @@ FalconSpec read_spec(const io::Reader& r, const io::ModelConfig& c) {
   return f;
 }
 
-void configure(io::ModelConfig& c, const std::string& source) {
+void configure(ModelConfig& c, const std::string& source) {
   const io::Reader r{c.family_json, source, ""};
   configure_common(r, c, "rms_norm_eps");
   c.tie_embeddings = r.boolean("tie_word_embeddings", false);
@@ -229,7 +233,7 @@ void configure(io::ModelConfig& c, const std::string& source) {
   }
 }
 
-void build_block(const io::ModelConfig& c, int64_t, Block& b, BuildContext&) {
+void build_block(const ModelConfig& c, int64_t, Block& b, BuildContext&) {
   const io::Reader r{c.family_json, "config.json", ""};
   const FalconSpec f = read_spec(r, c);
   b.norm_name = "input_layernorm";

@@ -1,5 +1,5 @@
 // Model families (HF `model_type`s beyond mamba / mamba2): each family is one file here that maps
-// its config.json onto the shared fields of io::ModelConfig (configure) and each layer onto a
+// its config.json onto the shared fields of ModelConfig (configure) and each layer onto a
 // Block of shared mixers (build_block); the block stack, the mixers and the ops are shared.
 // Adding a family = its file + one line in families/registry.cpp + fixtures.
 #pragma once
@@ -8,7 +8,7 @@
 #include <string>
 
 #include "io/config_reader.h"
-#include "io/model_config.h"
+#include "models/config.h"
 #include "models/model.h"
 #include "ops/elementwise/elementwise.h"
 #include "ops/moe/moe.h"
@@ -26,9 +26,9 @@ struct Family {
   // Validates c.family_json (errors name `source` and the key) and sets the shared fields of c:
   // d_model, n_layer, vocab_size / vocab_padded, norm_eps, tie_embeddings, tensor names,
   // multipliers, attn_layer_idx (the layers that keep a KV cache), layer_names, ssm_layer.
-  void (*configure)(io::ModelConfig& c, const std::string& source);
+  void (*configure)(ModelConfig& c, const std::string& source);
   // Creates layer `layer`'s norms, mixers and FFN (names relative to "<layers_name()><layer>.").
-  void (*build_block)(const io::ModelConfig& c, int64_t layer, Block& b, BuildContext& ctx);
+  void (*build_block)(const ModelConfig& c, int64_t layer, Block& b, BuildContext& ctx);
 };
 
 // The family of `model_type`; an unknown one is an error naming `source` and the known types.
@@ -39,8 +39,7 @@ const Family& find_family(const std::string& model_type, const std::string& sour
 // The fields every HF family has (hidden_size, num_hidden_layers, vocab_size, tie_word_embeddings,
 // `eps_key`), validated; names default to the Llama-style "model." layout.
 // `default_layers` when num_hidden_layers is absent (Nemotron-H derives it from its pattern).
-void configure_common(const io::Reader& r, io::ModelConfig& c, const char* eps_key,
-                      int64_t default_layers = 0);
+void configure_common(const io::Reader& r, ModelConfig& c, const char* eps_key, int64_t default_layers = 0);
 
 // A Mamba-2 mixer of the HF hybrids (in_proj -> [z | xBC | dt], no MLP part), d_inner = heads·head_dim.
 struct Mamba2Spec {
@@ -53,7 +52,7 @@ std::unique_ptr<Mixer> make_hf_mamba2(const Mamba2Spec& s, const std::string& so
 // The Mamba-2 of the `mamba_*` keys (Bamba, Granite-4.0-H): mamba_n_heads, mamba_d_head (or "auto"),
 // mamba_expand, mamba_n_groups, mamba_d_state, mamba_d_conv, mamba_chunk_size, mamba_conv_bias,
 // mamba_proj_bias, time_step_limit; validated against hidden_size.
-Mamba2Spec read_mamba_keys(const io::Reader& r, const io::ModelConfig& c);
+Mamba2Spec read_mamba_keys(const io::Reader& r, const ModelConfig& c);
 // The (lo, hi) of `time_step_limit` when present.
 void read_time_step_limit(const io::Reader& r, Mamba2Spec& s);
 

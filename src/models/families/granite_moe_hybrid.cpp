@@ -20,7 +20,7 @@ std::vector<std::string> layer_kinds(const io::Reader& r, int64_t n_layer) {
   return kinds;
 }
 
-void configure(io::ModelConfig& c, const std::string& source) {
+void configure(ModelConfig& c, const std::string& source) {
   const io::Reader r{c.family_json, source, ""};
   configure_common(r, c, "rms_norm_eps");
   c.final_norm_tensor = "model.norm.weight";
@@ -52,7 +52,7 @@ void configure(io::ModelConfig& c, const std::string& source) {
                 r.integer("num_experts_per_tok", 0));
 }
 
-void build_block(const io::ModelConfig& c, int64_t layer, Block& b, BuildContext&) {
+void build_block(const ModelConfig& c, int64_t layer, Block& b, BuildContext&) {
   const io::Reader r{c.family_json, "config.json", ""};
   const std::string kind = layer_kinds(r, c.n_layer)[static_cast<size_t>(layer)];
   b.norm_name = "input_layernorm";

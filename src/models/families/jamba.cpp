@@ -16,10 +16,10 @@ bool is_expert(const io::Reader& r, int64_t layer) {
          layer % r.integer("expert_layer_period", 2) == r.integer("expert_layer_offset", 1);
 }
 
-void configure(io::ModelConfig& c, const std::string& source) {
+void configure(ModelConfig& c, const std::string& source) {
   const io::Reader r{c.family_json, source, ""};
   configure_common(r, c, "rms_norm_eps");
-  c.ssm_layer = io::MixerKind::mamba1;
+  c.ssm_layer = MixerKind::mamba1;
   for (const char* key : {"attn_layer_period", "expert_layer_period"})
     if (r.integer(key, 1) <= 0) throw_error(ErrorCode::parse, r.where(key), " must be positive");
   for (auto [key, period] : {std::pair<const char*, const char*>{"attn_layer_offset", "attn_layer_period"},
@@ -45,7 +45,7 @@ void configure(io::ModelConfig& c, const std::string& source) {
                             (is_expert(r, i) ? "+MoE" : ""));
   }
   // The Mamba-1 mixer reads config.mamba1 (SPEC §1.1 names) and d_model.
-  io::Mamba1Config& m = c.mamba1;
+  Mamba1Config& m = c.mamba1;
   m.d_state = r.integer("mamba_d_state", 16);
   m.d_conv = r.integer("mamba_d_conv", 4);
   m.expand = r.number("mamba_expand", 2);
@@ -53,7 +53,7 @@ void configure(io::ModelConfig& c, const std::string& source) {
       r.has("mamba_dt_rank") && r.j.at("mamba_dt_rank").is_string() ? 0 : r.integer("mamba_dt_rank", 0);
   m.conv_bias = r.boolean("mamba_conv_bias", true);
   m.bias = r.boolean("mamba_proj_bias", false);
-  m.bcdt_norm = io::Mamba1Config::BcdtNorm::learned;
+  m.bcdt_norm = Mamba1Config::BcdtNorm::learned;
   m.bcdt_norm_eps = c.norm_eps;
   m.d_inner = static_cast<int64_t>(m.expand * static_cast<double>(c.d_model));
   if (m.dt_rank == 0) m.dt_rank = (c.d_model + 15) / 16;
@@ -64,7 +64,7 @@ void configure(io::ModelConfig& c, const std::string& source) {
     if (v <= 0) throw_error(ErrorCode::parse, r.where(key), " must be positive, found ", v);
 }
 
-void build_block(const io::ModelConfig& c, int64_t layer, Block& b, BuildContext&) {
+void build_block(const ModelConfig& c, int64_t layer, Block& b, BuildContext&) {
   const io::Reader r{c.family_json, "config.json", ""};
   b.norm_name = "input_layernorm";
   b.norm2_name = "pre_ff_layernorm";
@@ -76,7 +76,7 @@ void build_block(const io::ModelConfig& c, int64_t layer, Block& b, BuildContext
     a.head_dim = c.d_model / a.n_heads;
     b.mixer = make_attention_hf(a);
   } else {
-    b.mixer = make_mixer(io::MixerKind::mamba1, c, layer);
+    b.mixer = make_mixer(MixerKind::mamba1, c, layer);
     b.mixer_prefix = "mamba.";
   }
   const int64_t I = r.integer("intermediate_size", 0);

@@ -46,7 +46,7 @@ std::vector<std::string> layer_kinds(const io::Reader& r, int64_t n_layer) {
   return kinds;
 }
 
-Mamba2Spec mamba_spec(const io::Reader& r, const io::ModelConfig& c) {
+Mamba2Spec mamba_spec(const io::Reader& r, const ModelConfig& c) {
   Mamba2Spec s;
   s.d_model = c.d_model;
   s.n_heads = r.integer("mamba_num_heads", 128);
@@ -62,7 +62,7 @@ Mamba2Spec mamba_spec(const io::Reader& r, const io::ModelConfig& c) {
   return s;
 }
 
-void configure(io::ModelConfig& c, const std::string& source) {
+void configure(ModelConfig& c, const std::string& source) {
   const io::Reader r{c.family_json, source, ""};
   const int64_t pattern_len = r.has("layers_block_type")
                                   ? static_cast<int64_t>(r.j.at("layers_block_type").size())
@@ -101,7 +101,7 @@ void configure(io::ModelConfig& c, const std::string& source) {
     }
 }
 
-void build_block(const io::ModelConfig& c, int64_t layer, Block& b, BuildContext&) {
+void build_block(const ModelConfig& c, int64_t layer, Block& b, BuildContext&) {
   const io::Reader r{c.family_json, "config.json", ""};
   const std::string kind = layer_kinds(r, c.n_layer)[static_cast<size_t>(layer)];
   if (kind == "mamba") {

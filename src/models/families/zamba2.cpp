@@ -39,7 +39,7 @@ bool is_hybrid(const std::string& kind) {
   return kind == "hybrid";
 }
 
-std::vector<std::string> layer_kinds(const io::Reader& r, const io::ModelConfig& c) {
+std::vector<std::string> layer_kinds(const io::Reader& r, const ModelConfig& c) {
   if (!r.has("layers_block_type"))
     throw_error(ErrorCode::parse, r.where("layers_block_type"), " is required");
   const std::vector<std::string> kinds = io::string_list(r, "layers_block_type");
@@ -47,7 +47,7 @@ std::vector<std::string> layer_kinds(const io::Reader& r, const io::ModelConfig&
   return kinds;
 }
 
-std::vector<int64_t> hybrid_ids(const io::Reader& r, const io::ModelConfig& c) {
+std::vector<int64_t> hybrid_ids(const io::Reader& r, const ModelConfig& c) {
   const std::vector<std::string> kinds = layer_kinds(r, c);
   std::vector<int64_t> ids;
   for (size_t i = 0; i < kinds.size(); ++i)
@@ -64,7 +64,7 @@ ops::GateAct gate_act(const io::Reader& r) {
               " expected gelu, gelu_pytorch_tanh or silu, found '", act, "'");
 }
 
-Mamba2Spec mamba_spec(const io::Reader& r, const io::ModelConfig& c) {
+Mamba2Spec mamba_spec(const io::Reader& r, const ModelConfig& c) {
   Mamba2Spec s;
   s.d_model = c.d_model;
   s.n_heads = r.integer("n_mamba_heads", 8);
@@ -112,7 +112,7 @@ bool is_adapter(const std::string& name) {
 
 class Zamba2Hybrid final : public Mixer {
 public:
-  Zamba2Hybrid(const io::ModelConfig& c, const io::Reader& r, int64_t use, std::shared_ptr<SharedGroup> group)
+  Zamba2Hybrid(const ModelConfig& c, const io::Reader& r, int64_t use, std::shared_ptr<SharedGroup> group)
       : D_(c.d_model), eps_(static_cast<float>(c.norm_eps)), group_(std::move(group)) {
     const int64_t heads = r.integer("num_attention_heads", 32);
     AttentionSpec a;
@@ -152,26 +152,26 @@ public:
     u.erase(std::remove(u.begin(), u.end(), this), u.end());
   }
 
-  io::MixerKind kind() const override { return io::MixerKind::mamba2; }
+  MixerKind kind() const override { return MixerKind::mamba2; }
   std::string label() const override { return "Hybrid"; }
   bool reads_embeddings() const override { return true; }
 
   void visit_params(const ParamVisitor& fn) override {
     if (owner()) {
-      fn({"shared_transformer.input_layernorm.weight", &norm_in_, {2 * D_}, true});
+      fn({"shared_transformer.input_layernorm.weight", &norm_in_, {2 * D_}, true, Init::ones()});
       for (Zamba2Hybrid* u : group_->users)
         if (u != this) u->norm_in_ = norm_in_;
       visit_shared(fn, &Zamba2Hybrid::attn_);
-      fn({"shared_transformer.pre_ff_layernorm.weight", &norm_ff_, {D_}, true});
+      fn({"shared_transformer.pre_ff_layernorm.weight", &norm_ff_, {D_}, true, Init::ones()});
       for (Zamba2Hybrid* u : group_->users)
         if (u != this) u->norm_ff_ = norm_ff_;
       visit_shared(fn, &Zamba2Hybrid::mlp_);
     }
     fn({"linear.weight", &linear_, {D_, D_}});
-    fn({"mamba_decoder.input_layernorm.weight", &norm_dec_, {D_}, true});
+    fn({"mamba_decoder.input_layernorm.weight", &norm_dec_, {D_}, true, Init::ones()});
     mamba_->visit_params([&](const ParamRef& p) {
       const std::string name = p.name.rfind("mixer.", 0) == 0 ? p.name.substr(6) : p.name;
-      fn({"mamba_decoder.mamba." + name, p.tensor, p.shape, p.no_weight_decay});
+      fn(p.renamed("mamba_decoder.mamba." + name));
     });
   }
 
@@ -275,7 +275,7 @@ private:
   Tensor linear_, norm_dec_;  // this layer's: [hidden, hidden], [hidden]
 };
 
-void configure(io::ModelConfig& c, const std::string& source) {
+void configure(ModelConfig& c, const std::string& source) {
   const io::Reader r{c.family_json, source, ""};
   configure_common(r, c, "rms_norm_eps");
   const std::vector<int64_t> hybrid = hybrid_ids(r, c);
@@ -312,7 +312,7 @@ void configure(io::ModelConfig& c, const std::string& source) {
     c.layer_names.push_back(std::find(hybrid.begin(), hybrid.end(), i) != hybrid.end() ? "Hybrid" : "Mamba2");
 }
 
-void build_block(const io::ModelConfig& c, int64_t layer, Block& b, BuildContext& ctx) {
+void build_block(const ModelConfig& c, int64_t layer, Block& b, BuildContext& ctx) {
   const io::Reader r{c.family_json, "config.json", ""};
   const std::vector<int64_t> hybrid = hybrid_ids(r, c);
   const auto it = std::find(hybrid.begin(), hybrid.end(), layer);

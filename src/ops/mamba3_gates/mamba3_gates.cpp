@@ -52,8 +52,9 @@ void mamba3_prepare_fwd(const Tensor& proj, const Mamba3Gates& g, Tensor& angle,
   MAMBA_CHECK(proj.is_contiguous() && proj.dim() == 3);
   const int64_t batch = proj.size(0), seq_len = proj.size(1), width = proj.size(2);
   const int64_t H = g.n_heads, R = g.rank, G = g.n_groups, N = g.d_state, S = g.n_rope_angles;
-  const int64_t di = H * g.head_dim, off_b = 2 * di, off_c = off_b + R * G * N, off_dt = off_c + R * G * N;
-  MAMBA_CHECK(width == off_dt + 3 * H + S && angle.shape() == (Shape{batch, H, S}));
+  const Mamba3Layout cols = g.layout();
+  const int64_t off_b = cols.b, off_c = cols.c, off_dt = cols.dt;
+  MAMBA_CHECK(width == cols.width && angle.shape() == (Shape{batch, H, S}));
   a.q = Tensor::empty({batch, seq_len, R, H, N});
   a.k = Tensor::empty({batch, seq_len, R, H, N});
   a.adt = Tensor::empty({batch, seq_len, H});

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "core/tensor.h"
+#include "ops/mamba3_gates/mamba3_layout.h"
 #include "ops/mamba3_scan/mamba3_scan.h"
 
 namespace mamba::ops {
@@ -22,6 +23,11 @@ struct Mamba3Gates {
   Tensor C_bias;         // [n_heads, rank, d_state]
   Tensor B_norm_weight;  // [d_state]
   Tensor C_norm_weight;  // [d_state]
+
+  // The columns of a proj row (mamba3_layout.h).
+  Mamba3Layout layout() const {
+    return mamba3_layout(n_heads, head_dim, d_state, n_groups, rank, n_rope_angles);
+  }
 };
 
 // proj: [batch, seq_len, d_in_proj] laid out [z | x | B | C | dd_dt | dd_A | trap | angles] (§3.2).

@@ -207,10 +207,11 @@ void mamba3_prepare_bwd(const Tensor& proj, const Mamba3Gates& g, const Mamba3Sc
            0,
            proj.size(2),
            g.n_heads / g.n_groups};
-  l.off_b = 2 * l.H * l.P;
-  l.off_c = l.off_b + l.R * l.G * l.N;
-  l.off_dt = l.off_c + l.R * l.G * l.N;
-  MAMBA_CHECK(l.width == l.off_dt + 3 * l.H + l.S);
+  const Mamba3Layout cols = g.layout();
+  l.off_b = cols.b;
+  l.off_c = cols.c;
+  l.off_dt = cols.dt;
+  MAMBA_CHECK(l.width == cols.width);
   MAMBA_CHECK(ds.dk.shape() == (Shape{batch, seq_len, l.R, l.H, l.N}) && ds.dq.shape() == ds.dk.shape());
   std::vector<Partials> parts(static_cast<size_t>(batch), Partials(l));
   parallel_for(batch, [&](int64_t b) {

@@ -300,8 +300,9 @@ void mamba3_prepare_bwd_cuda(const Tensor& proj, const Mamba3Gates& g, const Mam
               dproj.shape() == proj.shape());
   const int64_t batch = proj.size(0), seq_len = proj.size(1), width = proj.size(2);
   const int64_t H = g.n_heads, R = g.rank, G = g.n_groups, N = g.d_state, S = g.n_rope_angles;
-  const int64_t di = H * g.head_dim, off_b = 2 * di, off_c = off_b + R * G * N, off_dt = off_c + R * G * N;
-  MAMBA_CHECK(width == off_dt + 3 * H + S && H % G == 0);
+  const Mamba3Layout cols = g.layout();
+  const int64_t off_b = cols.b, off_c = cols.c, off_dt = cols.dt;
+  MAMBA_CHECK(width == cols.width && H % G == 0);
   MAMBA_CHECK(ds.dk.shape() == (Shape{batch, seq_len, R, H, N}) && ds.dq.shape() == ds.dk.shape());
   MAMBA_CHECK(ds.dadt.shape() == (Shape{batch, seq_len, H}) && ds.ddt.shape() == ds.dadt.shape() &&
               ds.dtrap.shape() == ds.dadt.shape());

@@ -373,8 +373,9 @@ bool mamba3_step_cuda(const Tensor& proj, const Mamba3Gates& g, const Mamba3Step
               "mamba3_step: proj " << shape_str(proj.shape()));
   const int64_t batch = proj.size(0), width = proj.size(1);
   const int64_t H = g.n_heads, P = g.head_dim, R = g.rank, G = g.n_groups, N = g.d_state, S = g.n_rope_angles;
-  const int64_t di = H * P, off_b = 2 * di, off_c = off_b + R * G * N, off_dt = off_c + R * G * N;
-  MAMBA_CHECK(width == off_dt + 3 * H + S && H % G == 0, "mamba3_step: proj width " << width);
+  const Mamba3Layout cols = g.layout();
+  const int64_t off_b = cols.b, off_c = cols.c, off_dt = cols.dt;
+  MAMBA_CHECK(width == cols.width && H % G == 0, "mamba3_step: proj width " << width);
   MAMBA_CHECK(angle.shape() == (Shape{batch, H, S}) && state.ssm.shape() == (Shape{batch, H, P, N}) &&
               state.k_prev.shape() == (Shape{batch, R, H, N}) &&
               state.v_prev.shape() == (Shape{batch, H, P}));
@@ -388,7 +389,7 @@ bool mamba3_step_cuda(const Tensor& proj, const Mamba3Gates& g, const Mamba3Step
     mamba::cuda::check_cuda_tensor(*t, "mamba3_step: state");
     MAMBA_CHECK(t->dtype() == DType::f32 && t->is_contiguous());
   }
-  o = Tensor::empty({batch, di}, DType::f32, Device::cuda);
+  o = Tensor::empty({batch, H * P}, DType::f32, Device::cuda);
   if (batch == 0) return true;
   if (mamba3_step_stream_applies(batch, g, w)) {
     mamba3_step_stream_cuda(proj, g, w, angle, state, o);
