@@ -34,6 +34,7 @@ struct BenchArgs {
   int64_t d_intermediate = 0;             // --d-intermediate: a gated MLP after each mixer
   bool profile = false;                   // --profile: device time per op (eager), to stderr
   std::vector<int64_t> batches = {1, 8};  // --generate: each; else the first is the batch
+  std::vector<std::string> kernels;       // --kernel NAME=VALUE: the plan, recorded in --json
 };
 
 // The families' layer patterns at reduced width (d_model --d-model, heads of 64): Nemotron-Nano-9B-v2
@@ -234,17 +235,18 @@ std::string sublayer_shares(Model& model, const ModelConfig& c, const BenchArgs&
   Tensor ids = Tensor::empty({batch, a.seq_len}, DType::i64);
   for (int64_t i = 0; i < batch * a.seq_len; ++i) ids.data<int64_t>()[i] = (i * 7919) % c.vocab_size;
   const Device device = model.device();
+  Exec exec(device, kernel_plan(a.kernels));
   mamba::models::SublayerTimes prefill, decode;
   State state = model.new_state(batch);
   model.set_sublayer_timing(&prefill);
   auto t0 = std::chrono::steady_clock::now();
-  model.forward(ids, state, 1);
+  model.forward(exec, ids, state, 1);
   device_synchronize(device);
   const double prefill_s = seconds_since(t0);
   model.set_sublayer_timing(&decode);
   const Tensor next = Tensor::full({batch}, 42.0f).to(DType::i64);
   t0 = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < a.decode_tokens; ++i) model.step(next, state);
+  for (int64_t i = 0; i < a.decode_tokens; ++i) model.step(exec, next, state);
   device_synchronize(device);
   const double decode_s = seconds_since(t0);
   model.set_sublayer_timing(nullptr);
@@ -265,19 +267,20 @@ std::string run_model(const std::string& name, const BenchArgs& a) {
   const std::vector<int> thread_counts =
       device == Device::cpu ? a.threads : std::vector<int>{a.threads.front()};
   const int64_t batch = a.batches.front();  // without --generate: the first --batch value (default 1)
+  Exec exec(device, kernel_plan(a.kernels));
   for (int threads : thread_counts) {
     set_num_threads(threads);
     Tensor ids = Tensor::empty({batch, a.seq_len}, DType::i64);
     for (int64_t i = 0; i < batch * a.seq_len; ++i) ids.data<int64_t>()[i] = (i * 7919) % c.vocab_size;
     {  // warm-up: page in weights, size the thread pool
       State warm = model.new_state(batch);
-      model.forward(ids.slice(1, 0, 16).contiguous(), warm, 1);
+      model.forward(exec, ids.slice(1, 0, 16).contiguous(), warm, 1);
     }
     State state = model.new_state(batch);
-    set_op_profiling(a.profile);
+    exec.set_profiling(a.profile);
     op_profile_reset();
     auto t0 = std::chrono::steady_clock::now();
-    Tensor logits = model.forward(ids, state, /*num_last=*/1);
+    Tensor logits = model.forward(exec, ids, state, /*num_last=*/1);
     device_synchronize(device);  // device work is asynchronous: wait before reading the clock
     const double prefill_s = seconds_since(t0);
     const std::string prefill_profile = op_profile_report();
@@ -286,7 +289,7 @@ std::string run_model(const std::string& name, const BenchArgs& a) {
     // two steps (eager warm-up, capture) run before the clock, in both modes.
     StepGraph graph(model);
     const bool use_graph = !a.eager && !a.profile && StepGraph::supported(model);
-    auto step = [&] { return use_graph ? graph.step(next, state) : model.step(next, state); };
+    auto step = [&] { return use_graph ? graph.step(exec, next, state) : model.step(exec, next, state); };
     for (int i = 0; i < 2; ++i) step();
     device_synchronize(device);
     op_profile_reset();
@@ -302,7 +305,7 @@ std::string run_model(const std::string& name, const BenchArgs& a) {
           name.c_str(), static_cast<long long>(batch), static_cast<long long>(a.seq_len),
           prefill_profile.c_str(), name.c_str(), static_cast<long long>(a.decode_tokens),
           op_profile_report().c_str());
-    set_op_profiling(false);
+    exec.set_profiling(false);
     out << threads << " " << batch * a.seq_len / prefill_s << " " << batch * a.decode_tokens / decode_s
         << "\n";
   }
@@ -330,6 +333,7 @@ Runner add_bench(CLI::App& app) {
   app.add_option("--json", a->json_path, "also write JSON lines to this file");
   add_device_option(app, a->device, "cpu or cuda (default cpu; on cuda one row per model)");
   add_dtype_option(app, a->dtype);
+  add_kernel_option(app, a->kernels);
   app.add_flag("--eager", a->eager, "cuda: decode with eager launches (default: a captured CUDA graph)");
   app.add_flag("--profile", a->profile,
                "cuda: print device time per op for prefill and decode to stderr (decode runs eager)");
@@ -341,6 +345,7 @@ Runner add_bench(CLI::App& app) {
   return [a]() {
     check_dtype_device(a->dtype, a->device);
     check_output_path("--json", a->json_path);
+    const KernelPlan plan = kernel_plan(a->kernels);            // checked before forking; recorded per result
     for (const auto& name : a->models) bench_config(name, *a);  // validate names before forking
     if (a->generate)
       return bench_generate({a->models, a->threads, a->batches, a->decode_tokens,
@@ -415,7 +420,8 @@ Runner add_bench(CLI::App& app) {
         js << "{\"model\":\"" << name << "\",\"device\":\"" << a->device << "\",\"dtype\":\"" << a->dtype
            << "\",\"params\":" << params << ",\"threads\":" << threads << ",\"batch\":" << a->batches.front()
            << ",\"seq_len\":" << a->seq_len << ",\"prefill_tok_s\":" << prefill
-           << ",\"decode_tok_s\":" << decode << ",\"peak_rss_mib\":" << rss_mib << "}\n";
+           << ",\"decode_tok_s\":" << decode << ",\"peak_rss_mib\":" << rss_mib
+           << ",\"kernels\":" << plan.to_json() << "}\n";
         json += js.str();
       }
       if (!shares.empty()) {
