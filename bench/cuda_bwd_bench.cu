@@ -17,11 +17,15 @@
 
 #include "backend/cuda/cuda_context.h"
 #include "core/tensor.h"
+#include "ops/exec.h"
 #include "ops/mamba3_scan/mamba3_scan.h"
 #include "ops/mamba3_scan/mamba3_scan_cuda.h"
 #include "ops/selective_scan/selective_scan.h"
 #include "ops/ssd/ssd.h"
 #include "ops/ssd/ssd_cuda.h"
+
+// The bench's execution context (never destroyed: CUDA objects must not outlive the driver).
+static mamba::ops::Exec& exec = *new mamba::ops::Exec();
 
 namespace {
 
@@ -100,7 +104,7 @@ int main(int argc, char** argv) {
     const Tensor dy = random_cuda({s.batch, s.seq_len, H, P}, rng, -1.0f, 1.0f);
     auto fwd = [&] {
       Tensor state = Tensor::zeros({s.batch, H, P, N}, DType::f32, Device::cuda);
-      (void)ssd_fwd(a, state);
+      (void)ssd_fwd(exec, a, state);
     };
     // Backwards: the exact chunk-parallel scan, and the GEMM (chunked matrix) form in fp32 and with
     // bf16/TF32 tensor cores (fast_bf16, what ssd_bwd runs for this forward).
@@ -149,10 +153,10 @@ int main(int argc, char** argv) {
       Mamba3ScanState st{Tensor::zeros({s.batch, H, P, N}, DType::f32, Device::cuda),
                          Tensor::zeros({s.batch, 1, H, N}, DType::f32, Device::cuda),
                          Tensor::zeros({s.batch, H, P}, DType::f32, Device::cuda)};
-      mamba3_scan_fwd(a, st, y);
+      mamba3_scan_fwd(exec, a, st, y);
     };
     // Backwards: the exact chunk-parallel scan, and the GEMM (chunked matrix) form, both fp32
-    // (mamba3_scan_bwd runs the GEMM form for SISO unless MAMBACPP_M3_BWD=exact).
+    // (mamba3_scan_bwd runs the GEMM form for SISO unless the plan says mamba3_bwd=exact).
     struct M3Bwd {
       const char* name;
       Mamba3ScanGrads (*fn)(const Mamba3ScanArgs&, const Tensor&);
@@ -193,9 +197,9 @@ int main(int argc, char** argv) {
     const Tensor dy = random_cuda({batch, L, DI}, rng, -1.0f, 1.0f);
     auto fwd = [&] {
       Tensor state = Tensor::zeros({batch, DI, NS}, DType::f32, Device::cuda);
-      (void)selective_scan_fwd(a, state);
+      (void)selective_scan_fwd(exec, a, state);
     };
-    auto bwd = [&] { (void)selective_scan_bwd(a, dy); };
+    auto bwd = [&] { (void)selective_scan_bwd(exec, a, dy); };
     const double f = median_ms(fwd, reps), b = median_ms(bwd, reps);
     const double fb = median_ms(
         [&] {

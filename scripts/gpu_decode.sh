@@ -39,9 +39,9 @@ B="$BUILD/bin/mambacpp bench --device cuda --models mamba3-siso --d-model 2048 -
 run() { echo "\$ $*" | sed "s|$BUILD/bin/||"; timeout "$1" "${@:2}" 2>&1 | tee -a "$OUT/bench.log" | grep -E "^\| mamba|error"; }
 run 90 $B --seq-len 16 --decode-tokens 512 --json "$OUT/b1_graph.json"
 if [ "${1:-}" = quick ]; then
-  MAMBACPP_CUBLAS_GEMV=1 run 90 $B --seq-len 16 --decode-tokens 256 --json "$OUT/b1_graph_cublas.json"
+  run 90 $B --kernel decode_gemv=cublas --seq-len 16 --decode-tokens 256 --json "$OUT/b1_graph_cublas.json"
   # The decode GEMV without its norm prologue / residual-add epilogue (add + norm kernel instead).
-  MAMBACPP_UNFUSED_DECODE=1 run 90 $B --seq-len 16 --decode-tokens 512 --json "$OUT/b1_graph_unfused.json"
+  run 90 $B --kernel fuse_decode=off --seq-len 16 --decode-tokens 512 --json "$OUT/b1_graph_unfused.json"
   cat "$OUT"/b*.json
   echo "total: $((SECONDS - t0)) s"
   exit 0
@@ -49,7 +49,7 @@ fi
 if [ "${1:-}" = profile ]; then
   # A/B of the launch options, the 1.5B-class layout (24 Mamba-3 layers, each followed by a gated
   # MLP), then where the time goes (eager, device time per op).
-  MAMBACPP_NO_PDL=1 run 90 $B --seq-len 16 --decode-tokens 512 --json "$OUT/b1_graph_nopdl.json"
+  run 90 $B --kernel dependent_launch=off --seq-len 16 --decode-tokens 512 --json "$OUT/b1_graph_nopdl.json"
   run 90 ${B/--n-layer 48/--n-layer 24 --d-intermediate 5632} --seq-len 16 --decode-tokens 512 \
     --json "$OUT/b1_graph_mlp.json"
   timeout 90 $B --seq-len 16 --decode-tokens 64 --profile >"$OUT/profile_b1.log" 2>&1
@@ -62,11 +62,11 @@ if [ "${1:-}" = profile ]; then
 fi
 if [ "${1:-}" = e2e ]; then
   M2=${B/--n-layer 48/--n-layer 24 --d-intermediate 5632}
-  MAMBACPP_NO_PDL=1 run 90 $B --seq-len 16 --decode-tokens 512 --json "$OUT/b1_graph_nopdl.json"
+  run 90 $B --kernel dependent_launch=off --seq-len 16 --decode-tokens 512 --json "$OUT/b1_graph_nopdl.json"
   run 90 $M2 --seq-len 16 --decode-tokens 512 --json "$OUT/b1_graph_mlp.json"
   # Batch-128 decode, the streaming Mamba-3 step against the fused one (short prefill).
   run 90 $B --batch 128 --seq-len 16 --decode-tokens 256 --json "$OUT/b128_stream.json"
-  MAMBACPP_M3_STEP=fused run 90 $B --batch 128 --seq-len 16 --decode-tokens 256 --json "$OUT/b128_fused.json"
+  run 90 $B --kernel mamba3_step=fused --batch 128 --seq-len 16 --decode-tokens 256 --json "$OUT/b128_fused.json"
   run 200 $B --batch 128 --seq-len 2048 --decode-tokens 2048 --json "$OUT/b128_e2e.json"
   run 200 $M2 --batch 128 --seq-len 2048 --decode-tokens 2048 --json "$OUT/b128_e2e_mlp.json"
   timeout 100 $B --batch 128 --seq-len 2048 --decode-tokens 16 --profile >"$OUT/profile_b128.log" 2>&1

@@ -30,12 +30,16 @@ else
       --decode-tokens 512 $flag 2>&1 | tail -4 | tee -a "$OUT/decode_bench.log"
   done
 fi
-# A new fast backward whose parity test failed here is switched off for the training runs.
+# A new fast backward whose parity test failed here is switched off for the training runs: a
+# --kernel flag on each `train` (the kernel plan, ops/exec.h), not an environment switch.
+KERNEL_FLAGS=""
 if [ -f "$OUT/ctest_cuda.log" ]; then
-  grep -qE "ssd_bwd_cuda_test .*(Failed|\*\*\*)" "$OUT/ctest_cuda.log" && export MAMBACPP_SSD_BWD=exact
-  grep -qE "mamba3_scan_bwd_cuda_test .*(Failed|\*\*\*)" "$OUT/ctest_cuda.log" && export MAMBACPP_M3_BWD=exact
-  echo "training backward: MAMBACPP_SSD_BWD=${MAMBACPP_SSD_BWD:-gemm} MAMBACPP_M3_BWD=${MAMBACPP_M3_BWD:-gemm}"
+  grep -qE "ssd_bwd_cuda_test .*(Failed|\*\*\*)" "$OUT/ctest_cuda.log" && KERNEL_FLAGS+=" --kernel ssd_bwd=exact"
+  grep -qE "mamba3_scan_bwd_cuda_test .*(Failed|\*\*\*)" "$OUT/ctest_cuda.log" && KERNEL_FLAGS+=" --kernel mamba3_bwd=exact"
+  echo "training backward kernels:${KERNEL_FLAGS:- default (gemm)}"
 fi
+# shellcheck disable=SC2206
+kernel_flags=($KERNEL_FLAGS)
 # The dependencies' library path (a bare machine has no OpenBLAS).
 # shellcheck source=gpu_check.sh
 source "$ROOT/scripts/gpu_check.sh"
@@ -52,11 +56,12 @@ ind=$runs/induction-mamba1
 ind_args=(train --task induction_heads --layer Mamba1 --n-layer 2 \
   --d-model 64 --d-state 16 --length 256 --batch 8 --steps "${IND_STEPS:-204800}" --lr 1e-3 --schedule constant \
   --warmup 0 --weight-decay 0 --clip 0 --seed 1 --eval-every 2000 --eval-batches 4 --eval-length 256 \
-  --checkpoint-dir "$ind" --checkpoint-every 1000 --keep-checkpoints 2 --log "$ind/log.csv" --device cuda -t 1)
-[ -e "$ind/latest" ] && ind_args=(train --resume "$ind" --device cuda -t 1)
+  --checkpoint-dir "$ind" --checkpoint-every 1000 --keep-checkpoints 2 --log "$ind/log.csv" --device cuda -t 1 \
+  "${kernel_flags[@]}")
+[ -e "$ind/latest" ] && ind_args=(train --resume "$ind" --device cuda -t 1 "${kernel_flags[@]}")
 (timeout --signal=INT $((TRAIN_SECONDS - 5))s "$M" "${ind_args[@]}" >>"$OUT/induction_train.out" 2>&1) &
 ind_pid=$!
-MAMBACPP=$M OUTDIR=$runs/${ST_NAME:-state_tracking} MODELS=${ST_MODELS:-"m3-dd m3-di m3-none m2"} \
+TRAIN_EXTRA_FLAGS=$KERNEL_FLAGS MAMBACPP=$M OUTDIR=$runs/${ST_NAME:-state_tracking} MODELS=${ST_MODELS:-"m3-dd m3-di m3-none m2"} \
   TASKS=${ST_TASKS:-"parity arithmetic arithmetic_brackets"} DEVICE=cuda JOBS=${ST_JOBS:-16} DEADLINE=$deadline \
   STEPS=${ST_STEPS:-4000} WARMUP=${ST_WARMUP:-200} DMODELS=${ST_DMODELS:-64} BATCH=256 EVAL_BATCHES=4 \
   LRS_parity=${ST_LRS_PARITY:-"3e-3 1e-2"} LRS_arithmetic=${ST_LRS_ARITH:-1.39e-3} \

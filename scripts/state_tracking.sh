@@ -79,16 +79,18 @@ run_one() {
   local timeout_cmd=()
   if [ "$DEADLINE" -gt 0 ]; then timeout_cmd=(timeout --signal=INT $((DEADLINE - $(date +%s)))s); fi
   if [ -e "$run/latest" ]; then  # an earlier call's checkpoint: continue it (same config, same curve)
-    "${timeout_cmd[@]}" "$MAMBACPP" train --resume "$run" $RESUME_FLAGS >>"$run/train.out" 2>&1
+    # shellcheck disable=SC2086
+    "${timeout_cmd[@]}" "$MAMBACPP" train --resume "$run" $RESUME_FLAGS $TRAIN_EXTRA_FLAGS >>"$run/train.out" 2>&1
   else
     # shellcheck disable=SC2086
-    "${timeout_cmd[@]}" "$MAMBACPP" train $flags >"$run/train.out" 2>&1
+    "${timeout_cmd[@]}" "$MAMBACPP" train $flags $TRAIN_EXTRA_FLAGS >"$run/train.out" 2>&1
   fi
   echo "$(basename "$run"): train rc $?"
 }
 export -f run_one
 RESUME_FLAGS="$device_flag-t $THREADS"
-export MAMBACPP DEADLINE RESUME_FLAGS
+TRAIN_EXTRA_FLAGS=${TRAIN_EXTRA_FLAGS:-}  # e.g. "--kernel ssd_bwd=exact" (gpu_results.sh)
+export MAMBACPP DEADLINE RESUME_FLAGS TRAIN_EXTRA_FLAGS
 xargs -P "$JOBS" -d '\n' -I{} bash -c 'run_one "$@"' _ {} <"$jobs_file"
 
 # Evaluate every run's newest checkpoint; one row per (task, model, d, lr).

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "exec_testing.h"
 #include "grad_check.h"
 #include "models/config.h"
 #include "models/model.h"
@@ -62,7 +63,7 @@ TEST_P(BackwardFd, EveryParameterAlongItsGradient) {
     const std::string& n = p.name;
     if (n.ends_with("dt_bias") || n.ends_with("dt_proj.bias")) p.tensor->fill(0.0f);
   });
-  model.params_updated();
+  model.params_updated(exec);
   std::mt19937 rng(3);
   std::uniform_int_distribution<int64_t> token(0, config.vocab_size - 1);
   Tensor ids = Tensor::empty({2, 9}, DType::i64);
@@ -70,7 +71,7 @@ TEST_P(BackwardFd, EveryParameterAlongItsGradient) {
   const Tensor targets = models::next_token_targets(ids);
   models::Model grads = model.new_grads();
   models::Activations acts;
-  model.loss_and_grads(ids, targets, grads, acts);
+  model.loss_and_grads(exec, ids, targets, grads, acts);
 
   std::vector<testing::GradInput> inputs;
   std::vector<Tensor> grad_tensors;
@@ -80,9 +81,9 @@ TEST_P(BackwardFd, EveryParameterAlongItsGradient) {
     inputs.push_back({p.name, *p.tensor, grad_tensors[i++]});
   });
   auto loss = [&] {
-    model.params_updated();
+    model.params_updated(exec);
     models::Activations a;
-    return ops::cross_entropy_fwd(model.forward_train(ids, a), targets);
+    return ops::cross_entropy_fwd(exec, model.forward_train(exec, ids, a), targets);
   };
   testing::expect_directional_derivatives(loss, inputs);
 }

@@ -1,7 +1,7 @@
 // Decode's GEMV fusions at the model level: `mambacpp logits --device cuda --dtype bf16 --prefill K`
 // (a prefill, then one-token Model::step calls) writes the same bits with the fused decode path
 // (RMSNorm in the in_proj / head GEMV's prologue, residual add in the out_proj GEMV's epilogue)
-// as with MAMBACPP_UNFUSED_DECODE=1 (add + norm kernel, then the plain GEMV), on fixtures and on a
+// as with --kernel fuse_decode=off (add + norm kernel, then the plain GEMV), on fixtures and on a
 // random Mamba-3 model with MLPs.
 // Label `cuda` (skipped without a device).
 #include <gtest/gtest.h>
@@ -12,6 +12,7 @@
 
 #include "core/file_util.h"
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "io/npy.h"
 #include "models/model.h"
 #include "testing.h"
@@ -24,7 +25,7 @@ namespace {
 const char* const kFixtures[] = {"ssm-mamba3-siso", "ssm-mamba3-mimo", "ssm-mamba1", "ssm-hybrid"};
 
 // Runs the command on `dir` (config.json, model.safetensors, input_ids.npy) with and without
-// MAMBACPP_UNFUSED_DECODE=1 and returns the fused logits after checking the two are the same bits.
+// --kernel fuse_decode=off and returns the fused logits after checking the two are the same bits.
 Tensor expect_fused_equals_unfused(const std::string& dir, const std::string& name) {
   const Tensor ids = io::read_npy(path_join(dir, "input_ids.npy"));
   const int64_t batch = ids.size(0), seq_len = ids.size(1);
@@ -35,7 +36,7 @@ Tensor expect_fused_equals_unfused(const std::string& dir, const std::string& na
   const std::string fused = ::testing::TempDir() + "/decode_fused_" + name + ".npy";
   const std::string unfused = ::testing::TempDir() + "/decode_unfused_" + name + ".npy";
   EXPECT_EQ(std::system((cmd + " --output " + fused).c_str()), 0) << cmd;
-  EXPECT_EQ(std::system(("MAMBACPP_UNFUSED_DECODE=1 " + cmd + " --output " + unfused).c_str()), 0) << cmd;
+  EXPECT_EQ(std::system((cmd + " --kernel fuse_decode=off --output " + unfused).c_str()), 0) << cmd;
   const Tensor a = io::read_npy(fused), b = io::read_npy(unfused);
   EXPECT_EQ(a.shape(), b.shape()) << name;
   if (a.shape() == b.shape()) {
@@ -51,7 +52,7 @@ void expect_mamba3_layers_fused(const std::string& dir, int64_t batch) {
   model.set_matmul_dtype(DType::bf16);
   for (const models::Block& b : model.blocks())
     if (b.mixer->kind() == models::MixerKind::mamba3) {
-      EXPECT_TRUE(b.mixer->fuses_residual_step(batch)) << dir;
+      EXPECT_TRUE(b.mixer->fuses_residual_step(exec, batch)) << dir;
     }
 }
 

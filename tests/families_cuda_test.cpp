@@ -11,6 +11,7 @@
 
 #include "core/file_util.h"
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "family_fixtures.h"
 #include "io/npy.h"
 #include "models/model.h"
@@ -31,18 +32,19 @@ TEST_P(FamilyCuda, F32WholeAndPrefillThenSteps) {
   const Tensor ref = io::read_npy(path_join(dir, "logits.npy"));
   const int64_t batch = ids.size(0), L = ids.size(1);
   models::State state = model.new_state(batch);
-  const Tensor logits = model.forward(ids, state);
+  const Tensor logits = model.forward(exec, ids, state);
   ASSERT_EQ(logits.device(), Device::cuda);
   const float whole = testing::max_abs_diff(logits, ref);
   EXPECT_LT(whole, 1e-4f) << "whole sequence";
   float worst = 0.0f;
   for (int64_t k : {int64_t(1), L / 2, L - 1}) {
     models::State st = model.new_state(batch);
-    EXPECT_LT(testing::max_abs_diff(model.forward(ids.slice(1, 0, k), st), ref.slice(1, 0, k).contiguous()),
-              1e-4f)
+    EXPECT_LT(
+        testing::max_abs_diff(model.forward(exec, ids.slice(1, 0, k), st), ref.slice(1, 0, k).contiguous()),
+        1e-4f)
         << "prefill K=" << k;
     for (int64_t t = k; t < L; ++t)
-      worst = std::max(worst, testing::max_abs_diff(model.step(ids.select(1, t).contiguous(), st),
+      worst = std::max(worst, testing::max_abs_diff(model.step(exec, ids.select(1, t).contiguous(), st),
                                                     ref.select(1, t).contiguous()));
   }
   EXPECT_LT(worst, 1e-4f) << "steps";
@@ -60,13 +62,13 @@ TEST_P(FamilyCuda, Bf16Weights) {
   const Tensor ref = io::read_npy(path_join(dir, "logits.npy"));
   const int64_t batch = ids.size(0), L = ids.size(1), k = L / 2;
   models::State state = model.new_state(batch);
-  const float whole = testing::scaled_max_diff(model.forward(ids, state), ref);
+  const float whole = testing::scaled_max_diff(model.forward(exec, ids, state), ref);
   EXPECT_LT(whole, 2e-2f) << "bf16 whole sequence";
   models::State st = model.new_state(batch);
-  model.forward(ids.slice(1, 0, k), st);
+  model.forward(exec, ids.slice(1, 0, k), st);
   float steps = 0.0f;
   for (int64_t t = k; t < L; ++t)
-    steps = std::max(steps, testing::scaled_max_diff(model.step(ids.select(1, t).contiguous(), st),
+    steps = std::max(steps, testing::scaled_max_diff(model.step(exec, ids.select(1, t).contiguous(), st),
                                                      ref.select(1, t).contiguous()));
   EXPECT_LT(steps, 2e-2f) << "bf16 steps after prefill K=" << k;
   std::printf("[ cuda-family-bf16 ] %-15s whole %.3g  steps %.3g (relative to max |logit|)\n", GetParam(),
@@ -82,7 +84,7 @@ TEST_P(FamilyCuda, LossAndGradients) {
   const Tensor ids = io::read_npy(path_join(dir, "input_ids.npy"));
   models::Model grads = model.new_grads();
   models::Activations acts;
-  const double loss = model.loss_and_grads(ids, models::next_token_targets(ids), grads, acts);
+  const double loss = model.loss_and_grads(exec, ids, models::next_token_targets(ids), grads, acts);
   const double ref_loss =
       nlohmann::json::parse(read_file(path_join(dir, "loss.json"))).at("loss").get<double>();
   EXPECT_NEAR(loss, ref_loss, 1e-5);

@@ -18,6 +18,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "exec_testing.h"
 #include "family_fixtures.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
@@ -41,16 +42,16 @@ TEST_P(Family, LogitsWholeSequenceAndPrefillThenSteps) {
   const int64_t batch = ids.size(0), L = ids.size(1);
   ASSERT_EQ(ref.shape(), (Shape{batch, L, model.config().vocab_padded}));
   models::State state = model.new_state(batch);
-  const float whole = testing::max_abs_diff(model.forward(ids, state), ref);
+  const float whole = testing::max_abs_diff(model.forward(exec, ids, state), ref);
   EXPECT_LT(whole, kTolerance) << "whole sequence";
   float worst = 0.0f;
   for (int64_t k : {int64_t(1), L / 2, L - 1}) {
     models::State st = model.new_state(batch);
-    const Tensor pre = model.forward(ids.slice(1, 0, k), st);
+    const Tensor pre = model.forward(exec, ids.slice(1, 0, k), st);
     EXPECT_LT(testing::max_abs_diff(pre, ref.slice(1, 0, k).contiguous()), kTolerance) << "prefill K=" << k;
     for (int64_t t = k; t < L; ++t) {
-      const float d =
-          testing::max_abs_diff(model.step(ids.select(1, t).contiguous(), st), ref.select(1, t).contiguous());
+      const float d = testing::max_abs_diff(model.step(exec, ids.select(1, t).contiguous(), st),
+                                            ref.select(1, t).contiguous());
       EXPECT_LT(d, kTolerance) << "step " << t << " after prefill K=" << k;
       worst = std::max(worst, d);
     }
@@ -94,7 +95,7 @@ TEST_P(Family, LossAndGradients) {
   const Tensor ids = io::read_npy(path_join(dir, "input_ids.npy"));
   models::Model grads = model.new_grads();
   models::Activations acts;
-  const double loss = model.loss_and_grads(ids, models::next_token_targets(ids), grads, acts);
+  const double loss = model.loss_and_grads(exec, ids, models::next_token_targets(ids), grads, acts);
   const double ref_loss =
       nlohmann::json::parse(read_file(path_join(dir, "loss.json"))).at("loss").get<double>();
   EXPECT_NEAR(loss, ref_loss, 1e-5);
@@ -112,7 +113,7 @@ TEST_P(Family, StateFileRoundTrip) {
   const Tensor ids = io::read_npy(path_join(dir, "input_ids.npy")).slice(0, 0, 1).contiguous();
   const int64_t L = ids.size(1), k = L / 2;
   models::State st = model.new_state(1);
-  model.forward(ids.slice(1, 0, k), st);
+  model.forward(exec, ids.slice(1, 0, k), st);
   const std::string path = ::testing::TempDir() + "/family_" + GetParam() + ".state";
   const runtime::Fingerprint fp = runtime::fingerprint(model);
   runtime::SessionState saved;
@@ -121,8 +122,8 @@ TEST_P(Family, StateFileRoundTrip) {
   models::State loaded = runtime::load_state(path, model, fp).state;
   EXPECT_EQ(loaded.position, k);
   for (int64_t t = k; t < L; ++t) {
-    const Tensor a = model.step(ids.select(1, t).contiguous(), st);
-    const Tensor b = model.step(ids.select(1, t).contiguous(), loaded);
+    const Tensor a = model.step(exec, ids.select(1, t).contiguous(), st);
+    const Tensor b = model.step(exec, ids.select(1, t).contiguous(), loaded);
     ASSERT_EQ(testing::max_abs_diff(a, b), 0.0f) << "step " << t;
   }
 }
@@ -210,7 +211,7 @@ TEST(FamilyConfig, NemotronHybridOverridePattern) {
   const models::Model model = models::Model::load(dir);
   const Tensor ids = io::read_npy(path_join(src, "input_ids.npy"));
   models::State st = model.new_state(ids.size(0));
-  EXPECT_LT(testing::max_abs_diff(model.forward(ids, st), io::read_npy(path_join(src, "logits.npy"))),
+  EXPECT_LT(testing::max_abs_diff(model.forward(exec, ids, st), io::read_npy(path_join(src, "logits.npy"))),
             kTolerance);
 }
 
@@ -286,7 +287,7 @@ TEST(FamilyConfig, Zamba2SharedBlockAcrossLayers) {
   EXPECT_LT(shared.n_params(), copies.n_params());
   const Tensor ids = io::read_npy(path_join(src, "input_ids.npy"));
   models::State s1 = shared.new_state(ids.size(0)), s2 = copies.new_state(ids.size(0));
-  EXPECT_EQ(testing::max_abs_diff(shared.forward(ids, s1), copies.forward(ids, s2)), 0.0f);
+  EXPECT_EQ(testing::max_abs_diff(shared.forward(exec, ids, s1), copies.forward(exec, ids, s2)), 0.0f);
 }
 
 TEST(FamilyBadConfig, MissingTensorNamed) {

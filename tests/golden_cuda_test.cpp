@@ -10,6 +10,7 @@
 
 #include "core/file_util.h"
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "io/npy.h"
 #include "models/model.h"
 #include "testing.h"
@@ -41,7 +42,7 @@ TEST_P(GoldenCuda, WholeSequenceAndPrefillThenSteps) {
   const int64_t batch = ids.size(0), seq_len = ids.size(1);
 
   models::State state = model.new_state(batch);
-  const Tensor logits = model.forward(ids, state);
+  const Tensor logits = model.forward(exec, ids, state);
   ASSERT_EQ(logits.device(), Device::cuda);
   const float whole = testing::max_abs_diff(logits, ref);
   EXPECT_LT(whole, kTolerance) << "whole sequence";
@@ -52,12 +53,12 @@ TEST_P(GoldenCuda, WholeSequenceAndPrefillThenSteps) {
        {int64_t(0), int64_t(1), std::min(chunk, seq_len), std::min(chunk + 1, seq_len), seq_len - 1}) {
     models::State st = model.new_state(batch);
     if (k > 0) {
-      const Tensor pre = model.forward(ids.slice(1, 0, k), st);
+      const Tensor pre = model.forward(exec, ids.slice(1, 0, k), st);
       EXPECT_LT(testing::max_abs_diff(pre, ref.slice(1, 0, k).contiguous()), kTolerance) << "prefill K=" << k;
     }
     float worst = 0.0f;
     for (int64_t t = k; t < seq_len; ++t) {
-      const Tensor step = model.step(ids.select(1, t).contiguous(), st);
+      const Tensor step = model.step(exec, ids.select(1, t).contiguous(), st);
       worst = std::max(worst, testing::max_abs_diff(step, ref.select(1, t).contiguous()));
     }
     EXPECT_LT(worst, kTolerance) << "steps after prefill K=" << k;
@@ -80,13 +81,13 @@ void expect_reduced_precision_matches(const char* fixture, DType dtype) {
   const Tensor ref = io::read_npy(path_join(dir, "logits.npy"));
   const int64_t batch = ids.size(0), seq_len = ids.size(1), k = seq_len / 2;
   models::State state = model.new_state(batch);
-  const float whole = testing::scaled_max_diff(model.forward(ids, state), ref);
+  const float whole = testing::scaled_max_diff(model.forward(exec, ids, state), ref);
   EXPECT_LT(whole, 2e-2f) << dtype_name(dtype) << " whole sequence";
   models::State st = model.new_state(batch);
-  model.forward(ids.slice(1, 0, k), st);
+  model.forward(exec, ids.slice(1, 0, k), st);
   float steps = 0.0f;
   for (int64_t t = k; t < seq_len; ++t)
-    steps = std::max(steps, testing::scaled_max_diff(model.step(ids.select(1, t).contiguous(), st),
+    steps = std::max(steps, testing::scaled_max_diff(model.step(exec, ids.select(1, t).contiguous(), st),
                                                      ref.select(1, t).contiguous()));
   EXPECT_LT(steps, 2e-2f) << dtype_name(dtype) << " steps after prefill K=" << k;
   std::printf("[ cuda-golden-%s ] %-16s whole %.3g  steps %.3g (relative to max |logit|)\n",

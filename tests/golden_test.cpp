@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/file_util.h"
+#include "exec_testing.h"
 #include "io/npy.h"
 #include "models/model.h"
 #include "testing.h"
@@ -38,7 +39,7 @@ TEST_P(Golden, WholeSequenceAndPrefillThenSteps) {
   ASSERT_EQ(ref.shape(), (Shape{batch, seq_len, model.config().vocab_padded}));
 
   models::State state = model.new_state(batch);
-  const Tensor logits = model.forward(ids, state);
+  const Tensor logits = model.forward(exec, ids, state);
   EXPECT_LT(testing::max_abs_diff(logits, ref), kTolerance) << "whole sequence";
 
   const int64_t chunk = chunk_of(model.config());
@@ -46,12 +47,12 @@ TEST_P(Golden, WholeSequenceAndPrefillThenSteps) {
        {int64_t(0), int64_t(1), std::min(chunk, seq_len), std::min(chunk + 1, seq_len), seq_len - 1}) {
     models::State st = model.new_state(batch);
     if (k > 0) {
-      const Tensor pre = model.forward(ids.slice(1, 0, k), st);
+      const Tensor pre = model.forward(exec, ids.slice(1, 0, k), st);
       EXPECT_LT(testing::max_abs_diff(pre, ref.slice(1, 0, k).contiguous()), kTolerance) << "prefill K=" << k;
     }
     float worst = 0.0f;
     for (int64_t t = k; t < seq_len; ++t) {
-      const Tensor step = model.step(ids.select(1, t).contiguous(), st);
+      const Tensor step = model.step(exec, ids.select(1, t).contiguous(), st);
       worst = std::max(worst, testing::max_abs_diff(step, ref.select(1, t).contiguous()));
     }
     EXPECT_LT(worst, kTolerance) << "steps after prefill K=" << k;

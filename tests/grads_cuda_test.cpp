@@ -14,6 +14,7 @@
 
 #include "core/file_util.h"
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "fixture_grads.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
@@ -40,7 +41,7 @@ TEST_P(GradsCuda, LossAndGradientsMatchReference) {
   const Tensor targets = models::next_token_targets(ids);
   models::Model grads = model.new_grads();
   models::Activations acts;
-  const double loss = model.loss_and_grads(ids, targets, grads, acts);
+  const double loss = model.loss_and_grads(exec, ids, targets, grads, acts);
   const double ref_loss = reference_loss(dir);
   EXPECT_NEAR(loss, ref_loss, kLossTolerance);
   std::printf("[ %s ] cuda loss %.7f, reference %.7f (|diff| %.1e)\n", GetParam(), loss, ref_loss,
@@ -53,7 +54,7 @@ TEST_P(GradsCuda, LossAndGradientsMatchReference) {
   expect_grads_match(named, dir, "cuda library");
 
   // A second call reuses the activations and accumulates: the gradients double, the loss repeats.
-  const double again = model.loss_and_grads(ids, targets, grads, acts);
+  const double again = model.loss_and_grads(exec, ids, targets, grads, acts);
   EXPECT_NEAR(again, loss, 1e-6);
   named.clear();
   grads.visit_params([&](const models::ParamRef& p) { named[p.name] = *p.tensor; });

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/file_util.h"
+#include "exec_testing.h"
 #include "fixture_grads.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
@@ -32,7 +33,7 @@ TEST_P(Grads, LossAndGradientsMatchReference) {
   const Tensor ids = io::read_npy(path_join(dir, "input_ids.npy"));
   models::Model grads = model.new_grads();
   models::Activations acts;
-  const double loss = model.loss_and_grads(ids, models::next_token_targets(ids), grads, acts);
+  const double loss = model.loss_and_grads(exec, ids, models::next_token_targets(ids), grads, acts);
   const double ref_loss = reference_loss(dir);
   EXPECT_NEAR(loss, ref_loss, kLossTolerance);
   std::printf("[ %s ] loss %.7f, reference %.7f (|diff| %.1e)\n", GetParam(), loss, ref_loss,

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "models/model.h"
 #include "testing.h"
 
@@ -47,20 +48,21 @@ TEST_P(Mamba3PrefillBf16, Bf16OperandsMatchF32Operands) {
   for (int64_t i = 0; i < ids.numel(); ++i) ids.data<int64_t>()[i] = token(rng);
 
   models::State cpu_state = cpu.new_state(batch);
-  const Tensor ref = cpu.forward(ids, cpu_state);  // fp32 on the CPU
+  const Tensor ref = cpu.forward(exec, ids, cpu_state);  // fp32 on the CPU
   models::State state = gpu.new_state(batch);
-  const Tensor inference = gpu.forward(ids, state);  // bf16 operands
+  const Tensor inference = gpu.forward(exec, ids, state);  // bf16 operands
   models::Activations acts;
-  const Tensor training = gpu.forward_train(ids, acts);  // f32 operands, rounded by the scan
+  const Tensor training = gpu.forward_train(exec, ids, acts);  // f32 operands, rounded by the scan
   EXPECT_LT(scaled_max_diff(inference, training.to(Device::cpu)), 1e-4f) << "inference vs training forward";
   EXPECT_LT(scaled_max_diff(inference, ref), 2e-2f) << "bf16 vs the CPU fp32 forward";
 
   // A prefill of k tokens (bf16 operands), then steps from its state.
   models::State st = gpu.new_state(batch);
-  gpu.forward(ids.slice(1, 0, k).contiguous(), st);
+  gpu.forward(exec, ids.slice(1, 0, k).contiguous(), st);
   for (int64_t t = k; t < seq_len; ++t)
-    EXPECT_LT(scaled_max_diff(gpu.step(ids.select(1, t).contiguous(), st), ref.select(1, t).contiguous()),
-              2e-2f)
+    EXPECT_LT(
+        scaled_max_diff(gpu.step(exec, ids.select(1, t).contiguous(), st), ref.select(1, t).contiguous()),
+        2e-2f)
         << "step " << t;
 }
 

@@ -1,4 +1,4 @@
-// Decode through a CUDA graph (models::StepGraph) against eager Model::step on random small
+// Decode through a CUDA graph (runtime::StepGraph) against eager Model::step on random small
 // models: Mamba-1, Mamba-2 (with a gated MLP), Mamba-3 SISO (with the output norm) and MIMO, in
 // f32 and bf16 GEMM weights, batch 1 and 3, 20 tokens after a prefill: the logits of every step
 // and the final states must be the same bits (the graph replays the same kernels on the same
@@ -9,8 +9,9 @@
 #include <string>
 
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "models/model.h"
-#include "models/step_graph.h"
+#include "runtime/step_graph.h"
 #include "testing.h"
 
 namespace mamba {
@@ -76,21 +77,22 @@ TEST_P(StepGraphCuda, ReplaysMatchEagerBitForBit) {
       model.to(Device::cuda);
       model.set_matmul_dtype(dtype);
       const bool graphed = name != "hybrid";
-      EXPECT_EQ(models::StepGraph::supported(model), graphed) << what;
+      EXPECT_EQ(runtime::StepGraph::supported(model), graphed) << what;
       std::mt19937 rng(static_cast<unsigned>(batch) + 17);
       std::uniform_int_distribution<int64_t> token(0, model.config().vocab_size - 1);
       Tensor prompt = Tensor::empty({batch, 5}, DType::i64);
       for (int64_t i = 0; i < prompt.numel(); ++i) prompt.data<int64_t>()[i] = token(rng);
       models::State eager = model.new_state(batch);
-      model.forward(prompt, eager);
+      model.forward(exec, prompt, eager);
       models::State graph_state = eager.copy();
-      models::StepGraph graph(model);
+      runtime::StepGraph graph(model);
       float worst = 0.0f;
       for (int s = 0; s < kSteps; ++s) {
         Tensor ids = Tensor::empty({batch}, DType::i64);
         for (int64_t b = 0; b < batch; ++b) ids.data<int64_t>()[b] = token(rng);
-        const Tensor a = model.step(ids, eager);
-        const Tensor g = graph.step(s % 2 ? ids : ids.to(Device::cuda), graph_state);  // host and device ids
+        const Tensor a = model.step(exec, ids, eager);
+        const Tensor g =
+            graph.step(exec, s % 2 ? ids : ids.to(Device::cuda), graph_state);  // host and device ids
         ASSERT_EQ(g.shape(), a.shape()) << what;
         worst = std::max(worst, testing::max_abs_diff(g.to(Device::cpu), a.to(Device::cpu)));
       }
@@ -102,8 +104,8 @@ TEST_P(StepGraphCuda, ReplaysMatchEagerBitForBit) {
       models::State other = eager.copy(), other_eager = eager.copy();
       for (int s = 0; s < 3; ++s) {
         Tensor ids = Tensor::full({batch}, static_cast<float>(s + 1)).to(DType::i64);
-        const float d = testing::max_abs_diff(graph.step(ids, other).to(Device::cpu),
-                                              model.step(ids, other_eager).to(Device::cpu));
+        const float d = testing::max_abs_diff(graph.step(exec, ids, other).to(Device::cpu),
+                                              model.step(exec, ids, other_eager).to(Device::cpu));
         EXPECT_EQ(d, 0.0f) << what << " rebound step " << s;
       }
       EXPECT_EQ(graph.replays(), graphed ? kSteps - 1 + 2 : 0) << what;

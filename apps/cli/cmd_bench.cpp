@@ -36,6 +36,7 @@ struct BenchArgs {
   int64_t d_intermediate = 0;             // --d-intermediate: a gated MLP after each mixer
   bool profile = false;                   // --profile: device time per op (eager), to stderr
   std::vector<int64_t> batches = {1, 8};  // --generate: each; else the first is the batch
+  std::vector<std::string> kernels;       // --kernel NAME=VALUE: the plan, recorded in --json
 };
 
 // The families' layer patterns at reduced width (d_model --d-model, heads of 64): Nemotron-Nano-9B-v2
@@ -225,17 +226,18 @@ std::string sublayer_shares(Model& model, const ModelConfig& c, const BenchArgs&
   Tensor ids = Tensor::empty({batch, a.seq_len}, DType::i64);
   for (int64_t i = 0; i < batch * a.seq_len; ++i) ids.data<int64_t>()[i] = (i * 7919) % c.vocab_size;
   const Device device = model.device();
+  Exec exec(device, kernel_plan(a.kernels));
   SublayerTimes prefill, decode;
   State state = model.new_state(batch);
   model.set_sublayer_timing(&prefill);
   auto t0 = std::chrono::steady_clock::now();
-  model.forward(ids, state, 1);
+  model.forward(exec, ids, state, 1);
   device_synchronize(device);
   const double prefill_s = seconds_since(t0);
   model.set_sublayer_timing(&decode);
   const Tensor next = Tensor::full({batch}, 42.0f).to(DType::i64);
   t0 = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < a.decode_tokens; ++i) model.step(next, state);
+  for (int64_t i = 0; i < a.decode_tokens; ++i) model.step(exec, next, state);
   device_synchronize(device);
   const double decode_s = seconds_since(t0);
   model.set_sublayer_timing(nullptr);
@@ -256,23 +258,24 @@ std::string run_model(const std::string& name, const BenchArgs& a) {
   const std::vector<int> thread_counts =
       device == Device::cpu ? a.threads : std::vector<int>{a.threads.front()};
   const int64_t batch = a.batches.front();  // without --generate: the first --batch value (default 1)
+  Exec exec(device, kernel_plan(a.kernels));
   for (int threads : thread_counts) {
     set_num_threads(threads);
     Tensor ids = Tensor::empty({batch, a.seq_len}, DType::i64);
     for (int64_t i = 0; i < batch * a.seq_len; ++i) ids.data<int64_t>()[i] = (i * 7919) % c.vocab_size;
     {  // warm-up: page in weights, size the thread pool
       State warm = model.new_state(batch);
-      model.forward(ids.slice(1, 0, 16).contiguous(), warm, 1);
+      model.forward(exec, ids.slice(1, 0, 16).contiguous(), warm, 1);
     }
     // The runs alternate prefill and decode, so a slow spell of a shared machine shows as spread.
     std::vector<double> prefill_rates, decode_rates;
     for (int64_t run = 0; run < a.repeat; ++run) {
       const bool profile = a.profile && run == 0;
       State state = model.new_state(batch);
-      set_op_profiling(profile);
+      exec.set_profiling(profile);
       op_profile_reset();
       auto t0 = std::chrono::steady_clock::now();
-      Tensor logits = model.forward(ids, state, /*num_last=*/1);
+      Tensor logits = model.forward(exec, ids, state, /*num_last=*/1);
       device_synchronize(device);  // device work is asynchronous: wait before reading the clock
       const double prefill_s = seconds_since(t0);
       const std::string prefill_profile = op_profile_report();
@@ -281,7 +284,7 @@ std::string run_model(const std::string& name, const BenchArgs& a) {
       // two steps (eager warm-up, capture) run before the clock, in both modes.
       StepGraph graph(model);
       const bool use_graph = !a.eager && !a.profile && StepGraph::supported(model);
-      auto step = [&] { return use_graph ? graph.step(next, state) : model.step(next, state); };
+      auto step = [&] { return use_graph ? graph.step(exec, next, state) : model.step(exec, next, state); };
       for (int i = 0; i < 2; ++i) step();
       device_synchronize(device);
       op_profile_reset();
@@ -297,7 +300,7 @@ std::string run_model(const std::string& name, const BenchArgs& a) {
             name.c_str(), static_cast<long long>(batch), static_cast<long long>(a.seq_len),
             prefill_profile.c_str(), name.c_str(), static_cast<long long>(a.decode_tokens),
             op_profile_report().c_str());
-      set_op_profiling(false);
+      exec.set_profiling(false);
       prefill_rates.push_back(static_cast<double>(batch * a.seq_len) / prefill_s);
       decode_rates.push_back(static_cast<double>(batch * a.decode_tokens) / decode_s);
     }
@@ -334,6 +337,7 @@ Runner add_bench(CLI::App& app) {
   app.add_option("--json", a->json_path, "also write JSON lines to this file");
   add_device_option(app, a->device, "cpu or cuda (default cpu; on cuda one row per model)");
   add_dtype_option(app, a->dtype);
+  add_kernel_option(app, a->kernels);
   app.add_flag("--eager", a->eager, "cuda: decode with eager launches (default: a captured CUDA graph)");
   app.add_flag("--profile", a->profile,
                "cuda: print device time per op for prefill and decode to stderr (decode runs eager)");
@@ -345,6 +349,7 @@ Runner add_bench(CLI::App& app) {
   return [a, repeat]() {
     check_dtype_device(a->dtype, a->device);
     check_output_path("--json", a->json_path);
+    const KernelPlan plan = kernel_plan(a->kernels);            // checked before forking; recorded per result
     for (const auto& name : a->models) bench_config(name, *a);  // validate names before forking
     if (a->generate && repeat->count() > 0)
       mamba::throw_error(ErrorCode::invalid_argument,
@@ -450,7 +455,8 @@ Runner add_bench(CLI::App& app) {
                              {"decode_tok_s_min", decode.min},
                              {"decode_tok_s_max", decode.max},
                              {"decode_tok_s_runs", decode_runs},
-                             {"peak_rss_mib", rss_mib}};
+                             {"peak_rss_mib", rss_mib},
+                             {"kernels", nlohmann::json::parse(plan.to_json())}};
         json += js.dump() + "\n";
       }
       if (!shares.empty()) {

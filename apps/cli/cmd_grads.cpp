@@ -19,6 +19,7 @@ namespace mambacpp::cli {
 namespace {
 struct GradsArgs {
   std::string model, input, output, device = "cpu";
+  std::vector<std::string> kernels;
   int threads = 0;
 };
 }  // namespace
@@ -31,6 +32,7 @@ Runner add_grads(CLI::App& app) {
   app.add_option("-o,--output", a->output, ".safetensors of float32 gradients to write")->required();
   add_threads_option(app, a->threads);
   add_device_option(app, a->device, "cpu or cuda (default cpu; f32 either way)");
+  add_kernel_option(app, a->kernels);
   return [a]() {
     check_output_path("--output", a->output);
     set_num_threads(a->threads);
@@ -44,7 +46,8 @@ Runner add_grads(CLI::App& app) {
     const auto t0 = std::chrono::steady_clock::now();
     Model grads = model.new_grads();
     Activations acts;
-    const double loss = model.loss_and_grads(ids, next_token_targets(ids), grads, acts);
+    Exec exec(device, kernel_plan(a->kernels));
+    const double loss = model.loss_and_grads(exec, ids, next_token_targets(ids), grads, acts);
     std::vector<std::pair<std::string, Tensor>> tensors;
     grads.visit_params([&](const ParamRef& p) { tensors.emplace_back(p.name, *p.tensor); });
     save_safetensors(a->output, tensors, {{"loss", std::to_string(loss)}});

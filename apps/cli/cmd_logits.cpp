@@ -20,6 +20,7 @@ struct LogitsArgs {
   int threads = 0;
   std::string device = "cpu";
   std::string dtype = "f32";
+  std::vector<std::string> kernels;
 };
 }  // namespace
 
@@ -34,6 +35,7 @@ Runner add_logits(CLI::App& app) {
   add_threads_option(app, a->threads);
   add_device_option(app, a->device, "cpu or cuda (default cpu)");
   add_dtype_option(app, a->dtype);
+  add_kernel_option(app, a->kernels);
   return [a]() {
     check_dtype_device(a->dtype, a->device);
     check_output_path("--output", a->output);
@@ -59,15 +61,16 @@ Runner add_logits(CLI::App& app) {
       throw_error(ErrorCode::invalid_argument, "--prefill ", a->prefill, " is larger than seq_len ", seq_len);
     const auto t0 = std::chrono::steady_clock::now();
     State state = model.new_state(batch);
+    Exec exec(model.device(), kernel_plan(a->kernels));
     Tensor logits;
     if (a->prefill < 0) {
-      logits = model.forward(ids, state);
+      logits = model.forward(exec, ids, state);
     } else {
       logits = Tensor::empty({batch, seq_len, vocab});
       const int64_t k = a->prefill;
-      if (k > 0) logits.slice(1, 0, k).copy_from(model.forward(ids.slice(1, 0, k), state));
+      if (k > 0) logits.slice(1, 0, k).copy_from(model.forward(exec, ids.slice(1, 0, k), state));
       for (int64_t t = k; t < seq_len; ++t)
-        logits.select(1, t).copy_from(model.step(ids.select(1, t).contiguous(), state));
+        logits.select(1, t).copy_from(model.step(exec, ids.select(1, t).contiguous(), state));
     }
     write_npy(a->output, logits.to(Device::cpu));
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -31,6 +31,7 @@ struct TrainFlags {
   bool print_config = false;
   // Where the run computes (not saved in the checkpoint: give them again on --resume).
   std::string device = "cpu", dtype = "f32";
+  std::vector<std::string> kernels;  // --kernel NAME=VALUE
   // Model shape (ssm_cfg fields of a state-spaces/mamba config.json).
   std::optional<std::string> layer, rope;
   std::optional<int64_t> d_model, n_layer, d_state, headdim, mimo_rank, d_intermediate, chunk_size;
@@ -265,6 +266,7 @@ int run_train(const TrainFlags& f) {
   }
   train::TrainDevice where;
   where.device = parse_device(f.device);
+  where.plan = kernel_plan(f.kernels);
   if (f.dtype == "bf16")
     where.matmul_dtype = DType::bf16;
   else if (f.dtype != "f32")
@@ -338,6 +340,7 @@ Runner add_train(CLI::App& app) {
   app.add_option("--plot", f->plot, "write the training-loss curve to this PNG at the end");
   app.add_flag("--print-config", f->print_config, "print the resolved config as JSON and exit");
   add_device_option(app, f->device, "cpu or cuda (default cpu; not saved: repeat it on --resume)");
+  add_kernel_option(app, f->kernels);
   app.add_option(
          "--dtype", f->dtype,
          "f32, or bf16 on cuda: mixed precision (fp32 master weights and optimizer state, bf16 GEMMs)")
@@ -358,6 +361,7 @@ struct EvalFlags {
   int64_t seed = 0;
   int threads = 0;
   std::string device = "cpu";
+  std::vector<std::string> kernels;
   std::optional<int64_t> mqar_vocab, mqar_pairs, n_data, group_order;
   std::vector<std::string> text_files;
 };
@@ -389,6 +393,7 @@ int run_eval(const EvalFlags& f) {
   const std::string dir = train::resolve_model_dir(f.model);
   Model model = Model::load(dir);
   model.to(parse_device(f.device));
+  Exec exec(model.device(), kernel_plan(f.kernels));
   const auto task = eval_task(f, dir);
   if (model.config().vocab_size < task->vocab_size())
     throw_error(ErrorCode::invalid_argument, dir, ": vocab_size ", model.config().vocab_size,
@@ -401,7 +406,7 @@ int run_eval(const EvalFlags& f) {
   std::printf("%8s %10s %10s %12s %10s\n", "length", "loss", "accuracy", "scaled_acc", "answers");
   for (int64_t length : lengths) {
     const train::EvalStats e =
-        train::evaluate(model, *task, length, f.batch, f.batches, static_cast<uint64_t>(f.seed));
+        train::evaluate(exec, model, *task, length, f.batch, f.batches, static_cast<uint64_t>(f.seed));
     std::printf("%8lld %10.4f %9.2f%% %11.2f%% %10lld\n", static_cast<long long>(e.length), e.loss,
                 100.0 * e.accuracy, 100.0 * e.scaled_accuracy, static_cast<long long>(e.answers));
   }
@@ -425,6 +430,7 @@ Runner add_eval(CLI::App& app) {
   app.add_option("--text", f->text_files, "text files for --task text");
   add_threads_option(app, f->threads);
   add_device_option(app, f->device, "cpu or cuda (default cpu)");
+  add_kernel_option(app, f->kernels);
   return [f]() { return run_eval(*f); };
 }
 

@@ -84,6 +84,24 @@ inline CLI::Option* add_device_option(CLI::App& app, std::string& device, const 
   return app.add_option("--device", device, help)->check(CLI::IsMember({"cpu", "cuda"}));
 }
 
+// --kernel NAME=VALUE (repeatable): pins one of the kernel plan's choices (ops/exec.h's KernelPlan;
+// timing comparisons, a fallback on a device where a fast path misbehaves). The one place the CLI
+// turns into a plan: nothing below apps/ reads the environment.
+inline CLI::Option* add_kernel_option(CLI::App& app, std::vector<std::string>& kernels) {
+  return app.add_option(
+      "--kernel", kernels,
+      "pin a kernel choice, repeatable: ssd_bwd=auto|gemm|exact, mamba3_bwd=auto|gemm|exact, "
+      "decode_gemv=auto|cublas, gemv_split=auto|11|21|12|14, mamba3_step=auto|fused|stream, "
+      "dependent_launch=on|off, fuse_decode=on|off");
+}
+
+// The plan of --kernel's assignments (each checked: a bad name or value is a usage error).
+inline KernelPlan kernel_plan(const std::vector<std::string>& kernels) {
+  KernelPlan plan;
+  for (const std::string& k : kernels) plan.set(k);
+  return plan;
+}
+
 // -t/--threads: 1..kMaxThreads when given (not given: all cores).
 inline CLI::Option* add_threads_option(CLI::App& app, int& threads) {
   return app.add_option("-t,--threads", threads, "CPU threads (default: all cores)")

@@ -56,6 +56,7 @@ void add_generation_flags(CLI::App& app, GenerationFlags& f, int64_t default_n_p
       ->check(int_range(1));
   add_threads_option(app, f.threads);
   add_device_option(app, f.device, "cpu or cuda (default cpu; cuda decodes through a CUDA graph)");
+  add_kernel_option(app, f.kernels);
   add_dtype_option(app, f.dtype);
 }
 
@@ -100,7 +101,9 @@ SessionOptions session_options(const GenerationFlags& f) {
   if (f.prefill_chunk < 1)
     throw_error(ErrorCode::invalid_argument, "--prefill-chunk: expected at least 1, found ", f.prefill_chunk);
   // The penalty window is all the sampler reads of the history: keep no more (constant memory).
-  return {.prefill_chunk = f.prefill_chunk, .history_limit = f.repeat_last_n < 0 ? -1 : f.repeat_last_n};
+  return {.prefill_chunk = f.prefill_chunk,
+          .history_limit = f.repeat_last_n < 0 ? -1 : f.repeat_last_n,
+          .plan = kernel_plan(f.kernels)};
 }
 
 StopCriteria stop_criteria(const GenerationFlags& f, const Tokenizer* tokenizer,

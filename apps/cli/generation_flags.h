@@ -20,6 +20,7 @@ struct GenerationFlags {
   std::vector<std::string> stop;
   bool ignore_eos = false;
   std::string device = "cpu", dtype = "f32";  // --device, --dtype (linear-layer weights; cuda only)
+  std::vector<std::string> kernels;           // --kernel NAME=VALUE
 };
 
 void add_generation_flags(CLI::App& app, GenerationFlags& f, int64_t default_n_predict);

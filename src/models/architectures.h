@@ -61,7 +61,7 @@ void append_kv(LayerState& st, const Tensor& k, const Tensor& v, int64_t pos);
 // Rows of `parts` stacked into one tensor (a fused projection weight); and the inverse for
 // gradients: dst += rows [at, at + dst.size(0)) of src (attention_hf.cpp).
 Tensor stack_rows(const std::vector<const Tensor*>& parts);
-void add_rows(Tensor& dst, const Tensor& src, int64_t at);
+void add_rows(ops::Exec& exec, Tensor& dst, const Tensor& src, int64_t at);
 
 // Columns [start, start + len) of the last dim (a strided view).
 inline Tensor columns(const Tensor& t, int64_t start, int64_t len) {

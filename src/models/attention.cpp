@@ -40,7 +40,7 @@ public:
     if (c_.out_proj_bias) fn({"mixer.out_proj.bias", &out_proj_bias, {d_model_}, true, Init::zeros()});
   }
 
-  void prepare() override {
+  void prepare(ops::Exec& exec) override {
     if (c_.d_conv > 0) conv_w = conv1d_weight.view({c_.qkv_dim, c_.d_conv});
   }
 
@@ -52,44 +52,45 @@ public:
     return s;
   }
 
-  Tensor forward(const Tensor& u, LayerState& st, int64_t pos) const override {
-    return run(u, st, pos, nullptr);
+  Tensor forward(ops::Exec& exec, const Tensor& u, LayerState& st, int64_t pos) const override {
+    return run(exec, u, st, pos, nullptr);
   }
 
-  Tensor forward_train(const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
+  Tensor forward_train(ops::Exec& exec, const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
     LayerState st = state_on(new_state(u.size(0)), u.device());
-    return run(u, st, 0, &saved_as<Saved>(saved));
+    return run(exec, u, st, 0, &saved_as<Saved>(saved));
   }
 
   // out_proj -> MLP part / attention -> rotary -> conv -> in_proj, in reverse.
-  Tensor backward(const Tensor& dout, const MixerSaved& saved, Mixer& grads) const override {
+  Tensor backward(ops::Exec& exec, const Tensor& dout, const MixerSaved& saved, Mixer& grads) const override {
     const Saved& s = static_cast<const Saved&>(saved);
     Attention& g = static_cast<Attention&>(grads);
     const int64_t batch = s.u.size(0), seq_len = s.u.size(1), hd = c_.head_dim, nh = c_.num_heads;
     const int64_t nkv = c_.num_heads_kv, qkv = c_.qkv_dim;
-    const Tensor dctx = ops::linear_bwd(dout, s.context, out_proj_weight, g.out_proj_weight, g.out_proj_bias);
+    const Tensor dctx =
+        ops::linear_bwd(exec, dout, s.context, out_proj_weight, g.out_proj_weight, g.out_proj_bias);
     Tensor dproj =
         Tensor::zeros(s.proj.shape(), DType::f32, dout.device());  // [batch, seq_len, qkv_dim + mlp_dim]
     if (c_.mlp_dim > 0)
       columns(dproj, qkv, c_.mlp_dim)
-          .copy_from(ops::swiglu_bwd(columns(dctx, nh * hd, c_.mlp_dim / 2), columns(s.proj, qkv, c_.mlp_dim),
-                                     false));
+          .copy_from(ops::swiglu_bwd(exec, columns(dctx, nh * hd, c_.mlp_dim / 2),
+                                     columns(s.proj, qkv, c_.mlp_dim), false));
     Tensor dq, dk, dv;
-    ops::attention_bwd(columns(dctx, 0, nh * hd).contiguous().view({batch, seq_len, nh, hd}), s.q, s.k, s.v,
-                       static_cast<float>(c_.softmax_scale), dq, dk, dv);
+    ops::attention_bwd(exec, columns(dctx, 0, nh * hd).contiguous().view({batch, seq_len, nh, hd}), s.q, s.k,
+                       s.v, static_cast<float>(c_.softmax_scale), dq, dk, dv);
     const float base = static_cast<float>(c_.rotary_emb_base);
-    ops::rotary_bwd(dq, c_.rotary_emb_dim, 0, base, c_.rotary_emb_interleaved);
-    ops::rotary_bwd(dk, c_.rotary_emb_dim, 0, base, c_.rotary_emb_interleaved);
+    ops::rotary_bwd(exec, dq, c_.rotary_emb_dim, 0, base, c_.rotary_emb_interleaved);
+    ops::rotary_bwd(exec, dk, c_.rotary_emb_dim, 0, base, c_.rotary_emb_interleaved);
     Tensor dqkv = ops::concat_last(
-        ops::concat_last(dq.view({batch, seq_len, nh * hd}), dk.view({batch, seq_len, nkv * hd})),
+        exec, ops::concat_last(exec, dq.view({batch, seq_len, nh * hd}), dk.view({batch, seq_len, nkv * hd})),
         dv.view({batch, seq_len, nkv * hd}));
     if (c_.d_conv > 0) {
       Tensor dconv_w = g.conv1d_weight.view({qkv, c_.d_conv});
-      dqkv = ops::causal_conv1d_bwd(dqkv, columns(s.proj, 0, qkv), conv_w, conv1d_bias, /*silu=*/false,
+      dqkv = ops::causal_conv1d_bwd(exec, dqkv, columns(s.proj, 0, qkv), conv_w, conv1d_bias, /*silu=*/false,
                                     dconv_w, g.conv1d_bias);
     }
     columns(dproj, 0, qkv).copy_from(dqkv);
-    return ops::linear_bwd(dproj, s.u, in_proj_weight, g.in_proj_weight, g.in_proj_bias);
+    return ops::linear_bwd(exec, dproj, s.u, in_proj_weight, g.in_proj_weight, g.in_proj_bias);
   }
 
   int64_t state_bytes_fixed() const override { return 4 * c_.qkv_dim * std::max<int64_t>(c_.d_conv - 1, 0); }
@@ -106,23 +107,25 @@ private:
   };
 
   // The forward pass (SPEC §4.5) at position `pos`; keeps its activations in `saved` when given.
-  Tensor run(const Tensor& u, LayerState& st, int64_t pos, Saved* saved) const {
+  Tensor run(ops::Exec& exec, const Tensor& u, LayerState& st, int64_t pos, Saved* saved) const {
     const int64_t batch = u.size(0), seq_len = u.size(1), hd = c_.head_dim, nh = c_.num_heads,
                   nkv = c_.num_heads_kv;
-    Tensor proj = ops::linear(u, in_proj_weight, in_proj_bias);  // [batch, seq_len, qkv_dim + mlp_dim]
+    Tensor proj = ops::linear(exec, u, in_proj_weight, in_proj_bias);  // [batch, seq_len, qkv_dim + mlp_dim]
     Tensor qkv = columns(proj, 0, c_.qkv_dim);
-    if (c_.d_conv > 0) qkv = ops::causal_conv1d_fwd(qkv, conv_w, conv1d_bias, st.conv, /*silu=*/false);
+    if (c_.d_conv > 0) qkv = ops::causal_conv1d_fwd(exec, qkv, conv_w, conv1d_bias, st.conv, /*silu=*/false);
     Tensor q = columns(qkv, 0, nh * hd).contiguous().view({batch, seq_len, nh, hd});
     Tensor k = columns(qkv, nh * hd, nkv * hd).contiguous().view({batch, seq_len, nkv, hd});
     Tensor v = columns(qkv, (nh + nkv) * hd, nkv * hd).contiguous().view({batch, seq_len, nkv, hd});
     const float base = static_cast<float>(c_.rotary_emb_base);
-    ops::rotary_apply(q, c_.rotary_emb_dim, pos, base, c_.rotary_emb_interleaved);
-    ops::rotary_apply(k, c_.rotary_emb_dim, pos, base, c_.rotary_emb_interleaved);
+    ops::rotary_apply(exec, q, c_.rotary_emb_dim, pos, base, c_.rotary_emb_interleaved);
+    ops::rotary_apply(exec, k, c_.rotary_emb_dim, pos, base, c_.rotary_emb_interleaved);
     append_kv(st, k, v, pos);
-    Tensor attn = ops::attention_fwd(q, st.k_cache, st.v_cache, pos, static_cast<float>(c_.softmax_scale));
+    Tensor attn =
+        ops::attention_fwd(exec, q, st.k_cache, st.v_cache, pos, static_cast<float>(c_.softmax_scale));
     Tensor context = attn.view({batch, seq_len, nh * hd});
     if (c_.mlp_dim > 0)
-      context = ops::concat_last(context, ops::swiglu(columns(proj, c_.qkv_dim, c_.mlp_dim), false));
+      context =
+          ops::concat_last(exec, context, ops::swiglu(exec, columns(proj, c_.qkv_dim, c_.mlp_dim), false));
     if (saved) {
       saved->u = u;
       saved->proj = proj;
@@ -131,7 +134,7 @@ private:
       saved->v = v;
       saved->context = context;
     }
-    return ops::linear(context, out_proj_weight, out_proj_bias);
+    return ops::linear(exec, context, out_proj_weight, out_proj_bias);
   }
 
   AttentionConfig c_;

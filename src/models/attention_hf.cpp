@@ -44,9 +44,9 @@ Tensor stack_rows(const std::vector<const Tensor*>& parts) {
 }
 
 // Adds rows [at, at + dst.size(0)) of src into dst (a fused weight's gradient back to its parts).
-void add_rows(Tensor& dst, const Tensor& src, int64_t at) {
+void add_rows(ops::Exec& exec, Tensor& dst, const Tensor& src, int64_t at) {
   const Tensor part = src.slice(0, at, at + dst.size(0)).contiguous();
-  ops::add_(dst, part);
+  ops::add_(exec, dst, part);
 }
 
 namespace {
@@ -85,7 +85,7 @@ public:
     }
   }
 
-  void prepare() override {
+  void prepare(ops::Exec& exec) override {
     w_qkv = stack_rows({&wq, &wk, &wv});
     if (s_.qkv_bias) b_qkv = stack_rows({&bq, &bk, &bv});
   }
@@ -97,49 +97,49 @@ public:
     return st;
   }
 
-  Tensor forward(const Tensor& u, LayerState& st, int64_t pos) const override {
-    return run(u, st, pos, nullptr);
+  Tensor forward(ops::Exec& exec, const Tensor& u, LayerState& st, int64_t pos) const override {
+    return run(exec, u, st, pos, nullptr);
   }
 
-  Tensor forward_train(const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
+  Tensor forward_train(ops::Exec& exec, const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
     LayerState st = state_on(new_state(u.size(0)), u.device());
-    return run(u, st, 0, &saved_as<Saved>(saved));
+    return run(exec, u, st, 0, &saved_as<Saved>(saved));
   }
 
-  Tensor backward(const Tensor& dout, const MixerSaved& saved, Mixer& grads) const override {
+  Tensor backward(ops::Exec& exec, const Tensor& dout, const MixerSaved& saved, Mixer& grads) const override {
     const Saved& s = static_cast<const Saved&>(saved);
     AttentionHf& g = static_cast<AttentionHf&>(grads);
     const int64_t batch = s.u.size(0), seq_len = s.u.size(1), hd = s_.head_dim;
-    const Tensor dctx = ops::linear_bwd(dout, s.context, wo, g.wo, g.bo);
+    const Tensor dctx = ops::linear_bwd(exec, dout, s.context, wo, g.wo, g.bo);
     Tensor dq, dk, dv;
-    ops::attention_bwd(dctx.view({batch, seq_len, s_.n_heads, hd}), s.q, s.k, s.v,
+    ops::attention_bwd(exec, dctx.view({batch, seq_len, s_.n_heads, hd}), s.q, s.k, s.v,
                        static_cast<float>(s_.softmax_scale), dq, dk, dv);
     const float base = static_cast<float>(s_.rope_theta);
     if (s_.rotary_dim > 0) {
-      ops::rotary_bwd(dq, s_.rotary_dim, 0, base, false);
-      ops::rotary_bwd(dk, s_.rotary_dim, 0, base, false);
+      ops::rotary_bwd(exec, dq, s_.rotary_dim, 0, base, false);
+      ops::rotary_bwd(exec, dk, s_.rotary_dim, 0, base, false);
     }
     const Tensor dqkv = ops::concat_last(
-        ops::concat_last(dq.view({batch, seq_len, q_dim_}), dk.view({batch, seq_len, kv_dim_})),
+        exec, ops::concat_last(exec, dq.view({batch, seq_len, q_dim_}), dk.view({batch, seq_len, kv_dim_})),
         dv.view({batch, seq_len, kv_dim_}));
     Tensor dw = Tensor::zeros(w_qkv.shape(), DType::f32, dout.device());
     Tensor db = s_.qkv_bias ? Tensor::zeros(b_qkv.shape(), DType::f32, dout.device()) : Tensor();
-    Tensor du = ops::linear_bwd(dqkv, s.u, w_qkv, dw, db);
-    add_rows(g.wq, dw, 0);
-    add_rows(g.wk, dw, q_dim_);
-    add_rows(g.wv, dw, q_dim_ + kv_dim_);
+    Tensor du = ops::linear_bwd(exec, dqkv, s.u, w_qkv, dw, db);
+    add_rows(exec, g.wq, dw, 0);
+    add_rows(exec, g.wk, dw, q_dim_);
+    add_rows(exec, g.wv, dw, q_dim_ + kv_dim_);
     if (s_.qkv_bias) {
-      add_rows(g.bq, db, 0);
-      add_rows(g.bk, db, q_dim_);
-      add_rows(g.bv, db, q_dim_ + kv_dim_);
+      add_rows(exec, g.bq, db, 0);
+      add_rows(exec, g.bk, db, q_dim_);
+      add_rows(exec, g.bv, db, q_dim_ + kv_dim_);
     }
     if (s_.adapter_rank > 0) {  // q/k/v += B·(A·u)
       const int64_t offs[3] = {0, q_dim_, q_dim_ + kv_dim_}, outs[3] = {q_dim_, kv_dim_, kv_dim_};
       Tensor none;
       for (int i = 0; i < 3; ++i) {
         const Tensor d_out = columns(dqkv, offs[i], outs[i]).contiguous();
-        const Tensor dmid = ops::linear_bwd(d_out, s.mid[i], adapter_b[i], g.adapter_b[i], none);
-        ops::add_(du, ops::linear_bwd(dmid, s.u, adapter_a[i], g.adapter_a[i], none));
+        const Tensor dmid = ops::linear_bwd(exec, d_out, s.mid[i], adapter_b[i], g.adapter_b[i], none);
+        ops::add_(exec, du, ops::linear_bwd(exec, dmid, s.u, adapter_a[i], g.adapter_a[i], none));
       }
     }
     return du;
@@ -154,15 +154,15 @@ private:
     Tensor mid[3];  // adapters' A·u
   };
 
-  Tensor run(const Tensor& u, LayerState& st, int64_t pos, Saved* saved) const {
+  Tensor run(ops::Exec& exec, const Tensor& u, LayerState& st, int64_t pos, Saved* saved) const {
     const int64_t batch = u.size(0), seq_len = u.size(1), hd = s_.head_dim;
-    Tensor qkv = ops::linear(u, w_qkv, b_qkv);  // [batch, seq_len, q + 2·kv]
+    Tensor qkv = ops::linear(exec, u, w_qkv, b_qkv);  // [batch, seq_len, q + 2·kv]
     if (s_.adapter_rank > 0) {
       const int64_t offs[3] = {0, q_dim_, q_dim_ + kv_dim_}, outs[3] = {q_dim_, kv_dim_, kv_dim_};
       for (int i = 0; i < 3; ++i) {
-        const Tensor mid = ops::linear(u, adapter_a[i]);
+        const Tensor mid = ops::linear(exec, u, adapter_a[i]);
         Tensor part = columns(qkv, offs[i], outs[i]).contiguous();
-        ops::add_(part, ops::linear(mid, adapter_b[i]));
+        ops::add_(exec, part, ops::linear(exec, mid, adapter_b[i]));
         columns(qkv, offs[i], outs[i]).copy_from(part);
         if (saved) saved->mid[i] = mid;
       }
@@ -172,12 +172,12 @@ private:
     Tensor v = columns(qkv, q_dim_ + kv_dim_, kv_dim_).contiguous().view({batch, seq_len, s_.n_kv_heads, hd});
     if (s_.rotary_dim > 0) {
       const float base = static_cast<float>(s_.rope_theta);
-      ops::rotary_apply(q, s_.rotary_dim, pos, base, false);
-      ops::rotary_apply(k, s_.rotary_dim, pos, base, false);
+      ops::rotary_apply(exec, q, s_.rotary_dim, pos, base, false);
+      ops::rotary_apply(exec, k, s_.rotary_dim, pos, base, false);
     }
     append_kv(st, k, v, pos);
     const Tensor attn =
-        ops::attention_fwd(q, st.k_cache, st.v_cache, pos, static_cast<float>(s_.softmax_scale));
+        ops::attention_fwd(exec, q, st.k_cache, st.v_cache, pos, static_cast<float>(s_.softmax_scale));
     const Tensor context = attn.view({batch, seq_len, q_dim_});
     if (saved) {
       saved->u = u;
@@ -186,7 +186,7 @@ private:
       saved->v = v;
       saved->context = context;
     }
-    return ops::linear(context, wo, bo);
+    return ops::linear(exec, context, wo, bo);
   }
 
   AttentionSpec s_;

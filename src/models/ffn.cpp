@@ -47,7 +47,7 @@ public:
     }
   }
 
-  void prepare() override {
+  void prepare(ops::Exec& exec) override {
     if (!s_.gated) {
       w_in = w_up;
       b_in = b_up;
@@ -61,17 +61,19 @@ public:
   }
 
   LayerState new_state(int64_t) const override { return {}; }
-  Tensor forward(const Tensor& u, LayerState&, int64_t) const override { return run(u, nullptr); }
-  Tensor forward_train(const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
-    return run(u, &saved_as<Saved>(saved));
+  Tensor forward(ops::Exec& exec, const Tensor& u, LayerState&, int64_t) const override {
+    return run(exec, u, nullptr);
+  }
+  Tensor forward_train(ops::Exec& exec, const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
+    return run(exec, u, &saved_as<Saved>(saved));
   }
 
-  Tensor backward(const Tensor& dout, const MixerSaved& saved, Mixer& grads) const override {
+  Tensor backward(ops::Exec& exec, const Tensor& dout, const MixerSaved& saved, Mixer& grads) const override {
     const Saved& s = static_cast<const Saved&>(saved);
     Mlp& g = static_cast<Mlp&>(grads);
-    const Tensor da = ops::linear_bwd(dout, s.a, w_down, g.w_down, g.b_down);
-    const Tensor dh = s_.gated ? ops::gated_act_bwd(da, s.h, s_.act, /*gate_first=*/true)
-                               : ops::activation_bwd(da, s.h, s_.act);
+    const Tensor da = ops::linear_bwd(exec, dout, s.a, w_down, g.w_down, g.b_down);
+    const Tensor dh = s_.gated ? ops::gated_act_bwd(exec, da, s.h, s_.act, /*gate_first=*/true)
+                               : ops::activation_bwd(exec, da, s.h, s_.act);
     const bool fused_param = !s_.gated || !s_.gate_up.empty();
     Tensor dw, db;
     if (fused_param) {
@@ -81,19 +83,19 @@ public:
       dw = Tensor::zeros(w_in.shape(), DType::f32, dout.device());
       if (s_.bias) db = Tensor::zeros(b_in.shape(), DType::f32, dout.device());
     }
-    Tensor du = ops::linear_bwd(dh, s.u, w_in, dw, db);
+    Tensor du = ops::linear_bwd(exec, dh, s.u, w_in, dw, db);
     if (!fused_param) {
-      add_rows(g.w_gate, dw, 0);
-      add_rows(g.w_up, dw, s_.hidden);
+      add_rows(exec, g.w_gate, dw, 0);
+      add_rows(exec, g.w_up, dw, s_.hidden);
       if (s_.bias) {
-        add_rows(g.b_gate, db, 0);
-        add_rows(g.b_up, db, s_.hidden);
+        add_rows(exec, g.b_gate, db, 0);
+        add_rows(exec, g.b_up, db, s_.hidden);
       }
     }
     if (s_.adapter_rank > 0) {
       Tensor none;
-      const Tensor dmid = ops::linear_bwd(dh, s.mid, adapter_b, g.adapter_b, none);
-      ops::add_(du, ops::linear_bwd(dmid, s.u, adapter_a, g.adapter_a, none));
+      const Tensor dmid = ops::linear_bwd(exec, dh, s.mid, adapter_b, g.adapter_b, none);
+      ops::add_(exec, du, ops::linear_bwd(exec, dmid, s.u, adapter_a, g.adapter_a, none));
     }
     return du;
   }
@@ -108,21 +110,22 @@ private:
     return weight.substr(0, weight.size() - std::string("weight").size()) + "bias";
   }
 
-  Tensor run(const Tensor& u, Saved* saved) const {
-    Tensor h = ops::linear(u, w_in, b_in);
+  Tensor run(ops::Exec& exec, const Tensor& u, Saved* saved) const {
+    Tensor h = ops::linear(exec, u, w_in, b_in);
     Tensor mid;
     if (s_.adapter_rank > 0) {
-      mid = ops::linear(u, adapter_a);
-      ops::add_(h, ops::linear(mid, adapter_b));
+      mid = ops::linear(exec, u, adapter_a);
+      ops::add_(exec, h, ops::linear(exec, mid, adapter_b));
     }
-    Tensor a = s_.gated ? ops::gated_act(h, s_.act, /*gate_first=*/true) : ops::activation(h, s_.act);
+    Tensor a =
+        s_.gated ? ops::gated_act(exec, h, s_.act, /*gate_first=*/true) : ops::activation(exec, h, s_.act);
     if (saved) {
       saved->u = u;
       saved->h = h;
       saved->a = a;
       saved->mid = mid;
     }
-    return ops::linear(a, w_down, b_down);
+    return ops::linear(exec, a, w_down, b_down);
   }
 
   MlpSpec s_;
@@ -160,7 +163,7 @@ public:
     if (shared_) shared_->visit_params(fn);
   }
 
-  void prepare() override {
+  void prepare(ops::Exec& exec) override {
     const int64_t E = s_.n_experts;
     const bool gated = s_.act != ops::MoeActivation::relu2;
     experts_.act = s_.act;
@@ -177,16 +180,18 @@ public:
     }
     router_ = s_.router;
     router_.correction_bias = correction_bias;
-    if (shared_) shared_->prepare();
+    if (shared_) shared_->prepare(exec);
   }
 
   LayerState new_state(int64_t) const override { return {}; }
-  Tensor forward(const Tensor& u, LayerState&, int64_t) const override { return run(u, nullptr); }
-  Tensor forward_train(const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
-    return run(u, &saved_as<Saved>(saved));
+  Tensor forward(ops::Exec& exec, const Tensor& u, LayerState&, int64_t) const override {
+    return run(exec, u, nullptr);
+  }
+  Tensor forward_train(ops::Exec& exec, const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
+    return run(exec, u, &saved_as<Saved>(saved));
   }
 
-  Tensor backward(const Tensor& dout, const MixerSaved& saved, Mixer& grads) const override {
+  Tensor backward(ops::Exec& exec, const Tensor& dout, const MixerSaved& saved, Mixer& grads) const override {
     const Saved& s = static_cast<const Saved&>(saved);
     Moe& g = static_cast<Moe&>(grads);
     const int64_t E = s_.n_experts, D = s_.d_model;
@@ -203,17 +208,17 @@ public:
       }
     }
     Tensor dweights;
-    Tensor dx = ops::moe_experts_bwd(dy, s.moe, experts_, dweights, dw_in, dw_out);
+    Tensor dx = ops::moe_experts_bwd(exec, dy, s.moe, experts_, dweights, dw_in, dw_out);
     if (!stacked && gated)
       for (int64_t e = 0; e < E; ++e) {
-        add_rows(g.gate_[e], dw_in[e], 0);
-        add_rows(g.up_[e], dw_in[e], s_.hidden);
+        add_rows(exec, g.gate_[e], dw_in[e], 0);
+        add_rows(exec, g.up_[e], dw_in[e], s_.hidden);
       }
-    const Tensor dlogits = ops::moe_route_bwd(dweights, s.logits, s.routing, router_);
+    const Tensor dlogits = ops::moe_route_bwd(exec, dweights, s.logits, s.routing, router_);
     Tensor none;
-    ops::add_(dx, ops::linear_bwd(dlogits, s.x, router_w, g.router_w, none));
+    ops::add_(exec, dx, ops::linear_bwd(exec, dlogits, s.x, router_w, g.router_w, none));
     Tensor du = dx.view(dout.shape());
-    if (shared_) ops::add_(du, shared_->backward(dout, *s.shared, *g.shared_));
+    if (shared_) ops::add_(exec, du, shared_->backward(exec, dout, *s.shared, *g.shared_));
     return du;
   }
 
@@ -227,23 +232,24 @@ private:
     std::unique_ptr<MixerSaved> shared;
   };
 
-  Tensor run(const Tensor& u, Saved* saved) const {
+  Tensor run(ops::Exec& exec, const Tensor& u, Saved* saved) const {
     const Tensor x = u.contiguous().view({-1, s_.d_model});  // [T, D]
-    const Tensor logits = ops::linear(x, router_w);          // [T, E]
-    const ops::MoeRouting routing = ops::moe_route(logits, router_);
+    const Tensor logits = ops::linear(exec, x, router_w);    // [T, E]
+    const ops::MoeRouting routing = ops::moe_route(exec, logits, router_);
     Tensor y;
     if (saved) {
-      y = ops::moe_experts_train(x, routing, experts_, saved->moe);
+      y = ops::moe_experts_train(exec, x, routing, experts_, saved->moe);
       saved->x = x;
       saved->logits = logits;
       saved->routing = routing;
     } else {
-      y = ops::moe_experts(x, routing, experts_);
+      y = ops::moe_experts(exec, x, routing, experts_);
     }
     y = y.view(u.shape());
     if (shared_) {
       LayerState none;
-      ops::add_(y, saved ? shared_->forward_train(u, saved->shared) : shared_->forward(u, none, 0));
+      ops::add_(exec, y,
+                saved ? shared_->forward_train(exec, u, saved->shared) : shared_->forward(exec, u, none, 0));
     }
     return y;
   }

@@ -37,23 +37,23 @@ int64_t State::bytes() const {
   return total;
 }
 
-Tensor GatedMlp::forward(const Tensor& x) const {
-  const Tensor h = ops::linear(x, fc1_weight);  // [..., 2·hidden] = [y | gate]
-  return ops::linear(ops::swiglu(h, /*gate_first=*/false), fc2_weight);
+Tensor GatedMlp::forward(ops::Exec& exec, const Tensor& x) const {
+  const Tensor h = ops::linear(exec, x, fc1_weight);  // [..., 2·hidden] = [y | gate]
+  return ops::linear(exec, ops::swiglu(exec, h, /*gate_first=*/false), fc2_weight);
 }
 
-Tensor GatedMlp::forward_train(const Tensor& x, MlpSaved& saved) const {
+Tensor GatedMlp::forward_train(ops::Exec& exec, const Tensor& x, MlpSaved& saved) const {
   saved.x = x;
-  saved.h = ops::linear(x, fc1_weight);
-  saved.a = ops::swiglu(saved.h, /*gate_first=*/false);
-  return ops::linear(saved.a, fc2_weight);
+  saved.h = ops::linear(exec, x, fc1_weight);
+  saved.a = ops::swiglu(exec, saved.h, /*gate_first=*/false);
+  return ops::linear(exec, saved.a, fc2_weight);
 }
 
-Tensor GatedMlp::backward(const Tensor& dout, const MlpSaved& saved, GatedMlp& grads) const {
+Tensor GatedMlp::backward(ops::Exec& exec, const Tensor& dout, const MlpSaved& saved, GatedMlp& grads) const {
   Tensor no_bias;
-  const Tensor da = ops::linear_bwd(dout, saved.a, fc2_weight, grads.fc2_weight, no_bias);
-  const Tensor dh = ops::swiglu_bwd(da, saved.h, /*gate_first=*/false);
-  return ops::linear_bwd(dh, saved.x, fc1_weight, grads.fc1_weight, no_bias);
+  const Tensor da = ops::linear_bwd(exec, dout, saved.a, fc2_weight, grads.fc2_weight, no_bias);
+  const Tensor dh = ops::swiglu_bwd(exec, da, saved.h, /*gate_first=*/false);
+  return ops::linear_bwd(exec, dh, saved.x, fc1_weight, grads.fc1_weight, no_bias);
 }
 
 void Model::build() {
@@ -114,12 +114,12 @@ int64_t Model::n_params() const {
   return n;
 }
 
-void Model::prepare() {
+void Model::prepare(ops::Exec& exec) {
   if (config_.tie_embeddings) lm_head_weight = embedding;
   for (Block& b : blocks_) {
-    b.mixer->prepare();
-    if (b.mixer_par) b.mixer_par->prepare();
-    if (b.ffn) b.ffn->prepare();
+    b.mixer->prepare(exec);
+    if (b.mixer_par) b.mixer_par->prepare(exec);
+    if (b.ffn) b.ffn->prepare(exec);
   }
 }
 
@@ -144,7 +144,8 @@ Model Model::load(const std::string& dir) {
                   shape_str(p.shape), ")");
     *p.tensor = st.get_f32(p.name, p.shape);
   });
-  m.prepare();
+  ops::Exec exec(m.device_);  // derived constants are computed on the model's device
+  m.prepare(exec);
   return m;
 }
 
@@ -202,7 +203,8 @@ Model Model::random(const ModelConfig& config, uint64_t seed) {
     }
     *p.tensor = t;
   });
-  m.prepare();
+  ops::Exec exec(m.device_);  // derived constants are computed on the model's device
+  m.prepare(exec);
   return m;
 }
 
@@ -241,7 +243,8 @@ void Model::to(Device device) {
     if (p.tensor->defined()) *p.tensor = p.tensor->to(device);
   });
   device_ = device;
-  prepare();  // re-derives the tied head and each mixer's constants from the moved parameters
+  ops::Exec exec(device_);
+  prepare(exec);  // re-derives the tied head and each mixer's constants from the moved parameters
 }
 
 void Model::set_matmul_dtype(DType dtype) {
@@ -262,7 +265,8 @@ void Model::set_matmul_dtype(DType dtype) {
     if (gemm) *p.tensor = p.tensor->to(dtype);
   });
   matmul_dtype_ = dtype;
-  if (!config_.family.empty()) prepare();  // the families' fused weights (q|k|v, gate|up) follow
+  ops::Exec exec(device_);
+  if (!config_.family.empty()) prepare(exec);  // the families' fused weights (q|k|v, gate|up) follow
   if (config_.tie_embeddings) lm_head_weight = embedding.to(dtype);  // the embedding itself stays f32
 }
 
@@ -320,172 +324,181 @@ bool Model::reads_embeddings() const {
   return false;
 }
 
-Tensor Model::embed(const Tensor& ids) const {
-  Tensor e = ops::embedding(ids, embedding);
-  if (config_.embed_scale != 1.0) ops::scale_(e, static_cast<float>(config_.embed_scale));
+Tensor Model::embed(ops::Exec& exec, const Tensor& ids) const {
+  Tensor e = ops::embedding(exec, ids, embedding);
+  if (config_.embed_scale != 1.0) ops::scale_(exec, e, static_cast<float>(config_.embed_scale));
   return e;
 }
 
-Tensor Model::norm(const Tensor& x, const Tensor& w, const Tensor& b) const {
+Tensor Model::norm(ops::Exec& exec, const Tensor& x, const Tensor& w, const Tensor& b) const {
   const float eps = static_cast<float>(config_.norm_eps);
-  return config_.rms_norm ? ops::rms_norm(x, w, eps) : ops::layer_norm(x, w, b, eps);
+  return config_.rms_norm ? ops::rms_norm(exec, x, w, eps) : ops::layer_norm(exec, x, w, b, eps);
 }
 
-Tensor Model::norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dw, Tensor& db) const {
+Tensor Model::norm_bwd(ops::Exec& exec, const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dw,
+                       Tensor& db) const {
   const float eps = static_cast<float>(config_.norm_eps);
-  return config_.rms_norm ? ops::rms_norm_bwd(dy, x, w, eps, dw) : ops::layer_norm_bwd(dy, x, w, eps, dw, db);
+  return config_.rms_norm ? ops::rms_norm_bwd(exec, dy, x, w, eps, dw)
+                          : ops::layer_norm_bwd(exec, dy, x, w, eps, dw, db);
 }
 
-Tensor Model::head(const Tensor& residual) const {
-  Tensor logits = ops::linear(norm(residual, norm_f_weight, norm_f_bias), lm_head_weight);
-  if (config_.logits_scale != 1.0) ops::scale_(logits, static_cast<float>(config_.logits_scale));
+Tensor Model::head(ops::Exec& exec, const Tensor& residual) const {
+  Tensor logits = ops::linear(exec, norm(exec, residual, norm_f_weight, norm_f_bias), lm_head_weight);
+  if (config_.logits_scale != 1.0) ops::scale_(exec, logits, static_cast<float>(config_.logits_scale));
   return logits;
 }
 
-Tensor Model::forward(const Tensor& ids, State& state, int64_t num_last) const {
+Tensor Model::forward(ops::Exec& exec, const Tensor& ids, State& state, int64_t num_last) const {
+  const ops::ExecScope bind(exec);  // the tensor work between ops runs on exec's stream too
   MAMBA_CHECK(ids.dim() == 2 && ids.size(0) == state.batch, "ids " << shape_str(ids.shape()));
   const int64_t seq_len = ids.size(1);
   // residual = hidden + residual; hidden = Norm(residual); hidden = Mixer(hidden) (§4.3).
-  Tensor residual = embed(ids);  // [batch, seq_len, d_model]
+  Tensor residual = embed(exec, ids);  // [batch, seq_len, d_model]
   const Tensor emb = reads_embeddings() ? residual.copy() : Tensor();
   Tensor hidden;
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& b = blocks_[i];
-    if (hidden.defined()) ops::add_(residual, hidden);
+    if (hidden.defined()) ops::add_(exec, residual, hidden);
     LayerState& st = state.layers[i];
-    const Tensor x = b.has_norm ? norm(residual, b.norm_weight, b.norm_bias) : residual;
+    const Tensor x = b.has_norm ? norm(exec, residual, b.norm_weight, b.norm_bias) : residual;
     hidden = timed(b.mixer->label(), [&] {
-      return b.mixer->reads_embeddings() ? b.mixer->forward_emb(x, emb, st, state.position)
-                                         : b.mixer->forward(x, st, state.position);
+      return b.mixer->reads_embeddings() ? b.mixer->forward_emb(exec, x, emb, st, state.position)
+                                         : b.mixer->forward(exec, x, st, state.position);
     });
     if (b.mixer_par)
-      ops::add_(hidden,
-                timed(b.mixer_par->label(), [&] { return b.mixer_par->forward(x, st, state.position); }));
-    if (b.mixer_scale != 1.0f) ops::scale_(hidden, b.mixer_scale);
+      ops::add_(exec, hidden, timed(b.mixer_par->label(), [&] {
+                  return b.mixer_par->forward(exec, x, st, state.position);
+                }));
+    if (b.mixer_scale != 1.0f) ops::scale_(exec, hidden, b.mixer_scale);
     if (b.mlp) {
-      ops::add_(residual, hidden);
-      hidden = b.mlp->forward(norm(residual, b.norm2_weight, b.norm2_bias));
+      ops::add_(exec, residual, hidden);
+      hidden = b.mlp->forward(exec, norm(exec, residual, b.norm2_weight, b.norm2_bias));
     }
     if (b.ffn) {
-      ops::add_(residual, hidden);
-      const Tensor x2 = norm(residual, b.norm2_weight, b.norm2_bias);
-      hidden = timed(b.ffn->label(), [&] { return b.ffn->forward(x2, st, state.position); });
-      if (b.ffn_scale != 1.0f) ops::scale_(hidden, b.ffn_scale);
+      ops::add_(exec, residual, hidden);
+      const Tensor x2 = norm(exec, residual, b.norm2_weight, b.norm2_bias);
+      hidden = timed(b.ffn->label(), [&] { return b.ffn->forward(exec, x2, st, state.position); });
+      if (b.ffn_scale != 1.0f) ops::scale_(exec, hidden, b.ffn_scale);
     }
   }
-  ops::add_(residual, hidden);
+  ops::add_(exec, residual, hidden);
   state.position += seq_len;
   if (num_last > 0 && num_last < seq_len)
     residual = residual.slice(1, seq_len - num_last, seq_len).contiguous();
-  return head(residual);
+  return head(exec, residual);
 }
 
 // The stream is R_{k+1} = R_k + f_k(norm_k(R_k)) over the sublayers k (mixers and MLPs), so
 // backward adds norm_k_bwd(f_k_bwd(dR)) to dR in reverse order (§4.3). Each R_k is kept.
-Tensor Model::forward_train(const Tensor& ids, Activations& acts) const {
+Tensor Model::forward_train(ops::Exec& exec, const Tensor& ids, Activations& acts) const {
+  const ops::ExecScope bind(exec);  // the tensor work between ops runs on exec's stream too
   MAMBA_CHECK(ids.dim() == 2, "ids " << shape_str(ids.shape()));
   // Runs on the model's device (every op dispatches on its input). The ids go there too, so
   // that the embedding's backward finds its ids and gradients on one device.
   acts.ids = ids.device() == device_ ? ids : ids.to(device_);
   acts.blocks.resize(blocks_.size());
-  Tensor stream = embed(acts.ids);  // [batch, seq_len, d_model]
+  Tensor stream = embed(exec, acts.ids);  // [batch, seq_len, d_model]
   acts.emb = reads_embeddings() ? stream.copy() : Tensor();
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& b = blocks_[i];
     BlockActivations& a = acts.blocks[i];
     a.residual = stream;
     stream = stream.copy();
-    const Tensor x = b.has_norm ? norm(a.residual, b.norm_weight, b.norm_bias) : a.residual;
-    Tensor h = b.mixer->reads_embeddings() ? b.mixer->forward_train_emb(x, acts.emb, a.mixer)
-                                           : b.mixer->forward_train(x, a.mixer);
-    if (b.mixer_par) ops::add_(h, b.mixer_par->forward_train(x, a.mixer_par));
-    if (b.mixer_scale != 1.0f) ops::scale_(h, b.mixer_scale);
-    ops::add_(stream, h);
+    const Tensor x = b.has_norm ? norm(exec, a.residual, b.norm_weight, b.norm_bias) : a.residual;
+    Tensor h = b.mixer->reads_embeddings() ? b.mixer->forward_train_emb(exec, x, acts.emb, a.mixer)
+                                           : b.mixer->forward_train(exec, x, a.mixer);
+    if (b.mixer_par) ops::add_(exec, h, b.mixer_par->forward_train(exec, x, a.mixer_par));
+    if (b.mixer_scale != 1.0f) ops::scale_(exec, h, b.mixer_scale);
+    ops::add_(exec, stream, h);
     if (b.ffn) {
       a.residual2 = stream;
       stream = stream.copy();
-      Tensor f = b.ffn->forward_train(norm(a.residual2, b.norm2_weight, b.norm2_bias), a.ffn);
-      if (b.ffn_scale != 1.0f) ops::scale_(f, b.ffn_scale);
-      ops::add_(stream, f);
+      Tensor f = b.ffn->forward_train(exec, norm(exec, a.residual2, b.norm2_weight, b.norm2_bias), a.ffn);
+      if (b.ffn_scale != 1.0f) ops::scale_(exec, f, b.ffn_scale);
+      ops::add_(exec, stream, f);
     }
     if (b.mlp) {
       a.residual2 = stream;
       stream = stream.copy();
-      ops::add_(stream, b.mlp->forward_train(norm(a.residual2, b.norm2_weight, b.norm2_bias), a.mlp));
+      ops::add_(exec, stream,
+                b.mlp->forward_train(exec, norm(exec, a.residual2, b.norm2_weight, b.norm2_bias), a.mlp));
     }
   }
   acts.final_residual = stream;
-  acts.final_normed = norm(stream, norm_f_weight, norm_f_bias);
-  Tensor logits = ops::linear(acts.final_normed, lm_head_weight);
-  if (config_.logits_scale != 1.0) ops::scale_(logits, static_cast<float>(config_.logits_scale));
+  acts.final_normed = norm(exec, stream, norm_f_weight, norm_f_bias);
+  Tensor logits = ops::linear(exec, acts.final_normed, lm_head_weight);
+  if (config_.logits_scale != 1.0) ops::scale_(exec, logits, static_cast<float>(config_.logits_scale));
   return logits;
 }
 
-void Model::backward(const Tensor& dlogits, const Activations& acts, Model& grads) const {
+void Model::backward(ops::Exec& exec, const Tensor& dlogits, const Activations& acts, Model& grads) const {
+  const ops::ExecScope bind(exec);  // the tensor work between ops runs on exec's stream too
   MAMBA_CHECK(acts.blocks.size() == blocks_.size() && grads.blocks_.size() == blocks_.size());
   Tensor no_bias;  // grads.lm_head_weight is the embedding's gradient when tied
   Tensor dlogits_scaled = dlogits;
   if (config_.logits_scale != 1.0) {
     dlogits_scaled = dlogits.copy();
-    ops::scale_(dlogits_scaled, static_cast<float>(config_.logits_scale));
+    ops::scale_(exec, dlogits_scaled, static_cast<float>(config_.logits_scale));
   }
   const Tensor dnormed =
-      ops::linear_bwd(dlogits_scaled, acts.final_normed, lm_head_weight, grads.lm_head_weight, no_bias);
+      ops::linear_bwd(exec, dlogits_scaled, acts.final_normed, lm_head_weight, grads.lm_head_weight, no_bias);
   Tensor demb;  // d loss / d embeddings through the mixers that read them (Zamba2)
   Tensor dstream =
-      norm_bwd(dnormed, acts.final_residual, norm_f_weight, grads.norm_f_weight, grads.norm_f_bias);
+      norm_bwd(exec, dnormed, acts.final_residual, norm_f_weight, grads.norm_f_weight, grads.norm_f_bias);
   for (size_t i = blocks_.size(); i-- > 0;) {
     const Block& b = blocks_[i];
     Block& g = grads.blocks_[i];
     const BlockActivations& a = acts.blocks[i];
     if (b.mlp) {
-      const Tensor dh = b.mlp->backward(dstream, a.mlp, *g.mlp);
-      ops::add_(dstream, norm_bwd(dh, a.residual2, b.norm2_weight, g.norm2_weight, g.norm2_bias));
+      const Tensor dh = b.mlp->backward(exec, dstream, a.mlp, *g.mlp);
+      ops::add_(exec, dstream, norm_bwd(exec, dh, a.residual2, b.norm2_weight, g.norm2_weight, g.norm2_bias));
     }
     if (b.ffn) {
       Tensor dout = dstream;
       if (b.ffn_scale != 1.0f) {
         dout = dstream.copy();
-        ops::scale_(dout, b.ffn_scale);
+        ops::scale_(exec, dout, b.ffn_scale);
       }
-      const Tensor dh = b.ffn->backward(dout, *a.ffn, *g.ffn);
-      ops::add_(dstream, norm_bwd(dh, a.residual2, b.norm2_weight, g.norm2_weight, g.norm2_bias));
+      const Tensor dh = b.ffn->backward(exec, dout, *a.ffn, *g.ffn);
+      ops::add_(exec, dstream, norm_bwd(exec, dh, a.residual2, b.norm2_weight, g.norm2_weight, g.norm2_bias));
     }
     Tensor dout = dstream;
     if (b.mixer_scale != 1.0f) {
       dout = dstream.copy();
-      ops::scale_(dout, b.mixer_scale);
+      ops::scale_(exec, dout, b.mixer_scale);
     }
     Tensor dh;
     if (b.mixer->reads_embeddings()) {
       if (!demb.defined()) demb = Tensor::zeros(dstream.shape(), DType::f32, dstream.device());
-      dh = b.mixer->backward_emb(dout, *a.mixer, *g.mixer, demb);
+      dh = b.mixer->backward_emb(exec, dout, *a.mixer, *g.mixer, demb);
     } else {
-      dh = b.mixer->backward(dout, *a.mixer, *g.mixer);
+      dh = b.mixer->backward(exec, dout, *a.mixer, *g.mixer);
     }
-    if (b.mixer_par) ops::add_(dh, b.mixer_par->backward(dout, *a.mixer_par, *g.mixer_par));
-    ops::add_(dstream, b.has_norm ? norm_bwd(dh, a.residual, b.norm_weight, g.norm_weight, g.norm_bias) : dh);
+    if (b.mixer_par) ops::add_(exec, dh, b.mixer_par->backward(exec, dout, *a.mixer_par, *g.mixer_par));
+    ops::add_(exec, dstream,
+              b.has_norm ? norm_bwd(exec, dh, a.residual, b.norm_weight, g.norm_weight, g.norm_bias) : dh);
   }
-  if (demb.defined()) ops::add_(dstream, demb);
-  if (config_.embed_scale != 1.0) ops::scale_(dstream, static_cast<float>(config_.embed_scale));
+  if (demb.defined()) ops::add_(exec, dstream, demb);
+  if (config_.embed_scale != 1.0) ops::scale_(exec, dstream, static_cast<float>(config_.embed_scale));
   const int64_t pad = config_.embedding_pad_id;
   if (pad < 0 || pad >= config_.vocab_padded) {
-    ops::embedding_bwd(acts.ids, dstream, grads.embedding);
+    ops::embedding_bwd(exec, acts.ids, dstream, grads.embedding);
     return;
   }
   // padding_idx: the lookup's gradient without the pad row (a tied head's gradient keeps it).
   Tensor lookup = Tensor::zeros(grads.embedding.shape(), DType::f32, dstream.device());
-  ops::embedding_bwd(acts.ids, dstream, lookup);
+  ops::embedding_bwd(exec, acts.ids, dstream, lookup);
   Tensor pad_row = lookup.slice(0, pad, pad + 1);
   pad_row.zero();
-  ops::add_(grads.embedding, lookup);
+  ops::add_(exec, grads.embedding, lookup);
 }
 
-double Model::loss_and_grads(const Tensor& ids, const Tensor& targets, Model& grads,
+double Model::loss_and_grads(ops::Exec& exec, const Tensor& ids, const Tensor& targets, Model& grads,
                              Activations& acts) const {
-  const Tensor logits = forward_train(ids, acts);
-  const double loss = ops::cross_entropy_fwd(logits, targets);
-  backward(ops::cross_entropy_bwd(logits, targets), acts, grads);
+  const ops::ExecScope bind(exec);  // the tensor work between ops runs on exec's stream too
+  const Tensor logits = forward_train(exec, ids, acts);
+  const double loss = ops::cross_entropy_fwd(exec, logits, targets);
+  backward(exec, ops::cross_entropy_bwd(exec, logits, targets), acts, grads);
   return loss;
 }
 
@@ -502,22 +515,22 @@ Tensor next_token_targets(const Tensor& ids_in) {
   return targets;
 }
 
-Tensor Model::step(const Tensor& ids, State& state) const {
+Tensor Model::step(ops::Exec& exec, const Tensor& ids, State& state) const {
+  const ops::ExecScope bind(exec);  // the tensor work between ops runs on exec's stream too
   MAMBA_CHECK(ids.dim() == 1 && ids.size(0) == state.batch);
-  if (!config_.family.empty()) return step_family(embed(ids), state);
-  return step_residual(embed(ids), state);  // [batch, d_model]
+  return step_embedded(exec, embed(exec, ids), state);
 }
 
 // One token through a family's blocks: the whole-sequence pass on length-1 views (every op takes
-// its one-token path there), with the pending-output and fused-norm structure of step_residual.
-Tensor Model::step_family(Tensor residual, State& state) const {
+// its one-token path there), with the pending-output and fused-norm structure of step_embedded.
+Tensor Model::step_family(ops::Exec& exec, Tensor residual, State& state) const {
   const int64_t batch = residual.size(0), D = residual.size(1);
   const Tensor emb = reads_embeddings() ? residual.copy().view({batch, 1, D}) : Tensor();
   residual = residual.view({batch, 1, D});
   const float eps = static_cast<float>(config_.norm_eps);
   Tensor hidden;
   auto add_norm = [&](const Tensor& w) {
-    const Tensor normed = ops::add_rms_norm_(residual, hidden, w, eps);
+    const Tensor normed = ops::add_rms_norm_(exec, residual, hidden, w, eps);
     hidden = Tensor();
     return normed;
   };
@@ -528,64 +541,67 @@ Tensor Model::step_family(Tensor residual, State& state) const {
     if (b.has_norm) {
       x = add_norm(b.norm_weight);
     } else {
-      if (hidden.defined()) ops::add_(residual, hidden);
+      if (hidden.defined()) ops::add_(exec, residual, hidden);
       hidden = Tensor();
       x = residual;
     }
     hidden = timed(b.mixer->label(), [&] {
-      return b.mixer->reads_embeddings() ? b.mixer->forward_emb(x, emb, st, state.position)
-                                         : b.mixer->forward(x, st, state.position);
+      return b.mixer->reads_embeddings() ? b.mixer->forward_emb(exec, x, emb, st, state.position)
+                                         : b.mixer->forward(exec, x, st, state.position);
     });
     if (b.mixer_par)
-      ops::add_(hidden,
-                timed(b.mixer_par->label(), [&] { return b.mixer_par->forward(x, st, state.position); }));
-    if (b.mixer_scale != 1.0f) ops::scale_(hidden, b.mixer_scale);
+      ops::add_(exec, hidden, timed(b.mixer_par->label(), [&] {
+                  return b.mixer_par->forward(exec, x, st, state.position);
+                }));
+    if (b.mixer_scale != 1.0f) ops::scale_(exec, hidden, b.mixer_scale);
     if (b.ffn) {
       const Tensor normed = add_norm(b.norm2_weight);
-      hidden = timed(b.ffn->label(), [&] { return b.ffn->forward(normed, st, state.position); });
-      if (b.ffn_scale != 1.0f) ops::scale_(hidden, b.ffn_scale);
+      hidden = timed(b.ffn->label(), [&] { return b.ffn->forward(exec, normed, st, state.position); });
+      if (b.ffn_scale != 1.0f) ops::scale_(exec, hidden, b.ffn_scale);
     }
   }
   state.position += 1;
-  Tensor logits = ops::linear(add_norm(norm_f_weight), lm_head_weight).view({batch, -1});
-  if (config_.logits_scale != 1.0) ops::scale_(logits, static_cast<float>(config_.logits_scale));
+  Tensor logits = ops::linear(exec, add_norm(norm_f_weight), lm_head_weight).view({batch, -1});
+  if (config_.logits_scale != 1.0) ops::scale_(exec, logits, static_cast<float>(config_.logits_scale));
   return logits;
 }
 
 // Decode keeps each sublayer's output pending and adds it into the residual inside the next
 // norm's kernel (ops::add_rms_norm_); a mixer with a fused residual step (Mixer::step_residual)
 // normalizes and adds within its own projections instead. Same values as Model::forward's walk.
-Tensor Model::step_residual(Tensor residual, State& state) const {
+Tensor Model::step_embedded(ops::Exec& exec, Tensor residual, State& state) const {
   MAMBA_CHECK(residual.dim() == 2 && residual.size(0) == state.batch);
+  if (!config_.family.empty()) return step_family(exec, residual, state);
   const float eps = static_cast<float>(config_.norm_eps);
   const bool rms = config_.rms_norm;
   Tensor hidden;  // [batch, d_model] the last sublayer's output, not yet in the residual
   auto add_norm = [&](const Tensor& w, const Tensor& b) {
-    const Tensor normed = rms ? ops::add_rms_norm_(residual, hidden, w, eps)
-                              : ops::add_layer_norm_(residual, hidden, w, b, eps);
+    const Tensor normed = rms ? ops::add_rms_norm_(exec, residual, hidden, w, eps)
+                              : ops::add_layer_norm_(exec, residual, hidden, w, b, eps);
     hidden = Tensor();
     return normed;
   };
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& b = blocks_[i];
-    if (rms && b.mixer->fuses_residual_step(state.batch)) {
-      if (hidden.defined()) ops::add_(residual, hidden);  // an MLP's output: the fused step reads the sum
+    if (rms && b.mixer->fuses_residual_step(exec, state.batch)) {
+      if (hidden.defined())
+        ops::add_(exec, residual, hidden);  // an MLP's output: the fused step reads the sum
       hidden = Tensor();
-      b.mixer->step_residual(residual, b.norm_weight, eps, state.layers[i], state.position);
+      b.mixer->step_residual(exec, residual, b.norm_weight, eps, state.layers[i], state.position);
     } else {
       const Tensor normed = add_norm(b.norm_weight, b.norm_bias);
-      hidden = b.mixer->step(normed, state.layers[i], state.position);
+      hidden = b.mixer->step(exec, normed, state.layers[i], state.position);
     }
     if (b.mlp) {
       const Tensor normed = add_norm(b.norm2_weight, b.norm2_bias);
-      hidden = b.mlp->forward(normed);
+      hidden = b.mlp->forward(exec, normed);
     }
   }
   state.position += 1;
   // norm_f inside the head's GEMV where the residual is complete and the GEMV applies.
-  if (rms && !hidden.defined() && ops::decode_gemv_applies(state.batch, lm_head_weight))
-    return ops::rms_norm_linear(residual, norm_f_weight, eps, lm_head_weight);
-  return ops::linear(add_norm(norm_f_weight, norm_f_bias), lm_head_weight);
+  if (rms && !hidden.defined() && ops::decode_gemv_applies(exec, state.batch, lm_head_weight))
+    return ops::rms_norm_linear(exec, residual, norm_f_weight, eps, lm_head_weight);
+  return ops::linear(exec, add_norm(norm_f_weight, norm_f_bias), lm_head_weight);
 }
 
 }  // namespace mamba::models

@@ -46,8 +46,8 @@ public:
     }
   }
 
-  void prepare() override {
-    A = ops::neg_exp(A_log);  // on A_log's device
+  void prepare(ops::Exec& exec) override {
+    A = ops::neg_exp(exec, A_log);  // on A_log's device
     conv_w = conv1d_weight.view({c_.d_inner, c_.d_conv});
     if (c_.bcdt_norm == Norm::weightless) {  // unit weights: the same RMSNorm op without a weight
       dt_norm_weight = Tensor::full({c_.dt_rank}, 1.0f).to(A_log.device());
@@ -63,25 +63,27 @@ public:
     return s;
   }
 
-  Tensor forward(const Tensor& u, LayerState& st, int64_t) const override { return run(u, st, nullptr); }
+  Tensor forward(ops::Exec& exec, const Tensor& u, LayerState& st, int64_t) const override {
+    return run(exec, u, st, nullptr);
+  }
 
-  Tensor forward_train(const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
+  Tensor forward_train(ops::Exec& exec, const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
     LayerState st = state_on(new_state(u.size(0)), u.device());
-    return run(u, st, &saved_as<Saved>(saved));
+    return run(exec, u, st, &saved_as<Saved>(saved));
   }
 
   // in_proj <- conv <- x_proj/dt_proj <- selective scan <- out_proj, in reverse.
-  Tensor backward(const Tensor& dout, const MixerSaved& saved, Mixer& grads) const override {
+  Tensor backward(ops::Exec& exec, const Tensor& dout, const MixerSaved& saved, Mixer& grads) const override {
     const Saved& s = static_cast<const Saved&>(saved);
     Mamba1& g = static_cast<Mamba1&>(grads);
     const int64_t di = c_.d_inner;
     Tensor none;
-    const Tensor dy = ops::linear_bwd(dout, s.y, out_proj_weight, g.out_proj_weight, g.out_proj_bias);
-    const ops::SelectiveScanGrads ds = ops::selective_scan_bwd(s.scan, dy);
-    ops::neg_exp_bwd(ds.dA, A, g.A_log);
-    ops::add_(g.D, ds.dD);
-    ops::add_(g.dt_proj_bias, ds.ddelta_bias);
-    Tensor ddelta_low = ops::linear_bwd(ds.ddelta, s.delta_low, dt_proj_weight, g.dt_proj_weight, none);
+    const Tensor dy = ops::linear_bwd(exec, dout, s.y, out_proj_weight, g.out_proj_weight, g.out_proj_bias);
+    const ops::SelectiveScanGrads ds = ops::selective_scan_bwd(exec, s.scan, dy);
+    ops::neg_exp_bwd(exec, ds.dA, A, g.A_log);
+    ops::add_(exec, g.D, ds.dD);
+    ops::add_(exec, g.dt_proj_bias, ds.ddelta_bias);
+    Tensor ddelta_low = ops::linear_bwd(exec, ds.ddelta, s.delta_low, dt_proj_weight, g.dt_proj_weight, none);
     Tensor dB = ds.dB, dC = ds.dC;
     if (c_.bcdt_norm != Norm::none) {  // back through the RMSNorms of dt_low, B, C
       const float eps = static_cast<float>(c_.bcdt_norm_eps);
@@ -89,18 +91,18 @@ public:
       Tensor scratch_dt = learned ? g.dt_norm_weight : Tensor::zeros({c_.dt_rank}, DType::f32, dout.device());
       Tensor scratch_b = learned ? g.b_norm_weight : Tensor::zeros({c_.d_state}, DType::f32, dout.device());
       Tensor scratch_c = learned ? g.c_norm_weight : Tensor::zeros({c_.d_state}, DType::f32, dout.device());
-      ddelta_low = ops::rms_norm_bwd(ddelta_low, s.dt_raw, dt_norm_weight, eps, scratch_dt);
-      dB = ops::rms_norm_bwd(dB.contiguous(), s.B_raw, b_norm_weight, eps, scratch_b);
-      dC = ops::rms_norm_bwd(dC.contiguous(), s.C_raw, c_norm_weight, eps, scratch_c);
+      ddelta_low = ops::rms_norm_bwd(exec, ddelta_low, s.dt_raw, dt_norm_weight, eps, scratch_dt);
+      dB = ops::rms_norm_bwd(exec, dB.contiguous(), s.B_raw, b_norm_weight, eps, scratch_b);
+      dC = ops::rms_norm_bwd(exec, dC.contiguous(), s.C_raw, c_norm_weight, eps, scratch_c);
     }
     const Tensor dx_dbl =
-        ops::concat_last(ops::concat_last(ddelta_low, dB), dC);  // [.., dt_rank + 2·d_state]
-    Tensor dx = ops::linear_bwd(dx_dbl, s.scan.u, x_proj_weight, g.x_proj_weight, none);
-    ops::add_(dx, ds.du);
+        ops::concat_last(exec, ops::concat_last(exec, ddelta_low, dB), dC);  // [.., dt_rank + 2·d_state]
+    Tensor dx = ops::linear_bwd(exec, dx_dbl, s.scan.u, x_proj_weight, g.x_proj_weight, none);
+    ops::add_(exec, dx, ds.du);
     Tensor dconv_w = g.conv1d_weight.view({di, c_.d_conv});
-    const Tensor dx_in = ops::causal_conv1d_bwd(dx, columns(s.xz, 0, di), conv_w, conv1d_bias, /*silu=*/true,
-                                                dconv_w, g.conv1d_bias);
-    return ops::linear_bwd(ops::concat_last(dx_in, ds.dz), s.u, in_proj_weight, g.in_proj_weight,
+    const Tensor dx_in = ops::causal_conv1d_bwd(exec, dx, columns(s.xz, 0, di), conv_w, conv1d_bias,
+                                                /*silu=*/true, dconv_w, g.conv1d_bias);
+    return ops::linear_bwd(exec, ops::concat_last(exec, dx_in, ds.dz), s.u, in_proj_weight, g.in_proj_weight,
                            g.in_proj_bias);
   }
 
@@ -118,11 +120,11 @@ private:
   };
 
   // The forward pass (SPEC §1.2); keeps its activations in `saved` when given.
-  Tensor run(const Tensor& u, LayerState& st, Saved* saved) const {
+  Tensor run(ops::Exec& exec, const Tensor& u, LayerState& st, Saved* saved) const {
     const int64_t di = c_.d_inner, n = c_.d_state, r = c_.dt_rank;
-    Tensor xz = ops::linear(u, in_proj_weight, in_proj_bias);  // [batch, seq_len, 2·d_inner]
-    Tensor x = ops::causal_conv1d_fwd(columns(xz, 0, di), conv_w, conv1d_bias, st.conv, /*silu=*/true);
-    Tensor x_dbl = ops::linear(x, x_proj_weight);  // [batch, seq_len, dt_rank + 2·d_state]
+    Tensor xz = ops::linear(exec, u, in_proj_weight, in_proj_bias);  // [batch, seq_len, 2·d_inner]
+    Tensor x = ops::causal_conv1d_fwd(exec, columns(xz, 0, di), conv_w, conv1d_bias, st.conv, /*silu=*/true);
+    Tensor x_dbl = ops::linear(exec, x, x_proj_weight);  // [batch, seq_len, dt_rank + 2·d_state]
     Tensor delta_low = columns(x_dbl, 0, r).contiguous();
     ops::SelectiveScanArgs args;
     args.B = columns(x_dbl, r, n);
@@ -133,17 +135,17 @@ private:
       dt_raw = delta_low;
       B_raw = args.B.contiguous();
       C_raw = args.C.contiguous();
-      delta_low = ops::rms_norm(dt_raw, dt_norm_weight, eps);
-      args.B = ops::rms_norm(B_raw, b_norm_weight, eps);
-      args.C = ops::rms_norm(C_raw, c_norm_weight, eps);
+      delta_low = ops::rms_norm(exec, dt_raw, dt_norm_weight, eps);
+      args.B = ops::rms_norm(exec, B_raw, b_norm_weight, eps);
+      args.C = ops::rms_norm(exec, C_raw, c_norm_weight, eps);
     }
     args.u = x;
-    args.delta = ops::linear(delta_low, dt_proj_weight);  // bias goes in the scan
+    args.delta = ops::linear(exec, delta_low, dt_proj_weight);  // bias goes in the scan
     args.delta_bias = dt_proj_bias;
     args.A = A;
     args.D = D;
     args.z = columns(xz, di, di);
-    Tensor y = ops::selective_scan_fwd(args, st.ssm);  // [batch, seq_len, d_inner]
+    Tensor y = ops::selective_scan_fwd(exec, args, st.ssm);  // [batch, seq_len, d_inner]
     if (saved) {
       saved->u = u;
       saved->xz = xz;
@@ -154,7 +156,7 @@ private:
       saved->scan = args;
       saved->y = y;
     }
-    return ops::linear(y, out_proj_weight, out_proj_bias);
+    return ops::linear(exec, y, out_proj_weight, out_proj_bias);
   }
 
   Mamba1Config c_;

@@ -47,7 +47,7 @@ public:
     return s;
   }
 
-  void prepare() override {
+  void prepare(ops::Exec& exec) override {
     gates_ = {c_.n_heads,
               c_.head_dim,
               c_.d_state,
@@ -64,45 +64,47 @@ public:
               C_norm_weight};
   }
 
-  Tensor forward(const Tensor& u, LayerState& st, int64_t) const override { return run(u, st, nullptr); }
+  Tensor forward(ops::Exec& exec, const Tensor& u, LayerState& st, int64_t) const override {
+    return run(exec, u, st, nullptr);
+  }
 
   // One token (decode): in_proj -> the fused step (gates, scan, output stage: one kernel on CUDA,
   // the ops of run() in sequence on the CPU) -> out_proj.
-  Tensor step(const Tensor& u, LayerState& st, int64_t) const override {
-    return ops::linear(step_inner(ops::linear(u, in_proj_weight), st), out_proj_weight);
+  Tensor step(ops::Exec& exec, const Tensor& u, LayerState& st, int64_t) const override {
+    return ops::linear(exec, step_inner(exec, ops::linear(exec, u, in_proj_weight), st), out_proj_weight);
   }
 
   // Decode in the residual stream with the bf16 GEMV: the block's RMSNorm runs in the in_proj
   // GEMV's prologue and the residual add in the out_proj GEMV's epilogue, so a layer is three
   // kernels (the unfused norm and add would be two more).
-  bool fuses_residual_step(int64_t batch) const override {
-    return ops::decode_gemv_applies(batch, in_proj_weight) &&
-           ops::decode_gemv_applies(batch, out_proj_weight);
+  bool fuses_residual_step(ops::Exec& exec, int64_t batch) const override {
+    return ops::decode_gemv_applies(exec, batch, in_proj_weight) &&
+           ops::decode_gemv_applies(exec, batch, out_proj_weight);
   }
-  void step_residual(Tensor& residual, const Tensor& block_norm_weight, float eps, LayerState& st,
-                     int64_t) const override {
-    const Tensor proj = ops::rms_norm_linear(residual, block_norm_weight, eps, in_proj_weight);
-    ops::linear_add_(residual, step_inner(proj, st), out_proj_weight);
+  void step_residual(ops::Exec& exec, Tensor& residual, const Tensor& block_norm_weight, float eps,
+                     LayerState& st, int64_t) const override {
+    const Tensor proj = ops::rms_norm_linear(exec, residual, block_norm_weight, eps, in_proj_weight);
+    ops::linear_add_(exec, residual, step_inner(exec, proj, st), out_proj_weight);
   }
 
-  Tensor forward_train(const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
+  Tensor forward_train(ops::Exec& exec, const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
     LayerState st = state_on(new_state(u.size(0)), u.device());
-    return run(u, st, &saved_as<Saved>(saved));
+    return run(exec, u, st, &saved_as<Saved>(saved));
   }
 
   // out_proj -> combine (gate / head norm, MIMO contraction) -> scan -> gates (norms, biases,
   // rotation, angle cumsum) -> in_proj, in reverse; input gradients land in their columns of dproj.
-  Tensor backward(const Tensor& dout, const MixerSaved& saved, Mixer& grads) const override {
+  Tensor backward(ops::Exec& exec, const Tensor& dout, const MixerSaved& saved, Mixer& grads) const override {
     const Saved& s = static_cast<const Saved&>(saved);
     Mamba3& g = static_cast<Mamba3&>(grads);
     const int64_t batch = s.u.size(0), seq_len = s.u.size(1), di = c_.d_inner;
     Tensor none, dz;
-    const Tensor d_o = ops::linear_bwd(dout, s.o, out_proj_weight, g.out_proj_weight, none);
-    const Tensor dy = ops::mamba3_combine_bwd(d_o, s.y, columns(s.proj, 0, di), norm_weight, mimo_z, mimo_o,
-                                              dz, g.norm_weight, g.mimo_z, g.mimo_o);
-    const ops::Mamba3ScanGrads d = ops::mamba3_scan_bwd(s.scan, dy);
-    ops::add_(g.D, d.dD);
-    if (c_.is_mimo) ops::add_(g.mimo_x, d.dmimo_x);
+    const Tensor d_o = ops::linear_bwd(exec, dout, s.o, out_proj_weight, g.out_proj_weight, none);
+    const Tensor dy = ops::mamba3_combine_bwd(exec, d_o, s.y, columns(s.proj, 0, di), norm_weight, mimo_z,
+                                              mimo_o, dz, g.norm_weight, g.mimo_z, g.mimo_o);
+    const ops::Mamba3ScanGrads d = ops::mamba3_scan_bwd(exec, s.scan, dy);
+    ops::add_(exec, g.D, d.dD);
+    if (c_.is_mimo) ops::add_(exec, g.mimo_x, d.dmimo_x);
     Tensor dproj = Tensor::zeros(s.proj.shape(), DType::f32, dout.device());  // [batch, seq_len, d_in_proj]
     columns(dproj, 0, di).copy_from(dz);
     columns(dproj, di, di).copy_from(d.dx.view({batch, seq_len, di}));
@@ -112,8 +114,8 @@ public:
     dgates.C_bias = g.C_bias;
     dgates.B_norm_weight = g.B_norm_weight;
     dgates.C_norm_weight = g.C_norm_weight;
-    ops::mamba3_prepare_bwd(s.proj, gates_, d, dproj, dgates);
-    return ops::linear_bwd(dproj, s.u, in_proj_weight, g.in_proj_weight, none);
+    ops::mamba3_prepare_bwd(exec, s.proj, gates_, d, dproj, dgates);
+    return ops::linear_bwd(exec, dproj, s.u, in_proj_weight, g.in_proj_weight, none);
   }
 
   int64_t state_bytes_fixed() const override {
@@ -132,15 +134,16 @@ private:
   };
 
   // One token between the projections: proj [batch, d_in_proj] -> out_proj input [batch, d_inner].
-  Tensor step_inner(const Tensor& proj, LayerState& st) const {
+  Tensor step_inner(ops::Exec& exec, const Tensor& proj, LayerState& st) const {
     ops::Mamba3ScanState scan_state{st.ssm, st.k_prev, st.v_prev};  // shares the buffers
-    return ops::mamba3_step(proj, gates_, {D, mimo_x, mimo_z, mimo_o, norm_weight}, st.angle, scan_state);
+    return ops::mamba3_step(exec, proj, gates_, {D, mimo_x, mimo_z, mimo_o, norm_weight}, st.angle,
+                            scan_state);
   }
 
   // The forward pass (SPEC §3.6); keeps its activations in `saved` when given.
-  Tensor run(const Tensor& u, LayerState& st, Saved* saved) const {
+  Tensor run(ops::Exec& exec, const Tensor& u, LayerState& st, Saved* saved) const {
     const int64_t batch = u.size(0), seq_len = u.size(1), H = c_.n_heads, P = c_.head_dim, di = c_.d_inner;
-    Tensor proj = ops::linear(u, in_proj_weight);  // [batch, seq_len, d_in_proj]
+    Tensor proj = ops::linear(exec, u, in_proj_weight);  // [batch, seq_len, d_in_proj]
     ops::Mamba3ScanArgs args;
     args.D = D;
     args.mimo_x = mimo_x;
@@ -155,14 +158,14 @@ private:
     const Tensor x_columns = columns(proj, di, di);  // [batch, seq_len, d_inner], rows strided
     args.x = (args.bf16_operands ? x_columns.to(DType::bf16) : x_columns.contiguous())
                  .view({batch, seq_len, H, P});
-    ops::mamba3_prepare_fwd(proj, gates_, st.angle, args);
+    ops::mamba3_prepare_fwd(exec, proj, gates_, st.angle, args);
     Tensor y = Tensor::empty({batch, seq_len, c_.rank, H, P}, DType::f32, u.device());  // per-rank outputs
     ops::Mamba3ScanState scan_state{st.ssm, st.k_prev, st.v_prev};                      // shares the buffers
     if (seq_len == 1)
-      ops::mamba3_scan_step(args, scan_state, y);
+      ops::mamba3_scan_step(exec, args, scan_state, y);
     else
-      ops::mamba3_scan_fwd(args, scan_state, y);
-    const Tensor o = ops::mamba3_combine_fwd(y, columns(proj, 0, di), norm_weight, mimo_z, mimo_o);
+      ops::mamba3_scan_fwd(exec, args, scan_state, y);
+    const Tensor o = ops::mamba3_combine_fwd(exec, y, columns(proj, 0, di), norm_weight, mimo_z, mimo_o);
     if (saved) {
       saved->u = u;
       saved->proj = proj;
@@ -170,7 +173,7 @@ private:
       saved->y = y;
       saved->o = o;
     }
-    return ops::linear(o, out_proj_weight);
+    return ops::linear(exec, o, out_proj_weight);
   }
 
   static ops::Mamba3Rope rope_mode(RopeMode m) {

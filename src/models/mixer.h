@@ -9,6 +9,7 @@
 
 #include "core/tensor.h"
 #include "models/config.h"
+#include "ops/exec.h"
 
 namespace mamba::models {
 
@@ -100,44 +101,47 @@ public:
   // Every parameter, in checkpoint order, names relative to "mixer.".
   virtual void visit_params(const ParamVisitor& fn) = 0;
   // Derived constants (A = −exp(A_log), reshaped conv weights, ...) after params are filled.
-  virtual void prepare() {}
+  virtual void prepare(ops::Exec& /*exec*/) {}
   virtual LayerState new_state(int64_t batch) const = 0;
   // Whole-sequence pass continuing from `state` (a fresh state = a new sequence) at token
   // position `pos`. u: [batch, seq_len, d_model] -> [batch, seq_len, d_model].
-  virtual Tensor forward(const Tensor& u, LayerState& state, int64_t pos) const = 0;
+  virtual Tensor forward(ops::Exec& exec, const Tensor& u, LayerState& state, int64_t pos) const = 0;
   // One token. u: [batch, d_model] -> [batch, d_model]. By default the whole-sequence pass on a
   // length-1 sequence (every op takes its one-token path there); a mixer may override it with a
   // fused kernel.
-  virtual Tensor step(const Tensor& u, LayerState& state, int64_t pos) const {
-    return forward(u.view({u.size(0), 1, u.size(1)}), state, pos).view({u.size(0), u.size(1)});
+  virtual Tensor step(ops::Exec& exec, const Tensor& u, LayerState& state, int64_t pos) const {
+    return forward(exec, u.view({u.size(0), 1, u.size(1)}), state, pos).view({u.size(0), u.size(1)});
   }
   // One token inside the pre-norm residual stream of an RMSNorm model, for a mixer with a fused
   // decode path: residual += step(rms_norm(residual, norm_weight, eps)), in place. Model::step
   // calls it only where fuses_residual_step(batch) says so, and runs the norm and step() itself
   // otherwise; the values are those of that unfused sequence.
-  virtual bool fuses_residual_step(int64_t /*batch*/) const { return false; }
-  virtual void step_residual(Tensor& /*residual*/, const Tensor& /*norm_weight*/, float /*eps*/,
-                             LayerState& /*state*/, int64_t /*pos*/) const {}
+  virtual bool fuses_residual_step(ops::Exec& /*exec*/, int64_t /*batch*/) const { return false; }
+  virtual void step_residual(ops::Exec& exec, Tensor& /*residual*/, const Tensor& /*norm_weight*/,
+                             float /*eps*/, LayerState& /*state*/, int64_t /*pos*/) const {}
   // Training: the forward of whole sequences from a fresh state, keeping in `saved` what
   // backward needs. u: [batch, seq_len, d_model] -> [batch, seq_len, d_model].
-  virtual Tensor forward_train(const Tensor& u, std::unique_ptr<MixerSaved>& saved) const = 0;
+  virtual Tensor forward_train(ops::Exec& exec, const Tensor& u,
+                               std::unique_ptr<MixerSaved>& saved) const = 0;
   // Backward of forward_train: dout [batch, seq_len, d_model] -> du. Accumulates d loss / d param
   // into `grads`, a mixer of the same kind whose parameters hold gradients (Model::new_grads).
-  virtual Tensor backward(const Tensor& dout, const MixerSaved& saved, Mixer& grads) const = 0;
+  virtual Tensor backward(ops::Exec& exec, const Tensor& dout, const MixerSaved& saved,
+                          Mixer& grads) const = 0;
   // ---- Mixers that also read the model's token embeddings (Zamba2's shared transformer reads
   // concat(stream, embeddings)). Model calls the *_emb variants where reads_embeddings(). ----
   virtual bool reads_embeddings() const { return false; }
-  virtual Tensor forward_emb(const Tensor& u, const Tensor& /*emb*/, LayerState& state, int64_t pos) const {
-    return forward(u, state, pos);
+  virtual Tensor forward_emb(ops::Exec& exec, const Tensor& u, const Tensor& /*emb*/, LayerState& state,
+                             int64_t pos) const {
+    return forward(exec, u, state, pos);
   }
-  virtual Tensor forward_train_emb(const Tensor& u, const Tensor& /*emb*/,
+  virtual Tensor forward_train_emb(ops::Exec& exec, const Tensor& u, const Tensor& /*emb*/,
                                    std::unique_ptr<MixerSaved>& saved) const {
-    return forward_train(u, saved);
+    return forward_train(exec, u, saved);
   }
   // Adds d loss / d embeddings into demb.
-  virtual Tensor backward_emb(const Tensor& dout, const MixerSaved& saved, Mixer& grads,
+  virtual Tensor backward_emb(ops::Exec& exec, const Tensor& dout, const MixerSaved& saved, Mixer& grads,
                               Tensor& /*demb*/) const {
-    return backward(dout, saved, grads);
+    return backward(exec, dout, saved, grads);
   }
   // A name for `info` ("Mamba2", "MHA", "MoE", ...).
   virtual std::string label() const { return mixer_kind_name(kind()); }

@@ -40,10 +40,10 @@ struct MlpSaved {
 struct GatedMlp {
   Tensor fc1_weight;  // [2·hidden, d_model]
   Tensor fc2_weight;  // [d_model, hidden]
-  Tensor forward(const Tensor& x) const;
-  Tensor forward_train(const Tensor& x, MlpSaved& saved) const;
+  Tensor forward(ops::Exec& exec, const Tensor& x) const;
+  Tensor forward_train(ops::Exec& exec, const Tensor& x, MlpSaved& saved) const;
   // dout -> dx; accumulates into grads.fc1_weight, grads.fc2_weight.
-  Tensor backward(const Tensor& dout, const MlpSaved& saved, GatedMlp& grads) const;
+  Tensor backward(ops::Exec& exec, const Tensor& dout, const MlpSaved& saved, GatedMlp& grads) const;
 };
 
 // One layer: residual += s1·(mixer(x) [+ mixer_par(x)]) with x = norm(residual), then, with an MLP
@@ -121,27 +121,33 @@ public:
   // ids: [batch, seq_len] i64 or i32. Continues from `state` (fresh = new sequences) and
   // advances it. Returns logits [batch, seq_len, vocab_padded] (only the last `num_last` positions
   // when num_last > 0).
-  Tensor forward(const Tensor& ids, State& state, int64_t num_last = 0) const;
+  Tensor forward(ops::Exec& exec, const Tensor& ids, State& state, int64_t num_last = 0) const;
   // One token per sequence: ids [batch]. Returns logits [batch, vocab_padded].
-  Tensor step(const Tensor& ids, State& state) const;
+  Tensor step(ops::Exec& exec, const Tensor& ids, State& state) const;
+  // Model::step in two parts (runtime::StepGraph embeds outside its graph and captures the rest):
+  // ids [batch] -> the scaled token embeddings [batch, d_model]; then the blocks and the head on
+  // them, `residual` updated in place. The caller opens an ExecScope (step does).
+  Tensor embed(ops::Exec& exec, const Tensor& ids) const;
+  Tensor step_embedded(ops::Exec& exec, Tensor residual, State& state) const;
 
   // ---- Training (whole sequences from a fresh state). ----
   // Zero gradients shaped like the parameters (llm.c's grads beside params): its visit_params
   // names each gradient as its parameter; a tied head shares the embedding's gradient.
   Model new_grads() const;
   // Forward keeping activations: ids [batch, seq_len] -> logits [batch, seq_len, vocab_padded].
-  Tensor forward_train(const Tensor& ids, Activations& acts) const;
+  Tensor forward_train(ops::Exec& exec, const Tensor& ids, Activations& acts) const;
   // Backward from dlogits [batch, seq_len, vocab_padded]: accumulates d loss / d param into grads.
-  void backward(const Tensor& dlogits, const Activations& acts, Model& grads) const;
+  void backward(ops::Exec& exec, const Tensor& dlogits, const Activations& acts, Model& grads) const;
   // Mean cross-entropy of the logits against targets (negative = not counted) and its
   // gradients accumulated into grads; returns the loss.
-  double loss_and_grads(const Tensor& ids, const Tensor& targets, Model& grads, Activations& acts) const;
+  double loss_and_grads(ops::Exec& exec, const Tensor& ids, const Tensor& targets, Model& grads,
+                        Activations& acts) const;
 
   // Every parameter with its full checkpoint name (ForEachTensor: loading, saving, gradients).
   void visit_params(const ParamVisitor& fn);
   // Re-derives what is computed from parameters (A = −exp(A_log), the tied head, ...) after
   // they were written in place through visit_params (an optimizer step).
-  void params_updated() { prepare(); }
+  void params_updated(ops::Exec& exec) { prepare(exec); }
   int64_t n_params() const;
   const std::vector<Block>& blocks() const { return blocks_; }
   // The config of a config.json object (either checkpoint layout or a family), validated.
@@ -151,19 +157,15 @@ public:
 
 private:
   Model() = default;
-  void build();    // allocates the block structure from config_
-  void prepare();  // derived constants after weights are filled
-  Tensor embed(const Tensor& ids) const;
+  void build();                   // allocates the block structure from config_
+  void prepare(ops::Exec& exec);  // derived constants after weights are filled
   bool reads_embeddings() const;  // does any mixer read the token embeddings (Zamba2)?
-  // Model::step after the embedding: `residual` [batch, d_model] holds the token rows and is
-  // updated in place (StepGraph embeds outside its graph, then replays this part).
-  Tensor step_residual(Tensor residual, State& state) const;
-  Tensor step_family(Tensor residual, State& state) const;  // the same for a family's blocks
-  friend class StepGraph;
-  Tensor norm(const Tensor& x, const Tensor& w, const Tensor& b) const;
+  Tensor step_family(ops::Exec& exec, Tensor residual, State& state) const;  // step_embedded of a family
+  Tensor norm(ops::Exec& exec, const Tensor& x, const Tensor& w, const Tensor& b) const;
   // Backward of norm: dy -> dx, accumulating dw (and db for LayerNorm).
-  Tensor norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dw, Tensor& db) const;
-  Tensor head(const Tensor& residual) const;
+  Tensor norm_bwd(ops::Exec& exec, const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dw,
+                  Tensor& db) const;
+  Tensor head(ops::Exec& exec, const Tensor& residual) const;
 
   // Runs f() and files its wall time under `label` when timing is on.
   template <typename F>

@@ -1,5 +1,5 @@
-// Device queries for the layers above the ops (see device.h); the only ops file that reaches the
-// CUDA backend without being an op.
+// Device queries for the layers above the ops (see device.h); with exec.cpp, the only ops files
+// that reach the CUDA backend without being one of its kernels.
 #include "ops/device.h"
 
 #include <cstdio>
@@ -38,7 +38,7 @@ std::string device_description(Device device) {
 void device_synchronize(Device device) {
   if (device == Device::cpu) return;
 #if MAMBACPP_HAVE_CUDA
-  cuda::synchronize();
+  cuda::synchronize_device();
 #endif
 }
 
@@ -51,40 +51,6 @@ Device parse_device(const std::string& name) {
     return Device::cuda;
   }
   throw_error(ErrorCode::invalid_argument, "unknown device '", name, "' (expected cpu or cuda)");
-}
-
-namespace {
-// The names of the open timers, outermost first: an op called inside another is filed as
-// "outer > inner" (shown indented; the report's total counts outermost ops only).
-thread_local std::vector<std::string> open_timers;
-bool profiling = false;
-}  // namespace
-
-void set_op_profiling(bool on) {
-  profiling = on && device_available(Device::cuda);
-}
-
-bool op_profiling() {
-  return profiling;
-}
-
-void OpTimer::start(const char* name, int64_t tag) {
-  std::string own = tag >= 0 ? std::string(name) + "[" + std::to_string(tag) + "]" : std::string(name);
-  name_ = open_timers.empty() ? own : open_timers.back() + " > " + own;
-  open_timers.push_back(name_);
-  outer_ = true;  // this timer owns an entry of the stack
-#if MAMBACPP_HAVE_CUDA
-  mark_ = cuda::op_timer_start();
-#endif
-}
-
-void OpTimer::stop() {
-  open_timers.pop_back();
-#if MAMBACPP_HAVE_CUDA
-  cuda::op_timer_stop(mark_, std::move(name_));
-#endif
-  mark_ = nullptr;
-  outer_ = false;
 }
 
 std::string op_profile_report() {
@@ -116,10 +82,11 @@ DeviceGraph& DeviceGraph::operator=(DeviceGraph&& other) noexcept {
   return *this;
 }
 
-void DeviceGraph::begin_capture(Device device) {
+void DeviceGraph::begin_capture(Exec& exec, Device device) {
   reset();
   if (device != Device::cuda || !device_available(device))
     throw_error(ErrorCode::unsupported, "device graphs need a CUDA device");
+  const ExecScope bind(exec);  // the capture's stream: exec's
 #if MAMBACPP_HAVE_CUDA
   handle_ = cuda::begin_graph_capture();
   capturing_ = true;

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/tensor.h"
+#include "ops/exec.h"
 
 namespace mamba::ops {
 
@@ -15,44 +16,19 @@ bool device_available(Device device);
 // for an unavailable device.
 std::string device_description(Device device);
 
-// Waits until all queued work on the device is done (timing; a no-op on the CPU).
+// Waits until all queued work on the device is done, every Exec's (a no-op on the CPU).
 void device_synchronize(Device device);
 
 // "cpu" / "cuda" -> Device; throws Error(invalid_argument) otherwise.
 Device parse_device(const std::string& name);
 
-// Device time per op, to see where a forward or a decode step spends it (`mambacpp bench
-// --profile`). While on, each op's device work outside graph captures is bracketed by a pair of
-// events and filed under the op's name (an op called inside another also under "outer > inner",
-// which the total leaves out); the timing adds a little host work per op, so profiled runs are
-// not the benchmark.
-void set_op_profiling(bool on);
-bool op_profiling();
-// Markdown table of device ms per op since the last reset, largest first (waits for the device);
-// "" when nothing was timed.
+// Device time per op (`mambacpp bench --profile`), recorded by the op fronts of an Exec with
+// profiling on (exec.h's Exec::set_profiling, OpScope): each op's device work outside graph
+// captures is bracketed by a pair of events and filed under the op's name (an op called inside
+// another also under "outer > inner", which the total leaves out). Markdown table of device ms per
+// op since the last reset, largest first (waits for the device); "" when nothing was timed.
 std::string op_profile_report();
 void op_profile_reset();
-
-// Times the enclosing scope's device work as `name` (with `tag` >= 0: "name[tag]", e.g. a
-// linear's output features) when profiling is on and `device` is cuda; free otherwise.
-class OpTimer {
-public:
-  OpTimer(const char* name, Device device, int64_t tag = -1) {
-    if (device == Device::cuda && op_profiling()) start(name, tag);
-  }
-  ~OpTimer() {
-    if (mark_ || outer_) stop();
-  }
-  OpTimer(const OpTimer&) = delete;
-  OpTimer& operator=(const OpTimer&) = delete;
-
-private:
-  void start(const char* name, int64_t tag);
-  void stop();
-  void* mark_ = nullptr;
-  bool outer_ = false;  // started (owns an entry of the open-timer stack)
-  std::string name_;
-};
 
 // A recorded sequence of device work replayed as one launch (a CUDA graph): the launch overhead
 // of many small kernels is paid once per replay. Between begin_capture and end_capture the ops'
@@ -71,8 +47,9 @@ public:
   DeviceGraph(DeviceGraph&& other) noexcept;
   DeviceGraph& operator=(DeviceGraph&& other) noexcept;
 
-  // Throws Error(unsupported) for the CPU or a build without CUDA. Ends any earlier graph.
-  void begin_capture(Device device);
+  // Records the work `exec` queues (on its stream; replays run there too). Throws
+  // Error(unsupported) for the CPU or a build without CUDA. Ends any earlier graph.
+  void begin_capture(Exec& exec, Device device);
   void end_capture();
   // Queues one run of the captured work (asynchronous, ordered with the ops).
   void replay();

@@ -40,6 +40,8 @@ models::State with_tensors(const models::State& like, const std::vector<Tensor>&
 void decode_stacked(std::span<Session> sessions, const GenerateParams& params,
                     std::span<sampling::Sampler> samplers, const BatchCallback& on_token, BatchResult& r) {
   const models::Model& model = sessions[0].model();
+  ops::Exec& exec = sessions[0].exec();  // the rows' work was waited for (their logits are on the host)
+  const ops::ExecScope bind(exec);
   const int64_t batch = static_cast<int64_t>(sessions.size()), vocab = model.config().vocab_padded;
   std::vector<const models::State*> states;
   std::vector<int64_t> position;
@@ -50,7 +52,7 @@ void decode_stacked(std::span<Session> sessions, const GenerateParams& params,
     logits.select(0, b).copy_from(sessions[b].logits());
   }
   models::State state = stack_states(states);
-  models::StepGraph graph(model);                   // the stacked state keeps its buffers: one capture
+  StepGraph graph(model);                           // the stacked state keeps its buffers: one capture
   Tensor ids = Tensor::zeros({batch}, DType::i32);  // [batch]; finished rows keep their last token
   std::vector<bool> done(static_cast<size_t>(batch), params.max_tokens <= 0);
   int64_t active = params.max_tokens > 0 ? batch : 0;
@@ -67,7 +69,7 @@ void decode_stacked(std::span<Session> sessions, const GenerateParams& params,
       if (eos) r.sequences[b].reason = StopReason::eos;
       if (eos || i + 1 == params.max_tokens) finishing.push_back(b);
     }
-    logits = graph.step(ids, state);  // a captured CUDA graph where the model allows
+    logits = graph.step(exec, ids, state);  // a captured CUDA graph where the model allows
     if (logits.device() != Device::cpu) logits = logits.to(Device::cpu);  // the samplers read the host
     ++r.decode_steps;
     for (int64_t b = 0; b < batch; ++b) position[b] += done[b] ? 0 : 1;

@@ -83,8 +83,11 @@ const char* stop_reason_name(StopReason reason) {
 }
 
 Session::Session(const models::Model& model, SessionOptions options)
-    : model_(&model), options_(options), fingerprint_(std::make_shared<FingerprintCache>()) {
-  if (models::StepGraph::supported(model)) graph_ = std::make_unique<models::StepGraph>(model);
+    : model_(&model),
+      options_(options),
+      exec_(std::make_unique<ops::Exec>(model.device(), options.plan)),
+      fingerprint_(std::make_shared<FingerprintCache>()) {
+  if (StepGraph::supported(model)) graph_ = std::make_unique<StepGraph>(model);
   reset();
 }
 
@@ -116,6 +119,7 @@ void Session::remember(int32_t token) {
 
 Tensor Session::prefill(std::span<const int32_t> tokens) {
   check_ids(tokens);
+  const ops::ExecScope bind(*exec_);  // the copy of the logits to the host too
   const int64_t n = static_cast<int64_t>(tokens.size());
   const int64_t chunk = options_.prefill_chunk > 0 ? options_.prefill_chunk : std::max<int64_t>(n, 1);
   for (int64_t start = 0; start < n; start += chunk) {
@@ -123,7 +127,8 @@ Tensor Session::prefill(std::span<const int32_t> tokens) {
     Tensor ids = Tensor::empty({1, len}, DType::i32);  // [batch=1, len]
     std::memcpy(ids.raw(), tokens.data() + start, static_cast<size_t>(len) * sizeof(int32_t));
     // Only the last position's logits are kept: memory is independent of the prompt length.
-    s_.logits = on_host(model_->forward(ids, s_.state, /*num_last=*/1).view({1, -1}));  // [1, vocab_padded]
+    s_.logits =
+        on_host(model_->forward(*exec_, ids, s_.state, /*num_last=*/1).view({1, -1}));  // [1, vocab_padded]
   }
   for (int32_t t : tokens) remember(t);
   return logits();
@@ -133,8 +138,9 @@ Tensor Session::decode(int32_t token) {
   check_ids({&token, 1});
   Tensor ids = Tensor::empty({1}, DType::i32);  // [batch=1]
   ids.data<int32_t>()[0] = token;
-  s_.logits =
-      on_host(graph_ ? graph_->step(ids, s_.state) : model_->step(ids, s_.state));  // [1, vocab_padded]
+  const ops::ExecScope bind(*exec_);
+  s_.logits = on_host(graph_ ? graph_->step(*exec_, ids, s_.state)
+                             : model_->step(*exec_, ids, s_.state));  // [1, vocab_padded]
   remember(token);
   return logits();
 }

@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "models/model.h"
-#include "models/step_graph.h"
 #include "runtime/state_io.h"
+#include "runtime/step_graph.h"
 #include "sampling/sampler.h"
 #include "sampling/stop_criteria.h"
 #include "tokenizer/tokenizer.h"
@@ -31,6 +31,8 @@ struct SessionOptions {
   int64_t prefill_chunk = 512;
   // Recent tokens kept for the sampler's penalties; -1: all (grows with the sequence).
   int64_t history_limit = -1;
+  // The kernels the session's Exec picks where several compute the same thing (ops/exec.h).
+  ops::KernelPlan plan = {};
 };
 
 struct GenerateParams {
@@ -86,6 +88,9 @@ public:
   void load_state_bytes(std::string_view bytes);
 
   const models::Model& model() const { return *model_; }
+  // The session's execution context (its own stream on CUDA): a session is used by one thread at
+  // a time (ops/exec.h's contract); batching runs the stacked sequences on the first one's.
+  ops::Exec& exec() { return *exec_; }
   const SessionOptions& options() const { return options_; }
   int64_t position() const { return s_.state.position; }
   // Logits after the last token consumed [vocab_padded]; undefined before any.
@@ -107,11 +112,12 @@ private:
 
   const models::Model* model_;
   SessionOptions options_;
+  std::unique_ptr<ops::Exec> exec_;  // a pointer: the Session stays movable
   SessionState s_;
   std::shared_ptr<FingerprintCache> fingerprint_;
   // Decode replays a captured CUDA graph of the step where the model allows (StepGraph);
   // null for CPU models and models with attention layers.
-  std::unique_ptr<models::StepGraph> graph_;
+  std::unique_ptr<StepGraph> graph_;
 };
 
 }  // namespace mamba::runtime

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "exec_testing.h"
 #include "runtime/batch.h"
 #include "runtime/session_testing.h"
 #include "testing.h"
@@ -42,7 +43,7 @@ TEST_P(SessionFixture, ChunkedPrefillEqualsOneForward) {
   Tensor ids = Tensor::empty({1, static_cast<int64_t>(ids_.size())}, DType::i32);
   std::copy(ids_.begin(), ids_.end(), ids.data<int32_t>());
   const Tensor whole =
-      model_->forward(ids, state).select(1, ids.size(1) - 1).contiguous();  // [1, vocab_padded]
+      model_->forward(exec, ids, state).select(1, ids.size(1) - 1).contiguous();  // [1, vocab_padded]
   for (int64_t chunk : {int64_t(1), int64_t(7), int64_t(16), int64_t(0)}) {
     Session session(*model_, {.prefill_chunk = chunk});
     const Tensor last = session.prefill(ids_);

@@ -146,7 +146,8 @@ Scheduler::Scheduler(const models::Model& model, const tok::Tokenizer* tokenizer
     slots_.push_back(std::make_unique<Slot>());
     slots_.back()->index = i;
   }
-  graph_ = std::make_unique<models::StepGraph>(model_);
+  exec_ = std::make_unique<ops::Exec>(model_.device(), options_.plan);
+  graph_ = std::make_unique<runtime::StepGraph>(model_);
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -263,7 +264,8 @@ void Scheduler::start(Slot& slot, std::shared_ptr<Job> job) {
   slot.job = std::move(job);
   slot.admitted = admitted_++;
   slot.session.emplace(model_, runtime::SessionOptions{.prefill_chunk = options_.prefill_chunk,
-                                                       .history_limit = options_.history_limit});
+                                                       .history_limit = options_.history_limit,
+                                                       .plan = options_.plan});
   slot.sampler.emplace(spec.sampling, static_cast<int32_t>(model_.config().vocab_size));
   slot.text.emplace(tokenizer_, spec.stop);
   slot.generated.clear();
@@ -434,7 +436,8 @@ void Scheduler::decode_step() {
       ids.data<int32_t>()[b] = slot.generated.back();
       slot.session->remember(slot.generated.back());
     }
-    Tensor logits = graph_->step(ids, stacked_);  // [batch, vocab_padded]
+    const ops::ExecScope bind(*exec_);
+    Tensor logits = graph_->step(*exec_, ids, stacked_);  // [batch, vocab_padded]
     if (logits.device() != Device::cpu) logits = logits.to(Device::cpu);
     for (int64_t b = 0; b < batch; ++b) {
       if (rows_[b] < 0) continue;

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "models/model.h"
-#include "models/step_graph.h"
+#include "runtime/step_graph.h"
 #include "sampling/sampler.h"
 #include "sampling/stop_criteria.h"
 #include "server/metrics.h"
@@ -91,6 +91,7 @@ struct SchedulerOptions {
   int max_queue = 64;                           // waiting requests beyond the slots; more are refused (429)
   int64_t prefill_chunk = 512;                  // tokens per prefill pass, and per scheduler iteration
   int64_t cache_bytes = 256ll << 20;            // prefix-state cache budget; 0: no cache
+  ops::KernelPlan plan = {};                    // kernel choices of every Exec (ops/exec.h)
   int64_t cache_every = 2048;                   // also snapshot long prompts every this many tokens (rounded
                                                 // to a multiple of prefill_chunk)
   int64_t history_limit = 64;                   // sampler penalty window kept per sequence
@@ -143,7 +144,9 @@ private:
   uint64_t admitted_ = 0;  // requests started so far: prefill goes first come, first served
   models::State stacked_;  // decoding slots' states stacked along the batch (rows_)
   std::vector<int> rows_;  // slot index of each stacked row; -1: left
-  std::unique_ptr<models::StepGraph> graph_;
+  // The scheduler thread's Exec for the stacked decode (each slot's Session has its own for prefill).
+  std::unique_ptr<ops::Exec> exec_;
+  std::unique_ptr<runtime::StepGraph> graph_;
   std::thread thread_;
 };
 

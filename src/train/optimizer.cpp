@@ -41,24 +41,25 @@ const char* schedule_kind_name(ScheduleKind kind) {
   return kind == ScheduleKind::constant ? "constant" : "cosine";
 }
 
-double clip_grad_norm(models::Model& grads, double max_norm) {
-  const Tensor total = clip_grad_norm_sq(grads, max_norm).to(Device::cpu);
+double clip_grad_norm(ops::Exec& exec, models::Model& grads, double max_norm) {
+  const Tensor total = clip_grad_norm_sq(exec, grads, max_norm).to(Device::cpu);
   return std::sqrt(*static_cast<const double*>(total.raw()));
 }
 
 // The sum of squares and the scale stay where the gradients live: on CUDA one host sync per
 // parameter (each norm read back) became none.
-Tensor clip_grad_norm_sq(models::Model& grads, double max_norm) {
+Tensor clip_grad_norm_sq(ops::Exec& exec, models::Model& grads, double max_norm) {
   std::vector<Tensor> list;
   grads.visit_params([&](const models::ParamRef& p) { list.push_back(*p.tensor); });
-  const Tensor total = ops::sum_squares_total(list);
+  const Tensor total = ops::sum_squares_total(exec, list);
   if (max_norm > 0)
-    grads.visit_params([&](const models::ParamRef& p) { ops::clip_scale_(*p.tensor, total, max_norm); });
+    grads.visit_params(
+        [&](const models::ParamRef& p) { ops::clip_scale_(exec, *p.tensor, total, max_norm); });
   return total;
 }
 
-void zero_grads(models::Model& grads) {
-  grads.visit_params([](const models::ParamRef& p) { ops::zero_(*p.tensor); });
+void zero_grads(ops::Exec& exec, models::Model& grads) {
+  grads.visit_params([&](const models::ParamRef& p) { ops::zero_(exec, *p.tensor); });
 }
 
 AdamW::AdamW(models::Model& params, const AdamWOptions& options) : options_(options) {
@@ -72,7 +73,7 @@ AdamW::AdamW(models::Model& params, const AdamWOptions& options) : options_(opti
 
 // torch.optim.AdamW, single-tensor path: p ← p·(1 − lr·wd); m ← m + (g − m)(1 − β1);
 // v ← β2·v + (1 − β2)·g²; p ← p − (lr / (1 − β1^t)) · m / (√v / √(1 − β2^t) + eps).
-void AdamW::step(models::Model& params, models::Model& grads, double lr) {
+void AdamW::step(ops::Exec& exec, models::Model& params, models::Model& grads, double lr) {
   ++steps_;
   const double b1 = options_.beta1, b2 = options_.beta2;
   const double step_size = lr / (1.0 - std::pow(b1, static_cast<double>(steps_)));
@@ -92,7 +93,7 @@ void AdamW::step(models::Model& params, models::Model& grads, double lr) {
     sc.decay = s.decay ? 1.0 - lr * options_.weight_decay : 1.0;
     sc.step_size = step_size;
     sc.bc2_sqrt = bc2_sqrt;
-    ops::adamw_update(*p.tensor, grad, s.m, s.v, sc);
+    ops::adamw_update(exec, *p.tensor, grad, s.m, s.v, sc);
   });
 }
 

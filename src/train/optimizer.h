@@ -37,14 +37,14 @@ const char* schedule_kind_name(ScheduleKind kind);
 
 // Scales every gradient by max_norm / (norm + 1e-6) when the global L2 norm exceeds max_norm
 // (torch.nn.utils.clip_grad_norm_); max_norm <= 0 only measures. Returns the norm before.
-double clip_grad_norm(models::Model& grads, double max_norm);
+double clip_grad_norm(ops::Exec& exec, models::Model& grads, double max_norm);
 // The same clipping without reading the norm back (no host sync on CUDA): returns the squared
 // global norm as ops::sum_squares_total does (a 1-element i64 tensor on the gradients' device
 // holding a double); the norm is its square root.
-Tensor clip_grad_norm_sq(models::Model& grads, double max_norm);
+Tensor clip_grad_norm_sq(ops::Exec& exec, models::Model& grads, double max_norm);
 
 // Sets every gradient to zero (before accumulating the next step's).
-void zero_grads(models::Model& grads);
+void zero_grads(ops::Exec& exec, models::Model& grads);
 
 class AdamW {
 public:
@@ -53,7 +53,7 @@ public:
 
   // One update with learning rate lr; `grads` is params.new_grads() filled by backward.
   // The caller then refreshes the model's derived constants (Model::params_updated).
-  void step(models::Model& params, models::Model& grads, double lr);
+  void step(ops::Exec& exec, models::Model& params, models::Model& grads, double lr);
   int64_t steps() const { return steps_; }
   const AdamWOptions& options() const { return options_; }
 

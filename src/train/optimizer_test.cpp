@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "exec_testing.h"
 #include "models/config.h"
 
 namespace mamba::train {
@@ -46,7 +47,7 @@ TEST(AdamW, TwoStepsMatchHandComputedValues) {
   const float g[] = {0.2f, -0.1f};
   for (int t = 0; t < 2; ++t) {
     fill_all(grads, g[t]);
-    opt.step(model, grads, 0.1);
+    opt.step(exec, model, grads, 0.1);
     EXPECT_NEAR(first(model, "backbone.layers.0.mixer.in_proj.weight"), decayed[t], 1e-6) << "step " << t + 1;
     EXPECT_NEAR(first(model, "backbone.layers.0.mixer.A_log"), no_decay[t], 1e-6) << "A_log is not decayed";
     EXPECT_NEAR(first(model, "backbone.layers.0.mixer.D"), no_decay[t], 1e-6);
@@ -62,15 +63,15 @@ TEST(AdamW, ClipScalesToTheMaximumNorm) {
   models::Model grads = model.new_grads();
   const double n = static_cast<double>(model.n_params());
   fill_all(grads, 0.5f);
-  const double norm = clip_grad_norm(grads, 1.0);
+  const double norm = clip_grad_norm(exec, grads, 1.0);
   EXPECT_NEAR(norm, 0.5 * std::sqrt(n), 1e-3);
-  EXPECT_NEAR(clip_grad_norm(grads, 0.0), 1.0, 1e-5);  // measured only
+  EXPECT_NEAR(clip_grad_norm(exec, grads, 0.0), 1.0, 1e-5);  // measured only
   EXPECT_NEAR(first(grads, "backbone.norm_f.weight"), 0.5 * 1.0 / (0.5 * std::sqrt(n) + 1e-6), 1e-7);
   fill_all(grads, 1e-4f);
-  clip_grad_norm(grads, 1.0);  // below the maximum: unchanged
+  clip_grad_norm(exec, grads, 1.0);  // below the maximum: unchanged
   EXPECT_FLOAT_EQ(first(grads, "backbone.norm_f.weight"), 1e-4f);
-  zero_grads(grads);
-  EXPECT_EQ(clip_grad_norm(grads, 1.0), 0.0);
+  zero_grads(exec, grads);
+  EXPECT_EQ(clip_grad_norm(exec, grads, 1.0), 0.0);
 }
 
 TEST(Schedule, WarmupCosineAndConstant) {
@@ -96,7 +97,7 @@ TEST(AdamW, StateRoundTripContinuesIdentically) {
   AdamW opt_a(a, {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01});
   for (float g : {0.3f, -0.1f}) {
     fill_all(grads, g);
-    opt_a.step(a, grads, 1e-2);
+    opt_a.step(exec, a, grads, 1e-2);
   }
   const std::string path = ::testing::TempDir() + "/mamba_optimizer_test.safetensors";
   opt_a.save(path, {{"data_step", "7"}});
@@ -110,8 +111,8 @@ TEST(AdamW, StateRoundTripContinuesIdentically) {
   size_t k = 0;
   c.visit_params([&](const models::ParamRef& p) { *p.tensor = weights[k++]; });
   fill_all(grads, -0.2f);
-  opt_a.step(a, grads, 1e-2);
-  opt_c.step(c, grads, 1e-2);
+  opt_a.step(exec, a, grads, 1e-2);
+  opt_c.step(exec, c, grads, 1e-2);
   for (const char* name : {"backbone.layers.0.mixer.in_proj.weight", "backbone.layers.0.mixer.A_log"})
     EXPECT_EQ(first(a, name), first(c, name)) << name;
   std::remove(path.c_str());

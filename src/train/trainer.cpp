@@ -53,8 +53,8 @@ int64_t count_correct(const Tensor& logits_in, const Tensor& targets, int64_t& c
 
 }  // namespace
 
-EvalStats evaluate(const models::Model& model, const Task& task, int64_t length, int64_t batch,
-                   int64_t n_batches, uint64_t seed) {
+EvalStats evaluate(ops::Exec& exec, const models::Model& model, const Task& task, int64_t length,
+                   int64_t batch, int64_t n_batches, uint64_t seed) {
   EvalStats out;
   out.length = nearest_valid_length(task, length);
   if (out.length < task.min_length())
@@ -65,10 +65,10 @@ EvalStats evaluate(const models::Model& model, const Task& task, int64_t length,
     Rng rng = Rng::for_index(seed, eval_stream, static_cast<uint64_t>(i));
     const Batch b = sample_batch(task, batch, out.length, out.length, rng);
     models::State state = model.new_state(batch);
-    const Tensor logits = model.forward(b.ids, state).to(Device::cpu);
+    const Tensor logits = model.forward(exec, b.ids, state).to(Device::cpu);
     int64_t counted = 0;
     correct += count_correct(logits, b.targets, counted);
-    loss_sum += ops::cross_entropy_fwd(logits, b.targets) * static_cast<double>(counted);
+    loss_sum += ops::cross_entropy_fwd(exec, logits, b.targets) * static_cast<double>(counted);
     out.answers += counted;
   }
   const double n = static_cast<double>(std::max<int64_t>(out.answers, 1));
@@ -105,6 +105,7 @@ Trainer::~Trainer() {
 
 void Trainer::init() {
   validate(config_, "training config");
+  exec_ = std::make_unique<ops::Exec>(where_.device, where_.plan);
   config_.schedule.total_steps = config_.steps;
   task_ = make_task(config_.task, config_.task_options);
 }
@@ -138,9 +139,9 @@ void Trainer::make_compute_model() {
   model_->visit_params([&](const models::ParamRef& p) { master.push_back(*p.tensor); });
   size_t k = 0;
   compute_->visit_params([&](const models::ParamRef& p) { *p.tensor = master[k++]; });  // shared buffers
-  compute_->params_updated();
+  compute_->params_updated(*exec_);
   compute_->set_matmul_dtype(where_.matmul_dtype);
-  compute_->params_updated();  // as after every refresh (the tied head back to the embedding)
+  compute_->params_updated(*exec_);  // as after every refresh (the tied head back to the embedding)
 }
 
 void Trainer::refresh_compute_model() {
@@ -152,7 +153,7 @@ void Trainer::refresh_compute_model() {
     const Tensor& m = master[k++];
     if (p.tensor->dtype() != m.dtype()) p.tensor->copy_from(m);  // f32 -> bf16 on the device
   });
-  compute_->params_updated();
+  compute_->params_updated(*exec_);
 }
 
 StepStats Trainer::step() {
@@ -161,20 +162,22 @@ StepStats Trainer::step() {
   s.max_length = config_.curriculum.max_length(step_);
   Rng rng = Rng::for_index(config_.seed, train_stream, static_cast<uint64_t>(step_));
   const Batch b = sample_batch(*task_, config_.batch, config_.curriculum.min_length, s.max_length, rng);
-  zero_grads(*grads_);
+  ops::Exec& exec = *exec_;
+  const ops::ExecScope bind(exec);  // the step's copies too
+  zero_grads(exec, *grads_);
   const models::Model& net = compute_ ? *compute_ : *model_;
   // Mean cross-entropy over the answer positions only (targets −1 elsewhere). The loss, the
   // correct count and the gradient norm stay on the model's device until the step's end, where one
   // copy brings all three back: on CUDA the step syncs the host once, not per loss read, logits
   // read and parameter norm.
-  const Tensor logits = net.forward_train(b.ids, acts_);
+  const Tensor logits = net.forward_train(exec, b.ids, acts_);
   Tensor dlogits;
-  const Tensor ce = ops::cross_entropy_train(logits, b.targets, dlogits);  // {loss, correct}
-  net.backward(dlogits, acts_, *grads_);
-  const Tensor norm_sq = clip_grad_norm_sq(*grads_, config_.clip);
+  const Tensor ce = ops::cross_entropy_train(exec, logits, b.targets, dlogits);  // {loss, correct}
+  net.backward(exec, dlogits, acts_, *grads_);
+  const Tensor norm_sq = clip_grad_norm_sq(exec, *grads_, config_.clip);
   s.lr = config_.schedule.at(step_);
-  optimizer_->step(*model_, *grads_, s.lr);
-  model_->params_updated();
+  optimizer_->step(exec, *model_, *grads_, s.lr);
+  model_->params_updated(exec);
   refresh_compute_model();
   Tensor packed = Tensor::empty({3}, DType::i64, ce.device());  // 8-byte slots holding doubles
   packed.slice(0, 0, 2).copy_from(ce);
@@ -198,7 +201,7 @@ EvalStats Trainer::evaluate_now() const {
   const int64_t length = config_.eval_length > 0 ? config_.eval_length : config_.curriculum.end_max;
   const int64_t batch = config_.eval_batch > 0 ? config_.eval_batch : config_.batch;
   // The fp32 master: a mixed-precision run evaluates the weights its checkpoints hold.
-  return evaluate(*model_, *task_, length, batch, config_.eval_batches, config_.seed);
+  return evaluate(*exec_, *model_, *task_, length, batch, config_.eval_batches, config_.seed);
 }
 
 std::string Trainer::save_checkpoint() const {

@@ -36,8 +36,8 @@ struct EvalStats {
 
 // Accuracy of `model` on `n_batches` held-out batches of `task` at one length (the largest valid
 // one <= length), batch i drawn from (seed, i) on a stream separate from training.
-EvalStats evaluate(const models::Model& model, const Task& task, int64_t length, int64_t batch,
-                   int64_t n_batches, uint64_t seed);
+EvalStats evaluate(ops::Exec& exec, const models::Model& model, const Task& task, int64_t length,
+                   int64_t batch, int64_t n_batches, uint64_t seed);
 
 // Where a run computes; not part of its definition (trainer.json), so a checkpoint resumes on
 // either device. matmul_dtype bf16 (CUDA only) is mixed precision: fp32 master weights and AdamW
@@ -45,6 +45,7 @@ EvalStats evaluate(const models::Model& model, const Task& task, int64_t length,
 struct TrainDevice {
   Device device = Device::cpu;
   DType matmul_dtype = DType::f32;
+  ops::KernelPlan plan = {};  // kernel choices of the trainer's Exec (ops/exec.h)
 };
 
 struct RunCallbacks {
@@ -88,6 +89,7 @@ private:
   TrainConfig config_;
   std::unique_ptr<Task> task_;
   TrainDevice where_;
+  std::unique_ptr<ops::Exec> exec_;  // the execution context (its own stream on CUDA)
   std::unique_ptr<models::Model> model_, grads_;
   std::unique_ptr<models::Model> compute_;  // bf16 GEMM weights (mixed precision), else null
   models::Activations acts_;

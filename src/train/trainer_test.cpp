@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "exec_testing.h"
 #include "train/checkpoint.h"
 
 namespace mamba::train {
@@ -115,7 +116,7 @@ TEST(Trainer, ResumeReplaysTheSameLossCurve) {
 
 TEST(Trainer, EvaluateReportsScaledAccuracy) {
   Trainer t(tiny_config("Mamba2"));
-  const EvalStats e = evaluate(t.model(), t.task(), 20, 8, 2, 0);
+  const EvalStats e = evaluate(exec, t.model(), t.task(), 20, 8, 2, 0);
   EXPECT_EQ(e.length, 20);
   EXPECT_EQ(e.answers, 16);
   EXPECT_NEAR(e.scaled_accuracy, (e.accuracy - 0.5) / 0.5, 1e-12);

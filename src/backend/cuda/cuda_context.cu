@@ -1,8 +1,7 @@
-// Device context (stream, cuBLAS handles, workspace), error reporting and device queries. The
-// backend's hooks are registered from this file's static initializer, which every binary using a
-// CUDA op links (the ops call stream()).
-#include <cstdlib>
-#include <mutex>
+// Execution contexts (stream, cuBLAS handles, workspace; one per ops::Exec), error reporting and
+// device queries. The backend's hooks are registered from this file's static initializer, which
+// every binary using a CUDA op links (the ops call stream()).
+#include <utility>
 
 #include "backend/cuda/cuda_context.h"
 #include "core/error.h"
@@ -24,9 +23,9 @@ void cublas_failed(cublasStatus_t status, const char* file, int line, const char
   check_failed(file, line, expr, std::string("cuBLAS error ") + cublasGetStatusString(status));
 }
 
-namespace {
-
 struct Context {
+  ContextOptions options;
+  bool created = false;
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
   cublasLtHandle_t cublaslt = nullptr;
@@ -34,29 +33,60 @@ struct Context {
   size_t workspace_bytes = 0;
 };
 
-// Created on first use and never destroyed: tensors released during static destruction may
-// still reach the allocator, and CUDA objects must not be freed after the driver unloads.
-Context& context() {
-  static Context* ctx = [] {
+namespace {
+
+// The context this thread's CUDA work runs on (ops::ExecScope binds its Exec's).
+thread_local Context* bound = nullptr;
+
+Context& ready(Context* c) {
+  MAMBA_CHECK(c != nullptr, "CUDA work outside an execution context (ops::Exec): open an ExecScope");
+  if (!c->created) {
     if (!available()) throw_error(ErrorCode::unsupported, "no CUDA device found");
-    auto* c = new Context();
     CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     CUBLAS_CHECK(cublasCreate(&c->cublas));
     CUBLAS_CHECK(cublasSetStream(c->cublas, c->stream));
     // fp32 GEMMs must stay fp32 (SPEC §0, fixtures at 1e-4): no TF32 tensor-op math.
     CUBLAS_CHECK(cublasSetMathMode(c->cublas, CUBLAS_DEFAULT_MATH));
     CUBLAS_CHECK(cublasLtCreate(&c->cublaslt));
-    return c;
-  }();
-  return *ctx;
-}
-
-std::mutex& workspace_mutex() {
-  static std::mutex m;
-  return m;
+    c->created = true;
+  }
+  return *c;
 }
 
 }  // namespace
+
+Context* create_context(const ContextOptions& options) {
+  auto* c = new Context();
+  c->options = options;
+  return c;
+}
+
+void destroy_context(Context* c) {
+  if (!c) return;
+  if (bound == c) bound = nullptr;
+  if (c->created) {
+    // Errors are not thrown from here (it runs in destructors): a failed wait leaves the objects.
+    if (c->workspace) (void)cudaFreeAsync(c->workspace, c->stream);
+    if (cudaStreamSynchronize(c->stream) == cudaSuccess) {
+      retire_stream(c->stream);
+      (void)cublasLtDestroy(c->cublaslt);
+      (void)cublasDestroy(c->cublas);
+      (void)cudaStreamDestroy(c->stream);
+    } else {
+      (void)cudaGetLastError();
+      return;  // leaks the context rather than freeing what queued work may still use
+    }
+  }
+  delete c;
+}
+
+Context* bind_context(Context* c) {
+  return std::exchange(bound, c);
+}
+
+Context* bound_context() {
+  return bound;
+}
 
 bool available() {
   static const bool ok = [] {
@@ -89,23 +119,26 @@ const DeviceInfo& device_info() {
 
 bool dependent_launch_enabled() {
   // On the 1.3B decode graph: 1.68 vs 1.75 ms/token (H100, 2026-11-27; docs/benchmarks.md).
-  static const bool on = device_info().compute_capability >= 90 && std::getenv("MAMBACPP_NO_PDL") == nullptr;
-  return on;
+  static const bool device_has = device_info().compute_capability >= 90;
+  return device_has && (bound == nullptr || bound->options.dependent_launch);
 }
 
 cudaStream_t stream() {
-  return context().stream;
+  return ready(bound).stream;
 }
 cublasHandle_t cublas() {
-  return context().cublas;
+  return ready(bound).cublas;
 }
 cublasLtHandle_t cublaslt() {
-  return context().cublaslt;
+  return ready(bound).cublaslt;
+}
+
+cudaStream_t bound_stream() {
+  return bound ? ready(bound).stream : nullptr;
 }
 
 void* workspace(size_t bytes) {
-  std::lock_guard<std::mutex> lock(workspace_mutex());
-  Context& c = context();
+  Context& c = ready(bound);  // one thread per context: no lock
   if (bytes > c.workspace_bytes) {
     // The old block may still be read by queued work: free it stream-ordered.
     if (c.workspace) CUDA_CHECK(cudaFreeAsync(c.workspace, c.stream));
@@ -115,8 +148,12 @@ void* workspace(size_t bytes) {
   return c.workspace;
 }
 
-void synchronize() {
-  CUDA_CHECK(cudaStreamSynchronize(stream()));
+void synchronize(Context* c) {
+  if (c && c->created) CUDA_CHECK(cudaStreamSynchronize(c->stream));
+}
+
+void synchronize_device() {
+  CUDA_CHECK(cudaDeviceSynchronize());
 }
 
 void check_cuda_tensor(const Tensor& t, const char* name) {

@@ -1,6 +1,7 @@
-// The device context every CUDA op uses: one stream for the process (ops run in order on it, so
-// the caching allocator may reuse a freed block at once), the cuBLAS / cuBLASLt handles bound to
-// it with default (no TF32) math, and a growable GEMM workspace. Only .cu files include this.
+// The device context a CUDA op uses: the one bound to the calling thread (cuda_device.h's
+// bind_context; ops::ExecScope binds its Exec's). Its stream orders that Exec's work (the caching
+// allocator reuses a freed block on the stream it came from), its cuBLAS / cuBLASLt handles use
+// default (no TF32) math, and its GEMM workspace grows on demand. Only .cu files include this.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -12,12 +13,18 @@
 
 namespace mamba::cuda {
 
+// The bound context's objects (created on first use). An op runs inside an OpScope, which binds
+// one; calling these with none bound is a bug (checked).
 cudaStream_t stream();
 cublasHandle_t cublas();
 cublasLtHandle_t cublaslt();
 
 // Scratch memory for cuBLASLt, at least `bytes`, valid until the next call (stream-ordered).
 void* workspace(size_t bytes);
+
+// The bound context's stream, or null (the legacy default stream) when none is bound: core's
+// copy / zero hooks then wait for the device before and after (cuda_allocator.cu).
+cudaStream_t bound_stream();
 
 // dst[i] = src[i] over two strided layouts of `shape` on the device, converting dtype when they
 // differ (strided_copy.cu; core's copy_strided hook).
@@ -27,8 +34,8 @@ void copy_strided(void* dst, DType dst_dtype, const Shape& dst_strides, const vo
 // The caching allocator's side of a graph capture (cuda_graph.cu): between begin and end, every
 // block handed out or freed joins a new private pool (returned), kept from other users until
 // release_pool.
-int begin_pool_capture();
-void end_pool_capture();
+int begin_pool_capture(cudaStream_t stream);
+void end_pool_capture(cudaStream_t stream);
 void release_pool(int pool);
 
 // Aborts unless t is a defined CUDA tensor (named in the message).
@@ -44,7 +51,8 @@ inline unsigned int grid_for(int64_t n, int threads = 256) {
   return static_cast<unsigned int>(blocks < 1 ? 1 : blocks > (1 << 20) ? (1 << 20) : blocks);
 }
 
-// Whether kernels launch as programmatic dependents (sm_90+, unless MAMBACPP_NO_PDL is set).
+// Whether kernels launch as programmatic dependents (sm_90+, unless the bound context's plan
+// turned it off: KernelPlan::dependent_launch).
 bool dependent_launch_enabled();
 
 // A launch's shape; cluster_x > 1 groups that many consecutive blocks along x into a thread-block
@@ -54,6 +62,10 @@ struct LaunchShape {
   size_t smem = 0;
   unsigned int cluster_x = 1;
 };
+
+// The caching allocator's side of a context's end: its stream's free blocks join the unbound pool
+// (the stream was synchronized).
+void retire_stream(cudaStream_t stream);
 
 // Launches kernel<<<grid, block, smem, stream()>>>(args...) as a programmatic dependent of the
 // kernel before it where enabled (kernel_utils.cuh: the kernel must call grid_dependency_wait()

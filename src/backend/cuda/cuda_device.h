@@ -26,10 +26,27 @@ const DeviceInfo& device_info();
 // start-up, touches no CUDA API until the first allocation).
 void register_backend();
 
-// Waits for all work queued on the backend's stream.
-void synchronize();
+// One execution context (ops::Exec's backend part): a stream, the cuBLAS / cuBLASLt handles bound
+// to it and a GEMM workspace, made on its first use (no CUDA call before). CUDA work runs on the
+// context bound to the calling thread (bind_context; ops::ExecScope binds its Exec's). Work with
+// none bound (copies while a model is loaded or moved, tests reading results) runs on the legacy
+// default stream after waiting for the whole device, and is waited for: correct, not fast.
+struct Context;
+struct ContextOptions {
+  bool dependent_launch = true;  // programmatic dependent launch where the device has it (sm_90+)
+};
+Context* create_context(const ContextOptions& options);
+// Waits for the context's work, hands its cached blocks to the unbound pool, frees its objects.
+void destroy_context(Context* ctx);
+// Makes `ctx` (may be null) the calling thread's context; returns the previous one.
+Context* bind_context(Context* ctx);
+Context* bound_context();
 
-// CUDA graphs of the backend's stream (ops/device.h's DeviceGraph). Between begin and end the
+// Waits for all work queued on `ctx`'s stream (a no-op before its first use) / on the device.
+void synchronize(Context* ctx);
+void synchronize_device();
+
+// CUDA graphs of the bound context's stream (ops/device.h's DeviceGraph). Between begin and end the
 // work queued on the stream is recorded, not run, and the device memory allocated or freed
 // meanwhile stays reserved for the graph (its replays write it) until release_graph.
 struct Graph;
@@ -40,7 +57,7 @@ void replay_graph(Graph* graph);
 // Ends an open capture (discarding it) or destroys the instantiated graph; frees `graph`.
 void release_graph(Graph* graph);
 
-// Per-op device timing (ops/device.h's OpTimer). start returns an event recorded on the stream, or
+// Per-op device timing (ops/exec.h's OpScope). start returns an event recorded on the stream, or
 // null inside a graph capture; stop records the end and files the pair under `name`.
 void* op_timer_start();
 void op_timer_stop(void* start, std::string name);

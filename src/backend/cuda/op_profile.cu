@@ -1,4 +1,4 @@
-// Per-op device time (ops/device.h's OpTimer): a pair of CUDA events on the backend's stream
+// Per-op device time (ops/exec.h's OpScope): a pair of CUDA events on the bound context's stream
 // around each outermost op, folded into per-name totals when the pending pairs pile up or a
 // report is asked for. Work queued inside a graph capture is not timed (events cannot be read
 // there), so profiles are of eager runs.

@@ -123,46 +123,59 @@ StridedLayout make_layout(const Shape& shape, const Shape& dst_strides, const Sh
 }
 
 template <typename T>
-void launch_raw(void* dst, const void* src, const StridedLayout& l, int64_t n, unsigned int blocks) {
-  strided_copy_kernel<T>
-      <<<blocks, 256, 0, stream()>>>(static_cast<T*>(dst), static_cast<const T*>(src), l, n);
+void launch_raw(void* dst, const void* src, const StridedLayout& l, int64_t n, unsigned int blocks,
+                cudaStream_t s) {
+  strided_copy_kernel<T><<<blocks, 256, 0, s>>>(static_cast<T*>(dst), static_cast<const T*>(src), l, n);
   CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+namespace {
+
+void copy_strided_on(cudaStream_t s, void* dst, DType dst_dtype, const Shape& dst_strides, const void* src,
+                     DType src_dtype, const Shape& src_strides, const Shape& shape) {
+  const int64_t n = shape_numel(shape);
+  const StridedLayout l = make_layout(shape, dst_strides, src_strides);
+  const unsigned int blocks = std::min<unsigned int>(ceil_div(n, 256), 65535u);
+  if (dst_dtype != src_dtype) {
+    convert_copy_kernel<<<blocks, 256, 0, s>>>(dst, dst_dtype, src, src_dtype, l, n);
+    CUDA_CHECK_LAUNCH();
+    return;
+  }
+  if (l.ndim == 1 && l.dst_stride[0] == 1 && l.src_stride[0] == 1) {  // contiguous runs: plain copy
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * dtype_size(dst_dtype),
+                               cudaMemcpyDeviceToDevice, s));
+    return;
+  }
+  switch (dtype_size(dst_dtype)) {
+    case 1:
+      launch_raw<uint8_t>(dst, src, l, n, blocks, s);
+      break;
+    case 2:
+      launch_raw<uint16_t>(dst, src, l, n, blocks, s);
+      break;
+    case 4:
+      launch_raw<uint32_t>(dst, src, l, n, blocks, s);
+      break;
+    case 8:
+      launch_raw<uint64_t>(dst, src, l, n, blocks, s);
+      break;
+    default:
+      MAMBA_CHECK(false, "element size " << dtype_size(dst_dtype));
+  }
 }
 
 }  // namespace
 
 void copy_strided(void* dst, DType dst_dtype, const Shape& dst_strides, const void* src, DType src_dtype,
                   const Shape& src_strides, const Shape& shape) {
-  const int64_t n = shape_numel(shape);
-  if (n == 0) return;
-  const StridedLayout l = make_layout(shape, dst_strides, src_strides);
-  const unsigned int blocks = std::min<unsigned int>(ceil_div(n, 256), 65535u);
-  if (dst_dtype != src_dtype) {
-    convert_copy_kernel<<<blocks, 256, 0, stream()>>>(dst, dst_dtype, src, src_dtype, l, n);
-    CUDA_CHECK_LAUNCH();
-    return;
-  }
-  if (l.ndim == 1 && l.dst_stride[0] == 1 && l.src_stride[0] == 1) {  // contiguous runs: plain copy
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * dtype_size(dst_dtype),
-                               cudaMemcpyDeviceToDevice, stream()));
-    return;
-  }
-  switch (dtype_size(dst_dtype)) {
-    case 1:
-      launch_raw<uint8_t>(dst, src, l, n, blocks);
-      break;
-    case 2:
-      launch_raw<uint16_t>(dst, src, l, n, blocks);
-      break;
-    case 4:
-      launch_raw<uint32_t>(dst, src, l, n, blocks);
-      break;
-    case 8:
-      launch_raw<uint64_t>(dst, src, l, n, blocks);
-      break;
-    default:
-      MAMBA_CHECK(false, "element size " << dtype_size(dst_dtype));
-  }
+  if (shape_numel(shape) == 0) return;
+  // With no context bound: after all queued work on the legacy stream, waited for (as copy_bytes).
+  const cudaStream_t s = bound_stream();
+  if (!s) CUDA_CHECK(cudaDeviceSynchronize());
+  copy_strided_on(s, dst, dst_dtype, dst_strides, src, src_dtype, src_strides, shape);
+  if (!s) CUDA_CHECK(cudaDeviceSynchronize());
 }
 
 }  // namespace mamba::cuda

@@ -27,12 +27,12 @@ struct RowScale {
 using Scales = std::map<std::string, std::vector<RowScale>>;  // by the inner mixer's param name
 
 // `real` scaled row-segment-wise into a new tensor of real's dtype and device (f32 arithmetic).
-Tensor scaled_copy(const Tensor& real, const std::vector<RowScale>& scale) {
+Tensor scaled_copy(ops::Exec& exec, const Tensor& real, const std::vector<RowScale>& scale) {
   Tensor t = real.dtype() == DType::f32 ? real.copy() : real.to(DType::f32);
   for (const RowScale& s : scale) {
     if (s.factor == 1.0 || s.end <= s.begin) continue;
     Tensor rows = t.slice(0, s.begin, s.end);
-    ops::scale_(rows, static_cast<float>(s.factor));
+    ops::scale_(exec, rows, static_cast<float>(s.factor));
   }
   return real.dtype() == DType::f32 ? t : t.to(real.dtype());
 }
@@ -64,24 +64,24 @@ public:
       fn(real);
     }
   }
-  void prepare() override {
+  void prepare(ops::Exec& exec) override {
     for (Slot& s : slots_)
-      *s.inner = s.scale.empty() || !s.real.defined() ? s.real : scaled_copy(s.real, s.scale);
-    inner_->prepare();
+      *s.inner = s.scale.empty() || !s.real.defined() ? s.real : scaled_copy(exec, s.real, s.scale);
+    inner_->prepare(exec);
   }
   LayerState new_state(int64_t batch) const override { return inner_->new_state(batch); }
-  Tensor forward(const Tensor& u, LayerState& state, int64_t pos) const override {
-    return inner_->forward(u, state, pos);
+  Tensor forward(ops::Exec& exec, const Tensor& u, LayerState& state, int64_t pos) const override {
+    return inner_->forward(exec, u, state, pos);
   }
-  Tensor step(const Tensor& u, LayerState& state, int64_t pos) const override {
-    return inner_->step(u, state, pos);
+  Tensor step(ops::Exec& exec, const Tensor& u, LayerState& state, int64_t pos) const override {
+    return inner_->step(exec, u, state, pos);
   }
-  Tensor forward_train(const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
-    return inner_->forward_train(u, saved);
+  Tensor forward_train(ops::Exec& exec, const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
+    return inner_->forward_train(exec, u, saved);
   }
   // `grads` is a Scaled whose real tensors hold the gradients: its inner mixer accumulates into
   // them directly where unscaled, into zeroed temporaries scaled and added afterwards elsewhere.
-  Tensor backward(const Tensor& dout, const MixerSaved& saved, Mixer& grads) const override {
+  Tensor backward(ops::Exec& exec, const Tensor& dout, const MixerSaved& saved, Mixer& grads) const override {
     Scaled& g = static_cast<Scaled&>(grads);
     std::vector<Tensor> tmp(g.slots_.size());
     for (size_t i = 0; i < g.slots_.size(); ++i) {
@@ -93,16 +93,16 @@ public:
         *s.inner = tmp[i];
       }
     }
-    Tensor du = inner_->backward(dout, saved, *g.inner_);
+    Tensor du = inner_->backward(exec, dout, saved, *g.inner_);
     for (size_t i = 0; i < g.slots_.size(); ++i) {
       Slot& s = g.slots_[i];
       if (s.scale.empty()) continue;
       for (const RowScale& r : s.scale) {
         if (r.factor == 1.0 || r.end <= r.begin) continue;
         Tensor rows = tmp[i].slice(0, r.begin, r.end);
-        ops::scale_(rows, static_cast<float>(r.factor));
+        ops::scale_(exec, rows, static_cast<float>(r.factor));
       }
-      ops::add_(s.real, tmp[i]);
+      ops::add_(exec, s.real, tmp[i]);
       *s.inner = Tensor();
     }
     return du;

@@ -175,10 +175,10 @@ public:
     });
   }
 
-  void prepare() override {
-    attn_->prepare();
-    mlp_->prepare();
-    mamba_->prepare();
+  void prepare(ops::Exec& exec) override {
+    attn_->prepare(exec);
+    mlp_->prepare(exec);
+    mamba_->prepare(exec);
   }
 
   LayerState new_state(int64_t batch) const override {
@@ -189,45 +189,50 @@ public:
     return st;
   }
 
-  Tensor forward(const Tensor&, LayerState&, int64_t) const override { no_emb(); }
-  Tensor forward_train(const Tensor&, std::unique_ptr<MixerSaved>&) const override { no_emb(); }
-  Tensor backward(const Tensor&, const MixerSaved&, Mixer&) const override { no_emb(); }
+  Tensor forward(ops::Exec& exec, const Tensor&, LayerState&, int64_t) const override { no_emb(); }
+  Tensor forward_train(ops::Exec& exec, const Tensor&, std::unique_ptr<MixerSaved>&) const override {
+    no_emb();
+  }
+  Tensor backward(ops::Exec& exec, const Tensor&, const MixerSaved&, Mixer&) const override { no_emb(); }
 
-  Tensor forward_emb(const Tensor& u, const Tensor& emb, LayerState& st, int64_t pos) const override {
-    const Tensor xn = ops::rms_norm(ops::concat_last(u, emb), norm_in_, eps_);
-    const Tensor a = attn_->forward(xn, st, pos);
+  Tensor forward_emb(ops::Exec& exec, const Tensor& u, const Tensor& emb, LayerState& st,
+                     int64_t pos) const override {
+    const Tensor xn = ops::rms_norm(exec, ops::concat_last(exec, u, emb), norm_in_, eps_);
+    const Tensor a = attn_->forward(exec, xn, st, pos);
     LayerState none;
-    const Tensor t = ops::linear(mlp_->forward(ops::rms_norm(a, norm_ff_, eps_), none, pos), linear_);
+    const Tensor t =
+        ops::linear(exec, mlp_->forward(exec, ops::rms_norm(exec, a, norm_ff_, eps_), none, pos), linear_);
     Tensor h = u.contiguous().copy();
-    ops::add_(h, t);
-    return mamba_->forward(ops::rms_norm(h, norm_dec_, eps_), st, pos);
+    ops::add_(exec, h, t);
+    return mamba_->forward(exec, ops::rms_norm(exec, h, norm_dec_, eps_), st, pos);
   }
 
-  Tensor forward_train_emb(const Tensor& u, const Tensor& emb,
+  Tensor forward_train_emb(ops::Exec& exec, const Tensor& u, const Tensor& emb,
                            std::unique_ptr<MixerSaved>& saved) const override {
     Saved& s = saved_as<Saved>(saved);
-    s.x = ops::concat_last(u, emb);
-    s.a = attn_->forward_train(ops::rms_norm(s.x, norm_in_, eps_), s.attn);
-    s.m = mlp_->forward_train(ops::rms_norm(s.a, norm_ff_, eps_), s.mlp);
+    s.x = ops::concat_last(exec, u, emb);
+    s.a = attn_->forward_train(exec, ops::rms_norm(exec, s.x, norm_in_, eps_), s.attn);
+    s.m = mlp_->forward_train(exec, ops::rms_norm(exec, s.a, norm_ff_, eps_), s.mlp);
     s.h = u.contiguous().copy();
-    ops::add_(s.h, ops::linear(s.m, linear_));
-    return mamba_->forward_train(ops::rms_norm(s.h, norm_dec_, eps_), s.mamba);
+    ops::add_(exec, s.h, ops::linear(exec, s.m, linear_));
+    return mamba_->forward_train(exec, ops::rms_norm(exec, s.h, norm_dec_, eps_), s.mamba);
   }
 
-  Tensor backward_emb(const Tensor& dout, const MixerSaved& saved, Mixer& grads,
+  Tensor backward_emb(ops::Exec& exec, const Tensor& dout, const MixerSaved& saved, Mixer& grads,
                       Tensor& demb) const override {
     const Saved& s = static_cast<const Saved&>(saved);
     Zamba2Hybrid& g = static_cast<Zamba2Hybrid&>(grads);
     Tensor none;
-    const Tensor dhn = mamba_->backward(dout, *s.mamba, *g.mamba_);
-    Tensor du = ops::rms_norm_bwd(dhn, s.h, norm_dec_, eps_, g.norm_dec_);  // dh: the residual and linear(t)
-    const Tensor dm = ops::linear_bwd(du, s.m, linear_, g.linear_, none);
-    const Tensor dan = mlp_->backward(dm, *s.mlp, *g.mlp_);
-    const Tensor da = ops::rms_norm_bwd(dan, s.a, norm_ff_, eps_, g.norm_ff_);
-    const Tensor dxn = attn_->backward(da, *s.attn, *g.attn_);
-    const Tensor dx = ops::rms_norm_bwd(dxn, s.x, norm_in_, eps_, g.norm_in_);
-    ops::add_(du, columns(dx, 0, D_).contiguous());
-    ops::add_(demb, columns(dx, D_, D_).contiguous());
+    const Tensor dhn = mamba_->backward(exec, dout, *s.mamba, *g.mamba_);
+    Tensor du =
+        ops::rms_norm_bwd(exec, dhn, s.h, norm_dec_, eps_, g.norm_dec_);  // dh: the residual and linear(t)
+    const Tensor dm = ops::linear_bwd(exec, du, s.m, linear_, g.linear_, none);
+    const Tensor dan = mlp_->backward(exec, dm, *s.mlp, *g.mlp_);
+    const Tensor da = ops::rms_norm_bwd(exec, dan, s.a, norm_ff_, eps_, g.norm_ff_);
+    const Tensor dxn = attn_->backward(exec, da, *s.attn, *g.attn_);
+    const Tensor dx = ops::rms_norm_bwd(exec, dxn, s.x, norm_in_, eps_, g.norm_in_);
+    ops::add_(exec, du, columns(dx, 0, D_).contiguous());
+    ops::add_(exec, demb, columns(dx, D_, D_).contiguous());
     return du;
   }
 

@@ -13,10 +13,10 @@
 
 namespace mamba::ops {
 
-Tensor attention_fwd(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t pos,
+Tensor attention_fwd(Exec& exec, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t pos,
                      float scale) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("attention_fwd", q.device());
+  OpScope op_scope(exec, "attention_fwd", q.device());
   if (q.device() == Device::cuda) return attention_fwd_cuda(q, k_cache, v_cache, pos, scale);
 #endif
   MAMBA_CHECK(q.is_contiguous() && k_cache.is_contiguous() && v_cache.is_contiguous());
@@ -53,9 +53,10 @@ Tensor attention_fwd(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
   return out;
 }
 
-void rotary_rotate(Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool interleaved, float sign) {
+void rotary_rotate(Exec& exec, Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool interleaved,
+                   float sign) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("rotary_rotate", x.device());
+  OpScope op_scope(exec, "rotary_rotate", x.device());
   if (x.device() == Device::cuda) return rotary_rotate_cuda(x, rotary_dim, pos0, base, interleaved, sign);
 #endif
   MAMBA_CHECK(x.is_contiguous() && x.dim() == 4 && rotary_dim % 2 == 0 && rotary_dim <= x.size(3));
@@ -82,8 +83,8 @@ void rotary_rotate(Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool
   });
 }
 
-void rotary_apply(Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool interleaved) {
-  rotary_rotate(x, rotary_dim, pos0, base, interleaved, 1.0f);
+void rotary_apply(Exec& exec, Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool interleaved) {
+  rotary_rotate(exec, x, rotary_dim, pos0, base, interleaved, 1.0f);
 }
 
 }  // namespace mamba::ops

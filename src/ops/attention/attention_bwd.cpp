@@ -14,10 +14,10 @@
 
 namespace mamba::ops {
 
-void attention_bwd(const Tensor& dout_in, const Tensor& q, const Tensor& k, const Tensor& v, float scale,
-                   Tensor& dq, Tensor& dk, Tensor& dv) {
+void attention_bwd(Exec& exec, const Tensor& dout_in, const Tensor& q, const Tensor& k, const Tensor& v,
+                   float scale, Tensor& dq, Tensor& dk, Tensor& dv) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("attention_bwd", q.device());
+  OpScope op_scope(exec, "attention_bwd", q.device());
   if (q.device() == Device::cuda) return attention_bwd_cuda(dout_in, q, k, v, scale, dq, dk, dv);
 #endif
   MAMBA_CHECK(q.is_contiguous() && k.is_contiguous() && v.is_contiguous() && k.shape() == v.shape());
@@ -75,8 +75,8 @@ void attention_bwd(const Tensor& dout_in, const Tensor& q, const Tensor& k, cons
 }
 
 // The transpose of the rotation [c −s; s c] is the rotation by the opposite angle.
-void rotary_bwd(Tensor& dx, int64_t rotary_dim, int64_t pos0, float base, bool interleaved) {
-  rotary_rotate(dx, rotary_dim, pos0, base, interleaved, -1.0f);
+void rotary_bwd(Exec& exec, Tensor& dx, int64_t rotary_dim, int64_t pos0, float base, bool interleaved) {
+  rotary_rotate(exec, dx, rotary_dim, pos0, base, interleaved, -1.0f);
 }
 
 }  // namespace mamba::ops

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "ops/attention/attention.h"
 #include "testing.h"
 
@@ -35,8 +36,8 @@ TEST(AttentionBwdCuda, MatchesCpu) {
     const Tensor dout = random_tensor({c.batch, c.seq_len, c.n_heads, c.head_dim}, rng);
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
     Tensor dq, dk, dv, gdq, gdk, gdv;
-    attention_bwd(dout, q, k, v, scale, dq, dk, dv);
-    attention_bwd(on_cuda(dout), on_cuda(q), on_cuda(k), on_cuda(v), scale, gdq, gdk, gdv);
+    attention_bwd(exec, dout, q, k, v, scale, dq, dk, dv);
+    attention_bwd(exec, on_cuda(dout), on_cuda(q), on_cuda(k), on_cuda(v), scale, gdq, gdk, gdv);
     const std::string what = "T=" + std::to_string(c.seq_len) + " heads " + std::to_string(c.n_heads) + "/" +
                              std::to_string(c.n_kv) + " hd=" + std::to_string(c.head_dim);
     EXPECT_LT(scaled_max_diff(gdq, dq), 2e-5f) << what;
@@ -56,8 +57,8 @@ TEST(AttentionBwdCuda, Rotary) {
     for (bool interleaved : {false, true}) {
       Tensor dx = random_tensor({2, seq_len, heads, head_dim}, rng);
       Tensor gdx = on_cuda(dx);
-      rotary_bwd(dx, rotary_dim, pos0, 10000.0f, interleaved);
-      rotary_bwd(gdx, rotary_dim, pos0, 10000.0f, interleaved);
+      rotary_bwd(exec, dx, rotary_dim, pos0, 10000.0f, interleaved);
+      rotary_bwd(exec, gdx, rotary_dim, pos0, 10000.0f, interleaved);
       EXPECT_LT(scaled_max_diff(gdx, dx), 1e-4f) << "rotary_dim " << rotary_dim << " pos0 " << pos0;
     }
   }

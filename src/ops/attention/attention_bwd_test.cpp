@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "exec_testing.h"
 #include "grad_check.h"
 #include "ops/attention/attention.h"
 #include "testing.h"
@@ -20,9 +21,10 @@ TEST(AttentionBwd, CausalGroupedHeads) {
          dout = testing::random_tensor({batch, L, nh, hd}, rng);
   const float scale = 1.0f / std::sqrt(3.0f);
   Tensor dq, dk, dv;
-  attention_bwd(dout, q, k, v, scale, dq, dk, dv);
-  testing::expect_grads_match([&] { return testing::weighted_sum(attention_fwd(q, k, v, 0, scale), dout); },
-                              {{"q", q, dq}, {"k", k, dk}, {"v", v, dv}});
+  attention_bwd(exec, dout, q, k, v, scale, dq, dk, dv);
+  testing::expect_grads_match(
+      [&] { return testing::weighted_sum(attention_fwd(exec, q, k, v, 0, scale), dout); },
+      {{"q", q, dq}, {"k", k, dk}, {"v", v, dv}});
 }
 
 TEST(AttentionBwd, RotaryBothPairings) {
@@ -30,10 +32,10 @@ TEST(AttentionBwd, RotaryBothPairings) {
   for (bool interleaved : {false, true}) {
     Tensor x = testing::random_tensor({2, 5, 3, 8}, rng), dout = testing::random_tensor({2, 5, 3, 8}, rng);
     Tensor dx = dout.copy();
-    rotary_bwd(dx, 6, 3, 10000.0f, interleaved);
+    rotary_bwd(exec, dx, 6, 3, 10000.0f, interleaved);
     auto loss = [&] {
       Tensor y = x.copy();
-      rotary_apply(y, 6, 3, 10000.0f, interleaved);
+      rotary_apply(exec, y, 6, 3, 10000.0f, interleaved);
       return testing::weighted_sum(y, dout);
     };
     testing::expect_grads_match(loss, {{"x", x, dx}});

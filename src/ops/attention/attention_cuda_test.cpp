@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "ops/attention/attention.h"
 #include "testing.h"
 
@@ -29,8 +30,9 @@ TEST(AttentionCuda, MatchesCpu) {
     const Tensor k = random_tensor({c.batch, c.capacity, c.n_kv, c.head_dim}, rng, -2.0f, 2.0f);
     const Tensor v = random_tensor({c.batch, c.capacity, c.n_kv, c.head_dim}, rng);
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-    const Tensor ref = attention_fwd(q, k, v, c.pos, scale);
-    EXPECT_LT(scaled_max_diff(attention_fwd(on_cuda(q), on_cuda(k), on_cuda(v), c.pos, scale), ref), 1e-5f)
+    const Tensor ref = attention_fwd(exec, q, k, v, c.pos, scale);
+    EXPECT_LT(scaled_max_diff(attention_fwd(exec, on_cuda(q), on_cuda(k), on_cuda(v), c.pos, scale), ref),
+              1e-5f)
         << "T=" << c.seq_len << " pos=" << c.pos << " hd=" << c.head_dim;
   }
 }
@@ -43,8 +45,8 @@ TEST(AttentionCuda, Rotary) {
     for (bool interleaved : {false, true}) {
       Tensor x = random_tensor({2, seq_len, heads, head_dim}, rng);
       Tensor gx = on_cuda(x);
-      rotary_apply(x, rotary_dim, pos0, 10000.0f, interleaved);
-      rotary_apply(gx, rotary_dim, pos0, 10000.0f, interleaved);
+      rotary_apply(exec, x, rotary_dim, pos0, 10000.0f, interleaved);
+      rotary_apply(exec, gx, rotary_dim, pos0, 10000.0f, interleaved);
       EXPECT_LT(scaled_max_diff(gx, x), 1e-5f) << "rotary_dim " << rotary_dim << " pos0 " << pos0;
     }
   }

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "exec_testing.h"
 #include "testing.h"
 
 namespace mamba::ops {
@@ -16,7 +17,7 @@ TEST(Attention, MatchesNaiveCausalGqa) {
   Tensor q = testing::random_tensor({B, L, H, E}, rng);
   Tensor k = testing::random_tensor({B, cap, KV, E}, rng), v = testing::random_tensor({B, cap, KV, E}, rng);
   const float scale = 1.0f / std::sqrt(float(E));
-  Tensor out = attention_fwd(q, k, v, pos, scale);
+  Tensor out = attention_fwd(exec, q, k, v, pos, scale);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < L; ++t)
       for (int64_t h = 0; h < H; ++h) {
@@ -46,7 +47,7 @@ TEST(Rotary, HalfSplitAndInterleaved) {
   for (bool inter : {false, true}) {
     Tensor x = testing::random_tensor({1, 3, 2, 10}, rng);
     Tensor y = x.copy();
-    rotary_apply(y, 8, 5, 10000.0f, inter);
+    rotary_apply(exec, y, 8, 5, 10000.0f, inter);
     for (int64_t t = 0; t < 3; ++t)
       for (int64_t h = 0; h < 2; ++h) {
         const float* a = x.f32() + (t * 2 + h) * 10;

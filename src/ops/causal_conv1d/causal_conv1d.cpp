@@ -14,9 +14,10 @@
 
 namespace mamba::ops {
 
-Tensor causal_conv1d_fwd(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& state, bool act) {
+Tensor causal_conv1d_fwd(Exec& exec, const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& state,
+                         bool act) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("causal_conv1d_fwd", x.device());
+  OpScope op_scope(exec, "causal_conv1d_fwd", x.device());
   if (x.device() == Device::cuda) return causal_conv1d_fwd_cuda(x, weight, bias, state, act);
 #endif
   MAMBA_CHECK(x.dim() == 3 && x.stride(2) == 1, "x " << shape_str(x.shape()));
@@ -45,10 +46,10 @@ Tensor causal_conv1d_fwd(const Tensor& x, const Tensor& weight, const Tensor& bi
   return y;
 }
 
-Tensor causal_conv1d_step(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& state,
-                          bool act) {
+Tensor causal_conv1d_step(Exec& exec, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                          Tensor& state, bool act) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("causal_conv1d_step", x.device());
+  OpScope op_scope(exec, "causal_conv1d_step", x.device());
   if (x.device() == Device::cuda) return causal_conv1d_step_cuda(x, weight, bias, state, act);
 #endif
   MAMBA_CHECK(x.dim() == 2 && x.stride(1) == 1);

@@ -15,10 +15,10 @@
 
 namespace mamba::ops {
 
-Tensor causal_conv1d_bwd(const Tensor& dy_in, const Tensor& x, const Tensor& weight, const Tensor& bias,
-                         bool act, Tensor& dweight, Tensor& dbias) {
+Tensor causal_conv1d_bwd(Exec& exec, const Tensor& dy_in, const Tensor& x, const Tensor& weight,
+                         const Tensor& bias, bool act, Tensor& dweight, Tensor& dbias) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("causal_conv1d_bwd", x.device());
+  OpScope op_scope(exec, "causal_conv1d_bwd", x.device());
   if (x.device() == Device::cuda) return causal_conv1d_bwd_cuda(dy_in, x, weight, bias, act, dweight, dbias);
 #endif
   MAMBA_CHECK(x.dim() == 3 && x.stride(2) == 1, "x " << shape_str(x.shape()));

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "ops/causal_conv1d/causal_conv1d.h"
 #include "testing.h"
 
@@ -34,8 +35,8 @@ TEST(CausalConv1dBwdCuda, MatchesCpu) {
         const Tensor dy = testing::random_tensor({batch, seq_len, channels}, rng);
         Tensor dw = testing::random_tensor({channels, width}, rng), gdw = on_cuda(dw);
         Tensor db = with_bias ? testing::random_tensor({channels}, rng) : Tensor(), gdb = on_cuda(db);
-        const Tensor gdx = causal_conv1d_bwd(on_cuda(dy), gx, on_cuda(w), on_cuda(b), act, gdw, gdb);
-        const Tensor dx = causal_conv1d_bwd(dy, x, w, b, act, dw, db);
+        const Tensor gdx = causal_conv1d_bwd(exec, on_cuda(dy), gx, on_cuda(w), on_cuda(b), act, gdw, gdb);
+        const Tensor dx = causal_conv1d_bwd(exec, dy, x, w, b, act, dw, db);
         const std::string what = std::to_string(batch) + "x" + std::to_string(seq_len) + "x" +
                                  std::to_string(channels) + " K" + std::to_string(width) + " silu " +
                                  std::to_string(act) + " bias " + std::to_string(with_bias);
@@ -57,8 +58,8 @@ TEST(CausalConv1dBwdCuda, BiasGradientWithoutBias) {
   const Tensor dy = testing::random_tensor({2, 21, 13}, rng);
   Tensor dw = Tensor::zeros({13, 4}), db = testing::random_tensor({13}, rng);
   Tensor gdw = on_cuda(dw), gdb = on_cuda(db);
-  const Tensor gdx = causal_conv1d_bwd(on_cuda(dy), on_cuda(x), on_cuda(w), Tensor(), true, gdw, gdb);
-  const Tensor dx = causal_conv1d_bwd(dy, x, w, Tensor(), true, dw, db);
+  const Tensor gdx = causal_conv1d_bwd(exec, on_cuda(dy), on_cuda(x), on_cuda(w), Tensor(), true, gdw, gdb);
+  const Tensor dx = causal_conv1d_bwd(exec, dy, x, w, Tensor(), true, dw, db);
   EXPECT_LT(scaled_max_diff(gdx, dx), 1e-5f);
   EXPECT_LT(scaled_max_diff(gdw, dw), 1e-5f);
   EXPECT_LT(scaled_max_diff(gdb, db), 1e-5f);

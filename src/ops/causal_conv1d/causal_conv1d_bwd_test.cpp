@@ -3,6 +3,7 @@
 // kernel.
 #include <gtest/gtest.h>
 
+#include "exec_testing.h"
 #include "grad_check.h"
 #include "ops/causal_conv1d/causal_conv1d.h"
 #include "testing.h"
@@ -19,12 +20,12 @@ void check(int64_t seq_len, bool act, bool with_bias, uint32_t seed) {
   Tensor dout = testing::random_tensor({batch, seq_len, channels}, rng);
   Tensor dw = Tensor::zeros({channels, width}), db = with_bias ? Tensor::zeros({channels}) : Tensor();
   const Tensor x = wide.slice(2, 1, 1 + channels);
-  const Tensor dx = causal_conv1d_bwd(dout, x, w, b, act, dw, db);
+  const Tensor dx = causal_conv1d_bwd(exec, dout, x, w, b, act, dw, db);
   Tensor dwide = Tensor::zeros(wide.shape());
   dwide.slice(2, 1, 1 + channels).copy_from(dx);
   auto loss = [&] {
     Tensor state = Tensor::zeros({batch, channels, width - 1});
-    return testing::weighted_sum(causal_conv1d_fwd(x, w, b, state, act), dout);
+    return testing::weighted_sum(causal_conv1d_fwd(exec, x, w, b, state, act), dout);
   };
   std::vector<testing::GradInput> inputs = {{"x", wide, dwide}, {"weight", w, dw}};
   if (with_bias) inputs.push_back({"bias", b, db});

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "ops/causal_conv1d/causal_conv1d.h"
 #include "testing.h"
 
@@ -27,16 +28,16 @@ TEST(CausalConv1dCuda, PrefillThenSteps) {
       const Tensor s0 = testing::random_tensor({batch, channels, width - 1}, rng);  // a continued sequence
       // Whole sequence.
       Tensor s = s0.copy(), gs = on_cuda(s0);
-      const Tensor y = causal_conv1d_fwd(x, w, b, s, silu);
-      EXPECT_LT(scaled_max_diff(causal_conv1d_fwd(gx, on_cuda(w), on_cuda(b), gs, silu), y), 1e-6f);
+      const Tensor y = causal_conv1d_fwd(exec, x, w, b, s, silu);
+      EXPECT_LT(scaled_max_diff(causal_conv1d_fwd(exec, gx, on_cuda(w), on_cuda(b), gs, silu), y), 1e-6f);
       EXPECT_LT(scaled_max_diff(gs, s), 1e-7f) << "state after the sequence";
       // Split: prefill of k tokens (k < width - 1 exercises the state shift), then steps.
       const int64_t k = std::min<int64_t>(seq_len, 1);
       Tensor gs2 = on_cuda(s0);
-      const Tensor gy = causal_conv1d_fwd(gx.slice(1, 0, k), on_cuda(w), on_cuda(b), gs2, silu);
+      const Tensor gy = causal_conv1d_fwd(exec, gx.slice(1, 0, k), on_cuda(w), on_cuda(b), gs2, silu);
       EXPECT_LT(scaled_max_diff(gy, y.slice(1, 0, k).contiguous()), 1e-6f);
       for (int64_t t = k; t < seq_len; ++t) {
-        const Tensor yt = causal_conv1d_step(gx.select(1, t), on_cuda(w), on_cuda(b), gs2, silu);
+        const Tensor yt = causal_conv1d_step(exec, gx.select(1, t), on_cuda(w), on_cuda(b), gs2, silu);
         EXPECT_LT(scaled_max_diff(yt, y.select(1, t).contiguous()), 1e-6f) << "step " << t;
       }
       EXPECT_LT(scaled_max_diff(gs2, s), 1e-7f) << "state after the steps";

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include "exec_testing.h"
 #include "ops/elementwise/activations.h"
 #include "testing.h"
 
@@ -33,16 +34,16 @@ TEST(CausalConv1d, MatchesDefinitionAndComposes) {
     Tensor x = testing::random_tensor({B, L, C}, rng);
     Tensor w = testing::random_tensor({C, K}, rng), b = testing::random_tensor({C}, rng);
     Tensor state = Tensor::zeros({B, C, K - 1});
-    Tensor y = causal_conv1d_fwd(x, w, b, state, true);
+    Tensor y = causal_conv1d_fwd(exec, x, w, b, state, true);
     Tensor ref = naive(x, w, b, true);
     EXPECT_LT(testing::max_abs_diff(y, ref), 1e-5f) << "L=" << L;
     // Prefill of `split` tokens then one-token steps equals the whole sequence.
     for (int64_t split = 0; split <= L; ++split) {
       Tensor st = Tensor::zeros({B, C, K - 1});
-      Tensor y0 = causal_conv1d_fwd(x.slice(1, 0, split), w, b, st, true);
+      Tensor y0 = causal_conv1d_fwd(exec, x.slice(1, 0, split), w, b, st, true);
       EXPECT_LT(testing::max_abs_diff(y0, ref.slice(1, 0, split).contiguous()), 1e-5f);
       for (int64_t t = split; t < L; ++t) {
-        Tensor yt = causal_conv1d_step(x.select(1, t), w, b, st, true);
+        Tensor yt = causal_conv1d_step(exec, x.select(1, t), w, b, st, true);
         EXPECT_LT(testing::max_abs_diff(yt, ref.select(1, t).contiguous()), 1e-5f) << "t=" << t;
       }
       EXPECT_LT(testing::max_abs_diff(st, state), 1e-7f);

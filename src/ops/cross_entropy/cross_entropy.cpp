@@ -46,9 +46,9 @@ std::vector<int64_t> cross_entropy_targets(const Tensor& logits, const Tensor& t
   return out;
 }
 
-double cross_entropy_fwd(const Tensor& logits_in, const Tensor& targets) {
+double cross_entropy_fwd(Exec& exec, const Tensor& logits_in, const Tensor& targets) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("cross_entropy_fwd", logits_in.device());
+  OpScope op_scope(exec, "cross_entropy_fwd", logits_in.device());
   if (logits_in.device() == Device::cuda) return cross_entropy_fwd_cuda(logits_in, targets);
 #endif
   const Tensor logits = logits_in.contiguous();
@@ -68,9 +68,9 @@ double cross_entropy_fwd(const Tensor& logits_in, const Tensor& targets) {
   return n_counted > 0 ? total / static_cast<double>(n_counted) : 0.0;
 }
 
-Tensor cross_entropy_bwd(const Tensor& logits_in, const Tensor& targets) {
+Tensor cross_entropy_bwd(Exec& exec, const Tensor& logits_in, const Tensor& targets) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("cross_entropy_bwd", logits_in.device());
+  OpScope op_scope(exec, "cross_entropy_bwd", logits_in.device());
   if (logits_in.device() == Device::cuda) return cross_entropy_bwd_cuda(logits_in, targets);
 #endif
   const Tensor logits = logits_in.contiguous();
@@ -95,14 +95,14 @@ Tensor cross_entropy_bwd(const Tensor& logits_in, const Tensor& targets) {
   return dlogits;
 }
 
-Tensor cross_entropy_train(const Tensor& logits_in, const Tensor& targets, Tensor& dlogits) {
+Tensor cross_entropy_train(Exec& exec, const Tensor& logits_in, const Tensor& targets, Tensor& dlogits) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("cross_entropy_train", logits_in.device());
+  OpScope op_scope(exec, "cross_entropy_train", logits_in.device());
   if (logits_in.device() == Device::cuda) return cross_entropy_train_cuda(logits_in, targets, dlogits);
 #endif
   const Tensor logits = logits_in.contiguous();
-  const double loss = cross_entropy_fwd(logits, targets);
-  dlogits = cross_entropy_bwd(logits, targets);
+  const double loss = cross_entropy_fwd(exec, logits, targets);
+  dlogits = cross_entropy_bwd(exec, logits, targets);
   int64_t n_counted = 0;
   const std::vector<int64_t> tgt = cross_entropy_targets(logits, targets, n_counted);
   const int64_t vocab = logits.size(-1), rows = logits.numel() / vocab;

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "ops/cross_entropy/cross_entropy.h"
 #include "testing.h"
 
@@ -34,14 +35,14 @@ TEST(CrossEntropyCuda, MatchesCpu) {
                                               {1, 5, 50280, 10.0f}}) {
     const Tensor logits = testing::random_tensor({batch, seq_len, vocab}, rng, -scale, scale);
     const Tensor targets = random_targets(batch * seq_len, vocab, rng).view({batch, seq_len});
-    const double ref = cross_entropy_fwd(logits, targets);
-    const Tensor dref = cross_entropy_bwd(logits, targets);
+    const double ref = cross_entropy_fwd(exec, logits, targets);
+    const Tensor dref = cross_entropy_bwd(exec, logits, targets);
     const Tensor glogits = on_cuda(logits);
     for (const Tensor& tg :
          {targets, on_cuda(targets), targets.to(DType::i32), on_cuda(targets.to(DType::i32))}) {
-      const double loss = cross_entropy_fwd(glogits, tg);
+      const double loss = cross_entropy_fwd(exec, glogits, tg);
       EXPECT_NEAR(loss, ref, 1e-9 * std::max(1.0, std::fabs(ref))) << vocab;
-      const Tensor d = cross_entropy_bwd(glogits, tg);
+      const Tensor d = cross_entropy_bwd(exec, glogits, tg);
       ASSERT_EQ(d.device(), Device::cuda);
       // Gradients are O(1/n_counted): compare relative to the largest reference entry.
       const std::vector<float> g = d.to_vector(), c = dref.to_vector();
@@ -72,14 +73,14 @@ TEST(CrossEntropyCuda, TrainMatchesCpu) {
     const Tensor logits = testing::random_tensor({rows, vocab}, rng, -scale, scale);
     const Tensor targets = random_targets(rows, vocab, rng);
     Tensor dref, d;
-    const Tensor ref = cross_entropy_train(logits, targets, dref);
-    const Tensor got = cross_entropy_train(on_cuda(logits), targets, d);
+    const Tensor ref = cross_entropy_train(exec, logits, targets, dref);
+    const Tensor got = cross_entropy_train(exec, on_cuda(logits), targets, d);
     ASSERT_EQ(got.device(), Device::cuda);
     ASSERT_EQ(d.device(), Device::cuda);
-    EXPECT_NEAR(slot(ref, 0), cross_entropy_fwd(logits, targets), 1e-12) << vocab;
+    EXPECT_NEAR(slot(ref, 0), cross_entropy_fwd(exec, logits, targets), 1e-12) << vocab;
     EXPECT_NEAR(slot(got, 0), slot(ref, 0), 1e-9 * std::max(1.0, std::fabs(slot(ref, 0)))) << vocab;
     EXPECT_EQ(slot(got, 1), slot(ref, 1)) << vocab;  // exact: the same argmax per row
-    EXPECT_NEAR(cross_entropy_fwd(on_cuda(logits), targets), slot(ref, 0),
+    EXPECT_NEAR(cross_entropy_fwd(exec, on_cuda(logits), targets), slot(ref, 0),
                 1e-9 * std::max(1.0, slot(ref, 0)));
     const std::vector<float> g = d.to_vector(), c = dref.to_vector();
     float diff = 0.0f, mx = 0.0f;
@@ -97,15 +98,15 @@ TEST(CrossEntropyCuda, StridedLogitsAndAllIgnored) {
   const Tensor wide = testing::random_tensor({2, 5, 40}, rng, -3, 3);
   const Tensor logits = wide.slice(-1, 3, 34);  // a column view: made contiguous inside
   const Tensor targets = random_targets(10, 31, rng).view({2, 5});
-  EXPECT_NEAR(cross_entropy_fwd(on_cuda(wide).slice(-1, 3, 34), targets), cross_entropy_fwd(logits, targets),
-              1e-9);
-  EXPECT_LT(scaled_max_diff(cross_entropy_bwd(on_cuda(wide).slice(-1, 3, 34), targets),
-                            cross_entropy_bwd(logits.contiguous(), targets)),
+  EXPECT_NEAR(cross_entropy_fwd(exec, on_cuda(wide).slice(-1, 3, 34), targets),
+              cross_entropy_fwd(exec, logits, targets), 1e-9);
+  EXPECT_LT(scaled_max_diff(cross_entropy_bwd(exec, on_cuda(wide).slice(-1, 3, 34), targets),
+                            cross_entropy_bwd(exec, logits.contiguous(), targets)),
             1e-7f);
   Tensor none = Tensor::empty({2, 5}, DType::i64);
   for (int64_t i = 0; i < 10; ++i) none.data<int64_t>()[i] = -1;
-  EXPECT_EQ(cross_entropy_fwd(on_cuda(logits.contiguous()), none), 0.0);
-  const std::vector<float> d = cross_entropy_bwd(on_cuda(logits.contiguous()), none).to_vector();
+  EXPECT_EQ(cross_entropy_fwd(exec, on_cuda(logits.contiguous()), none), 0.0);
+  const std::vector<float> d = cross_entropy_bwd(exec, on_cuda(logits.contiguous()), none).to_vector();
   for (float v : d) EXPECT_EQ(v, 0.0f);
 }
 
@@ -115,8 +116,8 @@ TEST(CrossEntropyCuda, TargetOutsideVocabularyThrows) {
   Tensor t = Tensor::empty({2}, DType::i64);
   t.data<int64_t>()[0] = 1;
   t.data<int64_t>()[1] = 4;
-  EXPECT_THROW(cross_entropy_fwd(logits, t), Error);
-  EXPECT_THROW(cross_entropy_bwd(logits, on_cuda(t)), Error);
+  EXPECT_THROW(cross_entropy_fwd(exec, logits, t), Error);
+  EXPECT_THROW(cross_entropy_bwd(exec, logits, on_cuda(t)), Error);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "exec_testing.h"
 #include "grad_check.h"
 #include "testing.h"
 
@@ -34,22 +35,22 @@ TEST(CrossEntropy, MeanOverCountedRows) {
     total += std::log(sum) - logits.f32()[r * 7 + t];
     ++counted;
   }
-  EXPECT_NEAR(cross_entropy_fwd(logits, targets), total / counted, 1e-6);
+  EXPECT_NEAR(cross_entropy_fwd(exec, logits, targets), total / counted, 1e-6);
 }
 
 TEST(CrossEntropy, GradientMatchesFiniteDifferences) {
   std::mt19937 rng(2);
   Tensor logits = testing::random_tensor({2, 3, 7}, rng, -4, 4);
   const Tensor targets = make_targets({3, 0, -1, 6, -1, 2}, {2, 3});
-  const Tensor dlogits = cross_entropy_bwd(logits, targets);
+  const Tensor dlogits = cross_entropy_bwd(exec, logits, targets);
   for (int64_t i = 14; i < 21; ++i) EXPECT_EQ(dlogits.f32()[i], 0.0f) << "ignored row";
-  testing::expect_grads_match([&] { return cross_entropy_fwd(logits, targets); },
+  testing::expect_grads_match([&] { return cross_entropy_fwd(exec, logits, targets); },
                               {{"logits", logits, dlogits}}, 1e-3f, 1e-2f, 42);
 }
 
 TEST(CrossEntropy, TargetOutsideVocabularyThrows) {
   Tensor logits = Tensor::zeros({2, 4});
-  EXPECT_THROW(cross_entropy_fwd(logits, make_targets({1, 4}, {2})), Error);
+  EXPECT_THROW(cross_entropy_fwd(exec, logits, make_targets({1, 4}, {2})), Error);
 }
 
 TEST(CrossEntropy, TrainGivesLossGradientAndCorrectCount) {
@@ -62,12 +63,12 @@ TEST(CrossEntropy, TrainGivesLossGradientAndCorrectCount) {
   logits.f32()[3 * 7 + 1] = 9.0f;  // row 3: a tie, won by the first (1), not the target (6)
   logits.f32()[5 * 7 + 2] = 9.0f;
   Tensor dlogits;
-  const Tensor stats = cross_entropy_train(logits, targets, dlogits);
+  const Tensor stats = cross_entropy_train(exec, logits, targets, dlogits);
   ASSERT_EQ(stats.numel(), 2);
   const double* v = static_cast<const double*>(stats.raw());
-  EXPECT_EQ(v[0], cross_entropy_fwd(logits, targets));
+  EXPECT_EQ(v[0], cross_entropy_fwd(exec, logits, targets));
   EXPECT_EQ(v[1], 2.0);  // rows 0 and 5
-  const Tensor ref = cross_entropy_bwd(logits, targets);
+  const Tensor ref = cross_entropy_bwd(exec, logits, targets);
   for (int64_t i = 0; i < ref.numel(); ++i) EXPECT_EQ(dlogits.f32()[i], ref.f32()[i]) << i;
 }
 

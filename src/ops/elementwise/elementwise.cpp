@@ -24,9 +24,9 @@ inline const float* row3(const Tensor& t, int64_t r) {
 }
 }  // namespace
 
-void add_(Tensor& a, const Tensor& b) {
+void add_(Exec& exec, Tensor& a, const Tensor& b) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("add_", a.device());
+  OpScope op_scope(exec, "add_", a.device());
   if (a.device() == Device::cuda) return add_cuda_(a, b);
 #endif
   MAMBA_CHECK(a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous());
@@ -36,9 +36,9 @@ void add_(Tensor& a, const Tensor& b) {
   for (int64_t i = 0; i < n; ++i) ap[i] += bp[i];
 }
 
-void scale_(Tensor& x, float s) {
+void scale_(Exec& exec, Tensor& x, float s) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("scale_", x.device());
+  OpScope op_scope(exec, "scale_", x.device());
   if (x.device() == Device::cuda) return scale_cuda_(x, s);
 #endif
   MAMBA_CHECK(x.is_contiguous() && x.dtype() == DType::f32,
@@ -50,10 +50,10 @@ void scale_(Tensor& x, float s) {
   });
 }
 
-Tensor gated_act(const Tensor& h, GateAct act, bool gate_first) {
-  if (act == GateAct::silu) return swiglu(h, gate_first);
+Tensor gated_act(Exec& exec, const Tensor& h, GateAct act, bool gate_first) {
+  if (act == GateAct::silu) return swiglu(exec, h, gate_first);
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("gated_act", h.device());
+  OpScope op_scope(exec, "gated_act", h.device());
   if (h.device() == Device::cuda) return gated_act_cuda(h, act, gate_first);
 #endif
   const RowReader rows_h(h, "gated_act: h");
@@ -76,9 +76,9 @@ Tensor gated_act(const Tensor& h, GateAct act, bool gate_first) {
   return out;
 }
 
-Tensor activation(const Tensor& x, GateAct act) {
+Tensor activation(Exec& exec, const Tensor& x, GateAct act) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("activation", x.device());
+  OpScope op_scope(exec, "activation", x.device());
   if (x.device() == Device::cuda) return activation_cuda(x, act);
 #endif
   const RowReader rows_x(x, "activation: x");
@@ -96,9 +96,9 @@ Tensor activation(const Tensor& x, GateAct act) {
   return out;
 }
 
-Tensor swiglu(const Tensor& h_in, bool gate_first) {
+Tensor swiglu(Exec& exec, const Tensor& h_in, bool gate_first) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("swiglu", h_in.device());
+  OpScope op_scope(exec, "swiglu", h_in.device());
   if (h_in.device() == Device::cuda) return swiglu_cuda(h_in, gate_first);
 #endif
   MAMBA_CHECK(h_in.stride(-1) == 1 && h_in.size(-1) % 2 == 0);
@@ -117,9 +117,9 @@ Tensor swiglu(const Tensor& h_in, bool gate_first) {
   return out;
 }
 
-void mul_silu_(Tensor& y, const Tensor& z) {
+void mul_silu_(Exec& exec, Tensor& y, const Tensor& z) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("mul_silu_", y.device());
+  OpScope op_scope(exec, "mul_silu_", y.device());
   if (y.device() == Device::cuda) return mul_silu_cuda_(y, z);
 #endif
   MAMBA_CHECK(y.is_contiguous() && y.dim() == 3 && z.dim() == 3 && z.stride(2) == 1 &&
@@ -132,9 +132,9 @@ void mul_silu_(Tensor& y, const Tensor& z) {
   });
 }
 
-Tensor softplus_bias_clamp(const Tensor& raw, const Tensor& bias, float lo, float hi) {
+Tensor softplus_bias_clamp(Exec& exec, const Tensor& raw, const Tensor& bias, float lo, float hi) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("softplus_bias_clamp", raw.device());
+  OpScope op_scope(exec, "softplus_bias_clamp", raw.device());
   if (raw.device() == Device::cuda) return softplus_bias_clamp_cuda(raw, bias, lo, hi);
 #endif
   MAMBA_CHECK(raw.dim() == 3 && raw.stride(2) == 1 && bias.numel() == raw.size(2));
@@ -149,9 +149,9 @@ Tensor softplus_bias_clamp(const Tensor& raw, const Tensor& bias, float lo, floa
   return out;
 }
 
-Tensor concat_last(const Tensor& a_in, const Tensor& b_in) {
+Tensor concat_last(Exec& exec, const Tensor& a_in, const Tensor& b_in) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("concat_last", a_in.device());
+  OpScope op_scope(exec, "concat_last", a_in.device());
   if (a_in.device() == Device::cuda) return concat_last_cuda(a_in, b_in);
 #endif
   const Tensor a = a_in.contiguous(), b = b_in.contiguous();
@@ -167,9 +167,9 @@ Tensor concat_last(const Tensor& a_in, const Tensor& b_in) {
   return out;
 }
 
-Tensor embedding(const Tensor& ids_in, const Tensor& table) {
+Tensor embedding(Exec& exec, const Tensor& ids_in, const Tensor& table) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("embedding", table.device());
+  OpScope op_scope(exec, "embedding", table.device());
   if (table.device() == Device::cuda) return embedding_cuda(ids_in, table);
 #endif
   const Tensor ids = ids_in.contiguous();
@@ -188,10 +188,10 @@ Tensor embedding(const Tensor& ids_in, const Tensor& table) {
   return out;
 }
 
-Tensor neg_exp(const Tensor& x_in) {
+Tensor neg_exp(Exec& exec, const Tensor& x_in) {
   MAMBA_CHECK(x_in.dtype() == DType::f32, "neg_exp takes f32, got " << dtype_name(x_in.dtype()));
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("neg_exp", x_in.device());
+  OpScope op_scope(exec, "neg_exp", x_in.device());
   if (x_in.device() == Device::cuda) return neg_exp_cuda(x_in);
 #endif
   const Tensor x = x_in.contiguous();

@@ -16,9 +16,9 @@
 
 namespace mamba::ops {
 
-Tensor swiglu_bwd(const Tensor& dout_in, const Tensor& h_in, bool gate_first) {
+Tensor swiglu_bwd(Exec& exec, const Tensor& dout_in, const Tensor& h_in, bool gate_first) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("swiglu_bwd", h_in.device());
+  OpScope op_scope(exec, "swiglu_bwd", h_in.device());
   if (h_in.device() == Device::cuda) return swiglu_bwd_cuda(dout_in, h_in, gate_first);
 #endif
   const Tensor h = h_in.contiguous(), dout = dout_in.contiguous();
@@ -42,10 +42,10 @@ Tensor swiglu_bwd(const Tensor& dout_in, const Tensor& h_in, bool gate_first) {
   return dh;
 }
 
-Tensor gated_act_bwd(const Tensor& dout_in, const Tensor& h, GateAct act, bool gate_first) {
-  if (act == GateAct::silu) return swiglu_bwd(dout_in, h, gate_first);
+Tensor gated_act_bwd(Exec& exec, const Tensor& dout_in, const Tensor& h, GateAct act, bool gate_first) {
+  if (act == GateAct::silu) return swiglu_bwd(exec, dout_in, h, gate_first);
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("gated_act_bwd", h.device());
+  OpScope op_scope(exec, "gated_act_bwd", h.device());
   if (h.device() == Device::cuda) return gated_act_bwd_cuda(dout_in, h, act, gate_first);
 #endif
   const RowReader rows_h(h, "gated_act_bwd: h"), rows_d(dout_in, "gated_act_bwd: dout");
@@ -72,9 +72,9 @@ Tensor gated_act_bwd(const Tensor& dout_in, const Tensor& h, GateAct act, bool g
   return dh;
 }
 
-Tensor activation_bwd(const Tensor& dout_in, const Tensor& x, GateAct act) {
+Tensor activation_bwd(Exec& exec, const Tensor& dout_in, const Tensor& x, GateAct act) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("activation_bwd", x.device());
+  OpScope op_scope(exec, "activation_bwd", x.device());
   if (x.device() == Device::cuda) return activation_bwd_cuda(dout_in, x, act);
 #endif
   const RowReader rows_x(x, "activation_bwd: x"), rows_d(dout_in, "activation_bwd: dout");
@@ -94,9 +94,10 @@ Tensor activation_bwd(const Tensor& dout_in, const Tensor& x, GateAct act) {
   return dx;
 }
 
-void mul_silu_bwd(const Tensor& dout_in, const Tensor& y_in, const Tensor& z_in, Tensor& dy, Tensor& dz) {
+void mul_silu_bwd(Exec& exec, const Tensor& dout_in, const Tensor& y_in, const Tensor& z_in, Tensor& dy,
+                  Tensor& dz) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("mul_silu_bwd", y_in.device());
+  OpScope op_scope(exec, "mul_silu_bwd", y_in.device());
   if (y_in.device() == Device::cuda) return mul_silu_bwd_cuda(dout_in, y_in, z_in, dy, dz);
 #endif
   const Tensor dout = dout_in.contiguous(), y = y_in.contiguous(), z = z_in.contiguous();
@@ -111,10 +112,10 @@ void mul_silu_bwd(const Tensor& dout_in, const Tensor& y_in, const Tensor& z_in,
   });
 }
 
-Tensor softplus_bias_clamp_bwd(const Tensor& dout_in, const Tensor& raw_in, const Tensor& bias, float lo,
-                               float hi, Tensor& dbias) {
+Tensor softplus_bias_clamp_bwd(Exec& exec, const Tensor& dout_in, const Tensor& raw_in, const Tensor& bias,
+                               float lo, float hi, Tensor& dbias) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("softplus_bias_clamp_bwd", raw_in.device());
+  OpScope op_scope(exec, "softplus_bias_clamp_bwd", raw_in.device());
   if (raw_in.device() == Device::cuda)
     return softplus_bias_clamp_bwd_cuda(dout_in, raw_in, bias, lo, hi, dbias);
 #endif
@@ -137,9 +138,9 @@ Tensor softplus_bias_clamp_bwd(const Tensor& dout_in, const Tensor& raw_in, cons
   return draw;
 }
 
-void embedding_bwd(const Tensor& ids_in, const Tensor& dout_in, Tensor& dtable) {
+void embedding_bwd(Exec& exec, const Tensor& ids_in, const Tensor& dout_in, Tensor& dtable) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("embedding_bwd", dtable.device());
+  OpScope op_scope(exec, "embedding_bwd", dtable.device());
   if (dtable.device() == Device::cuda) return embedding_bwd_cuda(ids_in, dout_in, dtable);
 #endif
   const Tensor ids = ids_in.contiguous(), dout = dout_in.contiguous();
@@ -161,9 +162,9 @@ void embedding_bwd(const Tensor& ids_in, const Tensor& dout_in, Tensor& dtable) 
   });
 }
 
-void neg_exp_bwd(const Tensor& dA, const Tensor& A, Tensor& dA_log) {
+void neg_exp_bwd(Exec& exec, const Tensor& dA, const Tensor& A, Tensor& dA_log) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("neg_exp_bwd", dA_log.device());
+  OpScope op_scope(exec, "neg_exp_bwd", dA_log.device());
   if (dA_log.device() == Device::cuda) return neg_exp_bwd_cuda(dA, A, dA_log);
 #endif
   MAMBA_CHECK(dA.shape() == A.shape() && dA_log.numel() == A.numel() && dA.is_contiguous() &&

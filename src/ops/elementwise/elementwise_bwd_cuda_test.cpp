@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "ops/elementwise/elementwise.h"
 #include "testing.h"
 
@@ -29,15 +30,15 @@ TEST(ElementwiseBwdCuda, SwigluMulSilu) {
     const Tensor h = wide.slice(-1, 3, 2 * n + 3), gh = on_cuda(wide).slice(-1, 3, 2 * n + 3);
     const Tensor dout = testing::random_tensor({batch, seq_len, n}, rng);
     for (bool gate_first : {false, true}) {
-      const Tensor gdh = swiglu_bwd(on_cuda(dout), gh, gate_first);
+      const Tensor gdh = swiglu_bwd(exec, on_cuda(dout), gh, gate_first);
       EXPECT_EQ(gdh.shape(), h.shape());
-      EXPECT_LT(scaled_max_diff(gdh, swiglu_bwd(dout, h, gate_first)), 1e-6f) << n << " " << gate_first;
+      EXPECT_LT(scaled_max_diff(gdh, swiglu_bwd(exec, dout, h, gate_first)), 1e-6f) << n << " " << gate_first;
     }
     const Tensor y = wide.slice(-1, 0, n), z = wide.slice(-1, n, 2 * n);
     const Tensor gwide = on_cuda(wide);
     Tensor dy, dz, gdy, gdz;
-    mul_silu_bwd(on_cuda(dout), gwide.slice(-1, 0, n), gwide.slice(-1, n, 2 * n), gdy, gdz);
-    mul_silu_bwd(dout, y, z, dy, dz);
+    mul_silu_bwd(exec, on_cuda(dout), gwide.slice(-1, 0, n), gwide.slice(-1, n, 2 * n), gdy, gdz);
+    mul_silu_bwd(exec, dout, y, z, dy, dz);
     EXPECT_LT(scaled_max_diff(gdy, dy), 1e-6f) << n;
     EXPECT_LT(scaled_max_diff(gdz, dz), 1e-6f) << n;
   }
@@ -61,12 +62,13 @@ TEST(ElementwiseBwdCuda, GatedActActivation) {
                    dx_out = testing::random_tensor(h.shape(), rng);
       for (GateAct act : {GateAct::silu, GateAct::gelu, GateAct::gelu_tanh, GateAct::relu2}) {
         for (bool gate_first : {false, true}) {
-          const Tensor gdh = gated_act_bwd(on_cuda(dout), gh, act, gate_first);
+          const Tensor gdh = gated_act_bwd(exec, on_cuda(dout), gh, act, gate_first);
           EXPECT_EQ(gdh.shape(), h.shape());
-          EXPECT_LT(scaled_max_diff(gdh, gated_act_bwd(dout, h, act, gate_first)), 1e-6f)
+          EXPECT_LT(scaled_max_diff(gdh, gated_act_bwd(exec, dout, h, act, gate_first)), 1e-6f)
               << int(act) << " " << gate_first << " " << shape_str(h.shape());
         }
-        EXPECT_LT(scaled_max_diff(activation_bwd(on_cuda(dx_out), gh, act), activation_bwd(dx_out, h, act)),
+        EXPECT_LT(scaled_max_diff(activation_bwd(exec, on_cuda(dx_out), gh, act),
+                                  activation_bwd(exec, dx_out, h, act)),
                   1e-6f)
             << int(act) << " " << shape_str(h.shape());
       }
@@ -84,8 +86,8 @@ TEST(ElementwiseBwdCuda, SoftplusBiasClamp) {
     const Tensor bias = testing::random_tensor({n}, rng, -1.0f, 1.0f);
     const Tensor dout = testing::random_tensor({batch, seq_len, n}, rng);
     Tensor db = testing::random_tensor({n}, rng), gdb = on_cuda(db);
-    const Tensor gdraw = softplus_bias_clamp_bwd(on_cuda(dout), graw, on_cuda(bias), 1e-3f, 22.0f, gdb);
-    const Tensor draw = softplus_bias_clamp_bwd(dout, raw, bias, 1e-3f, 22.0f, db);
+    const Tensor gdraw = softplus_bias_clamp_bwd(exec, on_cuda(dout), graw, on_cuda(bias), 1e-3f, 22.0f, gdb);
+    const Tensor draw = softplus_bias_clamp_bwd(exec, dout, raw, bias, 1e-3f, 22.0f, db);
     EXPECT_LT(scaled_max_diff(gdraw, draw), 1e-6f) << n;
     EXPECT_LT(scaled_max_diff(gdb, db), 1e-5f) << n;
   }
@@ -100,15 +102,15 @@ TEST(ElementwiseBwdCuda, EmbeddingScatter) {
   const Tensor dout = testing::random_tensor({3, 67, d}, rng);
   const Tensor start = testing::random_tensor({vocab, d}, rng);
   Tensor ref = start.copy();
-  embedding_bwd(ids, dout, ref);
+  embedding_bwd(exec, ids, dout, ref);
   for (const Tensor& gids : {ids, on_cuda(ids), ids.to(DType::i32), on_cuda(ids.to(DType::i32))}) {
     Tensor gtable = on_cuda(start);
-    embedding_bwd(gids, on_cuda(dout), gtable);
+    embedding_bwd(exec, gids, on_cuda(dout), gtable);
     EXPECT_LT(scaled_max_diff(gtable, ref), 1e-5f) << dtype_name(gids.dtype());
   }
   ids.data<int64_t>()[5] = vocab;
   Tensor gtable = on_cuda(start);
-  EXPECT_THROW(embedding_bwd(ids, on_cuda(dout), gtable), Error);
+  EXPECT_THROW(embedding_bwd(exec, ids, on_cuda(dout), gtable), Error);
 }
 
 // A task's vocabulary (3 symbols, at most 32: the chunked, atomic-free path) under many tokens, an
@@ -126,10 +128,10 @@ TEST(ElementwiseBwdCuda, EmbeddingScatterSmallVocab) {
     const Tensor dout = testing::random_tensor({n, d}, rng);
     const Tensor start = testing::random_tensor({vocab, d}, rng);
     Tensor ref = start.copy();
-    embedding_bwd(ids, dout, ref);
+    embedding_bwd(exec, ids, dout, ref);
     for (const Tensor& gids : {ids, on_cuda(ids), on_cuda(ids.to(DType::i32))}) {
       Tensor gtable = on_cuda(start);
-      embedding_bwd(gids, on_cuda(dout), gtable);
+      embedding_bwd(exec, gids, on_cuda(dout), gtable);
       EXPECT_LT(scaled_max_diff(gtable, ref), 5e-5f) << vocab << " " << dtype_name(gids.dtype());
     }
   }
@@ -141,8 +143,8 @@ TEST(ElementwiseBwdCuda, NegExp) {
   const Tensor dA = testing::random_tensor({33, 16}, rng),
                A = testing::random_tensor({33, 16}, rng, -5.0f, -0.1f);
   Tensor dA_log = testing::random_tensor({33, 16}, rng), gdA_log = on_cuda(dA_log);
-  neg_exp_bwd(on_cuda(dA), on_cuda(A), gdA_log);
-  neg_exp_bwd(dA, A, dA_log);
+  neg_exp_bwd(exec, on_cuda(dA), on_cuda(A), gdA_log);
+  neg_exp_bwd(exec, dA, A, dA_log);
   EXPECT_LT(scaled_max_diff(gdA_log, dA_log), 1e-6f);
 }
 

@@ -9,6 +9,7 @@
 #include <tuple>
 #include <vector>
 
+#include "exec_testing.h"
 #include "grad_check.h"
 #include "ops/elementwise/elementwise.h"
 #include "testing.h"
@@ -20,8 +21,8 @@ TEST(ElementwiseBwd, SwigluBothOrders) {
   std::mt19937 rng(1);
   for (bool gate_first : {false, true}) {
     Tensor h = testing::random_tensor({2, 3, 8}, rng, -3, 3), dout = testing::random_tensor({2, 3, 4}, rng);
-    const Tensor dh = swiglu_bwd(dout, h, gate_first);
-    testing::expect_grads_match([&] { return testing::weighted_sum(swiglu(h, gate_first), dout); },
+    const Tensor dh = swiglu_bwd(exec, dout, h, gate_first);
+    testing::expect_grads_match([&] { return testing::weighted_sum(swiglu(exec, h, gate_first), dout); },
                                 {{"h", h, dh}});
   }
 }
@@ -38,10 +39,11 @@ TEST(ElementwiseBwd, GatedActEveryActBothOrders) {
     for (bool gate_first : {false, true}) {
       Tensor h = testing::random_tensor({2, 3, 10}, rng, -3, 3),
              dout = testing::random_tensor({2, 3, 5}, rng);
-      const Tensor dh = gated_act_bwd(dout, h, act, gate_first);
+      const Tensor dh = gated_act_bwd(exec, dout, h, act, gate_first);
       SCOPED_TRACE(act_str(act, gate_first));
-      testing::expect_grads_match([&] { return testing::weighted_sum(gated_act(h, act, gate_first), dout); },
-                                  {{"h", h, dh}}, 1e-3f, 2e-3f, 60);
+      testing::expect_grads_match(
+          [&] { return testing::weighted_sum(gated_act(exec, h, act, gate_first), dout); }, {{"h", h, dh}},
+          1e-3f, 2e-3f, 60);
     }
 }
 
@@ -49,9 +51,9 @@ TEST(ElementwiseBwd, ActivationEveryAct) {
   std::mt19937 rng(7);
   for (GateAct act : kActs) {
     Tensor x = testing::random_tensor({3, 2, 7}, rng, -3, 3), dout = testing::random_tensor({3, 2, 7}, rng);
-    const Tensor dx = activation_bwd(dout, x, act);
+    const Tensor dx = activation_bwd(exec, dout, x, act);
     SCOPED_TRACE(act_str(act, false));
-    testing::expect_grads_match([&] { return testing::weighted_sum(activation(x, act), dout); },
+    testing::expect_grads_match([&] { return testing::weighted_sum(activation(exec, x, act), dout); },
                                 {{"x", x, dx}}, 1e-3f, 2e-3f, 60);
   }
 }
@@ -109,13 +111,13 @@ TEST(ElementwiseBwd, GatedActAndActivationStridedVsReference) {
       for (GateAct act : kActs)
         for (bool gate_first : {false, true}) {
           SCOPED_TRACE(act_str(act, gate_first) + " n " + std::to_string(n));
-          const Tensor dh = gated_act_bwd(dout, h, act, gate_first),
-                       dhc = gated_act_bwd(dout, hc, act, gate_first);
+          const Tensor dh = gated_act_bwd(exec, dout, h, act, gate_first),
+                       dhc = gated_act_bwd(exec, dout, hc, act, gate_first);
           ASSERT_EQ(dh.shape(), h.shape());
           ASSERT_TRUE(dh.is_contiguous());
           EXPECT_EQ(std::memcmp(dh.f32(), dhc.f32(), static_cast<size_t>(dh.numel()) * 4), 0);
           if (act == GateAct::silu) {
-            const Tensor sw = swiglu_bwd(dout, h, gate_first);
+            const Tensor sw = swiglu_bwd(exec, dout, h, gate_first);
             EXPECT_EQ(std::memcmp(dh.f32(), sw.f32(), static_cast<size_t>(dh.numel()) * 4), 0);
           }
           const int64_t gate_off = gate_first ? 0 : n, value_off = gate_first ? n : 0;
@@ -135,7 +137,7 @@ TEST(ElementwiseBwd, GatedActAndActivationStridedVsReference) {
       const Tensor dx_out = testing::random_tensor(h.shape(), rng);
       for (GateAct act : kActs) {
         SCOPED_TRACE(act_str(act, false) + " activation n " + std::to_string(n));
-        const Tensor dx = activation_bwd(dx_out, h, act), dxc = activation_bwd(dx_out, hc, act);
+        const Tensor dx = activation_bwd(exec, dx_out, h, act), dxc = activation_bwd(exec, dx_out, hc, act);
         ASSERT_EQ(dx.shape(), h.shape());
         EXPECT_EQ(std::memcmp(dx.f32(), dxc.f32(), static_cast<size_t>(dx.numel()) * 4), 0);
         int bad = 0;
@@ -151,11 +153,11 @@ TEST(ElementwiseBwd, MulSilu) {
   std::mt19937 rng(2);
   Tensor y = testing::random_tensor({2, 3, 5}, rng, -2, 2), z = testing::random_tensor({2, 3, 5}, rng, -3, 3);
   Tensor dout = testing::random_tensor({2, 3, 5}, rng), dy, dz;
-  mul_silu_bwd(dout, y, z, dy, dz);
+  mul_silu_bwd(exec, dout, y, z, dy, dz);
   testing::expect_grads_match(
       [&] {
         Tensor out = y.copy();
-        mul_silu_(out, z);
+        mul_silu_(exec, out, z);
         return testing::weighted_sum(out, dout);
       },
       {{"y", y, dy}, {"z", z, dz}});
@@ -168,9 +170,9 @@ TEST(ElementwiseBwd, SoftplusBiasClamp) {
     Tensor raw = testing::random_tensor({2, 4, 6}, rng, -3 + offset, 3 + offset),
            bias = testing::random_tensor({6}, rng);
     Tensor dout = testing::random_tensor({2, 4, 6}, rng), dbias = Tensor::zeros({6});
-    const Tensor draw = softplus_bias_clamp_bwd(dout, raw, bias, lo, hi, dbias);
+    const Tensor draw = softplus_bias_clamp_bwd(exec, dout, raw, bias, lo, hi, dbias);
     testing::expect_grads_match(
-        [&] { return testing::weighted_sum(softplus_bias_clamp(raw, bias, lo, hi), dout); },
+        [&] { return testing::weighted_sum(softplus_bias_clamp(exec, raw, bias, lo, hi), dout); },
         {{"raw", raw, draw}, {"bias", bias, dbias}});
   }
 }
@@ -182,8 +184,8 @@ TEST(ElementwiseBwd, EmbeddingScatterAdd) {
   const int64_t values[] = {1, 3, 1, 6, 0, 3, 3, 2};
   for (int64_t i = 0; i < 8; ++i) ids.data<int64_t>()[i] = values[i];
   Tensor dout = testing::random_tensor({2, 4, 5}, rng), dtable = Tensor::zeros({7, 5});
-  embedding_bwd(ids, dout, dtable);
-  testing::expect_grads_match([&] { return testing::weighted_sum(embedding(ids, table), dout); },
+  embedding_bwd(exec, ids, dout, dtable);
+  testing::expect_grads_match([&] { return testing::weighted_sum(embedding(exec, ids, table), dout); },
                               {{"table", table, dtable}}, 1e-3f, 1e-2f, 35);
 }
 
@@ -196,7 +198,7 @@ TEST(ElementwiseBwd, NegExp) {
     return A;
   };
   Tensor dA_log = Tensor::zeros({3, 4});
-  neg_exp_bwd(dA, A_of(), dA_log);
+  neg_exp_bwd(exec, dA, A_of(), dA_log);
   testing::expect_grads_match([&] { return testing::weighted_sum(A_of(), dA); }, {{"A_log", A_log, dA_log}});
 }
 

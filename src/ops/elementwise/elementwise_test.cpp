@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "exec_testing.h"
 #include "ops/elementwise/activations.h"
 #include "testing.h"
 
@@ -21,7 +22,7 @@ TEST(Elementwise, SwigluBothOrders) {
   std::mt19937 rng(10);
   Tensor h = testing::random_tensor({2, 3, 10}, rng);
   for (bool gate_first : {false, true}) {
-    Tensor out = swiglu(h, gate_first);
+    Tensor out = swiglu(exec, h, gate_first);
     ASSERT_EQ(out.shape(), (Shape{2, 3, 5}));
     for (int64_t r = 0; r < 6; ++r)
       for (int64_t i = 0; i < 5; ++i) {
@@ -87,7 +88,7 @@ TEST(Elementwise, GatedActMatchesReference) {
       want.back() = n;
       for (GateAct act : kActs)
         for (bool gate_first : {false, true}) {
-          const Tensor out = gated_act(h, act, gate_first);
+          const Tensor out = gated_act(exec, h, act, gate_first);
           ASSERT_EQ(out.shape(), want);
           expect_matches_ref(
               out, h,
@@ -106,7 +107,7 @@ TEST(Elementwise, GatedActSiluIsSwiglu) {
   std::mt19937 rng(14);
   for (const Tensor& h : act_inputs(rng, 66))
     for (bool gate_first : {false, true}) {
-      const Tensor a = gated_act(h, GateAct::silu, gate_first), b = swiglu(h, gate_first);
+      const Tensor a = gated_act(exec, h, GateAct::silu, gate_first), b = swiglu(exec, h, gate_first);
       ASSERT_EQ(a.shape(), b.shape());
       EXPECT_EQ(std::memcmp(a.f32(), b.f32(), static_cast<size_t>(a.numel()) * 4), 0);
     }
@@ -117,7 +118,7 @@ TEST(Elementwise, ActivationMatchesReference) {
   for (int64_t n : {1, 7, 64, 4099})
     for (const Tensor& x : act_inputs(rng, n))
       for (GateAct act : kActs) {
-        const Tensor out = activation(x, act);
+        const Tensor out = activation(exec, x, act);
         ASSERT_EQ(out.shape(), x.shape());
         expect_matches_ref(
             out, x, [&](const float* row, int64_t i) { return ref_act(act, row[i]); },
@@ -125,9 +126,9 @@ TEST(Elementwise, ActivationMatchesReference) {
       }
   // Exact values: relu² at 0 and negatives, gelu(0) = 0.
   const Tensor v = Tensor::from_vector({-2.0f, 0.0f, 3.0f}, {3});
-  EXPECT_EQ(activation(v, GateAct::relu2).to_vector(), (std::vector<float>{0.0f, 0.0f, 9.0f}));
-  EXPECT_EQ(activation(v, GateAct::gelu).to_vector()[1], 0.0f);
-  EXPECT_EQ(activation(v, GateAct::gelu_tanh).to_vector()[1], 0.0f);
+  EXPECT_EQ(activation(exec, v, GateAct::relu2).to_vector(), (std::vector<float>{0.0f, 0.0f, 9.0f}));
+  EXPECT_EQ(activation(exec, v, GateAct::gelu).to_vector()[1], 0.0f);
+  EXPECT_EQ(activation(exec, v, GateAct::gelu_tanh).to_vector()[1], 0.0f);
 }
 
 TEST(Elementwise, Scale) {
@@ -135,11 +136,11 @@ TEST(Elementwise, Scale) {
   for (int64_t n : {0, 1, 37, 10000}) {
     Tensor x = testing::random_tensor({n}, rng, -3, 3);
     const Tensor x0 = x.copy();
-    scale_(x, -0.37f);
+    scale_(exec, x, -0.37f);
     for (int64_t i = 0; i < n; ++i) EXPECT_EQ(x.f32()[i], x0.f32()[i] * -0.37f);
   }
   Tensor y = testing::random_tensor({2, 3, 4}, rng), y0 = y.copy();
-  scale_(y, 2.0f);
+  scale_(exec, y, 2.0f);
   for (int64_t i = 0; i < 24; ++i) EXPECT_EQ(y.f32()[i], 2.0f * y0.f32()[i]);
 }
 
@@ -148,14 +149,14 @@ TEST(Elementwise, StridedColumnsAndClamp) {
   Tensor wide = testing::random_tensor({2, 3, 9}, rng, -30, 30);
   Tensor raw = wide.slice(-1, 4, 8);  // strided rows
   Tensor bias = testing::random_tensor({4}, rng);
-  Tensor out = softplus_bias_clamp(raw, bias, 0.01f, 5.0f);
+  Tensor out = softplus_bias_clamp(exec, raw, bias, 0.01f, 5.0f);
   for (int64_t r = 0; r < 6; ++r)
     for (int64_t i = 0; i < 4; ++i) {
       const float v = softplus(wide.f32()[r * 9 + 4 + i] + bias.f32()[i]);
       EXPECT_FLOAT_EQ(out.f32()[r * 4 + i], std::min(std::max(v, 0.01f), 5.0f));
     }
   Tensor y = testing::random_tensor({2, 3, 4}, rng), y0 = y.copy();
-  mul_silu_(y, raw);
+  mul_silu_(exec, y, raw);
   for (int64_t r = 0; r < 6; ++r)
     for (int64_t i = 0; i < 4; ++i)
       EXPECT_FLOAT_EQ(y.f32()[r * 4 + i], y0.f32()[r * 4 + i] * silu(wide.f32()[r * 9 + 4 + i]));
@@ -164,22 +165,22 @@ TEST(Elementwise, StridedColumnsAndClamp) {
 TEST(Elementwise, ConcatAddEmbedding) {
   std::mt19937 rng(12);
   Tensor a = testing::random_tensor({2, 3}, rng), b = testing::random_tensor({2, 2}, rng);
-  Tensor c = concat_last(a, b);
+  Tensor c = concat_last(exec, a, b);
   EXPECT_EQ(c.to_vector()[3], b.f32()[0]);
   EXPECT_EQ(c.to_vector()[5], a.f32()[3]);
   Tensor s = a.copy();
-  add_(s, a);
+  add_(exec, s, a);
   EXPECT_FLOAT_EQ(s.f32()[4], 2 * a.f32()[4]);
   Tensor table = testing::random_tensor({5, 3}, rng);
   Tensor ids = Tensor::empty({2}, DType::i64);
   ids.data<int64_t>()[0] = 4;
   ids.data<int64_t>()[1] = 0;
-  Tensor e = embedding(ids, table);
+  Tensor e = embedding(exec, ids, table);
   EXPECT_EQ(e.f32()[0], table.f32()[12]);
   EXPECT_EQ(e.f32()[3], table.f32()[0]);
   ids.data<int64_t>()[1] = 5;
   try {
-    embedding(ids, table);
+    embedding(exec, ids, table);
     FAIL() << "expected an out-of-vocabulary error";
   } catch (const Error& err) {
     EXPECT_EQ(err.code(), ErrorCode::out_of_range);
@@ -190,7 +191,7 @@ TEST(Elementwise, ConcatAddEmbedding) {
 TEST(Elementwise, NegExp) {
   std::mt19937 rng(9);
   const Tensor x = testing::random_tensor({4, 7}, rng, -5.0f, 2.0f);
-  const Tensor a = neg_exp(x.transpose(0, 1));  // made contiguous inside
+  const Tensor a = neg_exp(exec, x.transpose(0, 1));  // made contiguous inside
   ASSERT_EQ(a.shape(), (Shape{7, 4}));
   for (int64_t i = 0; i < 7; ++i)
     for (int64_t j = 0; j < 4; ++j) EXPECT_EQ(a.f32()[i * 4 + j], -std::exp(x.f32()[j * 7 + i]));

@@ -15,10 +15,10 @@
 
 namespace mamba::ops {
 
-void linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y) {
+void linear_into(Exec& exec, const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("linear_into", x.device(), weight.size(0));
-  if (x.device() == Device::cuda) return linear_into_cuda(x, weight, bias, y);
+  OpScope op_scope(exec, "linear_into", x.device(), weight.size(0));
+  if (x.device() == Device::cuda) return linear_into_cuda(exec.plan(), x, weight, bias, y);
 #endif
   MAMBA_CHECK(x.is_contiguous() && weight.is_contiguous() && y.is_contiguous());
   const int64_t in = weight.size(1), out = weight.size(0);
@@ -43,46 +43,47 @@ void linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias, Tens
   }
 }
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+Tensor linear(Exec& exec, const Tensor& x, const Tensor& weight, const Tensor& bias) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("linear", x.device(), weight.size(0));
-  if (x.device() == Device::cuda) return linear_cuda(x, weight, bias);
+  OpScope op_scope(exec, "linear", x.device(), weight.size(0));
+  if (x.device() == Device::cuda) return linear_cuda(exec.plan(), x, weight, bias);
 #endif
   Shape shape = x.shape();
   shape.back() = weight.size(0);
   Tensor y = Tensor::empty(shape);
-  linear_into(x.contiguous(), weight, bias, y);
+  linear_into(exec, x.contiguous(), weight, bias, y);
   return y;
 }
 
-bool decode_gemv_applies(int64_t rows, const Tensor& weight) {
-  static const bool unfused = std::getenv("MAMBACPP_UNFUSED_DECODE") != nullptr;
-  if (unfused) return false;
+bool decode_gemv_applies(Exec& exec, int64_t rows, const Tensor& weight) {
+  if (!exec.plan().fuse_decode) return false;
 #if MAMBACPP_HAVE_CUDA
-  if (weight.device() == Device::cuda) return decode_gemv_applies_cuda(rows, weight);
+  if (weight.device() == Device::cuda) return decode_gemv_applies_cuda(exec.plan(), rows, weight);
 #endif
   (void)rows;
   return false;
 }
 
-Tensor rms_norm_linear(const Tensor& x, const Tensor& norm_weight, float eps, const Tensor& weight) {
+Tensor rms_norm_linear(Exec& exec, const Tensor& x, const Tensor& norm_weight, float eps,
+                       const Tensor& weight) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("rms_norm_linear", x.device(), weight.size(0));
+  OpScope op_scope(exec, "rms_norm_linear", x.device(), weight.size(0));
   Tensor y;
-  if (x.device() == Device::cuda && rms_norm_linear_cuda(x, norm_weight, eps, weight, y)) return y;
+  if (x.device() == Device::cuda && rms_norm_linear_cuda(exec.plan(), x, norm_weight, eps, weight, y))
+    return y;
 #endif
-  return linear(rms_norm(x, norm_weight, eps), weight);
+  return linear(exec, rms_norm(exec, x, norm_weight, eps), weight);
 }
 
-void linear_add_(Tensor& residual, const Tensor& x, const Tensor& weight) {
+void linear_add_(Exec& exec, Tensor& residual, const Tensor& x, const Tensor& weight) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("linear_add_", x.device(), weight.size(0));
-  if (x.device() == Device::cuda && linear_add_cuda_(residual, x, weight)) return;
+  OpScope op_scope(exec, "linear_add_", x.device(), weight.size(0));
+  if (x.device() == Device::cuda && linear_add_cuda_(exec.plan(), residual, x, weight)) return;
 #endif
-  const Tensor y = linear(x, weight);
+  const Tensor y = linear(exec, x, weight);
   MAMBA_CHECK(residual.is_contiguous() && residual.shape() == y.shape(),
               "linear_add_: residual " << shape_str(residual.shape()) << " y " << shape_str(y.shape()));
-  add_(residual, y);
+  add_(exec, residual, y);
 }
 
 }  // namespace mamba::ops

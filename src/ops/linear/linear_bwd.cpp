@@ -12,10 +12,10 @@
 
 namespace mamba::ops {
 
-Tensor linear_bwd(const Tensor& dy_in, const Tensor& x_in, const Tensor& weight, Tensor& dweight,
+Tensor linear_bwd(Exec& exec, const Tensor& dy_in, const Tensor& x_in, const Tensor& weight, Tensor& dweight,
                   Tensor& dbias) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("linear_bwd", x_in.device(), weight.size(0));
+  OpScope op_scope(exec, "linear_bwd", x_in.device(), weight.size(0));
   if (x_in.device() == Device::cuda) return linear_bwd_cuda(dy_in, x_in, weight, dweight, dbias);
 #endif
   const Tensor dy = dy_in.contiguous(), x = x_in.contiguous();

@@ -178,16 +178,11 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_bf16_kernel(const GemvArgs 
   }
 }
 
-bool gemv_disabled() {
-  static const bool disabled = std::getenv("MAMBACPP_CUBLAS_GEMV") != nullptr;
-  return disabled;
-}
-
 // The weight side of the GEMV's conditions: bf16 [out, in] with rows of 16-byte multiples, 1-4
 // rows (for the kNorm variant, `staged`: whose normed bf16 copies fit its shared memory).
-bool gemv_weight_fits(int64_t rows, const Tensor& weight, bool staged) {
-  if (gemv_disabled() || weight.device() != Device::cuda || weight.dtype() != DType::bf16 ||
-      weight.dim() != 2 || !weight.is_contiguous())
+bool gemv_weight_fits(const KernelPlan& plan, int64_t rows, const Tensor& weight, bool staged) {
+  if (plan.decode_gemv == KernelPlan::DecodeGemv::cublas || weight.device() != Device::cuda ||
+      weight.dtype() != DType::bf16 || weight.dim() != 2 || !weight.is_contiguous())
     return false;
   const int64_t in = weight.size(1), out = weight.size(0);
   return rows >= 1 && rows <= kGemvMaxRows && in > 0 && in % 8 == 0 && out < (int64_t(1) << 31) &&
@@ -196,20 +191,25 @@ bool gemv_weight_fits(int64_t rows, const Tensor& weight, bool staged) {
 
 // The work split for `out` rows of `in`: 2 outputs per warp when one per warp would need more than
 // one wave of blocks (8 resident 256-thread blocks per SM); else as many warps per output (4, 2)
-// as still fit one wave. MAMBACPP_GEMV_SPLIT=21|11|12|14 (outputs per warp, warps per output)
-// overrides it (timing comparisons).
+// as still fit one wave. KernelPlan::gemv_split (outputs per warp, warps per output) overrides it
+// (timing comparisons).
 struct GemvSplit {
   int out_per_warp, warps_per_out;
 };
 
-GemvSplit gemv_split(int64_t out, int64_t in) {
-  static const char* env = std::getenv("MAMBACPP_GEMV_SPLIT");
-  if (env) {
-    const int v = std::atoi(env);
-    return v == 21   ? GemvSplit{2, 1}
-           : v == 12 ? GemvSplit{1, 2}
-           : v == 14 ? GemvSplit{1, 4}
-                     : GemvSplit{1, 1};
+GemvSplit gemv_split(KernelPlan::GemvSplit forced, int64_t out, int64_t in) {
+  using S = KernelPlan::GemvSplit;
+  switch (forced) {
+    case S::s21:
+      return {2, 1};
+    case S::s12:
+      return {1, 2};
+    case S::s14:
+      return {1, 4};
+    case S::s11:
+      return {1, 1};
+    case S::automatic:
+      break;
   }
   const int64_t resident_warps = int64_t(8) * kGemvWarps * mamba::cuda::device_info().multiprocessors;
   if (out > resident_warps) return {2, 1};
@@ -244,8 +244,8 @@ void launch_gemv_rows(int64_t rows, const GemvArgs& a) {
 }
 
 template <bool kNorm, bool kAccumulate>
-void launch_gemv(int64_t rows, const GemvArgs& a) {
-  const GemvSplit split = gemv_split(a.out, a.in);
+void launch_gemv(const KernelPlan& plan, int64_t rows, const GemvArgs& a) {
+  const GemvSplit split = gemv_split(plan.gemv_split, a.out, a.in);
   if (split.out_per_warp == 2)
     launch_gemv_rows<2, 1, kNorm, kAccumulate>(rows, a);
   else if (split.warps_per_out == 4)
@@ -257,23 +257,24 @@ void launch_gemv(int64_t rows, const GemvArgs& a) {
 }
 
 // The GEMV (accumulating into y or not) where it applies: f32 x of at most kGemvMaxRows
-// 16-byte-aligned rows. MAMBACPP_CUBLAS_GEMV=1 keeps cuBLAS (timing comparisons).
+// 16-byte-aligned rows. KernelPlan::decode_gemv = cublas keeps cuBLAS (timing comparisons).
 template <bool kAccumulate>
-bool gemv_bf16(const Tensor& x, const Tensor& weight, Tensor& y) {
+bool gemv_bf16(const KernelPlan& plan, const Tensor& x, const Tensor& weight, Tensor& y) {
   const int64_t in = weight.size(1), out = weight.size(0), rows = x.numel() / std::max<int64_t>(in, 1);
   const int64_t ld = row_stride(x);
-  if (!gemv_weight_fits(rows, weight, false) || x.dtype() != DType::f32 ||
+  if (!gemv_weight_fits(plan, rows, weight, false) || x.dtype() != DType::f32 ||
       (rows > 1 && (ld < in || ld % 4 != 0)) || reinterpret_cast<uintptr_t>(x.raw()) % 16 != 0)
     return false;
-  launch_gemv<false, kAccumulate>(
-      rows, {x.f32(), ld, static_cast<const __nv_bfloat16*>(weight.raw()), y.f32(), nullptr, 0.0f,
-             static_cast<int>(in), static_cast<int>(out)});
+  launch_gemv<false, kAccumulate>(plan, rows,
+                                  {x.f32(), ld, static_cast<const __nv_bfloat16*>(weight.raw()), y.f32(),
+                                   nullptr, 0.0f, static_cast<int>(in), static_cast<int>(out)});
   return true;
 }
 
 }  // namespace
 
-void linear_into_cuda(const Tensor& x_in, const Tensor& weight, const Tensor& bias, Tensor& y) {
+void linear_into_cuda(const KernelPlan& plan, const Tensor& x_in, const Tensor& weight, const Tensor& bias,
+                      Tensor& y) {
   mamba::cuda::check_cuda_tensor(x_in, "linear: x");
   mamba::cuda::check_cuda_tensor(weight, "linear: weight");
   mamba::cuda::check_cuda_tensor(y, "linear: y");
@@ -283,7 +284,8 @@ void linear_into_cuda(const Tensor& x_in, const Tensor& weight, const Tensor& bi
   MAMBA_CHECK(weight.is_contiguous() && y.is_contiguous() && y.dtype() == DType::f32);
   MAMBA_CHECK(y.numel() == x_in.numel() / std::max<int64_t>(in, 1) * out,
               "linear: y " << shape_str(y.shape()));
-  if (x_in.numel() > 0 && gemv_bf16<false>(x_in, weight, y)) return add_bias(bias, y, x_in.numel() / in, out);
+  if (x_in.numel() > 0 && gemv_bf16<false>(plan, x_in, weight, y))
+    return add_bias(bias, y, x_in.numel() / in, out);
   // Operands of one GEMM share the weight's dtype (x is rounded to bf16 for a bf16 weight).
   Tensor x = x_in.dtype() == weight.dtype() ? x_in : x_in.to(weight.dtype());
   int64_t ld = row_stride(x);
@@ -304,36 +306,37 @@ void linear_into_cuda(const Tensor& x_in, const Tensor& weight, const Tensor& bi
   add_bias(bias, y, rows, out);
 }
 
-Tensor linear_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+Tensor linear_cuda(const KernelPlan& plan, const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Shape shape = x.shape();
   shape.back() = weight.size(0);
   Tensor y = Tensor::empty(shape, DType::f32, Device::cuda);
-  linear_into_cuda(x, weight, bias, y);
+  linear_into_cuda(plan, x, weight, bias, y);
   return y;
 }
 
-bool decode_gemv_applies_cuda(int64_t rows, const Tensor& weight) {
-  return gemv_weight_fits(rows, weight, true);
+bool decode_gemv_applies_cuda(const KernelPlan& plan, int64_t rows, const Tensor& weight) {
+  return gemv_weight_fits(plan, rows, weight, true);
 }
 
-bool rms_norm_linear_cuda(const Tensor& x, const Tensor& norm_weight, float eps, const Tensor& weight,
-                          Tensor& y) {
+bool rms_norm_linear_cuda(const KernelPlan& plan, const Tensor& x, const Tensor& norm_weight, float eps,
+                          const Tensor& weight, Tensor& y) {
   mamba::cuda::check_cuda_tensor(x, "rms_norm_linear: x");
   mamba::cuda::check_cuda_tensor(norm_weight, "rms_norm_linear: norm_weight");
   const int64_t in = weight.size(1), out = weight.size(0);
   MAMBA_CHECK(x.dim() == 2 && x.size(1) == in && norm_weight.numel() == in,
               "rms_norm_linear: x " << shape_str(x.shape()) << " weight " << shape_str(weight.shape()));
   const int64_t rows = x.size(0);
-  if (!gemv_weight_fits(rows, weight, true) || !x.is_contiguous() || x.dtype() != DType::f32 ||
+  if (!gemv_weight_fits(plan, rows, weight, true) || !x.is_contiguous() || x.dtype() != DType::f32 ||
       !norm_weight.is_contiguous() || norm_weight.dtype() != DType::f32)
     return false;
   y = Tensor::empty({rows, out}, DType::f32, Device::cuda);
-  launch_gemv<true, false>(rows, {x.f32(), in, static_cast<const __nv_bfloat16*>(weight.raw()), y.f32(),
-                                  norm_weight.f32(), eps, static_cast<int>(in), static_cast<int>(out)});
+  launch_gemv<true, false>(plan, rows,
+                           {x.f32(), in, static_cast<const __nv_bfloat16*>(weight.raw()), y.f32(),
+                            norm_weight.f32(), eps, static_cast<int>(in), static_cast<int>(out)});
   return true;
 }
 
-bool linear_add_cuda_(Tensor& residual, const Tensor& x, const Tensor& weight) {
+bool linear_add_cuda_(const KernelPlan& plan, Tensor& residual, const Tensor& x, const Tensor& weight) {
   mamba::cuda::check_cuda_tensor(residual, "linear_add_: residual");
   mamba::cuda::check_cuda_tensor(x, "linear_add_: x");
   const int64_t in = weight.size(1), out = weight.size(0);
@@ -343,7 +346,7 @@ bool linear_add_cuda_(Tensor& residual, const Tensor& x, const Tensor& weight) {
                                 << " residual " << shape_str(residual.shape()));
   MAMBA_CHECK(residual.raw() != x.raw(), "linear_add_: x aliases the residual");
   if (!residual.is_contiguous() || residual.dtype() != DType::f32) return false;
-  return gemv_bf16<true>(x, weight, residual);
+  return gemv_bf16<true>(plan, x, weight, residual);
 }
 
 }  // namespace mamba::ops

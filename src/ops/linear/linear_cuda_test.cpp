@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "ops/linear/linear.h"
 #include "testing.h"
 
@@ -21,8 +22,8 @@ TEST(LinearCuda, MatchesCpu) {
       const Tensor x = testing::random_tensor({batch, seq_len, in}, rng);
       const Tensor w = testing::random_tensor({out, in}, rng);
       const Tensor b = with_bias ? testing::random_tensor({out}, rng) : Tensor();
-      const Tensor y = linear(on_cuda(x), on_cuda(w), on_cuda(b));
-      EXPECT_LT(scaled_max_diff(y, linear(x, w, b)), 1e-5f)
+      const Tensor y = linear(exec, on_cuda(x), on_cuda(w), on_cuda(b));
+      EXPECT_LT(scaled_max_diff(y, linear(exec, x, w, b)), 1e-5f)
           << batch << "x" << seq_len << " " << in << "->" << out;
     }
   }
@@ -34,8 +35,8 @@ TEST(LinearCuda, ColumnViewInput) {
   const Tensor wide = testing::random_tensor({2, 9, 40}, rng);
   const Tensor w = testing::random_tensor({11, 24}, rng);
   const Tensor x = wide.slice(-1, 10, 34);  // rows at stride 40
-  const Tensor y = linear(on_cuda(wide).slice(-1, 10, 34), on_cuda(w));
-  EXPECT_LT(scaled_max_diff(y, linear(x.contiguous(), w)), 1e-5f);
+  const Tensor y = linear(exec, on_cuda(wide).slice(-1, 10, 34), on_cuda(w));
+  EXPECT_LT(scaled_max_diff(y, linear(exec, x.contiguous(), w)), 1e-5f);
 }
 
 TEST(LinearCuda, IntoPreallocated) {
@@ -44,8 +45,8 @@ TEST(LinearCuda, IntoPreallocated) {
   const Tensor x = testing::random_tensor({5, 19}, rng), w = testing::random_tensor({23, 19}, rng);
   const Tensor b = testing::random_tensor({23}, rng);
   Tensor y = Tensor::empty({5, 23}, DType::f32, Device::cuda);
-  linear_into(on_cuda(x), on_cuda(w), on_cuda(b), y);
-  EXPECT_LT(scaled_max_diff(y, linear(x, w, b)), 1e-5f);
+  linear_into(exec, on_cuda(x), on_cuda(w), on_cuda(b), y);
+  EXPECT_LT(scaled_max_diff(y, linear(exec, x, w, b)), 1e-5f);
 }
 
 TEST(LinearCuda, Bf16Weights) {
@@ -53,8 +54,8 @@ TEST(LinearCuda, Bf16Weights) {
   std::mt19937 rng(4);
   const Tensor x = testing::random_tensor({3, 33, 96}, rng), w = testing::random_tensor({80, 96}, rng);
   // Reference: the CPU op on the same bf16-rounded operands, accumulated in f32.
-  const Tensor ref = linear(x.to(DType::bf16).to(DType::f32), w.to(DType::bf16).to(DType::f32));
-  const Tensor y = linear(on_cuda(x), on_cuda(w).to(DType::bf16));
+  const Tensor ref = linear(exec, x.to(DType::bf16).to(DType::f32), w.to(DType::bf16).to(DType::f32));
+  const Tensor y = linear(exec, on_cuda(x), on_cuda(w).to(DType::bf16));
   EXPECT_LT(scaled_max_diff(y, ref), 1e-5f);
 }
 

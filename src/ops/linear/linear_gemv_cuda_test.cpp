@@ -10,6 +10,7 @@
 #include <tuple>
 
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "ops/elementwise/elementwise.h"
 #include "ops/linear/linear.h"
 #include "ops/norm/norm.h"
@@ -40,12 +41,13 @@ TEST(LinearGemvCuda, Bf16WeightsFewRows) {
       const Tensor x = wide.slice(1, 4, 4 + in);
       const Tensor w = testing::random_tensor({out, in}, rng);
       const Tensor b = with_bias ? testing::random_tensor({out}, rng) : Tensor();
-      const Tensor y = linear(on_cuda(wide).slice(1, 4, 4 + in), on_cuda(w).to(DType::bf16), on_cuda(b));
-      const Tensor ref = linear(bf16_rounded(x.contiguous()), bf16_rounded(w), b);
+      const Tensor y =
+          linear(exec, on_cuda(wide).slice(1, 4, 4 + in), on_cuda(w).to(DType::bf16), on_cuda(b));
+      const Tensor ref = linear(exec, bf16_rounded(x.contiguous()), bf16_rounded(w), b);
       EXPECT_LT(scaled_max_diff(y, ref), 1e-5f) << rows << " rows " << in << "->" << out;
       // One row of the same data alone: the same values as within the batch.
       const Tensor y0 =
-          linear(on_cuda(x.slice(0, 0, 1).contiguous()), on_cuda(w).to(DType::bf16), on_cuda(b));
+          linear(exec, on_cuda(x.slice(0, 0, 1).contiguous()), on_cuda(w).to(DType::bf16), on_cuda(b));
       EXPECT_LT(scaled_max_diff(y0, ref.slice(0, 0, 1).contiguous()), 1e-5f) << rows << " rows, row 0";
     }
   }
@@ -75,25 +77,26 @@ TEST(LinearGemvCuda, DecodeFusions) {
       const Tensor w = testing::random_tensor({out, in}, rng);
       const Tensor wd = on_cuda(w).to(dtype);
       const bool fused = dtype == DType::bf16 && rows <= 4 && rows * in * 2 <= 48 * 1024;
-      EXPECT_EQ(decode_gemv_applies(rows, wd), fused) << what;
+      EXPECT_EQ(decode_gemv_applies(exec, rows, wd), fused) << what;
 
-      const Tensor y = rms_norm_linear(on_cuda(x), on_cuda(norm_w), 1e-5f, wd);
-      const Tensor unfused = linear(rms_norm(on_cuda(x), on_cuda(norm_w), 1e-5f), wd);
+      const Tensor y = rms_norm_linear(exec, on_cuda(x), on_cuda(norm_w), 1e-5f, wd);
+      const Tensor unfused = linear(exec, rms_norm(exec, on_cuda(x), on_cuda(norm_w), 1e-5f), wd);
       EXPECT_EQ(testing::max_abs_diff(y.to(Device::cpu), unfused.to(Device::cpu)), 0.0f) << what;
-      const Tensor normed = rms_norm(x, norm_w, 1e-5f);
-      const Tensor ref =
-          dtype == DType::bf16 ? linear(bf16_rounded(normed), bf16_rounded(w)) : linear(normed, w);
+      const Tensor normed = rms_norm(exec, x, norm_w, 1e-5f);
+      const Tensor ref = dtype == DType::bf16 ? linear(exec, bf16_rounded(normed), bf16_rounded(w))
+                                              : linear(exec, normed, w);
       // bf16: the CPU's rstd may round a few normed values to the neighbouring bf16.
       EXPECT_LT(scaled_max_diff(y, ref), dtype == DType::bf16 ? 1e-2f : 1e-4f) << what;
 
       const Tensor o = testing::random_tensor({rows, in}, rng);
       const Tensor r0 = testing::random_tensor({rows, out}, rng, -4.0f, 4.0f);
       Tensor r = on_cuda(r0).copy(), expected = on_cuda(r0).copy();
-      linear_add_(r, on_cuda(o), wd);
-      add_(expected, linear(on_cuda(o), wd));
+      linear_add_(exec, r, on_cuda(o), wd);
+      add_(exec, expected, linear(exec, on_cuda(o), wd));
       EXPECT_EQ(testing::max_abs_diff(r.to(Device::cpu), expected.to(Device::cpu)), 0.0f) << what;
       Tensor cpu_r = r0.copy();
-      add_(cpu_r, dtype == DType::bf16 ? linear(bf16_rounded(o), bf16_rounded(w)) : linear(o, w));
+      add_(exec, cpu_r,
+           dtype == DType::bf16 ? linear(exec, bf16_rounded(o), bf16_rounded(w)) : linear(exec, o, w));
       EXPECT_LT(scaled_max_diff(r, cpu_r), 1e-4f) << what;
     }
   }

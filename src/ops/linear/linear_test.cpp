@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include "exec_testing.h"
 #include "ops/elementwise/elementwise.h"
 #include "ops/norm/norm.h"
 #include "testing.h"
@@ -31,7 +32,7 @@ TEST(Linear, MatchesNaive) {
       Tensor x = testing::random_tensor({rows, 1, in}, rng);
       Tensor w = testing::random_tensor({out, in}, rng);
       Tensor b = with_bias ? testing::random_tensor({out}, rng) : Tensor();
-      Tensor y = linear(x, w, b);
+      Tensor y = linear(exec, x, w, b);
       EXPECT_EQ(y.shape(), (Shape{rows, 1, out}));
       EXPECT_LT(testing::max_abs_diff(y, naive_linear(x, w, b)), 1e-4f);
     }
@@ -43,13 +44,13 @@ TEST(Linear, DecodeFusionsComposeOnCpu) {
   std::mt19937 rng(9);
   const Tensor x = testing::random_tensor({3, 40}, rng, -2, 2), norm_w = testing::random_tensor({40}, rng);
   const Tensor w = testing::random_tensor({17, 40}, rng), r0 = testing::random_tensor({3, 17}, rng);
-  EXPECT_FALSE(decode_gemv_applies(3, w));
-  EXPECT_EQ(
-      testing::max_abs_diff(rms_norm_linear(x, norm_w, 1e-5f, w), linear(rms_norm(x, norm_w, 1e-5f), w)),
-      0.0f);
+  EXPECT_FALSE(decode_gemv_applies(exec, 3, w));
+  EXPECT_EQ(testing::max_abs_diff(rms_norm_linear(exec, x, norm_w, 1e-5f, w),
+                                  linear(exec, rms_norm(exec, x, norm_w, 1e-5f), w)),
+            0.0f);
   Tensor r = r0.copy(), expected = r0.copy();
-  linear_add_(r, x, w);
-  add_(expected, linear(x, w));
+  linear_add_(exec, r, x, w);
+  add_(exec, expected, linear(exec, x, w));
   EXPECT_EQ(testing::max_abs_diff(r, expected), 0.0f);
 }
 

@@ -44,9 +44,10 @@ void rotate(float* v, const float* phi, int64_t S, int64_t d_state, bool half_sp
 
 }  // namespace
 
-void mamba3_prepare_fwd(const Tensor& proj, const Mamba3Gates& g, Tensor& angle, Mamba3ScanArgs& a) {
+void mamba3_prepare_fwd(Exec& exec, const Tensor& proj, const Mamba3Gates& g, Tensor& angle,
+                        Mamba3ScanArgs& a) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("mamba3_prepare_fwd", proj.device());
+  OpScope op_scope(exec, "mamba3_prepare_fwd", proj.device());
   if (proj.device() == Device::cuda) return mamba3_prepare_fwd_cuda(proj, g, angle, a);
 #endif
   MAMBA_CHECK(proj.is_contiguous() && proj.dim() == 3);
@@ -108,10 +109,10 @@ void mamba3_prepare_fwd(const Tensor& proj, const Mamba3Gates& g, Tensor& angle,
   });
 }
 
-Tensor mamba3_combine_fwd(const Tensor& y, const Tensor& z, const Tensor& norm_weight, const Tensor& mimo_z,
-                          const Tensor& mimo_o) {
+Tensor mamba3_combine_fwd(Exec& exec, const Tensor& y, const Tensor& z, const Tensor& norm_weight,
+                          const Tensor& mimo_z, const Tensor& mimo_o) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("mamba3_combine_fwd", y.device());
+  OpScope op_scope(exec, "mamba3_combine_fwd", y.device());
   if (y.device() == Device::cuda) return mamba3_combine_fwd_cuda(y, z, norm_weight, mimo_z, mimo_o);
 #endif
   MAMBA_CHECK(y.is_contiguous() && y.dim() == 5 && z.dim() == 3 && z.stride(2) == 1);

@@ -187,10 +187,10 @@ void angle_and_dt_bwd(const Mamba3Gates& g, const Layout& l, int64_t seq_len, co
 
 }  // namespace
 
-void mamba3_prepare_bwd(const Tensor& proj, const Mamba3Gates& g, const Mamba3ScanGrads& ds, Tensor& dproj,
-                        Mamba3Gates& grads) {
+void mamba3_prepare_bwd(Exec& exec, const Tensor& proj, const Mamba3Gates& g, const Mamba3ScanGrads& ds,
+                        Tensor& dproj, Mamba3Gates& grads) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("mamba3_prepare_bwd", proj.device());
+  OpScope op_scope(exec, "mamba3_prepare_bwd", proj.device());
   if (proj.device() == Device::cuda) return mamba3_prepare_bwd_cuda(proj, g, ds, dproj, grads);
 #endif
   MAMBA_CHECK(proj.is_contiguous() && proj.dim() == 3 && dproj.is_contiguous() &&
@@ -235,11 +235,11 @@ void mamba3_prepare_bwd(const Tensor& proj, const Mamba3Gates& g, const Mamba3Sc
   }
 }
 
-Tensor mamba3_combine_bwd(const Tensor& dout_in, const Tensor& y, const Tensor& z, const Tensor& norm_weight,
-                          const Tensor& mimo_z, const Tensor& mimo_o, Tensor& dz, Tensor& dnorm_weight,
-                          Tensor& dmimo_z, Tensor& dmimo_o) {
+Tensor mamba3_combine_bwd(Exec& exec, const Tensor& dout_in, const Tensor& y, const Tensor& z,
+                          const Tensor& norm_weight, const Tensor& mimo_z, const Tensor& mimo_o, Tensor& dz,
+                          Tensor& dnorm_weight, Tensor& dmimo_z, Tensor& dmimo_o) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("mamba3_combine_bwd", y.device());
+  OpScope op_scope(exec, "mamba3_combine_bwd", y.device());
   if (y.device() == Device::cuda)
     return mamba3_combine_bwd_cuda(dout_in, y, z, norm_weight, mimo_z, mimo_o, dz, dnorm_weight, dmimo_z,
                                    dmimo_o);

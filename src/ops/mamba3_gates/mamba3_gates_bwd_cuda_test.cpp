@@ -10,6 +10,7 @@
 #include <tuple>
 
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "ops/mamba3_gates/mamba3_gates.h"
 #include "ops/mamba3_gates/mamba3_gates_testing.h"
 #include "testing.h"
@@ -68,8 +69,8 @@ void check_prepare(const Dims& d, Mamba3Rope rope, std::mt19937& rng) {
   const Mamba3Gates grads0 = random_grads(g, rng);
   Mamba3Gates cg = copy_grads(grads0, Device::cpu), gg_grads = copy_grads(grads0, Device::cuda);
   Tensor dproj = Tensor::zeros(proj.shape()), gdproj = Tensor::zeros(proj.shape(), DType::f32, Device::cuda);
-  mamba3_prepare_bwd(proj, g, ds, dproj, cg);
-  mamba3_prepare_bwd(on_cuda(proj), gg, gds, gdproj, gg_grads);
+  mamba3_prepare_bwd(exec, proj, g, ds, dproj, cg);
+  mamba3_prepare_bwd(exec, on_cuda(proj), gg, gds, gdproj, gg_grads);
   EXPECT_LT(scaled_max_diff(gdproj, dproj), kTol) << what << " dproj";
   EXPECT_LT(scaled_max_diff(gg_grads.dt_bias, cg.dt_bias), kTol) << what << " dt_bias";
   EXPECT_LT(scaled_max_diff(gg_grads.B_bias, cg.B_bias), kTol) << what << " B_bias";
@@ -130,8 +131,8 @@ TEST(Mamba3GatesBwdCuda, CombineMatchesCpu) {
                  dmo = copy_on(dmo0, Device::cpu);
       Tensor gdz, gdnw = copy_on(dnw0, Device::cuda), gdmz = copy_on(dmz0, Device::cuda),
                   gdmo = copy_on(dmo0, Device::cuda);
-      const Tensor dy = mamba3_combine_bwd(dout, y, z, w, mz, mo, dz, dnw, dmz, dmo);
-      const Tensor gdy = mamba3_combine_bwd(on_cuda(dout), on_cuda(y), gz, on_cuda(w), on_cuda(mz),
+      const Tensor dy = mamba3_combine_bwd(exec, dout, y, z, w, mz, mo, dz, dnw, dmz, dmo);
+      const Tensor gdy = mamba3_combine_bwd(exec, on_cuda(dout), on_cuda(y), gz, on_cuda(w), on_cuda(mz),
                                             on_cuda(mo), gdz, gdnw, gdmz, gdmo);
       EXPECT_LT(scaled_max_diff(gdy, dy), kTol) << what << " dy";
       EXPECT_LT(scaled_max_diff(gdz, dz), kTol) << what << " dz";

@@ -3,6 +3,7 @@
 // (proj, dt_bias, B/C biases, B/C norm weights). combine: SISO and MIMO, gate or head norm.
 #include <gtest/gtest.h>
 
+#include "exec_testing.h"
 #include "grad_check.h"
 #include "ops/mamba3_gates/mamba3_gates.h"
 #include "testing.h"
@@ -41,11 +42,11 @@ void check_prepare(bool mimo, Mamba3Rope rope, uint32_t seed) {
   dg.B_norm_weight = Tensor::zeros({N});
   dg.C_norm_weight = Tensor::zeros({N});
   Tensor dproj = Tensor::zeros(proj.shape());
-  mamba3_prepare_bwd(proj, g, d, dproj, dg);
+  mamba3_prepare_bwd(exec, proj, g, d, dproj, dg);
   auto loss = [&] {
     Tensor angle = Tensor::zeros({batch, H, S});
     Mamba3ScanArgs a;
-    mamba3_prepare_fwd(proj, g, angle, a);
+    mamba3_prepare_fwd(exec, proj, g, angle, a);
     return testing::weighted_sum(a.q, d.dq) + testing::weighted_sum(a.k, d.dk) +
            testing::weighted_sum(a.adt, d.dadt) + testing::weighted_sum(a.dt, d.ddt) +
            testing::weighted_sum(a.trap, d.dtrap);
@@ -85,7 +86,7 @@ void check_combine(bool mimo, bool outproj_norm, uint32_t seed) {
   Tensor dout = testing::random_tensor({batch, L, H * P}, rng), dz;
   Tensor dnw = outproj_norm ? Tensor::zeros({H * P}) : Tensor();
   Tensor dmz = mimo ? Tensor::zeros({H, R, P}) : Tensor(), dmo = mimo ? Tensor::zeros({H, R, P}) : Tensor();
-  const Tensor dy = mamba3_combine_bwd(dout, y, z, nw, mz, mo, dz, dnw, dmz, dmo);
+  const Tensor dy = mamba3_combine_bwd(exec, dout, y, z, nw, mz, mo, dz, dnw, dmz, dmo);
   Tensor dwide = Tensor::zeros(wide.shape());
   dwide.slice(2, 0, H * P).copy_from(dz);
   std::vector<testing::GradInput> inputs = {{"y", y, dy}, {"z", wide, dwide}};
@@ -95,7 +96,7 @@ void check_combine(bool mimo, bool outproj_norm, uint32_t seed) {
     inputs.push_back({"mimo_o", mo, dmo});
   }
   testing::expect_grads_match(
-      [&] { return testing::weighted_sum(mamba3_combine_fwd(y, z, nw, mz, mo), dout); }, inputs);
+      [&] { return testing::weighted_sum(mamba3_combine_fwd(exec, y, z, nw, mz, mo), dout); }, inputs);
 }
 
 TEST(Mamba3GatesBwd, CombineSisoGate) {

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "ops/mamba3_gates/mamba3_gates.h"
 #include "ops/mamba3_gates/mamba3_gates_testing.h"
 #include "testing.h"
@@ -71,8 +72,8 @@ TEST(Mamba3GatesCuda, PrepareMatchesCpu) {
       Tensor angle = angle0.copy(), gangle = on_cuda(angle0);
       for (int call = 0; call < 2; ++call) {
         Mamba3ScanArgs a, ga;
-        mamba3_prepare_fwd(proj, g, angle, a);
-        mamba3_prepare_fwd(on_cuda(proj), gg, gangle, ga);
+        mamba3_prepare_fwd(exec, proj, g, angle, a);
+        mamba3_prepare_fwd(exec, on_cuda(proj), gg, gangle, ga);
         EXPECT_LT(scaled_max_diff(ga.adt, a.adt), 1e-5f) << what;
         EXPECT_LT(scaled_max_diff(ga.dt, a.dt), 1e-6f) << what;
         EXPECT_LT(scaled_max_diff(ga.trap, a.trap), 1e-6f) << what;
@@ -104,9 +105,9 @@ TEST(Mamba3GatesCuda, PrepareBf16OperandsRoundF32) {
       a32.fast_bf16 = true;
       a16.fast_bf16 = a16.bf16_operands = true;
       flag_only.bf16_operands = true;  // without fast_bf16: f32 as before
-      mamba3_prepare_fwd(proj, gg, angle32, a32);
-      mamba3_prepare_fwd(proj, gg, angle16, a16);
-      mamba3_prepare_fwd(proj, gg, angle_flag_only, flag_only);
+      mamba3_prepare_fwd(exec, proj, gg, angle32, a32);
+      mamba3_prepare_fwd(exec, proj, gg, angle16, a16);
+      mamba3_prepare_fwd(exec, proj, gg, angle_flag_only, flag_only);
       ASSERT_EQ(a16.q.dtype(), DType::bf16) << what;
       ASSERT_EQ(a16.k.dtype(), DType::bf16) << what;
       EXPECT_EQ(a16.q.shape(), a32.q.shape()) << what;
@@ -126,7 +127,7 @@ TEST(Mamba3GatesCuda, PrepareBf16OperandsRoundF32) {
   Tensor angle = Tensor::zeros({1, 2, 4});
   Mamba3ScanArgs a;
   a.fast_bf16 = a.bf16_operands = true;
-  mamba3_prepare_fwd(proj, g, angle, a);
+  mamba3_prepare_fwd(exec, proj, g, angle, a);
   EXPECT_EQ(a.q.dtype(), DType::f32);
   EXPECT_EQ(a.k.dtype(), DType::f32);
 }
@@ -150,10 +151,10 @@ TEST(Mamba3GatesCuda, CombineMatchesCpu) {
     const Tensor mo = mimo ? random_tensor({n_heads, rank, head_dim}, rng) : Tensor();
     for (bool norm : {false, true}) {
       const Tensor w = norm ? random_tensor({di}, rng) : Tensor();
-      const Tensor ref = mamba3_combine_fwd(y, z, w, mz, mo);
-      EXPECT_LT(
-          scaled_max_diff(mamba3_combine_fwd(on_cuda(y), gz, on_cuda(w), on_cuda(mz), on_cuda(mo)), ref),
-          1e-5f)
+      const Tensor ref = mamba3_combine_fwd(exec, y, z, w, mz, mo);
+      EXPECT_LT(scaled_max_diff(
+                    mamba3_combine_fwd(exec, on_cuda(y), gz, on_cuda(w), on_cuda(mz), on_cuda(mo)), ref),
+                1e-5f)
           << "rank " << rank << " norm " << norm;
     }
   }

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "exec_testing.h"
 #include "testing.h"
 
 namespace mamba::ops {
@@ -48,7 +49,7 @@ TEST(Mamba3Gates, PrepareMatchesDefinition) {
     const int64_t off_b = 2 * H * g.head_dim, off_c = off_b + R * G * N, off_dt = off_c + R * G * N;
     Tensor angle = Tensor::zeros({B, H, S});
     Mamba3ScanArgs a;
-    mamba3_prepare_fwd(s.proj, g, angle, a);
+    mamba3_prepare_fwd(exec, s.proj, g, angle, a);
     for (int64_t b = 0; b < B; ++b) {
       std::vector<double> phi(H * S, 0.0);
       for (int64_t t = 0; t < L; ++t) {
@@ -96,9 +97,9 @@ TEST(Mamba3Gates, SplitCallsContinueTheAngle) {
   GateCase s = make(rng, false, 1, 9);
   Tensor a1 = Tensor::zeros({1, 4, 2}), a2 = Tensor::zeros({1, 4, 2});
   Mamba3ScanArgs whole, first, second;
-  mamba3_prepare_fwd(s.proj, s.g, a1, whole);
-  mamba3_prepare_fwd(s.proj.slice(1, 0, 4).contiguous(), s.g, a2, first);
-  mamba3_prepare_fwd(s.proj.slice(1, 4, 9).contiguous(), s.g, a2, second);
+  mamba3_prepare_fwd(exec, s.proj, s.g, a1, whole);
+  mamba3_prepare_fwd(exec, s.proj.slice(1, 0, 4).contiguous(), s.g, a2, first);
+  mamba3_prepare_fwd(exec, s.proj.slice(1, 4, 9).contiguous(), s.g, a2, second);
   EXPECT_LT(testing::max_abs_diff(whole.q.slice(1, 4, 9).contiguous(), second.q), 1e-5f);
   EXPECT_LT(testing::max_abs_diff(a1, a2), 1e-5f);
 }
@@ -110,7 +111,7 @@ TEST(Mamba3Gates, CombineMatchesDefinition) {
   Tensor w = testing::random_tensor({H * P}, rng), mz = testing::random_tensor({H, R, P}, rng),
          mo = testing::random_tensor({H, R, P}, rng);
   for (bool norm : {false, true}) {
-    Tensor o = mamba3_combine_fwd(y, z, norm ? w : Tensor(), mz, mo);
+    Tensor o = mamba3_combine_fwd(exec, y, z, norm ? w : Tensor(), mz, mo);
     for (int64_t bt = 0; bt < B * L; ++bt)
       for (int64_t h = 0; h < H; ++h)
         for (int64_t p = 0; p < P; ++p) {

@@ -463,9 +463,9 @@ MAMBA_CPU_CLONES void scan_chunks(const std::vector<HeadView>& views, const Dims
 
 }  // namespace
 
-void mamba3_scan_fwd(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y) {
+void mamba3_scan_fwd(Exec& exec, const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("mamba3_scan_fwd", args.x.device());
+  OpScope op_scope(exec, "mamba3_scan_fwd", args.x.device());
   if (args.x.device() == Device::cuda) return mamba3_scan_cuda(args, state, y);
 #endif
   const Dims d = check_args(args, state, y);
@@ -494,7 +494,7 @@ void mamba3_scan_fwd(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor&
 
 void mamba3_scan_ref(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("mamba3_scan_ref", args.x.device());
+  OpScope op_scope(exec, "mamba3_scan_ref", args.x.device());
   if (args.x.device() == Device::cuda) return mamba3_scan_cuda(args, state, y);
 #endif
   const Dims d = check_args(args, state, y);
@@ -510,9 +510,9 @@ void mamba3_scan_ref(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor&
   });
 }
 
-void mamba3_scan_step(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y) {
+void mamba3_scan_step(Exec& exec, const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("mamba3_scan_step", args.x.device());
+  OpScope op_scope(exec, "mamba3_scan_step", args.x.device());
   if (args.x.device() == Device::cuda) return mamba3_scan_cuda(args, state, y);
 #endif
   const Dims d = check_args(args, state, y);

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "core/tensor.h"
+#include "ops/exec.h"
 
 namespace mamba::ops {
 
@@ -56,13 +57,13 @@ inline bool mamba3_scan_fast_bf16_applies(int64_t seq_len, int64_t rank, bool ha
 
 // Whole-sequence chunked form (§3.5). y: [batch, seq_len, mimo_rank, n_heads, head_dim], allocated
 // when undefined (all three functions); given, it is written in place.
-void mamba3_scan_fwd(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
+void mamba3_scan_fwd(Exec& exec, const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
 
 // Naive sequential recurrence, token by token (the definition above); the test oracle.
 void mamba3_scan_ref(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
 
 // One token (seq_len == 1) fast path used by decode; same contract. Allocation-free when y is given.
-void mamba3_scan_step(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
+void mamba3_scan_step(Exec& exec, const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
 
 // Gradients of a whole-sequence call from a zero state (training; mamba3_scan_bwd.cpp).
 struct Mamba3ScanGrads {
@@ -78,6 +79,6 @@ struct Mamba3ScanGrads {
 // key/value gradient of token t γ_t·dS_t + β_{t+1}·dS_{t+1}), re-running the forward one chunk
 // of `chunk_size` tokens at a time from saved chunk-entry states.
 // dy: [batch, seq_len, mimo_rank, n_heads, head_dim].
-Mamba3ScanGrads mamba3_scan_bwd(const Mamba3ScanArgs& args, const Tensor& dy);
+Mamba3ScanGrads mamba3_scan_bwd(Exec& exec, const Mamba3ScanArgs& args, const Tensor& dy);
 
 }  // namespace mamba::ops

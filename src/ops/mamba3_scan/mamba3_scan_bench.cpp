@@ -6,7 +6,11 @@
 #include <random>
 
 #include "core/tensor.h"
+#include "ops/exec.h"
 #include "ops/mamba3_scan/mamba3_scan.h"
+
+// The bench's execution context (never destroyed: CUDA objects must not outlive the driver).
+static mamba::ops::Exec& exec = *new mamba::ops::Exec();
 
 namespace {
 
@@ -71,7 +75,7 @@ void BM_mamba3_scan_fwd(benchmark::State& st) {
   Problem pr = make_problem(seq_len, rank, chunk_size);
   for (auto _ : st) {
     pr.state.ssm.zero();
-    mamba::ops::mamba3_scan_fwd(pr.args, pr.state, pr.y);
+    mamba::ops::mamba3_scan_fwd(exec, pr.args, pr.state, pr.y);
     benchmark::DoNotOptimize(pr.y.raw());
   }
   report(st, seq_len, chunked_flops(seq_len, rank, chunk_size));
@@ -105,7 +109,7 @@ void BM_mamba3_scan_step(benchmark::State& st) {
   const int64_t rank = st.range(0);
   Problem pr = make_problem(1, rank, 64);
   for (auto _ : st) {
-    mamba::ops::mamba3_scan_step(pr.args, pr.state, pr.y);
+    mamba::ops::mamba3_scan_step(exec, pr.args, pr.state, pr.y);
     benchmark::DoNotOptimize(pr.y.raw());
   }
   report(st, 1, static_cast<double>(kHeads) * (6.0 * rank + 1.0) * kHeadDim * kDState);

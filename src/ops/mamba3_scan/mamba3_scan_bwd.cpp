@@ -167,10 +167,10 @@ void head_bwd(HeadSlice& s, const Sizes& z) {
 
 }  // namespace
 
-Mamba3ScanGrads mamba3_scan_bwd(const Mamba3ScanArgs& a, const Tensor& dy_in) {
+Mamba3ScanGrads mamba3_scan_bwd(Exec& exec, const Mamba3ScanArgs& a, const Tensor& dy_in) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("mamba3_scan_bwd", a.x.device());
-  if (a.x.device() == Device::cuda) return mamba3_scan_bwd_cuda(a, dy_in);
+  OpScope op_scope(exec, "mamba3_scan_bwd", a.x.device());
+  if (a.x.device() == Device::cuda) return mamba3_scan_bwd_cuda(exec.plan(), a, dy_in);
 #endif
   const Tensor dy = dy_in.contiguous();
   const Sizes z{a.x.size(0),

@@ -1,7 +1,7 @@
 // Backward of the Mamba-3 scan on CUDA (SPEC §3.4): the gradients of mamba3_scan_bwd.cpp, whole
 // sequence from a zero state, fp32. mamba3_scan_bwd_cuda sends SISO to the GEMM form
 // (mamba3_scan_bwd_gemm.cu); this file's exact kernels take MIMO, and SISO too under
-// MAMBACPP_M3_BWD=exact. The official kernel parallelizes over (batch, head) only; here chunks run
+// KernelPlan::mamba3_bwd = exact. The official kernel parallelizes over (batch, head) only; here chunks run
 // in parallel too, in five launches:
 //  1. chunk_local: per chunk, the end state from a zero entry (S_loc), the gradient of the chunk's
 //     first state from the chunk's own dy (D_loc), both as weighted sums over the chunk's tokens,
@@ -602,14 +602,11 @@ Mamba3ScanGrads mamba3_scan_bwd_cuda_exact(const Mamba3ScanArgs& a, const Tensor
   return g;
 }
 
-// The GEMM path (mamba3_scan_bwd_gemm.cu) where it applies; MAMBACPP_M3_BWD=exact keeps this file's
-// kernels (the fallback, and the path MIMO always takes).
-Mamba3ScanGrads mamba3_scan_bwd_cuda(const Mamba3ScanArgs& a, const Tensor& dy) {
-  static const bool exact = [] {
-    const char* env = std::getenv("MAMBACPP_M3_BWD");
-    return env && std::string_view(env) == "exact";
-  }();
-  if (!exact && mamba3_scan_bwd_cuda_gemm_supported(a)) return mamba3_scan_bwd_cuda_gemm(a, dy);
+// The GEMM path (mamba3_scan_bwd_gemm.cu) where it applies; KernelPlan::mamba3_bwd = exact keeps
+// this file's kernels (the fallback, and the path MIMO always takes).
+Mamba3ScanGrads mamba3_scan_bwd_cuda(const KernelPlan& plan, const Mamba3ScanArgs& a, const Tensor& dy) {
+  if (plan.mamba3_bwd != KernelPlan::Mamba3Bwd::exact && mamba3_scan_bwd_cuda_gemm_supported(a))
+    return mamba3_scan_bwd_cuda_gemm(a, dy);
   return mamba3_scan_bwd_cuda_exact(a, dy);
 }
 

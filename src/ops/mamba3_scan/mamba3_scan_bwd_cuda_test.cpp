@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "ops/mamba3_scan/mamba3_scan.h"
 #include "ops/mamba3_scan/mamba3_scan_cuda.h"
 #include "ops/mamba3_scan/mamba3_scan_testing.h"
@@ -66,7 +67,10 @@ struct Path {
 
 // The paths a case runs: the dispatcher, the exact kernels, and the GEMM path where it applies.
 std::vector<Path> paths_for(const Mamba3ScanArgs& a) {
-  std::vector<Path> out{{"dispatch", mamba3_scan_bwd}, {"exact", mamba3_scan_bwd_cuda_exact}};
+  const BwdFn dispatch = [](const Mamba3ScanArgs& x, const Tensor& dy) {
+    return mamba3_scan_bwd(exec, x, dy);
+  };
+  std::vector<Path> out{{"dispatch", dispatch}, {"exact", mamba3_scan_bwd_cuda_exact}};
   if (mamba3_scan_bwd_cuda_gemm_supported(a)) out.push_back({"gemm", mamba3_scan_bwd_cuda_gemm});
   return out;
 }
@@ -98,7 +102,7 @@ TEST(Mamba3ScanBwdCuda, MatchesCpu) {
                              " N=" + std::to_string(c.d_state) + " chunk=" + std::to_string(c.chunk);
     const Mamba3ScanArgs a = random_args(c, rng);
     const Tensor dy = random_tensor({c.batch, c.seq_len, c.rank, c.n_heads, c.head_dim}, rng);
-    const Mamba3ScanGrads ref = mamba3_scan_bwd(a, dy);
+    const Mamba3ScanGrads ref = mamba3_scan_bwd(exec, a, dy);
     const Mamba3ScanArgs da = on_device(a);
     const Tensor ddy = on_cuda(dy);
     for (const Path& path : paths_for(da)) {
@@ -118,7 +122,7 @@ TEST(Mamba3ScanBwdCuda, LongSlowDecay) {
   Mamba3ScanArgs a = random_args(c, rng);
   a.adt = random_tensor({1, c.seq_len, c.n_heads}, rng, -0.02f, 0.0f);
   const Tensor dy = random_tensor({1, c.seq_len, 1, c.n_heads, c.head_dim}, rng);
-  const Mamba3ScanGrads ref = mamba3_scan_bwd(a, dy);
+  const Mamba3ScanGrads ref = mamba3_scan_bwd(exec, a, dy);
   const Mamba3ScanArgs da = on_device(a);
   const Tensor ddy = on_cuda(dy);
   for (const Path& path : paths_for(da)) expect_close(path.fn(da, ddy), ref, false, path.name);
@@ -135,7 +139,7 @@ TEST(Mamba3ScanBwdCuda, GemmPathBenchRanges) {
   a.dt = random_tensor({c.batch, c.seq_len, c.n_heads}, rng, 0.001f, 0.1f);
   a.trap = random_tensor({c.batch, c.seq_len, c.n_heads}, rng, 0.0f, 1.0f);
   const Tensor dy = random_tensor({c.batch, c.seq_len, 1, c.n_heads, c.head_dim}, rng);
-  const Mamba3ScanGrads ref = mamba3_scan_bwd(a, dy);
+  const Mamba3ScanGrads ref = mamba3_scan_bwd(exec, a, dy);
   const Mamba3ScanArgs da = on_device(a);
   const Tensor ddy = on_cuda(dy);
   const Mamba3ScanGrads exact = mamba3_scan_bwd_cuda_exact(da, ddy),

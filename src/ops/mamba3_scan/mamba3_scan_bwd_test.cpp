@@ -2,6 +2,7 @@
 // dt, λ, D, mimo_x) over several chunks (the last one partial); the loss runs the chunked forward.
 #include <gtest/gtest.h>
 
+#include "exec_testing.h"
 #include "grad_check.h"
 #include "ops/mamba3_scan/mamba3_scan.h"
 #include "testing.h"
@@ -23,12 +24,12 @@ void check(int64_t R, uint32_t seed) {
   if (R > 1) a.mimo_x = testing::random_tensor({H, R, P}, rng);
   a.chunk_size = 3;
   Tensor dout = testing::random_tensor({batch, L, R, H, P}, rng);
-  const Mamba3ScanGrads g = mamba3_scan_bwd(a, dout);
+  const Mamba3ScanGrads g = mamba3_scan_bwd(exec, a, dout);
   auto loss = [&] {
     Mamba3ScanState s{Tensor::zeros({batch, H, P, N}), Tensor::zeros({batch, R, H, N}),
                       Tensor::zeros({batch, H, P})};
     Tensor y;
-    mamba3_scan_fwd(a, s, y);
+    mamba3_scan_fwd(exec, a, s, y);
     return testing::weighted_sum(y, dout);
   };
   std::vector<testing::GradInput> inputs = {

@@ -10,8 +10,8 @@ namespace mamba::ops {
 void mamba3_scan_cuda(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
 
 // Same contract as mamba3_scan_bwd, fp32: the GEMM path where it applies (SISO), else the exact
-// kernels; the environment variable MAMBACPP_M3_BWD=exact forces the exact kernels.
-Mamba3ScanGrads mamba3_scan_bwd_cuda(const Mamba3ScanArgs& args, const Tensor& dy);
+// kernels; KernelPlan::mamba3_bwd = exact (--kernel mamba3_bwd=exact) forces the exact kernels.
+Mamba3ScanGrads mamba3_scan_bwd_cuda(const KernelPlan& plan, const Mamba3ScanArgs& args, const Tensor& dy);
 
 // The exact kernels (mamba3_scan_bwd_cuda.cu): chunks in parallel, sequential in time within a
 // chunk; any rank.

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "ops/mamba3_gates/mamba3_gates.h"
 #include "ops/mamba3_gates/mamba3_gates_testing.h"
 #include "ops/mamba3_scan/mamba3_scan.h"
@@ -78,7 +79,7 @@ TEST(Mamba3ScanCuda, MatchesCpuReference) {
       Mamba3ScanState gs = copy_state(s0, Device::cuda);
       Tensor gy;
       if (variant == 0)
-        mamba3_scan_fwd(g, gs, gy);
+        mamba3_scan_fwd(exec, g, gs, gy);
       else
         mamba3_scan_ref(g, gs, gy);
       EXPECT_LT(scaled_max_diff(gy, y), 1e-4f) << what;
@@ -89,12 +90,12 @@ TEST(Mamba3ScanCuda, MatchesCpuReference) {
     const int64_t k = c.seq_len / 2;
     if (k > 0) {
       Tensor gy;
-      mamba3_scan_fwd(tokens(g, 0, k), gs, gy);
+      mamba3_scan_fwd(exec, tokens(g, 0, k), gs, gy);
       EXPECT_LT(scaled_max_diff(gy, y.slice(1, 0, k).contiguous()), 1e-4f) << what << " prefill";
     }
     for (int64_t t = k; t < c.seq_len; ++t) {
       Tensor gy = Tensor::empty({c.batch, 1, c.rank, c.n_heads, c.head_dim}, DType::f32, Device::cuda);
-      mamba3_scan_step(tokens(g, t, t + 1), gs, gy);
+      mamba3_scan_step(exec, tokens(g, t, t + 1), gs, gy);
       EXPECT_LT(scaled_max_diff(gy, y.slice(1, t, t + 1).contiguous()), 1e-4f) << what << " step " << t;
     }
     expect_state_near(gs, cs, what + " after steps");
@@ -117,8 +118,8 @@ TEST(Mamba3ScanCuda, FastBf16MatchesSimple) {
   Mamba3ScanState fs = copy_state(s0, Device::cuda), ss = copy_state(s0, Device::cuda);
   for (const auto& [t0, t1] : {std::pair<int64_t, int64_t>{0, 200}, {200, 330}}) {
     Tensor fy, sy;
-    mamba3_scan_fwd(tokens(fast, t0, t1), fs, fy);
-    mamba3_scan_fwd(tokens(simple, t0, t1), ss, sy);
+    mamba3_scan_fwd(exec, tokens(fast, t0, t1), fs, fy);
+    mamba3_scan_fwd(exec, tokens(simple, t0, t1), ss, sy);
     EXPECT_LT(scaled_max_diff(fy, sy), 1e-2f) << "tokens " << t0;
     EXPECT_LT(scaled_max_diff(fs.ssm, ss.ssm), 1e-2f) << "tokens " << t0;
     EXPECT_LT(scaled_max_diff(fs.k_prev, ss.k_prev), 1e-2f) << "tokens " << t0;
@@ -126,8 +127,8 @@ TEST(Mamba3ScanCuda, FastBf16MatchesSimple) {
   }
   for (int64_t t = 330; t < c.seq_len; ++t) {
     Tensor fy, sy;
-    mamba3_scan_step(tokens(fast, t, t + 1), fs, fy);
-    mamba3_scan_step(tokens(simple, t, t + 1), ss, sy);
+    mamba3_scan_step(exec, tokens(fast, t, t + 1), fs, fy);
+    mamba3_scan_step(exec, tokens(simple, t, t + 1), ss, sy);
     EXPECT_LT(scaled_max_diff(fy, sy), 1e-2f) << "step " << t;
   }
 }
@@ -151,8 +152,8 @@ TEST(Mamba3ScanCuda, FastBf16MimoMatchesSimple) {
     const std::string what = "R=" + std::to_string(rank) + " tokens ";
     for (const auto& [t0, t1] : {std::pair<int64_t, int64_t>{0, 200}, {200, 330}}) {
       Tensor fy, sy;
-      mamba3_scan_fwd(tokens(fast, t0, t1), fs, fy);
-      mamba3_scan_fwd(tokens(simple, t0, t1), ss, sy);
+      mamba3_scan_fwd(exec, tokens(fast, t0, t1), fs, fy);
+      mamba3_scan_fwd(exec, tokens(simple, t0, t1), ss, sy);
       EXPECT_LT(scaled_max_diff(fy, sy), 1e-2f) << what << t0;
       EXPECT_LT(scaled_max_diff(fs.ssm, ss.ssm), 1e-2f) << what << t0;
       EXPECT_LT(scaled_max_diff(fs.k_prev, ss.k_prev), 1e-2f) << what << t0;
@@ -160,8 +161,8 @@ TEST(Mamba3ScanCuda, FastBf16MimoMatchesSimple) {
     }
     for (int64_t t = 330; t < c.seq_len; ++t) {
       Tensor fy, sy;
-      mamba3_scan_step(tokens(fast, t, t + 1), fs, fy);
-      mamba3_scan_step(tokens(simple, t, t + 1), ss, sy);
+      mamba3_scan_step(exec, tokens(fast, t, t + 1), fs, fy);
+      mamba3_scan_step(exec, tokens(simple, t, t + 1), ss, sy);
       EXPECT_LT(scaled_max_diff(fy, sy), 1e-2f) << what << "step " << t;
     }
   }
@@ -194,8 +195,8 @@ TEST(Mamba3ScanCuda, Bf16OperandsMatchF32) {
     a32.x = x.contiguous().view({d.batch, d.seq_len, H, P});
     a16.x = x.to(DType::bf16).view({d.batch, d.seq_len, H, P});
     Tensor angle32 = Tensor::zeros({d.batch, H, S}, DType::f32, Device::cuda), angle16 = angle32.copy();
-    mamba3_prepare_fwd(proj, g, angle32, a32);
-    mamba3_prepare_fwd(proj, g, angle16, a16);
+    mamba3_prepare_fwd(exec, proj, g, angle32, a32);
+    mamba3_prepare_fwd(exec, proj, g, angle16, a16);
     ASSERT_EQ(a16.q.dtype(), DType::bf16) << what;
     const Mamba3ScanState s0{random_tensor({d.batch, H, P, N}, rng), random_tensor({d.batch, R, H, N}, rng),
                              random_tensor({d.batch, H, P}, rng)};
@@ -208,21 +209,21 @@ TEST(Mamba3ScanCuda, Bf16OperandsMatchF32) {
     const int64_t k = d.seq_len - 3;
     const bool fast = mamba3_scan_fast_bf16_applies(k, R, d.mimo, P, N);
     Tensor y32, y16;
-    mamba3_scan_fwd(tokens(fast ? a32 : w32, 0, k), s32, y32);
-    mamba3_scan_fwd(tokens(a16, 0, k), s16, y16);
+    mamba3_scan_fwd(exec, tokens(fast ? a32 : w32, 0, k), s32, y32);
+    mamba3_scan_fwd(exec, tokens(a16, 0, k), s16, y16);
     EXPECT_LT(scaled_max_diff(y16, y32.to(Device::cpu)), 1e-6f) << what;
     EXPECT_LT(scaled_max_diff(s16.ssm, s32.ssm.to(Device::cpu)), 1e-6f) << what;
     EXPECT_LT(scaled_max_diff(s16.k_prev, s32.k_prev.to(Device::cpu)), 1e-6f) << what;
     EXPECT_LT(scaled_max_diff(s16.v_prev, s32.v_prev.to(Device::cpu)), 1e-6f) << what;
     for (int64_t t = k; t < d.seq_len; ++t) {
       Tensor z32, z16;
-      mamba3_scan_step(tokens(w32, t, t + 1), s32, z32);
-      mamba3_scan_step(tokens(a16, t, t + 1), s16, z16);
+      mamba3_scan_step(exec, tokens(w32, t, t + 1), s32, z32);
+      mamba3_scan_step(exec, tokens(a16, t, t + 1), s16, z16);
       EXPECT_LT(scaled_max_diff(z16, z32.to(Device::cpu)), 1e-6f) << what << " step " << t;
     }
     EXPECT_LT(scaled_max_diff(s16.ssm, s32.ssm.to(Device::cpu)), 1e-6f) << what << " after steps";
     const Tensor dy = on_cuda(random_tensor({d.batch, d.seq_len, R, H, P}, rng));
-    EXPECT_THROW(static_cast<void>(mamba3_scan_bwd(a16, dy)), Error) << what;
+    EXPECT_THROW(static_cast<void>(mamba3_scan_bwd(exec, a16, dy)), Error) << what;
   }
 }
 

@@ -9,7 +9,7 @@
 
 namespace mamba::ops {
 
-Tensor mamba3_step_composed(const Tensor& proj, const Mamba3Gates& g, const Mamba3StepParams& w,
+Tensor mamba3_step_composed(Exec& exec, const Tensor& proj, const Mamba3Gates& g, const Mamba3StepParams& w,
                             Tensor& angle, Mamba3ScanState& state) {
   MAMBA_CHECK(proj.dim() == 2, "mamba3_step: proj " << shape_str(proj.shape()));
   const int64_t batch = proj.size(0), H = g.n_heads, P = g.head_dim, di = H * P;
@@ -18,22 +18,23 @@ Tensor mamba3_step_composed(const Tensor& proj, const Mamba3Gates& g, const Mamb
   args.x = proj3.slice(-1, di, 2 * di).contiguous().view({batch, 1, H, P});
   args.D = w.D;
   args.mimo_x = w.mimo_x;
-  mamba3_prepare_fwd(proj3, g, angle, args);
+  mamba3_prepare_fwd(exec, proj3, g, angle, args);
   Tensor y = Tensor::empty({batch, 1, g.rank, H, P}, DType::f32, proj.device());
-  mamba3_scan_step(args, state, y);
-  return mamba3_combine_fwd(y, proj3.slice(-1, 0, di), w.norm_weight, w.mimo_z, w.mimo_o).view({batch, di});
+  mamba3_scan_step(exec, args, state, y);
+  return mamba3_combine_fwd(exec, y, proj3.slice(-1, 0, di), w.norm_weight, w.mimo_z, w.mimo_o)
+      .view({batch, di});
 }
 
-Tensor mamba3_step(const Tensor& proj, const Mamba3Gates& g, const Mamba3StepParams& w, Tensor& angle,
-                   Mamba3ScanState& state) {
+Tensor mamba3_step(Exec& exec, const Tensor& proj, const Mamba3Gates& g, const Mamba3StepParams& w,
+                   Tensor& angle, Mamba3ScanState& state) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("mamba3_step", proj.device());
+  OpScope op_scope(exec, "mamba3_step", proj.device());
   if (proj.device() == Device::cuda) {
     Tensor o;
-    if (mamba3_step_cuda(proj, g, w, angle, state, o)) return o;
+    if (mamba3_step_cuda(exec, proj, g, w, angle, state, o)) return o;
   }
 #endif
-  return mamba3_step_composed(proj, g, w, angle, state);
+  return mamba3_step_composed(exec, proj, g, w, angle, state);
 }
 
 }  // namespace mamba::ops

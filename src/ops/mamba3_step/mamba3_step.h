@@ -5,6 +5,7 @@
 // composition mamba3_prepare_fwd -> mamba3_scan_step -> mamba3_combine_fwd, which it matches.
 #pragma once
 #include "core/tensor.h"
+#include "ops/exec.h"
 #include "ops/mamba3_gates/mamba3_gates.h"
 #include "ops/mamba3_scan/mamba3_scan.h"
 
@@ -22,11 +23,11 @@ struct Mamba3StepParams {
 // proj: [batch, d_in_proj] (rows may be strided) laid out [z | x | B | C | dd_dt | dd_A | trap |
 // angles]. Advances angle [batch, n_heads, n_rope_angles] and state (ssm, k_prev, v_prev) in
 // place; returns o [batch, n_heads·head_dim], the out_proj input.
-Tensor mamba3_step(const Tensor& proj, const Mamba3Gates& g, const Mamba3StepParams& w, Tensor& angle,
-                   Mamba3ScanState& state);
+Tensor mamba3_step(Exec& exec, const Tensor& proj, const Mamba3Gates& g, const Mamba3StepParams& w,
+                   Tensor& angle, Mamba3ScanState& state);
 
 // The unfused composition (the reference of the fused kernel's test).
-Tensor mamba3_step_composed(const Tensor& proj, const Mamba3Gates& g, const Mamba3StepParams& w,
+Tensor mamba3_step_composed(Exec& exec, const Tensor& proj, const Mamba3Gates& g, const Mamba3StepParams& w,
                             Tensor& angle, Mamba3ScanState& state);
 
 }  // namespace mamba::ops

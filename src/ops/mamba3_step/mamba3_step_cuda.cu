@@ -366,8 +366,8 @@ const float* opt(const Tensor& t) {
 
 }  // namespace
 
-bool mamba3_step_cuda(const Tensor& proj, const Mamba3Gates& g, const Mamba3StepParams& w, Tensor& angle,
-                      Mamba3ScanState& state, Tensor& o) {
+bool mamba3_step_cuda(Exec& exec, const Tensor& proj, const Mamba3Gates& g, const Mamba3StepParams& w,
+                      Tensor& angle, Mamba3ScanState& state, Tensor& o) {
   mamba::cuda::check_cuda_tensor(proj, "mamba3_step: proj");
   MAMBA_CHECK(proj.dim() == 2 && proj.stride(1) == 1 && proj.dtype() == DType::f32,
               "mamba3_step: proj " << shape_str(proj.shape()));
@@ -391,8 +391,8 @@ bool mamba3_step_cuda(const Tensor& proj, const Mamba3Gates& g, const Mamba3Step
   }
   o = Tensor::empty({batch, H * P}, DType::f32, Device::cuda);
   if (batch == 0) return true;
-  if (mamba3_step_stream_applies(batch, g, w)) {
-    mamba3_step_stream_cuda(proj, g, w, angle, state, o);
+  if (mamba3_step_stream_applies(exec.plan(), batch, g, w)) {
+    mamba3_step_stream_cuda(exec, proj, g, w, angle, state, o);
     return true;
   }
   const StepParams p{.proj = proj.f32(),

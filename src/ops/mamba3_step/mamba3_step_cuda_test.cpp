@@ -10,6 +10,7 @@
 #include <string>
 
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "ops/mamba3_step/mamba3_step.h"
 #include "testing.h"
 
@@ -109,12 +110,12 @@ TEST(Mamba3StepCuda, FusedMatchesComposition) {
         // Rows of a wider buffer: the kernel reads strided proj rows.
         const Tensor wide = random_tensor({d.batch, width + 3}, rng, -2.0f, 2.0f);
         const Tensor proj = wide.slice(1, 0, width);
-        const Tensor o_ref = mamba3_step_composed(proj.contiguous(), cpu.g, cpu.w, ref.angle, ref.scan);
+        const Tensor o_ref = mamba3_step_composed(exec, proj.contiguous(), cpu.g, cpu.w, ref.angle, ref.scan);
         const Tensor proj_gpu = on_cuda(wide).slice(1, 0, width);
         Tensor o_fused;
-        ASSERT_TRUE(mamba3_step_cuda(proj_gpu, gpu.g, gpu.w, fused.angle, fused.scan, o_fused)) << what;
+        ASSERT_TRUE(mamba3_step_cuda(exec, proj_gpu, gpu.g, gpu.w, fused.angle, fused.scan, o_fused)) << what;
         const Tensor o_comp =
-            mamba3_step_composed(proj_gpu.contiguous(), gpu.g, gpu.w, composed.angle, composed.scan);
+            mamba3_step_composed(exec, proj_gpu.contiguous(), gpu.g, gpu.w, composed.angle, composed.scan);
         const std::string at = what + " token " + std::to_string(t);
         EXPECT_LT(scaled_max_diff(o_fused, o_ref), kTolerance) << at;
         EXPECT_LT(scaled_max_diff(o_fused, o_comp.to(Device::cpu)), kTolerance) << at;
@@ -139,8 +140,8 @@ TEST(Mamba3StepCuda, DispatchTakesTheFusedKernel) {
   StepState b1 = a.to(Device::cuda), b2 = a.to(Device::cuda);
   const Tensor proj = on_cuda(random_tensor({2, width}, rng));
   Tensor direct;
-  ASSERT_TRUE(mamba3_step_cuda(proj, gpu.g, gpu.w, b1.angle, b1.scan, direct));
-  const Tensor via_op = mamba3_step(proj, gpu.g, gpu.w, b2.angle, b2.scan);
+  ASSERT_TRUE(mamba3_step_cuda(exec, proj, gpu.g, gpu.w, b1.angle, b1.scan, direct));
+  const Tensor via_op = mamba3_step(exec, proj, gpu.g, gpu.w, b2.angle, b2.scan);
   EXPECT_EQ(testing::max_abs_diff(via_op.to(Device::cpu), direct.to(Device::cpu)), 0.0f);
 }
 

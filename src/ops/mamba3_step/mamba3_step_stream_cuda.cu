@@ -97,26 +97,27 @@ __global__ void mamba3_step_save_kernel(const float* k, const float* proj, int64
 
 }  // namespace
 
-bool mamba3_step_stream_applies(int64_t batch, const Mamba3Gates& g, const Mamba3StepParams& w) {
-  static const char* mode = std::getenv("MAMBACPP_M3_STEP");  // fused | stream: timing comparisons
+bool mamba3_step_stream_applies(const KernelPlan& plan, int64_t batch, const Mamba3Gates& g,
+                                const Mamba3StepParams& w) {
+  using Mode = KernelPlan::Mamba3Step;  // fused | stream: timing comparisons
   if (g.rank != 1 || w.mimo_x.defined() || w.norm_weight.defined() || g.d_state != kStateN ||
-      g.head_dim % (kWarps * kRowsPerWarp) != 0 || (mode && std::string(mode) == "fused"))
+      g.head_dim % (kWarps * kRowsPerWarp) != 0 || plan.mamba3_step == Mode::fused)
     return false;
   // From about 8 blocks' worth of heads per SM the fused kernel's prologue stops hiding.
-  return (mode && std::string(mode) == "stream") ||
+  return plan.mamba3_step == Mode::stream ||
          batch * g.n_heads >= int64_t(8) * mamba::cuda::device_info().multiprocessors;
 }
 
-void mamba3_step_stream_cuda(const Tensor& proj_in, const Mamba3Gates& g, const Mamba3StepParams& w,
-                             Tensor& angle, Mamba3ScanState& state, Tensor& o) {
+void mamba3_step_stream_cuda(Exec& exec, const Tensor& proj_in, const Mamba3Gates& g,
+                             const Mamba3StepParams& w, Tensor& angle, Mamba3ScanState& state, Tensor& o) {
   const int64_t batch = proj_in.size(0), H = g.n_heads, P = g.head_dim;
   const Tensor proj = proj_in.is_contiguous() ? proj_in : proj_in.contiguous();  // the prepare's layout
   Mamba3ScanArgs a;                                                              // f32 q/k
   {
-    const OpTimer timer("prepare", Device::cuda);
+    const OpScope timer(exec, "prepare", Device::cuda);
     mamba3_prepare_fwd_cuda(proj.view({batch, 1, proj.size(1)}), g, angle, a);
   }
-  const OpTimer timer("state update + key store", Device::cuda);
+  const OpScope timer(exec, "state update + key store", Device::cuda);
   const StreamParams p{proj.f32(),          proj.stride(0),     a.q.f32(),       a.k.f32(),
                        a.adt.f32(),         a.dt.f32(),         a.trap.f32(),    w.D.f32(),
                        state.k_prev.f32(),  state.v_prev.f32(), state.ssm.f32(), o.f32(),

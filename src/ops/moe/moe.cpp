@@ -330,7 +330,8 @@ std::pair<int64_t, int64_t> check_experts(const Tensor& x, const MoeRouting& r, 
   return {inter, hw};
 }
 
-Tensor run_experts(const Tensor& x_in, const MoeRouting& r, const MoeExperts& e, MoeSaved* saved) {
+Tensor run_experts(Exec& exec, const Tensor& x_in, const MoeRouting& r, const MoeExperts& e,
+                   MoeSaved* saved) {
   const auto [inter, hw] = check_experts(x_in, r, e);
   const Device dev = x_in.device();
   const Tensor x = x_in.contiguous();
@@ -358,7 +359,7 @@ Tensor run_experts(const Tensor& x_in, const MoeRouting& r, const MoeExperts& e,
   for (int64_t i = 0; i < n_experts; ++i) {
     if (counts[i] == 0) continue;
     Tensor hv = h.slice(0, off, off + counts[i]);
-    linear_into(xs.slice(0, off, off + counts[i]), e.w_in[i], Tensor(), hv);
+    linear_into(exec, xs.slice(0, off, off + counts[i]), e.w_in[i], Tensor(), hv);
     off += counts[i];
   }
   Tensor a = Tensor::empty({n, inter}, DType::f32, dev);
@@ -368,7 +369,7 @@ Tensor run_experts(const Tensor& x_in, const MoeRouting& r, const MoeExperts& e,
   for (int64_t i = 0; i < n_experts; ++i) {
     if (counts[i] == 0) continue;
     Tensor ov = o.slice(0, off, off + counts[i]);
-    linear_into(a.slice(0, off, off + counts[i]), e.w_out[i], Tensor(), ov);
+    linear_into(exec, a.slice(0, off, off + counts[i]), e.w_out[i], Tensor(), ov);
     off += counts[i];
   }
   combine(o, pos_of, weights, k, y);
@@ -390,10 +391,10 @@ Tensor run_experts(const Tensor& x_in, const MoeRouting& r, const MoeExperts& e,
 
 }  // namespace
 
-MoeRouting moe_route(const Tensor& logits_in, const MoeRouterParams& p) {
+MoeRouting moe_route(Exec& exec, const Tensor& logits_in, const MoeRouterParams& p) {
   check_router(logits_in, p);
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("moe_route", logits_in.device());
+  OpScope op_scope(exec, "moe_route", logits_in.device());
   if (logits_in.device() == Device::cuda) return moe_route_cuda(logits_in, p);
 #else
   if (logits_in.device() == Device::cuda) no_cuda("moe_route");
@@ -414,19 +415,20 @@ MoeRouting moe_route(const Tensor& logits_in, const MoeRouterParams& p) {
   return r;
 }
 
-Tensor moe_experts(const Tensor& x, const MoeRouting& r, const MoeExperts& e) {
-  OpTimer op_timer("moe_experts", x.device());
-  return run_experts(x, r, e, nullptr);
+Tensor moe_experts(Exec& exec, const Tensor& x, const MoeRouting& r, const MoeExperts& e) {
+  OpScope op_scope(exec, "moe_experts", x.device());
+  return run_experts(exec, x, r, e, nullptr);
 }
 
-Tensor moe_experts_train(const Tensor& x, const MoeRouting& r, const MoeExperts& e, MoeSaved& saved) {
-  OpTimer op_timer("moe_experts", x.device());
-  return run_experts(x, r, e, &saved);
+Tensor moe_experts_train(Exec& exec, const Tensor& x, const MoeRouting& r, const MoeExperts& e,
+                         MoeSaved& saved) {
+  OpScope op_scope(exec, "moe_experts", x.device());
+  return run_experts(exec, x, r, e, &saved);
 }
 
-Tensor moe_experts_bwd(const Tensor& dy_in, const MoeSaved& s, const MoeExperts& e, Tensor& dweights,
-                       std::vector<Tensor>& dw_in, std::vector<Tensor>& dw_out) {
-  OpTimer op_timer("moe_experts_bwd", dy_in.device());
+Tensor moe_experts_bwd(Exec& exec, const Tensor& dy_in, const MoeSaved& s, const MoeExperts& e,
+                       Tensor& dweights, std::vector<Tensor>& dw_in, std::vector<Tensor>& dw_out) {
+  OpScope op_scope(exec, "moe_experts_bwd", dy_in.device());
   const Device dev = dy_in.device();
   const int64_t tokens = s.tokens, k = s.top_k, d = s.d_model, n = tokens * k;
   const int64_t n_experts = static_cast<int64_t>(e.w_in.size());
@@ -456,8 +458,8 @@ Tensor moe_experts_bwd(const Tensor& dy_in, const MoeSaved& s, const MoeExperts&
     const int64_t c = s.counts[i];
     if (c == 0) continue;
     Tensor dst = da.slice(0, off, off + c);
-    dst.copy_from(
-        linear_bwd(d_o.slice(0, off, off + c), s.a.slice(0, off, off + c), e.w_out[i], dw_out[i], no_bias));
+    dst.copy_from(linear_bwd(exec, d_o.slice(0, off, off + c), s.a.slice(0, off, off + c), e.w_out[i],
+                             dw_out[i], no_bias));
     off += c;
   }
   Tensor dh = Tensor::empty(s.h.shape(), DType::f32, dev);
@@ -468,15 +470,15 @@ Tensor moe_experts_bwd(const Tensor& dy_in, const MoeSaved& s, const MoeExperts&
     const int64_t c = s.counts[i];
     if (c == 0) continue;
     Tensor dst = dxs.slice(0, off, off + c);
-    dst.copy_from(
-        linear_bwd(dh.slice(0, off, off + c), s.xs.slice(0, off, off + c), e.w_in[i], dw_in[i], no_bias));
+    dst.copy_from(linear_bwd(exec, dh.slice(0, off, off + c), s.xs.slice(0, off, off + c), e.w_in[i],
+                             dw_in[i], no_bias));
     off += c;
   }
   combine(dxs, s.pos_of, Tensor(), k, dx);
   return dx;
 }
 
-Tensor moe_route_bwd(const Tensor& dweights_in, const Tensor& logits_in, const MoeRouting& r,
+Tensor moe_route_bwd(Exec& exec, const Tensor& dweights_in, const Tensor& logits_in, const MoeRouting& r,
                      const MoeRouterParams& p) {
   check_router(logits_in, p);
   const int64_t tokens = logits_in.size(0), n = logits_in.size(1), k = p.top_k;
@@ -485,7 +487,7 @@ Tensor moe_route_bwd(const Tensor& dweights_in, const Tensor& logits_in, const M
     throw_error(ErrorCode::shape, "moe_route_bwd: dweights / experts must be f32 / i32 [", tokens, ", ", k,
                 "]");
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("moe_route_bwd", logits_in.device());
+  OpScope op_scope(exec, "moe_route_bwd", logits_in.device());
   if (logits_in.device() == Device::cuda) return moe_route_bwd_cuda(dweights_in, logits_in, r, p);
 #else
   if (logits_in.device() == Device::cuda) no_cuda("moe_route_bwd");

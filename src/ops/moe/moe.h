@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "ops/exec.h"
 
 namespace mamba::ops {
 
@@ -44,7 +45,7 @@ struct MoeRouting {
 };
 
 // logits: [T, E] f32 (the caller's router GEMM). Outputs on the logits' device.
-MoeRouting moe_route(const Tensor& logits, const MoeRouterParams& p);
+MoeRouting moe_route(Exec& exec, const Tensor& logits, const MoeRouterParams& p);
 
 enum class MoeActivation {
   swiglu,      // silu(gate)·up (gated)
@@ -65,7 +66,7 @@ struct MoeExperts {
 // combination are kernels; the per-expert token counts come to the host once per call (the GEMM
 // shapes), so the call synchronizes once and cannot be captured in a DeviceGraph. An expert id
 // outside [0, E) throws Error(out_of_range).
-Tensor moe_experts(const Tensor& x, const MoeRouting& r, const MoeExperts& e);
+Tensor moe_experts(Exec& exec, const Tensor& x, const MoeRouting& r, const MoeExperts& e);
 
 // ---- Training (backward). ----
 
@@ -83,19 +84,20 @@ struct MoeSaved {
 };
 
 // moe_experts, keeping what the backward needs in `saved`.
-Tensor moe_experts_train(const Tensor& x, const MoeRouting& r, const MoeExperts& e, MoeSaved& saved);
+Tensor moe_experts_train(Exec& exec, const Tensor& x, const MoeRouting& r, const MoeExperts& e,
+                         MoeSaved& saved);
 
 // dy [T, D] -> dx [T, D] (the expert path only). Sets dweights to a new f32 [T, k] (d loss / d
 // routing weights) and accumulates into dw_in[e], dw_out[e] (f32, shaped like the weights,
 // zeroed by the caller) for every expert that received rows.
-Tensor moe_experts_bwd(const Tensor& dy, const MoeSaved& saved, const MoeExperts& e, Tensor& dweights,
-                       std::vector<Tensor>& dw_in, std::vector<Tensor>& dw_out);
+Tensor moe_experts_bwd(Exec& exec, const Tensor& dy, const MoeSaved& saved, const MoeExperts& e,
+                       Tensor& dweights, std::vector<Tensor>& dw_in, std::vector<Tensor>& dw_out);
 
 // d logits [T, E] from d weights [T, k] for the router that produced `r` from `logits`. The
 // selection is piecewise constant: the gradient flows through the selected values only (for
 // sigmoid_grouped through s[experts], with the normalization and scaling); the correction bias
 // gets none.
-Tensor moe_route_bwd(const Tensor& dweights, const Tensor& logits, const MoeRouting& r,
+Tensor moe_route_bwd(Exec& exec, const Tensor& dweights, const Tensor& logits, const MoeRouting& r,
                      const MoeRouterParams& p);
 
 }  // namespace mamba::ops

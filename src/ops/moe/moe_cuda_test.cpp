@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "ops/moe/moe.h"
 #include "testing.h"
 
@@ -80,10 +81,10 @@ TEST(MoeCuda, Route) {
       for (bool norm : {false, true}) {
         MoeRouterParams p = params(kind, c, bias);
         p.norm_topk = norm;
-        const MoeRouting ref = moe_route(logits, p);
+        const MoeRouting ref = moe_route(exec, logits, p);
         MoeRouterParams pg = p;
         pg.correction_bias = on_cuda(p.correction_bias);
-        const MoeRouting got = moe_route(on_cuda(logits), pg);
+        const MoeRouting got = moe_route(exec, on_cuda(logits), pg);
         const std::string what = std::string(router_name(kind)) + " T=" + std::to_string(c.tokens) +
                                  " E=" + std::to_string(c.n_experts) + (norm ? " norm" : "");
         ASSERT_EQ(got.experts.device(), Device::cuda);
@@ -93,8 +94,8 @@ TEST(MoeCuda, Route) {
         EXPECT_LT(scaled_max_diff(got.weights, ref.weights), 1e-5f) << what;
         // Backward of the router.
         const Tensor dw = testing::random_tensor({c.tokens, c.k}, rng);
-        const Tensor dl_ref = moe_route_bwd(dw, logits, ref, p);
-        EXPECT_LT(scaled_max_diff(moe_route_bwd(on_cuda(dw), on_cuda(logits), got, pg), dl_ref), 1e-5f)
+        const Tensor dl_ref = moe_route_bwd(exec, dw, logits, ref, p);
+        EXPECT_LT(scaled_max_diff(moe_route_bwd(exec, on_cuda(dw), on_cuda(logits), got, pg), dl_ref), 1e-5f)
             << what;
       }
     }
@@ -110,16 +111,16 @@ TEST(MoeCuda, ExpertsForwardAndBackward) {
       const MoeExperts eg = experts_to(e, DType::f32);
       const Tensor x = testing::random_tensor({c.tokens, c.d}, rng);
       const Tensor bias = testing::random_tensor({c.n_experts}, rng, -0.1f, 0.1f);
-      const MoeRouting r = moe_route(testing::random_tensor({c.tokens, c.n_experts}, rng, -3.0f, 3.0f),
+      const MoeRouting r = moe_route(exec, testing::random_tensor({c.tokens, c.n_experts}, rng, -3.0f, 3.0f),
                                      params(MoeRouter::sigmoid_grouped, c, bias));
       const MoeRouting rg = routing_to_cuda(r);
       const std::string what = "act " + std::to_string(int(act)) + " T=" + std::to_string(c.tokens) +
                                " E=" + std::to_string(c.n_experts);
       MoeSaved saved, saved_g;
-      const Tensor y = moe_experts_train(x, r, e, saved);
-      const Tensor yg = moe_experts_train(on_cuda(x), rg, eg, saved_g);
+      const Tensor y = moe_experts_train(exec, x, r, e, saved);
+      const Tensor yg = moe_experts_train(exec, on_cuda(x), rg, eg, saved_g);
       EXPECT_LT(scaled_max_diff(yg, y), 1e-5f) << what;
-      EXPECT_LT(scaled_max_diff(moe_experts(on_cuda(x), rg, eg), y), 1e-5f) << what;
+      EXPECT_LT(scaled_max_diff(moe_experts(exec, on_cuda(x), rg, eg), y), 1e-5f) << what;
       EXPECT_EQ(saved_g.counts, saved.counts) << what;
 
       const Tensor dy = testing::random_tensor({c.tokens, c.d}, rng);
@@ -131,8 +132,8 @@ TEST(MoeCuda, ExpertsForwardAndBackward) {
         dwo_g.push_back(Tensor::zeros(e.w_out[i].shape(), DType::f32, Device::cuda));
       }
       Tensor dwts, dwts_g;
-      const Tensor dx = moe_experts_bwd(dy, saved, e, dwts, dwi, dwo);
-      const Tensor dx_g = moe_experts_bwd(on_cuda(dy), saved_g, eg, dwts_g, dwi_g, dwo_g);
+      const Tensor dx = moe_experts_bwd(exec, dy, saved, e, dwts, dwi, dwo);
+      const Tensor dx_g = moe_experts_bwd(exec, on_cuda(dy), saved_g, eg, dwts_g, dwi_g, dwo_g);
       EXPECT_LT(scaled_max_diff(dx_g, dx), 1e-5f) << what;
       EXPECT_LT(scaled_max_diff(dwts_g, dwts), 1e-5f) << what;
       float worst = 0.0f;
@@ -155,10 +156,10 @@ TEST(MoeCuda, Bf16Weights) {
   for (Tensor& w : e.w_in) w = w.to(DType::bf16).to(DType::f32);
   for (Tensor& w : e.w_out) w = w.to(DType::bf16).to(DType::f32);
   const Tensor x = testing::random_tensor({c.tokens, c.d}, rng);
-  const MoeRouting r = moe_route(testing::random_tensor({c.tokens, c.n_experts}, rng, -3.0f, 3.0f),
+  const MoeRouting r = moe_route(exec, testing::random_tensor({c.tokens, c.n_experts}, rng, -3.0f, 3.0f),
                                  params(MoeRouter::softmax_topk, c, Tensor()));
-  const Tensor y = moe_experts(x, r, e);
-  const Tensor yg = moe_experts(on_cuda(x), routing_to_cuda(r), experts_to(e, DType::bf16));
+  const Tensor y = moe_experts(exec, x, r, e);
+  const Tensor yg = moe_experts(exec, on_cuda(x), routing_to_cuda(r), experts_to(e, DType::bf16));
   EXPECT_LT(testing::rel_error(yg.to(Device::cpu), y), 2e-2f);
 }
 
@@ -169,8 +170,9 @@ TEST(MoeCuda, BadExpertIdThrows) {
   const MoeExperts eg = experts_to(random_experts(c, MoeActivation::swiglu, rng), DType::f32);
   MoeRouting r{Tensor::zeros({c.tokens, c.k}, DType::i32), Tensor::zeros({c.tokens, c.k})};
   r.experts.data<int32_t>()[3] = static_cast<int32_t>(c.n_experts);
-  EXPECT_THROW(moe_experts(on_cuda(testing::random_tensor({c.tokens, c.d}, rng)), routing_to_cuda(r), eg),
-               Error);
+  EXPECT_THROW(
+      moe_experts(exec, on_cuda(testing::random_tensor({c.tokens, c.d}, rng)), routing_to_cuda(r), eg),
+      Error);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "exec_testing.h"
 #include "grad_check.h"
 #include "testing.h"
 
@@ -167,7 +168,7 @@ TEST(Moe, RoutersMatchReference) {
           SCOPED_TRACE(std::string(router_name(kind)) + " T=" + std::to_string(c.tokens) +
                        " E=" + std::to_string(c.n_experts) + " k=" + std::to_string(c.k) +
                        (norm ? " norm" : "") + (with_bias ? " bias" : ""));
-          const MoeRouting r = moe_route(logits, p);
+          const MoeRouting r = moe_route(exec, logits, p);
           ASSERT_EQ(r.experts.shape(), (Shape{c.tokens, c.k}));
           ASSERT_EQ(r.weights.shape(), (Shape{c.tokens, c.k}));
           for (int64_t t = 0; t < c.tokens; ++t) {
@@ -194,7 +195,7 @@ TEST(Moe, TiesPickLowerIndex) {
     MoeRouterParams p;
     p.kind = kind;
     p.top_k = 4;
-    const MoeRouting r = moe_route(logits, p);
+    const MoeRouting r = moe_route(exec, logits, p);
     const std::vector<int32_t> got(r.experts.data<int32_t>(), r.experts.data<int32_t>() + 4);
     EXPECT_EQ(got, (std::vector<int32_t>{1, 2, 4, 0})) << router_name(kind);
   }
@@ -206,11 +207,11 @@ TEST(Moe, TiesPickLowerIndex) {
   p.n_group = 4;
   p.topk_group = 3;
   const Tensor l2 = Tensor::from_vector({2.0f, 2.0f, 1.0f, 1.5f, 0.2f, 0.1f, 0.1f, 0.2f}, {1, 8});
-  const MoeRouting r = moe_route(l2, p);
+  const MoeRouting r = moe_route(exec, l2, p);
   const std::vector<int32_t> got(r.experts.data<int32_t>(), r.experts.data<int32_t>() + 3);
   EXPECT_EQ(got, (std::vector<int32_t>{0, 1, 3}));
   p.top_k = 6;  // all of groups 0, 1, 2: the masked group 3 scores 0 and comes after them
-  const MoeRouting r6 = moe_route(l2, p);
+  const MoeRouting r6 = moe_route(exec, l2, p);
   const std::vector<int32_t> got6(r6.experts.data<int32_t>(), r6.experts.data<int32_t>() + 6);
   EXPECT_EQ(got6, (std::vector<int32_t>{0, 1, 3, 2, 4, 5}));
 }
@@ -230,8 +231,9 @@ TEST(Moe, ExpertsMatchDenseReference) {
         p.n_group = c.n_group;
         p.topk_group = c.topk_group;
         p.norm_topk = kind == MoeRouter::sigmoid_grouped;
-        const MoeRouting r = moe_route(testing::random_tensor({c.tokens, c.n_experts}, rng, -2.0f, 2.0f), p);
-        const Tensor y = moe_experts(x, r, e);
+        const MoeRouting r =
+            moe_route(exec, testing::random_tensor({c.tokens, c.n_experts}, rng, -2.0f, 2.0f), p);
+        const Tensor y = moe_experts(exec, x, r, e);
         ASSERT_EQ(y.shape(), (Shape{c.tokens, d}));
         const std::vector<double> ref = ref_experts(x, r, e);
         double num = 0, den = 0;
@@ -256,13 +258,13 @@ TEST(Moe, IdleExpertAndBadIds) {
   r.experts = Tensor::empty({5, 2}, DType::i32);
   for (int i = 0; i < 10; ++i) r.experts.data<int32_t>()[i] = static_cast<int32_t>(ids_f[i]);
   r.weights = testing::random_tensor({5, 2}, rng, 0.0f, 1.0f);
-  const Tensor y = moe_experts(x, r, e);
+  const Tensor y = moe_experts(exec, x, r, e);
   const std::vector<double> ref = ref_experts(x, r, e);
   for (size_t i = 0; i < ref.size(); ++i)
     EXPECT_NEAR(y.f32()[i], ref[i], 1e-5 * std::max(1.0, std::fabs(ref[i])));
   // The saved counts say who got rows; the idle expert's gradients stay zero.
   MoeSaved saved;
-  moe_experts_train(x, r, e, saved);
+  moe_experts_train(exec, x, r, e, saved);
   EXPECT_EQ(saved.counts, (std::vector<int64_t>{5, 3, 0, 2}));
   std::vector<Tensor> dwi, dwo;
   for (int i = 0; i < 4; ++i) {
@@ -270,33 +272,33 @@ TEST(Moe, IdleExpertAndBadIds) {
     dwo.push_back(Tensor::zeros(e.w_out[i].shape()));
   }
   Tensor dweights;
-  moe_experts_bwd(testing::random_tensor({5, 8}, rng), saved, e, dweights, dwi, dwo);
+  moe_experts_bwd(exec, testing::random_tensor({5, 8}, rng), saved, e, dweights, dwi, dwo);
   for (float v : dwi[2].to_vector()) EXPECT_EQ(v, 0.0f);
   for (float v : dwo[2].to_vector()) EXPECT_EQ(v, 0.0f);
   // An id outside [0, E) is an error, not a read out of bounds.
   r.experts.data<int32_t>()[3] = 4;
-  EXPECT_THROW(moe_experts(x, r, e), Error);
+  EXPECT_THROW(moe_experts(exec, x, r, e), Error);
   r.experts.data<int32_t>()[3] = -1;
-  EXPECT_THROW(moe_experts(x, r, e), Error);
+  EXPECT_THROW(moe_experts(exec, x, r, e), Error);
 }
 
 TEST(Moe, BadArguments) {
   MoeRouterParams p;
   p.top_k = 5;
-  EXPECT_THROW(moe_route(Tensor::zeros({2, 4}), p), Error);
+  EXPECT_THROW(moe_route(exec, Tensor::zeros({2, 4}), p), Error);
   p.top_k = 2;
   p.kind = MoeRouter::sigmoid_grouped;
   p.n_group = 3;
-  EXPECT_THROW(moe_route(Tensor::zeros({2, 4}), p), Error);
+  EXPECT_THROW(moe_route(exec, Tensor::zeros({2, 4}), p), Error);
   p.n_group = 2;
   p.topk_group = 3;
-  EXPECT_THROW(moe_route(Tensor::zeros({2, 4}), p), Error);
+  EXPECT_THROW(moe_route(exec, Tensor::zeros({2, 4}), p), Error);
   std::mt19937 rng(4);
   MoeExperts e = random_experts(2, 8, 6, MoeActivation::swiglu, rng);
   MoeRouting r{Tensor::zeros({3, 1}, DType::i32), Tensor::zeros({3, 1})};
-  EXPECT_THROW(moe_experts(Tensor::zeros({3, 7}), r, e), Error);
+  EXPECT_THROW(moe_experts(exec, Tensor::zeros({3, 7}), r, e), Error);
   e.w_out[1] = Tensor::zeros({8, 5});
-  EXPECT_THROW(moe_experts(Tensor::zeros({3, 8}), r, e), Error);
+  EXPECT_THROW(moe_experts(exec, Tensor::zeros({3, 8}), r, e), Error);
 }
 
 // Logits whose entries are at least 0.15 apart within a row, so the finite-difference steps never
@@ -328,11 +330,12 @@ TEST(MoeBwd, RouterLogits) {
       }
       Tensor logits = separated_logits(6, 8, rng);
       const Tensor dout = testing::random_tensor({6, 3}, rng);
-      const MoeRouting r = moe_route(logits, p);
-      const Tensor dl = moe_route_bwd(dout, logits, r, p);
+      const MoeRouting r = moe_route(exec, logits, p);
+      const Tensor dl = moe_route_bwd(exec, dout, logits, r, p);
       SCOPED_TRACE(std::string(router_name(kind)) + (norm ? " norm" : ""));
-      testing::expect_grads_match([&] { return testing::weighted_sum(moe_route(logits, p).weights, dout); },
-                                  {{"logits", logits, dl}});
+      testing::expect_grads_match(
+          [&] { return testing::weighted_sum(moe_route(exec, logits, p).weights, dout); },
+          {{"logits", logits, dl}});
     }
   }
 }
@@ -351,16 +354,16 @@ TEST(MoeBwd, ExpertsAndRouting) {
       Tensor logits = separated_logits(tokens, n_experts, rng);
       const Tensor dout = testing::random_tensor({tokens, d}, rng);
       // Through the routing weights as inputs.
-      MoeRouting r = moe_route(logits, p);
+      MoeRouting r = moe_route(exec, logits, p);
       MoeSaved saved;
-      moe_experts_train(x, r, e, saved);
+      moe_experts_train(exec, x, r, e, saved);
       std::vector<Tensor> dwi, dwo;
       for (int64_t i = 0; i < n_experts; ++i) {
         dwi.push_back(Tensor::zeros(e.w_in[i].shape()));
         dwo.push_back(Tensor::zeros(e.w_out[i].shape()));
       }
       Tensor dweights;
-      const Tensor dx = moe_experts_bwd(dout, saved, e, dweights, dwi, dwo);
+      const Tensor dx = moe_experts_bwd(exec, dout, saved, e, dweights, dwi, dwo);
       SCOPED_TRACE("act " + std::to_string(int(act)) + " T=" + std::to_string(tokens));
       std::vector<testing::GradInput> inputs = {{"x", x, dx}, {"weights", r.weights, dweights}};
       for (int64_t i = 0; i < n_experts; ++i) {
@@ -368,11 +371,12 @@ TEST(MoeBwd, ExpertsAndRouting) {
         inputs.push_back({"w_in" + std::to_string(i), e.w_in[i], dwi[i]});
         inputs.push_back({"w_out" + std::to_string(i), e.w_out[i], dwo[i]});
       }
-      testing::expect_grads_match([&] { return testing::weighted_sum(moe_experts(x, r, e), dout); }, inputs);
+      testing::expect_grads_match([&] { return testing::weighted_sum(moe_experts(exec, x, r, e), dout); },
+                                  inputs);
       // End to end through the router.
-      const Tensor dl = moe_route_bwd(dweights, logits, r, p);
+      const Tensor dl = moe_route_bwd(exec, dweights, logits, r, p);
       testing::expect_grads_match(
-          [&] { return testing::weighted_sum(moe_experts(x, moe_route(logits, p), e), dout); },
+          [&] { return testing::weighted_sum(moe_experts(exec, x, moe_route(exec, logits, p), e), dout); },
           {{"logits", logits, dl}});
     }
   }
@@ -393,19 +397,19 @@ TEST(MoeBwd, SigmoidGroupedEndToEnd) {
   p.correction_bias = Tensor::zeros({n_experts});
   Tensor logits = separated_logits(tokens, n_experts, rng);
   const Tensor dout = testing::random_tensor({tokens, d}, rng);
-  const MoeRouting r = moe_route(logits, p);
+  const MoeRouting r = moe_route(exec, logits, p);
   MoeSaved saved;
-  moe_experts_train(x, r, e, saved);
+  moe_experts_train(exec, x, r, e, saved);
   std::vector<Tensor> dwi, dwo;
   for (int64_t i = 0; i < n_experts; ++i) {
     dwi.push_back(Tensor::zeros(e.w_in[i].shape()));
     dwo.push_back(Tensor::zeros(e.w_out[i].shape()));
   }
   Tensor dweights;
-  moe_experts_bwd(dout, saved, e, dweights, dwi, dwo);
-  const Tensor dl = moe_route_bwd(dweights, logits, r, p);
+  moe_experts_bwd(exec, dout, saved, e, dweights, dwi, dwo);
+  const Tensor dl = moe_route_bwd(exec, dweights, logits, r, p);
   testing::expect_grads_match(
-      [&] { return testing::weighted_sum(moe_experts(x, moe_route(logits, p), e), dout); },
+      [&] { return testing::weighted_sum(moe_experts(exec, x, moe_route(exec, logits, p), e), dout); },
       {{"logits", logits, dl}});
 }
 

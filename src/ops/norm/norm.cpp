@@ -18,13 +18,13 @@ inline float silu(float v) {
 }
 }  // namespace
 
-Tensor rms_norm(const Tensor& x_in, const Tensor& weight, float eps) {
-  return rms_norm_gated(x_in, Tensor(), weight, x_in.size(-1), false, eps);
+Tensor rms_norm(Exec& exec, const Tensor& x_in, const Tensor& weight, float eps) {
+  return rms_norm_gated(exec, x_in, Tensor(), weight, x_in.size(-1), false, eps);
 }
 
-Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, float eps) {
+Tensor layer_norm(Exec& exec, const Tensor& x_in, const Tensor& weight, const Tensor& bias, float eps) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("layer_norm", x_in.device());
+  OpScope op_scope(exec, "layer_norm", x_in.device());
   if (x_in.device() == Device::cuda) return layer_norm_cuda(x_in, weight, bias, eps);
 #endif
   const Tensor x = x_in.contiguous();
@@ -59,29 +59,29 @@ void add_into(Tensor& residual, const Tensor& x) {
 }
 }  // namespace
 
-Tensor add_rms_norm_(Tensor& residual, const Tensor& x, const Tensor& weight, float eps) {
+Tensor add_rms_norm_(Exec& exec, Tensor& residual, const Tensor& x, const Tensor& weight, float eps) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("add_rms_norm_", residual.device());
+  OpScope op_scope(exec, "add_rms_norm_", residual.device());
   if (residual.device() == Device::cuda) return add_norm_cuda_(residual, x, weight, Tensor(), eps, false);
 #endif
   add_into(residual, x);
-  return rms_norm(residual, weight, eps);
+  return rms_norm(exec, residual, weight, eps);
 }
 
-Tensor add_layer_norm_(Tensor& residual, const Tensor& x, const Tensor& weight, const Tensor& bias,
-                       float eps) {
+Tensor add_layer_norm_(Exec& exec, Tensor& residual, const Tensor& x, const Tensor& weight,
+                       const Tensor& bias, float eps) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("add_layer_norm_", residual.device());
+  OpScope op_scope(exec, "add_layer_norm_", residual.device());
   if (residual.device() == Device::cuda) return add_norm_cuda_(residual, x, weight, bias, eps, true);
 #endif
   add_into(residual, x);
-  return layer_norm(residual, weight, bias, eps);
+  return layer_norm(exec, residual, weight, bias, eps);
 }
 
-Tensor rms_norm_gated(const Tensor& x_in, const Tensor& z_in, const Tensor& weight, int64_t group_size,
-                      bool norm_before_gate, float eps) {
+Tensor rms_norm_gated(Exec& exec, const Tensor& x_in, const Tensor& z_in, const Tensor& weight,
+                      int64_t group_size, bool norm_before_gate, float eps) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("rms_norm_gated", x_in.device());
+  OpScope op_scope(exec, "rms_norm_gated", x_in.device());
   if (x_in.device() == Device::cuda)
     return rms_norm_gated_cuda(x_in, z_in, weight, group_size, norm_before_gate, eps);
 #endif

@@ -28,15 +28,16 @@ void add_column_sums(const float* m, int64_t rows, int64_t cols, float* out) {
 
 }  // namespace
 
-Tensor rms_norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight, float eps, Tensor& dweight) {
+Tensor rms_norm_bwd(Exec& exec, const Tensor& dy, const Tensor& x, const Tensor& weight, float eps,
+                    Tensor& dweight) {
   Tensor no_dz;
-  return rms_norm_gated_bwd(dy, x, Tensor(), weight, x.size(-1), false, eps, dweight, no_dz);
+  return rms_norm_gated_bwd(exec, dy, x, Tensor(), weight, x.size(-1), false, eps, dweight, no_dz);
 }
 
-Tensor layer_norm_bwd(const Tensor& dy_in, const Tensor& x_in, const Tensor& weight, float eps,
+Tensor layer_norm_bwd(Exec& exec, const Tensor& dy_in, const Tensor& x_in, const Tensor& weight, float eps,
                       Tensor& dweight, Tensor& dbias) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("layer_norm_bwd", x_in.device());
+  OpScope op_scope(exec, "layer_norm_bwd", x_in.device());
   if (x_in.device() == Device::cuda) return layer_norm_bwd_cuda(dy_in, x_in, weight, eps, dweight, dbias);
 #endif
   const Tensor x = x_in.contiguous(), dy = dy_in.contiguous();
@@ -73,10 +74,11 @@ Tensor layer_norm_bwd(const Tensor& dy_in, const Tensor& x_in, const Tensor& wei
   return dx;
 }
 
-Tensor rms_norm_gated_bwd(const Tensor& dy_in, const Tensor& x_in, const Tensor& z_in, const Tensor& weight,
-                          int64_t group_size, bool norm_before_gate, float eps, Tensor& dweight, Tensor& dz) {
+Tensor rms_norm_gated_bwd(Exec& exec, const Tensor& dy_in, const Tensor& x_in, const Tensor& z_in,
+                          const Tensor& weight, int64_t group_size, bool norm_before_gate, float eps,
+                          Tensor& dweight, Tensor& dz) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("rms_norm_gated_bwd", x_in.device());
+  OpScope op_scope(exec, "rms_norm_gated_bwd", x_in.device());
   if (x_in.device() == Device::cuda)
     return rms_norm_gated_bwd_cuda(dy_in, x_in, z_in, weight, group_size, norm_before_gate, eps, dweight, dz);
 #endif

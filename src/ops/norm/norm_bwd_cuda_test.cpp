@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "ops/norm/norm.h"
 #include "testing.h"
 
@@ -23,16 +24,16 @@ TEST(NormBwdCuda, RmsAndLayerNorm) {
     const Tensor w = testing::random_tensor({n}, rng);
     {
       Tensor dw = testing::random_tensor({n}, rng), gdw = on_cuda(dw);
-      const Tensor gdx = rms_norm_bwd(on_cuda(dy), on_cuda(x), on_cuda(w), 1e-5f, gdw);
-      const Tensor dx = rms_norm_bwd(dy, x, w, 1e-5f, dw);
+      const Tensor gdx = rms_norm_bwd(exec, on_cuda(dy), on_cuda(x), on_cuda(w), 1e-5f, gdw);
+      const Tensor dx = rms_norm_bwd(exec, dy, x, w, 1e-5f, dw);
       EXPECT_LT(scaled_max_diff(gdx, dx), 1e-5f) << "rms " << n;
       EXPECT_LT(scaled_max_diff(gdw, dw), 1e-5f) << "rms " << n;
     }
     for (bool with_bias : {false, true}) {
       Tensor dw = testing::random_tensor({n}, rng), gdw = on_cuda(dw);
       Tensor db = with_bias ? testing::random_tensor({n}, rng) : Tensor(), gdb = on_cuda(db);
-      const Tensor gdx = layer_norm_bwd(on_cuda(dy), on_cuda(x), on_cuda(w), 1e-5f, gdw, gdb);
-      const Tensor dx = layer_norm_bwd(dy, x, w, 1e-5f, dw, db);
+      const Tensor gdx = layer_norm_bwd(exec, on_cuda(dy), on_cuda(x), on_cuda(w), 1e-5f, gdw, gdb);
+      const Tensor dx = layer_norm_bwd(exec, dy, x, w, 1e-5f, dw, db);
       EXPECT_LT(scaled_max_diff(gdx, dx), 1e-5f) << "layer " << n;
       EXPECT_LT(scaled_max_diff(gdw, dw), 1e-5f) << "layer " << n;
       if (with_bias) {
@@ -54,18 +55,18 @@ TEST(NormBwdCuda, GatedGrouped) {
     const std::string what = std::to_string(n) + "/" + std::to_string(group);
     for (bool before : {false, true}) {
       Tensor dw = testing::random_tensor({n}, rng), gdw = on_cuda(dw), dz, gdz;
-      const Tensor gdx =
-          rms_norm_gated_bwd(on_cuda(dy), on_cuda(x), on_cuda(z), on_cuda(w), group, before, 1e-5f, gdw, gdz);
-      const Tensor dx = rms_norm_gated_bwd(dy, x, z, w, group, before, 1e-5f, dw, dz);
+      const Tensor gdx = rms_norm_gated_bwd(exec, on_cuda(dy), on_cuda(x), on_cuda(z), on_cuda(w), group,
+                                            before, 1e-5f, gdw, gdz);
+      const Tensor dx = rms_norm_gated_bwd(exec, dy, x, z, w, group, before, 1e-5f, dw, dz);
       EXPECT_LT(scaled_max_diff(gdx, dx), 1e-5f) << what << " before " << before;
       EXPECT_LT(scaled_max_diff(gdz, dz), 1e-5f) << what << " before " << before;
       EXPECT_LT(scaled_max_diff(gdw, dw), 1e-5f) << what << " before " << before;
     }
     {  // No gate: dz stays undefined.
       Tensor dw = testing::random_tensor({n}, rng), gdw = on_cuda(dw), dz, gdz;
-      const Tensor gdx =
-          rms_norm_gated_bwd(on_cuda(dy), on_cuda(x), Tensor(), on_cuda(w), group, false, 1e-5f, gdw, gdz);
-      const Tensor dx = rms_norm_gated_bwd(dy, x, Tensor(), w, group, false, 1e-5f, dw, dz);
+      const Tensor gdx = rms_norm_gated_bwd(exec, on_cuda(dy), on_cuda(x), Tensor(), on_cuda(w), group, false,
+                                            1e-5f, gdw, gdz);
+      const Tensor dx = rms_norm_gated_bwd(exec, dy, x, Tensor(), w, group, false, 1e-5f, dw, dz);
       EXPECT_FALSE(gdz.defined());
       EXPECT_LT(scaled_max_diff(gdx, dx), 1e-5f) << what << " no gate";
       EXPECT_LT(scaled_max_diff(gdw, dw), 1e-5f) << what << " no gate";
@@ -76,9 +77,9 @@ TEST(NormBwdCuda, GatedGrouped) {
       const Tensor gwide = on_cuda(wide);
       Tensor dw = testing::random_tensor({n}, rng), gdw = on_cuda(dw), dz, gdz;
       const Tensor gdx =
-          rms_norm_gated_bwd(on_cuda(dy), gwide.slice(-1, 5, n + 5), gwide.slice(-1, n + 5, 2 * n + 5),
+          rms_norm_gated_bwd(exec, on_cuda(dy), gwide.slice(-1, 5, n + 5), gwide.slice(-1, n + 5, 2 * n + 5),
                              on_cuda(w), group, false, 1e-5f, gdw, gdz);
-      const Tensor dx = rms_norm_gated_bwd(dy, xs, zs, w, group, false, 1e-5f, dw, dz);
+      const Tensor dx = rms_norm_gated_bwd(exec, dy, xs, zs, w, group, false, 1e-5f, dw, dz);
       EXPECT_LT(scaled_max_diff(gdx, dx), 1e-5f) << what << " strided";
       EXPECT_LT(scaled_max_diff(gdz, dz), 1e-5f) << what << " strided";
       EXPECT_LT(scaled_max_diff(gdw, dw), 1e-5f) << what << " strided";

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "ops/elementwise/elementwise.h"
 #include "ops/norm/norm.h"
 #include "testing.h"
@@ -22,13 +23,15 @@ TEST(NormCuda, RmsAndLayerNorm) {
   for (auto [rows, n] : {std::pair{1, 7}, {3, 64}, {17, 769}, {2, 4096}}) {
     const Tensor x = testing::random_tensor({rows, 1, n}, rng, -3.0f, 3.0f);
     const Tensor w = testing::random_tensor({n}, rng), b = testing::random_tensor({n}, rng);
-    EXPECT_LT(scaled_max_diff(rms_norm(on_cuda(x), on_cuda(w), 1e-5f), rms_norm(x, w, 1e-5f)), 1e-5f) << n;
-    EXPECT_LT(
-        scaled_max_diff(layer_norm(on_cuda(x), on_cuda(w), on_cuda(b), 1e-5f), layer_norm(x, w, b, 1e-5f)),
-        1e-5f)
+    EXPECT_LT(scaled_max_diff(rms_norm(exec, on_cuda(x), on_cuda(w), 1e-5f), rms_norm(exec, x, w, 1e-5f)),
+              1e-5f)
         << n;
-    EXPECT_LT(scaled_max_diff(layer_norm(on_cuda(x), on_cuda(w), Tensor(), 1e-5f),
-                              layer_norm(x, w, Tensor(), 1e-5f)),
+    EXPECT_LT(scaled_max_diff(layer_norm(exec, on_cuda(x), on_cuda(w), on_cuda(b), 1e-5f),
+                              layer_norm(exec, x, w, b, 1e-5f)),
+              1e-5f)
+        << n;
+    EXPECT_LT(scaled_max_diff(layer_norm(exec, on_cuda(x), on_cuda(w), Tensor(), 1e-5f),
+                              layer_norm(exec, x, w, Tensor(), 1e-5f)),
               1e-5f)
         << n;
   }
@@ -42,17 +45,17 @@ TEST(NormCuda, GatedGrouped) {
     const Tensor z = testing::random_tensor({rows, 2, n}, rng, -2.0f, 2.0f);
     const Tensor w = testing::random_tensor({n}, rng);
     for (bool before : {false, true}) {
-      const Tensor ref = rms_norm_gated(x, z, w, group, before, 1e-5f);
-      EXPECT_LT(
-          scaled_max_diff(rms_norm_gated(on_cuda(x), on_cuda(z), on_cuda(w), group, before, 1e-5f), ref),
-          1e-5f)
+      const Tensor ref = rms_norm_gated(exec, x, z, w, group, before, 1e-5f);
+      EXPECT_LT(scaled_max_diff(
+                    rms_norm_gated(exec, on_cuda(x), on_cuda(z), on_cuda(w), group, before, 1e-5f), ref),
+                1e-5f)
           << n << "/" << group << " before " << before;
     }
     // A strided z (column view) is made contiguous on the device.
     const Tensor wide = testing::random_tensor({rows, 2, n + 5}, rng);
-    const Tensor ref = rms_norm_gated(x, wide.slice(-1, 5, n + 5).contiguous(), w, group, false, 1e-5f);
-    EXPECT_LT(scaled_max_diff(rms_norm_gated(on_cuda(x), on_cuda(wide).slice(-1, 5, n + 5), on_cuda(w), group,
-                                             false, 1e-5f),
+    const Tensor ref = rms_norm_gated(exec, x, wide.slice(-1, 5, n + 5).contiguous(), w, group, false, 1e-5f);
+    EXPECT_LT(scaled_max_diff(rms_norm_gated(exec, on_cuda(x), on_cuda(wide).slice(-1, 5, n + 5), on_cuda(w),
+                                             group, false, 1e-5f),
                               ref),
               1e-5f);
   }
@@ -72,18 +75,18 @@ TEST(NormCuda, AddNormFused) {
         const std::string what = std::to_string(rows) + "x" + std::to_string(n) +
                                  (layer ? " layer" : " rms") + (with_x ? " +x" : " no x");
         Tensor unfused_r = on_cuda(r0).copy();
-        if (with_x) add_(unfused_r, on_cuda(x));
-        const Tensor unfused = layer ? layer_norm(unfused_r, on_cuda(w), on_cuda(b), 1e-5f)
-                                     : rms_norm(unfused_r, on_cuda(w), 1e-5f);
+        if (with_x) add_(exec, unfused_r, on_cuda(x));
+        const Tensor unfused = layer ? layer_norm(exec, unfused_r, on_cuda(w), on_cuda(b), 1e-5f)
+                                     : rms_norm(exec, unfused_r, on_cuda(w), 1e-5f);
         Tensor r = on_cuda(r0).copy();
         const Tensor xin = with_x ? on_cuda(x) : Tensor();
-        const Tensor y = layer ? add_layer_norm_(r, xin, on_cuda(w), on_cuda(b), 1e-5f)
-                               : add_rms_norm_(r, xin, on_cuda(w), 1e-5f);
+        const Tensor y = layer ? add_layer_norm_(exec, r, xin, on_cuda(w), on_cuda(b), 1e-5f)
+                               : add_rms_norm_(exec, r, xin, on_cuda(w), 1e-5f);
         EXPECT_EQ(testing::max_abs_diff(r.to(Device::cpu), unfused_r.to(Device::cpu)), 0.0f) << what;
         EXPECT_EQ(testing::max_abs_diff(y.to(Device::cpu), unfused.to(Device::cpu)), 0.0f) << what;
         Tensor cpu_r = r0.copy();
-        const Tensor cpu_y = layer ? add_layer_norm_(cpu_r, with_x ? x : Tensor(), w, b, 1e-5f)
-                                   : add_rms_norm_(cpu_r, with_x ? x : Tensor(), w, 1e-5f);
+        const Tensor cpu_y = layer ? add_layer_norm_(exec, cpu_r, with_x ? x : Tensor(), w, b, 1e-5f)
+                                   : add_rms_norm_(exec, cpu_r, with_x ? x : Tensor(), w, 1e-5f);
         EXPECT_LT(scaled_max_diff(y, cpu_y), 1e-5f) << what;
         EXPECT_LT(scaled_max_diff(r, cpu_r), 1e-6f) << what;
       }

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "exec_testing.h"
 #include "testing.h"
 
 namespace mamba::ops {
@@ -18,7 +19,7 @@ TEST(Norm, RmsNormMatchesNaive) {
   std::mt19937 rng(2);
   Tensor x = testing::random_tensor({3, 5, 37}, rng, -3, 3);
   Tensor w = testing::random_tensor({37}, rng);
-  Tensor y = rms_norm(x, w, 1e-5f);
+  Tensor y = rms_norm(exec, x, w, 1e-5f);
   for (int64_t r = 0; r < 15; ++r) {
     double ss = 0;
     for (int i = 0; i < 37; ++i) ss += double(x.f32()[r * 37 + i]) * x.f32()[r * 37 + i];
@@ -32,7 +33,7 @@ TEST(Norm, LayerNormMatchesNaive) {
   std::mt19937 rng(3);
   Tensor x = testing::random_tensor({4, 19}, rng, -2, 2);
   Tensor w = testing::random_tensor({19}, rng), b = testing::random_tensor({19}, rng);
-  Tensor y = layer_norm(x, w, b, 1e-5f);
+  Tensor y = layer_norm(exec, x, w, b, 1e-5f);
   for (int64_t r = 0; r < 4; ++r) {
     double mean = 0, var = 0;
     for (int i = 0; i < 19; ++i) mean += x.f32()[r * 19 + i];
@@ -50,7 +51,7 @@ TEST(Norm, GatedGroupedBothOrders) {
   Tensor x = testing::random_tensor({5, n}, rng, -2, 2), z = testing::random_tensor({5, n}, rng, -2, 2);
   Tensor w = testing::random_tensor({n}, rng);
   for (bool before : {false, true}) {
-    Tensor y = rms_norm_gated(x, z, w, g, before, 1e-5f);
+    Tensor y = rms_norm_gated(exec, x, z, w, g, before, 1e-5f);
     for (int64_t r = 0; r < 5; ++r)
       for (int64_t grp = 0; grp < n / g; ++grp) {
         double v[g], ss = 0;
@@ -79,10 +80,12 @@ TEST(Norm, AddNormEqualsAddThenNorm) {
       Tensor expected_r = r0.copy();
       if (with_x)
         for (int64_t i = 0; i < expected_r.numel(); ++i) expected_r.f32()[i] += x.f32()[i];
-      const Tensor expected = layer ? layer_norm(expected_r, w, b, 1e-5f) : rms_norm(expected_r, w, 1e-5f);
+      const Tensor expected =
+          layer ? layer_norm(exec, expected_r, w, b, 1e-5f) : rms_norm(exec, expected_r, w, 1e-5f);
       Tensor r = r0.copy();
       const Tensor xin = with_x ? x : Tensor();
-      const Tensor y = layer ? add_layer_norm_(r, xin, w, b, 1e-5f) : add_rms_norm_(r, xin, w, 1e-5f);
+      const Tensor y =
+          layer ? add_layer_norm_(exec, r, xin, w, b, 1e-5f) : add_rms_norm_(exec, r, xin, w, 1e-5f);
       EXPECT_EQ(testing::max_abs_diff(r, expected_r), 0.0f) << "layer " << layer << " x " << with_x;
       EXPECT_EQ(testing::max_abs_diff(y, expected), 0.0f) << "layer " << layer << " x " << with_x;
     }

@@ -21,7 +21,8 @@ void check_f32(const Tensor& t, const char* what) {
 }
 }  // namespace
 
-void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWScalars& s) {
+void adamw_update(Exec& exec, Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,
+                  const AdamWScalars& s) {
   for (const Tensor* t : std::initializer_list<const Tensor*>{&param, &grad, &m, &v}) {
     check_f32(*t, "adamw_update");
     MAMBA_CHECK(t->numel() == param.numel() && t->device() == param.device(),
@@ -29,7 +30,7 @@ void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const
                                        << " (all on one device)");
   }
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("adamw_update", param.device());
+  OpScope op_scope(exec, "adamw_update", param.device());
   if (param.device() == Device::cuda) return adamw_update_cuda(param, grad, m, v, s);
 #endif
   float* w = param.f32();
@@ -48,10 +49,10 @@ void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const
   }
 }
 
-double sum_squares(const Tensor& t) {
+double sum_squares(Exec& exec, const Tensor& t) {
   check_f32(t, "sum_squares");
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("sum_squares", t.device());
+  OpScope op_scope(exec, "sum_squares", t.device());
   if (t.device() == Device::cuda) return sum_squares_cuda(t);
 #endif
   const float* g = t.f32();
@@ -60,52 +61,52 @@ double sum_squares(const Tensor& t) {
   return sum;
 }
 
-Tensor sum_squares_total(const std::vector<Tensor>& ts) {
+Tensor sum_squares_total(Exec& exec, const std::vector<Tensor>& ts) {
   const Device device = ts.empty() ? Device::cpu : ts.front().device();
   for (const Tensor& t : ts) {
     check_f32(t, "sum_squares_total");
     MAMBA_CHECK(t.device() == device, "sum_squares_total: tensors on different devices");
   }
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("sum_squares_total", device);
+  OpScope op_scope(exec, "sum_squares_total", device);
   if (device == Device::cuda) return sum_squares_total_cuda(ts);
 #endif
   double sum = 0;
-  for (const Tensor& t : ts) sum += sum_squares(t);
+  for (const Tensor& t : ts) sum += sum_squares(exec, t);
   Tensor out = Tensor::empty({1}, DType::i64);
   *static_cast<double*>(out.raw()) = sum;
   return out;
 }
 
-void clip_scale_(Tensor& t, const Tensor& total, double max_norm) {
+void clip_scale_(Exec& exec, Tensor& t, const Tensor& total, double max_norm) {
   check_f32(t, "clip_scale_");
   MAMBA_CHECK(
       total.defined() && total.dtype() == DType::i64 && total.numel() == 1 && total.device() == t.device(),
       "clip_scale_: expected sum_squares_total's result on the tensor's device");
   if (max_norm <= 0) return;
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("clip_scale_", t.device());
+  OpScope op_scope(exec, "clip_scale_", t.device());
   if (t.device() == Device::cuda) return clip_scale_cuda_(t, total, max_norm);
 #endif
   const double norm = std::sqrt(*static_cast<const double*>(total.raw()));
   const double coef = max_norm / (norm + 1e-6);
-  if (coef < 1.0) scale_(t, coef);
+  if (coef < 1.0) scale_(exec, t, coef);
 }
 
-void scale_(Tensor& t, double coef) {
+void scale_(Exec& exec, Tensor& t, double coef) {
   check_f32(t, "scale_");
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("scale_", t.device());
+  OpScope op_scope(exec, "scale_", t.device());
   if (t.device() == Device::cuda) return scale_cuda_(t, coef);
 #endif
   float* g = t.f32();
   for (int64_t i = 0; i < t.numel(); ++i) g[i] = static_cast<float>(g[i] * coef);
 }
 
-void zero_(Tensor& t) {
+void zero_(Exec& exec, Tensor& t) {
   MAMBA_CHECK(t.defined() && t.is_contiguous(), "zero_: expected a contiguous tensor");
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("zero_", t.device());
+  OpScope op_scope(exec, "zero_", t.device());
   if (t.device() == Device::cuda) return zero_cuda_(t);
 #endif
   if (t.nbytes() > 0) std::memset(t.raw(), 0, t.nbytes());

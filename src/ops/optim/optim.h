@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "ops/exec.h"
 
 namespace mamba::ops {
 
@@ -19,24 +20,24 @@ struct AdamWScalars {
 
 // In place over contiguous tensors of one shape: p ← p·decay; m ← m + (g − m)(1 − β1);
 // v ← β2·v + (1 − β2)·g²; p ← p − step_size · m / (√v / bc2_sqrt + eps).
-void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWScalars& s);
+void adamw_update(Exec& exec, Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWScalars& s);
 
 // Σ t² in double over a contiguous f32 tensor (0 for an empty one). CUDA: returns after a sync.
-double sum_squares(const Tensor& t);
+double sum_squares(Exec& exec, const Tensor& t);
 
 // Σ over `ts` (in order) of sum_squares(t): the squared global gradient norm, as a 1-element i64
 // tensor on the tensors' device whose 8 bytes hold the double. On CUDA nothing is read back (one
 // partials workspace, two finishing launches, deterministic); all tensors on one device.
-Tensor sum_squares_total(const std::vector<Tensor>& ts);
+Tensor sum_squares_total(Exec& exec, const std::vector<Tensor>& ts);
 
 // Global-norm clipping with the total of sum_squares_total read where it lives: with
 // coef = max_norm / (√total + 1e-6), t ← float(t · coef) when max_norm > 0 and coef < 1.
-void clip_scale_(Tensor& t, const Tensor& total, double max_norm);
+void clip_scale_(Exec& exec, Tensor& t, const Tensor& total, double max_norm);
 
 // t ← float(t · coef), in place over a contiguous f32 tensor.
-void scale_(Tensor& t, double coef);
+void scale_(Exec& exec, Tensor& t, double coef);
 
 // t ← 0, in place over a contiguous tensor (a memset on the device, no host staging).
-void zero_(Tensor& t);
+void zero_(Exec& exec, Tensor& t);
 
 }  // namespace mamba::ops

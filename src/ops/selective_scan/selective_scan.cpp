@@ -13,9 +13,9 @@
 
 namespace mamba::ops {
 
-Tensor selective_scan_fwd(const SelectiveScanArgs& a, Tensor& state) {
+Tensor selective_scan_fwd(Exec& exec, const SelectiveScanArgs& a, Tensor& state) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("selective_scan_fwd", a.u.device());
+  OpScope op_scope(exec, "selective_scan_fwd", a.u.device());
   if (a.u.device() == Device::cuda) return selective_scan_fwd_cuda(a, state);
 #endif
   const int64_t batch = a.u.size(0), seq_len = a.u.size(1), d_inner = a.u.size(2), d_state = a.A.size(1);

@@ -4,6 +4,7 @@
 // Continues from and updates an explicit state (zeros for a fresh sequence).
 #pragma once
 #include "core/tensor.h"
+#include "ops/exec.h"
 
 namespace mamba::ops {
 
@@ -20,7 +21,7 @@ struct SelectiveScanArgs {
 
 // state: [batch, d_inner, d_state] (f32), updated to h after the last token.
 // Returns y: [batch, seq_len, d_inner].
-Tensor selective_scan_fwd(const SelectiveScanArgs& args, Tensor& state);
+Tensor selective_scan_fwd(Exec& exec, const SelectiveScanArgs& args, Tensor& state);
 
 // Gradients of a whole-sequence call from a zero state (training; selective_scan_bwd.cpp).
 struct SelectiveScanGrads {
@@ -35,6 +36,6 @@ struct SelectiveScanGrads {
 };
 
 // Reverse-time scan: dy [batch, seq_len, d_inner] -> the gradients of every input.
-SelectiveScanGrads selective_scan_bwd(const SelectiveScanArgs& args, const Tensor& dy);
+SelectiveScanGrads selective_scan_bwd(Exec& exec, const SelectiveScanArgs& args, const Tensor& dy);
 
 }  // namespace mamba::ops

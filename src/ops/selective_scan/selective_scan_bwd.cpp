@@ -98,9 +98,9 @@ void channel_bwd(const ScanView& v, int64_t b, int64_t d, ChannelScratch& w, flo
 
 }  // namespace
 
-SelectiveScanGrads selective_scan_bwd(const SelectiveScanArgs& a, const Tensor& dy_in) {
+SelectiveScanGrads selective_scan_bwd(Exec& exec, const SelectiveScanArgs& a, const Tensor& dy_in) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("selective_scan_bwd", a.u.device());
+  OpScope op_scope(exec, "selective_scan_bwd", a.u.device());
   if (a.u.device() == Device::cuda) return selective_scan_bwd_cuda(a, dy_in);
 #endif
   const int64_t batch = a.u.size(0), L = a.u.size(1), DI = a.u.size(2), N = a.A.size(1);

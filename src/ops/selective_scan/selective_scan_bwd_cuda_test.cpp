@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "ops/selective_scan/selective_scan.h"
 #include "testing.h"
 
@@ -46,7 +47,8 @@ TEST(SelectiveScanBwdCuda, MatchesCpu) {
       g.B = gx_dbl.slice(-1, 3, 3 + N);
       g.C = gx_dbl.slice(-1, 3 + N, 3 + 2 * N);
       if (gate) g.z = gxz.slice(-1, DI, 2 * DI);
-      const SelectiveScanGrads ref = selective_scan_bwd(a, dy), got = selective_scan_bwd(g, on_cuda(dy));
+      const SelectiveScanGrads ref = selective_scan_bwd(exec, a, dy),
+                               got = selective_scan_bwd(exec, g, on_cuda(dy));
       // Both fp32 and sequential in time; they differ in summation order (warp sums over d_state,
       // shared-memory and atomic sums over channels and the batch): 1e-4 of the largest value.
       const float tol = 1e-4f;

@@ -2,6 +2,7 @@
 // with B and C as strided column views as Mamba-1 passes them, with and without the z gate.
 #include <gtest/gtest.h>
 
+#include "exec_testing.h"
 #include "grad_check.h"
 #include "ops/selective_scan/selective_scan.h"
 #include "testing.h"
@@ -23,13 +24,13 @@ void check(bool gated, uint32_t seed) {
   a.D = testing::random_tensor({DI}, rng);
   if (gated) a.z = testing::random_tensor({batch, L, DI}, rng, -2, 2);
   Tensor dout = testing::random_tensor({batch, L, DI}, rng);
-  const SelectiveScanGrads g = selective_scan_bwd(a, dout);
+  const SelectiveScanGrads g = selective_scan_bwd(exec, a, dout);
   Tensor dbc = Tensor::zeros(bc.shape());
   dbc.slice(2, 1, 1 + N).copy_from(g.dB);
   dbc.slice(2, 1 + N, 1 + 2 * N).copy_from(g.dC);
   auto loss = [&] {
     Tensor state = Tensor::zeros({batch, DI, N});
-    return testing::weighted_sum(selective_scan_fwd(a, state), dout);
+    return testing::weighted_sum(selective_scan_fwd(exec, a, state), dout);
   };
   std::vector<testing::GradInput> inputs = {
       {"u", a.u, g.du}, {"delta", a.delta, g.ddelta}, {"delta_bias", a.delta_bias, g.ddelta_bias},

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "ops/selective_scan/selective_scan.h"
 #include "testing.h"
 
@@ -67,19 +68,20 @@ TEST(SelectiveScanCuda, MatchesCpuAndContinuesState) {
       const Case c = make_case(batch, seq_len, d_inner, d_state, gate, rng);
       const Tensor s0 = testing::random_tensor({batch, d_inner, d_state}, rng);
       Tensor s = s0.copy(), gs = on_cuda(s0);
-      const Tensor y = selective_scan_fwd(c.cpu, s);
-      EXPECT_LT(scaled_max_diff(selective_scan_fwd(c.gpu, gs), y), 1e-5f) << d_state << " gate " << gate;
+      const Tensor y = selective_scan_fwd(exec, c.cpu, s);
+      EXPECT_LT(scaled_max_diff(selective_scan_fwd(exec, c.gpu, gs), y), 1e-5f)
+          << d_state << " gate " << gate;
       EXPECT_LT(scaled_max_diff(gs, s), 1e-5f);
       // Prefill of half the tokens, then one token per call.
       Tensor gs2 = on_cuda(s0);
       const int64_t k = seq_len / 2;
       if (k > 0) {
-        EXPECT_LT(
-            scaled_max_diff(selective_scan_fwd(tokens(c.gpu, 0, k), gs2), y.slice(1, 0, k).contiguous()),
-            1e-5f);
+        EXPECT_LT(scaled_max_diff(selective_scan_fwd(exec, tokens(c.gpu, 0, k), gs2),
+                                  y.slice(1, 0, k).contiguous()),
+                  1e-5f);
       }
       for (int64_t t = k; t < seq_len; ++t)
-        EXPECT_LT(scaled_max_diff(selective_scan_fwd(tokens(c.gpu, t, t + 1), gs2),
+        EXPECT_LT(scaled_max_diff(selective_scan_fwd(exec, tokens(c.gpu, t, t + 1), gs2),
                                   y.slice(1, t, t + 1).contiguous()),
                   1e-5f);
       EXPECT_LT(scaled_max_diff(gs2, s), 1e-5f);

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "exec_testing.h"
 #include "testing.h"
 
 namespace mamba::ops {
@@ -66,14 +67,14 @@ TEST(SelectiveScan, MatchesNaiveAndSplits) {
   for (int64_t L : {1, 5, 33}) {
     Case c = make_case(rng, 2, L, 6, 7);
     Tensor state = Tensor::zeros({2, 6, 7});
-    Tensor y = selective_scan_fwd(c.args, state);
+    Tensor y = selective_scan_fwd(exec, c.args, state);
     Tensor ref = naive(c);
     EXPECT_LT(testing::max_abs_diff(y, ref), 1e-5f) << "L=" << L;
     for (int64_t split : {int64_t(0), L / 2, L - 1}) {
       Tensor st = Tensor::zeros({2, 6, 7});
-      Tensor y0 = selective_scan_fwd(slice_args(c.args, 0, split), st);
+      Tensor y0 = selective_scan_fwd(exec, slice_args(c.args, 0, split), st);
       for (int64_t t = split; t < L; ++t) {
-        Tensor yt = selective_scan_fwd(slice_args(c.args, t, t + 1), st);
+        Tensor yt = selective_scan_fwd(exec, slice_args(c.args, t, t + 1), st);
         EXPECT_LT(testing::max_abs_diff(yt, ref.slice(1, t, t + 1).contiguous()), 1e-5f);
       }
       EXPECT_LT(testing::max_abs_diff(st, state), 1e-5f);

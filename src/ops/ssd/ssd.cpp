@@ -46,7 +46,7 @@ Dims check_args(const SsdArgs& a, const Tensor& state) {
 
 Tensor ssd_ref(const SsdArgs& a, Tensor& state) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("ssd_ref", a.x.device());
+  OpScope op_scope(exec, "ssd_ref", a.x.device());
   if (a.x.device() == Device::cuda) return ssd_scan_cuda(a, state);
 #endif
   const Dims d = check_args(a, state);
@@ -84,9 +84,9 @@ Tensor ssd_ref(const SsdArgs& a, Tensor& state) {
 // build runs serially inside our parallel region):
 //   W = (C·Bᵀ) ⊙ decay ⊙ dt_s (lower triangle), decay[t,s] = Π_{s<k≤t} exp(dt_k·A)
 //   Y = W·X + diag(exp(cs_t))·C·S_inᵀ + D·X;  S_out = exp(cs_last)·S_in + (w ⊙ X)ᵀ·B.
-Tensor ssd_fwd(const SsdArgs& a, Tensor& state) {
+Tensor ssd_fwd(Exec& exec, const SsdArgs& a, Tensor& state) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("ssd_fwd", a.x.device());
+  OpScope op_scope(exec, "ssd_fwd", a.x.device());
   if (a.x.device() == Device::cuda) return ssd_scan_cuda(a, state);
 #endif
   const Dims d = check_args(a, state);

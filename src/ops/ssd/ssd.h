@@ -4,6 +4,7 @@
 // `ssd_fwd` is the chunked form (§2.3); `ssd_ref` the sequential definition (also the step).
 #pragma once
 #include "core/tensor.h"
+#include "ops/exec.h"
 
 namespace mamba::ops {
 
@@ -22,7 +23,7 @@ struct SsdArgs {
 
 // state: [batch, n_heads, head_dim, d_state] f32, continued and updated.
 // Returns y: [batch, seq_len, n_heads, head_dim].
-Tensor ssd_fwd(const SsdArgs& args, Tensor& state);
+Tensor ssd_fwd(Exec& exec, const SsdArgs& args, Tensor& state);
 Tensor ssd_ref(const SsdArgs& args, Tensor& state);
 
 // Gradients of a whole-sequence call from a zero state (training; ssd_bwd.cpp).
@@ -37,6 +38,6 @@ struct SsdGrads {
 
 // Sequential reverse recurrence (dS_{t-1} = exp(dt_t·A)·dS_t), re-running the forward one chunk
 // at a time from states kept at chunk starts. dy: [batch, seq_len, n_heads, head_dim].
-SsdGrads ssd_bwd(const SsdArgs& args, const Tensor& dy);
+SsdGrads ssd_bwd(Exec& exec, const SsdArgs& args, const Tensor& dy);
 
 }  // namespace mamba::ops

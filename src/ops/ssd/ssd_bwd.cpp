@@ -102,10 +102,10 @@ void head_bwd(HeadSlice& s, const Sizes& z) {
 
 }  // namespace
 
-SsdGrads ssd_bwd(const SsdArgs& a, const Tensor& dy_in) {
+SsdGrads ssd_bwd(Exec& exec, const SsdArgs& a, const Tensor& dy_in) {
 #if MAMBACPP_HAVE_CUDA
-  OpTimer op_timer("ssd_bwd", a.x.device());
-  if (a.x.device() == Device::cuda) return ssd_bwd_cuda(a, dy_in);
+  OpScope op_scope(exec, "ssd_bwd", a.x.device());
+  if (a.x.device() == Device::cuda) return ssd_bwd_cuda(exec.plan(), a, dy_in);
 #endif
   const Tensor dy = dy_in.contiguous();
   Sizes z{a.x.size(0),

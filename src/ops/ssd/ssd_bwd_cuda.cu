@@ -365,13 +365,9 @@ void launch_rows(const BwdParams& p, int warps, int64_t tiles) {
 
 }  // namespace
 
-SsdGrads ssd_bwd_cuda(const SsdArgs& a, const Tensor& dy) {
-  // MAMBACPP_SSD_BWD=exact keeps the scan below (a fallback for the GEMM form).
-  static const bool exact = [] {
-    const char* v = std::getenv("MAMBACPP_SSD_BWD");
-    return v != nullptr && std::strcmp(v, "exact") == 0;
-  }();
-  if (!exact && ssd_bwd_gemm_supported(a)) return ssd_bwd_cuda_gemm(a, dy);
+SsdGrads ssd_bwd_cuda(const KernelPlan& plan, const SsdArgs& a, const Tensor& dy) {
+  // KernelPlan::ssd_bwd = exact keeps the scan below (a fallback for the GEMM form).
+  if (plan.ssd_bwd != KernelPlan::SsdBwd::exact && ssd_bwd_gemm_supported(a)) return ssd_bwd_cuda_gemm(a, dy);
   return ssd_bwd_cuda_exact(a, dy);
 }
 

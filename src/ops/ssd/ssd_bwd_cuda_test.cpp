@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "ops/ssd/ssd.h"
 #include "ops/ssd/ssd_cuda.h"
 #include "testing.h"
@@ -70,7 +71,7 @@ TEST(SsdBwdCuda, MatchesCpu) {
       const Tensor dy = testing::random_tensor({s.batch, s.seq_len, s.n_heads, s.head_dim}, rng);
       const SsdArgs g = to_cuda(a);
       const Tensor dy_g = on_cuda(dy);
-      const SsdGrads ref = ssd_bwd(a, dy);
+      const SsdGrads ref = ssd_bwd(exec, a, dy);
       // fp32 both ways, different summation orders (CPU: per token over the whole sequence; GPU:
       // chunk-passed states, shared-memory sums over rows, and ddt/dA from a reverse cumulative sum
       // over at most 256 tokens, through exp of differences of cumulative sums in the GEMM form):

@@ -2,6 +2,7 @@
 // chunks (the last one partial), D per head and per channel; the loss runs the chunked forward.
 #include <gtest/gtest.h>
 
+#include "exec_testing.h"
 #include "grad_check.h"
 #include "ops/ssd/ssd.h"
 #include "testing.h"
@@ -21,10 +22,10 @@ void check(bool d_per_channel, uint32_t seed) {
   a.D = testing::random_tensor(d_per_channel ? Shape{H * P} : Shape{H}, rng);
   a.chunk_size = 3;
   Tensor dout = testing::random_tensor({batch, L, H, P}, rng);
-  const SsdGrads g = ssd_bwd(a, dout);
+  const SsdGrads g = ssd_bwd(exec, a, dout);
   auto loss = [&] {
     Tensor state = Tensor::zeros({batch, H, P, N});
-    return testing::weighted_sum(ssd_fwd(a, state), dout);
+    return testing::weighted_sum(ssd_fwd(exec, a, state), dout);
   };
   testing::expect_grads_match(loss, {{"x", a.x, g.dx},
                                      {"dt", a.dt, g.ddt},

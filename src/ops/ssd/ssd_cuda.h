@@ -10,8 +10,8 @@ namespace mamba::ops {
 Tensor ssd_scan_cuda(const SsdArgs& args, Tensor& state);
 
 // Same contract as ssd_bwd: the GEMM (chunked matrix) form where it applies (head_dim ≤ 256),
-// else, or with env MAMBACPP_SSD_BWD=exact, the exact scan below.
-SsdGrads ssd_bwd_cuda(const SsdArgs& args, const Tensor& dy);
+// else, or with KernelPlan::ssd_bwd = exact, the exact scan below.
+SsdGrads ssd_bwd_cuda(const KernelPlan& plan, const SsdArgs& args, const Tensor& dy);
 
 // The chunk-parallel scan (ssd_bwd_cuda.cu): fp32, exact up to rounding, every shape.
 SsdGrads ssd_bwd_cuda_exact(const SsdArgs& args, const Tensor& dy);

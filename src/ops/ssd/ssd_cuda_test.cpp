@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "cuda_testing.h"
+#include "exec_testing.h"
 #include "ops/ssd/ssd.h"
 #include "testing.h"
 
@@ -49,14 +50,15 @@ TEST(SsdCuda, MatchesCpuAndContinuesState) {
       const SsdArgs g = on_device(a);
       const Tensor s0 = testing::random_tensor({s.batch, s.n_heads, s.head_dim, s.d_state}, rng);
       Tensor st = s0.copy(), st_ref = s0.copy(), gst = on_cuda(s0), gst_ref = on_cuda(s0);
-      const Tensor y = ssd_fwd(a, st), y_ref = ssd_ref(a, st_ref);
-      EXPECT_LT(scaled_max_diff(ssd_fwd(g, gst), y), 1e-4f) << s.d_state << " G " << s.n_groups;
+      const Tensor y = ssd_fwd(exec, a, st), y_ref = ssd_ref(a, st_ref);
+      EXPECT_LT(scaled_max_diff(ssd_fwd(exec, g, gst), y), 1e-4f) << s.d_state << " G " << s.n_groups;
       EXPECT_LT(scaled_max_diff(ssd_ref(g, gst_ref), y_ref), 1e-5f);
       EXPECT_LT(scaled_max_diff(gst, st), 1e-4f);
       Tensor gst2 = on_cuda(s0);
       const int64_t k = s.seq_len / 2;
       if (k > 0) {
-        EXPECT_LT(scaled_max_diff(ssd_fwd(tokens(g, 0, k), gst2), y_ref.slice(1, 0, k).contiguous()), 1e-5f);
+        EXPECT_LT(scaled_max_diff(ssd_fwd(exec, tokens(g, 0, k), gst2), y_ref.slice(1, 0, k).contiguous()),
+                  1e-5f);
       }
       for (int64_t t = k; t < s.seq_len; ++t)
         EXPECT_LT(scaled_max_diff(ssd_ref(tokens(g, t, t + 1), gst2), y_ref.slice(1, t, t + 1).contiguous()),
@@ -86,12 +88,14 @@ TEST(SsdCuda, FastBf16MatchesSimple) {
     const SsdArgs simple = on_device(a);
     const Tensor s0 = testing::random_tensor({batch, H, P, N}, rng);
     Tensor st_fast = on_cuda(s0), st_simple = on_cuda(s0);
-    const Tensor y_fast = ssd_fwd(fast, st_fast), y_simple = ssd_fwd(simple, st_simple);
+    const Tensor y_fast = ssd_fwd(exec, fast, st_fast), y_simple = ssd_fwd(exec, simple, st_simple);
     EXPECT_LT(scaled_max_diff(y_fast, y_simple), 1e-2f) << "G " << n_groups;
     EXPECT_LT(scaled_max_diff(st_fast, st_simple), 1e-2f) << "G " << n_groups;
     for (int64_t t = 0; t < 3; ++t) {
       const SsdArgs one = tokens(fast, t, t + 1);
-      EXPECT_LT(scaled_max_diff(ssd_fwd(one, st_fast), ssd_fwd(tokens(simple, t, t + 1), st_simple)), 1e-2f);
+      EXPECT_LT(
+          scaled_max_diff(ssd_fwd(exec, one, st_fast), ssd_fwd(exec, tokens(simple, t, t + 1), st_simple)),
+          1e-2f);
     }
   }
 }

@@ -1,14 +1,16 @@
-// Decode through a captured device graph: Model::step for one fixed batch recorded once and
-// replayed every token, so a step costs one graph launch instead of ~10 kernel launches per layer
-// (batch-1 decode of a large model is launch-bound otherwise).
+// Decode through a captured device graph (a decode strategy of the runtime): Model::step for one
+// fixed batch recorded once (Model::step_embedded on the Exec's stream) and replayed every token, so a step
+// costs one graph launch instead of ~10 kernel launches per layer (batch-1 decode of a large model is
+// launch-bound otherwise).
 //
-//   StepGraph graph(model);                       // model on cuda, no attention layers
-//   for (...) logits = graph.step(ids, state);   // same contract and bits as model.step
+//   StepGraph graph(model);                            // model on cuda, no attention layers
+//   for (...) logits = graph.step(exec, ids, state);  // same contract and bits as model.step
 //
 // The first step on a state's buffers runs eagerly (it warms the allocator and the cuBLAS
 // handles), the second captures and replays, later ones replay. The graph is bound to the
 // state's buffers: a step with another State, or one whose tensors were replaced (loaded,
-// copied, restacked), runs eagerly once and captures again. Models with attention layers (their
+// copied, restacked), or one on another Exec, runs eagerly once and captures again (replays run
+// on the capturing Exec's stream). Models with attention layers (their
 // KV cache grows) and CPU models always run Model::step.
 #pragma once
 #include <vector>
@@ -16,24 +18,25 @@
 #include "models/model.h"
 #include "ops/device.h"
 
-namespace mamba::models {
+namespace mamba::runtime {
 
 class StepGraph {
 public:
-  explicit StepGraph(const Model& model);
+  explicit StepGraph(const models::Model& model);
 
   // Whether `model` can decode through a graph (on cuda, no attention layers).
-  static bool supported(const Model& model);
+  static bool supported(const models::Model& model);
 
   // Model::step: ids [batch] (host or device, i32/i64) -> logits [batch, vocab_padded] (a fresh
   // tensor), state advanced by one token.
-  Tensor step(const Tensor& ids, State& state);
+  Tensor step(ops::Exec& exec, const Tensor& ids, models::State& state);
 
   // Steps run by replaying the graph so far (tests, bench).
   int64_t replays() const { return replays_; }
 
 private:
-  const Model* model_;
+  const models::Model* model_;
+  const ops::Exec* captured_on_ = nullptr;  // the Exec whose stream the graph replays on
   bool supported_;
   ops::DeviceGraph graph_;
   std::vector<const void*> warmed_;  // state buffers of the last eager step
@@ -43,4 +46,4 @@ private:
   int64_t replays_ = 0;
 };
 
-}  // namespace mamba::models
+}  // namespace mamba::runtime

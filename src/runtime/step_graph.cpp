@@ -1,9 +1,13 @@
-// StepGraph (step_graph.h): eager warm-up, capture of Model::step_residual, replays.
-#include "models/step_graph.h"
+// StepGraph (step_graph.h): eager warm-up, capture of Model::step_embedded, replays.
+#include "runtime/step_graph.h"
 
 #include "core/error.h"
 
-namespace mamba::models {
+namespace mamba::runtime {
+
+using models::LayerState;
+using models::Model;
+using models::State;
 
 namespace {
 
@@ -26,28 +30,29 @@ bool StepGraph::supported(const Model& model) {
   return true;
 }
 
-Tensor StepGraph::step(const Tensor& ids, State& state) {
-  if (!supported_) return model_->step(ids, state);
+Tensor StepGraph::step(ops::Exec& exec, const Tensor& ids, State& state) {
+  if (!supported_) return model_->step(exec, ids, state);
   MAMBA_CHECK(ids.dim() == 1 && ids.size(0) == state.batch);
   const std::vector<const void*> buffers = buffers_of(state);
-  if (graph_.ready() && buffers == bound_) {
+  if (graph_.ready() && buffers == bound_ && captured_on_ == &exec) {
     // The embedding (host-validated ids, a host-to-device copy) stays outside the graph.
-    residual_.copy_from(model_->embed(ids));
+    residual_.copy_from(model_->embed(exec, ids));
     graph_.replay();
     state.position += 1;
     ++replays_;
     return logits_.copy();  // the next replay rewrites logits_
   }
-  if (buffers != warmed_) {  // new buffers: one eager step first
+  if (buffers != warmed_ || (captured_on_ != nullptr && captured_on_ != &exec)) {  // one eager step first
     graph_.reset();
     bound_.clear();
+    captured_on_ = nullptr;
     warmed_ = buffers;
-    return model_->step(ids, state);
+    return model_->step(exec, ids, state);
   }
-  residual_ = model_->embed(ids);  // allocated outside the capture: the graph's input buffer
-  graph_.begin_capture(Device::cuda);
+  residual_ = model_->embed(exec, ids);  // allocated outside the capture: the graph's input buffer
+  graph_.begin_capture(exec, Device::cuda);
   try {
-    logits_ = model_->step_residual(residual_, state);
+    logits_ = model_->step_embedded(exec, residual_, state);
     graph_.end_capture();
   } catch (...) {
     graph_.reset();
@@ -57,9 +62,10 @@ Tensor StepGraph::step(const Tensor& ids, State& state) {
   // their state tensors in place, or replays would write buffers the state no longer holds.
   MAMBA_CHECK(buffers_of(state) == buffers, "a mixer replaced a state tensor during a graph capture");
   bound_ = buffers;
+  captured_on_ = &exec;
   graph_.replay();
   ++replays_;
   return logits_.copy();
 }
 
-}  // namespace mamba::models
+}  // namespace mamba::runtime

@@ -1,0 +1,207 @@
+// ops::Exec: the kernel plan's names, the backend context's life and binding, and OpScope's timing.
+// With device.cpp, the only ops file that reaches the CUDA backend without being one of its kernels.
+#include "ops/exec.h"
+
+#include <array>
+#include <utility>
+#include <vector>
+
+#include "core/error.h"
+#include "ops/device.h"
+#if MAMBACPP_HAVE_CUDA
+#include "backend/cuda/cuda_device.h"
+#endif
+
+namespace mamba::ops {
+
+#if MAMBACPP_HAVE_CUDA
+struct BackendContext {
+  cuda::Context* cuda = nullptr;
+};
+#else
+struct BackendContext {};
+#endif
+
+namespace {
+
+template <typename E>
+struct Names {
+  const char* key;
+  std::vector<std::pair<E, const char*>> values;
+  const char* name(E v) const {
+    for (auto& [e, n] : values)
+      if (e == v) return n;
+    return "?";
+  }
+  std::string expected() const {
+    std::string s;
+    for (auto& [e, n] : values) {
+      if (!s.empty()) s += '|';
+      s += n;
+    }
+    return s;
+  }
+  E parse(const std::string& value) const {
+    for (auto& [e, n] : values)
+      if (value == n) return e;
+    throw_error(ErrorCode::invalid_argument, "--kernel ", key, ": expected ", expected(), ", found '", value,
+                "'");
+  }
+};
+
+using P = KernelPlan;
+const Names<P::SsdBwd> kSsdBwd{
+    "ssd_bwd", {{P::SsdBwd::automatic, "auto"}, {P::SsdBwd::gemm, "gemm"}, {P::SsdBwd::exact, "exact"}}};
+const Names<P::Mamba3Bwd> kMamba3Bwd{
+    "mamba3_bwd",
+    {{P::Mamba3Bwd::automatic, "auto"}, {P::Mamba3Bwd::gemm, "gemm"}, {P::Mamba3Bwd::exact, "exact"}}};
+const Names<P::DecodeGemv> kDecodeGemv{
+    "decode_gemv", {{P::DecodeGemv::automatic, "auto"}, {P::DecodeGemv::cublas, "cublas"}}};
+const Names<P::GemvSplit> kGemvSplit{"gemv_split",
+                                     {{P::GemvSplit::automatic, "auto"},
+                                      {P::GemvSplit::s11, "11"},
+                                      {P::GemvSplit::s21, "21"},
+                                      {P::GemvSplit::s12, "12"},
+                                      {P::GemvSplit::s14, "14"}}};
+const Names<P::Mamba3Step> kMamba3Step{
+    "mamba3_step",
+    {{P::Mamba3Step::automatic, "auto"}, {P::Mamba3Step::fused, "fused"}, {P::Mamba3Step::stream, "stream"}}};
+const Names<bool> kDependentLaunch{"dependent_launch", {{true, "on"}, {false, "off"}}};
+const Names<bool> kFuseDecode{"fuse_decode", {{true, "on"}, {false, "off"}}};
+
+// Every field as (key, value name), in declaration order.
+std::vector<std::pair<const char*, const char*>> fields(const KernelPlan& p) {
+  return {{kSsdBwd.key, kSsdBwd.name(p.ssd_bwd)},
+          {kMamba3Bwd.key, kMamba3Bwd.name(p.mamba3_bwd)},
+          {kDecodeGemv.key, kDecodeGemv.name(p.decode_gemv)},
+          {kGemvSplit.key, kGemvSplit.name(p.gemv_split)},
+          {kMamba3Step.key, kMamba3Step.name(p.mamba3_step)},
+          {kDependentLaunch.key, kDependentLaunch.name(p.dependent_launch)},
+          {kFuseDecode.key, kFuseDecode.name(p.fuse_decode)}};
+}
+
+}  // namespace
+
+void KernelPlan::set(const std::string& assignment) {
+  const size_t eq = assignment.find('=');
+  if (eq == std::string::npos)
+    throw_error(ErrorCode::invalid_argument, "--kernel: expected name=value, found '", assignment, "'");
+  const std::string key = assignment.substr(0, eq), value = assignment.substr(eq + 1);
+  if (key == kSsdBwd.key) {
+    ssd_bwd = kSsdBwd.parse(value);
+  } else if (key == kMamba3Bwd.key) {
+    mamba3_bwd = kMamba3Bwd.parse(value);
+  } else if (key == kDecodeGemv.key) {
+    decode_gemv = kDecodeGemv.parse(value);
+  } else if (key == kGemvSplit.key) {
+    gemv_split = kGemvSplit.parse(value);
+  } else if (key == kMamba3Step.key) {
+    mamba3_step = kMamba3Step.parse(value);
+  } else if (key == kDependentLaunch.key) {
+    dependent_launch = kDependentLaunch.parse(value);
+  } else if (key == kFuseDecode.key) {
+    fuse_decode = kFuseDecode.parse(value);
+  } else {
+    std::string keys;
+    for (auto& [k, v] : fields(*this)) {
+      if (!keys.empty()) keys += ", ";
+      keys += k;
+    }
+    throw_error(ErrorCode::invalid_argument, "--kernel: unknown kernel choice '", key, "' (expected one of ",
+                keys, ")");
+  }
+}
+
+std::string KernelPlan::to_json() const {
+  std::string s = "{";
+  for (auto& [k, v] : fields(*this)) {
+    if (s.size() > 1) s += ',';
+    s += '"';
+    s += k;
+    s += "\":\"";
+    s += v;
+    s += '"';
+  }
+  return s + "}";
+}
+
+std::string KernelPlan::describe() const {
+  const auto defaults = fields(KernelPlan{}), mine = fields(*this);
+  std::string s;
+  for (size_t i = 0; i < mine.size(); ++i)
+    if (std::string(mine[i].second) != defaults[i].second) {
+      if (!s.empty()) s += ' ';
+      s += mine[i].first;
+      s += '=';
+      s += mine[i].second;
+    }
+  return s.empty() ? "default" : s;
+}
+
+Exec::Exec(Device device, KernelPlan plan) : device_(device), plan_(plan) {
+#if MAMBACPP_HAVE_CUDA
+  // Cheap: the stream and handles are made on the first CUDA work.
+  backend_.reset(new BackendContext{cuda::create_context({.dependent_launch = plan_.dependent_launch})});
+#endif
+}
+
+Exec::~Exec() = default;
+
+void Exec::BackendDeleter::operator()(BackendContext* c) const {
+#if MAMBACPP_HAVE_CUDA
+  cuda::destroy_context(c->cuda);
+#endif
+  delete c;
+}
+
+void Exec::set_profiling(bool on) {
+  profiling_ = on && device_available(Device::cuda);
+}
+
+void Exec::synchronize() {
+#if MAMBACPP_HAVE_CUDA
+  cuda::synchronize(backend_->cuda);
+#endif
+}
+
+ExecScope::ExecScope(Exec& exec) {
+#if MAMBACPP_HAVE_CUDA
+  previous_ = cuda::bind_context(exec.backend()->cuda);
+  bound_ = true;
+#else
+  (void)exec;
+#endif
+}
+
+ExecScope::~ExecScope() {
+#if MAMBACPP_HAVE_CUDA
+  if (bound_) cuda::bind_context(static_cast<cuda::Context*>(previous_));
+#endif
+}
+
+namespace {
+// The names of the open timers, outermost first: an op called inside another is filed as
+// "outer > inner" (shown indented; the report's total counts outermost ops only).
+thread_local std::vector<std::string> open_timers;
+}  // namespace
+
+void OpScope::start(const char* name, int64_t tag) {
+  std::string own = tag >= 0 ? std::string(name) + "[" + std::to_string(tag) + "]" : std::string(name);
+  name_ = open_timers.empty() ? own : open_timers.back() + " > " + own;
+  open_timers.push_back(name_);
+  outer_ = true;  // this timer owns an entry of the stack
+#if MAMBACPP_HAVE_CUDA
+  mark_ = cuda::op_timer_start();
+#endif
+}
+
+void OpScope::stop() {
+  open_timers.pop_back();
+#if MAMBACPP_HAVE_CUDA
+  cuda::op_timer_stop(mark_, std::move(name_));
+#endif
+  mark_ = nullptr;
+  outer_ = false;
+}
+
+}  // namespace mamba::ops
