@@ -20,6 +20,7 @@
 #include "io/safetensors.h"
 #include "io/torch_pickle.h"
 #include "models/model.h"
+#include "ops/exec.h"
 #include "runtime/hash.h"
 #include "runtime/state_io.h"
 #include "sampling/sampler.h"
@@ -236,7 +237,8 @@ void write_state_seeds(const std::string& dir) {
     if (steps > 0) {
       Tensor ids = Tensor::empty({1, steps}, DType::i32);
       for (int64_t i = 0; i < steps; ++i) ids.data<int32_t>()[i] = static_cast<int32_t>(10 + i);
-      Tensor logits = m.model.forward(ids, s.state, 1);
+      ops::Exec exec(m.model.device());
+      Tensor logits = m.model.forward(exec, ids, s.state, 1);
       s.logits = logits.contiguous().view({1, logits.size(-1)});
       s.tokens = {10, 11, 12};
     }
