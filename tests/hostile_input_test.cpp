@@ -96,9 +96,10 @@ TEST(HostileInput, JsonDepthAndExcerpts) {
                "x.json: JSON nested deeper than 128");
   EXPECT_NO_THROW(check_json_depth(std::string(128, '[') + std::string(128, ']'), "ok.json"));
 
-  const nlohmann::json big = nlohmann::json::array({1, 2, 3});
-  EXPECT_EQ(json_excerpt(big), "an array of 3 elements");
-  EXPECT_EQ(json_excerpt(nlohmann::json::object()), "an object of 0 keys");
+  EXPECT_EQ(json_excerpt(nlohmann::json::array({8, 0})), "[8,0]");
+  EXPECT_EQ(json_excerpt(nlohmann::json::array({1, 2, 3, 4, 5, 6, 7, 8, 9})), "an array of 9 elements");
+  EXPECT_EQ(json_excerpt(nlohmann::json::array({std::string(100, 'y')})), "an array of 1 elements");
+  EXPECT_EQ(json_excerpt(nlohmann::json::object()), "{}");
   EXPECT_EQ(json_excerpt(nlohmann::json(std::string(500, 'x'))), "\"" + std::string(40, 'x') + "...\"");
   EXPECT_EQ(json_excerpt(nlohmann::json(12)), "12");
 }

@@ -24,12 +24,20 @@ inline void check_json_depth(std::string_view text, const std::string& source, i
 }
 
 // A one-line description of a JSON value for error messages: scalars as written (strings cut to
-// `max_chars` with "..."), containers as "an array of N elements" / "an object of N keys".
+// `max_chars` with "..."), containers as written when short, else "an array of N elements" /
+// "an object of N keys". Only for JSON whose depth was checked (check_json_depth): dump recurses.
 // A template so that core needs no nlohmann include; J is nlohmann::json or ordered_json.
 template <typename J>
 std::string json_excerpt(const J& v, size_t max_chars = 40) {
-  if (v.is_array()) return "an array of " + std::to_string(v.size()) + " elements";
-  if (v.is_object()) return "an object of " + std::to_string(v.size()) + " keys";
+  if (v.is_array() || v.is_object()) {
+    // A small container as written ([8, 0]); a large one by size (its dump could be megabytes).
+    if (v.size() <= 8) {
+      const std::string d = v.dump(-1, ' ', false, J::error_handler_t::replace);
+      if (d.size() <= max_chars) return d;
+    }
+    return v.is_array() ? "an array of " + std::to_string(v.size()) + " elements"
+                        : "an object of " + std::to_string(v.size()) + " keys";
+  }
   if (v.is_string()) {
     const std::string& s = v.template get_ref<const std::string&>();
     std::string out = s.size() <= max_chars ? s : s.substr(0, max_chars) + "...";

@@ -1,6 +1,7 @@
 // Tensor and Buffer implementation (CPU side; device copies go through registered hooks).
 #include "core/tensor.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -56,14 +57,21 @@ void store_from_f32(void* p, DType dtype, float v) {
     case DType::f16:
       *static_cast<uint16_t*>(p) = f32_to_f16(v);
       break;
+    // Out-of-range values saturate (NaN -> 0): a plain cast would be undefined behaviour.
     case DType::i64:
-      *static_cast<int64_t*>(p) = static_cast<int64_t>(v);
+      *static_cast<int64_t*>(p) = v != v          ? 0
+                                  : v >= 9.2e18f  ? INT64_MAX
+                                  : v <= -9.2e18f ? INT64_MIN
+                                                  : static_cast<int64_t>(v);
       break;
     case DType::i32:
-      *static_cast<int32_t*>(p) = static_cast<int32_t>(v);
+      *static_cast<int32_t*>(p) = v != v                ? 0
+                                  : v >= 2147483648.0f  ? INT32_MAX
+                                  : v <= -2147483648.0f ? INT32_MIN
+                                                        : static_cast<int32_t>(v);
       break;
     case DType::u8:
-      *static_cast<uint8_t*>(p) = static_cast<uint8_t>(v);
+      *static_cast<uint8_t*>(p) = v != v ? 0 : v >= 255.0f ? 255 : v <= 0.0f ? 0 : static_cast<uint8_t>(v);
       break;
   }
 }

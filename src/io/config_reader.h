@@ -46,7 +46,9 @@ struct Reader {
     if (!has(key)) return def;
     const json& v = j.at(key);
     if (v.is_number_integer()) return v.get<int64_t>();
-    if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>())
+    // A whole float (HF writes 4096.0) within int64's range; 1e30 would be a UB cast.
+    if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>() &&
+        std::fabs(v.get<double>()) < 9.2e18)
       return static_cast<int64_t>(v.get<double>());
     type_error(key, "an integer", v);
   }

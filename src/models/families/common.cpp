@@ -4,6 +4,7 @@
 #include <cmath>
 #include <tuple>
 
+#include "core/checked.h"
 #include "core/error.h"
 #include "models/architectures.h"
 #include "models/families/family.h"
@@ -83,7 +84,8 @@ Mamba2Spec read_mamba_keys(const io::Reader& r, const ModelConfig& c) {
   s.n_heads = r.integer("mamba_n_heads", 128);
   if (s.n_heads <= 0)
     throw_error(ErrorCode::parse, r.where("mamba_n_heads"), " must be positive, found ", s.n_heads);
-  const int64_t d_inner = static_cast<int64_t>(r.number("mamba_expand", 2) * static_cast<double>(c.d_model));
+  const int64_t d_inner = checked_to_int64(r.number("mamba_expand", 2) * static_cast<double>(c.d_model), 0,
+                                           int64_t{1} << 22, r.where("mamba_expand") + " * hidden_size");
   s.head_dim = r.has("mamba_d_head") && r.j.at("mamba_d_head").is_string() ? d_inner / s.n_heads
                                                                            : r.integer("mamba_d_head", 0);
   if (s.head_dim * s.n_heads != d_inner)

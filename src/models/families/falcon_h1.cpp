@@ -12,6 +12,7 @@
 // copies at prepare(); backward scales the inner mixer's gradients back (d/dW = s·d/d(sW)).
 #include <map>
 
+#include "core/checked.h"
 #include "core/error.h"
 #include "models/architectures.h"
 #include "models/families/family.h"
@@ -153,7 +154,8 @@ FalconSpec read_spec(const io::Reader& r, const ModelConfig& c) {
       !r.j.contains("mamba_d_ssm") ? 1024
       : r.has("mamba_d_ssm")
           ? r.integer("mamba_d_ssm", 0)
-          : static_cast<int64_t>(r.number("mamba_expand", 2) * static_cast<double>(c.d_model));
+          : checked_to_int64(r.number("mamba_expand", 2) * static_cast<double>(c.d_model), 0,
+                             int64_t{1} << 22, r.where("mamba_expand") + " * hidden_size");
   if (d_ssm <= 0 || d_ssm % m.n_heads != 0)
     throw_error(ErrorCode::shape, r.where("mamba_d_ssm"), " (", d_ssm,
                 ") must be a positive multiple of mamba_n_heads ", m.n_heads);

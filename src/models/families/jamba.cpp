@@ -2,18 +2,26 @@
 // attention without positional encoding where layer % attn_layer_period == attn_layer_offset;
 // after every mixer a softmax-router MoE (top-k of the softmax, not renormalized) where
 // layer % expert_layer_period == expert_layer_offset and num_experts > 1, else a SwiGLU MLP.
+#include "core/checked.h"
 #include "core/error.h"
 #include "models/families/family.h"
 
 namespace mamba::models {
 namespace {
 
+// A layer period: 0 would be a division by zero below.
+int64_t period(const io::Reader& r, const char* key, int64_t def) {
+  const int64_t p = r.integer(key, def);
+  if (p <= 0) throw_error(ErrorCode::parse, r.where(key), " expected a positive integer, found ", p);
+  return p;
+}
+
 bool is_attention(const io::Reader& r, int64_t layer) {
-  return layer % r.integer("attn_layer_period", 8) == r.integer("attn_layer_offset", 4);
+  return layer % period(r, "attn_layer_period", 8) == r.integer("attn_layer_offset", 4);
 }
 bool is_expert(const io::Reader& r, int64_t layer) {
   return r.integer("num_experts", 16) > 1 &&
-         layer % r.integer("expert_layer_period", 2) == r.integer("expert_layer_offset", 1);
+         layer % period(r, "expert_layer_period", 2) == r.integer("expert_layer_offset", 1);
 }
 
 void configure(ModelConfig& c, const std::string& source) {
@@ -55,7 +63,8 @@ void configure(ModelConfig& c, const std::string& source) {
   m.bias = r.boolean("mamba_proj_bias", false);
   m.bcdt_norm = Mamba1Config::BcdtNorm::learned;
   m.bcdt_norm_eps = c.norm_eps;
-  m.d_inner = static_cast<int64_t>(m.expand * static_cast<double>(c.d_model));
+  m.d_inner = checked_to_int64(m.expand * static_cast<double>(c.d_model), 0, int64_t{1} << 22,
+                               r.where("mamba_expand") + " * hidden_size");
   if (m.dt_rank == 0) m.dt_rank = (c.d_model + 15) / 16;
   for (auto [key, v] : {std::pair<const char*, int64_t>{"mamba_d_state", m.d_state},
                         {"mamba_d_conv", m.d_conv},

@@ -25,6 +25,7 @@
 #include <cmath>
 #include <map>
 
+#include "core/checked.h"
 #include "core/error.h"
 #include "models/architectures.h"
 #include "models/families/family.h"
@@ -69,7 +70,8 @@ Mamba2Spec mamba_spec(const io::Reader& r, const ModelConfig& c) {
   s.d_model = c.d_model;
   s.n_heads = r.integer("n_mamba_heads", 8);
   const double expand = r.number("mamba_expand", 2);
-  const auto d_inner = static_cast<int64_t>(expand * static_cast<double>(c.d_model));
+  const int64_t d_inner = checked_to_int64(expand * static_cast<double>(c.d_model), 0, int64_t{1} << 22,
+                                           r.where("mamba_expand") + " * hidden_size");
   if (s.n_heads <= 0 || d_inner <= 0 || d_inner % s.n_heads != 0)
     throw_error(ErrorCode::shape, r.where("n_mamba_heads"), " ", s.n_heads,
                 " must divide mamba_expand x hidden_size = ", d_inner);
