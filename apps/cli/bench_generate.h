@@ -16,6 +16,7 @@ struct GenerateBenchArgs {
   std::vector<int64_t> batches;
   int64_t decode_tokens = 0;
   std::function<ModelConfig(const std::string&)> config;  // the bench's config of a model name
+  KernelPlan plan = {};                                   // every session's (--kernel)
 };
 
 int bench_generate(const GenerateBenchArgs& a);

@@ -349,7 +349,7 @@ Runner add_bench(CLI::App& app) {
     for (const auto& name : a->models) bench_config(name, *a);  // validate names before forking
     if (a->generate)
       return bench_generate({a->models, a->threads, a->batches, a->decode_tokens,
-                             [a](const std::string& name) { return bench_config(name, *a); }});
+                             [a](const std::string& name) { return bench_config(name, *a); }, plan});
     // The parent must not touch the CUDA runtime: a child forked after CUDA initialized cannot use
     // it. Only the name is checked here; each child opens the device itself.
     if (a->device != "cpu" && a->device != "cuda")
@@ -366,8 +366,9 @@ Runner add_bench(CLI::App& app) {
         a->device == "cpu" ? ""
         : a->eager         ? " (eager decode)"
                            : " (decode through a CUDA graph)");
-    std::printf("prefill = whole-sequence pass over %lld tokens; decode = %lld one-token steps after it\n\n",
+    std::printf("prefill = whole-sequence pass over %lld tokens; decode = %lld one-token steps after it\n",
                 static_cast<long long>(a->seq_len), static_cast<long long>(a->decode_tokens));
+    std::printf("kernels: %s\n\n", plan.describe().c_str());
     std::printf("| model       | params (M) | threads | prefill tok/s | decode tok/s | peak RSS (MiB) |\n");
     std::printf("|-------------|-----------:|--------:|--------------:|-------------:|---------------:|\n");
     std::fflush(stdout);
