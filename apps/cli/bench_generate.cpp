@@ -18,13 +18,13 @@ struct Row {
   double prefill_tok_s = 0, per_seq_tok_s = 0, total_tok_s = 0;
 };
 
-Row run_batch(const Model& model, int64_t batch, int64_t decode_tokens) {
+Row run_batch(const Model& model, int64_t batch, int64_t decode_tokens, const KernelPlan& plan) {
   std::vector<Session> sessions;
   std::vector<Sampler> samplers;
   std::vector<std::vector<int32_t>> prompts;
   int64_t prompt_tokens = 0;
   for (int64_t b = 0; b < batch; ++b) {
-    sessions.emplace_back(model);
+    sessions.emplace_back(model, SessionOptions{.plan = plan});
     samplers.emplace_back(SamplingParams{.temperature = 0.0f},
                           static_cast<int32_t>(model.config().vocab_size));
     std::vector<int32_t> p(static_cast<size_t>(8 + 4 * b));  // different lengths: 8, 12, 16, ...
@@ -67,10 +67,10 @@ int bench_generate(const GenerateBenchArgs& a) {
         device == Device::cpu ? a.threads : std::vector<int>{a.threads.front()};
     for (int threads : thread_counts) {
       set_num_threads(threads);
-      run_batch(model, 1, 2);  // warm-up: page in weights, size the thread pool
+      run_batch(model, 1, 2, a.plan);  // warm-up: page in weights, size the thread pool
       for (int64_t batch : a.batches) {
         if (batch < 1) throw_error(ErrorCode::invalid_argument, "--batch: expected >= 1, found ", batch);
-        const Row row = run_batch(model, batch, a.decode_tokens);
+        const Row row = run_batch(model, batch, a.decode_tokens, a.plan);
         std::printf("| %-11s | %10.1f | %7d | %5lld | %-12s | %20.2f | %18.2f |\n", name.c_str(),
                     static_cast<double>(model.n_params()) / 1e6, threads, static_cast<long long>(batch),
                     row.stacked ? "stacked" : "per-sequence", row.per_seq_tok_s, row.total_tok_s);

@@ -357,7 +357,7 @@ Runner add_bench(CLI::App& app) {
                          "not to --generate");
     if (a->generate)
       return bench_generate({a->models, a->threads, a->batches, a->decode_tokens, a->device, a->dtype,
-                             [a](const std::string& name) { return bench_config(name, *a); }});
+                             [a](const std::string& name) { return bench_config(name, *a); }, plan});
     // The parent must not touch the CUDA runtime: a child forked after CUDA initialized cannot use
     // it. Only the name is checked here; each child opens the device itself.
     if (a->device != "cpu" && a->device != "cuda")
@@ -375,9 +375,10 @@ Runner add_bench(CLI::App& app) {
                            : " (decode through a CUDA graph)");
     std::printf(
         "prefill = whole-sequence pass over %lld tokens; decode = %lld one-token steps after it;\n"
-        "each the median of %lld runs, with the range (min-max) of those runs\n\n",
+        "each the median of %lld runs, with the range (min-max) of those runs\n",
         static_cast<long long>(a->seq_len), static_cast<long long>(a->decode_tokens),
         static_cast<long long>(a->repeat));
+    std::printf("kernels: %s\n\n", plan.describe().c_str());
     std::printf(
         "| model       | params (M) | threads | prefill tok/s | prefill range   | decode tok/s | decode "
         "range  "

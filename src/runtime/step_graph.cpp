@@ -32,6 +32,7 @@ bool StepGraph::supported(const Model& model) {
 
 Tensor StepGraph::step(ops::Exec& exec, const Tensor& ids, State& state) {
   if (!supported_) return model_->step(exec, ids, state);
+  const ops::ExecScope bind(exec);  // the embedding's copy into the graph's input, on exec's stream
   MAMBA_CHECK(ids.dim() == 1 && ids.size(0) == state.batch);
   const std::vector<const void*> buffers = buffers_of(state);
   if (graph_.ready() && buffers == bound_ && captured_on_ == &exec) {

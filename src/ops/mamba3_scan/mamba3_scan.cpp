@@ -492,7 +492,7 @@ void mamba3_scan_fwd(Exec& exec, const Mamba3ScanArgs& args, Mamba3ScanState& st
   });
 }
 
-void mamba3_scan_ref(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y) {
+void mamba3_scan_ref(Exec& exec, const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y) {
 #if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "mamba3_scan_ref", args.x.device());
   if (args.x.device() == Device::cuda) return mamba3_scan_cuda(args, state, y);

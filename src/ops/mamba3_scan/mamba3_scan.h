@@ -60,7 +60,7 @@ inline bool mamba3_scan_fast_bf16_applies(int64_t seq_len, int64_t rank, bool ha
 void mamba3_scan_fwd(Exec& exec, const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
 
 // Naive sequential recurrence, token by token (the definition above); the test oracle.
-void mamba3_scan_ref(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
+void mamba3_scan_ref(Exec& exec, const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
 
 // One token (seq_len == 1) fast path used by decode; same contract. Allocation-free when y is given.
 void mamba3_scan_step(Exec& exec, const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);

@@ -92,7 +92,7 @@ void BM_mamba3_scan_ref(benchmark::State& st) {
   Problem pr = make_problem(seq_len, rank, 64);
   for (auto _ : st) {
     pr.state.ssm.zero();
-    mamba::ops::mamba3_scan_ref(pr.args, pr.state, pr.y);
+    mamba::ops::mamba3_scan_ref(exec, pr.args, pr.state, pr.y);
     benchmark::DoNotOptimize(pr.y.raw());
   }
   // The recurrence: per token, head and rank, 2 rank-1 updates and S·q (3·2·P·N) + α·S.

@@ -74,14 +74,14 @@ TEST(Mamba3ScanCuda, MatchesCpuReference) {
                              random_tensor({c.batch, c.n_heads, c.head_dim}, rng)};
     Mamba3ScanState cs = copy_state(s0, Device::cpu);
     Tensor y;
-    mamba3_scan_ref(a, cs, y);
+    mamba3_scan_ref(exec, a, cs, y);
     for (int variant = 0; variant < 2; ++variant) {  // fwd and ref both run the CUDA recurrence
       Mamba3ScanState gs = copy_state(s0, Device::cuda);
       Tensor gy;
       if (variant == 0)
         mamba3_scan_fwd(exec, g, gs, gy);
       else
-        mamba3_scan_ref(g, gs, gy);
+        mamba3_scan_ref(exec, g, gs, gy);
       EXPECT_LT(scaled_max_diff(gy, y), 1e-4f) << what;
       expect_state_near(gs, cs, what);
     }

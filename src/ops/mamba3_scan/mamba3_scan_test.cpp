@@ -115,7 +115,7 @@ TEST(Mamba3Scan, HandComputedSiso) {
     } else {
       a.chunk_size = mode == 1 ? 1 : 64;
       Tensor yt;
-      mode == 0 ? mamba3_scan_ref(a, s, yt) : mamba3_scan_fwd(exec, a, s, yt);
+      mode == 0 ? mamba3_scan_ref(exec, a, s, yt) : mamba3_scan_fwd(exec, a, s, yt);
       y = yt.to_vector();
     }
     EXPECT_NEAR(y[0], 9.5f, 1e-5f) << "mode " << mode;
@@ -145,7 +145,7 @@ TEST(Mamba3Scan, HandComputedMimo) {
     Mamba3ScanState s{Tensor::zeros({1, 1, 1, 1}), Tensor::zeros({1, 2, 1, 1}), Tensor::zeros({1, 1, 1})};
     a.chunk_size = mode == 1 ? 1 : 64;
     Tensor y;
-    mode == 0 ? mamba3_scan_ref(a, s, y) : mamba3_scan_fwd(exec, a, s, y);
+    mode == 0 ? mamba3_scan_ref(exec, a, s, y) : mamba3_scan_fwd(exec, a, s, y);
     const std::vector<float> want{7.5f, 4.5f, 11.0f, 12.0f};
     EXPECT_LT(max_abs_diff(y.to_vector(), want), 1e-5f) << "mode " << mode;
     EXPECT_NEAR(s.ssm.to_vector()[0], 10.0f, 1e-5f) << "mode " << mode;
@@ -170,7 +170,7 @@ TEST(Mamba3Scan, FwdMatchesRef) {
           const Mamba3ScanArgs a = random_args(c, rng);
           Mamba3ScanState s_ref = make_state(c, rng), s_fwd = copy_state(s_ref);
           Tensor y_ref, y_fwd;
-          mamba3_scan_ref(a, s_ref, y_ref);
+          mamba3_scan_ref(exec, a, s_ref, y_ref);
           mamba3_scan_fwd(exec, a, s_fwd, y_fwd);
           const float err = rel_error(y_fwd, y_ref);
           worst = std::max(worst, err);
@@ -199,7 +199,7 @@ TEST(Mamba3Scan, FwdMatchesRefModelShapes) {
     }
     Mamba3ScanState s_ref = make_state(c, rng), s_fwd = copy_state(s_ref);
     Tensor y_ref, y_fwd;
-    mamba3_scan_ref(a, s_ref, y_ref);
+    mamba3_scan_ref(exec, a, s_ref, y_ref);
     mamba3_scan_fwd(exec, a, s_fwd, y_fwd);
     const float err = rel_error(y_fwd, y_ref);
     EXPECT_LT(err, 1e-5f) << describe(c);
@@ -217,16 +217,12 @@ TEST(Mamba3Scan, SplitEqualsWhole) {
     const Config c{2, 45, mimo ? int64_t{2} : int64_t{1}, 3, 8, 16, 16, mimo, false};
     const Mamba3ScanArgs a = random_args(c, rng);
     const Mamba3ScanState s0 = make_state(c, rng);
-    using ScanFn = void (*)(const Mamba3ScanArgs&, Mamba3ScanState&, Tensor&);
-    const ScanFn fwd = [](const Mamba3ScanArgs& x, Mamba3ScanState& st, Tensor& y) {
-      mamba3_scan_fwd(exec, x, st, y);
-    };
-    for (ScanFn scan : {ScanFn(&mamba3_scan_ref), fwd}) {
+    for (auto* scan : {&mamba3_scan_ref, &mamba3_scan_fwd}) {
       Mamba3ScanState whole = copy_state(s0), split = copy_state(s0);
       Tensor y_whole, y_head, y_tail;
-      (*scan)(a, whole, y_whole);
-      (*scan)(slice_tokens(a, 0, 20), split, y_head);
-      (*scan)(slice_tokens(a, 20, c.seq_len), split, y_tail);
+      (*scan)(exec, a, whole, y_whole);
+      (*scan)(exec, slice_tokens(a, 0, 20), split, y_head);
+      (*scan)(exec, slice_tokens(a, 20, c.seq_len), split, y_tail);
       const Tensor whole_head = y_whole.slice(1, 0, 20).contiguous();
       const Tensor whole_tail = y_whole.slice(1, 20, c.seq_len).contiguous();
       EXPECT_LT(rel_error(y_head, whole_head), 1e-5f) << describe(c);
@@ -244,7 +240,7 @@ TEST(Mamba3Scan, StepMatchesRef) {
     const Mamba3ScanArgs a = random_args(c, rng);
     Mamba3ScanState s_ref = make_state(c, rng), s_step = copy_state(s_ref);
     Tensor y_ref;
-    mamba3_scan_ref(a, s_ref, y_ref);
+    mamba3_scan_ref(exec, a, s_ref, y_ref);
     Tensor y_step = Tensor::empty({c.batch, 1, c.mimo_rank, c.n_heads, c.head_dim});
     for (int64_t t = 0; t < c.seq_len; ++t) {
       mamba3_scan_step(exec, slice_tokens(a, t, t + 1), s_step, y_step);

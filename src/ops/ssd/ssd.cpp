@@ -44,7 +44,7 @@ Dims check_args(const SsdArgs& a, const Tensor& state) {
 
 }  // namespace
 
-Tensor ssd_ref(const SsdArgs& a, Tensor& state) {
+Tensor ssd_ref(Exec& exec, const SsdArgs& a, Tensor& state) {
 #if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "ssd_ref", a.x.device());
   if (a.x.device() == Device::cuda) return ssd_scan_cuda(a, state);

@@ -24,7 +24,7 @@ struct SsdArgs {
 // state: [batch, n_heads, head_dim, d_state] f32, continued and updated.
 // Returns y: [batch, seq_len, n_heads, head_dim].
 Tensor ssd_fwd(Exec& exec, const SsdArgs& args, Tensor& state);
-Tensor ssd_ref(const SsdArgs& args, Tensor& state);
+Tensor ssd_ref(Exec& exec, const SsdArgs& args, Tensor& state);
 
 // Gradients of a whole-sequence call from a zero state (training; ssd_bwd.cpp).
 struct SsdGrads {

@@ -50,9 +50,9 @@ TEST(SsdCuda, MatchesCpuAndContinuesState) {
       const SsdArgs g = on_device(a);
       const Tensor s0 = testing::random_tensor({s.batch, s.n_heads, s.head_dim, s.d_state}, rng);
       Tensor st = s0.copy(), st_ref = s0.copy(), gst = on_cuda(s0), gst_ref = on_cuda(s0);
-      const Tensor y = ssd_fwd(exec, a, st), y_ref = ssd_ref(a, st_ref);
+      const Tensor y = ssd_fwd(exec, a, st), y_ref = ssd_ref(exec, a, st_ref);
       EXPECT_LT(scaled_max_diff(ssd_fwd(exec, g, gst), y), 1e-4f) << s.d_state << " G " << s.n_groups;
-      EXPECT_LT(scaled_max_diff(ssd_ref(g, gst_ref), y_ref), 1e-5f);
+      EXPECT_LT(scaled_max_diff(ssd_ref(exec, g, gst_ref), y_ref), 1e-5f);
       EXPECT_LT(scaled_max_diff(gst, st), 1e-4f);
       Tensor gst2 = on_cuda(s0);
       const int64_t k = s.seq_len / 2;
@@ -61,8 +61,9 @@ TEST(SsdCuda, MatchesCpuAndContinuesState) {
                   1e-5f);
       }
       for (int64_t t = k; t < s.seq_len; ++t)
-        EXPECT_LT(scaled_max_diff(ssd_ref(tokens(g, t, t + 1), gst2), y_ref.slice(1, t, t + 1).contiguous()),
-                  1e-5f);
+        EXPECT_LT(
+            scaled_max_diff(ssd_ref(exec, tokens(g, t, t + 1), gst2), y_ref.slice(1, t, t + 1).contiguous()),
+            1e-5f);
       EXPECT_LT(scaled_max_diff(gst2, st_ref), 1e-5f);
     }
   }

@@ -73,7 +73,7 @@ TEST(Ssd, ChunkedMatchesSequentialAndNaive) {
     SsdArgs a = make_args(rng, B, L, H, P, G, N, dpc, chunk);
     Tensor init = testing::random_tensor({B, H, P, N}, rng);
     Tensor s1 = init.copy(), s2 = init.copy();
-    Tensor y1 = ssd_fwd(exec, a, s1), y2 = ssd_ref(a, s2);
+    Tensor y1 = ssd_fwd(exec, a, s1), y2 = ssd_ref(exec, a, s2);
     Tensor ref = naive(a, init);
     EXPECT_LT(testing::max_abs_diff(y1, ref), 2e-5f) << "L=" << L << " chunk=" << chunk;
     EXPECT_LT(testing::max_abs_diff(y2, ref), 2e-5f);
@@ -82,7 +82,7 @@ TEST(Ssd, ChunkedMatchesSequentialAndNaive) {
     const int64_t split = L / 2;
     Tensor s3 = init.copy();
     Tensor ya = ssd_fwd(exec, slice_args(a, 0, split), s3);
-    Tensor yb = ssd_ref(slice_args(a, split, L), s3);
+    Tensor yb = ssd_ref(exec, slice_args(a, split, L), s3);
     EXPECT_LT(testing::max_abs_diff(yb, ref.slice(1, split, L).contiguous()), 2e-5f);
     EXPECT_LT(testing::max_abs_diff(s3, s1), 2e-5f);
   }
