@@ -245,8 +245,7 @@ void write_plot(const std::string& path, const train::TrainConfig& config, const
   const LossCurve curve = config.log_csv.empty() ? here : read_loss_csv(config.log_csv);
   char title[160];
   std::snprintf(title, sizeof title, "training loss: %s, %s x %lld, d_model %lld", config.task.c_str(),
-                mamba::io::mixer_kind_name(model.config().ssm_layer),
-                static_cast<long long>(model.config().n_layer),
+                mixer_kind_name(model.config().ssm_layer), static_cast<long long>(model.config().n_layer),
                 static_cast<long long>(model.config().d_model));
   mamba::write_file_atomic(path, loss_plot_png(curve, title));
 }

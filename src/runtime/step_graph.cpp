@@ -26,7 +26,7 @@ bool StepGraph::supported(const Model& model) {
   if (model.device() != Device::cuda || !ops::device_available(Device::cuda)) return false;
   if (!model.config().family.empty()) return false;  // families step through Model::step_family
   for (int64_t i = 0; i < model.config().n_layer; ++i)
-    if (model.config().layer_kind(i) == MixerKind::attention) return false;
+    if (model.config().layer_kind(i) == models::MixerKind::attention) return false;
   return true;
 }
 

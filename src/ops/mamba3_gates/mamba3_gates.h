@@ -6,8 +6,8 @@
 #include <cstdint>
 
 #include "core/tensor.h"
-#include "ops/mamba3_gates/mamba3_layout.h"
 #include "ops/exec.h"
+#include "ops/mamba3_gates/mamba3_layout.h"
 #include "ops/mamba3_scan/mamba3_scan.h"
 
 namespace mamba::ops {
