@@ -15,9 +15,7 @@
 
 namespace mamba {
 
-std::string read_file(const std::string& path) {
-  // O_NONBLOCK: a FIFO would otherwise block the open until a writer appears; only regular files
-  // are read (a FIFO, device or directory named as a config or tokenizer is an error).
+int open_regular_file(const std::string& path, size_t& size) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw_error(ErrorCode::io, path, ": cannot open (", std::strerror(errno), ")");
   struct stat st;
@@ -25,8 +23,15 @@ std::string read_file(const std::string& path) {
     ::close(fd);
     throw_error(ErrorCode::io, path, ": not a regular file");
   }
+  size = static_cast<size_t>(st.st_size);
+  return fd;
+}
+
+std::string read_file(const std::string& path) {
+  size_t size = 0;
+  const int fd = open_regular_file(path, size);
   std::string out;
-  out.resize(static_cast<size_t>(st.st_size));
+  out.resize(size);
   size_t got = 0;
   while (true) {
     if (got == out.size()) out.resize(out.size() + 4096);  // the file grew since fstat

@@ -1,15 +1,14 @@
 // Read-only file mappings (mapped_file.h).
 #include "io/mapped_file.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include "core/error.h"
+#include "core/file_util.h"
 
 namespace mamba::io {
 namespace {
@@ -27,16 +26,8 @@ struct MappedFile {
 }  // namespace
 
 std::shared_ptr<Buffer> map_file(const std::string& path, size_t min_size, const std::string& too_short) {
-  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever; the
-  // fstat below then refuses anything that is not a regular file.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) throw_error(ErrorCode::io, path, ": cannot open (", std::strerror(errno), ")");
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw_error(ErrorCode::io, path, ": not a regular file");
-  }
-  const size_t size = static_cast<size_t>(st.st_size);
+  size_t size = 0;
+  const int fd = open_regular_file(path, size);
   if (size < min_size || size == 0) {
     ::close(fd);
     throw_error(ErrorCode::parse, path, ": file is ", size, " bytes, ", too_short);
