@@ -181,6 +181,18 @@ serve_turns() {
     tee "$OUT/serve_multiturn_cpu.log"
 }
 
+# The server on the GPU machine's CPU (16 threads): throughput against 1/8/32/128 streams on the 129M
+# bench model, next to `bench --generate` at the same batch sizes.
+serve_cpu() {
+  local m=$BUILD/bin/mambacpp
+  local sb=(python3 "$ROOT/scripts/serve_bench.py" --bin "$m" --json "$OUT/serve_cpu.jsonl" --log-dir "$OUT")
+  [ -f /tmp/sb/m129/model.safetensors ] || "${sb[@]}" -t 16 make-model /tmp/sb/m129 2>&1 | tail -2
+  OMP_WAIT_POLICY=passive "$m" bench --generate --models mamba2 --threads 16 --batch 1 8 32 128 --decode-tokens 32 \
+    --json "$OUT/bench_generate_cpu.json" 2>&1 | tee "$OUT/bench_generate_cpu.log"
+  "${sb[@]}" -t 16 concurrency -m /tmp/sb/m129 --streams 128 32 8 1 --prompt-tokens 16 --gen-tokens 64 \
+    --temperature 0 2>&1 | tee "$OUT/serve_concurrency_cpu.log"
+}
+
 # Sourced (scripts/gpu_decode.sh, gpu_results.sh): the functions above only, e.g. setup_deps.
 [[ "${BASH_SOURCE[0]}" != "$0" ]] && return 0
 
@@ -205,6 +217,7 @@ for phase in $phases; do
     profile) profile_train ;;
     serve) serve_bench ;;
     serveturns) serve_turns ;;
-    *) echo "unknown phase $phase (build test golden sanitize bench bwdbench train profile prepare)"; exit 2 ;;
+    servecpu) serve_cpu ;;
+    *) echo "unknown phase $phase (build test golden sanitize bench familybench bwdbench train profile serve serveturns servecpu)"; exit 2 ;;
   esac
 done
