@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Before/after on the GPU machine, in one call: builds an older source tree (BASE, e.g. a `git archive`
 # of the commit before a refactor) and this tree side by side, then
-#   1. the logits hashes of both binaries (scripts/logits_hashes.sh, --device cuda, f32 and bf16),
+#   1. this tree's `ctest -L cuda`;
+#   2. the logits hashes of both binaries (scripts/logits_hashes.sh, --device cuda, f32 and bf16),
 #      lines that differ re-run with this tree's binary to tell nondeterminism from a change;
-#   2. `mambacpp bench` of both, alternated (base, head, base, head) at f32 and bf16;
-#   3. this tree's `ctest -L cuda`.
+#   3. `mambacpp bench` of both, alternated (base, head, base, head) at f32 and bf16;
 # Results go to $OUT (ab_*.txt / .log).
 #   scripts/gpu_ab.sh BASE_SRC [steps: hashes bench test]
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BASE_SRC=$(realpath "$1"); shift
-STEPS=${*:-hashes bench test}
+STEPS=${*:-test hashes bench}
 OUT=${OUT:-$ROOT/gpu_check_out}
 mkdir -p "$OUT"
 # shellcheck source=gpu_check.sh
@@ -35,6 +35,11 @@ echo "builds done in $((SECONDS - t0)) s"
 grep -hE "FAILED|error:" "$OUT"/ab_build_*.log | head -10
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv >"$OUT/ab_gpu.txt" 2>&1; cat "$OUT/ab_gpu.txt"
 
+if [[ $STEPS == *test* ]]; then
+  (cd "$BH" && ctest -L cuda --output-on-failure --timeout 300 -j4) >"$OUT/ab_ctest_cuda.log" 2>&1
+  echo "ctest -L cuda (head): rc $?"
+  grep -E "tests passed|tests failed|Failed|\*\*\*" "$OUT/ab_ctest_cuda.log" | head -20
+fi
 if [[ $STEPS == *hashes* ]]; then
   for dt in f32 bf16; do
     t=$SECONDS
@@ -66,9 +71,4 @@ if [[ $STEPS == *bench* ]]; then
   done
 fi
 
-if [[ $STEPS == *test* ]]; then
-  (cd "$BH" && ctest -L cuda --output-on-failure --timeout 300 -j4) >"$OUT/ab_ctest_cuda.log" 2>&1
-  echo "ctest -L cuda (head): rc $?"
-  grep -E "tests passed|tests failed|Failed|\*\*\*" "$OUT/ab_ctest_cuda.log" | head -20
-fi
 echo "total $((SECONDS - t0)) s"
