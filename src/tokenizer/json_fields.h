@@ -54,9 +54,14 @@ inline bool get_bool(const json& obj, const char* key, bool fallback, const Json
   return value->get<bool>();
 }
 
+// The largest token id accepted: 64x the largest vocabulary in use (262,144), so that the
+// id-indexed tables (one string per id) stay small whatever id a hostile file names.
+inline constexpr int64_t kMaxTokenId = (int64_t{1} << 24) - 1;
+
 inline int32_t get_id(const json& value, const JsonPlace& place) {
-  if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<int64_t>() > INT32_MAX) {
-    place.fail(ErrorCode::parse, "expected a token id (integer >= 0), found ", json_excerpt(value));
+  if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<int64_t>() > kMaxTokenId) {
+    place.fail(ErrorCode::parse, "expected a token id (integer in [0, ", kMaxTokenId, "]), found ",
+               json_excerpt(value));
   }
   return static_cast<int32_t>(value.get<int64_t>());
 }

@@ -642,6 +642,15 @@ TEST(TokenizerErrors, BadFilesNameFileAndProblem) {
   json bad_vocab = tiny_bpe({"a b"});
   bad_vocab["model"]["vocab"]["a"] = "zero";
   expect_error(bad_vocab.dump(), "badid.json", ErrorCode::parse, "model.vocab.a: expected a token id");
+  // A huge id would size the id-indexed tables (found by the tokenizer_json fuzzer: 1.3e9 -> 42 GB).
+  json huge_id = tiny_bpe({"a b"});
+  huge_id["model"]["vocab"]["a"] = 1 << 24;
+  expect_error(huge_id.dump(), "hugeid.json", ErrorCode::parse,
+               "model.vocab.a: expected a token id (integer in [0, 16777215]), found 16777216");
+  json huge_added = tiny_bpe({"a b"});
+  huge_added["added_tokens"] = json::array({{{"id", 1330000000}, {"content", "<x>"}, {"special", true}}});
+  expect_error(huge_added.dump(), "hugeadded.json", ErrorCode::parse,
+               "added_tokens[0].id: expected a token id");
   json bert = tiny_bpe({"a b"});
   bert["pre_tokenizer"] = {{"type", "BertPreTokenizer"}};
   expect_error(bert.dump(), "bert.json", ErrorCode::unsupported, "pre_tokenizer.type");
