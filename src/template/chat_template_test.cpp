@@ -22,9 +22,34 @@ using ojson = nlohmann::ordered_json;
 
 const std::string kDataDir = std::string(MAMBACPP_SOURCE_DIR) + "/tests/data/chat_templates";
 
+const ojson& expected_file() {
+  static const ojson file = ojson::parse(mamba::read_file(kDataDir + "/expected.json"));
+  return file;
+}
+
 const ojson& expected_cases() {
-  static const ojson cases = ojson::parse(mamba::read_file(kDataDir + "/expected.json"))["cases"];
-  return cases;
+  return expected_file()["cases"];
+}
+
+// Jinja2 rendered strftime_now on the day in "made_on"; the expected text is moved to today's
+// date in the one format the templates use ("%d %b %Y"), so the comparison holds on any day.
+std::string format_day(const std::tm& day) {
+  char buf[64];
+  return std::string(buf, std::strftime(buf, sizeof buf, "%d %b %Y", &day));
+}
+
+std::string dated_today(std::string expected) {
+  std::tm made{};
+  const std::string on = expected_file()["made_on"].get<std::string>();
+  if (!strptime(on.c_str(), "%Y-%m-%d", &made)) ADD_FAILURE() << "expected.json: made_on \"" << on << "\"";
+  const std::time_t now = std::time(nullptr);
+  std::tm today{};
+  localtime_r(&now, &today);
+  const std::string from = format_day(made), to = format_day(today);
+  for (size_t at = expected.find(from); from != to && at != std::string::npos;
+       at = expected.find(from, at + to.size()))
+    expected.replace(at, from.size(), to);
+  return expected;
 }
 
 std::string case_source(const ojson& c) {
@@ -55,9 +80,19 @@ TEST(ChatTemplate, MatchesJinja2) {
     ChatTemplate t = ChatTemplate::parse(case_source(c), name);
     std::string expected = c["expected"].get<std::string>();
     try {
-      EXPECT_EQ(render_ordered(t, c), expected);
-      EXPECT_EQ(render_sorted(t, c),
-                c.contains("expected_sorted") ? c["expected_sorted"].get<std::string>() : expected);
+      // (Computed again after rendering, in case the day turned in between.)
+      std::string ordered = render_ordered(t, c), sorted = render_sorted(t, c);
+      std::string want = dated_today(expected);
+      std::string want_sorted =
+          dated_today(c.contains("expected_sorted") ? c["expected_sorted"].get<std::string>() : expected);
+      if (ordered != want || sorted != want_sorted) {
+        ordered = render_ordered(t, c), sorted = render_sorted(t, c);
+        want = dated_today(expected);
+        want_sorted =
+            dated_today(c.contains("expected_sorted") ? c["expected_sorted"].get<std::string>() : expected);
+      }
+      EXPECT_EQ(ordered, want);
+      EXPECT_EQ(sorted, want_sorted);
     } catch (const mamba::Error& e) {
       ADD_FAILURE() << "threw: " << e.what();
     }
