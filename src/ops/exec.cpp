@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "ops/device.h"
+#include "ops/kernels.h"
 #if MAMBACPP_HAVE_CUDA
 #include "backend/cuda/cuda_device.h"
 #endif
@@ -136,6 +137,12 @@ std::string KernelPlan::describe() const {
       s += mine[i].second;
     }
   return s.empty() ? "default" : s;
+}
+
+const CudaKernels& cuda_kernels() {
+  const CudaKernels* table = cuda_kernel_table();
+  if (!table) throw_error(ErrorCode::unsupported, "this build has no CUDA backend");
+  return *table;
 }
 
 Exec::Exec(Device device, KernelPlan plan) : device_(device), plan_(plan) {

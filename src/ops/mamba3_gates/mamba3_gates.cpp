@@ -10,9 +10,7 @@
 #include "core/parallel.h"
 #include "ops/device.h"
 #include "ops/elementwise/activations.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/mamba3_gates/mamba3_gates_cuda.h"
-#endif
+#include "ops/kernels.h"
 
 namespace mamba::ops {
 
@@ -46,10 +44,8 @@ void rotate(float* v, const float* phi, int64_t S, int64_t d_state, bool half_sp
 
 void mamba3_prepare_fwd(Exec& exec, const Tensor& proj, const Mamba3Gates& g, Tensor& angle,
                         Mamba3ScanArgs& a) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "mamba3_prepare_fwd", proj.device());
-  if (proj.device() == Device::cuda) return mamba3_prepare_fwd_cuda(proj, g, angle, a);
-#endif
+  if (proj.device() == Device::cuda) return cuda_kernels().mamba3_gates.prepare_fwd(proj, g, angle, a);
   MAMBA_CHECK(proj.is_contiguous() && proj.dim() == 3);
   const int64_t batch = proj.size(0), seq_len = proj.size(1), width = proj.size(2);
   const int64_t H = g.n_heads, R = g.rank, G = g.n_groups, N = g.d_state, S = g.n_rope_angles;
@@ -111,10 +107,9 @@ void mamba3_prepare_fwd(Exec& exec, const Tensor& proj, const Mamba3Gates& g, Te
 
 Tensor mamba3_combine_fwd(Exec& exec, const Tensor& y, const Tensor& z, const Tensor& norm_weight,
                           const Tensor& mimo_z, const Tensor& mimo_o) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "mamba3_combine_fwd", y.device());
-  if (y.device() == Device::cuda) return mamba3_combine_fwd_cuda(y, z, norm_weight, mimo_z, mimo_o);
-#endif
+  if (y.device() == Device::cuda)
+    return cuda_kernels().mamba3_gates.combine_fwd(y, z, norm_weight, mimo_z, mimo_o);
   MAMBA_CHECK(y.is_contiguous() && y.dim() == 5 && z.dim() == 3 && z.stride(2) == 1);
   const int64_t batch = y.size(0), seq_len = y.size(1), R = y.size(2), H = y.size(3), P = y.size(4);
   const bool mimo = mimo_o.defined(), outproj_norm = norm_weight.defined();

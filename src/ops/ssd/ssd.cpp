@@ -11,9 +11,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/device.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/ssd/ssd_cuda.h"
-#endif
+#include "ops/kernels.h"
 
 namespace mamba::ops {
 
@@ -45,10 +43,8 @@ Dims check_args(const SsdArgs& a, const Tensor& state) {
 }  // namespace
 
 Tensor ssd_ref(Exec& exec, const SsdArgs& a, Tensor& state) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "ssd_ref", a.x.device());
-  if (a.x.device() == Device::cuda) return ssd_scan_cuda(a, state);
-#endif
+  if (a.x.device() == Device::cuda) return cuda_kernels().ssd.scan(a, state);
   const Dims d = check_args(a, state);
   Tensor y = Tensor::empty(a.x.shape());
   const float *xp = a.x.f32(), *dtp = a.dt.f32(), *Ap = a.A.f32(), *Bp = a.B.f32(), *Cp = a.C.f32();
@@ -85,10 +81,8 @@ Tensor ssd_ref(Exec& exec, const SsdArgs& a, Tensor& state) {
 //   W = (C·Bᵀ) ⊙ decay ⊙ dt_s (lower triangle), decay[t,s] = Π_{s<k≤t} exp(dt_k·A)
 //   Y = W·X + diag(exp(cs_t))·C·S_inᵀ + D·X;  S_out = exp(cs_last)·S_in + (w ⊙ X)ᵀ·B.
 Tensor ssd_fwd(Exec& exec, const SsdArgs& a, Tensor& state) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "ssd_fwd", a.x.device());
-  if (a.x.device() == Device::cuda) return ssd_scan_cuda(a, state);
-#endif
+  if (a.x.device() == Device::cuda) return cuda_kernels().ssd.scan(a, state);
   const Dims d = check_args(a, state);
   Tensor y = Tensor::empty(a.x.shape());
   const float *xp = a.x.f32(), *dtp = a.dt.f32(), *Ap = a.A.f32(), *Bp = a.B.f32(), *Cp = a.C.f32();
