@@ -167,6 +167,16 @@ struct CudaKernels {
   } ssd;
 };
 
+// Whether a CUDA Mamba-3 scan with fast_bf16 runs the tensor-core kernel (mamba3_scan_fast.cu) at
+// these sizes: a sequence (seq_len > 1), head_dim 64, d_state 128, SISO (rank 1 without mimo_x) or
+// MIMO rank 2 or 4. Where it does not, bf16 operands only cost a rounding and a widening. Asked by
+// the scan's launcher and by mamba3_prepare_fwd's front (bf16_operands).
+inline bool mamba3_scan_fast_bf16_applies(int64_t seq_len, int64_t rank, bool has_mimo_x, int64_t head_dim,
+                                          int64_t d_state) {
+  const bool siso = !has_mimo_x && rank == 1, mimo = has_mimo_x && (rank == 2 || rank == 4);
+  return (siso || mimo) && seq_len > 1 && head_dim == 64 && d_state == 128;
+}
+
 // The CUDA backend's table; throws Error(unsupported) in a build without it (a CUDA tensor cannot
 // exist there, so a front reaches this only from a CUDA tensor in a CUDA build).
 const CudaKernels& cuda_kernels();

@@ -76,4 +76,33 @@ void linear_add_(Exec& exec, Tensor& residual, const Tensor& x, const Tensor& we
   add_(exec, residual, y);
 }
 
+namespace {
+
+// The pair fuses where the decode GEMV takes both weights (and the plan's fuse_decode is on).
+bool decode_pair_fuses(Exec& exec, int64_t rows, const DecodeProjections& p) {
+  return decode_gemv_applies(exec, rows, p.in_weight) && decode_gemv_applies(exec, rows, p.out_weight);
+}
+
+}  // namespace
+
+Tensor decode_in_proj(Exec& exec, Tensor& residual, const Tensor& pending, const DecodeProjections& p) {
+  if (!decode_pair_fuses(exec, residual.size(0), p))
+    return linear(exec, add_rms_norm_(exec, residual, pending, p.norm_weight, p.eps), p.in_weight);
+  if (pending.defined()) add_(exec, residual, pending);  // e.g. an MLP's output: the GEMV reads the sum
+  return rms_norm_linear(exec, residual, p.norm_weight, p.eps, p.in_weight);
+}
+
+Tensor decode_out_proj(Exec& exec, Tensor& residual, const Tensor& o, const DecodeProjections& p) {
+  if (!decode_pair_fuses(exec, o.size(0), p)) return linear(exec, o, p.out_weight);
+  linear_add_(exec, residual, o, p.out_weight);
+  return Tensor();
+}
+
+Tensor add_rms_norm_linear(Exec& exec, Tensor& residual, const Tensor& pending, const Tensor& norm_weight,
+                           float eps, const Tensor& weight) {
+  if (!pending.defined() && decode_gemv_applies(exec, residual.size(0), weight))
+    return rms_norm_linear(exec, residual, norm_weight, eps, weight);
+  return linear(exec, add_rms_norm_(exec, residual, pending, norm_weight, eps), weight);
+}
+
 }  // namespace mamba::ops

@@ -459,12 +459,23 @@ MAMBA_CPU_CLONES void scan_chunks(const std::vector<HeadView>& views, const Dims
   }
 }
 
+// One token on the CPU (mamba3_scan_step, and mamba3_scan_fwd's one-token call).
+void scan_one_token(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y, const Dims& d) {
+  parallel_for(d.batch * d.n_heads, [&](int64_t bh) {
+    const HeadView v = head_view(args, state, y, d, bh / d.n_heads, bh % d.n_heads);
+    recurrence_token(v, d, 0, v.k_prev, v.v_prev, v.ssm);
+    save_last_token(v, d);
+  });
+}
+
 }  // namespace
 
 void mamba3_scan_fwd(Exec& exec, const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y) {
   OpScope op_scope(exec, "mamba3_scan_fwd", args.x.device());
+  // CUDA: one entry; the launcher takes the tensor-core scan or the simple one by shape.
   if (args.x.device() == Device::cuda) return cuda_kernels().mamba3_scan.scan(args, state, y);
   const Dims d = check_args(args, state, y);
+  if (d.seq_len == 1) return scan_one_token(args, state, y, d);  // decode: the recurrence
   const int64_t Q = std::min(args.chunk_size, d.seq_len), P = d.head_dim, N = d.d_state;
   const int64_t n_items = d.batch * d.n_heads;
   const int64_t n_groups = std::min<int64_t>(n_items, num_threads());
@@ -509,11 +520,7 @@ void mamba3_scan_step(Exec& exec, const Mamba3ScanArgs& args, Mamba3ScanState& s
   if (args.x.device() == Device::cuda) return cuda_kernels().mamba3_scan.scan(args, state, y);
   const Dims d = check_args(args, state, y);
   MAMBA_CHECK(d.seq_len == 1, "mamba3_scan_step takes one token, got seq_len " << d.seq_len);
-  parallel_for(d.batch * d.n_heads, [&](int64_t bh) {
-    const HeadView v = head_view(args, state, y, d, bh / d.n_heads, bh % d.n_heads);
-    recurrence_token(v, d, 0, v.k_prev, v.v_prev, v.ssm);
-    save_last_token(v, d);
-  });
+  scan_one_token(args, state, y, d);
 }
 
 }  // namespace mamba::ops
