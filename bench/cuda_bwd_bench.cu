@@ -18,11 +18,10 @@
 #include "backend/cuda/cuda_context.h"
 #include "core/tensor.h"
 #include "ops/exec.h"
+#include "ops/kernels.h"
 #include "ops/mamba3_scan/mamba3_scan.h"
-#include "ops/mamba3_scan/mamba3_scan_cuda.h"
 #include "ops/selective_scan/selective_scan.h"
 #include "ops/ssd/ssd.h"
-#include "ops/ssd/ssd_cuda.h"
 
 // The bench's execution context (never destroyed: CUDA objects must not outlive the driver).
 static mamba::ops::Exec& exec = *new mamba::ops::Exec();
@@ -116,9 +115,9 @@ int main(int argc, char** argv) {
       const SsdArgs* args;
     };
     const double f = median_ms(fwd, reps);
-    for (const Bwd& v :
-         {Bwd{"exact fp32 scan", ssd_bwd_cuda_exact, &a}, Bwd{"GEMM form fp32", ssd_bwd_cuda_gemm, &a32},
-          Bwd{"GEMM form bf16/TF32", ssd_bwd_cuda_gemm, &a}}) {
+    for (const Bwd& v : {Bwd{"exact fp32 scan", cuda_kernels().ssd.bwd_exact, &a},
+                         Bwd{"GEMM form fp32", cuda_kernels().ssd.bwd_gemm, &a32},
+                         Bwd{"GEMM form bf16/TF32", cuda_kernels().ssd.bwd_gemm, &a}}) {
       auto bwd = [&] { (void)v.fn(*v.args, dy); };
       const double b = median_ms(bwd, reps);
       const double fb = median_ms(
@@ -131,9 +130,9 @@ int main(int argc, char** argv) {
                   static_cast<long long>(s.batch), static_cast<long long>(s.seq_len), f, b, fb,
                   s.official_ms);
     }
-    const SsdGrads ref = ssd_bwd_cuda_exact(a, dy);
-    print_diffs("GEMM fp32", ssd_bwd_cuda_gemm(a32, dy), ref);
-    print_diffs("GEMM bf16/TF32", ssd_bwd_cuda_gemm(a, dy), ref);
+    const SsdGrads ref = cuda_kernels().ssd.bwd_exact(a, dy);
+    print_diffs("GEMM fp32", cuda_kernels().ssd.bwd_gemm(a32, dy), ref);
+    print_diffs("GEMM bf16/TF32", cuda_kernels().ssd.bwd_gemm(a, dy), ref);
   }
   // Mamba-3 SISO: the bf16 tensor-core forward (fast_bf16) + each fp32 backward.
   for (const Ssd s : {Ssd{8, 2048, 3.31}, {2, 8192, 3.99}, {1, 32768, 14.53}}) {
@@ -162,8 +161,8 @@ int main(int argc, char** argv) {
       Mamba3ScanGrads (*fn)(const Mamba3ScanArgs&, const Tensor&);
     };
     const double f = median_ms(fwd, reps);
-    for (const M3Bwd& v : {M3Bwd{"exact fp32 scan", mamba3_scan_bwd_cuda_exact},
-                           M3Bwd{"GEMM form fp32", mamba3_scan_bwd_cuda_gemm}}) {
+    for (const M3Bwd& v : {M3Bwd{"exact fp32 scan", cuda_kernels().mamba3_scan.bwd_exact},
+                           M3Bwd{"GEMM form fp32", cuda_kernels().mamba3_scan.bwd_gemm}}) {
       auto bwd = [&] { (void)v.fn(a, dy); };
       const double b = median_ms(bwd, reps);
       const double fb = median_ms(
@@ -176,7 +175,8 @@ int main(int argc, char** argv) {
                   static_cast<long long>(s.batch), static_cast<long long>(s.seq_len), f, b, fb,
                   s.official_ms);
     }
-    const Mamba3ScanGrads ref = mamba3_scan_bwd_cuda_exact(a, dy), g = mamba3_scan_bwd_cuda_gemm(a, dy);
+    const Mamba3ScanGrads ref = cuda_kernels().mamba3_scan.bwd_exact(a, dy),
+                          g = cuda_kernels().mamba3_scan.bwd_gemm(a, dy);
     std::fprintf(stderr,
                  "Mamba-3 GEMM vs exact: dx %.1e dq %.1e dk %.1e dadt %.1e ddt %.1e dtrap %.1e dD %.1e\n",
                  scaled_diff(g.dx, ref.dx), scaled_diff(g.dq, ref.dq), scaled_diff(g.dk, ref.dk),

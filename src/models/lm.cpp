@@ -567,8 +567,9 @@ Tensor Model::step_family(ops::Exec& exec, Tensor residual, State& state) const 
 }
 
 // Decode keeps each sublayer's output pending and adds it into the residual inside the next
-// norm's kernel (ops::add_rms_norm_); a mixer with a fused residual step (Mixer::step_residual)
-// normalizes and adds within its own projections instead. Same values as Model::forward's walk.
+// norm's kernel (ops::add_rms_norm_); in an RMSNorm model each mixer takes the stream itself
+// (Mixer::step_residual), and the ops it calls choose whether to normalize and add within its
+// projections instead (ops::decode_in_proj). Same values as Model::forward's walk.
 Tensor Model::step_embedded(ops::Exec& exec, Tensor residual, State& state) const {
   MAMBA_CHECK(residual.dim() == 2 && residual.size(0) == state.batch);
   if (!config_.family.empty()) return step_family(exec, residual, state);
@@ -583,11 +584,9 @@ Tensor Model::step_embedded(ops::Exec& exec, Tensor residual, State& state) cons
   };
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& b = blocks_[i];
-    if (rms && b.mixer->fuses_residual_step(exec, state.batch)) {
-      if (hidden.defined())
-        ops::add_(exec, residual, hidden);  // an MLP's output: the fused step reads the sum
-      hidden = Tensor();
-      b.mixer->step_residual(exec, residual, b.norm_weight, eps, state.layers[i], state.position);
+    if (rms) {
+      hidden =
+          b.mixer->step_residual(exec, residual, hidden, b.norm_weight, eps, state.layers[i], state.position);
     } else {
       const Tensor normed = add_norm(b.norm_weight, b.norm_bias);
       hidden = b.mixer->step(exec, normed, state.layers[i], state.position);
@@ -598,9 +597,8 @@ Tensor Model::step_embedded(ops::Exec& exec, Tensor residual, State& state) cons
     }
   }
   state.position += 1;
-  // norm_f inside the head's GEMV where the residual is complete and the GEMV applies.
-  if (rms && !hidden.defined() && ops::decode_gemv_applies(exec, state.batch, lm_head_weight))
-    return ops::rms_norm_linear(exec, residual, norm_f_weight, eps, lm_head_weight);
+  // RMSNorm: the op may run norm_f inside the head's GEMV (ops::add_rms_norm_linear chooses).
+  if (rms) return ops::add_rms_norm_linear(exec, residual, hidden, norm_f_weight, eps, lm_head_weight);
   return ops::linear(exec, add_norm(norm_f_weight, norm_f_bias), lm_head_weight);
 }
 

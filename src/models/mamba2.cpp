@@ -136,8 +136,7 @@ private:
     args.D = D;
     args.chunk_size = c_.chunk_size;
     args.fast_bf16 = in_proj_weight.dtype() == DType::bf16;  // bf16 weights: bf16 scan operands too
-    Tensor y = (seq_len == 1 ? ops::ssd_ref(exec, args, st.ssm) : ops::ssd_fwd(exec, args, st.ssm))
-                   .view({batch, seq_len, ds});
+    Tensor y = ops::ssd_fwd(exec, args, st.ssm).view({batch, seq_len, ds});
     if (saved) {
       saved->u = u;
       saved->zxbcdt = zxbcdt;

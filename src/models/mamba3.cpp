@@ -74,17 +74,14 @@ public:
     return ops::linear(exec, step_inner(exec, ops::linear(exec, u, in_proj_weight), st), out_proj_weight);
   }
 
-  // Decode in the residual stream with the bf16 GEMV: the block's RMSNorm runs in the in_proj
-  // GEMV's prologue and the residual add in the out_proj GEMV's epilogue, so a layer is three
-  // kernels (the unfused norm and add would be two more).
-  bool fuses_residual_step(ops::Exec& exec, int64_t batch) const override {
-    return ops::decode_gemv_applies(exec, batch, in_proj_weight) &&
-           ops::decode_gemv_applies(exec, batch, out_proj_weight);
-  }
-  void step_residual(ops::Exec& exec, Tensor& residual, const Tensor& block_norm_weight, float eps,
-                     LayerState& st, int64_t) const override {
-    const Tensor proj = ops::rms_norm_linear(exec, residual, block_norm_weight, eps, in_proj_weight);
-    ops::linear_add_(exec, residual, step_inner(exec, proj, st), out_proj_weight);
+  // Decode in the residual stream: where the ops fuse them (CUDA's bf16 GEMV), the block's
+  // RMSNorm runs in the in_proj GEMV's prologue and the residual add in the out_proj GEMV's
+  // epilogue, so a layer is three kernels (the unfused norm and add would be two more).
+  Tensor step_residual(ops::Exec& exec, Tensor& residual, const Tensor& pending,
+                       const Tensor& block_norm_weight, float eps, LayerState& st, int64_t) const override {
+    const ops::DecodeProjections p{block_norm_weight, eps, in_proj_weight, out_proj_weight};
+    const Tensor proj = ops::decode_in_proj(exec, residual, pending, p);
+    return ops::decode_out_proj(exec, residual, step_inner(exec, proj, st), p);
   }
 
   Tensor forward_train(ops::Exec& exec, const Tensor& u, std::unique_ptr<MixerSaved>& saved) const override {
@@ -149,22 +146,14 @@ private:
     args.mimo_x = mimo_x;
     args.chunk_size = c_.chunk_size;
     args.fast_bf16 = in_proj_weight.dtype() == DType::bf16;  // bf16 weights: bf16 scan operands too
-    // Inference on CUDA where the tensor-core scan runs: the prepare writes q/k in bf16 and x is
-    // converted once from its proj columns, so the scan reads them as they are. Training keeps
-    // f32 operands for the backward.
-    args.bf16_operands =
-        args.fast_bf16 && saved == nullptr && u.device() == Device::cuda &&
-        ops::mamba3_scan_fast_bf16_applies(seq_len, c_.rank, mimo_x.defined(), P, c_.d_state);
-    const Tensor x_columns = columns(proj, di, di);  // [batch, seq_len, d_inner], rows strided
-    args.x = (args.bf16_operands ? x_columns.to(DType::bf16) : x_columns.contiguous())
-                 .view({batch, seq_len, H, P});
+    args.for_backward = saved != nullptr;                    // training keeps f32 operands
+    // x: its proj columns [batch, seq_len, d_inner] (rows strided); the prepare makes the scan's
+    // x of them (f32, or bf16 where its front chooses bf16 operands).
+    args.x = columns(proj, di, di);
     ops::mamba3_prepare_fwd(exec, proj, gates_, st.angle, args);
     Tensor y = Tensor::empty({batch, seq_len, c_.rank, H, P}, DType::f32, u.device());  // per-rank outputs
     ops::Mamba3ScanState scan_state{st.ssm, st.k_prev, st.v_prev};                      // shares the buffers
-    if (seq_len == 1)
-      ops::mamba3_scan_step(exec, args, scan_state, y);
-    else
-      ops::mamba3_scan_fwd(exec, args, scan_state, y);
+    ops::mamba3_scan_fwd(exec, args, scan_state, y);
     const Tensor o = ops::mamba3_combine_fwd(exec, y, columns(proj, 0, di), norm_weight, mimo_z, mimo_o);
     if (saved) {
       saved->u = u;

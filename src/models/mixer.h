@@ -10,6 +10,7 @@
 #include "core/tensor.h"
 #include "models/config.h"
 #include "ops/exec.h"
+#include "ops/norm/norm.h"
 
 namespace mamba::models {
 
@@ -112,13 +113,16 @@ public:
   virtual Tensor step(ops::Exec& exec, const Tensor& u, LayerState& state, int64_t pos) const {
     return forward(exec, u.view({u.size(0), 1, u.size(1)}), state, pos).view({u.size(0), u.size(1)});
   }
-  // One token inside the pre-norm residual stream of an RMSNorm model, for a mixer with a fused
-  // decode path: residual += step(rms_norm(residual, norm_weight, eps)), in place. Model::step
-  // calls it only where fuses_residual_step(batch) says so, and runs the norm and step() itself
-  // otherwise; the values are those of that unfused sequence.
-  virtual bool fuses_residual_step(ops::Exec& /*exec*/, int64_t /*batch*/) const { return false; }
-  virtual void step_residual(ops::Exec& exec, Tensor& /*residual*/, const Tensor& /*norm_weight*/,
-                             float /*eps*/, LayerState& /*state*/, int64_t /*pos*/) const {}
+  // One token inside the pre-norm residual stream of an RMSNorm model (Model::step): residual +=
+  // pending, then returns step(rms_norm(residual, norm_weight, eps)), the new pending output (or
+  // undefined where the mixer added it into the residual itself). By default exactly that
+  // (ops::add_rms_norm_ adds the pending output inside the norm's kernel); a mixer whose
+  // projections may fuse the norm and the add overrides it with ops::decode_in_proj /
+  // decode_out_proj, whose fronts choose. Same values either way.
+  virtual Tensor step_residual(ops::Exec& exec, Tensor& residual, const Tensor& pending,
+                               const Tensor& norm_weight, float eps, LayerState& state, int64_t pos) const {
+    return step(exec, ops::add_rms_norm_(exec, residual, pending, norm_weight, eps), state, pos);
+  }
   // Training: the forward of whole sequences from a fresh state, keeping in `saved` what
   // backward needs. u: [batch, seq_len, d_model] -> [batch, seq_len, d_model].
   virtual Tensor forward_train(ops::Exec& exec, const Tensor& u,

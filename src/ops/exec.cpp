@@ -1,5 +1,5 @@
-// ops::Exec: the kernel plan's names, the backend context's life and binding, and OpScope's timing.
-// With device.cpp, the only ops file that reaches the CUDA backend without being one of its kernels.
+// ops::Exec: the kernel plan's names, the backend context's life and binding (through
+// device_backend.h), OpScope's timing, and the kernel table's accessor (kernels.h).
 #include "ops/exec.h"
 
 #include <array>
@@ -8,19 +8,14 @@
 
 #include "core/error.h"
 #include "ops/device.h"
-#if MAMBACPP_HAVE_CUDA
-#include "backend/cuda/cuda_device.h"
-#endif
+#include "ops/device_backend.h"
+#include "ops/kernels.h"
 
 namespace mamba::ops {
 
-#if MAMBACPP_HAVE_CUDA
 struct BackendContext {
-  cuda::Context* cuda = nullptr;
+  void* context = nullptr;  // the device backend's (device_backend::create_context)
 };
-#else
-struct BackendContext {};
-#endif
 
 namespace {
 
@@ -138,19 +133,22 @@ std::string KernelPlan::describe() const {
   return s.empty() ? "default" : s;
 }
 
+const CudaKernels& cuda_kernels() {
+  const CudaKernels* table = cuda_kernel_table();
+  if (!table) throw_error(ErrorCode::unsupported, "this build has no CUDA backend");
+  return *table;
+}
+
 Exec::Exec(Device device, KernelPlan plan) : device_(device), plan_(plan) {
-#if MAMBACPP_HAVE_CUDA
   // Cheap: the stream and handles are made on the first CUDA work.
-  backend_.reset(new BackendContext{cuda::create_context({.dependent_launch = plan_.dependent_launch})});
-#endif
+  if (device_backend::built())
+    backend_.reset(new BackendContext{device_backend::create_context(plan_.dependent_launch)});
 }
 
 Exec::~Exec() = default;
 
 void Exec::BackendDeleter::operator()(BackendContext* c) const {
-#if MAMBACPP_HAVE_CUDA
-  cuda::destroy_context(c->cuda);
-#endif
+  device_backend::destroy_context(c->context);
   delete c;
 }
 
@@ -159,24 +157,18 @@ void Exec::set_profiling(bool on) {
 }
 
 void Exec::synchronize() {
-#if MAMBACPP_HAVE_CUDA
-  cuda::synchronize(backend_->cuda);
-#endif
+  if (backend_) device_backend::synchronize(backend_->context);
 }
 
 ExecScope::ExecScope(Exec& exec) {
-#if MAMBACPP_HAVE_CUDA
-  previous_ = cuda::bind_context(exec.backend()->cuda);
-  bound_ = true;
-#else
-  (void)exec;
-#endif
+  if (BackendContext* b = exec.backend()) {
+    previous_ = device_backend::bind_context(b->context);
+    bound_ = true;
+  }
 }
 
 ExecScope::~ExecScope() {
-#if MAMBACPP_HAVE_CUDA
-  if (bound_) cuda::bind_context(static_cast<cuda::Context*>(previous_));
-#endif
+  if (bound_) device_backend::bind_context(previous_);
 }
 
 namespace {
@@ -190,16 +182,12 @@ void OpScope::start(const char* name, int64_t tag) {
   name_ = open_timers.empty() ? own : open_timers.back() + " > " + own;
   open_timers.push_back(name_);
   outer_ = true;  // this timer owns an entry of the stack
-#if MAMBACPP_HAVE_CUDA
-  mark_ = cuda::op_timer_start();
-#endif
+  mark_ = device_backend::op_timer_start();
 }
 
 void OpScope::stop() {
   open_timers.pop_back();
-#if MAMBACPP_HAVE_CUDA
-  cuda::op_timer_stop(mark_, std::move(name_));
-#endif
+  device_backend::op_timer_stop(mark_, std::move(name_));
   mark_ = nullptr;
   outer_ = false;
 }

@@ -7,18 +7,14 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/device.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/attention/attention_cuda.h"
-#endif
+#include "ops/kernels.h"
 
 namespace mamba::ops {
 
 Tensor attention_fwd(Exec& exec, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t pos,
                      float scale) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "attention_fwd", q.device());
-  if (q.device() == Device::cuda) return attention_fwd_cuda(q, k_cache, v_cache, pos, scale);
-#endif
+  if (q.device() == Device::cuda) return cuda_kernels().attention.fwd(q, k_cache, v_cache, pos, scale);
   MAMBA_CHECK(q.is_contiguous() && k_cache.is_contiguous() && v_cache.is_contiguous());
   const int64_t batch = q.size(0), seq_len = q.size(1), n_heads = q.size(2), head_dim = q.size(3);
   const int64_t cap = k_cache.size(1), n_kv = k_cache.size(2);
@@ -55,10 +51,9 @@ Tensor attention_fwd(Exec& exec, const Tensor& q, const Tensor& k_cache, const T
 
 void rotary_rotate(Exec& exec, Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool interleaved,
                    float sign) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "rotary_rotate", x.device());
-  if (x.device() == Device::cuda) return rotary_rotate_cuda(x, rotary_dim, pos0, base, interleaved, sign);
-#endif
+  if (x.device() == Device::cuda)
+    return cuda_kernels().attention.rotary_rotate(x, rotary_dim, pos0, base, interleaved, sign);
   MAMBA_CHECK(x.is_contiguous() && x.dim() == 4 && rotary_dim % 2 == 0 && rotary_dim <= x.size(3));
   if (rotary_dim == 0) return;
   const int64_t batch = x.size(0), seq_len = x.size(1), heads = x.size(2), head_dim = x.size(3);

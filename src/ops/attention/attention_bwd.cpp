@@ -8,18 +8,14 @@
 #include "core/parallel.h"
 #include "ops/attention/attention.h"
 #include "ops/device.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/attention/attention_cuda.h"
-#endif
+#include "ops/kernels.h"
 
 namespace mamba::ops {
 
 void attention_bwd(Exec& exec, const Tensor& dout_in, const Tensor& q, const Tensor& k, const Tensor& v,
                    float scale, Tensor& dq, Tensor& dk, Tensor& dv) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "attention_bwd", q.device());
-  if (q.device() == Device::cuda) return attention_bwd_cuda(dout_in, q, k, v, scale, dq, dk, dv);
-#endif
+  if (q.device() == Device::cuda) return cuda_kernels().attention.bwd(dout_in, q, k, v, scale, dq, dk, dv);
   MAMBA_CHECK(q.is_contiguous() && k.is_contiguous() && v.is_contiguous() && k.shape() == v.shape());
   const Tensor dout = dout_in.contiguous();
   const int64_t batch = q.size(0), seq_len = q.size(1), n_heads = q.size(2), head_dim = q.size(3);

@@ -11,7 +11,7 @@
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
-#include "ops/attention/attention_cuda.h"
+#include "ops/attention/attention.h"
 
 namespace mamba::ops {
 

@@ -8,18 +8,14 @@
 #include "core/parallel.h"
 #include "ops/device.h"
 #include "ops/elementwise/activations.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/causal_conv1d/causal_conv1d_cuda.h"
-#endif
+#include "ops/kernels.h"
 
 namespace mamba::ops {
 
 Tensor causal_conv1d_fwd(Exec& exec, const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& state,
                          bool act) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "causal_conv1d_fwd", x.device());
-  if (x.device() == Device::cuda) return causal_conv1d_fwd_cuda(x, weight, bias, state, act);
-#endif
+  if (x.device() == Device::cuda) return cuda_kernels().causal_conv1d.fwd(x, weight, bias, state, act);
   MAMBA_CHECK(x.dim() == 3 && x.stride(2) == 1, "x " << shape_str(x.shape()));
   const int64_t batch = x.size(0), seq_len = x.size(1), channels = x.size(2), width = weight.size(1);
   MAMBA_CHECK(weight.size(0) == channels && state.is_contiguous() &&
@@ -48,10 +44,8 @@ Tensor causal_conv1d_fwd(Exec& exec, const Tensor& x, const Tensor& weight, cons
 
 Tensor causal_conv1d_step(Exec& exec, const Tensor& x, const Tensor& weight, const Tensor& bias,
                           Tensor& state, bool act) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "causal_conv1d_step", x.device());
-  if (x.device() == Device::cuda) return causal_conv1d_step_cuda(x, weight, bias, state, act);
-#endif
+  if (x.device() == Device::cuda) return cuda_kernels().causal_conv1d.step(x, weight, bias, state, act);
   MAMBA_CHECK(x.dim() == 2 && x.stride(1) == 1);
   const int64_t batch = x.size(0), channels = x.size(1), width = weight.size(1), hist = width - 1;
   MAMBA_CHECK(state.shape() == (Shape{batch, channels, hist}));

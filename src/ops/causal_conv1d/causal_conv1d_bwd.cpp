@@ -9,18 +9,15 @@
 #include "ops/causal_conv1d/causal_conv1d.h"
 #include "ops/device.h"
 #include "ops/elementwise/activations.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/causal_conv1d/causal_conv1d_cuda.h"
-#endif
+#include "ops/kernels.h"
 
 namespace mamba::ops {
 
 Tensor causal_conv1d_bwd(Exec& exec, const Tensor& dy_in, const Tensor& x, const Tensor& weight,
                          const Tensor& bias, bool act, Tensor& dweight, Tensor& dbias) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "causal_conv1d_bwd", x.device());
-  if (x.device() == Device::cuda) return causal_conv1d_bwd_cuda(dy_in, x, weight, bias, act, dweight, dbias);
-#endif
+  if (x.device() == Device::cuda)
+    return cuda_kernels().causal_conv1d.bwd(dy_in, x, weight, bias, act, dweight, dbias);
   MAMBA_CHECK(x.dim() == 3 && x.stride(2) == 1, "x " << shape_str(x.shape()));
   const Tensor dy = dy_in.contiguous();
   const int64_t batch = x.size(0), seq_len = x.size(1), channels = x.size(2), width = weight.size(1);

@@ -7,7 +7,7 @@
 #include "backend/cuda/kernel_utils.cuh"
 #include "backend/cuda/reduce.h"
 #include "core/error.h"
-#include "ops/causal_conv1d/causal_conv1d_cuda.h"
+#include "ops/causal_conv1d/causal_conv1d.h"
 
 namespace mamba::ops {
 

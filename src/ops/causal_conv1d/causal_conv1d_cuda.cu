@@ -4,7 +4,7 @@
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
-#include "ops/causal_conv1d/causal_conv1d_cuda.h"
+#include "ops/causal_conv1d/causal_conv1d.h"
 
 namespace mamba::ops {
 

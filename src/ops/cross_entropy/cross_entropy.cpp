@@ -8,9 +8,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/device.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/cross_entropy/cross_entropy_cuda.h"
-#endif
+#include "ops/kernels.h"
 
 namespace mamba::ops {
 
@@ -47,10 +45,8 @@ std::vector<int64_t> cross_entropy_targets(const Tensor& logits, const Tensor& t
 }
 
 double cross_entropy_fwd(Exec& exec, const Tensor& logits_in, const Tensor& targets) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "cross_entropy_fwd", logits_in.device());
-  if (logits_in.device() == Device::cuda) return cross_entropy_fwd_cuda(logits_in, targets);
-#endif
+  if (logits_in.device() == Device::cuda) return cuda_kernels().cross_entropy.fwd(logits_in, targets);
   const Tensor logits = logits_in.contiguous();
   int64_t n_counted = 0;
   const std::vector<int64_t> tgt = cross_entropy_targets(logits, targets, n_counted);
@@ -69,10 +65,8 @@ double cross_entropy_fwd(Exec& exec, const Tensor& logits_in, const Tensor& targ
 }
 
 Tensor cross_entropy_bwd(Exec& exec, const Tensor& logits_in, const Tensor& targets) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "cross_entropy_bwd", logits_in.device());
-  if (logits_in.device() == Device::cuda) return cross_entropy_bwd_cuda(logits_in, targets);
-#endif
+  if (logits_in.device() == Device::cuda) return cuda_kernels().cross_entropy.bwd(logits_in, targets);
   const Tensor logits = logits_in.contiguous();
   int64_t n_counted = 0;
   const std::vector<int64_t> tgt = cross_entropy_targets(logits, targets, n_counted);
@@ -96,10 +90,9 @@ Tensor cross_entropy_bwd(Exec& exec, const Tensor& logits_in, const Tensor& targ
 }
 
 Tensor cross_entropy_train(Exec& exec, const Tensor& logits_in, const Tensor& targets, Tensor& dlogits) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "cross_entropy_train", logits_in.device());
-  if (logits_in.device() == Device::cuda) return cross_entropy_train_cuda(logits_in, targets, dlogits);
-#endif
+  if (logits_in.device() == Device::cuda)
+    return cuda_kernels().cross_entropy.train(logits_in, targets, dlogits);
   const Tensor logits = logits_in.contiguous();
   const double loss = cross_entropy_fwd(exec, logits, targets);
   dlogits = cross_entropy_bwd(exec, logits, targets);

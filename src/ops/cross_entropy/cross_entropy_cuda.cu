@@ -12,7 +12,6 @@
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
 #include "ops/cross_entropy/cross_entropy.h"
-#include "ops/cross_entropy/cross_entropy_cuda.h"
 
 namespace mamba::ops {
 

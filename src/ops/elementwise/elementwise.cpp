@@ -10,9 +10,7 @@
 #include "ops/elementwise/activations.h"
 #include "ops/elementwise/cpu_rows.h"
 #include "ops/elementwise/gate_act.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/elementwise/elementwise_cuda.h"
-#endif
+#include "ops/kernels.h"
 
 namespace mamba::ops {
 
@@ -25,10 +23,8 @@ inline const float* row3(const Tensor& t, int64_t r) {
 }  // namespace
 
 void add_(Exec& exec, Tensor& a, const Tensor& b) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "add_", a.device());
-  if (a.device() == Device::cuda) return add_cuda_(a, b);
-#endif
+  if (a.device() == Device::cuda) return cuda_kernels().elementwise.add_(a, b);
   MAMBA_CHECK(a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous());
   float* ap = a.f32();
   const float* bp = b.f32();
@@ -37,10 +33,8 @@ void add_(Exec& exec, Tensor& a, const Tensor& b) {
 }
 
 void scale_(Exec& exec, Tensor& x, float s) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "scale_", x.device());
-  if (x.device() == Device::cuda) return scale_cuda_(x, s);
-#endif
+  if (x.device() == Device::cuda) return cuda_kernels().optim.scale_(x, s);
   MAMBA_CHECK(x.is_contiguous() && x.dtype() == DType::f32,
               "scale_: expected a contiguous f32 tensor, got " << dtype_name(x.dtype()));
   float* p = x.f32();
@@ -52,10 +46,8 @@ void scale_(Exec& exec, Tensor& x, float s) {
 
 Tensor gated_act(Exec& exec, const Tensor& h, GateAct act, bool gate_first) {
   if (act == GateAct::silu) return swiglu(exec, h, gate_first);
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "gated_act", h.device());
-  if (h.device() == Device::cuda) return gated_act_cuda(h, act, gate_first);
-#endif
+  if (h.device() == Device::cuda) return cuda_kernels().elementwise.gated_act(h, act, gate_first);
   const RowReader rows_h(h, "gated_act: h");
   MAMBA_CHECK(rows_h.n() % 2 == 0, "gated_act: odd last dim in " << shape_str(h.shape()));
   const int64_t n = rows_h.n() / 2;
@@ -77,10 +69,8 @@ Tensor gated_act(Exec& exec, const Tensor& h, GateAct act, bool gate_first) {
 }
 
 Tensor activation(Exec& exec, const Tensor& x, GateAct act) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "activation", x.device());
-  if (x.device() == Device::cuda) return activation_cuda(x, act);
-#endif
+  if (x.device() == Device::cuda) return cuda_kernels().elementwise.activation(x, act);
   const RowReader rows_x(x, "activation: x");
   const int64_t n = rows_x.n();
   Tensor out = Tensor::empty(x.shape());
@@ -97,10 +87,8 @@ Tensor activation(Exec& exec, const Tensor& x, GateAct act) {
 }
 
 Tensor swiglu(Exec& exec, const Tensor& h_in, bool gate_first) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "swiglu", h_in.device());
-  if (h_in.device() == Device::cuda) return swiglu_cuda(h_in, gate_first);
-#endif
+  if (h_in.device() == Device::cuda) return cuda_kernels().elementwise.swiglu(h_in, gate_first);
   MAMBA_CHECK(h_in.stride(-1) == 1 && h_in.size(-1) % 2 == 0);
   const Tensor h = h_in.contiguous();
   const int64_t n = h.size(-1) / 2, rows = h.numel() / (2 * n);
@@ -118,10 +106,8 @@ Tensor swiglu(Exec& exec, const Tensor& h_in, bool gate_first) {
 }
 
 void mul_silu_(Exec& exec, Tensor& y, const Tensor& z) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "mul_silu_", y.device());
-  if (y.device() == Device::cuda) return mul_silu_cuda_(y, z);
-#endif
+  if (y.device() == Device::cuda) return cuda_kernels().elementwise.mul_silu_(y, z);
   MAMBA_CHECK(y.is_contiguous() && y.dim() == 3 && z.dim() == 3 && z.stride(2) == 1 &&
               y.shape() == z.shape());
   const int64_t n = y.size(2), rows = y.size(0) * y.size(1);
@@ -133,10 +119,8 @@ void mul_silu_(Exec& exec, Tensor& y, const Tensor& z) {
 }
 
 Tensor softplus_bias_clamp(Exec& exec, const Tensor& raw, const Tensor& bias, float lo, float hi) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "softplus_bias_clamp", raw.device());
-  if (raw.device() == Device::cuda) return softplus_bias_clamp_cuda(raw, bias, lo, hi);
-#endif
+  if (raw.device() == Device::cuda) return cuda_kernels().elementwise.softplus_bias_clamp(raw, bias, lo, hi);
   MAMBA_CHECK(raw.dim() == 3 && raw.stride(2) == 1 && bias.numel() == raw.size(2));
   const int64_t n = raw.size(2), rows = raw.size(0) * raw.size(1);
   Tensor out = Tensor::empty({raw.size(0), raw.size(1), n});
@@ -150,10 +134,8 @@ Tensor softplus_bias_clamp(Exec& exec, const Tensor& raw, const Tensor& bias, fl
 }
 
 Tensor concat_last(Exec& exec, const Tensor& a_in, const Tensor& b_in) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "concat_last", a_in.device());
-  if (a_in.device() == Device::cuda) return concat_last_cuda(a_in, b_in);
-#endif
+  if (a_in.device() == Device::cuda) return cuda_kernels().elementwise.concat_last(a_in, b_in);
   const Tensor a = a_in.contiguous(), b = b_in.contiguous();
   const int64_t n1 = a.size(-1), n2 = b.size(-1), rows = a.numel() / n1;
   MAMBA_CHECK(b.numel() / n2 == rows);
@@ -168,10 +150,8 @@ Tensor concat_last(Exec& exec, const Tensor& a_in, const Tensor& b_in) {
 }
 
 Tensor embedding(Exec& exec, const Tensor& ids_in, const Tensor& table) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "embedding", table.device());
-  if (table.device() == Device::cuda) return embedding_cuda(ids_in, table);
-#endif
+  if (table.device() == Device::cuda) return cuda_kernels().elementwise.embedding(ids_in, table);
   const Tensor ids = ids_in.contiguous();
   MAMBA_CHECK(ids.dtype() == DType::i64 || ids.dtype() == DType::i32);
   const int64_t n = ids.numel(), d = table.size(1), vocab = table.size(0);
@@ -190,10 +170,8 @@ Tensor embedding(Exec& exec, const Tensor& ids_in, const Tensor& table) {
 
 Tensor neg_exp(Exec& exec, const Tensor& x_in) {
   MAMBA_CHECK(x_in.dtype() == DType::f32, "neg_exp takes f32, got " << dtype_name(x_in.dtype()));
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "neg_exp", x_in.device());
-  if (x_in.device() == Device::cuda) return neg_exp_cuda(x_in);
-#endif
+  if (x_in.device() == Device::cuda) return cuda_kernels().elementwise.neg_exp(x_in);
   const Tensor x = x_in.contiguous();
   Tensor out = Tensor::empty(x.shape());
   for (int64_t i = 0; i < x.numel(); ++i) out.f32()[i] = -std::exp(x.f32()[i]);

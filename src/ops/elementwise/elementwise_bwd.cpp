@@ -10,17 +10,13 @@
 #include "ops/elementwise/cpu_rows.h"
 #include "ops/elementwise/elementwise.h"
 #include "ops/elementwise/gate_act.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/elementwise/elementwise_cuda.h"
-#endif
+#include "ops/kernels.h"
 
 namespace mamba::ops {
 
 Tensor swiglu_bwd(Exec& exec, const Tensor& dout_in, const Tensor& h_in, bool gate_first) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "swiglu_bwd", h_in.device());
-  if (h_in.device() == Device::cuda) return swiglu_bwd_cuda(dout_in, h_in, gate_first);
-#endif
+  if (h_in.device() == Device::cuda) return cuda_kernels().elementwise.swiglu_bwd(dout_in, h_in, gate_first);
   const Tensor h = h_in.contiguous(), dout = dout_in.contiguous();
   const int64_t n = h.size(-1) / 2, rows = h.numel() / (2 * n);
   MAMBA_CHECK(dout.numel() == rows * n && dout.size(-1) == n);
@@ -44,10 +40,9 @@ Tensor swiglu_bwd(Exec& exec, const Tensor& dout_in, const Tensor& h_in, bool ga
 
 Tensor gated_act_bwd(Exec& exec, const Tensor& dout_in, const Tensor& h, GateAct act, bool gate_first) {
   if (act == GateAct::silu) return swiglu_bwd(exec, dout_in, h, gate_first);
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "gated_act_bwd", h.device());
-  if (h.device() == Device::cuda) return gated_act_bwd_cuda(dout_in, h, act, gate_first);
-#endif
+  if (h.device() == Device::cuda)
+    return cuda_kernels().elementwise.gated_act_bwd(dout_in, h, act, gate_first);
   const RowReader rows_h(h, "gated_act_bwd: h"), rows_d(dout_in, "gated_act_bwd: dout");
   MAMBA_CHECK(rows_h.n() % 2 == 0, "gated_act_bwd: odd last dim in " << shape_str(h.shape()));
   const int64_t n = rows_h.n() / 2, rows = rows_h.rows();
@@ -73,10 +68,8 @@ Tensor gated_act_bwd(Exec& exec, const Tensor& dout_in, const Tensor& h, GateAct
 }
 
 Tensor activation_bwd(Exec& exec, const Tensor& dout_in, const Tensor& x, GateAct act) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "activation_bwd", x.device());
-  if (x.device() == Device::cuda) return activation_bwd_cuda(dout_in, x, act);
-#endif
+  if (x.device() == Device::cuda) return cuda_kernels().elementwise.activation_bwd(dout_in, x, act);
   const RowReader rows_x(x, "activation_bwd: x"), rows_d(dout_in, "activation_bwd: dout");
   const int64_t n = rows_x.n(), rows = rows_x.rows();
   MAMBA_CHECK(rows_d.n() == n && rows_d.rows() == rows,
@@ -96,10 +89,9 @@ Tensor activation_bwd(Exec& exec, const Tensor& dout_in, const Tensor& x, GateAc
 
 void mul_silu_bwd(Exec& exec, const Tensor& dout_in, const Tensor& y_in, const Tensor& z_in, Tensor& dy,
                   Tensor& dz) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "mul_silu_bwd", y_in.device());
-  if (y_in.device() == Device::cuda) return mul_silu_bwd_cuda(dout_in, y_in, z_in, dy, dz);
-#endif
+  if (y_in.device() == Device::cuda)
+    return cuda_kernels().elementwise.mul_silu_bwd(dout_in, y_in, z_in, dy, dz);
   const Tensor dout = dout_in.contiguous(), y = y_in.contiguous(), z = z_in.contiguous();
   MAMBA_CHECK(dout.shape() == y.shape() && z.shape() == y.shape());
   dy = Tensor::empty(y.shape());
@@ -114,11 +106,9 @@ void mul_silu_bwd(Exec& exec, const Tensor& dout_in, const Tensor& y_in, const T
 
 Tensor softplus_bias_clamp_bwd(Exec& exec, const Tensor& dout_in, const Tensor& raw_in, const Tensor& bias,
                                float lo, float hi, Tensor& dbias) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "softplus_bias_clamp_bwd", raw_in.device());
   if (raw_in.device() == Device::cuda)
-    return softplus_bias_clamp_bwd_cuda(dout_in, raw_in, bias, lo, hi, dbias);
-#endif
+    return cuda_kernels().elementwise.softplus_bias_clamp_bwd(dout_in, raw_in, bias, lo, hi, dbias);
   const Tensor dout = dout_in.contiguous(), raw = raw_in.contiguous();
   const int64_t n = raw.size(-1), rows = raw.numel() / n;
   MAMBA_CHECK(dout.shape() == raw.shape() && bias.numel() == n && dbias.numel() == n);
@@ -139,10 +129,9 @@ Tensor softplus_bias_clamp_bwd(Exec& exec, const Tensor& dout_in, const Tensor& 
 }
 
 void embedding_bwd(Exec& exec, const Tensor& ids_in, const Tensor& dout_in, Tensor& dtable) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "embedding_bwd", dtable.device());
-  if (dtable.device() == Device::cuda) return embedding_bwd_cuda(ids_in, dout_in, dtable);
-#endif
+  if (dtable.device() == Device::cuda)
+    return cuda_kernels().elementwise.embedding_bwd(ids_in, dout_in, dtable);
   const Tensor ids = ids_in.contiguous(), dout = dout_in.contiguous();
   MAMBA_CHECK(ids.dtype() == DType::i64 || ids.dtype() == DType::i32);
   const int64_t n = ids.numel(), d = dtable.size(1), vocab = dtable.size(0);
@@ -163,10 +152,8 @@ void embedding_bwd(Exec& exec, const Tensor& ids_in, const Tensor& dout_in, Tens
 }
 
 void neg_exp_bwd(Exec& exec, const Tensor& dA, const Tensor& A, Tensor& dA_log) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "neg_exp_bwd", dA_log.device());
-  if (dA_log.device() == Device::cuda) return neg_exp_bwd_cuda(dA, A, dA_log);
-#endif
+  if (dA_log.device() == Device::cuda) return cuda_kernels().elementwise.neg_exp_bwd(dA, A, dA_log);
   MAMBA_CHECK(dA.shape() == A.shape() && dA_log.numel() == A.numel() && dA.is_contiguous() &&
               A.is_contiguous());
   for (int64_t i = 0; i < A.numel(); ++i) dA_log.f32()[i] += dA.f32()[i] * A.f32()[i];

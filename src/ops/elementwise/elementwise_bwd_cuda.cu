@@ -6,7 +6,7 @@
 #include "backend/cuda/kernel_utils.cuh"
 #include "backend/cuda/reduce.h"
 #include "core/error.h"
-#include "ops/elementwise/elementwise_cuda.h"
+#include "ops/elementwise/elementwise.h"
 #include "ops/elementwise/gate_act.h"
 
 namespace mamba::ops {

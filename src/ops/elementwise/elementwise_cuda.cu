@@ -5,7 +5,7 @@
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
-#include "ops/elementwise/elementwise_cuda.h"
+#include "ops/elementwise/elementwise.h"
 #include "ops/elementwise/gate_act.h"
 
 namespace mamba::ops {

@@ -8,18 +8,14 @@
 #include "core/error.h"
 #include "ops/device.h"
 #include "ops/elementwise/elementwise.h"
+#include "ops/kernels.h"
 #include "ops/norm/norm.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/linear/linear_cuda.h"
-#endif
 
 namespace mamba::ops {
 
 void linear_into(Exec& exec, const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "linear_into", x.device(), weight.size(0));
-  if (x.device() == Device::cuda) return linear_into_cuda(exec.plan(), x, weight, bias, y);
-#endif
+  if (x.device() == Device::cuda) return cuda_kernels().linear.into(exec.plan(), x, weight, bias, y);
   MAMBA_CHECK(x.is_contiguous() && weight.is_contiguous() && y.is_contiguous());
   const int64_t in = weight.size(1), out = weight.size(0);
   MAMBA_CHECK(x.size(-1) == in,
@@ -44,10 +40,8 @@ void linear_into(Exec& exec, const Tensor& x, const Tensor& weight, const Tensor
 }
 
 Tensor linear(Exec& exec, const Tensor& x, const Tensor& weight, const Tensor& bias) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "linear", x.device(), weight.size(0));
-  if (x.device() == Device::cuda) return linear_cuda(exec.plan(), x, weight, bias);
-#endif
+  if (x.device() == Device::cuda) return cuda_kernels().linear.fwd(exec.plan(), x, weight, bias);
   Shape shape = x.shape();
   shape.back() = weight.size(0);
   Tensor y = Tensor::empty(shape);
@@ -57,33 +51,58 @@ Tensor linear(Exec& exec, const Tensor& x, const Tensor& weight, const Tensor& b
 
 bool decode_gemv_applies(Exec& exec, int64_t rows, const Tensor& weight) {
   if (!exec.plan().fuse_decode) return false;
-#if MAMBACPP_HAVE_CUDA
-  if (weight.device() == Device::cuda) return decode_gemv_applies_cuda(exec.plan(), rows, weight);
-#endif
+  if (weight.device() == Device::cuda) return cuda_kernels().linear.gemv_fits(exec.plan(), rows, weight);
   (void)rows;
   return false;
 }
 
 Tensor rms_norm_linear(Exec& exec, const Tensor& x, const Tensor& norm_weight, float eps,
                        const Tensor& weight) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "rms_norm_linear", x.device(), weight.size(0));
   Tensor y;
-  if (x.device() == Device::cuda && rms_norm_linear_cuda(exec.plan(), x, norm_weight, eps, weight, y))
+  if (x.device() == Device::cuda &&
+      cuda_kernels().linear.rms_norm_linear(exec.plan(), x, norm_weight, eps, weight, y))
     return y;
-#endif
   return linear(exec, rms_norm(exec, x, norm_weight, eps), weight);
 }
 
 void linear_add_(Exec& exec, Tensor& residual, const Tensor& x, const Tensor& weight) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "linear_add_", x.device(), weight.size(0));
-  if (x.device() == Device::cuda && linear_add_cuda_(exec.plan(), residual, x, weight)) return;
-#endif
+  if (x.device() == Device::cuda && cuda_kernels().linear.linear_add_(exec.plan(), residual, x, weight))
+    return;
   const Tensor y = linear(exec, x, weight);
   MAMBA_CHECK(residual.is_contiguous() && residual.shape() == y.shape(),
               "linear_add_: residual " << shape_str(residual.shape()) << " y " << shape_str(y.shape()));
   add_(exec, residual, y);
+}
+
+namespace {
+
+// The pair fuses where the decode GEMV takes both weights (and the plan's fuse_decode is on).
+bool decode_pair_fuses(Exec& exec, int64_t rows, const DecodeProjections& p) {
+  return decode_gemv_applies(exec, rows, p.in_weight) && decode_gemv_applies(exec, rows, p.out_weight);
+}
+
+}  // namespace
+
+Tensor decode_in_proj(Exec& exec, Tensor& residual, const Tensor& pending, const DecodeProjections& p) {
+  if (!decode_pair_fuses(exec, residual.size(0), p))
+    return linear(exec, add_rms_norm_(exec, residual, pending, p.norm_weight, p.eps), p.in_weight);
+  if (pending.defined()) add_(exec, residual, pending);  // e.g. an MLP's output: the GEMV reads the sum
+  return rms_norm_linear(exec, residual, p.norm_weight, p.eps, p.in_weight);
+}
+
+Tensor decode_out_proj(Exec& exec, Tensor& residual, const Tensor& o, const DecodeProjections& p) {
+  if (!decode_pair_fuses(exec, o.size(0), p)) return linear(exec, o, p.out_weight);
+  linear_add_(exec, residual, o, p.out_weight);
+  return Tensor();
+}
+
+Tensor add_rms_norm_linear(Exec& exec, Tensor& residual, const Tensor& pending, const Tensor& norm_weight,
+                           float eps, const Tensor& weight) {
+  if (!pending.defined() && decode_gemv_applies(exec, residual.size(0), weight))
+    return rms_norm_linear(exec, residual, norm_weight, eps, weight);
+  return linear(exec, add_rms_norm_(exec, residual, pending, norm_weight, eps), weight);
 }
 
 }  // namespace mamba::ops

@@ -5,19 +5,15 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/device.h"
+#include "ops/kernels.h"
 #include "ops/linear/linear.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/linear/linear_cuda.h"
-#endif
 
 namespace mamba::ops {
 
 Tensor linear_bwd(Exec& exec, const Tensor& dy_in, const Tensor& x_in, const Tensor& weight, Tensor& dweight,
                   Tensor& dbias) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "linear_bwd", x_in.device(), weight.size(0));
-  if (x_in.device() == Device::cuda) return linear_bwd_cuda(dy_in, x_in, weight, dweight, dbias);
-#endif
+  if (x_in.device() == Device::cuda) return cuda_kernels().linear.bwd(dy_in, x_in, weight, dweight, dbias);
   const Tensor dy = dy_in.contiguous(), x = x_in.contiguous();
   const int64_t in = weight.size(1), out = weight.size(0), rows = x.numel() / in;
   MAMBA_CHECK(x.size(-1) == in && dy.size(-1) == out && dy.numel() == rows * out,

@@ -8,7 +8,7 @@
 #include "backend/cuda/kernel_utils.cuh"
 #include "backend/cuda/reduce.h"
 #include "core/error.h"
-#include "ops/linear/linear_cuda.h"
+#include "ops/linear/linear.h"
 #include "ops/linear/linear_cuda_util.cuh"
 
 namespace mamba::ops {

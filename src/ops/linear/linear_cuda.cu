@@ -11,7 +11,7 @@
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
-#include "ops/linear/linear_cuda.h"
+#include "ops/linear/linear.h"
 #include "ops/linear/linear_cuda_util.cuh"
 
 namespace mamba::ops {

@@ -10,9 +10,7 @@
 #include "core/parallel.h"
 #include "ops/device.h"
 #include "ops/elementwise/activations.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/mamba3_gates/mamba3_gates_cuda.h"
-#endif
+#include "ops/kernels.h"
 
 namespace mamba::ops {
 
@@ -46,12 +44,20 @@ void rotate(float* v, const float* phi, int64_t S, int64_t d_state, bool half_sp
 
 void mamba3_prepare_fwd(Exec& exec, const Tensor& proj, const Mamba3Gates& g, Tensor& angle,
                         Mamba3ScanArgs& a) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "mamba3_prepare_fwd", proj.device());
-  if (proj.device() == Device::cuda) return mamba3_prepare_fwd_cuda(proj, g, angle, a);
-#endif
-  MAMBA_CHECK(proj.is_contiguous() && proj.dim() == 3);
+  MAMBA_CHECK(proj.dim() == 3, "mamba3_prepare_fwd: proj " << shape_str(proj.shape()));
   const int64_t batch = proj.size(0), seq_len = proj.size(1), width = proj.size(2);
+  // The scan's operands: bf16 q/k/x for CUDA inference where the tensor-core scan runs (a caller
+  // may also ask for bf16 q/k itself). x as given ([batch, seq_len, d_inner] columns of proj, or
+  // already [batch, seq_len, n_heads, head_dim]), converted once here when chosen.
+  bool x_bf16 = false;
+  if (!a.bf16_operands && proj.device() == Device::cuda && a.fast_bf16 && !a.for_backward &&
+      mamba3_scan_fast_bf16_applies(seq_len, g.rank, a.mimo_x.defined(), g.head_dim, g.d_state))
+    a.bf16_operands = x_bf16 = true;
+  if (a.x.defined())
+    a.x = (x_bf16 ? a.x.to(DType::bf16) : a.x.contiguous()).view({batch, seq_len, g.n_heads, g.head_dim});
+  if (proj.device() == Device::cuda) return cuda_kernels().mamba3_gates.prepare_fwd(proj, g, angle, a);
+  MAMBA_CHECK(proj.is_contiguous());
   const int64_t H = g.n_heads, R = g.rank, G = g.n_groups, N = g.d_state, S = g.n_rope_angles;
   const Mamba3Layout cols = g.layout();
   const int64_t off_b = cols.b, off_c = cols.c, off_dt = cols.dt;
@@ -111,10 +117,9 @@ void mamba3_prepare_fwd(Exec& exec, const Tensor& proj, const Mamba3Gates& g, Te
 
 Tensor mamba3_combine_fwd(Exec& exec, const Tensor& y, const Tensor& z, const Tensor& norm_weight,
                           const Tensor& mimo_z, const Tensor& mimo_o) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "mamba3_combine_fwd", y.device());
-  if (y.device() == Device::cuda) return mamba3_combine_fwd_cuda(y, z, norm_weight, mimo_z, mimo_o);
-#endif
+  if (y.device() == Device::cuda)
+    return cuda_kernels().mamba3_gates.combine_fwd(y, z, norm_weight, mimo_z, mimo_o);
   MAMBA_CHECK(y.is_contiguous() && y.dim() == 5 && z.dim() == 3 && z.stride(2) == 1);
   const int64_t batch = y.size(0), seq_len = y.size(1), R = y.size(2), H = y.size(3), P = y.size(4);
   const bool mimo = mimo_o.defined(), outproj_norm = norm_weight.defined();

@@ -13,10 +13,8 @@
 #include "core/parallel.h"
 #include "ops/device.h"
 #include "ops/elementwise/activations.h"
+#include "ops/kernels.h"
 #include "ops/mamba3_gates/mamba3_gates.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/mamba3_gates/mamba3_gates_cuda.h"
-#endif
 
 namespace mamba::ops {
 
@@ -189,10 +187,9 @@ void angle_and_dt_bwd(const Mamba3Gates& g, const Layout& l, int64_t seq_len, co
 
 void mamba3_prepare_bwd(Exec& exec, const Tensor& proj, const Mamba3Gates& g, const Mamba3ScanGrads& ds,
                         Tensor& dproj, Mamba3Gates& grads) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "mamba3_prepare_bwd", proj.device());
-  if (proj.device() == Device::cuda) return mamba3_prepare_bwd_cuda(proj, g, ds, dproj, grads);
-#endif
+  if (proj.device() == Device::cuda)
+    return cuda_kernels().mamba3_gates.prepare_bwd(proj, g, ds, dproj, grads);
   MAMBA_CHECK(proj.is_contiguous() && proj.dim() == 3 && dproj.is_contiguous() &&
               dproj.shape() == proj.shape());
   const int64_t batch = proj.size(0), seq_len = proj.size(1);
@@ -238,12 +235,10 @@ void mamba3_prepare_bwd(Exec& exec, const Tensor& proj, const Mamba3Gates& g, co
 Tensor mamba3_combine_bwd(Exec& exec, const Tensor& dout_in, const Tensor& y, const Tensor& z,
                           const Tensor& norm_weight, const Tensor& mimo_z, const Tensor& mimo_o, Tensor& dz,
                           Tensor& dnorm_weight, Tensor& dmimo_z, Tensor& dmimo_o) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "mamba3_combine_bwd", y.device());
   if (y.device() == Device::cuda)
-    return mamba3_combine_bwd_cuda(dout_in, y, z, norm_weight, mimo_z, mimo_o, dz, dnorm_weight, dmimo_z,
-                                   dmimo_o);
-#endif
+    return cuda_kernels().mamba3_gates.combine_bwd(dout_in, y, z, norm_weight, mimo_z, mimo_o, dz,
+                                                   dnorm_weight, dmimo_z, dmimo_o);
   MAMBA_CHECK(y.is_contiguous() && y.dim() == 5 && z.dim() == 3 && z.stride(2) == 1);
   const Tensor dout = dout_in.contiguous();
   const int64_t batch = y.size(0), seq_len = y.size(1), R = y.size(2), H = y.size(3), P = y.size(4);

@@ -16,7 +16,7 @@
 #include "backend/cuda/kernel_utils.cuh"
 #include "backend/cuda/reduce.h"
 #include "core/error.h"
-#include "ops/mamba3_gates/mamba3_gates_cuda.h"
+#include "ops/mamba3_gates/mamba3_gates.h"
 
 namespace mamba::ops {
 

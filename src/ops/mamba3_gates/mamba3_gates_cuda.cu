@@ -14,7 +14,7 @@
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
-#include "ops/mamba3_gates/mamba3_gates_cuda.h"
+#include "ops/mamba3_gates/mamba3_gates.h"
 
 namespace mamba::ops {
 

@@ -13,9 +13,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/device.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/mamba3_scan/mamba3_scan_cuda.h"
-#endif
+#include "ops/kernels.h"
 
 // The GEMM kernel is compiled for AVX-512, AVX2 and the baseline, picked at load time (GCC
 // function multiversioning), so a portable build still runs the wide kernel.
@@ -461,14 +459,23 @@ MAMBA_CPU_CLONES void scan_chunks(const std::vector<HeadView>& views, const Dims
   }
 }
 
+// One token on the CPU (mamba3_scan_step, and mamba3_scan_fwd's one-token call).
+void scan_one_token(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y, const Dims& d) {
+  parallel_for(d.batch * d.n_heads, [&](int64_t bh) {
+    const HeadView v = head_view(args, state, y, d, bh / d.n_heads, bh % d.n_heads);
+    recurrence_token(v, d, 0, v.k_prev, v.v_prev, v.ssm);
+    save_last_token(v, d);
+  });
+}
+
 }  // namespace
 
 void mamba3_scan_fwd(Exec& exec, const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "mamba3_scan_fwd", args.x.device());
-  if (args.x.device() == Device::cuda) return mamba3_scan_cuda(args, state, y);
-#endif
+  // CUDA: one entry; the launcher takes the tensor-core scan or the simple one by shape.
+  if (args.x.device() == Device::cuda) return cuda_kernels().mamba3_scan.scan(args, state, y);
   const Dims d = check_args(args, state, y);
+  if (d.seq_len == 1) return scan_one_token(args, state, y, d);  // decode: the recurrence
   const int64_t Q = std::min(args.chunk_size, d.seq_len), P = d.head_dim, N = d.d_state;
   const int64_t n_items = d.batch * d.n_heads;
   const int64_t n_groups = std::min<int64_t>(n_items, num_threads());
@@ -493,10 +500,8 @@ void mamba3_scan_fwd(Exec& exec, const Mamba3ScanArgs& args, Mamba3ScanState& st
 }
 
 void mamba3_scan_ref(Exec& exec, const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "mamba3_scan_ref", args.x.device());
-  if (args.x.device() == Device::cuda) return mamba3_scan_cuda(args, state, y);
-#endif
+  if (args.x.device() == Device::cuda) return cuda_kernels().mamba3_scan.scan(args, state, y);
   const Dims d = check_args(args, state, y);
   parallel_for(d.batch * d.n_heads, [&](int64_t bh) {
     const HeadView v = head_view(args, state, y, d, bh / d.n_heads, bh % d.n_heads);
@@ -511,17 +516,11 @@ void mamba3_scan_ref(Exec& exec, const Mamba3ScanArgs& args, Mamba3ScanState& st
 }
 
 void mamba3_scan_step(Exec& exec, const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "mamba3_scan_step", args.x.device());
-  if (args.x.device() == Device::cuda) return mamba3_scan_cuda(args, state, y);
-#endif
+  if (args.x.device() == Device::cuda) return cuda_kernels().mamba3_scan.scan(args, state, y);
   const Dims d = check_args(args, state, y);
   MAMBA_CHECK(d.seq_len == 1, "mamba3_scan_step takes one token, got seq_len " << d.seq_len);
-  parallel_for(d.batch * d.n_heads, [&](int64_t bh) {
-    const HeadView v = head_view(args, state, y, d, bh / d.n_heads, bh % d.n_heads);
-    recurrence_token(v, d, 0, v.k_prev, v.v_prev, v.ssm);
-    save_last_token(v, d);
-  });
+  scan_one_token(args, state, y, d);
 }
 
 }  // namespace mamba::ops

@@ -36,33 +36,30 @@ struct Mamba3ScanArgs {
   int64_t chunk_size = 64;
   // CUDA only: a whole-sequence call may run the bf16 tensor-core scan (mamba3_scan_fast.cu: bf16
   // x/q/k/y, fp32 state) where it has a kernel (SISO or MIMO rank 2/4, head_dim 64, d_state 128);
-  // bf16 weights set it.
+  // bf16 weights set it (a precision choice of the model, not a kernel choice).
   bool fast_bf16 = false;
+  // The forward of a training step: the operands stay f32, which the backward needs. Otherwise
+  // (inference) mamba3_prepare_fwd's front chooses bf16_operands.
+  bool for_backward = false;
   // CUDA inference only: with fast_bf16, mamba3_prepare_fwd writes q and k as bf16 (same shapes,
-  // rounded to nearest: what the tensor-core scan would round them to) and the caller may pass x
-  // as bf16, so the scan reads them without a conversion pass. The CUDA scan accepts bf16 x/q/k
-  // on every path (widening them to f32 where it has no bf16 kernel); the CPU ops and the backward
-  // take f32 only (the CPU prepare ignores the flag; the backward rejects bf16 operands).
+  // rounded to nearest: what the tensor-core scan would round them to) and x as bf16, so the scan
+  // reads them without a conversion pass. Set by mamba3_prepare_fwd's front where the tensor-core
+  // scan runs (fast_bf16, not for_backward, a CUDA proj, its shapes); a test may set it itself.
+  // The CUDA scan accepts bf16 x/q/k on every path (widening them to f32 where it has no bf16
+  // kernel); the CPU ops and the backward take f32 only (the backward rejects bf16 operands).
   bool bf16_operands = false;
 };
 
-// Whether a CUDA call with fast_bf16 runs the tensor-core scan (mamba3_scan_fast.cu) at these
-// sizes: a sequence (seq_len > 1), head_dim 64, d_state 128, SISO (rank 1 without mimo_x) or
-// MIMO rank 2 or 4. Where it does not, bf16 operands only cost a rounding and a widening.
-inline bool mamba3_scan_fast_bf16_applies(int64_t seq_len, int64_t rank, bool has_mimo_x, int64_t head_dim,
-                                          int64_t d_state) {
-  const bool siso = !has_mimo_x && rank == 1, mimo = has_mimo_x && (rank == 2 || rank == 4);
-  return (siso || mimo) && seq_len > 1 && head_dim == 64 && d_state == 128;
-}
-
-// Whole-sequence chunked form (§3.5). y: [batch, seq_len, mimo_rank, n_heads, head_dim], allocated
-// when undefined (all three functions); given, it is written in place.
+// Whole-sequence chunked form (§3.5); one token takes the recurrence (the front chooses). y: [batch, seq_len,
+// mimo_rank, n_heads, head_dim], allocated when undefined (all three functions); given, it is written in
+// place.
 void mamba3_scan_fwd(Exec& exec, const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
 
 // Naive sequential recurrence, token by token (the definition above); the test oracle.
 void mamba3_scan_ref(Exec& exec, const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
 
-// One token (seq_len == 1) fast path used by decode; same contract. Allocation-free when y is given.
+// One token (seq_len == 1), the recurrence; same contract. Allocation-free when y is given.
+// mamba3_scan_fwd takes this path itself for one token.
 void mamba3_scan_step(Exec& exec, const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
 
 // Gradients of a whole-sequence call from a zero state (training; mamba3_scan_bwd.cpp).

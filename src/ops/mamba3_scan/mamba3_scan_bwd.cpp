@@ -10,10 +10,8 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/device.h"
+#include "ops/kernels.h"
 #include "ops/mamba3_scan/mamba3_scan.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/mamba3_scan/mamba3_scan_cuda.h"
-#endif
 
 namespace mamba::ops {
 
@@ -168,10 +166,15 @@ void head_bwd(HeadSlice& s, const Sizes& z) {
 }  // namespace
 
 Mamba3ScanGrads mamba3_scan_bwd(Exec& exec, const Mamba3ScanArgs& a, const Tensor& dy_in) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "mamba3_scan_bwd", a.x.device());
-  if (a.x.device() == Device::cuda) return mamba3_scan_bwd_cuda(exec.plan(), a, dy_in);
-#endif
+  if (a.x.device() == Device::cuda) {
+    // The GEMM form where it takes the shapes (SISO), unless the plan pins the exact scan (the
+    // path MIMO always takes).
+    const CudaKernels::Mamba3Scan& k = cuda_kernels().mamba3_scan;
+    if (exec.plan().mamba3_bwd != KernelPlan::Mamba3Bwd::exact && k.bwd_gemm_supported(a))
+      return k.bwd_gemm(a, dy_in);
+    return k.bwd_exact(a, dy_in);
+  }
   const Tensor dy = dy_in.contiguous();
   const Sizes z{a.x.size(0),
                 a.x.size(1),

@@ -24,7 +24,7 @@
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
-#include "ops/mamba3_scan/mamba3_scan_cuda.h"
+#include "ops/mamba3_scan/mamba3_scan.h"
 
 namespace mamba::ops {
 
@@ -600,14 +600,6 @@ Mamba3ScanGrads mamba3_scan_bwd_cuda_exact(const Mamba3ScanArgs& a, const Tensor
       p, g.dD.f32(), a.mimo_x.defined() ? g.dmimo_x.f32() : nullptr);
   CUDA_CHECK_LAUNCH();
   return g;
-}
-
-// The GEMM path (mamba3_scan_bwd_gemm.cu) where it applies; KernelPlan::mamba3_bwd = exact keeps
-// this file's kernels (the fallback, and the path MIMO always takes).
-Mamba3ScanGrads mamba3_scan_bwd_cuda(const KernelPlan& plan, const Mamba3ScanArgs& a, const Tensor& dy) {
-  if (plan.mamba3_bwd != KernelPlan::Mamba3Bwd::exact && mamba3_scan_bwd_cuda_gemm_supported(a))
-    return mamba3_scan_bwd_cuda_gemm(a, dy);
-  return mamba3_scan_bwd_cuda_exact(a, dy);
 }
 
 }  // namespace mamba::ops

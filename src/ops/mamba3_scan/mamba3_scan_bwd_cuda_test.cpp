@@ -13,8 +13,8 @@
 
 #include "cuda_testing.h"
 #include "exec_testing.h"
+#include "ops/kernels.h"
 #include "ops/mamba3_scan/mamba3_scan.h"
-#include "ops/mamba3_scan/mamba3_scan_cuda.h"
 #include "ops/mamba3_scan/mamba3_scan_testing.h"
 #include "testing.h"
 
@@ -70,8 +70,9 @@ std::vector<Path> paths_for(const Mamba3ScanArgs& a) {
   const BwdFn dispatch = [](const Mamba3ScanArgs& x, const Tensor& dy) {
     return mamba3_scan_bwd(exec, x, dy);
   };
-  std::vector<Path> out{{"dispatch", dispatch}, {"exact", mamba3_scan_bwd_cuda_exact}};
-  if (mamba3_scan_bwd_cuda_gemm_supported(a)) out.push_back({"gemm", mamba3_scan_bwd_cuda_gemm});
+  std::vector<Path> out{{"dispatch", dispatch}, {"exact", cuda_kernels().mamba3_scan.bwd_exact}};
+  if (cuda_kernels().mamba3_scan.bwd_gemm_supported(a))
+    out.push_back({"gemm", cuda_kernels().mamba3_scan.bwd_gemm});
   return out;
 }
 
@@ -142,8 +143,8 @@ TEST(Mamba3ScanBwdCuda, GemmPathBenchRanges) {
   const Mamba3ScanGrads ref = mamba3_scan_bwd(exec, a, dy);
   const Mamba3ScanArgs da = on_device(a);
   const Tensor ddy = on_cuda(dy);
-  const Mamba3ScanGrads exact = mamba3_scan_bwd_cuda_exact(da, ddy),
-                        gemm = mamba3_scan_bwd_cuda_gemm(da, ddy);
+  const Mamba3ScanGrads exact = cuda_kernels().mamba3_scan.bwd_exact(da, ddy),
+                        gemm = cuda_kernels().mamba3_scan.bwd_gemm(da, ddy);
   expect_close(gemm, ref, false, "gemm vs cpu");
   expect_close(gemm, exact, false, "gemm vs exact");
 }

@@ -28,9 +28,13 @@
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
-#include "ops/mamba3_scan/mamba3_scan_cuda.h"
+#include "ops/mamba3_scan/mamba3_scan.h"
 
 namespace mamba::ops {
+
+// Checks the arguments and makes the gradients of one call (mamba3_scan_bwd_cuda.cu; both backward
+// paths fill them).
+Mamba3ScanGrads mamba3_scan_bwd_cuda_grads(const Mamba3ScanArgs& a, const Tensor& dy);
 
 namespace {
 

@@ -11,7 +11,8 @@
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
-#include "ops/mamba3_scan/mamba3_scan_cuda.h"
+#include "ops/kernels.h"
+#include "ops/mamba3_scan/mamba3_scan.h"
 #include "ops/mamba3_scan/mamba3_scan_fast.cuh"
 
 namespace mamba::ops {

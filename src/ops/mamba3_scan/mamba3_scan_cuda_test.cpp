@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "cuda_testing.h"
 #include "exec_testing.h"
+#include "ops/kernels.h"
 #include "ops/mamba3_gates/mamba3_gates.h"
 #include "ops/mamba3_gates/mamba3_gates_testing.h"
 #include "ops/mamba3_scan/mamba3_scan.h"

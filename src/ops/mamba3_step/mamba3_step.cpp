@@ -3,9 +3,7 @@
 
 #include "core/error.h"
 #include "ops/device.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/mamba3_step/mamba3_step_cuda.h"
-#endif
+#include "ops/kernels.h"
 
 namespace mamba::ops {
 
@@ -27,13 +25,11 @@ Tensor mamba3_step_composed(Exec& exec, const Tensor& proj, const Mamba3Gates& g
 
 Tensor mamba3_step(Exec& exec, const Tensor& proj, const Mamba3Gates& g, const Mamba3StepParams& w,
                    Tensor& angle, Mamba3ScanState& state) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "mamba3_step", proj.device());
   if (proj.device() == Device::cuda) {
     Tensor o;
-    if (mamba3_step_cuda(exec, proj, g, w, angle, state, o)) return o;
+    if (cuda_kernels().mamba3_step.step(exec, proj, g, w, angle, state, o)) return o;
   }
-#endif
   return mamba3_step_composed(exec, proj, g, w, angle, state);
 }
 

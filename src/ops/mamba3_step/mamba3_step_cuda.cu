@@ -13,9 +13,16 @@
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
-#include "ops/mamba3_step/mamba3_step_cuda.h"
+#include "ops/mamba3_step/mamba3_step.h"
 
 namespace mamba::ops {
+
+// The streaming variant (mamba3_step_stream_cuda.cu): the prefill's prepare, a Mamba-2-shaped state
+// update and a key store, taken at large batches (SISO without the head norm) or by the plan.
+bool mamba3_step_stream_applies(const KernelPlan& plan, int64_t batch, const Mamba3Gates& g,
+                                const Mamba3StepParams& w);
+void mamba3_step_stream_cuda(Exec& exec, const Tensor& proj, const Mamba3Gates& g, const Mamba3StepParams& w,
+                             Tensor& angle, Mamba3ScanState& state, Tensor& o);
 
 namespace {
 

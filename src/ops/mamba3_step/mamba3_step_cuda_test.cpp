@@ -3,14 +3,13 @@
 // n_groups 1/2, d_state 16..256, head_dim 4..128, batch 1..40 (every launch variant), all three
 // rope modes, with and without the head-wise output norm, from a random state, over several tokens
 // (output and every state tensor compared after each). Label `cuda`.
-#include "ops/mamba3_step/mamba3_step_cuda.h"
-
 #include <gtest/gtest.h>
 
 #include <string>
 
 #include "cuda_testing.h"
 #include "exec_testing.h"
+#include "ops/kernels.h"
 #include "ops/mamba3_step/mamba3_step.h"
 #include "testing.h"
 
@@ -113,7 +112,9 @@ TEST(Mamba3StepCuda, FusedMatchesComposition) {
         const Tensor o_ref = mamba3_step_composed(exec, proj.contiguous(), cpu.g, cpu.w, ref.angle, ref.scan);
         const Tensor proj_gpu = on_cuda(wide).slice(1, 0, width);
         Tensor o_fused;
-        ASSERT_TRUE(mamba3_step_cuda(exec, proj_gpu, gpu.g, gpu.w, fused.angle, fused.scan, o_fused)) << what;
+        ASSERT_TRUE(
+            cuda_kernels().mamba3_step.step(exec, proj_gpu, gpu.g, gpu.w, fused.angle, fused.scan, o_fused))
+            << what;
         const Tensor o_comp =
             mamba3_step_composed(exec, proj_gpu.contiguous(), gpu.g, gpu.w, composed.angle, composed.scan);
         const std::string at = what + " token " + std::to_string(t);
@@ -140,7 +141,7 @@ TEST(Mamba3StepCuda, DispatchTakesTheFusedKernel) {
   StepState b1 = a.to(Device::cuda), b2 = a.to(Device::cuda);
   const Tensor proj = on_cuda(random_tensor({2, width}, rng));
   Tensor direct;
-  ASSERT_TRUE(mamba3_step_cuda(exec, proj, gpu.g, gpu.w, b1.angle, b1.scan, direct));
+  ASSERT_TRUE(cuda_kernels().mamba3_step.step(exec, proj, gpu.g, gpu.w, b1.angle, b1.scan, direct));
   const Tensor via_op = mamba3_step(exec, proj, gpu.g, gpu.w, b2.angle, b2.scan);
   EXPECT_EQ(testing::max_abs_diff(via_op.to(Device::cpu), direct.to(Device::cpu)), 0.0f);
 }

@@ -18,8 +18,9 @@
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
 #include "ops/device.h"
-#include "ops/mamba3_gates/mamba3_gates_cuda.h"
-#include "ops/mamba3_step/mamba3_step_cuda.h"
+#include "ops/kernels.h"
+#include "ops/mamba3_gates/mamba3_gates.h"
+#include "ops/mamba3_step/mamba3_step.h"
 
 namespace mamba::ops {
 
@@ -115,7 +116,7 @@ void mamba3_step_stream_cuda(Exec& exec, const Tensor& proj_in, const Mamba3Gate
   Mamba3ScanArgs a;                                                              // f32 q/k
   {
     const OpScope timer(exec, "prepare", Device::cuda);
-    mamba3_prepare_fwd_cuda(proj.view({batch, 1, proj.size(1)}), g, angle, a);
+    cuda_kernels().mamba3_gates.prepare_fwd(proj.view({batch, 1, proj.size(1)}), g, angle, a);
   }
   const OpScope timer(exec, "state update + key store", Device::cuda);
   const StreamParams p{proj.f32(),          proj.stride(0),     a.q.f32(),       a.k.f32(),

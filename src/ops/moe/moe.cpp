@@ -11,11 +11,9 @@
 #include "core/parallel.h"
 #include "ops/device.h"
 #include "ops/elementwise/activations.h"
+#include "ops/kernels.h"
 #include "ops/linear/linear.h"
 #include "ops/moe/moe_common.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/moe/moe_cuda.h"
-#endif
 
 namespace mamba::ops {
 
@@ -250,54 +248,34 @@ bool on_cuda(const Tensor& t) {
   return t.device() == Device::cuda;
 }
 
-#if !MAMBACPP_HAVE_CUDA
-[[noreturn]] void no_cuda(const char* what) {
-  throw_error(ErrorCode::unsupported, what, ": this build has no CUDA backend");
-}
-#endif
-
 std::vector<int64_t> sort(const Tensor& experts, int64_t n_experts, Tensor& rows_of, Tensor& pos_of) {
   if (!on_cuda(experts)) return sort_cpu(experts, n_experts, rows_of, pos_of);
-#if MAMBACPP_HAVE_CUDA
-  return moe_sort_cuda(experts, n_experts, rows_of, pos_of);
-#else
-  no_cuda("moe_experts");
-#endif
+  return cuda_kernels().moe.sort(experts, n_experts, rows_of, pos_of);
 }
 
 void gather(const Tensor& src, const Tensor& rows_of, const Tensor& weights, int64_t k, Tensor& out) {
   if (!on_cuda(src)) return gather_cpu(src, rows_of, weights, k, out);
-#if MAMBACPP_HAVE_CUDA
-  moe_gather_cuda(src, rows_of, weights, k, out);
-#endif
+  cuda_kernels().moe.gather(src, rows_of, weights, k, out);
 }
 
 void combine(const Tensor& rows, const Tensor& pos_of, const Tensor& weights, int64_t k, Tensor& y) {
   if (!on_cuda(rows)) return combine_cpu(rows, pos_of, weights, k, y);
-#if MAMBACPP_HAVE_CUDA
-  moe_combine_cuda(rows, pos_of, weights, k, y);
-#endif
+  cuda_kernels().moe.combine(rows, pos_of, weights, k, y);
 }
 
 void activation(const Tensor& h, MoeActivation act, Tensor& a) {
   if (!on_cuda(h)) return act_cpu(h, act, a);
-#if MAMBACPP_HAVE_CUDA
-  moe_act_cuda(h, act, a);
-#endif
+  cuda_kernels().moe.act(h, act, a);
 }
 
 void activation_bwd(const Tensor& da, const Tensor& h, MoeActivation act, Tensor& dh) {
   if (!on_cuda(h)) return act_bwd_cpu(da, h, act, dh);
-#if MAMBACPP_HAVE_CUDA
-  moe_act_bwd_cuda(da, h, act, dh);
-#endif
+  cuda_kernels().moe.act_bwd(da, h, act, dh);
 }
 
 void dweights_of(const Tensor& dy, const Tensor& o, const Tensor& pos_of, int64_t k, Tensor& dweights) {
   if (!on_cuda(dy)) return dweights_cpu(dy, o, pos_of, k, dweights);
-#if MAMBACPP_HAVE_CUDA
-  moe_dweights_cuda(dy, o, pos_of, k, dweights);
-#endif
+  cuda_kernels().moe.dweights(dy, o, pos_of, k, dweights);
 }
 
 // Shapes of the expert weights: (I, width of h).
@@ -393,12 +371,8 @@ Tensor run_experts(Exec& exec, const Tensor& x_in, const MoeRouting& r, const Mo
 
 MoeRouting moe_route(Exec& exec, const Tensor& logits_in, const MoeRouterParams& p) {
   check_router(logits_in, p);
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "moe_route", logits_in.device());
-  if (logits_in.device() == Device::cuda) return moe_route_cuda(logits_in, p);
-#else
-  if (logits_in.device() == Device::cuda) no_cuda("moe_route");
-#endif
+  if (logits_in.device() == Device::cuda) return cuda_kernels().moe.route(logits_in, p);
   const Tensor logits = logits_in.contiguous();
   const int64_t tokens = logits.size(0), n = logits.size(1), k = p.top_k;
   MoeRouting r{Tensor::empty({tokens, k}, DType::i32), Tensor::empty({tokens, k})};
@@ -486,12 +460,8 @@ Tensor moe_route_bwd(Exec& exec, const Tensor& dweights_in, const Tensor& logits
       dweights_in.dtype() != DType::f32 || r.experts.dtype() != DType::i32)
     throw_error(ErrorCode::shape, "moe_route_bwd: dweights / experts must be f32 / i32 [", tokens, ", ", k,
                 "]");
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "moe_route_bwd", logits_in.device());
-  if (logits_in.device() == Device::cuda) return moe_route_bwd_cuda(dweights_in, logits_in, r, p);
-#else
-  if (logits_in.device() == Device::cuda) no_cuda("moe_route_bwd");
-#endif
+  if (logits_in.device() == Device::cuda) return cuda_kernels().moe.route_bwd(dweights_in, logits_in, r, p);
   const Tensor logits = logits_in.contiguous(), dweights = dweights_in.contiguous();
   const Tensor experts = r.experts.contiguous();
   Tensor dl = Tensor::zeros({tokens, n});

@@ -9,8 +9,8 @@
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
+#include "ops/moe/moe.h"
 #include "ops/moe/moe_common.h"
-#include "ops/moe/moe_cuda.h"
 
 namespace mamba::ops {
 

@@ -6,9 +6,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/device.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/norm/norm_cuda.h"
-#endif
+#include "ops/kernels.h"
 
 namespace mamba::ops {
 
@@ -23,10 +21,8 @@ Tensor rms_norm(Exec& exec, const Tensor& x_in, const Tensor& weight, float eps)
 }
 
 Tensor layer_norm(Exec& exec, const Tensor& x_in, const Tensor& weight, const Tensor& bias, float eps) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "layer_norm", x_in.device());
-  if (x_in.device() == Device::cuda) return layer_norm_cuda(x_in, weight, bias, eps);
-#endif
+  if (x_in.device() == Device::cuda) return cuda_kernels().norm.layer_norm(x_in, weight, bias, eps);
   const Tensor x = x_in.contiguous();
   const int64_t n = x.size(-1), rows = x.numel() / n;
   MAMBA_CHECK(weight.numel() == n);
@@ -60,31 +56,27 @@ void add_into(Tensor& residual, const Tensor& x) {
 }  // namespace
 
 Tensor add_rms_norm_(Exec& exec, Tensor& residual, const Tensor& x, const Tensor& weight, float eps) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "add_rms_norm_", residual.device());
-  if (residual.device() == Device::cuda) return add_norm_cuda_(residual, x, weight, Tensor(), eps, false);
-#endif
+  if (residual.device() == Device::cuda)
+    return cuda_kernels().norm.add_norm_(residual, x, weight, Tensor(), eps, false);
   add_into(residual, x);
   return rms_norm(exec, residual, weight, eps);
 }
 
 Tensor add_layer_norm_(Exec& exec, Tensor& residual, const Tensor& x, const Tensor& weight,
                        const Tensor& bias, float eps) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "add_layer_norm_", residual.device());
-  if (residual.device() == Device::cuda) return add_norm_cuda_(residual, x, weight, bias, eps, true);
-#endif
+  if (residual.device() == Device::cuda)
+    return cuda_kernels().norm.add_norm_(residual, x, weight, bias, eps, true);
   add_into(residual, x);
   return layer_norm(exec, residual, weight, bias, eps);
 }
 
 Tensor rms_norm_gated(Exec& exec, const Tensor& x_in, const Tensor& z_in, const Tensor& weight,
                       int64_t group_size, bool norm_before_gate, float eps) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "rms_norm_gated", x_in.device());
   if (x_in.device() == Device::cuda)
-    return rms_norm_gated_cuda(x_in, z_in, weight, group_size, norm_before_gate, eps);
-#endif
+    return cuda_kernels().norm.rms_norm_gated(x_in, z_in, weight, group_size, norm_before_gate, eps);
   const Tensor x = x_in.contiguous();
   const Tensor z = z_in.defined() ? z_in.contiguous() : Tensor();
   const int64_t n = x.size(-1), rows = x.numel() / n;

@@ -8,10 +8,8 @@
 #include "core/parallel.h"
 #include "ops/device.h"
 #include "ops/elementwise/activations.h"
+#include "ops/kernels.h"
 #include "ops/norm/norm.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/norm/norm_cuda.h"
-#endif
 
 namespace mamba::ops {
 
@@ -36,10 +34,9 @@ Tensor rms_norm_bwd(Exec& exec, const Tensor& dy, const Tensor& x, const Tensor&
 
 Tensor layer_norm_bwd(Exec& exec, const Tensor& dy_in, const Tensor& x_in, const Tensor& weight, float eps,
                       Tensor& dweight, Tensor& dbias) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "layer_norm_bwd", x_in.device());
-  if (x_in.device() == Device::cuda) return layer_norm_bwd_cuda(dy_in, x_in, weight, eps, dweight, dbias);
-#endif
+  if (x_in.device() == Device::cuda)
+    return cuda_kernels().norm.layer_norm_bwd(dy_in, x_in, weight, eps, dweight, dbias);
   const Tensor x = x_in.contiguous(), dy = dy_in.contiguous();
   const int64_t n = x.size(-1), rows = x.numel() / n;
   MAMBA_CHECK(dy.shape() == x.shape() && weight.numel() == n && dweight.numel() == n);
@@ -77,11 +74,10 @@ Tensor layer_norm_bwd(Exec& exec, const Tensor& dy_in, const Tensor& x_in, const
 Tensor rms_norm_gated_bwd(Exec& exec, const Tensor& dy_in, const Tensor& x_in, const Tensor& z_in,
                           const Tensor& weight, int64_t group_size, bool norm_before_gate, float eps,
                           Tensor& dweight, Tensor& dz) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "rms_norm_gated_bwd", x_in.device());
   if (x_in.device() == Device::cuda)
-    return rms_norm_gated_bwd_cuda(dy_in, x_in, z_in, weight, group_size, norm_before_gate, eps, dweight, dz);
-#endif
+    return cuda_kernels().norm.rms_norm_gated_bwd(dy_in, x_in, z_in, weight, group_size, norm_before_gate,
+                                                  eps, dweight, dz);
   const Tensor x = x_in.contiguous(), dy = dy_in.contiguous();
   const Tensor z = z_in.defined() ? z_in.contiguous() : Tensor();
   const int64_t n = x.size(-1), rows = x.numel() / n;

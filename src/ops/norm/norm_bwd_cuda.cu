@@ -6,7 +6,7 @@
 #include "backend/cuda/kernel_utils.cuh"
 #include "backend/cuda/reduce.h"
 #include "core/error.h"
-#include "ops/norm/norm_cuda.h"
+#include "ops/norm/norm.h"
 
 namespace mamba::ops {
 

@@ -5,7 +5,7 @@
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
-#include "ops/norm/norm_cuda.h"
+#include "ops/norm/norm.h"
 
 namespace mamba::ops {
 

@@ -8,9 +8,7 @@
 
 #include "core/error.h"
 #include "ops/device.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/optim/optim_cuda.h"
-#endif
+#include "ops/kernels.h"
 
 namespace mamba::ops {
 
@@ -29,10 +27,8 @@ void adamw_update(Exec& exec, Tensor& param, const Tensor& grad, Tensor& m, Tens
                 "adamw_update: param " << shape_str(param.shape()) << " vs " << shape_str(t->shape())
                                        << " (all on one device)");
   }
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "adamw_update", param.device());
-  if (param.device() == Device::cuda) return adamw_update_cuda(param, grad, m, v, s);
-#endif
+  if (param.device() == Device::cuda) return cuda_kernels().optim.adamw_update(param, grad, m, v, s);
   float* w = param.f32();
   const float* g = grad.f32();
   float* mp = m.f32();
@@ -51,10 +47,8 @@ void adamw_update(Exec& exec, Tensor& param, const Tensor& grad, Tensor& m, Tens
 
 double sum_squares(Exec& exec, const Tensor& t) {
   check_f32(t, "sum_squares");
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "sum_squares", t.device());
-  if (t.device() == Device::cuda) return sum_squares_cuda(t);
-#endif
+  if (t.device() == Device::cuda) return cuda_kernels().optim.sum_squares(t);
   const float* g = t.f32();
   double sum = 0;
   for (int64_t i = 0; i < t.numel(); ++i) sum += static_cast<double>(g[i]) * g[i];
@@ -67,10 +61,8 @@ Tensor sum_squares_total(Exec& exec, const std::vector<Tensor>& ts) {
     check_f32(t, "sum_squares_total");
     MAMBA_CHECK(t.device() == device, "sum_squares_total: tensors on different devices");
   }
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "sum_squares_total", device);
-  if (device == Device::cuda) return sum_squares_total_cuda(ts);
-#endif
+  if (device == Device::cuda) return cuda_kernels().optim.sum_squares_total(ts);
   double sum = 0;
   for (const Tensor& t : ts) sum += sum_squares(exec, t);
   Tensor out = Tensor::empty({1}, DType::i64);
@@ -84,10 +76,8 @@ void clip_scale_(Exec& exec, Tensor& t, const Tensor& total, double max_norm) {
       total.defined() && total.dtype() == DType::i64 && total.numel() == 1 && total.device() == t.device(),
       "clip_scale_: expected sum_squares_total's result on the tensor's device");
   if (max_norm <= 0) return;
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "clip_scale_", t.device());
-  if (t.device() == Device::cuda) return clip_scale_cuda_(t, total, max_norm);
-#endif
+  if (t.device() == Device::cuda) return cuda_kernels().optim.clip_scale_(t, total, max_norm);
   const double norm = std::sqrt(*static_cast<const double*>(total.raw()));
   const double coef = max_norm / (norm + 1e-6);
   if (coef < 1.0) scale_(exec, t, coef);
@@ -95,20 +85,16 @@ void clip_scale_(Exec& exec, Tensor& t, const Tensor& total, double max_norm) {
 
 void scale_(Exec& exec, Tensor& t, double coef) {
   check_f32(t, "scale_");
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "scale_", t.device());
-  if (t.device() == Device::cuda) return scale_cuda_(t, coef);
-#endif
+  if (t.device() == Device::cuda) return cuda_kernels().optim.scale_(t, coef);
   float* g = t.f32();
   for (int64_t i = 0; i < t.numel(); ++i) g[i] = static_cast<float>(g[i] * coef);
 }
 
 void zero_(Exec& exec, Tensor& t) {
   MAMBA_CHECK(t.defined() && t.is_contiguous(), "zero_: expected a contiguous tensor");
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "zero_", t.device());
-  if (t.device() == Device::cuda) return zero_cuda_(t);
-#endif
+  if (t.device() == Device::cuda) return cuda_kernels().optim.zero_(t);
   if (t.nbytes() > 0) std::memset(t.raw(), 0, t.nbytes());
 }
 

@@ -10,7 +10,7 @@
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
-#include "ops/optim/optim_cuda.h"
+#include "ops/optim/optim.h"
 
 namespace mamba::ops {
 

@@ -7,17 +7,13 @@
 #include "core/parallel.h"
 #include "ops/device.h"
 #include "ops/elementwise/activations.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/selective_scan/selective_scan_cuda.h"
-#endif
+#include "ops/kernels.h"
 
 namespace mamba::ops {
 
 Tensor selective_scan_fwd(Exec& exec, const SelectiveScanArgs& a, Tensor& state) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "selective_scan_fwd", a.u.device());
-  if (a.u.device() == Device::cuda) return selective_scan_fwd_cuda(a, state);
-#endif
+  if (a.u.device() == Device::cuda) return cuda_kernels().selective_scan.fwd(a, state);
   const int64_t batch = a.u.size(0), seq_len = a.u.size(1), d_inner = a.u.size(2), d_state = a.A.size(1);
   MAMBA_CHECK(a.u.is_contiguous() && a.delta.is_contiguous() && a.delta.shape() == a.u.shape());
   MAMBA_CHECK(a.B.stride(2) == 1 && a.C.stride(2) == 1 && a.B.size(2) == d_state && a.C.size(2) == d_state);

@@ -10,10 +10,8 @@
 #include "core/parallel.h"
 #include "ops/device.h"
 #include "ops/elementwise/activations.h"
+#include "ops/kernels.h"
 #include "ops/selective_scan/selective_scan.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/selective_scan/selective_scan_cuda.h"
-#endif
 
 namespace mamba::ops {
 
@@ -99,10 +97,8 @@ void channel_bwd(const ScanView& v, int64_t b, int64_t d, ChannelScratch& w, flo
 }  // namespace
 
 SelectiveScanGrads selective_scan_bwd(Exec& exec, const SelectiveScanArgs& a, const Tensor& dy_in) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "selective_scan_bwd", a.u.device());
-  if (a.u.device() == Device::cuda) return selective_scan_bwd_cuda(a, dy_in);
-#endif
+  if (a.u.device() == Device::cuda) return cuda_kernels().selective_scan.bwd(a, dy_in);
   const int64_t batch = a.u.size(0), L = a.u.size(1), DI = a.u.size(2), N = a.A.size(1);
   MAMBA_CHECK(a.u.is_contiguous() && a.delta.is_contiguous() && a.delta.shape() == a.u.shape());
   MAMBA_CHECK(a.B.stride(2) == 1 && a.C.stride(2) == 1 && a.B.size(2) == N && a.C.size(2) == N);

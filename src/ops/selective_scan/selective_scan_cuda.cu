@@ -6,7 +6,7 @@
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
-#include "ops/selective_scan/selective_scan_cuda.h"
+#include "ops/selective_scan/selective_scan.h"
 
 namespace mamba::ops {
 

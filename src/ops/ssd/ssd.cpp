@@ -11,9 +11,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/device.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/ssd/ssd_cuda.h"
-#endif
+#include "ops/kernels.h"
 
 namespace mamba::ops {
 
@@ -42,13 +40,8 @@ Dims check_args(const SsdArgs& a, const Tensor& state) {
   return d;
 }
 
-}  // namespace
-
-Tensor ssd_ref(Exec& exec, const SsdArgs& a, Tensor& state) {
-#if MAMBACPP_HAVE_CUDA
-  OpScope op_scope(exec, "ssd_ref", a.x.device());
-  if (a.x.device() == Device::cuda) return ssd_scan_cuda(a, state);
-#endif
+// The sequential recurrence on the CPU (ssd_ref, and ssd_fwd's one-token step).
+Tensor scan_recurrent(const SsdArgs& a, Tensor& state) {
   const Dims d = check_args(a, state);
   Tensor y = Tensor::empty(a.x.shape());
   const float *xp = a.x.f32(), *dtp = a.dt.f32(), *Ap = a.A.f32(), *Bp = a.B.f32(), *Cp = a.C.f32();
@@ -80,15 +73,24 @@ Tensor ssd_ref(Exec& exec, const SsdArgs& a, Tensor& state) {
   return y;
 }
 
+}  // namespace
+
+Tensor ssd_ref(Exec& exec, const SsdArgs& a, Tensor& state) {
+  OpScope op_scope(exec, "ssd_ref", a.x.device());
+  if (a.x.device() == Device::cuda) return cuda_kernels().ssd.scan(a, state);
+  return scan_recurrent(a, state);
+}
+
 // Per (batch, head), per chunk of Q tokens, with small single-threaded GEMMs (OpenBLAS's OpenMP
 // build runs serially inside our parallel region):
 //   W = (C·Bᵀ) ⊙ decay ⊙ dt_s (lower triangle), decay[t,s] = Π_{s<k≤t} exp(dt_k·A)
 //   Y = W·X + diag(exp(cs_t))·C·S_inᵀ + D·X;  S_out = exp(cs_last)·S_in + (w ⊙ X)ᵀ·B.
 Tensor ssd_fwd(Exec& exec, const SsdArgs& a, Tensor& state) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "ssd_fwd", a.x.device());
-  if (a.x.device() == Device::cuda) return ssd_scan_cuda(a, state);
-#endif
+  // CUDA: one entry; the launcher takes the one-token step, the tensor-core chunked scan or the
+  // simple scan by shape (ssd_cuda.cu).
+  if (a.x.device() == Device::cuda) return cuda_kernels().ssd.scan(a, state);
+  if (a.x.size(1) == 1) return scan_recurrent(a, state);  // one token (decode): the recurrence
   const Dims d = check_args(a, state);
   Tensor y = Tensor::empty(a.x.shape());
   const float *xp = a.x.f32(), *dtp = a.dt.f32(), *Ap = a.A.f32(), *Bp = a.B.f32(), *Cp = a.C.f32();

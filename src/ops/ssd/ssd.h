@@ -1,7 +1,8 @@
 // Mamba-2 state-space dual scan (SPEC.md §2.2 step 5, §2.3): per head h, channel p, state n
 //   h_t[p,n] = exp(dt_t·A_h)·h_{t-1}[p,n] + dt_t·x_t[p]·B_t[g(h),n]
 //   y_t[p]   = Σ_n C_t[g(h),n]·h_t[p,n] + D·x_t[p]
-// `ssd_fwd` is the chunked form (§2.3); `ssd_ref` the sequential definition (also the step).
+// `ssd_fwd` is the chunked form (§2.3), and for one token the recurrence (its front chooses);
+// `ssd_ref` the sequential definition.
 #pragma once
 #include "core/tensor.h"
 #include "ops/exec.h"

@@ -10,10 +10,8 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/device.h"
+#include "ops/kernels.h"
 #include "ops/ssd/ssd.h"
-#if MAMBACPP_HAVE_CUDA
-#include "ops/ssd/ssd_cuda.h"
-#endif
 
 namespace mamba::ops {
 
@@ -103,10 +101,14 @@ void head_bwd(HeadSlice& s, const Sizes& z) {
 }  // namespace
 
 SsdGrads ssd_bwd(Exec& exec, const SsdArgs& a, const Tensor& dy_in) {
-#if MAMBACPP_HAVE_CUDA
   OpScope op_scope(exec, "ssd_bwd", a.x.device());
-  if (a.x.device() == Device::cuda) return ssd_bwd_cuda(exec.plan(), a, dy_in);
-#endif
+  if (a.x.device() == Device::cuda) {
+    // The GEMM (chunked matrix) form where it takes the shapes, unless the plan pins the exact scan.
+    const CudaKernels::Ssd& k = cuda_kernels().ssd;
+    if (exec.plan().ssd_bwd != KernelPlan::SsdBwd::exact && k.bwd_gemm_supported(a))
+      return k.bwd_gemm(a, dy_in);
+    return k.bwd_exact(a, dy_in);
+  }
   const Tensor dy = dy_in.contiguous();
   Sizes z{a.x.size(0),
           a.x.size(1),

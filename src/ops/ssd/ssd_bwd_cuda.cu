@@ -23,7 +23,7 @@
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
-#include "ops/ssd/ssd_cuda.h"
+#include "ops/ssd/ssd.h"
 
 namespace mamba::ops {
 
@@ -364,12 +364,6 @@ void launch_rows(const BwdParams& p, int warps, int64_t tiles) {
 }
 
 }  // namespace
-
-SsdGrads ssd_bwd_cuda(const KernelPlan& plan, const SsdArgs& a, const Tensor& dy) {
-  // KernelPlan::ssd_bwd = exact keeps the scan below (a fallback for the GEMM form).
-  if (plan.ssd_bwd != KernelPlan::SsdBwd::exact && ssd_bwd_gemm_supported(a)) return ssd_bwd_cuda_gemm(a, dy);
-  return ssd_bwd_cuda_exact(a, dy);
-}
 
 SsdGrads ssd_bwd_cuda_exact(const SsdArgs& a, const Tensor& dy_in) {
   for (const Tensor* t : std::initializer_list<const Tensor*>{&a.x, &a.dt, &a.A, &a.B, &a.C, &a.D, &dy_in})

@@ -8,8 +8,8 @@
 
 #include "cuda_testing.h"
 #include "exec_testing.h"
+#include "ops/kernels.h"
 #include "ops/ssd/ssd.h"
-#include "ops/ssd/ssd_cuda.h"
 #include "testing.h"
 
 namespace mamba::ops {
@@ -79,9 +79,9 @@ TEST(SsdBwdCuda, MatchesCpu) {
       // looser bound.
       const float tol = s.seq_len > 256 ? 3e-4f : 1e-4f;
       const std::string where = describe(s, d_per_channel);
-      expect_close(ssd_bwd_cuda_exact(g, dy_g), ref, tol, "exact " + where);
-      ASSERT_TRUE(ssd_bwd_gemm_supported(g)) << where;
-      expect_close(ssd_bwd_cuda_gemm(g, dy_g), ref, tol, "gemm " + where);
+      expect_close(cuda_kernels().ssd.bwd_exact(g, dy_g), ref, tol, "exact " + where);
+      ASSERT_TRUE(cuda_kernels().ssd.bwd_gemm_supported(g)) << where;
+      expect_close(cuda_kernels().ssd.bwd_gemm(g, dy_g), ref, tol, "gemm " + where);
     }
   }
 }
@@ -100,9 +100,9 @@ TEST(SsdBwdCuda, FastModeMatchesExact) {
                        {1, 77, 4, 5, 2, 64}}) {
     SsdArgs g = to_cuda(random_args(s, false, rng));
     const Tensor dy = on_cuda(testing::random_tensor({s.batch, s.seq_len, s.n_heads, s.head_dim}, rng));
-    const SsdGrads ref = ssd_bwd_cuda_exact(g, dy);
+    const SsdGrads ref = cuda_kernels().ssd.bwd_exact(g, dy);
     g.fast_bf16 = true;
-    expect_close(ssd_bwd_cuda_gemm(g, dy), ref, 2e-2f, "fast " + describe(s, false), 5e-2f);
+    expect_close(cuda_kernels().ssd.bwd_gemm(g, dy), ref, 2e-2f, "fast " + describe(s, false), 5e-2f);
   }
 }
 

@@ -10,7 +10,7 @@
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
-#include "ops/ssd/ssd_cuda.h"
+#include "ops/ssd/ssd.h"
 #include "ops/ssd/ssd_fast.cuh"
 #include "ops/ssd/ssd_step.cuh"
 
