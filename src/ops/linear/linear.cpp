@@ -9,6 +9,7 @@
 #include "ops/device.h"
 #include "ops/elementwise/elementwise.h"
 #include "ops/norm/norm.h"
+#include "ops/quant/quant_linear.h"
 #if MAMBACPP_HAVE_CUDA
 #include "ops/linear/linear_cuda.h"
 #endif
@@ -20,6 +21,7 @@ void linear_into(Exec& exec, const Tensor& x, const Tensor& weight, const Tensor
   OpScope op_scope(exec, "linear_into", x.device(), weight.size(0));
   if (x.device() == Device::cuda) return linear_into_cuda(exec.plan(), x, weight, bias, y);
 #endif
+  if (is_quant_weight(weight.dtype())) return quant_linear_into(x, weight, bias, y);  // bf16, q8_0, ...
   MAMBA_CHECK(x.is_contiguous() && weight.is_contiguous() && y.is_contiguous());
   const int64_t in = weight.size(1), out = weight.size(0);
   MAMBA_CHECK(x.size(-1) == in,
