@@ -97,7 +97,8 @@ void dequantize_q4_k(const BlockQ4_K* in, int64_t n, float* y) {
       q4k_scale_min(blk.scales, s, sc, m);
       const float scale = d * static_cast<float>(sc), shift = dmin * static_cast<float>(m);
       const uint8_t* q = blk.q + 32 * (s / 2);
-      for (int i = 0; i < 32; ++i) *y++ = scale * static_cast<float>(s % 2 == 0 ? q[i] & 0xF : q[i] >> 4) - shift;
+      for (int i = 0; i < 32; ++i)
+        *y++ = scale * static_cast<float>(s % 2 == 0 ? q[i] & 0xF : q[i] >> 4) - shift;
     }
   }
 }

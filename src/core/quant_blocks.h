@@ -19,9 +19,9 @@ struct BlockQ4_0 {  // 32 values: x = d · (nibble − 8); byte j holds values j
   uint16_t d;       // f16 scale
   uint8_t q[16];
 };
-struct BlockQ4_K {  // 256 values in 8 sub-blocks of 32: x = d·sc[s]·nibble − dmin·m[s]
-  uint16_t d;       // f16 scale of the 6-bit sub-block scales
-  uint16_t dmin;    // f16 scale of the 6-bit sub-block mins
+struct BlockQ4_K {     // 256 values in 8 sub-blocks of 32: x = d·sc[s]·nibble − dmin·m[s]
+  uint16_t d;          // f16 scale of the 6-bit sub-block scales
+  uint16_t dmin;       // f16 scale of the 6-bit sub-block mins
   uint8_t scales[12];  // sc[8], m[8] packed in 6 bits (q4k_scale_min)
   uint8_t q[128];      // 4 chunks of 64 values: byte l of a chunk holds value l (low) and l + 32 (high)
 };

@@ -176,10 +176,10 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   for (int64_t s : shape) MAMBA_CHECK(s >= 0, "negative dimension in " << shape_str(shape));
   Tensor t;
   const int64_t n_values = shape_numel(shape);
-  const uint64_t bytes =
-      dtype_is_block(dtype) ? static_cast<uint64_t>(dtype_bytes(dtype, n_values))
-                            : checked_mul(static_cast<uint64_t>(n_values), static_cast<uint64_t>(dtype_size(dtype)),
-                                          "tensor bytes");
+  const uint64_t bytes = dtype_is_block(dtype)
+                             ? static_cast<uint64_t>(dtype_bytes(dtype, n_values))
+                             : checked_mul(static_cast<uint64_t>(n_values),
+                                           static_cast<uint64_t>(dtype_size(dtype)), "tensor bytes");
   t.buffer_ = Buffer::allocate(static_cast<size_t>(bytes), device);
   t.dtype_ = dtype;
   t.shape_ = shape;

@@ -27,7 +27,7 @@ struct GgmlTypeEntry {
   const char* name;
 };
 constexpr GgmlTypeEntry kTypes[] = {
-    {0, DType::f32, "F32"},   {1, DType::f16, "F16"},     {30, DType::bf16, "BF16"},
+    {0, DType::f32, "F32"},   {1, DType::f16, "F16"},   {30, DType::bf16, "BF16"},
     {8, DType::q8_0, "Q8_0"}, {2, DType::q4_0, "Q4_0"}, {12, DType::q4_k, "Q4_K"},
 };
 
@@ -69,15 +69,16 @@ bool is_known_type(uint32_t t) {
 // A bounds-checked cursor over the mapped bytes: every read names the field it reads.
 class Cursor {
 public:
-  Cursor(const uint8_t* data, uint64_t size, const std::string& path) : data_(data), size_(size), path_(path) {}
+  Cursor(const uint8_t* data, uint64_t size, const std::string& path)
+      : data_(data), size_(size), path_(path) {}
 
   uint64_t pos() const { return pos_; }
   uint64_t left() const { return size_ - pos_; }
 
   void need(uint64_t n, const std::string& field) const {
     if (n > left())
-      throw_error(ErrorCode::parse, path_, ": ", field, " at byte ", pos_, " needs ", n, " bytes, the file has ",
-                  left(), " left (", size_, " bytes)");
+      throw_error(ErrorCode::parse, path_, ": ", field, " at byte ", pos_, " needs ", n,
+                  " bytes, the file has ", left(), " left (", size_, " bytes)");
   }
   template <typename T>
   T read(const std::string& field) {
@@ -162,10 +163,12 @@ GgufValue read_value(Cursor& c, const std::string& path, const std::string& key)
   const auto elem = static_cast<GgufType>(raw_elem);
   const uint64_t n = c.read<uint64_t>(field + " array length");
   // Each element takes at least its scalar size (a string at least its 8-byte length).
-  const uint64_t min_bytes = checked_mul(n, static_cast<uint64_t>(elem == GgufType::string ? 8 : scalar_size(elem)),
-                                         "GGUF array bytes");
+  const uint64_t min_bytes =
+      checked_mul(n, static_cast<uint64_t>(elem == GgufType::string ? 8 : scalar_size(elem)),
+                  (path + ": " + field + " bytes").c_str());
   c.need(min_bytes, field + " (" + std::to_string(n) + " elements)");
-  check_allocation(checked_mul(n, static_cast<uint64_t>(sizeof(GgufValue)), "GGUF array"), path + ": " + field);
+  check_allocation(checked_mul(n, static_cast<uint64_t>(sizeof(GgufValue)), (path + ": " + field).c_str()),
+                   path + ": " + field);
   GgufValue v;
   v.type = GgufType::array;
   v.array_type = elem;
@@ -175,8 +178,9 @@ GgufValue read_value(Cursor& c, const std::string& path, const std::string& key)
 }
 
 bool is_int(GgufType t) {
-  return t == GgufType::u8 || t == GgufType::i8 || t == GgufType::u16 || t == GgufType::i16 || t == GgufType::u32 ||
-         t == GgufType::i32 || t == GgufType::u64 || t == GgufType::i64 || t == GgufType::boolean;
+  return t == GgufType::u8 || t == GgufType::i8 || t == GgufType::u16 || t == GgufType::i16 ||
+         t == GgufType::u32 || t == GgufType::i32 || t == GgufType::u64 || t == GgufType::i64 ||
+         t == GgufType::boolean;
 }
 bool is_signed(GgufType t) {
   return t == GgufType::i8 || t == GgufType::i16 || t == GgufType::i32 || t == GgufType::i64;
@@ -185,7 +189,7 @@ bool is_signed(GgufType t) {
 }  // namespace
 
 const char* gguf_type_name(GgufType type) {
-  static const char* const names[] = {"u8",  "i8",   "u16",    "i16",   "u32", "i32", "f32",
+  static const char* const names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
                                       "bool", "string", "array", "u64", "i64", "f64"};
   const auto i = static_cast<uint32_t>(type);
   return i < 13 ? names[i] : "?";
@@ -257,9 +261,11 @@ GgufFile GgufFile::open(const std::string& path) {
   const uint64_t n_tensors = c.read<uint64_t>("tensor count");
   const uint64_t n_kv = c.read<uint64_t>("metadata count");
   // A metadata pair takes at least 8 + 4 + 1 bytes, a tensor info at least 8 + 4 + 4 + 8.
-  c.need(checked_add(checked_mul(n_kv, uint64_t{13}, "GGUF metadata"), checked_mul(n_tensors, uint64_t{24}, "GGUF tensors"),
-                     "GGUF header"),
-         "metadata (" + std::to_string(n_kv) + " pairs) and tensor infos (" + std::to_string(n_tensors) + ")");
+  c.need(
+      checked_add(checked_mul(n_kv, uint64_t{13}, (path + ": GGUF metadata").c_str()),
+                  checked_mul(n_tensors, uint64_t{24}, (path + ": GGUF tensors").c_str()),
+                  (path + ": GGUF header").c_str()),
+      "metadata (" + std::to_string(n_kv) + " pairs) and tensor infos (" + std::to_string(n_tensors) + ")");
   for (uint64_t k = 0; k < n_kv; ++k) {
     std::string key = c.read_string("metadata key " + std::to_string(k));
     GgufValue v = read_value(c, path, key);
@@ -281,13 +287,15 @@ GgufFile GgufFile::open(const std::string& path) {
     const std::string field = "tensor '" + t.name + "'";
     const uint32_t n_dims = c.read<uint32_t>(field + " dimension count");
     if (n_dims > kMaxDims)
-      throw_error(ErrorCode::parse, path, ": ", field, " has ", n_dims, " dimensions, expected at most ", kMaxDims);
+      throw_error(ErrorCode::parse, path, ": ", field, " has ", n_dims, " dimensions, expected at most ",
+                  kMaxDims);
     uint64_t numel = 1;
     for (uint32_t d = 0; d < n_dims; ++d) {
       const uint64_t ne = c.read<uint64_t>(field + " dimension");
       if (ne > static_cast<uint64_t>(INT64_MAX))
-        throw_error(ErrorCode::parse, path, ": ", field, " dimension ", d, " is ", ne, ", expected below 2^63");
-      numel = checked_mul(numel, ne, "GGUF tensor values");
+        throw_error(ErrorCode::parse, path, ": ", field, " dimension ", d, " is ", ne,
+                    ", expected below 2^63");
+      numel = checked_mul(numel, ne, (path + ": " + field + " values").c_str());
       t.shape.insert(t.shape.begin(), static_cast<int64_t>(ne));
     }
     t.ggml_type = c.read<uint32_t>(field + " type");
@@ -301,7 +309,8 @@ GgufFile GgufFile::open(const std::string& path) {
     if (row % block != 0)
       throw_error(ErrorCode::parse, path, ": ", field, " of type ", e->name, " has rows of ", row,
                   " values, expected a multiple of ", block);
-    t.bytes = checked_mul(numel / block, static_cast<uint64_t>(dtype_block_bytes(t.dtype)), "GGUF tensor bytes");
+    t.bytes = checked_mul(numel / block, static_cast<uint64_t>(dtype_block_bytes(t.dtype)),
+                          (path + ": " + field + " bytes").c_str());
     t.offset = c.read<uint64_t>(field + " offset");
     if (t.offset % g.alignment_ != 0)
       throw_error(ErrorCode::parse, path, ": ", field, " offset is ", t.offset, ", expected a multiple of ",
@@ -311,13 +320,14 @@ GgufFile GgufFile::open(const std::string& path) {
     g.tensors_.push_back(std::move(t));
   }
   const uint64_t header_end = c.pos();
-  g.data_offset_ = checked_add(header_end, (g.alignment_ - header_end % g.alignment_) % g.alignment_, "GGUF data");
+  g.data_offset_ = checked_add(header_end, (g.alignment_ - header_end % g.alignment_) % g.alignment_,
+                               (path + ": GGUF data").c_str());
   for (GgufTensorInfo& t : g.tensors_) {
-    t.offset = checked_add(g.data_offset_, t.offset, "GGUF tensor offset");
-    const uint64_t end = checked_add(t.offset, t.bytes, "GGUF tensor end");
+    t.offset = checked_add(g.data_offset_, t.offset, (path + ": tensor '" + t.name + "' offset").c_str());
+    const uint64_t end = checked_add(t.offset, t.bytes, (path + ": tensor '" + t.name + "' end").c_str());
     if (end > size)
-      throw_error(ErrorCode::parse, path, ": tensor '", t.name, "' ", shape_str(t.shape), " needs bytes [", t.offset,
-                  ", ", end, "), expected within the file's ", size, " bytes");
+      throw_error(ErrorCode::parse, path, ": tensor '", t.name, "' ", shape_str(t.shape), " needs bytes [",
+                  t.offset, ", ", end, "), expected within the file's ", size, " bytes");
   }
   return g;
 }
@@ -342,7 +352,8 @@ const GgufValue& GgufFile::value(const std::string& key) const {
 int64_t GgufFile::get_int(const std::string& key) const {
   const GgufValue& v = value(key);
   if (!is_int(v.type))
-    throw_error(ErrorCode::parse, path_, ": metadata '", key, "' is ", gguf_type_name(v.type), ", expected an integer");
+    throw_error(ErrorCode::parse, path_, ": metadata '", key, "' is ", gguf_type_name(v.type),
+                ", expected an integer");
   if (is_signed(v.type)) return v.i;
   if (v.u > static_cast<uint64_t>(INT64_MAX))
     throw_error(ErrorCode::parse, path_, ": metadata '", key, "' is ", v.u, ", expected below 2^63");
@@ -357,7 +368,8 @@ double GgufFile::get_float(const std::string& key) const {
   const GgufValue& v = value(key);
   if (v.type == GgufType::f32 || v.type == GgufType::f64) return v.f;
   if (is_int(v.type)) return static_cast<double>(get_int(key));
-  throw_error(ErrorCode::parse, path_, ": metadata '", key, "' is ", gguf_type_name(v.type), ", expected a number");
+  throw_error(ErrorCode::parse, path_, ": metadata '", key, "' is ", gguf_type_name(v.type),
+              ", expected a number");
 }
 
 double GgufFile::get_float(const std::string& key, double fallback) const {
@@ -371,16 +383,18 @@ bool GgufFile::get_bool(const std::string& key, bool fallback) const {
 std::string GgufFile::get_string(const std::string& key) const {
   const GgufValue& v = value(key);
   if (v.type != GgufType::string)
-    throw_error(ErrorCode::parse, path_, ": metadata '", key, "' is ", gguf_type_name(v.type), ", expected a string");
+    throw_error(ErrorCode::parse, path_, ": metadata '", key, "' is ", gguf_type_name(v.type),
+                ", expected a string");
   return v.s;
 }
 
 const GgufValue& GgufFile::get_array(const std::string& key, GgufType element_type) const {
   const GgufValue& v = value(key);
   if (v.type != GgufType::array || v.array_type != element_type)
-    throw_error(ErrorCode::parse, path_, ": metadata '", key, "' is ", gguf_type_name(v.type),
-                v.type == GgufType::array ? std::string(" of ") + gguf_type_name(v.array_type) : std::string(),
-                ", expected an array of ", gguf_type_name(element_type));
+    throw_error(
+        ErrorCode::parse, path_, ": metadata '", key, "' is ", gguf_type_name(v.type),
+        v.type == GgufType::array ? std::string(" of ") + gguf_type_name(v.array_type) : std::string(),
+        ", expected an array of ", gguf_type_name(element_type));
   return v;
 }
 
@@ -393,8 +407,8 @@ Tensor GgufFile::get_f32(const std::string& name, const Shape& expected, bool re
   const GgufTensorInfo& t = lookup(name);
   const bool same = reshape ? shape_numel(t.shape) == shape_numel(expected) : t.shape == expected;
   if (!same)
-    throw_error(ErrorCode::shape, path_, ": tensor '", name, "' has shape ", shape_str(t.shape), ", expected ",
-                shape_str(expected));
+    throw_error(ErrorCode::shape, path_, ": tensor '", name, "' has shape ", shape_str(t.shape),
+                ", expected ", shape_str(expected));
   Tensor out = Tensor::empty(expected);
   dequantize_row(t.dtype, static_cast<const uint8_t*>(data_->data()) + t.offset, out.numel(), out.f32());
   return out;

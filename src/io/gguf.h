@@ -17,8 +17,19 @@ namespace mamba::io {
 
 // GGUF metadata value types (the numbers are the file's).
 enum class GgufType : uint32_t {
-  u8 = 0, i8 = 1, u16 = 2, i16 = 3, u32 = 4, i32 = 5, f32 = 6, boolean = 7,
-  string = 8, array = 9, u64 = 10, i64 = 11, f64 = 12,
+  u8 = 0,
+  i8 = 1,
+  u16 = 2,
+  i16 = 3,
+  u32 = 4,
+  i32 = 5,
+  f32 = 6,
+  boolean = 7,
+  string = 8,
+  array = 9,
+  u64 = 10,
+  i64 = 11,
+  f64 = 12,
 };
 const char* gguf_type_name(GgufType type);
 
@@ -44,10 +55,10 @@ struct GgufValue {
 
 struct GgufTensorInfo {
   std::string name;
-  Shape shape;           // PyTorch order (the file's dimensions reversed)
-  uint32_t ggml_type;    // as stored
-  DType dtype;           // f32, f16, bf16, q8_0, q4_0 or q4_k
-  uint64_t offset = 0;   // absolute byte offset in the file
+  Shape shape;          // PyTorch order (the file's dimensions reversed)
+  uint32_t ggml_type;   // as stored
+  DType dtype;          // f32, f16, bf16, q8_0, q4_0 or q4_k
+  uint64_t offset = 0;  // absolute byte offset in the file
   uint64_t bytes = 0;
 };
 

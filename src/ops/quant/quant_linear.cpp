@@ -160,7 +160,8 @@ void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias
   MAMBA_CHECK(x.is_contiguous() && weight.is_contiguous() && y.is_contiguous() && weight.dim() == 2);
   MAMBA_CHECK(is_quant_weight(weight.dtype()), dtype_name(weight.dtype()));
   const int64_t in = weight.size(1), out = weight.size(0);
-  MAMBA_CHECK(x.size(-1) == in, "quant_linear: x " << shape_str(x.shape()) << " weight " << shape_str(weight.shape()));
+  MAMBA_CHECK(x.size(-1) == in,
+              "quant_linear: x " << shape_str(x.shape()) << " weight " << shape_str(weight.shape()));
   const int64_t rows = x.numel() / in;
   MAMBA_CHECK(y.numel() == rows * out);
   if (rows == 0 || out == 0) return;
@@ -176,7 +177,8 @@ void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias
   const int64_t n_blocks = in / 32;
   if (dtype != DType::bf16) {
     xq.resize(static_cast<size_t>(rows * n_blocks));
-    parallel_for(rows, [&](int64_t r) { quant::quantize_activations(xp + r * in, in, xq.data() + r * n_blocks); });
+    parallel_for(rows,
+                 [&](int64_t r) { quant::quantize_activations(xp + r * in, in, xq.data() + r * n_blocks); });
   }
   auto dot = [&](int64_t o, int64_t r) -> float {
     const uint8_t* wr = w + static_cast<size_t>(o) * row_bytes;
@@ -209,7 +211,8 @@ Tensor dequantize(const Tensor& weight) {
   MAMBA_CHECK(weight.device() == Device::cpu && weight.is_contiguous());
   if (weight.dtype() == DType::f32) return weight;
   Tensor out = Tensor::empty(weight.shape());
-  const int64_t row = weight.dim() == 0 ? 1 : weight.size(-1), n_rows = weight.numel() / std::max<int64_t>(row, 1);
+  const int64_t row = weight.dim() == 0 ? 1 : weight.size(-1),
+                n_rows = weight.numel() / std::max<int64_t>(row, 1);
   const auto* src = static_cast<const uint8_t*>(weight.raw());
   const size_t row_bytes = dtype_bytes(weight.dtype(), row);
   parallel_for(n_rows, [&](int64_t r) {

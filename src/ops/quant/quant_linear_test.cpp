@@ -50,7 +50,8 @@ const QuantIsa kIsas[] = {QuantIsa::scalar, QuantIsa::avx2, QuantIsa::avx512, Qu
 TEST(QuantLinear, EveryTypeAndKernelMatchesNaive) {
   std::mt19937 rng(7);
   for (DType dtype : {DType::bf16, DType::q8_0, DType::q4_0, DType::q4_k}) {
-    for (auto [rows, in, out] : {std::tuple{1, 256, 37}, {5, 512, 64}, {3, 96, 17}, {1, 288, 9}, {17, 768, 40}}) {
+    for (auto [rows, in, out] :
+         {std::tuple{1, 256, 37}, {5, 512, 64}, {3, 96, 17}, {1, 288, 9}, {17, 768, 40}}) {
       if (in % dtype_block_values(dtype) != 0) continue;
       const Tensor x = testing::random_tensor({rows, in}, rng);
       const Tensor w = quantize(testing::random_tensor({out, in}, rng), dtype);
@@ -60,8 +61,8 @@ TEST(QuantLinear, EveryTypeAndKernelMatchesNaive) {
         const float tol = 2e-5f * (1.0f + max_abs(want));  // f32 sums in another order
         for (QuantIsa isa : kIsas) {
           if (!quant_isa_supported(isa)) continue;
-          SCOPED_TRACE(std::string(dtype_name(dtype)) + " " + quant_isa_name(isa) + " rows " + std::to_string(rows) +
-                       " in " + std::to_string(in) + " out " + std::to_string(out));
+          SCOPED_TRACE(std::string(dtype_name(dtype)) + " " + quant_isa_name(isa) + " rows " +
+                       std::to_string(rows) + " in " + std::to_string(in) + " out " + std::to_string(out));
           Tensor y = Tensor::empty({rows, out});
           quant_linear_into(x, w, b, y, isa);
           EXPECT_LT(testing::max_abs_diff(y, want), tol);
@@ -74,7 +75,8 @@ TEST(QuantLinear, EveryTypeAndKernelMatchesNaive) {
 // What the machine ran, so a log shows which kernels the test above covered.
 TEST(QuantLinear, ReportsKernels) {
   for (QuantIsa isa : kIsas)
-    std::printf("quant kernels %-12s %s\n", quant_isa_name(isa), quant_isa_supported(isa) ? "tested" : "not on this CPU");
+    std::printf("quant kernels %-12s %s\n", quant_isa_name(isa),
+                quant_isa_supported(isa) ? "tested" : "not on this CPU");
   EXPECT_TRUE(quant_isa_supported(quant_isa_best()));
 }
 
@@ -84,7 +86,8 @@ TEST(QuantFormats, RoundTripErrorIsSmall) {
   const std::vector<float> ref = w.to_vector();
   double ref_sq = 0.0;
   for (float v : ref) ref_sq += double(v) * v;
-  for (auto [dtype, bound] : {std::pair{DType::bf16, 0.005}, {DType::q8_0, 0.01}, {DType::q4_0, 0.12}, {DType::q4_k, 0.1}}) {
+  for (auto [dtype, bound] :
+       {std::pair{DType::bf16, 0.005}, {DType::q8_0, 0.01}, {DType::q4_0, 0.12}, {DType::q4_k, 0.1}}) {
     const std::vector<float> back = dequantize(quantize(w, dtype)).to_vector();
     double err_sq = 0.0;
     for (size_t i = 0; i < ref.size(); ++i) err_sq += (double(back[i]) - ref[i]) * (double(back[i]) - ref[i]);
