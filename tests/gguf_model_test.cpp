@@ -93,7 +93,7 @@ struct Bound {
 // Measured on the fixtures (tiny random-weight models; docs/quantization.md has the table), with
 // headroom: f32 is exact; bf16 and q8_0 keep the logits within ~0.03 / ~0.1; 4-bit types move
 // them by up to ~1.2 (a step is 1/16 of each 32-value block's range, ~16x q8_0's error), which
-// flips the near-ties of these random models. flat distributions (top-1 ≥ 0.52 measured).
+// flips the near-ties of these random models' flat distributions (top-1 ≥ 0.52 measured).
 const Bound kBounds[] = {
     {DType::f32, 1e-5, 1e-9, 1.0}, {DType::bf16, 0.06, 5e-5, 0.95}, {DType::q8_0, 0.2, 5e-4, 0.9},
     {DType::q4_0, 2.0, 0.06, 0.4}, {DType::q4_k, 2.0, 0.06, 0.4},
