@@ -137,21 +137,25 @@ uint32_t llama_file_type(DType dtype) {  // llama.h's LLAMA_FTYPE_*
 // config.json-style fields (HF layout) from the GGUF metadata, for Model::config_from_json.
 nlohmann::json config_of(const io::GgufFile& g, const std::string& arch) {
   auto key = [&](const std::string& k) { return arch + "." + k; };
+  // Every size key: an integer in [1, 2^24] (far above any model; the config checks the rest).
+  auto size = [&](const std::string& k, std::optional<int64_t> fallback = std::nullopt) {
+    const int64_t v = fallback && !g.has(k) ? *fallback : g.get_int(k);
+    if (v < 1 || v > (int64_t{1} << 24))
+      throw_error(ErrorCode::parse, g.path(), ": metadata '", k, "' is ", v, ", expected 1 .. 2^24");
+    return v;
+  };
   const io::GgufTensorInfo* emb = g.find("token_embd.weight");
   if (!emb || emb->shape.size() != 2)
     throw_error(ErrorCode::not_found, g.path(),
                 ": missing tensor 'token_embd.weight' [vocab, embedding_length]");
-  const int64_t d_model = g.get_int(key("embedding_length"));
-  const int64_t d_inner = g.get_int(key("ssm.inner_size"));
-  if (d_model <= 0 || d_model > io::kMaxDim || d_inner <= 0 || d_inner > 16 * io::kMaxDim)
-    throw_error(ErrorCode::parse, g.path(), ": ", key("embedding_length"), " ", d_model, " / ",
-                key("ssm.inner_size"), " ", d_inner, " out of range");
+  const int64_t d_model = size(key("embedding_length"));
+  const int64_t d_inner = size(key("ssm.inner_size"));
   nlohmann::json j = {
       {"hidden_size", d_model},
-      {"num_hidden_layers", g.get_int(key("block_count"))},
+      {"num_hidden_layers", size(key("block_count"))},
       {"vocab_size", emb->shape[0]},
-      {"state_size", g.get_int(key("ssm.state_size"))},
-      {"conv_kernel", g.get_int(key("ssm.conv_kernel"))},
+      {"state_size", size(key("ssm.state_size"))},
+      {"conv_kernel", size(key("ssm.conv_kernel"))},
       {"expand", static_cast<double>(d_inner) / static_cast<double>(d_model)},
       {"layer_norm_epsilon", g.get_float(key("attention.layer_norm_rms_epsilon"), 1e-5)},
       {"use_bias", false},
@@ -162,20 +166,20 @@ nlohmann::json config_of(const io::GgufFile& g, const std::string& arch) {
     const bool bcdt = g.get_bool(key("ssm.dt_b_c_rms"), false);
     j["model_type"] = bcdt ? "falcon_mamba" : "mamba";
     j["intermediate_size"] = d_inner;
-    j["time_step_rank"] = g.get_int(key("ssm.time_step_rank"));
+    j["time_step_rank"] = size(key("ssm.time_step_rank"));
     // llama.cpp normalizes dt, B and C with the blocks' epsilon; ours may say otherwise.
     if (bcdt)
       j["mixer_rms_eps"] = g.get_float("mambacpp.ssm.mixer_rms_eps", j["layer_norm_epsilon"].get<double>());
   } else {
-    const int64_t heads = g.get_int(key("ssm.time_step_rank"));
-    if (heads <= 0 || d_inner % heads != 0)
+    const int64_t heads = size(key("ssm.time_step_rank"));
+    if (d_inner % heads != 0)
       throw_error(ErrorCode::parse, g.path(), ": ", key("ssm.time_step_rank"), " (the head count) is ", heads,
                   ", expected a positive divisor of ", key("ssm.inner_size"), " ", d_inner);
     j["model_type"] = "mamba2";
     j["num_heads"] = heads;
     j["head_dim"] = d_inner / heads;
-    j["n_groups"] = g.get_int(key("ssm.group_count"), 1);
-    j["chunk_size"] = g.get_int("mambacpp.ssm.chunk_size", 256);
+    j["n_groups"] = size(key("ssm.group_count"), 1);
+    j["chunk_size"] = size("mambacpp.ssm.chunk_size", 256);
   }
   return j;
 }
