@@ -24,6 +24,7 @@ size_t dtype_size(DType dtype) {
     case DType::q8_0:
     case DType::q4_0:
     case DType::q4_k:
+    case DType::q6_k:
       break;
   }
   MAMBA_CHECK(false, "dtype_size of block format " << dtype_name(dtype));
@@ -31,16 +32,17 @@ size_t dtype_size(DType dtype) {
 }
 
 bool dtype_is_block(DType dtype) {
-  return dtype == DType::q8_0 || dtype == DType::q4_0 || dtype == DType::q4_k;
+  return dtype == DType::q8_0 || dtype == DType::q4_0 || dtype == DType::q4_k || dtype == DType::q6_k;
 }
 
 int64_t dtype_block_values(DType dtype) {
-  if (dtype == DType::q4_k) return 256;
+  if (dtype == DType::q4_k || dtype == DType::q6_k) return 256;
   return dtype_is_block(dtype) ? 32 : 1;
 }
 
 // llama.cpp's layouts: q8_0 = f16 scale + 32 int8; q4_0 = f16 scale + 16 bytes of nibbles;
-// q4_k = f16 scale, f16 min, 12 bytes of 6-bit sub-block scales / mins, 128 bytes of nibbles.
+// q4_k = f16 scale, f16 min, 12 bytes of 6-bit sub-block scales / mins, 128 bytes of nibbles;
+// q6_k = 128 bytes of low nibbles, 64 of high 2-bit pairs, 16 int8 scales, f16 scale.
 size_t dtype_block_bytes(DType dtype) {
   switch (dtype) {
     case DType::q8_0:
@@ -49,6 +51,8 @@ size_t dtype_block_bytes(DType dtype) {
       return 18;
     case DType::q4_k:
       return 144;
+    case DType::q6_k:
+      return 210;
     default:
       return dtype_size(dtype);
   }
@@ -80,6 +84,8 @@ const char* dtype_name(DType dtype) {
       return "q4_0";
     case DType::q4_k:
       return "q4_k";
+    case DType::q6_k:
+      return "q6_k";
   }
   return "?";
 }

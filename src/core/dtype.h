@@ -1,8 +1,8 @@
 // Element types and the scalar conversions between them. bf16/f16 are storage formats:
 // compute is done in f32 after conversion (SPEC.md §0: fp32 math with listed rounding points).
-// q8_0 / q4_0 / q4_k are llama.cpp's block formats (docs/quantization.md): weights only, stored
+// q8_0 / q4_0 / q4_k / q6_k are llama.cpp's block formats (docs/quantization.md): weights only, stored
 // as blocks of 32 or 256 values along the last dimension, read by the quantized linear kernels
-// (ops/quant); dtype_size is undefined for them (use dtype_bytes).
+// (ops/quant; q6_k is only read and converted to f32); dtype_size is undefined for them (use dtype_bytes).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -11,7 +11,7 @@
 
 namespace mamba {
 
-enum class DType { f32, bf16, f16, i64, i32, u8, q8_0, q4_0, q4_k };
+enum class DType { f32, bf16, f16, i64, i32, u8, q8_0, q4_0, q4_k, q6_k };
 
 size_t dtype_size(DType dtype);  // bytes per element; aborts for block formats
 // Block formats: values per block (32 or 256) and bytes per block; 1 and dtype_size otherwise.

@@ -9,7 +9,8 @@
 
 namespace mamba {
 
-static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_K) == 144,
+static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_K) == 144 &&
+                  sizeof(BlockQ6_K) == 210,
               "block layouts must match the GGUF bytes");
 
 namespace {
@@ -103,6 +104,26 @@ void dequantize_q4_k(const BlockQ4_K* in, int64_t n, float* y) {
   }
 }
 
+// Each half of 128 values: value l + 32·k (k = 0..3) takes its low 4 bits from ql (byte l for
+// k = 0, 2 and l + 32 for k = 1, 3; low nibble for k < 2) and bits 2k..2k+1 of qh[l].
+void dequantize_q6_k(const BlockQ6_K* in, int64_t n, float* y) {
+  for (int64_t b = 0; b < n / 256; ++b) {
+    const BlockQ6_K& blk = in[b];
+    const float d = f16_to_f32(blk.d);
+    for (int half = 0; half < 2; ++half, y += 128) {
+      const uint8_t* ql = blk.ql + 64 * half;
+      const uint8_t* qh = blk.qh + 32 * half;
+      const int8_t* sc = blk.scales + 8 * half;
+      for (int l = 0; l < 32; ++l)
+        for (int k = 0; k < 4; ++k) {
+          const uint8_t low = ql[l + 32 * (k % 2)];
+          const int q = ((k < 2 ? low & 0xF : low >> 4) | (((qh[l] >> (2 * k)) & 3) << 4)) - 32;
+          y[l + 32 * k] = d * static_cast<float>(sc[l / 16 + 2 * k]) * static_cast<float>(q);
+        }
+    }
+  }
+}
+
 }  // namespace
 
 void quantize_row(DType dtype, const float* x, int64_t n, void* out) {
@@ -150,6 +171,8 @@ void dequantize_row(DType dtype, const void* in, int64_t n, float* y) {
       return;
     case DType::q4_k:
       return dequantize_q4_k(static_cast<const BlockQ4_K*>(in), n, y);
+    case DType::q6_k:
+      return dequantize_q6_k(static_cast<const BlockQ6_K*>(in), n, y);
     case DType::bf16:
       for (int64_t i = 0; i < n; ++i) y[i] = bf16_to_f32(static_cast<const uint16_t*>(in)[i]);
       return;

@@ -26,6 +26,13 @@ struct BlockQ4_K {     // 256 values in 8 sub-blocks of 32: x = d·sc[s]·nibble
   uint8_t q[128];      // 4 chunks of 64 values: byte l of a chunk holds value l (low) and l + 32 (high)
 };
 
+struct BlockQ6_K {    // 256 values in 16 groups of 16: x = d · scales[g] · (q − 32), q 6 bits
+  uint8_t ql[128];    // low 4 bits: 2 halves of 128 values; byte l of a half: values l, l + 64 (hi nibble)
+  uint8_t qh[64];     // high 2 bits: byte l of a half holds values l, l + 32, l + 64, l + 96
+  int8_t scales[16];  // per 16 values
+  uint16_t d;         // f16
+};
+
 // The 6-bit scale and min of sub-block s (0..7) of a q4_k block.
 inline void q4k_scale_min(const uint8_t* scales, int s, uint8_t& sc, uint8_t& m) {
   if (s < 4) {
@@ -38,7 +45,7 @@ inline void q4k_scale_min(const uint8_t* scales, int s, uint8_t& sc, uint8_t& m)
 }
 
 // n values (a multiple of dtype_block_values(dtype)) of `x` into dtype_bytes(dtype, n) bytes at
-// `out`, and back. dtype: q8_0, q4_0, q4_k, bf16, f16 or f32.
+// `out`, and back. dtype: q8_0, q4_0, q4_k, bf16, f16 or f32 (and q6_k, read only).
 void quantize_row(DType dtype, const float* x, int64_t n, void* out);
 void dequantize_row(DType dtype, const void* in, int64_t n, float* y);
 

@@ -45,6 +45,7 @@ float load_as_f32(const void* p, DType dtype) {
     case DType::q8_0:
     case DType::q4_0:
     case DType::q4_k:
+    case DType::q6_k:
       break;
   }
   MAMBA_CHECK(false, "element access to a block-format tensor (" << dtype_name(dtype) << ")");
@@ -81,6 +82,7 @@ void store_from_f32(void* p, DType dtype, float v) {
     case DType::q8_0:
     case DType::q4_0:
     case DType::q4_k:
+    case DType::q6_k:
       MAMBA_CHECK(false, "element access to a block-format tensor (" << dtype_name(dtype) << ")");
       break;
   }

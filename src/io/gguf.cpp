@@ -27,8 +27,8 @@ struct GgmlTypeEntry {
   const char* name;
 };
 constexpr GgmlTypeEntry kTypes[] = {
-    {0, DType::f32, "F32"},   {1, DType::f16, "F16"},   {30, DType::bf16, "BF16"},
-    {8, DType::q8_0, "Q8_0"}, {2, DType::q4_0, "Q4_0"}, {12, DType::q4_k, "Q4_K"},
+    {0, DType::f32, "F32"},   {1, DType::f16, "F16"},    {30, DType::bf16, "BF16"}, {8, DType::q8_0, "Q8_0"},
+    {2, DType::q4_0, "Q4_0"}, {12, DType::q4_k, "Q4_K"}, {14, DType::q6_k, "Q6_K"},
 };
 
 const GgmlTypeEntry* find_type(uint32_t ggml_type) {
@@ -302,7 +302,7 @@ GgufFile GgufFile::open(const std::string& path) {
     const GgmlTypeEntry* e = find_type(t.ggml_type);
     if (!e)
       throw_error(ErrorCode::unsupported, path, ": ", field, " has ggml type ", t.ggml_type,
-                  ", expected one of F32 (0), F16 (1), BF16 (30), Q8_0 (8), Q4_0 (2), Q4_K (12)");
+                  ", expected one of F32 (0), F16 (1), BF16 (30), Q8_0 (8), Q4_0 (2), Q4_K (12), Q6_K (14)");
     t.dtype = e->dtype;
     const uint64_t block = static_cast<uint64_t>(dtype_block_values(t.dtype));
     const uint64_t row = t.shape.empty() ? 1 : static_cast<uint64_t>(t.shape.back());

@@ -218,7 +218,7 @@ TEST(Gguf, MalformedTensorInfosNameTheTensor) {
     GgufFile::open(temp_path("ok.gguf"));
   });
   expect_refused(one_tensor(5, 32, 0, 0, 128), "tensor 't' has 5 dimensions, expected at most 4");
-  expect_refused(one_tensor(1, 32, 14, 0, 128), "tensor 't' has ggml type 14, expected one of");
+  expect_refused(one_tensor(1, 32, 13, 0, 128), "tensor 't' has ggml type 13, expected one of");
   expect_refused(one_tensor(1, 33, 8, 0, 128), "rows of 33 values, expected a multiple of 32");
   expect_refused(one_tensor(1, 32, 8, 16, 128), "tensor 't' offset is 16, expected a multiple of 32");
   expect_refused(one_tensor(1, 32, 0, 0, 127), "tensor 't' [32] needs bytes");

@@ -130,8 +130,8 @@ QuantIsa quant_isa_best() {
   return best;
 }
 
-bool is_quant_weight(DType dtype) {
-  return dtype == DType::bf16 || dtype_is_block(dtype);
+bool is_quant_weight(DType dtype) {  // q6_k has no kernels yet: loaded as f32
+  return dtype == DType::bf16 || dtype == DType::q8_0 || dtype == DType::q4_0 || dtype == DType::q4_k;
 }
 
 namespace {

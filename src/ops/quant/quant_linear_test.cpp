@@ -131,6 +131,30 @@ TEST(QuantFormats, Q4_0AndQ8_0DecodeByDefinition) {
   EXPECT_FLOAT_EQ(y8[0], 0.0f);
 }
 
+// q6_k (read only: llama-quantize's embedding / output type): 6-bit values from a low nibble and
+// two high bits, a signed 8-bit scale per 16 values, one f16 scale.
+TEST(QuantFormats, Q6KBlockDecodesByDefinition) {
+  BlockQ6_K blk{};
+  blk.d = f32_to_f16(0.5f);
+  blk.scales[0] = 2;
+  blk.scales[2] = 3;
+  blk.scales[4] = 4;
+  blk.scales[6] = 1;
+  blk.scales[8] = -1;
+  blk.ql[0] = 0x5A;        // value 0: low 10; value 64: low 5
+  blk.ql[32] = 0x07;       // value 32: low 7; value 96: low 0
+  blk.qh[0] = 0b11100100;  // high bits 0, 1, 2, 3 of values 0, 32, 64, 96
+  float y[256];
+  dequantize_row(DType::q6_k, &blk, 256, y);
+  EXPECT_FLOAT_EQ(y[0], 0.5f * 2 * (10 - 32));
+  EXPECT_FLOAT_EQ(y[32], 0.5f * 3 * (7 + 16 - 32));
+  EXPECT_FLOAT_EQ(y[64], 0.5f * 4 * (5 + 32 - 32));
+  EXPECT_FLOAT_EQ(y[96], 0.5f * 1 * (0 + 48 - 32));
+  EXPECT_FLOAT_EQ(y[128], 0.5f * -1 * -32);    // second half: scales[8]
+  EXPECT_FLOAT_EQ(y[16], 0.0f);                // scales[1] = 0
+  EXPECT_FALSE(is_quant_weight(DType::q6_k));  // converted to f32 when loaded
+}
+
 TEST(QuantFormats, HalfToFloatMatchesCore) {
   for (uint32_t h = 0; h < 65536; ++h) {
     const float a = quant::half_to_float(static_cast<uint16_t>(h)), b = f16_to_f32(static_cast<uint16_t>(h));
