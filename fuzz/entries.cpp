@@ -16,6 +16,7 @@
 #include "core/checked.h"
 #include "core/error.h"
 #include "core/file_util.h"
+#include "io/gguf.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
 #include "io/torch_pickle.h"
@@ -105,6 +106,19 @@ bool safetensors(const uint8_t* data, size_t size) {
         g_sink = g_sink + touch(st.get(name));
     }
   });
+}
+
+bool gguf(const uint8_t* data, size_t size) {
+  const std::string path = put("model.gguf", data, size);
+  const bool opened = clean([&] {
+    const io::GgufFile g = io::GgufFile::open(path);
+    for (const io::GgufTensorInfo& t : g.tensors()) {
+      g_sink = g_sink + touch(g.get(t.name));
+      if (t.bytes <= (uint64_t{16} << 20)) g_sink = g_sink + touch(g.get_f32(t.name, t.shape));
+    }
+  });
+  if (!opened) return false;
+  return clean([&] { models::Model::load(path); });
 }
 
 bool config(const uint8_t* data, size_t size) {
@@ -311,7 +325,7 @@ Entry find_entry(const std::string& surface) {
   static const std::map<std::string, Entry> entries = {
       {"safetensors", safetensors}, {"config", config}, {"npy", npy}, {"tokenizer_json", tokenizer_json},
       {"tokenize", tokenize},       {"state", state},   {"bin", bin}, {"chat_template", chat_template},
-      {"request", request},
+      {"request", request},         {"gguf", gguf},
   };
   auto it = entries.find(surface);
   return it == entries.end() ? nullptr : it->second;

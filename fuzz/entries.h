@@ -15,6 +15,9 @@ using Entry = bool (*)(const uint8_t* data, size_t size);
 
 // safetensors: the bytes as a .safetensors file -> SafeTensors::open, then every tensor read.
 bool safetensors(const uint8_t* data, size_t size);
+// gguf: the bytes as a .gguf file -> GgufFile::open, every tensor read and dequantized, then
+// Model::load of the file (config from the metadata, weights by llama.cpp's names).
+bool gguf(const uint8_t* data, size_t size);
 // config: the bytes as DIR/config.json -> Model::load(DIR) (config, family, build; no weights).
 bool config(const uint8_t* data, size_t size);
 // npy: the bytes as a .npy file -> io::read_npy.

@@ -43,6 +43,69 @@ out("safetensors", "mixed", safetensors([("w", "BF16", [3], b"\x80\x3f" * 3), ("
                                           ("d", "F64", [1], struct.pack("<d", 1.5)),
                                           ("e", "F32", [0, 3], b"")], {"format": "pt"}))
 out("safetensors", "empty", safetensors([]))
+
+# gguf: "GGUF", version, counts, metadata (key, type, value), tensor infos, aligned data.
+def gguf_str(v):
+    b = v.encode()
+    return struct.pack("<Q", len(b)) + b
+
+
+def gguf(metadata, tensors, alignment=32):
+    """metadata: [(key, type, packed value)]; tensors: [(name, dims innermost first, ggml type, bytes)]."""
+    h = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(metadata))
+    for k, t, v in metadata:
+        h += gguf_str(k) + struct.pack("<I", t) + v
+    off, data = 0, b""
+    for name, dims, typ, payload in tensors:
+        h += gguf_str(name) + struct.pack("<I", len(dims)) + b"".join(struct.pack("<Q", d) for d in dims)
+        h += struct.pack("<IQ", typ, off)
+        pad = (-len(payload)) % alignment
+        data += payload + b"\0" * pad
+        off += len(payload) + pad
+    h += b"\0" * ((-len(h)) % alignment)
+    return h + data
+
+
+def u32(v):
+    return struct.pack("<I", v)
+
+
+def mamba2_gguf(quantized):
+    """A 1-layer llama.cpp mamba2 model: d_model 32, d_inner 64, 2 heads, d_state 4, vocab 16."""
+    d, di, h, n, k, vocab = 32, 64, 2, 4, 4, 16
+    conv, in_proj = di + 2 * n, 2 * di + 2 * n + h
+    md = [("general.architecture", 8, gguf_str("mamba2"))]
+    for key, v in [("embedding_length", d), ("block_count", 1), ("ssm.conv_kernel", k), ("ssm.inner_size", di),
+                   ("ssm.state_size", n), ("ssm.time_step_rank", h), ("ssm.group_count", 1)]:
+        md.append(("mamba2." + key, 4, u32(v)))
+    md.append(("mamba2.attention.layer_norm_rms_epsilon", 6, struct.pack("<f", 1e-5)))
+
+    def mat(rows, cols):  # f32, or q8_0 blocks of scale 1/64 and small ints
+        if not quantized:
+            return 0, struct.pack("<%df" % (rows * cols), *[((i * 7) % 13 - 6) / 16 for i in range(rows * cols)])
+        blk = struct.pack("<H", 0x2400) + bytes((i * 5) % 9 for i in range(32))
+        return 8, blk * (rows * cols // 32)
+
+    def vec(count, value):
+        return struct.pack("<%df" % count, *([value] * count))
+
+    ts = [("token_embd.weight", [d, vocab]) + mat(vocab, d), ("output_norm.weight", [d], 0, vec(d, 1.0)),
+          ("blk.0.attn_norm.weight", [d], 0, vec(d, 1.0)), ("blk.0.ssm_in.weight", [d, in_proj]) + mat(in_proj, d),
+          ("blk.0.ssm_conv1d.weight", [k, conv], 0, vec(k * conv, 0.25)),
+          ("blk.0.ssm_conv1d.bias", [conv], 0, vec(conv, 0.0)), ("blk.0.ssm_dt.bias", [h], 0, vec(h, 0.5)),
+          ("blk.0.ssm_a", [1, h], 0, vec(h, -1.0)), ("blk.0.ssm_d", [1, h], 0, vec(h, 1.0)),
+          ("blk.0.ssm_norm.weight", [di, 1], 0, vec(di, 1.0)), ("blk.0.ssm_out.weight", [di, d]) + mat(d, di)]
+    return gguf(md, [(t[0], t[1], t[2], t[3]) for t in ts])
+
+
+out("gguf", "empty", gguf([], []))
+out("gguf", "metadata", gguf([("general.alignment", 4, u32(64)), ("s", 8, gguf_str("x")),
+                              ("arr", 9, struct.pack("<IQ", 5, 2) + struct.pack("<ii", 1, -1)),
+                              ("strs", 9, struct.pack("<IQ", 8, 2) + gguf_str("a") + gguf_str("bc"))],
+                             [("t", [32], 8, b"\0" * 34)], alignment=64))
+out("gguf", "mamba2_f32", mamba2_gguf(False))
+out("gguf", "mamba2_q8_0", mamba2_gguf(True))
+
 out("safetensors", "scalar", safetensors([("s", "F32", [], f32(3.0))]))
 
 # config.json: every fixture's, plus the families'.

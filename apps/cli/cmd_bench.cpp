@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -31,6 +32,7 @@ struct BenchArgs {
   std::string json_path;
   std::string device = "cpu";
   std::string dtype = "f32";              // linear-layer weights (bf16, f16: CUDA only)
+  std::string weights = "f32";            // --weights: CPU GGUF weight type (bf16, q8_0, q4_0, q4_k)
   bool generate = false;                  // --generate: batched generation instead (bench_generate.cpp)
   bool eager = false;                     // --eager: cuda decode without the captured graph
   int64_t d_intermediate = 0;             // --d-intermediate: a gated MLP after each mixer
@@ -244,12 +246,30 @@ std::string sublayer_shares(Model& model, const ModelConfig& c, const BenchArgs&
   return "prefill:" + report(prefill, prefill_s) + "; decode:" + report(decode, decode_s);
 }
 
+// The model written as a GGUF of `weights` (bf16, q8_0, ...) and read back, as `mambacpp quantize`
+// and a GGUF user would: its quantized weights run from the file's mapping (the file is unlinked
+// once mapped).
+Model gguf_copy(const Model& model, const std::string& weights) {
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("mambacpp-bench-" + std::to_string(::getpid()) + "-" + weights + ".gguf"))
+                               .string();
+  const DType type = weights == "bf16"   ? DType::bf16
+                     : weights == "q8_0" ? DType::q8_0
+                     : weights == "q4_0" ? DType::q4_0
+                                         : DType::q4_k;
+  model.save_gguf(path, type);
+  Model out = Model::load(path);
+  std::filesystem::remove(path);
+  return out;
+}
+
 // Runs one model at every thread count; returns one line per thread count:
 // "threads prefill_tok_s x repeat decode_tok_s x repeat" (tokens of the whole batch per second).
 std::string run_model(const std::string& name, const BenchArgs& a) {
   const ModelConfig c = bench_config(name, a);
   const Device device = parse_device(a.device);
   Model model = Model::random(c, 1234);
+  if (a.weights != "f32") model = gguf_copy(model, a.weights);
   model.to(device);
   model.set_matmul_dtype(matmul_dtype(a.dtype));
   std::ostringstream out;
@@ -337,6 +357,9 @@ Runner add_bench(CLI::App& app) {
   app.add_option("--json", a->json_path, "also write JSON lines to this file");
   add_device_option(app, a->device, "cpu or cuda (default cpu; on cuda one row per model)");
   add_dtype_option(app, a->dtype);
+  app.add_option("--weights", a->weights,
+                 "cpu: run the models from a GGUF of bf16, q8_0, q4_0 or q4_k weights (default f32)")
+      ->check(CLI::IsMember({"f32", "bf16", "q8_0", "q4_0", "q4_k"}));
   add_kernel_option(app, a->kernels);
   app.add_flag("--eager", a->eager, "cuda: decode with eager launches (default: a captured CUDA graph)");
   app.add_flag("--profile", a->profile,
@@ -348,6 +371,8 @@ Runner add_bench(CLI::App& app) {
       ->check(int_range(1));
   return [a, repeat]() {
     check_dtype_device(a->dtype, a->device);
+    if (a->weights != "f32" && a->device != "cpu")
+      throw_error(ErrorCode::unsupported, "--weights ", a->weights, " runs on the cpu only");
     check_output_path("--json", a->json_path);
     const KernelPlan plan = kernel_plan(a->kernels);            // checked before forking; recorded per result
     for (const auto& name : a->models) bench_config(name, *a);  // validate names before forking
@@ -369,7 +394,8 @@ Runner add_bench(CLI::App& app) {
         a->d_intermediate > 0
             ? (" (each with a gated MLP of " + std::to_string(a->d_intermediate) + ")").c_str()
             : "",
-        a->dtype.c_str(), static_cast<long long>(a->batches.front()), a->device.c_str(),
+        (a->weights != "f32" ? a->weights + " (GGUF)" : a->dtype).c_str(),
+        static_cast<long long>(a->batches.front()), a->device.c_str(),
         a->device == "cpu" ? ""
         : a->eager         ? " (eager decode)"
                            : " (decode through a CUDA graph)");
@@ -443,6 +469,7 @@ Runner add_bench(CLI::App& app) {
         nlohmann::json js = {{"model", name},
                              {"device", a->device},
                              {"dtype", a->dtype},
+                             {"weights", a->weights},
                              {"params", params},
                              {"threads", threads},
                              {"batch", a->batches.front()},

@@ -123,9 +123,14 @@ void print_family_dims(const nlohmann::json& j) {
 
 // The stored dtypes of the weights file(s): "BF16 (412 tensors)" or "F32 10, BF16 402 tensors".
 std::string stored_dtypes(const std::string& dir) {
-  const auto st = SafeTensors::open(dir);
   std::map<std::string, int64_t> count;
-  for (const std::string& name : st.names()) ++count[st.find(name)->stored_dtype];
+  if (dir.ends_with(".gguf")) {  // a GGUF's types as llama.cpp names them
+    const GgufFile g = GgufFile::open(dir);
+    for (const GgufTensorInfo& t : g.tensors()) ++count[dtype_name(t.dtype)];
+  } else {
+    const auto st = SafeTensors::open(dir);
+    for (const std::string& name : st.names()) ++count[st.find(name)->stored_dtype];
+  }
   std::string s;
   for (const auto& [dtype, n] : count) s += (s.empty() ? "" : ", ") + dtype + " " + std::to_string(n);
   if (count.size() == 1)
@@ -137,8 +142,9 @@ std::string stored_dtypes(const std::string& dir) {
 
 Runner add_info(CLI::App& app) {
   auto model_arg = std::make_shared<std::string>();
-  app.add_option("-m,--model", *model_arg,
-                 "model directory (config.json + weights), or a training checkpoint ROOT (its latest step)")
+  app.add_option(
+         "-m,--model", *model_arg,
+         "model directory (config.json + weights), a .gguf, or a training checkpoint ROOT (its latest step)")
       ->required();
   return [model_arg]() {
     const std::string dir = train::resolve_model_dir(*model_arg);
@@ -147,7 +153,9 @@ Runner add_info(CLI::App& app) {
     const ModelConfig& c = model.config();
     std::printf("model:        %s\n", model_dir->c_str());
     std::printf("format:       %s%s\n",
-                c.format == CheckpointFormat::hf ? "HF transformers" : "state-spaces/mamba",
+                dir.ends_with(".gguf")             ? "GGUF (llama.cpp)"
+                : c.format == CheckpointFormat::hf ? "HF transformers"
+                                                   : "state-spaces/mamba",
                 c.family.empty() ? "" : (" (" + c.family + ")").c_str());
     std::printf("d_model:      %lld\n", static_cast<long long>(c.d_model));
     std::printf("n_layer:      %lld\n", static_cast<long long>(c.n_layer));

@@ -26,7 +26,8 @@ struct LogitsArgs {
 
 Runner add_logits(CLI::App& app) {
   auto a = std::make_shared<LogitsArgs>();
-  app.add_option("-m,--model", a->model, "model directory, or a training checkpoint ROOT (its latest step)")
+  app.add_option("-m,--model", a->model,
+                 "model directory, a .gguf, or a training checkpoint ROOT (its latest step)")
       ->required();
   app.add_option("-i,--input", a->input, "int64 [batch, seq_len] .npy of token ids")->required();
   app.add_option("-o,--output", a->output, "float32 [batch, seq_len, vocab] .npy to write")->required();

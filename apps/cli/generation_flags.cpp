@@ -15,7 +15,8 @@ namespace mambacpp::cli {
 
 void add_generation_flags(CLI::App& app, GenerationFlags& f, int64_t default_n_predict) {
   f.n_predict = default_n_predict;
-  app.add_option("-m,--model", f.model, "model directory (config.json, *.safetensors, tokenizer.json)")
+  app.add_option("-m,--model", f.model,
+                 "model directory (config.json, *.safetensors, tokenizer.json) or a .gguf")
       ->required();
   app.add_option(
       "--tokenizer", f.tokenizer,

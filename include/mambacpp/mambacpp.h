@@ -2,8 +2,8 @@
 // at a time from an explicit state.
 //
 //   #include <mambacpp/mambacpp.h>
-//   auto model = mambacpp::Model::load("path/to/checkpoint");       // config.json + *.safetensors
-//   model.to(mambacpp::Device::cuda);                                // optional: run on the GPU
+//   auto model = mambacpp::Model::load("path/to/checkpoint");       // config.json + *.safetensors, or a
+//   .gguf model.to(mambacpp::Device::cuda);                                // optional: run on the GPU
 //   mambacpp::State state = model.new_state(/*batch=*/1);
 //   mambacpp::Tensor ids = mambacpp::read_npy("ids.npy");            // int64 [batch, seq_len]
 //   mambacpp::Tensor logits = model.forward(ids, state);             // [batch, seq_len, vocab]
@@ -38,6 +38,7 @@
 #include "core/file_util.h"
 #include "core/parallel.h"
 #include "core/tensor.h"
+#include "io/gguf.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
 #include "models/config.h"
@@ -71,6 +72,8 @@ using mamba::Tensor;
 using mamba::throw_error;
 using mamba::write_file_atomic;
 using mamba::io::CheckpointFormat;
+using mamba::io::GgufFile;
+using mamba::io::GgufTensorInfo;
 using mamba::io::read_npy;
 using mamba::io::SafeTensors;
 using mamba::io::save_safetensors;

@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "core/error.h"
+
 namespace mamba {
 
 size_t dtype_size(DType dtype) {
@@ -19,8 +21,47 @@ size_t dtype_size(DType dtype) {
       return 4;
     case DType::u8:
       return 1;
+    case DType::q8_0:
+    case DType::q4_0:
+    case DType::q4_k:
+    case DType::q6_k:
+      break;
   }
+  MAMBA_CHECK(false, "dtype_size of block format " << dtype_name(dtype));
   return 0;
+}
+
+bool dtype_is_block(DType dtype) {
+  return dtype == DType::q8_0 || dtype == DType::q4_0 || dtype == DType::q4_k || dtype == DType::q6_k;
+}
+
+int64_t dtype_block_values(DType dtype) {
+  if (dtype == DType::q4_k || dtype == DType::q6_k) return 256;
+  return dtype_is_block(dtype) ? 32 : 1;
+}
+
+// llama.cpp's layouts: q8_0 = f16 scale + 32 int8; q4_0 = f16 scale + 16 bytes of nibbles;
+// q4_k = f16 scale, f16 min, 12 bytes of 6-bit sub-block scales / mins, 128 bytes of nibbles;
+// q6_k = 128 bytes of low nibbles, 64 of high 2-bit pairs, 16 int8 scales, f16 scale.
+size_t dtype_block_bytes(DType dtype) {
+  switch (dtype) {
+    case DType::q8_0:
+      return 34;
+    case DType::q4_0:
+      return 18;
+    case DType::q4_k:
+      return 144;
+    case DType::q6_k:
+      return 210;
+    default:
+      return dtype_size(dtype);
+  }
+}
+
+size_t dtype_bytes(DType dtype, int64_t numel) {
+  const int64_t block = dtype_block_values(dtype);
+  MAMBA_CHECK(numel >= 0 && numel % block == 0, numel << " values of " << dtype_name(dtype));
+  return static_cast<size_t>(numel / block) * dtype_block_bytes(dtype);
 }
 
 const char* dtype_name(DType dtype) {
@@ -37,6 +78,14 @@ const char* dtype_name(DType dtype) {
       return "i32";
     case DType::u8:
       return "u8";
+    case DType::q8_0:
+      return "q8_0";
+    case DType::q4_0:
+      return "q4_0";
+    case DType::q4_k:
+      return "q4_k";
+    case DType::q6_k:
+      return "q6_k";
   }
   return "?";
 }

@@ -1,5 +1,8 @@
 // Element types and the scalar conversions between them. bf16/f16 are storage formats:
 // compute is done in f32 after conversion (SPEC.md §0: fp32 math with listed rounding points).
+// q8_0 / q4_0 / q4_k / q6_k are llama.cpp's block formats (docs/quantization.md): weights only, stored
+// as blocks of 32 or 256 values along the last dimension, read by the quantized linear kernels
+// (ops/quant; q6_k is only read and converted to f32); dtype_size is undefined for them (use dtype_bytes).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -8,9 +11,15 @@
 
 namespace mamba {
 
-enum class DType { f32, bf16, f16, i64, i32, u8 };
+enum class DType { f32, bf16, f16, i64, i32, u8, q8_0, q4_0, q4_k, q6_k };
 
-size_t dtype_size(DType dtype);
+size_t dtype_size(DType dtype);  // bytes per element; aborts for block formats
+// Block formats: values per block (32 or 256) and bytes per block; 1 and dtype_size otherwise.
+bool dtype_is_block(DType dtype);
+int64_t dtype_block_values(DType dtype);
+size_t dtype_block_bytes(DType dtype);
+// Bytes of `numel` values (a whole number of blocks for block formats, else an abort).
+size_t dtype_bytes(DType dtype, int64_t numel);
 const char* dtype_name(DType dtype);  // "f32", "bf16", ...
 
 inline float bf16_to_f32(uint16_t h) {

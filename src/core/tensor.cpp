@@ -42,7 +42,13 @@ float load_as_f32(const void* p, DType dtype) {
       return static_cast<float>(*static_cast<const int32_t*>(p));
     case DType::u8:
       return static_cast<float>(*static_cast<const uint8_t*>(p));
+    case DType::q8_0:
+    case DType::q4_0:
+    case DType::q4_k:
+    case DType::q6_k:
+      break;
   }
+  MAMBA_CHECK(false, "element access to a block-format tensor (" << dtype_name(dtype) << ")");
   return 0.0f;
 }
 
@@ -72,6 +78,12 @@ void store_from_f32(void* p, DType dtype, float v) {
       break;
     case DType::u8:
       *static_cast<uint8_t*>(p) = v != v ? 0 : v >= 255.0f ? 255 : v <= 0.0f ? 0 : static_cast<uint8_t>(v);
+      break;
+    case DType::q8_0:
+    case DType::q4_0:
+    case DType::q4_k:
+    case DType::q6_k:
+      MAMBA_CHECK(false, "element access to a block-format tensor (" << dtype_name(dtype) << ")");
       break;
   }
 }
@@ -165,8 +177,11 @@ Buffer::~Buffer() {
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   for (int64_t s : shape) MAMBA_CHECK(s >= 0, "negative dimension in " << shape_str(shape));
   Tensor t;
-  const uint64_t bytes = checked_mul(static_cast<uint64_t>(shape_numel(shape)),
-                                     static_cast<uint64_t>(dtype_size(dtype)), "tensor bytes");
+  const int64_t n_values = shape_numel(shape);
+  const uint64_t bytes = dtype_is_block(dtype)
+                             ? static_cast<uint64_t>(dtype_bytes(dtype, n_values))
+                             : checked_mul(static_cast<uint64_t>(n_values),
+                                           static_cast<uint64_t>(dtype_size(dtype)), "tensor bytes");
   t.buffer_ = Buffer::allocate(static_cast<size_t>(bytes), device);
   t.dtype_ = dtype;
   t.shape_ = shape;
@@ -189,7 +204,7 @@ Tensor Tensor::full(const Shape& shape, float value) {
 Tensor Tensor::from_buffer(std::shared_ptr<Buffer> buffer, size_t byte_offset, const Shape& shape,
                            DType dtype) {
   Tensor t;
-  MAMBA_CHECK(byte_offset + static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype) <= buffer->bytes());
+  MAMBA_CHECK(byte_offset + dtype_bytes(dtype, shape_numel(shape)) <= buffer->bytes());
   t.buffer_ = std::move(buffer);
   t.offset_ = byte_offset;
   t.dtype_ = dtype;
@@ -261,7 +276,7 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end) const {
   MAMBA_CHECK(d >= 0 && d < dim() && 0 <= start && start <= end && end <= shape_[d],
               "slice dim " << d << " [" << start << "," << end << ") of " << shape_str(shape_));
   Tensor t = *this;
-  t.offset_ += static_cast<size_t>(start * strides_[d]) * dtype_size(dtype_);
+  t.offset_ += dtype_bytes(dtype_, start * strides_[d]);  // whole rows of blocks only
   t.shape_[d] = end - start;
   return t;
 }

@@ -124,6 +124,7 @@ void Model::prepare(ops::Exec& exec) {
 }
 
 Model Model::load(const std::string& dir) {
+  if (dir.ends_with(".gguf")) return load_gguf(dir);
   Model m;
   m.config_ = load_model_config(dir);
   if (!m.config_.family.empty())
@@ -237,6 +238,10 @@ Model Model::new_grads() const {
 
 void Model::to(Device device) {
   if (device == device_) return;
+  bool quantized = lm_head_weight.defined() && dtype_is_block(lm_head_weight.dtype());
+  visit_params([&](const ParamRef& p) { quantized = quantized || dtype_is_block(p.tensor->dtype()); });
+  if (device != Device::cpu && quantized)
+    throw_error(ErrorCode::unsupported, "quantized (GGUF q8_0 / q4_0 / q4_k) weights run on the CPU only");
   if (device == Device::cpu && matmul_dtype_ != DType::f32)
     throw_error(ErrorCode::unsupported, "the CPU ops take f32 weights: set_matmul_dtype(f32) before to(cpu)");
   visit_params([&](const ParamRef& p) {

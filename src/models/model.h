@@ -98,6 +98,16 @@ public:
   // Loads config.json + model.safetensors (or a sharded index) from `dir`; all weights are
   // validated by name, shape and dtype and converted to f32.
   static Model load(const std::string& dir);
+  // A `.gguf` path goes to load_gguf. llama.cpp's `mamba` / `mamba2` GGUF (src/models/gguf_model.cpp,
+  // docs/quantization.md): the config from its metadata; linear-layer weights in bf16, q8_0,
+  // q4_0 or q4_k stay in the file's mapping and run through ops/quant (CPU only); everything else
+  // is converted to f32.
+  static Model load_gguf(const std::string& path);
+  // Writes this model as a llama.cpp GGUF (its names and metadata for `mamba` / `mamba2`), the
+  // linear layers and the embedding in `dtype` (f32, bf16, q8_0, q4_0, q4_k; a row that is not a
+  // whole number of blocks falls back to q4_0, then f32), atomically. Error(unsupported) for a
+  // model llama.cpp's architectures cannot express (families, attention, MLP, LayerNorm, ...).
+  void save_gguf(const std::string& path, DType dtype) const;
   // Random weights with the reference's from-scratch initialization scheme (bench, training).
   static Model random(const ModelConfig& config, uint64_t seed);
   // Writes config.json (state-spaces/mamba format) and model.safetensors into `dir`

@@ -56,6 +56,8 @@ __device__ inline float load_f32(const void* p, int64_t i, DType t) {
       return static_cast<float>(static_cast<const int32_t*>(p)[i]);
     case DType::u8:
       return static_cast<float>(static_cast<const uint8_t*>(p)[i]);
+    default:  // block formats (q8_0, ...) are never converted element-wise
+      break;
   }
   return 0.0f;
 }
@@ -79,6 +81,8 @@ __device__ inline void store_f32(void* p, int64_t i, DType t, float v) {
       break;
     case DType::u8:
       static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(v);
+      break;
+    default:  // block formats (q8_0, ...) are never converted element-wise
       break;
   }
 }

@@ -10,12 +10,14 @@
 #include "ops/elementwise/elementwise.h"
 #include "ops/kernels.h"
 #include "ops/norm/norm.h"
+#include "ops/quant/quant_linear.h"
 
 namespace mamba::ops {
 
 void linear_into(Exec& exec, const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y) {
   OpScope op_scope(exec, "linear_into", x.device(), weight.size(0));
   if (x.device() == Device::cuda) return cuda_kernels().linear.into(exec.plan(), x, weight, bias, y);
+  if (is_quant_weight(weight.dtype())) return quant_linear_into(x, weight, bias, y);  // bf16, q8_0, ...
   MAMBA_CHECK(x.is_contiguous() && weight.is_contiguous() && y.is_contiguous());
   const int64_t in = weight.size(1), out = weight.size(0);
   MAMBA_CHECK(x.size(-1) == in,

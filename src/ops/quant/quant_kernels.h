@@ -1,0 +1,53 @@
+// The per-ISA dot products behind quant_linear (internal to ops/quant): one weight row against
+// one quantized activation row. Each ISA's file defines its table; quant_linear.cpp picks one.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+namespace mamba::ops::quant {
+
+// IEEE half -> float without tables or F16C: the exponent and mantissa moved into place and
+// rescaled by 2^112 (exact for normals and subnormals); infinities and NaNs by hand.
+inline float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t em = h & 0x7fffu;
+  uint32_t bits;
+  if (em >= 0x7c00u) {
+    bits = sign | 0x7f800000u | ((em & 0x3ffu) << 13);
+  } else {
+    float f;
+    const uint32_t shifted = em << 13;
+    std::memcpy(&f, &shifted, 4);
+    f *= 0x1p112f;
+    std::memcpy(&bits, &f, 4);
+    bits |= sign;
+  }
+  float out;
+  std::memcpy(&out, &bits, 4);
+  return out;
+}
+
+// 32 activations quantized to int8: x ≈ d · q; sum = Σ q (for the formats' offsets).
+struct ActBlock {
+  float d;
+  int32_t sum;
+  int8_t q[32];
+};
+
+// n_blocks: the row's values / 32. Weight rows are the GGUF bytes of one row.
+struct Kernels {
+  float (*q8_0)(const void* w, const ActBlock* x, int64_t n_blocks);
+  float (*q4_0)(const void* w, const ActBlock* x, int64_t n_blocks);
+  float (*q4_k)(const void* w, const ActBlock* x, int64_t n_blocks);
+  float (*bf16)(const uint16_t* w, const float* x, int64_t n);
+};
+
+extern const Kernels kernels_scalar;
+extern const Kernels kernels_avx2;
+extern const Kernels kernels_avx512;
+extern const Kernels kernels_avx512_vnni;
+
+// x (n values, a multiple of 32) -> n / 32 blocks.
+void quantize_activations(const float* x, int64_t n, ActBlock* out);
+
+}  // namespace mamba::ops::quant

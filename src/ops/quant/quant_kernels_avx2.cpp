@@ -1,0 +1,100 @@
+// AVX2 + FMA dot products for quant_linear (quant_kernels.h), compiled for those extensions
+// only (target attributes) and called only when the CPU has them. One 32-value block per step:
+// unsigned × signed byte products (vpmaddubsw) summed to int32 lanes, scaled in f32.
+#include <immintrin.h>
+
+#include "core/quant_blocks.h"
+#include "ops/quant/quant_kernels.h"
+
+#define MAMBA_AVX2 __attribute__((target("avx2,fma")))
+
+namespace mamba::ops::quant {
+namespace {
+
+MAMBA_AVX2 inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Σ a·b over 32 bytes, a unsigned (< 128 where pairs could saturate), b signed, as 8 int32 lanes.
+MAMBA_AVX2 inline __m256i dot_u8s8(__m256i a, __m256i b) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1));
+}
+
+MAMBA_AVX2 float dot_q8_0(const void* w, const ActBlock* x, int64_t n_blocks) {
+  const auto* blk = static_cast<const BlockQ8_0*>(w);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[b].q));
+    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].q));
+    // |w| · (x with w's sign): the unsigned operand stays ≤ 128, so no pair saturates.
+    const __m256i p = dot_u8s8(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(half_to_float(blk[b].d) * x[b].d), acc);
+  }
+  return hsum(acc);
+}
+
+// Nibbles 0..15 as unsigned bytes: bytes j → values j (low nibble) and j + 16 (high nibble).
+MAMBA_AVX2 float dot_q4_0(const void* w, const ActBlock* x, int64_t n_blocks) {
+  const auto* blk = static_cast<const BlockQ4_0*>(w);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m256 acc = _mm256_setzero_ps();
+  float offset = 0.0f;  // Σ d_w·d_x·Σq, times 8 at the end
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[b].q));
+    const __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(bytes, 4), bytes), low4);
+    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].q));
+    const float scale = half_to_float(blk[b].d) * x[b].d;
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(nib, xq)), _mm256_set1_ps(scale), acc);
+    offset += scale * static_cast<float>(x[b].sum);
+  }
+  return hsum(acc) - 8.0f * offset;
+}
+
+// 32 bytes of a q4_k block hold two sub-blocks: the low nibbles one, the high nibbles the next.
+MAMBA_AVX2 float dot_q4_k(const void* w, const ActBlock* x, int64_t n_blocks) {
+  const auto* blk = static_cast<const BlockQ4_K*>(w);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m256 acc = _mm256_setzero_ps();
+  float offset = 0.0f;
+  for (int64_t b = 0; b < n_blocks / 8; ++b, x += 8) {
+    const float d = half_to_float(blk[b].d), dmin = half_to_float(blk[b].dmin);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[b].q + 32 * c));
+      for (int h = 0; h < 2; ++h) {
+        const int s = 2 * c + h;
+        uint8_t sc, m;
+        q4k_scale_min(blk[b].scales, s, sc, m);
+        const __m256i nib = _mm256_and_si256(h == 0 ? bytes : _mm256_srli_epi16(bytes, 4), low4);
+        const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[s].q));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(nib, xq)),
+                              _mm256_set1_ps(d * static_cast<float>(sc) * x[s].d), acc);
+        offset += dmin * static_cast<float>(m) * x[s].d * static_cast<float>(x[s].sum);
+      }
+    }
+  }
+  return hsum(acc) - offset;
+}
+
+// bf16 is the top half of an f32: widen to 32 bits and shift.
+MAMBA_AVX2 float dot_bf16(const uint16_t* w, const float* x, int64_t n) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i w0 = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i)));
+    const __m256i w1 = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i + 8)));
+    acc0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(w0, 16)), _mm256_loadu_ps(x + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(w1, 16)), _mm256_loadu_ps(x + i + 8), acc1);
+  }
+  float tail = 0.0f;
+  for (; i < n; ++i) tail += bf16_to_f32(w[i]) * x[i];
+  return hsum(_mm256_add_ps(acc0, acc1)) + tail;
+}
+
+}  // namespace
+
+const Kernels kernels_avx2 = {dot_q8_0, dot_q4_0, dot_q4_k, dot_bf16};
+
+}  // namespace mamba::ops::quant

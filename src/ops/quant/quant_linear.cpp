@@ -1,0 +1,238 @@
+// Quantized linear layers on the CPU (quant_linear.h): the run-time kernel choice, the driver
+// (activation quantization, rows of the weight in parallel) and the scalar kernels, which are
+// also the reference the SIMD ones are tested against.
+#include "ops/quant/quant_linear.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "core/quant_blocks.h"
+#include "ops/quant/quant_kernels.h"
+
+namespace mamba::ops {
+namespace quant {
+
+void quantize_activations(const float* x, int64_t n, ActBlock* out) {
+  for (int64_t b = 0; b < n / 32; ++b, x += 32) {
+    float amax = 0.0f;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[i]));
+    const float d = amax / 127.0f, inv = d > 0.0f ? 1.0f / d : 0.0f;
+    int32_t sum = 0;
+    for (int i = 0; i < 32; ++i) {
+      const auto q = static_cast<int8_t>(std::lround(x[i] * inv));
+      out[b].q[i] = q;
+      sum += q;
+    }
+    out[b].d = d;
+    out[b].sum = sum;
+  }
+}
+
+namespace {
+
+float dot_q8_0(const void* w, const ActBlock* x, int64_t n_blocks) {
+  const auto* blk = static_cast<const BlockQ8_0*>(w);
+  float acc = 0.0f;
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    int32_t s = 0;
+    for (int i = 0; i < 32; ++i) s += blk[b].q[i] * x[b].q[i];
+    acc += half_to_float(blk[b].d) * x[b].d * static_cast<float>(s);
+  }
+  return acc;
+}
+
+// Σ (nibble − 8)·q = Σ nibble·q − 8·Σ q: the SIMD kernels multiply unsigned nibbles.
+float dot_q4_0(const void* w, const ActBlock* x, int64_t n_blocks) {
+  const auto* blk = static_cast<const BlockQ4_0*>(w);
+  float acc = 0.0f;
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    int32_t s = 0;
+    for (int j = 0; j < 16; ++j) s += (blk[b].q[j] & 0xF) * x[b].q[j] + (blk[b].q[j] >> 4) * x[b].q[j + 16];
+    acc += half_to_float(blk[b].d) * x[b].d * static_cast<float>(s - 8 * x[b].sum);
+  }
+  return acc;
+}
+
+float dot_q4_k(const void* w, const ActBlock* x, int64_t n_blocks) {
+  const auto* blk = static_cast<const BlockQ4_K*>(w);
+  float acc = 0.0f;
+  for (int64_t b = 0; b < n_blocks / 8; ++b, x += 8) {
+    const float d = half_to_float(blk[b].d), dmin = half_to_float(blk[b].dmin);
+    for (int s = 0; s < 8; ++s) {
+      uint8_t sc, m;
+      q4k_scale_min(blk[b].scales, s, sc, m);
+      const uint8_t* q = blk[b].q + 32 * (s / 2);
+      int32_t dot = 0;
+      for (int i = 0; i < 32; ++i) dot += (s % 2 == 0 ? q[i] & 0xF : q[i] >> 4) * x[s].q[i];
+      acc += x[s].d * (d * static_cast<float>(sc) * static_cast<float>(dot) -
+                       dmin * static_cast<float>(m) * static_cast<float>(x[s].sum));
+    }
+  }
+  return acc;
+}
+
+float dot_bf16(const uint16_t* w, const float* x, int64_t n) {
+  float acc = 0.0f;
+  for (int64_t i = 0; i < n; ++i) acc += bf16_to_f32(w[i]) * x[i];
+  return acc;
+}
+
+}  // namespace
+
+const Kernels kernels_scalar = {dot_q8_0, dot_q4_0, dot_q4_k, dot_bf16};
+
+}  // namespace quant
+
+const char* quant_isa_name(QuantIsa isa) {
+  switch (isa) {
+    case QuantIsa::scalar:
+      return "scalar";
+    case QuantIsa::avx2:
+      return "avx2";
+    case QuantIsa::avx512:
+      return "avx512";
+    case QuantIsa::avx512_vnni:
+      return "avx512_vnni";
+  }
+  return "?";
+}
+
+bool quant_isa_supported(QuantIsa isa) {
+#if defined(__x86_64__)
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl");
+  switch (isa) {
+    case QuantIsa::scalar:
+      return true;
+    case QuantIsa::avx2:
+      return avx2;
+    case QuantIsa::avx512:
+      return avx512;
+    case QuantIsa::avx512_vnni:
+      return avx512 && __builtin_cpu_supports("avx512vnni");
+  }
+  return false;
+#else
+  return isa == QuantIsa::scalar;
+#endif
+}
+
+QuantIsa quant_isa_best() {
+  static const QuantIsa best = [] {
+    for (QuantIsa isa : {QuantIsa::avx512_vnni, QuantIsa::avx512, QuantIsa::avx2})
+      if (quant_isa_supported(isa)) return isa;
+    return QuantIsa::scalar;
+  }();
+  return best;
+}
+
+bool is_quant_weight(DType dtype) {  // q6_k has no kernels yet: loaded as f32
+  return dtype == DType::bf16 || dtype == DType::q8_0 || dtype == DType::q4_0 || dtype == DType::q4_k;
+}
+
+namespace {
+
+const quant::Kernels& kernels_for(QuantIsa isa) {
+#if defined(__x86_64__)
+  switch (isa) {
+    case QuantIsa::avx2:
+      return quant::kernels_avx2;
+    case QuantIsa::avx512:
+      return quant::kernels_avx512;
+    case QuantIsa::avx512_vnni:
+      return quant::kernels_avx512_vnni;
+    case QuantIsa::scalar:
+      break;
+  }
+#endif
+  (void)isa;
+  return quant::kernels_scalar;
+}
+
+}  // namespace
+
+void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, QuantIsa isa) {
+  MAMBA_CHECK(quant_isa_supported(isa), quant_isa_name(isa));
+  MAMBA_CHECK(x.is_contiguous() && weight.is_contiguous() && y.is_contiguous() && weight.dim() == 2);
+  MAMBA_CHECK(is_quant_weight(weight.dtype()), dtype_name(weight.dtype()));
+  const int64_t in = weight.size(1), out = weight.size(0);
+  MAMBA_CHECK(x.size(-1) == in,
+              "quant_linear: x " << shape_str(x.shape()) << " weight " << shape_str(weight.shape()));
+  const int64_t rows = x.numel() / in;
+  MAMBA_CHECK(y.numel() == rows * out);
+  if (rows == 0 || out == 0) return;
+  const quant::Kernels& k = kernels_for(isa);
+  const DType dtype = weight.dtype();
+  const auto* w = static_cast<const uint8_t*>(weight.raw());
+  const size_t row_bytes = dtype_bytes(dtype, in);
+  const float* xp = x.f32();
+  float* yp = y.f32();
+  const float* bp = bias.defined() ? bias.f32() : nullptr;
+  // The activations once, as 8-bit blocks (bf16 reads them in f32).
+  std::vector<quant::ActBlock> xq;
+  const int64_t n_blocks = in / 32;
+  if (dtype != DType::bf16) {
+    xq.resize(static_cast<size_t>(rows * n_blocks));
+    parallel_for(rows,
+                 [&](int64_t r) { quant::quantize_activations(xp + r * in, in, xq.data() + r * n_blocks); });
+  }
+  auto dot = [&](int64_t o, int64_t r) -> float {
+    const uint8_t* wr = w + static_cast<size_t>(o) * row_bytes;
+    switch (dtype) {
+      case DType::q8_0:
+        return k.q8_0(wr, xq.data() + r * n_blocks, n_blocks);
+      case DType::q4_0:
+        return k.q4_0(wr, xq.data() + r * n_blocks, n_blocks);
+      case DType::q4_k:
+        return k.q4_k(wr, xq.data() + r * n_blocks, n_blocks);
+      default:
+        return k.bf16(reinterpret_cast<const uint16_t*>(wr), xp + r * in, in);
+    }
+  };
+  // Chunks of weight rows: each chunk's rows stay in cache while every activation row passes.
+  constexpr int64_t kChunk = 16;
+  const int64_t n_chunks = (out + kChunk - 1) / kChunk;
+  parallel_for(n_chunks, [&](int64_t c) {
+    const int64_t o_end = std::min(out, (c + 1) * kChunk);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t o = c * kChunk; o < o_end; ++o) yp[r * out + o] = dot(o, r) + (bp ? bp[o] : 0.0f);
+  });
+}
+
+void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y) {
+  quant_linear_into(x, weight, bias, y, quant_isa_best());
+}
+
+Tensor dequantize(const Tensor& weight) {
+  MAMBA_CHECK(weight.device() == Device::cpu && weight.is_contiguous());
+  if (weight.dtype() == DType::f32) return weight;
+  Tensor out = Tensor::empty(weight.shape());
+  const int64_t row = weight.dim() == 0 ? 1 : weight.size(-1),
+                n_rows = weight.numel() / std::max<int64_t>(row, 1);
+  const auto* src = static_cast<const uint8_t*>(weight.raw());
+  const size_t row_bytes = dtype_bytes(weight.dtype(), row);
+  parallel_for(n_rows, [&](int64_t r) {
+    dequantize_row(weight.dtype(), src + static_cast<size_t>(r) * row_bytes, row, out.f32() + r * row);
+  });
+  return out;
+}
+
+Tensor quantize(const Tensor& weight, DType dtype) {
+  MAMBA_CHECK(weight.dtype() == DType::f32 && weight.device() == Device::cpu && weight.dim() >= 1);
+  const Tensor src = weight.contiguous();
+  const int64_t row = src.size(-1), n_rows = src.numel() / std::max<int64_t>(row, 1);
+  MAMBA_CHECK(row % dtype_block_values(dtype) == 0, row << " values per row for " << dtype_name(dtype));
+  Tensor out = Tensor::empty(src.shape(), dtype);
+  auto* dst = static_cast<uint8_t*>(out.raw());
+  const size_t row_bytes = dtype_bytes(dtype, row);
+  parallel_for(n_rows, [&](int64_t r) {
+    quantize_row(dtype, src.f32() + r * row, row, dst + static_cast<size_t>(r) * row_bytes);
+  });
+  return out;
+}
+
+}  // namespace mamba::ops

@@ -1,0 +1,169 @@
+// Quantized linear layers: every weight type × every kernel set this CPU runs against a naive
+// reference on random inputs (one row for decode, several for prefill; odd block counts for the
+// AVX-512 tails; with and without bias), the formats' round trip error, and a hand-built q4_k
+// block decoded by the layout's definition.
+#include "ops/quant/quant_linear.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+
+#include "core/quant_blocks.h"
+#include "ops/quant/quant_kernels.h"
+#include "testing.h"
+
+namespace mamba::ops {
+namespace {
+
+// y = x̂·Ŵᵀ + b in double, with Ŵ the dequantized weight and x̂ the activations as the kernels
+// see them (8-bit blocks for the block formats, f32 for bf16).
+Tensor naive_quant_linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  const Tensor wf = dequantize(w);
+  const int64_t in = w.size(1), out = w.size(0), rows = x.numel() / in;
+  std::vector<float> xs(x.f32(), x.f32() + x.numel());
+  if (dtype_is_block(w.dtype())) {
+    std::vector<quant::ActBlock> blocks(static_cast<size_t>(rows * in / 32));
+    quant::quantize_activations(x.f32(), rows * in, blocks.data());
+    for (size_t k = 0; k < xs.size(); ++k) xs[k] = blocks[k / 32].d * blocks[k / 32].q[k % 32];
+  }
+  Tensor y = Tensor::empty({rows, out});
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t o = 0; o < out; ++o) {
+      double acc = b.defined() ? b.f32()[o] : 0.0;
+      for (int64_t i = 0; i < in; ++i) acc += double(xs[r * in + i]) * wf.f32()[o * in + i];
+      y.f32()[r * out + o] = static_cast<float>(acc);
+    }
+  return y;
+}
+
+float max_abs(const Tensor& t) {
+  float m = 0.0f;
+  for (float v : t.to_vector()) m = std::max(m, std::fabs(v));
+  return m;
+}
+
+const QuantIsa kIsas[] = {QuantIsa::scalar, QuantIsa::avx2, QuantIsa::avx512, QuantIsa::avx512_vnni};
+
+TEST(QuantLinear, EveryTypeAndKernelMatchesNaive) {
+  std::mt19937 rng(7);
+  for (DType dtype : {DType::bf16, DType::q8_0, DType::q4_0, DType::q4_k}) {
+    for (auto [rows, in, out] :
+         {std::tuple{1, 256, 37}, {5, 512, 64}, {3, 96, 17}, {1, 288, 9}, {17, 768, 40}}) {
+      if (in % dtype_block_values(dtype) != 0) continue;
+      const Tensor x = testing::random_tensor({rows, in}, rng);
+      const Tensor w = quantize(testing::random_tensor({out, in}, rng), dtype);
+      for (bool with_bias : {false, true}) {
+        const Tensor b = with_bias ? testing::random_tensor({out}, rng) : Tensor();
+        const Tensor want = naive_quant_linear(x, w, b);
+        const float tol = 2e-5f * (1.0f + max_abs(want));  // f32 sums in another order
+        for (QuantIsa isa : kIsas) {
+          if (!quant_isa_supported(isa)) continue;
+          SCOPED_TRACE(std::string(dtype_name(dtype)) + " " + quant_isa_name(isa) + " rows " +
+                       std::to_string(rows) + " in " + std::to_string(in) + " out " + std::to_string(out));
+          Tensor y = Tensor::empty({rows, out});
+          quant_linear_into(x, w, b, y, isa);
+          EXPECT_LT(testing::max_abs_diff(y, want), tol);
+        }
+      }
+    }
+  }
+}
+
+// What the machine ran, so a log shows which kernels the test above covered.
+TEST(QuantLinear, ReportsKernels) {
+  for (QuantIsa isa : kIsas)
+    std::printf("quant kernels %-12s %s\n", quant_isa_name(isa),
+                quant_isa_supported(isa) ? "tested" : "not on this CPU");
+  EXPECT_TRUE(quant_isa_supported(quant_isa_best()));
+}
+
+TEST(QuantFormats, RoundTripErrorIsSmall) {
+  std::mt19937 rng(3);
+  const Tensor w = testing::random_tensor({8, 512}, rng);
+  const std::vector<float> ref = w.to_vector();
+  double ref_sq = 0.0;
+  for (float v : ref) ref_sq += double(v) * v;
+  for (auto [dtype, bound] :
+       {std::pair{DType::bf16, 0.005}, {DType::q8_0, 0.01}, {DType::q4_0, 0.12}, {DType::q4_k, 0.1}}) {
+    const std::vector<float> back = dequantize(quantize(w, dtype)).to_vector();
+    double err_sq = 0.0;
+    for (size_t i = 0; i < ref.size(); ++i) err_sq += (double(back[i]) - ref[i]) * (double(back[i]) - ref[i]);
+    EXPECT_LT(std::sqrt(err_sq / ref_sq), bound) << dtype_name(dtype);
+  }
+}
+
+// The q4_k layout by hand: sub-block scales / mins packed in 6 bits (the high bits of the last
+// four in the top bits of the first eight bytes), values by nibble.
+TEST(QuantFormats, Q4KBlockDecodesByDefinition) {
+  BlockQ4_K blk{};
+  blk.d = f32_to_f16(1.0f);
+  blk.dmin = f32_to_f16(0.5f);
+  blk.scales[0] = 5 | (1 << 6);  // sc0 = 5; high bits of sc4 = 1
+  blk.scales[4] = 3 | (2 << 6);  // m0 = 3;  high bits of m4 = 2
+  blk.scales[8] = 0x72;          // sc4 low = 2, m4 low = 7
+  blk.q[0] = 0x21;               // value 0 = 1 (sub-block 0), value 32 = 2 (sub-block 1)
+  blk.q[64] = 0x09;              // value 128 = 9 (sub-block 4)
+  float y[256];
+  dequantize_row(DType::q4_k, &blk, 256, y);
+  EXPECT_FLOAT_EQ(y[0], 1.0f * 5 * 1 - 0.5f * 3);
+  EXPECT_FLOAT_EQ(y[32], 0.0f);  // sc1 = m1 = 0
+  EXPECT_FLOAT_EQ(y[128], 1.0f * (2 + 16) * 9 - 0.5f * (7 + 32));
+  EXPECT_FLOAT_EQ(y[1], -0.5f * 3);  // nibble 0
+}
+
+TEST(QuantFormats, Q4_0AndQ8_0DecodeByDefinition) {
+  BlockQ4_0 b4{};
+  b4.d = f32_to_f16(0.25f);
+  b4.q[3] = 0xF0;  // value 3 = 0 - 8, value 19 = 15 - 8
+  BlockQ8_0 b8{};
+  b8.d = f32_to_f16(-2.0f);
+  b8.q[5] = -7;
+  float y4[32], y8[32];
+  dequantize_row(DType::q4_0, &b4, 32, y4);
+  dequantize_row(DType::q8_0, &b8, 32, y8);
+  EXPECT_FLOAT_EQ(y4[3], -8 * 0.25f);
+  EXPECT_FLOAT_EQ(y4[19], 7 * 0.25f);
+  EXPECT_FLOAT_EQ(y4[0], -8 * 0.25f);
+  EXPECT_FLOAT_EQ(y8[5], 14.0f);
+  EXPECT_FLOAT_EQ(y8[0], 0.0f);
+}
+
+// q6_k (read only: llama-quantize's embedding / output type): 6-bit values from a low nibble and
+// two high bits, a signed 8-bit scale per 16 values, one f16 scale.
+TEST(QuantFormats, Q6KBlockDecodesByDefinition) {
+  BlockQ6_K blk{};
+  blk.d = f32_to_f16(0.5f);
+  blk.scales[0] = 2;
+  blk.scales[2] = 3;
+  blk.scales[4] = 4;
+  blk.scales[6] = 1;
+  blk.scales[8] = -1;
+  blk.ql[0] = 0x5A;        // value 0: low 10; value 64: low 5
+  blk.ql[32] = 0x07;       // value 32: low 7; value 96: low 0
+  blk.qh[0] = 0b11100100;  // high bits 0, 1, 2, 3 of values 0, 32, 64, 96
+  float y[256];
+  dequantize_row(DType::q6_k, &blk, 256, y);
+  EXPECT_FLOAT_EQ(y[0], 0.5f * 2 * (10 - 32));
+  EXPECT_FLOAT_EQ(y[32], 0.5f * 3 * (7 + 16 - 32));
+  EXPECT_FLOAT_EQ(y[64], 0.5f * 4 * (5 + 32 - 32));
+  EXPECT_FLOAT_EQ(y[96], 0.5f * 1 * (0 + 48 - 32));
+  EXPECT_FLOAT_EQ(y[128], 0.5f * -1 * -32);    // second half: scales[8]
+  EXPECT_FLOAT_EQ(y[16], 0.0f);                // scales[1] = 0
+  EXPECT_FALSE(is_quant_weight(DType::q6_k));  // converted to f32 when loaded
+}
+
+TEST(QuantFormats, HalfToFloatMatchesCore) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float a = quant::half_to_float(static_cast<uint16_t>(h)), b = f16_to_f32(static_cast<uint16_t>(h));
+    if (std::isnan(b))
+      EXPECT_TRUE(std::isnan(a)) << h;
+    else
+      ASSERT_EQ(a, b) << h;
+  }
+}
+
+}  // namespace
+}  // namespace mamba::ops
