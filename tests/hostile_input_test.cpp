@@ -58,11 +58,23 @@ TEST(HostileInput, FifosAndFoldersAreNotReadAsFiles) {
   fs::remove_all(dir);
 }
 
+TEST(HostileInput, ByteSizesParseOrNameTheVariable) {
+  EXPECT_EQ(parse_byte_size("1", "X"), uint64_t{1});
+  EXPECT_EQ(parse_byte_size("512M", "X"), uint64_t{512} << 20);
+  EXPECT_EQ(parse_byte_size("3g", "X"), uint64_t{3} << 30);
+  EXPECT_EQ(parse_byte_size("2T", "X"), uint64_t{2} << 40);
+  for (const char* bad : {"", "0", "M", "12Q", "1MB", "-5", " 5", "1.5G"})
+    expect_error([&] { parse_byte_size(bad, "MAMBACPP_MAX_ALLOC_BYTES"); }, ErrorCode::parse,
+                 "MAMBACPP_MAX_ALLOC_BYTES is \"");
+  expect_error([] { parse_byte_size("99999999999999999999", "X"); }, ErrorCode::parse, "too large");
+  expect_error([] { parse_byte_size("20000000T", "X"); }, ErrorCode::parse, "too large");
+}
+
 TEST(HostileInput, AllocationsAboveTheCeilingAreErrors) {
   set_memory_ceiling(uint64_t{1} << 20);
   expect_error([] { Tensor::empty({1024, 1024}); }, ErrorCode::out_of_range, "memory ceiling of 1048576");
   EXPECT_NO_THROW(Tensor::empty({256, 256}));  // 256 KiB
-  set_memory_ceiling(0);                       // back to physical memory (or MAMBACPP_MAX_ALLOC_BYTES)
+  set_memory_ceiling(0);                       // back to physical memory
   EXPECT_GT(memory_ceiling(), uint64_t{1} << 20);
   // numel · element size past 2^64 (2^62 f32 elements) and numel past 2^63 never reach the allocator.
   expect_error(

@@ -87,6 +87,9 @@ int main(int argc, char** argv) {
     return usage_error(app, e);
   }
   try {
+    // The one environment variable below the flags: the host allocation ceiling (docs/fuzzing.md).
+    if (const char* env = std::getenv("MAMBACPP_MAX_ALLOC_BYTES"); env && *env)
+      mambacpp::set_memory_ceiling(mambacpp::parse_byte_size(env, "MAMBACPP_MAX_ALLOC_BYTES"));
     for (auto& [sub, run] : runners)
       if (sub->parsed()) return run();
     std::fputs(app.help().c_str(), stdout);  // only flags of the app itself

@@ -34,6 +34,7 @@
 // mamba::; the headers below are its implementation.
 #pragma once
 
+#include "core/checked.h"
 #include "core/error.h"
 #include "core/file_util.h"
 #include "core/parallel.h"
@@ -64,8 +65,10 @@ using mamba::Error;
 using mamba::ErrorCode;
 using mamba::file_exists;
 using mamba::num_threads;
+using mamba::parse_byte_size;
 using mamba::path_join;
 using mamba::read_file;
+using mamba::set_memory_ceiling;
 using mamba::Shape;
 using mamba::shape_str;
 using mamba::Tensor;

@@ -40,11 +40,14 @@ inline uint64_t checked_add(uint64_t a, uint64_t b, const char* what) {
 // values outside the range are an Error(parse) naming `what` (a plain cast would be UB).
 int64_t checked_to_int64(double v, int64_t lo, int64_t hi, const std::string& what);
 
-// The most bytes one host allocation may take: MAMBACPP_MAX_ALLOC_BYTES when set (a number, with an
-// optional K/M/G/T suffix), else the machine's physical memory. set_memory_ceiling overrides both
-// (the fuzzers use a small one); 0 restores the default.
+// The most bytes one host allocation may take: the machine's physical memory unless
+// set_memory_ceiling set one (the CLI maps MAMBACPP_MAX_ALLOC_BYTES onto it; the fuzzers use a small
+// one); 0 restores the default.
 uint64_t memory_ceiling();
 void set_memory_ceiling(uint64_t bytes);
+// "512M", "2G", "1048576": a positive byte count with an optional K/M/G/T suffix (powers of 1024);
+// anything else is an Error(parse) naming `what`.
+uint64_t parse_byte_size(const std::string& text, const std::string& what);
 // Throws Error(out_of_range) "<what>: N bytes exceed the memory ceiling of M bytes ..." when
 // `bytes` is above the ceiling.
 void check_allocation(uint64_t bytes, const std::string& what);
