@@ -6,10 +6,14 @@
 #      2-token prefill) against every fixture's reference logits;
 #   2. hashes: scripts/logits_hashes.sh of BASE and HEAD on the GPU (f32, bf16): bit identity;
 #   3. bench: `mambacpp bench --device cuda` of BASE and HEAD alternated (f32, bf16).
-#   scripts/gpu_prebuilt.sh BASE_BIN HEAD_BIN [golden hashes bench]
+#   scripts/gpu_prebuilt.sh BASE_BIN HEAD_BIN [golden hashes bench]   (BIN or BIN.xz)
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BASE=$(realpath "$1") HEAD=$(realpath "$2"); shift 2
+unpack() {  # an .xz binary (carried compressed: 20 MB -> 5 MB) is unpacked into /tmp
+  case $1 in *.xz) local to=/tmp/$(basename "$1" .xz)_$2; xz -dc "$1" >"$to" && chmod +x "$to" && echo "$to" ;; *) echo "$1" ;; esac
+}
+BASE=$(unpack "$BASE" base) HEAD=$(unpack "$HEAD" head)
 STEPS=${*:-golden hashes bench}
 OUT=${OUT:-$ROOT/gpu_check_out}
 mkdir -p "$OUT"
