@@ -11,7 +11,12 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BASE=$(realpath "$1") HEAD=$(realpath "$2"); shift 2
 unpack() {  # an .xz binary (carried compressed: 20 MB -> 5 MB) is unpacked into /tmp
-  case $1 in *.xz) local to=/tmp/$(basename "$1" .xz)_$2; xz -dc "$1" >"$to" && chmod +x "$to" && echo "$to" ;; *) echo "$1" ;; esac
+  case $1 in
+    *.xz) local to=/tmp/$(basename "$1" .xz)_$2
+          [ -x "$to" ] || { xz -dc "$1" >"$to.part" && chmod +x "$to.part" && mv "$to.part" "$to"; }
+          echo "$to" ;;
+    *) echo "$1" ;;
+  esac
 }
 BASE=$(unpack "$BASE" base) HEAD=$(unpack "$HEAD" head)
 STEPS=${*:-golden hashes bench}
@@ -20,8 +25,12 @@ mkdir -p "$OUT"
 export MAMBACPP_FIXTURES=${MAMBACPP_FIXTURES:-$ROOT/.device_fixtures}
 t0=$SECONDS
 if ! ldd "$HEAD" | grep -q "not found"; then :; else
-  prefix=/tmp/mambacpp-rt && rm -rf $prefix && mkdir -p $prefix
-  for f in "$ROOT"/.device_runtime/*.deb; do dpkg -x "$f" $prefix; done
+  prefix=/tmp/mambacpp-rt
+  if [ ! -f $prefix.done ]; then
+    rm -rf $prefix && mkdir -p $prefix
+    for f in "$ROOT"/.device_runtime/*.deb; do dpkg -x "$f" $prefix; done
+    touch $prefix.done
+  fi
   lib=$prefix/usr/lib/x86_64-linux-gnu
   export LD_LIBRARY_PATH=$lib/openblas-pthread:$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
