@@ -194,6 +194,17 @@ Model Model::load_gguf(const std::string& path) {
                 "', expected 'mamba' or 'mamba2'");
   Model m;
   m.config_ = config_from_json(config_of(g, arch), path);
+  // The metadata's sizes must be the file's before anything is built: the embedding is
+  // [vocab, embedding_length] and the last block's input projection exists (a block_count of 2^24
+  // in a small file would otherwise build 16M empty blocks before the first missing tensor).
+  const io::GgufTensorInfo* emb = g.find("token_embd.weight");
+  if (emb->shape[1] != m.config_.d_model)
+    throw_error(ErrorCode::parse, path, ": tensor 'token_embd.weight' is ", shape_str(emb->shape),
+                ", expected [vocab, ", m.config_.d_model, "] (", arch, ".embedding_length)");
+  const std::string last = "blk." + std::to_string(m.config_.n_layer - 1) + ".ssm_in.weight";
+  if (!g.find(last))
+    throw_error(ErrorCode::not_found, path, ": missing tensor '", last, "' (", arch, ".block_count is ",
+                m.config_.n_layer, ")");
   m.build();
   m.visit_params([&](const ParamRef& p) {
     const std::optional<GgufParam> gp = gguf_param(m.config_, p.name);
@@ -214,7 +225,6 @@ Model Model::load_gguf(const std::string& path) {
   ops::Exec exec(m.device_);
   m.prepare(exec);
   // A tied head reads the embedding table as stored (the lookup itself needs f32 rows).
-  const io::GgufTensorInfo* emb = g.find("token_embd.weight");
   if (m.config_.tie_embeddings && ops::is_quant_weight(emb->dtype))
     m.lm_head_weight = g.get("token_embd.weight");
   return m;
