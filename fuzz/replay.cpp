@@ -29,6 +29,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: mambacpp_fuzz_replay [--any] DIR | --write-state-seeds DIR\n");
     return 2;
   }
+  if (!fs::is_directory(args[0])) {
+    std::fprintf(stderr, "mambacpp_fuzz_replay: %s is not a directory\n", args[0].c_str());
+    return 2;
+  }
   mamba::fuzz::init();
   int files = 0, failures = 0;
   std::vector<fs::path> surfaces;
