@@ -377,9 +377,9 @@ Runner add_bench(CLI::App& app) {
     const KernelPlan plan = kernel_plan(a->kernels);            // checked before forking; recorded per result
     for (const auto& name : a->models) bench_config(name, *a);  // validate names before forking
     if (a->generate && repeat->count() > 0)
-      mamba::throw_error(ErrorCode::invalid_argument,
-                         "bench: --repeat applies to the prefill/decode table, "
-                         "not to --generate");
+      mambacpp::throw_error(ErrorCode::invalid_argument,
+                            "bench: --repeat applies to the prefill/decode table, "
+                            "not to --generate");
     if (a->generate)
       return bench_generate({a->models, a->threads, a->batches, a->decode_tokens, a->device, a->dtype,
                              [a](const std::string& name) { return bench_config(name, *a); }, plan});
@@ -457,7 +457,8 @@ Runner add_bench(CLI::App& app) {
       while (in >> threads) {
         std::vector<double> runs(static_cast<size_t>(2 * a->repeat));
         for (double& r : runs) in >> r;
-        if (!in) mamba::throw_error(ErrorCode::io, "bench: model '", name, "' returned a malformed result");
+        if (!in)
+          mambacpp::throw_error(ErrorCode::io, "bench: model '", name, "' returned a malformed result");
         const std::vector<double> prefill_runs(runs.begin(), runs.begin() + a->repeat),
             decode_runs(runs.begin() + a->repeat, runs.end());
         const Spread prefill = spread_of(prefill_runs), decode = spread_of(decode_runs);

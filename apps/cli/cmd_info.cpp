@@ -190,7 +190,7 @@ Runner add_info(CLI::App& app) {
       print_family_dims(c.family_json);
     std::printf("weights:      %s\n", stored_dtypes(dir).c_str());
     std::printf("parameters:   %lld\n", static_cast<long long>(model.n_params()));
-    if (mamba::file_exists(mamba::path_join(dir, "tokenizer.json")))
+    if (mambacpp::file_exists(mambacpp::path_join(dir, "tokenizer.json")))
       std::printf("tokenizer:    tokenizer.json, %lld tokens\n",
                   static_cast<long long>(load_tokenizer(dir)->vocab_size()));
     else if (load_tokenizer(dir))

@@ -1,6 +1,6 @@
 // `mambacpp serve`: the OpenAI-compatible server (src/server/server.h) on one model. SIGTERM or
 // SIGINT stops accepting, lets in-flight requests finish (up to 30 s), and exits 0.
-#include <mambacpp/mambacpp.h>
+#include <mambacpp/server.h>
 #include <signal.h>
 
 #include <atomic>
@@ -11,11 +11,8 @@
 #include "commands.h"
 #include "flags.h"
 #include "generation_flags.h"
-#include "server/server.h"
 
 namespace mambacpp::cli {
-
-namespace server = mamba::server;  // the HTTP server layer (src/server), below the app
 
 namespace {
 

@@ -247,7 +247,7 @@ void write_plot(const std::string& path, const train::TrainConfig& config, const
   std::snprintf(title, sizeof title, "training loss: %s, %s x %lld, d_model %lld", config.task.c_str(),
                 mixer_kind_name(model.config().ssm_layer), static_cast<long long>(model.config().n_layer),
                 static_cast<long long>(model.config().d_model));
-  mamba::write_file_atomic(path, loss_plot_png(curve, title));
+  mambacpp::write_file_atomic(path, loss_plot_png(curve, title));
 }
 
 int run_train(const TrainFlags& f) {

@@ -119,10 +119,10 @@ std::string tick_text(double v, double step) {
 }  // namespace
 
 LossCurve read_loss_csv(const std::string& path) {
-  std::istringstream in(mamba::read_file(path));
+  std::istringstream in(mambacpp::read_file(path));
   std::string line;
   if (!std::getline(in, line) || line.rfind("step,lr,loss", 0) != 0)
-    mamba::throw_error(ErrorCode::parse, path, ": expected a train log with header 'step,lr,loss,...'");
+    mambacpp::throw_error(ErrorCode::parse, path, ": expected a train log with header 'step,lr,loss,...'");
   LossCurve c;
   for (int number = 2; std::getline(in, line); ++number) {
     if (line.empty()) continue;
@@ -131,8 +131,8 @@ LossCurve read_loss_csv(const std::string& path) {
     const size_t lr_end = line.find(',', line.find(',') + 1);
     const double loss = lr_end == std::string::npos ? NAN : std::strtod(line.c_str() + lr_end + 1, nullptr);
     if (*end != ',' || !std::isfinite(loss))
-      mamba::throw_error(ErrorCode::parse, path, ":", number, ": expected 'step,lr,loss,...', found '", line,
-                         "'");
+      mambacpp::throw_error(ErrorCode::parse, path, ":", number, ": expected 'step,lr,loss,...', found '",
+                            line, "'");
     c.steps.push_back(step);
     c.loss.push_back(loss);
   }

@@ -81,8 +81,8 @@ void append_chunk(std::string& png, const char* type, const std::string& data) {
 PaletteImage::PaletteImage(int w, int h, std::vector<Rgb> colors, uint8_t background)
     : width(w), height(h), palette(std::move(colors)), pixels(static_cast<size_t>(w) * h, background) {
   if (w <= 0 || h <= 0 || palette.empty() || palette.size() > 256 || background >= palette.size())
-    mamba::throw_error(ErrorCode::invalid_argument, "png: bad image ", w, "x", h, " with ", palette.size(),
-                       " colours");
+    mambacpp::throw_error(ErrorCode::invalid_argument, "png: bad image ", w, "x", h, " with ", palette.size(),
+                          " colours");
 }
 
 uint32_t crc32(const uint8_t* data, size_t n, uint32_t crc) {
