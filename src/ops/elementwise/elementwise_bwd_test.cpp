@@ -166,7 +166,8 @@ TEST(ElementwiseBwd, MulSilu) {
 TEST(ElementwiseBwd, SoftplusBiasClamp) {
   std::mt19937 rng(3);
   // Values around the clamp bounds (0.3, 2) and past the threshold 20 (with hi = infinity).
-  for (auto [lo, hi, offset] : {std::tuple{0.3f, 2.0f, 0.0f}, std::tuple{0.0f, INFINITY, 21.0f}}) {
+  for (auto [lo_, hi_, offset] : {std::tuple{0.3f, 2.0f, 0.0f}, std::tuple{0.0f, INFINITY, 21.0f}}) {
+    const float lo = lo_, hi = hi_;  // named copies: a lambda may not capture structured bindings (C++17)
     Tensor raw = testing::random_tensor({2, 4, 6}, rng, -3 + offset, 3 + offset),
            bias = testing::random_tensor({6}, rng);
     Tensor dout = testing::random_tensor({2, 4, 6}, rng), dbias = Tensor::zeros({6});
