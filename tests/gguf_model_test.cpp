@@ -114,8 +114,14 @@ TEST_P(GgufModel, QuantizedLogitsStayCloseToF32) {
     SCOPED_TRACE(std::string(GetParam()) + " " + dtype_name(b.dtype));
     const std::string path = path_join(tmp, std::string(dtype_name(b.dtype)) + ".gguf");
     f32.save_gguf(path, b.dtype);
-    const models::Model q = models::Model::load(path);
+    models::Model q = models::Model::load(path);
     EXPECT_EQ(q.config().vocab_padded, f32.config().vocab_padded);
+    // The embedding is used as stored (no f32 copy): ops::embedding decodes the rows it reads.
+    q.visit_params([&](const models::ParamRef& p) {
+      if (p.name == q.config().embedding_name()) {
+        EXPECT_EQ(p.tensor->dtype() == DType::f32, b.dtype == DType::f32) << dtype_name(p.tensor->dtype());
+      }
+    });
     models::State qs = q.new_state(ids.size(0));
     const Tensor got = q.forward(exec, ids, qs);
     const Metrics m = compare(ref, got);
@@ -219,9 +225,9 @@ TEST(GgufModelRefusals, WrongArchitectureAndMissingTensor) {
         try {
           models::Model::load(path_join(tmp, "llama.gguf"));
         } catch (const Error& e) {
-          EXPECT_NE(
-              std::string(e.what()).find("general.architecture is 'llama', expected mamba, mamba2, granitehybrid"),
-              std::string::npos)
+          EXPECT_NE(std::string(e.what()).find(
+                        "general.architecture is 'llama', expected mamba, mamba2, granitehybrid"),
+                    std::string::npos)
               << e.what();
           throw;
         }

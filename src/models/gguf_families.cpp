@@ -19,7 +19,9 @@ namespace {
 
 using io::GgufValue;
 
-io::Reader reader(const ModelConfig& c) { return io::Reader{c.family_json, "config.json", ""}; }
+io::Reader reader(const ModelConfig& c) {
+  return io::Reader{c.family_json, "config.json", ""};
+}
 
 // Layer kinds in one spelling: mamba, attention, mlp, moe (Nemotron-H's list or pattern).
 std::vector<std::string> nemotron_kinds(const io::Reader& r) {
@@ -106,7 +108,8 @@ std::optional<Param> mamba2_tensor(const ModelConfig& c, const std::string& blk,
   };
   if (rest == "in_proj.weight") return one("ssm_in.weight", Transform::none, shape, true);
   if (rest == "out_proj.weight") return one("ssm_out.weight", Transform::none, shape, true);
-  if (rest == "conv1d.weight") return one("ssm_conv1d.weight", Transform::reshape, {shape[0], shape[2]}, false);
+  if (rest == "conv1d.weight")
+    return one("ssm_conv1d.weight", Transform::reshape, {shape[0], shape[2]}, false);
   if (rest == "conv1d.bias") return one("ssm_conv1d.bias", Transform::none, shape, false);
   if (rest == "dt_bias") return one("ssm_dt.bias", Transform::none, shape, false);
   if (rest == "A_log") return one("ssm_a", Transform::neg_exp, {shape[0], 1}, false);
@@ -223,11 +226,16 @@ std::optional<Param> jamba_param(const ModelConfig& c, int64_t layer, const std:
   if (rest == "pre_ff_layernorm.weight") return whole(blk + "ffn_norm.weight", shape, false);
   if (rest.starts_with("self_attn.")) return attention_tensor(c, blk, rest.substr(10), shape, false);
   static const std::pair<const char*, const char*> ssm[] = {
-      {"in_proj.weight", "ssm_in.weight"},       {"x_proj.weight", "ssm_x.weight"},
-      {"dt_proj.weight", "ssm_dt.weight"},       {"out_proj.weight", "ssm_out.weight"},
-      {"conv1d.bias", "ssm_conv1d.bias"},        {"dt_proj.bias", "ssm_dt.bias"},
-      {"dt_layernorm.weight", "ssm_dt_norm.weight"}, {"b_layernorm.weight", "ssm_b_norm.weight"},
-      {"c_layernorm.weight", "ssm_c_norm.weight"}, {"D", "ssm_d"},
+      {"in_proj.weight", "ssm_in.weight"},
+      {"x_proj.weight", "ssm_x.weight"},
+      {"dt_proj.weight", "ssm_dt.weight"},
+      {"out_proj.weight", "ssm_out.weight"},
+      {"conv1d.bias", "ssm_conv1d.bias"},
+      {"dt_proj.bias", "ssm_dt.bias"},
+      {"dt_layernorm.weight", "ssm_dt_norm.weight"},
+      {"b_layernorm.weight", "ssm_b_norm.weight"},
+      {"c_layernorm.weight", "ssm_c_norm.weight"},
+      {"D", "ssm_d"},
   };
   if (rest.starts_with("mamba.")) {
     const std::string m = rest.substr(6);
@@ -336,7 +344,8 @@ std::vector<int64_t> per_layer(const io::GgufFile& g, const std::string& key, in
                                std::optional<int64_t> fallback) {
   if (!g.has(key) && fallback) return std::vector<int64_t>(static_cast<size_t>(n_layer), *fallback);
   const GgufValue& v = g.metadata().at(key);
-  if (v.type != io::GgufType::array) return std::vector<int64_t>(static_cast<size_t>(n_layer), g.get_int(key));
+  if (v.type != io::GgufType::array)
+    return std::vector<int64_t>(static_cast<size_t>(n_layer), g.get_int(key));
   if (static_cast<int64_t>(v.array.size()) != n_layer)
     throw_error(ErrorCode::shape, g.path(), ": metadata '", key, "' has ", v.array.size(),
                 " entries, expected block_count = ", n_layer);
@@ -359,7 +368,8 @@ std::vector<int64_t> per_layer(const io::GgufFile& g, const std::string& key, in
 
 // The smallest (period, offset) with layer % period == offset exactly on `layers` (Jamba's
 // config form), or Error(unsupported).
-std::pair<int64_t, int64_t> period_of(const std::vector<bool>& on, const std::string& path, const char* what) {
+std::pair<int64_t, int64_t> period_of(const std::vector<bool>& on, const std::string& path,
+                                      const char* what) {
   const int64_t n = static_cast<int64_t>(on.size());
   for (int64_t p = 1; p <= std::max<int64_t>(n, 1); ++p)
     for (int64_t o = 0; o < p; ++o) {
@@ -459,10 +469,11 @@ void family_metadata(io::GgufWriter& w, const ModelConfig& c, const std::string&
       w.set(key("expert_shared_feed_forward_length"), u32(shared));
     }
     if (!bamba) {
-      w.set(key("attention.scale"), GgufValue::of_f32(static_cast<float>(
-                                        r.number("attention_multiplier", 1.0 / std::sqrt(double(h.head_dim))))));
+      w.set(key("attention.scale"), GgufValue::of_f32(static_cast<float>(r.number(
+                                        "attention_multiplier", 1.0 / std::sqrt(double(h.head_dim))))));
       w.set(key("embedding_scale"), GgufValue::of_f32(static_cast<float>(c.embed_scale)));
-      w.set(key("residual_scale"), GgufValue::of_f32(static_cast<float>(r.number("residual_multiplier", 1.0))));
+      w.set(key("residual_scale"),
+            GgufValue::of_f32(static_cast<float>(r.number("residual_multiplier", 1.0))));
       w.set(key("logit_scale"), GgufValue::of_f32(static_cast<float>(r.number("logits_scaling", 1.0))));
     }
     const bool rope = bamba || r.string("position_embedding_type", "nope") == "rope";
@@ -504,7 +515,8 @@ void family_metadata(io::GgufWriter& w, const ModelConfig& c, const std::string&
       w.set(key("expert_count"), u32(r.integer("n_routed_experts", 0)));
       w.set(key("expert_used_count"), u32(r.integer("num_experts_per_tok", 0)));
       w.set(key("expert_feed_forward_length"), u32(r.integer("moe_intermediate_size", 0)));
-      w.set(key("expert_shared_feed_forward_length"), u32(r.integer("moe_shared_expert_intermediate_size", 0)));
+      w.set(key("expert_shared_feed_forward_length"),
+            u32(r.integer("moe_shared_expert_intermediate_size", 0)));
       w.set(key("expert_shared_count"), u32(r.integer("n_shared_experts", 1)));
       w.set(key("expert_weights_norm"), GgufValue::of_bool(r.boolean("norm_topk_prob", true)));
       w.set(key("expert_weights_scale"),
@@ -518,8 +530,7 @@ void family_metadata(io::GgufWriter& w, const ModelConfig& c, const std::string&
 
 std::optional<Param> family_param(const ModelConfig& c, const std::string& ours, const Shape& shape) {
   if (ours == c.embedding_name()) {
-    Param p = whole("token_embd.weight", shape, true);
-    p.in_place = false;
+    Param p = whole("token_embd.weight", shape, true);  // used as stored (ops::embedding decodes rows)
     if (c.family == "falcon_h1") p.fold = {{0, shape[0], reader(c).number("embedding_multiplier", 1.0)}};
     return p;
   }
@@ -558,7 +569,8 @@ nlohmann::json family_config_of(const io::GgufFile& g, const std::string& arch) 
   };
   const io::GgufTensorInfo* emb = g.find("token_embd.weight");
   if (!emb || emb->shape.size() != 2)
-    throw_error(ErrorCode::not_found, g.path(), ": missing tensor 'token_embd.weight' [vocab, embedding_length]");
+    throw_error(ErrorCode::not_found, g.path(),
+                ": missing tensor 'token_embd.weight' [vocab, embedding_length]");
   const int64_t d_model = size(key("embedding_length")), L = size(key("block_count"));
   if (d_model < 1 || L < 1)
     throw_error(ErrorCode::parse, g.path(), ": ", key("embedding_length"), " and ", key("block_count"),
@@ -570,12 +582,9 @@ nlohmann::json family_config_of(const io::GgufFile& g, const std::string& arch) 
     return g.find("blk." + std::to_string(layer) + "." + name) != nullptr;
   };
   nlohmann::json j = {
-      {"hidden_size", d_model},
-      {"num_hidden_layers", L},
-      {"vocab_size", emb->shape[0]},
-      {"tie_word_embeddings", g.find("output.weight") == nullptr},
-      {"num_attention_heads", heads},
-      {"pad_token_id", nullptr},
+      {"hidden_size", d_model},       {"num_hidden_layers", L},
+      {"vocab_size", emb->shape[0]},  {"tie_word_embeddings", g.find("output.weight") == nullptr},
+      {"num_attention_heads", heads}, {"pad_token_id", nullptr},
   };
   if (heads > 0) j["head_dim"] = size(key("attention.key_length"), d_model / heads);
   for (int64_t x : kv)
@@ -584,8 +593,8 @@ nlohmann::json family_config_of(const io::GgufFile& g, const std::string& arch) 
   auto mamba2_keys = [&](nlohmann::json& o) {
     const int64_t inner = size(key("ssm.inner_size")), n_heads = size(key("ssm.time_step_rank"));
     if (n_heads < 1 || inner % n_heads != 0)
-      throw_error(ErrorCode::parse, g.path(), ": ", key("ssm.time_step_rank"), " (the head count) is ", n_heads,
-                  ", expected a positive divisor of ", key("ssm.inner_size"), " ", inner);
+      throw_error(ErrorCode::parse, g.path(), ": ", key("ssm.time_step_rank"), " (the head count) is ",
+                  n_heads, ", expected a positive divisor of ", key("ssm.inner_size"), " ", inner);
     o["mamba_n_heads"] = n_heads;
     o["mamba_d_head"] = inner / n_heads;
     o["mamba_expand"] = static_cast<double>(inner) / static_cast<double>(d_model);
@@ -596,7 +605,8 @@ nlohmann::json family_config_of(const io::GgufFile& g, const std::string& arch) 
     o["mamba_conv_bias"] = true;
     o["mamba_proj_bias"] = false;
     if (g.has("mambacpp.ssm.dt_limit_lo"))
-      o["time_step_limit"] = {g.get_float("mambacpp.ssm.dt_limit_lo"), g.get_float("mambacpp.ssm.dt_limit_hi")};
+      o["time_step_limit"] = {g.get_float("mambacpp.ssm.dt_limit_lo"),
+                              g.get_float("mambacpp.ssm.dt_limit_hi")};
     return inner;
   };
   if (arch == "granitehybrid") {
@@ -611,7 +621,8 @@ nlohmann::json family_config_of(const io::GgufFile& g, const std::string& arch) 
     nlohmann::json types = nlohmann::json::array();
     for (int64_t x : kv) types.push_back(x > 0 ? "attention" : "mamba");
     j["layer_types"] = types;
-    if (heads > 0 && g.has(key("attention.scale"))) j["attention_multiplier"] = g.get_float(key("attention.scale"));
+    if (heads > 0 && g.has(key("attention.scale")))
+      j["attention_multiplier"] = g.get_float(key("attention.scale"));
     j["embedding_multiplier"] = g.get_float(key("embedding_scale"), 1.0);
     j["residual_multiplier"] = g.get_float(key("residual_scale"), 1.0);
     j["logits_scaling"] = g.get_float(key("logit_scale"), 1.0);
@@ -679,8 +690,8 @@ nlohmann::json family_config_of(const io::GgufFile& g, const std::string& arch) 
     j["layers_block_type"] = kinds;
     const int64_t inner = size(key("ssm.inner_size")), n_heads = size(key("ssm.time_step_rank"));
     if (n_heads < 1 || inner % n_heads != 0)
-      throw_error(ErrorCode::parse, g.path(), ": ", key("ssm.time_step_rank"), " (the head count) is ", n_heads,
-                  ", expected a positive divisor of ", key("ssm.inner_size"), " ", inner);
+      throw_error(ErrorCode::parse, g.path(), ": ", key("ssm.time_step_rank"), " (the head count) is ",
+                  n_heads, ", expected a positive divisor of ", key("ssm.inner_size"), " ", inner);
     j["mamba_num_heads"] = n_heads;
     j["mamba_head_dim"] = inner / n_heads;
     j["n_groups"] = size(key("ssm.group_count"), 1);
@@ -690,7 +701,8 @@ nlohmann::json family_config_of(const io::GgufFile& g, const std::string& arch) 
     j["use_conv_bias"] = true;
     j["use_bias"] = false;
     if (g.has("mambacpp.ssm.dt_limit_lo"))
-      j["time_step_limit"] = {g.get_float("mambacpp.ssm.dt_limit_lo"), g.get_float("mambacpp.ssm.dt_limit_hi")};
+      j["time_step_limit"] = {g.get_float("mambacpp.ssm.dt_limit_lo"),
+                              g.get_float("mambacpp.ssm.dt_limit_hi")};
     j["n_routed_experts"] = size(key("expert_count"), 0);
     j["num_experts_per_tok"] = size(key("expert_used_count"), 0);
     j["moe_shared_expert_intermediate_size"] = size(key("expert_shared_feed_forward_length"), 0);

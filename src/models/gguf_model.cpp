@@ -40,7 +40,8 @@ Shape gguf_shape(const ModelConfig& c, const std::string& theirs, const Shape& o
 }  // namespace
 
 // llama.cpp's name for one of our parameters (state-spaces or HF names), nullopt for none.
-std::optional<Param> gguf_map::mamba_param(const ModelConfig& c, const std::string& ours, const Shape& shape) {
+std::optional<Param> gguf_map::mamba_param(const ModelConfig& c, const std::string& ours,
+                                           const Shape& shape) {
   auto one = [&](std::string name, Transform t, bool quantize, bool in_place) {
     Param p;
     p.shape = gguf_shape(c, name, shape);
@@ -50,7 +51,8 @@ std::optional<Param> gguf_map::mamba_param(const ModelConfig& c, const std::stri
     p.in_place = in_place;
     return p;
   };
-  if (ours == c.embedding_name()) return one("token_embd.weight", Transform::none, true, false);
+  // The embedding too is used as stored: the lookup decodes only its rows (ops::embedding).
+  if (ours == c.embedding_name()) return one("token_embd.weight", Transform::none, true, true);
   if (ours == c.final_norm_name()) return one("output_norm.weight", Transform::none, false, false);
   if (ours == c.lm_head_name()) return one("output.weight", Transform::none, true, true);
   const std::string prefix = c.layers_name();
@@ -237,7 +239,8 @@ Shape half_shape(const Shape& ours) {
   return s;
 }
 
-std::optional<Param> param_of(const ModelConfig& c, bool family, const std::string& name, const Shape& shape) {
+std::optional<Param> param_of(const ModelConfig& c, bool family, const std::string& name,
+                              const Shape& shape) {
   if (shape.size() >= 2 && family) {
     std::optional<Param> p = gguf_map::family_param(c, name, shape);
     if (p && p->parts.size() == 2 && shape[shape.size() - 2] % 2 != 0) return std::nullopt;
@@ -291,7 +294,8 @@ Model Model::load_gguf(const std::string& path) {
       if (it == stacked.end()) it = stacked.emplace(first.name, g.get_f32(first.name, t->shape)).first;
       const Tensor& all = it->second;
       Shape rest(all.shape().begin() + 1, all.shape().end());
-      if (all.dim() != static_cast<int64_t>(p.shape.size()) + 1 || rest != p.shape || all.size(0) <= first.expert)
+      if (all.dim() != static_cast<int64_t>(p.shape.size()) + 1 || rest != p.shape ||
+          all.size(0) <= first.expert)
         throw_error(ErrorCode::shape, path, ": tensor '", first.name, "' is ", shape_str(all.shape()),
                     ", expected [>", first.expert, ", ", shape_str(p.shape).substr(1));
       v = all.select(0, first.expert).copy();
@@ -321,13 +325,11 @@ Model Model::load_gguf(const std::string& path) {
   stacked.clear();
   ops::Exec exec(m.device_);
   m.prepare(exec);
-  // A tied head reads the embedding table as stored (the lookup itself needs f32 rows).
-  if (m.config_.tie_embeddings && ops::is_quant_weight(emb->dtype))
-    m.lm_head_weight = g.get("token_embd.weight");
-  return m;
+  return m;  // a tied head is the embedding table as stored (prepare), through the quantized linear
 }
 
-void Model::save_gguf(const std::string& path, DType dtype) const {
+void Model::save_gguf(const std::string& path, DType dtype,
+                      const std::vector<std::pair<std::string, io::GgufValue>>& metadata) const {
   if (dtype != DType::f32 && !ops::is_quant_weight(dtype))
     throw_error(ErrorCode::unsupported, "GGUF weight type ", dtype_name(dtype),
                 " (expected f32, bf16, q8_0, q4_0, q4_k)");
@@ -368,8 +370,13 @@ void Model::save_gguf(const std::string& path, DType dtype) const {
     w.set(arch + ".ssm.group_count", u32(c.mamba2.n_groups));
     w.set("mambacpp.ssm.chunk_size", u32(c.mamba2.chunk_size));
   }
-  // No vocabulary here (docs/quantization.md): llama.cpp then numbers vocab_size tokens.
-  w.set("tokenizer.ggml.model", io::GgufValue::of_string("none"));
+  bool vocabulary = false;
+  for (const auto& [key, value] : metadata) {
+    w.set(key, value);
+    vocabulary = vocabulary || key == "tokenizer.ggml.model";
+  }
+  // No vocabulary given: llama.cpp then numbers vocab_size tokens.
+  if (!vocabulary) w.set("tokenizer.ggml.model", io::GgufValue::of_string("none"));
   auto stored = [&](Tensor v, bool quantize) {
     if (quantize && v.dim() >= 2) {
       const DType t = row_type(dtype, v.size(-1));
@@ -406,7 +413,8 @@ void Model::save_gguf(const std::string& path, DType dtype) const {
       std::copy_n(v.f32(), v.numel(), all.f32() + first.expert * v.numel());
     } else if (first.half >= 0) {
       for (const Part& part : gp->parts)
-        copy_half(v.f32(), slot(part.name, half_shape(p.shape), gp->quantize).f32(), p.shape, part.half, true);
+        copy_half(v.f32(), slot(part.name, half_shape(p.shape), gp->quantize).f32(), p.shape, part.half,
+                  true);
     } else {
       w.add(first.name, stored(v.view(gp->shape.empty() ? p.shape : gp->shape), gp->quantize));
     }
