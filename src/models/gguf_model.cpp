@@ -309,6 +309,11 @@ Model Model::load_gguf(const std::string& path) {
     } else {
       const Shape& file_shape = gp->shape.empty() ? p.shape : gp->shape;
       const io::GgufTensorInfo* t = tensor_info(first.name, file_shape);
+      // f32 as stored too (a copy would double the resident set: the mapping's pages and the copy).
+      if (t->dtype == DType::f32 && t->shape == p.shape && gp->transform == Transform::none) {
+        *p.tensor = g.get(first.name);
+        return;
+      }
       if (gp->in_place && ops::is_quant_weight(t->dtype) && t->shape == p.shape) {
         *p.tensor = g.get(first.name);  // used from the mapping as stored (q / k: rows reordered)
         if (gp->transform == Transform::permute)
