@@ -254,5 +254,28 @@ TEST(GgufModelRefusals, WrongArchitectureAndMissingTensor) {
   }
 }
 
+// A hybrid GGUF whose block_count is not the file's: refused before any per-layer work.
+TEST(GgufModelRefusals, HybridBlockCountMustMatchTheFile) {
+  MAMBA_REQUIRE_FIXTURES(root);
+  const std::string tmp = testing::fresh_temp_dir("gguf_model_blocks");
+  models::Model::load(path_join(root, "families/jamba")).save_gguf(path_join(tmp, "jamba.gguf"), DType::f32);
+  const io::GgufFile g = io::GgufFile::open(path_join(tmp, "jamba.gguf"));
+  for (auto [count, message] :
+       {std::pair<uint32_t, const char*>{5, "missing tensor 'blk.4.attn_norm.weight'"},
+        {1u << 24, "block_count at most 2^16"}}) {
+    io::GgufWriter w;
+    for (const auto& [k, v] : g.metadata())
+      w.set(k, k == "jamba.block_count" ? io::GgufValue::of_u32(count) : v);
+    for (const io::GgufTensorInfo& t : g.tensors()) w.add(t.name, g.get(t.name).copy());
+    w.write(path_join(tmp, "bad.gguf"));
+    try {
+      models::Model::load(path_join(tmp, "bad.gguf"));
+      ADD_FAILURE() << count;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace mamba

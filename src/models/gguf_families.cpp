@@ -366,20 +366,22 @@ std::vector<int64_t> per_layer(const io::GgufFile& g, const std::string& key, in
   return out;
 }
 
-// The smallest (period, offset) with layer % period == offset exactly on `layers` (Jamba's
-// config form), or Error(unsupported).
+// A (period, offset) with layer % period == offset exactly on the layers marked in `on` (Jamba's
+// config form), or Error(unsupported). Linear: the first two marked layers fix both.
 std::pair<int64_t, int64_t> period_of(const std::vector<bool>& on, const std::string& path,
                                       const char* what) {
   const int64_t n = static_cast<int64_t>(on.size());
-  for (int64_t p = 1; p <= std::max<int64_t>(n, 1); ++p)
-    for (int64_t o = 0; o < p; ++o) {
-      bool ok = true;
-      for (int64_t i = 0; i < n && ok; ++i) ok = on[static_cast<size_t>(i)] == (i % p == o);
-      if (ok) return {p, o};
-    }
-  if (std::none_of(on.begin(), on.end(), [](bool b) { return b; })) return {n + 1, n};  // none
-  throw_error(ErrorCode::unsupported, path, ": the ", what,
-              " layers are not every k-th layer from an offset, which Jamba's config cannot express");
+  std::vector<int64_t> marked;
+  for (int64_t i = 0; i < n && marked.size() < 2; ++i)
+    if (on[static_cast<size_t>(i)]) marked.push_back(i);
+  if (marked.empty()) return {n + 1, n};  // none
+  const int64_t o = marked[0], p = marked.size() == 2 ? marked[1] - marked[0] : std::max(o + 1, n);
+  for (int64_t i = 0; i < n; ++i)
+    if (on[static_cast<size_t>(i)] != (o < p && i % p == o))
+      throw_error(
+          ErrorCode::unsupported, path, ": the ", what,
+          " layers are not every k-th layer from an offset below k, which Jamba's config cannot express");
+  return {p, o};
 }
 
 }  // namespace
@@ -572,9 +574,14 @@ nlohmann::json family_config_of(const io::GgufFile& g, const std::string& arch) 
     throw_error(ErrorCode::not_found, g.path(),
                 ": missing tensor 'token_embd.weight' [vocab, embedding_length]");
   const int64_t d_model = size(key("embedding_length")), L = size(key("block_count"));
-  if (d_model < 1 || L < 1)
+  if (d_model < 1 || L < 1 || L > (int64_t{1} << 16))
     throw_error(ErrorCode::parse, g.path(), ": ", key("embedding_length"), " and ", key("block_count"),
-                " must be positive");
+                " must be positive (block_count at most 2^16), found ", d_model, " and ", L);
+  // The last block must be in the file before any per-layer work (a hostile block_count).
+  const std::string last = "blk." + std::to_string(L - 1) + ".attn_norm.weight";
+  if (!g.find(last))
+    throw_error(ErrorCode::not_found, g.path(), ": missing tensor '", last, "' (", key("block_count"), " is ",
+                L, ")");
   const double eps = g.get_float(key("attention.layer_norm_rms_epsilon"), 1e-5);
   const int64_t heads = size(key("attention.head_count"), 0);
   const std::vector<int64_t> kv = per_layer(g, key("attention.head_count_kv"), L, heads);
