@@ -2,9 +2,11 @@
 #include "runtime/gguf_tokenizer.h"
 
 #include <algorithm>
+#include <cctype>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <tuple>
 
 #include "core/error.h"
 #include "core/file_util.h"

@@ -3,10 +3,7 @@
 #define MAMBA_QUANT_VNNI 1
 #include "ops/quant/quant_kernels_avx512.inc"
 
-#define MAMBA_TILE_TARGET MAMBA_QUANT_TARGET
-#define MAMBA_TILE_DOT(a, b) _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
-#include "ops/quant/quant_tile.inc"
-
 namespace mamba::ops::quant {
-const Kernels kernels_avx512_vnni = {dot_q8_0, dot_q4_0, dot_q4_k, dot_bf16, tile_q8_0, tile_q4_0, tile_q4_k};
+const Kernels kernels_avx512_vnni = {dot_q8_0,     dot_q4_0,     dot_q4_k,    dot_bf16,
+                                     tile512_q8_0, tile512_q4_0, tile512_q4_k};
 }  // namespace mamba::ops::quant

@@ -199,15 +199,10 @@ void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias
   const int64_t n_chunks = (out + kChunk - 1) / kChunk;
   // Prefill: kTileW x kTileX tiles over (chunk of weight rows) x (group of activation rows) tasks,
   // parallel over both; the rows and columns left over at the edges go one by one.
-#if defined(__x86_64__)
-  const quant::Kernels& kt = isa == QuantIsa::avx512 ? quant::kernels_avx2 : k;  // 256-bit tiles there
-#else
-  const quant::Kernels& kt = k;
-#endif
   const quant::TileFn tile = !tiled                 ? nullptr
-                             : dtype == DType::q8_0 ? kt.q8_0_tile
-                             : dtype == DType::q4_0 ? kt.q4_0_tile
-                             : dtype == DType::q4_k ? kt.q4_k_tile
+                             : dtype == DType::q8_0 ? k.q8_0_tile
+                             : dtype == DType::q4_0 ? k.q4_0_tile
+                             : dtype == DType::q4_k ? k.q4_k_tile
                                                     : nullptr;
   if (tile && rows >= quant::kTileX) {
     constexpr int64_t kGroup = 64;  // activation rows per task (kTileX-aligned)
