@@ -51,8 +51,13 @@ const QuantIsa kIsas[] = {QuantIsa::scalar, QuantIsa::avx2, QuantIsa::avx512, Qu
 TEST(QuantLinear, EveryTypeAndKernelMatchesNaive) {
   std::mt19937 rng(7);
   for (DType dtype : {DType::bf16, DType::q8_0, DType::q4_0, DType::q4_k}) {
-    for (auto [rows, in, out] :
-         {std::tuple{1, 256, 37}, {5, 512, 64}, {3, 96, 17}, {1, 288, 9}, {17, 768, 40}, {70, 256, 33}}) {
+    for (auto [rows, in, out] : {std::tuple{1, 256, 37},
+                                 {5, 512, 64},
+                                 {3, 96, 17},
+                                 {1, 288, 9},
+                                 {17, 768, 40},
+                                 {70, 256, 33},
+                                 {9, 96, 5}}) {
       if (in % dtype_block_values(dtype) != 0) continue;
       const Tensor x = testing::random_tensor({rows, in}, rng);
       const Tensor w = quantize(testing::random_tensor({out, in}, rng), dtype);
