@@ -23,6 +23,7 @@
 #include "models/model.h"
 #include "ops/exec.h"
 #include "runtime/hash.h"
+#include "runtime/model_files.h"
 #include "runtime/state_io.h"
 #include "sampling/sampler.h"
 #include "server/openai.h"
@@ -118,6 +119,7 @@ bool gguf(const uint8_t* data, size_t size) {
     }
   });
   if (!opened) return false;
+  clean([&] { runtime::load_tokenizer(path); });  // tokenizer.ggml.* (runtime/gguf_tokenizer) too
   return clean([&] { models::Model::load(path); });
 }
 

@@ -70,7 +70,27 @@ def u32(v):
     return struct.pack("<I", v)
 
 
-def mamba2_gguf(quantized):
+def vocab_md(kind):
+    """tokenizer.ggml.* of a 16-token vocabulary: gpt2 (byte-level BPE, merges) or llama (SentencePiece)."""
+    if kind == "gpt2":
+        toks = ["<|endoftext|>", "a", "b", "c", "\u0120", "ab", "\u0120a", "abc"] + ["x%d" % i for i in range(8)]
+        types = [3] + [1] * 15
+        extra = [("tokenizer.ggml.merges", 9, struct.pack("<IQ", 8, 3) + gguf_str("a b") + gguf_str("\u0120 a")
+                  + gguf_str("ab c")), ("tokenizer.ggml.pre", 8, gguf_str("gpt2"))]
+    else:
+        toks = ["<unk>", "<s>", "</s>", "<0x41>", "\u2581", "a", "b", "\u2581a", "ab", "\u2581ab"] + ["y%d" % i for i in range(6)]
+        types = [2, 3, 3, 6] + [1] * 12
+        extra = [("tokenizer.ggml.add_space_prefix", 7, b"\x01")]
+    md = [("tokenizer.ggml.model", 8, gguf_str(kind)),
+          ("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, len(toks)) + b"".join(gguf_str(t) for t in toks)),
+          ("tokenizer.ggml.scores", 9, struct.pack("<IQ", 6, len(toks)) + b"".join(struct.pack("<f", -i) for i in range(len(toks)))),
+          ("tokenizer.ggml.token_type", 9, struct.pack("<IQ", 5, len(toks)) + b"".join(struct.pack("<i", t) for t in types)),
+          ("tokenizer.ggml.eos_token_id", 4, u32(0 if kind == "gpt2" else 2)),
+          ("tokenizer.chat_template", 8, gguf_str("{% for m in messages %}{{ m.content }}{% endfor %}"))]
+    return md + extra
+
+
+def mamba2_gguf(quantized, tok=None):
     """A 1-layer llama.cpp mamba2 model: d_model 32, d_inner 64, 2 heads, d_state 4, vocab 16."""
     d, di, h, n, k, vocab = 32, 64, 2, 4, 4, 16
     conv, in_proj = di + 2 * n, 2 * di + 2 * n + h
@@ -79,6 +99,8 @@ def mamba2_gguf(quantized):
                    ("ssm.state_size", n), ("ssm.time_step_rank", h), ("ssm.group_count", 1)]:
         md.append(("mamba2." + key, 4, u32(v)))
     md.append(("mamba2.attention.layer_norm_rms_epsilon", 6, struct.pack("<f", 1e-5)))
+    if tok:
+        md += vocab_md(tok)
 
     def mat(rows, cols):  # f32, or q8_0 blocks of scale 1/64 and small ints
         if not quantized:
@@ -105,6 +127,8 @@ out("gguf", "metadata", gguf([("general.alignment", 4, u32(64)), ("s", 8, gguf_s
                              [("t", [32], 8, b"\0" * 34)], alignment=64))
 out("gguf", "mamba2_f32", mamba2_gguf(False))
 out("gguf", "mamba2_q8_0", mamba2_gguf(True))
+out("gguf", "mamba2_vocab_gpt2", mamba2_gguf(False, "gpt2"))
+out("gguf", "mamba2_vocab_llama", mamba2_gguf(True, "llama"))
 
 out("safetensors", "scalar", safetensors([("s", "F32", [], f32(3.0))]))
 

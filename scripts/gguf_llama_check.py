@@ -6,6 +6,8 @@ For every mamba / mamba2 fixture and weight type: quantize, run llama.cpp's `llg
 and the same 16 prompt ids; print the largest logit difference over the prompt and how many of the 16
 greedy tokens agree. No NumPy needed.
 Usage: scripts/gguf_llama_check.py MAMBACPP LLGEN FIXTURES [TMPDIR]
+FIXTURES_LIST / TYPES (space-separated, environment) pick other fixtures (the hybrids:
+"families/bamba families/granite-4-h families/jamba families/falcon-h1 families/nemotron-h") or types.
 """
 import struct, subprocess, sys, os, math
 B = sys.argv[1]; LL = sys.argv[2]; F = sys.argv[3]; T = sys.argv[4] if len(sys.argv) > 4 else "/tmp"
@@ -23,12 +25,13 @@ def write_npy_i64(path, vals, shape):
     hdr = hdr + " " * pad + "\n"
     open(path, "wb").write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + struct.pack("<%dq" % len(vals), *vals))
 rows = []
-for fx in ["ssm-mamba1", "hf-mamba1", "families/falcon-mamba", "ssm-mamba2", "hf-mamba2", "families/mamba2-grouped"]:
+DEFAULT = "ssm-mamba1 hf-mamba1 families/falcon-mamba ssm-mamba2 hf-mamba2 families/mamba2-grouped"
+for fx in os.environ.get("FIXTURES_LIST", DEFAULT).split():
     n = os.path.basename(fx)
     shape, ids = read_npy(f"{F}/{fx}/input_ids.npy")
     prompt = list(ids[:16])
     write_npy_i64(f"{T}/{n}.prompt.npy", prompt, (1, len(prompt)))
-    for t in ["f32", "bf16", "q8_0", "q4_0", "q4_k"]:
+    for t in os.environ.get("TYPES", "f32 bf16 q8_0 q4_0 q4_k").split():
         g = f"{T}/{n}.{t}.gguf"
         subprocess.run([B, "quantize", "-m", f"{F}/{fx}", "--type", t, "-o", g, "-t", "2"], check=True, capture_output=True)
         ll = subprocess.run([LL, g, "2", ",".join(map(str, prompt)), "16", f"{T}/{n}.{t}.ll.f32"], capture_output=True, text=True)

@@ -190,7 +190,10 @@ Runner add_info(CLI::App& app) {
       print_family_dims(c.family_json);
     std::printf("weights:      %s\n", stored_dtypes(dir).c_str());
     std::printf("parameters:   %lld\n", static_cast<long long>(model.n_params()));
-    if (mambacpp::file_exists(mambacpp::path_join(dir, "tokenizer.json")))
+    if (dir.ends_with(".gguf") && load_tokenizer(dir))
+      std::printf("tokenizer:    the file's tokenizer.ggml.*, %lld tokens\n",
+                  static_cast<long long>(load_tokenizer(dir)->vocab_size()));
+    else if (mambacpp::file_exists(mambacpp::path_join(dir, "tokenizer.json")))
       std::printf("tokenizer:    tokenizer.json, %lld tokens\n",
                   static_cast<long long>(load_tokenizer(dir)->vocab_size()));
     else if (load_tokenizer(dir))

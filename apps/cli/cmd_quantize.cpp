@@ -39,9 +39,20 @@ Runner add_quantize(CLI::App& app) {
   return [a]() {
     check_output_path("--output", a->output);
     set_num_threads(a->threads);
-    const Model model = Model::load(resolve_model(a->model));
-    model.save_gguf(a->output, weight_type(a->type));
-    std::printf("wrote %s: %s weights, %.2f MiB\n", a->output.c_str(), a->type.c_str(),
+    const std::string dir = resolve_model(a->model);
+    const Model model = Model::load(dir);
+    // The folder's tokenizer.json goes in as tokenizer.ggml.* (a GGUF alone then runs generate).
+    std::vector<std::pair<std::string, GgufValue>> vocab;
+    if (!dir.ends_with(".gguf")) {
+      try {
+        vocab = gguf_tokenizer_metadata(dir);
+      } catch (const Error& e) {
+        std::fprintf(stderr, "warning: tokenizer not written: %s\n", e.what());
+      }
+    }
+    model.save_gguf(a->output, weight_type(a->type), vocab);
+    std::printf("wrote %s: %s weights, %s, %.2f MiB\n", a->output.c_str(), a->type.c_str(),
+                vocab.empty() ? "no tokenizer" : "tokenizer.ggml.* from tokenizer.json",
                 static_cast<double>(std::filesystem::file_size(a->output)) / (1024.0 * 1024.0));
     return 0;
   };

@@ -46,6 +46,7 @@
 #include "models/model.h"
 #include "ops/device.h"
 #include "runtime/batch.h"
+#include "runtime/gguf_tokenizer.h"
 #include "runtime/model_files.h"
 #include "runtime/session.h"
 #include "runtime/state_io.h"
@@ -77,6 +78,7 @@ using mamba::write_file_atomic;
 using mamba::io::CheckpointFormat;
 using mamba::io::GgufFile;
 using mamba::io::GgufTensorInfo;
+using mamba::io::GgufValue;
 using mamba::io::read_npy;
 using mamba::io::SafeTensors;
 using mamba::io::save_safetensors;
@@ -107,6 +109,7 @@ using mamba::runtime::Fingerprint;
 using mamba::runtime::generate_batch;
 using mamba::runtime::GenerateParams;
 using mamba::runtime::GenerateResult;
+using mamba::runtime::gguf_tokenizer_metadata;
 using mamba::runtime::load_tokenizer;
 using mamba::runtime::Session;
 using mamba::runtime::SessionOptions;

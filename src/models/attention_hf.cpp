@@ -4,12 +4,15 @@
 // weight derived at prepare(); the KV cache lives in LayerState like the MHA mixer's.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
+#include "core/error.h"
 #include "models/architectures.h"
 #include "models/families/family.h"
 #include "ops/attention/attention.h"
 #include "ops/elementwise/elementwise.h"
 #include "ops/linear/linear.h"
+#include "ops/quant/quant_linear.h"
 
 namespace mamba::models {
 
@@ -34,7 +37,24 @@ Tensor stack_rows(const std::vector<const Tensor*>& parts) {
   for (const Tensor* p : parts) rows += p->size(0);
   Shape shape = parts[0]->shape();
   shape[0] = rows;
+  for (const Tensor* p : parts)  // one part of another type (a GGUF row that fell back): all in f32
+    if (p->dtype() != parts[0]->dtype() && p->device() == Device::cpu) {
+      std::vector<Tensor> f32;
+      for (const Tensor* q : parts) f32.push_back(ops::dequantize(q->contiguous()));
+      std::vector<const Tensor*> ptrs;
+      for (const Tensor& t : f32) ptrs.push_back(&t);
+      return stack_rows(ptrs);
+    }
   Tensor out = Tensor::empty(shape, parts[0]->dtype(), parts[0]->device());
+  if (dtype_is_block(out.dtype())) {  // whole rows of blocks (a GGUF's quantized q | k | v), on the CPU
+    auto* dst = static_cast<uint8_t*>(out.raw());
+    for (const Tensor* p : parts) {
+      MAMBA_CHECK(p->is_contiguous() && p->device() == Device::cpu && p->dtype() == out.dtype());
+      std::memcpy(dst, p->raw(), p->nbytes());
+      dst += p->nbytes();
+    }
+    return out;
+  }
   int64_t at = 0;
   for (const Tensor* p : parts) {
     out.slice(0, at, at + p->size(0)).copy_from(*p);

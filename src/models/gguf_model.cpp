@@ -3,12 +3,16 @@
 // names onto llama.cpp's (`blk.N.ssm_in.weight`, ...) with the transforms of its converter
 // (convert_hf_to_gguf.py: A stored as −exp(A_log), conv1d squeezed to [channels, width],
 // Mamba-2's A and D as [n_heads, 1], its norm as [n_groups, d_inner / n_groups]).
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 
 #include "core/error.h"
 #include "io/gguf.h"
+#include "models/gguf_map.h"
 #include "models/model.h"
 #include "ops/exec.h"
 #include "ops/quant/quant_linear.h"
@@ -16,25 +20,41 @@
 namespace mamba::models {
 namespace {
 
-// How values move between our parameter and llama.cpp's tensor.
-enum class Transform {
-  none,     // the same values and shape
-  reshape,  // the same values, another shape (conv1d, Mamba-2's A / D / norm)
-  neg_exp,  // llama.cpp's ssm_a = −exp(A_log), and A_log = log(−ssm_a) back
-};
+using gguf_map::Param;
+using gguf_map::Part;
+using gguf_map::Transform;
 
-struct GgufParam {
-  std::string name;  // llama.cpp's tensor name
-  Transform transform;
-  bool quantize;  // written in the requested type (the linear layers and the embedding)
-  bool in_place;  // loaded as stored when bf16 / block-format (the linear layers and the head)
-};
+// The shape llama.cpp's loader expects (PyTorch order) for a parameter of shape `ours`.
+Shape gguf_shape(const ModelConfig& c, const std::string& theirs, const Shape& ours) {
+  const bool m2 = c.ssm_layer == MixerKind::mamba2;
+  auto ends = [&](const char* s) { return theirs.ends_with(s); };
+  if (ends("ssm_conv1d.weight")) return {ours[0], ours[2]};
+  if (m2 && (ends("ssm_a") || ends("ssm_d"))) return {ours[0], 1};
+  if (m2 && ends("ssm_norm.weight")) {
+    const int64_t groups = c.mamba2.norm_n_groups > 0 ? c.mamba2.norm_n_groups : c.mamba2.n_groups;
+    return {groups, ours[0] / groups};
+  }
+  return ours;
+}
+
+}  // namespace
 
 // llama.cpp's name for one of our parameters (state-spaces or HF names), nullopt for none.
-std::optional<GgufParam> gguf_param(const ModelConfig& c, const std::string& ours) {
-  if (ours == c.embedding_name()) return GgufParam{"token_embd.weight", Transform::none, true, false};
-  if (ours == c.final_norm_name()) return GgufParam{"output_norm.weight", Transform::none, false, false};
-  if (ours == c.lm_head_name()) return GgufParam{"output.weight", Transform::none, true, true};
+std::optional<Param> gguf_map::mamba_param(const ModelConfig& c, const std::string& ours,
+                                           const Shape& shape) {
+  auto one = [&](std::string name, Transform t, bool quantize, bool in_place) {
+    Param p;
+    p.shape = gguf_shape(c, name, shape);
+    p.parts = {Part{std::move(name)}};
+    p.transform = t;
+    p.quantize = quantize;
+    p.in_place = in_place;
+    return p;
+  };
+  // The embedding too is used as stored: the lookup decodes only its rows (ops::embedding).
+  if (ours == c.embedding_name()) return one("token_embd.weight", Transform::none, true, true);
+  if (ours == c.final_norm_name()) return one("output_norm.weight", Transform::none, false, false);
+  if (ours == c.lm_head_name()) return one("output.weight", Transform::none, true, true);
   const std::string prefix = c.layers_name();
   if (ours.rfind(prefix, 0) != 0) return std::nullopt;
   const size_t dot = ours.find('.', prefix.size());
@@ -65,23 +85,12 @@ std::optional<GgufParam> gguf_param(const ModelConfig& c, const std::string& our
   for (const Row& r : rows)
     if (rest == r.ours) {
       const bool reshape = r.transform == Transform::reshape || (m2 && rest == "mixer.D");
-      return GgufParam{blk + r.theirs, reshape ? Transform::reshape : r.transform, r.linear, r.linear};
+      return one(blk + r.theirs, reshape ? Transform::reshape : r.transform, r.linear, r.linear);
     }
   return std::nullopt;
 }
 
-// The shape llama.cpp's loader expects (PyTorch order) for a parameter of shape `ours`.
-Shape gguf_shape(const ModelConfig& c, const std::string& theirs, const Shape& ours) {
-  const bool m2 = c.ssm_layer == MixerKind::mamba2;
-  auto ends = [&](const char* s) { return theirs.ends_with(s); };
-  if (ends("ssm_conv1d.weight")) return {ours[0], ours[2]};
-  if (m2 && (ends("ssm_a") || ends("ssm_d"))) return {ours[0], 1};
-  if (m2 && ends("ssm_norm.weight")) {
-    const int64_t groups = c.mamba2.norm_n_groups > 0 ? c.mamba2.norm_n_groups : c.mamba2.n_groups;
-    return {groups, ours[0] / groups};
-  }
-  return ours;
-}
+namespace {
 
 // llama.cpp's architecture for this config, or Error(unsupported) naming what it lacks.
 std::string llama_arch(const ModelConfig& c, const std::string& path) {
@@ -184,71 +193,171 @@ nlohmann::json config_of(const io::GgufFile& g, const std::string& arch) {
   return j;
 }
 
+// Rows of a [rows, ...] tensor in llama.cpp's RoPE order (LlamaModel.permute: within each of
+// `heads` heads, row 2j + k of the file is row k·half + j of ours), or back. Whole rows move, so a
+// quantized tensor keeps its type.
+Tensor permute_rows(const Tensor& v, int64_t heads, bool to_file, const std::string& what) {
+  const int64_t rows = v.size(0);
+  if (heads <= 0 || rows % heads != 0 || (rows / heads) % 2 != 0)
+    throw_error(ErrorCode::shape, what, ": ", rows, " rows are no whole number of ", heads,
+                " heads of even size (llama.cpp's RoPE row order)");
+  const Tensor src = v.contiguous();
+  const size_t row_bytes = src.nbytes() / static_cast<size_t>(rows);
+  Tensor out = Tensor::empty(v.shape(), v.dtype());
+  const int64_t hd = rows / heads, half = hd / 2;
+  const auto* in = static_cast<const uint8_t*>(src.raw());
+  auto* o = static_cast<uint8_t*>(out.raw());
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t j = 0; j < half; ++j)
+      for (int64_t k = 0; k < 2; ++k) {
+        const int64_t file = h * hd + 2 * j + k, ours = h * hd + k * half + j;
+        const int64_t dst = to_file ? file : ours, from = to_file ? ours : file;
+        std::memcpy(o + static_cast<size_t>(dst) * row_bytes, in + static_cast<size_t>(from) * row_bytes,
+                    row_bytes);
+      }
+  return out;
+}
+
+// Our [.., 2n, in] rows [half·n, half·n + n) <-> a [.., n, in] tensor.
+void copy_half(float* ours, float* file, const Shape& our_shape, int half, bool to_file) {
+  const int64_t in = our_shape.back(), n2 = our_shape[our_shape.size() - 2], n = n2 / 2;
+  int64_t outer = 1;
+  for (size_t d = 0; d + 2 < our_shape.size(); ++d) outer *= our_shape[d];
+  for (int64_t o = 0; o < outer; ++o) {
+    float* a = ours + (o * n2 + half * n) * in;
+    float* b = file + o * n * in;
+    if (to_file)
+      std::copy_n(a, n * in, b);
+    else
+      std::copy_n(b, n * in, a);
+  }
+}
+
+Shape half_shape(const Shape& ours) {
+  Shape s = ours;
+  s[s.size() - 2] /= 2;
+  return s;
+}
+
+std::optional<Param> param_of(const ModelConfig& c, bool family, const std::string& name,
+                              const Shape& shape) {
+  if (shape.size() >= 2 && family) {
+    std::optional<Param> p = gguf_map::family_param(c, name, shape);
+    if (p && p->parts.size() == 2 && shape[shape.size() - 2] % 2 != 0) return std::nullopt;
+    return p;
+  }
+  return family ? gguf_map::family_param(c, name, shape) : gguf_map::mamba_param(c, name, shape);
+}
+
 }  // namespace
 
 Model Model::load_gguf(const std::string& path) {
   const io::GgufFile g = io::GgufFile::open(path);
   const std::string arch = g.get_string("general.architecture");
-  if (arch != "mamba" && arch != "mamba2")
+  const bool family = gguf_map::is_family_arch(arch);
+  if (arch != "mamba" && arch != "mamba2" && !family)
     throw_error(ErrorCode::unsupported, path, ": general.architecture is '", arch,
-                "', expected 'mamba' or 'mamba2'");
+                "', expected mamba, mamba2, granitehybrid, jamba, falcon-h1, nemotron_h or nemotron_h_moe");
   Model m;
-  m.config_ = config_from_json(config_of(g, arch), path);
+  m.config_ = config_from_json(family ? gguf_map::family_config_of(g, arch) : config_of(g, arch), path);
   // The metadata's sizes must be the file's before anything is built: the embedding is
-  // [vocab, embedding_length] and the last block's input projection exists (a block_count of 2^24
+  // [vocab, embedding_length] and the last block's first tensor exists (a block_count of 2^24
   // in a small file would otherwise build 16M empty blocks before the first missing tensor).
   const io::GgufTensorInfo* emb = g.find("token_embd.weight");
   if (emb->shape[1] != m.config_.d_model)
     throw_error(ErrorCode::parse, path, ": tensor 'token_embd.weight' is ", shape_str(emb->shape),
                 ", expected [vocab, ", m.config_.d_model, "] (", arch, ".embedding_length)");
-  const std::string last = "blk." + std::to_string(m.config_.n_layer - 1) + ".ssm_in.weight";
+  const std::string last =
+      "blk." + std::to_string(m.config_.n_layer - 1) + (family ? ".attn_norm.weight" : ".ssm_in.weight");
   if (!g.find(last))
     throw_error(ErrorCode::not_found, path, ": missing tensor '", last, "' (", arch, ".block_count is ",
                 m.config_.n_layer, ")");
   m.build();
-  m.visit_params([&](const ParamRef& p) {
-    const std::optional<GgufParam> gp = gguf_param(m.config_, p.name);
-    if (!gp) throw_error(ErrorCode::unsupported, path, ": no llama.cpp tensor for parameter '", p.name, "'");
-    const io::GgufTensorInfo* t = g.find(gp->name);
+  std::map<std::string, Tensor> stacked;  // dequantized [experts, ...] tensors, shared by the experts
+  auto tensor_info = [&](const std::string& name, const Shape& expected) {
+    const io::GgufTensorInfo* t = g.find(name);
     if (!t)
-      throw_error(ErrorCode::not_found, path, ": missing tensor '", gp->name, "' (expected shape ",
-                  shape_str(gguf_shape(m.config_, gp->name, p.shape)), ")");
-    if (gp->in_place && ops::is_quant_weight(t->dtype) && t->shape == p.shape) {
-      *p.tensor = g.get(gp->name);  // used from the mapping as stored
-      return;
+      throw_error(ErrorCode::not_found, path, ": missing tensor '", name, "' (expected shape ",
+                  shape_str(expected), ")");
+    return t;
+  };
+  m.visit_params([&](const ParamRef& p) {
+    const std::optional<Param> gp = param_of(m.config_, family, p.name, p.shape);
+    if (!gp) throw_error(ErrorCode::unsupported, path, ": no llama.cpp tensor for parameter '", p.name, "'");
+    Tensor v;
+    const Part& first = gp->parts.at(0);
+    if (first.expert >= 0) {
+      Shape full = p.shape;
+      full.insert(full.begin(), first.experts);
+      const io::GgufTensorInfo* t = tensor_info(first.name, full);
+      auto it = stacked.find(first.name);
+      if (it == stacked.end()) it = stacked.emplace(first.name, g.get_f32(first.name, t->shape)).first;
+      const Tensor& all = it->second;
+      Shape rest(all.shape().begin() + 1, all.shape().end());
+      if (all.dim() != static_cast<int64_t>(p.shape.size()) + 1 || rest != p.shape ||
+          all.size(0) <= first.expert)
+        throw_error(ErrorCode::shape, path, ": tensor '", first.name, "' is ", shape_str(all.shape()),
+                    ", expected [>", first.expert, ", ", shape_str(p.shape).substr(1));
+      v = all.select(0, first.expert).copy();
+    } else if (first.half >= 0) {
+      v = Tensor::empty(p.shape, DType::f32);
+      for (const Part& part : gp->parts) {
+        tensor_info(part.name, half_shape(p.shape));
+        Tensor h = g.get_f32(part.name, half_shape(p.shape));
+        copy_half(v.f32(), h.f32(), p.shape, part.half, false);
+      }
+    } else {
+      const Shape& file_shape = gp->shape.empty() ? p.shape : gp->shape;
+      const io::GgufTensorInfo* t = tensor_info(first.name, file_shape);
+      // f32 as stored too (a copy would double the resident set: the mapping's pages and the copy).
+      if (t->dtype == DType::f32 && t->shape == p.shape && gp->transform == Transform::none) {
+        *p.tensor = g.get(first.name);
+        return;
+      }
+      if (gp->in_place && ops::is_quant_weight(t->dtype) && t->shape == p.shape) {
+        *p.tensor = g.get(first.name);  // used from the mapping as stored (q / k: rows reordered)
+        if (gp->transform == Transform::permute)
+          *p.tensor = permute_rows(*p.tensor, gp->heads, false, path + ": " + first.name);
+        return;
+      }
+      v = g.get_f32(first.name, p.shape, gp->transform != Transform::none);
     }
-    Tensor v = g.get_f32(gp->name, p.shape, gp->transform != Transform::none);
     if (gp->transform == Transform::neg_exp)
       for (int64_t i = 0; i < v.numel(); ++i) v.f32()[i] = std::log(-v.f32()[i]);
+    if (gp->transform == Transform::permute) v = permute_rows(v, gp->heads, false, path + ": " + first.name);
     *p.tensor = v;
   });
+  stacked.clear();
   ops::Exec exec(m.device_);
   m.prepare(exec);
-  // A tied head reads the embedding table as stored (the lookup itself needs f32 rows).
-  if (m.config_.tie_embeddings && ops::is_quant_weight(emb->dtype))
-    m.lm_head_weight = g.get("token_embd.weight");
-  return m;
+  return m;  // a tied head is the embedding table as stored (prepare), through the quantized linear
 }
 
-void Model::save_gguf(const std::string& path, DType dtype) const {
+void Model::save_gguf(const std::string& path, DType dtype,
+                      const std::vector<std::pair<std::string, io::GgufValue>>& metadata) const {
   if (dtype != DType::f32 && !ops::is_quant_weight(dtype))
     throw_error(ErrorCode::unsupported, "GGUF weight type ", dtype_name(dtype),
                 " (expected f32, bf16, q8_0, q4_0, q4_k)");
-  const std::string arch = llama_arch(config_, path);
   const ModelConfig& c = config_;
+  const bool family = !c.family.empty();
+  const std::string arch = family ? gguf_map::family_arch(c, path) : llama_arch(c, path);
   io::GgufWriter w;
   auto u32 = [](int64_t v) { return io::GgufValue::of_u32(static_cast<uint32_t>(v)); };
   w.set("general.architecture", io::GgufValue::of_string(arch));
   w.set("general.name", io::GgufValue::of_string("mambacpp"));
   w.set("general.file_type", io::GgufValue::of_u32(llama_file_type(dtype)));
   if (dtype_is_block(dtype)) w.set("general.quantization_version", io::GgufValue::of_u32(2));
-  w.set(arch + ".context_length", u32(1 << 20));  // no limit; llama.cpp's converter writes the same
-  w.set(arch + ".embedding_length", u32(c.d_model));
-  w.set(arch + ".feed_forward_length", u32(0));
-  w.set(arch + ".attention.head_count", u32(0));
-  w.set(arch + ".block_count", u32(c.n_layer));
-  w.set(arch + ".vocab_size", u32(c.vocab_padded));
-  w.set(arch + ".attention.layer_norm_rms_epsilon", io::GgufValue::of_f32(static_cast<float>(c.norm_eps)));
+  if (family) {
+    gguf_map::family_metadata(w, c, arch);
+  } else {
+    w.set(arch + ".context_length", u32(1 << 20));  // no limit; llama.cpp's converter writes the same
+    w.set(arch + ".embedding_length", u32(c.d_model));
+    w.set(arch + ".feed_forward_length", u32(0));
+    w.set(arch + ".attention.head_count", u32(0));
+    w.set(arch + ".block_count", u32(c.n_layer));
+    w.set(arch + ".vocab_size", u32(c.vocab_padded));
+    w.set(arch + ".attention.layer_norm_rms_epsilon", io::GgufValue::of_f32(static_cast<float>(c.norm_eps)));
+  }
   if (arch == "mamba") {
     w.set(arch + ".ssm.conv_kernel", u32(c.mamba1.d_conv));
     w.set(arch + ".ssm.inner_size", u32(c.mamba1.d_inner));
@@ -258,7 +367,7 @@ void Model::save_gguf(const std::string& path, DType dtype) const {
     w.set(arch + ".ssm.dt_b_c_rms", io::GgufValue::of_bool(bcdt));
     if (bcdt)
       w.set("mambacpp.ssm.mixer_rms_eps", io::GgufValue::of_f32(static_cast<float>(c.mamba1.bcdt_norm_eps)));
-  } else {
+  } else if (arch == "mamba2") {
     w.set(arch + ".ssm.conv_kernel", u32(c.mamba2.d_conv));
     w.set(arch + ".ssm.inner_size", u32(c.mamba2.d_inner));
     w.set(arch + ".ssm.state_size", u32(c.mamba2.d_state));
@@ -266,23 +375,56 @@ void Model::save_gguf(const std::string& path, DType dtype) const {
     w.set(arch + ".ssm.group_count", u32(c.mamba2.n_groups));
     w.set("mambacpp.ssm.chunk_size", u32(c.mamba2.chunk_size));
   }
-  // No vocabulary here (docs/quantization.md): llama.cpp then numbers vocab_size tokens.
-  w.set("tokenizer.ggml.model", io::GgufValue::of_string("none"));
-  const_cast<Model*>(this)->visit_params([&](const ParamRef& p) {
-    const std::optional<GgufParam> gp = gguf_param(c, p.name);
-    if (!gp) throw_error(ErrorCode::unsupported, path, ": no llama.cpp tensor for parameter '", p.name, "'");
-    Tensor v = ops::dequantize(p.tensor->to(Device::cpu).contiguous());
-    if (gp->transform == Transform::neg_exp) {
-      v = v.copy();
-      for (int64_t i = 0; i < v.numel(); ++i) v.f32()[i] = -std::exp(v.f32()[i]);
-    }
-    v = v.view(gguf_shape(c, gp->name, p.shape));
-    if (gp->quantize && v.dim() == 2) {
-      const DType t = row_type(dtype, v.size(1));
+  bool vocabulary = false;
+  for (const auto& [key, value] : metadata) {
+    w.set(key, value);
+    vocabulary = vocabulary || key == "tokenizer.ggml.model";
+  }
+  // No vocabulary given: llama.cpp then numbers vocab_size tokens.
+  if (!vocabulary) w.set("tokenizer.ggml.model", io::GgufValue::of_string("none"));
+  auto stored = [&](Tensor v, bool quantize) {
+    if (quantize && v.dim() >= 2) {
+      const DType t = row_type(dtype, v.size(-1));
       if (t != DType::f32) v = ops::quantize(v, t);
     }
-    w.add(gp->name, v);
+    return v;
+  };
+  // Tensors assembled from several parameters (stacked experts, gate | up halves), in order.
+  std::vector<std::pair<std::string, bool>> order;
+  std::map<std::string, Tensor> assembled;
+  auto slot = [&](const std::string& name, const Shape& shape, bool quantize) -> Tensor& {
+    auto it = assembled.find(name);
+    if (it == assembled.end()) {
+      order.emplace_back(name, quantize);
+      it = assembled.emplace(name, Tensor::zeros(shape, DType::f32)).first;
+    }
+    return it->second;
+  };
+  const_cast<Model*>(this)->visit_params([&](const ParamRef& p) {
+    const std::optional<Param> gp = param_of(c, family, p.name, p.shape);
+    if (!gp) throw_error(ErrorCode::unsupported, path, ": no llama.cpp tensor for parameter '", p.name, "'");
+    Tensor v = ops::dequantize(p.tensor->to(Device::cpu).contiguous()).copy();
+    const int64_t row = v.numel() / std::max<int64_t>(v.size(0), 1);
+    for (const gguf_map::RowScale& s : gp->fold)
+      for (int64_t i = s.begin * row; i < s.end * row; ++i) v.f32()[i] *= static_cast<float>(s.factor);
+    if (gp->transform == Transform::neg_exp)
+      for (int64_t i = 0; i < v.numel(); ++i) v.f32()[i] = -std::exp(v.f32()[i]);
+    if (gp->transform == Transform::permute) v = permute_rows(v, gp->heads, true, p.name);
+    const Part& first = gp->parts.at(0);
+    if (first.expert >= 0) {
+      Shape full = p.shape;
+      full.insert(full.begin(), first.experts);
+      Tensor& all = slot(first.name, full, gp->quantize);
+      std::copy_n(v.f32(), v.numel(), all.f32() + first.expert * v.numel());
+    } else if (first.half >= 0) {
+      for (const Part& part : gp->parts)
+        copy_half(v.f32(), slot(part.name, half_shape(p.shape), gp->quantize).f32(), p.shape, part.half,
+                  true);
+    } else {
+      w.add(first.name, stored(v.view(gp->shape.empty() ? p.shape : gp->shape), gp->quantize));
+    }
   });
+  for (const auto& [name, quantize] : order) w.add(name, stored(assembled.at(name), quantize));
   w.write(path);
 }
 

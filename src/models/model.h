@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "io/gguf.h"
 #include "models/config.h"
 #include "models/mixer.h"
 
@@ -107,7 +108,10 @@ public:
   // linear layers and the embedding in `dtype` (f32, bf16, q8_0, q4_0, q4_k; a row that is not a
   // whole number of blocks falls back to q4_0, then f32), atomically. Error(unsupported) for a
   // model llama.cpp's architectures cannot express (families, attention, MLP, LayerNorm, ...).
-  void save_gguf(const std::string& path, DType dtype) const;
+  // `metadata` is added as given (e.g. the tokenizer.ggml.* of runtime/gguf_tokenizer.h; without a
+  // tokenizer.ggml.model the file says "none").
+  void save_gguf(const std::string& path, DType dtype,
+                 const std::vector<std::pair<std::string, io::GgufValue>>& metadata = {}) const;
   // Random weights with the reference's from-scratch initialization scheme (bench, training).
   static Model random(const ModelConfig& config, uint64_t seed);
   // Writes config.json (state-spaces/mamba format) and model.safetensors into `dir`

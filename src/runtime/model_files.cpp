@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/file_util.h"
 #include "core/json_guard.h"
+#include "runtime/gguf_tokenizer.h"
 
 namespace mamba::runtime {
 namespace {
@@ -35,6 +36,7 @@ std::optional<std::vector<int32_t>> eos_in(const std::string& path) {
 std::unique_ptr<tok::Tokenizer> load_tokenizer(const std::string& model_dir, const std::string& path) {
   if (path == "byte") return std::make_unique<tok::ByteTokenizer>();
   if (!path.empty()) return tok::Tokenizer::from_file(path);
+  if (model_dir.ends_with(".gguf")) return load_gguf_tokenizer(model_dir);  // its tokenizer.ggml.*
   const std::string in_dir = path_join(model_dir, "tokenizer.json");
   if (file_exists(in_dir)) return tok::Tokenizer::from_file(in_dir);
   const std::string config = path_join(model_dir, "config.json");
@@ -50,6 +52,10 @@ std::unique_ptr<tok::Tokenizer> load_tokenizer(const std::string& model_dir, con
 }
 
 std::vector<int32_t> eos_token_ids(const std::string& model_dir, const tok::Tokenizer* tokenizer) {
+  if (model_dir.ends_with(".gguf") && file_exists(model_dir)) {
+    const io::GgufFile g = io::GgufFile::open(model_dir);
+    if (auto eos = gguf_vocab_info(g).eos) return {*eos};
+  }
   for (const char* name : {"generation_config.json", "config.json"})
     if (auto ids = eos_in(path_join(model_dir, name))) return *ids;
   if (tokenizer) {

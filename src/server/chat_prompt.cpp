@@ -8,6 +8,8 @@
 
 #include "core/error.h"
 #include "core/json_guard.h"
+#include "io/gguf.h"
+#include "runtime/gguf_tokenizer.h"
 
 #if MAMBACPP_HAVE_CHAT_TEMPLATE
 #include "template/chat_template.h"
@@ -50,7 +52,20 @@ ChatPrompt::ChatPrompt(const std::string& model_dir) : impl_(std::make_unique<Im
   impl_->bos = special_token(config, "bos_token");
   impl_->eos = special_token(config, "eos_token");
 #if MAMBACPP_HAVE_CHAT_TEMPLATE
-  impl_->chat_template = tmpl::ChatTemplate::from_model_dir(model_dir);
+  if (model_dir.ends_with(".gguf")) {  // a GGUF carries its template and special tokens itself
+    const io::GgufFile g = io::GgufFile::open(model_dir);
+    const runtime::GgufVocabInfo info = runtime::gguf_vocab_info(g);
+    if (!info.chat_template.empty())
+      impl_->chat_template =
+          tmpl::ChatTemplate::parse(info.chat_template, model_dir + " (tokenizer.chat_template)");
+    if (auto text = runtime::gguf_tokenizer_json(g)) {
+      const auto tok = tok::Tokenizer::from_json_text(*text, model_dir);
+      if (info.bos) impl_->bos = tok->token_text(*info.bos);
+      if (info.eos) impl_->eos = tok->token_text(*info.eos);
+    }
+  } else {
+    impl_->chat_template = tmpl::ChatTemplate::from_model_dir(model_dir);
+  }
   source_ = impl_->chat_template ? "model" : "fallback";
   if (!impl_->chat_template) impl_->chat_template = tmpl::ChatTemplate::fallback();
 #else

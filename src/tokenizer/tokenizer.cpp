@@ -22,7 +22,10 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
 }
 
 std::unique_ptr<Tokenizer> Tokenizer::from_file(const std::string& path) {
-  const std::string text = read_file(path);
+  return from_json_text(read_file(path), path);
+}
+
+std::unique_ptr<Tokenizer> Tokenizer::from_json_text(const std::string& text, const std::string& path) {
   check_json_depth(text, path);
   json root;
   try {

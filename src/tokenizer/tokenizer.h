@@ -63,6 +63,9 @@ public:
   // Loads a Hugging Face tokenizer.json (byte-level BPE). Throws Error naming the file and
   // the problem for a missing file, bad JSON or an unsupported configuration.
   static std::unique_ptr<Tokenizer> from_file(const std::string& path);
+  // The same from the text of a tokenizer.json (`source` names it in errors; a GGUF's vocabulary
+  // comes this way, runtime/gguf_tokenizer.h).
+  static std::unique_ptr<Tokenizer> from_json_text(const std::string& text, const std::string& source);
 };
 
 // Ids 0..255 are the bytes themselves (for byte-level models); no special tokens.

@@ -10,6 +10,7 @@
 //   act(gate·g), down·d       -> gate_proj.{weight,bias} ·g, down_proj.{weight,bias} ·d
 // A `Scaled` wrapper holds the checkpoint parameters and hands its inner (shared) mixer scaled
 // copies at prepare(); backward scales the inner mixer's gradients back (d/dW = s·d/d(sW)).
+#include <algorithm>
 #include <map>
 
 #include "core/checked.h"
@@ -38,11 +39,22 @@ Tensor scaled_copy(ops::Exec& exec, const Tensor& real, const std::vector<RowSca
   return real.dtype() == DType::f32 ? t : t.to(real.dtype());
 }
 
+// `s` without the parameters whose every factor is 1 (a GGUF holds the multipliers folded in and
+// says 1 for all; those parameters may then stay quantized, used as stored).
+Scales active(Scales s) {
+  for (auto it = s.begin(); it != s.end();)
+    it = std::all_of(it->second.begin(), it->second.end(), [](const RowScale& r) { return r.factor == 1.0; })
+             ? s.erase(it)
+             : std::next(it);
+  return s;
+}
+
 // A mixer whose parameters are `inner`'s with some rows scaled: visit_params names the real
 // (checkpoint) tensors; the inner mixer computes with the scaled copies made in prepare().
 class Scaled final : public Mixer {
 public:
-  Scaled(std::unique_ptr<Mixer> inner, const Scales& scales) : inner_(std::move(inner)) {
+  Scaled(std::unique_ptr<Mixer> inner, const Scales& all) : inner_(std::move(inner)) {
+    const Scales scales = active(all);
     size_t matched = 0;
     inner_->visit_params([&](const ParamRef& p) {
       Slot s{p, p.tensor, Tensor(), {}};

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "core/quant_blocks.h"
 #include "ops/device.h"
 #include "ops/elementwise/activations.h"
 #include "ops/elementwise/cpu_rows.h"
@@ -158,12 +159,21 @@ Tensor embedding(Exec& exec, const Tensor& ids_in, const Tensor& table) {
   Shape shape = ids.shape();
   shape.push_back(d);
   Tensor out = Tensor::empty(shape);
+  MAMBA_CHECK(table.dtype() == DType::f32 || table.is_contiguous(),
+              "a quantized embedding table is used as stored");
   for (int64_t i = 0; i < n; ++i) {
     const int64_t id = ids.dtype() == DType::i64 ? ids.data<int64_t>()[i] : ids.data<int32_t>()[i];
     if (id < 0 || id >= vocab)
       throw_error(ErrorCode::out_of_range, "token id ", id, " at position ", i,
                   " is outside the vocabulary [0, ", vocab, ")");
-    std::memcpy(out.f32() + i * d, table.f32() + id * d, static_cast<size_t>(d) * 4);
+    if (table.dtype() == DType::f32) {
+      std::memcpy(out.f32() + i * d, table.f32() + id * d, static_cast<size_t>(d) * 4);
+    } else {  // bf16 / a block format used in place (a GGUF): only the looked-up row is decoded
+      const size_t row_bytes = dtype_bytes(table.dtype(), d);
+      dequantize_row(table.dtype(),
+                     static_cast<const uint8_t*>(table.raw()) + static_cast<size_t>(id) * row_bytes, d,
+                     out.f32() + i * d);
+    }
   }
   return out;
 }

@@ -1,6 +1,7 @@
 // The per-ISA dot products behind quant_linear (internal to ops/quant): one weight row against
 // one quantized activation row. Each ISA's file defines its table; quant_linear.cpp picks one.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -34,12 +35,19 @@ struct ActBlock {
   int8_t q[32];
 };
 
+// Prefill tiles (quant_tile.inc): weight rows w + i·w_stride (bytes), i < kTileW, against
+// activation rows x + j·x_stride (blocks), j < kTileX; y[j·y_stride + i] = their dot (no bias).
+constexpr int kTileW = 2, kTileX = 4;
+using TileFn = void (*)(const uint8_t* w, size_t w_stride, const ActBlock* x, int64_t x_stride,
+                        int64_t n_blocks, float* y, int64_t y_stride);
+
 // n_blocks: the row's values / 32. Weight rows are the GGUF bytes of one row.
 struct Kernels {
   float (*q8_0)(const void* w, const ActBlock* x, int64_t n_blocks);
   float (*q4_0)(const void* w, const ActBlock* x, int64_t n_blocks);
   float (*q4_k)(const void* w, const ActBlock* x, int64_t n_blocks);
   float (*bf16)(const uint16_t* w, const float* x, int64_t n);
+  TileFn q8_0_tile = nullptr, q4_0_tile = nullptr, q4_k_tile = nullptr;  // null: row by row
 };
 
 extern const Kernels kernels_scalar;

@@ -94,7 +94,14 @@ MAMBA_AVX2 float dot_bf16(const uint16_t* w, const float* x, int64_t n) {
 }
 
 }  // namespace
+}  // namespace mamba::ops::quant
 
-const Kernels kernels_avx2 = {dot_q8_0, dot_q4_0, dot_q4_k, dot_bf16};
+#define MAMBA_TILE_TARGET MAMBA_AVX2
+#define MAMBA_TILE_DOT(a, b) dot_u8s8(a, b)
+#include "ops/quant/quant_tile.inc"
+
+namespace mamba::ops::quant {
+
+const Kernels kernels_avx2 = {dot_q8_0, dot_q4_0, dot_q4_k, dot_bf16, tile_q8_0, tile_q4_0, tile_q4_k};
 
 }  // namespace mamba::ops::quant

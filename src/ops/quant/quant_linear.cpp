@@ -155,7 +155,8 @@ const quant::Kernels& kernels_for(QuantIsa isa) {
 
 }  // namespace
 
-void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, QuantIsa isa) {
+void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, QuantIsa isa,
+                       bool tiled) {
   MAMBA_CHECK(quant_isa_supported(isa), quant_isa_name(isa));
   MAMBA_CHECK(x.is_contiguous() && weight.is_contiguous() && y.is_contiguous() && weight.dim() == 2);
   MAMBA_CHECK(is_quant_weight(weight.dtype()), dtype_name(weight.dtype()));
@@ -196,6 +197,36 @@ void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias
   // Chunks of weight rows: each chunk's rows stay in cache while every activation row passes.
   constexpr int64_t kChunk = 16;
   const int64_t n_chunks = (out + kChunk - 1) / kChunk;
+  // Prefill: kTileW x kTileX tiles over (chunk of weight rows) x (group of activation rows) tasks,
+  // parallel over both; the rows and columns left over at the edges go one by one.
+  const quant::TileFn tile = !tiled                 ? nullptr
+                             : dtype == DType::q8_0 ? k.q8_0_tile
+                             : dtype == DType::q4_0 ? k.q4_0_tile
+                             : dtype == DType::q4_k ? k.q4_k_tile
+                                                    : nullptr;
+  if (tile && rows >= quant::kTileX) {
+    constexpr int64_t kGroup = 64;  // activation rows per task (kTileX-aligned)
+    const int64_t n_groups = (rows + kGroup - 1) / kGroup;
+    parallel_for(n_chunks * n_groups, [&](int64_t task) {
+      const int64_t o0 = (task % n_chunks) * kChunk, o1 = std::min(out, o0 + kChunk);
+      const int64_t r0 = (task / n_chunks) * kGroup, r1 = std::min(rows, r0 + kGroup);
+      int64_t r = r0;
+      for (; r + quant::kTileX <= r1; r += quant::kTileX) {
+        int64_t o = o0;
+        for (; o + quant::kTileW <= o1; o += quant::kTileW)
+          tile(w + static_cast<size_t>(o) * row_bytes, row_bytes, xq.data() + r * n_blocks, n_blocks,
+               n_blocks, yp + r * out + o, out);
+        for (; o < o1; ++o)
+          for (int64_t j = r; j < r + quant::kTileX; ++j) yp[j * out + o] = dot(o, j);
+      }
+      for (; r < r1; ++r)
+        for (int64_t o = o0; o < o1; ++o) yp[r * out + o] = dot(o, r);
+      if (bp)
+        for (int64_t j = r0; j < r1; ++j)
+          for (int64_t o = o0; o < o1; ++o) yp[j * out + o] += bp[o];
+    });
+    return;
+  }
   parallel_for(n_chunks, [&](int64_t c) {
     const int64_t o_end = std::min(out, (c + 1) * kChunk);
     for (int64_t r = 0; r < rows; ++r)
@@ -204,7 +235,7 @@ void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias
 }
 
 void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y) {
-  quant_linear_into(x, weight, bias, y, quant_isa_best());
+  quant_linear_into(x, weight, bias, y, quant_isa_best(), true);
 }
 
 Tensor dequantize(const Tensor& weight) {

@@ -20,8 +20,11 @@ bool is_quant_weight(DType dtype);  // bf16, q8_0, q4_0, q4_k
 
 // y = x·Wᵀ (+ bias): x [rows, in] f32 contiguous; weight [out, in] of a quantized dtype,
 // contiguous; bias [out] f32 or undefined; y [rows, out] f32 contiguous. Parallel over rows of
-// the weight (OpenMP, core/parallel.h). `isa` must be supported.
-void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, QuantIsa isa);
+// the weight, and for prefill (rows >= 4, q8_0 / q4_0 / q4_k, `tiled`) over tiles of weight rows
+// x activation rows (OpenMP, core/parallel.h). `isa` must be supported; `tiled` false keeps one
+// row at a time (the reference the tiles are measured against).
+void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, QuantIsa isa,
+                       bool tiled = true);
 void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y);  // best isa
 
 // An f32 copy of a weight of any dtype (block formats dequantized).
