@@ -63,10 +63,10 @@ bool decode_png(PngRead& r, Image& out, bool& too_large) {
   png_bytep* volatile rows = nullptr;
   uint8_t* volatile wide = nullptr;  // 16-bit grayscale rows before clipping
   if (!info || setjmp(png_jmpbuf(png))) {
+    if (!info) std::snprintf(r.error, sizeof r.error, "libpng could not start");
     std::free(rows);
     std::free(wide);
     png_destroy_read_struct(&png, info ? &info : nullptr, nullptr);
-    if (!info) std::snprintf(r.error, sizeof r.error, "libpng could not start");
     return false;
   }
   png_set_read_fn(png, &r, png_read_fn);

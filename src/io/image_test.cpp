@@ -149,11 +149,11 @@ TEST(Image, BadFilesNameTheFile) {
   write_png(temp_path("ok.png"), random_image(32, 32, 2));
   const std::string png = read_file(temp_path("ok.png"));
   write_file_atomic(temp_path("trunc.png"), png.substr(0, png.size() / 2));
-  expect_error(temp_path("trunc.png"), "invalid PNG");
+  expect_error(temp_path("trunc.png"), "invalid PNG (truncated file)");
   std::string corrupt = png;
   corrupt[20] ^= 0x55;  // IHDR payload: CRC mismatch
   write_file_atomic(temp_path("corrupt.png"), corrupt);
-  expect_error(temp_path("corrupt.png"), "invalid PNG");
+  expect_error(temp_path("corrupt.png"), "invalid PNG (IHDR: CRC error)");
   write_jpeg_raw(temp_path("ok.jpg"), random_image(32, 32, 3), false, 90);
   const std::string jpg = read_file(temp_path("ok.jpg"));
   write_file_atomic(temp_path("trunc.jpg"), jpg.substr(0, jpg.size() / 2));
