@@ -343,6 +343,28 @@ TEST(Vim, SaveLoadRoundTripAndClassNames) {
   EXPECT_EQ(VimModel::load(path_join(dir, "model.safetensors")).config().depth, 2);
 }
 
+#ifdef MAMBACPP_VIM_PTH
+// A .pth as hustvl/Vim releases it ({"model": state dict, "optimizer": ..., "epoch": ...}, zip
+// format; tests/data/vim_pth/make_vim_pth.py writes it without torch) through the restricted
+// unpickler: the same weights, so the same logits, as the safetensors copy; both match the reference.
+TEST(Vim, PthCheckpointUnderModelKey) {
+  const std::string dir = MAMBACPP_VIM_PTH;
+  const VimModel st = VimModel::load(dir);  // model.safetensors is preferred in a folder
+  const VimModel pth = VimModel::load(path_join(dir, "model.pth"));
+  const Tensor x = random_images(2, st.config(), 21);
+  const Tensor a = pth.forward(exec, x);
+  EXPECT_EQ(testing::max_abs_diff(a, st.forward(exec, x)), 0.0f);
+  VimModel copy = VimModel::load(path_join(dir, "model.pth"));
+  const Params p = params_of(copy);
+  const Vec all = values(x), got = values(a);
+  const int64_t plane = 3 * 32 * 32;
+  for (int64_t b = 0; b < 2; ++b)
+    EXPECT_LT(max_rel(Vec(got.begin() + b * 5, got.begin() + (b + 1) * 5),
+                      naive_vim(st.config(), p, Vec(all.begin() + b * plane, all.begin() + (b + 1) * plane))),
+              1e-4);
+}
+#endif
+
 void expect_error(const std::function<void()>& fn, const std::vector<std::string>& fragments) {
   try {
     fn();
