@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -21,6 +23,7 @@
 #include "io/image.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
+#include "ops/device.h"
 #include "testing.h"
 
 namespace mamba {
@@ -468,8 +471,10 @@ TEST(Vim, ClassifyCommand) {
 #define MAMBACPP_VIM_FIXTURES ""
 #endif
 
+// MAMBACPP_VIM_FIXTURES in the environment overrides the checkout's folder (a binary run elsewhere).
 std::string vim_fixtures() {
-  const std::string dir = MAMBACPP_VIM_FIXTURES;
+  const char* env = std::getenv("MAMBACPP_VIM_FIXTURES");
+  const std::string dir = env && *env ? env : MAMBACPP_VIM_FIXTURES;
   return !dir.empty() && file_exists(path_join(dir, "inputs.npy")) ? dir : "";
 }
 
@@ -488,6 +493,17 @@ TEST(VimFixture, LogitsMatchThePyTorchReference) {
     ASSERT_EQ(got.shape(), want.shape()) << dir;
     EXPECT_LT(testing::max_abs_diff(got, want), 1e-4f) << dir;
     ++checked;
+    if (!ops::device_available(Device::cuda)) continue;
+    // On a GPU machine: the same ops through their CUDA paths, f32 then bf16 GEMM weights.
+    VimModel gpu = VimModel::load(dir);
+    gpu.to(Device::cuda);
+    ops::Exec cuda_exec(Device::cuda);
+    const float f32_err = testing::max_abs_diff(gpu.forward(cuda_exec, inputs).to(Device::cpu), want);
+    gpu.set_matmul_dtype(DType::bf16);
+    const float bf16_err = testing::max_abs_diff(gpu.forward(cuda_exec, inputs).to(Device::cpu), want);
+    EXPECT_LT(f32_err, 1e-4f) << dir << " (cuda f32)";
+    EXPECT_LT(bf16_err, 2e-2f) << dir << " (cuda bf16)";
+    std::printf("%s: cuda f32 max |err| %.3g, bf16 %.3g\n", dir.c_str(), f32_err, bf16_err);
   }
   EXPECT_GE(checked, 3);
 }

@@ -73,8 +73,9 @@ std::vector<double> softmax(const float* logits, int64_t n) {
   return p;
 }
 
+// "  name" when the checkpoint folder names its classes, else nothing.
 std::string class_name(const VimConfig& c, int64_t i) {
-  return i < static_cast<int64_t>(c.class_names.size()) ? c.class_names[static_cast<size_t>(i)] : "";
+  return i < static_cast<int64_t>(c.class_names.size()) ? "  " + c.class_names[static_cast<size_t>(i)] : "";
 }
 
 int run_bench(const ClassifyArgs& a) {
@@ -173,11 +174,13 @@ Runner add_classify(CLI::App& app) {
         if (a->dir.empty()) {
           std::printf("%s\n", files[i].c_str());
           for (size_t j = 0; j < k; ++j)
-            std::printf("  %zu. class %lld  p=%.4f  %s\n", j + 1, static_cast<long long>(order[j]),
+            std::printf("  %zu. class %lld  p=%.4f%s\n", j + 1, static_cast<long long>(order[j]),
                         p[static_cast<size_t>(order[j])], class_name(c, order[j]).c_str());
         } else {
-          std::printf("%s\t%lld\t%.4f\t%s\n", files[i].c_str(), static_cast<long long>(order[0]),
-                      p[static_cast<size_t>(order[0])], class_name(c, order[0]).c_str());
+          const std::string name = class_name(c, order[0]);  // "  name" or empty
+          std::printf("%s\t%lld\t%.4f%s%s\n", files[i].c_str(), static_cast<long long>(order[0]),
+                      p[static_cast<size_t>(order[0])], name.empty() ? "" : "\t",
+                      name.empty() ? "" : name.c_str() + 2);
         }
       }
     }
