@@ -16,12 +16,13 @@ inputs, and the torchvision/PIL evaluation transform applied to a few generated 
   OUT/models/<name>/logits.npy       float32 [2, num_classes] from the float64 forward
   OUT/images/*.png|jpg               source images
   OUT/images/<name>.crop224.png      PIL pixels after Resize(256, bicubic) + CenterCrop(224)
-  OUT/images/<name>.t48.npy          float32 [3, 48, 48]: Resize(55, bicubic), CenterCrop(48),
+  OUT/images/<name>.t32.npy          float32 [3, 32, 32]: Resize(37, bicubic), CenterCrop(32),
                                      ToTensor, Normalize(ImageNet mean/std)
   OUT/images/manifest.json, OUT/meta.json
 
 Usage (on a machine with PyTorch; torchvision and Pillow for the image part; no network):
   python3 scripts/vim_reference.py --out tests/data/vim [--official PATH/reference/official]
+  python3 scripts/vim_reference.py --out tests/data/vim --images-only   # Pillow alone, no torch
 Needs nothing else: .npy and .safetensors are written by hand (no numpy / safetensors needed).
 """
 import argparse
@@ -33,8 +34,11 @@ import struct
 import sys
 import textwrap
 
-import torch
-import torch.nn.functional as F
+try:  # the image part runs without torch (Pillow only); the models need it
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    torch = F = None
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -81,19 +85,23 @@ def find_official(arg):
 # ---------------------------------------------------------------------------------------------
 # Writers (no numpy / safetensors needed).
 
-def write_npy(path, t):
-    t = t.detach().to("cpu").contiguous()
-    descr = {torch.float32: "<f4", torch.float64: "<f8", torch.int64: "<i8"}[t.dtype]
-    shape = tuple(t.shape)
+def write_npy_values(path, values, shape, descr="<f4"):
+    """A NumPy .npy (version 1.0) of `values` (flat, row-major) with the given shape."""
     header = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (
         descr, "(%s)" % (", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "")))
     pad = 64 - (10 + len(header) + 1) % 64
     header = header + " " * pad + "\n"
-    fmt = {torch.float32: "f", torch.float64: "d", torch.int64: "q"}[t.dtype]
-    data = struct.pack("<%d%s" % (t.numel(), fmt), *t.flatten().tolist())
+    fmt = {"<f4": "f", "<f8": "d", "<i8": "q"}[descr]
+    data = struct.pack("<%d%s" % (len(values), fmt), *values)
     with open(path + ".tmp", "wb") as f:
         f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1") + data)
     os.replace(path + ".tmp", path)
+
+
+def write_npy(path, t):
+    t = t.detach().to("cpu").contiguous()
+    descr = {torch.float32: "<f4", torch.float64: "<f8", torch.int64: "<i8"}[t.dtype]
+    write_npy_values(path, t.flatten().tolist(), tuple(t.shape), descr)
 
 
 def write_safetensors(path, tensors):
@@ -245,7 +253,7 @@ MODELS = {
                        if_devide_out=True, use_middle_cls_token=True, final_pool_type="mean",
                        id2label={str(i): "class_%d" % i for i in range(10)}),
     # Overlapping patches (stride 8: Vim's "+" fine-tuning layout), head class token, summed directions.
-    "stride8_head_cls_sum": dict(img_size=64, patch_size=16, stride=8, embed_dim=32, depth=2, d_state=8,
+    "stride8_head_cls_sum": dict(img_size=64, patch_size=16, stride=8, embed_dim=24, depth=2, d_state=8,
                                  num_classes=7, if_devide_out=False, use_middle_cls_token=False),
     # No class token: mean pooling, LayerNorm; stored as a torch.save .pth under "model".
     "mean_pool_layernorm_pth": dict(img_size=64, patch_size=16, embed_dim=24, depth=3, d_state=8,
@@ -256,7 +264,7 @@ MODELS = {
 # ---------------------------------------------------------------------------------------------
 # Images: generated (no data set needed), the evaluation transform run by torchvision on PIL.
 
-def make_images(out_dir, g):
+def make_images(out_dir, rng):
     from PIL import Image
     specs = [("smooth_up", 150, 100, "png", "RGB"),   # shorter side 100 -> 256: upscaling
              ("photo_down", 320, 280, "jpg", "RGB"),  # 280 -> 256: antialiased downscaling
@@ -264,17 +272,15 @@ def make_images(out_dir, g):
              ("odd_wide", 401, 263, "jpg", "L")]      # grayscale JPEG, odd sizes (crop rounding)
     files = []
     for name, w, h, ext, mode in specs:
-        yy = torch.arange(h, dtype=torch.float64)[:, None]
-        xx = torch.arange(w, dtype=torch.float64)[None, :]
-        chans = []
-        for k in range(4):
-            f = 127 + 60 * torch.sin(xx / (7 + 5 * k) + yy / (11 + 3 * k) + k) + 40 * torch.cos(
-                (xx - w / 2) * (yy - h / 3) / (900 + 300 * k))
-            f = f + torch.randn(h, w, generator=g, dtype=torch.float64) * 6
-            chans.append(f.clamp(0, 255).round().to(torch.uint8))
         nch = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
-        data = torch.stack(chans[:nch], dim=-1).contiguous()
-        im = Image.frombytes(mode, (w, h), bytes(data.flatten().tolist()))
+        data = bytearray()
+        for y in range(h):
+            for x in range(w):
+                for k in range(nch):
+                    v = (127 + 60 * math.sin(x / (7 + 5 * k) + y / (11 + 3 * k) + k)
+                         + 40 * math.cos((x - w / 2) * (y - h / 3) / (900 + 300 * k)) + rng.gauss(0, 1))
+                    data.append(max(0, min(255, int(round(v)))))
+        im = Image.frombytes(mode, (w, h), bytes(data))
         fname = "%s.%s" % (name, ext)
         if ext == "jpg":
             im.save(os.path.join(out_dir, fname), quality=90)
@@ -284,13 +290,30 @@ def make_images(out_dir, g):
     return files
 
 
-def pil_to_tensor(im):
+def f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def normalized_values(im):
+    """ToTensor + Normalize as float32 values [3, h, w] (flat): torchvision's when it and torch are
+    there, else the same float32 arithmetic in Python (each step rounded to float32: a float64
+    subtraction or division of float32 operands rounds to the correctly rounded float32 result)."""
     try:
         from torchvision.transforms import functional as TF
-        return TF.to_tensor(im), "torchvision ToTensor"
-    except Exception:  # torchvision without numpy: the same arithmetic by hand
-        t = torch.tensor(list(im.tobytes()), dtype=torch.uint8).view(im.size[1], im.size[0], 3)
-        return t.permute(2, 0, 1).contiguous().to(torch.float32).div(255), "ToTensor by hand"
+        t = TF.to_tensor(im)
+        mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32)[:, None, None]
+        std = torch.tensor(IMAGENET_STD, dtype=torch.float32)[:, None, None]
+        return ((t - mean) / std).flatten().tolist(), "torchvision ToTensor + Normalize arithmetic"
+    except Exception:  # no torch / torchvision / numpy
+        w, h = im.size
+        px = im.tobytes()
+        out = []
+        for c in range(3):
+            m, s = f32(IMAGENET_MEAN[c]), f32(IMAGENET_STD[c])
+            for i in range(w * h):
+                v = f32(px[3 * i + c] / 255.0)
+                out.append(f32(f32(v - m) / s))
+        return out, "ToTensor + Normalize in float32 by hand"
 
 
 def eval_transform(im, resize, crop):
@@ -299,7 +322,7 @@ def eval_transform(im, resize, crop):
         from torchvision import transforms as T
         r = T.Resize(resize, interpolation=T.InterpolationMode.BICUBIC)(im)
         return T.CenterCrop(crop)(r), "torchvision"
-    except ImportError:  # the same calls torchvision makes on PIL images
+    except Exception:  # the same calls torchvision makes on PIL images
         from PIL import Image
         w, h = im.size
         short, long = min(w, h), max(w, h)
@@ -310,27 +333,25 @@ def eval_transform(im, resize, crop):
         return r.crop((left, top, left + crop, top + crop)), "PIL (torchvision absent)"
 
 
-def images_part(out, g):
+def images_part(out, seed):
     try:
         from PIL import Image
     except ImportError:
         print("vim_reference.py: Pillow not installed: no image fixtures (the preprocessing test will skip)")
         return
+    import random
     d = os.path.join(out, "images")
     os.makedirs(d, exist_ok=True)
     items, how = [], set()
-    for name, fname in make_images(d, g):
+    for name, fname in make_images(d, random.Random(seed)):
         im = Image.open(os.path.join(d, fname)).convert("RGB")  # torchvision ImageFolder's loader
         crop224, h1 = eval_transform(im, 256, 224)
         crop224.save(os.path.join(d, name + ".crop224.png"))
-        small, h2 = eval_transform(im, 55, 48)
-        t, h3 = pil_to_tensor(small)
-        mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32)[:, None, None]
-        std = torch.tensor(IMAGENET_STD, dtype=torch.float32)[:, None, None]
-        t = (t - mean) / std  # Normalize: sub_(mean).div_(std) in float32
-        write_npy(os.path.join(d, name + ".t48.npy"), t)
-        items.append({"file": fname, "crop224": name + ".crop224.png", "tensor": name + ".t48.npy",
-                      "resize": 55, "crop": 48})
+        small, h2 = eval_transform(im, 37, 32)
+        values, h3 = normalized_values(small)
+        write_npy_values(os.path.join(d, name + ".t32.npy"), values, (3, 32, 32))
+        items.append({"file": fname, "crop224": name + ".crop224.png", "tensor": name + ".t32.npy",
+                      "resize": 37, "crop": 32})
         how |= {h1, h2, h3}
     import PIL
     write_json(os.path.join(d, "manifest.json"), {"images": items, "pillow": PIL.__version__,
@@ -342,7 +363,14 @@ def main():
     ap.add_argument("--out", default="tests/data/vim")
     ap.add_argument("--official", default=None, help="folder holding mamba_ssm/ (the official reference)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--images-only", action="store_true", help="only the preprocessing part (Pillow, no torch)")
     args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    images_part(args.out, args.seed)
+    if args.images_only:
+        return
+    if torch is None:
+        sys.exit("vim_reference.py: PyTorch is needed for the model fixtures (--images-only makes the rest)")
     scan, scan_path = load_selective_scan_ref(find_official(args.official))
     torch.backends.cuda.matmul.allow_tf32 = False
     g = torch.Generator().manual_seed(args.seed)
@@ -361,7 +389,6 @@ def main():
         else:
             write_safetensors(os.path.join(d, "model.safetensors"), sd)
         print("%-26s logits %s  |max| %.4f" % (name, tuple(logits.shape), logits.abs().max().item()))
-    images_part(args.out, g)
     write_json(os.path.join(args.out, "meta.json"), {
         "made_by": "scripts/vim_reference.py", "torch": torch.__version__, "selective_scan_ref": scan_path,
         "precision": "float64 forward (official selective_scan_ref with its fp32 casts widened); "

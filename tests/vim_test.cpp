@@ -474,14 +474,15 @@ TEST(Vim, ClassifyCommand) {
 // MAMBACPP_VIM_FIXTURES in the environment overrides the checkout's folder (a binary run elsewhere).
 std::string vim_fixtures() {
   const char* env = std::getenv("MAMBACPP_VIM_FIXTURES");
-  const std::string dir = env && *env ? env : MAMBACPP_VIM_FIXTURES;
-  return !dir.empty() && file_exists(path_join(dir, "inputs.npy")) ? dir : "";
+  return env && *env ? env : MAMBACPP_VIM_FIXTURES;
 }
 
 TEST(VimFixture, LogitsMatchThePyTorchReference) {
   const std::string root = vim_fixtures();
-  if (root.empty())
-    GTEST_SKIP() << "tests/data/vim not generated yet: run scripts/vim_reference.py (docs/vision.md)";
+  if (!file_exists(path_join(root, "inputs.npy")))
+    GTEST_SKIP() << root
+                 << "/inputs.npy absent: the model fixtures need PyTorch, run scripts/vim_reference.py "
+                 << "on a machine that has it (docs/vision.md)";
   const Tensor inputs = io::read_npy(path_join(root, "inputs.npy"));
   int checked = 0;
   for (const auto& e : std::filesystem::directory_iterator(path_join(root, "models"))) {
@@ -509,12 +510,9 @@ TEST(VimFixture, LogitsMatchThePyTorchReference) {
 }
 
 TEST(VimFixture, PreprocessingMatchesTorchvisionOnPil) {
-  const std::string root = vim_fixtures();
-  if (root.empty())
-    GTEST_SKIP() << "tests/data/vim not generated yet: run scripts/vim_reference.py (docs/vision.md)";
-  const std::string dir = path_join(root, "images");
+  const std::string dir = path_join(vim_fixtures(), "images");
   if (!file_exists(path_join(dir, "manifest.json")))
-    GTEST_SKIP() << dir << ": PIL/torchvision were absent when made";
+    GTEST_SKIP() << dir << "/manifest.json absent: run scripts/vim_reference.py --images-only (Pillow)";
   const nlohmann::json man = nlohmann::json::parse(read_file(path_join(dir, "manifest.json")));
   int checked = 0;
   for (const auto& item : man.at("images")) {
