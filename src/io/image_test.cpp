@@ -167,6 +167,35 @@ TEST(Image, BadFilesNameTheFile) {
   expect_error(temp_path("missing.png"), "missing.png");
 }
 
+// Every truncation and a few thousand byte mutations of a PNG and a JPEG: decoded or refused with
+// an Error, never a crash (libpng / libjpeg longjmp out of their errors).
+TEST(Image, TruncationsAndMutationsNeverCrash) {
+  write_png(temp_path("m.png"), random_image(24, 17, 6));
+  write_jpeg_raw(temp_path("m.jpg"), random_image(24, 17, 7), false, 80);
+  std::mt19937 rng(8);
+  for (const char* name : {"m.png", "m.jpg"}) {
+    const std::string s = read_file(temp_path(name));
+    const std::vector<uint8_t> bytes(s.begin(), s.end());
+    int decoded = 0, refused = 0;
+    auto attempt = [&](const std::vector<uint8_t>& b) {
+      try {
+        const Image im = decode_image(b, name);
+        EXPECT_EQ(im.rgb.size(), static_cast<size_t>(im.width * im.height * 3));
+        ++decoded;
+      } catch (const Error&) {
+        ++refused;
+      }
+    };
+    for (size_t n = 0; n < bytes.size(); ++n) attempt(std::vector<uint8_t>(bytes.begin(), bytes.begin() + n));
+    for (int i = 0; i < 3000; ++i) {
+      std::vector<uint8_t> b = bytes;
+      for (int k = 0; k < 1 + i % 4; ++k) b[rng() % b.size()] = static_cast<uint8_t>(rng());
+      attempt(b);
+    }
+    EXPECT_GT(refused, static_cast<int>(bytes.size()) / 2) << name;  // truncations are refused
+  }
+}
+
 // The resize formula evaluated directly in double precision (no fixed point): Pillow's result may
 // differ by one level where a value lands near .5.
 Image naive_resize(const Image& in, int64_t w, int64_t h) {
