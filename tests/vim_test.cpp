@@ -368,6 +368,27 @@ TEST(Vim, PthCheckpointUnderModelKey) {
 }
 #endif
 
+TEST(Vim, ClassNamesFromClassesTxtOrId2label) {
+  const std::string dir = testing::fresh_temp_dir("vim_names");
+  VimModel::random(tiny_config([](nlohmann::json& j) { j.erase("class_names"); }), 3).save(dir);
+  EXPECT_TRUE(VimModel::load(dir).config().class_names.empty());
+  write_file_atomic(path_join(dir, "classes.txt"), "cat\ndog\r\nfox\nowl\nbee\n");
+  EXPECT_EQ(VimModel::load(dir).config().class_names,
+            (std::vector<std::string>{"cat", "dog", "fox", "owl", "bee"}));
+  write_file_atomic(path_join(dir, "classes.txt"), "cat\ndog\n");
+  try {
+    VimModel::load(dir);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("classes.txt: 2 class names, expected num_classes 5"),
+              std::string::npos)
+        << e.what();
+  }
+  const VimConfig c =
+      models::parse_vim_config({{"num_classes", 3}, {"id2label", {{"2", "z"}, {"0", "x"}}}}, "cfg");
+  EXPECT_EQ(c.class_names, (std::vector<std::string>{"x", "", "z"}));
+}
+
 void expect_error(const std::function<void()>& fn, const std::vector<std::string>& fragments) {
   try {
     fn();

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -154,9 +155,11 @@ VimConfig parse_vim_config(const nlohmann::json& j, const std::string& source) {
   }
   if (r.has("class_names")) {
     c.class_names = io::string_list(r, "class_names");
-  } else {
-    std::filesystem::path p(source);
+  } else if (std::filesystem::path p(source);
+             p.filename() == "config.json") {  // a file: classes.txt beside it
     read_class_names(c, r, p.has_parent_path() ? p.parent_path().string() : std::string("."));
+  } else {
+    read_class_names(c, r, "");  // id2label only
   }
   c.finalize(source);
   return c;
