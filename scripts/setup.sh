@@ -6,6 +6,7 @@ packages=(
   build-essential g++ cmake ninja-build pkg-config git
   libopenblas-openmp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev clang-format
+  libpng-dev libjpeg62-turbo-dev  # image input of the vision models (docs/vision.md)
   clang libclang-rt-14-dev libomp-dev  # the sanitizer stage: libFuzzer, ASan + UBSan (scripts/sanitize.sh)
 )
 missing=()

@@ -21,6 +21,7 @@ Runner add_train(CLI::App& app);
 Runner add_eval(CLI::App& app);
 Runner add_serve(CLI::App& app);
 Runner add_quantize(CLI::App& app);
+Runner add_classify(CLI::App& app);
 
 // --dtype, the storage type of the linear layers' weights (logits, bench, generate, chat).
 inline CLI::Option* add_dtype_option(CLI::App& app, std::string& dtype) {

@@ -76,6 +76,8 @@ int main(int argc, char** argv) {
       mambacpp::cli::add_serve);
   add("quantize", "write a model as a llama.cpp GGUF with bf16 / q8_0 / q4_0 / q4_k weights",
       mambacpp::cli::add_quantize);
+  add("classify", "classify images with a Vision Mamba (Vim) model, or --bench its throughput",
+      mambacpp::cli::add_classify);
   if (argc <= 1 || (argc == 2 && std::string(argv[1]) == "help")) {  // no arguments: usage
     std::fputs(app.help().c_str(), stdout);
     return 0;

@@ -22,6 +22,11 @@
 //   mambacpp::train::Trainer trainer(config);                         // (config, "ckpt/") resumes
 //   trainer.run();                                                     // steps, evals, checkpoints
 //
+// Image classification with Vision Mamba (models/vim.h, io/image.h; docs/vision.md):
+//   auto vim = mambacpp::VimModel::load("path/to/vim");              // config.json + weights (.pth too)
+//   mambacpp::Tensor x = mambacpp::preprocess_image(mambacpp::read_image("cat.jpg"), {}, "cat.jpg");
+//   mambacpp::Tensor logits = vim.forward(exec, x.view({1, 3, 224, 224}));  // [1, num_classes]
+//
 // Errors in inputs (files, configs, token ids) throw mambacpp::Error with a one-line message.
 //
 // Threading: a `const Model&` is immutable and may be shared by any number of threads. Everything
@@ -40,10 +45,12 @@
 #include "core/parallel.h"
 #include "core/tensor.h"
 #include "io/gguf.h"
+#include "io/image.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
 #include "models/config.h"
 #include "models/model.h"
+#include "models/vim.h"
 #include "ops/device.h"
 #include "runtime/batch.h"
 #include "runtime/gguf_tokenizer.h"
@@ -79,6 +86,10 @@ using mamba::io::CheckpointFormat;
 using mamba::io::GgufFile;
 using mamba::io::GgufTensorInfo;
 using mamba::io::GgufValue;
+using mamba::io::Image;
+using mamba::io::ImageTransform;
+using mamba::io::preprocess_image;
+using mamba::io::read_image;
 using mamba::io::read_npy;
 using mamba::io::SafeTensors;
 using mamba::io::save_safetensors;
@@ -95,6 +106,8 @@ using mamba::models::ParamRef;
 using mamba::models::RopeMode;
 using mamba::models::State;
 using mamba::models::SublayerTimes;
+using mamba::models::VimConfig;
+using mamba::models::VimModel;
 using mamba::ops::device_available;
 using mamba::ops::device_description;
 using mamba::ops::device_synchronize;
