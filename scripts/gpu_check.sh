@@ -19,7 +19,7 @@ DEPS_PREFIX=/tmp/mambacpp-deps
 DEB_PACKAGES="libopenblas-dev libopenblas0-pthread libopenblas-pthread-dev libopenblas0 libgfortran5 libquadmath0
   libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 nlohmann-json3-dev libcli11-dev libgtest-dev
   pkgconf pkgconf-bin libpkgconf3 pkg-config libcpp-httplib-dev libcpp-httplib0.11 libssl-dev libssl3 zlib1g-dev
-  zlib1g libbrotli-dev libbrotli1"
+  zlib1g libbrotli-dev libbrotli1 libpng-dev libpng16-16 libjpeg62-turbo-dev libjpeg62-turbo libjpeg-dev"
 
 prepare() {
   mkdir -p "$ROOT/.device_deps"
@@ -43,7 +43,8 @@ setup_deps() {
   command -v pkg-config >/dev/null || missing=1
   [ $missing = 0 ] && ! pkg-config --exists openblas libpcre2-8 && missing=1
   [ -f /usr/include/gtest/gtest.h ] && [ -f /usr/include/nlohmann/json.hpp ] && [ -f /usr/include/CLI/CLI.hpp ] || missing=1
-  [ $missing = 0 ] && ! pkg-config --exists cpp-httplib && missing=1
+  [ $missing = 0 ] && ! pkg-config --exists cpp-httplib libpng && missing=1
+  [ -f /usr/include/jpeglib.h ] || [ -f /usr/include/x86_64-linux-gnu/jpeglib.h ] || missing=1
   [ $missing = 0 ] && return 0
   if ! ls "$ROOT"/.device_deps/*.deb >/dev/null 2>&1; then
     echo "missing build dependencies and no .device_deps/ carried (run: scripts/gpu_check.sh prepare)"
