@@ -53,6 +53,7 @@
 #include "sampling/sampler.h"
 #include "sampling/stop_criteria.h"
 #include "tokenizer/tokenizer.h"
+#include "dist/comm.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -126,5 +127,7 @@ inline void set_num_threads(int n) {
 
 // Training (train/trainer.h): tasks, AdamW, checkpoints, the loop: mambacpp::train::Trainer.
 namespace train = mamba::train;
+// Collectives between the ranks of a data-parallel run (dist/comm.h; docs/distributed.md).
+namespace dist = mamba::dist;
 
 }  // namespace mambacpp
