@@ -47,7 +47,8 @@ std::unique_ptr<Communicator> make_communicator(const DistConfig& config, Device
   if (config.backend != "auto" && config.backend != "socket" && config.backend != "nccl")
     throw_error(ErrorCode::invalid_argument, "dist: backend expected auto, socket or nccl, found '",
                 config.backend, "'");
-  if (config.size == 1) return std::make_unique<SingleCommunicator>();
+  // One rank: no-ops, unless NCCL is asked for by name (a one-GPU check of the NCCL plumbing).
+  if (config.size == 1 && config.backend != "nccl") return std::make_unique<SingleCommunicator>();
   const bool nccl = config.backend == "nccl" || (config.backend == "auto" && device == Device::cuda);
   if (!nccl) return make_socket_communicator(config);
   if (!nccl_backend::built())

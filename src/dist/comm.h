@@ -58,8 +58,9 @@ public:
   std::vector<double> all_reduce_sum(std::vector<double> values);
 };
 
-// The communicator for `config` and tensors on `device`: single when size is 1, else socket on
-// the CPU and nccl on CUDA (backend "socket" forces the socket one on CUDA too). Throws
+// The communicator for `config` and tensors on `device`: single when size is 1 (unless backend
+// is "nccl"), else socket on the CPU and nccl on CUDA (backend "socket" forces the socket one on
+// CUDA too). Throws
 // Error(invalid_argument) for a bad rank/size, Error(io) when the rendezvous fails (naming the
 // address, the port and the rank that did not come) and Error(unsupported) for nccl in a build
 // without CUDA.

@@ -272,7 +272,7 @@ std::string Trainer::save_checkpoint() const {
     where_.comm->barrier();
     return path_join(config_.checkpoint_dir, checkpoint_name(step_));
   }
-  const std::string dir =
+  const std::string written =
       write_checkpoint(config_.checkpoint_dir, step_, config_.keep_checkpoints, [&](const std::string& dir) {
         model_->save(dir);
         // A byte-level model names its tokenizer in config.json, so `generate`, `chat` and `serve`
@@ -295,7 +295,7 @@ std::string Trainer::save_checkpoint() const {
         write_file_atomic(path_join(dir, "trainer.json"), trainer.dump(2) + "\n");
       });
   if (dp_) where_.comm->barrier();
-  return dir;
+  return written;
 }
 
 // A fresh run starts the log; a resumed one keeps the rows up to its step (rows written after
