@@ -39,6 +39,7 @@
 #include "core/file_util.h"
 #include "core/parallel.h"
 #include "core/tensor.h"
+#include "dist/comm.h"
 #include "io/gguf.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
@@ -53,7 +54,6 @@
 #include "sampling/sampler.h"
 #include "sampling/stop_criteria.h"
 #include "tokenizer/tokenizer.h"
-#include "dist/comm.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
