@@ -133,6 +133,13 @@ TEST(DistTrainCli, BadSplitsAreOneErrorLine) {
   r = run("train " + tiny + " --steps 2 --procs 2 --gpus 4");
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("--gpus 4 and --procs 2 disagree"), std::string::npos) << r.err;
+  // Without a CUDA device, --gpus fails once in the launcher (a CUDA machine would start the ranks).
+  if (testing::run_cli(MAMBACPP_CLI, "train " + tiny + " --steps 1 --device cuda").status != 0) {
+    r = run("train " + tiny + " --steps 2 --gpus 2 --device cuda");
+    EXPECT_EQ(r.status, 1);
+    EXPECT_EQ(testing::count_lines(r.err), 1u) << r.err;
+    EXPECT_NE(r.err.find("--device cuda: "), std::string::npos) << r.err;
+  }
 }
 
 // The launcher with its stderr in a file, one rank killed (SIGKILL) once training runs.

@@ -279,6 +279,7 @@ int run_train(const TrainFlags& f_in) {
       throw_error(ErrorCode::invalid_argument, "train: the global batch ", config.batch,
                   " is not divisible by ", ranks, " ranks (--batch must be a multiple of the rank count)");
     check_dtype_device(f.dtype, f.device);
+    parse_device(f.device);  // no CUDA (build or device): one line here, not one per rank
     if (f.print_config) {
       std::printf("%s\n", train::to_json(config).dump(2).c_str());
       return 0;

@@ -140,6 +140,25 @@ int launch_ranks(int n, const std::string& what) {
     if (WIFEXITED(st) && WEXITSTATUS(st) == 0) continue;
     failed_rank = r;
     failed_status = st;
+    // A rank's death makes its peers fail too ("lost rank K"), and a peer may be reaped first: the
+    // ranks that end within the next half second are collected, and one killed by a signal (the
+    // likelier cause) is named over one that exited with an error.
+    const auto grace = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+    while (!ranks.empty() && std::chrono::steady_clock::now() < grace && !WIFSIGNALED(failed_status)) {
+      int st2 = 0;
+      const pid_t p2 = ::waitpid(-1, &st2, WNOHANG);
+      if (p2 <= 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        continue;
+      }
+      const auto it2 = ranks.find(p2);
+      if (it2 == ranks.end()) continue;
+      if (WIFSIGNALED(st2)) {
+        failed_rank = it2->second;
+        failed_status = st2;
+      }
+      ranks.erase(it2);
+    }
     stop_others();
   }
   if (failed_rank < 0) return 0;
