@@ -12,10 +12,12 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "commands.h"
 #include "flags.h"
+#include "launcher.h"
 #include "loss_plot.h"
 
 namespace mambacpp::cli {
@@ -30,7 +32,11 @@ struct TrainFlags {
   int threads = 0;
   bool print_config = false;
   // Where the run computes (not saved in the checkpoint: give them again on --resume).
-  std::string device = "cpu", dtype = "f32";
+  std::string device, dtype = "f32";  // device: cpu, or cuda with --gpus
+  // Data parallel (docs/distributed.md): ranks launched here, the optimizer sharded or not.
+  int gpus = 0, procs = 0;
+  bool zero1 = false;
+  std::string dist_backend = "auto";
   std::vector<std::string> kernels;  // --kernel NAME=VALUE
   // Model shape (ssm_cfg fields of a state-spaces/mamba config.json).
   std::optional<std::string> layer, rope;
@@ -250,8 +256,50 @@ void write_plot(const std::string& path, const train::TrainConfig& config, const
   mambacpp::write_file_atomic(path, loss_plot_png(curve, title));
 }
 
-int run_train(const TrainFlags& f) {
-  if (!f.plot.empty()) {  // its folder is made, as the log's and the checkpoints' are, and checked first
+// The ranks of a data-parallel run on this host (--gpus N / --procs N), 0 when not asked for.
+int requested_ranks(const TrainFlags& f) {
+  if (f.gpus > 0 && f.procs > 0 && f.gpus != f.procs)
+    throw_error(ErrorCode::invalid_argument, "train: --gpus ", f.gpus, " and --procs ", f.procs, " disagree");
+  return std::max(f.gpus, f.procs);
+}
+
+int run_train(const TrainFlags& f_in) {
+  TrainFlags f = f_in;
+  if (f.device.empty()) f.device = f.gpus > 0 ? "cuda" : "cpu";
+  const int ranks = requested_ranks(f);
+  const std::optional<dist::DistConfig> env_rank = rank_from_env();
+  if (env_rank && ranks > 0 && ranks != env_rank->size)
+    throw_error(ErrorCode::invalid_argument, "train: --", f.gpus > 0 ? "gpus " : "procs ", ranks,
+                " but this process is a rank of ", env_rank->size, " (the launcher's or mpirun's)");
+  if (!env_rank && ranks > 1) {
+    // The launcher: the flags and the config are checked once here (one error line, not N),
+    // then every rank runs this same command line with its rank in the environment.
+    const train::TrainConfig config = resolve_config(f);
+    if (config.batch % ranks != 0)
+      throw_error(ErrorCode::invalid_argument, "train: the global batch ", config.batch,
+                  " is not divisible by ", ranks, " ranks (--batch must be a multiple of the rank count)");
+    check_dtype_device(f.dtype, f.device);
+    parse_device(f.device);  // no CUDA (build or device): one line here, not one per rank
+    if (f.print_config) {
+      std::printf("%s\n", train::to_json(config).dump(2).c_str());
+      return 0;
+    }
+    return launch_ranks(ranks, "train");
+  }
+  // A rank (or the single process): the communicator first, before any device work, since on
+  // CUDA it selects the rank's GPU (its local rank).
+  std::unique_ptr<dist::Communicator> comm;
+  if (env_rank && env_rank->size > 1) {
+    dist::DistConfig dc = *env_rank;
+    dc.backend = f.dist_backend;
+    comm = dist::make_communicator(dc, f.device == "cuda" ? Device::cuda : Device::cpu);
+    // CPU ranks of one host share its cores.
+    if (f.threads == 0 && f.device == "cpu")
+      f.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / dc.size);
+  }
+  const bool lead = !comm || comm->rank() == 0;  // prints, plots; the others only compute
+  if (!f.plot.empty() &&
+      lead) {  // its folder is made, as the log's and the checkpoints' are, and checked first
     std::error_code ec;
     const std::filesystem::path parent = std::filesystem::path(f.plot).parent_path();
     if (!parent.empty()) std::filesystem::create_directories(parent, ec);
@@ -260,7 +308,7 @@ int run_train(const TrainFlags& f) {
   set_num_threads(f.threads);
   const train::TrainConfig config = resolve_config(f);
   if (f.print_config) {
-    std::printf("%s\n", train::to_json(config).dump(2).c_str());
+    if (lead) std::printf("%s\n", train::to_json(config).dump(2).c_str());
     return 0;
   }
   train::TrainDevice where;
@@ -271,16 +319,28 @@ int run_train(const TrainFlags& f) {
   else if (f.dtype != "f32")
     throw_error(ErrorCode::invalid_argument, "--dtype expected f32 or bf16, found '", f.dtype, "'");
   check_dtype_device(f.dtype, f.device);
+  where.comm = comm.get();
+  where.zero1 = f.zero1;
   train::Trainer trainer =
       f.resume.empty() ? train::Trainer(config, where) : train::Trainer(config, f.resume, where);
   const Model& model = trainer.model();
+  if (!lead) {  // a rank other than 0: the same steps, collectives and checkpoints, silently
+    trainer.run();
+    return 0;
+  }
+  std::string ranks_text;
+  if (comm)
+    ranks_text =
+        " x " + std::to_string(comm->size()) + " ranks (" + comm->name() + (f.zero1 ? ", ZeRO-1" : "") + ")";
   std::fprintf(
-      stderr, "train: task %s, %s x %lld, d_model %lld, %lld parameters, batch %lld, %s %lld steps on %s%s\n",
+      stderr,
+      "train: task %s, %s x %lld, d_model %lld, %lld parameters, batch %lld, %s %lld steps on %s%s%s\n",
       config.task.c_str(), mixer_kind_name(model.config().ssm_layer),
       static_cast<long long>(model.config().n_layer), static_cast<long long>(model.config().d_model),
       static_cast<long long>(model.n_params()), static_cast<long long>(config.batch),
       f.resume.empty() ? "from scratch," : "resuming,", static_cast<long long>(config.steps),
-      f.device.c_str(), where.matmul_dtype == DType::bf16 ? " (bf16 mixed precision)" : "");
+      f.device.c_str(), ranks_text.c_str(),
+      where.matmul_dtype == DType::bf16 ? " (bf16 mixed precision)" : "");
   Progress progress(trainer.steps_done(), config.steps);
   train::EvalStats last_eval;
   train::RunCallbacks callbacks;
@@ -338,7 +398,17 @@ Runner add_train(CLI::App& app) {
   add_threads_option(app, f->threads);
   app.add_option("--plot", f->plot, "write the training-loss curve to this PNG at the end");
   app.add_flag("--print-config", f->print_config, "print the resolved config as JSON and exit");
-  add_device_option(app, f->device, "cpu or cuda (default cpu; not saved: repeat it on --resume)");
+  add_device_option(app, f->device,
+                    "cpu or cuda (default cpu, cuda with --gpus; not saved: repeat it on --resume)");
+  app.add_option("--gpus", f->gpus, "data parallel over N GPUs of this host: N ranks, one per GPU (NCCL)")
+      ->check(int_range(1));
+  app.add_option("--procs", f->procs,
+                 "data parallel over N processes of this host (--device cpu: the CPU path)")
+      ->check(int_range(1));
+  app.add_flag("--zero1", f->zero1, "data parallel: shard the AdamW moments across the ranks (ZeRO-1)");
+  app.add_option("--dist-backend", f->dist_backend,
+                 "collectives: auto (nccl on cuda, sockets on cpu), socket, nccl")
+      ->check(CLI::IsMember({"auto", "socket", "nccl"}));
   add_kernel_option(app, f->kernels);
   app.add_option(
          "--dtype", f->dtype,

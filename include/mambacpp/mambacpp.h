@@ -44,6 +44,7 @@
 #include "core/file_util.h"
 #include "core/parallel.h"
 #include "core/tensor.h"
+#include "dist/comm.h"
 #include "io/gguf.h"
 #include "io/image.h"
 #include "io/npy.h"
@@ -142,5 +143,7 @@ inline void set_num_threads(int n) {
 
 // Training (train/trainer.h): tasks, AdamW, checkpoints, the loop: mambacpp::train::Trainer.
 namespace train = mamba::train;
+// Collectives between the ranks of a data-parallel run (dist/comm.h; docs/distributed.md).
+namespace dist = mamba::dist;
 
 }  // namespace mambacpp

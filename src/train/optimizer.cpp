@@ -3,6 +3,7 @@
 // loops are ops (ops/optim), which run where the tensors live, so this file stays device-free.
 #include "train/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -62,46 +63,96 @@ void zero_grads(ops::Exec& exec, models::Model& grads) {
   grads.visit_params([&](const models::ParamRef& p) { ops::zero_(exec, *p.tensor); });
 }
 
-AdamW::AdamW(models::Model& params, const AdamWOptions& options) : options_(options) {
-  // The moments live beside their parameter (on the model's device), in f32.
+FlatLayout FlatLayout::of(models::Model& params) {
+  FlatLayout l;
   params.visit_params([&](const models::ParamRef& p) {
-    const Device device = p.tensor->device();
-    slots_.push_back({p.name, Tensor::zeros(p.shape, DType::f32, device),
-                      Tensor::zeros(p.shape, DType::f32, device), !p.no_weight_decay});
+    const int64_t n = p.tensor->numel();
+    l.entries.push_back({p.name, p.shape, l.total, n, !p.no_weight_decay});
+    l.total += n;
   });
+  return l;
+}
+
+AdamW::AdamW(models::Model& params, const AdamWOptions& options) : AdamW(params, options, 0, -1, -1) {}
+
+AdamW::AdamW(models::Model& params, const AdamWOptions& options, int64_t begin, int64_t end, int64_t capacity)
+    : options_(options), layout_(FlatLayout::of(params)) {
+  begin_ = begin;
+  end_ = end < 0 ? layout_.total : end;
+  if (capacity < 0) capacity = end_ - begin_;
+  MAMBA_CHECK(0 <= begin_ && begin_ <= end_ && end_ <= layout_.total && capacity >= end_ - begin_);
+  // The moments live beside the parameters (on the model's device), in f32.
+  Device device = Device::cpu;
+  params.visit_params([&](const models::ParamRef& p) { device = p.tensor->device(); });
+  m_ = Tensor::zeros({std::max<int64_t>(capacity, 1)}, DType::f32, device);
+  v_ = Tensor::zeros({std::max<int64_t>(capacity, 1)}, DType::f32, device);
+  for (size_t i = 0; i < layout_.entries.size(); ++i) {
+    const FlatLayout::Entry& e = layout_.entries[i];
+    const int64_t lo = std::max(begin_, e.offset), hi = std::min(end_, e.offset + e.numel);
+    if (lo >= hi) continue;
+    slots_.push_back({i, lo - e.offset, hi - e.offset, m_.slice(0, lo - begin_, hi - begin_),
+                      v_.slice(0, lo - begin_, hi - begin_)});
+  }
 }
 
 // torch.optim.AdamW, single-tensor path: p ← p·(1 − lr·wd); m ← m + (g − m)(1 − β1);
 // v ← β2·v + (1 − β2)·g²; p ← p − (lr / (1 − β1^t)) · m / (√v / √(1 − β2^t) + eps).
-void AdamW::step(ops::Exec& exec, models::Model& params, models::Model& grads, double lr) {
+template <typename GradOf>
+void AdamW::update(ops::Exec& exec, models::Model& params, double lr, const GradOf& grad_of) {
   ++steps_;
   const double b1 = options_.beta1, b2 = options_.beta2;
   const double step_size = lr / (1.0 - std::pow(b1, static_cast<double>(steps_)));
   const double bc2_sqrt = std::sqrt(1.0 - std::pow(b2, static_cast<double>(steps_)));
-  std::vector<Tensor> g_list;
-  grads.visit_params([&](const models::ParamRef& p) { g_list.push_back(*p.tensor); });
-  MAMBA_CHECK(g_list.size() == slots_.size(), "grads do not match the optimizer's parameters");
-  size_t k = 0;
-  params.visit_params([&](const models::ParamRef& p) {
-    Slot& s = slots_[k];
-    const Tensor& grad = g_list[k++];
-    MAMBA_CHECK(s.name == p.name && grad.numel() == p.tensor->numel(), s.name << " vs " << p.name);
+  std::vector<Tensor> p_list;
+  params.visit_params([&](const models::ParamRef& p) { p_list.push_back(*p.tensor); });
+  MAMBA_CHECK(p_list.size() == layout_.entries.size(), "params do not match the optimizer's");
+  for (Slot& s : slots_) {
+    const FlatLayout::Entry& e = layout_.entries[s.entry];
+    MAMBA_CHECK(p_list[s.entry].numel() == e.numel, e.name);
+    Tensor param = p_list[s.entry].view({e.numel}).slice(0, s.lo, s.hi);
+    const Tensor grad = grad_of(s);
     ops::AdamWScalars sc;
     sc.beta1 = b1;
     sc.beta2 = b2;
     sc.eps = options_.eps;
-    sc.decay = s.decay ? 1.0 - lr * options_.weight_decay : 1.0;
+    sc.decay = e.decay ? 1.0 - lr * options_.weight_decay : 1.0;
     sc.step_size = step_size;
     sc.bc2_sqrt = bc2_sqrt;
-    ops::adamw_update(exec, *p.tensor, grad, s.m, s.v, sc);
+    ops::adamw_update(exec, param, grad, s.m, s.v, sc);
+  }
+}
+
+void AdamW::step(ops::Exec& exec, models::Model& params, models::Model& grads, double lr) {
+  std::vector<Tensor> g_list;
+  grads.visit_params([&](const models::ParamRef& p) { g_list.push_back(*p.tensor); });
+  MAMBA_CHECK(g_list.size() == layout_.entries.size(), "grads do not match the optimizer's parameters");
+  update(exec, params, lr, [&](const Slot& s) {
+    const Tensor& g = g_list[s.entry];
+    return g.view({g.numel()}).slice(0, s.lo, s.hi);
+  });
+}
+
+void AdamW::step_flat(ops::Exec& exec, models::Model& params, const Tensor& grad_shard, double lr) {
+  MAMBA_CHECK(grad_shard.numel() >= end_ - begin_, "gradient shard smaller than the optimizer's range");
+  update(exec, params, lr, [&](const Slot& s) {
+    const int64_t off = layout_.entries[s.entry].offset + s.lo - begin_;
+    return grad_shard.slice(0, off, off + (s.hi - s.lo));
   });
 }
 
 void AdamW::save(const std::string& path, const std::map<std::string, std::string>& metadata) const {
+  MAMBA_CHECK(begin_ == 0 && end_ == layout_.total, "a sharded optimizer saves through save_full");
+  save_full(path, metadata, m_, v_);
+}
+
+void AdamW::save_full(const std::string& path, const std::map<std::string, std::string>& metadata,
+                      const Tensor& m_full, const Tensor& v_full) const {
+  MAMBA_CHECK(m_full.numel() >= layout_.total && v_full.numel() >= layout_.total);
+  const Tensor m = m_full.to(Device::cpu), v = v_full.to(Device::cpu);
   std::vector<std::pair<std::string, Tensor>> tensors;
-  for (const Slot& s : slots_) {
-    tensors.emplace_back("exp_avg." + s.name, s.m);
-    tensors.emplace_back("exp_avg_sq." + s.name, s.v);
+  for (const FlatLayout::Entry& e : layout_.entries) {
+    tensors.emplace_back("exp_avg." + e.name, m.slice(0, e.offset, e.offset + e.numel).view(e.shape));
+    tensors.emplace_back("exp_avg_sq." + e.name, v.slice(0, e.offset, e.offset + e.numel).view(e.shape));
   }
   std::map<std::string, std::string> meta = metadata;
   meta["step"] = std::to_string(steps_);
@@ -114,13 +165,15 @@ void AdamW::save(const std::string& path, const std::map<std::string, std::strin
 
 std::map<std::string, std::string> AdamW::load(const std::string& path) {
   const io::SafeTensors st = io::SafeTensors::open(path);
+  for (const FlatLayout::Entry& e : layout_.entries)
+    for (const char* prefix : {"exp_avg.", "exp_avg_sq."})
+      if (!st.contains(prefix + e.name))
+        throw_error(ErrorCode::not_found, path, ": missing optimizer tensor '", prefix + e.name, "'");
   for (Slot& s : slots_) {
+    const FlatLayout::Entry& e = layout_.entries[s.entry];
     for (auto [prefix, dst] : {std::pair<const char*, Tensor*>{"exp_avg.", &s.m}, {"exp_avg_sq.", &s.v}}) {
-      const std::string name = prefix + s.name;
-      if (!st.contains(name))
-        throw_error(ErrorCode::not_found, path, ": missing optimizer tensor '", name, "'");
-      const Device device = dst->device();  // saved and loaded through the host
-      *dst = st.get_f32(name, s.m.shape()).to(device);
+      const Tensor host = st.get_f32(prefix + e.name, e.shape);  // saved and loaded through the host
+      dst->copy_from(host.contiguous().view({e.numel}).slice(0, s.lo, s.hi).to(dst->device()));
     }
   }
   const auto& meta = st.metadata();

@@ -46,31 +46,70 @@ Tensor clip_grad_norm_sq(ops::Exec& exec, models::Model& grads, double max_norm)
 // Sets every gradient to zero (before accumulating the next step's).
 void zero_grads(ops::Exec& exec, models::Model& grads);
 
+// A model's parameters laid end to end in visit order (a tied head once, as visit_params): the
+// flat space ZeRO-1 shards and the data-parallel step packs its buckets in.
+struct FlatLayout {
+  struct Entry {
+    std::string name;
+    Shape shape;
+    int64_t offset = 0, numel = 0;
+    bool decay = true;
+  };
+  std::vector<Entry> entries;
+  int64_t total = 0;
+
+  static FlatLayout of(models::Model& params);
+};
+
 class AdamW {
 public:
   // One (m, v) pair per parameter of `params`, named as the parameter, zero-initialized.
   AdamW(models::Model& params, const AdamWOptions& options);
+  // ZeRO-1: the moments of the flat range [begin, end) of FlatLayout::of(params) only, held in
+  // buffers of `capacity` >= end − begin elements (zero tail: the ranks' shards are equal for
+  // all_gather). The file format (save/load) stays the unsharded one.
+  AdamW(models::Model& params, const AdamWOptions& options, int64_t begin, int64_t end, int64_t capacity);
 
-  // One update with learning rate lr; `grads` is params.new_grads() filled by backward.
-  // The caller then refreshes the model's derived constants (Model::params_updated).
+  // One update with learning rate lr of the parameters in the optimizer's range; `grads` is
+  // params.new_grads() filled by backward. The caller then refreshes the model's derived
+  // constants (Model::params_updated).
   void step(ops::Exec& exec, models::Model& params, models::Model& grads, double lr);
+  // The same with the range's gradient given flat (1-D, end − begin elements): ZeRO-1's shard.
+  void step_flat(ops::Exec& exec, models::Model& params, const Tensor& grad_shard, double lr);
   int64_t steps() const { return steps_; }
   const AdamWOptions& options() const { return options_; }
+  int64_t begin() const { return begin_; }
+  int64_t end() const { return end_; }
+  const FlatLayout& layout() const { return layout_; }
+  // The moments of the range, flat ([capacity] f32 on the model's device): what ZeRO-1 gathers.
+  const Tensor& flat_m() const { return m_; }
+  const Tensor& flat_v() const { return v_; }
 
-  // optimizer.safetensors: "exp_avg.<param>" and "exp_avg_sq.<param>" (f32), metadata "step",
-  // the options, and `metadata` (the trainer's RNG / data position). Written atomically.
+  // optimizer.safetensors: "exp_avg.<param>" and "exp_avg_sq.<param>" (f32, shaped as the
+  // parameter), metadata "step", the options, and `metadata` (the trainer's RNG / data position).
+  // Written atomically. save() needs the whole range; a sharded optimizer's caller gathers the
+  // moments (flat, [>= layout().total]) and calls save_full.
   void save(const std::string& path, const std::map<std::string, std::string>& metadata = {}) const;
-  // Restores m, v and the step count; every parameter must be present with its shape (Error
-  // naming the file otherwise). Returns the file's metadata.
+  void save_full(const std::string& path, const std::map<std::string, std::string>& metadata,
+                 const Tensor& m_full, const Tensor& v_full) const;
+  // Restores the range's m, v and the step count; every parameter must be present with its
+  // shape (Error naming the file otherwise). Returns the file's metadata.
   std::map<std::string, std::string> load(const std::string& path);
 
 private:
+  // A parameter's part [lo, hi) (of its flattened elements) inside the range.
   struct Slot {
-    std::string name;
-    Tensor m, v;  // shaped like the parameter
-    bool decay = true;
+    size_t entry = 0;
+    int64_t lo = 0, hi = 0;
+    Tensor m, v;  // 1-D views into m_ / v_
   };
+  template <typename GradOf>
+  void update(ops::Exec& exec, models::Model& params, double lr, const GradOf& grad_of);
+
   AdamWOptions options_;
+  FlatLayout layout_;
+  int64_t begin_ = 0, end_ = 0;
+  Tensor m_, v_;
   std::vector<Slot> slots_;
   int64_t steps_ = 0;
 };

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <sstream>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "core/json_guard.h"
 #include "ops/cross_entropy/cross_entropy.h"
 #include "ops/device.h"
+#include "ops/optim/optim.h"
 #include "train/checkpoint.h"
 
 namespace mamba::train {
@@ -105,6 +107,10 @@ Trainer::~Trainer() {
 
 void Trainer::init() {
   validate(config_, "training config");
+  const int ranks = where_.comm ? where_.comm->size() : 1;
+  if (config_.batch % ranks != 0)
+    throw_error(ErrorCode::invalid_argument, "train: the global batch ", config_.batch,
+                " is not divisible by the ", ranks, " ranks (each rank takes batch / ranks rows)");
   exec_ = std::make_unique<ops::Exec>(where_.device, where_.plan);
   config_.schedule.total_steps = config_.steps;
   task_ = make_task(config_.task, config_.task_options);
@@ -117,7 +123,16 @@ void Trainer::place() {
   model_->to(where_.device);
   make_compute_model();
   grads_ = std::make_unique<models::Model>((compute_ ? *compute_ : *model_).new_grads());  // fp32
-  optimizer_ = std::make_unique<AdamW>(*model_, config_.adamw);  // beside the master
+  dp_.reset();
+  if (where_.comm && where_.comm->size() > 1) {
+    dp_ = std::make_unique<DataParallel>(*where_.comm, *model_, where_.zero1, where_.bucket_elems);
+    dp_->broadcast_params(*exec_, *model_);  // rank 0's weights everywhere (they agree already)
+    refresh_compute_model();
+  }
+  if (dp_ && dp_->zero1())  // ZeRO-1: this rank's moments only
+    optimizer_ = std::make_unique<AdamW>(*model_, config_.adamw, dp_->begin(), dp_->end(), dp_->capacity());
+  else
+    optimizer_ = std::make_unique<AdamW>(*model_, config_.adamw);  // beside the master
 }
 
 // Mixed precision: the optimizer updates the fp32 master (model_); forward and backward run on
@@ -156,12 +171,32 @@ void Trainer::refresh_compute_model() {
   compute_->params_updated(*exec_);
 }
 
+namespace {
+
+int64_t count_answers(const Tensor& targets) {
+  int64_t counted = 0;
+  const int64_t* tgt = targets.data<int64_t>();
+  for (int64_t r = 0; r < targets.numel(); ++r) counted += tgt[r] >= 0;
+  return counted;
+}
+
+}  // namespace
+
 StepStats Trainer::step() {
   const auto start = std::chrono::steady_clock::now();
   StepStats s;
   s.max_length = config_.curriculum.max_length(step_);
+  // The global batch, the same on every rank; a rank of N takes rows [r·B/N, (r+1)·B/N).
   Rng rng = Rng::for_index(config_.seed, train_stream, static_cast<uint64_t>(step_));
   const Batch b = sample_batch(*task_, config_.batch, config_.curriculum.min_length, s.max_length, rng);
+  Tensor ids = b.ids, targets = b.targets;
+  const int64_t global_count = count_answers(b.targets);
+  if (dp_) {
+    const int64_t rows = config_.batch / dp_->size(), first = rows * dp_->rank();
+    ids = b.ids.slice(0, first, first + rows).contiguous();
+    targets = b.targets.slice(0, first, first + rows).contiguous();
+  }
+  const int64_t local_count = dp_ ? count_answers(targets) : global_count;
   ops::Exec& exec = *exec_;
   const ops::ExecScope bind(exec);  // the step's copies too
   zero_grads(exec, *grads_);
@@ -170,13 +205,32 @@ StepStats Trainer::step() {
   // correct count and the gradient norm stay on the model's device until the step's end, where one
   // copy brings all three back: on CUDA the step syncs the host once, not per loss read, logits
   // read and parameter norm.
-  const Tensor logits = net.forward_train(exec, b.ids, acts_);
+  const Tensor logits = net.forward_train(exec, ids, acts_);
   Tensor dlogits;
-  const Tensor ce = ops::cross_entropy_train(exec, logits, b.targets, dlogits);  // {loss, correct}
+  const Tensor ce = ops::cross_entropy_train(exec, logits, targets, dlogits);  // {loss, correct}
+  // Data parallel: a rank's loss is the mean over its own answers; weighting it (and so its
+  // gradient) by local / global answers makes the sum over ranks the one-process mean over the
+  // global batch's answers, whatever the split of answers between the ranks.
+  const double weight =
+      dp_ ? static_cast<double>(local_count) / static_cast<double>(std::max<int64_t>(global_count, 1)) : 1.0;
+  if (dp_) ops::scale_(exec, dlogits, weight);
   net.backward(exec, dlogits, acts_, *grads_);
-  const Tensor norm_sq = clip_grad_norm_sq(exec, *grads_, config_.clip);
   s.lr = config_.schedule.at(step_);
-  optimizer_->step(exec, *model_, *grads_, s.lr);
+  Tensor norm_sq;
+  if (dp_ && dp_->zero1()) {
+    // ZeRO-1: this rank's range of the summed gradient; the global norm from the ranks' partial
+    // sums of squares; AdamW on the range; then every rank gathers the updated parameters.
+    Tensor shard = dp_->reduce_scatter_grads(exec, *grads_);
+    norm_sq = ops::sum_squares_total(exec, {shard});
+    where_.comm->all_reduce_sum(norm_sq);
+    if (config_.clip > 0) ops::clip_scale_(exec, shard, norm_sq, config_.clip);
+    optimizer_->step_flat(exec, *model_, shard, s.lr);
+    dp_->all_gather_params(exec, *model_);
+  } else {
+    if (dp_) dp_->all_reduce_grads(exec, *grads_);  // every rank then holds the same gradients
+    norm_sq = clip_grad_norm_sq(exec, *grads_, config_.clip);
+    optimizer_->step(exec, *model_, *grads_, s.lr);
+  }
   model_->params_updated(exec);
   refresh_compute_model();
   Tensor packed = Tensor::empty({3}, DType::i64, ce.device());  // 8-byte slots holding doubles
@@ -185,11 +239,14 @@ StepStats Trainer::step() {
   const Tensor host = packed.to(Device::cpu);  // synchronizes: the step's time includes its device work
   ops::device_synchronize(where_.device);
   const double* v = static_cast<const double*>(host.raw());
-  int64_t counted = 0;
-  const int64_t* tgt = b.targets.data<int64_t>();
-  for (int64_t r = 0; r < b.targets.numel(); ++r) counted += tgt[r] >= 0;
-  s.loss = v[0];
-  s.accuracy = counted > 0 ? v[1] / static_cast<double>(counted) : 0.0;
+  double loss = v[0], correct = v[1];
+  if (dp_) {  // the global batch's loss (Σ of the weighted rank losses) and correct count
+    const std::vector<double> sums = where_.comm->all_reduce_sum(std::vector<double>{v[0] * weight, v[1]});
+    loss = sums[0];
+    correct = sums[1];
+  }
+  s.loss = loss;
+  s.accuracy = global_count > 0 ? correct / static_cast<double>(global_count) : 0.0;
   s.grad_norm = std::sqrt(v[2]);
   s.step = ++step_;
   s.tokens = b.n_tokens;
@@ -204,10 +261,19 @@ EvalStats Trainer::evaluate_now() const {
   return evaluate(*exec_, *model_, *task_, length, batch, config_.eval_batches, config_.seed);
 }
 
+// Data parallel: every rank calls this (ZeRO-1 gathers the moments, a collective); rank 0 alone
+// writes, the full unsharded state, so the checkpoint resumes on any number of ranks; the others
+// wait at a barrier until it is in place. Returns the folder on every rank.
 std::string Trainer::save_checkpoint() const {
   MAMBA_CHECK(!config_.checkpoint_dir.empty());
-  return write_checkpoint(
-      config_.checkpoint_dir, step_, config_.keep_checkpoints, [&](const std::string& dir) {
+  std::pair<Tensor, Tensor> moments;
+  if (dp_ && dp_->zero1()) moments = dp_->gather_moments(*optimizer_);
+  if (dp_ && dp_->rank() != 0) {
+    where_.comm->barrier();
+    return path_join(config_.checkpoint_dir, checkpoint_name(step_));
+  }
+  const std::string written =
+      write_checkpoint(config_.checkpoint_dir, step_, config_.keep_checkpoints, [&](const std::string& dir) {
         model_->save(dir);
         // A byte-level model names its tokenizer in config.json, so `generate`, `chat` and `serve`
         // take text without a tokenizer.json (runtime::load_tokenizer reads the key).
@@ -218,19 +284,24 @@ std::string Trainer::save_checkpoint() const {
           write_file_atomic(file, model_config.dump(4) + "\n");
         }
         // Batch i is a function of (seed, i): the data position is the step.
-        optimizer_->save(path_join(dir, "optimizer.safetensors"),
-                         {{"format", format_tag},
-                          {"data_seed", std::to_string(config_.seed)},
-                          {"data_step", std::to_string(step_)}});
+        const std::map<std::string, std::string> meta = {{"format", format_tag},
+                                                         {"data_seed", std::to_string(config_.seed)},
+                                                         {"data_step", std::to_string(step_)}};
+        if (moments.first.defined())
+          optimizer_->save_full(path_join(dir, "optimizer.safetensors"), meta, moments.first, moments.second);
+        else
+          optimizer_->save(path_join(dir, "optimizer.safetensors"), meta);
         const json trainer = {{"format", format_tag}, {"step", step_}, {"config", to_json(config_)}};
         write_file_atomic(path_join(dir, "trainer.json"), trainer.dump(2) + "\n");
       });
+  if (dp_) where_.comm->barrier();
+  return written;
 }
 
 // A fresh run starts the log; a resumed one keeps the rows up to its step (rows written after
 // the checkpoint by an interrupted run are dropped) and appends.
 void Trainer::open_log() {
-  if (config_.log_csv.empty() || log_) return;
+  if (config_.log_csv.empty() || log_ || rank() != 0) return;
   const std::filesystem::path parent = std::filesystem::path(config_.log_csv).parent_path();
   std::error_code ec;
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
@@ -269,7 +340,8 @@ void Trainer::run(const RunCallbacks& cb) {
     if (cb.on_step) cb.on_step(s);
     const bool last = step_ == config_.steps;
     EvalStats eval;
-    const bool do_eval = last || (config_.eval_every > 0 && step_ % config_.eval_every == 0);
+    // Evaluation on rank 0 only (the others go on to the next step's collectives and wait there).
+    const bool do_eval = rank() == 0 && (last || (config_.eval_every > 0 && step_ % config_.eval_every == 0));
     if (do_eval) {
       eval = evaluate_now();
       if (cb.on_eval) cb.on_eval(step_, eval);

@@ -1,7 +1,8 @@
 // The training loop: batch i = f(seed, i) from the task and curriculum -> forward_train ->
-// masked cross-entropy -> backward -> clip -> AdamW -> (eval, checkpoint, CSV row). Because a
-// batch depends only on (seed, step), resuming from a checkpoint replays the same loss curve
-// as an uninterrupted run.
+// masked cross-entropy -> backward -> (data parallel: gradient all-reduce or ZeRO-1
+// reduce-scatter) -> clip -> AdamW -> (eval, checkpoint, CSV row). Because a batch depends only
+// on (seed, step), resuming from a checkpoint replays the same loss curve as an uninterrupted
+// run, on any number of ranks.
 //
 //   Trainer trainer(config);                                       // or Trainer(config, ckpt)
 //   trainer.run({.on_step = [](const StepStats& s) { ... }});
@@ -12,7 +13,9 @@
 #include <memory>
 #include <string>
 
+#include "dist/comm.h"
 #include "models/model.h"
+#include "train/data_parallel.h"
 #include "train/optimizer.h"
 #include "train/tasks.h"
 #include "train/train_config.h"
@@ -46,6 +49,11 @@ struct TrainDevice {
   Device device = Device::cpu;
   DType matmul_dtype = DType::f32;
   ops::KernelPlan plan = {};  // kernel choices of the trainer's Exec (ops/exec.h)
+  // Data parallel (docs/distributed.md): this process is rank comm->rank() of comm->size(); null
+  // or size 1 is one process. Every rank draws the same global batch and takes its rows.
+  dist::Communicator* comm = nullptr;       // not owned; outlives the Trainer
+  bool zero1 = false;                       // shard the AdamW moments across the ranks (ZeRO-1)
+  int64_t bucket_elems = int64_t{1} << 22;  // f32 elements per gradient all-reduce bucket (16 MiB)
 };
 
 struct RunCallbacks {
@@ -77,6 +85,8 @@ public:
   // The fp32 master weights (on the run's device).
   const models::Model& model() const { return *model_; }
   const TrainDevice& device() const { return where_; }
+  int rank() const { return dp_ ? dp_->rank() : 0; }
+  int world_size() const { return dp_ ? dp_->size() : 1; }
 
 private:
   void init();
@@ -94,6 +104,7 @@ private:
   std::unique_ptr<models::Model> compute_;  // bf16 GEMM weights (mixed precision), else null
   models::Activations acts_;
   std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<DataParallel> dp_;  // null in a one-process run
   int64_t step_ = 0;
   std::FILE* log_ = nullptr;
 };
