@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "core/file_util.h"
 #include "io/gguf.h"
+#include "io/image.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
 #include "io/torch_pickle.h"
@@ -323,11 +324,22 @@ bool request(const uint8_t* data, size_t size) {
   }
 }
 
+bool image(const uint8_t* data, size_t size) {
+  const std::string path = put("image", data, size);
+  return clean([&] {
+    const io::Image img = io::read_image(path);
+    io::ImageTransform t;
+    t.resize = 20;
+    t.crop = 16;
+    g_sink = g_sink + touch(io::preprocess_image(img, t, path));
+  });
+}
+
 Entry find_entry(const std::string& surface) {
   static const std::map<std::string, Entry> entries = {
       {"safetensors", safetensors}, {"config", config}, {"npy", npy}, {"tokenizer_json", tokenizer_json},
       {"tokenize", tokenize},       {"state", state},   {"bin", bin}, {"chat_template", chat_template},
-      {"request", request},         {"gguf", gguf},
+      {"request", request},         {"gguf", gguf},     {"image", image},
   };
   auto it = entries.find(surface);
   return it == entries.end() ? nullptr : it->second;

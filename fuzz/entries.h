@@ -37,6 +37,10 @@ bool chat_template(const uint8_t* data, size_t size);
 // a chat request's messages rendered with a fixture template, as the server does.
 bool request(const uint8_t* data, size_t size);
 
+// image: the bytes as an image file -> io::read_image (PNG or JPEG by signature), then the
+// evaluation transform at a small size (resize 20, crop 16) of io::preprocess_image.
+bool image(const uint8_t* data, size_t size);
+
 // Entry by surface name (the names above), nullptr for an unknown one.
 Entry find_entry(const std::string& surface);
 

@@ -13,6 +13,7 @@
 #include <csetjmp>
 #include <cstring>
 
+#include "core/checked.h"
 #include "core/error.h"
 #include "core/file_util.h"
 
@@ -25,6 +26,9 @@ void check_size(int64_t w, int64_t h, const std::string& name) {
   if (w <= 0 || h <= 0 || w > kMaxSide || h > kMaxSide)
     throw_error(ErrorCode::unsupported, name, ": image size ", w, "x", h, " (expected 1..", kMaxSide,
                 " pixels a side)");
+  // The header's size is checked against the allocation ceiling before the pixels are allocated:
+  // a 100-byte file may claim 16384 x 16384 (the RGB buffer, and a 16-bit PNG's rows, twice that).
+  check_allocation(static_cast<uint64_t>(w) * static_cast<uint64_t>(h) * 6, name + ": decoded pixels");
 }
 
 // ---- PNG ----
