@@ -337,8 +337,8 @@ bool image(const uint8_t* data, size_t size) {
 
 Entry find_entry(const std::string& surface) {
   static const std::map<std::string, Entry> entries = {
-      {"safetensors", safetensors}, {"config", config}, {"npy", npy}, {"tokenizer_json", tokenizer_json},
-      {"tokenize", tokenize},       {"state", state},   {"bin", bin}, {"chat_template", chat_template},
+      {"safetensors", safetensors}, {"config", config}, {"npy", npy},     {"tokenizer_json", tokenizer_json},
+      {"tokenize", tokenize},       {"state", state},   {"bin", bin},     {"chat_template", chat_template},
       {"request", request},         {"gguf", gguf},     {"image", image},
   };
   auto it = entries.find(surface);
