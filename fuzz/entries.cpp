@@ -22,6 +22,7 @@
 #include "io/safetensors.h"
 #include "io/torch_pickle.h"
 #include "models/model.h"
+#include "models/vim.h"
 #include "ops/exec.h"
 #include "runtime/hash.h"
 #include "runtime/model_files.h"
@@ -335,11 +336,31 @@ bool image(const uint8_t* data, size_t size) {
   });
 }
 
+bool vim(const uint8_t* data, size_t size) {
+  // The folder holds the tiny checkpoint of tests/data/vim_pth (embed 16, depth 2, 32x32, patch 8);
+  // the input is its config.json. A config the checks let through either disagrees with the
+  // weights (Error) or describes them, and then classifies one image.
+  static const std::string dir = [] {
+    const std::string d = scratch_dir() + "/vim";
+    fs::create_directories(d);
+    fs::copy_file(std::string(MAMBACPP_SOURCE_DIR) + "/tests/data/vim_pth/model.safetensors",
+                  d + "/model.safetensors", fs::copy_options::overwrite_existing);
+    return d;
+  }();
+  put("vim/config.json", data, size);
+  return clean([&] {
+    const models::VimModel m = models::VimModel::load(dir);
+    const models::VimConfig& c = m.config();
+    ops::Exec exec;
+    g_sink = g_sink + touch(m.forward(exec, Tensor::zeros({1, c.channels, c.img_size, c.img_size})));
+  });
+}
+
 Entry find_entry(const std::string& surface) {
   static const std::map<std::string, Entry> entries = {
       {"safetensors", safetensors}, {"config", config}, {"npy", npy},     {"tokenizer_json", tokenizer_json},
       {"tokenize", tokenize},       {"state", state},   {"bin", bin},     {"chat_template", chat_template},
-      {"request", request},         {"gguf", gguf},     {"image", image},
+      {"request", request},         {"gguf", gguf},     {"image", image}, {"vim", vim},
   };
   auto it = entries.find(surface);
   return it == entries.end() ? nullptr : it->second;

@@ -41,6 +41,10 @@ bool request(const uint8_t* data, size_t size);
 // evaluation transform at a small size (resize 20, crop 16) of io::preprocess_image.
 bool image(const uint8_t* data, size_t size);
 
+// vim: the bytes as config.json of a Vim folder beside a tiny checkpoint -> models::VimModel::load,
+// then a forward pass on one image when the config matches the weights.
+bool vim(const uint8_t* data, size_t size);
+
 // Entry by surface name (the names above), nullptr for an unknown one.
 Entry find_entry(const std::string& surface);
 
