@@ -190,16 +190,17 @@ Runner add_info(CLI::App& app) {
       print_family_dims(c.family_json);
     std::printf("weights:      %s\n", stored_dtypes(dir).c_str());
     std::printf("parameters:   %lld\n", static_cast<long long>(model.n_params()));
-    if (dir.ends_with(".gguf") && load_tokenizer(dir))
+    const auto tokenizer = load_tokenizer(dir);  // loaded once: a GGUF vocabulary may be large
+    if (!tokenizer)
+      std::printf("tokenizer:    none (generate takes --prompt-ids, or --tokenizer FILE|byte)\n");
+    else if (dir.ends_with(".gguf"))
       std::printf("tokenizer:    the file's tokenizer.ggml.*, %lld tokens\n",
-                  static_cast<long long>(load_tokenizer(dir)->vocab_size()));
+                  static_cast<long long>(tokenizer->vocab_size()));
     else if (mambacpp::file_exists(mambacpp::path_join(dir, "tokenizer.json")))
       std::printf("tokenizer:    tokenizer.json, %lld tokens\n",
-                  static_cast<long long>(load_tokenizer(dir)->vocab_size()));
-    else if (load_tokenizer(dir))
-      std::printf("tokenizer:    byte (one token per byte; config.json \"tokenizer\")\n");
+                  static_cast<long long>(tokenizer->vocab_size()));
     else
-      std::printf("tokenizer:    none (generate takes --prompt-ids, or --tokenizer FILE|byte)\n");
+      std::printf("tokenizer:    byte (one token per byte; config.json \"tokenizer\")\n");
     std::printf("state bytes:  %lld per sequence", static_cast<long long>(fixed));
     if (per_token > 0)
       std::printf(" + %lld per token (attention KV cache)", static_cast<long long>(per_token));

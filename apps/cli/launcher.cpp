@@ -2,9 +2,7 @@
 // its arguments are re-read from /proc/self, so every rank runs exactly the command given.
 #include "launcher.h"
 
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,20 +24,6 @@ std::optional<int> env_int(const char* name, int lo) {
   if (*end != '\0' || x < lo || x > 1 << 20)
     throw_error(ErrorCode::invalid_argument, name, ": expected an integer >= ", lo, ", found '", v, "'");
   return static_cast<int>(x);
-}
-
-// A TCP port free on 127.0.0.1 now (the kernel's pick; rank 0 binds it again a moment later).
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-    throw_error(ErrorCode::io, "launcher: cannot find a free TCP port on 127.0.0.1");
-  ::close(fd);
-  return ntohs(a.sin_port);
 }
 
 std::vector<std::string> own_arguments() {
@@ -89,7 +73,7 @@ std::optional<dist::DistConfig> rank_from_env() {
 int launch_ranks(int n, const std::string& what) {
   const std::vector<std::string> args = own_arguments();
   const std::optional<int> fixed_port = env_int("MASTER_PORT", 1);
-  const std::string port = std::to_string(fixed_port ? *fixed_port : free_port());
+  const std::string port = std::to_string(fixed_port ? *fixed_port : dist::free_loopback_port());
   std::fflush(stdout);
   std::fflush(stderr);
   std::map<pid_t, int> ranks;  // running ranks

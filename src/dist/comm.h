@@ -69,4 +69,8 @@ std::unique_ptr<Communicator> make_communicator(const DistConfig& config, Device
 // The socket communicator itself (tests; the NCCL bootstrap).
 std::unique_ptr<Communicator> make_socket_communicator(const DistConfig& config);
 
+// A TCP port free on 127.0.0.1 now (the kernel's pick; rank 0 binds it again a moment later), for
+// the one-host launcher and the tests. Throws Error(io) when none can be had.
+int free_loopback_port();
+
 }  // namespace mamba::dist

@@ -2,8 +2,6 @@
 // are copies, but every call, dtype mapping, in-place use and the unique-id bootstrap run through
 // NCCL, against the naive sums. Skipped without a CUDA device.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -14,18 +12,6 @@
 
 namespace mamba::dist {
 namespace {
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 float value(int r, int64_t i) {
   return static_cast<float>(r + 1) + static_cast<float>(i % 31) * 0.0625f;
@@ -87,7 +73,7 @@ int rank_body(int rank, int n, int port) {
 // multi-GPU runs go through `mambacpp train --gpus N`: scripts/dist_gpu_check.sh).
 TEST(NcclComm, OneRankCollectivesRunThroughNccl) {
   if (!ops::device_available(Device::cuda)) GTEST_SKIP() << "no CUDA device";
-  EXPECT_EQ(rank_body(0, 1, free_port()), 0);
+  EXPECT_EQ(rank_body(0, 1, free_loopback_port()), 0);
 }
 
 }  // namespace

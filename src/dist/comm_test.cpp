@@ -4,8 +4,6 @@
 #include "dist/comm.h"
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,23 +18,10 @@
 namespace mamba::dist {
 namespace {
 
-// A port free at this moment (bound to 0, read back, released).
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 // Runs body(comm) in `n` forked ranks; returns each rank's exit status (0 = its checks held).
 // A child reports a failed check or an exception on stderr and exits 1.
 std::vector<int> run_ranks(int n, const std::function<void(Communicator&)>& body, double timeout_s = 20) {
-  const int port = free_port();
+  const int port = free_loopback_port();
   std::vector<pid_t> pids;
   for (int r = 0; r < n; ++r) {
     const pid_t pid = ::fork();
@@ -205,7 +190,7 @@ TEST(Comm, AMissingRankTimesOutWithItsNumber) {
   DistConfig c;
   c.rank = 0;
   c.size = 3;
-  c.port = free_port();
+  c.port = free_loopback_port();
   c.timeout_s = 0.2;
   try {
     make_communicator(c, Device::cpu);

@@ -325,4 +325,18 @@ std::unique_ptr<Communicator> make_socket_communicator(const DistConfig& config)
   return std::make_unique<SocketCommunicator>(config);
 }
 
+int free_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw_error(ErrorCode::io, "dist: cannot open a socket to find a free TCP port on 127.0.0.1");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
+  ::close(fd);
+  if (!ok) throw_error(ErrorCode::io, "dist: cannot find a free TCP port on 127.0.0.1");
+  return ntohs(a.sin_port);
+}
+
 }  // namespace mamba::dist
