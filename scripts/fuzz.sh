@@ -41,7 +41,7 @@ fi
 # Per surface: the longest input worth mutating and the dictionary (JSON syntax + the format's words).
 declare -A max_len=([safetensors]=4096 [config]=4096 [npy]=1024 [tokenizer_json]=8192 [tokenize]=1024
                     [state]=65536 [bin]=4096 [chat_template]=4096 [request]=2048 [gguf]=16384
-                    [image]=20480 [vim]=2048)
+                    [image]=4096 [vim]=2048)
 declare -A dict=([safetensors]="json safetensors" [config]="json config" [npy]="npy" [tokenizer_json]="json tokenizer"
                  [tokenize]="tokenizer" [state]="state" [bin]="bin" [chat_template]="template" [request]="json request"
                  [gguf]="gguf" [image]="image" [vim]="json config")

@@ -1,6 +1,6 @@
 // The execution context every op runs in: the device, the kernel plan (which kernel an op picks
 // where several compute the same thing), the per-op profiler switch and the backend's context (on
-// CUDA: a stream, the cuBLAS / cuBLASLt handles bound to it and a GEMM workspace, created by the
+// CUDA: a stream, the cuBLAS handle bound to it and a GEMM workspace, created by the
 // backend on the first CUDA work of this Exec).
 //
 //   ops::Exec exec(Device::cuda);            // or Exec(Device::cuda, plan)

@@ -3,7 +3,6 @@
 // throws mamba::Error (a model or batch too large: bad input); any other failure aborts with
 // file and line (a bug, or a broken device).
 #pragma once
-#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 

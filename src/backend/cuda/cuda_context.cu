@@ -28,7 +28,6 @@ struct Context {
   bool created = false;
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
-  cublasLtHandle_t cublaslt = nullptr;
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
 };
@@ -47,7 +46,6 @@ Context& ready(Context* c) {
     CUBLAS_CHECK(cublasSetStream(c->cublas, c->stream));
     // fp32 GEMMs must stay fp32 (SPEC §0, fixtures at 1e-4): no TF32 tensor-op math.
     CUBLAS_CHECK(cublasSetMathMode(c->cublas, CUBLAS_DEFAULT_MATH));
-    CUBLAS_CHECK(cublasLtCreate(&c->cublaslt));
     c->created = true;
   }
   return *c;
@@ -69,7 +67,6 @@ void destroy_context(Context* c) {
     if (c->workspace) (void)cudaFreeAsync(c->workspace, c->stream);
     if (cudaStreamSynchronize(c->stream) == cudaSuccess) {
       retire_stream(c->stream);
-      (void)cublasLtDestroy(c->cublaslt);
       (void)cublasDestroy(c->cublas);
       (void)cudaStreamDestroy(c->stream);
     } else {
@@ -128,9 +125,6 @@ cudaStream_t stream() {
 }
 cublasHandle_t cublas() {
   return ready(bound).cublas;
-}
-cublasLtHandle_t cublaslt() {
-  return ready(bound).cublaslt;
 }
 
 cudaStream_t bound_stream() {

@@ -1,6 +1,6 @@
 // The device context a CUDA op uses: the one bound to the calling thread (cuda_device.h's
 // bind_context; ops::ExecScope binds its Exec's). Its stream orders that Exec's work (the caching
-// allocator reuses a freed block on the stream it came from), its cuBLAS / cuBLASLt handles use
+// allocator reuses a freed block on the stream it came from), its cuBLAS handle uses
 // default (no TF32) math, and its GEMM workspace grows on demand. Only .cu files include this.
 #pragma once
 #include <cstddef>
@@ -17,9 +17,8 @@ namespace mamba::cuda {
 // one; calling these with none bound is a bug (checked).
 cudaStream_t stream();
 cublasHandle_t cublas();
-cublasLtHandle_t cublaslt();
 
-// Scratch memory for cuBLASLt, at least `bytes`, valid until the next call (stream-ordered).
+// Scratch memory for the GEMM paths, at least `bytes`, valid until the next call (stream-ordered).
 void* workspace(size_t bytes);
 
 // The bound context's stream, or null (the legacy default stream) when none is bound: core's

@@ -1,0 +1,132 @@
+// cuBLAS opened on first use instead of at program start.
+//
+// Linking libcublas pulls in libcublasLt (540 MB), whose static initializers cost about 0.45 s of
+// every process start even when no GPU is used: `mambacpp tokenize`, `--help`, every CPU run of a
+// CUDA build and every test binary paid it. This file defines the few cuBLAS entry points the
+// backend calls (the declarations come from cublas_v2.h, so a signature mismatch fails to
+// compile); each forwards to the real function, resolved with dlopen/dlsym the first time one is
+// called, which is when the first CUDA execution context is created. Adding a cuBLAS call to the
+// backend means adding its forwarder here (the link fails until then).
+#include "backend/cuda/cublas_loader.h"
+
+#include <cublas_v2.h>
+#include <dlfcn.h>
+
+#include <mutex>
+#include <string>
+
+namespace {
+
+struct Library {
+  void* handle = nullptr;
+  std::string error;  // why it could not be opened, for the error message
+};
+
+const Library& library() {
+  static Library lib;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    // The soname first (the loader's search path, as the link would have found it), then the
+    // toolkit's folder this build was configured with.
+    for (const char* name : {MAMBACPP_CUBLAS_SONAME, MAMBACPP_CUBLAS_DIR "/" MAMBACPP_CUBLAS_SONAME}) {
+      lib.handle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+      if (lib.handle) return;
+      const char* e = dlerror();
+      lib.error = e ? e : "dlopen failed";
+    }
+  });
+  return lib;
+}
+
+// The real function `name` of type F, or nullptr when the library or the symbol is missing.
+template <typename F>
+F real(const char* name) {
+  const Library& lib = library();
+  return lib.handle ? reinterpret_cast<F>(dlsym(lib.handle, name)) : nullptr;
+}
+
+// The real function `name` typed by the forwarder's own arguments (which are its parameters, so
+// the type is the declared signature; decltype(&name) is ambiguous where C++ overloads exist).
+template <typename... A>
+auto real_like(const char* name, A...) -> cublasStatus_t (*)(A...) {
+  return real<cublasStatus_t (*)(A...)>(name);
+}
+
+// One static per forwarder: dlsym runs once.
+#define MAMBA_CUBLAS_FORWARD(name, ...)                 \
+  static const auto fn = real_like(#name, __VA_ARGS__); \
+  if (!fn) return CUBLAS_STATUS_NOT_INITIALIZED;        \
+  return fn(__VA_ARGS__)
+
+// Every function this file forwards, for cublas_load_check.
+constexpr const char* kForwarded[] = {"cublasCreate_v2",  "cublasDestroy_v2",           "cublasSetStream_v2",
+                                      "cublasSetMathMode", "cublasGemmEx", "cublasGemmStridedBatchedEx",
+                                      "cublasGetStatusString"};
+
+}  // namespace
+
+namespace mamba::cuda {
+
+std::string cublas_load_check() {
+  const Library& lib = library();
+  if (!lib.handle) return "library " MAMBACPP_CUBLAS_SONAME " could not be loaded (" + lib.error + ")";
+  std::string missing;
+  for (const char* name : kForwarded)
+    if (!dlsym(lib.handle, name)) missing += std::string(missing.empty() ? "" : ", ") + name;
+  return missing.empty() ? "" : MAMBACPP_CUBLAS_SONAME " lacks " + missing;
+}
+
+}  // namespace mamba::cuda
+
+extern "C" {
+
+cublasStatus_t CUBLASWINAPI cublasCreate_v2(cublasHandle_t* handle) {
+  MAMBA_CUBLAS_FORWARD(cublasCreate_v2, handle);
+}
+
+cublasStatus_t CUBLASWINAPI cublasDestroy_v2(cublasHandle_t handle) {
+  MAMBA_CUBLAS_FORWARD(cublasDestroy_v2, handle);
+}
+
+cublasStatus_t CUBLASWINAPI cublasSetStream_v2(cublasHandle_t handle, cudaStream_t stream) {
+  MAMBA_CUBLAS_FORWARD(cublasSetStream_v2, handle, stream);
+}
+
+cublasStatus_t CUBLASWINAPI cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode) {
+  MAMBA_CUBLAS_FORWARD(cublasSetMathMode, handle, mode);
+}
+
+cublasStatus_t CUBLASWINAPI cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
+                                         cublasOperation_t transb, int m, int n, int k, const void* alpha,
+                                         const void* A, cudaDataType Atype, int lda, const void* B,
+                                         cudaDataType Btype, int ldb, const void* beta, void* C,
+                                         cudaDataType Ctype, int ldc, cublasComputeType_t computeType,
+                                         cublasGemmAlgo_t algo) {
+  MAMBA_CUBLAS_FORWARD(cublasGemmEx, handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb,
+                       beta, C, Ctype, ldc, computeType, algo);
+}
+
+cublasStatus_t CUBLASWINAPI cublasGemmStridedBatchedEx(
+    cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
+    const void* alpha, const void* A, cudaDataType Atype, int lda, long long int strideA, const void* B,
+    cudaDataType Btype, int ldb, long long int strideB, const void* beta, void* C, cudaDataType Ctype,
+    int ldc, long long int strideC, int batchCount, cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
+  MAMBA_CUBLAS_FORWARD(cublasGemmStridedBatchedEx, handle, transa, transb, m, n, k, alpha, A, Atype, lda,
+                       strideA, B, Btype, ldb, strideB, beta, C, Ctype, ldc, strideC, batchCount, computeType,
+                       algo);
+}
+
+// Error text for any status; when the library itself is missing, that is the error to report
+// (the status it caused is CUBLAS_STATUS_NOT_INITIALIZED).
+const char* CUBLASWINAPI cublasGetStatusString(cublasStatus_t status) {
+  const Library& lib = library();
+  if (!lib.handle) {
+    static const std::string missing =
+        "library " MAMBACPP_CUBLAS_SONAME " could not be loaded (" + lib.error + ")";
+    return missing.c_str();
+  }
+  static const auto fn = real<const char* (*)(cublasStatus_t)>("cublasGetStatusString");
+  return fn ? fn(status) : "unknown cuBLAS status (cublasGetStatusString not found)";
+}
+
+}  // extern "C"
