@@ -1,11 +1,9 @@
-// CPU attention: one work item per (batch, head, query), softmax in f32 with max subtraction.
+// Front of attention and rotary embeddings: checks, packs the shapes (attention_params.h) and runs
+// the CPU kernels (attention_cpu.cpp) or the CUDA ones through the kernel table.
 #include "ops/attention/attention.h"
 
-#include <cmath>
-#include <vector>
-
 #include "core/error.h"
-#include "core/parallel.h"
+#include "ops/attention/attention_params.h"
 #include "ops/device.h"
 #include "ops/kernels.h"
 
@@ -15,38 +13,27 @@ Tensor attention_fwd(Exec& exec, const Tensor& q, const Tensor& k_cache, const T
                      float scale) {
   OpScope op_scope(exec, "attention_fwd", q.device());
   if (q.device() == Device::cuda) return cuda_kernels().attention.fwd(q, k_cache, v_cache, pos, scale);
-  MAMBA_CHECK(q.is_contiguous() && k_cache.is_contiguous() && v_cache.is_contiguous());
-  const int64_t batch = q.size(0), seq_len = q.size(1), n_heads = q.size(2), head_dim = q.size(3);
-  const int64_t cap = k_cache.size(1), n_kv = k_cache.size(2);
-  MAMBA_CHECK(pos + seq_len <= cap && n_heads % n_kv == 0 && k_cache.size(3) == head_dim);
-  Tensor out = Tensor::empty(q.shape());
-  const float *qp = q.f32(), *kp = k_cache.f32(), *vp = v_cache.f32();
-  float* op = out.f32();
-  const int64_t group = n_heads / n_kv;
-  parallel_for(batch * seq_len * n_heads, [&](int64_t idx) {
-    const int64_t h = idx % n_heads, t = (idx / n_heads) % seq_len, b = idx / (n_heads * seq_len);
-    const int64_t kvh = h / group, n_keys = pos + t + 1;
-    const float* qv = qp + idx * head_dim;
-    std::vector<float> score(static_cast<size_t>(n_keys));
-    float mx = -INFINITY;
-    for (int64_t s = 0; s < n_keys; ++s) {
-      const float* kv = kp + ((b * cap + s) * n_kv + kvh) * head_dim;
-      float dot = 0.0f;
-      for (int64_t e = 0; e < head_dim; ++e) dot += qv[e] * kv[e];
-      score[s] = dot * scale;
-      mx = std::max(mx, score[s]);
-    }
-    float sum = 0.0f;
-    for (int64_t s = 0; s < n_keys; ++s) sum += score[s] = std::exp(score[s] - mx);
-    float* ov = op + idx * head_dim;
-    for (int64_t e = 0; e < head_dim; ++e) ov[e] = 0.0f;
-    for (int64_t s = 0; s < n_keys; ++s) {
-      const float w = score[s] / sum;
-      const float* vv = vp + ((b * cap + s) * n_kv + kvh) * head_dim;
-      for (int64_t e = 0; e < head_dim; ++e) ov[e] += w * vv[e];
-    }
-  });
-  return out;
+  MAMBA_CHECK(q.is_contiguous() && k_cache.is_contiguous() && v_cache.is_contiguous(),
+              "attention_fwd: q, k_cache and v_cache must be contiguous");
+  MAMBA_CHECK(q.dim() == 4 && k_cache.dim() == 4 && v_cache.shape() == k_cache.shape(),
+              "attention_fwd: q " << shape_str(q.shape()) << " must be [batch, seq_len, n_heads, head_dim], "
+                                  << "k_cache and v_cache [batch, cap, n_kv, head_dim], got "
+                                  << shape_str(k_cache.shape()) << " and " << shape_str(v_cache.shape()));
+  AttentionParams p{};
+  p.batch = q.size(0);
+  p.seq_len = q.size(1);
+  p.n_heads = q.size(2);
+  p.head_dim = q.size(3);
+  p.cap = k_cache.size(1);
+  p.n_kv = k_cache.size(2);
+  p.pos = pos;
+  p.scale = scale;
+  MAMBA_CHECK(p.pos + p.seq_len <= p.cap && p.n_heads % p.n_kv == 0 && k_cache.size(3) == p.head_dim,
+              "attention_fwd: positions " << p.pos << "+" << p.seq_len << " in a cache of " << p.cap
+                                          << ", n_heads " << p.n_heads << " a multiple of n_kv " << p.n_kv
+                                          << ", head_dim " << p.head_dim << " vs the cache's "
+                                          << k_cache.size(3));
+  return cpu::attention_fwd(p, q, k_cache, v_cache);
 }
 
 void rotary_rotate(Exec& exec, Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool interleaved,
@@ -54,28 +41,21 @@ void rotary_rotate(Exec& exec, Tensor& x, int64_t rotary_dim, int64_t pos0, floa
   OpScope op_scope(exec, "rotary_rotate", x.device());
   if (x.device() == Device::cuda)
     return cuda_kernels().attention.rotary_rotate(x, rotary_dim, pos0, base, interleaved, sign);
-  MAMBA_CHECK(x.is_contiguous() && x.dim() == 4 && rotary_dim % 2 == 0 && rotary_dim <= x.size(3));
+  MAMBA_CHECK(x.is_contiguous() && x.dim() == 4 && rotary_dim % 2 == 0 && rotary_dim <= x.size(3),
+              "rotary: x " << shape_str(x.shape()) << " must be contiguous [batch, seq_len, heads, head_dim]"
+                           << " with an even rotary_dim <= head_dim, got " << rotary_dim);
   if (rotary_dim == 0) return;
-  const int64_t batch = x.size(0), seq_len = x.size(1), heads = x.size(2), head_dim = x.size(3);
-  const int64_t half = rotary_dim / 2;
-  std::vector<float> inv_freq(static_cast<size_t>(half));
-  for (int64_t j = 0; j < half; ++j)
-    inv_freq[j] = 1.0f / std::pow(base, static_cast<float>(2 * j) / static_cast<float>(rotary_dim));
-  float* xp = x.f32();
-  parallel_for(batch * seq_len, [&](int64_t bt) {
-    const float position = static_cast<float>(pos0 + bt % seq_len);
-    for (int64_t j = 0; j < half; ++j) {
-      const float angle = position * inv_freq[j];
-      const float c = std::cos(angle), s = sign * std::sin(angle);
-      for (int64_t h = 0; h < heads; ++h) {
-        float* v = xp + (bt * heads + h) * head_dim;
-        const int64_t i0 = interleaved ? 2 * j : j, i1 = interleaved ? 2 * j + 1 : j + half;
-        const float a = v[i0], bb = v[i1];
-        v[i0] = a * c - bb * s;
-        v[i1] = a * s + bb * c;
-      }
-    }
-  });
+  RotaryParams p{};
+  p.batch = x.size(0);
+  p.seq_len = x.size(1);
+  p.heads = x.size(2);
+  p.head_dim = x.size(3);
+  p.rotary_dim = rotary_dim;
+  p.pos0 = pos0;
+  p.base = base;
+  p.sign = sign;
+  p.interleaved = interleaved;
+  cpu::rotary_rotate(p, x);
 }
 
 void rotary_apply(Exec& exec, Tensor& x, int64_t rotary_dim, int64_t pos0, float base, bool interleaved) {

@@ -1,14 +1,9 @@
-// Backward of the causal depthwise conv1d on CPU, from a zero initial state. Work item = one
-// channel (all batches), so its weight and bias gradients need no reduction across threads:
-//   dpre[t] = dy[t]·silu'(pre[t]);  dx[τ] = Σ_k w[k]·dpre[τ + K−1 − k];  dw[k] = Σ_t dpre[t]·x[t − (K−1) +
-//   k].
-#include <vector>
-
+// Front of the causal conv1d's backward: checks, packs the shapes (causal_conv1d_params.h) and
+// runs the CPU kernel (causal_conv1d_bwd_cpu.cpp) or the CUDA one through the kernel table.
 #include "core/error.h"
-#include "core/parallel.h"
 #include "ops/causal_conv1d/causal_conv1d.h"
+#include "ops/causal_conv1d/causal_conv1d_params.h"
 #include "ops/device.h"
-#include "ops/elementwise/activations.h"
 #include "ops/kernels.h"
 
 namespace mamba::ops {
@@ -20,48 +15,18 @@ Tensor causal_conv1d_bwd(Exec& exec, const Tensor& dy_in, const Tensor& x, const
     return cuda_kernels().causal_conv1d.bwd(dy_in, x, weight, bias, act, dweight, dbias);
   MAMBA_CHECK(x.dim() == 3 && x.stride(2) == 1, "x " << shape_str(x.shape()));
   const Tensor dy = dy_in.contiguous();
-  const int64_t batch = x.size(0), seq_len = x.size(1), channels = x.size(2), width = weight.size(1);
-  const int64_t hist = width - 1;
-  MAMBA_CHECK(dy.shape() == (Shape{batch, seq_len, channels}) && weight.size(0) == channels);
-  MAMBA_CHECK(dweight.numel() == channels * width && dweight.is_contiguous());
-  MAMBA_CHECK(!dbias.defined() || dbias.numel() == channels);
-  Tensor dx = Tensor::empty({batch, seq_len, channels});
-  const float *xp = x.f32(), *wp = weight.f32(), *bp = bias.defined() ? bias.f32() : nullptr, *dyp = dy.f32();
-  float *dxp = dx.f32(), *dwp = dweight.f32(), *dbp = dbias.defined() ? dbias.f32() : nullptr;
-  const int64_t xb = x.stride(0), xt = x.stride(1);
-  parallel_for(channels, [&](int64_t c) {
-    const float* w = wp + c * width;
-    std::vector<float> window(static_cast<size_t>(hist + seq_len)), dpre(static_cast<size_t>(seq_len));
-    std::vector<double> dw(static_cast<size_t>(width), 0.0);
-    double db = 0;
-    for (int64_t b = 0; b < batch; ++b) {
-      for (int64_t t = 0; t < seq_len; ++t) window[hist + t] = xp[b * xb + t * xt + c];
-      for (int64_t k = 0; k < hist; ++k) window[k] = 0.0f;
-      for (int64_t t = 0; t < seq_len; ++t) {
-        const float g = dyp[(b * seq_len + t) * channels + c];
-        if (act) {
-          float pre = bp ? bp[c] : 0.0f;
-          for (int64_t k = 0; k < width; ++k) pre += w[k] * window[t + k];
-          dpre[t] = g * silu_grad(pre);
-        } else {
-          dpre[t] = g;
-        }
-        db += dpre[t];
-        for (int64_t k = 0; k < width; ++k) dw[k] += static_cast<double>(dpre[t]) * window[t + k];
-      }
-      for (int64_t tau = 0; tau < seq_len; ++tau) {
-        float acc = 0.0f;
-        for (int64_t k = 0; k < width; ++k) {
-          const int64_t t = tau + hist - k;  // output that read input tau through tap k
-          if (t < seq_len) acc += w[k] * dpre[t];
-        }
-        dxp[(b * seq_len + tau) * channels + c] = acc;
-      }
-    }
-    for (int64_t k = 0; k < width; ++k) dwp[c * width + k] += static_cast<float>(dw[k]);
-    if (dbp) dbp[c] += static_cast<float>(db);
-  });
-  return dx;
+  MAMBA_CHECK(weight.dim() == 2,
+              "causal_conv1d_bwd: weight " << shape_str(weight.shape()) << " must be [channels, width]");
+  const CausalConv1dParams p{x.size(0), x.size(1), x.size(2), weight.size(1), act};
+  MAMBA_CHECK(dy.shape() == (Shape{p.batch, p.seq_len, p.channels}) && weight.size(0) == p.channels,
+              "causal_conv1d_bwd: dy " << shape_str(dy.shape()) << " must be x's " << shape_str(x.shape())
+                                       << ", weight " << shape_str(weight.shape()) << " [channels, width]");
+  MAMBA_CHECK(
+      dweight.numel() == p.channels * p.width && dweight.is_contiguous(),
+      "causal_conv1d_bwd: dweight " << shape_str(dweight.shape()) << " must be contiguous, weight's size");
+  MAMBA_CHECK(!dbias.defined() || dbias.numel() == p.channels,
+              "causal_conv1d_bwd: dbias " << shape_str(dbias.shape()) << " must be [channels]");
+  return cpu::causal_conv1d_bwd(p, dy, x, weight, bias, dweight, dbias);
 }
 
 }  // namespace mamba::ops

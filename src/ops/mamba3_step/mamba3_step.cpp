@@ -1,4 +1,6 @@
-// Mamba-3 decode step: the fused CUDA kernel where it applies, else the three ops in sequence.
+// Front of the Mamba-3 decode step: the fused CUDA kernel where it applies, else the three ops in
+// sequence on either device (no CPU kernel of its own: the gates and scan fronts check and pick
+// theirs).
 #include "ops/mamba3_step/mamba3_step.h"
 
 #include "core/error.h"
@@ -9,7 +11,9 @@ namespace mamba::ops {
 
 Tensor mamba3_step_composed(Exec& exec, const Tensor& proj, const Mamba3Gates& g, const Mamba3StepParams& w,
                             Tensor& angle, Mamba3ScanState& state) {
-  MAMBA_CHECK(proj.dim() == 2, "mamba3_step: proj " << shape_str(proj.shape()));
+  MAMBA_CHECK(proj.dim() == 2 && proj.size(1) == g.layout().width,
+              "mamba3_step: proj " << shape_str(proj.shape()) << " must be [batch, d_in_proj], d_in_proj "
+                                   << g.layout().width << " for the gates' layout");
   const int64_t batch = proj.size(0), H = g.n_heads, P = g.head_dim, di = H * P;
   const Tensor proj3 = proj.contiguous().view({batch, 1, proj.size(1)});
   Mamba3ScanArgs args;

@@ -1,4 +1,4 @@
-// Per-token router arithmetic shared by the CPU (moe.cpp) and the CUDA kernels (moe_cuda.cu), so
+// Per-token router arithmetic shared by the CPU (moe_cpu.cpp) and the CUDA kernels (moe_cuda.cu), so
 // both devices run the same sequence of f32 operations on the k selected values.
 #pragma once
 #include <cmath>

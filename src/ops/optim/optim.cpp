@@ -1,14 +1,14 @@
-// Optimizer kernels on CPU and the device dispatch (see optim.h). The arithmetic is
-// torch.optim.AdamW's, operation for operation, in double per element.
+// Front of the optimizer ops (see optim.h): checks every tensor once and runs the CPU kernels
+// (optim_cpu.cpp) or the CUDA ones through the kernel table.
 #include "ops/optim/optim.h"
 
 #include <cmath>
-#include <cstring>
 #include <initializer_list>
 
 #include "core/error.h"
 #include "ops/device.h"
 #include "ops/kernels.h"
+#include "ops/optim/optim_params.h"
 
 namespace mamba::ops {
 
@@ -29,30 +29,14 @@ void adamw_update(Exec& exec, Tensor& param, const Tensor& grad, Tensor& m, Tens
   }
   OpScope op_scope(exec, "adamw_update", param.device());
   if (param.device() == Device::cuda) return cuda_kernels().optim.adamw_update(param, grad, m, v, s);
-  float* w = param.f32();
-  const float* g = grad.f32();
-  float* mp = m.f32();
-  float* vp = v.f32();
-  const double b1 = s.beta1, b2 = s.beta2;
-  for (int64_t i = 0; i < param.numel(); ++i) {
-    const double gi = g[i];
-    const double wi = w[i] * s.decay;
-    const double mi = mp[i] + (gi - mp[i]) * (1.0 - b1);
-    const double vi = b2 * vp[i] + (1.0 - b2) * gi * gi;
-    mp[i] = static_cast<float>(mi);
-    vp[i] = static_cast<float>(vi);
-    w[i] = static_cast<float>(wi - s.step_size * mi / (std::sqrt(vi) / s.bc2_sqrt + s.eps));
-  }
+  cpu::adamw_update(param, grad, m, v, s);
 }
 
 double sum_squares(Exec& exec, const Tensor& t) {
   check_f32(t, "sum_squares");
   OpScope op_scope(exec, "sum_squares", t.device());
   if (t.device() == Device::cuda) return cuda_kernels().optim.sum_squares(t);
-  const float* g = t.f32();
-  double sum = 0;
-  for (int64_t i = 0; i < t.numel(); ++i) sum += static_cast<double>(g[i]) * g[i];
-  return sum;
+  return cpu::sum_squares(t);
 }
 
 Tensor sum_squares_total(Exec& exec, const std::vector<Tensor>& ts) {
@@ -64,7 +48,7 @@ Tensor sum_squares_total(Exec& exec, const std::vector<Tensor>& ts) {
   OpScope op_scope(exec, "sum_squares_total", device);
   if (device == Device::cuda) return cuda_kernels().optim.sum_squares_total(ts);
   double sum = 0;
-  for (const Tensor& t : ts) sum += sum_squares(exec, t);
+  for (const Tensor& t : ts) sum += cpu::sum_squares(t);
   Tensor out = Tensor::empty({1}, DType::i64);
   *static_cast<double*>(out.raw()) = sum;
   return out;
@@ -80,22 +64,21 @@ void clip_scale_(Exec& exec, Tensor& t, const Tensor& total, double max_norm) {
   if (t.device() == Device::cuda) return cuda_kernels().optim.clip_scale_(t, total, max_norm);
   const double norm = std::sqrt(*static_cast<const double*>(total.raw()));
   const double coef = max_norm / (norm + 1e-6);
-  if (coef < 1.0) scale_(exec, t, coef);
+  if (coef < 1.0) cpu::scale_(t, coef);
 }
 
 void scale_(Exec& exec, Tensor& t, double coef) {
   check_f32(t, "scale_");
   OpScope op_scope(exec, "scale_", t.device());
   if (t.device() == Device::cuda) return cuda_kernels().optim.scale_(t, coef);
-  float* g = t.f32();
-  for (int64_t i = 0; i < t.numel(); ++i) g[i] = static_cast<float>(g[i] * coef);
+  cpu::scale_(t, coef);
 }
 
 void zero_(Exec& exec, Tensor& t) {
   MAMBA_CHECK(t.defined() && t.is_contiguous(), "zero_: expected a contiguous tensor");
   OpScope op_scope(exec, "zero_", t.device());
   if (t.device() == Device::cuda) return cuda_kernels().optim.zero_(t);
-  if (t.nbytes() > 0) std::memset(t.raw(), 0, t.nbytes());
+  cpu::zero_(t);
 }
 
 }  // namespace mamba::ops

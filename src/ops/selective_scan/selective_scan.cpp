@@ -1,51 +1,36 @@
-// CPU selective scan: parallel over (batch, channel), sequential over time, vectorized over d_state.
+// Front of the selective scan: checks every tensor once, packs the sizes (selective_scan_params.h)
+// and runs the CPU kernel (selective_scan_cpu.cpp) or the CUDA one through the kernel table.
 #include "ops/selective_scan/selective_scan.h"
 
-#include <cmath>
-
 #include "core/error.h"
-#include "core/parallel.h"
 #include "ops/device.h"
-#include "ops/elementwise/activations.h"
 #include "ops/kernels.h"
+#include "ops/selective_scan/selective_scan_params.h"
 
 namespace mamba::ops {
 
 Tensor selective_scan_fwd(Exec& exec, const SelectiveScanArgs& a, Tensor& state) {
   OpScope op_scope(exec, "selective_scan_fwd", a.u.device());
   if (a.u.device() == Device::cuda) return cuda_kernels().selective_scan.fwd(a, state);
-  const int64_t batch = a.u.size(0), seq_len = a.u.size(1), d_inner = a.u.size(2), d_state = a.A.size(1);
-  MAMBA_CHECK(a.u.is_contiguous() && a.delta.is_contiguous() && a.delta.shape() == a.u.shape());
-  MAMBA_CHECK(a.B.stride(2) == 1 && a.C.stride(2) == 1 && a.B.size(2) == d_state && a.C.size(2) == d_state);
-  MAMBA_CHECK(state.is_contiguous() && state.shape() == (Shape{batch, d_inner, d_state}));
-  MAMBA_CHECK(!a.z.defined() || a.z.stride(2) == 1);
-  Tensor y = Tensor::empty({batch, seq_len, d_inner});
-  const float *up = a.u.f32(), *dp = a.delta.f32(), *dbp = a.delta_bias.f32(), *Ap = a.A.f32();
-  const float *Bp = a.B.f32(), *Cp = a.C.f32(), *Dp = a.D.f32(), *zp = a.z.defined() ? a.z.f32() : nullptr;
-  float *yp = y.f32(), *sp = state.f32();
-  const int64_t Bb = a.B.stride(0), Bt = a.B.stride(1), Cb = a.C.stride(0), Ct = a.C.stride(1);
-  const int64_t zb = zp ? a.z.stride(0) : 0, zt = zp ? a.z.stride(1) : 0;
-  parallel_for(batch * d_inner, [&](int64_t bd) {
-    const int64_t b = bd / d_inner, d = bd % d_inner;
-    float* h = sp + bd * d_state;
-    const float* A = Ap + d * d_state;
-    for (int64_t t = 0; t < seq_len; ++t) {
-      const int64_t i = (b * seq_len + t) * d_inner + d;
-      const float delta = softplus(dp[i] + dbp[d]);
-      const float u = up[i], du = delta * u;
-      const float* Bv = Bp + b * Bb + t * Bt;
-      const float* Cv = Cp + b * Cb + t * Ct;
-      float acc = 0.0f;
-      for (int64_t n = 0; n < d_state; ++n) {
-        h[n] = exp_nonpositive(delta * A[n]) * h[n] + du * Bv[n];  // δ > 0, A < 0
-        acc += Cv[n] * h[n];
-      }
-      float out = acc + Dp[d] * u;
-      if (zp) out *= silu(zp[b * zb + t * zt + d]);
-      yp[i] = out;
-    }
-  });
-  return y;
+  MAMBA_CHECK(a.u.dim() == 3 && a.A.dim() == 2,
+              "selective_scan_fwd: u " << shape_str(a.u.shape()) << " must be [batch, seq_len, d_inner], A "
+                                       << shape_str(a.A.shape()) << " [d_inner, d_state]");
+  const SelectiveScanParams p{a.u.size(0), a.u.size(1), a.u.size(2), a.A.size(1)};
+  MAMBA_CHECK(a.u.is_contiguous() && a.delta.is_contiguous() && a.delta.shape() == a.u.shape(),
+              "selective_scan_fwd: u " << shape_str(a.u.shape()) << " and delta "
+                                       << shape_str(a.delta.shape()) << " must be contiguous, of one shape");
+  MAMBA_CHECK(
+      a.B.stride(2) == 1 && a.C.stride(2) == 1 && a.B.size(2) == p.d_state && a.C.size(2) == p.d_state,
+      "selective_scan_fwd: B " << shape_str(a.B.shape()) << " and C " << shape_str(a.C.shape())
+                               << " must be [batch, seq_len, d_state], last dim contiguous, A "
+                               << shape_str(a.A.shape()));
+  MAMBA_CHECK(state.is_contiguous() && state.shape() == (Shape{p.batch, p.d_inner, p.d_state}),
+              "selective_scan_fwd: state " << shape_str(state.shape())
+                                           << " must be contiguous [batch, d_inner, d_state] for u "
+                                           << shape_str(a.u.shape()) << ", A " << shape_str(a.A.shape()));
+  MAMBA_CHECK(!a.z.defined() || a.z.stride(2) == 1,
+              "selective_scan_fwd: z " << shape_str(a.z.shape()) << " needs a contiguous last dim");
+  return cpu::selective_scan_fwd(p, a, state);
 }
 
 }  // namespace mamba::ops

@@ -1,76 +1,44 @@
-// CPU SSD. Work item = (batch, head); inside it, chunks of `chunk_size` tokens use the quadratic
-// (attention-like) form, and the state is passed between chunks (SPEC §2.3 steps 1-4).
+// Front of the SSD (forward, reference): checks every tensor once, packs the sizes (ssd_params.h)
+// and runs the CPU kernels (ssd_cpu.cpp) or the CUDA scan through the kernel table.
 #include "ops/ssd/ssd.h"
 
-#include <cblas.h>
-
-#include <algorithm>
-#include <cmath>
-#include <vector>
-
 #include "core/error.h"
-#include "core/parallel.h"
 #include "ops/device.h"
 #include "ops/kernels.h"
+#include "ops/ssd/ssd_params.h"
 
 namespace mamba::ops {
 
 namespace {
 
-struct Dims {
-  int64_t batch, seq_len, n_heads, head_dim, n_groups, d_state, heads_per_group;
-  bool d_per_channel;
-};
-
-Dims check_args(const SsdArgs& a, const Tensor& state) {
-  Dims d{};
+SsdDims check_args(const SsdArgs& a, const Tensor& state) {
+  MAMBA_CHECK(a.x.dim() == 4 && a.B.dim() == 4,
+              "ssd: x " << shape_str(a.x.shape()) << " must be [batch, seq_len, n_heads, head_dim], B "
+                        << shape_str(a.B.shape()) << " [batch, seq_len, n_groups, d_state]");
+  SsdDims d{};
   d.batch = a.x.size(0);
   d.seq_len = a.x.size(1);
   d.n_heads = a.x.size(2);
   d.head_dim = a.x.size(3);
   d.n_groups = a.B.size(2);
   d.d_state = a.B.size(3);
-  MAMBA_CHECK(a.x.is_contiguous() && a.B.is_contiguous() && a.C.is_contiguous() && a.dt.is_contiguous());
-  MAMBA_CHECK(a.B.shape() == a.C.shape() && d.n_heads % d.n_groups == 0);
-  MAMBA_CHECK(a.dt.shape() == (Shape{d.batch, d.seq_len, d.n_heads}));
-  MAMBA_CHECK(state.is_contiguous() && state.shape() == (Shape{d.batch, d.n_heads, d.head_dim, d.d_state}));
+  MAMBA_CHECK(a.x.is_contiguous() && a.B.is_contiguous() && a.C.is_contiguous() && a.dt.is_contiguous(),
+              "ssd: x, dt, B and C must be contiguous");
+  MAMBA_CHECK(a.B.shape() == a.C.shape() && d.n_heads % d.n_groups == 0,
+              "ssd: C " << shape_str(a.C.shape()) << " must be B's " << shape_str(a.B.shape())
+                        << ", n_groups dividing the n_heads of x " << shape_str(a.x.shape()));
+  MAMBA_CHECK(a.dt.shape() == (Shape{d.batch, d.seq_len, d.n_heads}),
+              "ssd: dt " << shape_str(a.dt.shape()) << " must be [batch, seq_len, n_heads] for x "
+                         << shape_str(a.x.shape()));
+  MAMBA_CHECK(state.is_contiguous() && state.shape() == (Shape{d.batch, d.n_heads, d.head_dim, d.d_state}),
+              "ssd: state " << shape_str(state.shape())
+                            << " must be contiguous [batch, n_heads, head_dim, d_state] for x "
+                            << shape_str(a.x.shape()) << " and B " << shape_str(a.B.shape()));
   d.heads_per_group = d.n_heads / d.n_groups;
   d.d_per_channel = a.D.numel() == d.n_heads * d.head_dim;
-  MAMBA_CHECK(d.d_per_channel || a.D.numel() == d.n_heads);
+  MAMBA_CHECK(d.d_per_channel || a.D.numel() == d.n_heads,
+              "ssd: D " << shape_str(a.D.shape()) << " must be [n_heads] or [n_heads * head_dim]");
   return d;
-}
-
-// The sequential recurrence on the CPU (ssd_ref, and ssd_fwd's one-token step).
-Tensor scan_recurrent(const SsdArgs& a, Tensor& state) {
-  const Dims d = check_args(a, state);
-  Tensor y = Tensor::empty(a.x.shape());
-  const float *xp = a.x.f32(), *dtp = a.dt.f32(), *Ap = a.A.f32(), *Bp = a.B.f32(), *Cp = a.C.f32();
-  const float* Dp = a.D.f32();
-  float *yp = y.f32(), *sp = state.f32();
-  const int64_t P = d.head_dim, N = d.d_state, H = d.n_heads, G = d.n_groups;
-  parallel_for(d.batch * H, [&](int64_t bh) {
-    const int64_t b = bh / H, h = bh % H, g = h / d.heads_per_group;
-    float* S = sp + bh * P * N;
-    for (int64_t t = 0; t < d.seq_len; ++t) {
-      const int64_t bt = b * d.seq_len + t;
-      const float dt = dtp[bt * H + h], decay = std::exp(dt * Ap[h]);
-      const float* Bv = Bp + (bt * G + g) * N;
-      const float* Cv = Cp + (bt * G + g) * N;
-      const float* xv = xp + (bt * H + h) * P;
-      float* yv = yp + (bt * H + h) * P;
-      for (int64_t p = 0; p < P; ++p) {
-        float* Sp = S + p * N;
-        const float dx = dt * xv[p];
-        float acc = 0.0f;
-        for (int64_t n = 0; n < N; ++n) {
-          Sp[n] = decay * Sp[n] + dx * Bv[n];
-          acc += Cv[n] * Sp[n];
-        }
-        yv[p] = acc + (d.d_per_channel ? Dp[h * P + p] : Dp[h]) * xv[p];
-      }
-    }
-  });
-  return y;
 }
 
 }  // namespace
@@ -78,83 +46,17 @@ Tensor scan_recurrent(const SsdArgs& a, Tensor& state) {
 Tensor ssd_ref(Exec& exec, const SsdArgs& a, Tensor& state) {
   OpScope op_scope(exec, "ssd_ref", a.x.device());
   if (a.x.device() == Device::cuda) return cuda_kernels().ssd.scan(a, state);
-  return scan_recurrent(a, state);
+  return cpu::ssd_recurrent(a, state, check_args(a, state));
 }
 
-// Per (batch, head), per chunk of Q tokens, with small single-threaded GEMMs (OpenBLAS's OpenMP
-// build runs serially inside our parallel region):
-//   W = (C·Bᵀ) ⊙ decay ⊙ dt_s (lower triangle), decay[t,s] = Π_{s<k≤t} exp(dt_k·A)
-//   Y = W·X + diag(exp(cs_t))·C·S_inᵀ + D·X;  S_out = exp(cs_last)·S_in + (w ⊙ X)ᵀ·B.
 Tensor ssd_fwd(Exec& exec, const SsdArgs& a, Tensor& state) {
   OpScope op_scope(exec, "ssd_fwd", a.x.device());
   // CUDA: one entry; the launcher takes the one-token step, the tensor-core chunked scan or the
   // simple scan by shape (ssd_cuda.cu).
   if (a.x.device() == Device::cuda) return cuda_kernels().ssd.scan(a, state);
-  if (a.x.size(1) == 1) return scan_recurrent(a, state);  // one token (decode): the recurrence
-  const Dims d = check_args(a, state);
-  Tensor y = Tensor::empty(a.x.shape());
-  const float *xp = a.x.f32(), *dtp = a.dt.f32(), *Ap = a.A.f32(), *Bp = a.B.f32(), *Cp = a.C.f32();
-  const float* Dp = a.D.f32();
-  float *yp = y.f32(), *sp = state.f32();
-  const int64_t P = d.head_dim, N = d.d_state, H = d.n_heads, G = d.n_groups, L = d.seq_len;
-  // Chunks of at most 64 tokens on CPU: the same math for any chunk size (SPEC §2.3 differs
-  // only in rounding), and the quadratic intra-chunk work stays below the state updates'.
-  const int64_t Q = std::clamp<int64_t>(a.chunk_size, 1, 64);
-  const int ldx = static_cast<int>(H * P), ldb = static_cast<int>(G * N);
-  parallel_for(d.batch * H, [&](int64_t bh) {
-    const int64_t b = bh / H, h = bh % H, g = h / d.heads_per_group;
-    float* S = sp + bh * P * N;  // [head_dim, d_state], the state entering the current chunk
-    std::vector<float> alpha(Q), cs(Q), W(Q * Q), xw(Q * P);
-    for (int64_t c0 = 0; c0 < L; c0 += Q) {
-      const int64_t len = std::min(Q, L - c0);
-      const int n_len = static_cast<int>(len);
-      const float* Bc = Bp + ((b * L + c0) * G + g) * N;  // rows strided by G·N
-      const float* Cc = Cp + ((b * L + c0) * G + g) * N;
-      const float* Xc = xp + ((b * L + c0) * H + h) * P;  // rows strided by H·P
-      float* Yc = yp + ((b * L + c0) * H + h) * P;
-      const float* dtc = dtp + (b * L + c0) * H + h;  // stride H
-      float run = 0.0f;
-      for (int64_t t = 0; t < len; ++t) {
-        alpha[t] = std::exp(dtc[t * H] * Ap[h]);
-        cs[t] = run += dtc[t * H] * Ap[h];
-      }
-      // W = C·Bᵀ, then the decay-and-dt weights on the lower triangle (zero above).
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_len, n_len, static_cast<int>(N), 1.0f, Cc, ldb,
-                  Bc, ldb, 0.0f, W.data(), static_cast<int>(Q));
-      for (int64_t t = 0; t < len; ++t) {
-        float* Wt = W.data() + t * Q;
-        float decay = 1.0f;
-        for (int64_t s = t; s >= 0; --s) {
-          Wt[s] *= decay * dtc[s * H];
-          decay *= alpha[s];
-        }
-        for (int64_t s = t + 1; s < len; ++s) Wt[s] = 0.0f;
-      }
-      // Y = C·S_inᵀ (scaled per row by exp(cs_t) below) + W·X.
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_len, static_cast<int>(P), static_cast<int>(N),
-                  1.0f, Cc, ldb, S, static_cast<int>(N), 0.0f, Yc, ldx);
-      for (int64_t t = 0; t < len; ++t) {
-        const float e = std::exp(cs[t]);
-        for (int64_t p = 0; p < P; ++p) Yc[t * ldx + p] *= e;
-      }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_len, static_cast<int>(P), n_len, 1.0f,
-                  W.data(), static_cast<int>(Q), Xc, ldx, 1.0f, Yc, ldx);
-      for (int64_t t = 0; t < len; ++t)
-        for (int64_t p = 0; p < P; ++p)
-          Yc[t * ldx + p] += (d.d_per_channel ? Dp[h * P + p] : Dp[h]) * Xc[t * ldx + p];
-      // S_out = exp(cs_last)·S_in + Σ_s (exp(cs_last − cs_s)·dt_s·x_s) B_sᵀ.
-      float w_last = 1.0f;
-      for (int64_t s = len - 1; s >= 0; --s) {
-        const float w = w_last * dtc[s * H];
-        for (int64_t p = 0; p < P; ++p) xw[s * P + p] = w * Xc[s * ldx + p];
-        w_last *= alpha[s];
-      }
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(P), static_cast<int>(N), n_len,
-                  1.0f, xw.data(), static_cast<int>(P), Bc, ldb, std::exp(cs[len - 1]), S,
-                  static_cast<int>(N));
-    }
-  });
-  return y;
+  const SsdDims d = check_args(a, state);
+  if (d.seq_len == 1) return cpu::ssd_recurrent(a, state, d);  // one token (decode): the recurrence
+  return cpu::ssd_chunked(a, state, d);
 }
 
 }  // namespace mamba::ops
