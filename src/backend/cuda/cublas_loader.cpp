@@ -59,9 +59,9 @@ auto real_like(const char* name, A...) -> cublasStatus_t (*)(A...) {
   return fn(__VA_ARGS__)
 
 // Every function this file forwards, for cublas_load_check.
-constexpr const char* kForwarded[] = {"cublasCreate_v2",  "cublasDestroy_v2",           "cublasSetStream_v2",
-                                      "cublasSetMathMode", "cublasGemmEx", "cublasGemmStridedBatchedEx",
-                                      "cublasGetStatusString"};
+constexpr const char* kForwarded[] = {
+    "cublasCreate_v2", "cublasDestroy_v2",           "cublasSetStream_v2",   "cublasSetMathMode",
+    "cublasGemmEx",    "cublasGemmStridedBatchedEx", "cublasGetStatusString"};
 
 }  // namespace
 

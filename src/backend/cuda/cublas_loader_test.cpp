@@ -7,7 +7,9 @@
 
 #include <string>
 
-TEST(CublasLoader, EveryForwardedFunctionResolves) { EXPECT_EQ(mamba::cuda::cublas_load_check(), ""); }
+TEST(CublasLoader, EveryForwardedFunctionResolves) {
+  EXPECT_EQ(mamba::cuda::cublas_load_check(), "");
+}
 
 TEST(CublasLoader, CallsReachTheLibrary) {
   // The status texts are the library's own, one per status; with the library missing, every status

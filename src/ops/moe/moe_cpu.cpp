@@ -91,9 +91,11 @@ MoeRouting moe_route(const MoeRouteDims& dims, const Tensor& logits, const MoeRo
   const int64_t tokens = dims.tokens, n = dims.n_experts, k = dims.top_k;
   MoeRouting r{Tensor::empty({tokens, k}, DType::i32), Tensor::empty({tokens, k})};
   const float* lp = logits.f32();
-  const float* bias = p.kind == MoeRouter::sigmoid_grouped && p.correction_bias.defined()
-                          ? p.correction_bias.contiguous().f32()
-                          : nullptr;
+  // Held for the whole routing: a non-contiguous bias is copied, and the pointer must outlive it.
+  const Tensor bias_t = p.kind == MoeRouter::sigmoid_grouped && p.correction_bias.defined()
+                            ? p.correction_bias.contiguous()
+                            : Tensor();
+  const float* bias = bias_t.defined() ? bias_t.f32() : nullptr;
   int32_t* ip = r.experts.data<int32_t>();
   float* wp = r.weights.f32();
   parallel_for(tokens, [&](int64_t t) {
