@@ -32,7 +32,7 @@ if ! ldd "$HEAD" | grep -q "not found"; then :; else
     touch $prefix.done
   fi
   lib=$prefix/usr/lib/x86_64-linux-gnu
-  export LD_LIBRARY_PATH=$lib/openblas-pthread:$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  export LD_LIBRARY_PATH=$lib/openblas-pthread:$lib/openblas-openmp:$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
 ldd "$HEAD" | grep "not found"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"

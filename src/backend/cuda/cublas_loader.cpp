@@ -1,79 +1,47 @@
-// cuBLAS opened on first use instead of at program start.
+// cuBLAS opened on first use instead of at program start (core/lazy_library.h says why).
 //
-// Linking libcublas pulls in libcublasLt (540 MB), whose static initializers cost about 0.45 s of
-// every process start even when no GPU is used: `mambacpp tokenize`, `--help`, every CPU run of a
-// CUDA build and every test binary paid it. This file defines the few cuBLAS entry points the
-// backend calls (the declarations come from cublas_v2.h, so a signature mismatch fails to
-// compile); each forwards to the real function, resolved with dlopen/dlsym the first time one is
-// called, which is when the first CUDA execution context is created. Adding a cuBLAS call to the
-// backend means adding its forwarder here (the link fails until then).
+// This file defines the few cuBLAS entry points the backend calls (the declarations come from
+// cublas_v2.h, so a signature mismatch fails to compile); each forwards to the real function,
+// looked up the first time it is called, which is when the first CUDA execution context is
+// created. Adding a cuBLAS call to the backend means adding its forwarder here (the link fails
+// until then) and its name to kForwarded.
 #include "backend/cuda/cublas_loader.h"
 
 #include <cublas_v2.h>
-#include <dlfcn.h>
 
-#include <mutex>
 #include <string>
+
+#include "core/lazy_library.h"
 
 namespace {
 
-struct Library {
-  void* handle = nullptr;
-  std::string error;  // why it could not be opened, for the error message
-};
-
-const Library& library() {
-  static Library lib;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    // The soname first (the loader's search path, as the link would have found it), then the
-    // toolkit's folder this build was configured with.
-    for (const char* name : {MAMBACPP_CUBLAS_SONAME, MAMBACPP_CUBLAS_DIR "/" MAMBACPP_CUBLAS_SONAME}) {
-      lib.handle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-      if (lib.handle) return;
-      const char* e = dlerror();
-      lib.error = e ? e : "dlopen failed";
-    }
-  });
+mamba::LazyLibrary& library() {
+  // The soname first (the loader's search path, as the link would have found it), then the
+  // toolkit's folder this build was configured with.
+  static mamba::LazyLibrary lib{MAMBACPP_CUBLAS_SONAME, MAMBACPP_CUBLAS_DIR "/" MAMBACPP_CUBLAS_SONAME};
   return lib;
-}
-
-// The real function `name` of type F, or nullptr when the library or the symbol is missing.
-template <typename F>
-F real(const char* name) {
-  const Library& lib = library();
-  return lib.handle ? reinterpret_cast<F>(dlsym(lib.handle, name)) : nullptr;
 }
 
 // The real function `name` typed by the forwarder's own arguments (which are its parameters, so
 // the type is the declared signature; decltype(&name) is ambiguous where C++ overloads exist).
 template <typename... A>
 auto real_like(const char* name, A...) -> cublasStatus_t (*)(A...) {
-  return real<cublasStatus_t (*)(A...)>(name);
+  return reinterpret_cast<cublasStatus_t (*)(A...)>(library().symbol(name));
 }
 
-// One static per forwarder: dlsym runs once.
+// One static per forwarder: the lookup runs once.
 #define MAMBA_CUBLAS_FORWARD(name, ...)                 \
   static const auto fn = real_like(#name, __VA_ARGS__); \
   if (!fn) return CUBLAS_STATUS_NOT_INITIALIZED;        \
   return fn(__VA_ARGS__)
-
-// Every function this file forwards, for cublas_load_check.
-constexpr const char* kForwarded[] = {
-    "cublasCreate_v2", "cublasDestroy_v2",           "cublasSetStream_v2",   "cublasSetMathMode",
-    "cublasGemmEx",    "cublasGemmStridedBatchedEx", "cublasGetStatusString"};
 
 }  // namespace
 
 namespace mamba::cuda {
 
 std::string cublas_load_check() {
-  const Library& lib = library();
-  if (!lib.handle) return "library " MAMBACPP_CUBLAS_SONAME " could not be loaded (" + lib.error + ")";
-  std::string missing;
-  for (const char* name : kForwarded)
-    if (!dlsym(lib.handle, name)) missing += std::string(missing.empty() ? "" : ", ") + name;
-  return missing.empty() ? "" : MAMBACPP_CUBLAS_SONAME " lacks " + missing;
+  return library().check({"cublasCreate_v2", "cublasDestroy_v2", "cublasSetStream_v2", "cublasSetMathMode",
+                          "cublasGemmEx", "cublasGemmStridedBatchedEx", "cublasGetStatusString"});
 }
 
 }  // namespace mamba::cuda
@@ -119,13 +87,13 @@ cublasStatus_t CUBLASWINAPI cublasGemmStridedBatchedEx(
 // Error text for any status; when the library itself is missing, that is the error to report
 // (the status it caused is CUBLAS_STATUS_NOT_INITIALIZED).
 const char* CUBLASWINAPI cublasGetStatusString(cublasStatus_t status) {
-  const Library& lib = library();
-  if (!lib.handle) {
+  if (!library().handle()) {
     static const std::string missing =
-        "library " MAMBACPP_CUBLAS_SONAME " could not be loaded (" + lib.error + ")";
+        "library " MAMBACPP_CUBLAS_SONAME " could not be loaded (" + library().error() + ")";
     return missing.c_str();
   }
-  static const auto fn = real<const char* (*)(cublasStatus_t)>("cublasGetStatusString");
+  static const auto fn =
+      reinterpret_cast<const char* (*)(cublasStatus_t)>(library().symbol("cublasGetStatusString"));
   return fn ? fn(status) : "unknown cuBLAS status (cublasGetStatusString not found)";
 }
 
