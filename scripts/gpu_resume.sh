@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# The GPU session in resumable phases: each call runs the phases not yet done (markers in /tmp on
+# the device), each only when the call has time left for it, so the same command is simply repeated
+# (within the device's idle window) until it prints "ALL DONE". Results go to $OUT.
+#   phases: build (skipped with prebuilt binaries), test (CUDA tests, golden logits of every fixture
+#   f32/bf16, the before/after logits hashes), bench (before/after), vim (PyTorch reference fixtures
+#   of scripts/vim_reference.py, VimFixture.* on the GPU, classify throughput), serve (issue 12's
+#   GPU run), llama (scripts/llamacpp_compare.sh at 2 and 16 threads; needs the kit carried).
+#
+# Two ways to get the binaries:
+#   - built on the device: carry .device_fixtures, .device_deps (scripts/gpu_check.sh prepare) and
+#     .device_base (a `git archive` of the before commit);
+#   - built here (no device build; a much shorter call): `scripts/gpu_resume.sh prepare BASE_BIN`
+#     packs build/ci's mambacpp and CUDA test binaries and BASE_BIN into $PREBUILT (.gpu_prebuilt,
+#     git-excluded) with the runtime libraries; carry .device_fixtures, .gpu_prebuilt.
+# Env: LIMIT (seconds for this call, default 570), SKIP_BENCH=1, SERVE_GEN (default 128).
+#   run(command="LIMIT=540 scripts/gpu_resume.sh", carry=[".device_fixtures", ".gpu_prebuilt"])
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+PREBUILT=${PREBUILT:-.gpu_prebuilt}
+TESTS="vim_test grads_cuda_test session_cuda_test dist_cuda_test golden_cuda_test families_cuda_test"
+if [ "${1:-}" = prepare ]; then
+  base=${2:?usage: scripts/gpu_resume.sh prepare BASE_BIN}
+  mkdir -p "$PREBUILT/runtime"
+  xz -T0 -6 -c "$base" >"$PREBUILT/base.xz"
+  xz -T0 -6 -c build/ci/bin/mambacpp >"$PREBUILT/head.xz"
+  for t in $TESTS; do
+    f=$(find build/ci -name "$t" -type f -perm -u+x | head -1)
+    [ -n "$f" ] && xz -T0 -6 -c "$f" >"$PREBUILT/$t.xz"
+  done
+  (cd "$PREBUILT/runtime" && apt-get download libopenblas0-openmp libopenblas0 libgomp1 libgfortran5 libquadmath0 \
+    libpcre2-8-0 libpng16-16 libjpeg62-turbo libcpp-httplib0.11 libbrotli1)
+  exclude=$(git rev-parse --path-format=absolute --git-path info/exclude)
+  grep -qxF "/$PREBUILT/" "$exclude" 2>/dev/null || echo "/$PREBUILT/" >>"$exclude"
+  du -sh "$PREBUILT" .device_fixtures 2>/dev/null
+  echo "carry at most 64 MiB in all: drop test binaries from $PREBUILT if over"
+  exit 0
+fi
+export OUT=${OUT:-$ROOT/out}
+mkdir -p "$OUT"
+T0=$SECONDS
+LIMIT=${LIMIT:-570}
+left() { echo $((LIMIT - (SECONDS - T0))); }
+isdone() { [ -f "/tmp/ph_$1.done" ]; }
+mark() { touch "/tmp/ph_$1.done"; echo "=== phase $1 done at $((SECONDS - T0)) s"; }
+need() { [ "$(left)" -ge "$1" ] || { echo "=== stop: $(left) s left, next phase needs $1"; exit 0; }; }
+export MAMBACPP_FIXTURES=$ROOT/.device_fixtures
+export BUILD=$ROOT/build/ab-head
+BB=$ROOT/build/ab-base
+# shellcheck source=/dev/null
+source "$ROOT/scripts/gpu_check.sh"
+if [ -f $PREBUILT/head.xz ]; then CMAKE_ARGS=()
+elif [ -d /tmp/mambacpp-deps/usr ]; then  # unpacked by an earlier call
+  lib=/tmp/mambacpp-deps/usr/lib/x86_64-linux-gnu
+  export LD_LIBRARY_PATH=$lib/openblas-pthread:$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  export PKG_CONFIG_SYSROOT_DIR=/tmp/mambacpp-deps
+  export PKG_CONFIG_LIBDIR=$lib/openblas-pthread/pkgconfig:$lib/pkgconfig:/tmp/mambacpp-deps/usr/share/pkgconfig
+  pc=pkg-config; command -v pkg-config >/dev/null || pc=/tmp/mambacpp-deps/usr/bin/pkgconf
+  CMAKE_ARGS=(-DPKG_CONFIG_EXECUTABLE="$pc" -DCMAKE_PREFIX_PATH=/tmp/mambacpp-deps/usr)
+else
+  setup_deps || exit 1
+fi
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+echo "cpu: $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
+VIMFIX=/tmp/vimfix
+if ! isdone vimref && [ ! -f /tmp/vimref.started ]; then
+  touch /tmp/vimref.started
+  (python3 scripts/vim_reference.py --out $VIMFIX --official .device_fixtures/official >/tmp/vim_ref.log 2>&1 &&
+    touch /tmp/ph_vimref.done) &
+fi
+
+configure() {  # src build
+  [ -f "$2/build.ninja" ] && return 0
+  cmake -S "$1" -B "$2" -G Ninja -DMAMBACPP_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DMAMBACPP_BUILD_BENCH=OFF \
+    -DCMAKE_CUDA_ARCHITECTURES=90a "${CMAKE_ARGS[@]}" >"$OUT/configure_$(basename "$2").log" 2>&1
+}
+if [ -f $PREBUILT/head.xz ]; then  # binaries built elsewhere: no build here
+  mkdir -p /tmp/pre/base/bin /tmp/pre/head/bin /tmp/pre/head/tests
+  for f in base:base/bin/mambacpp head:head/bin/mambacpp $(for t in $TESTS; do echo "$t:head/tests/$t"; done); do
+    n=${f%%:*} to=/tmp/pre/${f#*:}
+    [ -f "$PREBUILT/$n.xz" ] || continue
+    [ -x "$to" ] || { xz -dc "$PREBUILT/$n.xz" >"$to.part" && chmod +x "$to.part" && mv "$to.part" "$to"; }
+  done
+  ls -la /tmp/pre/*/bin /tmp/pre/head/tests
+  BB=/tmp/pre/base BUILD=/tmp/pre/head
+  if ldd "$BUILD/bin/mambacpp" | grep -q "not found"; then
+    prefix=/tmp/mambacpp-rt
+    [ -f $prefix.done ] || { rm -rf $prefix && mkdir -p $prefix && for f in "$PREBUILT"/runtime/*.deb; do dpkg -x "$f" $prefix; done; touch $prefix.done; }
+    rl=$prefix/usr/lib/x86_64-linux-gnu
+    export LD_LIBRARY_PATH=$rl/openblas-pthread:$rl/openblas-openmp:$rl${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  fi
+  ldd "$BUILD/bin/mambacpp" | grep -E "not found|cublas|nccl"
+  touch /tmp/ph_build.done
+fi
+if ! isdone build; then
+  configure "$ROOT/.device_base" "$BB" && configure "$ROOT" "$BUILD" || { tail -20 "$OUT"/configure_*.log; exit 1; }
+  targets="mambacpp vim_test $(cd "$BUILD" && ctest -N -L cuda | awk '/Test +#/{print $3}' | sed 's/_optional$//' | sort -u)"
+  t=$SECONDS
+  timeout "$(left)" cmake --build "$BB" -j16 -- -k 0 mambacpp >"$OUT/build_base.log" 2>&1 &
+  timeout "$(left)" cmake --build "$BUILD" -j16 -- -k 0 $targets >"$OUT/build_head.log" 2>&1
+  rh=$?
+  wait %1 2>/dev/null; rb=$?
+  echo "builds: head rc $rh, base rc $rb, $((SECONDS - t)) s"
+  grep -hE "FAILED|error:" "$OUT"/build_*.log | head -10
+  [ $rh = 0 ] && [ -x "$BB/bin/mambacpp" ] && [ -x "$BUILD/bin/mambacpp" ] && mark build || exit 0
+fi
+
+if ! isdone test; then
+  need 200
+  if [ -f "$BUILD/build.ninja" ]; then
+    ( (cd "$BUILD" && ctest -L cuda --output-on-failure --timeout 200 -j4) >"$OUT/ctest_cuda.log" 2>&1
+      echo "rc $?" >"$OUT/ctest_rc.txt" ) &
+  else  # the carried CUDA test binaries
+    ( for t in $TESTS; do
+        [ "$t" = vim_test ] && continue
+        [ -x "$BUILD/tests/$t" ] || continue
+        echo "=== $t"; timeout 200 "$BUILD/tests/$t" 2>&1 | grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]|Failure|rror" | head -30
+      done >"$OUT/ctest_cuda.log" 2>&1; echo "rc $?" >"$OUT/ctest_rc.txt" ) &
+  fi
+  steps=golden; [ -x "$BB/bin/mambacpp" ] && steps="golden hashes"
+  OUT=$OUT timeout 300 scripts/gpu_prebuilt.sh "${BASEBIN:-$BB/bin/mambacpp}" "$BUILD/bin/mambacpp" $steps 2>&1 | tail -40
+  wait
+  echo "cuda tests: $(cat "$OUT/ctest_rc.txt")"
+  cat "$OUT/ctest_cuda.log" | head -60
+  mark test
+fi
+
+if [ -z "${SKIP_BENCH:-}" ] && ! isdone bench && [ -x "$BB/bin/mambacpp" ]; then
+  need 150
+  OUT=$OUT scripts/gpu_prebuilt.sh "$BB/bin/mambacpp" "$BUILD/bin/mambacpp" bench 2>&1 | tail -70
+  mark bench
+fi
+
+if ! isdone vim; then
+  need 150
+  for i in $(seq 60); do isdone vimref && break; sleep 2; done
+  tail -5 /tmp/vim_ref.log; cp /tmp/vim_ref.log "$OUT/"
+  if isdone vimref; then
+    rm -rf "$OUT/vim_fixtures"; cp -r $VIMFIX "$OUT/vim_fixtures"
+    MAMBACPP_VIM_FIXTURES=$VIMFIX "$BUILD/tests/vim_test" --gtest_filter='VimFixture.*' 2>&1 | tail -15 | tee "$OUT/vim_test_gpu.log"
+    ls "$BUILD"/tests/vim_test* "$BUILD"/bin/vim_test* 2>/dev/null
+  fi
+  for shape in tiny small; do
+    for dt in f32 bf16; do
+      "$BUILD/bin/mambacpp" classify --bench --device cuda --shape $shape --dtype $dt --bench-batch 1 64 --iters 10 2>&1 |
+        tail -4 | tee -a "$OUT/vim_classify_gpu.log"
+    done
+  done
+  mark vim
+fi
+
+if ! isdone serve; then
+  export SERVE_GEN=${SERVE_GEN:-128}
+  need 300
+  serve_bench
+  mark serve
+fi
+
+if ! isdone llama; then
+  [ -d "$ROOT/.device_llama/llama.cpp" ] || { echo "=== llama: .device_llama not carried"; exit 0; }
+  need 400
+  cp docs/benchmarks.md "$OUT/benchmarks.md"
+  KIT=$ROOT/.device_llama WORK=/tmp/llc MAMBACPP_BIN=$BUILD/bin/mambacpp DOC=$OUT/benchmarks.md THREADS=2,16 \
+    timeout "$(left)" scripts/llamacpp_compare.sh 2>&1 | tail -40
+  cp /tmp/llc/results.json "$OUT/" 2>/dev/null
+  [ -f /tmp/llc/results.json ] && mark llama
+fi
+echo "ALL DONE"
