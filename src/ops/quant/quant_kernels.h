@@ -48,6 +48,8 @@ struct Kernels {
   float (*q4_k)(const void* w, const ActBlock* x, int64_t n_blocks);
   float (*bf16)(const uint16_t* w, const float* x, int64_t n);
   TileFn q8_0_tile = nullptr, q4_0_tile = nullptr, q4_k_tile = nullptr;  // null: row by row
+  // quantize_activations with the same result, bit for bit (null: that one).
+  void (*quantize)(const float* x, int64_t n, ActBlock* out) = nullptr;
 };
 
 extern const Kernels kernels_scalar;

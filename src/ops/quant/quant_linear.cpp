@@ -180,8 +180,8 @@ void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias
   const int64_t n_blocks = in / 32;
   if (dtype != DType::bf16) {
     xq.resize(static_cast<size_t>(rows * n_blocks));
-    parallel_for(rows,
-                 [&](int64_t r) { quant::quantize_activations(xp + r * in, in, xq.data() + r * n_blocks); });
+    const auto quantize_act = k.quantize ? k.quantize : quant::quantize_activations;
+    parallel_for(rows, [&](int64_t r) { quantize_act(xp + r * in, in, xq.data() + r * n_blocks); });
   }
   auto dot = [&](int64_t o, int64_t r) -> float {
     const uint8_t* wr = w + static_cast<size_t>(o) * row_bytes;
