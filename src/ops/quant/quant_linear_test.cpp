@@ -137,6 +137,32 @@ TEST(QuantLinear, SimdActivationQuantizerIsExact) {
 #endif
 }
 
+// Decode (one activation row) through a weight larger than L2 (1536 -> 8192) on the best kernel
+// set against the scalar one: printed as weight bytes per second (the GEMV should be bound by
+// memory), equal within rounding.
+TEST(QuantLinear, DecodeGemvThroughput) {
+  std::mt19937 rng(5);
+  const int64_t in = 1536, out = 8192;
+  const Tensor x = testing::random_tensor({1, in}, rng);
+  const Tensor wf = testing::random_tensor({out, in}, rng);
+  for (DType dtype : {DType::q8_0, DType::q4_0, DType::q4_k}) {
+    const Tensor w = quantize(wf, dtype);
+    Tensor y = Tensor::empty({1, out}), ref = Tensor::empty({1, out});
+    quant_linear_into(x, w, Tensor(), ref, QuantIsa::scalar);
+    double ms = 1e30;
+    for (int rep = 0; rep < 20; ++rep) {
+      const auto t0 = std::chrono::steady_clock::now();
+      quant_linear_into(x, w, Tensor(), y, quant_isa_best());
+      ms = std::min(ms,
+                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    const double bytes = static_cast<double>(dtype_bytes(dtype, in)) * out;
+    std::printf("quant decode %-5s %s 1x1536x8192: %.3f ms, %.1f GB/s of weights\n", dtype_name(dtype),
+                quant_isa_name(quant_isa_best()), ms, bytes / ms * 1e-6);
+    EXPECT_LT(testing::max_abs_diff(y, ref), 2e-5f * (1.0f + max_abs(ref)));
+  }
+}
+
 // What the machine ran, so a log shows which kernels the test above covered.
 TEST(QuantLinear, ReportsKernels) {
   for (QuantIsa isa : kIsas)
