@@ -206,7 +206,19 @@ void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias
                              : dtype == DType::q4_0 ? k.q4_0_tile
                              : dtype == DType::q4_k ? k.q4_k_tile
                                                     : nullptr;
-  if (tile && rows >= quant::kTileX) {
+  const quant::PackFn pack = !tiled                 ? nullptr
+                             : dtype == DType::q8_0 ? k.q8_0_pack
+                             : dtype == DType::q4_0 ? k.q4_0_pack
+                                                    : nullptr;
+  const quant::PackedTileFn ptile = dtype == DType::q8_0 ? k.q8_0_ptile : k.q4_0_ptile;
+  if ((tile || pack) && rows >= quant::kTileX) {
+    const int64_t n_pairs = (n_blocks + 1) / 2;
+    std::vector<quant::PackedPair> packed;
+    if (pack) {
+      packed.resize(static_cast<size_t>(rows * n_pairs));
+      parallel_for(rows,
+                   [&](int64_t r) { pack(xq.data() + r * n_blocks, n_blocks, packed.data() + r * n_pairs); });
+    }
     constexpr int64_t kGroup = 64;  // activation rows per task (kTileX-aligned)
     const int64_t n_groups = (rows + kGroup - 1) / kGroup;
     parallel_for(n_chunks * n_groups, [&](int64_t task) {
@@ -215,9 +227,13 @@ void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias
       int64_t r = r0;
       for (; r + quant::kTileX <= r1; r += quant::kTileX) {
         int64_t o = o0;
-        for (; o + quant::kTileW <= o1; o += quant::kTileW)
-          tile(w + static_cast<size_t>(o) * row_bytes, row_bytes, xq.data() + r * n_blocks, n_blocks,
-               n_blocks, yp + r * out + o, out);
+        for (; o + quant::kTileW <= o1; o += quant::kTileW) {
+          const uint8_t* wo = w + static_cast<size_t>(o) * row_bytes;
+          if (pack)
+            ptile(wo, row_bytes, packed.data() + r * n_pairs, n_pairs, n_blocks, yp + r * out + o, out);
+          else
+            tile(wo, row_bytes, xq.data() + r * n_blocks, n_blocks, n_blocks, yp + r * out + o, out);
+        }
         for (; o < o1; ++o)
           for (int64_t j = r; j < r + quant::kTileX; ++j) yp[j * out + o] = dot(o, j);
       }
