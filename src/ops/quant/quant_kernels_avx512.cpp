@@ -4,7 +4,7 @@
 #include "ops/quant/quant_kernels_avx512.inc"
 
 namespace mamba::ops::quant {
-const Kernels kernels_avx512 = {dot_q8_0,     dot_q4_0,     dot_q4_k,      dot_bf16,
-                                nullptr,      nullptr,      tile512_q4_k,  quantize_act,
-                                pack512_q8_0, pack512_q4_0, ptile512_q8_0, ptile512_q4_0};
+const Kernels kernels_avx512 = {dot_q8_0,     dot_q4_0,      dot_q4_k,      dot_bf16,     nullptr,
+                                nullptr,      nullptr,       quantize_act,  pack512_q8_0, pack512_q4_0,
+                                pack512_q4_k, ptile512_q8_0, ptile512_q4_0, ptile512_q4_k};
 }  // namespace mamba::ops::quant

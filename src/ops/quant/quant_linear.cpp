@@ -209,8 +209,11 @@ void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias
   const quant::PackFn pack = !tiled                 ? nullptr
                              : dtype == DType::q8_0 ? k.q8_0_pack
                              : dtype == DType::q4_0 ? k.q4_0_pack
+                             : dtype == DType::q4_k ? k.q4_k_pack
                                                     : nullptr;
-  const quant::PackedTileFn ptile = dtype == DType::q8_0 ? k.q8_0_ptile : k.q4_0_ptile;
+  const quant::PackedTileFn ptile = dtype == DType::q8_0   ? k.q8_0_ptile
+                                    : dtype == DType::q4_0 ? k.q4_0_ptile
+                                                           : k.q4_k_ptile;
   if ((tile || pack) && rows >= quant::kTileX) {
     const int64_t n_pairs = (n_blocks + 1) / 2;
     std::vector<quant::PackedPair> packed;
