@@ -41,6 +41,22 @@ constexpr int kTileW = 2, kTileX = 4;
 using TileFn = void (*)(const uint8_t* w, size_t w_stride, const ActBlock* x, int64_t x_stride,
                         int64_t n_blocks, float* y, int64_t y_stride);
 
+// The activation side of a 512-bit prefill step, prepared once per activation row (instead of once
+// per tile): blocks 2p and 2p + 1 of the row (the second zero past the end) in the kernel's lane
+// order, the weight format's integer offset per 32-bit lane, and the two scales spread over the
+// lanes. 192 bytes for 64 values. Q4_K has no integer offset: `off` of a Q4_K block's first pair
+// holds d·Σx of its 8 blocks as f32 in lanes 0-7 (the mins' term), the other pairs' zero.
+struct alignas(64) PackedPair {
+  int8_t q[64];
+  int32_t off[16];
+  float d[16];
+};
+// x (n_blocks blocks) -> (n_blocks + 1) / 2 pairs.
+using PackFn = void (*)(const ActBlock* x, int64_t n_blocks, PackedPair* out);
+// As TileFn, the activation rows x + j·x_stride (pairs) packed.
+using PackedTileFn = void (*)(const uint8_t* w, size_t w_stride, const PackedPair* x, int64_t x_stride,
+                              int64_t n_blocks, float* y, int64_t y_stride);
+
 // n_blocks: the row's values / 32. Weight rows are the GGUF bytes of one row.
 struct Kernels {
   float (*q8_0)(const void* w, const ActBlock* x, int64_t n_blocks);
@@ -48,6 +64,11 @@ struct Kernels {
   float (*q4_k)(const void* w, const ActBlock* x, int64_t n_blocks);
   float (*bf16)(const uint16_t* w, const float* x, int64_t n);
   TileFn q8_0_tile = nullptr, q4_0_tile = nullptr, q4_k_tile = nullptr;  // null: row by row
+  // quantize_activations with the same result, bit for bit (null: that one).
+  void (*quantize)(const float* x, int64_t n, ActBlock* out) = nullptr;
+  // Prefill on packed activations, used instead of the *_tile where set.
+  PackFn q8_0_pack = nullptr, q4_0_pack = nullptr, q4_k_pack = nullptr;
+  PackedTileFn q8_0_ptile = nullptr, q4_0_ptile = nullptr, q4_k_ptile = nullptr;
 };
 
 extern const Kernels kernels_scalar;

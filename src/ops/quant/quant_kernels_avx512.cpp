@@ -1,9 +1,10 @@
 // AVX-512 (F, BW, VL) kernels for quant_linear without VNNI (quant_kernels_avx512.inc).
-#define MAMBA_QUANT_TARGET __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl")))
+#define MAMBA_QUANT_TARGET __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,f16c")))
 #define MAMBA_QUANT_VNNI 0
 #include "ops/quant/quant_kernels_avx512.inc"
 
 namespace mamba::ops::quant {
-const Kernels kernels_avx512 = {dot_q8_0,     dot_q4_0,     dot_q4_k,    dot_bf16,
-                                tile512_q8_0, tile512_q4_0, tile512_q4_k};
+const Kernels kernels_avx512 = {dot_q8_0,     dot_q4_0,      dot_q4_k,      dot_bf16,     nullptr,
+                                nullptr,      nullptr,       quantize_act,  pack512_q8_0, pack512_q4_0,
+                                pack512_q4_k, ptile512_q8_0, ptile512_q4_0, ptile512_q4_k};
 }  // namespace mamba::ops::quant

@@ -102,7 +102,9 @@ const char* quant_isa_name(QuantIsa isa) {
 
 bool quant_isa_supported(QuantIsa isa) {
 #if defined(__x86_64__)
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  // Every AVX2 CPU has F16C; the kernels convert the blocks' f16 scales with it.
+  const bool avx2 =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl");
   switch (isa) {
@@ -178,8 +180,8 @@ void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias
   const int64_t n_blocks = in / 32;
   if (dtype != DType::bf16) {
     xq.resize(static_cast<size_t>(rows * n_blocks));
-    parallel_for(rows,
-                 [&](int64_t r) { quant::quantize_activations(xp + r * in, in, xq.data() + r * n_blocks); });
+    const auto quantize_act = k.quantize ? k.quantize : quant::quantize_activations;
+    parallel_for(rows, [&](int64_t r) { quantize_act(xp + r * in, in, xq.data() + r * n_blocks); });
   }
   auto dot = [&](int64_t o, int64_t r) -> float {
     const uint8_t* wr = w + static_cast<size_t>(o) * row_bytes;
@@ -204,7 +206,22 @@ void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias
                              : dtype == DType::q4_0 ? k.q4_0_tile
                              : dtype == DType::q4_k ? k.q4_k_tile
                                                     : nullptr;
-  if (tile && rows >= quant::kTileX) {
+  const quant::PackFn pack = !tiled                 ? nullptr
+                             : dtype == DType::q8_0 ? k.q8_0_pack
+                             : dtype == DType::q4_0 ? k.q4_0_pack
+                             : dtype == DType::q4_k ? k.q4_k_pack
+                                                    : nullptr;
+  const quant::PackedTileFn ptile = dtype == DType::q8_0   ? k.q8_0_ptile
+                                    : dtype == DType::q4_0 ? k.q4_0_ptile
+                                                           : k.q4_k_ptile;
+  if ((tile || pack) && rows >= quant::kTileX) {
+    const int64_t n_pairs = (n_blocks + 1) / 2;
+    std::vector<quant::PackedPair> packed;
+    if (pack) {
+      packed.resize(static_cast<size_t>(rows * n_pairs));
+      parallel_for(rows,
+                   [&](int64_t r) { pack(xq.data() + r * n_blocks, n_blocks, packed.data() + r * n_pairs); });
+    }
     constexpr int64_t kGroup = 64;  // activation rows per task (kTileX-aligned)
     const int64_t n_groups = (rows + kGroup - 1) / kGroup;
     parallel_for(n_chunks * n_groups, [&](int64_t task) {
@@ -213,9 +230,13 @@ void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias
       int64_t r = r0;
       for (; r + quant::kTileX <= r1; r += quant::kTileX) {
         int64_t o = o0;
-        for (; o + quant::kTileW <= o1; o += quant::kTileW)
-          tile(w + static_cast<size_t>(o) * row_bytes, row_bytes, xq.data() + r * n_blocks, n_blocks,
-               n_blocks, yp + r * out + o, out);
+        for (; o + quant::kTileW <= o1; o += quant::kTileW) {
+          const uint8_t* wo = w + static_cast<size_t>(o) * row_bytes;
+          if (pack)
+            ptile(wo, row_bytes, packed.data() + r * n_pairs, n_pairs, n_blocks, yp + r * out + o, out);
+          else
+            tile(wo, row_bytes, xq.data() + r * n_blocks, n_blocks, n_blocks, yp + r * out + o, out);
+        }
         for (; o < o1; ++o)
           for (int64_t j = r; j < r + quant::kTileX; ++j) yp[j * out + o] = dot(o, j);
       }

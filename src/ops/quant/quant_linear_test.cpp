@@ -104,6 +104,65 @@ TEST(QuantLinear, PrefillTilesAgainstRowByRow) {
   }
 }
 
+// The SIMD activation quantizers against quantize_activations, bit for bit: random rows, values
+// landing on exact halves after scaling (lroundf rounds those away from zero), zero blocks.
+TEST(QuantLinear, SimdActivationQuantizerIsExact) {
+#if defined(__x86_64__)
+  std::mt19937 rng(11);
+  const int64_t n = 32 * 40;
+  Tensor x = testing::random_tensor({n}, rng);
+  float* v = x.f32();
+  for (int64_t i = 0; i < 32; ++i) v[i] = 0.0f;  // block 0: d = 0
+  // block 1: amax 127, so d = 1 and the values ±0.5 .. ±15.5 are exact halves
+  for (int64_t i = 32; i < 64; ++i) v[i] = i == 32 ? 127.0f : static_cast<float>(i - 48) + 0.5f;
+  for (int64_t i = 64; i < 96; ++i) v[i] = i == 64 ? -127.0f : static_cast<float>(i - 80) - 0.5f;
+  std::vector<quant::ActBlock> want(n / 32), got(n / 32);
+  quant::quantize_activations(v, n, want.data());
+  int tested = 0;
+  for (QuantIsa isa : {QuantIsa::avx2, QuantIsa::avx512, QuantIsa::avx512_vnni}) {
+    const quant::Kernels& k = isa == QuantIsa::avx2     ? quant::kernels_avx2
+                              : isa == QuantIsa::avx512 ? quant::kernels_avx512
+                                                        : quant::kernels_avx512_vnni;
+    if (!quant_isa_supported(isa) || !k.quantize) continue;
+    ++tested;
+    k.quantize(v, n, got.data());
+    for (int64_t b = 0; b < n / 32; ++b) {
+      SCOPED_TRACE(std::string(quant_isa_name(isa)) + " block " + std::to_string(b));
+      EXPECT_EQ(got[b].d, want[b].d);
+      EXPECT_EQ(got[b].sum, want[b].sum);
+      EXPECT_EQ(std::memcmp(got[b].q, want[b].q, 32), 0);
+    }
+  }
+  std::printf("simd activation quantizers tested: %d\n", tested);
+#endif
+}
+
+// Decode (one activation row) through a weight larger than L2 (1536 -> 8192) on the best kernel
+// set against the scalar one: printed as weight bytes per second (the GEMV should be bound by
+// memory), equal within rounding.
+TEST(QuantLinear, DecodeGemvThroughput) {
+  std::mt19937 rng(5);
+  const int64_t in = 1536, out = 8192;
+  const Tensor x = testing::random_tensor({1, in}, rng);
+  const Tensor wf = testing::random_tensor({out, in}, rng);
+  for (DType dtype : {DType::q8_0, DType::q4_0, DType::q4_k}) {
+    const Tensor w = quantize(wf, dtype);
+    Tensor y = Tensor::empty({1, out}), ref = Tensor::empty({1, out});
+    quant_linear_into(x, w, Tensor(), ref, QuantIsa::scalar);
+    double ms = 1e30;
+    for (int rep = 0; rep < 20; ++rep) {
+      const auto t0 = std::chrono::steady_clock::now();
+      quant_linear_into(x, w, Tensor(), y, quant_isa_best());
+      ms = std::min(ms,
+                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    const double bytes = static_cast<double>(dtype_bytes(dtype, in)) * out;
+    std::printf("quant decode %-5s %s 1x1536x8192: %.3f ms, %.1f GB/s of weights\n", dtype_name(dtype),
+                quant_isa_name(quant_isa_best()), ms, bytes / ms * 1e-6);
+    EXPECT_LT(testing::max_abs_diff(y, ref), 2e-5f * (1.0f + max_abs(ref)));
+  }
+}
+
 // What the machine ran, so a log shows which kernels the test above covered.
 TEST(QuantLinear, ReportsKernels) {
   for (QuantIsa isa : kIsas)
