@@ -33,9 +33,22 @@ stamp "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 env | grep -E "^(OPENBLAS|OMP|GOMP|MKL)" || true
 GEN=Ninja; command -v ninja >/dev/null || GEN="Unix Makefiles"
 
+# On a CPU with AMX (Sapphire Rapids and later) the kit's llama.cpp, built native, multiplies Q8_0 /
+# Q4_K through its AMX backend, which segfaults on Mamba-2 (ggml_backend_amx_mul_mat, seen
+# 2026-12-07); there it is built with the CPU's other vector features named and AMX off.
+ll_isa=()
+if grep -qw amx_int8 /proc/cpuinfo; then
+  flags=$(grep -m1 '^flags' /proc/cpuinfo)
+  has() { [[ " $flags " == *" $1 "* ]] && echo ON || echo OFF; }
+  ll_isa=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+          -DGGML_AVX512="$(has avx512f)" -DGGML_AVX512_VBMI="$(has avx512vbmi)"
+          -DGGML_AVX512_VNNI="$(has avx512_vnni)" -DGGML_AVX512_BF16="$(has avx512_bf16)"
+          -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
+  stamp "AMX present: llama.cpp built without its AMX backend (${ll_isa[*]})"
+fi
 if [ -z "${LLAMA_BIN:-}" ]; then
   stamp "build llama.cpp ($(cat "$KIT/llama.cpp/COMMIT" 2>/dev/null || echo '?')): llama-bench"
-  cmake -S "$KIT/llama.cpp" -B "$WORK/build-ll" -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+  cmake -S "$KIT/llama.cpp" -B "$WORK/build-ll" -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF "${ll_isa[@]}" \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF -DGGML_CUDA=OFF \
     -DGIT_EXECUTABLE=/bin/false -DCMAKE_POLICY_VERSION_MINIMUM=3.5 > "$WORK/build_ll.log" 2>&1
   cmake --build "$WORK/build-ll" -j "$JOBS" --target llama-bench >> "$WORK/build_ll.log" 2>&1 ||
