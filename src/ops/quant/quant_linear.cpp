@@ -106,9 +106,13 @@ const char* quant_isa_name(QuantIsa isa) {
 bool quant_isa_supported(QuantIsa isa) {
 #if defined(__x86_64__)
   // Every AVX2 CPU has F16C; the kernels convert the blocks' f16 scales with it. Asked of CPUID
-  // (leaf 1, ECX bit 29): clang 14's __builtin_cpu_supports does not know "f16c".
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
+  // (leaf 1, ECX bit 29; clang 14's __builtin_cpu_supports does not know "f16c") once: every
+  // quantized linear checks its kernel set, and CPUID traps to the hypervisor in a VM (it was
+  // 2.7% of a Q4_K decode).
+  static const bool f16c = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
+  }();
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
   const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl");
