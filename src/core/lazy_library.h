@@ -22,6 +22,13 @@ public:
   std::string error();
   // The address of `name` in the library, or null (library or symbol missing).
   void* symbol(const char* name);
+  // symbol(name) as a function returning R and taking the types of `args`: a forwarder passes its
+  // own parameters, so the type is its declared signature (decltype(&f) is ambiguous where C++
+  // overloads of f exist).
+  template <typename R, typename... A>
+  auto function_like(const char* name, A... /*args*/) -> R (*)(A...) {
+    return reinterpret_cast<R (*)(A...)>(symbol(name));
+  }
   // The names among `names` the library lacks, comma-separated, or why it did not open; "" = all there.
   std::string check(std::initializer_list<const char*> names);
 

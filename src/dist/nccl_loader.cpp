@@ -17,15 +17,10 @@ mamba::LazyLibrary& library() {
   return lib;
 }
 
-template <typename... A>
-auto real_like(const char* name, A...) -> ncclResult_t (*)(A...) {
-  return reinterpret_cast<ncclResult_t (*)(A...)>(library().symbol(name));
-}
-
 // A missing library reports ncclSystemError, whose text (ncclGetErrorString) then names it.
-#define MAMBA_NCCL_FORWARD(name, ...)                   \
-  static const auto fn = real_like(#name, __VA_ARGS__); \
-  if (!fn) return ncclSystemError;                      \
+#define MAMBA_NCCL_FORWARD(name, ...)                                               \
+  static const auto fn = library().function_like<ncclResult_t>(#name, __VA_ARGS__); \
+  if (!fn) return ncclSystemError;                                                  \
   return fn(__VA_ARGS__)
 
 }  // namespace

@@ -22,17 +22,10 @@ mamba::LazyLibrary& library() {
   return lib;
 }
 
-// The real function `name` typed by the forwarder's own arguments (which are its parameters, so
-// the type is the declared signature; decltype(&name) is ambiguous where C++ overloads exist).
-template <typename... A>
-auto real_like(const char* name, A...) -> cublasStatus_t (*)(A...) {
-  return reinterpret_cast<cublasStatus_t (*)(A...)>(library().symbol(name));
-}
-
 // One static per forwarder: the lookup runs once.
-#define MAMBA_CUBLAS_FORWARD(name, ...)                 \
-  static const auto fn = real_like(#name, __VA_ARGS__); \
-  if (!fn) return CUBLAS_STATUS_NOT_INITIALIZED;        \
+#define MAMBA_CUBLAS_FORWARD(name, ...)                                               \
+  static const auto fn = library().function_like<cublasStatus_t>(#name, __VA_ARGS__); \
+  if (!fn) return CUBLAS_STATUS_NOT_INITIALIZED;                                      \
   return fn(__VA_ARGS__)
 
 }  // namespace

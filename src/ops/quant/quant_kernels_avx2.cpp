@@ -36,16 +36,22 @@ MAMBA_AVX2 inline __m256 q8_0_step(const BlockQ8_0& w, const ActBlock& x, __m256
   return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(w.d) * x.d), acc);
 }
 
-MAMBA_AVX2 float dot_q8_0(const void* w, const ActBlock* x, int64_t n_blocks) {
-  const auto* blk = static_cast<const BlockQ8_0*>(w);
+// A row's blocks through `step`, alternating two accumulators (two independent FMA chains).
+template <typename Block, __m256 (*step)(const Block&, const ActBlock&, __m256)>
+MAMBA_AVX2 float dot_blocks(const void* w, const ActBlock* x, int64_t n_blocks) {
+  const auto* blk = static_cast<const Block*>(w);
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int64_t b = 0;
   for (; b + 2 <= n_blocks; b += 2) {
-    acc0 = q8_0_step(blk[b], x[b], acc0);
-    acc1 = q8_0_step(blk[b + 1], x[b + 1], acc1);
+    acc0 = step(blk[b], x[b], acc0);
+    acc1 = step(blk[b + 1], x[b + 1], acc1);
   }
-  if (b < n_blocks) acc0 = q8_0_step(blk[b], x[b], acc0);
+  if (b < n_blocks) acc0 = step(blk[b], x[b], acc0);
   return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+MAMBA_AVX2 float dot_q8_0(const void* w, const ActBlock* x, int64_t n_blocks) {
+  return dot_blocks<BlockQ8_0, q8_0_step>(w, x, n_blocks);
 }
 
 MAMBA_AVX2 inline __m256 q4_0_step(const BlockQ4_0& w, const ActBlock& x, __m256 acc) {
@@ -62,15 +68,7 @@ MAMBA_AVX2 inline __m256 q4_0_step(const BlockQ4_0& w, const ActBlock& x, __m256
 
 // Nibbles 0..15 as unsigned bytes: bytes j → values j (low nibble) and j + 16 (high nibble).
 MAMBA_AVX2 float dot_q4_0(const void* w, const ActBlock* x, int64_t n_blocks) {
-  const auto* blk = static_cast<const BlockQ4_0*>(w);
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int64_t b = 0;
-  for (; b + 2 <= n_blocks; b += 2) {
-    acc0 = q4_0_step(blk[b], x[b], acc0);
-    acc1 = q4_0_step(blk[b + 1], x[b + 1], acc1);
-  }
-  if (b < n_blocks) acc0 = q4_0_step(blk[b], x[b], acc0);
-  return hsum(_mm256_add_ps(acc0, acc1));
+  return dot_blocks<BlockQ4_0, q4_0_step>(w, x, n_blocks);
 }
 
 // 32 bytes of a q4_k block hold two sub-blocks: the low nibbles one, the high nibbles the next.
