@@ -278,10 +278,14 @@ void Model::set_matmul_dtype(DType dtype) {
 State Model::new_state(int64_t batch) const {
   State s;
   s.batch = batch;
+  // A device model's state is allocated there and zeroed by the device (on the bound stream, if
+  // any): the mixers give the shapes at batch 0 (every state tensor is batch-major), so no host
+  // buffer of the state's size is filled and copied over.
+  const int64_t shape_batch = device_ == Device::cpu ? batch : 0;
   for (const Block& b : blocks_) {
-    s.layers.push_back(b.mixer->new_state(batch));
+    s.layers.push_back(b.mixer->new_state(shape_batch));
     if (b.mixer_par) {  // both mixers of a parallel block share one LayerState (disjoint fields)
-      LayerState par = b.mixer_par->new_state(batch);
+      LayerState par = b.mixer_par->new_state(shape_batch);
       LayerState& into = s.layers.back();
       par.visit([&](const char* name, Tensor& t) {
         into.visit([&](const char* other, Tensor&) {
@@ -295,7 +299,12 @@ State Model::new_state(int64_t batch) const {
       if (par.angle.defined() || par.k_prev.defined() || par.v_prev.defined())
         throw_error(ErrorCode::unsupported, "a Mamba-3 mixer in a parallel block");
     }
-    if (device_ != Device::cpu) s.layers.back().visit([&](const char*, Tensor& t) { t = t.to(device_); });
+    if (device_ != Device::cpu)
+      s.layers.back().visit([&](const char*, Tensor& t) {
+        Shape shape = t.shape();
+        shape[0] = batch;
+        t = Tensor::zeros(shape, t.dtype(), device_);
+      });
   }
   return s;
 }

@@ -123,6 +123,42 @@ models::State state_row(const models::State& state, int64_t row, int64_t positio
   return s;
 }
 
+models::State allocate_rows(const models::State& like, int64_t rows) {
+  std::vector<Tensor> out;
+  for (const auto& [name, t] : tensors_of(like)) {
+    Shape shape = t.shape();
+    shape[0] = rows;
+    out.push_back(Tensor::zeros(shape, t.dtype(), t.device()));
+  }
+  return with_tensors(like, out, rows);
+}
+
+void copy_row(models::State& dst, int64_t dst_row, const models::State& src, int64_t src_row) {
+  const auto to = tensors_of(dst), from = tensors_of(src);
+  MAMBA_CHECK(to.size() == from.size(), "states of different models");
+  for (size_t k = 0; k < to.size(); ++k) {
+    MAMBA_CHECK(to[k].first == from[k].first, to[k].first << " vs " << from[k].first);
+    Tensor row = to[k].second.slice(0, dst_row, dst_row + 1);
+    row.copy_from(from[k].second.slice(0, src_row, src_row + 1));
+  }
+}
+
+models::State leading_rows(const models::State& stacked, int64_t rows) {
+  MAMBA_CHECK(rows >= 1 && rows <= stacked.batch, "leading_rows: " << rows << " of " << stacked.batch);
+  std::vector<Tensor> views;
+  for (const auto& [name, t] : tensors_of(stacked)) views.push_back(t.slice(0, 0, rows));
+  return with_tensors(stacked, views, rows);
+}
+
+void write_back_rows(models::State& stacked, const models::State& view) {
+  const auto to = tensors_of(stacked), from = tensors_of(view);
+  MAMBA_CHECK(to.size() == from.size(), "states of different models");
+  for (size_t k = 0; k < to.size(); ++k) {
+    Tensor rows = to[k].second.slice(0, 0, view.batch);
+    if (rows.raw() != from[k].second.raw()) rows.copy_from(from[k].second);
+  }
+}
+
 BatchResult generate_batch(std::span<Session> sessions, std::span<const std::vector<int32_t>> prompts,
                            const GenerateParams& params, std::span<sampling::Sampler> samplers,
                            const BatchCallback& on_token) {

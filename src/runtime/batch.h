@@ -23,6 +23,19 @@ models::State stack_states(std::span<const models::State* const> states);
 // One row of a batched state as an independent batch-1 state at `position`.
 models::State state_row(const models::State& state, int64_t row, int64_t position);
 
+// ---- Rows of a stacked state kept in place (the server's decode batch; see server/scheduler.h).
+// A zero state of `rows` rows with the tensors of `like` (any batch), on like's device.
+models::State allocate_rows(const models::State& like, int64_t rows);
+// Copies row `src_row` of `src` into row `dst_row` of `dst` (states of one model; may be the same
+// state, rows distinct).
+void copy_row(models::State& dst, int64_t dst_row, const models::State& src, int64_t src_row);
+// The first `rows` rows of `stacked` as a state whose tensors are views into it: a step on the view
+// updates `stacked` in place, and a captured graph of it stays bound to the same buffers.
+models::State leading_rows(const models::State& stacked, int64_t rows);
+// After a step on `view` (leading_rows of `stacked`): a tensor the step replaced instead of
+// updating in place is copied into `stacked`'s rows.
+void write_back_rows(models::State& stacked, const models::State& view);
+
 struct BatchResult {
   std::vector<GenerateResult> sequences;  // one per session
   bool stacked = false;                   // decoded as one batch (else one sequence at a time)

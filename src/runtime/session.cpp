@@ -85,13 +85,15 @@ const char* stop_reason_name(StopReason reason) {
 Session::Session(const models::Model& model, SessionOptions options)
     : model_(&model),
       options_(options),
-      exec_(std::make_unique<ops::Exec>(model.device(), options.plan)),
+      own_exec_(options.exec ? nullptr : std::make_unique<ops::Exec>(model.device(), options.plan)),
+      exec_(options.exec ? options.exec : own_exec_.get()),
       fingerprint_(std::make_shared<FingerprintCache>()) {
   if (StepGraph::supported(model)) graph_ = std::make_unique<StepGraph>(model);
   reset();
 }
 
 void Session::reset() {
+  const ops::ExecScope bind(*exec_);  // a device state is zeroed on the session's stream
   s_.state = model_->new_state(1);
   s_.logits = Tensor();
   s_.tokens.clear();

@@ -33,6 +33,10 @@ struct SessionOptions {
   int64_t history_limit = -1;
   // The kernels the session's Exec picks where several compute the same thing (ops/exec.h).
   ops::KernelPlan plan = {};
+  // Run on this Exec instead of an own one (its plan then applies): the caller keeps it alive and
+  // uses the session only on the Exec's thread. A server's slots share the scheduler's, so a
+  // request costs no new stream or BLAS handle and all its work is ordered on one stream.
+  ops::Exec* exec = nullptr;
 };
 
 struct GenerateParams {
@@ -112,7 +116,9 @@ private:
 
   const models::Model* model_;
   SessionOptions options_;
-  std::unique_ptr<ops::Exec> exec_;  // a pointer: the Session stays movable
+  std::unique_ptr<ops::Exec>
+      own_exec_;  // unless options.exec lends one; a pointer: the Session stays movable
+  ops::Exec* exec_;
   SessionState s_;
   std::shared_ptr<FingerprintCache> fingerprint_;
   // Decode replays a captured CUDA graph of the step where the model allows (StepGraph);

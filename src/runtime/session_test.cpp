@@ -133,6 +133,48 @@ TEST_P(SessionFixture, BatchRowsStopAtTheirOwnEos) {
   EXPECT_EQ(sessions[0].position(), static_cast<int64_t>(ids_.size() + r.sequences[0].tokens.size()));
 }
 
+// The server's in-place rows (allocate_rows / copy_row / leading_rows): rows joined into a larger
+// stack, stepped through a view of the leading rows, one row leaving by the last moving into its
+// place: each row's logits equal its sequence stepped alone (to rounding: a batched GEMM may sum in
+// another order than the one-row GEMV), and a row read back continues alone.
+TEST_P(SessionFixture, StackedRowsInPlaceEqualAlone) {
+  if (!model_->config().attn_layer_idx.empty()) GTEST_SKIP() << "attention layers are not stacked";
+  const std::vector<std::vector<int32_t>> prompts = {{ids_.begin(), ids_.begin() + 3},
+                                                     {ids_.begin() + 4, ids_.begin() + 21},
+                                                     {ids_.begin() + 2, ids_.begin() + 11}};
+  std::vector<Session> alone, joining;
+  for (const auto& p : prompts) {
+    alone.emplace_back(*model_);
+    alone.back().prefill(p);
+    joining.emplace_back(*model_);
+    joining.back().prefill(p);
+  }
+  models::State stacked = allocate_rows(joining[0].session_state().state, 5);  // capacity beyond the rows
+  ASSERT_EQ(stacked.batch, 5);
+  for (int64_t r = 0; r < 3; ++r)
+    copy_row(stacked, r, joining[static_cast<size_t>(r)].session_state().state, 0);
+  auto step_rows = [&](const std::vector<int32_t>& tokens) {
+    Tensor ids = Tensor::empty({static_cast<int64_t>(tokens.size())}, DType::i32);
+    for (size_t i = 0; i < tokens.size(); ++i) ids.data<int32_t>()[i] = tokens[i];
+    models::State view = leading_rows(stacked, ids.size(0));
+    const Tensor logits = model_->step(testing::exec, ids, view);
+    write_back_rows(stacked, view);
+    return logits;
+  };
+  const Tensor both = step_rows({7, 8, 9});
+  for (size_t i = 0; i < 3; ++i) {
+    const Tensor want = alone[i].decode(static_cast<int32_t>(7 + i));
+    EXPECT_LT(testing::max_abs_diff(both.select(0, static_cast<int64_t>(i)), want), 1e-5f) << "row " << i;
+  }
+  copy_row(stacked, 0, stacked, 2);  // row 0 leaves: the last row (sequence 2) takes its place
+  const Tensor two = step_rows({5, 6});
+  EXPECT_LT(testing::max_abs_diff(two.select(0, 0), alone[2].decode(5)), 1e-5f);
+  EXPECT_LT(testing::max_abs_diff(two.select(0, 1), alone[1].decode(6)), 1e-5f);
+  // Read back, sequence 1 continues as it does alone.
+  joining[1].session_state().state = state_row(stacked, 1, alone[1].position());
+  EXPECT_LT(testing::max_abs_diff(joining[1].decode(4), alone[1].decode(4)), 1e-5f);
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, SessionFixture, ::testing::ValuesIn(kFixtures),
                          [](const ::testing::TestParamInfo<const char*>& p) {
                            std::string s = p.param;

@@ -6,6 +6,7 @@
 #endif
 
 #include <algorithm>
+#include <bit>
 #include <cstdio>
 #include <optional>
 
@@ -120,6 +121,7 @@ struct Scheduler::Slot {
   int64_t prefilled = 0;  // prompt tokens consumed, cached ones included
   int64_t cached = 0;
   int64_t position = 0;  // the sequence's position while its state is a stacked row
+  int row = -1;          // its row in the stacked state; -1: its state is the session's
   bool decoding = false;
   FinishReason finishing = FinishReason::none;  // set when the last token was sampled
   Clock::time_point first_token, last_token;
@@ -134,7 +136,8 @@ Scheduler::Scheduler(const models::Model& model, const tok::Tokenizer* tokenizer
       options_(std::move(options)),
       metrics_(metrics),
       cache_(options_.cache_bytes),
-      stackable_(runtime::can_stack(model)) {
+      stackable_(runtime::can_stack(model)),
+      graphs_(runtime::StepGraph::supported(model)) {
   if (options_.slots < 1)
     throw_error(ErrorCode::invalid_argument, "--parallel: expected at least 1 slot, found ", options_.slots);
   if (options_.prefill_chunk < 1)
@@ -147,7 +150,6 @@ Scheduler::Scheduler(const models::Model& model, const tok::Tokenizer* tokenizer
     slots_.back()->index = i;
   }
   exec_ = std::make_unique<ops::Exec>(model_.device(), options_.plan);
-  graph_ = std::make_unique<runtime::StepGraph>(model_);
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -194,7 +196,8 @@ MetricGauges Scheduler::gauges() const {
 }
 
 void Scheduler::loop() {
-  bool worked = false;  // since the last return of freed memory to the system
+  const ops::ExecScope bind(*exec_);  // every copy and step of this thread runs on its stream
+  bool worked = false;                // since the last return of freed memory to the system
   for (;;) {
     {
       std::unique_lock lock(mutex_);
@@ -265,7 +268,8 @@ void Scheduler::start(Slot& slot, std::shared_ptr<Job> job) {
   slot.admitted = admitted_++;
   slot.session.emplace(model_, runtime::SessionOptions{.prefill_chunk = options_.prefill_chunk,
                                                        .history_limit = options_.history_limit,
-                                                       .plan = options_.plan});
+                                                       .plan = options_.plan,
+                                                       .exec = exec_.get()});
   slot.sampler.emplace(spec.sampling, static_cast<int32_t>(model_.config().vocab_size));
   slot.text.emplace(tokenizer_, spec.stop);
   slot.generated.clear();
@@ -285,19 +289,27 @@ void Scheduler::start(Slot& slot, std::shared_ptr<Job> job) {
   metrics_.cached_prompt_tokens += static_cast<uint64_t>(slot.cached);
 }
 
-// One chunk of the earliest-admitted prefilling slot (first come, first served: the oldest request
-// reaches its first token first, as vLLM schedules, instead of every prompt finishing together).
-// Chunk boundaries fall on multiples of prefill_chunk from the sequence's start, as
-// Session::generate's do, so a cache miss computes exactly what a lone Session would. Returns
-// whether any prefill work was done.
+// The prefill work of one iteration, first come first served (the oldest request reaches its
+// first token first, as vLLM schedules, instead of every prompt finishing together): chunks of the
+// earliest-admitted prefilling slots until about one chunk's worth of tokens is done, a pass
+// counting as at least kMinPassTokens (its fixed cost, a kernel launch per op per layer, is about
+// that of a pass over so many tokens). So a burst of short prompts takes a few iterations rather
+// than one each, and no iteration holds the decoding streams for much more than one chunk. Chunk
+// boundaries fall on multiples of prefill_chunk from the sequence's start, as Session::generate's
+// do, so a cache miss computes exactly what a lone Session would. Returns whether any prefill work
+// was waiting.
 bool Scheduler::prefill_step() {
-  Slot* first = nullptr;
-  for (const auto& candidate : slots_) {
-    if (!candidate->busy() || candidate->decoding || candidate->job->cancelled()) continue;
-    if (!first || candidate->admitted < first->admitted) first = candidate.get();
-  }
-  if (first) {
-    Slot& slot = *first;
+  constexpr int64_t kMinPassTokens = 64;
+  std::vector<Slot*> waiting;
+  for (const auto& candidate : slots_)
+    if (candidate->busy() && !candidate->decoding && !candidate->job->cancelled())
+      waiting.push_back(candidate.get());
+  std::sort(waiting.begin(), waiting.end(),
+            [](const Slot* a, const Slot* b) { return a->admitted < b->admitted; });
+  int64_t budget = options_.prefill_chunk;
+  for (Slot* next : waiting) {
+    if (budget <= 0) break;
+    Slot& slot = *next;
     const std::vector<int32_t>& prompt = slot.job->spec().prompt;
     const int64_t total = static_cast<int64_t>(prompt.size());
     if (slot.prefilled < total) {
@@ -305,6 +317,7 @@ bool Scheduler::prefill_step() {
       const int64_t end = std::min(total, (slot.prefilled / chunk + 1) * chunk);
       slot.session->prefill(std::span(prompt).subspan(static_cast<size_t>(slot.prefilled),
                                                       static_cast<size_t>(end - slot.prefilled)));
+      budget -= std::max(end - slot.prefilled, kMinPassTokens);
       slot.prefilled = end;
       if (options_.cache_bytes > 0 && end < total && end % options_.cache_every == 0)
         cache_.insert(std::span(prompt).first(static_cast<size_t>(end)), slot.session->session_state());
@@ -316,9 +329,8 @@ bool Scheduler::prefill_step() {
       slot.position = slot.session->position();
       if (slot.job->spec().max_tokens <= 0) release(slot, FinishReason::length);
     }
-    return true;
   }
-  return false;
+  return !waiting.empty();
 }
 
 // Samples the slot's next token from its logits and hands the visible text to the job.
@@ -344,46 +356,105 @@ void Scheduler::sample(Slot& slot, int32_t token) {
   slot.job->push(token, visible);
 }
 
-namespace {
-
-// Copies a batch-1 state into row `row` of a stacked state of the same model (same tensors).
-void write_row(models::State& stacked, int64_t row, models::State& single) {
-  MAMBA_CHECK(stacked.layers.size() == single.layers.size());
-  for (size_t l = 0; l < stacked.layers.size(); ++l) {
-    std::vector<Tensor*> dst, src;
-    stacked.layers[l].visit([&](const char*, Tensor& t) { dst.push_back(&t); });
-    single.layers[l].visit([&](const char*, Tensor& t) { src.push_back(&t); });
-    MAMBA_CHECK(dst.size() == src.size());
-    for (size_t k = 0; k < dst.size(); ++k) dst[k]->slice(0, row, row + 1).copy_from(*src[k]);
-  }
-}
-
-}  // namespace
-
-// Writes the stacked rows back to their slots' sessions.
+// Writes the stacked rows back to their slots' sessions and frees the stack (and its graphs).
 void Scheduler::unstack() {
   for (size_t row = 0; row < rows_.size(); ++row) {
-    if (rows_[row] < 0) continue;
     Slot& slot = *slots_[static_cast<size_t>(rows_[row])];
     slot.session->session_state().state =
         runtime::state_row(stacked_, static_cast<int64_t>(row), slot.position);
+    slot.row = -1;
   }
   rows_.clear();
   stacked_ = models::State();
+  graphs_by_rows_.clear();
+}
+
+// Rows stepped for `rows` decoding streams: with graphs a bucket (1, 2, 4, 8, then multiples of
+// 8), so that a handful of captured graphs serve every count; exactly `rows` otherwise.
+int64_t Scheduler::bucket(int64_t rows) const {
+  if (!graphs_) return rows;
+  if (rows <= 8) return static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(rows)));
+  return (rows + 7) / 8 * 8;
+}
+
+// A decoding slot's state becomes the next stacked row. A full stack grows geometrically (new
+// buffers: the captured graphs go).
+void Scheduler::join(Slot& slot) {
+  models::State& own = slot.session->session_state().state;
+  const int64_t row = static_cast<int64_t>(rows_.size());
+  const int64_t need = bucket(row + 1);
+  if (stacked_.layers.empty()) {
+    stacked_ = runtime::allocate_rows(own, need);
+  } else if (stacked_.batch < need) {
+    const int64_t cap = std::max(need, bucket(std::min<int64_t>(2 * stacked_.batch, options_.slots)));
+    models::State grown = runtime::allocate_rows(stacked_, cap);
+    for (int64_t r = 0; r < row; ++r) runtime::copy_row(grown, r, stacked_, r);
+    stacked_ = std::move(grown);
+    graphs_by_rows_.clear();
+  }
+  runtime::copy_row(stacked_, row, own, 0);
+  own = models::State();  // the row holds it now (a state can be many MB)
+  slot.row = static_cast<int>(row);
+  rows_.push_back(slot.index);
+}
+
+// The slot's row leaves the stack (its state copied back to the session when `keep_state`); the
+// last row moves into its place, so the rows stay the leading ones.
+void Scheduler::leave(Slot& slot, bool keep_state) {
+  const int row = slot.row, last = static_cast<int>(rows_.size()) - 1;
+  MAMBA_CHECK(row >= 0 && row <= last && rows_[static_cast<size_t>(row)] == slot.index);
+  if (keep_state) slot.session->session_state().state = runtime::state_row(stacked_, row, slot.position);
+  if (row != last) {
+    runtime::copy_row(stacked_, row, stacked_, last);
+    rows_[static_cast<size_t>(row)] = rows_[static_cast<size_t>(last)];
+    slots_[static_cast<size_t>(rows_[static_cast<size_t>(row)])]->row = row;
+  }
+  rows_.pop_back();
+  slot.row = -1;
+}
+
+// One Model::step over the stacked rows (a bucket's leading rows; padding rows step token 0 and
+// are ignored), each row's logits handed to its slot's session.
+void Scheduler::step_stacked() {
+  const int64_t n = static_cast<int64_t>(rows_.size()), rows = bucket(n);
+  Tensor ids = Tensor::zeros({rows}, DType::i32);  // [rows]
+  for (int64_t r = 0; r < n; ++r) {
+    Slot& slot = *slots_[static_cast<size_t>(rows_[static_cast<size_t>(r)])];
+    ids.data<int32_t>()[r] = slot.generated.back();
+    slot.session->remember(slot.generated.back());
+  }
+  auto graph = std::find_if(graphs_by_rows_.begin(), graphs_by_rows_.end(),
+                            [&](const auto& g) { return g.first == rows; });
+  if (graph == graphs_by_rows_.end()) {
+    graphs_by_rows_.emplace_back(rows, std::make_unique<runtime::StepGraph>(model_));
+    graph = std::prev(graphs_by_rows_.end());
+  }
+  models::State view = runtime::leading_rows(stacked_, rows);
+  Tensor logits = graph->second->step(*exec_, ids, view);  // [rows, vocab_padded]
+  runtime::write_back_rows(stacked_, view);
+  if (logits.device() != Device::cpu) logits = logits.to(Device::cpu);
+  for (int64_t r = 0; r < n; ++r) {
+    Slot& slot = *slots_[static_cast<size_t>(rows_[static_cast<size_t>(r)])];
+    // A view of the step's logits (fresh every step, never written): a finishing slot's row is
+    // copied out below so that nothing kept holds the whole batch's buffer.
+    slot.session->session_state().logits = logits.slice(0, r, r + 1);  // [1, vocab_padded]
+    ++slot.position;
+  }
 }
 
 void Scheduler::decode_step() {
-  // Cancelled slots leave first (their stacked row, if any, is simply dropped).
-  for (size_t row = 0; row < rows_.size(); ++row)
-    if (rows_[row] >= 0 && slots_[static_cast<size_t>(rows_[row])]->job->cancelled()) rows_[row] = -1;
+  // Cancelled slots leave first (a stacked row is simply dropped).
   for (auto& slot : slots_)
-    if (slot->busy() && slot->job->cancelled()) release(*slot, FinishReason::cancelled);
+    if (slot->busy() && slot->job->cancelled()) {
+      if (slot->row >= 0) leave(*slot, /*keep_state=*/false);
+      release(*slot, FinishReason::cancelled);
+    }
 
   std::vector<int> decoding;
   for (auto& slot : slots_)
     if (slot->busy() && slot->decoding) decoding.push_back(slot->index);
   if (decoding.empty()) {
-    if (!rows_.empty()) unstack();  // every row has left: free the stacked state
+    if (!stacked_.layers.empty()) unstack();  // every row has left: free the stack and its graphs
     return;
   }
   // The tokens are drawn in parallel (each slot has its own sampler and logits; with 128 streams
@@ -398,66 +469,24 @@ void Scheduler::decode_step() {
   for (size_t k = 0; k < decoding.size(); ++k) sample(*slots_[static_cast<size_t>(decoding[k])], tokens[k]);
 
   // Consume the sampled tokens (the final one too: the state then covers prompt + reply).
-  if (!stackable_ || decoding.size() == 1) {
-    if (!rows_.empty()) unstack();
+  if (!stackable_) {
     for (int i : decoding) {
       Slot& slot = *slots_[static_cast<size_t>(i)];
       slot.session->decode(slot.generated.back());
     }
   } else {
-    // A slot that joins takes the row of one that left (one row copied in; the rows of a pure-SSM
-    // model are independent and position-free); the stack is rebuilt only when there are more
-    // joiners than free rows, or when free rows would be more than half of the batch.
-    std::vector<int> joining;
     for (int i : decoding)
-      if (std::find(rows_.begin(), rows_.end(), i) == rows_.end()) joining.push_back(i);
-    const auto holes = static_cast<size_t>(std::count(rows_.begin(), rows_.end(), -1));
-    if (rows_.empty() || joining.size() > holes || 2 * (holes - joining.size()) > rows_.size()) {
-      unstack();
-      std::vector<const models::State*> states;
-      for (int i : decoding)
-        states.push_back(&slots_[static_cast<size_t>(i)]->session->session_state().state);
-      stacked_ = runtime::stack_states(states);
-      rows_ = decoding;
-    } else {
-      for (int i : joining) {
-        const auto hole = static_cast<size_t>(std::find(rows_.begin(), rows_.end(), -1) - rows_.begin());
-        write_row(stacked_, static_cast<int64_t>(hole),
-                  slots_[static_cast<size_t>(i)]->session->session_state().state);
-        rows_[hole] = i;
-      }
-    }
-    const int64_t batch = static_cast<int64_t>(rows_.size());
-    Tensor ids = Tensor::empty({batch}, DType::i32);  // [batch]; a free row steps token 0, ignored
-    for (int64_t b = 0; b < batch; ++b) {
-      ids.data<int32_t>()[b] = 0;
-      if (rows_[b] < 0) continue;
-      Slot& slot = *slots_[static_cast<size_t>(rows_[b])];
-      ids.data<int32_t>()[b] = slot.generated.back();
-      slot.session->remember(slot.generated.back());
-    }
-    const ops::ExecScope bind(*exec_);
-    Tensor logits = graph_->step(*exec_, ids, stacked_);  // [batch, vocab_padded]
-    if (logits.device() != Device::cpu) logits = logits.to(Device::cpu);
-    for (int64_t b = 0; b < batch; ++b) {
-      if (rows_[b] < 0) continue;
-      Slot& slot = *slots_[static_cast<size_t>(rows_[b])];
-      // A view of the step's logits (fresh every step, never written): the rows of finishing
-      // slots are copied out below so that nothing kept holds the whole batch's buffer.
-      slot.session->session_state().logits = logits.slice(0, b, b + 1);  // [1, vocab_padded]
-      ++slot.position;
-    }
+      if (slots_[static_cast<size_t>(i)]->row < 0) join(*slots_[static_cast<size_t>(i)]);
+    step_stacked();
   }
 
   for (int i : decoding) {
     Slot& slot = *slots_[static_cast<size_t>(i)];
     if (slot.finishing == FinishReason::none) continue;
-    auto row = std::find(rows_.begin(), rows_.end(), i);
-    if (row != rows_.end()) {
+    if (slot.row >= 0) {
       runtime::SessionState& st = slot.session->session_state();
-      st.state = runtime::state_row(stacked_, row - rows_.begin(), slot.position);
       st.logits = st.logits.copy();
-      *row = -1;
+      leave(slot, /*keep_state=*/true);
     }
     release(slot, slot.finishing);
   }

@@ -1,11 +1,19 @@
 // Continuous batching: one scheduler thread serves N slots over a shared model. Requests wait in
 // a bounded queue, take a free slot at a step boundary (resuming from the prefix-state cache when
 // a stored sequence is a prefix of their prompt), prefill the rest of the prompt in chunks, and
-// then decode together with every other running stream: pure-SSM models stack the slots' states
-// and take one Model::step per token for all of them, models with attention step each slot (as
-// runtime/batch.h). Each iteration does at most one prefill chunk, then one decode step, so a
-// long prompt never stalls the running streams for more than a chunk. A finished or cancelled
-// stream leaves at the next step boundary; its state (prompt + reply) goes into the cache.
+// then decode together with every other running stream: pure-SSM models keep the decoding slots'
+// states as the leading rows of one stacked state and take one Model::step per token for all of
+// them, models with attention step each slot (as runtime/batch.h). Each iteration prefills at most
+// about one chunk's worth of tokens (several short prompts, or one chunk of a long one), then takes
+// one decode step, so a long prompt never stalls the running streams for more than a chunk. A
+// finished or cancelled stream leaves at the next step boundary; its state (prompt + reply) goes
+// into the cache.
+//
+// The stacked state stays in place while streams come and go: a joining stream's state is copied
+// into the next row, a leaving one's row is filled with the last row. On CUDA the step is a
+// captured graph per batch bucket (1, 2, 4, 8, then multiples of 8; padding rows step a dummy
+// token), so a step replays whatever the number of streams; the buffers only change when the
+// stack grows (geometrically) or empties. Every slot runs on the scheduler's Exec: one stream.
 //
 //   Scheduler scheduler(model, tokenizer, eos_ids, {.slots = 8}, metrics);
 //   auto job = std::make_shared<Job>(...);  scheduler.submit(job);
@@ -125,6 +133,10 @@ private:
   void sample(Slot& slot, int32_t token);  // records a drawn token: text, stop, metrics, the job
   void release(Slot& slot, FinishReason reason, const std::string& error = "");
   void unstack();
+  void join(Slot& slot);
+  void leave(Slot& slot, bool keep_state);
+  void step_stacked();
+  int64_t bucket(int64_t rows) const;
 
   const models::Model& model_;
   const tok::Tokenizer* tokenizer_;
@@ -142,11 +154,12 @@ private:
   // Scheduler thread only.
   std::vector<std::unique_ptr<Slot>> slots_;
   uint64_t admitted_ = 0;  // requests started so far: prefill goes first come, first served
-  models::State stacked_;  // decoding slots' states stacked along the batch (rows_)
-  std::vector<int> rows_;  // slot index of each stacked row; -1: left
-  // The scheduler thread's Exec for the stacked decode (each slot's Session has its own for prefill).
+  models::State stacked_;  // decoding slots' states as rows [0, rows_.size()); capacity stacked_.batch
+  std::vector<int> rows_;  // slot index of each stacked row
+  // The scheduler thread's Exec: the stacked decode and every slot's Session (prefill) run on it.
   std::unique_ptr<ops::Exec> exec_;
-  std::unique_ptr<runtime::StepGraph> graph_;
+  bool graphs_;  // StepGraph::supported(model)
+  std::vector<std::pair<int64_t, std::unique_ptr<runtime::StepGraph>>> graphs_by_rows_;  // per bucket
   std::thread thread_;
 };
 
