@@ -13,7 +13,10 @@
 #   - built here (no device build; a much shorter call): `scripts/gpu_resume.sh prepare BASE_BIN`
 #     packs build/ci's mambacpp and CUDA test binaries and BASE_BIN into $PREBUILT (.gpu_prebuilt,
 #     git-excluded) with the runtime libraries; carry .device_fixtures, .gpu_prebuilt.
-# Env: LIMIT (seconds for this call, default 570), SKIP_BENCH=1, SERVE_GEN (default 128).
+# Env: LIMIT (seconds for this call, default 570), SKIP_BENCH=1, SERVE_GEN (default 128),
+#   PHASES (run only these, e.g. "hashes profile vim serve"; default: all but hashes and profile,
+#   which are in test / not needed for a full run). Extra phases: hashes (the before/after logits
+#   hashes alone), profile (base vs head decode: per-op device time, eager and graph tok/s).
 #   run(command="LIMIT=540 scripts/gpu_resume.sh", carry=[".device_fixtures", ".gpu_prebuilt"])
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,6 +46,11 @@ T0=$SECONDS
 LIMIT=${LIMIT:-570}
 left() { echo $((LIMIT - (SECONDS - T0))); }
 isdone() { [ -f "/tmp/ph_$1.done" ]; }
+want() {  # a phase this call runs (PHASES), not yet done
+  if [ -n "${PHASES:-}" ]; then [[ " $PHASES " == *" $1 "* ]] || return 1
+  else [[ $1 != hashes && $1 != profile ]] || return 1; fi
+  ! isdone "$1"
+}
 mark() { touch "/tmp/ph_$1.done"; echo "=== phase $1 done at $((SECONDS - T0)) s"; }
 need() { [ "$(left)" -ge "$1" ] || { echo "=== stop: $(left) s left, next phase needs $1"; exit 0; }; }
 export MAMBACPP_FIXTURES=$ROOT/.device_fixtures
@@ -64,7 +72,7 @@ fi
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 echo "cpu: $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
 VIMFIX=/tmp/vimfix
-if ! isdone vimref && [ ! -f /tmp/vimref.started ]; then
+if want vim && ! isdone vimref && [ ! -f /tmp/vimref.started ]; then
   touch /tmp/vimref.started
   (python3 scripts/vim_reference.py --out $VIMFIX --official .device_fixtures/official >/tmp/vim_ref.log 2>&1 &&
     touch /tmp/ph_vimref.done) &
@@ -106,7 +114,7 @@ if ! isdone build; then
   [ $rh = 0 ] && [ -x "$BB/bin/mambacpp" ] && [ -x "$BUILD/bin/mambacpp" ] && mark build || exit 0
 fi
 
-if ! isdone test; then
+if want test; then
   need 200
   if [ -f "$BUILD/build.ninja" ]; then
     ( (cd "$BUILD" && ctest -L cuda --output-on-failure --timeout 200 -j4) >"$OUT/ctest_cuda.log" 2>&1
@@ -126,13 +134,41 @@ if ! isdone test; then
   mark test
 fi
 
-if [ -z "${SKIP_BENCH:-}" ] && ! isdone bench && [ -x "$BB/bin/mambacpp" ]; then
+if want hashes; then
+  need 150
+  OUT=$OUT timeout 300 scripts/gpu_prebuilt.sh "$BB/bin/mambacpp" "$BUILD/bin/mambacpp" hashes 2>&1 | tail -20 |
+    tee "$OUT/hashes_summary.txt"
+  mark hashes
+fi
+
+if want profile; then  # where a decode difference between base and head comes from
+  need 150
+  for who in base head; do
+    b=$BB/bin/mambacpp; [ $who = head ] && b=$BUILD/bin/mambacpp
+    common=(bench --device cuda --dtype bf16 --seq-len 512 --threads 1)
+    "$b" "${common[@]}" --models mamba1 mamba2 --decode-tokens 64 --profile >"$OUT/profile_$who.log" 2>&1
+    for mode in graph eager; do
+      flag=(); [ $mode = eager ] && flag=(--eager)
+      "$b" "${common[@]}" --models mamba1 mamba2 mamba3-siso --decode-tokens 128 "${flag[@]}" >"$OUT/${mode}_$who.log" 2>&1
+    done
+  done
+  for mode in graph eager; do
+    echo "--- decode $mode (rows: base, head)"
+    paste -d'\n' "$OUT/${mode}_base.log" "$OUT/${mode}_head.log" | grep -E "^\| (mamba|hybrid)" | tee -a "$OUT/profile_summary.txt"
+  done
+  ldd "$BB/bin/mambacpp" | grep -iE "cublas|cudart" | tee -a "$OUT/profile_summary.txt"
+  LD_DEBUG=libs "$BUILD/bin/mambacpp" bench --models mamba2 --device cuda --seq-len 16 --decode-tokens 2 --threads 1 \
+    --repeat 1 2>&1 | grep -E "calling init: .*cublas" | head -3 | tee -a "$OUT/profile_summary.txt"
+  mark profile
+fi
+
+if [ -z "${SKIP_BENCH:-}" ] && want bench && [ -x "$BB/bin/mambacpp" ]; then
   need 150
   OUT=$OUT scripts/gpu_prebuilt.sh "$BB/bin/mambacpp" "$BUILD/bin/mambacpp" bench 2>&1 | tail -70
   mark bench
 fi
 
-if ! isdone vim; then
+if want vim; then
   need 150
   for i in $(seq 60); do isdone vimref && break; sleep 2; done
   tail -5 /tmp/vim_ref.log; cp /tmp/vim_ref.log "$OUT/"
@@ -150,15 +186,16 @@ if ! isdone vim; then
   mark vim
 fi
 
-if ! isdone serve; then
+if want serve; then
   export SERVE_GEN=${SERVE_GEN:-128}
   need 300
   serve_bench
   mark serve
 fi
 
-if ! isdone llama; then
-  [ -d "$ROOT/.device_llama/llama.cpp" ] || { echo "=== llama: .device_llama not carried"; exit 0; }
+if want llama && [ ! -d "$ROOT/.device_llama/llama.cpp" ]; then
+  echo "=== llama: .device_llama not carried"
+elif want llama; then
   need 400
   cp docs/benchmarks.md "$OUT/benchmarks.md"
   KIT=$ROOT/.device_llama WORK=/tmp/llc MAMBACPP_BIN=$BUILD/bin/mambacpp DOC=$OUT/benchmarks.md THREADS=2,16 \
@@ -166,4 +203,8 @@ if ! isdone llama; then
   cp /tmp/llc/results.json "$OUT/" 2>/dev/null
   [ -f /tmp/llc/results.json ] && mark llama
 fi
+echo "=== summary"
+cat "$OUT/hashes_summary.txt" "$OUT/profile_summary.txt" 2>/dev/null
+grep -h "cuda f32 max" "$OUT/vim_test_gpu.log" 2>/dev/null
+grep -h "^streams" "$OUT/serve_concurrency_gpu.log" 2>/dev/null
 echo "ALL DONE"
