@@ -516,10 +516,14 @@ TEST(VimFixture, LogitsMatchThePyTorchReference) {
     EXPECT_LT(testing::max_abs_diff(got, want), 1e-4f) << dir;
     ++checked;
     if (!ops::device_available(Device::cuda)) continue;
-    // On a GPU machine: the same ops through their CUDA paths, f32 then bf16 GEMM weights.
+    // On a GPU machine: the same ops through their CUDA paths, f32 then bf16 GEMM weights. All of
+    // it on cuda_exec's stream, the copies back to the host included: the test binary binds its
+    // own Exec to this thread (exec_testing.h), and a copy on that stream would not wait for the
+    // work queued on cuda_exec's (one Exec per thread; a GPU run read logits before they were written).
+    ops::Exec cuda_exec(Device::cuda);
+    const ops::ExecScope bind(cuda_exec);
     VimModel gpu = VimModel::load(dir);
     gpu.to(Device::cuda);
-    ops::Exec cuda_exec(Device::cuda);
     const float f32_err = testing::max_abs_diff(gpu.forward(cuda_exec, inputs).to(Device::cpu), want);
     const Tensor f32_features = gpu.features(cuda_exec, inputs).to(Device::cpu);
     std::mt19937 rng(11);
