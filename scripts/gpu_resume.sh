@@ -152,7 +152,12 @@ if want profile; then  # where a decode difference between base and head comes f
       "$b" "${common[@]}" --models mamba1 mamba2 mamba3-siso --decode-tokens 128 "${flag[@]}" >"$OUT/${mode}_$who.log" 2>&1
     done
   done
-  for mode in graph eager; do
+  # Programmatic dependent launch off in both (base: its environment switch; head: the plan).
+  MAMBACPP_NO_PDL=1 "$BB/bin/mambacpp" "${common[@]}" --models mamba1 mamba2 mamba3-siso --decode-tokens 128 \
+    >"$OUT/nopdl_base.log" 2>&1
+  "$BUILD/bin/mambacpp" "${common[@]}" --models mamba1 mamba2 mamba3-siso --decode-tokens 128 \
+    --kernel dependent_launch=off >"$OUT/nopdl_head.log" 2>&1
+  for mode in graph eager nopdl; do
     echo "--- decode $mode (rows: base, head)"
     paste -d'\n' "$OUT/${mode}_base.log" "$OUT/${mode}_head.log" | grep -E "^\| (mamba|hybrid)" | tee -a "$OUT/profile_summary.txt"
   done
