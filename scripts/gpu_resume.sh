@@ -198,6 +198,19 @@ if want serve; then
   mark serve
 fi
 
+if want turns; then  # issue 12's 32K multi-turn chat on the GPU: the 129M bench model and the 1.3B one
+  need 200
+  sb=(python3 "$ROOT/scripts/serve_bench.py" --bin "$BUILD/bin/mambacpp" --json "$OUT/serve_turns.jsonl" --log-dir "$OUT")
+  [ -f /tmp/sb/m129/model.safetensors ] || "${sb[@]}" -t 16 make-model /tmp/sb/m129 --train-args "--device cuda" 2>&1 | tail -1
+  [ -f /tmp/sb/m13b/model.safetensors ] ||
+    "${sb[@]}" -t 8 make-model /tmp/sb/m13b --d-model 2048 --n-layer 48 --train-args "--device cuda" 2>&1 | tail -1
+  for m in m129 m13b; do
+    "${sb[@]}" -t 8 --server-args "--device cuda --dtype bf16" multiturn -m /tmp/sb/$m --turns 10 \
+      --user-tokens 3200 --reply-tokens 32 2>&1 | tail -30 | tee "$OUT/serve_multiturn_gpu_$m.log"
+  done
+  mark turns
+fi
+
 if want llama && [ ! -d "$ROOT/.device_llama/llama.cpp" ]; then
   echo "=== llama: .device_llama not carried"
 elif want llama; then
@@ -212,6 +225,7 @@ echo "=== summary"
 cat "$OUT/hashes_summary.txt" "$OUT/profile_summary.txt" 2>/dev/null
 grep -h "cuda f32 max" "$OUT/vim_test_gpu.log" 2>/dev/null
 grep -h "^streams" "$OUT/serve_concurrency_gpu.log" 2>/dev/null
+grep -h "turn 10\|TTFT" "$OUT"/serve_multiturn_gpu_*.log 2>/dev/null | head -12
 # Only a few files come back from a call: everything but the arrays, packed in one (first by name).
 (cd "$OUT" && find . -type f ! -name '*.npy' ! -name '0_all.tgz' -print0 | tar -czf 0_all.tgz --null -T -)
 echo "ALL DONE"
