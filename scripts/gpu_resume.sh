@@ -225,7 +225,7 @@ echo "=== summary"
 cat "$OUT/hashes_summary.txt" "$OUT/profile_summary.txt" 2>/dev/null
 grep -h "cuda f32 max" "$OUT/vim_test_gpu.log" 2>/dev/null
 grep -h "^streams" "$OUT/serve_concurrency_gpu.log" 2>/dev/null
-grep -h "turn 10\|TTFT" "$OUT"/serve_multiturn_gpu_*.log 2>/dev/null | head -12
+grep -h "ratio\|identical" "$OUT"/serve_multiturn_gpu_*.log 2>/dev/null
 # Only a few files come back from a call: everything but the arrays, packed in one (first by name).
 (cd "$OUT" && find . -type f ! -name '*.npy' ! -name '0_all.tgz' -print0 | tar -czf 0_all.tgz --null -T -)
 echo "ALL DONE"
