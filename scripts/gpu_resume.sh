@@ -211,6 +211,12 @@ if want turns; then  # issue 12's 32K multi-turn chat on the GPU: the 129M bench
   mark turns
 fi
 
+if want servecpu; then  # issue 12's CPU throughput at 1/8/32/128 streams, on this machine's 16 cores
+  need 240
+  serve_cpu 2>&1 | grep -E "^\||^streams" | tail -12
+  mark servecpu
+fi
+
 if want llama && [ ! -d "$ROOT/.device_llama/llama.cpp" ]; then
   echo "=== llama: .device_llama not carried"
 elif want llama; then
@@ -224,7 +230,7 @@ fi
 echo "=== summary"
 cat "$OUT/hashes_summary.txt" "$OUT/profile_summary.txt" 2>/dev/null
 grep -h "cuda f32 max" "$OUT/vim_test_gpu.log" 2>/dev/null
-grep -h "^streams" "$OUT/serve_concurrency_gpu.log" 2>/dev/null
+grep -h "^streams" "$OUT/serve_concurrency_gpu.log" "$OUT/serve_concurrency_cpu.log" 2>/dev/null
 grep -h "ratio\|identical" "$OUT"/serve_multiturn_gpu_*.log 2>/dev/null
 # Only a few files come back from a call: everything but the arrays, packed in one (first by name).
 (cd "$OUT" && find . -type f ! -name '*.npy' ! -name '0_all.tgz' -print0 | tar -czf 0_all.tgz --null -T -)
