@@ -161,6 +161,7 @@ if want profile; then  # where a decode difference between base and head comes f
     echo "--- decode $mode (rows: base, head)"
     paste -d'\n' "$OUT/${mode}_base.log" "$OUT/${mode}_head.log" | grep -E "^\| (mamba|hybrid)" | tee -a "$OUT/profile_summary.txt"
   done
+  grep -h "replays alone" "$OUT/graph_head.log" | tee -a "$OUT/profile_summary.txt"
   ldd "$BB/bin/mambacpp" | grep -iE "cublas|cudart" | tee -a "$OUT/profile_summary.txt"
   LD_DEBUG=libs "$BUILD/bin/mambacpp" bench --models mamba2 --device cuda --seq-len 16 --decode-tokens 2 --threads 1 \
     --repeat 1 2>&1 | grep -E "calling init: .*cublas" | head -3 | tee -a "$OUT/profile_summary.txt"

@@ -69,4 +69,12 @@ Tensor StepGraph::step(ops::Exec& exec, const Tensor& ids, State& state) {
   return logits_.copy();
 }
 
+bool StepGraph::replay_as_is(int64_t n, State& state) {
+  if (!graph_.ready() || buffers_of(state) != bound_) return false;
+  for (int64_t i = 0; i < n; ++i) graph_.replay();  // on the capture's stream
+  state.position += n;
+  replays_ += n;
+  return true;
+}
+
 }  // namespace mamba::runtime

@@ -33,6 +33,10 @@ public:
 
   // Steps run by replaying the graph so far (tests, bench).
   int64_t replays() const { return replays_; }
+  // Queues `n` more replays of the captured step on its input as it stands (the state advances by n
+  // tokens of the last embedded input; the logits are not read): the graph's own device time per
+  // step, without the host's part of a step (bench). False when no graph is captured.
+  bool replay_as_is(int64_t n, models::State& state);
 
 private:
   const models::Model* model_;
