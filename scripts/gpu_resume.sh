@@ -168,6 +168,21 @@ if want profile; then  # where a decode difference between base and head comes f
   mark profile
 fi
 
+if want trace; then  # device time per kernel inside the decode graphs, before and after (CUPTI)
+  need 90
+  so=$ROOT/$PREBUILT/libkernel_trace.so
+  [ -f "$so" ] || so=$(scripts/kernel_trace.sh /tmp/libkernel_trace.so)
+  for who in base head; do
+    b=$BB/bin/mambacpp; [ $who = head ] && b=$BUILD/bin/mambacpp
+    for m in mamba1 mamba2; do
+      CUDA_INJECTION64_PATH=$so KERNEL_TRACE_OUT=$OUT/trace_${who}_$m.txt "$b" bench --device cuda --dtype bf16 \
+        --models $m --seq-len 64 --decode-tokens 256 --threads 1 >"$OUT/trace_${who}_$m.log" 2>&1
+      echo "--- $who $m"; grep -E "^\| $m" "$OUT/trace_${who}_$m.log"; head -14 "$OUT/trace_${who}_$m.txt"
+    done
+  done | tee "$OUT/trace_summary.txt"
+  mark trace
+fi
+
 if [ -z "${SKIP_BENCH:-}" ] && want bench && [ -x "$BB/bin/mambacpp" ]; then
   need 150
   OUT=$OUT scripts/gpu_prebuilt.sh "$BB/bin/mambacpp" "$BUILD/bin/mambacpp" bench 2>&1 | tail -70
@@ -229,7 +244,7 @@ elif want llama; then
   [ -f /tmp/llc/results.json ] && mark llama
 fi
 echo "=== summary"
-cat "$OUT/hashes_summary.txt" "$OUT/profile_summary.txt" 2>/dev/null
+cat "$OUT/hashes_summary.txt" "$OUT/profile_summary.txt" "$OUT/trace_summary.txt" 2>/dev/null
 grep -h "cuda f32 max" "$OUT/vim_test_gpu.log" 2>/dev/null
 grep -h "^streams" "$OUT/serve_concurrency_gpu.log" "$OUT/serve_concurrency_cpu.log" 2>/dev/null
 grep -h "ratio\|identical" "$OUT"/serve_multiturn_gpu_*.log 2>/dev/null

@@ -1,0 +1,98 @@
+// Device time per kernel of any CUDA program, through CUPTI's activity API: a library the CUDA
+// driver loads at start-up (CUDA_INJECTION64_PATH=/path/libkernel_trace.so), so it measures binaries
+// it was never linked into, e.g. the before and after binaries of a refactor side by side. At exit it
+// prints one line per kernel name: launches, total and mean device time, and grid x block, split
+// into launches from CUDA graphs (graph replays, e.g. a captured decode step) and the rest.
+//
+//   scripts/kernel_trace.sh /tmp/libkernel_trace.so     (g++ -shared ... -lcupti)
+//   CUDA_INJECTION64_PATH=$PWD/libkernel_trace.so KERNEL_TRACE_OUT=trace.txt mambacpp bench ...
+//
+// KERNEL_TRACE_OUT: the report's file (default: standard error). Not part of the build: a
+// measuring tool for a GPU machine, kept beside the benchmarks.
+#include <cupti.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct KernelStats {
+  uint64_t launches = 0, total_ns = 0;
+  std::string shape;  // grid x block of the last launch
+};
+
+std::mutex mutex;
+std::map<std::string, KernelStats> in_graphs, eager;  // by kernel name
+uint64_t dropped = 0;
+
+constexpr size_t kBufferBytes = 8 << 20;
+
+void CUPTIAPI buffer_requested(uint8_t** buffer, size_t* size, size_t* max_records) {
+  *buffer = static_cast<uint8_t*>(std::aligned_alloc(8, kBufferBytes));
+  *size = kBufferBytes;
+  *max_records = 0;
+}
+
+void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, size_t valid) {
+  CUpti_Activity* record = nullptr;
+  std::lock_guard<std::mutex> lock(mutex);
+  while (cuptiActivityGetNextRecord(buffer, valid, &record) == CUPTI_SUCCESS) {
+    if (record->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL && record->kind != CUPTI_ACTIVITY_KIND_KERNEL)
+      continue;
+    const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(record);
+    KernelStats& s = (k->graphId != 0 ? in_graphs : eager)[k->name ? k->name : "?"];
+    ++s.launches;
+    s.total_ns += k->end - k->start;
+    s.shape = std::to_string(k->gridX) + "x" + std::to_string(k->gridY) + "x" + std::to_string(k->gridZ) +
+              " * " + std::to_string(k->blockX) + "x" + std::to_string(k->blockY);
+  }
+  size_t n = 0;
+  if (cuptiActivityGetNumDroppedRecords(nullptr, 0, &n) == CUPTI_SUCCESS) dropped += n;
+  std::free(buffer);
+}
+
+void print_table(FILE* out, const char* title, const std::map<std::string, KernelStats>& stats) {
+  std::vector<std::pair<std::string, KernelStats>> rows(stats.begin(), stats.end());
+  std::sort(rows.begin(), rows.end(),
+            [](const auto& a, const auto& b) { return a.second.total_ns > b.second.total_ns; });
+  uint64_t total = 0;
+  for (const auto& [name, s] : rows) total += s.total_ns;
+  std::fprintf(out, "%s: %.3f ms of kernels\n", title, static_cast<double>(total) * 1e-6);
+  std::fprintf(out, "%10s %12s %10s  %-22s %s\n", "launches", "total us", "mean us", "grid * block",
+               "kernel");
+  for (const auto& [name, s] : rows)
+    std::fprintf(out, "%10llu %12.1f %10.2f  %-22s %.160s\n", static_cast<unsigned long long>(s.launches),
+                 static_cast<double>(s.total_ns) * 1e-3,
+                 static_cast<double>(s.total_ns) * 1e-3 / static_cast<double>(s.launches), s.shape.c_str(),
+                 name.c_str());
+}
+
+void report() {
+  cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+  const char* path = std::getenv("KERNEL_TRACE_OUT");
+  FILE* out = path ? std::fopen(path, "w") : stderr;
+  if (!out) out = stderr;
+  std::lock_guard<std::mutex> lock(mutex);
+  print_table(out, "kernels launched by CUDA graphs", in_graphs);
+  print_table(out, "kernels launched directly", eager);
+  if (dropped) std::fprintf(out, "dropped records: %llu\n", static_cast<unsigned long long>(dropped));
+  if (out != stderr) std::fclose(out);
+}
+
+}  // namespace
+
+extern "C" int InitializeInjection() {
+  if (cuptiActivityRegisterCallbacks(buffer_requested, buffer_completed) != CUPTI_SUCCESS ||
+      cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) != CUPTI_SUCCESS) {
+    std::fprintf(stderr, "kernel_trace: CUPTI activity tracing could not be enabled\n");
+    return 0;
+  }
+  std::atexit(report);
+  return 1;
+}
