@@ -7,8 +7,11 @@
 //   scripts/kernel_trace.sh /tmp/libkernel_trace.so     (g++ -shared ... -lcupti)
 //   CUDA_INJECTION64_PATH=$PWD/libkernel_trace.so KERNEL_TRACE_OUT=trace.txt mambacpp bench ...
 //
-// KERNEL_TRACE_OUT: the report's file (default: standard error). Not part of the build: a
-// measuring tool for a GPU machine, kept beside the benchmarks.
+// KERNEL_TRACE_OUT: the report's file (default: standard error). The records are flushed every
+// 100 ms and the file rewritten each time, so a process that ends with _exit (mambacpp bench runs
+// each model in a forked child) still leaves its report, less its last 100 ms; a process that ran
+// no kernel writes nothing. Not part of the build: a measuring tool for a GPU machine, kept beside
+// the benchmarks.
 #include <cupti.h>
 
 #include <algorithm>
@@ -33,6 +36,34 @@ uint64_t dropped = 0;
 
 constexpr size_t kBufferBytes = 8 << 20;
 
+void print_table(FILE* out, const char* title, const std::map<std::string, KernelStats>& stats) {
+  std::vector<std::pair<std::string, KernelStats>> rows(stats.begin(), stats.end());
+  std::sort(rows.begin(), rows.end(),
+            [](const auto& a, const auto& b) { return a.second.total_ns > b.second.total_ns; });
+  uint64_t total = 0;
+  for (const auto& [name, s] : rows) total += s.total_ns;
+  std::fprintf(out, "%s: %.3f ms of kernels\n", title, static_cast<double>(total) * 1e-6);
+  std::fprintf(out, "%10s %12s %10s  %-22s %s\n", "launches", "total us", "mean us", "grid * block",
+               "kernel");
+  for (const auto& [name, s] : rows)
+    std::fprintf(out, "%10llu %12.1f %10.2f  %-22s %.160s\n", static_cast<unsigned long long>(s.launches),
+                 static_cast<double>(s.total_ns) * 1e-3,
+                 static_cast<double>(s.total_ns) * 1e-3 / static_cast<double>(s.launches), s.shape.c_str(),
+                 name.c_str());
+}
+
+// Rewrites the report (the mutex held).
+void write_report() {
+  if (in_graphs.empty() && eager.empty()) return;
+  const char* path = std::getenv("KERNEL_TRACE_OUT");
+  FILE* out = path ? std::fopen(path, "w") : stderr;
+  if (!out) out = stderr;
+  print_table(out, "kernels launched by CUDA graphs", in_graphs);
+  print_table(out, "kernels launched directly", eager);
+  if (dropped) std::fprintf(out, "dropped records: %llu\n", static_cast<unsigned long long>(dropped));
+  if (out != stderr) std::fclose(out);
+}
+
 void CUPTIAPI buffer_requested(uint8_t** buffer, size_t* size, size_t* max_records) {
   *buffer = static_cast<uint8_t*>(std::aligned_alloc(8, kBufferBytes));
   *size = kBufferBytes;
@@ -55,34 +86,11 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
   size_t n = 0;
   if (cuptiActivityGetNumDroppedRecords(nullptr, 0, &n) == CUPTI_SUCCESS) dropped += n;
   std::free(buffer);
-}
-
-void print_table(FILE* out, const char* title, const std::map<std::string, KernelStats>& stats) {
-  std::vector<std::pair<std::string, KernelStats>> rows(stats.begin(), stats.end());
-  std::sort(rows.begin(), rows.end(),
-            [](const auto& a, const auto& b) { return a.second.total_ns > b.second.total_ns; });
-  uint64_t total = 0;
-  for (const auto& [name, s] : rows) total += s.total_ns;
-  std::fprintf(out, "%s: %.3f ms of kernels\n", title, static_cast<double>(total) * 1e-6);
-  std::fprintf(out, "%10s %12s %10s  %-22s %s\n", "launches", "total us", "mean us", "grid * block",
-               "kernel");
-  for (const auto& [name, s] : rows)
-    std::fprintf(out, "%10llu %12.1f %10.2f  %-22s %.160s\n", static_cast<unsigned long long>(s.launches),
-                 static_cast<double>(s.total_ns) * 1e-3,
-                 static_cast<double>(s.total_ns) * 1e-3 / static_cast<double>(s.launches), s.shape.c_str(),
-                 name.c_str());
+  write_report();
 }
 
 void report() {
   cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
-  const char* path = std::getenv("KERNEL_TRACE_OUT");
-  FILE* out = path ? std::fopen(path, "w") : stderr;
-  if (!out) out = stderr;
-  std::lock_guard<std::mutex> lock(mutex);
-  print_table(out, "kernels launched by CUDA graphs", in_graphs);
-  print_table(out, "kernels launched directly", eager);
-  if (dropped) std::fprintf(out, "dropped records: %llu\n", static_cast<unsigned long long>(dropped));
-  if (out != stderr) std::fclose(out);
 }
 
 }  // namespace
@@ -93,6 +101,8 @@ extern "C" int InitializeInjection() {
     std::fprintf(stderr, "kernel_trace: CUPTI activity tracing could not be enabled\n");
     return 0;
   }
+  cuptiActivityFlushPeriod(100);
+  std::fprintf(stderr, "kernel_trace: recording kernels\n");
   std::atexit(report);
   return 1;
 }
