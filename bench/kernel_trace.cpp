@@ -74,6 +74,20 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
   CUpti_Activity* record = nullptr;
   std::lock_guard<std::mutex> lock(mutex);
   while (cuptiActivityGetNextRecord(buffer, valid, &record) == CUPTI_SUCCESS) {
+    if (record->kind == CUPTI_ACTIVITY_KIND_MEMCPY || record->kind == CUPTI_ACTIVITY_KIND_MEMSET) {
+      // Copies and fills as pseudo-kernels ("[memcpy 4096 B]"): in a graph each is a node too.
+      const bool copy = record->kind == CUPTI_ACTIVITY_KIND_MEMCPY;
+      const auto* c = reinterpret_cast<const CUpti_ActivityMemcpy6*>(record);
+      const auto* f = reinterpret_cast<const CUpti_ActivityMemset4*>(record);
+      const uint32_t graph = copy ? c->graphId : f->graphId;
+      const uint64_t bytes = copy ? c->bytes : f->bytes, ns = copy ? c->end - c->start : f->end - f->start;
+      KernelStats& s =
+          (graph != 0 ? in_graphs
+                      : eager)[std::string(copy ? "[memcpy " : "[memset ") + std::to_string(bytes) + " B]"];
+      ++s.launches;
+      s.total_ns += ns;
+      continue;
+    }
     if (record->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL && record->kind != CUPTI_ACTIVITY_KIND_KERNEL)
       continue;
     const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(record);
@@ -97,7 +111,9 @@ void report() {
 
 extern "C" int InitializeInjection() {
   if (cuptiActivityRegisterCallbacks(buffer_requested, buffer_completed) != CUPTI_SUCCESS ||
-      cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) != CUPTI_SUCCESS) {
+      cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) != CUPTI_SUCCESS ||
+      cuptiActivityEnable(CUPTI_ACTIVITY_KIND_MEMCPY) != CUPTI_SUCCESS ||
+      cuptiActivityEnable(CUPTI_ACTIVITY_KIND_MEMSET) != CUPTI_SUCCESS) {
     std::fprintf(stderr, "kernel_trace: CUPTI activity tracing could not be enabled\n");
     return 0;
   }
