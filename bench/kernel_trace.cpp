@@ -34,6 +34,15 @@ std::mutex mutex;
 std::map<std::string, KernelStats> in_graphs, eager;  // by kernel name
 uint64_t dropped = 0;
 
+// Graph-launched kernels one by one: a graph launch's kernels share the launch's correlation id,
+// so the idle time before each kernel (after the previous one of its launch ended) can be told.
+struct GraphKernel {
+  uint32_t launch;
+  uint64_t start, end;
+  std::string name;
+};
+std::vector<GraphKernel> graph_kernels;
+
 constexpr size_t kBufferBytes = 8 << 20;
 
 void print_table(FILE* out, const char* title, const std::map<std::string, KernelStats>& stats) {
@@ -52,6 +61,39 @@ void print_table(FILE* out, const char* title, const std::map<std::string, Kerne
                  name.c_str());
 }
 
+// Per graph launch: its span (first kernel's start to last kernel's end) against the sum of its
+// kernels' times, and the mean idle time before each kernel name within a launch.
+void print_gaps(FILE* out) {
+  std::map<uint32_t, std::vector<const GraphKernel*>> launches;
+  for (const GraphKernel& k : graph_kernels) launches[k.launch].push_back(&k);
+  std::map<std::string, std::pair<uint64_t, uint64_t>> idle;  // name -> (total ns, count)
+  uint64_t span = 0, busy = 0, n = 0;
+  for (auto& [id, ks] : launches) {
+    if (ks.size() < 2) continue;
+    std::sort(ks.begin(), ks.end(),
+              [](const GraphKernel* a, const GraphKernel* b) { return a->start < b->start; });
+    span += ks.back()->end - ks.front()->start;
+    uint64_t last_end = ks.front()->start;
+    for (const GraphKernel* k : ks) {
+      busy += k->end - k->start;
+      auto& [t, c] = idle[k->name];
+      t += k->start > last_end ? k->start - last_end : 0;
+      ++c;
+      last_end = std::max(last_end, k->end);
+    }
+    ++n;
+  }
+  if (n == 0) return;
+  std::fprintf(out, "graph launches: %llu, mean span %.1f us, mean kernel time %.1f us, mean idle %.1f us\n",
+               static_cast<unsigned long long>(n), 1e-3 * static_cast<double>(span) / static_cast<double>(n),
+               1e-3 * static_cast<double>(busy) / static_cast<double>(n),
+               1e-3 * static_cast<double>(span - std::min(span, busy)) / static_cast<double>(n));
+  std::fprintf(out, "%12s  %s\n", "idle before", "kernel (mean over its launches in graphs)");
+  for (const auto& [name, tc] : idle)
+    std::fprintf(out, "%9.2f us  %.160s\n",
+                 1e-3 * static_cast<double>(tc.first) / static_cast<double>(tc.second), name.c_str());
+}
+
 // Rewrites the report (the mutex held).
 void write_report() {
   if (in_graphs.empty() && eager.empty()) return;
@@ -60,6 +102,7 @@ void write_report() {
   if (!out) out = stderr;
   print_table(out, "kernels launched by CUDA graphs", in_graphs);
   print_table(out, "kernels launched directly", eager);
+  print_gaps(out);
   if (dropped) std::fprintf(out, "dropped records: %llu\n", static_cast<unsigned long long>(dropped));
   if (out != stderr) std::fclose(out);
 }
@@ -91,6 +134,8 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
     if (record->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL && record->kind != CUPTI_ACTIVITY_KIND_KERNEL)
       continue;
     const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(record);
+    if (k->graphId != 0)
+      graph_kernels.push_back({k->correlationId, k->start, k->end, k->name ? k->name : "?"});
     KernelStats& s = (k->graphId != 0 ? in_graphs : eager)[k->name ? k->name : "?"];
     ++s.launches;
     s.total_ns += k->end - k->start;

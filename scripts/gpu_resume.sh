@@ -176,8 +176,8 @@ if want trace; then  # device time per kernel inside the decode graphs, before a
     b=$BB/bin/mambacpp; [ $who = head ] && b=$BUILD/bin/mambacpp
     for m in mamba1 mamba2; do
       CUDA_INJECTION64_PATH=$so KERNEL_TRACE_OUT=$OUT/trace_${who}_$m.txt "$b" bench --device cuda --dtype bf16 \
-        --models $m --seq-len 64 --decode-tokens 256 --threads 1 >"$OUT/trace_${who}_$m.log" 2>&1
-      echo "--- $who $m"; grep -E "^\| $m" "$OUT/trace_${who}_$m.log"; grep -E "launched by|memcpy|memset" "$OUT/trace_${who}_$m.txt" | head -12
+        --models $m --seq-len 64 --decode-tokens 512 --threads 1 >"$OUT/trace_${who}_$m.log" 2>&1
+      echo "--- $who $m"; grep -E "^\| $m" "$OUT/trace_${who}_$m.log"; sed -n "/^graph launches/,\$p" "$OUT/trace_${who}_$m.txt" | cut -c1-150
     done
   done | tee "$OUT/trace_summary.txt"
   mark trace
