@@ -12,6 +12,7 @@
 // each model in a forked child) still leaves its report, less its last 100 ms; a process that ran
 // no kernel writes nothing. Not part of the build: a measuring tool for a GPU machine, kept beside
 // the benchmarks.
+#include <cuda.h>
 #include <cupti.h>
 
 #include <algorithm>
@@ -42,6 +43,42 @@ struct GraphKernel {
   std::string name;
 };
 std::vector<GraphKernel> graph_kernels;
+
+// Each instantiated graph's nodes by type ("kernel 194, memcpy 0, ..."); the first one's DOT file
+// (KERNEL_TRACE_OUT.dot) shows its edges, programmatic ones included.
+std::vector<std::string> graphs;
+
+void describe_graph(CUgraph graph) {
+  size_t n = 0;
+  if (cuGraphGetNodes(graph, nullptr, &n) != CUDA_SUCCESS) return;
+  std::vector<CUgraphNode> nodes(n);
+  if (cuGraphGetNodes(graph, nodes.data(), &n) != CUDA_SUCCESS) return;
+  static const char* kNames[] = {"kernel",    "memcpy",     "memset",    "host",       "graph",
+                                 "empty",     "wait_event", "event_rec", "sema_sig",   "sema_wait",
+                                 "mem_alloc", "mem_free",   "batch_mem", "conditional"};
+  std::map<int, int> by_type;
+  for (CUgraphNode node : nodes) {
+    CUgraphNodeType t;
+    if (cuGraphNodeGetType(node, &t) == CUDA_SUCCESS) ++by_type[static_cast<int>(t)];
+  }
+  std::string line = std::to_string(n) + " nodes:";
+  for (const auto& [t, c] : by_type)
+    line += std::string(" ") + (t >= 0 && t < 14 ? kNames[t] : "other") + " " + std::to_string(c);
+  std::lock_guard<std::mutex> lock(mutex);
+  if (graphs.empty())
+    if (const char* path = std::getenv("KERNEL_TRACE_OUT"))
+      cuGraphDebugDotPrint(graph, (std::string(path) + ".dot").c_str(), CU_GRAPH_DEBUG_DOT_FLAGS_VERBOSE);
+  graphs.push_back(line);
+}
+
+void CUPTIAPI on_runtime_api(void*, CUpti_CallbackDomain, CUpti_CallbackId cbid, const void* data) {
+  const auto* cb = static_cast<const CUpti_CallbackData*>(data);
+  if (cb->callbackSite != CUPTI_API_EXIT ||
+      cbid != CUPTI_RUNTIME_TRACE_CBID_cudaGraphInstantiateWithFlags_v11040)
+    return;
+  describe_graph(reinterpret_cast<CUgraph>(
+      static_cast<const cudaGraphInstantiateWithFlags_v11040_params*>(cb->functionParams)->graph));
+}
 
 constexpr size_t kBufferBytes = 8 << 20;
 
@@ -103,6 +140,7 @@ void write_report() {
   print_table(out, "kernels launched by CUDA graphs", in_graphs);
   print_table(out, "kernels launched directly", eager);
   print_gaps(out);
+  for (const std::string& g : graphs) std::fprintf(out, "graph instantiated: %s\n", g.c_str());
   if (dropped) std::fprintf(out, "dropped records: %llu\n", static_cast<unsigned long long>(dropped));
   if (out != stderr) std::fclose(out);
 }
@@ -162,6 +200,10 @@ extern "C" int InitializeInjection() {
     std::fprintf(stderr, "kernel_trace: CUPTI activity tracing could not be enabled\n");
     return 0;
   }
+  CUpti_SubscriberHandle subscriber;
+  if (cuptiSubscribe(&subscriber, on_runtime_api, nullptr) == CUPTI_SUCCESS)
+    cuptiEnableCallback(1, subscriber, CUPTI_CB_DOMAIN_RUNTIME_API,
+                        CUPTI_RUNTIME_TRACE_CBID_cudaGraphInstantiateWithFlags_v11040);
   cuptiActivityFlushPeriod(100);
   std::fprintf(stderr, "kernel_trace: recording kernels\n");
   std::atexit(report);
