@@ -89,10 +89,10 @@ void print_table(FILE* out, const char* title, const std::map<std::string, Kerne
   uint64_t total = 0;
   for (const auto& [name, s] : rows) total += s.total_ns;
   std::fprintf(out, "%s: %.3f ms of kernels\n", title, static_cast<double>(total) * 1e-6);
-  std::fprintf(out, "%10s %12s %10s  %-22s %s\n", "launches", "total us", "mean us", "grid * block",
+  std::fprintf(out, "%10s %12s %10s  %-30s %s\n", "launches", "total us", "mean us", "grid * block",
                "kernel");
   for (const auto& [name, s] : rows)
-    std::fprintf(out, "%10llu %12.1f %10.2f  %-22s %.160s\n", static_cast<unsigned long long>(s.launches),
+    std::fprintf(out, "%10llu %12.1f %10.2f  %-30s %.160s\n", static_cast<unsigned long long>(s.launches),
                  static_cast<double>(s.total_ns) * 1e-3,
                  static_cast<double>(s.total_ns) * 1e-3 / static_cast<double>(s.launches), s.shape.c_str(),
                  name.c_str());
@@ -178,7 +178,9 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
     ++s.launches;
     s.total_ns += k->end - k->start;
     s.shape = std::to_string(k->gridX) + "x" + std::to_string(k->gridY) + "x" + std::to_string(k->gridZ) +
-              " * " + std::to_string(k->blockX) + "x" + std::to_string(k->blockY);
+              " * " + std::to_string(k->blockX) + "x" + std::to_string(k->blockY) + " r" +
+              std::to_string(k->registersPerThread) + " s" + std::to_string(k->sharedMemoryExecuted / 1024) +
+              "K";
   }
   size_t n = 0;
   if (cuptiActivityGetNumDroppedRecords(nullptr, 0, &n) == CUPTI_SUCCESS) dropped += n;

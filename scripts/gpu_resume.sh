@@ -177,7 +177,7 @@ if want trace; then  # device time per kernel inside the decode graphs, before a
     for m in mamba1 mamba2; do
       CUDA_INJECTION64_PATH=$so KERNEL_TRACE_OUT=$OUT/trace_${who}_$m.txt "$b" bench --device cuda --dtype bf16 \
         --models $m --seq-len 64 --decode-tokens 512 --threads 1 >"$OUT/trace_${who}_$m.log" 2>&1
-      echo "--- $who $m"; grep -E "^\| $m" "$OUT/trace_${who}_$m.log"; sed -n "/^graph launches/,\$p" "$OUT/trace_${who}_$m.txt" | cut -c1-150 | grep -v "us  _Z" | head -4
+      echo "--- $who $m"; grep -E "^\| $m" "$OUT/trace_${who}_$m.log"; sed -n "/^graph launches/,\$p" "$OUT/trace_${who}_$m.txt" | cut -c1-150 | grep -v "us  _Z" | head -4; sed -n "2,12p" "$OUT/trace_${who}_$m.txt" | cut -c1-110
     done
   done | tee "$OUT/trace_summary.txt"
   mark trace
