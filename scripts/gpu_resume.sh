@@ -194,7 +194,7 @@ if want vim; then
   for i in $(seq 60); do isdone vimref && break; sleep 2; done
   tail -5 /tmp/vim_ref.log; cp /tmp/vim_ref.log "$OUT/"
   if isdone vimref; then
-    rm -rf "$OUT/vim_fixtures"; cp -r $VIMFIX "$OUT/vim_fixtures"
+    rm -rf "$OUT/vim_fixtures"; tar -czf "$OUT/0_vim_fixtures.tgz" -C "$(dirname $VIMFIX)" "$(basename $VIMFIX)"
     MAMBACPP_VIM_FIXTURES=$VIMFIX "$BUILD/tests/vim_test" --gtest_filter='VimFixture.*' 2>&1 | tail -15 | tee "$OUT/vim_test_gpu.log"
     ls "$BUILD"/tests/vim_test* "$BUILD"/bin/vim_test* 2>/dev/null
   fi
