@@ -22,7 +22,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 PREBUILT=${PREBUILT:-.gpu_prebuilt}
-TESTS="vim_test grads_cuda_test session_cuda_test dist_cuda_test golden_cuda_test families_cuda_test"
+TESTS="vim_test grads_cuda_test session_cuda_test dist_cuda_test golden_cuda_test families_cuda_test norm_cuda_test"
 if [ "${1:-}" = prepare ]; then
   base=${2:?usage: scripts/gpu_resume.sh prepare BASE_BIN}
   mkdir -p "$PREBUILT/runtime"
@@ -168,6 +168,17 @@ if want profile; then  # where a decode difference between base and head comes f
   mark profile
 fi
 
+if want normtest; then  # the gated norm's register-cached kernel: its test, and Mamba-2 decode before/after
+  need 40
+  { "$BUILD/tests/norm_cuda_test" 2>&1 | grep -E "^\[  (PASSED|FAILED) |Failure|rror" | head -8
+    for who in base head; do
+      b=$BB/bin/mambacpp; [ $who = head ] && b=$BUILD/bin/mambacpp
+      printf "%s " $who; "$b" bench --device cuda --dtype bf16 --models mamba2 --seq-len 64 --decode-tokens 512 \
+        --threads 1 2>&1 | grep -E "^\| mamba2" | tr -s ' '
+    done; } | tee "$OUT/normtest.txt"
+  mark normtest
+fi
+
 if want trace; then  # device time per kernel inside the decode graphs, before and after (CUPTI)
   need 90
   so=$ROOT/$PREBUILT/libkernel_trace.so
@@ -244,7 +255,7 @@ elif want llama; then
   [ -f /tmp/llc/results.json ] && mark llama
 fi
 echo "=== summary"
-cat "$OUT/hashes_summary.txt" "$OUT/profile_summary.txt" "$OUT/trace_summary.txt" 2>/dev/null
+cat "$OUT/hashes_summary.txt" "$OUT/profile_summary.txt" "$OUT/trace_summary.txt" "$OUT/normtest.txt" 2>/dev/null
 grep -h "cuda f32 max" "$OUT/vim_test_gpu.log" 2>/dev/null
 grep -h "^streams" "$OUT/serve_concurrency_gpu.log" "$OUT/serve_concurrency_cpu.log" 2>/dev/null
 grep -h "ratio\|identical" "$OUT"/serve_multiturn_gpu_*.log 2>/dev/null
