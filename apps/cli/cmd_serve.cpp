@@ -92,6 +92,11 @@ Runner add_serve(CLI::App& app) {
   app.add_option("--cache-mib", s.cache_mib, "prefix-state cache budget in MiB; 0: off")
       ->capture_default_str()
       ->check(int_range(0));
+  app.add_option("--cache-host-mib", s.cache_host_mib,
+                 "GPU models: host memory in MiB for cached states that leave --cache-mib (they are copied "
+                 "back on a hit); 0: none")
+      ->capture_default_str()
+      ->check(int_range(0, int64_t(1) << 24));
   app.add_option("--cache-every", s.cache_every, "also snapshot long prompts every N tokens")
       ->capture_default_str()
       ->check(int_range(0));

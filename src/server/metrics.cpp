@@ -78,6 +78,11 @@ std::string Metrics::render(const MetricGauges& g) const {
   gauge(os, "mambacpp_cache_bytes", "Bytes held by the prefix-state cache.", g.cache_bytes);
   gauge(os, "mambacpp_cache_budget_bytes", "Byte budget of the prefix-state cache (--cache-mib).",
         g.cache_budget_bytes);
+  gauge(os, "mambacpp_cache_spilled_bytes",
+        "Bytes of a device model's cached states moved to host memory (--cache-host-mib).",
+        g.cache_spilled_bytes);
+  gauge(os, "mambacpp_cache_spill_budget_bytes", "Byte budget of that host tier.",
+        g.cache_spill_budget_bytes);
   os << time_to_first_token.render("mambacpp_time_to_first_token_seconds",
                                    "From request arrival to the first generated token.");
   os << inter_token.render("mambacpp_inter_token_seconds", "Between consecutive tokens of one stream.");

@@ -31,6 +31,7 @@ private:
 struct MetricGauges {
   int64_t queue_depth = 0, active_slots = 0, slots = 0;
   int64_t cache_entries = 0, cache_bytes = 0, cache_budget_bytes = 0;
+  int64_t cache_spilled_bytes = 0, cache_spill_budget_bytes = 0;  // host tier of a device model's cache
 };
 
 struct Metrics {

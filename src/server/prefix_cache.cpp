@@ -32,10 +32,27 @@ runtime::SessionState copy_of(const runtime::SessionState& s) {
   return c;
 }
 
+// The state's tensors moved to `device` (copies; the logits stay where they are: on the host).
+void move_state(runtime::SessionState& s, Device device) {
+  for (models::LayerState& layer : s.state.layers)
+    layer.visit([&](const char*, Tensor& t) { t = t.to(device); });
+}
+
+Device home_of(const runtime::SessionState& s) {
+  Device d = Device::cpu;
+  for (const models::LayerState& layer : s.state.layers) {
+    models::LayerState shallow = layer;  // visit() needs a mutable object
+    shallow.visit([&](const char*, Tensor& t) {
+      if (t.defined() && t.device() != Device::cpu) d = t.device();
+    });
+  }
+  return d;
+}
+
 }  // namespace
 
 std::optional<CacheHit> PrefixCache::lookup(std::span<const int32_t> tokens) {
-  if (lru_.empty()) return std::nullopt;
+  if (lru_.empty() && spilled_.empty()) return std::nullopt;
   std::vector<uint64_t> prefix_hash(tokens.size() + 1);
   prefix_hash[0] = hash_of({});
   for (size_t i = 0; i < tokens.size(); ++i) prefix_hash[i + 1] = extend(prefix_hash[i], tokens[i]);
@@ -44,8 +61,11 @@ std::optional<CacheHit> PrefixCache::lookup(std::span<const int32_t> tokens) {
     for (auto it = first; it != last; ++it) {
       Entry& e = *it->second;
       if (e.tokens.size() != n || !std::equal(e.tokens.begin(), e.tokens.end(), tokens.begin())) continue;
-      lru_.splice(lru_.begin(), lru_, it->second);
-      return CacheHit{copy_of(e.state), static_cast<int64_t>(n)};
+      Lru& list = e.spilled ? spilled_ : lru_;
+      list.splice(list.begin(), list, it->second);
+      CacheHit hit{copy_of(e.state), static_cast<int64_t>(n)};
+      if (e.spilled) move_state(hit.state, e.home);
+      return hit;
     }
   }
   return std::nullopt;
@@ -58,36 +78,54 @@ void PrefixCache::insert(std::span<const int32_t> tokens, const runtime::Session
   for (auto it = first; it != last; ++it) {
     Entry& e = *it->second;
     if (e.tokens.size() == tokens.size() && std::equal(e.tokens.begin(), e.tokens.end(), tokens.begin())) {
-      lru_.splice(lru_.begin(), lru_, it->second);
+      Lru& list = e.spilled ? spilled_ : lru_;
+      list.splice(list.begin(), list, it->second);
       return;
     }
   }
   const int64_t need = bytes_of(state, tokens.size());
-  if (need > budget_bytes_) return;
-  evict_to(budget_bytes_ - need);
-  lru_.push_front(Entry{{tokens.begin(), tokens.end()}, h, copy_of(state), need});
+  if (need > budget_bytes_ && need > spill_budget_bytes_) return;
+  lru_.push_front(Entry{{tokens.begin(), tokens.end()}, h, copy_of(state), need, home_of(state)});
   by_hash_.emplace(h, lru_.begin());
   bytes_ += need;
   ++entries_;
+  evict_to(budget_bytes_);  // the new entry last: alone over the budget, it goes to the spill tier
 }
 
+// Entries beyond `budget` leave lru_ from its end: into host memory when they fit the spill
+// budget (the least recently spilled ones making room), else dropped.
 void PrefixCache::evict_to(int64_t budget) {
   while (!lru_.empty() && bytes_.load() > budget) {
     auto victim = std::prev(lru_.end());
-    auto [first, last] = by_hash_.equal_range(victim->hash);
-    for (auto it = first; it != last; ++it)
-      if (it->second == victim) {
-        by_hash_.erase(it);
-        break;
-      }
+    if (victim->bytes > spill_budget_bytes_) {
+      drop(lru_, victim);
+      continue;
+    }
+    while (!spilled_.empty() && spilled_bytes_.load() + victim->bytes > spill_budget_bytes_)
+      drop(spilled_, std::prev(spilled_.end()));
+    if (victim->home != Device::cpu) move_state(victim->state, Device::cpu);
+    victim->spilled = true;
+    spilled_.splice(spilled_.begin(), lru_, victim);
     bytes_ -= victim->bytes;
-    --entries_;
-    lru_.erase(victim);
+    spilled_bytes_ += victim->bytes;
   }
 }
 
+void PrefixCache::drop(Lru& list, Lru::iterator victim) {
+  auto [first, last] = by_hash_.equal_range(victim->hash);
+  for (auto it = first; it != last; ++it)
+    if (it->second == victim) {
+      by_hash_.erase(it);
+      break;
+    }
+  (victim->spilled ? spilled_bytes_ : bytes_) -= victim->bytes;
+  --entries_;
+  list.erase(victim);
+}
+
 void PrefixCache::clear() {
-  evict_to(-1);
+  while (!lru_.empty()) drop(lru_, std::prev(lru_.end()));
+  while (!spilled_.empty()) drop(spilled_, std::prev(spilled_.end()));
 }
 
 }  // namespace mamba::server

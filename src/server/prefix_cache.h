@@ -9,8 +9,11 @@
 //   cache.insert(prompt, session.session_state());      // copies the state
 //   if (auto hit = cache.lookup(next_prompt)) { session.session_state() = std::move(hit->state); ... }
 //
-// States live where the model runs (device memory on CUDA). Not thread-safe: the scheduler
-// thread owns it; the counters are atomics so /metrics may read them.
+// States live where the model runs (device memory on CUDA) under `budget_bytes`. With a spill
+// budget, an entry that leaves that budget moves to host memory instead of being dropped (the
+// server gives one to device models: a GPU's budget holds a few large states, the host many more),
+// and a hit there is copied back to its device. Not thread-safe: the scheduler thread owns it
+// (device copies run on the Exec bound to it); the counters are atomics so /metrics may read them.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -31,19 +34,22 @@ struct CacheHit {
 
 class PrefixCache {
 public:
-  explicit PrefixCache(int64_t budget_bytes) : budget_bytes_(budget_bytes) {}
+  explicit PrefixCache(int64_t budget_bytes, int64_t spill_budget_bytes = 0)
+      : budget_bytes_(budget_bytes), spill_budget_bytes_(spill_budget_bytes) {}
 
   // The state after the longest stored key that is a prefix of `tokens` (the whole of `tokens`
   // included), copied; nullopt when none is.
   std::optional<CacheHit> lookup(std::span<const int32_t> tokens);
   // Stores a copy of `state` as the state after `tokens`. An entry already stored under the same
-  // tokens is only marked as used; one larger than the whole budget is not stored.
+  // tokens is only marked as used; one larger than both budgets is not stored.
   void insert(std::span<const int32_t> tokens, const runtime::SessionState& state);
   void clear();
 
   int64_t budget_bytes() const { return budget_bytes_; }
-  int64_t bytes() const { return bytes_.load(); }
-  int64_t entries() const { return entries_.load(); }
+  int64_t bytes() const { return bytes_.load(); }      // where the model runs
+  int64_t entries() const { return entries_.load(); }  // both tiers
+  int64_t spill_budget_bytes() const { return spill_budget_bytes_; }
+  int64_t spilled_bytes() const { return spilled_bytes_.load(); }
 
 private:
   struct Entry {
@@ -51,15 +57,18 @@ private:
     uint64_t hash = 0;
     runtime::SessionState state;
     int64_t bytes = 0;
+    Device home = Device::cpu;  // where the model runs: a spilled entry's hits are copied back there
+    bool spilled = false;       // in spilled_ (host memory), not lru_
   };
   using Lru = std::list<Entry>;  // most recently used first
 
   void evict_to(int64_t budget);
+  void drop(Lru& list, Lru::iterator victim);
 
-  int64_t budget_bytes_;
-  Lru lru_;
+  int64_t budget_bytes_, spill_budget_bytes_;
+  Lru lru_, spilled_;  // an entry moves between them by splice: its iterator stays valid
   std::unordered_multimap<uint64_t, Lru::iterator> by_hash_;
-  std::atomic<int64_t> bytes_{0}, entries_{0};
+  std::atomic<int64_t> bytes_{0}, entries_{0}, spilled_bytes_{0};
 };
 
 }  // namespace mamba::server

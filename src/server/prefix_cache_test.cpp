@@ -50,5 +50,41 @@ TEST(PrefixCache, EvictsLeastRecentlyUsedUnderBudget) {
   EXPECT_EQ(cache.entries(), 0);
 }
 
+// A spill budget keeps what leaves the main budget (host memory for a device model's states; here
+// both are host tensors, which exercises the bookkeeping): least recently used first out of each.
+TEST(PrefixCache, SpillsBeyondItsBudgetAndHitsThere) {
+  PrefixCache cache(2 * 260, 2 * 260);  // two entries in each tier
+  for (int32_t k = 0; k < 5; ++k)
+    cache.insert(std::vector<int32_t>{k}, state_with(static_cast<float>(k), 64));
+  EXPECT_EQ(cache.entries(), 4);  // 4, 3 in the main tier; 2, 1 spilled; 0 dropped
+  EXPECT_EQ(cache.bytes(), 2 * 260);
+  EXPECT_EQ(cache.spilled_bytes(), 2 * 260);
+  EXPECT_FALSE(cache.lookup(std::vector<int32_t>{0}));
+  for (int32_t k = 1; k < 5; ++k) {
+    auto hit = cache.lookup(std::vector<int32_t>{k, 9});
+    ASSERT_TRUE(hit) << k;
+    EXPECT_EQ(hit->n_tokens, 1);
+    EXPECT_EQ(hit->state.logits.f32()[63], static_cast<float>(k));
+  }
+  // With 1 the most recently used spilled entry, a new spill (3, pushed out by 5) evicts 2.
+  EXPECT_TRUE(cache.lookup(std::vector<int32_t>{1}));
+  cache.insert(std::vector<int32_t>{5}, state_with(5, 64));
+  EXPECT_FALSE(cache.lookup(std::vector<int32_t>{2}));
+  EXPECT_TRUE(cache.lookup(std::vector<int32_t>{1}));
+  EXPECT_TRUE(cache.lookup(std::vector<int32_t>{3}));
+  EXPECT_EQ(cache.entries(), 4);
+  // Over the main budget but within the spill budget: stored there directly.
+  PrefixCache small(100, 1000);
+  small.insert(std::vector<int32_t>{7}, state_with(7, 64));
+  EXPECT_EQ(small.bytes(), 0);
+  EXPECT_EQ(small.spilled_bytes(), 260);
+  EXPECT_TRUE(small.lookup(std::vector<int32_t>{7}));
+  small.insert(std::vector<int32_t>{8}, state_with(8, 1000));  // over both: not kept
+  EXPECT_FALSE(small.lookup(std::vector<int32_t>{8}));
+  cache.clear();
+  EXPECT_EQ(cache.entries(), 0);
+  EXPECT_EQ(cache.bytes() + cache.spilled_bytes(), 0);
+}
+
 }  // namespace
 }  // namespace mamba::server

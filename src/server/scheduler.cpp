@@ -135,7 +135,7 @@ Scheduler::Scheduler(const models::Model& model, const tok::Tokenizer* tokenizer
       tokenizer_(tokenizer),
       options_(std::move(options)),
       metrics_(metrics),
-      cache_(options_.cache_bytes),
+      cache_(options_.cache_bytes, model.device() == Device::cpu ? 0 : options_.cache_spill_bytes),
       stackable_(runtime::can_stack(model)),
       graphs_(runtime::StepGraph::supported(model)) {
   if (options_.slots < 1)
@@ -192,6 +192,8 @@ MetricGauges Scheduler::gauges() const {
   g.cache_entries = cache_.entries();
   g.cache_bytes = cache_.bytes();
   g.cache_budget_bytes = cache_.budget_bytes();
+  g.cache_spilled_bytes = cache_.spilled_bytes();
+  g.cache_spill_budget_bytes = cache_.spill_budget_bytes();
   return g;
 }
 

@@ -99,6 +99,7 @@ struct SchedulerOptions {
   int max_queue = 64;                           // waiting requests beyond the slots; more are refused (429)
   int64_t prefill_chunk = 512;                  // tokens per prefill pass, and per scheduler iteration
   int64_t cache_bytes = 256ll << 20;            // prefix-state cache budget; 0: no cache
+  int64_t cache_spill_bytes = 0;                // device models: host memory for states leaving that budget
   ops::KernelPlan plan = {};                    // kernel choices of every Exec (ops/exec.h)
   int64_t cache_every = 2048;                   // also snapshot long prompts every this many tokens (rounded
                                                 // to a multiple of prefill_chunk)

@@ -97,15 +97,17 @@ struct Server::Impl {
     char prefix[16];
     std::snprintf(prefix, sizeof prefix, "%08x", static_cast<unsigned>(std::random_device{}()));
     id_prefix = prefix;
-    scheduler = std::make_unique<Scheduler>(model, tokenizer.get(),
-                                            SchedulerOptions{.slots = options.parallel,
-                                                             .max_queue = options.max_queue,
-                                                             .prefill_chunk = options.prefill_chunk,
-                                                             .cache_bytes = options.cache_mib << 20,
-                                                             .cache_every = options.cache_every,
-                                                             .history_limit = 64,
-                                                             .log = options.log},
-                                            metrics);
+    scheduler =
+        std::make_unique<Scheduler>(model, tokenizer.get(),
+                                    SchedulerOptions{.slots = options.parallel,
+                                                     .max_queue = options.max_queue,
+                                                     .prefill_chunk = options.prefill_chunk,
+                                                     .cache_bytes = options.cache_mib << 20,
+                                                     .cache_spill_bytes = options.cache_host_mib << 20,
+                                                     .cache_every = options.cache_every,
+                                                     .history_limit = 64,
+                                                     .log = options.log},
+                                    metrics);
     routes();
   }
 

@@ -33,6 +33,7 @@ struct ServerOptions {
   int parallel = 4;                                 // slots decoding together
   int max_queue = 64;                               // requests waiting for a slot; beyond: 429
   int64_t cache_mib = 256;                          // prefix-state cache; 0: off
+  int64_t cache_host_mib = 2048;                    // device models: host memory for states leaving it
   int64_t cache_every = 2048;                       // snapshot long prompts every this many tokens
   int64_t prefill_chunk = 512;                      // tokens per prefill pass (and per scheduler iteration)
   std::string api_key;                              // non-empty: "Authorization: Bearer KEY" required on /v1/
