@@ -21,7 +21,10 @@ Tensor causal_conv1d_fwd(const CausalConv1dParams& p, const Tensor& x, const Ten
     const int64_t b = bc / channels, c = bc % channels;
     const float* w = wp + c * width;
     float* st = sp + bc * hist;
-    std::vector<float> window(static_cast<size_t>(hist + seq_len));
+    // One buffer per thread, grown as needed: a vector per channel was a malloc / free per channel
+    // and token in decode (seq_len 1), a few percent of a quantized decode.
+    thread_local std::vector<float> window;
+    window.resize(static_cast<size_t>(hist + seq_len));
     for (int64_t k = 0; k < hist; ++k) window[k] = st[k];
     for (int64_t t = 0; t < seq_len; ++t) window[hist + t] = xp[b * xb + t * xt + c];
     for (int64_t t = 0; t < seq_len; ++t) {
