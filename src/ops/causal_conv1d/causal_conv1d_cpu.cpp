@@ -57,7 +57,7 @@ Tensor causal_conv1d_fwd(const CausalConv1dParams& p, const Tensor& x, const Ten
         }
       }
       if (act)
-        for (int64_t c = 0; c < channels; ++c) yr[c] = silu(yr[c]);
+        for (int64_t c = 0; c < channels; ++c) yr[c] = silu_fast(yr[c]);  // vectorizes
     }
   });
   // The new state: the last hist inputs of [old state, x] (reads at k + seq_len > k: in order).
@@ -88,7 +88,7 @@ Tensor causal_conv1d_step(const CausalConv1dParams& p, const Tensor& x, const Te
       for (int64_t k = 0; k < hist; ++k) acc += w[k] * st[k];
       for (int64_t k = 0; k + 1 < hist; ++k) st[k] = st[k + 1];
       if (hist > 0) st[hist - 1] = xv;
-      yp[b * channels + c] = act ? silu(acc) : acc;
+      yp[b * channels + c] = act ? silu_fast(acc) : acc;  // as the whole-sequence pass
     }
   return y;
 }
