@@ -346,6 +346,22 @@ void Tensor::copy_from(const Tensor& src) {
   const size_t ss = dtype_size(src.dtype_), ds = dtype_size(dtype_);
   const char* sbase = static_cast<const char*>(src.raw());
   char* dbase = static_cast<char*>(raw());
+  // The same dtype with rows contiguous on both sides (a column slice made contiguous, as the
+  // Mamba-2 mixer does for the scan's x / B / C): one memmove per row. Converting element by
+  // element was 15% of a quantized prefill.
+  if (dtype_ == src.dtype_ && !dtype_is_block(dtype_) && !shape_.empty() && shape_.back() > 1 &&
+      strides_.back() == 1 && src.strides_.back() == 1) {
+    const Shape outer(shape_.begin(), shape_.end() - 1);
+    const Shape d_outer(strides_.begin(), strides_.end() - 1),
+        s_outer(src.strides_.begin(), src.strides_.end() - 1);
+    const size_t row_bytes = static_cast<size_t>(shape_.back()) * ds;
+    std::vector<int64_t> doffs(static_cast<size_t>(shape_numel(outer)));
+    for_each_offset(outer, d_outer, [&](int64_t i, int64_t off) { doffs[i] = off; });
+    for_each_offset(outer, s_outer, [&](int64_t i, int64_t off) {
+      std::memmove(dbase + doffs[i] * ds, sbase + off * ss, row_bytes);
+    });
+    return;
+  }
   std::vector<int64_t> doffs(static_cast<size_t>(numel()));
   for_each_offset(shape_, strides_, [&](int64_t i, int64_t off) { doffs[i] = off; });
   for_each_offset(src.shape_, src.strides_, [&](int64_t i, int64_t off) {

@@ -30,7 +30,7 @@ Tensor naive(const Tensor& x, const Tensor& w, const Tensor& b, bool act) {
 TEST(CausalConv1d, MatchesDefinitionAndComposes) {
   std::mt19937 rng(5);
   for (int64_t L : {1, 2, 3, 7, 20}) {
-    const int64_t B = 2, C = 5, K = 4;
+    const int64_t B = 2, C = 70, K = 4;  // C: a block of 64 channels and a partial one
     Tensor x = testing::random_tensor({B, L, C}, rng);
     Tensor w = testing::random_tensor({C, K}, rng), b = testing::random_tensor({C}, rng);
     Tensor state = Tensor::zeros({B, C, K - 1});
@@ -47,6 +47,14 @@ TEST(CausalConv1d, MatchesDefinitionAndComposes) {
         EXPECT_LT(testing::max_abs_diff(yt, ref.select(1, t).contiguous()), 1e-5f) << "t=" << t;
       }
       EXPECT_LT(testing::max_abs_diff(st, state), 1e-7f);
+      // The rest as a second prefill from the carried state (its first width − 1 tokens read it).
+      Tensor st2 = Tensor::zeros({B, C, K - 1});
+      causal_conv1d_fwd(exec, x.slice(1, 0, split), w, b, st2, true);
+      if (split < L) {
+        Tensor y1 = causal_conv1d_fwd(exec, x.slice(1, split, L), w, b, st2, true);
+        EXPECT_LT(testing::max_abs_diff(y1, ref.slice(1, split, L).contiguous()), 1e-5f) << "split=" << split;
+      }
+      EXPECT_LT(testing::max_abs_diff(st2, state), 1e-7f);
     }
   }
 }

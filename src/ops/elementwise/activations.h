@@ -46,4 +46,13 @@ inline float exp_nonpositive(float x) {
   return p * scale;
 }
 
+// silu through exp_nonpositive, so loops over it vectorize (a scalar expf per value was most of
+// the gated norm's and the conv's time in prefill): e = exp(−|v|); v ≥ 0: v / (1 + e), else
+// v·e / (1 + e). Relative error < 5e-7 against silu; below v = −87 it returns v·e^−87 / (1 + e^−87)
+// (|error| < 1e-35).
+inline float silu_fast(float v) {
+  const float e = exp_nonpositive(v < 0.0f ? v : -v);
+  return (v < 0.0f ? v * e : v) / (1.0f + e);
+}
+
 }  // namespace mamba::ops

@@ -28,5 +28,17 @@ TEST(Activations, ExpNonpositiveIsAccurate) {
   EXPECT_EQ(exp_nonpositive(5.0f), 1.0f);  // clamped: only defined for x <= 0
 }
 
+TEST(Activations, SiluFastMatchesSilu) {
+  double worst = 0;
+  for (float v = -90.0f; v <= 90.0f; v += 0.00731f) {
+    const double ref = double(v) / (1.0 + std::exp(-double(v)));
+    if (std::fabs(ref) > 1e-30) worst = std::max(worst, std::fabs(silu_fast(v) - ref) / std::fabs(ref));
+  }
+  EXPECT_LT(worst, 5e-7);
+  EXPECT_EQ(silu_fast(0.0f), 0.0f);
+  EXPECT_LT(std::fabs(silu_fast(-200.0f)), 1e-30f);
+  EXPECT_EQ(silu_fast(200.0f), 200.0f);
+}
+
 }  // namespace
 }  // namespace mamba::ops

@@ -1,17 +1,13 @@
 // CPU normalizations (f32, one row or group per parallel work item). The front (norm.cpp) has
 // checked the shapes and made the inputs contiguous before these run.
+#include <algorithm>
 #include <cmath>
 
 #include "core/parallel.h"
+#include "ops/elementwise/activations.h"
 #include "ops/norm/norm_params.h"
 
 namespace mamba::ops::cpu {
-
-namespace {
-inline float silu(float v) {
-  return v / (1.0f + std::exp(-v));
-}
-}  // namespace
 
 Tensor layer_norm(const NormParams& p, const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const int64_t n = p.n, rows = p.rows;
@@ -39,6 +35,15 @@ void add_into(Tensor& residual, const Tensor& x) {
   for (int64_t i = 0; i < n; ++i) rp[i] += xp[i];
 }
 
+namespace {
+
+// y = x·silu(z) (y may be x): the gate as its own loop over plain arithmetic, so it vectorizes.
+void gate(float* y, const float* x, const float* __restrict z, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * silu_fast(z[i]);
+}
+
+}  // namespace
+
 Tensor rms_norm_gated(const NormParams& p, const Tensor& x, const Tensor& z, const Tensor& weight) {
   const int64_t n = p.n, rows = p.rows, group_size = p.group_size;
   const bool norm_before_gate = p.norm_before_gate;
@@ -50,19 +55,16 @@ Tensor rms_norm_gated(const NormParams& p, const Tensor& x, const Tensor& z, con
   parallel_for(rows * n_groups, [&](int64_t rg) {
     const int64_t off = rg * group_size, w_off = (rg % n_groups) * group_size;
     float* yr = yp + off;
-    for (int64_t i = 0; i < group_size; ++i) {
-      float v = xp[off + i];
-      if (zp && !norm_before_gate) v *= silu(zp[off + i]);
-      yr[i] = v;
-    }
+    const float* zr = zp ? zp + off : nullptr;
+    if (zr && !norm_before_gate)
+      gate(yr, xp + off, zr, group_size);
+    else
+      std::copy(xp + off, xp + off + group_size, yr);
     float ss = 0.0f;
     for (int64_t i = 0; i < group_size; ++i) ss += yr[i] * yr[i];
     const float rstd = 1.0f / std::sqrt(ss / static_cast<float>(group_size) + eps);
-    for (int64_t i = 0; i < group_size; ++i) {
-      float v = yr[i] * rstd * wp[w_off + i];
-      if (zp && norm_before_gate) v *= silu(zp[off + i]);
-      yr[i] = v;
-    }
+    for (int64_t i = 0; i < group_size; ++i) yr[i] = yr[i] * rstd * wp[w_off + i];
+    if (zr && norm_before_gate) gate(yr, yr, zr, group_size);
   });
   return y;
 }

@@ -4,7 +4,15 @@
 #include "ops/quant/quant_kernels_avx512.inc"
 
 namespace mamba::ops::quant {
-const Kernels kernels_avx512_vnni = {dot_q8_0,     dot_q4_0,      dot_q4_k,      dot_bf16,     nullptr,
-                                     nullptr,      nullptr,       quantize_act,  pack512_q8_0, pack512_q4_0,
-                                     pack512_q4_k, ptile512_q8_0, ptile512_q4_0, ptile512_q4_k};
+const Kernels kernels_avx512_vnni = {.q8_0 = dot_q8_0,
+                                     .q4_0 = dot_q4_0,
+                                     .q4_k = dot_q4_k,
+                                     .bf16 = dot_bf16,
+                                     .q4_k_tile = tile512_q4_k,
+                                     .quantize = quantize_act,
+                                     .quantize_k = quantize_act_k,
+                                     .q8_0_pack = pack512_q8_0,
+                                     .q4_0_pack = pack512_q4_0,
+                                     .q8_0_ptile = ptile512_q8_0,
+                                     .q4_0_ptile = ptile512_q4_0};
 }  // namespace mamba::ops::quant

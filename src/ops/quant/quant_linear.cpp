@@ -34,6 +34,25 @@ void quantize_activations(const float* x, int64_t n, ActBlock* out) {
   }
 }
 
+void quantize_activations_k(const float* x, int64_t n, ActBlockK* out) {
+  for (int64_t b = 0; b < n / 256; ++b, x += 256) {
+    float amax = 0.0f;
+    for (int i = 0; i < 256; ++i) amax = std::max(amax, std::fabs(x[i]));
+    const float d = amax / 127.0f, inv = d > 0.0f ? 1.0f / d : 0.0f;
+    for (int s = 0; s < 8; ++s) {
+      int32_t sum = 0;
+      for (int i = 0; i < 32; ++i) {
+        const auto q = static_cast<int8_t>(std::lround(x[32 * s + i] * inv));
+        out[b].q[act_k_offset(s) + i] = q;
+        sum += q;
+      }
+      out[b].sum[s] = static_cast<int16_t>(sum);
+      out[b].dsum[s] = d * static_cast<float>(sum);
+    }
+    out[b].d = d;
+  }
+}
+
 namespace {
 
 float dot_q8_0(const void* w, const ActBlock* x, int64_t n_blocks) {
@@ -59,20 +78,23 @@ float dot_q4_0(const void* w, const ActBlock* x, int64_t n_blocks) {
   return acc;
 }
 
-float dot_q4_k(const void* w, const ActBlock* x, int64_t n_blocks) {
+float dot_q4_k(const void* w, const ActBlockK* x, int64_t n_super) {
   const auto* blk = static_cast<const BlockQ4_K*>(w);
   float acc = 0.0f;
-  for (int64_t b = 0; b < n_blocks / 8; ++b, x += 8) {
-    const float d = half_to_float(blk[b].d), dmin = half_to_float(blk[b].dmin);
+  for (int64_t b = 0; b < n_super; ++b) {
+    int32_t dot = 0, mins = 0;
     for (int s = 0; s < 8; ++s) {
       uint8_t sc, m;
       q4k_scale_min(blk[b].scales, s, sc, m);
       const uint8_t* q = blk[b].q + 32 * (s / 2);
-      int32_t dot = 0;
-      for (int i = 0; i < 32; ++i) dot += (s % 2 == 0 ? q[i] & 0xF : q[i] >> 4) * x[s].q[i];
-      acc += x[s].d * (d * static_cast<float>(sc) * static_cast<float>(dot) -
-                       dmin * static_cast<float>(m) * static_cast<float>(x[s].sum));
+      const int8_t* xq = x[b].q + act_k_offset(s);
+      int32_t sub = 0;
+      for (int i = 0; i < 32; ++i) sub += (s % 2 == 0 ? q[i] & 0xF : q[i] >> 4) * xq[i];
+      dot += sc * sub;
+      mins += m * x[b].sum[s];
     }
+    acc += x[b].d * (half_to_float(blk[b].d) * static_cast<float>(dot) -
+                     half_to_float(blk[b].dmin) * static_cast<float>(mins));
   }
   return acc;
 }
@@ -184,10 +206,15 @@ void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias
   const float* xp = x.f32();
   float* yp = y.f32();
   const float* bp = bias.defined() ? bias.f32() : nullptr;
-  // The activations once, as 8-bit blocks (bf16 reads them in f32).
+  // The activations once, as 8-bit blocks of 32 values (Q4_K: of 256; bf16 reads them in f32).
   std::vector<quant::ActBlock> xq;
-  const int64_t n_blocks = in / 32;
-  if (dtype != DType::bf16) {
+  std::vector<quant::ActBlockK> xk;
+  const int64_t n_blocks = in / 32, n_super = in / 256;
+  if (dtype == DType::q4_k) {
+    xk.resize(static_cast<size_t>(rows * n_super));
+    const auto quantize_act = k.quantize_k ? k.quantize_k : quant::quantize_activations_k;
+    parallel_for(rows, [&](int64_t r) { quantize_act(xp + r * in, in, xk.data() + r * n_super); });
+  } else if (dtype != DType::bf16) {
     xq.resize(static_cast<size_t>(rows * n_blocks));
     const auto quantize_act = k.quantize ? k.quantize : quant::quantize_activations;
     parallel_for(rows, [&](int64_t r) { quantize_act(xp + r * in, in, xq.data() + r * n_blocks); });
@@ -200,7 +227,7 @@ void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias
       case DType::q4_0:
         return k.q4_0(wr, xq.data() + r * n_blocks, n_blocks);
       case DType::q4_k:
-        return k.q4_k(wr, xq.data() + r * n_blocks, n_blocks);
+        return k.q4_k(wr, xk.data() + r * n_super, n_super);
       default:
         return k.bf16(reinterpret_cast<const uint16_t*>(wr), xp + r * in, in);
     }
@@ -213,17 +240,14 @@ void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias
   const quant::TileFn tile = !tiled                 ? nullptr
                              : dtype == DType::q8_0 ? k.q8_0_tile
                              : dtype == DType::q4_0 ? k.q4_0_tile
-                             : dtype == DType::q4_k ? k.q4_k_tile
                                                     : nullptr;
+  const quant::TileKFn tile_k = tiled && dtype == DType::q4_k ? k.q4_k_tile : nullptr;
   const quant::PackFn pack = !tiled                 ? nullptr
                              : dtype == DType::q8_0 ? k.q8_0_pack
                              : dtype == DType::q4_0 ? k.q4_0_pack
-                             : dtype == DType::q4_k ? k.q4_k_pack
                                                     : nullptr;
-  const quant::PackedTileFn ptile = dtype == DType::q8_0   ? k.q8_0_ptile
-                                    : dtype == DType::q4_0 ? k.q4_0_ptile
-                                                           : k.q4_k_ptile;
-  if ((tile || pack) && rows >= quant::kTileX) {
+  const quant::PackedTileFn ptile = dtype == DType::q8_0 ? k.q8_0_ptile : k.q4_0_ptile;
+  if ((tile || tile_k || pack) && rows >= quant::kTileX) {
     const int64_t n_pairs = (n_blocks + 1) / 2;
     std::vector<quant::PackedPair> packed;
     if (pack) {
@@ -231,7 +255,18 @@ void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias
       parallel_for(rows,
                    [&](int64_t r) { pack(xq.data() + r * n_blocks, n_blocks, packed.data() + r * n_pairs); });
     }
-    constexpr int64_t kGroup = 64;  // activation rows per task (kTileX-aligned)
+    // One kTileW x kTileX tile at weight row o, activation row r.
+    auto run_tile = [&](int64_t o, int64_t r) {
+      const uint8_t* wo = w + static_cast<size_t>(o) * row_bytes;
+      float* yo = yp + r * out + o;
+      if (tile_k)
+        tile_k(wo, row_bytes, xk.data() + r * n_super, n_super, n_super, yo, out);
+      else if (pack)
+        ptile(wo, row_bytes, packed.data() + r * n_pairs, n_pairs, n_blocks, yo, out);
+      else
+        tile(wo, row_bytes, xq.data() + r * n_blocks, n_blocks, n_blocks, yo, out);
+    };
+    constexpr int64_t kGroup = 32;  // activation rows per task (kTileX-aligned; 64 was 5-14% slower)
     const int64_t n_groups = (rows + kGroup - 1) / kGroup;
     parallel_for(n_chunks * n_groups, [&](int64_t task) {
       const int64_t o0 = (task % n_chunks) * kChunk, o1 = std::min(out, o0 + kChunk);
@@ -239,13 +274,7 @@ void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias
       int64_t r = r0;
       for (; r + quant::kTileX <= r1; r += quant::kTileX) {
         int64_t o = o0;
-        for (; o + quant::kTileW <= o1; o += quant::kTileW) {
-          const uint8_t* wo = w + static_cast<size_t>(o) * row_bytes;
-          if (pack)
-            ptile(wo, row_bytes, packed.data() + r * n_pairs, n_pairs, n_blocks, yp + r * out + o, out);
-          else
-            tile(wo, row_bytes, xq.data() + r * n_blocks, n_blocks, n_blocks, yp + r * out + o, out);
-        }
+        for (; o + quant::kTileW <= o1; o += quant::kTileW) run_tile(o, r);
         for (; o < o1; ++o)
           for (int64_t j = r; j < r + quant::kTileX; ++j) yp[j * out + o] = dot(o, j);
       }

@@ -1,7 +1,7 @@
 // Linear layers with bf16 or llama.cpp block-format weights (q8_0, q4_0, q4_k) on the CPU, read
 // in place (a GGUF mapping; no f32 copy). The activations are quantized to 8 bits per 32 values
-// (as llama.cpp does) and dotted with the weights in integers; bf16 runs in f32. The kernel set
-// (scalar, AVX2, AVX-512, AVX-512 VNNI) is chosen at run time from the CPU's features.
+// (Q4_K: per 256; as llama.cpp does) and dotted with the weights in integers; bf16 runs in f32. The kernel
+// set (scalar, AVX2, AVX-512, AVX-512 VNNI) is chosen at run time from the CPU's features.
 #pragma once
 #include <cstdint>
 

@@ -20,12 +20,19 @@ namespace mamba::ops {
 namespace {
 
 // y = x̂·Ŵᵀ + b in double, with Ŵ the dequantized weight and x̂ the activations as the kernels
-// see them (8-bit blocks for the block formats, f32 for bf16).
+// see them (8-bit blocks of 32 for q8_0 / q4_0, of 256 for q4_k, f32 for bf16).
 Tensor naive_quant_linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   const Tensor wf = dequantize(w);
   const int64_t in = w.size(1), out = w.size(0), rows = x.numel() / in;
   std::vector<float> xs(x.f32(), x.f32() + x.numel());
-  if (dtype_is_block(w.dtype())) {
+  if (w.dtype() == DType::q4_k) {  // 8 bits per 256 values, sub-blocks in the kernels' order
+    std::vector<quant::ActBlockK> blocks(static_cast<size_t>(rows * in / 256));
+    quant::quantize_activations_k(x.f32(), rows * in, blocks.data());
+    for (size_t k = 0; k < xs.size(); ++k) {
+      const quant::ActBlockK& blk = blocks[k / 256];
+      xs[k] = blk.d * blk.q[quant::act_k_offset(static_cast<int>(k % 256 / 32)) + k % 32];
+    }
+  } else if (dtype_is_block(w.dtype())) {
     std::vector<quant::ActBlock> blocks(static_cast<size_t>(rows * in / 32));
     quant::quantize_activations(x.f32(), rows * in, blocks.data());
     for (size_t k = 0; k < xs.size(); ++k) xs[k] = blocks[k / 32].d * blocks[k / 32].q[k % 32];
@@ -131,6 +138,28 @@ TEST(QuantLinear, SimdActivationQuantizerIsExact) {
       EXPECT_EQ(got[b].d, want[b].d);
       EXPECT_EQ(got[b].sum, want[b].sum);
       EXPECT_EQ(std::memcmp(got[b].q, want[b].q, 32), 0);
+    }
+  }
+  // The 256-value blocks of Q4_K: block 0 holds the exact halves above (amax 127: d = 1), block 2
+  // is zero, the others random.
+  for (int64_t i = 512; i < 768; ++i) v[i] = 0.0f;
+  std::vector<quant::ActBlockK> want_k(n / 256), got_k(n / 256);
+  quant::quantize_activations_k(v, n, want_k.data());
+  EXPECT_EQ(want_k[0].d, 1.0f);
+  EXPECT_EQ(want_k[0].q[quant::act_k_offset(1)], 127);  // value 32 (sub-block 1, the second 32 bytes)
+  for (QuantIsa isa : {QuantIsa::avx2, QuantIsa::avx512, QuantIsa::avx512_vnni}) {
+    const quant::Kernels& k = isa == QuantIsa::avx2     ? quant::kernels_avx2
+                              : isa == QuantIsa::avx512 ? quant::kernels_avx512
+                                                        : quant::kernels_avx512_vnni;
+    if (!quant_isa_supported(isa) || !k.quantize_k) continue;
+    ++tested;
+    k.quantize_k(v, n, got_k.data());
+    for (int64_t b = 0; b < n / 256; ++b) {
+      SCOPED_TRACE(std::string(quant_isa_name(isa)) + " q4_k block " + std::to_string(b));
+      EXPECT_EQ(got_k[b].d, want_k[b].d);
+      EXPECT_EQ(std::memcmp(got_k[b].sum, want_k[b].sum, sizeof(want_k[b].sum)), 0);
+      EXPECT_EQ(std::memcmp(got_k[b].dsum, want_k[b].dsum, sizeof(want_k[b].dsum)), 0);
+      EXPECT_EQ(std::memcmp(got_k[b].q, want_k[b].q, 256), 0);
     }
   }
   std::printf("simd activation quantizers tested: %d\n", tested);

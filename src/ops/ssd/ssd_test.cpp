@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "exec_testing.h"
@@ -85,6 +86,29 @@ TEST(Ssd, ChunkedMatchesSequentialAndNaive) {
     Tensor yb = ssd_ref(exec, slice_args(a, split, L), s3);
     EXPECT_LT(testing::max_abs_diff(yb, ref.slice(1, split, L).contiguous()), 2e-5f);
     EXPECT_LT(testing::max_abs_diff(s3, s1), 2e-5f);
+  }
+}
+
+// A state row longer than the recurrence's 16 partial sums and not a multiple of them (N = 40),
+// and decays strong enough that the chunked form's factors underflow within a chunk (which it
+// takes as zero below 1e-30), against the naive loop.
+TEST(Ssd, WideStateAndStrongDecay) {
+  std::mt19937 rng(13);
+  for (bool strong : {false, true}) {
+    SsdArgs a = make_args(rng, 1, 70, 2, 3, 1, 40, false, 64);
+    if (strong) {
+      a.dt = testing::random_tensor({1, 70, 2}, rng, 0.5f, 3.0f);
+      a.A = testing::random_tensor({2}, rng, -16.0f, -4.0f);
+    }
+    Tensor init = testing::random_tensor({1, 2, 3, 40}, rng);
+    Tensor s1 = init.copy(), s2 = init.copy();
+    Tensor y1 = ssd_fwd(exec, a, s1), y2 = ssd_ref(exec, a, s2);
+    Tensor ref = naive(a, init);
+    float scale = 1.0f;
+    for (float v : ref.to_vector()) scale = std::max(scale, std::fabs(v));
+    EXPECT_LT(testing::max_abs_diff(y1, ref), 2e-5f * scale) << strong;
+    EXPECT_LT(testing::max_abs_diff(y2, ref), 2e-5f * scale) << strong;
+    EXPECT_LT(testing::max_abs_diff(s1, s2), 2e-5f) << strong;
   }
 }
 
