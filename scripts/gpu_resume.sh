@@ -225,13 +225,14 @@ if want serve; then
   mark serve
 fi
 
-if want turns; then  # issue 12's 32K multi-turn chat on the GPU: the 129M bench model and the 1.3B one
+if want turns; then  # issue 12's 32K multi-turn chat on the GPU: the 129M bench model (TURNS_MODELS)
   need 200
   sb=(python3 "$ROOT/scripts/serve_bench.py" --bin "$BUILD/bin/mambacpp" --json "$OUT/serve_turns.jsonl" --log-dir "$OUT")
   [ -f /tmp/sb/m129/model.safetensors ] || "${sb[@]}" -t 16 make-model /tmp/sb/m129 --train-args "--device cuda" 2>&1 | tail -1
-  [ -f /tmp/sb/m13b/model.safetensors ] ||
+  models=${TURNS_MODELS:-m129}  # m13b: the 1.3B one too
+  [[ $models != *m13b* ]] || [ -f /tmp/sb/m13b/model.safetensors ] ||
     "${sb[@]}" -t 8 make-model /tmp/sb/m13b --d-model 2048 --n-layer 48 --train-args "--device cuda" 2>&1 | tail -1
-  for m in m129 m13b; do
+  for m in $models; do
     "${sb[@]}" -t 8 --server-args "--device cuda --dtype bf16" multiturn -m /tmp/sb/$m --turns 10 \
       --user-tokens 3200 --reply-tokens 32 2>&1 | tail -30 | tee "$OUT/serve_multiturn_gpu_$m.log"
   done
