@@ -89,7 +89,7 @@ void PrefixCache::insert(std::span<const int32_t> tokens, const runtime::Session
   by_hash_.emplace(h, lru_.begin());
   bytes_ += need;
   ++entries_;
-  evict_to(budget_bytes_);  // the new entry last: alone over the budget, it goes to the spill tier
+  if (!defer_) evict_to(budget_bytes_);  // the new entry last: alone over the budget, it is spilled
 }
 
 // Entries beyond `budget` leave lru_ from its end: into host memory when they fit the spill

@@ -44,6 +44,11 @@ public:
   // tokens is only marked as used; one larger than both budgets is not stored.
   void insert(std::span<const int32_t> tokens, const runtime::SessionState& state);
   void clear();
+  // With deferred eviction, insert() only adds; trim() then moves (or drops) what is over the
+  // budget — the server trims when idle, so spilling a device state to host memory (a copy the
+  // GPU must finish) is never on a request's way to its first token.
+  void defer_eviction(bool on) { defer_ = on; }
+  void trim() { evict_to(budget_bytes_); }
 
   int64_t budget_bytes() const { return budget_bytes_; }
   int64_t bytes() const { return bytes_.load(); }      // where the model runs
@@ -66,6 +71,7 @@ private:
   void drop(Lru& list, Lru::iterator victim);
 
   int64_t budget_bytes_, spill_budget_bytes_;
+  bool defer_ = false;
   Lru lru_, spilled_;  // an entry moves between them by splice: its iterator stays valid
   std::unordered_multimap<uint64_t, Lru::iterator> by_hash_;
   std::atomic<int64_t> bytes_{0}, entries_{0}, spilled_bytes_{0};

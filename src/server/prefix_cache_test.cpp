@@ -84,6 +84,16 @@ TEST(PrefixCache, SpillsBeyondItsBudgetAndHitsThere) {
   cache.clear();
   EXPECT_EQ(cache.entries(), 0);
   EXPECT_EQ(cache.bytes() + cache.spilled_bytes(), 0);
+  // Deferred eviction: inserts go over the budget until trim() moves the oldest out.
+  cache.defer_eviction(true);
+  for (int32_t k = 0; k < 4; ++k)
+    cache.insert(std::vector<int32_t>{k}, state_with(static_cast<float>(k), 64));
+  EXPECT_EQ(cache.bytes(), 4 * 260);
+  EXPECT_EQ(cache.spilled_bytes(), 0);
+  cache.trim();
+  EXPECT_EQ(cache.bytes(), 2 * 260);
+  EXPECT_EQ(cache.spilled_bytes(), 2 * 260);
+  EXPECT_EQ(cache.lookup(std::vector<int32_t>{0})->state.logits.f32()[0], 0.0f);  // spilled, still there
 }
 
 }  // namespace

@@ -150,6 +150,7 @@ Scheduler::Scheduler(const models::Model& model, const tok::Tokenizer* tokenizer
     slots_.back()->index = i;
   }
   exec_ = std::make_unique<ops::Exec>(model_.device(), options_.plan);
+  cache_.defer_eviction(true);  // trimmed when idle (loop), or when far over its budget
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -207,6 +208,7 @@ void Scheduler::loop() {
         // Idle: hand glibc's freed arenas back to the system, so resident memory returns to idle plus
         // the prefix cache after a burst of requests (docs/server_bench.md measured +1.6 GB without).
         lock.unlock();
+        cache_.trim();  // spills and evictions wait for a pause (prefix_cache.h)
 #ifdef __GLIBC__
         malloc_trim(0);
 #endif
@@ -222,6 +224,7 @@ void Scheduler::loop() {
       const bool prefilled = prefill_step();
       decode_step();
       (void)prefilled;
+      if (cache_.bytes() > 2 * cache_.budget_bytes()) cache_.trim();  // never idle: bounded anyway
     } catch (const std::exception& e) {
       // A failure inside a step (out of memory, a bug surfaced as an Error): fail the running
       // requests, keep serving.
