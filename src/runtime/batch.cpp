@@ -95,24 +95,11 @@ models::State stack_states(std::span<const models::State* const> states) {
   MAMBA_CHECK(!states.empty());
   int64_t batch = 0;
   for (const models::State* s : states) batch += s->batch;
-  const auto first = tensors_of(*states[0]);
-  std::vector<Tensor> stacked;
-  for (const auto& [name, t] : first) {
-    Shape shape = t.shape();
-    shape[0] = batch;
-    stacked.push_back(Tensor::empty(shape, t.dtype(), t.device()));
-  }
+  models::State stacked = allocate_rows(*states[0], batch);
   int64_t row = 0;
-  for (const models::State* s : states) {
-    const auto parts = tensors_of(*s);
-    MAMBA_CHECK(parts.size() == first.size(), "states of different models");
-    for (size_t k = 0; k < parts.size(); ++k) {
-      MAMBA_CHECK(parts[k].first == first[k].first, parts[k].first << " vs " << first[k].first);
-      stacked[k].slice(0, row, row + s->batch).copy_from(parts[k].second);  // shapes checked by copy_from
-    }
-    row += s->batch;
-  }
-  return with_tensors(*states[0], stacked, batch);
+  for (const models::State* s : states)
+    for (int64_t r = 0; r < s->batch; ++r) copy_row(stacked, row++, *s, r);  // names checked by copy_row
+  return stacked;
 }
 
 models::State state_row(const models::State& state, int64_t row, int64_t position) {

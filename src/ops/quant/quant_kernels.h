@@ -5,6 +5,10 @@
 #include <cstdint>
 #include <cstring>
 
+namespace mamba::ops {
+enum class QuantIsa;  // quant_linear.h
+}  // namespace mamba::ops
+
 namespace mamba::ops::quant {
 
 // IEEE half -> float without tables or F16C: the exponent and mantissa moved into place and
@@ -109,6 +113,8 @@ extern const Kernels kernels_scalar;
 extern const Kernels kernels_avx2;
 extern const Kernels kernels_avx512;
 extern const Kernels kernels_avx512_vnni;
+// The table of an ISA (the scalar one where this build has no kernels for it).
+const Kernels& kernels_for(QuantIsa isa);
 
 // x (n values, a multiple of 32) -> n / 32 blocks.
 void quantize_activations(const float* x, int64_t n, ActBlock* out);

@@ -167,27 +167,6 @@ bool is_quant_weight(DType dtype) {  // q6_k has no kernels yet: loaded as f32
   return dtype == DType::bf16 || dtype == DType::q8_0 || dtype == DType::q4_0 || dtype == DType::q4_k;
 }
 
-namespace {
-
-const quant::Kernels& kernels_for(QuantIsa isa) {
-#if defined(__x86_64__)
-  switch (isa) {
-    case QuantIsa::avx2:
-      return quant::kernels_avx2;
-    case QuantIsa::avx512:
-      return quant::kernels_avx512;
-    case QuantIsa::avx512_vnni:
-      return quant::kernels_avx512_vnni;
-    case QuantIsa::scalar:
-      break;
-  }
-#endif
-  (void)isa;
-  return quant::kernels_scalar;
-}
-
-}  // namespace
-
 void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, QuantIsa isa,
                        bool tiled) {
   MAMBA_CHECK(quant_isa_supported(isa), quant_isa_name(isa));
@@ -199,7 +178,7 @@ void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias
   const int64_t rows = x.numel() / in;
   MAMBA_CHECK(y.numel() == rows * out);
   if (rows == 0 || out == 0) return;
-  const quant::Kernels& k = kernels_for(isa);
+  const quant::Kernels& k = quant::kernels_for(isa);
   const DType dtype = weight.dtype();
   const auto* w = static_cast<const uint8_t*>(weight.raw());
   const size_t row_bytes = dtype_bytes(dtype, in);
@@ -326,3 +305,24 @@ Tensor quantize(const Tensor& weight, DType dtype) {
 }
 
 }  // namespace mamba::ops
+
+namespace mamba::ops::quant {
+
+const Kernels& kernels_for(QuantIsa isa) {
+#if defined(__x86_64__)
+  switch (isa) {
+    case QuantIsa::avx2:
+      return kernels_avx2;
+    case QuantIsa::avx512:
+      return kernels_avx512;
+    case QuantIsa::avx512_vnni:
+      return kernels_avx512_vnni;
+    case QuantIsa::scalar:
+      break;
+  }
+#endif
+  (void)isa;
+  return kernels_scalar;
+}
+
+}  // namespace mamba::ops::quant

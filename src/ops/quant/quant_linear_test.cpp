@@ -127,9 +127,7 @@ TEST(QuantLinear, SimdActivationQuantizerIsExact) {
   quant::quantize_activations(v, n, want.data());
   int tested = 0;
   for (QuantIsa isa : {QuantIsa::avx2, QuantIsa::avx512, QuantIsa::avx512_vnni}) {
-    const quant::Kernels& k = isa == QuantIsa::avx2     ? quant::kernels_avx2
-                              : isa == QuantIsa::avx512 ? quant::kernels_avx512
-                                                        : quant::kernels_avx512_vnni;
+    const quant::Kernels& k = quant::kernels_for(isa);
     if (!quant_isa_supported(isa) || !k.quantize) continue;
     ++tested;
     k.quantize(v, n, got.data());
@@ -148,9 +146,7 @@ TEST(QuantLinear, SimdActivationQuantizerIsExact) {
   EXPECT_EQ(want_k[0].d, 1.0f);
   EXPECT_EQ(want_k[0].q[quant::act_k_offset(1)], 127);  // value 32 (sub-block 1, the second 32 bytes)
   for (QuantIsa isa : {QuantIsa::avx2, QuantIsa::avx512, QuantIsa::avx512_vnni}) {
-    const quant::Kernels& k = isa == QuantIsa::avx2     ? quant::kernels_avx2
-                              : isa == QuantIsa::avx512 ? quant::kernels_avx512
-                                                        : quant::kernels_avx512_vnni;
+    const quant::Kernels& k = quant::kernels_for(isa);
     if (!quant_isa_supported(isa) || !k.quantize_k) continue;
     ++tested;
     k.quantize_k(v, n, got_k.data());
