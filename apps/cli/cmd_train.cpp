@@ -55,6 +55,11 @@ struct TrainFlags {
   // Evaluation, checkpoints, log.
   std::optional<int64_t> eval_every, eval_length, eval_batches, checkpoint_every, keep_checkpoints;
   std::optional<std::string> checkpoint_dir, log;
+  // Packed runs (train::PackedTrainer): seeds × learning rates in one process.
+  int64_t runs = 0;
+  std::vector<double> lrs;
+  std::string sweep;
+  bool no_graph = false;
 };
 
 void add_model_flags(CLI::App& app, TrainFlags& f) {
@@ -263,6 +268,76 @@ int requested_ranks(const TrainFlags& f) {
   return std::max(f.gpus, f.procs);
 }
 
+// Packed runs: the sweep's runs stepped together; a summary line every tenth of the steps, a table
+// of the runs' final numbers, and the aggregate throughput (tokens of all runs per second of
+// packed steps, the first two left out: they record the graphs).
+int run_packed(const TrainFlags& f, const train::TrainConfig& config, const train::TrainDevice& where) {
+  if (!f.resume.empty())
+    throw_error(ErrorCode::invalid_argument,
+                "--resume takes one run; packed runs continue from their folders under --checkpoint-dir");
+  if (!f.sweep.empty() && (f.runs > 0 || !f.lrs.empty()))
+    throw_error(ErrorCode::invalid_argument, "--sweep names the runs itself (no --runs/--lrs with it)");
+  std::vector<train::RunSpec> runs;
+  if (!f.sweep.empty()) {
+    runs = train::load_sweep(f.sweep);
+  } else {
+    std::vector<uint64_t> seeds;
+    for (int64_t i = 0; i < std::max<int64_t>(f.runs, 1); ++i)
+      seeds.push_back(config.seed + static_cast<uint64_t>(i));
+    runs = train::sweep_grid(seeds, f.lrs.empty() ? std::vector<double>{config.schedule.lr} : f.lrs);
+  }
+  train::PackedTrainer packed(config, runs, where);
+  const Model& model = packed.trainer(0).model();
+  std::fprintf(stderr,
+               "train: task %s, %s x %lld, d_model %lld, %lld parameters a run, batch %lld, %zu runs packed, "
+               "%lld steps on %s%s\n",
+               config.task.c_str(), mixer_kind_name(model.config().ssm_layer),
+               static_cast<long long>(model.config().n_layer), static_cast<long long>(model.config().d_model),
+               static_cast<long long>(model.n_params()), static_cast<long long>(config.batch), packed.size(),
+               static_cast<long long>(config.steps), f.device.c_str(),
+               where.matmul_dtype == DType::bf16 ? " (bf16 mixed precision)" : "");
+  int64_t tokens = 0, timed = 0;
+  double seconds = 0;
+  const int64_t every = std::max<int64_t>(1, config.steps / 10);
+  train::PackedCallbacks cb;
+  cb.on_packed_step = [&](int64_t n, double s, int64_t t) {
+    if (n > 2) {
+      tokens += t;
+      seconds += s;
+      ++timed;
+    }
+    if (n % every != 0) return;
+    double loss = 0, acc = 0;
+    int64_t step = 0;
+    for (size_t i = 0; i < packed.size(); ++i) {
+      loss += packed.last_steps()[i].loss;
+      acc += packed.last_steps()[i].accuracy;
+      step = std::max(step, packed.last_steps()[i].step);
+    }
+    const double k = static_cast<double>(packed.size());
+    std::fprintf(stderr, "step %lld: mean loss %.4f, mean acc %.2f%%, %.0f tokens/s aggregate\n",
+                 static_cast<long long>(step), loss / k, 100.0 * acc / k,
+                 s > 0 ? static_cast<double>(t) / s : 0.0);
+  };
+  packed.run(cb);
+  std::printf("%-24s %8s %10s %8s %10s %10s\n", "run", "steps", "loss", "acc", "eval acc", "scaled");
+  for (size_t i = 0; i < packed.size(); ++i) {
+    const train::EvalStats& e = packed.last_evals()[i];
+    std::printf("%-24s %8lld %10.4f %7.2f%% %9.2f%% %9.2f%%\n", train::run_name(packed.spec(i)).c_str(),
+                static_cast<long long>(packed.trainer(i).steps_done()), packed.last_steps()[i].loss,
+                100.0 * packed.last_steps()[i].accuracy, 100.0 * e.accuracy, 100.0 * e.scaled_accuracy);
+  }
+  if (!config.checkpoint_dir.empty()) std::printf("results: %s/runs.csv\n", config.checkpoint_dir.c_str());
+  std::printf(
+      "throughput: %.0f tokens/s aggregate over %zu runs, %lld packed steps, %lld tokens (%s%s, training "
+      "steps "
+      "only)\n",
+      seconds > 0 ? static_cast<double>(tokens) / seconds : 0.0, packed.size(), static_cast<long long>(timed),
+      static_cast<long long>(tokens), f.device.c_str(),
+      where.matmul_dtype == DType::bf16 ? ", bf16 mixed precision" : "");
+  return 0;
+}
+
 int run_train(const TrainFlags& f_in) {
   TrainFlags f = f_in;
   if (f.device.empty()) f.device = f.gpus > 0 ? "cuda" : "cpu";
@@ -321,6 +396,12 @@ int run_train(const TrainFlags& f_in) {
   check_dtype_device(f.dtype, f.device);
   where.comm = comm.get();
   where.zero1 = f.zero1;
+  where.graph = !f.no_graph;
+  if (f.runs > 0 || !f.lrs.empty() || !f.sweep.empty()) {
+    if (comm)
+      throw_error(ErrorCode::invalid_argument, "--runs/--lrs/--sweep are one process (no --gpus/--procs)");
+    return run_packed(f, config, where);
+  }
   train::Trainer trainer =
       f.resume.empty() ? train::Trainer(config, where) : train::Trainer(config, f.resume, where);
   const Model& model = trainer.model();
@@ -410,6 +491,17 @@ Runner add_train(CLI::App& app) {
                  "collectives: auto (nccl on cuda, sockets on cpu), socket, nccl")
       ->check(CLI::IsMember({"auto", "socket", "nccl"}));
   add_kernel_option(app, f->kernels);
+  app.add_option("--runs", f->runs,
+                 "packed runs: N seeds (--seed, --seed + 1, ...) trained together in one process, each with "
+                 "its own weights, batches, log and checkpoints (--checkpoint-dir/seedS_lrX)")
+      ->check(int_range(1));
+  app.add_option("--lrs", f->lrs, "packed runs: these learning rates for every seed (a grid)")
+      ->delimiter(',')
+      ->check(real_range(0, 1, true));
+  app.add_option(
+      "--sweep", f->sweep,
+      "packed runs from a JSON file: {\"seeds\": [...], \"lrs\": [...]} or [{\"seed\", \"lr\"}, ...]");
+  app.add_flag("--no-graph", f->no_graph, "cuda: run every training step eagerly (no captured CUDA graph)");
   app.add_option(
          "--dtype", f->dtype,
          "f32, or bf16 on cuda: mixed precision (fp32 master weights and optimizer state, bf16 GEMMs)")

@@ -63,6 +63,7 @@
 #include "sampling/stop_criteria.h"
 #include "tokenizer/tokenizer.h"
 #include "train/checkpoint.h"
+#include "train/packed.h"
 #include "train/trainer.h"
 
 namespace mambacpp {

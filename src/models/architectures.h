@@ -47,11 +47,25 @@ inline Init conv_bias_init() {
   return Init::uniform(1.0f / std::sqrt(4.0f));
 }
 
-// `state` with every tensor moved to `device` (forward_train starts from a fresh state on the
-// input's device; new_state allocates on the host).
+// A fresh (all-zero) state on `device` shaped as `state` (new_state's, built on the host):
+// forward_train starts from it. On a device the zeros are written there (no host buffer is copied
+// over), so a training step can be captured in a CUDA graph.
 inline LayerState state_on(LayerState state, Device device) {
-  if (device != Device::cpu) state.visit([&](const char*, Tensor& t) { t = t.to(device); });
+  if (device != Device::cpu)
+    state.visit([&](const char*, Tensor& t) { t = Tensor::zeros(t.shape(), t.dtype(), device); });
   return state;
+}
+
+// Sets a constant derived from parameters (Mixer::prepare): into the tensor `dst` already holds
+// when it has the value's shape, dtype and device, else by rebinding. In place after the first
+// call, so work recorded in a CUDA graph (a captured training step) keeps reading the current
+// values after an optimizer step re-derives them.
+inline void assign_derived(Tensor& dst, const Tensor& value) {
+  if (dst.defined() && dst.shape() == value.shape() && dst.dtype() == value.dtype() &&
+      dst.device() == value.device() && dst.is_contiguous() && dst.raw() != value.raw())
+    dst.copy_from(value);
+  else
+    dst = value;
 }
 
 // Writes k, v [batch, seq_len, n_kv_heads, head_dim] into the state's KV cache at positions

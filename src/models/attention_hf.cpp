@@ -106,8 +106,8 @@ public:
   }
 
   void prepare(ops::Exec& exec) override {
-    w_qkv = stack_rows({&wq, &wk, &wv});
-    if (s_.qkv_bias) b_qkv = stack_rows({&bq, &bk, &bv});
+    assign_derived(w_qkv, stack_rows({&wq, &wk, &wv}));
+    if (s_.qkv_bias) assign_derived(b_qkv, stack_rows({&bq, &bk, &bv}));
   }
 
   LayerState new_state(int64_t batch) const override {

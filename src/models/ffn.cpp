@@ -55,8 +55,8 @@ public:
       w_in = w_gate_up;
       b_in = b_gate_up;
     } else {
-      w_in = stack_rows({&w_gate, &w_up});
-      if (s_.bias) b_in = stack_rows({&b_gate, &b_up});
+      assign_derived(w_in, stack_rows({&w_gate, &w_up}));
+      if (s_.bias) assign_derived(b_in, stack_rows({&b_gate, &b_up}));
     }
   }
 

@@ -409,9 +409,20 @@ Tensor Model::forward_train(ops::Exec& exec, const Tensor& ids, Activations& act
   MAMBA_CHECK(ids.dim() == 2, "ids " << shape_str(ids.shape()));
   // Runs on the model's device (every op dispatches on its input). The ids go there too, so
   // that the embedding's backward finds its ids and gradients on one device.
-  acts.ids = ids.device() == device_ ? ids : ids.to(device_);
+  const Tensor on_device = ids.device() == device_ ? ids : ids.to(device_);
+  return forward_train_embedded(exec, on_device, embed(exec, on_device), acts);
+}
+
+Tensor Model::forward_train_embedded(ops::Exec& exec, const Tensor& ids, const Tensor& embedded,
+                                     Activations& acts) const {
+  const ops::ExecScope bind(exec);
+  MAMBA_CHECK(ids.dim() == 2 && ids.device() == device_ && embedded.dim() == 3 &&
+                  embedded.size(0) == ids.size(0) && embedded.size(1) == ids.size(1),
+              "forward_train_embedded: ids " << shape_str(ids.shape()) << ", embeddings "
+                                             << shape_str(embedded.shape()));
+  acts.ids = ids;
   acts.blocks.resize(blocks_.size());
-  Tensor stream = embed(exec, acts.ids);  // [batch, seq_len, d_model]
+  Tensor stream = embedded;  // [batch, seq_len, d_model]
   acts.emb = reads_embeddings() ? stream.copy() : Tensor();
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& b = blocks_[i];

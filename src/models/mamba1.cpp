@@ -47,9 +47,11 @@ public:
   }
 
   void prepare(ops::Exec& exec) override {
-    A = ops::neg_exp(exec, A_log);  // on A_log's device
+    assign_derived(A, ops::neg_exp(exec, A_log));  // on A_log's device
     conv_w = conv1d_weight.view({c_.d_inner, c_.d_conv});
-    if (c_.bcdt_norm == Norm::weightless) {  // unit weights: the same RMSNorm op without a weight
+    if (c_.bcdt_norm == Norm::weightless &&
+        (!b_norm_weight.defined() ||
+         b_norm_weight.device() != A_log.device())) {  // unit weights: the same RMSNorm op without a weight
       dt_norm_weight = Tensor::full({c_.dt_rank}, 1.0f).to(A_log.device());
       b_norm_weight = Tensor::full({c_.d_state}, 1.0f).to(A_log.device());
       c_norm_weight = b_norm_weight;

@@ -38,7 +38,7 @@ public:
   }
 
   void prepare(ops::Exec& exec) override {
-    A = ops::neg_exp(exec, A_log);  // on A_log's device
+    assign_derived(A, ops::neg_exp(exec, A_log));  // on A_log's device
     conv_w = conv1d_weight.view({c_.conv_dim, c_.d_conv});
   }
 

@@ -150,6 +150,10 @@ public:
   Model new_grads() const;
   // Forward keeping activations: ids [batch, seq_len] -> logits [batch, seq_len, vocab_padded].
   Tensor forward_train(ops::Exec& exec, const Tensor& ids, Activations& acts) const;
+  // forward_train in two parts, as step / step_embedded (the trainer's captured step embeds outside
+  // its graph): ids on the model's device (kept for backward) and embed(exec, ids).
+  Tensor forward_train_embedded(ops::Exec& exec, const Tensor& ids, const Tensor& embedded,
+                                Activations& acts) const;
   // Backward from dlogits [batch, seq_len, vocab_padded]: accumulates d loss / d param into grads.
   void backward(ops::Exec& exec, const Tensor& dlogits, const Activations& acts, Model& grads) const;
   // Mean cross-entropy of the logits against targets (negative = not counted) and its

@@ -32,6 +32,8 @@ Tensor causal_conv1d_bwd_cuda(const Tensor& dy, const Tensor& x, const Tensor& w
 double cross_entropy_fwd_cuda(const Tensor& logits, const Tensor& targets);
 Tensor cross_entropy_bwd_cuda(const Tensor& logits, const Tensor& targets);
 Tensor cross_entropy_train_cuda(const Tensor& logits, const Tensor& targets, Tensor& dlogits);
+Tensor cross_entropy_train_device_cuda(const Tensor& logits, const Tensor& targets, const Tensor& counts,
+                                       Tensor& dlogits);
 
 // elementwise
 void add_cuda_(Tensor& a, const Tensor& b);
@@ -108,7 +110,8 @@ Tensor rms_norm_gated_bwd_cuda(const Tensor& dy, const Tensor& x, const Tensor& 
                                Tensor& dz);
 
 // optim
-void adamw_update_cuda(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWScalars& s);
+void adamw_update_cuda(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWScalars& s,
+                       const AdamWScalars* s_dev);
 double sum_squares_cuda(const Tensor& t);
 Tensor sum_squares_total_cuda(const std::vector<Tensor>& ts);
 void clip_scale_cuda_(Tensor& t, const Tensor& total, double max_norm);
@@ -134,7 +137,8 @@ const CudaKernels kTable{
                       .bwd = causal_conv1d_bwd_cuda},
     .cross_entropy = {.fwd = cross_entropy_fwd_cuda,
                       .bwd = cross_entropy_bwd_cuda,
-                      .train = cross_entropy_train_cuda},
+                      .train = cross_entropy_train_cuda,
+                      .train_device = cross_entropy_train_device_cuda},
     .elementwise = {.add_ = add_cuda_,
                     .scale_ = scale_cuda_,
                     .swiglu = swiglu_cuda,

@@ -49,6 +49,8 @@ struct CudaKernels {
     double (*fwd)(const Tensor& logits, const Tensor& targets);
     Tensor (*bwd)(const Tensor& logits, const Tensor& targets);
     Tensor (*train)(const Tensor& logits, const Tensor& targets, Tensor& dlogits);
+    Tensor (*train_device)(const Tensor& logits, const Tensor& targets, const Tensor& counts,
+                           Tensor& dlogits);
   } cross_entropy;
 
   struct Elementwise {  // elementwise_cuda.cu, elementwise_bwd_cuda.cu
@@ -142,7 +144,9 @@ struct CudaKernels {
   } norm;
 
   struct Optim {  // optim_cuda.cu
-    void (*adamw_update)(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWScalars& s);
+    // s_dev (device memory, may be null) replaces s when given.
+    void (*adamw_update)(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWScalars& s,
+                         const AdamWScalars* s_dev);
     double (*sum_squares)(const Tensor& t);
     Tensor (*sum_squares_total)(const std::vector<Tensor>& ts);
     void (*clip_scale_)(Tensor& t, const Tensor& total, double max_norm);

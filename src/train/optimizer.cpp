@@ -97,12 +97,24 @@ AdamW::AdamW(models::Model& params, const AdamWOptions& options, int64_t begin, 
 
 // torch.optim.AdamW, single-tensor path: p ← p·(1 − lr·wd); m ← m + (g − m)(1 − β1);
 // v ← β2·v + (1 − β2)·g²; p ← p − (lr / (1 − β1^t)) · m / (√v / √(1 − β2^t) + eps).
+ops::AdamWScalars AdamW::scalars_at(double lr, bool decay) const {
+  ops::AdamWScalars sc;
+  sc.beta1 = options_.beta1;
+  sc.beta2 = options_.beta2;
+  sc.eps = options_.eps;
+  sc.decay = decay ? 1.0 - lr * options_.weight_decay : 1.0;
+  sc.step_size = lr / (1.0 - std::pow(options_.beta1, static_cast<double>(steps_)));
+  sc.bc2_sqrt = std::sqrt(1.0 - std::pow(options_.beta2, static_cast<double>(steps_)));
+  return sc;
+}
+
+// One step's kernels; from_device: the scalars come from the device buffers (advance wrote them
+// and counted the step).
 template <typename GradOf>
-void AdamW::update(ops::Exec& exec, models::Model& params, double lr, const GradOf& grad_of) {
-  ++steps_;
-  const double b1 = options_.beta1, b2 = options_.beta2;
-  const double step_size = lr / (1.0 - std::pow(b1, static_cast<double>(steps_)));
-  const double bc2_sqrt = std::sqrt(1.0 - std::pow(b2, static_cast<double>(steps_)));
+void AdamW::update(ops::Exec& exec, models::Model& params, double lr, const GradOf& grad_of,
+                   bool from_device) {
+  if (!from_device) ++steps_;
+  const ops::AdamWScalars decayed = scalars_at(lr, true), kept = scalars_at(lr, false);
   std::vector<Tensor> p_list;
   params.visit_params([&](const models::ParamRef& p) { p_list.push_back(*p.tensor); });
   MAMBA_CHECK(p_list.size() == layout_.entries.size(), "params do not match the optimizer's");
@@ -111,18 +123,41 @@ void AdamW::update(ops::Exec& exec, models::Model& params, double lr, const Grad
     MAMBA_CHECK(p_list[s.entry].numel() == e.numel, e.name);
     Tensor param = p_list[s.entry].view({e.numel}).slice(0, s.lo, s.hi);
     const Tensor grad = grad_of(s);
-    ops::AdamWScalars sc;
-    sc.beta1 = b1;
-    sc.beta2 = b2;
-    sc.eps = options_.eps;
-    sc.decay = e.decay ? 1.0 - lr * options_.weight_decay : 1.0;
-    sc.step_size = step_size;
-    sc.bc2_sqrt = bc2_sqrt;
-    ops::adamw_update(exec, param, grad, s.m, s.v, sc);
+    ops::adamw_update(exec, param, grad, s.m, s.v, e.decay ? decayed : kept,
+                      from_device ? &scalars_[e.decay ? 0 : 1] : nullptr);
   }
 }
 
+void AdamW::use_device_scalars() {
+  for (Tensor& t : scalars_) t = Tensor::zeros({6}, DType::i64, m_.device());
+}
+
+void AdamW::advance(double lr) {
+  MAMBA_CHECK(device_scalars(), "AdamW::advance without use_device_scalars");
+  ++steps_;
+  ops::write_adamw_scalars(scalars_[0], scalars_at(lr, true));
+  ops::write_adamw_scalars(scalars_[1], scalars_at(lr, false));
+}
+
+void AdamW::apply(ops::Exec& exec, models::Model& params, models::Model& grads) {
+  MAMBA_CHECK(device_scalars(), "AdamW::apply without use_device_scalars");
+  std::vector<Tensor> g_list;
+  grads.visit_params([&](const models::ParamRef& p) { g_list.push_back(*p.tensor); });
+  MAMBA_CHECK(g_list.size() == layout_.entries.size(), "grads do not match the optimizer's parameters");
+  update(
+      exec, params, 0.0,
+      [&](const Slot& s) {
+        const Tensor& g = g_list[s.entry];
+        return g.view({g.numel()}).slice(0, s.lo, s.hi);
+      },
+      true);
+}
+
 void AdamW::step(ops::Exec& exec, models::Model& params, models::Model& grads, double lr) {
+  if (device_scalars()) {
+    advance(lr);
+    return apply(exec, params, grads);
+  }
   std::vector<Tensor> g_list;
   grads.visit_params([&](const models::ParamRef& p) { g_list.push_back(*p.tensor); });
   MAMBA_CHECK(g_list.size() == layout_.entries.size(), "grads do not match the optimizer's parameters");

@@ -11,6 +11,7 @@
 
 #include "core/tensor.h"
 #include "models/model.h"
+#include "ops/optim/optim.h"
 
 namespace mamba::train {
 
@@ -76,6 +77,14 @@ public:
   void step(ops::Exec& exec, models::Model& params, models::Model& grads, double lr);
   // The same with the range's gradient given flat (1-D, end − begin elements): ZeRO-1's shard.
   void step_flat(ops::Exec& exec, models::Model& params, const Tensor& grad_shard, double lr);
+  // A step recorded in a CUDA graph (the trainer's captured step): the update kernels read the
+  // step's scalars (learning rate, bias corrections) from two small buffers on the moments' device,
+  // which advance() rewrites before each replay; apply() queues the kernels. step() is then
+  // advance + apply. Same bits as the host scalars.
+  void use_device_scalars();
+  bool device_scalars() const { return scalars_[0].defined(); }
+  void advance(double lr);  // one more step: the count and the buffers (a copy from the host)
+  void apply(ops::Exec& exec, models::Model& params, models::Model& grads);
   int64_t steps() const { return steps_; }
   const AdamWOptions& options() const { return options_; }
   int64_t begin() const { return begin_; }
@@ -104,7 +113,9 @@ private:
     Tensor m, v;  // 1-D views into m_ / v_
   };
   template <typename GradOf>
-  void update(ops::Exec& exec, models::Model& params, double lr, const GradOf& grad_of);
+  void update(ops::Exec& exec, models::Model& params, double lr, const GradOf& grad_of,
+              bool from_device = false);
+  ops::AdamWScalars scalars_at(double lr, bool decay) const;  // for step steps_ (counted already)
 
   AdamWOptions options_;
   FlatLayout layout_;
@@ -112,6 +123,7 @@ private:
   Tensor m_, v_;
   std::vector<Slot> slots_;
   int64_t steps_ = 0;
+  Tensor scalars_[2];  // device scalars: [0] decayed parameters, [1] the no-decay set
 };
 
 }  // namespace mamba::train

@@ -133,6 +133,7 @@ void Trainer::place() {
     optimizer_ = std::make_unique<AdamW>(*model_, config_.adamw, dp_->begin(), dp_->end(), dp_->capacity());
   else
     optimizer_ = std::make_unique<AdamW>(*model_, config_.adamw);  // beside the master
+  if (graph_eligible()) optimizer_->use_device_scalars();          // read by the captured step's kernels
 }
 
 // Mixed precision: the optimizer updates the fp32 master (model_); forward and backward run on
@@ -183,6 +184,12 @@ int64_t count_answers(const Tensor& targets) {
 }  // namespace
 
 StepStats Trainer::step() {
+  launch_step();
+  return finish_step();
+}
+
+void Trainer::launch_step() {
+  MAMBA_CHECK(!pending_.active, "Trainer::launch_step twice without finish_step");
   const auto start = std::chrono::steady_clock::now();
   StepStats s;
   s.max_length = config_.curriculum.max_length(step_);
@@ -196,6 +203,34 @@ StepStats Trainer::step() {
     ids = b.ids.slice(0, first, first + rows).contiguous();
     targets = b.targets.slice(0, first, first + rows).contiguous();
   }
+  s.lr = config_.schedule.at(step_);
+  s.tokens = b.n_tokens;
+  pending_ = {true, start, global_count, s};
+  if (graph_eligible()) {
+    optimizer_->advance(s.lr);
+    launch_graph_step(ids, targets);  // finish_step reads its numbers
+    return;
+  }
+  pending_.stats = eager_step(s, ids, targets, global_count, start);
+  pending_.done = true;
+}
+
+StepStats Trainer::finish_step() {
+  MAMBA_CHECK(pending_.active, "Trainer::finish_step without launch_step");
+  pending_.active = false;
+  StepStats s = pending_.stats;
+  if (pending_.done) return s;
+  const std::array<double, 3> v = finish_graph_step();
+  s.loss = v[0];
+  s.accuracy = pending_.global_count > 0 ? v[1] / static_cast<double>(pending_.global_count) : 0.0;
+  s.grad_norm = std::sqrt(v[2]);
+  s.step = ++step_;
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - pending_.start).count();
+  return s;
+}
+
+StepStats Trainer::eager_step(StepStats s, const Tensor& ids, const Tensor& targets, int64_t global_count,
+                              std::chrono::steady_clock::time_point start) {
   const int64_t local_count = dp_ ? count_answers(targets) : global_count;
   ops::Exec& exec = *exec_;
   const ops::ExecScope bind(exec);  // the step's copies too
@@ -215,7 +250,6 @@ StepStats Trainer::step() {
       dp_ ? static_cast<double>(local_count) / static_cast<double>(std::max<int64_t>(global_count, 1)) : 1.0;
   if (dp_) ops::scale_(exec, dlogits, weight);
   net.backward(exec, dlogits, acts_, *grads_);
-  s.lr = config_.schedule.at(step_);
   Tensor norm_sq;
   if (dp_ && dp_->zero1()) {
     // ZeRO-1: this rank's range of the summed gradient; the global norm from the ranks' partial
@@ -249,7 +283,6 @@ StepStats Trainer::step() {
   s.accuracy = global_count > 0 ? correct / static_cast<double>(global_count) : 0.0;
   s.grad_norm = std::sqrt(v[2]);
   s.step = ++step_;
-  s.tokens = b.n_tokens;
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return s;
 }
@@ -333,26 +366,34 @@ void Trainer::log_row(const StepStats& s, const EvalStats* eval) {
   std::fflush(log_);
 }
 
-void Trainer::run(const RunCallbacks& cb) {
+void Trainer::begin_run() {
   open_log();
+}
+
+void Trainer::after_step(const StepStats& s, const RunCallbacks& cb) {
+  const bool last = step_ == config_.steps;
+  EvalStats eval;
+  // Evaluation on rank 0 only (the others go on to the next step's collectives and wait there).
+  const bool do_eval = rank() == 0 && (last || (config_.eval_every > 0 && step_ % config_.eval_every == 0));
+  if (do_eval) {
+    eval = evaluate_now();
+    if (cb.on_eval) cb.on_eval(step_, eval);
+  }
+  log_row(s, do_eval ? &eval : nullptr);
+  const bool do_save = !config_.checkpoint_dir.empty() &&
+                       (last || (config_.checkpoint_every > 0 && step_ % config_.checkpoint_every == 0));
+  if (do_save) {
+    const std::string dir = save_checkpoint();
+    if (cb.on_checkpoint) cb.on_checkpoint(dir);
+  }
+}
+
+void Trainer::run(const RunCallbacks& cb) {
+  begin_run();
   while (step_ < config_.steps) {
     const StepStats s = step();
     if (cb.on_step) cb.on_step(s);
-    const bool last = step_ == config_.steps;
-    EvalStats eval;
-    // Evaluation on rank 0 only (the others go on to the next step's collectives and wait there).
-    const bool do_eval = rank() == 0 && (last || (config_.eval_every > 0 && step_ % config_.eval_every == 0));
-    if (do_eval) {
-      eval = evaluate_now();
-      if (cb.on_eval) cb.on_eval(step_, eval);
-    }
-    log_row(s, do_eval ? &eval : nullptr);
-    const bool do_save = !config_.checkpoint_dir.empty() &&
-                         (last || (config_.checkpoint_every > 0 && step_ % config_.checkpoint_every == 0));
-    if (do_save) {
-      const std::string dir = save_checkpoint();
-      if (cb.on_checkpoint) cb.on_checkpoint(dir);
-    }
+    after_step(s, cb);
   }
 }
 

@@ -7,6 +7,8 @@
 //   Trainer trainer(config);                                       // or Trainer(config, ckpt)
 //   trainer.run({.on_step = [](const StepStats& s) { ... }});
 #pragma once
+#include <array>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
@@ -15,6 +17,7 @@
 
 #include "dist/comm.h"
 #include "models/model.h"
+#include "ops/device.h"
 #include "train/data_parallel.h"
 #include "train/optimizer.h"
 #include "train/tasks.h"
@@ -54,6 +57,10 @@ struct TrainDevice {
   dist::Communicator* comm = nullptr;       // not owned; outlives the Trainer
   bool zero1 = false;                       // shard the AdamW moments across the ranks (ZeRO-1)
   int64_t bucket_elems = int64_t{1} << 22;  // f32 elements per gradient all-reduce bucket (16 MiB)
+  // CUDA, one process: each batch shape's step (zeroing, forward, loss, backward, clipping, AdamW,
+  // the derived constants) is recorded once in a CUDA graph and replayed (trainer_graph.cpp); the
+  // host then only draws the batch, embeds it and copies it in. Same bits as the eager step.
+  bool graph = true;
 };
 
 struct RunCallbacks {
@@ -72,12 +79,21 @@ public:
   Trainer(const TrainConfig& config, const std::string& checkpoint, const TrainDevice& where = {});
   ~Trainer();
 
-  StepStats step();
+  StepStats step();  // launch_step + finish_step
+  // A step in two halves, for runs stepped together (PackedTrainer): launch queues the step's
+  // device work without waiting for it where the step is a captured graph (elsewhere it runs the
+  // whole step); finish waits for it and returns the numbers.
+  void launch_step();
+  StepStats finish_step();
   EvalStats evaluate_now() const;  // at the config's eval length
   // Writes a checkpoint of the current step under config.checkpoint_dir; returns its folder.
   std::string save_checkpoint() const;
   // Runs the remaining steps up to config.steps with evaluation, checkpoints and the CSV log.
   void run(const RunCallbacks& callbacks = {});
+  // run() in parts, for callers that step themselves (PackedTrainer): opens the CSV log; after a
+  // step, evaluation, the log row and checkpoints as run() does them.
+  void begin_run();
+  void after_step(const StepStats& s, const RunCallbacks& callbacks = {});
 
   int64_t steps_done() const { return step_; }
   const TrainConfig& config() const { return config_; }
@@ -88,7 +104,31 @@ public:
   int rank() const { return dp_ ? dp_->rank() : 0; }
   int world_size() const { return dp_ ? dp_->size() : 1; }
 
+  // Steps that replayed a captured graph (tests, the CLI's summary).
+  int64_t graph_replays() const { return graph_replays_; }
+
 private:
+  // One batch shape's captured step: its input buffers (rewritten before each replay), its
+  // activations and its graph (trainer_graph.cpp).
+  struct CapturedStep {
+    Shape shape;                    // [batch, seq_len] of the ids
+    Tensor ids, targets, embedded;  // graph inputs on the device
+    Tensor counts;                  // {n_counted, 1 / n_counted} as doubles
+    Tensor stats;                   // graph output: {loss, correct, squared grad norm} as doubles
+    models::Activations acts;       // the graph's activations
+    ops::DeviceGraph graph;
+    int runs = 0;  // eager runs so far (the first warms the allocator)
+    int64_t last_used = 0;
+  };
+  bool graph_eligible() const;
+  StepStats eager_step(StepStats s, const Tensor& ids, const Tensor& targets, int64_t global_count,
+                       std::chrono::steady_clock::time_point start);
+  // The step through the captured graph of the batch's shape (queued); then {loss, correct, norm²}.
+  void launch_graph_step(const Tensor& ids, const Tensor& targets);
+  std::array<double, 3> finish_graph_step();
+  void device_part(CapturedStep& g);  // what the graph records
+  CapturedStep& captured_for(const Shape& shape);
+
   void init();
   void place();  // moves the model to where_.device, then grads, optimizer, compute model
   void make_compute_model();
@@ -107,6 +147,17 @@ private:
   std::unique_ptr<DataParallel> dp_;  // null in a one-process run
   int64_t step_ = 0;
   std::FILE* log_ = nullptr;
+  std::vector<std::unique_ptr<CapturedStep>> captured_;  // by batch shape, at most kMaxGraphs
+  bool graph_off_ = false;                               // a capture failed: eager from then on
+  CapturedStep* launched_ = nullptr;                     // the graph step launch_step queued
+  struct Pending {
+    bool active = false;
+    std::chrono::steady_clock::time_point start;
+    int64_t global_count = 0;
+    StepStats stats;
+    bool done = false;  // stats complete (an eager step)
+  } pending_;
+  int64_t graph_replays_ = 0;
 };
 
 // The training config saved in a checkpoint (its trainer.json).

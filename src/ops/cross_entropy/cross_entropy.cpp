@@ -79,4 +79,12 @@ Tensor cross_entropy_train(Exec& exec, const Tensor& logits_in, const Tensor& ta
   return stats;
 }
 
+Tensor cross_entropy_train_device(Exec& exec, const Tensor& logits, const Tensor& targets,
+                                  const Tensor& counts, Tensor& dlogits) {
+  OpScope op_scope(exec, "cross_entropy_train", logits.device());
+  if (logits.device() == Device::cuda)
+    return cuda_kernels().cross_entropy.train_device(logits, targets, counts, dlogits);
+  return cross_entropy_train(exec, logits, targets, dlogits);  // the host has the numbers anyway
+}
+
 }  // namespace mamba::ops

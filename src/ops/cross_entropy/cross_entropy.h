@@ -23,6 +23,13 @@ Tensor cross_entropy_bwd(Exec& exec, const Tensor& logits, const Tensor& targets
 // rows whose first maximal logit is the target}. The caller reads it when it needs the numbers.
 Tensor cross_entropy_train(Exec& exec, const Tensor& logits, const Tensor& targets, Tensor& dlogits);
 
+// cross_entropy_train for a step recorded in a CUDA graph: nothing is read from or copied to the
+// host. targets: i64 on the logits' device, already checked by the caller (cross_entropy_targets);
+// counts: 2 eight-byte slots there holding the doubles {n_counted, 1 / n_counted} (0 and 0 when
+// none), rewritten between replays. Same results as cross_entropy_train.
+Tensor cross_entropy_train_device(Exec& exec, const Tensor& logits, const Tensor& targets,
+                                  const Tensor& counts, Tensor& dlogits);
+
 // The targets (any device) as i64 on the host, checked against the logits' rows and vocabulary
 // (Error(out_of_range) naming the row); n_counted = the rows that take part in the mean.
 std::vector<int64_t> cross_entropy_targets(const Tensor& logits, const Tensor& targets, int64_t& n_counted);

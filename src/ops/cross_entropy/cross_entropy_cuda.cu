@@ -41,9 +41,10 @@ __device__ __forceinline__ double block_sum_d(double v, double* scratch) {
 // Row r: loss (when row_loss) = lse + max − x[t]; gradient (when dlogits) =
 // (softmax − onehot(t)) · inv_n, zero on rows whose target is negative.
 __global__ void cross_entropy_kernel(const float* __restrict__ logits, const int64_t* __restrict__ targets,
-                                     int64_t vocab, double inv_n, double* __restrict__ row_loss,
-                                     float* __restrict__ dlogits) {
+                                     int64_t vocab, double inv_n, const double* __restrict__ counts,
+                                     double* __restrict__ row_loss, float* __restrict__ dlogits) {
   __shared__ float fscratch[32];
+  if (counts) inv_n = counts[1];
   __shared__ double dscratch[32];
   const int64_t r = blockIdx.x;
   const int64_t t = targets[r];
@@ -73,8 +74,10 @@ __global__ void cross_entropy_kernel(const float* __restrict__ logits, const int
 // maximal logit is its target (the trainer's accuracy), 0 otherwise.
 __global__ void cross_entropy_warp_kernel(const float* __restrict__ logits,
                                           const int64_t* __restrict__ targets, int64_t rows, int64_t vocab,
-                                          double inv_n, double* __restrict__ row_loss,
-                                          double* __restrict__ row_hit, float* __restrict__ dlogits) {
+                                          double inv_n, const double* __restrict__ counts,
+                                          double* __restrict__ row_loss, double* __restrict__ row_hit,
+                                          float* __restrict__ dlogits) {
+  if (counts) inv_n = counts[1];
   const int64_t r = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x & 31;
   if (r >= rows) return;  // uniform over the warp
@@ -121,8 +124,10 @@ __global__ void cross_entropy_warp_kernel(const float* __restrict__ logits,
 // each thread summing a fixed stride of rows, then a fixed tree.
 __global__ void cross_entropy_finish_kernel(const double* __restrict__ row_loss,
                                             const double* __restrict__ row_hit, int64_t rows,
-                                            double n_counted, double* __restrict__ stats) {
+                                            double n_counted, const double* __restrict__ counts,
+                                            double* __restrict__ stats) {
   __shared__ double scratch[32];
+  if (counts) n_counted = counts[0];
   double loss = 0.0, hits = 0.0;
   for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) {
     loss += row_loss[r];
@@ -138,16 +143,17 @@ __global__ void cross_entropy_finish_kernel(const double* __restrict__ row_loss,
 
 // Per-row losses (and hits, gradient) by the warp kernel or, for large vocabularies without hits,
 // the block kernel.
+// counts (device, may be null): {n_counted, 1 / n_counted} as doubles, replacing inv_n.
 void launch_rows(const Tensor& logits, const Tensor& tgt, int64_t rows, int64_t vocab, double inv_n,
-                 double* row_loss, double* row_hit, float* dlogits) {
+                 const double* counts, double* row_loss, double* row_hit, float* dlogits) {
   cudaStream_t stream = mamba::cuda::stream();
   if (vocab <= kWarpVocab || row_hit) {
     constexpr int kRowsPerBlock = kThreads / 32;
     cross_entropy_warp_kernel<<<mamba::cuda::ceil_div(rows, kRowsPerBlock), kThreads, 0, stream>>>(
-        logits.f32(), tgt.data<int64_t>(), rows, vocab, inv_n, row_loss, row_hit, dlogits);
+        logits.f32(), tgt.data<int64_t>(), rows, vocab, inv_n, counts, row_loss, row_hit, dlogits);
   } else {
     cross_entropy_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, stream>>>(
-        logits.f32(), tgt.data<int64_t>(), vocab, inv_n, row_loss, dlogits);
+        logits.f32(), tgt.data<int64_t>(), vocab, inv_n, counts, row_loss, dlogits);
   }
   CUDA_CHECK_LAUNCH();
 }
@@ -177,9 +183,9 @@ double cross_entropy_fwd_cuda(const Tensor& logits_in, const Tensor& targets) {
   if (rows == 0 || n_counted == 0) return 0.0;
   Tensor row_loss = Tensor::empty({rows}, DType::i64, Device::cuda);  // 8-byte slots holding doubles
   Tensor stats = Tensor::empty({2}, DType::i64, Device::cuda);
-  launch_rows(logits, tgt, rows, vocab, 0.0, static_cast<double*>(row_loss.raw()), nullptr, nullptr);
+  launch_rows(logits, tgt, rows, vocab, 0.0, nullptr, static_cast<double*>(row_loss.raw()), nullptr, nullptr);
   cross_entropy_finish_kernel<<<1, kFinishThreads, 0, mamba::cuda::stream()>>>(
-      static_cast<const double*>(row_loss.raw()), nullptr, rows, static_cast<double>(n_counted),
+      static_cast<const double*>(row_loss.raw()), nullptr, rows, static_cast<double>(n_counted), nullptr,
       static_cast<double*>(stats.raw()));
   CUDA_CHECK_LAUNCH();
   const Tensor host = stats.to(Device::cpu);  // synchronizes
@@ -194,14 +200,16 @@ Tensor cross_entropy_bwd_cuda(const Tensor& logits_in, const Tensor& targets) {
   Tensor dlogits = Tensor::empty(logits.shape(), DType::f32, Device::cuda);
   if (rows == 0 || vocab == 0) return dlogits;
   const double inv_n = n_counted > 0 ? 1.0 / static_cast<double>(n_counted) : 0.0;
-  launch_rows(logits, tgt, rows, vocab, inv_n, nullptr, nullptr, dlogits.f32());
+  launch_rows(logits, tgt, rows, vocab, inv_n, nullptr, nullptr, nullptr, dlogits.f32());
   return dlogits;
 }
 
-Tensor cross_entropy_train_cuda(const Tensor& logits_in, const Tensor& targets, Tensor& dlogits) {
-  const Tensor logits = checked_logits(logits_in);
-  int64_t n_counted = 0;
-  const Tensor tgt = upload_targets(logits, targets, n_counted);
+namespace {
+
+// The training entry's kernels: targets on the device; counts either given there (counts_dev) or
+// n_counted from the host.
+Tensor train_rows(const Tensor& logits, const Tensor& tgt, int64_t n_counted, const double* counts_dev,
+                  Tensor& dlogits) {
   const int64_t vocab = logits.size(-1), rows = logits.numel() / vocab;
   dlogits = Tensor::empty(logits.shape(), DType::f32, Device::cuda);
   Tensor stats = Tensor::zeros({2}, DType::i64, Device::cuda);  // all-zero bits: 0.0, 0.0
@@ -209,13 +217,36 @@ Tensor cross_entropy_train_cuda(const Tensor& logits_in, const Tensor& targets, 
   const double inv_n = n_counted > 0 ? 1.0 / static_cast<double>(n_counted) : 0.0;
   Tensor row_loss = Tensor::empty({rows}, DType::i64, Device::cuda),
          row_hit = Tensor::empty({rows}, DType::i64, Device::cuda);
-  launch_rows(logits, tgt, rows, vocab, inv_n, static_cast<double*>(row_loss.raw()),
+  launch_rows(logits, tgt, rows, vocab, inv_n, counts_dev, static_cast<double*>(row_loss.raw()),
               static_cast<double*>(row_hit.raw()), dlogits.f32());
   cross_entropy_finish_kernel<<<1, kFinishThreads, 0, mamba::cuda::stream()>>>(
       static_cast<const double*>(row_loss.raw()), static_cast<const double*>(row_hit.raw()), rows,
-      static_cast<double>(n_counted), static_cast<double*>(stats.raw()));
+      static_cast<double>(n_counted), counts_dev, static_cast<double*>(stats.raw()));
   CUDA_CHECK_LAUNCH();
   return stats;
+}
+
+}  // namespace
+
+Tensor cross_entropy_train_cuda(const Tensor& logits_in, const Tensor& targets, Tensor& dlogits) {
+  const Tensor logits = checked_logits(logits_in);
+  int64_t n_counted = 0;
+  const Tensor tgt = upload_targets(logits, targets, n_counted);
+  return train_rows(logits, tgt, n_counted, nullptr, dlogits);
+}
+
+Tensor cross_entropy_train_device_cuda(const Tensor& logits_in, const Tensor& targets, const Tensor& counts,
+                                       Tensor& dlogits) {
+  const Tensor logits = checked_logits(logits_in);
+  mamba::cuda::check_cuda_tensor(targets, "cross_entropy targets");
+  mamba::cuda::check_cuda_tensor(counts, "cross_entropy counts");
+  MAMBA_CHECK(targets.dtype() == DType::i64 && targets.is_contiguous() &&
+                  targets.numel() * logits.size(-1) == logits.numel(),
+              "cross_entropy_train_device: targets "
+                  << shape_str(targets.shape()) << " must be contiguous i64, "
+                  << "one per row of logits " << shape_str(logits.shape()));
+  MAMBA_CHECK(counts.dtype() == DType::i64 && counts.numel() == 2, "cross_entropy_train_device: counts");
+  return train_rows(logits, targets, 1, static_cast<const double*>(counts.raw()), dlogits);
 }
 
 }  // namespace mamba::ops

@@ -3,6 +3,7 @@
 #include "ops/optim/optim.h"
 
 #include <cmath>
+#include <cstring>
 #include <initializer_list>
 
 #include "core/error.h"
@@ -19,8 +20,16 @@ void check_f32(const Tensor& t, const char* what) {
 }
 }  // namespace
 
-void adamw_update(Exec& exec, Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,
-                  const AdamWScalars& s) {
+void adamw_update(Exec& exec, Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWScalars& s,
+                  const Tensor* scalars) {
+  static_assert(sizeof(AdamWScalars) == 6 * sizeof(double));
+  const AdamWScalars* at = nullptr;
+  if (scalars) {
+    MAMBA_CHECK(scalars->dtype() == DType::i64 && scalars->numel() == 6 && scalars->is_contiguous() &&
+                    scalars->device() == param.device(),
+                "adamw_update: the scalars must be 6 i64 slots on the parameter's device");
+    at = static_cast<const AdamWScalars*>(scalars->raw());
+  }
   for (const Tensor* t : std::initializer_list<const Tensor*>{&param, &grad, &m, &v}) {
     check_f32(*t, "adamw_update");
     MAMBA_CHECK(t->numel() == param.numel() && t->device() == param.device(),
@@ -28,8 +37,15 @@ void adamw_update(Exec& exec, Tensor& param, const Tensor& grad, Tensor& m, Tens
                                        << " (all on one device)");
   }
   OpScope op_scope(exec, "adamw_update", param.device());
-  if (param.device() == Device::cuda) return cuda_kernels().optim.adamw_update(param, grad, m, v, s);
-  cpu::adamw_update(param, grad, m, v, s);
+  if (param.device() == Device::cuda) return cuda_kernels().optim.adamw_update(param, grad, m, v, s, at);
+  cpu::adamw_update(param, grad, m, v, at ? *at : s);
+}
+
+void write_adamw_scalars(Tensor& out, const AdamWScalars& s) {
+  MAMBA_CHECK(out.dtype() == DType::i64 && out.numel() == 6 && out.is_contiguous());
+  Tensor host = Tensor::empty({6}, DType::i64);
+  std::memcpy(host.raw(), &s, sizeof(s));
+  out.copy_from(host);
 }
 
 double sum_squares(Exec& exec, const Tensor& t) {

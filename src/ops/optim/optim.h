@@ -20,7 +20,14 @@ struct AdamWScalars {
 
 // In place over contiguous tensors of one shape: p ← p·decay; m ← m + (g − m)(1 − β1);
 // v ← β2·v + (1 − β2)·g²; p ← p − step_size · m / (√v / bc2_sqrt + eps).
-void adamw_update(Exec& exec, Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWScalars& s);
+// With `scalars` (6 eight-byte slots on the parameter's device holding an AdamWScalars, as
+// adamw_scalars_tensor writes them) the kernel reads the scalars there instead of taking `s`: a
+// step recorded in a CUDA graph then follows the schedule when the buffer is rewritten between
+// replays. Same values, same bits.
+void adamw_update(Exec& exec, Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWScalars& s,
+                  const Tensor* scalars = nullptr);
+// Writes `s` into `out` (an i64 tensor of 6 elements on any device; a copy from the host).
+void write_adamw_scalars(Tensor& out, const AdamWScalars& s);
 
 // Σ t² in double over a contiguous f32 tensor (0 for an empty one). CUDA: returns after a sync.
 double sum_squares(Exec& exec, const Tensor& t);

@@ -23,7 +23,9 @@ constexpr int kThreads = 256;
 constexpr int kMaxSumBlocks = 1024;
 
 __global__ void adamw_kernel(float* __restrict__ w, const float* __restrict__ g, float* __restrict__ m,
-                             float* __restrict__ v, int64_t n, AdamWScalars s) {
+                             float* __restrict__ v, int64_t n, AdamWScalars s_arg,
+                             const AdamWScalars* __restrict__ s_dev) {
+  const AdamWScalars s = s_dev ? *s_dev : s_arg;
   const double b1 = s.beta1, b2 = s.beta2;
   MAMBA_GRID_STRIDE_LOOP(i, n) {
     const double gi = g[i];
@@ -105,11 +107,12 @@ __global__ void scale_kernel(float* __restrict__ x, int64_t n, double coef) {
 
 }  // namespace
 
-void adamw_update_cuda(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWScalars& s) {
+void adamw_update_cuda(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWScalars& s,
+                       const AdamWScalars* s_dev) {
   const int64_t n = param.numel();
   if (n == 0) return;
   adamw_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(param.f32(), grad.f32(), m.f32(), v.f32(), n,
-                                                                 s);
+                                                                 s, s_dev);
   CUDA_CHECK_LAUNCH();
 }
 

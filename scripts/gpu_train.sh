@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Training-speed runs on the GPU machine (issue 13) with binaries built here: no device build.
+#   scripts/gpu_train.sh prepare            # packs build/ci's mambacpp, cuda_bwd_bench (+ TESTS) into .gpu_train
+#   run(command="scripts/gpu_train.sh official bwdbench train profile", carry=[".gpu_train", ".device_fixtures"])
+# Phases: official (the official Triton kernels, ../shared/reference/official/bench_official.py, carried in
+# .device_fixtures/official), bwdbench (our scans forward + backward, same shapes), train (training
+# throughput: d768 x 24 models and the Table 5b model), packed (the packed trainer), profile (nsys kernel
+# summary of a Table 5b training step), tests (the carried CUDA test binaries). Results under $OUT.
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+PRE=${PRE:-.gpu_train}
+TESTS=${TESTS:-train_cuda_test}
+if [ "${1:-}" = prepare ]; then
+  mkdir -p "$PRE/runtime"
+  for b in mambacpp cuda_bwd_bench; do xz -T0 -6 -c "build/ci/bin/$b" >"$PRE/$b.xz"; done
+  for t in $TESTS; do
+    f=$(find build/ci -name "$t" -type f -perm -u+x | head -1)
+    [ -n "$f" ] && xz -T0 -6 -c "$f" >"$PRE/$t.xz"
+  done
+  [ -n "$(ls "$PRE"/runtime/*.deb 2>/dev/null)" ] || (cd "$PRE/runtime" && apt-get download libopenblas0-openmp \
+    libopenblas0 libgomp1 libgfortran5 libquadmath0 libpcre2-8-0 libpng16-16 libjpeg62-turbo libcpp-httplib0.11 libbrotli1)
+  exclude=$(git rev-parse --path-format=absolute --git-path info/exclude)
+  grep -qxF "/$PRE/" "$exclude" 2>/dev/null || echo "/$PRE/" >>"$exclude"
+  du -sh "$PRE" .device_fixtures
+  exit 0
+fi
+export OUT=${OUT:-$ROOT/out}
+mkdir -p "$OUT" /tmp/gt
+export MAMBACPP_FIXTURES=$ROOT/.device_fixtures
+for f in "$PRE"/*.xz; do
+  n=$(basename "$f" .xz)
+  [ -x /tmp/gt/$n ] || { xz -dc "$f" >/tmp/gt/$n.part && chmod +x /tmp/gt/$n.part && mv /tmp/gt/$n.part /tmp/gt/$n; }
+done
+if ldd /tmp/gt/mambacpp | grep -q "not found"; then
+  prefix=/tmp/mambacpp-rt
+  [ -f $prefix.done ] || { rm -rf $prefix && mkdir -p $prefix && for f in "$PRE"/runtime/*.deb; do dpkg -x "$f" $prefix; done; touch $prefix.done; }
+  rl=$prefix/usr/lib/x86_64-linux-gnu
+  export LD_LIBRARY_PATH=$rl/openblas-pthread:$rl/openblas-openmp:$rl${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+M=/tmp/gt/mambacpp
+T0=$SECONDS
+for phase in "$@"; do
+  echo "=== $phase at $((SECONDS - T0)) s"
+  case $phase in
+    official) (cd .device_fixtures/official && timeout 300 python3 bench_official.py 2>&1 | grep -v Warning | tee "$OUT/official.log") ;;
+    bwdbench) timeout 300 /tmp/gt/cuda_bwd_bench 2>&1 | tee "$OUT/cuda_bwd_bench.log" ;;
+    train)
+      for layer in Mamba2 Mamba3; do
+        for shape in "8 512" "8 2048"; do
+          set -- $shape
+          echo "--- train $layer d768x24 bf16 batch $1 x $2"
+          timeout 120 $M train --task text --text README.md docs/architecture.md docs/benchmarks.md --layer $layer --d-model 768 --n-layer 24 \
+            --d-state 128 --headdim 64 --length $2 --batch $1 --steps ${TRAIN_STEPS:-8} --warmup 0 --device cuda --dtype bf16 \
+            --checkpoint-dir /tmp/tb_$layer --checkpoint-every 0 ${TRAIN_ARGS:-} 2>&1 | grep -E "parameters|throughput|memory|rror" | tee -a "$OUT/train.log"
+        done
+      done
+      for model in "Mamba3 --rope data_dependent" "Mamba2"; do
+        echo "--- train parity $model d64 batch 256"
+        timeout 120 $M train --task parity --layer $model --n-layer 1 --d-model 64 --d-state 64 --min-length 3 --max-length 160 \
+          --stages 1 --steps 200 --batch 256 --lr 3e-3 --warmup 10 --device cuda --eval-every 0 --eval-batches 1 \
+          --checkpoint-dir /tmp/tb_parity --checkpoint-every 0 ${TRAIN_ARGS:-} 2>&1 | grep -E "parameters|throughput|rror" | tee -a "$OUT/train.log"
+      done ;;
+    packed)
+      for model in "Mamba3 --rope data_dependent" "Mamba2"; do
+        for runs in 1 16 64; do
+          echo "--- packed parity $model d64 batch 256 runs $runs"
+          timeout 150 $M train --task parity --layer $model --n-layer 1 --d-model 64 --d-state 64 --min-length 3 --max-length 160 \
+            --stages 1 --steps 100 --batch 256 --lr 3e-3 --warmup 10 --device cuda --eval-every 0 --eval-batches 1 --runs $runs \
+            --checkpoint-dir /tmp/tp_$runs --checkpoint-every 0 ${TRAIN_ARGS:-} 2>&1 | grep -E "parameters|throughput|rror" | tee -a "$OUT/packed.log"
+        done
+      done ;;
+    profile)
+      nsys=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems*/bin/nsys 2>/dev/null | head -1)
+      [ -n "$nsys" ] || { echo "no nsys"; continue; }
+      for model in "Mamba3 --rope data_dependent" "Mamba2"; do
+        tag=${model%% *}
+        "$nsys" profile --stats=false -o /tmp/prof_$tag --force-overwrite true $M train --task parity --layer $model --n-layer 1 \
+          --d-model 64 --d-state 64 --min-length 3 --max-length 160 --stages 1 --steps 40 --batch 256 --device cuda \
+          --eval-every 0 --eval-batches 1 --checkpoint-dir /tmp/prof_ckpt --checkpoint-every 0 ${TRAIN_ARGS:-} >/dev/null 2>&1
+        "$nsys" stats --report cuda_gpu_kern_sum,cuda_api_sum --format csv /tmp/prof_$tag.nsys-rep >"$OUT/profile_$tag.csv" 2>&1
+        head -30 "$OUT/profile_$tag.csv" | cut -c1-220
+      done
+      "$nsys" profile --stats=false -o /tmp/prof_bwd --force-overwrite true /tmp/gt/cuda_bwd_bench >/dev/null 2>&1
+      "$nsys" stats --report cuda_gpu_kern_sum --format csv /tmp/prof_bwd.nsys-rep >"$OUT/profile_bwd.csv" 2>&1
+      head -40 "$OUT/profile_bwd.csv" | cut -c1-220 ;;
+    tests) for t in $TESTS; do [ -x /tmp/gt/$t ] && timeout 300 /tmp/gt/$t 2>&1 | grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]|Failure|rror" | head -40; done ;;
+    *) echo "unknown phase $phase" ;;
+  esac
+done
+echo "=== end at $((SECONDS - T0)) s"
