@@ -3,9 +3,10 @@
 #   scripts/gpu_train.sh prepare            # packs build/ci's mambacpp, cuda_bwd_bench (+ TESTS) into .gpu_train
 #   run(command="scripts/gpu_train.sh official bwdbench train profile", carry=[".gpu_train", ".device_fixtures"])
 # Phases: official (the official Triton kernels, ../shared/reference/official/bench_official.py, carried in
-# .device_fixtures/official), bwdbench (our scans forward + backward, same shapes), train (training
-# throughput: d768 x 24 models and the Table 5b model), packed (the packed trainer), profile (nsys kernel
-# summary of a Table 5b training step), tests (the carried CUDA test binaries). Results under $OUT.
+# .device_fixtures/official), bwdbench (our scans forward + backward, same shapes), tiny (the Table 5b
+# model: base.xz's binary and this one, then packed runs), big (d768 x 24 models, bf16, 8 x 2048, both
+# binaries), profile (nsys kernel summary of a Table 5b training step), tests (the carried CUDA test
+# binaries, TESTS). Binaries: .gpu_train/NAME.xz unpacks to /tmp/gt/NAME (base = the binary before).
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -45,30 +46,37 @@ for phase in "$@"; do
   echo "=== $phase at $((SECONDS - T0)) s"
   case $phase in
     official) (cd .device_fixtures/official && timeout 300 python3 bench_official.py 2>&1 | grep -v Warning | tee "$OUT/official.log") ;;
-    bwdbench) timeout 300 /tmp/gt/cuda_bwd_bench 2>&1 | tee "$OUT/cuda_bwd_bench.log" ;;
-    train)
-      for layer in Mamba2 Mamba3; do
-        for shape in "8 512" "8 2048"; do
-          set -- $shape
-          echo "--- train $layer d768x24 bf16 batch $1 x $2"
-          timeout 120 $M train --task text --text README.md docs/architecture.md docs/benchmarks.md --layer $layer --d-model 768 --n-layer 24 \
-            --d-state 128 --headdim 64 --length $2 --batch $1 --steps ${TRAIN_STEPS:-8} --warmup 0 --device cuda --dtype bf16 \
-            --checkpoint-dir /tmp/tb_$layer --checkpoint-every 0 ${TRAIN_ARGS:-} 2>&1 | grep -E "parameters|throughput|memory|rror" | tee -a "$OUT/train.log"
+    bwdbench) timeout 300 /tmp/gt/cuda_bwd_bench ${BWD_ARGS:-} 2>&1 | tee "$OUT/cuda_bwd_bench.log" ;;
+    fused)  # the fused tensor-core Mamba-2 backward against the exact kernel, then under memcheck
+      timeout 200 /tmp/gt/ssd_bwd_cuda_test --gtest_filter='SsdBwdCuda.Fused*' 2>&1 | tee "$OUT/fused_test.log" | tail -60
+      cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
+      [ -n "$cs" ] && timeout 200 "$cs" --tool memcheck /tmp/gt/ssd_bwd_cuda_test --gtest_filter='SsdBwdCuda.Fused*' 2>&1 |
+        grep -E "ERROR SUMMARY|PASSED|FAILED|Invalid" | head -20 | tee "$OUT/fused_memcheck.log" ;;
+    tiny)  # the Table 5b model: the binary before (BASE, eager) and now (captured graphs), then packed runs
+      for model in "Mamba3 --rope data_dependent" "Mamba2"; do
+        for bin in /tmp/gt/base $M; do
+          [ -x $bin ] || continue
+          echo "--- $(basename $bin) parity $model d64 batch 256"
+          timeout 120 $bin train --task parity --layer $model --n-layer 1 --d-model 64 --d-state 64 --min-length 3 --max-length 160 \
+            --stages 1 --steps 100 --batch 256 --lr 3e-3 --warmup 10 --device cuda --eval-every 0 --eval-batches 1 \
+            --checkpoint-dir /tmp/tb_parity --checkpoint-every 0 2>&1 | grep -E "throughput|rror|recorded" | tee -a "$OUT/tiny.log"
         done
-      done
-      for model in "Mamba3 --rope data_dependent" "Mamba2"; do
-        echo "--- train parity $model d64 batch 256"
-        timeout 120 $M train --task parity --layer $model --n-layer 1 --d-model 64 --d-state 64 --min-length 3 --max-length 160 \
-          --stages 1 --steps 200 --batch 256 --lr 3e-3 --warmup 10 --device cuda --eval-every 0 --eval-batches 1 \
-          --checkpoint-dir /tmp/tb_parity --checkpoint-every 0 ${TRAIN_ARGS:-} 2>&1 | grep -E "parameters|throughput|rror" | tee -a "$OUT/train.log"
-      done ;;
-    packed)
-      for model in "Mamba3 --rope data_dependent" "Mamba2"; do
-        for runs in 1 16 64; do
+        for runs in 16 64; do
           echo "--- packed parity $model d64 batch 256 runs $runs"
           timeout 150 $M train --task parity --layer $model --n-layer 1 --d-model 64 --d-state 64 --min-length 3 --max-length 160 \
-            --stages 1 --steps 100 --batch 256 --lr 3e-3 --warmup 10 --device cuda --eval-every 0 --eval-batches 1 --runs $runs \
-            --checkpoint-dir /tmp/tp_$runs --checkpoint-every 0 ${TRAIN_ARGS:-} 2>&1 | grep -E "parameters|throughput|rror" | tee -a "$OUT/packed.log"
+            --stages 1 --steps ${PACKED_STEPS:-24} --batch 256 --lr 3e-3 --warmup 10 --device cuda --eval-every 0 --eval-batches 1 --runs $runs \
+            --checkpoint-dir /tmp/tp_$runs --checkpoint-every 0 2>&1 | grep -E "throughput|rror|recorded" | tee -a "$OUT/tiny.log"
+        done
+      done ;;
+    big)  # d768 x 24 bf16 mixed precision at batch 8 x 2048, before and now
+      for layer in Mamba2 Mamba3; do
+        for bin in /tmp/gt/base $M; do
+          [ -x $bin ] || continue
+          echo "--- $(basename $bin) train $layer d768x24 bf16 batch 8 x ${BIG_LEN:-2048}"
+          timeout 150 $bin train --task text --text README.md docs/architecture.md docs/benchmarks.md --layer $layer --d-model 768 \
+            --n-layer 24 --d-state 128 --headdim 64 --length ${BIG_LEN:-2048} --batch 8 --steps ${TRAIN_STEPS:-6} --warmup 0 \
+            --device cuda --dtype bf16 --checkpoint-dir /tmp/tb_$layer --checkpoint-every 0 2>&1 |
+            grep -E "parameters|throughput|memory|rror|recorded" | tee -a "$OUT/big.log"
         done
       done ;;
     profile)
@@ -76,16 +84,16 @@ for phase in "$@"; do
       [ -n "$nsys" ] || { echo "no nsys"; continue; }
       for model in "Mamba3 --rope data_dependent" "Mamba2"; do
         tag=${model%% *}
-        "$nsys" profile --stats=false -o /tmp/prof_$tag --force-overwrite true $M train --task parity --layer $model --n-layer 1 \
+        "$nsys" profile --stats=false -o /tmp/prof_$tag --force-overwrite true ${PROFILE_BIN:-/tmp/gt/base} train --task parity --layer $model --n-layer 1 \
           --d-model 64 --d-state 64 --min-length 3 --max-length 160 --stages 1 --steps 40 --batch 256 --device cuda \
-          --eval-every 0 --eval-batches 1 --checkpoint-dir /tmp/prof_ckpt --checkpoint-every 0 ${TRAIN_ARGS:-} >/dev/null 2>&1
+          --eval-every 0 --eval-batches 1 --checkpoint-dir /tmp/prof_ckpt --checkpoint-every 0 >/dev/null 2>&1
         "$nsys" stats --report cuda_gpu_kern_sum,cuda_api_sum --format csv /tmp/prof_$tag.nsys-rep >"$OUT/profile_$tag.csv" 2>&1
         head -30 "$OUT/profile_$tag.csv" | cut -c1-220
       done
       "$nsys" profile --stats=false -o /tmp/prof_bwd --force-overwrite true /tmp/gt/cuda_bwd_bench >/dev/null 2>&1
       "$nsys" stats --report cuda_gpu_kern_sum --format csv /tmp/prof_bwd.nsys-rep >"$OUT/profile_bwd.csv" 2>&1
       head -40 "$OUT/profile_bwd.csv" | cut -c1-220 ;;
-    tests) for t in $TESTS; do [ -x /tmp/gt/$t ] && timeout 300 /tmp/gt/$t 2>&1 | grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]|Failure|rror" | head -40; done ;;
+    tests) for t in $TESTS; do [ -x /tmp/gt/$t ] && timeout 300 /tmp/gt/$t 2>&1 | grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]|Failure|rror|^\[ .* \]|Expected|Which is|  Actual|recorded" | head -80; done ;;
     *) echo "unknown phase $phase" ;;
   esac
 done

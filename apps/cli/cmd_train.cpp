@@ -405,6 +405,9 @@ int run_train(const TrainFlags& f_in) {
   train::Trainer trainer =
       f.resume.empty() ? train::Trainer(config, where) : train::Trainer(config, f.resume, where);
   const Model& model = trainer.model();
+  // Device memory before the first step (weights, gradients, moments), then the peak while training.
+  reset_device_memory_peak(where.device);
+  const size_t held_before = device_memory(where.device).in_use;
   if (!lead) {  // a rank other than 0: the same steps, collectives and checkpoints, silently
     trainer.run();
     return 0;
@@ -467,6 +470,20 @@ int run_train(const TrainFlags& f_in) {
               step_seconds > 0 ? static_cast<double>(step_tokens) / step_seconds : 0.0,
               static_cast<long long>(timed_steps), static_cast<long long>(step_tokens), f.device.c_str(),
               where.matmul_dtype == DType::bf16 ? ", bf16 mixed precision" : "");
+  if (where.device != Device::cpu) {
+    const size_t peak = device_memory(where.device).peak;
+    const double mib = 1024.0 * 1024.0,
+                 tokens = static_cast<double>(config.batch) * static_cast<double>(config.curriculum.end_max);
+    const double activations = peak > held_before ? static_cast<double>(peak - held_before) : 0.0;
+    std::printf("memory: %.1f MiB on the device before the first step (weights, gradients, moments), peak %.1f MiB: "
+                "%.1f MiB of activations and workspace, %.1f KiB per token of a %lld x %lld batch\n",
+                static_cast<double>(held_before) / mib, static_cast<double>(peak) / mib, activations / mib,
+                activations / 1024.0 / tokens, static_cast<long long>(config.batch),
+                static_cast<long long>(config.curriculum.end_max));
+  }
+  if (trainer.graph_replays() > 0)
+    std::printf("graph: %lld of the steps replayed a captured CUDA graph\n",
+                static_cast<long long>(trainer.graph_replays()));
   return 0;
 }
 

@@ -112,6 +112,8 @@ using mamba::models::VimConfig;
 using mamba::models::VimModel;
 using mamba::ops::device_available;
 using mamba::ops::device_description;
+using mamba::ops::device_memory;
+using mamba::ops::reset_device_memory_peak;
 using mamba::ops::device_synchronize;
 using mamba::ops::Exec;
 using mamba::ops::KernelPlan;

@@ -27,6 +27,15 @@ void device_synchronize(Device device) {
   device_backend::synchronize_device();
 }
 
+DeviceMemory device_memory(Device device) {
+  if (device == Device::cpu) return {};
+  return {device_backend::memory_in_use(), device_backend::memory_peak()};
+}
+
+void reset_device_memory_peak(Device device) {
+  if (device != Device::cpu) device_backend::reset_memory_peak();
+}
+
 Device parse_device(const std::string& name) {
   if (name == "cpu") return Device::cpu;
   if (name == "cuda") {

@@ -19,6 +19,14 @@ std::string device_description(Device device);
 // Waits until all queued work on the device is done, every Exec's (a no-op on the CPU).
 void device_synchronize(Device device);
 
+// Device memory the caching allocator hands out: in use now, and the most at once since the last
+// reset_device_memory_peak (training reports its activations' share). 0 for the CPU.
+struct DeviceMemory {
+  size_t in_use = 0, peak = 0;
+};
+DeviceMemory device_memory(Device device);
+void reset_device_memory_peak(Device device);
+
 // "cpu" / "cuda" -> Device; throws Error(invalid_argument) otherwise.
 Device parse_device(const std::string& name);
 

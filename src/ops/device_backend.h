@@ -4,6 +4,7 @@
 // table's file, kernels.h), so no ops source file holds preprocessor code. Private to ops: only
 // exec.cpp and device.cpp call it.
 #pragma once
+#include <cstddef>
 #include <string>
 
 namespace mamba::ops::device_backend {
@@ -15,6 +16,10 @@ bool available();
 std::string description();
 // Waits for all queued device work, every context's.
 void synchronize_device();
+// Bytes of device memory in use now and at most since reset_memory_peak (0 without a backend).
+size_t memory_in_use();
+size_t memory_peak();
+void reset_memory_peak();
 
 // A context (stream, BLAS handles, workspace), made lazily by the backend; null without one.
 void* create_context(bool dependent_launch);

@@ -29,6 +29,16 @@ void synchronize_device() {
   cuda::synchronize_device();
 }
 
+size_t memory_in_use() {
+  return cuda::allocated_bytes();
+}
+size_t memory_peak() {
+  return cuda::peak_allocated_bytes();
+}
+void reset_memory_peak() {
+  cuda::reset_peak_allocated();
+}
+
 void* create_context(bool dependent_launch) {
   return cuda::create_context({.dependent_launch = dependent_launch});
 }

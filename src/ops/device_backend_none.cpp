@@ -20,6 +20,14 @@ std::string description() {
 
 void synchronize_device() {}
 
+size_t memory_in_use() {
+  return 0;
+}
+size_t memory_peak() {
+  return 0;
+}
+void reset_memory_peak() {}
+
 void* create_context(bool) {
   return nullptr;
 }

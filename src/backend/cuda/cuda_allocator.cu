@@ -11,6 +11,7 @@
 // While a CUDA graph is captured on a stream (cuda_graph.cu), every block handed out or freed on
 // that stream joins the graph's private pool: its replays write those addresses, so no one else
 // may get them until the graph is released.
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -57,6 +58,7 @@ public:
     CUDA_CHECK(err);
     live_[p] = {size, s};
     allocated_ += size;
+    peak_ = std::max(peak_, allocated_);
     if (capture != 0) owner_[p] = capture;
     return p;
   }
@@ -128,6 +130,14 @@ public:
     std::lock_guard<std::mutex> lock(mutex_);
     return allocated_;
   }
+  size_t peak() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return peak_;
+  }
+  void reset_peak() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    peak_ = allocated_;
+  }
   size_t cached() {
     std::lock_guard<std::mutex> lock(mutex_);
     return cached_;
@@ -157,6 +167,7 @@ private:
     void* p = it->second.ptr;
     live_[p] = {it->first, s};
     allocated_ += it->first;
+    peak_ = std::max(peak_, allocated_);
     cached_ -= it->first;
     list.erase(it);
     return p;
@@ -180,7 +191,7 @@ private:
   std::unordered_map<void*, int> owner_;             // block -> graph pool, for blocks a graph uses
   std::unordered_map<cudaStream_t, int> capturing_;  // stream -> pool of its open capture
   int next_pool_ = 1;
-  size_t allocated_ = 0, cached_ = 0;
+  size_t allocated_ = 0, cached_ = 0, peak_ = 0;
 };
 
 // Never destroyed (see context()).
@@ -249,6 +260,12 @@ size_t allocated_bytes() {
 }
 size_t cached_bytes() {
   return allocator().cached();
+}
+size_t peak_allocated_bytes() {
+  return allocator().peak();
+}
+void reset_peak_allocated() {
+  allocator().reset_peak();
 }
 
 }  // namespace mamba::cuda

@@ -68,5 +68,9 @@ void op_profile_reset();
 // Bytes currently handed out by the caching allocator / held in its cache (tests, bench).
 size_t allocated_bytes();
 size_t cached_bytes();
+// The most bytes handed out at once since the last reset (or the start); a reset sets it to the
+// bytes handed out now.
+size_t peak_allocated_bytes();
+void reset_peak_allocated();
 
 }  // namespace mamba::cuda
