@@ -475,11 +475,12 @@ int run_train(const TrainFlags& f_in) {
     const double mib = 1024.0 * 1024.0,
                  tokens = static_cast<double>(config.batch) * static_cast<double>(config.curriculum.end_max);
     const double activations = peak > held_before ? static_cast<double>(peak - held_before) : 0.0;
-    std::printf("memory: %.1f MiB on the device before the first step (weights, gradients, moments), peak %.1f MiB: "
-                "%.1f MiB of activations and workspace, %.1f KiB per token of a %lld x %lld batch\n",
-                static_cast<double>(held_before) / mib, static_cast<double>(peak) / mib, activations / mib,
-                activations / 1024.0 / tokens, static_cast<long long>(config.batch),
-                static_cast<long long>(config.curriculum.end_max));
+    std::printf(
+        "memory: %.1f MiB on the device before the first step (weights, gradients, moments), peak %.1f MiB: "
+        "%.1f MiB of activations and workspace, %.1f KiB per token of a %lld x %lld batch\n",
+        static_cast<double>(held_before) / mib, static_cast<double>(peak) / mib, activations / mib,
+        activations / 1024.0 / tokens, static_cast<long long>(config.batch),
+        static_cast<long long>(config.curriculum.end_max));
   }
   if (trainer.graph_replays() > 0)
     std::printf("graph: %lld of the steps replayed a captured CUDA graph\n",
