@@ -97,4 +97,7 @@ for phase in "$@"; do
     *) echo "unknown phase $phase" ;;
   esac
 done
+if [ -f "$OUT/official_bench.json" ] && [ -f "$OUT/cuda_bwd_bench.log" ]; then
+  python3 scripts/training_table.py "$OUT" | tee "$OUT/training_table.md"
+fi
 echo "=== end at $((SECONDS - T0)) s"
