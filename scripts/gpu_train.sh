@@ -45,13 +45,34 @@ T0=$SECONDS
 for phase in "$@"; do
   echo "=== $phase at $((SECONDS - T0)) s"
   case $phase in
-    official) (cd .device_fixtures/official && timeout 300 python3 bench_official.py 2>&1 | grep -v Warning | tee "$OUT/official.log") ;;
+    official) (cd "$([ -d "$PRE/official" ] && echo "$PRE/official" || echo .device_fixtures/official)" && timeout ${OFFICIAL_LIMIT:-300} python3 -u bench_official.py 2>&1 |
+      grep --line-buffered -v Warning | tee "$OUT/official.log") ;;
+    debug)  # the training crash: eager with this binary, then the graph path under memcheck
+      timeout 60 $M train --task parity --layer Mamba3 --n-layer 1 --d-model 64 --d-state 64 --min-length 3 --max-length 160 \
+        --stages 1 --steps 6 --batch 256 --device cuda --eval-every 0 --eval-batches 1 2>&1 | tail -3
+      cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
+      timeout 120 "$cs" --tool memcheck --show-backtrace device $M train --task parity --layer Mamba3 --n-layer 1 --d-model 64 \
+        --d-state 64 --min-length 3 --max-length 40 --stages 1 --steps 3 --batch 16 --device cuda --graph --eval-every 0 \
+        --eval-batches 1 2>&1 | head -60 | tee "$OUT/memcheck_train.log" ;;
+    eager)  # this binary without graphs: the Table 5b model alone and 16 packed runs, the d768 Mamba-2 at 8 x 2048
+      for runs in 1 16; do
+        timeout 90 $M train --task parity --layer Mamba3 --rope data_dependent --n-layer 1 --d-model 64 --d-state 64 --min-length 3 \
+          --max-length 160 --stages 1 --steps 30 --batch 256 --lr 3e-3 --warmup 10 --device cuda --eval-every 0 --eval-batches 1 \
+          --runs $runs --checkpoint-dir /tmp/te_$runs 2>&1 | grep -E "throughput|rror" | tee -a "$OUT/eager.log"
+      done
+      timeout 120 $M train --task text --text README.md docs/architecture.md docs/benchmarks.md --layer Mamba2 --d-model 768 \
+        --n-layer 24 --d-state 128 --headdim 64 --length 2048 --batch 8 --steps 6 --warmup 0 --device cuda --dtype bf16 \
+        --checkpoint-dir /tmp/te_big --checkpoint-every 0 2>&1 | grep -E "throughput|memory|rror" | tee -a "$OUT/eager.log" ;;
     bwdbench) timeout 300 /tmp/gt/cuda_bwd_bench ${BWD_ARGS:-} 2>&1 | tee "$OUT/cuda_bwd_bench.log" ;;
     fused)  # the fused tensor-core Mamba-2 backward against the exact kernel, then under memcheck
-      timeout 200 /tmp/gt/ssd_bwd_cuda_test --gtest_filter='SsdBwdCuda.Fused*' 2>&1 | tee "$OUT/fused_test.log" | tail -60
+      timeout 200 /tmp/gt/ssd_bwd_cuda_test --gtest_filter='SsdBwdCuda.Fused*' 2>&1 | tee "$OUT/fused_test.log" | tail -40
+      [ -x /tmp/gt/mamba3_scan_bwd_cuda_test ] && timeout 200 /tmp/gt/mamba3_scan_bwd_cuda_test --gtest_filter='Mamba3ScanBwdCuda.Fused*' 2>&1 |
+        tee "$OUT/fused_m3_test.log" | grep -v "^\[ RUN\|^\[       OK" | tail -40
       cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
-      [ -n "$cs" ] && timeout 200 "$cs" --tool memcheck /tmp/gt/ssd_bwd_cuda_test --gtest_filter='SsdBwdCuda.Fused*' 2>&1 |
-        grep -E "ERROR SUMMARY|PASSED|FAILED|Invalid" | head -20 | tee "$OUT/fused_memcheck.log" ;;
+      [ -n "$cs" ] && timeout 100 "$cs" --tool memcheck /tmp/gt/ssd_bwd_cuda_test --gtest_filter='SsdBwdCuda.Fused*' 2>&1 |
+        grep -E "ERROR SUMMARY|PASSED|FAILED|Invalid" | head -20 | tee "$OUT/fused_memcheck.log"
+      [ -n "$cs" ] && timeout 100 "$cs" --tool memcheck /tmp/gt/mamba3_scan_bwd_cuda_test --gtest_filter='Mamba3ScanBwdCuda.Fused*' 2>&1 |
+        grep -E "ERROR SUMMARY|PASSED|FAILED|Invalid" | head -20 | tee -a "$OUT/fused_memcheck.log" ;;
     tiny)  # the Table 5b model: the binary before (BASE, eager) and now (captured graphs), then packed runs
       for model in "Mamba3 --rope data_dependent" "Mamba2"; do
         for bin in /tmp/gt/base $M; do
@@ -70,7 +91,7 @@ for phase in "$@"; do
       done ;;
     big)  # d768 x 24 bf16 mixed precision at batch 8 x 2048, before and now
       for layer in Mamba2 Mamba3; do
-        for bin in /tmp/gt/base $M; do
+        for bin in ${BIG_BINS:-/tmp/gt/base $M}; do
           [ -x $bin ] || continue
           echo "--- $(basename $bin) train $layer d768x24 bf16 batch 8 x ${BIG_LEN:-2048}"
           timeout 150 $bin train --task text --text README.md docs/architecture.md docs/benchmarks.md --layer $layer --d-model 768 \

@@ -59,7 +59,7 @@ struct TrainFlags {
   int64_t runs = 0;
   std::vector<double> lrs;
   std::string sweep;
-  bool no_graph = false;
+  bool graph = false;
 };
 
 void add_model_flags(CLI::App& app, TrainFlags& f) {
@@ -396,7 +396,7 @@ int run_train(const TrainFlags& f_in) {
   check_dtype_device(f.dtype, f.device);
   where.comm = comm.get();
   where.zero1 = f.zero1;
-  where.graph = !f.no_graph;
+  where.graph = f.graph;
   if (f.runs > 0 || !f.lrs.empty() || !f.sweep.empty()) {
     if (comm)
       throw_error(ErrorCode::invalid_argument, "--runs/--lrs/--sweep are one process (no --gpus/--procs)");
@@ -519,7 +519,8 @@ Runner add_train(CLI::App& app) {
   app.add_option(
       "--sweep", f->sweep,
       "packed runs from a JSON file: {\"seeds\": [...], \"lrs\": [...]} or [{\"seed\", \"lr\"}, ...]");
-  app.add_flag("--no-graph", f->no_graph, "cuda: run every training step eagerly (no captured CUDA graph)");
+  app.add_flag("--graph", f->graph,
+               "cuda: record each batch shape's training step in a CUDA graph and replay it (experimental)");
   app.add_option(
          "--dtype", f->dtype,
          "f32, or bf16 on cuda: mixed precision (fp32 master weights and optimizer state, bf16 GEMMs)")

@@ -77,11 +77,12 @@ TEST_P(TrainerGraph, ReplaysGiveTheEagerBits) {
   MAMBA_REQUIRE_CUDA();
   const TrainConfig c = config_for(GetParam());
   for (DType dtype : {DType::f32, DType::bf16}) {
-    TrainDevice eager{Device::cuda, dtype};
-    eager.graph = false;
+    const TrainDevice eager{Device::cuda, dtype};
     const Trace ref = train(c, eager);
     int64_t replays = 0;
-    const Trace got = train(c, TrainDevice{Device::cuda, dtype}, &replays);
+    TrainDevice graph{Device::cuda, dtype};
+    graph.graph = true;
+    const Trace got = train(c, graph, &replays);
     const std::string what = std::string(GetParam()) + " " + dtype_name(dtype);
     expect_same_bits(got, ref, what);
     // 12 steps over a few padded lengths: each length's first step runs eagerly, its second
@@ -100,7 +101,9 @@ TEST(PackedCuda, EachRunGivesItsBitsAlone) {
   TrainConfig c = config_for("Mamba3");
   c.steps = 8;
   const std::vector<RunSpec> runs = sweep_grid({3, 4}, {1e-3, 4e-3});
-  PackedTrainer packed(c, runs, TrainDevice{Device::cuda, DType::f32});
+  TrainDevice where{Device::cuda, DType::f32};
+  where.graph = true;
+  PackedTrainer packed(c, runs, where);
   std::vector<Trace> got(runs.size());
   while (true) {
     const std::vector<StepStats> stats = packed.step();
@@ -113,7 +116,7 @@ TEST(PackedCuda, EachRunGivesItsBitsAlone) {
   }
   for (size_t i = 0; i < runs.size(); ++i) {
     EXPECT_GT(packed.trainer(i).graph_replays(), 0) << run_name(runs[i]);
-    const Trace alone = train(run_config(c, runs[i]), TrainDevice{Device::cuda, DType::f32});
+    const Trace alone = train(run_config(c, runs[i]), where);
     expect_same_bits(weights_of(packed.trainer(i), got[i]), alone, "packed " + run_name(runs[i]));
   }
 }
