@@ -77,14 +77,15 @@ for phase in "$@"; do
       for model in "Mamba3 --rope data_dependent" "Mamba2"; do
         for bin in /tmp/gt/base $M; do
           [ -x $bin ] || continue
-          echo "--- $(basename $bin) parity $model d64 batch 256"
-          timeout 120 $bin train --task parity --layer $model --n-layer 1 --d-model 64 --d-state 64 --min-length 3 --max-length 160 \
+          g=; [ $bin = $M ] && g=--graph
+          echo "--- $(basename $bin) $g parity $model d64 batch 256"
+          timeout 120 $bin train $g --task parity --layer $model --n-layer 1 --d-model 64 --d-state 64 --min-length 3 --max-length 160 \
             --stages 1 --steps 100 --batch 256 --lr 3e-3 --warmup 10 --device cuda --eval-every 0 --eval-batches 1 \
             --checkpoint-dir /tmp/tb_parity --checkpoint-every 0 2>&1 | grep -E "throughput|rror|recorded" | tee -a "$OUT/tiny.log"
         done
         for runs in 16 64; do
-          echo "--- packed parity $model d64 batch 256 runs $runs"
-          timeout 150 $M train --task parity --layer $model --n-layer 1 --d-model 64 --d-state 64 --min-length 3 --max-length 160 \
+          echo "--- packed --graph parity $model d64 batch 256 runs $runs"
+          timeout 150 $M train --graph --task parity --layer $model --n-layer 1 --d-model 64 --d-state 64 --min-length 3 --max-length 160 \
             --stages 1 --steps ${PACKED_STEPS:-24} --batch 256 --lr 3e-3 --warmup 10 --device cuda --eval-every 0 --eval-batches 1 --runs $runs \
             --checkpoint-dir /tmp/tp_$runs --checkpoint-every 0 2>&1 | grep -E "throughput|rror|recorded" | tee -a "$OUT/tiny.log"
         done
@@ -93,8 +94,9 @@ for phase in "$@"; do
       for layer in Mamba2 Mamba3; do
         for bin in ${BIG_BINS:-/tmp/gt/base $M}; do
           [ -x $bin ] || continue
-          echo "--- $(basename $bin) train $layer d768x24 bf16 batch 8 x ${BIG_LEN:-2048}"
-          timeout 150 $bin train --task text --text README.md docs/architecture.md docs/benchmarks.md --layer $layer --d-model 768 \
+          g=; [ $bin = $M ] && g=--graph
+          echo "--- $(basename $bin) $g train $layer d768x24 bf16 batch 8 x ${BIG_LEN:-2048}"
+          timeout 150 $bin train $g --task text --text README.md docs/architecture.md docs/benchmarks.md --layer $layer --d-model 768 \
             --n-layer 24 --d-state 128 --headdim 64 --length ${BIG_LEN:-2048} --batch 8 --steps ${TRAIN_STEPS:-6} --warmup 0 \
             --device cuda --dtype bf16 --checkpoint-dir /tmp/tb_$layer --checkpoint-every 0 2>&1 |
             grep -E "parameters|throughput|memory|rror|recorded" | tee -a "$OUT/big.log"
@@ -114,7 +116,7 @@ for phase in "$@"; do
       "$nsys" profile --stats=false -o /tmp/prof_bwd --force-overwrite true /tmp/gt/cuda_bwd_bench >/dev/null 2>&1
       "$nsys" stats --report cuda_gpu_kern_sum --format csv /tmp/prof_bwd.nsys-rep >"$OUT/profile_bwd.csv" 2>&1
       head -40 "$OUT/profile_bwd.csv" | cut -c1-220 ;;
-    tests) for t in $TESTS; do [ -x /tmp/gt/$t ] && timeout 300 /tmp/gt/$t 2>&1 | grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]|Failure|rror|^\[ .* \]|Expected|Which is|  Actual|recorded" | head -80; done ;;
+    tests) for t in $TESTS; do [ -x /tmp/gt/$t ] && timeout 300 /tmp/gt/$t --gtest_filter="${GTEST_FILTER:-*}" 2>&1 | grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]|Failure|rror|^\[ .* \]|Expected|Which is|  Actual|recorded" | head -80; done ;;
     *) echo "unknown phase $phase" ;;
   esac
 done

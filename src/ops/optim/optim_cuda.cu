@@ -71,13 +71,13 @@ __device__ double block_sum_d(double v, double* scratch) {
   return total;
 }
 
-// Block j: per_tensor[j] = Σ of the first counts[j] partials of slot row j (kMaxSumBlocks each).
-__global__ void sum_partials_kernel(const double* __restrict__ partial, const int64_t* __restrict__ counts,
-                                    double* __restrict__ per_tensor) {
+// Block j: per_tensor[j] = Σ of slot row j (kMaxSumBlocks partials, zero past the tensor's blocks:
+// adding +0.0 leaves each thread's sum as it was, so the result is the sum of the written ones).
+__global__ void sum_partials_kernel(const double* __restrict__ partial, double* __restrict__ per_tensor) {
   __shared__ double scratch[32];
-  const int64_t j = blockIdx.x, count = counts[j];
+  const int64_t j = blockIdx.x;
   double acc = 0.0;
-  for (int64_t k = threadIdx.x; k < count; k += blockDim.x) acc += partial[j * kMaxSumBlocks + k];
+  for (int64_t k = threadIdx.x; k < kMaxSumBlocks; k += blockDim.x) acc += partial[j * kMaxSumBlocks + k];
   acc = block_sum_d(acc, scratch);
   if (threadIdx.x == 0) per_tensor[j] = acc;
 }
@@ -134,21 +134,20 @@ Tensor sum_squares_total_cuda(const std::vector<Tensor>& ts) {
   Tensor total = Tensor::zeros({1}, DType::i64, Device::cuda);  // all-zero bits: 0.0
   const int64_t n_tensors = static_cast<int64_t>(ts.size());
   if (n_tensors == 0) return total;
-  Tensor counts = Tensor::empty({n_tensors}, DType::i64);
-  Tensor partial = Tensor::empty({n_tensors * kMaxSumBlocks}, DType::i64, Device::cuda);  // doubles
+  // Nothing comes from the host (a training step recorded in a CUDA graph calls this): the rows of
+  // partials are zeroed rather than their lengths uploaded.
+  Tensor partial = Tensor::zeros({n_tensors * kMaxSumBlocks}, DType::i64, Device::cuda);  // doubles
   Tensor per_tensor = Tensor::empty({n_tensors}, DType::i64, Device::cuda);
   double* part = static_cast<double*>(partial.raw());
   for (int64_t j = 0; j < n_tensors; ++j) {
     const int64_t n = ts[j].numel();
     const unsigned int blocks = n == 0 ? 0 : std::min<unsigned int>(grid_for(n, kThreads), kMaxSumBlocks);
-    counts.data<int64_t>()[j] = blocks;
     if (blocks == 0) continue;
     sum_squares_kernel<<<blocks, kThreads, 0, stream()>>>(ts[j].f32(), n, part + j * kMaxSumBlocks);
     CUDA_CHECK_LAUNCH();
   }
-  const Tensor dcounts = counts.to(Device::cuda);  // host -> device: staged, no sync
   sum_partials_kernel<<<static_cast<unsigned int>(n_tensors), kThreads, 0, stream()>>>(
-      part, dcounts.data<int64_t>(), static_cast<double*>(per_tensor.raw()));
+      part, static_cast<double*>(per_tensor.raw()));
   CUDA_CHECK_LAUNCH();
   sum_tensors_kernel<<<1, 1, 0, stream()>>>(static_cast<const double*>(per_tensor.raw()), n_tensors,
                                             static_cast<double*>(total.raw()));
