@@ -74,7 +74,7 @@ for phase in "$@"; do
       [ -n "$cs" ] && timeout 100 "$cs" --tool memcheck /tmp/gt/mamba3_scan_bwd_cuda_test --gtest_filter='Mamba3ScanBwdCuda.Fused*' 2>&1 |
         grep -E "ERROR SUMMARY|PASSED|FAILED|Invalid" | head -20 | tee -a "$OUT/fused_memcheck.log" ;;
     tiny)  # the Table 5b model: the binary before (BASE, eager) and now (captured graphs), then packed runs
-      for model in "Mamba3 --rope data_dependent" "Mamba2"; do
+      for model in ${TINY_MODELS:-"Mamba3 --rope data_dependent" "Mamba2"}; do
         for bin in /tmp/gt/base $M; do
           [ -x $bin ] || continue
           g=; [ $bin = $M ] && g=--graph
@@ -91,7 +91,7 @@ for phase in "$@"; do
         done
       done ;;
     big)  # d768 x 24 bf16 mixed precision at batch 8 x 2048, before and now
-      for layer in Mamba2 Mamba3; do
+      for layer in ${BIG_LAYERS:-Mamba2 Mamba3}; do
         for bin in ${BIG_BINS:-/tmp/gt/base $M}; do
           [ -x $bin ] || continue
           g=; [ $bin = $M ] && g=--graph
