@@ -1,11 +1,11 @@
 // Times the training scans on CUDA through the ops API: Mamba-2 SSD forward (the bf16 tensor-core
 // chunked scan, fast_bf16) + each backward (the exact fp32 scan, the GEMM form in fp32 and in
-// bf16/TF32) at the issue's shapes (n_heads 32, head_dim 64, d_state 128, n_groups 1), the
-// Mamba-1 selective scan forward + backward at one training shape, and the Mamba-3 SISO scan
+// bf16/TF32, the fused tensor-core form) at the issue's shapes (n_heads 32, head_dim 64, d_state 128,
+// n_groups 1), the Mamba-1 selective scan forward + backward at one training shape, and the Mamba-3 SISO scan
 // forward (bf16 tensor cores) + each fp32 backward (the exact scan, the GEMM form) at its issue
 // shapes. Inputs are f32 tensors on the GPU (the forward rounds x/B/C to bf16 itself; the official
 // kernels take bf16): CUDA events on the ops' stream, warm-ups, median of the reps.
-// Usage: cuda_bwd_bench [--quick]   (--quick: fewer reps)
+// Usage: cuda_bwd_bench [--quick] [--ssd]   (--quick: fewer reps; --ssd: Mamba-2 only)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -81,7 +81,11 @@ double median_ms(F&& fn, int reps, int warmup = 3) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  bool quick = false, ssd_only = false;
+  for (int i = 1; i < argc; ++i) {
+    quick = quick || std::strcmp(argv[i], "--quick") == 0;
+    ssd_only = ssd_only || std::strcmp(argv[i], "--ssd") == 0;
+  }
   const int reps = quick ? 5 : 20;
   std::mt19937 rng(7);
   std::printf("| scan | shape | fwd ms | bwd ms | fwd+bwd ms | official fwd+bwd ms |\n");
@@ -117,7 +121,8 @@ int main(int argc, char** argv) {
     const double f = median_ms(fwd, reps);
     for (const Bwd& v : {Bwd{"exact fp32 scan", cuda_kernels().ssd.bwd_exact, &a},
                          Bwd{"GEMM form fp32", cuda_kernels().ssd.bwd_gemm, &a32},
-                         Bwd{"GEMM form bf16/TF32", cuda_kernels().ssd.bwd_gemm, &a}}) {
+                         Bwd{"GEMM form bf16/TF32", cuda_kernels().ssd.bwd_gemm, &a},
+                         Bwd{"fused tensor-core bf16", cuda_kernels().ssd.bwd_fast, &a}}) {
       auto bwd = [&] { (void)v.fn(*v.args, dy); };
       const double b = median_ms(bwd, reps);
       const double fb = median_ms(
@@ -133,7 +138,9 @@ int main(int argc, char** argv) {
     const SsdGrads ref = cuda_kernels().ssd.bwd_exact(a, dy);
     print_diffs("GEMM fp32", cuda_kernels().ssd.bwd_gemm(a32, dy), ref);
     print_diffs("GEMM bf16/TF32", cuda_kernels().ssd.bwd_gemm(a, dy), ref);
+    print_diffs("fused bf16", cuda_kernels().ssd.bwd_fast(a, dy), ref);
   }
+  if (ssd_only) return 0;
   // Mamba-3 SISO: the bf16 tensor-core forward (fast_bf16) + each fp32 backward.
   for (const Ssd s : {Ssd{8, 2048, 3.31}, {2, 8192, 3.99}, {1, 32768, 14.53}}) {
     Mamba3ScanArgs a;

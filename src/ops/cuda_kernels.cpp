@@ -124,6 +124,8 @@ Tensor ssd_scan_cuda(const SsdArgs& args, Tensor& state);
 SsdGrads ssd_bwd_cuda_exact(const SsdArgs& args, const Tensor& dy);
 bool ssd_bwd_gemm_supported(const SsdArgs& args);
 SsdGrads ssd_bwd_cuda_gemm(const SsdArgs& args, const Tensor& dy);
+bool ssd_bwd_fast_supported(const SsdArgs& args);
+SsdGrads ssd_bwd_cuda_fast(const SsdArgs& args, const Tensor& dy);
 
 namespace {
 
@@ -190,7 +192,9 @@ const CudaKernels kTable{
     .ssd = {.scan = ssd_scan_cuda,
             .bwd_exact = ssd_bwd_cuda_exact,
             .bwd_gemm_supported = ssd_bwd_gemm_supported,
-            .bwd_gemm = ssd_bwd_cuda_gemm},
+            .bwd_gemm = ssd_bwd_cuda_gemm,
+            .bwd_fast_supported = ssd_bwd_fast_supported,
+            .bwd_fast = ssd_bwd_cuda_fast},
 };
 
 }  // namespace

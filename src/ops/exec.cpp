@@ -45,8 +45,11 @@ struct Names {
 };
 
 using P = KernelPlan;
-const Names<P::SsdBwd> kSsdBwd{
-    "ssd_bwd", {{P::SsdBwd::automatic, "auto"}, {P::SsdBwd::gemm, "gemm"}, {P::SsdBwd::exact, "exact"}}};
+const Names<P::SsdBwd> kSsdBwd{"ssd_bwd",
+                               {{P::SsdBwd::automatic, "auto"},
+                                {P::SsdBwd::gemm, "gemm"},
+                                {P::SsdBwd::exact, "exact"},
+                                {P::SsdBwd::fast, "fast"}}};
 const Names<P::Mamba3Bwd> kMamba3Bwd{
     "mamba3_bwd",
     {{P::Mamba3Bwd::automatic, "auto"}, {P::Mamba3Bwd::gemm, "gemm"}, {P::Mamba3Bwd::exact, "exact"}}};

@@ -155,7 +155,7 @@ struct CudaKernels {
     SelectiveScanGrads (*bwd)(const SelectiveScanArgs& args, const Tensor& dy);
   } selective_scan;
 
-  struct Ssd {  // ssd_cuda.cu (+ ssd_step.cu, ssd_fast.cu), ssd_bwd_cuda.cu, ssd_bwd_gemm.cu
+  struct Ssd {  // ssd_cuda.cu (+ ssd_step.cu, ssd_fast.cu), ssd_bwd_cuda.cu, ssd_bwd_gemm.cu, ssd_bwd_fast.cu
     // One call for fwd and ref: the one-token step, the tensor-core chunked scan (fast_bf16 at its
     // shapes) or the simple scan, by shape.
     Tensor (*scan)(const SsdArgs& args, Tensor& state);
@@ -164,6 +164,10 @@ struct CudaKernels {
     // The chunked matrix (GEMM) form and the shapes it takes (head_dim <= 256).
     bool (*bwd_gemm_supported)(const SsdArgs& args);
     SsdGrads (*bwd_gemm)(const SsdArgs& args, const Tensor& dy);
+    // The fused tensor-core backward (bf16 operands, fp32 accumulation) and the shapes it takes
+    // (head_dim 64, d_state 128, contiguous fp32 inputs).
+    bool (*bwd_fast_supported)(const SsdArgs& args);
+    SsdGrads (*bwd_fast)(const SsdArgs& args, const Tensor& dy);
   } ssd;
 };
 

@@ -1,0 +1,575 @@
+// Backward of SSD on tensor cores (bf16 operands, fp32 accumulation) for head_dim 64, d_state 128,
+// in the chunked form of ssd_bwd_gemm.cu's header (same symbols) with 64-token chunks, where the
+// Q×Q terms (C·Bᵀ, the decay mask L, M = C·Bᵀ∘L and dM = dy·Xdᵀ) never leave the chip:
+//   1. chunk_local_state_kernel: per (batch, head, chunk) S_loc = (w∘Xd)ᵀ·B and (e∘dy)ᵀ·C, and the
+//      chunk's log2 decay;
+//   2. state_pass_kernel: forward S_in[c] and reverse G[c] = dS_in[c+1] (elementwise over chunks);
+//   3. chunk_bwd_kernel: per (batch, group, chunk), the group's heads one after another: dx, ddt,
+//      the dcs → dA terms, dD, and dB, dC summed over the heads in shared memory (deterministic, no
+//      per-head buffers; only dA and dD take atomics, one per block and head).
+// Inputs are fp32 tensors: tiles are rounded to bf16 as they are copied to shared memory (so plain
+// vector loads, not cp.async, which cannot convert). The elementwise terms (dx's D·dy, Σ x·dXd, dD)
+// read x and dy in fp32.
+#include <cuda_bf16.h>
+
+#include <cstdint>
+#include <initializer_list>
+
+#include "backend/cuda/cuda_context.h"
+#include "backend/cuda/kernel_utils.cuh"
+#include "core/error.h"
+#include "ops/ssd/ssd.h"
+#include "ops/ssd/ssd_mma.cuh"
+
+namespace mamba::ops {
+
+namespace {
+
+using cuda::ldsm_x4;
+using cuda::ldsm_x4_trans;
+using cuda::mma_bf16;
+using cuda::pack_bf16;
+using cuda::scale_bf16x2;
+
+constexpr int kQ = 64;     // tokens per chunk: one 16-row mma tile per warp
+constexpr int kWarps = 4;  // warp w owns chunk rows (tokens) [16w, 16w+16) or state rows [16w, 16w+16)
+constexpr int kThreads = 32 * kWarps;
+constexpr int kP = 64, kN = 128;  // the compiled head_dim and d_state
+constexpr int kPad = 8;           // bf16 row padding: row strides ≡ 16 B (mod 128 B), no bank conflicts
+constexpr int kLdP = kP + kPad, kLdN = kN + kPad, kLdQ = kQ + kPad;
+constexpr int kLdAcc = kN + 4;  // fp32 rows of the dB/dC sums
+constexpr float kLog2e = 1.4426950408889634f;
+
+struct Dims {
+  int batch, L, H, G, hpg, nc;
+  bool d_per_channel;
+};
+
+__device__ __forceinline__ int64_t state_offset(const Dims& z, int b, int h, int c) {
+  return ((int64_t(b) * z.H + h) * z.nc + c) * (kP * kN);
+}
+
+// rows × kCols fp32 (row r at src + r·row_stride, zero for rows ≥ valid_rows) → bf16 shared rows of ld.
+template <int kRows, int kCols, int kLd>
+__device__ __forceinline__ void load_bf16(__nv_bfloat16* dst, const float* src, int64_t row_stride,
+                                          int valid_rows) {
+  constexpr int kVec = kCols / 4;
+  for (int i = threadIdx.x; i < kRows * kVec; i += kThreads) {
+    const int r = i / kVec, col = (i % kVec) * 4;
+    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (r < valid_rows) v = *reinterpret_cast<const float4*>(src + r * row_stride + col);
+    uint2 packed;
+    packed.x = pack_bf16(v.x, v.y), packed.y = pack_bf16(v.z, v.w);
+    *reinterpret_cast<uint2*>(dst + r * kLd + col) = packed;
+  }
+}
+
+// Warp 0: the chunk's dt (0 past seq_len) and inclusive cumsum of dt·A in log2 units; lane l holds
+// tokens 2l and 2l+1.
+__device__ void chunk_cumsum(const float* dt, int64_t dt_stride, int valid, float A, float* s_dt,
+                             float* s_a2) {
+  const int lane = threadIdx.x & 31;
+  float d[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) d[i] = 2 * lane + i < valid ? dt[(2 * lane + i) * dt_stride] : 0.0f;
+  const float l0 = d[0] * A * kLog2e, l1 = d[1] * A * kLog2e;
+  float run = l0 + l1;
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const float up = __shfl_up_sync(0xffffffffu, run, off);
+    if (lane >= off) run += up;
+  }
+  s_dt[2 * lane] = d[0], s_dt[2 * lane + 1] = d[1];
+  s_a2[2 * lane] = run - l1, s_a2[2 * lane + 1] = run;
+}
+
+// ---- 1: per chunk, Σ_t wt_t·v_tᵀ k_t: forward (v, k, wt) = (x, B, exp(cs_last − cs_t)·dt_t), whose
+// chunk decay it also stores; reverse (dy, C, exp(cs_t)). ----
+struct LocalStateSmem {
+  __nv_bfloat16 v[kQ * kLdP];  // [token, head_dim]
+  __nv_bfloat16 k[kQ * kLdN];  // [token, d_state]
+  float dt[kQ], a2[kQ], wt[kQ];
+};
+
+template <bool kReverse>
+__global__ void __launch_bounds__(kThreads)
+    chunk_local_state_kernel(Dims z, const float* v, const float* k, const float* dt, const float* A,
+                             float* out, float* decay) {
+  __shared__ LocalStateSmem s;
+  const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / z.hpg, t0 = c * kQ;
+  const int valid = min(kQ, z.L - t0), lane = threadIdx.x & 31, warp = threadIdx.x >> 5, qd = lane & 3;
+  load_bf16<kQ, kP, kLdP>(s.v, v + ((int64_t(b) * z.L + t0) * z.H + h) * kP, int64_t(z.H) * kP, valid);
+  load_bf16<kQ, kN, kLdN>(s.k, k + ((int64_t(b) * z.L + t0) * z.G + g) * kN, int64_t(z.G) * kN, valid);
+  if (warp == 0) {
+    chunk_cumsum(dt + (int64_t(b) * z.L + t0) * z.H + h, z.H, valid, A[h], s.dt, s.a2);
+    __syncwarp();
+    const float last = s.a2[kQ - 1];
+    for (int t = lane; t < kQ; t += 32)
+      s.wt[t] = kReverse ? exp2f(s.a2[t]) : exp2f(fminf(last - s.a2[t], 0.0f)) * s.dt[t];
+    if (!kReverse && lane == 0) decay[(int64_t(b) * z.H + h) * z.nc + c] = last;
+  }
+  __syncthreads();
+  float acc[kN / 8][4] = {};
+#pragma unroll
+  for (int ks = 0; ks < kQ / 16; ++ks) {
+    uint32_t a[4];  // (v·wt)ᵀ [head_dim, token], from v [token, head_dim] by a transposing load
+    ldsm_x4_trans(a,
+                  &s.v[(ks * 16 + (lane & 7) + (lane >> 4) * 8) * kLdP + warp * 16 + ((lane >> 3) & 1) * 8]);
+    const int t = ks * 16 + 2 * qd;
+    a[0] = scale_bf16x2(a[0], s.wt[t], s.wt[t + 1]);
+    a[1] = scale_bf16x2(a[1], s.wt[t], s.wt[t + 1]);
+    a[2] = scale_bf16x2(a[2], s.wt[t + 8], s.wt[t + 9]);
+    a[3] = scale_bf16x2(a[3], s.wt[t + 8], s.wt[t + 9]);
+#pragma unroll
+    for (int nt2 = 0; nt2 < kN / 16; ++nt2) {
+      uint32_t bk[4];
+      ldsm_x4_trans(bk,
+                    &s.k[(ks * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * kLdN + nt2 * 16 + (lane >> 4) * 8]);
+      mma_bf16(acc[2 * nt2], a, bk[0], bk[1]);
+      mma_bf16(acc[2 * nt2 + 1], a, bk[2], bk[3]);
+    }
+  }
+  float* o = out + state_offset(z, b, h, c);
+  const int row = warp * 16 + (lane >> 2), col = 2 * qd;
+#pragma unroll
+  for (int nt = 0; nt < kN / 8; ++nt) {
+    *reinterpret_cast<float2*>(o + row * kN + nt * 8 + col) = make_float2(acc[nt][0], acc[nt][1]);
+    *reinterpret_cast<float2*>(o + (row + 8) * kN + nt * 8 + col) = make_float2(acc[nt][2], acc[nt][3]);
+  }
+}
+
+// ---- 2: blockIdx.z 0: S (S_loc) becomes the state entering each chunk; 1: dS (dS_off) becomes G,
+// the gradient of the state leaving each chunk. Four chunks' loads in flight per thread. ----
+__global__ void __launch_bounds__(256) state_pass_kernel(Dims z, float* S, float* dS, const float* decay) {
+  const int e = (blockIdx.x * blockDim.x + threadIdx.x) * 4;
+  if (e >= kP * kN) return;
+  const int bh = blockIdx.y;
+  const bool reverse = blockIdx.z == 1;
+  float* base = (reverse ? dS : S) + int64_t(bh) * z.nc * (kP * kN) + e;
+  const float* dec = decay + int64_t(bh) * z.nc;
+  constexpr int kAhead = 4;
+  float4 H = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  for (int i0 = 0; i0 < z.nc; i0 += kAhead) {
+    float4 loc[kAhead];
+    float T[kAhead];
+#pragma unroll
+    for (int i = 0; i < kAhead; ++i) {
+      const int c = reverse ? z.nc - 1 - (i0 + i) : i0 + i;
+      if (i0 + i < z.nc) {
+        loc[i] = __ldcs(reinterpret_cast<const float4*>(base + int64_t(c) * (kP * kN)));
+        T[i] = exp2f(dec[c]);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kAhead; ++i) {
+      const int c = reverse ? z.nc - 1 - (i0 + i) : i0 + i;
+      if (i0 + i < z.nc) {
+        *reinterpret_cast<float4*>(base + int64_t(c) * (kP * kN)) = H;
+        H.x = T[i] * H.x + loc[i].x, H.y = T[i] * H.y + loc[i].y;
+        H.z = T[i] * H.z + loc[i].z, H.w = T[i] * H.w + loc[i].w;
+      }
+    }
+  }
+}
+
+// ---- 3: the fused per-chunk backward ----
+struct BwdSmem {
+  __nv_bfloat16 b[kQ * kLdN], c[kQ * kLdN];     // the group's B, C [token, d_state]
+  __nv_bfloat16 x[kQ * kLdP], dy[kQ * kLdP];    // the head's x, dy [token, head_dim]
+  __nv_bfloat16 s_in[kP * kLdN], g[kP * kLdN];  // the head's S_in and G [head_dim, d_state]
+  __nv_bfloat16 m[kQ * kLdQ], dml[kQ * kLdQ];   // M and dM∘L [token i, token j], tiles i ≥ j only
+  float dB[kQ * kLdAcc], dC[kQ * kLdAcc];       // Σ over the group's heads [token, d_state]
+  float dt[kQ], a2[kQ], col[kWarps][kQ], part[kQ], om[kQ], sx[kQ], red[32];
+};
+
+struct FusedArgs {
+  const float *x, *dt, *A, *B, *C, *D, *dy, *S, *dS;
+  float *dx, *ddt, *dA, *dB, *dC, *dD;
+};
+
+// acc[16 rows × 64 cols] += A·B over kK, A: 16 rows at a (row-major, ld lda), scaled per row by
+// (s_lo, s_hi) when kScale; B = [k, n] row-major at b (ld ldb), n offset n0.
+template <int kK, bool kScale>
+__device__ __forceinline__ void mma_rows_kn(float (&acc)[8][4], const __nv_bfloat16* a, int lda,
+                                            const __nv_bfloat16* b, int ldb, int n0, float s_lo = 1.0f,
+                                            float s_hi = 1.0f) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int ks = 0; ks < kK / 16; ++ks) {
+    uint32_t af[4];
+    ldsm_x4(af, a + (lane & 15) * lda + ks * 16 + (lane >> 4) * 8);
+    if constexpr (kScale) {
+      af[0] = scale_bf16x2(af[0], s_lo, s_lo), af[2] = scale_bf16x2(af[2], s_lo, s_lo);
+      af[1] = scale_bf16x2(af[1], s_hi, s_hi), af[3] = scale_bf16x2(af[3], s_hi, s_hi);
+    }
+#pragma unroll
+    for (int pt = 0; pt < 4; ++pt) {
+      uint32_t bf[4];
+      ldsm_x4_trans(
+          bf, b + (ks * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ldb + n0 + pt * 16 + (lane >> 4) * 8);
+      mma_bf16(acc[2 * pt], af, bf[0], bf[1]);
+      mma_bf16(acc[2 * pt + 1], af, bf[2], bf[3]);
+    }
+  }
+}
+
+// acc[16 rows × 64 cols] += A·Bᵀ over kK, A: 16 rows at a (ld lda); Bᵀ = [n, k] row-major at b (ld ldb).
+template <int kK>
+__device__ __forceinline__ void mma_rows_nk(float (&acc)[8][4], const __nv_bfloat16* a, int lda,
+                                            const __nv_bfloat16* b, int ldb, int max_tile = 3) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int ks = 0; ks < kK / 16; ++ks) {
+    uint32_t af[4];
+    ldsm_x4(af, a + (lane & 15) * lda + ks * 16 + (lane >> 4) * 8);
+#pragma unroll
+    for (int st = 0; st < 4; ++st) {
+      if (st > max_tile) continue;
+      uint32_t bf[4];
+      ldsm_x4(bf, b + (st * 16 + (lane & 7) + (lane >> 4) * 8) * ldb + ks * 16 + ((lane >> 3) & 1) * 8);
+      mma_bf16(acc[2 * st], af, bf[0], bf[1]);
+      mma_bf16(acc[2 * st + 1], af, bf[2], bf[3]);
+    }
+  }
+}
+
+// acc[16 rows (j) × 64 cols] += Aᵀ·B over the token tiles kt ≥ warp, where A = [i, j] is stored
+// row-major at a (ld kLdQ, the warp's columns j) and B = [i, n] at b (ld ldb), n offset n0.
+__device__ __forceinline__ void mma_causal_tn(float (&acc)[8][4], const __nv_bfloat16* a,
+                                              const __nv_bfloat16* b, int ldb, int n0) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int kt = 0; kt < kQ / 16; ++kt) {
+    if (kt < warp) continue;
+    uint32_t af[4];
+    ldsm_x4_trans(af,
+                  a + (kt * 16 + (lane & 7) + (lane >> 4) * 8) * kLdQ + warp * 16 + ((lane >> 3) & 1) * 8);
+#pragma unroll
+    for (int pt = 0; pt < 4; ++pt) {
+      uint32_t bf[4];
+      ldsm_x4_trans(
+          bf, b + (kt * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ldb + n0 + pt * 16 + (lane >> 4) * 8);
+      mma_bf16(acc[2 * pt], af, bf[0], bf[1]);
+      mma_bf16(acc[2 * pt + 1], af, bf[2], bf[3]);
+    }
+  }
+}
+
+// Σ over the 4 lanes of a quad (the lanes holding one accumulator row).
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// dst rows (the warp's 16, fp32, ld kLdAcc) += acc, columns n0 + [0, 64).
+__device__ __forceinline__ void add_rows(float* dst, const float (&acc)[8][4], int n0) {
+  const int lane = threadIdx.x & 31, row = (threadIdx.x >> 5) * 16 + (lane >> 2), col = n0 + 2 * (lane & 3);
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) {
+    float2* lo = reinterpret_cast<float2*>(dst + row * kLdAcc + col + nt * 8);
+    float2* hi = reinterpret_cast<float2*>(dst + (row + 8) * kLdAcc + col + nt * 8);
+    lo->x += acc[nt][0], lo->y += acc[nt][1], hi->x += acc[nt][2], hi->y += acc[nt][3];
+  }
+}
+
+__global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  BwdSmem& s = *reinterpret_cast<BwdSmem*>(smem_raw);
+  const int c = blockIdx.x, grp = blockIdx.y, b = blockIdx.z, t0 = c * kQ, valid = min(kQ, z.L - t0);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gq = lane >> 2, qd = lane & 3;
+  const int r0 = warp * 16, i_lo = r0 + gq, i_hi = i_lo + 8;
+  const int64_t bc_rows = (int64_t(b) * z.L + t0) * z.G + grp;  // (b, t0, group) row of B, C
+  load_bf16<kQ, kN, kLdN>(s.b, f.B + bc_rows * kN, int64_t(z.G) * kN, valid);
+  load_bf16<kQ, kN, kLdN>(s.c, f.C + bc_rows * kN, int64_t(z.G) * kN, valid);
+  for (int i = threadIdx.x; i < kQ * kLdAcc; i += kThreads) s.dB[i] = s.dC[i] = 0.0f;
+  __syncthreads();
+  // C·Bᵀ for the warp's rows i, tiles j ≤ i: shared by the group's heads.
+  float cb[8][4] = {};
+  mma_rows_nk<kN>(cb, &s.c[r0 * kLdN], kLdN, s.b, kLdN, warp);
+
+  for (int hk = 0; hk < z.hpg; ++hk) {
+    const int h = grp * z.hpg + hk;
+    const int64_t tok = (int64_t(b) * z.L + t0) * z.H + h;  // (b, t0, h) row of x, dy, dt
+    load_bf16<kQ, kP, kLdP>(s.x, f.x + tok * kP, int64_t(z.H) * kP, valid);
+    load_bf16<kQ, kP, kLdP>(s.dy, f.dy + tok * kP, int64_t(z.H) * kP, valid);
+    // S_in, G → bf16, and dT = Σ G∘S_in in fp32 (the gradient of the chunk decay T).
+    const float* S = f.S + state_offset(z, b, h, c);
+    const float* Gs = f.dS + state_offset(z, b, h, c);
+    float dT_part = 0.0f;
+    for (int i = threadIdx.x; i < kP * kN / 4; i += kThreads) {
+      const int r = i / (kN / 4), col = (i % (kN / 4)) * 4;
+      const float4 sv = *reinterpret_cast<const float4*>(S + r * kN + col);
+      const float4 gv = *reinterpret_cast<const float4*>(Gs + r * kN + col);
+      dT_part += sv.x * gv.x + sv.y * gv.y + sv.z * gv.z + sv.w * gv.w;
+      *reinterpret_cast<uint2*>(&s.s_in[r * kLdN + col]) =
+          make_uint2(pack_bf16(sv.x, sv.y), pack_bf16(sv.z, sv.w));
+      *reinterpret_cast<uint2*>(&s.g[r * kLdN + col]) =
+          make_uint2(pack_bf16(gv.x, gv.y), pack_bf16(gv.z, gv.w));
+    }
+    for (int i = threadIdx.x; i < kWarps * kQ; i += kThreads) (&s.col[0][0])[i] = 0.0f;
+    if (warp == 0) chunk_cumsum(f.dt + tok, z.H, valid, f.A[h], s.dt, s.a2);
+    const float dT = mamba::cuda::block_sum(dT_part, s.red);  // also the barrier after the loads
+
+    const float a_lo = s.a2[i_lo], a_hi = s.a2[i_hi], a_last = s.a2[kQ - 1];
+    const float e_lo = exp2f(a_lo), e_hi = exp2f(a_hi);
+    const float w_lo = exp2f(fminf(a_last - a_lo, 0.0f)), w_hi = exp2f(fminf(a_last - a_hi, 0.0f));
+    const float dt_lo = s.dt[i_lo], dt_hi = s.dt[i_hi];
+    // dM = dy·Xdᵀ = (dy·xᵀ)∘dt_j; M = C·Bᵀ∘L. Rows i of the warp, tiles j ≤ i.
+    float row_lo = 0.0f, row_hi = 0.0f;
+    {
+      float dyx[8][4] = {};
+      mma_rows_nk<kP>(dyx, &s.dy[r0 * kLdP], kLdP, s.x, kLdP, warp);
+#pragma unroll
+      for (int st = 0; st < 4; ++st) {
+        if (st > warp) continue;
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int nt = 2 * st + half, j = st * 16 + half * 8 + 2 * qd;
+          float col_w[2], m[4], dml[4];  // m, dml: C-fragment order (row lo: 0, 1; hi: 2, 3)
+#pragma unroll
+          for (int jj = 0; jj < 2; ++jj) {
+            const float a_j = s.a2[j + jj], dt_j = s.dt[j + jj];
+            // Selects, not products: exp2 of a positive difference (j > i) may overflow.
+            const float l_lo = j + jj <= i_lo ? exp2f(fminf(a_lo - a_j, 0.0f)) : 0.0f;
+            const float l_hi = j + jj <= i_hi ? exp2f(fminf(a_hi - a_j, 0.0f)) : 0.0f;
+            const float dm_lo = dyx[nt][jj] * dt_j, dm_hi = dyx[nt][2 + jj] * dt_j;
+            m[jj] = cb[nt][jj] * l_lo, m[2 + jj] = cb[nt][2 + jj] * l_hi;
+            row_lo += dm_lo * m[jj], row_hi += dm_hi * m[2 + jj];
+            col_w[jj] = dm_lo * m[jj] + dm_hi * m[2 + jj];
+            dml[jj] = dm_lo * l_lo, dml[2 + jj] = dm_hi * l_hi;
+          }
+          *reinterpret_cast<uint32_t*>(&s.m[i_lo * kLdQ + j]) = pack_bf16(m[0], m[1]);
+          *reinterpret_cast<uint32_t*>(&s.m[i_hi * kLdQ + j]) = pack_bf16(m[2], m[3]);
+          *reinterpret_cast<uint32_t*>(&s.dml[i_lo * kLdQ + j]) = pack_bf16(dml[0], dml[1]);
+          *reinterpret_cast<uint32_t*>(&s.dml[i_hi * kLdQ + j]) = pack_bf16(dml[2], dml[3]);
+#pragma unroll
+          for (int jj = 0; jj < 2; ++jj) {
+            float v = col_w[jj];
+            v += __shfl_xor_sync(0xffffffffu, v, 4);
+            v += __shfl_xor_sync(0xffffffffu, v, 8);
+            v += __shfl_xor_sync(0xffffffffu, v, 16);
+            if (gq == 0) s.col[warp][j + jj] = v;
+          }
+        }
+      }
+    }
+    row_lo = quad_sum(row_lo), row_hi = quad_sum(row_hi);
+    __syncthreads();  // M and dM∘L complete
+
+    // ε_i = e_i·Σ_p dy·(C·S_inᵀ), and dC += dM∘L·B + (e∘dy)·S_in (the warp's rows i).
+    float eps_lo = 0.0f, eps_hi = 0.0f;
+    {
+      float v[8][4] = {};
+      mma_rows_nk<kN>(v, &s.c[r0 * kLdN], kLdN, s.s_in, kLdN);
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const int p = nt * 8 + 2 * qd;
+        const float2 d_lo =
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.dy[i_lo * kLdP + p]));
+        const float2 d_hi =
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.dy[i_hi * kLdP + p]));
+        eps_lo += d_lo.x * v[nt][0] + d_lo.y * v[nt][1];
+        eps_hi += d_hi.x * v[nt][2] + d_hi.y * v[nt][3];
+      }
+      eps_lo = e_lo * quad_sum(eps_lo), eps_hi = e_hi * quad_sum(eps_hi);
+    }
+#pragma unroll
+    for (int n0 = 0; n0 < kN; n0 += 64) {
+      float acc[8][4] = {};
+      // dM∘L [i, j] · B [j, n] over the tiles j ≤ i (the rest of the row is zero).
+#pragma unroll
+      for (int st = 0; st < 4; ++st) {
+        if (st <= warp)
+          mma_rows_kn<16, false>(acc, &s.dml[r0 * kLdQ + st * 16], kLdQ, &s.b[st * 16 * kLdN], kLdN, n0);
+      }
+      mma_rows_kn<kP, true>(acc, &s.dy[r0 * kLdP], kLdP, s.s_in, kLdN, n0, e_lo, e_hi);
+      add_rows(s.dC, acc, n0);
+    }
+    // U = B·Gᵀ; ω_j = w_j·dt_j·Σ_p x·U; dXd = Mᵀ·dy + w∘U (the warp's rows j).
+    float om_lo = 0.0f, om_hi = 0.0f, sx_lo = 0.0f, sx_hi = 0.0f;
+    {
+      float u[8][4] = {};
+      mma_rows_nk<kN>(u, &s.b[r0 * kLdN], kLdN, s.g, kLdN);
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const int p = nt * 8 + 2 * qd;
+        const float2 x_lo =
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.x[i_lo * kLdP + p]));
+        const float2 x_hi =
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.x[i_hi * kLdP + p]));
+        om_lo += x_lo.x * u[nt][0] + x_lo.y * u[nt][1];
+        om_hi += x_hi.x * u[nt][2] + x_hi.y * u[nt][3];
+        u[nt][0] *= w_lo, u[nt][1] *= w_lo, u[nt][2] *= w_hi, u[nt][3] *= w_hi;
+      }
+      om_lo = w_lo * dt_lo * quad_sum(om_lo), om_hi = w_hi * dt_hi * quad_sum(om_hi);
+      mma_causal_tn(u, s.m, s.dy, kLdP, 0);  // u is now dXd
+      // dx = dt·dXd + D·dy; Σ_p x·dXd; dD = Σ dy·x: x, dy in fp32.
+      const float* xg = f.x + tok * kP;
+      const float* dyg = f.dy + tok * kP;
+      float* dxg = f.dx + tok * kP;
+      const int64_t rs = int64_t(z.H) * kP;
+      float dd[8][2] = {};
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const int p = nt * 8 + 2 * qd;
+        const float D0 = z.d_per_channel ? f.D[h * kP + p] : f.D[h];
+        const float D1 = z.d_per_channel ? f.D[h * kP + p + 1] : f.D[h];
+#pragma unroll
+        for (int hi = 0; hi < 2; ++hi) {
+          const int i = hi ? i_hi : i_lo;
+          if (i >= valid) continue;
+          const float d = hi ? dt_hi : dt_lo;
+          const float2 xv = *reinterpret_cast<const float2*>(xg + i * rs + p);
+          const float2 dyv = *reinterpret_cast<const float2*>(dyg + i * rs + p);
+          const float g0 = u[nt][2 * hi], g1 = u[nt][2 * hi + 1];
+          *reinterpret_cast<float2*>(dxg + i * rs + p) =
+              make_float2(d * g0 + D0 * dyv.x, d * g1 + D1 * dyv.y);
+          (hi ? sx_hi : sx_lo) += xv.x * g0 + xv.y * g1;
+          dd[nt][0] += dyv.x * xv.x, dd[nt][1] += dyv.y * xv.y;
+        }
+      }
+      sx_lo = quad_sum(sx_lo), sx_hi = quad_sum(sx_hi);
+      if (z.d_per_channel) {
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+          for (int k = 0; k < 2; ++k) {
+            float v = dd[nt][k];
+            v += __shfl_xor_sync(0xffffffffu, v, 4);
+            v += __shfl_xor_sync(0xffffffffu, v, 8);
+            v += __shfl_xor_sync(0xffffffffu, v, 16);
+            if (gq == 0) atomicAdd(&f.dD[h * kP + nt * 8 + 2 * qd + k], v);
+          }
+      } else {
+        float v = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) v += dd[nt][0] + dd[nt][1];
+        v = mamba::cuda::warp_sum(v);
+        if (lane == 0) atomicAdd(&f.dD[h], v);
+      }
+    }
+    // dB += (dM∘L)ᵀ·C + (w∘Xd)·G (the warp's rows j).
+#pragma unroll
+    for (int n0 = 0; n0 < kN; n0 += 64) {
+      float acc[8][4] = {};
+      mma_causal_tn(acc, s.dml, s.c, kLdN, n0);
+      mma_rows_kn<kP, true>(acc, &s.x[r0 * kLdP], kLdP, s.g, kLdN, n0, w_lo * dt_lo, w_hi * dt_hi);
+      add_rows(s.dB, acc, n0);
+    }
+    if (qd == 0) {
+      s.part[i_lo] = row_lo - om_lo + eps_lo, s.part[i_hi] = row_hi - om_hi + eps_hi;
+      s.om[i_lo] = om_lo, s.om[i_hi] = om_hi;
+      s.sx[i_lo] = sx_lo, s.sx[i_hi] = sx_hi;
+    }
+    __syncthreads();  // part, om, sx, col complete
+
+    // dcs → its reverse cumulative sum da; ddt, dA (warp 0, lane l: tokens 2l, 2l+1).
+    if (warp == 0) {
+      float dcs[2], om_sum = 0.0f;
+#pragma unroll
+      for (int k = 0; k < 2; ++k) {
+        const int i = 2 * lane + k;
+        dcs[k] = s.part[i] - (s.col[0][i] + s.col[1][i] + s.col[2][i] + s.col[3][i]);
+        om_sum += s.om[i];
+      }
+      om_sum = mamba::cuda::warp_sum(om_sum);
+      // cs_last also carries every ω (through w) and the chunk decay T.
+      if (lane == 31) dcs[1] += om_sum + dT * exp2f(a_last);
+      float run = dcs[0] + dcs[1];  // suffix sum over lanes ≥ this one
+#pragma unroll
+      for (int off = 1; off < 32; off <<= 1) {
+        const float down = __shfl_down_sync(0xffffffffu, run, off);
+        if (lane + off < 32) run += down;
+      }
+      const float da[2] = {run, run - dcs[0]};
+      float dA_part = 0.0f;
+#pragma unroll
+      for (int k = 0; k < 2; ++k) {
+        const int i = 2 * lane + k;
+        if (i >= valid) continue;
+        const float dak = (t0 + i == 0) ? 0.0f : da[k];  // no state before the first token
+        f.ddt[tok + int64_t(i) * z.H] = f.A[h] * dak + s.sx[i];
+        dA_part += s.dt[i] * dak;
+      }
+      dA_part = mamba::cuda::warp_sum(dA_part);
+      if (lane == 0) atomicAdd(&f.dA[h], dA_part);
+    }
+    __syncthreads();  // the next head's loads overwrite the tiles, dt and a2
+  }
+  // dB, dC of the chunk's rows (each block owns its (batch, chunk, group) rows).
+  for (int i = threadIdx.x; i < valid * (kN / 4); i += kThreads) {
+    const int r = i / (kN / 4), col = (i % (kN / 4)) * 4;
+    const int64_t at = (bc_rows + int64_t(r) * z.G) * kN + col;
+    *reinterpret_cast<float4*>(f.dB + at) = *reinterpret_cast<const float4*>(&s.dB[r * kLdAcc + col]);
+    *reinterpret_cast<float4*>(f.dC + at) = *reinterpret_cast<const float4*>(&s.dC[r * kLdAcc + col]);
+  }
+}
+
+}  // namespace
+
+bool ssd_bwd_fast_supported(const SsdArgs& a) {
+  if (a.x.dim() != 4 || a.B.dim() != 4 || a.C.dim() != 4 || a.dt.dim() != 3) return false;
+  const int64_t batch = a.x.size(0), L = a.x.size(1), H = a.x.size(2), G = a.B.size(2);
+  if (a.x.size(3) != kP || a.B.size(3) != kN || G < 1 || H % G != 0) return false;
+  if (a.B.shape() != a.C.shape() || a.B.size(0) != batch || a.B.size(1) != L) return false;
+  if (!(a.D.numel() == H || a.D.numel() == H * kP)) return false;
+  for (const Tensor* t : {&a.x, &a.dt, &a.A, &a.B, &a.C, &a.D})
+    if (t->dtype() != DType::f32 || !t->is_contiguous()) return false;
+  // Grid limits (y: groups, batch·heads; z: batch) and 32-bit token indices inside a chunk.
+  return batch <= 65535 && G <= 65535 && batch * H <= 65535 && L < (int64_t(1) << 30);
+}
+
+SsdGrads ssd_bwd_cuda_fast(const SsdArgs& a, const Tensor& dy_in) {
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&a.x, &a.dt, &a.A, &a.B, &a.C, &a.D, &dy_in})
+    mamba::cuda::check_cuda_tensor(*t, "ssd_bwd argument");
+  MAMBA_CHECK(ssd_bwd_fast_supported(a), "ssd_bwd (CUDA, fast): unsupported shape");
+  const Tensor dy = dy_in.contiguous();
+  MAMBA_CHECK(dy.shape() == a.x.shape() && dy.dtype() == DType::f32);
+  Dims z{};
+  z.batch = static_cast<int>(a.x.size(0)), z.L = static_cast<int>(a.x.size(1));
+  z.H = static_cast<int>(a.x.size(2)), z.G = static_cast<int>(a.B.size(2)), z.hpg = z.H / z.G;
+  z.nc = (z.L + kQ - 1) / kQ;
+  z.d_per_channel = a.D.numel() == int64_t(z.H) * kP;
+  SsdGrads g;
+  g.dx = Tensor::empty(a.x.shape(), DType::f32, Device::cuda);
+  g.ddt = Tensor::empty(a.dt.shape(), DType::f32, Device::cuda);
+  g.dA = Tensor::zeros({z.H}, DType::f32, Device::cuda);
+  g.dB = Tensor::empty(a.B.shape(), DType::f32, Device::cuda);
+  g.dC = Tensor::empty(a.C.shape(), DType::f32, Device::cuda);
+  g.dD = Tensor::zeros(a.D.shape(), DType::f32, Device::cuda);
+  if (z.batch == 0 || z.L == 0) return g;
+  const int64_t n_states = int64_t(z.batch) * z.H * z.nc;
+  const Tensor S = Tensor::empty({z.batch, z.H, z.nc, kP, kN}, DType::f32, Device::cuda);
+  const Tensor dS = Tensor::empty({z.batch, z.H, z.nc, kP, kN}, DType::f32, Device::cuda);
+  const Tensor decay = Tensor::empty({n_states}, DType::f32, Device::cuda);
+  cudaStream_t st = mamba::cuda::stream();
+  const dim3 local_grid(static_cast<unsigned>(z.nc), static_cast<unsigned>(z.H),
+                        static_cast<unsigned>(z.batch));
+  chunk_local_state_kernel<false>
+      <<<local_grid, kThreads, 0, st>>>(z, a.x.f32(), a.B.f32(), a.dt.f32(), a.A.f32(), S.f32(), decay.f32());
+  CUDA_CHECK_LAUNCH();
+  chunk_local_state_kernel<true>
+      <<<local_grid, kThreads, 0, st>>>(z, dy.f32(), a.C.f32(), a.dt.f32(), a.A.f32(), dS.f32(), decay.f32());
+  CUDA_CHECK_LAUNCH();
+  state_pass_kernel<<<dim3((kP * kN / 4 + 255) / 256, static_cast<unsigned>(z.batch * z.H), 2), 256, 0, st>>>(
+      z, S.f32(), dS.f32(), decay.f32());
+  CUDA_CHECK_LAUNCH();
+  static const bool smem_opt_in = [] {  // once per process (current device)
+    CUDA_CHECK(cudaFuncSetAttribute(chunk_bwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(sizeof(BwdSmem))));
+    return true;
+  }();
+  (void)smem_opt_in;
+  FusedArgs f{};
+  f.x = a.x.f32(), f.dt = a.dt.f32(), f.A = a.A.f32(), f.B = a.B.f32(), f.C = a.C.f32(), f.D = a.D.f32();
+  f.dy = dy.f32(), f.S = S.f32(), f.dS = dS.f32();
+  f.dx = g.dx.f32(), f.ddt = g.ddt.f32(), f.dA = g.dA.f32(), f.dB = g.dB.f32(), f.dC = g.dC.f32();
+  f.dD = g.dD.f32();
+  chunk_bwd_kernel<<<dim3(static_cast<unsigned>(z.nc), static_cast<unsigned>(z.G),
+                          static_cast<unsigned>(z.batch)),
+                     kThreads, sizeof(BwdSmem), st>>>(z, f);
+  CUDA_CHECK_LAUNCH();
+  return g;
+}
+
+}  // namespace mamba::ops
