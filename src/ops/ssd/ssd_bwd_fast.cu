@@ -3,13 +3,15 @@
 // Q×Q terms (C·Bᵀ, the decay mask L, M = C·Bᵀ∘L and dM = dy·Xdᵀ) never leave the chip:
 //   1. chunk_local_state_kernel: per (batch, head, chunk) S_loc = (w∘Xd)ᵀ·B and (e∘dy)ᵀ·C, and the
 //      chunk's log2 decay;
-//   2. state_pass_kernel: forward S_in[c] and reverse G[c] = dS_in[c+1] (elementwise over chunks);
+//   2. state_pass_kernel: forward S_in[c] and reverse G[c] = dS_in[c+1] (elementwise over chunks,
+//      fp32 carry, bf16 in memory: the states are most of the backward's memory traffic);
 //   3. chunk_bwd_kernel: per (batch, group, chunk), the group's heads one after another: dx, ddt,
 //      the dcs → dA terms, dD, and dB, dC summed over the heads in shared memory (deterministic, no
-//      per-head buffers; only dA and dD take atomics, one per block and head).
-// Inputs are fp32 tensors: tiles are rounded to bf16 as they are copied to shared memory (so plain
-// vector loads, not cp.async, which cannot convert). The elementwise terms (dx's D·dy, Σ x·dXd, dD)
-// read x and dy in fp32.
+//      per-head buffers; only dA and dD take atomics, one per block and head). The next head's
+//      states stream in by cp.async while a head computes.
+// x, B, C and dy are fp32 tensors: their tiles are rounded to bf16 as they are copied to shared
+// memory (plain vector loads: cp.async cannot convert). The elementwise terms (dx's D·dy, Σ x·dXd,
+// dD) read x and dy in fp32.
 #include <cuda_bf16.h>
 
 #include <cstdint>
@@ -54,8 +56,10 @@ template <int kRows, int kCols, int kLd>
 __device__ __forceinline__ void load_bf16(__nv_bfloat16* dst, const float* src, int64_t row_stride,
                                           int valid_rows) {
   constexpr int kVec = kCols / 4;
-  for (int i = threadIdx.x; i < kRows * kVec; i += kThreads) {
-    const int r = i / kVec, col = (i % kVec) * 4;
+  static_assert(kRows * kVec % kThreads == 0, "whole rounds of float4 loads");
+#pragma unroll  // all loads in flight before the first store
+  for (int j = 0; j < kRows * kVec / kThreads; ++j) {
+    const int i = threadIdx.x + j * kThreads, r = i / kVec, col = (i % kVec) * 4;
     float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (r < valid_rows) v = *reinterpret_cast<const float4*>(src + r * row_stride + col);
     uint2 packed;
@@ -94,7 +98,7 @@ struct LocalStateSmem {
 template <bool kReverse>
 __global__ void __launch_bounds__(kThreads)
     chunk_local_state_kernel(Dims z, const float* v, const float* k, const float* dt, const float* A,
-                             float* out, float* decay) {
+                             __nv_bfloat16* out, float* decay) {
   __shared__ LocalStateSmem s;
   const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / z.hpg, t0 = c * kQ;
   const int valid = min(kQ, z.L - t0), lane = threadIdx.x & 31, warp = threadIdx.x >> 5, qd = lane & 3;
@@ -129,34 +133,38 @@ __global__ void __launch_bounds__(kThreads)
       mma_bf16(acc[2 * nt2 + 1], a, bk[2], bk[3]);
     }
   }
-  float* o = out + state_offset(z, b, h, c);
+  __nv_bfloat16* o = out + state_offset(z, b, h, c);
   const int row = warp * 16 + (lane >> 2), col = 2 * qd;
 #pragma unroll
   for (int nt = 0; nt < kN / 8; ++nt) {
-    *reinterpret_cast<float2*>(o + row * kN + nt * 8 + col) = make_float2(acc[nt][0], acc[nt][1]);
-    *reinterpret_cast<float2*>(o + (row + 8) * kN + nt * 8 + col) = make_float2(acc[nt][2], acc[nt][3]);
+    *reinterpret_cast<uint32_t*>(o + row * kN + nt * 8 + col) = pack_bf16(acc[nt][0], acc[nt][1]);
+    *reinterpret_cast<uint32_t*>(o + (row + 8) * kN + nt * 8 + col) = pack_bf16(acc[nt][2], acc[nt][3]);
   }
 }
 
 // ---- 2: blockIdx.z 0: S (S_loc) becomes the state entering each chunk; 1: dS (dS_off) becomes G,
-// the gradient of the state leaving each chunk. Four chunks' loads in flight per thread. ----
-__global__ void __launch_bounds__(256) state_pass_kernel(Dims z, float* S, float* dS, const float* decay) {
-  const int e = (blockIdx.x * blockDim.x + threadIdx.x) * 4;
+// the gradient of the state leaving each chunk. bf16 in memory, fp32 carry; four chunks' loads in
+// flight per thread. ----
+constexpr int kPassVec = 8;  // state elements per thread (16 bytes)
+
+__global__ void __launch_bounds__(256)
+    state_pass_kernel(Dims z, __nv_bfloat16* S, __nv_bfloat16* dS, const float* decay) {
+  const int e = (blockIdx.x * blockDim.x + threadIdx.x) * kPassVec;
   if (e >= kP * kN) return;
   const int bh = blockIdx.y;
   const bool reverse = blockIdx.z == 1;
-  float* base = (reverse ? dS : S) + int64_t(bh) * z.nc * (kP * kN) + e;
+  __nv_bfloat16* base = (reverse ? dS : S) + int64_t(bh) * z.nc * (kP * kN) + e;
   const float* dec = decay + int64_t(bh) * z.nc;
   constexpr int kAhead = 4;
-  float4 H = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  float H[kPassVec] = {};
   for (int i0 = 0; i0 < z.nc; i0 += kAhead) {
-    float4 loc[kAhead];
+    uint4 loc[kAhead];
     float T[kAhead];
 #pragma unroll
     for (int i = 0; i < kAhead; ++i) {
       const int c = reverse ? z.nc - 1 - (i0 + i) : i0 + i;
       if (i0 + i < z.nc) {
-        loc[i] = __ldcs(reinterpret_cast<const float4*>(base + int64_t(c) * (kP * kN)));
+        loc[i] = __ldcs(reinterpret_cast<const uint4*>(base + int64_t(c) * (kP * kN)));
         T[i] = exp2f(dec[c]);
       }
     }
@@ -164,9 +172,16 @@ __global__ void __launch_bounds__(256) state_pass_kernel(Dims z, float* S, float
     for (int i = 0; i < kAhead; ++i) {
       const int c = reverse ? z.nc - 1 - (i0 + i) : i0 + i;
       if (i0 + i < z.nc) {
-        *reinterpret_cast<float4*>(base + int64_t(c) * (kP * kN)) = H;
-        H.x = T[i] * H.x + loc[i].x, H.y = T[i] * H.y + loc[i].y;
-        H.z = T[i] * H.z + loc[i].z, H.w = T[i] * H.w + loc[i].w;
+        const uint32_t in[4] = {loc[i].x, loc[i].y, loc[i].z, loc[i].w};
+        uint32_t outv[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          outv[k] = pack_bf16(H[2 * k], H[2 * k + 1]);
+          const float2 l = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&in[k]));
+          H[2 * k] = T[i] * H[2 * k] + l.x, H[2 * k + 1] = T[i] * H[2 * k + 1] + l.y;
+        }
+        *reinterpret_cast<uint4*>(base + int64_t(c) * (kP * kN)) =
+            make_uint4(outv[0], outv[1], outv[2], outv[3]);
       }
     }
   }
@@ -174,16 +189,17 @@ __global__ void __launch_bounds__(256) state_pass_kernel(Dims z, float* S, float
 
 // ---- 3: the fused per-chunk backward ----
 struct BwdSmem {
-  __nv_bfloat16 b[kQ * kLdN], c[kQ * kLdN];     // the group's B, C [token, d_state]
-  __nv_bfloat16 x[kQ * kLdP], dy[kQ * kLdP];    // the head's x, dy [token, head_dim]
-  __nv_bfloat16 s_in[kP * kLdN], g[kP * kLdN];  // the head's S_in and G [head_dim, d_state]
-  __nv_bfloat16 m[kQ * kLdQ], dml[kQ * kLdQ];   // M and dM∘L [token i, token j], tiles i ≥ j only
-  float dB[kQ * kLdAcc], dC[kQ * kLdAcc];       // Σ over the group's heads [token, d_state]
+  __nv_bfloat16 b[kQ * kLdN], c[kQ * kLdN];           // the group's B, C [token, d_state]
+  __nv_bfloat16 x[kQ * kLdP], dy[kQ * kLdP];          // the head's x, dy [token, head_dim]
+  __nv_bfloat16 s_in[2][kP * kLdN], g[2][kP * kLdN];  // S_in, G [head_dim, d_state]: this head's, the next's
+  __nv_bfloat16 m[kQ * kLdQ], dml[kQ * kLdQ];         // M and dM∘L [token i, token j], tiles i ≥ j only
+  float dB[kQ * kLdAcc], dC[kQ * kLdAcc];             // Σ over the group's heads [token, d_state]
   float dt[kQ], a2[kQ], col[kWarps][kQ], part[kQ], om[kQ], sx[kQ], red[32];
 };
 
 struct FusedArgs {
-  const float *x, *dt, *A, *B, *C, *D, *dy, *S, *dS;
+  const float *x, *dt, *A, *B, *C, *D, *dy;
+  const __nv_bfloat16 *S, *dS;  // S_in and G of each chunk [batch, n_heads, n_chunks, head_dim, d_state]
   float *dx, *ddt, *dA, *dB, *dC, *dD;
 };
 
@@ -272,6 +288,16 @@ __device__ __forceinline__ void add_rows(float* dst, const float (&acc)[8][4], i
   }
 }
 
+// One head's chunk state [head_dim, d_state] (bf16, contiguous) → shared rows of kLdN, async.
+__device__ __forceinline__ void copy_state_async(__nv_bfloat16* dst, const __nv_bfloat16* src) {
+  constexpr int kVec = kN / 8;
+#pragma unroll
+  for (int j = 0; j < kP * kVec / kThreads; ++j) {
+    const int i = threadIdx.x + j * kThreads, r = i / kVec, col = (i % kVec) * 8;
+    cuda::cp_async16(dst + r * kLdN + col, src + r * kN + col, true);
+  }
+}
+
 __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   BwdSmem& s = *reinterpret_cast<BwdSmem*>(smem_raw);
@@ -286,29 +312,35 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
   // C·Bᵀ for the warp's rows i, tiles j ≤ i: shared by the group's heads.
   float cb[8][4] = {};
   mma_rows_nk<kN>(cb, &s.c[r0 * kLdN], kLdN, s.b, kLdN, warp);
+  // The states of the group's heads stream in one head ahead (cp.async, one commit group a head).
+  copy_state_async(s.s_in[0], f.S + state_offset(z, b, grp * z.hpg, c));
+  copy_state_async(s.g[0], f.dS + state_offset(z, b, grp * z.hpg, c));
+  cuda::cp_async_commit();
 
   for (int hk = 0; hk < z.hpg; ++hk) {
-    const int h = grp * z.hpg + hk;
+    const int h = grp * z.hpg + hk, buf = hk & 1;
+    const __nv_bfloat16 *s_in = s.s_in[buf], *s_g = s.g[buf];
+    if (hk + 1 < z.hpg) {  // buf ^ 1 was last read before the previous head's closing barrier
+      copy_state_async(s.s_in[buf ^ 1], f.S + state_offset(z, b, h + 1, c));
+      copy_state_async(s.g[buf ^ 1], f.dS + state_offset(z, b, h + 1, c));
+    }
+    cuda::cp_async_commit();                                // (possibly empty: keeps one group per head)
     const int64_t tok = (int64_t(b) * z.L + t0) * z.H + h;  // (b, t0, h) row of x, dy, dt
     load_bf16<kQ, kP, kLdP>(s.x, f.x + tok * kP, int64_t(z.H) * kP, valid);
     load_bf16<kQ, kP, kLdP>(s.dy, f.dy + tok * kP, int64_t(z.H) * kP, valid);
-    // S_in, G → bf16, and dT = Σ G∘S_in in fp32 (the gradient of the chunk decay T).
-    const float* S = f.S + state_offset(z, b, h, c);
-    const float* Gs = f.dS + state_offset(z, b, h, c);
-    float dT_part = 0.0f;
-    for (int i = threadIdx.x; i < kP * kN / 4; i += kThreads) {
-      const int r = i / (kN / 4), col = (i % (kN / 4)) * 4;
-      const float4 sv = *reinterpret_cast<const float4*>(S + r * kN + col);
-      const float4 gv = *reinterpret_cast<const float4*>(Gs + r * kN + col);
-      dT_part += sv.x * gv.x + sv.y * gv.y + sv.z * gv.z + sv.w * gv.w;
-      *reinterpret_cast<uint2*>(&s.s_in[r * kLdN + col]) =
-          make_uint2(pack_bf16(sv.x, sv.y), pack_bf16(sv.z, sv.w));
-      *reinterpret_cast<uint2*>(&s.g[r * kLdN + col]) =
-          make_uint2(pack_bf16(gv.x, gv.y), pack_bf16(gv.z, gv.w));
-    }
     for (int i = threadIdx.x; i < kWarps * kQ; i += kThreads) (&s.col[0][0])[i] = 0.0f;
     if (warp == 0) chunk_cumsum(f.dt + tok, z.H, valid, f.A[h], s.dt, s.a2);
-    const float dT = mamba::cuda::block_sum(dT_part, s.red);  // also the barrier after the loads
+    cuda::cp_async_wait<1>();  // this head's states have landed (the next head's may be in flight)
+    __syncthreads();
+    // dT = Σ G∘S_in (fp32 sums of the bf16 states): the gradient of the chunk decay T.
+    float dT_part = 0.0f;
+    for (int i = threadIdx.x; i < kP * kN / 2; i += kThreads) {
+      const int r = i / (kN / 2), col = (i % (kN / 2)) * 2;
+      const float2 sv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_in[r * kLdN + col]));
+      const float2 gv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_g[r * kLdN + col]));
+      dT_part += sv.x * gv.x + sv.y * gv.y;
+    }
+    const float dT = mamba::cuda::block_sum(dT_part, s.red);
 
     const float a_lo = s.a2[i_lo], a_hi = s.a2[i_hi], a_last = s.a2[kQ - 1];
     const float e_lo = exp2f(a_lo), e_hi = exp2f(a_hi);
@@ -360,7 +392,7 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
     float eps_lo = 0.0f, eps_hi = 0.0f;
     {
       float v[8][4] = {};
-      mma_rows_nk<kN>(v, &s.c[r0 * kLdN], kLdN, s.s_in, kLdN);
+      mma_rows_nk<kN>(v, &s.c[r0 * kLdN], kLdN, s_in, kLdN);
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
         const int p = nt * 8 + 2 * qd;
@@ -382,14 +414,14 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
         if (st <= warp)
           mma_rows_kn<16, false>(acc, &s.dml[r0 * kLdQ + st * 16], kLdQ, &s.b[st * 16 * kLdN], kLdN, n0);
       }
-      mma_rows_kn<kP, true>(acc, &s.dy[r0 * kLdP], kLdP, s.s_in, kLdN, n0, e_lo, e_hi);
+      mma_rows_kn<kP, true>(acc, &s.dy[r0 * kLdP], kLdP, s_in, kLdN, n0, e_lo, e_hi);
       add_rows(s.dC, acc, n0);
     }
     // U = B·Gᵀ; ω_j = w_j·dt_j·Σ_p x·U; dXd = Mᵀ·dy + w∘U (the warp's rows j).
     float om_lo = 0.0f, om_hi = 0.0f, sx_lo = 0.0f, sx_hi = 0.0f;
     {
       float u[8][4] = {};
-      mma_rows_nk<kN>(u, &s.b[r0 * kLdN], kLdN, s.g, kLdN);
+      mma_rows_nk<kN>(u, &s.b[r0 * kLdN], kLdN, s_g, kLdN);
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
         const int p = nt * 8 + 2 * qd;
@@ -453,7 +485,7 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
     for (int n0 = 0; n0 < kN; n0 += 64) {
       float acc[8][4] = {};
       mma_causal_tn(acc, s.dml, s.c, kLdN, n0);
-      mma_rows_kn<kP, true>(acc, &s.x[r0 * kLdP], kLdP, s.g, kLdN, n0, w_lo * dt_lo, w_hi * dt_hi);
+      mma_rows_kn<kP, true>(acc, &s.x[r0 * kLdP], kLdP, s_g, kLdN, n0, w_lo * dt_lo, w_hi * dt_hi);
       add_rows(s.dB, acc, n0);
     }
     if (qd == 0) {
@@ -539,20 +571,22 @@ SsdGrads ssd_bwd_cuda_fast(const SsdArgs& a, const Tensor& dy_in) {
   g.dD = Tensor::zeros(a.D.shape(), DType::f32, Device::cuda);
   if (z.batch == 0 || z.L == 0) return g;
   const int64_t n_states = int64_t(z.batch) * z.H * z.nc;
-  const Tensor S = Tensor::empty({z.batch, z.H, z.nc, kP, kN}, DType::f32, Device::cuda);
-  const Tensor dS = Tensor::empty({z.batch, z.H, z.nc, kP, kN}, DType::f32, Device::cuda);
+  const Tensor S = Tensor::empty({z.batch, z.H, z.nc, kP, kN}, DType::bf16, Device::cuda);
+  const Tensor dS = Tensor::empty({z.batch, z.H, z.nc, kP, kN}, DType::bf16, Device::cuda);
+  __nv_bfloat16* const S_ptr = S.data<__nv_bfloat16>();
+  __nv_bfloat16* const dS_ptr = dS.data<__nv_bfloat16>();
   const Tensor decay = Tensor::empty({n_states}, DType::f32, Device::cuda);
   cudaStream_t st = mamba::cuda::stream();
   const dim3 local_grid(static_cast<unsigned>(z.nc), static_cast<unsigned>(z.H),
                         static_cast<unsigned>(z.batch));
   chunk_local_state_kernel<false>
-      <<<local_grid, kThreads, 0, st>>>(z, a.x.f32(), a.B.f32(), a.dt.f32(), a.A.f32(), S.f32(), decay.f32());
+      <<<local_grid, kThreads, 0, st>>>(z, a.x.f32(), a.B.f32(), a.dt.f32(), a.A.f32(), S_ptr, decay.f32());
   CUDA_CHECK_LAUNCH();
   chunk_local_state_kernel<true>
-      <<<local_grid, kThreads, 0, st>>>(z, dy.f32(), a.C.f32(), a.dt.f32(), a.A.f32(), dS.f32(), decay.f32());
+      <<<local_grid, kThreads, 0, st>>>(z, dy.f32(), a.C.f32(), a.dt.f32(), a.A.f32(), dS_ptr, decay.f32());
   CUDA_CHECK_LAUNCH();
-  state_pass_kernel<<<dim3((kP * kN / 4 + 255) / 256, static_cast<unsigned>(z.batch * z.H), 2), 256, 0, st>>>(
-      z, S.f32(), dS.f32(), decay.f32());
+  state_pass_kernel<<<dim3((kP * kN / kPassVec + 255) / 256, static_cast<unsigned>(z.batch * z.H), 2), 256, 0,
+                      st>>>(z, S_ptr, dS_ptr, decay.f32());
   CUDA_CHECK_LAUNCH();
   static const bool smem_opt_in = [] {  // once per process (current device)
     CUDA_CHECK(cudaFuncSetAttribute(chunk_bwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -562,7 +596,7 @@ SsdGrads ssd_bwd_cuda_fast(const SsdArgs& a, const Tensor& dy_in) {
   (void)smem_opt_in;
   FusedArgs f{};
   f.x = a.x.f32(), f.dt = a.dt.f32(), f.A = a.A.f32(), f.B = a.B.f32(), f.C = a.C.f32(), f.D = a.D.f32();
-  f.dy = dy.f32(), f.S = S.f32(), f.dS = dS.f32();
+  f.dy = dy.f32(), f.S = S_ptr, f.dS = dS_ptr;
   f.dx = g.dx.f32(), f.ddt = g.ddt.f32(), f.dA = g.dA.f32(), f.dB = g.dB.f32(), f.dC = g.dC.f32();
   f.dD = g.dD.f32();
   chunk_bwd_kernel<<<dim3(static_cast<unsigned>(z.nc), static_cast<unsigned>(z.G),
