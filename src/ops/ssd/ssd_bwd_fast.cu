@@ -7,16 +7,17 @@
 //      fp32 carry, bf16 in memory: the states are most of the backward's memory traffic);
 //   3. chunk_bwd_kernel: per (batch, group, chunk), the group's heads one after another: dx, ddt,
 //      the dcs → dA terms, dD, and dB, dC summed over the heads in shared memory (deterministic, no
-//      per-head buffers; only dA and dD take atomics, one per block and head). The next head's
-//      states stream in by cp.async while a head computes.
-// x, B, C and dy are fp32 tensors: their tiles are rounded to bf16 as they are copied to shared
-// memory (plain vector loads: cp.async cannot convert). The elementwise terms (dx's D·dy, Σ x·dXd,
-// dD) read x and dy in fp32.
+//      per-head buffers; only dA and dD take atomics, one per block and head).
+// x, B, C and dy are fp32 tensors: kernel 1 rounds their tiles to bf16 as it copies them to shared
+// memory (plain vector loads: cp.async cannot convert) and writes x and dy in bf16 for kernel 3,
+// which streams every per-head operand (x, dy, S_in, G) by cp.async, the next head's while a head
+// computes.
 #include <cuda_bf16.h>
 
 #include <cstdint>
 #include <initializer_list>
 
+#include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
@@ -98,7 +99,7 @@ struct LocalStateSmem {
 template <bool kReverse>
 __global__ void __launch_bounds__(kThreads)
     chunk_local_state_kernel(Dims z, const float* v, const float* k, const float* dt, const float* A,
-                             __nv_bfloat16* out, float* decay) {
+                             __nv_bfloat16* out, float* decay, __nv_bfloat16* v16) {
   __shared__ LocalStateSmem s;
   const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / z.hpg, t0 = c * kQ;
   const int valid = min(kQ, z.L - t0), lane = threadIdx.x & 31, warp = threadIdx.x >> 5, qd = lane & 3;
@@ -113,6 +114,17 @@ __global__ void __launch_bounds__(kThreads)
     if (!kReverse && lane == 0) decay[(int64_t(b) * z.H + h) * z.nc + c] = last;
   }
   __syncthreads();
+  {  // v rounded to bf16 for the fused kernel's async copies: [batch, seq_len, n_heads, head_dim]
+    constexpr int kVec = kP / 8;
+    __nv_bfloat16* dst = v16 + ((int64_t(b) * z.L + t0) * z.H + h) * kP;
+#pragma unroll
+    for (int j = 0; j < kQ * kVec / kThreads; ++j) {
+      const int i = threadIdx.x + j * kThreads, r = i / kVec, col = (i % kVec) * 8;
+      if (r < valid)
+        *reinterpret_cast<uint4*>(dst + int64_t(r) * z.H * kP + col) =
+            *reinterpret_cast<const uint4*>(&s.v[r * kLdP + col]);
+    }
+  }
   float acc[kN / 8][4] = {};
 #pragma unroll
   for (int ks = 0; ks < kQ / 16; ++ks) {
@@ -190,7 +202,7 @@ __global__ void __launch_bounds__(256)
 // ---- 3: the fused per-chunk backward ----
 struct BwdSmem {
   __nv_bfloat16 b[kQ * kLdN], c[kQ * kLdN];           // the group's B, C [token, d_state]
-  __nv_bfloat16 x[kQ * kLdP], dy[kQ * kLdP];          // the head's x, dy [token, head_dim]
+  __nv_bfloat16 x[2][kQ * kLdP], dy[2][kQ * kLdP];    // x, dy [token, head_dim]: this head's, the next's
   __nv_bfloat16 s_in[2][kP * kLdN], g[2][kP * kLdN];  // S_in, G [head_dim, d_state]: this head's, the next's
   __nv_bfloat16 m[kQ * kLdQ], dml[kQ * kLdQ];         // M and dM∘L [token i, token j], tiles i ≥ j only
   float dB[kQ * kLdAcc], dC[kQ * kLdAcc];             // Σ over the group's heads [token, d_state]
@@ -198,7 +210,8 @@ struct BwdSmem {
 };
 
 struct FusedArgs {
-  const float *x, *dt, *A, *B, *C, *D, *dy;
+  const float *dt, *A, *B, *C, *D;
+  const __nv_bfloat16 *x, *dy;  // rounded by chunk_local_state_kernel [batch, seq_len, n_heads, head_dim]
   const __nv_bfloat16 *S, *dS;  // S_in and G of each chunk [batch, n_heads, n_chunks, head_dim, d_state]
   float *dx, *ddt, *dA, *dB, *dC, *dD;
 };
@@ -298,6 +311,29 @@ __device__ __forceinline__ void copy_state_async(__nv_bfloat16* dst, const __nv_
   }
 }
 
+// A head's 64-token tile [token, head_dim] (bf16, rows of row_stride) → shared rows of kLdP, async;
+// zero rows past seq_len.
+__device__ __forceinline__ void copy_tile_async(__nv_bfloat16* dst, const __nv_bfloat16* src,
+                                                int64_t row_stride, int valid) {
+  constexpr int kVec = kP / 8;
+#pragma unroll
+  for (int j = 0; j < kQ * kVec / kThreads; ++j) {
+    const int i = threadIdx.x + j * kThreads, r = i / kVec, col = (i % kVec) * 8;
+    cuda::cp_async16(dst + r * kLdP + col, r < valid ? src + r * row_stride + col : src, r < valid);
+  }
+}
+
+// Starts the async copies of head h's x, dy tiles and chunk states into buffer buf, as one group.
+__device__ __forceinline__ void load_head_async(const Dims& z, const FusedArgs& f, BwdSmem& s, int buf, int b,
+                                                int h, int c, int valid) {
+  const int64_t tok = (int64_t(b) * z.L + int64_t(c) * kQ) * z.H + h;
+  copy_tile_async(s.x[buf], f.x + tok * kP, int64_t(z.H) * kP, valid);
+  copy_tile_async(s.dy[buf], f.dy + tok * kP, int64_t(z.H) * kP, valid);
+  copy_state_async(s.s_in[buf], f.S + state_offset(z, b, h, c));
+  copy_state_async(s.g[buf], f.dS + state_offset(z, b, h, c));
+  cuda::cp_async_commit();
+}
+
 __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   BwdSmem& s = *reinterpret_cast<BwdSmem*>(smem_raw);
@@ -312,25 +348,20 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
   // C·Bᵀ for the warp's rows i, tiles j ≤ i: shared by the group's heads.
   float cb[8][4] = {};
   mma_rows_nk<kN>(cb, &s.c[r0 * kLdN], kLdN, s.b, kLdN, warp);
-  // The states of the group's heads stream in one head ahead (cp.async, one commit group a head).
-  copy_state_async(s.s_in[0], f.S + state_offset(z, b, grp * z.hpg, c));
-  copy_state_async(s.g[0], f.dS + state_offset(z, b, grp * z.hpg, c));
-  cuda::cp_async_commit();
+  // The group's heads' tiles and states stream in one head ahead (cp.async, one group a head).
+  load_head_async(z, f, s, 0, b, grp * z.hpg, c, valid);
 
   for (int hk = 0; hk < z.hpg; ++hk) {
     const int h = grp * z.hpg + hk, buf = hk & 1;
-    const __nv_bfloat16 *s_in = s.s_in[buf], *s_g = s.g[buf];
-    if (hk + 1 < z.hpg) {  // buf ^ 1 was last read before the previous head's closing barrier
-      copy_state_async(s.s_in[buf ^ 1], f.S + state_offset(z, b, h + 1, c));
-      copy_state_async(s.g[buf ^ 1], f.dS + state_offset(z, b, h + 1, c));
-    }
-    cuda::cp_async_commit();                                // (possibly empty: keeps one group per head)
-    const int64_t tok = (int64_t(b) * z.L + t0) * z.H + h;  // (b, t0, h) row of x, dy, dt
-    load_bf16<kQ, kP, kLdP>(s.x, f.x + tok * kP, int64_t(z.H) * kP, valid);
-    load_bf16<kQ, kP, kLdP>(s.dy, f.dy + tok * kP, int64_t(z.H) * kP, valid);
+    const __nv_bfloat16 *s_in = s.s_in[buf], *s_g = s.g[buf], *s_x = s.x[buf], *s_dy = s.dy[buf];
+    if (hk + 1 < z.hpg)  // buffer buf ^ 1 was last read before the previous head's closing barrier
+      load_head_async(z, f, s, buf ^ 1, b, h + 1, c, valid);
+    else
+      cuda::cp_async_commit();  // an empty group: one group per head, so wait<1> below holds
+    const int64_t tok = (int64_t(b) * z.L + t0) * z.H + h;  // (b, t0, h) row of dx, dt, ddt
     for (int i = threadIdx.x; i < kWarps * kQ; i += kThreads) (&s.col[0][0])[i] = 0.0f;
     if (warp == 0) chunk_cumsum(f.dt + tok, z.H, valid, f.A[h], s.dt, s.a2);
-    cuda::cp_async_wait<1>();  // this head's states have landed (the next head's may be in flight)
+    cuda::cp_async_wait<1>();  // this head's copies have landed (the next head's may be in flight)
     __syncthreads();
     // dT = Σ G∘S_in (fp32 sums of the bf16 states): the gradient of the chunk decay T.
     float dT_part = 0.0f;
@@ -350,7 +381,7 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
     float row_lo = 0.0f, row_hi = 0.0f;
     {
       float dyx[8][4] = {};
-      mma_rows_nk<kP>(dyx, &s.dy[r0 * kLdP], kLdP, s.x, kLdP, warp);
+      mma_rows_nk<kP>(dyx, &s_dy[r0 * kLdP], kLdP, s_x, kLdP, warp);
 #pragma unroll
       for (int st = 0; st < 4; ++st) {
         if (st > warp) continue;
@@ -397,9 +428,9 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
       for (int nt = 0; nt < 8; ++nt) {
         const int p = nt * 8 + 2 * qd;
         const float2 d_lo =
-            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.dy[i_lo * kLdP + p]));
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_dy[i_lo * kLdP + p]));
         const float2 d_hi =
-            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.dy[i_hi * kLdP + p]));
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_dy[i_hi * kLdP + p]));
         eps_lo += d_lo.x * v[nt][0] + d_lo.y * v[nt][1];
         eps_hi += d_hi.x * v[nt][2] + d_hi.y * v[nt][3];
       }
@@ -414,7 +445,7 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
         if (st <= warp)
           mma_rows_kn<16, false>(acc, &s.dml[r0 * kLdQ + st * 16], kLdQ, &s.b[st * 16 * kLdN], kLdN, n0);
       }
-      mma_rows_kn<kP, true>(acc, &s.dy[r0 * kLdP], kLdP, s_in, kLdN, n0, e_lo, e_hi);
+      mma_rows_kn<kP, true>(acc, &s_dy[r0 * kLdP], kLdP, s_in, kLdN, n0, e_lo, e_hi);
       add_rows(s.dC, acc, n0);
     }
     // U = B·Gᵀ; ω_j = w_j·dt_j·Σ_p x·U; dXd = Mᵀ·dy + w∘U (the warp's rows j).
@@ -426,18 +457,16 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
       for (int nt = 0; nt < 8; ++nt) {
         const int p = nt * 8 + 2 * qd;
         const float2 x_lo =
-            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.x[i_lo * kLdP + p]));
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_x[i_lo * kLdP + p]));
         const float2 x_hi =
-            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.x[i_hi * kLdP + p]));
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_x[i_hi * kLdP + p]));
         om_lo += x_lo.x * u[nt][0] + x_lo.y * u[nt][1];
         om_hi += x_hi.x * u[nt][2] + x_hi.y * u[nt][3];
         u[nt][0] *= w_lo, u[nt][1] *= w_lo, u[nt][2] *= w_hi, u[nt][3] *= w_hi;
       }
       om_lo = w_lo * dt_lo * quad_sum(om_lo), om_hi = w_hi * dt_hi * quad_sum(om_hi);
-      mma_causal_tn(u, s.m, s.dy, kLdP, 0);  // u is now dXd
-      // dx = dt·dXd + D·dy; Σ_p x·dXd; dD = Σ dy·x: x, dy in fp32.
-      const float* xg = f.x + tok * kP;
-      const float* dyg = f.dy + tok * kP;
+      mma_causal_tn(u, s.m, s_dy, kLdP, 0);  // u is now dXd
+      // dx = dt·dXd + D·dy; Σ_p x·dXd; dD = Σ dy·x (x, dy as rounded to bf16).
       float* dxg = f.dx + tok * kP;
       const int64_t rs = int64_t(z.H) * kP;
       float dd[8][2] = {};
@@ -451,8 +480,9 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
           const int i = hi ? i_hi : i_lo;
           if (i >= valid) continue;
           const float d = hi ? dt_hi : dt_lo;
-          const float2 xv = *reinterpret_cast<const float2*>(xg + i * rs + p);
-          const float2 dyv = *reinterpret_cast<const float2*>(dyg + i * rs + p);
+          const float2 xv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_x[i * kLdP + p]));
+          const float2 dyv =
+              __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_dy[i * kLdP + p]));
           const float g0 = u[nt][2 * hi], g1 = u[nt][2 * hi + 1];
           *reinterpret_cast<float2*>(dxg + i * rs + p) =
               make_float2(d * g0 + D0 * dyv.x, d * g1 + D1 * dyv.y);
@@ -485,7 +515,7 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
     for (int n0 = 0; n0 < kN; n0 += 64) {
       float acc[8][4] = {};
       mma_causal_tn(acc, s.dml, s.c, kLdN, n0);
-      mma_rows_kn<kP, true>(acc, &s.x[r0 * kLdP], kLdP, s_g, kLdN, n0, w_lo * dt_lo, w_hi * dt_hi);
+      mma_rows_kn<kP, true>(acc, &s_x[r0 * kLdP], kLdP, s_g, kLdN, n0, w_lo * dt_lo, w_hi * dt_hi);
       add_rows(s.dB, acc, n0);
     }
     if (qd == 0) {
@@ -548,7 +578,14 @@ bool ssd_bwd_fast_supported(const SsdArgs& a) {
   for (const Tensor* t : {&a.x, &a.dt, &a.A, &a.B, &a.C, &a.D})
     if (t->dtype() != DType::f32 || !t->is_contiguous()) return false;
   // Grid limits (y: groups, batch·heads; z: batch) and 32-bit token indices inside a chunk.
-  return batch <= 65535 && G <= 65535 && batch * H <= 65535 && L < (int64_t(1) << 30);
+  if (!(batch <= 65535 && G <= 65535 && batch * H <= 65535 && L < (int64_t(1) << 30))) return false;
+  static const bool smem_fits = [] {  // the fused kernel's shared memory (~224 KiB: sm_90)
+    int device = 0, optin = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    return static_cast<size_t>(optin) >= sizeof(BwdSmem);
+  }();
+  return smem_fits;
 }
 
 SsdGrads ssd_bwd_cuda_fast(const SsdArgs& a, const Tensor& dy_in) {
@@ -575,15 +612,17 @@ SsdGrads ssd_bwd_cuda_fast(const SsdArgs& a, const Tensor& dy_in) {
   const Tensor dS = Tensor::empty({z.batch, z.H, z.nc, kP, kN}, DType::bf16, Device::cuda);
   __nv_bfloat16* const S_ptr = S.data<__nv_bfloat16>();
   __nv_bfloat16* const dS_ptr = dS.data<__nv_bfloat16>();
+  const Tensor x16 = Tensor::empty(a.x.shape(), DType::bf16, Device::cuda);
+  const Tensor dy16 = Tensor::empty(a.x.shape(), DType::bf16, Device::cuda);
   const Tensor decay = Tensor::empty({n_states}, DType::f32, Device::cuda);
   cudaStream_t st = mamba::cuda::stream();
   const dim3 local_grid(static_cast<unsigned>(z.nc), static_cast<unsigned>(z.H),
                         static_cast<unsigned>(z.batch));
-  chunk_local_state_kernel<false>
-      <<<local_grid, kThreads, 0, st>>>(z, a.x.f32(), a.B.f32(), a.dt.f32(), a.A.f32(), S_ptr, decay.f32());
+  chunk_local_state_kernel<false><<<local_grid, kThreads, 0, st>>>(
+      z, a.x.f32(), a.B.f32(), a.dt.f32(), a.A.f32(), S_ptr, decay.f32(), x16.data<__nv_bfloat16>());
   CUDA_CHECK_LAUNCH();
-  chunk_local_state_kernel<true>
-      <<<local_grid, kThreads, 0, st>>>(z, dy.f32(), a.C.f32(), a.dt.f32(), a.A.f32(), dS_ptr, decay.f32());
+  chunk_local_state_kernel<true><<<local_grid, kThreads, 0, st>>>(
+      z, dy.f32(), a.C.f32(), a.dt.f32(), a.A.f32(), dS_ptr, decay.f32(), dy16.data<__nv_bfloat16>());
   CUDA_CHECK_LAUNCH();
   state_pass_kernel<<<dim3((kP * kN / kPassVec + 255) / 256, static_cast<unsigned>(z.batch * z.H), 2), 256, 0,
                       st>>>(z, S_ptr, dS_ptr, decay.f32());
@@ -595,8 +634,9 @@ SsdGrads ssd_bwd_cuda_fast(const SsdArgs& a, const Tensor& dy_in) {
   }();
   (void)smem_opt_in;
   FusedArgs f{};
-  f.x = a.x.f32(), f.dt = a.dt.f32(), f.A = a.A.f32(), f.B = a.B.f32(), f.C = a.C.f32(), f.D = a.D.f32();
-  f.dy = dy.f32(), f.S = S_ptr, f.dS = dS_ptr;
+  f.x = x16.data<__nv_bfloat16>(), f.dt = a.dt.f32(), f.A = a.A.f32(), f.B = a.B.f32(), f.C = a.C.f32(),
+  f.D = a.D.f32();
+  f.dy = dy16.data<__nv_bfloat16>(), f.S = S_ptr, f.dS = dS_ptr;
   f.dx = g.dx.f32(), f.ddt = g.ddt.f32(), f.dA = g.dA.f32(), f.dB = g.dB.f32(), f.dC = g.dC.f32();
   f.dD = g.dD.f32();
   chunk_bwd_kernel<<<dim3(static_cast<unsigned>(z.nc), static_cast<unsigned>(z.G),
