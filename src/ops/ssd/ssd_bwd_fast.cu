@@ -155,7 +155,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // ---- 2: blockIdx.z 0: S (S_loc) becomes the state entering each chunk; 1: dS (dS_off) becomes G,
-// the gradient of the state leaving each chunk. bf16 in memory, fp32 carry; four chunks' loads in
+// the gradient of the state leaving each chunk. bf16 in memory, fp32 carry; eight chunks' loads in
 // flight per thread. ----
 constexpr int kPassVec = 8;  // state elements per thread (16 bytes)
 
@@ -167,7 +167,7 @@ __global__ void __launch_bounds__(256)
   const bool reverse = blockIdx.z == 1;
   __nv_bfloat16* base = (reverse ? dS : S) + int64_t(bh) * z.nc * (kP * kN) + e;
   const float* dec = decay + int64_t(bh) * z.nc;
-  constexpr int kAhead = 4;
+  constexpr int kAhead = 8;
   float H[kPassVec] = {};
   for (int i0 = 0; i0 < z.nc; i0 += kAhead) {
     uint4 loc[kAhead];
