@@ -34,8 +34,8 @@ using cuda::mma_bf16;
 using cuda::pack_bf16;
 using cuda::scale_bf16x2;
 
-constexpr int kQ = 64;     // tokens per chunk: one 16-row mma tile per warp
-constexpr int kWarps = 4;  // warp w owns chunk rows (tokens) [16w, 16w+16) or state rows [16w, 16w+16)
+constexpr int kQ = 64;     // tokens per chunk: four 16-row mma tiles
+constexpr int kWarps = 4;  // kernel 1: warp w owns the state rows (head_dim) [16w, 16w+16)
 constexpr int kThreads = 32 * kWarps;
 constexpr int kP = 64, kN = 128;  // the compiled head_dim and d_state
 constexpr int kPad = 8;           // bf16 row padding: row strides ≡ 16 B (mod 128 B), no bank conflicts
@@ -53,14 +53,14 @@ __device__ __forceinline__ int64_t state_offset(const Dims& z, int b, int h, int
 }
 
 // rows × kCols fp32 (row r at src + r·row_stride, zero for rows ≥ valid_rows) → bf16 shared rows of ld.
-template <int kRows, int kCols, int kLd>
+template <int kRows, int kCols, int kLd, int kNThreads>
 __device__ __forceinline__ void load_bf16(__nv_bfloat16* dst, const float* src, int64_t row_stride,
                                           int valid_rows) {
   constexpr int kVec = kCols / 4;
-  static_assert(kRows * kVec % kThreads == 0, "whole rounds of float4 loads");
+  static_assert(kRows * kVec % kNThreads == 0, "whole rounds of float4 loads");
 #pragma unroll  // all loads in flight before the first store
-  for (int j = 0; j < kRows * kVec / kThreads; ++j) {
-    const int i = threadIdx.x + j * kThreads, r = i / kVec, col = (i % kVec) * 4;
+  for (int j = 0; j < kRows * kVec / kNThreads; ++j) {
+    const int i = threadIdx.x + j * kNThreads, r = i / kVec, col = (i % kVec) * 4;
     float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (r < valid_rows) v = *reinterpret_cast<const float4*>(src + r * row_stride + col);
     uint2 packed;
@@ -103,8 +103,10 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ LocalStateSmem s;
   const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / z.hpg, t0 = c * kQ;
   const int valid = min(kQ, z.L - t0), lane = threadIdx.x & 31, warp = threadIdx.x >> 5, qd = lane & 3;
-  load_bf16<kQ, kP, kLdP>(s.v, v + ((int64_t(b) * z.L + t0) * z.H + h) * kP, int64_t(z.H) * kP, valid);
-  load_bf16<kQ, kN, kLdN>(s.k, k + ((int64_t(b) * z.L + t0) * z.G + g) * kN, int64_t(z.G) * kN, valid);
+  load_bf16<kQ, kP, kLdP, kThreads>(s.v, v + ((int64_t(b) * z.L + t0) * z.H + h) * kP, int64_t(z.H) * kP,
+                                    valid);
+  load_bf16<kQ, kN, kLdN, kThreads>(s.k, k + ((int64_t(b) * z.L + t0) * z.G + g) * kN, int64_t(z.G) * kN,
+                                    valid);
   if (warp == 0) {
     chunk_cumsum(dt + (int64_t(b) * z.L + t0) * z.H + h, z.H, valid, A[h], s.dt, s.a2);
     __syncwarp();
@@ -199,14 +201,20 @@ __global__ void __launch_bounds__(256)
   }
 }
 
-// ---- 3: the fused per-chunk backward ----
+// ---- 3: the fused per-chunk backward. 8 warps: warp w works on the rows [16·rt, 16·rt + 16) of
+// the chunk (rt = w % 4) and on half (w / 4) of each product's columns, so two warps share each
+// tensor-core unit (one block fills an SM's shared memory). ----
+constexpr int kFusedWarps = 8;
+constexpr int kFusedThreads = 32 * kFusedWarps;
+
 struct BwdSmem {
   __nv_bfloat16 b[kQ * kLdN], c[kQ * kLdN];           // the group's B, C [token, d_state]
   __nv_bfloat16 x[2][kQ * kLdP], dy[2][kQ * kLdP];    // x, dy [token, head_dim]: this head's, the next's
   __nv_bfloat16 s_in[2][kP * kLdN], g[2][kP * kLdN];  // S_in, G [head_dim, d_state]: this head's, the next's
   __nv_bfloat16 m[kQ * kLdQ], dml[kQ * kLdQ];         // M and dM∘L [token i, token j], tiles i ≥ j only
   float dB[kQ * kLdAcc], dC[kQ * kLdAcc];             // Σ over the group's heads [token, d_state]
-  float dt[kQ], a2[kQ], col[kWarps][kQ], part[kQ], om[kQ], sx[kQ], red[32];
+  // Per token: dt, cumsum; column sums of dM∘M per warp; per column half: the dcs terms, ω, Σ x·dXd.
+  float dt[kQ], a2[kQ], col[kFusedWarps][kQ], part[2][kQ], om[2][kQ], sx[2][kQ], red[32];
 };
 
 struct FusedArgs {
@@ -242,10 +250,11 @@ __device__ __forceinline__ void mma_rows_kn(float (&acc)[8][4], const __nv_bfloa
   }
 }
 
-// acc[16 rows × 64 cols] += A·Bᵀ over kK, A: 16 rows at a (ld lda); Bᵀ = [n, k] row-major at b (ld ldb).
+// acc[16 rows × 64 cols] += A·Bᵀ over kK for the 16-column tiles st in tile_mask (bit st), A: 16
+// rows at a (ld lda); Bᵀ = [n, k] row-major at b (ld ldb).
 template <int kK>
 __device__ __forceinline__ void mma_rows_nk(float (&acc)[8][4], const __nv_bfloat16* a, int lda,
-                                            const __nv_bfloat16* b, int ldb, int max_tile = 3) {
+                                            const __nv_bfloat16* b, int ldb, int tile_mask) {
   const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int ks = 0; ks < kK / 16; ++ks) {
@@ -253,7 +262,7 @@ __device__ __forceinline__ void mma_rows_nk(float (&acc)[8][4], const __nv_bfloa
     ldsm_x4(af, a + (lane & 15) * lda + ks * 16 + (lane >> 4) * 8);
 #pragma unroll
     for (int st = 0; st < 4; ++st) {
-      if (st > max_tile) continue;
+      if (!((tile_mask >> st) & 1)) continue;
       uint32_t bf[4];
       ldsm_x4(bf, b + (st * 16 + (lane & 7) + (lane >> 4) * 8) * ldb + ks * 16 + ((lane >> 3) & 1) * 8);
       mma_bf16(acc[2 * st], af, bf[0], bf[1]);
@@ -262,24 +271,25 @@ __device__ __forceinline__ void mma_rows_nk(float (&acc)[8][4], const __nv_bfloa
   }
 }
 
-// acc[16 rows (j) × 64 cols] += Aᵀ·B over the token tiles kt ≥ warp, where A = [i, j] is stored
-// row-major at a (ld kLdQ, the warp's columns j) and B = [i, n] at b (ld ldb), n offset n0.
+// acc[16 rows (j) × 16·kTiles cols, from accumulator tile kNt0] += Aᵀ·B over the token tiles
+// kt ≥ rt, where A = [i, j] is stored row-major at a (ld kLdQ; columns j of row tile rt) and
+// B = [i, n] at b (ld ldb), n offset n0.
+template <int kTiles, int kNt0>  // (compile-time accumulator indices keep acc in registers)
 __device__ __forceinline__ void mma_causal_tn(float (&acc)[8][4], const __nv_bfloat16* a,
-                                              const __nv_bfloat16* b, int ldb, int n0) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+                                              const __nv_bfloat16* b, int ldb, int n0, int rt) {
+  const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int kt = 0; kt < kQ / 16; ++kt) {
-    if (kt < warp) continue;
+    if (kt < rt) continue;
     uint32_t af[4];
-    ldsm_x4_trans(af,
-                  a + (kt * 16 + (lane & 7) + (lane >> 4) * 8) * kLdQ + warp * 16 + ((lane >> 3) & 1) * 8);
+    ldsm_x4_trans(af, a + (kt * 16 + (lane & 7) + (lane >> 4) * 8) * kLdQ + rt * 16 + ((lane >> 3) & 1) * 8);
 #pragma unroll
-    for (int pt = 0; pt < 4; ++pt) {
+    for (int pt = 0; pt < kTiles; ++pt) {
       uint32_t bf[4];
       ldsm_x4_trans(
           bf, b + (kt * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ldb + n0 + pt * 16 + (lane >> 4) * 8);
-      mma_bf16(acc[2 * pt], af, bf[0], bf[1]);
-      mma_bf16(acc[2 * pt + 1], af, bf[2], bf[3]);
+      mma_bf16(acc[kNt0 + 2 * pt], af, bf[0], bf[1]);
+      mma_bf16(acc[kNt0 + 2 * pt + 1], af, bf[2], bf[3]);
     }
   }
 }
@@ -290,9 +300,16 @@ __device__ __forceinline__ float quad_sum(float v) {
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
-// dst rows (the warp's 16, fp32, ld kLdAcc) += acc, columns n0 + [0, 64).
-__device__ __forceinline__ void add_rows(float* dst, const float (&acc)[8][4], int n0) {
-  const int lane = threadIdx.x & 31, row = (threadIdx.x >> 5) * 16 + (lane >> 2), col = n0 + 2 * (lane & 3);
+// Σ over the 8 lanes holding one accumulator column (same lane & 3).
+__device__ __forceinline__ float column_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 4);
+  v += __shfl_xor_sync(0xffffffffu, v, 8);
+  return v + __shfl_xor_sync(0xffffffffu, v, 16);
+}
+
+// dst rows [r0, r0 + 16) (fp32, ld kLdAcc) += acc, columns n0 + [0, 64).
+__device__ __forceinline__ void add_rows(float* dst, const float (&acc)[8][4], int r0, int n0) {
+  const int lane = threadIdx.x & 31, row = r0 + (lane >> 2), col = n0 + 2 * (lane & 3);
 #pragma unroll
   for (int nt = 0; nt < 8; ++nt) {
     float2* lo = reinterpret_cast<float2*>(dst + row * kLdAcc + col + nt * 8);
@@ -304,9 +321,10 @@ __device__ __forceinline__ void add_rows(float* dst, const float (&acc)[8][4], i
 // One head's chunk state [head_dim, d_state] (bf16, contiguous) → shared rows of kLdN, async.
 __device__ __forceinline__ void copy_state_async(__nv_bfloat16* dst, const __nv_bfloat16* src) {
   constexpr int kVec = kN / 8;
+  static_assert(kP * kVec % kFusedThreads == 0, "whole rounds of copies");
 #pragma unroll
-  for (int j = 0; j < kP * kVec / kThreads; ++j) {
-    const int i = threadIdx.x + j * kThreads, r = i / kVec, col = (i % kVec) * 8;
+  for (int j = 0; j < kP * kVec / kFusedThreads; ++j) {
+    const int i = threadIdx.x + j * kFusedThreads, r = i / kVec, col = (i % kVec) * 8;
     cuda::cp_async16(dst + r * kLdN + col, src + r * kN + col, true);
   }
 }
@@ -316,9 +334,10 @@ __device__ __forceinline__ void copy_state_async(__nv_bfloat16* dst, const __nv_
 __device__ __forceinline__ void copy_tile_async(__nv_bfloat16* dst, const __nv_bfloat16* src,
                                                 int64_t row_stride, int valid) {
   constexpr int kVec = kP / 8;
+  static_assert(kQ * kVec % kFusedThreads == 0, "whole rounds of copies");
 #pragma unroll
-  for (int j = 0; j < kQ * kVec / kThreads; ++j) {
-    const int i = threadIdx.x + j * kThreads, r = i / kVec, col = (i % kVec) * 8;
+  for (int j = 0; j < kQ * kVec / kFusedThreads; ++j) {
+    const int i = threadIdx.x + j * kFusedThreads, r = i / kVec, col = (i % kVec) * 8;
     cuda::cp_async16(dst + r * kLdP + col, r < valid ? src + r * row_stride + col : src, r < valid);
   }
 }
@@ -334,20 +353,23 @@ __device__ __forceinline__ void load_head_async(const Dims& z, const FusedArgs& 
   cuda::cp_async_commit();
 }
 
-__global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f) {
+__global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, FusedArgs f) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   BwdSmem& s = *reinterpret_cast<BwdSmem*>(smem_raw);
   const int c = blockIdx.x, grp = blockIdx.y, b = blockIdx.z, t0 = c * kQ, valid = min(kQ, z.L - t0);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gq = lane >> 2, qd = lane & 3;
-  const int r0 = warp * 16, i_lo = r0 + gq, i_hi = i_lo + 8;
+  const int rt = warp & 3, half = warp >> 2;  // row tile; column half of each product
+  const int r0 = rt * 16, i_lo = r0 + gq, i_hi = i_lo + 8;
+  // Causal 16-column tiles st ≤ rt split between the halves by parity; head_dim tiles by halves.
+  const int causal_mask = (half ? 0xA : 0x5) & ((2 << rt) - 1), p_mask = half ? 0xC : 0x3;
   const int64_t bc_rows = (int64_t(b) * z.L + t0) * z.G + grp;  // (b, t0, group) row of B, C
-  load_bf16<kQ, kN, kLdN>(s.b, f.B + bc_rows * kN, int64_t(z.G) * kN, valid);
-  load_bf16<kQ, kN, kLdN>(s.c, f.C + bc_rows * kN, int64_t(z.G) * kN, valid);
-  for (int i = threadIdx.x; i < kQ * kLdAcc; i += kThreads) s.dB[i] = s.dC[i] = 0.0f;
+  load_bf16<kQ, kN, kLdN, kFusedThreads>(s.b, f.B + bc_rows * kN, int64_t(z.G) * kN, valid);
+  load_bf16<kQ, kN, kLdN, kFusedThreads>(s.c, f.C + bc_rows * kN, int64_t(z.G) * kN, valid);
+  for (int i = threadIdx.x; i < kQ * kLdAcc; i += kFusedThreads) s.dB[i] = s.dC[i] = 0.0f;
   __syncthreads();
-  // C·Bᵀ for the warp's rows i, tiles j ≤ i: shared by the group's heads.
+  // C·Bᵀ for the warp's rows i and causal tiles: shared by the group's heads.
   float cb[8][4] = {};
-  mma_rows_nk<kN>(cb, &s.c[r0 * kLdN], kLdN, s.b, kLdN, warp);
+  mma_rows_nk<kN>(cb, &s.c[r0 * kLdN], kLdN, s.b, kLdN, causal_mask);
   // The group's heads' tiles and states stream in one head ahead (cp.async, one group a head).
   load_head_async(z, f, s, 0, b, grp * z.hpg, c, valid);
 
@@ -359,13 +381,13 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
     else
       cuda::cp_async_commit();  // an empty group: one group per head, so wait<1> below holds
     const int64_t tok = (int64_t(b) * z.L + t0) * z.H + h;  // (b, t0, h) row of dx, dt, ddt
-    for (int i = threadIdx.x; i < kWarps * kQ; i += kThreads) (&s.col[0][0])[i] = 0.0f;
+    for (int i = threadIdx.x; i < kFusedWarps * kQ; i += kFusedThreads) (&s.col[0][0])[i] = 0.0f;
     if (warp == 0) chunk_cumsum(f.dt + tok, z.H, valid, f.A[h], s.dt, s.a2);
     cuda::cp_async_wait<1>();  // this head's copies have landed (the next head's may be in flight)
     __syncthreads();
     // dT = Σ G∘S_in (fp32 sums of the bf16 states): the gradient of the chunk decay T.
     float dT_part = 0.0f;
-    for (int i = threadIdx.x; i < kP * kN / 2; i += kThreads) {
+    for (int i = threadIdx.x; i < kP * kN / 2; i += kFusedThreads) {
       const int r = i / (kN / 2), col = (i % (kN / 2)) * 2;
       const float2 sv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_in[r * kLdN + col]));
       const float2 gv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_g[r * kLdN + col]));
@@ -377,17 +399,17 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
     const float e_lo = exp2f(a_lo), e_hi = exp2f(a_hi);
     const float w_lo = exp2f(fminf(a_last - a_lo, 0.0f)), w_hi = exp2f(fminf(a_last - a_hi, 0.0f));
     const float dt_lo = s.dt[i_lo], dt_hi = s.dt[i_hi];
-    // dM = dy·Xdᵀ = (dy·xᵀ)∘dt_j; M = C·Bᵀ∘L. Rows i of the warp, tiles j ≤ i.
+    // dM = dy·Xdᵀ = (dy·xᵀ)∘dt_j; M = C·Bᵀ∘L. The warp's rows i and causal tiles.
     float row_lo = 0.0f, row_hi = 0.0f;
     {
       float dyx[8][4] = {};
-      mma_rows_nk<kP>(dyx, &s_dy[r0 * kLdP], kLdP, s_x, kLdP, warp);
+      mma_rows_nk<kP>(dyx, &s_dy[r0 * kLdP], kLdP, s_x, kLdP, causal_mask);
 #pragma unroll
       for (int st = 0; st < 4; ++st) {
-        if (st > warp) continue;
+        if (!((causal_mask >> st) & 1)) continue;
 #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int nt = 2 * st + half, j = st * 16 + half * 8 + 2 * qd;
+        for (int hf = 0; hf < 2; ++hf) {
+          const int nt = 2 * st + hf, j = st * 16 + hf * 8 + 2 * qd;
           float col_w[2], m[4], dml[4];  // m, dml: C-fragment order (row lo: 0, 1; hi: 2, 3)
 #pragma unroll
           for (int jj = 0; jj < 2; ++jj) {
@@ -407,10 +429,7 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
           *reinterpret_cast<uint32_t*>(&s.dml[i_hi * kLdQ + j]) = pack_bf16(dml[2], dml[3]);
 #pragma unroll
           for (int jj = 0; jj < 2; ++jj) {
-            float v = col_w[jj];
-            v += __shfl_xor_sync(0xffffffffu, v, 4);
-            v += __shfl_xor_sync(0xffffffffu, v, 8);
-            v += __shfl_xor_sync(0xffffffffu, v, 16);
+            const float v = column_sum(col_w[jj]);
             if (gq == 0) s.col[warp][j + jj] = v;
           }
         }
@@ -419,13 +438,14 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
     row_lo = quad_sum(row_lo), row_hi = quad_sum(row_hi);
     __syncthreads();  // M and dM∘L complete
 
-    // ε_i = e_i·Σ_p dy·(C·S_inᵀ), and dC += dM∘L·B + (e∘dy)·S_in (the warp's rows i).
+    // ε_i = e_i·Σ_p dy·(C·S_inᵀ) over the warp's head_dim half.
     float eps_lo = 0.0f, eps_hi = 0.0f;
     {
       float v[8][4] = {};
-      mma_rows_nk<kN>(v, &s.c[r0 * kLdN], kLdN, s_in, kLdN);
+      mma_rows_nk<kN>(v, &s.c[r0 * kLdN], kLdN, s_in, kLdN, p_mask);
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
+        if ((nt >> 2) != half) continue;
         const int p = nt * 8 + 2 * qd;
         const float2 d_lo =
             __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_dy[i_lo * kLdP + p]));
@@ -436,25 +456,26 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
       }
       eps_lo = e_lo * quad_sum(eps_lo), eps_hi = e_hi * quad_sum(eps_hi);
     }
-#pragma unroll
-    for (int n0 = 0; n0 < kN; n0 += 64) {
+    // dC += dM∘L·B + (e∘dy)·S_in: the warp's rows i, d_state half.
+    {
+      const int n0 = half * 64;
       float acc[8][4] = {};
-      // dM∘L [i, j] · B [j, n] over the tiles j ≤ i (the rest of the row is zero).
 #pragma unroll
-      for (int st = 0; st < 4; ++st) {
-        if (st <= warp)
+      for (int st = 0; st < 4; ++st) {  // dM∘L [i, j]·B [j, n] over the tiles j ≤ i (the rest is zero)
+        if (st <= rt)
           mma_rows_kn<16, false>(acc, &s.dml[r0 * kLdQ + st * 16], kLdQ, &s.b[st * 16 * kLdN], kLdN, n0);
       }
       mma_rows_kn<kP, true>(acc, &s_dy[r0 * kLdP], kLdP, s_in, kLdN, n0, e_lo, e_hi);
-      add_rows(s.dC, acc, n0);
+      add_rows(s.dC, acc, r0, n0);
     }
-    // U = B·Gᵀ; ω_j = w_j·dt_j·Σ_p x·U; dXd = Mᵀ·dy + w∘U (the warp's rows j).
+    // U = B·Gᵀ; ω_j = w_j·dt_j·Σ_p x·U; dXd = Mᵀ·dy + w∘U: the warp's rows j, head_dim half.
     float om_lo = 0.0f, om_hi = 0.0f, sx_lo = 0.0f, sx_hi = 0.0f;
     {
       float u[8][4] = {};
-      mma_rows_nk<kN>(u, &s.b[r0 * kLdN], kLdN, s_g, kLdN);
+      mma_rows_nk<kN>(u, &s.b[r0 * kLdN], kLdN, s_g, kLdN, p_mask);
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
+        if ((nt >> 2) != half) continue;
         const int p = nt * 8 + 2 * qd;
         const float2 x_lo =
             __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_x[i_lo * kLdP + p]));
@@ -465,13 +486,17 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
         u[nt][0] *= w_lo, u[nt][1] *= w_lo, u[nt][2] *= w_hi, u[nt][3] *= w_hi;
       }
       om_lo = w_lo * dt_lo * quad_sum(om_lo), om_hi = w_hi * dt_hi * quad_sum(om_hi);
-      mma_causal_tn(u, s.m, s_dy, kLdP, 0);  // u is now dXd
+      if (half)  // u is now dXd
+        mma_causal_tn<2, 4>(u, s.m, s_dy, kLdP, 32, rt);
+      else
+        mma_causal_tn<2, 0>(u, s.m, s_dy, kLdP, 0, rt);
       // dx = dt·dXd + D·dy; Σ_p x·dXd; dD = Σ dy·x (x, dy as rounded to bf16).
       float* dxg = f.dx + tok * kP;
       const int64_t rs = int64_t(z.H) * kP;
       float dd[8][2] = {};
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
+        if ((nt >> 2) != half) continue;
         const int p = nt * 8 + 2 * qd;
         const float D0 = z.d_per_channel ? f.D[h * kP + p] : f.D[h];
         const float D1 = z.d_per_channel ? f.D[h * kP + p + 1] : f.D[h];
@@ -493,15 +518,14 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
       sx_lo = quad_sum(sx_lo), sx_hi = quad_sum(sx_hi);
       if (z.d_per_channel) {
 #pragma unroll
-        for (int nt = 0; nt < 8; ++nt)
+        for (int nt = 0; nt < 8; ++nt) {
+          if ((nt >> 2) != half) continue;
 #pragma unroll
           for (int k = 0; k < 2; ++k) {
-            float v = dd[nt][k];
-            v += __shfl_xor_sync(0xffffffffu, v, 4);
-            v += __shfl_xor_sync(0xffffffffu, v, 8);
-            v += __shfl_xor_sync(0xffffffffu, v, 16);
+            const float v = column_sum(dd[nt][k]);
             if (gq == 0) atomicAdd(&f.dD[h * kP + nt * 8 + 2 * qd + k], v);
           }
+        }
       } else {
         float v = 0.0f;
 #pragma unroll
@@ -510,18 +534,18 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
         if (lane == 0) atomicAdd(&f.dD[h], v);
       }
     }
-    // dB += (dM∘L)ᵀ·C + (w∘Xd)·G (the warp's rows j).
-#pragma unroll
-    for (int n0 = 0; n0 < kN; n0 += 64) {
+    // dB += (dM∘L)ᵀ·C + (w∘Xd)·G: the warp's rows j, d_state half.
+    {
+      const int n0 = half * 64;
       float acc[8][4] = {};
-      mma_causal_tn(acc, s.dml, s.c, kLdN, n0);
+      mma_causal_tn<4, 0>(acc, s.dml, s.c, kLdN, n0, rt);
       mma_rows_kn<kP, true>(acc, &s_x[r0 * kLdP], kLdP, s_g, kLdN, n0, w_lo * dt_lo, w_hi * dt_hi);
-      add_rows(s.dB, acc, n0);
+      add_rows(s.dB, acc, r0, n0);
     }
     if (qd == 0) {
-      s.part[i_lo] = row_lo - om_lo + eps_lo, s.part[i_hi] = row_hi - om_hi + eps_hi;
-      s.om[i_lo] = om_lo, s.om[i_hi] = om_hi;
-      s.sx[i_lo] = sx_lo, s.sx[i_hi] = sx_hi;
+      s.part[half][i_lo] = row_lo - om_lo + eps_lo, s.part[half][i_hi] = row_hi - om_hi + eps_hi;
+      s.om[half][i_lo] = om_lo, s.om[half][i_hi] = om_hi;
+      s.sx[half][i_lo] = sx_lo, s.sx[half][i_hi] = sx_hi;
     }
     __syncthreads();  // part, om, sx, col complete
 
@@ -531,8 +555,11 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
 #pragma unroll
       for (int k = 0; k < 2; ++k) {
         const int i = 2 * lane + k;
-        dcs[k] = s.part[i] - (s.col[0][i] + s.col[1][i] + s.col[2][i] + s.col[3][i]);
-        om_sum += s.om[i];
+        float col = 0.0f;
+#pragma unroll
+        for (int w = 0; w < kFusedWarps; ++w) col += s.col[w][i];
+        dcs[k] = s.part[0][i] + s.part[1][i] - col;
+        om_sum += s.om[0][i] + s.om[1][i];
       }
       om_sum = mamba::cuda::warp_sum(om_sum);
       // cs_last also carries every ω (through w) and the chunk decay T.
@@ -550,7 +577,7 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
         const int i = 2 * lane + k;
         if (i >= valid) continue;
         const float dak = (t0 + i == 0) ? 0.0f : da[k];  // no state before the first token
-        f.ddt[tok + int64_t(i) * z.H] = f.A[h] * dak + s.sx[i];
+        f.ddt[tok + int64_t(i) * z.H] = f.A[h] * dak + s.sx[0][i] + s.sx[1][i];
         dA_part += s.dt[i] * dak;
       }
       dA_part = mamba::cuda::warp_sum(dA_part);
@@ -559,7 +586,7 @@ __global__ void __launch_bounds__(kThreads) chunk_bwd_kernel(Dims z, FusedArgs f
     __syncthreads();  // the next head's loads overwrite the tiles, dt and a2
   }
   // dB, dC of the chunk's rows (each block owns its (batch, chunk, group) rows).
-  for (int i = threadIdx.x; i < valid * (kN / 4); i += kThreads) {
+  for (int i = threadIdx.x; i < valid * (kN / 4); i += kFusedThreads) {
     const int r = i / (kN / 4), col = (i % (kN / 4)) * 4;
     const int64_t at = (bc_rows + int64_t(r) * z.G) * kN + col;
     *reinterpret_cast<float4*>(f.dB + at) = *reinterpret_cast<const float4*>(&s.dB[r * kLdAcc + col]);
@@ -641,7 +668,7 @@ SsdGrads ssd_bwd_cuda_fast(const SsdArgs& a, const Tensor& dy_in) {
   f.dD = g.dD.f32();
   chunk_bwd_kernel<<<dim3(static_cast<unsigned>(z.nc), static_cast<unsigned>(z.G),
                           static_cast<unsigned>(z.batch)),
-                     kThreads, sizeof(BwdSmem), st>>>(z, f);
+                     kFusedThreads, sizeof(BwdSmem), st>>>(z, f);
   CUDA_CHECK_LAUNCH();
   return g;
 }
