@@ -22,26 +22,19 @@
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
 #include "ops/ssd/ssd.h"
+#include "ops/ssd/ssd_bwd_tiles.cuh"
 #include "ops/ssd/ssd_mma.cuh"
 
 namespace mamba::ops {
 
 namespace {
 
-using cuda::ldsm_x4;
-using cuda::ldsm_x4_trans;
-using cuda::mma_bf16;
+using namespace cuda::chunk_bwd;
 using cuda::pack_bf16;
-using cuda::scale_bf16x2;
 
-constexpr int kQ = 64;     // tokens per chunk: four 16-row mma tiles
 constexpr int kWarps = 4;  // kernel 1: warp w owns the state rows (head_dim) [16w, 16w+16)
 constexpr int kThreads = 32 * kWarps;
-constexpr int kP = 64, kN = 128;  // the compiled head_dim and d_state
-constexpr int kPad = 8;           // bf16 row padding: row strides ≡ 16 B (mod 128 B), no bank conflicts
-constexpr int kLdP = kP + kPad, kLdN = kN + kPad, kLdQ = kQ + kPad;
 constexpr int kLdAcc = kN + 4;  // fp32 rows of the dB/dC sums
-constexpr float kLog2e = 1.4426950408889634f;
 
 struct Dims {
   int batch, L, H, G, hpg, nc;
@@ -50,23 +43,6 @@ struct Dims {
 
 __device__ __forceinline__ int64_t state_offset(const Dims& z, int b, int h, int c) {
   return ((int64_t(b) * z.H + h) * z.nc + c) * (kP * kN);
-}
-
-// rows × kCols fp32 (row r at src + r·row_stride, zero for rows ≥ valid_rows) → bf16 shared rows of ld.
-template <int kRows, int kCols, int kLd, int kNThreads>
-__device__ __forceinline__ void load_bf16(__nv_bfloat16* dst, const float* src, int64_t row_stride,
-                                          int valid_rows) {
-  constexpr int kVec = kCols / 4;
-  static_assert(kRows * kVec % kNThreads == 0, "whole rounds of float4 loads");
-#pragma unroll  // all loads in flight before the first store
-  for (int j = 0; j < kRows * kVec / kNThreads; ++j) {
-    const int i = threadIdx.x + j * kNThreads, r = i / kVec, col = (i % kVec) * 4;
-    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    if (r < valid_rows) v = *reinterpret_cast<const float4*>(src + r * row_stride + col);
-    uint2 packed;
-    packed.x = pack_bf16(v.x, v.y), packed.y = pack_bf16(v.z, v.w);
-    *reinterpret_cast<uint2*>(dst + r * kLd + col) = packed;
-  }
 }
 
 // Warp 0: the chunk's dt (0 past seq_len) and inclusive cumsum of dt·A in log2 units; lane l holds
@@ -128,77 +104,8 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   float acc[kN / 8][4] = {};
-#pragma unroll
-  for (int ks = 0; ks < kQ / 16; ++ks) {
-    uint32_t a[4];  // (v·wt)ᵀ [head_dim, token], from v [token, head_dim] by a transposing load
-    ldsm_x4_trans(a,
-                  &s.v[(ks * 16 + (lane & 7) + (lane >> 4) * 8) * kLdP + warp * 16 + ((lane >> 3) & 1) * 8]);
-    const int t = ks * 16 + 2 * qd;
-    a[0] = scale_bf16x2(a[0], s.wt[t], s.wt[t + 1]);
-    a[1] = scale_bf16x2(a[1], s.wt[t], s.wt[t + 1]);
-    a[2] = scale_bf16x2(a[2], s.wt[t + 8], s.wt[t + 9]);
-    a[3] = scale_bf16x2(a[3], s.wt[t + 8], s.wt[t + 9]);
-#pragma unroll
-    for (int nt2 = 0; nt2 < kN / 16; ++nt2) {
-      uint32_t bk[4];
-      ldsm_x4_trans(bk,
-                    &s.k[(ks * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * kLdN + nt2 * 16 + (lane >> 4) * 8]);
-      mma_bf16(acc[2 * nt2], a, bk[0], bk[1]);
-      mma_bf16(acc[2 * nt2 + 1], a, bk[2], bk[3]);
-    }
-  }
-  __nv_bfloat16* o = out + state_offset(z, b, h, c);
-  const int row = warp * 16 + (lane >> 2), col = 2 * qd;
-#pragma unroll
-  for (int nt = 0; nt < kN / 8; ++nt) {
-    *reinterpret_cast<uint32_t*>(o + row * kN + nt * 8 + col) = pack_bf16(acc[nt][0], acc[nt][1]);
-    *reinterpret_cast<uint32_t*>(o + (row + 8) * kN + nt * 8 + col) = pack_bf16(acc[nt][2], acc[nt][3]);
-  }
-}
-
-// ---- 2: blockIdx.z 0: S (S_loc) becomes the state entering each chunk; 1: dS (dS_off) becomes G,
-// the gradient of the state leaving each chunk. bf16 in memory, fp32 carry; eight chunks' loads in
-// flight per thread. ----
-constexpr int kPassVec = 8;  // state elements per thread (16 bytes)
-
-__global__ void __launch_bounds__(256)
-    state_pass_kernel(Dims z, __nv_bfloat16* S, __nv_bfloat16* dS, const float* decay) {
-  const int e = (blockIdx.x * blockDim.x + threadIdx.x) * kPassVec;
-  if (e >= kP * kN) return;
-  const int bh = blockIdx.y;
-  const bool reverse = blockIdx.z == 1;
-  __nv_bfloat16* base = (reverse ? dS : S) + int64_t(bh) * z.nc * (kP * kN) + e;
-  const float* dec = decay + int64_t(bh) * z.nc;
-  constexpr int kAhead = 8;
-  float H[kPassVec] = {};
-  for (int i0 = 0; i0 < z.nc; i0 += kAhead) {
-    uint4 loc[kAhead];
-    float T[kAhead];
-#pragma unroll
-    for (int i = 0; i < kAhead; ++i) {
-      const int c = reverse ? z.nc - 1 - (i0 + i) : i0 + i;
-      if (i0 + i < z.nc) {
-        loc[i] = __ldcs(reinterpret_cast<const uint4*>(base + int64_t(c) * (kP * kN)));
-        T[i] = exp2f(dec[c]);
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < kAhead; ++i) {
-      const int c = reverse ? z.nc - 1 - (i0 + i) : i0 + i;
-      if (i0 + i < z.nc) {
-        const uint32_t in[4] = {loc[i].x, loc[i].y, loc[i].z, loc[i].w};
-        uint32_t outv[4];
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          outv[k] = pack_bf16(H[2 * k], H[2 * k + 1]);
-          const float2 l = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&in[k]));
-          H[2 * k] = T[i] * H[2 * k] + l.x, H[2 * k + 1] = T[i] * H[2 * k + 1] + l.y;
-        }
-        *reinterpret_cast<uint4*>(base + int64_t(c) * (kP * kN)) =
-            make_uint4(outv[0], outv[1], outv[2], outv[3]);
-      }
-    }
-  }
+  accumulate_state(acc, s.v, s.k, s.wt);
+  store_state_bf16(out + state_offset(z, b, h, c), acc);
 }
 
 // ---- 3: the fused per-chunk backward. 8 warps: warp w works on the rows [16·rt, 16·rt + 16) of
@@ -223,89 +130,6 @@ struct FusedArgs {
   const __nv_bfloat16 *S, *dS;  // S_in and G of each chunk [batch, n_heads, n_chunks, head_dim, d_state]
   float *dx, *ddt, *dA, *dB, *dC, *dD;
 };
-
-// acc[16 rows × 64 cols] += A·B over kK, A: 16 rows at a (row-major, ld lda), scaled per row by
-// (s_lo, s_hi) when kScale; B = [k, n] row-major at b (ld ldb), n offset n0.
-template <int kK, bool kScale>
-__device__ __forceinline__ void mma_rows_kn(float (&acc)[8][4], const __nv_bfloat16* a, int lda,
-                                            const __nv_bfloat16* b, int ldb, int n0, float s_lo = 1.0f,
-                                            float s_hi = 1.0f) {
-  const int lane = threadIdx.x & 31;
-#pragma unroll
-  for (int ks = 0; ks < kK / 16; ++ks) {
-    uint32_t af[4];
-    ldsm_x4(af, a + (lane & 15) * lda + ks * 16 + (lane >> 4) * 8);
-    if constexpr (kScale) {
-      af[0] = scale_bf16x2(af[0], s_lo, s_lo), af[2] = scale_bf16x2(af[2], s_lo, s_lo);
-      af[1] = scale_bf16x2(af[1], s_hi, s_hi), af[3] = scale_bf16x2(af[3], s_hi, s_hi);
-    }
-#pragma unroll
-    for (int pt = 0; pt < 4; ++pt) {
-      uint32_t bf[4];
-      ldsm_x4_trans(
-          bf, b + (ks * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ldb + n0 + pt * 16 + (lane >> 4) * 8);
-      mma_bf16(acc[2 * pt], af, bf[0], bf[1]);
-      mma_bf16(acc[2 * pt + 1], af, bf[2], bf[3]);
-    }
-  }
-}
-
-// acc[16 rows × 64 cols] += A·Bᵀ over kK for the 16-column tiles st in tile_mask (bit st), A: 16
-// rows at a (ld lda); Bᵀ = [n, k] row-major at b (ld ldb).
-template <int kK>
-__device__ __forceinline__ void mma_rows_nk(float (&acc)[8][4], const __nv_bfloat16* a, int lda,
-                                            const __nv_bfloat16* b, int ldb, int tile_mask) {
-  const int lane = threadIdx.x & 31;
-#pragma unroll
-  for (int ks = 0; ks < kK / 16; ++ks) {
-    uint32_t af[4];
-    ldsm_x4(af, a + (lane & 15) * lda + ks * 16 + (lane >> 4) * 8);
-#pragma unroll
-    for (int st = 0; st < 4; ++st) {
-      if (!((tile_mask >> st) & 1)) continue;
-      uint32_t bf[4];
-      ldsm_x4(bf, b + (st * 16 + (lane & 7) + (lane >> 4) * 8) * ldb + ks * 16 + ((lane >> 3) & 1) * 8);
-      mma_bf16(acc[2 * st], af, bf[0], bf[1]);
-      mma_bf16(acc[2 * st + 1], af, bf[2], bf[3]);
-    }
-  }
-}
-
-// acc[16 rows (j) × 16·kTiles cols, from accumulator tile kNt0] += Aᵀ·B over the token tiles
-// kt ≥ rt, where A = [i, j] is stored row-major at a (ld kLdQ; columns j of row tile rt) and
-// B = [i, n] at b (ld ldb), n offset n0.
-template <int kTiles, int kNt0>  // (compile-time accumulator indices keep acc in registers)
-__device__ __forceinline__ void mma_causal_tn(float (&acc)[8][4], const __nv_bfloat16* a,
-                                              const __nv_bfloat16* b, int ldb, int n0, int rt) {
-  const int lane = threadIdx.x & 31;
-#pragma unroll
-  for (int kt = 0; kt < kQ / 16; ++kt) {
-    if (kt < rt) continue;
-    uint32_t af[4];
-    ldsm_x4_trans(af, a + (kt * 16 + (lane & 7) + (lane >> 4) * 8) * kLdQ + rt * 16 + ((lane >> 3) & 1) * 8);
-#pragma unroll
-    for (int pt = 0; pt < kTiles; ++pt) {
-      uint32_t bf[4];
-      ldsm_x4_trans(
-          bf, b + (kt * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ldb + n0 + pt * 16 + (lane >> 4) * 8);
-      mma_bf16(acc[kNt0 + 2 * pt], af, bf[0], bf[1]);
-      mma_bf16(acc[kNt0 + 2 * pt + 1], af, bf[2], bf[3]);
-    }
-  }
-}
-
-// Σ over the 4 lanes of a quad (the lanes holding one accumulator row).
-__device__ __forceinline__ float quad_sum(float v) {
-  v += __shfl_xor_sync(0xffffffffu, v, 1);
-  return v + __shfl_xor_sync(0xffffffffu, v, 2);
-}
-
-// Σ over the 8 lanes holding one accumulator column (same lane & 3).
-__device__ __forceinline__ float column_sum(float v) {
-  v += __shfl_xor_sync(0xffffffffu, v, 4);
-  v += __shfl_xor_sync(0xffffffffu, v, 8);
-  return v + __shfl_xor_sync(0xffffffffu, v, 16);
-}
 
 // dst rows [r0, r0 + 16) (fp32, ld kLdAcc) += acc, columns n0 + [0, 64).
 __device__ __forceinline__ void add_rows(float* dst, const float (&acc)[8][4], int r0, int n0) {
@@ -651,8 +475,9 @@ SsdGrads ssd_bwd_cuda_fast(const SsdArgs& a, const Tensor& dy_in) {
   chunk_local_state_kernel<true><<<local_grid, kThreads, 0, st>>>(
       z, dy.f32(), a.C.f32(), a.dt.f32(), a.A.f32(), dS_ptr, decay.f32(), dy16.data<__nv_bfloat16>());
   CUDA_CHECK_LAUNCH();
-  state_pass_kernel<<<dim3((kP * kN / kPassVec + 255) / 256, static_cast<unsigned>(z.batch * z.H), 2), 256, 0,
-                      st>>>(z, S_ptr, dS_ptr, decay.f32());
+  state_pass_kernel<kP * kN>
+      <<<dim3((kP * kN / kPassVec + 255) / 256, static_cast<unsigned>(z.batch * z.H), 2), 256, 0, st>>>(
+          z.nc, S_ptr, dS_ptr, decay.f32());
   CUDA_CHECK_LAUNCH();
   static const bool smem_opt_in = [] {  // once per process (current device)
     CUDA_CHECK(cudaFuncSetAttribute(chunk_bwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
