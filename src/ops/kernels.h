@@ -97,7 +97,7 @@ struct CudaKernels {
                           Tensor& dmimo_z, Tensor& dmimo_o);
   } mamba3_gates;
 
-  struct Mamba3Scan {  // mamba3_scan_cuda.cu, mamba3_scan_bwd_cuda.cu, mamba3_scan_bwd_gemm.cu
+  struct Mamba3Scan {  // mamba3_scan_cuda.cu, mamba3_scan_bwd_cuda.cu, mamba3_scan_bwd_gemm.cu, _bwd_fast.cu
     // One call for fwd, ref and step: the tensor-core scan where fast_bf16 and the shapes allow
     // (mamba3_scan_fast_bf16_applies), else the simple scan.
     void (*scan)(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
@@ -106,6 +106,10 @@ struct CudaKernels {
     // The chunked matrix (GEMM) form and the shapes it takes (SISO).
     bool (*bwd_gemm_supported)(const Mamba3ScanArgs& args);
     Mamba3ScanGrads (*bwd_gemm)(const Mamba3ScanArgs& args, const Tensor& dy);
+    // The fused tensor-core backward (bf16 operands, fp32 accumulation) and the shapes it takes
+    // (SISO, head_dim 64, d_state 128, contiguous fp32 inputs).
+    bool (*bwd_fast_supported)(const Mamba3ScanArgs& args);
+    Mamba3ScanGrads (*bwd_fast)(const Mamba3ScanArgs& args, const Tensor& dy);
   } mamba3_scan;
 
   struct Mamba3Step {  // mamba3_step_cuda.cu (+ mamba3_step_stream_cuda.cu, which it chooses by plan)
