@@ -160,6 +160,7 @@ __global__ void __launch_bounds__(kThreads, 2) m3_chunk_bwd_kernel(Dims z, Fused
   load_bf16<kQ, kP, kLdP, kThreads>(s.x, f.x + tok * kP, rs_p, valid);
   load_bf16<kQ, kP, kLdP, kThreads>(s.dy, f.dy + tok * kP, rs_p, valid);
   if (warp == 0) chunk_coefs(z, f.adt, f.dt, f.trap, tok, t0, s.cf);
+  for (int i = threadIdx.x; i < kWarps * kQ; i += kThreads) (&s.col_t[0][0])[i] = (&s.col_c[0][0])[i] = 0.0f;
   cuda::cp_async_wait<0>();
   __syncthreads();
   // ddec = e^{A_Q}·⟨F_{c+1}, Z_c⟩: the gradient through the chunk decay.
