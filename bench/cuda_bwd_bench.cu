@@ -27,6 +27,9 @@
 
 // The bench's execution context (never destroyed: CUDA objects must not outlive the driver).
 static mamba::ops::Exec& exec = *new mamba::ops::Exec();
+// Bound for the whole run: the kernel-table calls and the timing's stream queries have no op front
+// to bind it.
+static const mamba::ops::ExecScope bind_exec{exec};
 
 namespace {
 

@@ -154,8 +154,10 @@ TEST(Mamba3ScanBwdCuda, GemmPathBenchRanges) {
 // The fused tensor-core backward (x, q, k, dy, the chunk states and the Q×Q masks rounded to bf16,
 // fp32 accumulation) against the exact kernels, with the bf16 bounds of the Mamba-2 fused backward:
 // around its 64-token chunks (1, 63, 64, 65, 128 tokens: the row-Q terms that cross into the next
-// chunk's first token), ragged tails over several chunks, batch 2, the bench's value ranges. Each
-// gradient's worst diff is printed, so a failure names the wrong term.
+// chunk's first token), ragged tails over several chunks, batch 2, the bench's value ranges. x, q, k
+// and dy are drawn as bf16 values, so the bound measures the kernel's own rounding, not that of its
+// inputs (a q·k pair that cancels makes the latter large relative to it). Each gradient's worst diff
+// is printed, so a failure names the wrong term.
 TEST(Mamba3ScanBwdCuda, FusedMatchesExact) {
   MAMBA_REQUIRE_CUDA();
   std::mt19937 rng(14);
@@ -171,7 +173,9 @@ TEST(Mamba3ScanBwdCuda, FusedMatchesExact) {
         a.dt = random_tensor({c.batch, c.seq_len, c.n_heads}, rng, 0.001f, 0.1f);
         a.trap = random_tensor({c.batch, c.seq_len, c.n_heads}, rng, 0.0f, 1.0f);
       }
-      const Tensor dy = on_cuda(random_tensor({c.batch, c.seq_len, 1, c.n_heads, c.head_dim}, rng));
+      for (Tensor* t : {&a.x, &a.q, &a.k}) *t = t->to(DType::bf16).to(DType::f32);
+      const Tensor dy = on_cuda(
+          random_tensor({c.batch, c.seq_len, 1, c.n_heads, c.head_dim}, rng).to(DType::bf16).to(DType::f32));
       Mamba3ScanArgs da = on_device(a);
       ASSERT_TRUE(cuda_kernels().mamba3_scan.bwd_fast_supported(da));
       const Mamba3ScanGrads ref = cuda_kernels().mamba3_scan.bwd_exact(da, dy);

@@ -108,11 +108,14 @@ __global__ void __launch_bounds__(kThreads)
   store_state_bf16(out + state_offset(z, b, h, c), acc);
 }
 
-// ---- 3: the fused per-chunk backward. 8 warps: warp w works on the rows [16·rt, 16·rt + 16) of
-// the chunk (rt = w % 4) and on half (w / 4) of each product's columns, so two warps share each
-// tensor-core unit (one block fills an SM's shared memory). ----
+// ---- 3: the fused per-chunk backward. Warp w works on the rows [16·rt, 16·rt + 16) of the chunk
+// (rt = w % 4); with 8 warps on half (w / 4) of each product's columns, so that two warps share each
+// tensor-core unit (one block fills an SM's shared memory). 4 warps (a warp per row tile, all
+// columns) is the simpler schedule, kept selectable to compare. ----
 constexpr int kFusedWarps = 8;
 constexpr int kFusedThreads = 32 * kFusedWarps;
+constexpr int kSplit = kFusedWarps / 4;  // warps per row tile
+static_assert(kSplit == 1 || kSplit == 2, "4 or 8 warps");
 
 struct BwdSmem {
   __nv_bfloat16 b[kQ * kLdN], c[kQ * kLdN];           // the group's B, C [token, d_state]
@@ -121,7 +124,7 @@ struct BwdSmem {
   __nv_bfloat16 m[kQ * kLdQ], dml[kQ * kLdQ];         // M and dM∘L [token i, token j], tiles i ≥ j only
   float dB[kQ * kLdAcc], dC[kQ * kLdAcc];             // Σ over the group's heads [token, d_state]
   // Per token: dt, cumsum; column sums of dM∘M per warp; per column half: the dcs terms, ω, Σ x·dXd.
-  float dt[kQ], a2[kQ], col[kFusedWarps][kQ], part[2][kQ], om[2][kQ], sx[2][kQ], red[32];
+  float dt[kQ], a2[kQ], col[kFusedWarps][kQ], part[kSplit][kQ], om[kSplit][kQ], sx[kSplit][kQ], red[32];
 };
 
 struct FusedArgs {
@@ -185,7 +188,10 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
   const int rt = warp & 3, half = warp >> 2;  // row tile; column half of each product
   const int r0 = rt * 16, i_lo = r0 + gq, i_hi = i_lo + 8;
   // Causal 16-column tiles st ≤ rt split between the halves by parity; head_dim tiles by halves.
-  const int causal_mask = (half ? 0xA : 0x5) & ((2 << rt) - 1), p_mask = half ? 0xC : 0x3;
+  const int causal_mask = (kSplit == 1 ? 0xF : half ? 0xA : 0x5) & ((2 << rt) - 1);
+  const int p_mask = kSplit == 1 ? 0xF : half ? 0xC : 0x3;
+  // Whether accumulator tile nt (8 columns of head_dim) is the warp's.
+  auto p_tile_mine = [&](int nt) { return kSplit == 1 || (nt >> 2) == half; };
   const int64_t bc_rows = (int64_t(b) * z.L + t0) * z.G + grp;  // (b, t0, group) row of B, C
   load_bf16<kQ, kN, kLdN, kFusedThreads>(s.b, f.B + bc_rows * kN, int64_t(z.G) * kN, valid);
   load_bf16<kQ, kN, kLdN, kFusedThreads>(s.c, f.C + bc_rows * kN, int64_t(z.G) * kN, valid);
@@ -269,7 +275,7 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
       mma_rows_nk<kN>(v, &s.c[r0 * kLdN], kLdN, s_in, kLdN, p_mask);
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
-        if ((nt >> 2) != half) continue;
+        if (!p_tile_mine(nt)) continue;
         const int p = nt * 8 + 2 * qd;
         const float2 d_lo =
             __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_dy[i_lo * kLdP + p]));
@@ -280,9 +286,9 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
       }
       eps_lo = e_lo * quad_sum(eps_lo), eps_hi = e_hi * quad_sum(eps_hi);
     }
-    // dC += dM∘L·B + (e∘dy)·S_in: the warp's rows i, d_state half.
-    {
-      const int n0 = half * 64;
+    // dC += dM∘L·B + (e∘dy)·S_in: the warp's rows i, its d_state halves.
+#pragma unroll
+    for (int n0 = half * 64; n0 < kN; n0 += 64 * kSplit) {
       float acc[8][4] = {};
 #pragma unroll
       for (int st = 0; st < 4; ++st) {  // dM∘L [i, j]·B [j, n] over the tiles j ≤ i (the rest is zero)
@@ -299,7 +305,7 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
       mma_rows_nk<kN>(u, &s.b[r0 * kLdN], kLdN, s_g, kLdN, p_mask);
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
-        if ((nt >> 2) != half) continue;
+        if (!p_tile_mine(nt)) continue;
         const int p = nt * 8 + 2 * qd;
         const float2 x_lo =
             __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_x[i_lo * kLdP + p]));
@@ -310,7 +316,9 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
         u[nt][0] *= w_lo, u[nt][1] *= w_lo, u[nt][2] *= w_hi, u[nt][3] *= w_hi;
       }
       om_lo = w_lo * dt_lo * quad_sum(om_lo), om_hi = w_hi * dt_hi * quad_sum(om_hi);
-      if (half)  // u is now dXd
+      if (kSplit == 1)  // u is now dXd
+        mma_causal_tn<4, 0>(u, s.m, s_dy, kLdP, 0, rt);
+      else if (half)
         mma_causal_tn<2, 4>(u, s.m, s_dy, kLdP, 32, rt);
       else
         mma_causal_tn<2, 0>(u, s.m, s_dy, kLdP, 0, rt);
@@ -320,7 +328,7 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
       float dd[8][2] = {};
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
-        if ((nt >> 2) != half) continue;
+        if (!p_tile_mine(nt)) continue;
         const int p = nt * 8 + 2 * qd;
         const float D0 = z.d_per_channel ? f.D[h * kP + p] : f.D[h];
         const float D1 = z.d_per_channel ? f.D[h * kP + p + 1] : f.D[h];
@@ -343,7 +351,7 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
       if (z.d_per_channel) {
 #pragma unroll
         for (int nt = 0; nt < 8; ++nt) {
-          if ((nt >> 2) != half) continue;
+          if (!p_tile_mine(nt)) continue;
 #pragma unroll
           for (int k = 0; k < 2; ++k) {
             const float v = column_sum(dd[nt][k]);
@@ -358,9 +366,9 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
         if (lane == 0) atomicAdd(&f.dD[h], v);
       }
     }
-    // dB += (dM∘L)ᵀ·C + (w∘Xd)·G: the warp's rows j, d_state half.
-    {
-      const int n0 = half * 64;
+    // dB += (dM∘L)ᵀ·C + (w∘Xd)·G: the warp's rows j, its d_state halves.
+#pragma unroll
+    for (int n0 = half * 64; n0 < kN; n0 += 64 * kSplit) {
       float acc[8][4] = {};
       mma_causal_tn<4, 0>(acc, s.dml, s.c, kLdN, n0, rt);
       mma_rows_kn<kP, true>(acc, &s_x[r0 * kLdP], kLdP, s_g, kLdN, n0, w_lo * dt_lo, w_hi * dt_hi);
@@ -382,8 +390,11 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
         float col = 0.0f;
 #pragma unroll
         for (int w = 0; w < kFusedWarps; ++w) col += s.col[w][i];
-        dcs[k] = s.part[0][i] + s.part[1][i] - col;
-        om_sum += s.om[0][i] + s.om[1][i];
+        float part = 0.0f, om = 0.0f;
+#pragma unroll
+        for (int hf = 0; hf < kSplit; ++hf) part += s.part[hf][i], om += s.om[hf][i];
+        dcs[k] = part - col;
+        om_sum += om;
       }
       om_sum = mamba::cuda::warp_sum(om_sum);
       // cs_last also carries every ω (through w) and the chunk decay T.
@@ -401,7 +412,10 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
         const int i = 2 * lane + k;
         if (i >= valid) continue;
         const float dak = (t0 + i == 0) ? 0.0f : da[k];  // no state before the first token
-        f.ddt[tok + int64_t(i) * z.H] = f.A[h] * dak + s.sx[0][i] + s.sx[1][i];
+        float sx = 0.0f;
+#pragma unroll
+        for (int hf = 0; hf < kSplit; ++hf) sx += s.sx[hf][i];
+        f.ddt[tok + int64_t(i) * z.H] = f.A[h] * dak + sx;
         dA_part += s.dt[i] * dak;
       }
       dA_part = mamba::cuda::warp_sum(dA_part);
