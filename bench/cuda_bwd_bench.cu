@@ -1,11 +1,13 @@
 // Times the training scans on CUDA through the ops API: Mamba-2 SSD forward (the bf16 tensor-core
 // chunked scan, fast_bf16) + each backward (the exact fp32 scan, the GEMM form in fp32 and in
-// bf16/TF32) at the issue's shapes (n_heads 32, head_dim 64, d_state 128, n_groups 1), the
-// Mamba-1 selective scan forward + backward at one training shape, and the Mamba-3 SISO scan
-// forward (bf16 tensor cores) + each fp32 backward (the exact scan, the GEMM form) at its issue
-// shapes. Inputs are f32 tensors on the GPU (the forward rounds x/B/C to bf16 itself; the official
-// kernels take bf16): CUDA events on the ops' stream, warm-ups, median of the reps.
-// Usage: cuda_bwd_bench [--quick]   (--quick: fewer reps)
+// bf16/TF32, the fused tensor-core form) at the issue's shapes (n_heads 32, head_dim 64, d_state
+// 128, n_groups 1), the Mamba-1 selective scan forward + backward at one training shape, and the
+// Mamba-3 SISO scan forward (bf16 tensor cores) + each backward (the exact fp32 scan, the fp32 GEMM
+// form, the fused tensor-core form) at its issue shapes. Inputs are f32 tensors on the GPU (the
+// forward rounds x/B/C to bf16 itself; the official kernels take bf16): CUDA events on the ops'
+// stream, warm-ups, median of the reps.
+// Usage: cuda_bwd_bench [--quick] [--ssd | --mamba3]   (--quick: fewer reps; --ssd: Mamba-2 only;
+// --mamba3: Mamba-3 only)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -25,6 +27,9 @@
 
 // The bench's execution context (never destroyed: CUDA objects must not outlive the driver).
 static mamba::ops::Exec& exec = *new mamba::ops::Exec();
+// Bound for the whole run: the kernel-table calls and the timing's stream queries have no op front
+// to bind it.
+static const mamba::ops::ExecScope bind_exec{exec};
 
 namespace {
 
@@ -81,7 +86,12 @@ double median_ms(F&& fn, int reps, int warmup = 3) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  bool quick = false, ssd_only = false, mamba3_only = false;
+  for (int i = 1; i < argc; ++i) {
+    quick = quick || std::strcmp(argv[i], "--quick") == 0;
+    ssd_only = ssd_only || std::strcmp(argv[i], "--ssd") == 0;
+    mamba3_only = mamba3_only || std::strcmp(argv[i], "--mamba3") == 0;
+  }
   const int reps = quick ? 5 : 20;
   std::mt19937 rng(7);
   std::printf("| scan | shape | fwd ms | bwd ms | fwd+bwd ms | official fwd+bwd ms |\n");
@@ -92,6 +102,7 @@ int main(int argc, char** argv) {
   };
   constexpr int64_t H = 32, P = 64, N = 128, G = 1;
   for (const Ssd s : {Ssd{8, 2048, 4.22}, {2, 8192, 6.49}, {1, 32768, 5.75}}) {
+    if (mamba3_only) break;
     SsdArgs a;
     a.x = random_cuda({s.batch, s.seq_len, H, P}, rng, -1.0f, 1.0f);
     a.dt = random_cuda({s.batch, s.seq_len, H}, rng, 0.001f, 0.1f);
@@ -117,7 +128,8 @@ int main(int argc, char** argv) {
     const double f = median_ms(fwd, reps);
     for (const Bwd& v : {Bwd{"exact fp32 scan", cuda_kernels().ssd.bwd_exact, &a},
                          Bwd{"GEMM form fp32", cuda_kernels().ssd.bwd_gemm, &a32},
-                         Bwd{"GEMM form bf16/TF32", cuda_kernels().ssd.bwd_gemm, &a}}) {
+                         Bwd{"GEMM form bf16/TF32", cuda_kernels().ssd.bwd_gemm, &a},
+                         Bwd{"fused tensor-core bf16", cuda_kernels().ssd.bwd_fast, &a}}) {
       auto bwd = [&] { (void)v.fn(*v.args, dy); };
       const double b = median_ms(bwd, reps);
       const double fb = median_ms(
@@ -133,7 +145,9 @@ int main(int argc, char** argv) {
     const SsdGrads ref = cuda_kernels().ssd.bwd_exact(a, dy);
     print_diffs("GEMM fp32", cuda_kernels().ssd.bwd_gemm(a32, dy), ref);
     print_diffs("GEMM bf16/TF32", cuda_kernels().ssd.bwd_gemm(a, dy), ref);
+    print_diffs("fused bf16", cuda_kernels().ssd.bwd_fast(a, dy), ref);
   }
+  if (ssd_only) return 0;
   // Mamba-3 SISO: the bf16 tensor-core forward (fast_bf16) + each fp32 backward.
   for (const Ssd s : {Ssd{8, 2048, 3.31}, {2, 8192, 3.99}, {1, 32768, 14.53}}) {
     Mamba3ScanArgs a;
@@ -162,7 +176,8 @@ int main(int argc, char** argv) {
     };
     const double f = median_ms(fwd, reps);
     for (const M3Bwd& v : {M3Bwd{"exact fp32 scan", cuda_kernels().mamba3_scan.bwd_exact},
-                           M3Bwd{"GEMM form fp32", cuda_kernels().mamba3_scan.bwd_gemm}}) {
+                           M3Bwd{"GEMM form fp32", cuda_kernels().mamba3_scan.bwd_gemm},
+                           M3Bwd{"fused tensor-core bf16", cuda_kernels().mamba3_scan.bwd_fast}}) {
       auto bwd = [&] { (void)v.fn(a, dy); };
       const double b = median_ms(bwd, reps);
       const double fb = median_ms(
@@ -175,14 +190,18 @@ int main(int argc, char** argv) {
                   static_cast<long long>(s.batch), static_cast<long long>(s.seq_len), f, b, fb,
                   s.official_ms);
     }
-    const Mamba3ScanGrads ref = cuda_kernels().mamba3_scan.bwd_exact(a, dy),
-                          g = cuda_kernels().mamba3_scan.bwd_gemm(a, dy);
-    std::fprintf(stderr,
-                 "Mamba-3 GEMM vs exact: dx %.1e dq %.1e dk %.1e dadt %.1e ddt %.1e dtrap %.1e dD %.1e\n",
-                 scaled_diff(g.dx, ref.dx), scaled_diff(g.dq, ref.dq), scaled_diff(g.dk, ref.dk),
-                 scaled_diff(g.dadt, ref.dadt), scaled_diff(g.ddt, ref.ddt), scaled_diff(g.dtrap, ref.dtrap),
-                 scaled_diff(g.dD, ref.dD));
+    const Mamba3ScanGrads ref = cuda_kernels().mamba3_scan.bwd_exact(a, dy);
+    for (const M3Bwd& v : {M3Bwd{"GEMM", cuda_kernels().mamba3_scan.bwd_gemm},
+                           M3Bwd{"fused bf16", cuda_kernels().mamba3_scan.bwd_fast}}) {
+      const Mamba3ScanGrads g = v.fn(a, dy);
+      std::fprintf(stderr,
+                   "Mamba-3 %s vs exact: dx %.1e dq %.1e dk %.1e dadt %.1e ddt %.1e dtrap %.1e dD %.1e\n",
+                   v.name, scaled_diff(g.dx, ref.dx), scaled_diff(g.dq, ref.dq), scaled_diff(g.dk, ref.dk),
+                   scaled_diff(g.dadt, ref.dadt), scaled_diff(g.ddt, ref.ddt),
+                   scaled_diff(g.dtrap, ref.dtrap), scaled_diff(g.dD, ref.dD));
+    }
   }
+  if (mamba3_only) return 0;
   {
     const int64_t batch = 8, L = 2048, DI = 2048, NS = 16;
     SelectiveScanArgs a;

@@ -81,6 +81,8 @@ void mamba3_scan_cuda(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor
 Mamba3ScanGrads mamba3_scan_bwd_cuda_exact(const Mamba3ScanArgs& args, const Tensor& dy);
 bool mamba3_scan_bwd_cuda_gemm_supported(const Mamba3ScanArgs& args);
 Mamba3ScanGrads mamba3_scan_bwd_cuda_gemm(const Mamba3ScanArgs& args, const Tensor& dy);
+bool mamba3_scan_bwd_fast_supported(const Mamba3ScanArgs& args);
+Mamba3ScanGrads mamba3_scan_bwd_cuda_fast(const Mamba3ScanArgs& args, const Tensor& dy);
 
 // mamba3_step
 bool mamba3_step_cuda(Exec& exec, const Tensor& proj, const Mamba3Gates& g, const Mamba3StepParams& w,
@@ -127,6 +129,8 @@ Tensor ssd_scan_cuda(const SsdArgs& args, Tensor& state);
 SsdGrads ssd_bwd_cuda_exact(const SsdArgs& args, const Tensor& dy);
 bool ssd_bwd_gemm_supported(const SsdArgs& args);
 SsdGrads ssd_bwd_cuda_gemm(const SsdArgs& args, const Tensor& dy);
+bool ssd_bwd_fast_supported(const SsdArgs& args);
+SsdGrads ssd_bwd_cuda_fast(const SsdArgs& args, const Tensor& dy);
 
 namespace {
 
@@ -169,7 +173,9 @@ const CudaKernels kTable{
     .mamba3_scan = {.scan = mamba3_scan_cuda,
                     .bwd_exact = mamba3_scan_bwd_cuda_exact,
                     .bwd_gemm_supported = mamba3_scan_bwd_cuda_gemm_supported,
-                    .bwd_gemm = mamba3_scan_bwd_cuda_gemm},
+                    .bwd_gemm = mamba3_scan_bwd_cuda_gemm,
+                    .bwd_fast_supported = mamba3_scan_bwd_fast_supported,
+                    .bwd_fast = mamba3_scan_bwd_cuda_fast},
     .mamba3_step = {.step = mamba3_step_cuda},
     .moe = {.route = moe_route_cuda,
             .route_bwd = moe_route_bwd_cuda,
@@ -194,7 +200,9 @@ const CudaKernels kTable{
     .ssd = {.scan = ssd_scan_cuda,
             .bwd_exact = ssd_bwd_cuda_exact,
             .bwd_gemm_supported = ssd_bwd_gemm_supported,
-            .bwd_gemm = ssd_bwd_cuda_gemm},
+            .bwd_gemm = ssd_bwd_cuda_gemm,
+            .bwd_fast_supported = ssd_bwd_fast_supported,
+            .bwd_fast = ssd_bwd_cuda_fast},
 };
 
 }  // namespace

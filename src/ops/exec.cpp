@@ -45,11 +45,16 @@ struct Names {
 };
 
 using P = KernelPlan;
-const Names<P::SsdBwd> kSsdBwd{
-    "ssd_bwd", {{P::SsdBwd::automatic, "auto"}, {P::SsdBwd::gemm, "gemm"}, {P::SsdBwd::exact, "exact"}}};
-const Names<P::Mamba3Bwd> kMamba3Bwd{
-    "mamba3_bwd",
-    {{P::Mamba3Bwd::automatic, "auto"}, {P::Mamba3Bwd::gemm, "gemm"}, {P::Mamba3Bwd::exact, "exact"}}};
+const Names<P::SsdBwd> kSsdBwd{"ssd_bwd",
+                               {{P::SsdBwd::automatic, "auto"},
+                                {P::SsdBwd::gemm, "gemm"},
+                                {P::SsdBwd::exact, "exact"},
+                                {P::SsdBwd::fast, "fast"}}};
+const Names<P::Mamba3Bwd> kMamba3Bwd{"mamba3_bwd",
+                                     {{P::Mamba3Bwd::automatic, "auto"},
+                                      {P::Mamba3Bwd::gemm, "gemm"},
+                                      {P::Mamba3Bwd::exact, "exact"},
+                                      {P::Mamba3Bwd::fast, "fast"}}};
 const Names<P::DecodeGemv> kDecodeGemv{
     "decode_gemv", {{P::DecodeGemv::automatic, "auto"}, {P::DecodeGemv::cublas, "cublas"}}};
 const Names<P::GemvSplit> kGemvSplit{"gemv_split",

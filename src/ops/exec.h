@@ -28,9 +28,9 @@ namespace mamba::ops {
 // on some device). `automatic` everywhere is the production default: each op's front chooses from
 // its shapes, dtypes and the device.
 struct KernelPlan {
-  enum class SsdBwd { automatic, gemm, exact };     // Mamba-2 chunked backward: GEMM form or exact scan
-  enum class Mamba3Bwd { automatic, gemm, exact };  // Mamba-3 scan backward: GEMM form or exact scan
-  enum class DecodeGemv { automatic, cublas };      // bf16 decode rows: own GEMV kernel or cuBLAS
+  enum class SsdBwd { automatic, gemm, exact, fast };  // Mamba-2 backward: GEMM form, exact scan, fused bf16
+  enum class Mamba3Bwd { automatic, gemm, exact, fast };   // Mamba-3 scan backward: GEMM, exact, fused bf16
+  enum class DecodeGemv { automatic, cublas };             // bf16 decode rows: own GEMV kernel or cuBLAS
   enum class GemvSplit { automatic, s11, s21, s12, s14 };  // outputs per warp x warps per output
   enum class Mamba3Step { automatic, fused, stream };      // Mamba-3 SISO decode kernel
   SsdBwd ssd_bwd = SsdBwd::automatic;

@@ -56,7 +56,8 @@ TEST(KernelPlan, RejectsBadAssignments) {
     }
     return std::string("no error");
   };
-  EXPECT_NE(message("ssd_bwd=fast").find("expected auto|gemm|exact, found 'fast'"), std::string::npos);
+  EXPECT_NE(message("ssd_bwd=fastest").find("expected auto|gemm|exact|fast, found 'fastest'"),
+            std::string::npos);
   EXPECT_NE(message("ssd_bwd").find("expected name=value"), std::string::npos);
   EXPECT_NE(message("turbo=on").find("unknown kernel choice 'turbo'"), std::string::npos);
   EXPECT_NE(message("dependent_launch=yes").find("expected on|off"), std::string::npos);

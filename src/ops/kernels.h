@@ -99,7 +99,7 @@ struct CudaKernels {
                           Tensor& dmimo_z, Tensor& dmimo_o);
   } mamba3_gates;
 
-  struct Mamba3Scan {  // mamba3_scan_cuda.cu, mamba3_scan_bwd_cuda.cu, mamba3_scan_bwd_gemm.cu
+  struct Mamba3Scan {  // mamba3_scan_cuda.cu, mamba3_scan_bwd_cuda.cu, mamba3_scan_bwd_gemm.cu, _bwd_fast.cu
     // One call for fwd, ref and step: the tensor-core scan where fast_bf16 and the shapes allow
     // (mamba3_scan_fast_bf16_applies), else the simple scan.
     void (*scan)(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
@@ -108,6 +108,10 @@ struct CudaKernels {
     // The chunked matrix (GEMM) form and the shapes it takes (SISO).
     bool (*bwd_gemm_supported)(const Mamba3ScanArgs& args);
     Mamba3ScanGrads (*bwd_gemm)(const Mamba3ScanArgs& args, const Tensor& dy);
+    // The fused tensor-core backward (bf16 operands, fp32 accumulation) and the shapes it takes
+    // (SISO, head_dim 64, d_state 128, contiguous fp32 inputs).
+    bool (*bwd_fast_supported)(const Mamba3ScanArgs& args);
+    Mamba3ScanGrads (*bwd_fast)(const Mamba3ScanArgs& args, const Tensor& dy);
   } mamba3_scan;
 
   struct Mamba3Step {  // mamba3_step_cuda.cu (+ mamba3_step_stream_cuda.cu, which it chooses by plan)
@@ -159,7 +163,7 @@ struct CudaKernels {
     SelectiveScanGrads (*bwd)(const SelectiveScanArgs& args, const Tensor& dy);
   } selective_scan;
 
-  struct Ssd {  // ssd_cuda.cu (+ ssd_step.cu, ssd_fast.cu), ssd_bwd_cuda.cu, ssd_bwd_gemm.cu
+  struct Ssd {  // ssd_cuda.cu (+ ssd_step.cu, ssd_fast.cu), ssd_bwd_cuda.cu, ssd_bwd_gemm.cu, ssd_bwd_fast.cu
     // One call for fwd and ref: the one-token step, the tensor-core chunked scan (fast_bf16 at its
     // shapes) or the simple scan, by shape.
     Tensor (*scan)(const SsdArgs& args, Tensor& state);
@@ -168,6 +172,10 @@ struct CudaKernels {
     // The chunked matrix (GEMM) form and the shapes it takes (head_dim <= 256).
     bool (*bwd_gemm_supported)(const SsdArgs& args);
     SsdGrads (*bwd_gemm)(const SsdArgs& args, const Tensor& dy);
+    // The fused tensor-core backward (bf16 operands, fp32 accumulation) and the shapes it takes
+    // (head_dim 64, d_state 128, contiguous fp32 inputs).
+    bool (*bwd_fast_supported)(const SsdArgs& args);
+    SsdGrads (*bwd_fast)(const SsdArgs& args, const Tensor& dy);
   } ssd;
 };
 

@@ -1,5 +1,6 @@
-// Front of the Mamba-3 scan's backward: the GEMM or the exact chunk-parallel CUDA backward by plan
-// and shape, or the CPU reverse recurrence (mamba3_scan_bwd_cpu.cpp) after the shape checks.
+// Front of the Mamba-3 scan's backward: the fused tensor-core, the GEMM or the exact chunk-parallel
+// CUDA backward by plan and shape, or the CPU reverse recurrence (mamba3_scan_bwd_cpu.cpp) after the
+// shape checks.
 #include <algorithm>
 
 #include "core/error.h"
@@ -13,11 +14,15 @@ namespace mamba::ops {
 Mamba3ScanGrads mamba3_scan_bwd(Exec& exec, const Mamba3ScanArgs& a, const Tensor& dy_in) {
   OpScope op_scope(exec, "mamba3_scan_bwd", a.x.device());
   if (a.x.device() == Device::cuda) {
-    // The GEMM form where it takes the shapes (SISO), unless the plan pins the exact scan (the
-    // path MIMO always takes).
+    // The fused tensor-core form for a bf16 forward (fast_bf16) at its shapes, else the GEMM form
+    // where it takes the shapes (SISO); the plan may pin either or the exact scan (the path MIMO
+    // always takes).
     const CudaKernels::Mamba3Scan& k = cuda_kernels().mamba3_scan;
-    if (exec.plan().mamba3_bwd != KernelPlan::Mamba3Bwd::exact && k.bwd_gemm_supported(a))
-      return k.bwd_gemm(a, dy_in);
+    const KernelPlan::Mamba3Bwd plan = exec.plan().mamba3_bwd;
+    const bool fast =
+        plan == KernelPlan::Mamba3Bwd::fast || (plan == KernelPlan::Mamba3Bwd::automatic && a.fast_bf16);
+    if (fast && k.bwd_fast_supported(a)) return k.bwd_fast(a, dy_in);
+    if (plan != KernelPlan::Mamba3Bwd::exact && k.bwd_gemm_supported(a)) return k.bwd_gemm(a, dy_in);
     return k.bwd_exact(a, dy_in);
   }
   const Tensor dy = dy_in.contiguous();

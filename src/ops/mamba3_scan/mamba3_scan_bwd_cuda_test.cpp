@@ -5,9 +5,11 @@
 // kernels, and for SISO the GEMM path (mamba3_scan_bwd_gemm.cu) directly. Tolerance 1e-4 of the
 // largest reference value per field: every output is an fp32 sum over at most a few hundred tokens
 // of O(1) terms, summed in another order (the GEMM path's dadt is a suffix sum of row-minus-column
-// sums of the chunk's mask gradient, the same order of terms). Label `cuda`.
+// sums of the chunk's mask gradient, the same order of terms). The fused tensor-core backward
+// (bf16 operands) against the exact kernels with bf16 bounds. Label `cuda`.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -147,6 +149,53 @@ TEST(Mamba3ScanBwdCuda, GemmPathBenchRanges) {
                         gemm = cuda_kernels().mamba3_scan.bwd_gemm(da, ddy);
   expect_close(gemm, ref, false, "gemm vs cpu");
   expect_close(gemm, exact, false, "gemm vs exact");
+}
+
+// The fused tensor-core backward (x, q, k, dy, the chunk states and the Q×Q masks rounded to bf16,
+// fp32 accumulation) against the exact kernels, with the bf16 bounds of the Mamba-2 fused backward:
+// around its 64-token chunks (1, 63, 64, 65, 128 tokens: the row-Q terms that cross into the next
+// chunk's first token), ragged tails over several chunks, batch 2, the bench's value ranges. x, q, k
+// and dy are drawn as bf16 values, so the bound measures the kernel's own rounding, not that of its
+// inputs (a q·k pair that cancels makes the latter large relative to it). Each gradient's worst diff
+// is printed, so a failure names the wrong term.
+TEST(Mamba3ScanBwdCuda, FusedMatchesExact) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(14);
+  const Config cases[] = {{1, 1, 1, 2, 64, 128, 64, false},   {2, 63, 1, 2, 64, 128, 64, false},
+                          {1, 64, 1, 3, 64, 128, 64, false},  {2, 65, 1, 2, 64, 128, 64, false},
+                          {1, 128, 1, 2, 64, 128, 64, false}, {2, 300, 1, 3, 64, 128, 64, false},
+                          {1, 777, 1, 2, 64, 128, 64, false}};
+  for (const Config& c : cases) {
+    for (bool bench_ranges : {false, true}) {
+      Mamba3ScanArgs a = random_args(c, rng);
+      if (bench_ranges) {
+        a.adt = random_tensor({c.batch, c.seq_len, c.n_heads}, rng, -0.8f, -0.001f);
+        a.dt = random_tensor({c.batch, c.seq_len, c.n_heads}, rng, 0.001f, 0.1f);
+        a.trap = random_tensor({c.batch, c.seq_len, c.n_heads}, rng, 0.0f, 1.0f);
+      }
+      for (Tensor* t : {&a.x, &a.q, &a.k}) *t = t->to(DType::bf16).to(DType::f32);
+      const Tensor dy = on_cuda(
+          random_tensor({c.batch, c.seq_len, 1, c.n_heads, c.head_dim}, rng).to(DType::bf16).to(DType::f32));
+      Mamba3ScanArgs da = on_device(a);
+      ASSERT_TRUE(cuda_kernels().mamba3_scan.bwd_fast_supported(da));
+      const Mamba3ScanGrads ref = cuda_kernels().mamba3_scan.bwd_exact(da, dy);
+      da.fast_bf16 = true;
+      const Mamba3ScanGrads got = cuda_kernels().mamba3_scan.bwd_fast(da, dy);
+      const std::string what = "fused B=" + std::to_string(c.batch) + " L=" + std::to_string(c.seq_len) +
+                               " H=" + std::to_string(c.n_heads) + (bench_ranges ? " bench ranges" : "");
+      std::printf("%s: dx %.2e dq %.2e dk %.2e dadt %.2e ddt %.2e dtrap %.2e dD %.2e\n", what.c_str(),
+                  scaled_max_diff(got.dx, ref.dx), scaled_max_diff(got.dq, ref.dq),
+                  scaled_max_diff(got.dk, ref.dk), scaled_max_diff(got.dadt, ref.dadt),
+                  scaled_max_diff(got.ddt, ref.ddt), scaled_max_diff(got.dtrap, ref.dtrap),
+                  scaled_max_diff(got.dD, ref.dD));
+      expect_close(got, ref, false, what, 2e-2f);
+    }
+  }
+  // MIMO and other shapes are not the fused kernel's.
+  Mamba3ScanArgs mimo = on_device(random_args({1, 8, 2, 2, 64, 128, 64, true}, rng));
+  EXPECT_FALSE(cuda_kernels().mamba3_scan.bwd_fast_supported(mimo));
+  EXPECT_FALSE(cuda_kernels().mamba3_scan.bwd_fast_supported(
+      on_device(random_args({1, 8, 1, 2, 64, 64, 64, false}, rng))));
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// Front of SSD's backward: the GEMM or the exact chunk-parallel CUDA backward by plan and shape,
-// or the CPU reverse recurrence (ssd_bwd_cpu.cpp) after the shape checks.
+// Front of SSD's backward: the fused tensor-core, the GEMM or the exact chunk-parallel CUDA backward
+// by plan and shape, or the CPU reverse recurrence (ssd_bwd_cpu.cpp) after the shape checks.
 #include <algorithm>
 
 #include "core/error.h"
@@ -13,10 +13,14 @@ namespace mamba::ops {
 SsdGrads ssd_bwd(Exec& exec, const SsdArgs& a, const Tensor& dy_in) {
   OpScope op_scope(exec, "ssd_bwd", a.x.device());
   if (a.x.device() == Device::cuda) {
-    // The GEMM (chunked matrix) form where it takes the shapes, unless the plan pins the exact scan.
+    // The fused tensor-core form for a bf16 forward (fast_bf16) at its shapes, else the GEMM
+    // (chunked matrix) form where it takes the shapes; the plan may pin either or the exact scan.
     const CudaKernels::Ssd& k = cuda_kernels().ssd;
-    if (exec.plan().ssd_bwd != KernelPlan::SsdBwd::exact && k.bwd_gemm_supported(a))
-      return k.bwd_gemm(a, dy_in);
+    const KernelPlan::SsdBwd plan = exec.plan().ssd_bwd;
+    const bool fast =
+        plan == KernelPlan::SsdBwd::fast || (plan == KernelPlan::SsdBwd::automatic && a.fast_bf16);
+    if (fast && k.bwd_fast_supported(a)) return k.bwd_fast(a, dy_in);
+    if (plan != KernelPlan::SsdBwd::exact && k.bwd_gemm_supported(a)) return k.bwd_gemm(a, dy_in);
     return k.bwd_exact(a, dy_in);
   }
   const Tensor dy = dy_in.contiguous();

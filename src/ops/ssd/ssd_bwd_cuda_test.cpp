@@ -1,9 +1,11 @@
 // ssd_bwd on CUDA (the exact scan and the GEMM form, each called directly) vs the CPU ssd_bwd on
 // random inputs: lengths 1, 7, 77, 300 and several 256-token chunks with a ragged tail, n_groups
 // 1..3 (up to 4 heads a group), d_state 16..256, head_dim from a few rows to more than one block's
-// tile, D per head and per channel; and the GEMM form's TF32 mode against the exact scan. Label `cuda`.
+// tile, D per head and per channel; the GEMM form's TF32 mode and the fused tensor-core backward
+// against the exact scan. Label `cuda`.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <string>
 
 #include "cuda_testing.h"
@@ -104,6 +106,52 @@ TEST(SsdBwdCuda, FastModeMatchesExact) {
     g.fast_bf16 = true;
     expect_close(cuda_kernels().ssd.bwd_gemm(g, dy), ref, 2e-2f, "fast " + describe(s, false), 5e-2f);
   }
+}
+
+// The fused tensor-core backward (bf16 operands: x, dy, B, C, the chunk states and the Q×Q masks
+// rounded to bf16, fp32 accumulation) against the exact scan, with the bf16 bounds of the GEMM
+// form's fast mode: around its 64-token chunks (1, 63, 64, 65 tokens), ragged tails over several
+// chunks, batch 2, 1 and 2 groups, D per head and per channel. x, B, C and dy are drawn as bf16
+// values, so the bound measures the kernel's own rounding (states, masks, sums), not the rounding
+// of its inputs: with one token, C·B of one pair can cancel to a small value whose bf16 input
+// rounding is 4% of it (ddt 4e-2 seen at L 1). Each gradient's worst diff is printed, so a failure
+// names the wrong term.
+TEST(SsdBwdCuda, FusedMatchesExact) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(11);
+  const Case cases[] = {{1, 1, 4, 64, 1, 128},   {2, 63, 4, 64, 2, 128},  {1, 64, 4, 64, 1, 128},
+                        {2, 65, 4, 64, 2, 128},  {1, 300, 4, 64, 1, 128}, {2, 777, 4, 64, 2, 128},
+                        {1, 777, 8, 64, 1, 128}, {2, 512, 8, 64, 1, 128}};
+  for (const Case& s : cases) {
+    for (bool d_per_channel : {false, true}) {
+      SsdArgs a = random_args(s, d_per_channel, rng);
+      for (Tensor* t : {&a.x, &a.B, &a.C}) *t = t->to(DType::bf16).to(DType::f32);
+      SsdArgs g = to_cuda(a);
+      const Tensor dy = on_cuda(testing::random_tensor({s.batch, s.seq_len, s.n_heads, s.head_dim}, rng)
+                                    .to(DType::bf16)
+                                    .to(DType::f32));
+      ASSERT_TRUE(cuda_kernels().ssd.bwd_fast_supported(g)) << describe(s, d_per_channel);
+      const SsdGrads ref = cuda_kernels().ssd.bwd_exact(g, dy);
+      g.fast_bf16 = true;
+      const SsdGrads got = cuda_kernels().ssd.bwd_fast(g, dy);
+      const std::string where = "fused " + describe(s, d_per_channel);
+      std::printf("%s: dx %.2e ddt %.2e dA %.2e dB %.2e dC %.2e dD %.2e\n", where.c_str(),
+                  scaled_max_diff(got.dx, ref.dx), scaled_max_diff(got.ddt, ref.ddt),
+                  scaled_max_diff(got.dA, ref.dA), scaled_max_diff(got.dB, ref.dB),
+                  scaled_max_diff(got.dC, ref.dC), scaled_max_diff(got.dD, ref.dD));
+      expect_close(got, ref, 2e-2f, where, 5e-2f);
+    }
+  }
+}
+
+// Shapes the fused kernel does not compile for go elsewhere.
+TEST(SsdBwdCuda, FusedSupportedShapes) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(13);
+  EXPECT_FALSE(
+      cuda_kernels().ssd.bwd_fast_supported(to_cuda(random_args({1, 8, 2, 32, 1, 128}, false, rng))));
+  EXPECT_FALSE(cuda_kernels().ssd.bwd_fast_supported(to_cuda(random_args({1, 8, 2, 64, 1, 64}, false, rng))));
+  EXPECT_TRUE(cuda_kernels().ssd.bwd_fast_supported(to_cuda(random_args({1, 8, 2, 64, 2, 128}, true, rng))));
 }
 
 }  // namespace

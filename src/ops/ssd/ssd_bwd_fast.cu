@@ -1,0 +1,515 @@
+// Backward of SSD on tensor cores (bf16 operands, fp32 accumulation) for head_dim 64, d_state 128,
+// in the chunked form of ssd_bwd_gemm.cu's header (same symbols) with 64-token chunks, where the
+// Q×Q terms (C·Bᵀ, the decay mask L, M = C·Bᵀ∘L and dM = dy·Xdᵀ) never leave the chip:
+//   1. chunk_local_state_kernel: per (batch, head, chunk) S_loc = (w∘Xd)ᵀ·B and (e∘dy)ᵀ·C, and the
+//      chunk's log2 decay;
+//   2. state_pass_kernel: forward S_in[c] and reverse G[c] = dS_in[c+1] (elementwise over chunks,
+//      fp32 carry, bf16 in memory: the states are most of the backward's memory traffic);
+//   3. chunk_bwd_kernel: per (batch, group, chunk), the group's heads one after another: dx, ddt,
+//      the dcs → dA terms, dD, and dB, dC summed over the heads in shared memory (deterministic, no
+//      per-head buffers; only dA and dD take atomics, one per block and head).
+// x, B, C and dy are fp32 tensors: kernel 1 rounds their tiles to bf16 as it copies them to shared
+// memory (plain vector loads: cp.async cannot convert) and writes x and dy in bf16 for kernel 3,
+// which streams every per-head operand (x, dy, S_in, G) by cp.async, the next head's while a head
+// computes.
+#include <cuda_bf16.h>
+
+#include <cstdint>
+#include <initializer_list>
+
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_context.h"
+#include "backend/cuda/kernel_utils.cuh"
+#include "core/error.h"
+#include "ops/ssd/ssd.h"
+#include "ops/ssd/ssd_bwd_tiles.cuh"
+#include "ops/ssd/ssd_mma.cuh"
+
+namespace mamba::ops {
+
+namespace {
+
+using namespace cuda::chunk_bwd;
+using cuda::pack_bf16;
+
+constexpr int kWarps = 4;  // kernel 1: warp w owns the state rows (head_dim) [16w, 16w+16)
+constexpr int kThreads = 32 * kWarps;
+constexpr int kLdAcc = kN + 4;  // fp32 rows of the dB/dC sums
+
+struct Dims {
+  int batch, L, H, G, hpg, nc;
+  bool d_per_channel;
+};
+
+__device__ __forceinline__ int64_t state_offset(const Dims& z, int b, int h, int c) {
+  return ((int64_t(b) * z.H + h) * z.nc + c) * (kP * kN);
+}
+
+// Warp 0: the chunk's dt (0 past seq_len) and inclusive cumsum of dt·A in log2 units; lane l holds
+// tokens 2l and 2l+1.
+__device__ void chunk_cumsum(const float* dt, int64_t dt_stride, int valid, float A, float* s_dt,
+                             float* s_a2) {
+  const int lane = threadIdx.x & 31;
+  float d[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) d[i] = 2 * lane + i < valid ? dt[(2 * lane + i) * dt_stride] : 0.0f;
+  const float l0 = d[0] * A * kLog2e, l1 = d[1] * A * kLog2e;
+  float run = l0 + l1;
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const float up = __shfl_up_sync(0xffffffffu, run, off);
+    if (lane >= off) run += up;
+  }
+  s_dt[2 * lane] = d[0], s_dt[2 * lane + 1] = d[1];
+  s_a2[2 * lane] = run - l1, s_a2[2 * lane + 1] = run;
+}
+
+// ---- 1: per chunk, Σ_t wt_t·v_tᵀ k_t: forward (v, k, wt) = (x, B, exp(cs_last − cs_t)·dt_t), whose
+// chunk decay it also stores; reverse (dy, C, exp(cs_t)). ----
+struct LocalStateSmem {
+  __nv_bfloat16 v[kQ * kLdP];  // [token, head_dim]
+  __nv_bfloat16 k[kQ * kLdN];  // [token, d_state]
+  float dt[kQ], a2[kQ], wt[kQ];
+};
+
+template <bool kReverse>
+__global__ void __launch_bounds__(kThreads)
+    chunk_local_state_kernel(Dims z, const float* v, const float* k, const float* dt, const float* A,
+                             __nv_bfloat16* out, float* decay, __nv_bfloat16* v16) {
+  __shared__ LocalStateSmem s;
+  const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / z.hpg, t0 = c * kQ;
+  const int valid = min(kQ, z.L - t0), lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  load_bf16<kQ, kP, kLdP, kThreads>(s.v, v + ((int64_t(b) * z.L + t0) * z.H + h) * kP, int64_t(z.H) * kP,
+                                    valid);
+  load_bf16<kQ, kN, kLdN, kThreads>(s.k, k + ((int64_t(b) * z.L + t0) * z.G + g) * kN, int64_t(z.G) * kN,
+                                    valid);
+  if (warp == 0) {
+    chunk_cumsum(dt + (int64_t(b) * z.L + t0) * z.H + h, z.H, valid, A[h], s.dt, s.a2);
+    __syncwarp();
+    const float last = s.a2[kQ - 1];
+    for (int t = lane; t < kQ; t += 32)
+      s.wt[t] = kReverse ? exp2f(s.a2[t]) : exp2f(fminf(last - s.a2[t], 0.0f)) * s.dt[t];
+    if (!kReverse && lane == 0) decay[(int64_t(b) * z.H + h) * z.nc + c] = last;
+  }
+  __syncthreads();
+  {  // v rounded to bf16 for the fused kernel's async copies: [batch, seq_len, n_heads, head_dim]
+    constexpr int kVec = kP / 8;
+    __nv_bfloat16* dst = v16 + ((int64_t(b) * z.L + t0) * z.H + h) * kP;
+#pragma unroll
+    for (int j = 0; j < kQ * kVec / kThreads; ++j) {
+      const int i = threadIdx.x + j * kThreads, r = i / kVec, col = (i % kVec) * 8;
+      if (r < valid)
+        *reinterpret_cast<uint4*>(dst + int64_t(r) * z.H * kP + col) =
+            *reinterpret_cast<const uint4*>(&s.v[r * kLdP + col]);
+    }
+  }
+  float acc[kN / 8][4] = {};
+  accumulate_state(acc, s.v, s.k, s.wt);
+  store_state_bf16(out + state_offset(z, b, h, c), acc);
+}
+
+// ---- 3: the fused per-chunk backward. Warp w works on the rows [16·rt, 16·rt + 16) of the chunk
+// (rt = w % 4); with 8 warps on half (w / 4) of each product's columns, so that two warps share each
+// tensor-core unit (one block fills an SM's shared memory). 4 warps (a warp per row tile, all
+// columns) is the simpler schedule, kept selectable to compare. ----
+constexpr int kFusedWarps = 8;
+constexpr int kFusedThreads = 32 * kFusedWarps;
+constexpr int kSplit = kFusedWarps / 4;  // warps per row tile
+static_assert(kSplit == 1 || kSplit == 2, "4 or 8 warps");
+
+struct BwdSmem {
+  __nv_bfloat16 b[kQ * kLdN], c[kQ * kLdN];           // the group's B, C [token, d_state]
+  __nv_bfloat16 x[2][kQ * kLdP], dy[2][kQ * kLdP];    // x, dy [token, head_dim]: this head's, the next's
+  __nv_bfloat16 s_in[2][kP * kLdN], g[2][kP * kLdN];  // S_in, G [head_dim, d_state]: this head's, the next's
+  __nv_bfloat16 m[kQ * kLdQ], dml[kQ * kLdQ];         // M and dM∘L [token i, token j], tiles i ≥ j only
+  float dB[kQ * kLdAcc], dC[kQ * kLdAcc];             // Σ over the group's heads [token, d_state]
+  // Per token: dt, cumsum; column sums of dM∘M per warp; per column half: the dcs terms, ω, Σ x·dXd.
+  float dt[kQ], a2[kQ], col[kFusedWarps][kQ], part[kSplit][kQ], om[kSplit][kQ], sx[kSplit][kQ], red[32];
+};
+
+struct FusedArgs {
+  const float *dt, *A, *B, *C, *D;
+  const __nv_bfloat16 *x, *dy;  // rounded by chunk_local_state_kernel [batch, seq_len, n_heads, head_dim]
+  const __nv_bfloat16 *S, *dS;  // S_in and G of each chunk [batch, n_heads, n_chunks, head_dim, d_state]
+  float *dx, *ddt, *dA, *dB, *dC, *dD;
+};
+
+// dst rows [r0, r0 + 16) (fp32, ld kLdAcc) += acc, columns n0 + [0, 64).
+__device__ __forceinline__ void add_rows(float* dst, const float (&acc)[8][4], int r0, int n0) {
+  const int lane = threadIdx.x & 31, row = r0 + (lane >> 2), col = n0 + 2 * (lane & 3);
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) {
+    float2* lo = reinterpret_cast<float2*>(dst + row * kLdAcc + col + nt * 8);
+    float2* hi = reinterpret_cast<float2*>(dst + (row + 8) * kLdAcc + col + nt * 8);
+    lo->x += acc[nt][0], lo->y += acc[nt][1], hi->x += acc[nt][2], hi->y += acc[nt][3];
+  }
+}
+
+// One head's chunk state [head_dim, d_state] (bf16, contiguous) → shared rows of kLdN, async.
+__device__ __forceinline__ void copy_state_async(__nv_bfloat16* dst, const __nv_bfloat16* src) {
+  constexpr int kVec = kN / 8;
+  static_assert(kP * kVec % kFusedThreads == 0, "whole rounds of copies");
+#pragma unroll
+  for (int j = 0; j < kP * kVec / kFusedThreads; ++j) {
+    const int i = threadIdx.x + j * kFusedThreads, r = i / kVec, col = (i % kVec) * 8;
+    cuda::cp_async16(dst + r * kLdN + col, src + r * kN + col, true);
+  }
+}
+
+// A head's 64-token tile [token, head_dim] (bf16, rows of row_stride) → shared rows of kLdP, async;
+// zero rows past seq_len.
+__device__ __forceinline__ void copy_tile_async(__nv_bfloat16* dst, const __nv_bfloat16* src,
+                                                int64_t row_stride, int valid) {
+  constexpr int kVec = kP / 8;
+  static_assert(kQ * kVec % kFusedThreads == 0, "whole rounds of copies");
+#pragma unroll
+  for (int j = 0; j < kQ * kVec / kFusedThreads; ++j) {
+    const int i = threadIdx.x + j * kFusedThreads, r = i / kVec, col = (i % kVec) * 8;
+    cuda::cp_async16(dst + r * kLdP + col, r < valid ? src + r * row_stride + col : src, r < valid);
+  }
+}
+
+// Starts the async copies of head h's x, dy tiles and chunk states into buffer buf, as one group.
+__device__ __forceinline__ void load_head_async(const Dims& z, const FusedArgs& f, BwdSmem& s, int buf, int b,
+                                                int h, int c, int valid) {
+  const int64_t tok = (int64_t(b) * z.L + int64_t(c) * kQ) * z.H + h;
+  copy_tile_async(s.x[buf], f.x + tok * kP, int64_t(z.H) * kP, valid);
+  copy_tile_async(s.dy[buf], f.dy + tok * kP, int64_t(z.H) * kP, valid);
+  copy_state_async(s.s_in[buf], f.S + state_offset(z, b, h, c));
+  copy_state_async(s.g[buf], f.dS + state_offset(z, b, h, c));
+  cuda::cp_async_commit();
+}
+
+__global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, FusedArgs f) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  BwdSmem& s = *reinterpret_cast<BwdSmem*>(smem_raw);
+  const int c = blockIdx.x, grp = blockIdx.y, b = blockIdx.z, t0 = c * kQ, valid = min(kQ, z.L - t0);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gq = lane >> 2, qd = lane & 3;
+  const int rt = warp & 3, half = warp >> 2;  // row tile; column half of each product
+  const int r0 = rt * 16, i_lo = r0 + gq, i_hi = i_lo + 8;
+  // Causal 16-column tiles st ≤ rt split between the halves by parity; head_dim tiles by halves.
+  const int causal_mask = (kSplit == 1 ? 0xF : half ? 0xA : 0x5) & ((2 << rt) - 1);
+  const int p_mask = kSplit == 1 ? 0xF : half ? 0xC : 0x3;
+  // Whether accumulator tile nt (8 columns of head_dim) is the warp's.
+  auto p_tile_mine = [&](int nt) { return kSplit == 1 || (nt >> 2) == half; };
+  const int64_t bc_rows = (int64_t(b) * z.L + t0) * z.G + grp;  // (b, t0, group) row of B, C
+  load_bf16<kQ, kN, kLdN, kFusedThreads>(s.b, f.B + bc_rows * kN, int64_t(z.G) * kN, valid);
+  load_bf16<kQ, kN, kLdN, kFusedThreads>(s.c, f.C + bc_rows * kN, int64_t(z.G) * kN, valid);
+  for (int i = threadIdx.x; i < kQ * kLdAcc; i += kFusedThreads) s.dB[i] = s.dC[i] = 0.0f;
+  __syncthreads();
+  // C·Bᵀ for the warp's rows i and causal tiles: shared by the group's heads.
+  float cb[8][4] = {};
+  mma_rows_nk<kN>(cb, &s.c[r0 * kLdN], kLdN, s.b, kLdN, causal_mask);
+  // The group's heads' tiles and states stream in one head ahead (cp.async, one group a head).
+  load_head_async(z, f, s, 0, b, grp * z.hpg, c, valid);
+
+  for (int hk = 0; hk < z.hpg; ++hk) {
+    const int h = grp * z.hpg + hk, buf = hk & 1;
+    const __nv_bfloat16 *s_in = s.s_in[buf], *s_g = s.g[buf], *s_x = s.x[buf], *s_dy = s.dy[buf];
+    if (hk + 1 < z.hpg)  // buffer buf ^ 1 was last read before the previous head's closing barrier
+      load_head_async(z, f, s, buf ^ 1, b, h + 1, c, valid);
+    else
+      cuda::cp_async_commit();  // an empty group: one group per head, so wait<1> below holds
+    const int64_t tok = (int64_t(b) * z.L + t0) * z.H + h;  // (b, t0, h) row of dx, dt, ddt
+    for (int i = threadIdx.x; i < kFusedWarps * kQ; i += kFusedThreads) (&s.col[0][0])[i] = 0.0f;
+    if (warp == 0) chunk_cumsum(f.dt + tok, z.H, valid, f.A[h], s.dt, s.a2);
+    cuda::cp_async_wait<1>();  // this head's copies have landed (the next head's may be in flight)
+    __syncthreads();
+    // dT = Σ G∘S_in (fp32 sums of the bf16 states): the gradient of the chunk decay T.
+    float dT_part = 0.0f;
+    for (int i = threadIdx.x; i < kP * kN / 2; i += kFusedThreads) {
+      const int r = i / (kN / 2), col = (i % (kN / 2)) * 2;
+      const float2 sv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_in[r * kLdN + col]));
+      const float2 gv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_g[r * kLdN + col]));
+      dT_part += sv.x * gv.x + sv.y * gv.y;
+    }
+    const float dT = mamba::cuda::block_sum(dT_part, s.red);
+
+    const float a_lo = s.a2[i_lo], a_hi = s.a2[i_hi], a_last = s.a2[kQ - 1];
+    const float e_lo = exp2f(a_lo), e_hi = exp2f(a_hi);
+    const float w_lo = exp2f(fminf(a_last - a_lo, 0.0f)), w_hi = exp2f(fminf(a_last - a_hi, 0.0f));
+    const float dt_lo = s.dt[i_lo], dt_hi = s.dt[i_hi];
+    // dM = dy·Xdᵀ = (dy·xᵀ)∘dt_j; M = C·Bᵀ∘L. The warp's rows i and causal tiles.
+    float row_lo = 0.0f, row_hi = 0.0f;
+    {
+      float dyx[8][4] = {};
+      mma_rows_nk<kP>(dyx, &s_dy[r0 * kLdP], kLdP, s_x, kLdP, causal_mask);
+#pragma unroll
+      for (int st = 0; st < 4; ++st) {
+        if (!((causal_mask >> st) & 1)) continue;
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+          const int nt = 2 * st + hf, j = st * 16 + hf * 8 + 2 * qd;
+          float col_w[2], m[4], dml[4];  // m, dml: C-fragment order (row lo: 0, 1; hi: 2, 3)
+#pragma unroll
+          for (int jj = 0; jj < 2; ++jj) {
+            const float a_j = s.a2[j + jj], dt_j = s.dt[j + jj];
+            // Selects, not products: exp2 of a positive difference (j > i) may overflow.
+            const float l_lo = j + jj <= i_lo ? exp2f(fminf(a_lo - a_j, 0.0f)) : 0.0f;
+            const float l_hi = j + jj <= i_hi ? exp2f(fminf(a_hi - a_j, 0.0f)) : 0.0f;
+            const float dm_lo = dyx[nt][jj] * dt_j, dm_hi = dyx[nt][2 + jj] * dt_j;
+            m[jj] = cb[nt][jj] * l_lo, m[2 + jj] = cb[nt][2 + jj] * l_hi;
+            row_lo += dm_lo * m[jj], row_hi += dm_hi * m[2 + jj];
+            col_w[jj] = dm_lo * m[jj] + dm_hi * m[2 + jj];
+            dml[jj] = dm_lo * l_lo, dml[2 + jj] = dm_hi * l_hi;
+          }
+          *reinterpret_cast<uint32_t*>(&s.m[i_lo * kLdQ + j]) = pack_bf16(m[0], m[1]);
+          *reinterpret_cast<uint32_t*>(&s.m[i_hi * kLdQ + j]) = pack_bf16(m[2], m[3]);
+          *reinterpret_cast<uint32_t*>(&s.dml[i_lo * kLdQ + j]) = pack_bf16(dml[0], dml[1]);
+          *reinterpret_cast<uint32_t*>(&s.dml[i_hi * kLdQ + j]) = pack_bf16(dml[2], dml[3]);
+#pragma unroll
+          for (int jj = 0; jj < 2; ++jj) {
+            const float v = column_sum(col_w[jj]);
+            if (gq == 0) s.col[warp][j + jj] = v;
+          }
+        }
+      }
+    }
+    row_lo = quad_sum(row_lo), row_hi = quad_sum(row_hi);
+    __syncthreads();  // M and dM∘L complete
+
+    // ε_i = e_i·Σ_p dy·(C·S_inᵀ) over the warp's head_dim half.
+    float eps_lo = 0.0f, eps_hi = 0.0f;
+    {
+      float v[8][4] = {};
+      mma_rows_nk<kN>(v, &s.c[r0 * kLdN], kLdN, s_in, kLdN, p_mask);
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        if (!p_tile_mine(nt)) continue;
+        const int p = nt * 8 + 2 * qd;
+        const float2 d_lo =
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_dy[i_lo * kLdP + p]));
+        const float2 d_hi =
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_dy[i_hi * kLdP + p]));
+        eps_lo += d_lo.x * v[nt][0] + d_lo.y * v[nt][1];
+        eps_hi += d_hi.x * v[nt][2] + d_hi.y * v[nt][3];
+      }
+      eps_lo = e_lo * quad_sum(eps_lo), eps_hi = e_hi * quad_sum(eps_hi);
+    }
+    // dC += dM∘L·B + (e∘dy)·S_in: the warp's rows i, its d_state halves.
+#pragma unroll
+    for (int n0 = half * 64; n0 < kN; n0 += 64 * kSplit) {
+      float acc[8][4] = {};
+#pragma unroll
+      for (int st = 0; st < 4; ++st) {  // dM∘L [i, j]·B [j, n] over the tiles j ≤ i (the rest is zero)
+        if (st <= rt)
+          mma_rows_kn<16, false>(acc, &s.dml[r0 * kLdQ + st * 16], kLdQ, &s.b[st * 16 * kLdN], kLdN, n0);
+      }
+      mma_rows_kn<kP, true>(acc, &s_dy[r0 * kLdP], kLdP, s_in, kLdN, n0, e_lo, e_hi);
+      add_rows(s.dC, acc, r0, n0);
+    }
+    // U = B·Gᵀ; ω_j = w_j·dt_j·Σ_p x·U; dXd = Mᵀ·dy + w∘U: the warp's rows j, head_dim half.
+    float om_lo = 0.0f, om_hi = 0.0f, sx_lo = 0.0f, sx_hi = 0.0f;
+    {
+      float u[8][4] = {};
+      mma_rows_nk<kN>(u, &s.b[r0 * kLdN], kLdN, s_g, kLdN, p_mask);
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        if (!p_tile_mine(nt)) continue;
+        const int p = nt * 8 + 2 * qd;
+        const float2 x_lo =
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_x[i_lo * kLdP + p]));
+        const float2 x_hi =
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_x[i_hi * kLdP + p]));
+        om_lo += x_lo.x * u[nt][0] + x_lo.y * u[nt][1];
+        om_hi += x_hi.x * u[nt][2] + x_hi.y * u[nt][3];
+        u[nt][0] *= w_lo, u[nt][1] *= w_lo, u[nt][2] *= w_hi, u[nt][3] *= w_hi;
+      }
+      om_lo = w_lo * dt_lo * quad_sum(om_lo), om_hi = w_hi * dt_hi * quad_sum(om_hi);
+      if (kSplit == 1)  // u is now dXd
+        mma_causal_tn<4, 0>(u, s.m, s_dy, kLdP, 0, rt);
+      else if (half)
+        mma_causal_tn<2, 4>(u, s.m, s_dy, kLdP, 32, rt);
+      else
+        mma_causal_tn<2, 0>(u, s.m, s_dy, kLdP, 0, rt);
+      // dx = dt·dXd + D·dy; Σ_p x·dXd; dD = Σ dy·x (x, dy as rounded to bf16).
+      float* dxg = f.dx + tok * kP;
+      const int64_t rs = int64_t(z.H) * kP;
+      float dd[8][2] = {};
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        if (!p_tile_mine(nt)) continue;
+        const int p = nt * 8 + 2 * qd;
+        const float D0 = z.d_per_channel ? f.D[h * kP + p] : f.D[h];
+        const float D1 = z.d_per_channel ? f.D[h * kP + p + 1] : f.D[h];
+#pragma unroll
+        for (int hi = 0; hi < 2; ++hi) {
+          const int i = hi ? i_hi : i_lo;
+          if (i >= valid) continue;
+          const float d = hi ? dt_hi : dt_lo;
+          const float2 xv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_x[i * kLdP + p]));
+          const float2 dyv =
+              __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_dy[i * kLdP + p]));
+          const float g0 = u[nt][2 * hi], g1 = u[nt][2 * hi + 1];
+          *reinterpret_cast<float2*>(dxg + i * rs + p) =
+              make_float2(d * g0 + D0 * dyv.x, d * g1 + D1 * dyv.y);
+          (hi ? sx_hi : sx_lo) += xv.x * g0 + xv.y * g1;
+          dd[nt][0] += dyv.x * xv.x, dd[nt][1] += dyv.y * xv.y;
+        }
+      }
+      sx_lo = quad_sum(sx_lo), sx_hi = quad_sum(sx_hi);
+      if (z.d_per_channel) {
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+          if (!p_tile_mine(nt)) continue;
+#pragma unroll
+          for (int k = 0; k < 2; ++k) {
+            const float v = column_sum(dd[nt][k]);
+            if (gq == 0) atomicAdd(&f.dD[h * kP + nt * 8 + 2 * qd + k], v);
+          }
+        }
+      } else {
+        float v = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) v += dd[nt][0] + dd[nt][1];
+        v = mamba::cuda::warp_sum(v);
+        if (lane == 0) atomicAdd(&f.dD[h], v);
+      }
+    }
+    // dB += (dM∘L)ᵀ·C + (w∘Xd)·G: the warp's rows j, its d_state halves.
+#pragma unroll
+    for (int n0 = half * 64; n0 < kN; n0 += 64 * kSplit) {
+      float acc[8][4] = {};
+      mma_causal_tn<4, 0>(acc, s.dml, s.c, kLdN, n0, rt);
+      mma_rows_kn<kP, true>(acc, &s_x[r0 * kLdP], kLdP, s_g, kLdN, n0, w_lo * dt_lo, w_hi * dt_hi);
+      add_rows(s.dB, acc, r0, n0);
+    }
+    if (qd == 0) {
+      s.part[half][i_lo] = row_lo - om_lo + eps_lo, s.part[half][i_hi] = row_hi - om_hi + eps_hi;
+      s.om[half][i_lo] = om_lo, s.om[half][i_hi] = om_hi;
+      s.sx[half][i_lo] = sx_lo, s.sx[half][i_hi] = sx_hi;
+    }
+    __syncthreads();  // part, om, sx, col complete
+
+    // dcs → its reverse cumulative sum da; ddt, dA (warp 0, lane l: tokens 2l, 2l+1).
+    if (warp == 0) {
+      float dcs[2], om_sum = 0.0f;
+#pragma unroll
+      for (int k = 0; k < 2; ++k) {
+        const int i = 2 * lane + k;
+        float col = 0.0f;
+#pragma unroll
+        for (int w = 0; w < kFusedWarps; ++w) col += s.col[w][i];
+        float part = 0.0f, om = 0.0f;
+#pragma unroll
+        for (int hf = 0; hf < kSplit; ++hf) part += s.part[hf][i], om += s.om[hf][i];
+        dcs[k] = part - col;
+        om_sum += om;
+      }
+      om_sum = mamba::cuda::warp_sum(om_sum);
+      // cs_last also carries every ω (through w) and the chunk decay T.
+      if (lane == 31) dcs[1] += om_sum + dT * exp2f(a_last);
+      float run = dcs[0] + dcs[1];  // suffix sum over lanes ≥ this one
+#pragma unroll
+      for (int off = 1; off < 32; off <<= 1) {
+        const float down = __shfl_down_sync(0xffffffffu, run, off);
+        if (lane + off < 32) run += down;
+      }
+      const float da[2] = {run, run - dcs[0]};
+      float dA_part = 0.0f;
+#pragma unroll
+      for (int k = 0; k < 2; ++k) {
+        const int i = 2 * lane + k;
+        if (i >= valid) continue;
+        const float dak = (t0 + i == 0) ? 0.0f : da[k];  // no state before the first token
+        float sx = 0.0f;
+#pragma unroll
+        for (int hf = 0; hf < kSplit; ++hf) sx += s.sx[hf][i];
+        f.ddt[tok + int64_t(i) * z.H] = f.A[h] * dak + sx;
+        dA_part += s.dt[i] * dak;
+      }
+      dA_part = mamba::cuda::warp_sum(dA_part);
+      if (lane == 0) atomicAdd(&f.dA[h], dA_part);
+    }
+    __syncthreads();  // the next head's loads overwrite the tiles, dt and a2
+  }
+  // dB, dC of the chunk's rows (each block owns its (batch, chunk, group) rows).
+  for (int i = threadIdx.x; i < valid * (kN / 4); i += kFusedThreads) {
+    const int r = i / (kN / 4), col = (i % (kN / 4)) * 4;
+    const int64_t at = (bc_rows + int64_t(r) * z.G) * kN + col;
+    *reinterpret_cast<float4*>(f.dB + at) = *reinterpret_cast<const float4*>(&s.dB[r * kLdAcc + col]);
+    *reinterpret_cast<float4*>(f.dC + at) = *reinterpret_cast<const float4*>(&s.dC[r * kLdAcc + col]);
+  }
+}
+
+}  // namespace
+
+bool ssd_bwd_fast_supported(const SsdArgs& a) {
+  if (a.x.dim() != 4 || a.B.dim() != 4 || a.C.dim() != 4 || a.dt.dim() != 3) return false;
+  const int64_t batch = a.x.size(0), L = a.x.size(1), H = a.x.size(2), G = a.B.size(2);
+  if (a.x.size(3) != kP || a.B.size(3) != kN || G < 1 || H % G != 0) return false;
+  if (a.B.shape() != a.C.shape() || a.B.size(0) != batch || a.B.size(1) != L) return false;
+  if (!(a.D.numel() == H || a.D.numel() == H * kP)) return false;
+  for (const Tensor* t : {&a.x, &a.dt, &a.A, &a.B, &a.C, &a.D})
+    if (t->dtype() != DType::f32 || !t->is_contiguous()) return false;
+  // Grid limits (y: groups, batch·heads; z: batch) and 32-bit token indices inside a chunk.
+  if (!(batch <= 65535 && G <= 65535 && batch * H <= 65535 && L < (int64_t(1) << 30))) return false;
+  static const bool smem_fits = [] {  // the fused kernel's shared memory (~224 KiB: sm_90)
+    int device = 0, optin = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    return static_cast<size_t>(optin) >= sizeof(BwdSmem);
+  }();
+  return smem_fits;
+}
+
+SsdGrads ssd_bwd_cuda_fast(const SsdArgs& a, const Tensor& dy_in) {
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&a.x, &a.dt, &a.A, &a.B, &a.C, &a.D, &dy_in})
+    mamba::cuda::check_cuda_tensor(*t, "ssd_bwd argument");
+  MAMBA_CHECK(ssd_bwd_fast_supported(a), "ssd_bwd (CUDA, fast): unsupported shape");
+  const Tensor dy = dy_in.contiguous();
+  MAMBA_CHECK(dy.shape() == a.x.shape() && dy.dtype() == DType::f32);
+  Dims z{};
+  z.batch = static_cast<int>(a.x.size(0)), z.L = static_cast<int>(a.x.size(1));
+  z.H = static_cast<int>(a.x.size(2)), z.G = static_cast<int>(a.B.size(2)), z.hpg = z.H / z.G;
+  z.nc = (z.L + kQ - 1) / kQ;
+  z.d_per_channel = a.D.numel() == int64_t(z.H) * kP;
+  SsdGrads g;
+  g.dx = Tensor::empty(a.x.shape(), DType::f32, Device::cuda);
+  g.ddt = Tensor::empty(a.dt.shape(), DType::f32, Device::cuda);
+  g.dA = Tensor::zeros({z.H}, DType::f32, Device::cuda);
+  g.dB = Tensor::empty(a.B.shape(), DType::f32, Device::cuda);
+  g.dC = Tensor::empty(a.C.shape(), DType::f32, Device::cuda);
+  g.dD = Tensor::zeros(a.D.shape(), DType::f32, Device::cuda);
+  if (z.batch == 0 || z.L == 0) return g;
+  const int64_t n_states = int64_t(z.batch) * z.H * z.nc;
+  const Tensor S = Tensor::empty({z.batch, z.H, z.nc, kP, kN}, DType::bf16, Device::cuda);
+  const Tensor dS = Tensor::empty({z.batch, z.H, z.nc, kP, kN}, DType::bf16, Device::cuda);
+  __nv_bfloat16* const S_ptr = S.data<__nv_bfloat16>();
+  __nv_bfloat16* const dS_ptr = dS.data<__nv_bfloat16>();
+  const Tensor x16 = Tensor::empty(a.x.shape(), DType::bf16, Device::cuda);
+  const Tensor dy16 = Tensor::empty(a.x.shape(), DType::bf16, Device::cuda);
+  const Tensor decay = Tensor::empty({n_states}, DType::f32, Device::cuda);
+  cudaStream_t st = mamba::cuda::stream();
+  const dim3 local_grid(static_cast<unsigned>(z.nc), static_cast<unsigned>(z.H),
+                        static_cast<unsigned>(z.batch));
+  chunk_local_state_kernel<false><<<local_grid, kThreads, 0, st>>>(
+      z, a.x.f32(), a.B.f32(), a.dt.f32(), a.A.f32(), S_ptr, decay.f32(), x16.data<__nv_bfloat16>());
+  CUDA_CHECK_LAUNCH();
+  chunk_local_state_kernel<true><<<local_grid, kThreads, 0, st>>>(
+      z, dy.f32(), a.C.f32(), a.dt.f32(), a.A.f32(), dS_ptr, decay.f32(), dy16.data<__nv_bfloat16>());
+  CUDA_CHECK_LAUNCH();
+  state_pass_kernel<kP * kN>
+      <<<dim3((kP * kN / kPassVec + 255) / 256, static_cast<unsigned>(z.batch * z.H), 2), 256, 0, st>>>(
+          z.nc, S_ptr, dS_ptr, decay.f32());
+  CUDA_CHECK_LAUNCH();
+  static const bool smem_opt_in = [] {  // once per process (current device)
+    CUDA_CHECK(cudaFuncSetAttribute(chunk_bwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(sizeof(BwdSmem))));
+    return true;
+  }();
+  (void)smem_opt_in;
+  FusedArgs f{};
+  f.x = x16.data<__nv_bfloat16>(), f.dt = a.dt.f32(), f.A = a.A.f32(), f.B = a.B.f32(), f.C = a.C.f32(),
+  f.D = a.D.f32();
+  f.dy = dy16.data<__nv_bfloat16>(), f.S = S_ptr, f.dS = dS_ptr;
+  f.dx = g.dx.f32(), f.ddt = g.ddt.f32(), f.dA = g.dA.f32(), f.dB = g.dB.f32(), f.dC = g.dC.f32();
+  f.dD = g.dD.f32();
+  chunk_bwd_kernel<<<dim3(static_cast<unsigned>(z.nc), static_cast<unsigned>(z.G),
+                          static_cast<unsigned>(z.batch)),
+                     kFusedThreads, sizeof(BwdSmem), st>>>(z, f);
+  CUDA_CHECK_LAUNCH();
+  return g;
+}
+
+}  // namespace mamba::ops
