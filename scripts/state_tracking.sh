@@ -13,7 +13,10 @@
 # curriculum stages 40/80/120/160), BATCH, WARMUP, LRS, DMODELS, MODELS (names below), TASKS,
 # LRS_<task> (that task's grid), EVAL_BATCHES (× 256 sequences), SEED, DEADLINE (epoch seconds: runs still going then are stopped
 # and evaluated from their last checkpoint). A run folder that already holds a checkpoint is resumed,
-# so calling the script again continues the grid.
+# so calling the script again continues the grid. PACKED=1: one process per (task, model, d_model)
+# training all its learning rates together (`mambacpp train --lrs`, train::PackedTrainer; each run in
+# OUTDIR/TASK-MODEL-dD/seedS_lrX with its own log and checkpoints, resumed the same way), JOBS
+# such processes at a time.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MAMBACPP=${MAMBACPP:-$ROOT/build/release/bin/mambacpp}
@@ -31,6 +34,7 @@ TASKS=${TASKS:-"parity arithmetic arithmetic_brackets"}
 EVAL_BATCHES=${EVAL_BATCHES:-16}
 SEED=${SEED:-0}
 DEADLINE=${DEADLINE:-0}
+PACKED=${PACKED:-0}
 
 model_flags() {
   case $1 in
@@ -56,17 +60,31 @@ jobs_file=$OUTDIR/jobs.txt
 per_stage=$((STEPS / 4))
 device_flag=""
 [ "$DEVICE" = cpu ] || device_flag="--device $DEVICE "
+runs_file=$OUTDIR/runs.txt  # one line per run: folder|task|model|d_model|lr
+: >"$runs_file"
 for task in $TASKS; do
   for model in $MODELS; do
     for d in $DMODELS; do
       lrs_var=LRS_$task  # a per-task grid, e.g. LRS_parity="3e-3", overrides LRS
+      common="$(model_flags "$model") $(task_flags "$task") \
+--task $task --d-model $d --d-state 64 --min-length 3 --start-max-length 40 --max-length 160 --stages 4 \
+--steps-per-stage $per_stage --steps $STEPS --batch $BATCH --warmup $WARMUP --schedule cosine --clip 1 \
+--seed $SEED --eval-every 0 --eval-length $(eval_length "$task") --eval-batches 2 \
+--checkpoint-every $((STEPS / 8)) --keep-checkpoints 1 $device_flag-t $THREADS"
+      if [ "$PACKED" = 1 ]; then  # the cell's learning rates in one process; run folders seedS_lrX
+        group=$OUTDIR/$task-$model-d$d
+        # shellcheck disable=SC2086
+        lrs=$(echo ${!lrs_var:-$LRS} | tr ' ' ',')
+        echo "$group|$common --lrs $lrs --checkpoint-dir $group --log $group/log.csv" >>"$jobs_file"
+        for lr in ${!lrs_var:-$LRS}; do
+          echo "$group/$(printf 'seed%s_lr%g' "$SEED" "$lr")|$task|$model|$d|$lr" >>"$runs_file"
+        done
+        continue
+      fi
       for lr in ${!lrs_var:-$LRS}; do
         run=$OUTDIR/$task-$model-d$d-lr$lr
-        echo "$run|$(model_flags "$model") $(task_flags "$task") \
---task $task --d-model $d --d-state 64 --min-length 3 --start-max-length 40 --max-length 160 --stages 4 \
---steps-per-stage $per_stage --steps $STEPS --batch $BATCH --lr $lr --warmup $WARMUP --schedule cosine --clip 1 \
---seed $SEED --eval-every 0 --eval-length $(eval_length "$task") --eval-batches 2 --checkpoint-dir $run \
---checkpoint-every $((STEPS / 8)) --keep-checkpoints 1 --log $run/log.csv $device_flag-t $THREADS" >>"$jobs_file"
+        echo "$run|$common --lr $lr --checkpoint-dir $run --log $run/log.csv" >>"$jobs_file"
+        echo "$run|$task|$model|$d|$lr" >>"$runs_file"
       done
     done
   done
@@ -78,7 +96,10 @@ run_one() {
   mkdir -p "$run"
   local timeout_cmd=()
   if [ "$DEADLINE" -gt 0 ]; then timeout_cmd=(timeout --signal=INT $((DEADLINE - $(date +%s)))s); fi
-  if [ -e "$run/latest" ]; then  # an earlier call's checkpoint: continue it (same config, same curve)
+  if [ "$PACKED" = 1 ]; then  # the packed process continues every run that has a checkpoint itself
+    # shellcheck disable=SC2086
+    "${timeout_cmd[@]}" "$MAMBACPP" train $flags $TRAIN_EXTRA_FLAGS >>"$run/train.out" 2>&1
+  elif [ -e "$run/latest" ]; then  # an earlier call's checkpoint: continue it (same config, same curve)
     # shellcheck disable=SC2086
     "${timeout_cmd[@]}" "$MAMBACPP" train --resume "$run" $RESUME_FLAGS $TRAIN_EXTRA_FLAGS >>"$run/train.out" 2>&1
   else
@@ -90,21 +111,13 @@ run_one() {
 export -f run_one
 RESUME_FLAGS="$device_flag-t $THREADS"
 TRAIN_EXTRA_FLAGS=${TRAIN_EXTRA_FLAGS:-}  # e.g. "--kernel ssd_bwd=exact" (gpu_results.sh)
-export MAMBACPP DEADLINE RESUME_FLAGS TRAIN_EXTRA_FLAGS
+export MAMBACPP DEADLINE RESUME_FLAGS TRAIN_EXTRA_FLAGS PACKED
 xargs -P "$JOBS" -d '\n' -I{} bash -c 'run_one "$@"' _ {} <"$jobs_file"
 
 # Evaluate every run's newest checkpoint; one row per (task, model, d, lr).
 results=$OUTDIR/results.csv
 echo "task,model,d_model,lr,steps,scaled_acc" >"$results"
-while IFS= read -r line; do
-  run=${line%%|*}
-  name=$(basename "$run")
-  task=${name%%-m*}
-  rest=${name#"$task"-}
-  model=${rest%-d*}
-  d=${rest##*-d}
-  d=${d%-lr*}
-  lr=${name##*-lr}
+while IFS='|' read -r run task model d lr; do
   [ -e "$run/latest" ] || { echo "$task,$model,$d,$lr,0,nan" >>"$results"; continue; }
   # shellcheck disable=SC2086
   out=$("$MAMBACPP" eval --model "$run" --length "$(eval_length "$task")" --batches "$EVAL_BATCHES" --batch 256 \
@@ -112,7 +125,7 @@ while IFS= read -r line; do
   acc=$(echo "$out" | awk '/^ +[0-9]+ +[0-9.]+ +[0-9.]+% +-?[0-9.]+%/ {gsub("%", "", $4); print $4}' | tail -1)
   steps=$(sed 's/^step_0*//' "$run/latest")  # the evaluated checkpoint's step
   echo "$task,$model,$d,$lr,${steps:-0},${acc:-nan}" >>"$results"
-done <"$jobs_file"
+done <"$runs_file"
 
 python3 - "$results" <<'EOF' || column -s, -t "$results"
 import csv, sys
