@@ -52,12 +52,41 @@ TEST(TrainCli, TrainsResumesAndEvaluates) {
   fs::remove_all(dir);
 }
 
+TEST(TrainCli, PackedRunsWriteEachRunAndTheResults) {
+  const std::string dir = ::testing::TempDir() + "/mamba_train_cli_packed";
+  fs::remove_all(dir);
+  const std::string tiny =
+      "train --task parity --layer Mamba3 --d-model 16 --headdim 16 --d-state 16 --batch 4 "
+      "--length 6 --eval-batches 1 -t 1 --checkpoint-dir " +
+      dir + " --log " + dir + "/log.csv";
+  Result r = run(tiny + " --steps 3 --runs 2 --lrs 1e-3,4e-3");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("tokens/s aggregate over 4 runs"), std::string::npos) << r.output;
+  for (const char* name : {"seed0_lr0.001", "seed0_lr0.004", "seed1_lr0.001", "seed1_lr0.004"}) {
+    EXPECT_TRUE(file_exists(dir + "/" + name + "/step_00000003/model.safetensors")) << name;
+    EXPECT_EQ(count_lines(read_file(dir + "/" + name + "/log.csv")), 4u) << name;
+    EXPECT_NE(r.output.find(name), std::string::npos) << "the table names " << name;
+  }
+  EXPECT_EQ(count_lines(read_file(dir + "/runs.csv")), 5u);
+  // Run again with more steps: every run continues from its folder.
+  r = run(tiny + " --steps 5 --runs 2 --lrs 1e-3,4e-3");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(count_lines(read_file(dir + "/seed1_lr0.004/log.csv")), 6u);
+  fs::remove_all(dir);
+}
+
 TEST(TrainCli, BadInputIsOneErrorLine) {
   const std::string cfg = ::testing::TempDir() + "/mamba_train_cli_bad.json";
   write_file_atomic(cfg, std::string("{\"task\": \"parity\", \"btach\": 4}"));
-  const std::vector<std::string> cases = {"train --task nope --steps 1", "train --rope sideways --steps 1",
-                                          "train --batch 0 --steps 1", "train -c " + cfg,
-                                          "eval --model /nonexistent/dir --task parity"};
+  const std::vector<std::string> cases = {"train --task nope --steps 1",
+                                          "train --rope sideways --steps 1",
+                                          "train --batch 0 --steps 1",
+                                          "train -c " + cfg,
+                                          "eval --model /nonexistent/dir --task parity",
+                                          "train --steps 1 --sweep /nonexistent/sweep.json",
+                                          "train --steps 1 --sweep " + cfg,
+                                          "train --steps 1 --runs 2 --sweep " + cfg,
+                                          "train --steps 1 --runs 2 --resume /nonexistent/dir"};
   for (const std::string& args : cases) {
     const Result r = run(args);
     EXPECT_EQ(r.status, 1) << args << ": " << r.output;
