@@ -2,6 +2,7 @@
 // (u16 for 1.0, u32 for 2.0/3.0), a Python dict literal padded to 64 bytes, then the data.
 #include "io/npy.h"
 
+#include <algorithm>
 #include <bit>
 #include <cctype>
 #include <cstdint>
@@ -194,9 +195,13 @@ Tensor read_npy(const std::string& path) {
          "' is not supported (expected '<f4', '<f8', '<f2', '<i8', '<i4' or '|u1')");
 
   const Shape& shape = *header.shape;
-  uint64_t numel = 1;
+  // The product of the non-zero dimensions is bounded too: a zero dimension makes an empty array,
+  // but the strides of the others are still products of them (fuzzing found (4e9, 0, 4e9)).
+  uint64_t numel = 1, span = 1;
   for (int64_t d : shape)
-    if (__builtin_mul_overflow(numel, static_cast<uint64_t>(d), &numel) || numel > (uint64_t{1} << 50))
+    if (__builtin_mul_overflow(numel, static_cast<uint64_t>(d), &numel) ||
+        __builtin_mul_overflow(span, static_cast<uint64_t>(std::max<int64_t>(d, 1)), &span) ||
+        span > (uint64_t{1} << 50))
       fail(ErrorCode::parse, path, "shape ", shape_str(shape), " is too large");
   const size_t needed = numel * descr->item_size;
   const size_t found = bytes.size() - prefix - header_len;
