@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <sstream>
 
@@ -18,12 +19,15 @@ std::map<Device, DeviceAllocator>& allocators() {
   return table;
 }
 
+// Row-major strides. A shape with a zero dimension holds nothing, yet the partial products of its
+// other dimensions can pass 2^63 (a hostile file's (0, 4e9, 4e9)): those saturate instead of
+// overflowing, as no element is ever addressed through them.
 Shape contiguous_strides(const Shape& shape) {
   Shape strides(shape.size());
   int64_t s = 1;
   for (size_t i = shape.size(); i-- > 0;) {
     strides[i] = s;
-    s *= shape[i];
+    if (__builtin_mul_overflow(s, shape[i], &s)) s = std::numeric_limits<int64_t>::max();
   }
   return strides;
 }
