@@ -1,6 +1,6 @@
 // The PNG writer of `train --plot` (apps/cli/png.cpp): its zlib streams inflate back to the input
 // (an independent inflater of fixed-Huffman blocks, written from RFC 1951 here), its chunks carry
-// correct CRCs, and the loss chart is a PNG of the stated size whose pixels decode.
+// correct CRCs, and the loss charts (one run, packed runs) are PNGs of the stated size whose pixels decode.
 #include "../apps/cli/png.h"
 
 #include <gtest/gtest.h>
@@ -168,6 +168,37 @@ TEST(Png, LossChartIsAValidImage) {
   }
   EXPECT_GT(ink, 5000u);  // axes, curves and text were drawn
   EXPECT_LT(png.size(), 40000u);
+}
+
+TEST(Png, RunsChartDrawsEveryRunInItsColour) {
+  std::vector<NamedCurve> runs;
+  for (int r = 0; r < 20; ++r) {  // more runs than the legend lists and than there are colours
+    NamedCurve c{"seed" + std::to_string(r), {}};
+    for (int s = 1; s <= 200; ++s) {
+      c.curve.steps.push_back(s);
+      c.curve.loss.push_back((3.0 + 0.1 * r) * std::exp(-s / (20.0 + 5 * r)) + 0.5);
+    }
+    runs.push_back(c);
+  }
+  const std::string png = runs_plot_png(runs, "training loss: parity, 20 runs");
+  const std::vector<Chunk> list = chunks(png);
+  ASSERT_EQ(list.size(), 4u);
+  EXPECT_EQ(be32(list[0].data, 0), 900u);
+  EXPECT_EQ(be32(list[0].data, 4), 540u);
+  const size_t colors = list[1].data.size() / 3;
+  ASSERT_EQ(colors, 6u + 12u);  // the chart's own 6 and 12 run colours
+  const std::vector<uint8_t> raw = inflate_fixed(list[2].data);
+  ASSERT_EQ(raw.size(), 540u * 901u);
+  std::vector<size_t> used(colors, 0);
+  for (size_t y = 0; y < 540; ++y)
+    for (size_t x = 1; x < 901; ++x) {
+      ASSERT_LT(raw[y * 901 + x], colors);
+      ++used[raw[y * 901 + x]];
+    }
+  for (size_t c = 6; c < colors; ++c) EXPECT_GT(used[c], 100u) << "run colour " << c - 6 << " drawn";
+  // No runs, or runs without steps: the frame and a note, still a valid image.
+  EXPECT_EQ(chunks(runs_plot_png({}, "empty")).size(), 4u);
+  EXPECT_EQ(chunks(runs_plot_png({NamedCurve{"a", {}}}, "empty")).size(), 4u);
 }
 
 }  // namespace

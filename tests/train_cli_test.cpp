@@ -59,7 +59,7 @@ TEST(TrainCli, PackedRunsWriteEachRunAndTheResults) {
       "train --task parity --layer Mamba3 --d-model 16 --headdim 16 --d-state 16 --batch 4 "
       "--length 6 --eval-batches 1 -t 1 --checkpoint-dir " +
       dir + " --log " + dir + "/log.csv";
-  Result r = run(tiny + " --steps 3 --runs 2 --lrs 1e-3,4e-3");
+  Result r = run(tiny + " --steps 3 --runs 2 --lrs 1e-3,4e-3 --plot " + dir + "/runs.png");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("tokens/s aggregate over 4 runs"), std::string::npos) << r.output;
   for (const char* name : {"seed0_lr0.001", "seed0_lr0.004", "seed1_lr0.001", "seed1_lr0.004"}) {
@@ -68,6 +68,7 @@ TEST(TrainCli, PackedRunsWriteEachRunAndTheResults) {
     EXPECT_NE(r.output.find(name), std::string::npos) << "the table names " << name;
   }
   EXPECT_EQ(count_lines(read_file(dir + "/runs.csv")), 5u);
+  EXPECT_EQ(read_file(dir + "/runs.png").substr(1, 3), "PNG") << "one chart of the four runs";
   // Run again with more steps: every run continues from its folder.
   r = run(tiny + " --steps 5 --runs 2 --lrs 1e-3,4e-3");
   ASSERT_EQ(r.status, 0) << r.output;

@@ -319,7 +319,25 @@ int run_packed(const TrainFlags& f, const train::TrainConfig& config, const trai
                  static_cast<long long>(step), loss / k, 100.0 * acc / k,
                  s > 0 ? static_cast<double>(t) / s : 0.0);
   };
+  // --plot: every run's curve, from its log when it has one (a continued run's whole curve).
+  std::vector<NamedCurve> curves(packed.size());
+  for (size_t i = 0; i < packed.size(); ++i) curves[i].name = train::run_name(packed.spec(i));
+  cb.on_step = [&](size_t i, const train::StepStats& s) {
+    curves[i].curve.steps.push_back(static_cast<double>(s.step));
+    curves[i].curve.loss.push_back(s.loss);
+  };
   packed.run(cb);
+  if (!f.plot.empty()) {
+    for (size_t i = 0; i < packed.size(); ++i)
+      if (!packed.trainer(i).config().log_csv.empty())
+        curves[i].curve = read_loss_csv(packed.trainer(i).config().log_csv);
+    char title[160];
+    std::snprintf(title, sizeof title, "training loss: %s, %s x %lld, d_model %lld, %zu runs",
+                  config.task.c_str(), mixer_kind_name(model.config().ssm_layer),
+                  static_cast<long long>(model.config().n_layer),
+                  static_cast<long long>(model.config().d_model), packed.size());
+    mambacpp::write_file_atomic(f.plot, runs_plot_png(curves, title));
+  }
   std::printf("%-24s %8s %10s %8s %10s %10s\n", "run", "steps", "loss", "acc", "eval acc", "scaled");
   for (size_t i = 0; i < packed.size(); ++i) {
     const train::EvalStats& e = packed.last_evals()[i];

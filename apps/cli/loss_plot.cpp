@@ -139,60 +139,119 @@ LossCurve read_loss_csv(const std::string& path) {
   return c;
 }
 
-std::string loss_plot_png(const LossCurve& curve, const std::string& title) {
-  constexpr int W = 900, H = 540, left = 90, right = 24, top = 56, bottom = 70;
-  PaletteImage img(
-      W, H, {{255, 255, 255}, {60, 60, 60}, {228, 228, 228}, {160, 196, 232}, {20, 80, 170}, {30, 30, 30}},
-      kWhite);
-  draw_text(img, (W - text_width(title)) / 2, 12, title, kText);
-  const int x0 = left, x1 = W - right, y0 = H - bottom, y1 = top;  // plot area, y0 at the bottom
-  const size_t n = curve.steps.size();
-  if (n == 0) {
-    draw_text(img, x0 + 20, (y0 + y1) / 2, "no steps logged", kText);
-    return encode_png(img);
-  }
-  double lo = *std::min_element(curve.loss.begin(), curve.loss.end());
-  double hi = *std::max_element(curve.loss.begin(), curve.loss.end());
+namespace {
+
+constexpr int kW = 900, kH = 540;
+
+// The plot area with its value ranges: loss on y (rounded out to ticks), steps on x from 0.
+struct Frame {
+  int x0 = 90, x1 = kW - 24, y0 = kH - 70, y1 = 56;  // y0 at the bottom
+  double lo = 0, hi = 1, s_hi = 1;
+  int px(double s) const { return x0 + static_cast<int>(std::lround(s / s_hi * (x1 - x0))); }
+  int py(double v) const { return y0 - static_cast<int>(std::lround((v - lo) / (hi - lo) * (y0 - y1))); }
+};
+
+// Title, grid, ticks and axis labels for losses in [lo, hi] over steps [0, s_hi].
+Frame draw_frame(PaletteImage& img, const std::string& title, double lo, double hi, double s_hi) {
+  Frame f;
+  draw_text(img, (kW - text_width(title)) / 2, 12, title, kText);
   if (hi - lo < 1e-9) hi = lo + 1.0;
   const double ystep = nice_step(hi - lo, 6);
-  lo = std::floor(lo / ystep) * ystep;
-  hi = std::ceil(hi / ystep) * ystep;
-  const double s_lo = 0, s_hi = std::max(curve.steps.back(), 1.0);
-  const double xstep = std::max(1.0, nice_step(s_hi - s_lo, 8));  // steps are whole numbers
-  auto px = [&](double s) {
-    return x0 + static_cast<int>(std::lround((s - s_lo) / (s_hi - s_lo) * (x1 - x0)));
-  };
-  auto py = [&](double v) { return y0 - static_cast<int>(std::lround((v - lo) / (hi - lo) * (y0 - y1))); };
-  for (double v = lo; v <= hi + ystep / 2; v += ystep) {
-    draw_line(img, x0, py(v), x1, py(v), kGrid);
+  f.lo = std::floor(lo / ystep) * ystep;
+  f.hi = std::ceil(hi / ystep) * ystep;
+  f.s_hi = std::max(s_hi, 1.0);
+  const double xstep = std::max(1.0, nice_step(f.s_hi, 8));  // steps are whole numbers
+  for (double v = f.lo; v <= f.hi + ystep / 2; v += ystep) {
+    draw_line(img, f.x0, f.py(v), f.x1, f.py(v), kGrid);
     const std::string t = tick_text(v, ystep);
-    draw_text(img, x0 - 10 - text_width(t), py(v) - 7, t, kText);
+    draw_text(img, f.x0 - 10 - text_width(t), f.py(v) - 7, t, kText);
   }
-  for (double s = 0; s <= s_hi + xstep / 2; s += xstep) {
-    draw_line(img, px(s), y0, px(s), y1, kGrid);
-    const std::string t = tick_text(s, xstep);
-    draw_text(img, px(s) - text_width(t) / 2, y0 + 10, t, kText);
+  for (double st = 0; st <= f.s_hi + xstep / 2; st += xstep) {
+    draw_line(img, f.px(st), f.y0, f.px(st), f.y1, kGrid);
+    const std::string t = tick_text(st, xstep);
+    draw_text(img, f.px(st) - text_width(t) / 2, f.y0 + 10, t, kText);
   }
-  draw_line(img, x0, y0, x1, y0, kAxis);
-  draw_line(img, x0, y0, x0, y1, kAxis);
-  draw_text(img, (x0 + x1 - text_width("step")) / 2, H - 28, "step", kText);
-  draw_text(img, 8, y1 - 28, "loss", kText);
-  for (size_t i = 1; i < n; ++i)
-    draw_line(img, px(curve.steps[i - 1]), py(curve.loss[i - 1]), px(curve.steps[i]), py(curve.loss[i]),
-              kRaw);
-  // Moving average over about 1/40 of the run, centred.
-  const size_t half = std::max<size_t>(1, n / 80);
+  draw_line(img, f.x0, f.y0, f.x1, f.y0, kAxis);
+  draw_line(img, f.x0, f.y0, f.x0, f.y1, kAxis);
+  draw_text(img, (f.x0 + f.x1 - text_width("step")) / 2, kH - 28, "step", kText);
+  draw_text(img, 8, f.y1 - 28, "loss", kText);
+  return f;
+}
+
+// Centred moving average over about 1/40 of the run.
+std::vector<double> moving_average(const std::vector<double>& v) {
+  const size_t n = v.size(), half = std::max<size_t>(1, n / 80);
   std::vector<double> mean(n);
   for (size_t i = 0; i < n; ++i) {
     const size_t a = i >= half ? i - half : 0, b = std::min(n - 1, i + half);
     double sum = 0;
-    for (size_t k = a; k <= b; ++k) sum += curve.loss[k];
+    for (size_t k = a; k <= b; ++k) sum += v[k];
     mean[i] = sum / static_cast<double>(b - a + 1);
   }
-  for (size_t i = 1; i < n; ++i)
-    draw_line(img, px(curve.steps[i - 1]), py(mean[i - 1]), px(curve.steps[i]), py(mean[i]), kMean, 2);
+  return mean;
+}
+
+void draw_curve(PaletteImage& img, const Frame& f, const std::vector<double>& steps,
+                const std::vector<double>& y, uint8_t color, int thick) {
+  for (size_t i = 1; i < steps.size(); ++i)
+    draw_line(img, f.px(steps[i - 1]), f.py(y[i - 1]), f.px(steps[i]), f.py(y[i]), color, thick);
+}
+
+const std::vector<Rgb> kBasePalette = {{255, 255, 255}, {60, 60, 60},  {228, 228, 228},
+                                       {160, 196, 232}, {20, 80, 170}, {30, 30, 30}};
+// Distinct line colours of the runs chart (cycled past 12 runs).
+const std::vector<Rgb> kRunColors = {{31, 119, 180},  {255, 127, 14}, {44, 160, 44},   {214, 39, 40},
+                                     {148, 103, 189}, {140, 86, 75},  {227, 119, 194}, {127, 127, 127},
+                                     {188, 189, 34},  {23, 190, 207}, {0, 0, 128},     {128, 0, 0}};
+
+}  // namespace
+
+std::string loss_plot_png(const LossCurve& curve, const std::string& title) {
+  PaletteImage img(kW, kH, kBasePalette, kWhite);
+  if (curve.steps.empty()) {
+    const Frame f = draw_frame(img, title, 0, 1, 1);
+    draw_text(img, f.x0 + 20, (f.y0 + f.y1) / 2, "no steps logged", kText);
+    return encode_png(img);
+  }
+  const Frame f = draw_frame(img, title, *std::min_element(curve.loss.begin(), curve.loss.end()),
+                             *std::max_element(curve.loss.begin(), curve.loss.end()), curve.steps.back());
+  draw_curve(img, f, curve.steps, curve.loss, kRaw, 1);
+  draw_curve(img, f, curve.steps, moving_average(curve.loss), kMean, 2);
   const std::string legend = "light: every step, dark: moving average";
-  draw_text(img, x1 - text_width(legend) - 8, y1 + 8, legend, kText);
+  draw_text(img, f.x1 - text_width(legend) - 8, f.y1 + 8, legend, kText);
+  return encode_png(img);
+}
+
+std::string runs_plot_png(const std::vector<NamedCurve>& runs, const std::string& title) {
+  std::vector<Rgb> palette = kBasePalette;
+  palette.insert(palette.end(), kRunColors.begin(), kRunColors.end());
+  PaletteImage img(kW, kH, palette, kWhite);
+  double lo = INFINITY, hi = -INFINITY, s_hi = 1;
+  for (const NamedCurve& r : runs)
+    for (size_t i = 0; i < r.curve.steps.size(); ++i) {
+      lo = std::min(lo, r.curve.loss[i]);
+      hi = std::max(hi, r.curve.loss[i]);
+      s_hi = std::max(s_hi, r.curve.steps[i]);
+    }
+  if (!(lo <= hi)) {
+    const Frame f = draw_frame(img, title, 0, 1, 1);
+    draw_text(img, f.x0 + 20, (f.y0 + f.y1) / 2, "no steps logged", kText);
+    return encode_png(img);
+  }
+  const Frame f = draw_frame(img, title, lo, hi, s_hi);
+  // One moving average per run in its colour; the legend lists them down the top right.
+  constexpr size_t kLegendRows = 16;
+  for (size_t k = 0; k < runs.size(); ++k) {
+    const uint8_t color = static_cast<uint8_t>(kBasePalette.size() + k % kRunColors.size());
+    draw_curve(img, f, runs[k].curve.steps, moving_average(runs[k].curve.loss), color, 2);
+    if (k >= kLegendRows) continue;
+    const std::string name = k + 1 == kLegendRows && runs.size() > kLegendRows
+                                 ? "and " + std::to_string(runs.size() - k) + " more"
+                                 : runs[k].name;
+    const int y = f.y1 + 8 + static_cast<int>(k) * 18, x = f.x1 - text_width(name) - 8;
+    draw_line(img, x - 30, y + 7, x - 8, y + 7, color, 3);
+    draw_text(img, x, y, name, kText);
+  }
   return encode_png(img);
 }
 
