@@ -346,6 +346,11 @@ int run_packed(const TrainFlags& f, const train::TrainConfig& config, const trai
                 100.0 * packed.last_steps()[i].accuracy, 100.0 * e.accuracy, 100.0 * e.scaled_accuracy);
   }
   if (!config.checkpoint_dir.empty()) std::printf("results: %s/runs.csv\n", config.checkpoint_dir.c_str());
+  if (where.graph && where.device != Device::cpu) {
+    int64_t replays = 0;
+    for (size_t i = 0; i < packed.size(); ++i) replays += packed.trainer(i).graph_replays();
+    std::printf("graph: %lld run steps replayed a captured CUDA graph\n", static_cast<long long>(replays));
+  }
   std::printf(
       "throughput: %.0f tokens/s aggregate over %zu runs, %lld packed steps, %lld tokens (%s%s, training "
       "steps "
@@ -449,6 +454,7 @@ int run_train(const TrainFlags& f_in) {
   // Training steps only (no evaluation or checkpoints), the run's first step left out when there
   // are more: it pays the one-time costs (cuBLAS handles, the allocator's first blocks).
   int64_t step_tokens = 0, timed_steps = 0;
+  const int64_t steps_before = trainer.steps_done();
   double step_seconds = 0;
   LossCurve curve;
   const int64_t first_timed = trainer.steps_done() + (config.steps - trainer.steps_done() > 1 ? 2 : 1);
@@ -500,9 +506,10 @@ int run_train(const TrainFlags& f_in) {
         activations / 1024.0 / tokens, static_cast<long long>(config.batch),
         static_cast<long long>(config.curriculum.end_max));
   }
-  if (trainer.graph_replays() > 0)
-    std::printf("graph: %lld of the steps replayed a captured CUDA graph\n",
-                static_cast<long long>(trainer.graph_replays()));
+  if (where.graph && where.device != Device::cpu)  // 0 tells that recording failed (its warning above)
+    std::printf("graph: %lld of %lld steps replayed a captured CUDA graph\n",
+                static_cast<long long>(trainer.graph_replays()),
+                static_cast<long long>(trainer.steps_done() - steps_before));
   return 0;
 }
 
