@@ -10,8 +10,8 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
-#include "core/json_guard.h"
 #include "train/checkpoint.h"
+#include "train/train_config.h"
 
 namespace mamba::train {
 
@@ -41,14 +41,7 @@ double lr_of(const json& v, const std::string& where) {
 }  // namespace
 
 std::vector<RunSpec> load_sweep(const std::string& path) {
-  json j;
-  try {
-    const std::string text = read_file(path);
-    check_json_depth(text, path);
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw_error(ErrorCode::parse, path, ": malformed JSON: ", e.what());
-  }
+  const json j = read_json_file(path);
   std::vector<RunSpec> runs;
   if (j.is_object()) {
     for (const auto& [key, v] : j.items())

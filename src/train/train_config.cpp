@@ -157,16 +157,18 @@ void validate(const TrainConfig& c, const std::string& source) {
   c.curriculum.validate();
 }
 
-TrainConfig load_train_config(const std::string& path) {
+json read_json_file(const std::string& path) {
   const std::string text = read_file(path);
   check_json_depth(text, path);
-  json j;
   try {
-    j = json::parse(text);
+    return json::parse(text);
   } catch (const json::exception& e) {
     throw_error(ErrorCode::parse, path, ": malformed JSON: ", e.what());
   }
-  return parse_train_config(j, path);
+}
+
+TrainConfig load_train_config(const std::string& path) {
+  return parse_train_config(read_json_file(path), path);
 }
 
 json to_json(const TrainConfig& c) {

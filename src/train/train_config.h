@@ -43,6 +43,9 @@ struct TrainConfig {
 // and out-of-range values.
 TrainConfig parse_train_config(const nlohmann::json& j, const std::string& source);
 TrainConfig load_train_config(const std::string& path);
+// A JSON file of the training layer (a config, trainer.json, a sweep): read, depth-checked, parsed;
+// Error(parse) "<path>: malformed JSON: ..." otherwise.
+nlohmann::json read_json_file(const std::string& path);
 nlohmann::json to_json(const TrainConfig& config);
 // Checks ranges (batch > 0, lr > 0, ...); parse_train_config calls it, and so does the trainer
 // after command-line flags changed a config.

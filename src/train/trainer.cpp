@@ -13,7 +13,6 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
-#include "core/json_guard.h"
 #include "ops/cross_entropy/cross_entropy.h"
 #include "ops/device.h"
 #include "ops/optim/optim.h"
@@ -399,14 +398,7 @@ void Trainer::run(const RunCallbacks& cb) {
 
 TrainConfig load_checkpoint_config(const std::string& checkpoint) {
   const std::string file = path_join(resolve_checkpoint(checkpoint), "trainer.json");
-  json j;
-  try {
-    const std::string text = read_file(file);
-    check_json_depth(text, file);
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw_error(ErrorCode::parse, file, ": malformed JSON: ", e.what());
-  }
+  const json j = read_json_file(file);
   if (!j.is_object() || !j.contains("config"))
     throw_error(ErrorCode::parse, file, ": expected an object with a 'config' field");
   return parse_train_config(j.at("config"), file + " (config)");

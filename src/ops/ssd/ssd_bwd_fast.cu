@@ -453,9 +453,11 @@ bool ssd_bwd_fast_supported(const SsdArgs& a) {
   return smem_fits;
 }
 
+// ssd_bwd_gemm.cu: the arguments checked on the device and the gradients allocated.
+SsdGrads ssd_bwd_cuda_outputs(const SsdArgs& a, const Tensor& dy_in);
+
 SsdGrads ssd_bwd_cuda_fast(const SsdArgs& a, const Tensor& dy_in) {
-  for (const Tensor* t : std::initializer_list<const Tensor*>{&a.x, &a.dt, &a.A, &a.B, &a.C, &a.D, &dy_in})
-    mamba::cuda::check_cuda_tensor(*t, "ssd_bwd argument");
+  SsdGrads g = ssd_bwd_cuda_outputs(a, dy_in);
   MAMBA_CHECK(ssd_bwd_fast_supported(a), "ssd_bwd (CUDA, fast): unsupported shape");
   const Tensor dy = dy_in.contiguous();
   MAMBA_CHECK(dy.shape() == a.x.shape() && dy.dtype() == DType::f32);
@@ -464,13 +466,6 @@ SsdGrads ssd_bwd_cuda_fast(const SsdArgs& a, const Tensor& dy_in) {
   z.H = static_cast<int>(a.x.size(2)), z.G = static_cast<int>(a.B.size(2)), z.hpg = z.H / z.G;
   z.nc = (z.L + kQ - 1) / kQ;
   z.d_per_channel = a.D.numel() == int64_t(z.H) * kP;
-  SsdGrads g;
-  g.dx = Tensor::empty(a.x.shape(), DType::f32, Device::cuda);
-  g.ddt = Tensor::empty(a.dt.shape(), DType::f32, Device::cuda);
-  g.dA = Tensor::zeros({z.H}, DType::f32, Device::cuda);
-  g.dB = Tensor::empty(a.B.shape(), DType::f32, Device::cuda);
-  g.dC = Tensor::empty(a.C.shape(), DType::f32, Device::cuda);
-  g.dD = Tensor::zeros(a.D.shape(), DType::f32, Device::cuda);
   if (z.batch == 0 || z.L == 0) return g;
   const int64_t n_states = int64_t(z.batch) * z.H * z.nc;
   const Tensor S = Tensor::empty({z.batch, z.H, z.nc, kP, kN}, DType::bf16, Device::cuda);

@@ -441,9 +441,23 @@ bool ssd_bwd_gemm_supported(const SsdArgs& a) {
   return a.x.size(3) <= kMaxP && a.x.size(0) * a.x.size(2) <= 65535;
 }
 
-SsdGrads ssd_bwd_cuda_gemm(const SsdArgs& a, const Tensor& dy_in) {
+// Both chunked backwards' start (this one and ssd_bwd_fast.cu): every argument on the device, and
+// the gradients allocated (dA and dD zeroed: they are accumulated).
+SsdGrads ssd_bwd_cuda_outputs(const SsdArgs& a, const Tensor& dy_in) {
   for (const Tensor* t : std::initializer_list<const Tensor*>{&a.x, &a.dt, &a.A, &a.B, &a.C, &a.D, &dy_in})
     mamba::cuda::check_cuda_tensor(*t, "ssd_bwd argument");
+  SsdGrads g;
+  g.dx = Tensor::empty(a.x.shape(), DType::f32, Device::cuda);
+  g.ddt = Tensor::empty(a.dt.shape(), DType::f32, Device::cuda);
+  g.dA = Tensor::zeros({a.x.size(2)}, DType::f32, Device::cuda);
+  g.dB = Tensor::empty(a.B.shape(), DType::f32, Device::cuda);
+  g.dC = Tensor::empty(a.C.shape(), DType::f32, Device::cuda);
+  g.dD = Tensor::zeros(a.D.shape(), DType::f32, Device::cuda);
+  return g;
+}
+
+SsdGrads ssd_bwd_cuda_gemm(const SsdArgs& a, const Tensor& dy_in) {
+  SsdGrads g = ssd_bwd_cuda_outputs(a, dy_in);
   const Tensor dy = dy_in.contiguous();
   Dims z{};
   z.batch = a.x.size(0), z.L = a.x.size(1), z.H = a.x.size(2), z.P = a.x.size(3);
@@ -460,13 +474,6 @@ SsdGrads ssd_bwd_cuda_gemm(const SsdArgs& a, const Tensor& dy_in) {
   z.Q = std::min<int64_t>(kThreads, std::max<int64_t>(32, (z.L + 31) / 32 * 32));
   z.nc = (z.L + z.Q - 1) / z.Q;
   z.Lp = z.nc * z.Q;
-  SsdGrads g;
-  g.dx = Tensor::empty(a.x.shape(), DType::f32, Device::cuda);
-  g.ddt = Tensor::empty(a.dt.shape(), DType::f32, Device::cuda);
-  g.dA = Tensor::zeros({z.H}, DType::f32, Device::cuda);
-  g.dB = Tensor::empty(a.B.shape(), DType::f32, Device::cuda);
-  g.dC = Tensor::empty(a.C.shape(), DType::f32, Device::cuda);
-  g.dD = Tensor::zeros(a.D.shape(), DType::f32, Device::cuda);
   if (g.dx.numel() == 0) {
     g.ddt = Tensor::zeros(a.dt.shape(), DType::f32, Device::cuda);
     g.dB = Tensor::zeros(a.B.shape(), DType::f32, Device::cuda);
