@@ -45,8 +45,56 @@ T0=$SECONDS
 for phase in "$@"; do
   echo "=== $phase at $((SECONDS - T0)) s"
   case $phase in
-    official) (cd "$([ -d "$PRE/official" ] && echo "$PRE/official" || echo .device_fixtures/official)" && timeout ${OFFICIAL_LIMIT:-300} python3 -u bench_official.py 2>&1 |
-      grep --line-buffered -v Warning | tee "$OUT/official.log") ;;
+    official)  # Triton's compiled kernels are kept in $OUT/triton_cache.tgz; carried back as $PRE/triton_cache.tgz they skip the compile
+      export TRITON_CACHE_DIR=/tmp/triton_cache
+      [ -f "$PRE/triton_cache.tgz" ] && mkdir -p $TRITON_CACHE_DIR && tar -xzf "$PRE/triton_cache.tgz" -C $TRITON_CACHE_DIR
+      (cd "$([ -d "$PRE/official" ] && echo "$PRE/official" || echo .device_fixtures/official)" && timeout $(( ${DEADLINE:-100000} - (SECONDS - T0) < ${OFFICIAL_LIMIT:-300} ? ${DEADLINE:-100000} - (SECONDS - T0) : ${OFFICIAL_LIMIT:-300} )) python3 -u bench_official.py 2>&1 |
+      grep --line-buffered -v Warning | tee "$OUT/official.log")
+      [ -d $TRITON_CACHE_DIR ] && tar -czf "$OUT/triton_cache.tgz" -C $TRITON_CACHE_DIR . && du -sh "$OUT/triton_cache.tgz" ;;
+    trace)  # device time per kernel (CUPTI, bench/kernel_trace.cpp): a Table 5b training run and cuda_bwd_bench
+      so=$ROOT/$PRE/libkernel_trace.so
+      [ -f "$so" ] || so=$(scripts/kernel_trace.sh /tmp/libkernel_trace.so)
+      for model in ${TINY_MODELS:-"Mamba3 --rope data_dependent" "Mamba2"}; do
+        tag=${model%% *}
+        CUDA_INJECTION64_PATH=$so KERNEL_TRACE_OUT=$OUT/trace_tiny_$tag.txt timeout 120 $M train --task parity --layer $model --n-layer 1 \
+          --d-model 64 --d-state 64 --min-length 3 --max-length 160 --stages 1 --steps 60 --batch 256 --lr 3e-3 --warmup 10 --device cuda \
+          --eval-every 0 --eval-batches 1 --checkpoint-dir /tmp/tt_$tag --checkpoint-every 0 2>&1 | grep -E "throughput|rror"
+        echo "--- trace tiny $tag"; head -40 "$OUT/trace_tiny_$tag.txt" | cut -c1-200
+        for k in ${BUCKETS:-}; do  # the same run as groups of rows of similar length (--length-buckets)
+          echo "--- tiny $tag --length-buckets $k"
+          timeout 120 $M train --task parity --layer $model --n-layer 1 --d-model 64 --d-state 64 --min-length 3 --max-length 160 \
+            --stages 1 --steps 60 --batch 256 --lr 3e-3 --warmup 10 --device cuda --eval-every 0 --eval-batches 1 \
+            --checkpoint-dir /tmp/tk_${tag}_$k --checkpoint-every 0 --length-buckets $k 2>&1 | grep -E "throughput|rror"
+        done
+      done
+      [ "${TRACE_BWD:-1}" = 1 ] || continue
+      CUDA_INJECTION64_PATH=$so KERNEL_TRACE_OUT=$OUT/trace_bwd.txt timeout 200 /tmp/gt/cuda_bwd_bench ${BWD_ARGS:-} >/dev/null 2>&1
+      echo "--- trace cuda_bwd_bench"; head -60 "$OUT/trace_bwd.txt" | cut -c1-200 ;;
+    new)  # a branch's fused-backward binaries (new_*.xz): tests, bench, memcheck, per-kernel trace
+      N=/tmp/gt
+      timeout 200 $N/new_ssd_bwd_cuda_test --gtest_filter='SsdBwdCuda.Fused*' 2>&1 | grep -v "^\[ RUN\|^\[       OK" | tail -30 | tee "$OUT/new_fused_m2.log"
+      timeout 200 $N/new_mamba3_scan_bwd_cuda_test --gtest_filter='*FusedMatchesExact' 2>&1 | grep -v "^\[ RUN\|^\[       OK" | tail -30 | tee "$OUT/new_fused_m3.log"
+      ;;
+    newbench)
+      N=/tmp/gt
+      timeout 200 $N/new_cuda_bwd_bench --quick 2>&1 | tee "$OUT/new_bwd_bench.log"
+      so=$ROOT/$PRE/libkernel_trace.so
+      for w in --ssd --mamba3; do
+        CUDA_INJECTION64_PATH=$so KERNEL_TRACE_OUT=$OUT/new_trace$w.txt timeout 200 $N/new_cuda_bwd_bench --quick $w >/dev/null 2>&1
+        echo "--- trace new $w"; head -40 "$OUT/new_trace$w.txt" | cut -c1-200
+      done
+      ;;
+    newcheck)  # the branch's fused tests under compute-sanitizer memcheck
+      N=/tmp/gt
+      cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
+      [ -n "$cs" ] && timeout 120 "$cs" --tool memcheck $N/new_ssd_bwd_cuda_test --gtest_filter='SsdBwdCuda.Fused*' 2>&1 |
+        grep -E "ERROR SUMMARY|PASSED|FAILED|Invalid" | head -20 | tee "$OUT/new_memcheck.log"
+      [ -n "$cs" ] && timeout 120 "$cs" --tool memcheck $N/new_mamba3_scan_bwd_cuda_test --gtest_filter='*FusedMatchesExact' 2>&1 |
+        grep -E "ERROR SUMMARY|PASSED|FAILED|Invalid" | head -20 | tee -a "$OUT/new_memcheck.log" ;;
+    graphdbg)  # why the d768 x 24 runs with --graph replay no step: the whole log
+      timeout 150 $M train --graph --task text --text README.md docs/architecture.md docs/benchmarks.md --layer Mamba2 --d-model 768 \
+        --n-layer 24 --d-state 128 --headdim 64 --length 2048 --batch 8 --steps 6 --warmup 0 --device cuda --dtype bf16 \
+        --checkpoint-dir /tmp/tg_big --checkpoint-every 0 2>&1 | tee "$OUT/graphdbg.log" | grep -v "^step" | tail -30 ;;
     debug)  # the training crash: eager with this binary, then the graph path under memcheck
       timeout 60 $M train --task parity --layer Mamba3 --n-layer 1 --d-model 64 --d-state 64 --min-length 3 --max-length 160 \
         --stages 1 --steps 6 --batch 256 --device cuda --eval-every 0 --eval-batches 1 2>&1 | tail -3
