@@ -49,7 +49,7 @@ struct TrainFlags {
   std::optional<int64_t> n_data, mqar_vocab, mqar_pairs, group_order;
   std::optional<int64_t> length, min_length, start_max, max_length, stages, steps_per_stage;
   // Optimization.
-  std::optional<int64_t> batch, steps, warmup, seed;
+  std::optional<int64_t> batch, steps, warmup, seed, length_buckets;
   std::optional<double> lr, min_lr, weight_decay, clip, beta1, beta2;
   std::optional<std::string> schedule;
   // Evaluation, checkpoints, log.
@@ -101,6 +101,10 @@ void add_task_flags(CLI::App& app, TrainFlags& f) {
 
 void add_optim_flags(CLI::App& app, TrainFlags& f) {
   app.add_option("--batch", f.batch, "sequences per step")->check(int_range(1));
+  app.add_option("--length-buckets", f.length_buckets,
+                 "run each batch as N groups of rows of similar length, each padded to its own longest row "
+                 "(the same step up to rounding, less padding; eager steps)")
+      ->check(int_range(1));
   app.add_option("--steps", f.steps, "total optimizer steps")->check(int_range(1));
   app.add_option("--lr", f.lr, "peak learning rate")
       ->check(real_range(0, std::numeric_limits<double>::infinity(), true));
@@ -175,6 +179,7 @@ train::TrainConfig resolve_config(const TrainFlags& f) {
   set_if(f.stages, c.curriculum.n_stages);
   set_if(f.steps_per_stage, c.curriculum.steps_per_stage);
   set_if(f.batch, c.batch);
+  set_if(f.length_buckets, c.length_buckets);
   set_if(f.steps, c.steps);
   set_if(f.lr, c.schedule.lr);
   if (f.schedule) c.schedule.kind = train::parse_schedule_kind(*f.schedule);

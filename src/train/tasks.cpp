@@ -360,6 +360,7 @@ Batch sample_batch(const Task& task, int64_t batch, int64_t min_length, int64_t 
       out.n_answers += e.targets[t] >= 0;
     }
     out.n_tokens += n;
+    out.lengths.push_back(n);
   }
   return out;
 }

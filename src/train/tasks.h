@@ -24,7 +24,8 @@ struct Batch {
   Tensor targets;  // [batch, seq_len] i64, the answer at answer positions, -1 elsewhere
   Tensor mask;     // [batch, seq_len] u8, 1 at answer positions
   int64_t n_answers = 0;
-  int64_t n_tokens = 0;  // non-pad positions
+  int64_t n_tokens = 0;          // non-pad positions
+  std::vector<int64_t> lengths;  // [batch]: each row's non-pad length
 };
 
 // Task-specific sizes; each field applies to the tasks named beside it.

@@ -110,6 +110,7 @@ TrainConfig parse_train_config(const json& j, const std::string& source) {
   c.curriculum.steps_per_stage = cu.integer("steps_per_stage", c.curriculum.steps_per_stage);
   cu.finish();
   c.batch = f.integer("batch", c.batch);
+  c.length_buckets = f.integer("length_buckets", c.length_buckets);
   c.steps = f.integer("steps", c.steps);
   c.schedule.lr = f.number("lr", c.schedule.lr);
   c.schedule.kind = parse_schedule_kind(f.string("schedule", schedule_kind_name(c.schedule.kind)));
@@ -140,6 +141,8 @@ void validate(const TrainConfig& c, const std::string& source) {
   auto d = [](int64_t v) { return static_cast<double>(v); };
   require(c.batch > 0, source, "batch", "> 0", d(c.batch));
   require(c.steps >= 0, source, "steps", ">= 0", d(c.steps));
+  require(c.length_buckets >= 1 && c.length_buckets <= c.batch, source, "length_buckets", "in [1, batch]",
+          d(c.length_buckets));
   require(c.schedule.lr > 0, source, "lr", "> 0", c.schedule.lr);
   require(c.schedule.warmup_steps >= 0, source, "warmup", ">= 0", d(c.schedule.warmup_steps));
   require(c.schedule.min_lr >= 0 && c.schedule.min_lr <= c.schedule.lr, source, "min_lr", "in [0, lr]",
@@ -190,6 +193,7 @@ json to_json(const TrainConfig& c) {
                 {"n_stages", cu.n_stages},
                 {"steps_per_stage", cu.steps_per_stage}}},
               {"batch", c.batch},
+              {"length_buckets", c.length_buckets},
               {"steps", c.steps},
               {"lr", c.schedule.lr},
               {"schedule", schedule_kind_name(c.schedule.kind)},

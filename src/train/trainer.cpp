@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <sstream>
@@ -110,6 +111,13 @@ void Trainer::init() {
   if (config_.batch % ranks != 0)
     throw_error(ErrorCode::invalid_argument, "train: the global batch ", config_.batch,
                 " is not divisible by the ", ranks, " ranks (each rank takes batch / ranks rows)");
+  if (config_.length_buckets > config_.batch / ranks)
+    throw_error(ErrorCode::invalid_argument, "train: length_buckets ", config_.length_buckets,
+                " exceeds the ", config_.batch / ranks, " rows a rank takes");
+  if (where_.graph && config_.length_buckets > 1)
+    throw_error(ErrorCode::invalid_argument, "train: length_buckets ", config_.length_buckets,
+                " runs a batch as groups of eager steps; a captured step (--graph) records whole batches: "
+                "use one or the other");
   exec_ = std::make_unique<ops::Exec>(where_.device, where_.plan);
   config_.schedule.total_steps = config_.steps;
   task_ = make_task(config_.task, config_.task_options);
@@ -180,6 +188,47 @@ int64_t count_answers(const Tensor& targets) {
   return counted;
 }
 
+// Rows of a batch run together: ids and targets [rows, longest row's length] and their answers.
+struct RowGroup {
+  Tensor ids, targets;
+  int64_t count = 0;
+};
+
+// The batch's rows sorted by length (stable) and cut into `groups` groups of near-equal row counts,
+// each group's columns cut to its longest row: what lies beyond a row's length is padding, which a
+// causal model's outputs at the row's positions never see.
+std::vector<RowGroup> length_groups(const Tensor& ids, const Tensor& targets,
+                                    const std::vector<int64_t>& lengths, int64_t groups) {
+  const int64_t rows = ids.size(0), width = ids.size(1);
+  MAMBA_CHECK(static_cast<int64_t>(lengths.size()) == rows,
+              "length_groups: " << lengths.size() << " lengths for " << rows << " rows");
+  std::vector<int64_t> order(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) order[static_cast<size_t>(r)] = r;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return lengths[static_cast<size_t>(a)] < lengths[static_cast<size_t>(b)];
+  });
+  groups = std::clamp<int64_t>(groups, 1, std::max<int64_t>(rows, 1));
+  std::vector<RowGroup> out;
+  int64_t first = 0;
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t n = rows / groups + (g < rows % groups ? 1 : 0);
+    if (n == 0) continue;
+    const int64_t len = std::clamp<int64_t>(
+        lengths[static_cast<size_t>(order[static_cast<size_t>(first + n - 1)])], 1, width);
+    RowGroup grp{Tensor::empty({n, len}, DType::i64), Tensor::empty({n, len}, DType::i64), 0};
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t r = order[static_cast<size_t>(first + i)];
+      std::memcpy(grp.ids.data<int64_t>() + i * len, ids.data<int64_t>() + r * width, sizeof(int64_t) * len);
+      std::memcpy(grp.targets.data<int64_t>() + i * len, targets.data<int64_t>() + r * width,
+                  sizeof(int64_t) * len);
+    }
+    grp.count = count_answers(grp.targets);
+    out.push_back(std::move(grp));
+    first += n;
+  }
+  return out;
+}
+
 }  // namespace
 
 StepStats Trainer::step() {
@@ -196,11 +245,13 @@ void Trainer::launch_step() {
   Rng rng = Rng::for_index(config_.seed, train_stream, static_cast<uint64_t>(step_));
   const Batch b = sample_batch(*task_, config_.batch, config_.curriculum.min_length, s.max_length, rng);
   Tensor ids = b.ids, targets = b.targets;
+  std::vector<int64_t> lengths = b.lengths;
   const int64_t global_count = count_answers(b.targets);
   if (dp_) {
     const int64_t rows = config_.batch / dp_->size(), first = rows * dp_->rank();
     ids = b.ids.slice(0, first, first + rows).contiguous();
     targets = b.targets.slice(0, first, first + rows).contiguous();
+    lengths.assign(b.lengths.begin() + first, b.lengths.begin() + first + rows);
   }
   s.lr = config_.schedule.at(step_);
   s.tokens = b.n_tokens;
@@ -210,7 +261,7 @@ void Trainer::launch_step() {
     launch_graph_step(ids, targets);  // finish_step reads its numbers
     return;
   }
-  pending_.stats = eager_step(s, ids, targets, global_count, start);
+  pending_.stats = eager_step(s, ids, targets, lengths, global_count, start);
   pending_.done = true;
 }
 
@@ -228,27 +279,40 @@ StepStats Trainer::finish_step() {
   return s;
 }
 
-StepStats Trainer::eager_step(StepStats s, const Tensor& ids, const Tensor& targets, int64_t global_count,
+StepStats Trainer::eager_step(StepStats s, const Tensor& ids, const Tensor& targets,
+                              const std::vector<int64_t>& lengths, int64_t global_count,
                               std::chrono::steady_clock::time_point start) {
-  const int64_t local_count = dp_ ? count_answers(targets) : global_count;
+  std::vector<RowGroup> groups;
+  if (config_.length_buckets > 1)
+    groups = length_groups(ids, targets, lengths, config_.length_buckets);
+  else
+    groups.push_back({ids, targets, dp_ ? count_answers(targets) : global_count});
   ops::Exec& exec = *exec_;
   const ops::ExecScope bind(exec);  // the step's copies too
   zero_grads(exec, *grads_);
   const models::Model& net = compute_ ? *compute_ : *model_;
   // Mean cross-entropy over the answer positions only (targets −1 elsewhere). The loss, the
   // correct count and the gradient norm stay on the model's device until the step's end, where one
-  // copy brings all three back: on CUDA the step syncs the host once, not per loss read, logits
+  // copy brings them all back: on CUDA the step syncs the host once, not per loss read, logits
   // read and parameter norm.
-  const Tensor logits = net.forward_train(exec, ids, acts_);
-  Tensor dlogits;
-  const Tensor ce = ops::cross_entropy_train(exec, logits, targets, dlogits);  // {loss, correct}
-  // Data parallel: a rank's loss is the mean over its own answers; weighting it (and so its
-  // gradient) by local / global answers makes the sum over ranks the one-process mean over the
-  // global batch's answers, whatever the split of answers between the ranks.
-  const double weight =
-      dp_ ? static_cast<double>(local_count) / static_cast<double>(std::max<int64_t>(global_count, 1)) : 1.0;
-  if (dp_) ops::scale_(exec, dlogits, weight);
-  net.backward(exec, dlogits, acts_, *grads_);
+  // A group's loss is the mean over its own answers (so is a data-parallel rank's); weighting it
+  // (and so its gradient) by its answers / the global batch's makes the sum over groups and ranks
+  // the one-process mean over the global batch's answers, whatever the split of the answers.
+  const bool weighted = dp_ || groups.size() > 1;
+  std::vector<double> weights;
+  Tensor ces = Tensor::empty({static_cast<int64_t>(groups.size()) * 2 + 1}, DType::i64, where_.device);
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const double weight = weighted ? static_cast<double>(groups[g].count) /
+                                         static_cast<double>(std::max<int64_t>(global_count, 1))
+                                   : 1.0;
+    weights.push_back(weight);
+    const Tensor logits = net.forward_train(exec, groups[g].ids, acts_);
+    Tensor dlogits;
+    const Tensor ce = ops::cross_entropy_train(exec, logits, groups[g].targets, dlogits);  // {loss, correct}
+    if (weighted) ops::scale_(exec, dlogits, weight);
+    net.backward(exec, dlogits, acts_, *grads_);
+    ces.slice(0, static_cast<int64_t>(2 * g), static_cast<int64_t>(2 * g + 2)).copy_from(ce);
+  }
   Tensor norm_sq;
   if (dp_ && dp_->zero1()) {
     // ZeRO-1: this rank's range of the summed gradient; the global norm from the ranks' partial
@@ -266,21 +330,25 @@ StepStats Trainer::eager_step(StepStats s, const Tensor& ids, const Tensor& targ
   }
   model_->params_updated(exec);
   refresh_compute_model();
-  Tensor packed = Tensor::empty({3}, DType::i64, ce.device());  // 8-byte slots holding doubles
-  packed.slice(0, 0, 2).copy_from(ce);
-  packed.slice(0, 2, 3).copy_from(norm_sq);
-  const Tensor host = packed.to(Device::cpu);  // synchronizes: the step's time includes its device work
+  // 8-byte slots holding doubles: {loss, correct} per group, then the squared gradient norm.
+  const int64_t n_groups = static_cast<int64_t>(groups.size());
+  ces.slice(0, 2 * n_groups, 2 * n_groups + 1).copy_from(norm_sq);
+  const Tensor host = ces.to(Device::cpu);  // synchronizes: the step's time includes its device work
   ops::device_synchronize(where_.device);
   const double* v = static_cast<const double*>(host.raw());
-  double loss = v[0], correct = v[1];
+  double loss = 0, correct = 0;
+  for (int64_t g = 0; g < n_groups; ++g) {
+    loss += weighted ? v[2 * g] * weights[static_cast<size_t>(g)] : v[2 * g];
+    correct += v[2 * g + 1];
+  }
   if (dp_) {  // the global batch's loss (Σ of the weighted rank losses) and correct count
-    const std::vector<double> sums = where_.comm->all_reduce_sum(std::vector<double>{v[0] * weight, v[1]});
+    const std::vector<double> sums = where_.comm->all_reduce_sum(std::vector<double>{loss, correct});
     loss = sums[0];
     correct = sums[1];
   }
   s.loss = loss;
   s.accuracy = global_count > 0 ? correct / static_cast<double>(global_count) : 0.0;
-  s.grad_norm = std::sqrt(v[2]);
+  s.grad_norm = std::sqrt(v[2 * n_groups]);
   s.step = ++step_;
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return s;

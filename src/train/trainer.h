@@ -122,7 +122,8 @@ private:
     int64_t last_used = 0;
   };
   bool graph_eligible() const;
-  StepStats eager_step(StepStats s, const Tensor& ids, const Tensor& targets, int64_t global_count,
+  StepStats eager_step(StepStats s, const Tensor& ids, const Tensor& targets,
+                       const std::vector<int64_t>& lengths, int64_t global_count,
                        std::chrono::steady_clock::time_point start);
   // The step through the captured graph of the batch's shape (queued); then {loss, correct, norm²}.
   void launch_graph_step(const Tensor& ids, const Tensor& targets);
