@@ -87,7 +87,9 @@ TEST(TrainCli, BadInputIsOneErrorLine) {
                                           "train --steps 1 --sweep /nonexistent/sweep.json",
                                           "train --steps 1 --sweep " + cfg,
                                           "train --steps 1 --runs 2 --sweep " + cfg,
-                                          "train --steps 1 --runs 2 --resume /nonexistent/dir"};
+                                          "train --steps 1 --runs 2 --resume /nonexistent/dir",
+                                          "train --steps 1 --batch 4 --length-buckets 5",
+                                          "train --steps 1 --batch 4 --length-buckets 2 --graph"};
   for (const std::string& args : cases) {
     const Result r = run(args);
     EXPECT_EQ(r.status, 1) << args << ": " << r.output;
