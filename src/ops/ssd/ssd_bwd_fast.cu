@@ -1,11 +1,14 @@
 // Backward of SSD on tensor cores (bf16 operands, fp32 accumulation) for head_dim 64, d_state 128,
 // in the chunked form of ssd_bwd_gemm.cu's header (same symbols) with 64-token chunks, where the
 // Q×Q terms (C·Bᵀ, the decay mask L, M = C·Bᵀ∘L and dM = dy·Xdᵀ) never leave the chip:
-//   1. chunk_local_state_kernel: per (batch, head, chunk) S_loc = (w∘Xd)ᵀ·B and (e∘dy)ᵀ·C, and the
-//      chunk's log2 decay;
-//   2. state_pass_kernel: forward S_in[c] and reverse G[c] = dS_in[c+1] (elementwise over chunks,
-//      fp32 carry, bf16 in memory: the states are most of the backward's memory traffic);
-//   3. chunk_bwd_kernel: per (batch, group, chunk), the group's heads one after another: dx, ddt,
+//   1. chunk_local_state_kernel: per (batch, head, superchunk of kSuper chunks) the chunks' local
+//      states S_loc = (w∘Xd)ᵀ·B and (e∘dy)ᵀ·C summed into the superchunk's prefixes (the layout in
+//      ssd_bwd_tiles.cuh), and each chunk's log2 decay;
+//   2. state_pass_kernel: forward S_in and reverse G = dS_in of the next chunk at the superchunks'
+//      boundaries (elementwise, fp32 carry, bf16 in memory: the states are most of the backward's
+//      memory traffic);
+//   3. chunk_bwd_kernel: per (batch, group, chunk), the group's heads one after another: the
+//      chunk's S_in and G completed from the boundary states, dx, ddt,
 //      the dcs → dA terms, dD, and dB, dC summed over the heads in shared memory (deterministic, no
 //      per-head buffers; only dA and dD take atomics, one per block and head).
 // x, B, C and dy are fp32 tensors: kernel 1 rounds their tiles to bf16 as it copies them to shared
@@ -72,40 +75,49 @@ struct LocalStateSmem {
   float dt[kQ], a2[kQ], wt[kQ];
 };
 
-template <bool kReverse>
-__global__ void __launch_bounds__(kThreads)
+template <bool kReverse>  // 3 blocks an SM: the fp32 prefix stays live across the tile loads
+__global__ void __launch_bounds__(kThreads, 3)
     chunk_local_state_kernel(Dims z, const float* v, const float* k, const float* dt, const float* A,
                              __nv_bfloat16* out, float* decay, __nv_bfloat16* v16) {
   __shared__ LocalStateSmem s;
-  const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / z.hpg, t0 = c * kQ;
-  const int valid = min(kQ, z.L - t0), lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  load_bf16<kQ, kP, kLdP, kThreads>(s.v, v + ((int64_t(b) * z.L + t0) * z.H + h) * kP, int64_t(z.H) * kP,
-                                    valid);
-  load_bf16<kQ, kN, kLdN, kThreads>(s.k, k + ((int64_t(b) * z.L + t0) * z.G + g) * kN, int64_t(z.G) * kN,
-                                    valid);
-  if (warp == 0) {
-    chunk_cumsum(dt + (int64_t(b) * z.L + t0) * z.H + h, z.H, valid, A[h], s.dt, s.a2);
-    __syncwarp();
-    const float last = s.a2[kQ - 1];
-    for (int t = lane; t < kQ; t += 32)
-      s.wt[t] = kReverse ? exp2f(s.a2[t]) : exp2f(fminf(last - s.a2[t], 0.0f)) * s.dt[t];
-    if (!kReverse && lane == 0) decay[(int64_t(b) * z.H + h) * z.nc + c] = last;
-  }
-  __syncthreads();
-  {  // v rounded to bf16 for the fused kernel's async copies: [batch, seq_len, n_heads, head_dim]
-    constexpr int kVec = kP / 8;
-    __nv_bfloat16* dst = v16 + ((int64_t(b) * z.L + t0) * z.H + h) * kP;
-#pragma unroll
-    for (int j = 0; j < kQ * kVec / kThreads; ++j) {
-      const int i = threadIdx.x + j * kThreads, r = i / kVec, col = (i % kVec) * 8;
-      if (r < valid)
-        *reinterpret_cast<uint4*>(dst + int64_t(r) * z.H * kP + col) =
-            *reinterpret_cast<const uint4*>(&s.v[r * kLdP + col]);
-    }
-  }
+  const int h = blockIdx.y, b = blockIdx.z, g = h / z.hpg, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int first = blockIdx.x * kSuper, last = min(first + kSuper, z.nc) - 1;
+  // The superchunk's prefix (ssd_bwd_tiles.cuh): chunk by chunk, forward from first or back from last.
   float acc[kN / 8][4] = {};
-  accumulate_state(acc, s.v, s.k, s.wt);
-  store_state_bf16(out + state_offset(z, b, h, c), acc);
+  for (int step = 0; step <= last - first; ++step) {
+    const int c = kReverse ? last - step : first + step, t0 = c * kQ, valid = min(kQ, z.L - t0);
+    if (step > 0) __syncthreads();  // the previous chunk's tiles are no longer read
+    load_bf16<kQ, kP, kLdP, kThreads>(s.v, v + ((int64_t(b) * z.L + t0) * z.H + h) * kP, int64_t(z.H) * kP,
+                                      valid);
+    load_bf16<kQ, kN, kLdN, kThreads>(s.k, k + ((int64_t(b) * z.L + t0) * z.G + g) * kN, int64_t(z.G) * kN,
+                                      valid);
+    if (warp == 0) {
+      chunk_cumsum(dt + (int64_t(b) * z.L + t0) * z.H + h, z.H, valid, A[h], s.dt, s.a2);
+      __syncwarp();
+      const float end = s.a2[kQ - 1];
+      for (int t = lane; t < kQ; t += 32)
+        s.wt[t] = kReverse ? exp2f(s.a2[t]) : exp2f(fminf(end - s.a2[t], 0.0f)) * s.dt[t];
+      if (!kReverse && lane == 0) decay[(int64_t(b) * z.H + h) * z.nc + c] = end;
+    }
+    __syncthreads();
+    {  // v rounded to bf16 for the fused kernel's async copies: [batch, seq_len, n_heads, head_dim]
+      constexpr int kVec = kP / 8;
+      __nv_bfloat16* dst = v16 + ((int64_t(b) * z.L + t0) * z.H + h) * kP;
+#pragma unroll
+      for (int j = 0; j < kQ * kVec / kThreads; ++j) {
+        const int i = threadIdx.x + j * kThreads, r = i / kVec, col = (i % kVec) * 8;
+        if (r < valid)
+          *reinterpret_cast<uint4*>(dst + int64_t(r) * z.H * kP + col) =
+              *reinterpret_cast<const uint4*>(&s.v[r * kLdP + col]);
+      }
+    }
+    if (step > 0) store_state_bf16(out + state_offset(z, b, h, c), acc);
+    const float T = exp2f(s.a2[kQ - 1]);  // the chunk's decay
+#pragma unroll
+    for (int nt = 0; nt < kN / 8; ++nt) acc[nt][0] *= T, acc[nt][1] *= T, acc[nt][2] *= T, acc[nt][3] *= T;
+    accumulate_state(acc, s.v, s.k, s.wt);
+  }
+  store_state_bf16(out + state_offset(z, b, h, kReverse ? last : first), acc);
 }
 
 // ---- 3: the fused per-chunk backward. Warp w works on the rows [16·rt, 16·rt + 16) of the chunk
@@ -130,7 +142,9 @@ struct BwdSmem {
 struct FusedArgs {
   const float *dt, *A, *B, *C, *D;
   const __nv_bfloat16 *x, *dy;  // rounded by chunk_local_state_kernel [batch, seq_len, n_heads, head_dim]
-  const __nv_bfloat16 *S, *dS;  // S_in and G of each chunk [batch, n_heads, n_chunks, head_dim, d_state]
+  // The superchunk prefixes and boundary states [batch, n_heads, n_chunks, head_dim, d_state].
+  const __nv_bfloat16 *S, *dS;
+  const float* decay;  // the chunks' log2 decays [batch, n_heads, n_chunks]
   float *dx, *ddt, *dA, *dB, *dC, *dD;
 };
 
@@ -202,6 +216,7 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
   mma_rows_nk<kN>(cb, &s.c[r0 * kLdN], kLdN, s.b, kLdN, causal_mask);
   // The group's heads' tiles and states stream in one head ahead (cp.async, one group a head).
   load_head_async(z, f, s, 0, b, grp * z.hpg, c, valid);
+  const int first = super_first(c), last = super_last(c, z.nc);
 
   for (int hk = 0; hk < z.hpg; ++hk) {
     const int h = grp * z.hpg + hk, buf = hk & 1;
@@ -211,19 +226,17 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
     else
       cuda::cp_async_commit();  // an empty group: one group per head, so wait<1> below holds
     const int64_t tok = (int64_t(b) * z.L + t0) * z.H + h;  // (b, t0, h) row of dx, dt, ddt
+    // The superchunk's boundary states (L2: its chunks' blocks run together) complete S_in and G.
+    BoundaryStates<kFusedThreads> bound;
+    load_boundary_states(bound, c > first ? f.S + state_offset(z, b, h, first) : nullptr,
+                         c < last ? f.dS + state_offset(z, b, h, last) : nullptr);
+    const float2 de = super_decays(f.decay + (int64_t(b) * z.H + h) * z.nc, c, z.nc);
     for (int i = threadIdx.x; i < kFusedWarps * kQ; i += kFusedThreads) (&s.col[0][0])[i] = 0.0f;
     if (warp == 0) chunk_cumsum(f.dt + tok, z.H, valid, f.A[h], s.dt, s.a2);
     cuda::cp_async_wait<1>();  // this head's copies have landed (the next head's may be in flight)
     __syncthreads();
-    // dT = Σ G∘S_in (fp32 sums of the bf16 states): the gradient of the chunk decay T.
-    float dT_part = 0.0f;
-    for (int i = threadIdx.x; i < kP * kN / 2; i += kFusedThreads) {
-      const int r = i / (kN / 2), col = (i % (kN / 2)) * 2;
-      const float2 sv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_in[r * kLdN + col]));
-      const float2 gv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_g[r * kLdN + col]));
-      dT_part += sv.x * gv.x + sv.y * gv.y;
-    }
-    const float dT = mamba::cuda::block_sum(dT_part, s.red);
+    // dT = Σ G∘S_in: the gradient of the chunk decay T (block_sum's barriers publish the states).
+    const float dT = mamba::cuda::block_sum(complete_states(s.s_in[buf], s.g[buf], bound, de.x, de.y), s.red);
 
     const float a_lo = s.a2[i_lo], a_hi = s.a2[i_hi], a_last = s.a2[kQ - 1];
     const float e_lo = exp2f(a_lo), e_hi = exp2f(a_hi);
@@ -476,7 +489,7 @@ SsdGrads ssd_bwd_cuda_fast(const SsdArgs& a, const Tensor& dy_in) {
   const Tensor dy16 = Tensor::empty(a.x.shape(), DType::bf16, Device::cuda);
   const Tensor decay = Tensor::empty({n_states}, DType::f32, Device::cuda);
   cudaStream_t st = mamba::cuda::stream();
-  const dim3 local_grid(static_cast<unsigned>(z.nc), static_cast<unsigned>(z.H),
+  const dim3 local_grid(static_cast<unsigned>((z.nc + kSuper - 1) / kSuper), static_cast<unsigned>(z.H),
                         static_cast<unsigned>(z.batch));
   chunk_local_state_kernel<false><<<local_grid, kThreads, 0, st>>>(
       z, a.x.f32(), a.B.f32(), a.dt.f32(), a.A.f32(), S_ptr, decay.f32(), x16.data<__nv_bfloat16>());
@@ -497,7 +510,7 @@ SsdGrads ssd_bwd_cuda_fast(const SsdArgs& a, const Tensor& dy_in) {
   FusedArgs f{};
   f.x = x16.data<__nv_bfloat16>(), f.dt = a.dt.f32(), f.A = a.A.f32(), f.B = a.B.f32(), f.C = a.C.f32(),
   f.D = a.D.f32();
-  f.dy = dy16.data<__nv_bfloat16>(), f.S = S_ptr, f.dS = dS_ptr;
+  f.dy = dy16.data<__nv_bfloat16>(), f.S = S_ptr, f.dS = dS_ptr, f.decay = decay.f32();
   f.dx = g.dx.f32(), f.ddt = g.ddt.f32(), f.dA = g.dA.f32(), f.dB = g.dB.f32(), f.dC = g.dC.f32();
   f.dD = g.dD.f32();
   chunk_bwd_kernel<<<dim3(static_cast<unsigned>(z.nc), static_cast<unsigned>(z.G),

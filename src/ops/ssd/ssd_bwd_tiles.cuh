@@ -69,40 +69,72 @@ __device__ __forceinline__ void store_state_bf16(__nv_bfloat16* o, const float (
   }
 }
 
-// The pass over chunks, per (batch·head) = blockIdx.y and kPassVec state elements a thread:
-// blockIdx.z 0: S (each chunk's local state) becomes the state entering each chunk; 1: dS (each
-// chunk's local state gradient) becomes the gradient of the state leaving each chunk. decay: the
-// chunks' log2 decays [batch·head, nc]. bf16 in memory, fp32 carry; eight chunks' loads in flight
-// per thread (the chain over chunks is latency-bound). Grid (ceil(kElems / kPassVec / 256),
-// batch·heads, 2), 256 threads.
-constexpr int kPassVec = 8;  // state elements per thread (16 bytes)
+// ---- The chunk states in memory, [batch·head, chunk, head_dim, d_state] bf16 ----
+// The state pass runs over superchunks of kSuper chunks (a quarter of the chain and of the bytes it
+// moves): the local-state kernels carry each superchunk's prefix in fp32 registers and store, for
+// chunk c of superchunk [first, last],
+//   forward (S): slot c > first: the state entering c from the superchunk's own chunks (zero state
+//     entering first); slot first: the superchunk's total, which the pass replaces by the state
+//     entering the superchunk, H;
+//   reverse (dS): slot c < last: the gradient of the state leaving c from the superchunk's later
+//     chunks; slot last: their total including chunk first, which the pass replaces by the gradient
+//     of the state leaving the superchunk, G_out.
+// The fused kernels complete a chunk's states as S_in[c] = D_c·H + slot c (c > first) and
+// G[c] = E_c·G_out + slot c (c < last), D_c and E_c the decays between c and the superchunk's ends
+// (super_decays): one more bf16 read, mostly from L2, instead of a pass writing every chunk's state.
+constexpr int kSuper = 4;
+constexpr int kPassVec = 8;  // state elements per pass thread (16 bytes)
 
+__device__ __forceinline__ int super_first(int c) {
+  return c - c % kSuper;
+}
+__device__ __forceinline__ int super_last(int c, int nc) {
+  return min(super_first(c) + kSuper, nc) - 1;
+}
+
+// (D_c, E_c) of chunk c, from the head's chunk log2 decays dec[0, nc).
+__device__ __forceinline__ float2 super_decays(const float* dec, int c, int nc) {
+  const int first = super_first(c), last = super_last(c, nc);
+  float in = 0.0f, out = 0.0f;
+  for (int i = first; i < c; ++i) in += dec[i];
+  for (int i = c + 1; i <= last; ++i) out += dec[i];
+  return make_float2(exp2f(in), exp2f(out));
+}
+
+// The pass over superchunks, per (batch·head) = blockIdx.y and kPassVec state elements a thread:
+// blockIdx.z 0: S's superchunk totals become H; 1: dS's become G_out. decay: the chunks' log2
+// decays [batch·head, nc]. fp32 carry; eight superchunks' loads in flight per thread (the chain is
+// latency-bound). Grid (ceil(kElems / kPassVec / 256), batch·heads, 2), 256 threads.
 template <int kElems>  // a template: defined in every including file without clashing symbols
 __global__ void __launch_bounds__(256)
     state_pass_kernel(int nc, __nv_bfloat16* S, __nv_bfloat16* dS, const float* decay) {
   const int e = (blockIdx.x * blockDim.x + threadIdx.x) * kPassVec;
   if (e >= kElems) return;
-  const int bh = blockIdx.y;
+  const int bh = blockIdx.y, ns = (nc + kSuper - 1) / kSuper;
   const bool reverse = blockIdx.z == 1;
   __nv_bfloat16* base = (reverse ? dS : S) + int64_t(bh) * nc * kElems + e;
   const float* dec = decay + int64_t(bh) * nc;
   constexpr int kAhead = 8;
   float H[kPassVec] = {};
-  for (int i0 = 0; i0 < nc; i0 += kAhead) {
+  for (int i0 = 0; i0 < ns; i0 += kAhead) {
     uint4 loc[kAhead];
     float T[kAhead];
+    int slot[kAhead];
 #pragma unroll
     for (int i = 0; i < kAhead; ++i) {
-      const int c = reverse ? nc - 1 - (i0 + i) : i0 + i;
-      if (i0 + i < nc) {
-        loc[i] = __ldcs(reinterpret_cast<const uint4*>(base + int64_t(c) * kElems));
-        T[i] = exp2f(dec[c]);
+      const int k = reverse ? ns - 1 - (i0 + i) : i0 + i;
+      if (i0 + i < ns) {
+        const int first = k * kSuper, last = min(first + kSuper, nc) - 1;
+        slot[i] = reverse ? last : first;
+        loc[i] = __ldcs(reinterpret_cast<const uint4*>(base + int64_t(slot[i]) * kElems));
+        float d = 0.0f;
+        for (int c = first; c <= last; ++c) d += dec[c];
+        T[i] = exp2f(d);
       }
     }
 #pragma unroll
     for (int i = 0; i < kAhead; ++i) {
-      const int c = reverse ? nc - 1 - (i0 + i) : i0 + i;
-      if (i0 + i < nc) {
+      if (i0 + i < ns) {
         const uint32_t in[4] = {loc[i].x, loc[i].y, loc[i].z, loc[i].w};
         uint32_t outv[4];
 #pragma unroll
@@ -111,11 +143,60 @@ __global__ void __launch_bounds__(256)
           const float2 l = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&in[k]));
           H[2 * k] = T[i] * H[2 * k] + l.x, H[2 * k + 1] = T[i] * H[2 * k + 1] + l.y;
         }
-        *reinterpret_cast<uint4*>(base + int64_t(c) * kElems) =
+        *reinterpret_cast<uint4*>(base + int64_t(slot[i]) * kElems) =
             make_uint4(outv[0], outv[1], outv[2], outv[3]);
       }
     }
   }
+}
+
+// A chunk's superchunk boundary states (H for S_in, G_out for G; null where slot c is already the
+// whole state), read into registers ahead of complete_states, kReads 16-byte vectors a thread.
+template <int kNThreads>
+struct BoundaryStates {
+  static constexpr int kReads = kP * kN / 8 / kNThreads;
+  uint4 h[kReads], g[kReads];
+};
+
+template <int kNThreads>
+__device__ __forceinline__ void load_boundary_states(BoundaryStates<kNThreads>& bs, const __nv_bfloat16* h,
+                                                     const __nv_bfloat16* g) {
+#pragma unroll
+  for (int j = 0; j < BoundaryStates<kNThreads>::kReads; ++j) {
+    const int i = (threadIdx.x + j * kNThreads) * 8;
+    bs.h[j] = h ? __ldg(reinterpret_cast<const uint4*>(h + i)) : make_uint4(0, 0, 0, 0);
+    bs.g[j] = g ? __ldg(reinterpret_cast<const uint4*>(g + i)) : make_uint4(0, 0, 0, 0);
+  }
+}
+
+// s_in += D·H and s_g += E·G_out in shared memory ([head_dim, d_state] bf16, rows of kLdN), rounded
+// once from fp32; returns this thread's part of Σ S_in∘G from the fp32 values (the chunk decay's
+// gradient, before the bf16 rounding of the mma operands).
+template <int kNThreads>
+__device__ __forceinline__ float complete_states(__nv_bfloat16* s_in, __nv_bfloat16* s_g,
+                                                 const BoundaryStates<kNThreads>& bs, float D, float E) {
+  float dot = 0.0f;
+#pragma unroll
+  for (int j = 0; j < BoundaryStates<kNThreads>::kReads; ++j) {
+    const int i = (threadIdx.x + j * kNThreads) * 8, at = (i / kN) * kLdN + i % kN;
+    uint4 sv = *reinterpret_cast<const uint4*>(s_in + at), gv = *reinterpret_cast<const uint4*>(s_g + at);
+    uint32_t* sw = &sv.x;
+    uint32_t* gw = &gv.x;
+    const uint32_t* hw = &bs.h[j].x;
+    const uint32_t* ow = &bs.g[j].x;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&sw[k]));
+      const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&gw[k]));
+      const float2 ha = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&hw[k]));
+      const float2 hb = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&ow[k]));
+      const float s0 = a.x + D * ha.x, s1 = a.y + D * ha.y, g0 = b.x + E * hb.x, g1 = b.y + E * hb.y;
+      dot += s0 * g0 + s1 * g1;
+      sw[k] = pack_bf16(s0, s1), gw[k] = pack_bf16(g0, g1);
+    }
+    *reinterpret_cast<uint4*>(s_in + at) = sv, *reinterpret_cast<uint4*>(s_g + at) = gv;
+  }
+  return dot;
 }
 
 // acc[16 rows × 64 cols] += A·B over kK, A: 16 rows at a (row-major, ld lda), scaled per row by
