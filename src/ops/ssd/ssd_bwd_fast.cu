@@ -9,7 +9,7 @@
 //      memory traffic);
 //   3. chunk_bwd_kernel: per (batch, group, chunk), the group's heads one after another: the
 //      chunk's S_in and G completed from the boundary states, dx, ddt,
-//      the dcs → dA terms, dD, and dB, dC summed over the heads in shared memory (deterministic, no
+//      the dcs → dA terms, dD, and dB, dC summed over the heads in registers (deterministic, no
 //      per-head buffers; only dA and dD take atomics, one per block and head).
 // x, B, C and dy are fp32 tensors: kernel 1 rounds their tiles to bf16 as it copies them to shared
 // memory (plain vector loads: cp.async cannot convert) and writes x and dy in bf16 for kernel 3,
@@ -37,7 +37,6 @@ using cuda::pack_bf16;
 
 constexpr int kWarps = 4;  // kernel 1: warp w owns the state rows (head_dim) [16w, 16w+16)
 constexpr int kThreads = 32 * kWarps;
-constexpr int kLdAcc = kN + 4;  // fp32 rows of the dB/dC sums
 
 struct Dims {
   int batch, L, H, G, hpg, nc;
@@ -121,20 +120,19 @@ __global__ void __launch_bounds__(kThreads, 3)
 }
 
 // ---- 3: the fused per-chunk backward. Warp w works on the rows [16·rt, 16·rt + 16) of the chunk
-// (rt = w % 4); with 8 warps on half (w / 4) of each product's columns, so that two warps share each
-// tensor-core unit (one block fills an SM's shared memory). 4 warps (a warp per row tile, all
-// columns) is the simpler schedule, kept selectable to compare. ----
+// (rt = w % 4) and half (w / 4) of each product's columns, so that two warps share each tensor-core
+// unit. dB and dC, summed over the group's heads, stay in the warps' registers (their rows × their
+// d_state half: 64 fp32 a thread) until the block ends. One block an SM (registers). ----
 constexpr int kFusedWarps = 8;
 constexpr int kFusedThreads = 32 * kFusedWarps;
 constexpr int kSplit = kFusedWarps / 4;  // warps per row tile
-static_assert(kSplit == 1 || kSplit == 2, "4 or 8 warps");
+static_assert(kSplit == 2, "the register dB, dC sums assume a row tile's columns in two halves");
 
 struct BwdSmem {
   __nv_bfloat16 b[kQ * kLdN], c[kQ * kLdN];           // the group's B, C [token, d_state]
   __nv_bfloat16 x[2][kQ * kLdP], dy[2][kQ * kLdP];    // x, dy [token, head_dim]: this head's, the next's
   __nv_bfloat16 s_in[2][kP * kLdN], g[2][kP * kLdN];  // S_in, G [head_dim, d_state]: this head's, the next's
   __nv_bfloat16 m[kQ * kLdQ], dml[kQ * kLdQ];         // M and dM∘L [token i, token j], tiles i ≥ j only
-  float dB[kQ * kLdAcc], dC[kQ * kLdAcc];             // Σ over the group's heads [token, d_state]
   // Per token: dt, cumsum; column sums of dM∘M per warp; per column half: the dcs terms, ω, Σ x·dXd.
   float dt[kQ], a2[kQ], col[kFusedWarps][kQ], part[kSplit][kQ], om[kSplit][kQ], sx[kSplit][kQ], red[32];
 };
@@ -147,17 +145,6 @@ struct FusedArgs {
   const float* decay;  // the chunks' log2 decays [batch, n_heads, n_chunks]
   float *dx, *ddt, *dA, *dB, *dC, *dD;
 };
-
-// dst rows [r0, r0 + 16) (fp32, ld kLdAcc) += acc, columns n0 + [0, 64).
-__device__ __forceinline__ void add_rows(float* dst, const float (&acc)[8][4], int r0, int n0) {
-  const int lane = threadIdx.x & 31, row = r0 + (lane >> 2), col = n0 + 2 * (lane & 3);
-#pragma unroll
-  for (int nt = 0; nt < 8; ++nt) {
-    float2* lo = reinterpret_cast<float2*>(dst + row * kLdAcc + col + nt * 8);
-    float2* hi = reinterpret_cast<float2*>(dst + (row + 8) * kLdAcc + col + nt * 8);
-    lo->x += acc[nt][0], lo->y += acc[nt][1], hi->x += acc[nt][2], hi->y += acc[nt][3];
-  }
-}
 
 // One head's chunk state [head_dim, d_state] (bf16, contiguous) → shared rows of kLdN, async.
 __device__ __forceinline__ void copy_state_async(__nv_bfloat16* dst, const __nv_bfloat16* src) {
@@ -202,17 +189,17 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
   const int rt = warp & 3, half = warp >> 2;  // row tile; column half of each product
   const int r0 = rt * 16, i_lo = r0 + gq, i_hi = i_lo + 8;
   // Causal 16-column tiles st ≤ rt split between the halves by parity; head_dim tiles by halves.
-  const int causal_mask = (kSplit == 1 ? 0xF : half ? 0xA : 0x5) & ((2 << rt) - 1);
-  const int p_mask = kSplit == 1 ? 0xF : half ? 0xC : 0x3;
+  const int causal_mask = (half ? 0xA : 0x5) & ((2 << rt) - 1);
+  const int p_mask = half ? 0xC : 0x3, n0 = half * 64;  // n0: the warp's d_state half
   // Whether accumulator tile nt (8 columns of head_dim) is the warp's.
-  auto p_tile_mine = [&](int nt) { return kSplit == 1 || (nt >> 2) == half; };
+  auto p_tile_mine = [&](int nt) { return (nt >> 2) == half; };
   const int64_t bc_rows = (int64_t(b) * z.L + t0) * z.G + grp;  // (b, t0, group) row of B, C
   load_bf16<kQ, kN, kLdN, kFusedThreads>(s.b, f.B + bc_rows * kN, int64_t(z.G) * kN, valid);
   load_bf16<kQ, kN, kLdN, kFusedThreads>(s.c, f.C + bc_rows * kN, int64_t(z.G) * kN, valid);
-  for (int i = threadIdx.x; i < kQ * kLdAcc; i += kFusedThreads) s.dB[i] = s.dC[i] = 0.0f;
   __syncthreads();
   // C·Bᵀ for the warp's rows i and causal tiles: shared by the group's heads.
   float cb[8][4] = {};
+  float dB[8][4] = {}, dC[8][4] = {};  // Σ over the heads: the warp's rows, d_state [n0, n0 + 64)
   mma_rows_nk<kN>(cb, &s.c[r0 * kLdN], kLdN, s.b, kLdN, causal_mask);
   // The group's heads' tiles and states stream in one head ahead (cp.async, one group a head).
   load_head_async(z, f, s, 0, b, grp * z.hpg, c, valid);
@@ -299,18 +286,13 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
       }
       eps_lo = e_lo * quad_sum(eps_lo), eps_hi = e_hi * quad_sum(eps_hi);
     }
-    // dC += dM∘L·B + (e∘dy)·S_in: the warp's rows i, its d_state halves.
+    // dC += dM∘L·B + (e∘dy)·S_in: the warp's rows i, its d_state half.
 #pragma unroll
-    for (int n0 = half * 64; n0 < kN; n0 += 64 * kSplit) {
-      float acc[8][4] = {};
-#pragma unroll
-      for (int st = 0; st < 4; ++st) {  // dM∘L [i, j]·B [j, n] over the tiles j ≤ i (the rest is zero)
-        if (st <= rt)
-          mma_rows_kn<16, false>(acc, &s.dml[r0 * kLdQ + st * 16], kLdQ, &s.b[st * 16 * kLdN], kLdN, n0);
-      }
-      mma_rows_kn<kP, true>(acc, &s_dy[r0 * kLdP], kLdP, s_in, kLdN, n0, e_lo, e_hi);
-      add_rows(s.dC, acc, r0, n0);
+    for (int st = 0; st < 4; ++st) {  // dM∘L [i, j]·B [j, n] over the tiles j ≤ i (the rest is zero)
+      if (st <= rt)
+        mma_rows_kn<16, false>(dC, &s.dml[r0 * kLdQ + st * 16], kLdQ, &s.b[st * 16 * kLdN], kLdN, n0);
     }
+    mma_rows_kn<kP, true>(dC, &s_dy[r0 * kLdP], kLdP, s_in, kLdN, n0, e_lo, e_hi);
     // U = B·Gᵀ; ω_j = w_j·dt_j·Σ_p x·U; dXd = Mᵀ·dy + w∘U: the warp's rows j, head_dim half.
     float om_lo = 0.0f, om_hi = 0.0f, sx_lo = 0.0f, sx_hi = 0.0f;
     {
@@ -329,9 +311,7 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
         u[nt][0] *= w_lo, u[nt][1] *= w_lo, u[nt][2] *= w_hi, u[nt][3] *= w_hi;
       }
       om_lo = w_lo * dt_lo * quad_sum(om_lo), om_hi = w_hi * dt_hi * quad_sum(om_hi);
-      if (kSplit == 1)  // u is now dXd
-        mma_causal_tn<4, 0>(u, s.m, s_dy, kLdP, 0, rt);
-      else if (half)
+      if (half)  // u is now dXd
         mma_causal_tn<2, 4>(u, s.m, s_dy, kLdP, 32, rt);
       else
         mma_causal_tn<2, 0>(u, s.m, s_dy, kLdP, 0, rt);
@@ -379,14 +359,9 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
         if (lane == 0) atomicAdd(&f.dD[h], v);
       }
     }
-    // dB += (dM∘L)ᵀ·C + (w∘Xd)·G: the warp's rows j, its d_state halves.
-#pragma unroll
-    for (int n0 = half * 64; n0 < kN; n0 += 64 * kSplit) {
-      float acc[8][4] = {};
-      mma_causal_tn<4, 0>(acc, s.dml, s.c, kLdN, n0, rt);
-      mma_rows_kn<kP, true>(acc, &s_x[r0 * kLdP], kLdP, s_g, kLdN, n0, w_lo * dt_lo, w_hi * dt_hi);
-      add_rows(s.dB, acc, r0, n0);
-    }
+    // dB += (dM∘L)ᵀ·C + (w∘Xd)·G: the warp's rows j, its d_state half.
+    mma_causal_tn<4, 0>(dB, s.dml, s.c, kLdN, n0, rt);
+    mma_rows_kn<kP, true>(dB, &s_x[r0 * kLdP], kLdP, s_g, kLdN, n0, w_lo * dt_lo, w_hi * dt_hi);
     if (qd == 0) {
       s.part[half][i_lo] = row_lo - om_lo + eps_lo, s.part[half][i_hi] = row_hi - om_hi + eps_hi;
       s.om[half][i_lo] = om_lo, s.om[half][i_hi] = om_hi;
@@ -437,11 +412,17 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
     __syncthreads();  // the next head's loads overwrite the tiles, dt and a2
   }
   // dB, dC of the chunk's rows (each block owns its (batch, chunk, group) rows).
-  for (int i = threadIdx.x; i < valid * (kN / 4); i += kFusedThreads) {
-    const int r = i / (kN / 4), col = (i % (kN / 4)) * 4;
-    const int64_t at = (bc_rows + int64_t(r) * z.G) * kN + col;
-    *reinterpret_cast<float4*>(f.dB + at) = *reinterpret_cast<const float4*>(&s.dB[r * kLdAcc + col]);
-    *reinterpret_cast<float4*>(f.dC + at) = *reinterpret_cast<const float4*>(&s.dC[r * kLdAcc + col]);
+  const int64_t rs = int64_t(z.G) * kN;
+  float *dBg = f.dB + bc_rows * kN + n0 + 2 * qd, *dCg = f.dC + bc_rows * kN + n0 + 2 * qd;
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+    for (int hi = 0; hi < 2; ++hi) {
+      const int i = hi ? i_hi : i_lo;
+      if (i >= valid) continue;
+      *reinterpret_cast<float2*>(dBg + i * rs + nt * 8) = make_float2(dB[nt][2 * hi], dB[nt][2 * hi + 1]);
+      *reinterpret_cast<float2*>(dCg + i * rs + nt * 8) = make_float2(dC[nt][2 * hi], dC[nt][2 * hi + 1]);
+    }
   }
 }
 
@@ -457,7 +438,7 @@ bool ssd_bwd_fast_supported(const SsdArgs& a) {
     if (t->dtype() != DType::f32 || !t->is_contiguous()) return false;
   // Grid limits (y: groups, batch·heads; z: batch) and 32-bit token indices inside a chunk.
   if (!(batch <= 65535 && G <= 65535 && batch * H <= 65535 && L < (int64_t(1) << 30))) return false;
-  static const bool smem_fits = [] {  // the fused kernel's shared memory (~224 KiB: sm_90)
+  static const bool smem_fits = [] {  // the fused kernel's shared memory (~158 KiB: sm_80 and later)
     int device = 0, optin = 0;
     CUDA_CHECK(cudaGetDevice(&device));
     CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
