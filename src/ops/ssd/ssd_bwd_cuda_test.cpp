@@ -108,10 +108,10 @@ TEST(SsdBwdCuda, FastModeMatchesExact) {
   }
 }
 
-// The fused tensor-core backward (bf16 operands: x, dy, B, C, the chunk states and the Q×Q masks
-// rounded to bf16, fp32 accumulation) against the exact scan, with the bf16 bounds of the GEMM
-// form's fast mode: around its 64-token chunks (1, 63, 64, 65 tokens), ragged tails over several
-// chunks, batch 2, 1 and 2 groups, D per head and per channel. x, B, C and dy are drawn as bf16
+// The fused tensor-core backward (bf16 operands: x, dy, B, C and the chunk states rounded to bf16,
+// the Q×Q masks M and dM∘L as bf16 pairs hi + lo, fp32 accumulation) against the exact scan, with the bf16
+// bounds of the GEMM form's fast mode: around its 64-token chunks (1, 63, 64, 65 tokens), ragged tails over
+// several chunks, batch 2, 1 and 2 groups, D per head and per channel. x, B, C and dy are drawn as bf16
 // values, so the bound measures the kernel's own rounding (states, masks, sums), not the rounding
 // of its inputs: with one token, C·B of one pair can cancel to a small value whose bf16 input
 // rounding is 4% of it (ddt 4e-2 seen at L 1). Each gradient's worst diff is printed, so a failure

@@ -132,7 +132,8 @@ struct BwdSmem {
   __nv_bfloat16 b[kQ * kLdN], c[kQ * kLdN];           // the group's B, C [token, d_state]
   __nv_bfloat16 x[2][kQ * kLdP], dy[2][kQ * kLdP];    // x, dy [token, head_dim]: this head's, the next's
   __nv_bfloat16 s_in[2][kP * kLdN], g[2][kP * kLdN];  // S_in, G [head_dim, d_state]: this head's, the next's
-  __nv_bfloat16 m[kQ * kLdQ], dml[kQ * kLdQ];         // M and dM∘L [token i, token j], tiles i ≥ j only
+  // M and dM∘L [token i, token j] as bf16 pairs hi + lo (store_bf16_pair), tiles i ≥ j only.
+  __nv_bfloat16 m[kQ * kLdQ], dml[kQ * kLdQ], m_lo[kQ * kLdQ], dml_lo[kQ * kLdQ];
   // Per token: dt, cumsum; column sums of dM∘M per warp; per column half: the dcs terms, ω, Σ x·dXd.
   float dt[kQ], a2[kQ], col[kFusedWarps][kQ], part[kSplit][kQ], om[kSplit][kQ], sx[kSplit][kQ], red[32];
 };
@@ -253,10 +254,10 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
             col_w[jj] = dm_lo * m[jj] + dm_hi * m[2 + jj];
             dml[jj] = dm_lo * l_lo, dml[2 + jj] = dm_hi * l_hi;
           }
-          *reinterpret_cast<uint32_t*>(&s.m[i_lo * kLdQ + j]) = pack_bf16(m[0], m[1]);
-          *reinterpret_cast<uint32_t*>(&s.m[i_hi * kLdQ + j]) = pack_bf16(m[2], m[3]);
-          *reinterpret_cast<uint32_t*>(&s.dml[i_lo * kLdQ + j]) = pack_bf16(dml[0], dml[1]);
-          *reinterpret_cast<uint32_t*>(&s.dml[i_hi * kLdQ + j]) = pack_bf16(dml[2], dml[3]);
+          store_bf16_pair(&s.m[i_lo * kLdQ + j], &s.m_lo[i_lo * kLdQ + j], m[0], m[1]);
+          store_bf16_pair(&s.m[i_hi * kLdQ + j], &s.m_lo[i_hi * kLdQ + j], m[2], m[3]);
+          store_bf16_pair(&s.dml[i_lo * kLdQ + j], &s.dml_lo[i_lo * kLdQ + j], dml[0], dml[1]);
+          store_bf16_pair(&s.dml[i_hi * kLdQ + j], &s.dml_lo[i_hi * kLdQ + j], dml[2], dml[3]);
 #pragma unroll
           for (int jj = 0; jj < 2; ++jj) {
             const float v = column_sum(col_w[jj]);
@@ -290,7 +291,8 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
 #pragma unroll
     for (int st = 0; st < 4; ++st) {  // dM∘L [i, j]·B [j, n] over the tiles j ≤ i (the rest is zero)
       if (st <= rt)
-        mma_rows_kn<16, false>(dC, &s.dml[r0 * kLdQ + st * 16], kLdQ, &s.b[st * 16 * kLdN], kLdN, n0);
+        mma_rows_kn_pair<16>(dC, &s.dml[r0 * kLdQ + st * 16], &s.dml_lo[r0 * kLdQ + st * 16], kLdQ,
+                             &s.b[st * 16 * kLdN], kLdN, n0);
     }
     mma_rows_kn<kP, true>(dC, &s_dy[r0 * kLdP], kLdP, s_in, kLdN, n0, e_lo, e_hi);
     // U = B·Gᵀ; ω_j = w_j·dt_j·Σ_p x·U; dXd = Mᵀ·dy + w∘U: the warp's rows j, head_dim half.
@@ -312,9 +314,9 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
       }
       om_lo = w_lo * dt_lo * quad_sum(om_lo), om_hi = w_hi * dt_hi * quad_sum(om_hi);
       if (half)  // u is now dXd
-        mma_causal_tn<2, 4>(u, s.m, s_dy, kLdP, 32, rt);
+        mma_causal_tn<2, 4>(u, s.m, s_dy, kLdP, 32, rt, s.m_lo);
       else
-        mma_causal_tn<2, 0>(u, s.m, s_dy, kLdP, 0, rt);
+        mma_causal_tn<2, 0>(u, s.m, s_dy, kLdP, 0, rt, s.m_lo);
       // dx = dt·dXd + D·dy; Σ_p x·dXd; dD = Σ dy·x (x, dy as rounded to bf16).
       float* dxg = f.dx + tok * kP;
       const int64_t rs = int64_t(z.H) * kP;
@@ -360,7 +362,7 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
       }
     }
     // dB += (dM∘L)ᵀ·C + (w∘Xd)·G: the warp's rows j, its d_state half.
-    mma_causal_tn<4, 0>(dB, s.dml, s.c, kLdN, n0, rt);
+    mma_causal_tn<4, 0>(dB, s.dml, s.c, kLdN, n0, rt, s.dml_lo);
     mma_rows_kn<kP, true>(dB, &s_x[r0 * kLdP], kLdP, s_g, kLdN, n0, w_lo * dt_lo, w_hi * dt_hi);
     if (qd == 0) {
       s.part[half][i_lo] = row_lo - om_lo + eps_lo, s.part[half][i_hi] = row_hi - om_hi + eps_hi;
@@ -438,7 +440,7 @@ bool ssd_bwd_fast_supported(const SsdArgs& a) {
     if (t->dtype() != DType::f32 || !t->is_contiguous()) return false;
   // Grid limits (y: groups, batch·heads; z: batch) and 32-bit token indices inside a chunk.
   if (!(batch <= 65535 && G <= 65535 && batch * H <= 65535 && L < (int64_t(1) << 30))) return false;
-  static const bool smem_fits = [] {  // the fused kernel's shared memory (~158 KiB: sm_80 and later)
+  static const bool smem_fits = [] {  // the fused kernel's shared memory (~177 KiB: sm_90)
     int device = 0, optin = 0;
     CUDA_CHECK(cudaGetDevice(&device));
     CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));

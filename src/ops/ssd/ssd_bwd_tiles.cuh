@@ -225,6 +225,41 @@ __device__ __forceinline__ void mma_rows_kn(float (&acc)[8][4], const __nv_bfloa
   }
 }
 
+// Stores (v0, v1) as a bf16 pair hi + lo (about 16 significant bits: the Q×Q tiles whose single
+// bf16 rounding was the fused backwards' largest error) at hi and lo.
+__device__ __forceinline__ void store_bf16_pair(__nv_bfloat16* hi, __nv_bfloat16* lo, float v0, float v1) {
+  const uint32_t h = pack_bf16(v0, v1);
+  const float2 hf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&h));
+  *reinterpret_cast<uint32_t*>(hi) = h;
+  *reinterpret_cast<uint32_t*>(lo) = pack_bf16(v0 - hf.x, v1 - hf.y);
+}
+
+// mma_rows_kn<kK, false> with A = a_hi + a_lo (store_bf16_pair tiles, same layout): the B fragments
+// are loaded once for both.
+template <int kK>
+__device__ __forceinline__ void mma_rows_kn_pair(float (&acc)[8][4], const __nv_bfloat16* a_hi,
+                                                 const __nv_bfloat16* a_lo, int lda, const __nv_bfloat16* b,
+                                                 int ldb, int n0) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int ks = 0; ks < kK / 16; ++ks) {
+    const int at = (lane & 15) * lda + ks * 16 + (lane >> 4) * 8;
+    uint32_t ah[4], al[4];
+    ldsm_x4(ah, a_hi + at);
+    ldsm_x4(al, a_lo + at);
+#pragma unroll
+    for (int pt = 0; pt < 4; ++pt) {
+      uint32_t bf[4];
+      ldsm_x4_trans(
+          bf, b + (ks * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ldb + n0 + pt * 16 + (lane >> 4) * 8);
+      mma_bf16(acc[2 * pt], ah, bf[0], bf[1]);
+      mma_bf16(acc[2 * pt + 1], ah, bf[2], bf[3]);
+      mma_bf16(acc[2 * pt], al, bf[0], bf[1]);
+      mma_bf16(acc[2 * pt + 1], al, bf[2], bf[3]);
+    }
+  }
+}
+
 // acc[16 rows × 64 cols] += A·Bᵀ over kK for the 16-column tiles st in tile_mask (bit st), A: 16
 // rows at a (ld lda); Bᵀ = [n, k] row-major at b (ld ldb).
 template <int kK>
@@ -248,16 +283,19 @@ __device__ __forceinline__ void mma_rows_nk(float (&acc)[8][4], const __nv_bfloa
 
 // acc[16 rows (j) × 16·kTiles cols, from accumulator tile kNt0] += Aᵀ·B over the token tiles
 // kt ≥ rt, where A = [i, j] is stored row-major at a (ld kLdQ; columns j of row tile rt) and
-// B = [i, n] at b (ld ldb), n offset n0.
+// B = [i, n] at b (ld ldb), n offset n0. a_lo (when not null): A's low half (store_bf16_pair).
 template <int kTiles, int kNt0>  // (compile-time accumulator indices keep acc in registers)
 __device__ __forceinline__ void mma_causal_tn(float (&acc)[8][4], const __nv_bfloat16* a,
-                                              const __nv_bfloat16* b, int ldb, int n0, int rt) {
+                                              const __nv_bfloat16* b, int ldb, int n0, int rt,
+                                              const __nv_bfloat16* a_lo = nullptr) {
   const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int kt = 0; kt < kQ / 16; ++kt) {
     if (kt < rt) continue;
-    uint32_t af[4];
-    ldsm_x4_trans(af, a + (kt * 16 + (lane & 7) + (lane >> 4) * 8) * kLdQ + rt * 16 + ((lane >> 3) & 1) * 8);
+    const int at = (kt * 16 + (lane & 7) + (lane >> 4) * 8) * kLdQ + rt * 16 + ((lane >> 3) & 1) * 8;
+    uint32_t af[4], al[4] = {};
+    ldsm_x4_trans(af, a + at);
+    if (a_lo) ldsm_x4_trans(al, a_lo + at);
 #pragma unroll
     for (int pt = 0; pt < kTiles; ++pt) {
       uint32_t bf[4];
@@ -265,6 +303,10 @@ __device__ __forceinline__ void mma_causal_tn(float (&acc)[8][4], const __nv_bfl
           bf, b + (kt * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ldb + n0 + pt * 16 + (lane >> 4) * 8);
       mma_bf16(acc[kNt0 + 2 * pt], af, bf[0], bf[1]);
       mma_bf16(acc[kNt0 + 2 * pt + 1], af, bf[2], bf[3]);
+      if (a_lo) {
+        mma_bf16(acc[kNt0 + 2 * pt], al, bf[0], bf[1]);
+        mma_bf16(acc[kNt0 + 2 * pt + 1], al, bf[2], bf[3]);
+      }
     }
   }
 }
