@@ -185,7 +185,7 @@ __global__ void __launch_bounds__(kThreads, 2) m3_chunk_bwd_kernel(Dims z, Fused
   // ddec = e^{A_Q}·⟨F_{c+1}, Z_c⟩: the gradient through the chunk decay (block_sum's barriers
   // publish the completed states).
   const float2 de = super_decays(f.decay + (int64_t(b) * z.H + h) * z.nc, c, z.nc);
-  const float zf = complete_states(s.z, s.f, bound, de.x, de.y);
+  const float zf = complete_states<kThreads>(s.z, s.f, bound, de.x, de.y);
   const float a_q = s.cf.a2[kQ], ddec = exp2f(a_q) * mamba::cuda::block_sum(zf, s.red);
 
   const float a_lo = s.cf.a2[i_lo], a_hi = s.cf.a2[i_hi];

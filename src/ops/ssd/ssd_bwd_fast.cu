@@ -47,14 +47,20 @@ __device__ __forceinline__ int64_t state_offset(const Dims& z, int b, int h, int
   return ((int64_t(b) * z.H + h) * z.nc + c) * (kP * kN);
 }
 
-// Warp 0: the chunk's dt (0 past seq_len) and inclusive cumsum of dt·A in log2 units; lane l holds
-// tokens 2l and 2l+1.
-__device__ void chunk_cumsum(const float* dt, int64_t dt_stride, int valid, float A, float* s_dt,
-                             float* s_a2) {
+// A warp's lane l: dt of the chunk's tokens 2l and 2l+1 (0 past seq_len).
+__device__ __forceinline__ float2 load_chunk_dt(const float* dt, int64_t dt_stride, int valid) {
   const int lane = threadIdx.x & 31;
   float d[2];
 #pragma unroll
   for (int i = 0; i < 2; ++i) d[i] = 2 * lane + i < valid ? dt[(2 * lane + i) * dt_stride] : 0.0f;
+  return make_float2(d[0], d[1]);
+}
+
+// Warp 0: the chunk's dt (load_chunk_dt) and inclusive cumsum of dt·A in log2 units; lane l holds
+// tokens 2l and 2l+1.
+__device__ void chunk_cumsum(float2 dl, float A, float* s_dt, float* s_a2) {
+  const int lane = threadIdx.x & 31;
+  const float d[2] = {dl.x, dl.y};
   const float l0 = d[0] * A * kLog2e, l1 = d[1] * A * kLog2e;
   float run = l0 + l1;
 #pragma unroll
@@ -91,7 +97,7 @@ __global__ void __launch_bounds__(kThreads, 3)
     load_bf16<kQ, kN, kLdN, kThreads>(s.k, k + ((int64_t(b) * z.L + t0) * z.G + g) * kN, int64_t(z.G) * kN,
                                       valid);
     if (warp == 0) {
-      chunk_cumsum(dt + (int64_t(b) * z.L + t0) * z.H + h, z.H, valid, A[h], s.dt, s.a2);
+      chunk_cumsum(load_chunk_dt(dt + (int64_t(b) * z.L + t0) * z.H + h, z.H, valid), A[h], s.dt, s.a2);
       __syncwarp();
       const float end = s.a2[kQ - 1];
       for (int t = lane; t < kQ; t += 32)
@@ -132,6 +138,7 @@ struct BwdSmem {
   __nv_bfloat16 b[kQ * kLdN], c[kQ * kLdN];           // the group's B, C [token, d_state]
   __nv_bfloat16 x[2][kQ * kLdP], dy[2][kQ * kLdP];    // x, dy [token, head_dim]: this head's, the next's
   __nv_bfloat16 s_in[2][kP * kLdN], g[2][kP * kLdN];  // S_in, G [head_dim, d_state]: this head's, the next's
+  __nv_bfloat16 hb[kP * kLdN], gb[kP * kLdN];         // the superchunk's H and G_out for S_in, G
   // M and dM∘L [token i, token j] as bf16 pairs hi + lo (store_bf16_pair), tiles i ≥ j only.
   __nv_bfloat16 m[kQ * kLdQ], dml[kQ * kLdQ], m_lo[kQ * kLdQ], dml_lo[kQ * kLdQ];
   // Per token: dt, cumsum; column sums of dM∘M per warp; per column half: the dcs terms, ω, Σ x·dXd.
@@ -182,6 +189,15 @@ __device__ __forceinline__ void load_head_async(const Dims& z, const FusedArgs& 
   cuda::cp_async_commit();
 }
 
+// Starts the async copies of head h's superchunk boundary states into hb (c > first) and gb
+// (c < last), as one group (empty when c is both).
+__device__ __forceinline__ void load_boundary_async(const Dims& z, const FusedArgs& f, BwdSmem& s, int b,
+                                                    int h, int c, int first, int last) {
+  if (c > first) copy_state_async(s.hb, f.S + state_offset(z, b, h, first));
+  if (c < last) copy_state_async(s.gb, f.dS + state_offset(z, b, h, last));
+  cuda::cp_async_commit();
+}
+
 __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, FusedArgs f) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   BwdSmem& s = *reinterpret_cast<BwdSmem*>(smem_raw);
@@ -202,9 +218,18 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
   float cb[8][4] = {};
   float dB[8][4] = {}, dC[8][4] = {};  // Σ over the heads: the warp's rows, d_state [n0, n0 + 64)
   mma_rows_nk<kN>(cb, &s.c[r0 * kLdN], kLdN, s.b, kLdN, causal_mask);
-  // The group's heads' tiles and states stream in one head ahead (cp.async, one group a head).
-  load_head_async(z, f, s, 0, b, grp * z.hpg, c, valid);
+  // The group's heads' tiles and states stream in one head ahead (cp.async: a group of tiles and
+  // chunk states a head, issued as the previous head starts, and a group of boundary states, issued
+  // once the previous head has completed its states); dt and A by warp 0 into registers.
   const int first = super_first(c), last = super_last(c, z.nc);
+  load_head_async(z, f, s, 0, b, grp * z.hpg, c, valid);
+  load_boundary_async(z, f, s, b, grp * z.hpg, c, first, last);
+  float2 dt_next = make_float2(0.0f, 0.0f);
+  float A_next = 0.0f;
+  if (warp == 0) {
+    dt_next = load_chunk_dt(f.dt + (int64_t(b) * z.L + t0) * z.H + grp * z.hpg, z.H, valid);
+    A_next = f.A[grp * z.hpg];
+  }
 
   for (int hk = 0; hk < z.hpg; ++hk) {
     const int h = grp * z.hpg + hk, buf = hk & 1;
@@ -212,19 +237,24 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
     if (hk + 1 < z.hpg)  // buffer buf ^ 1 was last read before the previous head's closing barrier
       load_head_async(z, f, s, buf ^ 1, b, h + 1, c, valid);
     else
-      cuda::cp_async_commit();  // an empty group: one group per head, so wait<1> below holds
+      cuda::cp_async_commit();  // an empty group: two groups a head, so wait<1> below holds
     const int64_t tok = (int64_t(b) * z.L + t0) * z.H + h;  // (b, t0, h) row of dx, dt, ddt
-    // The superchunk's boundary states (L2: its chunks' blocks run together) complete S_in and G.
-    BoundaryStates<kFusedThreads> bound;
-    load_boundary_states(bound, c > first ? f.S + state_offset(z, b, h, first) : nullptr,
-                         c < last ? f.dS + state_offset(z, b, h, last) : nullptr);
     const float2 de = super_decays(f.decay + (int64_t(b) * z.H + h) * z.nc, c, z.nc);
     for (int i = threadIdx.x; i < kFusedWarps * kQ; i += kFusedThreads) (&s.col[0][0])[i] = 0.0f;
-    if (warp == 0) chunk_cumsum(f.dt + tok, z.H, valid, f.A[h], s.dt, s.a2);
-    cuda::cp_async_wait<1>();  // this head's copies have landed (the next head's may be in flight)
+    if (warp == 0) {
+      chunk_cumsum(dt_next, A_next, s.dt, s.a2);
+      if (hk + 1 < z.hpg) dt_next = load_chunk_dt(f.dt + tok + 1, z.H, valid), A_next = f.A[h + 1];
+    }
+    cuda::cp_async_wait<1>();  // this head's copies have landed (only the next head's tiles may not)
     __syncthreads();
     // dT = Σ G∘S_in: the gradient of the chunk decay T (block_sum's barriers publish the states).
-    const float dT = mamba::cuda::block_sum(complete_states(s.s_in[buf], s.g[buf], bound, de.x, de.y), s.red);
+    const SharedBoundaryStates bound{c > first ? s.hb : nullptr, c < last ? s.gb : nullptr};
+    const float dT = mamba::cuda::block_sum(
+        complete_states<kFusedThreads>(s.s_in[buf], s.g[buf], bound, de.x, de.y), s.red);
+    if (hk + 1 < z.hpg)  // hb, gb were read before block_sum's barriers
+      load_boundary_async(z, f, s, b, h + 1, c, first, last);
+    else
+      cuda::cp_async_commit();
 
     const float a_lo = s.a2[i_lo], a_hi = s.a2[i_hi], a_last = s.a2[kQ - 1];
     const float e_lo = exp2f(a_lo), e_hi = exp2f(a_hi);
@@ -440,7 +470,7 @@ bool ssd_bwd_fast_supported(const SsdArgs& a) {
     if (t->dtype() != DType::f32 || !t->is_contiguous()) return false;
   // Grid limits (y: groups, batch·heads; z: batch) and 32-bit token indices inside a chunk.
   if (!(batch <= 65535 && G <= 65535 && batch * H <= 65535 && L < (int64_t(1) << 30))) return false;
-  static const bool smem_fits = [] {  // the fused kernel's shared memory (~177 KiB: sm_90)
+  static const bool smem_fits = [] {  // the fused kernel's shared memory (~212 KiB: sm_90)
     int device = 0, optin = 0;
     CUDA_CHECK(cudaGetDevice(&device));
     CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));

@@ -156,6 +156,19 @@ template <int kNThreads>
 struct BoundaryStates {
   static constexpr int kReads = kP * kN / 8 / kNThreads;
   uint4 h[kReads], g[kReads];
+  __device__ uint4 h_at(int j, int) const { return h[j]; }
+  __device__ uint4 g_at(int j, int) const { return g[j]; }
+};
+
+// The boundary states in shared memory ([head_dim, d_state] rows of kLdN; null: none).
+struct SharedBoundaryStates {
+  const __nv_bfloat16 *h, *g;
+  __device__ uint4 h_at(int, int at) const {
+    return h ? *reinterpret_cast<const uint4*>(h + at) : make_uint4(0, 0, 0, 0);
+  }
+  __device__ uint4 g_at(int, int at) const {
+    return g ? *reinterpret_cast<const uint4*>(g + at) : make_uint4(0, 0, 0, 0);
+  }
 };
 
 template <int kNThreads>
@@ -172,18 +185,20 @@ __device__ __forceinline__ void load_boundary_states(BoundaryStates<kNThreads>& 
 // s_in += D·H and s_g += E·G_out in shared memory ([head_dim, d_state] bf16, rows of kLdN), rounded
 // once from fp32; returns this thread's part of Σ S_in∘G from the fp32 values (the chunk decay's
 // gradient, before the bf16 rounding of the mma operands).
-template <int kNThreads>
-__device__ __forceinline__ float complete_states(__nv_bfloat16* s_in, __nv_bfloat16* s_g,
-                                                 const BoundaryStates<kNThreads>& bs, float D, float E) {
+// bs: a BoundaryStates<kNThreads> or SharedBoundaryStates.
+template <int kNThreads, class Bound>
+__device__ __forceinline__ float complete_states(__nv_bfloat16* s_in, __nv_bfloat16* s_g, const Bound& bs,
+                                                 float D, float E) {
   float dot = 0.0f;
 #pragma unroll
-  for (int j = 0; j < BoundaryStates<kNThreads>::kReads; ++j) {
+  for (int j = 0; j < kP * kN / 8 / kNThreads; ++j) {
     const int i = (threadIdx.x + j * kNThreads) * 8, at = (i / kN) * kLdN + i % kN;
     uint4 sv = *reinterpret_cast<const uint4*>(s_in + at), gv = *reinterpret_cast<const uint4*>(s_g + at);
+    const uint4 hv = bs.h_at(j, at), ov = bs.g_at(j, at);
     uint32_t* sw = &sv.x;
     uint32_t* gw = &gv.x;
-    const uint32_t* hw = &bs.h[j].x;
-    const uint32_t* ow = &bs.g[j].x;
+    const uint32_t* hw = &hv.x;
+    const uint32_t* ow = &ov.x;
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
       const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&sw[k]));
