@@ -299,32 +299,32 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
     row_lo = quad_sum(row_lo), row_hi = quad_sum(row_hi);
     __syncthreads();  // M and dM∘L complete
 
-    // ε_i = e_i·Σ_p dy·(C·S_inᵀ) over the warp's head_dim half.
+    // Y = dy·S_in (the warp's rows i, its d_state half, 32 columns at a time): dC += e∘Y + dM∘L·B,
+    // and ε_i = e_i·Σ_n C∘Y over the half (= e_i·Σ_p dy·(C·S_inᵀ), without a product of its own).
     float eps_lo = 0.0f, eps_hi = 0.0f;
-    {
-      float v[8][4] = {};
-      mma_rows_nk<kN>(v, &s.c[r0 * kLdN], kLdN, s_in, kLdN, p_mask);
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-        if (!p_tile_mine(nt)) continue;
-        const int p = nt * 8 + 2 * qd;
-        const float2 d_lo =
-            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_dy[i_lo * kLdP + p]));
-        const float2 d_hi =
-            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_dy[i_hi * kLdP + p]));
-        eps_lo += d_lo.x * v[nt][0] + d_lo.y * v[nt][1];
-        eps_hi += d_hi.x * v[nt][2] + d_hi.y * v[nt][3];
+    for (int part = 0; part < 2; ++part) {
+      float y[4][4] = {};
+      mma_rows_kn<kP, false, 2>(y, &s_dy[r0 * kLdP], kLdP, s_in, kLdN, n0 + 32 * part);
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        const int n = n0 + 32 * part + nt * 8 + 2 * qd;
+        const float2 c_lo =
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.c[i_lo * kLdN + n]));
+        const float2 c_hi =
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.c[i_hi * kLdN + n]));
+        eps_lo += c_lo.x * y[nt][0] + c_lo.y * y[nt][1], eps_hi += c_hi.x * y[nt][2] + c_hi.y * y[nt][3];
+        float(&d)[4] = dC[4 * part + nt];
+        d[0] += e_lo * y[nt][0], d[1] += e_lo * y[nt][1], d[2] += e_hi * y[nt][2], d[3] += e_hi * y[nt][3];
       }
-      eps_lo = e_lo * quad_sum(eps_lo), eps_hi = e_hi * quad_sum(eps_hi);
     }
-    // dC += dM∘L·B + (e∘dy)·S_in: the warp's rows i, its d_state half.
+    eps_lo = e_lo * quad_sum(eps_lo), eps_hi = e_hi * quad_sum(eps_hi);
 #pragma unroll
     for (int st = 0; st < 4; ++st) {  // dM∘L [i, j]·B [j, n] over the tiles j ≤ i (the rest is zero)
       if (st <= rt)
         mma_rows_kn_pair<16>(dC, &s.dml[r0 * kLdQ + st * 16], &s.dml_lo[r0 * kLdQ + st * 16], kLdQ,
                              &s.b[st * 16 * kLdN], kLdN, n0);
     }
-    mma_rows_kn<kP, true>(dC, &s_dy[r0 * kLdP], kLdP, s_in, kLdN, n0, e_lo, e_hi);
     // U = B·Gᵀ; ω_j = w_j·dt_j·Σ_p x·U; dXd = Mᵀ·dy + w∘U: the warp's rows j, head_dim half.
     float om_lo = 0.0f, om_hi = 0.0f, sx_lo = 0.0f, sx_hi = 0.0f;
     {

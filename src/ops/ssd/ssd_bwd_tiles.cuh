@@ -214,10 +214,10 @@ __device__ __forceinline__ float complete_states(__nv_bfloat16* s_in, __nv_bfloa
   return dot;
 }
 
-// acc[16 rows × 64 cols] += A·B over kK, A: 16 rows at a (row-major, ld lda), scaled per row by
-// (s_lo, s_hi) when kScale; B = [k, n] row-major at b (ld ldb), n offset n0.
-template <int kK, bool kScale>
-__device__ __forceinline__ void mma_rows_kn(float (&acc)[8][4], const __nv_bfloat16* a, int lda,
+// acc[16 rows × 16·kTiles cols] += A·B over kK, A: 16 rows at a (row-major, ld lda), scaled per row
+// by (s_lo, s_hi) when kScale; B = [k, n] row-major at b (ld ldb), n offset n0.
+template <int kK, bool kScale, int kTiles = 4>
+__device__ __forceinline__ void mma_rows_kn(float (&acc)[2 * kTiles][4], const __nv_bfloat16* a, int lda,
                                             const __nv_bfloat16* b, int ldb, int n0, float s_lo = 1.0f,
                                             float s_hi = 1.0f) {
   const int lane = threadIdx.x & 31;
@@ -230,7 +230,7 @@ __device__ __forceinline__ void mma_rows_kn(float (&acc)[8][4], const __nv_bfloa
       af[1] = scale_bf16x2(af[1], s_hi, s_hi), af[3] = scale_bf16x2(af[3], s_hi, s_hi);
     }
 #pragma unroll
-    for (int pt = 0; pt < 4; ++pt) {
+    for (int pt = 0; pt < kTiles; ++pt) {
       uint32_t bf[4];
       ldsm_x4_trans(
           bf, b + (ks * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ldb + n0 + pt * 16 + (lane >> 4) * 8);
