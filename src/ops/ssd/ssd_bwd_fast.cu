@@ -393,7 +393,17 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
     }
     // dB += (dM∘L)ᵀ·C + (w∘Xd)·G: the warp's rows j, its d_state half.
     mma_causal_tn<4, 0>(dB, s.dml, s.c, kLdN, n0, rt, s.dml_lo);
-    mma_rows_kn<kP, true>(dB, &s_x[r0 * kLdP], kLdP, s_g, kLdN, n0, w_lo * dt_lo, w_hi * dt_hi);
+#pragma unroll
+    for (int part = 0; part < 2; ++part) {  // w·dt on the fp32 x·G (a bf16 (w·dt)∘x would round once more)
+      float y[4][4] = {};
+      mma_rows_kn<kP, false, 2>(y, &s_x[r0 * kLdP], kLdP, s_g, kLdN, n0 + 32 * part);
+      const float s_lo = w_lo * dt_lo, s_hi = w_hi * dt_hi;
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        float(&d)[4] = dB[4 * part + nt];
+        d[0] += s_lo * y[nt][0], d[1] += s_lo * y[nt][1], d[2] += s_hi * y[nt][2], d[3] += s_hi * y[nt][3];
+      }
+    }
     if (qd == 0) {
       s.part[half][i_lo] = row_lo - om_lo + eps_lo, s.part[half][i_hi] = row_hi - om_hi + eps_hi;
       s.om[half][i_lo] = om_lo, s.om[half][i_hi] = om_hi;
