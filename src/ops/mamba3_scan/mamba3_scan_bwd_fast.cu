@@ -239,23 +239,6 @@ __global__ void __launch_bounds__(kThreads, 2) m3_chunk_bwd_kernel(Dims z, Fused
   row_lo = quad_sum(row_lo), row_hi = quad_sum(row_hi);
   __syncthreads();  // W, dG complete
 
-  // rowdot_i = e^{A_i}·Σ_p dy·(q·Zᵀ), and dq = dG·k + diag(e^A)·dy·Z (the warp's rows i).
-  float rd_lo = 0.0f, rd_hi = 0.0f;
-  {
-    float v[8][4] = {};
-    mma_rows_nk<kN>(v, &s.q[r0 * kLdN], kLdN, s.z, kLdN, 0xF);
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-      const int p = nt * 8 + 2 * qd;
-      const float2 d_lo =
-          __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.dy[i_lo * kLdP + p]));
-      const float2 d_hi =
-          __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.dy[i_hi * kLdP + p]));
-      rd_lo += d_lo.x * v[nt][0] + d_lo.y * v[nt][1];
-      rd_hi += d_hi.x * v[nt][2] + d_hi.y * v[nt][3];
-    }
-    rd_lo = e_lo * quad_sum(rd_lo), rd_hi = e_hi * quad_sum(rd_hi);
-  }
   // dst[(b, t0 + row, h), n0 + col] = acc for the warp's rows below seq_len (fp32, row stride rs).
   auto store_rows = [&](float* dst, const float(&acc)[8][4], int64_t rs, int n0) {
 #pragma unroll
@@ -267,6 +250,9 @@ __global__ void __launch_bounds__(kThreads, 2) m3_chunk_bwd_kernel(Dims z, Fused
         *reinterpret_cast<float2*>(dst + i_hi * rs + col) = make_float2(acc[nt][2], acc[nt][3]);
     }
   };
+  // dq = dG·k + diag(e^A)·Y with Y = dy·Z (the warp's rows i; Y 32 columns at a time, e on its fp32
+  // values), and rowdot_i = e^{A_i}·Σ_n q∘Y (= e^{A_i}·Σ_p dy·(q·Zᵀ), without a product of its own).
+  float rd_lo = 0.0f, rd_hi = 0.0f;
 #pragma unroll
   for (int n0 = 0; n0 < kN; n0 += 64) {
     float acc[8][4] = {};
@@ -275,9 +261,25 @@ __global__ void __launch_bounds__(kThreads, 2) m3_chunk_bwd_kernel(Dims z, Fused
       if (st <= warp)
         mma_rows_kn<16, false>(acc, &s.dg[r0 * kLdQ + st * 16], kLdQ, &s.k[st * 16 * kLdN], kLdN, n0);
     }
-    mma_rows_kn<kP, true>(acc, &s.dy[r0 * kLdP], kLdP, s.z, kLdN, n0, e_lo, e_hi);
+#pragma unroll
+    for (int part = 0; part < 2; ++part) {
+      float y[4][4] = {};
+      mma_rows_kn<kP, false, 2>(y, &s.dy[r0 * kLdP], kLdP, s.z, kLdN, n0 + 32 * part);
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        const int n = n0 + 32 * part + nt * 8 + 2 * qd;
+        const float2 q_lo =
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.q[i_lo * kLdN + n]));
+        const float2 q_hi =
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.q[i_hi * kLdN + n]));
+        rd_lo += q_lo.x * y[nt][0] + q_lo.y * y[nt][1], rd_hi += q_hi.x * y[nt][2] + q_hi.y * y[nt][3];
+        float(&d)[4] = acc[4 * part + nt];
+        d[0] += e_lo * y[nt][0], d[1] += e_lo * y[nt][1], d[2] += e_hi * y[nt][2], d[3] += e_hi * y[nt][3];
+      }
+    }
     store_rows(f.dq + tok * kN, acc, rs_n, n0);
   }
+  rd_lo = e_lo * quad_sum(rd_lo), rd_hi = e_hi * quad_sum(rd_hi);
   // KF = k·Fᵀ; dM_Qj = v_j·KF_j; dx = Wᵀ·dy + m⊙KF + D·dy (the warp's rows j); dD.
   float dmq_lo = 0.0f, dmq_hi = 0.0f;
   {
@@ -317,7 +319,16 @@ __global__ void __launch_bounds__(kThreads, 2) m3_chunk_bwd_kernel(Dims z, Fused
   for (int n0 = 0; n0 < kN; n0 += 64) {
     float acc[8][4] = {};
     mma_causal_tn<4, 0>(acc, s.dg, s.q, kLdN, n0, warp);
-    mma_rows_kn<kP, true>(acc, &s.x[r0 * kLdP], kLdP, s.f, kLdN, n0, m_lo, m_hi);
+#pragma unroll
+    for (int part = 0; part < 2; ++part) {  // m on the fp32 v·F (a bf16 m∘v would round once more)
+      float y[4][4] = {};
+      mma_rows_kn<kP, false, 2>(y, &s.x[r0 * kLdP], kLdP, s.f, kLdN, n0 + 32 * part);
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        float(&d)[4] = acc[4 * part + nt];
+        d[0] += m_lo * y[nt][0], d[1] += m_lo * y[nt][1], d[2] += m_hi * y[nt][2], d[3] += m_hi * y[nt][3];
+      }
+    }
     store_rows(f.dk + tok * kN, acc, rs_n, n0);
   }
   if (qd == 0) {
