@@ -5,7 +5,9 @@
 // Mamba-3 SISO scan forward (bf16 tensor cores) + each backward (the exact fp32 scan, the fp32 GEMM
 // form, the fused tensor-core form) at its issue shapes. Inputs are f32 tensors on the GPU (the
 // forward rounds x/B/C to bf16 itself; the official kernels take bf16): CUDA events on the ops'
-// stream, warm-ups, median of the reps.
+// stream, warm-ups, median of the reps. The gradient diffs (stderr) compare each backward with the
+// exact fp32 scan on the same f32 inputs and, for the fused one, also on the bf16-rounded inputs (its
+// own rounding: the input rounding is inherent to bf16 operands).
 // Usage: cuda_bwd_bench [--quick] [--ssd | --mamba3]   (--quick: fewer reps; --ssd: Mamba-2 only;
 // --mamba3: Mamba-3 only)
 #include <cuda_runtime.h>
@@ -43,6 +45,11 @@ Tensor random_cuda(const Shape& shape, std::mt19937& rng, float lo, float hi) {
   std::vector<float> v(static_cast<size_t>(n));
   for (float& e : v) e = dist(rng);
   return Tensor::from_vector(v, shape).to(Device::cuda);
+}
+
+// t with its values rounded to bf16 (still f32).
+Tensor round_bf16(const Tensor& t) {
+  return t.to(DType::bf16).to(DType::f32);
 }
 
 // max |a − b| / max(1, max |b|) over the gradients (a sanity check of the timed paths).
@@ -146,6 +153,12 @@ int main(int argc, char** argv) {
     print_diffs("GEMM fp32", cuda_kernels().ssd.bwd_gemm(a32, dy), ref);
     print_diffs("GEMM bf16/TF32", cuda_kernels().ssd.bwd_gemm(a, dy), ref);
     print_diffs("fused bf16", cuda_kernels().ssd.bwd_fast(a, dy), ref);
+    // The fused kernel's own rounding: the exact scan on the same bf16-rounded x, B, C, dy.
+    SsdArgs r = a;
+    for (Tensor* t : {&r.x, &r.B, &r.C}) *t = round_bf16(*t);
+    const Tensor dy_r = round_bf16(dy);
+    print_diffs("fused bf16 (bf16 inputs)", cuda_kernels().ssd.bwd_fast(r, dy_r),
+                cuda_kernels().ssd.bwd_exact(r, dy_r));
   }
   if (ssd_only) return 0;
   // Mamba-3 SISO: the bf16 tensor-core forward (fast_bf16) + each fp32 backward.
@@ -191,15 +204,22 @@ int main(int argc, char** argv) {
                   s.official_ms);
     }
     const Mamba3ScanGrads ref = cuda_kernels().mamba3_scan.bwd_exact(a, dy);
-    for (const M3Bwd& v : {M3Bwd{"GEMM", cuda_kernels().mamba3_scan.bwd_gemm},
-                           M3Bwd{"fused bf16", cuda_kernels().mamba3_scan.bwd_fast}}) {
-      const Mamba3ScanGrads g = v.fn(a, dy);
+    auto print_m3 = [](const char* name, const Mamba3ScanGrads& g, const Mamba3ScanGrads& e) {
       std::fprintf(stderr,
                    "Mamba-3 %s vs exact: dx %.1e dq %.1e dk %.1e dadt %.1e ddt %.1e dtrap %.1e dD %.1e\n",
-                   v.name, scaled_diff(g.dx, ref.dx), scaled_diff(g.dq, ref.dq), scaled_diff(g.dk, ref.dk),
-                   scaled_diff(g.dadt, ref.dadt), scaled_diff(g.ddt, ref.ddt),
-                   scaled_diff(g.dtrap, ref.dtrap), scaled_diff(g.dD, ref.dD));
-    }
+                   name, scaled_diff(g.dx, e.dx), scaled_diff(g.dq, e.dq), scaled_diff(g.dk, e.dk),
+                   scaled_diff(g.dadt, e.dadt), scaled_diff(g.ddt, e.ddt), scaled_diff(g.dtrap, e.dtrap),
+                   scaled_diff(g.dD, e.dD));
+    };
+    for (const M3Bwd& v : {M3Bwd{"GEMM", cuda_kernels().mamba3_scan.bwd_gemm},
+                           M3Bwd{"fused bf16", cuda_kernels().mamba3_scan.bwd_fast}})
+      print_m3(v.name, v.fn(a, dy), ref);
+    // The fused kernel's own rounding: the exact scan on the same bf16-rounded x, q, k, dy.
+    Mamba3ScanArgs r = a;
+    for (Tensor* t : {&r.x, &r.q, &r.k}) *t = round_bf16(*t);
+    const Tensor dy_r = round_bf16(dy);
+    print_m3("fused bf16 (bf16 inputs)", cuda_kernels().mamba3_scan.bwd_fast(r, dy_r),
+             cuda_kernels().mamba3_scan.bwd_exact(r, dy_r));
   }
   if (mamba3_only) return 0;
   {

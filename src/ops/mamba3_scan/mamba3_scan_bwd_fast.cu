@@ -3,10 +3,13 @@
 // A_u, γ_u, b_u, M_ij = e^{A_i−A_j}(γ_j + [j<i]·b_{j+1}), m_j = M_Qj, Z_c, F_{c+1}) with 64-token
 // chunks, the Q×Q terms (G = q·kᵀ, dy·vᵀ, W = M⊙G, dG = (dy·vᵀ)⊙M, dM) kept on chip. The structure
 // of ssd_bwd_fast.cu, sharing its tile helpers (ssd_bwd_tiles.cuh):
-//   1. m3_local_state_kernel: per (batch, head, chunk) Σ_j m_j v_j k_jᵀ and dyᵀ·diag(e^A)·q, and the
-//      chunk's log2 decay A_Q;
-//   2. state_pass_kernel: Z_c forward and F_{c+1} reverse (bf16 in memory, fp32 carry);
-//   3. m3_chunk_bwd_kernel: per (batch, head, chunk): dx, dq, dk, dD and the scalar gradients dγ,
+//   1. m3_local_state_kernel: per (batch, head, superchunk of kSuper chunks) the chunks'
+//      Σ_j m_j v_j k_jᵀ and dyᵀ·diag(e^A)·q summed into the superchunk's prefixes (the layout in
+//      ssd_bwd_tiles.cuh), and each chunk's log2 decay A_Q;
+//   2. state_pass_kernel: Z forward and F reverse at the superchunks' boundaries (bf16 in memory,
+//      fp32 carry);
+//   3. m3_chunk_bwd_kernel: per (batch, head, chunk): Z_c and F_{c+1} completed from the boundary
+//      states, dx, dq, dk, dD and the scalar gradients dγ,
 //      db and dadt (suffix sums of dA); q and k are per head, so a block is one head's chunk and two
 //      blocks share an SM;
 //   4. m3_token_kernel: ddt and dtrap per token from dγ and db (db of a chunk's first token comes
@@ -98,24 +101,34 @@ struct LocalSmem {
   float wt[kQ];
 };
 
-template <bool kReverse>
-__global__ void __launch_bounds__(kThreads)
+template <bool kReverse>  // 3 blocks an SM: the fp32 prefix stays live across the tile loads
+__global__ void __launch_bounds__(kThreads, 3)
     m3_local_state_kernel(Dims z, const float* v, const float* key, const float* adt, const float* dt,
                           const float* trap, __nv_bfloat16* out, float* decay) {
   __shared__ LocalSmem s;
-  const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, t0 = c * kQ, valid = min(kQ, z.L - t0);
-  const int64_t tok = (int64_t(b) * z.L + t0) * z.H + h;
-  load_bf16<kQ, kP, kLdP, kThreads>(s.v, v + tok * kP, int64_t(z.H) * kP, valid);
-  load_bf16<kQ, kN, kLdN, kThreads>(s.k, key + tok * kN, int64_t(z.H) * kN, valid);
-  if (threadIdx.x < 32) {
-    chunk_coefs(z, adt, dt, trap, tok, t0, s.cf);
-    for (int t = threadIdx.x; t < kQ; t += 32) s.wt[t] = kReverse ? exp2f(s.cf.a2[t]) : s.cf.m[t];
-    if (!kReverse && threadIdx.x == 0) decay[(int64_t(b) * z.H + h) * z.nc + c] = s.cf.a2[kQ];
-  }
-  __syncthreads();
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int first = blockIdx.x * kSuper, last = min(first + kSuper, z.nc) - 1;
+  // The superchunk's prefix (ssd_bwd_tiles.cuh): chunk by chunk, forward from first or back from last.
   float acc[kN / 8][4] = {};
-  accumulate_state(acc, s.v, s.k, s.wt);
-  store_state_bf16(out + state_offset(z, b, h, c), acc);
+  for (int step = 0; step <= last - first; ++step) {
+    const int c = kReverse ? last - step : first + step, t0 = c * kQ, valid = min(kQ, z.L - t0);
+    const int64_t tok = (int64_t(b) * z.L + t0) * z.H + h;
+    if (step > 0) __syncthreads();  // the previous chunk's tiles are no longer read
+    load_bf16<kQ, kP, kLdP, kThreads>(s.v, v + tok * kP, int64_t(z.H) * kP, valid);
+    load_bf16<kQ, kN, kLdN, kThreads>(s.k, key + tok * kN, int64_t(z.H) * kN, valid);
+    if (threadIdx.x < 32) {
+      chunk_coefs(z, adt, dt, trap, tok, t0, s.cf);
+      for (int t = threadIdx.x; t < kQ; t += 32) s.wt[t] = kReverse ? exp2f(s.cf.a2[t]) : s.cf.m[t];
+      if (!kReverse && threadIdx.x == 0) decay[(int64_t(b) * z.H + h) * z.nc + c] = s.cf.a2[kQ];
+    }
+    __syncthreads();
+    if (step > 0) store_state_bf16(out + state_offset(z, b, h, c), acc);
+    const float T = exp2f(s.cf.a2[kQ]);  // the chunk's decay
+#pragma unroll
+    for (int nt = 0; nt < kN / 8; ++nt) acc[nt][0] *= T, acc[nt][1] *= T, acc[nt][2] *= T, acc[nt][3] *= T;
+    accumulate_state(acc, s.v, s.k, s.wt);
+  }
+  store_state_bf16(out + state_offset(z, b, h, kReverse ? last : first), acc);
 }
 
 // ---- 3: the fused per-chunk backward ----
@@ -132,7 +145,9 @@ struct BwdSmem {
 
 struct FusedArgs {
   const float *x, *q, *k, *dy, *adt, *dt, *trap, *D;
-  const __nv_bfloat16 *Z, *F;                   // [batch, n_heads, n_chunks, head_dim, d_state]
+  // Z and F: the superchunk prefixes and boundary states [batch, n_heads, n_chunks, head_dim, d_state].
+  const __nv_bfloat16 *Z, *F;
+  const float* decay;                           // the chunks' log2 decays A_Q [batch, n_heads, n_chunks]
   float *dx, *dq, *dk, *dadt, *dgam, *db, *dD;  // dgam, db: the ddt and dtrap buffers until kernel 4
 };
 
@@ -159,18 +174,18 @@ __global__ void __launch_bounds__(kThreads, 2) m3_chunk_bwd_kernel(Dims z, Fused
   load_bf16<kQ, kN, kLdN, kThreads>(s.k, f.k + tok * kN, rs_n, valid);
   load_bf16<kQ, kP, kLdP, kThreads>(s.x, f.x + tok * kP, rs_p, valid);
   load_bf16<kQ, kP, kLdP, kThreads>(s.dy, f.dy + tok * kP, rs_p, valid);
+  const int first = super_first(c), last = super_last(c, z.nc);
+  BoundaryStates<kThreads> bound;  // (L2: the superchunk's chunks' blocks run together)
+  load_boundary_states(bound, c > first ? f.Z + state_offset(z, b, h, first) : nullptr,
+                       c < last ? f.F + state_offset(z, b, h, last) : nullptr);
   if (warp == 0) chunk_coefs(z, f.adt, f.dt, f.trap, tok, t0, s.cf);
   for (int i = threadIdx.x; i < kWarps * kQ; i += kThreads) (&s.col_t[0][0])[i] = (&s.col_c[0][0])[i] = 0.0f;
   cuda::cp_async_wait<0>();
   __syncthreads();
-  // ddec = e^{A_Q}·⟨F_{c+1}, Z_c⟩: the gradient through the chunk decay.
-  float zf = 0.0f;
-  for (int i = threadIdx.x; i < kP * kN / 2; i += kThreads) {
-    const int r = i / (kN / 2), col = (i % (kN / 2)) * 2;
-    const float2 zv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.z[r * kLdN + col]));
-    const float2 fv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.f[r * kLdN + col]));
-    zf += zv.x * fv.x + zv.y * fv.y;
-  }
+  // ddec = e^{A_Q}·⟨F_{c+1}, Z_c⟩: the gradient through the chunk decay (block_sum's barriers
+  // publish the completed states).
+  const float2 de = super_decays(f.decay + (int64_t(b) * z.H + h) * z.nc, c, z.nc);
+  const float zf = complete_states<kThreads>(s.z, s.f, bound, de.x, de.y);
   const float a_q = s.cf.a2[kQ], ddec = exp2f(a_q) * mamba::cuda::block_sum(zf, s.red);
 
   const float a_lo = s.cf.a2[i_lo], a_hi = s.cf.a2[i_hi];
@@ -224,23 +239,6 @@ __global__ void __launch_bounds__(kThreads, 2) m3_chunk_bwd_kernel(Dims z, Fused
   row_lo = quad_sum(row_lo), row_hi = quad_sum(row_hi);
   __syncthreads();  // W, dG complete
 
-  // rowdot_i = e^{A_i}·Σ_p dy·(q·Zᵀ), and dq = dG·k + diag(e^A)·dy·Z (the warp's rows i).
-  float rd_lo = 0.0f, rd_hi = 0.0f;
-  {
-    float v[8][4] = {};
-    mma_rows_nk<kN>(v, &s.q[r0 * kLdN], kLdN, s.z, kLdN, 0xF);
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-      const int p = nt * 8 + 2 * qd;
-      const float2 d_lo =
-          __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.dy[i_lo * kLdP + p]));
-      const float2 d_hi =
-          __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.dy[i_hi * kLdP + p]));
-      rd_lo += d_lo.x * v[nt][0] + d_lo.y * v[nt][1];
-      rd_hi += d_hi.x * v[nt][2] + d_hi.y * v[nt][3];
-    }
-    rd_lo = e_lo * quad_sum(rd_lo), rd_hi = e_hi * quad_sum(rd_hi);
-  }
   // dst[(b, t0 + row, h), n0 + col] = acc for the warp's rows below seq_len (fp32, row stride rs).
   auto store_rows = [&](float* dst, const float(&acc)[8][4], int64_t rs, int n0) {
 #pragma unroll
@@ -252,6 +250,9 @@ __global__ void __launch_bounds__(kThreads, 2) m3_chunk_bwd_kernel(Dims z, Fused
         *reinterpret_cast<float2*>(dst + i_hi * rs + col) = make_float2(acc[nt][2], acc[nt][3]);
     }
   };
+  // dq = dG·k + diag(e^A)·Y with Y = dy·Z (the warp's rows i; Y 32 columns at a time, e on its fp32
+  // values), and rowdot_i = e^{A_i}·Σ_n q∘Y (= e^{A_i}·Σ_p dy·(q·Zᵀ), without a product of its own).
+  float rd_lo = 0.0f, rd_hi = 0.0f;
 #pragma unroll
   for (int n0 = 0; n0 < kN; n0 += 64) {
     float acc[8][4] = {};
@@ -260,9 +261,25 @@ __global__ void __launch_bounds__(kThreads, 2) m3_chunk_bwd_kernel(Dims z, Fused
       if (st <= warp)
         mma_rows_kn<16, false>(acc, &s.dg[r0 * kLdQ + st * 16], kLdQ, &s.k[st * 16 * kLdN], kLdN, n0);
     }
-    mma_rows_kn<kP, true>(acc, &s.dy[r0 * kLdP], kLdP, s.z, kLdN, n0, e_lo, e_hi);
+#pragma unroll
+    for (int part = 0; part < 2; ++part) {
+      float y[4][4] = {};
+      mma_rows_kn<kP, false, 2>(y, &s.dy[r0 * kLdP], kLdP, s.z, kLdN, n0 + 32 * part);
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        const int n = n0 + 32 * part + nt * 8 + 2 * qd;
+        const float2 q_lo =
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.q[i_lo * kLdN + n]));
+        const float2 q_hi =
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.q[i_hi * kLdN + n]));
+        rd_lo += q_lo.x * y[nt][0] + q_lo.y * y[nt][1], rd_hi += q_hi.x * y[nt][2] + q_hi.y * y[nt][3];
+        float(&d)[4] = acc[4 * part + nt];
+        d[0] += e_lo * y[nt][0], d[1] += e_lo * y[nt][1], d[2] += e_hi * y[nt][2], d[3] += e_hi * y[nt][3];
+      }
+    }
     store_rows(f.dq + tok * kN, acc, rs_n, n0);
   }
+  rd_lo = e_lo * quad_sum(rd_lo), rd_hi = e_hi * quad_sum(rd_hi);
   // KF = k·Fᵀ; dM_Qj = v_j·KF_j; dx = Wᵀ·dy + m⊙KF + D·dy (the warp's rows j); dD.
   float dmq_lo = 0.0f, dmq_hi = 0.0f;
   {
@@ -302,7 +319,16 @@ __global__ void __launch_bounds__(kThreads, 2) m3_chunk_bwd_kernel(Dims z, Fused
   for (int n0 = 0; n0 < kN; n0 += 64) {
     float acc[8][4] = {};
     mma_causal_tn<4, 0>(acc, s.dg, s.q, kLdN, n0, warp);
-    mma_rows_kn<kP, true>(acc, &s.x[r0 * kLdP], kLdP, s.f, kLdN, n0, m_lo, m_hi);
+#pragma unroll
+    for (int part = 0; part < 2; ++part) {  // m on the fp32 v·F (a bf16 m∘v would round once more)
+      float y[4][4] = {};
+      mma_rows_kn<kP, false, 2>(y, &s.x[r0 * kLdP], kLdP, s.f, kLdN, n0 + 32 * part);
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        float(&d)[4] = acc[4 * part + nt];
+        d[0] += m_lo * y[nt][0], d[1] += m_lo * y[nt][1], d[2] += m_hi * y[nt][2], d[3] += m_hi * y[nt][3];
+      }
+    }
     store_rows(f.dk + tok * kN, acc, rs_n, n0);
   }
   if (qd == 0) {
@@ -386,10 +412,12 @@ Mamba3ScanGrads mamba3_scan_bwd_cuda_fast(const Mamba3ScanArgs& a, const Tensor&
   cudaStream_t st = mamba::cuda::stream();
   const dim3 chunk_grid(static_cast<unsigned>(z.nc), static_cast<unsigned>(z.H),
                         static_cast<unsigned>(z.batch));
-  m3_local_state_kernel<false><<<chunk_grid, kThreads, 0, st>>>(z, a.x.f32(), a.k.f32(), a.adt.f32(),
+  const dim3 super_grid(static_cast<unsigned>((z.nc + kSuper - 1) / kSuper), static_cast<unsigned>(z.H),
+                        static_cast<unsigned>(z.batch));
+  m3_local_state_kernel<false><<<super_grid, kThreads, 0, st>>>(z, a.x.f32(), a.k.f32(), a.adt.f32(),
                                                                 a.dt.f32(), a.trap.f32(), Z_ptr, decay.f32());
   CUDA_CHECK_LAUNCH();
-  m3_local_state_kernel<true><<<chunk_grid, kThreads, 0, st>>>(z, dy.f32(), a.q.f32(), a.adt.f32(),
+  m3_local_state_kernel<true><<<super_grid, kThreads, 0, st>>>(z, dy.f32(), a.q.f32(), a.adt.f32(),
                                                                a.dt.f32(), a.trap.f32(), F_ptr, decay.f32());
   CUDA_CHECK_LAUNCH();
   state_pass_kernel<kP * kN>
@@ -405,7 +433,7 @@ Mamba3ScanGrads mamba3_scan_bwd_cuda_fast(const Mamba3ScanArgs& a, const Tensor&
   FusedArgs f{};
   f.x = a.x.f32(), f.q = a.q.f32(), f.k = a.k.f32(), f.dy = dy.f32();
   f.adt = a.adt.f32(), f.dt = a.dt.f32(), f.trap = a.trap.f32(), f.D = a.D.f32();
-  f.Z = Z_ptr, f.F = F_ptr;
+  f.Z = Z_ptr, f.F = F_ptr, f.decay = decay.f32();
   f.dx = g.dx.f32(), f.dq = g.dq.f32(), f.dk = g.dk.f32(), f.dadt = g.dadt.f32();
   f.dgam = g.ddt.f32(), f.db = g.dtrap.f32(), f.dD = g.dD.f32();
   m3_chunk_bwd_kernel<<<chunk_grid, kThreads, sizeof(BwdSmem), st>>>(z, f);

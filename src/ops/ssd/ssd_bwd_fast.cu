@@ -1,12 +1,15 @@
 // Backward of SSD on tensor cores (bf16 operands, fp32 accumulation) for head_dim 64, d_state 128,
 // in the chunked form of ssd_bwd_gemm.cu's header (same symbols) with 64-token chunks, where the
 // Q×Q terms (C·Bᵀ, the decay mask L, M = C·Bᵀ∘L and dM = dy·Xdᵀ) never leave the chip:
-//   1. chunk_local_state_kernel: per (batch, head, chunk) S_loc = (w∘Xd)ᵀ·B and (e∘dy)ᵀ·C, and the
-//      chunk's log2 decay;
-//   2. state_pass_kernel: forward S_in[c] and reverse G[c] = dS_in[c+1] (elementwise over chunks,
-//      fp32 carry, bf16 in memory: the states are most of the backward's memory traffic);
-//   3. chunk_bwd_kernel: per (batch, group, chunk), the group's heads one after another: dx, ddt,
-//      the dcs → dA terms, dD, and dB, dC summed over the heads in shared memory (deterministic, no
+//   1. chunk_local_state_kernel: per (batch, head, superchunk of kSuper chunks) the chunks' local
+//      states S_loc = (w∘Xd)ᵀ·B and (e∘dy)ᵀ·C summed into the superchunk's prefixes (the layout in
+//      ssd_bwd_tiles.cuh), and each chunk's log2 decay;
+//   2. state_pass_kernel: forward S_in and reverse G = dS_in of the next chunk at the superchunks'
+//      boundaries (elementwise, fp32 carry, bf16 in memory: the states are most of the backward's
+//      memory traffic);
+//   3. chunk_bwd_kernel: per (batch, group, chunk), the group's heads one after another: the
+//      chunk's S_in and G completed from the boundary states, dx, ddt,
+//      the dcs → dA terms, dD, and dB, dC summed over the heads in registers (deterministic, no
 //      per-head buffers; only dA and dD take atomics, one per block and head).
 // x, B, C and dy are fp32 tensors: kernel 1 rounds their tiles to bf16 as it copies them to shared
 // memory (plain vector loads: cp.async cannot convert) and writes x and dy in bf16 for kernel 3,
@@ -34,7 +37,6 @@ using cuda::pack_bf16;
 
 constexpr int kWarps = 4;  // kernel 1: warp w owns the state rows (head_dim) [16w, 16w+16)
 constexpr int kThreads = 32 * kWarps;
-constexpr int kLdAcc = kN + 4;  // fp32 rows of the dB/dC sums
 
 struct Dims {
   int batch, L, H, G, hpg, nc;
@@ -45,14 +47,20 @@ __device__ __forceinline__ int64_t state_offset(const Dims& z, int b, int h, int
   return ((int64_t(b) * z.H + h) * z.nc + c) * (kP * kN);
 }
 
-// Warp 0: the chunk's dt (0 past seq_len) and inclusive cumsum of dt·A in log2 units; lane l holds
-// tokens 2l and 2l+1.
-__device__ void chunk_cumsum(const float* dt, int64_t dt_stride, int valid, float A, float* s_dt,
-                             float* s_a2) {
+// A warp's lane l: dt of the chunk's tokens 2l and 2l+1 (0 past seq_len).
+__device__ __forceinline__ float2 load_chunk_dt(const float* dt, int64_t dt_stride, int valid) {
   const int lane = threadIdx.x & 31;
   float d[2];
 #pragma unroll
   for (int i = 0; i < 2; ++i) d[i] = 2 * lane + i < valid ? dt[(2 * lane + i) * dt_stride] : 0.0f;
+  return make_float2(d[0], d[1]);
+}
+
+// Warp 0: the chunk's dt (load_chunk_dt) and inclusive cumsum of dt·A in log2 units; lane l holds
+// tokens 2l and 2l+1.
+__device__ void chunk_cumsum(float2 dl, float A, float* s_dt, float* s_a2) {
+  const int lane = threadIdx.x & 31;
+  const float d[2] = {dl.x, dl.y};
   const float l0 = d[0] * A * kLog2e, l1 = d[1] * A * kLog2e;
   float run = l0 + l1;
 #pragma unroll
@@ -72,57 +80,67 @@ struct LocalStateSmem {
   float dt[kQ], a2[kQ], wt[kQ];
 };
 
-template <bool kReverse>
-__global__ void __launch_bounds__(kThreads)
+template <bool kReverse>  // 3 blocks an SM: the fp32 prefix stays live across the tile loads
+__global__ void __launch_bounds__(kThreads, 3)
     chunk_local_state_kernel(Dims z, const float* v, const float* k, const float* dt, const float* A,
                              __nv_bfloat16* out, float* decay, __nv_bfloat16* v16) {
   __shared__ LocalStateSmem s;
-  const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / z.hpg, t0 = c * kQ;
-  const int valid = min(kQ, z.L - t0), lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  load_bf16<kQ, kP, kLdP, kThreads>(s.v, v + ((int64_t(b) * z.L + t0) * z.H + h) * kP, int64_t(z.H) * kP,
-                                    valid);
-  load_bf16<kQ, kN, kLdN, kThreads>(s.k, k + ((int64_t(b) * z.L + t0) * z.G + g) * kN, int64_t(z.G) * kN,
-                                    valid);
-  if (warp == 0) {
-    chunk_cumsum(dt + (int64_t(b) * z.L + t0) * z.H + h, z.H, valid, A[h], s.dt, s.a2);
-    __syncwarp();
-    const float last = s.a2[kQ - 1];
-    for (int t = lane; t < kQ; t += 32)
-      s.wt[t] = kReverse ? exp2f(s.a2[t]) : exp2f(fminf(last - s.a2[t], 0.0f)) * s.dt[t];
-    if (!kReverse && lane == 0) decay[(int64_t(b) * z.H + h) * z.nc + c] = last;
-  }
-  __syncthreads();
-  {  // v rounded to bf16 for the fused kernel's async copies: [batch, seq_len, n_heads, head_dim]
-    constexpr int kVec = kP / 8;
-    __nv_bfloat16* dst = v16 + ((int64_t(b) * z.L + t0) * z.H + h) * kP;
-#pragma unroll
-    for (int j = 0; j < kQ * kVec / kThreads; ++j) {
-      const int i = threadIdx.x + j * kThreads, r = i / kVec, col = (i % kVec) * 8;
-      if (r < valid)
-        *reinterpret_cast<uint4*>(dst + int64_t(r) * z.H * kP + col) =
-            *reinterpret_cast<const uint4*>(&s.v[r * kLdP + col]);
-    }
-  }
+  const int h = blockIdx.y, b = blockIdx.z, g = h / z.hpg, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int first = blockIdx.x * kSuper, last = min(first + kSuper, z.nc) - 1;
+  // The superchunk's prefix (ssd_bwd_tiles.cuh): chunk by chunk, forward from first or back from last.
   float acc[kN / 8][4] = {};
-  accumulate_state(acc, s.v, s.k, s.wt);
-  store_state_bf16(out + state_offset(z, b, h, c), acc);
+  for (int step = 0; step <= last - first; ++step) {
+    const int c = kReverse ? last - step : first + step, t0 = c * kQ, valid = min(kQ, z.L - t0);
+    if (step > 0) __syncthreads();  // the previous chunk's tiles are no longer read
+    load_bf16<kQ, kP, kLdP, kThreads>(s.v, v + ((int64_t(b) * z.L + t0) * z.H + h) * kP, int64_t(z.H) * kP,
+                                      valid);
+    load_bf16<kQ, kN, kLdN, kThreads>(s.k, k + ((int64_t(b) * z.L + t0) * z.G + g) * kN, int64_t(z.G) * kN,
+                                      valid);
+    if (warp == 0) {
+      chunk_cumsum(load_chunk_dt(dt + (int64_t(b) * z.L + t0) * z.H + h, z.H, valid), A[h], s.dt, s.a2);
+      __syncwarp();
+      const float end = s.a2[kQ - 1];
+      for (int t = lane; t < kQ; t += 32)
+        s.wt[t] = kReverse ? exp2f(s.a2[t]) : exp2f(fminf(end - s.a2[t], 0.0f)) * s.dt[t];
+      if (!kReverse && lane == 0) decay[(int64_t(b) * z.H + h) * z.nc + c] = end;
+    }
+    __syncthreads();
+    {  // v rounded to bf16 for the fused kernel's async copies: [batch, seq_len, n_heads, head_dim]
+      constexpr int kVec = kP / 8;
+      __nv_bfloat16* dst = v16 + ((int64_t(b) * z.L + t0) * z.H + h) * kP;
+#pragma unroll
+      for (int j = 0; j < kQ * kVec / kThreads; ++j) {
+        const int i = threadIdx.x + j * kThreads, r = i / kVec, col = (i % kVec) * 8;
+        if (r < valid)
+          *reinterpret_cast<uint4*>(dst + int64_t(r) * z.H * kP + col) =
+              *reinterpret_cast<const uint4*>(&s.v[r * kLdP + col]);
+      }
+    }
+    if (step > 0) store_state_bf16(out + state_offset(z, b, h, c), acc);
+    const float T = exp2f(s.a2[kQ - 1]);  // the chunk's decay
+#pragma unroll
+    for (int nt = 0; nt < kN / 8; ++nt) acc[nt][0] *= T, acc[nt][1] *= T, acc[nt][2] *= T, acc[nt][3] *= T;
+    accumulate_state(acc, s.v, s.k, s.wt);
+  }
+  store_state_bf16(out + state_offset(z, b, h, kReverse ? last : first), acc);
 }
 
 // ---- 3: the fused per-chunk backward. Warp w works on the rows [16·rt, 16·rt + 16) of the chunk
-// (rt = w % 4); with 8 warps on half (w / 4) of each product's columns, so that two warps share each
-// tensor-core unit (one block fills an SM's shared memory). 4 warps (a warp per row tile, all
-// columns) is the simpler schedule, kept selectable to compare. ----
+// (rt = w % 4) and half (w / 4) of each product's columns, so that two warps share each tensor-core
+// unit. dB and dC, summed over the group's heads, stay in the warps' registers (their rows × their
+// d_state half: 64 fp32 a thread) until the block ends. One block an SM (registers). ----
 constexpr int kFusedWarps = 8;
 constexpr int kFusedThreads = 32 * kFusedWarps;
 constexpr int kSplit = kFusedWarps / 4;  // warps per row tile
-static_assert(kSplit == 1 || kSplit == 2, "4 or 8 warps");
+static_assert(kSplit == 2, "the register dB, dC sums assume a row tile's columns in two halves");
 
 struct BwdSmem {
   __nv_bfloat16 b[kQ * kLdN], c[kQ * kLdN];           // the group's B, C [token, d_state]
   __nv_bfloat16 x[2][kQ * kLdP], dy[2][kQ * kLdP];    // x, dy [token, head_dim]: this head's, the next's
   __nv_bfloat16 s_in[2][kP * kLdN], g[2][kP * kLdN];  // S_in, G [head_dim, d_state]: this head's, the next's
-  __nv_bfloat16 m[kQ * kLdQ], dml[kQ * kLdQ];         // M and dM∘L [token i, token j], tiles i ≥ j only
-  float dB[kQ * kLdAcc], dC[kQ * kLdAcc];             // Σ over the group's heads [token, d_state]
+  __nv_bfloat16 hb[kP * kLdN], gb[kP * kLdN];         // the superchunk's H and G_out for S_in, G
+  // M and dM∘L [token i, token j] as bf16 pairs hi + lo (store_bf16_pair), tiles i ≥ j only.
+  __nv_bfloat16 m[kQ * kLdQ], dml[kQ * kLdQ], m_lo[kQ * kLdQ], dml_lo[kQ * kLdQ];
   // Per token: dt, cumsum; column sums of dM∘M per warp; per column half: the dcs terms, ω, Σ x·dXd.
   float dt[kQ], a2[kQ], col[kFusedWarps][kQ], part[kSplit][kQ], om[kSplit][kQ], sx[kSplit][kQ], red[32];
 };
@@ -130,20 +148,11 @@ struct BwdSmem {
 struct FusedArgs {
   const float *dt, *A, *B, *C, *D;
   const __nv_bfloat16 *x, *dy;  // rounded by chunk_local_state_kernel [batch, seq_len, n_heads, head_dim]
-  const __nv_bfloat16 *S, *dS;  // S_in and G of each chunk [batch, n_heads, n_chunks, head_dim, d_state]
+  // The superchunk prefixes and boundary states [batch, n_heads, n_chunks, head_dim, d_state].
+  const __nv_bfloat16 *S, *dS;
+  const float* decay;  // the chunks' log2 decays [batch, n_heads, n_chunks]
   float *dx, *ddt, *dA, *dB, *dC, *dD;
 };
-
-// dst rows [r0, r0 + 16) (fp32, ld kLdAcc) += acc, columns n0 + [0, 64).
-__device__ __forceinline__ void add_rows(float* dst, const float (&acc)[8][4], int r0, int n0) {
-  const int lane = threadIdx.x & 31, row = r0 + (lane >> 2), col = n0 + 2 * (lane & 3);
-#pragma unroll
-  for (int nt = 0; nt < 8; ++nt) {
-    float2* lo = reinterpret_cast<float2*>(dst + row * kLdAcc + col + nt * 8);
-    float2* hi = reinterpret_cast<float2*>(dst + (row + 8) * kLdAcc + col + nt * 8);
-    lo->x += acc[nt][0], lo->y += acc[nt][1], hi->x += acc[nt][2], hi->y += acc[nt][3];
-  }
-}
 
 // One head's chunk state [head_dim, d_state] (bf16, contiguous) → shared rows of kLdN, async.
 __device__ __forceinline__ void copy_state_async(__nv_bfloat16* dst, const __nv_bfloat16* src) {
@@ -180,6 +189,15 @@ __device__ __forceinline__ void load_head_async(const Dims& z, const FusedArgs& 
   cuda::cp_async_commit();
 }
 
+// Starts the async copies of head h's superchunk boundary states into hb (c > first) and gb
+// (c < last), as one group (empty when c is both).
+__device__ __forceinline__ void load_boundary_async(const Dims& z, const FusedArgs& f, BwdSmem& s, int b,
+                                                    int h, int c, int first, int last) {
+  if (c > first) copy_state_async(s.hb, f.S + state_offset(z, b, h, first));
+  if (c < last) copy_state_async(s.gb, f.dS + state_offset(z, b, h, last));
+  cuda::cp_async_commit();
+}
+
 __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, FusedArgs f) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   BwdSmem& s = *reinterpret_cast<BwdSmem*>(smem_raw);
@@ -188,20 +206,30 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
   const int rt = warp & 3, half = warp >> 2;  // row tile; column half of each product
   const int r0 = rt * 16, i_lo = r0 + gq, i_hi = i_lo + 8;
   // Causal 16-column tiles st ≤ rt split between the halves by parity; head_dim tiles by halves.
-  const int causal_mask = (kSplit == 1 ? 0xF : half ? 0xA : 0x5) & ((2 << rt) - 1);
-  const int p_mask = kSplit == 1 ? 0xF : half ? 0xC : 0x3;
+  const int causal_mask = (half ? 0xA : 0x5) & ((2 << rt) - 1);
+  const int p_mask = half ? 0xC : 0x3, n0 = half * 64;  // n0: the warp's d_state half
   // Whether accumulator tile nt (8 columns of head_dim) is the warp's.
-  auto p_tile_mine = [&](int nt) { return kSplit == 1 || (nt >> 2) == half; };
+  auto p_tile_mine = [&](int nt) { return (nt >> 2) == half; };
   const int64_t bc_rows = (int64_t(b) * z.L + t0) * z.G + grp;  // (b, t0, group) row of B, C
   load_bf16<kQ, kN, kLdN, kFusedThreads>(s.b, f.B + bc_rows * kN, int64_t(z.G) * kN, valid);
   load_bf16<kQ, kN, kLdN, kFusedThreads>(s.c, f.C + bc_rows * kN, int64_t(z.G) * kN, valid);
-  for (int i = threadIdx.x; i < kQ * kLdAcc; i += kFusedThreads) s.dB[i] = s.dC[i] = 0.0f;
   __syncthreads();
   // C·Bᵀ for the warp's rows i and causal tiles: shared by the group's heads.
   float cb[8][4] = {};
+  float dB[8][4] = {}, dC[8][4] = {};  // Σ over the heads: the warp's rows, d_state [n0, n0 + 64)
   mma_rows_nk<kN>(cb, &s.c[r0 * kLdN], kLdN, s.b, kLdN, causal_mask);
-  // The group's heads' tiles and states stream in one head ahead (cp.async, one group a head).
+  // The group's heads' tiles and states stream in one head ahead (cp.async: a group of tiles and
+  // chunk states a head, issued as the previous head starts, and a group of boundary states, issued
+  // once the previous head has completed its states); dt and A by warp 0 into registers.
+  const int first = super_first(c), last = super_last(c, z.nc);
   load_head_async(z, f, s, 0, b, grp * z.hpg, c, valid);
+  load_boundary_async(z, f, s, b, grp * z.hpg, c, first, last);
+  float2 dt_next = make_float2(0.0f, 0.0f);
+  float A_next = 0.0f;
+  if (warp == 0) {
+    dt_next = load_chunk_dt(f.dt + (int64_t(b) * z.L + t0) * z.H + grp * z.hpg, z.H, valid);
+    A_next = f.A[grp * z.hpg];
+  }
 
   for (int hk = 0; hk < z.hpg; ++hk) {
     const int h = grp * z.hpg + hk, buf = hk & 1;
@@ -209,21 +237,24 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
     if (hk + 1 < z.hpg)  // buffer buf ^ 1 was last read before the previous head's closing barrier
       load_head_async(z, f, s, buf ^ 1, b, h + 1, c, valid);
     else
-      cuda::cp_async_commit();  // an empty group: one group per head, so wait<1> below holds
+      cuda::cp_async_commit();  // an empty group: two groups a head, so wait<1> below holds
     const int64_t tok = (int64_t(b) * z.L + t0) * z.H + h;  // (b, t0, h) row of dx, dt, ddt
+    const float2 de = super_decays(f.decay + (int64_t(b) * z.H + h) * z.nc, c, z.nc);
     for (int i = threadIdx.x; i < kFusedWarps * kQ; i += kFusedThreads) (&s.col[0][0])[i] = 0.0f;
-    if (warp == 0) chunk_cumsum(f.dt + tok, z.H, valid, f.A[h], s.dt, s.a2);
-    cuda::cp_async_wait<1>();  // this head's copies have landed (the next head's may be in flight)
-    __syncthreads();
-    // dT = Σ G∘S_in (fp32 sums of the bf16 states): the gradient of the chunk decay T.
-    float dT_part = 0.0f;
-    for (int i = threadIdx.x; i < kP * kN / 2; i += kFusedThreads) {
-      const int r = i / (kN / 2), col = (i % (kN / 2)) * 2;
-      const float2 sv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_in[r * kLdN + col]));
-      const float2 gv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_g[r * kLdN + col]));
-      dT_part += sv.x * gv.x + sv.y * gv.y;
+    if (warp == 0) {
+      chunk_cumsum(dt_next, A_next, s.dt, s.a2);
+      if (hk + 1 < z.hpg) dt_next = load_chunk_dt(f.dt + tok + 1, z.H, valid), A_next = f.A[h + 1];
     }
-    const float dT = mamba::cuda::block_sum(dT_part, s.red);
+    cuda::cp_async_wait<1>();  // this head's copies have landed (only the next head's tiles may not)
+    __syncthreads();
+    // dT = Σ G∘S_in: the gradient of the chunk decay T (block_sum's barriers publish the states).
+    const SharedBoundaryStates bound{c > first ? s.hb : nullptr, c < last ? s.gb : nullptr};
+    const float dT = mamba::cuda::block_sum(
+        complete_states<kFusedThreads>(s.s_in[buf], s.g[buf], bound, de.x, de.y), s.red);
+    if (hk + 1 < z.hpg)  // hb, gb were read before block_sum's barriers
+      load_boundary_async(z, f, s, b, h + 1, c, first, last);
+    else
+      cuda::cp_async_commit();
 
     const float a_lo = s.a2[i_lo], a_hi = s.a2[i_hi], a_last = s.a2[kQ - 1];
     const float e_lo = exp2f(a_lo), e_hi = exp2f(a_hi);
@@ -253,10 +284,10 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
             col_w[jj] = dm_lo * m[jj] + dm_hi * m[2 + jj];
             dml[jj] = dm_lo * l_lo, dml[2 + jj] = dm_hi * l_hi;
           }
-          *reinterpret_cast<uint32_t*>(&s.m[i_lo * kLdQ + j]) = pack_bf16(m[0], m[1]);
-          *reinterpret_cast<uint32_t*>(&s.m[i_hi * kLdQ + j]) = pack_bf16(m[2], m[3]);
-          *reinterpret_cast<uint32_t*>(&s.dml[i_lo * kLdQ + j]) = pack_bf16(dml[0], dml[1]);
-          *reinterpret_cast<uint32_t*>(&s.dml[i_hi * kLdQ + j]) = pack_bf16(dml[2], dml[3]);
+          store_bf16_pair(&s.m[i_lo * kLdQ + j], &s.m_lo[i_lo * kLdQ + j], m[0], m[1]);
+          store_bf16_pair(&s.m[i_hi * kLdQ + j], &s.m_lo[i_hi * kLdQ + j], m[2], m[3]);
+          store_bf16_pair(&s.dml[i_lo * kLdQ + j], &s.dml_lo[i_lo * kLdQ + j], dml[0], dml[1]);
+          store_bf16_pair(&s.dml[i_hi * kLdQ + j], &s.dml_lo[i_hi * kLdQ + j], dml[2], dml[3]);
 #pragma unroll
           for (int jj = 0; jj < 2; ++jj) {
             const float v = column_sum(col_w[jj]);
@@ -268,35 +299,31 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
     row_lo = quad_sum(row_lo), row_hi = quad_sum(row_hi);
     __syncthreads();  // M and dM∘L complete
 
-    // ε_i = e_i·Σ_p dy·(C·S_inᵀ) over the warp's head_dim half.
+    // Y = dy·S_in (the warp's rows i, its d_state half, 32 columns at a time): dC += e∘Y + dM∘L·B,
+    // and ε_i = e_i·Σ_n C∘Y over the half (= e_i·Σ_p dy·(C·S_inᵀ), without a product of its own).
     float eps_lo = 0.0f, eps_hi = 0.0f;
-    {
-      float v[8][4] = {};
-      mma_rows_nk<kN>(v, &s.c[r0 * kLdN], kLdN, s_in, kLdN, p_mask);
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-        if (!p_tile_mine(nt)) continue;
-        const int p = nt * 8 + 2 * qd;
-        const float2 d_lo =
-            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_dy[i_lo * kLdP + p]));
-        const float2 d_hi =
-            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s_dy[i_hi * kLdP + p]));
-        eps_lo += d_lo.x * v[nt][0] + d_lo.y * v[nt][1];
-        eps_hi += d_hi.x * v[nt][2] + d_hi.y * v[nt][3];
+    for (int part = 0; part < 2; ++part) {
+      float y[4][4] = {};
+      mma_rows_kn<kP, false, 2>(y, &s_dy[r0 * kLdP], kLdP, s_in, kLdN, n0 + 32 * part);
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        const int n = n0 + 32 * part + nt * 8 + 2 * qd;
+        const float2 c_lo =
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.c[i_lo * kLdN + n]));
+        const float2 c_hi =
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.c[i_hi * kLdN + n]));
+        eps_lo += c_lo.x * y[nt][0] + c_lo.y * y[nt][1], eps_hi += c_hi.x * y[nt][2] + c_hi.y * y[nt][3];
+        float(&d)[4] = dC[4 * part + nt];
+        d[0] += e_lo * y[nt][0], d[1] += e_lo * y[nt][1], d[2] += e_hi * y[nt][2], d[3] += e_hi * y[nt][3];
       }
-      eps_lo = e_lo * quad_sum(eps_lo), eps_hi = e_hi * quad_sum(eps_hi);
     }
-    // dC += dM∘L·B + (e∘dy)·S_in: the warp's rows i, its d_state halves.
+    eps_lo = e_lo * quad_sum(eps_lo), eps_hi = e_hi * quad_sum(eps_hi);
 #pragma unroll
-    for (int n0 = half * 64; n0 < kN; n0 += 64 * kSplit) {
-      float acc[8][4] = {};
-#pragma unroll
-      for (int st = 0; st < 4; ++st) {  // dM∘L [i, j]·B [j, n] over the tiles j ≤ i (the rest is zero)
-        if (st <= rt)
-          mma_rows_kn<16, false>(acc, &s.dml[r0 * kLdQ + st * 16], kLdQ, &s.b[st * 16 * kLdN], kLdN, n0);
-      }
-      mma_rows_kn<kP, true>(acc, &s_dy[r0 * kLdP], kLdP, s_in, kLdN, n0, e_lo, e_hi);
-      add_rows(s.dC, acc, r0, n0);
+    for (int st = 0; st < 4; ++st) {  // dM∘L [i, j]·B [j, n] over the tiles j ≤ i (the rest is zero)
+      if (st <= rt)
+        mma_rows_kn_pair<16>(dC, &s.dml[r0 * kLdQ + st * 16], &s.dml_lo[r0 * kLdQ + st * 16], kLdQ,
+                             &s.b[st * 16 * kLdN], kLdN, n0);
     }
     // U = B·Gᵀ; ω_j = w_j·dt_j·Σ_p x·U; dXd = Mᵀ·dy + w∘U: the warp's rows j, head_dim half.
     float om_lo = 0.0f, om_hi = 0.0f, sx_lo = 0.0f, sx_hi = 0.0f;
@@ -316,12 +343,10 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
         u[nt][0] *= w_lo, u[nt][1] *= w_lo, u[nt][2] *= w_hi, u[nt][3] *= w_hi;
       }
       om_lo = w_lo * dt_lo * quad_sum(om_lo), om_hi = w_hi * dt_hi * quad_sum(om_hi);
-      if (kSplit == 1)  // u is now dXd
-        mma_causal_tn<4, 0>(u, s.m, s_dy, kLdP, 0, rt);
-      else if (half)
-        mma_causal_tn<2, 4>(u, s.m, s_dy, kLdP, 32, rt);
+      if (half)  // u is now dXd
+        mma_causal_tn<2, 4>(u, s.m, s_dy, kLdP, 32, rt, s.m_lo);
       else
-        mma_causal_tn<2, 0>(u, s.m, s_dy, kLdP, 0, rt);
+        mma_causal_tn<2, 0>(u, s.m, s_dy, kLdP, 0, rt, s.m_lo);
       // dx = dt·dXd + D·dy; Σ_p x·dXd; dD = Σ dy·x (x, dy as rounded to bf16).
       float* dxg = f.dx + tok * kP;
       const int64_t rs = int64_t(z.H) * kP;
@@ -366,13 +391,18 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
         if (lane == 0) atomicAdd(&f.dD[h], v);
       }
     }
-    // dB += (dM∘L)ᵀ·C + (w∘Xd)·G: the warp's rows j, its d_state halves.
+    // dB += (dM∘L)ᵀ·C + (w∘Xd)·G: the warp's rows j, its d_state half.
+    mma_causal_tn<4, 0>(dB, s.dml, s.c, kLdN, n0, rt, s.dml_lo);
 #pragma unroll
-    for (int n0 = half * 64; n0 < kN; n0 += 64 * kSplit) {
-      float acc[8][4] = {};
-      mma_causal_tn<4, 0>(acc, s.dml, s.c, kLdN, n0, rt);
-      mma_rows_kn<kP, true>(acc, &s_x[r0 * kLdP], kLdP, s_g, kLdN, n0, w_lo * dt_lo, w_hi * dt_hi);
-      add_rows(s.dB, acc, r0, n0);
+    for (int part = 0; part < 2; ++part) {  // w·dt on the fp32 x·G (a bf16 (w·dt)∘x would round once more)
+      float y[4][4] = {};
+      mma_rows_kn<kP, false, 2>(y, &s_x[r0 * kLdP], kLdP, s_g, kLdN, n0 + 32 * part);
+      const float s_lo = w_lo * dt_lo, s_hi = w_hi * dt_hi;
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        float(&d)[4] = dB[4 * part + nt];
+        d[0] += s_lo * y[nt][0], d[1] += s_lo * y[nt][1], d[2] += s_hi * y[nt][2], d[3] += s_hi * y[nt][3];
+      }
     }
     if (qd == 0) {
       s.part[half][i_lo] = row_lo - om_lo + eps_lo, s.part[half][i_hi] = row_hi - om_hi + eps_hi;
@@ -424,11 +454,17 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
     __syncthreads();  // the next head's loads overwrite the tiles, dt and a2
   }
   // dB, dC of the chunk's rows (each block owns its (batch, chunk, group) rows).
-  for (int i = threadIdx.x; i < valid * (kN / 4); i += kFusedThreads) {
-    const int r = i / (kN / 4), col = (i % (kN / 4)) * 4;
-    const int64_t at = (bc_rows + int64_t(r) * z.G) * kN + col;
-    *reinterpret_cast<float4*>(f.dB + at) = *reinterpret_cast<const float4*>(&s.dB[r * kLdAcc + col]);
-    *reinterpret_cast<float4*>(f.dC + at) = *reinterpret_cast<const float4*>(&s.dC[r * kLdAcc + col]);
+  const int64_t rs = int64_t(z.G) * kN;
+  float *dBg = f.dB + bc_rows * kN + n0 + 2 * qd, *dCg = f.dC + bc_rows * kN + n0 + 2 * qd;
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+    for (int hi = 0; hi < 2; ++hi) {
+      const int i = hi ? i_hi : i_lo;
+      if (i >= valid) continue;
+      *reinterpret_cast<float2*>(dBg + i * rs + nt * 8) = make_float2(dB[nt][2 * hi], dB[nt][2 * hi + 1]);
+      *reinterpret_cast<float2*>(dCg + i * rs + nt * 8) = make_float2(dC[nt][2 * hi], dC[nt][2 * hi + 1]);
+    }
   }
 }
 
@@ -444,7 +480,7 @@ bool ssd_bwd_fast_supported(const SsdArgs& a) {
     if (t->dtype() != DType::f32 || !t->is_contiguous()) return false;
   // Grid limits (y: groups, batch·heads; z: batch) and 32-bit token indices inside a chunk.
   if (!(batch <= 65535 && G <= 65535 && batch * H <= 65535 && L < (int64_t(1) << 30))) return false;
-  static const bool smem_fits = [] {  // the fused kernel's shared memory (~224 KiB: sm_90)
+  static const bool smem_fits = [] {  // the fused kernel's shared memory (~212 KiB: sm_90)
     int device = 0, optin = 0;
     CUDA_CHECK(cudaGetDevice(&device));
     CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
@@ -476,7 +512,7 @@ SsdGrads ssd_bwd_cuda_fast(const SsdArgs& a, const Tensor& dy_in) {
   const Tensor dy16 = Tensor::empty(a.x.shape(), DType::bf16, Device::cuda);
   const Tensor decay = Tensor::empty({n_states}, DType::f32, Device::cuda);
   cudaStream_t st = mamba::cuda::stream();
-  const dim3 local_grid(static_cast<unsigned>(z.nc), static_cast<unsigned>(z.H),
+  const dim3 local_grid(static_cast<unsigned>((z.nc + kSuper - 1) / kSuper), static_cast<unsigned>(z.H),
                         static_cast<unsigned>(z.batch));
   chunk_local_state_kernel<false><<<local_grid, kThreads, 0, st>>>(
       z, a.x.f32(), a.B.f32(), a.dt.f32(), a.A.f32(), S_ptr, decay.f32(), x16.data<__nv_bfloat16>());
@@ -497,7 +533,7 @@ SsdGrads ssd_bwd_cuda_fast(const SsdArgs& a, const Tensor& dy_in) {
   FusedArgs f{};
   f.x = x16.data<__nv_bfloat16>(), f.dt = a.dt.f32(), f.A = a.A.f32(), f.B = a.B.f32(), f.C = a.C.f32(),
   f.D = a.D.f32();
-  f.dy = dy16.data<__nv_bfloat16>(), f.S = S_ptr, f.dS = dS_ptr;
+  f.dy = dy16.data<__nv_bfloat16>(), f.S = S_ptr, f.dS = dS_ptr, f.decay = decay.f32();
   f.dx = g.dx.f32(), f.ddt = g.ddt.f32(), f.dA = g.dA.f32(), f.dB = g.dB.f32(), f.dC = g.dC.f32();
   f.dD = g.dD.f32();
   chunk_bwd_kernel<<<dim3(static_cast<unsigned>(z.nc), static_cast<unsigned>(z.G),

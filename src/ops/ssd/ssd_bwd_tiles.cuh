@@ -69,40 +69,72 @@ __device__ __forceinline__ void store_state_bf16(__nv_bfloat16* o, const float (
   }
 }
 
-// The pass over chunks, per (batch·head) = blockIdx.y and kPassVec state elements a thread:
-// blockIdx.z 0: S (each chunk's local state) becomes the state entering each chunk; 1: dS (each
-// chunk's local state gradient) becomes the gradient of the state leaving each chunk. decay: the
-// chunks' log2 decays [batch·head, nc]. bf16 in memory, fp32 carry; eight chunks' loads in flight
-// per thread (the chain over chunks is latency-bound). Grid (ceil(kElems / kPassVec / 256),
-// batch·heads, 2), 256 threads.
-constexpr int kPassVec = 8;  // state elements per thread (16 bytes)
+// ---- The chunk states in memory, [batch·head, chunk, head_dim, d_state] bf16 ----
+// The state pass runs over superchunks of kSuper chunks (a quarter of the chain and of the bytes it
+// moves): the local-state kernels carry each superchunk's prefix in fp32 registers and store, for
+// chunk c of superchunk [first, last],
+//   forward (S): slot c > first: the state entering c from the superchunk's own chunks (zero state
+//     entering first); slot first: the superchunk's total, which the pass replaces by the state
+//     entering the superchunk, H;
+//   reverse (dS): slot c < last: the gradient of the state leaving c from the superchunk's later
+//     chunks; slot last: their total including chunk first, which the pass replaces by the gradient
+//     of the state leaving the superchunk, G_out.
+// The fused kernels complete a chunk's states as S_in[c] = D_c·H + slot c (c > first) and
+// G[c] = E_c·G_out + slot c (c < last), D_c and E_c the decays between c and the superchunk's ends
+// (super_decays): one more bf16 read, mostly from L2, instead of a pass writing every chunk's state.
+constexpr int kSuper = 4;
+constexpr int kPassVec = 8;  // state elements per pass thread (16 bytes)
 
+__device__ __forceinline__ int super_first(int c) {
+  return c - c % kSuper;
+}
+__device__ __forceinline__ int super_last(int c, int nc) {
+  return min(super_first(c) + kSuper, nc) - 1;
+}
+
+// (D_c, E_c) of chunk c, from the head's chunk log2 decays dec[0, nc).
+__device__ __forceinline__ float2 super_decays(const float* dec, int c, int nc) {
+  const int first = super_first(c), last = super_last(c, nc);
+  float in = 0.0f, out = 0.0f;
+  for (int i = first; i < c; ++i) in += dec[i];
+  for (int i = c + 1; i <= last; ++i) out += dec[i];
+  return make_float2(exp2f(in), exp2f(out));
+}
+
+// The pass over superchunks, per (batch·head) = blockIdx.y and kPassVec state elements a thread:
+// blockIdx.z 0: S's superchunk totals become H; 1: dS's become G_out. decay: the chunks' log2
+// decays [batch·head, nc]. fp32 carry; eight superchunks' loads in flight per thread (the chain is
+// latency-bound). Grid (ceil(kElems / kPassVec / 256), batch·heads, 2), 256 threads.
 template <int kElems>  // a template: defined in every including file without clashing symbols
 __global__ void __launch_bounds__(256)
     state_pass_kernel(int nc, __nv_bfloat16* S, __nv_bfloat16* dS, const float* decay) {
   const int e = (blockIdx.x * blockDim.x + threadIdx.x) * kPassVec;
   if (e >= kElems) return;
-  const int bh = blockIdx.y;
+  const int bh = blockIdx.y, ns = (nc + kSuper - 1) / kSuper;
   const bool reverse = blockIdx.z == 1;
   __nv_bfloat16* base = (reverse ? dS : S) + int64_t(bh) * nc * kElems + e;
   const float* dec = decay + int64_t(bh) * nc;
   constexpr int kAhead = 8;
   float H[kPassVec] = {};
-  for (int i0 = 0; i0 < nc; i0 += kAhead) {
+  for (int i0 = 0; i0 < ns; i0 += kAhead) {
     uint4 loc[kAhead];
     float T[kAhead];
+    int slot[kAhead];
 #pragma unroll
     for (int i = 0; i < kAhead; ++i) {
-      const int c = reverse ? nc - 1 - (i0 + i) : i0 + i;
-      if (i0 + i < nc) {
-        loc[i] = __ldcs(reinterpret_cast<const uint4*>(base + int64_t(c) * kElems));
-        T[i] = exp2f(dec[c]);
+      const int k = reverse ? ns - 1 - (i0 + i) : i0 + i;
+      if (i0 + i < ns) {
+        const int first = k * kSuper, last = min(first + kSuper, nc) - 1;
+        slot[i] = reverse ? last : first;
+        loc[i] = __ldcs(reinterpret_cast<const uint4*>(base + int64_t(slot[i]) * kElems));
+        float d = 0.0f;
+        for (int c = first; c <= last; ++c) d += dec[c];
+        T[i] = exp2f(d);
       }
     }
 #pragma unroll
     for (int i = 0; i < kAhead; ++i) {
-      const int c = reverse ? nc - 1 - (i0 + i) : i0 + i;
-      if (i0 + i < nc) {
+      if (i0 + i < ns) {
         const uint32_t in[4] = {loc[i].x, loc[i].y, loc[i].z, loc[i].w};
         uint32_t outv[4];
 #pragma unroll
@@ -111,17 +143,81 @@ __global__ void __launch_bounds__(256)
           const float2 l = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&in[k]));
           H[2 * k] = T[i] * H[2 * k] + l.x, H[2 * k + 1] = T[i] * H[2 * k + 1] + l.y;
         }
-        *reinterpret_cast<uint4*>(base + int64_t(c) * kElems) =
+        *reinterpret_cast<uint4*>(base + int64_t(slot[i]) * kElems) =
             make_uint4(outv[0], outv[1], outv[2], outv[3]);
       }
     }
   }
 }
 
-// acc[16 rows × 64 cols] += A·B over kK, A: 16 rows at a (row-major, ld lda), scaled per row by
-// (s_lo, s_hi) when kScale; B = [k, n] row-major at b (ld ldb), n offset n0.
-template <int kK, bool kScale>
-__device__ __forceinline__ void mma_rows_kn(float (&acc)[8][4], const __nv_bfloat16* a, int lda,
+// A chunk's superchunk boundary states (H for S_in, G_out for G; null where slot c is already the
+// whole state), read into registers ahead of complete_states, kReads 16-byte vectors a thread.
+template <int kNThreads>
+struct BoundaryStates {
+  static constexpr int kReads = kP * kN / 8 / kNThreads;
+  uint4 h[kReads], g[kReads];
+  __device__ uint4 h_at(int j, int) const { return h[j]; }
+  __device__ uint4 g_at(int j, int) const { return g[j]; }
+};
+
+// The boundary states in shared memory ([head_dim, d_state] rows of kLdN; null: none).
+struct SharedBoundaryStates {
+  const __nv_bfloat16 *h, *g;
+  __device__ uint4 h_at(int, int at) const {
+    return h ? *reinterpret_cast<const uint4*>(h + at) : make_uint4(0, 0, 0, 0);
+  }
+  __device__ uint4 g_at(int, int at) const {
+    return g ? *reinterpret_cast<const uint4*>(g + at) : make_uint4(0, 0, 0, 0);
+  }
+};
+
+template <int kNThreads>
+__device__ __forceinline__ void load_boundary_states(BoundaryStates<kNThreads>& bs, const __nv_bfloat16* h,
+                                                     const __nv_bfloat16* g) {
+#pragma unroll
+  for (int j = 0; j < BoundaryStates<kNThreads>::kReads; ++j) {
+    const int i = (threadIdx.x + j * kNThreads) * 8;
+    bs.h[j] = h ? __ldg(reinterpret_cast<const uint4*>(h + i)) : make_uint4(0, 0, 0, 0);
+    bs.g[j] = g ? __ldg(reinterpret_cast<const uint4*>(g + i)) : make_uint4(0, 0, 0, 0);
+  }
+}
+
+// s_in += D·H and s_g += E·G_out in shared memory ([head_dim, d_state] bf16, rows of kLdN), rounded
+// once from fp32; returns this thread's part of Σ S_in∘G from the fp32 values (the chunk decay's
+// gradient, before the bf16 rounding of the mma operands).
+// bs: a BoundaryStates<kNThreads> or SharedBoundaryStates.
+template <int kNThreads, class Bound>
+__device__ __forceinline__ float complete_states(__nv_bfloat16* s_in, __nv_bfloat16* s_g, const Bound& bs,
+                                                 float D, float E) {
+  float dot = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kP * kN / 8 / kNThreads; ++j) {
+    const int i = (threadIdx.x + j * kNThreads) * 8, at = (i / kN) * kLdN + i % kN;
+    uint4 sv = *reinterpret_cast<const uint4*>(s_in + at), gv = *reinterpret_cast<const uint4*>(s_g + at);
+    const uint4 hv = bs.h_at(j, at), ov = bs.g_at(j, at);
+    uint32_t* sw = &sv.x;
+    uint32_t* gw = &gv.x;
+    const uint32_t* hw = &hv.x;
+    const uint32_t* ow = &ov.x;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&sw[k]));
+      const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&gw[k]));
+      const float2 ha = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&hw[k]));
+      const float2 hb = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&ow[k]));
+      const float s0 = a.x + D * ha.x, s1 = a.y + D * ha.y, g0 = b.x + E * hb.x, g1 = b.y + E * hb.y;
+      dot += s0 * g0 + s1 * g1;
+      sw[k] = pack_bf16(s0, s1), gw[k] = pack_bf16(g0, g1);
+    }
+    *reinterpret_cast<uint4*>(s_in + at) = sv, *reinterpret_cast<uint4*>(s_g + at) = gv;
+  }
+  return dot;
+}
+
+// acc[16 rows × 16·kTiles cols] += A·B over kK, A: 16 rows at a (row-major, ld lda), scaled per row
+// by (s_lo, s_hi) when kScale; B = [k, n] row-major at b (ld ldb), n offset n0.
+template <int kK, bool kScale, int kTiles = 4>
+__device__ __forceinline__ void mma_rows_kn(float (&acc)[2 * kTiles][4], const __nv_bfloat16* a, int lda,
                                             const __nv_bfloat16* b, int ldb, int n0, float s_lo = 1.0f,
                                             float s_hi = 1.0f) {
   const int lane = threadIdx.x & 31;
@@ -134,12 +230,47 @@ __device__ __forceinline__ void mma_rows_kn(float (&acc)[8][4], const __nv_bfloa
       af[1] = scale_bf16x2(af[1], s_hi, s_hi), af[3] = scale_bf16x2(af[3], s_hi, s_hi);
     }
 #pragma unroll
-    for (int pt = 0; pt < 4; ++pt) {
+    for (int pt = 0; pt < kTiles; ++pt) {
       uint32_t bf[4];
       ldsm_x4_trans(
           bf, b + (ks * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ldb + n0 + pt * 16 + (lane >> 4) * 8);
       mma_bf16(acc[2 * pt], af, bf[0], bf[1]);
       mma_bf16(acc[2 * pt + 1], af, bf[2], bf[3]);
+    }
+  }
+}
+
+// Stores (v0, v1) as a bf16 pair hi + lo (about 16 significant bits: the Q×Q tiles whose single
+// bf16 rounding was the fused backwards' largest error) at hi and lo.
+__device__ __forceinline__ void store_bf16_pair(__nv_bfloat16* hi, __nv_bfloat16* lo, float v0, float v1) {
+  const uint32_t h = pack_bf16(v0, v1);
+  const float2 hf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&h));
+  *reinterpret_cast<uint32_t*>(hi) = h;
+  *reinterpret_cast<uint32_t*>(lo) = pack_bf16(v0 - hf.x, v1 - hf.y);
+}
+
+// mma_rows_kn<kK, false> with A = a_hi + a_lo (store_bf16_pair tiles, same layout): the B fragments
+// are loaded once for both.
+template <int kK>
+__device__ __forceinline__ void mma_rows_kn_pair(float (&acc)[8][4], const __nv_bfloat16* a_hi,
+                                                 const __nv_bfloat16* a_lo, int lda, const __nv_bfloat16* b,
+                                                 int ldb, int n0) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int ks = 0; ks < kK / 16; ++ks) {
+    const int at = (lane & 15) * lda + ks * 16 + (lane >> 4) * 8;
+    uint32_t ah[4], al[4];
+    ldsm_x4(ah, a_hi + at);
+    ldsm_x4(al, a_lo + at);
+#pragma unroll
+    for (int pt = 0; pt < 4; ++pt) {
+      uint32_t bf[4];
+      ldsm_x4_trans(
+          bf, b + (ks * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ldb + n0 + pt * 16 + (lane >> 4) * 8);
+      mma_bf16(acc[2 * pt], ah, bf[0], bf[1]);
+      mma_bf16(acc[2 * pt + 1], ah, bf[2], bf[3]);
+      mma_bf16(acc[2 * pt], al, bf[0], bf[1]);
+      mma_bf16(acc[2 * pt + 1], al, bf[2], bf[3]);
     }
   }
 }
@@ -167,16 +298,19 @@ __device__ __forceinline__ void mma_rows_nk(float (&acc)[8][4], const __nv_bfloa
 
 // acc[16 rows (j) × 16·kTiles cols, from accumulator tile kNt0] += Aᵀ·B over the token tiles
 // kt ≥ rt, where A = [i, j] is stored row-major at a (ld kLdQ; columns j of row tile rt) and
-// B = [i, n] at b (ld ldb), n offset n0.
+// B = [i, n] at b (ld ldb), n offset n0. a_lo (when not null): A's low half (store_bf16_pair).
 template <int kTiles, int kNt0>  // (compile-time accumulator indices keep acc in registers)
 __device__ __forceinline__ void mma_causal_tn(float (&acc)[8][4], const __nv_bfloat16* a,
-                                              const __nv_bfloat16* b, int ldb, int n0, int rt) {
+                                              const __nv_bfloat16* b, int ldb, int n0, int rt,
+                                              const __nv_bfloat16* a_lo = nullptr) {
   const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int kt = 0; kt < kQ / 16; ++kt) {
     if (kt < rt) continue;
-    uint32_t af[4];
-    ldsm_x4_trans(af, a + (kt * 16 + (lane & 7) + (lane >> 4) * 8) * kLdQ + rt * 16 + ((lane >> 3) & 1) * 8);
+    const int at = (kt * 16 + (lane & 7) + (lane >> 4) * 8) * kLdQ + rt * 16 + ((lane >> 3) & 1) * 8;
+    uint32_t af[4], al[4] = {};
+    ldsm_x4_trans(af, a + at);
+    if (a_lo) ldsm_x4_trans(al, a_lo + at);
 #pragma unroll
     for (int pt = 0; pt < kTiles; ++pt) {
       uint32_t bf[4];
@@ -184,6 +318,10 @@ __device__ __forceinline__ void mma_causal_tn(float (&acc)[8][4], const __nv_bfl
           bf, b + (kt * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ldb + n0 + pt * 16 + (lane >> 4) * 8);
       mma_bf16(acc[kNt0 + 2 * pt], af, bf[0], bf[1]);
       mma_bf16(acc[kNt0 + 2 * pt + 1], af, bf[2], bf[3]);
+      if (a_lo) {
+        mma_bf16(acc[kNt0 + 2 * pt], al, bf[0], bf[1]);
+        mma_bf16(acc[kNt0 + 2 * pt + 1], al, bf[2], bf[3]);
+      }
     }
   }
 }
