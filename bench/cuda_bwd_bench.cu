@@ -5,10 +5,12 @@
 // Mamba-3 SISO scan forward (bf16 tensor cores) + each backward (the exact fp32 scan, the fp32 GEMM
 // form, the fused tensor-core form) at its issue shapes. Inputs are f32 tensors on the GPU (the
 // forward rounds x/B/C to bf16 itself; the official kernels take bf16): CUDA events on the ops'
-// stream, warm-ups, median of the reps. The gradient diffs (stderr) compare each backward with the
-// exact fp32 scan on the same f32 inputs and, for the fused one, also on the bf16-rounded inputs (its
-// own rounding: the input rounding is inherent to bf16 operands).
-// Usage: cuda_bwd_bench [--quick] [--ssd | --mamba3]   (--quick: fewer reps; --ssd: Mamba-2 only;
+// stream, warm-ups, median of the reps. The fused rows are also timed with bf16 tensors in ("bf16
+// tensors in": forward and backward read x/B/C/q/k/dy as they are and the forward writes y in bf16,
+// no conversion pass), as the official kernels take them. The gradient diffs (stderr) compare each backward
+// with the exact fp32 scan on the same f32 inputs and, for the fused one, also on the bf16-rounded inputs
+// (its own rounding: the input rounding is inherent to bf16 operands). Usage: cuda_bwd_bench [--quick] [--ssd
+// | --mamba3]   (--quick: fewer reps; --ssd: Mamba-2 only;
 // --mamba3: Mamba-3 only)
 #include <cuda_runtime.h>
 
@@ -149,6 +151,33 @@ int main(int argc, char** argv) {
                   static_cast<long long>(s.batch), static_cast<long long>(s.seq_len), f, b, fb,
                   s.official_ms);
     }
+    {  // bf16 tensors in, as the official kernels take them: no conversion pass in the forward (x,
+       // B, C read as they are, y written in bf16) or the fused backward (x, B, C, dy read as they are).
+      SsdArgs b16 = a;
+      for (Tensor* t : {&b16.x, &b16.B, &b16.C}) *t = t->to(DType::bf16);
+      b16.bf16_out = true;
+      const Tensor dy16 = dy.to(DType::bf16);
+      auto fwd16 = [&] {
+        Tensor state = Tensor::zeros({s.batch, H, P, N}, DType::f32, Device::cuda);
+        (void)ssd_fwd(exec, b16, state);
+      };
+      auto bwd16 = [&] { (void)cuda_kernels().ssd.bwd_fast(b16, dy16); };
+      const double f = median_ms(fwd16, reps), b = median_ms(bwd16, reps);
+      const double fb = median_ms(
+          [&] {
+            fwd16();
+            bwd16();
+          },
+          reps);
+      std::printf(
+          "| Mamba-2 SSD, bwd fused tensor-core bf16, bf16 tensors in | %lld×%lld | %.3f | %.3f | %.3f | "
+          "%.2f |\n",
+          static_cast<long long>(s.batch), static_cast<long long>(s.seq_len), f, b, fb, s.official_ms);
+      SsdArgs r = a;  // the same values in f32
+      for (Tensor* t : {&r.x, &r.B, &r.C}) *t = round_bf16(*t);
+      print_diffs("fused bf16, bf16 tensors in", cuda_kernels().ssd.bwd_fast(b16, dy16),
+                  cuda_kernels().ssd.bwd_exact(r, round_bf16(dy)));
+    }
     const SsdGrads ref = cuda_kernels().ssd.bwd_exact(a, dy);
     print_diffs("GEMM fp32", cuda_kernels().ssd.bwd_gemm(a32, dy), ref);
     print_diffs("GEMM bf16/TF32", cuda_kernels().ssd.bwd_gemm(a, dy), ref);
@@ -202,6 +231,41 @@ int main(int argc, char** argv) {
       std::printf("| Mamba-3 SISO, chunk 64, bwd %s | %lld×%lld | %.3f | %.3f | %.3f | %.2f |\n", v.name,
                   static_cast<long long>(s.batch), static_cast<long long>(s.seq_len), f, b, fb,
                   s.official_ms);
+    }
+    {  // bf16 tensors in (x, q, k, dy), y written in bf16: no conversion pass, as the official kernels.
+      Mamba3ScanArgs b16 = a;
+      for (Tensor* t : {&b16.x, &b16.q, &b16.k}) *t = t->to(DType::bf16);
+      const Tensor dy16 = dy.to(DType::bf16);
+      Tensor y16 = Tensor::empty({s.batch, s.seq_len, 1, H, P}, DType::bf16, Device::cuda);
+      auto fwd16 = [&] {
+        Mamba3ScanState st{Tensor::zeros({s.batch, H, P, N}, DType::f32, Device::cuda),
+                           Tensor::zeros({s.batch, 1, H, N}, DType::f32, Device::cuda),
+                           Tensor::zeros({s.batch, H, P}, DType::f32, Device::cuda)};
+        mamba3_scan_fwd(exec, b16, st, y16);
+      };
+      auto bwd16 = [&] { (void)cuda_kernels().mamba3_scan.bwd_fast(b16, dy16); };
+      const double f = median_ms(fwd16, reps), b = median_ms(bwd16, reps);
+      const double fb = median_ms(
+          [&] {
+            fwd16();
+            bwd16();
+          },
+          reps);
+      std::printf(
+          "| Mamba-3 SISO, chunk 64, bwd fused tensor-core bf16, bf16 tensors in | %lld×%lld | %.3f | %.3f | "
+          "%.3f | "
+          "%.2f |\n",
+          static_cast<long long>(s.batch), static_cast<long long>(s.seq_len), f, b, fb, s.official_ms);
+      const Mamba3ScanGrads g16 = cuda_kernels().mamba3_scan.bwd_fast(b16, dy16);
+      Mamba3ScanArgs r = a;  // the same values in f32
+      for (Tensor* t : {&r.x, &r.q, &r.k}) *t = round_bf16(*t);
+      const Mamba3ScanGrads e16 = cuda_kernels().mamba3_scan.bwd_exact(r, round_bf16(dy));
+      std::fprintf(stderr,
+                   "Mamba-3 fused bf16, bf16 tensors in vs exact: dx %.1e dq %.1e dk %.1e dadt %.1e ddt %.1e "
+                   "dtrap %.1e dD %.1e\n",
+                   scaled_diff(g16.dx, e16.dx), scaled_diff(g16.dq, e16.dq), scaled_diff(g16.dk, e16.dk),
+                   scaled_diff(g16.dadt, e16.dadt), scaled_diff(g16.ddt, e16.ddt),
+                   scaled_diff(g16.dtrap, e16.dtrap), scaled_diff(g16.dD, e16.dD));
     }
     const Mamba3ScanGrads ref = cuda_kernels().mamba3_scan.bwd_exact(a, dy);
     auto print_m3 = [](const char* name, const Mamba3ScanGrads& g, const Mamba3ScanGrads& e) {

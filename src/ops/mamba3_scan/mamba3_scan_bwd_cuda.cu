@@ -501,7 +501,9 @@ void launch_by_state(const BwdParams& p, cudaStream_t stream) {
 
 }  // namespace
 
-Mamba3ScanGrads mamba3_scan_bwd_cuda_grads(const Mamba3ScanArgs& a, const Tensor& dy) {
+// bf16_inputs: x, q, k and dy are all bf16 (the fused backward takes them as they are).
+Mamba3ScanGrads mamba3_scan_bwd_cuda_grads(const Mamba3ScanArgs& a, const Tensor& dy,
+                                           bool bf16_inputs = false) {
   MAMBA_CHECK(a.x.dim() == 4 && a.q.dim() == 5,
               "mamba3_scan_bwd: x must be [batch, seq_len, n_heads, head_dim]");
   const int64_t B = a.x.size(0), L = a.x.size(1), H = a.x.size(2), P = a.x.size(3), R = a.q.size(2),
@@ -513,15 +515,18 @@ Mamba3ScanGrads mamba3_scan_bwd_cuda_grads(const Mamba3ScanArgs& a, const Tensor
     MAMBA_CHECK(t->shape() == (Shape{B, L, H}));
   MAMBA_CHECK(dy.shape() == (Shape{B, L, R, H, P}), "dy " << shape_str(dy.shape()));
   MAMBA_CHECK(a.D.numel() == H && (a.mimo_x.defined() ? a.mimo_x.shape() == (Shape{H, R, P}) : R == 1));
-  if (a.x.dtype() == DType::bf16 || a.q.dtype() == DType::bf16 || a.k.dtype() == DType::bf16)
+  if (!bf16_inputs &&
+      (a.x.dtype() == DType::bf16 || a.q.dtype() == DType::bf16 || a.k.dtype() == DType::bf16))
     throw_error(ErrorCode::invalid_argument,
                 "mamba3_scan_bwd: bf16 x/q/k (bf16_operands, an inference-only forward) have no backward; "
                 "run the forward with f32 operands (bf16_operands = false) for training");
   for (const Tensor* t :
        std::initializer_list<const Tensor*>{&a.x, &a.q, &a.k, &a.adt, &a.dt, &a.trap, &a.D, &dy}) {
     mamba::cuda::check_cuda_tensor(*t, "mamba3_scan_bwd argument");
-    MAMBA_CHECK(t->dtype() == DType::f32 && t->is_contiguous(),
-                "mamba3_scan_bwd: tensors must be f32 and contiguous");
+    const bool input = t == &a.x || t == &a.q || t == &a.k || t == &dy;
+    MAMBA_CHECK(t->dtype() == (bf16_inputs && input ? DType::bf16 : DType::f32) && t->is_contiguous(),
+                "mamba3_scan_bwd: tensors must be contiguous and f32 (the fused backward: x, q, k, dy "
+                "all f32 or all bf16)");
   }
   if (a.mimo_x.defined()) {
     mamba::cuda::check_cuda_tensor(a.mimo_x, "mamba3_scan_bwd: mimo_x");

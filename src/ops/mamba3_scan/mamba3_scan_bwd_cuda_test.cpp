@@ -198,5 +198,43 @@ TEST(Mamba3ScanBwdCuda, FusedMatchesExact) {
       on_device(random_args({1, 8, 1, 2, 64, 64, 64, false}, rng))));
 }
 
+// bf16 tensors in (x, q, k, dy: read as they are) give the f32-tensor path's gradients on the same
+// values (dD, summed by atomics, up to its last bits); the forward writes a bf16 y directly, equal
+// to the f32 path's y (bf16 in the kernel, widened) and the same states.
+TEST(Mamba3ScanBwdCuda, FusedBf16TensorsMatchF32) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(15);
+  for (const Config& c :
+       {Config{2, 65, 1, 2, 64, 128, 64, false}, Config{1, 777, 1, 2, 64, 128, 64, false}}) {
+    Mamba3ScanArgs a = random_args(c, rng);
+    for (Tensor* t : {&a.x, &a.q, &a.k}) *t = t->to(DType::bf16).to(DType::f32);
+    const Tensor dy = on_cuda(
+        random_tensor({c.batch, c.seq_len, 1, c.n_heads, c.head_dim}, rng).to(DType::bf16).to(DType::f32));
+    Mamba3ScanArgs da = on_device(a);
+    da.fast_bf16 = true;
+    Mamba3ScanArgs d16 = da;
+    for (Tensor* t : {&d16.x, &d16.q, &d16.k}) *t = t->to(DType::bf16);
+    const std::string what = "bf16 tensors L=" + std::to_string(c.seq_len);
+    ASSERT_TRUE(cuda_kernels().mamba3_scan.bwd_fast_supported(d16)) << what;
+    const Mamba3ScanGrads ref = cuda_kernels().mamba3_scan.bwd_fast(da, dy);
+    const Mamba3ScanGrads got = cuda_kernels().mamba3_scan.bwd_fast(d16, dy.to(DType::bf16));
+    EXPECT_EQ(got.dx.dtype(), DType::f32) << what;
+    expect_close(got, ref, false, what, 1e-6f);
+    auto state = [&] {
+      return Mamba3ScanState{
+          Tensor::zeros({c.batch, c.n_heads, c.head_dim, c.d_state}, DType::f32, Device::cuda),
+          Tensor::zeros({c.batch, 1, c.n_heads, c.d_state}, DType::f32, Device::cuda),
+          Tensor::zeros({c.batch, c.n_heads, c.head_dim}, DType::f32, Device::cuda)};
+    };
+    Mamba3ScanState s32 = state(), s16 = state();
+    Tensor y = Tensor::empty({c.batch, c.seq_len, 1, c.n_heads, c.head_dim}, DType::f32, Device::cuda);
+    Tensor y16 = Tensor::empty(y.shape(), DType::bf16, Device::cuda);
+    mamba3_scan_fwd(exec, da, s32, y);
+    mamba3_scan_fwd(exec, d16, s16, y16);
+    EXPECT_EQ(scaled_max_diff(y16.to(DType::f32), y), 0.0f) << what;
+    EXPECT_EQ(scaled_max_diff(s16.ssm, s32.ssm), 0.0f) << what;
+  }
+}
+
 }  // namespace
 }  // namespace mamba::ops

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_context.h"
@@ -31,7 +32,9 @@
 namespace mamba::ops {
 
 // Checks the arguments and makes the gradients of one call (mamba3_scan_bwd_cuda.cu).
-Mamba3ScanGrads mamba3_scan_bwd_cuda_grads(const Mamba3ScanArgs& a, const Tensor& dy);
+// bf16_inputs: x, q, k and dy are bf16 (the fused backward's; every other path takes f32).
+Mamba3ScanGrads mamba3_scan_bwd_cuda_grads(const Mamba3ScanArgs& a, const Tensor& dy,
+                                           bool bf16_inputs = false);
 
 namespace {
 
@@ -101,9 +104,10 @@ struct LocalSmem {
   float wt[kQ];
 };
 
-template <bool kReverse>  // 3 blocks an SM: the fp32 prefix stays live across the tile loads
+// T: the type of x, q, k and dy (float, or __nv_bfloat16 taken as they are).
+template <bool kReverse, class T>  // 3 blocks an SM: the fp32 prefix stays live across the tile loads
 __global__ void __launch_bounds__(kThreads, 3)
-    m3_local_state_kernel(Dims z, const float* v, const float* key, const float* adt, const float* dt,
+    m3_local_state_kernel(Dims z, const T* v, const T* key, const float* adt, const float* dt,
                           const float* trap, __nv_bfloat16* out, float* decay) {
   __shared__ LocalSmem s;
   const int h = blockIdx.y, b = blockIdx.z;
@@ -114,8 +118,8 @@ __global__ void __launch_bounds__(kThreads, 3)
     const int c = kReverse ? last - step : first + step, t0 = c * kQ, valid = min(kQ, z.L - t0);
     const int64_t tok = (int64_t(b) * z.L + t0) * z.H + h;
     if (step > 0) __syncthreads();  // the previous chunk's tiles are no longer read
-    load_bf16<kQ, kP, kLdP, kThreads>(s.v, v + tok * kP, int64_t(z.H) * kP, valid);
-    load_bf16<kQ, kN, kLdN, kThreads>(s.k, key + tok * kN, int64_t(z.H) * kN, valid);
+    load_tile<kQ, kP, kLdP, kThreads>(s.v, v + tok * kP, int64_t(z.H) * kP, valid);
+    load_tile<kQ, kN, kLdN, kThreads>(s.k, key + tok * kN, int64_t(z.H) * kN, valid);
     if (threadIdx.x < 32) {
       chunk_coefs(z, adt, dt, trap, tok, t0, s.cf);
       for (int t = threadIdx.x; t < kQ; t += 32) s.wt[t] = kReverse ? exp2f(s.cf.a2[t]) : s.cf.m[t];
@@ -123,9 +127,10 @@ __global__ void __launch_bounds__(kThreads, 3)
     }
     __syncthreads();
     if (step > 0) store_state_bf16(out + state_offset(z, b, h, c), acc);
-    const float T = exp2f(s.cf.a2[kQ]);  // the chunk's decay
+    const float decay_c = exp2f(s.cf.a2[kQ]);  // the chunk's decay
 #pragma unroll
-    for (int nt = 0; nt < kN / 8; ++nt) acc[nt][0] *= T, acc[nt][1] *= T, acc[nt][2] *= T, acc[nt][3] *= T;
+    for (int nt = 0; nt < kN / 8; ++nt)
+      acc[nt][0] *= decay_c, acc[nt][1] *= decay_c, acc[nt][2] *= decay_c, acc[nt][3] *= decay_c;
     accumulate_state(acc, s.v, s.k, s.wt);
   }
   store_state_bf16(out + state_offset(z, b, h, kReverse ? last : first), acc);
@@ -143,15 +148,18 @@ struct BwdSmem {
   float col_t[kWarps][kQ], col_c[kWarps][kQ], diag[kQ], part[kQ], tq[kQ], dcq[kQ], red[32];
 };
 
+template <class T>
 struct FusedArgs {
-  const float *x, *q, *k, *dy, *adt, *dt, *trap, *D;
+  const T *x, *q, *k, *dy;
+  const float *adt, *dt, *trap, *D;
   // Z and F: the superchunk prefixes and boundary states [batch, n_heads, n_chunks, head_dim, d_state].
   const __nv_bfloat16 *Z, *F;
   const float* decay;                           // the chunks' log2 decays A_Q [batch, n_heads, n_chunks]
   float *dx, *dq, *dk, *dadt, *dgam, *db, *dD;  // dgam, db: the ddt and dtrap buffers until kernel 4
 };
 
-__global__ void __launch_bounds__(kThreads, 2) m3_chunk_bwd_kernel(Dims z, FusedArgs f) {
+template <class T>
+__global__ void __launch_bounds__(kThreads, 2) m3_chunk_bwd_kernel(Dims z, FusedArgs<T> f) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   BwdSmem& s = *reinterpret_cast<BwdSmem*>(smem_raw);
   const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, t0 = c * kQ, valid = min(kQ, z.L - t0);
@@ -159,7 +167,7 @@ __global__ void __launch_bounds__(kThreads, 2) m3_chunk_bwd_kernel(Dims z, Fused
   const int r0 = warp * 16, i_lo = r0 + gq, i_hi = i_lo + 8;
   const int64_t tok = (int64_t(b) * z.L + t0) * z.H + h;  // (b, t0, h) row of every per-token tensor
   const int64_t rs_p = int64_t(z.H) * kP, rs_n = int64_t(z.H) * kN;
-  {  // states by cp.async while the fp32 tiles are converted
+  {  // states by cp.async while the tiles are loaded
     const __nv_bfloat16 *zs = f.Z + state_offset(z, b, h, c), *fs = f.F + state_offset(z, b, h, c);
     constexpr int kVec = kN / 8;
 #pragma unroll
@@ -170,10 +178,10 @@ __global__ void __launch_bounds__(kThreads, 2) m3_chunk_bwd_kernel(Dims z, Fused
     }
     cuda::cp_async_commit();
   }
-  load_bf16<kQ, kN, kLdN, kThreads>(s.q, f.q + tok * kN, rs_n, valid);
-  load_bf16<kQ, kN, kLdN, kThreads>(s.k, f.k + tok * kN, rs_n, valid);
-  load_bf16<kQ, kP, kLdP, kThreads>(s.x, f.x + tok * kP, rs_p, valid);
-  load_bf16<kQ, kP, kLdP, kThreads>(s.dy, f.dy + tok * kP, rs_p, valid);
+  load_tile<kQ, kN, kLdN, kThreads>(s.q, f.q + tok * kN, rs_n, valid);
+  load_tile<kQ, kN, kLdN, kThreads>(s.k, f.k + tok * kN, rs_n, valid);
+  load_tile<kQ, kP, kLdP, kThreads>(s.x, f.x + tok * kP, rs_p, valid);
+  load_tile<kQ, kP, kLdP, kThreads>(s.dy, f.dy + tok * kP, rs_p, valid);
   const int first = super_first(c), last = super_last(c, z.nc);
   BoundaryStates<kThreads> bound;  // (L2: the superchunk's chunks' blocks run together)
   load_boundary_states(bound, c > first ? f.Z + state_offset(z, b, h, first) : nullptr,
@@ -390,58 +398,78 @@ bool mamba3_scan_bwd_fast_supported(const Mamba3ScanArgs& a) {
   if (a.mimo_x.defined() || a.x.dim() != 4 || a.q.dim() != 5 || a.q.size(2) != 1) return false;
   const int64_t batch = a.x.size(0), L = a.x.size(1), H = a.x.size(2);
   if (a.x.size(3) != kP || a.q.size(4) != kN || a.k.shape() != a.q.shape()) return false;
+  // x, q, k: all f32 or all bf16 (taken as they are); adt, dt, trap, D f32.
+  const DType in = a.x.dtype();
+  if (!(in == DType::f32 || in == DType::bf16) || a.q.dtype() != in || a.k.dtype() != in) return false;
+  for (const Tensor* t : {&a.adt, &a.dt, &a.trap, &a.D})
+    if (t->dtype() != DType::f32) return false;
   for (const Tensor* t : {&a.x, &a.q, &a.k, &a.adt, &a.dt, &a.trap, &a.D})
-    if (t->dtype() != DType::f32 || !t->is_contiguous()) return false;
+    if (!t->is_contiguous()) return false;
   // Grid limits (y: heads, z: batch; batch·heads: the state pass) and 32-bit token indices.
   return batch <= 65535 && H <= 65535 && batch * H <= 65535 && L < (int64_t(1) << 30);
 }
 
-Mamba3ScanGrads mamba3_scan_bwd_cuda_fast(const Mamba3ScanArgs& a, const Tensor& dy_in) {
-  MAMBA_CHECK(mamba3_scan_bwd_fast_supported(a), "mamba3_scan_bwd (CUDA, fast): unsupported shape");
-  const Tensor dy = dy_in.contiguous();
-  Mamba3ScanGrads g = mamba3_scan_bwd_cuda_grads(a, dy);
-  Dims z{};
-  z.batch = static_cast<int>(a.x.size(0)), z.L = static_cast<int>(a.x.size(1));
-  z.H = static_cast<int>(a.x.size(2)), z.nc = (z.L + kQ - 1) / kQ;
-  if (int64_t(z.batch) * z.L * z.H == 0) return g;
+namespace {
+
+// The five launches for x, q, k, dy of type T (float, or __nv_bfloat16 taken as they are).
+template <class T>
+void run_fused(const Mamba3ScanArgs& a, const Tensor& dy, const Dims& z, Mamba3ScanGrads& g) {
   const Tensor Zs = Tensor::empty({z.batch, z.H, z.nc, kP, kN}, DType::bf16, Device::cuda);
   const Tensor Fs = Tensor::empty({z.batch, z.H, z.nc, kP, kN}, DType::bf16, Device::cuda);
   const Tensor decay = Tensor::empty({int64_t(z.batch) * z.H * z.nc}, DType::f32, Device::cuda);
   __nv_bfloat16* const Z_ptr = Zs.data<__nv_bfloat16>();
   __nv_bfloat16* const F_ptr = Fs.data<__nv_bfloat16>();
+  auto ptr = [](const Tensor& t) { return static_cast<const T*>(t.raw()); };
   cudaStream_t st = mamba::cuda::stream();
   const dim3 chunk_grid(static_cast<unsigned>(z.nc), static_cast<unsigned>(z.H),
                         static_cast<unsigned>(z.batch));
   const dim3 super_grid(static_cast<unsigned>((z.nc + kSuper - 1) / kSuper), static_cast<unsigned>(z.H),
                         static_cast<unsigned>(z.batch));
-  m3_local_state_kernel<false><<<super_grid, kThreads, 0, st>>>(z, a.x.f32(), a.k.f32(), a.adt.f32(),
-                                                                a.dt.f32(), a.trap.f32(), Z_ptr, decay.f32());
+  m3_local_state_kernel<false, T><<<super_grid, kThreads, 0, st>>>(
+      z, ptr(a.x), ptr(a.k), a.adt.f32(), a.dt.f32(), a.trap.f32(), Z_ptr, decay.f32());
   CUDA_CHECK_LAUNCH();
-  m3_local_state_kernel<true><<<super_grid, kThreads, 0, st>>>(z, dy.f32(), a.q.f32(), a.adt.f32(),
-                                                               a.dt.f32(), a.trap.f32(), F_ptr, decay.f32());
+  m3_local_state_kernel<true, T><<<super_grid, kThreads, 0, st>>>(
+      z, ptr(dy), ptr(a.q), a.adt.f32(), a.dt.f32(), a.trap.f32(), F_ptr, decay.f32());
   CUDA_CHECK_LAUNCH();
   state_pass_kernel<kP * kN>
       <<<dim3((kP * kN / kPassVec + 255) / 256, static_cast<unsigned>(z.batch * z.H), 2), 256, 0, st>>>(
           z.nc, Z_ptr, F_ptr, decay.f32());
   CUDA_CHECK_LAUNCH();
-  static const bool smem_opt_in = [] {  // once per process (current device)
-    CUDA_CHECK(cudaFuncSetAttribute(m3_chunk_bwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  static const bool smem_opt_in = [] {  // once per process (current device) and input type
+    CUDA_CHECK(cudaFuncSetAttribute(m3_chunk_bwd_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     static_cast<int>(sizeof(BwdSmem))));
     return true;
   }();
   (void)smem_opt_in;
-  FusedArgs f{};
-  f.x = a.x.f32(), f.q = a.q.f32(), f.k = a.k.f32(), f.dy = dy.f32();
+  FusedArgs<T> f{};
+  f.x = ptr(a.x), f.q = ptr(a.q), f.k = ptr(a.k), f.dy = ptr(dy);
   f.adt = a.adt.f32(), f.dt = a.dt.f32(), f.trap = a.trap.f32(), f.D = a.D.f32();
   f.Z = Z_ptr, f.F = F_ptr, f.decay = decay.f32();
   f.dx = g.dx.f32(), f.dq = g.dq.f32(), f.dk = g.dk.f32(), f.dadt = g.dadt.f32();
   f.dgam = g.ddt.f32(), f.db = g.dtrap.f32(), f.dD = g.dD.f32();
-  m3_chunk_bwd_kernel<<<chunk_grid, kThreads, sizeof(BwdSmem), st>>>(z, f);
+  m3_chunk_bwd_kernel<T><<<chunk_grid, kThreads, sizeof(BwdSmem), st>>>(z, f);
   CUDA_CHECK_LAUNCH();
   const int64_t n = int64_t(z.batch) * z.L * z.H;
   m3_token_kernel<<<mamba::cuda::grid_for(n), 256, 0, st>>>(n, a.dt.f32(), a.trap.f32(), g.ddt.f32(),
                                                             g.dtrap.f32());
   CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+Mamba3ScanGrads mamba3_scan_bwd_cuda_fast(const Mamba3ScanArgs& a, const Tensor& dy_in) {
+  MAMBA_CHECK(mamba3_scan_bwd_fast_supported(a), "mamba3_scan_bwd (CUDA, fast): unsupported shape");
+  const Tensor dy = dy_in.contiguous();
+  // bf16 x, q, k and dy (all four) are taken as they are; the grads are f32 either way.
+  Mamba3ScanGrads g = mamba3_scan_bwd_cuda_grads(a, dy, /*bf16_inputs=*/a.x.dtype() == DType::bf16);
+  Dims z{};
+  z.batch = static_cast<int>(a.x.size(0)), z.L = static_cast<int>(a.x.size(1));
+  z.H = static_cast<int>(a.x.size(2)), z.nc = (z.L + kQ - 1) / kQ;
+  if (int64_t(z.batch) * z.L * z.H == 0) return g;
+  if (a.x.dtype() == DType::bf16)
+    run_fused<__nv_bfloat16>(a, dy, z, g);
+  else
+    run_fused<float>(a, dy, z, g);
   return g;
 }
 

@@ -34,7 +34,8 @@ namespace mamba::ops {
 
 // Checks the arguments and makes the gradients of one call (mamba3_scan_bwd_cuda.cu; both backward
 // paths fill them).
-Mamba3ScanGrads mamba3_scan_bwd_cuda_grads(const Mamba3ScanArgs& a, const Tensor& dy);
+Mamba3ScanGrads mamba3_scan_bwd_cuda_grads(const Mamba3ScanArgs& a, const Tensor& dy,
+                                           bool bf16_inputs = false);
 
 namespace {
 

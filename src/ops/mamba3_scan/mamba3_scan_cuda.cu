@@ -139,8 +139,8 @@ void mamba3_fast_path(const Mamba3ScanArgs& a, Mamba3ScanState& s, Tensor& y) {
   const int64_t L = a.x.size(1), R = a.q.size(2), H = a.x.size(2), P = a.x.size(3), N = a.q.size(4);
   const Tensor x = a.x.to(DType::bf16), q = a.q.to(DType::bf16), k = a.k.to(DType::bf16);
   const Tensor mimo_x = R > 1 ? a.mimo_x.contiguous() : Tensor();  // [n_heads, R, head_dim]
-  Tensor y_bf16 =
-      Tensor::empty(y.shape(), DType::bf16, Device::cuda);  // [batch, seq_len, R, n_heads, head_dim]
+  // [batch, seq_len, R, n_heads, head_dim]; a bf16 y is written directly (no conversion pass).
+  Tensor y_bf16 = y.dtype() == DType::bf16 ? y : Tensor::empty(y.shape(), DType::bf16, Device::cuda);
   cuda::Mamba3ScanFastParams p;
   p.batch = static_cast<int>(a.x.size(0)), p.seq_len = static_cast<int>(L), p.n_heads = static_cast<int>(H);
   p.head_dim = static_cast<int>(P), p.d_state = static_cast<int>(N);
@@ -162,7 +162,7 @@ void mamba3_fast_path(const Mamba3ScanArgs& a, Mamba3ScanState& s, Tensor& y) {
   const Tensor workspace = Tensor::empty({static_cast<int64_t>(p.workspace_bytes)}, DType::u8, Device::cuda);
   p.workspace = workspace.raw();
   cuda::mamba3_scan_fast_fwd(p, mamba::cuda::stream());
-  y.copy_from(y_bf16);
+  if (y_bf16.raw() != y.raw()) y.copy_from(y_bf16);
 }
 
 }  // namespace
@@ -186,14 +186,16 @@ void mamba3_scan_cuda(const Mamba3ScanArgs& a, Mamba3ScanState& s, Tensor& y) {
   for (const Tensor* t : std::initializer_list<const Tensor*>{&a.x, &a.q, &a.k, &a.adt, &a.dt, &a.trap, &a.D,
                                                               &s.ssm, &s.k_prev, &s.v_prev, &y}) {
     mamba::cuda::check_cuda_tensor(*t, "mamba3_scan argument");
-    // x, q and k may be bf16 (bf16_operands: the prepare's output for the tensor-core scan).
-    const bool operand = t == &a.x || t == &a.q || t == &a.k;
+    // x, q and k may be bf16 (bf16_operands: the prepare's output for the tensor-core scan), and y
+    // (written by the tensor-core scan without a conversion pass).
+    const bool operand = t == &a.x || t == &a.q || t == &a.k || t == &y;
     MAMBA_CHECK((t->dtype() == DType::f32 || (operand && t->dtype() == DType::bf16)) && t->is_contiguous(),
                 "mamba3_scan: tensors must be contiguous and f32 (x, q, k: f32 or bf16)");
   }
   if (a.mimo_x.defined()) mamba::cuda::check_cuda_tensor(a.mimo_x, "mamba3_scan: mimo_x");
   if (a.fast_bf16 && mamba3_scan_fast_bf16_applies(L, R, a.mimo_x.defined(), P, N) && B > 0)
     return mamba3_fast_path(a, s, y);
+  MAMBA_CHECK(y.dtype() == DType::f32, "mamba3_scan: a bf16 y needs the tensor-core scan (fast_bf16)");
   // The simple kernel reads f32: widen bf16 operands (exact), so every path stays correct.
   Mamba3ScanArgs wide;
   const bool has_bf16 =

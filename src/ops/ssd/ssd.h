@@ -20,6 +20,9 @@ struct SsdArgs {
   // CUDA only: may run the bf16 tensor-core scan (ssd_fast.cu: bf16 x/B/C/y, fp32 state) where it
   // has a kernel (head_dim 64, d_state 128, D per head); the model sets it with bf16 weights.
   bool fast_bf16 = false;
+  // CUDA, where the tensor-core scan runs: y returned in bf16 as the kernel writes it (no widening
+  // pass; with bf16 x/B/C, nothing is converted). Else f32.
+  bool bf16_out = false;
 };
 
 // state: [batch, n_heads, head_dim, d_state] f32, continued and updated.

@@ -148,6 +148,48 @@ TEST(SsdBwdCuda, FusedMatchesExact) {
   }
 }
 
+// bf16 tensors in (x, B, C, dy: read as they are, no rounding pass) give the f32-tensor path's
+// gradients on the same values: the same bf16 operands reach the same kernels. Only dA and dD, summed
+// by atomics in a run-dependent order, may differ in their last bits. The forward with bf16 tensors
+// and bf16_out returns the f32 path's y before its widening, bit for bit, and the same final state.
+TEST(SsdBwdCuda, FusedBf16TensorsMatchF32) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(17);
+  for (const Case& s :
+       {Case{2, 65, 4, 64, 2, 128}, Case{1, 777, 8, 64, 1, 128}, Case{2, 300, 4, 64, 1, 128}}) {
+    for (bool d_per_channel : {false, true}) {
+      SsdArgs a = random_args(s, d_per_channel, rng);
+      for (Tensor* t : {&a.x, &a.B, &a.C}) *t = t->to(DType::bf16).to(DType::f32);
+      SsdArgs g = to_cuda(a);
+      g.fast_bf16 = true;
+      const Tensor dy = on_cuda(testing::random_tensor({s.batch, s.seq_len, s.n_heads, s.head_dim}, rng)
+                                    .to(DType::bf16)
+                                    .to(DType::f32));
+      SsdArgs g16 = g;
+      for (Tensor* t : {&g16.x, &g16.B, &g16.C}) *t = t->to(DType::bf16);
+      const std::string where = "bf16 tensors " + describe(s, d_per_channel);
+      ASSERT_TRUE(cuda_kernels().ssd.bwd_fast_supported(g16)) << where;
+      const SsdGrads ref = cuda_kernels().ssd.bwd_fast(g, dy);
+      const SsdGrads got = cuda_kernels().ssd.bwd_fast(g16, dy.to(DType::bf16));
+      for (const Tensor* t : {&got.dx, &got.ddt, &got.dA, &got.dB, &got.dC, &got.dD})
+        EXPECT_EQ(t->dtype(), DType::f32) << where;
+      expect_close(got, ref, 1e-6f, where);
+      if (d_per_channel) continue;  // the tensor-core forward takes D per head
+      Tensor state = Tensor::zeros({s.batch, s.n_heads, s.head_dim, s.d_state}, DType::f32, Device::cuda);
+      Tensor state16 = state.copy();
+      const Tensor y = ssd_fwd(exec, g, state);
+      g16.bf16_out = true;
+      const Tensor y16 = ssd_fwd(exec, g16, state16);
+      ASSERT_EQ(y16.dtype(), DType::bf16) << where;
+      EXPECT_EQ(scaled_max_diff(y16.to(DType::f32), y), 0.0f) << where;
+      EXPECT_EQ(scaled_max_diff(state16, state), 0.0f) << where;
+    }
+  }
+  SsdArgs mixed = to_cuda(random_args({1, 8, 2, 64, 1, 128}, false, rng));
+  mixed.x = mixed.x.to(DType::bf16);  // x bf16 with f32 B, C: not the fused kernel's
+  EXPECT_FALSE(cuda_kernels().ssd.bwd_fast_supported(mixed));
+}
+
 // Shapes the fused kernel does not compile for go elsewhere.
 TEST(SsdBwdCuda, FusedSupportedShapes) {
   MAMBA_REQUIRE_CUDA();

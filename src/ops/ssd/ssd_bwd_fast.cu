@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_context.h"
@@ -80,9 +81,10 @@ struct LocalStateSmem {
   float dt[kQ], a2[kQ], wt[kQ];
 };
 
-template <bool kReverse>  // 3 blocks an SM: the fp32 prefix stays live across the tile loads
+// T: the inputs' type (float, or __nv_bfloat16 tensors taken as they are; then v16 is not written).
+template <bool kReverse, class T>  // 3 blocks an SM: the fp32 prefix stays live across the tile loads
 __global__ void __launch_bounds__(kThreads, 3)
-    chunk_local_state_kernel(Dims z, const float* v, const float* k, const float* dt, const float* A,
+    chunk_local_state_kernel(Dims z, const T* v, const T* k, const float* dt, const float* A,
                              __nv_bfloat16* out, float* decay, __nv_bfloat16* v16) {
   __shared__ LocalStateSmem s;
   const int h = blockIdx.y, b = blockIdx.z, g = h / z.hpg, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -92,9 +94,9 @@ __global__ void __launch_bounds__(kThreads, 3)
   for (int step = 0; step <= last - first; ++step) {
     const int c = kReverse ? last - step : first + step, t0 = c * kQ, valid = min(kQ, z.L - t0);
     if (step > 0) __syncthreads();  // the previous chunk's tiles are no longer read
-    load_bf16<kQ, kP, kLdP, kThreads>(s.v, v + ((int64_t(b) * z.L + t0) * z.H + h) * kP, int64_t(z.H) * kP,
+    load_tile<kQ, kP, kLdP, kThreads>(s.v, v + ((int64_t(b) * z.L + t0) * z.H + h) * kP, int64_t(z.H) * kP,
                                       valid);
-    load_bf16<kQ, kN, kLdN, kThreads>(s.k, k + ((int64_t(b) * z.L + t0) * z.G + g) * kN, int64_t(z.G) * kN,
+    load_tile<kQ, kN, kLdN, kThreads>(s.k, k + ((int64_t(b) * z.L + t0) * z.G + g) * kN, int64_t(z.G) * kN,
                                       valid);
     if (warp == 0) {
       chunk_cumsum(load_chunk_dt(dt + (int64_t(b) * z.L + t0) * z.H + h, z.H, valid), A[h], s.dt, s.a2);
@@ -105,7 +107,7 @@ __global__ void __launch_bounds__(kThreads, 3)
       if (!kReverse && lane == 0) decay[(int64_t(b) * z.H + h) * z.nc + c] = end;
     }
     __syncthreads();
-    {  // v rounded to bf16 for the fused kernel's async copies: [batch, seq_len, n_heads, head_dim]
+    if constexpr (std::is_same_v<T, float>) {  // v in bf16 for the fused kernel's async copies
       constexpr int kVec = kP / 8;
       __nv_bfloat16* dst = v16 + ((int64_t(b) * z.L + t0) * z.H + h) * kP;
 #pragma unroll
@@ -117,9 +119,10 @@ __global__ void __launch_bounds__(kThreads, 3)
       }
     }
     if (step > 0) store_state_bf16(out + state_offset(z, b, h, c), acc);
-    const float T = exp2f(s.a2[kQ - 1]);  // the chunk's decay
+    const float decay_c = exp2f(s.a2[kQ - 1]);  // the chunk's decay
 #pragma unroll
-    for (int nt = 0; nt < kN / 8; ++nt) acc[nt][0] *= T, acc[nt][1] *= T, acc[nt][2] *= T, acc[nt][3] *= T;
+    for (int nt = 0; nt < kN / 8; ++nt)
+      acc[nt][0] *= decay_c, acc[nt][1] *= decay_c, acc[nt][2] *= decay_c, acc[nt][3] *= decay_c;
     accumulate_state(acc, s.v, s.k, s.wt);
   }
   store_state_bf16(out + state_offset(z, b, h, kReverse ? last : first), acc);
@@ -145,9 +148,12 @@ struct BwdSmem {
   float dt[kQ], a2[kQ], col[kFusedWarps][kQ], part[kSplit][kQ], om[kSplit][kQ], sx[kSplit][kQ], red[32];
 };
 
+template <class T>  // the type of B and C (float or __nv_bfloat16)
 struct FusedArgs {
-  const float *dt, *A, *B, *C, *D;
-  const __nv_bfloat16 *x, *dy;  // rounded by chunk_local_state_kernel [batch, seq_len, n_heads, head_dim]
+  const T *B, *C;
+  const float *dt, *A, *D;
+  const __nv_bfloat16 *x,
+      *dy;  // bf16 inputs, or rounded by chunk_local_state_kernel [batch, seq_len, n_heads, head_dim]
   // The superchunk prefixes and boundary states [batch, n_heads, n_chunks, head_dim, d_state].
   const __nv_bfloat16 *S, *dS;
   const float* decay;  // the chunks' log2 decays [batch, n_heads, n_chunks]
@@ -179,8 +185,9 @@ __device__ __forceinline__ void copy_tile_async(__nv_bfloat16* dst, const __nv_b
 }
 
 // Starts the async copies of head h's x, dy tiles and chunk states into buffer buf, as one group.
-__device__ __forceinline__ void load_head_async(const Dims& z, const FusedArgs& f, BwdSmem& s, int buf, int b,
-                                                int h, int c, int valid) {
+template <class T>
+__device__ __forceinline__ void load_head_async(const Dims& z, const FusedArgs<T>& f, BwdSmem& s, int buf,
+                                                int b, int h, int c, int valid) {
   const int64_t tok = (int64_t(b) * z.L + int64_t(c) * kQ) * z.H + h;
   copy_tile_async(s.x[buf], f.x + tok * kP, int64_t(z.H) * kP, valid);
   copy_tile_async(s.dy[buf], f.dy + tok * kP, int64_t(z.H) * kP, valid);
@@ -191,14 +198,16 @@ __device__ __forceinline__ void load_head_async(const Dims& z, const FusedArgs& 
 
 // Starts the async copies of head h's superchunk boundary states into hb (c > first) and gb
 // (c < last), as one group (empty when c is both).
-__device__ __forceinline__ void load_boundary_async(const Dims& z, const FusedArgs& f, BwdSmem& s, int b,
+template <class T>
+__device__ __forceinline__ void load_boundary_async(const Dims& z, const FusedArgs<T>& f, BwdSmem& s, int b,
                                                     int h, int c, int first, int last) {
   if (c > first) copy_state_async(s.hb, f.S + state_offset(z, b, h, first));
   if (c < last) copy_state_async(s.gb, f.dS + state_offset(z, b, h, last));
   cuda::cp_async_commit();
 }
 
-__global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, FusedArgs f) {
+template <class T>
+__global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, FusedArgs<T> f) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   BwdSmem& s = *reinterpret_cast<BwdSmem*>(smem_raw);
   const int c = blockIdx.x, grp = blockIdx.y, b = blockIdx.z, t0 = c * kQ, valid = min(kQ, z.L - t0);
@@ -211,8 +220,8 @@ __global__ void __launch_bounds__(kFusedThreads, 1) chunk_bwd_kernel(Dims z, Fus
   // Whether accumulator tile nt (8 columns of head_dim) is the warp's.
   auto p_tile_mine = [&](int nt) { return (nt >> 2) == half; };
   const int64_t bc_rows = (int64_t(b) * z.L + t0) * z.G + grp;  // (b, t0, group) row of B, C
-  load_bf16<kQ, kN, kLdN, kFusedThreads>(s.b, f.B + bc_rows * kN, int64_t(z.G) * kN, valid);
-  load_bf16<kQ, kN, kLdN, kFusedThreads>(s.c, f.C + bc_rows * kN, int64_t(z.G) * kN, valid);
+  load_tile<kQ, kN, kLdN, kFusedThreads>(s.b, f.B + bc_rows * kN, int64_t(z.G) * kN, valid);
+  load_tile<kQ, kN, kLdN, kFusedThreads>(s.c, f.C + bc_rows * kN, int64_t(z.G) * kN, valid);
   __syncthreads();
   // C·Bᵀ for the warp's rows i and causal tiles: shared by the group's heads.
   float cb[8][4] = {};
@@ -476,8 +485,13 @@ bool ssd_bwd_fast_supported(const SsdArgs& a) {
   if (a.x.size(3) != kP || a.B.size(3) != kN || G < 1 || H % G != 0) return false;
   if (a.B.shape() != a.C.shape() || a.B.size(0) != batch || a.B.size(1) != L) return false;
   if (!(a.D.numel() == H || a.D.numel() == H * kP)) return false;
+  // x, B, C: all f32 or all bf16 (taken as they are: no rounding pass); dt, A, D f32.
+  const DType in = a.x.dtype();
+  if (!(in == DType::f32 || in == DType::bf16) || a.B.dtype() != in || a.C.dtype() != in) return false;
+  for (const Tensor* t : {&a.dt, &a.A, &a.D})
+    if (t->dtype() != DType::f32) return false;
   for (const Tensor* t : {&a.x, &a.dt, &a.A, &a.B, &a.C, &a.D})
-    if (t->dtype() != DType::f32 || !t->is_contiguous()) return false;
+    if (!t->is_contiguous()) return false;
   // Grid limits (y: groups, batch·heads; z: batch) and 32-bit token indices inside a chunk.
   if (!(batch <= 65535 && G <= 65535 && batch * H <= 65535 && L < (int64_t(1) << 30))) return false;
   static const bool smem_fits = [] {  // the fused kernel's shared memory (~212 KiB: sm_90)
@@ -492,54 +506,72 @@ bool ssd_bwd_fast_supported(const SsdArgs& a) {
 // ssd_bwd_gemm.cu: the arguments checked on the device and the gradients allocated.
 SsdGrads ssd_bwd_cuda_outputs(const SsdArgs& a, const Tensor& dy_in);
 
+namespace {
+
+// The four launches for inputs x, B, C, dy of type T (float, or __nv_bfloat16 taken as they are).
+template <class T>
+void run_fused(const SsdArgs& a, const Tensor& dy, const Dims& z, SsdGrads& g) {
+  constexpr bool kF32 = std::is_same_v<T, float>;
+  const Tensor S = Tensor::empty({z.batch, z.H, z.nc, kP, kN}, DType::bf16, Device::cuda);
+  const Tensor dS = Tensor::empty({z.batch, z.H, z.nc, kP, kN}, DType::bf16, Device::cuda);
+  __nv_bfloat16* const S_ptr = S.data<__nv_bfloat16>();
+  __nv_bfloat16* const dS_ptr = dS.data<__nv_bfloat16>();
+  // f32 inputs: x and dy rounded to bf16 by kernel 1 for kernel 3's async copies.
+  const Tensor x16 = kF32 ? Tensor::empty(a.x.shape(), DType::bf16, Device::cuda) : a.x;
+  const Tensor dy16 = kF32 ? Tensor::empty(a.x.shape(), DType::bf16, Device::cuda) : dy;
+  const Tensor decay = Tensor::empty({int64_t(z.batch) * z.H * z.nc}, DType::f32, Device::cuda);
+  auto ptr = [](const Tensor& t) { return static_cast<const T*>(t.raw()); };
+  __nv_bfloat16* const x16_ptr = kF32 ? x16.data<__nv_bfloat16>() : nullptr;
+  __nv_bfloat16* const dy16_ptr = kF32 ? dy16.data<__nv_bfloat16>() : nullptr;
+  cudaStream_t st = mamba::cuda::stream();
+  const dim3 local_grid(static_cast<unsigned>((z.nc + kSuper - 1) / kSuper), static_cast<unsigned>(z.H),
+                        static_cast<unsigned>(z.batch));
+  chunk_local_state_kernel<false, T><<<local_grid, kThreads, 0, st>>>(z, ptr(a.x), ptr(a.B), a.dt.f32(),
+                                                                      a.A.f32(), S_ptr, decay.f32(), x16_ptr);
+  CUDA_CHECK_LAUNCH();
+  chunk_local_state_kernel<true, T><<<local_grid, kThreads, 0, st>>>(
+      z, ptr(dy), ptr(a.C), a.dt.f32(), a.A.f32(), dS_ptr, decay.f32(), dy16_ptr);
+  CUDA_CHECK_LAUNCH();
+  state_pass_kernel<kP * kN>
+      <<<dim3((kP * kN / kPassVec + 255) / 256, static_cast<unsigned>(z.batch * z.H), 2), 256, 0, st>>>(
+          z.nc, S_ptr, dS_ptr, decay.f32());
+  CUDA_CHECK_LAUNCH();
+  static const bool smem_opt_in = [] {  // once per process (current device) and input type
+    CUDA_CHECK(cudaFuncSetAttribute(chunk_bwd_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(sizeof(BwdSmem))));
+    return true;
+  }();
+  (void)smem_opt_in;
+  FusedArgs<T> f{};
+  f.B = ptr(a.B), f.C = ptr(a.C), f.dt = a.dt.f32(), f.A = a.A.f32(), f.D = a.D.f32();
+  f.x = static_cast<const __nv_bfloat16*>(x16.raw()), f.dy = static_cast<const __nv_bfloat16*>(dy16.raw());
+  f.S = S_ptr, f.dS = dS_ptr, f.decay = decay.f32();
+  f.dx = g.dx.f32(), f.ddt = g.ddt.f32(), f.dA = g.dA.f32(), f.dB = g.dB.f32(), f.dC = g.dC.f32();
+  f.dD = g.dD.f32();
+  chunk_bwd_kernel<T>
+      <<<dim3(static_cast<unsigned>(z.nc), static_cast<unsigned>(z.G), static_cast<unsigned>(z.batch)),
+         kFusedThreads, sizeof(BwdSmem), st>>>(z, f);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
 SsdGrads ssd_bwd_cuda_fast(const SsdArgs& a, const Tensor& dy_in) {
   SsdGrads g = ssd_bwd_cuda_outputs(a, dy_in);
   MAMBA_CHECK(ssd_bwd_fast_supported(a), "ssd_bwd (CUDA, fast): unsupported shape");
   const Tensor dy = dy_in.contiguous();
-  MAMBA_CHECK(dy.shape() == a.x.shape() && dy.dtype() == DType::f32);
+  MAMBA_CHECK(dy.shape() == a.x.shape() && dy.dtype() == a.x.dtype(),
+              "ssd_bwd (CUDA, fast): dy must have x's shape and dtype");
   Dims z{};
   z.batch = static_cast<int>(a.x.size(0)), z.L = static_cast<int>(a.x.size(1));
   z.H = static_cast<int>(a.x.size(2)), z.G = static_cast<int>(a.B.size(2)), z.hpg = z.H / z.G;
   z.nc = (z.L + kQ - 1) / kQ;
   z.d_per_channel = a.D.numel() == int64_t(z.H) * kP;
   if (z.batch == 0 || z.L == 0) return g;
-  const int64_t n_states = int64_t(z.batch) * z.H * z.nc;
-  const Tensor S = Tensor::empty({z.batch, z.H, z.nc, kP, kN}, DType::bf16, Device::cuda);
-  const Tensor dS = Tensor::empty({z.batch, z.H, z.nc, kP, kN}, DType::bf16, Device::cuda);
-  __nv_bfloat16* const S_ptr = S.data<__nv_bfloat16>();
-  __nv_bfloat16* const dS_ptr = dS.data<__nv_bfloat16>();
-  const Tensor x16 = Tensor::empty(a.x.shape(), DType::bf16, Device::cuda);
-  const Tensor dy16 = Tensor::empty(a.x.shape(), DType::bf16, Device::cuda);
-  const Tensor decay = Tensor::empty({n_states}, DType::f32, Device::cuda);
-  cudaStream_t st = mamba::cuda::stream();
-  const dim3 local_grid(static_cast<unsigned>((z.nc + kSuper - 1) / kSuper), static_cast<unsigned>(z.H),
-                        static_cast<unsigned>(z.batch));
-  chunk_local_state_kernel<false><<<local_grid, kThreads, 0, st>>>(
-      z, a.x.f32(), a.B.f32(), a.dt.f32(), a.A.f32(), S_ptr, decay.f32(), x16.data<__nv_bfloat16>());
-  CUDA_CHECK_LAUNCH();
-  chunk_local_state_kernel<true><<<local_grid, kThreads, 0, st>>>(
-      z, dy.f32(), a.C.f32(), a.dt.f32(), a.A.f32(), dS_ptr, decay.f32(), dy16.data<__nv_bfloat16>());
-  CUDA_CHECK_LAUNCH();
-  state_pass_kernel<kP * kN>
-      <<<dim3((kP * kN / kPassVec + 255) / 256, static_cast<unsigned>(z.batch * z.H), 2), 256, 0, st>>>(
-          z.nc, S_ptr, dS_ptr, decay.f32());
-  CUDA_CHECK_LAUNCH();
-  static const bool smem_opt_in = [] {  // once per process (current device)
-    CUDA_CHECK(cudaFuncSetAttribute(chunk_bwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    static_cast<int>(sizeof(BwdSmem))));
-    return true;
-  }();
-  (void)smem_opt_in;
-  FusedArgs f{};
-  f.x = x16.data<__nv_bfloat16>(), f.dt = a.dt.f32(), f.A = a.A.f32(), f.B = a.B.f32(), f.C = a.C.f32(),
-  f.D = a.D.f32();
-  f.dy = dy16.data<__nv_bfloat16>(), f.S = S_ptr, f.dS = dS_ptr, f.decay = decay.f32();
-  f.dx = g.dx.f32(), f.ddt = g.ddt.f32(), f.dA = g.dA.f32(), f.dB = g.dB.f32(), f.dC = g.dC.f32();
-  f.dD = g.dD.f32();
-  chunk_bwd_kernel<<<dim3(static_cast<unsigned>(z.nc), static_cast<unsigned>(z.G),
-                          static_cast<unsigned>(z.batch)),
-                     kFusedThreads, sizeof(BwdSmem), st>>>(z, f);
-  CUDA_CHECK_LAUNCH();
+  if (a.x.dtype() == DType::bf16)
+    run_fused<__nv_bfloat16>(a, dy, z, g);
+  else
+    run_fused<float>(a, dy, z, g);
   return g;
 }
 

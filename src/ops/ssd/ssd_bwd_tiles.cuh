@@ -6,6 +6,7 @@
 #include <cuda_bf16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "ops/ssd/ssd_mma.cuh"
 
@@ -31,6 +32,25 @@ __device__ __forceinline__ void load_bf16(__nv_bfloat16* dst, const float* src, 
     uint2 packed;
     packed.x = pack_bf16(v.x, v.y), packed.y = pack_bf16(v.z, v.w);
     *reinterpret_cast<uint2*>(dst + r * kLd + col) = packed;
+  }
+}
+
+// load_bf16 for a source of T: float (rounded to bf16) or __nv_bfloat16 (copied as it is).
+template <int kRows, int kCols, int kLd, int kNThreads, class T>
+__device__ __forceinline__ void load_tile(__nv_bfloat16* dst, const T* src, int64_t row_stride,
+                                          int valid_rows) {
+  if constexpr (std::is_same_v<T, float>) {
+    load_bf16<kRows, kCols, kLd, kNThreads>(dst, src, row_stride, valid_rows);
+  } else {
+    constexpr int kVec = kCols / 8;
+    static_assert(kRows * kVec % kNThreads == 0, "whole rounds of 16-byte loads");
+#pragma unroll  // all loads in flight before the first store
+    for (int j = 0; j < kRows * kVec / kNThreads; ++j) {
+      const int i = threadIdx.x + j * kNThreads, r = i / kVec, col = (i % kVec) * 8;
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (r < valid_rows) v = *reinterpret_cast<const uint4*>(src + r * row_stride + col);
+      *reinterpret_cast<uint4*>(dst + r * kLd + col) = v;
+    }
   }
 }
 

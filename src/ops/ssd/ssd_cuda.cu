@@ -91,8 +91,8 @@ const __nv_bfloat16* bf16_ptr(const Tensor& t) {
   return static_cast<const __nv_bfloat16*>(t.raw());
 }
 
-// Tensor-core chunked scan: x, B, C rounded to bf16 on the way in, y (bf16) widened to f32 on the
-// way out; the state is read and written in fp32, in place.
+// Tensor-core chunked scan: x, B, C rounded to bf16 on the way in (bf16 ones taken as they are), y
+// (bf16) widened to f32 on the way out unless bf16_out; the state is read and written in fp32, in place.
 Tensor ssd_fast_path(const SsdArgs& a, Tensor& state) {
   const int64_t L = a.x.size(1), H = a.x.size(2), P = a.x.size(3), G = a.B.size(2), N = a.B.size(3);
   const Tensor x = a.x.to(DType::bf16), B = a.B.to(DType::bf16), C = a.C.to(DType::bf16);
@@ -115,7 +115,7 @@ Tensor ssd_fast_path(const SsdArgs& a, Tensor& state) {
   const Tensor workspace = Tensor::empty({static_cast<int64_t>(p.workspace_bytes)}, DType::u8, Device::cuda);
   p.workspace = workspace.raw();
   cuda::ssd_fast_fwd(p, mamba::cuda::stream());
-  return y.to(DType::f32);
+  return a.bf16_out ? y : y.to(DType::f32);
 }
 
 // One token (SPEC §2.4): the memory-bound fp32 state update of ssd_step.cu.
