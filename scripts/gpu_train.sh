@@ -73,7 +73,7 @@ for phase in "$@"; do
     new)  # a branch's fused-backward binaries (new_*.xz): tests, bench, memcheck, per-kernel trace
       N=/tmp/gt
       timeout 200 $N/new_ssd_bwd_cuda_test --gtest_filter='SsdBwdCuda.Fused*' 2>&1 | grep -v "^\[ RUN\|^\[       OK" | tail -30 | tee "$OUT/new_fused_m2.log"
-      timeout 200 $N/new_mamba3_scan_bwd_cuda_test --gtest_filter='*FusedMatchesExact' 2>&1 | grep -v "^\[ RUN\|^\[       OK" | tail -30 | tee "$OUT/new_fused_m3.log"
+      timeout 200 $N/new_mamba3_scan_bwd_cuda_test --gtest_filter='*Fused*' 2>&1 | grep -v "^\[ RUN\|^\[       OK" | tail -30 | tee "$OUT/new_fused_m3.log"
       ;;
     newbench)
       N=/tmp/gt
@@ -89,7 +89,7 @@ for phase in "$@"; do
       cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
       [ -n "$cs" ] && timeout 120 "$cs" --tool memcheck $N/new_ssd_bwd_cuda_test --gtest_filter='SsdBwdCuda.Fused*' 2>&1 |
         grep -E "ERROR SUMMARY|PASSED|FAILED|Invalid" | head -20 | tee "$OUT/new_memcheck.log"
-      [ -n "$cs" ] && timeout 120 "$cs" --tool memcheck $N/new_mamba3_scan_bwd_cuda_test --gtest_filter='*FusedMatchesExact' 2>&1 |
+      [ -n "$cs" ] && timeout 120 "$cs" --tool memcheck $N/new_mamba3_scan_bwd_cuda_test --gtest_filter='*Fused*' 2>&1 |
         grep -E "ERROR SUMMARY|PASSED|FAILED|Invalid" | head -20 | tee -a "$OUT/new_memcheck.log" ;;
     graphdbg)  # why the d768 x 24 runs with --graph replay no step: the whole log
       timeout 150 $M train --graph --task text --text README.md docs/architecture.md docs/benchmarks.md --layer Mamba2 --d-model 768 \
