@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backend/cuda/cuda_context.h"
@@ -92,6 +93,22 @@ double median_ms(F&& fn, int reps, int warmup = 3) {
   return ms[ms.size() / 2];
 }
 
+// One table row: the forward's median ms (`f`, measured once per shape by the caller), the
+// backward's, and the two in sequence.
+template <class F, class B>
+void time_row(const std::string& label, int64_t batch, int64_t seq_len, double f, F&& fwd, B&& bwd,
+              int reps) {
+  const double b = median_ms(bwd, reps);
+  const double fb = median_ms(
+      [&] {
+        fwd();
+        bwd();
+      },
+      reps);
+  std::printf("| %s | %lld×%lld | %.3f | %.3f | %.3f |\n", label.c_str(), static_cast<long long>(batch),
+              static_cast<long long>(seq_len), f, b, fb);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -103,14 +120,15 @@ int main(int argc, char** argv) {
   }
   const int reps = quick ? 5 : 20;
   std::mt19937 rng(7);
-  std::printf("| scan | shape | fwd ms | bwd ms | fwd+bwd ms | official fwd+bwd ms |\n");
-  std::printf("|---|---|---|---|---|---|\n");
+  // The official kernels' times belong beside these only from the same GPU call
+  // (scripts/gpu_train.sh official bwdbench; scripts/training_table.py).
+  std::printf("| scan | shape | fwd ms | bwd ms | fwd+bwd ms |\n");
+  std::printf("|---|---|---|---|---|\n");
   struct Ssd {
     int64_t batch, seq_len;
-    double official_ms;
   };
   constexpr int64_t H = 32, P = 64, N = 128, G = 1;
-  for (const Ssd s : {Ssd{8, 2048, 4.22}, {2, 8192, 6.49}, {1, 32768, 5.75}}) {
+  for (const Ssd s : {Ssd{8, 2048}, {2, 8192}, {1, 32768}}) {
     if (mamba3_only) break;
     SsdArgs a;
     a.x = random_cuda({s.batch, s.seq_len, H, P}, rng, -1.0f, 1.0f);
@@ -139,17 +157,9 @@ int main(int argc, char** argv) {
                          Bwd{"GEMM form fp32", cuda_kernels().ssd.bwd_gemm, &a32},
                          Bwd{"GEMM form bf16/TF32", cuda_kernels().ssd.bwd_gemm, &a},
                          Bwd{"fused tensor-core bf16", cuda_kernels().ssd.bwd_fast, &a}}) {
-      auto bwd = [&] { (void)v.fn(*v.args, dy); };
-      const double b = median_ms(bwd, reps);
-      const double fb = median_ms(
-          [&] {
-            fwd();
-            bwd();
-          },
-          reps);
-      std::printf("| Mamba-2 SSD, bwd %s | %lld×%lld | %.3f | %.3f | %.3f | %.2f |\n", v.name,
-                  static_cast<long long>(s.batch), static_cast<long long>(s.seq_len), f, b, fb,
-                  s.official_ms);
+      time_row(
+          std::string("Mamba-2 SSD, bwd ") + v.name, s.batch, s.seq_len, f, fwd,
+          [&] { (void)v.fn(*v.args, dy); }, reps);
     }
     {  // bf16 tensors in, as the official kernels take them: no conversion pass in the forward (x,
        // B, C read as they are, y written in bf16) or the fused backward (x, B, C, dy read as they are).
@@ -161,18 +171,9 @@ int main(int argc, char** argv) {
         Tensor state = Tensor::zeros({s.batch, H, P, N}, DType::f32, Device::cuda);
         (void)ssd_fwd(exec, b16, state);
       };
-      auto bwd16 = [&] { (void)cuda_kernels().ssd.bwd_fast(b16, dy16); };
-      const double f = median_ms(fwd16, reps), b = median_ms(bwd16, reps);
-      const double fb = median_ms(
-          [&] {
-            fwd16();
-            bwd16();
-          },
-          reps);
-      std::printf(
-          "| Mamba-2 SSD, bwd fused tensor-core bf16, bf16 tensors in | %lld×%lld | %.3f | %.3f | %.3f | "
-          "%.2f |\n",
-          static_cast<long long>(s.batch), static_cast<long long>(s.seq_len), f, b, fb, s.official_ms);
+      time_row(
+          "Mamba-2 SSD, bwd fused tensor-core bf16, bf16 tensors in", s.batch, s.seq_len,
+          median_ms(fwd16, reps), fwd16, [&] { (void)cuda_kernels().ssd.bwd_fast(b16, dy16); }, reps);
       SsdArgs r = a;  // the same values in f32
       for (Tensor* t : {&r.x, &r.B, &r.C}) *t = round_bf16(*t);
       print_diffs("fused bf16, bf16 tensors in", cuda_kernels().ssd.bwd_fast(b16, dy16),
@@ -191,7 +192,7 @@ int main(int argc, char** argv) {
   }
   if (ssd_only) return 0;
   // Mamba-3 SISO: the bf16 tensor-core forward (fast_bf16) + each fp32 backward.
-  for (const Ssd s : {Ssd{8, 2048, 3.31}, {2, 8192, 3.99}, {1, 32768, 14.53}}) {
+  for (const Ssd s : {Ssd{8, 2048}, {2, 8192}, {1, 32768}}) {
     Mamba3ScanArgs a;
     a.x = random_cuda({s.batch, s.seq_len, H, P}, rng, -1.0f, 1.0f);
     a.q = random_cuda({s.batch, s.seq_len, 1, H, N}, rng, -1.0f, 1.0f);
@@ -220,17 +221,9 @@ int main(int argc, char** argv) {
     for (const M3Bwd& v : {M3Bwd{"exact fp32 scan", cuda_kernels().mamba3_scan.bwd_exact},
                            M3Bwd{"GEMM form fp32", cuda_kernels().mamba3_scan.bwd_gemm},
                            M3Bwd{"fused tensor-core bf16", cuda_kernels().mamba3_scan.bwd_fast}}) {
-      auto bwd = [&] { (void)v.fn(a, dy); };
-      const double b = median_ms(bwd, reps);
-      const double fb = median_ms(
-          [&] {
-            fwd();
-            bwd();
-          },
-          reps);
-      std::printf("| Mamba-3 SISO, chunk 64, bwd %s | %lld×%lld | %.3f | %.3f | %.3f | %.2f |\n", v.name,
-                  static_cast<long long>(s.batch), static_cast<long long>(s.seq_len), f, b, fb,
-                  s.official_ms);
+      time_row(
+          std::string("Mamba-3 SISO, chunk 64, bwd ") + v.name, s.batch, s.seq_len, f, fwd,
+          [&] { (void)v.fn(a, dy); }, reps);
     }
     {  // bf16 tensors in (x, q, k, dy), y written in bf16: no conversion pass, as the official kernels.
       Mamba3ScanArgs b16 = a;
@@ -243,19 +236,9 @@ int main(int argc, char** argv) {
                            Tensor::zeros({s.batch, H, P}, DType::f32, Device::cuda)};
         mamba3_scan_fwd(exec, b16, st, y16);
       };
-      auto bwd16 = [&] { (void)cuda_kernels().mamba3_scan.bwd_fast(b16, dy16); };
-      const double f = median_ms(fwd16, reps), b = median_ms(bwd16, reps);
-      const double fb = median_ms(
-          [&] {
-            fwd16();
-            bwd16();
-          },
-          reps);
-      std::printf(
-          "| Mamba-3 SISO, chunk 64, bwd fused tensor-core bf16, bf16 tensors in | %lld×%lld | %.3f | %.3f | "
-          "%.3f | "
-          "%.2f |\n",
-          static_cast<long long>(s.batch), static_cast<long long>(s.seq_len), f, b, fb, s.official_ms);
+      time_row(
+          "Mamba-3 SISO, chunk 64, bwd fused tensor-core bf16, bf16 tensors in", s.batch, s.seq_len,
+          median_ms(fwd16, reps), fwd16, [&] { (void)cuda_kernels().mamba3_scan.bwd_fast(b16, dy16); }, reps);
       const Mamba3ScanGrads g16 = cuda_kernels().mamba3_scan.bwd_fast(b16, dy16);
       Mamba3ScanArgs r = a;  // the same values in f32
       for (Tensor* t : {&r.x, &r.q, &r.k}) *t = round_bf16(*t);
@@ -302,16 +285,9 @@ int main(int argc, char** argv) {
       Tensor state = Tensor::zeros({batch, DI, NS}, DType::f32, Device::cuda);
       (void)selective_scan_fwd(exec, a, state);
     };
-    auto bwd = [&] { (void)selective_scan_bwd(exec, a, dy); };
-    const double f = median_ms(fwd, reps), b = median_ms(bwd, reps);
-    const double fb = median_ms(
-        [&] {
-          fwd();
-          bwd();
-        },
-        reps);
-    std::printf("| Mamba-1 scan, d_inner 2048, d_state 16, gated | 8×2048 | %.3f | %.3f | %.3f | - |\n", f, b,
-                fb);
+    time_row(
+        "Mamba-1 scan, d_inner 2048, d_state 16, gated", batch, L, median_ms(fwd, reps), fwd,
+        [&] { (void)selective_scan_bwd(exec, a, dy); }, reps);
   }
   return 0;
 }
