@@ -5,6 +5,7 @@
 // Mamba-2's A and D as [n_heads, 1], its norm as [n_groups, d_inner / n_groups]).
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -12,6 +13,7 @@
 
 #include "core/error.h"
 #include "io/gguf.h"
+#include "io/mapped_file.h"
 #include "models/gguf_map.h"
 #include "models/model.h"
 #include "ops/exec.h"
@@ -249,6 +251,29 @@ std::optional<Param> param_of(const ModelConfig& c, bool family, const std::stri
   return family ? gguf_map::family_param(c, name, shape) : gguf_map::mamba_param(c, name, shape);
 }
 
+// The tensors used as stored, moved from the file's mapping into one buffer of 2 MiB pages
+// (io::huge_page_buffer): decode streams every weight once a token, and from the mapping's 4 KiB
+// pages it read ~20% slower (docs/quantization.md, "Decode bandwidth"). pread copies from the
+// page cache without mapping it, so the resident set holds the weights once, as with the mapping
+// (whose pages of these tensors were never touched). MAMBACPP_GGUF_MMAP=1 keeps the mapping (its
+// pages are shared with other processes mapping the same file).
+void read_resident(const io::GgufFile& g,
+                   const std::vector<std::pair<Tensor*, const io::GgufTensorInfo*>>& ts) {
+  if (ts.empty()) return;
+  auto padded = [](uint64_t bytes) { return (bytes + 63) / 64 * 64; };
+  uint64_t total = 0;
+  for (const auto& [tensor, info] : ts) total += padded(info->bytes);
+  std::shared_ptr<Buffer> buf = io::huge_page_buffer(static_cast<size_t>(total));
+  std::vector<io::FileRange> ranges;
+  uint64_t at = 0;
+  for (const auto& [tensor, info] : ts) {
+    ranges.push_back({info->offset, static_cast<size_t>(info->bytes), static_cast<char*>(buf->data()) + at});
+    *tensor = Tensor::from_buffer(buf, static_cast<size_t>(at), info->shape, info->dtype);
+    at += padded(info->bytes);
+  }
+  io::read_file_ranges(g.path(), ranges);
+}
+
 }  // namespace
 
 Model Model::load_gguf(const std::string& path) {
@@ -274,6 +299,7 @@ Model Model::load_gguf(const std::string& path) {
                 m.config_.n_layer, ")");
   m.build();
   std::map<std::string, Tensor> stacked;  // dequantized [experts, ...] tensors, shared by the experts
+  std::vector<std::pair<Tensor*, const io::GgufTensorInfo*>> resident;  // used as stored
   auto tensor_info = [&](const std::string& name, const Shape& expected) {
     const io::GgufTensorInfo* t = g.find(name);
     if (!t)
@@ -312,12 +338,15 @@ Model Model::load_gguf(const std::string& path) {
       // f32 as stored too (a copy would double the resident set: the mapping's pages and the copy).
       if (t->dtype == DType::f32 && t->shape == p.shape && gp->transform == Transform::none) {
         *p.tensor = g.get(first.name);
+        resident.push_back({p.tensor, t});
         return;
       }
       if (gp->in_place && ops::is_quant_weight(t->dtype) && t->shape == p.shape) {
         *p.tensor = g.get(first.name);  // used from the mapping as stored (q / k: rows reordered)
         if (gp->transform == Transform::permute)
           *p.tensor = permute_rows(*p.tensor, gp->heads, false, path + ": " + first.name);
+        else
+          resident.push_back({p.tensor, t});
         return;
       }
       v = g.get_f32(first.name, p.shape, gp->transform != Transform::none);
@@ -328,6 +357,7 @@ Model Model::load_gguf(const std::string& path) {
     *p.tensor = v;
   });
   stacked.clear();
+  if (!std::getenv("MAMBACPP_GGUF_MMAP")) read_resident(g, resident);
   ops::Exec exec(m.device_);
   m.prepare(exec);
   return m;  // a tied head is the embedding table as stored (prepare), through the quantized linear
