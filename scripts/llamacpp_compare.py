@@ -4,7 +4,9 @@
   llamacpp_compare.py make-model DIR KIND [D_MODEL N_LAYER]
       A random-weight HF checkpoint (config.json + model.safetensors; no torch needed) of the
       130M shape: KIND mamba2 (state-spaces/mamba2-130m: d 768, 24 layers, state 128, vocab 50288)
-      or mamba1 (mamba-130m: state 16, vocab 50280). Values N(0, 0.02)-like from a fixed seed.
+      or mamba1 (mamba-130m: state 16, vocab 50280), or granite4h (a hybrid: Granite-4.0-H without
+      experts, Mamba-2 layers with attention every sixth and a gated MLP of 512 after each; llama.cpp's
+      `granitehybrid`). Values N(0, 0.02)-like from a fixed seed.
   llamacpp_compare.py bench MAMBACPP LLAMA_BENCH OUT_JSON THREADS MODEL:TYPE=F.gguf ...
       For each thread count and GGUF: llama-bench -p 512 -n 128 -r 3 -t T (its medians of the
       samples), and mambacpp generate with a 512-token prompt and 128 generated tokens, 3 runs
@@ -43,6 +45,40 @@ def make_model(out, kind, d=768, n_layer=24):
                         (p + "mixer.conv1d.weight", [conv, 1, k], "w"), (p + "mixer.conv1d.bias", [conv], "w"),
                         (p + "mixer.dt_bias", [h], "w"), (p + "mixer.A_log", [h], "alog"), (p + "mixer.D", [h], "one"),
                         (p + "mixer.norm.weight", [inner], "one"), (p + "mixer.out_proj.weight", [d, inner], "w")]
+    elif kind == "granite4h":
+        # Granite-4.0-H without experts (its Micro form): Mamba-2 layers with an attention layer every
+        # sixth (NoPE, as Granite-4.0-H), each followed by the shared gated MLP; µP multipliers of
+        # the Granite-4.0-H configs. llama.cpp: `granitehybrid`.
+        n, hd, v, mlp, heads, kv = 128, 64, 50288, 512, d // 64, max(1, d // 256)
+        h = inner // hd
+        kinds = ["full_attention" if l % 6 == 5 else "linear_attention" for l in range(n_layer)]
+        cfg = dict(model_type="granitemoehybrid", architectures=["GraniteMoeHybridForCausalLM"], hidden_size=d,
+                   num_hidden_layers=n_layer, vocab_size=v, layer_types=kinds, mamba_d_state=n, mamba_expand=2,
+                   mamba_d_head=hd, mamba_n_heads=h, mamba_n_groups=1, mamba_d_conv=k, mamba_chunk_size=256,
+                   mamba_conv_bias=True, mamba_proj_bias=False, num_attention_heads=heads,
+                   num_key_value_heads=kv, attention_bias=False, position_embedding_type=None,
+                   num_local_experts=0, shared_intermediate_size=mlp, intermediate_size=mlp, hidden_act="silu",
+                   embedding_multiplier=12.0, attention_multiplier=1.0 / hd, residual_multiplier=0.22,
+                   logits_scaling=6.0, rms_norm_eps=1e-5, tie_word_embeddings=True, pad_token_id=0,
+                   bos_token_id=1, eos_token_id=2)
+        conv = inner + 2 * n
+        for l in range(n_layer):
+            p = f"model.layers.{l}."
+            tensors += [(p + "input_layernorm.weight", [d], "one"), (p + "post_attention_layernorm.weight", [d], "one"),
+                        (p + "shared_mlp.input_linear.weight", [2 * mlp, d], "w"),
+                        (p + "shared_mlp.output_linear.weight", [d, mlp], "w")]
+            if kinds[l] == "full_attention":
+                tensors += [(p + "self_attn.q_proj.weight", [heads * hd, d], "w"),
+                            (p + "self_attn.k_proj.weight", [kv * hd, d], "w"),
+                            (p + "self_attn.v_proj.weight", [kv * hd, d], "w"),
+                            (p + "self_attn.o_proj.weight", [d, heads * hd], "w")]
+            else:
+                q = p + "mamba."
+                tensors += [(q + "in_proj.weight", [2 * inner + 2 * n + h, d], "w"), (q + "conv1d.weight", [conv, 1, k], "w"),
+                            (q + "conv1d.bias", [conv], "w"), (q + "dt_bias", [h], "w"), (q + "A_log", [h], "alog"),
+                            (q + "D", [h], "one"), (q + "norm.weight", [inner], "one"),
+                            (q + "out_proj.weight", [d, inner], "w")]
+        tensors = [("model.embed_tokens.weight", [v, d], "w")] + tensors + [("model.norm.weight", [d], "one")]
     else:
         n, v, r = 16, 50280, (d + 15) // 16
         cfg = dict(model_type="mamba", architectures=["MambaForCausalLM"], hidden_size=d, num_hidden_layers=n_layer,
@@ -55,7 +91,8 @@ def make_model(out, kind, d=768, n_layer=24):
                         (p + "mixer.x_proj.weight", [r + 2 * n, inner], "w"), (p + "mixer.dt_proj.weight", [inner, r], "w"),
                         (p + "mixer.dt_proj.bias", [inner], "w"), (p + "mixer.A_log", [inner, n], "alog"),
                         (p + "mixer.D", [inner], "one"), (p + "mixer.out_proj.weight", [d, inner], "w")]
-    tensors = [("backbone.embeddings.weight", [v, d], "w")] + tensors + [("backbone.norm_f.weight", [d], "one")]
+    if kind != "granite4h":
+        tensors = [("backbone.embeddings.weight", [v, d], "w")] + tensors + [("backbone.norm_f.weight", [d], "one")]
     json.dump(cfg, open(os.path.join(out, "config.json"), "w"), indent=1)
     rng = random.Random(1234)
     pats = {"w": struct.pack("<8191f", *[rng.gauss(0, 0.02) for _ in range(8191)]),

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # mambacpp against llama.cpp on one machine, both built from source here, the same GGUF files
 # (issue 15): pp512 / tg128 at the given thread counts for f32, Q8_0 and Q4_K of the same
-# random-weight 130M-shape model, with each process's peak RSS; the table goes into
-# docs/benchmarks.md (between its llamacpp_compare markers) and the raw results into $WORK.
+# random-weight 130M-shape model (Mamba-2, Mamba-1, and a hybrid: Granite-4.0-H without experts),
+# with each process's peak RSS; the table goes into docs/benchmarks.md (between its
+# llamacpp_compare markers) and the raw results into $WORK.
 #
-#   scripts/llamacpp_compare.sh                      # THREADS=2,16 KINDS="mamba2 mamba1"
+#   scripts/llamacpp_compare.sh                      # THREADS=2,16 KINDS="mamba2 mamba1 granite4h"
 #   THREADS=2 KINDS=mamba2 TYPES="f32 q8_0" D_MODEL=256 N_LAYER=4 scripts/llamacpp_compare.sh   # quick
 #
 # Env: KIT (the llama.cpp kit; default ../shared/reference/llamacpp next to the checkout),
 # WORK (builds, models, results.json; default /tmp/llamacpp_compare), THREADS (comma list),
-# KINDS (mamba2 mamba1), TYPES (f32 q8_0 q4_k), D_MODEL / N_LAYER (default 768 / 24),
+# KINDS (mamba2 mamba1 granite4h), TYPES (f32 q8_0 q4_k), D_MODEL / N_LAYER (default 768 / 24),
 # JOBS (build parallelism; default nproc), DOC (default docs/benchmarks.md; "-" = print only),
 # LLAMA_BIN / MAMBACPP_BIN (use these binaries, skip that build).
 # Needs: cmake, a C++20 compiler, python3 (stdlib only), mambacpp's build dependencies.
@@ -18,7 +19,7 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 KIT=${KIT:-$SRC/../shared/reference/llamacpp}
 WORK=${WORK:-/tmp/llamacpp_compare}
 THREADS=${THREADS:-2,16}
-KINDS=${KINDS:-mamba2 mamba1}
+KINDS=${KINDS:-mamba2 mamba1 granite4h}
 TYPES=${TYPES:-f32 q8_0 q4_k}
 D_MODEL=${D_MODEL:-768}
 N_LAYER=${N_LAYER:-24}

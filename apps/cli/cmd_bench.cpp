@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_bandwidth.h"
 #include "bench_generate.h"
 #include "commands.h"
 #include "flags.h"
@@ -34,6 +35,8 @@ struct BenchArgs {
   std::string dtype = "f32";              // linear-layer weights (bf16, f16: CUDA only)
   std::string weights = "f32";            // --weights: CPU GGUF weight type (bf16, q8_0, q4_0, q4_k)
   bool generate = false;                  // --generate: batched generation instead (bench_generate.cpp)
+  bool bandwidth = false;                 // --bandwidth: the memory read bandwidth (bench_bandwidth.cpp)
+  int64_t bandwidth_mib = 0;              // --bandwidth-mib: its buffer (0: 4x the LLC, >= 1 GiB)
   bool eager = false;                     // --eager: cuda decode without the captured graph
   int64_t d_intermediate = 0;             // --d-intermediate: a gated MLP after each mixer
   bool profile = false;                   // --profile: device time per op (eager), to stderr
@@ -263,6 +266,21 @@ Model gguf_copy(const Model& model, const std::string& weights) {
   return out;
 }
 
+// Bytes of weights one decode step reads: every parameter once (the tied head reads the embedding
+// table whole), except an untied embedding, of which a step reads one row.
+uint64_t decode_weight_bytes(Model& model) {
+  uint64_t bytes = 0;
+  const ModelConfig& c = model.config();
+  model.visit_params([&](const ParamRef& p) {
+    const Tensor& t = *p.tensor;
+    if (p.name == c.embedding_name() && !c.tie_embeddings)
+      bytes += t.nbytes() / static_cast<uint64_t>(std::max<int64_t>(t.size(0), 1));
+    else
+      bytes += t.nbytes();
+  });
+  return bytes;
+}
+
 // Runs one model at every thread count; returns one line per thread count:
 // "threads prefill_tok_s x repeat decode_tok_s x repeat" (tokens of the whole batch per second).
 std::string run_model(const std::string& name, const BenchArgs& a) {
@@ -273,7 +291,7 @@ std::string run_model(const std::string& name, const BenchArgs& a) {
   model.to(device);
   model.set_matmul_dtype(matmul_dtype(a.dtype));
   std::ostringstream out;
-  out << model.n_params() << "\n";
+  out << model.n_params() << " " << decode_weight_bytes(model) << "\n";
   // On the GPU the thread count only drives host-side work: one row, at the first count.
   const std::vector<int> thread_counts =
       device == Device::cpu ? a.threads : std::vector<int>{a.threads.front()};
@@ -375,6 +393,11 @@ Runner add_bench(CLI::App& app) {
   app.add_flag("--eager", a->eager, "cuda: decode with eager launches (default: a captured CUDA graph)");
   app.add_flag("--profile", a->profile,
                "cuda: print device time per op for prefill and decode to stderr (decode runs eager)");
+  app.add_flag("--bandwidth", a->bandwidth,
+               "measure the memory read bandwidth at each --threads count (4 KiB and 2 MiB pages) instead");
+  app.add_option("--bandwidth-mib", a->bandwidth_mib,
+                 "--bandwidth: buffer size in MiB (default 4x the last-level cache, at least 1024)")
+      ->check(int_range(0, 1 << 20));
   app.add_flag("--generate", a->generate,
                "benchmark generation: decode tok/s per sequence and total at each --batch");
   app.add_option("--batch", a->batches,
@@ -391,6 +414,8 @@ Runner add_bench(CLI::App& app) {
       mambacpp::throw_error(ErrorCode::invalid_argument,
                             "bench: --repeat applies to the prefill/decode table, "
                             "not to --generate");
+    if (a->bandwidth)
+      return bench_bandwidth(a->threads, a->bandwidth_mib, repeat->count() > 0 ? a->repeat : 5);
     if (a->generate)
       return bench_generate({a->models, a->threads, a->batches, a->decode_tokens, a->device, a->dtype,
                              [a](const std::string& name) { return bench_config(name, *a); }, plan});
@@ -419,11 +444,11 @@ Runner add_bench(CLI::App& app) {
     std::printf(
         "| model       | params (M) | threads | prefill tok/s | prefill range   | decode tok/s | decode "
         "range  "
-        "| peak RSS (MiB) |\n");
+        "| weights MB/token | weight GB/s | peak RSS (MiB) |\n");
     std::printf(
         "|-------------|-----------:|--------:|--------------:|----------------:|-------------:|-------------"
         "-:"
-        "|---------------:|\n");
+        "|-----------------:|------------:|---------------:|\n");
     std::fflush(stdout);
     std::string json;
     for (const auto& name : a->models) {
@@ -463,7 +488,8 @@ Runner add_bench(CLI::App& app) {
       }
       std::istringstream in(result);
       long long params = 0;
-      in >> params;
+      unsigned long long weight_bytes = 0;  // read by one decode step
+      in >> params >> weight_bytes;
       int threads;
       while (in >> threads) {
         std::vector<double> runs(static_cast<size_t>(2 * a->repeat));
@@ -473,9 +499,13 @@ Runner add_bench(CLI::App& app) {
         const std::vector<double> prefill_runs(runs.begin(), runs.begin() + a->repeat),
             decode_runs(runs.begin() + a->repeat, runs.end());
         const Spread prefill = spread_of(prefill_runs), decode = spread_of(decode_runs);
-        std::printf("| %-11s | %10.1f | %7d | %13.1f | %15s | %12.2f | %13s | %14.0f |\n", name.c_str(),
-                    static_cast<double>(params) / 1e6, threads, prefill.median,
-                    range_text(prefill, 1).c_str(), decode.median, range_text(decode, 2).c_str(), rss_mib);
+        // The GB/s the best decode run drew its weights at (the rest of a step, conv, scan and
+        // norms, is counted as if it read weights too): against `bench --bandwidth`.
+        const double weight_gbs = static_cast<double>(weight_bytes) * decode.max / 1e9;
+        std::printf("| %-11s | %10.1f | %7d | %13.1f | %15s | %12.2f | %13s | %16.1f | %11.1f | %14.0f |\n",
+                    name.c_str(), static_cast<double>(params) / 1e6, threads, prefill.median,
+                    range_text(prefill, 1).c_str(), decode.median, range_text(decode, 2).c_str(),
+                    static_cast<double>(weight_bytes) / 1e6, weight_gbs, rss_mib);
         std::fflush(stdout);
         // prefill_tok_s / decode_tok_s: the medians (the fields scripts read); every run follows.
         nlohmann::json js = {{"model", name},
@@ -495,6 +525,8 @@ Runner add_bench(CLI::App& app) {
                              {"decode_tok_s_min", decode.min},
                              {"decode_tok_s_max", decode.max},
                              {"decode_tok_s_runs", decode_runs},
+                             {"decode_weight_bytes", weight_bytes},
+                             {"decode_weight_gbs", weight_gbs},
                              {"peak_rss_mib", rss_mib},
                              {"kernels", nlohmann::json::parse(plan.to_json())}};
         json += js.dump() + "\n";

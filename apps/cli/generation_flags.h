@@ -13,7 +13,8 @@ namespace mambacpp::cli {
 
 struct GenerationFlags {
   std::string model, tokenizer;
-  int64_t n_predict = 128, prefill_chunk = 512, seed = -1;  // seed -1: a random one (printed)
+  int64_t n_predict = 128, prefill_chunk = 256,
+          seed = -1;  // seed -1: a random one (printed); chunk: Session's
   float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.0f;
   float presence_penalty = 0.0f, frequency_penalty = 0.0f;
   int top_k = 40, repeat_last_n = 64, threads = 0;

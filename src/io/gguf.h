@@ -95,6 +95,8 @@ public:
 
   // The stored tensor, a view of the mapping (never write through it). Throws not_found.
   Tensor get(const std::string& name) const;
+  // The stored tensor as an owned copy, read from the file (pread) without touching the mapping.
+  Tensor read(const std::string& name) const;
   // An owned f32 copy (F32/F16/BF16 converted, block formats dequantized), checked against
   // `expected` (the same number of values in PyTorch order; a GGUF [1, n] for an [n] is fine
   // when `reshape` is true). Throws not_found / shape.

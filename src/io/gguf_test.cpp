@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/file_util.h"
 #include "core/quant_blocks.h"
+#include "io/mapped_file.h"
 #include "testing.h"
 
 namespace mamba::io {
@@ -252,6 +253,34 @@ TEST(Gguf, MetadataTypeMismatchNamesKeyAndTypes) {
   }
   EXPECT_THROW(g.get_string("nope"), Error);
   EXPECT_THROW(g.get_array("ids", GgufType::string), Error);
+}
+
+// The GGUF loader's weights: ranges of a file read into one 2 MiB-aligned, zeroed buffer; a
+// range past the end of the file is an Error(io) naming the path.
+TEST(Gguf, HugePageBufferTakesFileRanges) {
+  const std::string path = temp_path("ranges.bin");
+  std::string bytes(100000, '\0');
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>((i * 131 + 7) % 251);
+  write_file_atomic(path, bytes);
+  const size_t n = (size_t{3} << 20) + 5;
+  std::shared_ptr<Buffer> buf = huge_page_buffer(n);
+  ASSERT_EQ(buf->bytes(), n);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(buf->data()) % (size_t{2} << 20), 0u);
+  auto* p = static_cast<char*>(buf->data());
+  EXPECT_EQ(p[0], 0);
+  EXPECT_EQ(p[n - 1], 0);
+  read_file_ranges(path, {{10, 5000, p + 64}, {90000, 10000, p + (size_t{2} << 20) + 1}});
+  EXPECT_EQ(std::memcmp(p + 64, bytes.data() + 10, 5000), 0);
+  EXPECT_EQ(std::memcmp(p + (size_t{2} << 20) + 1, bytes.data() + 90000, 10000), 0);
+  EXPECT_EQ(p[63], 0);
+  EXPECT_EQ(p[64 + 5000], 0);
+  try {
+    read_file_ranges(path, {{99990, 11, p}});
+    FAIL() << "a range past the end was read";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::io);
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

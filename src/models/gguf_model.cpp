@@ -5,6 +5,7 @@
 // Mamba-2's A and D as [n_heads, 1], its norm as [n_groups, d_inner / n_groups]).
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -12,6 +13,7 @@
 
 #include "core/error.h"
 #include "io/gguf.h"
+#include "io/mapped_file.h"
 #include "models/gguf_map.h"
 #include "models/model.h"
 #include "ops/exec.h"
@@ -249,6 +251,41 @@ std::optional<Param> param_of(const ModelConfig& c, bool family, const std::stri
   return family ? gguf_map::family_param(c, name, shape) : gguf_map::mamba_param(c, name, shape);
 }
 
+// The tensors used as stored, moved from the file's mapping into one buffer of 2 MiB pages
+// (io::huge_page_buffer): decode streams every weight once a token, and from the mapping's 4 KiB
+// pages it read ~20% slower (docs/quantization.md, "Decode bandwidth"). pread copies from the
+// page cache without mapping it, so the resident set holds the weights once, as with the mapping
+// (whose pages of these tensors were never touched). MAMBACPP_GGUF_MMAP=1 keeps the mapping (its
+// pages are shared with other processes mapping the same file).
+struct Resident {
+  Tensor* tensor;
+  Shape shape;
+  DType dtype;
+  std::vector<const io::GgufTensorInfo*> parts;  // their bytes one after the other (gate | up rows)
+};
+void read_resident(const io::GgufFile& g, const std::vector<Resident>& ts) {
+  if (ts.empty()) return;
+  auto padded = [](uint64_t bytes) { return (bytes + 63) / 64 * 64; };
+  uint64_t total = 0;
+  for (const Resident& r : ts) {
+    uint64_t n = 0;
+    for (const io::GgufTensorInfo* t : r.parts) n += t->bytes;
+    total += padded(n);
+  }
+  std::shared_ptr<Buffer> buf = io::huge_page_buffer(static_cast<size_t>(total));
+  std::vector<io::FileRange> ranges;
+  uint64_t at = 0;
+  for (const Resident& r : ts) {
+    *r.tensor = Tensor::from_buffer(buf, static_cast<size_t>(at), r.shape, r.dtype);
+    for (const io::GgufTensorInfo* t : r.parts) {
+      ranges.push_back({t->offset, static_cast<size_t>(t->bytes), static_cast<char*>(buf->data()) + at});
+      at += t->bytes;
+    }
+    at = padded(at);
+  }
+  io::read_file_ranges(g.path(), ranges);
+}
+
 }  // namespace
 
 Model Model::load_gguf(const std::string& path) {
@@ -274,6 +311,7 @@ Model Model::load_gguf(const std::string& path) {
                 m.config_.n_layer, ")");
   m.build();
   std::map<std::string, Tensor> stacked;  // dequantized [experts, ...] tensors, shared by the experts
+  std::vector<Resident> resident;         // used as stored
   auto tensor_info = [&](const std::string& name, const Shape& expected) {
     const io::GgufTensorInfo* t = g.find(name);
     if (!t)
@@ -300,6 +338,17 @@ Model Model::load_gguf(const std::string& path) {
                     ", expected [>", first.expert, ", ", shape_str(p.shape).substr(1));
       v = all.select(0, first.expert).copy();
     } else if (first.half >= 0) {
+      // A 2-D gate | up weight stored as two tensors of one type (Granite's MLP): their rows one
+      // after the other, used as stored (whole rows of blocks), not converted to f32.
+      if (p.shape.size() == 2 && gp->parts.size() == 2 && gp->parts[0].half == 0 && gp->parts[1].half == 1) {
+        const io::GgufTensorInfo* a = tensor_info(gp->parts[0].name, half_shape(p.shape));
+        const io::GgufTensorInfo* b = tensor_info(gp->parts[1].name, half_shape(p.shape));
+        if (a->dtype == b->dtype && a->shape == half_shape(p.shape) && b->shape == a->shape &&
+            (a->dtype == DType::f32 || ops::is_quant_weight(a->dtype))) {
+          resident.push_back({p.tensor, p.shape, a->dtype, {a, b}});
+          return;
+        }
+      }
       v = Tensor::empty(p.shape, DType::f32);
       for (const Part& part : gp->parts) {
         tensor_info(part.name, half_shape(p.shape));
@@ -312,12 +361,15 @@ Model Model::load_gguf(const std::string& path) {
       // f32 as stored too (a copy would double the resident set: the mapping's pages and the copy).
       if (t->dtype == DType::f32 && t->shape == p.shape && gp->transform == Transform::none) {
         *p.tensor = g.get(first.name);
+        resident.push_back({p.tensor, t->shape, t->dtype, {t}});
         return;
       }
       if (gp->in_place && ops::is_quant_weight(t->dtype) && t->shape == p.shape) {
         *p.tensor = g.get(first.name);  // used from the mapping as stored (q / k: rows reordered)
         if (gp->transform == Transform::permute)
-          *p.tensor = permute_rows(*p.tensor, gp->heads, false, path + ": " + first.name);
+          *p.tensor = permute_rows(g.read(first.name), gp->heads, false, path + ": " + first.name);
+        else
+          resident.push_back({p.tensor, t->shape, t->dtype, {t}});
         return;
       }
       v = g.get_f32(first.name, p.shape, gp->transform != Transform::none);
@@ -328,6 +380,19 @@ Model Model::load_gguf(const std::string& path) {
     *p.tensor = v;
   });
   stacked.clear();
+  if (std::getenv("MAMBACPP_GGUF_MMAP")) {  // the file's mapping; the gate | up pairs still copied
+    for (Resident& r : resident) {
+      if (r.parts.size() == 1) continue;
+      *r.tensor = Tensor::empty(r.shape, r.dtype);
+      auto* dst = static_cast<uint8_t*>(r.tensor->raw());
+      for (const io::GgufTensorInfo* t : r.parts) {
+        std::memcpy(dst, g.get(t->name).raw(), static_cast<size_t>(t->bytes));
+        dst += t->bytes;
+      }
+    }
+  } else {
+    read_resident(g, resident);
+  }
   ops::Exec exec(m.device_);
   m.prepare(exec);
   return m;  // a tied head is the embedding table as stored (prepare), through the quantized linear

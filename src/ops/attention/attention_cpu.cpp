@@ -5,6 +5,7 @@
 
 #include "core/parallel.h"
 #include "ops/attention/attention_params.h"
+#include "ops/elementwise/activations.h"
 
 namespace mamba::ops::cpu {
 
@@ -17,28 +18,42 @@ Tensor attention_fwd(const AttentionParams& p, const Tensor& q, const Tensor& k_
   const float *qp = q.f32(), *kp = k_cache.f32(), *vp = v_cache.f32();
   float* op = out.f32();
   const int64_t group = n_heads / n_kv;
+  // The dot products and the exponentials as SIMD reductions (omp simd: float sums reassociated
+  // into vector lanes; exp_nonpositive instead of a scalar std::exp per key): scalar, they were a
+  // third of a 2048-token prefill of the 130M hybrid (granite4h), and its Q4_K prefill fell behind
+  // llama.cpp's.
   parallel_for(batch * seq_len * n_heads, [&](int64_t idx) {
     const int64_t h = idx % n_heads, t = (idx / n_heads) % seq_len, b = idx / (n_heads * seq_len);
     const int64_t kvh = h / group, n_keys = pos + t + 1;
     const float* qv = qp + idx * head_dim;
-    std::vector<float> score(static_cast<size_t>(n_keys));
+    thread_local std::vector<float> score;
+    if (score.size() < static_cast<size_t>(n_keys)) score.resize(static_cast<size_t>(n_keys));
     float mx = -INFINITY;
     for (int64_t s = 0; s < n_keys; ++s) {
       const float* kv = kp + ((b * cap + s) * n_kv + kvh) * head_dim;
       float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
       for (int64_t e = 0; e < head_dim; ++e) dot += qv[e] * kv[e];
       score[s] = dot * scale;
       mx = std::max(mx, score[s]);
     }
     float sum = 0.0f;
-    for (int64_t s = 0; s < n_keys; ++s) sum += score[s] = std::exp(score[s] - mx);
+    float* sc = score.data();
+#pragma omp simd reduction(+ : sum)
+    for (int64_t s = 0; s < n_keys; ++s) {
+      sc[s] = exp_nonpositive(sc[s] - mx);
+      sum += sc[s];
+    }
     float* ov = op + idx * head_dim;
     for (int64_t e = 0; e < head_dim; ++e) ov[e] = 0.0f;
     for (int64_t s = 0; s < n_keys; ++s) {
-      const float w = score[s] / sum;
+      const float w = sc[s];
       const float* vv = vp + ((b * cap + s) * n_kv + kvh) * head_dim;
+#pragma omp simd
       for (int64_t e = 0; e < head_dim; ++e) ov[e] += w * vv[e];
     }
+    const float inv = 1.0f / sum;
+    for (int64_t e = 0; e < head_dim; ++e) ov[e] *= inv;
   });
   return out;
 }

@@ -11,35 +11,43 @@
 namespace mamba::ops {
 namespace {
 
+// Prefill and decode shapes, head_dim below and at the SIMD width (the CPU dot products and
+// exponentials are vector reductions).
 TEST(Attention, MatchesNaiveCausalGqa) {
   std::mt19937 rng(8);
-  const int64_t B = 2, L = 7, H = 4, KV = 2, E = 5, cap = 12, pos = 3;
-  Tensor q = testing::random_tensor({B, L, H, E}, rng);
-  Tensor k = testing::random_tensor({B, cap, KV, E}, rng), v = testing::random_tensor({B, cap, KV, E}, rng);
-  const float scale = 1.0f / std::sqrt(float(E));
-  Tensor out = attention_fwd(exec, q, k, v, pos, scale);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < L; ++t)
-      for (int64_t h = 0; h < H; ++h) {
-        const int64_t kh = h / (H / KV);
-        std::vector<double> w;
-        double mx = -1e30, sum = 0;
-        for (int64_t s = 0; s <= pos + t; ++s) {
-          double dot = 0;
-          for (int64_t e = 0; e < E; ++e)
-            dot +=
-                double(q.f32()[((b * L + t) * H + h) * E + e]) * k.f32()[((b * cap + s) * KV + kh) * E + e];
-          w.push_back(dot * scale);
-          mx = std::max(mx, w.back());
+  for (auto [B, L, H, KV, E, cap, pos] :
+       {std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>{2, 7, 4, 2, 5, 12, 3},
+        {2, 1, 4, 2, 64, 40, 30},
+        {2, 24, 4, 2, 64, 40, 9},
+        {1, 17, 6, 3, 7, 20, 0}}) {
+    SCOPED_TRACE("L " + std::to_string(L) + " E " + std::to_string(E));
+    Tensor q = testing::random_tensor({B, L, H, E}, rng);
+    Tensor k = testing::random_tensor({B, cap, KV, E}, rng), v = testing::random_tensor({B, cap, KV, E}, rng);
+    const float scale = 1.0f / std::sqrt(float(E));
+    Tensor out = attention_fwd(exec, q, k, v, pos, scale);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < L; ++t)
+        for (int64_t h = 0; h < H; ++h) {
+          const int64_t kh = h / (H / KV);
+          std::vector<double> w;
+          double mx = -1e30, sum = 0;
+          for (int64_t s = 0; s <= pos + t; ++s) {
+            double dot = 0;
+            for (int64_t e = 0; e < E; ++e)
+              dot +=
+                  double(q.f32()[((b * L + t) * H + h) * E + e]) * k.f32()[((b * cap + s) * KV + kh) * E + e];
+            w.push_back(dot * scale);
+            mx = std::max(mx, w.back());
+          }
+          for (double& x : w) sum += x = std::exp(x - mx);
+          for (int64_t e = 0; e < E; ++e) {
+            double acc = 0;
+            for (size_t s = 0; s < w.size(); ++s)
+              acc += w[s] / sum * v.f32()[((b * cap + s) * KV + kh) * E + e];
+            EXPECT_NEAR(out.f32()[((b * L + t) * H + h) * E + e], acc, 1e-5);
+          }
         }
-        for (double& x : w) sum += x = std::exp(x - mx);
-        for (int64_t e = 0; e < E; ++e) {
-          double acc = 0;
-          for (size_t s = 0; s < w.size(); ++s)
-            acc += w[s] / sum * v.f32()[((b * cap + s) * KV + kh) * E + e];
-          EXPECT_NEAR(out.f32()[((b * L + t) * H + h) * E + e], acc, 1e-5);
-        }
-      }
+  }
 }
 
 TEST(Rotary, HalfSplitAndInterleaved) {

@@ -170,7 +170,7 @@ TEST(QuantLinear, DecodeGemvThroughput) {
   const int64_t in = 1536, out = 8192;
   const Tensor x = testing::random_tensor({1, in}, rng);
   const Tensor wf = testing::random_tensor({out, in}, rng);
-  for (DType dtype : {DType::q8_0, DType::q4_0, DType::q4_k}) {
+  for (DType dtype : {DType::bf16, DType::q8_0, DType::q4_0, DType::q4_k}) {
     const Tensor w = quantize(wf, dtype);
     Tensor y = Tensor::empty({1, out}), ref = Tensor::empty({1, out});
     quant_linear_into(x, w, Tensor(), ref, QuantIsa::scalar);
