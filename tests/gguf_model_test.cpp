@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <random>
@@ -127,6 +128,12 @@ TEST_P(GgufModel, QuantizedLogitsStayCloseToF32) {
     });
     models::State qs = q.new_state(ids.size(0));
     const Tensor got = q.forward(exec, ids, qs);
+    // The same weights used from the file's mapping (--mmap): the same logits, bit for bit.
+    const models::Model mapped = models::Model::load(path, {.gguf_mapped = true});
+    models::State ms = mapped.new_state(ids.size(0));
+    const Tensor got_mapped = mapped.forward(exec, ids, ms);
+    ASSERT_EQ(got_mapped.numel(), got.numel());
+    EXPECT_EQ(std::memcmp(got_mapped.raw(), got.raw(), sizeof(float) * static_cast<size_t>(got.numel())), 0);
     const Metrics m = compare(ref, got);
     // Greedy tokens: the quantized model's own continuation (reported), and along f32's path a
     // different argmax only where f32's own top-2 gap is within the type's logit error.

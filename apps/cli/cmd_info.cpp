@@ -149,7 +149,8 @@ Runner add_info(CLI::App& app) {
   return [model_arg]() {
     const std::string dir = train::resolve_model_dir(*model_arg);
     const std::string* model_dir = &dir;
-    const Model model = Model::load(dir);
+    // From the file's mapping: info reads the sizes and the header, not every weight.
+    const Model model = Model::load(dir, {.gguf_mapped = true});
     const ModelConfig& c = model.config();
     std::printf("model:        %s\n", model_dir->c_str());
     std::printf("format:       %s%s\n",

@@ -20,6 +20,7 @@ struct ServeArgs {
   server::ServerOptions server;
   std::string tokenizer, device = "cpu", dtype = "f32";
   int threads = 0;
+  bool mmap = false;
 };
 
 // Set by SIGTERM / SIGINT, whichever thread takes it; the watcher thread acts on it.
@@ -44,7 +45,7 @@ int run_serve(ServeArgs& a) {
     a.server.model_dir = dir;
   }
   set_num_threads(a.threads);
-  Model model = Model::load(a.server.model_dir);
+  Model model = Model::load(a.server.model_dir, {.gguf_mapped = a.mmap});
   model.to(parse_device(a.device));
   model.set_matmul_dtype(matmul_dtype(a.dtype));
   std::shared_ptr<const Tokenizer> tokenizer = open_tokenizer(a.server.model_dir, a.tokenizer);
@@ -108,6 +109,7 @@ Runner add_serve(CLI::App& app) {
       ->capture_default_str()
       ->check(int_range(1));
   add_threads_option(app, a->threads);
+  add_mmap_flag(app, a->mmap);
   add_device_option(app, a->device, "cpu or cuda")->capture_default_str();
   add_dtype_option(app, a->dtype);
   return [a]() { return run_serve(*a); };

@@ -56,6 +56,7 @@ void add_generation_flags(CLI::App& app, GenerationFlags& f, int64_t default_n_p
       ->capture_default_str()
       ->check(int_range(1));
   add_threads_option(app, f.threads);
+  add_mmap_flag(app, f.mmap);
   add_device_option(app, f.device, "cpu or cuda (default cpu; cuda decodes through a CUDA graph)");
   add_kernel_option(app, f.kernels);
   add_dtype_option(app, f.dtype);
@@ -77,7 +78,7 @@ std::string resolve_model(const std::string& model) {
 Model load_model(const GenerationFlags& f) {
   check_dtype_device(f.dtype, f.device);
   const Device device = parse_device(f.device);
-  Model model = Model::load(f.model);
+  Model model = Model::load(f.model, {.gguf_mapped = f.mmap});
   model.to(device);
   model.set_matmul_dtype(matmul_dtype(f.dtype));
   return model;

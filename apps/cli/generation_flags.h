@@ -20,6 +20,7 @@ struct GenerationFlags {
   int top_k = 40, repeat_last_n = 64, threads = 0;
   std::vector<std::string> stop;
   bool ignore_eos = false;
+  bool mmap = false;  // --mmap: a GGUF's weights from the file's mapping (LoadOptions::gguf_mapped)
   std::string device = "cpu", dtype = "f32";  // --device, --dtype (linear-layer weights; cuda only)
   std::vector<std::string> kernels;           // --kernel NAME=VALUE
 };

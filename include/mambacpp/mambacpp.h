@@ -99,6 +99,7 @@ using mamba::io::write_npy;
 using mamba::models::Activations;
 using mamba::models::bench_model_config;
 using mamba::models::bench_model_names;
+using mamba::models::LoadOptions;
 using mamba::models::mixer_kind_name;
 using mamba::models::MixerKind;
 using mamba::models::Model;

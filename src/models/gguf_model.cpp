@@ -255,8 +255,8 @@ std::optional<Param> param_of(const ModelConfig& c, bool family, const std::stri
 // (io::huge_page_buffer): decode streams every weight once a token, and from the mapping's 4 KiB
 // pages it read ~20% slower (docs/quantization.md, "Decode bandwidth"). pread copies from the
 // page cache without mapping it, so the resident set holds the weights once, as with the mapping
-// (whose pages of these tensors were never touched). MAMBACPP_GGUF_MMAP=1 keeps the mapping (its
-// pages are shared with other processes mapping the same file).
+// (whose pages of these tensors were never touched). LoadOptions::gguf_mapped (`--mmap`) keeps the
+// mapping (its pages are shared with other processes mapping the same file).
 struct Resident {
   Tensor* tensor;
   Shape shape;
@@ -288,7 +288,7 @@ void read_resident(const io::GgufFile& g, const std::vector<Resident>& ts) {
 
 }  // namespace
 
-Model Model::load_gguf(const std::string& path) {
+Model Model::load_gguf(const std::string& path, const LoadOptions& options) {
   const io::GgufFile g = io::GgufFile::open(path);
   const std::string arch = g.get_string("general.architecture");
   const bool family = gguf_map::is_family_arch(arch);
@@ -380,7 +380,7 @@ Model Model::load_gguf(const std::string& path) {
     *p.tensor = v;
   });
   stacked.clear();
-  if (std::getenv("MAMBACPP_GGUF_MMAP")) {  // the file's mapping; the gate | up pairs still copied
+  if (options.gguf_mapped) {  // the file's mapping; the gate | up pairs still copied
     for (Resident& r : resident) {
       if (r.parts.size() == 1) continue;
       *r.tensor = Tensor::empty(r.shape, r.dtype);

@@ -123,8 +123,8 @@ void Model::prepare(ops::Exec& exec) {
   }
 }
 
-Model Model::load(const std::string& dir) {
-  if (dir.ends_with(".gguf")) return load_gguf(dir);
+Model Model::load(const std::string& dir, const LoadOptions& options) {
+  if (dir.ends_with(".gguf")) return load_gguf(dir, options);
   Model m;
   m.config_ = load_model_config(dir);
   if (!m.config_.family.empty())
