@@ -22,6 +22,11 @@ Mamba3ScanGrads mamba3_scan_bwd(Exec& exec, const Mamba3ScanArgs& a, const Tenso
     const bool fast =
         plan == KernelPlan::Mamba3Bwd::fast || (plan == KernelPlan::Mamba3Bwd::automatic && a.fast_bf16);
     if (fast && k.bwd_fast_supported(a)) return k.bwd_fast(a, dy_in);
+    // bf16 tensors in are read by the fused form only; the others read f32.
+    if (a.x.dtype() != DType::f32)
+      throw_error(ErrorCode::unsupported, "mamba3_scan_bwd: ", dtype_name(a.x.dtype()),
+                  " x/q/k/dy take the fused tensor-core backward only (SISO, head_dim 64, d_state 128, with "
+                  "fast_bf16 or mamba3_bwd=fast); the other kernels read f32");
     if (plan != KernelPlan::Mamba3Bwd::exact && k.bwd_gemm_supported(a)) return k.bwd_gemm(a, dy_in);
     return k.bwd_exact(a, dy_in);
   }

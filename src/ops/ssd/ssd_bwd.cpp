@@ -20,9 +20,19 @@ SsdGrads ssd_bwd(Exec& exec, const SsdArgs& a, const Tensor& dy_in) {
     const bool fast =
         plan == KernelPlan::SsdBwd::fast || (plan == KernelPlan::SsdBwd::automatic && a.fast_bf16);
     if (fast && k.bwd_fast_supported(a)) return k.bwd_fast(a, dy_in);
+    // bf16 tensors in are read by the fused form only; the others read f32.
+    if (a.x.dtype() != DType::f32)
+      throw_error(
+          ErrorCode::unsupported, "ssd_bwd: ", dtype_name(a.x.dtype()),
+          " x/B/C/dy take the fused tensor-core backward only (head_dim 64, d_state 128, with fast_bf16 "
+          "or ssd_bwd=fast); the other kernels read f32");
     if (plan != KernelPlan::SsdBwd::exact && k.bwd_gemm_supported(a)) return k.bwd_gemm(a, dy_in);
     return k.bwd_exact(a, dy_in);
   }
+  for (const Tensor* t : {&a.x, &a.B, &a.C, &dy_in})
+    if (t->dtype() != DType::f32)
+      throw_error(ErrorCode::unsupported, "ssd_bwd (CPU): x, B, C and dy must be f32, found ",
+                  dtype_name(t->dtype()));
   const Tensor dy = dy_in.contiguous();
   SsdBwdSizes z{a.x.size(0),
                 a.x.size(1),

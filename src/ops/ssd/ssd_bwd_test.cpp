@@ -2,6 +2,7 @@
 // chunks (the last one partial), D per head and per channel; the loss runs the chunked forward.
 #include <gtest/gtest.h>
 
+#include "core/error.h"
 #include "exec_testing.h"
 #include "grad_check.h"
 #include "ops/ssd/ssd.h"
@@ -40,6 +41,24 @@ TEST(SsdBwd, DPerHead) {
 }
 TEST(SsdBwd, DPerChannel) {
   check(true, 2);
+}
+
+// bf16 tensors (which CUDA's fused backward reads) are refused on the CPU with a message, not read as f32.
+TEST(SsdBwd, Bf16TensorsAreRefusedOnTheCpu) {
+  std::mt19937 rng(3);
+  SsdArgs a;
+  a.x = testing::random_tensor({1, 4, 2, 3}, rng).to(DType::bf16);
+  a.dt = testing::random_tensor({1, 4, 2}, rng, 0.1f, 1.0f);
+  a.A = testing::random_tensor({2}, rng, -1.5f, -0.2f);
+  a.B = testing::random_tensor({1, 4, 1, 5}, rng);
+  a.C = testing::random_tensor({1, 4, 1, 5}, rng);
+  a.D = testing::random_tensor({2}, rng);
+  try {
+    (void)ssd_bwd(exec, a, testing::random_tensor({1, 4, 2, 3}, rng));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("must be f32, found bf16"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
