@@ -30,6 +30,10 @@ Mamba3ScanGrads mamba3_scan_bwd(Exec& exec, const Mamba3ScanArgs& a, const Tenso
     if (plan != KernelPlan::Mamba3Bwd::exact && k.bwd_gemm_supported(a)) return k.bwd_gemm(a, dy_in);
     return k.bwd_exact(a, dy_in);
   }
+  for (const Tensor* t : {&a.x, &a.q, &a.k, &dy_in})
+    if (t->dtype() != DType::f32)
+      throw_error(ErrorCode::unsupported, "mamba3_scan_bwd (CPU): x, q, k and dy must be f32, found ",
+                  dtype_name(t->dtype()));
   const Tensor dy = dy_in.contiguous();
   const Mamba3ScanBwdSizes z{a.x.size(0),
                              a.x.size(1),

@@ -2,6 +2,7 @@
 // dt, λ, D, mimo_x) over several chunks (the last one partial); the loss runs the chunked forward.
 #include <gtest/gtest.h>
 
+#include "core/error.h"
 #include "exec_testing.h"
 #include "grad_check.h"
 #include "ops/mamba3_scan/mamba3_scan.h"
@@ -44,6 +45,25 @@ TEST(Mamba3ScanBwd, Siso) {
 }
 TEST(Mamba3ScanBwd, MimoRank2) {
   check(2, 2);
+}
+
+// bf16 operands (which CUDA's fused backward reads) are refused on the CPU with a message.
+TEST(Mamba3ScanBwd, Bf16OperandsAreRefusedOnTheCpu) {
+  std::mt19937 rng(5);
+  Mamba3ScanArgs a;
+  a.x = testing::random_tensor({1, 4, 2, 3}, rng);
+  a.q = testing::random_tensor({1, 4, 1, 2, 4}, rng).to(DType::bf16);
+  a.k = testing::random_tensor({1, 4, 1, 2, 4}, rng);
+  a.adt = testing::random_tensor({1, 4, 2}, rng, -1.0f, -0.05f);
+  a.dt = testing::random_tensor({1, 4, 2}, rng, 0.1f, 1.0f);
+  a.trap = testing::random_tensor({1, 4, 2}, rng, 0.1f, 0.9f);
+  a.D = testing::random_tensor({2}, rng);
+  try {
+    (void)mamba3_scan_bwd(exec, a, testing::random_tensor({1, 4, 1, 2, 3}, rng));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("must be f32, found bf16"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
