@@ -1,8 +1,7 @@
 // A model's configuration: the shared fields (io::LmConfig), the kind of the SSM layers and one
-// section per architecture, stored by type (ModelConfig::section). This file names no
-// architecture's schema (only the built-in kinds' ids): each one's schema is in its header (models/<arch>.h)
-// and its file (models/<arch>.cpp, its ArchSpec) parses, derives, validates and writes it; config.cpp only
-// dispatches to the registered ArchSpecs.
+// section per architecture, stored by type (ModelConfig::section). No architecture's schema is
+// here: each is in its own header (models/<arch>.h), and its file (models/<arch>.cpp, its ArchSpec)
+// parses, derives, validates and writes it; config.cpp only dispatches to the registered ArchSpecs.
 #pragma once
 #include <any>
 #include <cstdint>
