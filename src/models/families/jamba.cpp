@@ -53,7 +53,7 @@ void configure(ModelConfig& c, const std::string& source) {
     c.layer_names.push_back(std::string(is_attention(r, i) ? "Attn" : "Mamba1") +
                             (is_expert(r, i) ? "+MoE" : ""));
   }
-  // The Mamba-1 mixer reads config.mamba1 (SPEC §1.1 names) and d_model.
+  // The Mamba-1 mixer reads its section (SPEC §1.1 names) and d_model.
   Mamba1Config& m = c.section<Mamba1Config>();
   m.d_state = r.integer("mamba_d_state", 16);
   m.d_conv = r.integer("mamba_d_conv", 4);
