@@ -28,7 +28,7 @@ if [ "${1:-}" = prepare ]; then
 fi
 export OUT=${OUT:-$ROOT/out}
 mkdir -p "$OUT" /tmp/gt
-export MAMBACPP_FIXTURES=$ROOT/.device_fixtures
+export MAMBACPP_FIXTURES=${MAMBACPP_FIXTURES:-$ROOT/.device_fixtures}
 for f in "$PRE"/*.xz; do
   n=$(basename "$f" .xz)
   [ -x /tmp/gt/$n ] || { xz -dc "$f" >/tmp/gt/$n.part && chmod +x /tmp/gt/$n.part && mv /tmp/gt/$n.part /tmp/gt/$n; }
@@ -111,6 +111,51 @@ for phase in "$@"; do
       timeout 120 $M train --task text --text README.md docs/architecture.md docs/benchmarks.md --layer Mamba2 --d-model 768 \
         --n-layer 24 --d-state 128 --headdim 64 --length 2048 --batch 8 --steps 6 --warmup 0 --device cuda --dtype bf16 \
         --checkpoint-dir /tmp/te_big --checkpoint-every 0 2>&1 | grep -E "throughput|memory|rror" | tee -a "$OUT/eager.log" ;;
+    decodeab)  # issue 10's graph-decode gap (Mamba-1/2, 512 graph-replayed steps, DTYPES): the binaries AB_BINS
+      # (/tmp/gt/NAME; "before" = 2829477, cuBLAS linked: its CUDA libraries from the toolkit), alternated, REPS times
+      L=$(dirname "$(ls /usr/local/cuda/lib64/libcublas.so.* 2>/dev/null | head -1)")
+      for rep in $(seq ${REPS:-2}); do
+        for dt in ${DTYPES:-bf16}; do
+          for b in ${AB_BINS:-before mambacpp}; do
+            for m in mamba1 mamba2; do
+              printf "%-10s %-5s %s\n" "$b" "$dt" "$(LD_LIBRARY_PATH=$L:${LD_LIBRARY_PATH:-} /tmp/gt/$b bench --device cuda --dtype $dt \
+                --models $m --seq-len 64 --decode-tokens 512 --threads 1 2>&1 | grep -E "^\| $m|rror" | tr -s ' ' | head -1)"
+            done
+          done
+        done
+      done 2>&1 | tee "$OUT/decodeab.txt"
+      [ "${TRACE:-0}" = 1 ] || continue
+      for m in mamba1 mamba2; do  # per-kernel device time inside the new decode graph (CUPTI)
+        CUDA_INJECTION64_PATH=$ROOT/$PRE/libkernel_trace.so KERNEL_TRACE_OUT=$OUT/trace_dec_$m.txt $M bench --device cuda \
+          --dtype bf16 --models $m --seq-len 64 --decode-tokens 512 --threads 1 >/dev/null 2>&1
+        echo "--- trace $m"; sed -n "1,14p" "$OUT/trace_dec_$m.txt" | cut -c1-190
+      done ;;
+    hashes)  # logits / one-token steps / greedy hashes of the fixtures on the GPU: HASH_BINS, f32 and bf16, diffed
+      for dt in f32 bf16; do
+        for b in ${HASH_BINS:-old mambacpp}; do scripts/logits_hashes.sh /tmp/gt/$b --device cuda --dtype $dt >"$OUT/hash_${b}_$dt.txt" 2>&1; done
+        set -- ${HASH_BINS:-old mambacpp}
+        echo "--- $dt: lines differing between $1 and $2 (of $(wc -l <"$OUT/hash_${1}_$dt.txt"))"
+        diff "$OUT/hash_${1}_$dt.txt" "$OUT/hash_${2}_$dt.txt" | grep "^>" | cut -c70-
+        grep -h FAILED "$OUT"/hash_*_$dt.txt
+      done ;;
+    optests)  # the carried test binaries (OPTESTS; cuda_tests_all = every CUDA test, GTEST_FILTER), failures in full
+      cli=${CLI_PATH:-}; [ -n "$cli" ] || cli=$(strings /tmp/gt/cuda_tests_all 2>/dev/null | grep -m1 -E "^/.*/bin/mambacpp$")  # the CLI path built in
+      [ -n "$cli" ] && [ ! -e "$cli" ] && mkdir -p "$(dirname "$cli")" && ln -sf $M "$cli"
+      for t in ${OPTESTS:-cuda_tests_all}; do
+        timeout ${OPTESTS_LIMIT:-300} /tmp/gt/$t --gtest_filter="${GTEST_FILTER:-*}" >"$OUT/optests_$t.log" 2>&1
+        echo "--- $t rc $?"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]" "$OUT/optests_$t.log" | tail -30
+        grep -B2 -A12 -E "Failure$" "$OUT/optests_$t.log" | head -80
+      done ;;
+    memcheck)  # compute-sanitizer memcheck over MEMCHECK_FILTER of cuda_tests_all
+      cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
+      timeout ${MEMCHECK_LIMIT:-150} "$cs" --tool memcheck /tmp/gt/cuda_tests_all --gtest_filter="${MEMCHECK_FILTER:-*}" 2>&1 |
+        grep -E "ERROR SUMMARY|PASSED|FAILED|Invalid|^\[==========\]" | head -20 | tee "$OUT/memcheck.log" ;;
+    tinyab)  # the Table 5b model (Mamba-3, 1 layer, d_model 64, batch 256), eager, TINY_BINS alternated
+      for rep in 1 2; do for b in ${TINY_BINS:-old mambacpp}; do
+        printf "%-10s " $b; timeout 90 /tmp/gt/$b train --task parity --layer Mamba3 --rope data_dependent --n-layer 1 --d-model 64 \
+          --d-state 64 --min-length 3 --max-length 160 --stages 1 --steps 60 --batch 256 --lr 3e-3 --warmup 10 --device cuda \
+          --eval-every 0 --eval-batches 1 --checkpoint-dir /tmp/ta_$b --checkpoint-every 0 2>&1 | grep -E "throughput|rror" | head -2
+      done; done | tee "$OUT/tinyab.txt" ;;
     bwdbench) timeout 300 /tmp/gt/cuda_bwd_bench ${BWD_ARGS:-} 2>&1 | tee "$OUT/cuda_bwd_bench.log" ;;
     fused)  # the fused tensor-core Mamba-2 backward against the exact kernel, then under memcheck
       timeout 200 /tmp/gt/ssd_bwd_cuda_test --gtest_filter='SsdBwdCuda.Fused*' 2>&1 | tee "$OUT/fused_test.log" | tail -40
