@@ -1,5 +1,6 @@
-// mambacpp public API: tokenizers (HF tokenizer.json, a GGUF's vocabulary, or one token per byte)
-// and the end-of-sequence ids of a model folder.
+// mambacpp public API: tokenizers (HF tokenizer.json, a GGUF's vocabulary, or one token per byte),
+// the end-of-sequence ids of a model folder, and chat templates (a model's Jinja2 template,
+// rendered as transformers' apply_chat_template renders it).
 #pragma once
 #include <mambacpp/common.h>
 
@@ -39,5 +40,32 @@ private:
 std::shared_ptr<const Tokenizer> load_tokenizer(const std::string& model_dir, const std::string& path = "");
 // The end-of-sequence ids of a model folder (config.json, generation_config.json) and tokenizer.
 std::vector<int32_t> eos_token_ids(const std::string& model_dir, const Tokenizer* tokenizer);
+
+struct ChatMessage {
+  std::string role;  // "system", "user", "assistant"
+  std::string content;
+};
+
+class ChatTemplate {
+public:
+  // The folder's template (tokenizer_config.json's chat_template, or chat_template.jinja); none:
+  // nullopt. Error for a template that does not parse.
+  static std::optional<ChatTemplate> from_model_dir(const std::string& dir);
+  static ChatTemplate parse(const std::string& source, const std::string& name = "chat_template");
+  static ChatTemplate fallback();  // a plain role format, for models without a template
+  ~ChatTemplate();
+  ChatTemplate(const ChatTemplate& other);
+  ChatTemplate& operator=(const ChatTemplate& other);
+
+  // The prompt text of `messages`; add_generation_prompt opens the assistant's turn.
+  std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                     const std::string& bos_token = "", const std::string& eos_token = "") const;
+
+  struct Impl;
+
+private:
+  explicit ChatTemplate(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace mambacpp
