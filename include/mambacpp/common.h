@@ -46,7 +46,7 @@ enum class Device { cpu, cuda };
 // "cpu" or "cuda"; Error when the name is unknown or this build / machine has no such device.
 Device parse_device(const std::string& name);
 bool device_available(Device device);
-std::string device_description(Device device);  // "CPU, 16 threads", "NVIDIA H100 ..., 80 GiB"
+std::string device_description(Device device);  // "cpu", or "cuda: " and the GPU
 void device_synchronize(Device device);         // waits for the device's queued work
 struct DeviceMemory {
   size_t in_use = 0, peak = 0;  // bytes the library holds on the device
