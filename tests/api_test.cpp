@@ -58,6 +58,13 @@ TEST(Api, SessionStateFileContinuesTheSequence) {
   EXPECT_EQ(b.position(), static_cast<int64_t>(prompt.size()));
   const mc::Tensor next_b = b.decode(11);
   EXPECT_EQ(max_abs_diff(next_a, next_b), 0.0f);
+  EXPECT_EQ(max_abs_diff(b.logits(), next_b), 0.0f);
+
+  // The same state through memory: bytes of `a` continue in `c` as in `a`.
+  mc::Session c(model);
+  c.load_state_bytes(a.state_bytes());
+  EXPECT_EQ(c.position(), a.position());
+  EXPECT_EQ(max_abs_diff(c.decode(23), a.decode(23)), 0.0f);
 }
 
 TEST(Api, GreedyGenerationRepeats) {

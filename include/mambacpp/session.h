@@ -99,12 +99,16 @@ public:
                           const Tokenizer* tokenizer = nullptr, const TokenCallback& on_token = {});
   void reset();  // back to an empty sequence
 
-  // The state and history as a file (checked against the model on load).
+  // The state and history as a file, or as bytes in memory (the same format; checked against the
+  // model on load).
   void save_state(const std::string& path) const;
   void load_state(const std::string& path);
+  std::string state_bytes() const;
+  void load_state_bytes(std::string_view bytes);
 
   const Model& model() const;
   int64_t position() const;
+  Tensor logits() const;  // after the last token consumed [vocab_padded]; undefined before any
 
   struct Impl;
   Impl& impl() { return *impl_; }

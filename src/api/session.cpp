@@ -126,6 +126,15 @@ void Session::save_state(const std::string& path) const {
 void Session::load_state(const std::string& path) {
   guard([&] { impl_->session.load_state(path); });
 }
+std::string Session::state_bytes() const {
+  return guard([&] { return impl_->session.state_bytes(); });
+}
+void Session::load_state_bytes(std::string_view bytes) {
+  guard([&] { impl_->session.load_state_bytes(bytes); });
+}
+Tensor Session::logits() const {
+  return guard([&] { return wrap(impl_->session.logits()); });
+}
 const Model& Session::model() const {
   return *impl_->model;
 }
