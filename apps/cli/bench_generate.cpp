@@ -25,8 +25,7 @@ Row run_batch(const Model& model, int64_t batch, int64_t decode_tokens, const Ke
   int64_t prompt_tokens = 0;
   for (int64_t b = 0; b < batch; ++b) {
     sessions.emplace_back(model, SessionOptions{.plan = plan});
-    samplers.emplace_back(SamplingParams{.temperature = 0.0f},
-                          static_cast<int32_t>(model.config().vocab_size));
+    samplers.emplace_back(SamplingParams{.temperature = 0.0f}, static_cast<int32_t>(model.vocab_size()));
     std::vector<int32_t> p(static_cast<size_t>(8 + 4 * b));  // different lengths: 8, 12, 16, ...
     for (size_t t = 0; t < p.size(); ++t) p[t] = static_cast<int32_t>((t * 7919 + b * 104729) % 50000);
     prompt_tokens += static_cast<int64_t>(p.size());
@@ -58,7 +57,7 @@ int bench_generate(const GenerateBenchArgs& a) {
       ":|\n");
   std::fflush(stdout);
   for (const std::string& name : a.models) {
-    Model model = Model::random(a.config(name), 1234);
+    Model model = a.model(name);
     const Device device = parse_device(a.device);
     model.to(device);
     model.set_matmul_dtype(matmul_dtype(a.dtype));

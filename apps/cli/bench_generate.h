@@ -17,8 +17,8 @@ struct GenerateBenchArgs {
   int64_t decode_tokens = 0;
   std::string device = "cpu";  // cpu or cuda (the model is moved there; decode replays a graph)
   std::string dtype = "f32";   // linear-layer weights: f32, or bf16 / f16 on cuda
-  std::function<ModelConfig(const std::string&)> config;  // the bench's config of a model name
-  KernelPlan plan = {};                                   // every session's (--kernel)
+  std::function<Model(const std::string&)> model;  // the bench's random-weight model of a name
+  KernelPlan plan = {};                            // every session's (--kernel)
 };
 
 int bench_generate(const GenerateBenchArgs& a);

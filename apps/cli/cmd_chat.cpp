@@ -66,7 +66,7 @@ int run_chat(ChatArgs& a) {
   if (!tokenizer)
     throw_error(ErrorCode::invalid_argument, "chat needs a tokenizer: ", a.g.model,
                 "/tokenizer.json not found (pass --tokenizer FILE or --tokenizer byte)");
-  Sampler sampler(sampling_params(a.g), static_cast<int32_t>(model.config().vocab_size));
+  Sampler sampler(sampling_params(a.g), static_cast<int32_t>(model.vocab_size()));
   const GenerateParams params{.max_tokens = a.g.n_predict,
                               .stop = stop_criteria(a.g, tokenizer.get(), {kUserStop})};
   Session session(model, session_options(a.g));

@@ -50,15 +50,15 @@ std::vector<std::string> image_files(const std::string& dir) {
 }
 
 // Preprocessed images [n, 3, crop, crop] for `files[begin, end)`.
-Tensor load_batch(const std::vector<std::string>& files, size_t begin, size_t end, const VimConfig& c) {
-  const ImageTransform t{c.resize, c.crop, c.mean, c.std};
+Tensor load_batch(const std::vector<std::string>& files, size_t begin, size_t end, const VimModel& model) {
+  const VimInfo& c = model.info();
   const int64_t n = static_cast<int64_t>(end - begin), plane = 3 * c.crop * c.crop;
   if (c.channels != 3)
     throw_error(ErrorCode::unsupported, "classify: images are RGB, the model takes ", c.channels,
                 " channels");
   Tensor batch = Tensor::empty({n, 3, c.crop, c.crop});
   for (size_t i = begin; i < end; ++i) {
-    const Tensor x = preprocess_image(read_image(files[i]), t, files[i]);
+    const Tensor x = model.preprocess(files[i]);
     std::copy(x.f32(), x.f32() + plane, batch.f32() + static_cast<int64_t>(i - begin) * plane);
   }
   return batch;
@@ -74,18 +74,19 @@ std::vector<double> softmax(const float* logits, int64_t n) {
 }
 
 // "  name" when the checkpoint folder names its classes, else nothing.
-std::string class_name(const VimConfig& c, int64_t i) {
+std::string class_name(const VimInfo& c, int64_t i) {
   return i < static_cast<int64_t>(c.class_names.size()) ? "  " + c.class_names[static_cast<size_t>(i)] : "";
 }
 
 int run_bench(const ClassifyArgs& a) {
-  VimConfig c;
-  c.embed_dim = a.shape == "tiny" ? 192 : a.shape == "small" ? 384 : 768;
-  c.finalize("bench shape " + a.shape);
-  VimModel model = VimModel::random(c, 1);
+  VimModel model = VimModel::random(a.shape == "tiny"    ? 192
+                                    : a.shape == "small" ? 384
+                                                         : 768,
+                                    1, "bench shape " + a.shape);
+  const VimInfo& c = model.info();
   model.to(parse_device(a.device));
   model.set_matmul_dtype(matmul_dtype(a.dtype));
-  Exec exec(model.device(), kernel_plan(a.kernels));
+  Context exec(model.device(), kernel_plan(a.kernels));
   std::printf("Vim-%s (embed %lld, depth %lld, %lld tokens, %.1fM params) on %s, %s, %d threads\n",
               a.shape.c_str(), static_cast<long long>(c.embed_dim), static_cast<long long>(c.depth),
               static_cast<long long>(c.seq_len), static_cast<double>(model.num_params()) / 1e6,
@@ -145,18 +146,18 @@ Runner add_classify(CLI::App& app) {
     VimModel model = VimModel::load(a->model);
     model.to(parse_device(a->device));
     model.set_matmul_dtype(matmul_dtype(a->dtype));
-    const VimConfig& c = model.config();
+    const VimInfo& c = model.info();
     if (c.num_classes == 0)
       throw_error(ErrorCode::unsupported, a->model, ": the model has no head (num_classes 0)");
     const std::vector<std::string> files = a->dir.empty() ? a->images : image_files(a->dir);
     const size_t step = a->dir.empty() ? files.size() : static_cast<size_t>(a->batch);
-    Exec exec(model.device(), kernel_plan(a->kernels));
+    Context exec(model.device(), kernel_plan(a->kernels));
     Tensor all = Tensor::empty({static_cast<int64_t>(files.size()), c.num_classes});
     double t_load = 0, t_model = 0;
     for (size_t begin = 0; begin < files.size(); begin += step) {
       const size_t end = std::min(files.size(), begin + step);
       auto t0 = std::chrono::steady_clock::now();
-      const Tensor x = load_batch(files, begin, end, c);
+      const Tensor x = load_batch(files, begin, end, model);
       t_load += seconds_since(t0);
       t0 = std::chrono::steady_clock::now();
       const Tensor logits = model.forward(exec, x).to(Device::cpu);

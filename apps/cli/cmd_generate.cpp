@@ -49,7 +49,7 @@ std::vector<int32_t> prompt_ids(const GenerateArgs& a, const Tokenizer* tokenize
 // benchmark of prefill: with a pure-SSM model the peak RSS does not depend on N).
 double prefill_random(Session& session, int64_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(session.model().config().vocab_size - 1));
+  std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(session.model().vocab_size() - 1));
   std::vector<int32_t> piece;
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t done = 0; done < n;) {
@@ -89,7 +89,7 @@ int run_generate(GenerateArgs& a) {
         ErrorCode::invalid_argument,
         "generate: no prompt: pass -p TEXT, -f FILE, --prompt-ids or --prompt-random (or --load-state)");
   const double random_seconds = a.prompt_random > 0 ? prefill_random(session, a.prompt_random, sp.seed) : 0.0;
-  Sampler sampler(sp, static_cast<int32_t>(model.config().vocab_size));
+  Sampler sampler(sp, static_cast<int32_t>(model.vocab_size()));
   const bool print_ids = a.print_ids || !tokenizer;
   bool first = true;
   GenerateResult r =

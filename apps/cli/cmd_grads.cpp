@@ -44,12 +44,10 @@ Runner add_grads(CLI::App& app) {
       throw_error(ErrorCode::shape, a->input, ": expected int64 token ids of shape [batch, seq_len], found ",
                   dtype_name(ids.dtype()), " ", shape_str(ids.shape()));
     const auto t0 = std::chrono::steady_clock::now();
-    Model grads = model.new_grads();
-    Activations acts;
-    Exec exec(device, kernel_plan(a->kernels));
-    const double loss = model.loss_and_grads(exec, ids, next_token_targets(ids), grads, acts);
-    std::vector<std::pair<std::string, Tensor>> tensors;
-    grads.visit_params([&](const ParamRef& p) { tensors.emplace_back(p.name, *p.tensor); });
+    Context exec(device, kernel_plan(a->kernels));
+    Model::Gradients grads = model.loss_and_grads(exec, ids);
+    const double loss = grads.loss;
+    const std::vector<std::pair<std::string, Tensor>>& tensors = grads.tensors;
     save_safetensors(a->output, tensors, {{"loss", std::to_string(loss)}});
     std::printf("loss %.9g\n", loss);
     std::fflush(stdout);

@@ -49,20 +49,20 @@ Runner add_logits(CLI::App& app) {
     if (ids.dim() != 2 || (ids.dtype() != DType::i64 && ids.dtype() != DType::i32))
       throw_error(ErrorCode::shape, a->input, ": expected int64 token ids of shape [batch, seq_len], found ",
                   dtype_name(ids.dtype()), " ", shape_str(ids.shape()));
-    const int64_t batch = ids.size(0), seq_len = ids.size(1), vocab = model.config().vocab_padded;
+    const int64_t batch = ids.size(0), seq_len = ids.size(1), vocab = model.vocab_padded();
     const Tensor flat = ids.to(DType::i64);
     for (int64_t i = 0; i < flat.numel(); ++i) {
       const int64_t id = flat.data<int64_t>()[i];
-      if (id < 0 || id >= model.config().vocab_padded)
+      if (id < 0 || id >= model.vocab_padded())
         throw_error(ErrorCode::out_of_range, a->input, ": token id ", id, " at position ", i % seq_len,
-                    " of sequence ", i / seq_len, " is outside the vocabulary [0, ",
-                    model.config().vocab_padded, ")");
+                    " of sequence ", i / seq_len, " is outside the vocabulary [0, ", model.vocab_padded(),
+                    ")");
     }
     if (a->prefill > seq_len)
       throw_error(ErrorCode::invalid_argument, "--prefill ", a->prefill, " is larger than seq_len ", seq_len);
     const auto t0 = std::chrono::steady_clock::now();
     State state = model.new_state(batch);
-    Exec exec(model.device(), kernel_plan(a->kernels));
+    Context exec(model.device(), kernel_plan(a->kernels));
     Tensor logits;
     if (a->prefill < 0) {
       logits = model.forward(exec, ids, state);

@@ -42,17 +42,12 @@ Runner add_quantize(CLI::App& app) {
     const std::string dir = resolve_model(a->model);
     const Model model = Model::load(dir);
     // The folder's tokenizer.json goes in as tokenizer.ggml.* (a GGUF alone then runs generate).
-    std::vector<std::pair<std::string, GgufValue>> vocab;
-    if (!dir.ends_with(".gguf")) {
-      try {
-        vocab = gguf_tokenizer_metadata(dir);
-      } catch (const Error& e) {
-        std::fprintf(stderr, "warning: tokenizer not written: %s\n", e.what());
-      }
-    }
-    model.save_gguf(a->output, weight_type(a->type), vocab);
+    const bool tokenizer =
+        quantize(model, dir, a->output, weight_type(a->type), [](const std::string& warning) {
+          std::fprintf(stderr, "warning: tokenizer not written: %s\n", warning.c_str());
+        });
     std::printf("wrote %s: %s weights, %s, %.2f MiB\n", a->output.c_str(), a->type.c_str(),
-                vocab.empty() ? "no tokenizer" : "tokenizer.ggml.* from tokenizer.json",
+                !tokenizer ? "no tokenizer" : "tokenizer.ggml.* from tokenizer.json",
                 static_cast<double>(std::filesystem::file_size(a->output)) / (1024.0 * 1024.0));
     return 0;
   };

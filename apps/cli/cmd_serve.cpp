@@ -1,4 +1,4 @@
-// `mambacpp serve`: the OpenAI-compatible server (src/server/server.h) on one model. SIGTERM or
+// `mambacpp serve`: the OpenAI-compatible server (<mambacpp/server.h>) on one model. SIGTERM or
 // SIGINT stops accepting, lets in-flight requests finish (up to 30 s), and exits 0.
 #include <mambacpp/server.h>
 #include <signal.h>
@@ -17,7 +17,7 @@ namespace mambacpp::cli {
 namespace {
 
 struct ServeArgs {
-  server::ServerOptions server;
+  ServerOptions server;
   std::string tokenizer, device = "cpu", dtype = "f32";
   int threads = 0;
   bool mmap = false;
@@ -49,7 +49,7 @@ int run_serve(ServeArgs& a) {
   model.to(parse_device(a.device));
   model.set_matmul_dtype(matmul_dtype(a.dtype));
   std::shared_ptr<const Tokenizer> tokenizer = open_tokenizer(a.server.model_dir, a.tokenizer);
-  server::Server server(model, tokenizer, a.server);
+  Server server(model, tokenizer, a.server);
   server.bind();
 
   std::atomic<bool> done{false};
@@ -72,7 +72,7 @@ int run_serve(ServeArgs& a) {
 
 Runner add_serve(CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
-  server::ServerOptions& s = a->server;
+  ServerOptions& s = a->server;
   app.add_option("-m,--model", s.model_dir, "model directory (config.json, *.safetensors, tokenizer.json)")
       ->required();
   app.add_option(

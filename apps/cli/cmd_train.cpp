@@ -24,10 +24,8 @@ namespace mambacpp::cli {
 
 namespace {
 
-using nlohmann::json;
-
-// Every flag is optional: only the ones given change the config.
-struct TrainFlags {
+// Every flag is optional: only the ones given change the config (train::Overrides).
+struct TrainFlags : train::Overrides {
   std::string config_path, resume, plot;
   int threads = 0;
   bool print_config = false;
@@ -38,23 +36,6 @@ struct TrainFlags {
   bool zero1 = false;
   std::string dist_backend = "auto";
   std::vector<std::string> kernels;  // --kernel NAME=VALUE
-  // Model shape (ssm_cfg fields of a state-spaces/mamba config.json).
-  std::optional<std::string> layer, rope;
-  std::optional<int64_t> d_model, n_layer, d_state, headdim, mimo_rank, d_intermediate, chunk_size;
-  std::optional<double> expand;
-  std::optional<bool> mimo;
-  // Task and curriculum.
-  std::optional<std::string> task;
-  std::vector<std::string> text_files;
-  std::optional<int64_t> n_data, mqar_vocab, mqar_pairs, group_order;
-  std::optional<int64_t> length, min_length, start_max, max_length, stages, steps_per_stage;
-  // Optimization.
-  std::optional<int64_t> batch, steps, warmup, seed, length_buckets;
-  std::optional<double> lr, min_lr, weight_decay, clip, beta1, beta2;
-  std::optional<std::string> schedule;
-  // Evaluation, checkpoints, log.
-  std::optional<int64_t> eval_every, eval_length, eval_batches, checkpoint_every, keep_checkpoints;
-  std::optional<std::string> checkpoint_dir, log;
   // Packed runs (train::PackedTrainer): seeds × learning rates in one process.
   int64_t runs = 0;
   std::vector<double> lrs;
@@ -132,75 +113,13 @@ void add_optim_flags(CLI::App& app, TrainFlags& f) {
   app.add_option("--log", f.log, "CSV log: step, lr, loss, acc, tokens/s, ...");
 }
 
-template <typename T>
-void set_if(const std::optional<T>& flag, T& field) {
-  if (flag) field = *flag;
-}
-
-void apply_model_flags(const TrainFlags& f, json& m) {
-  auto set = [](json& j, const char* key, const auto& v) {
-    if (v) j[key] = *v;
-  };
-  set(m, "d_model", f.d_model);
-  set(m, "n_layer", f.n_layer);
-  set(m, "d_intermediate", f.d_intermediate);
-  json& ssm = m["ssm_cfg"];
-  if (!ssm.is_object()) ssm = json::object();
-  set(ssm, "layer", f.layer);
-  set(ssm, "d_state", f.d_state);
-  set(ssm, "headdim", f.headdim);
-  set(ssm, "expand", f.expand);
-  set(ssm, "chunk_size", f.chunk_size);
-  set(ssm, "is_mimo", f.mimo);
-  set(ssm, "mimo_rank", f.mimo_rank);
-  set(ssm, "rope_mode", f.rope);
-}
-
-train::TrainConfig resolve_config(const TrainFlags& f) {
-  train::TrainConfig c;
+train::Config resolve_config(const TrainFlags& f) {
+  train::Config c;
   if (!f.resume.empty())
-    c = train::load_checkpoint_config(f.resume);
+    c = train::Config::from_checkpoint(f.resume);
   else if (!f.config_path.empty())
-    c = train::load_train_config(f.config_path);
-  apply_model_flags(f, c.model);
-  set_if(f.task, c.task);
-  if (!f.text_files.empty()) c.task_options.text_files = f.text_files;
-  set_if(f.n_data, c.task_options.n_data);
-  set_if(f.mqar_vocab, c.task_options.vocab);
-  set_if(f.mqar_pairs, c.task_options.n_pairs);
-  set_if(f.group_order, c.task_options.group_order);
-  if (f.length) {
-    c.curriculum.min_length = c.curriculum.start_max = c.curriculum.end_max = *f.length;
-    c.curriculum.n_stages = 1;
-  }
-  set_if(f.min_length, c.curriculum.min_length);
-  set_if(f.start_max, c.curriculum.start_max);
-  set_if(f.max_length, c.curriculum.end_max);
-  set_if(f.stages, c.curriculum.n_stages);
-  set_if(f.steps_per_stage, c.curriculum.steps_per_stage);
-  set_if(f.batch, c.batch);
-  set_if(f.length_buckets, c.length_buckets);
-  set_if(f.steps, c.steps);
-  set_if(f.lr, c.schedule.lr);
-  if (f.schedule) c.schedule.kind = train::parse_schedule_kind(*f.schedule);
-  set_if(f.warmup, c.schedule.warmup_steps);
-  set_if(f.min_lr, c.schedule.min_lr);
-  set_if(f.weight_decay, c.adamw.weight_decay);
-  set_if(f.clip, c.clip);
-  set_if(f.beta1, c.adamw.beta1);
-  set_if(f.beta2, c.adamw.beta2);
-  if (f.seed) {
-    if (*f.seed < 0) throw_error(ErrorCode::invalid_argument, "--seed expected >= 0, found ", *f.seed);
-    c.seed = static_cast<uint64_t>(*f.seed);
-  }
-  set_if(f.eval_every, c.eval_every);
-  set_if(f.eval_length, c.eval_length);
-  set_if(f.eval_batches, c.eval_batches);
-  set_if(f.checkpoint_dir, c.checkpoint_dir);
-  set_if(f.checkpoint_every, c.checkpoint_every);
-  set_if(f.keep_checkpoints, c.keep_checkpoints);
-  set_if(f.log, c.log_csv);
-  train::validate(c, "command line");
+    c = train::Config::load(f.config_path);
+  c.apply(f);
   return c;
 }
 
@@ -256,13 +175,13 @@ std::string eval_text(int64_t step, const train::EvalStats& e) {
 }
 
 // --plot: the loss curve of the log (the whole run, resumed or not), else of the steps run here.
-void write_plot(const std::string& path, const train::TrainConfig& config, const Model& model,
+void write_plot(const std::string& path, const train::Config& config, const Model& model,
                 const LossCurve& here) {
-  const LossCurve curve = config.log_csv.empty() ? here : read_loss_csv(config.log_csv);
+  const LossCurve curve = config.log_csv().empty() ? here : read_loss_csv(config.log_csv());
   char title[160];
-  std::snprintf(title, sizeof title, "training loss: %s, %s x %lld, d_model %lld", config.task.c_str(),
-                mixer_kind_name(model.config().ssm_layer), static_cast<long long>(model.config().n_layer),
-                static_cast<long long>(model.config().d_model));
+  std::snprintf(title, sizeof title, "training loss: %s, %s x %lld, d_model %lld", config.task().c_str(),
+                model.layer_kind().c_str(), static_cast<long long>(model.n_layer()),
+                static_cast<long long>(model.d_model()));
   mambacpp::write_file_atomic(path, loss_plot_png(curve, title));
 }
 
@@ -276,7 +195,7 @@ int requested_ranks(const TrainFlags& f) {
 // Packed runs: the sweep's runs stepped together; a summary line every tenth of the steps, a table
 // of the runs' final numbers, and the aggregate throughput (tokens of all runs per second of
 // packed steps, the first two left out: they record the graphs).
-int run_packed(const TrainFlags& f, const train::TrainConfig& config, const train::TrainDevice& where) {
+int run_packed(const TrainFlags& f, const train::Config& config, const train::Placement& where) {
   if (!f.resume.empty())
     throw_error(ErrorCode::invalid_argument,
                 "--resume takes one run; packed runs continue from their folders under --checkpoint-dir");
@@ -288,22 +207,21 @@ int run_packed(const TrainFlags& f, const train::TrainConfig& config, const trai
   } else {
     std::vector<uint64_t> seeds;
     for (int64_t i = 0; i < std::max<int64_t>(f.runs, 1); ++i)
-      seeds.push_back(config.seed + static_cast<uint64_t>(i));
-    runs = train::sweep_grid(seeds, f.lrs.empty() ? std::vector<double>{config.schedule.lr} : f.lrs);
+      seeds.push_back(config.seed() + static_cast<uint64_t>(i));
+    runs = train::sweep_grid(seeds, f.lrs.empty() ? std::vector<double>{config.lr()} : f.lrs);
   }
   train::PackedTrainer packed(config, runs, where);
   const Model& model = packed.trainer(0).model();
   std::fprintf(stderr,
                "train: task %s, %s x %lld, d_model %lld, %lld parameters a run, batch %lld, %zu runs packed, "
                "%lld steps on %s%s\n",
-               config.task.c_str(), mixer_kind_name(model.config().ssm_layer),
-               static_cast<long long>(model.config().n_layer), static_cast<long long>(model.config().d_model),
-               static_cast<long long>(model.n_params()), static_cast<long long>(config.batch), packed.size(),
-               static_cast<long long>(config.steps), f.device.c_str(),
-               where.matmul_dtype == DType::bf16 ? " (bf16 mixed precision)" : "");
+               config.task().c_str(), model.layer_kind().c_str(), static_cast<long long>(model.n_layer()),
+               static_cast<long long>(model.d_model()), static_cast<long long>(model.n_params()),
+               static_cast<long long>(config.batch()), packed.size(), static_cast<long long>(config.steps()),
+               f.device.c_str(), where.matmul_dtype == DType::bf16 ? " (bf16 mixed precision)" : "");
   int64_t tokens = 0, timed = 0;
   double seconds = 0;
-  const int64_t every = std::max<int64_t>(1, config.steps / 10);
+  const int64_t every = std::max<int64_t>(1, config.steps() / 10);
   train::PackedCallbacks cb;
   cb.on_packed_step = [&](int64_t n, double s, int64_t t) {
     if (n > 2) {
@@ -334,23 +252,23 @@ int run_packed(const TrainFlags& f, const train::TrainConfig& config, const trai
   packed.run(cb);
   if (!f.plot.empty()) {
     for (size_t i = 0; i < packed.size(); ++i)
-      if (!packed.trainer(i).config().log_csv.empty())
-        curves[i].curve = read_loss_csv(packed.trainer(i).config().log_csv);
+      if (!packed.trainer(i).config().log_csv().empty())
+        curves[i].curve = read_loss_csv(packed.trainer(i).config().log_csv());
     char title[160];
     std::snprintf(title, sizeof title, "training loss: %s, %s x %lld, d_model %lld, %zu runs",
-                  config.task.c_str(), mixer_kind_name(model.config().ssm_layer),
-                  static_cast<long long>(model.config().n_layer),
-                  static_cast<long long>(model.config().d_model), packed.size());
+                  config.task().c_str(), model.layer_kind().c_str(), static_cast<long long>(model.n_layer()),
+                  static_cast<long long>(model.d_model()), packed.size());
     mambacpp::write_file_atomic(f.plot, runs_plot_png(curves, title));
   }
   std::printf("%-24s %8s %10s %8s %10s %10s\n", "run", "steps", "loss", "acc", "eval acc", "scaled");
   for (size_t i = 0; i < packed.size(); ++i) {
-    const train::EvalStats& e = packed.last_evals()[i];
+    const train::EvalStats e = packed.last_evals()[i];
     std::printf("%-24s %8lld %10.4f %7.2f%% %9.2f%% %9.2f%%\n", train::run_name(packed.spec(i)).c_str(),
                 static_cast<long long>(packed.trainer(i).steps_done()), packed.last_steps()[i].loss,
                 100.0 * packed.last_steps()[i].accuracy, 100.0 * e.accuracy, 100.0 * e.scaled_accuracy);
   }
-  if (!config.checkpoint_dir.empty()) std::printf("results: %s/runs.csv\n", config.checkpoint_dir.c_str());
+  if (!config.checkpoint_dir().empty())
+    std::printf("results: %s/runs.csv\n", config.checkpoint_dir().c_str());
   if (where.graph && where.device != Device::cpu) {
     int64_t replays = 0;
     for (size_t i = 0; i < packed.size(); ++i) replays += packed.trainer(i).graph_replays();
@@ -377,14 +295,14 @@ int run_train(const TrainFlags& f_in) {
   if (!env_rank && ranks > 1) {
     // The launcher: the flags and the config are checked once here (one error line, not N),
     // then every rank runs this same command line with its rank in the environment.
-    const train::TrainConfig config = resolve_config(f);
-    if (config.batch % ranks != 0)
-      throw_error(ErrorCode::invalid_argument, "train: the global batch ", config.batch,
+    const train::Config config = resolve_config(f);
+    if (config.batch() % ranks != 0)
+      throw_error(ErrorCode::invalid_argument, "train: the global batch ", config.batch(),
                   " is not divisible by ", ranks, " ranks (--batch must be a multiple of the rank count)");
     check_dtype_device(f.dtype, f.device);
     parse_device(f.device);  // no CUDA (build or device): one line here, not one per rank
     if (f.print_config) {
-      std::printf("%s\n", train::to_json(config).dump(2).c_str());
+      std::printf("%s\n", config.to_json(2).c_str());
       return 0;
     }
     return launch_ranks(ranks, "train");
@@ -409,12 +327,12 @@ int run_train(const TrainFlags& f_in) {
     check_output_path("--plot", f.plot);
   }
   set_num_threads(f.threads);
-  const train::TrainConfig config = resolve_config(f);
+  const train::Config config = resolve_config(f);
   if (f.print_config) {
-    if (lead) std::printf("%s\n", train::to_json(config).dump(2).c_str());
+    if (lead) std::printf("%s\n", config.to_json(2).c_str());
     return 0;
   }
-  train::TrainDevice where;
+  train::Placement where;
   where.device = parse_device(f.device);
   where.plan = kernel_plan(f.kernels);
   if (f.dtype == "bf16")
@@ -447,13 +365,12 @@ int run_train(const TrainFlags& f_in) {
   std::fprintf(
       stderr,
       "train: task %s, %s x %lld, d_model %lld, %lld parameters, batch %lld, %s %lld steps on %s%s%s\n",
-      config.task.c_str(), mixer_kind_name(model.config().ssm_layer),
-      static_cast<long long>(model.config().n_layer), static_cast<long long>(model.config().d_model),
-      static_cast<long long>(model.n_params()), static_cast<long long>(config.batch),
-      f.resume.empty() ? "from scratch," : "resuming,", static_cast<long long>(config.steps),
-      f.device.c_str(), ranks_text.c_str(),
+      config.task().c_str(), model.layer_kind().c_str(), static_cast<long long>(model.n_layer()),
+      static_cast<long long>(model.d_model()), static_cast<long long>(model.n_params()),
+      static_cast<long long>(config.batch()), f.resume.empty() ? "from scratch," : "resuming,",
+      static_cast<long long>(config.steps()), f.device.c_str(), ranks_text.c_str(),
       where.matmul_dtype == DType::bf16 ? " (bf16 mixed precision)" : "");
-  Progress progress(trainer.steps_done(), config.steps);
+  Progress progress(trainer.steps_done(), config.steps());
   train::EvalStats last_eval;
   train::RunCallbacks callbacks;
   // Training steps only (no evaluation or checkpoints), the run's first step left out when there
@@ -462,7 +379,7 @@ int run_train(const TrainFlags& f_in) {
   const int64_t steps_before = trainer.steps_done();
   double step_seconds = 0;
   LossCurve curve;
-  const int64_t first_timed = trainer.steps_done() + (config.steps - trainer.steps_done() > 1 ? 2 : 1);
+  const int64_t first_timed = trainer.steps_done() + (config.steps() - trainer.steps_done() > 1 ? 2 : 1);
   callbacks.on_step = [&](const train::StepStats& s) {
     curve.steps.push_back(static_cast<double>(s.step));
     curve.loss.push_back(s.loss);
@@ -485,7 +402,7 @@ int run_train(const TrainFlags& f_in) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (last_eval.answers == 0) {
     std::printf("nothing to do: the run is at step %lld of %lld (raise --steps to continue)\n",
-                static_cast<long long>(trainer.steps_done()), static_cast<long long>(config.steps));
+                static_cast<long long>(trainer.steps_done()), static_cast<long long>(config.steps()));
     return 0;
   }
   std::printf(
@@ -502,14 +419,14 @@ int run_train(const TrainFlags& f_in) {
   if (where.device != Device::cpu) {
     const size_t peak = device_memory(where.device).peak;
     const double mib = 1024.0 * 1024.0,
-                 tokens = static_cast<double>(config.batch) * static_cast<double>(config.curriculum.end_max);
+                 tokens = static_cast<double>(config.batch()) * static_cast<double>(config.max_length());
     const double activations = peak > held_before ? static_cast<double>(peak - held_before) : 0.0;
     std::printf(
         "memory: %.1f MiB on the device before the first step (weights, gradients, moments), peak %.1f MiB: "
         "%.1f MiB of activations and workspace, %.1f KiB per token of a %lld x %lld batch\n",
         static_cast<double>(held_before) / mib, static_cast<double>(peak) / mib, activations / mib,
-        activations / 1024.0 / tokens, static_cast<long long>(config.batch),
-        static_cast<long long>(config.curriculum.end_max));
+        activations / 1024.0 / tokens, static_cast<long long>(config.batch()),
+        static_cast<long long>(config.max_length()));
   }
   if (where.graph && where.device != Device::cpu)  // 0 tells that recording failed (its warning above)
     std::printf("graph: %lld of %lld steps replayed a captured CUDA graph\n",
@@ -576,26 +493,6 @@ struct EvalFlags {
   std::vector<std::string> text_files;
 };
 
-// The task of an evaluation: the flags, else the training config saved beside the weights.
-std::unique_ptr<train::Task> eval_task(const EvalFlags& f, const std::string& dir) {
-  train::TaskOptions options;
-  std::string name;
-  if (file_exists(path_join(dir, "trainer.json"))) {
-    const train::TrainConfig c = train::load_checkpoint_config(dir);
-    options = c.task_options;
-    name = c.task;
-  }
-  if (f.task) name = *f.task;
-  if (name.empty())
-    throw_error(ErrorCode::invalid_argument, "eval: --task is required (", dir, " holds no trainer.json)");
-  set_if(f.mqar_vocab, options.vocab);
-  set_if(f.mqar_pairs, options.n_pairs);
-  set_if(f.n_data, options.n_data);
-  set_if(f.group_order, options.group_order);
-  if (!f.text_files.empty()) options.text_files = f.text_files;
-  return train::make_task(name, options);
-}
-
 int run_eval(const EvalFlags& f) {
   set_num_threads(f.threads);
   if (f.batches < 1 || f.batch < 1 || f.seed < 0)
@@ -603,20 +500,21 @@ int run_eval(const EvalFlags& f) {
   const std::string dir = train::resolve_model_dir(f.model);
   Model model = Model::load(dir);
   model.to(parse_device(f.device));
-  Exec exec(model.device(), kernel_plan(f.kernels));
-  const auto task = eval_task(f, dir);
-  if (model.config().vocab_size < task->vocab_size())
-    throw_error(ErrorCode::invalid_argument, dir, ": vocab_size ", model.config().vocab_size,
-                " is smaller than the ", task->name(), " vocabulary (", task->vocab_size(), ")");
+  Context exec(model.device(), kernel_plan(f.kernels));
+  const train::Task task = train::Task::for_model(
+      dir, f.task, {f.mqar_vocab, f.mqar_pairs, f.n_data, f.group_order, f.text_files});
+  if (model.vocab_size() < task.vocab_size())
+    throw_error(ErrorCode::invalid_argument, dir, ": vocab_size ", model.vocab_size(),
+                " is smaller than the ", task.name(), " vocabulary (", task.vocab_size(), ")");
   std::vector<int64_t> lengths = f.lengths;
-  if (lengths.empty()) lengths.push_back(task->default_length());
+  if (lengths.empty()) lengths.push_back(task.default_length());
   std::printf("model %s, task %s (chance %.4f), %lld x %lld sequences per length\n", dir.c_str(),
-              task->name().c_str(), task->chance(), static_cast<long long>(f.batches),
+              task.name().c_str(), task.chance(), static_cast<long long>(f.batches),
               static_cast<long long>(f.batch));
   std::printf("%8s %10s %10s %12s %10s\n", "length", "loss", "accuracy", "scaled_acc", "answers");
   for (int64_t length : lengths) {
     const train::EvalStats e =
-        train::evaluate(exec, model, *task, length, f.batch, f.batches, static_cast<uint64_t>(f.seed));
+        train::evaluate(exec, model, task, length, f.batch, f.batches, static_cast<uint64_t>(f.seed));
     std::printf("%8lld %10.4f %9.2f%% %11.2f%% %10lld\n", static_cast<long long>(e.length), e.loss,
                 100.0 * e.accuracy, 100.0 * e.scaled_accuracy, static_cast<long long>(e.answers));
   }

@@ -62,12 +62,12 @@ void add_generation_flags(CLI::App& app, GenerationFlags& f, int64_t default_n_p
   add_dtype_option(app, f.dtype);
 }
 
-std::unique_ptr<Tokenizer> open_tokenizer(const std::string& model_dir, const std::string& flag) {
-  std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(model_dir, flag);
+std::shared_ptr<const Tokenizer> open_tokenizer(const std::string& model_dir, const std::string& flag) {
+  std::shared_ptr<const Tokenizer> tokenizer = load_tokenizer(model_dir, flag);
   // Checkpoints of --task text written before config.json named the tokenizer.
   if (!tokenizer && flag.empty() && !model_dir.empty() && file_exists(path_join(model_dir, "trainer.json")) &&
-      train::load_checkpoint_config(model_dir).task == "text")
-    return std::make_unique<ByteTokenizer>();
+      train::checkpoint_task(model_dir) == "text")
+    return Tokenizer::byte_level();
   return tokenizer;
 }
 

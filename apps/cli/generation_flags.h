@@ -32,7 +32,7 @@ SessionOptions session_options(const GenerationFlags& f);
 // --tokenizer: "byte" (ids 0..255 are the bytes, as `train --task text` models read them), a
 // tokenizer.json, or (not given) MODEL/tokenizer.json, else the byte tokenizer when MODEL is a
 // checkpoint trained on --task text; null when none applies.
-std::unique_ptr<Tokenizer> open_tokenizer(const std::string& model_dir, const std::string& flag);
+std::shared_ptr<const Tokenizer> open_tokenizer(const std::string& model_dir, const std::string& flag);
 // --model as given, or the latest step of a training checkpoint ROOT.
 std::string resolve_model(const std::string& model);
 // Loads --model onto --device with --dtype linear-layer weights.
