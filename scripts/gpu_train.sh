@@ -45,12 +45,15 @@ T0=$SECONDS
 for phase in "$@"; do
   echo "=== $phase at $((SECONDS - T0)) s"
   case $phase in
-    official)  # Triton's compiled kernels are kept in $OUT/triton_cache.tgz; carried back as $PRE/triton_cache.tgz they skip the compile
+    official)  # Triton's compiled kernels are kept in $OUT/triton_cache.tgz.part-*; carried back in $PRE they skip the compile
       export TRITON_CACHE_DIR=/tmp/triton_cache
-      [ -f "$PRE/triton_cache.tgz" ] && mkdir -p $TRITON_CACHE_DIR && tar -xzf "$PRE/triton_cache.tgz" -C $TRITON_CACHE_DIR
+      # the cache comes back as 15 MB parts (the device returns files of at most 16 MiB): triton_cache.tgz.part-*
+      [ -n "$(ls "$PRE"/triton_cache.tgz.part-* 2>/dev/null)" ] && mkdir -p $TRITON_CACHE_DIR &&
+        cat "$PRE"/triton_cache.tgz.part-* | tar -xz -C $TRITON_CACHE_DIR
       (cd "$([ -d "$PRE/official" ] && echo "$PRE/official" || echo .device_fixtures/official)" && timeout $(( ${DEADLINE:-100000} - (SECONDS - T0) < ${OFFICIAL_LIMIT:-300} ? ${DEADLINE:-100000} - (SECONDS - T0) : ${OFFICIAL_LIMIT:-300} )) python3 -u bench_official.py 2>&1 |
       grep --line-buffered -v Warning | tee "$OUT/official.log")
-      [ -d $TRITON_CACHE_DIR ] && tar -czf "$OUT/triton_cache.tgz" -C $TRITON_CACHE_DIR . && du -sh "$OUT/triton_cache.tgz" ;;
+      [ -d $TRITON_CACHE_DIR ] && tar -czf - -C $TRITON_CACHE_DIR . | split -b 15M - "$OUT/triton_cache.tgz.part-" &&
+        du -ch "$OUT"/triton_cache.tgz.part-* | tail -1 ;;
     trace)  # device time per kernel (CUPTI, bench/kernel_trace.cpp): a Table 5b training run and cuda_bwd_bench
       so=$ROOT/$PRE/libkernel_trace.so
       [ -f "$so" ] || so=$(scripts/kernel_trace.sh /tmp/libkernel_trace.so)
@@ -143,8 +146,9 @@ for phase in "$@"; do
       [ -n "$cli" ] && [ ! -e "$cli" ] && mkdir -p "$(dirname "$cli")" && ln -sf $M "$cli"
       for t in ${OPTESTS:-cuda_tests_all}; do
         timeout ${OPTESTS_LIMIT:-300} /tmp/gt/$t --gtest_filter="${GTEST_FILTER:-*}" >"$OUT/optests_$t.log" 2>&1
-        echo "--- $t rc $?"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]" "$OUT/optests_$t.log" | tail -30
-        grep -B2 -A12 -E "Failure$" "$OUT/optests_$t.log" | head -80
+        rc=$?; grep -B2 -A6 -E "Failure$" "$OUT/optests_$t.log" | cut -c1-300 | head -${FAIL_LINES:-40}
+        echo "--- $t rc $rc (summary last: the output's tail is what comes back)"; tail -1 "$OUT/optests_$t.log"
+        grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]" "$OUT/optests_$t.log" | tail -30
       done ;;
     memcheck)  # compute-sanitizer memcheck over MEMCHECK_FILTER of cuda_tests_all
       cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
