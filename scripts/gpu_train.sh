@@ -111,6 +111,19 @@ for phase in "$@"; do
       timeout 120 $M train --task text --text README.md docs/architecture.md docs/benchmarks.md --layer Mamba2 --d-model 768 \
         --n-layer 24 --d-state 128 --headdim 64 --length 2048 --batch 8 --steps 6 --warmup 0 --device cuda --dtype bf16 \
         --checkpoint-dir /tmp/te_big --checkpoint-every 0 2>&1 | grep -E "throughput|memory|rror" | tee -a "$OUT/eager.log" ;;
+    decodeab)  # issue 10's graph-decode gap (Mamba-1/2, bf16, 512 graph-replayed steps): the binary before
+      # the Exec refactor (before.xz, 2829477, cuBLAS linked) against this one, and this one with cuBLAS loaded at
+      # start (LD_PRELOAD) or all CUDA modules loaded eagerly: which of them closes the gap
+      L=$(dirname "$(ls /usr/local/cuda/lib64/libcublas.so.* 2>/dev/null | head -1)")
+      row() { local label=$1; shift; for m in mamba1 mamba2; do printf "%-16s %s\n" "$label" "$("$@" bench --device cuda --dtype bf16 --models $m \
+        --seq-len 64 --decode-tokens 512 --threads 1 2>&1 | grep -E "^\| $m|rror" | tr -s ' ' | head -1)"; done; }
+      for rep in 1 2; do
+        row before env LD_LIBRARY_PATH=$L:${LD_LIBRARY_PATH:-} /tmp/gt/before
+        row head $M
+        row head+preload env LD_PRELOAD=$L/libcublasLt.so.13:$L/libcublas.so.13 $M
+        row head+eager env CUDA_MODULE_LOADING=EAGER $M
+        row before+eager env CUDA_MODULE_LOADING=EAGER LD_LIBRARY_PATH=$L:${LD_LIBRARY_PATH:-} /tmp/gt/before
+      done 2>&1 | tee "$OUT/decodeab.txt" ;;
     bwdbench) timeout 300 /tmp/gt/cuda_bwd_bench ${BWD_ARGS:-} 2>&1 | tee "$OUT/cuda_bwd_bench.log" ;;
     fused)  # the fused tensor-core Mamba-2 backward against the exact kernel, then under memcheck
       timeout 200 /tmp/gt/ssd_bwd_cuda_test --gtest_filter='SsdBwdCuda.Fused*' 2>&1 | tee "$OUT/fused_test.log" | tail -40
