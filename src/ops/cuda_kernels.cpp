@@ -110,6 +110,11 @@ Tensor layer_norm_bwd_cuda(const Tensor& dy, const Tensor& x, const Tensor& weig
 Tensor rms_norm_gated_bwd_cuda(const Tensor& dy, const Tensor& x, const Tensor& z, const Tensor& weight,
                                int64_t group_size, bool norm_before_gate, float eps, Tensor& dweight,
                                Tensor& dz);
+Tensor rms_norm_gated_per_block_cuda(const Tensor& x, const Tensor& z, const Tensor& weight,
+                                     int64_t group_size, bool norm_before_gate, float eps);
+Tensor rms_norm_gated_bwd_per_block_cuda(const Tensor& dy, const Tensor& x, const Tensor& z,
+                                         const Tensor& weight, int64_t group_size, bool norm_before_gate,
+                                         float eps, Tensor& dweight, Tensor& dz);
 
 // optim
 void adamw_update_cuda(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWScalars& s,
@@ -189,7 +194,9 @@ const CudaKernels kTable{
              .rms_norm_gated = rms_norm_gated_cuda,
              .add_norm_ = add_norm_cuda_,
              .layer_norm_bwd = layer_norm_bwd_cuda,
-             .rms_norm_gated_bwd = rms_norm_gated_bwd_cuda},
+             .rms_norm_gated_bwd = rms_norm_gated_bwd_cuda,
+             .rms_norm_gated_per_block = rms_norm_gated_per_block_cuda,
+             .rms_norm_gated_bwd_per_block = rms_norm_gated_bwd_per_block_cuda},
     .optim = {.adamw_update = adamw_update_cuda,
               .sum_squares = sum_squares_cuda,
               .sum_squares_total = sum_squares_total_cuda,

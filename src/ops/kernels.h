@@ -145,6 +145,13 @@ struct CudaKernels {
     Tensor (*rms_norm_gated_bwd)(const Tensor& dy, const Tensor& x, const Tensor& z, const Tensor& weight,
                                  int64_t group_size, bool norm_before_gate, float eps, Tensor& dweight,
                                  Tensor& dz);
+    // The one-block-per-group kernels whatever the group size (the two above take a warp per group
+    // of at most 256 channels, to the same bits): tests compare them.
+    Tensor (*rms_norm_gated_per_block)(const Tensor& x, const Tensor& z, const Tensor& weight,
+                                       int64_t group_size, bool norm_before_gate, float eps);
+    Tensor (*rms_norm_gated_bwd_per_block)(const Tensor& dy, const Tensor& x, const Tensor& z,
+                                           const Tensor& weight, int64_t group_size, bool norm_before_gate,
+                                           float eps, Tensor& dweight, Tensor& dz);
   } norm;
 
   struct Optim {  // optim_cuda.cu
