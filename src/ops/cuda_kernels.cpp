@@ -78,6 +78,7 @@ Tensor mamba3_combine_bwd_cuda(const Tensor& dout, const Tensor& y, const Tensor
 
 // mamba3_scan
 void mamba3_scan_cuda(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
+void mamba3_scan_wide_cuda(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
 Mamba3ScanGrads mamba3_scan_bwd_cuda_exact(const Mamba3ScanArgs& args, const Tensor& dy);
 bool mamba3_scan_bwd_cuda_gemm_supported(const Mamba3ScanArgs& args);
 Mamba3ScanGrads mamba3_scan_bwd_cuda_gemm(const Mamba3ScanArgs& args, const Tensor& dy);
@@ -176,6 +177,7 @@ const CudaKernels kTable{
                      .prepare_bwd = mamba3_prepare_bwd_cuda,
                      .combine_bwd = mamba3_combine_bwd_cuda},
     .mamba3_scan = {.scan = mamba3_scan_cuda,
+                    .scan_wide = mamba3_scan_wide_cuda,
                     .bwd_exact = mamba3_scan_bwd_cuda_exact,
                     .bwd_gemm_supported = mamba3_scan_bwd_cuda_gemm_supported,
                     .bwd_gemm = mamba3_scan_bwd_cuda_gemm,
