@@ -119,6 +119,85 @@ __global__ void __launch_bounds__(32 * kWarps) mamba3_scan_kernel(Mamba3Params p
     }
 }
 
+// SISO with d_state <= kN (16, 32 or 64): lane l of a warp holds head_dim row p0 + l, all its
+// state entries in registers, so y_p = S_p·q is the thread's own sum (no shuffles) and the warp's
+// loads of x and y are one row each. The token's k and q go through the warp's shared memory
+// (read back as broadcasts), loaded with the scalars and x one token ahead; k_{t−1} is the
+// previous token's k. Each state entry sees the operations of mamba3_scan_kernel in its order
+// (the same bits); y sums over n in order instead of a warp butterfly (rounding only).
+template <int kN>
+__global__ void __launch_bounds__(32 * kWarps) mamba3_scan_rows_kernel(Mamba3Params p) {
+  __shared__ __align__(16) float sh[kWarps][3][kN];  // per warp: two k buffers (now, before) and q
+  const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
+  const int64_t warp = blockIdx.x * int64_t(kWarps) + wib;
+  const int64_t H = p.n_heads, P = p.head_dim, N = p.d_state, L = p.seq_len;
+  const int64_t row_tiles = (P + 31) / 32;
+  if (warp >= p.batch * H * row_tiles) return;  // whole warps leave; the rest only sync per warp
+  const int64_t bh = warp / row_tiles, b = bh / H, h = bh % H, row = (warp % row_tiles) * 32 + lane;
+  const bool active = row < P;
+  const int64_t prow = active ? row : P - 1;  // an idle lane reads a valid row and stores nothing
+  constexpr int kPer = (kN + 31) / 32;        // k / q entries a lane loads per token
+  float(*buf)[kN] = sh[wib];
+  for (int n = lane; n < kN; n += 32) {  // entries past d_state stay 0 in every buffer
+    buf[0][n] = 0.0f;
+    buf[1][n] = n < N ? p.k_prev[bh * N + n] : 0.0f;
+    buf[2][n] = 0.0f;
+  }
+  float s[kN];
+#pragma unroll
+  for (int n = 0; n < kN; ++n) s[n] = n < N ? p.ssm[(bh * P + prow) * N + n] : 0.0f;
+  const float D = p.D[h];
+  float x_before = p.v_prev[bh * P + prow];
+  float k_next[kPer], q_next[kPer], dt_next, lambda_next, adt_next, x_next;  // token t's, loaded during t − 1
+  auto load_next = [&](int64_t t) {
+    const int64_t bt = b * L + t;
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+      const int64_t n = lane + 32 * j, at = (bt * H + h) * N + n;
+      k_next[j] = n < N ? p.k[at] : 0.0f;
+      q_next[j] = n < N ? p.q[at] : 0.0f;
+    }
+    dt_next = p.dt[bt * H + h];
+    lambda_next = p.trap[bt * H + h];
+    adt_next = p.adt[bt * H + h];
+    x_next = p.x[(bt * H + h) * P + prow];
+  };
+  load_next(0);
+  int now = 0;  // buf[now]: k_t; buf[1 − now]: k_{t−1}
+  for (int64_t t = 0; t < L; ++t) {
+    const int64_t bt = b * L + t;
+    __syncwarp();  // the previous token's reads of buf[now] (its k_{t−1}) and q are done
+#pragma unroll
+    for (int j = 0; j < kPer; ++j)
+      if (lane + 32 * j < kN) {
+        buf[now][lane + 32 * j] = k_next[j];
+        buf[2][lane + 32 * j] = q_next[j];
+      }
+    __syncwarp();
+    const float dt = dt_next, lambda = lambda_next, alpha = expf(adt_next), x_now = x_next;
+    if (t + 1 < L) load_next(t + 1);
+    const float beta = (1.0f - lambda) * dt * alpha, gamma = lambda * dt;
+    const float c_before = beta * x_before, c_now = gamma * x_now;
+    const float* kn = buf[now];
+    const float* kb = buf[1 - now];
+    const float* q = buf[2];
+    float acc = 0.0f;
+#pragma unroll
+    for (int n = 0; n < kN; ++n) {
+      s[n] *= alpha;
+      s[n] += c_before * kb[n] + c_now * kn[n];
+      acc += s[n] * q[n];
+    }
+    if (active) p.y[(bt * H + h) * P + row] = acc + D * x_now;
+    x_before = x_now;
+    now = 1 - now;
+  }
+  if (!active) return;
+#pragma unroll
+  for (int n = 0; n < kN; ++n)
+    if (n < N) p.ssm[(bh * P + row) * N + n] = s[n];
+}
+
 // k_prev[b, r, h, :] = k[b, L−1, r, h, :];  v_prev[b, h, :] = x[b, L−1, h, :]  (SPEC §3.5).
 __global__ void mamba3_save_last_kernel(Mamba3Params p) {
   const int64_t R = p.rank, H = p.n_heads, P = p.head_dim, N = p.d_state, L = p.seq_len;
@@ -238,7 +317,16 @@ void mamba3_scan_impl(const Mamba3ScanArgs& a, Mamba3ScanState& s, Tensor& y, bo
     const int64_t warps = B * H * ((P + rows - 1) / rows);
     kernel<<<mamba::cuda::ceil_div(warps, kWarps), 32 * kWarps, 0, mamba::cuda::stream()>>>(p);
   };
-  if (widest || N > 128)
+  if (!widest && !f.mimo_x.defined() && N <= 64) {  // SISO
+    const int64_t warps = B * H * ((P + 31) / 32);
+    const unsigned int blocks = mamba::cuda::ceil_div(warps, kWarps);
+    if (N > 32)
+      mamba3_scan_rows_kernel<64><<<blocks, 32 * kWarps, 0, mamba::cuda::stream()>>>(p);
+    else if (N > 16)
+      mamba3_scan_rows_kernel<32><<<blocks, 32 * kWarps, 0, mamba::cuda::stream()>>>(p);
+    else
+      mamba3_scan_rows_kernel<16><<<blocks, 32 * kWarps, 0, mamba::cuda::stream()>>>(p);
+  } else if (widest || N > 128)
     launch(mamba3_scan_kernel<8, 2>, 2);
   else if (N > 64)
     launch(mamba3_scan_kernel<4, 4>, 4);
