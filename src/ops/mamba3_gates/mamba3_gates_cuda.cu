@@ -322,11 +322,17 @@ void mamba3_prepare_fwd_cuda(const Tensor& proj, const Mamba3Gates& g, Tensor& a
   }
   const dim3 blocks(static_cast<unsigned int>(rows), mamba::cuda::ceil_div(H, heads_per_block));
   const size_t smem = smem_norms + (one_token ? smem_token : 0);
+  // Only as many threads as a group row or the block's (head, pair) units need (64 at the Table 5b
+  // shape, where 256 left most idle): while d_state fits the block each thread still sums at most
+  // one entry, and block_sum's missing warps add exact zeros, so the same bits.
+  const int64_t work = std::max<int64_t>(N, heads_per_block * ((N + 1) / 2));
+  const unsigned int threads =
+      static_cast<unsigned int>(std::min<int64_t>(kQkThreads, (work + 31) / 32 * 32));
   if (bf16_out)
-    mamba3_qk_kernel<__nv_bfloat16><<<blocks, kQkThreads, smem, stream>>>(
+    mamba3_qk_kernel<__nv_bfloat16><<<blocks, threads, smem, stream>>>(
         p, static_cast<__nv_bfloat16*>(a.q.raw()), static_cast<__nv_bfloat16*>(a.k.raw()));
   else
-    mamba3_qk_kernel<float><<<blocks, kQkThreads, smem, stream>>>(p, a.q.f32(), a.k.f32());
+    mamba3_qk_kernel<float><<<blocks, threads, smem, stream>>>(p, a.q.f32(), a.k.f32());
   CUDA_CHECK_LAUNCH();
 }
 
