@@ -103,6 +103,18 @@ TEST(Mamba3GatesBwdCuda, PrepareManyTokens) {
   check_prepare(Dims{64, 160, 2, 64, 64, 1, 1, false}, Mamba3Rope::data_dependent, rng);
 }
 
+// The angle scans (the angles re-run forward, the reverse sum of dφ over ranks) at the Table 5b
+// shape (batch 256), over several tiles of tokens (2000 tokens, 40 angles in two blocks, rank 2),
+// and with an angle count that does not divide the block (5 angles).
+TEST(Mamba3GatesBwdCuda, PrepareAngleScanShapes) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(24);
+  check_prepare(Dims{256, 160, 2, 64, 64, 1, 1, false}, Mamba3Rope::data_dependent, rng);
+  check_prepare(Dims{1, 2000, 2, 8, 160, 1, 2, true}, Mamba3Rope::data_dependent, rng);
+  check_prepare(Dims{2, 700, 3, 8, 20, 1, 1, false}, Mamba3Rope::data_dependent, rng);
+  check_prepare(Dims{2, 700, 3, 8, 20, 1, 1, false}, Mamba3Rope::data_independent, rng);
+}
+
 TEST(Mamba3GatesBwdCuda, CombineMatchesCpu) {
   MAMBA_REQUIRE_CUDA();
   std::mt19937 rng(22);

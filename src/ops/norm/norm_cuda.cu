@@ -1,11 +1,15 @@
 // Normalizations on CUDA: one block per (row, group), f32 sums reduced over the block; the
 // values are re-read for the output pass rather than held (rows are at most a few thousand wide).
+// The gated RMSNorm of groups of at most 256 channels takes a warp per group instead (a block of
+// 256 threads for a row of 64 left three quarters of them idle), with the block kernel's sums in
+// the same order (norm_rows.cuh), so the same bits.
 #include <algorithm>
 
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
 #include "ops/norm/norm.h"
+#include "ops/norm/norm_rows.cuh"
 
 namespace mamba::ops {
 
@@ -67,6 +71,41 @@ __global__ void rms_norm_gated_kernel(const float* x, const float* z, const floa
       v = v * rstd * weight[w_off + i];
       if (z != nullptr && norm_before_gate) v *= mamba::cuda::silu_f(z[off + i]);
       y[off + i] = v;
+    }
+  }
+}
+
+// The same for groups of at most kShortRow channels: a warp per (row, group), kRowWarps per block,
+// lane l holding channels l, l + 32, ... and their gates in registers.
+__global__ void __launch_bounds__(32 * kRowWarps)
+    rms_norm_gated_rows_kernel(const float* x, const float* z, const float* weight, float* y, int64_t n,
+                               int64_t group_size, int64_t n_items, bool norm_before_gate, float eps) {
+  const int64_t item = blockIdx.x * int64_t(kRowWarps) + (threadIdx.x >> 5);
+  if (item >= n_items) return;  // whole warps leave
+  const int lane = threadIdx.x & 31, chunks = static_cast<int>((group_size + 31) / 32);
+  const int64_t off = item * group_size, w_off = (item % (n / group_size)) * group_size;
+  const bool gate_first = z != nullptr && !norm_before_gate;
+  float v[kRowChunks], gate[kRowChunks], sq[kRowChunks];
+#pragma unroll
+  for (int k = 0; k < kRowChunks; ++k) {
+    const int64_t i = lane + 32 * k;
+    v[k] = 0.0f;
+    gate[k] = 1.0f;
+    if (i < group_size) {
+      v[k] = x[off + i];
+      if (z != nullptr) gate[k] = mamba::cuda::silu_f(z[off + i]);
+      if (gate_first) v[k] *= gate[k];
+    }
+    sq[k] = v[k] * v[k];
+  }
+  const float rstd = 1.0f / sqrtf(row_sum(sq, chunks) / static_cast<float>(group_size) + eps);
+#pragma unroll
+  for (int k = 0; k < kRowChunks; ++k) {
+    const int64_t i = lane + 32 * k;
+    if (i < group_size) {
+      float out = v[k] * rstd * weight[w_off + i];
+      if (z != nullptr && norm_before_gate) out *= gate[k];
+      y[off + i] = out;
     }
   }
 }
@@ -153,8 +192,10 @@ Tensor add_norm_cuda_(Tensor& residual, const Tensor& x, const Tensor& weight, c
   return y;
 }
 
-Tensor rms_norm_gated_cuda(const Tensor& x_in, const Tensor& z_in, const Tensor& weight, int64_t group_size,
-                           bool norm_before_gate, float eps) {
+namespace {
+
+Tensor rms_norm_gated_impl(const Tensor& x_in, const Tensor& z_in, const Tensor& weight, int64_t group_size,
+                           bool norm_before_gate, float eps, bool short_rows) {
   const Tensor x = x_in.contiguous();
   const Tensor z = z_in.defined() ? z_in.contiguous() : Tensor();
   const int64_t n = x.size(-1), rows = x.numel() / n;
@@ -166,7 +207,12 @@ Tensor rms_norm_gated_cuda(const Tensor& x_in, const Tensor& z_in, const Tensor&
   if (blocks == 0) return y;
   const float* zp = z.defined() ? z.f32() : nullptr;
   const unsigned int grid = static_cast<unsigned int>(blocks);
-  if (group_size <= 8 * kThreads)  // Mamba-2's usual groups (up to 2048 channels): values kept in registers
+  if (short_rows && group_size <= kShortRow)
+    rms_norm_gated_rows_kernel<<<static_cast<unsigned int>(mamba::cuda::ceil_div(blocks, kRowWarps)),
+                                 32 * kRowWarps, 0, mamba::cuda::stream()>>>(
+        x.f32(), zp, weight.f32(), y.f32(), n, group_size, blocks, norm_before_gate, eps);
+  else if (group_size <=
+           8 * kThreads)  // Mamba-2's usual groups (up to 2048 channels): values kept in registers
     rms_norm_gated_kernel<8><<<grid, kThreads, 0, mamba::cuda::stream()>>>(
         x.f32(), zp, weight.f32(), y.f32(), n, group_size, norm_before_gate, eps);
   else
@@ -174,6 +220,18 @@ Tensor rms_norm_gated_cuda(const Tensor& x_in, const Tensor& z_in, const Tensor&
         x.f32(), zp, weight.f32(), y.f32(), n, group_size, norm_before_gate, eps);
   CUDA_CHECK_LAUNCH();
   return y;
+}
+
+}  // namespace
+
+Tensor rms_norm_gated_cuda(const Tensor& x, const Tensor& z, const Tensor& weight, int64_t group_size,
+                           bool norm_before_gate, float eps) {
+  return rms_norm_gated_impl(x, z, weight, group_size, norm_before_gate, eps, true);
+}
+
+Tensor rms_norm_gated_per_block_cuda(const Tensor& x, const Tensor& z, const Tensor& weight,
+                                     int64_t group_size, bool norm_before_gate, float eps) {
+  return rms_norm_gated_impl(x, z, weight, group_size, norm_before_gate, eps, false);
 }
 
 Tensor layer_norm_cuda(const Tensor& x_in, const Tensor& weight, const Tensor& bias, float eps) {
