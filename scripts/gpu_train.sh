@@ -28,7 +28,7 @@ if [ "${1:-}" = prepare ]; then
 fi
 export OUT=${OUT:-$ROOT/out}
 mkdir -p "$OUT" /tmp/gt
-export MAMBACPP_FIXTURES=$ROOT/.device_fixtures
+export MAMBACPP_FIXTURES=${MAMBACPP_FIXTURES:-$ROOT/.device_fixtures}
 for f in "$PRE"/*.xz; do
   n=$(basename "$f" .xz)
   [ -x /tmp/gt/$n ] || { xz -dc "$f" >/tmp/gt/$n.part && chmod +x /tmp/gt/$n.part && mv /tmp/gt/$n.part /tmp/gt/$n; }
@@ -111,19 +111,37 @@ for phase in "$@"; do
       timeout 120 $M train --task text --text README.md docs/architecture.md docs/benchmarks.md --layer Mamba2 --d-model 768 \
         --n-layer 24 --d-state 128 --headdim 64 --length 2048 --batch 8 --steps 6 --warmup 0 --device cuda --dtype bf16 \
         --checkpoint-dir /tmp/te_big --checkpoint-every 0 2>&1 | grep -E "throughput|memory|rror" | tee -a "$OUT/eager.log" ;;
-    decodeab)  # issue 10's graph-decode gap (Mamba-1/2, bf16, 512 graph-replayed steps): the binary before
-      # the Exec refactor (before.xz, 2829477, cuBLAS linked) against this one, and this one with cuBLAS loaded at
-      # start (LD_PRELOAD) or all CUDA modules loaded eagerly: which of them closes the gap
+    decodeab)  # issue 10's graph-decode gap (Mamba-1/2, 512 graph-replayed steps, DTYPES): the binaries AB_BINS
+      # (/tmp/gt/NAME; "before" = 2829477, cuBLAS linked: its CUDA libraries from the toolkit), alternated, REPS times
       L=$(dirname "$(ls /usr/local/cuda/lib64/libcublas.so.* 2>/dev/null | head -1)")
-      row() { local label=$1; shift; for m in mamba1 mamba2; do printf "%-16s %s\n" "$label" "$("$@" bench --device cuda --dtype bf16 --models $m \
-        --seq-len 64 --decode-tokens 512 --threads 1 2>&1 | grep -E "^\| $m|rror" | tr -s ' ' | head -1)"; done; }
-      for rep in 1 2; do
-        row before env LD_LIBRARY_PATH=$L:${LD_LIBRARY_PATH:-} /tmp/gt/before
-        row head $M
-        row head+preload env LD_PRELOAD=$L/libcublasLt.so.13:$L/libcublas.so.13 $M
-        row head+eager env CUDA_MODULE_LOADING=EAGER $M
-        row before+eager env CUDA_MODULE_LOADING=EAGER LD_LIBRARY_PATH=$L:${LD_LIBRARY_PATH:-} /tmp/gt/before
-      done 2>&1 | tee "$OUT/decodeab.txt" ;;
+      for rep in $(seq ${REPS:-2}); do
+        for dt in ${DTYPES:-bf16}; do
+          for b in ${AB_BINS:-before mambacpp}; do
+            for m in mamba1 mamba2; do
+              printf "%-10s %-5s %s\n" "$b" "$dt" "$(LD_LIBRARY_PATH=$L:${LD_LIBRARY_PATH:-} /tmp/gt/$b bench --device cuda --dtype $dt \
+                --models $m --seq-len 64 --decode-tokens 512 --threads 1 2>&1 | grep -E "^\| $m|rror" | tr -s ' ' | head -1)"
+            done
+          done
+        done
+      done 2>&1 | tee "$OUT/decodeab.txt"
+      [ "${TRACE:-0}" = 1 ] || continue
+      for m in mamba1 mamba2; do  # per-kernel device time inside the new decode graph (CUPTI)
+        CUDA_INJECTION64_PATH=$ROOT/$PRE/libkernel_trace.so KERNEL_TRACE_OUT=$OUT/trace_dec_$m.txt $M bench --device cuda \
+          --dtype bf16 --models $m --seq-len 64 --decode-tokens 512 --threads 1 >/dev/null 2>&1
+        echo "--- trace $m"; sed -n "1,14p" "$OUT/trace_dec_$m.txt" | cut -c1-190
+      done ;;
+    hashes)  # logits / one-token steps / greedy hashes of the fixtures on the GPU: HASH_BINS, f32 and bf16, diffed
+      for dt in f32 bf16; do
+        for b in ${HASH_BINS:-old mambacpp}; do scripts/logits_hashes.sh /tmp/gt/$b --device cuda --dtype $dt >"$OUT/hash_${b}_$dt.txt" 2>&1; done
+        set -- ${HASH_BINS:-old mambacpp}
+        echo "--- $dt: lines differing between $1 and $2 (of $(wc -l <"$OUT/hash_${1}_$dt.txt"))"
+        diff "$OUT/hash_${1}_$dt.txt" "$OUT/hash_${2}_$dt.txt" | grep "^>" | cut -c70-
+        grep -h FAILED "$OUT"/hash_*_$dt.txt
+      done ;;
+    optests)  # the carried op test binaries (OPTESTS)
+      for t in ${OPTESTS:-}; do
+        timeout 120 /tmp/gt/$t 2>&1 | grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]|Failure|Expected|Which is|rror" | head -20
+      done ;;
     bwdbench) timeout 300 /tmp/gt/cuda_bwd_bench ${BWD_ARGS:-} 2>&1 | tee "$OUT/cuda_bwd_bench.log" ;;
     fused)  # the fused tensor-core Mamba-2 backward against the exact kernel, then under memcheck
       timeout 200 /tmp/gt/ssd_bwd_cuda_test --gtest_filter='SsdBwdCuda.Fused*' 2>&1 | tee "$OUT/fused_test.log" | tail -40
