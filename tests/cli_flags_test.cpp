@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "io/npy.h"
+#include "models/mamba2.h"
 #include "models/model.h"
 #include "testing.h"
 
@@ -48,9 +49,10 @@ protected:
     c.n_layer = 2;
     c.vocab_size = 300;
     c.ssm_layer = models::MixerKind::mamba2;
-    c.mamba2.d_state = 8;
-    c.mamba2.head_dim = 8;
-    c.mamba2.chunk_size = 4;
+    auto& m2 = c.section<models::Mamba2Config>();
+    m2.d_state = 8;
+    m2.head_dim = 8;
+    m2.chunk_size = 4;
     models::finalize_model_config(c, "test");
     models::Model::random(c, 1).save(model());
     Tensor ids = Tensor::empty({1, 5}, DType::i64);

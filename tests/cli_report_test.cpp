@@ -12,6 +12,7 @@
 
 #include "core/file_util.h"
 #include "io/npy.h"
+#include "models/mamba3.h"
 #include "models/model.h"
 #include "testing.h"
 
@@ -41,11 +42,12 @@ protected:
     c.n_layer = 2;
     c.vocab_size = 300;
     c.ssm_layer = models::MixerKind::mamba3;
-    c.mamba3.d_state = 8;
-    c.mamba3.head_dim = 8;
-    c.mamba3.is_mimo = true;
-    c.mamba3.mimo_rank = 2;
-    c.mamba3.chunk_size = 4;
+    auto& m3 = c.section<models::Mamba3Config>();
+    m3.d_state = 8;
+    m3.head_dim = 8;
+    m3.is_mimo = true;
+    m3.mimo_rank = 2;
+    m3.chunk_size = 4;
     models::finalize_model_config(c, "test");
     models::Model::random(c, 1).save(model());
     Tensor ids = Tensor::empty({1, 5}, DType::i64);

@@ -14,6 +14,7 @@
 #include "cuda_testing.h"
 #include "exec_testing.h"
 #include "io/npy.h"
+#include "models/mamba3.h"
 #include "models/model.h"
 #include "ops/linear/linear.h"
 #include "testing.h"
@@ -95,9 +96,10 @@ TEST(DecodeFusedCudaRandom, Mamba3WithMlp) {
   c.vocab_size = 100;
   c.d_intermediate = 96;
   c.ssm_layer = models::MixerKind::mamba3;
-  c.mamba3.d_state = 32;
-  c.mamba3.head_dim = 16;
-  c.mamba3.chunk_size = 16;
+  auto& m3 = c.section<models::Mamba3Config>();
+  m3.d_state = 32;
+  m3.head_dim = 16;
+  m3.chunk_size = 16;
   models::finalize_model_config(c, "test:mamba3-mlp");
   const std::string dir = ::testing::TempDir() + "/decode_fused_mamba3_mlp";
   models::Model::random(c, 5).save(dir);

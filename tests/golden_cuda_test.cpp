@@ -12,6 +12,8 @@
 #include "cuda_testing.h"
 #include "exec_testing.h"
 #include "io/npy.h"
+#include "models/mamba2.h"
+#include "models/mamba3.h"
 #include "models/model.h"
 #include "testing.h"
 
@@ -26,8 +28,8 @@ const char* const kFixtures[] = {"hf-mamba1",       "hf-mamba2",       "ssm-mamb
 class GoldenCuda : public ::testing::TestWithParam<const char*> {};
 
 int64_t chunk_of(const models::ModelConfig& c) {
-  if (c.ssm_layer == models::MixerKind::mamba2) return c.mamba2.chunk_size;
-  if (c.ssm_layer == models::MixerKind::mamba3) return c.mamba3.chunk_size;
+  if (c.ssm_layer == models::MixerKind::mamba2) return c.section<models::Mamba2Config>().chunk_size;
+  if (c.ssm_layer == models::MixerKind::mamba3) return c.section<models::Mamba3Config>().chunk_size;
   return 4;
 }
 

@@ -9,6 +9,8 @@
 #include "core/file_util.h"
 #include "exec_testing.h"
 #include "io/npy.h"
+#include "models/mamba2.h"
+#include "models/mamba3.h"
 #include "models/model.h"
 #include "testing.h"
 
@@ -24,8 +26,8 @@ class Golden : public ::testing::TestWithParam<const char*> {};
 
 // Chunk size of the fixture's scan (0 for Mamba-1), to test a prefill ending on a chunk boundary.
 int64_t chunk_of(const models::ModelConfig& c) {
-  if (c.ssm_layer == models::MixerKind::mamba2) return c.mamba2.chunk_size;
-  if (c.ssm_layer == models::MixerKind::mamba3) return c.mamba3.chunk_size;
+  if (c.ssm_layer == models::MixerKind::mamba2) return c.section<models::Mamba2Config>().chunk_size;
+  if (c.ssm_layer == models::MixerKind::mamba3) return c.section<models::Mamba3Config>().chunk_size;
   return 4;
 }
 

@@ -12,6 +12,7 @@
 
 #include "cuda_testing.h"
 #include "exec_testing.h"
+#include "models/mamba3.h"
 #include "models/model.h"
 #include "testing.h"
 
@@ -30,11 +31,12 @@ TEST_P(Mamba3PrefillBf16, Bf16OperandsMatchF32Operands) {
   c.n_layer = 2;
   c.vocab_size = 100;
   c.ssm_layer = models::MixerKind::mamba3;
-  c.mamba3.d_state = 128;
-  c.mamba3.head_dim = 64;
-  c.mamba3.chunk_size = 64;
-  c.mamba3.is_mimo = mimo;
-  c.mamba3.mimo_rank = 2;
+  auto& m3 = c.section<models::Mamba3Config>();
+  m3.d_state = 128;
+  m3.head_dim = 64;
+  m3.chunk_size = 64;
+  m3.is_mimo = mimo;
+  m3.mimo_rank = 2;
   models::finalize_model_config(c, mimo ? "test:mamba3-mimo-64x128" : "test:mamba3-siso-64x128");
   const models::Model cpu = models::Model::random(c, 11);
   models::Model gpu = models::Model::random(c, 11);

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <string>
 
+#include "models/mamba1.h"
+#include "models/mamba2.h"
 #include "models/model.h"
 #include "ops/elementwise/activations.h"
 
@@ -18,13 +20,15 @@ models::ModelConfig small_config(models::MixerKind kind) {
   c.n_layer = 4;
   c.vocab_size = 64;
   c.ssm_layer = kind;
-  c.mamba1.d_state = 8;
-  c.mamba1.dt_min = 0.01;
-  c.mamba1.dt_max = 0.02;
-  c.mamba2.d_state = 8;
-  c.mamba2.head_dim = 8;
-  c.mamba2.dt_min = 0.01;
-  c.mamba2.dt_max = 0.02;
+  auto& m1 = c.section<models::Mamba1Config>();
+  m1.d_state = 8;
+  m1.dt_min = 0.01;
+  m1.dt_max = 0.02;
+  auto& m2 = c.section<models::Mamba2Config>();
+  m2.d_state = 8;
+  m2.head_dim = 8;
+  m2.dt_min = 0.01;
+  m2.dt_max = 0.02;
   models::finalize_model_config(c, "test");
   return c;
 }

@@ -10,6 +10,10 @@
 
 #include "cuda_testing.h"
 #include "exec_testing.h"
+#include "models/attention.h"
+#include "models/mamba1.h"
+#include "models/mamba2.h"
+#include "models/mamba3.h"
 #include "models/model.h"
 #include "runtime/step_graph.h"
 #include "testing.h"
@@ -26,27 +30,29 @@ models::ModelConfig small_config(const std::string& name) {
   c.vocab_size = 100;
   if (name == "mamba1") {
     c.ssm_layer = models::MixerKind::mamba1;
-    c.mamba1.d_state = 16;
+    c.section<models::Mamba1Config>().d_state = 16;
   } else if (name == "mamba2" || name == "hybrid") {
     c.ssm_layer = models::MixerKind::mamba2;
-    c.mamba2.d_state = 32;
-    c.mamba2.head_dim = 16;
+    c.section<models::Mamba2Config>().d_state = 32;
+    c.section<models::Mamba2Config>().head_dim = 16;
     c.d_intermediate = name == "mamba2" ? 96 : 0;
     if (name == "hybrid") {
       c.attn_layer_idx = {1};
-      c.attn.num_heads = 4;
-      c.attn.num_heads_kv = 2;
-      c.attn.rotary_emb_dim = 8;
-      c.attn.causal = true;
+      auto& attn = c.section<models::AttentionConfig>();
+      attn.num_heads = 4;
+      attn.num_heads_kv = 2;
+      attn.rotary_emb_dim = 8;
+      attn.causal = true;
     }
   } else {
     c.ssm_layer = models::MixerKind::mamba3;
-    c.mamba3.d_state = 32;
-    c.mamba3.head_dim = 16;
-    c.mamba3.is_mimo = name == "mamba3-mimo";
-    c.mamba3.mimo_rank = 2;
-    c.mamba3.chunk_size = 16;
-    c.mamba3.is_outproj_norm = name == "mamba3-siso";
+    auto& m3 = c.section<models::Mamba3Config>();
+    m3.d_state = 32;
+    m3.head_dim = 16;
+    m3.is_mimo = name == "mamba3-mimo";
+    m3.mimo_rank = 2;
+    m3.chunk_size = 16;
+    m3.is_outproj_norm = name == "mamba3-siso";
   }
   models::finalize_model_config(c, "test:" + name);
   return c;

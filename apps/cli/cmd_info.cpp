@@ -37,13 +37,13 @@ void print_mixer_dims(const ModelConfig& c, const std::set<std::string>& kinds) 
     return false;
   };
   if (has("Mamba1")) {
-    const auto& m = c.mamba1;
+    const auto& m = c.section<Mamba1Config>();
     std::printf("mamba1:       d_state %lld, expand %g (d_inner %lld), d_conv %lld, dt_rank %lld\n",
                 static_cast<long long>(m.d_state), m.expand, static_cast<long long>(m.d_inner),
                 static_cast<long long>(m.d_conv), static_cast<long long>(m.dt_rank));
   }
   if (has("Mamba2")) {
-    const auto& m = c.mamba2;
+    const auto& m = c.section<Mamba2Config>();
     std::printf(
         "mamba2:       d_state %lld, head_dim %lld, heads %lld, n_groups %lld, expand %g (d_inner %lld), "
         "d_conv "
@@ -54,7 +54,7 @@ void print_mixer_dims(const ModelConfig& c, const std::set<std::string>& kinds) 
         static_cast<long long>(m.chunk_size));
   }
   if (has("Mamba3")) {
-    const auto& m = c.mamba3;
+    const auto& m = c.section<Mamba3Config>();
     std::printf(
         "mamba3:       d_state %lld, head_dim %lld, heads %lld, n_groups %lld, expand %g (d_inner %lld), %s, "
         "rope %s, chunk %lld\n",
@@ -65,7 +65,7 @@ void print_mixer_dims(const ModelConfig& c, const std::set<std::string>& kinds) 
         rope_mode_name(m.rope_mode), static_cast<long long>(m.chunk_size));
   }
   if (!c.attn_layer_idx.empty()) {
-    const auto& a = c.attn;
+    const auto& a = c.section<AttentionConfig>();
     std::printf("attention:    heads %lld, kv heads %lld, head_dim %lld, rotary dims %lld\n",
                 static_cast<long long>(a.num_heads), static_cast<long long>(a.num_heads_kv),
                 static_cast<long long>(a.head_dim), static_cast<long long>(a.rotary_emb_dim));

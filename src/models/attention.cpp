@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "models/architectures.h"
+#include "models/attention.h"
 #include "ops/causal_conv1d/causal_conv1d.h"
 #include "ops/elementwise/elementwise.h"
 #include "ops/linear/linear.h"
@@ -16,7 +17,8 @@ namespace {
 
 class Attention final : public Mixer {
 public:
-  Attention(const ModelConfig& config, int64_t) : c_(config.attn), d_model_(config.d_model) {}
+  Attention(const ModelConfig& config, int64_t)
+      : c_(config.section<AttentionConfig>()), d_model_(config.d_model) {}
 
   MixerKind kind() const override { return MixerKind::attention; }
 
@@ -146,7 +148,7 @@ private:
 // ---- The architecture: attn_cfg, derived dimensions, JSON, bench shapes. ----
 
 void parse(const io::Reader& r, ModelConfig& c) {
-  AttentionConfig& a = c.attn;
+  AttentionConfig& a = c.section<AttentionConfig>();
   a.num_heads = r.integer("num_heads", a.num_heads);
   a.num_heads_kv = r.integer("num_heads_kv", a.num_heads);
   a.head_dim = r.integer("head_dim", 0);
@@ -161,8 +163,20 @@ void parse(const io::Reader& r, ModelConfig& c) {
   a.rotary_emb_interleaved = r.boolean("rotary_emb_interleaved", a.rotary_emb_interleaved);
 }
 
+void check(const ModelConfig& c, const std::string& src) {
+  const AttentionConfig& a = c.section<AttentionConfig>();
+  require_sizes(src, {{"attn_cfg.num_heads", a.num_heads},
+                      {"attn_cfg.num_heads_kv", a.num_heads_kv},
+                      {"attn_cfg.head_dim", a.head_dim},
+                      {"attn_cfg.mlp_dim", a.mlp_dim},
+                      {"attn_cfg.d_conv", a.d_conv},
+                      {"attn_cfg.rotary_emb_dim", a.rotary_emb_dim}});
+  if (a.mlp_dim < 0 || a.head_dim < 0 || a.d_conv < 0 || a.rotary_emb_dim < 0)
+    throw_error(ErrorCode::parse, src, ": attn_cfg sizes must not be negative");
+}
+
 void finalize(ModelConfig& c, const std::string& src) {
-  AttentionConfig& a = c.attn;
+  AttentionConfig& a = c.section<AttentionConfig>();
   io::require_positive(src, "attn_cfg.num_heads", a.num_heads);
   if (a.num_heads_kv <= 0) a.num_heads_kv = a.num_heads;
   if (a.num_heads % a.num_heads_kv != 0)
@@ -185,7 +199,7 @@ void finalize(ModelConfig& c, const std::string& src) {
 }
 
 nlohmann::json to_json(const ModelConfig& c) {
-  const AttentionConfig& a = c.attn;
+  const AttentionConfig& a = c.section<AttentionConfig>();
   return {{"num_heads", a.num_heads},
           {"num_heads_kv", a.num_heads_kv},
           {"head_dim", a.head_dim},
@@ -204,10 +218,11 @@ nlohmann::json to_json(const ModelConfig& c) {
 void bench_shapes(const std::string&, ModelConfig& c) {
   arch_spec(MixerKind::mamba2).bench_shapes("mamba2", c);
   for (int64_t i = 5; i < c.n_layer; i += 6) c.attn_layer_idx.push_back(i);
-  c.attn.num_heads = std::max<int64_t>(1, c.d_model / 64);  // heads of 64 (12/4 at d_model 768)
-  c.attn.num_heads_kv = std::max<int64_t>(1, c.attn.num_heads / 3);
-  c.attn.rotary_emb_dim = std::min<int64_t>(64, c.d_model / c.attn.num_heads / 2 * 2);
-  c.attn.causal = true;
+  AttentionConfig& a = c.section<AttentionConfig>();
+  a.num_heads = std::max<int64_t>(1, c.d_model / 64);  // heads of 64 (12/4 at d_model 768)
+  a.num_heads_kv = std::max<int64_t>(1, a.num_heads / 3);
+  a.rotary_emb_dim = std::min<int64_t>(64, c.d_model / a.num_heads / 2 * 2);
+  a.causal = true;
   c.d_intermediate = 0;
 }
 
@@ -221,8 +236,7 @@ extern const ArchSpec attention_arch = {.kind = MixerKind::attention,
                                         .name = "MHA",
                                         .section = "attn_cfg",
                                         .parse = parse,
-                                        .hf_model_types = {},
-                                        .parse_hf = nullptr,
+                                        .check = check,
                                         .finalize = finalize,
                                         .to_json = to_json,
                                         .make_mixer = make,

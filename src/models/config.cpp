@@ -44,30 +44,8 @@ const char* mixer_kind_name(MixerKind kind) {
 
 void finalize_model_config(ModelConfig& c, const std::string& src) {
   io::finalize_lm_config(c, src);
-  for (const auto& [name, v] : {std::pair<const char*, int64_t>{"ssm_cfg.d_state", c.mamba1.d_state},
-                                {"ssm_cfg.d_conv", c.mamba1.d_conv},
-                                {"ssm_cfg.dt_rank", c.mamba1.dt_rank},
-                                {"ssm_cfg.d_state", c.mamba2.d_state},
-                                {"ssm_cfg.d_conv", c.mamba2.d_conv},
-                                {"ssm_cfg.headdim", c.mamba2.head_dim},
-                                {"ssm_cfg.d_ssm", c.mamba2.d_ssm},
-                                {"ssm_cfg.ngroups", c.mamba2.n_groups},
-                                {"ssm_cfg.chunk_size", c.mamba2.chunk_size},
-                                {"ssm_cfg.d_state", c.mamba3.d_state},
-                                {"ssm_cfg.headdim", c.mamba3.head_dim},
-                                {"ssm_cfg.ngroups", c.mamba3.n_groups},
-                                {"ssm_cfg.mimo_rank", c.mamba3.mimo_rank},
-                                {"ssm_cfg.chunk_size", c.mamba3.chunk_size},
-                                {"attn_cfg.num_heads", c.attn.num_heads},
-                                {"attn_cfg.num_heads_kv", c.attn.num_heads_kv},
-                                {"attn_cfg.head_dim", c.attn.head_dim},
-                                {"attn_cfg.mlp_dim", c.attn.mlp_dim},
-                                {"attn_cfg.d_conv", c.attn.d_conv},
-                                {"attn_cfg.rotary_emb_dim", c.attn.rotary_emb_dim}})
-    io::require_at_most(src, name, v, io::kMaxDim);
-  if (c.attn.mlp_dim < 0 || c.attn.head_dim < 0 || c.attn.d_conv < 0 || c.attn.rotary_emb_dim < 0)
-    throw_error(ErrorCode::parse, src, ": attn_cfg sizes must not be negative");
-  if (c.mamba1.dt_rank < 0) throw_error(ErrorCode::parse, src, ": ssm_cfg.dt_rank must not be negative");
+  for (const ArchSpec* a : architectures())
+    if (a->check) a->check(c, src);
   if (has_ssm_layers(c)) arch_spec(c.ssm_layer).finalize(c, src);
   if (!c.attn_layer_idx.empty())
     if (const ArchSpec* attn = find_section("attn_cfg", "")) attn->finalize(c, src);
@@ -83,7 +61,7 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
     const ArchSpec* arch = nullptr;
     for (const ArchSpec* a : architectures())
       for (const std::string& t : a->hf_model_types)
-        if (t == type) arch = a;
+        if (t == type && a->parse_hf) arch = a;
     c.format = io::CheckpointFormat::hf;
     if (!arch) {
       // A hybrid family: models/families/ validates it (Model::load) and fills the shared fields.
@@ -92,7 +70,7 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
       return c;
     }
     io::parse_lm_config(r, c);
-    c.ssm_layer = arch->kind;
+    c.ssm_layer = kind_of(*arch);
     arch->parse_hf(r, type, c);
   } else {
     io::parse_lm_config(r, c);
@@ -102,7 +80,7 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
     if (!arch)
       throw_error(ErrorCode::unsupported, r.source, ": field 'ssm_cfg.layer' expected ", ssm_layer_names(),
                   ", found '", layer, "'");
-    c.ssm_layer = arch->kind;
+    c.ssm_layer = kind_of(*arch);
     arch->parse(ssm, c);
     for (const ArchSpec* a : architectures())
       if (std::string(a->section) != "ssm_cfg") a->parse(r.child(a->section), c);
@@ -135,6 +113,7 @@ bool bench_model_config(const std::string& name, int64_t d_model, int64_t n_laye
         c.vocab_size = 50277;
         c.pad_vocab_size_multiple = 8;
         c.d_intermediate = d_intermediate;
+        if (std::string(a->section) == "ssm_cfg") c.ssm_layer = kind_of(*a);
         a->bench_shapes(name, c);
         finalize_model_config(c, "bench:" + name);
         out = c;

@@ -1,9 +1,11 @@
-// A model's configuration: the shared fields (io::LmConfig) and the schema of each architecture's
-// section. The schemas are data only: each architecture's file (models/<arch>.cpp, its ArchSpec)
-// parses, derives, validates and writes its own; this file only dispatches to them.
+// A model's configuration: the shared fields (io::LmConfig), the kind of the SSM layers and one
+// section per architecture, stored by type (ModelConfig::section). No architecture's schema is
+// here: each is in its own header (models/<arch>.h), and its file (models/<arch>.cpp, its ArchSpec)
+// parses, derives, validates and writes it; config.cpp only dispatches to the registered ArchSpecs.
 #pragma once
+#include <any>
 #include <cstdint>
-#include <limits>
+#include <deque>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -12,70 +14,62 @@
 
 namespace mamba::models {
 
-// mlp / moe: the FFN sublayers of the families, as stateless mixers (never an ssm_layer).
-enum class MixerKind { mamba1, mamba2, mamba3, attention, mlp, moe };
-// Mamba-3 ablation switch (training issue): how the state rotates.
-enum class RopeMode { data_dependent, none, data_independent };
+// Which mixer a layer runs: a small id, open to architectures this file does not know. The
+// built-ins are constants (MixerKind::mamba2; mlp / moe are the families' FFN sublayers as
+// stateless mixers, never an ssm_layer); an architecture added by its file alone is handed its id
+// by the registry (kind_of, models/architectures.h), so adding one edits nothing here.
+class MixerKind {
+public:
+  constexpr MixerKind() = default;  // none
+  constexpr explicit MixerKind(int id) : id_(id) {}
+  constexpr int id() const { return id_; }
+  friend constexpr bool operator==(MixerKind, MixerKind) = default;
+
+  static const MixerKind mamba1, mamba2, mamba3, attention, mlp, moe;
+  static constexpr int first_free_id = 6;  // the registry hands out ids from here
+
+private:
+  int id_ = -1;
+};
+inline constexpr MixerKind MixerKind::mamba1{0};
+inline constexpr MixerKind MixerKind::mamba2{1};
+inline constexpr MixerKind MixerKind::mamba3{2};
+inline constexpr MixerKind MixerKind::attention{3};
+inline constexpr MixerKind MixerKind::mlp{4};
+inline constexpr MixerKind MixerKind::moe{5};
 
 // "Mamba1", "MHA", "MoE", ...: the architecture's name (ssm_cfg.layer for the SSM mixers).
 const char* mixer_kind_name(MixerKind kind);
 
-struct Mamba1Config {                             // SPEC §1.1 (models/mamba1.cpp)
-  int64_t d_state = 16, d_conv = 4, dt_rank = 0;  // dt_rank 0 = "auto" = ceil(d_model / 16)
-  double expand = 2;
-  bool conv_bias = true, bias = false;
-  double dt_min = 0.001, dt_max = 0.1, dt_init_floor = 1e-4, dt_scale = 1.0;
-  std::string dt_init = "random";
-  // RMSNorm of dt_low, B and C after x_proj: none (Mamba-1), weightless (Falcon-Mamba, eps
-  // `mixer_rms_eps`) or with learned weights dt_layernorm / b_layernorm / c_layernorm (Jamba).
-  enum class BcdtNorm { none, weightless, learned } bcdt_norm = BcdtNorm::none;
-  double bcdt_norm_eps = 1e-6;
-  // Derived.
-  int64_t d_inner = 0;
-};
-
-struct Mamba2Config {  // SPEC §2.1 (models/mamba2.cpp)
-  int64_t d_state = 128, d_conv = 4, head_dim = 64, d_ssm = -1, n_groups = 1, chunk_size = 256;
-  double expand = 2;
-  bool D_has_hdim = false, rmsnorm = true, norm_before_gate = false, bias = false, conv_bias = true;
-  double dt_limit_lo = 0.0, dt_limit_hi = std::numeric_limits<double>::infinity();
-  double dt_min = 0.001, dt_max = 0.1, dt_init_floor = 1e-4, A_init_lo = 1, A_init_hi = 16;
-  double norm_eps = 1e-5;
-  // Groups of the gated RMSNorm: ngroups in state-spaces/mamba (group_size = d_ssm / ngroups);
-  // HF transformers' Mamba2 normalizes the whole row (1), whatever n_groups is.
-  int64_t norm_n_groups = 0;  // 0 = n_groups
-  // Derived.
-  int64_t d_inner = 0, n_heads = 0, d_mlp = 0, conv_dim = 0, d_in_proj = 0;
-};
-
-struct Mamba3Config {  // SPEC §3.1 (models/mamba3.cpp)
-  int64_t d_state = 128, head_dim = 64, n_groups = 1, mimo_rank = 4, chunk_size = 64;
-  double expand = 2, rope_fraction = 0.5, A_floor = 1e-4;
-  double dt_min = 0.001, dt_max = 0.1, dt_init_floor = 1e-4;
-  bool is_outproj_norm = false, is_mimo = false;
-  RopeMode rope_mode = RopeMode::data_dependent;
-  // Derived (d_in_proj: ops/mamba3_gates/mamba3_layout.h).
-  int64_t d_inner = 0, n_heads = 0, rank = 1, n_rope_angles = 0, d_in_proj = 0;
-};
-
-struct AttentionConfig {  // SPEC §4.5 (models/attention.cpp)
-  int64_t num_heads = 0, num_heads_kv = 0, head_dim = 0, mlp_dim = 0, d_conv = 0, rotary_emb_dim = 0;
-  bool qkv_proj_bias = true, out_proj_bias = true, causal = false, rotary_emb_interleaved = false;
-  double rotary_emb_base = 10000.0, softmax_scale = 0.0;  // 0 = 1/sqrt(head_dim)
-  // Derived.
-  int64_t qkv_dim = 0, out_dim = 0;
-};
-
 struct ModelConfig : io::LmConfig {
   MixerKind ssm_layer = MixerKind::mamba1;  // the mixer of every layer not in attn_layer_idx
-  Mamba1Config mamba1;
-  Mamba2Config mamba2;
-  Mamba3Config mamba3;
-  AttentionConfig attn;
 
   MixerKind layer_kind(int64_t layer) const {
     return layer_has_attention(layer) ? MixerKind::attention : ssm_layer;
   }
+
+  // An architecture's section (its schema struct, declared in its own header: models/mamba2.h's
+  // Mamba2Config, ...): one slot per type, so a new architecture's schema needs no member here.
+  // A slot never written reads as the struct's defaults; the non-const access creates it (write
+  // while parsing or building a config, before the config is shared across threads). References
+  // stay valid as other slots are added (a deque). Mixers copy their section when built, so no
+  // lookup runs per token.
+  template <typename T>
+  T& section() {
+    for (std::any& s : sections_)
+      if (T* t = std::any_cast<T>(&s)) return *t;
+    return std::any_cast<T&>(sections_.emplace_back(T{}));
+  }
+  template <typename T>
+  const T& section() const {
+    for (const std::any& s : sections_)
+      if (const T* t = std::any_cast<T>(&s)) return *t;
+    static const T defaults{};
+    return defaults;
+  }
+
+private:
+  std::deque<std::any> sections_;
 };
 
 // Parses and validates; `source` names the file in error messages ("DIR/config.json").

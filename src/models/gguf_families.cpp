@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "io/config_reader.h"
 #include "models/gguf_map.h"
+#include "models/mamba1.h"
 
 namespace mamba::models::gguf_map {
 namespace {
@@ -490,7 +491,7 @@ void family_metadata(io::GgufWriter& w, const ModelConfig& c, const std::string&
     }
     ssm2_keys();
   } else if (arch == "jamba") {
-    const Mamba1Config& m = c.mamba1;
+    const Mamba1Config& m = c.section<Mamba1Config>();
     w.set(key("feed_forward_length"), u32(r.integer("intermediate_size", 0)));
     w.set(key("ssm.conv_kernel"), u32(m.d_conv));
     w.set(key("ssm.inner_size"), u32(m.d_inner));

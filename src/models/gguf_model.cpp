@@ -15,6 +15,8 @@
 #include "io/gguf.h"
 #include "io/mapped_file.h"
 #include "models/gguf_map.h"
+#include "models/mamba1.h"
+#include "models/mamba2.h"
 #include "models/model.h"
 #include "ops/exec.h"
 #include "ops/quant/quant_linear.h"
@@ -33,7 +35,8 @@ Shape gguf_shape(const ModelConfig& c, const std::string& theirs, const Shape& o
   if (ends("ssm_conv1d.weight")) return {ours[0], ours[2]};
   if (m2 && (ends("ssm_a") || ends("ssm_d"))) return {ours[0], 1};
   if (m2 && ends("ssm_norm.weight")) {
-    const int64_t groups = c.mamba2.norm_n_groups > 0 ? c.mamba2.norm_n_groups : c.mamba2.n_groups;
+    const Mamba2Config& m = c.section<Mamba2Config>();
+    const int64_t groups = m.norm_n_groups > 0 ? m.norm_n_groups : m.n_groups;
     return {groups, ours[0] / groups};
   }
   return ours;
@@ -105,13 +108,13 @@ std::string llama_arch(const ModelConfig& c, const std::string& path) {
   if (!c.rms_norm) refuse("LayerNorm blocks (rms_norm false)");
   if (c.embed_scale != 1.0 || c.logits_scale != 1.0) refuse("embedding / logits multipliers");
   if (c.ssm_layer == MixerKind::mamba1) {
-    const Mamba1Config& m = c.mamba1;
+    const Mamba1Config& m = c.section<Mamba1Config>();
     if (m.bias || !m.conv_bias) refuse("Mamba-1 without conv bias or with projection biases");
     if (m.bcdt_norm == Mamba1Config::BcdtNorm::learned) refuse("learned dt/B/C norms (Jamba)");
     return "mamba";
   }
   if (c.ssm_layer == MixerKind::mamba2) {
-    const Mamba2Config& m = c.mamba2;
+    const Mamba2Config& m = c.section<Mamba2Config>();
     if (m.bias || !m.conv_bias) refuse("Mamba-2 without conv bias or with projection biases");
     if (!m.rmsnorm || m.norm_before_gate) refuse("Mamba-2 without the gated RMSNorm after the gate");
     if (m.D_has_hdim || m.d_ssm != m.d_inner || m.d_mlp != 0) refuse("Mamba-2 with D per channel or d_ssm");
@@ -424,21 +427,22 @@ void Model::save_gguf(const std::string& path, DType dtype,
     w.set(arch + ".attention.layer_norm_rms_epsilon", io::GgufValue::of_f32(static_cast<float>(c.norm_eps)));
   }
   if (arch == "mamba") {
-    w.set(arch + ".ssm.conv_kernel", u32(c.mamba1.d_conv));
-    w.set(arch + ".ssm.inner_size", u32(c.mamba1.d_inner));
-    w.set(arch + ".ssm.state_size", u32(c.mamba1.d_state));
-    w.set(arch + ".ssm.time_step_rank", u32(c.mamba1.dt_rank));
-    const bool bcdt = c.mamba1.bcdt_norm == Mamba1Config::BcdtNorm::weightless;
+    const Mamba1Config& m = c.section<Mamba1Config>();
+    w.set(arch + ".ssm.conv_kernel", u32(m.d_conv));
+    w.set(arch + ".ssm.inner_size", u32(m.d_inner));
+    w.set(arch + ".ssm.state_size", u32(m.d_state));
+    w.set(arch + ".ssm.time_step_rank", u32(m.dt_rank));
+    const bool bcdt = m.bcdt_norm == Mamba1Config::BcdtNorm::weightless;
     w.set(arch + ".ssm.dt_b_c_rms", io::GgufValue::of_bool(bcdt));
-    if (bcdt)
-      w.set("mambacpp.ssm.mixer_rms_eps", io::GgufValue::of_f32(static_cast<float>(c.mamba1.bcdt_norm_eps)));
+    if (bcdt) w.set("mambacpp.ssm.mixer_rms_eps", io::GgufValue::of_f32(static_cast<float>(m.bcdt_norm_eps)));
   } else if (arch == "mamba2") {
-    w.set(arch + ".ssm.conv_kernel", u32(c.mamba2.d_conv));
-    w.set(arch + ".ssm.inner_size", u32(c.mamba2.d_inner));
-    w.set(arch + ".ssm.state_size", u32(c.mamba2.d_state));
-    w.set(arch + ".ssm.time_step_rank", u32(c.mamba2.n_heads));
-    w.set(arch + ".ssm.group_count", u32(c.mamba2.n_groups));
-    w.set("mambacpp.ssm.chunk_size", u32(c.mamba2.chunk_size));
+    const Mamba2Config& m = c.section<Mamba2Config>();
+    w.set(arch + ".ssm.conv_kernel", u32(m.d_conv));
+    w.set(arch + ".ssm.inner_size", u32(m.d_inner));
+    w.set(arch + ".ssm.state_size", u32(m.d_state));
+    w.set(arch + ".ssm.time_step_rank", u32(m.n_heads));
+    w.set(arch + ".ssm.group_count", u32(m.n_groups));
+    w.set("mambacpp.ssm.chunk_size", u32(m.chunk_size));
   }
   bool vocabulary = false;
   for (const auto& [key, value] : metadata) {

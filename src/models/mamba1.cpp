@@ -1,6 +1,8 @@
 // Mamba-1 (S6) mixer, SPEC.md §1: in_proj -> causal conv + silu -> x_proj -> dt_proj ->
 // selective scan gated by silu(z) -> out_proj. The step is the same pipeline on one token;
 // backward runs it in reverse from the activations forward_train kept.
+#include "models/mamba1.h"
+
 #include <cmath>
 
 #include "models/architectures.h"
@@ -17,7 +19,7 @@ class Mamba1 final : public Mixer {
   using Norm = Mamba1Config::BcdtNorm;
 
 public:
-  Mamba1(const ModelConfig& config, int64_t) : c_(config.mamba1), d_model_(config.d_model) {}
+  Mamba1(const ModelConfig& config, int64_t) : c_(config.section<Mamba1Config>()), d_model_(config.d_model) {}
 
   MixerKind kind() const override { return MixerKind::mamba1; }
 
@@ -172,7 +174,7 @@ private:
 // ---- The architecture: config section, HF fields, derived dimensions, JSON, bench shapes. ----
 
 void parse(const io::Reader& r, ModelConfig& c) {
-  Mamba1Config& m = c.mamba1;
+  Mamba1Config& m = c.section<Mamba1Config>();
   m.d_state = r.integer("d_state", m.d_state);
   m.d_conv = r.integer("d_conv", m.d_conv);
   m.expand = r.number("expand", m.expand);
@@ -193,7 +195,7 @@ void parse(const io::Reader& r, ModelConfig& c) {
 
 void parse_hf(const io::Reader& r, const std::string& model_type, ModelConfig& c) {
   const double expand = r.number("expand", 2);
-  Mamba1Config& m = c.mamba1;
+  Mamba1Config& m = c.section<Mamba1Config>();
   m.d_state = r.integer("state_size", 16);
   m.d_conv = r.integer("conv_kernel", 4);
   m.expand = expand;
@@ -213,8 +215,15 @@ void parse_hf(const io::Reader& r, const std::string& model_type, ModelConfig& c
     io::inconsistent(r.source, "intermediate_size " + std::to_string(inter) + " != expand * hidden_size");
 }
 
+void check(const ModelConfig& c, const std::string& src) {
+  const Mamba1Config& m = c.section<Mamba1Config>();
+  require_sizes(
+      src, {{"ssm_cfg.d_state", m.d_state}, {"ssm_cfg.d_conv", m.d_conv}, {"ssm_cfg.dt_rank", m.dt_rank}});
+  if (m.dt_rank < 0) throw_error(ErrorCode::parse, src, ": ssm_cfg.dt_rank must not be negative");
+}
+
 void finalize(ModelConfig& c, const std::string& src) {
-  Mamba1Config& m1 = c.mamba1;
+  Mamba1Config& m1 = c.section<Mamba1Config>();
   m1.d_inner = io::expanded(m1.expand, c.d_model, src);
   if (m1.dt_rank == 0) m1.dt_rank = (c.d_model + 15) / 16;
   io::require_positive(src, "d_state", m1.d_state);
@@ -223,14 +232,14 @@ void finalize(ModelConfig& c, const std::string& src) {
 }
 
 nlohmann::json to_json(const ModelConfig& c) {
-  const Mamba1Config& m = c.mamba1;
+  const Mamba1Config& m = c.section<Mamba1Config>();
   return {{"layer", "Mamba1"},    {"d_state", m.d_state},     {"d_conv", m.d_conv}, {"expand", m.expand},
           {"dt_rank", m.dt_rank}, {"conv_bias", m.conv_bias}, {"bias", m.bias}};
 }
 
 void bench_shapes(const std::string&, ModelConfig& c) {
   c.ssm_layer = MixerKind::mamba1;
-  c.mamba1.d_state = 16;
+  c.section<Mamba1Config>().d_state = 16;
 }
 
 std::unique_ptr<Mixer> make(const ModelConfig& config, int64_t layer) {
@@ -245,6 +254,7 @@ extern const ArchSpec mamba1_arch = {.kind = MixerKind::mamba1,
                                      .parse = parse,
                                      .hf_model_types = {"mamba", "falcon_mamba"},
                                      .parse_hf = parse_hf,
+                                     .check = check,
                                      .finalize = finalize,
                                      .to_json = to_json,
                                      .make_mixer = make,

@@ -1,6 +1,8 @@
 // Mamba-2 (SSD) mixer, SPEC.md §2: in_proj -> [z0 | x0 | z | xBC | dt] -> causal conv + silu on
 // xBC -> chunked SSD -> gated grouped RMSNorm (or silu(z) gate) -> optional gated-MLP part
 // placed first -> out_proj. dt_limit is applied in forward AND step (intended semantics, §8.8).
+#include "models/mamba2.h"
+
 #include <cmath>
 
 #include "models/architectures.h"
@@ -15,7 +17,7 @@ namespace {
 
 class Mamba2 final : public Mixer {
 public:
-  Mamba2(const ModelConfig& config, int64_t) : c_(config.mamba2), d_model_(config.d_model) {}
+  Mamba2(const ModelConfig& config, int64_t) : c_(config.section<Mamba2Config>()), d_model_(config.d_model) {}
 
   MixerKind kind() const override { return MixerKind::mamba2; }
 
@@ -173,7 +175,7 @@ private:
 
 void parse(const io::Reader& r, ModelConfig& c) {
   using nlohmann::json;
-  Mamba2Config& m = c.mamba2;
+  Mamba2Config& m = c.section<Mamba2Config>();
   m.d_state = r.integer("d_state", m.d_state);
   m.d_conv = r.integer("d_conv", m.d_conv);
   m.expand = r.number("expand", m.expand);
@@ -206,7 +208,7 @@ void parse(const io::Reader& r, ModelConfig& c) {
 void parse_hf(const io::Reader& r, const std::string&, ModelConfig& c) {
   using nlohmann::json;
   const double expand = r.number("expand", 2);
-  Mamba2Config& m = c.mamba2;
+  Mamba2Config& m = c.section<Mamba2Config>();
   m.d_state = r.integer("state_size", 128);
   m.d_conv = r.integer("conv_kernel", 4);
   m.expand = expand;
@@ -236,8 +238,18 @@ void parse_hf(const io::Reader& r, const std::string&, ModelConfig& c) {
                                    std::to_string(inner));
 }
 
+void check(const ModelConfig& c, const std::string& src) {
+  const Mamba2Config& m = c.section<Mamba2Config>();
+  require_sizes(src, {{"ssm_cfg.d_state", m.d_state},
+                      {"ssm_cfg.d_conv", m.d_conv},
+                      {"ssm_cfg.headdim", m.head_dim},
+                      {"ssm_cfg.d_ssm", m.d_ssm},
+                      {"ssm_cfg.ngroups", m.n_groups},
+                      {"ssm_cfg.chunk_size", m.chunk_size}});
+}
+
 void finalize(ModelConfig& c, const std::string& src) {
-  Mamba2Config& m2 = c.mamba2;
+  Mamba2Config& m2 = c.section<Mamba2Config>();
   m2.d_inner = io::expanded(m2.expand, c.d_model, src);
   if (m2.d_ssm < 0) m2.d_ssm = m2.d_inner;
   io::require_positive(src, "d_state", m2.d_state);
@@ -262,7 +274,7 @@ void finalize(ModelConfig& c, const std::string& src) {
 
 nlohmann::json to_json(const ModelConfig& c) {
   using nlohmann::json;
-  const Mamba2Config& m = c.mamba2;
+  const Mamba2Config& m = c.section<Mamba2Config>();
   json ssm = {{"layer", "Mamba2"},
               {"d_state", m.d_state},
               {"d_conv", m.d_conv},
@@ -283,8 +295,9 @@ nlohmann::json to_json(const ModelConfig& c) {
 
 void bench_shapes(const std::string&, ModelConfig& c) {
   c.ssm_layer = MixerKind::mamba2;
-  c.mamba2.d_state = 128;
-  c.mamba2.head_dim = 64;
+  Mamba2Config& m = c.section<Mamba2Config>();
+  m.d_state = 128;
+  m.head_dim = 64;
 }
 
 std::unique_ptr<Mixer> make(const ModelConfig& config, int64_t layer) {
@@ -299,6 +312,7 @@ extern const ArchSpec mamba2_arch = {.kind = MixerKind::mamba2,
                                      .parse = parse,
                                      .hf_model_types = {"mamba2"},
                                      .parse_hf = parse_hf,
+                                     .check = check,
                                      .finalize = finalize,
                                      .to_json = to_json,
                                      .make_mixer = make,

@@ -3,6 +3,8 @@
 // SISO interleaved pairs, MIMO half-split pairs) -> exponential-trapezoidal scan (ops/mamba3_scan)
 // -> silu(z) gate or head-wise RMSNorm, MIMO contraction -> out_proj. The cumulative angle is
 // kept mod 2π after every token (§8.2: the reference's step lets it grow; same math).
+#include "models/mamba3.h"
+
 #include "models/architectures.h"
 #include "ops/elementwise/elementwise.h"
 #include "ops/linear/linear.h"
@@ -15,7 +17,7 @@ namespace {
 
 class Mamba3 final : public Mixer {
 public:
-  Mamba3(const ModelConfig& config, int64_t) : c_(config.mamba3), d_model_(config.d_model) {}
+  Mamba3(const ModelConfig& config, int64_t) : c_(config.section<Mamba3Config>()), d_model_(config.d_model) {}
 
   MixerKind kind() const override { return MixerKind::mamba3; }
 
@@ -181,7 +183,7 @@ private:
 // ---- The architecture: config section, derived dimensions and in_proj layout, JSON, bench shapes. ----
 
 void parse(const io::Reader& r, ModelConfig& c) {
-  Mamba3Config& m = c.mamba3;
+  Mamba3Config& m = c.section<Mamba3Config>();
   m.d_state = r.integer("d_state", m.d_state);
   m.expand = r.number("expand", m.expand);
   m.head_dim = r.integer("headdim", m.head_dim);
@@ -207,8 +209,17 @@ void parse(const io::Reader& r, ModelConfig& c) {
                 " expected data_dependent, none or data_independent, found '", rope, "'");
 }
 
+void check(const ModelConfig& c, const std::string& src) {
+  const Mamba3Config& m = c.section<Mamba3Config>();
+  require_sizes(src, {{"ssm_cfg.d_state", m.d_state},
+                      {"ssm_cfg.headdim", m.head_dim},
+                      {"ssm_cfg.ngroups", m.n_groups},
+                      {"ssm_cfg.mimo_rank", m.mimo_rank},
+                      {"ssm_cfg.chunk_size", m.chunk_size}});
+}
+
 void finalize(ModelConfig& c, const std::string& src) {
-  Mamba3Config& m3 = c.mamba3;
+  Mamba3Config& m3 = c.section<Mamba3Config>();
   m3.d_inner = io::expanded(m3.expand, c.d_model, src);
   io::require_positive(src, "d_state", m3.d_state);
   io::require_positive(src, "headdim", m3.head_dim);
@@ -238,7 +249,7 @@ void finalize(ModelConfig& c, const std::string& src) {
 }
 
 nlohmann::json to_json(const ModelConfig& c) {
-  const Mamba3Config& m = c.mamba3;
+  const Mamba3Config& m = c.section<Mamba3Config>();
   nlohmann::json ssm = {{"layer", "Mamba3"},         {"d_state", m.d_state},
                         {"expand", m.expand},        {"headdim", m.head_dim},
                         {"ngroups", m.n_groups},     {"rope_fraction", m.rope_fraction},
@@ -252,11 +263,12 @@ nlohmann::json to_json(const ModelConfig& c) {
 
 void bench_shapes(const std::string& name, ModelConfig& c) {
   c.ssm_layer = MixerKind::mamba3;
-  c.mamba3.d_state = 128;
-  c.mamba3.head_dim = 64;
-  c.mamba3.is_mimo = name == "mamba3-mimo";
-  c.mamba3.mimo_rank = 4;
-  c.mamba3.chunk_size = c.mamba3.is_mimo ? 16 : 64;
+  Mamba3Config& m = c.section<Mamba3Config>();
+  m.d_state = 128;
+  m.head_dim = 64;
+  m.is_mimo = name == "mamba3-mimo";
+  m.mimo_rank = 4;
+  m.chunk_size = m.is_mimo ? 16 : 64;
 }
 
 std::unique_ptr<Mixer> make(const ModelConfig& config, int64_t layer) {
@@ -269,8 +281,7 @@ extern const ArchSpec mamba3_arch = {.kind = MixerKind::mamba3,
                                      .name = "Mamba3",
                                      .section = "ssm_cfg",
                                      .parse = parse,
-                                     .hf_model_types = {},
-                                     .parse_hf = nullptr,
+                                     .check = check,
                                      .finalize = finalize,
                                      .to_json = to_json,
                                      .make_mixer = make,

@@ -154,7 +154,7 @@ public:
   virtual int64_t state_bytes_per_token() const { return 0; }
 };
 
-// Registry: one line per architecture (models/registry.cpp).
+// The mixer of a registered architecture (models/registry.cpp, which lists them without a hand-kept list).
 std::unique_ptr<Mixer> make_mixer(MixerKind kind, const ModelConfig& config, int64_t layer);
 
 }  // namespace mamba::models

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/file_util.h"
 #include "io/npy.h"
+#include "models/mamba1.h"
 #include "runtime/hash.h"
 #include "runtime/session.h"
 #include "testing.h"
@@ -129,7 +130,7 @@ TEST(Fingerprint, DependsOnWeightsAndIsStable) {
   c.d_model = 32;
   c.n_layer = 2;
   c.vocab_size = 64;
-  c.mamba1.d_state = 4;
+  c.section<models::Mamba1Config>().d_state = 4;
   models::finalize_model_config(c, "test");
   const models::Model a = models::Model::random(c, 1), b = models::Model::random(c, 1),
                       d = models::Model::random(c, 2);

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/file_util.h"
 #include "exec_testing.h"
+#include "models/mamba3.h"
 #include "train/checkpoint.h"
 
 namespace mamba::train {
@@ -82,7 +83,7 @@ TEST(TrainConfig, ModelVocabularyComesFromTheTask) {
   const auto task = make_task("arithmetic_brackets");
   const models::ModelConfig m = model_config_for(c, *task);
   EXPECT_EQ(m.vocab_size, 12);
-  EXPECT_EQ(m.mamba3.rope_mode, models::RopeMode::none);
+  EXPECT_EQ(m.section<models::Mamba3Config>().rope_mode, models::RopeMode::none);
   c.model["vocab_size"] = 4;
   EXPECT_THROW(model_config_for(c, *task), Error);
 }

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "models/architectures.h"
 #include "models/families/family.h"
+#include "models/mamba2.h"
 
 namespace mamba::models {
 
@@ -117,7 +118,7 @@ std::unique_ptr<Mixer> make_hf_mamba2(const Mamba2Spec& s, const std::string& so
                 " is not divisible by n_groups ", s.n_groups);
   ModelConfig c;
   c.d_model = s.d_model;
-  Mamba2Config& m = c.mamba2;
+  Mamba2Config& m = c.section<Mamba2Config>();
   m.d_state = s.d_state;
   m.d_conv = s.d_conv;
   m.head_dim = s.head_dim;

@@ -5,6 +5,7 @@
 #include "core/checked.h"
 #include "core/error.h"
 #include "models/families/family.h"
+#include "models/mamba1.h"
 
 namespace mamba::models {
 namespace {
@@ -52,8 +53,8 @@ void configure(ModelConfig& c, const std::string& source) {
     c.layer_names.push_back(std::string(is_attention(r, i) ? "Attn" : "Mamba1") +
                             (is_expert(r, i) ? "+MoE" : ""));
   }
-  // The Mamba-1 mixer reads config.mamba1 (SPEC §1.1 names) and d_model.
-  Mamba1Config& m = c.mamba1;
+  // The Mamba-1 mixer reads its section (SPEC §1.1 names) and d_model.
+  Mamba1Config& m = c.section<Mamba1Config>();
   m.d_state = r.integer("mamba_d_state", 16);
   m.d_conv = r.integer("mamba_d_conv", 4);
   m.expand = r.number("mamba_expand", 2);
