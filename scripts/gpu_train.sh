@@ -138,10 +138,24 @@ for phase in "$@"; do
         diff "$OUT/hash_${1}_$dt.txt" "$OUT/hash_${2}_$dt.txt" | grep "^>" | cut -c70-
         grep -h FAILED "$OUT"/hash_*_$dt.txt
       done ;;
-    optests)  # the carried op test binaries (OPTESTS)
-      for t in ${OPTESTS:-}; do
-        timeout 120 /tmp/gt/$t 2>&1 | grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]|Failure|Expected|Which is|rror" | head -20
+    optests)  # the carried test binaries (OPTESTS; cuda_tests_all = every CUDA test, GTEST_FILTER), failures in full
+      cli=${CLI_PATH:-}; [ -n "$cli" ] || cli=$(strings /tmp/gt/cuda_tests_all 2>/dev/null | grep -m1 -E "^/.*/bin/mambacpp$")  # the CLI path built in
+      [ -n "$cli" ] && [ ! -e "$cli" ] && mkdir -p "$(dirname "$cli")" && ln -sf $M "$cli"
+      for t in ${OPTESTS:-cuda_tests_all}; do
+        timeout ${OPTESTS_LIMIT:-300} /tmp/gt/$t --gtest_filter="${GTEST_FILTER:-*}" >"$OUT/optests_$t.log" 2>&1
+        echo "--- $t rc $?"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]" "$OUT/optests_$t.log" | tail -30
+        grep -B2 -A12 -E "Failure$" "$OUT/optests_$t.log" | head -80
       done ;;
+    memcheck)  # compute-sanitizer memcheck over MEMCHECK_FILTER of cuda_tests_all
+      cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
+      timeout ${MEMCHECK_LIMIT:-150} "$cs" --tool memcheck /tmp/gt/cuda_tests_all --gtest_filter="${MEMCHECK_FILTER:-*}" 2>&1 |
+        grep -E "ERROR SUMMARY|PASSED|FAILED|Invalid|^\[==========\]" | head -20 | tee "$OUT/memcheck.log" ;;
+    tinyab)  # the Table 5b model (Mamba-3, 1 layer, d_model 64, batch 256), eager, TINY_BINS alternated
+      for rep in 1 2; do for b in ${TINY_BINS:-old mambacpp}; do
+        printf "%-10s " $b; timeout 90 /tmp/gt/$b train --task parity --layer Mamba3 --rope data_dependent --n-layer 1 --d-model 64 \
+          --d-state 64 --min-length 3 --max-length 160 --stages 1 --steps 60 --batch 256 --lr 3e-3 --warmup 10 --device cuda \
+          --eval-every 0 --eval-batches 1 --checkpoint-dir /tmp/ta_$b --checkpoint-every 0 2>&1 | grep -E "throughput|rror" | head -2
+      done; done | tee "$OUT/tinyab.txt" ;;
     bwdbench) timeout 300 /tmp/gt/cuda_bwd_bench ${BWD_ARGS:-} 2>&1 | tee "$OUT/cuda_bwd_bench.log" ;;
     fused)  # the fused tensor-core Mamba-2 backward against the exact kernel, then under memcheck
       timeout 200 /tmp/gt/ssd_bwd_cuda_test --gtest_filter='SsdBwdCuda.Fused*' 2>&1 | tee "$OUT/fused_test.log" | tail -40
