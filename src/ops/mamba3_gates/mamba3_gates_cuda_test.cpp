@@ -92,7 +92,8 @@ TEST(Mamba3GatesCuda, PrepareMatchesCpu) {
 // The angle scan (a block per (batch, head) over the tokens, sums in double) at the Table 5b shape
 // (batch 256, 160 tokens, 2 heads, 16 angles), over several tiles of tokens (3000 tokens), with
 // angles split over two blocks (40) and a count that does not divide the block (5): q and k
-// against the CPU, and the advanced angle state against the host's double sum of the increments
+// against the CPU (within its f32 angle's drift), and the advanced angle state against the host's
+// double sum of the increments
 // reduced by the CPU's f32 2π (compared mod 2π), within a bound growing as the square root of the
 // length (each f32 increment's own rounding).
 TEST(Mamba3GatesCuda, AngleScanLongAndWide) {
@@ -115,8 +116,12 @@ TEST(Mamba3GatesCuda, AngleScanLongAndWide) {
       Mamba3ScanArgs a, ga;
       mamba3_prepare_fwd(exec, proj, g, angle, a);
       mamba3_prepare_fwd(exec, on_cuda(proj), gg, gangle, ga);
-      EXPECT_LT(scaled_max_diff(ga.q, a.q), 1e-4f) << what;
-      EXPECT_LT(scaled_max_diff(ga.k, a.k), 1e-4f) << what;
+      // The CPU's f32 running angle drifts by up to about half an ulp of 2π a token (with a fixed
+      // frequency, in one direction: 6e-4 over 3000 tokens), the device's sum does not: q and k
+      // within that drift (1e-6 a token) of the CPU's.
+      const float qk_tol = 1e-4f + 1e-6f * static_cast<float>(L);
+      EXPECT_LT(scaled_max_diff(ga.q, a.q), qk_tol) << what;
+      EXPECT_LT(scaled_max_diff(ga.k, a.k), qk_tol) << what;
       const std::vector<float> pr = proj.to_vector(), a0 = angle0.to_vector(), got = gangle.to_vector(),
                                bias = g.dt_bias.to_vector();
       const double two_pi = static_cast<double>(2.0f * std::numbers::pi_v<float>);

@@ -109,7 +109,7 @@ TEST(Mamba3ScanCuda, MatchesCpuReference) {
 // row-per-lane kernel's order of the sum over n), at the Table 5b shape (batch 256, 160 tokens,
 // 2 heads, 64 × 64) and at odd sizes on each side of the cuts (d_state 5, 16, 17, 32, 33, 64, 65,
 // 128, 129; head_dim not a multiple of 32 or of the rows, over 32), MIMO included, from random
-// states.
+// states; the row-per-lane cases against the CPU too.
 TEST(Mamba3ScanCuda, NarrowLayoutsMatchWide) {
   MAMBA_REQUIRE_CUDA();
   std::mt19937 rng(8);
@@ -128,7 +128,7 @@ TEST(Mamba3ScanCuda, NarrowLayoutsMatchWide) {
     const std::string what = "B=" + std::to_string(c.batch) + " L=" + std::to_string(c.seq_len) +
                              " R=" + std::to_string(c.rank) + " P=" + std::to_string(c.head_dim) +
                              " N=" + std::to_string(c.d_state);
-    const Mamba3ScanArgs g = on_device(random_args(c, rng));
+    const Mamba3ScanArgs a = random_args(c, rng), g = on_device(a);
     const Mamba3ScanState s0{random_tensor({c.batch, c.n_heads, c.head_dim, c.d_state}, rng),
                              random_tensor({c.batch, c.rank, c.n_heads, c.d_state}, rng),
                              random_tensor({c.batch, c.n_heads, c.head_dim}, rng)};
@@ -144,6 +144,13 @@ TEST(Mamba3ScanCuda, NarrowLayoutsMatchWide) {
     EXPECT_EQ(narrow.ssm.to_vector(), wide.ssm.to_vector()) << what << " ssm";
     EXPECT_EQ(narrow.k_prev.to_vector(), wide.k_prev.to_vector()) << what << " k_prev";
     EXPECT_EQ(narrow.v_prev.to_vector(), wide.v_prev.to_vector()) << what << " v_prev";
+    if (!c.mimo && c.d_state <= 64) {  // the row-per-lane kernel against the CPU as well
+      Mamba3ScanState cs = copy_state(s0, Device::cpu);
+      Tensor y_cpu;
+      mamba3_scan_ref(exec, a, cs, y_cpu);
+      EXPECT_LT(scaled_max_diff(y, y_cpu), 1e-4f) << what << " vs cpu";
+      expect_state_near(narrow, cs, what + " vs cpu");
+    }
   }
 }
 

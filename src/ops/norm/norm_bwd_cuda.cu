@@ -80,10 +80,10 @@ __global__ void __launch_bounds__(32 * kRowWarps)
     rms_norm_gated_bwd_rows_kernel(const float* dy, const float* x, const float* z, const float* weight,
                                    float* dx, float* dz, float* prod, int64_t n, int64_t group_size,
                                    int64_t n_items, bool norm_before_gate, float eps) {
-  const int64_t item = blockIdx.x * int64_t(kRowWarps) + (threadIdx.x >> 5);
-  if (item >= n_items) return;  // whole warps leave
-  const int lane = threadIdx.x & 31, chunks = static_cast<int>((group_size + 31) / 32);
-  const int64_t off = item * group_size, w_off = (item % (n / group_size)) * group_size;
+  const RowItem r = row_item(n, group_size);
+  if (r.item >= n_items) return;  // whole warps leave
+  const int lane = r.lane, chunks = r.chunks;
+  const int64_t off = r.off, w_off = r.w_off;
   const bool gate_first = z != nullptr && !norm_before_gate, gate_after = z != nullptr && norm_before_gate;
   float v[kRowChunks], zv[kRowChunks], part[kRowChunks];
 #pragma unroll
@@ -186,10 +186,9 @@ Tensor rms_norm_gated_bwd_impl(const Tensor& dy_in, const Tensor& x_in, const Te
   const float* zp = z.defined() ? z.f32() : nullptr;
   float* dzp = z.defined() ? dz.f32() : nullptr;
   if (short_rows && group_size <= kShortRow)
-    rms_norm_gated_bwd_rows_kernel<<<mamba::cuda::ceil_div(blocks, kRowWarps), 32 * kRowWarps, 0,
-                                     mamba::cuda::stream()>>>(dy.f32(), x.f32(), zp, weight.f32(), dx.f32(),
-                                                              dzp, prod.f32(), n, group_size, blocks,
-                                                              norm_before_gate, eps);
+    rms_norm_gated_bwd_rows_kernel<<<row_blocks(blocks), 32 * kRowWarps, 0, mamba::cuda::stream()>>>(
+        dy.f32(), x.f32(), zp, weight.f32(), dx.f32(), dzp, prod.f32(), n, group_size, blocks,
+        norm_before_gate, eps);
   else
     rms_norm_gated_bwd_kernel<<<static_cast<unsigned int>(blocks), kThreads, 0, mamba::cuda::stream()>>>(
         dy.f32(), x.f32(), zp, weight.f32(), dx.f32(), dzp, prod.f32(), n, group_size, norm_before_gate, eps);

@@ -5,12 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <string>
-#include <tuple>
 
 #include "cuda_testing.h"
 #include "exec_testing.h"
 #include "ops/kernels.h"
 #include "ops/norm/norm.h"
+#include "ops/norm/norm_cuda_testing.h"
 #include "testing.h"
 
 namespace mamba::ops {
@@ -92,43 +92,27 @@ TEST(NormBwdCuda, GatedGrouped) {
 }
 
 // Groups of at most 256 channels take a warp per group: the same bits as the one-block-per-group
-// kernel for dx, dz and the weight gradient, at the Table 5b shapes (40960 rows of 64 and of 128)
-// and odd ones, with and without the gate, both gate orders.
+// kernel for dx, dz and the weight gradient (accumulated onto random values), over the cases of
+// norm_cuda_testing.h.
 TEST(NormBwdCuda, GatedShortRowsMatchBlockKernel) {
   MAMBA_REQUIRE_CUDA();
   std::mt19937 rng(3);
   const auto& k = cuda_kernels().norm;
-  for (auto [rows, n, group] : {std::tuple{40960, 64, 64},
-                                {40960, 128, 128},
-                                {333, 128, 64},
-                                {9, 7, 1},
-                                {5, 14, 7},
-                                {17, 66, 33},
-                                {3, 300, 100},
-                                {11, 255, 255},
-                                {7, 512, 256},
-                                {2, 257, 257}}) {
-    const Tensor x = on_cuda(testing::random_tensor({rows, n}, rng, -2.0f, 2.0f));
-    const Tensor z = on_cuda(testing::random_tensor({rows, n}, rng, -2.0f, 2.0f));
-    const Tensor dy = on_cuda(testing::random_tensor({rows, n}, rng));
-    const Tensor w = on_cuda(testing::random_tensor({n}, rng)), dw0 = testing::random_tensor({n}, rng);
-    for (int gate = 0; gate < 3; ++gate) {  // none, norm(x·silu(z))·w, norm(x)·w·silu(z)
-      const std::string what = std::to_string(rows) + "x" + std::to_string(n) + "/" + std::to_string(group) +
-                               " gate " + std::to_string(gate);
-      const Tensor zz = gate == 0 ? Tensor() : z;
-      Tensor dw = on_cuda(dw0), ref_dw = on_cuda(dw0), dz, ref_dz;
-      const Tensor dx = k.rms_norm_gated_bwd(dy, x, zz, w, group, gate == 2, 1e-5f, dw, dz);
-      const Tensor ref =
-          k.rms_norm_gated_bwd_per_block(dy, x, zz, w, group, gate == 2, 1e-5f, ref_dw, ref_dz);
-      EXPECT_LT(scaled_max_diff(dx, ref), 1e-6f) << what;
-      EXPECT_EQ(dx.to_vector(), ref.to_vector()) << what << " dx";
-      EXPECT_EQ(dw.to_vector(), ref_dw.to_vector()) << what << " dweight";
-      ASSERT_EQ(dz.defined(), gate != 0) << what;
-      if (gate != 0) {
-        EXPECT_EQ(dz.to_vector(), ref_dz.to_vector()) << what << " dz";
-      }
+  testing_norm::for_each_short_row_case(rng, [&](const testing_norm::ShortRowCase& c) {
+    const Tensor dy = on_cuda(testing::random_tensor({c.rows, c.n}, rng)),
+                 dw0 = testing::random_tensor({c.n}, rng);
+    Tensor dw = on_cuda(dw0), ref_dw = on_cuda(dw0), dz, ref_dz;
+    const Tensor dx = k.rms_norm_gated_bwd(dy, c.x, c.z, c.w, c.group, c.norm_before_gate, 1e-5f, dw, dz);
+    const Tensor ref =
+        k.rms_norm_gated_bwd_per_block(dy, c.x, c.z, c.w, c.group, c.norm_before_gate, 1e-5f, ref_dw, ref_dz);
+    EXPECT_LT(scaled_max_diff(dx, ref), 1e-6f) << c.what;
+    EXPECT_EQ(dx.to_vector(), ref.to_vector()) << c.what << " dx";
+    EXPECT_EQ(dw.to_vector(), ref_dw.to_vector()) << c.what << " dweight";
+    ASSERT_EQ(dz.defined(), c.z.defined()) << c.what;
+    if (c.z.defined()) {
+      EXPECT_EQ(dz.to_vector(), ref_dz.to_vector()) << c.what << " dz";
     }
-  }
+  });
 }
 
 }  // namespace

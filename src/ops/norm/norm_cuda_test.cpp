@@ -4,13 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <string>
-#include <tuple>
 
 #include "cuda_testing.h"
 #include "exec_testing.h"
 #include "ops/elementwise/elementwise.h"
 #include "ops/kernels.h"
 #include "ops/norm/norm.h"
+#include "ops/norm/norm_cuda_testing.h"
 #include "testing.h"
 
 namespace mamba::ops {
@@ -66,36 +66,17 @@ TEST(NormCuda, GatedGrouped) {
 }
 
 // Groups of at most 256 channels take a warp per group: the same bits as the one-block-per-group
-// kernel (its sums in block_sum's order), at the Table 5b shapes (40960 rows of 64 and of 128,
-// one group) and odd ones (1, 7, 33, 100, 255, 256 channels; 257, over the cut, the block kernel
-// either way), with and without the gate, both gate orders.
+// kernel (its sums in block_sum's order), over the cases of norm_cuda_testing.h.
 TEST(NormCuda, GatedShortRowsMatchBlockKernel) {
   MAMBA_REQUIRE_CUDA();
   std::mt19937 rng(4);
   const auto& k = cuda_kernels().norm;
-  for (auto [rows, n, group] : {std::tuple{40960, 64, 64},
-                                {40960, 128, 128},
-                                {333, 128, 64},
-                                {9, 7, 1},
-                                {5, 14, 7},
-                                {17, 66, 33},
-                                {3, 300, 100},
-                                {11, 255, 255},
-                                {7, 512, 256},
-                                {2, 257, 257}}) {
-    const Tensor x = on_cuda(testing::random_tensor({rows, n}, rng, -2.0f, 2.0f));
-    const Tensor z = on_cuda(testing::random_tensor({rows, n}, rng, -2.0f, 2.0f));
-    const Tensor w = on_cuda(testing::random_tensor({n}, rng));
-    for (int gate = 0; gate < 3; ++gate) {  // none, norm(x·silu(z))·w, norm(x)·w·silu(z)
-      const std::string what = std::to_string(rows) + "x" + std::to_string(n) + "/" + std::to_string(group) +
-                               " gate " + std::to_string(gate);
-      const Tensor zz = gate == 0 ? Tensor() : z;
-      const Tensor got = k.rms_norm_gated(x, zz, w, group, gate == 2, 1e-5f);
-      const Tensor ref = k.rms_norm_gated_per_block(x, zz, w, group, gate == 2, 1e-5f);
-      EXPECT_LT(scaled_max_diff(got, ref), 1e-6f) << what;
-      EXPECT_EQ(got.to_vector(), ref.to_vector()) << what;
-    }
-  }
+  testing_norm::for_each_short_row_case(rng, [&](const testing_norm::ShortRowCase& c) {
+    const Tensor got = k.rms_norm_gated(c.x, c.z, c.w, c.group, c.norm_before_gate, 1e-5f);
+    const Tensor ref = k.rms_norm_gated_per_block(c.x, c.z, c.w, c.group, c.norm_before_gate, 1e-5f);
+    EXPECT_LT(scaled_max_diff(got, ref), 1e-6f) << c.what;
+    EXPECT_EQ(got.to_vector(), ref.to_vector()) << c.what;
+  });
 }
 
 // Decode's fused residual add + norm: the same bits as add_ then the norm on the device (same
