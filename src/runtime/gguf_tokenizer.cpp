@@ -307,7 +307,12 @@ std::optional<std::string> gguf_tokenizer_json(const io::GgufFile& g) {
     dec["add_prefix_space"] = true;
     root["decoder"] = dec;
   }
-  return root.dump();
+  try {
+    return root.dump();
+  } catch (const json::type_error& e) {  // a token or merge that is not UTF-8 text
+    throw_error(ErrorCode::parse, g.path(), ": tokenizer.ggml.tokens / merges must be UTF-8 text (", e.what(),
+                ")");
+  }
 }
 
 GgufVocabInfo gguf_vocab_info(const io::GgufFile& g) {
