@@ -206,12 +206,16 @@ int main(int argc, char** argv) {
     a.fast_bf16 = true;
     const Tensor dy = random_cuda({s.batch, s.seq_len, 1, H, P}, rng, -1.0f, 1.0f);
     Tensor y = Tensor::empty({s.batch, s.seq_len, 1, H, P}, DType::f32, Device::cuda);
-    auto fwd = [&] {
-      Mamba3ScanState st{Tensor::zeros({s.batch, H, P, N}, DType::f32, Device::cuda),
-                         Tensor::zeros({s.batch, 1, H, N}, DType::f32, Device::cuda),
-                         Tensor::zeros({s.batch, H, P}, DType::f32, Device::cuda)};
-      mamba3_scan_fwd(exec, a, st, y);
+    // The forward of `args` from a zero state into `out`.
+    auto forward_of = [&](const Mamba3ScanArgs& args, Tensor& out) {
+      return [&, in = &args, y_out = &out] {
+        Mamba3ScanState st{Tensor::zeros({s.batch, H, P, N}, DType::f32, Device::cuda),
+                           Tensor::zeros({s.batch, 1, H, N}, DType::f32, Device::cuda),
+                           Tensor::zeros({s.batch, H, P}, DType::f32, Device::cuda)};
+        mamba3_scan_fwd(exec, *in, st, *y_out);
+      };
     };
+    auto fwd = forward_of(a, y);
     // Backwards: the exact chunk-parallel scan, and the GEMM (chunked matrix) form, both fp32
     // (mamba3_scan_bwd runs the GEMM form for SISO unless the plan says mamba3_bwd=exact).
     struct M3Bwd {
@@ -231,12 +235,7 @@ int main(int argc, char** argv) {
       for (Tensor* t : {&b16.x, &b16.q, &b16.k}) *t = t->to(DType::bf16);
       const Tensor dy16 = dy.to(DType::bf16);
       Tensor y16 = Tensor::empty({s.batch, s.seq_len, 1, H, P}, DType::bf16, Device::cuda);
-      auto fwd16 = [&] {
-        Mamba3ScanState st{Tensor::zeros({s.batch, H, P, N}, DType::f32, Device::cuda),
-                           Tensor::zeros({s.batch, 1, H, N}, DType::f32, Device::cuda),
-                           Tensor::zeros({s.batch, H, P}, DType::f32, Device::cuda)};
-        mamba3_scan_fwd(exec, b16, st, y16);
-      };
+      auto fwd16 = forward_of(b16, y16);
       time_row(
           "Mamba-3 SISO, chunk 64, bwd fused tensor-core bf16, bf16 tensors in", s.batch, s.seq_len,
           median_ms(fwd16, reps), fwd16, [&] { (void)cuda_kernels().mamba3_scan.bwd_fast(b16, dy16); }, reps);

@@ -15,24 +15,15 @@
 namespace mamba::io {
 namespace {
 
-// Unmaps on destruction; tensors borrowing the mapping hold it through Buffer's keep_alive.
-struct MappedFile {
+// A mapping (of a file, or anonymous), unmapped with its last borrower: tensors borrowing it hold it
+// through Buffer's keep_alive.
+struct Mapping {
   void* data = nullptr;
   size_t size = 0;
-  MappedFile(void* d, size_t n) : data(d), size(n) {}
-  ~MappedFile() { ::munmap(data, size); }
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-};
-
-// An anonymous mapping, unmapped with its last borrower.
-struct AnonMapping {
-  void* data = nullptr;
-  size_t size = 0;
-  AnonMapping(void* d, size_t n) : data(d), size(n) {}
-  ~AnonMapping() { ::munmap(data, size); }
-  AnonMapping(const AnonMapping&) = delete;
-  AnonMapping& operator=(const AnonMapping&) = delete;
+  Mapping(void* d, size_t n) : data(d), size(n) {}
+  ~Mapping() { ::munmap(data, size); }
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
 };
 
 }  // namespace
@@ -54,7 +45,7 @@ std::shared_ptr<Buffer> huge_page_buffer(size_t bytes) {
 #if defined(MADV_HUGEPAGE)
   ::madvise(data, size, MADV_HUGEPAGE);  // advice only: without THP the pages are 4 KiB
 #endif
-  auto mapping = std::make_shared<AnonMapping>(data, size);
+  auto mapping = std::make_shared<Mapping>(data, size);
   return Buffer::borrow(data, bytes, mapping);
 }
 
@@ -91,7 +82,7 @@ std::shared_ptr<Buffer> map_file(const std::string& path, size_t min_size, const
   ::close(fd);
   if (data == MAP_FAILED)
     throw_error(ErrorCode::io, path, ": cannot mmap ", size, " bytes (", std::strerror(err), ")");
-  auto mapping = std::make_shared<MappedFile>(data, size);
+  auto mapping = std::make_shared<Mapping>(data, size);
   return Buffer::borrow(data, size, mapping);
 }
 
