@@ -141,7 +141,13 @@ TEST(Mamba3ScanCuda, NarrowLayoutsMatchWide) {
     if (c.mimo || c.d_state > 64) {
       EXPECT_EQ(y.to_vector(), y_wide.to_vector()) << what << " y";
     }
-    EXPECT_EQ(narrow.ssm.to_vector(), wide.ssm.to_vector()) << what << " ssm";
+    // The row-per-lane kernel's update contracts into FMAs differently (1-ulp state differences,
+    // found on an H200): within 1e-6 there, the same bits elsewhere.
+    if (!c.mimo && c.d_state <= 64) {
+      EXPECT_LT(scaled_max_diff(narrow.ssm, wide.ssm), 1e-6f) << what << " ssm";
+    } else {
+      EXPECT_EQ(narrow.ssm.to_vector(), wide.ssm.to_vector()) << what << " ssm";
+    }
     EXPECT_EQ(narrow.k_prev.to_vector(), wide.k_prev.to_vector()) << what << " k_prev";
     EXPECT_EQ(narrow.v_prev.to_vector(), wide.v_prev.to_vector()) << what << " v_prev";
     if (!c.mimo && c.d_state <= 64) {  // the row-per-lane kernel against the CPU as well
