@@ -131,9 +131,16 @@ private:
     args.x = columns(xbc, 0, ds).contiguous().view({batch, seq_len, H, P});
     args.B = columns(xbc, ds, G * N).contiguous().view({batch, seq_len, G, N});
     args.C = columns(xbc, ds + G * N, G * N).contiguous().view({batch, seq_len, G, N});
-    args.dt =
-        ops::softplus_bias_clamp(exec, columns(zxbcdt, 2 * dm + ds + c_.conv_dim, H), dt_bias,
-                                 static_cast<float>(c_.dt_limit_lo), static_cast<float>(c_.dt_limit_hi));
+    const Tensor dt_raw = columns(zxbcdt, 2 * dm + ds + c_.conv_dim, H);
+    const float dt_lo = static_cast<float>(c_.dt_limit_lo), dt_hi = static_cast<float>(c_.dt_limit_hi);
+    if (saved) {  // the backward takes Δ itself
+      args.dt = ops::softplus_bias_clamp(exec, dt_raw, dt_bias, dt_lo, dt_hi);
+    } else {  // the scan takes Δ from the raw dt (in the one-token step, no pass of its own)
+      args.dt = dt_raw;
+      args.dt_bias = dt_bias;
+      args.dt_lo = dt_lo;
+      args.dt_hi = dt_hi;
+    }
     args.A = A;
     args.D = D;
     args.chunk_size = c_.chunk_size;

@@ -78,6 +78,7 @@ Tensor mamba3_combine_bwd_cuda(const Tensor& dout, const Tensor& y, const Tensor
 
 // mamba3_scan
 void mamba3_scan_cuda(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
+void mamba3_scan_wide_cuda(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
 Mamba3ScanGrads mamba3_scan_bwd_cuda_exact(const Mamba3ScanArgs& args, const Tensor& dy);
 bool mamba3_scan_bwd_cuda_gemm_supported(const Mamba3ScanArgs& args);
 Mamba3ScanGrads mamba3_scan_bwd_cuda_gemm(const Mamba3ScanArgs& args, const Tensor& dy);
@@ -110,6 +111,11 @@ Tensor layer_norm_bwd_cuda(const Tensor& dy, const Tensor& x, const Tensor& weig
 Tensor rms_norm_gated_bwd_cuda(const Tensor& dy, const Tensor& x, const Tensor& z, const Tensor& weight,
                                int64_t group_size, bool norm_before_gate, float eps, Tensor& dweight,
                                Tensor& dz);
+Tensor rms_norm_gated_per_block_cuda(const Tensor& x, const Tensor& z, const Tensor& weight,
+                                     int64_t group_size, bool norm_before_gate, float eps);
+Tensor rms_norm_gated_bwd_per_block_cuda(const Tensor& dy, const Tensor& x, const Tensor& z,
+                                         const Tensor& weight, int64_t group_size, bool norm_before_gate,
+                                         float eps, Tensor& dweight, Tensor& dz);
 
 // optim
 void adamw_update_cuda(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWScalars& s,
@@ -171,6 +177,7 @@ const CudaKernels kTable{
                      .prepare_bwd = mamba3_prepare_bwd_cuda,
                      .combine_bwd = mamba3_combine_bwd_cuda},
     .mamba3_scan = {.scan = mamba3_scan_cuda,
+                    .scan_wide = mamba3_scan_wide_cuda,
                     .bwd_exact = mamba3_scan_bwd_cuda_exact,
                     .bwd_gemm_supported = mamba3_scan_bwd_cuda_gemm_supported,
                     .bwd_gemm = mamba3_scan_bwd_cuda_gemm,
@@ -189,7 +196,9 @@ const CudaKernels kTable{
              .rms_norm_gated = rms_norm_gated_cuda,
              .add_norm_ = add_norm_cuda_,
              .layer_norm_bwd = layer_norm_bwd_cuda,
-             .rms_norm_gated_bwd = rms_norm_gated_bwd_cuda},
+             .rms_norm_gated_bwd = rms_norm_gated_bwd_cuda,
+             .rms_norm_gated_per_block = rms_norm_gated_per_block_cuda,
+             .rms_norm_gated_bwd_per_block = rms_norm_gated_bwd_per_block_cuda},
     .optim = {.adamw_update = adamw_update_cuda,
               .sum_squares = sum_squares_cuda,
               .sum_squares_total = sum_squares_total_cuda,

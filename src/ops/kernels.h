@@ -103,6 +103,9 @@ struct CudaKernels {
     // One call for fwd, ref and step: the tensor-core scan where fast_bf16 and the shapes allow
     // (mamba3_scan_fast_bf16_applies), else the simple scan.
     void (*scan)(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
+    // The simple scan in its widest layout (2 head_dim rows × 256 state entries per warp) whatever
+    // d_state: tests compare the narrower layouts `scan` takes for small d_state to it.
+    void (*scan_wide)(const Mamba3ScanArgs& args, Mamba3ScanState& state, Tensor& y);
     // The chunk-parallel exact backward (fp32, every shape, MIMO included).
     Mamba3ScanGrads (*bwd_exact)(const Mamba3ScanArgs& args, const Tensor& dy);
     // The chunked matrix (GEMM) form and the shapes it takes (SISO).
@@ -145,6 +148,13 @@ struct CudaKernels {
     Tensor (*rms_norm_gated_bwd)(const Tensor& dy, const Tensor& x, const Tensor& z, const Tensor& weight,
                                  int64_t group_size, bool norm_before_gate, float eps, Tensor& dweight,
                                  Tensor& dz);
+    // The one-block-per-group kernels whatever the group size (the two above take a warp per group
+    // of at most 256 channels, to the same bits): tests compare them.
+    Tensor (*rms_norm_gated_per_block)(const Tensor& x, const Tensor& z, const Tensor& weight,
+                                       int64_t group_size, bool norm_before_gate, float eps);
+    Tensor (*rms_norm_gated_bwd_per_block)(const Tensor& dy, const Tensor& x, const Tensor& z,
+                                           const Tensor& weight, int64_t group_size, bool norm_before_gate,
+                                           float eps, Tensor& dweight, Tensor& dz);
   } norm;
 
   struct Optim {  // optim_cuda.cu

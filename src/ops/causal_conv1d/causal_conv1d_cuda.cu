@@ -1,6 +1,7 @@
 // Causal depthwise conv1d on CUDA. Forward: one thread per output (batch, token, channel), taps
 // before the sequence read from the carried state; then one thread per (batch, channel) shifts
-// the state (a separate launch, so no output thread can see the new state).
+// the state (a separate launch, so no output thread can see the new state). One token (decode):
+// one thread per (batch, channel) does both.
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
@@ -53,16 +54,18 @@ __global__ void causal_conv1d_state_kernel(ConvParams p) {
   }
 }
 
-// One token: y = bias + w[K−1]·x + Σ_k w[k]·state[k]; state shifts left and takes x.
-__global__ void causal_conv1d_step_kernel(ConvParams p) {
+// One token (decode, and the step op): the same sum in the same order as causal_conv1d_fwd_kernel
+// (the same bits) and the state kernel's shift, in one launch instead of two.
+__global__ void causal_conv1d_fwd_one_kernel(ConvParams p) {
   const int64_t hist = p.width - 1;
   MAMBA_GRID_STRIDE_LOOP(bc, p.batch * p.channels) {
     const int64_t b = bc / p.channels, c = bc % p.channels;
     float* st = p.state + bc * hist;
     const float* w = p.weight + c * p.width;
     const float xv = p.x[b * p.x_batch_stride + c];
-    float acc = (p.bias ? p.bias[c] : 0.0f) + w[hist] * xv;
+    float acc = p.bias ? p.bias[c] : 0.0f;
     for (int64_t k = 0; k < hist; ++k) acc += w[k] * st[k];
+    acc += w[hist] * xv;
     for (int64_t k = 0; k + 1 < hist; ++k) st[k] = st[k + 1];
     if (hist > 0) st[hist - 1] = xv;
     p.y[bc] = p.silu ? mamba::cuda::silu_f(acc) : acc;
@@ -102,6 +105,12 @@ Tensor causal_conv1d_fwd_cuda(const Tensor& x_in, const Tensor& weight, const Te
   p.x_batch_stride = x.stride(0);
   p.x_seq_stride = x.stride(1);
   if (y.numel() == 0) return y;
+  if (seq_len == 1) {
+    causal_conv1d_fwd_one_kernel<<<mamba::cuda::grid_for(batch * channels), 256, 0, mamba::cuda::stream()>>>(
+        p);
+    CUDA_CHECK_LAUNCH();
+    return y;
+  }
   causal_conv1d_fwd_kernel<<<mamba::cuda::grid_for(y.numel()), 256, 0, mamba::cuda::stream()>>>(p);
   CUDA_CHECK_LAUNCH();
   if (width > 1) {
@@ -125,7 +134,7 @@ Tensor causal_conv1d_step_cuda(const Tensor& x_in, const Tensor& weight, const T
   p.channels = channels;
   p.x_batch_stride = x.stride(0);
   if (y.numel() == 0) return y;
-  causal_conv1d_step_kernel<<<mamba::cuda::grid_for(batch * channels), 256, 0, mamba::cuda::stream()>>>(p);
+  causal_conv1d_fwd_one_kernel<<<mamba::cuda::grid_for(batch * channels), 256, 0, mamba::cuda::stream()>>>(p);
   CUDA_CHECK_LAUNCH();
   return y;
 }

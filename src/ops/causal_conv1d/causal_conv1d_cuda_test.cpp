@@ -45,5 +45,27 @@ TEST(CausalConv1dCuda, PrefillThenSteps) {
   }
 }
 
+// Decode: one-token forward calls (their own kernel) give the whole-sequence forward's outputs and
+// state bit for bit.
+TEST(CausalConv1dCuda, OneTokenCallsAreTheSequenceBitForBit) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(2);
+  for (auto [batch, seq_len, channels, width] : {std::tuple{1, 6, 40, 4}, {3, 5, 33, 2}, {2, 4, 17, 5}}) {
+    const Tensor gx =
+        on_cuda(testing::random_tensor({batch, seq_len, channels + 6}, rng)).slice(-1, 3, channels + 3);
+    const Tensor w = on_cuda(testing::random_tensor({channels, width}, rng));
+    const Tensor b = on_cuda(testing::random_tensor({channels}, rng));
+    const Tensor s0 = on_cuda(testing::random_tensor({batch, channels, width - 1}, rng));
+    Tensor s_all = s0.copy(), s_one = s0.copy();
+    const Tensor y = causal_conv1d_fwd(exec, gx, w, b, s_all, /*act=*/true).to(Device::cpu);
+    for (int64_t t = 0; t < seq_len; ++t) {
+      const Tensor yt = causal_conv1d_fwd(exec, gx.slice(1, t, t + 1), w, b, s_one, /*act=*/true);
+      EXPECT_EQ(testing::max_abs_diff(yt.to(Device::cpu), y.slice(1, t, t + 1).contiguous()), 0.0f)
+          << "token " << t;
+    }
+    EXPECT_EQ(testing::max_abs_diff(s_one.to(Device::cpu), s_all.to(Device::cpu)), 0.0f) << "state";
+  }
+}
+
 }  // namespace
 }  // namespace mamba::ops

@@ -2,11 +2,11 @@
 // mamba3_gates_bwd.cpp, whole sequence from a zero angle state. Parameter gradients are written per
 // token (or per token and group row) into scratch and summed over tokens in double by a two-stage
 // deterministic reduction (backend/cuda/reduce.h), so the result does not depend on scheduling.
-// prepare: (1) the angles φ re-run forward, sequential over tokens per (batch, head, angle); (2) one
+// prepare: (1) the angles φ re-run forward, a block scan over the tokens per (batch, head); (2) one
 // block per (token, rank, group) takes dq/dk of the group's heads back through the rotation (dφ per
 // rank) and the biases, sums them onto the normalized B/C row and goes back through its RMSNorm;
-// (3) per (token, head) the A·Δ, λ columns and Δ's gradient so far; (4) per (batch, head, angle) the
-// reverse cumsum of dφ (the gradient of each increment ω_t·Δ_t); (5) per token the angle columns
+// (3) per (token, head) the A·Δ, λ columns and Δ's gradient so far; (4) per (batch, head) the
+// reverse cumsum of dφ (in double) (the gradient of each increment ω_t·Δ_t); (5) per token the angle columns
 // and Δ through the softplus into dd_dt; (6) the parameter sums.
 // combine: one block per (token, head), as the forward, then the parameter sums.
 #include <initializer_list>
@@ -16,6 +16,7 @@
 #include "backend/cuda/kernel_utils.cuh"
 #include "backend/cuda/reduce.h"
 #include "core/error.h"
+#include "ops/mamba3_gates/mamba3_angle_scan.cuh"
 #include "ops/mamba3_gates/mamba3_gates.h"
 
 namespace mamba::ops {
@@ -23,7 +24,6 @@ namespace mamba::ops {
 namespace {
 
 constexpr float kPi = std::numbers::pi_v<float>;
-constexpr float kTwoPi = 2.0f * std::numbers::pi_v<float>;
 
 __device__ __forceinline__ float softplus_grad_f(float v) {
   return v <= 20.0f ? mamba::cuda::sigmoid_f(v) : 1.0f;
@@ -61,22 +61,20 @@ __device__ float omega_of(const PrepareBwdParams& p, const float* row, int64_t i
              : kPi * tanhf(row[p.off_dt + 3 * p.n_heads + i]);
 }
 
-// (1) φ_t = (φ_{t−1} + ω_t·scale_t) mod 2π from φ_{−1} = 0, as the forward. One thread per
-// (batch, head, angle).
-__global__ void angles_kernel(PrepareBwdParams p) {
-  const int64_t H = p.n_heads, S = p.n_angles;
-  MAMBA_GRID_STRIDE_LOOP(idx, p.batch * H * S) {
-    const int64_t b = idx / (H * S), h = (idx / S) % H, i = idx % S;
-    float ph = 0.0f;
-    for (int64_t t = 0; t < p.seq_len; ++t) {
-      const int64_t bt = b * p.seq_len + t;
-      const float* row = p.proj + bt * p.width;
-      const float scale = p.rope == Mamba3Rope::data_dependent ? delta_of(p, row, h) : 1.0f;
-      ph += omega_of(p, row, i) * scale;
-      ph -= kTwoPi * floorf(ph / kTwoPi);
-      p.phi[(bt * H + h) * S + i] = ph;
-    }
-  }
+// (1) φ_t = (φ_{t−1} + ω_t·scale_t) mod 2π from φ_{−1} = 0, as the forward: a block per (batch,
+// head, up to 32 angles) scanning the tokens (mamba3_angle_scan.cuh).
+__global__ void __launch_bounds__(kAngleThreads) angles_kernel(PrepareBwdParams p, AngleTile tile) {
+  const int64_t H = p.n_heads, S = p.n_angles, L = p.seq_len;
+  const int64_t bh = blockIdx.x / tile.angle_groups, b = bh / H, h = bh % H;
+  const int64_t a0 = (blockIdx.x % tile.angle_groups) * tile.sa;
+  angle_scan(
+      L, S, a0, tile, false,
+      [&](int64_t t, int64_t i) {
+        const float* row = p.proj + (b * L + t) * p.width;
+        const float scale = p.rope == Mamba3Rope::data_dependent ? delta_of(p, row, h) : 1.0f;
+        return static_cast<double>(omega_of(p, row, i)) * scale;
+      },
+      [&](int64_t t, int64_t i, double sum) { p.phi[((b * L + t) * H + h) * S + i] = wrap_angle(sum); });
 }
 
 // Pair of state entry n under the rotation: index i of its angle (−1 when not rotated), its role
@@ -181,18 +179,21 @@ __global__ void scalars_bwd_kernel(PrepareBwdParams p) {
   }
 }
 
-// (4) dinc_t = Σ_{s ≥ t} Σ_r dφ_s, per (batch, head, angle).
-__global__ void angle_cumsum_kernel(PrepareBwdParams p) {
-  const int64_t H = p.n_heads, S = p.n_angles, R = p.rank;
-  MAMBA_GRID_STRIDE_LOOP(idx, p.batch * H * S) {
-    const int64_t b = idx / (H * S), h = (idx / S) % H, i = idx % S;
-    float acc = 0.0f;
-    for (int64_t t = p.seq_len - 1; t >= 0; --t) {
-      const int64_t bt = b * p.seq_len + t;
-      for (int64_t r = 0; r < R; ++r) acc += p.dphi[((bt * R + r) * H + h) * S + i];
-      p.dinc[(bt * H + h) * S + i] = acc;
-    }
-  }
+// (4) dinc_t = Σ_{s ≥ t} Σ_r dφ_s, per (batch, head, angle): the same block scan, from the last token.
+__global__ void __launch_bounds__(kAngleThreads) angle_cumsum_kernel(PrepareBwdParams p, AngleTile tile) {
+  const int64_t H = p.n_heads, S = p.n_angles, R = p.rank, L = p.seq_len;
+  const int64_t bh = blockIdx.x / tile.angle_groups, b = bh / H, h = bh % H;
+  const int64_t a0 = (blockIdx.x % tile.angle_groups) * tile.sa;
+  angle_scan(
+      L, S, a0, tile, true,
+      [&](int64_t t, int64_t i) {
+        double d = 0.0;
+        for (int64_t r = 0; r < R; ++r) d += p.dphi[(((b * L + t) * R + r) * H + h) * S + i];
+        return d;
+      },
+      [&](int64_t t, int64_t i, double sum) {
+        p.dinc[((b * L + t) * H + h) * S + i] = static_cast<float>(sum);
+      });
 }
 
 // (5) Per (batch·token, column): angle column i (data-dependent rotation only: ω = π·tanh(a), scaled
@@ -355,8 +356,10 @@ void mamba3_prepare_bwd_cuda(const Tensor& proj, const Mamba3Gates& g, const Mam
                            .rope = g.rope};
   cudaStream_t stream = mamba::cuda::stream();
   const bool rotate = S > 0 && g.rope != Mamba3Rope::none;
+  const AngleTile tile = angle_tile(S, seq_len);
+  const unsigned int angle_blocks = static_cast<unsigned int>(batch * H * tile.angle_groups);
   if (rotate) {
-    angles_kernel<<<mamba::cuda::grid_for(batch * H * S, 128), 128, 0, stream>>>(p);
+    angles_kernel<<<angle_blocks, kAngleThreads, 0, stream>>>(p, tile);
     CUDA_CHECK_LAUNCH();
   }
   qk_bwd_kernel<<<static_cast<unsigned int>(batch * seq_len * R * G), threads_for(N), 4 * N * sizeof(float),
@@ -365,7 +368,7 @@ void mamba3_prepare_bwd_cuda(const Tensor& proj, const Mamba3Gates& g, const Mam
   scalars_bwd_kernel<<<mamba::cuda::grid_for(batch * seq_len * H), 256, 0, stream>>>(p);
   CUDA_CHECK_LAUNCH();
   if (rotate) {
-    angle_cumsum_kernel<<<mamba::cuda::grid_for(batch * H * S, 128), 128, 0, stream>>>(p);
+    angle_cumsum_kernel<<<angle_blocks, kAngleThreads, 0, stream>>>(p, tile);
     CUDA_CHECK_LAUNCH();
   }
   angle_cols_kernel<<<mamba::cuda::grid_for(batch * seq_len * (S + H)), 256, 0, stream>>>(p, rotate);

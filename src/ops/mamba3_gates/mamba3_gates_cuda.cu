@@ -1,9 +1,9 @@
 // Mamba-3 gates on CUDA (SPEC §3.3, §3.4 output). Prepare runs three launches: per-(token, head)
-// scalars (A·Δ, Δ, λ); the cumulative angle, sequential over tokens per (batch, head, angle) and
-// reduced mod 2π after every token like the CPU op; then one block per (token, rank) for the
-// RMS-normed, biased and rotated q and k of all heads (f32, or bf16 with bf16_operands) — one
-// launch for a single token of rank 1 (decode), whose q/k blocks do the scalars and the angle of
-// their heads too. Combine: one warp per (token, head).
+// scalars (A·Δ, Δ, λ); the cumulative angle, a block per (batch, head) scanning the tokens in double
+// and reducing mod 2π once per token (the CPU op's value up to rounding); then one block per (token, rank)
+// for the RMS-normed, biased and rotated q and k of all heads (f32, or bf16 with bf16_operands) — one launch
+// for a single token of rank 1 (decode), whose q/k blocks do the scalars and the angle of their heads too.
+// Combine: one warp per (token, head).
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -14,6 +14,7 @@
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
+#include "ops/mamba3_gates/mamba3_angle_scan.cuh"
 #include "ops/mamba3_gates/mamba3_gates.h"
 
 namespace mamba::ops {
@@ -71,39 +72,28 @@ __device__ __forceinline__ float fixed_frequency(int64_t a, int64_t S) {
 }
 
 // φ_t = (φ_{t−1} + ω_t·Δ_t) mod 2π with ω = π·tanh(angles) (or the fixed RoPE frequency, or no Δ
-// scaling, for the ablations), sequential over tokens. One thread per (batch, head, angle). The
-// loads of a group of kAngleAhead tokens (and their tanh) do not depend on the carried φ, so they
-// are issued together before the group's sequential updates: one memory latency per group rather
-// than per token.
-constexpr int kAngleAhead = 16;
-
-__global__ void mamba3_angle_kernel(PrepareParams p) {
+// scaling, for the ablations), from the angle state, which it advances: a block per (batch, head,
+// up to 32 angles) scanning the tokens (mamba3_angle_scan.cuh).
+__global__ void __launch_bounds__(kAngleThreads) mamba3_angle_kernel(PrepareParams p, AngleTile tile) {
   const int64_t H = p.n_heads, S = p.n_angles, L = p.seq_len;
-  MAMBA_GRID_STRIDE_LOOP(i, p.batch * H * S) {
-    const int64_t b = i / (H * S), h = (i / S) % H, a = i % S;
-    const float fixed = fixed_frequency(a, S);
-    const float* rows = p.proj + b * L * p.width;  // token stride: width
-    const float* dt = p.dt + b * L * H + h;        // token stride: H
-    float* phi = p.phi + (b * L * H + h) * S + a;  // token stride: H·S
-    float ph = p.angle[i];
-    for (int64_t t0 = 0; t0 < L; t0 += kAngleAhead) {
-      float omega[kAngleAhead], scale[kAngleAhead];
-#pragma unroll
-      for (int j = 0; j < kAngleAhead; ++j) {
-        const int64_t t = t0 + j < L ? t0 + j : L - 1;  // past the end: a valid, unused token
-        omega[j] = angle_omega(p, rows + t * p.width, fixed, a);
-        scale[j] = p.rope == Mamba3Rope::data_dependent ? dt[t * H] : 1.0f;
-      }
-#pragma unroll
-      for (int j = 0; j < kAngleAhead; ++j) {
-        if (t0 + j >= L) break;
-        ph += omega[j] * scale[j];
-        ph -= kTwoPi * floorf(ph / kTwoPi);
-        phi[(t0 + j) * H * S] = ph;
-      }
-    }
-    p.angle[i] = ph;
-  }
+  const int64_t bh = blockIdx.x / tile.angle_groups, b = bh / H, h = bh % H;
+  const int64_t a0 = (blockIdx.x % tile.angle_groups) * tile.sa, a = a0 + threadIdx.x % tile.sa;
+  const float* rows = p.proj + b * L * p.width;  // token stride: width
+  const float* dt = p.dt + b * L * H + h;        // token stride: H
+  float* phi = p.phi + (b * L * H + h) * S;      // token stride: H·S
+  float* state = p.angle + bh * S;
+  const double init = a < S ? state[a] : 0.0;  // read by every thread before the scan's first barrier
+  angle_scan(
+      L, S, a0, tile, false,
+      [&](int64_t t, int64_t ai) {
+        const float scale = p.rope == Mamba3Rope::data_dependent ? dt[t * H] : 1.0f;
+        return static_cast<double>(angle_omega(p, rows + t * p.width, fixed_frequency(ai, S), ai)) * scale;
+      },
+      [&](int64_t t, int64_t ai, double sum) {
+        const float ph = wrap_angle(init + sum);
+        phi[t * H * S + ai] = ph;
+        if (t == L - 1) state[ai] = ph;
+      });
 }
 
 template <typename T>
@@ -324,17 +314,25 @@ void mamba3_prepare_fwd_cuda(const Tensor& proj, const Mamba3Gates& g, Tensor& a
     mamba3_scalars_kernel<<<mamba::cuda::grid_for(batch * seq_len * H), 256, 0, stream>>>(p);
     CUDA_CHECK_LAUNCH();
     if (S > 0) {
-      mamba3_angle_kernel<<<mamba::cuda::grid_for(batch * H * S, 128), 128, 0, stream>>>(p);
+      const AngleTile tile = angle_tile(S, seq_len);
+      mamba3_angle_kernel<<<static_cast<unsigned int>(batch * H * tile.angle_groups), kAngleThreads, 0,
+                            stream>>>(p, tile);
       CUDA_CHECK_LAUNCH();
     }
   }
   const dim3 blocks(static_cast<unsigned int>(rows), mamba::cuda::ceil_div(H, heads_per_block));
   const size_t smem = smem_norms + (one_token ? smem_token : 0);
+  // Only as many threads as a group row or the block's (head, pair) units need (64 at the Table 5b
+  // shape, where 256 left most idle): while d_state fits the block each thread still sums at most
+  // one entry, and block_sum's missing warps add exact zeros, so the same bits.
+  const int64_t work = std::max<int64_t>(N, heads_per_block * ((N + 1) / 2));
+  const unsigned int threads =
+      static_cast<unsigned int>(std::min<int64_t>(kQkThreads, (work + 31) / 32 * 32));
   if (bf16_out)
-    mamba3_qk_kernel<__nv_bfloat16><<<blocks, kQkThreads, smem, stream>>>(
+    mamba3_qk_kernel<__nv_bfloat16><<<blocks, threads, smem, stream>>>(
         p, static_cast<__nv_bfloat16*>(a.q.raw()), static_cast<__nv_bfloat16*>(a.k.raw()));
   else
-    mamba3_qk_kernel<float><<<blocks, kQkThreads, smem, stream>>>(p, a.q.f32(), a.k.f32());
+    mamba3_qk_kernel<float><<<blocks, threads, smem, stream>>>(p, a.q.f32(), a.k.f32());
   CUDA_CHECK_LAUNCH();
 }
 

@@ -4,9 +4,13 @@
 // with and without the head-wise norm. Label `cuda`.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <numbers>
 #include <string>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "cuda_testing.h"
 #include "exec_testing.h"
@@ -81,6 +85,67 @@ TEST(Mamba3GatesCuda, PrepareMatchesCpu) {
         EXPECT_LT(scaled_max_diff(ga.k, a.k), 1e-4f) << what;
         EXPECT_LT(scaled_max_diff(gangle, angle), 1e-4f) << what << " call " << call;
       }
+    }
+  }
+}
+
+// The angle scan (a block per (batch, head) over the tokens, sums in double) at the Table 5b shape
+// (batch 256, 160 tokens, 2 heads, 16 angles), over several tiles of tokens (3000 tokens), with
+// angles split over two blocks (40) and a count that does not divide the block (5): q and k
+// against the CPU (within its f32 angle's drift), and the advanced angle state against the host's
+// double sum of the increments
+// reduced by the CPU's f32 2π (compared mod 2π), within a bound growing as the square root of the
+// length (each f32 increment's own rounding).
+TEST(Mamba3GatesCuda, AngleScanLongAndWide) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(6);
+  for (const Dims d : {Dims{256, 160, 2, 64, 64, 1, 1, false},
+                       {2, 3000, 3, 8, 160, 1, 1, false},
+                       {1, 1025, 2, 8, 20, 1, 1, false},
+                       {3, 2, 1, 8, 16, 1, 1, false}}) {
+    for (Mamba3Rope rope : {Mamba3Rope::data_dependent, Mamba3Rope::data_independent}) {
+      const std::string what = "B=" + std::to_string(d.batch) + " L=" + std::to_string(d.seq_len) +
+                               " N=" + std::to_string(d.d_state) + " rope " + std::to_string(int(rope));
+      const Mamba3Gates g = make_gates(d, rope, rng), gg = on_device(g);
+      const int64_t S = g.n_rope_angles, H = d.n_heads, L = d.seq_len;
+      const int64_t off_dt = 2 * H * d.head_dim + 2 * d.rank * d.n_groups * d.d_state,
+                    width = off_dt + 3 * H + S;
+      const Tensor proj = random_tensor({d.batch, L, width}, rng, -2.0f, 2.0f);
+      const Tensor angle0 = random_tensor({d.batch, H, S}, rng, 0.0f, 6.0f);
+      Tensor angle = angle0.copy(), gangle = on_cuda(angle0);
+      Mamba3ScanArgs a, ga;
+      mamba3_prepare_fwd(exec, proj, g, angle, a);
+      mamba3_prepare_fwd(exec, on_cuda(proj), gg, gangle, ga);
+      // The CPU's f32 running angle drifts by up to about half an ulp of 2π a token (with a fixed
+      // frequency, in one direction: 6e-4 over 3000 tokens), the device's sum does not: q and k
+      // within that drift (1e-6 a token) of the CPU's.
+      const float qk_tol = 1e-4f + 1e-6f * static_cast<float>(L);
+      EXPECT_LT(scaled_max_diff(ga.q, a.q), qk_tol) << what;
+      EXPECT_LT(scaled_max_diff(ga.k, a.k), qk_tol) << what;
+      const std::vector<float> pr = proj.to_vector(), a0 = angle0.to_vector(), got = gangle.to_vector(),
+                               bias = g.dt_bias.to_vector();
+      const double two_pi = static_cast<double>(2.0f * std::numbers::pi_v<float>);
+      const double tol = 2e-5 * std::sqrt(static_cast<double>(L)) + 1e-5;
+      double worst = 0.0;
+      for (int64_t b = 0; b < d.batch; ++b)
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t i = 0; i < S; ++i) {
+            double phi = a0[(b * H + h) * S + i];
+            for (int64_t t = 0; t < L; ++t) {
+              const float* row = pr.data() + (b * L + t) * width;
+              if (rope == Mamba3Rope::data_dependent) {
+                const double v = static_cast<double>(row[off_dt + h]) + bias[h];
+                const double delta = v > 20.0 ? v : std::log1p(std::exp(v));
+                phi += std::numbers::pi * std::tanh(static_cast<double>(row[off_dt + 3 * H + i])) * delta;
+              } else {
+                phi += std::pow(10000.0, -static_cast<double>(i) / static_cast<double>(S));
+              }
+            }
+            phi -= two_pi * std::floor(phi / two_pi);
+            const double diff = std::abs(phi - got[(b * H + h) * S + i]);
+            worst = std::max(worst, std::min(diff, two_pi - diff));
+          }
+      EXPECT_LT(worst, tol) << what;
     }
   }
 }

@@ -9,6 +9,7 @@
 // (bf16 operands) against the exact kernels with bf16 bounds. Label `cuda`.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -149,6 +150,40 @@ TEST(Mamba3ScanBwdCuda, GemmPathBenchRanges) {
                         gemm = cuda_kernels().mamba3_scan.bwd_gemm(da, ddy);
   expect_close(gemm, ref, false, "gemm vs cpu");
   expect_close(gemm, exact, false, "gemm vs exact");
+}
+
+// dD_h = Σ dy·x over every (batch, token, channel), summed by the GEMM path per chunk in double and
+// then over the B·nc chunk parts by one block per head (one slice), several slices plus a finish
+// (B·nc over one slice), or the slice cap (B·nc far over it; one-token chunks): within 1e-6 of the sum of
+// |dy·x| from the host's double sum. The Table 5b shape (batch 256, 160 tokens, d_state 64) also checks every
+// gradient against the exact kernels.
+TEST(Mamba3ScanBwdCuda, GemmDdReduction) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(16);
+  const Config cases[] = {{256, 160, 1, 2, 64, 64, 64, false},
+                          {70, 2000, 1, 1, 16, 16, 64, false},
+                          {150000, 1, 1, 2, 1, 2, 1, false},
+                          {3, 77, 1, 5, 7, 9, 16, false}};
+  for (const Config& c : cases) {
+    const std::string what = "B=" + std::to_string(c.batch) + " L=" + std::to_string(c.seq_len);
+    const Mamba3ScanArgs a = random_args(c, rng);
+    const Tensor dy = random_tensor({c.batch, c.seq_len, 1, c.n_heads, c.head_dim}, rng);
+    const Mamba3ScanArgs da = on_device(a);
+    const Tensor ddy = on_cuda(dy);
+    const Mamba3ScanGrads got = cuda_kernels().mamba3_scan.bwd_gemm(da, ddy);
+    const std::vector<float> x = a.x.to_vector(), g = dy.to_vector(), dD = got.dD.to_vector();
+    const int64_t H = c.n_heads, P = c.head_dim;
+    std::vector<double> sum(H, 0.0), mag(H, 0.0);
+    for (size_t i = 0; i < x.size(); ++i) {
+      const int64_t h = static_cast<int64_t>(i) / P % H;
+      sum[h] += static_cast<double>(x[i]) * g[i];
+      mag[h] += std::abs(static_cast<double>(x[i]) * g[i]);
+    }
+    for (int64_t h = 0; h < H; ++h)
+      EXPECT_LE(std::abs(dD[h] - sum[h]), 1e-6 * mag[h]) << what << " head " << h;
+    if (c.batch == 256)
+      expect_close(got, cuda_kernels().mamba3_scan.bwd_exact(da, ddy), false, what + " vs exact");
+  }
 }
 
 // The fused tensor-core backward (x, q, k, dy, the chunk states and the Q×Q masks rounded to bf16,

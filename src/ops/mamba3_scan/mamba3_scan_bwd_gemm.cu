@@ -20,7 +20,8 @@
 // dA_Q). Row Q of chunk c holds token t0+Q of chunk c+1, whose b and adt gradients that chunk
 // picks up.
 // Launches: pack (scalars, chunk-padded copies of q, k, v, dy, m⊙v, e^A⊙dy), 2 GEMMs, mask,
-// 4 GEMMs, the chunk scan of Z and F, 1 GEMM, dots, 3 GEMMs, finish per chunk, per token, dD.
+// 4 GEMMs, the chunk scan of Z and F, 1 GEMM, dots, 3 GEMMs, finish per chunk, per token, dD per
+// (head, slice of chunks) (+ a finish over the slices when there are several).
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
@@ -309,11 +310,46 @@ __global__ void token_kernel(Dims d, Work w, const float* __restrict__ dt, const
   }
 }
 
-__global__ void dD_kernel(Dims d, const double* __restrict__ part, float* __restrict__ dD) {
-  for (int64_t h = blockIdx.x * blockDim.x + threadIdx.x; h < d.H; h += blockDim.x * gridDim.x) {
+// dD_h = Σ over (batch, chunk) of the chunks' parts, in double. One block per (head, slice of the
+// B·nc parts): a single thread per head looping over every chunk was a dependent chain of
+// hundreds of loads (the longest of the small kernels at batch 256). With one slice the block
+// writes dD_h; otherwise its slice sum goes to `slices` and dD_finish_kernel adds them in order.
+constexpr int kDdMaxSlices = 64;
+constexpr int64_t kDdPartsPerSlice = 8 * kThreads;
+
+__device__ double block_sum_f64(double v, double* red) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  double s = 0.0;
+  if (threadIdx.x == 0)
+    for (int i = 0; i < static_cast<int>(blockDim.x >> 5); ++i) s += red[i];
+  return s;  // thread 0 only
+}
+
+__global__ void dD_kernel(Dims d, const double* __restrict__ part, double* __restrict__ slices,
+                          float* __restrict__ dD) {
+  __shared__ double red[kThreads / 32];
+  const int64_t h = blockIdx.x, n_slices = gridDim.y, items = d.B * d.nc;
+  const int64_t per = (items + n_slices - 1) / n_slices, i0 = blockIdx.y * per;
+  const int64_t i1 = i0 + per < items ? i0 + per : items;
+  double s = 0.0;
+  for (int64_t i = i0 + threadIdx.x; i < i1; i += blockDim.x)  // item i: batch i / nc, chunk i % nc
+    s += part[((i / d.nc) * d.H + h) * d.nc + i % d.nc];
+  s = block_sum_f64(s, red);
+  if (threadIdx.x != 0) return;
+  if (n_slices == 1)
+    dD[h] = static_cast<float>(s);
+  else
+    slices[h * n_slices + blockIdx.y] = s;
+}
+
+__global__ void dD_finish_kernel(int64_t H, int64_t n_slices, const double* __restrict__ slices,
+                                 float* __restrict__ dD) {
+  for (int64_t h = blockIdx.x * blockDim.x + threadIdx.x; h < H; h += blockDim.x * gridDim.x) {
     double s = 0.0;
-    for (int64_t b = 0; b < d.B; ++b)
-      for (int64_t c = 0; c < d.nc; ++c) s += part[(b * d.H + h) * d.nc + c];
+    for (int64_t j = 0; j < n_slices; ++j) s += slices[h * n_slices + j];
     dD[h] = static_cast<float>(s);
   }
 }
@@ -349,9 +385,10 @@ Mamba3ScanGrads mamba3_scan_bwd_cuda_gemm(const Mamba3ScanArgs& a, const Tensor&
   const Dims d{B, L, H, P, N, Q, nc, C};
   const int64_t QN = Q * N, QP = Q * P, QQ = Q * Q, PN = P * N, Q1 = Q + 1;
   // One f32 arena for every buffer (the largest are 4 of C·Q·N, 6 of C·Q·P, 2 of C·P·N).
-  const int64_t sizes[] = {C * QN, C * QN, C * QP, C * QP, C * QP, C * QP, C * Q1, C * Q,  C * Q1, C * Q,
-                           C,      C * QQ, C * QQ, C * QP, C * QP, C * QN, C * QN, C * PN, C * PN, C * Q,
-                           C * Q1, C * Q1, C * Q,  C,      C * Q,  C * Q1, C * Q1, 2 * C};
+  const int64_t sizes[] = {C * QN, C * QN, C * QP, C * QP, C * QP, C * QP, C * Q1,
+                           C * Q,  C * Q1, C * Q,  C,      C * QQ, C * QQ, C * QP,
+                           C * QP, C * QN, C * QN, C * PN, C * PN, C * Q,  C * Q1,
+                           C * Q1, C * Q,  C,      C * Q,  C * Q1, C * Q1, 2 * (C + H * kDdMaxSlices)};
   int64_t total = 0;
   for (const int64_t s : sizes) total += (s + 63) / 64 * 64;
   const Tensor arena = dev({total});
@@ -365,7 +402,8 @@ Mamba3ScanGrads mamba3_scan_bwd_cuda_gemm(const Mamba3ScanArgs& a, const Tensor&
     *ptrs[i] = base;
     base += (sizes[i] + 63) / 64 * 64;
   }
-  w.dD_part = reinterpret_cast<double*>(base);  // 2·C floats, 256-byte aligned
+  w.dD_part = reinterpret_cast<double*>(base);  // C doubles, 256-byte aligned, then the dD slices
+  double* dD_slices = w.dD_part + C;
   cudaStream_t stream = mamba::cuda::stream();
   const unsigned int blocks = static_cast<unsigned int>(C);
   pack_kernel<<<blocks, kThreads, 0, stream>>>(d, w, a.x.f32(), a.q.f32(), a.k.f32(), a.adt.f32(), a.dt.f32(),
@@ -392,8 +430,15 @@ Mamba3ScanGrads mamba3_scan_bwd_cuda_gemm(const Mamba3ScanArgs& a, const Tensor&
   token_kernel<<<mamba::cuda::grid_for(B * L * H), 256, 0, stream>>>(
       d, w, a.dt.f32(), a.trap.f32(), g.dadt.f32(), g.ddt.f32(), g.dtrap.f32());
   CUDA_CHECK_LAUNCH();
-  dD_kernel<<<mamba::cuda::grid_for(H), 256, 0, stream>>>(d, w.dD_part, g.dD.f32());
+  const int64_t dD_slices_n =
+      std::clamp<int64_t>((B * nc + kDdPartsPerSlice - 1) / kDdPartsPerSlice, 1, kDdMaxSlices);
+  dD_kernel<<<dim3(static_cast<unsigned int>(H), static_cast<unsigned int>(dD_slices_n)), kThreads, 0,
+              stream>>>(d, w.dD_part, dD_slices, g.dD.f32());
   CUDA_CHECK_LAUNCH();
+  if (dD_slices_n > 1) {
+    dD_finish_kernel<<<mamba::cuda::grid_for(H), 256, 0, stream>>>(H, dD_slices_n, dD_slices, g.dD.f32());
+    CUDA_CHECK_LAUNCH();
+  }
   return g;
 }
 

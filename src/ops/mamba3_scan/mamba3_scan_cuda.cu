@@ -2,8 +2,9 @@
 // rank 2 or 4) runs the tensor-core chunked scan (mamba3_scan_fast.cu: bf16 x/q/k/y, fp32 state and
 // mimo_x; bf16 x/q/k from bf16_operands are read as they are). Else the simple scan (bf16 operands
 // widened to f32 first):
-// one warp per (batch, head, pair of head_dim rows), lane l holding state entries n = l, l+32, ...
+// one warp per (batch, head, tile of head_dim rows), lane l holding state entries n = l, l+32, ...
 // (d_state <= 256) in registers, each rank's S·q_r a warp sum; k_prev/v_prev saved by a second launch.
+// The tile is 2 rows at d_state over 128, up to 16 rows at d_state 32 and below.
 #include <cuda_bf16.h>
 
 #include <initializer_list>
@@ -19,7 +20,6 @@ namespace mamba::ops {
 
 namespace {
 
-constexpr int kRows = 2;      // head_dim rows per warp
 constexpr int kMaxSlots = 8;  // state entries per lane and row: d_state <= 32·kMaxSlots
 constexpr int kWarps = 4;     // warps per block
 
@@ -29,7 +29,14 @@ struct Mamba3Params {
   int64_t batch, seq_len, rank, n_heads, head_dim, d_state;
 };
 
-__global__ void mamba3_scan_kernel(Mamba3Params p) {
+// kSlots state entries per lane and row (d_state <= 32·kSlots), kRows head_dim rows per warp: the
+// narrower layouts for small d_state keep the same 16 state values per lane, so a warp covers
+// more rows and the per-token loads of q, k and the scalars (and their index arithmetic) are
+// shared by more of them (2 rows × 8 slots at d_state 64 was 32 warps per (batch, head), each
+// re-reading q and k, three quarters of its slots zero). Each state entry and y row sees the same
+// operations in the same order whatever the layout (a missing slot only added 0·0 terms).
+template <int kSlots, int kRows>
+__global__ void __launch_bounds__(32 * kWarps) mamba3_scan_kernel(Mamba3Params p) {
   const int lane = threadIdx.x & 31;
   const int64_t warp = blockIdx.x * int64_t(kWarps) + (threadIdx.x >> 5);
   const int64_t row_tiles = (p.head_dim + kRows - 1) / kRows;
@@ -37,11 +44,11 @@ __global__ void mamba3_scan_kernel(Mamba3Params p) {
   const int64_t p0 = (warp % row_tiles) * kRows, bh = warp / row_tiles;
   const int64_t b = bh / p.n_heads, h = bh % p.n_heads;
   const int64_t R = p.rank, H = p.n_heads, P = p.head_dim, N = p.d_state, L = p.seq_len;
-  float s[kRows][kMaxSlots];
+  float s[kRows][kSlots];
 #pragma unroll
   for (int i = 0; i < kRows; ++i)
 #pragma unroll
-    for (int j = 0; j < kMaxSlots; ++j) {
+    for (int j = 0; j < kSlots; ++j) {
       const int64_t n = lane + 32 * j, row = p0 + i;
       s[i][j] = (n < N && row < P) ? p.ssm[(bh * P + row) * N + n] : 0.0f;
     }
@@ -62,14 +69,14 @@ __global__ void mamba3_scan_kernel(Mamba3Params p) {
 #pragma unroll
     for (int i = 0; i < kRows; ++i)
 #pragma unroll
-      for (int j = 0; j < kMaxSlots; ++j) s[i][j] *= alpha;
+      for (int j = 0; j < kSlots; ++j) s[i][j] *= alpha;
     for (int64_t r = 0; r < R; ++r) {
       const float* k_before =
           t == 0 ? p.k_prev + ((b * R + r) * H + h) * N : p.k + (((bt - 1) * R + r) * H + h) * N;
       const float* k_now = p.k + ((bt * R + r) * H + h) * N;
-      float kb[kMaxSlots], kn[kMaxSlots];
+      float kb[kSlots], kn[kSlots];
 #pragma unroll
-      for (int j = 0; j < kMaxSlots; ++j) {
+      for (int j = 0; j < kSlots; ++j) {
         const int64_t n = lane + 32 * j;
         kb[j] = n < N ? k_before[n] : 0.0f;
         kn[j] = n < N ? k_now[n] : 0.0f;
@@ -80,21 +87,21 @@ __global__ void mamba3_scan_kernel(Mamba3Params p) {
         const float scale = p.mimo_x ? p.mimo_x[(h * R + r) * P + row] : 1.0f;
         const float c_before = beta * x_before[i] * scale, c_now = gamma * x_now[i] * scale;
 #pragma unroll
-        for (int j = 0; j < kMaxSlots; ++j) s[i][j] += c_before * kb[j] + c_now * kn[j];
+        for (int j = 0; j < kSlots; ++j) s[i][j] += c_before * kb[j] + c_now * kn[j];
       }
     }
     // y_{t,r}[p] = S_p·q_{t,r} + D·v_{t,r}[p].
     for (int64_t r = 0; r < R; ++r) {
       const float* q = p.q + ((bt * R + r) * H + h) * N;
-      float qn[kMaxSlots];
+      float qn[kSlots];
 #pragma unroll
-      for (int j = 0; j < kMaxSlots; ++j) qn[j] = lane + 32 * j < N ? q[lane + 32 * j] : 0.0f;
+      for (int j = 0; j < kSlots; ++j) qn[j] = lane + 32 * j < N ? q[lane + 32 * j] : 0.0f;
 #pragma unroll
       for (int i = 0; i < kRows; ++i) {
         const int64_t row = p0 + i;
         float acc = 0.0f;
 #pragma unroll
-        for (int j = 0; j < kMaxSlots; ++j) acc += s[i][j] * qn[j];
+        for (int j = 0; j < kSlots; ++j) acc += s[i][j] * qn[j];
         acc = mamba::cuda::warp_sum(acc);
         if (lane == 0 && row < P) {
           const float scale = p.mimo_x ? p.mimo_x[(h * R + r) * P + row] : 1.0f;
@@ -106,10 +113,89 @@ __global__ void mamba3_scan_kernel(Mamba3Params p) {
 #pragma unroll
   for (int i = 0; i < kRows; ++i)
 #pragma unroll
-    for (int j = 0; j < kMaxSlots; ++j) {
+    for (int j = 0; j < kSlots; ++j) {
       const int64_t n = lane + 32 * j, row = p0 + i;
       if (n < N && row < P) p.ssm[(bh * P + row) * N + n] = s[i][j];
     }
+}
+
+// SISO with d_state <= kN (16, 32 or 64): lane l of a warp holds head_dim row p0 + l, all its
+// state entries in registers, so y_p = S_p·q is the thread's own sum (no shuffles) and the warp's
+// loads of x and y are one row each. The token's k and q go through the warp's shared memory
+// (read back as broadcasts), loaded with the scalars and x one token ahead; k_{t−1} is the
+// previous token's k. Each state entry sees the operations of mamba3_scan_kernel in its order
+// (the same bits); y sums over n in order instead of a warp butterfly (rounding only).
+template <int kN>
+__global__ void __launch_bounds__(32 * kWarps) mamba3_scan_rows_kernel(Mamba3Params p) {
+  __shared__ __align__(16) float sh[kWarps][3][kN];  // per warp: two k buffers (now, before) and q
+  const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
+  const int64_t warp = blockIdx.x * int64_t(kWarps) + wib;
+  const int64_t H = p.n_heads, P = p.head_dim, N = p.d_state, L = p.seq_len;
+  const int64_t row_tiles = (P + 31) / 32;
+  if (warp >= p.batch * H * row_tiles) return;  // whole warps leave; the rest only sync per warp
+  const int64_t bh = warp / row_tiles, b = bh / H, h = bh % H, row = (warp % row_tiles) * 32 + lane;
+  const bool active = row < P;
+  const int64_t prow = active ? row : P - 1;  // an idle lane reads a valid row and stores nothing
+  constexpr int kPer = (kN + 31) / 32;        // k / q entries a lane loads per token
+  float(*buf)[kN] = sh[wib];
+  for (int n = lane; n < kN; n += 32) {  // entries past d_state stay 0 in every buffer
+    buf[0][n] = 0.0f;
+    buf[1][n] = n < N ? p.k_prev[bh * N + n] : 0.0f;
+    buf[2][n] = 0.0f;
+  }
+  float s[kN];
+#pragma unroll
+  for (int n = 0; n < kN; ++n) s[n] = n < N ? p.ssm[(bh * P + prow) * N + n] : 0.0f;
+  const float D = p.D[h];
+  float x_before = p.v_prev[bh * P + prow];
+  float k_next[kPer], q_next[kPer], dt_next, lambda_next, adt_next, x_next;  // token t's, loaded during t − 1
+  auto load_next = [&](int64_t t) {
+    const int64_t bt = b * L + t;
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+      const int64_t n = lane + 32 * j, at = (bt * H + h) * N + n;
+      k_next[j] = n < N ? p.k[at] : 0.0f;
+      q_next[j] = n < N ? p.q[at] : 0.0f;
+    }
+    dt_next = p.dt[bt * H + h];
+    lambda_next = p.trap[bt * H + h];
+    adt_next = p.adt[bt * H + h];
+    x_next = p.x[(bt * H + h) * P + prow];
+  };
+  load_next(0);
+  int now = 0;  // buf[now]: k_t; buf[1 − now]: k_{t−1}
+  for (int64_t t = 0; t < L; ++t) {
+    const int64_t bt = b * L + t;
+    __syncwarp();  // the previous token's reads of buf[now] (its k_{t−1}) and q are done
+#pragma unroll
+    for (int j = 0; j < kPer; ++j)
+      if (lane + 32 * j < kN) {
+        buf[now][lane + 32 * j] = k_next[j];
+        buf[2][lane + 32 * j] = q_next[j];
+      }
+    __syncwarp();
+    const float dt = dt_next, lambda = lambda_next, alpha = expf(adt_next), x_now = x_next;
+    if (t + 1 < L) load_next(t + 1);
+    const float beta = (1.0f - lambda) * dt * alpha, gamma = lambda * dt;
+    const float c_before = beta * x_before, c_now = gamma * x_now;
+    const float* kn = buf[now];
+    const float* kb = buf[1 - now];
+    const float* q = buf[2];
+    float acc = 0.0f;
+#pragma unroll
+    for (int n = 0; n < kN; ++n) {
+      s[n] *= alpha;
+      s[n] += c_before * kb[n] + c_now * kn[n];
+      acc += s[n] * q[n];
+    }
+    if (active) p.y[(bt * H + h) * P + row] = acc + D * x_now;
+    x_before = x_now;
+    now = 1 - now;
+  }
+  if (!active) return;
+#pragma unroll
+  for (int n = 0; n < kN; ++n)
+    if (n < N) p.ssm[(bh * P + row) * N + n] = s[n];
 }
 
 // k_prev[b, r, h, :] = k[b, L−1, r, h, :];  v_prev[b, h, :] = x[b, L−1, h, :]  (SPEC §3.5).
@@ -167,7 +253,10 @@ void mamba3_fast_path(const Mamba3ScanArgs& a, Mamba3ScanState& s, Tensor& y) {
 
 }  // namespace
 
-void mamba3_scan_cuda(const Mamba3ScanArgs& a, Mamba3ScanState& s, Tensor& y) {
+namespace {
+
+// widest: the simple scan's 8-slot layout whatever d_state (the tests' reference for the others).
+void mamba3_scan_impl(const Mamba3ScanArgs& a, Mamba3ScanState& s, Tensor& y, bool widest) {
   MAMBA_CHECK(a.x.dim() == 4 && a.q.dim() == 5, "mamba3_scan: x must be [batch, seq_len, n_heads, head_dim]");
   const int64_t B = a.x.size(0), L = a.x.size(1), H = a.x.size(2), P = a.x.size(3), R = a.q.size(2),
                 N = a.q.size(4);
@@ -223,13 +312,42 @@ void mamba3_scan_cuda(const Mamba3ScanArgs& a, Mamba3ScanState& s, Tensor& y) {
                        H,
                        P,
                        N};
-  const int64_t warps = B * H * ((P + kRows - 1) / kRows);
-  if (warps == 0) return;
-  mamba3_scan_kernel<<<mamba::cuda::ceil_div(warps, kWarps), 32 * kWarps, 0, mamba::cuda::stream()>>>(p);
+  if (B * H * P == 0) return;
+  auto launch = [&](auto kernel, int rows) {
+    const int64_t warps = B * H * ((P + rows - 1) / rows);
+    kernel<<<mamba::cuda::ceil_div(warps, kWarps), 32 * kWarps, 0, mamba::cuda::stream()>>>(p);
+  };
+  if (!widest && !f.mimo_x.defined() && N <= 64) {  // SISO
+    const int64_t warps = B * H * ((P + 31) / 32);
+    const unsigned int blocks = mamba::cuda::ceil_div(warps, kWarps);
+    if (N > 32)
+      mamba3_scan_rows_kernel<64><<<blocks, 32 * kWarps, 0, mamba::cuda::stream()>>>(p);
+    else if (N > 16)
+      mamba3_scan_rows_kernel<32><<<blocks, 32 * kWarps, 0, mamba::cuda::stream()>>>(p);
+    else
+      mamba3_scan_rows_kernel<16><<<blocks, 32 * kWarps, 0, mamba::cuda::stream()>>>(p);
+  } else if (widest || N > 128)
+    launch(mamba3_scan_kernel<8, 2>, 2);
+  else if (N > 64)
+    launch(mamba3_scan_kernel<4, 4>, 4);
+  else if (N > 32)
+    launch(mamba3_scan_kernel<2, 8>, 8);
+  else
+    launch(mamba3_scan_kernel<1, 16>, 16);
   CUDA_CHECK_LAUNCH();
   mamba3_save_last_kernel<<<mamba::cuda::grid_for(B * (R * H * N + H * P)), 256, 0, mamba::cuda::stream()>>>(
       p);
   CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void mamba3_scan_cuda(const Mamba3ScanArgs& a, Mamba3ScanState& s, Tensor& y) {
+  mamba3_scan_impl(a, s, y, false);
+}
+
+void mamba3_scan_wide_cuda(const Mamba3ScanArgs& a, Mamba3ScanState& s, Tensor& y) {
+  mamba3_scan_impl(a, s, y, true);
 }
 
 }  // namespace mamba::ops

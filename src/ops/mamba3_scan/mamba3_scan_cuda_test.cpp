@@ -103,6 +103,63 @@ TEST(Mamba3ScanCuda, MatchesCpuReference) {
   }
 }
 
+// The simple scan's narrower layouts for small d_state (16 head_dim rows × 32 state entries per
+// warp up to 4 × 128; SISO up to d_state 64: a head_dim row per lane) against its widest one
+// (2 × 256): the same operations per state value, so the same states (and y, but for the
+// row-per-lane kernel's order of the sum over n), at the Table 5b shape (batch 256, 160 tokens,
+// 2 heads, 64 × 64) and at odd sizes on each side of the cuts (d_state 5, 16, 17, 32, 33, 64, 65,
+// 128, 129; head_dim not a multiple of 32 or of the rows, over 32), MIMO included, from random
+// states; the row-per-lane cases against the CPU too.
+TEST(Mamba3ScanCuda, NarrowLayoutsMatchWide) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(8);
+  for (const Config c : {Config{256, 160, 1, 2, 64, 64, false},
+                         {2, 23, 1, 3, 7, 5, false},
+                         {1, 40, 1, 2, 70, 16, false},
+                         {2, 19, 1, 1, 33, 17, false},
+                         {1, 50, 1, 2, 100, 64, false},
+                         {2, 13, 1, 2, 8, 33, true},
+                         {1, 17, 1, 2, 33, 32, false},
+                         {2, 9, 2, 2, 17, 33, true},
+                         {1, 30, 1, 1, 9, 65, false},
+                         {2, 11, 4, 2, 5, 128, true},
+                         {1, 8, 1, 2, 3, 129, false},
+                         {3, 1, 1, 4, 64, 64, false}}) {
+    const std::string what = "B=" + std::to_string(c.batch) + " L=" + std::to_string(c.seq_len) +
+                             " R=" + std::to_string(c.rank) + " P=" + std::to_string(c.head_dim) +
+                             " N=" + std::to_string(c.d_state);
+    const Mamba3ScanArgs a = random_args(c, rng), g = on_device(a);
+    const Mamba3ScanState s0{random_tensor({c.batch, c.n_heads, c.head_dim, c.d_state}, rng),
+                             random_tensor({c.batch, c.rank, c.n_heads, c.d_state}, rng),
+                             random_tensor({c.batch, c.n_heads, c.head_dim}, rng)};
+    Mamba3ScanState narrow = copy_state(s0, Device::cuda), wide = copy_state(s0, Device::cuda);
+    Tensor y, y_wide;
+    cuda_kernels().mamba3_scan.scan(g, narrow, y);
+    cuda_kernels().mamba3_scan.scan_wide(g, wide, y_wide);
+    // SISO at d_state <= 64 takes the row-per-lane kernel: y summed over n in another order.
+    EXPECT_LT(scaled_max_diff(y, y_wide), 1e-5f) << what;
+    if (c.mimo || c.d_state > 64) {
+      EXPECT_EQ(y.to_vector(), y_wide.to_vector()) << what << " y";
+    }
+    // The row-per-lane kernel's update contracts into FMAs differently (1-ulp state differences,
+    // found on an H200): within 1e-6 there, the same bits elsewhere.
+    if (!c.mimo && c.d_state <= 64) {
+      EXPECT_LT(scaled_max_diff(narrow.ssm, wide.ssm), 1e-6f) << what << " ssm";
+    } else {
+      EXPECT_EQ(narrow.ssm.to_vector(), wide.ssm.to_vector()) << what << " ssm";
+    }
+    EXPECT_EQ(narrow.k_prev.to_vector(), wide.k_prev.to_vector()) << what << " k_prev";
+    EXPECT_EQ(narrow.v_prev.to_vector(), wide.v_prev.to_vector()) << what << " v_prev";
+    if (!c.mimo && c.d_state <= 64) {  // the row-per-lane kernel against the CPU as well
+      Mamba3ScanState cs = copy_state(s0, Device::cpu);
+      Tensor y_cpu;
+      mamba3_scan_ref(exec, a, cs, y_cpu);
+      EXPECT_LT(scaled_max_diff(y, y_cpu), 1e-4f) << what << " vs cpu";
+      expect_state_near(narrow, cs, what + " vs cpu");
+    }
+  }
+}
+
 // The bf16 tensor-core scan (fast_bf16, SISO, head_dim 64, d_state 128) against the simple fp32
 // scan, from random (ssm, k_prev, v_prev): within bf16 rounding (1e-2 of the largest value), a
 // second call continuing the state, then one-token steps from the fast path's state.

@@ -1,12 +1,15 @@
 // Backward of the normalizations on CUDA, one block per (row, group) like the forward: the
 // block re-reads its values for each pass (sum of squares, Σ dn·n, output) and reduces in f32.
 // Each block also writes its per-element weight-gradient products into a [rows, n] buffer whose
-// column sums (fixed order, deterministic) are added to dweight / dbias.
+// column sums (fixed order, deterministic) are added to dweight / dbias. The gated RMSNorm of
+// groups of at most 256 channels takes a warp per group (norm_rows.cuh), values in registers, the
+// block kernel's sums in its order.
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "backend/cuda/reduce.h"
 #include "core/error.h"
 #include "ops/norm/norm.h"
+#include "ops/norm/norm_rows.cuh"
 
 namespace mamba::ops {
 
@@ -72,6 +75,59 @@ __global__ void rms_norm_gated_bwd_kernel(const float* dy, const float* x, const
   }
 }
 
+// The same for groups of at most kShortRow channels: a warp per (row, group), kRowWarps per block.
+__global__ void __launch_bounds__(32 * kRowWarps)
+    rms_norm_gated_bwd_rows_kernel(const float* dy, const float* x, const float* z, const float* weight,
+                                   float* dx, float* dz, float* prod, int64_t n, int64_t group_size,
+                                   int64_t n_items, bool norm_before_gate, float eps) {
+  const RowItem r = row_item(n, group_size);
+  if (r.item >= n_items) return;  // whole warps leave
+  const int lane = r.lane, chunks = r.chunks;
+  const int64_t off = r.off, w_off = r.w_off;
+  const bool gate_first = z != nullptr && !norm_before_gate, gate_after = z != nullptr && norm_before_gate;
+  float v[kRowChunks], zv[kRowChunks], part[kRowChunks];
+#pragma unroll
+  for (int k = 0; k < kRowChunks; ++k) {
+    const int64_t i = lane + 32 * k;
+    const bool in = i < group_size;
+    zv[k] = in && z != nullptr ? z[off + i] : 0.0f;
+    v[k] = in ? (gate_first ? x[off + i] * silu_f(zv[k]) : x[off + i]) : 0.0f;
+    part[k] = v[k] * v[k];
+  }
+  const float rstd = 1.0f / sqrtf(row_sum(part, chunks) / static_cast<float>(group_size) + eps);
+  float dnw[kRowChunks];
+#pragma unroll
+  for (int k = 0; k < kRowChunks; ++k) {
+    const int64_t i = lane + 32 * k;
+    part[k] = 0.0f;
+    dnw[k] = 0.0f;
+    if (i < group_size) {
+      const float nv = v[k] * rstd, w = weight[w_off + i];
+      dnw[k] = dy[off + i];
+      if (gate_after) {
+        dz[off + i] = dnw[k] * nv * w * silu_grad_f(zv[k]);
+        dnw[k] *= silu_f(zv[k]);
+      }
+      prod[off + i] = dnw[k] * nv;
+      part[k] = dnw[k] * w * nv;
+    }
+  }
+  const float mean_dn_n = row_sum(part, chunks) / static_cast<float>(group_size);
+#pragma unroll
+  for (int k = 0; k < kRowChunks; ++k) {
+    const int64_t i = lane + 32 * k;
+    if (i >= group_size) continue;
+    const float nv = v[k] * rstd;
+    const float dv = rstd * (dnw[k] * weight[w_off + i] - nv * mean_dn_n);
+    if (gate_first) {
+      dx[off + i] = dv * silu_f(zv[k]);
+      dz[off + i] = dv * x[off + i] * silu_grad_f(zv[k]);
+    } else {
+      dx[off + i] = dv;
+    }
+  }
+}
+
 // LayerNorm backward per row: dx = rstd·(dy·w − mean(dy·w) − xhat·mean(dy·w·xhat)); prod = dy·xhat.
 __global__ void layer_norm_bwd_kernel(const float* dy, const float* x, const float* weight, float* dx,
                                       float* prod, int64_t n, float eps) {
@@ -106,9 +162,11 @@ void check_f32_cuda(const Tensor& t, const char* name) {
 
 }  // namespace
 
-Tensor rms_norm_gated_bwd_cuda(const Tensor& dy_in, const Tensor& x_in, const Tensor& z_in,
+namespace {
+
+Tensor rms_norm_gated_bwd_impl(const Tensor& dy_in, const Tensor& x_in, const Tensor& z_in,
                                const Tensor& weight, int64_t group_size, bool norm_before_gate, float eps,
-                               Tensor& dweight, Tensor& dz) {
+                               Tensor& dweight, Tensor& dz, bool short_rows) {
   check_f32_cuda(dy_in, "rms_norm_bwd: dy");
   check_f32_cuda(x_in, "rms_norm_bwd: x");
   check_f32_cuda(weight, "rms_norm_bwd: weight");
@@ -125,12 +183,32 @@ Tensor rms_norm_gated_bwd_cuda(const Tensor& dy_in, const Tensor& x_in, const Te
   const int64_t blocks = rows * (n / group_size);
   if (blocks == 0) return dx;
   Tensor prod = Tensor::empty({rows, n}, DType::f32, Device::cuda);
-  rms_norm_gated_bwd_kernel<<<static_cast<unsigned int>(blocks), kThreads, 0, mamba::cuda::stream()>>>(
-      dy.f32(), x.f32(), z.defined() ? z.f32() : nullptr, weight.f32(), dx.f32(),
-      z.defined() ? dz.f32() : nullptr, prod.f32(), n, group_size, norm_before_gate, eps);
+  const float* zp = z.defined() ? z.f32() : nullptr;
+  float* dzp = z.defined() ? dz.f32() : nullptr;
+  if (short_rows && group_size <= kShortRow)
+    rms_norm_gated_bwd_rows_kernel<<<row_blocks(blocks), 32 * kRowWarps, 0, mamba::cuda::stream()>>>(
+        dy.f32(), x.f32(), zp, weight.f32(), dx.f32(), dzp, prod.f32(), n, group_size, blocks,
+        norm_before_gate, eps);
+  else
+    rms_norm_gated_bwd_kernel<<<static_cast<unsigned int>(blocks), kThreads, 0, mamba::cuda::stream()>>>(
+        dy.f32(), x.f32(), zp, weight.f32(), dx.f32(), dzp, prod.f32(), n, group_size, norm_before_gate, eps);
   CUDA_CHECK_LAUNCH();
   add_column_sums(prod.f32(), rows, n, dweight.f32());
   return dx;
+}
+
+}  // namespace
+
+Tensor rms_norm_gated_bwd_cuda(const Tensor& dy, const Tensor& x, const Tensor& z, const Tensor& weight,
+                               int64_t group_size, bool norm_before_gate, float eps, Tensor& dweight,
+                               Tensor& dz) {
+  return rms_norm_gated_bwd_impl(dy, x, z, weight, group_size, norm_before_gate, eps, dweight, dz, true);
+}
+
+Tensor rms_norm_gated_bwd_per_block_cuda(const Tensor& dy, const Tensor& x, const Tensor& z,
+                                         const Tensor& weight, int64_t group_size, bool norm_before_gate,
+                                         float eps, Tensor& dweight, Tensor& dz) {
+  return rms_norm_gated_bwd_impl(dy, x, z, weight, group_size, norm_before_gate, eps, dweight, dz, false);
 }
 
 Tensor layer_norm_bwd_cuda(const Tensor& dy_in, const Tensor& x_in, const Tensor& weight, float eps,

@@ -4,9 +4,13 @@
 // nonzero values. Label `cuda`.
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "cuda_testing.h"
 #include "exec_testing.h"
+#include "ops/kernels.h"
 #include "ops/norm/norm.h"
+#include "ops/norm/norm_cuda_testing.h"
 #include "testing.h"
 
 namespace mamba::ops {
@@ -85,6 +89,30 @@ TEST(NormBwdCuda, GatedGrouped) {
       EXPECT_LT(scaled_max_diff(gdw, dw), 1e-5f) << what << " strided";
     }
   }
+}
+
+// Groups of at most 256 channels take a warp per group: the same bits as the one-block-per-group
+// kernel for dx, dz and the weight gradient (accumulated onto random values), over the cases of
+// norm_cuda_testing.h.
+TEST(NormBwdCuda, GatedShortRowsMatchBlockKernel) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(3);
+  const auto& k = cuda_kernels().norm;
+  testing_norm::for_each_short_row_case(rng, [&](const testing_norm::ShortRowCase& c) {
+    const Tensor dy = on_cuda(testing::random_tensor({c.rows, c.n}, rng)),
+                 dw0 = testing::random_tensor({c.n}, rng);
+    Tensor dw = on_cuda(dw0), ref_dw = on_cuda(dw0), dz, ref_dz;
+    const Tensor dx = k.rms_norm_gated_bwd(dy, c.x, c.z, c.w, c.group, c.norm_before_gate, 1e-5f, dw, dz);
+    const Tensor ref =
+        k.rms_norm_gated_bwd_per_block(dy, c.x, c.z, c.w, c.group, c.norm_before_gate, 1e-5f, ref_dw, ref_dz);
+    EXPECT_LT(scaled_max_diff(dx, ref), 1e-6f) << c.what;
+    EXPECT_EQ(dx.to_vector(), ref.to_vector()) << c.what << " dx";
+    EXPECT_EQ(dw.to_vector(), ref_dw.to_vector()) << c.what << " dweight";
+    ASSERT_EQ(dz.defined(), c.z.defined()) << c.what;
+    if (c.z.defined()) {
+      EXPECT_EQ(dz.to_vector(), ref_dz.to_vector()) << c.what << " dz";
+    }
+  });
 }
 
 }  // namespace

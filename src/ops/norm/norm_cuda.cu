@@ -1,11 +1,15 @@
 // Normalizations on CUDA: one block per (row, group), f32 sums reduced over the block; the
 // values are re-read for the output pass rather than held (rows are at most a few thousand wide).
+// The gated RMSNorm of groups of at most 256 channels takes a warp per group instead (a block of
+// 256 threads for a row of 64 left three quarters of them idle), with the block kernel's sums in
+// the same order (norm_rows.cuh), so the same bits.
 #include <algorithm>
 
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
 #include "ops/norm/norm.h"
+#include "ops/norm/norm_rows.cuh"
 
 namespace mamba::ops {
 
@@ -19,6 +23,21 @@ constexpr int kThreads = 256;
 // registers between the sum and the scaling instead of loading x and z and computing silu twice:
 // the same arithmetic in the same order (the same bits), about half the latency (in decode one
 // block does a whole row, the longest kernel of a Mamba-2 layer's step).
+// x at `at`, times the gate first when gate_first; the gate silu(z) (1 without z).
+__device__ __forceinline__ void load_gated(const float* x, const float* z, int64_t at, bool gate_first,
+                                           float& v, float& gate) {
+  v = x[at];
+  if (z != nullptr) gate = mamba::cuda::silu_f(z[at]);
+  if (gate_first) v *= gate;
+}
+
+// The output of a gated value: v·rstd·w, times the gate when gating after the norm.
+__device__ __forceinline__ float gated_out(float v, float gate, float rstd, float w, bool gate_after) {
+  float out = v * rstd * w;
+  if (gate_after) out *= gate;
+  return out;
+}
+
 template <int kCached>
 __global__ void rms_norm_gated_kernel(const float* x, const float* z, const float* weight, float* y,
                                       int64_t n, int64_t group_size, bool norm_before_gate, float eps) {
@@ -26,7 +45,7 @@ __global__ void rms_norm_gated_kernel(const float* x, const float* z, const floa
   const int64_t n_groups = n / group_size;
   const int64_t off = blockIdx.x * group_size;  // (row·n_groups + group)·group_size
   const int64_t w_off = (blockIdx.x % n_groups) * group_size;
-  const bool gate_first = z != nullptr && !norm_before_gate;
+  const bool gate_first = z != nullptr && !norm_before_gate, gate_after = z != nullptr && norm_before_gate;
   float ss = 0.0f;
   if constexpr (kCached > 0) {
     float v[kCached], gate[kCached];
@@ -36,9 +55,7 @@ __global__ void rms_norm_gated_kernel(const float* x, const float* z, const floa
       v[k] = 0.0f;
       gate[k] = 1.0f;
       if (i < group_size) {
-        v[k] = x[off + i];
-        if (z != nullptr) gate[k] = mamba::cuda::silu_f(z[off + i]);
-        if (gate_first) v[k] *= gate[k];
+        load_gated(x, z, off + i, gate_first, v[k], gate[k]);
         ss += v[k] * v[k];
       }
     }
@@ -47,11 +64,7 @@ __global__ void rms_norm_gated_kernel(const float* x, const float* z, const floa
 #pragma unroll
     for (int k = 0; k < kCached; ++k) {
       const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
-      if (i < group_size) {
-        float out = v[k] * rstd * weight[w_off + i];
-        if (z != nullptr && norm_before_gate) out *= gate[k];
-        y[off + i] = out;
-      }
+      if (i < group_size) y[off + i] = gated_out(v[k], gate[k], rstd, weight[w_off + i], gate_after);
     }
   } else {
     for (int64_t i = threadIdx.x; i < group_size; i += blockDim.x) {
@@ -65,9 +78,34 @@ __global__ void rms_norm_gated_kernel(const float* x, const float* z, const floa
       float v = x[off + i];
       if (gate_first) v *= mamba::cuda::silu_f(z[off + i]);
       v = v * rstd * weight[w_off + i];
-      if (z != nullptr && norm_before_gate) v *= mamba::cuda::silu_f(z[off + i]);
+      if (gate_after) v *= mamba::cuda::silu_f(z[off + i]);
       y[off + i] = v;
     }
+  }
+}
+
+// The same for groups of at most kShortRow channels: a warp per (row, group), kRowWarps per block,
+// lane l holding channels l, l + 32, ... and their gates in registers.
+__global__ void __launch_bounds__(32 * kRowWarps)
+    rms_norm_gated_rows_kernel(const float* x, const float* z, const float* weight, float* y, int64_t n,
+                               int64_t group_size, int64_t n_items, bool norm_before_gate, float eps) {
+  const RowItem r = row_item(n, group_size);
+  if (r.item >= n_items) return;  // whole warps leave
+  const bool gate_first = z != nullptr && !norm_before_gate, gate_after = z != nullptr && norm_before_gate;
+  float v[kRowChunks], gate[kRowChunks], sq[kRowChunks];
+#pragma unroll
+  for (int k = 0; k < kRowChunks; ++k) {
+    const int64_t i = r.lane + 32 * k;
+    v[k] = 0.0f;
+    gate[k] = 1.0f;
+    if (i < group_size) load_gated(x, z, r.off + i, gate_first, v[k], gate[k]);
+    sq[k] = v[k] * v[k];
+  }
+  const float rstd = 1.0f / sqrtf(row_sum(sq, r.chunks) / static_cast<float>(group_size) + eps);
+#pragma unroll
+  for (int k = 0; k < kRowChunks; ++k) {
+    const int64_t i = r.lane + 32 * k;
+    if (i < group_size) y[r.off + i] = gated_out(v[k], gate[k], rstd, weight[r.w_off + i], gate_after);
   }
 }
 
@@ -153,8 +191,10 @@ Tensor add_norm_cuda_(Tensor& residual, const Tensor& x, const Tensor& weight, c
   return y;
 }
 
-Tensor rms_norm_gated_cuda(const Tensor& x_in, const Tensor& z_in, const Tensor& weight, int64_t group_size,
-                           bool norm_before_gate, float eps) {
+namespace {
+
+Tensor rms_norm_gated_impl(const Tensor& x_in, const Tensor& z_in, const Tensor& weight, int64_t group_size,
+                           bool norm_before_gate, float eps, bool short_rows) {
   const Tensor x = x_in.contiguous();
   const Tensor z = z_in.defined() ? z_in.contiguous() : Tensor();
   const int64_t n = x.size(-1), rows = x.numel() / n;
@@ -166,7 +206,11 @@ Tensor rms_norm_gated_cuda(const Tensor& x_in, const Tensor& z_in, const Tensor&
   if (blocks == 0) return y;
   const float* zp = z.defined() ? z.f32() : nullptr;
   const unsigned int grid = static_cast<unsigned int>(blocks);
-  if (group_size <= 8 * kThreads)  // Mamba-2's usual groups (up to 2048 channels): values kept in registers
+  if (short_rows && group_size <= kShortRow)
+    rms_norm_gated_rows_kernel<<<row_blocks(blocks), 32 * kRowWarps, 0, mamba::cuda::stream()>>>(
+        x.f32(), zp, weight.f32(), y.f32(), n, group_size, blocks, norm_before_gate, eps);
+  else if (group_size <=
+           8 * kThreads)  // Mamba-2's usual groups (up to 2048 channels): values kept in registers
     rms_norm_gated_kernel<8><<<grid, kThreads, 0, mamba::cuda::stream()>>>(
         x.f32(), zp, weight.f32(), y.f32(), n, group_size, norm_before_gate, eps);
   else
@@ -174,6 +218,18 @@ Tensor rms_norm_gated_cuda(const Tensor& x_in, const Tensor& z_in, const Tensor&
         x.f32(), zp, weight.f32(), y.f32(), n, group_size, norm_before_gate, eps);
   CUDA_CHECK_LAUNCH();
   return y;
+}
+
+}  // namespace
+
+Tensor rms_norm_gated_cuda(const Tensor& x, const Tensor& z, const Tensor& weight, int64_t group_size,
+                           bool norm_before_gate, float eps) {
+  return rms_norm_gated_impl(x, z, weight, group_size, norm_before_gate, eps, true);
+}
+
+Tensor rms_norm_gated_per_block_cuda(const Tensor& x, const Tensor& z, const Tensor& weight,
+                                     int64_t group_size, bool norm_before_gate, float eps) {
+  return rms_norm_gated_impl(x, z, weight, group_size, norm_before_gate, eps, false);
 }
 
 Tensor layer_norm_cuda(const Tensor& x_in, const Tensor& weight, const Tensor& bias, float eps) {

@@ -8,7 +8,9 @@
 #include "cuda_testing.h"
 #include "exec_testing.h"
 #include "ops/elementwise/elementwise.h"
+#include "ops/kernels.h"
 #include "ops/norm/norm.h"
+#include "ops/norm/norm_cuda_testing.h"
 #include "testing.h"
 
 namespace mamba::ops {
@@ -61,6 +63,20 @@ TEST(NormCuda, GatedGrouped) {
                               ref),
               1e-5f);
   }
+}
+
+// Groups of at most 256 channels take a warp per group: the same bits as the one-block-per-group
+// kernel (its sums in block_sum's order), over the cases of norm_cuda_testing.h.
+TEST(NormCuda, GatedShortRowsMatchBlockKernel) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(4);
+  const auto& k = cuda_kernels().norm;
+  testing_norm::for_each_short_row_case(rng, [&](const testing_norm::ShortRowCase& c) {
+    const Tensor got = k.rms_norm_gated(c.x, c.z, c.w, c.group, c.norm_before_gate, 1e-5f);
+    const Tensor ref = k.rms_norm_gated_per_block(c.x, c.z, c.w, c.group, c.norm_before_gate, 1e-5f);
+    EXPECT_LT(scaled_max_diff(got, ref), 1e-6f) << c.what;
+    EXPECT_EQ(got.to_vector(), ref.to_vector()) << c.what;
+  });
 }
 
 // Decode's fused residual add + norm: the same bits as add_ then the norm on the device (same

@@ -1,6 +1,7 @@
 // Mamba-1 selective scan on CUDA: one thread per (batch, channel) walks the sequence; the state is
 // held in registers 16 entries of d_state at a time, each slice adding its C·h share into y, and
-// a last pass over y adds D·u and the silu(z) gate. Simple and exact; not tuned.
+// a last pass over y adds D·u and the silu(z) gate. Simple and exact; not tuned. One token
+// (decode) takes a kernel of its own, several threads per channel.
 #include <initializer_list>
 
 #include "backend/cuda/cuda_context.h"
@@ -66,6 +67,48 @@ __global__ void selective_scan_fwd_kernel(ScanParams p) {
   }
 }
 
+// One token (decode): kLanes threads per (batch, channel), lane j updating the state entries
+// j, j + kLanes, ... and the C·h sum reduced across the lanes by shuffles. The kernel above runs
+// one thread per channel, which for a single token leaves most of the GPU idle. The state update
+// is the same expression; the sum over the state is taken in another order (a tree).
+template <int kLanes>
+__global__ void selective_scan_step_kernel(ScanParams p) {
+  const int64_t group = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / kLanes;
+  const int lane = static_cast<int>(threadIdx.x % kLanes);
+  const bool active = group < p.batch * p.d_inner;  // every lane of a warp takes part in the shuffles
+  const int64_t bd = active ? group : 0, b = bd / p.d_inner, d = bd % p.d_inner;
+  const int64_t i = bd;  // (b·seq_len + 0)·d_inner + d with seq_len 1
+  float acc = 0.0f;
+  if (active) {
+    const float delta = mamba::cuda::softplus_f(p.delta[i] + p.delta_bias[d]);
+    const float du = delta * p.u[i];
+    const float* Bt = p.B + b * p.B_batch_stride;
+    const float* Ct = p.C + b * p.C_batch_stride;
+    float* h = p.state + bd * p.d_state;
+    const float* A = p.A + d * p.d_state;
+    for (int64_t n = lane; n < p.d_state; n += kLanes) {
+      const float hn = expf(delta * A[n]) * h[n] + du * Bt[n];
+      h[n] = hn;
+      acc += Ct[n] * hn;
+    }
+  }
+#pragma unroll
+  for (int off = kLanes / 2; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off, kLanes);
+  if (!active || lane != 0) return;
+  float out = acc + p.D[d] * p.u[i];
+  if (p.z) out *= mamba::cuda::silu_f(p.z[b * p.z_batch_stride + d]);
+  p.y[i] = out;
+}
+
+template <int kLanes>
+void launch_step(const ScanParams& p) {
+  constexpr int kThreads = 256;
+  selective_scan_step_kernel<kLanes>
+      <<<mamba::cuda::ceil_div(p.batch * p.d_inner * kLanes, kThreads), kThreads, 0, mamba::cuda::stream()>>>(
+          p);
+  CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace
 
 Tensor selective_scan_fwd_cuda(const SelectiveScanArgs& a, Tensor& state) {
@@ -101,6 +144,18 @@ Tensor selective_scan_fwd_cuda(const SelectiveScanArgs& a, Tensor& state) {
   p.C_seq_stride = a.C.stride(1);
   p.z_batch_stride = p.z ? a.z.stride(0) : 0;
   p.z_seq_stride = p.z ? a.z.stride(1) : 0;
+  if (seq_len == 1) {  // lanes per channel: the smallest power of two covering d_state, at most a warp
+    if (d_state <= 4) {
+      launch_step<4>(p);
+    } else if (d_state <= 8) {
+      launch_step<8>(p);
+    } else if (d_state <= 16) {
+      launch_step<16>(p);
+    } else {
+      launch_step<32>(p);
+    }
+    return y;
+  }
   constexpr int kThreads = 128;
   selective_scan_fwd_kernel<<<mamba::cuda::ceil_div(batch * d_inner, kThreads), kThreads, 0,
                               mamba::cuda::stream()>>>(p);

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "ops/device.h"
+#include "ops/elementwise/elementwise.h"
 #include "ops/kernels.h"
 #include "ops/ssd/ssd_params.h"
 
@@ -41,19 +42,29 @@ SsdDims check_args(const SsdArgs& a, const Tensor& state) {
   return d;
 }
 
+// Δ from a raw dt and its bias (SsdArgs::dt_bias), for the kernels that take Δ.
+SsdArgs with_delta(Exec& exec, const SsdArgs& a) {
+  SsdArgs d = a;
+  d.dt = softplus_bias_clamp(exec, a.dt, a.dt_bias, a.dt_lo, a.dt_hi);
+  d.dt_bias = Tensor();
+  return d;
+}
+
 }  // namespace
 
 Tensor ssd_ref(Exec& exec, const SsdArgs& a, Tensor& state) {
   OpScope op_scope(exec, "ssd_ref", a.x.device());
   if (a.x.device() == Device::cuda) return cuda_kernels().ssd.scan(a, state);
+  if (a.dt_bias.defined()) return ssd_ref(exec, with_delta(exec, a), state);
   return cpu::ssd_recurrent(a, state, check_args(a, state));
 }
 
 Tensor ssd_fwd(Exec& exec, const SsdArgs& a, Tensor& state) {
   OpScope op_scope(exec, "ssd_fwd", a.x.device());
   // CUDA: one entry; the launcher takes the one-token step, the tensor-core chunked scan or the
-  // simple scan by shape (ssd_cuda.cu).
+  // simple scan by shape (ssd_cuda.cu), and Δ from a raw dt (dt_bias) where the step cannot.
   if (a.x.device() == Device::cuda) return cuda_kernels().ssd.scan(a, state);
+  if (a.dt_bias.defined()) return ssd_fwd(exec, with_delta(exec, a), state);
   const SsdDims d = check_args(a, state);
   if (d.seq_len == 1) return cpu::ssd_recurrent(a, state, d);  // one token (decode): the recurrence
   return cpu::ssd_chunked(a, state, d);

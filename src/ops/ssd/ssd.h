@@ -11,7 +11,7 @@ namespace mamba::ops {
 
 struct SsdArgs {
   Tensor x;   // [batch, seq_len, n_heads, head_dim]   (contiguous)
-  Tensor dt;  // [batch, seq_len, n_heads]             softplus(dt_raw + dt_bias), clamped
+  Tensor dt;  // [batch, seq_len, n_heads]             softplus(dt_raw + dt_bias), clamped; or raw
   Tensor A;   // [n_heads]                             −exp(A_log)
   Tensor B;   // [batch, seq_len, n_groups, d_state]   (contiguous)
   Tensor C;   // [batch, seq_len, n_groups, d_state]   (contiguous)
@@ -23,6 +23,12 @@ struct SsdArgs {
   // CUDA, where the tensor-core scan runs: y returned in bf16 as the kernel writes it (no widening
   // pass; with bf16 x/B/C, nothing is converted). Else f32.
   bool bf16_out = false;
+  // Forward only: when dt_bias [n_heads] is given, dt holds the raw projection (its last dim
+  // contiguous, rows may be strided) and Δ = min(max(softplus(dt + dt_bias), dt_lo), dt_hi) is
+  // taken by the op: inside the one-token CUDA step (decode: no pass of its own), else by
+  // softplus_bias_clamp first. The same bits as passing that op's output as dt.
+  Tensor dt_bias;
+  float dt_lo = 0.0f, dt_hi = 0.0f;
 };
 
 // state: [batch, n_heads, head_dim, d_state] f32, continued and updated.

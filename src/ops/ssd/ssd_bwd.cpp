@@ -12,6 +12,10 @@ namespace mamba::ops {
 
 SsdGrads ssd_bwd(Exec& exec, const SsdArgs& a, const Tensor& dy_in) {
   OpScope op_scope(exec, "ssd_bwd", a.x.device());
+  if (a.dt_bias.defined())
+    throw_error(ErrorCode::invalid_argument,
+                "ssd_bwd: dt must be the step size Δ (softplus applied); a raw dt with dt_bias is for the "
+                "forward only");
   if (a.x.device() == Device::cuda) {
     // The fused tensor-core form for a bf16 forward (fast_bf16) at its shapes, else the GEMM
     // (chunked matrix) form where it takes the shapes; the plan may pin either or the exact scan.

@@ -10,6 +10,7 @@
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernel_utils.cuh"
 #include "core/error.h"
+#include "ops/kernels.h"
 #include "ops/ssd/ssd.h"
 #include "ops/ssd/ssd_fast.cuh"
 #include "ops/ssd/ssd_step.cuh"
@@ -126,7 +127,11 @@ Tensor ssd_step_path(const SsdArgs& a, Tensor& state) {
   p.batch = static_cast<int>(a.x.size(0)), p.n_heads = static_cast<int>(H), p.head_dim = static_cast<int>(P);
   p.n_groups = static_cast<int>(G), p.d_state = static_cast<int>(N), p.dtype = cuda::StepDType::f32;
   p.x = a.x.f32(), p.x_batch_stride = H * P, p.x_head_stride = P;
-  p.dt = a.dt.f32(), p.dt_batch_stride = H, p.dt_head_stride = 1;
+  p.dt = a.dt.f32(), p.dt_batch_stride = a.dt.stride(0), p.dt_head_stride = a.dt.stride(2);
+  if (a.dt_bias.defined()) {  // raw dt: Δ = clamp(softplus(dt + dt_bias)) in the step
+    p.dt_bias = a.dt_bias.f32(), p.dt_softplus = true;
+    p.dt_clamp = true, p.dt_lo = a.dt_lo, p.dt_hi = a.dt_hi;
+  }
   p.A = a.A.f32(), p.D = a.D.f32();
   p.B = a.B.f32(), p.B_batch_stride = G * N, p.B_group_stride = N;
   p.C = a.C.f32(), p.C_batch_stride = G * N, p.C_group_stride = N;
@@ -143,8 +148,13 @@ Tensor ssd_scan_cuda(const SsdArgs& a, Tensor& state) {
     mamba::cuda::check_cuda_tensor(*t, "ssd argument");
   const int64_t batch = a.x.size(0), seq_len = a.x.size(1), H = a.x.size(2), P = a.x.size(3);
   const int64_t G = a.B.size(2), N = a.B.size(3);
-  MAMBA_CHECK(a.x.is_contiguous() && a.B.is_contiguous() && a.C.is_contiguous() && a.dt.is_contiguous());
+  const bool raw_dt = a.dt_bias.defined();  // SsdArgs::dt_bias: dt is the raw projection (rows strided)
+  if (raw_dt) mamba::cuda::check_cuda_tensor(a.dt_bias, "ssd dt_bias");
+  MAMBA_CHECK(a.x.is_contiguous() && a.B.is_contiguous() && a.C.is_contiguous() &&
+              (raw_dt ? a.dt.dim() == 3 && a.dt.stride(2) == 1 : a.dt.is_contiguous()));
   MAMBA_CHECK(a.B.shape() == a.C.shape() && H % G == 0 && a.dt.shape() == (Shape{batch, seq_len, H}));
+  MAMBA_CHECK(!raw_dt || (a.dt_bias.is_contiguous() && a.dt_bias.numel() == H),
+              "ssd: dt_bias " << shape_str(a.dt_bias.shape()) << " must be [n_heads]");
   MAMBA_CHECK(state.is_contiguous() && state.shape() == (Shape{batch, H, P, N}));
   MAMBA_CHECK(N <= 32 * kMaxSlots, "ssd (CUDA): d_state " << N << " > " << 32 * kMaxSlots);
   const bool d_per_channel = a.D.numel() == H * P;
@@ -153,6 +163,12 @@ Tensor ssd_scan_cuda(const SsdArgs& a, Tensor& state) {
   // Both fast kernels take D per head and 4-element-aligned B/C/state rows.
   const bool vec_ok = !d_per_channel && N % 4 == 0 && aligned16(a.B) && aligned16(a.C) && aligned16(state);
   if (seq_len == 1 && vec_ok) return ssd_step_path(a, state);
+  if (raw_dt) {  // the scans take Δ: the op the model would have run, then the scan
+    SsdArgs d = a;
+    d.dt = cuda_kernels().elementwise.softplus_bias_clamp(a.dt, a.dt_bias, a.dt_lo, a.dt_hi);
+    d.dt_bias = Tensor();
+    return ssd_scan_cuda(d, state);
+  }
   if (a.fast_bf16 && vec_ok && P == 64 && N == 128) return ssd_fast_path(a, state);
   Tensor y = Tensor::empty(a.x.shape(), DType::f32, Device::cuda);
   const int64_t warps = batch * H * ((P + kRows - 1) / kRows);

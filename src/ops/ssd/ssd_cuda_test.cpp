@@ -5,6 +5,7 @@
 
 #include "cuda_testing.h"
 #include "exec_testing.h"
+#include "ops/elementwise/elementwise.h"
 #include "ops/ssd/ssd.h"
 #include "testing.h"
 
@@ -98,6 +99,45 @@ TEST(SsdCuda, FastBf16MatchesSimple) {
           scaled_max_diff(ssd_fwd(exec, one, st_fast), ssd_fwd(exec, tokens(simple, t, t + 1), st_simple)),
           1e-2f);
     }
+  }
+}
+
+// A raw dt (strided rows) with dt_bias and a dt_limit clamp: the one-token step takes Δ inside its
+// kernel, the scans after softplus_bias_clamp; both bit for bit what softplus_bias_clamp's Δ gives,
+// at shapes of the step (D per head) and of the scans (D per channel, several tokens, bf16 fast).
+TEST(SsdCuda, RawDtWithBiasIsTheSoftplusOp) {
+  MAMBA_REQUIRE_CUDA();
+  std::mt19937 rng(12);
+  struct Case {
+    int64_t batch, seq_len, n_heads, head_dim, d_state;
+    bool d_per_channel, fast;
+  };
+  for (const Case c : {Case{2, 1, 4, 16, 32, false, false},
+                       {3, 1, 8, 64, 128, false, true},
+                       {2, 1, 4, 16, 32, true, false},
+                       {2, 9, 4, 16, 32, false, false},
+                       {1, 70, 4, 64, 128, false, true}}) {
+    SsdArgs a;
+    a.x = on_cuda(testing::random_tensor({c.batch, c.seq_len, c.n_heads, c.head_dim}, rng));
+    a.A = on_cuda(testing::random_tensor({c.n_heads}, rng, -8.0f, -0.5f));
+    a.B = on_cuda(testing::random_tensor({c.batch, c.seq_len, 1, c.d_state}, rng));
+    a.C = on_cuda(testing::random_tensor({c.batch, c.seq_len, 1, c.d_state}, rng));
+    a.D = on_cuda(testing::random_tensor({c.d_per_channel ? c.n_heads * c.head_dim : c.n_heads}, rng));
+    a.chunk_size = 16;
+    a.fast_bf16 = c.fast;
+    SsdArgs raw = a;
+    const Tensor wide =
+        on_cuda(testing::random_tensor({c.batch, c.seq_len, c.n_heads + 7}, rng, -6.0f, 3.0f));
+    raw.dt = wide.slice(-1, 3, 3 + c.n_heads);
+    raw.dt_bias = on_cuda(testing::random_tensor({c.n_heads}, rng, -1.0f, 1.0f));
+    raw.dt_lo = 0.01f;
+    raw.dt_hi = 0.4f;
+    a.dt = softplus_bias_clamp(exec, raw.dt, raw.dt_bias, raw.dt_lo, raw.dt_hi);
+    const Tensor s0 = on_cuda(testing::random_tensor({c.batch, c.n_heads, c.head_dim, c.d_state}, rng));
+    Tensor s1 = s0.copy(), s2 = s0.copy();
+    const Tensor y1 = ssd_fwd(exec, raw, s1).to(Device::cpu), y2 = ssd_fwd(exec, a, s2).to(Device::cpu);
+    EXPECT_EQ(testing::max_abs_diff(y1, y2), 0.0f) << c.seq_len << " " << c.head_dim;
+    EXPECT_EQ(testing::max_abs_diff(s1.to(Device::cpu), s2.to(Device::cpu)), 0.0f);
   }
 }
 

@@ -53,6 +53,7 @@ __global__ void __launch_bounds__(32 * kWarps) ssd_step_kernel(const SsdStepPara
   float dt = to_float(static_cast<const T*>(p.dt)[b * p.dt_batch_stride + h * p.dt_head_stride]);
   if (p.dt_bias) dt += p.dt_bias[h];
   if (p.dt_softplus) dt = dt <= 20.0f ? log1pf(expf(dt)) : dt;
+  if (p.dt_clamp) dt = fminf(fmaxf(dt, p.dt_lo), p.dt_hi);
   const float dA = expf(dt * p.A[h]);
   float dt_x[kRowsPerWarp], y[kRowsPerWarp];
 #pragma unroll

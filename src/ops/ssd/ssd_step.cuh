@@ -23,8 +23,10 @@ struct SsdStepParams {
   int64_t dt_batch_stride = 0, dt_head_stride = 0;
   const float* dt_bias = nullptr;  // [n_heads], or null; added before the softplus
   bool dt_softplus = false;        // dt ← softplus(dt + dt_bias) (§2.4: no dt_limit in the step)
-  const float* A = nullptr;        // [n_heads]  −exp(A_log)
-  const void* B = nullptr;         // [batch, n_groups, d_state]
+  bool dt_clamp = false;           // then dt ← min(max(dt, dt_lo), dt_hi) (the model's dt_limit)
+  float dt_lo = 0.0f, dt_hi = 0.0f;
+  const float* A = nullptr;  // [n_heads]  −exp(A_log)
+  const void* B = nullptr;   // [batch, n_groups, d_state]
   int64_t B_batch_stride = 0, B_group_stride = 0;
   const void* C = nullptr;  // [batch, n_groups, d_state]
   int64_t C_batch_stride = 0, C_group_stride = 0;

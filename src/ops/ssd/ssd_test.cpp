@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/error.h"
 #include "exec_testing.h"
+#include "ops/elementwise/elementwise.h"
 #include "testing.h"
 
 namespace mamba::ops {
@@ -110,6 +112,32 @@ TEST(Ssd, WideStateAndStrongDecay) {
     EXPECT_LT(testing::max_abs_diff(y2, ref), 2e-5f * scale) << strong;
     EXPECT_LT(testing::max_abs_diff(s1, s2), 2e-5f) << strong;
   }
+}
+
+// A raw dt (a strided column block, as the model's in_proj output) with dt_bias and a dt_limit
+// clamp: the forward and the reference give what they give on softplus_bias_clamp's Δ, bit for bit,
+// decode (one token) included; the backward refuses it.
+TEST(Ssd, RawDtWithBiasIsTheSoftplusOp) {
+  std::mt19937 rng(11);
+  for (int64_t L : {1, 7}) {
+    SsdArgs a = make_args(rng, 2, L, 4, 8, 2, 16, false, 4);
+    const Tensor wide = testing::random_tensor({2, L, 4 + 5}, rng, -6.0f, 3.0f);
+    SsdArgs raw = a;
+    raw.dt = wide.slice(-1, 2, 6);  // rows at stride 9
+    raw.dt_bias = testing::random_tensor({4}, rng, -1.0f, 1.0f);
+    raw.dt_lo = 0.01f;
+    raw.dt_hi = 0.4f;
+    a.dt = softplus_bias_clamp(exec, raw.dt, raw.dt_bias, raw.dt_lo, raw.dt_hi);
+    const Tensor s0 = testing::random_tensor({2, 4, 8, 16}, rng);
+    Tensor s1 = s0.copy(), s2 = s0.copy(), s3 = s0.copy(), s4 = s0.copy();
+    EXPECT_EQ(testing::max_abs_diff(ssd_fwd(exec, raw, s1), ssd_fwd(exec, a, s2)), 0.0f) << L;
+    EXPECT_EQ(testing::max_abs_diff(s1, s2), 0.0f);
+    EXPECT_EQ(testing::max_abs_diff(ssd_ref(exec, raw, s3), ssd_ref(exec, a, s4)), 0.0f) << L;
+  }
+  SsdArgs raw = make_args(rng, 1, 3, 2, 4, 1, 8, false, 4);
+  raw.dt_bias = testing::random_tensor({2}, rng);
+  raw.dt_hi = 1.0f;
+  EXPECT_THROW(ssd_bwd(exec, raw, testing::random_tensor({1, 3, 2, 4}, rng)), Error);
 }
 
 }  // namespace
