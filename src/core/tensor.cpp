@@ -8,7 +8,6 @@
 #include <map>
 #include <mutex>
 #include <sstream>
-#include <unordered_map>
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
@@ -20,7 +19,20 @@ namespace mamba {
 
 namespace {
 
-#if defined(__linux__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define MAMBA_LARGE_BLOCKS 0  // the sanitizers watch the heap: every tensor stays on it
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define MAMBA_LARGE_BLOCKS 0
+#endif
+#endif
+#if !defined(MAMBA_LARGE_BLOCKS) && defined(__linux__)
+#define MAMBA_LARGE_BLOCKS 1
+#elif !defined(MAMBA_LARGE_BLOCKS)
+#define MAMBA_LARGE_BLOCKS 0
+#endif
+
+#if MAMBA_LARGE_BLOCKS
 // CPU tensors of 256 KiB and more (a prefill chunk's activations) in pages of their own, each block
 // kept when freed, up to kLargeCacheBytes in all, for the next request it fits (at most twice its
 // size). From the heap, every layer's differently sized activations left holes the next layer
