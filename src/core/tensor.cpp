@@ -6,7 +6,11 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <sstream>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "core/checked.h"
 #include "core/error.h"
@@ -14,6 +18,76 @@
 namespace mamba {
 
 namespace {
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define MAMBA_LARGE_BLOCKS 0  // the sanitizers watch the heap: every tensor stays on it
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define MAMBA_LARGE_BLOCKS 0
+#endif
+#endif
+#if !defined(MAMBA_LARGE_BLOCKS) && defined(__linux__)
+#define MAMBA_LARGE_BLOCKS 1
+#elif !defined(MAMBA_LARGE_BLOCKS)
+#define MAMBA_LARGE_BLOCKS 0
+#endif
+
+#if MAMBA_LARGE_BLOCKS
+// CPU tensors of 256 KiB and more (a prefill chunk's activations) in pages of their own, each block
+// kept when freed, up to kLargeCacheBytes in all, for the next request it fits (at most twice its
+// size). From the heap, every layer's differently sized activations left holes the next layer
+// could not reuse and the heap's resident set grew past the live set; from fresh pages alone each
+// chunk paid its page faults and zeroing again (10-25% of a prefill). The same sizes recur:
+// every layer of a kind and every prefill chunk asks for the same shapes.
+constexpr size_t kLargeBlock = size_t{256} << 10, kLargeCacheBytes = size_t{64} << 20;
+struct LargeBlocks {
+  std::mutex mu;
+  std::multimap<size_t, void*> free;  // by mapped size
+  size_t cached = 0;
+};
+LargeBlocks& large_blocks() {
+  static auto* blocks = new LargeBlocks;  // never destroyed: tensors in statics are freed after
+  return *blocks;
+}
+// A block of at least `bytes`; `mapped` is its size, for large_free.
+void* large_alloc(size_t bytes, size_t& mapped) {
+  const size_t size = (bytes + 4095) / 4096 * 4096;
+  LargeBlocks& lb = large_blocks();
+  {
+    const std::lock_guard<std::mutex> lock(lb.mu);
+    auto it = lb.free.lower_bound(size);
+    if (it != lb.free.end() && it->first <= 2 * size) {
+      void* p = it->second;
+      mapped = it->first;
+      lb.cached -= it->first;
+      lb.free.erase(it);
+      return p;
+    }
+  }
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  mapped = size;
+  return p == MAP_FAILED ? nullptr : p;
+}
+void large_free(void* p, size_t mapped) {
+  LargeBlocks& lb = large_blocks();
+  {
+    const std::lock_guard<std::mutex> lock(lb.mu);
+    if (lb.cached + mapped <= kLargeCacheBytes) {
+      lb.free.emplace(mapped, p);
+      lb.cached += mapped;
+      return;
+    }
+  }
+  ::munmap(p, mapped);
+}
+#else
+constexpr size_t kLargeBlock = std::numeric_limits<size_t>::max();
+void* large_alloc(size_t, size_t&) {
+  return nullptr;
+}
+void large_free(void*, size_t) {}
+#endif
+
 std::map<Device, DeviceAllocator>& allocators() {
   static std::map<Device, DeviceAllocator> table;
   return table;
@@ -151,7 +225,7 @@ std::shared_ptr<Buffer> Buffer::allocate(size_t bytes, Device device) {
   const size_t padded = ((bytes + 63) / 64) * 64 + 64;
   if (device == Device::cpu) {
     check_allocation(bytes, "tensor allocation");
-    buf->data_ = std::aligned_alloc(64, padded);
+    buf->data_ = padded >= kLargeBlock ? large_alloc(padded, buf->mapped_) : std::aligned_alloc(64, padded);
     if (!buf->data_) throw_error(ErrorCode::io, "out of memory allocating ", bytes, " bytes");
   } else {
     const DeviceAllocator* a = device_allocator(device);
@@ -172,7 +246,10 @@ std::shared_ptr<Buffer> Buffer::borrow(void* data, size_t bytes, std::shared_ptr
 Buffer::~Buffer() {
   if (!owned_ || !data_) return;
   if (device_ == Device::cpu) {
-    std::free(data_);
+    if (mapped_ > 0)
+      large_free(data_, mapped_);
+    else
+      std::free(data_);
   } else if (const DeviceAllocator* a = device_allocator(device_)) {
     a->free(data_);
   }

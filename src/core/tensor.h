@@ -40,6 +40,7 @@ private:
   size_t bytes_ = 0;
   Device device_ = Device::cpu;
   bool owned_ = false;
+  size_t mapped_ = 0;  // > 0: a CPU block of its own pages, this long (tensor.cpp)
   std::shared_ptr<void> keep_alive_;
 };
 
@@ -82,6 +83,10 @@ public:
   int64_t numel() const { return shape_numel(shape_); }
   size_t nbytes() const { return dtype_bytes(dtype_, numel()); }
   bool is_contiguous() const;
+  // The storage this tensor views and where its first element lies in it (adjacent views of one
+  // buffer can be joined without a copy: stack_rows).
+  const std::shared_ptr<Buffer>& buffer() const { return buffer_; }
+  size_t byte_offset() const { return offset_; }
 
   void* raw() const;
   template <typename T>

@@ -45,6 +45,18 @@ Tensor stack_rows(const std::vector<const Tensor*>& parts) {
       for (const Tensor& t : f32) ptrs.push_back(&t);
       return stack_rows(ptrs);
     }
+  // Parts stored one after the other in one buffer (a GGUF's q | k | v, read so by the loader):
+  // the stack is a view of them, no second copy of the weights.
+  bool adjacent = parts[0]->is_contiguous();
+  for (size_t i = 1; i < parts.size() && adjacent; ++i) {
+    const Tensor& a = *parts[i - 1];
+    const Tensor& b = *parts[i];
+    adjacent = b.is_contiguous() && b.dtype() == a.dtype() && b.buffer() == a.buffer() &&
+               b.byte_offset() == a.byte_offset() + a.nbytes() && b.shape().size() == a.shape().size() &&
+               std::equal(b.shape().begin() + 1, b.shape().end(), a.shape().begin() + 1);
+  }
+  if (adjacent)
+    return Tensor::from_buffer(parts[0]->buffer(), parts[0]->byte_offset(), shape, parts[0]->dtype());
   Tensor out = Tensor::empty(shape, parts[0]->dtype(), parts[0]->device());
   if (dtype_is_block(out.dtype())) {  // whole rows of blocks (a GGUF's quantized q | k | v), on the CPU
     auto* dst = static_cast<uint8_t*>(out.raw());

@@ -201,11 +201,14 @@ nlohmann::json config_of(const io::GgufFile& g, const std::string& arch) {
 // Rows of a [rows, ...] tensor in llama.cpp's RoPE order (LlamaModel.permute: within each of
 // `heads` heads, row 2j + k of the file is row k·half + j of ours), or back. Whole rows move, so a
 // quantized tensor keeps its type.
-Tensor permute_rows(const Tensor& v, int64_t heads, bool to_file, const std::string& what) {
-  const int64_t rows = v.size(0);
+void check_permutable(int64_t rows, int64_t heads, const std::string& what) {
   if (heads <= 0 || rows % heads != 0 || (rows / heads) % 2 != 0)
     throw_error(ErrorCode::shape, what, ": ", rows, " rows are no whole number of ", heads,
                 " heads of even size (llama.cpp's RoPE row order)");
+}
+Tensor permute_rows(const Tensor& v, int64_t heads, bool to_file, const std::string& what) {
+  const int64_t rows = v.size(0);
+  check_permutable(rows, heads, what);
   const Tensor src = v.contiguous();
   const size_t row_bytes = src.nbytes() / static_cast<size_t>(rows);
   Tensor out = Tensor::empty(v.shape(), v.dtype());
@@ -265,6 +268,7 @@ struct Resident {
   Shape shape;
   DType dtype;
   std::vector<const io::GgufTensorInfo*> parts;  // their bytes one after the other (gate | up rows)
+  int64_t permute_heads = 0;                     // > 0: one part, rows read into our RoPE order
 };
 void read_resident(const io::GgufFile& g, const std::vector<Resident>& ts) {
   if (ts.empty()) return;
@@ -280,8 +284,24 @@ void read_resident(const io::GgufFile& g, const std::vector<Resident>& ts) {
   uint64_t at = 0;
   for (const Resident& r : ts) {
     *r.tensor = Tensor::from_buffer(buf, static_cast<size_t>(at), r.shape, r.dtype);
+    char* base = static_cast<char*>(buf->data());
+    if (r.permute_heads > 0) {  // permute_rows' order, a read per row
+      const io::GgufTensorInfo* t = r.parts[0];
+      const int64_t rows = r.shape[0], hd = rows / r.permute_heads, half = hd / 2;
+      const uint64_t row_bytes = t->bytes / static_cast<uint64_t>(rows);
+      for (int64_t h = 0; h < r.permute_heads; ++h)
+        for (int64_t j = 0; j < half; ++j)
+          for (int64_t k = 0; k < 2; ++k) {
+            const auto file = static_cast<uint64_t>(h * hd + 2 * j + k),
+                       ours = static_cast<uint64_t>(h * hd + k * half + j);
+            ranges.push_back(
+                {t->offset + file * row_bytes, static_cast<size_t>(row_bytes), base + at + ours * row_bytes});
+          }
+      at += t->bytes;
+    }
     for (const io::GgufTensorInfo* t : r.parts) {
-      ranges.push_back({t->offset, static_cast<size_t>(t->bytes), static_cast<char*>(buf->data()) + at});
+      if (r.permute_heads > 0) break;
+      ranges.push_back({t->offset, static_cast<size_t>(t->bytes), base + at});
       at += t->bytes;
     }
     at = padded(at);
@@ -368,11 +388,21 @@ Model Model::load_gguf(const std::string& path, const LoadOptions& options) {
         return;
       }
       if (gp->in_place && ops::is_quant_weight(t->dtype) && t->shape == p.shape) {
-        *p.tensor = g.get(first.name);  // used from the mapping as stored (q / k: rows reordered)
-        if (gp->transform == Transform::permute)
-          *p.tensor = permute_rows(g.read(first.name), gp->heads, false, path + ": " + first.name);
-        else
+        *p.tensor = g.get(first.name);  // used as stored (q / k: rows reordered)
+        if (gp->transform == Transform::permute) {
+          check_permutable(p.shape[0], gp->heads, path + ": " + first.name);
+          resident.push_back({p.tensor, t->shape, t->dtype, {t}, gp->heads});
+        } else {
           resident.push_back({p.tensor, t->shape, t->dtype, {t}});
+        }
+        return;
+      }
+      // f32 q / k likewise: rows reordered as read, next to v in the buffer (so the attention's
+      // stacked q | k | v is a view of them, not a copy: stack_rows).
+      if (t->dtype == DType::f32 && t->shape == p.shape && gp->transform == Transform::permute) {
+        check_permutable(p.shape[0], gp->heads, path + ": " + first.name);
+        *p.tensor = g.get(first.name);
+        resident.push_back({p.tensor, t->shape, t->dtype, {t}, gp->heads});
         return;
       }
       v = g.get_f32(first.name, p.shape, gp->transform != Transform::none);
@@ -385,6 +415,11 @@ Model Model::load_gguf(const std::string& path, const LoadOptions& options) {
   stacked.clear();
   if (options.gguf_mapped) {  // the file's mapping; the gate | up pairs still copied
     for (Resident& r : resident) {
+      if (r.permute_heads > 0) {
+        *r.tensor =
+            permute_rows(g.read(r.parts[0]->name), r.permute_heads, false, path + ": " + r.parts[0]->name);
+        continue;
+      }
       if (r.parts.size() == 1) continue;
       *r.tensor = Tensor::empty(r.shape, r.dtype);
       auto* dst = static_cast<uint8_t*>(r.tensor->raw());

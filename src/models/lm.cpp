@@ -372,7 +372,10 @@ Tensor Model::forward(ops::Exec& exec, const Tensor& ids, State& state, int64_t 
   Tensor hidden;
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& b = blocks_[i];
+    // Each sublayer's output is released once added (during a prefill chunk it is part of the
+    // peak resident set).
     if (hidden.defined()) ops::add_(exec, residual, hidden);
+    hidden = Tensor();
     LayerState& st = state.layers[i];
     const Tensor x = b.has_norm ? norm(exec, residual, b.norm_weight, b.norm_bias) : residual;
     hidden = timed(b.mixer->label(), [&] {
@@ -386,10 +389,12 @@ Tensor Model::forward(ops::Exec& exec, const Tensor& ids, State& state, int64_t 
     if (b.mixer_scale != 1.0f) ops::scale_(exec, hidden, b.mixer_scale);
     if (b.mlp) {
       ops::add_(exec, residual, hidden);
+      hidden = Tensor();
       hidden = b.mlp->forward(exec, norm(exec, residual, b.norm2_weight, b.norm2_bias));
     }
     if (b.ffn) {
       ops::add_(exec, residual, hidden);
+      hidden = Tensor();
       const Tensor x2 = norm(exec, residual, b.norm2_weight, b.norm2_bias);
       hidden = timed(b.ffn->label(), [&] { return b.ffn->forward(exec, x2, st, state.position); });
       if (b.ffn_scale != 1.0f) ops::scale_(exec, hidden, b.ffn_scale);

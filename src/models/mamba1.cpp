@@ -149,6 +149,7 @@ private:
     args.A = A;
     args.D = D;
     args.z = columns(xz, di, di);
+    if (!saved) args.y_into = args.delta;                    // δ's last reader is the scan
     Tensor y = ops::selective_scan_fwd(exec, args, st.ssm);  // [batch, seq_len, d_inner]
     if (saved) {
       saved->u = u;
@@ -160,6 +161,9 @@ private:
       saved->scan = args;
       saved->y = y;
     }
+    // The scan's inputs released before out_proj (a prefill chunk's are MiBs of the peak).
+    xz = x = x_dbl = delta_low = dt_raw = B_raw = C_raw = Tensor();
+    args = ops::SelectiveScanArgs();
     return ops::linear(exec, y, out_proj_weight, out_proj_bias);
   }
 

@@ -123,7 +123,7 @@ private:
     const int64_t H = c_.n_heads, P = c_.head_dim, G = c_.n_groups, N = c_.d_state, dm = c_.d_mlp,
                   ds = c_.d_ssm;
     Tensor zxbcdt = ops::linear(exec, u, in_proj_weight, in_proj_bias);  // [batch, seq_len, d_in_proj]
-    const Tensor z = columns(zxbcdt, 2 * dm, ds);
+    Tensor z = columns(zxbcdt, 2 * dm, ds);
     Tensor xbc =
         ops::causal_conv1d_fwd(exec, columns(zxbcdt, 2 * dm + ds, c_.conv_dim), conv_w, conv1d_bias, st.conv,
                                /*silu=*/true);  // [batch, seq_len, conv_dim]
@@ -131,6 +131,9 @@ private:
     args.x = columns(xbc, 0, ds).contiguous().view({batch, seq_len, H, P});
     args.B = columns(xbc, ds, G * N).contiguous().view({batch, seq_len, G, N});
     args.C = columns(xbc, ds + G * N, G * N).contiguous().view({batch, seq_len, G, N});
+    // Each activation is released once its last reader has run (a prefill chunk's are MiBs: the
+    // peak resident set is the weights plus the largest set alive at once).
+    xbc = Tensor();
     const Tensor dt_raw = columns(zxbcdt, 2 * dm + ds + c_.conv_dim, H);
     const float dt_lo = static_cast<float>(c_.dt_limit_lo), dt_hi = static_cast<float>(c_.dt_limit_hi);
     if (saved) {  // the backward takes Δ itself
@@ -152,6 +155,7 @@ private:
       saved->ssd = args;
       saved->y_ssd = c_.rmsnorm ? y : y.copy();  // mul_silu_ below works in place
     }
+    args = ops::SsdArgs();
     if (c_.rmsnorm) {
       y = ops::rms_norm_gated(exec, y, z, norm_weight, ds / c_.norm_n_groups, c_.norm_before_gate,
                               static_cast<float>(c_.norm_eps));
@@ -161,6 +165,7 @@ private:
     if (dm > 0)
       y = ops::concat_last(exec, ops::swiglu(exec, columns(zxbcdt, 0, 2 * dm), /*gate_first=*/true), y);
     if (saved) saved->y_cat = y;
+    z = zxbcdt = Tensor();
     return ops::linear(exec, y, out_proj_weight, out_proj_bias);
   }
 

@@ -116,6 +116,16 @@ extern const Kernels kernels_avx512_vnni;
 // The table of an ISA (the scalar one where this build has no kernels for it).
 const Kernels& kernels_for(QuantIsa isa);
 
+#if defined(__x86_64__)
+// QuantIsa::amx (quant_amx.cpp): whether the CPU has AMX-INT8 and the kernel granted this process
+// the tile state (asked once).
+bool amx_int8_usable();
+// Q4_K prefill on AMX: y[r·out + o] = row o of w (row_bytes apart, n_super blocks) · x row r (no
+// bias), for r < rows, o < out.
+void q4_k_gemm_amx(const uint8_t* w, size_t row_bytes, int64_t out, const ActBlockK* x, int64_t rows,
+                   int64_t n_super, float* y);
+#endif
+
 // x (n values, a multiple of 32) -> n / 32 blocks.
 void quantize_activations(const float* x, int64_t n, ActBlock* out);
 // x (n values, a multiple of 256) -> n / 256 blocks.

@@ -121,6 +121,8 @@ const char* quant_isa_name(QuantIsa isa) {
       return "avx512";
     case QuantIsa::avx512_vnni:
       return "avx512_vnni";
+    case QuantIsa::amx:
+      return "amx";
   }
   return "?";
 }
@@ -147,6 +149,8 @@ bool quant_isa_supported(QuantIsa isa) {
       return avx512;
     case QuantIsa::avx512_vnni:
       return avx512 && __builtin_cpu_supports("avx512vnni");
+    case QuantIsa::amx:
+      return avx512 && __builtin_cpu_supports("avx512vnni") && quant::amx_int8_usable();
   }
   return false;
 #else
@@ -156,7 +160,7 @@ bool quant_isa_supported(QuantIsa isa) {
 
 QuantIsa quant_isa_best() {
   static const QuantIsa best = [] {
-    for (QuantIsa isa : {QuantIsa::avx512_vnni, QuantIsa::avx512, QuantIsa::avx2})
+    for (QuantIsa isa : {QuantIsa::amx, QuantIsa::avx512_vnni, QuantIsa::avx512, QuantIsa::avx2})
       if (quant_isa_supported(isa)) return isa;
     return QuantIsa::scalar;
   }();
@@ -226,6 +230,17 @@ void quant_linear_into(const Tensor& x, const Tensor& weight, const Tensor& bias
                              : dtype == DType::q4_0 ? k.q4_0_pack
                                                     : nullptr;
   const quant::PackedTileFn ptile = dtype == DType::q8_0 ? k.q8_0_ptile : k.q4_0_ptile;
+#if defined(__x86_64__)
+  // AMX's 16-row tiles: from 16 activation rows on (padded to 32 inside).
+  if (tile_k && isa == QuantIsa::amx && rows >= 16) {
+    quant::q4_k_gemm_amx(w, row_bytes, out, xk.data(), rows, n_super, yp);
+    if (bp)
+      parallel_for(rows, [&](int64_t r) {
+        for (int64_t o = 0; o < out; ++o) yp[r * out + o] += bp[o];
+      });
+    return;
+  }
+#endif
   if ((tile || tile_k || pack) && rows >= quant::kTileX) {
     const int64_t n_pairs = (n_blocks + 1) / 2;
     std::vector<quant::PackedPair> packed;
@@ -316,6 +331,7 @@ const Kernels& kernels_for(QuantIsa isa) {
     case QuantIsa::avx512:
       return kernels_avx512;
     case QuantIsa::avx512_vnni:
+    case QuantIsa::amx:  // its own Q4_K prefill besides (quant_linear_into)
       return kernels_avx512_vnni;
     case QuantIsa::scalar:
       break;

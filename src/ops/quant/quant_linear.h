@@ -9,7 +9,8 @@
 
 namespace mamba::ops {
 
-enum class QuantIsa { scalar, avx2, avx512, avx512_vnni };
+// amx: avx512_vnni's kernels, and Q4_K prefill on AMX-INT8 tiles.
+enum class QuantIsa { scalar, avx2, avx512, avx512_vnni, amx };
 
 const char* quant_isa_name(QuantIsa isa);
 bool quant_isa_supported(QuantIsa isa);  // does this CPU run it?

@@ -53,7 +53,8 @@ float max_abs(const Tensor& t) {
   return m;
 }
 
-const QuantIsa kIsas[] = {QuantIsa::scalar, QuantIsa::avx2, QuantIsa::avx512, QuantIsa::avx512_vnni};
+const QuantIsa kIsas[] = {QuantIsa::scalar, QuantIsa::avx2, QuantIsa::avx512, QuantIsa::avx512_vnni,
+                          QuantIsa::amx};
 
 TEST(QuantLinear, EveryTypeAndKernelMatchesNaive) {
   std::mt19937 rng(7);
@@ -64,6 +65,7 @@ TEST(QuantLinear, EveryTypeAndKernelMatchesNaive) {
                                  {1, 288, 9},
                                  {17, 768, 40},
                                  {70, 256, 33},
+                                 {150, 512, 50},  // AMX: 10 activation tiles (two task groups)
                                  {9, 96, 5}}) {
       if (in % dtype_block_values(dtype) != 0) continue;
       const Tensor x = testing::random_tensor({rows, in}, rng);
@@ -107,6 +109,30 @@ TEST(QuantLinear, PrefillTilesAgainstRowByRow) {
       }
     std::printf("quant prefill %-5s %s 512x768x3352: tiled %.2f ms, row by row %.2f ms (%.2fx)\n",
                 dtype_name(dtype), quant_isa_name(quant_isa_best()), ms[0], ms[1], ms[1] / ms[0]);
+    EXPECT_LT(testing::max_abs_diff(y[0], y[1]), 2e-5f * (1.0f + max_abs(y[1])));
+  }
+}
+
+// Q4_K prefill, 256 rows (a prefill chunk) through in_proj (768 -> 3352) and out_proj (1536 ->
+// 768): AMX against the AVX-512 VNNI tiles (printed for docs/quantization.md), equal within rounding.
+TEST(QuantLinear, AmxQ4KAgainstAvx512Tiles) {
+  if (!quant_isa_supported(QuantIsa::amx)) GTEST_SKIP() << "no AMX-INT8 here";
+  std::mt19937 rng(5);
+  for (auto [in, out] : {std::pair<int64_t, int64_t>{768, 3352}, {1536, 768}}) {
+    const int64_t rows = 256;
+    const Tensor x = testing::random_tensor({rows, in}, rng);
+    const Tensor w = quantize(testing::random_tensor({out, in}, rng), DType::q4_k);
+    double ms[2] = {1e30, 1e30};
+    Tensor y[2] = {Tensor::empty({rows, out}), Tensor::empty({rows, out})};
+    for (int rep = 0; rep < 5; ++rep)
+      for (int t = 0; t < 2; ++t) {
+        const auto t0 = std::chrono::steady_clock::now();
+        quant_linear_into(x, w, Tensor(), y[t], t == 0 ? QuantIsa::amx : QuantIsa::avx512_vnni);
+        ms[t] = std::min(
+            ms[t], std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      }
+    std::printf("quant prefill q4_k 256x%ldx%ld: amx %.2f ms, avx512_vnni tiles %.2f ms (%.2fx)\n",
+                static_cast<long>(in), static_cast<long>(out), ms[0], ms[1], ms[1] / ms[0]);
     EXPECT_LT(testing::max_abs_diff(y[0], y[1]), 2e-5f * (1.0f + max_abs(y[1])));
   }
 }

@@ -17,6 +17,10 @@ struct SelectiveScanArgs {
   Tensor C;           // [batch, seq_len, d_state]   rows may be strided, last dim contiguous
   Tensor D;           // [d_inner]
   Tensor z;           // [batch, seq_len, d_inner] gate (rows may be strided), or undefined
+  // Optional [batch, seq_len, d_inner] f32 contiguous that the CPU scan writes y into and returns
+  // (it may be u or delta: each value is read before its y is written), so inference holds one
+  // buffer fewer; other kernels may return a new tensor.
+  Tensor y_into;
 };
 
 // state: [batch, d_inner, d_state] (f32), updated to h after the last token.

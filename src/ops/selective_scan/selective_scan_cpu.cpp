@@ -10,7 +10,10 @@ namespace mamba::ops::cpu {
 
 Tensor selective_scan_fwd(const SelectiveScanParams& p, const SelectiveScanArgs& a, Tensor& state) {
   const int64_t batch = p.batch, seq_len = p.seq_len, d_inner = p.d_inner, d_state = p.d_state;
-  Tensor y = Tensor::empty({batch, seq_len, d_inner});
+  const Shape y_shape = {batch, seq_len, d_inner};
+  const bool into = a.y_into.defined() && a.y_into.is_contiguous() && a.y_into.dtype() == DType::f32 &&
+                    a.y_into.device() == Device::cpu && a.y_into.shape() == y_shape;
+  Tensor y = into ? a.y_into : Tensor::empty(y_shape);
   const float *up = a.u.f32(), *dp = a.delta.f32(), *dbp = a.delta_bias.f32(), *Ap = a.A.f32();
   const float *Bp = a.B.f32(), *Cp = a.C.f32(), *Dp = a.D.f32(), *zp = a.z.defined() ? a.z.f32() : nullptr;
   float *yp = y.f32(), *sp = state.f32();

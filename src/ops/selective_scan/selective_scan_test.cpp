@@ -82,5 +82,25 @@ TEST(SelectiveScan, MatchesNaiveAndSplits) {
   }
 }
 
+// y written over delta or u (SelectiveScanArgs::y_into, inference's buffer reuse): the same values
+// bit for bit as into a new tensor, and the same state.
+TEST(SelectiveScan, IntoItsInputsIsExact) {
+  std::mt19937 rng(9);
+  const Case c = make_case(rng, 2, 17, 6, 7);
+  Tensor state = Tensor::zeros({2, 6, 7});
+  const Tensor want = selective_scan_fwd(exec, c.args, state);
+  for (int target = 0; target < 2; ++target) {
+    SelectiveScanArgs a = c.args;
+    a.u = a.u.copy();
+    a.delta = a.delta.copy();
+    a.y_into = target == 0 ? a.delta : a.u;
+    Tensor st = Tensor::zeros({2, 6, 7});
+    const Tensor y = selective_scan_fwd(exec, a, st);
+    EXPECT_EQ(y.raw(), a.y_into.raw()) << (target == 0 ? "delta" : "u");
+    EXPECT_EQ(testing::max_abs_diff(y, want), 0.0f) << (target == 0 ? "delta" : "u");
+    EXPECT_EQ(testing::max_abs_diff(st, state), 0.0f);
+  }
+}
+
 }  // namespace
 }  // namespace mamba::ops
